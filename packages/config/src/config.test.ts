@@ -1,0 +1,37 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { ConfigError, datanetsEnv, gatewayEnv, parseConfig } from "./index.ts";
+
+test("defaults work on a developer machine", () => {
+  const cfg = parseConfig("datanets", datanetsEnv, {});
+  assert.equal(cfg.DATANETS_PORT, 4001);
+  assert.equal(cfg.DATABASE_URL, "postgresql://postgres@127.0.0.1:5432/openledger");
+  assert.equal(cfg.REDIS_URL, "redis://127.0.0.1:6379");
+  assert.equal(cfg.RUN_WORKERS, true);
+});
+
+test("values are coerced and empty strings fall back to defaults", () => {
+  const cfg = parseConfig("gateway", gatewayEnv, { GATEWAY_PORT: "5003", LOG_LEVEL: "", RUN_WORKERS: "0" });
+  assert.equal(cfg.GATEWAY_PORT, 5003);
+  assert.equal(cfg.LOG_LEVEL, "info");
+  assert.equal(cfg.RUN_WORKERS, false);
+});
+
+test("a bad value names the variable and why", () => {
+  assert.throws(
+    () =>
+      parseConfig("gateway", gatewayEnv, {
+        GATEWAY_PORT: "70000",
+        DATABASE_URL: "mysql://x@y/z",
+        LOG_LEVEL: "loud",
+      }),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      const vars = err.problems.map((p) => p.variable).sort();
+      assert.deepEqual(vars, ["DATABASE_URL", "GATEWAY_PORT", "LOG_LEVEL"]);
+      assert.match(err.message, /Invalid configuration for gateway/);
+      assert.match(err.message, /DATABASE_URL: must be a postgres/);
+      return true;
+    },
+  );
+});

@@ -1,0 +1,13 @@
+export { createDb, type CreateDbOptions, type Db, ensureDatabase } from "./client.ts";
+export * from "./generated/prisma/client.ts";
+export {
+  DEFAULT_MIGRATIONS_DIR,
+  MigrationError,
+  type MigrateOptions,
+  type MigrateResult,
+  type MigrationFile,
+  migrate,
+  readMigrations,
+} from "./migrator.ts";
+export { type TransactionOptions, type Tx, toWei, withTransaction } from "./transaction.ts";
+export { type DatabaseTarget, parseDatabaseUrl, poolConfig, withDatabase, withSchema } from "./url.ts";

@@ -1,0 +1,334 @@
+// Every Prisma model must round-trip against the schema that the hand-written SQL
+// migrations create: if the SQL and schema.prisma disagree (a column name, a type, an
+// enum value, a default), a create or a read here fails.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { Prisma } from "./generated/prisma/client.ts";
+import { createTestDatabase, type TestDatabase } from "./testing.ts";
+import { toWei, withTransaction } from "./transaction.ts";
+
+let t: TestDatabase;
+before(async () => {
+  t = await createTestDatabase("schema");
+});
+after(async () => {
+  await t?.drop();
+});
+
+const ADDR = "0x1111111111111111111111111111111111111111";
+const OWNER = "0x2222222222222222222222222222222222222222";
+const ROOT = `0x${"ab".repeat(32)}`;
+const HASH64 = "cd".repeat(32);
+const SIG = `0x${"ef".repeat(65)}`;
+const BIG = 2n ** 255n + 12345n; // beyond 2^64: NUMERIC(78,0) must keep every digit
+
+/** Creates a row with every column set, reads it back and compares field by field. */
+async function roundTrip<T extends Record<string, unknown>>(
+  name: string,
+  create: () => Promise<T>,
+  read: (created: T) => Promise<T | null>,
+) {
+  const created = await create();
+  const read1 = await read(created);
+  assert.ok(read1, `${name}: row not found after create`);
+  assert.deepEqual(normalize(read1), normalize(created), `${name}: read differs from created`);
+  covered.add(name);
+  return created;
+}
+
+function normalize(value: unknown): unknown {
+  if (value instanceof Prisma.Decimal) return `dec:${value.toFixed()}`;
+  if (value instanceof Date) return value.toISOString();
+  if (Array.isArray(value)) return value.map(normalize);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, normalize(v)]));
+  }
+  return value;
+}
+
+const covered = new Set<string>();
+
+test("every model round-trips, with wei amounts beyond 64 bits intact", async () => {
+  const db = t.db;
+  await roundTrip(
+    "Contributor",
+    () => db.contributor.create({ data: { address: ADDR } }),
+    (c) => db.contributor.findUnique({ where: { address: c.address } }),
+  );
+  const datanet = await roundTrip(
+    "Datanet",
+    () =>
+      db.datanet.create({
+        data: {
+          slug: "legal-qa",
+          name: "Legal Q&A",
+          description: "Questions and answers about contract law",
+          tags: ["legal", "qa"],
+          type: "text",
+          license: "CC-BY-4.0",
+          ownerAddress: OWNER,
+          metadataUri: "ipfs://meta",
+          minStakeWei: new Prisma.Decimal(BIG.toString()),
+          dailyRowLimitPerContributor: 500,
+          dailyRowLimit: 50_000,
+          chainDatanetId: new Prisma.Decimal("7"),
+        },
+      }),
+    (d) => db.datanet.findUnique({ where: { id: d.id } }),
+  );
+  assert.equal(toWei(datanet.minStakeWei), BIG);
+  const contribution = await roundTrip(
+    "Contribution",
+    () =>
+      db.contribution.create({
+        data: {
+          datanetId: datanet.id,
+          contributorAddress: ADDR,
+          source: "file",
+          fileName: "rows.jsonl",
+          status: "validated",
+          rowCount: 2,
+          acceptedCount: 1,
+          rejectedCount: 1,
+          validatedAt: new Date("2026-01-02T03:04:05.678Z"),
+        },
+      }),
+    (c) => db.contribution.findUnique({ where: { id: c.id } }),
+  );
+  const row = await roundTrip(
+    "DatanetRow",
+    () =>
+      db.datanetRow.create({
+        data: {
+          datanetId: datanet.id,
+          contributionId: contribution.id,
+          contributorAddress: ADDR,
+          ordinal: 0,
+          text: "A contract needs offer, acceptance and consideration — ünïcödé too.",
+          label: "contracts",
+          normalizedHash: HASH64,
+          status: "accepted",
+          qualityScore: 87,
+        },
+      }),
+    (r) => db.datanetRow.findUnique({ where: { id: r.id } }),
+  );
+  await roundTrip(
+    "DatanetRow (rejected)",
+    () =>
+      db.datanetRow.create({
+        data: {
+          datanetId: datanet.id,
+          contributionId: contribution.id,
+          contributorAddress: ADDR,
+          ordinal: 1,
+          text: "duplicate",
+          normalizedHash: HASH64,
+          status: "rejected",
+          rejectReason: "exact_duplicate",
+          duplicateOfRowId: row.id,
+          qualityScore: 10,
+        },
+      }),
+    (r) => db.datanetRow.findUnique({ where: { id: r.id } }),
+  );
+  const version = await roundTrip(
+    "DatanetVersion",
+    () =>
+      db.datanetVersion.create({
+        data: {
+          datanetId: datanet.id,
+          version: 1,
+          merkleRoot: ROOT,
+          rowCount: 1,
+          contributorCount: 1,
+          status: "registered",
+          chainTxHash: ROOT,
+        },
+      }),
+    (v) => db.datanetVersion.findUnique({ where: { id: v.id } }),
+  );
+  await roundTrip(
+    "DatanetVersionRow",
+    () => db.datanetVersionRow.create({ data: { versionId: version.id, position: 0, rowId: row.id } }),
+    (v) => db.datanetVersionRow.findUnique({ where: { versionId_position: { versionId: v.versionId, position: 0 } } }),
+  );
+  await roundTrip(
+    "SlashingProposal",
+    () =>
+      db.slashingProposal.create({
+        data: {
+          datanetId: datanet.id,
+          contributorAddress: ADDR,
+          contributionId: contribution.id,
+          reason: "redundant",
+          evidence: { rows: [{ id: "2", duplicates: "1", similarity: 0.97 }] },
+          evidenceHash: ROOT,
+          amountWei: new Prisma.Decimal("1000000000000000000"),
+          status: "disputed",
+          disputeDeadline: new Date("2026-02-01T00:00:00.000Z"),
+          disputeReason: "these are different questions",
+          executedTxHash: null,
+        },
+      }),
+    (s) => db.slashingProposal.findUnique({ where: { id: s.id } }),
+  );
+  const model = await roundTrip(
+    "Model",
+    () =>
+      db.model.create({
+        data: {
+          id: "legal-lora-v1",
+          kind: "adapter",
+          ownerAddress: OWNER,
+          baseModel: "tiny-llama-test",
+          contentHash: HASH64,
+          priceInPer1kWei: new Prisma.Decimal("1000000000000000"),
+          priceOutPer1kWei: new Prisma.Decimal(BIG.toString()),
+          status: "active",
+          chainModelId: new Prisma.Decimal("3"),
+        },
+      }),
+    (m) => db.model.findUnique({ where: { id: m.id } }),
+  );
+  await roundTrip(
+    "ModelTrainingVersion",
+    () => db.modelTrainingVersion.create({ data: { modelId: model.id, datanetVersionId: version.id } }),
+    (m) =>
+      db.modelTrainingVersion.findUnique({
+        where: { modelId_datanetVersionId: { modelId: m.modelId, datanetVersionId: m.datanetVersionId } },
+      }),
+  );
+  const inference = await roundTrip(
+    "Inference",
+    () =>
+      db.inference.create({
+        data: {
+          modelId: model.id,
+          accountAddress: ADDR,
+          prompt: "What makes a contract binding?",
+          output: "Offer, acceptance and consideration.",
+          inputTokens: 12,
+          outputTokens: 8,
+          status: "completed",
+          ttftMs: 35,
+          durationMs: 180,
+        },
+      }),
+    (i) => db.inference.findUnique({ where: { id: i.id } }),
+  );
+  const result = await roundTrip(
+    "AttributionResult",
+    () =>
+      db.attributionResult.create({
+        data: {
+          inferenceId: inference.id,
+          validatorAddress: OWNER,
+          method: "span",
+          canonicalJson: '{"method":"span","weights":[]}',
+          resultHash: ROOT,
+          signature: SIG,
+        },
+      }),
+    (r) => db.attributionResult.findUnique({ where: { id: r.id } }),
+  );
+  await roundTrip(
+    "AttributionWeight",
+    () => db.attributionWeight.create({ data: { resultId: result.id, contributorAddress: ADDR, weightPpm: 1_000_000 } }),
+    (w) =>
+      db.attributionWeight.findUnique({
+        where: { resultId_contributorAddress: { resultId: w.resultId, contributorAddress: w.contributorAddress } },
+      }),
+  );
+  const epoch = await roundTrip(
+    "Epoch",
+    () =>
+      db.epoch.create({
+        data: {
+          id: 1,
+          status: "posted",
+          closedAt: new Date("2026-03-01T00:00:00.000Z"),
+          merkleRoot: ROOT,
+          totalWei: new Prisma.Decimal(BIG.toString()),
+          postTxHash: ROOT,
+        },
+      }),
+    (e) => db.epoch.findUnique({ where: { id: e.id } }),
+  );
+  await roundTrip(
+    "EpochAttestation",
+    () => db.epochAttestation.create({ data: { epochId: epoch.id, validatorAddress: OWNER, signature: SIG } }),
+    (a) =>
+      db.epochAttestation.findUnique({
+        where: { epochId_validatorAddress: { epochId: a.epochId, validatorAddress: a.validatorAddress } },
+      }),
+  );
+  // A balanced journal entry and its settlement, written atomically.
+  const { txn, entries } = await withTransaction(db, async (tx) => {
+    const txn = await tx.ledgerTransaction.create({
+      data: { kind: "inference_fee", externalKey: `fee:${inference.id}`, memo: "fee split" },
+    });
+    await tx.ledgerEntry.createMany({
+      data: [
+        { transactionId: txn.id, account: `consumer:${ADDR}`, amountWei: new Prisma.Decimal((-BIG).toString()) },
+        { transactionId: txn.id, account: "treasury", amountWei: new Prisma.Decimal((BIG - 1n).toString()) },
+        { transactionId: txn.id, account: `contributor:${ADDR}`, amountWei: new Prisma.Decimal("1") },
+      ],
+    });
+    const entries = await tx.ledgerEntry.findMany({ where: { transactionId: txn.id }, orderBy: { id: "asc" } });
+    return { txn, entries };
+  });
+  covered.add("LedgerEntry");
+  assert.equal(
+    entries.reduce((sum, e) => sum + toWei(e.amountWei), 0n),
+    0n,
+  );
+  assert.equal(toWei(entries[0]!.amountWei), -BIG);
+  await roundTrip(
+    "LedgerTransaction",
+    async () => txn,
+    (x) => db.ledgerTransaction.findUnique({ where: { id: x.id } }),
+  );
+  await roundTrip(
+    "Settlement",
+    () =>
+      db.settlement.create({
+        data: {
+          inferenceId: inference.id,
+          feeWei: new Prisma.Decimal(BIG.toString()),
+          splitBps: { treasury: 1000, validators: 500, modelOwner: 3500, contributors: 5000 },
+          epochId: epoch.id,
+          transactionId: txn.id,
+        },
+      }),
+    (s) => db.settlement.findUnique({ where: { inferenceId: s.inferenceId } }),
+  );
+  await roundTrip(
+    "ChainIntent",
+    () =>
+      db.chainIntent.create({
+        data: { key: "epoch.post:1", kind: "epoch.post", payload: { root: ROOT }, status: "submitted", txHash: ROOT },
+      }),
+    (c) => db.chainIntent.findUnique({ where: { id: c.id } }),
+  );
+
+  for (const name of Object.values(Prisma.ModelName)) {
+    assert.ok(covered.has(name), `model ${name} has no round-trip check`);
+  }
+});
+
+test("constraints hold: unique keys and foreign keys are enforced by the migrated schema", async () => {
+  const db = t.db;
+  await assert.rejects(
+    db.ledgerTransaction.create({ data: { kind: "x", externalKey: "dup-key" } }).then(() =>
+      db.ledgerTransaction.create({ data: { kind: "x", externalKey: "dup-key" } }),
+    ),
+    (err: unknown) => err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002",
+  );
+  await assert.rejects(
+    db.contribution.create({
+      data: { datanetId: "00000000-0000-0000-0000-000000000000", contributorAddress: ADDR, source: "rows" },
+    }),
+    (err: unknown) => err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2003",
+  );
+});
