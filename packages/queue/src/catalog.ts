@@ -1,0 +1,100 @@
+import { z } from "zod";
+
+/**
+ * Every job of the platform, in one place. A job name is dotted (`inference.completed`);
+ * its queue groups jobs consumed by the same service. Payloads carry ids, never text or
+ * secrets: workers read the rest from Postgres. New payload fields must be optional so
+ * old jobs still parse.
+ */
+export interface JobSpec<S extends z.ZodType = z.ZodType> {
+  queue: QueueName;
+  payload: S;
+  /** Total attempts including the first. */
+  attempts: number;
+  /** Exponential backoff base delay. */
+  backoffMs: number;
+  /** A run longer than this fails the attempt (and is retried). */
+  timeoutMs: number;
+  /** Idempotency key: a second enqueue with the same key is a no-op while the job is kept. */
+  key: (payload: z.output<S>) => string;
+  description: string;
+}
+
+export const QUEUES = ["datanets", "attribution", "settlement"] as const;
+export type QueueName = (typeof QUEUES)[number];
+
+const uuid = z.uuid();
+
+export const DatanetValidatePayload = z.object({ contributionId: uuid });
+export const AttributionIndexPayload = z.object({ datanetVersionId: uuid });
+export const AttributionScorePayload = z.object({
+  inferenceId: uuid,
+  /** When set, only this validator's worker may take the job (one job per validator). */
+  validatorAddress: z
+    .string()
+    .regex(/^0x[0-9a-f]{40}$/, "lower-case 0x address")
+    .optional(),
+});
+export const InferenceCompletedPayload = z.object({ inferenceId: uuid });
+
+function spec<S extends z.ZodType>(s: JobSpec<S>): JobSpec<S> {
+  return s;
+}
+
+export const JOBS = {
+  "datanet.validate": spec({
+    queue: "datanets",
+    payload: DatanetValidatePayload,
+    attempts: 5,
+    backoffMs: 1000,
+    timeoutMs: 10 * 60_000,
+    key: (p) => p.contributionId,
+    description: "Validate the pending rows of one contribution (format, duplicates, quality).",
+  }),
+  "attribution.index": spec({
+    queue: "attribution",
+    payload: AttributionIndexPayload,
+    attempts: 3,
+    backoffMs: 5000,
+    timeoutMs: 60 * 60_000,
+    key: (p) => p.datanetVersionId,
+    description: "Build the suffix-array index of a published datanet version.",
+  }),
+  "attribution.score": spec({
+    queue: "attribution",
+    payload: AttributionScorePayload,
+    attempts: 5,
+    backoffMs: 2000,
+    timeoutMs: 5 * 60_000,
+    key: (p) => (p.validatorAddress ? `${p.inferenceId}_${p.validatorAddress}` : p.inferenceId),
+    description: "Attribute one inference's output to contributors and sign the result.",
+  }),
+  "inference.completed": spec({
+    queue: "settlement",
+    payload: InferenceCompletedPayload,
+    attempts: 10,
+    backoffMs: 1000,
+    timeoutMs: 60_000,
+    key: (p) => p.inferenceId,
+    description: "A metered inference finished: price it and settle it once attributed.",
+  }),
+} as const satisfies Record<string, JobSpec>;
+
+export type JobName = keyof typeof JOBS;
+export type JobPayload<N extends JobName> = z.output<(typeof JOBS)[N]["payload"]>;
+
+/** Operator (or test) tuning of a job's retry policy; the payload contract never changes. */
+export type PolicyOverrides = Partial<Record<JobName, Partial<Pick<JobSpec, "attempts" | "backoffMs" | "timeoutMs">>>>;
+
+export function policyOf(name: JobName, overrides?: PolicyOverrides) {
+  const spec = JOBS[name];
+  return {
+    attempts: overrides?.[name]?.attempts ?? spec.attempts,
+    backoffMs: overrides?.[name]?.backoffMs ?? spec.backoffMs,
+    timeoutMs: overrides?.[name]?.timeoutMs ?? spec.timeoutMs,
+  };
+}
+
+export function jobsOfQueue(queue: QueueName): JobName[] {
+  return (Object.keys(JOBS) as JobName[]).filter((name) => JOBS[name].queue === queue).sort();
+}

@@ -1,0 +1,12 @@
+export * from "./catalog.ts";
+export { producerConnection, redisOptionsFromUrl, workerConnection } from "./connection.ts";
+export { type FailedJobView, listFailed, queueDepth, redriveFailed } from "./inspect.ts";
+export { type EnqueuedJob, type EnqueueOptions, jobId, Producer, type ProducerOptions } from "./producer.ts";
+export {
+  type JobContext,
+  type JobHandler,
+  type WorkerLogger,
+  WorkerSet,
+  type WorkerSetOptions,
+  WorkerSetupError,
+} from "./worker.ts";
