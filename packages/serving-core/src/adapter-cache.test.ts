@@ -1,0 +1,128 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { AdapterCache, type SlotWriter } from "./adapter-cache.ts";
+import type { ServingError } from "./errors.ts";
+import { DeferredLoader, type FakeWeights, flush } from "./test-helpers.ts";
+
+class RecordingWriter implements SlotWriter<FakeWeights> {
+  readonly writes: string[] = [];
+  readonly contents = new Map<number, string>();
+  failFor = new Set<string>();
+  writeSlot(slot: number, adapterId: string, weights: FakeWeights): void {
+    assert.equal(weights.adapterId, adapterId);
+    if (this.failFor.has(adapterId)) throw new Error("rank 64 exceeds slot rank 16");
+    this.writes.push(`${slot}:${adapterId}`);
+    this.contents.set(slot, adapterId);
+  }
+}
+
+function setup(numSlots = 3, budget = 1000) {
+  const loader = new DeferredLoader(() => 100);
+  const writer = new RecordingWriter();
+  const cache = new AdapterCache<FakeWeights>({
+    loader,
+    slotWriter: writer,
+    ramBudgetBytes: budget,
+    numSlots,
+  });
+  const failed: string[] = [];
+  let changes = 0;
+  cache.addListener({
+    onChange: () => {
+      changes += 1;
+    },
+    onAdapterFailed: (id: string, e: ServingError) => failed.push(`${id}:${e.code}`),
+  });
+  return { loader, writer, cache, failed, changes: () => changes };
+}
+
+test("disk -> RAM -> slot: just-in-time load, then a slot write, then slot hits", async () => {
+  const { loader, writer, cache, changes } = setup();
+  assert.deepEqual(cache.lookup(null), { status: "ready", slot: 0 });
+  assert.deepEqual(cache.lookup("a"), { status: "loading" });
+  assert.deepEqual(cache.lookup("a"), { status: "loading" });
+  assert.deepEqual(loader.calls, ["a"], "single-flight across lookups");
+  loader.complete("a");
+  await flush();
+  assert.ok(changes() >= 1, "load completion wakes the engine");
+  assert.deepEqual(cache.lookup("a"), { status: "ready", slot: 1 });
+  assert.deepEqual(cache.lookup("a"), { status: "ready", slot: 1 });
+  assert.deepEqual(writer.writes, ["1:a"]);
+  const m = cache.metrics();
+  assert.equal(m.slots.misses, 1);
+  assert.equal(m.slots.hits, 1);
+  assert.equal(m.ram.misses, 1);
+  assert.equal(m.ram.hits, 1);
+  assert.equal(m.ram.pinnedBytes, 100, "an adapter in a slot keeps its RAM entry pinned");
+});
+
+test("slot LRU eviction unpins the evicted adapter in RAM; pinned slots are skipped", async () => {
+  const { loader, cache } = setup(3);
+  for (const id of ["a", "b", "c"]) {
+    cache.lookup(id);
+    loader.complete(id);
+    await flush();
+  }
+  const a = cache.lookup("a");
+  const b = cache.lookup("b");
+  assert.equal(a.status, "ready");
+  assert.equal(b.status, "ready");
+  if (a.status !== "ready") return;
+  cache.pinSlot(a.slot); // a running sequence uses "a"
+  const c = cache.lookup("c");
+  assert.deepEqual(c, { status: "ready", slot: 2 }, "b (unpinned) was evicted, not a");
+  assert.equal(cache.metrics().ram.pinnedBytes, 200);
+  cache.pinSlot(2);
+  assert.deepEqual(cache.lookup("b"), { status: "no_slot" });
+  cache.unpinSlot(a.slot);
+  assert.deepEqual(cache.lookup("b"), { status: "ready", slot: 1 });
+});
+
+test("a failed slot write frees the slot, reports a typed error, and can be retried", async () => {
+  const { loader, writer, cache, failed } = setup(2);
+  cache.lookup("a");
+  loader.complete("a");
+  await flush();
+  writer.failFor.add("a");
+  assert.deepEqual(cache.lookup("a"), { status: "loading" });
+  assert.deepEqual(failed, ["a:adapter_load_failed"]);
+  assert.equal(cache.slots.find("a"), undefined);
+  assert.equal(cache.metrics().ram.pinnedBytes, 0);
+  writer.failFor.clear();
+  assert.deepEqual(cache.lookup("a"), { status: "ready", slot: 1 });
+});
+
+test("asynchronous slot writes: not usable until the write resolves", async () => {
+  const loader = new DeferredLoader(() => 100);
+  let finish!: () => void;
+  const writer: SlotWriter<FakeWeights> = {
+    writeSlot: () =>
+      new Promise<void>((resolve) => {
+        finish = resolve;
+      }),
+  };
+  const cache = new AdapterCache<FakeWeights>({
+    loader,
+    slotWriter: writer,
+    ramBudgetBytes: 1000,
+    numSlots: 2,
+  });
+  cache.lookup("a");
+  loader.complete("a");
+  await flush();
+  assert.deepEqual(cache.lookup("a"), { status: "loading" });
+  assert.deepEqual(cache.lookup("a"), { status: "loading" });
+  finish();
+  await flush();
+  assert.deepEqual(cache.lookup("a"), { status: "ready", slot: 1 });
+});
+
+test("a disk load failure reaches the listener and leaves nothing cached", async () => {
+  const { loader, cache, failed } = setup();
+  cache.lookup("x");
+  loader.fail("x");
+  await flush();
+  assert.deepEqual(failed, ["x:adapter_load_failed"]);
+  assert.deepEqual(cache.lookup("x"), { status: "loading" });
+  assert.deepEqual(loader.calls, ["x", "x"]);
+});

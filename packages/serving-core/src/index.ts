@@ -1,0 +1,26 @@
+export {
+  AdapterCache,
+  type AdapterCacheListener,
+  type AdapterCacheOptions,
+  type CacheMetrics,
+  type SlotLookup,
+  type SlotWriter,
+} from "./adapter-cache.ts";
+export { type Clock, ManualClock, monotonicClock } from "./clock.ts";
+export {
+  BASE_SLOT,
+  DeviceSlotTable,
+  type SlotInfo,
+  type SlotReservation,
+  type SlotStatus,
+} from "./device-slots.ts";
+export { isServingError, SERVING_ERROR_HTTP_STATUS, ServingError, type ServingErrorCode } from "./errors.ts";
+export {
+  type AdapterLoader,
+  AdapterRamCache,
+  type LoadedAdapter,
+  type LoadPriority,
+  type RamCacheListener,
+  type RamCacheOptions,
+  type RamCacheStats,
+} from "./ram-cache.ts";
