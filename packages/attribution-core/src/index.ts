@@ -1,0 +1,5 @@
+export * from "./det-math.ts";
+export * from "./ppm.ts";
+export * from "./span-index.ts";
+export * from "./span-query.ts";
+export * from "./suffix-array.ts";
