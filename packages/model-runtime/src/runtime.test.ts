@@ -1,0 +1,219 @@
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { generateRandomAdapter, type LoraAdapter } from "./adapter.ts";
+import { TINY_BOS, TINY_CONFIG } from "./config.ts";
+import { ModelRuntimeError } from "./errors.ts";
+import { type BaseModel, generateBaseModel } from "./model.ts";
+import { mergeAdapter, referenceForward } from "./reference.ts";
+import { ModelRuntime } from "./runtime.ts";
+import { argmax } from "./sampler.ts";
+
+const TOL = 1e-4;
+const model: BaseModel = generateBaseModel(TINY_CONFIG, 1);
+const bytes = (s: string) => [TINY_BOS, ...new TextEncoder().encode(s)];
+
+function maxAbsErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length);
+  let e = 0;
+  for (let i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i]! - b[i]!));
+  return e;
+}
+
+function lastRef(tokens: number[], adapter?: LoraAdapter, m: BaseModel = model): Float64Array {
+  return referenceForward(m, tokens, adapter).at(-1)!;
+}
+
+let rt: ModelRuntime;
+let base: ModelRuntime;
+before(async () => {
+  rt = await ModelRuntime.create(model, { slots: 8, rankBuckets: [16], intraOpThreads: 2 });
+  base = await ModelRuntime.create(model, { lora: false, intraOpThreads: 2 });
+});
+after(async () => {
+  await rt.dispose();
+  await base.dispose();
+});
+
+test("no adapter: ONNX prefill matches the reference forward (LoRA graph and base graph)", async () => {
+  const tokens = bytes("Hello, world");
+  const ref = lastRef(tokens);
+  const [viaLora] = await rt.step([{ seqId: "na", tokens, slot: 0 }]);
+  const [viaBase] = await base.step([{ seqId: "na", tokens, slot: 0 }]);
+  const e1 = maxAbsErr(viaLora!, ref);
+  const e2 = maxAbsErr(viaBase!, ref);
+  console.log(`no adapter: max abs err lora-graph ${e1.toExponential(2)}, base-graph ${e2.toExponential(2)}`);
+  assert.ok(e1 < TOL && e2 < TOL);
+  rt.release("na");
+  base.release("na");
+});
+
+test("KV-cache decoding matches full recomputation", async () => {
+  const tokens = bytes("abcdefghij");
+  const full = referenceForward(model, tokens);
+  let worst = 0;
+  let [logits] = await base.step([{ seqId: "kv", tokens: tokens.slice(0, 3), slot: 0 }]);
+  worst = Math.max(worst, maxAbsErr(logits!, full[2]!));
+  for (let t = 3; t < tokens.length; t++) {
+    [logits] = await base.step([{ seqId: "kv", tokens: [tokens[t]!], slot: 0 }]);
+    worst = Math.max(worst, maxAbsErr(logits!, full[t]!));
+    // and against the graph itself recomputing the whole prefix without cache
+    const [again] = await base.step([{ seqId: `kv-full-${t}`, tokens: tokens.slice(0, t + 1), slot: 0 }]);
+    base.release(`kv-full-${t}`);
+    worst = Math.max(worst, maxAbsErr(logits!, again!));
+  }
+  console.log(`kv-cache decode vs full recomputation: max abs err ${worst.toExponential(2)}`);
+  assert.ok(worst < TOL);
+  assert.equal(base.sequenceLength("kv"), tokens.length);
+  base.release("kv");
+});
+
+test("one adapter matches the reference with LoRA and the merged weights W + scale*B*A", async () => {
+  const adapter = generateRandomAdapter(TINY_CONFIG, { rank: 8, seed: "one" });
+  rt.loadAdapter(1, adapter);
+  const tokens = bytes("adapter!");
+  const [logits] = await rt.step([{ seqId: "one", tokens, slot: 1 }]);
+  const eRef = maxAbsErr(logits!, lastRef(tokens, adapter));
+  const eMerged = maxAbsErr(logits!, lastRef(tokens, undefined, mergeAdapter(model, adapter)));
+  const delta = maxAbsErr(logits!, lastRef(tokens));
+  console.log(
+    `one adapter: max abs err vs reference ${eRef.toExponential(2)}, vs merged ${eMerged.toExponential(2)}`,
+  );
+  assert.ok(eRef < TOL && eMerged < TOL);
+  assert.ok(delta > 0.1, "the adapter changes the logits");
+  rt.release("one");
+});
+
+for (const rankBuckets of [[16], [4, 8, 16]]) {
+  test(`batch of rows with different adapters and ranks (rankBuckets ${JSON.stringify(rankBuckets)})`, async () => {
+    const r = await ModelRuntime.create(model, { slots: 6, rankBuckets, intraOpThreads: 2 });
+    const ranks = [2, 4, 8, 16, 5];
+    const adapters = ranks.map((rank, i) =>
+      generateRandomAdapter(TINY_CONFIG, { rank, seed: `mix-${i}`, useRslora: i === 4 }),
+    );
+    for (const [i, a] of adapters.entries()) r.loadAdapter(i + 1, a);
+    const prompts = ["a", "longer prompt", "xyz", "the quick brown", "q", "no adapter row"].map(bytes);
+    const slotOf = [1, 2, 3, 4, 5, 0];
+    const seqs = prompts.map((p, i) => ({ id: `m${i}`, tokens: [...p], slot: slotOf[i]! }));
+    const adapterOf = (slot: number) => (slot === 0 ? undefined : adapters[slot - 1]);
+    let worstRef = 0;
+    let worstMerged = 0;
+    const logits = await r.step(seqs.map((s) => ({ seqId: s.id, tokens: s.tokens, slot: s.slot })));
+    seqs.forEach((s, i) => {
+      worstRef = Math.max(worstRef, maxAbsErr(logits[i]!, lastRef(s.tokens, adapterOf(s.slot))));
+      const a = adapterOf(s.slot);
+      const merged = a ? mergeAdapter(model, a) : model;
+      worstMerged = Math.max(worstMerged, maxAbsErr(logits[i]!, lastRef(s.tokens, undefined, merged)));
+      s.tokens.push(argmax(logits[i]!));
+    });
+    // Continuous batching: decode steps where one sequence leaves and a new one joins.
+    let live = seqs.slice();
+    for (let step = 0; step < 3; step++) {
+      if (step === 1) {
+        r.release(live[0]!.id);
+        live = live.slice(1);
+        live.push({ id: "joiner", tokens: bytes("joins late"), slot: 3 });
+      }
+      const out = await r.step(
+        live.map((s) => ({
+          seqId: s.id,
+          tokens: r.hasSequence(s.id) ? [s.tokens.at(-1)!] : s.tokens,
+          slot: s.slot,
+        })),
+      );
+      live.forEach((s, i) => {
+        worstRef = Math.max(worstRef, maxAbsErr(out[i]!, lastRef(s.tokens, adapterOf(s.slot))));
+        s.tokens.push(argmax(out[i]!));
+      });
+    }
+    console.log(
+      `mixed adapters (ranks ${ranks}, buckets ${rankBuckets}): max abs err vs reference ${worstRef.toExponential(2)}, vs merged ${worstMerged.toExponential(2)}`,
+    );
+    assert.ok(worstRef < TOL && worstMerged < TOL);
+    await r.dispose();
+  });
+}
+
+test("replacing the adapter in a slot takes effect without rebuilding the session", async () => {
+  const x = generateRandomAdapter(TINY_CONFIG, { rank: 4, seed: "x" });
+  const y = generateRandomAdapter(TINY_CONFIG, { rank: 16, seed: "y" });
+  const tokens = bytes("swap");
+  rt.loadAdapter(2, x);
+  const [lx] = await rt.step([{ seqId: "sx", tokens, slot: 2 }]);
+  rt.loadAdapter(2, y);
+  const [ly] = await rt.step([{ seqId: "sy", tokens, slot: 2 }]);
+  assert.ok(maxAbsErr(lx!, lastRef(tokens, x)) < TOL);
+  assert.ok(maxAbsErr(ly!, lastRef(tokens, y)) < TOL);
+  rt.release("sx");
+  rt.release("sy");
+});
+
+async function greedy(r: ModelRuntime, id: string, prompt: number[], slot: number, n: number) {
+  const out: number[] = [];
+  let [logits] = await r.step([{ seqId: id, tokens: prompt, slot }]);
+  for (let i = 0; i < n; i++) {
+    out.push(argmax(logits!));
+    [logits] = await r.step([{ seqId: id, tokens: [out.at(-1)!], slot }]);
+  }
+  r.release(id);
+  return out;
+}
+
+test("greedy output of a sequence is identical alone and batched with other adapters' sequences", async () => {
+  for (let s = 1; s <= 4; s++)
+    rt.loadAdapter(s, generateRandomAdapter(TINY_CONFIG, { rank: 4 * s, seed: `g${s}` }));
+  const n = 12;
+  const target = { prompt: bytes("tell me"), slot: 2 };
+  const alone = await greedy(rt, "alone", target.prompt, target.slot, n);
+  // Batched: other sequences join at different steps with different prompt lengths and adapters.
+  const others = [
+    { id: "o1", prompt: bytes("x"), slot: 1, joinAt: 0 },
+    { id: "o2", prompt: bytes("a much longer prompt here"), slot: 3, joinAt: 0 },
+    { id: "o3", prompt: bytes("mid"), slot: 0, joinAt: 3 },
+    { id: "o4", prompt: bytes("late joiner"), slot: 4, joinAt: 6 },
+  ];
+  const last = new Map<string, number>();
+  const batched: number[] = [];
+  for (let step = 0; step <= n; step++) {
+    const rows = [];
+    if (step === 0) rows.push({ seqId: "t", tokens: target.prompt, slot: target.slot });
+    else rows.push({ seqId: "t", tokens: [batched.at(-1)!], slot: target.slot });
+    for (const o of others) {
+      if (step === o.joinAt) rows.push({ seqId: o.id, tokens: o.prompt, slot: o.slot });
+      else if (step > o.joinAt && step < o.joinAt + 5)
+        rows.push({ seqId: o.id, tokens: [last.get(o.id)!], slot: o.slot });
+      else if (step === o.joinAt + 5) rt.release(o.id);
+    }
+    const out = await rt.step(rows);
+    rows.forEach((row, i) => {
+      if (row.seqId === "t") {
+        if (step < n) batched.push(argmax(out[i]!));
+      } else last.set(String(row.seqId), argmax(out[i]!));
+    });
+  }
+  assert.deepEqual(batched, alone);
+  rt.release("t");
+});
+
+test("bad slots are rejected with typed errors", async () => {
+  await assert.rejects(
+    rt.step([{ seqId: "bad", tokens: [1], slot: 7 }]),
+    (e: unknown) => e instanceof ModelRuntimeError && e.code === "SLOT_OUT_OF_RANGE",
+  );
+  assert.throws(
+    () => rt.loadAdapter(1, generateRandomAdapter(TINY_CONFIG, { rank: 32, seed: 1 })),
+    (e: unknown) => e instanceof ModelRuntimeError && e.code === "ADAPTER_RANK_TOO_LARGE",
+  );
+  assert.throws(
+    () => rt.loadAdapter(0, generateRandomAdapter(TINY_CONFIG, { rank: 4, seed: 1 })),
+    (e: unknown) => e instanceof ModelRuntimeError && e.code === "SLOT_OUT_OF_RANGE",
+  );
+  assert.throws(
+    () =>
+      rt.loadAdapter(
+        1,
+        generateRandomAdapter(TINY_CONFIG, { rank: 4, seed: 1, targetModules: ["gate_proj"] }),
+      ),
+    (e: unknown) => e instanceof ModelRuntimeError && e.code === "ADAPTER_TARGET_UNSUPPORTED",
+  );
+  assert.equal(rt.hasSequence("bad"), false);
+});

@@ -1,0 +1,423 @@
+import { availableParallelism } from "node:os";
+import * as ort from "onnxruntime-node";
+import type { LoraAdapter } from "./adapter.ts";
+import { type LoraModule, moduleDims } from "./config.ts";
+import { ModelRuntimeError } from "./errors.ts";
+import { buildLlamaGraph, externalWeightName, loraInputName } from "./graph.ts";
+import type { BaseModel } from "./model.ts";
+import { SlotTable } from "./slots.ts";
+
+export interface RuntimeOptions {
+  /** Number of adapter slots including the reserved slot 0 (default 16). */
+  slots?: number;
+  /** LoRA target modules served (default q, k, v, o). */
+  targetModules?: LoraModule[];
+  /** Slot ranks. One bucket = pad every adapter to it; several = bucket by rank (default [16]). */
+  rankBuckets?: number[];
+  /** false builds the plain base graph (no LoRA inputs): the throughput ceiling. */
+  lora?: boolean;
+  /** Base weights of these modules become per-run inputs (merged-weights baseline). */
+  externalWeights?: LoraModule[];
+  /** onnxruntime intra-op threads (default: available cores). */
+  intraOpThreads?: number;
+}
+
+/** One row of a step: feed `tokens` (the prompt, or the last sampled token) to sequence `seqId`. */
+export interface StepRow {
+  seqId: string | number;
+  tokens: number[];
+  /** Adapter slot for this row; 0 = base model. */
+  slot: number;
+}
+
+export interface StepTimings {
+  prepareMs: number;
+  runMs: number;
+}
+
+type SeqId = string | number;
+
+interface SeqState {
+  length: number;
+  /** KV outside the resident batch: k[l] [kvH*D, length], v[l] [kvH, length, D]. */
+  k: Float32Array[] | null;
+  v: Float32Array[] | null;
+}
+
+interface ResidentBatch {
+  seqIds: SeqId[];
+  past: number;
+  keys: Float32Array[];
+  values: Float32Array[];
+  /** Per row, the KV columns holding its tokens, in position order. */
+  cols: number[][];
+}
+
+interface ActiveStack {
+  key: string;
+  tensors: Map<string, ort.Tensor>;
+  /** slot -> index in the stack */
+  index: Map<number, number>;
+}
+
+const MASKED = -1e9;
+
+/**
+ * The ONNX session of one base model, its adapter slots and every sequence's KV cache.
+ * `step` runs one forward for any mix of prefill and decode rows (continuous batching):
+ * rows of different lengths batch together through an additive mask, each row with its
+ * own positions, KV and adapter slot. Sequences join by appearing in a step and leave
+ * with `release`.
+ */
+export class ModelRuntime {
+  readonly slots: SlotTable;
+  readonly targetModules: LoraModule[];
+  readonly rankBuckets: number[];
+  readonly loraEnabled: boolean;
+  readonly intraOpThreads: number;
+  /** Feeds for externalWeights modules, keyed `w.l.m` (the merged baseline sets these). */
+  readonly externalWeights = new Map<string, ort.Tensor>();
+  lastTimings: StepTimings = { prepareMs: 0, runMs: 0 };
+
+  private readonly seqs = new Map<SeqId, SeqState>();
+  private resident: ResidentBatch | null = null;
+  private readonly stackCache = new Map<number, ActiveStack>();
+
+  private constructor(
+    readonly model: BaseModel,
+    private readonly session: ort.InferenceSession,
+    options: Required<Omit<RuntimeOptions, "externalWeights">>,
+  ) {
+    this.targetModules = options.targetModules;
+    this.rankBuckets = options.rankBuckets;
+    this.loraEnabled = options.lora;
+    this.intraOpThreads = options.intraOpThreads;
+    this.slots = new SlotTable(model.config, this.targetModules, this.rankBuckets, options.slots);
+  }
+
+  /** Builds the graph and the session once. */
+  static async create(model: BaseModel, options: RuntimeOptions = {}): Promise<ModelRuntime> {
+    const resolved = {
+      slots: options.slots ?? 16,
+      targetModules: options.targetModules ?? ["q_proj", "k_proj", "v_proj", "o_proj"],
+      rankBuckets: [...(options.rankBuckets ?? [16])].sort((a, b) => a - b),
+      lora: options.lora ?? true,
+      intraOpThreads: options.intraOpThreads ?? availableParallelism(),
+    } satisfies Required<Omit<RuntimeOptions, "externalWeights">>;
+    const graph = buildLlamaGraph(model, {
+      lora: resolved.lora
+        ? { targetModules: resolved.targetModules, rankBuckets: resolved.rankBuckets }
+        : null,
+      externalWeights: options.externalWeights ?? [],
+    });
+    const session = await ort.InferenceSession.create(graph.bytes, {
+      intraOpNumThreads: resolved.intraOpThreads,
+      interOpNumThreads: 1,
+      executionMode: "sequential",
+      graphOptimizationLevel: "all",
+    });
+    return new ModelRuntime(model, session, resolved);
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.release();
+  }
+
+  /** Writes a decoded adapter into a slot (no session rebuild). Returns the slot's bytes. */
+  loadAdapter(slot: number, adapter: LoraAdapter): number {
+    if (!this.loraEnabled) {
+      throw new ModelRuntimeError("SLOT_OUT_OF_RANGE", "this runtime was built without LoRA (lora: false)");
+    }
+    const bytes = this.slots.write(slot, adapter);
+    this.stackCache.clear();
+    return bytes;
+  }
+
+  clearSlot(slot: number): void {
+    this.slots.clear(slot);
+    this.stackCache.clear();
+  }
+
+  hasSequence(seqId: SeqId): boolean {
+    return this.seqs.has(seqId);
+  }
+
+  /** Tokens already in the sequence's KV cache (its next position). */
+  sequenceLength(seqId: SeqId): number {
+    return this.seqs.get(seqId)?.length ?? 0;
+  }
+
+  get activeSequences(): number {
+    return this.seqs.size;
+  }
+
+  /** Frees a sequence's KV cache. */
+  release(seqId: SeqId): void {
+    this.seqs.delete(seqId);
+  }
+
+  /**
+   * One forward step. New sequences (unknown seqId) are prefilled with their tokens;
+   * known ones continue from their cache. Returns each row's next-token logits.
+   */
+  async step(rows: StepRow[]): Promise<Float32Array[]> {
+    const t0 = performance.now();
+    const c = this.model.config;
+    const B = rows.length;
+    if (B === 0) return [];
+    const seen = new Set<SeqId>();
+    for (const r of rows) {
+      if (seen.has(r.seqId))
+        throw new ModelRuntimeError("SEQUENCE_INVALID", `sequence ${r.seqId} appears twice in a step`);
+      seen.add(r.seqId);
+      if (r.tokens.length === 0)
+        throw new ModelRuntimeError("SEQUENCE_INVALID", `sequence ${r.seqId}: no tokens`);
+      for (const t of r.tokens) {
+        if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize) {
+          throw new ModelRuntimeError("SEQUENCE_INVALID", `sequence ${r.seqId}: token ${t} outside vocab`);
+        }
+      }
+      if (r.slot !== 0) {
+        if (!this.loraEnabled || !this.slots.isLoaded(r.slot)) {
+          throw new ModelRuntimeError(
+            "SLOT_OUT_OF_RANGE",
+            `sequence ${r.seqId}: slot ${r.slot} holds no adapter`,
+          );
+        }
+      }
+      const len = (this.seqs.get(r.seqId)?.length ?? 0) + r.tokens.length;
+      if (len > c.maxPositionEmbeddings) {
+        throw new ModelRuntimeError(
+          "SEQUENCE_INVALID",
+          `sequence ${r.seqId}: ${len} tokens exceed the context`,
+        );
+      }
+    }
+
+    // KV: reuse the resident batch when the same sequences come in the same order (steady decode).
+    const ids = rows.map((r) => r.seqId);
+    const reuse =
+      this.resident !== null &&
+      this.resident.seqIds.length === B &&
+      this.resident.seqIds.every((id, i) => id === ids[i] && this.seqs.has(id));
+    let batch: ResidentBatch;
+    if (reuse) {
+      batch = this.resident!;
+    } else {
+      this.evictResident();
+      batch = this.assemble(ids);
+    }
+
+    const T = Math.max(...rows.map((r) => r.tokens.length));
+    const P = batch.past;
+    const total = P + T;
+    const inputIds = new BigInt64Array(B * T);
+    const positions = new BigInt64Array(B * T);
+    const bias = new Float32Array(B * T * total).fill(MASKED);
+    const newCols: number[][] = [];
+    for (let b = 0; b < B; b++) {
+      const row = rows[b]!;
+      const n = row.tokens.length;
+      const start = this.seqs.get(row.seqId)?.length ?? 0;
+      const pastCols = batch.cols[b]!;
+      const added: number[] = [];
+      for (let t = 0; t < T; t++) {
+        const biasRow = (b * T + t) * total;
+        const i = t - (T - n);
+        if (i < 0) {
+          bias[biasRow + P + t] = 0; // padding query attends to itself only (keeps it finite)
+          continue;
+        }
+        inputIds[b * T + t] = BigInt(row.tokens[i]!);
+        positions[b * T + t] = BigInt(start + i);
+        for (const col of pastCols) bias[biasRow + col] = 0;
+        for (let u = T - n; u <= t; u++) bias[biasRow + P + u] = 0;
+        added.push(P + t);
+      }
+      newCols.push(added);
+    }
+
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor("int64", inputIds, [B, T]),
+      position_ids: new ort.Tensor("int64", positions, [B, T]),
+      attn_bias: new ort.Tensor("float32", bias, [B, T, total]),
+    };
+    for (let l = 0; l < c.numLayers; l++) {
+      feeds[`past_key.${l}`] = new ort.Tensor("float32", batch.keys[l]!, [B, c.numKvHeads, c.headDim, P]);
+      feeds[`past_value.${l}`] = new ort.Tensor("float32", batch.values[l]!, [B, c.numKvHeads, P, c.headDim]);
+    }
+    if (this.loraEnabled) this.addLoraFeeds(feeds, rows, T);
+    for (const [name, t] of this.externalWeights) feeds[name] = t;
+    const t1 = performance.now();
+    const out = await this.session.run(feeds);
+    const t2 = performance.now();
+
+    // Adopt the presents as the resident batch.
+    const keys: Float32Array[] = [];
+    const values: Float32Array[] = [];
+    for (let l = 0; l < c.numLayers; l++) {
+      keys.push(out[`present_key.${l}`]!.data as Float32Array);
+      values.push(out[`present_value.${l}`]!.data as Float32Array);
+    }
+    this.resident = {
+      seqIds: ids,
+      past: total,
+      keys,
+      values,
+      cols: batch.cols.map((cols, b) => cols.concat(newCols[b]!)),
+    };
+    for (const row of rows) {
+      const s = this.seqs.get(row.seqId);
+      if (s) {
+        s.length += row.tokens.length;
+        s.k = null;
+        s.v = null;
+      } else this.seqs.set(row.seqId, { length: row.tokens.length, k: null, v: null });
+    }
+    const logits = out["logits"]!.data as Float32Array;
+    const V = c.vocabSize;
+    this.lastTimings = { prepareMs: t1 - t0, runMs: t2 - t1 };
+    return rows.map((_, b) => logits.subarray(b * V, (b + 1) * V));
+  }
+
+  /** Copies every live sequence of the resident batch out to its own KV storage. */
+  private evictResident(): void {
+    const res = this.resident;
+    if (!res) return;
+    const c = this.model.config;
+    const R = c.numKvHeads * c.headDim;
+    const D = c.headDim;
+    const kvH = c.numKvHeads;
+    const P = res.past;
+    res.seqIds.forEach((id, b) => {
+      const s = this.seqs.get(id);
+      if (!s) return;
+      const cols = res.cols[b]!;
+      const n = cols.length;
+      s.k = [];
+      s.v = [];
+      for (let l = 0; l < c.numLayers; l++) {
+        const kb = res.keys[l]!;
+        const vb = res.values[l]!;
+        const k = new Float32Array(R * n);
+        const v = new Float32Array(kvH * n * D);
+        for (let r = 0; r < R; r++) {
+          const base = (b * R + r) * P;
+          for (let j = 0; j < n; j++) k[r * n + j] = kb[base + cols[j]!]!;
+        }
+        for (let h = 0; h < kvH; h++) {
+          for (let j = 0; j < n; j++) {
+            const src = ((b * kvH + h) * P + cols[j]!) * D;
+            v.set(vb.subarray(src, src + D), (h * n + j) * D);
+          }
+        }
+        s.k.push(k);
+        s.v.push(v);
+      }
+    });
+    this.resident = null;
+  }
+
+  /** Builds a padded batch from the sequences' own KV (row b's tokens at columns 0..len). */
+  private assemble(ids: SeqId[]): ResidentBatch {
+    const c = this.model.config;
+    const R = c.numKvHeads * c.headDim;
+    const D = c.headDim;
+    const kvH = c.numKvHeads;
+    const B = ids.length;
+    const lens = ids.map((id) => this.seqs.get(id)?.length ?? 0);
+    const P = Math.max(0, ...lens);
+    const keys: Float32Array[] = [];
+    const values: Float32Array[] = [];
+    for (let l = 0; l < c.numLayers; l++) {
+      const kb = new Float32Array(B * R * P);
+      const vb = new Float32Array(B * kvH * P * D);
+      ids.forEach((id, b) => {
+        const s = this.seqs.get(id);
+        const n = lens[b]!;
+        if (!s || n === 0) return;
+        const k = s.k![l]!;
+        const v = s.v![l]!;
+        for (let r = 0; r < R; r++) kb.set(k.subarray(r * n, (r + 1) * n), (b * R + r) * P);
+        for (let h = 0; h < kvH; h++) vb.set(v.subarray(h * n * D, (h + 1) * n * D), (b * kvH + h) * P * D);
+      });
+      keys.push(kb);
+      values.push(vb);
+    }
+    return {
+      seqIds: ids,
+      past: P,
+      keys,
+      values,
+      cols: lens.map((n) => Array.from({ length: n }, (_, j) => j)),
+    };
+  }
+
+  /**
+   * Per rank bucket: the distinct slots of this step, sorted, each with the token indices
+   * of its rows (its segment). The stacked A/B of those slots are cached until the set changes.
+   */
+  private addLoraFeeds(feeds: Record<string, ort.Tensor>, rows: StepRow[], T: number): void {
+    const N = rows.length * T;
+    for (const bucket of this.rankBuckets) {
+      const segments = new Map<number, number[]>();
+      rows.forEach((row, b) => {
+        if (row.slot === 0 || this.slots.get(row.slot)!.bucket !== bucket) return;
+        const seg = segments.get(row.slot) ?? [];
+        for (let t = T - row.tokens.length; t < T; t++) seg.push(b * T + t);
+        segments.set(row.slot, seg);
+      });
+      const slotList = [...segments.keys()].sort((x, y) => x - y);
+      const stack = this.activeStack(bucket, slotList);
+      const U = Math.max(1, slotList.length);
+      const L = Math.max(1, ...[...segments.values()].map((s) => s.length));
+      const rowIdx = new BigInt64Array(U * L); // padding entries point at token 0; their result is never gathered
+      const scatter = new BigInt64Array(N).fill(BigInt(U * L)); // U*L = the appended zero row
+      slotList.forEach((slot, u) => {
+        segments.get(slot)!.forEach((tok, i) => {
+          rowIdx[u * L + i] = BigInt(tok);
+          scatter[tok] = BigInt(u * L + i);
+        });
+      });
+      feeds[loraInputName.rows(bucket)] = new ort.Tensor("int64", rowIdx, [U, L]);
+      feeds[loraInputName.scatter(bucket)] = new ort.Tensor("int64", scatter, [N]);
+      for (const [name, t] of stack.tensors) feeds[name] = t;
+    }
+  }
+
+  private activeStack(bucket: number, slotList: number[]): ActiveStack {
+    const key = slotList.map((s) => `${s}:${this.slots.get(s)!.version}`).join(",");
+    const cached = this.stackCache.get(bucket);
+    if (cached && cached.key === key) return cached;
+    const c = this.model.config;
+    const U = Math.max(1, slotList.length); // an unused bucket gets one zero adapter
+    const tensors = new Map<string, ort.Tensor>();
+    const mods = this.targetModules;
+    for (let l = 0; l < c.numLayers; l++) {
+      mods.forEach((m, mi) => {
+        const { inDim, outDim } = moduleDims(c, m);
+        const a = new Float32Array(U * inDim * bucket);
+        const b = new Float32Array(U * bucket * outDim);
+        slotList.forEach((slot, u) => {
+          const e = this.slots.get(slot)!;
+          a.set(e.a[l * mods.length + mi]!, u * inDim * bucket);
+          b.set(e.b[l * mods.length + mi]!, u * bucket * outDim);
+        });
+        tensors.set(loraInputName.a(bucket, l, m), new ort.Tensor("float32", a, [U, inDim, bucket]));
+        tensors.set(loraInputName.b(bucket, l, m), new ort.Tensor("float32", b, [U, bucket, outDim]));
+      });
+    }
+    const stack = { key, tensors, index: new Map(slotList.map((s, u) => [s, u])) };
+    this.stackCache.set(bucket, stack);
+    return stack;
+  }
+
+  /** Sets the external (merged) weight inputs, for the merged-weights baseline. */
+  setExternalWeight(layer: number, module: LoraModule, data: Float32Array): void {
+    const { inDim, outDim } = moduleDims(this.model.config, module);
+    this.externalWeights.set(
+      externalWeightName(layer, module),
+      new ort.Tensor("float32", data, [outDim, inDim]),
+    );
+  }
+}
