@@ -1,0 +1,70 @@
+import {
+  type Account,
+  type Chain,
+  createPublicClient,
+  createWalletClient,
+  defineChain,
+  type Hex,
+  http,
+  type PublicClient,
+  type Transport,
+  type WalletClient,
+} from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+
+export interface ChainOptions {
+  /** JSON-RPC endpoint, e.g. http://127.0.0.1:8545 */
+  rpcUrl: string;
+  chainId: number;
+  /** Receipt/block polling interval. Defaults to 100 ms on a local dev chain (31337/1337), else 1000 ms. */
+  pollingIntervalMs?: number;
+}
+
+export interface WalletOptions extends ChainOptions {
+  /** 0x-prefixed 32-byte hex private key of the account that signs transactions. */
+  privateKey: Hex;
+}
+
+export type ChainPublicClient = PublicClient<Transport, Chain>;
+export type ChainWalletClient = WalletClient<Transport, Chain, Account>;
+
+const LOCAL_CHAIN_IDS = new Set([31337, 1337]);
+
+/** A viem chain object from plain configuration; nothing assumes a particular chain id. */
+export function chainFromOptions({ rpcUrl, chainId }: Pick<ChainOptions, "rpcUrl" | "chainId">): Chain {
+  return defineChain({
+    id: chainId,
+    name: LOCAL_CHAIN_IDS.has(chainId) ? "OpenLedger local" : `OpenLedger chain ${chainId}`,
+    nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
+    rpcUrls: { default: { http: [rpcUrl] } },
+  });
+}
+
+function pollingInterval(opts: ChainOptions): number {
+  return opts.pollingIntervalMs ?? (LOCAL_CHAIN_IDS.has(opts.chainId) ? 100 : 1000);
+}
+
+export function createChainPublicClient(opts: ChainOptions): ChainPublicClient {
+  return createPublicClient({
+    chain: chainFromOptions(opts),
+    transport: http(opts.rpcUrl),
+    pollingInterval: pollingInterval(opts),
+  });
+}
+
+export function createChainWalletClient(opts: WalletOptions): ChainWalletClient {
+  return createWalletClient({
+    account: privateKeyToAccount(opts.privateKey),
+    chain: chainFromOptions(opts),
+    transport: http(opts.rpcUrl),
+    pollingInterval: pollingInterval(opts),
+  });
+}
+
+/** Both clients at once (the common case for a service that reads and writes). */
+export function createChainClients(opts: WalletOptions): {
+  publicClient: ChainPublicClient;
+  walletClient: ChainWalletClient;
+} {
+  return { publicClient: createChainPublicClient(opts), walletClient: createChainWalletClient(opts) };
+}

@@ -1,0 +1,11 @@
+/** The production contracts of contracts/, in deployment order. Test mocks are deliberately not listed. */
+export const CONTRACT_NAMES = [
+  "OpenToken",
+  "Staking",
+  "DatanetRegistry",
+  "ModelRegistry",
+  "InferenceEscrow",
+  "RewardDistributor",
+] as const;
+
+export type ContractName = (typeof CONTRACT_NAMES)[number];

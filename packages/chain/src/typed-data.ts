@@ -1,0 +1,161 @@
+import {
+  type Address,
+  type Hex,
+  hashTypedData,
+  type LocalAccount,
+  recoverTypedDataAddress,
+  type TypedDataDomain,
+} from "viem";
+
+/**
+ * EIP-712 definitions shared by settlement (which collects epoch attestations), validator workers (which sign
+ * them and their attribution results) and the RewardDistributor contract (which verifies epoch roots).
+ */
+
+/** Must match RewardDistributor's `EIP712("OpenLedger RewardDistributor", "1")` and EPOCH_ROOT_TYPEHASH. */
+export const EPOCH_ROOT_DOMAIN_NAME = "OpenLedger RewardDistributor";
+export const EPOCH_ROOT_DOMAIN_VERSION = "1";
+
+export const epochRootTypes = {
+  EpochRoot: [
+    { name: "epoch", type: "uint64" },
+    { name: "root", type: "bytes32" },
+    { name: "cumulativeTotal", type: "uint256" },
+  ],
+} as const;
+
+export interface EpochRootMessage {
+  epoch: bigint;
+  root: Hex;
+  /** Sum of every account's cumulative earnings in this root (wei of OPEN). */
+  cumulativeTotal: bigint;
+}
+
+export function epochRootDomain(chainId: number, distributor: Address): TypedDataDomain {
+  return {
+    name: EPOCH_ROOT_DOMAIN_NAME,
+    version: EPOCH_ROOT_DOMAIN_VERSION,
+    chainId,
+    verifyingContract: distributor,
+  };
+}
+
+export function epochRootTypedData(chainId: number, distributor: Address, message: EpochRootMessage) {
+  return {
+    domain: epochRootDomain(chainId, distributor),
+    types: epochRootTypes,
+    primaryType: "EpochRoot" as const,
+    message,
+  };
+}
+
+export function epochRootDigest(chainId: number, distributor: Address, message: EpochRootMessage): Hex {
+  return hashTypedData(epochRootTypedData(chainId, distributor, message));
+}
+
+export async function signEpochRoot(
+  account: LocalAccount,
+  chainId: number,
+  distributor: Address,
+  message: EpochRootMessage,
+): Promise<Hex> {
+  return account.signTypedData(epochRootTypedData(chainId, distributor, message));
+}
+
+export async function recoverEpochRootSigner(
+  chainId: number,
+  distributor: Address,
+  message: EpochRootMessage,
+  signature: Hex,
+): Promise<Address> {
+  return recoverTypedDataAddress({ ...epochRootTypedData(chainId, distributor, message), signature });
+}
+
+export interface SignerSignature {
+  signer: Address;
+  signature: Hex;
+}
+
+/**
+ * Order attestations the way RewardDistributor.postEpoch requires: strictly ascending signer address.
+ * Throws on a duplicate signer (the contract would reject it).
+ */
+export function sortSignatures(signatures: readonly SignerSignature[]): Hex[] {
+  const sorted = [...signatures].sort((a, b) => {
+    const x = BigInt(a.signer);
+    const y = BigInt(b.signer);
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
+  for (let i = 1; i < sorted.length; i++) {
+    if (BigInt(sorted[i]!.signer) === BigInt(sorted[i - 1]!.signer)) {
+      throw new Error(`duplicate signer ${sorted[i]!.signer}`);
+    }
+  }
+  return sorted.map((s) => s.signature);
+}
+
+// ------------------------------------------------------------------ attribution results
+
+/** Validator workers sign their (deterministic) attribution result; settlement counts matching signatures. */
+export const ATTRIBUTION_DOMAIN_NAME = "OpenLedger Attribution";
+export const ATTRIBUTION_DOMAIN_VERSION = "1";
+
+export const attributionResultTypes = {
+  AttributionResult: [
+    { name: "inferenceId", type: "bytes32" },
+    { name: "resultHash", type: "bytes32" },
+  ],
+} as const;
+
+export interface AttributionResultMessage {
+  inferenceId: Hex;
+  /** Hash of the canonical encoding of the per-contributor weights (computed by attribution-core). */
+  resultHash: Hex;
+}
+
+/**
+ * The attribution domain is bound to the chain and, when given, to the RewardDistributor the earnings will be
+ * paid from, so a signature cannot be replayed on another deployment.
+ */
+export function attributionResultDomain(chainId: number, verifyingContract?: Address): TypedDataDomain {
+  return {
+    name: ATTRIBUTION_DOMAIN_NAME,
+    version: ATTRIBUTION_DOMAIN_VERSION,
+    chainId,
+    ...(verifyingContract ? { verifyingContract } : {}),
+  };
+}
+
+export function attributionResultTypedData(
+  chainId: number,
+  message: AttributionResultMessage,
+  verifyingContract?: Address,
+) {
+  return {
+    domain: attributionResultDomain(chainId, verifyingContract),
+    types: attributionResultTypes,
+    primaryType: "AttributionResult" as const,
+    message,
+  };
+}
+
+export async function signAttributionResult(
+  account: LocalAccount,
+  chainId: number,
+  message: AttributionResultMessage,
+  verifyingContract?: Address,
+): Promise<Hex> {
+  return account.signTypedData(attributionResultTypedData(chainId, message, verifyingContract));
+}
+
+export async function recoverAttributionResultSigner(
+  chainId: number,
+  message: AttributionResultMessage,
+  signature: Hex,
+  verifyingContract?: Address,
+): Promise<Address> {
+  return recoverTypedDataAddress({
+    ...attributionResultTypedData(chainId, message, verifyingContract),
+    signature,
+  });
+}
