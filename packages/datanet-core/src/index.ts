@@ -1,3 +1,4 @@
+export * from "./canonical-json.ts";
 export * from "./datanet-index.ts";
 export * from "./errors.ts";
 export * from "./hash32.ts";
@@ -8,3 +9,6 @@ export * from "./parse/byte-source.ts";
 export * from "./parse/formats.ts";
 export * from "./parse/limits.ts";
 export * from "./parse/lines.ts";
+export * from "./quality.ts";
+export * from "./synthetic.ts";
+export * from "./validate.ts";
