@@ -1,0 +1,65 @@
+export {
+  adapterBytes,
+  DEFAULT_TARGET_MODULES,
+  generateRandomAdapter,
+  generateRandomPeft,
+  type LoraAdapter,
+  type LoraWeights,
+  loadPeftAdapter,
+  loraAdapterBytes,
+  type PeftAdapterConfig,
+  type PeftFiles,
+  parsePeftAdapter,
+  type RandomAdapterOptions,
+  writePeftAdapter,
+} from "./adapter.ts";
+export {
+  type LlamaConfig,
+  LORA_MODULES,
+  type LoraModule,
+  moduleDims,
+  parseHfConfig,
+  SMOLLM_135M_CONFIG,
+  TINY_BOS,
+  TINY_CONFIG,
+  TINY_EOS,
+  TINY_PAD,
+  toHfConfig,
+} from "./config.ts";
+export { ModelRuntimeError, type ModelRuntimeErrorCode } from "./errors.ts";
+export { type GenerateResult, generate, loadModel, type ModelSource, tokenizerFor } from "./generate.ts";
+export { buildLlamaGraph } from "./graph.ts";
+export {
+  type BaseModel,
+  baseWeightBytes,
+  generateBaseModel,
+  loadBaseModelDir,
+  validateWeights,
+  writeBaseModelDir,
+} from "./model.ts";
+export { Rng } from "./rng.ts";
+export { ModelRuntime, type RuntimeOptions, type StepRow, type StepTimings } from "./runtime.ts";
+export {
+  parseSafetensors,
+  readSafetensors,
+  serializeSafetensors,
+  type Tensor,
+  writeSafetensors,
+} from "./safetensors.ts";
+export {
+  argmax,
+  Sampler,
+  type SamplingParams,
+  type StopCheck,
+  StopCondition,
+  type StopOptions,
+  type StopReason,
+} from "./sampler.ts";
+export { SlotTable } from "./slots.ts";
+export {
+  ByteTokenizer,
+  CHATML_TEMPLATE,
+  type ChatMessage,
+  HfTokenizer,
+  type TextTokenizer,
+} from "./tokenizer.ts";
