@@ -24,3 +24,23 @@ export {
   type RamCacheOptions,
   type RamCacheStats,
 } from "./ram-cache.ts";
+export {
+  AccountRateLimiter,
+  type AccountRateLimits,
+  type BucketLimit,
+  TokenBucket,
+} from "./rate-limit.ts";
+export {
+  type CommitResult,
+  type CompletionResult,
+  type FinishReason,
+  type InferenceRequest,
+  type RequestTimings,
+  Scheduler,
+  type SchedulerEvent,
+  type SchedulerOptions,
+  type SchedulerStats,
+  type StepBatch,
+  type StepPlan,
+  type StepRow,
+} from "./scheduler.ts";

@@ -1,0 +1,781 @@
+import type { AdapterCache } from "./adapter-cache.ts";
+import type { Clock } from "./clock.ts";
+import { BASE_SLOT } from "./device-slots.ts";
+import { ServingError } from "./errors.ts";
+import { AccountRateLimiter, type AccountRateLimits } from "./rate-limit.ts";
+
+export type FinishReason =
+  /** A stop token was sampled, or the caller called `stop` (e.g. a text stop sequence matched). */
+  | "stop"
+  /** max new tokens reached. */
+  | "length"
+  /** The caller cancelled (client disconnected). */
+  | "cancelled"
+  /** See `error`. */
+  | "error";
+
+export interface InferenceRequest<C = unknown> {
+  /** Unique among live requests. */
+  id: string;
+  /** The paying account (tenant); fairness and rate limits are per account. */
+  account: string;
+  /** Adapter to run, or null for the base model. */
+  adapterId: string | null;
+  promptTokens: readonly number[];
+  maxNewTokens: number;
+  /** Order among this account's own requests: higher first (default 0). Never across accounts. */
+  priority?: number;
+  /** Sampling one of these ends the sequence with "stop"; the token is not part of the output. */
+  stopTokenIds?: readonly number[];
+  /** Opaque, handed to the executor on every row of this sequence (sampling parameters...). */
+  context?: C;
+}
+
+export interface RequestTimings {
+  queuedAt: number;
+  /** First admission into the running batch. */
+  admittedAt: number | undefined;
+  firstTokenAt: number | undefined;
+  finishedAt: number | undefined;
+}
+
+export interface CompletionResult {
+  id: string;
+  account: string;
+  adapterId: string | null;
+  reason: FinishReason;
+  error: ServingError | undefined;
+  outputTokens: number[];
+  promptTokens: number;
+  completionTokens: number;
+  timings: RequestTimings;
+  /** Times this sequence was preempted (recomputed) to respect the KV budget. */
+  preemptions: number;
+}
+
+export type SchedulerEvent =
+  | { type: "token"; id: string; token: number; index: number }
+  | { type: "finished"; id: string; result: CompletionResult };
+
+/** One row of a batched step. */
+export interface StepRow<C = unknown> {
+  seqId: string;
+  adapterId: string | null;
+  /** Device slot holding the adapter (BASE_SLOT = no adapter). Goes into `adapter_index`. */
+  slot: number;
+  /** Tokens to feed now: a prompt chunk (prefill) or the last sampled token (decode). */
+  tokens: readonly number[];
+  /** Tokens already in this sequence's KV cache (the position of `tokens[0]`). */
+  position: number;
+  /** True when the row reaches the end of the sequence: the executor must return its next token. */
+  sample: boolean;
+  context: C | undefined;
+}
+
+export interface StepBatch<C = unknown> {
+  step: number;
+  prefill: StepRow<C>[];
+  decode: StepRow<C>[];
+}
+
+export interface StepPlan<C = unknown> {
+  batch: StepBatch<C>;
+  /** Sequences whose KV cache the executor must drop (cancelled, failed or preempted). */
+  release: string[];
+  /** Finishes decided while planning (cancellations, adapter failures). */
+  events: SchedulerEvent[];
+}
+
+export interface CommitResult {
+  events: SchedulerEvent[];
+  /** Finished sequences whose KV cache the executor must drop. */
+  release: string[];
+}
+
+export interface SchedulerOptions {
+  /** Tokens fed through the model per step (prefill chunks + decode rows). */
+  maxBatchTokens: number;
+  /** Sequences in the running batch; must be <= maxBatchTokens so every decode fits. */
+  maxRunningSequences: number;
+  maxPromptTokens: number;
+  /** Upper bound on a request's max new tokens. */
+  maxNewTokens: number;
+  /** prompt + max new tokens per request; default maxPromptTokens + maxNewTokens. */
+  maxContextTokens?: number;
+  /** Sum of context lengths held in KV caches by running sequences; default unlimited. */
+  maxKvTokens?: number;
+  /** Split long prompts over several steps (default true). Off: a prompt is prefilled in one step. */
+  chunkedPrefill?: boolean;
+  /** Distinct cold adapters at the front of the fair order to fetch ahead (default 8). */
+  prefetchDepth?: number;
+  maxQueuedPerAccount?: number;
+  maxQueued?: number;
+  /** Fair-share cost of a prompt token and of a generated token (default 1 and 2, as in VTC). */
+  inputTokenCost?: number;
+  outputTokenCost?: number;
+  rateLimits?: (account: string) => AccountRateLimits | undefined;
+}
+
+export interface SchedulerStats {
+  step: number;
+  waiting: number;
+  running: number;
+  kvTokens: number;
+  backloggedAccounts: number;
+  admitted: number;
+  preemptions: number;
+  drains: number;
+  finished: Record<FinishReason, number>;
+  rejected: number;
+}
+
+type Status = "waiting" | "running" | "finished";
+
+interface Seq<C> {
+  readonly id: string;
+  readonly account: AccountState<C>;
+  readonly adapterId: string | null;
+  readonly key: string;
+  readonly priority: number;
+  readonly arrival: number;
+  readonly maxNewTokens: number;
+  readonly promptLength: number;
+  readonly stop: ReadonlySet<number> | undefined;
+  readonly context: C | undefined;
+  readonly tokens: number[];
+  readonly timings: RequestTimings;
+  computed: number;
+  generated: number;
+  status: Status;
+  slot: number;
+  runOrder: number;
+  promptCharged: boolean;
+  pendingFinish: { reason: FinishReason; error: ServingError | undefined } | undefined;
+  preemptions: number;
+}
+
+interface AdapterQueue<C> {
+  readonly key: string;
+  readonly adapterId: string | null;
+  /** Sorted by (priority desc, arrival asc). */
+  readonly items: Seq<C>[];
+}
+
+interface AccountState<C> {
+  readonly id: string;
+  /** Virtual token counter (weighted tokens served). */
+  counter: number;
+  waiting: number;
+  running: number;
+  readonly queues: Map<string, AdapterQueue<C>>;
+  /** Per-adapter counters inside the account (second level of fairness). */
+  readonly adapterCounters: Map<string, number>;
+  adapterFloor: number;
+}
+
+const BASE_KEY = "\u0000base";
+
+function keyOf(adapterId: string | null): string {
+  return adapterId === null ? BASE_KEY : adapterId;
+}
+
+/**
+ * Continuous-batching scheduler. Synchronous and deterministic: `schedule()` plans one
+ * step, the caller runs it, `commit()` applies the sampled tokens. Time comes from the
+ * injected clock only.
+ *
+ * Policies (README.md has the long form):
+ * - Admission: a waiting sequence joins the running batch only when its adapter is in a
+ *   ready device slot, a running place is free, the step has token budget left and the
+ *   KV budget can hold its whole context. Adapters not in a slot are loaded off the
+ *   step path and their requests are skipped meanwhile, so warm rows never wait.
+ * - Fairness: virtual token counters (VTC, Sheng et al. 2024) over accounts, then over
+ *   the adapters of the chosen account; FIFO by (priority, arrival) inside an adapter.
+ * - Budget per step: decode rows first (one token each), then unfinished prefill chunks,
+ *   then new admissions (chunked prefill by default).
+ * - Preemption: only when the KV budget is exceeded; the most recently admitted
+ *   sequence is preempted by recomputation (its KV is dropped; it goes back to the front
+ *   of its queue with its generated tokens and is re-prefilled later), as in vLLM.
+ */
+export class Scheduler<C = unknown, W = unknown> {
+  readonly #cache: AdapterCache<W>;
+  readonly #clock: Clock;
+  readonly #o: Required<Omit<SchedulerOptions, "rateLimits">>;
+  readonly #limiter: AccountRateLimiter | undefined;
+  readonly #live = new Map<string, Seq<C>>();
+  readonly #accounts = new Map<string, AccountState<C>>();
+  readonly #backlogged = new Set<AccountState<C>>();
+  #running: Seq<C>[] = [];
+  readonly #pendingCancels: string[] = [];
+  readonly #pendingFailures: { adapterId: string; error: ServingError; cutoff: number }[] = [];
+  #arrivals = 0;
+  #runOrders = 0;
+  #step = 0;
+  #waiting = 0;
+  #kvTokens = 0;
+  #virtualTime = 0;
+  #admitted = 0;
+  #preemptions = 0;
+  #drains = 0;
+  #rejected = 0;
+  readonly #finished: Record<FinishReason, number> = { stop: 0, length: 0, cancelled: 0, error: 0 };
+
+  constructor(options: SchedulerOptions & { cache: AdapterCache<W>; clock: Clock }) {
+    const o = {
+      maxBatchTokens: options.maxBatchTokens,
+      maxRunningSequences: options.maxRunningSequences,
+      maxPromptTokens: options.maxPromptTokens,
+      maxNewTokens: options.maxNewTokens,
+      maxContextTokens: options.maxContextTokens ?? options.maxPromptTokens + options.maxNewTokens,
+      maxKvTokens: options.maxKvTokens ?? Number.POSITIVE_INFINITY,
+      chunkedPrefill: options.chunkedPrefill ?? true,
+      prefetchDepth: options.prefetchDepth ?? 8,
+      maxQueuedPerAccount: options.maxQueuedPerAccount ?? Number.POSITIVE_INFINITY,
+      maxQueued: options.maxQueued ?? Number.POSITIVE_INFINITY,
+      inputTokenCost: options.inputTokenCost ?? 1,
+      outputTokenCost: options.outputTokenCost ?? 2,
+    };
+    for (const k of ["maxBatchTokens", "maxRunningSequences", "maxPromptTokens", "maxNewTokens"] as const) {
+      if (!Number.isInteger(o[k]) || o[k] < 1) throw new RangeError(`${k} must be an integer >= 1`);
+    }
+    if (o.maxRunningSequences > o.maxBatchTokens) {
+      throw new RangeError(
+        "maxRunningSequences must be <= maxBatchTokens (every running sequence decodes each step)",
+      );
+    }
+    if (!o.chunkedPrefill && o.maxPromptTokens + o.maxNewTokens > o.maxBatchTokens) {
+      // Recomputation after preemption prefills prompt + generated tokens in one step.
+      if (o.maxKvTokens !== Number.POSITIVE_INFINITY || o.maxPromptTokens > o.maxBatchTokens) {
+        throw new RangeError(
+          "without chunked prefill, maxBatchTokens must hold a whole prompt (and context if preempting)",
+        );
+      }
+    }
+    if (o.maxKvTokens < o.maxContextTokens) throw new RangeError("maxKvTokens must be >= maxContextTokens");
+    if (!(o.inputTokenCost >= 0) || !(o.outputTokenCost >= 0))
+      throw new RangeError("token costs must be >= 0");
+    this.#o = o;
+    this.#cache = options.cache;
+    this.#clock = options.clock;
+    this.#limiter = options.rateLimits === undefined ? undefined : new AccountRateLimiter(options.rateLimits);
+    this.#cache.addListener({
+      onAdapterFailed: (adapterId, error) => {
+        // Fail the requests that were waiting when the load failed; later ones retry.
+        this.#pendingFailures.push({ adapterId, error, cutoff: this.#arrivals });
+      },
+    });
+  }
+
+  get options(): Readonly<Required<Omit<SchedulerOptions, "rateLimits">>> {
+    return this.#o;
+  }
+
+  /**
+   * Validate, rate-limit and enqueue. Throws a ServingError (invalid_request,
+   * prompt_too_long, max_tokens_too_large, context_length_exceeded, queue_full,
+   * rate_limited) and then nothing was enqueued or charged.
+   */
+  submit(request: InferenceRequest<C>): void {
+    try {
+      this.#validate(request);
+    } catch (e) {
+      this.#rejected += 1;
+      throw e;
+    }
+    const now = this.#clock.now();
+    const account = this.#accountOf(request.account);
+    if (this.#waiting >= this.#o.maxQueued || account.waiting >= this.#o.maxQueuedPerAccount) {
+      this.#rejected += 1;
+      throw new ServingError("queue_full", "too many queued requests; retry later");
+    }
+    if (this.#limiter !== undefined) {
+      try {
+        this.#limiter.admit(request.account, request.promptTokens.length + request.maxNewTokens, now);
+      } catch (e) {
+        this.#rejected += 1;
+        throw e;
+      }
+    }
+    const seq: Seq<C> = {
+      id: request.id,
+      account,
+      adapterId: request.adapterId,
+      key: keyOf(request.adapterId),
+      priority: request.priority ?? 0,
+      arrival: this.#arrivals++,
+      maxNewTokens: request.maxNewTokens,
+      promptLength: request.promptTokens.length,
+      stop:
+        request.stopTokenIds === undefined || request.stopTokenIds.length === 0
+          ? undefined
+          : new Set(request.stopTokenIds),
+      context: request.context,
+      tokens: [...request.promptTokens],
+      timings: { queuedAt: now, admittedAt: undefined, firstTokenAt: undefined, finishedAt: undefined },
+      computed: 0,
+      generated: 0,
+      status: "waiting",
+      slot: -1,
+      runOrder: -1,
+      promptCharged: false,
+      pendingFinish: undefined,
+      preemptions: 0,
+    };
+    this.#live.set(seq.id, seq);
+    this.#enqueue(seq, true);
+  }
+
+  /**
+   * End a request at the next step: it leaves the queue or the running batch, its slot
+   * pin and budget are freed. `reason` "stop" is for stop sequences the caller detects
+   * in text. Returns false if the id is unknown or already finished.
+   */
+  cancel(id: string, reason: "cancelled" | "stop" = "cancelled"): boolean {
+    const seq = this.#live.get(id);
+    if (seq === undefined || seq.pendingFinish !== undefined) return false;
+    seq.pendingFinish = { reason, error: undefined };
+    this.#pendingCancels.push(id);
+    return true;
+  }
+
+  /** Fail every live request (engine shutdown). Applied at the next `schedule()`. */
+  failAll(error: ServingError): void {
+    for (const seq of this.#live.values()) {
+      if (seq.pendingFinish !== undefined) continue;
+      seq.pendingFinish = { reason: "error", error };
+      this.#pendingCancels.push(seq.id);
+    }
+  }
+
+  hasWork(): boolean {
+    return this.#live.size > 0 || this.#pendingCancels.length > 0;
+  }
+
+  has(id: string): boolean {
+    return this.#live.has(id);
+  }
+
+  /** The account's current virtual counter (for tests and metrics). */
+  counterOf(account: string): number {
+    return this.#accounts.get(account)?.counter ?? 0;
+  }
+
+  isBacklogged(account: string): boolean {
+    const a = this.#accounts.get(account);
+    return a !== undefined && a.waiting > 0;
+  }
+
+  /** Running sequences in admission order, with their slots (metrics, tests). */
+  runningSequences(): { id: string; account: string; adapterId: string | null; slot: number }[] {
+    return this.#running.map((s) => ({
+      id: s.id,
+      account: s.account.id,
+      adapterId: s.adapterId,
+      slot: s.slot,
+    }));
+  }
+
+  stats(): SchedulerStats {
+    return {
+      step: this.#step,
+      waiting: this.#waiting,
+      running: this.#running.length,
+      kvTokens: this.#kvTokens,
+      backloggedAccounts: this.#backlogged.size,
+      admitted: this.#admitted,
+      preemptions: this.#preemptions,
+      drains: this.#drains,
+      finished: { ...this.#finished },
+      rejected: this.#rejected,
+    };
+  }
+
+  /** Plan the next step. The batch may be empty (nothing runnable: wait for a cache change). */
+  schedule(): StepPlan<C> {
+    const step = ++this.#step;
+    const plan: StepPlan<C> = { batch: { step, prefill: [], decode: [] }, release: [], events: [] };
+    this.#applyFailures(plan);
+    this.#applyCancels(plan);
+    this.#preemptForKv(plan);
+
+    let budget = this.#o.maxBatchTokens;
+    // Decode rows first: one token each, and maxRunning <= maxBatchTokens guarantees they fit.
+    for (const seq of this.#running) {
+      if (seq.generated > 0 && seq.tokens.length - seq.computed === 1) {
+        plan.batch.decode.push(this.#row(seq, 1));
+        budget -= 1;
+      }
+    }
+    // Then prefill chunks of sequences admitted earlier, oldest admission first.
+    for (const seq of this.#running) {
+      const remaining = seq.tokens.length - seq.computed;
+      if (seq.generated > 0 && remaining === 1) continue;
+      const n = Math.min(remaining, budget);
+      if (n <= 0) continue;
+      plan.batch.prefill.push(this.#row(seq, n));
+      budget -= n;
+    }
+    budget = this.#admit(plan, budget);
+    this.#prefetch();
+    return plan;
+  }
+
+  /**
+   * Apply one executed step: `next` maps every row with `sample: true` to its sampled
+   * token. Emits tokens and finishes (stop token, max tokens).
+   */
+  commit(plan: StepPlan<C>, next: ReadonlyMap<string, number>): CommitResult {
+    const out: CommitResult = { events: [], release: [] };
+    const now = this.#clock.now();
+    for (const row of [...plan.batch.prefill, ...plan.batch.decode]) {
+      const seq = this.#live.get(row.seqId);
+      if (seq === undefined || seq.status !== "running") continue;
+      seq.computed = row.position + row.tokens.length;
+      if (!row.sample) continue;
+      const token = next.get(row.seqId);
+      if (token === undefined) throw new Error(`executor returned no token for sampled row ${row.seqId}`);
+      this.#charge(seq.account, seq.key, this.#o.outputTokenCost);
+      if (seq.pendingFinish !== undefined) continue; // cancelled mid-step: emit nothing more
+      if (seq.stop?.has(token)) {
+        this.#finish(seq, "stop", undefined, now, out);
+        continue;
+      }
+      seq.tokens.push(token);
+      this.#kvTokens += 1;
+      seq.generated += 1;
+      seq.timings.firstTokenAt ??= now;
+      out.events.push({ type: "token", id: seq.id, token, index: seq.generated - 1 });
+      if (seq.generated >= seq.maxNewTokens) this.#finish(seq, "length", undefined, now, out);
+    }
+    return out;
+  }
+
+  /** The executor failed on this plan: every sequence in it fails with `error`. */
+  abort(plan: StepPlan<C>, error: ServingError): CommitResult {
+    const out: CommitResult = { events: [], release: [] };
+    const now = this.#clock.now();
+    for (const row of [...plan.batch.prefill, ...plan.batch.decode]) {
+      const seq = this.#live.get(row.seqId);
+      if (seq === undefined || seq.status !== "running") continue;
+      this.#finish(seq, "error", error, now, out);
+    }
+    return out;
+  }
+
+  // ---- internals -------------------------------------------------------------------
+
+  #validate(r: InferenceRequest<C>): void {
+    if (typeof r.id !== "string" || r.id.length === 0)
+      throw new ServingError("invalid_request", "id is required");
+    if (this.#live.has(r.id))
+      throw new ServingError("invalid_request", `request id ${r.id} is already in flight`);
+    if (r.promptTokens.length === 0) throw new ServingError("invalid_request", "prompt must not be empty");
+    if (!Number.isInteger(r.maxNewTokens) || r.maxNewTokens < 1) {
+      throw new ServingError("invalid_request", "max tokens must be an integer >= 1");
+    }
+    if (r.promptTokens.length > this.#o.maxPromptTokens) {
+      throw new ServingError(
+        "prompt_too_long",
+        `prompt has ${r.promptTokens.length} tokens; the limit is ${this.#o.maxPromptTokens}`,
+      );
+    }
+    if (r.maxNewTokens > this.#o.maxNewTokens) {
+      throw new ServingError(
+        "max_tokens_too_large",
+        `max tokens ${r.maxNewTokens} exceeds the limit of ${this.#o.maxNewTokens}`,
+      );
+    }
+    if (r.promptTokens.length + r.maxNewTokens > this.#o.maxContextTokens) {
+      throw new ServingError(
+        "context_length_exceeded",
+        `prompt (${r.promptTokens.length}) + max tokens (${r.maxNewTokens}) exceeds the context length ${this.#o.maxContextTokens}`,
+      );
+    }
+    if (r.priority !== undefined && !Number.isFinite(r.priority)) {
+      throw new ServingError("invalid_request", "priority must be a finite number");
+    }
+  }
+
+  #accountOf(id: string): AccountState<C> {
+    let a = this.#accounts.get(id);
+    if (a === undefined) {
+      a = {
+        id,
+        counter: 0,
+        waiting: 0,
+        running: 0,
+        queues: new Map(),
+        adapterCounters: new Map(),
+        adapterFloor: 0,
+      };
+      this.#accounts.set(id, a);
+    }
+    return a;
+  }
+
+  /**
+   * Put a sequence in its (account, adapter) queue. `lift` (new arrivals, not
+   * preemptions) applies VTC's counter lift: an account (or adapter) that becomes
+   * backlogged is raised to the smallest counter among the backlogged ones, so idle
+   * time does not bank credit it could later use to monopolise the batch.
+   */
+  #enqueue(seq: Seq<C>, lift: boolean): void {
+    const a = seq.account;
+    if (a.waiting === 0) {
+      if (lift) {
+        let min = Number.POSITIVE_INFINITY;
+        for (const b of this.#backlogged) if (b.counter < min) min = b.counter;
+        a.counter = Math.max(a.counter, min === Number.POSITIVE_INFINITY ? this.#virtualTime : min);
+      }
+      this.#backlogged.add(a);
+    }
+    let q = a.queues.get(seq.key);
+    if (q === undefined) {
+      q = { key: seq.key, adapterId: seq.adapterId, items: [] };
+      if (lift) {
+        let min = Number.POSITIVE_INFINITY;
+        for (const other of a.queues.values()) min = Math.min(min, a.adapterCounters.get(other.key) ?? 0);
+        const floor = min === Number.POSITIVE_INFINITY ? a.adapterFloor : min;
+        a.adapterCounters.set(seq.key, Math.max(a.adapterCounters.get(seq.key) ?? 0, floor));
+      }
+      a.queues.set(seq.key, q);
+    }
+    insertSorted(q.items, seq);
+    seq.status = "waiting";
+    a.waiting += 1;
+    this.#waiting += 1;
+  }
+
+  #dequeue(seq: Seq<C>): void {
+    const a = seq.account;
+    const q = a.queues.get(seq.key);
+    if (q === undefined) throw new Error(`sequence ${seq.id} is not queued`);
+    const i = q.items.indexOf(seq);
+    if (i < 0) throw new Error(`sequence ${seq.id} is not queued`);
+    q.items.splice(i, 1);
+    if (q.items.length === 0) a.queues.delete(seq.key);
+    a.waiting -= 1;
+    this.#waiting -= 1;
+    if (a.waiting === 0) this.#backlogged.delete(a);
+  }
+
+  #charge(a: AccountState<C>, key: string, cost: number): void {
+    if (cost === 0) return;
+    a.counter += cost;
+    a.adapterCounters.set(key, (a.adapterCounters.get(key) ?? 0) + cost);
+  }
+
+  #row(seq: Seq<C>, n: number): StepRow<C> {
+    const position = seq.computed;
+    return {
+      seqId: seq.id,
+      adapterId: seq.adapterId,
+      slot: seq.slot,
+      tokens: seq.tokens.slice(position, position + n),
+      position,
+      sample: position + n === seq.tokens.length,
+      context: seq.context,
+    };
+  }
+
+  #applyFailures(plan: StepPlan<C>): void {
+    if (this.#pendingFailures.length === 0) return;
+    const failures = this.#pendingFailures.splice(0);
+    const now = this.#clock.now();
+    for (const f of failures) {
+      for (const a of [...this.#backlogged]) {
+        const q = a.queues.get(f.adapterId);
+        if (q === undefined) continue;
+        for (const seq of [...q.items]) {
+          if (seq.arrival >= f.cutoff || seq.pendingFinish !== undefined) continue;
+          this.#dequeue(seq);
+          this.#finish(seq, "error", f.error, now, plan);
+        }
+      }
+    }
+  }
+
+  #applyCancels(plan: StepPlan<C>): void {
+    if (this.#pendingCancels.length === 0) return;
+    const ids = this.#pendingCancels.splice(0);
+    const now = this.#clock.now();
+    for (const id of ids) {
+      const seq = this.#live.get(id);
+      if (seq === undefined || seq.pendingFinish === undefined) continue;
+      if (seq.status === "waiting") this.#dequeue(seq);
+      this.#finish(seq, seq.pendingFinish.reason, seq.pendingFinish.error, now, plan);
+    }
+  }
+
+  #preemptForKv(plan: StepPlan<C>): void {
+    // Each running sequence will hold tokens.length KV entries after this step.
+    while (this.#kvTokens > this.#o.maxKvTokens && this.#running.length > 1) {
+      const victim = this.#running[this.#running.length - 1];
+      if (victim === undefined) break;
+      this.#leaveRunning(victim, plan.release);
+      victim.computed = 0;
+      victim.preemptions += 1;
+      this.#preemptions += 1;
+      this.#enqueue(victim, false);
+    }
+  }
+
+  #leaveRunning(seq: Seq<C>, release: string[]): void {
+    const i = this.#running.indexOf(seq);
+    if (i >= 0) this.#running.splice(i, 1);
+    this.#kvTokens -= seq.tokens.length;
+    seq.account.running -= 1;
+    if (seq.slot !== BASE_SLOT && seq.slot >= 0) this.#cache.unpinSlot(seq.slot);
+    seq.slot = -1;
+    release.push(seq.id);
+  }
+
+  #finish(
+    seq: Seq<C>,
+    reason: FinishReason,
+    error: ServingError | undefined,
+    now: number,
+    out: { events: SchedulerEvent[]; release: string[] },
+  ): void {
+    if (seq.status === "running") this.#leaveRunning(seq, out.release);
+    seq.status = "finished";
+    seq.timings.finishedAt = now;
+    this.#live.delete(seq.id);
+    this.#finished[reason] += 1;
+    this.#limiter?.refund(seq.account.id, seq.maxNewTokens - seq.generated, now);
+    out.events.push({
+      type: "finished",
+      id: seq.id,
+      result: {
+        id: seq.id,
+        account: seq.account.id,
+        adapterId: seq.adapterId,
+        reason,
+        error,
+        outputTokens: seq.tokens.slice(seq.promptLength),
+        promptTokens: seq.promptLength,
+        completionTokens: seq.generated,
+        timings: seq.timings,
+        preemptions: seq.preemptions,
+      },
+    });
+  }
+
+  /** Admit waiting sequences in fair order; returns the budget left. */
+  #admit(plan: StepPlan<C>, budget: number): number {
+    const candidates = new Set(this.#backlogged);
+    let demandLoads = 0;
+    let drainTried = false;
+    const now = this.#clock.now();
+    while (this.#running.length < this.#o.maxRunningSequences && budget > 0 && candidates.size > 0) {
+      const a = minAccount(candidates);
+      let admitted = false;
+      let stop = false;
+      for (const q of this.#queuesInOrder(a)) {
+        const head = q.items[0];
+        if (head === undefined || head.pendingFinish !== undefined) continue;
+        const need = this.#o.chunkedPrefill ? 1 : head.tokens.length;
+        // The fairness-first candidate that cannot fit stops admission rather than
+        // letting smaller requests overtake it forever.
+        if (need > budget || this.#kvTokens + head.tokens.length > this.#o.maxKvTokens) {
+          stop = true;
+          break;
+        }
+        const found = this.#cache.lookup(q.adapterId, demandLoads < this.#o.prefetchDepth);
+        if (found.status === "ready") {
+          budget -= this.#start(head, found.slot, budget, now, plan);
+          admitted = true;
+          break;
+        }
+        if (found.status === "loading") demandLoads += 1;
+        if (found.status === "no_slot" && !drainTried) {
+          drainTried = true;
+          if (this.#cache.startDraining() !== undefined) this.#drains += 1;
+        }
+      }
+      if (stop) break;
+      if (!admitted) candidates.delete(a);
+    }
+    return budget;
+  }
+
+  /** Admit `seq` on `slot` and plan its first prefill chunk; returns tokens used. */
+  #start(seq: Seq<C>, slot: number, budget: number, now: number, plan: StepPlan<C>): number {
+    const a = seq.account;
+    this.#dequeue(seq);
+    this.#cache.pinSlot(slot);
+    seq.slot = slot;
+    seq.status = "running";
+    seq.runOrder = this.#runOrders++;
+    seq.timings.admittedAt ??= now;
+    this.#running.push(seq);
+    a.running += 1;
+    this.#kvTokens += seq.tokens.length;
+    this.#admitted += 1;
+    this.#virtualTime = Math.max(this.#virtualTime, a.counter);
+    a.adapterFloor = Math.max(a.adapterFloor, a.adapterCounters.get(seq.key) ?? 0);
+    if (!seq.promptCharged) {
+      seq.promptCharged = true;
+      this.#charge(a, seq.key, this.#o.inputTokenCost * seq.promptLength);
+    }
+    const n = this.#o.chunkedPrefill ? Math.min(seq.tokens.length - seq.computed, budget) : seq.tokens.length;
+    plan.batch.prefill.push(this.#row(seq, n));
+    return n;
+  }
+
+  #queuesInOrder(a: AccountState<C>): AdapterQueue<C>[] {
+    const qs = [...a.queues.values()];
+    if (qs.length > 1) {
+      qs.sort((x, y) => {
+        const d = (a.adapterCounters.get(x.key) ?? 0) - (a.adapterCounters.get(y.key) ?? 0);
+        if (d !== 0) return d;
+        const hx = x.items[0];
+        const hy = y.items[0];
+        return (hx?.arrival ?? 0) - (hy?.arrival ?? 0);
+      });
+    }
+    return qs;
+  }
+
+  /** Fetch into RAM the first cold adapters in fair order; drop stale queued prefetches. */
+  #prefetch(): void {
+    const depth = this.#o.prefetchDepth;
+    if (depth <= 0) return;
+    const wanted = new Set<string>();
+    const accounts = [...this.#backlogged].sort(compareAccounts);
+    outer: for (const a of accounts) {
+      for (const q of this.#queuesInOrder(a)) {
+        if (q.adapterId === null) continue;
+        if (wanted.size >= depth) break outer;
+        wanted.add(q.adapterId);
+        this.#cache.prefetch(q.adapterId);
+      }
+    }
+    this.#cache.ram.retainPrefetches(wanted);
+  }
+}
+
+function compareAccounts<C>(x: AccountState<C>, y: AccountState<C>): number {
+  if (x.counter !== y.counter) return x.counter - y.counter;
+  return x.id < y.id ? -1 : x.id > y.id ? 1 : 0;
+}
+
+function minAccount<C>(set: Set<AccountState<C>>): AccountState<C> {
+  let best: AccountState<C> | undefined;
+  for (const a of set) if (best === undefined || compareAccounts(a, best) < 0) best = a;
+  return best as AccountState<C>;
+}
+
+/** Keep `items` sorted by (priority desc, arrival asc); binary search for the spot. */
+function insertSorted<C>(items: Seq<C>[], seq: Seq<C>): void {
+  let lo = 0;
+  let hi = items.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const m = items[mid] as Seq<C>;
+    const before = m.priority > seq.priority || (m.priority === seq.priority && m.arrival < seq.arrival);
+    if (before) lo = mid + 1;
+    else hi = mid;
+  }
+  items.splice(lo, 0, seq);
+}
