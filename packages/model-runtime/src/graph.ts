@@ -22,6 +22,12 @@ const INT64 = 7;
 export interface LoraGraphOptions {
   targetModules: LoraModule[];
   rankBuckets: number[];
+  /**
+   * "segment" (default): the layout above. "row": the textbook per-row BGMV, kept for
+   * comparison — `lora_a.k.l.m` is the full slot stack [S, in, r], `lora_idx.k` [N] each
+   * token's slot, and A[idx]/B[idx] are gathered (copied) per token.
+   */
+  mode?: "segment" | "row";
 }
 
 export interface GraphOptions {
@@ -106,6 +112,7 @@ function valueInfo(name: string, elemType: number, dims: (number | string)[]): O
 export const loraInputName = {
   rows: (bucket: number) => `lora_rows.${bucket}`,
   scatter: (bucket: number) => `lora_scatter.${bucket}`,
+  idx: (bucket: number) => `lora_idx.${bucket}`,
   a: (bucket: number, layer: number, m: LoraModule) => `lora_a.${bucket}.${layer}.${m}`,
   b: (bucket: number, layer: number, m: LoraModule) => `lora_b.${bucket}.${layer}.${m}`,
 };
@@ -136,8 +143,11 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
   const lora = options.lora;
   if (lora) {
     for (const k of lora.rankBuckets) {
-      g.input(loraInputName.rows(k), INT64, [`u${k}`, `l${k}`]);
-      g.input(loraInputName.scatter(k), INT64, ["tokens"]);
+      if (lora.mode === "row") g.input(loraInputName.idx(k), INT64, ["tokens"]);
+      else {
+        g.input(loraInputName.rows(k), INT64, [`u${k}`, `l${k}`]);
+        g.input(loraInputName.scatter(k), INT64, ["tokens"]);
+      }
       for (let l = 0; l < c.numLayers; l++) {
         for (const m of lora.targetModules) {
           const { inDim, outDim } = moduleDims(c, m);
@@ -212,6 +222,14 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
     let y = g.op("Gemm", [t, w], { transB: 1 });
     if (lora?.targetModules.includes(m)) {
       for (const k of lora.rankBuckets) {
+        if (lora.mode === "row") {
+          const ga = g.op("Gather", [loraInputName.a(k, layer, m), loraInputName.idx(k)], { axis: 0 }); // [N,in,r]
+          const gb = g.op("Gather", [loraInputName.b(k, layer, m), loraInputName.idx(k)], { axis: 0 }); // [N,r,out]
+          const x3 = g.op("Unsqueeze", [t, g.int64Init([1])]); // [N,1,in]
+          const yr = g.op("MatMul", [g.op("MatMul", [x3, ga]), gb]); // [N,1,out]
+          y = g.op("Add", [y, g.op("Reshape", [yr, shapeFlat(outDim)])]);
+          continue;
+        }
         const xs = g.op("Gather", [t, loraInputName.rows(k)], { axis: 0 }); // [U, L, in]
         const xa = g.op("MatMul", [xs, loraInputName.a(k, layer, m)]); // [U, L, r]
         const xab = g.op("MatMul", [xa, loraInputName.b(k, layer, m)]); // [U, L, out]

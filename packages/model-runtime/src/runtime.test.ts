@@ -3,6 +3,7 @@ import { after, before, test } from "node:test";
 import { generateRandomAdapter, type LoraAdapter } from "./adapter.ts";
 import { TINY_BOS, TINY_CONFIG } from "./config.ts";
 import { ModelRuntimeError } from "./errors.ts";
+import { AdapterMerger } from "./merge.ts";
 import { type BaseModel, generateBaseModel } from "./model.ts";
 import { mergeAdapter, referenceForward } from "./reference.ts";
 import { ModelRuntime } from "./runtime.ts";
@@ -83,9 +84,18 @@ test("one adapter matches the reference with LoRA and the merged weights W + sca
   rt.release("one");
 });
 
-for (const rankBuckets of [[16], [4, 8, 16]]) {
-  test(`batch of rows with different adapters and ranks (rankBuckets ${JSON.stringify(rankBuckets)})`, async () => {
-    const r = await ModelRuntime.create(model, { slots: 6, rankBuckets, intraOpThreads: 2 });
+for (const [rankBuckets, loraMode] of [
+  [[16], "segment"],
+  [[4, 8, 16], "segment"],
+  [[8, 16], "row"],
+] as const) {
+  test(`batch of rows with different adapters and ranks (rankBuckets ${rankBuckets}, ${loraMode})`, async () => {
+    const r = await ModelRuntime.create(model, {
+      slots: 6,
+      rankBuckets: [...rankBuckets],
+      loraMode,
+      intraOpThreads: 2,
+    });
     const ranks = [2, 4, 8, 16, 5];
     const adapters = ranks.map((rank, i) =>
       generateRandomAdapter(TINY_CONFIG, { rank, seed: `mix-${i}`, useRslora: i === 4 }),
@@ -126,7 +136,7 @@ for (const rankBuckets of [[16], [4, 8, 16]]) {
       });
     }
     console.log(
-      `mixed adapters (ranks ${ranks}, buckets ${rankBuckets}): max abs err vs reference ${worstRef.toExponential(2)}, vs merged ${worstMerged.toExponential(2)}`,
+      `mixed adapters (ranks ${ranks}, buckets ${rankBuckets}, ${loraMode}): max abs err vs reference ${worstRef.toExponential(2)}, vs merged ${worstMerged.toExponential(2)}`,
     );
     assert.ok(worstRef < TOL && worstMerged < TOL);
     await r.dispose();
@@ -216,4 +226,25 @@ test("bad slots are rejected with typed errors", async () => {
     (e: unknown) => e instanceof ModelRuntimeError && e.code === "ADAPTER_TARGET_UNSUPPORTED",
   );
   assert.equal(rt.hasSequence("bad"), false);
+});
+
+test("merged-weights baseline: AdapterMerger + external weights equal the in-graph LoRA", async () => {
+  const adapter = generateRandomAdapter(TINY_CONFIG, { rank: 8, seed: "merge" });
+  const merger = await AdapterMerger.create(model, ["q_proj", "k_proj", "v_proj", "o_proj"], 8, 2);
+  const merged = await ModelRuntime.create(model, {
+    lora: false,
+    externalWeights: ["q_proj", "k_proj", "v_proj", "o_proj"],
+    intraOpThreads: 2,
+  });
+  for (const [key, w] of await merger.merge(adapter)) {
+    const [l, m] = key.split(".");
+    merged.setExternalWeight(Number(l), m as "q_proj", w);
+  }
+  const tokens = bytes("merged");
+  const [viaMerge] = await merged.step([{ seqId: "m", tokens, slot: 0 }]);
+  const err = maxAbsErr(viaMerge!, lastRef(tokens, adapter));
+  console.log(`merged-weights runtime vs reference with LoRA: max abs err ${err.toExponential(2)}`);
+  assert.ok(err < TOL);
+  await merger.dispose();
+  await merged.dispose();
 });

@@ -18,6 +18,8 @@ export interface RuntimeOptions {
   lora?: boolean;
   /** Base weights of these modules become per-run inputs (merged-weights baseline). */
   externalWeights?: LoraModule[];
+  /** In-graph LoRA layout: "segment" (default, each distinct adapter read once) or "row" (per-row gather; for comparison). */
+  loraMode?: "segment" | "row";
   /** onnxruntime intra-op threads (default: available cores). */
   intraOpThreads?: number;
 }
@@ -74,6 +76,7 @@ export class ModelRuntime {
   readonly targetModules: LoraModule[];
   readonly rankBuckets: number[];
   readonly loraEnabled: boolean;
+  readonly loraMode: "segment" | "row";
   readonly intraOpThreads: number;
   /** Feeds for externalWeights modules, keyed `w.l.m` (the merged baseline sets these). */
   readonly externalWeights = new Map<string, ort.Tensor>();
@@ -88,6 +91,7 @@ export class ModelRuntime {
     private readonly session: ort.InferenceSession,
     options: Required<Omit<RuntimeOptions, "externalWeights">>,
   ) {
+    this.loraMode = options.loraMode;
     this.targetModules = options.targetModules;
     this.rankBuckets = options.rankBuckets;
     this.loraEnabled = options.lora;
@@ -102,11 +106,16 @@ export class ModelRuntime {
       targetModules: options.targetModules ?? ["q_proj", "k_proj", "v_proj", "o_proj"],
       rankBuckets: [...(options.rankBuckets ?? [16])].sort((a, b) => a - b),
       lora: options.lora ?? true,
+      loraMode: options.loraMode ?? "segment",
       intraOpThreads: options.intraOpThreads ?? availableParallelism(),
     } satisfies Required<Omit<RuntimeOptions, "externalWeights">>;
     const graph = buildLlamaGraph(model, {
       lora: resolved.lora
-        ? { targetModules: resolved.targetModules, rankBuckets: resolved.rankBuckets }
+        ? {
+            targetModules: resolved.targetModules,
+            rankBuckets: resolved.rankBuckets,
+            mode: resolved.loraMode,
+          }
         : null,
       externalWeights: options.externalWeights ?? [],
     });
@@ -359,6 +368,24 @@ export class ModelRuntime {
    */
   private addLoraFeeds(feeds: Record<string, ort.Tensor>, rows: StepRow[], T: number): void {
     const N = rows.length * T;
+    if (this.loraMode === "row") {
+      for (const bucket of this.rankBuckets) {
+        const all = Array.from({ length: this.slots.count - 1 }, (_, i) => i + 1).filter(
+          (s) => this.slots.get(s)?.bucket === bucket,
+        );
+        // The full stack with slot s at index s (index 0 and other buckets' slots stay zero).
+        const stack = this.activeStack(bucket, all, this.slots.count);
+        const idx = new BigInt64Array(N);
+        rows.forEach((row, b) => {
+          if (row.slot !== 0 && this.slots.get(row.slot)!.bucket === bucket) {
+            for (let t = 0; t < T; t++) idx[b * T + t] = BigInt(row.slot);
+          }
+        });
+        feeds[loraInputName.idx(bucket)] = new ort.Tensor("int64", idx, [N]);
+        for (const [name, t] of stack.tensors) feeds[name] = t;
+      }
+      return;
+    }
     for (const bucket of this.rankBuckets) {
       const segments = new Map<number, number[]>();
       rows.forEach((row, b) => {
@@ -385,12 +412,14 @@ export class ModelRuntime {
     }
   }
 
-  private activeStack(bucket: number, slotList: number[]): ActiveStack {
+  /** `fullSize` set: the whole slot table with slot s at index s (row mode). */
+  private activeStack(bucket: number, slotList: number[], fullSize?: number): ActiveStack {
     const key = slotList.map((s) => `${s}:${this.slots.get(s)!.version}`).join(",");
     const cached = this.stackCache.get(bucket);
     if (cached && cached.key === key) return cached;
     const c = this.model.config;
-    const U = Math.max(1, slotList.length); // an unused bucket gets one zero adapter
+    const U = fullSize ?? Math.max(1, slotList.length); // an unused bucket gets one zero adapter
+    const at = (u: number, slot: number) => (fullSize === undefined ? u : slot);
     const tensors = new Map<string, ort.Tensor>();
     const mods = this.targetModules;
     for (let l = 0; l < c.numLayers; l++) {
@@ -400,8 +429,8 @@ export class ModelRuntime {
         const b = new Float32Array(U * bucket * outDim);
         slotList.forEach((slot, u) => {
           const e = this.slots.get(slot)!;
-          a.set(e.a[l * mods.length + mi]!, u * inDim * bucket);
-          b.set(e.b[l * mods.length + mi]!, u * bucket * outDim);
+          a.set(e.a[l * mods.length + mi]!, at(u, slot) * inDim * bucket);
+          b.set(e.b[l * mods.length + mi]!, at(u, slot) * bucket * outDim);
         });
         tensors.set(loraInputName.a(bucket, l, m), new ort.Tensor("float32", a, [U, inDim, bucket]));
         tensors.set(loraInputName.b(bucket, l, m), new ort.Tensor("float32", b, [U, bucket, outDim]));
