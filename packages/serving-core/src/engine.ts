@@ -204,6 +204,10 @@ export class Engine<C = unknown, W = unknown> {
 
   async #run(untilIdle: boolean): Promise<void> {
     for (;;) {
+      // Let I/O callbacks run between steps (adapter loads finishing, client disconnects,
+      // new HTTP requests): with an executor that completes synchronously or on the
+      // microtask queue, a tight loop would otherwise starve them until the queue drains.
+      await yieldToEventLoop();
       if (!this.#scheduler.hasWork()) {
         if (untilIdle || this.#closing) return;
         await this.#sleep();
@@ -315,6 +319,10 @@ async function* iterate(state: HandleState): AsyncGenerator<number> {
       state.notify = resolve;
     });
   }
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 function describe(e: unknown): string {

@@ -14,6 +14,16 @@ export {
   type SlotReservation,
   type SlotStatus,
 } from "./device-slots.ts";
+export {
+  Engine,
+  type EngineMetrics,
+  type EngineOptions,
+  type EngineTotals,
+  type RequestHandle,
+  type StepExecutor,
+  type StepStats,
+  type SubmitOptions,
+} from "./engine.ts";
 export { isServingError, SERVING_ERROR_HTTP_STATUS, ServingError, type ServingErrorCode } from "./errors.ts";
 export {
   type AdapterLoader,
