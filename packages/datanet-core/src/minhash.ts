@@ -112,14 +112,18 @@ export class Shingler {
 }
 
 /**
- * MinHash with `numPerm` hash functions h_i(x) = fmix32(x XOR seed_i) over the 32-bit shingle
- * hashes: each is a bijection of the 32-bit space chosen by a seeded generator, so signatures are
- * identical on every machine for the same config. sig[i] = min over shingles of h_i; an empty text
- * gets all 0xFFFFFFFF (`isEmptySignature`).
+ * MinHash with `numPerm` hash functions h_i(x) = (a_i * x + b_i) mod 2^32 over the 32-bit shingle
+ * hashes (a_i odd, so each h_i is a permutation of the 32-bit space; a_i, b_i from a seeded
+ * generator). The shingle hashes are already fully mixed (MurmurHash3 finalizer), and the minimum
+ * is decided by the high bits, where multiply-add hashing is strong; one multiply and one add per
+ * (shingle, permutation) keeps this, the hot loop of ingestion, cheap. sig[i] = min over shingles of
+ * h_i; an empty text gets all 0xFFFFFFFF (`isEmptySignature`). Identical on every machine for the
+ * same config.
  */
 export class MinHasher {
   readonly config: MinHashConfig;
-  private readonly seeds: Uint32Array;
+  private readonly mul: Uint32Array;
+  private readonly add: Uint32Array;
   private readonly shingler: Shingler;
 
   constructor(config: Partial<MinHashConfig> = {}) {
@@ -127,7 +131,14 @@ export class MinHasher {
     if (!Number.isInteger(this.config.numPerm) || this.config.numPerm < 1) {
       throw new RangeError("numPerm must be a positive integer");
     }
-    this.seeds = seededUint32s(this.config.seed, this.config.numPerm);
+    const P = this.config.numPerm;
+    const r = seededUint32s(this.config.seed, 2 * P);
+    this.mul = new Uint32Array(P);
+    this.add = new Uint32Array(P);
+    for (let i = 0; i < P; i++) {
+      this.mul[i] = r[2 * i]! | 1;
+      this.add[i] = r[2 * i + 1]!;
+    }
     this.shingler = new Shingler(this.config.shingle);
   }
 
@@ -139,20 +150,19 @@ export class MinHasher {
   signatureOfHashes(hashes: Uint32Array, out?: Uint32Array): Uint32Array {
     const P = this.config.numPerm;
     const sig = out ?? new Uint32Array(P);
-    sig.fill(0xffffffff);
-    const seeds = this.seeds;
-    for (let s = 0; s < hashes.length; s++) {
-      const x = hashes[s]!;
-      for (let i = 0; i < P; i++) {
-        // fmix32 inlined: this loop is the hot spot of the whole pipeline.
-        let h = x ^ seeds[i]!;
-        h ^= h >>> 16;
-        h = Math.imul(h, 0x85ebca6b);
-        h ^= h >>> 13;
-        h = Math.imul(h, 0xc2b2ae35);
-        h = (h ^ (h >>> 16)) >>> 0;
-        if (h < sig[i]!) sig[i] = h;
+    const mul = this.mul;
+    const add = this.add;
+    const n = hashes.length;
+    // Permutation-major: the running minimum stays in a register and the shingle hashes in L1.
+    for (let i = 0; i < P; i++) {
+      const a = mul[i]!;
+      const b = add[i]!;
+      let m = 0xffffffff;
+      for (let s = 0; s < n; s++) {
+        const h = (Math.imul(hashes[s]!, a) + b) >>> 0;
+        if (h < m) m = h;
       }
+      sig[i] = m;
     }
     return sig;
   }

@@ -1,10 +1,12 @@
+import { mixInto } from "./hash32.ts";
+
 /**
  * Quality heuristics for one row. All are cheap single passes; the score is an integer 0-100 so it
  * can be stored, compared and put in evidence without float noise.
  *
  * Signals (on the raw text unless noted):
- *  - chars: code points excluding whitespace; words: words of the NORMALIZED text.
- *  - junkRatio: share of code points that are control characters (except tab/newline/CR),
+ *  - chars: code points excluding whitespace (JS \s); words: words of the NORMALIZED text.
+ *  - junkRatio: share of code points that are control characters (whitespace excluded),
  *    U+FFFD replacement characters, private-use, unassigned or surrogate code points.
  *  - letterRatio: share of non-whitespace code points that are letters (any script).
  *  - distinctChars: number of distinct non-whitespace code points.
@@ -37,51 +39,140 @@ const JUNK = /[\p{Cc}\p{Co}\p{Cn}\p{Cs}\uFFFD]/u;
 const LETTER = /\p{L}/u;
 const WHITESPACE = /\s/u;
 
+enum CharClass {
+  Space = 0,
+  Junk = 1,
+  Letter = 2,
+  Other = 3,
+}
+
+// Classification of non-ASCII code points, memoized: real text uses few distinct ones and the
+// regex tests are the slow part. Bounded so adversarial input cannot grow it without limit.
+const classCache = new Map<number, CharClass>();
+function classifyNonAscii(cp: number): CharClass {
+  const cached = classCache.get(cp);
+  if (cached !== undefined) return cached;
+  const ch = String.fromCodePoint(cp);
+  const cls = WHITESPACE.test(ch)
+    ? CharClass.Space
+    : JUNK.test(ch)
+      ? CharClass.Junk
+      : LETTER.test(ch)
+        ? CharClass.Letter
+        : CharClass.Other;
+  if (classCache.size < 65_536) classCache.set(cp, cls);
+  return cls;
+}
+
+// Scratch space reused across calls (the validator is synchronous, one row at a time).
+const asciiSeen = new Uint32Array(128);
+let asciiGeneration = 0;
+let wordHashes = new Uint32Array(512);
+let scratch = new Uint32Array(512);
+
+/** Number of distinct values, and the number of values that occur more than once, in `a[0..n)` (sorted in place). */
+function countRepeats(a: Uint32Array, n: number): { distinct: number; repeated: number } {
+  const v = a.subarray(0, n).sort();
+  let distinct = 0;
+  let repeated = 0;
+  for (let i = 0; i < n; ) {
+    let j = i + 1;
+    while (j < n && v[j] === v[i]) j++;
+    distinct++;
+    if (j - i > 1) repeated += j - i;
+    i = j;
+  }
+  return { distinct, repeated };
+}
+
 export function qualitySignals(text: string, normalized: string): QualitySignals {
   let chars = 0;
   let junk = 0;
   let letters = 0;
-  const distinct = new Set<number>();
-  for (const ch of text) {
-    const cp = ch.codePointAt(0)!;
-    if (cp === 0x20 || cp === 0x0a || cp === 0x09 || cp === 0x0d) continue;
+  let distinctChars = 0;
+  asciiGeneration = (asciiGeneration + 1) >>> 0;
+  if (asciiGeneration === 0) {
+    asciiSeen.fill(0);
+    asciiGeneration = 1;
+  }
+  let nonAscii: Set<number> | undefined;
+  for (let i = 0; i < text.length; i++) {
+    let cp = text.charCodeAt(i);
     if (cp < 0x80) {
-      // ASCII fast path: no regex per character for the common case.
+      if (cp === 0x20 || (cp >= 0x09 && cp <= 0x0d)) continue; // same as /\s/ on ASCII
       chars++;
-      distinct.add(cp);
+      if (asciiSeen[cp] !== asciiGeneration) {
+        asciiSeen[cp] = asciiGeneration;
+        distinctChars++;
+      }
       if (cp < 0x20 || cp === 0x7f) junk++;
       else if ((cp | 0x20) >= 0x61 && (cp | 0x20) <= 0x7a) letters++;
       continue;
     }
-    if (WHITESPACE.test(ch)) continue;
-    chars++;
-    distinct.add(cp);
-    if (JUNK.test(ch)) junk++;
-    else if (LETTER.test(ch)) letters++;
-  }
-  const words = normalized.length === 0 ? [] : normalized.split(" ");
-  const wordSet = new Set(words);
-  let wellFormed = 0;
-  for (const w of words) if (w.length <= 24) wellFormed++;
-  let repeated = 0;
-  const trigrams = words.length - 2;
-  if (trigrams > 0) {
-    const counts = new Map<string, number>();
-    for (let i = 0; i < trigrams; i++) {
-      const g = `${words[i]} ${words[i + 1]} ${words[i + 2]}`;
-      counts.set(g, (counts.get(g) ?? 0) + 1);
+    if (cp >= 0xd800 && cp <= 0xdbff && i + 1 < text.length) {
+      const lo = text.charCodeAt(i + 1);
+      if (lo >= 0xdc00 && lo <= 0xdfff) {
+        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+        i++;
+      }
     }
-    for (const c of counts.values()) if (c > 1) repeated += c;
+    const cls = classifyNonAscii(cp);
+    if (cls === CharClass.Space) continue;
+    chars++;
+    nonAscii ??= new Set();
+    if (!nonAscii.has(cp)) {
+      nonAscii.add(cp);
+      distinctChars++;
+    }
+    if (cls === CharClass.Junk) junk++;
+    else if (cls === CharClass.Letter) letters++;
+  }
+
+  // Words of the normalized text (single spaces between words), hashed without allocating strings.
+  let words = 0;
+  let wellFormed = 0;
+  let h = 0x811c9dc5;
+  let len = 0;
+  for (let i = 0; i <= normalized.length; i++) {
+    const c = i < normalized.length ? normalized.charCodeAt(i) : 0x20;
+    if (c === 0x20) {
+      if (len > 0) {
+        if (words === wordHashes.length) {
+          const grown = new Uint32Array(words * 2);
+          grown.set(wordHashes);
+          wordHashes = grown;
+        }
+        wordHashes[words++] = h >>> 0;
+        if (len <= 24) wellFormed++;
+      }
+      h = 0x811c9dc5;
+      len = 0;
+    } else {
+      h = Math.imul(h ^ c, 0x01000193);
+      len++;
+    }
+  }
+  if (scratch.length < words) scratch = new Uint32Array(wordHashes.length);
+  scratch.set(wordHashes.subarray(0, words));
+  const distinctWords = countRepeats(scratch, words).distinct;
+  const trigrams = words - 2;
+  let repeated = 0;
+  if (trigrams > 0) {
+    for (let i = 0; i < trigrams; i++) {
+      scratch[i] =
+        mixInto(mixInto(mixInto(0x3c6ef372, wordHashes[i]!), wordHashes[i + 1]!), wordHashes[i + 2]!) >>> 0;
+    }
+    repeated = countRepeats(scratch, trigrams).repeated;
   }
   return {
     chars,
-    words: words.length,
+    words,
     junkRatio: chars === 0 ? 0 : junk / chars,
     letterRatio: chars === 0 ? 0 : letters / chars,
-    distinctChars: distinct.size,
-    distinctWordRatio: words.length === 0 ? 0 : wordSet.size / words.length,
+    distinctChars,
+    distinctWordRatio: words === 0 ? 0 : distinctWords / words,
     repeatedTrigramRatio: trigrams > 0 ? repeated / trigrams : 0,
-    wellFormedWordRatio: words.length === 0 ? 0 : wellFormed / words.length,
+    wellFormedWordRatio: words === 0 ? 0 : wellFormed / words,
   };
 }
 

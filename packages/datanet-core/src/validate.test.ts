@@ -21,7 +21,71 @@ function seededDatanet(n: number, seed = 1) {
   return { v, paras, rng };
 }
 
+/** Straightforward reference for qualitySignals (strings, regexes, Maps): the fast version must agree. */
+function referenceSignals(text: string, normalized: string) {
+  let chars = 0;
+  let junk = 0;
+  let letters = 0;
+  const distinct = new Set<number>();
+  for (const ch of text) {
+    if (/\s/u.test(ch)) continue;
+    chars++;
+    distinct.add(ch.codePointAt(0)!);
+    if (/[\p{Cc}\p{Co}\p{Cn}\p{Cs}\uFFFD]/u.test(ch)) junk++;
+    else if (/\p{L}/u.test(ch)) letters++;
+  }
+  const words = normalized.length === 0 ? [] : normalized.split(" ");
+  const counts = new Map<string, number>();
+  for (let i = 0; i + 2 < words.length; i++) {
+    const g = words.slice(i, i + 3).join(" ");
+    counts.set(g, (counts.get(g) ?? 0) + 1);
+  }
+  let repeated = 0;
+  for (const c of counts.values()) if (c > 1) repeated += c;
+  const trigrams = words.length - 2;
+  return {
+    chars,
+    words: words.length,
+    junkRatio: chars === 0 ? 0 : junk / chars,
+    letterRatio: chars === 0 ? 0 : letters / chars,
+    distinctChars: distinct.size,
+    distinctWordRatio: words.length === 0 ? 0 : new Set(words).size / words.length,
+    repeatedTrigramRatio: trigrams > 0 ? repeated / trigrams : 0,
+    wellFormedWordRatio: words.length === 0 ? 0 : words.filter((w) => w.length <= 24).length / words.length,
+  };
+}
+
 describe("quality score", () => {
+  it("fast signals agree with the reference implementation", () => {
+    const wordy = fc
+      .array(
+        fc.constantFrom(
+          "the",
+          "data",
+          "ÄÖ",
+          "x",
+          "\u0000",
+          "  ",
+          "\t",
+          "\u00a0",
+          "🎉",
+          "naïve",
+          "a".repeat(30),
+          ".",
+          "\ud800",
+        ),
+        { maxLength: 60 },
+      )
+      .map((a) => a.join(" "));
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ unit: "binary", maxLength: 120 }), wordy), (s) => {
+        const n = normalizeText(s);
+        assert.deepEqual(qualitySignals(s, n), referenceSignals(s, n));
+      }),
+      { numRuns: 1500 },
+    );
+  });
+
   it("ranks ordinary prose high and junk low", () => {
     const prose =
       "The river valley floods every spring, so the farmers plant late and harvest their barley in the first dry weeks of autumn.";
