@@ -16,7 +16,7 @@ class RecordingWriter implements SlotWriter<FakeWeights> {
   }
 }
 
-function setup(numSlots = 3, budget = 1000) {
+function setup(numSlots = 3, budget = 1000, holdRamWhileSlotted = false) {
   const loader = new DeferredLoader(() => 100);
   const writer = new RecordingWriter();
   const cache = new AdapterCache<FakeWeights>({
@@ -24,6 +24,7 @@ function setup(numSlots = 3, budget = 1000) {
     slotWriter: writer,
     ramBudgetBytes: budget,
     numSlots,
+    holdRamWhileSlotted,
   });
   const failed: string[] = [];
   let changes = 0;
@@ -53,11 +54,27 @@ test("disk -> RAM -> slot: just-in-time load, then a slot write, then slot hits"
   assert.equal(m.slots.hits, 1);
   assert.equal(m.ram.misses, 1);
   assert.equal(m.ram.hits, 1);
-  assert.equal(m.ram.pinnedBytes, 100, "an adapter in a slot keeps its RAM entry pinned");
+  assert.equal(m.ram.pinnedBytes, 0, "the slot holds a copy: the RAM entry stays evictable");
+});
+
+test("holdRamWhileSlotted: a slotted adapter's RAM entry stays pinned until its slot is taken", async () => {
+  const { loader, cache } = setup(2, 1000, true);
+  for (const id of ["a", "b"]) {
+    cache.lookup(id);
+    loader.complete(id);
+    await flush();
+  }
+  assert.equal(cache.lookup("a").status, "ready");
+  assert.equal(cache.metrics().ram.pinnedBytes, 100);
+  assert.equal(cache.lookup("b").status, "ready"); // evicts "a" from the only slot
+  assert.equal(cache.metrics().ram.pinnedBytes, 100);
+  assert.ok(cache.ram.acquire("a") !== undefined, "still in RAM, now evictable");
+  cache.ram.release("a");
+  assert.equal(cache.metrics().ram.pinnedBytes, 100);
 });
 
 test("slot LRU eviction unpins the evicted adapter in RAM; pinned slots are skipped", async () => {
-  const { loader, cache } = setup(3);
+  const { loader, cache } = setup(3, 1000, true);
   for (const id of ["a", "b", "c"]) {
     cache.lookup(id);
     loader.complete(id);

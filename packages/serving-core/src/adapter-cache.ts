@@ -22,6 +22,14 @@ export interface AdapterCacheOptions<W> {
   /** Device slots including the reserved slot 0 (so `numSlots - 1` adapters fit). */
   numSlots: number;
   maxConcurrentLoads?: number;
+  /**
+   * Keep an adapter's RAM entry pinned while it sits in a device slot. Needed only when
+   * the SlotWriter keeps references to the decoded arrays instead of copying them
+   * (then evicting the RAM entry would not free memory). Default false: the model
+   * runtime's slot write copies into its own slot tensors, so the RAM tier can evict
+   * freely and its byte budget bounds decoded adapters on its own.
+   */
+  holdRamWhileSlotted?: boolean;
 }
 
 export type SlotLookup =
@@ -61,16 +69,16 @@ export interface CacheMetrics {
  * The three adapter tiers behind one object: disk (AdapterLoader, async) -> RAM
  * (AdapterRamCache, byte-budget LRU) -> device slots (DeviceSlotTable, LRU).
  *
- * An adapter in a slot keeps its RAM entry pinned: on a CPU runtime the slot tensors
- * are filled from those arrays (and may alias them), and keeping it makes re-slotting
- * after a slot eviction a memory copy instead of a disk read. So RAM use is bounded by
- * the budget as long as it exceeds `(numSlots - 1) * adapterBytes` (enforced softly:
- * pinned bytes may exceed a smaller budget, and `ram.pinnedBytes` shows it).
+ * A RAM entry is pinned while it is being copied into a slot (and, with
+ * `holdRamWhileSlotted`, for as long as it sits in one: then RAM use stays within the
+ * budget only if the budget exceeds `(numSlots - 1) * adapterBytes`; pinned bytes may
+ * exceed a smaller budget, and `ram.pinnedBytes` shows it).
  */
 export class AdapterCache<W> {
   readonly ram: AdapterRamCache<W>;
   readonly slots: DeviceSlotTable;
   readonly #writer: SlotWriter<W>;
+  readonly #hold: boolean;
   readonly #listeners: AdapterCacheListener[] = [];
   #slotHits = 0;
   #slotMisses = 0;
@@ -84,6 +92,7 @@ export class AdapterCache<W> {
     });
     this.slots = new DeviceSlotTable(options.numSlots);
     this.#writer = options.slotWriter;
+    this.#hold = options.holdRamWhileSlotted ?? false;
     this.ram.addListener({
       onLoaded: () => this.#changed(),
       onLoadFailed: (id, error) => this.#failed(id, error),
@@ -123,7 +132,7 @@ export class AdapterCache<W> {
     // Pin the incoming adapter before unpinning the evicted one: the release may run
     // RAM eviction, which must not pick the adapter we are about to copy.
     const weights = this.ram.acquire(adapterId) as W; // ready was checked above
-    if (reservation.evicted !== undefined) this.ram.release(reservation.evicted);
+    if (reservation.evicted !== undefined && this.#hold) this.ram.release(reservation.evicted);
     this.#slotMisses += 1;
     let pending: void | Promise<void>;
     try {
@@ -134,11 +143,13 @@ export class AdapterCache<W> {
     }
     if (pending === undefined) {
       this.slots.markReady(reservation.slot);
+      if (!this.#hold) this.ram.release(adapterId);
       return { status: "ready", slot: reservation.slot };
     }
     pending.then(
       () => {
         this.slots.markReady(reservation.slot);
+        if (!this.#hold) this.ram.release(adapterId);
         this.#changed();
       },
       (cause: unknown) => this.#writeFailed(reservation.slot, adapterId, cause),

@@ -86,30 +86,43 @@ test("outputs are identical whether a request runs alone or batched with other a
     alone.set(h.id, (await h.result).outputTokens);
   }
   // Batched, with a small token budget (chunked prefill), few slots and a tight KV budget
-  // (preemption by recomputation) so the plumbing is exercised.
-  const { engine, steps } = makeEngine({
-    numSlots: 3,
-    scheduler: {
-      maxBatchTokens: 12,
-      maxRunningSequences: 6,
-      maxPromptTokens: 40,
-      maxNewTokens: 16,
-      maxKvTokens: 60,
-    },
-  });
-  const handles = Array.from({ length: 12 }, (_, i) => engine.submit(request(i)));
-  await engine.runUntilIdle();
-  let preemptions = 0;
-  for (const h of handles) {
-    const r = await h.result;
-    preemptions += r.preemptions;
-    assert.deepEqual(r.outputTokens, alone.get(h.id), `${h.id} differs when batched`);
+  // (preemption by recomputation) so the plumbing is exercised, under each batching policy.
+  const policies: Partial<SchedulerOptions>[] = [
+    {},
+    { costModel: "padded" },
+    { costModel: "padded", prefillMode: "separate" },
+    { chunkedPrefill: false, maxBatchTokens: 56 },
+  ];
+  for (const policy of policies) {
+    const { engine, steps } = makeEngine({
+      numSlots: 3,
+      scheduler: {
+        maxBatchTokens: 12,
+        maxRunningSequences: 6,
+        maxPromptTokens: 40,
+        maxNewTokens: 16,
+        maxKvTokens: 60,
+        ...policy,
+      },
+    });
+    const handles = Array.from({ length: 12 }, (_, i) => engine.submit(request(i)));
+    await engine.runUntilIdle();
+    let preemptions = 0;
+    for (const h of handles) {
+      const r = await h.result;
+      preemptions += r.preemptions;
+      assert.deepEqual(
+        r.outputTokens,
+        alone.get(h.id),
+        `${h.id} differs when batched (${JSON.stringify(policy)})`,
+      );
+    }
+    assert.ok(
+      steps.some((s) => s.distinctAdapters >= 2),
+      "rows of several adapters shared a step",
+    );
+    assert.ok(preemptions > 0, `no preemption under ${JSON.stringify(policy)}`);
   }
-  assert.ok(
-    steps.some((s) => s.distinctAdapters >= 2),
-    "rows of several adapters shared a step",
-  );
-  assert.ok(preemptions > 0);
 });
 
 test("stop tokens end a sequence with reason stop; stop() ends it from outside", async () => {

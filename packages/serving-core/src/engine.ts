@@ -289,7 +289,7 @@ function stepStats<C>(batch: StepBatch<C>, startedAt: number, endedAt: number): 
   const adapters = new Set<string>();
   let tokens = 0;
   let sampled = 0;
-  for (const row of [...batch.prefill, ...batch.decode]) {
+  for (const row of batch.rows) {
     tokens += row.tokens.length;
     if (row.sample) sampled += 1;
     if (row.adapterId !== null) adapters.add(row.adapterId);

@@ -445,6 +445,61 @@ test("10,000 registered adapters, Zipf-spread requests: RAM stays within budget 
   assert.equal(scheduler.stats().finished.length, total);
 });
 
+test("priority orders an account's own requests, across its adapters, but never across accounts", async () => {
+  const { scheduler, step } = makeStack({ scheduler: { maxRunningSequences: 1, maxBatchTokens: 16 } });
+  scheduler.submit({ id: "low", account: "a", adapterId: null, promptTokens: prompt(2), maxNewTokens: 1 });
+  scheduler.submit({ id: "other", account: "b", adapterId: null, promptTokens: prompt(2), maxNewTokens: 1 });
+  scheduler.submit({
+    id: "high",
+    account: "a",
+    adapterId: "x",
+    promptTokens: prompt(2),
+    maxNewTokens: 1,
+    priority: 5,
+  });
+  const order: string[] = [];
+  for (let i = 0; i < 12 && scheduler.hasWork(); i++) {
+    const { res } = step();
+    for (const r of finishedOf(res.events)) order.push(r.id);
+    await flush();
+  }
+  // "high" waits for its adapter (step 1 runs "low"? no: a's first pick is "high", cold, so
+  // "low" runs), then accounts alternate: b, then a's "high".
+  assert.deepEqual(order, ["low", "other", "high"]);
+  const { scheduler: s2, step: step2 } = makeStack({
+    scheduler: { maxRunningSequences: 1, maxBatchTokens: 16 },
+  });
+  s2.submit({ id: "low", account: "a", adapterId: null, promptTokens: prompt(2), maxNewTokens: 1 });
+  s2.submit({
+    id: "high",
+    account: "a",
+    adapterId: null,
+    promptTokens: prompt(2),
+    maxNewTokens: 1,
+    priority: 1,
+  });
+  const order2: string[] = [];
+  while (s2.hasWork()) for (const r of finishedOf(step2().res.events)) order2.push(r.id);
+  assert.deepEqual(order2, ["high", "low"]);
+});
+
+test("fairness state stays bounded: idle accounts are forgotten", () => {
+  const { scheduler, step } = makeStack({ scheduler: { maxRunningSequences: 8 } });
+  for (let i = 0; i < 500; i++) {
+    scheduler.submit({
+      id: `r${i}`,
+      account: `acct${i}`,
+      adapterId: null,
+      promptTokens: prompt(2, i),
+      maxNewTokens: 2,
+    });
+  }
+  while (scheduler.hasWork()) step();
+  step(); // an idle step sweeps
+  assert.ok(scheduler.stats().trackedAccounts <= 8, `${scheduler.stats().trackedAccounts} accounts kept`);
+  assert.equal(scheduler.stats().finished.length, 500);
+});
+
 interface Arrival {
   step: number;
   account: number;
@@ -472,6 +527,8 @@ const configArb = fc.record({
   chunked: fc.boolean(),
   kv: fc.option(fc.integer({ min: 24, max: 60 }), { nil: undefined }),
   ramAdapters: fc.integer({ min: 4, max: 8 }),
+  padded: fc.boolean(),
+  separate: fc.boolean(),
   maxConcurrentLoads: fc.integer({ min: 1, max: 3 }),
 });
 
@@ -491,6 +548,8 @@ async function simulate(config: ScenarioConfig, arrivals: Arrival[]) {
       maxRunningSequences: config.maxRunning,
       maxBatchTokens,
       chunkedPrefill: config.chunked,
+      costModel: config.padded ? "padded" : "tokens",
+      prefillMode: config.separate ? "separate" : "mixed",
       maxPromptTokens: 14,
       maxNewTokens: 8,
       ...(config.kv === undefined ? {} : { maxKvTokens: config.kv }),
@@ -501,6 +560,7 @@ async function simulate(config: ScenarioConfig, arrivals: Arrival[]) {
   const results = new Map<string, CompletionResult>();
   const emitted = new Map<string, number>();
   const cancelAt = new Map<number, string[]>();
+  const awaitingDecode = new Map<string, number>(); // id -> step of its last token
   let s = 0;
   const byStep = [...arrivals.entries()].sort((x, y) => x[1].step - y[1].step || x[0] - y[0]);
   let next = 0;
@@ -525,9 +585,13 @@ async function simulate(config: ScenarioConfig, arrivals: Arrival[]) {
     const { plan, res } = step();
     s += 1;
     // Budget and batch invariants.
-    const rows = [...plan.batch.prefill, ...plan.batch.decode];
+    const rows = plan.batch.rows;
+    assert.equal(rows.length, plan.batch.prefill.length + plan.batch.decode.length);
     const tokens = rows.reduce((n, r) => n + r.tokens.length, 0);
-    assert.ok(tokens <= maxBatchTokens, `step used ${tokens} > ${maxBatchTokens} tokens`);
+    const cost = config.padded ? rows.length * Math.max(0, ...rows.map((r) => r.tokens.length)) : tokens;
+    assert.ok(cost <= maxBatchTokens, `step cost ${cost} > ${maxBatchTokens}`);
+    if (config.separate)
+      assert.ok(plan.batch.prefill.length === 0 || plan.batch.decode.length === 0, "mixed step");
     assert.ok(rows.length <= config.maxRunning);
     if (!config.chunked) {
       for (const r of plan.batch.prefill) assert.equal(r.sample, true, "no partial prefill without chunking");
@@ -537,6 +601,22 @@ async function simulate(config: ScenarioConfig, arrivals: Arrival[]) {
       assert.ok(stats.kvTokens <= config.kv + config.maxRunning);
     // Slot pins == running sequences on the slot; slots hold the right adapters.
     const running = scheduler.runningSequences();
+    // Decode rows are never starved: next step in mixed mode, within two in separate mode.
+    for (const r of rows) awaitingDecode.delete(r.seqId);
+    for (const [id, since] of awaitingDecode) {
+      if (!running.some((r) => r.id === id)) awaitingDecode.delete(id);
+      else
+        assert.ok(
+          s + 1 - since <= (config.separate ? 2 : 1),
+          `${id} waited ${s + 1 - since} steps to decode`,
+        );
+    }
+    // Rows come in admission order (stable for the runtime's resident KV batch).
+    const order = running.map((r) => r.id).filter((id) => rows.some((r) => r.seqId === id));
+    assert.deepEqual(
+      rows.map((r) => r.seqId).filter((id) => order.includes(id)),
+      order,
+    );
     for (const slot of cache.slots.all()) {
       if (slot.slot === 0) continue;
       assert.equal(
@@ -551,9 +631,11 @@ async function simulate(config: ScenarioConfig, arrivals: Arrival[]) {
     for (const e of [...plan.events, ...res.events]) {
       if (e.type === "token") {
         emitted.set(e.id, (emitted.get(e.id) ?? 0) + 1);
+        awaitingDecode.set(e.id, s);
         log.push(`${s}:${e.id}:${e.token}`);
       } else {
         assert.ok(!results.has(e.id), `${e.id} finished twice`);
+        awaitingDecode.delete(e.id);
         results.set(e.id, e.result);
         log.push(
           `${s}:${e.id}:${e.result.reason}:${e.result.error?.code ?? ""}:${e.result.timings.finishedAt}`,

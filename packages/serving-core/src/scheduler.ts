@@ -74,6 +74,13 @@ export interface StepRow<C = unknown> {
 
 export interface StepBatch<C = unknown> {
   step: number;
+  /**
+   * Every row, in admission order of the sequences. The order is stable from step to step
+   * while the membership does not change, which lets a runtime keep its batched KV cache
+   * resident (model-runtime reuses it when the same sequences come in the same order).
+   */
+  rows: StepRow<C>[];
+  /** The same rows split by kind (views for stats and executors that care). */
   prefill: StepRow<C>[];
   decode: StepRow<C>[];
 }
@@ -106,6 +113,20 @@ export interface SchedulerOptions {
   maxKvTokens?: number;
   /** Split long prompts over several steps (default true). Off: a prompt is prefilled in one step. */
   chunkedPrefill?: boolean;
+  /**
+   * How a step's cost is counted against maxBatchTokens:
+   * - "tokens" (default): the sum of the rows' tokens (runtimes with ragged batches);
+   * - "padded": rows x the longest row, for runtimes that pad every row of a step to the
+   *   longest one (the model-runtime ONNX graph does): a long prefill chunk next to 63
+   *   decode rows would cost 64 x chunk, so chunks shrink as the batch grows.
+   */
+  costModel?: "tokens" | "padded";
+  /**
+   * "mixed" (default): prefill chunks ride along with decode rows in one step.
+   * "separate": a step is either prefill rows or decode rows; with decodes pending,
+   * prefill steps alternate with decode steps so neither starves.
+   */
+  prefillMode?: "mixed" | "separate";
   /** Distinct cold adapters at the front of the fair order to fetch ahead (default 8). */
   prefetchDepth?: number;
   maxQueuedPerAccount?: number;
@@ -122,6 +143,8 @@ export interface SchedulerStats {
   running: number;
   kvTokens: number;
   backloggedAccounts: number;
+  /** Accounts with fairness state kept (active ones plus idle ones still owing service). */
+  trackedAccounts: number;
   admitted: number;
   preemptions: number;
   drains: number;
@@ -213,11 +236,14 @@ export class Scheduler<C = unknown, W = unknown> {
   #step = 0;
   #waiting = 0;
   #kvTokens = 0;
+  /** Highest counter ever reached: the lift for an arrival when nobody is backlogged. */
   #virtualTime = 0;
   #admitted = 0;
   #preemptions = 0;
   #drains = 0;
   #rejected = 0;
+  #lastStepPrefill = false;
+  #lastSweep = 0;
   readonly #finished: Record<FinishReason, number> = { stop: 0, length: 0, cancelled: 0, error: 0 };
 
   constructor(options: SchedulerOptions & { cache: AdapterCache<W>; clock: Clock }) {
@@ -229,6 +255,8 @@ export class Scheduler<C = unknown, W = unknown> {
       maxContextTokens: options.maxContextTokens ?? options.maxPromptTokens + options.maxNewTokens,
       maxKvTokens: options.maxKvTokens ?? Number.POSITIVE_INFINITY,
       chunkedPrefill: options.chunkedPrefill ?? true,
+      costModel: options.costModel ?? "tokens",
+      prefillMode: options.prefillMode ?? "mixed",
       prefetchDepth: options.prefetchDepth ?? 8,
       maxQueuedPerAccount: options.maxQueuedPerAccount ?? Number.POSITIVE_INFINITY,
       maxQueued: options.maxQueued ?? Number.POSITIVE_INFINITY,
@@ -243,11 +271,12 @@ export class Scheduler<C = unknown, W = unknown> {
         "maxRunningSequences must be <= maxBatchTokens (every running sequence decodes each step)",
       );
     }
-    if (!o.chunkedPrefill && o.maxPromptTokens + o.maxNewTokens > o.maxBatchTokens) {
-      // Recomputation after preemption prefills prompt + generated tokens in one step.
-      if (o.maxKvTokens !== Number.POSITIVE_INFINITY || o.maxPromptTokens > o.maxBatchTokens) {
+    if (!o.chunkedPrefill) {
+      // A whole prompt (a whole context when preemption may recompute it) must fit one step.
+      const whole = o.maxKvTokens === Number.POSITIVE_INFINITY ? o.maxPromptTokens : o.maxContextTokens;
+      if (whole > o.maxBatchTokens) {
         throw new RangeError(
-          "without chunked prefill, maxBatchTokens must hold a whole prompt (and context if preempting)",
+          "without chunked prefill, maxBatchTokens must hold a whole prompt (or context if preempting)",
         );
       }
     }
@@ -283,8 +312,8 @@ export class Scheduler<C = unknown, W = unknown> {
       throw e;
     }
     const now = this.#clock.now();
-    const account = this.#accountOf(request.account);
-    if (this.#waiting >= this.#o.maxQueued || account.waiting >= this.#o.maxQueuedPerAccount) {
+    const queued = this.#accounts.get(request.account)?.waiting ?? 0;
+    if (this.#waiting >= this.#o.maxQueued || queued >= this.#o.maxQueuedPerAccount) {
       this.#rejected += 1;
       throw new ServingError("queue_full", "too many queued requests; retry later");
     }
@@ -296,6 +325,7 @@ export class Scheduler<C = unknown, W = unknown> {
         throw e;
       }
     }
+    const account = this.#accountOf(request.account);
     const seq: Seq<C> = {
       id: request.id,
       account,
@@ -382,6 +412,7 @@ export class Scheduler<C = unknown, W = unknown> {
       running: this.#running.length,
       kvTokens: this.#kvTokens,
       backloggedAccounts: this.#backlogged.size,
+      trackedAccounts: this.#accounts.size,
       admitted: this.#admitted,
       preemptions: this.#preemptions,
       drains: this.#drains,
@@ -393,30 +424,52 @@ export class Scheduler<C = unknown, W = unknown> {
   /** Plan the next step. The batch may be empty (nothing runnable: wait for a cache change). */
   schedule(): StepPlan<C> {
     const step = ++this.#step;
-    const plan: StepPlan<C> = { batch: { step, prefill: [], decode: [] }, release: [], events: [] };
+    const plan: StepPlan<C> = { batch: { step, rows: [], prefill: [], decode: [] }, release: [], events: [] };
     this.#applyFailures(plan);
     this.#applyCancels(plan);
     this.#preemptForKv(plan);
 
-    let budget = this.#o.maxBatchTokens;
+    const budget = new StepBudget(this.#o.maxBatchTokens, this.#o.costModel === "padded");
+    const decoding = this.#running.filter(
+      (seq) => seq.generated > 0 && seq.tokens.length - seq.computed === 1,
+    );
+    const mixed = this.#o.prefillMode === "mixed";
     // Decode rows first: one token each, and maxRunning <= maxBatchTokens guarantees they fit.
-    for (const seq of this.#running) {
-      if (seq.generated > 0 && seq.tokens.length - seq.computed === 1) {
-        plan.batch.decode.push(this.#row(seq, 1));
-        budget -= 1;
+    if (mixed) for (const seq of decoding) this.#addRow(plan, seq, 1, budget);
+    if (mixed || decoding.length === 0 || !this.#lastStepPrefill) {
+      // Then prefill chunks of sequences admitted earlier, oldest admission first...
+      for (const seq of this.#running) {
+        const remaining = seq.tokens.length - seq.computed;
+        if (seq.generated > 0 && remaining === 1) continue;
+        const room = budget.room();
+        const n = this.#o.chunkedPrefill ? Math.min(remaining, room) : remaining <= room ? remaining : 0;
+        if (n > 0) this.#addRow(plan, seq, n, budget);
+      }
+      // ...then new sequences.
+      this.#admit(plan, budget);
+    }
+    if (!mixed) {
+      if (plan.batch.prefill.length > 0) this.#lastStepPrefill = true;
+      else {
+        for (const seq of decoding) this.#addRow(plan, seq, 1, budget);
+        this.#lastStepPrefill = false;
       }
     }
-    // Then prefill chunks of sequences admitted earlier, oldest admission first.
-    for (const seq of this.#running) {
-      const remaining = seq.tokens.length - seq.computed;
-      if (seq.generated > 0 && remaining === 1) continue;
-      const n = Math.min(remaining, budget);
-      if (n <= 0) continue;
-      plan.batch.prefill.push(this.#row(seq, n));
-      budget -= n;
+    // Stable order for the runtime: admission order.
+    if (plan.batch.prefill.length > 0 && plan.batch.decode.length > 0) {
+      const order = new Map<string, number>();
+      for (const seq of this.#running) order.set(seq.id, seq.runOrder);
+      plan.batch.rows.sort((x, y) => (order.get(x.seqId) ?? 0) - (order.get(y.seqId) ?? 0));
     }
-    budget = this.#admit(plan, budget);
     this.#prefetch();
+    const active = this.#backlogged.size + this.#running.length;
+    if (
+      (this.#backlogged.size === 0 && this.#accounts.size > this.#running.length) ||
+      (this.#accounts.size > 2 * active + 64 && step - this.#lastSweep >= 64)
+    ) {
+      this.#lastSweep = step;
+      this.#sweep();
+    }
     return plan;
   }
 
@@ -427,7 +480,7 @@ export class Scheduler<C = unknown, W = unknown> {
   commit(plan: StepPlan<C>, next: ReadonlyMap<string, number>): CommitResult {
     const out: CommitResult = { events: [], release: [] };
     const now = this.#clock.now();
-    for (const row of [...plan.batch.prefill, ...plan.batch.decode]) {
+    for (const row of plan.batch.rows) {
       const seq = this.#live.get(row.seqId);
       if (seq === undefined || seq.status !== "running") continue;
       seq.computed = row.position + row.tokens.length;
@@ -454,7 +507,7 @@ export class Scheduler<C = unknown, W = unknown> {
   abort(plan: StepPlan<C>, error: ServingError): CommitResult {
     const out: CommitResult = { events: [], release: [] };
     const now = this.#clock.now();
-    for (const row of [...plan.batch.prefill, ...plan.batch.decode]) {
+    for (const row of plan.batch.rows) {
       const seq = this.#live.get(row.seqId);
       if (seq === undefined || seq.status !== "running") continue;
       this.#finish(seq, "error", error, now, out);
@@ -522,11 +575,7 @@ export class Scheduler<C = unknown, W = unknown> {
   #enqueue(seq: Seq<C>, lift: boolean): void {
     const a = seq.account;
     if (a.waiting === 0) {
-      if (lift) {
-        let min = Number.POSITIVE_INFINITY;
-        for (const b of this.#backlogged) if (b.counter < min) min = b.counter;
-        a.counter = Math.max(a.counter, min === Number.POSITIVE_INFINITY ? this.#virtualTime : min);
-      }
+      if (lift) a.counter = Math.max(a.counter, this.#liftValue());
       this.#backlogged.add(a);
     }
     let q = a.queues.get(seq.key);
@@ -553,21 +602,41 @@ export class Scheduler<C = unknown, W = unknown> {
     const i = q.items.indexOf(seq);
     if (i < 0) throw new Error(`sequence ${seq.id} is not queued`);
     q.items.splice(i, 1);
-    if (q.items.length === 0) a.queues.delete(seq.key);
+    if (q.items.length === 0) {
+      a.queues.delete(seq.key);
+      // A counter at or below the floor is what the lift would give back anyway.
+      if ((a.adapterCounters.get(seq.key) ?? 0) <= a.adapterFloor) a.adapterCounters.delete(seq.key);
+    }
     a.waiting -= 1;
     this.#waiting -= 1;
     if (a.waiting === 0) this.#backlogged.delete(a);
   }
 
+  /** VTC lift: the smallest backlogged counter, or the virtual time when none is backlogged. */
+  #liftValue(): number {
+    let min = Number.POSITIVE_INFINITY;
+    for (const b of this.#backlogged) if (b.counter < min) min = b.counter;
+    return min === Number.POSITIVE_INFINITY ? this.#virtualTime : min;
+  }
+
+  /** Forget idle accounts whose counter the lift would restore anyway. */
+  #sweep(): void {
+    const lift = this.#liftValue();
+    for (const a of this.#accounts.values()) {
+      if (a.waiting === 0 && a.running === 0 && a.counter <= lift) this.#accounts.delete(a.id);
+    }
+  }
+
   #charge(a: AccountState<C>, key: string, cost: number): void {
     if (cost === 0) return;
     a.counter += cost;
+    if (a.counter > this.#virtualTime) this.#virtualTime = a.counter;
     a.adapterCounters.set(key, (a.adapterCounters.get(key) ?? 0) + cost);
   }
 
-  #row(seq: Seq<C>, n: number): StepRow<C> {
+  #addRow(plan: StepPlan<C>, seq: Seq<C>, n: number, budget: StepBudget): void {
     const position = seq.computed;
-    return {
+    const row: StepRow<C> = {
       seqId: seq.id,
       adapterId: seq.adapterId,
       slot: seq.slot,
@@ -576,6 +645,10 @@ export class Scheduler<C = unknown, W = unknown> {
       sample: position + n === seq.tokens.length,
       context: seq.context,
     };
+    budget.add(n);
+    plan.batch.rows.push(row);
+    if (seq.generated > 0 && n === 1 && row.sample) plan.batch.decode.push(row);
+    else plan.batch.prefill.push(row);
   }
 
   #applyFailures(plan: StepPlan<C>): void {
@@ -643,6 +716,13 @@ export class Scheduler<C = unknown, W = unknown> {
     this.#live.delete(seq.id);
     this.#finished[reason] += 1;
     this.#limiter?.refund(seq.account.id, seq.maxNewTokens - seq.generated, now);
+    const a = seq.account;
+    if (a.waiting === 0 && a.running === 0 && a.counter <= this.#liftValue()) {
+      // Idle, and its counter is no higher than what the lift would give it on return:
+      // forget it, so the state is bounded by active accounts, not every account seen.
+      // (Idle accounts still ahead of the backlogged ones keep their counter; see #sweep.)
+      this.#accounts.delete(a.id);
+    }
     out.events.push({
       type: "finished",
       id: seq.id,
@@ -661,13 +741,13 @@ export class Scheduler<C = unknown, W = unknown> {
     });
   }
 
-  /** Admit waiting sequences in fair order; returns the budget left. */
-  #admit(plan: StepPlan<C>, budget: number): number {
+  /** Admit waiting sequences in fair order while the step budget and running places allow. */
+  #admit(plan: StepPlan<C>, budget: StepBudget): void {
     const candidates = new Set(this.#backlogged);
     let demandLoads = 0;
     let drainTried = false;
     const now = this.#clock.now();
-    while (this.#running.length < this.#o.maxRunningSequences && budget > 0 && candidates.size > 0) {
+    while (this.#running.length < this.#o.maxRunningSequences && budget.room() > 0 && candidates.size > 0) {
       const a = minAccount(candidates);
       let admitted = false;
       let stop = false;
@@ -677,13 +757,13 @@ export class Scheduler<C = unknown, W = unknown> {
         const need = this.#o.chunkedPrefill ? 1 : head.tokens.length;
         // The fairness-first candidate that cannot fit stops admission rather than
         // letting smaller requests overtake it forever.
-        if (need > budget || this.#kvTokens + head.tokens.length > this.#o.maxKvTokens) {
+        if (need > budget.room() || this.#kvTokens + head.tokens.length > this.#o.maxKvTokens) {
           stop = true;
           break;
         }
         const found = this.#cache.lookup(q.adapterId, demandLoads < this.#o.prefetchDepth);
         if (found.status === "ready") {
-          budget -= this.#start(head, found.slot, budget, now, plan);
+          this.#start(head, found.slot, budget, now, plan);
           admitted = true;
           break;
         }
@@ -696,11 +776,10 @@ export class Scheduler<C = unknown, W = unknown> {
       if (stop) break;
       if (!admitted) candidates.delete(a);
     }
-    return budget;
   }
 
-  /** Admit `seq` on `slot` and plan its first prefill chunk; returns tokens used. */
-  #start(seq: Seq<C>, slot: number, budget: number, now: number, plan: StepPlan<C>): number {
+  /** Admit `seq` on `slot` and plan its first prefill chunk. */
+  #start(seq: Seq<C>, slot: number, budget: StepBudget, now: number, plan: StepPlan<C>): void {
     const a = seq.account;
     this.#dequeue(seq);
     this.#cache.pinSlot(slot);
@@ -712,25 +791,26 @@ export class Scheduler<C = unknown, W = unknown> {
     a.running += 1;
     this.#kvTokens += seq.tokens.length;
     this.#admitted += 1;
-    this.#virtualTime = Math.max(this.#virtualTime, a.counter);
     a.adapterFloor = Math.max(a.adapterFloor, a.adapterCounters.get(seq.key) ?? 0);
     if (!seq.promptCharged) {
       seq.promptCharged = true;
       this.#charge(a, seq.key, this.#o.inputTokenCost * seq.promptLength);
     }
-    const n = this.#o.chunkedPrefill ? Math.min(seq.tokens.length - seq.computed, budget) : seq.tokens.length;
-    plan.batch.prefill.push(this.#row(seq, n));
-    return n;
+    const n = this.#o.chunkedPrefill ? Math.min(seq.tokens.length, budget.room()) : seq.tokens.length;
+    this.#addRow(plan, seq, n, budget);
   }
 
   #queuesInOrder(a: AccountState<C>): AdapterQueue<C>[] {
     const qs = [...a.queues.values()];
     if (qs.length > 1) {
+      // The account's own priorities first, then fair share among its adapters, then age.
       qs.sort((x, y) => {
-        const d = (a.adapterCounters.get(x.key) ?? 0) - (a.adapterCounters.get(y.key) ?? 0);
-        if (d !== 0) return d;
         const hx = x.items[0];
         const hy = y.items[0];
+        const p = (hy?.priority ?? 0) - (hx?.priority ?? 0);
+        if (p !== 0) return p;
+        const d = (a.adapterCounters.get(x.key) ?? 0) - (a.adapterCounters.get(y.key) ?? 0);
+        if (d !== 0) return d;
         return (hx?.arrival ?? 0) - (hy?.arrival ?? 0);
       });
     }
@@ -752,6 +832,31 @@ export class Scheduler<C = unknown, W = unknown> {
       }
     }
     this.#cache.ram.retainPrefetches(wanted);
+  }
+}
+
+/** Token budget of one step under either cost model (see SchedulerOptions.costModel). */
+class StepBudget {
+  #rows = 0;
+  #sum = 0;
+  #longest = 0;
+  constructor(
+    readonly max: number,
+    readonly padded: boolean,
+  ) {}
+
+  /** Most tokens one more row may take. */
+  room(): number {
+    if (!this.padded) return this.max - this.#sum;
+    const rows = this.#rows + 1;
+    if (rows * Math.max(1, this.#longest) > this.max) return 0;
+    return Math.floor(this.max / rows);
+  }
+
+  add(n: number): void {
+    this.#rows += 1;
+    this.#sum += n;
+    this.#longest = Math.max(this.#longest, n);
   }
 }
 
