@@ -1,0 +1,71 @@
+// Deploy and wire the whole platform on any RPC and write the addresses file services read.
+//
+//   RPC_URL=http://127.0.0.1:8545 npm run deploy -w @openledger/contracts
+//
+// Environment (all optional on a local Hardhat chain, where the well-known dev accounts are used):
+//   RPC_URL                 default http://127.0.0.1:8545
+//   DEPLOYER_PRIVATE_KEY    required unless the chain id is 31337/1337 (then Hardhat dev account #0)
+//   OPERATOR_ADDRESS, SETTLEMENT_ADDRESS, TREASURY_ADDRESS, GUARDIAN_ADDRESS, TOKEN_HOLDER_ADDRESS
+//   VALIDATOR_ADDRESSES     comma-separated; QUORUM (default ceil(2n/3))
+//   ACTIVATION_DELAY, WITHDRAWAL_DELAY, UNBONDING_PERIOD (seconds)
+//   ADDRESSES_FILE          default <repo>/.data/chain/addresses.<chainId>.json
+import { defaultAddressesPath, deployPlatform, type PlatformParams } from "@openledger/chain";
+import { localAccounts, USER_FUNDING } from "@openledger/chain/testing";
+import { type Address, createPublicClient, type Hex, http } from "viem";
+
+async function main(): Promise<void> {
+  const env = process.env;
+  const rpcUrl = env.RPC_URL ?? "http://127.0.0.1:8545";
+  const chainId = await createPublicClient({ transport: http(rpcUrl) }).getChainId();
+  const local = chainId === 31337 || chainId === 1337;
+  // Hardhat's public dev accounts: defaults on a local chain only.
+  const dev = localAccounts();
+  const key = (env.DEPLOYER_PRIVATE_KEY as Hex | undefined) ?? (local ? dev.deployer.privateKey : undefined);
+  if (!key) throw new Error(`DEPLOYER_PRIVATE_KEY is required on chain ${chainId}`);
+  const pick = (name: string, fallback: Address): Address => (env[name] as Address | undefined) ?? fallback;
+  const need = (name: string, fallback: Address): Address => {
+    const v = env[name] as Address | undefined;
+    if (v) return v;
+    if (!local) throw new Error(`${name} is required on chain ${chainId}`);
+    return fallback;
+  };
+  const validators = env.VALIDATOR_ADDRESSES
+    ? (env.VALIDATOR_ADDRESSES.split(",").map((s) => s.trim()) as Address[])
+    : local
+      ? dev.validators.map((v) => v.address)
+      : [];
+  const params: Partial<PlatformParams> = {};
+  if (env.QUORUM) params.quorum = Number(env.QUORUM);
+  if (env.ACTIVATION_DELAY) params.activationDelay = Number(env.ACTIVATION_DELAY);
+  else if (local) params.activationDelay = 0;
+  if (env.WITHDRAWAL_DELAY) params.withdrawalDelay = Number(env.WITHDRAWAL_DELAY);
+  if (env.UNBONDING_PERIOD) params.unbondingPeriod = Number(env.UNBONDING_PERIOD);
+  const outFile = env.ADDRESSES_FILE ?? defaultAddressesPath(chainId);
+
+  const addresses = await deployPlatform({
+    rpcUrl,
+    chainId,
+    deployerPrivateKey: key,
+    roles: {
+      operator: need("OPERATOR_ADDRESS", dev.operator.address),
+      settlement: need("SETTLEMENT_ADDRESS", dev.settlement.address),
+      treasury: need("TREASURY_ADDRESS", dev.treasury.address),
+      guardian: need("GUARDIAN_ADDRESS", dev.guardian.address),
+      ...(env.TOKEN_HOLDER_ADDRESS
+        ? { tokenHolder: pick("TOKEN_HOLDER_ADDRESS", dev.deployer.address) }
+        : {}),
+      validators,
+    },
+    params,
+    fund: local ? dev.users.map((u) => ({ address: u.address, amount: USER_FUNDING })) : [],
+    outFile,
+    log: (line) => console.error(line),
+  });
+  console.error(`addresses written to ${outFile}`);
+  console.log(JSON.stringify(addresses, null, 2));
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});

@@ -1,0 +1,239 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { createRequire } from "node:module";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import type { Address, Hex } from "viem";
+import { mnemonicToAccount } from "viem/accounts";
+import { CONTRACTS_DIR } from "./codegen.ts";
+import {
+  defaultAddressesPath,
+  deployPlatform,
+  type PlatformAddresses,
+  type PlatformParams,
+} from "./deploy.ts";
+import { OPEN } from "./roles.ts";
+
+/** Hardhat's default dev mnemonic: its accounts are public knowledge, for local chains only. */
+export const HARDHAT_MNEMONIC = "test test test test test test test test test test test junk";
+
+export interface DevAccount {
+  address: Address;
+  privateKey: Hex;
+}
+
+function devAccount(index: number): DevAccount {
+  const account = mnemonicToAccount(HARDHAT_MNEMONIC, { addressIndex: index });
+  const key = account.getHdKey().privateKey;
+  if (!key) throw new Error("no private key derived");
+  return { address: account.address, privateKey: `0x${Buffer.from(key).toString("hex")}` };
+}
+
+/** The 20 well-known accounts a `hardhat node` starts with (10,000 ETH each). */
+export const HARDHAT_DEV_ACCOUNTS: readonly DevAccount[] = Array.from({ length: 20 }, (_, i) =>
+  devAccount(i),
+);
+
+/**
+ * Which dev account plays which role on a local chain (indices into HARDHAT_DEV_ACCOUNTS):
+ * 0 deployer/admin, 1 operator (slasher, datanet publisher, model registrar), 2 settlement (escrow settler),
+ * 3 treasury, 4 guardian, 5-7 validators (quorum 2 of 3), 8-13 users (1,000,000 OPEN each).
+ */
+export interface LocalAccounts {
+  deployer: DevAccount;
+  operator: DevAccount;
+  settlement: DevAccount;
+  treasury: DevAccount;
+  guardian: DevAccount;
+  validators: DevAccount[];
+  users: DevAccount[];
+}
+
+export function localAccounts(): LocalAccounts {
+  const a = HARDHAT_DEV_ACCOUNTS;
+  return {
+    deployer: a[0]!,
+    operator: a[1]!,
+    settlement: a[2]!,
+    treasury: a[3]!,
+    guardian: a[4]!,
+    validators: [a[5]!, a[6]!, a[7]!],
+    users: a.slice(8, 14),
+  };
+}
+
+export const USER_FUNDING = 1_000_000n * OPEN;
+
+export interface StartLocalChainOptions {
+  /** Port for the node; a free one is picked when omitted. */
+  port?: number;
+  /** Deploy the platform after the node is up (default true). */
+  deploy?: boolean;
+  /**
+   * Overrides of the deployment parameters. Local default: activationDelay 0 (roots are claimable at once);
+   * everything else as in DEFAULT_PLATFORM_PARAMS, quorum 2 of 3.
+   */
+  params?: Partial<PlatformParams>;
+  /** Write the addresses file: true = defaultAddressesPath(chainId), a string = that path. Default false. */
+  writeAddresses?: boolean | string;
+  /** Milliseconds to wait for the node to answer (default 60 s). */
+  startTimeoutMs?: number;
+  /** Progress lines (default: silent). */
+  log?: (line: string) => void;
+}
+
+export interface LocalChain {
+  rpcUrl: string;
+  chainId: number;
+  port: number;
+  /** Undefined only when started with deploy: false. */
+  addresses: PlatformAddresses | undefined;
+  accounts: LocalAccounts;
+  /** Advance the chain clock and mine a block (activation, unbonding and withdrawal delays). */
+  increaseTime(seconds: number): Promise<void>;
+  /** Raw JSON-RPC call against the node. */
+  rpc<T = unknown>(method: string, params?: unknown[]): Promise<T>;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function rpcCall<T>(rpcUrl: string, method: string, params: unknown[] = []): Promise<T> {
+  const res = await fetch(rpcUrl, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
+  });
+  const body = (await res.json()) as { result?: T; error?: { message: string } };
+  if (body.error) throw new Error(`${method}: ${body.error.message}`);
+  return body.result as T;
+}
+
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function installExitHook() {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Never leave a node behind when the test process ends without calling stop().
+  process.once("exit", () => {
+    for (const child of running) child.kill("SIGKILL");
+  });
+}
+
+/**
+ * Spawn a real `hardhat node` (from contracts/, no compile needed: the bytecode is committed in
+ * packages/chain), wait until it answers, deploy and wire the platform, and return everything a service or a
+ * test needs to talk to it.
+ */
+export async function startLocalChain(options: StartLocalChainOptions = {}): Promise<LocalChain> {
+  const log = options.log ?? (() => {});
+  const port = options.port ?? (await freePort());
+  const rpcUrl = `http://127.0.0.1:${port}`;
+  const requireFromContracts = createRequire(join(CONTRACTS_DIR, "package.json"));
+  const cli = requireFromContracts.resolve("hardhat/internal/cli/cli.js");
+  const child = spawn(process.execPath, [cli, "node", "--hostname", "127.0.0.1", "--port", String(port)], {
+    cwd: CONTRACTS_DIR,
+    env: {
+      ...process.env,
+      HARDHAT_CONFIG: join(CONTRACTS_DIR, "hardhat.config.js"),
+      HARDHAT_NETWORK: "hardhat",
+      HARDHAT_DISABLE_TELEMETRY_PROMPT: "true",
+    },
+    // stdout carries one line per RPC call: discard it so the pipe never fills and blocks the node.
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  running.add(child);
+  installExitHook();
+  let stderr = "";
+  child.stderr?.on("data", (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  let exited: number | null | undefined;
+  const exitPromise = new Promise<void>((resolve) => {
+    child.once("exit", (code) => {
+      exited = code;
+      running.delete(child);
+      resolve();
+    });
+  });
+
+  const stop = async () => {
+    if (exited !== undefined) return;
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    await exitPromise;
+    clearTimeout(timer);
+  };
+
+  const deadline = Date.now() + (options.startTimeoutMs ?? 60_000);
+  let chainId: number | undefined;
+  while (chainId === undefined) {
+    if (exited !== undefined) throw new Error(`hardhat node exited (${exited}) before answering: ${stderr}`);
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`hardhat node on ${rpcUrl} did not answer in time: ${stderr}`);
+    }
+    try {
+      chainId = Number(await rpcCall<string>(rpcUrl, "eth_chainId"));
+    } catch {
+      await new Promise((r) => setTimeout(r, 150));
+    }
+  }
+  log(`hardhat node up at ${rpcUrl} (chain ${chainId})`);
+
+  const accounts = localAccounts();
+  let addresses: PlatformAddresses | undefined;
+  try {
+    if (options.deploy !== false) {
+      const outFile =
+        options.writeAddresses === true
+          ? defaultAddressesPath(chainId)
+          : typeof options.writeAddresses === "string"
+            ? options.writeAddresses
+            : undefined;
+      addresses = await deployPlatform({
+        rpcUrl,
+        chainId,
+        deployerPrivateKey: accounts.deployer.privateKey,
+        roles: {
+          operator: accounts.operator.address,
+          settlement: accounts.settlement.address,
+          treasury: accounts.treasury.address,
+          guardian: accounts.guardian.address,
+          validators: accounts.validators.map((v) => v.address),
+        },
+        params: { activationDelay: 0, quorum: 2, ...options.params },
+        fund: accounts.users.map((u) => ({ address: u.address, amount: USER_FUNDING })),
+        ...(outFile ? { outFile } : {}),
+        log,
+      });
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+
+  return {
+    rpcUrl,
+    chainId,
+    port,
+    addresses,
+    accounts,
+    rpc: <T>(method: string, params: unknown[] = []) => rpcCall<T>(rpcUrl, method, params),
+    async increaseTime(seconds: number) {
+      await rpcCall(rpcUrl, "evm_increaseTime", [seconds]);
+      await rpcCall(rpcUrl, "evm_mine", []);
+    },
+    stop,
+  };
+}
