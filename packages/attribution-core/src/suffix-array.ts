@@ -37,38 +37,64 @@ function countSymbols(text: Int32Array, n: number, k: number): Int32Array {
 }
 
 /**
- * Induce the order of L-type then S-type suffixes from the LMS suffixes already placed at
- * the ends of their buckets. `types[i]` is 1 for S-type.
+ * Induce the order of L-type then S-type suffixes from the LMS suffixes already placed (as
+ * non-negative values) at the ends of their buckets; empty slots hold -1.
+ *
+ * Instead of looking up a type array at random positions, each entry carries one flag in its
+ * sign (as in Yuta Mori's sais-lite): an entry is stored complemented (~j) when its
+ * predecessor must NOT be induced by the scan that will read it. Whether j-1 is S- or L-type
+ * follows from comparing text[j-1] with text[j] (adjacent in memory) because the type of j is
+ * known at the time j is placed. The bucket pointer of the current symbol is cached in `b`.
  */
 function induce(
   text: Int32Array,
   sa: Int32Array,
   n: number,
-  types: Uint8Array,
   counts: Int32Array,
   bkt: Int32Array,
   report: ((done: number) => void) | null,
-  base: number,
 ): void {
+  // L scan. The suffix n-1 precedes the virtual sentinel (which sorts first): it heads its
+  // L bucket. Positive entries have an L-type predecessor to induce.
   fillBuckets(bkt, counts, false);
-  // The suffix n-1 precedes the virtual sentinel, which sorts first: it heads its L bucket.
-  sa[bkt[text[n - 1]!]!++] = n - 1;
+  let c1 = text[n - 1]!;
+  let b = bkt[c1]!;
+  sa[b++] = n >= 2 && text[n - 2]! < c1 ? ~(n - 1) : n - 1;
   for (let i = 0; i < n; i++) {
-    const s = sa[i]!;
-    if (s > 0) {
-      const j = s - 1;
-      if (types[j] === 0) sa[bkt[text[j]!]!++] = j;
+    let j = sa[i]!;
+    sa[i] = ~j;
+    if (j > 0) {
+      j--;
+      const c0 = text[j]!;
+      if (c0 !== c1) {
+        bkt[c1] = b;
+        c1 = c0;
+        b = bkt[c1]!;
+      }
+      // j is L-type; j-1 is S-type iff text[j-1] < text[j]: flag it for the S scan.
+      sa[b++] = j > 0 && text[j - 1]! < c1 ? ~j : j;
     }
-    if (report !== null && (i & (PROGRESS_STEP - 1)) === 0) report(base + i);
+    if (report !== null && (i & (PROGRESS_STEP - 1)) === 0) report(i);
   }
+  // S scan. After the flip above, positive entries are exactly those whose predecessor is
+  // S-type; entries that are negative now are restored.
   fillBuckets(bkt, counts, true);
+  c1 = 0;
+  b = bkt[0]!;
   for (let i = n - 1; i >= 0; i--) {
-    const s = sa[i]!;
-    if (s > 0) {
-      const j = s - 1;
-      if (types[j] === 1) sa[--bkt[text[j]!]!] = j;
-    }
-    if (report !== null && (i & (PROGRESS_STEP - 1)) === 0) report(base + 2 * n - i);
+    let j = sa[i]!;
+    if (j > 0) {
+      j--;
+      const c0 = text[j]!;
+      if (c0 !== c1) {
+        bkt[c1] = b;
+        c1 = c0;
+        b = bkt[c1]!;
+      }
+      // j is S-type; j-1 is L-type iff text[j-1] > text[j]: then it was induced already.
+      sa[--b] = j === 0 || text[j - 1]! > c1 ? ~j : j;
+    } else sa[i] = ~j;
+    if (report !== null && (i & (PROGRESS_STEP - 1)) === 0) report(2 * n - i);
   }
 }
 
@@ -105,7 +131,7 @@ function saisLevel(
   for (let i = 1; i < n; i++) {
     if (types[i] === 1 && types[i - 1] === 0) sa[--bkt[text[i]!]!] = i;
   }
-  induce(text, sa, n, types, counts, bkt, report, 0);
+  induce(text, sa, n, counts, bkt, report);
 
   // Compact the sorted LMS positions into sa[0..n1).
   let n1 = 0;
@@ -113,32 +139,41 @@ function saisLevel(
     const p = sa[i]!;
     if (p > 0 && types[p] === 1 && types[p - 1] === 0) sa[n1++] = p;
   }
-  // Name the LMS substrings: equal substrings get equal names. Names go to sa[n1 + p/2]
-  // (distinct slots because LMS positions are at least 2 apart).
+  // Name the LMS substrings: equal substrings get equal names. First store each LMS
+  // substring's length at sa[n1 + p/2] (distinct slots: LMS positions are >= 2 apart) in one
+  // sequential pass; then, in sorted order, only substrings of equal length need their text
+  // compared (equal text and equal length imply equal types, since both end S-type). The last
+  // LMS substring runs into the virtual sentinel: length 0 marks it unique.
   sa.fill(-1, n1, n);
+  for (let i = n - 1, next = -1; i >= 1; i--) {
+    if (types[i] === 1 && types[i - 1] === 0) {
+      sa[n1 + (i >> 1)] = next < 0 ? 0 : next - i + 1;
+      next = i;
+    }
+  }
   let name = 0;
   let prev = -1;
+  let prevLen = 0;
   for (let i = 0; i < n1; i++) {
     const pos = sa[i]!;
-    let diff = false;
-    if (prev < 0) diff = true;
-    else {
-      for (let d = 0; ; d++) {
-        const a = pos + d;
-        const b = prev + d;
-        if (a === n || b === n || text[a] !== text[b] || types[a] !== types[b]) {
+    const slot = n1 + (pos >> 1);
+    const len = sa[slot]!;
+    let diff = true;
+    if (prev >= 0 && len === prevLen && len !== 0) {
+      diff = false;
+      for (let d = 0; d < len; d++) {
+        if (text[pos + d] !== text[prev + d]) {
           diff = true;
           break;
         }
-        if (d > 0 && ((types[a] === 1 && types[a - 1] === 0) || (types[b] === 1 && types[b - 1] === 0)))
-          break;
       }
     }
     if (diff) {
       name++;
       prev = pos;
+      prevLen = len;
     }
-    sa[n1 + (pos >> 1)] = name - 1;
+    sa[slot] = name - 1;
   }
   for (let i = n - 1, j = n - 1; i >= n1; i--) {
     const v = sa[i]!;
@@ -166,7 +201,7 @@ function saisLevel(
     sa[--bkt[text[j]!]!] = j;
   }
   const report2 = progress === null ? null : (done: number) => progress(0.55 + (done / (2 * n)) * 0.45);
-  induce(text, sa, n, types, counts, bkt, report2, 0);
+  induce(text, sa, n, counts, bkt, report2);
 }
 
 /**
