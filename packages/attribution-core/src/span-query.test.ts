@@ -4,12 +4,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import fc from "fast-check";
+import { FlatFormatError } from "./flat-binary.ts";
 import { PPM_TOTAL } from "./ppm.ts";
 import {
   buildSpanIndex,
   type CorpusRow,
   decodeSpanIndex,
-  IndexFormatError,
   readSpanIndexFile,
   rowTokens,
   type SpanIndex,
@@ -194,7 +194,7 @@ test("serialize / deserialize round-trips (buffer and file) and detects corrupti
   for (const at of [30, 200, buf.length - 2]) {
     const bad = Buffer.from(buf);
     bad[at]! ^= 0x10;
-    assert.throws(() => decodeSpanIndex(bad), IndexFormatError);
+    assert.throws(() => decodeSpanIndex(bad), FlatFormatError);
   }
   const dir = mkdtempSync(join(tmpdir(), "span-index-"));
   try {
