@@ -1,7 +1,15 @@
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Abi, type Address, getAddress, type Hash, type Hex, isAddress } from "viem";
+import {
+  type Abi,
+  type Address,
+  getAddress,
+  type Hash,
+  type Hex,
+  isAddress,
+  type TransactionReceipt,
+} from "viem";
 import {
   type ChainPublicClient,
   type ChainWalletClient,
@@ -97,6 +105,8 @@ export type DeployPlatformOptions = ClientsInput & {
   outFile?: string;
   /** Progress lines (default: silent). */
   log?: (line: string) => void;
+  /** Called with every receipt (step name, e.g. "deploy Staking"), e.g. to record deployment gas. */
+  onReceipt?: (step: string, receipt: TransactionReceipt) => void;
 };
 
 /** Repository root (three levels above this file). */
@@ -172,6 +182,7 @@ export async function deployPlatform(options: DeployPlatformOptions): Promise<Pl
     const receipt = await publicClient.waitForTransactionReceipt({ hash });
     if (receipt.status !== "success") throw new Error(`deployPlatform: ${what} reverted (${hash})`);
     log(`${what}: gas ${receipt.gasUsed}`);
+    options.onReceipt?.(what, receipt);
     return receipt;
   };
   const deploy = async (name: ContractName, abi: Abi, args: readonly unknown[]): Promise<Address> => {
