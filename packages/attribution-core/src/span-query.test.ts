@@ -114,13 +114,13 @@ test("spans, counts and row sets equal brute force (with and without LCP)", () =
       const got = findSpans(index, x, { minLen: c.minLen, maxCount: c.maxCount, maxRowsPerSpan: 100 });
       const want = bruteSpans(c.docs, x, c.minLen, c.maxCount);
       assert.deepEqual(
-        got.map((s) => [s.start, s.end, s.count, s.rows]),
+        got.map((s) => [s.start, s.end, s.count, s.rows.map((r) => r.row)]),
         want.map((s) => [s.start, s.end, s.count, s.rows]),
       );
       // Maximality and no span crosses a separator: every occurrence lies inside one row.
       for (let i = 1; i < got.length; i++) assert.ok(got[i]!.end > got[i - 1]!.end);
       for (const s of got) {
-        for (const d of s.rows) assert.ok(rowTokens(index, d).length >= s.end - s.start);
+        for (const d of s.rows) assert.ok(rowTokens(index, d.row).length >= s.end - s.start);
       }
     }),
     { numRuns: 300 },
@@ -144,8 +144,8 @@ test("row scores equal the brute-force formula; ppm weights sum to exactly 1e6",
         for (const [r] of b.positions.slice(0, k)) want.set(r, (want.get(r) ?? 0n) + w / BigInt(k));
       }
       assert.deepEqual(
-        new Map([...scores].sort((a, b) => a[0] - b[0])),
-        new Map([...want].sort((a, b) => a[0] - b[0])),
+        scores.map((r) => [r.row, r.score]),
+        [...want].filter(([, v]) => v > 0n).sort((a, b) => a[0] - b[0]),
       );
       const result = attributeSpans(index, x, opts);
       const sum = result.weights.reduce((s, w) => s + w.ppm, 0);
@@ -155,6 +155,41 @@ test("row scores equal the brute-force formula; ppm weights sum to exactly 1e6",
     }),
     { numRuns: 200 },
   );
+});
+
+test("shards: the same spans, rows and weights as one index over all rows", () => {
+  fc.assert(
+    fc.property(
+      caseArb,
+      fc.array(fc.nat(8), { maxLength: 3 }),
+      fc.constantFrom("length" as const, "rarity" as const),
+      (c, cuts, weighting) => {
+        const rows = corpusRows(c.docs, c.owners);
+        const whole = buildSpanIndex(rows, { vocabSize: c.k + 1, withLcp: c.withLcp });
+        // Contiguous slices of the row list (empty shards allowed).
+        const bounds = [0, ...cuts.map((x) => x % (rows.length + 1)).sort((a, b) => a - b), rows.length];
+        const shards = bounds
+          .slice(1)
+          .map((end, i) =>
+            buildSpanIndex(rows.slice(bounds[i]!, end), { vocabSize: c.k + 1, withLcp: !c.withLcp }),
+          );
+        const x = outputOf(c);
+        const opts = {
+          minLen: c.minLen,
+          maxCount: c.maxCount,
+          maxCreditedOccurrences: c.cap,
+          weighting,
+          maxRowsPerSpan: 3,
+        };
+        assert.deepEqual(attributeSpans(shards, x, opts), attributeSpans(whole, x, opts));
+      },
+    ),
+    { numRuns: 200 },
+  );
+  const a = buildSpanIndex(corpusRows([[1]], [0]), { vocabSize: 3 });
+  const b = buildSpanIndex(corpusRows([[1]], [0]), { vocabSize: 4 });
+  assert.throws(() => findSpans([a, b], [1]), /vocabularies/);
+  assert.throws(() => findSpans([], [1]), RangeError);
 });
 
 test("rarity weights rare tokens higher and are exact integers", () => {

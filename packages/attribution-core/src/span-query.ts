@@ -22,18 +22,42 @@ export interface SpanQueryOptions {
   maxRowsPerSpan?: number;
 }
 
+/** Occurrences of a span in one shard: the suffix-array interval [saLo, saHi). */
+export interface ShardHit {
+  shard: number;
+  saLo: number;
+  saHi: number;
+}
+
+/** A row of one shard (shard 0 when a single index is queried). */
+export interface RowRef {
+  shard: number;
+  row: number;
+}
+
 export interface Span {
   /** Output token range [start, end). */
   start: number;
   end: number;
-  /** Occurrences of x[start..end) in the corpus (1 <= count <= maxCount). */
+  /** Occurrences of x[start..end) in the corpus, all shards (1 <= count <= maxCount). */
   count: number;
-  /** Suffix-array interval [saLo, saHi) of the occurrences. */
-  saLo: number;
-  saHi: number;
-  /** Sorted distinct row indices containing the span (capped at maxRowsPerSpan). */
-  rows: number[];
+  /** Per-shard suffix-array intervals of the occurrences (shards with none are omitted). */
+  hits: ShardHit[];
+  /** Distinct rows containing the span, by (shard, row), capped at maxRowsPerSpan. */
+  rows: RowRef[];
   rowsTruncated: boolean;
+}
+
+/** One index, or the shards of one datanet version (rows in shard order = corpus order). */
+export type SpanShards = SpanIndex | readonly SpanIndex[];
+
+function asShards(shards: SpanShards): readonly SpanIndex[] {
+  const list = Array.isArray(shards) ? (shards as readonly SpanIndex[]) : [shards as SpanIndex];
+  if (list.length === 0) throw new RangeError("no index shards");
+  for (const s of list) {
+    if (s.alphabetSize !== list[0]!.alphabetSize) throw new RangeError("shards use different vocabularies");
+  }
+  return list;
 }
 
 interface Interval {
@@ -122,41 +146,64 @@ function interval(
 }
 
 function rowsOf(
-  index: SpanIndex,
-  saLo: number,
-  saHi: number,
+  shards: readonly SpanIndex[],
+  hits: readonly ShardHit[],
   cap: number,
-): { rows: number[]; truncated: boolean } {
-  const set = new Set<number>();
-  for (let i = saLo; i < saHi; i++) set.add(rowAt(index, index.sa[i]!));
-  const all = [...set].sort((a, b) => a - b);
-  return { rows: all.slice(0, cap), truncated: all.length > cap };
+): { rows: RowRef[]; truncated: boolean } {
+  const rows: RowRef[] = [];
+  for (const h of hits) {
+    const index = shards[h.shard]!;
+    const set = new Set<number>();
+    for (let i = h.saLo; i < h.saHi; i++) set.add(rowAt(index, index.sa[i]!));
+    for (const row of [...set].sort((a, b) => a - b)) rows.push({ shard: h.shard, row });
+  }
+  return { rows: rows.slice(0, cap), truncated: rows.length > cap };
 }
 
-/** Maximal matching spans of `output` (model token ids) in the index. */
+/**
+ * Maximal matching spans of `output` (model token ids) in one index or across shards. With
+ * shards, the longest match at l is the maximum over shards and its count is the sum over
+ * the shards where that longest match occurs — the same spans as one index over all rows.
+ */
 export function findSpans(
-  index: SpanIndex,
+  shardsIn: SpanShards,
   output: ArrayLike<number>,
   options: SpanQueryOptions = {},
 ): Span[] {
+  const shards = asShards(shardsIn);
   const minLen = Math.max(1, options.minLen ?? 8);
   const maxCount = options.maxCount ?? 100;
   const maxRows = options.maxRowsPerSpan ?? 16;
-  const q = toSymbols(index, output);
+  const q = toSymbols(shards[0]!, output);
   const L = q.length;
   const spans: Span[] = [];
+  const lens = new Int32Array(shards.length);
+  const anchors = new Int32Array(shards.length);
   let lastEnd = 0;
   for (let l = 0; l + minLen <= L && lastEnd < L; l++) {
-    const r = search(index, q, l, L - l, false);
-    const m = Math.max(r.lcpAt, r.lcpBefore);
+    let m = 0;
+    shards.forEach((index, s) => {
+      const r = search(index, q, l, L - l, false);
+      lens[s] = Math.max(r.lcpAt, r.lcpBefore);
+      anchors[s] = r.lcpAt >= r.lcpBefore ? r.pos : r.pos - 1;
+      if (lens[s]! > m) m = lens[s]!;
+    });
     if (m < minLen || l + m <= lastEnd) continue;
-    const anchor = r.lcpAt >= r.lcpBefore ? r.pos : r.pos - 1;
-    const iv = interval(index, q, l, m, anchor, maxCount);
-    if (iv === null) continue;
-    const saLo = iv.lo;
-    const saHi = iv.hi;
-    const { rows, truncated } = rowsOf(index, saLo, saHi, maxRows);
-    spans.push({ start: l, end: l + m, count: saHi - saLo, saLo, saHi, rows, rowsTruncated: truncated });
+    const hits: ShardHit[] = [];
+    let count = 0;
+    for (let s = 0; s < shards.length && count <= maxCount; s++) {
+      if (lens[s] !== m) continue;
+      const iv = interval(shards[s]!, q, l, m, anchors[s]!, maxCount - count);
+      if (iv === null) {
+        count = maxCount + 1;
+        break;
+      }
+      hits.push({ shard: s, saLo: iv.lo, saHi: iv.hi });
+      count += iv.hi - iv.lo;
+    }
+    if (count > maxCount) continue;
+    const { rows, truncated } = rowsOf(shards, hits, maxRows);
+    spans.push({ start: l, end: l + m, count, hits, rows, rowsTruncated: truncated });
     lastEnd = l + m;
   }
   return spans;
@@ -180,15 +227,21 @@ export const WEIGHT_FRAC_BITS = 16;
 /** Extra bits kept when a span weight is split across occurrences. */
 const SHARE_FRAC_BITS = 20n;
 
-/** Per-symbol rarity -log2(count / total) in 2^-16 bits (integer math; see det-math). */
-export function rarityTable(index: SpanIndex): Int32Array {
-  const counts = index.unigramCounts;
+/**
+ * Per-symbol rarity -log2(count / total) in 2^-16 bits (integer math; see det-math), from the
+ * unigram counts summed over all shards.
+ */
+export function rarityTable(shardsIn: SpanShards): Int32Array {
+  const shards = asShards(shardsIn);
+  const size = shards[0]!.alphabetSize;
+  const counts = new Float64Array(size);
+  for (const index of shards) for (let s = 1; s < size; s++) counts[s] = counts[s]! + index.unigramCounts[s]!;
   let total = 0;
-  for (let s = 1; s < counts.length; s++) total += counts[s]!;
-  const out = new Int32Array(counts.length);
+  for (let s = 1; s < size; s++) total += counts[s]!;
+  const out = new Int32Array(size);
   if (total === 0) return out;
   const logTotal = log2Fixed(total, WEIGHT_FRAC_BITS);
-  for (let s = 1; s < counts.length; s++) {
+  for (let s = 1; s < size; s++) {
     const c = counts[s]!;
     out[s] = c > 0 ? logTotal - log2Fixed(c, WEIGHT_FRAC_BITS) : 0;
   }
@@ -197,44 +250,59 @@ export function rarityTable(index: SpanIndex): Int32Array {
 
 /** Integer weight of output span [start, end). */
 export function spanWeight(
-  index: SpanIndex,
+  shards: SpanShards,
   output: ArrayLike<number>,
   span: Pick<Span, "start" | "end">,
   weighting: SpanWeighting,
   rarity?: Int32Array,
 ): bigint {
   if (weighting === "length") return BigInt(span.end - span.start) << BigInt(WEIGHT_FRAC_BITS);
-  const table = rarity ?? rarityTable(index);
+  const table = rarity ?? rarityTable(shards);
   let w = 0n;
   for (let i = span.start; i < span.end; i++) w += BigInt(table[output[i]! + 1]!);
   return w;
 }
 
+export interface RowScore extends RowRef {
+  score: bigint;
+}
+
 /**
  * Row scores: each span's weight is split equally over its first `maxCreditedOccurrences`
- * occurrences (by corpus position); each occurrence credits its row. Returns row -> score.
+ * occurrences in corpus order (shard, position); each occurrence credits its row. Returns
+ * rows with a positive score, by (shard, row).
  */
 export function scoreRows(
-  index: SpanIndex,
+  shardsIn: SpanShards,
   output: ArrayLike<number>,
   spans: readonly Span[],
   options: SpanScoreOptions = {},
-): Map<number, bigint> {
+): RowScore[] {
+  const shards = asShards(shardsIn);
   const weighting = options.weighting ?? "length";
   const cap = Math.max(1, options.maxCreditedOccurrences ?? 16);
-  const rarity = weighting === "rarity" ? rarityTable(index) : undefined;
-  const scores = new Map<number, bigint>();
+  const rarity = weighting === "rarity" ? rarityTable(shards) : undefined;
+  const scores = new Map<number, bigint>(); // key: shard * 2^31 + row
   for (const span of spans) {
-    const w = spanWeight(index, output, span, weighting, rarity) << SHARE_FRAC_BITS;
-    const positions = Array.from(index.sa.subarray(span.saLo, span.saHi)).sort((a, b) => a - b);
-    const k = Math.min(cap, positions.length);
-    const share = w / BigInt(k);
-    for (let i = 0; i < k; i++) {
-      const row = rowAt(index, positions[i]!);
-      scores.set(row, (scores.get(row) ?? 0n) + share);
+    const w = spanWeight(shards, output, span, weighting, rarity) << SHARE_FRAC_BITS;
+    const occurrences: RowRef[] = [];
+    for (const h of span.hits) {
+      if (occurrences.length >= cap) break;
+      const index = shards[h.shard]!;
+      const positions = Array.from(index.sa.subarray(h.saLo, h.saHi)).sort((a, b) => a - b);
+      for (const p of positions.slice(0, cap - occurrences.length))
+        occurrences.push({ shard: h.shard, row: rowAt(index, p) });
+    }
+    const share = w / BigInt(occurrences.length);
+    for (const o of occurrences) {
+      const key = o.shard * 2 ** 31 + o.row;
+      scores.set(key, (scores.get(key) ?? 0n) + share);
     }
   }
-  return scores;
+  return [...scores]
+    .filter(([, score]) => score > 0n)
+    .sort((a, b) => a[0] - b[0])
+    .map(([key, score]) => ({ shard: Math.floor(key / 2 ** 31), row: key % 2 ** 31, score }));
 }
 
 export interface SpanAttribution {
@@ -250,19 +318,19 @@ export interface SpanAttribution {
 
 /** Query, score and aggregate one output: the whole span-attribution pipeline. */
 export function attributeSpans(
-  index: SpanIndex,
+  shardsIn: SpanShards,
   output: ArrayLike<number>,
   options: SpanQueryOptions & SpanScoreOptions = {},
 ): SpanAttribution {
+  const shards = asShards(shardsIn);
   const weighting = options.weighting ?? "length";
-  const spans = findSpans(index, output, options);
-  const rowScores = scoreRows(index, output, spans, options);
-  const rows = [...rowScores]
-    .filter(([, score]) => score > 0n)
-    .map(([d, score]) => {
-      const k = index.docContribution[d]!;
+  const spans = findSpans(shards, output, options);
+  const rows = scoreRows(shards, output, spans, options)
+    .map(({ shard, row, score }) => {
+      const index = shards[shard]!;
+      const k = index.docContribution[row]!;
       return {
-        rowId: index.rowIds[d]!,
+        rowId: index.rowIds[row]!,
         contributionId: index.contributionIds[k]!,
         contributorId: index.contributorIds[index.contributionContributor[k]!]!,
         score,
@@ -280,7 +348,7 @@ export function attributeSpans(
       start: s.start,
       end: s.end,
       count: s.count,
-      rowIds: s.rows.map((d) => index.rowIds[d]!),
+      rowIds: s.rows.map((r) => shards[r.shard]!.rowIds[r.row]!),
       rowsTruncated: s.rowsTruncated,
     })),
     rows: rows.map((r) => ({ ...r, score: r.score.toString() })),
