@@ -10,13 +10,14 @@ import { fmix32, mixInto } from "./hash32.ts";
  *                                    the database keeps the full hash under a unique index)
  *   sig8      Uint8Array[numPerm*n]  low 8 bits of each MinHash value ("b-bit MinHash", b = 8)
  *                                    used to estimate similarity of candidates
- *   bandKeys  Uint32Array[bands*n]   32-bit hash of each band of the signature
- *   next      Int32Array[bands*n]    chain links of the band hash table (entry e = ord*bands+band)
- *   heads     Int32Array[2^k]        chain heads, load <= 2 entries per head
+ *   chain     Int32Array[2*bands*n]  per band entry e = ord*bands+band: [band key, next entry],
+ *                                    interleaved so walking a chain costs one cache miss per entry
+ *   heads     Int32Array[2^k]        chain heads, load <= 2 entries per head (measured: a lower
+ *                                    load costs memory and does not make queries faster)
  *   exact     Int32Array[2^k]        open-addressing table (linear probing) of ordinals by SHA
  *
- * About 8 + 16 + numPerm + bands*(8 + 2..4) + 8..16 bytes per row: for 128 perms and 16 bands
- * roughly 330-360 bytes, i.e. ~350 MB for 1M rows, with no per-row objects for the GC to walk.
+ * About 8 + 16 + numPerm + bands*(8 + 2..4) + 8..16 bytes per row: for 128 perms and 26 bands
+ * (the defaults) ~430 bytes, i.e. ~430 MB for 1M rows, with no per-row objects for the GC to walk.
  *
  * Chains are always kept in descending entry order (insertion pushes to the front and rehashing
  * walks entries in ascending order), so the candidate order - and so every outcome - depends only
@@ -76,8 +77,7 @@ export class DatanetIndex {
   private ids: Float64Array;
   private sha: Uint32Array;
   private sig8: Uint8Array;
-  private bandKeys: Uint32Array;
-  private next: Int32Array;
+  private chain: Int32Array;
   private heads: Int32Array;
   private exact: Int32Array;
 
@@ -89,8 +89,7 @@ export class DatanetIndex {
     this.ids = new Float64Array(this.capacity);
     this.sha = new Uint32Array(this.capacity * 4);
     this.sig8 = new Uint8Array(this.capacity * params.numPerm);
-    this.bandKeys = new Uint32Array(this.capacity * params.bands);
-    this.next = new Int32Array(this.capacity * params.bands);
+    this.chain = new Int32Array(this.capacity * params.bands * 2);
     this.heads = new Int32Array(nextPow2(Math.ceil((this.capacity * params.bands) / 2))).fill(EMPTY);
     this.exact = new Int32Array(nextPow2(this.capacity * 2)).fill(EMPTY);
   }
@@ -105,8 +104,7 @@ export class DatanetIndex {
       this.ids.byteLength +
       this.sha.byteLength +
       this.sig8.byteLength +
-      this.bandKeys.byteLength +
-      this.next.byteLength +
+      this.chain.byteLength +
       this.heads.byteLength +
       this.exact.byteLength
     );
@@ -116,16 +114,19 @@ export class DatanetIndex {
     return this.ids[ord]!;
   }
 
-  /** Pre-sizes for `rows` rows (avoids repeated growth when loading a big datanet). */
+  /**
+   * Pre-sizes for `rows` rows. Growing copies the per-row arrays and may rehash the band table
+   * (a few seconds at 1M rows), so a service should reserve the expected size plus headroom once
+   * when it loads a datanet. Without a reservation the index grows by 1.5x when full.
+   */
   reserve(rows: number): void {
     if (rows <= this.capacity) return;
-    const cap = nextPow2(rows);
+    const cap = Math.ceil(rows / 1024) * 1024;
     const { numPerm, bands } = this.params;
     this.ids = grow(this.ids, cap);
     this.sha = grow(this.sha, cap * 4);
     this.sig8 = grow(this.sig8, cap * numPerm);
-    this.bandKeys = grow(this.bandKeys, cap * bands);
-    this.next = grow(this.next, cap * bands);
+    this.chain = grow(this.chain, cap * bands * 2);
     this.capacity = cap;
     const wantHeads = nextPow2(Math.ceil((cap * bands) / 2));
     if (wantHeads > this.heads.length) this.rebuildHeads(wantHeads);
@@ -141,7 +142,7 @@ export class DatanetIndex {
     const { numPerm, bands } = this.params;
     if (sig.length !== numPerm) throw new RangeError(`signature length ${sig.length} != numPerm ${numPerm}`);
     if (sha256.length < 16) throw new RangeError("sha256 must have at least 16 bytes");
-    if (this.count === this.capacity) this.reserve(this.capacity * 2);
+    if (this.count === this.capacity) this.reserve(Math.ceil(this.capacity * 1.5));
     const ord = this.count++;
     this.ids[ord] = id;
     for (let w = 0; w < 4; w++) this.sha[ord * 4 + w] = shaWord(sha256, w);
@@ -151,10 +152,10 @@ export class DatanetIndex {
     const mask = this.heads.length - 1;
     for (let b = 0; b < bands; b++) {
       const e = ord * bands + b;
-      const key = k[b]!;
-      this.bandKeys[e] = key;
+      const key = k[b]! | 0;
       const slot = fmix32(key ^ b) & mask;
-      this.next[e] = this.heads[slot]!;
+      this.chain[2 * e] = key;
+      this.chain[2 * e + 1] = this.heads[slot]!;
       this.heads[slot] = e;
     }
     this.insertExact(ord);
@@ -185,16 +186,17 @@ export class DatanetIndex {
   candidates(keys: Uint32Array, maxPerBucket = 256): number[] {
     const { bands } = this.params;
     const mask = this.heads.length - 1;
+    const chain = this.chain;
     const out: number[] = [];
     for (let b = 0; b < bands; b++) {
-      const key = keys[b]!;
+      const key = keys[b]! | 0;
       let seen = 0;
       for (
         let e = this.heads[fmix32(key ^ b) & mask]!;
         e !== EMPTY && seen < maxPerBucket;
-        e = this.next[e]!
+        e = chain[2 * e + 1]!
       ) {
-        if (this.bandKeys[e] === key && e % bands === b) {
+        if (chain[2 * e] === key && e % bands === b) {
           out.push((e - b) / bands);
           seen++;
         }
@@ -270,21 +272,23 @@ export class DatanetIndex {
     const mask = size - 1;
     const entries = this.count * bands;
     for (let e = 0; e < entries; e++) {
-      const slot = fmix32(this.bandKeys[e]! ^ (e % bands)) & mask;
-      this.next[e] = this.heads[slot]!;
+      const slot = fmix32(this.chain[2 * e]! ^ (e % bands)) & mask;
+      this.chain[2 * e + 1] = this.heads[slot]!;
       this.heads[slot] = e;
     }
   }
 
   /**
    * Binary snapshot: "OLDNIDX1", u32 header length, JSON header {version, numPerm, bands, rows,
-   * count}, then ids (f64), sha (u32 x4), sig8 (u8), bandKeys (u32) for `count` rows, all
+   * count}, then ids (f64), sha (u32 x4), sig8 (u8), band keys (u32) for `count` rows, all
    * little-endian. The hash tables are rebuilt on load, so the format does not depend on them.
    */
   serialize(): Buffer {
     const { numPerm, bands, rows } = this.params;
     const n = this.count;
     const header = Buffer.from(JSON.stringify({ version: 1, numPerm, bands, rows, count: n }), "utf8");
+    const keys = new Int32Array(n * bands);
+    for (let e = 0; e < keys.length; e++) keys[e] = this.chain[2 * e]!;
     const parts = [
       Buffer.from(MAGIC, "ascii"),
       Buffer.alloc(4),
@@ -292,7 +296,7 @@ export class DatanetIndex {
       Buffer.from(this.ids.buffer, this.ids.byteOffset, n * 8),
       Buffer.from(this.sha.buffer, this.sha.byteOffset, n * 16),
       Buffer.from(this.sig8.buffer, this.sig8.byteOffset, n * numPerm),
-      Buffer.from(this.bandKeys.buffer, this.bandKeys.byteOffset, n * bands * 4),
+      Buffer.from(keys.buffer, keys.byteOffset, n * bands * 4),
     ];
     parts[1]!.writeUInt32LE(header.length, 0);
     return Buffer.concat(parts);
@@ -314,14 +318,16 @@ export class DatanetIndex {
     idx.reserve(n);
     let off = 12 + hlen;
     // Copy through Uint8Array views: the source buffer is not necessarily aligned for f64/u32.
-    const copy = (target: Float64Array | Uint32Array | Uint8Array, bytes: number) => {
+    const copy = (target: Float64Array | Uint32Array | Int32Array | Uint8Array, bytes: number) => {
       new Uint8Array(target.buffer, target.byteOffset, bytes).set(b.subarray(off, off + bytes));
       off += bytes;
     };
     copy(idx.ids, n * 8);
     copy(idx.sha, n * 16);
     copy(idx.sig8, n * numPerm);
-    copy(idx.bandKeys, n * bands * 4);
+    const keys = new Int32Array(n * bands);
+    copy(keys, n * bands * 4);
+    for (let e = 0; e < keys.length; e++) idx.chain[2 * e] = keys[e]!;
     idx.count = n;
     idx.rebuildHeads(idx.heads.length);
     idx.rebuildExact(idx.exact.length);

@@ -153,8 +153,39 @@ export class MinHasher {
     const mul = this.mul;
     const add = this.add;
     const n = hashes.length;
-    // Permutation-major: the running minimum stays in a register and the shingle hashes in L1.
-    for (let i = 0; i < P; i++) {
+    // Permutation-major: the running minima stay in registers and the shingle hashes in L1;
+    // four permutations per pass over the shingles (P is a multiple of 4 in practice).
+    let i = 0;
+    for (; i + 3 < P; i += 4) {
+      const a0 = mul[i]!;
+      const a1 = mul[i + 1]!;
+      const a2 = mul[i + 2]!;
+      const a3 = mul[i + 3]!;
+      const b0 = add[i]!;
+      const b1 = add[i + 1]!;
+      const b2 = add[i + 2]!;
+      const b3 = add[i + 3]!;
+      let m0 = 0xffffffff;
+      let m1 = 0xffffffff;
+      let m2 = 0xffffffff;
+      let m3 = 0xffffffff;
+      for (let s = 0; s < n; s++) {
+        const x = hashes[s]!;
+        const h0 = (Math.imul(x, a0) + b0) >>> 0;
+        const h1 = (Math.imul(x, a1) + b1) >>> 0;
+        const h2 = (Math.imul(x, a2) + b2) >>> 0;
+        const h3 = (Math.imul(x, a3) + b3) >>> 0;
+        if (h0 < m0) m0 = h0;
+        if (h1 < m1) m1 = h1;
+        if (h2 < m2) m2 = h2;
+        if (h3 < m3) m3 = h3;
+      }
+      sig[i] = m0;
+      sig[i + 1] = m1;
+      sig[i + 2] = m2;
+      sig[i + 3] = m3;
+    }
+    for (; i < P; i++) {
       const a = mul[i]!;
       const b = add[i]!;
       let m = 0xffffffff;

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 /*
  * Normalization used for the exact-duplicate key and for shingling. Exactly, in order:
@@ -37,9 +37,10 @@ export function normalizeTextGeneral(text: string): string {
 
 /** SHA-256 of the UTF-8 bytes of the normalized text: the exact-duplicate key. */
 export function contentHash(normalized: string): Buffer {
-  return createHash("sha256").update(normalized, "utf8").digest();
+  // One-shot crypto.hash: ~1 us cheaper per row than createHash().update().digest().
+  return hash("sha256", normalized, "buffer");
 }
 
 export function contentHashHex(normalized: string): string {
-  return createHash("sha256").update(normalized, "utf8").digest("hex");
+  return hash("sha256", normalized, "hex");
 }
