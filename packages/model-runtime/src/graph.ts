@@ -213,6 +213,7 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
     return z;
   };
 
+  const segmentRows = new Map<string, string>();
   const proj = (t: string, layer: number, m: LoraModule): string => {
     const name = moduleWeightName(layer, m);
     const { outDim } = moduleDims(c, m);
@@ -230,7 +231,13 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
           y = g.op("Add", [y, g.op("Reshape", [yr, shapeFlat(outDim)])]);
           continue;
         }
-        const xs = g.op("Gather", [t, loraInputName.rows(k)], { axis: 0 }); // [U, L, in]
+        // q, k and v read the same normed input: gather its segment rows once for all three.
+        const xsKey = `${t}|${k}`;
+        let xs = segmentRows.get(xsKey);
+        if (!xs) {
+          xs = g.op("Gather", [t, loraInputName.rows(k)], { axis: 0 }); // [U, L, in]
+          segmentRows.set(xsKey, xs);
+        }
         const xa = g.op("MatMul", [xs, loraInputName.a(k, layer, m)]); // [U, L, r]
         const xab = g.op("MatMul", [xa, loraInputName.b(k, layer, m)]); // [U, L, out]
         const flat = g.op("Concat", [g.op("Reshape", [xab, shapeFlat(outDim)]), zeroRow(outDim)], {

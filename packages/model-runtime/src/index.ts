@@ -29,6 +29,7 @@ export {
 export { ModelRuntimeError, type ModelRuntimeErrorCode } from "./errors.ts";
 export { type GenerateResult, generate, loadModel, type ModelSource, tokenizerFor } from "./generate.ts";
 export { buildLlamaGraph } from "./graph.ts";
+export { AdapterMerger } from "./merge.ts";
 export {
   type BaseModel,
   baseWeightBytes,

@@ -22,6 +22,8 @@ export interface RuntimeOptions {
   loraMode?: "segment" | "row";
   /** onnxruntime intra-op threads (default: available cores). */
   intraOpThreads?: number;
+  /** Extra onnxruntime session options (e.g. enableProfiling), merged over the defaults. */
+  sessionOptions?: ort.InferenceSession.SessionOptions;
 }
 
 /** One row of a step: feed `tokens` (the prompt, or the last sampled token) to sequence `seqId`. */
@@ -89,7 +91,7 @@ export class ModelRuntime {
   private constructor(
     readonly model: BaseModel,
     private readonly session: ort.InferenceSession,
-    options: Required<Omit<RuntimeOptions, "externalWeights">>,
+    options: Required<Omit<RuntimeOptions, "externalWeights" | "sessionOptions">>,
   ) {
     this.loraMode = options.loraMode;
     this.targetModules = options.targetModules;
@@ -108,7 +110,7 @@ export class ModelRuntime {
       lora: options.lora ?? true,
       loraMode: options.loraMode ?? "segment",
       intraOpThreads: options.intraOpThreads ?? availableParallelism(),
-    } satisfies Required<Omit<RuntimeOptions, "externalWeights">>;
+    } satisfies Required<Omit<RuntimeOptions, "externalWeights" | "sessionOptions">>;
     const graph = buildLlamaGraph(model, {
       lora: resolved.lora
         ? {
@@ -124,8 +126,14 @@ export class ModelRuntime {
       interOpNumThreads: 1,
       executionMode: "sequential",
       graphOptimizationLevel: "all",
+      ...options.sessionOptions,
     });
     return new ModelRuntime(model, session, resolved);
+  }
+
+  /** Ends onnxruntime profiling (when enabled through sessionOptions) and writes its file. */
+  endProfiling(): void {
+    this.session.endProfiling();
   }
 
   async dispose(): Promise<void> {
