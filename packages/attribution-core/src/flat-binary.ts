@@ -43,6 +43,13 @@ export function jsonBytes(value: unknown): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(value));
 }
 
+/** Size in bytes of the encoded file, without encoding it (no checksum pass). */
+export function flatByteLength(sections: readonly Section[]): number {
+  let offset = HEADER_BYTES + ENTRY_BYTES * sections.length;
+  for (const s of sections) offset += ((8 - (offset % 8)) % 8) + s.bytes.byteLength;
+  return offset;
+}
+
 /** Encode as byte chunks (header first) that share memory with the sections. */
 export function encodeFlat(
   magic: string,

@@ -15,6 +15,7 @@ import {
   decodeFlat,
   encodeFlat,
   FlatFormatError,
+  flatByteLength,
   jsonBytes,
   type Section,
   SectionKind,
@@ -195,7 +196,7 @@ export function indexStats(index: SpanIndex): IndexStats {
     contributors: index.contributorIds.length,
     alphabetSize: index.alphabetSize,
     hasLcp: index.lcp !== null,
-    bytes: encodeSpanIndex(index).reduce((s, p) => s + p.byteLength, 0),
+    bytes: flatByteLength(spanSections(index)),
     meta: index.meta,
   };
 }
@@ -223,7 +224,19 @@ const SectionId = {
  * them out (e.g. `writeSpanIndexFile`) rather than concatenating 400 MB in memory.
  */
 export function encodeSpanIndex(index: SpanIndex): Uint8Array[] {
-  const sections: Section[] = [
+  const words = [
+    index.lcp ? 1 : 0,
+    index.alphabetSize,
+    index.tokens.length,
+    index.rowIds.length,
+    index.contributionIds.length,
+    index.contributorIds.length,
+  ];
+  return encodeFlat(MAGIC, INDEX_FORMAT_VERSION, words, spanSections(index));
+}
+
+function spanSections(index: SpanIndex): Section[] {
+  return [
     { id: SectionId.Tokens, kind: SectionKind.Int32, bytes: bytesOf(index.tokens) },
     { id: SectionId.Sa, kind: SectionKind.Int32, bytes: bytesOf(index.sa) },
     ...(index.lcp ? [{ id: SectionId.Lcp, kind: SectionKind.Int32, bytes: bytesOf(index.lcp) }] : []),
@@ -246,15 +259,6 @@ export function encodeSpanIndex(index: SpanIndex): Uint8Array[] {
       }),
     },
   ];
-  const words = [
-    index.lcp ? 1 : 0,
-    index.alphabetSize,
-    index.tokens.length,
-    index.rowIds.length,
-    index.contributionIds.length,
-    index.contributorIds.length,
-  ];
-  return encodeFlat(MAGIC, INDEX_FORMAT_VERSION, words, sections);
 }
 
 /** Encode into one Buffer (convenient for small indexes and content hashing). */

@@ -10,6 +10,7 @@ import {
   buildSpanIndex,
   type CorpusRow,
   decodeSpanIndex,
+  indexStats,
   readSpanIndexFile,
   rowTokens,
   type SpanIndex,
@@ -216,6 +217,12 @@ test("serialize / deserialize round-trips (buffer and file) and detects corrupti
     meta: { datanet: "d1", version: 3 },
   });
   const buf = spanIndexToBuffer(index);
+  const stats = indexStats(index);
+  assert.equal(stats.bytes, buf.length);
+  assert.deepEqual(
+    [stats.tokens, stats.rows, stats.contributions, stats.contributors, stats.hasLcp],
+    [10, 4, 3, 3, true],
+  );
   const back = decodeSpanIndex(buf);
   const plain = (i: SpanIndex) => ({ ...i });
   assert.deepEqual(plain(back), plain(index));
