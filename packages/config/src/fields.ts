@@ -24,5 +24,6 @@ export const redisUrl = z
     message: "must be a redis:// or rediss:// URL",
   });
 
-export const logLevel = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info");
-
+export const logLevel = z
+  .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
+  .default("info");

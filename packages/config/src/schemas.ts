@@ -20,6 +20,9 @@ export const baseEnv = z.object({
   READY_TIMEOUT_MS: z.coerce.number().int().min(50).max(30_000).default(1000),
   /** Run this service's queue workers in the same process (false = HTTP only). */
   RUN_WORKERS: boolFlag(true),
+  /** Stop gracefully when standard input closes; the `npm start` supervisor sets it so
+   *  that services never outlive it. */
+  EXIT_WITH_STDIN: boolFlag(false),
 });
 
 export type BaseConfig = z.output<typeof baseEnv>;

@@ -1,10 +1,10 @@
-export { createDb, type CreateDbOptions, type Db, ensureDatabase } from "./client.ts";
+export { type CreateDbOptions, createDb, type Db, ensureDatabase } from "./client.ts";
 export * from "./generated/prisma/client.ts";
 export {
   DEFAULT_MIGRATIONS_DIR,
-  MigrationError,
   type MigrateOptions,
   type MigrateResult,
+  MigrationError,
   type MigrationFile,
   migrate,
   readMigrations,

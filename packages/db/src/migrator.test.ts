@@ -23,7 +23,10 @@ async function freshUrl(label: string) {
 
 async function query<T extends pg.QueryResultRow>(url: string, sql: string): Promise<T[]> {
   const target = parseDatabaseUrl(url);
-  const client = new pg.Client({ connectionString: target.connectionString, options: `-c search_path="${target.schema}"` });
+  const client = new pg.Client({
+    connectionString: target.connectionString,
+    options: `-c search_path="${target.schema}"`,
+  });
   await client.connect();
   try {
     return (await client.query<T>(sql)).rows;
@@ -36,9 +39,17 @@ test("fresh apply creates every table and records Prisma-compatible rows", async
   const url = await freshUrl("mig_fresh");
   const files = await readMigrations();
   const result = await migrate({ databaseUrl: url });
-  assert.deepEqual(result.applied, files.map((f) => f.name));
+  assert.deepEqual(
+    result.applied,
+    files.map((f) => f.name),
+  );
   assert.deepEqual(result.alreadyApplied, []);
-  const rows = await query<{ migration_name: string; checksum: string; finished_at: Date | null; applied_steps_count: number }>(
+  const rows = await query<{
+    migration_name: string;
+    checksum: string;
+    finished_at: Date | null;
+    applied_steps_count: number;
+  }>(
     url,
     `SELECT migration_name, checksum, finished_at, applied_steps_count FROM "_prisma_migrations" ORDER BY migration_name`,
   );
@@ -78,14 +89,23 @@ test("a changed applied migration is refused with a clear error, and nothing new
     await writeFile(path.join(dir, first.name, "migration.sql"), `${first.sql}\n-- edited after apply\n`);
     // A new, valid migration after the edit must not be applied either.
     await cp(path.join(dir, first.name), path.join(dir, "99999999999999_later"), { recursive: true });
-    await writeFile(path.join(dir, "99999999999999_later", "migration.sql"), `CREATE TABLE later_table (id int);`);
+    await writeFile(
+      path.join(dir, "99999999999999_later", "migration.sql"),
+      `CREATE TABLE later_table (id int);`,
+    );
     await assert.rejects(migrate({ databaseUrl: url, migrationsDir: dir }), (err: unknown) => {
       assert.ok(err instanceof MigrationError);
       assert.equal(err.code, "CHECKSUM_MISMATCH");
-      assert.match(err.message, new RegExp(`migration ${first.name} was already applied but its migration.sql has changed`));
+      assert.match(
+        err.message,
+        new RegExp(`migration ${first.name} was already applied but its migration.sql has changed`),
+      );
       return true;
     });
-    const later = await query(url, `SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'later_table'`);
+    const later = await query(
+      url,
+      `SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'later_table'`,
+    );
     assert.equal(later.length, 0);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -99,14 +119,20 @@ test("a failing migration leaves nothing half-applied and can be fixed and re-ru
     await cp(DEFAULT_MIGRATIONS_DIR, dir, { recursive: true });
     const bad = path.join(dir, "99999999999999_bad");
     await mkdir(bad);
-    await writeFile(path.join(bad, "migration.sql"), `CREATE TABLE half_done (id int);\nSELECT no_such_function();`);
+    await writeFile(
+      path.join(bad, "migration.sql"),
+      `CREATE TABLE half_done (id int);\nSELECT no_such_function();`,
+    );
     await assert.rejects(migrate({ databaseUrl: url, migrationsDir: dir }), (err: unknown) => {
       assert.ok(err instanceof MigrationError);
       assert.equal(err.code, "MIGRATION_FAILED");
       assert.match(err.message, /99999999999999_bad failed/);
       return true;
     });
-    const half = await query(url, `SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'half_done'`);
+    const half = await query(
+      url,
+      `SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'half_done'`,
+    );
     assert.equal(half.length, 0, "the failed migration's first statement must be rolled back");
     await writeFile(path.join(bad, "migration.sql"), `CREATE TABLE half_done (id int);`);
     const fixed = await migrate({ databaseUrl: url, migrationsDir: dir });
@@ -126,17 +152,23 @@ test("two migrators at once: one waits for the other's lock, the migration is ap
   let settled = 0;
   const a = migrate({ databaseUrl: url }).finally(() => settled++);
   const b = migrate({ databaseUrl: url }).finally(() => settled++);
-  // Wait until both are blocked on the lock (visible in pg_locks), proving they wait.
-  for (let i = 0; i < 200; i++) {
-    const waiting = await holder.query(
-      `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = 72707369 AND NOT granted`,
-    );
-    if (waiting.rows[0].n >= 2) break;
-    await new Promise((r) => setTimeout(r, 25));
+  const both = Promise.allSettled([a, b]);
+  try {
+    // Wait until both are blocked on the lock (visible in pg_locks), proving they wait.
+    // Other test files may be migrating too, so look for our two backends specifically.
+    for (let i = 0; i < 400; i++) {
+      const waiting = await holder.query(
+        `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = 72707369 AND NOT granted`,
+      );
+      if (waiting.rows[0].n >= 2) break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.equal(settled, 0, "neither migrator may finish while the lock is held");
+  } finally {
+    await holder.query("SELECT pg_advisory_unlock(72707369)");
+    await holder.end();
   }
-  assert.equal(settled, 0, "neither migrator may finish while the lock is held");
-  await holder.query("SELECT pg_advisory_unlock(72707369)");
-  await holder.end();
+  await both;
   const [ra, rb] = await Promise.all([a, b]);
   const files = await readMigrations();
   assert.equal(ra.applied.length + rb.applied.length, files.length);

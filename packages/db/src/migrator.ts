@@ -51,7 +51,11 @@ export async function readMigrations(dir: string = DEFAULT_MIGRATIONS_DIR): Prom
   const files: MigrationFile[] = [];
   for (const name of names) {
     const bytes = await readFile(path.join(dir, name, "migration.sql"));
-    files.push({ name, sql: bytes.toString("utf8"), checksum: createHash("sha256").update(bytes).digest("hex") });
+    files.push({
+      name,
+      sql: bytes.toString("utf8"),
+      checksum: createHash("sha256").update(bytes).digest("hex"),
+    });
   }
   return files;
 }
@@ -87,14 +91,18 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
   const target = parseDatabaseUrl(options.databaseUrl);
   const files = await readMigrations(options.migrationsDir);
   if (files.length === 0) {
-    throw new MigrationError("NO_MIGRATIONS", `no migrations found in ${options.migrationsDir ?? DEFAULT_MIGRATIONS_DIR}`);
+    throw new MigrationError(
+      "NO_MIGRATIONS",
+      `no migrations found in ${options.migrationsDir ?? DEFAULT_MIGRATIONS_DIR}`,
+    );
   }
   const client = new pg.Client(poolConfig(target));
   await client.connect();
   try {
-    await client.query(`CREATE SCHEMA IF NOT EXISTS "${target.schema}"`);
     await client.query("SELECT pg_advisory_lock($1)", [PRISMA_MIGRATE_LOCK]);
     try {
+      // Under the lock: CREATE SCHEMA IF NOT EXISTS is not safe against a concurrent twin.
+      await client.query(`CREATE SCHEMA IF NOT EXISTS "${target.schema}"`);
       await client.query(CREATE_TABLE);
       const { rows } = await client.query<AppliedRow>(
         `SELECT id, migration_name, checksum, finished_at, rolled_back_at
@@ -148,11 +156,13 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
           await client.query("ROLLBACK").catch(() => {});
           const message = err instanceof Error ? err.message : String(err);
           // Nothing of it was applied, so record it as rolled back: a fixed file can be re-run.
-          await client.query(`UPDATE "_prisma_migrations" SET logs = $2, rolled_back_at = now() WHERE id = $1`, [
-            id,
-            message,
-          ]);
-          throw new MigrationError("MIGRATION_FAILED", `migration ${file.name} failed: ${message}`, { cause: err });
+          await client.query(
+            `UPDATE "_prisma_migrations" SET logs = $2, rolled_back_at = now() WHERE id = $1`,
+            [id, message],
+          );
+          throw new MigrationError("MIGRATION_FAILED", `migration ${file.name} failed: ${message}`, {
+            cause: err,
+          });
         }
         log(`applied migration ${file.name}`);
         result.applied.push(file.name);

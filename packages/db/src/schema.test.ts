@@ -151,7 +151,10 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
   await roundTrip(
     "DatanetVersionRow",
     () => db.datanetVersionRow.create({ data: { versionId: version.id, position: 0, rowId: row.id } }),
-    (v) => db.datanetVersionRow.findUnique({ where: { versionId_position: { versionId: v.versionId, position: 0 } } }),
+    (v) =>
+      db.datanetVersionRow.findUnique({
+        where: { versionId_position: { versionId: v.versionId, position: 0 } },
+      }),
   );
   await roundTrip(
     "SlashingProposal",
@@ -234,10 +237,15 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
   );
   await roundTrip(
     "AttributionWeight",
-    () => db.attributionWeight.create({ data: { resultId: result.id, contributorAddress: ADDR, weightPpm: 1_000_000 } }),
+    () =>
+      db.attributionWeight.create({
+        data: { resultId: result.id, contributorAddress: ADDR, weightPpm: 1_000_000 },
+      }),
     (w) =>
       db.attributionWeight.findUnique({
-        where: { resultId_contributorAddress: { resultId: w.resultId, contributorAddress: w.contributorAddress } },
+        where: {
+          resultId_contributorAddress: { resultId: w.resultId, contributorAddress: w.contributorAddress },
+        },
       }),
   );
   const epoch = await roundTrip(
@@ -257,7 +265,8 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
   );
   await roundTrip(
     "EpochAttestation",
-    () => db.epochAttestation.create({ data: { epochId: epoch.id, validatorAddress: OWNER, signature: SIG } }),
+    () =>
+      db.epochAttestation.create({ data: { epochId: epoch.id, validatorAddress: OWNER, signature: SIG } }),
     (a) =>
       db.epochAttestation.findUnique({
         where: { epochId_validatorAddress: { epochId: a.epochId, validatorAddress: a.validatorAddress } },
@@ -270,12 +279,19 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
     });
     await tx.ledgerEntry.createMany({
       data: [
-        { transactionId: txn.id, account: `consumer:${ADDR}`, amountWei: new Prisma.Decimal((-BIG).toString()) },
+        {
+          transactionId: txn.id,
+          account: `consumer:${ADDR}`,
+          amountWei: new Prisma.Decimal((-BIG).toString()),
+        },
         { transactionId: txn.id, account: "treasury", amountWei: new Prisma.Decimal((BIG - 1n).toString()) },
         { transactionId: txn.id, account: `contributor:${ADDR}`, amountWei: new Prisma.Decimal("1") },
       ],
     });
-    const entries = await tx.ledgerEntry.findMany({ where: { transactionId: txn.id }, orderBy: { id: "asc" } });
+    const entries = await tx.ledgerEntry.findMany({
+      where: { transactionId: txn.id },
+      orderBy: { id: "asc" },
+    });
     return { txn, entries };
   });
   covered.add("LedgerEntry");
@@ -307,7 +323,13 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
     "ChainIntent",
     () =>
       db.chainIntent.create({
-        data: { key: "epoch.post:1", kind: "epoch.post", payload: { root: ROOT }, status: "submitted", txHash: ROOT },
+        data: {
+          key: "epoch.post:1",
+          kind: "epoch.post",
+          payload: { root: ROOT },
+          status: "submitted",
+          txHash: ROOT,
+        },
       }),
     (c) => db.chainIntent.findUnique({ where: { id: c.id } }),
   );
@@ -320,9 +342,9 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
 test("constraints hold: unique keys and foreign keys are enforced by the migrated schema", async () => {
   const db = t.db;
   await assert.rejects(
-    db.ledgerTransaction.create({ data: { kind: "x", externalKey: "dup-key" } }).then(() =>
-      db.ledgerTransaction.create({ data: { kind: "x", externalKey: "dup-key" } }),
-    ),
+    db.ledgerTransaction
+      .create({ data: { kind: "x", externalKey: "dup-key" } })
+      .then(() => db.ledgerTransaction.create({ data: { kind: "x", externalKey: "dup-key" } })),
     (err: unknown) => err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002",
   );
   await assert.rejects(

@@ -19,7 +19,10 @@ export interface TestDatabase {
 
 /** A fresh, isolated schema name (`t_<label>_<random>`). */
 export function uniqueSchemaName(label = "test"): string {
-  const clean = label.toLowerCase().replace(/[^a-z0-9_]/g, "_").slice(0, 30);
+  const clean = label
+    .toLowerCase()
+    .replace(/[^a-z0-9_]/g, "_")
+    .slice(0, 30);
   return `t_${clean}_${randomBytes(5).toString("hex")}`;
 }
 
@@ -35,7 +38,10 @@ export async function dropSchema(url: string): Promise<void> {
 }
 
 /** Creates a schema for one test file, applies every migration, and returns a client. */
-export async function createTestDatabase(label?: string, options: { migrate?: boolean } = {}): Promise<TestDatabase> {
+export async function createTestDatabase(
+  label?: string,
+  options: { migrate?: boolean } = {},
+): Promise<TestDatabase> {
   await ensureDatabase(TEST_DATABASE_URL);
   const schema = uniqueSchemaName(label);
   const url = withSchema(TEST_DATABASE_URL, schema);

@@ -14,7 +14,11 @@ const RETRYABLE_PG = new Set(["40001", "40P01"]);
 function isRetryable(err: unknown): boolean {
   const e = err as { code?: string; meta?: { code?: string }; cause?: { code?: string } };
   if (e?.code === "P2034") return true; // Prisma: write conflict or deadlock
-  return RETRYABLE_PG.has(e?.code ?? "") || RETRYABLE_PG.has(e?.meta?.code ?? "") || RETRYABLE_PG.has(e?.cause?.code ?? "");
+  return (
+    RETRYABLE_PG.has(e?.code ?? "") ||
+    RETRYABLE_PG.has(e?.meta?.code ?? "") ||
+    RETRYABLE_PG.has(e?.cause?.code ?? "")
+  );
 }
 
 /**

@@ -84,7 +84,9 @@ export type JobName = keyof typeof JOBS;
 export type JobPayload<N extends JobName> = z.output<(typeof JOBS)[N]["payload"]>;
 
 /** Operator (or test) tuning of a job's retry policy; the payload contract never changes. */
-export type PolicyOverrides = Partial<Record<JobName, Partial<Pick<JobSpec, "attempts" | "backoffMs" | "timeoutMs">>>>;
+export type PolicyOverrides = Partial<
+  Record<JobName, Partial<Pick<JobSpec, "attempts" | "backoffMs" | "timeoutMs">>>
+>;
 
 export function policyOf(name: JobName, overrides?: PolicyOverrides) {
   const spec = JOBS[name];

@@ -23,7 +23,12 @@ export function redisOptionsFromUrl(url: string): RedisOptions {
  * error it can turn into a 503 instead of a request that hangs.
  */
 export function producerConnection(url: string): RedisOptions {
-  return { ...redisOptionsFromUrl(url), enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000 };
+  return {
+    ...redisOptionsFromUrl(url),
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2000,
+  };
 }
 
 /** Workers wait for Redis forever: blocking commands need maxRetriesPerRequest null. */

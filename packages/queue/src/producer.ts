@@ -1,6 +1,13 @@
 import { AppError } from "@openledger/errors";
-import { type JobsOptions, Queue } from "bullmq";
-import { JOBS, type JobName, type JobPayload, type PolicyOverrides, policyOf, type QueueName } from "./catalog.ts";
+import { type ConnectionOptions, type JobsOptions, Queue } from "bullmq";
+import {
+  JOBS,
+  type JobName,
+  type JobPayload,
+  type PolicyOverrides,
+  policyOf,
+  type QueueName,
+} from "./catalog.ts";
 import { producerConnection } from "./connection.ts";
 
 export interface ProducerOptions {
@@ -48,19 +55,28 @@ export class Producer {
   queue(name: QueueName): Queue {
     let q = this.#queues.get(name);
     if (!q) {
-      q = new Queue(name, { connection: producerConnection(this.#options.redisUrl), prefix: this.#options.prefix });
+      q = new Queue(name, {
+        connection: producerConnection(this.#options.redisUrl) as ConnectionOptions,
+        prefix: this.#options.prefix,
+      });
       q.on("error", this.#onError);
       this.#queues.set(name, q);
     }
     return q;
   }
 
-  async enqueue<N extends JobName>(name: N, payload: JobPayload<N>, options: EnqueueOptions = {}): Promise<EnqueuedJob> {
+  async enqueue<N extends JobName>(
+    name: N,
+    payload: JobPayload<N>,
+    options: EnqueueOptions = {},
+  ): Promise<EnqueuedJob> {
     const spec = JOBS[name];
     if (!spec) throw new AppError("BAD_REQUEST", `unknown job "${String(name)}"`);
     const parsed = spec.payload.safeParse(payload);
     if (!parsed.success) {
-      const why = parsed.error.issues.map((i) => `${i.path.join(".") || "(payload)"}: ${i.message}`).join("; ");
+      const why = parsed.error.issues
+        .map((i) => `${i.path.join(".") || "(payload)"}: ${i.message}`)
+        .join("; ");
       throw new AppError("VALIDATION_FAILED", `invalid payload for job ${name}: ${why}`, {
         details: parsed.error.issues,
       });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { AppError } from "@openledger/errors";
-import { Queue } from "bullmq";
+import { type ConnectionOptions, Queue } from "bullmq";
 import { JOBS, jobsOfQueue, QUEUES } from "./catalog.ts";
 import { producerConnection } from "./connection.ts";
 import { listFailed, queueDepth, redriveFailed } from "./inspect.ts";
@@ -145,7 +145,10 @@ test("a worker that throws is retried with backoff and ends in the failed set, v
 
 test("workers validate payloads again: a malformed job fails once, without retries", async () => {
   const { prefix } = setup("poison");
-  const raw = new Queue("settlement", { connection: producerConnection(TEST_REDIS_URL), prefix });
+  const raw = new Queue("settlement", {
+    connection: producerConnection(TEST_REDIS_URL) as ConnectionOptions,
+    prefix,
+  });
   closers.push(() => raw.close());
   let ran = 0;
   const set = new WorkerSet({ redisUrl: TEST_REDIS_URL, prefix, queues: ["settlement"], logger: silent });
@@ -154,7 +157,11 @@ test("workers validate payloads again: a malformed job fails once, without retri
   });
   closers.push(() => set.close());
   await set.start();
-  await raw.add("inference.completed", { inferenceId: 42 }, { attempts: 5, backoff: { type: "fixed", delay: 10 } });
+  await raw.add(
+    "inference.completed",
+    { inferenceId: 42 },
+    { attempts: 5, backoff: { type: "fixed", delay: 10 } },
+  );
   let failed: Awaited<ReturnType<typeof listFailed>> = [];
   for (let i = 0; i < 200 && failed.length === 0; i++) {
     await new Promise((r) => setTimeout(r, 25));

@@ -1,5 +1,13 @@
-import { type Job, UnrecoverableError, Worker } from "bullmq";
-import { JOBS, type JobName, type JobPayload, jobsOfQueue, type PolicyOverrides, policyOf, type QueueName } from "./catalog.ts";
+import { type ConnectionOptions, type Job, UnrecoverableError, Worker } from "bullmq";
+import {
+  JOBS,
+  type JobName,
+  type JobPayload,
+  jobsOfQueue,
+  type PolicyOverrides,
+  policyOf,
+  type QueueName,
+} from "./catalog.ts";
 import { workerConnection } from "./connection.ts";
 
 export interface JobContext {
@@ -80,7 +88,7 @@ export class WorkerSet {
     }
     for (const queue of this.#options.queues) {
       const worker = new Worker(queue, (job) => this.#run(job), {
-        connection: workerConnection(this.#options.redisUrl),
+        connection: workerConnection(this.#options.redisUrl) as ConnectionOptions,
         prefix: this.#options.prefix,
         concurrency: this.#options.concurrency?.[queue] ?? 1,
         autorun: false,
@@ -133,7 +141,10 @@ export class WorkerSet {
       progress: (value) => job.updateProgress(value),
     };
     try {
-      return await Promise.race([(handler as (p: unknown, c: JobContext) => Promise<unknown>)(parsed.data, ctx), timedOut]);
+      return await Promise.race([
+        (handler as (p: unknown, c: JobContext) => Promise<unknown>)(parsed.data, ctx),
+        timedOut,
+      ]);
     } finally {
       clearTimeout(timer);
     }

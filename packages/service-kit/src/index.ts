@@ -1,0 +1,6 @@
+export { registerErrorHandler } from "./error-handler.ts";
+export { type DependencyCheck, registerHealthRoutes, standardChecks } from "./health.ts";
+export { infraPlugin } from "./infra.ts";
+export { registerMetrics } from "./metrics.ts";
+export { runService } from "./server.ts";
+export { type App, type BuildOptions, buildService, type ServiceDefinition } from "./service.ts";

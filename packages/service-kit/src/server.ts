@@ -1,0 +1,28 @@
+import type { BaseConfig } from "@openledger/config";
+import closeWithGrace from "close-with-grace";
+import { buildService, type ServiceDefinition } from "./service.ts";
+
+/**
+ * Entry point of a service process: build, listen, and on SIGINT/SIGTERM stop taking
+ * requests, finish running jobs and close connections (forced after `graceMs`).
+ */
+export async function runService<C extends BaseConfig>(
+  def: ServiceDefinition<C>,
+  config: C,
+  port: number,
+  graceMs = 10_000,
+): Promise<void> {
+  const app = await buildService(def, config);
+  const closer = closeWithGrace({ delay: graceMs }, async ({ signal, err }) => {
+    if (err) app.log.error({ err }, "closing after an uncaught error");
+    else app.log.info({ signal }, "shutting down");
+    await app.close();
+  });
+  if (config.EXIT_WITH_STDIN) {
+    // The supervisor holds our stdin open; when it dies, stdin ends and we stop too.
+    process.stdin.on("end", () => closer.close());
+    process.stdin.resume();
+  }
+  const address = await app.listen({ port, host: config.HOST });
+  app.log.info({ address, docs: `${address}/docs` }, `${def.name} listening on ${address}`);
+}

@@ -1,0 +1,139 @@
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import { baseEnv, parseConfig } from "@openledger/config";
+import { AppError } from "@openledger/errors";
+import { z } from "zod";
+import { buildService, type ServiceDefinition } from "./service.ts";
+import { startRedis, testEnvironment, waitForReadyz } from "./testing.ts";
+
+type Cfg = z.output<typeof baseEnv>;
+
+const cleanups: (() => Promise<void>)[] = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+// A service definition with a few routes that exercise the shared error handling.
+const probeService: ServiceDefinition<Cfg> = {
+  name: "gateway",
+  title: "probe",
+  description: "service-kit test",
+  queues: [],
+  routes: async (app) => {
+    app.post(
+      "/echo",
+      { schema: { body: z.object({ amount: z.coerce.bigint().positive(), name: z.string().min(1) }) } },
+      async (request) => ({ ok: true, amount: String((request.body as { amount: bigint }).amount) }),
+    );
+    app.get("/conflict", async () => {
+      throw new AppError("CONFLICT", "datanet slug already taken");
+    });
+    app.get("/boom", async () => {
+      throw new Error("secret internal detail");
+    });
+  },
+};
+
+async function build(env: Record<string, string>) {
+  const app = await buildService(probeService, parseConfig("probe", baseEnv, env));
+  cleanups.push(() => app.close());
+  return app;
+}
+
+test("client errors get a code and a message; 5xx hide internals", async () => {
+  const env = await testEnvironment("kit_errors");
+  cleanups.push(() => env.cleanup());
+  const app = await build(env.env);
+
+  const bad = await app.inject({ method: "POST", url: "/echo", payload: { amount: "-5", name: "" } });
+  assert.equal(bad.statusCode, 400);
+  const badBody = bad.json();
+  assert.equal(badBody.error.code, "VALIDATION_FAILED");
+  assert.match(badBody.error.message, /body\.amount/);
+  assert.match(badBody.error.message, /body\.name/);
+
+  const malformed = await app.inject({
+    method: "POST",
+    url: "/echo",
+    headers: { "content-type": "application/json" },
+    payload: "{not json",
+  });
+  assert.equal(malformed.statusCode, 400);
+  assert.equal(malformed.json().error.code, "BAD_REQUEST");
+
+  const wrongType = await app.inject({
+    method: "POST",
+    url: "/echo",
+    headers: { "content-type": "application/x-thing" },
+    payload: "x",
+  });
+  assert.equal(wrongType.statusCode, 415);
+  assert.equal(wrongType.json().error.code, "UNSUPPORTED_MEDIA_TYPE");
+
+  const tooBig = await app.inject({
+    method: "POST",
+    url: "/echo",
+    payload: { amount: "1", name: "x".repeat(2 * 1024 * 1024) },
+  });
+  assert.equal(tooBig.statusCode, 413);
+  assert.equal(tooBig.json().error.code, "PAYLOAD_TOO_LARGE");
+
+  const conflict = await app.inject({ method: "GET", url: "/conflict" });
+  assert.equal(conflict.statusCode, 409);
+  assert.deepEqual(conflict.json(), { error: { code: "CONFLICT", message: "datanet slug already taken" } });
+
+  const boom = await app.inject({ method: "GET", url: "/boom" });
+  assert.equal(boom.statusCode, 500);
+  assert.deepEqual(boom.json(), { error: { code: "INTERNAL", message: "internal error" } });
+  assert.doesNotMatch(boom.body, /secret/);
+
+  const ok = await app.inject({
+    method: "POST",
+    url: "/echo",
+    payload: { amount: "12345678901234567890123", name: "a" },
+  });
+  assert.equal(ok.statusCode, 200);
+  assert.deepEqual(ok.json(), { ok: true, amount: "12345678901234567890123" });
+});
+
+test("Redis going down turns /readyz into 503 naming it, and it recovers when Redis returns", async () => {
+  const env = await testEnvironment("kit_redis");
+  cleanups.push(() => env.cleanup());
+  const redis = await startRedis();
+  cleanups.push(() => redis.stop());
+  const app = await build({ ...env.env, REDIS_URL: redis.url, READY_TIMEOUT_MS: "500" });
+  await waitForReadyz(app, 200);
+
+  await redis.stop();
+  await waitForReadyz(app, 503);
+  const down = await app.inject({ method: "GET", url: "/readyz" });
+  const body = down.json();
+  assert.equal(body.error.code, "SERVICE_UNAVAILABLE");
+  assert.match(body.error.message, /redis/);
+  assert.deepEqual(
+    body.checks.map((c: { name: string; ok: boolean }) => [c.name, c.ok]),
+    [
+      ["postgres", true],
+      ["redis", false],
+    ],
+  );
+  // /healthz is about the process, not its dependencies.
+  assert.equal((await app.inject({ method: "GET", url: "/healthz" })).statusCode, 200);
+
+  const again = await startRedis(redis.port);
+  cleanups.push(() => again.stop());
+  await waitForReadyz(app, 200);
+});
+
+test("an unreachable Postgres answers 503 fast instead of hanging", async () => {
+  const env = await testEnvironment("kit_pg");
+  cleanups.push(() => env.cleanup());
+  const app = await build({
+    ...env.env,
+    DATABASE_URL: "postgresql://postgres@127.0.0.1:1/openledger",
+    READY_TIMEOUT_MS: "500",
+  });
+  const res = await app.inject({ method: "GET", url: "/readyz" });
+  assert.equal(res.statusCode, 503);
+  assert.match(res.json().error.message, /postgres/);
+});

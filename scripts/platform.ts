@@ -1,0 +1,122 @@
+// The platform supervisor behind `npm start`: migrates the database, starts the four
+// services (each with its workers) as child processes, waits until each answers
+// /readyz, prints where each listens, and stops them all on Ctrl-C / SIGTERM.
+import { type ChildProcess, spawn } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { baseEnv, loadConfig, SERVICE_ENVS, type ServiceName } from "@openledger/config";
+import { ensureDatabase, migrate } from "@openledger/db";
+import { createLogger } from "@openledger/logger";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const log = createLogger({ name: "platform" });
+
+const SERVICES: { name: ServiceName; portVar: string }[] = [
+  { name: "datanets", portVar: "DATANETS_PORT" },
+  { name: "attribution", portVar: "ATTRIBUTION_PORT" },
+  { name: "gateway", portVar: "GATEWAY_PORT" },
+  { name: "settlement", portVar: "SETTLEMENT_PORT" },
+];
+
+const config = loadConfig("platform", baseEnv);
+const children = new Map<ServiceName, ChildProcess>();
+let stopping = false;
+
+async function stopAll(code: number): Promise<never> {
+  if (!stopping) {
+    stopping = true;
+    log.info("stopping services");
+    await Promise.all(
+      [...children.values()].map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null || child.signalCode !== null) return resolve();
+            const force = setTimeout(() => child.kill("SIGKILL"), 15_000);
+            child.once("exit", () => {
+              clearTimeout(force);
+              resolve();
+            });
+            child.kill("SIGTERM");
+          }),
+      ),
+    );
+  }
+  process.exit(code);
+}
+process.on("SIGINT", () => void stopAll(0));
+process.on("SIGTERM", () => void stopAll(0));
+// `npm start` (scripts/start.mjs) holds our stdin: if it is killed, stop the services too.
+process.stdin.on("end", () => void stopAll(0));
+process.stdin.resume();
+
+function prefixLines(name: string, stream: NodeJS.ReadableStream, out: NodeJS.WritableStream) {
+  let buffer = "";
+  stream.on("data", (chunk: Buffer) => {
+    buffer += chunk.toString();
+    const lines = buffer.split("\n");
+    buffer = lines.pop() ?? "";
+    for (const line of lines) out.write(`[${name}] ${line}\n`);
+  });
+}
+
+async function waitReady(name: string, url: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "no answer";
+  while (Date.now() < deadline) {
+    if (stopping) return;
+    try {
+      const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) });
+      if (res.status === 200) return;
+      last = `HTTP ${res.status}: ${await res.text()}`;
+    } catch (err) {
+      last = err instanceof Error ? err.message : String(err);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${name} was not ready after ${timeoutMs} ms (${last})`);
+}
+
+log.info({ database: config.DATABASE_URL.replace(/\/\/[^@]*@/, "//***@") }, "migrating the database");
+await ensureDatabase(config.DATABASE_URL);
+const migrated = await migrate({ databaseUrl: config.DATABASE_URL, log: (m) => log.info(m) });
+log.info(
+  { applied: migrated.applied.length, alreadyApplied: migrated.alreadyApplied.length },
+  "database up to date",
+);
+
+const urls: [string, string][] = [];
+for (const service of SERVICES) {
+  const serviceConfig = loadConfig(service.name, SERVICE_ENVS[service.name]);
+  const port = (serviceConfig as Record<string, unknown>)[service.portVar] as number;
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", path.join(ROOT, "apps", service.name, "src", "server.ts")],
+    {
+      cwd: ROOT,
+      env: { ...process.env, EXIT_WITH_STDIN: "true" },
+      stdio: ["pipe", "pipe", "pipe"],
+    },
+  );
+  children.set(service.name, child);
+  prefixLines(service.name, child.stdout!, process.stdout);
+  prefixLines(service.name, child.stderr!, process.stderr);
+  child.on("exit", (code, signal) => {
+    if (stopping) return;
+    log.error({ service: service.name, code, signal }, "a service exited; stopping the platform");
+    void stopAll(1);
+  });
+  const host = config.HOST === "0.0.0.0" ? "127.0.0.1" : config.HOST;
+  urls.push([service.name, `http://${host}:${port}`]);
+}
+
+try {
+  await Promise.all(urls.map(([name, url]) => waitReady(name, url)));
+} catch (err) {
+  log.error({ err }, "the platform did not come up");
+  await stopAll(1);
+}
+
+const table = urls
+  .map(([name, url]) => `  ${name.padEnd(12)} ${url}   (docs ${url}/docs, ready ${url}/readyz)`)
+  .join("\n");
+process.stdout.write(`\nOpenLedger is up:\n${table}\n\nPress Ctrl-C to stop.\n`);
