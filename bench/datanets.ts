@@ -19,6 +19,7 @@ import {
   contentHash,
   DatanetIndex,
   DatanetValidator,
+  editWords,
   indexParamsOf,
   makeVariant,
   normalizeText,
@@ -118,6 +119,18 @@ function plantedBenchmark() {
     }
   }
 
+  // Stress tiers, reported apart from the headline figures: heavier edits than "small edits".
+  const stress: Record<string, { rows: number; flagged: number }> = {};
+  const stressSub = validator.startSubmission();
+  for (const wordsPerEdit of [10, 6, 4]) {
+    const texts = Array.from({ length: 1_000 }, () =>
+      render(editWords(rng, bases[rng.int(BASES)]!, wordsPerEdit)),
+    );
+    const res = stressSub.validateBatch(texts.map((text) => ({ text })));
+    const flagged = res.filter((o) => o.reason === "exact_duplicate" || o.reason === "near_duplicate").length;
+    stress[`oneEditPer${wordsPerEdit}Words`] = { rows: texts.length, flagged };
+  }
+
   const sub = validator.startSubmission();
   const t0 = now();
   const outcomes: RowOutcome[] = [];
@@ -172,6 +185,9 @@ function plantedBenchmark() {
         k,
         { rows: v.rows, flaggedRate: round(v.flagged / v.rows, 4) },
       ]),
+    ),
+    stressRecall: Object.fromEntries(
+      Object.entries(stress).map(([k, v]) => [k, round(v.flagged / v.rows, 4)]),
     ),
     rowsPerSec: Math.round(withPairs.length / seconds),
     verdict: { slash: verdict.slash, reasons: verdict.reasons, duplicateRatioPpm: verdict.duplicateRatioPpm },
@@ -378,8 +394,9 @@ if (JSON_OUT) {
     `  recall                    ${planted.recall.toFixed(4)}`,
     `  right source              ${planted.rightSourceRate.toFixed(4)}`,
     ...Object.entries(planted.perKind).map(
-      ([k, v]) => `  flagged ${k.padEnd(18)}${v.flaggedRate.toFixed(4)} of ${v.rows}`,
+      ([k, v]) => `  flagged ${k.padEnd(20)}${v.flaggedRate.toFixed(4)} of ${v.rows}`,
     ),
+    ...Object.entries(planted.stressRecall).map(([k, v]) => `  stress ${k.padEnd(21)}${v.toFixed(4)} recall`),
     `(b) ingest vs ${EXISTING} existing rows`,
     `  dedupe on                 ${result.ingest.rowsPerSecDedupe} rows/s (rounds ${result.ingest.roundsDedupe.join(", ")})`,
     `  dedupe off (baseline)     ${result.ingest.rowsPerSecNoDedupe} rows/s (rounds ${result.ingest.roundsNoDedupe.join(", ")})`,

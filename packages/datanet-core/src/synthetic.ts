@@ -143,11 +143,11 @@ export function render(p: string[][]): string {
 
 export type VariantKind = "edit" | "shuffle" | "case_whitespace" | "shuffle_edit_case";
 
-/** A small-edit near-duplicate of `p`: about one word edit per 25 words (at least one). */
-export function editWords(rng: Rng, p: string[][]): string[][] {
+/** A small-edit near-duplicate of `p`: about one word edit per `wordsPerEdit` words (at least one). */
+export function editWords(rng: Rng, p: string[][], wordsPerEdit = 25): string[][] {
   const out = p.map((s) => s.slice());
   const total = out.reduce((n, s) => n + s.length, 0);
-  const edits = 1 + Math.floor(total / 25);
+  const edits = 1 + Math.floor(total / wordsPerEdit);
   for (let e = 0; e < edits; e++) {
     const s = out[rng.int(out.length)]!;
     const i = rng.int(s.length - 1); // never touch the last word (it carries the punctuation)

@@ -255,6 +255,15 @@ describe("csv", () => {
       { index: 1, line: 4, text: "multi\nline", metadata: { source: "book" } },
     ]);
   });
+  it("matches Text/Label case-insensitively and rejects duplicate columns", async () => {
+    const rows = await parseContributionFile("Label,Text\nx,hello\n", "csv");
+    assert.deepEqual(rows, [{ index: 0, line: 2, text: "hello", label: "x" }]);
+    await rejectsWith(
+      parseContributionFile("text,Text\na,b\n", "csv"),
+      "MALFORMED_CSV",
+      'duplicate column "text"',
+    );
+  });
   it("MISSING_TEXT_COLUMN names the header line", async () => {
     const err = await rejectsWith(
       parseContributionFile("body,label\nx,y\n", "csv"),

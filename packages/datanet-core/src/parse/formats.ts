@@ -243,13 +243,25 @@ async function* jsonlRows(lines: AsyncIterable<SourceLine>, check: RowChecker) {
 async function* csvRows(lines: AsyncIterable<SourceLine>, check: RowChecker) {
   const parser = csvParse({
     columns: (header: string[]) => {
-      const names = header.map((h) => h.trim());
+      // "text"/"label" are matched case-insensitively ("Text" is common); other names are kept as-is.
+      const names = header.map((h) => {
+        const t = h.trim();
+        const lower = t.toLowerCase();
+        return lower === "text" || lower === "label" ? lower : t;
+      });
       if (!names.includes("text")) {
         throw new DatanetInputError(
           "MISSING_TEXT_COLUMN",
           `line 1: the CSV header has no "text" column (found: ${names.map((n) => JSON.stringify(n)).join(", ") || "nothing"})`,
           { line: 1 },
         );
+      }
+      for (const name of new Set(names)) {
+        if (names.indexOf(name) !== names.lastIndexOf(name)) {
+          throw new DatanetInputError("MALFORMED_CSV", `line 1: duplicate column "${name}" in the header`, {
+            line: 1,
+          });
+        }
       }
       return names;
     },
