@@ -19,6 +19,7 @@
  *   npm run bench:runtime -- --json       one JSON object on stdout
  *   npm run bench:runtime -- --quick      tiny config only, fewer steps
  *   options: --configs tiny,smollm  --threads 2  --steps N (timed pairs; default tiny 40, smollm 8)
+ *            --batches 1,8,16,32,64
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -53,7 +54,7 @@ const THREADS = Number(argStr("--threads", "2"));
 const STEPS_ARG = args.includes("--steps") ? Number(argStr("--steps", "4")) : undefined;
 let STEPS = 4;
 const CONFIG_NAMES = argStr("--configs", QUICK ? "tiny" : "tiny,smollm").split(",") as ("tiny" | "smollm")[];
-const BATCHES = [1, 8, 16, 32, 64];
+const BATCHES = argStr("--batches", "1,8,16,32,64").split(",").map(Number);
 const ADAPTER_COUNTS = [1, 8, 64];
 const RANK = 16;
 const PROMPT = 8;

@@ -57,6 +57,17 @@ interface ResidentBatch {
   cols: number[][];
 }
 
+interface BucketStack {
+  capacity: number;
+  /** Slot held at each stack position, and the slot version copied there. */
+  order: number[];
+  versions: number[];
+  /** Per layer*module: capacity x [in, r] and capacity x [r, out]. */
+  a: Float32Array[];
+  b: Float32Array[];
+  tensors: Map<string, ort.Tensor> | null;
+}
+
 interface ActiveStack {
   key: string;
   tensors: Map<string, ort.Tensor>;
@@ -87,6 +98,7 @@ export class ModelRuntime {
   private readonly seqs = new Map<SeqId, SeqState>();
   private resident: ResidentBatch | null = null;
   private readonly stackCache = new Map<number, ActiveStack>();
+  private readonly stacks = new Map<number, BucketStack>();
 
   private constructor(
     readonly model: BaseModel,
@@ -402,13 +414,12 @@ export class ModelRuntime {
         for (let t = T - row.tokens.length; t < T; t++) seg.push(b * T + t);
         segments.set(row.slot, seg);
       });
-      const slotList = [...segments.keys()].sort((x, y) => x - y);
-      const stack = this.activeStack(bucket, slotList);
-      const U = Math.max(1, slotList.length);
+      const { tensors, order } = this.syncStack(bucket, new Set(segments.keys()));
+      const U = Math.max(1, order.length);
       const L = Math.max(1, ...[...segments.values()].map((s) => s.length));
       const rowIdx = new BigInt64Array(U * L); // padding entries point at token 0; their result is never gathered
       const scatter = new BigInt64Array(N).fill(BigInt(U * L)); // U*L = the appended zero row
-      slotList.forEach((slot, u) => {
+      order.forEach((slot, u) => {
         segments.get(slot)!.forEach((tok, i) => {
           rowIdx[u * L + i] = BigInt(tok);
           scatter[tok] = BigInt(u * L + i);
@@ -416,8 +427,109 @@ export class ModelRuntime {
       });
       feeds[loraInputName.rows(bucket)] = new ort.Tensor("int64", rowIdx, [U, L]);
       feeds[loraInputName.scatter(bucket)] = new ort.Tensor("int64", scatter, [N]);
-      for (const [name, t] of stack.tensors) feeds[name] = t;
+      for (const [name, t] of tensors) feeds[name] = t;
     }
+  }
+
+  /**
+   * Keeps, per bucket, the stacked A/B of exactly the adapters this step uses, updated in
+   * place: a newly needed adapter is appended, one no longer needed is swap-removed (the
+   * last entry moves into its place). A change in the set costs one adapter copy per
+   * added/removed adapter, not a rebuild; an unchanged set costs nothing.
+   */
+  private syncStack(
+    bucket: number,
+    needed: Set<number>,
+  ): { tensors: Map<string, ort.Tensor>; order: number[] } {
+    const c = this.model.config;
+    const mods = this.targetModules;
+    let st = this.stacks.get(bucket);
+    if (!st) {
+      st = { capacity: 0, order: [], versions: [], a: [], b: [], tensors: null };
+      this.stacks.set(bucket, st);
+    }
+    const dims = mods.map((m) => moduleDims(c, m));
+    const copyEntry = (from: number, to: number) => {
+      for (let l = 0; l < c.numLayers; l++) {
+        dims.forEach(({ inDim, outDim }, mi) => {
+          const i = l * mods.length + mi;
+          const sa = inDim * bucket;
+          const sb = bucket * outDim;
+          st.a[i]!.copyWithin(to * sa, from * sa, (from + 1) * sa);
+          st.b[i]!.copyWithin(to * sb, from * sb, (from + 1) * sb);
+        });
+      }
+    };
+    let changed = false;
+    for (let p = st.order.length - 1; p >= 0; p--) {
+      const slot = st.order[p]!;
+      if (needed.has(slot) && this.slots.get(slot)?.version === st.versions[p]) continue;
+      const last = st.order.length - 1;
+      if (p !== last) {
+        copyEntry(last, p);
+        st.order[p] = st.order[last]!;
+        st.versions[p] = st.versions[last]!;
+      }
+      st.order.pop();
+      st.versions.pop();
+      changed = true;
+    }
+    const present = new Set(st.order);
+    const adds = [...needed].filter((s) => !present.has(s)).sort((x, y) => x - y);
+    if (st.order.length + adds.length > st.capacity || st.capacity === 0) {
+      const capacity = Math.max(4, st.order.length + adds.length, st.capacity * 2);
+      for (let l = 0; l < c.numLayers; l++) {
+        dims.forEach(({ inDim, outDim }, mi) => {
+          const i = l * mods.length + mi;
+          const a = new Float32Array(capacity * inDim * bucket);
+          const b = new Float32Array(capacity * bucket * outDim);
+          if (st.a[i]) a.set(st.a[i]!.subarray(0, st.order.length * inDim * bucket));
+          if (st.b[i]) b.set(st.b[i]!.subarray(0, st.order.length * bucket * outDim));
+          st.a[i] = a;
+          st.b[i] = b;
+        });
+      }
+      st.capacity = capacity;
+      changed = true;
+    }
+    for (const slot of adds) {
+      const e = this.slots.get(slot)!;
+      const p = st.order.length;
+      for (let l = 0; l < c.numLayers; l++) {
+        dims.forEach(({ inDim, outDim }, mi) => {
+          const i = l * mods.length + mi;
+          st.a[i]!.set(e.a[i]!, p * inDim * bucket);
+          st.b[i]!.set(e.b[i]!, p * bucket * outDim);
+        });
+      }
+      st.order.push(slot);
+      st.versions.push(e.version);
+      changed = true;
+    }
+    if (changed || !st.tensors) {
+      // An unused bucket still needs one (zero) adapter: entry 0 of the buffer, zeroed.
+      const U = Math.max(1, st.order.length);
+      if (st.order.length === 0) {
+        for (const arr of [...st.a, ...st.b]) arr.fill(0, 0, arr.length / st.capacity);
+      }
+      const tensors = new Map<string, ort.Tensor>();
+      for (let l = 0; l < c.numLayers; l++) {
+        mods.forEach((m, mi) => {
+          const { inDim, outDim } = dims[mi]!;
+          const i = l * mods.length + mi;
+          tensors.set(
+            loraInputName.a(bucket, l, m),
+            new ort.Tensor("float32", st.a[i]!.subarray(0, U * inDim * bucket), [U, inDim, bucket]),
+          );
+          tensors.set(
+            loraInputName.b(bucket, l, m),
+            new ort.Tensor("float32", st.b[i]!.subarray(0, U * bucket * outDim), [U, bucket, outDim]),
+          );
+        });
+      }
+      st.tensors = tensors;
+    }
+    return { tensors: st.tensors, order: st.order };
   }
 
   /** `fullSize` set: the whole slot table with slot s at index s (row mode). */
