@@ -41,6 +41,12 @@ contract RewardDistributor is AccessControlDefaultAdminRules, Pausable, Reentran
     uint256 public constant MAX_ACTIVATION_DELAY = 30 days;
     uint256 public constant MAX_VALIDATORS = 64;
 
+    struct ClaimRequest {
+        address account;
+        uint256 cumulativeAmount;
+        bytes32[] proof;
+    }
+
     struct Epoch {
         bytes32 root;
         uint128 cumulativeTotal;
@@ -62,7 +68,6 @@ contract RewardDistributor is AccessControlDefaultAdminRules, Pausable, Reentran
     uint64 public latestEpoch;
     /// @notice Latest posted epoch that is not revoked (pending or active); its total is what has been drawn.
     uint64 public lastValidEpoch;
-    uint256 public totalClaimed;
 
     mapping(uint64 epoch => Epoch data) private _epochs;
     mapping(address account => uint256 amount) public claimed;
@@ -175,22 +180,25 @@ contract RewardDistributor is AccessControlDefaultAdminRules, Pausable, Reentran
         nonReentrant
         returns (uint256 amount)
     {
-        Epoch storage e = _epochs[epoch];
-        bytes32 root = e.root;
-        if (root == bytes32(0)) revert UnknownEpoch(epoch);
-        if (e.revoked) revert EpochIsRevoked(epoch);
-        if (block.timestamp < e.activatesAt) revert EpochNotActive(epoch, e.activatesAt);
-        if (cumulativeAmount > e.cumulativeTotal) revert AmountExceedsEpochTotal();
-        if (!MerkleProof.verifyCalldata(proof, root, leafHash(epoch, account, cumulativeAmount))) {
-            revert InvalidProof();
+        Epoch storage e = _activeEpoch(epoch);
+        amount = _claim(e, epoch, account, cumulativeAmount, proof);
+        if (amount == 0) revert NothingToClaim(cumulativeAmount, claimed[account]);
+    }
+
+    /// @notice Relay many claims against one epoch in a single transaction (e.g. a service paying gas for its
+    ///         users). Accounts that have nothing left to claim are skipped rather than reverting the batch, so
+    ///         a user claiming on their own in the meantime cannot block it; an invalid proof still reverts.
+    function claimMany(uint64 epoch, ClaimRequest[] calldata requests)
+        external
+        whenNotPaused
+        nonReentrant
+        returns (uint256 total)
+    {
+        Epoch storage e = _activeEpoch(epoch);
+        for (uint256 i = 0; i < requests.length; ++i) {
+            ClaimRequest calldata r = requests[i];
+            total += _claim(e, epoch, r.account, r.cumulativeAmount, r.proof);
         }
-        uint256 already = claimed[account];
-        if (cumulativeAmount <= already) revert NothingToClaim(cumulativeAmount, already);
-        amount = cumulativeAmount - already;
-        claimed[account] = cumulativeAmount;
-        totalClaimed += amount;
-        emit Claimed(account, epoch, amount, cumulativeAmount);
-        token.safeTransfer(account, amount);
     }
 
     // ---------------------------------------------------------------- admin
@@ -270,6 +278,35 @@ contract RewardDistributor is AccessControlDefaultAdminRules, Pausable, Reentran
     }
 
     // ---------------------------------------------------------------- internals
+
+    function _activeEpoch(uint64 epoch) private view returns (Epoch storage e) {
+        e = _epochs[epoch];
+        if (e.root == bytes32(0)) revert UnknownEpoch(epoch);
+        if (e.revoked) revert EpochIsRevoked(epoch);
+        if (block.timestamp < e.activatesAt) revert EpochNotActive(epoch, e.activatesAt);
+    }
+
+    /// @dev Verifies and pays one claim; returns 0 (paying nothing) when everything was already claimed.
+    function _claim(
+        Epoch storage e,
+        uint64 epoch,
+        address account,
+        uint256 cumulativeAmount,
+        bytes32[] calldata proof
+    ) private returns (uint256 amount) {
+        if (cumulativeAmount > e.cumulativeTotal) revert AmountExceedsEpochTotal();
+        if (!MerkleProof.verifyCalldata(proof, e.root, leafHash(epoch, account, cumulativeAmount))) {
+            revert InvalidProof();
+        }
+        uint256 already = claimed[account];
+        if (cumulativeAmount <= already) return 0;
+        amount = cumulativeAmount - already;
+        // No global "total claimed" counter: it would add a storage write to every claim, and the same figure
+        // is `latest valid cumulativeTotal - token.balanceOf(this)` (or the sum of Claimed events).
+        claimed[account] = cumulativeAmount;
+        emit Claimed(account, epoch, amount, cumulativeAmount);
+        token.safeTransfer(account, amount);
+    }
 
     function _verifyQuorum(bytes32 digest, bytes[] calldata signatures) private view {
         uint256 required = threshold;

@@ -86,7 +86,7 @@ describe("RewardDistributor: epochs and claims", () => {
     await relayer.write.claim([1n, claim.account, claim.cumulativeAmount, claim.proof]);
     assert.equal(await p.token.read.balanceOf([addr(p.bob)]), before + 300n * OPEN);
     assert.equal(await d.read.claimed([addr(p.bob)]), 300n * OPEN);
-    assert.equal(await d.read.totalClaimed(), 300n * OPEN);
+    assert.equal(await p.token.read.balanceOf([d.address]), 200n * OPEN);
     assert.equal((await d.getEvents.Claimed()).at(-1)?.args.amount, 300n * OPEN);
     await expectRevert(
       d.write.claim([1n, claim.account, claim.cumulativeAmount, claim.proof]),
@@ -144,6 +144,38 @@ describe("RewardDistributor: epochs and claims", () => {
       await p.distributor.write.claim([1n, c.account, c.cumulativeAmount, c.proof]);
       assert.equal(await p.token.read.balanceOf([c.account]), c.cumulativeAmount);
     }
+  });
+
+  it("claimMany relays a batch, skips accounts with nothing left, and rejects a bad proof", async () => {
+    const p = await loadFixture(platformFixture);
+    const tree = await epochOne(p);
+    const d = p.distributor;
+    const bob = tree.claimFor(addr(p.bob))!;
+    const carol = tree.claimFor(addr(p.carol))!;
+    const req = (c: typeof bob) => ({
+      account: c.account,
+      cumulativeAmount: c.cumulativeAmount,
+      proof: c.proof,
+    });
+    await expectRevert(d.write.claimMany([1n, [req(bob)]]), "EpochNotActive");
+    await increaseTime(HOUR);
+    // bob claims on his own first; the relayed batch must still go through for carol.
+    await d.write.claim([1n, bob.account, bob.cumulativeAmount, bob.proof]);
+    const relayer = await p.at("RewardDistributor", p.dave);
+    await expectRevert(
+      relayer.write.claimMany([
+        1n,
+        [req(carol), { ...req(bob), cumulativeAmount: bob.cumulativeAmount + 1n }],
+      ]),
+      "InvalidProof",
+    );
+    await relayer.write.claimMany([1n, [req(bob), req(carol)]]);
+    assert.equal(await d.read.claimed([addr(p.carol)]), 200n * OPEN);
+    assert.equal(await d.read.claimed([addr(p.bob)]), 300n * OPEN);
+    assert.equal(await p.token.read.balanceOf([d.address]), 0n);
+    await expectRevert(relayer.write.claimMany([2n, [req(carol)]]), "UnknownEpoch");
+    await (await p.at("RewardDistributor", p.guardian)).write.pause();
+    await expectRevert(relayer.write.claimMany([1n, [req(carol)]]), "EnforcedPause");
   });
 
   it("views agree with the off-chain helpers (domain, digest, leaf)", async () => {
