@@ -225,6 +225,48 @@ test("an executor failure fails the rows of that step with executor_failed; the 
   assert.equal((await ok.result).reason, "length");
 });
 
+test("an executor answer missing a sampled token fails that step's requests instead of hanging them", async () => {
+  const stack = makeStack();
+  let broken = false;
+  const engine = new Engine<unknown, FakeWeights>({
+    scheduler: stack.scheduler,
+    cache: stack.cache,
+    clock: stack.clock,
+    executor: {
+      step: (batch) => {
+        const out = stack.model.step(batch);
+        // Two sequences finish together on their first sampled token; drop one answer.
+        if (!broken && out.size === 2) {
+          broken = true;
+          out.delete([...out.keys()][1] as string);
+        }
+        return out;
+      },
+      release: (ids) => stack.model.release(ids),
+    },
+  });
+  const a = engine.submit({
+    id: "a",
+    account: "x",
+    adapterId: null,
+    promptTokens: prompt(3),
+    maxNewTokens: 1,
+  });
+  const b = engine.submit({
+    id: "b",
+    account: "y",
+    adapterId: null,
+    promptTokens: prompt(3),
+    maxNewTokens: 1,
+  });
+  await engine.runUntilIdle();
+  const [ra, rb] = await Promise.all([a.result, b.result]);
+  assert.equal(broken, true);
+  assert.deepEqual([ra.error?.code, rb.error?.code], ["executor_failed", "executor_failed"]);
+  assert.equal(stack.cache.metrics().slots.pinned, 0);
+  assert.equal(stack.model.kv.size, 0, "KV caches released");
+});
+
 test("background loop: sleeps while adapters load (no busy steps), wakes on load; close fails the rest", async () => {
   const loader = new DeferredLoader();
   const { engine, steps } = makeEngine({ loader });

@@ -529,6 +529,7 @@ const configArb = fc.record({
   ramAdapters: fc.integer({ min: 4, max: 8 }),
   padded: fc.boolean(),
   separate: fc.boolean(),
+  prefetchDepth: fc.nat(3),
   maxConcurrentLoads: fc.integer({ min: 1, max: 3 }),
 });
 
@@ -550,6 +551,7 @@ async function simulate(config: ScenarioConfig, arrivals: Arrival[]) {
       chunkedPrefill: config.chunked,
       costModel: config.padded ? "padded" : "tokens",
       prefillMode: config.separate ? "separate" : "mixed",
+      prefetchDepth: config.prefetchDepth,
       maxPromptTokens: 14,
       maxNewTokens: 8,
       ...(config.kv === undefined ? {} : { maxKvTokens: config.kv }),

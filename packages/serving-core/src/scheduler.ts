@@ -480,13 +480,19 @@ export class Scheduler<C = unknown, W = unknown> {
   commit(plan: StepPlan<C>, next: ReadonlyMap<string, number>): CommitResult {
     const out: CommitResult = { events: [], release: [] };
     const now = this.#clock.now();
+    // Check the executor's answer before changing anything, so a bad answer can be
+    // handled with abort() without losing events.
+    for (const row of plan.batch.rows) {
+      if (row.sample && !Number.isInteger(next.get(row.seqId))) {
+        throw new Error(`executor returned no token for sampled row ${row.seqId}`);
+      }
+    }
     for (const row of plan.batch.rows) {
       const seq = this.#live.get(row.seqId);
       if (seq === undefined || seq.status !== "running") continue;
       seq.computed = row.position + row.tokens.length;
       if (!row.sample) continue;
-      const token = next.get(row.seqId);
-      if (token === undefined) throw new Error(`executor returned no token for sampled row ${row.seqId}`);
+      const token = next.get(row.seqId) as number;
       this.#charge(seq.account, seq.key, this.#o.outputTokenCost);
       if (seq.pendingFinish !== undefined) continue; // cancelled mid-step: emit nothing more
       if (seq.stop?.has(token)) {
@@ -761,7 +767,8 @@ export class Scheduler<C = unknown, W = unknown> {
           stop = true;
           break;
         }
-        const found = this.#cache.lookup(q.adapterId, demandLoads < this.#o.prefetchDepth);
+        // Demand loads are capped per step (at least one, so prefetchDepth 0 still loads).
+        const found = this.#cache.lookup(q.adapterId, demandLoads < Math.max(1, this.#o.prefetchDepth));
         if (found.status === "ready") {
           this.#start(head, found.slot, budget, now, plan);
           admitted = true;
