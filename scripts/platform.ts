@@ -4,7 +4,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { baseEnv, loadConfig, SERVICE_ENVS, type ServiceName } from "@openledger/config";
+import { defaultAddressesPath, loadAddresses, type PlatformAddresses, writeAddresses } from "@openledger/chain";
+import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { loadConfig, platformEnv, SERVICE_ENVS, type ServiceName } from "@openledger/config";
 import { ensureDatabase, migrate } from "@openledger/db";
 import { createLogger } from "@openledger/logger";
 
@@ -18,8 +20,9 @@ const SERVICES: { name: ServiceName; portVar: string }[] = [
   { name: "settlement", portVar: "SETTLEMENT_PORT" },
 ];
 
-const config = loadConfig("platform", baseEnv);
+const config = loadConfig("platform", platformEnv);
 const children = new Map<ServiceName, ChildProcess>();
+let chain: LocalChain | undefined;
 let stopping = false;
 
 async function stopAll(code: number): Promise<never> {
@@ -40,6 +43,7 @@ async function stopAll(code: number): Promise<never> {
           }),
       ),
     );
+    await chain?.stop();
   }
   process.exit(code);
 }
@@ -84,6 +88,61 @@ log.info(
   "database up to date",
 );
 
+/** The chain: reuse a node that answers at CHAIN_RPC_URL, or start a local Hardhat node. */
+async function chainId(rpcUrl: string): Promise<number | undefined> {
+  try {
+    const res = await fetch(rpcUrl, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
+      signal: AbortSignal.timeout(2000),
+    });
+    return Number(((await res.json()) as { result: string }).result);
+  } catch {
+    return undefined;
+  }
+}
+
+async function deployedAt(rpcUrl: string, addresses: PlatformAddresses): Promise<boolean> {
+  const res = await fetch(rpcUrl, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "eth_getCode",
+      params: [Object.values(addresses.contracts)[0], "latest"],
+    }),
+  });
+  const code = ((await res.json()) as { result?: string }).result ?? "0x";
+  return code !== "0x";
+}
+
+let addressesFile: string;
+const existing = await chainId(config.CHAIN_RPC_URL);
+if (existing === undefined) {
+  const url = new URL(config.CHAIN_RPC_URL);
+  if (!config.LOCAL_CHAIN || !["127.0.0.1", "localhost"].includes(url.hostname)) {
+    log.error({ rpc: config.CHAIN_RPC_URL }, "no chain answers at CHAIN_RPC_URL (and LOCAL_CHAIN is off or not local)");
+    process.exit(1);
+  }
+  log.info({ port: url.port }, "starting a local Hardhat node and deploying the contracts");
+  chain = await startLocalChain({ port: Number(url.port || 8545), log: (line) => log.info(line) });
+  addressesFile = config.CHAIN_ADDRESSES_FILE ?? defaultAddressesPath(chain.chainId);
+  await writeAddresses(addressesFile, chain.addresses!);
+} else {
+  addressesFile = config.CHAIN_ADDRESSES_FILE ?? defaultAddressesPath(existing);
+  const known = await loadAddresses(addressesFile).catch(() => undefined);
+  if (!known || !(await deployedAt(config.CHAIN_RPC_URL, known))) {
+    log.error(
+      { rpc: config.CHAIN_RPC_URL, addressesFile },
+      "a chain answers but the platform is not deployed on it: run `npm run deploy -w @openledger/contracts` first",
+    );
+    process.exit(1);
+  }
+  log.info({ rpc: config.CHAIN_RPC_URL, addressesFile }, "using the running chain");
+}
+
 const urls: [string, string][] = [];
 for (const service of SERVICES) {
   const serviceConfig = loadConfig(service.name, SERVICE_ENVS[service.name]);
@@ -93,7 +152,7 @@ for (const service of SERVICES) {
     ["--import", "tsx", path.join(ROOT, "apps", service.name, "src", "server.ts")],
     {
       cwd: ROOT,
-      env: { ...process.env, EXIT_WITH_STDIN: "true" },
+      env: { ...process.env, EXIT_WITH_STDIN: "true", CHAIN_ADDRESSES_FILE: addressesFile },
       stdio: ["pipe", "pipe", "pipe"],
     },
   );
@@ -116,7 +175,8 @@ try {
   await stopAll(1);
 }
 
-const table = urls
-  .map(([name, url]) => `  ${name.padEnd(12)} ${url}   (docs ${url}/docs, ready ${url}/readyz)`)
-  .join("\n");
+const table = [
+  `  ${"chain".padEnd(12)} ${config.CHAIN_RPC_URL}   (addresses in ${path.relative(ROOT, addressesFile)})`,
+  ...urls.map(([name, url]) => `  ${name.padEnd(12)} ${url}   (docs ${url}/docs, ready ${url}/readyz)`),
+].join("\n");
 process.stdout.write(`\nOpenLedger is up:\n${table}\n\nPress Ctrl-C to stop.\n`);

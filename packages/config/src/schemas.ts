@@ -23,6 +23,10 @@ export const baseEnv = z.object({
   /** Stop gracefully when standard input closes; the `npm start` supervisor sets it so
    *  that services never outlive it. */
   EXIT_WITH_STDIN: boolFlag(false),
+  /** JSON-RPC endpoint of the EVM chain (a local Hardhat node in development). */
+  CHAIN_RPC_URL: z.string().url().default("http://127.0.0.1:8545"),
+  /** Contract addresses written by the deployment; default `.data/chain/addresses.<chainId>.json`. */
+  CHAIN_ADDRESSES_FILE: z.string().min(1).optional(),
 });
 
 export type BaseConfig = z.output<typeof baseEnv>;
@@ -50,6 +54,13 @@ export const settlementEnv = baseEnv.extend({
   SETTLEMENT_PORT: port(4004),
 });
 export type SettlementConfig = z.output<typeof settlementEnv>;
+
+/** The `npm start` supervisor. */
+export const platformEnv = baseEnv.extend({
+  /** Start (and deploy to) a local Hardhat node when nothing answers at CHAIN_RPC_URL. */
+  LOCAL_CHAIN: boolFlag(true),
+});
+export type PlatformConfig = z.output<typeof platformEnv>;
 
 /** Every service's schema by name; docker-compose and .env.example are checked against these. */
 export const SERVICE_ENVS = {

@@ -1,0 +1,91 @@
+// No Docker engine runs on the development machines, so docker-compose.yml is checked
+// by reading it: every service, file, port, script and variable it names must exist in
+// the code, and every variable the code reads must be in .env.example.
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { platformEnv, SERVICE_ENVS } from "@openledger/config";
+import { parse } from "yaml";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const compose = parse(readFileSync(path.join(ROOT, "docker-compose.yml"), "utf8"), { merge: true });
+const envExample = Object.fromEntries(
+  readFileSync(path.join(ROOT, ".env.example"), "utf8")
+    .split("\n")
+    .filter((l) => /^[A-Z_]+=/.test(l))
+    .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+);
+/** Variables only the containers use (the Postgres image). */
+const INFRA_VARS = new Set(["POSTGRES_PASSWORD"]);
+const APPS = Object.keys(SERVICE_ENVS) as (keyof typeof SERVICE_ENVS)[];
+const PORT_VAR = {
+  datanets: "DATANETS_PORT",
+  attribution: "ATTRIBUTION_PORT",
+  gateway: "GATEWAY_PORT",
+  settlement: "SETTLEMENT_PORT",
+} as const;
+
+function schemaVars(): Set<string> {
+  const vars = new Set<string>(Object.keys(platformEnv.shape));
+  for (const schema of Object.values(SERVICE_ENVS)) for (const key of Object.keys(schema.shape)) vars.add(key);
+  return vars;
+}
+
+test("compose runs Postgres, Redis, a chain node and the four services, each with a health check", () => {
+  const services = Object.keys(compose.services).sort();
+  for (const name of ["postgres", "redis", "chain", ...APPS]) {
+    assert.ok(services.includes(name), `service ${name} missing`);
+    assert.ok(compose.services[name].healthcheck?.test, `service ${name} has no health check`);
+  }
+});
+
+test("each app service runs its own server entry on its configured port and checks /readyz", () => {
+  for (const app of APPS) {
+    const svc = compose.services[app];
+    const entry = svc.command.find((part: string) => part.endsWith(".ts"));
+    assert.equal(entry, `apps/${app}/src/server.ts`);
+    assert.ok(existsSync(path.join(ROOT, entry)), `${entry} does not exist`);
+    const defaultPort = SERVICE_ENVS[app].parse({})[PORT_VAR[app] as never] as number;
+    assert.equal(Number(envExample[PORT_VAR[app]]), defaultPort, `${PORT_VAR[app]} in .env.example`);
+    assert.deepEqual(svc.ports, [`${defaultPort}:${defaultPort}`]);
+    assert.match(svc.healthcheck.test.join(" "), new RegExp(`127\\.0\\.0\\.1:${defaultPort}/readyz`));
+    assert.equal(svc.env_file, ".env");
+    assert.equal(svc.image, compose.services.chain.image, "one image for every process");
+    for (const dep of ["postgres", "redis", "migrate", "deploy"]) assert.ok(svc.depends_on[dep], `${app} waits for ${dep}`);
+  }
+  assert.equal(compose.services.chain.build, ".");
+  assert.ok(existsSync(path.join(ROOT, "Dockerfile")));
+});
+
+test("one-off jobs call scripts that exist", () => {
+  const root = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8"));
+  const contracts = JSON.parse(readFileSync(path.join(ROOT, "contracts", "package.json"), "utf8"));
+  assert.deepEqual(compose.services.migrate.command, ["npm", "run", "db:migrate"]);
+  assert.ok(root.scripts["db:migrate"]);
+  assert.deepEqual(compose.services.deploy.command, ["npm", "run", "deploy", "-w", "@openledger/contracts"]);
+  assert.ok(contracts.scripts.deploy);
+  const deployScript = readFileSync(path.join(ROOT, "contracts", "scripts", "deploy.ts"), "utf8");
+  for (const v of Object.keys(compose.services.deploy.environment)) {
+    assert.match(deployScript, new RegExp(`env\\.${v}\\b`), `deploy script reads ${v}`);
+  }
+});
+
+test(".env.example names exactly the variables the code reads, with values the schemas accept", () => {
+  const known = schemaVars();
+  for (const name of Object.keys(envExample)) {
+    assert.ok(known.has(name) || INFRA_VARS.has(name), `.env.example sets ${name}, which no schema reads`);
+  }
+  for (const name of known) assert.ok(name in envExample, `${name} is read by a service but missing from .env.example`);
+  for (const [app, schema] of Object.entries(SERVICE_ENVS)) {
+    const parsed = schema.safeParse(envExample);
+    assert.ok(parsed.success, `${app} rejects .env.example: ${parsed.success ? "" : parsed.error.message}`);
+  }
+  // Variables interpolated in the compose file exist too.
+  const text = readFileSync(path.join(ROOT, "docker-compose.yml"), "utf8");
+  for (const match of text.matchAll(/\$\{([A-Z_]+)(:-[^}]*)?\}/g)) {
+    const name = match[1]!;
+    assert.ok(name in envExample, `docker-compose.yml uses \${${name}} but .env.example does not set it`);
+  }
+});
