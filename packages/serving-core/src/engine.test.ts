@@ -47,7 +47,8 @@ test("streams tokens through iterators and callbacks, with timings and usage", a
     promptTokens: prompt(3),
     maxNewTokens: 4,
   });
-  const [t1, t2] = await Promise.all([collect(h1), collect(h2), engine.runUntilIdle()]);
+  const [t1, t2, t1again] = await Promise.all([collect(h1), collect(h2), collect(h1), engine.runUntilIdle()]);
+  assert.deepEqual(t1again, t1, "a handle can be iterated twice");
   const r1 = await h1.result;
   const r2 = await h2.result;
   assert.deepEqual(t1, r1.outputTokens);

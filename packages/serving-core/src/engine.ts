@@ -84,7 +84,8 @@ export interface RequestHandle extends AsyncIterable<number> {
 interface HandleState {
   readonly tokens: number[];
   done: CompletionResult | undefined;
-  notify: (() => void) | undefined;
+  /** Iterators waiting for the next token (a handle may be iterated more than once). */
+  readonly waiters: (() => void)[];
   readonly onToken: ((token: number, index: number) => void) | undefined;
   readonly resolve: (r: CompletionResult) => void;
 }
@@ -142,7 +143,7 @@ export class Engine<C = unknown, W = unknown> {
     const state: HandleState = {
       tokens: [],
       done: undefined,
-      notify: undefined,
+      waiters: [],
       onToken: options.onToken,
       resolve,
     };
@@ -259,9 +260,7 @@ export class Engine<C = unknown, W = unknown> {
         h.resolve(e.result);
         this.#onFinished?.(e.result);
       }
-      const notify = h.notify;
-      h.notify = undefined;
-      notify?.();
+      for (const wake of h.waiters.splice(0)) wake();
     }
   }
 
@@ -316,7 +315,7 @@ async function* iterate(state: HandleState): AsyncGenerator<number> {
       return;
     }
     await new Promise<void>((resolve) => {
-      state.notify = resolve;
+      state.waiters.push(resolve);
     });
   }
 }
