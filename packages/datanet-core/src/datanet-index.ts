@@ -142,6 +142,7 @@ export class DatanetIndex {
     const { numPerm, bands } = this.params;
     if (sig.length !== numPerm) throw new RangeError(`signature length ${sig.length} != numPerm ${numPerm}`);
     if (sha256.length < 16) throw new RangeError("sha256 must have at least 16 bytes");
+    if (!Number.isSafeInteger(id)) throw new RangeError(`row id ${id} is not a safe integer`);
     if (this.count === this.capacity) this.reserve(Math.ceil(this.capacity * 1.5));
     const ord = this.count++;
     this.ids[ord] = id;
