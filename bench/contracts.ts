@@ -350,7 +350,7 @@ try {
       .map((e) => tree.claimFor(e.account)!);
     const rb = await send(
       dave,
-      `RewardDistributor.claimMany[${batch.length} fresh]`,
+      batch.length === BATCH ? `RewardDistributor.claimMany[${BATCH} fresh]` : undefined,
       c.RewardDistributor,
       R,
       "claimMany",
