@@ -159,6 +159,22 @@ describe("DatanetIndex", () => {
     assert.throws(() => DatanetIndex.deserialize(buf.subarray(0, buf.length - 1)));
   });
 
+  it("several growths (16 -> 1024 -> 1536 -> ...) keep every row findable and the snapshot canonical", () => {
+    const texts = Array.from({ length: 5_000 }, (_, i) => makeWords(7_000_000 + i * 13, 10).join(" "));
+    const { idx, sigs, params } = indexed(texts);
+    for (let i = 0; i < texts.length; i += 7) {
+      const ord = idx.findExact(contentHash(normalizeText(texts[i]!)));
+      assert.equal(idx.idOf(ord), 1000 + i);
+      assert.ok(idx.candidates(computeBandKeys(sigs[i]!, params)).includes(ord));
+    }
+    const presized = new DatanetIndex(params, 8_192);
+    texts.forEach((t, i) => {
+      presized.add(1000 + i, contentHash(normalizeText(t)), sigs[i]!);
+    });
+    assert.deepEqual(presized.serialize(), idx.serialize());
+    assert.throws(() => presized.add(2 ** 53, contentHash("x"), sigs[0]!), /safe integer/);
+  });
+
   it("growth keeps every row findable (property)", () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1, max: 1e6 }), (n, seed) => {

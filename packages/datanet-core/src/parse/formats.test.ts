@@ -148,6 +148,18 @@ describe("size limits", () => {
     );
     assert.ok(pulled < 20);
   });
+  it("an error stops and destroys the source stream (no reading to the end)", async () => {
+    let produced = 0;
+    const source = new Readable({
+      read() {
+        produced++;
+        this.push(produced === 1 ? '{"text":"ok"}\nnot json\n' : '{"text":"more"}\n');
+      },
+    });
+    await rejectsWith(parseContributionFile(source, "jsonl"), "MALFORMED_JSONL", "line 2");
+    assert.ok(source.destroyed);
+    assert.ok(produced < 50);
+  });
   it("ROW_TOO_LONG for a long line and for a long paragraph, naming the line", async () => {
     await rejectsWith(
       parseContributionFile(`a\n\n${"x".repeat(200)}\n`, "txt", { limits: { maxRowBytes: 100 } }),
