@@ -303,6 +303,23 @@ test("background loop: sleeps while adapters load (no busy steps), wakes on load
   );
 });
 
+test("close() while runUntilIdle() waits on a load: one loop, and the request ends with shutting_down", async () => {
+  const { engine } = makeEngine({ loader: new DeferredLoader() });
+  const h = engine.submit({
+    id: "w",
+    account: "a",
+    adapterId: "never",
+    promptTokens: prompt(2),
+    maxNewTokens: 2,
+  });
+  const idle = engine.runUntilIdle();
+  await flush();
+  assert.throws(() => engine.start(), /already running/);
+  await engine.close();
+  await idle;
+  assert.equal((await h.result).error?.code, "shutting_down");
+});
+
 test("determinism: the same inputs give the same tokens, step stats and timings", async () => {
   const run = async () => {
     const options: Partial<SchedulerOptions> = {

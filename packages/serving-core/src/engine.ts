@@ -185,8 +185,13 @@ export class Engine<C = unknown, W = unknown> {
 
   /** Run until no request is left (tests, benchmarks, batch jobs). */
   async runUntilIdle(): Promise<void> {
-    if (this.#loop !== undefined) throw new Error("engine is running in the background");
-    await this.#run(true);
+    if (this.#loop !== undefined) throw new Error("engine loop already running");
+    this.#loop = this.#run(true);
+    try {
+      await this.#loop;
+    } finally {
+      this.#loop = undefined;
+    }
   }
 
   /** Stop: pending requests finish with `shutting_down`; resolves when the loop has exited. */
