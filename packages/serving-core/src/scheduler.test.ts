@@ -445,6 +445,35 @@ test("10,000 registered adapters, Zipf-spread requests: RAM stays within budget 
   assert.equal(scheduler.stats().finished.length, total);
 });
 
+test("account weights: a weight-3 tenant gets about 3x the tokens of a weight-1 tenant under contention", () => {
+  const { scheduler, step } = makeStack({
+    scheduler: { maxRunningSequences: 4, maxBatchTokens: 32, accountWeight: (a) => (a === "gold" ? 3 : 1) },
+  });
+  for (let i = 0; i < 400; i++) {
+    for (const account of ["gold", "free"]) {
+      scheduler.submit({
+        id: `${account}${i}`,
+        account,
+        adapterId: null,
+        promptTokens: prompt(4, i),
+        maxNewTokens: 8,
+      });
+    }
+  }
+  const served = new Map<string, number>();
+  for (let s = 0; s < 600; s++) {
+    for (const e of step().res.events) {
+      if (e.type === "token") {
+        const account = e.id.startsWith("gold") ? "gold" : "free";
+        served.set(account, (served.get(account) ?? 0) + 1);
+      }
+    }
+  }
+  assert.ok(scheduler.isBacklogged("gold") && scheduler.isBacklogged("free"), "both stayed backlogged");
+  const ratio = (served.get("gold") ?? 0) / (served.get("free") ?? 1);
+  assert.ok(ratio > 2.6 && ratio < 3.4, `gold/free token ratio ${ratio.toFixed(2)}`);
+});
+
 test("priority orders an account's own requests, across its adapters, but never across accounts", async () => {
   const { scheduler, step } = makeStack({ scheduler: { maxRunningSequences: 1, maxBatchTokens: 16 } });
   scheduler.submit({ id: "low", account: "a", adapterId: null, promptTokens: prompt(2), maxNewTokens: 1 });

@@ -135,6 +135,12 @@ export interface SchedulerOptions {
   inputTokenCost?: number;
   outputTokenCost?: number;
   rateLimits?: (account: string) => AccountRateLimits | undefined;
+  /**
+   * Fair-share weight of an account (default 1): its counter grows by cost / weight, so a
+   * weight-3 account gets about 3x the tokens of a weight-1 account while both are
+   * backlogged (paid tiers). Read when the account's fairness state is created.
+   */
+  accountWeight?: (account: string) => number;
 }
 
 export interface SchedulerStats {
@@ -186,6 +192,7 @@ interface AdapterQueue<C> {
 
 interface AccountState<C> {
   readonly id: string;
+  readonly weight: number;
   /** Virtual token counter (weighted tokens served). */
   counter: number;
   waiting: number;
@@ -223,8 +230,9 @@ function keyOf(adapterId: string | null): string {
 export class Scheduler<C = unknown, W = unknown> {
   readonly #cache: AdapterCache<W>;
   readonly #clock: Clock;
-  readonly #o: Required<Omit<SchedulerOptions, "rateLimits">>;
+  readonly #o: Required<Omit<SchedulerOptions, "rateLimits" | "accountWeight">>;
   readonly #limiter: AccountRateLimiter | undefined;
+  readonly #weightOf: ((account: string) => number) | undefined;
   readonly #live = new Map<string, Seq<C>>();
   readonly #accounts = new Map<string, AccountState<C>>();
   readonly #backlogged = new Set<AccountState<C>>();
@@ -287,6 +295,7 @@ export class Scheduler<C = unknown, W = unknown> {
     this.#cache = options.cache;
     this.#clock = options.clock;
     this.#limiter = options.rateLimits === undefined ? undefined : new AccountRateLimiter(options.rateLimits);
+    this.#weightOf = options.accountWeight;
     this.#cache.addListener({
       onAdapterFailed: (adapterId, error) => {
         // Fail the requests that were waiting when the load failed; later ones retry.
@@ -295,7 +304,7 @@ export class Scheduler<C = unknown, W = unknown> {
     });
   }
 
-  get options(): Readonly<Required<Omit<SchedulerOptions, "rateLimits">>> {
+  get options(): Readonly<Required<Omit<SchedulerOptions, "rateLimits" | "accountWeight">>> {
     return this.#o;
   }
 
@@ -558,8 +567,10 @@ export class Scheduler<C = unknown, W = unknown> {
   #accountOf(id: string): AccountState<C> {
     let a = this.#accounts.get(id);
     if (a === undefined) {
+      const weight = this.#weightOf?.(id) ?? 1;
       a = {
         id,
+        weight: Number.isFinite(weight) && weight > 0 ? weight : 1,
         counter: 0,
         waiting: 0,
         running: 0,
@@ -635,7 +646,7 @@ export class Scheduler<C = unknown, W = unknown> {
 
   #charge(a: AccountState<C>, key: string, cost: number): void {
     if (cost === 0) return;
-    a.counter += cost;
+    a.counter += cost / a.weight;
     if (a.counter > this.#virtualTime) this.#virtualTime = a.counter;
     a.adapterCounters.set(key, (a.adapterCounters.get(key) ?? 0) + cost);
   }
