@@ -45,6 +45,24 @@ export function chooseBands(
   const fpW = options.falsePositiveWeight ?? 0.25;
   const fnW = options.falseNegativeWeight ?? 0.75;
   const maxBands = Math.min(options.maxBands ?? 32, numPerm);
+  // The search takes ~10-20 ms and validators are created per job: remember the answers.
+  const cacheKey = `${threshold}|${numPerm}|${fpW}|${fnW}|${maxBands}`;
+  const cached = bandCache.get(cacheKey);
+  if (cached !== undefined) return { ...cached };
+  const best = searchBands(threshold, numPerm, fpW, fnW, maxBands);
+  if (bandCache.size < 1_000) bandCache.set(cacheKey, best);
+  return { ...best };
+}
+
+const bandCache = new Map<string, BandConfig>();
+
+function searchBands(
+  threshold: number,
+  numPerm: number,
+  fpW: number,
+  fnW: number,
+  maxBands: number,
+): BandConfig {
   let best: BandConfig = { bands: 1, rows: numPerm };
   let bestErr = Number.POSITIVE_INFINITY;
   for (let b = 1; b <= maxBands; b++) {
