@@ -29,7 +29,8 @@ const PORT_VAR = {
 
 function schemaVars(): Set<string> {
   const vars = new Set<string>(Object.keys(platformEnv.shape));
-  for (const schema of Object.values(SERVICE_ENVS)) for (const key of Object.keys(schema.shape)) vars.add(key);
+  for (const schema of Object.values(SERVICE_ENVS))
+    for (const key of Object.keys(schema.shape)) vars.add(key);
   return vars;
 }
 
@@ -53,7 +54,8 @@ test("each app service runs its own server entry on its configured port and chec
     assert.match(svc.healthcheck.test.join(" "), new RegExp(`127\\.0\\.0\\.1:${defaultPort}/readyz`));
     assert.equal(svc.env_file, ".env");
     assert.equal(svc.image, compose.services.chain.image, "one image for every process");
-    for (const dep of ["postgres", "redis", "migrate", "deploy"]) assert.ok(svc.depends_on[dep], `${app} waits for ${dep}`);
+    for (const dep of ["postgres", "redis", "migrate", "deploy"])
+      assert.ok(svc.depends_on[dep], `${app} waits for ${dep}`);
   }
   assert.equal(compose.services.chain.build, ".");
   assert.ok(existsSync(path.join(ROOT, "Dockerfile")));
@@ -77,7 +79,8 @@ test(".env.example names exactly the variables the code reads, with values the s
   for (const name of Object.keys(envExample)) {
     assert.ok(known.has(name) || INFRA_VARS.has(name), `.env.example sets ${name}, which no schema reads`);
   }
-  for (const name of known) assert.ok(name in envExample, `${name} is read by a service but missing from .env.example`);
+  for (const name of known)
+    assert.ok(name in envExample, `${name} is read by a service but missing from .env.example`);
   for (const [app, schema] of Object.entries(SERVICE_ENVS)) {
     const parsed = schema.safeParse(envExample);
     assert.ok(parsed.success, `${app} rejects .env.example: ${parsed.success ? "" : parsed.error.message}`);

@@ -4,7 +4,12 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { defaultAddressesPath, loadAddresses, type PlatformAddresses, writeAddresses } from "@openledger/chain";
+import {
+  defaultAddressesPath,
+  loadAddresses,
+  type PlatformAddresses,
+  writeAddresses,
+} from "@openledger/chain";
 import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import { loadConfig, platformEnv, SERVICE_ENVS, type ServiceName } from "@openledger/config";
 import { ensureDatabase, migrate } from "@openledger/db";
@@ -123,7 +128,10 @@ const existing = await chainId(config.CHAIN_RPC_URL);
 if (existing === undefined) {
   const url = new URL(config.CHAIN_RPC_URL);
   if (!config.LOCAL_CHAIN || !["127.0.0.1", "localhost"].includes(url.hostname)) {
-    log.error({ rpc: config.CHAIN_RPC_URL }, "no chain answers at CHAIN_RPC_URL (and LOCAL_CHAIN is off or not local)");
+    log.error(
+      { rpc: config.CHAIN_RPC_URL },
+      "no chain answers at CHAIN_RPC_URL (and LOCAL_CHAIN is off or not local)",
+    );
     process.exit(1);
   }
   log.info({ port: url.port }, "starting a local Hardhat node and deploying the contracts");
