@@ -25,6 +25,8 @@ export function tokenizerFor(model: BaseModel): TextTokenizer {
   return new HfTokenizer(model.tokenizerJson, model.tokenizerConfig ?? {}, model.config.eosTokenIds);
 }
 
+let generateCounter = 0;
+
 export interface GenerateResult {
   tokens: number[];
   text: string;
@@ -46,7 +48,7 @@ export async function generate(
     seqId?: string;
   },
 ): Promise<GenerateResult> {
-  const seqId = options.seqId ?? `generate-${Math.random()}`;
+  const seqId = options.seqId ?? `generate-${++generateCounter}`;
   const sampler = new Sampler(options.sampling);
   const stop = new StopCondition({ eosTokenIds: tokenizer.eosTokenIds, ...options.stop });
   const slot = options.slot ?? 0;
