@@ -156,6 +156,27 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
         where: { versionId_position: { versionId: v.versionId, position: 0 } },
       }),
   );
+  // Attribution service: the span index / influence model of a version (blob hashes).
+  await roundTrip(
+    "AttributionIndex",
+    () =>
+      db.attributionIndex.create({
+        data: {
+          datanetVersionId: version.id,
+          kind: "influence",
+          status: "ready",
+          blobHash: HASH64,
+          onnxBlobHash: HASH64,
+          tokenizer: "hashed-ngrams:d512:n2",
+          tokenCount: 3_000_000_000n,
+          rowCount: 1,
+          stats: { classes: 2, iterations: 6 },
+          error: null,
+          jobId: "attribution.index.x",
+        },
+      }),
+    (a) => db.attributionIndex.findUnique({ where: { id: a.id } }),
+  );
   await roundTrip(
     "SlashingProposal",
     () =>
