@@ -10,7 +10,7 @@ import {
 } from "./config.ts";
 import { ModelRuntimeError } from "./errors.ts";
 import { Rng } from "./rng.ts";
-import { readSafetensors, type Tensor, writeSafetensors } from "./safetensors.ts";
+import { readSafetensors, type SafetensorsDtype, type Tensor, writeSafetensors } from "./safetensors.ts";
 
 /** A base model: config plus f32 weights under Hugging Face Llama tensor names. */
 export interface BaseModel {
@@ -86,10 +86,17 @@ export function generateBaseModel(config: LlamaConfig, seed: number | string = 1
 }
 
 /** Writes config.json + model.safetensors (+ tokenizer files) in Hugging Face layout. */
-export async function writeBaseModelDir(dir: string, model: BaseModel): Promise<void> {
+export async function writeBaseModelDir(
+  dir: string,
+  model: BaseModel,
+  options: { dtype?: SafetensorsDtype } = {},
+): Promise<void> {
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, "config.json"), JSON.stringify(toHfConfig(model.config), null, 2));
-  await writeSafetensors(join(dir, "model.safetensors"), model.weights, { metadata: { format: "pt" } });
+  await writeSafetensors(join(dir, "model.safetensors"), model.weights, {
+    metadata: { format: "pt" },
+    dtype: options.dtype ?? "F32",
+  });
   if (model.tokenizerJson !== undefined) {
     await writeFile(join(dir, "tokenizer.json"), JSON.stringify(model.tokenizerJson));
   }
@@ -98,10 +105,24 @@ export async function writeBaseModelDir(dir: string, model: BaseModel): Promise<
   }
 }
 
-/** Loads a Hugging Face style directory: config.json + model.safetensors [+ tokenizer.json]. */
+/**
+ * Loads a Hugging Face style directory: config.json + model.safetensors (or shards listed
+ * in model.safetensors.index.json) [+ tokenizer.json, tokenizer_config.json].
+ */
 export async function loadBaseModelDir(dir: string): Promise<BaseModel> {
   const config = parseHfConfig(JSON.parse(await readFile(join(dir, "config.json"), "utf8")));
-  const { tensors } = await readSafetensors(join(dir, "model.safetensors"));
+  const index = (await readJsonIfExists(join(dir, "model.safetensors.index.json"))) as
+    | { weight_map?: Record<string, string> }
+    | undefined;
+  let tensors: Map<string, Tensor>;
+  if (index?.weight_map) {
+    tensors = new Map();
+    for (const shard of new Set(Object.values(index.weight_map))) {
+      for (const [name, t] of (await readSafetensors(join(dir, shard))).tensors) tensors.set(name, t);
+    }
+  } else {
+    tensors = (await readSafetensors(join(dir, "model.safetensors"))).tensors;
+  }
   // Checkpoints saved with tied embeddings sometimes still carry lm_head.weight; it must equal the embedding.
   if (config.tieWordEmbeddings) tensors.delete("lm_head.weight");
   validateWeights(config, tensors);
