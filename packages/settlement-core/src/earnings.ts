@@ -1,0 +1,56 @@
+import { EARNING_ROLES, type JournalEntry, parseAccount } from "./journal.ts";
+import { compareAscii } from "./rounding.ts";
+
+/**
+ * Earnings per address from journal entries: every credit to an earning role (treasury,
+ * validator, model owner, contributor) of the same address adds up into one leaf, since
+ * the distributor pays addresses, not roles.
+ */
+export function earningsByAddress(entries: Iterable<JournalEntry>): Map<string, bigint> {
+  const out = new Map<string, bigint>();
+  for (const e of entries) {
+    const acc = parseAccount(e.account);
+    if (!acc || !EARNING_ROLES.includes(acc.role)) continue;
+    out.set(acc.address, (out.get(acc.address) ?? 0n) + e.amountWei);
+  }
+  return out;
+}
+
+export class EarningsDecreasedError extends Error {
+  constructor(address: string) {
+    super(`cumulative earnings of ${address} would decrease`);
+    this.name = "EarningsDecreasedError";
+  }
+}
+
+/**
+ * Cumulative earnings after an epoch: previous cumulative + the epoch's earnings. An account
+ * never decreases (the distributor pays cumulative - claimed): a negative epoch amount throws.
+ */
+export function accumulateEarnings(
+  previous: ReadonlyMap<string, bigint>,
+  epoch: ReadonlyMap<string, bigint>,
+): Map<string, bigint> {
+  const out = new Map(previous);
+  for (const [a, v] of epoch) {
+    if (v < 0n) throw new EarningsDecreasedError(a);
+    out.set(a, (out.get(a) ?? 0n) + v);
+  }
+  return out;
+}
+
+/** Leaves for the earnings tree: positive amounts, ascending address (stable input order). */
+export function earningsLeaves(
+  cumulative: ReadonlyMap<string, bigint>,
+): { account: string; cumulativeAmount: bigint }[] {
+  return [...cumulative]
+    .filter(([, v]) => v > 0n)
+    .sort((x, y) => compareAscii(x[0], y[0]))
+    .map(([account, cumulativeAmount]) => ({ account, cumulativeAmount }));
+}
+
+export function sumValues(m: ReadonlyMap<string, bigint>): bigint {
+  let s = 0n;
+  for (const v of m.values()) s += v;
+  return s;
+}

@@ -1,0 +1,6 @@
+export * from "./earnings.ts";
+export * from "./fee.ts";
+export * from "./journal.ts";
+export * from "./quorum.ts";
+export * from "./rounding.ts";
+export * from "./split.ts";
