@@ -1,5 +1,7 @@
 import { type DatanetsConfig, datanetsEnv, parseConfig } from "@openledger/config";
 import { type BuildOptions, buildService, type ServiceDefinition } from "@openledger/service-kit";
+import { authRoutes } from "./routes/auth.ts";
+import { datanetRoutes } from "./routes/datanets.ts";
 
 /**
  * The datanets service as a plugin: HTTP routes and (when RUN_WORKERS) queue workers.
@@ -8,10 +10,13 @@ import { type BuildOptions, buildService, type ServiceDefinition } from "@openle
 export const datanetsService: ServiceDefinition<DatanetsConfig> = {
   name: "datanets",
   title: "OpenLedger Datanets",
-  description: "Datanets, contributions, validation, versions and slashing proposals.",
-  // Routes and workers arrive with the datanets issue; the shared kit gives /healthz,
-  // /readyz, /metrics and /docs.
-  routes: async () => {},
+  description:
+    "Datanets, contributions, validation, versions and slashing proposals. Sign in with Ethereum " +
+    "(POST /v1/auth/nonce, then /v1/auth/verify) and send `Authorization: Bearer <token>` on writes; reads are public.",
+  routes: async (app, opts) => {
+    await app.register(authRoutes, opts);
+    await app.register(datanetRoutes, opts);
+  },
   queues: [],
 };
 

@@ -34,6 +34,45 @@ export type BaseConfig = z.output<typeof baseEnv>;
 export const datanetsEnv = baseEnv.extend({
   /** HTTP port of the datanets service. */
   DATANETS_PORT: port(4001),
+  /** SIWE: the `domain` (host[:port]) sign-in messages must name; anything else is refused. */
+  DATANETS_SIWE_DOMAIN: z.string().min(1).default("localhost:4001"),
+  /** SIWE: seconds a server nonce stays valid (single-use). */
+  DATANETS_NONCE_TTL_SECONDS: z.coerce.number().int().min(10).max(3600).default(300),
+  /** Seconds a session token (issued by POST /v1/auth/verify) stays valid. */
+  DATANETS_SESSION_TTL_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .max(7 * 86400)
+    .default(3600),
+  /** Operator key (PUBLISHER_ROLE on DatanetRegistry, SLASHER_ROLE on Staking). Empty on chain 31337 =
+   *  Hardhat's well-known account #1 (the local deployment's operator); required on any other chain. */
+  DATANETS_OPERATOR_PRIVATE_KEY: z.preprocess(
+    (v) => (v === "" ? undefined : v),
+    z
+      .string()
+      .regex(/^0x[0-9a-fA-F]{64}$/, "0x + 64 hex digits")
+      .optional(),
+  ),
+  /** Largest uploaded file, in bytes (413 above it). */
+  DATANETS_MAX_FILE_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(32 * 1024 * 1024),
+  /** Near-duplicate threshold (estimated Jaccard of word-2 shingles) used by the validator. */
+  DATANETS_NEAR_DUPLICATE_THRESHOLD: z.coerce.number().gt(0).max(1).default(0.5),
+  /** Seconds the accused has to dispute a slashing proposal before it can be executed. */
+  DATANETS_DISPUTE_WINDOW_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(3 * 86400),
+  /** Share of the contributor's active stake a slashing proposal asks for, in basis points. */
+  DATANETS_SLASH_BPS: z.coerce.number().int().min(1).max(10_000).default(1000),
+  /** Every this many ms the worker re-enqueues contributions left pending (lost enqueue) and
+   *  executes slashing proposals whose dispute window is over; 0 disables the sweeper. */
+  DATANETS_SWEEP_INTERVAL_MS: z.coerce.number().int().min(0).default(30_000),
 });
 export type DatanetsConfig = z.output<typeof datanetsEnv>;
 

@@ -197,6 +197,55 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
       }),
     (s) => db.slashingProposal.findUnique({ where: { id: s.id } }),
   );
+  // Datanets service (issue 4): dedupe columns on rows and the slashing state history.
+  await roundTrip(
+    "DatanetRow (datanets service columns)",
+    () =>
+      db.datanetRow.create({
+        data: {
+          datanetId: datanet.id,
+          contributionId: contribution.id,
+          contributorAddress: ADDR,
+          ordinal: 7,
+          text: "a near duplicate row",
+          normalizedHash: HASH64,
+          status: "rejected",
+          rejectReason: "near_duplicate",
+          duplicateOfRowId: row.id,
+          similarityPpm: 812_500,
+          signature: new Uint8Array([1, 2, 3, 4, 255, 0, 0, 128]),
+          metadata: { section: "Guide > Install", source: "csv" },
+          qualityScore: 70,
+        },
+      }),
+    (r) => db.datanetRow.findUnique({ where: { id: r.id } }),
+  );
+  const proposalForEvents = await db.slashingProposal.create({
+    data: {
+      datanetId: datanet.id,
+      contributorAddress: ADDR,
+      reason: "redundant",
+      evidence: {},
+      evidenceHash: ROOT,
+      amountWei: new Prisma.Decimal(BIG.toString()),
+      disputeDeadline: new Date("2026-02-01T00:00:00.000Z"),
+    },
+  });
+  await roundTrip(
+    "SlashingEvent",
+    () =>
+      db.slashingEvent.create({
+        data: {
+          proposalId: proposalForEvents.id,
+          fromStatus: "proposed",
+          toStatus: "executed",
+          actor: OWNER,
+          note: "dispute window over",
+          txHash: ROOT,
+        },
+      }),
+    (e) => db.slashingEvent.findUnique({ where: { id: e.id } }),
+  );
   const model = await roundTrip(
     "Model",
     () =>

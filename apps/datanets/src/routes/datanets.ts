@@ -1,0 +1,319 @@
+import { randomUUID } from "node:crypto";
+import { datanetRegistryAbi } from "@openledger/chain";
+import type { DatanetsConfig } from "@openledger/config";
+import { type Datanet, Prisma } from "@openledger/db";
+import type { FastifyPluginAsync } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { encodeFunctionData } from "viem";
+import { z } from "zod";
+import { requireAuth } from "../auth.ts";
+import { contextOf, type DatanetsContext } from "../context.ts";
+import { conflict, forbidden, notFound } from "../errors.ts";
+import { intentView, resumeIntent } from "../intents.ts";
+import { DatanetView, ErrorBody, IdParams, Page, PageQuery, Wei } from "../schemas.ts";
+
+const Slug = z
+  .string()
+  .regex(
+    /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/,
+    "lower-case letters, digits and inner dashes, 1-64 characters",
+  )
+  .describe("URL-safe unique name");
+const Tags = z
+  .array(z.string().trim().toLowerCase().min(1).max(40))
+  .max(20)
+  .transform((t) => [...new Set(t)])
+  .describe("Up to 20 tags (stored lower case, deduplicated)");
+
+const DatanetFields = {
+  name: z.string().trim().min(1).max(200).describe("Display name"),
+  description: z.string().max(10_000).describe("What the data is and what belongs in it"),
+  tags: Tags,
+  type: z.string().trim().min(1).max(32).describe("Kind of data, e.g. text, qa, classification"),
+  license: z.string().trim().min(1).max(64).describe("SPDX id or license name, e.g. CC-BY-4.0"),
+  dailyRowLimitPerContributor: z
+    .number()
+    .int()
+    .min(1)
+    .max(10_000_000)
+    .describe("Rows one contributor may submit per UTC day"),
+  dailyRowLimit: z
+    .number()
+    .int()
+    .min(1)
+    .max(100_000_000)
+    .describe("Rows all contributors together may submit per UTC day"),
+  minStakeWei: Wei.describe(
+    "Active contributor stake (Staking, role Contributor, subject = chain datanet id) required to contribute",
+  ),
+};
+
+const CreateBody = z.object({
+  slug: Slug,
+  name: DatanetFields.name,
+  description: DatanetFields.description.default(""),
+  tags: DatanetFields.tags.default([]),
+  type: DatanetFields.type,
+  license: DatanetFields.license,
+  dailyRowLimitPerContributor: DatanetFields.dailyRowLimitPerContributor.default(10_000),
+  dailyRowLimit: DatanetFields.dailyRowLimit.default(1_000_000),
+  minStakeWei: DatanetFields.minStakeWei.default("0"),
+});
+
+const UpdateBody = z
+  .object({
+    name: DatanetFields.name.optional(),
+    description: DatanetFields.description.optional(),
+    tags: DatanetFields.tags.optional(),
+    type: DatanetFields.type.optional(),
+    license: DatanetFields.license.optional(),
+    dailyRowLimitPerContributor: DatanetFields.dailyRowLimitPerContributor.optional(),
+    dailyRowLimit: DatanetFields.dailyRowLimit.optional(),
+    minStakeWei: DatanetFields.minStakeWei.optional(),
+  })
+  .refine((b) => Object.keys(b).length > 0, "send at least one field");
+
+const registerKey = (id: string) => `datanet.register:${id}`;
+
+export async function datanetView(ctx: DatanetsContext, d: Datanet) {
+  const intent = await ctx.db.chainIntent.findUnique({ where: { key: registerKey(d.id) } });
+  return {
+    id: d.id,
+    slug: d.slug,
+    name: d.name,
+    description: d.description,
+    tags: d.tags,
+    type: d.type,
+    license: d.license,
+    ownerAddress: d.ownerAddress,
+    minStakeWei: d.minStakeWei.toFixed(),
+    dailyRowLimitPerContributor: d.dailyRowLimitPerContributor,
+    dailyRowLimit: d.dailyRowLimit,
+    chainDatanetId: d.chainDatanetId?.toFixed() ?? null,
+    registration: intentView(intent),
+    createdAt: d.createdAt.toISOString(),
+    updatedAt: d.updatedAt.toISOString(),
+  };
+}
+
+export async function loadDatanet(ctx: DatanetsContext, id: string): Promise<Datanet> {
+  const d = await ctx.db.datanet.findUnique({ where: { id } });
+  if (!d) throw notFound(`datanet ${id}`);
+  return d;
+}
+
+/** Registers (or resumes registering) a datanet on-chain; failures are left for a retry. */
+export async function registerOnChain(
+  ctx: DatanetsContext,
+  datanetId: string,
+  log: { warn(o: object, m: string): void },
+) {
+  const intent = await ctx.db.chainIntent.findUnique({ where: { key: registerKey(datanetId) } });
+  if (!intent || intent.status === "confirmed" || intent.status === "failed") return;
+  try {
+    const chain = await ctx.chain.get();
+    await resumeIntent(ctx, chain, intent);
+  } catch (err) {
+    log.warn(
+      { err: (err as Error).message, datanetId },
+      "datanet registration not confirmed yet; will retry",
+    );
+  }
+}
+
+function encodeCursor(d: { createdAt: Date; id: string }) {
+  return Buffer.from(`${d.createdAt.toISOString()}|${d.id}`).toString("base64url");
+}
+function decodeCursor(c: string): { createdAt: Date; id: string } {
+  const [at, id] = Buffer.from(c, "base64url").toString().split("|");
+  const createdAt = new Date(at ?? "");
+  if (!id || Number.isNaN(createdAt.getTime())) throw conflict("BAD_CURSOR", "invalid cursor");
+  return { createdAt, id };
+}
+
+export const datanetRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (root, { config }) => {
+  const app = root.withTypeProvider<ZodTypeProvider>();
+  const ctx = contextOf(root, config);
+
+  app.post(
+    "/v1/datanets",
+    {
+      schema: {
+        tags: ["datanets"],
+        summary: "Create a datanet (signed-in owner)",
+        description:
+          "Stores the datanet and an on-chain registration intent in one transaction, then registers it in " +
+          "DatanetRegistry (createDatanetFor(owner, uri)) with the operator key. `registration.status` is " +
+          "`confirmed` when `chainDatanetId` is set; otherwise retry with POST /v1/datanets/{id}/register.",
+        body: CreateBody,
+        response: { 201: DatanetView, 401: ErrorBody, 409: ErrorBody, 503: ErrorBody },
+      },
+    },
+    async (request, reply) => {
+      const owner = await requireAuth(ctx, root.redis, request);
+      const chain = await ctx.chain.require();
+      const body = request.body;
+      const id = randomUUID();
+      const metadataUri = `openledger:datanet:${id}`;
+      try {
+        await ctx.db.$transaction(async (tx) => {
+          await tx.contributor.upsert({ where: { address: owner }, create: { address: owner }, update: {} });
+          await tx.datanet.create({
+            data: {
+              id,
+              slug: body.slug,
+              name: body.name,
+              description: body.description,
+              tags: body.tags,
+              type: body.type,
+              license: body.license,
+              ownerAddress: owner,
+              metadataUri,
+              minStakeWei: new Prisma.Decimal(body.minStakeWei),
+              dailyRowLimitPerContributor: body.dailyRowLimitPerContributor,
+              dailyRowLimit: body.dailyRowLimit,
+            },
+          });
+          await tx.chainIntent.create({
+            data: {
+              key: registerKey(id),
+              kind: "datanet.register",
+              payload: {
+                datanetId: id,
+                call: {
+                  to: chain.addresses.contracts.DatanetRegistry,
+                  data: encodeFunctionData({
+                    abi: datanetRegistryAbi,
+                    functionName: "createDatanetFor",
+                    args: [owner as `0x${string}`, metadataUri],
+                  }),
+                },
+              },
+            },
+          });
+        });
+      } catch (err) {
+        if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002") {
+          throw conflict("SLUG_TAKEN", `slug "${body.slug}" is already used by another datanet`);
+        }
+        throw err;
+      }
+      await registerOnChain(ctx, id, request.log);
+      return reply.code(201).send(await datanetView(ctx, await loadDatanet(ctx, id)));
+    },
+  );
+
+  app.post(
+    "/v1/datanets/:id/register",
+    {
+      schema: {
+        tags: ["datanets"],
+        summary: "Retry the on-chain registration (owner)",
+        description:
+          "Resumes the recorded intent: re-broadcasts the same signed transaction, never a second one.",
+        params: IdParams,
+        response: { 200: DatanetView, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+      },
+    },
+    async (request) => {
+      const caller = await requireAuth(ctx, root.redis, request);
+      const d = await loadDatanet(ctx, request.params.id);
+      if (d.ownerAddress !== caller)
+        throw forbidden("NOT_DATANET_OWNER", "only the datanet owner can do this");
+      await registerOnChain(ctx, d.id, request.log);
+      return datanetView(ctx, await loadDatanet(ctx, d.id));
+    },
+  );
+
+  app.get(
+    "/v1/datanets",
+    {
+      schema: {
+        tags: ["datanets"],
+        summary: "List and search datanets",
+        description: "Newest first. `q` matches name or slug (case-insensitive substring) or a tag exactly.",
+        querystring: PageQuery.extend({
+          q: z.string().trim().min(1).max(200).optional().describe("Search text"),
+          tag: z.string().trim().toLowerCase().min(1).optional().describe("Only datanets with this tag"),
+          owner: z
+            .string()
+            .regex(/^0x[0-9a-fA-F]{40}$/)
+            .optional()
+            .describe("Only datanets of this owner"),
+        }),
+        response: { 200: Page(DatanetView), 400: ErrorBody },
+      },
+    },
+    async (request) => {
+      const { limit, cursor, q, tag, owner } = request.query;
+      const and: Prisma.DatanetWhereInput[] = [];
+      if (q) {
+        and.push({
+          OR: [
+            { name: { contains: q, mode: "insensitive" } },
+            { slug: { contains: q.toLowerCase() } },
+            { tags: { has: q.toLowerCase() } },
+          ],
+        });
+      }
+      if (tag) and.push({ tags: { has: tag } });
+      if (owner) and.push({ ownerAddress: owner.toLowerCase() });
+      if (cursor) {
+        const c = decodeCursor(cursor);
+        and.push({ OR: [{ createdAt: { lt: c.createdAt } }, { createdAt: c.createdAt, id: { lt: c.id } }] });
+      }
+      const rows = await ctx.db.datanet.findMany({
+        where: { AND: and },
+        orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+        take: limit + 1,
+      });
+      const page = rows.slice(0, limit);
+      return {
+        items: await Promise.all(page.map((d) => datanetView(ctx, d))),
+        nextCursor: rows.length > limit ? encodeCursor(page[page.length - 1]!) : null,
+      };
+    },
+  );
+
+  app.get(
+    "/v1/datanets/:id",
+    {
+      schema: {
+        tags: ["datanets"],
+        summary: "Get a datanet",
+        params: IdParams,
+        response: { 200: DatanetView, 404: ErrorBody },
+      },
+    },
+    async (request) => datanetView(ctx, await loadDatanet(ctx, request.params.id)),
+  );
+
+  app.patch(
+    "/v1/datanets/:id",
+    {
+      schema: {
+        tags: ["datanets"],
+        summary: "Update metadata (owner only)",
+        description: "403 NOT_DATANET_OWNER for anyone but the owner. The slug and owner never change.",
+        params: IdParams,
+        body: UpdateBody,
+        response: { 200: DatanetView, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+      },
+    },
+    async (request) => {
+      const caller = await requireAuth(ctx, root.redis, request);
+      const d = await loadDatanet(ctx, request.params.id);
+      if (d.ownerAddress !== caller)
+        throw forbidden("NOT_DATANET_OWNER", "only the datanet owner can update it");
+      const { minStakeWei, ...rest } = request.body;
+      const updated = await ctx.db.datanet.update({
+        where: { id: d.id },
+        data: {
+          ...rest,
+          ...(minStakeWei !== undefined ? { minStakeWei: new Prisma.Decimal(minStakeWei) } : {}),
+        },
+      });
+      return datanetView(ctx, updated);
+    },
+  );
+};
