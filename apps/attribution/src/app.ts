@@ -1,5 +1,10 @@
 import { type AttributionConfig, attributionEnv, parseConfig } from "@openledger/config";
 import { type BuildOptions, buildService, type ServiceDefinition } from "@openledger/service-kit";
+import { attributeRoutes } from "./routes/attribute.ts";
+import { indexRoutes } from "./routes/indexes.ts";
+import { inferenceRoutes } from "./routes/inferences.ts";
+import { indexWorker } from "./workers/index-worker.ts";
+import { scoreWorker } from "./workers/score-worker.ts";
 
 /**
  * The attribution service as a plugin: HTTP routes and (when RUN_WORKERS) queue workers.
@@ -10,10 +15,18 @@ export const attributionService: ServiceDefinition<AttributionConfig> = {
   title: "OpenLedger Attribution",
   description:
     "Proof of Attribution: suffix-array indexes, span attribution, influence scores and validator-signed results.",
-  // Routes and workers arrive with the attribution issue; the shared kit gives /healthz,
-  // /readyz, /metrics and /docs.
-  routes: async () => {},
-  queues: [],
+  routes: async (app, opts) => {
+    await app.register(indexRoutes, opts);
+    await app.register(attributeRoutes, opts);
+    await app.register(inferenceRoutes, opts);
+  },
+  queues: ["attribution"],
+  registerWorkers: (workers, app, config) => {
+    workers.handle("attribution.index", indexWorker(app, config));
+    workers.handle("attribution.score", scoreWorker(app, config));
+  },
+  // POST /v1/attribute takes texts up to 200k characters.
+  bodyLimit: 2 * 1024 * 1024,
 };
 
 /** Builds the app from a config (tests pass their own; the server parses the environment). */

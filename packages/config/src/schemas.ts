@@ -79,6 +79,24 @@ export type DatanetsConfig = z.output<typeof datanetsEnv>;
 export const attributionEnv = baseEnv.extend({
   /** HTTP port of the attribution service. */
   ATTRIBUTION_PORT: port(4002),
+  /** Directory of the content-addressed blob store (span indexes, influence models, ONNX). */
+  ATTRIBUTION_BLOB_DIR: z.string().min(1).default(".data/blobs"),
+  /** Tokenizer of the served model: "byte" (the gateway's built-in tiny model: UTF-8 bytes) or the
+   *  path of a model directory holding tokenizer.json. Indexes and outputs must use the same one. */
+  ATTRIBUTION_TOKENIZER: z.string().min(1).default("byte"),
+  /** Span attribution: minimum span length in tokens (bytes with the byte tokenizer). */
+  ATTRIBUTION_MIN_SPAN_TOKENS: z.coerce.number().int().min(1).max(4096).default(16),
+  /** Span attribution: spans occurring more often than this in the corpus are not evidence. */
+  ATTRIBUTION_MAX_SPAN_COUNT: z.coerce.number().int().min(1).max(1_000_000).default(100),
+  /** Validator keys, comma-separated (0x + 64 hex each); each signs as its own validator. Empty on
+   *  chain 31337 = the local deployment's three validators (Hardhat accounts #5-7); never logged. */
+  VALIDATOR_PRIVATE_KEYS: z.preprocess(
+    (v) => (v === "" ? undefined : v),
+    z
+      .string()
+      .regex(/^0x[0-9a-fA-F]{64}(,0x[0-9a-fA-F]{64})*$/, "comma-separated 0x + 64 hex digits")
+      .optional(),
+  ),
 });
 export type AttributionConfig = z.output<typeof attributionEnv>;
 

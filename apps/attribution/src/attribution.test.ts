@@ -1,0 +1,477 @@
+// End to end against real Postgres, Redis and a local Hardhat chain (one per file): index build
+// from DB rows, human attribution, validator scoring through the queue, byte-identical results
+// of independent validators with verifiable signatures, stake refusal, influence for small
+// models, and clear 4xx with nothing half-written.
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { recoverAttributionResultSigner } from "@openledger/chain";
+import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import type { AttributionConfig } from "@openledger/config";
+import type { Db } from "@openledger/db";
+import type { JobContext } from "@openledger/queue";
+import { testEnvironment } from "@openledger/service-kit/testing";
+import { UnrecoverableError } from "bullmq";
+import type { Hex } from "viem";
+import { attributionConfig, buildAttribution } from "./app.ts";
+import { contextFor } from "./lib/context.ts";
+import { buildVersionArtifacts } from "./lib/indexing.ts";
+import { inferenceIdToBytes32 } from "./lib/validator.ts";
+import { scoreWorker } from "./workers/score-worker.ts";
+
+type App = Awaited<ReturnType<typeof buildAttribution>>;
+
+const ALICE = "0x00000000000000000000000000000000000a11ce";
+const BOB = "0x0000000000000000000000000000000000000b0b";
+const CAROL = "0x00000000000000000000000000000000000ca201";
+
+const DOCS = [
+  { who: ALICE, text: "The statute of limitations for written contracts is six years in this jurisdiction." },
+  { who: BOB, text: "Consideration is the bargained-for exchange that makes a promise legally enforceable." },
+  { who: ALICE, text: "An offer lapses when the offeree rejects it or makes a counter-offer instead." },
+  { who: CAROL, text: "Damages for breach aim to put the injured party where performance would have." },
+];
+const OUTPUT =
+  "In short: consideration is the bargained-for exchange that makes a promise legally enforceable, " +
+  "and damages for breach aim to put the injured party where performance would have left them.";
+
+const SPAM_WORDS = ["winner", "free", "prize", "click", "offer", "cash", "urgent", "bonus"];
+const HAM_WORDS = ["meeting", "report", "lunch", "schedule", "project", "review", "notes", "team"];
+
+function noopJob(): JobContext {
+  return {
+    id: "direct",
+    attempt: 1,
+    maxAttempts: 1,
+    signal: new AbortController().signal,
+    progress: async () => {},
+  };
+}
+
+async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | null | undefined | false>,
+  ms = 45_000,
+): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
+describe("attribution service end to end", () => {
+  let chain: LocalChain;
+  let env: Awaited<ReturnType<typeof testEnvironment>>;
+  let blobDir: string;
+  let addressesFile: string;
+  let app: App;
+  let config: AttributionConfig;
+  let db: Db;
+  const ids = {} as {
+    spanVersion: string;
+    emptyVersion: string;
+    unindexedVersion: string;
+    labelledVersion: string;
+    inference: string;
+    smallInference: string;
+    datanet: string;
+  };
+
+  const configWith = (extra: Record<string, string>) =>
+    attributionConfig({
+      ...env.env,
+      CHAIN_RPC_URL: chain.rpcUrl,
+      CHAIN_ADDRESSES_FILE: addressesFile,
+      ATTRIBUTION_BLOB_DIR: blobDir,
+      ATTRIBUTION_MIN_SPAN_TOKENS: "12",
+      ...extra,
+    });
+
+  before(async () => {
+    blobDir = await mkdtemp(path.join(tmpdir(), "attr-blobs-"));
+    addressesFile = path.join(blobDir, "addresses.json");
+    [chain, env] = await Promise.all([
+      startLocalChain({ writeAddresses: addressesFile }),
+      testEnvironment("attribution_e2e"),
+    ]);
+    const v = chain.accounts.validators;
+    config = configWith({ VALIDATOR_PRIVATE_KEYS: `${v[0]!.privateKey},${v[1]!.privateKey}` });
+    app = await buildAttribution(config);
+    db = app.db;
+    await seed(db);
+  });
+
+  after(async () => {
+    await app?.close();
+    await env?.cleanup();
+    await chain?.stop();
+    if (blobDir) await rm(blobDir, { recursive: true, force: true });
+  });
+
+  async function seed(db: Db) {
+    for (const a of [ALICE, BOB, CAROL]) await db.contributor.create({ data: { address: a } });
+    const datanet = await db.datanet.create({
+      data: { slug: "law", name: "Law", type: "text", license: "CC-BY-4.0", ownerAddress: ALICE },
+    });
+    ids.datanet = datanet.id;
+    const mkVersion = async (version: number, docs: { who: string; text: string; label?: string }[]) => {
+      const v = await db.datanetVersion.create({
+        data: {
+          datanetId: datanet.id,
+          version,
+          merkleRoot: `0x${"ab".repeat(32)}`,
+          rowCount: docs.length,
+          contributorCount: new Set(docs.map((d) => d.who)).size,
+          status: "registered",
+        },
+      });
+      let position = 0;
+      for (const d of docs) {
+        const c = await db.contribution.create({
+          data: {
+            datanetId: datanet.id,
+            contributorAddress: d.who,
+            source: "rows",
+            status: "validated",
+            rowCount: 1,
+          },
+        });
+        const row = await db.datanetRow.create({
+          data: {
+            datanetId: datanet.id,
+            contributionId: c.id,
+            contributorAddress: d.who,
+            ordinal: 0,
+            text: d.text,
+            label: d.label ?? null,
+            normalizedHash: "cd".repeat(32),
+            status: "accepted",
+          },
+        });
+        await db.datanetVersionRow.create({ data: { versionId: v.id, position: position++, rowId: row.id } });
+      }
+      return v.id;
+    };
+    ids.spanVersion = await mkVersion(1, DOCS);
+    ids.emptyVersion = await mkVersion(2, []);
+    ids.unindexedVersion = await mkVersion(3, DOCS.slice(0, 1));
+    // 48 labelled rows of two classes (deterministic word mixes) for the influence model.
+    const labelled = Array.from({ length: 48 }, (_, i) => {
+      const spam = i % 2 === 0;
+      const words = spam ? SPAM_WORDS : HAM_WORDS;
+      const text = Array.from({ length: 6 }, (_, k) => words[(i * 3 + k * 5) % words.length]).join(" ");
+      return { who: [ALICE, BOB, CAROL][i % 3]!, text: `${text} ${i}`, label: spam ? "spam" : "ham" };
+    });
+    ids.labelledVersion = await mkVersion(4, labelled);
+    const mkModel = (id: string, kind: "adapter" | "small_model", versionId: string) =>
+      db.model.create({
+        data: {
+          id,
+          kind,
+          ownerAddress: BOB,
+          contentHash: "ef".repeat(32),
+          priceInPer1kWei: "1000",
+          priceOutPer1kWei: "2000",
+          trainingVersions: { create: [{ datanetVersionId: versionId }] },
+        },
+      });
+    await mkModel("law-lora", "adapter", ids.spanVersion);
+    await mkModel("spam-filter", "small_model", ids.labelledVersion);
+    const mkInference = (modelId: string, prompt: string, output: string) =>
+      db.inference.create({
+        data: { modelId, accountAddress: CAROL, prompt, output, inputTokens: 10, outputTokens: 40 },
+      });
+    ids.inference = (await mkInference("law-lora", "What makes a promise enforceable?", OUTPUT)).id;
+    ids.smallInference = (await mkInference("spam-filter", "urgent cash prize click free bonus", "spam")).id;
+  }
+
+  test("index requests: bad body 400, unknown version 404, empty version 422, nothing written", async () => {
+    const bad = await app.inject({
+      method: "POST",
+      url: "/v1/indexes",
+      payload: { datanetVersionId: "nope" },
+    });
+    assert.equal(bad.statusCode, 400);
+    assert.equal(bad.json().error.code, "VALIDATION_FAILED");
+    const missing = await app.inject({
+      method: "POST",
+      url: "/v1/indexes",
+      payload: { datanetVersionId: "00000000-0000-4000-8000-000000000000" },
+    });
+    assert.equal(missing.statusCode, 404);
+    assert.equal(missing.json().error.code, "NOT_FOUND");
+    const empty = await app.inject({
+      method: "POST",
+      url: "/v1/indexes",
+      payload: { datanetVersionId: ids.emptyVersion },
+    });
+    assert.equal(empty.statusCode, 422);
+    assert.equal(empty.json().error.code, "UNPROCESSABLE");
+    assert.equal(await db.attributionIndex.count(), 0);
+    const get404 = await app.inject({
+      method: "GET",
+      url: "/v1/indexes/00000000-0000-4000-8000-000000000000",
+    });
+    assert.equal(get404.statusCode, 404);
+  });
+
+  test("POST /v1/indexes builds the span index from the version's rows through the queue", async () => {
+    const res = await app.inject({
+      method: "POST",
+      url: "/v1/indexes",
+      payload: { datanetVersionId: ids.spanVersion },
+    });
+    assert.equal(res.statusCode, 202, res.body);
+    assert.equal(res.json().status, "queued");
+    const view = await waitFor("span index ready", async () => {
+      const r = (await app.inject({ method: "GET", url: `/v1/indexes/${ids.spanVersion}` })).json();
+      return r.artifacts.find(
+        (a: { kind: string; status: string }) => a.kind === "span" && a.status === "ready",
+      )
+        ? r
+        : null;
+    });
+    const span = view.artifacts.find((a: { kind: string }) => a.kind === "span");
+    const expectedTokens = DOCS.reduce((s, d) => s + Buffer.byteLength(d.text), 0);
+    assert.equal(span.tokenCount, String(expectedTokens));
+    assert.equal(span.rowCount, DOCS.length);
+    assert.equal(span.tokenizer, "byte");
+    assert.equal(span.stats.contributors, 3);
+    assert.match(span.blobHash, /^[0-9a-f]{64}$/);
+    assert.ok(await contextFor(config).store.verify(span.blobHash), "stored blob hashes to its address");
+    // Unlabelled rows: no influence model.
+    assert.equal(view.artifacts.length, 1);
+    const version = await db.datanetVersion.findUniqueOrThrow({ where: { id: ids.spanVersion } });
+    assert.equal(version.status, "indexed");
+    await waitFor("job completed", async () => {
+      const r = (await app.inject({ method: "GET", url: `/v1/indexes/${ids.spanVersion}` })).json();
+      return r.job?.state === "completed" && r.job.progress?.percent === 100;
+    });
+  });
+
+  test("index builds are idempotent and content addressed", async () => {
+    const before = await db.attributionIndex.findUniqueOrThrow({
+      where: { datanetVersionId_kind: { datanetVersionId: ids.spanVersion, kind: "span" } },
+    });
+    const again = await buildVersionArtifacts(db, contextFor(config), ids.spanVersion);
+    assert.equal(again.span, "exists");
+    // A fresh build of the same rows (another validator's machine) gives the same blob.
+    const other = contextFor(configWith({ ATTRIBUTION_BLOB_DIR: path.join(blobDir, "other") }));
+    await db.attributionIndex.update({ where: { id: before.id }, data: { status: "failed" } });
+    const rebuilt = await buildVersionArtifacts(db, other, ids.spanVersion);
+    assert.equal(rebuilt.span, "built");
+    const after1 = await db.attributionIndex.findUniqueOrThrow({ where: { id: before.id } });
+    assert.equal(after1.blobHash, before.blobHash);
+    assert.equal(after1.status, "ready");
+    assert.equal(await db.attributionIndex.count({ where: { datanetVersionId: ids.spanVersion } }), 1);
+  });
+
+  test("POST /v1/attribute returns spans with their rows, contributors and ppm weights", async () => {
+    const res = await app.inject({
+      method: "POST",
+      url: "/v1/attribute",
+      payload: { text: OUTPUT, datanetVersionId: ids.spanVersion },
+    });
+    assert.equal(res.statusCode, 200, res.body);
+    const body = res.json();
+    assert.equal(body.textTokens, Buffer.byteLength(OUTPUT));
+    assert.ok(body.spans.length >= 2, "both borrowed sentences are found");
+    const texts = body.spans.map((s: { text: string }) => s.text).join("|");
+    assert.match(texts, /the bargained-for exchange that makes a promise legally enforceable/);
+    assert.match(texts, /to put the injured party where performance would have/);
+    for (const s of body.spans) {
+      assert.equal(s.count, 1);
+      assert.ok(
+        DOCS.some((d) => d.text.includes(s.text)),
+        `span "${s.text}" occurs in a row`,
+      );
+      assert.ok(s.rows[0].excerpt.includes(s.text.trim().slice(0, 20)));
+    }
+    const who = body.contributors.map((c: { contributorAddress: string }) => c.contributorAddress);
+    assert.deepEqual(who, [BOB, CAROL].sort());
+    assert.equal(
+      body.contributors.reduce((s: number, c: { ppm: number }) => s + c.ppm, 0),
+      1_000_000,
+    );
+    // A stricter minimum length leaves nothing: weights are empty, not invented.
+    const none = await app.inject({
+      method: "POST",
+      url: "/v1/attribute",
+      payload: { text: OUTPUT, datanetVersionId: ids.spanVersion, options: { minSpanTokens: 4000 } },
+    });
+    assert.equal(none.statusCode, 200);
+    assert.deepEqual(none.json().contributors, []);
+  });
+
+  test("POST /v1/attribute: 409 without an index, 404 unknown version, 400 bad options", async () => {
+    const notBuilt = await app.inject({
+      method: "POST",
+      url: "/v1/attribute",
+      payload: { text: OUTPUT, datanetVersionId: ids.unindexedVersion },
+    });
+    assert.equal(notBuilt.statusCode, 409);
+    assert.equal(notBuilt.json().error.code, "CONFLICT");
+    const unknown = await app.inject({
+      method: "POST",
+      url: "/v1/attribute",
+      payload: { text: OUTPUT, datanetVersionId: "00000000-0000-4000-8000-000000000000" },
+    });
+    assert.equal(unknown.statusCode, 404);
+    const badOpts = await app.inject({
+      method: "POST",
+      url: "/v1/attribute",
+      payload: { text: OUTPUT, datanetVersionId: ids.spanVersion, options: { minSpanTokens: 0 } },
+    });
+    assert.equal(badOpts.statusCode, 400);
+    assert.equal(badOpts.json().error.code, "VALIDATION_FAILED");
+    const emptyText = await app.inject({
+      method: "POST",
+      url: "/v1/attribute",
+      payload: { text: "", datanetVersionId: ids.spanVersion },
+    });
+    assert.equal(emptyText.statusCode, 400);
+  });
+
+  test("attribution.score through the queue: two validators store byte-identical, signed results", async () => {
+    await app.producer.enqueue("attribution.score", { inferenceId: ids.inference });
+    const results = await waitFor("two results", async () => {
+      const r = await db.attributionResult.findMany({
+        where: { inferenceId: ids.inference },
+        include: { weights: true },
+        orderBy: { validatorAddress: "asc" },
+      });
+      return r.length === 2 ? r : null;
+    });
+    const [a, b] = results as [(typeof results)[0], (typeof results)[0]];
+    assert.notEqual(a.validatorAddress, b.validatorAddress);
+    assert.equal(a.canonicalJson, b.canonicalJson, "byte-identical canonical JSON");
+    assert.equal(a.resultHash, b.resultHash);
+    assert.notEqual(a.signature, b.signature);
+    const v = chain.accounts.validators.slice(0, 2).map((x) => x.address.toLowerCase());
+    for (const r of results) {
+      assert.ok(v.includes(r.validatorAddress));
+      const signer = await recoverAttributionResultSigner(
+        chain.chainId,
+        { inferenceId: inferenceIdToBytes32(ids.inference), resultHash: r.resultHash as Hex },
+        r.signature as Hex,
+        chain.addresses!.contracts.RewardDistributor,
+      );
+      assert.equal(signer.toLowerCase(), r.validatorAddress);
+      assert.equal(
+        r.weights.reduce((s, w) => s + w.weightPpm, 0),
+        1_000_000,
+      );
+    }
+    const evidence = JSON.parse(a.canonicalJson);
+    assert.equal(evidence.method, "span");
+    assert.equal(evidence.inferenceId, ids.inference);
+    assert.deepEqual(
+      evidence.weights.map((w: { contributorId: string }) => w.contributorId),
+      [BOB, CAROL].sort(),
+    );
+    assert.ok(
+      !a.canonicalJson.includes(a.validatorAddress),
+      "the validator is not part of the signed result",
+    );
+  });
+
+  test("a third, independent validator process computes the same bytes; the API shows agreement", async () => {
+    const v7 = chain.accounts.validators[2]!;
+    const other = await buildAttribution(
+      configWith({
+        RUN_WORKERS: "false",
+        VALIDATOR_PRIVATE_KEYS: v7.privateKey,
+        ATTRIBUTION_BLOB_DIR: path.join(blobDir, "other"),
+      }),
+    );
+    try {
+      await scoreWorker(other, other.config as AttributionConfig)({ inferenceId: ids.inference }, noopJob());
+      // Running again is a no-op (unique inference + validator).
+      await scoreWorker(other, other.config as AttributionConfig)({ inferenceId: ids.inference }, noopJob());
+    } finally {
+      await other.close();
+    }
+    const all = await db.attributionResult.findMany({ where: { inferenceId: ids.inference } });
+    assert.equal(all.length, 3);
+    assert.equal(new Set(all.map((r) => r.canonicalJson)).size, 1);
+    const res = await app.inject({ method: "GET", url: `/v1/inferences/${ids.inference}/attribution` });
+    assert.equal(res.statusCode, 200);
+    const body = res.json();
+    assert.equal(body.agree, true);
+    assert.equal(body.consensusCount, 3);
+    for (const r of body.results) {
+      assert.equal(r.signatureValid, true);
+      assert.equal(r.hashValid, true);
+      assert.ok(r.evidence.spans.length >= 2);
+    }
+  });
+
+  test("a validator below the minimum stake is refused without retry, and nothing is stored", async () => {
+    const outsider = chain.accounts.users[0]!; // funded but never staked as a validator
+    const cfg = configWith({ RUN_WORKERS: "false", VALIDATOR_PRIVATE_KEYS: outsider.privateKey });
+    const other = await buildAttribution(cfg);
+    try {
+      await assert.rejects(
+        scoreWorker(other, cfg)({ inferenceId: ids.inference }, noopJob()),
+        (err: unknown) =>
+          err instanceof UnrecoverableError && /minimum validator stake/.test((err as Error).message),
+      );
+    } finally {
+      await other.close();
+    }
+    const stored = await db.attributionResult.count({
+      where: { inferenceId: ids.inference, validatorAddress: outsider.address.toLowerCase() },
+    });
+    assert.equal(stored, 0);
+  });
+
+  test("unknown inferences fail unretried; GET attribution answers 400/404 with codes", async () => {
+    await assert.rejects(
+      scoreWorker(app, config)({ inferenceId: "00000000-0000-4000-8000-000000000000" }, noopJob()),
+      UnrecoverableError,
+    );
+    const bad = await app.inject({ method: "GET", url: "/v1/inferences/not-a-uuid/attribution" });
+    assert.equal(bad.statusCode, 400);
+    assert.equal(bad.json().error.code, "VALIDATION_FAILED");
+    const missing = await app.inject({
+      method: "GET",
+      url: "/v1/inferences/00000000-0000-4000-8000-000000000000/attribution",
+    });
+    assert.equal(missing.statusCode, 404);
+    const none = await app.inject({ method: "GET", url: `/v1/inferences/${ids.smallInference}/attribution` });
+    assert.equal(none.statusCode, 200);
+    assert.equal(none.json().agree, false);
+    assert.deepEqual(none.json().results, []);
+  });
+
+  test("small models: influence model + ONNX from labelled rows, influence attribution signed", async () => {
+    const outcome = await buildVersionArtifacts(db, contextFor(config), ids.labelledVersion);
+    assert.equal(outcome.influence, "built");
+    const inf = await db.attributionIndex.findUniqueOrThrow({
+      where: { datanetVersionId_kind: { datanetVersionId: ids.labelledVersion, kind: "influence" } },
+    });
+    assert.equal(inf.status, "ready");
+    assert.ok(inf.onnxBlobHash && (await contextFor(config).store.verify(inf.onnxBlobHash)));
+    assert.deepEqual((inf.stats as { classNames: string[] }).classNames, ["ham", "spam"]);
+    await scoreWorker(app, config)({ inferenceId: ids.smallInference }, noopJob());
+    const results = await db.attributionResult.findMany({
+      where: { inferenceId: ids.smallInference },
+      include: { weights: true },
+    });
+    assert.equal(results.length, 2);
+    assert.equal(results[0]!.canonicalJson, results[1]!.canonicalJson);
+    assert.equal(results[0]!.method, "influence");
+    const evidence = JSON.parse(results[0]!.canonicalJson);
+    assert.equal(evidence.labelName, "spam");
+    assert.ok(evidence.topHelpful.length > 0);
+    assert.equal(
+      results[0]!.weights.reduce((s, w) => s + w.weightPpm, 0),
+      1_000_000,
+    );
+  });
+});

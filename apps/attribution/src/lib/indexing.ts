@@ -1,0 +1,232 @@
+import {
+  buildSpanIndex,
+  type CorpusRow,
+  encodeInfluenceModel,
+  encodeSpanIndex,
+  exportLogisticOnnx,
+  type FeatureOptions,
+  indexStats,
+  type LabelledRow,
+  trainInfluenceModel,
+} from "@openledger/attribution-core";
+import type { AttributionIndexKind, Db } from "@openledger/db";
+import type { AttributionContext } from "./context.ts";
+
+/** Feature settings of every influence model (part of its identity, recorded in `tokenizer`). */
+export const INFLUENCE_FEATURES: FeatureOptions = { dim: 512, maxNgram: 2, maxChars: 3000 };
+export const INFLUENCE_LAMBDA = 1;
+export const INFLUENCE_FEATURES_ID = `hashed-ngrams:d${INFLUENCE_FEATURES.dim}:n${INFLUENCE_FEATURES.maxNgram}`;
+
+export class VersionNotFoundError extends Error {
+  constructor(readonly versionId: string) {
+    super(`datanet version ${versionId} does not exist`);
+    this.name = "VersionNotFoundError";
+  }
+}
+
+export interface VersionRow {
+  rowId: string;
+  contributionId: string;
+  contributorAddress: string;
+  text: string;
+  label: string | null;
+}
+
+const PAGE = 5000;
+
+/** The version's rows in their published order (position), read in pages. */
+export async function loadVersionRows(db: Db, versionId: string): Promise<VersionRow[]> {
+  const out: VersionRow[] = [];
+  let after = -1;
+  for (;;) {
+    const page = await db.datanetVersionRow.findMany({
+      where: { versionId, position: { gt: after } },
+      orderBy: { position: "asc" },
+      take: PAGE,
+      select: {
+        position: true,
+        row: {
+          select: { id: true, contributionId: true, contributorAddress: true, text: true, label: true },
+        },
+      },
+    });
+    for (const p of page) {
+      out.push({
+        rowId: p.row.id.toString(),
+        contributionId: p.row.contributionId,
+        contributorAddress: p.row.contributorAddress.toLowerCase(),
+        text: p.row.text,
+        label: p.row.label,
+      });
+    }
+    if (page.length < PAGE) return out;
+    after = page[page.length - 1]!.position;
+  }
+}
+
+export type Progress = (value: { phase: string; percent: number }) => void;
+
+export interface BuildOutcome {
+  span: "built" | "exists";
+  influence: "built" | "exists" | "not-labelled";
+}
+
+async function ready(db: Db, ctx: AttributionContext, versionId: string, kind: AttributionIndexKind) {
+  const row = await db.attributionIndex.findUnique({
+    where: { datanetVersionId_kind: { datanetVersionId: versionId, kind } },
+  });
+  if (row?.status !== "ready" || !row.blobHash) return false;
+  // A ready row whose blob vanished (store wiped) is rebuilt rather than trusted.
+  return ctx.store.has(row.blobHash);
+}
+
+async function markBuilding(
+  db: Db,
+  versionId: string,
+  kind: AttributionIndexKind,
+  tokenizer: string,
+  jobId: string | null,
+) {
+  await db.attributionIndex.upsert({
+    where: { datanetVersionId_kind: { datanetVersionId: versionId, kind } },
+    create: { datanetVersionId: versionId, kind, tokenizer, stats: {}, jobId, status: "building" },
+    update: { status: "building", error: null, tokenizer, jobId },
+  });
+}
+
+async function markFailed(db: Db, versionId: string, kind: AttributionIndexKind, err: unknown) {
+  await db.attributionIndex
+    .update({
+      where: { datanetVersionId_kind: { datanetVersionId: versionId, kind } },
+      data: { status: "failed", error: String((err as Error)?.message ?? err).slice(0, 2000) },
+    })
+    .catch(() => {});
+}
+
+/**
+ * Builds (or confirms) the attribution artifacts of one datanet version: the span index
+ * always; the influence model + ONNX export when the version has labelled rows of at least two
+ * classes. Idempotent: a ready artifact whose blob is present is kept; artifacts are content
+ * addressed, so a rebuild of the same rows writes the same blob. Marks the version `indexed`.
+ */
+export async function buildVersionArtifacts(
+  db: Db,
+  ctx: AttributionContext,
+  versionId: string,
+  options: { jobId?: string | null; progress?: Progress } = {},
+): Promise<BuildOutcome> {
+  const progress = options.progress ?? (() => {});
+  const jobId = options.jobId ?? null;
+  const version = await db.datanetVersion.findUnique({ where: { id: versionId } });
+  if (!version) throw new VersionNotFoundError(versionId);
+  const tokenizer = await ctx.tokenizer();
+  const outcome: BuildOutcome = { span: "exists", influence: "not-labelled" };
+  let rows: VersionRow[] | undefined;
+  const getRows = async () => {
+    rows ??= await loadVersionRows(db, versionId);
+    return rows;
+  };
+
+  if (!(await ready(db, ctx, versionId, "span"))) {
+    await markBuilding(db, versionId, "span", tokenizer.id, jobId);
+    try {
+      const list = await getRows();
+      progress({ phase: "tokenize", percent: 0 });
+      const corpus: CorpusRow[] = list.map((r) => ({
+        rowId: r.rowId,
+        contributionId: r.contributionId,
+        contributorId: r.contributorAddress,
+        tokens: tokenizer.encode(r.text),
+      }));
+      let last = -1;
+      const index = buildSpanIndex(corpus, {
+        vocabSize: tokenizer.vocabSize,
+        meta: {
+          datanetId: version.datanetId,
+          datanetVersionId: versionId,
+          version: version.version,
+          tokenizer: tokenizer.id,
+        },
+        onProgress: ({ phase, fraction }) => {
+          const percent = Math.floor(fraction * 90);
+          if (percent !== last) {
+            last = percent;
+            progress({ phase, percent });
+          }
+        },
+      });
+      const blobHash = await ctx.store.put(encodeSpanIndex(index));
+      const { meta: _meta, ...stats } = indexStats(index);
+      await db.attributionIndex.update({
+        where: { datanetVersionId_kind: { datanetVersionId: versionId, kind: "span" } },
+        data: {
+          status: "ready",
+          blobHash,
+          tokenCount: BigInt(stats.tokens),
+          rowCount: stats.rows,
+          stats: { ...stats },
+          error: null,
+        },
+      });
+      outcome.span = "built";
+    } catch (err) {
+      await markFailed(db, versionId, "span", err);
+      throw err;
+    }
+  }
+  progress({ phase: "span-index", percent: 90 });
+
+  const existingInfluence = await ready(db, ctx, versionId, "influence");
+  if (existingInfluence) outcome.influence = "exists";
+  else {
+    const list = await getRows();
+    const labelled = list.filter((r) => r.label !== null && r.label !== "");
+    const classes = [...new Set(labelled.map((r) => r.label!))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    if (classes.length >= 2) {
+      await markBuilding(db, versionId, "influence", INFLUENCE_FEATURES_ID, jobId);
+      try {
+        const classOf = new Map(classes.map((c, i) => [c, i]));
+        const training: LabelledRow[] = labelled.map((r) => ({
+          rowId: r.rowId,
+          contributionId: r.contributionId,
+          contributorId: r.contributorAddress,
+          text: r.text,
+          label: classOf.get(r.label!)!,
+        }));
+        const model = trainInfluenceModel(training, INFLUENCE_FEATURES, {
+          classes: classes.length,
+          lambda: INFLUENCE_LAMBDA,
+          meta: { datanetVersionId: versionId, classNames: classes },
+        });
+        progress({ phase: "influence", percent: 97 });
+        const blobHash = await ctx.store.put(encodeInfluenceModel(model));
+        const onnxBlobHash = await ctx.store.put([exportLogisticOnnx(model.influence.model)]);
+        await db.attributionIndex.update({
+          where: { datanetVersionId_kind: { datanetVersionId: versionId, kind: "influence" } },
+          data: {
+            status: "ready",
+            blobHash,
+            onnxBlobHash,
+            rowCount: training.length,
+            stats: {
+              classes: classes.length,
+              classNames: classes,
+              dim: INFLUENCE_FEATURES.dim,
+              lambda: INFLUENCE_LAMBDA,
+              iterations: model.meta.iterations as number,
+              unlabelledRows: list.length - labelled.length,
+            },
+            error: null,
+          },
+        });
+        outcome.influence = "built";
+      } catch (err) {
+        await markFailed(db, versionId, "influence", err);
+        throw err;
+      }
+    }
+  }
+  await db.datanetVersion.update({ where: { id: versionId }, data: { status: "indexed" } });
+  progress({ phase: "done", percent: 100 });
+  return outcome;
+}

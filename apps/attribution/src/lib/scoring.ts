@@ -1,0 +1,161 @@
+import { attributeSpans, attributeText, type SpanIndex } from "@openledger/attribution-core";
+import type { AttributionMethod, Db } from "@openledger/db";
+import { canonicalJson } from "./canonical.ts";
+import type { AttributionContext } from "./context.ts";
+
+/** Version of the canonical result layout; bump when its fields change. */
+export const RESULT_FORMAT_VERSION = 1;
+
+export class ScoringError extends Error {
+  constructor(
+    readonly code: "INFERENCE_NOT_FOUND" | "NO_TRAINING_VERSIONS" | "INDEX_NOT_READY" | "UNSUPPORTED",
+    message: string,
+    /** Whether waiting can fix it (an index still being built). */
+    readonly retryable = false,
+  ) {
+    super(message);
+    this.name = "ScoringError";
+  }
+}
+
+export interface SpanParams {
+  minLen: number;
+  maxCount: number;
+  maxRowsPerSpan: number;
+  maxCreditedOccurrences: number;
+  weighting: "length" | "rarity";
+}
+
+export function spanParams(ctx: AttributionContext, overrides: Partial<SpanParams> = {}): SpanParams {
+  return {
+    minLen: overrides.minLen ?? ctx.config.ATTRIBUTION_MIN_SPAN_TOKENS,
+    maxCount: overrides.maxCount ?? ctx.config.ATTRIBUTION_MAX_SPAN_COUNT,
+    maxRowsPerSpan: overrides.maxRowsPerSpan ?? 16,
+    maxCreditedOccurrences: overrides.maxCreditedOccurrences ?? 16,
+    weighting: overrides.weighting ?? "length",
+  };
+}
+
+export interface ComputedAttribution {
+  method: AttributionMethod;
+  /** The canonical result object (integers and strings only). */
+  result: Record<string, unknown>;
+  canonical: string;
+  weights: Array<{ contributorId: string; ppm: number }>;
+}
+
+/** Loads the ready span indexes of `versionIds` (shards, in the given order). */
+export async function loadSpanShards(
+  db: Db,
+  ctx: AttributionContext,
+  versionIds: readonly string[],
+): Promise<{ shards: SpanIndex[]; sources: Array<{ datanetVersionId: string; blobHash: string }> }> {
+  const tokenizer = await ctx.tokenizer();
+  const shards: SpanIndex[] = [];
+  const sources: Array<{ datanetVersionId: string; blobHash: string }> = [];
+  for (const id of versionIds) {
+    const row = await db.attributionIndex.findUnique({
+      where: { datanetVersionId_kind: { datanetVersionId: id, kind: "span" } },
+    });
+    if (row?.status !== "ready" || !row.blobHash) {
+      throw new ScoringError("INDEX_NOT_READY", `the span index of datanet version ${id} is not ready`, true);
+    }
+    if (row.tokenizer !== tokenizer.id) {
+      throw new ScoringError(
+        "UNSUPPORTED",
+        `the index of datanet version ${id} was built with tokenizer ${row.tokenizer}, this service uses ${tokenizer.id}`,
+      );
+    }
+    shards.push(await ctx.spanIndex(row.blobHash));
+    sources.push({ datanetVersionId: id, blobHash: row.blobHash });
+  }
+  return { shards, sources };
+}
+
+const toPpm = (p: number) => Math.round(p * 1_000_000);
+
+/**
+ * The attribution of one inference, computed only from Postgres rows and content-addressed
+ * artifacts, so every validator computes the same canonical bytes: adapters and base models
+ * get span attribution over the span indexes of their training versions (one shard per version,
+ * ordered by version id); small models get influence attribution from the influence model of
+ * their (single) labelled training version. The validator's identity is not part of the result.
+ */
+export async function computeAttribution(
+  db: Db,
+  ctx: AttributionContext,
+  inferenceId: string,
+): Promise<ComputedAttribution> {
+  const inference = await db.inference.findUnique({
+    where: { id: inferenceId },
+    include: { model: { include: { trainingVersions: { select: { datanetVersionId: true } } } } },
+  });
+  if (!inference) throw new ScoringError("INFERENCE_NOT_FOUND", `inference ${inferenceId} does not exist`);
+  const versionIds = inference.model.trainingVersions
+    .map((v) => v.datanetVersionId)
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  if (versionIds.length === 0) {
+    throw new ScoringError(
+      "NO_TRAINING_VERSIONS",
+      `model ${inference.modelId} names no training datanet versions: nothing to attribute to`,
+    );
+  }
+  const base = { format: RESULT_FORMAT_VERSION, inferenceId, modelId: inference.modelId };
+
+  if (inference.model.kind === "small_model") {
+    if (versionIds.length !== 1) {
+      throw new ScoringError(
+        "UNSUPPORTED",
+        `small model ${inference.modelId} names ${versionIds.length} training versions; influence needs exactly one`,
+      );
+    }
+    const versionId = versionIds[0]!;
+    const row = await db.attributionIndex.findUnique({
+      where: { datanetVersionId_kind: { datanetVersionId: versionId, kind: "influence" } },
+    });
+    if (row?.status !== "ready" || !row.blobHash) {
+      throw new ScoringError(
+        "INDEX_NOT_READY",
+        `the influence model of datanet version ${versionId} is not ready`,
+        true,
+      );
+    }
+    const model = await ctx.influenceModel(row.blobHash);
+    // A small model classifies its input: the prompt is what the prediction is about.
+    const att = attributeText(model, inference.prompt, { topK: 10 });
+    const classNames = (model.meta.classNames as string[] | undefined) ?? [];
+    const result = {
+      ...base,
+      method: "influence",
+      source: { datanetVersionId: versionId, blobHash: row.blobHash, features: row.tokenizer },
+      label: att.label,
+      labelName: classNames[att.label] ?? String(att.label),
+      probabilitiesPpm: att.probabilities.map(toPpm),
+      topHelpful: att.topHelpful,
+      topHarmful: att.topHarmful,
+      totalPositive: att.totalPositive,
+      unattributed: att.unattributed ?? null,
+      weights: att.weights,
+    };
+    return { method: "influence", result, canonical: canonicalJson(result), weights: att.weights };
+  }
+
+  const { shards, sources } = await loadSpanShards(db, ctx, versionIds);
+  const tokenizer = await ctx.tokenizer();
+  const tokens = tokenizer.encode(inference.output);
+  const params = spanParams(ctx);
+  const att = attributeSpans(shards, tokens, params);
+  const result = {
+    ...base,
+    method: "span",
+    params: { ...params, tokenizer: tokenizer.id },
+    sources,
+    outputTokens: tokens.length,
+    spans: att.spans,
+    rows: att.rows,
+    totalScore: att.totalScore,
+    unattributed: att.weights.length === 0 ? "no-matching-span" : null,
+    weights: att.weights,
+  };
+  return { method: "span", result, canonical: canonicalJson(result), weights: att.weights };
+}

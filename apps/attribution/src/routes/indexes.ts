@@ -1,0 +1,121 @@
+import type { AttributionConfig } from "@openledger/config";
+import { AppError } from "@openledger/errors";
+import { jobId } from "@openledger/queue";
+import type { FastifyPluginAsync } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { ArtifactView, ErrorBody, Uuid } from "./schemas.ts";
+
+export const indexRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = async (root) => {
+  const app = root.withTypeProvider<ZodTypeProvider>();
+
+  app.post(
+    "/v1/indexes",
+    {
+      schema: {
+        tags: ["indexes"],
+        summary: "Build the attribution index of a datanet version",
+        description:
+          "Enqueues `attribution.index` for the version: its suffix-array span index and, when the version has " +
+          "labelled rows of at least two classes, its influence model and ONNX export. Idempotent: the job id is " +
+          "derived from the version, and a ready index is kept. Follow progress with GET /v1/indexes/{versionId}. " +
+          "404 NOT_FOUND: no such version; 422 UNPROCESSABLE: the version has no rows.",
+        body: z.object({ datanetVersionId: Uuid.describe("The published datanet version to index") }),
+        response: {
+          202: z.object({
+            jobId: z.string().describe("Queue job id (stable per version)"),
+            datanetVersionId: z.string(),
+            status: z.literal("queued"),
+          }),
+          400: ErrorBody,
+          404: ErrorBody,
+          422: ErrorBody,
+        },
+      },
+    },
+    async (req, reply) => {
+      const { datanetVersionId } = req.body;
+      const version = await root.db.datanetVersion.findUnique({
+        where: { id: datanetVersionId },
+        select: { id: true, _count: { select: { rows: true } } },
+      });
+      if (!version) throw new AppError("NOT_FOUND", `datanet version ${datanetVersionId} does not exist`);
+      if (version._count.rows === 0) {
+        throw new AppError("UNPROCESSABLE", `datanet version ${datanetVersionId} has no rows to index`);
+      }
+      const job = await root.producer.enqueue("attribution.index", { datanetVersionId });
+      return reply.code(202).send({ jobId: job.id, datanetVersionId, status: "queued" as const });
+    },
+  );
+
+  app.get(
+    "/v1/indexes/:versionId",
+    {
+      schema: {
+        tags: ["indexes"],
+        summary: "Inspect the attribution index of a datanet version",
+        description:
+          "The version's artifacts (status, blob hashes, token count, stats) and its build job (state and " +
+          "progress) while it is queued or running. 404 NOT_FOUND: no such version.",
+        params: z.object({ versionId: Uuid }),
+        response: {
+          200: z.object({
+            datanetVersionId: z.string(),
+            versionStatus: z
+              .enum(["pending", "registered", "indexed"])
+              .describe("Status of the datanet version"),
+            rowCount: z.number().int(),
+            artifacts: z.array(ArtifactView),
+            job: z
+              .object({
+                id: z.string(),
+                state: z.string().describe("waiting, active, completed, failed, delayed..."),
+                progress: z.unknown().describe("{ phase, percent } while building"),
+                failedReason: z.string().nullable(),
+              })
+              .nullable()
+              .describe("The build job while the queue still keeps it"),
+          }),
+          400: ErrorBody,
+          404: ErrorBody,
+        },
+      },
+    },
+    async (req) => {
+      const { versionId } = req.params;
+      const version = await root.db.datanetVersion.findUnique({ where: { id: versionId } });
+      if (!version) throw new AppError("NOT_FOUND", `datanet version ${versionId} does not exist`);
+      const artifacts = await root.db.attributionIndex.findMany({
+        where: { datanetVersionId: versionId },
+        orderBy: { kind: "asc" },
+      });
+      const id = jobId("attribution.index", { datanetVersionId: versionId });
+      const job = await root.producer.queue("attribution").getJob(id);
+      return {
+        datanetVersionId: versionId,
+        versionStatus: version.status,
+        rowCount: version.rowCount,
+        artifacts: artifacts.map((a) => ({
+          kind: a.kind,
+          status: a.status,
+          blobHash: a.blobHash,
+          onnxBlobHash: a.onnxBlobHash,
+          tokenizer: a.tokenizer,
+          tokenCount: a.tokenCount.toString(),
+          rowCount: a.rowCount,
+          stats: a.stats as Record<string, unknown>,
+          error: a.error,
+          updatedAt: a.updatedAt.toISOString(),
+        })),
+        job: job
+          ? {
+              id,
+              state: await job.getState(),
+              progress: job.progress,
+              failedReason: job.failedReason ?? null,
+            }
+          : null,
+      };
+    },
+  );
+};

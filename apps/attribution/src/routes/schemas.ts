@@ -1,0 +1,35 @@
+import { z } from "zod";
+
+export const ErrorBody = z
+  .object({
+    error: z.object({
+      code: z.string().describe("Stable error code, e.g. NOT_FOUND, CONFLICT, VALIDATION_FAILED"),
+      message: z.string().describe("What went wrong, for humans"),
+    }),
+  })
+  .describe("The one error shape of every OpenLedger service");
+
+export const Uuid = z.uuid();
+
+export const ContributorWeight = z.object({
+  contributorAddress: z.string().describe("Contributor wallet (lower-case 0x address)"),
+  ppm: z
+    .number()
+    .int()
+    .describe("Share in parts per million; the weights of one result sum to exactly 1,000,000"),
+});
+
+export const ArtifactView = z.object({
+  kind: z
+    .enum(["span", "influence"])
+    .describe("span: suffix-array index; influence: logistic model + ONNX export"),
+  status: z.enum(["building", "ready", "failed"]),
+  blobHash: z.string().nullable().describe("SHA-256 of the artifact in the content-addressed blob store"),
+  onnxBlobHash: z.string().nullable().describe("SHA-256 of the ONNX export (influence only)"),
+  tokenizer: z.string().describe("Tokenizer (span) or feature settings (influence) it was built with"),
+  tokenCount: z.string().describe("Tokens indexed (decimal string)"),
+  rowCount: z.number().int(),
+  stats: z.record(z.string(), z.unknown()).describe("Build statistics (bytes, contributors, classes...)"),
+  error: z.string().nullable().describe("Why the last build failed"),
+  updatedAt: z.string(),
+});

@@ -1,0 +1,29 @@
+import type { AttributionConfig } from "@openledger/config";
+import type { JobHandler } from "@openledger/queue";
+import { UnrecoverableError } from "bullmq";
+import type { FastifyInstance } from "fastify";
+import { contextFor } from "../lib/context.ts";
+import { buildVersionArtifacts, VersionNotFoundError } from "../lib/indexing.ts";
+
+/** `attribution.index`: build (or confirm) the span index / influence model of a version. */
+export function indexWorker(
+  app: FastifyInstance,
+  config: AttributionConfig,
+): JobHandler<"attribution.index"> {
+  const ctx = contextFor(config);
+  return async ({ datanetVersionId }, job) => {
+    try {
+      const outcome = await buildVersionArtifacts(app.db, ctx, datanetVersionId, {
+        jobId: job.id,
+        progress: (p) => {
+          job.progress(p).catch(() => {}); // progress is advisory; never fail the build on it
+        },
+      });
+      app.log.info({ datanetVersionId, ...outcome }, "attribution artifacts ready");
+      return outcome;
+    } catch (err) {
+      if (err instanceof VersionNotFoundError) throw new UnrecoverableError(err.message);
+      throw err;
+    }
+  };
+}

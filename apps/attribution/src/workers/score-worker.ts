@@ -1,0 +1,59 @@
+import type { AttributionConfig } from "@openledger/config";
+import type { JobHandler } from "@openledger/queue";
+import { UnrecoverableError } from "bullmq";
+import type { FastifyInstance } from "fastify";
+import { contextFor } from "../lib/context.ts";
+import { computeAttribution, ScoringError } from "../lib/scoring.ts";
+import { meetsValidatorStake, signAndStore, UnderstakedError } from "../lib/validator.ts";
+
+/**
+ * `attribution.score`: compute the inference's attribution once, then for each validator
+ * identity this process holds (or only the one named in the payload): check its stake on chain,
+ * sign the canonical result and store it. Validators are independent: each re-derives the result
+ * from Postgres and the content-addressed artifacts, so honest ones agree byte for byte.
+ *
+ * Failures that waiting cannot fix (unknown inference, model without training data, a validator
+ * below the minimum stake) fail the job once, without retries; an index still being built is
+ * retried with the catalog's backoff.
+ */
+export function scoreWorker(
+  app: FastifyInstance,
+  config: AttributionConfig,
+): JobHandler<"attribution.score"> {
+  const ctx = contextFor(config);
+  return async ({ inferenceId, validatorAddress }) => {
+    const [chain, held] = await Promise.all([ctx.chain(), ctx.validators()]);
+    const identities = validatorAddress ? held.filter((v) => v.address === validatorAddress) : held;
+    if (identities.length === 0) {
+      // Another process may hold this key: a plain error lets BullMQ retry (possibly elsewhere).
+      throw new Error(
+        validatorAddress
+          ? `validator ${validatorAddress} is not configured in this process (VALIDATOR_PRIVATE_KEYS)`
+          : "no validator identities configured (VALIDATOR_PRIVATE_KEYS)",
+      );
+    }
+    let computed: Awaited<ReturnType<typeof computeAttribution>>;
+    try {
+      computed = await computeAttribution(app.db, ctx, inferenceId);
+    } catch (err) {
+      if (err instanceof ScoringError && !err.retryable) throw new UnrecoverableError(err.message);
+      throw err;
+    }
+    const stored = [];
+    const refused: string[] = [];
+    for (const identity of identities) {
+      if (!(await meetsValidatorStake(chain, identity.address))) {
+        app.log.warn({ inferenceId, validator: identity.address }, "validator below minimum stake: refused");
+        refused.push(identity.address);
+        continue;
+      }
+      stored.push(await signAndStore(app.db, chain, identity, inferenceId, computed));
+    }
+    if (refused.length > 0) throw new UnrecoverableError(new UnderstakedError(refused.join(", ")).message);
+    app.log.info(
+      { inferenceId, results: stored.map((s) => [s.validatorAddress, s.resultHash, s.created]) },
+      "attributed",
+    );
+    return { method: computed.method, results: stored };
+  };
+}
