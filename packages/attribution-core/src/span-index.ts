@@ -72,86 +72,131 @@ export interface SpanIndex {
 }
 
 /**
- * Build the index. Rows are laid out in the given order: feed them in a canonical order
- * (e.g. by row id) so that every validator builds a byte-identical file. Contributions and
- * contributors are numbered in order of first appearance.
+ * Incremental builder: add rows one by one (e.g. from a database cursor, so the caller never
+ * holds every row's tokens), then `finish` builds the suffix array. Rows are laid out in the
+ * order added: add them in a canonical order (e.g. by row id) so that every validator builds
+ * a byte-identical file. Contributions and contributors are numbered by first appearance.
  */
-export function buildSpanIndex(rows: readonly CorpusRow[], options: BuildSpanIndexOptions): SpanIndex {
-  const { vocabSize, onProgress } = options;
-  if (!Number.isInteger(vocabSize) || vocabSize < 1 || vocabSize >= 0x7fffffff) {
-    throw new RangeError("vocabSize must be a positive int32");
-  }
-  let n = 0;
-  for (const r of rows) n += r.tokens.length + 1;
-  if (n >= 0x7fffffff) throw new RangeError(`index too large: ${n} symbols (shard it)`);
-  const report = (phase: BuildProgress["phase"], fraction: number) => onProgress?.({ phase, fraction });
+export class SpanIndexBuilder {
+  readonly #vocabSize: number;
+  #tokens: Int32Array;
+  #n = 0;
+  #docStarts: number[] = [];
+  #docContribution: number[] = [];
+  readonly #contributionIndex = new Map<string, number>();
+  readonly #contributorIndex = new Map<string, number>();
+  readonly #contributionContributor: number[] = [];
+  readonly #rowIds: string[] = [];
+  #finished = false;
 
-  const tokens = new Int32Array(n);
-  const docStarts = new Int32Array(rows.length + 1);
-  const docContribution = new Int32Array(rows.length);
-  const contributionIndex = new Map<string, number>();
-  const contributorIndex = new Map<string, number>();
-  const contributionContributorList: number[] = [];
-  const rowIds: string[] = [];
-  let pos = 0;
-  for (let d = 0; d < rows.length; d++) {
-    const row = rows[d]!;
-    let cIdx = contributorIndex.get(row.contributorId);
-    if (cIdx === undefined) {
-      cIdx = contributorIndex.size;
-      contributorIndex.set(row.contributorId, cIdx);
+  /** `capacityTokens`: expected total tokens + rows (avoids regrowing the buffer). */
+  constructor(options: { vocabSize: number; capacityTokens?: number }) {
+    const { vocabSize } = options;
+    if (!Number.isInteger(vocabSize) || vocabSize < 1 || vocabSize >= 0x7fffffff) {
+      throw new RangeError("vocabSize must be a positive int32");
     }
-    let kIdx = contributionIndex.get(row.contributionId);
-    if (kIdx === undefined) {
-      kIdx = contributionIndex.size;
-      contributionIndex.set(row.contributionId, kIdx);
-      contributionContributorList.push(cIdx);
-    } else if (contributionContributorList[kIdx] !== cIdx) {
-      throw new Error(`contribution ${row.contributionId} belongs to two contributors`);
-    }
-    docContribution[d] = kIdx;
-    rowIds.push(row.rowId);
-    tokens[pos++] = SEPARATOR;
-    docStarts[d] = pos;
+    this.#vocabSize = vocabSize;
+    this.#tokens = new Int32Array(Math.max(1024, options.capacityTokens ?? 0));
+  }
+
+  /** Symbols so far (tokens + one separator per row). */
+  get symbolCount(): number {
+    return this.#n;
+  }
+
+  add(row: CorpusRow): void {
+    if (this.#finished) throw new Error("builder already finished");
     const t = row.tokens;
+    const need = this.#n + t.length + 1;
+    if (need >= 0x7fffffff) throw new RangeError(`index too large: ${need} symbols (shard it)`);
+    // Validate before mutating anything, so a rejected row leaves the builder unchanged.
+    const vocab = this.#vocabSize;
     for (let i = 0; i < t.length; i++) {
       const v = t[i]!;
-      if (!Number.isInteger(v) || v < 0 || v >= vocabSize) {
-        throw new RangeError(`row ${row.rowId}: token ${v} outside [0, ${vocabSize})`);
+      if (!Number.isInteger(v) || v < 0 || v >= vocab) {
+        throw new RangeError(`row ${row.rowId}: token ${v} outside [0, ${vocab})`);
       }
-      tokens[pos++] = v + 1;
     }
-    if ((d & 1023) === 0) report("tokens", 0.02 * (pos / Math.max(1, n)));
+    let cIdx = this.#contributorIndex.get(row.contributorId);
+    let kIdx = this.#contributionIndex.get(row.contributionId);
+    if (kIdx !== undefined && this.#contributionContributor[kIdx] !== cIdx) {
+      throw new Error(`contribution ${row.contributionId} belongs to two contributors`);
+    }
+    if (cIdx === undefined) {
+      cIdx = this.#contributorIndex.size;
+      this.#contributorIndex.set(row.contributorId, cIdx);
+    }
+    if (kIdx === undefined) {
+      kIdx = this.#contributionIndex.size;
+      this.#contributionIndex.set(row.contributionId, kIdx);
+      this.#contributionContributor.push(cIdx);
+    }
+    if (need > this.#tokens.length) {
+      const grown = new Int32Array(Math.min(0x7fffffff, Math.max(need, this.#tokens.length * 2)));
+      grown.set(this.#tokens.subarray(0, this.#n));
+      this.#tokens = grown;
+    }
+    const tokens = this.#tokens;
+    let pos = this.#n;
+    tokens[pos++] = SEPARATOR;
+    this.#docStarts.push(pos);
+    for (let i = 0; i < t.length; i++) tokens[pos++] = t[i]! + 1;
+    this.#n = pos;
+    this.#docContribution.push(kIdx);
+    this.#rowIds.push(row.rowId);
   }
-  docStarts[rows.length] = n + 1;
-  const alphabetSize = vocabSize + 1;
-  const unigramCounts = new Uint32Array(alphabetSize);
-  for (let i = 0; i < n; i++) unigramCounts[tokens[i]!]!++;
-  report("tokens", 0.02);
 
-  const withLcp = options.withLcp ?? false;
-  const saShare = withLcp ? 0.85 : 0.98;
-  const sa = buildSuffixArray(tokens, alphabetSize, (f) => report("suffix-array", 0.02 + saShare * f));
-  let lcp: Int32Array | null = null;
-  if (withLcp) {
-    report("lcp", 0.02 + saShare);
-    lcp = buildLcpArray(tokens, sa);
+  /** Build the suffix array (and LCP) and return the index. The builder is spent. */
+  finish(options: Omit<BuildSpanIndexOptions, "vocabSize"> = {}): SpanIndex {
+    if (this.#finished) throw new Error("builder already finished");
+    this.#finished = true;
+    const report = (phase: BuildProgress["phase"], fraction: number) =>
+      options.onProgress?.({ phase, fraction });
+    const n = this.#n;
+    // Trim the buffer unless it is (almost) exact: the index keeps this array.
+    const tokens = this.#tokens.length - n > n >>> 4 ? this.#tokens.slice(0, n) : this.#tokens.subarray(0, n);
+    this.#tokens = new Int32Array(0);
+    const rows = this.#rowIds.length;
+    const docStarts = new Int32Array(rows + 1);
+    docStarts.set(this.#docStarts);
+    docStarts[rows] = n + 1;
+    const alphabetSize = this.#vocabSize + 1;
+    const unigramCounts = new Uint32Array(alphabetSize);
+    for (let i = 0; i < n; i++) unigramCounts[tokens[i]!]!++;
+    report("tokens", 0.02);
+    const withLcp = options.withLcp ?? false;
+    const saShare = withLcp ? 0.85 : 0.98;
+    const sa = buildSuffixArray(tokens, alphabetSize, (f) => report("suffix-array", 0.02 + saShare * f));
+    let lcp: Int32Array | null = null;
+    if (withLcp) {
+      report("lcp", 0.02 + saShare);
+      lcp = buildLcpArray(tokens, sa);
+    }
+    report("done", 1);
+    return {
+      tokens,
+      sa,
+      lcp,
+      docStarts,
+      docContribution: Int32Array.from(this.#docContribution),
+      contributionContributor: Int32Array.from(this.#contributionContributor),
+      unigramCounts,
+      alphabetSize,
+      rowIds: this.#rowIds,
+      contributionIds: [...this.#contributionIndex.keys()],
+      contributorIds: [...this.#contributorIndex.keys()],
+      meta: options.meta ?? {},
+    };
   }
-  report("done", 1);
-  return {
-    tokens,
-    sa,
-    lcp,
-    docStarts,
-    docContribution,
-    contributionContributor: Int32Array.from(contributionContributorList),
-    unigramCounts,
-    alphabetSize,
-    rowIds,
-    contributionIds: [...contributionIndex.keys()],
-    contributorIds: [...contributorIndex.keys()],
-    meta: options.meta ?? {},
-  };
+}
+
+/** Build the index from rows already in memory (see SpanIndexBuilder for row order). */
+export function buildSpanIndex(rows: readonly CorpusRow[], options: BuildSpanIndexOptions): SpanIndex {
+  let n = 0;
+  for (const r of rows) n += r.tokens.length + 1;
+  const builder = new SpanIndexBuilder({ vocabSize: options.vocabSize, capacityTokens: n });
+  for (const row of rows) builder.add(row);
+  return builder.finish(options);
 }
 
 /** Row (document) index containing symbol position `pos` (a separator maps to the next row). */

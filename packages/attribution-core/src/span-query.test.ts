@@ -14,6 +14,7 @@ import {
   readSpanIndexFile,
   rowTokens,
   type SpanIndex,
+  SpanIndexBuilder,
   spanIndexToBuffer,
   writeSpanIndexFile,
 } from "./span-index.ts";
@@ -253,6 +254,35 @@ test("serialize / deserialize round-trips (buffer and file) and detects corrupti
     meta: { datanet: "d1", version: 3 },
   });
   assert.deepEqual(spanIndexToBuffer(again), buf);
+});
+
+test("incremental builder (growing buffer) gives the same bytes; a rejected row changes nothing", () => {
+  const rnd = (i: number) => (Math.imul(i, 2654435761) >>> 8) % 50;
+  const docs = Array.from({ length: 300 }, (_, d) =>
+    Array.from({ length: d % 17 }, (_, i) => rnd(d * 31 + i)),
+  );
+  const rows = corpusRows(
+    docs,
+    Array.from({ length: 300 }, (_, i) => i % 8),
+  );
+  const builder = new SpanIndexBuilder({ vocabSize: 50 });
+  rows.forEach((r, i) => {
+    builder.add(r);
+    if (i === 100) {
+      assert.throws(() => builder.add({ ...r, rowId: "bad", tokens: [1, 99] }), RangeError);
+      assert.throws(() => builder.add({ ...r, rowId: "bad", contributorId: "other" }), /two contributors/);
+    }
+  });
+  assert.equal(
+    builder.symbolCount,
+    docs.reduce((s, d) => s + d.length + 1, 0),
+  );
+  const built = builder.finish({ meta: { v: 1 } });
+  assert.deepEqual(
+    spanIndexToBuffer(built),
+    spanIndexToBuffer(buildSpanIndex(rows, { vocabSize: 50, meta: { v: 1 } })),
+  );
+  assert.throws(() => builder.add(rows[0]!), /finished/);
 });
 
 test("build rejects bad input and reports monotone progress", () => {
