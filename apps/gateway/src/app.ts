@@ -1,22 +1,69 @@
 import { type GatewayConfig, gatewayEnv, parseConfig } from "@openledger/config";
-import { type BuildOptions, buildService, type ServiceDefinition } from "@openledger/service-kit";
+import { type App, type BuildOptions, buildService, type ServiceDefinition } from "@openledger/service-kit";
+import type { FastifyInstance } from "fastify";
+import { GatewayState } from "./gateway.ts";
+import { engineMetrics } from "./metrics.ts";
+import { ModelHost } from "./model-host.ts";
+import { adapterRoutes } from "./routes/adapters.ts";
+import { adminRoutes } from "./routes/admin.ts";
+import { openaiRoutes } from "./routes/openai.ts";
+
+/** The gateway state of a built app (tests and the benchmark reach the engine through it). */
+const STATES = new WeakMap<object, GatewayState>();
+
+export function gatewayState(app: FastifyInstance): GatewayState {
+  const s = STATES.get(app.server);
+  if (!s) throw new Error("not a gateway app");
+  return s;
+}
 
 /**
- * The gateway service as a plugin: HTTP routes and (when RUN_WORKERS) queue workers.
- * OpenLoRA: OpenAI-compatible inference over one base model and many LoRA adapters.
+ * The gateway service as a plugin. Start-up loads the base model (or generates the tiny
+ * one), builds the runtime and the serving engine once, mirrors servable models from
+ * Postgres, then registers the OpenAI routes, the adapter registry and the admin routes.
+ * The app is ready (and /readyz answers) only once the model is loaded.
  */
 export const gatewayService: ServiceDefinition<GatewayConfig> = {
   name: "gateway",
   title: "OpenLedger Gateway",
   description: "OpenLoRA: OpenAI-compatible inference over one base model and many LoRA adapters.",
-  // Routes and workers arrive with the gateway issue; the shared kit gives /healthz,
-  // /readyz, /metrics and /docs.
-  routes: async () => {},
+  routes: async (app, { config }) => {
+    const state = new GatewayState(config, app.db, app.producer, app.log);
+    const metrics = engineMetrics(app.metrics);
+    const host = await ModelHost.start(config, {
+      locator: { dirOf: (id) => state.adapterDir(id) },
+      onStep: metrics.onStep,
+      onFinished: metrics.onFinished,
+      onError: (err) => app.log.error({ err }, "engine loop failed"),
+    });
+    metrics.attach(host);
+    try {
+      await state.init(host);
+    } catch (err) {
+      await host.close();
+      throw err;
+    }
+    STATES.set(app.server, state);
+    state.startSweeper();
+    app.addHook("onClose", async () => {
+      state.stopSweeper();
+      await host.close();
+    });
+    app.log.info(
+      { model: config.GATEWAY_BASE_MODEL_ID, dir: host.modelDir, adapters: state.models.size - 1 },
+      "base model loaded",
+    );
+    await app.register(openaiRoutes, { state });
+    await app.register(adapterRoutes, { state });
+    await app.register(adminRoutes, { state });
+  },
   queues: [],
+  // Adapter uploads are multipart (their own limits); JSON bodies stay small.
+  bodyLimit: 4 * 1024 * 1024,
 };
 
 /** Builds the app from a config (tests pass their own; the server parses the environment). */
-export function buildGateway(config: GatewayConfig, options?: BuildOptions) {
+export function buildGateway(config: GatewayConfig, options?: BuildOptions): Promise<App> {
   return buildService(gatewayService, config, options);
 }
 

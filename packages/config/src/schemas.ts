@@ -100,9 +100,69 @@ export const attributionEnv = baseEnv.extend({
 });
 export type AttributionConfig = z.output<typeof attributionEnv>;
 
+const optionalString = z.preprocess((v) => (v === "" ? undefined : v), z.string().min(1).optional());
+
 export const gatewayEnv = baseEnv.extend({
   /** HTTP port of the OpenLoRA gateway. */
   GATEWAY_PORT: port(4003),
+  /** Base model directory (config.json + model.safetensors [+ tokenizer.json]). Empty = the
+   *  built-in tiny deterministic model, generated into `<repo>/.data/models/tiny` on first start. */
+  GATEWAY_MODEL_DIR: optionalString,
+  /** The id clients pass as `model` to use the base model without an adapter. */
+  GATEWAY_BASE_MODEL_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9._:/-]{1,128}$/)
+    .default("openledger-tiny"),
+  /** Where uploaded adapters are stored, content-addressed (`<dir>/adapters/<sha256>/`). */
+  GATEWAY_DATA_DIR: z.string().min(1).default(".data/gateway"),
+  /** Bearer token of the admin endpoints (POST /admin/api-keys). Empty = admin endpoints off. */
+  GATEWAY_ADMIN_TOKEN: optionalString,
+  /** Operator key (REGISTRAR_ROLE on ModelRegistry) registering adapters for their builders.
+   *  Empty on chain 31337 = Hardhat's well-known account #1; required on any other chain. */
+  GATEWAY_OPERATOR_PRIVATE_KEY: z.preprocess(
+    (v) => (v === "" ? undefined : v),
+    z
+      .string()
+      .regex(/^0x[0-9a-fA-F]{64}$/, "0x + 64 hex digits")
+      .optional(),
+  ),
+  /** Register uploaded adapters on-chain in ModelRegistry (false: Postgres only, e.g. benchmarks). */
+  GATEWAY_CHAIN_REGISTRATION: boolFlag(true),
+  /** Device adapter slots of the runtime, slot 0 (no adapter) included. */
+  GATEWAY_SLOTS: z.coerce.number().int().min(2).max(1024).default(65),
+  /** Slot rank: adapters of a larger rank are refused at upload. */
+  GATEWAY_MAX_ADAPTER_RANK: z.coerce.number().int().min(1).max(256).default(16),
+  /** RAM budget of decoded adapters, bytes (LRU beyond it). */
+  GATEWAY_ADAPTER_RAM_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(512 * 1024 * 1024),
+  /** Tokens per engine step (prefill chunks + decode rows, padded). */
+  GATEWAY_MAX_BATCH_TOKENS: z.coerce.number().int().min(1).default(512),
+  /** Sequences decoding at once. */
+  GATEWAY_MAX_RUNNING: z.coerce.number().int().min(1).default(64),
+  /** Longest prompt accepted, tokens (400 above it). */
+  GATEWAY_MAX_PROMPT_TOKENS: z.coerce.number().int().min(1).default(512),
+  /** Largest max_tokens accepted (400 above it). */
+  GATEWAY_MAX_NEW_TOKENS: z.coerce.number().int().min(1).default(256),
+  /** onnxruntime intra-op threads (0 = all cores). */
+  GATEWAY_THREADS: z.coerce.number().int().min(0).default(0),
+  /** Per-account request rate: bucket size and refill per minute (0 = unlimited). */
+  GATEWAY_RATE_REQUESTS_PER_MIN: z.coerce.number().int().min(0).default(600),
+  /** How long an on-chain escrow balance read is reused, ms. */
+  GATEWAY_BALANCE_CACHE_MS: z.coerce.number().int().min(0).default(2000),
+  /** Prices of the base model, wei of OPEN per 1,000 input / output tokens. */
+  GATEWAY_BASE_PRICE_IN_PER_1K_WEI: z
+    .string()
+    .regex(/^\d{1,60}$/)
+    .default("1000000000000000"),
+  GATEWAY_BASE_PRICE_OUT_PER_1K_WEI: z
+    .string()
+    .regex(/^\d{1,60}$/)
+    .default("2000000000000000"),
+  /** Interval of the outbox sweeper re-enqueueing `inference.completed` jobs, ms. */
+  GATEWAY_OUTBOX_SWEEP_MS: z.coerce.number().int().min(100).default(10_000),
 });
 export type GatewayConfig = z.output<typeof gatewayEnv>;
 

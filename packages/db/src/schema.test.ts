@@ -404,6 +404,21 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
     (c) => db.chainIntent.findUnique({ where: { id: c.id } }),
   );
 
+  // Gateway: API keys (hash only) and the inference.completed outbox.
+  await roundTrip(
+    "ApiKey",
+    () =>
+      db.apiKey.create({
+        data: { keyHash: "c".repeat(64), prefix: "sk-abcdef", accountAddress: ADDR, name: "ci" },
+      }),
+    (k) => db.apiKey.findUnique({ where: { id: k.id } }),
+  );
+  await roundTrip(
+    "GatewayOutbox",
+    () => db.gatewayOutbox.create({ data: { inferenceId: inference.id, attempts: 1 } }),
+    (o) => db.gatewayOutbox.findUnique({ where: { inferenceId: o.inferenceId } }),
+  );
+
   for (const name of Object.values(Prisma.ModelName)) {
     assert.ok(covered.has(name), `model ${name} has no round-trip check`);
   }

@@ -1,0 +1,353 @@
+import assert from "node:assert/strict";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { createChainClients, inferenceEscrowAbi, OPEN, openTokenAbi } from "@openledger/chain";
+import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { generateRandomPeft, type LlamaConfig, TINY_CONFIG } from "@openledger/model-runtime";
+import type { App } from "@openledger/service-kit";
+import { testEnvironment } from "@openledger/service-kit/testing";
+import OpenAI from "openai";
+import type { Hex } from "viem";
+import { buildGateway, gatewayConfig, gatewayState } from "./app.ts";
+
+const ADMIN = "test-admin-token";
+let env: Awaited<ReturnType<typeof testEnvironment>>;
+let chain: LocalChain;
+let app: App;
+let baseURL: string;
+let dataDir: string;
+let paidKey: string;
+let poorKey: string;
+let builderKey: string;
+const adapters: string[] = [];
+
+async function createKey(account: string): Promise<string> {
+  const res = await fetch(`${baseURL.replace(/\/v1$/, "")}/admin/api-keys`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${ADMIN}` },
+    body: JSON.stringify({ account, name: "test" }),
+  });
+  assert.equal(res.status, 201, await res.clone().text());
+  return ((await res.json()) as { key: string }).key;
+}
+
+function peftForm(config: LlamaConfig, seed: number, fields: Record<string, string>, rank = 4): FormData {
+  const files = generateRandomPeft(config, { rank, seed });
+  const form = new FormData();
+  for (const [k, v] of Object.entries(fields)) form.append(k, v);
+  form.append("adapter_config", new Blob([JSON.stringify(files.adapterConfig)]), "adapter_config.json");
+  form.append("adapter_model", new Blob([files.safetensors]), "adapter_model.safetensors");
+  return form;
+}
+
+async function upload(key: string, form: FormData) {
+  const res = await fetch(`${baseURL}/adapters`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}` },
+    body: form,
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+function client(apiKey: string) {
+  return new OpenAI({ apiKey, baseURL, maxRetries: 0 });
+}
+
+before(async () => {
+  env = await testEnvironment("gateway-e2e");
+  dataDir = await mkdtemp(join(tmpdir(), "gateway-test-"));
+  chain = await startLocalChain({ writeAddresses: join(dataDir, "addresses.json") });
+  const config = gatewayConfig({
+    ...env.env,
+    CHAIN_RPC_URL: chain.rpcUrl,
+    CHAIN_ADDRESSES_FILE: join(dataDir, "addresses.json"),
+    GATEWAY_DATA_DIR: join(dataDir, "store"),
+    GATEWAY_ADMIN_TOKEN: ADMIN,
+    GATEWAY_SLOTS: "5",
+    GATEWAY_MAX_NEW_TOKENS: "64",
+    GATEWAY_MAX_PROMPT_TOKENS: "256",
+    GATEWAY_THREADS: "1",
+    GATEWAY_BALANCE_CACHE_MS: "0",
+  });
+  app = await buildGateway(config);
+  await app.listen({ port: 0, host: "127.0.0.1" });
+  const addr = app.server.address();
+  baseURL = `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}/v1`;
+
+  // The paying user deposits 1,000 OPEN into InferenceEscrow.
+  const [payer, poor, builder] = chain.accounts.users;
+  const { publicClient, walletClient } = createChainClients({
+    rpcUrl: chain.rpcUrl,
+    chainId: chain.chainId,
+    privateKey: payer!.privateKey as Hex,
+  });
+  const amount = 1000n * OPEN;
+  const c = chain.addresses!.contracts;
+  const approve = await walletClient.writeContract({
+    address: c.OpenToken,
+    abi: openTokenAbi,
+    functionName: "approve",
+    args: [c.InferenceEscrow, amount],
+  });
+  await publicClient.waitForTransactionReceipt({ hash: approve });
+  const deposit = await walletClient.writeContract({
+    address: c.InferenceEscrow,
+    abi: inferenceEscrowAbi,
+    functionName: "deposit",
+    args: [amount],
+  });
+  await publicClient.waitForTransactionReceipt({ hash: deposit });
+
+  paidKey = await createKey(payer!.address);
+  poorKey = await createKey(poor!.address);
+  builderKey = await createKey(builder!.address);
+});
+
+after(async () => {
+  await app?.close();
+  await chain?.stop();
+  await env?.cleanup();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+test("admin endpoint needs the operator token; keys are stored hashed", async () => {
+  const res = await fetch(`${baseURL.replace(/\/v1$/, "")}/admin/api-keys`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: "Bearer wrong" },
+    body: JSON.stringify({ account: chain.accounts.users[0]!.address }),
+  });
+  assert.equal(res.status, 401);
+  const rows = await gatewayState(app).db.apiKey.findMany();
+  assert.ok(rows.length >= 3);
+  for (const r of rows) {
+    assert.match(r.keyHash, /^[0-9a-f]{64}$/);
+    assert.notEqual(r.keyHash, paidKey);
+  }
+});
+
+test("adapters: upload validates against the base model, stores content-addressed, registers on-chain", async () => {
+  for (let i = 0; i < 3; i++) {
+    const { status, body } = await upload(
+      builderKey,
+      peftForm(
+        TINY_CONFIG,
+        100 + i,
+        {
+          id: `tiny-lora-${i}`,
+          price_in_per_1k_wei: "1000000000000000",
+          price_out_per_1k_wei: "2000000000000000",
+        },
+        i === 2 ? 8 : 4,
+      ),
+    );
+    assert.equal(status, 201, JSON.stringify(body));
+    assert.equal((body.chain as { status: string }).status, "confirmed", JSON.stringify(body.chain));
+    assert.match(String(body.contentHash), /^[0-9a-f]{64}$/);
+    adapters.push(String(body.id));
+  }
+  const st = gatewayState(app);
+  const row = await st.db.model.findUniqueOrThrow({ where: { id: "tiny-lora-0" } });
+  assert.equal(row.ownerAddress, chain.accounts.users[2]!.address.toLowerCase());
+  assert.ok(row.chainModelId !== null);
+  const intent = await st.db.chainIntent.findUniqueOrThrow({
+    where: { key: `model.register:${row.contentHash}` },
+  });
+  assert.equal(intent.status, "confirmed");
+  assert.match(intent.txHash ?? "", /^0x[0-9a-f]{64}$/);
+  assert.deepEqual(await readdir(st.store.dirOf(row.contentHash)), [
+    "adapter_config.json",
+    "adapter_model.safetensors",
+  ]);
+
+  // Wrong shapes (an adapter made for another hidden size): 400 naming the tensor, nothing written.
+  const before = await st.db.model.count();
+  const wrong = await upload(
+    builderKey,
+    peftForm({ ...TINY_CONFIG, hiddenSize: 32 }, 7, { id: "bad-shape" }),
+  );
+  assert.equal(wrong.status, 400);
+  const err = wrong.body.error as { code: string; message: string };
+  assert.equal(err.code, "ADAPTER_SHAPE_MISMATCH");
+  assert.match(err.message, /lora_A\.weight has shape \[4, 32\], expected \[4, 64\]/);
+  assert.equal(await st.db.model.count(), before);
+  // Same files again: 409; another account cannot inspect or retire it.
+  const dup = await upload(builderKey, peftForm(TINY_CONFIG, 100, { id: "dup" }));
+  assert.equal(dup.status, 409);
+  const foreign = await fetch(`${baseURL}/adapters/tiny-lora-0`, {
+    headers: { authorization: `Bearer ${paidKey}` },
+  });
+  assert.equal(foreign.status, 403);
+  const own = await fetch(`${baseURL}/adapters`, { headers: { authorization: `Bearer ${builderKey}` } });
+  assert.deepEqual(((await own.json()) as { data: { id: string }[] }).data.map((d) => d.id).sort(), adapters);
+});
+
+test("chat and completion, non-streaming and streaming, through the official client", async () => {
+  const openai = client(paidKey);
+  const models = await openai.models.list();
+  const ids = models.data.map((m) => m.id);
+  assert.ok(ids.includes("openledger-tiny"));
+  for (const a of adapters) assert.ok(ids.includes(a));
+
+  const chat = await openai.chat.completions.create({
+    model: adapters[0]!,
+    messages: [{ role: "user", content: "hello" }],
+    max_tokens: 12,
+    temperature: 0,
+  });
+  assert.equal(chat.object, "chat.completion");
+  assert.equal(chat.choices[0]!.message.role, "assistant");
+  assert.equal(chat.usage!.completion_tokens > 0, true);
+  assert.equal(chat.usage!.total_tokens, chat.usage!.prompt_tokens + chat.usage!.completion_tokens);
+
+  const completion = await openai.completions.create({
+    model: "openledger-tiny",
+    prompt: "The quick brown fox",
+    max_tokens: 10,
+    temperature: 0,
+  });
+  assert.equal(completion.object, "text_completion");
+  assert.ok(["length", "stop"].includes(completion.choices[0]!.finish_reason));
+
+  // Streaming gives the same text as non-streaming (greedy), and a final usage chunk.
+  const stream = await openai.chat.completions.create({
+    model: adapters[0]!,
+    messages: [{ role: "user", content: "hello" }],
+    max_tokens: 12,
+    temperature: 0,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let text = "";
+  let usage: OpenAI.CompletionUsage | null | undefined;
+  let finish: string | null = null;
+  for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) {
+      text += c.delta.content ?? "";
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+  }
+  assert.equal(text, chat.choices[0]!.message.content);
+  assert.equal(finish, chat.choices[0]!.finish_reason);
+  assert.deepEqual(usage, chat.usage);
+
+  const cstream = await openai.completions.create({
+    model: "openledger-tiny",
+    prompt: "The quick brown fox",
+    max_tokens: 10,
+    temperature: 0,
+    stream: true,
+  });
+  let ctext = "";
+  for await (const chunk of cstream) ctext += chunk.choices[0]?.text ?? "";
+  assert.equal(ctext, completion.choices[0]!.text);
+
+  // Each completion is recorded and its inference.completed job enqueued (outbox marked).
+  const st = gatewayState(app);
+  const rows = await st.db.inference.findMany({
+    where: { accountAddress: chain.accounts.users[0]!.address.toLowerCase() },
+  });
+  assert.ok(rows.length >= 4);
+  const r = rows.find((x) => x.modelId === adapters[0]);
+  assert.ok(r && r.outputTokens > 0 && r.prompt.includes("hello"));
+  const pending = await st.db.gatewayOutbox.count({ where: { enqueuedAt: null } });
+  assert.equal(pending, 0);
+  const job = await app.producer.queue("settlement").getJob(`inference.completed.${r!.id}`);
+  assert.ok(job, "inference.completed job in the queue");
+});
+
+test("greedy outputs are identical alone and batched with other adapters' requests", async () => {
+  const openai = client(paidKey);
+  const ask = (model: string, content: string) =>
+    openai.chat.completions
+      .create({ model, messages: [{ role: "user", content }], max_tokens: 16, temperature: 0 })
+      .then((r) => r.choices[0]!.message.content);
+  const alone: string[] = [];
+  for (const a of adapters) alone.push((await ask(a, `prompt for ${a}`))!);
+  // The adapters change outputs (otherwise this test would prove nothing).
+  assert.ok(
+    new Set(alone).size > 1 || alone[0] !== (await ask("openledger-tiny", `prompt for ${adapters[0]}`)),
+  );
+  const batched = await Promise.all([
+    ...adapters.map((a) => ask(a, `prompt for ${a}`)),
+    ...adapters.map((a) => ask(a, "some other load")),
+    ask("openledger-tiny", "base model load"),
+  ]);
+  assert.deepEqual(batched.slice(0, adapters.length), alone);
+});
+
+test("errors: unknown model 404, bad parameters 400, no key 401, empty balance 402 — OpenAI shape", async () => {
+  const openai = client(paidKey);
+  await assert.rejects(
+    openai.chat.completions.create({ model: "no-such-model", messages: [{ role: "user", content: "x" }] }),
+    (e: unknown) => {
+      assert.ok(e instanceof OpenAI.NotFoundError);
+      assert.equal(e.code, "model_not_found");
+      assert.equal(e.param, "model");
+      assert.equal(e.type, "invalid_request_error");
+      return true;
+    },
+  );
+  const bad: [Record<string, unknown>, string][] = [
+    [{ temperature: 3 }, "temperature"],
+    [{ max_tokens: 100_000 }, "max_tokens"],
+    [{ n: 2 }, "n"],
+  ];
+  for (const [params, param] of bad) {
+    await assert.rejects(
+      openai.chat.completions.create({
+        model: adapters[0]!,
+        messages: [{ role: "user", content: "x" }],
+        ...params,
+      } as OpenAI.ChatCompletionCreateParamsNonStreaming),
+      (e: unknown) => {
+        assert.ok(e instanceof OpenAI.BadRequestError, String(e));
+        assert.equal(e.param, param);
+        return true;
+      },
+    );
+  }
+  await assert.rejects(
+    openai.completions.create({ model: adapters[0]!, prompt: "x".repeat(400), max_tokens: 4 }),
+    (e: unknown) => e instanceof OpenAI.BadRequestError && e.code === "context_length_exceeded",
+  );
+  await assert.rejects(
+    client("sk-not-a-key").models.list(),
+    (e: unknown) => e instanceof OpenAI.AuthenticationError && e.code === "invalid_api_key",
+  );
+  const noKey = await fetch(`${baseURL}/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: adapters[0], messages: [{ role: "user", content: "x" }] }),
+  });
+  assert.equal(noKey.status, 401);
+  const body = (await noKey.json()) as { error: Record<string, unknown> };
+  assert.deepEqual(Object.keys(body.error).sort(), ["code", "message", "param", "type"]);
+
+  const st = gatewayState(app);
+  const countBefore = await st.db.inference.count();
+  await assert.rejects(
+    client(poorKey).chat.completions.create({
+      model: adapters[1]!,
+      messages: [{ role: "user", content: "x" }],
+      max_tokens: 4,
+    }),
+    (e: unknown) =>
+      e instanceof OpenAI.APIError && e.status === 402 && /insufficient escrowed balance/.test(e.message),
+  );
+  assert.equal(await st.db.inference.count(), countBefore, "no compute, nothing recorded");
+});
+
+test("retired adapters are no longer served", async () => {
+  const res = await fetch(`${baseURL}/adapters/${adapters[2]}`, {
+    method: "DELETE",
+    headers: { authorization: `Bearer ${builderKey}` },
+  });
+  assert.equal(res.status, 200);
+  await assert.rejects(
+    client(paidKey).completions.create({ model: adapters[2]!, prompt: "x", max_tokens: 2 }),
+    (e: unknown) => e instanceof OpenAI.NotFoundError,
+  );
+});

@@ -1,0 +1,433 @@
+import { createHash, randomBytes } from "node:crypto";
+import { ModelKind as ChainModelKind, modelRegistryAbi } from "@openledger/chain";
+import type { GatewayConfig } from "@openledger/config";
+import { type Db, Prisma, toWei } from "@openledger/db";
+import { AppError } from "@openledger/errors";
+import type { Producer } from "@openledger/queue";
+import type { FastifyBaseLogger } from "fastify";
+import { decodeEventLog, type Hex } from "viem";
+import { AdapterStore } from "./adapter-store.ts";
+import { ChainAccess } from "./chain.ts";
+import type { ModelHost } from "./model-host.ts";
+import { repoPath } from "./model-host.ts";
+
+export interface ServableModel {
+  id: string;
+  kind: "base" | "adapter";
+  ownerAddress: string;
+  contentHash: string;
+  priceInPer1kWei: bigint;
+  priceOutPer1kWei: bigint;
+  createdAt: Date;
+}
+
+export interface InferenceRecord {
+  modelId: string;
+  account: string;
+  prompt: string;
+  output: string;
+  inputTokens: number;
+  outputTokens: number;
+  ttftMs: number | null;
+  durationMs: number | null;
+}
+
+/** Fee of an inference in wei: ceil((in * priceIn + out * priceOut) / 1000). */
+export function inferenceFee(
+  m: Pick<ServableModel, "priceInPer1kWei" | "priceOutPer1kWei">,
+  inTok: number,
+  outTok: number,
+) {
+  const num = BigInt(inTok) * m.priceInPer1kWei + BigInt(outTok) * m.priceOutPer1kWei;
+  return (num + 999n) / 1000n;
+}
+
+export function hashApiKey(key: string): string {
+  return createHash("sha256").update(key).digest("hex");
+}
+
+const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
+
+/** ModelRegistry.Registration as viem encodes it. */
+interface Registration {
+  kind: number;
+  contentHash: Hex;
+  baseModel: Hex;
+  trainedOn: { datanetId: bigint; version: number }[];
+  pricePer1kInput: bigint;
+  pricePer1kOutput: bigint;
+  metadataURI: string;
+}
+
+/**
+ * The gateway's state around the engine: servable models (base + active adapters,
+ * mirrored from Postgres), API keys, the balance check with in-flight reservations,
+ * adapter registration (Postgres + chain intent) and the inference outbox.
+ */
+export class GatewayState {
+  readonly models = new Map<string, ServableModel>();
+  readonly store: AdapterStore;
+  readonly chain: ChainAccess;
+  host!: ModelHost;
+  /** Max cost of requests admitted but not yet persisted, per account (wei). */
+  readonly #reserved = new Map<string, bigint>();
+  readonly #keys = new Map<string, { account: string; at: number }>();
+  #sweeper: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly config: GatewayConfig,
+    readonly db: Db,
+    readonly producer: Producer,
+    readonly log: FastifyBaseLogger,
+  ) {
+    this.store = new AdapterStore(repoPath(config.GATEWAY_DATA_DIR));
+    this.chain = new ChainAccess(config);
+  }
+
+  get baseModelId(): string {
+    return this.config.GATEWAY_BASE_MODEL_ID;
+  }
+
+  /** Directory of a servable adapter's files (the runtime's disk tier). */
+  adapterDir(id: string): string | undefined {
+    const m = this.models.get(id);
+    return m && m.kind === "adapter" ? this.store.dirOf(m.contentHash) : undefined;
+  }
+
+  /** Upserts the base model's row (inferences reference it) and loads active adapters. */
+  async init(host: ModelHost): Promise<void> {
+    this.host = host;
+    const priceIn = new Prisma.Decimal(this.config.GATEWAY_BASE_PRICE_IN_PER_1K_WEI);
+    const priceOut = new Prisma.Decimal(this.config.GATEWAY_BASE_PRICE_OUT_PER_1K_WEI);
+    await this.db.model.upsert({
+      where: { id: this.baseModelId },
+      create: {
+        id: this.baseModelId,
+        kind: "base",
+        ownerAddress: "0x0000000000000000000000000000000000000000",
+        contentHash: host.contentHash,
+        priceInPer1kWei: priceIn,
+        priceOutPer1kWei: priceOut,
+      },
+      update: { contentHash: host.contentHash, priceInPer1kWei: priceIn, priceOutPer1kWei: priceOut },
+    });
+    const rows = await this.db.model.findMany({
+      where: {
+        OR: [{ id: this.baseModelId }, { kind: "adapter", baseModel: this.baseModelId, status: "active" }],
+      },
+    });
+    for (const r of rows) this.#remember(r);
+  }
+
+  #remember(r: {
+    id: string;
+    kind: string;
+    ownerAddress: string;
+    contentHash: string;
+    priceInPer1kWei: Prisma.Decimal;
+    priceOutPer1kWei: Prisma.Decimal;
+    createdAt: Date;
+  }): ServableModel {
+    const m: ServableModel = {
+      id: r.id,
+      kind: r.kind === "base" ? "base" : "adapter",
+      ownerAddress: r.ownerAddress,
+      contentHash: r.contentHash,
+      priceInPer1kWei: toWei(r.priceInPer1kWei),
+      priceOutPer1kWei: toWei(r.priceOutPer1kWei),
+      createdAt: r.createdAt,
+    };
+    this.models.set(m.id, m);
+    return m;
+  }
+
+  // ---------------------------------------------------------------- API keys
+
+  async createApiKey(account: string, name: string): Promise<{ id: string; key: string; prefix: string }> {
+    if (!ADDRESS.test(account)) throw new AppError("VALIDATION_FAILED", "account must be a 0x address");
+    const key = `sk-${randomBytes(24).toString("base64url")}`;
+    const prefix = key.slice(0, 10);
+    const row = await this.db.apiKey.create({
+      data: { keyHash: hashApiKey(key), prefix, accountAddress: account.toLowerCase(), name },
+    });
+    return { id: row.id, key, prefix };
+  }
+
+  /** The account of a bearer key, or undefined (cached 10 s: revocation takes effect within it). */
+  async accountOfKey(key: string): Promise<string | undefined> {
+    const hash = hashApiKey(key);
+    const hit = this.#keys.get(hash);
+    if (hit && Date.now() - hit.at < 10_000) return hit.account;
+    const row = await this.db.apiKey.findUnique({ where: { keyHash: hash } });
+    if (!row || row.revokedAt) return undefined;
+    this.#keys.set(hash, { account: row.accountAddress, at: Date.now() });
+    if (this.#keys.size > 100_000) this.#keys.clear();
+    return row.accountAddress;
+  }
+
+  // ---------------------------------------------------------------- billing
+
+  /**
+   * Fees owed but not yet charged on-chain: completed inferences of the account without
+   * a settlement, or whose settlement's epoch is not confirmed yet (the escrow balance on
+   * chain only drops once settlement charges it).
+   */
+  async owed(account: string): Promise<bigint> {
+    const rows = await this.db.$queryRaw<{ owed: Prisma.Decimal | null }[]>`
+      SELECT SUM(CEIL((i.input_tokens * m.price_in_per_1k_wei + i.output_tokens * m.price_out_per_1k_wei) / 1000)) AS owed
+      FROM inferences i
+      JOIN models m ON m.id = i.model_id
+      LEFT JOIN settlements s ON s.inference_id = i.id
+      LEFT JOIN epochs e ON e.id = s.epoch_id
+      WHERE i.account_address = ${account} AND i.status = 'completed'
+        AND (s.inference_id IS NULL OR e.id IS NULL OR e.status <> 'confirmed')`;
+    const v = rows[0]?.owed;
+    return v ? toWei(v) : 0n;
+  }
+
+  /**
+   * 402 unless spendable escrow - owed - reserved covers `maxCost`; on success the cost
+   * is reserved until `release` (after the inference is persisted, when it counts as owed).
+   */
+  async reserve(account: string, maxCost: bigint): Promise<void> {
+    const [spendable, owed] = await Promise.all([this.chain.spendable(account), this.owed(account)]);
+    const reserved = this.#reserved.get(account) ?? 0n;
+    const available = spendable - owed - reserved;
+    if (available < maxCost || available <= 0n) {
+      throw new AppError(
+        "PAYMENT_REQUIRED",
+        `insufficient escrowed balance: available ${available < 0n ? 0n : available} wei (escrow ${spendable}, owed ${owed}, in flight ${reserved}), this request may cost up to ${maxCost} wei; deposit OPEN into InferenceEscrow`,
+      );
+    }
+    this.#reserved.set(account, reserved + maxCost);
+  }
+
+  release(account: string, amount: bigint): void {
+    const left = (this.#reserved.get(account) ?? 0n) - amount;
+    if (left <= 0n) this.#reserved.delete(account);
+    else this.#reserved.set(account, left);
+  }
+
+  // ---------------------------------------------------------------- adapters
+
+  /**
+   * Records an uploaded adapter: models + model_training_versions + a chain intent in one
+   * transaction, then (if enabled) sends ModelRegistry.registerModelFor and confirms it
+   * from the receipt. The adapter is servable as soon as the transaction commits.
+   */
+  async registerAdapter(input: {
+    id: string;
+    owner: string;
+    contentHash: string;
+    priceIn: bigint;
+    priceOut: bigint;
+    datanetVersionIds: string[];
+    onChain?: boolean;
+  }): Promise<{
+    model: ServableModel;
+    chain: { status: string; txHash?: string; chainModelId?: string; error?: string };
+  }> {
+    const onChain = input.onChain ?? this.config.GATEWAY_CHAIN_REGISTRATION;
+    const versions = input.datanetVersionIds.length
+      ? await this.db.datanetVersion.findMany({
+          where: { id: { in: input.datanetVersionIds } },
+          include: { datanet: true },
+        })
+      : [];
+    for (const id of input.datanetVersionIds) {
+      if (!versions.some((v) => v.id === id)) {
+        throw new AppError("VALIDATION_FAILED", `datanet version ${id} does not exist`);
+      }
+    }
+    const trainedOn = versions.map((v) => {
+      if (v.datanet.chainDatanetId === null) {
+        throw new AppError(
+          "CONFLICT",
+          `datanet ${v.datanetId} of version ${v.id} is not registered on-chain yet`,
+        );
+      }
+      return { datanetId: BigInt(v.datanet.chainDatanetId.toFixed(0)), version: v.version };
+    });
+    const registration: Registration = {
+      kind: ChainModelKind.Adapter,
+      contentHash: `0x${input.contentHash}` as Hex,
+      baseModel: `0x${this.host.contentHash}` as Hex,
+      trainedOn,
+      pricePer1kInput: input.priceIn,
+      pricePer1kOutput: input.priceOut,
+      metadataURI: `openledger:model:${input.id}`,
+    };
+    const intentKey = `model.register:${input.contentHash}`;
+    let row: Awaited<ReturnType<Db["model"]["create"]>>;
+    try {
+      row = await this.db.$transaction(async (tx) => {
+        const created = await tx.model.create({
+          data: {
+            id: input.id,
+            kind: "adapter",
+            ownerAddress: input.owner,
+            baseModel: this.baseModelId,
+            contentHash: input.contentHash,
+            priceInPer1kWei: new Prisma.Decimal(input.priceIn.toString()),
+            priceOutPer1kWei: new Prisma.Decimal(input.priceOut.toString()),
+          },
+        });
+        if (input.datanetVersionIds.length) {
+          await tx.modelTrainingVersion.createMany({
+            data: input.datanetVersionIds.map((v) => ({ modelId: input.id, datanetVersionId: v })),
+          });
+        }
+        if (onChain) {
+          await tx.chainIntent.create({
+            data: {
+              key: intentKey,
+              kind: "ModelRegistry.registerModelFor",
+              payload: {
+                modelId: input.id,
+                owner: input.owner,
+                ...registration,
+                trainedOn: trainedOn.map((t) => ({ datanetId: t.datanetId.toString(), version: t.version })),
+                pricePer1kInput: input.priceIn.toString(),
+                pricePer1kOutput: input.priceOut.toString(),
+              },
+            },
+          });
+        }
+        return created;
+      });
+    } catch (err) {
+      if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002") {
+        throw new AppError("CONFLICT", `a model with this id or these exact files is already registered`);
+      }
+      throw err;
+    }
+    const model = this.#remember(row);
+    if (!onChain) return { model, chain: { status: "skipped" } };
+    return { model, chain: await this.#sendRegistration(intentKey, input.owner, registration, input.id) };
+  }
+
+  async #sendRegistration(
+    key: string,
+    owner: string,
+    registration: Registration,
+    modelId: string,
+  ): Promise<{ status: string; txHash?: string; chainModelId?: string; error?: string }> {
+    try {
+      const ctx = await this.chain.get();
+      if (!ctx.wallet) throw new Error("no operator key configured (GATEWAY_OPERATOR_PRIVATE_KEY)");
+      const txHash = await ctx.wallet.writeContract({
+        address: ctx.addresses.contracts.ModelRegistry,
+        abi: modelRegistryAbi,
+        functionName: "registerModelFor",
+        args: [owner as Hex, registration],
+      });
+      await this.db.chainIntent.update({ where: { key }, data: { status: "submitted", txHash } });
+      const receipt = await ctx.publicClient.waitForTransactionReceipt({ hash: txHash });
+      if (receipt.status !== "success") throw new Error(`transaction ${txHash} reverted`);
+      let chainModelId: bigint | undefined;
+      for (const log of receipt.logs) {
+        try {
+          const ev = decodeEventLog({ abi: modelRegistryAbi, data: log.data, topics: log.topics });
+          if (ev.eventName === "ModelRegistered") chainModelId = (ev.args as { modelId: bigint }).modelId;
+        } catch {
+          // another contract's event
+        }
+      }
+      await this.db.$transaction([
+        this.db.chainIntent.update({ where: { key }, data: { status: "confirmed" } }),
+        this.db.model.update({
+          where: { id: modelId },
+          data: {
+            chainModelId: chainModelId === undefined ? null : new Prisma.Decimal(chainModelId.toString()),
+          },
+        }),
+      ]);
+      return {
+        status: "confirmed",
+        txHash,
+        ...(chainModelId !== undefined ? { chainModelId: chainModelId.toString() } : {}),
+      };
+    } catch (err) {
+      const message = err instanceof Error ? err.message.split("\n")[0]! : String(err);
+      this.log.warn({ err, key }, "on-chain adapter registration failed");
+      await this.db.chainIntent.update({ where: { key }, data: { status: "failed", error: message } });
+      return { status: "failed", error: message };
+    }
+  }
+
+  async retireAdapter(id: string): Promise<void> {
+    await this.db.model.update({ where: { id }, data: { status: "retired" } });
+    this.models.delete(id);
+  }
+
+  // ---------------------------------------------------------------- inferences
+
+  /**
+   * Writes the inference and its outbox row in one transaction, then enqueues
+   * `inference.completed`. If Redis refuses, the outbox row stays pending and the sweeper
+   * enqueues it later (the job id is the inference id, so a duplicate is harmless).
+   */
+  async persistInference(rec: InferenceRecord): Promise<string> {
+    const inference = await this.db.$transaction(async (tx) => {
+      const inf = await tx.inference.create({
+        data: {
+          modelId: rec.modelId,
+          accountAddress: rec.account,
+          prompt: rec.prompt,
+          output: rec.output,
+          inputTokens: rec.inputTokens,
+          outputTokens: rec.outputTokens,
+          ttftMs: rec.ttftMs,
+          durationMs: rec.durationMs,
+        },
+      });
+      await tx.gatewayOutbox.create({ data: { inferenceId: inf.id } });
+      return inf;
+    });
+    await this.#enqueue(inference.id);
+    return inference.id;
+  }
+
+  async #enqueue(inferenceId: string): Promise<boolean> {
+    try {
+      await this.producer.enqueue("inference.completed", { inferenceId });
+      await this.db.gatewayOutbox.update({
+        where: { inferenceId },
+        data: { enqueuedAt: new Date(), attempts: { increment: 1 } },
+      });
+      return true;
+    } catch (err) {
+      this.log.warn(
+        { err, inferenceId },
+        "enqueue of inference.completed failed; the outbox sweeper will retry",
+      );
+      await this.db.gatewayOutbox
+        .update({ where: { inferenceId }, data: { attempts: { increment: 1 } } })
+        .catch(() => {});
+      return false;
+    }
+  }
+
+  /** Re-enqueues outbox rows still pending after 5 s. Returns how many were enqueued. */
+  async sweepOutbox(olderThanMs = 5000): Promise<number> {
+    const pending = await this.db.gatewayOutbox.findMany({
+      where: { enqueuedAt: null, createdAt: { lt: new Date(Date.now() - olderThanMs) } },
+      orderBy: { createdAt: "asc" },
+      take: 500,
+    });
+    let n = 0;
+    for (const p of pending) if (await this.#enqueue(p.inferenceId)) n++;
+    return n;
+  }
+
+  startSweeper(): void {
+    this.#sweeper = setInterval(() => {
+      this.sweepOutbox().catch((err) => this.log.warn({ err }, "outbox sweep failed"));
+    }, this.config.GATEWAY_OUTBOX_SWEEP_MS);
+    this.#sweeper.unref();
+  }
+
+  stopSweeper(): void {
+    clearInterval(this.#sweeper);
+  }
+}

@@ -1,0 +1,174 @@
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { access, rename, rm } from "node:fs/promises";
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { GatewayConfig } from "@openledger/config";
+import {
+  type BaseModel,
+  generateBaseModel,
+  type LoraAdapter,
+  type LoraModule,
+  loadModel,
+  loadPeftAdapter,
+  loraAdapterBytes,
+  ModelRuntime,
+  type Sampler,
+  type TextTokenizer,
+  TINY_CONFIG,
+  writeBaseModelDir,
+} from "@openledger/model-runtime";
+import {
+  AdapterCache,
+  type CompletionResult,
+  Engine,
+  monotonicClock,
+  Scheduler,
+  ServingError,
+  type StepStats,
+} from "@openledger/serving-core";
+
+/** Repository root (apps/gateway/src -> ../../..): relative paths in the config resolve against it. */
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+
+export function repoPath(p: string): string {
+  return isAbsolute(p) ? p : join(REPO_ROOT, p);
+}
+
+/** Per-request sampling state handed to the executor on every row (serving-core `context`). */
+export interface RowContext {
+  sampler: Sampler;
+}
+
+/** LoRA modules the runtime serves; adapters targeting others are refused at upload. */
+export const SERVED_MODULES: LoraModule[] = ["q_proj", "k_proj", "v_proj", "o_proj"];
+
+export interface AdapterLocator {
+  /** Directory holding the adapter's PEFT files, or undefined when the id is unknown/retired. */
+  dirOf(adapterId: string): string | undefined;
+}
+
+export interface ModelHostOptions {
+  locator: AdapterLocator;
+  onStep?: (s: StepStats) => void;
+  onFinished?: (r: CompletionResult) => void;
+  onError?: (err: unknown) => void;
+}
+
+/**
+ * The base model, its runtime and the serving engine (tiers -> scheduler -> engine loop),
+ * built once at start-up. Rows of a step go to `runtime.step` in the scheduler's
+ * admission order, which keeps model-runtime's resident KV batch on its fast path.
+ */
+export class ModelHost {
+  private constructor(
+    readonly model: BaseModel,
+    readonly tokenizer: TextTokenizer,
+    readonly runtime: ModelRuntime,
+    readonly cache: AdapterCache<LoraAdapter>,
+    readonly scheduler: Scheduler<RowContext, LoraAdapter>,
+    readonly engine: Engine<RowContext, LoraAdapter>,
+    /** SHA-256 (hex) of the base model's model.safetensors: its content hash. */
+    readonly contentHash: string,
+    readonly modelDir: string,
+  ) {}
+
+  static async start(config: GatewayConfig, options: ModelHostOptions): Promise<ModelHost> {
+    const modelDir = config.GATEWAY_MODEL_DIR ? repoPath(config.GATEWAY_MODEL_DIR) : await ensureTinyModel();
+    const { model, tokenizer } = await loadModel({ dir: modelDir });
+    const contentHash = await sha256File(join(modelDir, "model.safetensors"));
+    const slots = config.GATEWAY_SLOTS;
+    const runtime = await ModelRuntime.create(model, {
+      slots,
+      rankBuckets: [config.GATEWAY_MAX_ADAPTER_RANK],
+      targetModules: SERVED_MODULES,
+      ...(config.GATEWAY_THREADS > 0 ? { intraOpThreads: config.GATEWAY_THREADS } : {}),
+    });
+    const cache = new AdapterCache<LoraAdapter>({
+      loader: {
+        load: async (adapterId) => {
+          const dir = options.locator.dirOf(adapterId);
+          if (!dir) throw new ServingError("adapter_load_failed", `adapter ${adapterId} is not servable`);
+          const adapter = await loadPeftAdapter(model.config, dir);
+          return { weights: adapter, bytes: loraAdapterBytes(adapter) };
+        },
+      },
+      slotWriter: {
+        writeSlot: (slot, _id, adapter) => {
+          runtime.loadAdapter(slot, adapter);
+        },
+      },
+      ramBudgetBytes: config.GATEWAY_ADAPTER_RAM_BYTES,
+      numSlots: slots,
+      maxConcurrentLoads: 2,
+    });
+    const rpm = config.GATEWAY_RATE_REQUESTS_PER_MIN;
+    const scheduler = new Scheduler<RowContext, LoraAdapter>({
+      cache,
+      clock: monotonicClock,
+      maxBatchTokens: Math.max(config.GATEWAY_MAX_BATCH_TOKENS, config.GATEWAY_MAX_RUNNING),
+      maxRunningSequences: config.GATEWAY_MAX_RUNNING,
+      maxPromptTokens: config.GATEWAY_MAX_PROMPT_TOKENS,
+      maxNewTokens: config.GATEWAY_MAX_NEW_TOKENS,
+      maxContextTokens: model.config.maxPositionEmbeddings,
+      costModel: "padded",
+      ...(rpm > 0 ? { rateLimits: () => ({ requests: { capacity: rpm, refillPerMinute: rpm } }) } : {}),
+    });
+    const engine = new Engine<RowContext, LoraAdapter>({
+      scheduler,
+      cache,
+      clock: monotonicClock,
+      executor: {
+        async step(batch) {
+          const logits = await runtime.step(
+            batch.rows.map((r) => ({ seqId: r.seqId, tokens: [...r.tokens], slot: r.slot })),
+          );
+          const next = new Map<string, number>();
+          batch.rows.forEach((r, i) => {
+            if (r.sample) next.set(r.seqId, r.context!.sampler.sample(logits[i]!));
+          });
+          return next;
+        },
+        release(ids) {
+          for (const id of ids) runtime.release(id);
+        },
+      },
+      ...(options.onStep ? { onStep: options.onStep } : {}),
+      ...(options.onFinished ? { onFinished: options.onFinished } : {}),
+      ...(options.onError ? { onError: options.onError } : {}),
+    });
+    engine.start();
+    return new ModelHost(model, tokenizer, runtime, cache, scheduler, engine, contentHash, modelDir);
+  }
+
+  async close(): Promise<void> {
+    await this.engine.close();
+    await this.runtime.dispose();
+  }
+}
+
+/** Writes the tiny deterministic model to `<repo>/.data/models/tiny` once (atomic rename). */
+export async function ensureTinyModel(): Promise<string> {
+  const dir = join(REPO_ROOT, ".data/models/tiny");
+  try {
+    await access(join(dir, "model.safetensors"));
+    return dir;
+  } catch {
+    // not there yet
+  }
+  const tmp = `${dir}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+  await writeBaseModelDir(tmp, generateBaseModel(TINY_CONFIG, 1));
+  try {
+    await rename(tmp, dir);
+  } catch {
+    // Another process won the race: its copy is identical (same seed).
+    await rm(tmp, { recursive: true, force: true });
+  }
+  return dir;
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest("hex");
+}

@@ -1,0 +1,250 @@
+import multipart from "@fastify/multipart";
+import { AppError } from "@openledger/errors";
+import { ModelRuntimeError, parsePeftAdapter } from "@openledger/model-runtime";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { z } from "zod";
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterContentHash } from "../adapter-store.ts";
+import type { GatewayState, ServableModel } from "../gateway.ts";
+import { SERVED_MODULES } from "../model-host.ts";
+import { authenticate, OpenAIError } from "./openai.ts";
+
+const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const WEI = /^\d{1,38}$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const MAX_UINT128 = (1n << 128n) - 1n;
+
+/** Thrown to answer 400 with the model runtime's own code (e.g. ADAPTER_SHAPE_MISMATCH). */
+class AdapterRejected extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly details: unknown,
+  ) {
+    super(message);
+  }
+}
+
+function describe(m: ServableModel, extra: Record<string, unknown> = {}) {
+  return {
+    id: m.id,
+    object: "adapter",
+    owner: m.ownerAddress,
+    contentHash: m.contentHash,
+    pricePer1kInputWei: m.priceInPer1kWei.toString(),
+    pricePer1kOutputWei: m.priceOutPer1kWei.toString(),
+    createdAt: m.createdAt.toISOString(),
+    ...extra,
+  };
+}
+
+/**
+ * Adapter registry for model builders (API key = the owner's address). Errors use the
+ * platform shape `{ error: { code, message } }`; validation failures of the files carry
+ * the runtime's code (ADAPTER_SHAPE_MISMATCH, ...) naming the tensor and shapes.
+ */
+export async function adapterRoutes(app: FastifyInstance, { state }: { state: GatewayState }) {
+  await app.register(multipart, {
+    limits: { fileSize: 512 * 1024 * 1024, files: 2, fields: 16, fieldSize: 64 * 1024 },
+  });
+  app.setErrorHandler((err, _request, reply) => {
+    if (err instanceof AdapterRejected) {
+      return reply
+        .status(400)
+        .send({ error: { code: err.code, message: err.message, details: err.details } });
+    }
+    if (err instanceof OpenAIError) {
+      return reply
+        .status(err.status)
+        .send({ error: { code: err.code?.toUpperCase() ?? "UNAUTHORIZED", message: err.message } });
+    }
+    if ((err as { code?: string }).code === "FST_REQ_FILE_TOO_LARGE") {
+      return reply
+        .status(413)
+        .send({ error: { code: "PAYLOAD_TOO_LARGE", message: (err as Error).message } });
+    }
+    if ((err as { code?: string }).code === "FST_INVALID_MULTIPART_CONTENT_TYPE") {
+      return reply
+        .status(415)
+        .send({ error: { code: "UNSUPPORTED_MEDIA_TYPE", message: "send multipart/form-data" } });
+    }
+    throw err; // the platform handler
+  });
+  app.addHook("onRequest", async (request) => {
+    request.account = await authenticate(state, request);
+  });
+
+  app.post(
+    "/v1/adapters",
+    {
+      schema: {
+        tags: ["adapters"],
+        summary:
+          "Register a PEFT LoRA adapter (multipart: files adapter_config.json + adapter_model.safetensors; fields id, name, price_in_per_1k_wei, price_out_per_1k_wei, datanet_version_ids)",
+      },
+    },
+    async (request: FastifyRequest, reply) => {
+      const fields: Record<string, string[]> = {};
+      const files: Record<string, Buffer> = {};
+      for await (const part of request.parts()) {
+        if (part.type === "file") {
+          const name =
+            part.filename === ADAPTER_CONFIG_FILE || part.fieldname === "adapter_config"
+              ? ADAPTER_CONFIG_FILE
+              : part.filename === ADAPTER_WEIGHTS_FILE || part.fieldname === "adapter_model"
+                ? ADAPTER_WEIGHTS_FILE
+                : undefined;
+          const buf = await part.toBuffer();
+          if (!name)
+            throw new AppError(
+              "VALIDATION_FAILED",
+              `unexpected file ${part.filename} (field ${part.fieldname})`,
+            );
+          files[name] = buf;
+        } else {
+          const list = fields[part.fieldname] ?? [];
+          list.push(String(part.value));
+          fields[part.fieldname] = list;
+        }
+      }
+      const field = (k: string) => fields[k]?.[0];
+      const cfgBytes = files[ADAPTER_CONFIG_FILE];
+      const weights = files[ADAPTER_WEIGHTS_FILE];
+      if (!cfgBytes || !weights) {
+        throw new AppError(
+          "VALIDATION_FAILED",
+          `both ${ADAPTER_CONFIG_FILE} and ${ADAPTER_WEIGHTS_FILE} are required`,
+        );
+      }
+      const priceIn = field("price_in_per_1k_wei") ?? "0";
+      const priceOut = field("price_out_per_1k_wei") ?? "0";
+      for (const [k, v] of [
+        ["price_in_per_1k_wei", priceIn],
+        ["price_out_per_1k_wei", priceOut],
+      ] as const) {
+        if (!WEI.test(v) || BigInt(v) > MAX_UINT128) {
+          throw new AppError("VALIDATION_FAILED", `${k}: a decimal string of wei (uint128)`);
+        }
+      }
+      const versionIds = (fields.datanet_version_ids ?? [])
+        .flatMap((v) => (v.trim().startsWith("[") ? (JSON.parse(v) as string[]) : v.split(",")))
+        .map((v) => v.trim())
+        .filter(Boolean);
+      for (const v of versionIds) {
+        if (!UUID.test(v)) throw new AppError("VALIDATION_FAILED", `datanet_version_ids: ${v} is not a uuid`);
+      }
+      // Validate against the base model before anything is written.
+      let rank: number;
+      try {
+        const adapter = parsePeftAdapter(
+          state.host.model.config,
+          JSON.parse(cfgBytes.toString("utf8")),
+          weights,
+        );
+        rank = adapter.rank;
+        const unsupported = adapter.targetModules.filter((m) => !SERVED_MODULES.includes(m));
+        if (unsupported.length) {
+          throw new AdapterRejected(
+            "ADAPTER_TARGET_UNSUPPORTED",
+            `adapter targets ${unsupported.join(", ")}; this gateway serves ${SERVED_MODULES.join(", ")}`,
+            { modules: unsupported },
+          );
+        }
+      } catch (err) {
+        if (err instanceof ModelRuntimeError) throw new AdapterRejected(err.code, err.message, err.details);
+        if (err instanceof SyntaxError)
+          throw new AdapterRejected("ADAPTER_CONFIG_INVALID", "adapter_config.json is not valid JSON", {});
+        throw err;
+      }
+      if (rank > state.config.GATEWAY_MAX_ADAPTER_RANK) {
+        throw new AdapterRejected(
+          "ADAPTER_RANK_TOO_LARGE",
+          `adapter rank ${rank} is above this gateway's slot rank ${state.config.GATEWAY_MAX_ADAPTER_RANK}`,
+          { rank, maxRank: state.config.GATEWAY_MAX_ADAPTER_RANK },
+        );
+      }
+      const hash = adapterContentHash(cfgBytes, weights);
+      const id = field("id") ?? field("name") ?? `adapter-${hash.slice(0, 16)}`;
+      if (!MODEL_ID.test(id) || id === state.baseModelId) {
+        throw new AppError(
+          "VALIDATION_FAILED",
+          "id: letters, digits, '.', '_', '-' (max 128), not the base model id",
+        );
+      }
+      await state.store.put(cfgBytes, weights);
+      const { model, chain } = await state.registerAdapter({
+        id,
+        owner: request.account!,
+        contentHash: hash,
+        priceIn: BigInt(priceIn),
+        priceOut: BigInt(priceOut),
+        datanetVersionIds: versionIds,
+      });
+      return reply.status(201).send(describe(model, { rank, datanetVersionIds: versionIds, chain }));
+    },
+  );
+
+  app.get(
+    "/v1/adapters",
+    { schema: { tags: ["adapters"], summary: "The caller's active adapters" } },
+    async (request) => ({
+      object: "list",
+      data: [...state.models.values()]
+        .filter((m) => m.kind === "adapter" && m.ownerAddress === request.account)
+        .map((m) => describe(m)),
+    }),
+  );
+
+  async function owned(request: FastifyRequest, id: string) {
+    const row = await state.db.model.findUnique({ where: { id }, include: { trainingVersions: true } });
+    if (!row || row.kind !== "adapter") throw new AppError("NOT_FOUND", `adapter ${id} not found`);
+    if (row.ownerAddress !== request.account)
+      throw new AppError("FORBIDDEN", `adapter ${id} belongs to another account`);
+    return row;
+  }
+
+  const Params = z.object({ id: z.string().min(1).max(128) });
+  app.get(
+    "/v1/adapters/:id",
+    { schema: { tags: ["adapters"], summary: "Inspect one of the caller's adapters", params: Params } },
+    async (request) => {
+      const { id } = request.params as z.infer<typeof Params>;
+      const row = await owned(request, id);
+      const intent = await state.db.chainIntent.findUnique({
+        where: { key: `model.register:${row.contentHash}` },
+      });
+      return {
+        id: row.id,
+        object: "adapter",
+        owner: row.ownerAddress,
+        status: row.status,
+        contentHash: row.contentHash,
+        baseModel: row.baseModel,
+        pricePer1kInputWei: row.priceInPer1kWei.toFixed(0),
+        pricePer1kOutputWei: row.priceOutPer1kWei.toFixed(0),
+        chainModelId: row.chainModelId?.toFixed(0) ?? null,
+        chain: intent
+          ? { status: intent.status, txHash: intent.txHash, error: intent.error }
+          : { status: "skipped" },
+        datanetVersionIds: row.trainingVersions.map((t) => t.datanetVersionId),
+        createdAt: row.createdAt.toISOString(),
+      };
+    },
+  );
+
+  app.delete(
+    "/v1/adapters/:id",
+    {
+      schema: {
+        tags: ["adapters"],
+        summary: "Retire one of the caller's adapters (no new requests)",
+        params: Params,
+      },
+    },
+    async (request) => {
+      const { id } = request.params as z.infer<typeof Params>;
+      const row = await owned(request, id);
+      if (row.status !== "retired") await state.retireAdapter(id);
+      return { id, object: "adapter", status: "retired" };
+    },
+  );
+}
