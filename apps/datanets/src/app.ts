@@ -1,7 +1,10 @@
 import { type DatanetsConfig, datanetsEnv, parseConfig } from "@openledger/config";
 import { type BuildOptions, buildService, type ServiceDefinition } from "@openledger/service-kit";
+import { contextOf } from "./context.ts";
 import { authRoutes } from "./routes/auth.ts";
+import { contributionRoutes } from "./routes/contributions.ts";
 import { datanetRoutes } from "./routes/datanets.ts";
+import { validateContribution } from "./workers/validate.ts";
 
 /**
  * The datanets service as a plugin: HTTP routes and (when RUN_WORKERS) queue workers.
@@ -16,8 +19,16 @@ export const datanetsService: ServiceDefinition<DatanetsConfig> = {
   routes: async (app, opts) => {
     await app.register(authRoutes, opts);
     await app.register(datanetRoutes, opts);
+    await app.register(contributionRoutes, opts);
   },
-  queues: [],
+  queues: ["datanets"],
+  registerWorkers: (workers, app, config) => {
+    workers.handle("datanet.validate", (payload, job) =>
+      validateContribution(contextOf(app, config), payload, job),
+    );
+  },
+  // JSON row submissions; files are streamed (multipart) and limited by DATANETS_MAX_FILE_BYTES.
+  bodyLimit: 16 * 1024 * 1024,
 };
 
 /** Builds the app from a config (tests pass their own; the server parses the environment). */

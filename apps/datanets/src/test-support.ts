@@ -116,3 +116,30 @@ export async function stakeOn(h: Harness, key: Hex, chainDatanetId: bigint, amou
   const receipt = await wallet.waitForTransactionReceipt({ hash: tx });
   if (receipt.status !== "success") throw new Error("stake reverted");
 }
+
+/** A multipart/form-data body with one file field `file`. */
+export function multipartFile(filename: string, content: Buffer | string) {
+  const boundary = `----openledger${Math.random().toString(16).slice(2)}`;
+  const head = Buffer.from(
+    `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${filename}"\r\n` +
+      "Content-Type: application/octet-stream\r\n\r\n",
+  );
+  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+  return {
+    payload: Buffer.concat([head, Buffer.isBuffer(content) ? content : Buffer.from(content), tail]),
+    headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
+  };
+}
+
+/** Polls until `check` returns a value (the worker runs asynchronously), failing after ~30 s. */
+export async function eventually<T>(
+  check: () => Promise<T | undefined | null | false>,
+  what: string,
+): Promise<T> {
+  for (let i = 0; i < 300; i++) {
+    const v = await check();
+    if (v) return v;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}

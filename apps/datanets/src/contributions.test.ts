@@ -1,0 +1,188 @@
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { localAccounts } from "@openledger/chain/testing";
+import { paragraph, Rng, render } from "@openledger/datanet-core";
+import { eventually, type Harness, multipartFile, signIn, stakeOn, startHarness } from "./test-support.ts";
+
+const { users } = localAccounts();
+const owner = users[0]!;
+const carol = users[1]!; // stakes and contributes
+const dave = users[2]!; // never stakes
+const OPEN = 10n ** 18n;
+let h: Harness;
+let datanetId: string;
+let ownerAuth: { authorization: string };
+let carolAuth: { authorization: string };
+
+const rng = new Rng(42);
+const para = () => render(paragraph(rng, 3, 5));
+
+before(async () => {
+  h = await startHarness("dn-contrib", { DATANETS_MAX_FILE_BYTES: "4096" });
+  ownerAuth = await signIn(h, owner.privateKey);
+  carolAuth = await signIn(h, carol.privateKey);
+  const res = await h.app.inject({
+    method: "POST",
+    url: "/v1/datanets",
+    headers: ownerAuth,
+    payload: {
+      slug: "prose",
+      name: "Prose",
+      type: "text",
+      license: "CC0-1.0",
+      minStakeWei: (100n * OPEN).toString(),
+      dailyRowLimitPerContributor: 40,
+      dailyRowLimit: 45,
+    },
+  });
+  assert.equal(res.statusCode, 201, res.body);
+  datanetId = res.json().id;
+  await stakeOn(h, carol.privateKey, BigInt(res.json().chainDatanetId), 200n);
+});
+after(async () => {
+  await h?.close();
+});
+
+const submitRows = (auth: object, rows: unknown[]) =>
+  h.app.inject({
+    method: "POST",
+    url: `/v1/datanets/${datanetId}/contributions`,
+    headers: auth,
+    payload: { rows },
+  });
+const submitFile = (auth: object, name: string, content: Buffer | string) => {
+  const m = multipartFile(name, content);
+  return h.app.inject({
+    method: "POST",
+    url: `/v1/datanets/${datanetId}/contributions/file`,
+    headers: { ...auth, ...m.headers },
+    payload: m.payload,
+  });
+};
+const counts = async () => ({
+  contributions: await h.app.db.contribution.count(),
+  rows: await h.app.db.datanetRow.count(),
+});
+const validated = (id: string) =>
+  eventually(async () => {
+    const r = (await h.app.inject({ method: "GET", url: `/v1/contributions/${id}` })).json();
+    return r.contribution.status === "validated" ? r : null;
+  }, `contribution ${id} validated`);
+
+test("unauthenticated and unstaked contributors are refused; nothing is stored", async () => {
+  const anon = await submitRows({}, [{ text: para() }]);
+  assert.equal(anon.statusCode, 401);
+  const daveAuth = await signIn(h, dave.privateKey);
+  const poor = await submitRows(daveAuth, [{ text: para() }]);
+  assert.equal(poor.statusCode, 403, poor.body);
+  assert.equal(poor.json().error.code, "INSUFFICIENT_STAKE");
+  assert.equal(poor.json().error.details.activeWei, "0");
+  assert.deepEqual(await counts(), { contributions: 0, rows: 0 });
+});
+
+test("rows are stored pending, validated by the worker: duplicates rejected with what they duplicate", async () => {
+  const a = para();
+  const b = para();
+  const res = await submitRows(carolAuth, [
+    { text: a, label: "x" },
+    { text: b, metadata: { source: "test" } },
+    { text: `  ${a.toUpperCase()}  ` }, // exact duplicate after normalization
+    { text: "too short" },
+  ]);
+  assert.equal(res.statusCode, 202, res.body);
+  const { contribution } = res.json();
+  assert.equal(contribution.rowCount, 4);
+  const done = await validated(contribution.id);
+  assert.equal(done.contribution.acceptedCount, 2);
+  assert.equal(done.contribution.rejectedCount, 2);
+  assert.ok(["completed", "active"].includes(done.job.state), done.job.state);
+  const rows = (
+    await h.app.inject({ method: "GET", url: `/v1/contributions/${contribution.id}/rows` })
+  ).json().items;
+  assert.deepEqual(
+    rows.map((r: { status: string; rejectReason: string | null }) => [r.status, r.rejectReason]),
+    [
+      ["accepted", null],
+      ["accepted", null],
+      ["rejected", "exact_duplicate"],
+      ["rejected", "too_short"],
+    ],
+  );
+  assert.equal(rows[2].duplicateOfRowId, rows[0].id);
+
+  // A second submission re-using a datanet row (slightly edited) is a near duplicate of it.
+  const edited = a.replace(/\.$/, "!").replace(/^(\w+)/, "$1 indeed");
+  const second = await submitRows(carolAuth, [{ text: edited }, { text: para() }]);
+  assert.equal(second.statusCode, 202, second.body);
+  const id2 = second.json().contribution.id;
+  await validated(id2);
+  const rows2 = (await h.app.inject({ method: "GET", url: `/v1/contributions/${id2}/rows` })).json().items;
+  assert.equal(rows2[0].status, "rejected");
+  assert.match(rows2[0].rejectReason, /duplicate/);
+  assert.equal(rows2[0].duplicateOfRowId, rows[0].id);
+  assert.equal(rows2[1].status, "accepted");
+  const stored = await h.app.db.datanetRow.findUniqueOrThrow({ where: { id: BigInt(rows2[1].id) } });
+  assert.equal(stored.signature?.length, 128 * 4, "accepted rows keep their MinHash signature");
+});
+
+test("bad files are refused whole, naming the line; nothing of them is stored", async () => {
+  const before = await counts();
+  const jsonl = `${JSON.stringify({ text: para() })}\n${JSON.stringify({ text: para() })}\n{"text": broken\n`;
+  const bad = await submitFile(carolAuth, "rows.jsonl", jsonl);
+  assert.equal(bad.statusCode, 400, bad.body);
+  assert.equal(bad.json().error.code, "MALFORMED_JSONL");
+  assert.match(bad.json().error.message, /line 3/);
+  assert.equal(bad.json().error.details.line, 3);
+
+  const latin1 = Buffer.concat([
+    Buffer.from(`${para()}\n\ncaf`),
+    Buffer.from([0xe9]),
+    Buffer.from(" au lait\n"),
+  ]);
+  const utf = await submitFile(carolAuth, "notes.txt", latin1);
+  assert.equal(utf.statusCode, 400, utf.body);
+  assert.equal(utf.json().error.code, "INVALID_UTF8");
+  assert.equal(utf.json().error.details.line, 3);
+  assert.equal(typeof utf.json().error.details.byteOffset, "number");
+
+  const big = await submitFile(carolAuth, "big.txt", "word ".repeat(2000));
+  assert.equal(big.statusCode, 413, big.body);
+  assert.equal(big.json().error.code, "FILE_TOO_LARGE");
+
+  const exe = await submitFile(carolAuth, "tool.exe", "MZ");
+  assert.equal(exe.statusCode, 415);
+  assert.deepEqual(await counts(), before, "no contribution or row from refused files");
+
+  const good = await submitFile(carolAuth, "data.csv", `text,label\n"${para()}",a\n"${para()}",b\n`);
+  assert.equal(good.statusCode, 202, good.body);
+  assert.equal(good.json().contribution.source, "file");
+  assert.equal(good.json().contribution.rowCount, 2);
+  await validated(good.json().contribution.id);
+});
+
+test("daily limits per contributor and per datanet answer 429 with a code", async () => {
+  // Carol has submitted 8 rows today; her limit is 40.
+  const over = await submitRows(
+    carolAuth,
+    Array.from({ length: 33 }, () => ({ text: para() })),
+  );
+  assert.equal(over.statusCode, 429, over.body);
+  assert.equal(over.json().error.code, "DAILY_LIMIT_EXCEEDED");
+  assert.equal(over.json().error.details.remaining, 32);
+  const before = await counts();
+  // The datanet-wide limit (45) is checked too: lower the per-contributor one above it.
+  const patched = await h.app.inject({
+    method: "PATCH",
+    url: `/v1/datanets/${datanetId}`,
+    headers: ownerAuth,
+    payload: { dailyRowLimitPerContributor: 1000 },
+  });
+  assert.equal(patched.statusCode, 200);
+  const overAll = await submitRows(
+    carolAuth,
+    Array.from({ length: 38 }, () => ({ text: para() })),
+  );
+  assert.equal(overAll.statusCode, 429);
+  assert.equal(overAll.json().error.code, "DATANET_DAILY_LIMIT_EXCEEDED");
+  assert.deepEqual(await counts(), before);
+});
