@@ -19,6 +19,7 @@ import { attributionConfig, buildAttribution } from "./app.ts";
 import { contextFor } from "./lib/context.ts";
 import { buildVersionArtifacts } from "./lib/indexing.ts";
 import { inferenceIdToBytes32 } from "./lib/validator.ts";
+import { indexWorker } from "./workers/index-worker.ts";
 import { scoreWorker } from "./workers/score-worker.ts";
 
 type App = Awaited<ReturnType<typeof buildAttribution>>;
@@ -212,6 +213,12 @@ describe("attribution service end to end", () => {
     });
     assert.equal(empty.statusCode, 422);
     assert.equal(empty.json().error.code, "UNPROCESSABLE");
+    assert.equal(await db.attributionIndex.count(), 0);
+    // The worker refuses an empty version for good (e.g. enqueued by another service), writing nothing.
+    await assert.rejects(
+      indexWorker(app, config)({ datanetVersionId: ids.emptyVersion }, noopJob()),
+      UnrecoverableError,
+    );
     assert.equal(await db.attributionIndex.count(), 0);
     const get404 = await app.inject({
       method: "GET",

@@ -24,6 +24,14 @@ export class VersionNotFoundError extends Error {
   }
 }
 
+/** A version without rows has nothing to index (and attribution-core cannot encode an empty index). */
+export class EmptyVersionError extends Error {
+  constructor(readonly versionId: string) {
+    super(`datanet version ${versionId} has no rows to index`);
+    this.name = "EmptyVersionError";
+  }
+}
+
 export interface VersionRow {
   rowId: string;
   contributionId: string;
@@ -128,6 +136,7 @@ export async function buildVersionArtifacts(
   };
 
   if (!(await ready(db, ctx, versionId, "span"))) {
+    if ((await getRows()).length === 0) throw new EmptyVersionError(versionId);
     await markBuilding(db, versionId, "span", tokenizer.id, jobId);
     try {
       const list = await getRows();

@@ -3,7 +3,7 @@ import type { JobHandler } from "@openledger/queue";
 import { UnrecoverableError } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { contextFor } from "../lib/context.ts";
-import { buildVersionArtifacts, VersionNotFoundError } from "../lib/indexing.ts";
+import { buildVersionArtifacts, EmptyVersionError, VersionNotFoundError } from "../lib/indexing.ts";
 
 /** `attribution.index`: build (or confirm) the span index / influence model of a version. */
 export function indexWorker(
@@ -22,7 +22,8 @@ export function indexWorker(
       app.log.info({ datanetVersionId, ...outcome }, "attribution artifacts ready");
       return outcome;
     } catch (err) {
-      if (err instanceof VersionNotFoundError) throw new UnrecoverableError(err.message);
+      if (err instanceof VersionNotFoundError || err instanceof EmptyVersionError)
+        throw new UnrecoverableError(err.message);
       throw err;
     }
   };
