@@ -43,14 +43,14 @@ after(async () => {
   await h?.close();
 });
 
-const submitRows = (auth: object, rows: unknown[]) =>
+const submitRows = (auth: Record<string, string>, rows: unknown[]) =>
   h.app.inject({
     method: "POST",
     url: `/v1/datanets/${datanetId}/contributions`,
     headers: auth,
     payload: { rows },
   });
-const submitFile = (auth: object, name: string, content: Buffer | string) => {
+const submitFile = (auth: Record<string, string>, name: string, content: Buffer | string) => {
   const m = multipartFile(name, content);
   return h.app.inject({
     method: "POST",
