@@ -26,7 +26,7 @@ export function installIfNeeded() {
   const lock = path.join(ROOT, "package-lock.json");
   if (existsSync(marker) && statSync(marker).mtimeMs >= statSync(lock).mtimeMs) return;
   step("installing dependencies (npm ci)");
-  run("npm", ["ci", "--no-audit", "--no-fund"]);
+  run("npm", ["ci", "--no-audit", "--no-fund", "--loglevel=warn"]);
 }
 
 export function ensureServices() {
