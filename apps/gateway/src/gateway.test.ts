@@ -21,6 +21,7 @@ let dataDir: string;
 let paidKey: string;
 let poorKey: string;
 let builderKey: string;
+let burstKey: string;
 const adapters: string[] = [];
 
 async function createKey(account: string): Promise<string> {
@@ -66,39 +67,44 @@ before(async () => {
     GATEWAY_DATA_DIR: join(dataDir, "store"),
     GATEWAY_ADMIN_TOKEN: ADMIN,
     GATEWAY_SLOTS: "5",
-    GATEWAY_MAX_NEW_TOKENS: "64",
+    GATEWAY_MAX_NEW_TOKENS: "1024",
     GATEWAY_MAX_PROMPT_TOKENS: "256",
     GATEWAY_THREADS: "1",
     GATEWAY_BALANCE_CACHE_MS: "0",
+    GATEWAY_RATE_REQUESTS_PER_MIN: "40",
+    GATEWAY_OUTBOX_SWEEP_MS: "600000",
   });
   app = await buildGateway(config);
   await app.listen({ port: 0, host: "127.0.0.1" });
   const addr = app.server.address();
   baseURL = `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}/v1`;
 
-  // The paying user deposits 1,000 OPEN into InferenceEscrow.
-  const [payer, poor, builder] = chain.accounts.users;
-  const { publicClient, walletClient } = createChainClients({
-    rpcUrl: chain.rpcUrl,
-    chainId: chain.chainId,
-    privateKey: payer!.privateKey as Hex,
-  });
-  const amount = 1000n * OPEN;
-  const c = chain.addresses!.contracts;
-  const approve = await walletClient.writeContract({
-    address: c.OpenToken,
-    abi: openTokenAbi,
-    functionName: "approve",
-    args: [c.InferenceEscrow, amount],
-  });
-  await publicClient.waitForTransactionReceipt({ hash: approve });
-  const deposit = await walletClient.writeContract({
-    address: c.InferenceEscrow,
-    abi: inferenceEscrowAbi,
-    functionName: "deposit",
-    args: [amount],
-  });
-  await publicClient.waitForTransactionReceipt({ hash: deposit });
+  // Paying users deposit 1,000 OPEN into InferenceEscrow.
+  const [payer, poor, builder, burst] = chain.accounts.users;
+  for (const user of [payer!, burst!]) {
+    const { publicClient, walletClient } = createChainClients({
+      rpcUrl: chain.rpcUrl,
+      chainId: chain.chainId,
+      privateKey: user.privateKey as Hex,
+    });
+    const amount = 1000n * OPEN;
+    const c = chain.addresses!.contracts;
+    const approve = await walletClient.writeContract({
+      address: c.OpenToken,
+      abi: openTokenAbi,
+      functionName: "approve",
+      args: [c.InferenceEscrow, amount],
+    });
+    await publicClient.waitForTransactionReceipt({ hash: approve });
+    const deposit = await walletClient.writeContract({
+      address: c.InferenceEscrow,
+      abi: inferenceEscrowAbi,
+      functionName: "deposit",
+      args: [amount],
+    });
+    await publicClient.waitForTransactionReceipt({ hash: deposit });
+  }
+  burstKey = await createKey(burst!.address);
 
   paidKey = await createKey(payer!.address);
   poorKey = await createKey(poor!.address);
@@ -350,4 +356,108 @@ test("retired adapters are no longer served", async () => {
     client(paidKey).completions.create({ model: adapters[2]!, prompt: "x", max_tokens: 2 }),
     (e: unknown) => e instanceof OpenAI.NotFoundError,
   );
+});
+
+test("client disconnect cancels the request: slot, KV and reservation are freed, partial output billed", async () => {
+  const st = gatewayState(app);
+  const cancelledBefore = st.host.scheduler.stats().finished.cancelled;
+  const controller = new AbortController();
+  const stream = await client(paidKey).chat.completions.create(
+    {
+      model: adapters[1]!,
+      messages: [{ role: "user", content: "a long answer please" }],
+      max_tokens: 1000,
+      temperature: 0,
+      stream: true,
+    },
+    { signal: controller.signal },
+  );
+  let chunks = 0;
+  // The client's stream ends quietly on abort (or throws, depending on timing).
+  try {
+    for await (const _ of stream) {
+      if (++chunks === 3) controller.abort();
+    }
+  } catch {
+    // aborted
+  }
+  for (let i = 0; i < 200 && st.host.scheduler.stats().finished.cancelled === cancelledBefore; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.equal(st.host.scheduler.stats().finished.cancelled, cancelledBefore + 1);
+  assert.equal(st.host.scheduler.stats().running, 0);
+  // The engine stopped early: fewer than max_tokens were generated and recorded.
+  let row = null;
+  for (let i = 0; i < 100 && !row; i++) {
+    row = await st.db.inference.findFirst({
+      where: { modelId: adapters[1]!, prompt: { contains: "a long answer" } },
+    });
+    if (!row) await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.ok(row && row.outputTokens > 0 && row.outputTokens < 1000, `outputTokens ${row?.outputTokens}`);
+});
+
+test("per-account rate limit: 429 with Retry-After, other accounts unaffected", async () => {
+  const openai = client(burstKey);
+  const results = await Promise.allSettled(
+    Array.from({ length: 45 }, () =>
+      openai.completions.create({ model: "openledger-tiny", prompt: "hi", max_tokens: 1, temperature: 0 }),
+    ),
+  );
+  const limited = results.filter((r) => r.status === "rejected");
+  assert.ok(limited.length >= 5, `rejected ${limited.length}`);
+  for (const r of limited) {
+    const e = (r as PromiseRejectedResult).reason;
+    assert.ok(e instanceof OpenAI.RateLimitError, String(e));
+    assert.equal(e.code, "rate_limited");
+    assert.ok(Number(e.headers?.get("retry-after")) >= 1);
+  }
+  const other = await client(paidKey).completions.create({
+    model: "openledger-tiny",
+    prompt: "hi",
+    max_tokens: 1,
+  });
+  assert.equal(other.choices.length, 1);
+});
+
+test("outbox: an inference whose job was not enqueued is enqueued by the sweeper", async () => {
+  const st = gatewayState(app);
+  const inf = await st.db.inference.create({
+    data: {
+      modelId: "openledger-tiny",
+      accountAddress: chain.accounts.users[0]!.address.toLowerCase(),
+      prompt: "p",
+      output: "o",
+      inputTokens: 1,
+      outputTokens: 1,
+    },
+  });
+  await st.db.gatewayOutbox.create({
+    data: { inferenceId: inf.id, createdAt: new Date(Date.now() - 60_000) },
+  });
+  assert.equal(await app.producer.queue("settlement").getJob(`inference.completed.${inf.id}`), undefined);
+  assert.ok((await st.sweepOutbox()) >= 1);
+  assert.ok(await app.producer.queue("settlement").getJob(`inference.completed.${inf.id}`));
+  const row = await st.db.gatewayOutbox.findUniqueOrThrow({ where: { inferenceId: inf.id } });
+  assert.ok(row.enqueuedAt);
+});
+
+test("/metrics exposes engine metrics; /status reports the loaded model", async () => {
+  const root = baseURL.replace(/\/v1$/, "");
+  const metrics = await (await fetch(`${root}/metrics`)).text();
+  for (const name of [
+    "gateway_queue_depth",
+    "gateway_batch_size_bucket",
+    "gateway_generated_tokens_total",
+    "gateway_time_to_first_token_seconds_bucket",
+    'gateway_adapter_cache_events{tier="ram",event="miss"',
+    'gateway_adapter_cache_events{tier="slot",event="eviction"',
+  ]) {
+    assert.ok(metrics.includes(name), name);
+  }
+  const status = (await (await fetch(`${root}/status`)).json()) as {
+    baseModel: { id: string; contentHash: string };
+  };
+  assert.equal(status.baseModel.id, "openledger-tiny");
+  assert.match(status.baseModel.contentHash, /^[0-9a-f]{64}$/);
 });
