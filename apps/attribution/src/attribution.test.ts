@@ -442,6 +442,22 @@ describe("attribution service end to end", () => {
       scoreWorker(app, config)({ inferenceId: "00000000-0000-4000-8000-000000000000" }, noopJob()),
       UnrecoverableError,
     );
+    const failed = await db.inference.create({
+      data: {
+        modelId: "law-lora",
+        accountAddress: CAROL,
+        prompt: "x",
+        output: OUTPUT,
+        inputTokens: 1,
+        outputTokens: 0,
+        status: "failed",
+      },
+    });
+    await assert.rejects(
+      scoreWorker(app, config)({ inferenceId: failed.id }, noopJob()),
+      (err: unknown) => err instanceof UnrecoverableError && /did not complete/.test((err as Error).message),
+    );
+    assert.equal(await db.attributionResult.count({ where: { inferenceId: failed.id } }), 0);
     const bad = await app.inject({ method: "GET", url: "/v1/inferences/not-a-uuid/attribution" });
     assert.equal(bad.statusCode, 400);
     assert.equal(bad.json().error.code, "VALIDATION_FAILED");

@@ -141,12 +141,18 @@ export async function buildVersionArtifacts(
     try {
       const list = await getRows();
       progress({ phase: "tokenize", percent: 0 });
-      const corpus: CorpusRow[] = list.map((r) => ({
-        rowId: r.rowId,
-        contributionId: r.contributionId,
-        contributorId: r.contributorAddress,
-        tokens: tokenizer.encode(r.text),
-      }));
+      const corpus: CorpusRow[] = [];
+      const step = Math.max(1, Math.floor(list.length / 20));
+      for (let i = 0; i < list.length; i++) {
+        const r = list[i]!;
+        corpus.push({
+          rowId: r.rowId,
+          contributionId: r.contributionId,
+          contributorId: r.contributorAddress,
+          tokens: tokenizer.encode(r.text),
+        });
+        if (i % step === 0) progress({ phase: "tokenize", percent: Math.floor((i / list.length) * 10) });
+      }
       let last = -1;
       const index = buildSpanIndex(corpus, {
         vocabSize: tokenizer.vocabSize,
@@ -157,7 +163,7 @@ export async function buildVersionArtifacts(
           tokenizer: tokenizer.id,
         },
         onProgress: ({ phase, fraction }) => {
-          const percent = Math.floor(fraction * 90);
+          const percent = 10 + Math.floor(fraction * 80);
           if (percent !== last) {
             last = percent;
             progress({ phase, percent });

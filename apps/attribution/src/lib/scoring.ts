@@ -8,7 +8,12 @@ export const RESULT_FORMAT_VERSION = 1;
 
 export class ScoringError extends Error {
   constructor(
-    readonly code: "INFERENCE_NOT_FOUND" | "NO_TRAINING_VERSIONS" | "INDEX_NOT_READY" | "UNSUPPORTED",
+    readonly code:
+      | "INFERENCE_NOT_FOUND"
+      | "INFERENCE_FAILED"
+      | "NO_TRAINING_VERSIONS"
+      | "INDEX_NOT_READY"
+      | "UNSUPPORTED",
     message: string,
     /** Whether waiting can fix it (an index still being built). */
     readonly retryable = false,
@@ -91,6 +96,12 @@ export async function computeAttribution(
     include: { model: { include: { trainingVersions: { select: { datanetVersionId: true } } } } },
   });
   if (!inference) throw new ScoringError("INFERENCE_NOT_FOUND", `inference ${inferenceId} does not exist`);
+  if (inference.status !== "completed") {
+    throw new ScoringError(
+      "INFERENCE_FAILED",
+      `inference ${inferenceId} did not complete: nothing to attribute`,
+    );
+  }
   const versionIds = inference.model.trainingVersions
     .map((v) => v.datanetVersionId)
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));

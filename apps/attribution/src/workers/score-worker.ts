@@ -32,28 +32,35 @@ export function scoreWorker(
           : "no validator identities configured (VALIDATOR_PRIVATE_KEYS)",
       );
     }
-    let computed: Awaited<ReturnType<typeof computeAttribution>>;
-    try {
-      computed = await computeAttribution(app.db, ctx, inferenceId);
-    } catch (err) {
-      if (err instanceof ScoringError && !err.retryable) throw new UnrecoverableError(err.message);
-      throw err;
-    }
-    const stored = [];
+    // Stake first: an understaked validator must not sign, and if none may, nothing is computed.
+    const eligible = [];
     const refused: string[] = [];
     for (const identity of identities) {
-      if (!(await meetsValidatorStake(chain, identity.address))) {
+      if (await meetsValidatorStake(chain, identity.address)) eligible.push(identity);
+      else {
         app.log.warn({ inferenceId, validator: identity.address }, "validator below minimum stake: refused");
         refused.push(identity.address);
-        continue;
       }
-      stored.push(await signAndStore(app.db, chain, identity, inferenceId, computed));
+    }
+    const stored = [];
+    let method: string | undefined;
+    if (eligible.length > 0) {
+      let computed: Awaited<ReturnType<typeof computeAttribution>>;
+      try {
+        computed = await computeAttribution(app.db, ctx, inferenceId);
+      } catch (err) {
+        if (err instanceof ScoringError && !err.retryable) throw new UnrecoverableError(err.message);
+        throw err;
+      }
+      method = computed.method;
+      for (const identity of eligible)
+        stored.push(await signAndStore(app.db, chain, identity, inferenceId, computed));
     }
     if (refused.length > 0) throw new UnrecoverableError(new UnderstakedError(refused.join(", ")).message);
     app.log.info(
       { inferenceId, results: stored.map((s) => [s.validatorAddress, s.resultHash, s.created]) },
       "attributed",
     );
-    return { method: computed.method, results: stored };
+    return { method, results: stored };
   };
 }
