@@ -278,3 +278,52 @@ test("adapter sets changing between steps (append, swap-remove, empty, replace) 
   assert.ok(worst < TOL);
   await r.dispose();
 });
+
+test("joining sequences run detached next to the resident batch, then merge into it; all exact", async () => {
+  const r = await ModelRuntime.create(model, { slots: 3, rankBuckets: [8], intraOpThreads: 2 });
+  const a1 = generateRandomAdapter(TINY_CONFIG, { rank: 8, seed: "j1" });
+  const a2 = generateRandomAdapter(TINY_CONFIG, { rank: 4, seed: "j2" });
+  r.loadAdapter(1, a1);
+  r.loadAdapter(2, a2);
+  const seqs = new Map<string, { tokens: number[]; slot: number }>();
+  let worst = 0;
+  const run = async (plan: { id: string; prompt?: string; slot?: number }[]) => {
+    const rows = plan.map((p) => {
+      if (p.prompt !== undefined) {
+        seqs.set(p.id, { tokens: bytes(p.prompt), slot: p.slot ?? 0 });
+        return { seqId: p.id, tokens: seqs.get(p.id)!.tokens.slice(), slot: p.slot ?? 0 };
+      }
+      const s = seqs.get(p.id)!;
+      return { seqId: p.id, tokens: [s.tokens.at(-1)!], slot: s.slot };
+    });
+    const out = await r.step(rows);
+    rows.forEach((row, i) => {
+      const s = seqs.get(String(row.seqId))!;
+      const adapter = s.slot === 1 ? a1 : s.slot === 2 ? a2 : undefined;
+      worst = Math.max(worst, maxAbsErr(out[i]!, lastRef(s.tokens, adapter)));
+      s.tokens.push(argmax(out[i]!));
+    });
+    return r.lastTimings;
+  };
+  await run([
+    { id: "a", prompt: "first", slot: 1 },
+    { id: "b", prompt: "second one", slot: 0 },
+  ]);
+  assert.equal((await run([{ id: "a" }, { id: "b" }])).kvRebuilt, false); // steady decode
+  // a new sequence joins with its prompt: decode rows stay resident, the prompt runs detached
+  const join = await run([{ id: "a" }, { id: "b" }, { id: "c", prompt: "a third prompt", slot: 2 }]);
+  assert.deepEqual([join.runs, join.kvRebuilt], [2, false]);
+  // a prefill-only step (scheduler "separate" mode) leaves the resident batch alone
+  const sep = await run([{ id: "d", prompt: "fourth", slot: 1 }]);
+  assert.deepEqual([sep.runs, sep.kvRebuilt], [1, false]);
+  assert.equal((await run([{ id: "a" }, { id: "b" }])).kvRebuilt, false);
+  // the joiners decode: one rebuild merges them into the resident batch, then steady again
+  assert.equal((await run([{ id: "a" }, { id: "b" }, { id: "c" }, { id: "d" }])).kvRebuilt, true);
+  const steady = await run([{ id: "a" }, { id: "b" }, { id: "c" }, { id: "d" }]);
+  assert.deepEqual([steady.runs, steady.kvRebuilt], [1, false]);
+  r.release("b");
+  await run([{ id: "a" }, { id: "c" }, { id: "d" }]);
+  console.log(`join/leave paths: max abs err vs reference ${worst.toExponential(2)}`);
+  assert.ok(worst < TOL);
+  await r.dispose();
+});

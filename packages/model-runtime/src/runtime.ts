@@ -35,8 +35,13 @@ export interface StepRow {
 }
 
 export interface StepTimings {
+  /** Time outside onnxruntime (feeds, KV copies). */
   prepareMs: number;
   runMs: number;
+  /** Session runs of the step: 2 when prefill rows ran detached next to the resident batch. */
+  runs: number;
+  /** True when the resident KV batch was copied out and re-assembled (composition changed). */
+  kvRebuilt: boolean;
 }
 
 type SeqId = string | number;
@@ -93,7 +98,7 @@ export class ModelRuntime {
   readonly intraOpThreads: number;
   /** Feeds for externalWeights modules, keyed `w.l.m` (the merged baseline sets these). */
   readonly externalWeights = new Map<string, ort.Tensor>();
-  lastTimings: StepTimings = { prepareMs: 0, runMs: 0 };
+  lastTimings: StepTimings = { prepareMs: 0, runMs: 0, runs: 0, kvRebuilt: false };
 
   private readonly seqs = new Map<SeqId, SeqState>();
   private resident: ResidentBatch | null = null;
@@ -223,20 +228,71 @@ export class ModelRuntime {
       }
     }
 
-    // KV: reuse the resident batch when the same sequences come in the same order (steady decode).
+    // KV placement. (1) The same sequences in the same order as the resident batch: feed it
+    // back as is (steady decode). (2) The resident sequences in their order plus rows not in it
+    // (new or paused sequences, prefill chunks): run the resident rows as they are and the
+    // others as a separate detached batch, so joining sequences neither evict the resident
+    // batch nor pad every decode row to the prompt length. (3) Anything else: copy the
+    // resident batch out and assemble a new padded batch.
     const ids = rows.map((r) => r.seqId);
-    const reuse =
-      this.resident !== null &&
-      this.resident.seqIds.length === B &&
-      this.resident.seqIds.every((id, i) => id === ids[i] && this.seqs.has(id));
-    let batch: ResidentBatch;
-    if (reuse) {
-      batch = this.resident!;
+    const res = this.resident;
+    const inRes = res ? new Set(res.seqIds) : new Set<SeqId>();
+    const residentRows = rows.filter((r) => inRes.has(r.seqId));
+    const otherRows = rows.filter((r) => !inRes.has(r.seqId));
+    // Intact: this step has all of the resident sequences in their order, or none of them.
+    const residentIntact =
+      res !== null &&
+      (residentRows.length === 0 ||
+        (res.seqIds.every((id) => this.seqs.has(id)) &&
+          residentRows.length === res.seqIds.length &&
+          residentRows.every((r, i) => r.seqId === res.seqIds[i])));
+    // Only prefill work is detached; a known sequence decoding outside the resident batch
+    // (e.g. right after its detached prefill) joins it via a rebuild, so it runs once per step.
+    const detachable = otherRows.every((r) => !this.seqs.has(r.seqId) || r.tokens.length > 1);
+    const byId = new Map<SeqId, Float32Array>();
+    let runMs = 0;
+    let runs = 1;
+    let kvRebuilt = false;
+    if (residentIntact && otherRows.length === 0) {
+      const r = await this.runBatch(rows, res!);
+      this.resident = r.batch;
+      runMs += r.runMs;
+      rows.forEach((row, b) => byId.set(row.seqId, r.logits[b]!));
+    } else if (residentIntact && detachable) {
+      runs = residentRows.length > 0 ? 2 : 1;
+      if (residentRows.length > 0) {
+        const r = await this.runBatch(residentRows, res!);
+        this.resident = r.batch;
+        runMs += r.runMs;
+        residentRows.forEach((row, b) => byId.set(row.seqId, r.logits[b]!));
+      }
+      const d = await this.runBatch(otherRows, this.assemble(otherRows.map((r) => r.seqId)));
+      runMs += d.runMs;
+      this.materialize(d.batch);
+      otherRows.forEach((row, b) => byId.set(row.seqId, d.logits[b]!));
     } else {
+      kvRebuilt = res !== null;
       this.evictResident();
-      batch = this.assemble(ids);
+      const r = await this.runBatch(rows, this.assemble(ids));
+      this.resident = r.batch;
+      runMs += r.runMs;
+      rows.forEach((row, b) => byId.set(row.seqId, r.logits[b]!));
     }
+    const total = performance.now() - t0;
+    this.lastTimings = { prepareMs: total - runMs, runMs, runs, kvRebuilt };
+    return rows.map((row) => byId.get(row.seqId)!);
+  }
 
+  /**
+   * One session run over `batch` (whose rows are `rows`, in order). Returns each row's
+   * logits and the batch after the step (presents + each row's columns); advances lengths.
+   */
+  private async runBatch(
+    rows: StepRow[],
+    batch: ResidentBatch,
+  ): Promise<{ logits: Float32Array[]; batch: ResidentBatch; runMs: number }> {
+    const c = this.model.config;
+    const B = rows.length;
     const T = Math.max(...rows.map((r) => r.tokens.length));
     const P = batch.past;
     const total = P + T;
@@ -279,22 +335,14 @@ export class ModelRuntime {
     for (const [name, t] of this.externalWeights) feeds[name] = t;
     const t1 = performance.now();
     const out = await this.session.run(feeds);
-    const t2 = performance.now();
+    const runMs = performance.now() - t1;
 
-    // Adopt the presents as the resident batch.
     const keys: Float32Array[] = [];
     const values: Float32Array[] = [];
     for (let l = 0; l < c.numLayers; l++) {
       keys.push(out[`present_key.${l}`]!.data as Float32Array);
       values.push(out[`present_value.${l}`]!.data as Float32Array);
     }
-    this.resident = {
-      seqIds: ids,
-      past: total,
-      keys,
-      values,
-      cols: batch.cols.map((cols, b) => cols.concat(newCols[b]!)),
-    };
     for (const row of rows) {
       const s = this.seqs.get(row.seqId);
       if (s) {
@@ -305,14 +353,28 @@ export class ModelRuntime {
     }
     const logits = out["logits"]!.data as Float32Array;
     const V = c.vocabSize;
-    this.lastTimings = { prepareMs: t1 - t0, runMs: t2 - t1 };
-    return rows.map((_, b) => logits.subarray(b * V, (b + 1) * V));
+    return {
+      logits: rows.map((_, b) => logits.subarray(b * V, (b + 1) * V)),
+      batch: {
+        seqIds: rows.map((r) => r.seqId),
+        past: total,
+        keys,
+        values,
+        cols: batch.cols.map((cols, b) => cols.concat(newCols[b]!)),
+      },
+      runMs,
+    };
   }
 
   /** Copies every live sequence of the resident batch out to its own KV storage. */
   private evictResident(): void {
-    const res = this.resident;
-    if (!res) return;
+    if (!this.resident) return;
+    this.materialize(this.resident);
+    this.resident = null;
+  }
+
+  /** Copies every live sequence of `res` out of the batch into its own KV storage. */
+  private materialize(res: ResidentBatch): void {
     const c = this.model.config;
     const R = c.numKvHeads * c.headDim;
     const D = c.headDim;
@@ -344,7 +406,6 @@ export class ModelRuntime {
         s.v.push(v);
       }
     });
-    this.resident = null;
   }
 
   /** Builds a padded batch from the sequences' own KV (row b's tokens at columns 0..len). */
