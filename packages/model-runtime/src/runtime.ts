@@ -257,26 +257,26 @@ export class ModelRuntime {
       const r = await this.runBatch(rows, res!);
       this.resident = r.batch;
       runMs += r.runMs;
-      rows.forEach((row, b) => byId.set(row.seqId, r.logits[b]!));
+      for (const [b, row] of rows.entries()) byId.set(row.seqId, r.logits[b]!);
     } else if (residentIntact && detachable) {
       runs = residentRows.length > 0 ? 2 : 1;
       if (residentRows.length > 0) {
         const r = await this.runBatch(residentRows, res!);
         this.resident = r.batch;
         runMs += r.runMs;
-        residentRows.forEach((row, b) => byId.set(row.seqId, r.logits[b]!));
+        for (const [b, row] of residentRows.entries()) byId.set(row.seqId, r.logits[b]!);
       }
       const d = await this.runBatch(otherRows, this.assemble(otherRows.map((r) => r.seqId)));
       runMs += d.runMs;
       this.materialize(d.batch);
-      otherRows.forEach((row, b) => byId.set(row.seqId, d.logits[b]!));
+      for (const [b, row] of otherRows.entries()) byId.set(row.seqId, d.logits[b]!);
     } else {
       kvRebuilt = res !== null;
       this.evictResident();
       const r = await this.runBatch(rows, this.assemble(ids));
       this.resident = r.batch;
       runMs += r.runMs;
-      rows.forEach((row, b) => byId.set(row.seqId, r.logits[b]!));
+      for (const [b, row] of rows.entries()) byId.set(row.seqId, r.logits[b]!);
     }
     const total = performance.now() - t0;
     this.lastTimings = { prepareMs: total - runMs, runMs, runs, kvRebuilt };
