@@ -21,8 +21,9 @@ import { ByteTokenizer, HfTokenizer, type TextTokenizer, TINY_CONFIG } from "@op
 export interface AttributionTokenizer {
   id: string;
   vocabSize: number;
-  encode(text: string): number[];
-  decode(ids: number[]): string;
+  /** Token ids of `text` (no special tokens). */
+  encode(text: string): ArrayLike<number>;
+  decode(ids: ArrayLike<number>): string;
 }
 
 function wrap(id: string, vocabSize: number, t: TextTokenizer): AttributionTokenizer {
@@ -30,12 +31,18 @@ function wrap(id: string, vocabSize: number, t: TextTokenizer): AttributionToken
     id,
     vocabSize,
     encode: (text) => t.encode(text, { addSpecialTokens: false }),
-    decode: (ids) => t.decode(ids, { skipSpecialTokens: true }),
+    decode: (ids) => t.decode(Array.from(ids), { skipSpecialTokens: true }),
   };
 }
 
 export async function loadAttributionTokenizer(spec: string): Promise<AttributionTokenizer> {
-  if (spec === "byte") return wrap("byte", TINY_CONFIG.vocabSize, new ByteTokenizer());
+  if (spec === "byte") {
+    const t = wrap("byte", TINY_CONFIG.vocabSize, new ByteTokenizer());
+    // Same ids as ByteTokenizer.encode (UTF-8 bytes; tested), as a Uint8Array: 1 byte per token
+    // while a version is being indexed instead of a JS number array (8+ bytes per token).
+    const utf8 = new TextEncoder();
+    return { ...t, encode: (text) => utf8.encode(text) };
+  }
   const raw = await readFile(path.join(spec, "tokenizer.json"));
   const tokCfg = await readFile(path.join(spec, "tokenizer_config.json"), "utf8").then(
     (t) => JSON.parse(t) as unknown,

@@ -117,7 +117,7 @@ export const attributeRoutes: FastifyPluginAsync<{ config: AttributionConfig }> 
         throw err;
       }
       const tokenizer = await ctx.tokenizer();
-      const tokens = tokenizer.encode(text);
+      const tokens = Array.from(tokenizer.encode(text));
       const params = spanParams(ctx, {
         ...(options.minSpanTokens !== undefined && { minLen: options.minSpanTokens }),
         ...(options.maxSpanCount !== undefined && { maxCount: options.maxSpanCount }),
