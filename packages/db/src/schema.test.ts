@@ -403,6 +403,45 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
       }),
     (c) => db.chainIntent.findUnique({ where: { id: c.id } }),
   );
+  // Settlement service: epoch totals and the per-account cumulative earnings of an epoch.
+  const settledEpoch = await roundTrip(
+    "Epoch (settlement columns)",
+    () =>
+      db.epoch.create({
+        data: {
+          id: 2,
+          status: "confirmed",
+          merkleRoot: ROOT,
+          totalWei: new Prisma.Decimal(BIG.toString()),
+          cumulativeTotalWei: new Prisma.Decimal((BIG + 1n).toString()),
+          settlementCount: 12,
+          recipientCount: 3,
+        },
+      }),
+    (e) => db.epoch.findUnique({ where: { id: e.id } }),
+  );
+  await roundTrip(
+    "EpochBalance",
+    () =>
+      db.epochBalance.create({
+        data: { epochId: settledEpoch.id, address: OWNER, cumulativeWei: new Prisma.Decimal(BIG.toString()) },
+      }),
+    (b) =>
+      db.epochBalance.findUnique({ where: { epochId_address: { epochId: b.epochId, address: b.address } } }),
+  );
+  await roundTrip(
+    "SettlementPending",
+    () =>
+      db.settlementPending.create({
+        data: {
+          inferenceId: inference.id,
+          firstSeenAt: new Date("2026-03-01T00:00:00.000Z"),
+          checkedAt: new Date("2026-03-01T00:00:05.000Z"),
+          checks: 3,
+        },
+      }),
+    (p) => db.settlementPending.findUnique({ where: { inferenceId: p.inferenceId } }),
+  );
 
   // Gateway: API keys (hash only) and the inference.completed outbox.
   await roundTrip(
