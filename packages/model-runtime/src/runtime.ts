@@ -188,6 +188,8 @@ export class ModelRuntime {
   /** Frees a sequence's KV cache. */
   release(seqId: SeqId): void {
     this.seqs.delete(seqId);
+    // Drop the resident batch's buffers once none of its sequences is alive.
+    if (this.resident && !this.resident.seqIds.some((id) => this.seqs.has(id))) this.resident = null;
   }
 
   /**
