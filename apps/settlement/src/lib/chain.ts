@@ -1,0 +1,102 @@
+import {
+  type ChainPublicClient,
+  type ChainWalletClient,
+  createChainPublicClient,
+  createChainWalletClient,
+  defaultAddressesPath,
+  loadAddresses,
+  type PlatformAddresses,
+  rewardDistributorAbi,
+} from "@openledger/chain";
+import { localAccounts } from "@openledger/chain/testing";
+import type { SettlementConfig } from "@openledger/config";
+import type { Address, Hex } from "viem";
+import { type PrivateKeyAccount, privateKeyToAccount } from "viem/accounts";
+
+/** Everything settlement needs on chain. Keys live only in these account objects (never logged). */
+export interface SettlementChain {
+  chainId: number;
+  addresses: PlatformAddresses;
+  publicClient: ChainPublicClient;
+  /** SETTLER_ROLE on InferenceEscrow; also relays postEpoch (anyone may). */
+  settler: ChainWalletClient;
+  /** Validators that sign epoch roots (EIP-712). */
+  attesters: PrivateKeyAccount[];
+  /** Lower-case treasury address credited in the ledger. */
+  treasury: string;
+  distributor: Address;
+}
+
+const LOCAL_CHAIN_ID = 31337;
+
+async function rpcChainId(rpcUrl: string): Promise<number> {
+  const res = await fetch(rpcUrl, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
+    signal: AbortSignal.timeout(5000),
+  });
+  const body = (await res.json()) as { result?: string };
+  if (!body.result) throw new Error(`eth_chainId failed at ${safeOrigin(rpcUrl)}`);
+  return Number(BigInt(body.result));
+}
+
+/** An RPC URL may carry an API key in its path or query: log only the origin. */
+function safeOrigin(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return "(invalid url)";
+  }
+}
+
+export class ChainConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ChainConfigError";
+  }
+}
+
+/**
+ * Resolves keys and addresses. On the local dev chain (31337) missing keys default to the
+ * well-known Hardhat accounts of the local deployment (#2 settler, #3 treasury, #5-7
+ * validators); on any other chain they must be configured.
+ */
+export async function connectSettlementChain(config: SettlementConfig): Promise<SettlementChain> {
+  const chainId = await rpcChainId(config.CHAIN_RPC_URL);
+  const addresses = await loadAddresses(config.CHAIN_ADDRESSES_FILE ?? defaultAddressesPath(chainId));
+  if (addresses.chainId !== chainId) {
+    throw new ChainConfigError(`addresses file is for chain ${addresses.chainId}, the RPC serves ${chainId}`);
+  }
+  const local = chainId === LOCAL_CHAIN_ID ? localAccounts() : undefined;
+  const settlerKey = (config.SETTLEMENT_SETTLER_PRIVATE_KEY ?? local?.settlement.privateKey) as
+    | Hex
+    | undefined;
+  if (!settlerKey)
+    throw new ChainConfigError("SETTLEMENT_SETTLER_PRIVATE_KEY is required off the local chain");
+  const attesterKeys = (config.SETTLEMENT_ATTESTER_PRIVATE_KEYS?.split(",") ??
+    local?.validators.map((v) => v.privateKey) ??
+    []) as Hex[];
+  const treasury = config.SETTLEMENT_TREASURY_ADDRESS ?? local?.treasury.address;
+  if (!treasury) throw new ChainConfigError("SETTLEMENT_TREASURY_ADDRESS is required off the local chain");
+  const opts = { rpcUrl: config.CHAIN_RPC_URL, chainId };
+  return {
+    chainId,
+    addresses,
+    publicClient: createChainPublicClient(opts),
+    settler: createChainWalletClient({ ...opts, privateKey: settlerKey }),
+    attesters: attesterKeys.map((k) => privateKeyToAccount(k)),
+    treasury: treasury.toLowerCase(),
+    distributor: addresses.contracts.RewardDistributor,
+  };
+}
+
+/** The distributor's validator set (lower-case): who may attest attribution results and roots. */
+export async function distributorValidators(chain: SettlementChain): Promise<Set<string>> {
+  const list = await chain.publicClient.readContract({
+    address: chain.distributor,
+    abi: rewardDistributorAbi,
+    functionName: "validators",
+  });
+  return new Set(list.map((a) => a.toLowerCase()));
+}

@@ -1,0 +1,200 @@
+import { inferenceEscrowAbi, openTokenAbi, rewardDistributorAbi } from "@openledger/chain";
+import type { Db } from "@openledger/db";
+import type { Address, Hex } from "viem";
+import type { SettlementChain } from "./chain.ts";
+import { type EpochManager, latestConfirmedEpoch } from "./epochs.ts";
+
+export interface ClaimInfo {
+  address: string;
+  /** Latest confirmed epoch (null before the first one). */
+  epoch: number | null;
+  cumulativeAmount: string;
+  claimed: string;
+  claimable: string;
+  /** The distributor accepts claims of this epoch now (activation delay passed, not revoked). */
+  active: boolean;
+  proof: Hex[];
+  distributor: string;
+  chainId: number;
+}
+
+/**
+ * What an account can claim, and the proof its own wallet passes to
+ * `RewardDistributor.claim(epoch, account, cumulativeAmount, proof)`.
+ */
+export async function claimInfo(
+  db: Db,
+  chain: SettlementChain,
+  epochs: EpochManager,
+  address: string,
+): Promise<ClaimInfo> {
+  const account = address.toLowerCase();
+  const claimed = await chain.publicClient.readContract({
+    address: chain.distributor,
+    abi: rewardDistributorAbi,
+    functionName: "claimed",
+    args: [account as Address],
+  });
+  const epoch = await latestConfirmedEpoch(db);
+  const base = {
+    address: account,
+    distributor: chain.distributor,
+    chainId: chain.chainId,
+    claimed: claimed.toString(),
+  };
+  if (!epoch)
+    return { ...base, epoch: null, cumulativeAmount: "0", claimable: "0", active: false, proof: [] };
+  const tree = await epochs.tree(epoch);
+  const claim = tree.claimFor(account as Address);
+  const cumulative = claim?.cumulativeAmount ?? 0n;
+  const active = await chain.publicClient.readContract({
+    address: chain.distributor,
+    abi: rewardDistributorAbi,
+    functionName: "isEpochActive",
+    args: [BigInt(epoch.id)],
+  });
+  const claimable = cumulative > claimed ? cumulative - claimed : 0n;
+  return {
+    ...base,
+    epoch: epoch.id,
+    cumulativeAmount: cumulative.toString(),
+    claimable: claimable.toString(),
+    active,
+    proof: claim?.proof ?? [],
+  };
+}
+
+export interface ReconcileCheck {
+  name: string;
+  ledger: string;
+  chain: string;
+  ok: boolean;
+  note?: string;
+}
+
+export interface ReconcileReport {
+  ok: boolean;
+  checkedAt: string;
+  latestConfirmedEpoch: number | null;
+  checks: ReconcileCheck[];
+}
+
+/** Largest number of accounts whose `claimed` is read one by one to total the claims. */
+const MAX_CLAIM_READS = 2_000;
+
+/**
+ * Compares the ledger with the chain and lists every difference:
+ * - the ledger balances (all entries sum to 0, and so does every transaction);
+ * - fees of settlements = consumer debits;
+ * - the latest confirmed epoch's root and cumulative total = the distributor's, and it is the
+ *   distributor's latest valid epoch;
+ * - escrow: total drawn = the posted cumulative total; total charged = fees of charged epochs;
+ * - distributor balance = cumulative total - sum of claims (when the accounts are few enough to read).
+ */
+export async function reconcile(db: Db, chain: SettlementChain): Promise<ReconcileReport> {
+  const checks: ReconcileCheck[] = [];
+  const add = (name: string, ledger: bigint | string, onChain: bigint | string, note?: string) =>
+    checks.push({
+      name,
+      ledger: ledger.toString(),
+      chain: onChain.toString(),
+      ok: ledger.toString().toLowerCase() === onChain.toString().toLowerCase(),
+      ...(note ? { note } : {}),
+    });
+
+  const [sums] = await db.$queryRawUnsafe<
+    { total: string; unbalanced: number; fees: string; debits: string }[]
+  >(
+    `SELECT (SELECT COALESCE(sum(amount_wei), 0)::text FROM ledger_entries) AS total,
+            (SELECT count(*)::int FROM (SELECT transaction_id FROM ledger_entries GROUP BY transaction_id
+                                         HAVING sum(amount_wei) <> 0) t) AS unbalanced,
+            (SELECT COALESCE(sum(fee_wei), 0)::text FROM settlements) AS fees,
+            (SELECT COALESCE(-sum(amount_wei), 0)::text FROM ledger_entries WHERE account LIKE 'consumer:%') AS debits`,
+  );
+  checks.push({
+    name: "ledger entries sum to zero",
+    ledger: sums?.total ?? "0",
+    chain: "-",
+    ok: sums?.total === "0",
+  });
+  checks.push({
+    name: "every ledger transaction balances",
+    ledger: `${sums?.unbalanced ?? 0} unbalanced`,
+    chain: "-",
+    ok: (sums?.unbalanced ?? 0) === 0,
+  });
+  checks.push({
+    name: "settled fees = consumer debits",
+    ledger: sums?.fees ?? "0",
+    chain: sums?.debits ?? "0",
+    ok: sums?.fees === sums?.debits,
+  });
+
+  const epoch = await latestConfirmedEpoch(db);
+  const read = <T>(address: Address, abi: unknown, functionName: string, args: unknown[] = []) =>
+    chain.publicClient.readContract({ address, abi, functionName, args } as never) as Promise<T>;
+  const escrow = chain.addresses.contracts.InferenceEscrow;
+  const lastValid = await read<bigint>(chain.distributor, rewardDistributorAbi, "lastValidEpoch");
+  add("latest confirmed epoch = distributor's last valid epoch", BigInt(epoch?.id ?? 0), lastValid);
+  const onChainEpoch = epoch
+    ? await read<{ root: Hex; cumulativeTotal: bigint }>(
+        chain.distributor,
+        rewardDistributorAbi,
+        "getEpoch",
+        [BigInt(epoch.id)],
+      )
+    : undefined;
+  const cumulativeTotal = BigInt(epoch?.cumulative_total_wei ?? "0");
+  if (epoch && onChainEpoch) {
+    add(`epoch ${epoch.id} root`, epoch.merkle_root ?? "", onChainEpoch.root);
+    add(`epoch ${epoch.id} cumulative total`, cumulativeTotal, onChainEpoch.cumulativeTotal);
+  }
+  add(
+    "escrow total drawn = posted cumulative total",
+    cumulativeTotal,
+    await read<bigint>(escrow, inferenceEscrowAbi, "totalDrawn"),
+  );
+  const [charged] = await db.$queryRawUnsafe<{ total: string }[]>(
+    `SELECT COALESCE(sum(s.fee_wei), 0)::text AS total FROM settlements s JOIN epochs e ON e.id = s.epoch_id
+      WHERE e.status IN ('posted', 'confirmed')`,
+  );
+  add(
+    "escrow total charged = fees of charged epochs",
+    BigInt(charged?.total ?? "0"),
+    await read<bigint>(escrow, inferenceEscrowAbi, "totalCharged"),
+  );
+
+  const balance = await read<bigint>(chain.addresses.contracts.OpenToken, openTokenAbi, "balanceOf", [
+    chain.distributor,
+  ]);
+  if (epoch) {
+    const accounts = await db.$queryRawUnsafe<{ address: string }[]>(
+      `SELECT address FROM epoch_balances WHERE epoch_id = $1 LIMIT $2`,
+      epoch.id,
+      MAX_CLAIM_READS + 1,
+    );
+    if (accounts.length <= MAX_CLAIM_READS) {
+      let claimedTotal = 0n;
+      for (const a of accounts) {
+        claimedTotal += await read<bigint>(chain.distributor, rewardDistributorAbi, "claimed", [a.address]);
+      }
+      add("distributor balance = cumulative total - claimed", cumulativeTotal - claimedTotal, balance);
+    } else {
+      checks.push({
+        name: "distributor balance <= cumulative total",
+        ledger: cumulativeTotal.toString(),
+        chain: balance.toString(),
+        ok: balance <= cumulativeTotal,
+        note: `more than ${MAX_CLAIM_READS} accounts: claims not summed one by one`,
+      });
+    }
+  } else {
+    add("distributor balance before any epoch", 0n, balance);
+  }
+  return {
+    ok: checks.every((c) => c.ok),
+    checkedAt: new Date().toISOString(),
+    latestConfirmedEpoch: epoch?.id ?? null,
+    checks,
+  };
+}

@@ -1,0 +1,420 @@
+import {
+  buildEarningsTree,
+  type EarningsTree,
+  inferenceEscrowAbi,
+  rewardDistributorAbi,
+  signEpochRoot,
+  sortSignatures,
+} from "@openledger/chain";
+import type { SettlementConfig } from "@openledger/config";
+import { type Db, withTransaction } from "@openledger/db";
+import { accumulateEarnings, earningsByAddress, earningsLeaves } from "@openledger/settlement-core";
+import { type Abi, type Address, type Hex, keccak256, toBytes } from "viem";
+import type { SettlementChain } from "./chain.ts";
+import { executeIntent, type IntentSpec } from "./intents.ts";
+
+/** Consumers charged per InferenceEscrow.charge call (bounded gas per transaction). */
+export const CHARGE_CHUNK = 200;
+/** pg advisory lock id: one epoch driver at a time across replicas. */
+export const EPOCH_LOCK = 0x5e771e;
+
+export interface EpochRow {
+  id: number;
+  status: "open" | "closed" | "attested" | "posted" | "confirmed";
+  merkle_root: string | null;
+  total_wei: string;
+  cumulative_total_wei: string;
+  settlement_count: number;
+  recipient_count: number;
+  post_tx_hash: string | null;
+  closed_at: Date | null;
+  confirmed_at: Date | null;
+}
+
+export interface EpochLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+const EPOCH_COLUMNS = `id, status::text AS status, merkle_root, total_wei::text AS total_wei,
+  cumulative_total_wei::text AS cumulative_total_wei, settlement_count, recipient_count, post_tx_hash,
+  closed_at, confirmed_at`;
+
+export async function readEpoch(db: Db, id: number): Promise<EpochRow | undefined> {
+  const rows = await db.$queryRawUnsafe<EpochRow[]>(`SELECT ${EPOCH_COLUMNS} FROM epochs WHERE id = $1`, id);
+  return rows[0];
+}
+
+export async function listEpochs(db: Db, limit = 50): Promise<EpochRow[]> {
+  return db.$queryRawUnsafe<EpochRow[]>(
+    `SELECT ${EPOCH_COLUMNS} FROM epochs ORDER BY id DESC LIMIT $1`,
+    limit,
+  );
+}
+
+export async function latestConfirmedEpoch(db: Db): Promise<EpochRow | undefined> {
+  const rows = await db.$queryRawUnsafe<EpochRow[]>(
+    `SELECT ${EPOCH_COLUMNS} FROM epochs WHERE status = 'confirmed' ORDER BY id DESC LIMIT 1`,
+  );
+  return rows[0];
+}
+
+/** The escrow charge batch id of one chunk of an epoch: bound to the chain, the deployment and the epoch. */
+export function chargeBatchId(chain: SettlementChain, epoch: number, chunk: number): Hex {
+  return keccak256(
+    toBytes(
+      `openledger.settlement.charge:${chain.chainId}:${chain.addresses.contracts.InferenceEscrow}:${epoch}:${chunk}`,
+    ),
+  );
+}
+
+/**
+ * Epochs: close (assign unassigned settlements, compute cumulative earnings, build the tree),
+ * attest (validators sign the root), charge the consumers in the escrow and post the root
+ * (both as chain intents), then confirm. One epoch is in flight at a time, because the
+ * distributor accepts only `latestEpoch + 1`.
+ */
+export class EpochManager {
+  readonly #trees = new Map<number, EarningsTree>();
+  #running: Promise<EpochRow | undefined> | undefined;
+  #again = false;
+  readonly startedAt = Date.now();
+
+  constructor(
+    private readonly db: Db,
+    private readonly config: SettlementConfig,
+    private readonly chain: () => Promise<SettlementChain>,
+    private readonly log: EpochLogger,
+  ) {}
+
+  /**
+   * Single-flight: concurrent calls share one run (a call during a run schedules one more, so a
+   * `force` is never lost). Returns the epoch that was driven, if any.
+   */
+  tick(options: { force?: boolean } = {}): Promise<EpochRow | undefined> {
+    if (this.#running) {
+      if (options.force) this.#again = true;
+      return this.#running;
+    }
+    const run = (async () => {
+      try {
+        let result = await this.#tickLocked(options.force ?? false);
+        while (this.#again) {
+          this.#again = false;
+          result = await this.#tickLocked(true);
+        }
+        return result;
+      } finally {
+        this.#running = undefined;
+      }
+    })();
+    this.#running = run;
+    return run;
+  }
+
+  /** Resolves when no tick is running (used on shutdown). */
+  async idle(): Promise<void> {
+    await this.#running?.catch(() => undefined);
+  }
+
+  async #tickLocked(force: boolean): Promise<EpochRow | undefined> {
+    // A transaction-scoped advisory lock: another replica's driver skips this tick.
+    return withTransaction(
+      this.db,
+      async (tx) => {
+        const got = await tx.$queryRawUnsafe<{ ok: boolean }[]>(
+          `SELECT pg_try_advisory_xact_lock($1) AS ok`,
+          EPOCH_LOCK,
+        );
+        if (!got[0]?.ok) return undefined;
+        return this.#drive(force);
+      },
+      { timeoutMs: 10 * 60_000, maxAttempts: 1 },
+    );
+  }
+
+  async #drive(force: boolean): Promise<EpochRow | undefined> {
+    const inflight = await this.db.$queryRawUnsafe<EpochRow[]>(
+      `SELECT ${EPOCH_COLUMNS} FROM epochs WHERE status <> 'confirmed' ORDER BY id LIMIT 1`,
+    );
+    let epoch = inflight[0];
+    if (!epoch) {
+      if (!(await this.#shouldClose(force))) return undefined;
+      epoch = await this.closeEpoch();
+      if (!epoch) return undefined;
+    }
+    return this.#advance(epoch);
+  }
+
+  async #shouldClose(force: boolean): Promise<boolean> {
+    const [w] = await this.db.$queryRawUnsafe<{ n: number; total: string; oldest: Date | null }[]>(
+      `SELECT count(*)::int AS n, COALESCE(sum(fee_wei), 0)::text AS total, min(created_at) AS oldest
+         FROM settlements WHERE epoch_id IS NULL`,
+    );
+    if (!w || BigInt(w.total) === 0n) return false; // nothing to pay: an epoch needs a non-zero total
+    if (force || w.n >= this.config.SETTLEMENT_EPOCH_MAX_SETTLEMENTS) return true;
+    const interval = this.config.SETTLEMENT_EPOCH_INTERVAL_MS;
+    if (interval === 0) return false;
+    const [last] = await this.db.$queryRawUnsafe<{ at: Date | null }[]>(
+      `SELECT max(closed_at) AS at FROM epochs`,
+    );
+    const since = last?.at?.getTime() ?? Math.min(this.startedAt, w.oldest?.getTime() ?? this.startedAt);
+    return Date.now() - since >= interval;
+  }
+
+  /** Closes the next epoch in one transaction; undefined when there is nothing to close. */
+  async closeEpoch(): Promise<EpochRow | undefined> {
+    const chain = await this.chain();
+    const closed = await withTransaction(
+      this.db,
+      async (tx) => {
+        const [maxRow] = await tx.$queryRawUnsafe<{ id: number | null }[]>(
+          `SELECT max(id) AS id FROM epochs`,
+        );
+        const id = (maxRow?.id ?? 0) + 1;
+        await tx.$executeRawUnsafe(
+          `INSERT INTO epochs (id, status, closed_at) VALUES ($1, 'closed', now())`,
+          id,
+        );
+        const [assigned] = await tx.$queryRawUnsafe<{ n: number; total: string }[]>(
+          `WITH u AS (UPDATE settlements SET epoch_id = $1 WHERE epoch_id IS NULL RETURNING fee_wei)
+           SELECT count(*)::int AS n, COALESCE(sum(fee_wei), 0)::text AS total FROM u`,
+          id,
+        );
+        const total = BigInt(assigned?.total ?? "0");
+        if (!assigned || total === 0n) throw new NothingToClose();
+        const credits = await tx.$queryRawUnsafe<{ account: string; amount: string }[]>(
+          `SELECT e.account, sum(e.amount_wei)::text AS amount
+             FROM ledger_entries e JOIN settlements s ON s.transaction_id = e.transaction_id
+            WHERE s.epoch_id = $1 AND e.amount_wei > 0 GROUP BY e.account`,
+          id,
+        );
+        const previous = await tx.$queryRawUnsafe<{ address: string; amount: string }[]>(
+          `SELECT address, cumulative_wei::text AS amount FROM epoch_balances WHERE epoch_id = $1`,
+          id - 1,
+        );
+        const [prevEpoch] = await tx.$queryRawUnsafe<{ total: string }[]>(
+          `SELECT cumulative_total_wei::text AS total FROM epochs WHERE id = $1`,
+          id - 1,
+        );
+        const cumulative = accumulateEarnings(
+          new Map(previous.map((p) => [p.address, BigInt(p.amount)])),
+          earningsByAddress(credits.map((c) => ({ account: c.account, amountWei: BigInt(c.amount) }))),
+        );
+        const leaves = earningsLeaves(cumulative);
+        const tree = buildEarningsTree({
+          chainId: chain.chainId,
+          distributor: chain.distributor,
+          epoch: BigInt(id),
+          entries: leaves.map((l) => ({
+            account: l.account as Address,
+            cumulativeAmount: l.cumulativeAmount,
+          })),
+        });
+        const expected = BigInt(prevEpoch?.total ?? "0") + total;
+        if (tree.cumulativeTotal !== expected) {
+          throw new Error(
+            `epoch ${id}: tree total ${tree.cumulativeTotal} != previous total + fees ${expected}`,
+          );
+        }
+        await tx.$executeRawUnsafe(
+          `INSERT INTO epoch_balances (epoch_id, address, cumulative_wei)
+           SELECT $1, * FROM unnest($2::text[], $3::numeric[])`,
+          id,
+          leaves.map((l) => l.account),
+          leaves.map((l) => l.cumulativeAmount.toString()),
+        );
+        await tx.$executeRawUnsafe(
+          `UPDATE epochs SET merkle_root = $2, total_wei = $3::numeric, cumulative_total_wei = $4::numeric,
+                  settlement_count = $5, recipient_count = $6 WHERE id = $1`,
+          id,
+          tree.root,
+          total.toString(),
+          tree.cumulativeTotal.toString(),
+          assigned.n,
+          leaves.length,
+        );
+        this.#trees.set(id, tree);
+        return id;
+      },
+      { timeoutMs: 5 * 60_000 },
+    ).catch((err) => {
+      if (err instanceof NothingToClose) return undefined;
+      throw err;
+    });
+    if (closed === undefined) return undefined;
+    this.log.info({ epoch: closed }, "epoch closed");
+    return readEpoch(this.db, closed);
+  }
+
+  /** Every attester signs the EIP-712 EpochRoot; true when the distributor's threshold is met. */
+  async attest(epoch: EpochRow): Promise<boolean> {
+    const chain = await this.chain();
+    const message = {
+      epoch: BigInt(epoch.id),
+      root: epoch.merkle_root as Hex,
+      cumulativeTotal: BigInt(epoch.cumulative_total_wei),
+    };
+    for (const account of chain.attesters) {
+      const signature = await signEpochRoot(account, chain.chainId, chain.distributor, message);
+      await this.db.$executeRawUnsafe(
+        `INSERT INTO epoch_attestations (epoch_id, validator_address, signature) VALUES ($1, $2, $3)
+         ON CONFLICT (epoch_id, validator_address) DO NOTHING`,
+        epoch.id,
+        account.address.toLowerCase(),
+        signature,
+      );
+    }
+    const threshold = await chain.publicClient.readContract({
+      address: chain.distributor,
+      abi: rewardDistributorAbi,
+      functionName: "threshold",
+    });
+    const [count] = await this.db.$queryRawUnsafe<{ n: number }[]>(
+      `SELECT count(*)::int AS n FROM epoch_attestations WHERE epoch_id = $1`,
+      epoch.id,
+    );
+    if ((count?.n ?? 0) < Number(threshold)) {
+      this.log.warn(
+        { epoch: epoch.id, have: count?.n, need: Number(threshold) },
+        "epoch waits for attestations",
+      );
+      return false;
+    }
+    await this.db.$executeRawUnsafe(
+      `UPDATE epochs SET status = 'attested' WHERE id = $1 AND status = 'closed'`,
+      epoch.id,
+    );
+    return true;
+  }
+
+  /** The escrow charges of an epoch: one intent per chunk of consumers (fees summed per consumer). */
+  async chargeSpecs(epoch: EpochRow): Promise<IntentSpec[]> {
+    const chain = await this.chain();
+    const charges = await this.db.$queryRawUnsafe<{ consumer: string; amount: string }[]>(
+      `SELECT i.account_address AS consumer, sum(s.fee_wei)::text AS amount
+         FROM settlements s JOIN inferences i ON i.id = s.inference_id
+        WHERE s.epoch_id = $1 AND s.fee_wei > 0 GROUP BY i.account_address ORDER BY i.account_address`,
+      epoch.id,
+    );
+    const specs: IntentSpec[] = [];
+    for (let c = 0; c * CHARGE_CHUNK < charges.length; c++) {
+      const part = charges.slice(c * CHARGE_CHUNK, (c + 1) * CHARGE_CHUNK);
+      const batchId = chargeBatchId(chain, epoch.id, c);
+      const consumers = part.map((p) => p.consumer as Address);
+      const amounts = part.map((p) => BigInt(p.amount));
+      specs.push({
+        key: `escrow.charge:${epoch.id}:${c}`,
+        kind: "escrow.charge",
+        payload: { epoch: epoch.id, chunk: c, batchId, consumers, amounts },
+        call: {
+          address: chain.addresses.contracts.InferenceEscrow,
+          abi: inferenceEscrowAbi as Abi,
+          functionName: "charge",
+          args: [batchId, consumers, amounts],
+        },
+        isDone: () =>
+          chain.publicClient.readContract({
+            address: chain.addresses.contracts.InferenceEscrow,
+            abi: inferenceEscrowAbi,
+            functionName: "chargeBatchApplied",
+            args: [batchId],
+          }),
+      });
+    }
+    return specs;
+  }
+
+  /** postEpoch with the quorum's signatures (sorted by signer, as the contract wants). */
+  async postSpec(epoch: EpochRow): Promise<IntentSpec> {
+    const chain = await this.chain();
+    const root = epoch.merkle_root as Hex;
+    const cumulativeTotal = BigInt(epoch.cumulative_total_wei);
+    const atts = await this.db.$queryRawUnsafe<{ validator_address: string; signature: string }[]>(
+      `SELECT validator_address, signature FROM epoch_attestations WHERE epoch_id = $1`,
+      epoch.id,
+    );
+    const signatures = sortSignatures(
+      atts.map((a) => ({ signer: a.validator_address as Address, signature: a.signature as Hex })),
+    );
+    return {
+      key: `epoch.post:${epoch.id}`,
+      kind: "epoch.post",
+      payload: { epoch: epoch.id, root, cumulativeTotal: cumulativeTotal.toString(), signatures },
+      call: {
+        address: chain.distributor,
+        abi: rewardDistributorAbi as Abi,
+        functionName: "postEpoch",
+        args: [BigInt(epoch.id), root, cumulativeTotal, signatures],
+      },
+      isDone: async () => {
+        const onChain = await chain.publicClient.readContract({
+          address: chain.distributor,
+          abi: rewardDistributorAbi,
+          functionName: "getEpoch",
+          args: [BigInt(epoch.id)],
+        });
+        if (/^0x0+$/.test(onChain.root)) return false;
+        if (onChain.root.toLowerCase() !== root.toLowerCase()) {
+          throw new Error(
+            `epoch ${epoch.id} is on chain with another root ${onChain.root}: ledger and chain diverged`,
+          );
+        }
+        return true;
+      },
+    };
+  }
+
+  async #advance(start: EpochRow): Promise<EpochRow> {
+    const chain = await this.chain();
+    let epoch = start;
+    if (!epoch.merkle_root) throw new Error(`epoch ${epoch.id} has no root`);
+    if (epoch.status === "closed") {
+      if (!(await this.attest(epoch))) return epoch;
+      epoch = { ...epoch, status: "attested" };
+    }
+    if (epoch.status === "attested" || epoch.status === "posted") {
+      // 1. Charge the epoch's consumers (the escrow's settledUndrawn then funds the draw).
+      for (const spec of await this.chargeSpecs(epoch)) await executeIntent(this.db, chain, spec);
+      if (epoch.status === "attested") {
+        await this.db.$executeRawUnsafe(`UPDATE epochs SET status = 'posted' WHERE id = $1`, epoch.id);
+        epoch = { ...epoch, status: "posted" };
+      }
+      // 2. Post the root; the distributor draws the epoch total from the escrow in the same call.
+      const posted = await executeIntent(this.db, chain, await this.postSpec(epoch));
+      await this.db.$executeRawUnsafe(
+        `UPDATE epochs SET status = 'confirmed', post_tx_hash = COALESCE($2, post_tx_hash), confirmed_at = now() WHERE id = $1`,
+        epoch.id,
+        posted.txHash,
+      );
+      this.log.info({ epoch: epoch.id, txHash: posted.txHash }, "epoch posted and confirmed");
+    }
+    return (await readEpoch(this.db, epoch.id)) ?? epoch;
+  }
+
+  /** The earnings tree of an epoch (cached; rebuilt from `epoch_balances` and checked against the stored root). */
+  async tree(epoch: EpochRow): Promise<EarningsTree> {
+    const cached = this.#trees.get(epoch.id);
+    if (cached) return cached;
+    const chain = await this.chain();
+    const rows = await this.db.$queryRawUnsafe<{ address: string; amount: string }[]>(
+      `SELECT address, cumulative_wei::text AS amount FROM epoch_balances WHERE epoch_id = $1 ORDER BY address`,
+      epoch.id,
+    );
+    const tree = buildEarningsTree({
+      chainId: chain.chainId,
+      distributor: chain.distributor,
+      epoch: BigInt(epoch.id),
+      entries: rows.map((r) => ({ account: r.address as Address, cumulativeAmount: BigInt(r.amount) })),
+    });
+    if (tree.root.toLowerCase() !== epoch.merkle_root?.toLowerCase()) {
+      throw new Error(`epoch ${epoch.id}: rebuilt root ${tree.root} differs from the stored one`);
+    }
+    // Keep the two newest trees: claims use the latest confirmed epoch.
+    this.#trees.set(epoch.id, tree);
+    for (const k of [...this.#trees.keys()].sort((a, b) => a - b).slice(0, -2)) this.#trees.delete(k);
+    return tree;
+  }
+}
+
+class NothingToClose extends Error {}

@@ -1,0 +1,261 @@
+import type { SettlementConfig } from "@openledger/config";
+import { AppError } from "@openledger/errors";
+import type { FastifyPluginAsync, FastifyRequest } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { z } from "zod";
+import type { SettlementChain } from "../lib/chain.ts";
+import { claimInfo, reconcile } from "../lib/claims.ts";
+import { type EpochRow, listEpochs, readEpoch } from "../lib/epochs.ts";
+import { IntentRejectedError } from "../lib/intents.ts";
+import { runtimeFor } from "../lib/runtime.ts";
+
+const ErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
+const Address = z
+  .string()
+  .regex(/^0x[0-9a-fA-F]{40}$/, "0x + 40 hex digits")
+  .transform((a) => a.toLowerCase());
+const Wei = z.string().describe("wei of OPEN, decimal string");
+
+const EpochOut = z.object({
+  id: z.number().int(),
+  status: z.string(),
+  merkleRoot: z.string().nullable(),
+  totalWei: Wei.describe("Fees settled in this epoch"),
+  cumulativeTotalWei: Wei.describe("All fees up to and including this epoch (posted with the root)"),
+  settlementCount: z.number().int(),
+  recipientCount: z.number().int(),
+  postTxHash: z.string().nullable(),
+  closedAt: z.string().nullable(),
+  confirmedAt: z.string().nullable(),
+});
+
+function epochOut(e: EpochRow): z.infer<typeof EpochOut> {
+  return {
+    id: e.id,
+    status: e.status,
+    merkleRoot: e.merkle_root,
+    totalWei: e.total_wei,
+    cumulativeTotalWei: e.cumulative_total_wei,
+    settlementCount: e.settlement_count,
+    recipientCount: e.recipient_count,
+    postTxHash: e.post_tx_hash,
+    closedAt: e.closed_at?.toISOString() ?? null,
+    confirmedAt: e.confirmed_at?.toISOString() ?? null,
+  };
+}
+
+export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> = async (
+  root,
+  { config },
+) => {
+  const app = root.withTypeProvider<ZodTypeProvider>();
+  const rt = runtimeFor(root.db, config, root.log);
+
+  async function chainOr503(): Promise<SettlementChain> {
+    try {
+      return await rt.chain();
+    } catch (err) {
+      throw new AppError(
+        "SERVICE_UNAVAILABLE",
+        `chain unavailable: ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
+  }
+
+  function requireAdmin(req: FastifyRequest): void {
+    if (!config.SETTLEMENT_ADMIN_TOKEN)
+      throw new AppError("FORBIDDEN", "admin routes are disabled (SETTLEMENT_ADMIN_TOKEN unset)");
+    if (req.headers.authorization !== `Bearer ${config.SETTLEMENT_ADMIN_TOKEN}`) {
+      throw new AppError("UNAUTHORIZED", "missing or wrong admin bearer token");
+    }
+  }
+
+  app.get(
+    "/v1/accounts/:address/claim",
+    {
+      schema: {
+        tags: ["claims"],
+        summary: "What an account can claim from the RewardDistributor, with its merkle proof",
+        description:
+          "Cumulative earnings of the account in the latest confirmed epoch, what it already claimed on chain, " +
+          "the difference (claimable) and the proof. The account's own wallet calls " +
+          "`RewardDistributor.claim(epoch, account, cumulativeAmount, proof)`; nothing is pushed. 503 when the chain is unreachable.",
+        params: z.object({ address: Address }),
+        response: {
+          200: z.object({
+            address: z.string(),
+            epoch: z.number().int().nullable(),
+            cumulativeAmount: Wei,
+            claimed: Wei,
+            claimable: Wei,
+            active: z.boolean().describe("The epoch's activation delay passed and it is not revoked"),
+            proof: z.array(z.string()),
+            distributor: z.string(),
+            chainId: z.number().int(),
+          }),
+          400: ErrorBody,
+          503: ErrorBody,
+        },
+      },
+    },
+    async (req) => claimInfo(root.db, await chainOr503(), rt.epochs, req.params.address),
+  );
+
+  app.get(
+    "/v1/accounts/:address/ledger",
+    {
+      schema: {
+        tags: ["ledger"],
+        summary: "Ledger balances of an address per role (settled, whether or not in an epoch yet)",
+        params: z.object({ address: Address }),
+        response: {
+          200: z.object({
+            address: z.string(),
+            accounts: z.array(
+              z.object({ account: z.string(), balanceWei: z.string().describe("signed wei") }),
+            ),
+          }),
+          400: ErrorBody,
+        },
+      },
+    },
+    async (req) => {
+      const rows = await root.db.$queryRawUnsafe<{ account: string; balance: string }[]>(
+        `SELECT account, sum(amount_wei)::text AS balance FROM ledger_entries
+          WHERE account IN ('consumer:' || $1, 'treasury:' || $1, 'validator:' || $1, 'model_owner:' || $1, 'contributor:' || $1)
+          GROUP BY account ORDER BY account`,
+        req.params.address,
+      );
+      return {
+        address: req.params.address,
+        accounts: rows.map((r) => ({ account: r.account, balanceWei: r.balance })),
+      };
+    },
+  );
+
+  app.get(
+    "/v1/inferences/:id/settlement",
+    {
+      schema: {
+        tags: ["ledger"],
+        summary: "The settlement of an inference: fee, split basis points and the balanced journal",
+        description: "404 NOT_FOUND when the inference is not settled (yet).",
+        params: z.object({ id: z.uuid() }),
+        response: {
+          200: z.object({
+            inferenceId: z.string(),
+            feeWei: Wei,
+            splitBps: z.record(z.string(), z.unknown()),
+            epochId: z.number().int().nullable(),
+            entries: z.array(z.object({ account: z.string(), amountWei: z.string() })),
+          }),
+          400: ErrorBody,
+          404: ErrorBody,
+        },
+      },
+    },
+    async (req) => {
+      const s = await root.db.settlement.findUnique({
+        where: { inferenceId: req.params.id },
+        include: { transaction: { include: { entries: { orderBy: { id: "asc" } } } } },
+      });
+      if (!s) throw new AppError("NOT_FOUND", `inference ${req.params.id} is not settled`);
+      return {
+        inferenceId: s.inferenceId,
+        feeWei: s.feeWei.toFixed(),
+        splitBps: s.splitBps as Record<string, unknown>,
+        epochId: s.epochId,
+        entries: s.transaction.entries.map((e) => ({ account: e.account, amountWei: e.amountWei.toFixed() })),
+      };
+    },
+  );
+
+  app.get(
+    "/v1/epochs",
+    {
+      schema: {
+        tags: ["epochs"],
+        summary: "Recent epochs, newest first",
+        response: { 200: z.object({ epochs: z.array(EpochOut) }) },
+      },
+    },
+    async () => ({ epochs: (await listEpochs(root.db)).map(epochOut) }),
+  );
+
+  app.get(
+    "/v1/epochs/:id",
+    {
+      schema: {
+        tags: ["epochs"],
+        summary: "One epoch",
+        params: z.object({ id: z.coerce.number().int().min(1) }),
+        response: { 200: EpochOut, 400: ErrorBody, 404: ErrorBody },
+      },
+    },
+    async (req) => {
+      const e = await readEpoch(root.db, req.params.id);
+      if (!e) throw new AppError("NOT_FOUND", `no epoch ${req.params.id}`);
+      return epochOut(e);
+    },
+  );
+
+  app.post(
+    "/v1/epochs/close",
+    {
+      schema: {
+        tags: ["epochs"],
+        summary: "Close the current epoch now and drive it on chain (admin)",
+        description:
+          "Finishes an epoch in flight first, else closes a new one when settlements with a non-zero total wait. " +
+          "Bearer SETTLEMENT_ADMIN_TOKEN. 409 CONFLICT when the chain rejects a write (the intent stays and is retried).",
+        response: {
+          200: z.object({ epoch: EpochOut.nullable() }),
+          401: ErrorBody,
+          403: ErrorBody,
+          409: ErrorBody,
+          503: ErrorBody,
+        },
+      },
+    },
+    async (req) => {
+      requireAdmin(req);
+      await chainOr503();
+      try {
+        const e = await rt.epochs.tick({ force: true });
+        return { epoch: e ? epochOut(e) : null };
+      } catch (err) {
+        if (err instanceof IntentRejectedError) throw new AppError("CONFLICT", err.message);
+        throw err;
+      }
+    },
+  );
+
+  app.get(
+    "/v1/reconciliation",
+    {
+      schema: {
+        tags: ["epochs"],
+        summary:
+          "Compare the ledger with on-chain state (distributor roots and balance, escrow charges and draws)",
+        response: {
+          200: z.object({
+            ok: z.boolean(),
+            checkedAt: z.string(),
+            latestConfirmedEpoch: z.number().int().nullable(),
+            checks: z.array(
+              z.object({
+                name: z.string(),
+                ledger: z.string(),
+                chain: z.string(),
+                ok: z.boolean(),
+                note: z.string().optional(),
+              }),
+            ),
+          }),
+          503: ErrorBody,
+        },
+      },
+    },
+    async () => reconcile(root.db, await chainOr503()),
+  );
+};

@@ -1,0 +1,565 @@
+// Settlement end to end on real Postgres, Redis and a local chain: exact splits, a balanced
+// ledger, idempotent redelivery, the attribution quorum, epochs posted on chain, claims with
+// the returned proof, a chain rejection retried, and a crash between send and confirm.
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import {
+  createChainPublicClient,
+  createChainWalletClient,
+  inferenceEscrowAbi,
+  openTokenAbi,
+  rewardDistributorAbi,
+  signAttributionResult,
+} from "@openledger/chain";
+import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { Prisma } from "@openledger/db";
+import type { App } from "@openledger/service-kit";
+import { testEnvironment } from "@openledger/service-kit/testing";
+import { type Address, type Hex, keccak256, toBytes } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { buildSettlement, settlementConfig } from "./app.ts";
+import { EPOCH_LOCK } from "./lib/epochs.ts";
+import { executeIntent, submitIntent } from "./lib/intents.ts";
+import { runtimeFor, SettlementRuntime } from "./lib/runtime.ts";
+import { inferenceIdToBytes32 } from "./lib/settle.ts";
+
+const TOKEN = "settlement-admin-token-for-tests";
+const PRICE_IN = 1_000_000_000_000_000_007n; // wei per 1k input tokens
+const PRICE_OUT = 2_000_000_000_000_000_003n;
+
+let chain: LocalChain;
+let env: Awaited<ReturnType<typeof testEnvironment>>;
+let app: App;
+let dir: string;
+let config: ReturnType<typeof settlementConfig>;
+const log = { info() {}, warn() {}, error() {} };
+
+const lower = (a: string) => a.toLowerCase();
+/** The deployed contracts (startLocalChain deploys by default). */
+const C = () => {
+  assert.ok(chain.addresses, "platform deployed");
+  return chain.addresses.contracts;
+};
+
+async function poll<T>(fn: () => Promise<T | undefined | null>, what: string, tries = 200): Promise<T> {
+  for (let i = 0; i < tries; i++) {
+    const v = await fn();
+    if (v) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+async function send(key: Hex, address: Address, abi: unknown, functionName: string, args: unknown[]) {
+  const wallet = createChainWalletClient({ rpcUrl: chain.rpcUrl, chainId: chain.chainId, privateKey: key });
+  const pub = createChainPublicClient({ rpcUrl: chain.rpcUrl, chainId: chain.chainId });
+  const hash = await wallet.writeContract({ address, abi, functionName, args } as never);
+  const receipt = await pub.waitForTransactionReceipt({ hash });
+  assert.equal(receipt.status, "success", `${functionName} reverted`);
+  return receipt;
+}
+
+function read<T>(address: Address, abi: unknown, functionName: string, args: unknown[] = []): Promise<T> {
+  const pub = createChainPublicClient({ rpcUrl: chain.rpcUrl, chainId: chain.chainId });
+  return pub.readContract({ address, abi, functionName, args } as never) as Promise<T>;
+}
+
+const MODEL = "adapter-settle-test";
+let consumer: { address: string; privateKey: Hex };
+let contributorA: { address: string; privateKey: Hex };
+let contributorB: { address: string; privateKey: Hex };
+let owner: { address: string; privateKey: Hex };
+
+/** An inference plus validator results: `agree` validators sign one result, `disagree` another. */
+async function makeInference(opts: {
+  inTokens: number;
+  outTokens: number;
+  weights?: { address: string; ppm: number }[];
+  agree?: number[];
+  disagree?: number[];
+  createdAt?: Date;
+}): Promise<string> {
+  const inf = await app.db.inference.create({
+    data: {
+      modelId: MODEL,
+      accountAddress: lower(consumer.address),
+      prompt: "p",
+      output: "o",
+      inputTokens: opts.inTokens,
+      outputTokens: opts.outTokens,
+      ...(opts.createdAt ? { createdAt: opts.createdAt } : {}),
+    },
+  });
+  const write = async (validatorIndex: number, weights: { address: string; ppm: number }[]) => {
+    const v = chain.accounts.validators[validatorIndex]!;
+    const canonical = JSON.stringify({ inferenceId: inf.id, weights });
+    const resultHash = keccak256(toBytes(canonical));
+    const signature = await signAttributionResult(
+      privateKeyToAccount(v.privateKey),
+      chain.chainId,
+      { inferenceId: inferenceIdToBytes32(inf.id), resultHash },
+      C().RewardDistributor,
+    );
+    await app.db.attributionResult.create({
+      data: {
+        inferenceId: inf.id,
+        validatorAddress: lower(v.address),
+        method: "span",
+        canonicalJson: canonical,
+        resultHash,
+        signature,
+        weights: { create: weights.map((w) => ({ contributorAddress: lower(w.address), weightPpm: w.ppm })) },
+      },
+    });
+  };
+  const weights = opts.weights ?? [];
+  for (const i of opts.agree ?? []) await write(i, weights);
+  for (const i of opts.disagree ?? []) await write(i, [{ address: lower(owner.address), ppm: 1_000_000 }]);
+  return inf.id;
+}
+
+async function entriesOf(inferenceId: string): Promise<Map<string, bigint>> {
+  const s = await app.db.settlement.findUnique({
+    where: { inferenceId },
+    include: { transaction: { include: { entries: true } } },
+  });
+  assert.ok(s, "settled");
+  return new Map(
+    s.transaction.entries.map((e: { account: string; amountWei: Prisma.Decimal }) => [
+      e.account,
+      BigInt(e.amountWei.toFixed()),
+    ]),
+  );
+}
+
+async function ledgerSum(): Promise<bigint> {
+  const [r] = await app.db.$queryRawUnsafe<{ s: string }[]>(
+    `SELECT COALESCE(sum(amount_wei), 0)::text AS s FROM ledger_entries`,
+  );
+  return BigInt(r!.s);
+}
+
+async function counts() {
+  const [r] = await app.db.$queryRawUnsafe<{ t: number; e: number; s: number }[]>(
+    `SELECT (SELECT count(*)::int FROM ledger_transactions) AS t, (SELECT count(*)::int FROM ledger_entries) AS e,
+            (SELECT count(*)::int FROM settlements) AS s`,
+  );
+  return r!;
+}
+
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "settlement-test-"));
+  const addressesFile = path.join(dir, "addresses.json");
+  chain = await startLocalChain({ writeAddresses: addressesFile });
+  env = await testEnvironment("settlement");
+  config = settlementConfig({
+    ...env.env,
+    CHAIN_RPC_URL: chain.rpcUrl,
+    CHAIN_ADDRESSES_FILE: addressesFile,
+    SETTLEMENT_EPOCH_INTERVAL_MS: "0",
+    SETTLEMENT_RECHECK_MS: "100",
+    SETTLEMENT_ADMIN_TOKEN: TOKEN,
+  });
+  app = await buildSettlement(config);
+  [consumer, contributorA, contributorB, owner] = chain.accounts.users as [
+    typeof consumer,
+    typeof consumer,
+    typeof consumer,
+    typeof consumer,
+  ];
+  await app.db.model.create({
+    data: {
+      id: MODEL,
+      kind: "adapter",
+      ownerAddress: lower(owner.address),
+      contentHash: "ab".repeat(32),
+      priceInPer1kWei: new Prisma.Decimal(PRICE_IN.toString()),
+      priceOutPer1kWei: new Prisma.Decimal(PRICE_OUT.toString()),
+    },
+  });
+  // The consumer deposits into the escrow (charged at each epoch).
+  const deposit = 1_000n * 10n ** 18n;
+  await send(consumer.privateKey, C().OpenToken, openTokenAbi, "approve", [C().InferenceEscrow, deposit]);
+  await send(consumer.privateKey, C().InferenceEscrow, inferenceEscrowAbi, "deposit", [deposit]);
+});
+
+after(async () => {
+  await app?.close();
+  await chain?.stop();
+  await env?.cleanup();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const V5 = "0x9965507d1a55bcc2695c58ba16fb37d819b0a4dc";
+const V6 = "0x976ea74026e726554db657fa54763abd0c3a0aa9";
+
+describe("settling inferences", () => {
+  test("an attributed inference is priced and split exactly to the wei; the journal balances", async () => {
+    const id = await makeInference({
+      inTokens: 1234,
+      outTokens: 567,
+      weights: [
+        { address: contributorA.address, ppm: 700_001 },
+        { address: contributorB.address, ppm: 299_999 },
+      ],
+      agree: [0, 1],
+      disagree: [2], // validator #7 signed another result: not attesting, not paid
+    });
+    await app.producer.enqueue("inference.completed", { inferenceId: id });
+    await poll(() => app.db.settlement.findUnique({ where: { inferenceId: id } }), "settlement");
+    const e = await entriesOf(id);
+    // fee = ceil(1234 * p_in / 1000) + ceil(567 * p_out / 1000), worked out by hand
+    assert.equal(e.get(`consumer:${lower(consumer.address)}`), -2_368_000_000_000_000_011n);
+    assert.equal(e.get(`treasury:${lower(chain.accounts.treasury.address)}`), 236_800_000_000_000_001n);
+    // 236,800,000,000,000,001 over two validators: the lower address (0x976e..) gets the odd wei
+    assert.equal(e.get(`validator:${V6}`), 118_400_000_000_000_001n);
+    assert.equal(e.get(`validator:${V5}`), 118_400_000_000_000_000n);
+    assert.equal(e.get(`model_owner:${lower(owner.address)}`), 710_400_000_000_000_003n);
+    // contributors' group got the leftover wei of the group split: 1,184,000,000,000,000,006
+    assert.equal(e.get(`contributor:${lower(contributorA.address)}`), 828_801_184_000_000_004n);
+    assert.equal(e.get(`contributor:${lower(contributorB.address)}`), 355_198_816_000_000_002n);
+    assert.equal(e.size, 7, "the dissenting validator earns nothing");
+    assert.equal(
+      [...e.values()].reduce((a, b) => a + b, 0n),
+      0n,
+    );
+    const s = await app.db.settlement.findUniqueOrThrow({ where: { inferenceId: id } });
+    assert.equal(s.feeWei.toFixed(), "2368000000000000011");
+    const bps = s.splitBps as Record<string, unknown>;
+    assert.deepEqual(
+      [bps.treasury, bps.validators, bps.modelOwner, bps.contributors, bps.noAttribution],
+      [1000, 1000, 3000, 5000, false],
+    );
+    assert.equal(
+      (await app.inject({ method: "GET", url: `/v1/inferences/${id}/settlement` })).statusCode,
+      200,
+    );
+  });
+
+  test("a redelivered event changes nothing", async () => {
+    const id = await makeInference({
+      inTokens: 10,
+      outTokens: 10,
+      weights: [{ address: contributorA.address, ppm: 1_000_000 }],
+      agree: [0, 1, 2],
+    });
+    const rt = runtimeFor(app.db, config, log);
+    assert.equal(await rt.settle(id), "settled");
+    const before1 = await counts();
+    const entries1 = await entriesOf(id);
+    // Redelivery: the same event twice more, concurrently and then through the queue.
+    assert.deepEqual(await Promise.all([rt.settle(id), rt.settle(id)]), ["already", "already"]);
+    const queue = app.producer.queue("settlement");
+    await queue.add("inference.completed", { inferenceId: id }, { jobId: `redelivered-${id}` });
+    await poll(async () => (await queue.getJob(`redelivered-${id}`))?.finishedOn, "redelivered job");
+    assert.deepEqual(await counts(), before1);
+    assert.deepEqual(await entriesOf(id), entries1);
+    assert.equal(await ledgerSum(), 0n);
+  });
+
+  test("no quorum yet: the inference waits, then settles when a second validator agrees", async () => {
+    const weights = [{ address: contributorB.address, ppm: 1_000_000 }];
+    const id = await makeInference({ inTokens: 1000, outTokens: 1000, weights, agree: [0] });
+    await app.producer.enqueue("inference.completed", { inferenceId: id });
+    await poll(() => app.db.settlementPending.findUnique({ where: { inferenceId: id } }), "pending row");
+    assert.equal(await app.db.settlement.count({ where: { inferenceId: id } }), 0);
+    // The second validator's identical result arrives: the sweeper settles it.
+    const first = await app.db.attributionResult.findFirstOrThrow({ where: { inferenceId: id } });
+    const v = chain.accounts.validators[1]!;
+    await app.db.attributionResult.create({
+      data: {
+        inferenceId: id,
+        validatorAddress: lower(v.address),
+        method: "span",
+        canonicalJson: first.canonicalJson,
+        resultHash: first.resultHash,
+        signature: await signAttributionResult(
+          privateKeyToAccount(v.privateKey),
+          chain.chainId,
+          { inferenceId: inferenceIdToBytes32(id), resultHash: first.resultHash as Hex },
+          C().RewardDistributor,
+        ),
+        weights: { create: [{ contributorAddress: lower(contributorB.address), weightPpm: 1_000_000 }] },
+      },
+    });
+    await poll(() => app.db.settlement.findUnique({ where: { inferenceId: id } }), "settled after quorum");
+    assert.equal(await app.db.settlementPending.count({ where: { inferenceId: id } }), 0);
+    const e = await entriesOf(id);
+    const fee = PRICE_IN + PRICE_OUT;
+    assert.equal(e.get(`contributor:${lower(contributorB.address)}`), fee / 2n); // 5000 bps, exact here
+  });
+
+  test("a forged signature does not count toward the quorum", async () => {
+    const id = await makeInference({ inTokens: 5, outTokens: 5, weights: [], agree: [0] });
+    const first = await app.db.attributionResult.findFirstOrThrow({ where: { inferenceId: id } });
+    // validator #6's row carrying #5's signature
+    await app.db.attributionResult.create({
+      data: {
+        inferenceId: id,
+        validatorAddress: V6,
+        method: "span",
+        canonicalJson: first.canonicalJson,
+        resultHash: first.resultHash,
+        signature: first.signature,
+      },
+    });
+    assert.equal(await runtimeFor(app.db, config, log).settle(id), "pending");
+  });
+
+  test("past the deadline without a quorum: contributors' and validators' shares go to the treasury", async () => {
+    const id = await makeInference({
+      inTokens: 1000,
+      outTokens: 0,
+      createdAt: new Date(Date.now() - 2 * config.SETTLEMENT_ATTRIBUTION_DEADLINE_MS),
+    });
+    assert.equal(await runtimeFor(app.db, config, log).settle(id), "settled");
+    const e = await entriesOf(id);
+    const fee = PRICE_IN; // ceil(1000 * p / 1000) = p
+    // treasury 10% + validators 10% + contributors 50% = 70%; the model owner keeps 30%
+    assert.equal(e.get(`treasury:${lower(chain.accounts.treasury.address)}`), (fee * 7000n) / 10000n + 1n);
+    assert.equal(e.get(`model_owner:${lower(owner.address)}`), (fee * 3000n) / 10000n);
+    assert.equal(e.size, 3);
+    const s = await app.db.settlement.findUniqueOrThrow({ where: { inferenceId: id } });
+    assert.equal((s.splitBps as { noAttribution: boolean }).noAttribution, true);
+  });
+});
+
+async function claimAll(accounts: { address: string; privateKey: Hex }[]) {
+  for (const a of accounts) {
+    const res = await app.inject({ method: "GET", url: `/v1/accounts/${a.address}/claim` });
+    assert.equal(res.statusCode, 200);
+    const c = res.json() as {
+      epoch: number;
+      cumulativeAmount: string;
+      claimed: string;
+      claimable: string;
+      proof: Hex[];
+    };
+    const ledger = await app.db.$queryRawUnsafe<{ s: string }[]>(
+      `SELECT COALESCE(sum(e.amount_wei), 0)::text AS s FROM ledger_entries e
+         JOIN settlements st ON st.transaction_id = e.transaction_id
+        WHERE st.epoch_id <= $1 AND e.amount_wei > 0 AND split_part(e.account, ':', 2) = $2`,
+      c.epoch,
+      lower(a.address),
+    );
+    assert.equal(c.cumulativeAmount, ledger[0]!.s, `cumulative of ${a.address} = its ledger credits`);
+    if (BigInt(c.claimable) === 0n) continue;
+    const before = await read<bigint>(C().OpenToken, openTokenAbi, "balanceOf", [a.address]);
+    await send(a.privateKey, C().RewardDistributor, rewardDistributorAbi, "claim", [
+      BigInt(c.epoch),
+      a.address,
+      BigInt(c.cumulativeAmount),
+      c.proof,
+    ]);
+    const afterBal = await read<bigint>(C().OpenToken, openTokenAbi, "balanceOf", [a.address]);
+    assert.equal(
+      afterBal - before,
+      BigInt(c.claimable),
+      `${a.address} received exactly its claimable amount`,
+    );
+    const again = (await app.inject({ method: "GET", url: `/v1/accounts/${a.address}/claim` })).json();
+    assert.equal(again.claimed, c.cumulativeAmount);
+    assert.equal(again.claimable, "0");
+  }
+}
+
+/** Runs `fn` holding the epoch driver's advisory lock, so the app's own ticker stays out (a crash
+ *  scenario must not be finished by it halfway through). */
+async function asTheOnlyDriver<T>(fn: () => Promise<T>): Promise<T> {
+  return app.db.$transaction(
+    async (tx) => {
+      await tx.$queryRawUnsafe(`SELECT pg_advisory_xact_lock($1)::text AS locked`, EPOCH_LOCK);
+      return fn();
+    },
+    { timeout: 60_000 },
+  );
+}
+
+/** The restarted worker (or the app's ticker, whichever runs first) finishes the epoch. */
+async function finishedEpoch(id: number) {
+  await new SettlementRuntime(app.db, config, log).epochs.tick();
+  return poll(async () => {
+    const e = await app.db.epoch.findUnique({ where: { id } });
+    return e?.status === "confirmed" ? e : undefined;
+  }, `epoch ${id} confirmed`);
+}
+
+async function closeEpoch() {
+  return app.inject({
+    method: "POST",
+    url: "/v1/epochs/close",
+    headers: { authorization: `Bearer ${TOKEN}` },
+  });
+}
+
+async function reconcileOk() {
+  const r = (await app.inject({ method: "GET", url: "/v1/reconciliation" })).json();
+  assert.equal(r.ok, true, JSON.stringify(r.checks.filter((c: { ok: boolean }) => !c.ok)));
+}
+
+async function postedEvents(epoch: number): Promise<number> {
+  const pub = createChainPublicClient({ rpcUrl: chain.rpcUrl, chainId: chain.chainId });
+  const logs = await pub.getContractEvents({
+    address: C().RewardDistributor,
+    abi: rewardDistributorAbi,
+    eventName: "EpochPosted",
+    fromBlock: 0n,
+  });
+  return logs.filter((l) => Number(l.args.epoch) === epoch).length;
+}
+
+describe("epochs on chain", () => {
+  const earners = () => [
+    contributorA,
+    contributorB,
+    owner,
+    chain.accounts.treasury,
+    chain.accounts.validators[0]!,
+    chain.accounts.validators[1]!,
+  ];
+
+  test("admin close needs the token", async () => {
+    assert.equal((await app.inject({ method: "POST", url: "/v1/epochs/close" })).statusCode, 401);
+  });
+
+  test("an epoch posts on chain; accounts claim exactly their cumulative earnings with the proof", async () => {
+    const res = await closeEpoch();
+    assert.equal(res.statusCode, 200, res.body);
+    const epoch = res.json().epoch;
+    assert.equal(epoch.id, 1);
+    assert.equal(epoch.status, "confirmed");
+    const onChain = await read<{ root: Hex; cumulativeTotal: bigint }>(
+      C().RewardDistributor,
+      rewardDistributorAbi,
+      "getEpoch",
+      [1n],
+    );
+    assert.equal(onChain.root, epoch.merkleRoot);
+    const [fees] = await app.db.$queryRawUnsafe<{ s: string }[]>(
+      `SELECT sum(fee_wei)::text AS s FROM settlements`,
+    );
+    assert.equal(onChain.cumulativeTotal.toString(), fees!.s, "the root carries every fee settled");
+    await reconcileOk();
+    await claimAll(earners());
+    await reconcileOk();
+  });
+
+  test("a second epoch adds up cumulatively; claims pay only the difference", async () => {
+    await runtimeFor(app.db, config, log).settle(
+      await makeInference({
+        inTokens: 3000,
+        outTokens: 77,
+        weights: [{ address: contributorA.address, ppm: 1 }],
+        agree: [0, 1],
+      }),
+    );
+    const res = await closeEpoch();
+    assert.equal(res.json().epoch.id, 2);
+    await claimAll(earners());
+    await reconcileOk();
+  });
+
+  test("the chain rejects the post once (distributor paused): retried later, posted once", async () => {
+    await runtimeFor(app.db, config, log).settle(
+      await makeInference({
+        inTokens: 100,
+        outTokens: 100,
+        weights: [{ address: contributorB.address, ppm: 9 }],
+        agree: [1, 2],
+      }),
+    );
+    await send(chain.accounts.guardian.privateKey, C().RewardDistributor, rewardDistributorAbi, "pause", []);
+    const rejected = await closeEpoch();
+    assert.equal(rejected.statusCode, 409, rejected.body);
+    assert.match(rejected.json().error.message, /EnforcedPause/);
+    const intent = await app.db.chainIntent.findUniqueOrThrow({ where: { key: "epoch.post:3" } });
+    assert.equal(intent.status, "pending");
+    assert.equal(intent.txHash, null);
+    assert.equal(await read<bigint>(C().RewardDistributor, rewardDistributorAbi, "latestEpoch"), 2n);
+    await send(
+      chain.accounts.deployer.privateKey,
+      C().RewardDistributor,
+      rewardDistributorAbi,
+      "unpause",
+      [],
+    );
+    const ok = await closeEpoch();
+    assert.equal(ok.json().epoch.id, 3);
+    assert.equal(ok.json().epoch.status, "confirmed");
+    assert.equal(await postedEvents(3), 1);
+    await reconcileOk();
+  });
+
+  test("a worker killed between send and confirm: the restarted one confirms from the receipt, no re-send", async () => {
+    await runtimeFor(app.db, config, log).settle(
+      await makeInference({
+        inTokens: 42,
+        outTokens: 4200,
+        weights: [{ address: contributorA.address, ppm: 5 }],
+        agree: [0, 2],
+      }),
+    );
+    // The "crashed" worker: closes, attests, charges, sends the post... and dies before confirming.
+    const crashed = new SettlementRuntime(app.db, config, log);
+    const chainCtx = await crashed.chain();
+    const { epoch, sent } = await asTheOnlyDriver(async () => {
+      const epoch = await crashed.epochs.closeEpoch();
+      assert.ok(epoch);
+      assert.equal(await crashed.epochs.attest(epoch), true);
+      for (const spec of await crashed.epochs.chargeSpecs(epoch)) await executeIntent(app.db, chainCtx, spec);
+      await app.db.epoch.update({ where: { id: epoch.id }, data: { status: "posted" } });
+      const sent = await submitIntent(app.db, chainCtx, await crashed.epochs.postSpec(epoch));
+      return { epoch, sent };
+    });
+    assert.equal(sent.status, "submitted");
+    const pub = createChainPublicClient({ rpcUrl: chain.rpcUrl, chainId: chain.chainId });
+    const nonceBefore = await pub.getTransactionCount({ address: chain.accounts.settlement.address });
+    const done = await finishedEpoch(epoch.id);
+    assert.equal(done.postTxHash, sent.tx_hash, "confirmed with the hash recorded before the crash");
+    const nonceAfter = await pub.getTransactionCount({ address: chain.accounts.settlement.address });
+    assert.equal(nonceAfter, nonceBefore, "nothing was sent again");
+    assert.equal(await postedEvents(epoch.id), 1);
+    await reconcileOk();
+  });
+
+  test("killed after recording the signed post but before broadcasting it: re-broadcast once", async () => {
+    await runtimeFor(app.db, config, log).settle(
+      await makeInference({
+        inTokens: 7,
+        outTokens: 7000,
+        weights: [{ address: contributorB.address, ppm: 5 }],
+        agree: [1, 2],
+      }),
+    );
+    const crashed = new SettlementRuntime(app.db, config, log);
+    const chainCtx = await crashed.chain();
+    const pub = createChainPublicClient({ rpcUrl: chain.rpcUrl, chainId: chain.chainId });
+    const { epoch, recorded, nonceBefore } = await asTheOnlyDriver(async () => {
+      const epoch = await crashed.epochs.closeEpoch();
+      assert.ok(epoch);
+      await crashed.epochs.attest(epoch);
+      for (const spec of await crashed.epochs.chargeSpecs(epoch)) await executeIntent(app.db, chainCtx, spec);
+      await app.db.epoch.update({ where: { id: epoch.id }, data: { status: "posted" } });
+      const nonceBefore = await pub.getTransactionCount({ address: chain.accounts.settlement.address });
+      const recorded = await submitIntent(app.db, chainCtx, await crashed.epochs.postSpec(epoch), {
+        crashBeforeBroadcast: true,
+      });
+      return { epoch, recorded, nonceBefore };
+    });
+    assert.equal(recorded.status, "submitted");
+    assert.equal(await postedEvents(epoch.id), 0, "not on chain yet");
+    const done = await finishedEpoch(epoch.id);
+    assert.equal(done.postTxHash, recorded.tx_hash, "the recorded transaction itself was mined");
+    assert.equal(
+      await pub.getTransactionCount({ address: chain.accounts.settlement.address }),
+      nonceBefore + 1,
+    );
+    assert.equal(await postedEvents(epoch.id), 1);
+    await claimAll([contributorA, contributorB, owner, chain.accounts.treasury]);
+    await reconcileOk();
+    assert.equal(await ledgerSum(), 0n);
+  });
+});
