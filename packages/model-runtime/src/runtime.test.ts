@@ -171,37 +171,46 @@ async function greedy(r: ModelRuntime, id: string, prompt: number[], slot: numbe
 test("greedy output of a sequence is identical alone and batched with other adapters' sequences", async () => {
   for (let s = 1; s <= 4; s++)
     rt.loadAdapter(s, generateRandomAdapter(TINY_CONFIG, { rank: 4 * s, seed: `g${s}` }));
-  const n = 12;
-  const target = { prompt: bytes("tell me"), slot: 2 };
-  const alone = await greedy(rt, "alone", target.prompt, target.slot, n);
-  // Batched: other sequences join at different steps with different prompt lengths and adapters.
-  const others = [
-    { id: "o1", prompt: bytes("x"), slot: 1, joinAt: 0 },
-    { id: "o2", prompt: bytes("a much longer prompt here"), slot: 3, joinAt: 0 },
-    { id: "o3", prompt: bytes("mid"), slot: 0, joinAt: 3 },
-    { id: "o4", prompt: bytes("late joiner"), slot: 4, joinAt: 6 },
+  const n = 16;
+  const targets = [
+    { prompt: bytes("tell me"), slot: 2 },
+    { prompt: bytes("x"), slot: 0 },
+    { prompt: bytes("a longer prompt for the target"), slot: 4 },
   ];
-  const last = new Map<string, number>();
-  const batched: number[] = [];
-  for (let step = 0; step <= n; step++) {
-    const rows = [];
-    if (step === 0) rows.push({ seqId: "t", tokens: target.prompt, slot: target.slot });
-    else rows.push({ seqId: "t", tokens: [batched.at(-1)!], slot: target.slot });
-    for (const o of others) {
-      if (step === o.joinAt) rows.push({ seqId: o.id, tokens: o.prompt, slot: o.slot });
-      else if (step > o.joinAt && step < o.joinAt + 5)
-        rows.push({ seqId: o.id, tokens: [last.get(o.id)!], slot: o.slot });
-      else if (step === o.joinAt + 5) rt.release(o.id);
+  for (const [ti, target] of targets.entries()) {
+    const alone = await greedy(rt, `alone-${ti}`, target.prompt, target.slot, n);
+    // Batched: other sequences join at different steps with different prompt lengths and adapters.
+    const others = [
+      { id: `o1-${ti}`, prompt: bytes("x"), slot: 1, joinAt: 0 },
+      { id: `o2-${ti}`, prompt: bytes("a much longer prompt here"), slot: 3, joinAt: 0 },
+      { id: `o3-${ti}`, prompt: bytes("mid"), slot: 0, joinAt: 3 },
+      { id: `o4-${ti}`, prompt: bytes("late joiner"), slot: 4, joinAt: 6 },
+      { id: `o5-${ti}`, prompt: bytes("same adapter as the target"), slot: target.slot, joinAt: 2 },
+    ];
+    const last = new Map<string, number>();
+    const batched: number[] = [];
+    const t = `t-${ti}`;
+    for (let step = 0; step <= n; step++) {
+      const rows = [];
+      if (step === 0) rows.push({ seqId: t, tokens: target.prompt, slot: target.slot });
+      else rows.push({ seqId: t, tokens: [batched.at(-1)!], slot: target.slot });
+      for (const o of others) {
+        if (step === o.joinAt) rows.push({ seqId: o.id, tokens: o.prompt, slot: o.slot });
+        else if (step > o.joinAt && step < o.joinAt + 5)
+          rows.push({ seqId: o.id, tokens: [last.get(o.id)!], slot: o.slot });
+        else if (step === o.joinAt + 5) rt.release(o.id);
+      }
+      const out = await rt.step(rows);
+      rows.forEach((row, i) => {
+        if (row.seqId === t) {
+          if (step < n) batched.push(argmax(out[i]!));
+        } else last.set(String(row.seqId), argmax(out[i]!));
+      });
     }
-    const out = await rt.step(rows);
-    rows.forEach((row, i) => {
-      if (row.seqId === "t") {
-        if (step < n) batched.push(argmax(out[i]!));
-      } else last.set(String(row.seqId), argmax(out[i]!));
-    });
+    assert.deepEqual(batched, alone, `target ${ti}`);
+    rt.release(t);
+    for (const o of others) rt.release(o.id);
   }
-  assert.deepEqual(batched, alone);
-  rt.release("t");
 });
 
 test("bad slots are rejected with typed errors", async () => {
@@ -324,6 +333,50 @@ test("joining sequences run detached next to the resident batch, then merge into
   r.release("b");
   await run([{ id: "a" }, { id: "c" }, { id: "d" }]);
   console.log(`join/leave paths: max abs err vs reference ${worst.toExponential(2)}`);
+  assert.ok(worst < TOL);
+  await r.dispose();
+});
+
+test("other shapes: GQA groups of 3 (SmolLM's 9/3 ratio), untied lm_head, rope theta 1e5, LoRA on MLP", async () => {
+  const config = {
+    ...TINY_CONFIG,
+    hiddenSize: 96,
+    numHeads: 6,
+    numKvHeads: 2,
+    headDim: 16,
+    intermediateSize: 160,
+    ropeTheta: 100000,
+    tieWordEmbeddings: false,
+  };
+  const m = generateBaseModel(config, 11);
+  const targetModules = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+  ] as const;
+  const r = await ModelRuntime.create(m, { slots: 2, targetModules: [...targetModules], intraOpThreads: 2 });
+  const adapter = generateRandomAdapter(config, {
+    rank: 8,
+    seed: "shape",
+    targetModules: [...targetModules],
+  });
+  r.loadAdapter(1, adapter);
+  const tokens = bytes("shape check");
+  let worst = 0;
+  let [logits] = await r.step([{ seqId: "s", tokens: tokens.slice(0, 5), slot: 1 }]);
+  const full = referenceForward(m, tokens, adapter);
+  worst = Math.max(worst, maxAbsErr(logits!, full[4]!));
+  for (let t = 5; t < tokens.length; t++) {
+    [logits] = await r.step([{ seqId: "s", tokens: [tokens[t]!], slot: 1 }]);
+    worst = Math.max(worst, maxAbsErr(logits!, full[t]!));
+  }
+  const [plain] = await r.step([{ seqId: "p", tokens, slot: 0 }]);
+  worst = Math.max(worst, maxAbsErr(plain!, referenceForward(m, tokens).at(-1)!));
+  console.log(`GQA 6/2, untied head, MLP LoRA: max abs err vs reference ${worst.toExponential(2)}`);
   assert.ok(worst < TOL);
   await r.dispose();
 });
