@@ -5,6 +5,7 @@ import { indexRoutes } from "./routes/indexes.ts";
 import { inferenceRoutes } from "./routes/inferences.ts";
 import { indexWorker } from "./workers/index-worker.ts";
 import { scoreWorker } from "./workers/score-worker.ts";
+import { startSweeper } from "./workers/sweeper.ts";
 
 /**
  * The attribution service as a plugin: HTTP routes and (when RUN_WORKERS) queue workers.
@@ -24,6 +25,11 @@ export const attributionService: ServiceDefinition<AttributionConfig> = {
   registerWorkers: (workers, app, config) => {
     workers.handle("attribution.index", indexWorker(app, config));
     workers.handle("attribution.score", scoreWorker(app, config));
+    let stop = () => {};
+    app.addHook("onReady", async () => {
+      stop = startSweeper(app, config);
+    });
+    app.addHook("preClose", async () => stop());
   },
   // POST /v1/attribute takes texts up to 200k characters.
   bodyLimit: 2 * 1024 * 1024,

@@ -21,6 +21,7 @@ import { buildVersionArtifacts } from "./lib/indexing.ts";
 import { inferenceIdToBytes32 } from "./lib/validator.ts";
 import { indexWorker } from "./workers/index-worker.ts";
 import { scoreWorker } from "./workers/score-worker.ts";
+import { sweepOnce } from "./workers/sweeper.ts";
 
 type App = Awaited<ReturnType<typeof buildAttribution>>;
 
@@ -90,6 +91,7 @@ describe("attribution service end to end", () => {
       CHAIN_ADDRESSES_FILE: addressesFile,
       ATTRIBUTION_BLOB_DIR: blobDir,
       ATTRIBUTION_MIN_SPAN_TOKENS: "12",
+      ATTRIBUTION_SWEEP_INTERVAL_MS: "0", // tests drive the sweep explicitly
       ...extra,
     });
 
@@ -496,5 +498,27 @@ describe("attribution service end to end", () => {
       results[0]!.weights.reduce((s, w) => s + w.weightPpm, 0),
       1_000_000,
     );
+  });
+
+  test("the sweeper enqueues scoring for completed inferences lacking this process's results", async () => {
+    const fresh = await db.inference.create({
+      data: {
+        modelId: "law-lora",
+        accountAddress: CAROL,
+        prompt: "q",
+        output: OUTPUT,
+        inputTokens: 3,
+        outputTokens: 9,
+      },
+    });
+    const enqueued = await sweepOnce(app, config);
+    // Everything else already has both validators' results (or failed / has no training data).
+    assert.deepEqual(enqueued, [fresh.id]);
+    const results = await waitFor("sweeper-driven results", async () => {
+      const r = await db.attributionResult.findMany({ where: { inferenceId: fresh.id } });
+      return r.length === 2 ? r : null;
+    });
+    assert.equal(results[0]!.canonicalJson.includes(fresh.id), true);
+    assert.deepEqual(await sweepOnce(app, config), []);
   });
 });

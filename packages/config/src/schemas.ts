@@ -88,6 +88,9 @@ export const attributionEnv = baseEnv.extend({
   ATTRIBUTION_MIN_SPAN_TOKENS: z.coerce.number().int().min(1).max(4096).default(16),
   /** Span attribution: spans occurring more often than this in the corpus are not evidence. */
   ATTRIBUTION_MAX_SPAN_COUNT: z.coerce.number().int().min(1).max(1_000_000).default(100),
+  /** Every this many ms the workers enqueue attribution.score for recent completed inferences still
+   *  missing this process's validator results (safety net for a lost hand-off); 0 = off. */
+  ATTRIBUTION_SWEEP_INTERVAL_MS: z.coerce.number().int().min(0).default(30_000),
   /** Validator keys, comma-separated (0x + 64 hex each); each signs as its own validator. Empty on
    *  chain 31337 = the local deployment's three validators (Hardhat accounts #5-7); never logged. */
   VALIDATOR_PRIVATE_KEYS: z.preprocess(
