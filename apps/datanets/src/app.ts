@@ -3,7 +3,11 @@ import { type BuildOptions, buildService, type ServiceDefinition } from "@openle
 import { contextOf } from "./context.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { contributionRoutes } from "./routes/contributions.ts";
+import { contributorRoutes } from "./routes/contributors.ts";
 import { datanetRoutes } from "./routes/datanets.ts";
+import { slashingRoutes } from "./routes/slashing.ts";
+import { versionRoutes } from "./routes/versions.ts";
+import { sweepOnce } from "./workers/sweeper.ts";
 import { validateContribution } from "./workers/validate.ts";
 
 /**
@@ -20,12 +24,36 @@ export const datanetsService: ServiceDefinition<DatanetsConfig> = {
     await app.register(authRoutes, opts);
     await app.register(datanetRoutes, opts);
     await app.register(contributionRoutes, opts);
+    await app.register(versionRoutes, opts);
+    await app.register(slashingRoutes, opts);
+    await app.register(contributorRoutes, opts);
   },
   queues: ["datanets"],
   registerWorkers: (workers, app, config) => {
-    workers.handle("datanet.validate", (payload, job) =>
-      validateContribution(contextOf(app, config), payload, job),
-    );
+    const ctx = contextOf(app, config);
+    workers.handle("datanet.validate", (payload, job) => validateContribution(ctx, payload, job));
+    if (config.DATANETS_SWEEP_INTERVAL_MS > 0) {
+      // Finishes what a lost enqueue, a crash or a chain outage left half-way (see workers/sweeper.ts).
+      let timer: NodeJS.Timeout | undefined;
+      let busy = false;
+      let running: Promise<unknown> = Promise.resolve();
+      app.addHook("onReady", async () => {
+        timer = setInterval(() => {
+          if (busy) return; // a slow sweep (chain down) never overlaps the next one
+          busy = true;
+          running = sweepOnce(ctx, app.producer, app.log)
+            .catch((err) => app.log.warn({ err: (err as Error).message }, "sweep failed"))
+            .finally(() => {
+              busy = false;
+            });
+        }, config.DATANETS_SWEEP_INTERVAL_MS);
+        timer.unref();
+      });
+      app.addHook("preClose", async () => {
+        clearInterval(timer);
+        await running;
+      });
+    }
   },
   // JSON row submissions; files are streamed (multipart) and limited by DATANETS_MAX_FILE_BYTES.
   bodyLimit: 16 * 1024 * 1024,

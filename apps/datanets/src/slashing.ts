@@ -1,0 +1,85 @@
+import { StakeRole, stakingAbi, subjectOf } from "@openledger/chain";
+import type { SlashingProposal } from "@openledger/db";
+import { toWei } from "@openledger/db";
+import { encodeFunctionData } from "viem";
+import type { DatanetsContext } from "./context.ts";
+import { conflict } from "./errors.ts";
+import { resumeIntent } from "./intents.ts";
+
+/**
+ * Slashing proposal lifecycle (each change is a row in slashing_events):
+ *   proposed --(accused, before the deadline)--> disputed --(datanet owner)--> upheld | dismissed
+ *   proposed (deadline passed) | upheld --(operator: Staking.slash via a chain intent)--> executed
+ * A proposal asking for 0 wei (no stake left) is dismissed instead of sent (the contract refuses 0).
+ */
+export function executable(p: SlashingProposal, now = new Date()): boolean {
+  return (p.status === "proposed" && p.disputeDeadline.getTime() <= now.getTime()) || p.status === "upheld";
+}
+
+const slashKey = (id: string) => `staking.slash:${id}`;
+
+export async function executeProposal(ctx: DatanetsContext, proposalId: string, actor: string) {
+  let intent = await ctx.db.chainIntent.findUnique({ where: { key: slashKey(proposalId) } });
+  if (!intent) {
+    const p = await ctx.db.slashingProposal.findUniqueOrThrow({
+      where: { id: proposalId },
+      include: { datanet: true },
+    });
+    if (p.status === "executed") return p;
+    if (!executable(p)) {
+      throw conflict(
+        "NOT_EXECUTABLE",
+        p.status === "proposed"
+          ? `the dispute window is open until ${p.disputeDeadline.toISOString()}`
+          : `a ${p.status} proposal cannot be executed`,
+      );
+    }
+    if (toWei(p.amountWei) === 0n || p.datanet.chainDatanetId === null) {
+      await ctx.db.$transaction([
+        ctx.db.slashingProposal.update({ where: { id: p.id }, data: { status: "dismissed" } }),
+        ctx.db.slashingEvent.create({
+          data: {
+            proposalId: p.id,
+            fromStatus: p.status,
+            toStatus: "dismissed",
+            actor,
+            note: "nothing to slash",
+          },
+        }),
+      ]);
+      return ctx.db.slashingProposal.findUniqueOrThrow({ where: { id: p.id } });
+    }
+    const chain = await ctx.chain.require();
+    intent = await ctx.db.chainIntent.create({
+      data: {
+        key: slashKey(p.id),
+        kind: "staking.slash",
+        payload: {
+          proposalId: p.id,
+          call: {
+            to: chain.addresses.contracts.Staking,
+            data: encodeFunctionData({
+              abi: stakingAbi,
+              functionName: "slash",
+              args: [
+                p.contributorAddress as `0x${string}`,
+                StakeRole.Contributor,
+                subjectOf(toWei(p.datanet.chainDatanetId)),
+                toWei(p.amountWei),
+                p.evidenceHash as `0x${string}`,
+              ],
+            }),
+          },
+        },
+      },
+    });
+  }
+  if (intent.status !== "confirmed") {
+    const chain = await ctx.chain.require();
+    const outcome = await resumeIntent(ctx, chain, intent);
+    if (outcome.status === "failed") {
+      throw conflict("CHAIN_WRITE_FAILED", `Staking.slash failed: ${outcome.error}`);
+    }
+  }
+  return ctx.db.slashingProposal.findUniqueOrThrow({ where: { id: proposalId } });
+}
