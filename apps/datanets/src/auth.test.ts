@@ -172,4 +172,20 @@ test("datanets: create registers on-chain, list/search/get are public, updates a
   const intent = await h.app.db.chainIntent.findUniqueOrThrow({ where: { key: `datanet.register:${d.id}` } });
   assert.equal(intent.status, "confirmed");
   assert.match(intent.txHash ?? "", /^0x[0-9a-f]{64}$/);
+
+  // A retry after a crash between broadcast and confirmation re-uses the recorded transaction:
+  // no second registration is sent (operator nonce unchanged, same chain id).
+  const operator = h.chain.accounts.operator.address;
+  const nonceBefore = await h.chain.rpc<string>("eth_getTransactionCount", [operator, "latest"]);
+  await h.app.db.chainIntent.update({ where: { id: intent.id }, data: { status: "submitted" } });
+  await h.app.db.datanet.update({ where: { id: d.id }, data: { chainDatanetId: null } });
+  const retried = await h.app.inject({
+    method: "POST",
+    url: `/v1/datanets/${d.id}/register`,
+    headers: aliceAuth,
+  });
+  assert.equal(retried.statusCode, 200, retried.body);
+  assert.equal(retried.json().chainDatanetId, "1");
+  assert.equal(retried.json().registration.txHash, intent.txHash);
+  assert.equal(await h.chain.rpc<string>("eth_getTransactionCount", [operator, "latest"]), nonceBefore);
 });

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { localAccounts } from "@openledger/chain/testing";
 import { paragraph, Rng, render } from "@openledger/datanet-core";
+import { contextOf } from "./context.ts";
 import { eventually, type Harness, multipartFile, signIn, stakeOn, startHarness } from "./test-support.ts";
 
 const { users } = localAccounts();
@@ -110,6 +111,8 @@ test("rows are stored pending, validated by the worker: duplicates rejected with
   );
   assert.equal(rows[2].duplicateOfRowId, rows[0].id);
 
+  // A restart loses the in-memory index: it is rebuilt from the signatures stored in Postgres.
+  contextOf(h.app).indexes.clear();
   // A second submission re-using a datanet row (slightly edited) is a near duplicate of it.
   const edited = a.replace(/\.$/, "!").replace(/^(\w+)/, "$1 indeed");
   const second = await submitRows(carolAuth, [{ text: edited }, { text: para() }]);

@@ -10,6 +10,7 @@ import { contextOf } from "./context.ts";
 import { eventually, type Harness, signIn, stakeOn, startHarness } from "./test-support.ts";
 import { versionTree } from "./versions.ts";
 import { sweepOnce } from "./workers/sweeper.ts";
+import { validateContribution } from "./workers/validate.ts";
 
 const { users } = localAccounts();
 const [owner, carol, erin, frank] = [users[0]!, users[1]!, users[2]!, users[3]!];
@@ -76,6 +77,14 @@ test("lifecycle: contribute, validate with progress, redundant submission -> pro
   assert.equal(done.job.id, jobId("datanet.validate", { contributionId: res.json().contribution.id }));
   assert.deepEqual(done.job.progress, { processed: 12, total: 12 });
   assert.deepEqual(done.slashingProposalIds, []);
+  // Redelivery of the job is a no-op: nothing is validated or counted twice.
+  const again = await validateContribution(
+    contextOf(h.app),
+    { contributionId: res.json().contribution.id },
+    { progress: async () => {} },
+  );
+  assert.deepEqual(again, { skipped: "already validated" });
+  assert.equal(await h.app.db.datanetRow.count({ where: { datanetId, status: "accepted" } }), 12);
 
   // Erin resubmits carol's essays with small edits, shuffles and case noise, plus two of her own.
   const kinds = ["edit", "shuffle", "case_whitespace", "shuffle_edit_case"] as const;
