@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { access, mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { access, link, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 export const ADAPTER_CONFIG_FILE = "adapter_config.json";
@@ -11,9 +11,15 @@ export const ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
  * two digests keeps the definition independent of any archive format.
  */
 export function adapterContentHash(configBytes: Uint8Array, weightBytes: Uint8Array): string {
-  const a = createHash("sha256").update(configBytes).digest();
-  const b = createHash("sha256").update(weightBytes).digest();
-  return createHash("sha256").update(a).update(b).digest("hex");
+  return contentHashOfDigests(sha256(configBytes), sha256(weightBytes));
+}
+
+export function sha256(bytes: Uint8Array): Buffer {
+  return createHash("sha256").update(bytes).digest();
+}
+
+export function contentHashOfDigests(configDigest: Uint8Array, weightsDigest: Uint8Array): string {
+  return createHash("sha256").update(configDigest).update(weightsDigest).digest("hex");
 }
 
 /** Content-addressed adapter files on disk: `<root>/adapters/<hash>/{adapter_config.json, adapter_model.safetensors}`. */
@@ -25,8 +31,23 @@ export class AdapterStore {
   }
 
   /** Writes both files under their content hash (atomic rename; an existing copy is kept). */
-  async put(configBytes: Uint8Array, weightBytes: Uint8Array): Promise<string> {
-    const hash = adapterContentHash(configBytes, weightBytes);
+  put(configBytes: Uint8Array, weightBytes: Uint8Array): Promise<string> {
+    return this.#put(adapterContentHash(configBytes, weightBytes), configBytes, (path) =>
+      writeFile(path, weightBytes),
+    );
+  }
+
+  /**
+   * The same, with the weights hard-linked from an existing file whose SHA-256 is known
+   * (bulk registration of adapters sharing weight files, e.g. the benchmark's 10,000).
+   */
+  putLinked(configBytes: Uint8Array, weightsFile: string, weightsDigest: Uint8Array): Promise<string> {
+    return this.#put(contentHashOfDigests(sha256(configBytes), weightsDigest), configBytes, (path) =>
+      link(weightsFile, path),
+    );
+  }
+
+  async #put(hash: string, configBytes: Uint8Array, writeWeights: (path: string) => Promise<void>) {
     const dir = this.dirOf(hash);
     try {
       await access(join(dir, ADAPTER_WEIGHTS_FILE));
@@ -38,7 +59,7 @@ export class AdapterStore {
     const tmp = `${dir}.tmp-${randomBytes(6).toString("hex")}`;
     await mkdir(tmp);
     await writeFile(join(tmp, ADAPTER_CONFIG_FILE), configBytes);
-    await writeFile(join(tmp, ADAPTER_WEIGHTS_FILE), weightBytes);
+    await writeWeights(join(tmp, ADAPTER_WEIGHTS_FILE));
     try {
       await rename(tmp, dir);
     } catch {

@@ -10,6 +10,22 @@ import { openaiRoutes } from "./routes/openai.ts";
 
 /** The gateway state of a built app (tests and the benchmark reach the engine through it). */
 const STATES = new WeakMap<object, GatewayState>();
+/** Models loaded before the app is built, by config object. */
+const PRELOADED = new WeakMap<GatewayConfig, Promise<ModelHost>>();
+
+/**
+ * Loads the base model and builds the engine ahead of the app: a SmolLM-sized model takes
+ * longer than Fastify's plugin timeout (10 s), so `buildGateway` and the server call this
+ * first and the route plugin picks the host up.
+ */
+export function preloadModel(config: GatewayConfig): Promise<ModelHost> {
+  let p = PRELOADED.get(config);
+  if (!p) {
+    p = ModelHost.start(config);
+    PRELOADED.set(config, p);
+  }
+  return p;
+}
 
 export function gatewayState(app: FastifyInstance): GatewayState {
   const s = STATES.get(app.server);
@@ -30,12 +46,12 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
   routes: async (app, { config }) => {
     const state = new GatewayState(config, app.db, app.producer, app.log);
     const metrics = engineMetrics(app.metrics);
-    const host = await ModelHost.start(config, {
-      locator: { dirOf: (id) => state.adapterDir(id) },
-      onStep: metrics.onStep,
-      onFinished: metrics.onFinished,
-      onError: (err) => app.log.error({ err }, "engine loop failed"),
-    });
+    const host = await preloadModel(config);
+    PRELOADED.delete(config);
+    host.hooks.locator = { dirOf: (id) => state.adapterDir(id) };
+    host.hooks.onStep = metrics.onStep;
+    host.hooks.onFinished = metrics.onFinished;
+    host.hooks.onError = (err) => app.log.error({ err }, "engine loop failed");
     metrics.attach(host);
     try {
       await state.init(host);
@@ -63,7 +79,8 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
 };
 
 /** Builds the app from a config (tests pass their own; the server parses the environment). */
-export function buildGateway(config: GatewayConfig, options?: BuildOptions): Promise<App> {
+export async function buildGateway(config: GatewayConfig, options?: BuildOptions): Promise<App> {
+  await preloadModel(config);
   return buildService(gatewayService, config, options);
 }
 

@@ -48,11 +48,25 @@ export interface AdapterLocator {
   dirOf(adapterId: string): string | undefined;
 }
 
-export interface ModelHostOptions {
+/**
+ * Callbacks of the engine, settable after start-up: the model is loaded before the Fastify
+ * app exists (a large model takes longer than Fastify's plugin timeout), and the state and
+ * metrics that consume these are built with the app.
+ */
+export interface ModelHostHooks {
   locator: AdapterLocator;
-  onStep?: (s: StepStats) => void;
-  onFinished?: (r: CompletionResult) => void;
-  onError?: (err: unknown) => void;
+  onStep: (s: StepStats) => void;
+  onFinished: (r: CompletionResult) => void;
+  onError: (err: unknown) => void;
+}
+
+export function defaultHooks(): ModelHostHooks {
+  return {
+    locator: { dirOf: () => undefined },
+    onStep: () => {},
+    onFinished: () => {},
+    onError: () => {},
+  };
 }
 
 /**
@@ -71,9 +85,10 @@ export class ModelHost {
     /** SHA-256 (hex) of the base model's model.safetensors: its content hash. */
     readonly contentHash: string,
     readonly modelDir: string,
+    readonly hooks: ModelHostHooks,
   ) {}
 
-  static async start(config: GatewayConfig, options: ModelHostOptions): Promise<ModelHost> {
+  static async start(config: GatewayConfig, options: ModelHostHooks = defaultHooks()): Promise<ModelHost> {
     const modelDir = config.GATEWAY_MODEL_DIR ? repoPath(config.GATEWAY_MODEL_DIR) : await ensureTinyModel();
     const { model, tokenizer } = await loadModel({ dir: modelDir });
     const contentHash = await sha256File(join(modelDir, "model.safetensors"));
@@ -133,12 +148,12 @@ export class ModelHost {
           for (const id of ids) runtime.release(id);
         },
       },
-      ...(options.onStep ? { onStep: options.onStep } : {}),
-      ...(options.onFinished ? { onFinished: options.onFinished } : {}),
-      ...(options.onError ? { onError: options.onError } : {}),
+      onStep: (s) => options.onStep(s),
+      onFinished: (r) => options.onFinished(r),
+      onError: (err) => options.onError(err),
     });
     engine.start();
-    return new ModelHost(model, tokenizer, runtime, cache, scheduler, engine, contentHash, modelDir);
+    return new ModelHost(model, tokenizer, runtime, cache, scheduler, engine, contentHash, modelDir, options);
   }
 
   async close(): Promise<void> {
