@@ -1,15 +1,6 @@
-import {
-  buildSpanIndex,
-  type CorpusRow,
-  encodeInfluenceModel,
-  encodeSpanIndex,
-  exportLogisticOnnx,
-  type FeatureOptions,
-  indexStats,
-  type LabelledRow,
-  trainInfluenceModel,
-} from "@openledger/attribution-core";
+import type { FeatureOptions, LabelledRow } from "@openledger/attribution-core";
 import type { AttributionIndexKind, Db } from "@openledger/db";
+import { runBuildTask } from "./build-runner.ts";
 import type { AttributionContext } from "./context.ts";
 
 /** Feature settings of every influence model (part of its identity, recorded in `tokenizer`). */
@@ -121,7 +112,7 @@ export async function buildVersionArtifacts(
   db: Db,
   ctx: AttributionContext,
   versionId: string,
-  options: { jobId?: string | null; progress?: Progress } = {},
+  options: { jobId?: string | null; progress?: Progress; signal?: AbortSignal } = {},
 ): Promise<BuildOutcome> {
   const progress = options.progress ?? (() => {});
   const jobId = options.jobId ?? null;
@@ -141,37 +132,22 @@ export async function buildVersionArtifacts(
     try {
       const list = await getRows();
       progress({ phase: "tokenize", percent: 0 });
-      const corpus: CorpusRow[] = [];
-      const step = Math.max(1, Math.floor(list.length / 20));
-      for (let i = 0; i < list.length; i++) {
-        const r = list[i]!;
-        corpus.push({
-          rowId: r.rowId,
-          contributionId: r.contributionId,
-          contributorId: r.contributorAddress,
-          tokens: tokenizer.encode(r.text),
-        });
-        if (i % step === 0) progress({ phase: "tokenize", percent: Math.floor((i / list.length) * 10) });
-      }
-      let last = -1;
-      const index = buildSpanIndex(corpus, {
-        vocabSize: tokenizer.vocabSize,
-        meta: {
-          datanetId: version.datanetId,
-          datanetVersionId: versionId,
-          version: version.version,
-          tokenizer: tokenizer.id,
+      const built = await runBuildTask(
+        {
+          kind: "span",
+          tokenizer: ctx.config.ATTRIBUTION_TOKENIZER,
+          rows: list.map((r) => ({
+            rowId: r.rowId,
+            contributionId: r.contributionId,
+            contributorId: r.contributorAddress,
+            text: r.text,
+          })),
+          meta: { datanetId: version.datanetId, datanetVersionId: versionId, version: version.version },
         },
-        onProgress: ({ phase, fraction }) => {
-          const percent = 10 + Math.floor(fraction * 80);
-          if (percent !== last) {
-            last = percent;
-            progress({ phase, percent });
-          }
-        },
-      });
-      const blobHash = await ctx.store.put(encodeSpanIndex(index));
-      const { meta: _meta, ...stats } = indexStats(index);
+        { onProgress: progress, ...(options.signal && { signal: options.signal }) },
+      );
+      const blobHash = await ctx.store.put(built.chunks);
+      const stats = built.stats;
       await db.attributionIndex.update({
         where: { datanetVersionId_kind: { datanetVersionId: versionId, kind: "span" } },
         data: {
@@ -208,14 +184,20 @@ export async function buildVersionArtifacts(
           text: r.text,
           label: classOf.get(r.label!)!,
         }));
-        const model = trainInfluenceModel(training, INFLUENCE_FEATURES, {
-          classes: classes.length,
-          lambda: INFLUENCE_LAMBDA,
-          meta: { datanetVersionId: versionId, classNames: classes },
-        });
+        const built = await runBuildTask(
+          {
+            kind: "influence",
+            rows: training,
+            features: INFLUENCE_FEATURES,
+            classes: classes.length,
+            lambda: INFLUENCE_LAMBDA,
+            meta: { datanetVersionId: versionId, classNames: classes },
+          },
+          options.signal ? { signal: options.signal } : {},
+        );
         progress({ phase: "influence", percent: 97 });
-        const blobHash = await ctx.store.put(encodeInfluenceModel(model));
-        const onnxBlobHash = await ctx.store.put([exportLogisticOnnx(model.influence.model)]);
+        const blobHash = await ctx.store.put(built.chunks);
+        const onnxBlobHash = await ctx.store.put([built.onnx]);
         await db.attributionIndex.update({
           where: { datanetVersionId_kind: { datanetVersionId: versionId, kind: "influence" } },
           data: {
@@ -228,7 +210,7 @@ export async function buildVersionArtifacts(
               classNames: classes,
               dim: INFLUENCE_FEATURES.dim,
               lambda: INFLUENCE_LAMBDA,
-              iterations: model.meta.iterations as number,
+              iterations: built.iterations,
               unlabelledRows: list.length - labelled.length,
             },
             error: null,

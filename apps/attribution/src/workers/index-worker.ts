@@ -15,6 +15,7 @@ export function indexWorker(
     try {
       const outcome = await buildVersionArtifacts(app.db, ctx, datanetVersionId, {
         jobId: job.id,
+        signal: job.signal,
         progress: (p) => {
           job.progress(p).catch(() => {}); // progress is advisory; never fail the build on it
         },
