@@ -399,13 +399,18 @@ test("client disconnect cancels the request: slot, KV and reservation are freed,
 
 test("per-account rate limit: 429 with Retry-After, other accounts unaffected", async () => {
   const openai = client(burstKey);
+  const started = performance.now();
   const results = await Promise.allSettled(
-    Array.from({ length: 45 }, () =>
+    Array.from({ length: 60 }, () =>
       openai.completions.create({ model: "openledger-tiny", prompt: "hi", max_tokens: 1, temperature: 0 }),
     ),
   );
+  const elapsedMin = (performance.now() - started) / 60_000;
   const limited = results.filter((r) => r.status === "rejected");
-  assert.ok(limited.length >= 5, `rejected ${limited.length}`);
+  // Bucket of 40 refilled at 40/min: at most 40 + refill over the elapsed time succeed.
+  const allowed = 40 + Math.ceil(elapsedMin * 40) + 1;
+  assert.ok(results.length - limited.length <= allowed, `${results.length - limited.length} > ${allowed}`);
+  assert.ok(limited.length >= 1);
   for (const r of limited) {
     const e = (r as PromiseRejectedResult).reason;
     assert.ok(e instanceof OpenAI.RateLimitError, String(e));

@@ -126,7 +126,11 @@ export class ModelHost {
       maxPromptTokens: config.GATEWAY_MAX_PROMPT_TOKENS,
       maxNewTokens: config.GATEWAY_MAX_NEW_TOKENS,
       maxContextTokens: model.config.maxPositionEmbeddings,
+      // model-runtime pads every row of a step to its longest: mixing a prompt chunk with
+      // decode rows would pad each decode row to the chunk's length, so prefill and decode
+      // run in separate steps (the serving-core README's advice, measured in bench:gateway).
       costModel: "padded",
+      prefillMode: "separate",
       ...(rpm > 0 ? { rateLimits: () => ({ requests: { capacity: rpm, refillPerMinute: rpm } }) } : {}),
     });
     const engine = new Engine<RowContext, LoraAdapter>({

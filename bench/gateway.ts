@@ -1,0 +1,537 @@
+/**
+ * Gateway benchmark: the running OpenLoRA gateway (in-process Fastify on a free port,
+ * real Postgres/Redis, a local Hardhat chain holding the clients' escrow) driven over HTTP
+ * by many concurrent streaming clients, with requests spread Zipf(1.1) over N registered
+ * adapters (N = 10, 1,000, 10,000), compared in the same run with the same load on a
+ * single adapter. Reports tokens/s, client-side time to first token p50/p99, RSS and the
+ * mean distinct adapters per engine step, for the tiny model and a SmolLM-135M-shaped one
+ * (random weights, a byte-level BPE tokenizer without merges).
+ *
+ * Adapters are registered through the gateway's own store + registration code
+ * (`AdapterStore.putLinked` + `GatewayState.registerAdapter`) with on-chain registration
+ * skipped (10,000 ModelRegistry transactions would dominate the run). They are distinct
+ * adapters (distinct lora_alpha, so distinct content hashes, decoded and slotted one by
+ * one) built on a few distinct rank-16 weight files hard-linked on disk: 10,000 SmolLM
+ * adapters would otherwise need 74 GB of disk.
+ *
+ *   npm run bench:gateway                 human table (progress on stderr)
+ *   npm run bench:gateway -- --json       one JSON object on stdout
+ *   options: --configs tiny,smollm  --adapters 10,1000,10000  --quick (tiny, 10 and 1000)
+ */
+import { createHash } from "node:crypto";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createChainClients, inferenceEscrowAbi, OPEN, openTokenAbi } from "@openledger/chain";
+import { startLocalChain } from "@openledger/chain/testing";
+import { createTestDatabase } from "@openledger/db/testing";
+import { buildGateway, gatewayConfig, gatewayState } from "@openledger/gateway";
+import {
+  adapterBytes,
+  baseWeightBytes,
+  generateBaseModel,
+  generateRandomPeft,
+  type LlamaConfig,
+  SMOLLM_135M_CONFIG,
+  TINY_CONFIG,
+  writeBaseModelDir,
+} from "@openledger/model-runtime";
+import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "@openledger/queue/testing";
+import type { Hex } from "viem";
+
+const args = process.argv.slice(2);
+const JSON_OUT = args.includes("--json");
+const QUICK = args.includes("--quick");
+const argStr = (name: string, dflt: string) => {
+  const i = args.indexOf(name);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
+};
+const CONFIGS = argStr("--configs", QUICK ? "tiny" : "tiny,smollm").split(",") as ("tiny" | "smollm")[];
+const ADAPTER_COUNTS = argStr("--adapters", QUICK ? "10,1000" : "10,1000,10000")
+  .split(",")
+  .map(Number);
+const RANK = 16;
+const ZIPF_S = 1.1;
+
+/** Load per config: SmolLM steps are ~100x slower on this CPU, so its load is scaled down. */
+const LOAD = {
+  tiny: { clients: 64, requests: 384, maxTokens: 32, weightFiles: 64, slots: 65, ramBytes: 64 << 20 },
+  smollm: { clients: 16, requests: 32, maxTokens: 16, weightFiles: 8, slots: 17, ramBytes: 512 << 20 },
+} as const;
+
+const log = (...a: unknown[]) => console.error("[bench:gateway]", ...a);
+
+interface Run {
+  config: "tiny" | "smollm";
+  adapters: number;
+  tokPerSec: number;
+  singleAdapterTokPerSec: number;
+  ratio: number;
+  ttftP50Ms: number;
+  ttftP99Ms: number;
+  singleTtftP50Ms: number;
+  singleTtftP99Ms: number;
+  rssBytes: number;
+  adapterRamBytes: number;
+  meanDistinctAdaptersPerStep: number;
+  meanBatchRows: number;
+  requests: number;
+  clients: number;
+  maxTokens: number;
+  memoryBoundTokPerSec?: number;
+  memoryBoundRatio?: number;
+  ramLoads: number;
+  slotMisses: number;
+}
+
+// ---------------------------------------------------------------- helpers
+
+function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+/** Deterministic PRNG (mulberry32): the same request sequence in every run. */
+function rng(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Zipf(s) sampler over ranks 0..n-1 by inverse CDF. */
+function zipf(n: number, s: number, rand: () => number) {
+  const cdf = new Float64Array(n);
+  let sum = 0;
+  for (let k = 0; k < n; k++) {
+    sum += 1 / (k + 1) ** s;
+    cdf[k] = sum;
+  }
+  return () => {
+    const u = rand() * sum;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cdf[mid]! < u) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+}
+
+/** GPT-2 byte <-> unicode table (byte-level BPE alphabet). */
+function bytesToUnicode(): string[] {
+  const bs: number[] = [];
+  for (let i = 33; i <= 126; i++) bs.push(i);
+  for (let i = 161; i <= 172; i++) bs.push(i);
+  for (let i = 174; i <= 255; i++) bs.push(i);
+  const cs = [...bs];
+  let n = 0;
+  for (let b = 0; b < 256; b++) {
+    if (!bs.includes(b)) {
+      bs.push(b);
+      cs.push(256 + n++);
+    }
+  }
+  const out: string[] = new Array(256);
+  bs.forEach((b, i) => {
+    out[b] = String.fromCharCode(cs[i]!);
+  });
+  return out;
+}
+
+/** A byte-level BPE tokenizer.json covering the whole SmolLM vocab (ids past the bytes are
+ *  two-symbol tokens with no merges: encoding is per byte, every sampled id decodes). */
+function smollmTokenizer(vocabSize: number) {
+  const specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+  const chars = bytesToUnicode();
+  const vocab: Record<string, number> = {};
+  specials.forEach((s, i) => {
+    vocab[s] = i;
+  });
+  for (const ch of chars) vocab[ch] = Object.keys(vocab).length;
+  for (let id = Object.keys(vocab).length, k = 0; id < vocabSize; k++) {
+    const tok = chars[k % 256]! + chars[Math.floor(k / 256) % 256]!;
+    if (vocab[tok] === undefined) vocab[tok] = id++;
+  }
+  return {
+    tokenizer: {
+      version: "1.0",
+      truncation: null,
+      padding: null,
+      added_tokens: specials.map((content, id) => ({
+        id,
+        content,
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: false,
+        special: true,
+      })),
+      normalizer: null,
+      pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
+      post_processor: null,
+      decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
+      model: {
+        type: "BPE",
+        dropout: null,
+        unk_token: null,
+        continuing_subword_prefix: null,
+        end_of_word_suffix: null,
+        fuse_unk: false,
+        byte_fallback: false,
+        vocab,
+        merges: [],
+      },
+    },
+    tokenizerConfig: { eos_token: "<|endoftext|>", bos_token: null },
+  };
+}
+
+async function pool<T>(items: T[], concurrency: number, fn: (item: T) => Promise<void>) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+      while (next < items.length) await fn(items[next++]!);
+    }),
+  );
+}
+
+// ---------------------------------------------------------------- load
+
+interface LoadResult {
+  tokens: number;
+  seconds: number;
+  ttfts: number[];
+  errors: number;
+}
+
+/** Closed loop: `clients` streaming clients, `requests` in total, models picked by `pick`. */
+async function drive(
+  baseURL: string,
+  keys: string[],
+  load: { clients: number; requests: number; maxTokens: number },
+  pick: (i: number) => string,
+): Promise<LoadResult> {
+  let issued = 0;
+  let tokens = 0;
+  let errors = 0;
+  const ttfts: number[] = [];
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: load.clients }, async (_, c) => {
+      while (issued < load.requests) {
+        const i = issued++;
+        const start = performance.now();
+        const res = await fetch(`${baseURL}/v1/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${keys[c % keys.length]}` },
+          body: JSON.stringify({
+            model: pick(i),
+            prompt: `Note ${i % 100}:`,
+            max_tokens: load.maxTokens,
+            temperature: 0,
+            stream: true,
+            stream_options: { include_usage: true },
+          }),
+        });
+        if (!res.ok || !res.body) {
+          errors++;
+          if (errors < 5) log("request failed", res.status, await res.text());
+          continue;
+        }
+        let first = true;
+        let buf = "";
+        const decoder = new TextDecoder();
+        for await (const part of res.body) {
+          if (first) {
+            ttfts.push(performance.now() - start);
+            first = false;
+          }
+          buf += decoder.decode(part as Uint8Array, { stream: true });
+          let at = buf.indexOf("\n\n");
+          while (at >= 0) {
+            const line = buf.slice(0, at);
+            buf = buf.slice(at + 2);
+            if (line.startsWith("data: {") && line.includes('"usage":{')) {
+              tokens += (JSON.parse(line.slice(6)) as { usage: { completion_tokens: number } }).usage
+                .completion_tokens;
+            }
+            at = buf.indexOf("\n\n");
+          }
+        }
+      }
+    }),
+  );
+  return { tokens, seconds: (performance.now() - t0) / 1000, ttfts, errors };
+}
+
+// ---------------------------------------------------------------- main
+
+async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: ChainEnv): Promise<Run[]> {
+  const cfg: LlamaConfig = name === "tiny" ? TINY_CONFIG : SMOLLM_135M_CONFIG;
+  const load = LOAD[name];
+  const modelDir = join(workDir, `model-${name}`);
+  log(`${name}: writing the base model (random weights)`);
+  const base = generateBaseModel(cfg, 1);
+  if (name === "smollm") {
+    const t = smollmTokenizer(cfg.vocabSize);
+    base.tokenizerJson = t.tokenizer;
+    base.tokenizerConfig = t.tokenizerConfig;
+  }
+  await writeBaseModelDir(modelDir, base);
+
+  const database = await createTestDatabase(`bench-gw-${name}`);
+  const prefix = uniquePrefix(`bench-gw-${name}`);
+  const config = gatewayConfig({
+    DATABASE_URL: database.url,
+    REDIS_URL: TEST_REDIS_URL,
+    QUEUE_PREFIX: prefix,
+    LOG_LEVEL: "warn",
+    CHAIN_RPC_URL: chainEnv.rpcUrl,
+    CHAIN_ADDRESSES_FILE: chainEnv.addressesFile,
+    GATEWAY_MODEL_DIR: modelDir,
+    GATEWAY_BASE_MODEL_ID: `bench-${name}`,
+    GATEWAY_DATA_DIR: join(workDir, `store-${name}`),
+    GATEWAY_ADMIN_TOKEN: "bench",
+    GATEWAY_CHAIN_REGISTRATION: "false",
+    GATEWAY_SLOTS: String(load.slots),
+    GATEWAY_MAX_RUNNING: "64",
+    GATEWAY_MAX_BATCH_TOKENS: "512",
+    GATEWAY_MAX_ADAPTER_RANK: String(RANK),
+    GATEWAY_ADAPTER_RAM_BYTES: String(load.ramBytes),
+    GATEWAY_RATE_REQUESTS_PER_MIN: "0",
+    GATEWAY_THREADS: "2",
+  });
+  const app = await buildGateway(config);
+  await app.listen({ port: 0, host: "127.0.0.1" });
+  const addr = app.server.address();
+  const baseURL = `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}`;
+  const state = gatewayState(app);
+  const keys: string[] = [];
+  for (const a of chainEnv.accounts) keys.push((await state.createApiKey(a, "bench")).key);
+
+  // Distinct weight files, then adapters = weight file x distinct lora_alpha.
+  const weightFiles: { path: string; digest: Buffer; config: Record<string, unknown> }[] = [];
+  for (let w = 0; w < load.weightFiles; w++) {
+    const peft = generateRandomPeft(cfg, { rank: RANK, seed: `bench-${name}-${w}`, strength: 0.3 });
+    const path = join(workDir, `weights-${name}-${w}.safetensors`);
+    await writeFile(path, peft.safetensors);
+    weightFiles.push({
+      path,
+      digest: createHash("sha256").update(peft.safetensors).digest(),
+      config: peft.adapterConfig as Record<string, unknown>,
+    });
+  }
+  let registered = 0;
+  const register = async (upTo: number) => {
+    const t = performance.now();
+    const ids = Array.from({ length: upTo - registered }, (_, k) => registered + k);
+    await pool(ids, 16, async (i) => {
+      const wf = weightFiles[i % weightFiles.length]!;
+      const alpha = RANK * 2 * (1 + Math.floor(i / weightFiles.length) / 100_000);
+      const configBytes = Buffer.from(JSON.stringify({ ...wf.config, lora_alpha: alpha }));
+      const hash = await state.store.putLinked(configBytes, wf.path, wf.digest);
+      await state.registerAdapter({
+        id: `${name}-a${i}`,
+        owner: chainEnv.accounts[0]!.toLowerCase(),
+        contentHash: hash,
+        priceIn: 1000n,
+        priceOut: 2000n,
+        datanetVersionIds: [],
+        onChain: false,
+      });
+    });
+    log(
+      `${name}: registered ${upTo - registered} adapters in ${((performance.now() - t) / 1000).toFixed(1)} s`,
+    );
+    registered = upTo;
+  };
+
+  const host = state.host;
+  const stepTotals = () => host.engine.metrics().totals;
+  let peakRss = 0;
+  const sampler = setInterval(() => {
+    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  }, 200);
+  const measure = async (label: string, pick: (i: number) => string) => {
+    const before = stepTotals();
+    const cacheBefore = host.cache.metrics();
+    peakRss = process.memoryUsage().rss;
+    const r = await drive(baseURL, keys, load, pick);
+    const after = stepTotals();
+    const cacheAfter = host.cache.metrics();
+    const steps = after.steps - before.steps;
+    const out = {
+      tokPerSec: r.tokens / r.seconds,
+      p50: percentile(r.ttfts, 50),
+      p99: percentile(r.ttfts, 99),
+      distinct: steps ? (after.distinctAdapters - before.distinctAdapters) / steps : 0,
+      rows: steps ? (after.rows - before.rows) / steps : 0,
+      rss: Math.max(peakRss, process.memoryUsage().rss),
+      ram: cacheAfter.ram.bytesInUse,
+      loads: cacheAfter.ram.loads - cacheBefore.ram.loads,
+      slotMisses: cacheAfter.slots.misses - cacheBefore.slots.misses,
+    };
+    log(
+      `${name} ${label}: ${r.tokens} tokens in ${r.seconds.toFixed(1)} s = ${out.tokPerSec.toFixed(0)} tok/s, ` +
+        `TTFT p50 ${out.p50.toFixed(0)} ms p99 ${out.p99.toFixed(0)} ms, distinct/step ${out.distinct.toFixed(1)}, ` +
+        `rows/step ${out.rows.toFixed(1)}, RAM loads ${out.loads}, errors ${r.errors}`,
+    );
+    if (r.errors) throw new Error(`${r.errors} requests failed`);
+    return out;
+  };
+
+  const runs: Run[] = [];
+  try {
+    await register(Math.max(...ADAPTER_COUNTS.slice(0, 1), 1));
+    // Warm-up: session, allocator and the first adapter's slot.
+    await drive(baseURL, keys, { clients: 4, requests: 8, maxTokens: 4 }, () => `${name}-a0`);
+    const adapterB = adapterBytes(cfg, RANK, ["q_proj", "k_proj", "v_proj", "o_proj"]);
+    const baseB = baseWeightBytes(cfg);
+    for (const n of ADAPTER_COUNTS) {
+      if (registered < n) await register(n);
+      // Single-adapter baseline right before each N (same load, same process state).
+      const single = await measure(`single adapter (N=${n} registered)`, () => `${name}-a0`);
+      const rand = rng(12345);
+      const z = zipf(n, ZIPF_S, rand);
+      // Zipf ranks mapped through a fixed permutation-free offset so hot adapters are not
+      // only the first weight files.
+      const picks = Array.from({ length: load.requests }, () => `${name}-a${z()}`);
+      const multi = await measure(`N=${n} Zipf(${ZIPF_S})`, (i) => picks[i]!);
+      const run: Run = {
+        config: name,
+        adapters: n,
+        tokPerSec: Math.round(multi.tokPerSec),
+        singleAdapterTokPerSec: Math.round(single.tokPerSec),
+        ratio: Number((multi.tokPerSec / single.tokPerSec).toFixed(3)),
+        ttftP50Ms: Math.round(multi.p50),
+        ttftP99Ms: Math.round(multi.p99),
+        singleTtftP50Ms: Math.round(single.p50),
+        singleTtftP99Ms: Math.round(single.p99),
+        rssBytes: multi.rss,
+        adapterRamBytes: multi.ram,
+        meanDistinctAdaptersPerStep: Number(multi.distinct.toFixed(2)),
+        meanBatchRows: Number(multi.rows.toFixed(1)),
+        requests: load.requests,
+        clients: load.clients,
+        maxTokens: load.maxTokens,
+        ramLoads: multi.loads,
+        slotMisses: multi.slotMisses,
+      };
+      if (name === "smollm") {
+        // Memory-traffic bound (model-runtime issue), taking the single-adapter run (1 adapter
+        // read per step) as the reference: single * (base + 1 a) / (base + d a).
+        const bound = (single.tokPerSec * (baseB + adapterB)) / (baseB + multi.distinct * adapterB);
+        run.memoryBoundTokPerSec = Math.round(bound);
+        run.memoryBoundRatio = Number((multi.tokPerSec / bound).toFixed(3));
+      }
+      runs.push(run);
+    }
+  } finally {
+    clearInterval(sampler);
+    await app.close();
+    await database.drop();
+    await deletePrefix(prefix);
+  }
+  return runs;
+}
+
+interface ChainEnv {
+  rpcUrl: string;
+  addressesFile: string;
+  accounts: string[];
+}
+
+async function main() {
+  const workDir = await mkdtemp(join(tmpdir(), "bench-gateway-"));
+  log("starting a local chain and funding the clients' escrow");
+  const addressesFile = join(workDir, "addresses.json");
+  const chain = await startLocalChain({ writeAddresses: addressesFile });
+  const accounts: string[] = [];
+  try {
+    for (const user of chain.accounts.users.slice(0, 4)) {
+      const { publicClient, walletClient } = createChainClients({
+        rpcUrl: chain.rpcUrl,
+        chainId: chain.chainId,
+        privateKey: user.privateKey as Hex,
+      });
+      const amount = 100_000n * OPEN;
+      const c = chain.addresses!.contracts;
+      const h1 = await walletClient.writeContract({
+        address: c.OpenToken,
+        abi: openTokenAbi,
+        functionName: "approve",
+        args: [c.InferenceEscrow, amount],
+      });
+      await publicClient.waitForTransactionReceipt({ hash: h1 });
+      const h2 = await walletClient.writeContract({
+        address: c.InferenceEscrow,
+        abi: inferenceEscrowAbi,
+        functionName: "deposit",
+        args: [amount],
+      });
+      await publicClient.waitForTransactionReceipt({ hash: h2 });
+      accounts.push(user.address);
+    }
+    const runs: Run[] = [];
+    for (const name of CONFIGS) {
+      runs.push(...(await benchConfig(name, workDir, { rpcUrl: chain.rpcUrl, addressesFile, accounts })));
+    }
+    const meta = {
+      zipfS: ZIPF_S,
+      rank: RANK,
+      loads: Object.fromEntries(CONFIGS.map((c) => [c, LOAD[c]])),
+      chainRegistration: "skipped for the benchmark's adapters (Postgres + disk store only)",
+      cpus: (await readFile("/proc/cpuinfo", "utf8").catch(() => ""))
+        .split("\n")
+        .filter((l) => l.startsWith("processor")).length,
+    };
+    if (JSON_OUT) {
+      process.stdout.write(`${JSON.stringify({ runs, meta })}\n`);
+    } else {
+      const header = [
+        "config",
+        "adapters",
+        "tok/s",
+        "single tok/s",
+        "ratio",
+        "TTFT p50/p99 ms",
+        "single TTFT p50/p99",
+        "distinct/step",
+        "rows/step",
+        "RSS MB",
+        "mem-bound ratio",
+      ];
+      console.log(header.join(" | "));
+      for (const r of runs) {
+        console.log(
+          [
+            r.config,
+            r.adapters,
+            r.tokPerSec,
+            r.singleAdapterTokPerSec,
+            r.ratio,
+            `${r.ttftP50Ms}/${r.ttftP99Ms}`,
+            `${r.singleTtftP50Ms}/${r.singleTtftP99Ms}`,
+            r.meanDistinctAdaptersPerStep,
+            r.meanBatchRows,
+            Math.round(r.rssBytes / 2 ** 20),
+            r.memoryBoundRatio ?? "-",
+          ].join(" | "),
+        );
+      }
+    }
+  } finally {
+    await chain.stop();
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+await main();
