@@ -223,6 +223,8 @@ export const settlementEnv = baseEnv
     SETTLEMENT_EPOCH_MAX_SETTLEMENTS: z.coerce.number().int().min(1).default(10_000),
     /** Largest number of inferences written in one ledger transaction by the batching worker. */
     SETTLEMENT_BATCH_MAX: z.coerce.number().int().min(1).max(10_000).default(500),
+    /** `inference.completed` jobs taken at once by this process (they meet in the group commit). */
+    SETTLEMENT_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(4096).default(256),
     /** Bearer token for POST /v1/epochs/close and POST /v1/reconcile; empty = those routes are disabled. */
     SETTLEMENT_ADMIN_TOKEN: z.preprocess((v) => (v === "" ? undefined : v), z.string().min(16).optional()),
   })

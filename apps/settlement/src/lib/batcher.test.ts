@@ -1,0 +1,47 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { GroupCommit } from "./batcher.ts";
+
+test("group commit: one result per caller, concurrent submissions share batches, errors reach every caller", async () => {
+  const batches: string[][] = [];
+  const g = new GroupCommit<string, string>(
+    3,
+    async (keys) => {
+      batches.push(keys);
+      await new Promise((r) => setTimeout(r, 5));
+      if (keys.includes("bad")) throw new Error("boom");
+      return new Map(keys.map((k) => [k, `ok:${k}`]));
+    },
+    1,
+  );
+  const keys = ["a", "b", "c", "d", "e", "a"];
+  const results = await Promise.all(keys.map((k) => g.submit(k)));
+  assert.deepEqual(
+    results,
+    keys.map((k) => `ok:${k}`),
+  );
+  // 5 distinct keys, at most 3 per batch, one writer: two batches, the duplicate "a" rides along once
+  assert.deepEqual(batches, [
+    ["a", "b", "c"],
+    ["d", "e"],
+  ]);
+  await assert.rejects(Promise.all([g.submit("bad"), g.submit("x")]), /boom/);
+  assert.equal(await g.submit("y"), "ok:y", "recovers after a failed batch");
+});
+
+test("group commit: with two writers, a second batch starts while the first is running", async () => {
+  let running = 0;
+  let maxRunning = 0;
+  const g = new GroupCommit<number, number>(2, async (keys) => {
+    running++;
+    maxRunning = Math.max(maxRunning, running);
+    await new Promise((r) => setTimeout(r, 20));
+    running--;
+    return new Map(keys.map((k) => [k, k * 2]));
+  });
+  const first = g.submit(1);
+  await new Promise((r) => setTimeout(r, 5)); // the first batch is in flight
+  const rest = await Promise.all([2, 3, 4].map((k) => g.submit(k)));
+  assert.deepEqual([await first, ...rest], [2, 4, 6, 8]);
+  assert.equal(maxRunning, 2);
+});
