@@ -11,7 +11,7 @@ import type { JobContext, JobPayload } from "@openledger/queue";
 import type { CachedIndex, DatanetsContext } from "../context.ts";
 import { activeContributorStake } from "../stake.ts";
 
-const BATCH = 1000;
+const BATCH = 5000;
 const REBUILD_PAGE = 10_000;
 
 /**
