@@ -193,6 +193,20 @@ describe("attribution service end to end", () => {
     ids.smallInference = (await mkInference("spam-filter", "urgent cash prize click free bonus", "spam")).id;
   }
 
+  test("the API is documented in OpenAPI with descriptions", async () => {
+    const doc = (await app.inject({ method: "GET", url: "/docs/json" })).json();
+    for (const [p, m] of [
+      ["/v1/indexes", "post"],
+      ["/v1/indexes/{versionId}", "get"],
+      ["/v1/attribute", "post"],
+      ["/v1/inferences/{id}/attribution", "get"],
+    ] as const) {
+      const op = doc.paths[p]?.[m];
+      assert.ok(op, `${m.toUpperCase()} ${p} documented`);
+      assert.ok(op.description.length > 40, `${p} has a description`);
+    }
+  });
+
   test("index requests: bad body 400, unknown version 404, empty version 422, nothing written", async () => {
     const bad = await app.inject({
       method: "POST",

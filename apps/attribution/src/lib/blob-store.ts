@@ -7,6 +7,7 @@ import path from "node:path";
 export type BlobHash = string;
 
 const HASH_RE = /^[0-9a-f]{64}$/;
+const SLICE = 4 * 1024 * 1024;
 
 /**
  * A content-addressed store of immutable blobs (span indexes, influence models, ONNX graphs).
@@ -55,11 +56,15 @@ export class FsBlobStore implements BlobStore {
     const fh = await open(tmp, "w");
     try {
       for (const chunk of chunks) {
-        sha.update(chunk);
-        let off = 0;
-        while (off < chunk.byteLength) {
-          const { bytesWritten } = await fh.write(chunk, off, chunk.byteLength - off);
-          off += bytesWritten;
+        // Hash and write in slices, so a 200 MB index never holds the event loop for long.
+        for (let start = 0; start < chunk.byteLength; start += SLICE) {
+          const slice = chunk.subarray(start, Math.min(chunk.byteLength, start + SLICE));
+          sha.update(slice);
+          let off = 0;
+          while (off < slice.byteLength) {
+            const { bytesWritten } = await fh.write(slice, off, slice.byteLength - off);
+            off += bytesWritten;
+          }
         }
       }
       await fh.sync();

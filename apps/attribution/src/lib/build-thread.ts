@@ -19,7 +19,14 @@ import type { BuildTask, BuildThreadMessage } from "./build-runner.ts";
 import { loadAttributionTokenizer } from "./tokenizer.ts";
 
 const port = parentPort!;
-const post = (m: BuildThreadMessage) => port.postMessage(m);
+const post = (m: BuildThreadMessage, chunks: readonly Uint8Array[] = []) => {
+  // Move (not copy) the big section buffers to the main thread: a 200 MB structured clone would
+  // block its event loop. Small buffers may come from Buffer's shared pool: those are copied.
+  const transfer = [...new Set(chunks.map((c) => c.buffer))].filter(
+    (b): b is ArrayBuffer => b instanceof ArrayBuffer && b.byteLength >= 1 << 20,
+  );
+  port.postMessage(m, transfer);
+};
 
 async function run(task: BuildTask): Promise<void> {
   if (task.kind === "span") {
@@ -50,7 +57,8 @@ async function run(task: BuildTask): Promise<void> {
       },
     });
     const { meta: _meta, ...stats } = indexStats(index);
-    post({ type: "done", result: { kind: "span", chunks: encodeSpanIndex(index), stats } });
+    const chunks = encodeSpanIndex(index);
+    post({ type: "done", result: { kind: "span", chunks, stats } }, chunks);
     return;
   }
   const rows: LabelledRow[] = task.rows;
@@ -59,15 +67,15 @@ async function run(task: BuildTask): Promise<void> {
     lambda: task.lambda,
     meta: task.meta,
   });
-  post({
-    type: "done",
-    result: {
-      kind: "influence",
-      chunks: encodeInfluenceModel(model),
-      onnx: exportLogisticOnnx(model.influence.model),
-      iterations: model.meta.iterations as number,
+  const chunks = encodeInfluenceModel(model);
+  const onnx = exportLogisticOnnx(model.influence.model);
+  post(
+    {
+      type: "done",
+      result: { kind: "influence", chunks, onnx, iterations: model.meta.iterations as number },
     },
-  });
+    [...chunks, onnx],
+  );
 }
 
 run(workerData as BuildTask).catch((err: unknown) =>
