@@ -1,0 +1,161 @@
+// Starts the whole platform for a test: a local chain (contracts deployed), a migrated
+// Postgres schema and a Redis prefix of its own, and the four services as child processes
+// on free ports (what `npm start` does, but each service can be killed and restarted).
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { createTestDatabase, type TestDatabase } from "@openledger/db/testing";
+import { deletePrefix, uniquePrefix } from "@openledger/queue/testing";
+import { freePort } from "@openledger/service-kit/testing";
+import type { StoryPlatform } from "./story.ts";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+export const SERVICE_NAMES = ["datanets", "attribution", "gateway", "settlement"] as const;
+export type Service = (typeof SERVICE_NAMES)[number];
+
+export interface LaunchedPlatform {
+  platform: StoryPlatform;
+  chain: LocalChain;
+  database: TestDatabase;
+  prefix: string;
+  env: Record<string, string>;
+  /** SIGKILL (default) or SIGTERM a service and wait until it has exited. */
+  kill(name: Service, signal?: NodeJS.Signals): Promise<void>;
+  /** Start a service again (after kill) and wait for /readyz. */
+  start(name: Service): Promise<void>;
+  /** Recent output of a service (for failure messages). */
+  output(name: Service): string;
+  stop(): Promise<void>;
+}
+
+export async function launchPlatform(extraEnv: Record<string, string> = {}): Promise<LaunchedPlatform> {
+  const dir = await mkdtemp(path.join(tmpdir(), "openledger-e2e-"));
+  const addressesFile = path.join(dir, "addresses.json");
+  const [chain, database] = await Promise.all([
+    startLocalChain({ writeAddresses: addressesFile }),
+    createTestDatabase("e2e"),
+  ]);
+  const prefix = uniquePrefix("e2e");
+  const ports: Record<Service, number> = {
+    datanets: await freePort(),
+    attribution: await freePort(),
+    gateway: await freePort(),
+    settlement: await freePort(),
+  };
+  const adminToken = "e2e-settlement-admin-token";
+  const env: Record<string, string> = {
+    LOG_LEVEL: "warn",
+    DATABASE_URL: database.url,
+    QUEUE_PREFIX: prefix,
+    CHAIN_RPC_URL: chain.rpcUrl,
+    CHAIN_ADDRESSES_FILE: addressesFile,
+    DATANETS_PORT: String(ports.datanets),
+    ATTRIBUTION_PORT: String(ports.attribution),
+    GATEWAY_PORT: String(ports.gateway),
+    SETTLEMENT_PORT: String(ports.settlement),
+    ATTRIBUTION_BLOB_DIR: path.join(dir, "blobs"),
+    GATEWAY_DATA_DIR: path.join(dir, "gateway"),
+    GATEWAY_THREADS: "1",
+    GATEWAY_SLOTS: "4",
+    GATEWAY_BALANCE_CACHE_MS: "0",
+    GATEWAY_OUTBOX_SWEEP_MS: "1000",
+    SETTLEMENT_ADMIN_TOKEN: adminToken,
+    SETTLEMENT_EPOCH_INTERVAL_MS: "0",
+    SETTLEMENT_RECHECK_MS: "300",
+    SETTLEMENT_ATTRIBUTION_DEADLINE_MS: "20000",
+    DATANETS_DISPUTE_WINDOW_SECONDS: "2",
+    DATANETS_SWEEP_INTERVAL_MS: "500",
+    ...extraEnv,
+  };
+  const children = new Map<Service, ChildProcess>();
+  const outputs = new Map<Service, string>();
+
+  const url = (name: Service) => `http://127.0.0.1:${ports[name]}`;
+  async function waitReady(name: Service, timeoutMs = 120_000) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const child = children.get(name);
+      if (!child || child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(`${name} exited during start-up:\n${(outputs.get(name) ?? "").slice(-3000)}`);
+      }
+      try {
+        const res = await fetch(`${url(name)}/readyz`, { signal: AbortSignal.timeout(2000) });
+        if (res.status === 200) return;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline)
+        throw new Error(`${name} not ready after ${timeoutMs} ms:\n${outputs.get(name)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  function spawnService(name: Service) {
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", path.join(ROOT, "apps", name, "src", "server.ts")],
+      {
+        cwd: ROOT,
+        env: { ...process.env, ...env, EXIT_WITH_STDIN: "true" },
+        stdio: ["pipe", "pipe", "pipe"],
+      },
+    );
+    const keep = (d: Buffer) => {
+      outputs.set(name, ((outputs.get(name) ?? "") + d.toString()).slice(-20_000));
+    };
+    child.stdout!.on("data", keep);
+    child.stderr!.on("data", keep);
+    children.set(name, child);
+  }
+  async function kill(name: Service, signal: NodeJS.Signals = "SIGKILL") {
+    const child = children.get(name);
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    child.kill(signal);
+    await exited;
+  }
+  async function stop() {
+    await Promise.all(SERVICE_NAMES.map((n) => kill(n, "SIGTERM")));
+    await chain.stop();
+    await database.drop();
+    await deletePrefix(prefix);
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  try {
+    for (const n of SERVICE_NAMES) spawnService(n);
+    await Promise.all(SERVICE_NAMES.map((n) => waitReady(n)));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return {
+    platform: {
+      datanetsUrl: url("datanets"),
+      attributionUrl: url("attribution"),
+      gatewayUrl: url("gateway"),
+      settlementUrl: url("settlement"),
+      rpcUrl: chain.rpcUrl,
+      addresses: chain.addresses!,
+      settlementAdminToken: adminToken,
+      attributionDeadlineMs: Number(env.SETTLEMENT_ATTRIBUTION_DEADLINE_MS),
+      disputeWindowSeconds: Number(env.DATANETS_DISPUTE_WINDOW_SECONDS),
+      sweepIntervalMs: Number(env.DATANETS_SWEEP_INTERVAL_MS),
+      queue: { redisUrl: process.env.REDIS_URL ?? "redis://127.0.0.1:6379", prefix },
+    },
+    chain,
+    database,
+    prefix,
+    env,
+    kill,
+    async start(name) {
+      spawnService(name);
+      await waitReady(name);
+    },
+    output: (name) => outputs.get(name) ?? "",
+    stop,
+  };
+}
