@@ -196,6 +196,32 @@ after(async () => {
 const V5 = "0x9965507d1a55bcc2695c58ba16fb37d819b0a4dc";
 const V6 = "0x976ea74026e726554db657fa54763abd0c3a0aa9";
 
+describe("bad input", () => {
+  test("split basis points that do not sum to 10,000 are refused at startup", () => {
+    assert.throws(
+      () => settlementConfig({ ...env.env, SETTLEMENT_TREASURY_BPS: "2000" }),
+      /must sum to 10000, got 11000/,
+    );
+  });
+  test("a malformed address is a 400, an unsettled inference a 404, an unknown epoch a 404", async () => {
+    const bad = await app.inject({ method: "GET", url: "/v1/accounts/0x123/claim" });
+    assert.equal(bad.statusCode, 400);
+    assert.equal(bad.json().error.code, "VALIDATION_FAILED");
+    const missing = await app.inject({
+      method: "GET",
+      url: `/v1/inferences/${crypto.randomUUID()}/settlement`,
+    });
+    assert.equal(missing.statusCode, 404);
+    assert.equal(missing.json().error.code, "NOT_FOUND");
+    assert.equal((await app.inject({ method: "GET", url: "/v1/epochs/999" })).statusCode, 404);
+  });
+  test("an unknown inference id is not settled and writes nothing", async () => {
+    const before1 = await counts();
+    assert.equal(await runtimeFor(app.db, config, log).settle(crypto.randomUUID()), "missing");
+    assert.deepEqual(await counts(), before1);
+  });
+});
+
 describe("settling inferences", () => {
   test("an attributed inference is priced and split exactly to the wei; the journal balances", async () => {
     const id = await makeInference({

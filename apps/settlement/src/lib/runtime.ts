@@ -3,6 +3,7 @@ import type { Db } from "@openledger/db";
 import type { SplitBps } from "@openledger/settlement-core";
 import { GroupCommit } from "./batcher.ts";
 import { connectSettlementChain, distributorValidators, type SettlementChain } from "./chain.ts";
+import { reconcile } from "./claims.ts";
 import { type EpochLogger, EpochManager } from "./epochs.ts";
 import { type SettleContext, type SettleOutcome, settleBatch } from "./settle.ts";
 
@@ -29,6 +30,7 @@ export class SettlementRuntime {
   #validators: { at: number; set: Set<string> } | undefined;
   #timers: NodeJS.Timeout[] = [];
   #sweeping = false;
+  #reconciledEpoch = 0;
   readonly #chainOverride: (() => Promise<SettlementChain>) | undefined;
 
   constructor(
@@ -127,7 +129,21 @@ export class SettlementRuntime {
     // The ticker runs often; `tick` itself decides (interval, size) whether an epoch closes, and
     // finishes an epoch left in flight (e.g. after a restart).
     const tickMs = Math.max(250, Math.min(this.config.SETTLEMENT_EPOCH_INTERVAL_MS || 5_000, 5_000));
-    every(tickMs, () => this.epochs.tick(), "epoch tick");
+    every(
+      tickMs,
+      async () => {
+        const epoch = await this.epochs.tick();
+        if (epoch?.status === "confirmed" && epoch.id !== this.#reconciledEpoch) {
+          // Reconcile once per confirmed epoch; differences are logged (and served by /v1/reconciliation).
+          this.#reconciledEpoch = epoch.id;
+          const report = await reconcile(this.db, await this.chain());
+          if (!report.ok)
+            this.log.error({ checks: report.checks.filter((c) => !c.ok) }, "ledger and chain differ");
+          else this.log.info({ epoch: epoch.id }, "reconciled ledger with chain");
+        }
+      },
+      "epoch tick",
+    );
   }
 
   async stop(): Promise<void> {
