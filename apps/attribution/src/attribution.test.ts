@@ -535,4 +535,57 @@ describe("attribution service end to end", () => {
     assert.equal(results[0]!.canonicalJson.includes(fresh.id), true);
     assert.deepEqual(await sweepOnce(app, config), []);
   });
+
+  test("POST /v1/indexes re-drives a failed build and replaces a completed one whose index is gone", async () => {
+    // A version published empty: the job fails for good; rows arrive later (a repaired version).
+    const v = await db.datanetVersion.create({
+      data: {
+        datanetId: ids.datanet,
+        version: 9,
+        merkleRoot: `0x${"ab".repeat(32)}`,
+        rowCount: 0,
+        contributorCount: 0,
+      },
+    });
+    const queued = await app.producer.enqueue("attribution.index", { datanetVersionId: v.id });
+    await waitFor("job failed", async () =>
+      (await app.producer.queue("attribution").getJob(queued.id))?.isFailed(),
+    );
+    const c = await db.contribution.create({
+      data: { datanetId: ids.datanet, contributorAddress: BOB, source: "rows" },
+    });
+    const row = await db.datanetRow.create({
+      data: {
+        datanetId: ids.datanet,
+        contributionId: c.id,
+        contributorAddress: BOB,
+        ordinal: 0,
+        text: DOCS[1]!.text,
+        normalizedHash: "cd".repeat(32),
+        status: "accepted",
+      },
+    });
+    await db.datanetVersionRow.create({ data: { versionId: v.id, position: 0, rowId: row.id } });
+    const res = await app.inject({ method: "POST", url: "/v1/indexes", payload: { datanetVersionId: v.id } });
+    assert.equal(res.statusCode, 202);
+    const ready = async () =>
+      (
+        await db.attributionIndex.findUnique({
+          where: { datanetVersionId_kind: { datanetVersionId: v.id, kind: "span" } },
+        })
+      )?.status === "ready";
+    await waitFor("index built after the retry", ready);
+    // The index disappears (store wiped, row marked failed): a new POST rebuilds it.
+    await waitFor("job completed", async () =>
+      (await app.producer.queue("attribution").getJob(queued.id))?.isCompleted(),
+    );
+    await db.attributionIndex.updateMany({ where: { datanetVersionId: v.id }, data: { status: "failed" } });
+    const again = await app.inject({
+      method: "POST",
+      url: "/v1/indexes",
+      payload: { datanetVersionId: v.id },
+    });
+    assert.equal(again.statusCode, 202);
+    await waitFor("index rebuilt", ready);
+  });
 });

@@ -18,7 +18,7 @@ export const indexRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = as
         description:
           "Enqueues `attribution.index` for the version: its suffix-array span index and, when the version has " +
           "labelled rows of at least two classes, its influence model and ONNX export. Idempotent: the job id is " +
-          "derived from the version, and a ready index is kept. Follow progress with GET /v1/indexes/{versionId}. " +
+          "derived from the version, and a ready index is kept; a failed build is retried. Follow progress with GET /v1/indexes/{versionId}. " +
           "404 NOT_FOUND: no such version; 422 UNPROCESSABLE: the version has no rows.",
         body: z.object({ datanetVersionId: Uuid.describe("The published datanet version to index") }),
         response: {
@@ -42,6 +42,22 @@ export const indexRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = as
       if (!version) throw new AppError("NOT_FOUND", `datanet version ${datanetVersionId} does not exist`);
       if (version._count.rows === 0) {
         throw new AppError("UNPROCESSABLE", `datanet version ${datanetVersionId} has no rows to index`);
+      }
+      // The job id is derived from the version, so BullMQ ignores a new add while it keeps an
+      // old job: re-drive a failed build, and replace a completed one whose index is gone.
+      const existing = await root.producer
+        .queue("attribution")
+        .getJob(jobId("attribution.index", { datanetVersionId }));
+      const state = existing ? await existing.getState() : null;
+      if (existing && state === "failed") {
+        await existing.retry("failed");
+        return reply.code(202).send({ jobId: existing.id!, datanetVersionId, status: "queued" as const });
+      }
+      if (existing && state === "completed") {
+        const span = await root.db.attributionIndex.findUnique({
+          where: { datanetVersionId_kind: { datanetVersionId, kind: "span" } },
+        });
+        if (span?.status !== "ready") await existing.remove();
       }
       const job = await root.producer.enqueue("attribution.index", { datanetVersionId });
       return reply.code(202).send({ jobId: job.id, datanetVersionId, status: "queued" as const });
