@@ -334,9 +334,16 @@ export class EpochManager {
       `SELECT validator_address, signature FROM epoch_attestations WHERE epoch_id = $1`,
       epoch.id,
     );
+    // Only `threshold` signatures go on chain (each extra one costs ~7k gas to verify); the
+    // lowest signers, sorted ascending as the contract requires.
+    const threshold = await chain.publicClient.readContract({
+      address: chain.distributor,
+      abi: rewardDistributorAbi,
+      functionName: "threshold",
+    });
     const signatures = sortSignatures(
       atts.map((a) => ({ signer: a.validator_address as Address, signature: a.signature as Hex })),
-    );
+    ).slice(0, Number(threshold));
     return {
       key: `epoch.post:${epoch.id}`,
       kind: "epoch.post",
