@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -187,6 +188,26 @@ test("adapters: upload validates against the base model, stores content-addresse
   assert.equal(foreign.status, 403);
   const own = await fetch(`${baseURL}/adapters`, { headers: { authorization: `Bearer ${builderKey}` } });
   assert.deepEqual(((await own.json()) as { data: { id: string }[] }).data.map((d) => d.id).sort(), adapters);
+
+  // The same kind of upload as one tar.gz (what `tar czf` of a PEFT output dir gives).
+  const peft = generateRandomPeft(TINY_CONFIG, { rank: 4, seed: 555 });
+  const src = join(dataDir, "tar-src", "my-adapter");
+  await mkdir(src, { recursive: true });
+  await writeFile(join(src, "adapter_config.json"), JSON.stringify(peft.adapterConfig));
+  await writeFile(join(src, "adapter_model.safetensors"), peft.safetensors);
+  execFileSync("tar", [
+    "-czf",
+    join(dataDir, "adapter.tar.gz"),
+    "-C",
+    join(dataDir, "tar-src"),
+    "my-adapter",
+  ]);
+  const form = new FormData();
+  form.append("id", "tiny-lora-tar");
+  form.append("adapter", new Blob([await readFile(join(dataDir, "adapter.tar.gz"))]), "adapter.tar.gz");
+  const tarred = await upload(builderKey, form);
+  assert.equal(tarred.status, 201, JSON.stringify(tarred.body));
+  assert.equal((tarred.body.chain as { status: string }).status, "confirmed");
 });
 
 test("chat and completion, non-streaming and streaming, through the official client", async () => {

@@ -6,6 +6,7 @@ import { z } from "zod";
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterContentHash } from "../adapter-store.ts";
 import type { GatewayState, ServableModel } from "../gateway.ts";
 import { SERVED_MODULES } from "../model-host.ts";
+import { readTarball } from "../tarball.ts";
 import { authenticate, OpenAIError } from "./openai.ts";
 
 const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -79,7 +80,7 @@ export async function adapterRoutes(app: FastifyInstance, { state }: { state: Ga
       schema: {
         tags: ["adapters"],
         summary:
-          "Register a PEFT LoRA adapter (multipart: files adapter_config.json + adapter_model.safetensors; fields id, name, price_in_per_1k_wei, price_out_per_1k_wei, datanet_version_ids)",
+          "Register a PEFT LoRA adapter (multipart: files adapter_config.json + adapter_model.safetensors, or one .tar/.tar.gz holding both; fields id, name, price_in_per_1k_wei, price_out_per_1k_wei, datanet_version_ids)",
       },
     },
     async (request: FastifyRequest, reply) => {
@@ -87,13 +88,27 @@ export async function adapterRoutes(app: FastifyInstance, { state }: { state: Ga
       const files: Record<string, Buffer> = {};
       for await (const part of request.parts()) {
         if (part.type === "file") {
+          const buf = await part.toBuffer();
+          if (/\.(tar|tgz|tar\.gz)$/.test(part.filename) || part.fieldname === "adapter") {
+            // A tarball holding both files (at any depth).
+            let inner: Map<string, Buffer>;
+            try {
+              inner = readTarball(buf, 1024 * 1024 * 1024);
+            } catch (err) {
+              throw new AppError("VALIDATION_FAILED", `adapter tarball: ${(err as Error).message}`);
+            }
+            for (const f of [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE]) {
+              const data = inner.get(f);
+              if (data) files[f] = data;
+            }
+            continue;
+          }
           const name =
             part.filename === ADAPTER_CONFIG_FILE || part.fieldname === "adapter_config"
               ? ADAPTER_CONFIG_FILE
               : part.filename === ADAPTER_WEIGHTS_FILE || part.fieldname === "adapter_model"
                 ? ADAPTER_WEIGHTS_FILE
                 : undefined;
-          const buf = await part.toBuffer();
           if (!name)
             throw new AppError(
               "VALIDATION_FAILED",
