@@ -16,8 +16,9 @@ import { testEnvironment } from "@openledger/service-kit/testing";
 import { UnrecoverableError } from "bullmq";
 import type { Hex } from "viem";
 import { attributionConfig, buildAttribution } from "./app.ts";
+import { FsBlobStore } from "./lib/blob-store.ts";
 import { contextFor } from "./lib/context.ts";
-import { buildVersionArtifacts } from "./lib/indexing.ts";
+import { ArtifactMismatchError, buildVersionArtifacts, ensureLocalArtifact } from "./lib/indexing.ts";
 import { inferenceIdToBytes32 } from "./lib/validator.ts";
 import { indexWorker } from "./workers/index-worker.ts";
 import { scoreWorker } from "./workers/score-worker.ts";
@@ -409,7 +410,9 @@ describe("attribution service end to end", () => {
       configWith({
         RUN_WORKERS: "false",
         VALIDATOR_PRIVATE_KEYS: v7.privateKey,
-        ATTRIBUTION_BLOB_DIR: path.join(blobDir, "other"),
+        // Its own, empty blob store (another machine): it rebuilds the index from Postgres rows
+        // and must arrive at the recorded hash.
+        ATTRIBUTION_BLOB_DIR: path.join(blobDir, "v7-fresh"),
       }),
     );
     try {
@@ -419,6 +422,11 @@ describe("attribution service end to end", () => {
     } finally {
       await other.close();
     }
+    const span = await db.attributionIndex.findUniqueOrThrow({
+      where: { datanetVersionId_kind: { datanetVersionId: ids.spanVersion, kind: "span" } },
+    });
+    const fresh = new FsBlobStore(path.join(blobDir, "v7-fresh"));
+    assert.ok(await fresh.verify(span.blobHash!), "the validator rebuilt the recorded index locally");
     const all = await db.attributionResult.findMany({ where: { inferenceId: ids.inference } });
     assert.equal(all.length, 3);
     assert.equal(new Set(all.map((r) => r.canonicalJson)).size, 1);
@@ -587,5 +595,19 @@ describe("attribution service end to end", () => {
     });
     assert.equal(again.statusCode, 202);
     await waitFor("index rebuilt", ready);
+  });
+
+  test("a recorded index hash that a local rebuild does not reproduce is refused", async () => {
+    await buildVersionArtifacts(db, contextFor(config), ids.unindexedVersion);
+    const forged = "ab".repeat(32);
+    await db.attributionIndex.updateMany({
+      where: { datanetVersionId: ids.unindexedVersion, kind: "span" },
+      data: { blobHash: forged },
+    });
+    const fresh = contextFor(configWith({ ATTRIBUTION_BLOB_DIR: path.join(blobDir, "forged-check") }));
+    await assert.rejects(
+      ensureLocalArtifact(db, fresh, ids.unindexedVersion, "span", forged),
+      ArtifactMismatchError,
+    );
   });
 });

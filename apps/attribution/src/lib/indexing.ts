@@ -132,22 +132,10 @@ export async function buildVersionArtifacts(
     try {
       const list = await getRows();
       progress({ phase: "tokenize", percent: 0 });
-      const built = await runBuildTask(
-        {
-          kind: "span",
-          tokenizer: ctx.config.ATTRIBUTION_TOKENIZER,
-          rows: list.map((r) => ({
-            rowId: r.rowId,
-            contributionId: r.contributionId,
-            contributorId: r.contributorAddress,
-            text: r.text,
-          })),
-          meta: { datanetId: version.datanetId, datanetVersionId: versionId, version: version.version },
-        },
-        { onProgress: progress, ...(options.signal && { signal: options.signal }) },
-      );
-      const blobHash = await ctx.store.put(built.chunks);
-      const stats = built.stats;
+      const { blobHash, stats } = await buildSpanArtifact(ctx, version, list, {
+        progress,
+        ...(options.signal && { signal: options.signal }),
+      });
       await db.attributionIndex.update({
         where: { datanetVersionId_kind: { datanetVersionId: versionId, kind: "span" } },
         data: {
@@ -171,48 +159,19 @@ export async function buildVersionArtifacts(
   if (existingInfluence) outcome.influence = "exists";
   else {
     const list = await getRows();
-    const labelled = list.filter((r) => r.label !== null && r.label !== "");
-    const classes = [...new Set(labelled.map((r) => r.label!))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    if (classes.length >= 2) {
+    if (labelClasses(list).length >= 2) {
       await markBuilding(db, versionId, "influence", INFLUENCE_FEATURES_ID, jobId);
       try {
-        const classOf = new Map(classes.map((c, i) => [c, i]));
-        const training: LabelledRow[] = labelled.map((r) => ({
-          rowId: r.rowId,
-          contributionId: r.contributionId,
-          contributorId: r.contributorAddress,
-          text: r.text,
-          label: classOf.get(r.label!)!,
-        }));
-        const built = await runBuildTask(
-          {
-            kind: "influence",
-            rows: training,
-            features: INFLUENCE_FEATURES,
-            classes: classes.length,
-            lambda: INFLUENCE_LAMBDA,
-            meta: { datanetVersionId: versionId, classNames: classes },
-          },
-          options.signal ? { signal: options.signal } : {},
-        );
+        const built = await buildInfluenceArtifact(ctx, versionId, list, options.signal);
         progress({ phase: "influence", percent: 97 });
-        const blobHash = await ctx.store.put(built.chunks);
-        const onnxBlobHash = await ctx.store.put([built.onnx]);
         await db.attributionIndex.update({
           where: { datanetVersionId_kind: { datanetVersionId: versionId, kind: "influence" } },
           data: {
             status: "ready",
-            blobHash,
-            onnxBlobHash,
-            rowCount: training.length,
-            stats: {
-              classes: classes.length,
-              classNames: classes,
-              dim: INFLUENCE_FEATURES.dim,
-              lambda: INFLUENCE_LAMBDA,
-              iterations: built.iterations,
-              unlabelledRows: list.length - labelled.length,
-            },
+            blobHash: built.blobHash,
+            onnxBlobHash: built.onnxBlobHash,
+            rowCount: built.rowCount,
+            stats: built.stats,
             error: null,
           },
         });
@@ -226,4 +185,115 @@ export async function buildVersionArtifacts(
   await db.datanetVersion.update({ where: { id: versionId }, data: { status: "indexed" } });
   progress({ phase: "done", percent: 100 });
   return outcome;
+}
+
+/** Distinct non-empty labels in code-unit order: class i = labels[i]. */
+function labelClasses(rows: readonly VersionRow[]): string[] {
+  const set = new Set(rows.flatMap((r) => (r.label ? [r.label] : [])));
+  return [...set].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** Tokenize + SA-IS + encode (worker thread), then store: the span index blob of a version. */
+export async function buildSpanArtifact(
+  ctx: AttributionContext,
+  version: { id: string; datanetId: string; version: number },
+  rows: readonly VersionRow[],
+  options: { progress?: Progress; signal?: AbortSignal } = {},
+) {
+  const built = await runBuildTask(
+    {
+      kind: "span",
+      tokenizer: ctx.config.ATTRIBUTION_TOKENIZER,
+      rows: rows.map((r) => ({
+        rowId: r.rowId,
+        contributionId: r.contributionId,
+        contributorId: r.contributorAddress,
+        text: r.text,
+      })),
+      meta: { datanetId: version.datanetId, datanetVersionId: version.id, version: version.version },
+    },
+    {
+      ...(options.progress && { onProgress: options.progress }),
+      ...(options.signal && { signal: options.signal }),
+    },
+  );
+  return { blobHash: await ctx.store.put(built.chunks), stats: built.stats };
+}
+
+/** Train (worker thread) and store the influence model + ONNX export of a labelled version. */
+export async function buildInfluenceArtifact(
+  ctx: AttributionContext,
+  versionId: string,
+  rows: readonly VersionRow[],
+  signal?: AbortSignal,
+) {
+  const classes = labelClasses(rows);
+  const classOf = new Map(classes.map((c, i) => [c, i]));
+  const training: LabelledRow[] = rows
+    .filter((r) => r.label)
+    .map((r) => ({
+      rowId: r.rowId,
+      contributionId: r.contributionId,
+      contributorId: r.contributorAddress,
+      text: r.text,
+      label: classOf.get(r.label!)!,
+    }));
+  const built = await runBuildTask(
+    {
+      kind: "influence",
+      rows: training,
+      features: INFLUENCE_FEATURES,
+      classes: classes.length,
+      lambda: INFLUENCE_LAMBDA,
+      meta: { datanetVersionId: versionId, classNames: classes },
+    },
+    signal ? { signal } : {},
+  );
+  return {
+    blobHash: await ctx.store.put(built.chunks),
+    onnxBlobHash: await ctx.store.put([built.onnx]),
+    rowCount: training.length,
+    stats: {
+      classes: classes.length,
+      classNames: classes,
+      dim: INFLUENCE_FEATURES.dim,
+      lambda: INFLUENCE_LAMBDA,
+      iterations: built.iterations,
+      unlabelledRows: rows.length - training.length,
+    },
+  };
+}
+
+export class ArtifactMismatchError extends Error {
+  constructor(versionId: string, kind: string, expected: string, got: string) {
+    super(
+      `the ${kind} artifact of datanet version ${versionId} rebuilt here hashes to ${got}, ` +
+        `not the recorded ${expected}: refusing to attribute with it`,
+    );
+    this.name = "ArtifactMismatchError";
+  }
+}
+
+/**
+ * Makes sure the recorded artifact is in this process's blob store. A validator that does not
+ * share the store (another machine) rebuilds it from the version's rows in Postgres; builds are
+ * deterministic and content addressed, so the rebuild must hash to the recorded value — a
+ * mismatch is refused rather than trusted. Validators need not trust whoever built the index.
+ */
+export async function ensureLocalArtifact(
+  db: Db,
+  ctx: AttributionContext,
+  versionId: string,
+  kind: AttributionIndexKind,
+  expected: string,
+): Promise<void> {
+  if (await ctx.store.has(expected)) return;
+  const version = await db.datanetVersion.findUnique({ where: { id: versionId } });
+  if (!version) throw new VersionNotFoundError(versionId);
+  const rows = await loadVersionRows(db, versionId);
+  const got =
+    kind === "span"
+      ? (await buildSpanArtifact(ctx, version, rows)).blobHash
+      : (await buildInfluenceArtifact(ctx, versionId, rows)).blobHash;
+  if (got !== expected) throw new ArtifactMismatchError(versionId, kind, expected, got);
 }

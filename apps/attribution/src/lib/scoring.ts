@@ -2,6 +2,7 @@ import { attributeSpans, attributeText, type SpanIndex } from "@openledger/attri
 import type { AttributionMethod, Db } from "@openledger/db";
 import { canonicalJson } from "./canonical.ts";
 import type { AttributionContext } from "./context.ts";
+import { ensureLocalArtifact } from "./indexing.ts";
 
 /** Version of the canonical result layout; bump when its fields change. */
 export const RESULT_FORMAT_VERSION = 1;
@@ -71,6 +72,7 @@ export async function loadSpanShards(
         `the index of datanet version ${id} was built with tokenizer ${row.tokenizer}, this service uses ${tokenizer.id}`,
       );
     }
+    await ensureLocalArtifact(db, ctx, id, "span", row.blobHash);
     shards.push(await ctx.spanIndex(row.blobHash));
     sources.push({ datanetVersionId: id, blobHash: row.blobHash });
   }
@@ -131,6 +133,7 @@ export async function computeAttribution(
         true,
       );
     }
+    await ensureLocalArtifact(db, ctx, versionId, "influence", row.blobHash);
     const model = await ctx.influenceModel(row.blobHash);
     // A small model classifies its input: the prompt is what the prediction is about.
     const att = attributeText(model, inference.prompt, { topK: 10 });

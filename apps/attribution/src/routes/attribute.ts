@@ -5,6 +5,7 @@ import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { contextFor } from "../lib/context.ts";
+import { ArtifactMismatchError } from "../lib/indexing.ts";
 import { loadSpanShards, ScoringError, spanParams } from "../lib/scoring.ts";
 import { ContributorWeight, ErrorBody, Uuid } from "./schemas.ts";
 
@@ -113,7 +114,9 @@ export const attributeRoutes: FastifyPluginAsync<{ config: AttributionConfig }> 
         if (err instanceof ScoringError && err.code === "INDEX_NOT_READY") {
           throw new AppError("CONFLICT", `${err.message}; build it with POST /v1/indexes`);
         }
-        if (err instanceof ScoringError) throw new AppError("UNPROCESSABLE", err.message);
+        if (err instanceof ScoringError || err instanceof ArtifactMismatchError) {
+          throw new AppError("UNPROCESSABLE", err.message);
+        }
         throw err;
       }
       const tokenizer = await ctx.tokenizer();

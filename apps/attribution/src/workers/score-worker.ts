@@ -3,6 +3,7 @@ import type { JobHandler } from "@openledger/queue";
 import { UnrecoverableError } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { contextFor } from "../lib/context.ts";
+import { ArtifactMismatchError } from "../lib/indexing.ts";
 import { computeAttribution, ScoringError } from "../lib/scoring.ts";
 import { meetsValidatorStake, signAndStore, UnderstakedError } from "../lib/validator.ts";
 
@@ -49,7 +50,9 @@ export function scoreWorker(
       try {
         computed = await computeAttribution(app.db, ctx, inferenceId);
       } catch (err) {
-        if (err instanceof ScoringError && !err.retryable) throw new UnrecoverableError(err.message);
+        if ((err instanceof ScoringError && !err.retryable) || err instanceof ArtifactMismatchError) {
+          throw new UnrecoverableError(err.message);
+        }
         throw err;
       }
       method = computed.method;
