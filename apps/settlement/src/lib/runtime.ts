@@ -31,6 +31,7 @@ export class SettlementRuntime {
   #timers: NodeJS.Timeout[] = [];
   #sweeping = false;
   #reconciledEpoch = 0;
+  readonly #verified = new Map<string, boolean>();
   readonly #chainOverride: (() => Promise<SettlementChain>) | undefined;
 
   constructor(
@@ -74,6 +75,7 @@ export class SettlementRuntime {
       deadlineMs: this.config.SETTLEMENT_ATTRIBUTION_DEADLINE_MS,
       validators: this.#validators.set,
       signatureDomain: { chainId: chain.chainId, verifyingContract: chain.distributor },
+      verified: this.#verified,
     };
   }
 

@@ -23,8 +23,14 @@ export interface SettleContext {
   validators: ReadonlySet<string>;
   /** EIP-712 domain of attribution signatures; undefined = do not check signatures. */
   signatureDomain?: { chainId: number; verifyingContract: Address };
+  /** Verdicts by attribution result id. Results are immutable once signed, so a pending inference
+   *  re-checked by the sweeper does not pay for its signature recoveries again. */
+  verified?: Map<string, boolean>;
   now?: () => number;
 }
+
+/** Bound of the verdict cache (entries dropped oldest first). */
+export const VERIFIED_CACHE_MAX = 100_000;
 
 export type SettleOutcome = "settled" | "already" | "pending" | "failed_inference" | "missing";
 
@@ -145,7 +151,18 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
     resultsByInference.set(r.inference_id, list);
   }
   const valid = new Map<string, boolean>();
-  await Promise.all(results.map(async (r) => valid.set(r.result_id, await verifyResult(r, ctx))));
+  await Promise.all(
+    results.map(async (r) => {
+      const cached = ctx.verified?.get(r.result_id);
+      const ok = cached ?? (await verifyResult(r, ctx));
+      valid.set(r.result_id, ok);
+      if (ctx.verified && cached === undefined) {
+        ctx.verified.set(r.result_id, ok);
+        if (ctx.verified.size > VERIFIED_CACHE_MAX)
+          ctx.verified.delete(ctx.verified.keys().next().value as string);
+      }
+    }),
+  );
 
   // Decide readiness, then load the weights of the winning results only.
   const decided: { row: InferenceRow; resultId?: string; resultHash?: string; validators: string[] }[] = [];
