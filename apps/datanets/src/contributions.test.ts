@@ -78,6 +78,11 @@ test("unauthenticated and unstaked contributors are refused; nothing is stored",
   assert.equal(poor.statusCode, 403, poor.body);
   assert.equal(poor.json().error.code, "INSUFFICIENT_STAKE");
   assert.equal(poor.json().error.details.activeWei, "0");
+  const poorFile = await submitFile(daveAuth, "rows.jsonl", `${JSON.stringify({ text: para() })}\n`);
+  assert.equal(poorFile.statusCode, 403, poorFile.body);
+  assert.equal(poorFile.json().error.code, "INSUFFICIENT_STAKE");
+  const anonFile = await submitFile({}, "rows.jsonl", `${JSON.stringify({ text: para() })}\n`);
+  assert.equal(anonFile.statusCode, 401);
   assert.deepEqual(await counts(), { contributions: 0, rows: 0 });
 });
 

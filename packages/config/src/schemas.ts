@@ -73,6 +73,13 @@ export const datanetsEnv = baseEnv.extend({
   /** Every this many ms the worker re-enqueues contributions left pending (lost enqueue) and
    *  executes slashing proposals whose dispute window is over; 0 disables the sweeper. */
   DATANETS_SWEEP_INTERVAL_MS: z.coerce.number().int().min(0).default(30_000),
+  /** Memory budget of the per-datanet dedupe indexes kept between jobs (~430 bytes per accepted
+   *  row); least recently used ones beyond it are dropped and rebuilt from Postgres when needed. */
+  DATANETS_INDEX_CACHE_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(2 * 1024 * 1024 * 1024),
 });
 export type DatanetsConfig = z.output<typeof datanetsEnv>;
 

@@ -49,6 +49,26 @@ async function currentIndex(ctx: DatanetsContext, tx: Tx, datanetId: string): Pr
 }
 
 /**
+ * Keeps the cached indexes within DATANETS_INDEX_CACHE_BYTES: the Map's insertion order is the
+ * recency order (an index is re-inserted when used), so the first entries are the least recently
+ * used. The index just used is never dropped.
+ */
+export function evictIndexes(ctx: DatanetsContext, justUsed: string): void {
+  const used = ctx.indexes.get(justUsed);
+  if (used) {
+    ctx.indexes.delete(justUsed);
+    ctx.indexes.set(justUsed, used);
+  }
+  let total = 0;
+  for (const c of ctx.indexes.values()) total += c.index.memoryBytes;
+  for (const [id, c] of ctx.indexes) {
+    if (total <= ctx.config.DATANETS_INDEX_CACHE_BYTES || id === justUsed) break;
+    ctx.indexes.delete(id);
+    total -= c.index.memoryBytes;
+  }
+}
+
+/**
  * `datanet.validate`: runs datanet-core's pipeline over the pending rows of one contribution,
  * against the datanet's accepted rows and the earlier rows of the same submission, in ONE
  * transaction holding the datanet's validation lock (so two submissions never both accept the
@@ -201,5 +221,6 @@ export async function validateContribution(
   if (result === null) return { skipped: "already validated" };
   // The rows are committed: now (and only now) they join the in-memory index.
   result.sub.commit((rowIndex) => Number(result.idByOrdinal[rowIndex]));
+  evictIndexes(ctx, c.datanetId);
   return { ...result.stats, slashingProposalId: result.proposalId };
 }
