@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import {
   createChainPublicClient,
+  createChainWalletClient,
   inferenceEscrowAbi,
   openTokenAbi,
   rewardDistributorAbi,
@@ -74,26 +75,79 @@ async function faultsBeforeEpoch(ctx: StoryContext) {
   assert.equal(await db.settlement.count(), settlementsBefore);
   faults.push(`redelivered ${ctx.result.inferences.length} inference.completed: ledger unchanged`);
 
-  // 2. Close the epoch and SIGKILL settlement as soon as the epoch is in flight.
-  const closing = fetch(`${ctx.platform.settlementUrl}/v1/epochs/close`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${ctx.platform.settlementAdminToken}` },
-  }).catch((err: Error) => err);
-  let seen = "none";
+  const c = ctx.platform.addresses.contracts;
+  const accounts = localAccounts();
+  const pub = createChainPublicClient({
+    rpcUrl: ctx.platform.rpcUrl,
+    chainId: ctx.platform.addresses.chainId,
+  });
+  const sendAs = async (key: `0x${string}`, functionName: "pause" | "unpause") => {
+    const wallet = createChainWalletClient({
+      rpcUrl: ctx.platform.rpcUrl,
+      chainId: ctx.platform.addresses.chainId,
+      privateKey: key,
+    });
+    const hash = await wallet.writeContract({
+      address: c.RewardDistributor,
+      abi: rewardDistributorAbi,
+      functionName,
+      args: [],
+    } as never);
+    assert.equal((await pub.waitForTransactionReceipt({ hash })).status, "success");
+  };
+
+  const close = () =>
+    fetch(`${ctx.platform.settlementUrl}/v1/epochs/close`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ctx.platform.settlementAdminToken}` },
+    });
+  // 2. Close the epoch and SIGKILL settlement as soon as the epoch is in flight; restart it.
+  const closing = close().catch((err: Error) => err);
+  let atKill = "none";
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     const rows = await db.$queryRawUnsafe<{ status: string }[]>(
       `SELECT status::text AS status FROM epochs ORDER BY id DESC LIMIT 1`,
     );
-    seen = rows[0]?.status ?? "none";
-    if (seen !== "none" && seen !== "open") break;
+    atKill = rows[0]?.status ?? "none";
+    if (atKill !== "none" && atKill !== "open") break;
     await new Promise((r) => setTimeout(r, 20));
   }
   await p.kill("settlement", "SIGKILL");
   await closing;
-  faults.push(`settlement SIGKILLed with the epoch ${seen}`);
+  faults.push(`settlement SIGKILLed with the epoch ${atKill}`);
+  // Paused before the restart, so a resumption at start-up meets the rejection too.
+  await sendAs(accounts.guardian.privateKey, "pause");
   await p.start("settlement");
   faults.push("settlement restarted");
+
+  // 3. The chain rejects the epoch post once (the guardian paused the distributor): the
+  //    settlement API answers 409, nothing is confirmed or drawn; then the admin unpauses
+  //    and the story drives the same epoch to confirmation.
+  const rejected = await close();
+  assert.equal(rejected.status, 409, `close while paused: ${await rejected.text()}`);
+  assert.equal(
+    await pub.readContract({
+      address: c.RewardDistributor,
+      abi: rewardDistributorAbi,
+      functionName: "latestEpoch",
+    }),
+    0n,
+  );
+  assert.equal(
+    await pub.readContract({
+      address: c.InferenceEscrow,
+      abi: inferenceEscrowAbi,
+      functionName: "totalDrawn",
+    }),
+    0n,
+  );
+  const [inFlight] = await db.$queryRawUnsafe<{ status: string }[]>(
+    `SELECT status::text AS status FROM epochs ORDER BY id DESC LIMIT 1`,
+  );
+  assert.notEqual(inFlight?.status, "confirmed");
+  await sendAs(accounts.deployer.privateKey, "unpause");
+  faults.push(`the chain rejected postEpoch once (distributor paused): 409, epoch left ${inFlight?.status}`);
 }
 
 let result: StoryResult;
