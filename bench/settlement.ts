@@ -17,6 +17,7 @@
 //
 // Env: BENCH_INFERENCES (default 20000), BENCH_BASELINE_INFERENCES (2000), BENCH_SIGNED_INFERENCES
 // (1000), BENCH_CONCURRENCY (256), BENCH_RECIPIENTS (10,1000,100000).
+import { loadavg } from "node:os";
 import {
   buildEarningsTree,
   createChainClients,
@@ -57,6 +58,8 @@ const database = await createTestDatabase("bench-settlement");
 const db = database.db;
 const prefix = uniquePrefix("bench-settlement");
 const out: Record<string, unknown> = {};
+/** Node CPU time (this process: workers + ledger code, not Redis/Postgres) per 1,000 inferences, ms. */
+const cpuMsPer1k: Record<string, number> = {};
 
 // Deterministic pseudo-random numbers and distinct addresses, so runs are comparable.
 let seed = 0x5e771e;
@@ -201,11 +204,14 @@ try {
       if (o !== "settled" && o !== "already" && o !== "noop") failed++;
       done++;
     });
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     await workers.start();
     const ticker = setInterval(() => progress(`${label}: ${done}/${ids.length}`), 2_000);
     while (done < ids.length) await new Promise((res) => setTimeout(res, 10));
     const seconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    cpuMsPer1k[label] = Math.round(((cpu.user + cpu.system) / 1000 / ids.length) * 1000);
     clearInterval(ticker);
     await workers.close();
     await producer.close();
@@ -269,6 +275,8 @@ try {
   out.speedup = Number((batched / baseline).toFixed(2));
   out.signatureCheckedInferencesPerSec = Math.round(signed);
   out.queueOnlyJobsPerSec = Math.round(queueOnly);
+  out.nodeCpuMsPer1kInferences = cpuMsPer1k;
+  out.loadAverage1m = Number(loadavg()[0]?.toFixed(1));
   out.ledgerOnlyInferencesPerSec = Math.round(direct);
   out.throughputSetup = {
     inferences: N - Math.floor(N / 4),
