@@ -221,11 +221,19 @@ export const settlementEnv = baseEnv
     /** Validators that must sign identical attribution results before an inference settles. */
     SETTLEMENT_ATTRIBUTION_QUORUM: z.coerce.number().int().min(1).max(64).default(2),
     /** After this long without a quorum an inference settles with the no-attribution policy. */
-    SETTLEMENT_ATTRIBUTION_DEADLINE_MS: z.coerce.number().int().min(0).default(10 * 60_000),
+    SETTLEMENT_ATTRIBUTION_DEADLINE_MS: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .default(10 * 60_000),
     /** Delay between re-checks of an inference still waiting for its attribution quorum. */
     SETTLEMENT_RECHECK_MS: z.coerce.number().int().min(10).default(5_000),
     /** Close an epoch every this many ms (when it has settlements); 0 = only by size or by the API. */
-    SETTLEMENT_EPOCH_INTERVAL_MS: z.coerce.number().int().min(0).default(5 * 60_000),
+    SETTLEMENT_EPOCH_INTERVAL_MS: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .default(5 * 60_000),
     /** Close an epoch as soon as this many settlements wait for one. */
     SETTLEMENT_EPOCH_MAX_SETTLEMENTS: z.coerce.number().int().min(1).default(10_000),
     /** Largest number of inferences written in one ledger transaction by the batching worker. */
