@@ -55,8 +55,24 @@ const ZIPF_S = 1.1;
 
 /** Load per config: SmolLM steps are ~100x slower on this CPU, so its load is scaled down. */
 const LOAD = {
-  tiny: { clients: 64, requests: 384, maxTokens: 32, weightFiles: 64, slots: 65, ramBytes: 64 << 20 },
-  smollm: { clients: 16, requests: 32, maxTokens: 16, weightFiles: 8, slots: 17, ramBytes: 512 << 20 },
+  tiny: {
+    clients: 64,
+    requests: 384,
+    maxTokens: 32,
+    weightFiles: 64,
+    slots: 65,
+    ramBytes: 64 << 20,
+    prefill: "mixed",
+  },
+  smollm: {
+    clients: 16,
+    requests: 32,
+    maxTokens: 16,
+    weightFiles: 8,
+    slots: 17,
+    ramBytes: 512 << 20,
+    prefill: "separate",
+  },
 } as const;
 
 const log = (...a: unknown[]) => console.error("[bench:gateway]", ...a);
@@ -303,6 +319,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     GATEWAY_CHAIN_REGISTRATION: "false",
     GATEWAY_SLOTS: String(load.slots),
     GATEWAY_MAX_RUNNING: "64",
+    GATEWAY_PREFILL_MODE: load.prefill,
     GATEWAY_MAX_BATCH_TOKENS: "512",
     GATEWAY_MAX_ADAPTER_RANK: String(RANK),
     GATEWAY_ADAPTER_RAM_BYTES: String(load.ramBytes),

@@ -127,10 +127,11 @@ export class ModelHost {
       maxNewTokens: config.GATEWAY_MAX_NEW_TOKENS,
       maxContextTokens: model.config.maxPositionEmbeddings,
       // model-runtime pads every row of a step to its longest: mixing a prompt chunk with
-      // decode rows would pad each decode row to the chunk's length, so prefill and decode
-      // run in separate steps (the serving-core README's advice, measured in bench:gateway).
+      // decode rows pads each decode row to the chunk's length, so compute-bound models want
+      // prefill in separate steps; the tiny model (overhead-bound) does better mixed
+      // (bench:gateway measured both).
       costModel: "padded",
-      prefillMode: "separate",
+      prefillMode: config.GATEWAY_PREFILL_MODE,
       ...(rpm > 0 ? { rateLimits: () => ({ requests: { capacity: rpm, refillPerMinute: rpm } }) } : {}),
     });
     const engine = new Engine<RowContext, LoraAdapter>({

@@ -152,6 +152,9 @@ export const gatewayEnv = baseEnv.extend({
   GATEWAY_MAX_BATCH_TOKENS: z.coerce.number().int().min(1).default(512),
   /** Sequences decoding at once. */
   GATEWAY_MAX_RUNNING: z.coerce.number().int().min(1).default(64),
+  /** Prefill steps: "separate" (own steps; best when the step cost is compute-bound, i.e. real
+   *  models) or "mixed" with decode rows (fewer steps; best for the tiny model). */
+  GATEWAY_PREFILL_MODE: z.enum(["separate", "mixed"]).default("separate"),
   /** Longest prompt accepted, tokens (400 above it). */
   GATEWAY_MAX_PROMPT_TOKENS: z.coerce.number().int().min(1).default(512),
   /** Largest max_tokens accepted (400 above it). */
