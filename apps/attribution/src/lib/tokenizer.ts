@@ -43,13 +43,19 @@ export async function loadAttributionTokenizer(spec: string): Promise<Attributio
     const utf8 = new TextEncoder();
     return { ...t, encode: (text) => utf8.encode(text) };
   }
-  const raw = await readFile(path.join(spec, "tokenizer.json"));
+  const cfg = JSON.parse(await readFile(path.join(spec, "config.json"), "utf8")) as { vocab_size?: number };
+  if (!Number.isInteger(cfg.vocab_size)) throw new Error(`${spec}/config.json has no integer vocab_size`);
+  const raw = await readFile(path.join(spec, "tokenizer.json")).catch((err: NodeJS.ErrnoException) => {
+    // As model-runtime's tokenizerFor: a model directory without tokenizer.json and the tiny
+    // model's vocabulary is the byte-level tiny model (e.g. GATEWAY_MODEL_DIR=.data/models/tiny).
+    if (err.code === "ENOENT" && cfg.vocab_size === TINY_CONFIG.vocabSize) return null;
+    throw err;
+  });
+  if (raw === null) return loadAttributionTokenizer("byte");
   const tokCfg = await readFile(path.join(spec, "tokenizer_config.json"), "utf8").then(
     (t) => JSON.parse(t) as unknown,
     () => ({}),
   );
-  const cfg = JSON.parse(await readFile(path.join(spec, "config.json"), "utf8")) as { vocab_size?: number };
-  if (!Number.isInteger(cfg.vocab_size)) throw new Error(`${spec}/config.json has no integer vocab_size`);
   const id = `hf:${createHash("sha256").update(raw).digest("hex").slice(0, 16)}`;
   return wrap(id, cfg.vocab_size!, new HfTokenizer(JSON.parse(raw.toString("utf8")), tokCfg));
 }
