@@ -97,8 +97,8 @@ export class GatewayState {
   /** Upserts the base model's row (inferences reference it) and loads active adapters. */
   async init(host: ModelHost): Promise<void> {
     this.host = host;
-    const priceIn = new Prisma.Decimal(this.config.GATEWAY_BASE_PRICE_IN_PER_1K_WEI);
-    const priceOut = new Prisma.Decimal(this.config.GATEWAY_BASE_PRICE_OUT_PER_1K_WEI);
+    const priceIn = new Prisma.Decimal(this.config.GATEWAY_BASE_PRICE_IN_PER_THOUSAND_WEI);
+    const priceOut = new Prisma.Decimal(this.config.GATEWAY_BASE_PRICE_OUT_PER_THOUSAND_WEI);
     await this.db.model.upsert({
       where: { id: this.baseModelId },
       create: {

@@ -166,11 +166,11 @@ export const gatewayEnv = baseEnv.extend({
   /** How long an on-chain escrow balance read is reused, ms. */
   GATEWAY_BALANCE_CACHE_MS: z.coerce.number().int().min(0).default(2000),
   /** Prices of the base model, wei of OPEN per 1,000 input / output tokens. */
-  GATEWAY_BASE_PRICE_IN_PER_1K_WEI: z
+  GATEWAY_BASE_PRICE_IN_PER_THOUSAND_WEI: z
     .string()
     .regex(/^\d{1,60}$/)
     .default("1000000000000000"),
-  GATEWAY_BASE_PRICE_OUT_PER_1K_WEI: z
+  GATEWAY_BASE_PRICE_OUT_PER_THOUSAND_WEI: z
     .string()
     .regex(/^\d{1,60}$/)
     .default("2000000000000000"),
