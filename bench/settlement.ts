@@ -27,7 +27,6 @@ import {
 } from "@openledger/chain";
 import { startLocalChain } from "@openledger/chain/testing";
 import { parseConfig, settlementEnv } from "@openledger/config";
-import type { Db } from "@openledger/db";
 import { createTestDatabase } from "@openledger/db/testing";
 import { Producer, WorkerSet } from "@openledger/queue";
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "@openledger/queue/testing";
@@ -36,6 +35,7 @@ import { type Abi, type Address, type Hex, keccak256, toBytes, toHex } from "vie
 import { privateKeyToAccount } from "viem/accounts";
 import { GroupCommit } from "../apps/settlement/src/lib/batcher.ts";
 import type { SettlementChain } from "../apps/settlement/src/lib/chain.ts";
+import { EpochManager, readEpoch } from "../apps/settlement/src/lib/epochs.ts";
 import { executeIntent } from "../apps/settlement/src/lib/intents.ts";
 import {
   inferenceIdToBytes32,
@@ -321,7 +321,6 @@ try {
   const treeBuildMs: Record<string, number> = {};
   let previousTotal = 0n;
   let epochNo = 0;
-  const { EpochManager } = await import("../apps/settlement/src/lib/epochs.ts");
   const cfg = parseConfig("bench", settlementEnv, {});
   const manager = new EpochManager(db, cfg, async () => settlementChain, silent);
   // A warm-up epoch (1 recipient, not reported) pays the one-time cold-storage writes of the first
@@ -369,7 +368,7 @@ try {
       total.toString(),
       size,
     );
-    const row = await (await import("../apps/settlement/src/lib/epochs.ts")).readEpoch(db, epochNo);
+    const row = await readEpoch(db, epochNo);
     if (!row || !(await manager.attest(row))) throw new Error("attestation failed");
     const posted = await executeIntent(db, settlementChain, await manager.postSpec(row));
     const receipt = await settler.publicClient.getTransactionReceipt({ hash: posted.txHash as Hex });
