@@ -31,7 +31,23 @@ export const datanetsService: ServiceDefinition<DatanetsConfig> = {
   queues: ["datanets"],
   registerWorkers: (workers, app, config) => {
     const ctx = contextOf(app, config);
-    workers.handle("datanet.validate", (payload, job) => validateContribution(ctx, payload, job));
+    workers.handle("datanet.validate", async (payload, job) => {
+      try {
+        return await validateContribution(ctx, payload, job);
+      } catch (err) {
+        // Last attempt: say so on the contribution (the job stays in the failed set, re-drivable;
+        // a re-driven job validates it from scratch).
+        if (job.attempt >= job.maxAttempts) {
+          await ctx.db.contribution
+            .updateMany({
+              where: { id: payload.contributionId, status: { not: "validated" } },
+              data: { status: "failed" },
+            })
+            .catch(() => {});
+        }
+        throw err;
+      }
+    });
     if (config.DATANETS_SWEEP_INTERVAL_MS > 0) {
       // Finishes what a lost enqueue, a crash or a chain outage left half-way (see workers/sweeper.ts).
       let timer: NodeJS.Timeout | undefined;

@@ -85,9 +85,9 @@ export async function validateContribution(
   const c = await db.contribution.findUnique({ where: { id: payload.contributionId } });
   if (!c) return { skipped: "unknown contribution" };
   if (c.status === "validated") return { skipped: "already validated" };
-  if (c.status === "pending") {
+  if (c.status !== "validating") {
     await db.contribution.updateMany({
-      where: { id: c.id, status: "pending" },
+      where: { id: c.id, status: { in: ["pending", "failed"] } },
       data: { status: "validating" },
     });
   }
