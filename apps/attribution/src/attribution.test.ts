@@ -293,6 +293,13 @@ describe("attribution service end to end", () => {
     assert.equal(after1.blobHash, before.blobHash);
     assert.equal(after1.status, "ready");
     assert.equal(await db.attributionIndex.count({ where: { datanetVersionId: ids.spanVersion } }), 1);
+    const post = await app.inject({
+      method: "POST",
+      url: "/v1/indexes",
+      payload: { datanetVersionId: ids.spanVersion },
+    });
+    assert.equal(post.statusCode, 200);
+    assert.equal(post.json().status, "ready");
   });
 
   test("POST /v1/attribute returns spans with their rows, contributors and ppm weights", async () => {

@@ -4,9 +4,10 @@ import { jobId } from "@openledger/queue";
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { contextFor } from "../lib/context.ts";
 import { ArtifactView, ErrorBody, Uuid } from "./schemas.ts";
 
-export const indexRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = async (root) => {
+export const indexRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = async (root, { config }) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
 
   app.post(
@@ -19,9 +20,16 @@ export const indexRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = as
           "Enqueues `attribution.index` for the version: its suffix-array span index and, when the version has " +
           "labelled rows of at least two classes, its influence model and ONNX export. Idempotent: the job id is " +
           "derived from the version, and a ready index is kept; a failed build is retried. Follow progress with GET /v1/indexes/{versionId}. " +
-          "404 NOT_FOUND: no such version; 422 UNPROCESSABLE: the version has no rows.",
+          "Answers 200 `ready` when the span index is already built. 404 NOT_FOUND: no such version; 422 UNPROCESSABLE: the version has no rows.",
         body: z.object({ datanetVersionId: Uuid.describe("The published datanet version to index") }),
         response: {
+          200: z
+            .object({
+              jobId: z.string().describe("Queue job id (stable per version)"),
+              datanetVersionId: z.string(),
+              status: z.literal("ready"),
+            })
+            .describe("The span index is already built (and its blob present): nothing to do"),
           202: z.object({
             jobId: z.string().describe("Queue job id (stable per version)"),
             datanetVersionId: z.string(),
@@ -43,22 +51,23 @@ export const indexRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = as
       if (version._count.rows === 0) {
         throw new AppError("UNPROCESSABLE", `datanet version ${datanetVersionId} has no rows to index`);
       }
+      const id = jobId("attribution.index", { datanetVersionId });
+      const span = await root.db.attributionIndex.findUnique({
+        where: { datanetVersionId_kind: { datanetVersionId, kind: "span" } },
+      });
+      if (span?.status === "ready" && span.blobHash && (await contextFor(config).store.has(span.blobHash))) {
+        return reply.code(200).send({ jobId: id, datanetVersionId, status: "ready" as const });
+      }
       // The job id is derived from the version, so BullMQ ignores a new add while it keeps an
       // old job: re-drive a failed build, and replace a completed one whose index is gone.
-      const existing = await root.producer
-        .queue("attribution")
-        .getJob(jobId("attribution.index", { datanetVersionId }));
+      const existing = await root.producer.queue("attribution").getJob(id);
       const state = existing ? await existing.getState() : null;
       if (existing && state === "failed") {
         await existing.retry("failed");
         return reply.code(202).send({ jobId: existing.id!, datanetVersionId, status: "queued" as const });
       }
-      if (existing && state === "completed") {
-        const span = await root.db.attributionIndex.findUnique({
-          where: { datanetVersionId_kind: { datanetVersionId, kind: "span" } },
-        });
-        if (span?.status !== "ready") await existing.remove();
-      }
+      // Completed, yet the index is not ready here (row failed, blob gone): replace the job.
+      if (existing && state === "completed") await existing.remove();
       const job = await root.producer.enqueue("attribution.index", { datanetVersionId });
       return reply.code(202).send({ jobId: job.id, datanetVersionId, status: "queued" as const });
     },
