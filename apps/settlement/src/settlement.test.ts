@@ -551,6 +551,36 @@ describe("epochs on chain", () => {
     await reconcileOk();
   });
 
+  test("epochs close by size (N settlements waiting) or by interval, not before", async () => {
+    const settleOne = async (i: number) =>
+      runtimeFor(app.db, config, log).settle(
+        await makeInference({
+          inTokens: 10 + i,
+          outTokens: 1,
+          weights: [{ address: contributorA.address, ppm: 1 }],
+          agree: [0, 1],
+        }),
+      );
+    const bySize = new SettlementRuntime(app.db, { ...config, SETTLEMENT_EPOCH_MAX_SETTLEMENTS: 2 }, log);
+    const epochsBefore = await app.db.epoch.count();
+    await settleOne(1);
+    assert.equal(await bySize.epochs.tick(), undefined, "one settlement waiting: below the size");
+    assert.equal(await app.db.epoch.count(), epochsBefore);
+    await settleOne(2);
+    // (poll: the app's own ticker may hold the driver lock for a moment)
+    const closed = await poll(() => bySize.epochs.tick(), "size-closed epoch");
+    assert.equal(closed?.status, "confirmed");
+    assert.equal(closed?.settlement_count, 2);
+    // By interval: the last epoch closed longer ago than the interval.
+    await settleOne(3);
+    const byInterval = new SettlementRuntime(app.db, { ...config, SETTLEMENT_EPOCH_INTERVAL_MS: 1 }, log);
+    await new Promise((r) => setTimeout(r, 5));
+    const timed = await poll(() => byInterval.epochs.tick(), "interval-closed epoch");
+    assert.equal(timed?.settlement_count, 1);
+    assert.equal(timed?.status, "confirmed");
+    await reconcileOk();
+  });
+
   test("killed after recording the signed post but before broadcasting it: re-broadcast once", async () => {
     await runtimeFor(app.db, config, log).settle(
       await makeInference({
