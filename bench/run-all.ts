@@ -12,7 +12,9 @@ for (const area of AREAS) {
   const file = path.join(here, `${area}.ts`);
   if (!existsSync(file)) continue;
   process.stderr.write(`\n=== bench:${area}\n`);
-  const run = spawnSync(process.execPath, ["--import", "tsx", file, ...process.argv.slice(2)], { stdio: "inherit" });
+  const run = spawnSync(process.execPath, ["--import", "tsx", file, ...process.argv.slice(2)], {
+    stdio: "inherit",
+  });
   if (run.status !== 0) failed++;
 }
 process.exit(failed > 0 ? 1 : 0);
