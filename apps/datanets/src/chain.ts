@@ -132,7 +132,7 @@ export async function runIntent(
   }
   if (intent.status === "failed") return { status: "failed", error: intent.error ?? "failed", intentId };
 
-  let payload = intent.payload as unknown as IntentPayload;
+  const payload = intent.payload as unknown as IntentPayload;
   let txHash = intent.txHash as Hex | null;
 
   if (txHash) {
@@ -152,6 +152,11 @@ export async function runIntent(
   }
 
   if (!txHash) {
+    // The hash this decision was based on (null, or a replaced transaction's): recording our signed
+    // transaction is a compare-and-set on it, so of several concurrent callers (in this process or
+    // in other replicas) exactly one records and broadcasts; the others drop their signed bytes
+    // unsent and wait for the winner's transaction.
+    const basedOn = intent.txHash;
     const signed = await serialize(async () => {
       const nonce = await chain.publicClient.getTransactionCount({
         address: chain.operator,
@@ -164,15 +169,22 @@ export async function runIntent(
       });
       const raw = await chain.walletClient.signTransaction(request);
       const hash = keccak256(raw);
-      payload = { ...payload, raw, nonce };
-      await db.chainIntent.update({
-        where: { id: intentId },
-        data: { status: "submitted", txHash: hash, payload: payload as object },
+      const claimed = await db.chainIntent.updateMany({
+        where: { id: intentId, txHash: basedOn, status: { in: ["pending", "submitted"] } },
+        data: { status: "submitted", txHash: hash, payload: { ...payload, raw, nonce } as object },
       });
+      if (claimed.count === 0) return null; // someone else recorded first: never send ours
       await broadcast(chain, raw);
       return hash;
     });
-    txHash = signed;
+    if (signed === null) {
+      const winner = await db.chainIntent.findUniqueOrThrow({ where: { id: intentId } });
+      if (winner.status === "failed") return { status: "failed", error: winner.error ?? "failed", intentId };
+      if (!winner.txHash) throw new Error(`intent ${intentId} lost its transaction hash`);
+      txHash = winner.txHash as Hex;
+    } else {
+      txHash = signed;
+    }
   } else if (payload.raw) {
     await broadcast(chain, payload.raw);
   }
@@ -202,11 +214,12 @@ async function finish(
     return { status: "failed", error, intentId };
   }
   await db.$transaction(async (tx) => {
-    await tx.chainIntent.update({
-      where: { id: intentId },
+    // Several callers may wait for the same receipt: only the first confirms and applies it.
+    const confirmed = await tx.chainIntent.updateMany({
+      where: { id: intentId, status: { not: "confirmed" } },
       data: { status: "confirmed", txHash: receipt.transactionHash },
     });
-    await apply(tx, receipt);
+    if (confirmed.count === 1) await apply(tx, receipt);
   });
   return { status: "confirmed", receipt, intentId };
 }

@@ -183,11 +183,29 @@ test("undisputed proposals are executed by the sweeper after the window; late di
   const late = await inject("POST", `/v1/slashing-proposals/${id}/dispute`, "frank", { reason: "too late" });
   assert.equal(late.statusCode, 409);
   assert.equal(late.json().error.code, "DISPUTE_WINDOW_CLOSED");
-  const swept = await sweepOnce(contextOf(h.app), h.app.producer, h.app.log);
+  // The sweeper and two users execute it at the same moment: exactly one Staking.slash is sent.
+  const operator = h.chain.accounts.operator.address;
+  const nonceBefore = await h.chain.rpc<string>("eth_getTransactionCount", [operator, "latest"]);
+  const [swept, r1, r2] = await Promise.all([
+    sweepOnce(contextOf(h.app), h.app.producer, h.app.log),
+    inject("POST", `/v1/slashing-proposals/${id}/execute`, "carol"),
+    inject("POST", `/v1/slashing-proposals/${id}/execute`, "owner"),
+  ]);
   assert.equal(swept.executed, 1);
+  assert.equal(r1.statusCode, 200, r1.body);
+  assert.equal(r2.statusCode, 200, r2.body);
   const p = (await inject("GET", `/v1/slashing-proposals/${id}`)).json();
   assert.equal(p.status, "executed");
-  assert.equal(await stakeOf(frank.address), 90n * OPEN);
+  assert.equal(await stakeOf(frank.address), 90n * OPEN, "slashed once: 10% of 100 OPEN");
+  assert.equal(
+    BigInt(await h.chain.rpc<string>("eth_getTransactionCount", [operator, "latest"])) - BigInt(nonceBefore),
+    1n,
+    "one transaction from the operator",
+  );
+  assert.deepEqual(
+    p.events.map((e: { toStatus: string }) => e.toStatus),
+    ["proposed", "executed"],
+  );
   const listed = (await inject("GET", `/v1/datanets/${datanetId}/slashing-proposals?status=executed`)).json();
   assert.equal(listed.items.length, 2);
 });

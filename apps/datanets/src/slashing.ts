@@ -1,6 +1,5 @@
 import { StakeRole, stakingAbi, subjectOf } from "@openledger/chain";
-import type { SlashingProposal } from "@openledger/db";
-import { toWei } from "@openledger/db";
+import { Prisma, type SlashingProposal, toWei } from "@openledger/db";
 import { encodeFunctionData } from "viem";
 import type { DatanetsContext } from "./context.ts";
 import { conflict } from "./errors.ts";
@@ -35,22 +34,27 @@ export async function executeProposal(ctx: DatanetsContext, proposalId: string, 
       );
     }
     if (toWei(p.amountWei) === 0n || p.datanet.chainDatanetId === null) {
-      await ctx.db.$transaction([
-        ctx.db.slashingProposal.update({ where: { id: p.id }, data: { status: "dismissed" } }),
-        ctx.db.slashingEvent.create({
-          data: {
-            proposalId: p.id,
-            fromStatus: p.status,
-            toStatus: "dismissed",
-            actor,
-            note: "nothing to slash",
-          },
-        }),
-      ]);
+      await ctx.db.$transaction(async (tx) => {
+        const moved = await tx.slashingProposal.updateMany({
+          where: { id: p.id, status: p.status },
+          data: { status: "dismissed" },
+        });
+        if (moved.count === 1) {
+          await tx.slashingEvent.create({
+            data: {
+              proposalId: p.id,
+              fromStatus: p.status,
+              toStatus: "dismissed",
+              actor,
+              note: "nothing to slash",
+            },
+          });
+        }
+      });
       return ctx.db.slashingProposal.findUniqueOrThrow({ where: { id: p.id } });
     }
     const chain = await ctx.chain.require();
-    intent = await ctx.db.chainIntent.create({
+    intent = await createIntentOnce(ctx, slashKey(p.id), {
       data: {
         key: slashKey(p.id),
         kind: "staking.slash",
@@ -82,4 +86,20 @@ export async function executeProposal(ctx: DatanetsContext, proposalId: string, 
     }
   }
   return ctx.db.slashingProposal.findUniqueOrThrow({ where: { id: proposalId } });
+}
+
+/** Creates an intent, or returns the one a concurrent caller created with the same key. */
+async function createIntentOnce(
+  ctx: DatanetsContext,
+  key: string,
+  args: Parameters<DatanetsContext["db"]["chainIntent"]["create"]>[0],
+) {
+  try {
+    return await ctx.db.chainIntent.create(args);
+  } catch (err) {
+    if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002") {
+      return ctx.db.chainIntent.findUniqueOrThrow({ where: { key } });
+    }
+    throw err;
+  }
 }
