@@ -118,15 +118,20 @@ export class EpochManager {
   }
 
   async #tickLocked(force: boolean): Promise<EpochRow | undefined> {
-    // A transaction-scoped advisory lock: another replica's driver skips this tick.
+    // A transaction-scoped advisory lock: one driver at a time across replicas.
     return withTransaction(
       this.db,
       async (tx) => {
-        const got = await tx.$queryRawUnsafe<{ ok: boolean }[]>(
-          `SELECT pg_try_advisory_xact_lock($1) AS ok`,
-          EPOCH_LOCK,
-        );
-        if (!got[0]?.ok) return undefined;
+        // A forced tick (the API) waits for another driver to finish; a timer tick just skips.
+        if (force) {
+          await tx.$queryRawUnsafe(`SELECT pg_advisory_xact_lock($1)::text AS locked`, EPOCH_LOCK);
+        } else {
+          const got = await tx.$queryRawUnsafe<{ ok: boolean }[]>(
+            `SELECT pg_try_advisory_xact_lock($1) AS ok`,
+            EPOCH_LOCK,
+          );
+          if (!got[0]?.ok) return undefined;
+        }
         return this.#drive(force);
       },
       { timeoutMs: 10 * 60_000, maxAttempts: 1 },

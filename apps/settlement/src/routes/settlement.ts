@@ -221,7 +221,8 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
       requireAdmin(req);
       await chainOr503();
       try {
-        const e = await rt.epochs.tick({ force: true });
+        // Nothing new to close (or another replica just finished it): answer the latest epoch.
+        const e = (await rt.epochs.tick({ force: true })) ?? (await listEpochs(root.db, 1))[0];
         return { epoch: e ? epochOut(e) : null };
       } catch (err) {
         if (err instanceof IntentRejectedError) throw new AppError("CONFLICT", err.message);
