@@ -59,6 +59,8 @@ export async function buildService<C extends BaseConfig>(
   await app.register(swagger, {
     openapi: {
       info: { title: def.title, description: def.description, version: "0.1.0" },
+      // Routes that need a session or an API key say `security: [{ bearer: [] }]`.
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
     },
     transform: jsonSchemaTransform,
   });

@@ -128,6 +128,7 @@ export function describeServiceBasics<C extends BaseConfig>(
     const doc = spec.json();
     assert.match(doc.openapi, /^3\./);
     assert.ok(doc.paths["/readyz"], "readyz is documented");
+    assert.equal(doc.components.securitySchemes.bearer.scheme, "bearer", "routes can declare bearer auth");
     const ui = await app.inject({ method: "GET", url: "/docs/" });
     assert.equal(ui.statusCode, 200);
     assert.match(ui.headers["content-type"] as string, /text\/html/);
