@@ -115,7 +115,7 @@ export class ModelHost {
       },
       ramBudgetBytes: config.GATEWAY_ADAPTER_RAM_BYTES,
       numSlots: slots,
-      maxConcurrentLoads: 2,
+      maxConcurrentLoads: config.GATEWAY_MAX_CONCURRENT_LOADS,
     });
     const rpm = config.GATEWAY_RATE_REQUESTS_PER_MIN;
     const scheduler = new Scheduler<RowContext, LoraAdapter>({

@@ -142,6 +142,8 @@ export const gatewayEnv = baseEnv.extend({
   GATEWAY_SLOTS: z.coerce.number().int().min(2).max(1024).default(65),
   /** Slot rank: adapters of a larger rank are refused at upload. */
   GATEWAY_MAX_ADAPTER_RANK: z.coerce.number().int().min(1).max(256).default(16),
+  /** Adapter loads (disk -> RAM) in flight at once; cold adapters' requests wait on them. */
+  GATEWAY_MAX_CONCURRENT_LOADS: z.coerce.number().int().min(1).max(64).default(6),
   /** RAM budget of decoded adapters, bytes (LRU beyond it). */
   GATEWAY_ADAPTER_RAM_BYTES: z.coerce
     .number()
