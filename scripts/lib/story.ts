@@ -629,7 +629,9 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
     });
     for (const art of (indexed.artifacts ?? []) as Json[]) {
       log(
-        `  ${String(art.kind).padEnd(9)} index ${art.status as string}: ${art.rowCount ?? "?"} rows, ${art.tokenCount ?? "-"} tokens`,
+        art.status === "ready"
+          ? `  ${String(art.kind).padEnd(9)} artifact ready: ${art.rowCount ?? "?"} rows, ${art.tokenCount ?? "-"} tokens`
+          : `  ${String(art.kind).padEnd(9)} artifact ${art.status as string} (not needed by adapters)`,
       );
     }
   }
