@@ -150,6 +150,14 @@ async function faultsBeforeEpoch(ctx: StoryContext) {
   faults.push(`the chain rejected postEpoch once (distributor paused): 409, epoch left ${inFlight?.status}`);
 }
 
+/** SIGKILL settlement while the fresh inferences wait to be settled; restart it a moment later. */
+async function killSettlementBeforeSettling() {
+  await p.kill("settlement", "SIGKILL");
+  await new Promise((r) => setTimeout(r, 500));
+  await p.start("settlement");
+  faults.push("settlement SIGKILLed right after the inferences were served, then restarted");
+}
+
 let result: StoryResult;
 
 test("the OpenLedger story runs across the real services and adds up to the wei", async () => {
@@ -157,6 +165,7 @@ test("the OpenLedger story runs across the real services and adds up to the wei"
     result = await runStory(p.platform, {
       runId: "e2e",
       log: (l) => lines.push(l),
+      afterInferences: killSettlementBeforeSettling,
       beforeEpoch: faultsBeforeEpoch,
     });
   } catch (err) {

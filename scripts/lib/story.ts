@@ -63,6 +63,8 @@ export interface StoryOptions {
   runId?: string;
   /** Hook between settlement and the epoch (the e2e test's fault injection). */
   beforeEpoch?: (ctx: StoryContext) => Promise<void>;
+  /** Hook right after the inferences were served, before attribution and settlement. */
+  afterInferences?: (ctx: StoryContext) => Promise<void>;
 }
 
 export interface Check {
@@ -729,6 +731,8 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
       `  inference ${id}: ${usage.prompt_tokens} prompt + ${usage.completion_tokens} completion tokens → ${JSON.stringify(text.slice(0, 48))}`,
     );
   }
+
+  if (options.afterInferences) await options.afterInferences(ctx);
 
   // 9. Validators attribute each inference.
   step(9, "Validators attribute each inference (EIP-712-signed canonical results)");
