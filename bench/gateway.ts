@@ -16,7 +16,7 @@
  *
  *   npm run bench:gateway                 human table (progress on stderr)
  *   npm run bench:gateway -- --json       one JSON object on stdout
- *   options: --configs tiny,smollm  --adapters 10,1000,10000  --quick (tiny, 10 and 1000)
+ *   options: --configs tiny,smollm  --adapters 10,1000,10000  --rounds 3  --quick (tiny, 10 and 1000)
  */
 import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -52,6 +52,7 @@ const ADAPTER_COUNTS = argStr("--adapters", QUICK ? "10,1000" : "10,1000,10000")
   .map(Number);
 const RANK = 16;
 const ZIPF_S = 1.1;
+const ROUNDS = Number(argStr("--rounds", "3"));
 
 /** Load per config: SmolLM steps are ~100x slower on this CPU, so its load is scaled down. */
 const LOAD = {
@@ -377,31 +378,64 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
   const sampler = setInterval(() => {
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
   }, 200);
-  const measure = async (label: string, pick: (i: number) => string) => {
+  interface Acc {
+    tokens: number;
+    seconds: number;
+    ttfts: number[];
+    steps: number;
+    distinct: number;
+    rows: number;
+    loads: number;
+    slotMisses: number;
+    rss: number;
+  }
+  const empty = (): Acc => ({
+    tokens: 0,
+    seconds: 0,
+    ttfts: [],
+    steps: 0,
+    distinct: 0,
+    rows: 0,
+    loads: 0,
+    slotMisses: 0,
+    rss: 0,
+  });
+  /** One slice of a load (requests offset..offset+count), added to `acc`. */
+  const slice = async (acc: Acc, pick: (i: number) => string, offset: number, count: number) => {
     const before = stepTotals();
     const cacheBefore = host.cache.metrics();
     peakRss = process.memoryUsage().rss;
-    const r = await drive(baseURL, keys, load, pick);
+    const r = await drive(baseURL, keys, { ...load, requests: count }, (i) => pick(offset + i));
     const after = stepTotals();
     const cacheAfter = host.cache.metrics();
-    const steps = after.steps - before.steps;
+    if (r.errors) throw new Error(`${r.errors} requests failed`);
+    acc.tokens += r.tokens;
+    acc.seconds += r.seconds;
+    acc.ttfts.push(...r.ttfts);
+    acc.steps += after.steps - before.steps;
+    acc.distinct += after.distinctAdapters - before.distinctAdapters;
+    acc.rows += after.rows - before.rows;
+    acc.loads += cacheAfter.ram.loads - cacheBefore.ram.loads;
+    acc.slotMisses += cacheAfter.slots.misses - cacheBefore.slots.misses;
+    acc.rss = Math.max(acc.rss, peakRss, process.memoryUsage().rss);
+  };
+  const summary = (label: string, acc: Acc) => {
     const out = {
-      tokPerSec: r.tokens / r.seconds,
-      p50: percentile(r.ttfts, 50),
-      p99: percentile(r.ttfts, 99),
-      distinct: steps ? (after.distinctAdapters - before.distinctAdapters) / steps : 0,
-      rows: steps ? (after.rows - before.rows) / steps : 0,
-      rss: Math.max(peakRss, process.memoryUsage().rss),
-      ram: cacheAfter.ram.bytesInUse,
-      loads: cacheAfter.ram.loads - cacheBefore.ram.loads,
-      slotMisses: cacheAfter.slots.misses - cacheBefore.slots.misses,
+      tokPerSec: acc.tokens / acc.seconds,
+      p50: percentile(acc.ttfts, 50),
+      p99: percentile(acc.ttfts, 99),
+      distinct: acc.steps ? acc.distinct / acc.steps : 0,
+      rows: acc.steps ? acc.rows / acc.steps : 0,
+      rss: acc.rss,
+      ram: host.cache.metrics().ram.bytesInUse,
+      loads: acc.loads,
+      slotMisses: acc.slotMisses,
     };
     log(
-      `${name} ${label}: ${r.tokens} tokens in ${r.seconds.toFixed(1)} s = ${out.tokPerSec.toFixed(0)} tok/s, ` +
+      `${name} ${label}: ${acc.tokens} tokens in ${acc.seconds.toFixed(1)} s = ${out.tokPerSec.toFixed(0)} tok/s, ` +
         `TTFT p50 ${out.p50.toFixed(0)} ms p99 ${out.p99.toFixed(0)} ms, distinct/step ${out.distinct.toFixed(1)}, ` +
-        `rows/step ${out.rows.toFixed(1)}, RAM loads ${out.loads}, errors ${r.errors}`,
+        `rows/step ${out.rows.toFixed(1)}, RAM loads ${out.loads}`,
     );
-    if (r.errors) throw new Error(`${r.errors} requests failed`);
     return out;
   };
 
@@ -414,14 +448,21 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     const baseB = baseWeightBytes(cfg);
     for (const n of ADAPTER_COUNTS) {
       if (registered < n) await register(n);
-      // Single-adapter baseline right before each N (same load, same process state).
-      const single = await measure(`single adapter (N=${n} registered)`, () => `${name}-a0`);
       const rand = rng(12345);
       const z = zipf(n, ZIPF_S, rand);
-      // Zipf ranks mapped through a fixed permutation-free offset so hot adapters are not
-      // only the first weight files.
       const picks = Array.from({ length: load.requests }, () => `${name}-a${z()}`);
-      const multi = await measure(`N=${n} Zipf(${ZIPF_S})`, (i) => picks[i]!);
+      // The machine is shared and its load swings within minutes: the single-adapter
+      // baseline and the Zipf load run interleaved in ROUNDS slices, each summed.
+      const accSingle = empty();
+      const accMulti = empty();
+      const per = Math.ceil(load.requests / ROUNDS);
+      for (let r = 0; r < ROUNDS; r++) {
+        const count = Math.min(per, load.requests - r * per);
+        await slice(accSingle, () => `${name}-a0`, r * per, count);
+        await slice(accMulti, (i) => picks[i]!, r * per, count);
+      }
+      const single = summary(`single adapter (N=${n} registered)`, accSingle);
+      const multi = summary(`N=${n} Zipf(${ZIPF_S})`, accMulti);
       const run: Run = {
         config: name,
         adapters: n,
