@@ -15,6 +15,7 @@ function urlOf(name: keyof typeof SERVICE_ENVS, portVar: string): string {
 async function main(): Promise<number> {
   const settlement = loadConfig("settlement", SERVICE_ENVS.settlement);
   const datanets = loadConfig("datanets", SERVICE_ENVS.datanets);
+  const attribution = loadConfig("attribution", SERVICE_ENVS.attribution) as Record<string, unknown>;
   const addressesFile = settlement.CHAIN_ADDRESSES_FILE ?? defaultAddressesPath(31337);
   const addresses = await loadAddresses(addressesFile).catch(() => undefined);
   if (!addresses) {
@@ -35,6 +36,7 @@ async function main(): Promise<number> {
     epochWaitMs: (settlement.SETTLEMENT_EPOCH_INTERVAL_MS || 300_000) + 60_000,
     attributionDeadlineMs: settlement.SETTLEMENT_ATTRIBUTION_DEADLINE_MS,
     disputeWindowSeconds: (datanets as Record<string, unknown>).DATANETS_DISPUTE_WINDOW_SECONDS as number,
+    attributionSweepMs: attribution.ATTRIBUTION_SWEEP_INTERVAL_MS as number | undefined,
     sweepIntervalMs: (datanets as Record<string, unknown>).DATANETS_SWEEP_INTERVAL_MS as number,
     queue: { redisUrl: settlement.REDIS_URL, prefix: settlement.QUEUE_PREFIX },
   };

@@ -49,6 +49,8 @@ export interface StoryPlatform {
   attributionDeadlineMs?: number;
   /** The datanets service's dispute window (DATANETS_DISPUTE_WINDOW_SECONDS). */
   disputeWindowSeconds?: number;
+  /** How often the attribution sweeper enqueues attribution.score (ATTRIBUTION_SWEEP_INTERVAL_MS). */
+  attributionSweepMs?: number;
   /** Longest wait for a slashing proposal's dispute window (default 3 min); longer = skipped. */
   maxSlashWaitMs?: number;
   /** How often the datanets sweeper executes due proposals (DATANETS_SWEEP_INTERVAL_MS). */
@@ -739,14 +741,16 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
   const attributionOf = async (id: string) =>
     (await expectStatus("GET", `${platform.attributionUrl}/v1/inferences/${id}/attribution`, 200)).json;
   const quorum = a.params.quorum;
-  const firstWait = await pollMaybe(8_000, async () => {
+  // The attribution service's sweeper enqueues attribution.score for completed inferences.
+  const attributionWaitMs = Math.min((platform.attributionSweepMs ?? 3_000) + 5_000, 60_000);
+  const firstWait = await pollMaybe(attributionWaitMs, async () => {
     const j = await attributionOf(result.inferences[0]!.id);
     return ((j.results ?? []) as unknown[]).length > 0 ? j : undefined;
   });
   if (!firstWait) {
     if (platform.queue) {
       notYet(
-        "no attribution.score job was enqueued for the inferences within 8 s (no service does it yet, or its sweeper is slow): the story enqueues one per inference (idempotent job ids)",
+        `no attribution result appeared within ${Math.round(attributionWaitMs / 1000)} s (nothing enqueued attribution.score): the story enqueues one per inference (idempotent job ids)`,
       );
       const producer = new Producer({ redisUrl: platform.queue.redisUrl, prefix: platform.queue.prefix });
       try {
