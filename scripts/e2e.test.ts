@@ -239,9 +239,7 @@ test("the ledger, the escrow and the distributor agree after the faults (nothing
   assert.equal(distributorBalance, 0n, "everything drawn was claimed");
 });
 
-test("a slashing proposal executed concurrently (sweeper + two POST …/execute) slashes once", {
-  todo: "datanets runIntent: concurrent callers of one unsent intent each sign and send Staking.slash (slashed twice)",
-}, async () => {
+test("a slashing proposal executed concurrently (sweeper + two POST …/execute) slashes once", async () => {
   assert.ok(result?.datanetId, "the story ran");
   const { platform } = p;
   const { users } = localAccounts();
