@@ -4,6 +4,7 @@ import type { GatewayConfig } from "@openledger/config";
 import { type Db, Prisma, toWei } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import type { Producer } from "@openledger/queue";
+import { priceInference } from "@openledger/settlement-core";
 import type { FastifyBaseLogger } from "fastify";
 import { decodeEventLog, type Hex } from "viem";
 import { AdapterStore } from "./adapter-store.ts";
@@ -32,14 +33,22 @@ export interface InferenceRecord {
   durationMs: number | null;
 }
 
-/** Fee of an inference in wei: ceil((in * priceIn + out * priceOut) / 1000). */
+/**
+ * Fee of an inference in wei, exactly as settlement charges it (settlement-core's
+ * `priceInference`: ceil(in * priceIn / 1000) + ceil(out * priceOut / 1000)), so the
+ * balance check never drifts from what is actually charged.
+ */
 export function inferenceFee(
   m: Pick<ServableModel, "priceInPer1kWei" | "priceOutPer1kWei">,
   inTok: number,
   outTok: number,
 ) {
-  const num = BigInt(inTok) * m.priceInPer1kWei + BigInt(outTok) * m.priceOutPer1kWei;
-  return (num + 999n) / 1000n;
+  return priceInference({
+    inputTokens: inTok,
+    outputTokens: outTok,
+    priceInPer1kWei: m.priceInPer1kWei,
+    priceOutPer1kWei: m.priceOutPer1kWei,
+  });
 }
 
 export function hashApiKey(key: string): string {
@@ -174,7 +183,7 @@ export class GatewayState {
    */
   async owed(account: string): Promise<bigint> {
     const rows = await this.db.$queryRaw<{ owed: Prisma.Decimal | null }[]>`
-      SELECT SUM(CEIL((i.input_tokens * m.price_in_per_1k_wei + i.output_tokens * m.price_out_per_1k_wei) / 1000)) AS owed
+      SELECT SUM(CEIL(i.input_tokens * m.price_in_per_1k_wei / 1000) + CEIL(i.output_tokens * m.price_out_per_1k_wei / 1000)) AS owed
       FROM inferences i
       JOIN models m ON m.id = i.model_id
       LEFT JOIN settlements s ON s.inference_id = i.id

@@ -5,7 +5,7 @@ import { isServingError, type RequestHandle } from "@openledger/serving-core";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
 import { z } from "zod";
-import type { GatewayState, ServableModel } from "../gateway.ts";
+import { type GatewayState, inferenceFee, type ServableModel } from "../gateway.ts";
 
 /** An error in OpenAI's shape: `{ error: { message, type, param, code } }`. */
 export class OpenAIError extends Error {
@@ -241,11 +241,7 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
     kind: "chat" | "completion",
   ) {
     const account = request.account!;
-    const maxCost =
-      (BigInt(p.promptTokens.length) * p.model.priceInPer1kWei +
-        BigInt(p.maxTokens) * p.model.priceOutPer1kWei +
-        999n) /
-      1000n;
+    const maxCost = inferenceFee(p.model, p.promptTokens.length, p.maxTokens);
     await state.reserve(account, maxCost);
     const id = `${kind === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID()}`;
     let handle: RequestHandle;
