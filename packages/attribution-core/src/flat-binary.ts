@@ -85,7 +85,9 @@ export function encodeFlat(
     offset += s.bytes.byteLength;
   });
   let crc = 0;
-  for (const p of parts) crc = crc32(p, crc);
+  // Skip empty chunks: zlib.crc32 returns 0 (not the running value) for some zero-length
+  // views, which made files with an empty section (e.g. an index of no rows) fail to load.
+  for (const p of parts) if (p.byteLength > 0) crc = crc32(p, crc);
   dv.setUint32(20, crc, true);
   return parts;
 }
@@ -126,7 +128,7 @@ export function decodeFlat(
   if (options.verifyChecksum ?? true) {
     let crc = crc32(buf.subarray(0, 20));
     crc = crc32(new Uint8Array(4), crc);
-    crc = crc32(buf.subarray(24), crc);
+    if (buf.byteLength > 24) crc = crc32(buf.subarray(24), crc);
     if (crc !== dv.getUint32(20, true)) throw new FlatFormatError("checksum mismatch");
   }
   const sections = new Map<number, Uint8Array>();
