@@ -283,6 +283,8 @@ test("chat and completion, non-streaming and streaming, through the official cli
   assert.equal(pending, 0);
   const job = await app.producer.queue("settlement").getJob(`inference.completed.${r!.id}`);
   assert.ok(job, "inference.completed job in the queue");
+  const score = await app.producer.queue("attribution").getJob(`attribution.score.${r!.id}`);
+  assert.ok(score, "attribution.score job in the queue, so validators start at once");
 });
 
 test("greedy outputs are identical alone and batched with other adapters' requests", async () => {

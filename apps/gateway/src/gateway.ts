@@ -373,7 +373,7 @@ export class GatewayState {
 
   /**
    * Writes the inference and its outbox row in one transaction, then enqueues
-   * `inference.completed`. If Redis refuses, the outbox row stays pending and the sweeper
+   * `attribution.score` and `inference.completed`. If Redis refuses, the outbox row stays pending and the sweeper
    * enqueues it later (the job id is the inference id, so a duplicate is harmless).
    */
   async persistInference(rec: InferenceRecord): Promise<string> {
@@ -399,6 +399,9 @@ export class GatewayState {
 
   async #enqueue(inferenceId: string): Promise<boolean> {
     try {
+      // Validators start attributing at once (their sweeper is only the safety net);
+      // settlement waits for their quorum. Both job ids derive from the inference id.
+      await this.producer.enqueue("attribution.score", { inferenceId });
       await this.producer.enqueue("inference.completed", { inferenceId });
       await this.db.gatewayOutbox.update({
         where: { inferenceId },
@@ -408,7 +411,7 @@ export class GatewayState {
     } catch (err) {
       this.log.warn(
         { err, inferenceId },
-        "enqueue of inference.completed failed; the outbox sweeper will retry",
+        "enqueue of attribution.score / inference.completed failed; the outbox sweeper will retry",
       );
       await this.db.gatewayOutbox
         .update({ where: { inferenceId }, data: { attempts: { increment: 1 } } })
