@@ -50,10 +50,15 @@ export interface FeeJournalInput {
   split: FeeSplit;
 }
 
+const ZERO_ADDRESS = "0x0000000000000000000000000000000000000000";
+
 /**
  * The balanced journal of one settled fee: the consumer is debited the fee, every non-zero
  * credit is listed (treasury, each validator, the model owner, each contributor), in a
  * fixed order (role, then ascending address). Entries sum to zero.
+ * An ownerless model (owner 0x0, e.g. the platform's own base model) has its owner share
+ * credited to the treasury: the distributor cannot pay address 0, so a 0x0 leaf would
+ * lock those tokens in the distributor for ever.
  */
 export function buildFeeJournal(input: FeeJournalInput): JournalEntry[] {
   const { split } = input;
@@ -63,10 +68,11 @@ export function buildFeeJournal(input: FeeJournalInput): JournalEntry[] {
   const credit = (role: AccountRole, address: string, amount: bigint) => {
     if (amount > 0n) entries.push({ account: accountName(role, address), amountWei: amount });
   };
-  credit("treasury", input.treasury, split.treasury);
+  const ownerless = input.modelOwner.toLowerCase() === ZERO_ADDRESS;
+  credit("treasury", input.treasury, split.treasury + (ownerless ? split.modelOwner : 0n));
   for (const [a, v] of [...split.validators].sort((x, y) => compareAscii(x[0], y[0])))
     credit("validator", a, v);
-  credit("model_owner", input.modelOwner, split.modelOwner);
+  if (!ownerless) credit("model_owner", input.modelOwner, split.modelOwner);
   for (const [a, v] of [...split.contributors].sort((x, y) => compareAscii(x[0], y[0]))) {
     credit("contributor", a, v);
   }

@@ -196,6 +196,34 @@ describe("split", () => {
     assert.equal(none.noValidators, true);
   });
 
+  test("an ownerless model (owner 0x0) credits its owner share to the treasury, never to address 0", () => {
+    const split = splitFee({
+      fee: 10_000n,
+      bps: DEFAULT_SPLIT_BPS,
+      validators: ["0x0000000000000000000000000000000000000001"],
+      weights: [{ address: "0x00000000000000000000000000000000000000aa", ppm: 1_000_000 }],
+    });
+    const treasury = "0x00000000000000000000000000000000000000ee";
+    const consumer = "0x00000000000000000000000000000000000000cc";
+    const j = buildFeeJournal({
+      consumer,
+      modelOwner: "0x0000000000000000000000000000000000000000",
+      treasury,
+      split,
+    });
+    assert.equal(journalSum(j), 0n);
+    assert.ok(j.every((e) => !e.account.includes("0x0000000000000000000000000000000000000000")));
+    const toTreasury = j.filter((e) => e.account.includes(treasury)).reduce((t, e) => t + e.amountWei, 0n);
+    assert.equal(toTreasury, split.treasury + split.modelOwner);
+    const owned = buildFeeJournal({
+      consumer,
+      modelOwner: "0x00000000000000000000000000000000000000dd",
+      treasury,
+      split,
+    });
+    assert.ok(owned.some((e) => e.account.includes("0x00000000000000000000000000000000000000dd")));
+  });
+
   test("property: parts sum to the fee exactly; journal balances; deterministic", () => {
     fc.assert(
       fc.property(
