@@ -30,18 +30,31 @@ test("group commit: one result per caller, concurrent submissions share batches,
 });
 
 test("group commit: with two writers, a second batch starts while the first is running", async () => {
+  // No timers: the writers block on a gate the test opens, so the overlap is certain.
   let running = 0;
   let maxRunning = 0;
+  let started = 0;
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    open = resolve;
+  });
   const g = new GroupCommit<number, number>(2, async (keys) => {
     running++;
+    started++;
     maxRunning = Math.max(maxRunning, running);
-    await new Promise((r) => setTimeout(r, 20));
+    await gate;
     running--;
     return new Map(keys.map((k) => [k, k * 2]));
   });
+  const until = async (what: string, ok: () => boolean) => {
+    for (let i = 0; i < 10_000 && !ok(); i++) await new Promise((r) => setImmediate(r));
+    assert.ok(ok(), what);
+  };
   const first = g.submit(1);
-  await new Promise((r) => setTimeout(r, 5)); // the first batch is in flight
-  const rest = await Promise.all([2, 3, 4].map((k) => g.submit(k)));
-  assert.deepEqual([await first, ...rest], [2, 4, 6, 8]);
+  await until("the first batch is in flight", () => started === 1);
+  const rest = Promise.all([2, 3, 4].map((k) => g.submit(k)));
+  await until("a second writer starts while the first is still running", () => started === 2);
   assert.equal(maxRunning, 2);
+  open();
+  assert.deepEqual([await first, ...(await rest)], [2, 4, 6, 8]);
 });
