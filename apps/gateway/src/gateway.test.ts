@@ -179,6 +179,16 @@ test("adapters: upload validates against the base model, stores content-addresse
   assert.equal(err.code, "ADAPTER_SHAPE_MISMATCH");
   assert.match(err.message, /lora_A\.weight has shape \[4, 32\], expected \[4, 64\]/);
   assert.equal(await st.db.model.count(), before);
+  // Malformed datanet_version_ids: a 400 naming the field, not a 500; nothing written.
+  for (const ids of ["[not json", "[1, 2]"]) {
+    const bad = await upload(
+      builderKey,
+      peftForm(TINY_CONFIG, 8, { id: "bad-ids", datanet_version_ids: ids }),
+    );
+    assert.equal(bad.status, 400, JSON.stringify(bad.body));
+    assert.match((bad.body.error as { message: string }).message, /datanet_version_ids/);
+  }
+  assert.equal(await st.db.model.count(), before);
   // Same files again: 409; another account cannot inspect or retire it.
   const dup = await upload(builderKey, peftForm(TINY_CONFIG, 100, { id: "dup" }));
   assert.equal(dup.status, 409);

@@ -141,7 +141,7 @@ export async function adapterRoutes(app: FastifyInstance, { state }: { state: Ga
         }
       }
       const versionIds = (fields.datanet_version_ids ?? [])
-        .flatMap((v) => (v.trim().startsWith("[") ? (JSON.parse(v) as string[]) : v.split(",")))
+        .flatMap((v) => (v.trim().startsWith("[") ? parseIdList(v) : v.split(",")))
         .map((v) => v.trim())
         .filter(Boolean);
       for (const v of versionIds) {
@@ -262,4 +262,18 @@ export async function adapterRoutes(app: FastifyInstance, { state }: { state: Ga
       return { id, object: "adapter", status: "retired" };
     },
   );
+}
+
+/** A JSON array of strings, or a clear 400 (never a 500 from JSON.parse). */
+function parseIdList(text: string): string[] {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new AppError("VALIDATION_FAILED", "datanet_version_ids: not valid JSON");
+  }
+  if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) {
+    throw new AppError("VALIDATION_FAILED", "datanet_version_ids: expected a JSON array of uuid strings");
+  }
+  return value;
 }
