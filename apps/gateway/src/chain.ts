@@ -7,6 +7,7 @@ import {
   inferenceEscrowAbi,
   loadAddresses,
   type PlatformAddresses,
+  rpcOrigin,
 } from "@openledger/chain";
 import type { GatewayConfig } from "@openledger/config";
 import { AppError } from "@openledger/errors";
@@ -50,7 +51,7 @@ export class ChainAccess {
     try {
       chainId = await createPublicClient({ transport: http(rpcUrl, { retryCount: 0 }) }).getChainId();
     } catch (err) {
-      throw new AppError("SERVICE_UNAVAILABLE", `chain unreachable at ${rpcUrl}`, { cause: err });
+      throw new AppError("SERVICE_UNAVAILABLE", `chain unreachable at ${rpcOrigin(rpcUrl)}`, { cause: err });
     }
     const addresses = await loadAddresses(this.config.CHAIN_ADDRESSES_FILE ?? defaultAddressesPath(chainId));
     const publicClient = createChainPublicClient({ rpcUrl, chainId, pollingIntervalMs: 100 });

@@ -68,3 +68,12 @@ export function createChainClients(opts: WalletOptions): {
 } {
   return { publicClient: createChainPublicClient(opts), walletClient: createChainWalletClient(opts) };
 }
+
+/** An RPC URL may carry an API key in its path or query: show only its origin in logs and errors. */
+export function rpcOrigin(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return "(invalid url)";
+  }
+}

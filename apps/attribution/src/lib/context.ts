@@ -12,6 +12,7 @@ import {
   loadAddresses,
   type PlatformAddresses,
   REPO_ROOT,
+  rpcOrigin,
 } from "@openledger/chain";
 import { localAccounts } from "@openledger/chain/testing";
 import type { AttributionConfig } from "@openledger/config";
@@ -60,7 +61,7 @@ async function rpcChainId(rpcUrl: string): Promise<number> {
     signal: AbortSignal.timeout(5000),
   });
   const body = (await res.json()) as { result?: string };
-  if (!body.result) throw new Error(`eth_chainId failed at ${rpcUrl}`);
+  if (!body.result) throw new Error(`eth_chainId failed at ${rpcOrigin(rpcUrl)}`);
   return Number(BigInt(body.result));
 }
 

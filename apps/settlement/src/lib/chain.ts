@@ -7,6 +7,7 @@ import {
   loadAddresses,
   type PlatformAddresses,
   rewardDistributorAbi,
+  rpcOrigin,
 } from "@openledger/chain";
 import { localAccounts } from "@openledger/chain/testing";
 import type { SettlementConfig } from "@openledger/config";
@@ -37,17 +38,8 @@ async function rpcChainId(rpcUrl: string): Promise<number> {
     signal: AbortSignal.timeout(5000),
   });
   const body = (await res.json()) as { result?: string };
-  if (!body.result) throw new Error(`eth_chainId failed at ${safeOrigin(rpcUrl)}`);
+  if (!body.result) throw new Error(`eth_chainId failed at ${rpcOrigin(rpcUrl)}`);
   return Number(BigInt(body.result));
-}
-
-/** An RPC URL may carry an API key in its path or query: log only the origin. */
-function safeOrigin(url: string): string {
-  try {
-    return new URL(url).origin;
-  } catch {
-    return "(invalid url)";
-  }
 }
 
 export class ChainConfigError extends Error {
