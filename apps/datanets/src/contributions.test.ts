@@ -105,6 +105,14 @@ test("rows are stored pending, validated by the worker: duplicates rejected with
   const rows = (
     await h.app.inject({ method: "GET", url: `/v1/contributions/${contribution.id}/rows` })
   ).json().items;
+  for (const cursor of ["5abc", "-1", "x"]) {
+    const bad = await h.app.inject({
+      method: "GET",
+      url: `/v1/contributions/${contribution.id}/rows?cursor=${cursor}`,
+    });
+    assert.equal(bad.statusCode, 400, `cursor ${cursor}`);
+    assert.equal(bad.json().error.code, "BAD_CURSOR");
+  }
   assert.deepEqual(
     rows.map((r: { status: string; rejectReason: string | null }) => [r.status, r.rejectReason]),
     [

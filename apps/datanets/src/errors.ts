@@ -24,4 +24,5 @@ export const unauthorized = (code: string, message: string) =>
   new ServiceError("UNAUTHORIZED", code, message);
 export const forbidden = (code: string, message: string) => new ServiceError("FORBIDDEN", code, message);
 export const notFound = (what: string) => new ServiceError("NOT_FOUND", "NOT_FOUND", `${what} not found`);
+export const badRequest = (code: string, message: string) => new ServiceError("BAD_REQUEST", code, message);
 export const conflict = (code: string, message: string) => new ServiceError("CONFLICT", code, message);

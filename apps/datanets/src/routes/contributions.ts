@@ -17,7 +17,7 @@ import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { requireAuth } from "../auth.ts";
 import { contextOf, type DatanetsContext } from "../context.ts";
-import { conflict, notFound, ServiceError } from "../errors.ts";
+import { badRequest, conflict, notFound, ServiceError } from "../errors.ts";
 import {
   ContributionView,
   ErrorBody,
@@ -404,8 +404,10 @@ export const contributionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> 
       const { limit, cursor, status } = request.query;
       const c = await ctx.db.contribution.findUnique({ where: { id: request.params.id } });
       if (!c) throw notFound(`contribution ${request.params.id}`);
-      const after = cursor === undefined ? -1 : Number.parseInt(cursor, 10);
-      if (!Number.isInteger(after)) throw conflict("BAD_CURSOR", "invalid cursor");
+      if (cursor !== undefined && !/^\d{1,9}$/.test(cursor)) {
+        throw badRequest("BAD_CURSOR", "cursor: the `nextCursor` of the previous page (a row ordinal)");
+      }
+      const after = cursor === undefined ? -1 : Number(cursor);
       const rows = await ctx.db.datanetRow.findMany({
         where: { contributionId: c.id, ordinal: { gt: after }, ...(status ? { status } : {}) },
         orderBy: { ordinal: "asc" },
