@@ -449,6 +449,12 @@ describe("epochs on chain", () => {
 
   test("admin close needs the token", async () => {
     assert.equal((await app.inject({ method: "POST", url: "/v1/epochs/close" })).statusCode, 401);
+    const wrong = await app.inject({
+      method: "POST",
+      url: "/v1/epochs/close",
+      headers: { authorization: "Bearer not-the-token" },
+    });
+    assert.equal(wrong.statusCode, 401);
   });
 
   test("an epoch posts on chain; accounts claim exactly their cumulative earnings with the proof", async () => {

@@ -1,3 +1,4 @@
+export { bearerMatches } from "./auth.ts";
 export { registerErrorHandler } from "./error-handler.ts";
 export { type DependencyCheck, registerHealthRoutes, standardChecks } from "./health.ts";
 export { infraPlugin } from "./infra.ts";

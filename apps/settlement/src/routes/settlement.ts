@@ -1,5 +1,6 @@
 import type { SettlementConfig } from "@openledger/config";
 import { AppError } from "@openledger/errors";
+import { bearerMatches } from "@openledger/service-kit";
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
@@ -65,7 +66,7 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
   function requireAdmin(req: FastifyRequest): void {
     if (!config.SETTLEMENT_ADMIN_TOKEN)
       throw new AppError("FORBIDDEN", "admin routes are disabled (SETTLEMENT_ADMIN_TOKEN unset)");
-    if (req.headers.authorization !== `Bearer ${config.SETTLEMENT_ADMIN_TOKEN}`) {
+    if (!bearerMatches(req.headers.authorization, config.SETTLEMENT_ADMIN_TOKEN)) {
       throw new AppError("UNAUTHORIZED", "missing or wrong admin bearer token");
     }
   }
