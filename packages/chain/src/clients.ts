@@ -77,3 +77,16 @@ export function rpcOrigin(url: string): string {
     return "(invalid url)";
   }
 }
+
+/** The chain id an RPC endpoint serves (one `eth_chainId`, bounded wait; errors name only the origin). */
+export async function rpcChainId(rpcUrl: string, timeoutMs = 5000): Promise<number> {
+  const res = await fetch(rpcUrl, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const body = (await res.json()) as { result?: string };
+  if (!body.result) throw new Error(`eth_chainId failed at ${rpcOrigin(rpcUrl)}`);
+  return Number(BigInt(body.result));
+}

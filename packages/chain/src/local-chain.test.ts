@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { keccak256, toHex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { createChainClients, createChainPublicClient } from "./clients.ts";
+import { createChainClients, createChainPublicClient, rpcChainId } from "./clients.ts";
 import { loadAddresses } from "./deploy.ts";
 import { inferenceEscrowAbi, openTokenAbi, rewardDistributorAbi, stakingAbi } from "./generated/abis.ts";
 import { buildEarningsTree } from "./merkle.ts";
@@ -33,6 +33,7 @@ describe("startLocalChain + deployPlatform", () => {
     const loaded = await loadAddresses(join(dir, "addresses.json"));
     assert.deepEqual(loaded, chain.addresses);
     assert.equal(loaded.chainId, 31337);
+    assert.equal(await rpcChainId(chain.rpcUrl), 31337, "rpcChainId asks the node itself");
     assert.equal(loaded.params.quorum, 2);
     await assert.rejects(loadAddresses(join(dir, "missing.json")));
   });

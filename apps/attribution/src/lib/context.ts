@@ -12,7 +12,7 @@ import {
   loadAddresses,
   type PlatformAddresses,
   REPO_ROOT,
-  rpcOrigin,
+  rpcChainId,
 } from "@openledger/chain";
 import { localAccounts } from "@openledger/chain/testing";
 import type { AttributionConfig } from "@openledger/config";
@@ -51,18 +51,6 @@ class ArtifactCache<T> {
     while (this.#map.size > this.capacity) this.#map.delete(this.#map.keys().next().value!);
     return p;
   }
-}
-
-async function rpcChainId(rpcUrl: string): Promise<number> {
-  const res = await fetch(rpcUrl, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
-    signal: AbortSignal.timeout(5000),
-  });
-  const body = (await res.json()) as { result?: string };
-  if (!body.result) throw new Error(`eth_chainId failed at ${rpcOrigin(rpcUrl)}`);
-  return Number(BigInt(body.result));
 }
 
 /**

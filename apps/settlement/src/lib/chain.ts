@@ -7,7 +7,7 @@ import {
   loadAddresses,
   type PlatformAddresses,
   rewardDistributorAbi,
-  rpcOrigin,
+  rpcChainId,
 } from "@openledger/chain";
 import { localAccounts } from "@openledger/chain/testing";
 import type { SettlementConfig } from "@openledger/config";
@@ -29,18 +29,6 @@ export interface SettlementChain {
 }
 
 const LOCAL_CHAIN_ID = 31337;
-
-async function rpcChainId(rpcUrl: string): Promise<number> {
-  const res = await fetch(rpcUrl, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
-    signal: AbortSignal.timeout(5000),
-  });
-  const body = (await res.json()) as { result?: string };
-  if (!body.result) throw new Error(`eth_chainId failed at ${rpcOrigin(rpcUrl)}`);
-  return Number(BigInt(body.result));
-}
 
 export class ChainConfigError extends Error {
   constructor(message: string) {
