@@ -5,14 +5,13 @@ import { dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { GatewayConfig } from "@openledger/config";
 import {
+  AdapterLoadPool,
   type BaseModel,
   generateBaseModel,
-  type LoraAdapter,
   type LoraModule,
   loadModel,
-  loadPeftAdapter,
-  loraAdapterBytes,
   ModelRuntime,
+  type PreparedAdapter,
   type Sampler,
   type TextTokenizer,
   TINY_CONFIG,
@@ -79,9 +78,10 @@ export class ModelHost {
     readonly model: BaseModel,
     readonly tokenizer: TextTokenizer,
     readonly runtime: ModelRuntime,
-    readonly cache: AdapterCache<LoraAdapter>,
-    readonly scheduler: Scheduler<RowContext, LoraAdapter>,
-    readonly engine: Engine<RowContext, LoraAdapter>,
+    readonly cache: AdapterCache<PreparedAdapter>,
+    readonly scheduler: Scheduler<RowContext, PreparedAdapter>,
+    readonly engine: Engine<RowContext, PreparedAdapter>,
+    readonly loadPool: AdapterLoadPool,
     /** SHA-256 (hex) of the base model's model.safetensors: its content hash. */
     readonly contentHash: string,
     readonly modelDir: string,
@@ -99,13 +99,18 @@ export class ModelHost {
       targetModules: SERVED_MODULES,
       ...(config.GATEWAY_THREADS > 0 ? { intraOpThreads: config.GATEWAY_THREADS } : {}),
     });
-    const cache = new AdapterCache<LoraAdapter>({
+    // Cold adapters are read, decoded and laid out for the slots on worker threads: the
+    // main thread keeps running decode steps meanwhile, and the slot write only stores
+    // the transferred buffer (no copy).
+    const loadPool = new AdapterLoadPool(model.config, runtime.slotLayout);
+    await loadPool.warmUp();
+    const cache = new AdapterCache<PreparedAdapter>({
       loader: {
         load: async (adapterId) => {
           const dir = options.locator.dirOf(adapterId);
           if (!dir) throw new ServingError("adapter_load_failed", `adapter ${adapterId} is not servable`);
-          const adapter = await loadPeftAdapter(model.config, dir);
-          return { weights: adapter, bytes: loraAdapterBytes(adapter) };
+          const adapter = await loadPool.load(dir);
+          return { weights: adapter, bytes: adapter.byteLength };
         },
       },
       slotWriter: {
@@ -118,7 +123,7 @@ export class ModelHost {
       maxConcurrentLoads: config.GATEWAY_MAX_CONCURRENT_LOADS,
     });
     const rpm = config.GATEWAY_RATE_REQUESTS_PER_MIN;
-    const scheduler = new Scheduler<RowContext, LoraAdapter>({
+    const scheduler = new Scheduler<RowContext, PreparedAdapter>({
       cache,
       clock: monotonicClock,
       maxBatchTokens: Math.max(config.GATEWAY_MAX_BATCH_TOKENS, config.GATEWAY_MAX_RUNNING),
@@ -134,7 +139,7 @@ export class ModelHost {
       prefillMode: config.GATEWAY_PREFILL_MODE,
       ...(rpm > 0 ? { rateLimits: () => ({ requests: { capacity: rpm, refillPerMinute: rpm } }) } : {}),
     });
-    const engine = new Engine<RowContext, LoraAdapter>({
+    const engine = new Engine<RowContext, PreparedAdapter>({
       scheduler,
       cache,
       clock: monotonicClock,
@@ -158,11 +163,23 @@ export class ModelHost {
       onError: (err) => options.onError(err),
     });
     engine.start();
-    return new ModelHost(model, tokenizer, runtime, cache, scheduler, engine, contentHash, modelDir, options);
+    return new ModelHost(
+      model,
+      tokenizer,
+      runtime,
+      cache,
+      scheduler,
+      engine,
+      loadPool,
+      contentHash,
+      modelDir,
+      options,
+    );
   }
 
   async close(): Promise<void> {
     await this.engine.close();
+    await this.loadPool.close();
     await this.runtime.dispose();
   }
 }

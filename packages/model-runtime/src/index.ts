@@ -13,6 +13,7 @@ export {
   type RandomAdapterOptions,
   writePeftAdapter,
 } from "./adapter.ts";
+export { AdapterLoadPool, type AdapterLoadPoolOptions } from "./adapter-pool.ts";
 export {
   type LlamaConfig,
   LORA_MODULES,
@@ -56,7 +57,14 @@ export {
   type StopOptions,
   type StopReason,
 } from "./sampler.ts";
-export { SlotTable } from "./slots.ts";
+export {
+  isPreparedAdapter,
+  type PreparedAdapter,
+  prepareSlotAdapter,
+  type SlotLayout,
+  SlotTable,
+  slotViews,
+} from "./slots.ts";
 export {
   ByteTokenizer,
   CHATML_TEMPLATE,

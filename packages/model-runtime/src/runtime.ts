@@ -5,7 +5,7 @@ import { type LoraModule, moduleDims } from "./config.ts";
 import { ModelRuntimeError } from "./errors.ts";
 import { buildLlamaGraph, externalWeightName, loraInputName } from "./graph.ts";
 import type { BaseModel } from "./model.ts";
-import { SlotTable } from "./slots.ts";
+import { type PreparedAdapter, prepareSlotAdapter, type SlotLayout, SlotTable } from "./slots.ts";
 
 export interface RuntimeOptions {
   /** Number of adapter slots including the reserved slot 0 (default 16). */
@@ -157,8 +157,22 @@ export class ModelRuntime {
     await this.session.release();
   }
 
-  /** Writes a decoded adapter into a slot (no session rebuild). Returns the slot's bytes. */
-  loadAdapter(slot: number, adapter: LoraAdapter): number {
+  /** Target modules and rank buckets of this runtime's slots (for `prepareSlotAdapter`). */
+  get slotLayout(): SlotLayout {
+    return this.slots.layout;
+  }
+
+  /** Converts a decoded adapter to this runtime's slot layout (what `loadAdapter` then stores without a copy). */
+  prepareAdapter(adapter: LoraAdapter): PreparedAdapter {
+    return prepareSlotAdapter(this.model.config, this.slots.layout, adapter);
+  }
+
+  /**
+   * Puts an adapter into a slot (no session rebuild). Returns the slot's bytes. A
+   * `PreparedAdapter` (see `AdapterLoadPool`) is stored by reference, no copy; a
+   * `LoraAdapter` is converted on this thread first.
+   */
+  loadAdapter(slot: number, adapter: LoraAdapter | PreparedAdapter): number {
     if (!this.loraEnabled) {
       throw new ModelRuntimeError("SLOT_OUT_OF_RANGE", "this runtime was built without LoRA (lora: false)");
     }

@@ -20,6 +20,136 @@ export interface SlotEntry {
 
 let versionCounter = 0;
 
+/** What a slot's layout depends on besides the base config. */
+export interface SlotLayout {
+  targetModules: readonly LoraModule[];
+  rankBuckets: readonly number[];
+}
+
+/**
+ * An adapter already in slot layout for one runtime (its target modules and rank
+ * buckets): per layer x target module, A as [in, bucket] and scale*B as [bucket, out],
+ * zero-padded, all views into one ArrayBuffer (`buffer`) so a worker thread can hand
+ * it over by transfer instead of a copy.
+ */
+export interface PreparedAdapter {
+  readonly kind: "prepared";
+  /** The adapter's own largest rank. */
+  rank: number;
+  /** Slot rank (the smallest rank bucket >= rank). */
+  bucket: number;
+  targetModules: LoraModule[];
+  /** Indexed by layer * targetModules.length + moduleIndex. */
+  a: Float32Array[];
+  b: Float32Array[];
+  buffer: ArrayBuffer;
+  /** Bytes it holds (= the slot bytes of its bucket). */
+  byteLength: number;
+}
+
+export function isPreparedAdapter(x: LoraAdapter | PreparedAdapter): x is PreparedAdapter {
+  return (x as PreparedAdapter).kind === "prepared";
+}
+
+/**
+ * Converts a decoded PEFT adapter to slot layout: PEFT A [r, in] -> [in, bucket],
+ * PEFT B [out, r] -> scale * [bucket, out], modules it does not target stay zero.
+ * Throws ADAPTER_TARGET_UNSUPPORTED / ADAPTER_RANK_TOO_LARGE when it cannot fit.
+ */
+export function prepareSlotAdapter(
+  config: LlamaConfig,
+  layout: SlotLayout,
+  adapter: LoraAdapter,
+): PreparedAdapter {
+  for (const m of adapter.targetModules) {
+    if (!layout.targetModules.includes(m)) {
+      throw new ModelRuntimeError(
+        "ADAPTER_TARGET_UNSUPPORTED",
+        `adapter targets ${m} but this runtime serves LoRA on [${layout.targetModules.join(", ")}]`,
+        { module: m },
+      );
+    }
+  }
+  const bucket = [...layout.rankBuckets].sort((x, y) => x - y).find((r) => r >= adapter.rank);
+  if (bucket === undefined) {
+    throw new ModelRuntimeError(
+      "ADAPTER_RANK_TOO_LARGE",
+      `adapter rank ${adapter.rank} exceeds the largest slot rank ${Math.max(...layout.rankBuckets)}`,
+      { rank: adapter.rank },
+    );
+  }
+  const views = slotViews(config, layout.targetModules, bucket, undefined);
+  const { a, b } = views;
+  for (let l = 0; l < config.numLayers; l++) {
+    layout.targetModules.forEach((m, mi) => {
+      const i = l * layout.targetModules.length + mi;
+      const sa = a[i]!;
+      const sb = b[i]!;
+      const { inDim, outDim } = moduleDims(config, m);
+      const w = adapter.modules.get(`${l}.${m}`);
+      if (!w) return;
+      const r = w.rank;
+      const wa = w.a;
+      const wb = w.b;
+      // Both loops write sequentially; the reads stride over at most `r` rows.
+      for (let i = 0; i < inDim; i++) {
+        const o = i * bucket;
+        for (let k = 0; k < r; k++) sa[o + k] = wa[k * inDim + i]!;
+      }
+      for (let k = 0; k < r; k++) {
+        const o = k * outDim;
+        for (let j = 0; j < outDim; j++) sb[o + j] = w.scale * wb[j * r + k]!;
+      }
+    });
+  }
+  return {
+    kind: "prepared",
+    rank: adapter.rank,
+    bucket,
+    targetModules: [...layout.targetModules],
+    a,
+    b,
+    buffer: views.buffer,
+    byteLength: views.buffer.byteLength,
+  };
+}
+
+/**
+ * The per layer x module views of a slot-layout buffer (a new zeroed one when `buffer`
+ * is undefined): A [in, bucket] then B [bucket, out], in layer-major, module order.
+ * Used to lay an adapter out and to view a buffer a worker thread transferred back.
+ */
+export function slotViews(
+  config: LlamaConfig,
+  targetModules: readonly LoraModule[],
+  bucket: number,
+  buffer: ArrayBuffer | undefined,
+): { a: Float32Array[]; b: Float32Array[]; buffer: ArrayBuffer } {
+  const dims = targetModules.map((m) => moduleDims(config, m));
+  let floats = 0;
+  for (const { inDim, outDim } of dims) floats += bucket * (inDim + outDim);
+  floats *= config.numLayers;
+  const buf = buffer ?? new ArrayBuffer(floats * 4);
+  if (buf.byteLength !== floats * 4) {
+    throw new ModelRuntimeError(
+      "ADAPTER_SHAPE_MISMATCH",
+      `prepared adapter holds ${buf.byteLength} bytes, expected ${floats * 4} for rank ${bucket}`,
+    );
+  }
+  const a: Float32Array[] = [];
+  const b: Float32Array[] = [];
+  let at = 0;
+  for (let l = 0; l < config.numLayers; l++) {
+    for (const { inDim, outDim } of dims) {
+      a.push(new Float32Array(buf, at * 4, inDim * bucket));
+      at += inDim * bucket;
+      b.push(new Float32Array(buf, at * 4, bucket * outDim));
+      at += bucket * outDim;
+    }
+  }
+  return { a, b, buffer: buf };
+}
+
 export class SlotTable {
   private readonly entries: (SlotEntry | undefined)[];
 
@@ -43,52 +173,49 @@ export class SlotTable {
     return n * this.config.numLayers * 4;
   }
 
-  /** Copies a decoded adapter into `slot`; returns the slot bytes it occupies. */
-  write(slot: number, adapter: LoraAdapter): number {
+  /** The layout slots of this table hold: what `prepareSlotAdapter` needs to match it. */
+  get layout(): SlotLayout {
+    return { targetModules: this.targetModules, rankBuckets: this.rankBuckets };
+  }
+
+  /**
+   * Puts an adapter into `slot`; returns the slot bytes it occupies. A `PreparedAdapter`
+   * (already in slot layout, e.g. decoded on a worker thread) is stored by reference: no
+   * copy, so the write costs the main thread nothing. A `LoraAdapter` is converted first.
+   * The slot never writes into the arrays it holds.
+   */
+  write(slot: number, adapter: LoraAdapter | PreparedAdapter): number {
     if (!Number.isInteger(slot) || slot < 1 || slot >= this.count) {
       throw new ModelRuntimeError(
         "SLOT_OUT_OF_RANGE",
         `slot ${slot} is out of range: adapters go in slots 1..${this.count - 1} (slot 0 means no adapter)`,
       );
     }
-    for (const m of adapter.targetModules) {
-      if (!this.targetModules.includes(m)) {
-        throw new ModelRuntimeError(
-          "ADAPTER_TARGET_UNSUPPORTED",
-          `adapter targets ${m} but this runtime serves LoRA on [${this.targetModules.join(", ")}]`,
-          { module: m },
-        );
-      }
-    }
-    const bucket = this.rankBuckets.find((r) => r >= adapter.rank);
-    if (bucket === undefined) {
+    const p = isPreparedAdapter(adapter) ? adapter : prepareSlotAdapter(this.config, this.layout, adapter);
+    this.checkLayout(p);
+    this.entries[slot] = {
+      bucket: p.bucket,
+      version: ++versionCounter,
+      adapterRank: p.rank,
+      a: p.a,
+      b: p.b,
+    };
+    return this.slotBytes(p.bucket);
+  }
+
+  private checkLayout(p: PreparedAdapter): void {
+    const same =
+      p.targetModules.length === this.targetModules.length &&
+      p.targetModules.every((m, i) => m === this.targetModules[i]) &&
+      this.rankBuckets.includes(p.bucket) &&
+      p.a.length === this.config.numLayers * this.targetModules.length &&
+      p.byteLength === this.slotBytes(p.bucket);
+    if (!same) {
       throw new ModelRuntimeError(
-        "ADAPTER_RANK_TOO_LARGE",
-        `adapter rank ${adapter.rank} exceeds the largest slot rank ${Math.max(...this.rankBuckets)}`,
-        { rank: adapter.rank },
+        "ADAPTER_SHAPE_MISMATCH",
+        `prepared adapter layout (modules [${p.targetModules.join(", ")}], rank ${p.bucket}) does not match this runtime's slots (modules [${this.targetModules.join(", ")}], ranks [${this.rankBuckets.join(", ")}])`,
       );
     }
-    const a: Float32Array[] = [];
-    const b: Float32Array[] = [];
-    for (let l = 0; l < this.config.numLayers; l++) {
-      for (const m of this.targetModules) {
-        const { inDim, outDim } = moduleDims(this.config, m);
-        const sa = new Float32Array(inDim * bucket);
-        const sb = new Float32Array(bucket * outDim);
-        const w = adapter.modules.get(`${l}.${m}`);
-        if (w) {
-          // PEFT A [r, in] -> [in, bucket]; PEFT B [out, r] -> scale * [bucket, out]
-          for (let r = 0; r < w.rank; r++) {
-            for (let i = 0; i < inDim; i++) sa[i * bucket + r] = w.a[r * inDim + i]!;
-            for (let o = 0; o < outDim; o++) sb[r * outDim + o] = w.scale * w.b[o * w.rank + r]!;
-          }
-        }
-        a.push(sa);
-        b.push(sb);
-      }
-    }
-    this.entries[slot] = { bucket, version: ++versionCounter, adapterRank: adapter.rank, a, b };
-    return this.slotBytes(bucket);
   }
 
   clear(slot: number): void {

@@ -210,6 +210,27 @@ test("a cold adapter never stalls rows of warm adapters", async () => {
   assert.equal(cache.metrics().ram.misses, 2);
 });
 
+test("a cold adapter's load starts at submit (not a step later) while the queue is short", () => {
+  const loader = new DeferredLoader();
+  const { scheduler } = makeStack({ loader, scheduler: { prefetchDepth: 2 } });
+  scheduler.submit({ id: "c0", account: "a", adapterId: "cold-0", promptTokens: prompt(4), maxNewTokens: 2 });
+  assert.deepEqual(loader.calls, ["cold-0"], "no schedule() has run yet");
+  scheduler.submit({ id: "c1", account: "b", adapterId: "cold-1", promptTokens: prompt(4), maxNewTokens: 2 });
+  // A third waiting request could be behind prefetchDepth adapters in fair order: it
+  // waits for the step's prefetch, which sees the whole queue.
+  scheduler.submit({ id: "c2", account: "c", adapterId: "cold-2", promptTokens: prompt(4), maxNewTokens: 2 });
+  assert.deepEqual(loader.calls, ["cold-0", "cold-1"]);
+  const none = makeStack({ loader: new DeferredLoader(), scheduler: { prefetchDepth: 0 } });
+  none.scheduler.submit({
+    id: "x",
+    account: "a",
+    adapterId: "cold",
+    promptTokens: prompt(4),
+    maxNewTokens: 2,
+  });
+  assert.deepEqual((none.loader as DeferredLoader).calls, [], "prefetchDepth 0 turns prefetch off");
+});
+
 test("a failed adapter load fails the waiting requests with a typed error; later requests retry", async () => {
   const loader = new ImmediateLoader();
   loader.failing.add("broken");

@@ -362,6 +362,13 @@ export class Scheduler<C = unknown, W = unknown> {
     };
     this.#live.set(seq.id, seq);
     this.#enqueue(seq, true);
+    // Start a cold adapter's load now rather than at the next schedule(), which may be a
+    // whole model step away. Only while at most prefetchDepth requests wait: then this
+    // adapter is certainly among the first prefetchDepth in fair order, i.e. one the next
+    // step's prefetch would start anyway.
+    if (seq.adapterId !== null && this.#o.prefetchDepth > 0 && this.#waiting <= this.#o.prefetchDepth) {
+      this.#cache.prefetch(seq.adapterId);
+    }
   }
 
   /**

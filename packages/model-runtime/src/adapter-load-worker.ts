@@ -1,0 +1,45 @@
+/**
+ * Worker-thread side of AdapterLoadPool: reads a PEFT adapter directory, validates and
+ * decodes it, lays it out for the runtime's slots, and hands the one buffer back by
+ * transfer. Errors come back as values (code, message, details) because a thrown
+ * ModelRuntimeError loses its class and fields on the way through structured clone.
+ */
+import { threadId } from "node:worker_threads";
+import { move, transferableSymbol, valueSymbol } from "piscina";
+import { loadPeftAdapter } from "./adapter.ts";
+import type { LlamaConfig, LoraModule } from "./config.ts";
+import { ModelRuntimeError } from "./errors.ts";
+import { prepareSlotAdapter } from "./slots.ts";
+
+export interface LoadTask {
+  /** Absent: a warm-up task (loads this module and its imports, nothing else). */
+  dir?: string;
+  config: LlamaConfig;
+  targetModules: LoraModule[];
+  rankBuckets: number[];
+}
+
+export type LoadReply =
+  | { ok: true; rank: number; bucket: number; buffer: ArrayBuffer; threadId: number }
+  | { ok: false; code?: string; message: string; details?: Record<string, unknown> };
+
+export default async function loadAdapter(task: LoadTask): Promise<unknown> {
+  if (task.dir === undefined) return { ok: false, message: "warm-up" } satisfies LoadReply;
+  try {
+    const adapter = await loadPeftAdapter(task.config, task.dir);
+    const p = prepareSlotAdapter(task.config, task, adapter);
+    const reply: LoadReply = { ok: true, rank: p.rank, bucket: p.bucket, buffer: p.buffer, threadId };
+    return move({ [transferableSymbol]: p.buffer, [valueSymbol]: reply });
+  } catch (err) {
+    const reply: LoadReply =
+      err instanceof ModelRuntimeError
+        ? {
+            ok: false,
+            code: err.code,
+            message: err.message,
+            ...(err.details ? { details: err.details } : {}),
+          }
+        : { ok: false, message: err instanceof Error ? err.message : String(err) };
+    return reply;
+  }
+}

@@ -1,0 +1,93 @@
+import { availableParallelism } from "node:os";
+import { threadId } from "node:worker_threads";
+import { Piscina } from "piscina";
+import type { LoadReply, LoadTask } from "./adapter-load-worker.ts";
+import type { LlamaConfig } from "./config.ts";
+import { ModelRuntimeError, type ModelRuntimeErrorCode } from "./errors.ts";
+import { type PreparedAdapter, type SlotLayout, slotViews } from "./slots.ts";
+
+export interface AdapterLoadPoolOptions {
+  /** Worker threads (default: 2, or 1 on a one-core machine). */
+  threads?: number;
+}
+
+/**
+ * Loads PEFT adapters on worker threads (piscina): file read, validation, f16/bf16
+ * widening and the transpose into slot layout all happen off the main thread, and the
+ * result comes back as one transferred ArrayBuffer (no copy), ready for
+ * `ModelRuntime.loadAdapter` to store by reference. The main thread only wraps views
+ * around it, so decode steps keep running while adapters load.
+ */
+export class AdapterLoadPool {
+  readonly #pool: Piscina;
+  readonly #config: LlamaConfig;
+  readonly #layout: SlotLayout;
+  #closed = false;
+  /** Loads completed on a thread other than the caller's (a test hook; always all of them). */
+  offThreadLoads = 0;
+
+  constructor(config: LlamaConfig, layout: SlotLayout, options: AdapterLoadPoolOptions = {}) {
+    const threads = options.threads ?? Math.min(2, availableParallelism());
+    if (!Number.isInteger(threads) || threads < 1) throw new RangeError("threads must be an integer >= 1");
+    this.#config = config;
+    this.#layout = { targetModules: [...layout.targetModules], rankBuckets: [...layout.rankBuckets] };
+    // The worker is TypeScript: it runs through the same loader as this process
+    // (`node --import tsx` passes its execArgv on to worker threads).
+    this.#pool = new Piscina({
+      filename: new URL("./adapter-load-worker.ts", import.meta.url).href,
+      minThreads: threads,
+      maxThreads: threads,
+      idleTimeout: Number.POSITIVE_INFINITY,
+    });
+  }
+
+  get threads(): number {
+    return this.#pool.threads.length;
+  }
+
+  /**
+   * Starts every worker and loads its code (the first task otherwise pays ~1 s of
+   * thread start-up and TypeScript compilation), so the first cold adapter is not slower.
+   */
+  async warmUp(): Promise<void> {
+    const warm: LoadTask = { config: this.#config, targetModules: [], rankBuckets: [] };
+    await Promise.all(Array.from({ length: this.threads }, () => this.#pool.run(warm)));
+  }
+
+  /** Reads and decodes the adapter in `dir` into slot layout. Throws ModelRuntimeError on bad files. */
+  async load(dir: string): Promise<PreparedAdapter> {
+    if (this.#closed) throw new Error("adapter load pool is closed");
+    const task: LoadTask = {
+      dir,
+      config: this.#config,
+      targetModules: [...this.#layout.targetModules],
+      rankBuckets: [...this.#layout.rankBuckets],
+    };
+    const reply = (await this.#pool.run(task)) as LoadReply;
+    if (!reply.ok) {
+      if (reply.code !== undefined) {
+        throw new ModelRuntimeError(reply.code as ModelRuntimeErrorCode, reply.message, reply.details);
+      }
+      throw new Error(`adapter load failed: ${reply.message}`);
+    }
+    if (reply.threadId !== threadId) this.offThreadLoads += 1;
+    const views = slotViews(this.#config, this.#layout.targetModules, reply.bucket, reply.buffer);
+    return {
+      kind: "prepared",
+      rank: reply.rank,
+      bucket: reply.bucket,
+      targetModules: [...this.#layout.targetModules],
+      a: views.a,
+      b: views.b,
+      buffer: reply.buffer,
+      byteLength: reply.buffer.byteLength,
+    };
+  }
+
+  /** Ends the worker threads; loads not finished by then are rejected. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#pool.close({ force: true });
+  }
+}
