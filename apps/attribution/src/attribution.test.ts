@@ -3,6 +3,7 @@
 // of independent validators with verifiable signatures, stake refusal, influence for small
 // models, and clear 4xx with nothing half-written.
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -527,6 +528,61 @@ describe("attribution service end to end", () => {
       results[0]!.weights.reduce((s, w) => s + w.weightPpm, 0),
       1_000_000,
     );
+  });
+
+  test("small models: the influence descriptor and ONNX export are served for gateways (hash-checked)", async () => {
+    const inf = await db.attributionIndex.findUniqueOrThrow({
+      where: { datanetVersionId_kind: { datanetVersionId: ids.labelledVersion, kind: "influence" } },
+    });
+    const d = await app.inject({ method: "GET", url: `/v1/indexes/${ids.labelledVersion}/influence` });
+    assert.equal(d.statusCode, 200, d.body);
+    const body = d.json();
+    assert.equal(body.onnxBlobHash, inf.onnxBlobHash);
+    assert.equal(body.blobHash, inf.blobHash);
+    assert.deepEqual(body.classNames, ["ham", "spam"]);
+    assert.deepEqual(body.features, { dim: 512, maxNgram: 2, maxChars: 3000 });
+    assert.deepEqual(body.onnx, { input: "features", output: "probabilities" });
+    const onnx = await app.inject({
+      method: "GET",
+      url: `/v1/indexes/${ids.labelledVersion}/influence/onnx`,
+    });
+    assert.equal(onnx.statusCode, 200);
+    assert.equal(onnx.headers["content-type"], "application/octet-stream");
+    assert.equal(onnx.headers["x-content-sha256"], inf.onnxBlobHash);
+    assert.equal(createHash("sha256").update(onnx.rawPayload).digest("hex"), inf.onnxBlobHash);
+    // A version without an influence model (unlabelled rows): 409; an unknown version: 404.
+    for (const suffix of ["influence", "influence/onnx"]) {
+      const none = await app.inject({ method: "GET", url: `/v1/indexes/${ids.spanVersion}/${suffix}` });
+      assert.equal(none.statusCode, 409, none.body);
+      assert.equal(none.json().error.code, "CONFLICT");
+      const unknown = await app.inject({
+        method: "GET",
+        url: `/v1/indexes/00000000-0000-4000-8000-000000000000/${suffix}`,
+      });
+      assert.equal(unknown.statusCode, 404);
+      const bad = await app.inject({ method: "GET", url: `/v1/indexes/nope/${suffix}` });
+      assert.equal(bad.statusCode, 400);
+    }
+  });
+
+  test("small models: the class the model answered is the one explained", async () => {
+    // The same spammy prompt, answered "ham" (a served near-tie would do this): the result
+    // explains "ham", not the float64 argmax "spam".
+    const answered = await db.inference.create({
+      data: {
+        modelId: "spam-filter",
+        accountAddress: CAROL,
+        prompt: "urgent cash prize click free bonus",
+        output: "ham",
+        inputTokens: 6,
+        outputTokens: 1,
+      },
+    });
+    await scoreWorker(app, config)({ inferenceId: answered.id }, noopJob());
+    const [r] = await db.attributionResult.findMany({ where: { inferenceId: answered.id } });
+    const evidence = JSON.parse(r!.canonicalJson);
+    assert.equal(evidence.label, 0);
+    assert.equal(evidence.labelName, "ham");
   });
 
   test("the sweeper enqueues scoring for completed inferences lacking this process's results", async () => {

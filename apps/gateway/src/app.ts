@@ -7,6 +7,7 @@ import { ModelHost } from "./model-host.ts";
 import { adapterRoutes } from "./routes/adapters.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { openaiRoutes } from "./routes/openai.ts";
+import { smallModelRoutes } from "./routes/small-models.ts";
 
 /** The gateway state of a built app (tests and the benchmark reach the engine through it). */
 const STATES = new WeakMap<object, GatewayState>();
@@ -42,7 +43,8 @@ export function gatewayState(app: FastifyInstance): GatewayState {
 export const gatewayService: ServiceDefinition<GatewayConfig> = {
   name: "gateway",
   title: "OpenLedger Gateway",
-  description: "OpenLoRA: OpenAI-compatible inference over one base model and many LoRA adapters.",
+  description:
+    "OpenLoRA: OpenAI-compatible inference over one base model and many LoRA adapters, and small (influence) models of labelled datanet versions.",
   routes: async (app, { config }) => {
     const state = new GatewayState(config, app.db, app.producer, app.log);
     const metrics = engineMetrics(app.metrics);
@@ -63,6 +65,7 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
     state.startSweeper();
     app.addHook("onClose", async () => {
       state.stopSweeper();
+      await state.smallModels.close();
       await host.close();
     });
     app.log.info(
@@ -71,6 +74,7 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
     );
     await app.register(openaiRoutes, { state });
     await app.register(adapterRoutes, { state });
+    await app.register(smallModelRoutes, { state });
     await app.register(adminRoutes, { state });
   },
   queues: [],

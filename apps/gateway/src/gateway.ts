@@ -11,15 +11,20 @@ import { AdapterStore } from "./adapter-store.ts";
 import { ChainAccess } from "./chain.ts";
 import type { ModelHost } from "./model-host.ts";
 import { repoPath } from "./model-host.ts";
+import { type LoadedSmallModel, SmallModelRuntime, SmallModelUnavailable } from "./small-models.ts";
 
 export interface ServableModel {
   id: string;
-  kind: "base" | "adapter";
+  kind: "base" | "adapter" | "small_model";
   ownerAddress: string;
   contentHash: string;
   priceInPer1kWei: bigint;
   priceOutPer1kWei: bigint;
   createdAt: Date;
+  /** Small models: the labelled datanet version whose influence model they serve. */
+  datanetVersionId?: string;
+  /** Small models: SHA-256 of that influence model's ONNX export (read from Postgres on first use). */
+  onnxHash?: string;
 }
 
 export interface InferenceRecord {
@@ -77,6 +82,7 @@ export class GatewayState {
   readonly models = new Map<string, ServableModel>();
   readonly store: AdapterStore;
   readonly chain: ChainAccess;
+  readonly smallModels: SmallModelRuntime;
   host!: ModelHost;
   /** Max cost of requests admitted but not yet persisted, per account (wei). */
   readonly #reserved = new Map<string, bigint>();
@@ -91,6 +97,10 @@ export class GatewayState {
   ) {
     this.store = new AdapterStore(repoPath(config.GATEWAY_DATA_DIR));
     this.chain = new ChainAccess(config);
+    this.smallModels = new SmallModelRuntime(
+      repoPath(`${config.GATEWAY_DATA_DIR}/small-models`),
+      config.GATEWAY_ATTRIBUTION_URL,
+    );
   }
 
   get baseModelId(): string {
@@ -103,7 +113,8 @@ export class GatewayState {
     return m && m.kind === "adapter" ? this.store.dirOf(m.contentHash) : undefined;
   }
 
-  /** Upserts the base model's row (inferences reference it) and loads active adapters. */
+  /** Upserts the base model's row (inferences reference it) and loads active adapters and small models
+   *  (a small model's ONNX graph is loaded on its first request). */
   async init(host: ModelHost): Promise<void> {
     this.host = host;
     const priceIn = new Prisma.Decimal(this.config.GATEWAY_BASE_PRICE_IN_PER_THOUSAND_WEI);
@@ -122,29 +133,38 @@ export class GatewayState {
     });
     const rows = await this.db.model.findMany({
       where: {
-        OR: [{ id: this.baseModelId }, { kind: "adapter", baseModel: this.baseModelId, status: "active" }],
+        OR: [
+          { id: this.baseModelId },
+          { kind: "adapter", baseModel: this.baseModelId, status: "active" },
+          { kind: "small_model", status: "active" },
+        ],
       },
+      include: { trainingVersions: { select: { datanetVersionId: true } } },
     });
-    for (const r of rows) this.#remember(r);
+    for (const r of rows) this.#remember(r, r.trainingVersions[0]?.datanetVersionId);
   }
 
-  #remember(r: {
-    id: string;
-    kind: string;
-    ownerAddress: string;
-    contentHash: string;
-    priceInPer1kWei: Prisma.Decimal;
-    priceOutPer1kWei: Prisma.Decimal;
-    createdAt: Date;
-  }): ServableModel {
+  #remember(
+    r: {
+      id: string;
+      kind: string;
+      ownerAddress: string;
+      contentHash: string;
+      priceInPer1kWei: Prisma.Decimal;
+      priceOutPer1kWei: Prisma.Decimal;
+      createdAt: Date;
+    },
+    datanetVersionId?: string,
+  ): ServableModel {
     const m: ServableModel = {
       id: r.id,
-      kind: r.kind === "base" ? "base" : "adapter",
+      kind: r.kind === "base" ? "base" : r.kind === "small_model" ? "small_model" : "adapter",
       ownerAddress: r.ownerAddress,
       contentHash: r.contentHash,
       priceInPer1kWei: toWei(r.priceInPer1kWei),
       priceOutPer1kWei: toWei(r.priceOutPer1kWei),
       createdAt: r.createdAt,
+      ...(datanetVersionId !== undefined && r.kind === "small_model" ? { datanetVersionId } : {}),
     };
     this.models.set(m.id, m);
     return m;
@@ -220,12 +240,14 @@ export class GatewayState {
   // ---------------------------------------------------------------- adapters
 
   /**
-   * Records an uploaded adapter: models + model_training_versions + a chain intent in one
-   * transaction, then (if enabled) sends ModelRegistry.registerModelFor and confirms it
-   * from the receipt. The adapter is servable as soon as the transaction commits.
+   * Records an uploaded adapter (or, with `kind: "small_model"`, a small model): models +
+   * model_training_versions + a chain intent in one transaction, then (if enabled) sends
+   * ModelRegistry.registerModelFor and confirms it from the receipt. The model is servable as
+   * soon as the transaction commits. A small model is a `Model` on chain (no base model).
    */
   async registerAdapter(input: {
     id: string;
+    kind?: "adapter" | "small_model";
     owner: string;
     contentHash: string;
     priceIn: bigint;
@@ -257,10 +279,11 @@ export class GatewayState {
       }
       return { datanetId: BigInt(v.datanet.chainDatanetId.toFixed(0)), version: v.version };
     });
+    const small = input.kind === "small_model";
     const registration: Registration = {
-      kind: ChainModelKind.Adapter,
+      kind: small ? ChainModelKind.Model : ChainModelKind.Adapter,
       contentHash: `0x${input.contentHash}` as Hex,
-      baseModel: `0x${this.host.contentHash}` as Hex,
+      baseModel: small ? (`0x${"00".repeat(32)}` as Hex) : (`0x${this.host.contentHash}` as Hex),
       trainedOn,
       pricePer1kInput: input.priceIn,
       pricePer1kOutput: input.priceOut,
@@ -273,9 +296,9 @@ export class GatewayState {
         const created = await tx.model.create({
           data: {
             id: input.id,
-            kind: "adapter",
+            kind: small ? "small_model" : "adapter",
             ownerAddress: input.owner,
-            baseModel: this.baseModelId,
+            baseModel: small ? null : this.baseModelId,
             contentHash: input.contentHash,
             priceInPer1kWei: new Prisma.Decimal(input.priceIn.toString()),
             priceOutPer1kWei: new Prisma.Decimal(input.priceOut.toString()),
@@ -310,7 +333,7 @@ export class GatewayState {
       }
       throw err;
     }
-    const model = this.#remember(row);
+    const model = this.#remember(row, small ? input.datanetVersionIds[0] : undefined);
     if (!onChain) return { model, chain: { status: "skipped" } };
     return { model, chain: await this.#sendRegistration(intentKey, input.owner, registration, input.id) };
   }
@@ -358,10 +381,30 @@ export class GatewayState {
       };
     } catch (err) {
       const message = err instanceof Error ? err.message.split("\n")[0]! : String(err);
-      this.log.warn({ err, key }, "on-chain adapter registration failed");
+      this.log.warn({ err, key }, "on-chain model registration failed");
       await this.db.chainIntent.update({ where: { key }, data: { status: "failed", error: message } });
       return { status: "failed", error: message };
     }
+  }
+
+  /** The loaded classifier of a small model (its ONNX graph fetched and hash-checked on first use). */
+  async classifier(m: ServableModel): Promise<LoadedSmallModel> {
+    if (m.kind !== "small_model" || !m.datanetVersionId) throw new Error(`${m.id} is not a small model`);
+    if (!m.onnxHash) {
+      const row = await this.db.attributionIndex.findUnique({
+        where: { datanetVersionId_kind: { datanetVersionId: m.datanetVersionId, kind: "influence" } },
+      });
+      if (row?.status !== "ready" || !row.onnxBlobHash) {
+        throw new SmallModelUnavailable(
+          409,
+          "INFLUENCE_MODEL_NOT_READY",
+          `the influence model of datanet version ${m.datanetVersionId} is not ready on this platform`,
+          true,
+        );
+      }
+      m.onnxHash = row.onnxBlobHash;
+    }
+    return this.smallModels.load(m.datanetVersionId, m.onnxHash);
   }
 
   async retireAdapter(id: string): Promise<void> {

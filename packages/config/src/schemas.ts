@@ -178,6 +178,9 @@ export const gatewayEnv = baseEnv.extend({
     .default("2000000000000000"),
   /** Interval of the outbox sweeper re-enqueueing `inference.completed` jobs, ms. */
   GATEWAY_OUTBOX_SWEEP_MS: z.coerce.number().int().min(100).default(10_000),
+  /** Base URL of the attribution service: small models are served from the ONNX export of a
+   *  datanet version's influence model, fetched from there once per gateway node (hash-checked). */
+  GATEWAY_ATTRIBUTION_URL: z.string().url().default("http://127.0.0.1:4002"),
 });
 export type GatewayConfig = z.output<typeof gatewayEnv>;
 

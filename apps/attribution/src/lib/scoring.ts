@@ -135,9 +135,15 @@ export async function computeAttribution(
     }
     await ensureLocalArtifact(db, ctx, versionId, "influence", row.blobHash);
     const model = await ctx.influenceModel(row.blobHash);
-    // A small model classifies its input: the prompt is what the prediction is about.
-    const att = attributeText(model, inference.prompt, { topK: 10 });
     const classNames = (model.meta.classNames as string[] | undefined) ?? [];
+    // A small model classifies its input: the prompt is what the prediction is about. Its output
+    // is the class name it answered (the gateway serves the ONNX export in float32): explain that
+    // class, so a near-tie ranked differently in float64 here cannot attribute another answer.
+    const served = classNames.indexOf(inference.output);
+    const att = attributeText(model, inference.prompt, {
+      topK: 10,
+      ...(served >= 0 ? { label: served } : {}),
+    });
     const result = {
       ...base,
       method: "influence",

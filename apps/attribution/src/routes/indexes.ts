@@ -1,11 +1,46 @@
+import { ONNX_INPUT, ONNX_OUTPUT } from "@openledger/attribution-core";
 import type { AttributionConfig } from "@openledger/config";
+import type { Db } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import { jobId } from "@openledger/queue";
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { contextFor } from "../lib/context.ts";
+import { type AttributionContext, contextFor } from "../lib/context.ts";
+import {
+  ArtifactMismatchError,
+  buildInfluenceArtifact,
+  ensureLocalArtifact,
+  loadVersionRows,
+} from "../lib/indexing.ts";
 import { ArtifactView, ErrorBody, Uuid } from "./schemas.ts";
+
+/** The version's ready influence artifact row, or a 404 / 409 saying why there is none. */
+async function readyInfluence(db: Db, versionId: string) {
+  const version = await db.datanetVersion.findUnique({ where: { id: versionId }, select: { id: true } });
+  if (!version) throw new AppError("NOT_FOUND", `datanet version ${versionId} does not exist`);
+  const row = await db.attributionIndex.findUnique({
+    where: { datanetVersionId_kind: { datanetVersionId: versionId, kind: "influence" } },
+  });
+  if (row?.status !== "ready" || !row.blobHash || !row.onnxBlobHash) {
+    throw new AppError(
+      "CONFLICT",
+      row
+        ? `the influence model of datanet version ${versionId} is ${row.status}${row.error ? ` (${row.error})` : ""}`
+        : `datanet version ${versionId} has no influence model (not indexed yet, or fewer than two label classes)`,
+    );
+  }
+  return { ...row, blobHash: row.blobHash, onnxBlobHash: row.onnxBlobHash };
+}
+
+/** Makes sure the ONNX export is in this node's store (rebuilt from Postgres rows and hash-checked if not). */
+async function ensureLocalOnnx(db: Db, ctx: AttributionContext, versionId: string, expected: string) {
+  if (await ctx.store.has(expected)) return;
+  const built = await buildInfluenceArtifact(ctx, versionId, await loadVersionRows(db, versionId));
+  if (built.onnxBlobHash !== expected) {
+    throw new ArtifactMismatchError(versionId, "influence ONNX", expected, built.onnxBlobHash);
+  }
+}
 
 export const indexRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = async (root, { config }) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
@@ -141,6 +176,82 @@ export const indexRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = as
             }
           : null,
       };
+    },
+  );
+
+  app.get(
+    "/v1/indexes/:versionId/influence",
+    {
+      schema: {
+        tags: ["indexes"],
+        summary: "Describe the influence model of a labelled datanet version (for serving it)",
+        description:
+          "What a server of the version's small model needs besides the ONNX graph: the hashed n-gram feature " +
+          "settings (features must be computed exactly like this, with attribution-core's `hashFeatures`, or " +
+          "predictions differ from the attributed ones), the class names (class i = `classNames[i]`) and the ONNX " +
+          "input/output names. 404 NOT_FOUND: no such version; 409 CONFLICT: no ready influence model (not built " +
+          "yet, failed, or the version has fewer than two label classes).",
+        params: z.object({ versionId: Uuid }),
+        response: {
+          200: z.object({
+            datanetVersionId: z.string(),
+            blobHash: z.string().describe("SHA-256 of the influence model file"),
+            onnxBlobHash: z.string().describe("SHA-256 of the ONNX export (GET …/influence/onnx)"),
+            features: z
+              .object({
+                dim: z.number().int(),
+                maxNgram: z.number().int().optional(),
+                seed: z.number().int().optional(),
+                maxChars: z.number().int().optional(),
+              })
+              .describe("attribution-core FeatureOptions"),
+            classNames: z.array(z.string()),
+            rowCount: z.number().int(),
+            onnx: z.object({ input: z.string(), output: z.string() }),
+          }),
+          400: ErrorBody,
+          404: ErrorBody,
+          409: ErrorBody,
+        },
+      },
+    },
+    async (req) => {
+      const { versionId } = req.params;
+      const row = await readyInfluence(root.db, versionId);
+      const ctx = contextFor(config);
+      await ensureLocalArtifact(root.db, ctx, versionId, "influence", row.blobHash);
+      const model = await ctx.influenceModel(row.blobHash);
+      return {
+        datanetVersionId: versionId,
+        blobHash: row.blobHash,
+        onnxBlobHash: row.onnxBlobHash,
+        features: model.features,
+        classNames: (model.meta.classNames as string[] | undefined) ?? [],
+        rowCount: row.rowCount,
+        onnx: { input: ONNX_INPUT, output: ONNX_OUTPUT },
+      };
+    },
+  );
+
+  app.get(
+    "/v1/indexes/:versionId/influence/onnx",
+    {
+      schema: {
+        tags: ["indexes"],
+        summary: "The ONNX export of a version's influence model (application/octet-stream)",
+        description:
+          "Graph: features float32 [N, D] -> MatMul -> Add -> Softmax -> probabilities float32 [N, C]. The body's " +
+          "SHA-256 is `onnxBlobHash` (also in the `x-content-sha256` header): check it. Same errors as …/influence.",
+        params: z.object({ versionId: Uuid }),
+      },
+    },
+    async (req, reply) => {
+      const { versionId } = req.params;
+      const row = await readyInfluence(root.db, versionId);
+      const ctx = contextFor(config);
+      await ensureLocalOnnx(root.db, ctx, versionId, row.onnxBlobHash);
+      const bytes = await ctx.store.get(row.onnxBlobHash);
+      return reply.type("application/octet-stream").header("x-content-sha256", row.onnxBlobHash).send(bytes);
     },
   );
 };

@@ -6,6 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { type GatewayState, inferenceFee, type ServableModel } from "../gateway.ts";
+import { SmallModelUnavailable } from "../small-models.ts";
 
 /** An error in OpenAI's shape: `{ error: { message, type, param, code } }`. */
 export class OpenAIError extends Error {
@@ -32,6 +33,17 @@ const APP_CODE_TYPE: Record<number, string> = {
 
 function toOpenAI(err: unknown): OpenAIError {
   if (err instanceof OpenAIError) return err;
+  if (err instanceof SmallModelUnavailable) {
+    // Not ready / unreachable is the server's state, not the caller's mistake: 503 + Retry-After.
+    return new OpenAIError(
+      err.retryable ? 503 : 500,
+      err.message,
+      "server_error",
+      err.code.toLowerCase(),
+      null,
+      err.retryable ? 5 : undefined,
+    );
+  }
   if (err instanceof AppError) {
     const type = APP_CODE_TYPE[err.status] ?? (err.status >= 500 ? "server_error" : "invalid_request_error");
     const message = err.status >= 500 && err.code !== "SERVICE_UNAVAILABLE" ? "internal error" : err.message;
@@ -434,6 +446,134 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
     };
   }
 
+  /**
+   * A small model answers its predicted label as the completion. It is a classifier, so usage is
+   * defined for it as: prompt_tokens = words the featurizer reads (what the prediction is computed
+   * from), completion_tokens = 1 (the label). Those are the numbers stored with the inference and
+   * priced by settlement. Sampling settings do not apply (the answer is the arg-max class).
+   */
+  async function runSmallModel(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    body: CommonParams,
+    model: ServableModel,
+    text: string,
+    kind: "chat" | "completion",
+  ) {
+    if (body.n != null && body.n !== 1) throw badParam("only n=1 is supported", "n", "unsupported_value");
+    if (body.logprobs) throw badParam("logprobs are not supported", "logprobs", "unsupported_value");
+    if (body.presence_penalty || body.frequency_penalty) {
+      throw badParam(
+        "presence/frequency penalties are not supported",
+        body.presence_penalty ? "presence_penalty" : "frequency_penalty",
+        "unsupported_value",
+      );
+    }
+    if (body.stop != null && (typeof body.stop === "string" || body.stop.length > 0)) {
+      throw badParam(
+        "a small model answers one label: stop sequences do not apply",
+        "stop",
+        "unsupported_value",
+      );
+    }
+    const param = kind === "chat" ? "messages" : "prompt";
+    const classifier = await state.classifier(model);
+    const inputTokens = classifier.inputTokens(text);
+    if (inputTokens === 0) throw badParam("the input has no words to classify", param);
+    const account = request.account!;
+    const maxCost = inferenceFee(model, inputTokens, 1);
+    await state.reserve(account, maxCost);
+    const started = performance.now();
+    let inferenceId: string;
+    let label: string;
+    try {
+      label = (await classifier.classify(text)).label;
+      const ms = Math.round(performance.now() - started);
+      inferenceId = await state.persistInference({
+        modelId: model.id,
+        account,
+        prompt: text,
+        output: label,
+        inputTokens,
+        outputTokens: 1,
+        ttftMs: ms,
+        durationMs: ms,
+      });
+    } finally {
+      state.release(account, maxCost);
+    }
+    const id = `${kind === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID()}`;
+    const created = Math.floor(Date.now() / 1000);
+    const usage = { prompt_tokens: inputTokens, completion_tokens: 1, total_tokens: inputTokens + 1 };
+    reply.header("x-openledger-inference-id", inferenceId);
+    if (body.stream === true) {
+      const includeUsage = body.stream_options?.include_usage === true;
+      const object = kind === "chat" ? "chat.completion.chunk" : "text_completion";
+      const chunk = (delta: string | null, finish: string | null, first = false) => ({
+        id,
+        object,
+        created,
+        model: model.id,
+        choices: [
+          kind === "chat"
+            ? {
+                index: 0,
+                delta: finish
+                  ? {}
+                  : first
+                    ? { role: "assistant", content: delta ?? "" }
+                    : { content: delta ?? "" },
+                logprobs: null,
+                finish_reason: finish,
+              }
+            : { index: 0, text: delta ?? "", logprobs: null, finish_reason: finish },
+        ],
+        ...(includeUsage ? { usage: null } : {}),
+      });
+      const events = [
+        ...(kind === "chat" ? [chunk("", null, true)] : []),
+        chunk(label, null),
+        chunk(null, "stop"),
+        ...(includeUsage ? [{ id, object, created, model: model.id, choices: [], usage }] : []),
+      ];
+      reply.hijack();
+      reply.raw.writeHead(200, {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache",
+        connection: "keep-alive",
+        "x-request-id": request.id,
+        "x-openledger-inference-id": inferenceId,
+      });
+      reply.raw.end(`${events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join("")}data: [DONE]\n\n`);
+      return reply;
+    }
+    if (kind === "chat") {
+      return {
+        id,
+        object: "chat.completion",
+        created,
+        model: model.id,
+        choices: [
+          {
+            index: 0,
+            message: { role: "assistant", content: label, refusal: null },
+            logprobs: null,
+            finish_reason: "stop",
+          },
+        ],
+        usage,
+      };
+    }
+    return {
+      id,
+      object: "text_completion",
+      created,
+      model: model.id,
+      choices: [{ index: 0, text: label, logprobs: null, finish_reason: "stop" }],
+      usage,
+    };
+  }
+
   app.post(
     "/v1/completions",
     { schema: { tags: ["openai"], summary: "Text completion (OpenAI-compatible)", body: CompletionBody } },
@@ -441,6 +581,9 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
       const body = request.body as z.infer<typeof CompletionBody>;
       if (body.echo) throw badParam("echo is not supported", "echo", "unsupported_value");
       const promptText = typeof body.prompt === "string" ? body.prompt : body.prompt[0]!;
+      const small = state.models.get(body.model);
+      if (small?.kind === "small_model")
+        return runSmallModel(request, reply, body, small, promptText, "completion");
       const tok = state.host.tokenizer;
       const ids = tok.encode(promptText, { addSpecialTokens: true });
       return run(request, reply, body, prepare(body, promptText, ids), "completion");
@@ -456,6 +599,14 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
         role: m.role === "developer" ? "system" : m.role,
         content: typeof m.content === "string" ? m.content : m.content.map((c) => c.text).join(""),
       }));
+      const small = state.models.get(body.model);
+      if (small?.kind === "small_model") {
+        // A classifier labels one text: the last user message (instructions in system messages
+        // would only add noise to its features). That text is what is stored and attributed.
+        const last = messages.findLast((m) => m.role === "user");
+        if (!last) throw badParam("a small model classifies the last user message: send one", "messages");
+        return runSmallModel(request, reply, body, small, last.content, "chat");
+      }
       const tok = state.host.tokenizer;
       const promptText = tok.applyChatTemplate(messages, { addGenerationPrompt: true });
       const ids = tok.encode(promptText, { addSpecialTokens: false });

@@ -1,0 +1,240 @@
+import { AppError } from "@openledger/errors";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { z } from "zod";
+import type { GatewayState, ServableModel } from "../gateway.ts";
+import { SmallModelUnavailable } from "../small-models.ts";
+import { authenticate, OpenAIError } from "./openai.ts";
+
+const MAX_UINT128 = (1n << 128n) - 1n;
+const Wei = z
+  .string()
+  .regex(/^\d{1,39}$/, "a decimal string of wei")
+  .refine((v) => BigInt(v) <= MAX_UINT128, "at most 2^128 - 1 (uint128, as ModelRegistry stores it)");
+
+const SmallModelBody = z
+  .object({
+    id: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, "letters, digits, '.', '_', '-' (max 128)")
+      .describe("Model id clients pass as `model`"),
+    datanet_version_id: z.uuid().describe("The labelled datanet version whose influence model is served"),
+    price_in_per_1k_wei: Wei.describe("Price per 1,000 input tokens (words the classifier reads), wei"),
+    price_out_per_1k_wei: Wei.describe("Price per 1,000 output tokens (1 per answer: the label), wei"),
+  })
+  .strict();
+
+/** A refusal with its own code (the platform's AppError codes are a fixed set). */
+class SmallModelRefused extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly retryAfterS?: number,
+  ) {
+    super(message);
+  }
+}
+
+function describe(m: ServableModel, extra: Record<string, unknown> = {}) {
+  return {
+    id: m.id,
+    object: "small_model",
+    owner: m.ownerAddress,
+    contentHash: m.contentHash,
+    datanetVersionId: m.datanetVersionId ?? null,
+    pricePer1kInputWei: m.priceInPer1kWei.toString(),
+    pricePer1kOutputWei: m.priceOutPer1kWei.toString(),
+    createdAt: m.createdAt.toISOString(),
+    ...extra,
+  };
+}
+
+/**
+ * Small models: a builder registers the influence model that the attribution service trained on
+ * one labelled datanet version (multinomial logistic regression over hashed n-grams) and the
+ * gateway serves its ONNX export through the OpenAI routes. Errors use the platform shape.
+ */
+export async function smallModelRoutes(app: FastifyInstance, { state }: { state: GatewayState }) {
+  app.setErrorHandler((err, _request, reply) => {
+    if (err instanceof SmallModelRefused || err instanceof SmallModelUnavailable) {
+      const retry = err instanceof SmallModelRefused ? err.retryAfterS : err.retryable ? 5 : undefined;
+      if (retry !== undefined) reply.header("retry-after", String(retry));
+      return reply.status(err.status).send({ error: { code: err.code, message: err.message } });
+    }
+    if (err instanceof OpenAIError) {
+      return reply
+        .status(err.status)
+        .send({ error: { code: err.code?.toUpperCase() ?? "UNAUTHORIZED", message: err.message } });
+    }
+    throw err; // the platform handler
+  });
+  app.addHook("onRequest", async (request) => {
+    request.account = await authenticate(state, request);
+  });
+
+  app.post(
+    "/v1/small-models",
+    {
+      schema: {
+        tags: ["small-models"],
+        summary: "Register a small model: the influence model of one labelled datanet version",
+        description:
+          "The model is the multinomial logistic regression the attribution service trained on the version's " +
+          "labelled rows (hashed word 1-2-grams); the gateway serves its ONNX export and answers the predicted " +
+          "label. Owner = the API key's account. Usage: prompt tokens = words the classifier reads, completion " +
+          "tokens = 1. Recorded in Postgres (kind small_model) and in ModelRegistry (kind Model). Errors: 400 " +
+          "VALIDATION_FAILED (body, id, prices); 404 DATANET_VERSION_NOT_FOUND; 422 DATANET_VERSION_NOT_LABELLED " +
+          "(fewer than two label classes); 409 INFLUENCE_MODEL_NOT_READY (being built: retry, see Retry-After); " +
+          "409 INFLUENCE_MODEL_FAILED (its build failed: rebuild with the attribution service's POST /v1/indexes); " +
+          "409 CONFLICT (id taken, the version's model already registered, datanet not on chain); 503 " +
+          "ATTRIBUTION_UNAVAILABLE (the ONNX graph could not be fetched: retry).",
+        body: SmallModelBody,
+      },
+    },
+    async (request, reply) => {
+      const body = request.body as z.infer<typeof SmallModelBody>;
+      if (body.id === state.baseModelId) {
+        throw new AppError("VALIDATION_FAILED", "id: the base model's id is reserved");
+      }
+      const versionId = body.datanet_version_id;
+      const taken = await state.db.model.findUnique({ where: { id: body.id }, select: { id: true } });
+      if (taken) throw new AppError("CONFLICT", `a model with id ${body.id} already exists`);
+      const version = await state.db.datanetVersion.findUnique({ where: { id: versionId } });
+      if (!version) {
+        throw new SmallModelRefused(
+          404,
+          "DATANET_VERSION_NOT_FOUND",
+          `datanet version ${versionId} does not exist`,
+        );
+      }
+      const [labels] = await state.db.$queryRaw<{ classes: bigint }[]>`
+        SELECT count(DISTINCT r.label) AS classes
+        FROM datanet_version_rows vr JOIN datanet_rows r ON r.id = vr.row_id
+        WHERE vr.version_id = ${versionId}::uuid AND r.label IS NOT NULL AND r.label <> ''`;
+      if (Number(labels?.classes ?? 0) < 2) {
+        throw new SmallModelRefused(
+          422,
+          "DATANET_VERSION_NOT_LABELLED",
+          `datanet version ${versionId} has ${Number(labels?.classes ?? 0)} label class(es); a classifier needs rows labelled with at least two`,
+        );
+      }
+      const index = await state.db.attributionIndex.findUnique({
+        where: { datanetVersionId_kind: { datanetVersionId: versionId, kind: "influence" } },
+      });
+      if (index?.status === "failed") {
+        throw new SmallModelRefused(
+          409,
+          "INFLUENCE_MODEL_FAILED",
+          `the influence model of datanet version ${versionId} failed to build (${index.error ?? "unknown error"}); rebuild it with the attribution service's POST /v1/indexes`,
+        );
+      }
+      if (index?.status !== "ready" || !index.blobHash || !index.onnxBlobHash) {
+        throw new SmallModelRefused(
+          409,
+          "INFLUENCE_MODEL_NOT_READY",
+          `the influence model of datanet version ${versionId} is ${index ? "being built" : "not built yet"}; retry shortly`,
+          5,
+        );
+      }
+      const existing = await state.db.model.findFirst({
+        where: { kind: "small_model", contentHash: index.blobHash, status: "active" },
+        select: { id: true },
+      });
+      if (existing) {
+        throw new AppError(
+          "CONFLICT",
+          `the influence model of datanet version ${versionId} is already registered as ${existing.id}`,
+        );
+      }
+      // Fetch, hash-check and load the graph before anything is written: a model that cannot be
+      // served is never registered.
+      const loaded = await state.smallModels.load(versionId, index.onnxBlobHash);
+      const { model, chain } = await state.registerAdapter({
+        id: body.id,
+        kind: "small_model",
+        owner: request.account!,
+        // The influence model file, not the ONNX export: it also binds the training rows and their
+        // contributors, so two versions with equal texts and labels still differ on chain.
+        contentHash: index.blobHash,
+        priceIn: BigInt(body.price_in_per_1k_wei),
+        priceOut: BigInt(body.price_out_per_1k_wei),
+        datanetVersionIds: [versionId],
+      });
+      model.onnxHash = index.onnxBlobHash;
+      return reply.status(201).send(
+        describe(model, {
+          onnxSha256: index.onnxBlobHash,
+          classes: loaded.descriptor.classNames,
+          features: loaded.descriptor.features,
+          chain,
+        }),
+      );
+    },
+  );
+
+  app.get(
+    "/v1/small-models",
+    { schema: { tags: ["small-models"], summary: "The caller's active small models" } },
+    async (request) => ({
+      object: "list",
+      data: [...state.models.values()]
+        .filter((m) => m.kind === "small_model" && m.ownerAddress === request.account)
+        .map((m) => describe(m)),
+    }),
+  );
+
+  async function owned(request: FastifyRequest, id: string) {
+    const row = await state.db.model.findUnique({ where: { id }, include: { trainingVersions: true } });
+    if (!row || row.kind !== "small_model") throw new AppError("NOT_FOUND", `small model ${id} not found`);
+    if (row.ownerAddress !== request.account)
+      throw new AppError("FORBIDDEN", `small model ${id} belongs to another account`);
+    return row;
+  }
+
+  const Params = z.object({ id: z.string().min(1).max(128) });
+  app.get(
+    "/v1/small-models/:id",
+    {
+      schema: { tags: ["small-models"], summary: "Inspect one of the caller's small models", params: Params },
+    },
+    async (request) => {
+      const { id } = request.params as z.infer<typeof Params>;
+      const row = await owned(request, id);
+      const intent = await state.db.chainIntent.findUnique({
+        where: { key: `model.register:${row.contentHash}` },
+      });
+      return {
+        id: row.id,
+        object: "small_model",
+        owner: row.ownerAddress,
+        status: row.status,
+        contentHash: row.contentHash,
+        pricePer1kInputWei: row.priceInPer1kWei.toFixed(0),
+        pricePer1kOutputWei: row.priceOutPer1kWei.toFixed(0),
+        chainModelId: row.chainModelId?.toFixed(0) ?? null,
+        chain: intent
+          ? { status: intent.status, txHash: intent.txHash, error: intent.error }
+          : { status: "skipped" },
+        datanetVersionId: row.trainingVersions[0]?.datanetVersionId ?? null,
+        createdAt: row.createdAt.toISOString(),
+      };
+    },
+  );
+
+  app.delete(
+    "/v1/small-models/:id",
+    {
+      schema: {
+        tags: ["small-models"],
+        summary: "Retire one of the caller's small models (no new requests)",
+        params: Params,
+      },
+    },
+    async (request) => {
+      const { id } = request.params as z.infer<typeof Params>;
+      const row = await owned(request, id);
+      if (row.status !== "retired") await state.retireAdapter(id);
+      return { id, object: "small_model", status: "retired" };
+    },
+  );
+}

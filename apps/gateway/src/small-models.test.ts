@@ -1,0 +1,523 @@
+// Small models on the gateway, against real Postgres, Redis, a local Hardhat chain and a real
+// attribution service (in-process, its workers on): register the influence model of a labelled
+// datanet version (and every refusal), serve it through the official `openai` client (chat,
+// completions, streaming), and check that validators attribute the served prediction.
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { attributionConfig, buildAttribution } from "@openledger/attribution";
+import { argmax, tokenizeWords } from "@openledger/attribution-core";
+import {
+  createChainClients,
+  createChainPublicClient,
+  datanetRegistryAbi,
+  inferenceEscrowAbi,
+  ModelKind,
+  modelRegistryAbi,
+  OPEN,
+  openTokenAbi,
+} from "@openledger/chain";
+import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import type { Db } from "@openledger/db";
+import type { App } from "@openledger/service-kit";
+import { testEnvironment } from "@openledger/service-kit/testing";
+import OpenAI from "openai";
+import type { Hex } from "viem";
+import { buildGateway, gatewayConfig, gatewayState } from "./app.ts";
+
+const ADMIN = "test-admin-token";
+const ALICE = "0x00000000000000000000000000000000000a11ce";
+const BOB = "0x0000000000000000000000000000000000000b0b";
+const SPAM_WORDS = ["winner", "free", "prize", "click", "offer", "cash", "urgent", "bonus"];
+const HAM_WORDS = ["meeting", "report", "lunch", "schedule", "project", "review", "notes", "team"];
+
+let env: Awaited<ReturnType<typeof testEnvironment>>;
+let chain: LocalChain;
+let dir: string;
+let attribution: Awaited<ReturnType<typeof buildAttribution>>;
+let app: App;
+let db: Db;
+let root: string;
+let builderKey: string;
+let payerKey: string;
+let poorKey: string;
+let builder: string;
+const versions = {} as { labelled: string; unlabelled: string; unbuilt: string; offChain: string };
+
+async function createKey(account: string): Promise<string> {
+  const res = await fetch(`${root}/admin/api-keys`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${ADMIN}` },
+    body: JSON.stringify({ account, name: "test" }),
+  });
+  assert.equal(res.status, 201, await res.clone().text());
+  return ((await res.json()) as { key: string }).key;
+}
+
+type RegisterBody = {
+  error: { code: string; message: string };
+  chain: { status: string };
+  [k: string]: unknown;
+};
+
+async function register(key: string | null, body: unknown) {
+  const res = await fetch(`${root}/v1/small-models`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...(key ? { authorization: `Bearer ${key}` } : {}) },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, headers: res.headers, body: (await res.json()) as RegisterBody };
+}
+
+const client = (apiKey: string) => new OpenAI({ apiKey, baseURL: `${root}/v1`, maxRetries: 0 });
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false>, ms = 60_000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** A datanet registered on chain with its versions published there too (ModelRegistry checks them). */
+async function seed(): Promise<void> {
+  const owner = chain.accounts.users[0]!;
+  const { publicClient, walletClient } = createChainClients({
+    rpcUrl: chain.rpcUrl,
+    chainId: chain.chainId,
+    privateKey: owner.privateKey as Hex,
+  });
+  const registry = chain.addresses!.contracts.DatanetRegistry;
+  const send = async (functionName: string, args: unknown[]) => {
+    const { request, result } = await publicClient.simulateContract({
+      account: walletClient.account,
+      address: registry,
+      abi: datanetRegistryAbi,
+      functionName: functionName as never,
+      args: args as never,
+    });
+    const hash = await walletClient.writeContract(request as never);
+    await publicClient.waitForTransactionReceipt({ hash });
+    return result as unknown as bigint;
+  };
+  const chainDatanetId = await send("createDatanet", ["openledger:test:spam"]);
+  for (const a of [ALICE, BOB]) await db.contributor.create({ data: { address: a } });
+  const datanet = await db.datanet.create({
+    data: {
+      slug: "spam",
+      name: "Spam",
+      type: "classification",
+      license: "CC-BY-4.0",
+      ownerAddress: owner.address.toLowerCase(),
+      chainDatanetId: chainDatanetId.toString(),
+    },
+  });
+  const offChain = await db.datanet.create({
+    data: { slug: "off", name: "Off", type: "classification", license: "CC-BY-4.0", ownerAddress: ALICE },
+  });
+  let version = 0;
+  const mkVersion = async (rows: { who: string; text: string; label?: string }[], datanetId = datanet.id) => {
+    const onChain = datanetId === datanet.id;
+    if (onChain)
+      await send("publishVersion", [chainDatanetId, `0x${"ab".repeat(32)}`, BigInt(rows.length), 1n]);
+    const v = await db.datanetVersion.create({
+      data: {
+        datanetId,
+        version: onChain ? ++version : 1,
+        merkleRoot: `0x${"ab".repeat(32)}`,
+        rowCount: rows.length,
+        contributorCount: new Set(rows.map((r) => r.who)).size,
+        status: "registered",
+      },
+    });
+    let position = 0;
+    for (const r of rows) {
+      const c = await db.contribution.create({
+        data: { datanetId, contributorAddress: r.who, source: "rows", status: "validated", rowCount: 1 },
+      });
+      const row = await db.datanetRow.create({
+        data: {
+          datanetId,
+          contributionId: c.id,
+          contributorAddress: r.who,
+          ordinal: 0,
+          text: r.text,
+          label: r.label ?? null,
+          normalizedHash: "cd".repeat(32),
+          status: "accepted",
+        },
+      });
+      await db.datanetVersionRow.create({ data: { versionId: v.id, position: position++, rowId: row.id } });
+    }
+    return v.id;
+  };
+  // Alice labels spam, Bob labels ham: a spammy prompt is explained by Alice's rows.
+  const labelled = Array.from({ length: 32 }, (_, i) => {
+    const spam = i % 2 === 0;
+    const words = spam ? SPAM_WORDS : HAM_WORDS;
+    const text = Array.from({ length: 6 }, (_, k) => words[(i * 3 + k * 5) % words.length]).join(" ");
+    return { who: spam ? ALICE : BOB, text: `${text} ${i}`, label: spam ? "spam" : "ham" };
+  });
+  versions.labelled = await mkVersion(labelled);
+  versions.unlabelled = await mkVersion(labelled.map((r) => ({ who: r.who, text: r.text })));
+  versions.unbuilt = await mkVersion(labelled.slice(0, 8));
+  versions.offChain = await mkVersion(labelled.slice(0, 8), offChain.id);
+}
+
+before(async () => {
+  env = await testEnvironment("gateway-small");
+  dir = await mkdtemp(join(tmpdir(), "gateway-small-"));
+  chain = await startLocalChain({ writeAddresses: join(dir, "addresses.json") });
+  const chainEnv = { CHAIN_RPC_URL: chain.rpcUrl, CHAIN_ADDRESSES_FILE: join(dir, "addresses.json") };
+  attribution = await buildAttribution(
+    attributionConfig({
+      ...env.env,
+      ...chainEnv,
+      ATTRIBUTION_BLOB_DIR: join(dir, "blobs"),
+      ATTRIBUTION_SWEEP_INTERVAL_MS: "0",
+    }),
+  );
+  await attribution.listen({ port: 0, host: "127.0.0.1" });
+  const aAddr = attribution.server.address();
+  const attributionUrl = `http://127.0.0.1:${typeof aAddr === "object" && aAddr ? aAddr.port : 0}`;
+  app = await buildGateway(
+    gatewayConfig({
+      ...env.env,
+      ...chainEnv,
+      GATEWAY_DATA_DIR: join(dir, "gateway"),
+      GATEWAY_ADMIN_TOKEN: ADMIN,
+      GATEWAY_ATTRIBUTION_URL: attributionUrl,
+      GATEWAY_SLOTS: "3",
+      GATEWAY_THREADS: "1",
+      GATEWAY_BALANCE_CACHE_MS: "0",
+      GATEWAY_OUTBOX_SWEEP_MS: "600000",
+    }),
+  );
+  await app.listen({ port: 0, host: "127.0.0.1" });
+  const addr = app.server.address();
+  root = `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}`;
+  db = gatewayState(app).db;
+  await seed();
+
+  const [, payer, poor, b] = chain.accounts.users;
+  builder = b!.address.toLowerCase();
+  const { publicClient, walletClient } = createChainClients({
+    rpcUrl: chain.rpcUrl,
+    chainId: chain.chainId,
+    privateKey: payer!.privateKey as Hex,
+  });
+  const c = chain.addresses!.contracts;
+  const amount = 100n * OPEN;
+  for (const [address, abi, functionName, args] of [
+    [c.OpenToken, openTokenAbi, "approve", [c.InferenceEscrow, amount]],
+    [c.InferenceEscrow, inferenceEscrowAbi, "deposit", [amount]],
+  ] as const) {
+    const hash = await walletClient.writeContract({ address, abi, functionName, args } as never);
+    await publicClient.waitForTransactionReceipt({ hash });
+  }
+  payerKey = await createKey(payer!.address);
+  poorKey = await createKey(poor!.address);
+  builderKey = await createKey(b!.address);
+
+  // The attribution service builds the labelled version's influence model (and its ONNX export).
+  const idx = await attribution.inject({
+    method: "POST",
+    url: "/v1/indexes",
+    payload: { datanetVersionId: versions.labelled },
+  });
+  assert.equal(idx.statusCode, 202, idx.body);
+  await waitFor("the influence model", async () => {
+    const row = await db.attributionIndex.findUnique({
+      where: { datanetVersionId_kind: { datanetVersionId: versions.labelled, kind: "influence" } },
+    });
+    if (row?.status === "failed") assert.fail(row.error ?? "influence build failed");
+    return row?.status === "ready";
+  });
+});
+
+after(async () => {
+  await app?.close();
+  await attribution?.close();
+  await chain?.stop();
+  await env?.cleanup();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const good = () => ({
+  id: "spam-filter",
+  datanet_version_id: versions.labelled,
+  price_in_per_1k_wei: "3000000000000000007",
+  price_out_per_1k_wei: "9000000000000000011",
+});
+
+test("registration refuses bad input with a code, and writes nothing", async () => {
+  const before = await db.model.count();
+  const intents = await db.chainIntent.count();
+  const cases: [string | null, unknown, number, string][] = [
+    [null, good(), 401, "MISSING_API_KEY"],
+    ["sk-nope", good(), 401, "INVALID_API_KEY"],
+    [builderKey, { ...good(), price_in_per_1k_wei: "1.5" }, 400, "VALIDATION_FAILED"],
+    [builderKey, { ...good(), price_out_per_1k_wei: (1n << 128n).toString() }, 400, "VALIDATION_FAILED"],
+    [builderKey, { ...good(), price_out_per_1k_wei: -1 }, 400, "VALIDATION_FAILED"],
+    [builderKey, { ...good(), id: "bad id!" }, 400, "VALIDATION_FAILED"],
+    [builderKey, { ...good(), id: "openledger-tiny" }, 400, "VALIDATION_FAILED"],
+    [builderKey, { ...good(), datanet_version_id: "nope" }, 400, "VALIDATION_FAILED"],
+    [builderKey, { ...good(), extra: 1 }, 400, "VALIDATION_FAILED"],
+    [
+      builderKey,
+      { ...good(), datanet_version_id: "00000000-0000-4000-8000-000000000000" },
+      404,
+      "DATANET_VERSION_NOT_FOUND",
+    ],
+    [builderKey, { ...good(), datanet_version_id: versions.unlabelled }, 422, "DATANET_VERSION_NOT_LABELLED"],
+    [builderKey, { ...good(), datanet_version_id: versions.unbuilt }, 409, "INFLUENCE_MODEL_NOT_READY"],
+  ];
+  for (const [key, body, status, code] of cases) {
+    const res = await register(key, body);
+    assert.equal(res.status, status, `${JSON.stringify(body)}: ${JSON.stringify(res.body)}`);
+    assert.equal(res.body.error.code, code, JSON.stringify(res.body));
+    assert.ok(res.body.error.message.length > 0);
+    if (code === "INFLUENCE_MODEL_NOT_READY") assert.equal(res.headers.get("retry-after"), "5");
+  }
+  // A failed build is named as such (a rebuild is needed, not patience).
+  await db.attributionIndex.create({
+    data: {
+      datanetVersionId: versions.offChain,
+      kind: "influence",
+      status: "failed",
+      tokenizer: "hashed-ngrams:d512:n2",
+      stats: {},
+      error: "boom",
+    },
+  });
+  const failed = await register(builderKey, { ...good(), datanet_version_id: versions.offChain });
+  assert.equal(failed.status, 409);
+  assert.equal(failed.body.error.code, "INFLUENCE_MODEL_FAILED");
+  assert.match(failed.body.error.message, /boom/);
+  assert.equal(await db.model.count(), before);
+  assert.equal(await db.chainIntent.count(), intents);
+});
+
+let chainModelId: bigint;
+
+test("a builder registers a small model: Postgres (small_model + training version) and ModelRegistry", async () => {
+  const res = await register(builderKey, good());
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  assert.equal(res.body.object, "small_model");
+  assert.equal(res.body.owner, builder);
+  assert.deepEqual(res.body.classes, ["ham", "spam"]);
+  assert.equal(res.body.pricePer1kInputWei, "3000000000000000007");
+  assert.equal(res.body.chain.status, "confirmed", JSON.stringify(res.body.chain));
+  const index = await db.attributionIndex.findUniqueOrThrow({
+    where: { datanetVersionId_kind: { datanetVersionId: versions.labelled, kind: "influence" } },
+  });
+  assert.equal(res.body.contentHash, index.blobHash);
+  assert.equal(res.body.onnxSha256, index.onnxBlobHash);
+  const row = await db.model.findUniqueOrThrow({
+    where: { id: "spam-filter" },
+    include: { trainingVersions: true },
+  });
+  assert.equal(row.kind, "small_model");
+  assert.equal(row.baseModel, null);
+  assert.equal(row.ownerAddress, builder);
+  assert.deepEqual(
+    row.trainingVersions.map((t) => t.datanetVersionId),
+    [versions.labelled],
+  );
+  chainModelId = BigInt(row.chainModelId!.toFixed(0));
+  const publicClient = createChainPublicClient({ rpcUrl: chain.rpcUrl, chainId: chain.chainId });
+  const onChain = (await publicClient.readContract({
+    address: chain.addresses!.contracts.ModelRegistry,
+    abi: modelRegistryAbi,
+    functionName: "getModel",
+    args: [chainModelId],
+  })) as { owner: string; kind: number; contentHash: string; pricePer1kInput: bigint };
+  assert.equal(onChain.owner.toLowerCase(), builder);
+  assert.equal(onChain.kind, ModelKind.Model);
+  assert.equal(onChain.contentHash, `0x${index.blobHash}`);
+  assert.equal(onChain.pricePer1kInput, 3000000000000000007n);
+
+  // Same id, or the same version's model again: 409, nothing written.
+  const count = await db.model.count();
+  const dupId = await register(builderKey, good());
+  assert.equal(dupId.status, 409);
+  assert.equal(dupId.body.error.code, "CONFLICT");
+  const dupModel = await register(builderKey, { ...good(), id: "spam-filter-2" });
+  assert.equal(dupModel.status, 409);
+  assert.match(dupModel.body.error.message, /already registered as spam-filter/);
+  assert.equal(await db.model.count(), count);
+
+  const list = await client(payerKey).models.list();
+  assert.ok(list.data.some((m) => m.id === "spam-filter" && m.owned_by === builder));
+  const mine = await fetch(`${root}/v1/small-models`, { headers: { authorization: `Bearer ${builderKey}` } });
+  assert.deepEqual(
+    ((await mine.json()) as { data: { id: string }[] }).data.map((m) => m.id),
+    ["spam-filter"],
+  );
+  const one = await fetch(`${root}/v1/small-models/spam-filter`, {
+    headers: { authorization: `Bearer ${builderKey}` },
+  });
+  const detail = (await one.json()) as Record<string, unknown>;
+  assert.equal(detail.datanetVersionId, versions.labelled);
+  assert.equal(detail.chainModelId, chainModelId.toString());
+  const other = await fetch(`${root}/v1/small-models/spam-filter`, {
+    headers: { authorization: `Bearer ${payerKey}` },
+  });
+  assert.equal(other.status, 403);
+});
+
+const SPAM_PROMPT = "URGENT: you are a winner, click now for your free cash prize and bonus offer!";
+const HAM_PROMPT = "Notes from the project meeting: review the report before lunch, the team schedule moved.";
+
+test("chat and completions answer the predicted label (ONNX), with classifier usage, recorded like adapters", async () => {
+  const openai = client(payerKey);
+  const { data: chat, response } = await openai.chat.completions
+    .create({
+      model: "spam-filter",
+      messages: [
+        { role: "system", content: "Classify the message." },
+        { role: "user", content: SPAM_PROMPT },
+      ],
+      temperature: 0,
+    })
+    .withResponse();
+  assert.equal(chat.object, "chat.completion");
+  assert.equal(chat.choices[0]!.message.content, "spam");
+  assert.equal(chat.choices[0]!.finish_reason, "stop");
+  const words = tokenizeWords(SPAM_PROMPT).length;
+  assert.deepEqual(chat.usage, { prompt_tokens: words, completion_tokens: 1, total_tokens: words + 1 });
+  const inferenceId = response.headers.get("x-openledger-inference-id")!;
+  const inf = await db.inference.findUniqueOrThrow({ where: { id: inferenceId } });
+  assert.equal(inf.modelId, "spam-filter");
+  assert.equal(inf.prompt, SPAM_PROMPT, "the classified text (last user message) is what is stored");
+  assert.equal(inf.output, "spam");
+  assert.equal(inf.inputTokens, words);
+  assert.equal(inf.outputTokens, 1);
+  const outbox = await db.gatewayOutbox.findUniqueOrThrow({ where: { inferenceId } });
+  assert.ok(outbox.enqueuedAt, "attribution.score + inference.completed enqueued");
+
+  const completion = await openai.completions.create({ model: "spam-filter", prompt: HAM_PROMPT });
+  assert.equal(completion.object, "text_completion");
+  assert.equal(completion.choices[0]!.text, "ham");
+  assert.equal(completion.usage?.prompt_tokens, tokenizeWords(HAM_PROMPT).length);
+  assert.equal(completion.usage?.completion_tokens, 1);
+
+  // Streaming: role chunk, the label, finish, usage, [DONE].
+  const stream = await openai.chat.completions.create({
+    model: "spam-filter",
+    messages: [{ role: "user", content: HAM_PROMPT }],
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let text = "";
+  let finish: string | null = null;
+  let usage: OpenAI.CompletionUsage | undefined;
+  for await (const chunk of stream) {
+    text += chunk.choices[0]?.delta.content ?? "";
+    finish = chunk.choices[0]?.finish_reason ?? finish;
+    if (chunk.usage) usage = chunk.usage;
+  }
+  assert.equal(text, "ham");
+  assert.equal(finish, "stop");
+  assert.equal(usage?.completion_tokens, 1);
+  const textStream = await openai.completions.create({
+    model: "spam-filter",
+    prompt: SPAM_PROMPT,
+    stream: true,
+  });
+  let streamed = "";
+  for await (const chunk of textStream) streamed += chunk.choices[0]?.text ?? "";
+  assert.equal(streamed, "spam");
+  assert.equal(await db.inference.count({ where: { modelId: "spam-filter" } }), 4);
+});
+
+test("validators attribute the served prediction to the contributors whose rows drove it", async () => {
+  const { data, response } = await client(payerKey)
+    .completions.create({ model: "spam-filter", prompt: "free cash prize, click to claim your winner bonus" })
+    .withResponse();
+  const id = response.headers.get("x-openledger-inference-id")!;
+  const results = await waitFor("two validators' results", async () => {
+    const r = await db.attributionResult.findMany({ where: { inferenceId: id }, include: { weights: true } });
+    return r.length >= 2 ? r : undefined;
+  });
+  const evidence = JSON.parse(results[0]!.canonicalJson);
+  assert.equal(evidence.method, "influence");
+  assert.equal(evidence.labelName, data.choices[0]!.text);
+  // Independently of the served label: the validators' float64 probabilities pick the same class.
+  assert.equal(["ham", "spam"][argmax(evidence.probabilitiesPpm as number[])], data.choices[0]!.text);
+  const weights = results[0]!.weights;
+  assert.equal(
+    weights.reduce((s, w) => s + w.weightPpm, 0),
+    1_000_000,
+  );
+  const alice = weights.find((w) => w.contributorAddress === ALICE)?.weightPpm ?? 0;
+  assert.ok(alice > 500_000, `alice's spam rows explain a spam answer: ${JSON.stringify(weights)}`);
+});
+
+test("the OpenAI routes' checks hold for small models: 401, 402, 404, 400", async () => {
+  const openai = client(payerKey);
+  await assert.rejects(
+    client("sk-wrong").chat.completions.create({
+      model: "spam-filter",
+      messages: [{ role: "user", content: "hi" }],
+    }),
+    (err: InstanceType<typeof OpenAI.APIError>) => err.status === 401,
+  );
+  await assert.rejects(
+    client(poorKey).completions.create({ model: "spam-filter", prompt: SPAM_PROMPT }),
+    (err: InstanceType<typeof OpenAI.APIError>) => err.status === 402 && err.code === "payment_required",
+  );
+  await assert.rejects(
+    openai.completions.create({ model: "spam-filter-nope", prompt: SPAM_PROMPT }),
+    (err: InstanceType<typeof OpenAI.APIError>) => err.status === 404 && err.code === "model_not_found",
+  );
+  const bad: [Record<string, unknown>, string][] = [
+    [{ prompt: SPAM_PROMPT, stop: "\n" }, "stop"],
+    [{ prompt: SPAM_PROMPT, n: 2 }, "n"],
+    [{ prompt: SPAM_PROMPT, logprobs: 2 }, "logprobs"],
+    [{ prompt: "!!! ???" }, "prompt"],
+  ];
+  const before = await db.inference.count();
+  for (const [extra, param] of bad) {
+    await assert.rejects(
+      openai.completions.create({ model: "spam-filter", ...extra } as never),
+      (err: InstanceType<typeof OpenAI.APIError>) => err.status === 400 && err.param === param,
+      JSON.stringify(extra),
+    );
+  }
+  await assert.rejects(
+    openai.chat.completions.create({
+      model: "spam-filter",
+      messages: [{ role: "system", content: SPAM_PROMPT }],
+    }),
+    (err: InstanceType<typeof OpenAI.APIError>) => err.status === 400 && err.param === "messages",
+  );
+  assert.equal(await db.inference.count(), before, "refused requests record nothing");
+});
+
+test("a restarted gateway serves the model from its own copy; retiring stops serving", async () => {
+  // Forget the loaded session: the next request loads from <data>/small-models (hash-checked).
+  const state = gatewayState(app);
+  await state.smallModels.close();
+  const m = state.models.get("spam-filter")!;
+  delete m.onnxHash;
+  const res = await client(payerKey).completions.create({ model: "spam-filter", prompt: SPAM_PROMPT });
+  assert.equal(res.choices[0]!.text, "spam");
+  assert.ok(m.onnxHash);
+  const kept = await readFile(join(dir, "gateway", "small-models", m.onnxHash, "model.onnx"));
+  assert.equal(createHash("sha256").update(kept).digest("hex"), m.onnxHash);
+  const del = await fetch(`${root}/v1/small-models/spam-filter`, {
+    method: "DELETE",
+    headers: { authorization: `Bearer ${builderKey}` },
+  });
+  assert.equal(del.status, 200);
+  await assert.rejects(
+    client(payerKey).completions.create({ model: "spam-filter", prompt: SPAM_PROMPT }),
+    (err: InstanceType<typeof OpenAI.APIError>) => err.status === 404,
+  );
+});
