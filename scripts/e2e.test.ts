@@ -185,6 +185,22 @@ test("the OpenLedger story runs across the real services and adds up to the wei"
       0n,
     );
   }
+  // The small model was registered and called, and the contributors whose rows drove its
+  // answers were paid: non-zero earnings in the ledger, claimed on-chain to the wei.
+  assert.ok(
+    result.inferences.some((i) => i.model.startsWith("reviews-sentiment-")),
+    "the small model served inferences",
+  );
+  assert.deepEqual(
+    result.notYet.filter((n) => /small/i.test(n)),
+    [],
+  );
+  assert.ok(result.contributorEarnings.length > 0, "contributors earned");
+  for (const e of result.contributorEarnings) {
+    assert.ok(e.amountWei > 0n, `${e.address} earned > 0`);
+    const claim = result.claims.find((c) => c.address === e.address);
+    assert.equal(claim?.amountWei, e.amountWei, `${e.address} claimed exactly its ledger earnings`);
+  }
   process.stdout.write(`${lines.join("\n")}\n${faults.map((f) => `fault: ${f}`).join("\n")}\n`);
 });
 

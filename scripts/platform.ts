@@ -151,6 +151,10 @@ if (existing === undefined) {
   log.info({ rpc: config.CHAIN_RPC_URL, addressesFile }, "using the running chain");
 }
 
+// The gateway fetches small models' ONNX graphs from the attribution service started here.
+const attributionPort = loadConfig("attribution", SERVICE_ENVS.attribution).ATTRIBUTION_PORT;
+const gatewayAttributionUrl = process.env.GATEWAY_ATTRIBUTION_URL || `http://127.0.0.1:${attributionPort}`;
+
 const urls: [string, string][] = [];
 for (const service of SERVICES) {
   const serviceConfig = loadConfig(service.name, SERVICE_ENVS[service.name]);
@@ -160,7 +164,12 @@ for (const service of SERVICES) {
     ["--import", "tsx", path.join(ROOT, "apps", service.name, "src", "server.ts")],
     {
       cwd: ROOT,
-      env: { ...process.env, EXIT_WITH_STDIN: "true", CHAIN_ADDRESSES_FILE: addressesFile },
+      env: {
+        ...process.env,
+        EXIT_WITH_STDIN: "true",
+        CHAIN_ADDRESSES_FILE: addressesFile,
+        GATEWAY_ATTRIBUTION_URL: gatewayAttributionUrl,
+      },
       stdio: ["pipe", "pipe", "pipe"],
     },
   );

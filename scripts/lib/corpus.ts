@@ -77,3 +77,13 @@ export const SPAM_NEW_ROWS = [
 export function nearDuplicate(text: string): string {
   return text.replace(/\bthe\b/, "that").replace(/\band\b/, "plus");
 }
+
+/**
+ * What the consumer asks the small model (the version's sentiment classifier): reviews in the
+ * contributors' own words, so the rows that taught the model those words have positive influence
+ * on its answers and their contributors are paid.
+ */
+export const SMALL_MODEL_PROMPTS = [
+  "The cast iron skillet heats evenly and sears steaks beautifully; a sturdy pan that cleans up quickly.",
+  "The headlamp battery died after barely an hour and the strap slipped, and the water filter clogged too.",
+] as const;

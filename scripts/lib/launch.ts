@@ -63,6 +63,7 @@ export async function launchPlatform(extraEnv: Record<string, string> = {}): Pro
     GATEWAY_SLOTS: "4",
     GATEWAY_BALANCE_CACHE_MS: "0",
     GATEWAY_OUTBOX_SWEEP_MS: "1000",
+    GATEWAY_ATTRIBUTION_URL: `http://127.0.0.1:${ports.attribution}`,
     SETTLEMENT_ADMIN_TOKEN: adminToken,
     SETTLEMENT_EPOCH_INTERVAL_MS: "0",
     SETTLEMENT_RECHECK_MS: "300",

@@ -1,7 +1,8 @@
 // The OpenLedger story, end to end, against the REAL services (HTTP) and the chain (viem):
 // contributors stake and contribute, duplicates are rejected, a spammer is slashed, a
-// version is published and indexed, a builder registers an adapter, a consumer pays for
-// inferences, validators attribute, an epoch settles on-chain and everyone claims.
+// version is published and indexed, a builder registers an adapter and a small model, a
+// consumer pays for inferences of both, validators attribute, an epoch settles on-chain and
+// everyone (the contributors whose rows drove the small model's answers included) claims.
 // Used by `npm run demo` (scripts/demo.ts) and the end-to-end test (scripts/e2e.test.ts).
 // Every figure is checked to the wei; a step a service cannot do yet is printed as
 // "NOT YET: ..." and skipped (its checks are not run), never faked.
@@ -30,7 +31,7 @@ import {
 import { type Address, formatUnits, type Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { createSiweMessage } from "viem/siwe";
-import { ALICE_ROWS, BOB_ROWS, nearDuplicate, SPAM_NEW_ROWS } from "./corpus.ts";
+import { ALICE_ROWS, BOB_ROWS, nearDuplicate, SMALL_MODEL_PROMPTS, SPAM_NEW_ROWS } from "./corpus.ts";
 
 export interface StoryPlatform {
   datanetsUrl: string;
@@ -93,6 +94,8 @@ export interface StoryResult {
   slashedWei: bigint | null;
   totalFeesWei: bigint;
   datanetId: string | null;
+  /** What this run's journals credit each contributor (by attribution weight), wei. */
+  contributorEarnings: { address: string; amountWei: bigint }[];
 }
 
 export interface StoryContext {
@@ -232,6 +235,7 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
     slashedWei: null,
     totalFeesWei: 0n,
     datanetId: null,
+    contributorEarnings: [],
   };
   const ctx: StoryContext = { platform, result, log };
   const check = (name: string, ok: boolean, detail: string) => {
@@ -624,24 +628,28 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
     const idx = await http("POST", `${platform.attributionUrl}/v1/indexes`, { datanetVersionId: versionId });
     if (idx.status !== 202 && idx.status !== 200)
       throw new Error(`POST /v1/indexes answered ${idx.status}: ${JSON.stringify(idx.json)}`);
-    const indexed = await poll("the version's span index", 120_000, async () => {
+    // The rows are labelled, so the build makes both the span index (adapters) and the
+    // influence model + ONNX export (the small model).
+    const indexed = await poll("the version's span index and influence model", 120_000, async () => {
       const { json } = await expectStatus("GET", `${platform.attributionUrl}/v1/indexes/${versionId}`, 200);
       const artifacts = (json.artifacts ?? []) as Json[];
-      const span = artifacts.find((x) => x.kind === "span");
-      if (span?.status === "failed") throw new Error(`indexing failed: ${JSON.stringify(span)}`);
-      return span?.status === "ready" ? json : undefined;
+      for (const a of artifacts)
+        if (a.status === "failed") throw new Error(`indexing failed: ${JSON.stringify(a)}`);
+      const ready = (kind: string) => artifacts.find((x) => x.kind === kind)?.status === "ready";
+      return ready("span") && ready("influence") ? json : undefined;
     });
     for (const art of (indexed.artifacts ?? []) as Json[]) {
+      const stats = (art.stats ?? {}) as Json;
       log(
-        art.status === "ready"
-          ? `  ${String(art.kind).padEnd(9)} artifact ready: ${art.rowCount ?? "?"} rows, ${art.tokenCount ?? "-"} tokens`
-          : `  ${String(art.kind).padEnd(9)} artifact ${art.status as string} (not needed by adapters)`,
+        art.kind === "influence"
+          ? `  influence artifact ready: ${art.rowCount as number} labelled rows, classes ${JSON.stringify(stats.classNames)}, ONNX ${String(art.onnxBlobHash).slice(0, 12)}…`
+          : `  ${String(art.kind).padEnd(9)} artifact ready: ${art.rowCount ?? "?"} rows, ${art.tokenCount ?? "-"} tokens`,
       );
     }
   }
 
   // 7. A builder registers a LoRA adapter (and a small model).
-  step(7, "A builder registers a LoRA adapter on the OpenLoRA gateway");
+  step(7, "A builder registers a LoRA adapter and a small (influence) model on the gateway");
   const adminHeaders: Record<string, string> = platform.gatewayAdminToken
     ? { authorization: `Bearer ${platform.gatewayAdminToken}` }
     : {};
@@ -681,12 +689,50 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
     `  adapter ${adapterId} (rank 4 over ${(status.baseModel as Json).id as string}): content ${String(adapter.contentHash).slice(0, 18)}…, prices ${priceIn}/${priceOut} wei per 1k in/out tokens, trained on ${versionId ?? "no version"}`,
   );
   eq("adapter owned by the builder", String(adapter.owner).toLowerCase(), builder.address.toLowerCase());
-  notYet(
-    "the gateway registers LoRA adapters only: a small (influence) model of a labelled version cannot be registered or called",
-  );
+  // The small model: the classifier the attribution service trained on the version's labelled
+  // rows, served by the gateway from its ONNX export. Other odd prices, so its fees round too.
+  const smallId = `reviews-sentiment-${runId}`;
+  const smallPriceIn = 3_000_000_000_000_000_017n;
+  const smallPriceOut = 7_000_000_000_000_000_013n;
+  const prices = new Map<string, { in: bigint; out: bigint }>([
+    [adapterId, { in: priceIn, out: priceOut }],
+    [smallId, { in: smallPriceIn, out: smallPriceOut }],
+  ]);
+  let smallModel: Json | undefined;
+  if (!versionId) {
+    notYet("no published version → no labelled data to train a small model on");
+  } else {
+    smallModel = await poll("the small model's registration", 60_000, async () => {
+      const res = await http(
+        "POST",
+        `${platform.gatewayUrl}/v1/small-models`,
+        {
+          id: smallId,
+          datanet_version_id: versionId,
+          price_in_per_1k_wei: smallPriceIn.toString(),
+          price_out_per_1k_wei: smallPriceOut.toString(),
+        },
+        { authorization: `Bearer ${builderKey}` },
+      );
+      if (res.status === 201) return res.json;
+      // Retryable by contract: the influence model may still be in flight on another node.
+      if (res.status === 409 && (res.json.error as Json | undefined)?.code === "INFLUENCE_MODEL_NOT_READY")
+        return undefined;
+      throw new Error(`POST /v1/small-models answered ${res.status}: ${JSON.stringify(res.json)}`);
+    });
+    log(
+      `  small model ${smallId}: classes ${JSON.stringify(smallModel.classes)}, ONNX ${String(smallModel.onnxSha256).slice(0, 18)}…, prices ${smallPriceIn}/${smallPriceOut} wei per 1k in/out tokens, on-chain ${String((smallModel.chain as Json).status)}`,
+    );
+    eq(
+      "small model owned by the builder",
+      String(smallModel.owner).toLowerCase(),
+      builder.address.toLowerCase(),
+    );
+    eq("small model registered on-chain (ModelRegistry)", (smallModel.chain as Json).status, "confirmed");
+  }
 
   // 8. A consumer deposits into escrow and calls the adapter.
-  step(8, "A consumer deposits OPEN into InferenceEscrow and calls the adapter (/v1/chat/completions)");
+  step(8, "A consumer deposits OPEN into InferenceEscrow and calls the adapter and the small model");
   const deposit = 20n * OPEN;
   const escrowBefore = await escrowOf(consumer.address);
   await send(consumer, {
@@ -731,6 +777,45 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
     const text = String(((json.choices as Json[])[0]?.message as Json | undefined)?.content ?? "");
     log(
       `  inference ${id}: ${usage.prompt_tokens} prompt + ${usage.completion_tokens} completion tokens → ${JSON.stringify(text.slice(0, 48))}`,
+    );
+  }
+  // Reviews like the contributors' rows: the rows that taught the model these words earn.
+  const reviews = [
+    { text: SMALL_MODEL_PROMPTS[0], route: "chat" },
+    { text: SMALL_MODEL_PROMPTS[1], route: "completions" },
+  ] as const;
+  for (const r of smallModel ? reviews : []) {
+    const body =
+      r.route === "chat"
+        ? { model: smallId, messages: [{ role: "user", content: r.text }] }
+        : { model: smallId, prompt: r.text };
+    const { json, headers } = await expectStatus(
+      "POST",
+      `${platform.gatewayUrl}/v1/${r.route === "chat" ? "chat/completions" : "completions"}`,
+      200,
+      body,
+      { authorization: `Bearer ${consumerKey}` },
+    );
+    const id = headers.get("x-openledger-inference-id");
+    if (!id) throw new Error("the gateway did not name the inference (x-openledger-inference-id)");
+    const usage = json.usage as { prompt_tokens: number; completion_tokens: number };
+    const choice = (json.choices as Json[])[0]!;
+    const label = String(r.route === "chat" ? (choice.message as Json).content : choice.text);
+    result.inferences.push({
+      id,
+      model: smallId,
+      inputTokens: usage.prompt_tokens,
+      outputTokens: usage.completion_tokens,
+      feeWei: 0n,
+      entries: [],
+    });
+    log(
+      `  inference ${id} (${smallId}, /v1/${r.route}): ${usage.prompt_tokens} words + 1 label → ${JSON.stringify(label)}`,
+    );
+    check(
+      `the small model answers one of its classes`,
+      ((smallModel!.classes ?? []) as string[]).includes(label) && usage.completion_tokens === 1,
+      `${JSON.stringify(label)}, ${usage.completion_tokens} completion tokens`,
     );
   }
 
@@ -814,11 +899,12 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
       amountWei: BigInt(e.amountWei),
     }));
     const bps = s.splitBps as SplitBps & { attestingValidators?: string[] };
+    const modelPrices = prices.get(inf.model)!;
     const expectedFee = priceInference({
       inputTokens: inf.inputTokens,
       outputTokens: inf.outputTokens,
-      priceInPer1kWei: priceIn,
-      priceOutPer1kWei: priceOut,
+      priceInPer1kWei: modelPrices.in,
+      priceOutPer1kWei: modelPrices.out,
     });
     eq(
       `fee of ${inf.id.slice(0, 8)} = ceil(in·price_in/1000) + ceil(out·price_out/1000)`,
@@ -883,6 +969,30 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
   }
   result.totalFeesWei = result.inferences.reduce((t, i) => t + i.feeWei, 0n);
   log(`  total fees ${result.totalFeesWei} wei (${fmt(result.totalFeesWei)})`);
+  const perContributor = new Map<string, bigint>();
+  for (const inf of result.inferences)
+    for (const e of inf.entries)
+      if (e.account.startsWith("contributor:")) {
+        const addr = e.account.slice("contributor:".length).toLowerCase();
+        perContributor.set(addr, (perContributor.get(addr) ?? 0n) + e.amountWei);
+      }
+  result.contributorEarnings = [...perContributor]
+    .map(([address, amountWei]) => ({ address, amountWei }))
+    .sort((x, y) => (x.address < y.address ? -1 : 1));
+  log(
+    `  contributors earned: ${
+      result.contributorEarnings.map((e) => `${who(e.address)} ${e.amountWei} wei`).join(", ") || "nothing"
+    }`,
+  );
+  if (smallModel) {
+    check(
+      "contributors earned from the small model's inferences (positive influence)",
+      result.inferences
+        .filter((i) => i.model === smallId)
+        .every((i) => i.entries.some((e) => e.account.startsWith("contributor:") && e.amountWei > 0n)),
+      JSON.stringify(result.contributorEarnings.map((e) => [e.address, e.amountWei.toString()])),
+    );
+  }
 
   if (options.beforeEpoch) await options.beforeEpoch(ctx);
 
