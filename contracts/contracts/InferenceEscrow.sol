@@ -15,7 +15,8 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 ///         Withdrawals respect what is owed: a consumer first requests a withdrawal, waits `withdrawalDelay`,
 ///         then withdraws. During the delay the settler can still charge the full balance, so fees for inference
 ///         the gateway already served (it checks `spendableOf` before computing) are always collectable as long
-///         as settlement charges within the delay. Charges shrink a pending withdrawal if needed.
+///         as settlement charges within the delay. Charges shrink a pending withdrawal if needed. A consumer
+///         who cannot cover a charge is skipped, not the batch (see `charge`).
 contract InferenceEscrow is AccessControlDefaultAdminRules, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -48,7 +49,9 @@ contract InferenceEscrow is AccessControlDefaultAdminRules, ReentrancyGuardTrans
     event WithdrawalCancelled(address indexed consumer);
     event Withdrawn(address indexed consumer, uint256 amount);
     event Charged(bytes32 indexed batchId, address indexed consumer, uint256 amount, uint256 newBalance);
-    event ChargeBatchApplied(bytes32 indexed batchId, uint256 consumers, uint256 total);
+    /// @notice A consumer whose balance could not cover `amount`: nothing was taken from them in this batch.
+    event ChargeSkipped(bytes32 indexed batchId, address indexed consumer, uint256 amount, uint256 balance);
+    event ChargeBatchApplied(bytes32 indexed batchId, uint256 charged, uint256 skipped, uint256 total);
     event Drawn(address indexed distributor, uint256 amount);
     event DrawReturned(address indexed distributor, uint256 amount);
     event WithdrawalDelaySet(uint64 delay);
@@ -122,7 +125,10 @@ contract InferenceEscrow is AccessControlDefaultAdminRules, ReentrancyGuardTrans
     // ---------------------------------------------------------------- settlement
 
     /// @notice Charge settled fees. `batchId` makes the call idempotent: settlement records it as an intent
-    ///         and can resubmit safely. All-or-nothing: one insufficient balance reverts the batch.
+    ///         and can resubmit safely. All or nothing per consumer, never for the batch: a consumer whose
+    ///         balance cannot cover their amount is skipped (`ChargeSkipped`, nothing taken from them) and the
+    ///         others are charged, so one short consumer (overspent, or withdrew) cannot block everyone's
+    ///         settlement. Settlement reads the outcome from the events and carries the skipped fees over.
     function charge(bytes32 batchId, address[] calldata consumers, uint256[] calldata amounts)
         external
         onlyRole(SETTLER_ROLE)
@@ -133,13 +139,18 @@ contract InferenceEscrow is AccessControlDefaultAdminRules, ReentrancyGuardTrans
         if (n == 0) revert EmptyBatch();
         if (n != amounts.length) revert LengthMismatch();
         chargeBatchApplied[batchId] = true;
+        uint256 skipped;
         for (uint256 i = 0; i < n; ++i) {
             address consumer = consumers[i];
             uint256 amount = amounts[i];
             if (amount == 0) revert ZeroAmount();
             ConsumerAccount storage a = _accounts[consumer];
             uint256 balance = a.balance;
-            if (amount > balance) revert InsufficientBalance(consumer, balance, amount);
+            if (amount > balance) {
+                ++skipped;
+                emit ChargeSkipped(batchId, consumer, amount, balance);
+                continue;
+            }
             uint256 newBalance = balance - amount;
             a.balance = uint128(newBalance);
             if (a.pendingWithdrawal > newBalance) a.pendingWithdrawal = uint128(newBalance);
@@ -149,7 +160,7 @@ contract InferenceEscrow is AccessControlDefaultAdminRules, ReentrancyGuardTrans
         totalBalances -= total;
         settledUndrawn += total;
         totalCharged += total;
-        emit ChargeBatchApplied(batchId, n, total);
+        emit ChargeBatchApplied(batchId, n - skipped, skipped, total);
     }
 
     /// @notice The distributor takes `amount` of settled fees (an epoch's new earnings). Cannot exceed what

@@ -80,7 +80,7 @@ describe("InferenceEscrow", () => {
     assert.equal(await escrow.read.settledUndrawn(), 300n * OPEN);
   });
 
-  it("charges batches once, all or nothing, SETTLER_ROLE only", async () => {
+  it("charges batches once, SETTLER_ROLE only; malformed batches revert", async () => {
     const p = await loadFixture(platformFixture);
     await deposited(p);
     const settler = await p.at("InferenceEscrow", p.settlement);
@@ -93,25 +93,56 @@ describe("InferenceEscrow", () => {
     await expectRevert(settler.write.charge([batch(1), [], []]), "EmptyBatch");
     await expectRevert(settler.write.charge([batch(1), [addr(p.alice)], [1n, 2n]]), "LengthMismatch");
     await expectRevert(settler.write.charge([batch(1), [addr(p.alice)], [0n]]), "ZeroAmount");
-    await expectRevert(
-      settler.write.charge([batch(1), [addr(p.alice), addr(p.bob)], [1n, 1n]]),
-      "InsufficientBalance",
-      [addr(p.bob), 0n, 1n],
-    );
-    assert.equal(
-      await settler.read.balanceOf([addr(p.alice)]),
-      1_000n * OPEN,
-      "failed batch changed nothing",
-    );
     await settler.write.charge([batch(1), [addr(p.alice), addr(p.alice)], [10n * OPEN, 15n * OPEN]]);
     assert.equal(await settler.read.balanceOf([addr(p.alice)]), 975n * OPEN);
     assert.equal(await settler.read.settledUndrawn(), 25n * OPEN);
     assert.equal(await settler.read.totalCharged(), 25n * OPEN);
     assert.equal(await settler.read.chargeBatchApplied([batch(1)]), true);
-    assert.equal((await settler.getEvents.ChargeBatchApplied()).at(-1)?.args.total, 25n * OPEN);
+    const applied = (await settler.getEvents.ChargeBatchApplied()).at(-1)?.args;
+    assert.deepEqual([applied?.charged, applied?.skipped, applied?.total], [2n, 0n, 25n * OPEN]);
     await expectRevert(settler.write.charge([batch(1), [addr(p.alice)], [1n]]), "BatchAlreadyApplied", [
       batch(1),
     ]);
+  });
+
+  it("a consumer who cannot cover their charge is skipped, the others in the batch are charged", async () => {
+    const p = await loadFixture(platformFixture);
+    await deposited(p); // alice 1,000; bob has nothing; carol gets 5
+    const token = await p.at("OpenToken", p.alice);
+    await token.write.approve([p.escrow.address, 5n * OPEN]);
+    await (await p.at("InferenceEscrow", p.alice)).write.depositFor([addr(p.carol), 5n * OPEN]);
+    const settler = await p.at("InferenceEscrow", p.settlement);
+    // bob: balance 0; carol: 5 OPEN, asked 5 OPEN + 1 wei (short by one wei); alice covers hers.
+    await settler.write.charge([
+      batch(2),
+      [addr(p.bob), addr(p.alice), addr(p.carol)],
+      [1n, 300n * OPEN, 5n * OPEN + 1n],
+    ]);
+    assert.equal(await settler.read.balanceOf([addr(p.alice)]), 700n * OPEN);
+    assert.equal(await settler.read.balanceOf([addr(p.bob)]), 0n);
+    assert.equal(await settler.read.balanceOf([addr(p.carol)]), 5n * OPEN, "the short consumer keeps all");
+    assert.equal(await settler.read.settledUndrawn(), 300n * OPEN);
+    assert.equal(await settler.read.totalCharged(), 300n * OPEN);
+    assert.equal(await settler.read.totalBalances(), 705n * OPEN);
+    const skipped = await settler.getEvents.ChargeSkipped({ batchId: batch(2) });
+    assert.deepEqual(
+      skipped.map((e) => [e.args.consumer, e.args.amount, e.args.balance]),
+      [
+        [addr(p.bob), 1n, 0n],
+        [addr(p.carol), 5n * OPEN + 1n, 5n * OPEN],
+      ],
+    );
+    const charged = await settler.getEvents.Charged({ batchId: batch(2) });
+    assert.deepEqual(
+      charged.map((e) => [e.args.consumer, e.args.amount]),
+      [[addr(p.alice), 300n * OPEN]],
+    );
+    const applied = (await settler.getEvents.ChargeBatchApplied()).at(-1)?.args;
+    assert.deepEqual([applied?.charged, applied?.skipped, applied?.total], [1n, 2n, 300n * OPEN]);
+    // Everyone short: the batch still applies (charging nothing), so its id is spent.
+    await settler.write.charge([batch(3), [addr(p.bob)], [1n]]);
+    assert.equal(await settler.read.chargeBatchApplied([batch(3)]), true);
+    assert.equal(await settler.read.totalCharged(), 300n * OPEN);
   });
 
   it("draw and returnDrawn are distributor-only and bounded", async () => {

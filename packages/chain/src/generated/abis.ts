@@ -4387,7 +4387,13 @@ export const inferenceEscrowAbi = [
       {
         "indexed": false,
         "internalType": "uint256",
-        "name": "consumers",
+        "name": "charged",
+        "type": "uint256"
+      },
+      {
+        "indexed": false,
+        "internalType": "uint256",
+        "name": "skipped",
         "type": "uint256"
       },
       {
@@ -4398,6 +4404,37 @@ export const inferenceEscrowAbi = [
       }
     ],
     "name": "ChargeBatchApplied",
+    "type": "event"
+  },
+  {
+    "anonymous": false,
+    "inputs": [
+      {
+        "indexed": true,
+        "internalType": "bytes32",
+        "name": "batchId",
+        "type": "bytes32"
+      },
+      {
+        "indexed": true,
+        "internalType": "address",
+        "name": "consumer",
+        "type": "address"
+      },
+      {
+        "indexed": false,
+        "internalType": "uint256",
+        "name": "amount",
+        "type": "uint256"
+      },
+      {
+        "indexed": false,
+        "internalType": "uint256",
+        "name": "balance",
+        "type": "uint256"
+      }
+    ],
+    "name": "ChargeSkipped",
     "type": "event"
   },
   {
