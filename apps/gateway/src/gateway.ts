@@ -197,19 +197,24 @@ export class GatewayState {
   // ---------------------------------------------------------------- billing
 
   /**
-   * Fees owed but not yet charged on-chain: completed inferences of the account without
-   * a settlement, or whose settlement's epoch is not confirmed yet (the escrow balance on
-   * chain only drops once settlement charges it).
+   * Fees owed but not yet charged on-chain: completed inferences of the account whose fee the
+   * escrow has not taken yet (no settlement, or a settlement not charged: new, in a charge batch
+   * not applied yet, or carried over because the balance was short). A charged fee already left
+   * `spendableOf`, so counting it here too would count it twice (e.g. while its epoch's root waits
+   * to be posted). Settled fees are the settled amount; unsettled ones are priced as settlement
+   * will price them (the prices stored with the inference).
    */
   async owed(account: string): Promise<bigint> {
     const rows = await this.db.$queryRaw<{ owed: Prisma.Decimal | null }[]>`
-      SELECT SUM(CEIL(i.input_tokens * m.price_in_per_1k_wei / 1000) + CEIL(i.output_tokens * m.price_out_per_1k_wei / 1000)) AS owed
+      SELECT SUM(COALESCE(s.fee_wei,
+               CEIL(i.input_tokens * COALESCE(i.price_in_per_1k_wei, m.price_in_per_1k_wei) / 1000)
+             + CEIL(i.output_tokens * COALESCE(i.price_out_per_1k_wei, m.price_out_per_1k_wei) / 1000))) AS owed
       FROM inferences i
       JOIN models m ON m.id = i.model_id
       LEFT JOIN settlements s ON s.inference_id = i.id
-      LEFT JOIN epochs e ON e.id = s.epoch_id
+      LEFT JOIN escrow_charges c ON c.id = s.charge_id
       WHERE i.account_address = ${account} AND i.status = 'completed'
-        AND (s.inference_id IS NULL OR e.id IS NULL OR e.status <> 'confirmed')`;
+        AND s.epoch_id IS NULL AND c.status IS DISTINCT FROM 'applied'`;
     const v = rows[0]?.owed;
     return v ? toWei(v) : 0n;
   }
@@ -420,10 +425,19 @@ export class GatewayState {
    * enqueues it later (the job id is the inference id, so a duplicate is harmless).
    */
   async persistInference(rec: InferenceRecord): Promise<string> {
+    // The prices it is served at travel with the inference: settlement charges these, not whatever
+    // the model costs when it gets to it.
+    const model = this.models.get(rec.modelId);
     const inference = await this.db.$transaction(async (tx) => {
       const inf = await tx.inference.create({
         data: {
           modelId: rec.modelId,
+          ...(model
+            ? {
+                priceInPer1kWei: new Prisma.Decimal(model.priceInPer1kWei.toString()),
+                priceOutPer1kWei: new Prisma.Decimal(model.priceOutPer1kWei.toString()),
+              }
+            : {}),
           accountAddress: rec.account,
           prompt: rec.prompt,
           output: rec.output,

@@ -22,7 +22,7 @@ import { type Address, type Hex, keccak256, toBytes } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { buildSettlement, settlementConfig } from "./app.ts";
 import { EPOCH_LOCK } from "./lib/epochs.ts";
-import { executeIntent, submitIntent } from "./lib/intents.ts";
+import { submitIntent } from "./lib/intents.ts";
 import { runtimeFor, SettlementRuntime } from "./lib/runtime.ts";
 import { inferenceIdToBytes32 } from "./lib/settle.ts";
 
@@ -534,14 +534,14 @@ describe("epochs on chain", () => {
         agree: [0, 2],
       }),
     );
-    // The "crashed" worker: closes, attests, charges, sends the post... and dies before confirming.
+    // The "crashed" worker: charges, closes, attests, sends the post... and dies before confirming.
     const crashed = new SettlementRuntime(app.db, config, log);
     const chainCtx = await crashed.chain();
     const { epoch, sent } = await asTheOnlyDriver(async () => {
+      await crashed.epochs.charger.run();
       const epoch = await crashed.epochs.closeEpoch();
       assert.ok(epoch);
       assert.equal(await crashed.epochs.attest(epoch), true);
-      for (const spec of await crashed.epochs.chargeSpecs(epoch)) await executeIntent(app.db, chainCtx, spec);
       await app.db.epoch.update({ where: { id: epoch.id }, data: { status: "posted" } });
       const sent = await submitIntent(app.db, chainCtx, await crashed.epochs.postSpec(epoch));
       return { epoch, sent };
@@ -600,10 +600,10 @@ describe("epochs on chain", () => {
     const chainCtx = await crashed.chain();
     const pub = createChainPublicClient({ rpcUrl: chain.rpcUrl, chainId: chain.chainId });
     const { epoch, recorded, nonceBefore } = await asTheOnlyDriver(async () => {
+      await crashed.epochs.charger.run();
       const epoch = await crashed.epochs.closeEpoch();
       assert.ok(epoch);
       await crashed.epochs.attest(epoch);
-      for (const spec of await crashed.epochs.chargeSpecs(epoch)) await executeIntent(app.db, chainCtx, spec);
       await app.db.epoch.update({ where: { id: epoch.id }, data: { status: "posted" } });
       const nonceBefore = await pub.getTransactionCount({ address: chain.accounts.settlement.address });
       const recorded = await submitIntent(app.db, chainCtx, await crashed.epochs.postSpec(epoch), {

@@ -286,6 +286,8 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
           status: "completed",
           ttftMs: 35,
           durationMs: 180,
+          priceInPer1kWei: new Prisma.Decimal(BIG.toString()),
+          priceOutPer1kWei: new Prisma.Decimal((BIG + 7n).toString()),
         },
       }),
     (i) => db.inference.findUnique({ where: { id: i.id } }),
@@ -375,6 +377,39 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
     async () => txn,
     (x) => db.ledgerTransaction.findUnique({ where: { id: x.id } }),
   );
+  // Settlement service: an escrow charge batch (the settlement below was charged by it).
+  const charge = await roundTrip(
+    "EscrowCharge",
+    () =>
+      db.escrowCharge.create({
+        data: {
+          id: crypto.randomUUID(),
+          batchId: ROOT,
+          status: "applied",
+          items: [{ consumer: ADDR, amountWei: BIG.toString(), outcome: "charged" }],
+          totalWei: new Prisma.Decimal(BIG.toString()),
+          chargedWei: new Prisma.Decimal(BIG.toString()),
+          txHash: ROOT,
+          appliedAt: new Date("2026-03-01T00:00:09.000Z"),
+        },
+      }),
+    (c) => db.escrowCharge.findUnique({ where: { id: c.id } }),
+  );
+  await roundTrip(
+    "EscrowDeferral",
+    () =>
+      db.escrowDeferral.create({
+        data: {
+          consumer: OWNER,
+          deferredWei: new Prisma.Decimal(BIG.toString()),
+          settlementCount: 4,
+          balanceWei: new Prisma.Decimal("17"),
+          since: new Date("2026-03-01T00:00:00.000Z"),
+          checkedAt: new Date("2026-03-01T00:00:05.000Z"),
+        },
+      }),
+    (d) => db.escrowDeferral.findUnique({ where: { consumer: d.consumer } }),
+  );
   await roundTrip(
     "Settlement",
     () =>
@@ -385,6 +420,7 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
           splitBps: { treasury: 1000, validators: 500, modelOwner: 3500, contributors: 5000 },
           epochId: epoch.id,
           transactionId: txn.id,
+          chargeId: charge.id,
         },
       }),
     (s) => db.settlement.findUnique({ where: { inferenceId: s.inferenceId } }),

@@ -88,7 +88,8 @@ const MAX_CLAIM_READS = 2_000;
  * - fees of settlements = consumer debits;
  * - the latest confirmed epoch's root and cumulative total = the distributor's, and it is the
  *   distributor's latest valid epoch;
- * - escrow: total drawn = the posted cumulative total; total charged = fees of charged epochs;
+ * - escrow: total drawn = the posted cumulative total; total charged = charged fees (and each
+ *   applied charge batch = its settlements' fees); settled undrawn = charged fees not yet posted;
  * - distributor balance = cumulative total - sum of claims (when the accounts are few enough to read).
  */
 export async function reconcile(db: Db, chain: SettlementChain): Promise<ReconcileReport> {
@@ -154,14 +155,35 @@ export async function reconcile(db: Db, chain: SettlementChain): Promise<Reconci
     cumulativeTotal,
     await read<bigint>(escrow, inferenceEscrowAbi, "totalDrawn"),
   );
-  const [charged] = await db.$queryRawUnsafe<{ total: string }[]>(
-    `SELECT COALESCE(sum(s.fee_wei), 0)::text AS total FROM settlements s JOIN epochs e ON e.id = s.epoch_id
-      WHERE e.status IN ('posted', 'confirmed')`,
+  // A fee is charged when its charge batch applied (or, closed before charges were planned
+  // separately, when its epoch exists: the old flow charged every epoch before posting it).
+  const [charged] = await db.$queryRawUnsafe<{ total: string; undrawn: string; batches: string }[]>(
+    `WITH charged AS (
+       SELECT s.fee_wei, s.epoch_id FROM settlements s LEFT JOIN escrow_charges c ON c.id = s.charge_id
+        WHERE s.fee_wei > 0 AND (c.status = 'applied' OR (s.charge_id IS NULL AND s.epoch_id IS NOT NULL)))
+     SELECT (SELECT COALESCE(sum(fee_wei), 0)::text FROM charged) AS total,
+            (SELECT COALESCE(sum(c.fee_wei), 0)::text FROM charged c LEFT JOIN epochs e ON e.id = c.epoch_id
+              WHERE e.id IS NULL OR e.status <> 'confirmed') AS undrawn,
+            (SELECT COALESCE(sum(charged_wei), 0)::text FROM escrow_charges WHERE status = 'applied') AS batches`,
+  );
+  const [chargedInBatches] = await db.$queryRawUnsafe<{ total: string }[]>(
+    `SELECT COALESCE(sum(s.fee_wei), 0)::text AS total FROM settlements s JOIN escrow_charges c ON c.id = s.charge_id
+      WHERE c.status = 'applied'`,
   );
   add(
-    "escrow total charged = fees of charged epochs",
+    "escrow charge batches = the fees of their settlements",
+    BigInt(chargedInBatches?.total ?? "0"),
+    BigInt(charged?.batches ?? "0"),
+  );
+  add(
+    "escrow total charged = charged fees",
     BigInt(charged?.total ?? "0"),
     await read<bigint>(escrow, inferenceEscrowAbi, "totalCharged"),
+  );
+  add(
+    "escrow settled undrawn = charged fees not in a confirmed epoch",
+    BigInt(charged?.undrawn ?? "0"),
+    await read<bigint>(escrow, inferenceEscrowAbi, "settledUndrawn"),
   );
 
   const balance = await read<bigint>(chain.addresses.contracts.OpenToken, openTokenAbi, "balanceOf", [

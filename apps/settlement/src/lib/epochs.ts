@@ -1,7 +1,6 @@
 import {
   buildEarningsTree,
   type EarningsTree,
-  inferenceEscrowAbi,
   rewardDistributorAbi,
   signEpochRoot,
   sortSignatures,
@@ -9,12 +8,11 @@ import {
 import type { SettlementConfig } from "@openledger/config";
 import { type Db, withTransaction } from "@openledger/db";
 import { accumulateEarnings, earningsByAddress, earningsLeaves } from "@openledger/settlement-core";
-import { type Abi, type Address, type Hex, keccak256, toBytes } from "viem";
+import type { Abi, Address, Hex } from "viem";
 import type { SettlementChain } from "./chain.ts";
+import { EscrowCharger } from "./charges.ts";
 import { executeIntent, type IntentSpec } from "./intents.ts";
 
-/** Consumers charged per InferenceEscrow.charge call (bounded gas per transaction). */
-export const CHARGE_CHUNK = 200;
 /** pg advisory lock id: one epoch driver at a time across replicas. */
 export const EPOCH_LOCK = 0x5e771e;
 
@@ -59,33 +57,33 @@ export async function latestConfirmedEpoch(db: Db): Promise<EpochRow | undefined
   return rows[0];
 }
 
-/** The escrow charge batch id of one chunk of an epoch: bound to the chain, the deployment and the epoch. */
-export function chargeBatchId(chain: SettlementChain, epoch: number, chunk: number): Hex {
-  return keccak256(
-    toBytes(
-      `openledger.settlement.charge:${chain.chainId}:${chain.addresses.contracts.InferenceEscrow}:${epoch}:${chunk}`,
-    ),
-  );
-}
+/** How often a consumer found short is re-read when epochs close only by size or API. */
+export const DEFAULT_DEFERRED_RECHECK_MS = 60_000;
 
 /**
- * Epochs: close (assign unassigned settlements, compute cumulative earnings, build the tree),
- * attest (validators sign the root), charge the consumers in the escrow and post the root
- * (both as chain intents), then confirm. One epoch is in flight at a time, because the
- * distributor accepts only `latestEpoch + 1`.
+ * Epochs: charge the waiting fees in the escrow (`EscrowCharger`: a consumer who cannot cover
+ * theirs is skipped and carried over), close (assign the charged settlements, compute cumulative
+ * earnings, build the tree), attest (validators sign the root), post the root (a chain intent;
+ * the distributor draws exactly the epoch's charged total), then confirm. One epoch is in flight
+ * at a time, because the distributor accepts only `latestEpoch + 1`.
  */
 export class EpochManager {
   readonly #trees = new Map<number, EarningsTree>();
   #running: Promise<EpochRow | undefined> | undefined;
   #again = false;
   readonly startedAt = Date.now();
+  readonly charger: EscrowCharger;
+  readonly #recheckMs: number;
 
   constructor(
     private readonly db: Db,
     private readonly config: SettlementConfig,
     private readonly chain: () => Promise<SettlementChain>,
     private readonly log: EpochLogger,
-  ) {}
+  ) {
+    this.#recheckMs = config.SETTLEMENT_EPOCH_INTERVAL_MS || DEFAULT_DEFERRED_RECHECK_MS;
+    this.charger = new EscrowCharger(db, chain, log, this.#recheckMs);
+  }
 
   /**
    * Single-flight: concurrent calls share one run (a call during a run schedules one more, so a
@@ -145,6 +143,8 @@ export class EpochManager {
     let epoch = inflight[0];
     if (!epoch) {
       if (!(await this.#shouldClose(force))) return undefined;
+      // Only what the escrow actually took goes into the epoch.
+      await this.charger.run({ force });
       epoch = await this.closeEpoch();
       if (!epoch) return undefined;
     }
@@ -152,9 +152,17 @@ export class EpochManager {
   }
 
   async #shouldClose(force: boolean): Promise<boolean> {
+    // Waiting fees, except (unless forced) those of consumers found short less than a recheck
+    // period ago: their backlog must not close (and re-read balances) on every tick.
     const [w] = await this.db.$queryRawUnsafe<{ n: number; total: string; oldest: Date | null }[]>(
-      `SELECT count(*)::int AS n, COALESCE(sum(fee_wei), 0)::text AS total, min(created_at) AS oldest
-         FROM settlements WHERE epoch_id IS NULL`,
+      `SELECT count(*)::int AS n, COALESCE(sum(s.fee_wei), 0)::text AS total, min(s.created_at) AS oldest
+         FROM settlements s JOIN inferences i ON i.id = s.inference_id
+        WHERE s.epoch_id IS NULL
+          AND ($1::boolean OR s.charge_id IS NOT NULL OR NOT EXISTS (
+                SELECT 1 FROM escrow_deferrals d WHERE d.consumer = i.account_address
+                   AND d.checked_at > now() - make_interval(secs => $2::double precision / 1000)))`,
+      force,
+      this.#recheckMs,
     );
     if (!w || BigInt(w.total) === 0n) return false; // nothing to pay: an epoch needs a non-zero total
     if (force || w.n >= this.config.SETTLEMENT_EPOCH_MAX_SETTLEMENTS) return true;
@@ -181,8 +189,14 @@ export class EpochManager {
           `INSERT INTO epochs (id, status, closed_at) VALUES ($1, 'closed', now())`,
           id,
         );
+        // Charged fees only (and zero fees, which need no charge): the epoch's total is then exactly
+        // what the escrow holds for the distributor to draw.
         const [assigned] = await tx.$queryRawUnsafe<{ n: number; total: string }[]>(
-          `WITH u AS (UPDATE settlements SET epoch_id = $1 WHERE epoch_id IS NULL RETURNING fee_wei)
+          `WITH u AS (UPDATE settlements s SET epoch_id = $1
+                       WHERE s.epoch_id IS NULL
+                         AND (s.fee_wei = 0 OR EXISTS (SELECT 1 FROM escrow_charges c
+                                                        WHERE c.id = s.charge_id AND c.status = 'applied'))
+                       RETURNING s.fee_wei)
            SELECT count(*)::int AS n, COALESCE(sum(fee_wei), 0)::text AS total FROM u`,
           id,
         );
@@ -293,43 +307,6 @@ export class EpochManager {
     return true;
   }
 
-  /** The escrow charges of an epoch: one intent per chunk of consumers (fees summed per consumer). */
-  async chargeSpecs(epoch: EpochRow): Promise<IntentSpec[]> {
-    const chain = await this.chain();
-    const charges = await this.db.$queryRawUnsafe<{ consumer: string; amount: string }[]>(
-      `SELECT i.account_address AS consumer, sum(s.fee_wei)::text AS amount
-         FROM settlements s JOIN inferences i ON i.id = s.inference_id
-        WHERE s.epoch_id = $1 AND s.fee_wei > 0 GROUP BY i.account_address ORDER BY i.account_address`,
-      epoch.id,
-    );
-    const specs: IntentSpec[] = [];
-    for (let c = 0; c * CHARGE_CHUNK < charges.length; c++) {
-      const part = charges.slice(c * CHARGE_CHUNK, (c + 1) * CHARGE_CHUNK);
-      const batchId = chargeBatchId(chain, epoch.id, c);
-      const consumers = part.map((p) => p.consumer as Address);
-      const amounts = part.map((p) => BigInt(p.amount));
-      specs.push({
-        key: `escrow.charge:${epoch.id}:${c}`,
-        kind: "escrow.charge",
-        payload: { epoch: epoch.id, chunk: c, batchId, consumers, amounts },
-        call: {
-          address: chain.addresses.contracts.InferenceEscrow,
-          abi: inferenceEscrowAbi as Abi,
-          functionName: "charge",
-          args: [batchId, consumers, amounts],
-        },
-        isDone: () =>
-          chain.publicClient.readContract({
-            address: chain.addresses.contracts.InferenceEscrow,
-            abi: inferenceEscrowAbi,
-            functionName: "chargeBatchApplied",
-            args: [batchId],
-          }),
-      });
-    }
-    return specs;
-  }
-
   /** postEpoch with the quorum's signatures (sorted by signer, as the contract wants). */
   async postSpec(epoch: EpochRow): Promise<IntentSpec> {
     const chain = await this.chain();
@@ -386,13 +363,12 @@ export class EpochManager {
       epoch = { ...epoch, status: "attested" };
     }
     if (epoch.status === "attested" || epoch.status === "posted") {
-      // 1. Charge the epoch's consumers (the escrow's settledUndrawn then funds the draw).
-      for (const spec of await this.chargeSpecs(epoch)) await executeIntent(this.db, chain, spec);
+      // Its fees were charged before it closed. `posted`: the root is on its way to the chain.
       if (epoch.status === "attested") {
         await this.db.$executeRawUnsafe(`UPDATE epochs SET status = 'posted' WHERE id = $1`, epoch.id);
         epoch = { ...epoch, status: "posted" };
       }
-      // 2. Post the root; the distributor draws the epoch total from the escrow in the same call.
+      // The distributor draws the epoch total from the escrow in the same call.
       const posted = await executeIntent(this.db, chain, await this.postSpec(epoch));
       await this.db.$executeRawUnsafe(
         `UPDATE epochs SET status = 'confirmed', post_tx_hash = COALESCE($2, post_tx_hash), confirmed_at = now() WHERE id = $1`,

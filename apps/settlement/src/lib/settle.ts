@@ -119,8 +119,11 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
 
   const inferences = await db.$queryRawUnsafe<InferenceRow[]>(
     `SELECT i.id::text AS id, i.account_address, i.input_tokens, i.output_tokens, i.status::text AS status,
-            i.created_at, m.owner_address, m.price_in_per_1k_wei::text AS price_in,
-            m.price_out_per_1k_wei::text AS price_out, (s.inference_id IS NOT NULL) AS settled
+            i.created_at, m.owner_address,
+            -- the prices it was served at (a later price change must not re-price it)
+            COALESCE(i.price_in_per_1k_wei, m.price_in_per_1k_wei)::text AS price_in,
+            COALESCE(i.price_out_per_1k_wei, m.price_out_per_1k_wei)::text AS price_out,
+            (s.inference_id IS NOT NULL) AS settled
        FROM inferences i JOIN models m ON m.id = i.model_id
        LEFT JOIN settlements s ON s.inference_id = i.id
       WHERE i.id = ANY($1::uuid[])`,

@@ -134,6 +134,101 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
     },
   );
 
+  const Deferral = z.object({
+    consumer: z.string(),
+    deferredWei: Wei.describe("Settled fees carried over: not charged, in no epoch yet"),
+    settlementCount: z.number().int(),
+    balanceWei: Wei.describe("The consumer's escrow balance at the last check"),
+    since: z.string(),
+    checkedAt: z.string(),
+  });
+  type DeferralRow = {
+    consumer: string;
+    deferred_wei: string;
+    settlement_count: number;
+    balance_wei: string;
+    since: Date;
+    checked_at: Date;
+  };
+  const DEFERRAL_COLUMNS = `consumer, deferred_wei::text AS deferred_wei, settlement_count, balance_wei::text AS balance_wei,
+    since, checked_at`;
+  const deferralOut = (d: DeferralRow): z.infer<typeof Deferral> => ({
+    consumer: d.consumer,
+    deferredWei: d.deferred_wei,
+    settlementCount: d.settlement_count,
+    balanceWei: d.balance_wei,
+    since: d.since.toISOString(),
+    checkedAt: d.checked_at.toISOString(),
+  });
+
+  app.get(
+    "/v1/deferrals",
+    {
+      schema: {
+        tags: ["ledger"],
+        summary: "Consumers whose escrow balance did not cover their settled fees (largest first)",
+        description:
+          "Their fees are carried over: not charged and in no epoch, so not yet claimable by the recipients. " +
+          "They are charged in a later epoch once the balance covers them (re-checked every epoch interval, " +
+          "or on POST /v1/epochs/close).",
+        querystring: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) }),
+        response: { 200: z.object({ deferrals: z.array(Deferral) }), 400: ErrorBody },
+      },
+    },
+    async (req) => {
+      const rows = await root.db.$queryRawUnsafe<DeferralRow[]>(
+        `SELECT ${DEFERRAL_COLUMNS} FROM escrow_deferrals ORDER BY deferred_wei DESC, consumer LIMIT $1`,
+        req.query.limit,
+      );
+      return { deferrals: rows.map(deferralOut) };
+    },
+  );
+
+  app.get(
+    "/v1/accounts/:address/billing",
+    {
+      schema: {
+        tags: ["ledger"],
+        summary: "A consumer's settled fees: charged in the escrow, or waiting (and why)",
+        params: z.object({ address: Address }),
+        response: {
+          200: z.object({
+            address: z.string(),
+            chargedWei: Wei.describe("Settled fees the escrow took"),
+            unchargedWei: Wei.describe(
+              "Settled fees not charged yet (waiting for the next epoch, or carried over)",
+            ),
+            unchargedSettlements: z.number().int(),
+            deferral: Deferral.nullable().describe("Set when the balance fell short at the last charge"),
+          }),
+          400: ErrorBody,
+        },
+      },
+    },
+    async (req) => {
+      const [sums] = await root.db.$queryRawUnsafe<{ charged: string; uncharged: string; n: number }[]>(
+        `SELECT COALESCE(sum(s.fee_wei) FILTER (WHERE c.status = 'applied' OR (s.charge_id IS NULL AND s.epoch_id IS NOT NULL)), 0)::text AS charged,
+                COALESCE(sum(s.fee_wei) FILTER (WHERE s.epoch_id IS NULL AND c.status IS DISTINCT FROM 'applied'), 0)::text AS uncharged,
+                (count(*) FILTER (WHERE s.epoch_id IS NULL AND c.status IS DISTINCT FROM 'applied'))::int AS n
+           FROM settlements s JOIN inferences i ON i.id = s.inference_id
+           LEFT JOIN escrow_charges c ON c.id = s.charge_id
+          WHERE i.account_address = $1 AND s.fee_wei > 0`,
+        req.params.address,
+      );
+      const [deferral] = await root.db.$queryRawUnsafe<DeferralRow[]>(
+        `SELECT ${DEFERRAL_COLUMNS} FROM escrow_deferrals WHERE consumer = $1`,
+        req.params.address,
+      );
+      return {
+        address: req.params.address,
+        chargedWei: sums?.charged ?? "0",
+        unchargedWei: sums?.uncharged ?? "0",
+        unchargedSettlements: sums?.n ?? 0,
+        deferral: deferral ? deferralOut(deferral) : null,
+      };
+    },
+  );
+
   app.get(
     "/v1/inferences/:id/settlement",
     {

@@ -1,0 +1,418 @@
+// Settlement safety on real Postgres, Redis and a local chain: a consumer whose escrow balance
+// falls short (withdrew, or overspent) no longer blocks everyone's epoch; their fees are carried
+// over and settle once they top up; inferences keep the price they were served at; the gateway's
+// `owed` does not count a fee the escrow already took.
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import {
+  createChainPublicClient,
+  createChainWalletClient,
+  inferenceEscrowAbi,
+  openTokenAbi,
+  rewardDistributorAbi,
+} from "@openledger/chain";
+import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { gatewayEnv, parseConfig } from "@openledger/config";
+import { Prisma } from "@openledger/db";
+import type { App } from "@openledger/service-kit";
+import { testEnvironment } from "@openledger/service-kit/testing";
+import type { Address, Hex } from "viem";
+// The gateway's own balance bookkeeping, against the same database and chain.
+import { GatewayState } from "../../gateway/src/gateway.ts";
+import { buildSettlement, settlementConfig } from "./app.ts";
+import { EPOCH_LOCK } from "./lib/epochs.ts";
+import { runtimeFor } from "./lib/runtime.ts";
+
+const TOKEN = "settlement-safety-admin-token";
+const OPEN = 10n ** 18n;
+/** 3 OPEN per 1k input tokens: an inference of 1,000 input tokens costs exactly 3 OPEN. */
+const PRICE_IN = 3n * OPEN;
+const PRICE_OUT = 7n;
+const MODEL = "adapter-safety";
+
+let chain: LocalChain;
+let env: Awaited<ReturnType<typeof testEnvironment>>;
+let app: App;
+let dir: string;
+let config: ReturnType<typeof settlementConfig>;
+let gateway: GatewayState;
+const log = { info() {}, warn() {}, error() {} };
+type Account = { address: string; privateKey: Hex };
+let alice: Account; // always funded
+let bob: Account; // withdraws below what he owes
+let carol: Account; // withdraws between planning and charging
+let owner: Account;
+
+const lower = (a: string) => a.toLowerCase();
+const C = () => {
+  assert.ok(chain.addresses);
+  return chain.addresses.contracts;
+};
+
+async function send(key: Hex, address: Address, abi: unknown, functionName: string, args: unknown[]) {
+  const wallet = createChainWalletClient({ rpcUrl: chain.rpcUrl, chainId: chain.chainId, privateKey: key });
+  const pub = createChainPublicClient({ rpcUrl: chain.rpcUrl, chainId: chain.chainId });
+  const hash = await wallet.writeContract({ address, abi, functionName, args } as never);
+  const receipt = await pub.waitForTransactionReceipt({ hash });
+  assert.equal(receipt.status, "success", `${functionName} reverted`);
+}
+
+function read<T>(address: Address, abi: unknown, functionName: string, args: unknown[] = []): Promise<T> {
+  const pub = createChainPublicClient({ rpcUrl: chain.rpcUrl, chainId: chain.chainId });
+  return pub.readContract({ address, abi, functionName, args } as never) as Promise<T>;
+}
+
+const escrowBalance = (a: Account) =>
+  read<bigint>(C().InferenceEscrow, inferenceEscrowAbi, "balanceOf", [a.address]);
+
+async function deposit(a: Account, amount: bigint) {
+  await send(a.privateKey, C().OpenToken, openTokenAbi, "approve", [C().InferenceEscrow, amount]);
+  await send(a.privateKey, C().InferenceEscrow, inferenceEscrowAbi, "deposit", [amount]);
+}
+
+/** Request, wait out the delay, withdraw: the escrow balance drops by `amount`. */
+async function withdraw(a: Account, amount: bigint) {
+  await send(a.privateKey, C().InferenceEscrow, inferenceEscrowAbi, "requestWithdrawal", [amount]);
+  await chain.increaseTime(24 * 3600 + 1);
+  await send(a.privateKey, C().InferenceEscrow, inferenceEscrowAbi, "withdraw", []);
+}
+
+/** An inference recorded by the gateway (prices of the moment), settled without attribution
+ *  (its deadline passed), so its fee is 3 OPEN at PRICE_IN. */
+async function inferAndSettle(a: Account, inputTokens = 1000): Promise<string> {
+  const id = await gateway.persistInference({
+    modelId: MODEL,
+    account: lower(a.address),
+    prompt: "p",
+    output: "o",
+    inputTokens,
+    outputTokens: 0,
+    ttftMs: null,
+    durationMs: null,
+  });
+  await app.db.inference.update({
+    where: { id },
+    data: { createdAt: new Date(Date.now() - 2 * config.SETTLEMENT_ATTRIBUTION_DEADLINE_MS) },
+  });
+  const outcome = await runtimeFor(app.db, config, log).settle(id);
+  assert.ok(outcome === "settled" || outcome === "already", outcome);
+  return id;
+}
+
+async function closeEpoch() {
+  return app.inject({
+    method: "POST",
+    url: "/v1/epochs/close",
+    headers: { authorization: `Bearer ${TOKEN}` },
+  });
+}
+
+async function reconcileOk() {
+  const r = (await app.inject({ method: "GET", url: "/v1/reconciliation" })).json();
+  assert.equal(r.ok, true, JSON.stringify(r.checks.filter((c: { ok: boolean }) => !c.ok)));
+}
+
+async function epochOf(inferenceId: string): Promise<number | null> {
+  const s = await app.db.settlement.findUniqueOrThrow({ where: { inferenceId } });
+  return s.epochId;
+}
+
+/** Ledger fees per epoch = the epoch total = what the distributor drew for it. */
+async function assertTotalsToTheWei() {
+  const [r] = await app.db.$queryRawUnsafe<{ fees: string; total: string }[]>(
+    `SELECT (SELECT COALESCE(sum(fee_wei), 0)::text FROM settlements WHERE epoch_id IS NOT NULL) AS fees,
+            (SELECT COALESCE(max(cumulative_total_wei), 0)::text FROM epochs WHERE status = 'confirmed') AS total`,
+  );
+  assert.equal(r!.fees, r!.total, "fees in epochs = the latest root's cumulative total");
+  assert.equal(
+    await read<bigint>(C().InferenceEscrow, inferenceEscrowAbi, "totalDrawn"),
+    BigInt(r!.total),
+    "drawn = the posted cumulative total",
+  );
+  assert.equal(
+    await read<bigint>(C().InferenceEscrow, inferenceEscrowAbi, "settledUndrawn"),
+    0n,
+    "nothing charged that no epoch drew",
+  );
+}
+
+/** Runs `fn` holding the epoch driver's lock (the app's own ticker stays out). */
+async function asTheOnlyDriver<T>(fn: () => Promise<T>): Promise<T> {
+  return app.db.$transaction(
+    async (tx) => {
+      await tx.$queryRawUnsafe(`SELECT pg_advisory_xact_lock($1)::text AS locked`, EPOCH_LOCK);
+      return fn();
+    },
+    { timeout: 60_000 },
+  );
+}
+
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "settlement-safety-"));
+  const addressesFile = path.join(dir, "addresses.json");
+  chain = await startLocalChain({ writeAddresses: addressesFile });
+  env = await testEnvironment("settlesafe");
+  const chainEnv = { CHAIN_RPC_URL: chain.rpcUrl, CHAIN_ADDRESSES_FILE: addressesFile };
+  config = settlementConfig({
+    ...env.env,
+    ...chainEnv,
+    SETTLEMENT_EPOCH_INTERVAL_MS: "0",
+    SETTLEMENT_RECHECK_MS: "100",
+    SETTLEMENT_ADMIN_TOKEN: TOKEN,
+  });
+  app = await buildSettlement(config);
+  gateway = new GatewayState(
+    parseConfig("gateway", gatewayEnv, {
+      ...env.env,
+      ...chainEnv,
+      GATEWAY_DATA_DIR: dir,
+      GATEWAY_BALANCE_CACHE_MS: "0",
+    }),
+    app.db,
+    app.producer,
+    app.log,
+  );
+  [alice, bob, carol, owner] = chain.accounts.users as [Account, Account, Account, Account];
+  const row = await app.db.model.create({
+    data: {
+      id: MODEL,
+      kind: "adapter",
+      ownerAddress: lower(owner.address),
+      contentHash: "cd".repeat(32),
+      priceInPer1kWei: new Prisma.Decimal(PRICE_IN.toString()),
+      priceOutPer1kWei: new Prisma.Decimal(PRICE_OUT.toString()),
+    },
+  });
+  gateway.models.set(MODEL, {
+    id: MODEL,
+    kind: "adapter",
+    ownerAddress: row.ownerAddress,
+    contentHash: row.contentHash,
+    priceInPer1kWei: PRICE_IN,
+    priceOutPer1kWei: PRICE_OUT,
+    createdAt: row.createdAt,
+  });
+  await deposit(alice, 1_000n * OPEN);
+  await deposit(bob, 10n * OPEN);
+  await deposit(carol, 5n * OPEN);
+});
+
+after(async () => {
+  await app?.close();
+  await chain?.stop();
+  await env?.cleanup();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe("a consumer short of escrow balance", () => {
+  test("withdrew below what they owe: the others settle, their covered fees too, the rest is carried over", async () => {
+    const a1 = await inferAndSettle(alice);
+    const a2 = await inferAndSettle(alice);
+    const b1 = await inferAndSettle(bob);
+    const b2 = await inferAndSettle(bob);
+    // Bob owes 6 OPEN and withdraws 6 of his 10: 4 left covers his older fee, not both.
+    await withdraw(bob, 6n * OPEN);
+    const res = await closeEpoch();
+    assert.equal(res.statusCode, 200, res.body);
+    const epoch = res.json().epoch;
+    assert.equal(epoch.status, "confirmed");
+    assert.equal(epoch.id, 1);
+    assert.equal(epoch.totalWei, (9n * OPEN).toString(), "alice's two fees and bob's older one");
+    for (const id of [a1, a2, b1]) assert.equal(await epochOf(id), 1);
+    assert.equal(await epochOf(b2), null, "bob's newer fee waits");
+    assert.equal(await escrowBalance(alice), 994n * OPEN);
+    assert.equal(await escrowBalance(bob), 1n * OPEN);
+    assert.equal(await read<bigint>(C().RewardDistributor, rewardDistributorAbi, "latestEpoch"), 1n);
+    const deferrals = (await app.inject({ method: "GET", url: "/v1/deferrals" })).json().deferrals;
+    assert.deepEqual(
+      deferrals.map((d: { consumer: string; deferredWei: string; settlementCount: number }) => [
+        d.consumer,
+        d.deferredWei,
+        d.settlementCount,
+      ]),
+      [[lower(bob.address), (3n * OPEN).toString(), 1]],
+    );
+    const billing = (await app.inject({ method: "GET", url: `/v1/accounts/${bob.address}/billing` })).json();
+    assert.equal(billing.unchargedWei, (3n * OPEN).toString());
+    assert.equal(billing.chargedWei, (3n * OPEN).toString());
+    assert.equal(billing.deferral.deferredWei, (3n * OPEN).toString());
+    // The gateway still counts bob's carried-over fee as owed (so it answers 402 until he tops up).
+    assert.equal(await gateway.owed(lower(bob.address)), 3n * OPEN);
+    assert.equal(await gateway.owed(lower(alice.address)), 0n);
+    await assertTotalsToTheWei();
+    await reconcileOk();
+  });
+
+  test("after a top-up the carried-over fee settles in a later epoch, once", async () => {
+    const b2 = (
+      await app.db.$queryRawUnsafe<{ id: string }[]>(
+        `SELECT s.inference_id::text AS id FROM settlements s WHERE s.epoch_id IS NULL`,
+      )
+    ).map((r) => r.id);
+    assert.equal(b2.length, 1);
+    await deposit(bob, 2n * OPEN);
+    const res = await closeEpoch();
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(res.json().epoch.id, 2);
+    assert.equal(res.json().epoch.totalWei, (3n * OPEN).toString());
+    assert.equal(await epochOf(b2[0]!), 2);
+    assert.equal(await escrowBalance(bob), 0n, "1 left + 2 topped up - 3 charged");
+    assert.deepEqual((await app.inject({ method: "GET", url: "/v1/deferrals" })).json().deferrals, []);
+    assert.equal(await gateway.owed(lower(bob.address)), 0n);
+    // Nothing else to close: a forced close answers the latest epoch, changes nothing.
+    const again = await closeEpoch();
+    assert.equal(again.json().epoch.id, 2);
+    assert.equal(await read<bigint>(C().InferenceEscrow, inferenceEscrowAbi, "totalCharged"), 12n * OPEN);
+    await assertTotalsToTheWei();
+    await reconcileOk();
+    // The model owner claims its whole share: the distributor pays exactly what the root says.
+    const claim = (await app.inject({ method: "GET", url: `/v1/accounts/${owner.address}/claim` })).json();
+    assert.equal(claim.cumulativeAmount, ((12n * OPEN * 3000n) / 10000n).toString());
+    await send(owner.privateKey, C().RewardDistributor, rewardDistributorAbi, "claim", [
+      BigInt(claim.epoch),
+      owner.address,
+      BigInt(claim.cumulativeAmount),
+      claim.proof,
+    ]);
+    await reconcileOk();
+  });
+
+  test("balance gone between planning and charging: the escrow skips that consumer, the batch still charges the others", async () => {
+    const a = await inferAndSettle(alice);
+    const c = await inferAndSettle(carol);
+    const rt = runtimeFor(app.db, config, log);
+    const planned = await asTheOnlyDriver(() => rt.epochs.charger.plan(true));
+    assert.equal(planned.length, 1);
+    assert.deepEqual(
+      planned[0]!.items.map((i) => i.consumer).sort(),
+      [lower(alice.address), lower(carol.address)].sort(),
+      "both covered when planned, in one batch",
+    );
+    await withdraw(carol, 5n * OPEN); // before the batch is sent
+    const res = await closeEpoch();
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(res.json().epoch.id, 3);
+    assert.equal(res.json().epoch.totalWei, (3n * OPEN).toString(), "alice's fee only");
+    assert.equal(await epochOf(a), 3);
+    assert.equal(await epochOf(c), null);
+    const charge = await app.db.escrowCharge.findUniqueOrThrow({ where: { id: planned[0]!.id } });
+    assert.equal(charge.status, "applied");
+    assert.equal(charge.chargedWei.toFixed(), (3n * OPEN).toString());
+    const outcomes = Object.fromEntries(
+      (charge.items as { consumer: string; outcome: string }[]).map((i) => [i.consumer, i.outcome]),
+    );
+    assert.deepEqual(outcomes, { [lower(alice.address)]: "charged", [lower(carol.address)]: "skipped" });
+    const s = await app.db.settlement.findUniqueOrThrow({ where: { inferenceId: c } });
+    assert.equal(s.chargeId, null, "released for a later round");
+    assert.equal(await escrowBalance(carol), 0n);
+    const deferral = await app.db.escrowDeferral.findUniqueOrThrow({
+      where: { consumer: lower(carol.address) },
+    });
+    assert.equal(deferral.deferredWei.toFixed(), (3n * OPEN).toString());
+    assert.equal(deferral.balanceWei.toFixed(), "0");
+    await assertTotalsToTheWei();
+    await reconcileOk();
+    // A timer tick (not forced) does not re-read carol's balance for every tick.
+    assert.equal(await rt.epochs.tick(), undefined);
+    // Carol tops up: her fee settles in the next epoch.
+    await deposit(carol, 3n * OPEN);
+    const later = await closeEpoch();
+    assert.equal(later.json().epoch.id, 4);
+    assert.equal(await epochOf(c), 4);
+    assert.equal(await escrowBalance(carol), 0n);
+    assert.equal(await app.db.escrowDeferral.count(), 0);
+    await assertTotalsToTheWei();
+    await reconcileOk();
+  });
+});
+
+describe("price at inference time", () => {
+  test("a price change after the inference does not change its fee", async () => {
+    const id = await gateway.persistInference({
+      modelId: MODEL,
+      account: lower(alice.address),
+      prompt: "p",
+      output: "o",
+      inputTokens: 1000,
+      outputTokens: 1000,
+      ttftMs: null,
+      durationMs: null,
+    });
+    const row = await app.db.inference.findUniqueOrThrow({ where: { id } });
+    assert.equal(row.priceInPer1kWei?.toFixed(), PRICE_IN.toString());
+    assert.equal(row.priceOutPer1kWei?.toFixed(), PRICE_OUT.toString());
+    const fee = PRICE_IN + PRICE_OUT;
+    assert.equal(await gateway.owed(lower(alice.address)), fee, "owed before settlement at the served price");
+    // The model's price goes up tenfold before settlement gets to the inference.
+    await app.db.model.update({
+      where: { id: MODEL },
+      data: {
+        priceInPer1kWei: new Prisma.Decimal((PRICE_IN * 10n).toString()),
+        priceOutPer1kWei: new Prisma.Decimal((PRICE_OUT * 10n).toString()),
+      },
+    });
+    await app.db.inference.update({
+      where: { id },
+      data: { createdAt: new Date(Date.now() - 2 * config.SETTLEMENT_ATTRIBUTION_DEADLINE_MS) },
+    });
+    assert.equal(await gateway.owed(lower(alice.address)), fee);
+    assert.equal(await runtimeFor(app.db, config, log).settle(id), "settled");
+    const s = await app.db.settlement.findUniqueOrThrow({ where: { inferenceId: id } });
+    assert.equal(s.feeWei.toFixed(), fee.toString());
+    await app.db.model.update({
+      where: { id: MODEL },
+      data: {
+        priceInPer1kWei: new Prisma.Decimal(PRICE_IN.toString()),
+        priceOutPer1kWei: new Prisma.Decimal(PRICE_OUT.toString()),
+      },
+    });
+    const res = await closeEpoch();
+    assert.equal(res.json().epoch.totalWei, fee.toString());
+    await reconcileOk();
+  });
+});
+
+describe("owed (the gateway's balance check)", () => {
+  test("a fee charged in the escrow is not owed again while its epoch waits to be posted", async () => {
+    const id = await inferAndSettle(alice);
+    const spendableBefore = await gateway.chain.spendable(lower(alice.address));
+    assert.equal(await gateway.owed(lower(alice.address)), 3n * OPEN);
+    await send(chain.accounts.guardian.privateKey, C().RewardDistributor, rewardDistributorAbi, "pause", []);
+    const rejected = await closeEpoch();
+    assert.equal(rejected.statusCode, 409, rejected.body);
+    const epoch = await app.db.epoch.findFirstOrThrow({ orderBy: { id: "desc" } });
+    assert.notEqual(epoch.status, "confirmed");
+    assert.equal(await epochOf(id), epoch.id);
+    // The escrow already took the fee: spendable dropped by it, so owed must not count it too.
+    assert.equal(await gateway.chain.spendable(lower(alice.address)), spendableBefore - 3n * OPEN);
+    assert.equal(await gateway.owed(lower(alice.address)), 0n);
+    // An unsettled inference is owed at its served price.
+    await gateway.persistInference({
+      modelId: MODEL,
+      account: lower(alice.address),
+      prompt: "p",
+      output: "o",
+      inputTokens: 2000,
+      outputTokens: 0,
+      ttftMs: null,
+      durationMs: null,
+    });
+    assert.equal(await gateway.owed(lower(alice.address)), 6n * OPEN);
+    await send(
+      chain.accounts.deployer.privateKey,
+      C().RewardDistributor,
+      rewardDistributorAbi,
+      "unpause",
+      [],
+    );
+    const ok = await closeEpoch();
+    assert.equal(ok.statusCode, 200, ok.body);
+    assert.equal(ok.json().epoch.id, epoch.id);
+    assert.equal(ok.json().epoch.status, "confirmed");
+    assert.equal(await gateway.owed(lower(alice.address)), 6n * OPEN);
+    await reconcileOk();
+  });
+});
