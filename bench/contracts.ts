@@ -230,6 +230,12 @@ try {
     [alice.address, bob.address, carol.address],
     [OPEN, OPEN, OPEN],
   ]);
+  // A consumer short of balance is skipped (ChargeSkipped), the others are charged.
+  await send(a.settlement, "InferenceEscrow.charge[3 consumers, 1 skipped]", c.InferenceEscrow, E, "charge", [
+    keccak256(toHex("b2-skip")),
+    [alice.address, bob.address, carol.address],
+    [OPEN, 10_000n * OPEN, OPEN],
+  ]);
   await send(a.deployer, "InferenceEscrow.setWithdrawalDelay", c.InferenceEscrow, E, "setWithdrawalDelay", [
     24 * 3600,
   ]);
