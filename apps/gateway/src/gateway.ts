@@ -4,6 +4,7 @@ import type { GatewayConfig } from "@openledger/config";
 import { type Db, Prisma, toWei } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import type { Producer } from "@openledger/queue";
+import { AccountRateLimiter } from "@openledger/serving-core";
 import { priceInference } from "@openledger/settlement-core";
 import type { FastifyBaseLogger } from "fastify";
 import { decodeEventLog, type Hex } from "viem";
@@ -83,6 +84,9 @@ export class GatewayState {
   readonly store: AdapterStore;
   readonly chain: ChainAccess;
   readonly smallModels: SmallModelRuntime;
+  /** Small models do not go through the engine's scheduler: their own per-account request bucket
+   *  (GATEWAY_RATE_REQUESTS_PER_MIN, separate from the engine's). */
+  readonly smallModelLimiter: AccountRateLimiter;
   host!: ModelHost;
   /** Max cost of requests admitted but not yet persisted, per account (wei). */
   readonly #reserved = new Map<string, bigint>();
@@ -100,6 +104,10 @@ export class GatewayState {
     this.smallModels = new SmallModelRuntime(
       repoPath(`${config.GATEWAY_DATA_DIR}/small-models`),
       config.GATEWAY_ATTRIBUTION_URL,
+    );
+    const rpm = config.GATEWAY_RATE_REQUESTS_PER_MIN;
+    this.smallModelLimiter = new AccountRateLimiter(() =>
+      rpm > 0 ? { requests: { capacity: rpm, refillPerMinute: rpm } } : undefined,
     );
   }
 
@@ -390,6 +398,22 @@ export class GatewayState {
       await this.db.chainIntent.update({ where: { key }, data: { status: "failed", error: message } });
       return { status: "failed", error: message };
     }
+  }
+
+  /**
+   * A servable model by id. A small model registered through another gateway replica is not in
+   * this process's map yet: it is looked up in Postgres and remembered (any replica can serve it,
+   * its graph comes from the attribution service). Adapters need their files on this node, so
+   * they are only found here after an upload to this node (or a restart).
+   */
+  async findModel(id: string): Promise<ServableModel | undefined> {
+    const hit = this.models.get(id);
+    if (hit) return hit;
+    const row = await this.db.model.findFirst({
+      where: { id, kind: "small_model", status: "active" },
+      include: { trainingVersions: { select: { datanetVersionId: true } } },
+    });
+    return row ? this.#remember(row, row.trainingVersions[0]?.datanetVersionId) : undefined;
   }
 
   /** The loaded classifier of a small model (its ONNX graph fetched and hash-checked on first use). */

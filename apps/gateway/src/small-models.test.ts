@@ -44,6 +44,7 @@ let root: string;
 let builderKey: string;
 let payerKey: string;
 let poorKey: string;
+let burstKey: string;
 let builder: string;
 const versions = {} as { labelled: string; unlabelled: string; unbuilt: string; offChain: string };
 
@@ -196,6 +197,7 @@ before(async () => {
       GATEWAY_THREADS: "1",
       GATEWAY_BALANCE_CACHE_MS: "0",
       GATEWAY_OUTBOX_SWEEP_MS: "600000",
+      GATEWAY_RATE_REQUESTS_PER_MIN: "20",
     }),
   );
   await app.listen({ port: 0, host: "127.0.0.1" });
@@ -204,23 +206,26 @@ before(async () => {
   db = gatewayState(app).db;
   await seed();
 
-  const [, payer, poor, b] = chain.accounts.users;
+  const [, payer, poor, b, burst] = chain.accounts.users;
   builder = b!.address.toLowerCase();
-  const { publicClient, walletClient } = createChainClients({
-    rpcUrl: chain.rpcUrl,
-    chainId: chain.chainId,
-    privateKey: payer!.privateKey as Hex,
-  });
   const c = chain.addresses!.contracts;
   const amount = 100n * OPEN;
-  for (const [address, abi, functionName, args] of [
-    [c.OpenToken, openTokenAbi, "approve", [c.InferenceEscrow, amount]],
-    [c.InferenceEscrow, inferenceEscrowAbi, "deposit", [amount]],
-  ] as const) {
-    const hash = await walletClient.writeContract({ address, abi, functionName, args } as never);
-    await publicClient.waitForTransactionReceipt({ hash });
+  for (const user of [payer!, burst!]) {
+    const { publicClient, walletClient } = createChainClients({
+      rpcUrl: chain.rpcUrl,
+      chainId: chain.chainId,
+      privateKey: user.privateKey as Hex,
+    });
+    for (const [address, abi, functionName, args] of [
+      [c.OpenToken, openTokenAbi, "approve", [c.InferenceEscrow, amount]],
+      [c.InferenceEscrow, inferenceEscrowAbi, "deposit", [amount]],
+    ] as const) {
+      const hash = await walletClient.writeContract({ address, abi, functionName, args } as never);
+      await publicClient.waitForTransactionReceipt({ hash });
+    }
   }
   payerKey = await createKey(payer!.address);
+  burstKey = await createKey(burst!.address);
   poorKey = await createKey(poor!.address);
   builderKey = await createKey(b!.address);
 
@@ -498,6 +503,53 @@ test("the OpenAI routes' checks hold for small models: 401, 402, 404, 400", asyn
     (err: InstanceType<typeof OpenAI.APIError>) => err.status === 400 && err.param === "messages",
   );
   assert.equal(await db.inference.count(), before, "refused requests record nothing");
+});
+
+test("a small model registered through another gateway replica is served here (looked up in Postgres)", async () => {
+  const index = await db.attributionIndex.findUniqueOrThrow({
+    where: { datanetVersionId_kind: { datanetVersionId: versions.labelled, kind: "influence" } },
+  });
+  // What another replica's registration leaves behind: the rows, not this process's memory.
+  await db.model.create({
+    data: {
+      id: "spam-filter-elsewhere",
+      kind: "small_model",
+      ownerAddress: builder,
+      contentHash: index.blobHash!,
+      priceInPer1kWei: "1000",
+      priceOutPer1kWei: "1000",
+      trainingVersions: { create: [{ datanetVersionId: versions.labelled }] },
+    },
+  });
+  assert.equal(gatewayState(app).models.has("spam-filter-elsewhere"), false);
+  const res = await client(payerKey).completions.create({
+    model: "spam-filter-elsewhere",
+    prompt: SPAM_PROMPT,
+  });
+  assert.equal(res.choices[0]!.text, "spam");
+  assert.ok((await client(payerKey).models.list()).data.some((m) => m.id === "spam-filter-elsewhere"));
+});
+
+test("small models have a per-account request bucket: 429 with Retry-After, nothing recorded", async () => {
+  const openai = client(burstKey);
+  let limited: InstanceType<typeof OpenAI.APIError> | undefined;
+  let served = 0;
+  // Bounded: 20 per minute with a full bucket, so the limit is met well within 40 requests.
+  for (let i = 0; i < 40 && !limited; i++) {
+    const before = await db.inference.count();
+    try {
+      await openai.completions.create({ model: "spam-filter", prompt: HAM_PROMPT });
+      served++;
+    } catch (err) {
+      limited = err as InstanceType<typeof OpenAI.APIError>;
+      assert.equal(await db.inference.count(), before, "a limited request records nothing");
+    }
+  }
+  assert.ok(limited, "the bucket ran out");
+  assert.equal(limited.status, 429);
+  assert.equal(limited.code, "rate_limited");
+  assert.ok(Number(limited.headers?.get("retry-after")) >= 1);
+  assert.ok(served >= 20, `served ${served} before the limit`);
 });
 
 test("a restarted gateway serves the model from its own copy; retiring stops serving", async () => {

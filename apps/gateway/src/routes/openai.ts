@@ -487,6 +487,8 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
     let inferenceId: string;
     let label: string;
     try {
+      // After the balance check, as the engine admits adapters' requests (429 with Retry-After).
+      state.smallModelLimiter.admit(account, 0, Date.now());
       label = (await classifier.classify(text)).label;
       const ms = Math.round(performance.now() - started);
       inferenceId = await state.persistInference({
@@ -581,7 +583,7 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
       const body = request.body as z.infer<typeof CompletionBody>;
       if (body.echo) throw badParam("echo is not supported", "echo", "unsupported_value");
       const promptText = typeof body.prompt === "string" ? body.prompt : body.prompt[0]!;
-      const small = state.models.get(body.model);
+      const small = await state.findModel(body.model);
       if (small?.kind === "small_model")
         return runSmallModel(request, reply, body, small, promptText, "completion");
       const tok = state.host.tokenizer;
@@ -599,7 +601,7 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
         role: m.role === "developer" ? "system" : m.role,
         content: typeof m.content === "string" ? m.content : m.content.map((c) => c.text).join(""),
       }));
-      const small = state.models.get(body.model);
+      const small = await state.findModel(body.model);
       if (small?.kind === "small_model") {
         // A classifier labels one text: the last user message (instructions in system messages
         // would only add noise to its features). That text is what is stored and attributed.
