@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { ModelKind as ChainModelKind, modelRegistryAbi } from "@openledger/chain";
+import { ModelKind as ChainModelKind } from "@openledger/chain";
 import type { GatewayConfig } from "@openledger/config";
 import { type Db, Prisma, toWei } from "@openledger/db";
 import { AppError } from "@openledger/errors";
@@ -7,9 +7,17 @@ import type { Producer } from "@openledger/queue";
 import { AccountRateLimiter } from "@openledger/serving-core";
 import { priceInference } from "@openledger/settlement-core";
 import type { FastifyBaseLogger } from "fastify";
-import { decodeEventLog, type Hex } from "viem";
+import type { Hex } from "viem";
 import { AdapterStore } from "./adapter-store.ts";
-import { ChainAccess } from "./chain.ts";
+import {
+  ChainAccess,
+  driveRegistration,
+  REGISTRATION_KIND,
+  type Registration,
+  type RegistrationOutcome,
+  registrationPayload,
+  sweepRegistrations,
+} from "./chain.ts";
 import type { ModelHost } from "./model-host.ts";
 import { repoPath } from "./model-host.ts";
 import { type LoadedSmallModel, SmallModelRuntime, SmallModelUnavailable } from "./small-models.ts";
@@ -62,17 +70,6 @@ export function hashApiKey(key: string): string {
 }
 
 const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
-
-/** ModelRegistry.Registration as viem encodes it. */
-interface Registration {
-  kind: number;
-  contentHash: Hex;
-  baseModel: Hex;
-  trainedOn: { datanetId: bigint; version: number }[];
-  pricePer1kInput: bigint;
-  pricePer1kOutput: bigint;
-  metadataURI: string;
-}
 
 /**
  * The gateway's state around the engine: servable models (base + active adapters,
@@ -269,7 +266,7 @@ export class GatewayState {
     onChain?: boolean;
   }): Promise<{
     model: ServableModel;
-    chain: { status: string; txHash?: string; chainModelId?: string; error?: string };
+    chain: RegistrationOutcome | { status: "skipped" };
   }> {
     const onChain = input.onChain ?? this.config.GATEWAY_CHAIN_REGISTRATION;
     const versions = input.datanetVersionIds.length
@@ -326,15 +323,8 @@ export class GatewayState {
           await tx.chainIntent.create({
             data: {
               key: intentKey,
-              kind: "ModelRegistry.registerModelFor",
-              payload: {
-                modelId: input.id,
-                owner: input.owner,
-                ...registration,
-                trainedOn: trainedOn.map((t) => ({ datanetId: t.datanetId.toString(), version: t.version })),
-                pricePer1kInput: input.priceIn.toString(),
-                pricePer1kOutput: input.priceOut.toString(),
-              },
+              kind: REGISTRATION_KIND,
+              payload: { ...registrationPayload(input.id, input.owner, registration) },
             },
           });
         }
@@ -348,56 +338,14 @@ export class GatewayState {
     }
     const model = this.#remember(row, small ? input.datanetVersionIds[0] : undefined);
     if (!onChain) return { model, chain: { status: "skipped" } };
-    return { model, chain: await this.#sendRegistration(intentKey, input.owner, registration, input.id) };
-  }
-
-  async #sendRegistration(
-    key: string,
-    owner: string,
-    registration: Registration,
-    modelId: string,
-  ): Promise<{ status: string; txHash?: string; chainModelId?: string; error?: string }> {
-    try {
-      const ctx = await this.chain.get();
-      if (!ctx.wallet) throw new Error("no operator key configured (GATEWAY_OPERATOR_PRIVATE_KEY)");
-      const txHash = await ctx.wallet.writeContract({
-        address: ctx.addresses.contracts.ModelRegistry,
-        abi: modelRegistryAbi,
-        functionName: "registerModelFor",
-        args: [owner as Hex, registration],
-      });
-      await this.db.chainIntent.update({ where: { key }, data: { status: "submitted", txHash } });
-      const receipt = await ctx.publicClient.waitForTransactionReceipt({ hash: txHash });
-      if (receipt.status !== "success") throw new Error(`transaction ${txHash} reverted`);
-      let chainModelId: bigint | undefined;
-      for (const log of receipt.logs) {
-        try {
-          const ev = decodeEventLog({ abi: modelRegistryAbi, data: log.data, topics: log.topics });
-          if (ev.eventName === "ModelRegistered") chainModelId = (ev.args as { modelId: bigint }).modelId;
-        } catch {
-          // another contract's event
-        }
-      }
-      await this.db.$transaction([
-        this.db.chainIntent.update({ where: { key }, data: { status: "confirmed" } }),
-        this.db.model.update({
-          where: { id: modelId },
-          data: {
-            chainModelId: chainModelId === undefined ? null : new Prisma.Decimal(chainModelId.toString()),
-          },
-        }),
-      ]);
-      return {
-        status: "confirmed",
-        txHash,
-        ...(chainModelId !== undefined ? { chainModelId: chainModelId.toString() } : {}),
-      };
-    } catch (err) {
-      const message = err instanceof Error ? err.message.split("\n")[0]! : String(err);
-      this.log.warn({ err, key }, "on-chain model registration failed");
-      await this.db.chainIntent.update({ where: { key }, data: { status: "failed", error: message } });
-      return { status: "failed", error: message };
-    }
+    // Sent now; if the chain fails, the intent stays pending and the sweeper retries it.
+    const chain = await driveRegistration(this.db, this.chain, intentKey);
+    if (chain.status !== "confirmed")
+      this.log.warn(
+        { key: intentKey, error: chain.error },
+        "on-chain model registration pending; will retry",
+      );
+    return { model, chain };
   }
 
   /**
@@ -516,6 +464,11 @@ export class GatewayState {
   startSweeper(): void {
     this.#sweeper = setInterval(() => {
       this.sweepOutbox().catch((err) => this.log.warn({ err }, "outbox sweep failed"));
+      if (this.config.GATEWAY_CHAIN_REGISTRATION) {
+        sweepRegistrations(this.db, this.chain).catch((err) =>
+          this.log.warn({ err }, "registration sweep failed"),
+        );
+      }
     }, this.config.GATEWAY_OUTBOX_SWEEP_MS);
     this.#sweeper.unref();
   }

@@ -1,216 +1,34 @@
-import type { Db } from "@openledger/db";
 import {
-  type Abi,
-  type Address,
-  BaseError,
-  ContractFunctionRevertedError,
-  encodeFunctionData,
-  type Hex,
-  keccak256,
-  TransactionNotFoundError,
-  TransactionReceiptNotFoundError,
-} from "viem";
+  executeIntent as executeChainIntent,
+  type IntentDb,
+  type IntentRow,
+  type IntentSpec,
+  submitIntent as submitChainIntent,
+} from "@openledger/chain";
 import type { SettlementChain } from "./chain.ts";
 
-/** One logical on-chain write. `isDone` reads the chain: has the effect already happened? */
-export interface IntentSpec {
-  key: string;
-  kind: string;
-  payload: Record<string, unknown>;
-  call: { address: Address; abi: Abi; functionName: string; args: readonly unknown[] };
-  isDone: () => Promise<boolean>;
-}
+// The intent protocol (record, sign, store hash + raw bytes, broadcast, confirm from the receipt)
+// lives in @openledger/chain, shared with the gateway; settlement sends with its settler key.
+export { IntentRejectedError, type IntentSpec } from "@openledger/chain";
 
-interface IntentRow {
-  id: string;
-  status: "pending" | "submitted" | "confirmed" | "failed";
-  tx_hash: string | null;
-  raw_tx: string | null;
-}
+const signerOf = (chain: SettlementChain) => ({ publicClient: chain.publicClient, wallet: chain.settler });
 
-export class IntentRejectedError extends Error {
-  constructor(
-    readonly key: string,
-    readonly reason: string,
-  ) {
-    super(`chain intent ${key} rejected: ${reason}`);
-    this.name = "IntentRejectedError";
-  }
-}
-
-function reasonOf(err: unknown): string {
-  if (err instanceof BaseError) {
-    const revert = err.walk((e) => e instanceof ContractFunctionRevertedError);
-    if (revert instanceof ContractFunctionRevertedError) {
-      return revert.data?.errorName
-        ? `${revert.data.errorName}(${(revert.data.args ?? []).join(", ")})`
-        : revert.shortMessage;
-    }
-    return err.shortMessage;
-  }
-  return err instanceof Error ? err.message : String(err);
-}
-
-async function readIntent(db: Db, key: string): Promise<IntentRow> {
-  const rows = await db.$queryRawUnsafe<IntentRow[]>(
-    `SELECT id::text AS id, status::text AS status, tx_hash, payload->>'rawTx' AS raw_tx FROM chain_intents WHERE key = $1`,
-    key,
-  );
-  const row = rows[0];
-  if (!row) throw new Error(`chain intent ${key} vanished`);
-  return row;
-}
-
-async function markConfirmed(db: Db, id: string, txHash: string | null): Promise<void> {
-  await db.$executeRawUnsafe(
-    `UPDATE chain_intents SET status = 'confirmed', tx_hash = COALESCE($2, tx_hash), error = NULL, updated_at = now() WHERE id = $1::uuid`,
-    id,
-    txHash,
-  );
-}
-
-async function backToPending(db: Db, id: string, error: string): Promise<void> {
-  await db.$executeRawUnsafe(
-    `UPDATE chain_intents SET status = 'pending', tx_hash = NULL, payload = payload - 'rawTx', error = $2, updated_at = now()
-      WHERE id = $1::uuid`,
-    id,
-    error.slice(0, 2000),
-  );
-}
-
-/**
- * Step 1 + 2 of an on-chain write: record the intent (once per key), then sign the transaction
- * locally, record its hash and raw bytes (status `submitted`) BEFORE broadcasting it, then
- * broadcast. A crash at any point leaves a row that `executeIntent` can finish: the hash is
- * known before the transaction can exist, and re-broadcasting the same raw bytes (same nonce)
- * can never execute twice. Returns the row as it is after this step.
- */
-export async function submitIntent(
-  db: Db,
+/** Records the intent and submits it with the settler key (see @openledger/chain `submitIntent`). */
+export function submitIntent(
+  db: IntentDb,
   chain: SettlementChain,
   spec: IntentSpec,
-  /** Tests: stop right after recording the signed transaction, as a crash there would. */
   options: { crashBeforeBroadcast?: boolean } = {},
 ): Promise<IntentRow> {
-  await db.$executeRawUnsafe(
-    `INSERT INTO chain_intents (id, key, kind, payload, status, updated_at)
-     VALUES ($1::uuid, $2, $3, $4::jsonb, 'pending', now()) ON CONFLICT (key) DO NOTHING`,
-    crypto.randomUUID(),
-    spec.key,
-    spec.kind,
-    JSON.stringify(spec.payload, (_, v) => (typeof v === "bigint" ? v.toString() : v)),
-  );
-  let row = await readIntent(db, spec.key);
-  if (row.status !== "pending") return row;
-  // Already on chain (e.g. relayed by someone else): nothing to send.
-  if (await spec.isDone()) {
-    await markConfirmed(db, row.id, null);
-    return readIntent(db, spec.key);
-  }
-  const wallet = chain.settler;
-  try {
-    // Simulate first: a revert is reported with its reason and nothing is signed or sent.
-    await chain.publicClient.simulateContract({
-      ...spec.call,
-      account: wallet.account,
-    } as Parameters<typeof chain.publicClient.simulateContract>[0]);
-  } catch (err) {
-    const reason = reasonOf(err);
-    await backToPending(db, row.id, reason);
-    throw new IntentRejectedError(spec.key, reason);
-  }
-  const data = encodeFunctionData({
-    abi: spec.call.abi,
-    functionName: spec.call.functionName,
-    args: spec.call.args,
-  } as Parameters<typeof encodeFunctionData>[0]);
-  const request = await wallet.prepareTransactionRequest({
-    account: wallet.account,
-    chain: wallet.chain,
-    to: spec.call.address,
-    data,
-  });
-  const raw = await wallet.signTransaction(request as Parameters<typeof wallet.signTransaction>[0]);
-  const hash = keccak256(raw);
-  const claimed = await db.$executeRawUnsafe(
-    `UPDATE chain_intents SET status = 'submitted', tx_hash = $2, payload = payload || jsonb_build_object('rawTx', $3::text),
-            error = NULL, updated_at = now()
-      WHERE id = $1::uuid AND status = 'pending' AND tx_hash IS NULL`,
-    row.id,
-    hash,
-    raw,
-  );
-  if (claimed === 0) return readIntent(db, spec.key); // another worker got there first
-  if (options.crashBeforeBroadcast) return readIntent(db, spec.key);
-  try {
-    await wallet.sendRawTransaction({ serializedTransaction: raw });
-  } catch (err) {
-    // The node refused it (so it cannot be mined): forget this signed tx and retry later.
-    const reason = reasonOf(err);
-    await backToPending(db, row.id, reason);
-    throw new IntentRejectedError(spec.key, reason);
-  }
-  row = await readIntent(db, spec.key);
-  return row;
+  return submitChainIntent(db, signerOf(chain), spec, options);
 }
 
-/**
- * Drives an intent to `confirmed`: submits it when needed, then confirms from the receipt.
- * On restart after a crash: a submitted intent is confirmed from its receipt; a transaction the
- * node never saw is re-broadcast from its recorded raw bytes; a reverted one is re-checked
- * against the chain state (`isDone`) before anything is sent again. Throws IntentRejectedError
- * when the chain refuses the write (the intent stays pending and the next call retries).
- */
-export async function executeIntent(
-  db: Db,
+/** Drives the intent to `confirmed` with the settler key (see @openledger/chain `executeIntent`). */
+export function executeIntent(
+  db: IntentDb,
   chain: SettlementChain,
   spec: IntentSpec,
   options: { receiptTimeoutMs?: number } = {},
 ): Promise<{ txHash: string | null }> {
-  for (let round = 0; round < 3; round++) {
-    let row = await submitIntent(db, chain, spec);
-    if (row.status === "confirmed") return { txHash: row.tx_hash };
-    if (row.status !== "submitted" || !row.tx_hash)
-      throw new Error(`intent ${spec.key} in state ${row.status}`);
-    const hash = row.tx_hash as Hex;
-    let receipt = await chain.publicClient.getTransactionReceipt({ hash }).catch((err) => {
-      if (err instanceof TransactionReceiptNotFoundError) return undefined;
-      throw err;
-    });
-    if (!receipt) {
-      const known = await chain.publicClient.getTransaction({ hash }).catch((err) => {
-        if (err instanceof TransactionNotFoundError) return undefined;
-        throw err;
-      });
-      if (!known && row.raw_tx) {
-        try {
-          await chain.settler.sendRawTransaction({ serializedTransaction: row.raw_tx as Hex });
-        } catch (err) {
-          // Typically "nonce too low": its nonce went to another transaction, so this one can never be
-          // mined. Check whether the effect happened anyway, else start over with a new transaction.
-          if (await spec.isDone()) {
-            await markConfirmed(db, row.id, null);
-            return { txHash: row.tx_hash };
-          }
-          await backToPending(db, row.id, `rebroadcast failed: ${reasonOf(err)}`);
-          continue;
-        }
-      }
-      receipt = await chain.publicClient.waitForTransactionReceipt({
-        hash,
-        timeout: options.receiptTimeoutMs ?? 60_000,
-      });
-    }
-    if (receipt.status === "success") {
-      await markConfirmed(db, row.id, hash);
-      return { txHash: hash };
-    }
-    if (await spec.isDone()) {
-      await markConfirmed(db, row.id, null);
-      return { txHash: row.tx_hash };
-    }
-    await backToPending(db, row.id, `transaction ${hash} reverted`);
-    row = await readIntent(db, spec.key);
-  }
-  throw new IntentRejectedError(spec.key, "gave up after 3 rounds");
+  return executeChainIntent(db, signerOf(chain), spec, options);
 }

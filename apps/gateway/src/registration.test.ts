@@ -1,0 +1,181 @@
+// On-chain adapter registration is a chain intent retried by the sweeper: a chain that refuses the
+// transaction (down), or that takes it but whose answer is lost, still ends with the adapter
+// registered exactly once. Real Postgres and a real local chain; only the HTTP hop to the node
+// fails, through a proxy in front of it.
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import { createChainPublicClient, modelRegistryAbi } from "@openledger/chain";
+import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { gatewayEnv, parseConfig } from "@openledger/config";
+import { createTestDatabase, type TestDatabase } from "@openledger/db/testing";
+import type { Producer } from "@openledger/queue";
+import type { FastifyBaseLogger } from "fastify";
+import type { Hex } from "viem";
+import { sweepRegistrations } from "./chain.ts";
+import { GatewayState } from "./gateway.ts";
+import type { ModelHost } from "./model-host.ts";
+
+/** Forwards JSON-RPC to the node, except `eth_sendRawTransaction` while a fault is set:
+ *  "refuse" answers 503 without forwarding; "lose-response" forwards (the node takes the
+ *  transaction) but answers 502. */
+class FlakyRpc {
+  fault: "refuse" | "lose-response" | undefined;
+  forwardedSends = 0;
+  readonly #server: Server;
+  url = "";
+
+  constructor(private readonly target: string) {
+    this.#server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", async () => {
+        const body = Buffer.concat(chunks).toString("utf8");
+        const isSend = body.includes('"eth_sendRawTransaction"');
+        if (isSend && this.fault === "refuse") {
+          res.writeHead(503).end("node down");
+          return;
+        }
+        const upstream = await fetch(this.target, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body,
+        });
+        const text = await upstream.text();
+        if (isSend) this.forwardedSends++;
+        if (isSend && this.fault === "lose-response") {
+          res.writeHead(502).end("bad gateway");
+          return;
+        }
+        res.writeHead(upstream.status, { "content-type": "application/json" }).end(text);
+      });
+    });
+  }
+
+  async start(): Promise<void> {
+    await new Promise<void>((r) => this.#server.listen(0, "127.0.0.1", r));
+    const addr = this.#server.address();
+    assert.ok(addr && typeof addr === "object");
+    this.url = `http://127.0.0.1:${addr.port}`;
+  }
+
+  stop(): Promise<void> {
+    return new Promise((r) => this.#server.close(() => r()));
+  }
+}
+
+let chain: LocalChain;
+let database: TestDatabase;
+let rpc: FlakyRpc;
+let state: GatewayState;
+let dir: string;
+const silent = { warn() {}, info() {}, error() {}, debug() {} } as unknown as FastifyBaseLogger;
+const BASE_HASH = "ab".repeat(32);
+
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "gw-registration-"));
+  const addressesFile = path.join(dir, "addresses.json");
+  chain = await startLocalChain({ writeAddresses: addressesFile });
+  database = await createTestDatabase("gwreg");
+  rpc = new FlakyRpc(chain.rpcUrl);
+  await rpc.start();
+  const config = parseConfig("gateway", gatewayEnv, {
+    DATABASE_URL: database.url,
+    CHAIN_RPC_URL: rpc.url,
+    CHAIN_ADDRESSES_FILE: addressesFile,
+    GATEWAY_DATA_DIR: dir,
+    LOG_LEVEL: "silent",
+  });
+  // Registration needs no queue and, of the model host, only the base model's content hash.
+  state = new GatewayState(config, database.db, {} as Producer, silent);
+  state.host = { contentHash: BASE_HASH } as unknown as ModelHost;
+});
+
+after(async () => {
+  await rpc?.stop();
+  await chain?.stop();
+  await database?.drop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const pub = () => createChainPublicClient({ rpcUrl: chain.rpcUrl, chainId: chain.chainId });
+
+async function registrations(contentHash: string): Promise<number> {
+  const logs = await pub().getContractEvents({
+    address: chain.addresses!.contracts.ModelRegistry,
+    abi: modelRegistryAbi,
+    eventName: "ModelRegistered",
+    fromBlock: 0n,
+  });
+  return logs.filter((l) => l.args.contentHash === `0x${contentHash}`).length;
+}
+
+function register(id: string, contentHash: string) {
+  return state.registerAdapter({
+    id,
+    owner: chain.accounts.users[0]!.address.toLowerCase(),
+    contentHash,
+    priceIn: 1000n,
+    priceOut: 2000n,
+    datanetVersionIds: [],
+    onChain: true,
+  });
+}
+
+async function assertRegisteredOnce(id: string, contentHash: string) {
+  const intent = await database.db.chainIntent.findUniqueOrThrow({
+    where: { key: `model.register:${contentHash}` },
+  });
+  assert.equal(intent.status, "confirmed");
+  const onChainId = await pub().readContract({
+    address: chain.addresses!.contracts.ModelRegistry,
+    abi: modelRegistryAbi,
+    functionName: "modelIdByContentHash",
+    args: [`0x${contentHash}` as Hex],
+  });
+  assert.ok(onChainId > 0n);
+  const row = await database.db.model.findUniqueOrThrow({ where: { id } });
+  assert.equal(row.chainModelId?.toFixed(0), onChainId.toString());
+  assert.equal(await registrations(contentHash), 1, "registered once");
+}
+
+test("the chain refuses the registration: it stays pending, and the sweeper registers it once", async () => {
+  const hash = "c1".repeat(32);
+  rpc.fault = "refuse";
+  const first = await register("adapter-refused", hash);
+  assert.equal(first.chain.status, "pending", JSON.stringify(first.chain));
+  assert.ok("error" in first.chain && first.chain.error, "the reason is reported");
+  const pending = await database.db.chainIntent.findUniqueOrThrow({
+    where: { key: `model.register:${hash}` },
+  });
+  assert.equal(pending.status, "pending");
+  assert.ok(pending.error);
+  assert.equal(await registrations(hash), 0);
+  // Still down: a sweep changes nothing.
+  assert.equal(await sweepRegistrations(database.db, state.chain, { olderThanMs: 0 }), 0);
+  assert.equal(await registrations(hash), 0);
+  rpc.fault = undefined;
+  assert.equal(await sweepRegistrations(database.db, state.chain, { olderThanMs: 0 }), 1);
+  await assertRegisteredOnce("adapter-refused", hash);
+  // Nothing left to sweep.
+  assert.equal(await sweepRegistrations(database.db, state.chain, { olderThanMs: 0 }), 0);
+  assert.equal(await registrations(hash), 1);
+});
+
+test("the node takes the transaction but its answer is lost: the retry finds it on chain and sends nothing", async () => {
+  const hash = "c2".repeat(32);
+  rpc.fault = "lose-response";
+  const sendsBefore = rpc.forwardedSends;
+  const first = await register("adapter-lost-answer", hash);
+  assert.notEqual(first.chain.status, "confirmed");
+  assert.ok(rpc.forwardedSends > sendsBefore, "the node got the transaction");
+  rpc.fault = undefined;
+  const operator = chain.accounts.operator.address;
+  const nonce = await pub().getTransactionCount({ address: operator });
+  assert.equal(await sweepRegistrations(database.db, state.chain, { olderThanMs: 0 }), 1);
+  assert.equal(await pub().getTransactionCount({ address: operator }), nonce, "nothing sent again");
+  await assertRegisteredOnce("adapter-lost-answer", hash);
+});
