@@ -172,7 +172,12 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
 
   app.get(
     "/v1/models",
-    { schema: { tags: ["openai"], summary: "Servable models: the base model and active adapters" } },
+    {
+      schema: {
+        tags: ["openai"],
+        summary: "Servable models: the base model, active adapters and active small models",
+      },
+    },
     async () => ({
       object: "list",
       data: [...state.models.values()].map((m) => ({
