@@ -16,12 +16,13 @@
  *
  *   npm run bench:gateway                 human table (progress on stderr)
  *   npm run bench:gateway -- --json       one JSON object on stdout
- *   options: --configs tiny,smollm  --adapters 10,1000,10000  --rounds 3  --quick (tiny, 10 and 1000)
+ *   options: --configs tiny,smollm  --adapters 10,1000,10000  --rounds N (default: 6 tiny, 4 SmolLM)  --quick (tiny, 10 and 1000)
  */
 import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createChainClients, inferenceEscrowAbi, OPEN, openTokenAbi } from "@openledger/chain";
 import { startLocalChain } from "@openledger/chain/testing";
 import { createTestDatabase } from "@openledger/db/testing";
@@ -52,13 +53,21 @@ const ADAPTER_COUNTS = argStr("--adapters", QUICK ? "10,1000" : "10,1000,10000")
   .map(Number);
 const RANK = 16;
 const ZIPF_S = 1.1;
-const ROUNDS = Number(argStr("--rounds", "3"));
+const ROUNDS_ARG = args.includes("--rounds") ? Number(argStr("--rounds", "4")) : undefined;
 
-/** Load per config: SmolLM steps are ~100x slower on this CPU, so its load is scaled down. */
+/**
+ * Load per config. Tiny: a slice takes only seconds, so 6 interleaved slices of 4
+ * requests per client keep one slow second of the shared machine from deciding the ratio.
+ * SmolLM steps are ~100x slower on this CPU, so it has fewer clients; its request count is
+ * sized for a steady state (each client runs 8 requests of 32 tokens per arm, in 4
+ * interleaved slices of 2, so most of the run has every client in flight and the RAM tier
+ * has turned over) while the whole bench stays around 10-15 minutes.
+ */
 const LOAD = {
   tiny: {
     clients: 64,
-    requests: 384,
+    requests: 1536,
+    rounds: 6,
     maxTokens: 32,
     weightFiles: 64,
     slots: 65,
@@ -67,8 +76,9 @@ const LOAD = {
   },
   smollm: {
     clients: 16,
-    requests: 32,
-    maxTokens: 16,
+    requests: 128,
+    rounds: 4,
+    maxTokens: 32,
     weightFiles: 8,
     slots: 17,
     ramBytes: 512 << 20,
@@ -97,8 +107,19 @@ interface Run {
   maxTokens: number;
   memoryBoundTokPerSec?: number;
   memoryBoundRatio?: number;
+  /** Same as memoryBoundRatio (the issue's name for it). */
+  memTrafficBoundRatio?: number;
+  /** Mean rows per engine step (batch occupancy), Zipf load and single-adapter baseline. */
+  rowsPerStep: number;
+  singleRowsPerStep: number;
   ramLoads: number;
+  /** Cold loads (disk -> RAM) during the Zipf load = ramLoads. */
+  coldLoads: number;
   slotMisses: number;
+  /** Event-loop delay p99 / max during the Zipf load (a load on the main thread shows here). */
+  eventLoopDelayP99Ms: number;
+  eventLoopDelayMaxMs: number;
+  singleEventLoopDelayP99Ms: number;
 }
 
 // ---------------------------------------------------------------- helpers
@@ -164,7 +185,7 @@ function bytesToUnicode(): string[] {
 }
 
 /** A byte-level BPE tokenizer.json covering the whole SmolLM vocab (ids past the bytes are
- *  two-symbol tokens with no merges: encoding is per byte, every sampled id decodes). */
+ *  multi-character tokens with no merges: encoding is per byte, every sampled id decodes). */
 function smollmTokenizer(vocabSize: number) {
   const specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
   const chars = bytesToUnicode();
@@ -173,8 +194,20 @@ function smollmTokenizer(vocabSize: number) {
     vocab[s] = i;
   });
   for (const ch of chars) vocab[ch] = Object.keys(vocab).length;
+  // Ids past the bytes are strings of 2-3 printable ASCII characters: every sampled id then
+  // decodes to valid UTF-8. (Two arbitrary byte symbols often decode to an incomplete UTF-8
+  // sequence, which the route rightly holds back until its next bytes arrive; with random
+  // weights some adapters then streamed nothing until the end, and TTFT measured the whole
+  // request.)
+  const printable = Array.from({ length: 94 }, (_, i) => String.fromCharCode(33 + i));
   for (let id = Object.keys(vocab).length, k = 0; id < vocabSize; k++) {
-    const tok = chars[k % 256]! + chars[Math.floor(k / 256) % 256]!;
+    const len = k < 94 * 94 ? 2 : 3;
+    let n = len === 2 ? k : k - 94 * 94;
+    let tok = "";
+    for (let j = 0; j < len; j++) {
+      tok += printable[n % 94]!;
+      n = Math.floor(n / 94);
+    }
     if (vocab[tok] === undefined) vocab[tok] = id++;
   }
   return {
@@ -226,6 +259,8 @@ interface LoadResult {
   tokens: number;
   seconds: number;
   ttfts: number[];
+  /** Per request, in issue order: the model and its TTFT (for the slowest-requests log). */
+  slow: { model: string; ttftMs: number; totalMs: number }[];
   errors: number;
 }
 
@@ -240,17 +275,20 @@ async function drive(
   let tokens = 0;
   let errors = 0;
   const ttfts: number[] = [];
+  const slow: LoadResult["slow"] = [];
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: load.clients }, async (_, c) => {
       while (issued < load.requests) {
         const i = issued++;
         const start = performance.now();
+        const model = pick(i);
+        let ttft = 0;
         const res = await fetch(`${baseURL}/v1/completions`, {
           method: "POST",
           headers: { "content-type": "application/json", authorization: `Bearer ${keys[c % keys.length]}` },
           body: JSON.stringify({
-            model: pick(i),
+            model,
             prompt: `Note ${i % 100}:`,
             max_tokens: load.maxTokens,
             temperature: 0,
@@ -268,7 +306,8 @@ async function drive(
         const decoder = new TextDecoder();
         for await (const part of res.body) {
           if (first) {
-            ttfts.push(performance.now() - start);
+            ttft = performance.now() - start;
+            ttfts.push(ttft);
             first = false;
           }
           buf += decoder.decode(part as Uint8Array, { stream: true });
@@ -283,10 +322,12 @@ async function drive(
             at = buf.indexOf("\n\n");
           }
         }
+        slow.push({ model, ttftMs: ttft, totalMs: performance.now() - start });
       }
     }),
   );
-  return { tokens, seconds: (performance.now() - t0) / 1000, ttfts, errors };
+  slow.sort((x, y) => y.ttftMs - x.ttftMs);
+  return { tokens, seconds: (performance.now() - t0) / 1000, ttfts, slow: slow.slice(0, 3), errors };
 }
 
 // ---------------------------------------------------------------- main
@@ -388,8 +429,12 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     loads: number;
     slotMisses: number;
     rss: number;
+    loopP99: number;
+    loopMax: number;
   }
   const empty = (): Acc => ({
+    loopP99: 0,
+    loopMax: 0,
     tokens: 0,
     seconds: 0,
     ttfts: [],
@@ -405,10 +450,20 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     const before = stepTotals();
     const cacheBefore = host.cache.metrics();
     peakRss = process.memoryUsage().rss;
+    const loop = monitorEventLoopDelay({ resolution: 5 });
+    loop.enable();
     const r = await drive(baseURL, keys, { ...load, requests: count }, (i) => pick(offset + i));
+    loop.disable();
+    acc.loopP99 = Math.max(acc.loopP99, loop.percentile(99) / 1e6);
+    acc.loopMax = Math.max(acc.loopMax, loop.max / 1e6);
     const after = stepTotals();
     const cacheAfter = host.cache.metrics();
     if (r.errors) throw new Error(`${r.errors} requests failed`);
+    log(
+      `  slice: ${r.tokens} tokens in ${r.seconds.toFixed(1)} s; slowest TTFT ${r.slow
+        .map((x) => `${x.model} ${x.ttftMs.toFixed(0)}/${x.totalMs.toFixed(0)} ms`)
+        .join(", ")}`,
+    );
     acc.tokens += r.tokens;
     acc.seconds += r.seconds;
     acc.ttfts.push(...r.ttfts);
@@ -430,11 +485,13 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
       ram: host.cache.metrics().ram.bytesInUse,
       loads: acc.loads,
       slotMisses: acc.slotMisses,
+      loopP99: acc.loopP99,
+      loopMax: acc.loopMax,
     };
     log(
       `${name} ${label}: ${acc.tokens} tokens in ${acc.seconds.toFixed(1)} s = ${out.tokPerSec.toFixed(0)} tok/s, ` +
         `TTFT p50 ${out.p50.toFixed(0)} ms p99 ${out.p99.toFixed(0)} ms, distinct/step ${out.distinct.toFixed(1)}, ` +
-        `rows/step ${out.rows.toFixed(1)}, RAM loads ${out.loads}`,
+        `rows/step ${out.rows.toFixed(1)}, RAM loads ${out.loads}, event-loop delay p99 ${out.loopP99.toFixed(0)} ms max ${out.loopMax.toFixed(0)} ms`,
     );
     return out;
   };
@@ -452,11 +509,12 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
       const z = zipf(n, ZIPF_S, rand);
       const picks = Array.from({ length: load.requests }, () => `${name}-a${z()}`);
       // The machine is shared and its load swings within minutes: the single-adapter
-      // baseline and the Zipf load run interleaved in ROUNDS slices, each summed.
+      // baseline and the Zipf load run interleaved in `rounds` slices, each summed.
       const accSingle = empty();
       const accMulti = empty();
-      const per = Math.ceil(load.requests / ROUNDS);
-      for (let r = 0; r < ROUNDS; r++) {
+      const rounds = ROUNDS_ARG ?? load.rounds;
+      const per = Math.ceil(load.requests / rounds);
+      for (let r = 0; r < rounds; r++) {
         const count = Math.min(per, load.requests - r * per);
         await slice(accSingle, () => `${name}-a0`, r * per, count);
         await slice(accMulti, (i) => picks[i]!, r * per, count);
@@ -480,8 +538,14 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
         requests: load.requests,
         clients: load.clients,
         maxTokens: load.maxTokens,
+        rowsPerStep: Number(multi.rows.toFixed(1)),
+        singleRowsPerStep: Number(single.rows.toFixed(1)),
         ramLoads: multi.loads,
+        coldLoads: multi.loads,
         slotMisses: multi.slotMisses,
+        eventLoopDelayP99Ms: Number(multi.loopP99.toFixed(1)),
+        eventLoopDelayMaxMs: Number(multi.loopMax.toFixed(1)),
+        singleEventLoopDelayP99Ms: Number(single.loopP99.toFixed(1)),
       };
       if (name === "smollm") {
         // Memory-traffic bound (model-runtime issue), taking the single-adapter run (1 adapter
@@ -489,6 +553,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
         const bound = (single.tokPerSec * (baseB + adapterB)) / (baseB + multi.distinct * adapterB);
         run.memoryBoundTokPerSec = Math.round(bound);
         run.memoryBoundRatio = Number((multi.tokPerSec / bound).toFixed(3));
+        run.memTrafficBoundRatio = run.memoryBoundRatio;
       }
       runs.push(run);
     }
@@ -563,7 +628,8 @@ async function main() {
         "TTFT p50/p99 ms",
         "single TTFT p50/p99",
         "distinct/step",
-        "rows/step",
+        "rows/step (single)",
+        "loop delay p99 ms",
         "RSS MB",
         "mem-bound ratio",
       ];
@@ -579,7 +645,8 @@ async function main() {
             `${r.ttftP50Ms}/${r.ttftP99Ms}`,
             `${r.singleTtftP50Ms}/${r.singleTtftP99Ms}`,
             r.meanDistinctAdaptersPerStep,
-            r.meanBatchRows,
+            `${r.rowsPerStep} (${r.singleRowsPerStep})`,
+            r.eventLoopDelayP99Ms,
             Math.round(r.rssBytes / 2 ** 20),
             r.memoryBoundRatio ?? "-",
           ].join(" | "),

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { access, rename, rm } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { GatewayConfig } from "@openledger/config";
@@ -101,8 +102,10 @@ export class ModelHost {
     });
     // Cold adapters are read, decoded and laid out for the slots on worker threads: the
     // main thread keeps running decode steps meanwhile, and the slot write only stores
-    // the transferred buffer (no copy).
-    const loadPool = new AdapterLoadPool(model.config, runtime.slotLayout);
+    // the transferred buffer (no copy). More threads than concurrent loads would idle.
+    const loadPool = new AdapterLoadPool(model.config, runtime.slotLayout, {
+      threads: Math.min(2, availableParallelism(), config.GATEWAY_MAX_CONCURRENT_LOADS),
+    });
     await loadPool.warmUp();
     const cache = new AdapterCache<PreparedAdapter>({
       loader: {
