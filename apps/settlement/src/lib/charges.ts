@@ -105,25 +105,9 @@ export class EscrowCharger {
       list.push({ id: r.id, fee: BigInt(r.fee) });
       byConsumer.set(r.consumer, list);
     }
-    const consumers = [...byConsumer.keys()];
-    const balances = await this.#balances(chain, consumers);
+    const balances = await this.#balances(chain, [...byConsumer.keys()]);
 
-    const covered: { consumer: string; amount: bigint; ids: string[] }[] = [];
-    const short: { consumer: string; wei: bigint; count: number; balance: bigint }[] = [];
-    const clear: string[] = [];
-    for (const consumer of consumers) {
-      const fees = byConsumer.get(consumer) ?? [];
-      const balance = balances.get(consumer) ?? 0n;
-      // Oldest first while the balance covers them; the rest waits for a top-up.
-      let amount = 0n;
-      let n = 0;
-      while (n < fees.length && amount + fees[n]!.fee <= balance) amount += fees[n++]!.fee;
-      if (n > 0) covered.push({ consumer, amount, ids: fees.slice(0, n).map((f) => f.id) });
-      if (n < fees.length) {
-        const rest = fees.slice(n);
-        short.push({ consumer, wei: rest.reduce((t, f) => t + f.fee, 0n), count: rest.length, balance });
-      } else clear.push(consumer);
-    }
+    const { covered, short, clear } = planCharges(byConsumer, balances);
 
     const planned = await withTransaction(this.db, async (tx) => {
       const out: PlannedRow[] = [];
@@ -282,6 +266,39 @@ export class EscrowCharger {
     }
     return chain.publicClient.getTransactionReceipt({ hash });
   }
+}
+
+export interface ChargePlan {
+  /** Per consumer: the fees their balance covers (oldest first) and their sum. */
+  covered: { consumer: string; amount: bigint; ids: string[] }[];
+  /** Per consumer: what their balance does not cover (carried over). */
+  short: { consumer: string; wei: bigint; count: number; balance: bigint }[];
+  /** Consumers covered in full (a stale deferral of theirs is cleared). */
+  clear: string[];
+}
+
+/**
+ * Which fees each consumer's balance covers: their fees in the given order (oldest first), as
+ * long as the running sum stays within the balance; the first fee that does not fit and every
+ * later one wait (a later, smaller fee does not jump the queue). Pure; property-tested.
+ */
+export function planCharges(
+  feesByConsumer: ReadonlyMap<string, readonly { id: string; fee: bigint }[]>,
+  balances: ReadonlyMap<string, bigint>,
+): ChargePlan {
+  const plan: ChargePlan = { covered: [], short: [], clear: [] };
+  for (const [consumer, fees] of feesByConsumer) {
+    const balance = balances.get(consumer) ?? 0n;
+    let amount = 0n;
+    let n = 0;
+    while (n < fees.length && amount + fees[n]!.fee <= balance) amount += fees[n++]!.fee;
+    if (n > 0) plan.covered.push({ consumer, amount, ids: fees.slice(0, n).map((f) => f.id) });
+    if (n < fees.length) {
+      const rest = fees.slice(n);
+      plan.short.push({ consumer, wei: rest.reduce((t, f) => t + f.fee, 0n), count: rest.length, balance });
+    } else plan.clear.push(consumer);
+  }
+  return plan;
 }
 
 async function upsertDeferral(
