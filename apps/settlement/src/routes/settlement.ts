@@ -302,7 +302,8 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
         tags: ["epochs"],
         summary: "Close the current epoch now and drive it on chain (admin)",
         description:
-          "Finishes an epoch in flight first, else closes a new one when settlements with a non-zero total wait. " +
+          "Finishes an epoch in flight first, else charges the waiting fees in the escrow (re-reading the balances " +
+          "of consumers whose fees were carried over) and closes a new epoch over what was charged, when that is non-zero. " +
           "Bearer SETTLEMENT_ADMIN_TOKEN. 409 CONFLICT when the chain rejects a write (the intent stays and is retried).",
         response: {
           200: z.object({ epoch: EpochOut.nullable() }),
