@@ -1,7 +1,8 @@
 // Settlement safety on real Postgres, Redis and a local chain: a consumer whose escrow balance
 // falls short (withdrew, or overspent) no longer blocks everyone's epoch; their fees are carried
-// over and settle once they top up; inferences keep the price they were served at; the gateway's
-// `owed` does not count a fee the escrow already took.
+// over and settle once they top up; a charge mined before a crash is read back from the chain, not
+// sent again; inferences keep the price they were served at; the gateway's `owed` does not count a
+// fee the escrow already took.
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -24,6 +25,7 @@ import type { Address, Hex } from "viem";
 import { GatewayState } from "../../gateway/src/gateway.ts";
 import { buildSettlement, settlementConfig } from "./app.ts";
 import { EPOCH_LOCK } from "./lib/epochs.ts";
+import { executeIntent } from "./lib/intents.ts";
 import { runtimeFor } from "./lib/runtime.ts";
 
 const TOKEN = "settlement-safety-admin-token";
@@ -324,6 +326,52 @@ describe("a consumer short of escrow balance", () => {
     assert.equal(await epochOf(c), 4);
     assert.equal(await escrowBalance(carol), 0n);
     assert.equal(await app.db.escrowDeferral.count(), 0);
+    await assertTotalsToTheWei();
+    await reconcileOk();
+  });
+});
+
+describe("crash recovery of a charge", () => {
+  test("killed after the charge was mined but before its outcome was recorded: the outcome is read from the chain, nothing charged twice", async () => {
+    const id = await inferAndSettle(alice);
+    const rt = runtimeFor(app.db, config, log);
+    const chainCtx = await rt.chain();
+    const charged0 = await read<bigint>(C().InferenceEscrow, inferenceEscrowAbi, "totalCharged");
+    const balance0 = await escrowBalance(alice);
+    const planned = await asTheOnlyDriver(async () => {
+      const planned = await rt.epochs.charger.plan(true);
+      assert.equal(planned.length, 1);
+      // The "crashed" worker: the charge is mined and its intent confirmed, the outcome never recorded.
+      await executeIntent(app.db, chainCtx, rt.epochs.charger.spec(chainCtx, planned[0]!));
+      return planned;
+    });
+    assert.equal(await escrowBalance(alice), balance0 - 3n * OPEN);
+    const row = await app.db.escrowCharge.findUniqueOrThrow({ where: { id: planned[0]!.id } });
+    assert.equal(row.status, "planned");
+    // Its hash is forgotten too (as when an intent is confirmed from chain state): found by its event.
+    await app.db.chainIntent.update({
+      where: { key: `escrow.charge:${planned[0]!.id}` },
+      data: { txHash: null },
+    });
+    const pub = createChainPublicClient({ rpcUrl: chain.rpcUrl, chainId: chain.chainId });
+    const nonce = await pub.getTransactionCount({ address: chain.accounts.settlement.address });
+    const res = await closeEpoch();
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(res.json().epoch.totalWei, (3n * OPEN).toString());
+    assert.ok(await epochOf(id));
+    assert.equal(
+      await pub.getTransactionCount({ address: chain.accounts.settlement.address }),
+      nonce + 1,
+      "only the post was sent, the charge was not sent again",
+    );
+    assert.equal(
+      await read<bigint>(C().InferenceEscrow, inferenceEscrowAbi, "totalCharged"),
+      charged0 + 3n * OPEN,
+    );
+    assert.equal(await escrowBalance(alice), balance0 - 3n * OPEN, "charged once");
+    const applied = await app.db.escrowCharge.findUniqueOrThrow({ where: { id: planned[0]!.id } });
+    assert.equal(applied.status, "applied");
+    assert.ok(applied.txHash);
     await assertTotalsToTheWei();
     await reconcileOk();
   });
