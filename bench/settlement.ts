@@ -17,6 +17,7 @@
 //
 // Env: BENCH_INFERENCES (default 20000), BENCH_BASELINE_INFERENCES (2000), BENCH_SIGNED_INFERENCES
 // (1000), BENCH_CONCURRENCY (256), BENCH_RECIPIENTS (10,1000,100000).
+import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import {
   buildEarningsTree,
@@ -27,8 +28,9 @@ import {
 } from "@openledger/chain";
 import { startLocalChain } from "@openledger/chain/testing";
 import { parseConfig, settlementEnv } from "@openledger/config";
+import { createDb } from "@openledger/db";
 import { createTestDatabase } from "@openledger/db/testing";
-import { Producer, WorkerSet } from "@openledger/queue";
+import { completedInferenceIds, type JobPayload, jobId, Producer, WorkerSet } from "@openledger/queue";
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "@openledger/queue/testing";
 import { DEFAULT_SPLIT_BPS } from "@openledger/settlement-core";
 import { type Abi, type Address, type Hex, keccak256, toBytes, toHex } from "viem";
@@ -46,6 +48,10 @@ import {
 
 const json = process.argv.includes("--json");
 const N = Number(process.env.BENCH_INFERENCES ?? 20_000);
+const N_SINGLE = Number(process.env.BENCH_SINGLE_JOB_INFERENCES ?? 5_000);
+const N_DIRECT = Number(process.env.BENCH_LEDGER_ONLY_INFERENCES ?? 5_000);
+const PER_JOB = Number(process.env.BENCH_IDS_PER_JOB ?? 500);
+const JOB_CONCURRENCY = Number(process.env.BENCH_JOB_CONCURRENCY ?? 8);
 const N_BASE = Number(process.env.BENCH_BASELINE_INFERENCES ?? 2_000);
 const N_SIGNED = Number(process.env.BENCH_SIGNED_INFERENCES ?? 1_000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 256);
@@ -55,11 +61,14 @@ const silent = { info() {}, warn() {}, error() {} };
 
 const chain = await startLocalChain();
 const database = await createTestDatabase("bench-settlement");
-const db = database.db;
+// Our own client, named, so the Postgres backends serving this run can be found (their CPU time).
+const APP_NAME = `bench-settlement-${process.pid}`;
+const db = createDb(`${database.url}&application_name=${APP_NAME}`, { maxConnections: 8 });
+const TICKS_PER_SEC = 100; // USER_HZ on Linux
 const prefix = uniquePrefix("bench-settlement");
 const out: Record<string, unknown> = {};
-/** Node CPU time (this process: workers + ledger code, not Redis/Postgres) per 1,000 inferences, ms. */
-const cpuMsPer1k: Record<string, number> = {};
+/** CPU time per 1,000 inferences, ms: this process (workers + ledger code) and its Postgres backends. */
+const cpuMsPer1k: Record<string, { node: number; postgres: number }> = {};
 
 // Deterministic pseudo-random numbers and distinct addresses, so runs are comparable.
 let seed = 0x5e771e;
@@ -171,22 +180,72 @@ try {
     return ids;
   }
 
-  /** Enqueues the ids (untimed), then times workers draining them into the ledger. */
+  /** Postgres backends serving this process (its pool's application_name), for their CPU time. */
+  async function backendPids(): Promise<number[]> {
+    const rows = await db.$queryRawUnsafe<{ pid: number }[]>(
+      `SELECT pid FROM pg_stat_activity WHERE application_name = $1`,
+      APP_NAME,
+    );
+    return rows.map((r) => r.pid);
+  }
+  /** CPU ms of a process so far (utime + stime; 0 once it is gone). */
+  function processCpuMs(pid: number): number {
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+      return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SEC;
+    } catch {
+      return 0;
+    }
+  }
+  async function measure<T>(
+    label: string,
+    n: number,
+    run: () => Promise<T>,
+  ): Promise<{ value: T; seconds: number }> {
+    const pids0 = await backendPids();
+    const pg0 = new Map(pids0.map((pid) => [pid, processCpuMs(pid)]));
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const value = await run();
+    const seconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    let pgMs = 0;
+    for (const pid of await backendPids()) pgMs += processCpuMs(pid) - (pg0.get(pid) ?? 0);
+    cpuMsPer1k[label] = {
+      node: Math.round(((cpu.user + cpu.system) / 1000 / n) * 1000),
+      postgres: Math.round((pgMs / n) * 1000),
+    };
+    return { value, seconds };
+  }
+
+  type Settle = (ids: string[]) => Promise<(SettleOutcome | "noop")[]>;
+  /**
+   * Enqueues the ids (untimed) as `inference.completed` jobs of `perJob` ids each (1 = the
+   * one-inference form), then times workers draining them into the ledger.
+   */
   async function drain(
     label: string,
     ids: string[],
+    perJob: number,
     concurrency: number,
-    settle: (id: string) => Promise<SettleOutcome | "noop">,
+    settle: Settle,
   ): Promise<number> {
-    const qPrefix = `${prefix}-${label}`;
+    const qPrefix = `${prefix}-${label.replace(/[^a-z0-9-]/g, "-")}`;
     const producer = new Producer({ redisUrl: TEST_REDIS_URL, prefix: qPrefix });
     const queue = producer.queue("settlement");
-    for (let i = 0; i < ids.length; i += 5_000) {
+    const jobs: { name: "inference.completed"; data: JobPayload<"inference.completed"> }[] = [];
+    for (let i = 0; i < ids.length; i += perJob) {
+      const chunk = ids.slice(i, i + perJob);
+      jobs.push({
+        name: "inference.completed",
+        data: perJob === 1 ? { inferenceId: chunk[0]! } : { inferenceIds: chunk },
+      });
+    }
+    for (let i = 0; i < jobs.length; i += 5_000) {
       await queue.addBulk(
-        ids.slice(i, i + 5_000).map((id) => ({
-          name: "inference.completed",
-          data: { inferenceId: id },
-          opts: { jobId: `inference.completed.${id}`, removeOnComplete: true, attempts: 3 },
+        jobs.slice(i, i + 5_000).map((j) => ({
+          ...j,
+          opts: { jobId: jobId(j.name, j.data), removeOnComplete: true, attempts: 3 },
         })),
       );
     }
@@ -199,19 +258,16 @@ try {
     });
     let done = 0;
     let failed = 0;
-    workers.handle("inference.completed", async ({ inferenceId }) => {
-      const o = await settle(inferenceId);
-      if (o !== "settled" && o !== "already" && o !== "noop") failed++;
-      done++;
+    workers.handle("inference.completed", async (payload) => {
+      const outcomes = await settle(completedInferenceIds(payload));
+      for (const o of outcomes) if (o !== "settled" && o !== "already" && o !== "noop") failed++;
+      done += outcomes.length;
     });
-    const cpu0 = process.cpuUsage();
-    const t0 = performance.now();
-    await workers.start();
     const ticker = setInterval(() => progress(`${label}: ${done}/${ids.length}`), 2_000);
-    while (done < ids.length) await new Promise((res) => setTimeout(res, 10));
-    const seconds = (performance.now() - t0) / 1000;
-    const cpu = process.cpuUsage(cpu0);
-    cpuMsPer1k[label] = Math.round(((cpu.user + cpu.system) / 1000 / ids.length) * 1000);
+    const { seconds } = await measure(label, ids.length, async () => {
+      await workers.start();
+      while (done < ids.length) await new Promise((res) => setTimeout(res, 5));
+    });
     clearInterval(ticker);
     await workers.close();
     await producer.close();
@@ -232,60 +288,76 @@ try {
   }
 
   // ---------------------------------------------------------------- throughput
-  progress(`preparing ${N + N_BASE} unsigned inferences and ${N_SIGNED} signed ones`);
+  const total = N + N_SINGLE + N_DIRECT + N_BASE;
+  progress(`preparing ${total} unsigned inferences and ${N_SIGNED} signed ones`);
   const batchedIds = await makeInferences(N, false);
+  const singleIds = await makeInferences(N_SINGLE, false);
+  const directIds = await makeInferences(N_DIRECT, false);
   const baseIds = await makeInferences(N_BASE, false);
   const signedIds = await makeInferences(N_SIGNED, true);
   await db.$executeRawUnsafe(`ANALYZE`);
 
   const maxBatch = 500;
-  const group = new GroupCommit<string, SettleOutcome>(maxBatch, async (keys) => {
-    return (await settleBatch(db, keys, baseCtx)).outcomes;
-  });
-  // Reference points: the queue alone (handler does nothing) and the ledger path alone (no queue).
-  const queueOnly = await drain("queue-only", baseIds, CONCURRENCY, async () => "noop");
-  const directIds = batchedIds.slice(0, Math.floor(N / 4));
-  const td = performance.now();
-  await Promise.all(directIds.map((id) => group.submit(id)));
-  const direct = directIds.length / ((performance.now() - td) / 1000);
+  const grouped = (ctx: SettleContext) => {
+    const group = new GroupCommit<string, SettleOutcome>(maxBatch, async (keys) => {
+      return (await settleBatch(db, keys, ctx)).outcomes;
+    });
+    return (ids: string[]) => Promise.all(ids.map((id) => group.submit(id)));
+  };
+  const noop: Settle = async (ids) => ids.map(() => "noop" as const);
+  // Reference points: the queue alone (handler does nothing), per-inference and batch jobs, and
+  // the ledger path alone (no queue).
+  const queueOnly = await drain("queue-only", baseIds, 1, CONCURRENCY, noop);
+  const queueOnlyBatched = await drain("queue-only-batch-jobs", batchedIds, PER_JOB, JOB_CONCURRENCY, noop);
+  const direct =
+    directIds.length /
+    (await measure("ledger-only", directIds.length, () => grouped(baseCtx)(directIds))).seconds;
   progress(`direct group commit (no queue): ${direct.toFixed(0)} inferences/s`);
-  const batched = await drain("batched", batchedIds.slice(directIds.length), CONCURRENCY, (id) =>
-    group.submit(id),
-  );
-  const baseline = await drain("baseline", baseIds, 16, async (id) => {
-    const r = await settleBatch(db, [id], baseCtx);
-    return r.outcomes.get(id) ?? "missing";
+  const batched = await drain("batch-jobs", batchedIds, PER_JOB, JOB_CONCURRENCY, grouped(baseCtx));
+  const single = await drain("per-inference-jobs", singleIds, 1, CONCURRENCY, grouped(baseCtx));
+  const baseline = await drain("baseline", baseIds, 1, 16, async (ids) => {
+    const r = await settleBatch(db, ids, baseCtx);
+    return ids.map((id) => r.outcomes.get(id) ?? "missing");
   });
   const signedCtx: SettleContext = {
     ...baseCtx,
     signatureDomain: { chainId: chain.chainId, verifyingContract: addresses.contracts.RewardDistributor },
   };
-  const signedGroup = new GroupCommit<string, SettleOutcome>(maxBatch, async (keys) => {
-    return (await settleBatch(db, keys, signedCtx)).outcomes;
-  });
-  const signed = await drain("batched+signatures", signedIds, CONCURRENCY, (id) => signedGroup.submit(id));
+  const signed = await drain(
+    "batch-jobs+signatures",
+    signedIds,
+    PER_JOB,
+    JOB_CONCURRENCY,
+    grouped(signedCtx),
+  );
   await checkLedger();
   const [settledCount] = await db.$queryRawUnsafe<{ n: number }[]>(
     `SELECT count(*)::int AS n FROM settlements`,
   );
-  if (settledCount?.n !== N + N_BASE + N_SIGNED)
-    throw new Error(`expected ${N + N_BASE + N_SIGNED} settlements, got ${settledCount?.n}`);
+  if (settledCount?.n !== total + N_SIGNED)
+    throw new Error(`expected ${total + N_SIGNED} settlements, got ${settledCount?.n}`);
   out.inferencesPerSec = Math.round(batched);
   out.baselineInferencesPerSec = Math.round(baseline);
   out.speedup = Number((batched / baseline).toFixed(2));
+  out.perInferenceJobsInferencesPerSec = Math.round(single);
   out.signatureCheckedInferencesPerSec = Math.round(signed);
   out.queueOnlyJobsPerSec = Math.round(queueOnly);
-  out.nodeCpuMsPer1kInferences = cpuMsPer1k;
-  out.loadAverage1m = Number(loadavg()[0]?.toFixed(1));
+  out.queueOnlyBatchedInferencesPerSec = Math.round(queueOnlyBatched);
   out.ledgerOnlyInferencesPerSec = Math.round(direct);
+  out.cpuMsPer1kInferences = cpuMsPer1k;
+  out.loadAverage1m = Number(loadavg()[0]?.toFixed(1));
   out.throughputSetup = {
-    inferences: N - Math.floor(N / 4),
-    ledgerOnlyInferences: Math.floor(N / 4),
+    batchJobInferences: N,
+    idsPerBatchJob: PER_JOB,
+    batchJobConcurrency: JOB_CONCURRENCY,
+    perInferenceJobInferences: N_SINGLE,
+    perInferenceJobConcurrency: CONCURRENCY,
+    ledgerOnlyInferences: N_DIRECT,
     baselineInferences: N_BASE,
-    signedInferences: N_SIGNED,
-    concurrency: CONCURRENCY,
-    maxBatch,
     baselineConcurrency: 16,
+    signedInferences: N_SIGNED,
+    maxPerTransaction: maxBatch,
+    writers: 2,
     resultsPerInference: 2,
     contributorsPerInference: "1-3",
   };
@@ -381,26 +453,48 @@ try {
   if (json) process.stdout.write(`${JSON.stringify(out)}\n`);
   else {
     console.log("\nSettlement throughput (queue -> ledger, Postgres + Redis on this machine)");
-    const row = (label: string, value: unknown, unit: string) =>
-      console.log(`  ${label.padEnd(62)} ${String(value).padStart(7)} ${unit}`);
-    row(`group commit (concurrency ${CONCURRENCY}, <= ${maxBatch}/tx)`, out.inferencesPerSec, "inferences/s");
+    console.log(
+      `  ${"path".padEnd(64)} ${"inf/s".padStart(7)}  ${"node ms/1k".padStart(10)}  ${"pg ms/1k".padStart(8)}`,
+    );
+    const row = (label: string, value: unknown, cpuKey?: string) => {
+      const c = cpuKey ? cpuMsPer1k[cpuKey] : undefined;
+      console.log(
+        `  ${label.padEnd(64)} ${String(value).padStart(7)}  ${String(c?.node ?? "").padStart(10)}  ${String(c?.postgres ?? "").padStart(8)}`,
+      );
+    };
     row(
-      "baseline: one transaction per inference (concurrency 16)",
+      `batch jobs (${PER_JOB} ids/job, ${JOB_CONCURRENCY} at once) + group commit`,
+      out.inferencesPerSec,
+      "batch-jobs",
+    );
+    row(
+      `one job per inference (${CONCURRENCY} at once) + group commit`,
+      out.perInferenceJobsInferencesPerSec,
+      "per-inference-jobs",
+    );
+    row(
+      "baseline: one job and one transaction per inference (16 at once)",
       out.baselineInferencesPerSec,
-      "inferences/s",
+      "baseline",
     );
-    row("speed-up", `x${out.speedup}`, "");
+    row("speed-up (batch jobs vs baseline)", `x${out.speedup}`);
     row(
-      "group commit + EIP-712 checks (2 recoveries/inference)",
+      "batch jobs + EIP-712 checks (2 recoveries/inference)",
       out.signatureCheckedInferencesPerSec,
-      "inferences/s",
+      "batch-jobs+signatures",
     );
-    row("reference: queue alone (no-op handler)", out.queueOnlyJobsPerSec, "jobs/s");
+    row("reference: queue alone, one job per inference (no-op)", out.queueOnlyJobsPerSec, "queue-only");
+    row(
+      "reference: queue alone, batch jobs (no-op)",
+      out.queueOnlyBatchedInferencesPerSec,
+      "queue-only-batch-jobs",
+    );
     row(
       "reference: ledger path alone (group commit, no queue)",
       out.ledgerOnlyInferencesPerSec,
-      "inferences/s",
+      "ledger-only",
     );
+    console.log(`  load average (1 min) ${out.loadAverage1m}`);
     console.log("\nEpoch posting (RewardDistributor.postEpoch, root only)");
     console.log("  recipients   post gas   tree build (ms)");
     for (const s of sizes) {
@@ -411,6 +505,7 @@ try {
   }
 } finally {
   await chain.stop();
+  await db.$disconnect();
   await database.drop();
   await deletePrefix(prefix);
 }

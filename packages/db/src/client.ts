@@ -18,11 +18,29 @@ export interface CreateDbOptions {
  */
 export function createDb(databaseUrl: string, options: CreateDbOptions = {}): Db {
   const target = parseDatabaseUrl(databaseUrl);
-  const adapter = new PrismaPg(poolConfig(target, { max: options.maxConnections ?? 10 }), {
+  // One pool for Prisma and for `rawPool` users, so the connection bound holds for both.
+  const pool = new pg.Pool(poolConfig(target, { max: options.maxConnections ?? 10 }));
+  const adapter = new PrismaPg(pool, {
     schema: target.schema,
     onPoolError: options.onPoolError ?? (() => {}),
+    disposeExternalPool: true,
   });
-  return new PrismaClient({ adapter });
+  const db = new PrismaClient({ adapter });
+  POOLS.set(db, pool);
+  return db;
+}
+
+const POOLS = new WeakMap<Db, pg.Pool>();
+
+/**
+ * The pg pool under a client (search_path pinned to its schema), for hot paths where Prisma's
+ * per-query overhead shows: multi-row writes of the settlement ledger. Anything else uses the
+ * Prisma client. Ended by `db.$disconnect()`.
+ */
+export function rawPool(db: Db): pg.Pool {
+  const pool = POOLS.get(db);
+  if (!pool) throw new Error("rawPool: this client was not created by createDb");
+  return pool;
 }
 
 /** Creates the database named in the URL when it does not exist (safe to race). */

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { z } from "zod";
 
 /**
@@ -35,7 +36,34 @@ export const AttributionScorePayload = z.object({
     .regex(/^0x[0-9a-f]{40}$/, "lower-case 0x address")
     .optional(),
 });
-export const InferenceCompletedPayload = z.object({ inferenceId: uuid });
+/** Most inference ids one `inference.completed` job may carry (its batch form). */
+export const INFERENCE_BATCH_MAX = 1000;
+/**
+ * One inference (`inferenceId`, the original form) or a batch of them (`inferenceIds`, added
+ * so a busy gateway does not pay one queue job per inference). Exactly one of the two.
+ * Settlement is idempotent per inference, so an id in two batches, or twice in one, is harmless.
+ */
+export const InferenceCompletedPayload = z
+  .object({
+    inferenceId: uuid.optional(),
+    inferenceIds: z.array(uuid).min(1).max(INFERENCE_BATCH_MAX).optional(),
+  })
+  .refine((p) => (p.inferenceId === undefined) !== (p.inferenceIds === undefined), {
+    message: "exactly one of inferenceId, inferenceIds",
+  });
+
+/** The inference ids of an `inference.completed` payload, whichever form it has. */
+export function completedInferenceIds(p: z.output<typeof InferenceCompletedPayload>): string[] {
+  return p.inferenceIds ?? (p.inferenceId === undefined ? [] : [p.inferenceId]);
+}
+
+/** A batch's job id: the same ids (in any order) give the same id, so a re-sent batch is a no-op. */
+function batchKey(ids: readonly string[]): string {
+  const digest = createHash("sha256")
+    .update([...new Set(ids.map((id) => id.toLowerCase()))].sort().join(","))
+    .digest("hex");
+  return `batch-${digest.slice(0, 32)}`;
+}
 
 function spec<S extends z.ZodType>(s: JobSpec<S>): JobSpec<S> {
   return s;
@@ -75,8 +103,8 @@ export const JOBS = {
     attempts: 10,
     backoffMs: 1000,
     timeoutMs: 60_000,
-    key: (p) => p.inferenceId,
-    description: "A metered inference finished: price it and settle it once attributed.",
+    key: (p) => p.inferenceId ?? batchKey(p.inferenceIds ?? []),
+    description: "Metered inference(s) finished: price each and settle it once attributed.",
   }),
 } as const satisfies Record<string, JobSpec>;
 

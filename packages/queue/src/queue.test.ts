@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { AppError } from "@openledger/errors";
 import { type ConnectionOptions, Queue } from "bullmq";
-import { JOBS, jobsOfQueue, QUEUES } from "./catalog.ts";
+import { completedInferenceIds, INFERENCE_BATCH_MAX, JOBS, jobsOfQueue, QUEUES } from "./catalog.ts";
+import { CompletedBatcher } from "./completions.ts";
 import { producerConnection } from "./connection.ts";
 import { listFailed, queueDepth, redriveFailed } from "./inspect.ts";
 import { Producer } from "./producer.ts";
@@ -202,4 +203,91 @@ test("a job that exceeds its timeout fails the attempt and sees its signal abort
   assert.equal(failed.length, 1);
   assert.match(failed[0]!.failedReason, /exceeded its 100 ms timeout/);
   assert.equal(aborted, true);
+});
+
+const ID2 = "4a2b3c4d-5e6f-4a1b-9c2d-3e4f5a6b7c8d";
+const ID3 = "5b3c4d5e-6f7a-4b2c-8d3e-4f5a6b7c8d9e";
+
+test("inference.completed has a batch form: exactly one of inferenceId / inferenceIds, each a uuid", async () => {
+  const { producer } = setup("batch-form");
+  const batch = await producer.enqueue("inference.completed", { inferenceIds: [ID, ID2] });
+  assert.match(batch.id, /^inference\.completed\.batch-[0-9a-f]{32}$/);
+  const bad: [unknown, RegExp][] = [
+    [{ inferenceId: ID, inferenceIds: [ID2] }, /exactly one of inferenceId, inferenceIds/],
+    [{}, /exactly one of inferenceId, inferenceIds/],
+    [{ inferenceIds: [] }, /inferenceIds: /],
+    [{ inferenceIds: [ID, "nope"] }, /inferenceIds\.1: /],
+    [{ inferenceIds: Array.from({ length: INFERENCE_BATCH_MAX + 1 }, () => ID) }, /inferenceIds: /],
+  ];
+  for (const [payload, why] of bad) {
+    await assert.rejects(
+      producer.enqueue("inference.completed", payload as never),
+      (err: unknown) => err instanceof AppError && err.code === "VALIDATION_FAILED" && why.test(err.message),
+      JSON.stringify(payload).slice(0, 80),
+    );
+  }
+  assert.equal((await queueDepth(producer.queue("settlement"))).waiting, 1, "only the valid batch");
+  assert.deepEqual(completedInferenceIds({ inferenceId: ID }), [ID]);
+  assert.deepEqual(completedInferenceIds({ inferenceIds: [ID2, ID] }), [ID2, ID]);
+});
+
+test("the same batch sent twice (ids in any order, repeated) is one job", async () => {
+  const { producer } = setup("batch-idem");
+  const a = await producer.enqueue("inference.completed", { inferenceIds: [ID, ID2, ID3] });
+  const b = await producer.enqueue("inference.completed", { inferenceIds: [ID3, ID, ID2, ID] });
+  const c = await producer.enqueue("inference.completed", { inferenceIds: [ID, ID2] });
+  assert.equal(a.id, b.id);
+  assert.notEqual(a.id, c.id);
+  assert.equal((await queueDepth(producer.queue("settlement"))).waiting, 2);
+});
+
+test("CompletedBatcher: alone an id goes at once as its own job; ids arriving meanwhile leave as one batch", async () => {
+  const { producer } = setup("coalesce");
+  const batcher = new CompletedBatcher(producer);
+  const ids = Array.from({ length: 50 }, () => crypto.randomUUID());
+  // The first submission starts a send at once; the rest (and a repeat) wait for it and go together.
+  await Promise.all([...ids, ids[3]!].map((id) => batcher.submit(id)));
+  const queue = producer.queue("settlement");
+  const jobs = await queue.getJobs(["waiting"]);
+  assert.equal(jobs.length, 2);
+  const single = jobs.find((j) => j.id === `inference.completed.${ids[0]}`);
+  assert.deepEqual(single?.data, { inferenceId: ids[0] });
+  const batch = jobs.find((j) => j !== single);
+  assert.deepEqual([...(batch?.data.inferenceIds ?? [])].sort(), ids.slice(1).sort());
+  // Idle again: the next id is alone once more.
+  const late = crypto.randomUUID();
+  await batcher.submit(late);
+  assert.ok(await queue.getJob(`inference.completed.${late}`));
+  // Batches never exceed their bound.
+  const small = new CompletedBatcher(producer, 4);
+  const more: string[] = Array.from({ length: 10 }, () => crypto.randomUUID());
+  await Promise.all(more.map((id) => small.submit(id)));
+  const sizes = (await queue.getJobs(["waiting"]))
+    .map((j) => completedInferenceIds(j.data))
+    .filter((list) => list.some((id) => more.includes(id)))
+    .map((list) => list.length)
+    .sort();
+  assert.deepEqual(sizes, [1, 1, 4, 4]);
+  assert.throws(() => new CompletedBatcher(producer, 0), RangeError);
+});
+
+test("CompletedBatcher: when an enqueue fails, every waiter of that send is rejected, later sends go on", async () => {
+  // The producer's own failure path is tested above; here only the batcher's fan-out of it.
+  let calls = 0;
+  const failing = {
+    enqueue: async () => {
+      calls++;
+      if (calls <= 2) throw new Error("Redis refused");
+      return { id: "x", name: "inference.completed" as const, queue: "settlement" as const };
+    },
+  };
+  const batcher = new CompletedBatcher(failing);
+  const results = await Promise.allSettled([ID, ID2, ID3].map((id) => batcher.submit(id)));
+  assert.deepEqual(
+    results.map((r) => r.status),
+    ["rejected", "rejected", "rejected"],
+  );
+  assert.equal(calls, 2, "one send for the first id, one for the two that waited");
+  await batcher.submit(ID);
+  assert.equal(calls, 3);
 });

@@ -1,6 +1,5 @@
 import { recoverAttributionResultSigner } from "@openledger/chain";
-import type { Db } from "@openledger/db";
-import { withTransaction } from "@openledger/db";
+import { type Db, rawPool } from "@openledger/db";
 import {
   type AttestedResult,
   attributionReadiness,
@@ -67,12 +66,9 @@ interface ResultRow {
   result_hash: string;
   signature: string;
   canonical_json: string;
-}
-
-interface WeightRow {
-  result_id: string;
-  contributor_address: string;
-  weight_ppm: number;
+  /** The result's weights, by contributor address (null when it has none). */
+  addresses: string[] | null;
+  ppms: number[] | null;
 }
 
 async function verifyResult(r: ResultRow, ctx: SettleContext): Promise<boolean> {
@@ -116,9 +112,13 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
   const outcomes = new Map<string, SettleOutcome>();
   if (unique.length === 0) return { outcomes, settled: 0, pending: 0 };
   const now = ctx.now?.() ?? Date.now();
+  // pg directly, not Prisma: this is the hot path, and Prisma's per-query work showed in profiles.
+  const pool = rawPool(db);
 
-  const inferences = await db.$queryRawUnsafe<InferenceRow[]>(
-    `SELECT i.id::text AS id, i.account_address, i.input_tokens, i.output_tokens, i.status::text AS status,
+  // Both reads at once (two pooled connections): the inferences, and every result with its weights.
+  const [{ rows: inferences }, { rows: results }] = await Promise.all([
+    pool.query<InferenceRow>(
+      `SELECT i.id::text AS id, i.account_address, i.input_tokens, i.output_tokens, i.status::text AS status,
             i.created_at, m.owner_address,
             -- the prices it was served at (a later price change must not re-price it)
             COALESCE(i.price_in_per_1k_wei, m.price_in_per_1k_wei)::text AS price_in,
@@ -127,8 +127,20 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
        FROM inferences i JOIN models m ON m.id = i.model_id
        LEFT JOIN settlements s ON s.inference_id = i.id
       WHERE i.id = ANY($1::uuid[])`,
-    unique,
-  );
+      [unique],
+    ),
+    pool.query<ResultRow>(
+      `SELECT r.inference_id::text AS inference_id, r.id::text AS result_id, r.validator_address, r.result_hash,
+              r.signature, r.canonical_json, w.addresses, w.ppms
+         FROM attribution_results r
+         LEFT JOIN LATERAL (
+           SELECT array_agg(contributor_address ORDER BY contributor_address) AS addresses,
+                  array_agg(weight_ppm ORDER BY contributor_address) AS ppms
+             FROM attribution_weights WHERE result_id = r.id) w ON true
+        WHERE r.inference_id = ANY($1::uuid[])`,
+      [unique],
+    ),
+  ]);
   const byId = new Map(inferences.map((r) => [r.id, r]));
   const open: InferenceRow[] = [];
   for (const id of unique) {
@@ -140,13 +152,6 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
   }
   if (open.length === 0) return { outcomes, settled: 0, pending: 0 };
 
-  const openIds = open.map((r) => r.id);
-  const results = await db.$queryRawUnsafe<ResultRow[]>(
-    `SELECT inference_id::text AS inference_id, id::text AS result_id, validator_address, result_hash,
-            signature, canonical_json
-       FROM attribution_results WHERE inference_id = ANY($1::uuid[])`,
-    openIds,
-  );
   const resultsByInference = new Map<string, ResultRow[]>();
   for (const r of results) {
     const list = resultsByInference.get(r.inference_id) ?? [];
@@ -154,8 +159,10 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
     resultsByInference.set(r.inference_id, list);
   }
   const valid = new Map<string, boolean>();
+  const openSet = new Set(open.map((r) => r.id));
   await Promise.all(
     results.map(async (r) => {
+      if (!openSet.has(r.inference_id)) return;
       const cached = ctx.verified?.get(r.result_id);
       const ok = cached ?? (await verifyResult(r, ctx));
       valid.set(r.result_id, ok);
@@ -167,7 +174,7 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
     }),
   );
 
-  // Decide readiness, then load the weights of the winning results only.
+  // Decide readiness; a ready inference is split by its winning result's weights.
   const decided: { row: InferenceRow; resultId?: string; resultHash?: string; validators: string[] }[] = [];
   const pending: string[] = [];
   for (const row of open) {
@@ -196,21 +203,12 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
       pending.push(row.id);
     }
   }
-  const resultIds = decided.flatMap((d) => (d.resultId ? [d.resultId] : []));
-  const weights =
-    resultIds.length === 0
-      ? []
-      : await db.$queryRawUnsafe<WeightRow[]>(
-          `SELECT result_id::text AS result_id, contributor_address, weight_ppm
-             FROM attribution_weights WHERE result_id = ANY($1::uuid[])`,
-          resultIds,
-        );
-  const weightsByResult = new Map<string, ContributorWeight[]>();
-  for (const w of weights) {
-    const list = weightsByResult.get(w.result_id) ?? [];
-    list.push({ address: w.contributor_address, ppm: w.weight_ppm });
-    weightsByResult.set(w.result_id, list);
-  }
+  const resultById = new Map(results.map((r) => [r.result_id, r]));
+  const weightsOf = (resultId: string): ContributorWeight[] => {
+    const r = resultById.get(resultId);
+    const ppms = r?.ppms ?? [];
+    return (r?.addresses ?? []).map((address, i) => ({ address, ppm: ppms[i] ?? 0 }));
+  };
 
   // A fixed order keeps row-lock order identical across concurrent batches (no deadlocks).
   decided.sort((a, b) => (a.row.id < b.row.id ? -1 : a.row.id > b.row.id ? 1 : 0));
@@ -225,7 +223,7 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
       fee,
       bps: ctx.bps,
       validators: d.validators,
-      weights: d.resultId ? (weightsByResult.get(d.resultId) ?? []) : [],
+      weights: d.resultId ? weightsOf(d.resultId) : [],
     });
     const entries = buildFeeJournal({
       consumer: d.row.account_address,
@@ -247,60 +245,70 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
     };
   });
 
-  const inserted = await withTransaction(db, async (tx) => {
-    let won: Planned[] = [];
-    if (planned.length > 0) {
-      const rows = await tx.$queryRawUnsafe<{ external_key: string }[]>(
-        `INSERT INTO ledger_transactions (id, kind, external_key, memo)
-         SELECT t.id, 'fee', t.key, NULL FROM unnest($1::uuid[], $2::text[]) AS t(id, key)
-         ON CONFLICT (external_key) DO NOTHING RETURNING external_key`,
-        planned.map((p) => p.txId),
-        planned.map((p) => `fee:${p.inferenceId}`),
-      );
-      const keys = new Set(rows.map((r) => r.external_key));
-      won = planned.filter((p) => keys.has(`fee:${p.inferenceId}`));
-    }
-    if (won.length > 0) {
-      const txIds: string[] = [];
-      const accounts: string[] = [];
-      const amounts: string[] = [];
-      for (const p of won) {
-        for (const e of p.entries) {
-          txIds.push(p.txId);
-          accounts.push(e.account);
-          amounts.push(e.amountWei.toString());
-        }
-      }
-      await tx.$executeRawUnsafe(
-        `INSERT INTO ledger_entries (transaction_id, account, amount_wei)
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[])`,
-        txIds,
-        accounts,
-        amounts,
-      );
-      await tx.$executeRawUnsafe(
-        `INSERT INTO settlements (inference_id, fee_wei, split_bps, transaction_id)
-         SELECT * FROM unnest($1::uuid[], $2::numeric[], $3::jsonb[], $4::uuid[])`,
-        won.map((p) => p.inferenceId),
-        won.map((p) => p.fee.toString()),
-        won.map((p) => p.splitJson),
-        won.map((p) => p.txId),
-      );
-    }
-    const done = planned.map((p) => p.inferenceId);
-    if (done.length > 0) {
-      await tx.$executeRawUnsafe(`DELETE FROM settlement_pending WHERE inference_id = ANY($1::uuid[])`, done);
-    }
-    if (pending.length > 0) {
-      await tx.$executeRawUnsafe(
-        `INSERT INTO settlement_pending (inference_id) SELECT unnest($1::uuid[])
-         ON CONFLICT (inference_id) DO UPDATE SET checked_at = now(), checks = settlement_pending.checks + 1`,
-        pending,
-      );
-    }
-    return new Set(won.map((p) => p.inferenceId));
-  });
+  const inserted = await writeBatch(pool, planned, pending);
   for (const p of planned) outcomes.set(p.inferenceId, inserted.has(p.inferenceId) ? "settled" : "already");
   for (const id of pending) outcomes.set(id, "pending");
   return { outcomes, settled: inserted.size, pending: pending.length };
+}
+
+/**
+ * Writes a batch in ONE statement (so one round trip, and atomic without BEGIN/COMMIT): the
+ * ledger transactions `ON CONFLICT (external_key) DO NOTHING`, then the entries and settlement
+ * rows of only those this statement inserted (a racing writer or a redelivery wins nothing twice),
+ * the settled ids' pending rows removed, the waiting ones recorded. Returns the inference ids
+ * this call settled.
+ */
+async function writeBatch(
+  pool: ReturnType<typeof rawPool>,
+  planned: Planned[],
+  pending: string[],
+): Promise<Set<string>> {
+  if (planned.length === 0 && pending.length === 0) return new Set();
+  const eTx: string[] = [];
+  const eAccount: string[] = [];
+  const eAmount: string[] = [];
+  for (const p of planned) {
+    for (const e of p.entries) {
+      eTx.push(p.txId);
+      eAccount.push(e.account);
+      eAmount.push(e.amountWei.toString());
+    }
+  }
+  const { rows } = await pool.query<{ id: string }>(
+    `WITH p AS (
+       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::numeric[], $5::jsonb[])
+         WITH ORDINALITY AS p(tx_id, inference_id, key, fee, split, ord)
+     ), won AS (
+       INSERT INTO ledger_transactions (id, kind, external_key, memo)
+       SELECT tx_id, 'fee', key, NULL FROM p ORDER BY ord
+       ON CONFLICT (external_key) DO NOTHING RETURNING id
+     ), entries AS (
+       INSERT INTO ledger_entries (transaction_id, account, amount_wei)
+       SELECT e.tx_id, e.account, e.amount
+         FROM unnest($6::uuid[], $7::text[], $8::numeric[]) WITH ORDINALITY AS e(tx_id, account, amount, ord)
+         JOIN won ON won.id = e.tx_id ORDER BY e.ord
+     ), settled AS (
+       INSERT INTO settlements (inference_id, fee_wei, split_bps, transaction_id)
+       SELECT p.inference_id, p.fee, p.split, p.tx_id FROM p JOIN won ON won.id = p.tx_id ORDER BY p.ord
+     ), done AS (
+       DELETE FROM settlement_pending WHERE inference_id IN (SELECT inference_id FROM p)
+     ), waiting AS (
+       INSERT INTO settlement_pending (inference_id) SELECT unnest($9::uuid[])
+       ON CONFLICT (inference_id) DO UPDATE SET checked_at = now(), checks = settlement_pending.checks + 1
+     )
+     SELECT id::text AS id FROM won`,
+    [
+      planned.map((p) => p.txId),
+      planned.map((p) => p.inferenceId),
+      planned.map((p) => `fee:${p.inferenceId}`),
+      planned.map((p) => p.fee.toString()),
+      planned.map((p) => p.splitJson),
+      eTx,
+      eAccount,
+      eAmount,
+      pending,
+    ],
+  );
+  const byTx = new Map(planned.map((p) => [p.txId, p.inferenceId]));
+  return new Set(rows.map((r) => byTx.get(r.id) ?? r.id));
 }
