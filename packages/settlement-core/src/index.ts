@@ -3,4 +3,5 @@ export * from "./fee.ts";
 export * from "./journal.ts";
 export * from "./quorum.ts";
 export * from "./rounding.ts";
+export * from "./signatures.ts";
 export * from "./split.ts";

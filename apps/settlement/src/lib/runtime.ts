@@ -1,6 +1,6 @@
 import type { SettlementConfig } from "@openledger/config";
 import type { Db } from "@openledger/db";
-import type { SplitBps } from "@openledger/settlement-core";
+import { SignatureVerifier, type SplitBps } from "@openledger/settlement-core";
 import { GroupCommit } from "./batcher.ts";
 import { connectSettlementChain, distributorValidators, type SettlementChain } from "./chain.ts";
 import { reconcile } from "./claims.ts";
@@ -32,6 +32,7 @@ export class SettlementRuntime {
   #sweeping = false;
   #reconciledEpoch = 0;
   readonly #verified = new Map<string, boolean>();
+  readonly #signatures = new SignatureVerifier();
   readonly #chainOverride: (() => Promise<SettlementChain>) | undefined;
 
   constructor(
@@ -76,6 +77,7 @@ export class SettlementRuntime {
       validators: this.#validators.set,
       signatureDomain: { chainId: chain.chainId, verifyingContract: chain.distributor },
       verified: this.#verified,
+      signatures: this.#signatures,
     };
   }
 
