@@ -9,14 +9,14 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { signAttributionResult } from "@openledger/chain";
 import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
-import { Prisma } from "@openledger/db";
+import { createDb, Prisma } from "@openledger/db";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import { keccak256, toBytes } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { buildSettlement, settlementConfig } from "../app.ts";
 import { runtimeFor } from "../lib/runtime.ts";
-import { inferenceIdToBytes32 } from "../lib/settle.ts";
+import { inferenceIdToBytes32, settleBatch } from "../lib/settle.ts";
 
 const MODEL = "adapter-batch-test";
 const log = { info() {}, warn() {}, error() {} };
@@ -243,4 +243,41 @@ test("two batches sharing ids, settled at the same time, pay each inference once
   assert.equal(after1.t, before1.t + 12);
   assert.equal(after1.s, before1.s + 12);
   assert.equal(after1.sum, "0");
+});
+
+test("two settlement processes (own connection pools) racing on the same ids: each inference paid once", async () => {
+  // What two worker processes do when a batch is delivered to both: the `fee:<id>` unique key
+  // decides, and only the winner's entries and settlement row are written.
+  const ids = await Promise.all(Array.from({ length: 40 }, () => makeInference([0, 1])));
+  const ctx = await runtimeFor(app.db, config, log).settleContext();
+  const other = [createDb(config.DATABASE_URL, { maxConnections: 4 }), createDb(config.DATABASE_URL)];
+  try {
+    const before1 = await snapshot();
+    const shuffled = [...ids].reverse();
+    const runs = await Promise.all([
+      settleBatch(other[0]!, ids, ctx),
+      settleBatch(other[1]!, shuffled, ctx),
+      settleBatch(other[0]!, ids.slice(10, 30), ctx),
+    ]);
+    assert.equal(
+      runs.reduce((n, r) => n + r.settled, 0),
+      40,
+      "40 settled in all, whoever won each",
+    );
+    for (const id of ids) {
+      const won = runs.filter((r) => r.outcomes.get(id) === "settled").length;
+      assert.equal(won, 1, `${id} settled by exactly one writer`);
+    }
+    const after1 = await snapshot();
+    assert.equal(after1.t, before1.t + 40);
+    assert.equal(after1.s, before1.s + 40);
+    assert.equal(after1.sum, "0");
+    const [bad] = await app.db.$queryRawUnsafe<{ n: number }[]>(
+      `SELECT count(*)::int AS n FROM (SELECT transaction_id FROM ledger_entries GROUP BY transaction_id
+        HAVING sum(amount_wei) <> 0) x`,
+    );
+    assert.equal(bad?.n, 0, "every ledger transaction balances");
+  } finally {
+    await Promise.all(other.map((d) => d.$disconnect()));
+  }
 });
