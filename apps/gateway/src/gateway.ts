@@ -356,10 +356,18 @@ export class GatewayState {
    * this process's map yet: it is looked up in Postgres and remembered (any replica can serve it,
    * its graph comes from the attribution service). Adapters need their files on this node, so
    * they are only found here after an upload to this node (or a restart).
+   * A remembered small model is still checked in Postgres on each request (one primary-key read):
+   * another replica may have retired it, and a retired model must not be served (or billed).
    */
   async findModel(id: string): Promise<ServableModel | undefined> {
     const hit = this.models.get(id);
-    if (hit) return hit;
+    if (hit && hit.kind !== "small_model") return hit;
+    if (hit) {
+      const row = await this.db.model.findUnique({ where: { id }, select: { status: true } });
+      if (row?.status === "active") return hit;
+      this.models.delete(id);
+      return undefined;
+    }
     const row = await this.db.model.findFirst({
       where: { id, kind: "small_model", status: "active" },
       include: { trainingVersions: { select: { datanetVersionId: true } } },

@@ -46,7 +46,13 @@ let payerKey: string;
 let poorKey: string;
 let burstKey: string;
 let builder: string;
-const versions = {} as { labelled: string; unlabelled: string; unbuilt: string; offChain: string };
+const versions = {} as {
+  labelled: string;
+  unlabelled: string;
+  unbuilt: string;
+  offChain: string;
+  relabelled: string;
+};
 
 async function createKey(account: string): Promise<string> {
   const res = await fetch(`${root}/admin/api-keys`, {
@@ -168,6 +174,11 @@ async function seed(): Promise<void> {
   versions.unlabelled = await mkVersion(labelled.map((r) => ({ who: r.who, text: r.text })));
   versions.unbuilt = await mkVersion(labelled.slice(0, 8));
   versions.offChain = await mkVersion(labelled.slice(0, 8), offChain.id);
+  // The same texts under other class names, in the same sorted order: the same weights, so the
+  // same ONNX bytes (class names are not in the graph), but other answers.
+  versions.relabelled = await mkVersion(
+    labelled.map((r) => ({ ...r, label: r.label === "spam" ? "unwanted" : "legit" })),
+  );
 }
 
 before(async () => {
@@ -561,7 +572,9 @@ test("a restarted gateway serves the model from its own copy; retiring stops ser
   const res = await client(payerKey).completions.create({ model: "spam-filter", prompt: SPAM_PROMPT });
   assert.equal(res.choices[0]!.text, "spam");
   assert.ok(m.onnxHash);
-  const kept = await readFile(join(dir, "gateway", "small-models", m.onnxHash, "model.onnx"));
+  const kept = await readFile(
+    join(dir, "gateway", "small-models", m.onnxHash, versions.labelled, "model.onnx"),
+  );
   assert.equal(createHash("sha256").update(kept).digest("hex"), m.onnxHash);
   const del = await fetch(`${root}/v1/small-models/spam-filter`, {
     method: "DELETE",
@@ -572,4 +585,85 @@ test("a restarted gateway serves the model from its own copy; retiring stops ser
     client(payerKey).completions.create({ model: "spam-filter", prompt: SPAM_PROMPT }),
     (err: InstanceType<typeof OpenAI.APIError>) => err.status === 404,
   );
+});
+
+test("two versions whose ONNX graphs are byte-identical keep their own class names", async () => {
+  const idx = await attribution.inject({
+    method: "POST",
+    url: "/v1/indexes",
+    payload: { datanetVersionId: versions.relabelled },
+  });
+  assert.equal(idx.statusCode, 202, idx.body);
+  const [a, b] = await waitFor("the relabelled influence model", async () => {
+    const rows = await Promise.all(
+      [versions.labelled, versions.relabelled].map((datanetVersionId) =>
+        db.attributionIndex.findUnique({
+          where: { datanetVersionId_kind: { datanetVersionId, kind: "influence" } },
+        }),
+      ),
+    );
+    if (rows[1]?.status === "failed") assert.fail(rows[1].error ?? "influence build failed");
+    return rows[1]?.status === "ready" ? rows : undefined;
+  });
+  // The premise: one graph, two versions (else this test proves nothing).
+  assert.equal(b!.onnxBlobHash, a!.onnxBlobHash);
+  assert.notEqual(b!.blobHash, a!.blobHash);
+  // The labelled version's graph is already loaded (and kept on disk) by the tests above.
+  const res = await register(builderKey, {
+    ...good(),
+    id: "relabelled-filter",
+    datanet_version_id: versions.relabelled,
+  });
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  assert.deepEqual(res.body.classes, ["legit", "unwanted"]);
+  const served = await client(payerKey).completions.create({
+    model: "relabelled-filter",
+    prompt: SPAM_PROMPT,
+  });
+  assert.equal(served.choices[0]!.text, "unwanted");
+  // And from the disk copy after a restart, in either order.
+  const state = gatewayState(app);
+  await state.smallModels.close();
+  delete state.models.get("relabelled-filter")!.onnxHash;
+  const again = await client(payerKey).completions.create({ model: "relabelled-filter", prompt: HAM_PROMPT });
+  assert.equal(again.choices[0]!.text, "legit");
+});
+
+test("another replica's small models: listed here, and no longer served once it retires them", async () => {
+  const index = await db.attributionIndex.findUniqueOrThrow({
+    where: { datanetVersionId_kind: { datanetVersionId: versions.labelled, kind: "influence" } },
+  });
+  await db.model.create({
+    data: {
+      id: "spam-filter-replica-b",
+      kind: "small_model",
+      ownerAddress: builder,
+      contentHash: index.blobHash!,
+      priceInPer1kWei: "1000",
+      priceOutPer1kWei: "1000",
+      trainingVersions: { create: [{ datanetVersionId: versions.labelled }] },
+    },
+  });
+  const list = async () => {
+    const res = await fetch(`${root}/v1/small-models`, {
+      headers: { authorization: `Bearer ${builderKey}` },
+    });
+    assert.equal(res.status, 200);
+    return ((await res.json()) as { data: { id: string }[] }).data.map((m) => m.id);
+  };
+  assert.ok((await list()).includes("spam-filter-replica-b"), "the caller's active models, from Postgres");
+  const res = await client(payerKey).completions.create({
+    model: "spam-filter-replica-b",
+    prompt: SPAM_PROMPT,
+  });
+  assert.equal(res.choices[0]!.text, "spam");
+  // The other replica retires it (its DELETE writes Postgres and forgets it there, not here).
+  await db.model.update({ where: { id: "spam-filter-replica-b" }, data: { status: "retired" } });
+  const before = await db.inference.count({ where: { modelId: "spam-filter-replica-b" } });
+  await assert.rejects(
+    client(payerKey).completions.create({ model: "spam-filter-replica-b", prompt: SPAM_PROMPT }),
+    (err: InstanceType<typeof OpenAI.APIError>) => err.status === 404,
+  );
+  assert.equal(await db.inference.count({ where: { modelId: "spam-filter-replica-b" } }), before);
+  assert.ok(!(await list()).includes("spam-filter-replica-b"));
 });

@@ -75,13 +75,16 @@ export class LoadedSmallModel {
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Small models on this gateway node. The ONNX graph and descriptor of a version's influence model
  * come from the attribution service over HTTP (any node can reach it; no shared disk needed), are
  * checked against the SHA-256 recorded in Postgres (`attribution_indexes.onnx_blob_hash`), and kept
- * in `<GATEWAY_DATA_DIR>/small-models/<sha256>/` so a restart does not fetch again. Sessions are
- * loaded once per ONNX hash and shared by every model id that serves it.
+ * in `<GATEWAY_DATA_DIR>/small-models/<sha256>/<versionId>/` so a restart does not fetch again.
+ * Sessions are loaded once per (ONNX hash, version) and shared by every model id that serves it:
+ * the graph does not carry the class names, so two versions with the same texts under other label
+ * names have byte-identical graphs but must answer their own names.
  */
 export class SmallModelRuntime {
   readonly #sessions = new Map<string, Promise<LoadedSmallModel>>();
@@ -93,24 +96,28 @@ export class SmallModelRuntime {
 
   /** Loads (or returns the loaded) classifier of `versionId`, whose ONNX must hash to `onnxHash`. */
   load(versionId: string, onnxHash: string): Promise<LoadedSmallModel> {
-    let p = this.#sessions.get(onnxHash);
+    const key = `${onnxHash}/${versionId}`;
+    let p = this.#sessions.get(key);
     if (!p) {
       p = this.#load(versionId, onnxHash);
-      this.#sessions.set(onnxHash, p);
-      p.catch(() => this.#sessions.delete(onnxHash));
+      this.#sessions.set(key, p);
+      p.catch(() => this.#sessions.delete(key));
     }
     return p;
   }
 
   async #load(versionId: string, onnxHash: string): Promise<LoadedSmallModel> {
     if (!HEX64.test(onnxHash)) throw new Error(`bad ONNX hash ${onnxHash}`);
-    const dir = path.join(this.dir, onnxHash);
+    if (!UUID.test(versionId)) throw new Error(`bad datanet version id ${versionId}`);
+    const dir = path.join(this.dir, onnxHash, versionId);
     let descriptor: SmallModelDescriptor;
     let bytes: Buffer;
     try {
       descriptor = JSON.parse(await readFile(path.join(dir, "descriptor.json"), "utf8"));
       bytes = await readFile(path.join(dir, "model.onnx"));
-      if (sha256(bytes) !== onnxHash) throw new Error("corrupt local copy");
+      if (sha256(bytes) !== onnxHash || descriptor.datanetVersionId !== versionId) {
+        throw new Error("corrupt local copy");
+      }
     } catch {
       ({ descriptor, bytes } = await this.#fetch(versionId, onnxHash));
       await this.#keep(dir, descriptor, bytes);
@@ -162,7 +169,11 @@ export class SmallModelRuntime {
     const bytes = Buffer.from(await (await this.#get(`${base}/onnx`)).arrayBuffer());
     // The hash recorded in Postgres is the authority: a descriptor or graph that does not match
     // it (a stale or misconfigured attribution node) is refused, never served.
-    if (descriptor.onnxBlobHash !== onnxHash || sha256(bytes) !== onnxHash) {
+    if (
+      descriptor.onnxBlobHash !== onnxHash ||
+      sha256(bytes) !== onnxHash ||
+      descriptor.datanetVersionId !== versionId
+    ) {
       throw new SmallModelUnavailable(
         502,
         "ONNX_HASH_MISMATCH",

@@ -1,3 +1,4 @@
+import { toWei } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
@@ -175,12 +176,29 @@ export async function smallModelRoutes(app: FastifyInstance, { state }: { state:
   app.get(
     "/v1/small-models",
     { schema: { tags: ["small-models"], summary: "The caller's active small models" } },
-    async (request) => ({
-      object: "list",
-      data: [...state.models.values()]
-        .filter((m) => m.kind === "small_model" && m.ownerAddress === request.account)
-        .map((m) => describe(m)),
-    }),
+    // From Postgres, not this replica's memory: models registered through another replica count too.
+    async (request) => {
+      const rows = await state.db.model.findMany({
+        where: { kind: "small_model", status: "active", ownerAddress: request.account! },
+        include: { trainingVersions: { select: { datanetVersionId: true } } },
+        orderBy: [{ createdAt: "asc" }, { id: "asc" }],
+      });
+      return {
+        object: "list",
+        data: rows.map((r) =>
+          describe({
+            id: r.id,
+            kind: "small_model",
+            ownerAddress: r.ownerAddress,
+            contentHash: r.contentHash,
+            priceInPer1kWei: toWei(r.priceInPer1kWei),
+            priceOutPer1kWei: toWei(r.priceOutPer1kWei),
+            createdAt: r.createdAt,
+            ...(r.trainingVersions[0] ? { datanetVersionId: r.trainingVersions[0].datanetVersionId } : {}),
+          }),
+        ),
+      };
+    },
   );
 
   async function owned(request: FastifyRequest, id: string) {
