@@ -1,7 +1,7 @@
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { ModelKind as ChainModelKind } from "@openledger/chain";
 import type { GatewayConfig } from "@openledger/config";
-import { type Db, Prisma, toWei } from "@openledger/db";
+import { type Db, Prisma, type Tx, toWei } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import { CompletedBatcher, type Producer } from "@openledger/queue";
 import { AccountRateLimiter } from "@openledger/serving-core";
@@ -71,6 +71,33 @@ export function hashApiKey(key: string): string {
 
 const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
 
+/** Default `GatewayState.reservationTtlMs`. */
+export const RESERVATION_TTL_MS = 30_000;
+
+/** A request's admitted max cost, held in `gateway_reservations` until recorded or released. */
+export interface Reservation {
+  id: string;
+  account: string;
+  maxCost: bigint;
+}
+
+/**
+ * Fees of an account's completed inferences the escrow has not taken yet, as one row `owed`
+ * (text, wei). Shared by `owed()` and the reservation statement.
+ */
+function owedQuery(account: string): Prisma.Sql {
+  return Prisma.sql`
+    SELECT COALESCE(SUM(COALESCE(s.fee_wei,
+             CEIL(i.input_tokens * COALESCE(i.price_in_per_1k_wei, m.price_in_per_1k_wei) / 1000)
+           + CEIL(i.output_tokens * COALESCE(i.price_out_per_1k_wei, m.price_out_per_1k_wei) / 1000))), 0)::text AS owed
+    FROM inferences i
+    JOIN models m ON m.id = i.model_id
+    LEFT JOIN settlements s ON s.inference_id = i.id
+    LEFT JOIN escrow_charges c ON c.id = s.charge_id
+    WHERE i.account_address = ${account} AND i.status = 'completed'
+      AND s.epoch_id IS NULL AND c.status IS DISTINCT FROM 'applied'`;
+}
+
 /**
  * The gateway's state around the engine: servable models (base + active adapters,
  * mirrored from Postgres), API keys, the balance check with in-flight reservations,
@@ -85,8 +112,15 @@ export class GatewayState {
    *  (GATEWAY_RATE_REQUESTS_PER_MIN, separate from the engine's). */
   readonly smallModelLimiter: AccountRateLimiter;
   host!: ModelHost;
-  /** Max cost of requests admitted but not yet persisted, per account (wei). */
-  readonly #reserved = new Map<string, bigint>();
+  /**
+   * How long a reservation counts without being renewed, ms. This replica renews its live ones
+   * every third of it, so only a crashed (or stalled) replica's reservations lapse: the consumer's
+   * balance is held at most this long after a crash.
+   */
+  reservationTtlMs = RESERVATION_TTL_MS;
+  /** This replica's reservations not yet recorded or released (renewed while here). */
+  readonly #live = new Map<string, Reservation>();
+  #renewer: NodeJS.Timeout | undefined;
   readonly #keys = new Map<string, { account: string; at: number }>();
   #sweeper: NodeJS.Timeout | undefined;
   /** Completions finishing together leave as one `inference.completed` batch job (settlement's queue cap). */
@@ -213,41 +247,115 @@ export class GatewayState {
    * will price them (the prices stored with the inference).
    */
   async owed(account: string): Promise<bigint> {
-    const rows = await this.db.$queryRaw<{ owed: Prisma.Decimal | null }[]>`
-      SELECT SUM(COALESCE(s.fee_wei,
-               CEIL(i.input_tokens * COALESCE(i.price_in_per_1k_wei, m.price_in_per_1k_wei) / 1000)
-             + CEIL(i.output_tokens * COALESCE(i.price_out_per_1k_wei, m.price_out_per_1k_wei) / 1000))) AS owed
-      FROM inferences i
-      JOIN models m ON m.id = i.model_id
-      LEFT JOIN settlements s ON s.inference_id = i.id
-      LEFT JOIN escrow_charges c ON c.id = s.charge_id
-      WHERE i.account_address = ${account} AND i.status = 'completed'
-        AND s.epoch_id IS NULL AND c.status IS DISTINCT FROM 'applied'`;
-    const v = rows[0]?.owed;
-    return v ? toWei(v) : 0n;
+    const rows = await this.db.$queryRaw<{ owed: string }[]>`${owedQuery(account)}`;
+    return BigInt(rows[0]?.owed ?? "0");
   }
 
   /**
-   * 402 unless spendable escrow - owed - reserved covers `maxCost`; on success the cost
-   * is reserved until `release` (after the inference is persisted, when it counts as owed).
+   * 402 unless spendable escrow - owed - reserved covers `maxCost`; on success a reservation row
+   * holds the cost until the inference is recorded (`persistInference` deletes it in the
+   * transaction that writes the inference, so the cost moves from reserved to owed atomically) or
+   * `release` drops it (failure, cancel before any token).
+   *
+   * Reserved = live reservations of every replica (Postgres is the one place all replicas and the
+   * owed fees meet). A per-account advisory lock serializes admissions of one account; owed and
+   * reserved are read by one statement, so one snapshot: a concurrent recording is seen either
+   * before (as a reservation) or after (as owed), never as neither nor both. The escrow balance is
+   * read from the chain before the transaction, so the lock is never held across an RPC.
    */
-  async reserve(account: string, maxCost: bigint): Promise<void> {
-    const [spendable, owed] = await Promise.all([this.chain.spendable(account), this.owed(account)]);
-    const reserved = this.#reserved.get(account) ?? 0n;
-    const available = spendable - owed - reserved;
-    if (available < maxCost || available <= 0n) {
+  async reserve(account: string, maxCost: bigint): Promise<Reservation> {
+    return this.reserveWithin(account, maxCost, await this.chain.spendable(account));
+  }
+
+  /** `reserve` with the escrow's spendable balance already read (tests interleave other work here). */
+  async reserveWithin(account: string, maxCost: bigint, spendable: bigint): Promise<Reservation> {
+    const id = randomUUID();
+    const ttlMs = this.reservationTtlMs;
+    // Two statements in one READ COMMITTED transaction (a batch: no round trip back to this process
+    // in between): the lock, then a statement whose snapshot is taken once the lock is held. In it,
+    // expired rows of the account are swept, owed and the live reservations are summed from that one
+    // snapshot, and the reservation is inserted only if they leave room.
+    const [, rows] = await this.db.$transaction(
+      [
+        this.db.$executeRaw`SELECT pg_advisory_xact_lock(hashtextextended(${`reserve:${account}`}, 0))`,
+        this.db.$queryRaw<{ owed: string; reserved: string; admitted: boolean }[]>`
+        WITH swept AS (
+          DELETE FROM gateway_reservations WHERE account_address = ${account} AND expires_at <= now()
+        ), o AS (${owedQuery(account)}), r AS (
+          SELECT COALESCE(SUM(max_cost_wei), 0) AS reserved FROM gateway_reservations
+          WHERE account_address = ${account} AND expires_at > now()
+        ), ins AS (
+          INSERT INTO gateway_reservations (id, account_address, max_cost_wei, expires_at)
+          SELECT ${id}::uuid, ${account}, ${maxCost.toString()}::numeric,
+                 now() + ${ttlMs}::int * interval '1 millisecond'
+          FROM o, r
+          WHERE ${spendable.toString()}::numeric - o.owed::numeric - r.reserved >= ${maxCost.toString()}::numeric
+            AND ${spendable.toString()}::numeric - o.owed::numeric - r.reserved > 0
+          RETURNING id
+        )
+        SELECT o.owed, r.reserved::text AS reserved, EXISTS (SELECT 1 FROM ins) AS admitted FROM o, r`,
+      ],
+      // Explicit: under REPEATABLE READ the snapshot would date from the lock statement, before the wait.
+      { isolationLevel: "ReadCommitted" },
+    );
+    const row = rows[0]!;
+    if (!row.admitted) {
+      const owed = BigInt(row.owed);
+      const reserved = BigInt(row.reserved);
+      const available = spendable - owed - reserved;
       throw new AppError(
         "PAYMENT_REQUIRED",
         `insufficient escrowed balance: available ${available < 0n ? 0n : available} wei (escrow ${spendable}, owed ${owed}, in flight ${reserved}), this request may cost up to ${maxCost} wei; deposit OPEN into InferenceEscrow`,
       );
     }
-    this.#reserved.set(account, reserved + maxCost);
+    const reservation: Reservation = { id, account, maxCost };
+    this.#live.set(id, reservation);
+    this.#renewWhileLive();
+    return reservation;
   }
 
-  release(account: string, amount: bigint): void {
-    const left = (this.#reserved.get(account) ?? 0n) - amount;
-    if (left <= 0n) this.#reserved.delete(account);
-    else this.#reserved.set(account, left);
+  /**
+   * Drops a reservation that will not be recorded (engine refused it, failed, or was cancelled
+   * before any token). A no-op once `persistInference` recorded it. Never throws (it runs in
+   * `finally` blocks): if Postgres refuses, the row expires by itself (no longer renewed).
+   */
+  async release(reservation: Reservation): Promise<void> {
+    if (!this.#live.delete(reservation.id)) return;
+    this.#renewWhileLive();
+    try {
+      await this.db.gatewayReservation.deleteMany({ where: { id: reservation.id } });
+    } catch (err) {
+      this.log.warn({ err, reservation: reservation.id }, "reservation not released; it expires by itself");
+    }
+  }
+
+  /** Pushes back the expiry of this replica's live reservations (runs every TTL/3 while any is live). */
+  async renewReservations(): Promise<number> {
+    const ids = [...this.#live.keys()];
+    if (ids.length === 0) return 0;
+    return this.db.$executeRaw`
+      UPDATE gateway_reservations SET expires_at = now() + ${this.reservationTtlMs}::int * interval '1 millisecond'
+      WHERE id IN (${Prisma.join(ids.map((id) => Prisma.sql`${id}::uuid`))})`;
+  }
+
+  /** Deletes expired reservations of every account (crashed replicas'); returns how many. */
+  async sweepReservations(): Promise<number> {
+    return this.db.$executeRaw`DELETE FROM gateway_reservations WHERE expires_at <= now()`;
+  }
+
+  #renewWhileLive(): void {
+    if (this.#live.size === 0) {
+      clearInterval(this.#renewer);
+      this.#renewer = undefined;
+    } else if (!this.#renewer) {
+      this.#renewer = setInterval(
+        () => {
+          this.renewReservations().catch((err) => this.log.warn({ err }, "reservation renewal failed"));
+        },
+        Math.max(1, Math.floor(this.reservationTtlMs / 3)),
+      );
+      this.#renewer.unref();
+    }
   }
 
   // ---------------------------------------------------------------- adapters
@@ -403,38 +511,45 @@ export class GatewayState {
   // ---------------------------------------------------------------- inferences
 
   /**
-   * Writes the inference and its outbox row in one transaction, then enqueues
+   * Writes the inference and its outbox row in one transaction, deleting the request's reservation
+   * in the same transaction (its cost is then owed, never both or neither), then enqueues
    * `attribution.score` and `inference.completed`. If Redis refuses, the outbox row stays pending and the sweeper
    * enqueues it later (the job id is the inference id, so a duplicate is harmless).
    */
-  async persistInference(rec: InferenceRecord): Promise<string> {
+  async persistInference(rec: InferenceRecord, reservation?: Reservation): Promise<string> {
+    const inference = await this.db.$transaction((tx) => this.recordInference(tx, rec, reservation));
+    if (reservation && this.#live.delete(reservation.id)) this.#renewWhileLive();
+    await this.#enqueue(inference.id);
+    return inference.id;
+  }
+
+  /** The writes of `persistInference`, inside the caller's transaction (tests hold it open). */
+  async recordInference(tx: Tx, rec: InferenceRecord, reservation?: Reservation): Promise<{ id: string }> {
     // The prices it is served at travel with the inference: settlement charges these, not whatever
     // the model costs when it gets to it.
     const model = this.models.get(rec.modelId);
-    const inference = await this.db.$transaction(async (tx) => {
-      const inf = await tx.inference.create({
-        data: {
-          modelId: rec.modelId,
-          ...(model
-            ? {
-                priceInPer1kWei: new Prisma.Decimal(model.priceInPer1kWei.toString()),
-                priceOutPer1kWei: new Prisma.Decimal(model.priceOutPer1kWei.toString()),
-              }
-            : {}),
-          accountAddress: rec.account,
-          prompt: rec.prompt,
-          output: rec.output,
-          inputTokens: rec.inputTokens,
-          outputTokens: rec.outputTokens,
-          ttftMs: rec.ttftMs,
-          durationMs: rec.durationMs,
-        },
-      });
-      await tx.gatewayOutbox.create({ data: { inferenceId: inf.id } });
-      return inf;
+    const inf = await tx.inference.create({
+      data: {
+        modelId: rec.modelId,
+        ...(model
+          ? {
+              priceInPer1kWei: new Prisma.Decimal(model.priceInPer1kWei.toString()),
+              priceOutPer1kWei: new Prisma.Decimal(model.priceOutPer1kWei.toString()),
+            }
+          : {}),
+        accountAddress: rec.account,
+        prompt: rec.prompt,
+        output: rec.output,
+        inputTokens: rec.inputTokens,
+        outputTokens: rec.outputTokens,
+        ttftMs: rec.ttftMs,
+        durationMs: rec.durationMs,
+      },
     });
-    await this.#enqueue(inference.id);
-    return inference.id;
+    await tx.gatewayOutbox.create({ data: { inferenceId: inf.id } });
+    // Swept already (this replica stalled past the TTL) is fine: the cost is owed from now on.
+    if (reservation) await tx.gatewayReservation.deleteMany({ where: { id: reservation.id } });
+    return inf;
   }
 
   async #enqueue(inferenceId: string): Promise<boolean> {
@@ -475,6 +590,7 @@ export class GatewayState {
   startSweeper(): void {
     this.#sweeper = setInterval(() => {
       this.sweepOutbox().catch((err) => this.log.warn({ err }, "outbox sweep failed"));
+      this.sweepReservations().catch((err) => this.log.warn({ err }, "reservation sweep failed"));
       if (this.config.GATEWAY_CHAIN_REGISTRATION) {
         sweepRegistrations(this.db, this.chain).catch((err) =>
           this.log.warn({ err }, "registration sweep failed"),
@@ -486,5 +602,7 @@ export class GatewayState {
 
   stopSweeper(): void {
     clearInterval(this.#sweeper);
+    clearInterval(this.#renewer);
+    this.#renewer = undefined;
   }
 }

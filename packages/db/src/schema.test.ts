@@ -493,6 +493,20 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
     () => db.gatewayOutbox.create({ data: { inferenceId: inference.id, attempts: 1 } }),
     (o) => db.gatewayOutbox.findUnique({ where: { inferenceId: o.inferenceId } }),
   );
+  const reservation = await roundTrip(
+    "GatewayReservation",
+    () =>
+      db.gatewayReservation.create({
+        data: {
+          id: "7f1c2c43-5f0e-4d55-9d1b-0a4b2f3c9e11",
+          accountAddress: ADDR,
+          maxCostWei: new Prisma.Decimal(BIG.toString()),
+          expiresAt: new Date("2026-11-24T05:00:00.123Z"),
+        },
+      }),
+    (r) => db.gatewayReservation.findUnique({ where: { id: r.id } }),
+  );
+  assert.equal(toWei(reservation.maxCostWei), BIG);
 
   for (const name of Object.values(Prisma.ModelName)) {
     assert.ok(covered.has(name), `model ${name} has no round-trip check`);

@@ -259,7 +259,7 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
   ) {
     const account = request.account!;
     const maxCost = inferenceFee(p.model, p.promptTokens.length, p.maxTokens);
-    await state.reserve(account, maxCost);
+    const reservation = await state.reserve(account, maxCost);
     const id = `${kind === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID()}`;
     let handle: RequestHandle;
     try {
@@ -273,7 +273,7 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
         context: { sampler: new Sampler(p.sampling) },
       });
     } catch (err) {
-      state.release(account, maxCost);
+      await state.release(reservation);
       throw err;
     }
     // The client went away before the response ended: cancel (frees the slot pin, KV and budget).
@@ -373,19 +373,23 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
       // after some tokens (the compute was spent; billing it prevents free-riding).
       if (result.completionTokens > 0 || (result.reason !== "cancelled" && result.reason !== "error")) {
         const t = result.timings;
-        inferenceId = await state.persistInference({
-          modelId: p.model.id,
-          account,
-          prompt: p.promptText,
-          output: text,
-          inputTokens: result.promptTokens,
-          outputTokens: result.completionTokens,
-          ttftMs: t.firstTokenAt !== undefined ? Math.round(t.firstTokenAt - t.queuedAt) : null,
-          durationMs: t.finishedAt !== undefined ? Math.round(t.finishedAt - t.queuedAt) : null,
-        });
+        inferenceId = await state.persistInference(
+          {
+            modelId: p.model.id,
+            account,
+            prompt: p.promptText,
+            output: text,
+            inputTokens: result.promptTokens,
+            outputTokens: result.completionTokens,
+            ttftMs: t.firstTokenAt !== undefined ? Math.round(t.firstTokenAt - t.queuedAt) : null,
+            durationMs: t.finishedAt !== undefined ? Math.round(t.finishedAt - t.queuedAt) : null,
+          },
+          reservation,
+        );
       }
     } finally {
-      state.release(account, maxCost);
+      // Nothing recorded (cancelled before any token, error, failed write): drop the reservation.
+      await state.release(reservation);
     }
 
     if (result.reason === "error" || (failure && result.reason !== "cancelled")) {
@@ -487,7 +491,7 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
     if (inputTokens === 0) throw badParam("the input has no words to classify", param);
     const account = request.account!;
     const maxCost = inferenceFee(model, inputTokens, 1);
-    await state.reserve(account, maxCost);
+    const reservation = await state.reserve(account, maxCost);
     const started = performance.now();
     let inferenceId: string;
     let label: string;
@@ -496,18 +500,21 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
       state.smallModelLimiter.admit(account, 0, Date.now());
       label = (await classifier.classify(text)).label;
       const ms = Math.round(performance.now() - started);
-      inferenceId = await state.persistInference({
-        modelId: model.id,
-        account,
-        prompt: text,
-        output: label,
-        inputTokens,
-        outputTokens: 1,
-        ttftMs: ms,
-        durationMs: ms,
-      });
+      inferenceId = await state.persistInference(
+        {
+          modelId: model.id,
+          account,
+          prompt: text,
+          output: label,
+          inputTokens,
+          outputTokens: 1,
+          ttftMs: ms,
+          durationMs: ms,
+        },
+        reservation,
+      );
     } finally {
-      state.release(account, maxCost);
+      await state.release(reservation);
     }
     const id = `${kind === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);

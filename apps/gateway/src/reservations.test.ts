@@ -1,0 +1,333 @@
+// The balance check across replicas: two gateway apps (two "replicas", each with its own model and
+// data dir) over one Postgres schema, one Redis prefix and one local chain.
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { createChainClients, inferenceEscrowAbi, openTokenAbi } from "@openledger/chain";
+import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { AppError } from "@openledger/errors";
+import type { App } from "@openledger/service-kit";
+import { testEnvironment } from "@openledger/service-kit/testing";
+import OpenAI from "openai";
+import type { Hex } from "viem";
+import { buildGateway, gatewayConfig, gatewayState } from "./app.ts";
+import { type GatewayState, inferenceFee } from "./gateway.ts";
+
+const ADMIN = "test-admin-token";
+let env: Awaited<ReturnType<typeof testEnvironment>>;
+let chain: LocalChain;
+let dataDir: string;
+let one: App;
+let two: App;
+let r1: GatewayState;
+let r2: GatewayState;
+
+/** Deposits `amount` wei of OPEN into InferenceEscrow for a dev account; returns its address (lower case). */
+async function deposit(user: { address: string; privateKey: string }, amount: bigint): Promise<string> {
+  const { publicClient, walletClient } = createChainClients({
+    rpcUrl: chain.rpcUrl,
+    chainId: chain.chainId,
+    privateKey: user.privateKey as Hex,
+  });
+  const c = chain.addresses!.contracts;
+  const approve = await walletClient.writeContract({
+    address: c.OpenToken,
+    abi: openTokenAbi,
+    functionName: "approve",
+    args: [c.InferenceEscrow, amount],
+  });
+  await publicClient.waitForTransactionReceipt({ hash: approve });
+  const tx = await walletClient.writeContract({
+    address: c.InferenceEscrow,
+    abi: inferenceEscrowAbi,
+    functionName: "deposit",
+    args: [amount],
+  });
+  await publicClient.waitForTransactionReceipt({ hash: tx });
+  return user.address.toLowerCase();
+}
+
+function baseURL(app: App): string {
+  const addr = app.server.address();
+  return `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}/v1`;
+}
+
+async function createKey(app: App, account: string): Promise<string> {
+  const res = await fetch(`${baseURL(app).replace(/\/v1$/, "")}/admin/api-keys`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${ADMIN}` },
+    body: JSON.stringify({ account, name: "test" }),
+  });
+  assert.equal(res.status, 201, await res.clone().text());
+  return ((await res.json()) as { key: string }).key;
+}
+
+async function reservedRows(account: string) {
+  return r1.db.gatewayReservation.findMany({ where: { accountAddress: account } });
+}
+
+function isPaymentRequired(err: unknown): boolean {
+  return err instanceof AppError && err.code === "PAYMENT_REQUIRED";
+}
+
+before(async () => {
+  env = await testEnvironment("gateway-reservations");
+  dataDir = await mkdtemp(join(tmpdir(), "gateway-reservations-"));
+  chain = await startLocalChain({ writeAddresses: join(dataDir, "addresses.json") });
+  const replica = async (name: string) => {
+    const app = await buildGateway(
+      gatewayConfig({
+        ...env.env,
+        CHAIN_RPC_URL: chain.rpcUrl,
+        CHAIN_ADDRESSES_FILE: join(dataDir, "addresses.json"),
+        GATEWAY_DATA_DIR: join(dataDir, name),
+        GATEWAY_ADMIN_TOKEN: ADMIN,
+        GATEWAY_SLOTS: "3",
+        GATEWAY_MAX_NEW_TOKENS: "1024",
+        GATEWAY_THREADS: "1",
+        GATEWAY_CHAIN_REGISTRATION: "0",
+        // Every check reads the chain: a cached balance would hide nothing here, but keep it exact.
+        GATEWAY_BALANCE_CACHE_MS: "0",
+        // Small prices so escrow amounts stay readable: fee = ceil(in * 1) + ceil(out * 2) wei.
+        GATEWAY_BASE_PRICE_IN_PER_THOUSAND_WEI: "1000",
+        GATEWAY_BASE_PRICE_OUT_PER_THOUSAND_WEI: "2000",
+        GATEWAY_OUTBOX_SWEEP_MS: "600000",
+      }),
+    );
+    await app.listen({ port: 0, host: "127.0.0.1" });
+    return app;
+  };
+  one = await replica("one");
+  two = await replica("two");
+  r1 = gatewayState(one);
+  r2 = gatewayState(two);
+});
+
+after(async () => {
+  await one?.close();
+  await two?.close();
+  await chain?.stop();
+  await env?.cleanup();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+test("two replicas over one database cannot together reserve more than the escrow", async () => {
+  const account = await deposit(chain.accounts.users[0]!, 1000n);
+
+  // Sequentially: what one replica holds, the other sees (and names in its 402).
+  const held = await r1.reserve(account, 600n);
+  await assert.rejects(r2.reserve(account, 600n), (e: unknown) => {
+    assert.ok(isPaymentRequired(e), String(e));
+    assert.match((e as Error).message, /available 400 wei \(escrow 1000, owed 0, in flight 600\)/);
+    return true;
+  });
+  const rest = await r2.reserve(account, 400n);
+  await assert.rejects(r1.reserve(account, 1n), isPaymentRequired);
+  await r1.release(held);
+  await r2.release(rest);
+  assert.equal((await reservedRows(account)).length, 0);
+
+  // Concurrently: 12 requests of 250 wei spread over both replicas; exactly 4 fit in 1000 wei,
+  // whatever the interleaving (with per-process reservations each replica would admit 4).
+  const replicas = Array.from({ length: 12 }, (_, i) => (i % 2 ? r2 : r1));
+  const outcomes = await Promise.allSettled(replicas.map((r) => r.reserve(account, 250n)));
+  const admitted = outcomes.filter((o) => o.status === "fulfilled");
+  assert.equal(admitted.length, 4);
+  assert.ok(outcomes.every((o) => o.status === "fulfilled" || isPaymentRequired(o.reason)));
+  const rows = await reservedRows(account);
+  assert.equal(
+    rows.reduce((s, r) => s + BigInt(r.maxCostWei.toFixed()), 0n),
+    1000n,
+  );
+  // A release goes through the replica that reserved (the other one does not hold it: a no-op).
+  for (const [i, o] of outcomes.entries()) {
+    if (o.status !== "fulfilled") continue;
+    await replicas[(i + 1) % 2]!.release(o.value);
+    assert.ok((await reservedRows(account)).some((r) => r.id === o.value.id));
+    await replicas[i]!.release(o.value);
+  }
+  assert.equal((await reservedRows(account)).length, 0);
+});
+
+test("B reads the balance, A is recorded and released, then B checks: A's cost is owed, not lost", async () => {
+  const account = await deposit(chain.accounts.users[1]!, 1000n);
+  const base = r1.models.get(r1.baseModelId)!;
+  // A may cost up to 500 wei (100 in, 200 out) and actually costs 300 (100 in, 100 out).
+  const a = await r1.reserve(account, inferenceFee(base, 100, 200));
+  assert.equal(a.maxCost, 500n);
+
+  // B has read the escrow (this is where the old check also read `owed`, still 0)...
+  const spendable = await r2.chain.spendable(account);
+  // ...then A finishes: recorded, its reservation gone, in one transaction...
+  await r1.persistInference(
+    {
+      modelId: r1.baseModelId,
+      account,
+      prompt: "a",
+      output: "b",
+      inputTokens: 100,
+      outputTokens: 100,
+      ttftMs: 1,
+      durationMs: 2,
+    },
+    a,
+  );
+  assert.equal((await reservedRows(account)).length, 0);
+  // ...then B checks: 1000 - 300 owed leaves 700, so 800 is refused (the per-process check read
+  // owed before A was recorded and the reservation after it was released: it saw 1000).
+  await assert.rejects(r2.reserveWithin(account, 800n, spendable), (e: unknown) => {
+    assert.ok(isPaymentRequired(e));
+    assert.match((e as Error).message, /available 700 wei \(escrow 1000, owed 300, in flight 0\)/);
+    return true;
+  });
+  const b = await r2.reserveWithin(account, 700n, spendable);
+  await r2.release(b);
+});
+
+test("while A's recording transaction is open, B sees A's reservation; after it commits, A's fee", async () => {
+  const account = await deposit(chain.accounts.users[2]!, 1000n);
+  const a = await r1.reserve(account, 500n);
+  const spendable = await r2.chain.spendable(account);
+  await r1.db.$transaction(async (tx) => {
+    await r1.recordInference(
+      tx,
+      {
+        modelId: r1.baseModelId,
+        account,
+        prompt: "a",
+        output: "b",
+        inputTokens: 100,
+        outputTokens: 100,
+        ttftMs: 1,
+        durationMs: 2,
+      },
+      a,
+    );
+    // Not committed: B (another connection, another replica) must still count A as in flight.
+    await assert.rejects(r2.reserveWithin(account, 501n, spendable), (e: unknown) => {
+      assert.match((e as Error).message, /owed 0, in flight 500\)/);
+      return true;
+    });
+  });
+  // Committed: A counts once, as its fee (300).
+  await assert.rejects(r2.reserveWithin(account, 701n, spendable), (e: unknown) => {
+    assert.match((e as Error).message, /owed 300, in flight 0\)/);
+    return true;
+  });
+  assert.equal(await r2.owed(account), 300n);
+  await r1.release(a); // recorded already: nothing to drop, no error
+});
+
+test("released and expired reservations no longer count; the sweeper removes expired ones; live ones are renewed", async () => {
+  const account = await deposit(chain.accounts.users[3]!, 1000n);
+  const x = await r1.reserve(account, 1000n);
+  await assert.rejects(r2.reserve(account, 1n), isPaymentRequired);
+  await r1.release(x);
+  assert.equal((await reservedRows(account)).length, 0);
+
+  // A replica that crashed mid-request left a row it will never release nor renew.
+  const crashed = "0b9f6c1e-6a53-4c39-9a4e-2f3f1d3f8a01";
+  await r1.db.$executeRaw`INSERT INTO gateway_reservations (id, account_address, max_cost_wei, expires_at)
+    VALUES (${crashed}::uuid, ${account}, 1000, now() + interval '1 hour')`;
+  await assert.rejects(r2.reserve(account, 1n), isPaymentRequired, "live until it expires");
+  await r1.db
+    .$executeRaw`UPDATE gateway_reservations SET expires_at = now() - interval '1 millisecond' WHERE id = ${crashed}::uuid`;
+  const y = await r2.reserve(account, 1000n);
+  assert.deepEqual(
+    (await reservedRows(account)).map((r) => r.id),
+    [y.id],
+    "the expired row was swept by the admission",
+  );
+  await r2.release(y);
+
+  // Another account's expired row is swept by the periodic sweep, a live one is kept.
+  const other = chain.accounts.users[4]!.address.toLowerCase();
+  await r1.db.$executeRaw`INSERT INTO gateway_reservations (id, account_address, max_cost_wei, expires_at)
+    VALUES (gen_random_uuid(), ${other}, 5, now() - interval '1 second'),
+           (gen_random_uuid(), ${other}, 6, now() + interval '1 hour')`;
+  assert.equal(await r1.sweepReservations(), 1);
+  assert.deepEqual(
+    (await reservedRows(other)).map((r) => r.maxCostWei.toFixed()),
+    ["6"],
+  );
+  await r1.db.gatewayReservation.deleteMany({ where: { accountAddress: other } });
+
+  // A live reservation's expiry moves forward when its replica renews it.
+  const z = await r1.reserve(account, 10n);
+  const [before1] = await reservedRows(account);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(await r1.renewReservations(), 1);
+  const [after1] = await reservedRows(account);
+  assert.ok(after1!.expiresAt > before1!.expiresAt);
+  assert.equal(await r2.renewReservations(), 0, "replica two holds nothing");
+  await r1.release(z);
+});
+
+test("over HTTP: a request in flight on one replica gets the same account a 402 on the other; cancelling it releases the reservation and bills the partial output", async () => {
+  // Enough for one request of max_tokens 600 (fee <= prompt + 1200 wei), not for two.
+  const account = await deposit(chain.accounts.users[5]!, 2000n);
+  const k1 = await createKey(one, account);
+  const k2 = await createKey(two, account);
+  const c1 = new OpenAI({ apiKey: k1, baseURL: baseURL(one), maxRetries: 0 });
+  const c2 = new OpenAI({ apiKey: k2, baseURL: baseURL(two), maxRetries: 0 });
+  const cancelledBefore = r1.host.scheduler.stats().finished.cancelled;
+
+  const controller = new AbortController();
+  const stream = await c1.chat.completions.create(
+    {
+      model: r1.baseModelId,
+      messages: [{ role: "user", content: "a long answer please" }],
+      max_tokens: 600,
+      temperature: 0,
+      stream: true,
+    },
+    { signal: controller.signal },
+  );
+  const chunks = stream[Symbol.asyncIterator]();
+  await chunks.next(); // headers and the first chunk: the request is running on replica one
+  const [inFlight] = await reservedRows(account);
+  assert.ok(inFlight, "replica one holds a reservation while the request runs");
+
+  await assert.rejects(
+    c2.chat.completions.create({
+      model: r2.baseModelId,
+      messages: [{ role: "user", content: "a long answer please" }],
+      max_tokens: 600,
+    }),
+    (e: unknown) => {
+      assert.ok(e instanceof OpenAI.APIError, String(e));
+      assert.equal(e.status, 402);
+      assert.equal(e.code, "payment_required");
+      assert.equal(e.type, "insufficient_quota");
+      assert.match(e.message, new RegExp(`in flight ${inFlight.maxCostWei.toFixed()}\\)`));
+      return true;
+    },
+  );
+
+  controller.abort();
+  await chunks.return?.();
+  for (let i = 0; i < 300 && r1.host.scheduler.stats().finished.cancelled === cancelledBefore; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.equal(r1.host.scheduler.stats().finished.cancelled, cancelledBefore + 1);
+  let rows = await reservedRows(account);
+  for (let i = 0; i < 100 && rows.length > 0; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    rows = await reservedRows(account);
+  }
+  assert.equal(rows.length, 0, "the cancelled request's reservation is gone");
+  const billed = await r1.db.inference.findFirst({ where: { accountAddress: account } });
+  assert.ok(billed && billed.outputTokens > 0 && billed.outputTokens < 600);
+  assert.equal(await r2.owed(account), BigInt(billed.inputTokens) + 2n * BigInt(billed.outputTokens));
+
+  // The escrow left after the partial bill admits a short request on the other replica.
+  const ok = await c2.chat.completions.create({
+    model: r2.baseModelId,
+    messages: [{ role: "user", content: "hi" }],
+    max_tokens: 4,
+  });
+  assert.ok(ok.usage && ok.usage.completion_tokens > 0);
+  assert.equal((await reservedRows(account)).length, 0, "recorded: the reservation moved to owed");
+});
