@@ -81,11 +81,19 @@ export interface Reservation {
   maxCost: bigint;
 }
 
+/** Extra age allowed for an escrow balance read (RPC node lag, the gap between a charge's receipt
+ *  and its `applied_at`), ms. */
+const BALANCE_READ_MARGIN_MS = 1000;
+
 /**
  * Fees of an account's completed inferences the escrow has not taken yet, as one row `owed`
  * (text, wei). Shared by `owed()` and the reservation statement.
+ *
+ * `balanceAgeMs`: how old the `spendableOf` it is compared with may be. A charge batch recorded
+ * as applied since then may not be reflected in that balance yet, so its fees still count (for a
+ * few seconds after each charge they may count twice, refusing early; never the other way).
  */
-function owedQuery(account: string): Prisma.Sql {
+function owedQuery(account: string, balanceAgeMs = 0): Prisma.Sql {
   return Prisma.sql`
     SELECT COALESCE(SUM(COALESCE(s.fee_wei,
              CEIL(i.input_tokens * COALESCE(i.price_in_per_1k_wei, m.price_in_per_1k_wei) / 1000)
@@ -95,7 +103,8 @@ function owedQuery(account: string): Prisma.Sql {
     LEFT JOIN settlements s ON s.inference_id = i.id
     LEFT JOIN escrow_charges c ON c.id = s.charge_id
     WHERE i.account_address = ${account} AND i.status = 'completed'
-      AND s.epoch_id IS NULL AND c.status IS DISTINCT FROM 'applied'`;
+      AND ((s.epoch_id IS NULL AND c.status IS DISTINCT FROM 'applied')
+        OR c.applied_at > now() - ${Math.ceil(balanceAgeMs)}::int * interval '1 millisecond')`;
 }
 
 /**
@@ -264,11 +273,23 @@ export class GatewayState {
    * read from the chain before the transaction, so the lock is never held across an RPC.
    */
   async reserve(account: string, maxCost: bigint): Promise<Reservation> {
-    return this.reserveWithin(account, maxCost, await this.chain.spendable(account));
+    const started = performance.now();
+    const spendable = await this.chain.spendable(account);
+    // The value may come from the cache: as old as GATEWAY_BALANCE_CACHE_MS before this call.
+    const ageMs = this.config.GATEWAY_BALANCE_CACHE_MS + (performance.now() - started);
+    return this.reserveWithin(account, maxCost, spendable, ageMs);
   }
 
-  /** `reserve` with the escrow's spendable balance already read (tests interleave other work here). */
-  async reserveWithin(account: string, maxCost: bigint, spendable: bigint): Promise<Reservation> {
+  /**
+   * `reserve` with the escrow's spendable balance already read, at most `balanceAgeMs` ago (tests
+   * interleave other work here). Charges applied within that age (plus a margin) count as owed.
+   */
+  async reserveWithin(
+    account: string,
+    maxCost: bigint,
+    spendable: bigint,
+    balanceAgeMs = 0,
+  ): Promise<Reservation> {
     const id = randomUUID();
     const ttlMs = this.reservationTtlMs;
     // Two statements in one READ COMMITTED transaction (a batch: no round trip back to this process
@@ -281,7 +302,7 @@ export class GatewayState {
         this.db.$queryRaw<{ owed: string; reserved: string; admitted: boolean }[]>`
         WITH swept AS (
           DELETE FROM gateway_reservations WHERE account_address = ${account} AND expires_at <= now()
-        ), o AS (${owedQuery(account)}), r AS (
+        ), o AS (${owedQuery(account, balanceAgeMs + BALANCE_READ_MARGIN_MS)}), r AS (
           SELECT COALESCE(SUM(max_cost_wei), 0) AS reserved FROM gateway_reservations
           WHERE account_address = ${account} AND expires_at > now()
         ), ins AS (

@@ -220,6 +220,51 @@ test("while A's recording transaction is open, B sees A's reservation; after it 
   await r1.release(a); // recorded already: nothing to drop, no error
 });
 
+test("a charge applied after the escrow balance was read still counts as owed (the balance may predate it)", async () => {
+  const account = await deposit(chain.accounts.users[4]!, 1000n);
+  const inferenceId = await r1.persistInference({
+    modelId: r1.baseModelId,
+    account,
+    prompt: "a",
+    output: "b",
+    inputTokens: 100,
+    outputTokens: 100,
+    ttftMs: 1,
+    durationMs: 2,
+  });
+  // Settlement settled the fee (300) and recorded its charge batch as applied just now. The chain
+  // balance this replica holds (cached, or read a moment ago) may still include the 300.
+  const ledger = await r1.db.ledgerTransaction.create({
+    data: { kind: "fee", externalKey: `fee:${inferenceId}` },
+  });
+  const charge = await r1.db.escrowCharge.create({
+    data: {
+      id: "5d4f3a2b-1c0e-4f9a-8b7c-6d5e4f3a2b1c",
+      batchId: `0x${"12".repeat(32)}`,
+      status: "applied",
+      items: [],
+      totalWei: 300,
+      chargedWei: 300,
+      appliedAt: new Date(),
+    },
+  });
+  await r1.db.settlement.create({
+    data: { inferenceId, feeWei: 300, splitBps: {}, transactionId: ledger.id, chargeId: charge.id },
+  });
+  assert.equal(await r1.owed(account), 0n, "charged: not owed against a balance read now");
+  // A balance read up to 2 s ago (the cache) may predate the charge: the fee still counts.
+  await assert.rejects(r2.reserveWithin(account, 701n, 1000n, 2000), (e: unknown) => {
+    assert.match((e as Error).message, /owed 300, in flight 0\)/);
+    return true;
+  });
+  // Once the charge is older than the balance read (plus the margin), it no longer counts.
+  await r1.db.escrowCharge.update({
+    where: { id: charge.id },
+    data: { appliedAt: new Date(Date.now() - 60_000) },
+  });
+  await r2.release(await r2.reserveWithin(account, 1000n, 1000n, 2000));
+});
+
 test("released and expired reservations no longer count; the sweeper removes expired ones; live ones are renewed", async () => {
   const account = await deposit(chain.accounts.users[3]!, 1000n);
   const x = await r1.reserve(account, 1000n);
@@ -243,7 +288,7 @@ test("released and expired reservations no longer count; the sweeper removes exp
   await r2.release(y);
 
   // Another account's expired row is swept by the periodic sweep, a live one is kept.
-  const other = chain.accounts.users[4]!.address.toLowerCase();
+  const other = "0x000000000000000000000000000000000000beef";
   await r1.db.$executeRaw`INSERT INTO gateway_reservations (id, account_address, max_cost_wei, expires_at)
     VALUES (gen_random_uuid(), ${other}, 5, now() - interval '1 second'),
            (gen_random_uuid(), ${other}, 6, now() + interval '1 hour')`;
