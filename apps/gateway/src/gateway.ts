@@ -401,13 +401,15 @@ export class GatewayState {
     chain: RegistrationOutcome | { status: "skipped" };
   }> {
     const onChain = input.onChain ?? this.config.GATEWAY_CHAIN_REGISTRATION;
-    const versions = input.datanetVersionIds.length
+    // Postgres reads a uuid in any case, but the existence check below compares strings.
+    const versionIds = input.datanetVersionIds.map((v) => v.toLowerCase());
+    const versions = versionIds.length
       ? await this.db.datanetVersion.findMany({
-          where: { id: { in: input.datanetVersionIds } },
+          where: { id: { in: versionIds } },
           include: { datanet: true },
         })
       : [];
-    for (const id of input.datanetVersionIds) {
+    for (const id of versionIds) {
       if (!versions.some((v) => v.id === id)) {
         throw new AppError("VALIDATION_FAILED", `datanet version ${id} does not exist`);
       }
@@ -446,9 +448,9 @@ export class GatewayState {
             priceOutPer1kWei: new Prisma.Decimal(input.priceOut.toString()),
           },
         });
-        if (input.datanetVersionIds.length) {
+        if (versionIds.length) {
           await tx.modelTrainingVersion.createMany({
-            data: input.datanetVersionIds.map((v) => ({ modelId: input.id, datanetVersionId: v })),
+            data: versionIds.map((v) => ({ modelId: input.id, datanetVersionId: v })),
           });
         }
         if (onChain) {
@@ -468,7 +470,7 @@ export class GatewayState {
       }
       throw err;
     }
-    const model = this.#remember(row, small ? input.datanetVersionIds[0] : undefined);
+    const model = this.#remember(row, small ? versionIds[0] : undefined);
     if (!onChain) return { model, chain: { status: "skipped" } };
     // Sent now; if the chain fails, the intent stays pending and the sweeper retries it.
     const chain = await driveRegistration(this.db, this.chain, intentKey);

@@ -612,7 +612,8 @@ test("two versions whose ONNX graphs are byte-identical keep their own class nam
   const res = await register(builderKey, {
     ...good(),
     id: "relabelled-filter",
-    datanet_version_id: versions.relabelled,
+    // Upper case on purpose: a uuid is the same version however it is spelled.
+    datanet_version_id: versions.relabelled.toUpperCase(),
   });
   assert.equal(res.status, 201, JSON.stringify(res.body));
   assert.deepEqual(res.body.classes, ["legit", "unwanted"]);

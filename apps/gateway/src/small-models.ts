@@ -95,7 +95,9 @@ export class SmallModelRuntime {
   ) {}
 
   /** Loads (or returns the loaded) classifier of `versionId`, whose ONNX must hash to `onnxHash`. */
-  load(versionId: string, onnxHash: string): Promise<LoadedSmallModel> {
+  load(version: string, onnxHash: string): Promise<LoadedSmallModel> {
+    // A client may spell the uuid in upper case; Postgres and the attribution service do not care.
+    const versionId = version.toLowerCase();
     const key = `${onnxHash}/${versionId}`;
     let p = this.#sessions.get(key);
     if (!p) {
@@ -115,7 +117,7 @@ export class SmallModelRuntime {
     try {
       descriptor = JSON.parse(await readFile(path.join(dir, "descriptor.json"), "utf8"));
       bytes = await readFile(path.join(dir, "model.onnx"));
-      if (sha256(bytes) !== onnxHash || descriptor.datanetVersionId !== versionId) {
+      if (sha256(bytes) !== onnxHash || descriptor.datanetVersionId?.toLowerCase() !== versionId) {
         throw new Error("corrupt local copy");
       }
     } catch {
@@ -172,7 +174,7 @@ export class SmallModelRuntime {
     if (
       descriptor.onnxBlobHash !== onnxHash ||
       sha256(bytes) !== onnxHash ||
-      descriptor.datanetVersionId !== versionId
+      descriptor.datanetVersionId?.toLowerCase() !== versionId
     ) {
       throw new SmallModelUnavailable(
         502,
