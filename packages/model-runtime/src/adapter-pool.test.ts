@@ -27,7 +27,8 @@ before(async () => {
     targetModules: [...LAYOUT.targetModules],
     intraOpThreads: 1,
   });
-  pool = new AdapterLoadPool(model.config, rt.slotLayout, { threads: 1 });
+  // inlineBelowBytes 0: every load goes to the worker (tiny adapters would decode inline).
+  pool = new AdapterLoadPool(model.config, rt.slotLayout, { threads: 1, inlineBelowBytes: 0 });
 });
 after(async () => {
   await pool.close();
@@ -56,6 +57,25 @@ test("a pool load equals the in-thread decode, bit for bit, and serves the same 
   assert.deepEqual([...x!], [...y!]);
   rt.release("p");
   rt.release("l");
+});
+
+test("small adapters decode on the calling thread, to the same bytes as the worker", async () => {
+  const files = generateRandomPeft(TINY_CONFIG, { rank: 16, seed: "pool-inline" });
+  await writePeftAdapter(join(dir, "inline"), files);
+  const inline = new AdapterLoadPool(model.config, rt.slotLayout, { threads: 1 });
+  try {
+    const small = await inline.load(join(dir, "inline"));
+    assert.deepEqual([inline.inlineLoads, inline.offThreadLoads], [1, 0], "a 65 KB file stays inline");
+    const viaWorker = await pool.load(join(dir, "inline"));
+    assert.ok(Buffer.from(small.buffer).equals(Buffer.from(viaWorker.buffer)));
+    await writeFile(join(dir, "inline", "adapter_model.safetensors"), Buffer.from("garbage"));
+    await assert.rejects(
+      inline.load(join(dir, "inline")),
+      (e: unknown) => e instanceof ModelRuntimeError && e.code === "SAFETENSORS_INVALID",
+    );
+  } finally {
+    await inline.close();
+  }
 });
 
 test("a corrupt or unfit adapter is a ModelRuntimeError with its code; the pool keeps working", async () => {
