@@ -47,7 +47,8 @@ test("the platform supervisor brings up the chain and all four services, then st
   });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   try {
-    for (let i = 0; i < 1200 && !output.includes("OpenLedger is up"); i++) {
+    // Up to 6 minutes: the supervisor's own readiness deadline (5 min) fails first, with its reason.
+    for (let i = 0; i < 3600 && !output.includes("OpenLedger is up"); i++) {
       if (child.exitCode !== null) break;
       await new Promise((r) => setTimeout(r, 100));
     }

@@ -68,7 +68,10 @@ function prefixLines(name: string, stream: NodeJS.ReadableStream, out: NodeJS.Wr
   });
 }
 
-async function waitReady(name: string, url: string, timeoutMs = 60_000): Promise<void> {
+// A service that exits stops the platform at once (see the child's exit handler), so this
+// deadline only catches one that hangs; it is generous because a loaded 2-core machine
+// can take minutes to start four tsx processes, the chain and the model at once.
+async function waitReady(name: string, url: string, timeoutMs = 300_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = "no answer";
   while (Date.now() < deadline) {

@@ -51,6 +51,10 @@ export async function buildService<C extends BaseConfig>(
     bodyLimit: def.bodyLimit ?? 1024 * 1024,
     requestIdHeader: "x-request-id",
     return503OnClosing: true,
+    // Fastify's default (10 s) fails a start-up that is merely slow: a service's routes plugin
+    // loads models and mirrors state from Postgres, which takes longer on a loaded machine.
+    // /readyz, not this timeout, is what tells an orchestrator the service is up.
+    pluginTimeout: 120_000,
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
