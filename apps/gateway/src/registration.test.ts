@@ -151,7 +151,8 @@ test("the chain refuses the registration: it stays pending, and the sweeper regi
   const pending = await database.db.chainIntent.findUniqueOrThrow({
     where: { key: `model.register:${hash}` },
   });
-  assert.equal(pending.status, "pending");
+  // No answer from the node: the signed transaction is kept (submitted) and re-broadcast later.
+  assert.notEqual(pending.status, "confirmed");
   assert.ok(pending.error);
   assert.equal(await registrations(hash), 0);
   // Still down: a sweep changes nothing.
@@ -165,17 +166,17 @@ test("the chain refuses the registration: it stays pending, and the sweeper regi
   assert.equal(await registrations(hash), 1);
 });
 
-test("the node takes the transaction but its answer is lost: the retry finds it on chain and sends nothing", async () => {
+test("the node takes the transaction but its answer is lost: it is confirmed from its receipt and sent once", async () => {
   const hash = "c2".repeat(32);
   rpc.fault = "lose-response";
   const sendsBefore = rpc.forwardedSends;
-  const first = await register("adapter-lost-answer", hash);
-  assert.notEqual(first.chain.status, "confirmed");
-  assert.ok(rpc.forwardedSends > sendsBefore, "the node got the transaction");
-  rpc.fault = undefined;
   const operator = chain.accounts.operator.address;
   const nonce = await pub().getTransactionCount({ address: operator });
-  assert.equal(await sweepRegistrations(database.db, state.chain, { olderThanMs: 0 }), 1);
-  assert.equal(await pub().getTransactionCount({ address: operator }), nonce, "nothing sent again");
+  const first = await register("adapter-lost-answer", hash);
+  rpc.fault = undefined;
+  assert.equal(rpc.forwardedSends, sendsBefore + 1, "the node got the transaction, once");
+  assert.equal(first.chain.status, "confirmed", JSON.stringify(first.chain));
+  assert.equal(await sweepRegistrations(database.db, state.chain, { olderThanMs: 0 }), 0);
+  assert.equal(await pub().getTransactionCount({ address: operator }), nonce + 1, "nothing sent again");
   await assertRegisteredOnce("adapter-lost-answer", hash);
 });

@@ -5,7 +5,10 @@ import {
   ContractFunctionRevertedError,
   encodeFunctionData,
   type Hex,
+  HttpRequestError,
   keccak256,
+  SocketClosedError,
+  TimeoutError,
   TransactionNotFoundError,
   TransactionReceiptNotFoundError,
 } from "viem";
@@ -75,19 +78,49 @@ async function readIntent(db: IntentDb, key: string): Promise<IntentRow> {
   return row;
 }
 
+/**
+ * Whether the node may hold the transaction although the broadcast failed: it said it already has
+ * it, its nonce is taken (maybe by this very transaction), or the answer never arrived. Such a
+ * transaction must not be forgotten; the receipt / re-broadcast path decides what became of it.
+ */
+function mayBeHeld(err: unknown): boolean {
+  if (err instanceof BaseError) {
+    const transport = err.walk(
+      (e) => e instanceof HttpRequestError || e instanceof TimeoutError || e instanceof SocketClosedError,
+    );
+    if (transport) return true;
+  }
+  const text = err instanceof BaseError ? `${err.message} ${err.details}` : String(err);
+  return /already known|known transaction|already imported|nonce too low|fetch failed|ECONNRESET|ECONNREFUSED/i.test(
+    text,
+  );
+}
+
+/** `txHash` is the hash whose successful receipt confirmed the intent, or null when the effect
+ *  was read from chain state (`isDone`): then no transaction of ours is known to have done it,
+ *  and a hash recorded earlier (reverted, replaced or never mined) must not be reported. */
 async function markConfirmed(db: IntentDb, id: string, txHash: string | null): Promise<void> {
   await db.$executeRawUnsafe(
-    `UPDATE chain_intents SET status = 'confirmed', tx_hash = COALESCE($2, tx_hash), error = NULL, updated_at = now() WHERE id = $1::uuid`,
+    `UPDATE chain_intents SET status = 'confirmed', tx_hash = $2, error = NULL, updated_at = now()
+      WHERE id = $1::uuid`,
     id,
     txHash,
   );
 }
 
-async function backToPending(db: IntentDb, id: string, error: string): Promise<void> {
-  await db.$executeRawUnsafe(
-    `UPDATE chain_intents SET status = 'pending', tx_hash = NULL, payload = payload - 'rawTx', error = $2, updated_at = now()
-      WHERE id = $1::uuid`,
+/** Forgets the signed transaction `expected` so a new one is signed. Guarded: a second driver
+ *  that already confirmed the intent, or signed a newer transaction, is not overwritten. */
+async function backToPending(
+  db: IntentDb,
+  id: string,
+  expected: string | null,
+  error: string,
+): Promise<number> {
+  return db.$executeRawUnsafe(
+    `UPDATE chain_intents SET status = 'pending', tx_hash = NULL, payload = payload - 'rawTx', error = $3, updated_at = now()
+      WHERE id = $1::uuid AND status IN ('pending', 'submitted') AND tx_hash IS NOT DISTINCT FROM $2`,
     id,
+    expected,
     error.slice(0, 2000),
   );
 }
@@ -130,7 +163,7 @@ export async function submitIntent(
     } as Parameters<typeof signer.publicClient.simulateContract>[0]);
   } catch (err) {
     const reason = reasonOf(err);
-    await backToPending(db, row.id, reason);
+    await backToPending(db, row.id, null, reason);
     throw new IntentRejectedError(spec.key, reason);
   }
   const data = encodeFunctionData({
@@ -159,9 +192,12 @@ export async function submitIntent(
   try {
     await wallet.sendRawTransaction({ serializedTransaction: raw });
   } catch (err) {
+    // A lost answer or "already known": the node may hold (and mine) it, so the row stays
+    // submitted and executeIntent confirms it from its receipt or re-broadcasts the same bytes.
+    if (mayBeHeld(err)) return readIntent(db, spec.key);
     // The node refused it (so it cannot be mined): forget this signed tx and retry later.
     const reason = reasonOf(err);
-    await backToPending(db, row.id, reason);
+    await backToPending(db, row.id, hash, reason);
     throw new IntentRejectedError(spec.key, reason);
   }
   row = await readIntent(db, spec.key);
@@ -204,9 +240,14 @@ export async function executeIntent(
           // mined. Check whether the effect happened anyway, else start over with a new transaction.
           if (await spec.isDone()) {
             await markConfirmed(db, row.id, null);
-            return { txHash: row.tx_hash };
+            return { txHash: null };
           }
-          await backToPending(db, row.id, `rebroadcast failed: ${reasonOf(err)}`);
+          const nonceTaken = /nonce too low/i.test(
+            err instanceof BaseError ? `${err.message} ${err.details}` : String(err),
+          );
+          // No answer: the node may hold it now; keep it and let the next run look again.
+          if (!nonceTaken && mayBeHeld(err)) throw err;
+          await backToPending(db, row.id, hash, `rebroadcast failed: ${reasonOf(err)}`);
           continue;
         }
       }
@@ -215,15 +256,23 @@ export async function executeIntent(
         timeout: options.receiptTimeoutMs ?? 60_000,
       });
     }
-    if (receipt.status === "success") {
+    // viem resolves with the receipt of a transaction that replaced ours (same nonce): ours can
+    // then never be mined, and the replacement's success says nothing about our effect.
+    const ours = receipt.transactionHash.toLowerCase() === hash.toLowerCase();
+    if (ours && receipt.status === "success") {
       await markConfirmed(db, row.id, hash);
       return { txHash: hash };
     }
     if (await spec.isDone()) {
       await markConfirmed(db, row.id, null);
-      return { txHash: row.tx_hash };
+      return { txHash: null };
     }
-    await backToPending(db, row.id, `transaction ${hash} reverted`);
+    await backToPending(
+      db,
+      row.id,
+      hash,
+      ours ? `transaction ${hash} reverted` : `transaction ${hash} replaced by ${receipt.transactionHash}`,
+    );
     row = await readIntent(db, spec.key);
   }
   throw new IntentRejectedError(spec.key, "gave up after 3 rounds");

@@ -7,6 +7,7 @@ import {
   type Hex,
   keccak256,
   type TransactionReceipt,
+  TransactionReceiptNotFoundError,
   toBytes,
 } from "viem";
 import type { SettlementChain } from "./chain.ts";
@@ -17,6 +18,8 @@ import { executeIntent, type IntentSpec } from "./intents.ts";
 export const CHARGE_CHUNK = 200;
 /** Escrow balances read at once when planning a charge round. */
 const BALANCE_READS_IN_FLIGHT = 16;
+/** Blocks per eth_getLogs call when looking a charge up by its event (providers cap the range). */
+const LOG_RANGE_BLOCKS = 10_000n;
 
 export interface ChargeItem {
   consumer: string;
@@ -248,23 +251,40 @@ export class EscrowCharger {
     }
   }
 
-  /** The receipt of the batch's transaction; found by its event when the intent was confirmed
-   *  from chain state (e.g. a re-broadcast raced) rather than from our own hash. */
+  /** The receipt of the batch's transaction. Found by its event when the intent was confirmed
+   *  from chain state (no hash of ours did it), and also when the recorded hash has no receipt or
+   *  reverted: a row confirmed before intents cleared a stale hash would otherwise fail every run. */
   async #receipt(chain: SettlementChain, batchId: Hex, txHash: Hex | null): Promise<TransactionReceipt> {
-    let hash = txHash;
-    if (!hash) {
+    if (txHash) {
+      const receipt = await chain.publicClient.getTransactionReceipt({ hash: txHash }).catch((err) => {
+        if (err instanceof TransactionReceiptNotFoundError) return undefined;
+        throw err;
+      });
+      if (receipt?.status === "success") return receipt;
+    }
+    const hash = await this.#appliedIn(chain, batchId);
+    if (!hash) throw new Error(`charge batch ${batchId} applied but its event was not found`);
+    return chain.publicClient.getTransactionReceipt({ hash });
+  }
+
+  /** The transaction that emitted ChargeBatchApplied(batchId), newest range first. The range is
+   *  read in bounded chunks up to the current block: providers cap eth_getLogs ranges. */
+  async #appliedIn(chain: SettlementChain, batchId: Hex): Promise<Hex | undefined> {
+    const from = BigInt(chain.addresses.deployedAtBlock);
+    const latest = await chain.publicClient.getBlockNumber();
+    for (let to = latest; to >= from; to -= LOG_RANGE_BLOCKS) {
+      const start = to - LOG_RANGE_BLOCKS + 1n > from ? to - LOG_RANGE_BLOCKS + 1n : from;
       const [event] = await chain.publicClient.getContractEvents({
         address: chain.addresses.contracts.InferenceEscrow,
         abi: inferenceEscrowAbi,
         eventName: "ChargeBatchApplied",
         args: { batchId },
-        fromBlock: BigInt(chain.addresses.deployedAtBlock),
+        fromBlock: start,
+        toBlock: to,
       });
-      if (!event?.transactionHash)
-        throw new Error(`charge batch ${batchId} applied but its event was not found`);
-      hash = event.transactionHash;
+      if (event?.transactionHash) return event.transactionHash;
     }
-    return chain.publicClient.getTransactionReceipt({ hash });
+    return undefined;
   }
 }
 
