@@ -50,35 +50,38 @@ function variant(sig: Hex, kind: number, extra: bigint): string {
   }
 }
 
-test("the fast verdict equals recover-and-compare (fast-check), before and after a key is known", async () => {
-  const verifier = new SignatureVerifier();
-  await fc.assert(
-    fc.asyncProperty(
-      fc.uint8Array({ minLength: 32, maxLength: 32 }),
-      fc.nat({ max: keys.length - 1 }),
-      fc.nat({ max: keys.length - 1 }),
-      fc.nat({ max: 9 }),
-      fc.bigInt({ min: 1n, max: N - 1n }),
-      fc.boolean(),
-      async (digest, signerIdx, claimedIdx, kind, extra, otherDigest) => {
-        const signer = keys[signerIdx]!;
-        const sig = await signer.sign({ hash: toHex(digest) });
-        const candidate = variant(sig, kind, extra);
-        const checked = otherDigest ? keccak256(digest, "bytes") : digest;
-        const claimed = keys[claimedIdx]!.address;
-        const expected = await viemSays(checked, candidate, claimed);
-        assert.equal(verifier.verify(checked, candidate, claimed), expected, `kind ${kind}`);
-        // Asked again (the key now likely known): the same verdict.
-        assert.equal(verifier.verify(checked, candidate, claimed.toLowerCase()), expected);
-      },
-    ),
-    { numRuns: 150 },
-  );
-  assert.ok(verifier.knownSigners > 0 && verifier.knownSigners <= keys.length);
-});
+for (const native of [true, false]) {
+  test(`the verdict equals recover-and-compare (fast-check), ${native ? "native backend" : "JS backend, before and after a key is known"}`, async () => {
+    const verifier = new SignatureVerifier(1024, { native });
+    if (native) assert.equal(verifier.backend, "native", "libsecp256k1's prebuilt addon loads here");
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.nat({ max: keys.length - 1 }),
+        fc.nat({ max: keys.length - 1 }),
+        fc.nat({ max: 9 }),
+        fc.bigInt({ min: 1n, max: N - 1n }),
+        fc.boolean(),
+        async (digest, signerIdx, claimedIdx, kind, extra, otherDigest) => {
+          const signer = keys[signerIdx]!;
+          const sig = await signer.sign({ hash: toHex(digest) });
+          const candidate = variant(sig, kind, extra);
+          const checked = otherDigest ? keccak256(digest, "bytes") : digest;
+          const claimed = keys[claimedIdx]!.address;
+          const expected = await viemSays(checked, candidate, claimed);
+          assert.equal(verifier.verify(checked, candidate, claimed), expected, `kind ${kind}`);
+          // Asked again (the key now likely known): the same verdict.
+          assert.equal(verifier.verify(checked, candidate, claimed.toLowerCase()), expected);
+        },
+      ),
+      { numRuns: 150 },
+    );
+    if (!native) assert.ok(verifier.knownSigners > 0 && verifier.knownSigners <= keys.length);
+  });
+}
 
 test("non-canonical encodings are left to the caller (undefined); a bounded key cache", async () => {
-  const verifier = new SignatureVerifier(2);
+  const verifier = new SignatureVerifier(2, { native: false });
   const digest = new Uint8Array(32).fill(7);
   const sig = await keys[0]!.sign({ hash: toHex(digest) });
   assert.equal(verifier.verify(digest, sig.slice(0, 131), keys[0]!.address), undefined);

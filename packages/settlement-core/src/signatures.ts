@@ -1,3 +1,4 @@
+import { createRequire } from "node:module";
 import { secp256k1 } from "@noble/curves/secp256k1";
 import { keccak_256 } from "@noble/hashes/sha3";
 import { bytesToHex, hexToBytes } from "@noble/hashes/utils";
@@ -9,6 +10,24 @@ const SIGNATURE = /^0x[0-9a-fA-F]{130}$/;
 const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
 
 const modN = (a: bigint) => ((a % N) + N) % N;
+
+interface NativeSecp256k1 {
+  ecdsaRecover(sig64: Uint8Array, recid: number, msg32: Uint8Array, compressed: boolean): Uint8Array;
+}
+
+/**
+ * libsecp256k1 through the `secp256k1` package's prebuilt addon (linux x64 glibc/musl, darwin
+ * arm64, win32 x64): recovery in ~0.1 ms instead of ~1-3 ms in JS. Loaded from its `bindings`
+ * entry, not the package root, which would silently fall back to the (slower) elliptic JS code;
+ * without the addon the verifier uses its JS path below.
+ */
+const NATIVE: NativeSecp256k1 | undefined = (() => {
+  try {
+    return createRequire(import.meta.url)("secp256k1/bindings") as NativeSecp256k1;
+  } catch {
+    return undefined;
+  }
+})();
 
 /** a^-1 mod n (extended Euclid; n is prime and 0 < a < n here). */
 function invN(a: bigint): bigint {
@@ -24,8 +43,12 @@ function invN(a: bigint): bigint {
 
 /** The Ethereum address of an uncompressed public key: last 20 bytes of keccak256(x ‖ y). */
 function addressOf(pub: Point): string {
-  const raw = pub.toRawBytes(false).subarray(1);
-  return `0x${bytesToHex(keccak_256(raw).subarray(12))}`;
+  return addressOfRaw(pub.toRawBytes(false));
+}
+
+/** The same, from the 65-byte uncompressed encoding (0x04 ‖ x ‖ y). */
+function addressOfRaw(uncompressed: Uint8Array): string {
+  return `0x${bytesToHex(keccak_256(uncompressed.subarray(1)).subarray(12))}`;
 }
 
 /** EIP-712 digest: keccak256(0x1901 ‖ domainSeparator ‖ structHash). */
@@ -59,13 +82,22 @@ export function structHashOfTwoWords(typeHash: string, a: string, b: string): Ui
  * and Q's), and there is no square root. Equivalence: recovery returns Q' = r⁻¹(s·R − h·G), which
  * is Q exactly when s·R = h·G + r·Q, i.e. when R = R'.
  *
+ * With libsecp256k1 available (`backend` "native"), every signature is simply recovered natively,
+ * ~10x cheaper still; the JS path above is the fallback ("noble").
+ *
  * Signatures not in the canonical 0x + 130 hex form return `undefined`: the caller decides with
  * its general recovery path, so odd encodings keep that path's exact behaviour.
  */
 export class SignatureVerifier {
   readonly #keys = new Map<string, Point>();
+  readonly backend: "native" | "noble";
 
-  constructor(private readonly maxSigners = 1024) {}
+  constructor(
+    private readonly maxSigners = 1024,
+    options: { native?: boolean } = {},
+  ) {
+    this.backend = NATIVE && options.native !== false ? "native" : "noble";
+  }
 
   /** Public keys currently known (for tests and metrics). */
   get knownSigners(): number {
@@ -81,6 +113,14 @@ export class SignatureVerifier {
     const bit = v === 0 || v === 27 ? 0 : v === 1 || v === 28 ? 1 : -1;
     // The same refusals as recovery: v out of range, r or s outside [1, n).
     if (bit < 0 || r <= 0n || r >= N || s <= 0n || s >= N) return false;
+    if (this.backend === "native" && NATIVE) {
+      try {
+        const sig64 = hexToBytes(signature.slice(2, 130));
+        return addressOfRaw(NATIVE.ecdsaRecover(sig64, bit, digest, false)) === address;
+      } catch {
+        return false; // libsecp256k1 refused to recover (no such point, zero key, ...)
+      }
+    }
     const h = modN(BigInt(`0x${bytesToHex(digest)}`));
     const key = this.#keys.get(address);
     if (!key) return this.#recoverAndRemember(r, s, bit, digest, address);

@@ -28,7 +28,7 @@ export interface SettleContext {
   /** Verdicts by attribution result id. Results are immutable once signed, so a pending inference
    *  re-checked by the sweeper does not pay for its signature recoveries again. */
   verified?: Map<string, boolean>;
-  /** Validators' public keys once recovered: later signatures are checked ~3x cheaper (same verdict). */
+  /** Native (libsecp256k1) signature checks, or validators' public keys kept in JS: same verdict, cheaper. */
   signatures?: SignatureVerifier;
   now?: () => number;
 }
