@@ -4,19 +4,26 @@
 //   npm run bench:settlement            human table
 //   npm run bench:settlement -- --json  {"inferencesPerSec": x, "epochPostGas": {"10": g, ...}, ...}
 //
-// Throughput: N `inference.completed` jobs are enqueued (untimed), then BullMQ workers drain
-// them into Postgres; the clock runs from the workers' start to the last settlement row. Each
-// inference has 2 agreeing validator results and 3 weighted contributors. Compared in the same
-// run: the group-commit path (many inferences per transaction) and the baseline of one
-// transaction per inference. Signature checks (EIP-712 recovery, 2 per inference) are measured
-// apart: their cost per inference is reported, and the batched run is repeated with them on a
-// smaller sample.
+// Throughput: `inference.completed` jobs are enqueued (untimed), then BullMQ workers drain them
+// into Postgres; the clock runs from the workers' start to the last settled inference. Each
+// inference has 2 agreeing validator results and 1-3 weighted contributors (~9 ledger rows).
+// Compared in the same run: batch jobs (BENCH_IDS_PER_JOB ids each, as the gateway's
+// CompletedBatcher sends under load) through the group commit, one job per inference through
+// the group commit, and the baseline of one job and one transaction per inference. References:
+// the queue alone (no-op handler) in both job forms, and the ledger path alone (no queue).
+// Signature checks (2 EIP-712 signatures per inference) on a smaller set, two ways: recovering
+// each signer, and with the validators' public keys known (the service's path).
+// For every run: Node CPU (this process) and Postgres CPU (the backends of this process's pool,
+// found by application_name) per 1,000 inferences, so each stage's cost is known apart from
+// the machine's load.
 // Epoch gas: off-chain cumulative-earnings trees of 10 / 1,000 / 100,000 recipients, the root
 // posted through RewardDistributor.postEpoch (after the escrow charge that funds it) with the
 // service's chain-intent code; gasUsed from the receipts.
 //
-// Env: BENCH_INFERENCES (default 20000), BENCH_BASELINE_INFERENCES (2000), BENCH_SIGNED_INFERENCES
-// (1000), BENCH_CONCURRENCY (256), BENCH_RECIPIENTS (10,1000,100000).
+// Env: BENCH_INFERENCES (batch-job run, default 20000), BENCH_SINGLE_JOB_INFERENCES (5000),
+// BENCH_LEDGER_ONLY_INFERENCES (5000), BENCH_BASELINE_INFERENCES (2000), BENCH_SIGNED_INFERENCES
+// (1000), BENCH_IDS_PER_JOB (500), BENCH_JOB_CONCURRENCY (8), BENCH_CONCURRENCY (256, one-job-
+// per-inference runs), BENCH_RECIPIENTS (10,1000,100000).
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import {
@@ -32,7 +39,7 @@ import { createDb } from "@openledger/db";
 import { createTestDatabase } from "@openledger/db/testing";
 import { completedInferenceIds, type JobPayload, jobId, Producer, WorkerSet } from "@openledger/queue";
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "@openledger/queue/testing";
-import { DEFAULT_SPLIT_BPS } from "@openledger/settlement-core";
+import { DEFAULT_SPLIT_BPS, SignatureVerifier } from "@openledger/settlement-core";
 import { type Abi, type Address, type Hex, keccak256, toBytes, toHex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { GroupCommit } from "../apps/settlement/src/lib/batcher.ts";
@@ -298,8 +305,14 @@ try {
   await db.$executeRawUnsafe(`ANALYZE`);
 
   const maxBatch = 500;
-  const grouped = (ctx: SettleContext) => {
+  /** Transactions written and inferences in them, per run (the group commit's batch sizes). */
+  const transactions: Record<string, { count: number; inferences: number }> = {};
+  const grouped = (ctx: SettleContext, label: string) => {
+    const stats = { count: 0, inferences: 0 };
+    transactions[label] = stats;
     const group = new GroupCommit<string, SettleOutcome>(maxBatch, async (keys) => {
+      stats.count++;
+      stats.inferences += keys.length;
       return (await settleBatch(db, keys, ctx)).outcomes;
     });
     return (ids: string[]) => Promise.all(ids.map((id) => group.submit(id)));
@@ -311,24 +324,47 @@ try {
   const queueOnlyBatched = await drain("queue-only-batch-jobs", batchedIds, PER_JOB, JOB_CONCURRENCY, noop);
   const direct =
     directIds.length /
-    (await measure("ledger-only", directIds.length, () => grouped(baseCtx)(directIds))).seconds;
+    (await measure("ledger-only", directIds.length, () => grouped(baseCtx, "ledger-only")(directIds)))
+      .seconds;
   progress(`direct group commit (no queue): ${direct.toFixed(0)} inferences/s`);
-  const batched = await drain("batch-jobs", batchedIds, PER_JOB, JOB_CONCURRENCY, grouped(baseCtx));
-  const single = await drain("per-inference-jobs", singleIds, 1, CONCURRENCY, grouped(baseCtx));
+  const batched = await drain(
+    "batch-jobs",
+    batchedIds,
+    PER_JOB,
+    JOB_CONCURRENCY,
+    grouped(baseCtx, "batch-jobs"),
+  );
+  const single = await drain(
+    "per-inference-jobs",
+    singleIds,
+    1,
+    CONCURRENCY,
+    grouped(baseCtx, "per-inference-jobs"),
+  );
   const baseline = await drain("baseline", baseIds, 1, 16, async (ids) => {
     const r = await settleBatch(db, ids, baseCtx);
     return ids.map((id) => r.outcomes.get(id) ?? "missing");
   });
-  const signedCtx: SettleContext = {
-    ...baseCtx,
-    signatureDomain: { chainId: chain.chainId, verifyingContract: addresses.contracts.RewardDistributor },
+  const signatureDomain = {
+    chainId: chain.chainId,
+    verifyingContract: addresses.contracts.RewardDistributor,
   };
-  const signed = await drain(
-    "batch-jobs+signatures",
-    signedIds,
+  // Signature checks two ways on halves of the signed set: recovering each signer's address (the
+  // previous path), and the service's path (validators' public keys known after their first one).
+  const half = Math.floor(signedIds.length / 2);
+  const signedRecover = await drain(
+    "batch-jobs+signatures-recover",
+    signedIds.slice(0, half),
     PER_JOB,
     JOB_CONCURRENCY,
-    grouped(signedCtx),
+    grouped({ ...baseCtx, signatureDomain }, "batch-jobs+signatures-recover"),
+  );
+  const signed = await drain(
+    "batch-jobs+signatures",
+    signedIds.slice(half),
+    PER_JOB,
+    JOB_CONCURRENCY,
+    grouped({ ...baseCtx, signatureDomain, signatures: new SignatureVerifier() }, "batch-jobs+signatures"),
   );
   await checkLedger();
   const [settledCount] = await db.$queryRawUnsafe<{ n: number }[]>(
@@ -341,10 +377,14 @@ try {
   out.speedup = Number((batched / baseline).toFixed(2));
   out.perInferenceJobsInferencesPerSec = Math.round(single);
   out.signatureCheckedInferencesPerSec = Math.round(signed);
+  out.signatureRecoveringInferencesPerSec = Math.round(signedRecover);
   out.queueOnlyJobsPerSec = Math.round(queueOnly);
   out.queueOnlyBatchedInferencesPerSec = Math.round(queueOnlyBatched);
   out.ledgerOnlyInferencesPerSec = Math.round(direct);
   out.cpuMsPer1kInferences = cpuMsPer1k;
+  out.inferencesPerTransaction = Object.fromEntries(
+    Object.entries(transactions).map(([k, v]) => [k, Math.round(v.inferences / Math.max(1, v.count))]),
+  );
   out.loadAverage1m = Number(loadavg()[0]?.toFixed(1));
   out.throughputSetup = {
     batchJobInferences: N,
@@ -479,9 +519,14 @@ try {
     );
     row("speed-up (batch jobs vs baseline)", `x${out.speedup}`);
     row(
-      "batch jobs + EIP-712 checks (2 recoveries/inference)",
+      "batch jobs + EIP-712 checks, validators' keys known (service)",
       out.signatureCheckedInferencesPerSec,
       "batch-jobs+signatures",
+    );
+    row(
+      "batch jobs + EIP-712 checks, recovering each signer",
+      out.signatureRecoveringInferencesPerSec,
+      "batch-jobs+signatures-recover",
     );
     row("reference: queue alone, one job per inference (no-op)", out.queueOnlyJobsPerSec, "queue-only");
     row(

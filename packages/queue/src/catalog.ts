@@ -102,7 +102,10 @@ export const JOBS = {
     payload: InferenceCompletedPayload,
     attempts: 10,
     backoffMs: 1000,
-    timeoutMs: 60_000,
+    // A batch of up to 1,000 waits behind the other deliveries in settlement's group commit: under
+    // a backlog (256 jobs at once) that is minutes, not a hang. A timed-out attempt is harmless
+    // (settlement is idempotent per inference) but would redo the work.
+    timeoutMs: 5 * 60_000,
     key: (p) => p.inferenceId ?? batchKey(p.inferenceIds ?? []),
     description: "Metered inference(s) finished: price each and settle it once attributed.",
   }),
