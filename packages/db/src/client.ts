@@ -20,6 +20,9 @@ export function createDb(databaseUrl: string, options: CreateDbOptions = {}): Db
   const target = parseDatabaseUrl(databaseUrl);
   // One pool for Prisma and for `rawPool` users, so the connection bound holds for both.
   const pool = new pg.Pool(poolConfig(target, { max: options.maxConnections ?? 10 }));
+  // Until Prisma connects (and adds its own listener that reports to onPoolError), an idle client's
+  // error must not be an unhandled 'error' event.
+  pool.on("error", () => {});
   const adapter = new PrismaPg(pool, {
     schema: target.schema,
     onPoolError: options.onPoolError ?? (() => {}),
@@ -35,12 +38,17 @@ const POOLS = new WeakMap<Db, pg.Pool>();
 /**
  * The pg pool under a client (search_path pinned to its schema), for hot paths where Prisma's
  * per-query overhead shows: multi-row writes of the settlement ledger. Anything else uses the
- * Prisma client. Ended by `db.$disconnect()`.
+ * Prisma client. Ended by `db.$disconnect()`; used after that, it comes back as a new pool.
  */
 export function rawPool(db: Db): pg.Pool {
   const pool = POOLS.get(db);
   if (!pool) throw new Error("rawPool: this client was not created by createDb");
-  return pool;
+  if (!pool.ended) return pool;
+  // The client was disconnected (Prisma reconnects lazily with a pool of its own): so does this.
+  const fresh = new pg.Pool(pool.options);
+  fresh.on("error", () => {}); // idle-client errors (e.g. Postgres restarted): the next query reconnects
+  POOLS.set(db, fresh);
+  return fresh;
 }
 
 /** Creates the database named in the URL when it does not exist (safe to race). */
