@@ -7,7 +7,7 @@
 // Throughput: `inference.completed` jobs are enqueued (untimed), then BullMQ workers drain them
 // into Postgres; the clock runs from the workers' start to the last settled inference. Each
 // inference has 2 agreeing validator results and 1-3 weighted contributors (~9 ledger rows).
-// Compared in the same run: batch jobs (BENCH_IDS_PER_JOB ids each, as the gateway's
+// Compared in the same run: batch jobs (BENCH_IDS_PER_JOB ids each, as a producer's
 // CompletedBatcher sends under load) through the group commit, one job per inference through
 // the group commit, and the baseline of one job and one transaction per inference. References:
 // the queue alone (no-op handler) in both job forms, and the ledger path alone (no queue).

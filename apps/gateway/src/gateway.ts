@@ -3,7 +3,7 @@ import { ModelKind as ChainModelKind } from "@openledger/chain";
 import type { GatewayConfig } from "@openledger/config";
 import { type Db, Prisma, type Tx, toWei } from "@openledger/db";
 import { AppError } from "@openledger/errors";
-import { CompletedBatcher, type Producer } from "@openledger/queue";
+import type { Producer } from "@openledger/queue";
 import { AccountRateLimiter } from "@openledger/serving-core";
 import { priceInference } from "@openledger/settlement-core";
 import type { FastifyBaseLogger } from "fastify";
@@ -132,8 +132,6 @@ export class GatewayState {
   #renewer: NodeJS.Timeout | undefined;
   readonly #keys = new Map<string, { account: string; at: number }>();
   #sweeper: NodeJS.Timeout | undefined;
-  /** Completions finishing together leave as one `inference.completed` batch job (settlement's queue cap). */
-  readonly #completions: CompletedBatcher;
 
   constructor(
     readonly config: GatewayConfig,
@@ -151,7 +149,6 @@ export class GatewayState {
     this.smallModelLimiter = new AccountRateLimiter(() =>
       rpm > 0 ? { requests: { capacity: rpm, refillPerMinute: rpm } } : undefined,
     );
-    this.#completions = new CompletedBatcher(producer);
   }
 
   get baseModelId(): string {
@@ -580,7 +577,7 @@ export class GatewayState {
       // Validators start attributing at once (their sweeper is only the safety net);
       // settlement waits for their quorum. Both job ids derive from the inference id.
       await this.producer.enqueue("attribution.score", { inferenceId });
-      await this.#completions.submit(inferenceId);
+      await this.producer.enqueue("inference.completed", { inferenceId });
       await this.db.gatewayOutbox.update({
         where: { inferenceId },
         data: { enqueuedAt: new Date(), attempts: { increment: 1 } },
