@@ -232,7 +232,8 @@ test("a batch with a duplicate, a settled, a waiting and an unknown id: each han
 });
 
 test("two batches sharing ids, settled at the same time, pay each inference once", async () => {
-  const ids = await Promise.all(Array.from({ length: 12 }, () => makeInference([0, 1])));
+  const ids: string[] = [];
+  for (let i = 0; i < 12; i++) ids.push(await makeInference([0, 1]));
   const before1 = await snapshot();
   const [a, b] = await Promise.all([
     app.producer.enqueue("inference.completed", { inferenceIds: ids.slice(0, 8) }),
@@ -248,7 +249,10 @@ test("two batches sharing ids, settled at the same time, pay each inference once
 test("two settlement processes (own connection pools) racing on the same ids: each inference paid once", async () => {
   // What two worker processes do when a batch is delivered to both: the `fee:<id>` unique key
   // decides, and only the winner's entries and settlement row are written.
-  const ids = await Promise.all(Array.from({ length: 40 }, () => makeInference([0, 1])));
+  // One at a time: a burst of 40 transactions could wait past the pool's connect timeout on a
+  // loaded machine.
+  const ids: string[] = [];
+  for (let i = 0; i < 40; i++) ids.push(await makeInference([0, 1]));
   const ctx = await runtimeFor(app.db, config, log).settleContext();
   const other = [createDb(config.DATABASE_URL, { maxConnections: 4 }), createDb(config.DATABASE_URL)];
   try {
