@@ -129,6 +129,8 @@ export class GatewayState {
   reservationTtlMs = RESERVATION_TTL_MS;
   /** This replica's reservations not yet recorded or released (renewed while here). */
   readonly #live = new Map<string, Reservation>();
+  /** Per account: the end of the chain of this process's admissions in progress. */
+  readonly #admitting = new Map<string, Promise<void>>();
   #renewer: NodeJS.Timeout | undefined;
   readonly #keys = new Map<string, { account: string; at: number }>();
   #sweeper: NodeJS.Timeout | undefined;
@@ -278,6 +280,25 @@ export class GatewayState {
   }
 
   /**
+   * Runs admissions of one account one after the other in this process. They would queue on the
+   * advisory lock anyway, but each holding a pooled connection while it waits: a burst from one
+   * account would take the whole pool (and time out waiting for it) while other accounts wait.
+   */
+  async #oneAtATime<T>(account: string, fn: () => Promise<T>): Promise<T> {
+    const run = (this.#admitting.get(account) ?? Promise.resolve()).then(fn);
+    const tail = run.then(
+      () => {},
+      () => {},
+    );
+    this.#admitting.set(account, tail);
+    try {
+      return await run;
+    } finally {
+      if (this.#admitting.get(account) === tail) this.#admitting.delete(account);
+    }
+  }
+
+  /**
    * `reserve` with the escrow's spendable balance already read, at most `balanceAgeMs` ago (tests
    * interleave other work here). Charges applied within that age (plus a margin) count as owed.
    */
@@ -293,10 +314,11 @@ export class GatewayState {
     // in between): the lock, then a statement whose snapshot is taken once the lock is held. In it,
     // expired rows of the account are swept, owed and the live reservations are summed from that one
     // snapshot, and the reservation is inserted only if they leave room.
-    const [, rows] = await this.db.$transaction(
-      [
-        this.db.$executeRaw`SELECT pg_advisory_xact_lock(hashtextextended(${`reserve:${account}`}, 0))`,
-        this.db.$queryRaw<{ owed: string; reserved: string; admitted: boolean }[]>`
+    const [, rows] = await this.#oneAtATime(account, () =>
+      this.db.$transaction(
+        [
+          this.db.$executeRaw`SELECT pg_advisory_xact_lock(hashtextextended(${`reserve:${account}`}, 0))`,
+          this.db.$queryRaw<{ owed: string; reserved: string; admitted: boolean }[]>`
         WITH swept AS (
           DELETE FROM gateway_reservations WHERE account_address = ${account} AND expires_at <= now()
         ), o AS (${owedQuery(account, balanceAgeMs + BALANCE_READ_MARGIN_MS)}), r AS (
@@ -312,9 +334,10 @@ export class GatewayState {
           RETURNING id
         )
         SELECT o.owed, r.reserved::text AS reserved, EXISTS (SELECT 1 FROM ins) AS admitted FROM o, r`,
-      ],
-      // Explicit: under REPEATABLE READ the snapshot would date from the lock statement, before the wait.
-      { isolationLevel: "ReadCommitted" },
+        ],
+        // Explicit: under REPEATABLE READ the snapshot would date from the lock statement, before the wait.
+        { isolationLevel: "ReadCommitted", maxWait: 5000 },
+      ),
     );
     const row = rows[0]!;
     if (!row.admitted) {

@@ -7,13 +7,14 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { createChainClients, inferenceEscrowAbi, openTokenAbi } from "@openledger/chain";
 import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { createDb } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import OpenAI from "openai";
 import type { Hex } from "viem";
 import { buildGateway, gatewayConfig, gatewayState } from "./app.ts";
-import { type GatewayState, inferenceFee } from "./gateway.ts";
+import { GatewayState, inferenceFee } from "./gateway.ts";
 
 const ADMIN = "test-admin-token";
 let env: Awaited<ReturnType<typeof testEnvironment>>;
@@ -129,10 +130,18 @@ test("two replicas over one database cannot together reserve more than the escro
   await r2.release(rest);
   assert.equal((await reservedRows(account)).length, 0);
 
-  // Concurrently: 12 requests of 250 wei spread over both replicas; exactly 4 fit in 1000 wei,
-  // whatever the interleaving (with per-process reservations each replica would admit 4).
-  const replicas = Array.from({ length: 12 }, (_, i) => (i % 2 ? r2 : r1));
-  const outcomes = await Promise.allSettled(replicas.map((r) => r.reserve(account, 250n)));
+  // Concurrently: 12 requests of 250 wei spread over six replicas (the two apps and four more
+  // GatewayStates with their own pools: a replica admits one account's requests one at a time, so
+  // more replicas race more); exactly 4 fit in 1000 wei, whatever the interleaving.
+  const extra = Array.from({ length: 4 }, () => {
+    const db = createDb(env.env.DATABASE_URL!);
+    return new GatewayState(r1.config, db, r1.producer, r1.log);
+  });
+  for (const x of extra) await x.db.$queryRaw`SELECT 1`; // connected: the race starts together
+  const replicas = Array.from({ length: 12 }, (_, i) => [r1, r2, ...extra][i % 6]!);
+  // The balance read first (a chain RPC per call would stagger the admissions).
+  const spendable = await r1.chain.spendable(account);
+  const outcomes = await Promise.allSettled(replicas.map((r) => r.reserveWithin(account, 250n, spendable)));
   const admitted = outcomes.filter((o) => o.status === "fulfilled");
   assert.equal(admitted.length, 4);
   assert.ok(outcomes.every((o) => o.status === "fulfilled" || isPaymentRequired(o.reason)));
@@ -141,13 +150,14 @@ test("two replicas over one database cannot together reserve more than the escro
     rows.reduce((s, r) => s + BigInt(r.maxCostWei.toFixed()), 0n),
     1000n,
   );
-  // A release goes through the replica that reserved (the other one does not hold it: a no-op).
+  // A release goes through the replica that reserved (another one does not hold it: a no-op).
   for (const [i, o] of outcomes.entries()) {
     if (o.status !== "fulfilled") continue;
-    await replicas[(i + 1) % 2]!.release(o.value);
+    await replicas[(i + 1) % 12]!.release(o.value);
     assert.ok((await reservedRows(account)).some((r) => r.id === o.value.id));
     await replicas[i]!.release(o.value);
   }
+  for (const x of extra) await x.db.$disconnect();
   assert.equal((await reservedRows(account)).length, 0);
 });
 
