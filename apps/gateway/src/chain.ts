@@ -213,7 +213,9 @@ export async function driveRegistration(
   }
 }
 
-/** Re-drives registration intents not confirmed yet (oldest first); returns how many confirmed. */
+/** Re-drives registration intents not confirmed yet (oldest first), and confirmed ones whose
+ *  model never got its on-chain id (a crash between the confirmation and that write); returns
+ *  how many confirmed. */
 export async function sweepRegistrations(
   db: Db,
   access: ChainAccess,
@@ -228,9 +230,17 @@ export async function sweepRegistrations(
     orderBy: { createdAt: "asc" },
     take: options.limit ?? 50,
   });
+  const unlinked = await db.$queryRawUnsafe<{ key: string }[]>(
+    `SELECT ci.key FROM chain_intents ci JOIN models m ON m.id = ci.payload->>'modelId'
+      WHERE ci.kind = $1 AND ci.status = 'confirmed' AND m.chain_model_id IS NULL AND ci.updated_at < $2
+      ORDER BY ci.created_at LIMIT $3`,
+    REGISTRATION_KIND,
+    new Date(Date.now() - (options.olderThanMs ?? 5_000)),
+    options.limit ?? 50,
+  );
   let confirmed = 0;
-  for (const i of stale) {
-    if ((await driveRegistration(db, access, i.key)).status === "confirmed") confirmed++;
+  for (const key of [...stale.map((i) => i.key), ...unlinked.map((u) => u.key)]) {
+    if ((await driveRegistration(db, access, key)).status === "confirmed") confirmed++;
   }
   return confirmed;
 }

@@ -180,3 +180,17 @@ test("the node takes the transaction but its answer is lost: it is confirmed fro
   assert.equal(await pub().getTransactionCount({ address: operator }), nonce + 1, "nothing sent again");
   await assertRegisteredOnce("adapter-lost-answer", hash);
 });
+
+test("killed after the registration was confirmed but before the model got its on-chain id: the sweeper links it, sends nothing", async () => {
+  const hash = "c3".repeat(32);
+  const first = await register("adapter-unlinked", hash);
+  assert.equal(first.chain.status, "confirmed", JSON.stringify(first.chain));
+  // The crash: the intent is confirmed, the model's chainModelId was never written.
+  await database.db.model.update({ where: { id: "adapter-unlinked" }, data: { chainModelId: null } });
+  const operator = chain.accounts.operator.address;
+  const nonce = await pub().getTransactionCount({ address: operator });
+  assert.equal(await sweepRegistrations(database.db, state.chain, { olderThanMs: 0 }), 1);
+  assert.equal(await pub().getTransactionCount({ address: operator }), nonce, "nothing sent again");
+  await assertRegisteredOnce("adapter-unlinked", hash);
+  assert.equal(await sweepRegistrations(database.db, state.chain, { olderThanMs: 0 }), 0, "nothing left");
+});
