@@ -64,7 +64,7 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
     STATES.set(app.server, state);
     state.startSweeper();
     app.addHook("onClose", async () => {
-      state.stopSweeper();
+      await state.stopSweeper();
       await state.smallModels.close();
       await host.close();
     });

@@ -134,6 +134,7 @@ export class GatewayState {
   #renewer: NodeJS.Timeout | undefined;
   readonly #keys = new Map<string, { account: string; at: number }>();
   #sweeper: NodeJS.Timeout | undefined;
+  #sweeping: Promise<void> | undefined;
 
   constructor(
     readonly config: GatewayConfig,
@@ -631,21 +632,34 @@ export class GatewayState {
   }
 
   startSweeper(): void {
-    this.#sweeper = setInterval(() => {
-      this.sweepOutbox().catch((err) => this.log.warn({ err }, "outbox sweep failed"));
-      this.sweepReservations().catch((err) => this.log.warn({ err }, "reservation sweep failed"));
-      if (this.config.GATEWAY_CHAIN_REGISTRATION) {
-        sweepRegistrations(this.db, this.chain).catch((err) =>
-          this.log.warn({ err }, "registration sweep failed"),
-        );
-      }
-    }, this.config.GATEWAY_OUTBOX_SWEEP_MS);
+    this.#sweeper = setInterval(() => void this.sweepOnce(), this.config.GATEWAY_OUTBOX_SWEEP_MS);
     this.#sweeper.unref();
   }
 
-  stopSweeper(): void {
+  /** One pass of every sweeper. Single-flight: a tick while a pass runs (slow DB or chain) joins
+   *  it instead of starting an overlapping one that would drive the same rows twice. */
+  sweepOnce(): Promise<void> {
+    this.#sweeping ??= (async () => {
+      await Promise.all([
+        this.sweepOutbox().catch((err) => this.log.warn({ err }, "outbox sweep failed")),
+        this.sweepReservations().catch((err) => this.log.warn({ err }, "reservation sweep failed")),
+        this.config.GATEWAY_CHAIN_REGISTRATION
+          ? sweepRegistrations(this.db, this.chain).catch((err) =>
+              this.log.warn({ err }, "registration sweep failed"),
+            )
+          : undefined,
+      ]);
+    })().finally(() => {
+      this.#sweeping = undefined;
+    });
+    return this.#sweeping;
+  }
+
+  /** Stops the timers and waits for a pass in flight, so nothing uses the DB after it closes. */
+  async stopSweeper(): Promise<void> {
     clearInterval(this.#sweeper);
     clearInterval(this.#renewer);
     this.#renewer = undefined;
+    await this.#sweeping;
   }
 }
