@@ -375,6 +375,33 @@ describe("crash recovery of a charge", () => {
     await assertTotalsToTheWei();
     await reconcileOk();
   });
+
+  test("a confirmed charge intent whose recorded hash was never mined (confirmed from chain state before the hash was cleared): found by its event, epochs go on", async () => {
+    const id = await inferAndSettle(alice);
+    const rt = runtimeFor(app.db, config, log);
+    const chainCtx = await rt.chain();
+    const balance0 = await escrowBalance(alice);
+    const planned = await asTheOnlyDriver(async () => {
+      const planned = await rt.epochs.charger.plan(true);
+      assert.equal(planned.length, 1);
+      await executeIntent(app.db, chainCtx, rt.epochs.charger.spec(chainCtx, planned[0]!));
+      return planned;
+    });
+    // As rows written before the fix: confirmed, but holding a hash no receipt exists for.
+    await app.db.chainIntent.update({
+      where: { key: `escrow.charge:${planned[0]!.id}` },
+      data: { txHash: `0x${"5a".repeat(32)}` },
+    });
+    const res = await closeEpoch();
+    assert.equal(res.statusCode, 200, res.body);
+    assert.ok(await epochOf(id));
+    assert.equal(await escrowBalance(alice), balance0 - 3n * OPEN, "charged once");
+    const applied = await app.db.escrowCharge.findUniqueOrThrow({ where: { id: planned[0]!.id } });
+    assert.equal(applied.status, "applied");
+    assert.notEqual(applied.txHash, `0x${"5a".repeat(32)}`);
+    await assertTotalsToTheWei();
+    await reconcileOk();
+  });
 });
 
 describe("price at inference time", () => {
