@@ -22,6 +22,13 @@ export interface RuntimeOptions {
   loraMode?: "segment" | "row";
   /** onnxruntime intra-op threads (default: available cores). */
   intraOpThreads?: number;
+  /**
+   * Let onnxruntime's intra-op workers spin-wait between parallel sections (default false).
+   * On a shared, oversubscribed CPU a spinning worker burns the core the other one needs:
+   * a tiny-model decode step with 32 distinct adapters (32-batch LoRA MatMuls, each split
+   * across the pool) measured 10-16 ms with spinning vs 1.5 ms without (bench/RESULTS.md).
+   */
+  spinWait?: boolean;
   /** Extra onnxruntime session options (e.g. enableProfiling), merged over the defaults. */
   sessionOptions?: ort.InferenceSession.SessionOptions;
 }
@@ -108,7 +115,7 @@ export class ModelRuntime {
   private constructor(
     readonly model: BaseModel,
     private readonly session: ort.InferenceSession,
-    options: Required<Omit<RuntimeOptions, "externalWeights" | "sessionOptions">>,
+    options: Required<Omit<RuntimeOptions, "externalWeights" | "sessionOptions" | "spinWait">>,
   ) {
     this.loraMode = options.loraMode;
     this.targetModules = options.targetModules;
@@ -127,7 +134,7 @@ export class ModelRuntime {
       lora: options.lora ?? true,
       loraMode: options.loraMode ?? "segment",
       intraOpThreads: options.intraOpThreads ?? availableParallelism(),
-    } satisfies Required<Omit<RuntimeOptions, "externalWeights" | "sessionOptions">>;
+    } satisfies Required<Omit<RuntimeOptions, "externalWeights" | "sessionOptions" | "spinWait">>;
     const graph = buildLlamaGraph(model, {
       lora: resolved.lora
         ? {
@@ -143,6 +150,7 @@ export class ModelRuntime {
       interOpNumThreads: 1,
       executionMode: "sequential",
       graphOptimizationLevel: "all",
+      extra: { session: { intra_op: { allow_spinning: options.spinWait ? "1" : "0" } } },
       ...options.sessionOptions,
     });
     return new ModelRuntime(model, session, resolved);
