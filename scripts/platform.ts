@@ -12,7 +12,7 @@ import {
 } from "@openledger/chain";
 import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import { loadConfig, platformEnv, SERVICE_ENVS, type ServiceName } from "@openledger/config";
-import { ensureDatabase, migrate } from "@openledger/db";
+import { archiveSchema, ensureDatabase, migrate } from "@openledger/db";
 import { createLogger } from "@openledger/logger";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -90,6 +90,20 @@ async function waitReady(name: string, url: string, timeoutMs = 300_000): Promis
 
 log.info({ database: config.DATABASE_URL.replace(/\/\/[^@]*@/, "//***@") }, "migrating the database");
 await ensureDatabase(config.DATABASE_URL);
+// A Hardhat node keeps its state in memory: when none answers, the one started below is a new,
+// empty chain (datanet, model and epoch ids start again at 1), so rows written against an
+// earlier node would contradict it (and collide with its ids). Move them aside, nothing dropped.
+const existing = await chainId(config.CHAIN_RPC_URL);
+if (existing === undefined && config.LOCAL_CHAIN) {
+  const stamp = new Date().toISOString().replace(/\D/g, "").slice(0, 14);
+  const archived = await archiveSchema(config.DATABASE_URL, `before_chain_${stamp}`);
+  if (archived) {
+    log.warn(
+      { archivedSchema: archived },
+      "a new local chain starts empty: the database's earlier rows were moved to this schema, and the platform starts clean",
+    );
+  }
+}
 const migrated = await migrate({ databaseUrl: config.DATABASE_URL, log: (m) => log.info(m) });
 log.info(
   { applied: migrated.applied.length, alreadyApplied: migrated.alreadyApplied.length },
@@ -127,7 +141,6 @@ async function deployedAt(rpcUrl: string, addresses: PlatformAddresses): Promise
 }
 
 let addressesFile: string;
-const existing = await chainId(config.CHAIN_RPC_URL);
 if (existing === undefined) {
   const url = new URL(config.CHAIN_RPC_URL);
   if (!config.LOCAL_CHAIN || !["127.0.0.1", "localhost"].includes(url.hostname)) {

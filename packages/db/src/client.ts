@@ -52,6 +52,40 @@ export function rawPool(db: Db): pg.Pool {
 }
 
 /** Creates the database named in the URL when it does not exist (safe to race). */
+/**
+ * Moves the URL's schema aside (renamed to `<schema>_<suffix>`, nothing dropped) when it holds
+ * migrated tables, and leaves an empty schema in its place. Returns the archive's name, or
+ * undefined when there was nothing to move. For a development platform whose database must
+ * start again with a new, empty local chain.
+ */
+export async function archiveSchema(databaseUrl: string, suffix: string): Promise<string | undefined> {
+  const target = parseDatabaseUrl(databaseUrl);
+  const archive = `${target.schema}_${suffix}`;
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(archive)) throw new Error(`"${archive}" is not a plain schema name`);
+  const client = new pg.Client({ connectionString: target.connectionString, connectionTimeoutMillis: 5000 });
+  await client.connect();
+  try {
+    await client.query("BEGIN");
+    const used = await client.query(
+      "SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = '_prisma_migrations'",
+      [target.schema],
+    );
+    if (used.rowCount === 0) {
+      await client.query("ROLLBACK");
+      return undefined;
+    }
+    await client.query(`ALTER SCHEMA "${target.schema}" RENAME TO "${archive}"`);
+    await client.query(`CREATE SCHEMA "${target.schema}"`);
+    await client.query("COMMIT");
+    return archive;
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => {});
+    throw err;
+  } finally {
+    await client.end();
+  }
+}
+
 export async function ensureDatabase(databaseUrl: string): Promise<DatabaseTarget> {
   const target = parseDatabaseUrl(databaseUrl);
   const admin = new pg.Client({

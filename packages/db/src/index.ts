@@ -1,4 +1,4 @@
-export { type CreateDbOptions, createDb, type Db, ensureDatabase, rawPool } from "./client.ts";
+export { archiveSchema, type CreateDbOptions, createDb, type Db, ensureDatabase, rawPool } from "./client.ts";
 export * from "./generated/prisma/client.ts";
 export {
   DEFAULT_MIGRATIONS_DIR,
