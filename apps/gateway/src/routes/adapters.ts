@@ -53,11 +53,7 @@ export async function adapterRoutes(app: FastifyInstance, { state }: { state: Ga
         .status(400)
         .send({ error: { code: err.code, message: err.message, details: err.details } });
     }
-    if (err instanceof OpenAIError) {
-      return reply
-        .status(err.status)
-        .send({ error: { code: err.code?.toUpperCase() ?? "UNAUTHORIZED", message: err.message } });
-    }
+    if (err instanceof OpenAIError) return reply.status(err.status).send(err.toPlatform());
     if ((err as { code?: string }).code === "FST_REQ_FILE_TOO_LARGE") {
       return reply
         .status(413)

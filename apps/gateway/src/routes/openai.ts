@@ -20,6 +20,11 @@ export class OpenAIError extends Error {
   ) {
     super(message);
   }
+
+  /** The same error in the platform's shape, for the non-OpenAI routes that share `authenticate`. */
+  toPlatform(): { error: { code: string; message: string } } {
+    return { error: { code: this.code?.toUpperCase() ?? "UNAUTHORIZED", message: this.message } };
+  }
 }
 
 const APP_CODE_TYPE: Record<number, string> = {

@@ -62,11 +62,7 @@ export async function smallModelRoutes(app: FastifyInstance, { state }: { state:
       if (retry !== undefined) reply.header("retry-after", String(retry));
       return reply.status(err.status).send({ error: { code: err.code, message: err.message } });
     }
-    if (err instanceof OpenAIError) {
-      return reply
-        .status(err.status)
-        .send({ error: { code: err.code?.toUpperCase() ?? "UNAUTHORIZED", message: err.message } });
-    }
+    if (err instanceof OpenAIError) return reply.status(err.status).send(err.toPlatform());
     throw err; // the platform handler
   });
   app.addHook("onRequest", async (request) => {
