@@ -202,3 +202,64 @@ test("daily limits per contributor and per datanet answer 429 with a code", asyn
   assert.equal(overAll.json().error.code, "DATANET_DAILY_LIMIT_EXCEEDED");
   assert.deepEqual(await counts(), before);
 });
+
+test("text Postgres cannot store (NUL, lone surrogates) is refused with 400 naming the field; nothing is stored", async () => {
+  const before = await counts();
+  const datanetsBefore = await h.app.db.datanet.count();
+  const create = (name: string, extra: Record<string, unknown> = {}) =>
+    h.app.inject({
+      method: "POST",
+      url: "/v1/datanets",
+      headers: ownerAuth,
+      payload: {
+        slug: `nul-${Math.random().toString(16).slice(2, 8)}`,
+        name,
+        type: "text",
+        license: "CC0-1.0",
+        ...extra,
+      },
+    });
+  const nulName = await create("bad\u0000name");
+  assert.equal(nulName.statusCode, 400, nulName.body);
+  assert.equal(nulName.json().error.code, "VALIDATION_FAILED");
+  assert.match(nulName.json().error.message, /body\.name: contains U\+0000 \(NUL\)/);
+  const loneTag = await create("fine", { tags: ["ok", "x\ud800y"] });
+  assert.equal(loneTag.statusCode, 400, loneTag.body);
+  assert.match(loneTag.json().error.message, /body\.tags\.1: contains a lone UTF-16 surrogate \(U\+D800\)/);
+  const search = await h.app.inject({ method: "GET", url: "/v1/datanets?q=a%00b" });
+  assert.equal(search.statusCode, 400, search.body);
+  assert.match(search.json().error.message, /querystring\.q: contains U\+0000/);
+  assert.equal(await h.app.db.datanet.count(), datanetsBefore, "no datanet from refused names");
+
+  const cases: [unknown[], RegExp][] = [
+    [[{ text: para() }, { text: `${para()}\u0000` }], /body\.rows\.1\.text: contains U\+0000/],
+    [
+      [{ text: para(), label: "\udc00" }],
+      /body\.rows\.0\.label: contains a lone UTF-16 surrogate \(U\+DC00\)/,
+    ],
+    [[{ text: para(), metadata: { "k\u0000": "v" } }], /body\.rows\.0\.metadata\.k.: key contains U\+0000/],
+    [
+      [{ text: para(), metadata: { nested: ["\u0000"] } }],
+      /body\.rows\.0\.metadata\.nested\.0: contains U\+0000/,
+    ],
+  ];
+  for (const [rows, why] of cases) {
+    const res = await submitRows(carolAuth, rows);
+    assert.equal(res.statusCode, 400, res.body);
+    assert.equal(res.json().error.code, "VALIDATION_FAILED");
+    assert.match(res.json().error.message, why);
+  }
+  const nulFile = await submitFile(carolAuth, "notes.txt", `${para()}\n\nan inner \u0000 byte\n`);
+  assert.equal(nulFile.statusCode, 400, nulFile.body);
+  assert.equal(nulFile.json().error.code, "VALIDATION_FAILED");
+  assert.match(nulFile.json().error.message, /file line 3: text contains U\+0000/);
+  const nulCsv = await submitFile(carolAuth, "rows.csv", `text,label\n"${para()}",a\u0000\n`);
+  assert.equal(nulCsv.statusCode, 400, nulCsv.body);
+  assert.match(nulCsv.json().error.message, /file line 2: label contains U\+0000/);
+  assert.deepEqual(await counts(), before, "no contribution or row from refused text");
+
+  // Astral characters (valid surrogate pairs) are ordinary text.
+  const emoji = await create("emoji 😀 name");
+  assert.equal(emoji.statusCode, 201, emoji.body);
+  assert.equal(emoji.json().name, "emoji 😀 name");
+});

@@ -5,3 +5,4 @@ export { infraPlugin } from "./infra.ts";
 export { registerMetrics } from "./metrics.ts";
 export { runService } from "./server.ts";
 export { type App, type BuildOptions, buildService, type ServiceDefinition } from "./service.ts";
+export { findUnstorableText, safeText, storableJson, textPath, unstorableText } from "./text.ts";

@@ -11,7 +11,9 @@ import {
   parseJsonRows,
 } from "@openledger/datanet-core";
 import { type Datanet, toWei } from "@openledger/db";
+import { AppError } from "@openledger/errors";
 import { jobId } from "@openledger/queue";
+import { findUnstorableText, storableJson, textPath } from "@openledger/service-kit";
 import type { FastifyBaseLogger, FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
@@ -42,6 +44,23 @@ function inputError(e: DatanetInputError): ServiceError {
         : "BAD_REQUEST";
   const { code, message, ...where } = e.toJSON();
   return new ServiceError(status, code, message, Object.keys(where).length ? where : undefined);
+}
+
+/**
+ * A file's rows as Postgres can store them: a NUL byte is valid UTF-8 but no `text` column takes it
+ * (22021). Refused whole, naming the line, like every other file error. (JSON rows are checked by
+ * the body schema.)
+ */
+function assertStorableRows(rows: ContributionRow[]): void {
+  for (const r of rows) {
+    const found = findUnstorableText({ text: r.text, label: r.label, metadata: r.metadata });
+    if (found) {
+      throw new AppError(
+        "VALIDATION_FAILED",
+        `file line ${r.line ?? r.index + 1}: ${textPath(found.path)} ${found.problem}`,
+      );
+    }
+  }
 }
 
 export function contributionView(c: {
@@ -194,11 +213,9 @@ const SubmitResponse = z.object({
 });
 
 const RowsBody = z.object({
-  rows: z
-    .array(z.unknown())
-    .describe(
-      "Rows: [{ text: string, label?: string, metadata?: object }]; the whole array is accepted or refused",
-    ),
+  rows: storableJson(z.array(z.unknown())).describe(
+    "Rows: [{ text: string, label?: string, metadata?: object }]; the whole array is accepted or refused",
+  ),
 });
 
 export const contributionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (
@@ -306,6 +323,7 @@ export const contributionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> 
             `the file is larger than ${config.DATANETS_MAX_FILE_BYTES} bytes`,
           );
         }
+        assertStorableRows(rows);
       } catch (e) {
         file.file.resume(); // drain what is left so the connection can answer
         if (e instanceof DatanetInputError) throw inputError(e);

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { datanetRegistryAbi } from "@openledger/chain";
 import type { DatanetsConfig } from "@openledger/config";
 import { type Datanet, Prisma } from "@openledger/db";
+import { safeText } from "@openledger/service-kit";
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { encodeFunctionData } from "viem";
@@ -20,17 +21,17 @@ const Slug = z
   )
   .describe("URL-safe unique name");
 const Tags = z
-  .array(z.string().trim().toLowerCase().min(1).max(40))
+  .array(safeText().trim().toLowerCase().min(1).max(40))
   .max(20)
   .transform((t) => [...new Set(t)])
   .describe("Up to 20 tags (stored lower case, deduplicated)");
 
 const DatanetFields = {
-  name: z.string().trim().min(1).max(200).describe("Display name"),
-  description: z.string().max(10_000).describe("What the data is and what belongs in it"),
+  name: safeText().trim().min(1).max(200).describe("Display name"),
+  description: safeText().max(10_000).describe("What the data is and what belongs in it"),
   tags: Tags,
-  type: z.string().trim().min(1).max(32).describe("Kind of data, e.g. text, qa, classification"),
-  license: z.string().trim().min(1).max(64).describe("SPDX id or license name, e.g. CC-BY-4.0"),
+  type: safeText().trim().min(1).max(32).describe("Kind of data, e.g. text, qa, classification"),
+  license: safeText().trim().min(1).max(64).describe("SPDX id or license name, e.g. CC-BY-4.0"),
   dailyRowLimitPerContributor: z
     .number()
     .int()
@@ -233,8 +234,8 @@ export const datanetRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
         summary: "List and search datanets",
         description: "Newest first. `q` matches name or slug (case-insensitive substring) or a tag exactly.",
         querystring: PageQuery.extend({
-          q: z.string().trim().min(1).max(200).optional().describe("Search text"),
-          tag: z.string().trim().toLowerCase().min(1).optional().describe("Only datanets with this tag"),
+          q: safeText().trim().min(1).max(200).optional().describe("Search text"),
+          tag: safeText().trim().toLowerCase().min(1).optional().describe("Only datanets with this tag"),
           owner: z
             .string()
             .regex(/^0x[0-9a-fA-F]{40}$/)

@@ -1,5 +1,6 @@
 import type { DatanetsConfig } from "@openledger/config";
 import type { SlashingProposal } from "@openledger/db";
+import { safeText } from "@openledger/service-kit";
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
@@ -137,7 +138,7 @@ export const slashingRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = as
         tags: ["slashing"],
         summary: "Dispute a proposal (the accused contributor, before the deadline)",
         params: ProposalParams,
-        body: z.object({ reason: z.string().trim().min(1).max(4000).describe("Why the evidence is wrong") }),
+        body: z.object({ reason: safeText().trim().min(1).max(4000).describe("Why the evidence is wrong") }),
         response: { 200: ProposalDetail, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody },
       },
     },
@@ -169,7 +170,7 @@ export const slashingRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = as
         params: ProposalParams,
         body: z.object({
           decision: z.enum(["uphold", "dismiss"]),
-          note: z.string().trim().max(4000).default(""),
+          note: safeText().trim().max(4000).default(""),
         }),
         response: { 200: ProposalDetail, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody },
       },
