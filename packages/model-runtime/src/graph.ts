@@ -5,8 +5,8 @@ import { type BaseModel, getWeight } from "./model.ts";
 
 const { onnx } = onnxProto;
 
-const FLOAT = 1;
-const INT64 = 7;
+export const FLOAT = 1;
+export const INT64 = 7;
 
 /**
  * Multi-LoRA layout inside the graph. For every rank bucket `k` and target module the
@@ -44,7 +44,8 @@ export interface BuiltGraph {
 
 type Attr = number | number[] | string;
 
-class GraphBuilder {
+/** Appends ONNX nodes and initializers; shared by the inference graph and `train-graph.ts`. */
+export class GraphBuilder {
   readonly nodes: OnnxTypes.INodeProto[] = [];
   readonly initializers: OnnxTypes.ITensorProto[] = [];
   readonly inputs: OnnxTypes.IValueInfoProto[] = [];

@@ -72,3 +72,32 @@ export {
   HfTokenizer,
   type TextTokenizer,
 } from "./tokenizer.ts";
+export {
+  type GradientResult,
+  type OptimizerOptions,
+  type StepResult,
+  Trainer,
+  type TrainerOptions,
+  trainingConfigHash,
+} from "./train.ts";
+export {
+  batchFromRows,
+  emptyBatch,
+  PackedDataset,
+  type PackedDatasetOptions,
+  type TrainBatch,
+  type TrainDocument,
+} from "./train-data.ts";
+export {
+  type BuiltTrainGraph,
+  buildTrainGraph,
+  exampleGradOutput,
+  gradOutput,
+  type LoraTrainSpec,
+  loraParamName,
+  paramInput,
+  type TrainGraphOptions,
+  type TrainMode,
+  type TrainParam,
+  trainParams,
+} from "./train-graph.ts";

@@ -1,0 +1,377 @@
+import { createHash } from "node:crypto";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import * as ort from "onnxruntime-node";
+import type { PeftAdapterConfig, PeftFiles } from "./adapter.ts";
+import { ModelRuntimeError } from "./errors.ts";
+import type { BaseModel } from "./model.ts";
+import { Rng } from "./rng.ts";
+import { parseSafetensors, serializeSafetensors, type Tensor } from "./safetensors.ts";
+import type { TrainBatch } from "./train-data.ts";
+import {
+  type BuiltTrainGraph,
+  buildTrainGraph,
+  exampleGradOutput,
+  gradOutput,
+  type LoraTrainSpec,
+  paramInput,
+  type TrainMode,
+  type TrainParam,
+} from "./train-graph.ts";
+
+export interface OptimizerOptions {
+  /** Peak learning rate. */
+  lr: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** Decoupled (AdamW) weight decay; default 0. */
+  weightDecay?: number;
+  /** Clip the global gradient L2 norm to this (default 1; 0 = off). */
+  clipNorm?: number;
+  /** Linear warm-up steps (default 0). */
+  warmupSteps?: number;
+  /** "cosine": decay to 10% of lr at totalSteps; "constant" (default). */
+  schedule?: "constant" | "cosine";
+  totalSteps?: number;
+}
+
+export interface TrainerOptions {
+  mode: TrainMode;
+  lora?: LoraTrainSpec;
+  batch: number;
+  seq: number;
+  optimizer: OptimizerOptions;
+  /** Seeds the initial LoRA A (B starts at zero, as in PEFT). */
+  seed: number | string;
+  intraOpThreads?: number;
+  /** Build the gradient graph with per-example LoRA gradients (influence, #19). */
+  perExampleGrads?: boolean;
+}
+
+export interface StepResult {
+  step: number;
+  loss: number;
+  gradNorm: number;
+  lr: number;
+  tokens: number;
+}
+
+export interface GradientResult {
+  loss: number;
+  nll: Float32Array;
+  grads: Map<string, Float32Array>;
+  /** Per-example gradients [batch, ...shape] when built with perExampleGrads. */
+  exampleGrads: Map<string, Float32Array>;
+}
+
+const CHECKPOINT_VERSION = 1;
+
+/**
+ * Runs training steps of a `buildTrainGraph` graph: feeds the trainable tensors, reads
+ * their gradients, clips the global norm and applies AdamW in place (f64 arithmetic per
+ * element, f32 storage, fixed order: the same inputs give bit-identical parameters).
+ * Checkpoints hold parameters, both Adam moments and the step, so a resumed run
+ * continues exactly where the uninterrupted one would be (the data order is a function
+ * of the step, see `PackedDataset`).
+ */
+export class Trainer {
+  readonly options: TrainerOptions;
+  readonly params: TrainParam[];
+  readonly values = new Map<string, Float32Array>();
+  private readonly m = new Map<string, Float32Array>();
+  private readonly v = new Map<string, Float32Array>();
+  step = 0;
+  private evalSession: ort.InferenceSession | null = null;
+
+  private constructor(
+    readonly model: BaseModel,
+    private readonly session: ort.InferenceSession,
+    graph: BuiltTrainGraph,
+    options: TrainerOptions,
+  ) {
+    this.options = options;
+    this.params = graph.params;
+  }
+
+  static async create(model: BaseModel, options: TrainerOptions): Promise<Trainer> {
+    const graph = buildTrainGraph(model, {
+      mode: options.mode,
+      batch: options.batch,
+      seq: options.seq,
+      ...(options.lora ? { lora: options.lora } : {}),
+      perExampleGrads: options.perExampleGrads ?? false,
+    });
+    const session = await createSession(graph.bytes, options.intraOpThreads);
+    const t = new Trainer(model, session, graph, options);
+    t.initialize();
+    return t;
+  }
+
+  /** PEFT's initialisation for LoRA (A ~ U(±1/√in), the kaiming-uniform bound; B = 0); the model's weights in full mode. */
+  private initialize(): void {
+    const rng = new Rng(`${String(this.options.seed)}:init`);
+    for (const p of this.params) {
+      const n = p.shape.reduce((a, b) => a * b, 1);
+      let data: Float32Array;
+      if (this.options.mode === "full") {
+        data = Float32Array.from(this.model.weights.get(p.name)!.data);
+      } else if (p.name.includes(".lora_A.")) {
+        data = rng.fillUniform(new Float32Array(n), 1 / Math.sqrt(p.shape[1]!));
+      } else {
+        data = new Float32Array(n);
+      }
+      this.values.set(p.name, data);
+      this.m.set(p.name, new Float32Array(n));
+      this.v.set(p.name, new Float32Array(n));
+    }
+  }
+
+  private feeds(batch: TrainBatch): Record<string, ort.Tensor> {
+    const { batch: B, seq: T } = batch;
+    if (B !== this.options.batch || T !== this.options.seq) {
+      throw new ModelRuntimeError(
+        "SEQUENCE_INVALID",
+        `batch shape [${B}, ${T}] differs from the trainer's [${this.options.batch}, ${this.options.seq}]`,
+      );
+    }
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor("int64", batch.inputIds, [B, T]),
+      position_ids: new ort.Tensor("int64", batch.positionIds, [B, T]),
+      attn_bias: new ort.Tensor("float32", batch.attnBias, [B, T, T]),
+      labels: new ort.Tensor("int64", batch.labels, [B, T]),
+      label_weights: new ort.Tensor("float32", batch.labelWeights, [B, T]),
+    };
+    for (const p of this.params)
+      feeds[paramInput(p.name)] = new ort.Tensor("float32", this.values.get(p.name)!, p.shape);
+    return feeds;
+  }
+
+  /** Loss and gradients at the current parameters (no update). */
+  async gradients(batch: TrainBatch): Promise<GradientResult> {
+    const out = await this.session.run(this.feeds(batch));
+    const grads = new Map<string, Float32Array>();
+    const exampleGrads = new Map<string, Float32Array>();
+    for (const p of this.params) {
+      grads.set(p.name, out[gradOutput(p.name)]!.data as Float32Array);
+      const ex = out[exampleGradOutput(p.name)];
+      if (ex) exampleGrads.set(p.name, ex.data as Float32Array);
+    }
+    return {
+      loss: (out["loss"]!.data as Float32Array)[0]!,
+      nll: out["nll"]!.data as Float32Array,
+      grads,
+      exampleGrads,
+    };
+  }
+
+  /** Loss only (a forward graph without the backward half, built on first use). */
+  async evaluate(batch: TrainBatch): Promise<{ loss: number; nll: Float32Array }> {
+    if (!this.evalSession) {
+      const graph = buildTrainGraph(this.model, {
+        mode: this.options.mode,
+        batch: this.options.batch,
+        seq: this.options.seq,
+        ...(this.options.lora ? { lora: this.options.lora } : {}),
+        gradients: false,
+      });
+      this.evalSession = await createSession(graph.bytes, this.options.intraOpThreads);
+    }
+    const out = await this.evalSession.run(this.feeds(batch));
+    return { loss: (out["loss"]!.data as Float32Array)[0]!, nll: out["nll"]!.data as Float32Array };
+  }
+
+  /** Learning rate of step `step` (0-based). */
+  lrAt(step: number): number {
+    const o = this.options.optimizer;
+    const warm = o.warmupSteps ?? 0;
+    if (step < warm) return (o.lr * (step + 1)) / warm;
+    if (o.schedule === "cosine" && o.totalSteps) {
+      const p = Math.min(1, (step - warm) / Math.max(1, o.totalSteps - warm));
+      return o.lr * (0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI * p)));
+    }
+    return o.lr;
+  }
+
+  /** One step: gradients, global-norm clipping, AdamW (PyTorch's update order). */
+  async trainStep(batch: TrainBatch): Promise<StepResult> {
+    const { loss, grads } = await this.gradients(batch);
+    const o = this.options.optimizer;
+    const b1 = o.beta1 ?? 0.9;
+    const b2 = o.beta2 ?? 0.999;
+    const eps = o.eps ?? 1e-8;
+    const wd = o.weightDecay ?? 0;
+    const clip = o.clipNorm ?? 1;
+    let sq = 0;
+    for (const p of this.params) {
+      const gr = grads.get(p.name)!;
+      for (let i = 0; i < gr.length; i++) sq += gr[i]! * gr[i]!;
+    }
+    const gradNorm = Math.sqrt(sq);
+    if (!Number.isFinite(gradNorm)) {
+      throw new ModelRuntimeError("SEQUENCE_INVALID", `non-finite gradient norm at step ${this.step}`);
+    }
+    const gScale = clip > 0 && gradNorm > clip ? clip / (gradNorm + 1e-6) : 1;
+    const lr = this.lrAt(this.step);
+    const t = this.step + 1;
+    const bc1 = 1 - b1 ** t;
+    const bc2 = 1 - b2 ** t;
+    const decay = 1 - lr * wd;
+    for (const p of this.params) {
+      const gr = grads.get(p.name)!;
+      const w = this.values.get(p.name)!;
+      const m = this.m.get(p.name)!;
+      const v = this.v.get(p.name)!;
+      for (let i = 0; i < w.length; i++) {
+        const gi = gr[i]! * gScale;
+        const mi = b1 * m[i]! + (1 - b1) * gi;
+        const vi = b2 * v[i]! + (1 - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        w[i] = w[i]! * decay - (lr * (mi / bc1)) / (Math.sqrt(vi / bc2) + eps);
+      }
+    }
+    this.step = t;
+    return { step: t, loss, gradNorm, lr, tokens: batch.tokens };
+  }
+
+  /** Everything a resume needs, as safetensors bytes (parameters, Adam moments) + JSON. */
+  checkpoint(): { tensors: Uint8Array; state: Record<string, unknown> } {
+    const tensors = new Map<string, Tensor>();
+    for (const p of this.params) {
+      tensors.set(`param/${p.name}`, { shape: p.shape, data: this.values.get(p.name)! });
+      tensors.set(`adam_m/${p.name}`, { shape: p.shape, data: this.m.get(p.name)! });
+      tensors.set(`adam_v/${p.name}`, { shape: p.shape, data: this.v.get(p.name)! });
+    }
+    return {
+      tensors: serializeSafetensors(tensors),
+      state: {
+        version: CHECKPOINT_VERSION,
+        step: this.step,
+        configHash: trainingConfigHash(this.options),
+      },
+    };
+  }
+
+  /** Restores a `checkpoint()`; refuses one made with another training configuration. */
+  restore(ckpt: { tensors: Uint8Array; state: Record<string, unknown> }): void {
+    if (ckpt.state["version"] !== CHECKPOINT_VERSION) throw invalidCheckpoint("unknown checkpoint version");
+    if (ckpt.state["configHash"] !== trainingConfigHash(this.options)) {
+      throw invalidCheckpoint("checkpoint was made with a different training configuration");
+    }
+    const { tensors } = parseSafetensors(ckpt.tensors);
+    for (const p of this.params) {
+      for (const [prefix, map] of [
+        ["param", this.values],
+        ["adam_m", this.m],
+        ["adam_v", this.v],
+      ] as const) {
+        const t = tensors.get(`${prefix}/${p.name}`);
+        if (!t || t.data.length !== map.get(p.name)!.length)
+          throw invalidCheckpoint(`${prefix}/${p.name} missing`);
+        map.get(p.name)!.set(t.data);
+      }
+    }
+    this.step = Number(ckpt.state["step"]);
+  }
+
+  /** Writes the checkpoint to `dir` atomically (a temporary directory renamed over it). */
+  async saveCheckpoint(dir: string): Promise<void> {
+    const ckpt = this.checkpoint();
+    const tmp = `${dir}.tmp-${process.pid}`;
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp, { recursive: true });
+    await writeFile(join(tmp, "trainer.safetensors"), ckpt.tensors);
+    await writeFile(join(tmp, "trainer.json"), JSON.stringify(ckpt.state));
+    await rm(dir, { recursive: true, force: true });
+    await rename(tmp, dir);
+  }
+
+  /** Restores from `dir`; false when there is no checkpoint there. */
+  async loadCheckpoint(dir: string): Promise<boolean> {
+    let state: Record<string, unknown>;
+    try {
+      state = JSON.parse(await readFile(join(dir, "trainer.json"), "utf8"));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+      throw err;
+    }
+    this.restore({ tensors: await readFile(join(dir, "trainer.safetensors")), state });
+    return true;
+  }
+
+  /** The trained LoRA as PEFT files (adapter_config.json + adapter_model.safetensors). */
+  toPeft(baseModelName: string | null = null): PeftFiles {
+    const lora = this.options.lora;
+    if (this.options.mode !== "lora" || !lora) throw new Error("toPeft needs a LoRA trainer");
+    const tensors = new Map<string, Tensor>();
+    for (const p of this.params) tensors.set(p.name, { shape: p.shape, data: this.values.get(p.name)! });
+    const adapterConfig: PeftAdapterConfig = {
+      peft_type: "LORA",
+      task_type: "CAUSAL_LM",
+      base_model_name_or_path: baseModelName,
+      r: lora.rank,
+      lora_alpha: lora.alpha,
+      lora_dropout: 0,
+      target_modules: [...lora.targetModules],
+      use_rslora: false,
+      bias: "none",
+      fan_in_fan_out: false,
+      modules_to_save: null,
+    };
+    return { adapterConfig, safetensors: serializeSafetensors(tensors, { metadata: { format: "pt" } }) };
+  }
+
+  /** Full mode: the trained weights as a base model (same config). */
+  toBaseModel(): BaseModel {
+    if (this.options.mode !== "full") throw new Error("toBaseModel needs a full-mode trainer");
+    const weights = new Map<string, Tensor>();
+    for (const p of this.params)
+      weights.set(p.name, { shape: p.shape, data: Float32Array.from(this.values.get(p.name)!) });
+    return { ...this.model, weights };
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.release();
+    await this.evalSession?.release();
+  }
+}
+
+/** SHA-256 of the canonical JSON of the options that decide the result (lineage: "training-config hash"). */
+export function trainingConfigHash(options: TrainerOptions): string {
+  const canonical = {
+    mode: options.mode,
+    lora: options.lora
+      ? { rank: options.lora.rank, alpha: options.lora.alpha, targetModules: [...options.lora.targetModules] }
+      : null,
+    batch: options.batch,
+    seq: options.seq,
+    optimizer: {
+      lr: options.optimizer.lr,
+      beta1: options.optimizer.beta1 ?? 0.9,
+      beta2: options.optimizer.beta2 ?? 0.999,
+      eps: options.optimizer.eps ?? 1e-8,
+      weightDecay: options.optimizer.weightDecay ?? 0,
+      clipNorm: options.optimizer.clipNorm ?? 1,
+      warmupSteps: options.optimizer.warmupSteps ?? 0,
+      schedule: options.optimizer.schedule ?? "constant",
+      totalSteps: options.optimizer.totalSteps ?? null,
+    },
+    seed: String(options.seed),
+  };
+  return createHash("sha256").update(JSON.stringify(canonical)).digest("hex");
+}
+
+async function createSession(bytes: Uint8Array, threads?: number): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(bytes, {
+    intraOpNumThreads: threads ?? 2,
+    interOpNumThreads: 1,
+    executionMode: "sequential",
+    graphOptimizationLevel: "all",
+    extra: { session: { intra_op: { allow_spinning: "0" } } },
+  });
+}
+
+function invalidCheckpoint(message: string): ModelRuntimeError {
+  return new ModelRuntimeError("MODEL_WEIGHTS_INVALID", `checkpoint: ${message}`);
+}
