@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from "node:crypto";
+import { AppError } from "@openledger/errors";
 import type { FastifyRequest } from "fastify";
 import type { Redis } from "ioredis";
 import { getAddress, type Hex } from "viem";
 import { generateSiweNonce, parseSiweMessage, verifySiweMessage } from "viem/siwe";
 import type { DatanetsContext } from "./context.ts";
-import { unauthorized } from "./errors.ts";
 
 /**
  * Sign-in with Ethereum (EIP-4361). Nonces are server-issued, stored in Redis with a TTL and
@@ -42,35 +42,41 @@ export async function verifySignIn(
   try {
     fields = parseSiweMessage(message);
   } catch {
-    throw unauthorized("SIWE_INVALID_MESSAGE", "not an EIP-4361 message");
+    throw new AppError("SIWE_INVALID_MESSAGE", "not an EIP-4361 message", { status: 401 });
   }
   if (!fields.address || !fields.nonce || !fields.domain || fields.chainId === undefined || !fields.uri) {
-    throw unauthorized("SIWE_INVALID_MESSAGE", "the message lacks address, domain, uri, chain id or nonce");
+    throw new AppError("SIWE_INVALID_MESSAGE", "the message lacks address, domain, uri, chain id or nonce", {
+      status: 401,
+    });
   }
   // Consume the nonce first: whatever happens next, this message can never be tried again.
   const known = await redis.getdel(nonceKey(ctx, fields.nonce));
   if (known === null) {
-    throw unauthorized("SIWE_NONCE_INVALID", "unknown, expired or already used nonce: request a new one");
+    throw new AppError("SIWE_NONCE_INVALID", "unknown, expired or already used nonce: request a new one", {
+      status: 401,
+    });
   }
   if (fields.domain !== ctx.config.DATANETS_SIWE_DOMAIN) {
-    throw unauthorized(
+    throw new AppError(
       "SIWE_DOMAIN_MISMATCH",
       `the message is for domain "${fields.domain}", this service is "${ctx.config.DATANETS_SIWE_DOMAIN}"`,
+      { status: 401 },
     );
   }
   const chain = await ctx.chain.require();
   if (fields.chainId !== chain.chainId) {
-    throw unauthorized(
+    throw new AppError(
       "SIWE_CHAIN_MISMATCH",
       `the message is for chain ${fields.chainId}, not ${chain.chainId}`,
+      { status: 401 },
     );
   }
   const now = new Date();
   if (fields.expirationTime && fields.expirationTime.getTime() <= now.getTime()) {
-    throw unauthorized("SIWE_EXPIRED", "the message has expired");
+    throw new AppError("SIWE_EXPIRED", "the message has expired", { status: 401 });
   }
   if (fields.notBefore && fields.notBefore.getTime() > now.getTime()) {
-    throw unauthorized("SIWE_NOT_YET_VALID", "the message is not valid yet (notBefore)");
+    throw new AppError("SIWE_NOT_YET_VALID", "the message is not valid yet (notBefore)", { status: 401 });
   }
   const ok = await verifySiweMessage(chain.publicClient, {
     message,
@@ -79,7 +85,10 @@ export async function verifySignIn(
     nonce: fields.nonce,
     time: now,
   }).catch(() => false);
-  if (!ok) throw unauthorized("SIWE_BAD_SIGNATURE", "the signature does not match the message's address");
+  if (!ok)
+    throw new AppError("SIWE_BAD_SIGNATURE", "the signature does not match the message's address", {
+      status: 401,
+    });
 
   const address = getAddress(fields.address).toLowerCase();
   const token = TOKEN_PREFIX + randomBytes(32).toString("base64url");
@@ -101,10 +110,15 @@ export async function requireAuth(
 ): Promise<string> {
   const header = request.headers.authorization;
   const token = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
-  if (!token) throw unauthorized("AUTH_REQUIRED", "sign in: send Authorization: Bearer <session token>");
-  if (!token.startsWith(TOKEN_PREFIX)) throw unauthorized("SESSION_INVALID", "not a session token");
+  if (!token)
+    throw new AppError("AUTH_REQUIRED", "sign in: send Authorization: Bearer <session token>", {
+      status: 401,
+    });
+  if (!token.startsWith(TOKEN_PREFIX))
+    throw new AppError("SESSION_INVALID", "not a session token", { status: 401 });
   const address = await redis.get(sessionKey(ctx, token));
-  if (!address) throw unauthorized("SESSION_INVALID", "unknown or expired session: sign in again");
+  if (!address)
+    throw new AppError("SESSION_INVALID", "unknown or expired session: sign in again", { status: 401 });
   return address;
 }
 

@@ -10,8 +10,8 @@ import {
 import { localAccounts } from "@openledger/chain/testing";
 import type { DatanetsConfig } from "@openledger/config";
 import type { Db } from "@openledger/db";
+import { AppError } from "@openledger/errors";
 import { type Address, type Hex, keccak256, type TransactionReceipt } from "viem";
-import { ServiceError } from "./errors.ts";
 
 const LOCAL_CHAIN_ID = 31337;
 
@@ -48,11 +48,9 @@ export class ChainConnector {
     try {
       return await this.get();
     } catch (err) {
-      throw new ServiceError(
-        "SERVICE_UNAVAILABLE",
-        "CHAIN_UNAVAILABLE",
-        `the chain is not reachable: ${(err as Error).message}`,
-      );
+      throw new AppError("CHAIN_UNAVAILABLE", `the chain is not reachable: ${(err as Error).message}`, {
+        status: 503,
+      });
     }
   }
 

@@ -1,8 +1,8 @@
 import { StakeRole, stakingAbi, subjectOf } from "@openledger/chain";
 import { Prisma, type SlashingProposal, toWei } from "@openledger/db";
+import { AppError } from "@openledger/errors";
 import { encodeFunctionData } from "viem";
 import type { DatanetsContext } from "./context.ts";
-import { conflict } from "./errors.ts";
 import { resumeIntent } from "./intents.ts";
 
 /**
@@ -26,11 +26,12 @@ export async function executeProposal(ctx: DatanetsContext, proposalId: string, 
     });
     if (p.status === "executed") return p;
     if (!executable(p)) {
-      throw conflict(
+      throw new AppError(
         "NOT_EXECUTABLE",
         p.status === "proposed"
           ? `the dispute window is open until ${p.disputeDeadline.toISOString()}`
           : `a ${p.status} proposal cannot be executed`,
+        { status: 409 },
       );
     }
     if (toWei(p.amountWei) === 0n || p.datanet.chainDatanetId === null) {
@@ -82,7 +83,7 @@ export async function executeProposal(ctx: DatanetsContext, proposalId: string, 
     const chain = await ctx.chain.require();
     const outcome = await resumeIntent(ctx, chain, intent);
     if (outcome.status === "failed") {
-      throw conflict("CHAIN_WRITE_FAILED", `Staking.slash failed: ${outcome.error}`);
+      throw new AppError("CHAIN_WRITE_FAILED", `Staking.slash failed: ${outcome.error}`, { status: 409 });
     }
   }
   return ctx.db.slashingProposal.findUniqueOrThrow({ where: { id: proposalId } });

@@ -1,10 +1,10 @@
 import { Readable } from "node:stream";
 import { datanetRegistryAbi } from "@openledger/chain";
 import { type Datanet, toWei } from "@openledger/db";
+import { AppError } from "@openledger/errors";
 import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
 import { encodeFunctionData, type Hex } from "viem";
 import type { DatanetsContext } from "./context.ts";
-import { conflict } from "./errors.ts";
 import { resumeIntent } from "./intents.ts";
 
 /**
@@ -60,7 +60,9 @@ async function versionLeafRows(ctx: DatanetsContext, versionId: string): Promise
  */
 export async function publishVersion(ctx: DatanetsContext, datanet: Datanet) {
   if (datanet.chainDatanetId === null) {
-    throw conflict("DATANET_NOT_REGISTERED", "the datanet is not registered on-chain yet");
+    throw new AppError("DATANET_NOT_REGISTERED", "the datanet is not registered on-chain yet", {
+      status: 409,
+    });
   }
   await ctx.chain.require();
   const versionId = await ctx.db.$transaction(
@@ -71,15 +73,19 @@ export async function publishVersion(ctx: DatanetsContext, datanet: Datanet) {
         orderBy: { version: "desc" },
       });
       if (last && last.status === "pending") {
-        throw conflict(
+        throw new AppError(
           "VERSION_PENDING",
           `version ${last.version} is not registered on-chain yet: retry POST /v1/datanets/${datanet.id}/versions/${last.version}/register`,
+          { status: 409 },
         );
       }
       const accepted = await tx.datanetRow.count({ where: { datanetId: datanet.id, status: "accepted" } });
-      if (accepted === 0) throw conflict("NO_ACCEPTED_ROWS", "the datanet has no accepted rows yet");
+      if (accepted === 0)
+        throw new AppError("NO_ACCEPTED_ROWS", "the datanet has no accepted rows yet", { status: 409 });
       if (last && last.rowCount === accepted) {
-        throw conflict("NO_NEW_ROWS", `no rows were accepted since version ${last.version}`);
+        throw new AppError("NO_NEW_ROWS", `no rows were accepted since version ${last.version}`, {
+          status: 409,
+        });
       }
       const version = await tx.datanetVersion.create({
         data: {

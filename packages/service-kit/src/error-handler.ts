@@ -1,5 +1,5 @@
 import { AppError, type ErrorBody, type ErrorCode } from "@openledger/errors";
-import type { FastifyError, FastifyInstance } from "fastify";
+import type { FastifyError, FastifyInstance, FastifyReply } from "fastify";
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from "fastify-type-provider-zod";
 
 /** Fastify's own error codes that mean "the client sent something wrong". */
@@ -12,8 +12,77 @@ const FASTIFY_CLIENT_ERRORS: Record<string, ErrorCode> = {
   FST_ERR_VALIDATION: "VALIDATION_FAILED",
 };
 
-function send(reply: import("fastify").FastifyReply, status: number, body: ErrorBody) {
-  return reply.status(status).type("application/json").send(body);
+/** What an error becomes on the wire. `internal` = a 5xx whose cause must be logged, not shown. */
+export interface ErrorReply {
+  status: number;
+  headers: Readonly<Record<string, string>>;
+  body: ErrorBody;
+  internal: boolean;
+}
+
+const NO_HEADERS: Readonly<Record<string, string>> = {};
+
+/**
+ * The one converter from anything thrown to an HTTP error: AppError (its code, status, headers),
+ * zod validation failures (400 VALIDATION_FAILED naming each field), Fastify's client errors, and
+ * everything else as a 500 that hides its internals. Services with another wire format (the
+ * gateway's OpenAI-shaped errors) format this result instead of deciding statuses again.
+ */
+export function toErrorReply(err: unknown): ErrorReply {
+  if (err instanceof AppError) {
+    if (err.status >= 500) return { ...internal(err.code, err.status), status: err.status, headers: err.headers };
+    return { status: err.status, headers: err.headers, body: err.toBody(), internal: false };
+  }
+  const e = err as FastifyError;
+  if (hasZodFastifySchemaValidationErrors(e)) {
+    const where = (e as { validationContext?: string }).validationContext ?? "request";
+    const details = e.validation.map((v) => ({
+      path: `${where}${v.instancePath.replaceAll("/", ".")}`,
+      message: v.message,
+    }));
+    const message = details.map((d) => `${d.path}: ${d.message}`).join("; ");
+    return {
+      status: 400,
+      headers: NO_HEADERS,
+      body: { error: { code: "VALIDATION_FAILED", message, details } },
+      internal: false,
+    };
+  }
+  if (isResponseSerializationError(e)) return { ...internal("INTERNAL"), status: 500 };
+  const mapped = e?.code ? FASTIFY_CLIENT_ERRORS[e.code] : undefined;
+  if (mapped) return toErrorReply(new AppError(mapped, e.message));
+  const statusCode = e?.statusCode;
+  if (statusCode && statusCode >= 400 && statusCode < 500) {
+    const code: ErrorCode =
+      statusCode === 404
+        ? "NOT_FOUND"
+        : statusCode === 413
+          ? "PAYLOAD_TOO_LARGE"
+          : statusCode === 429
+            ? "RATE_LIMITED"
+            : "BAD_REQUEST";
+    return {
+      status: statusCode,
+      headers: NO_HEADERS,
+      body: { error: { code, message: e.message } },
+      internal: false,
+    };
+  }
+  return { ...internal("INTERNAL"), status: 500 };
+}
+
+/** A 5xx keeps its code (codes are not secrets) but never its message: that may carry internals
+ *  (an RPC URL with its key, a SQL error). 503s say "retry". */
+function internal(code: string, status = 500): Omit<ErrorReply, "status"> {
+  const body: ErrorBody =
+    status === 503
+      ? { error: { code, message: "a dependency is unavailable; retry shortly" } }
+      : { error: { code, message: "internal error" } };
+  return { headers: NO_HEADERS, body, internal: true };
+}
+
+function send(reply: FastifyReply, r: ErrorReply) {
+  return reply.status(r.status).headers(r.headers).type("application/json").send(r.body);
 }
 
 /**
@@ -21,57 +90,25 @@ function send(reply: import("fastify").FastifyReply, status: number, body: Error
  * what was wrong; 5xx are logged with their context and answered without internals.
  */
 export function registerErrorHandler(app: FastifyInstance): void {
-  app.setErrorHandler((err: FastifyError | AppError | Error, request, reply) => {
-    if (err instanceof AppError) {
-      if (err.status >= 500) request.log.error({ err }, "request failed");
-      return send(reply, err.status, err.status >= 500 ? internalBody(err.code) : err.toBody());
+  app.setErrorHandler((err, request, reply) => {
+    const r = toErrorReply(err);
+    if (r.internal) {
+      const what = isResponseSerializationError(err as FastifyError)
+        ? "response did not match its schema"
+        : err instanceof AppError
+          ? "request failed"
+          : "unhandled error";
+      request.log.error({ err, route: request.routeOptions.url }, what);
     }
-    if (hasZodFastifySchemaValidationErrors(err)) {
-      const where = (err as { validationContext?: string }).validationContext ?? "request";
-      const details = err.validation.map((v) => ({
-        path: `${where}${v.instancePath.replaceAll("/", ".")}`,
-        message: v.message,
-      }));
-      const message = details.map((d) => `${d.path}: ${d.message}`).join("; ");
-      return send(reply, 400, { error: { code: "VALIDATION_FAILED", message, details } });
-    }
-    if (isResponseSerializationError(err)) {
-      request.log.error({ err, route: request.routeOptions.url }, "response did not match its schema");
-      return send(reply, 500, internalBody("INTERNAL"));
-    }
-    const fastifyCode = (err as FastifyError).code;
-    const mapped = fastifyCode ? FASTIFY_CLIENT_ERRORS[fastifyCode] : undefined;
-    const statusCode = (err as FastifyError).statusCode;
-    if (mapped) {
-      const e = new AppError(mapped, err.message);
-      return send(reply, e.status, e.toBody());
-    }
-    if (statusCode && statusCode >= 400 && statusCode < 500) {
-      const code: ErrorCode =
-        statusCode === 404
-          ? "NOT_FOUND"
-          : statusCode === 413
-            ? "PAYLOAD_TOO_LARGE"
-            : statusCode === 429
-              ? "RATE_LIMITED"
-              : "BAD_REQUEST";
-      return send(reply, statusCode, { error: { code, message: err.message } });
-    }
-    request.log.error({ err }, "unhandled error");
-    return send(reply, 500, internalBody("INTERNAL"));
+    return send(reply, r);
   });
 
   app.setNotFoundHandler((request, reply) =>
-    send(reply, 404, { error: { code: "NOT_FOUND", message: `no route ${request.method} ${request.url}` } }),
+    send(reply, {
+      status: 404,
+      headers: NO_HEADERS,
+      body: { error: { code: "NOT_FOUND", message: `no route ${request.method} ${request.url}` } },
+      internal: false,
+    }),
   );
 }
-
-function internalBody(code: ErrorCode): ErrorBody {
-  if (code === "SERVICE_UNAVAILABLE") {
-    return { error: { code, message: "a dependency is unavailable; retry shortly" } };
-  }
-  return { error: { code: "INTERNAL", message: "internal error" } };
-}
-
-/** OpenAPI description of the error body, for route schemas. */
-export const errorBodySchemaDescription = "{ error: { code, message } }";

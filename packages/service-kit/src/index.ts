@@ -1,5 +1,5 @@
 export { bearerMatches } from "./auth.ts";
-export { registerErrorHandler } from "./error-handler.ts";
+export { type ErrorReply, registerErrorHandler, toErrorReply } from "./error-handler.ts";
 export { type DependencyCheck, registerHealthRoutes, standardChecks } from "./health.ts";
 export { infraPlugin } from "./infra.ts";
 export { registerMetrics } from "./metrics.ts";

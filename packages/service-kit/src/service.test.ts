@@ -31,6 +31,18 @@ const probeService: ServiceDefinition<Cfg> = {
     app.get("/boom", async () => {
       throw new Error("secret internal detail");
     });
+    app.get("/stake", async () => {
+      throw new AppError("INSUFFICIENT_STAKE", "stake 100 OPEN first", {
+        status: 403,
+        details: { requiredWei: "100" },
+      });
+    });
+    app.get("/later", async () => {
+      throw new AppError("INDEX_NOT_READY", "building", { status: 409, headers: { "retry-after": "5" } });
+    });
+    app.get("/chain-down", async () => {
+      throw new AppError("CHAIN_UNAVAILABLE", "rpc http://key@host refused", { status: 503 });
+    });
   },
 };
 
@@ -81,6 +93,23 @@ test("client errors get a code and a message; 5xx hide internals", async () => {
   const conflict = await app.inject({ method: "GET", url: "/conflict" });
   assert.equal(conflict.statusCode, 409);
   assert.deepEqual(conflict.json(), { error: { code: "CONFLICT", message: "datanet slug already taken" } });
+
+  // An open code carries its own status, headers and details; a 5xx keeps its code, never its message.
+  const stake = await app.inject({ method: "GET", url: "/stake" });
+  assert.equal(stake.statusCode, 403);
+  assert.deepEqual(stake.json(), {
+    error: { code: "INSUFFICIENT_STAKE", message: "stake 100 OPEN first", details: { requiredWei: "100" } },
+  });
+  const later = await app.inject({ method: "GET", url: "/later" });
+  assert.equal(later.statusCode, 409);
+  assert.equal(later.headers["retry-after"], "5");
+  assert.equal(later.json().error.code, "INDEX_NOT_READY");
+  const down = await app.inject({ method: "GET", url: "/chain-down" });
+  assert.equal(down.statusCode, 503);
+  assert.deepEqual(down.json(), {
+    error: { code: "CHAIN_UNAVAILABLE", message: "a dependency is unavailable; retry shortly" },
+  });
+  assert.throws(() => new AppError("ODD", "x", { status: 200 }), RangeError, "only error statuses");
 
   const boom = await app.inject({ method: "GET", url: "/boom" });
   assert.equal(boom.statusCode, 500);

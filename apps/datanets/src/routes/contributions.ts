@@ -19,7 +19,6 @@ import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { requireAuth } from "../auth.ts";
 import { contextOf, type DatanetsContext } from "../context.ts";
-import { badRequest, conflict, notFound, ServiceError } from "../errors.ts";
 import {
   ContributionView,
   ErrorBody,
@@ -35,15 +34,12 @@ import { loadDatanet } from "./datanets.ts";
 const InsertChunk = 5000;
 
 /** A datanet-core input error as an HTTP error naming the line/row/byte (nothing was stored). */
-function inputError(e: DatanetInputError): ServiceError {
-  const status =
-    e.httpStatus === 413
-      ? "PAYLOAD_TOO_LARGE"
-      : e.httpStatus === 415
-        ? "UNSUPPORTED_MEDIA_TYPE"
-        : "BAD_REQUEST";
+function inputError(e: DatanetInputError): AppError {
   const { code, message, ...where } = e.toJSON();
-  return new ServiceError(status, code, message, Object.keys(where).length ? where : undefined);
+  return new AppError(code, message, {
+    status: e.httpStatus,
+    ...(Object.keys(where).length ? { details: where } : {}),
+  });
 }
 
 /**
@@ -94,20 +90,20 @@ export function contributionView(c: {
 /** Only contributors holding the datanet's minimum stake (read on-chain) may contribute. */
 async function checkStake(ctx: DatanetsContext, datanet: Datanet, address: string) {
   if (datanet.chainDatanetId === null) {
-    throw conflict(
+    throw new AppError(
       "DATANET_NOT_REGISTERED",
       "the datanet is not registered on-chain yet; its owner can retry with POST /v1/datanets/{id}/register",
+      { status: 409 },
     );
   }
   const chain = await ctx.chain.require();
   const required = toWei(datanet.minStakeWei);
   const active = await activeContributorStake(chain, address, toWei(datanet.chainDatanetId));
   if (active < required || (required > 0n && active === 0n)) {
-    throw new ServiceError(
-      "FORBIDDEN",
+    throw new AppError(
       "INSUFFICIENT_STAKE",
       `contributing needs an active contributor stake of at least ${required} wei on datanet ${datanet.chainDatanetId}; you have ${active}`,
-      { requiredWei: required.toString(), activeWei: active.toString() },
+      { status: 403, details: { requiredWei: required.toString(), activeWei: active.toString() } },
     );
   }
 }
@@ -140,26 +136,30 @@ async function storeSubmission(
       const mine = Number(today?.mine ?? 0n);
       const all = Number(today?.all ?? 0n);
       if (mine + rows.length > datanet.dailyRowLimitPerContributor) {
-        throw new ServiceError(
-          "RATE_LIMITED",
+        throw new AppError(
           "DAILY_LIMIT_EXCEEDED",
           `your daily limit on this datanet is ${datanet.dailyRowLimitPerContributor} rows; ${mine} used today, this submission has ${rows.length}`,
           {
-            limit: datanet.dailyRowLimitPerContributor,
-            usedToday: mine,
-            remaining: Math.max(0, datanet.dailyRowLimitPerContributor - mine),
+            status: 429,
+            details: {
+              limit: datanet.dailyRowLimitPerContributor,
+              usedToday: mine,
+              remaining: Math.max(0, datanet.dailyRowLimitPerContributor - mine),
+            },
           },
         );
       }
       if (all + rows.length > datanet.dailyRowLimit) {
-        throw new ServiceError(
-          "RATE_LIMITED",
+        throw new AppError(
           "DATANET_DAILY_LIMIT_EXCEEDED",
           `the datanet accepts ${datanet.dailyRowLimit} rows per day from all contributors; ${all} submitted today`,
           {
-            limit: datanet.dailyRowLimit,
-            usedToday: all,
-            remaining: Math.max(0, datanet.dailyRowLimit - all),
+            status: 429,
+            details: {
+              limit: datanet.dailyRowLimit,
+              usedToday: all,
+              remaining: Math.max(0, datanet.dailyRowLimit - all),
+            },
           },
         );
       }
@@ -304,15 +304,13 @@ export const contributionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> 
       const datanet = await loadDatanet(ctx, request.params.id);
       await checkStake(ctx, datanet, address);
       if (!request.isMultipart()) {
-        throw new ServiceError(
-          "UNSUPPORTED_MEDIA_TYPE",
-          "MULTIPART_REQUIRED",
-          "send the file as multipart/form-data, field `file`",
-        );
+        throw new AppError("MULTIPART_REQUIRED", "send the file as multipart/form-data, field `file`", {
+          status: 415,
+        });
       }
       const file = await request.file();
       if (!file)
-        throw new ServiceError("BAD_REQUEST", "FILE_REQUIRED", "no file in the request (field `file`)");
+        throw new AppError("FILE_REQUIRED", "no file in the request (field `file`)", { status: 400 });
       let rows: ContributionRow[];
       try {
         const format = formatFromFilename(file.filename);
@@ -365,7 +363,7 @@ export const contributionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> 
         where: { id: request.params.id },
         include: { slashingProposals: { select: { id: true } } },
       });
-      if (!c) throw notFound(`contribution ${request.params.id}`);
+      if (!c) throw new AppError("NOT_FOUND", `contribution ${request.params.id} not found`);
       const id = jobId("datanet.validate", { contributionId: c.id });
       const job = await root.producer.queue("datanets").getJob(id);
       return {
@@ -421,9 +419,11 @@ export const contributionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> 
     async (request) => {
       const { limit, cursor, status } = request.query;
       const c = await ctx.db.contribution.findUnique({ where: { id: request.params.id } });
-      if (!c) throw notFound(`contribution ${request.params.id}`);
+      if (!c) throw new AppError("NOT_FOUND", `contribution ${request.params.id} not found`);
       if (cursor !== undefined && !/^\d{1,9}$/.test(cursor)) {
-        throw badRequest("BAD_CURSOR", "cursor: the `nextCursor` of the previous page (a row ordinal)");
+        throw new AppError("BAD_CURSOR", "cursor: the `nextCursor` of the previous page (a row ordinal)", {
+          status: 400,
+        });
       }
       const after = cursor === undefined ? -1 : Number(cursor);
       const rows = await ctx.db.datanetRow.findMany({

@@ -1,11 +1,11 @@
 import type { DatanetsConfig } from "@openledger/config";
 import { toWei } from "@openledger/db";
+import { AppError } from "@openledger/errors";
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { requireAuth } from "../auth.ts";
 import { contextOf, type DatanetsContext } from "../context.ts";
-import { conflict } from "../errors.ts";
 import {
   Address,
   ContributionView,
@@ -138,7 +138,8 @@ export const contributorRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> =
       let before: { createdAt: Date; id: string } | undefined;
       if (cursor) {
         const [at, id] = Buffer.from(cursor, "base64url").toString().split("|");
-        if (!id || Number.isNaN(new Date(at ?? "").getTime())) throw conflict("BAD_CURSOR", "invalid cursor");
+        if (!id || Number.isNaN(new Date(at ?? "").getTime()))
+          throw new AppError("BAD_CURSOR", "invalid cursor", { status: 409 });
         before = { createdAt: new Date(at!), id };
       }
       const rows = await ctx.db.contribution.findMany({

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { datanetRegistryAbi } from "@openledger/chain";
 import type { DatanetsConfig } from "@openledger/config";
 import { type Datanet, Prisma } from "@openledger/db";
+import { AppError } from "@openledger/errors";
 import { safeText } from "@openledger/service-kit";
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
@@ -9,7 +10,6 @@ import { encodeFunctionData } from "viem";
 import { z } from "zod";
 import { requireAuth } from "../auth.ts";
 import { contextOf, type DatanetsContext } from "../context.ts";
-import { conflict, forbidden, notFound } from "../errors.ts";
 import { intentView, resumeIntent } from "../intents.ts";
 import { DatanetView, ErrorBody, IdParams, Page, PageQuery, Wei } from "../schemas.ts";
 
@@ -99,7 +99,7 @@ export async function datanetView(ctx: DatanetsContext, d: Datanet) {
 
 export async function loadDatanet(ctx: DatanetsContext, id: string): Promise<Datanet> {
   const d = await ctx.db.datanet.findUnique({ where: { id } });
-  if (!d) throw notFound(`datanet ${id}`);
+  if (!d) throw new AppError("NOT_FOUND", `datanet ${id} not found`);
   return d;
 }
 
@@ -128,7 +128,8 @@ function encodeCursor(d: { createdAt: Date; id: string }) {
 function decodeCursor(c: string): { createdAt: Date; id: string } {
   const [at, id] = Buffer.from(c, "base64url").toString().split("|");
   const createdAt = new Date(at ?? "");
-  if (!id || Number.isNaN(createdAt.getTime())) throw conflict("BAD_CURSOR", "invalid cursor");
+  if (!id || Number.isNaN(createdAt.getTime()))
+    throw new AppError("BAD_CURSOR", "invalid cursor", { status: 409 });
   return { createdAt, id };
 }
 
@@ -195,7 +196,9 @@ export const datanetRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
         });
       } catch (err) {
         if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002") {
-          throw conflict("SLUG_TAKEN", `slug "${body.slug}" is already used by another datanet`);
+          throw new AppError("SLUG_TAKEN", `slug "${body.slug}" is already used by another datanet`, {
+            status: 409,
+          });
         }
         throw err;
       }
@@ -220,7 +223,7 @@ export const datanetRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
       const caller = await requireAuth(ctx, root.redis, request);
       const d = await loadDatanet(ctx, request.params.id);
       if (d.ownerAddress !== caller)
-        throw forbidden("NOT_DATANET_OWNER", "only the datanet owner can do this");
+        throw new AppError("NOT_DATANET_OWNER", "only the datanet owner can do this", { status: 403 });
       await registerOnChain(ctx, d.id, request.log);
       return datanetView(ctx, await loadDatanet(ctx, d.id));
     },
@@ -305,7 +308,7 @@ export const datanetRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
       const caller = await requireAuth(ctx, root.redis, request);
       const d = await loadDatanet(ctx, request.params.id);
       if (d.ownerAddress !== caller)
-        throw forbidden("NOT_DATANET_OWNER", "only the datanet owner can update it");
+        throw new AppError("NOT_DATANET_OWNER", "only the datanet owner can update it", { status: 403 });
       const { minStakeWei, ...rest } = request.body;
       const updated = await ctx.db.datanet.update({
         where: { id: d.id },

@@ -1,12 +1,12 @@
 import type { DatanetsConfig } from "@openledger/config";
 import type { SlashingProposal } from "@openledger/db";
+import { AppError } from "@openledger/errors";
 import { safeText } from "@openledger/service-kit";
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { requireAuth } from "../auth.ts";
 import { contextOf } from "../context.ts";
-import { conflict, forbidden, notFound } from "../errors.ts";
 import { ErrorBody, IdParams, SlashingProposalView, SlashingStatusView } from "../schemas.ts";
 import { executeProposal } from "../slashing.ts";
 import { loadDatanet } from "./datanets.ts";
@@ -55,7 +55,7 @@ export const slashingRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = as
       where: { id },
       include: { events: { orderBy: { id: "asc" } } },
     });
-    if (!p) throw notFound(`slashing proposal ${id}`);
+    if (!p) throw new AppError("NOT_FOUND", `slashing proposal ${id} not found`);
     return {
       ...proposalView(p),
       evidence: p.evidence,
@@ -83,7 +83,8 @@ export const slashingRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = as
         where: { id: p.id, status: p.status },
         data: { status: to, ...extra },
       });
-      if (moved.count !== 1) throw conflict("STATE_CHANGED", "the proposal changed meanwhile; reload it");
+      if (moved.count !== 1)
+        throw new AppError("STATE_CHANGED", "the proposal changed meanwhile; reload it", { status: 409 });
       await tx.slashingEvent.create({
         data: { proposalId: p.id, fromStatus: p.status, toStatus: to, actor, note },
       });
@@ -92,7 +93,7 @@ export const slashingRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = as
 
   async function load(id: string) {
     const p = await ctx.db.slashingProposal.findUnique({ where: { id }, include: { datanet: true } });
-    if (!p) throw notFound(`slashing proposal ${id}`);
+    if (!p) throw new AppError("NOT_FOUND", `slashing proposal ${id} not found`);
     return p;
   }
 
@@ -146,13 +147,14 @@ export const slashingRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = as
       const caller = await requireAuth(ctx, root.redis, request);
       const p = await load(request.params.id);
       if (p.contributorAddress !== caller)
-        throw forbidden("NOT_ACCUSED", "only the accused contributor can dispute");
+        throw new AppError("NOT_ACCUSED", "only the accused contributor can dispute", { status: 403 });
       if (p.status !== "proposed")
-        throw conflict("NOT_DISPUTABLE", `a ${p.status} proposal cannot be disputed`);
+        throw new AppError("NOT_DISPUTABLE", `a ${p.status} proposal cannot be disputed`, { status: 409 });
       if (p.disputeDeadline.getTime() <= Date.now()) {
-        throw conflict(
+        throw new AppError(
           "DISPUTE_WINDOW_CLOSED",
           `the dispute window closed at ${p.disputeDeadline.toISOString()}`,
+          { status: 409 },
         );
       }
       await transition(p, "disputed", caller, request.body.reason, { disputeReason: request.body.reason });
@@ -179,9 +181,9 @@ export const slashingRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = as
       const caller = await requireAuth(ctx, root.redis, request);
       const p = await load(request.params.id);
       if (p.datanet.ownerAddress !== caller)
-        throw forbidden("NOT_DATANET_OWNER", "only the datanet owner resolves disputes");
+        throw new AppError("NOT_DATANET_OWNER", "only the datanet owner resolves disputes", { status: 403 });
       if (p.status !== "disputed")
-        throw conflict("NOT_DISPUTED", `a ${p.status} proposal needs no resolution`);
+        throw new AppError("NOT_DISPUTED", `a ${p.status} proposal needs no resolution`, { status: 409 });
       await transition(
         p,
         request.body.decision === "uphold" ? "upheld" : "dismissed",

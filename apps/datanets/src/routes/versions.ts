@@ -1,11 +1,11 @@
 import type { DatanetsConfig } from "@openledger/config";
 import type { DatanetVersion } from "@openledger/db";
+import { AppError } from "@openledger/errors";
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { requireAuth } from "../auth.ts";
 import { contextOf, type DatanetsContext } from "../context.ts";
-import { forbidden, notFound } from "../errors.ts";
 import { intentView } from "../intents.ts";
 import { ChainIntentView, ErrorBody, IdParams, VersionView } from "../schemas.ts";
 import { exportVersion, publishVersion, registerVersion } from "../versions.ts";
@@ -42,7 +42,7 @@ export const versionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
     const version = await ctx.db.datanetVersion.findUnique({
       where: { datanetId_version: { datanetId, version: v } },
     });
-    if (!version) throw notFound(`version ${v} of datanet ${datanetId}`);
+    if (!version) throw new AppError("NOT_FOUND", `version ${v} of datanet ${datanetId} not found`);
     return version;
   }
 
@@ -65,7 +65,7 @@ export const versionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
       const caller = await requireAuth(ctx, root.redis, request);
       const datanet = await loadDatanet(ctx, request.params.id);
       if (datanet.ownerAddress !== caller)
-        throw forbidden("NOT_DATANET_OWNER", "only the datanet owner can publish");
+        throw new AppError("NOT_DATANET_OWNER", "only the datanet owner can publish", { status: 403 });
       const versionId = await publishVersion(ctx, datanet);
       await registerVersion(ctx, versionId, enqueueIndex, request.log);
       const v = await ctx.db.datanetVersion.findUniqueOrThrow({ where: { id: versionId } });
@@ -87,7 +87,7 @@ export const versionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
       const caller = await requireAuth(ctx, root.redis, request);
       const datanet = await loadDatanet(ctx, request.params.id);
       if (datanet.ownerAddress !== caller)
-        throw forbidden("NOT_DATANET_OWNER", "only the datanet owner can do this");
+        throw new AppError("NOT_DATANET_OWNER", "only the datanet owner can do this", { status: 403 });
       const v = await loadVersion(datanet.id, request.params.v);
       await registerVersion(ctx, v.id, enqueueIndex, request.log);
       return versionView(ctx, await loadVersion(datanet.id, request.params.v));
