@@ -30,7 +30,8 @@ const NO_HEADERS: Readonly<Record<string, string>> = {};
  */
 export function toErrorReply(err: unknown): ErrorReply {
   if (err instanceof AppError) {
-    if (err.status >= 500) return { ...internal(err.code, err.status), status: err.status, headers: err.headers };
+    if (err.status >= 500)
+      return { ...internal(err.code, err.status), status: err.status, headers: err.headers };
     return { status: err.status, headers: err.headers, body: err.toBody(), internal: false };
   }
   const e = err as FastifyError;
