@@ -8,7 +8,7 @@
  * (random weights, a byte-level BPE tokenizer without merges).
  *
  * Adapters are registered through the gateway's own store + registration code
- * (`AdapterStore.putLinked` + `GatewayState.registerAdapter`) with on-chain registration
+ * (`AdapterStore.putLinked` + `app.registration.register`) with on-chain registration
  * skipped (10,000 ModelRegistry transactions would dominate the run). They are distinct
  * adapters (distinct lora_alpha, so distinct content hashes, decoded and slotted one by
  * one) built on a few distinct rank-16 weight files hard-linked on disk: 10,000 SmolLM
@@ -26,7 +26,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createChainClients, inferenceEscrowAbi, OPEN, openTokenAbi } from "@openledger/chain";
 import { startLocalChain } from "@openledger/chain/testing";
 import { createTestDatabase } from "@openledger/db/testing";
-import { buildGateway, gatewayConfig, gatewayState } from "@openledger/gateway";
+import { buildGateway, gatewayConfig } from "@openledger/gateway";
 import {
   adapterBytes,
   baseWeightBytes,
@@ -372,9 +372,8 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
   await app.listen({ port: 0, host: "127.0.0.1" });
   const addr = app.server.address();
   const baseURL = `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}`;
-  const state = gatewayState(app);
   const keys: string[] = [];
-  for (const a of chainEnv.accounts) keys.push((await state.createApiKey(a, "bench")).key);
+  for (const a of chainEnv.accounts) keys.push((await app.apiKeys.create(a, "bench")).key);
 
   // Distinct weight files, then adapters = weight file x distinct lora_alpha.
   const weightFiles: { path: string; digest: Buffer; config: Record<string, unknown> }[] = [];
@@ -396,8 +395,8 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
       const wf = weightFiles[i % weightFiles.length]!;
       const alpha = RANK * 2 * (1 + Math.floor(i / weightFiles.length) / 100_000);
       const configBytes = Buffer.from(JSON.stringify({ ...wf.config, lora_alpha: alpha }));
-      const hash = await state.store.putLinked(configBytes, wf.path, wf.digest);
-      await state.registerAdapter({
+      const hash = await app.catalog.store.putLinked(configBytes, wf.path, wf.digest);
+      await app.registration.register({
         id: `${name}-a${i}`,
         owner: chainEnv.accounts[0]!.toLowerCase(),
         contentHash: hash,
@@ -413,7 +412,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     registered = upTo;
   };
 
-  const host = state.host;
+  const host = app.host;
   const stepTotals = () => host.engine.metrics().totals;
   let peakRss = 0;
   const sampler = setInterval(() => {

@@ -11,7 +11,7 @@ import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import OpenAI from "openai";
 import type { Hex } from "viem";
-import { buildGateway, gatewayConfig, gatewayState } from "./app.ts";
+import { buildGateway, gatewayConfig } from "./app.ts";
 
 const ADMIN = "test-admin-token";
 let env: Awaited<ReturnType<typeof testEnvironment>>;
@@ -126,7 +126,7 @@ test("admin endpoint needs the operator token; keys are stored hashed", async ()
     body: JSON.stringify({ account: chain.accounts.users[0]!.address }),
   });
   assert.equal(res.status, 401);
-  const rows = await gatewayState(app).db.apiKey.findMany();
+  const rows = await app.db.apiKey.findMany();
   assert.ok(rows.length >= 3);
   for (const r of rows) {
     assert.match(r.keyHash, /^[0-9a-f]{64}$/);
@@ -154,22 +154,21 @@ test("adapters: upload validates against the base model, stores content-addresse
     assert.match(String(body.contentHash), /^[0-9a-f]{64}$/);
     adapters.push(String(body.id));
   }
-  const st = gatewayState(app);
-  const row = await st.db.model.findUniqueOrThrow({ where: { id: "tiny-lora-0" } });
+  const row = await app.db.model.findUniqueOrThrow({ where: { id: "tiny-lora-0" } });
   assert.equal(row.ownerAddress, chain.accounts.users[2]!.address.toLowerCase());
   assert.ok(row.chainModelId !== null);
-  const intent = await st.db.chainIntent.findUniqueOrThrow({
+  const intent = await app.db.chainIntent.findUniqueOrThrow({
     where: { key: `model.register:${row.contentHash}` },
   });
   assert.equal(intent.status, "confirmed");
   assert.match(intent.txHash ?? "", /^0x[0-9a-f]{64}$/);
-  assert.deepEqual(await readdir(st.store.dirOf(row.contentHash)), [
+  assert.deepEqual(await readdir(app.catalog.store.dirOf(row.contentHash)), [
     "adapter_config.json",
     "adapter_model.safetensors",
   ]);
 
   // Wrong shapes (an adapter made for another hidden size): 400 naming the tensor, nothing written.
-  const before = await st.db.model.count();
+  const before = await app.db.model.count();
   const wrong = await upload(
     builderKey,
     peftForm({ ...TINY_CONFIG, hiddenSize: 32 }, 7, { id: "bad-shape" }),
@@ -178,7 +177,7 @@ test("adapters: upload validates against the base model, stores content-addresse
   const err = wrong.body.error as { code: string; message: string };
   assert.equal(err.code, "ADAPTER_SHAPE_MISMATCH");
   assert.match(err.message, /lora_A\.weight has shape \[4, 32\], expected \[4, 64\]/);
-  assert.equal(await st.db.model.count(), before);
+  assert.equal(await app.db.model.count(), before);
   // Malformed datanet_version_ids: a 400 naming the field, not a 500; nothing written.
   for (const ids of ["[not json", "[1, 2]"]) {
     const bad = await upload(
@@ -188,7 +187,7 @@ test("adapters: upload validates against the base model, stores content-addresse
     assert.equal(bad.status, 400, JSON.stringify(bad.body));
     assert.match((bad.body.error as { message: string }).message, /datanet_version_ids/);
   }
-  assert.equal(await st.db.model.count(), before);
+  assert.equal(await app.db.model.count(), before);
   // Same files again: 409; another account cannot inspect or retire it.
   const dup = await upload(builderKey, peftForm(TINY_CONFIG, 100, { id: "dup" }));
   assert.equal(dup.status, 409);
@@ -282,14 +281,13 @@ test("chat and completion, non-streaming and streaming, through the official cli
   assert.equal(ctext, completion.choices[0]!.text);
 
   // Each completion is recorded and its inference.completed job enqueued (outbox marked).
-  const st = gatewayState(app);
-  const rows = await st.db.inference.findMany({
+  const rows = await app.db.inference.findMany({
     where: { accountAddress: chain.accounts.users[0]!.address.toLowerCase() },
   });
   assert.ok(rows.length >= 4);
   const r = rows.find((x) => x.modelId === adapters[0]);
   assert.ok(r && r.outputTokens > 0 && r.prompt.includes("hello"));
-  const pending = await st.db.gatewayOutbox.count({ where: { enqueuedAt: null } });
+  const pending = await app.db.gatewayOutbox.count({ where: { enqueuedAt: null } });
   assert.equal(pending, 0);
   const job = await app.producer.queue("settlement").getJob(`inference.completed.${r!.id}`);
   assert.ok(job, "inference.completed job in the queue");
@@ -365,8 +363,7 @@ test("errors: unknown model 404, bad parameters 400, no key 401, empty balance 4
   const body = (await noKey.json()) as { error: Record<string, unknown> };
   assert.deepEqual(Object.keys(body.error).sort(), ["code", "message", "param", "type"]);
 
-  const st = gatewayState(app);
-  const countBefore = await st.db.inference.count();
+  const countBefore = await app.db.inference.count();
   await assert.rejects(
     client(poorKey).chat.completions.create({
       model: adapters[1]!,
@@ -376,7 +373,7 @@ test("errors: unknown model 404, bad parameters 400, no key 401, empty balance 4
     (e: unknown) =>
       e instanceof OpenAI.APIError && e.status === 402 && /insufficient escrowed balance/.test(e.message),
   );
-  assert.equal(await st.db.inference.count(), countBefore, "no compute, nothing recorded");
+  assert.equal(await app.db.inference.count(), countBefore, "no compute, nothing recorded");
 });
 
 test("retired adapters are no longer served", async () => {
@@ -392,8 +389,7 @@ test("retired adapters are no longer served", async () => {
 });
 
 test("client disconnect cancels the request: slot, KV and reservation are freed, partial output billed", async () => {
-  const st = gatewayState(app);
-  const cancelledBefore = st.host.scheduler.stats().finished.cancelled;
+  const cancelledBefore = app.host.scheduler.stats().finished.cancelled;
   const controller = new AbortController();
   const stream = await client(paidKey).chat.completions.create(
     {
@@ -414,15 +410,15 @@ test("client disconnect cancels the request: slot, KV and reservation are freed,
   } catch {
     // aborted
   }
-  for (let i = 0; i < 200 && st.host.scheduler.stats().finished.cancelled === cancelledBefore; i++) {
+  for (let i = 0; i < 200 && app.host.scheduler.stats().finished.cancelled === cancelledBefore; i++) {
     await new Promise((r) => setTimeout(r, 20));
   }
-  assert.equal(st.host.scheduler.stats().finished.cancelled, cancelledBefore + 1);
-  assert.equal(st.host.scheduler.stats().running, 0);
+  assert.equal(app.host.scheduler.stats().finished.cancelled, cancelledBefore + 1);
+  assert.equal(app.host.scheduler.stats().running, 0);
   // The engine stopped early: fewer than max_tokens were generated and recorded.
   let row = null;
   for (let i = 0; i < 100 && !row; i++) {
-    row = await st.db.inference.findFirst({
+    row = await app.db.inference.findFirst({
       where: { modelId: adapters[1]!, prompt: { contains: "a long answer" } },
     });
     if (!row) await new Promise((r) => setTimeout(r, 20));
@@ -467,8 +463,7 @@ test("per-account rate limit: 429 with Retry-After, other accounts unaffected", 
 });
 
 test("outbox: an inference whose job was not enqueued is enqueued by the sweeper", async () => {
-  const st = gatewayState(app);
-  const inf = await st.db.inference.create({
+  const inf = await app.db.inference.create({
     data: {
       modelId: "openledger-tiny",
       accountAddress: chain.accounts.users[0]!.address.toLowerCase(),
@@ -478,13 +473,13 @@ test("outbox: an inference whose job was not enqueued is enqueued by the sweeper
       outputTokens: 1,
     },
   });
-  await st.db.gatewayOutbox.create({
+  await app.db.gatewayOutbox.create({
     data: { inferenceId: inf.id, createdAt: new Date(Date.now() - 60_000) },
   });
   assert.equal(await app.producer.queue("settlement").getJob(`inference.completed.${inf.id}`), undefined);
-  assert.ok((await st.sweepOutbox()) >= 1);
+  assert.ok((await app.inferences.sweepOutbox()) >= 1);
   assert.ok(await app.producer.queue("settlement").getJob(`inference.completed.${inf.id}`));
-  const row = await st.db.gatewayOutbox.findUniqueOrThrow({ where: { inferenceId: inf.id } });
+  const row = await app.db.gatewayOutbox.findUniqueOrThrow({ where: { inferenceId: inf.id } });
   assert.ok(row.enqueuedAt);
 });
 

@@ -11,13 +11,13 @@ import { after, before, test } from "node:test";
 import { createChainPublicClient, modelRegistryAbi } from "@openledger/chain";
 import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import { gatewayEnv, parseConfig } from "@openledger/config";
+import { Prisma } from "@openledger/db";
 import { createTestDatabase, type TestDatabase } from "@openledger/db/testing";
-import type { Producer } from "@openledger/queue";
 import type { FastifyBaseLogger } from "fastify";
 import type { Hex } from "viem";
-import { sweepRegistrations } from "./chain.ts";
-import { GatewayState } from "./gateway.ts";
-import type { ModelHost } from "./model-host.ts";
+import { ModelCatalog } from "./plugins/catalog.ts";
+import { ChainAccess } from "./plugins/chain.ts";
+import { ModelRegistration, sweepRegistrations } from "./plugins/registration.ts";
 
 /** Forwards JSON-RPC to the node, except `eth_sendRawTransaction` while a fault is set:
  *  "refuse" answers 503 without forwarding; "lose-response" forwards (the node takes the
@@ -70,7 +70,7 @@ class FlakyRpc {
 let chain: LocalChain;
 let database: TestDatabase;
 let rpc: FlakyRpc;
-let state: GatewayState;
+let registration: ModelRegistration;
 let dir: string;
 const silent = { warn() {}, info() {}, error() {}, debug() {} } as unknown as FastifyBaseLogger;
 const BASE_HASH = "ab".repeat(32);
@@ -89,9 +89,18 @@ before(async () => {
     GATEWAY_DATA_DIR: dir,
     LOG_LEVEL: "silent",
   });
-  // Registration needs no queue and, of the model host, only the base model's content hash.
-  state = new GatewayState(config, database.db, {} as Producer, silent);
-  state.host = { contentHash: BASE_HASH } as unknown as ModelHost;
+  // Registration needs no queue and, of the catalog, only the base model's content hash.
+  const catalog = new ModelCatalog(config, database.db);
+  catalog.remember({
+    id: config.GATEWAY_BASE_MODEL_ID,
+    kind: "base",
+    ownerAddress: `0x${"00".repeat(20)}`,
+    contentHash: BASE_HASH,
+    priceInPer1kWei: new Prisma.Decimal(0),
+    priceOutPer1kWei: new Prisma.Decimal(0),
+    createdAt: new Date(),
+  });
+  registration = new ModelRegistration(config, database.db, new ChainAccess(config), catalog, silent);
 });
 
 after(async () => {
@@ -114,7 +123,7 @@ async function registrations(contentHash: string): Promise<number> {
 }
 
 function register(id: string, contentHash: string) {
-  return state.registerAdapter({
+  return registration.register({
     id,
     owner: chain.accounts.users[0]!.address.toLowerCase(),
     contentHash,
@@ -156,13 +165,13 @@ test("the chain refuses the registration: it stays pending, and the sweeper regi
   assert.ok(pending.error);
   assert.equal(await registrations(hash), 0);
   // Still down: a sweep changes nothing.
-  assert.equal(await sweepRegistrations(database.db, state.chain, { olderThanMs: 0 }), 0);
+  assert.equal(await sweepRegistrations(database.db, registration.chain, { olderThanMs: 0 }), 0);
   assert.equal(await registrations(hash), 0);
   rpc.fault = undefined;
-  assert.equal(await sweepRegistrations(database.db, state.chain, { olderThanMs: 0 }), 1);
+  assert.equal(await sweepRegistrations(database.db, registration.chain, { olderThanMs: 0 }), 1);
   await assertRegisteredOnce("adapter-refused", hash);
   // Nothing left to sweep.
-  assert.equal(await sweepRegistrations(database.db, state.chain, { olderThanMs: 0 }), 0);
+  assert.equal(await sweepRegistrations(database.db, registration.chain, { olderThanMs: 0 }), 0);
   assert.equal(await registrations(hash), 1);
 });
 
@@ -176,7 +185,7 @@ test("the node takes the transaction but its answer is lost: it is confirmed fro
   rpc.fault = undefined;
   assert.equal(rpc.forwardedSends, sendsBefore + 1, "the node got the transaction, once");
   assert.equal(first.chain.status, "confirmed", JSON.stringify(first.chain));
-  assert.equal(await sweepRegistrations(database.db, state.chain, { olderThanMs: 0 }), 0);
+  assert.equal(await sweepRegistrations(database.db, registration.chain, { olderThanMs: 0 }), 0);
   assert.equal(await pub().getTransactionCount({ address: operator }), nonce + 1, "nothing sent again");
   await assertRegisteredOnce("adapter-lost-answer", hash);
 });
@@ -189,8 +198,12 @@ test("killed after the registration was confirmed but before the model got its o
   await database.db.model.update({ where: { id: "adapter-unlinked" }, data: { chainModelId: null } });
   const operator = chain.accounts.operator.address;
   const nonce = await pub().getTransactionCount({ address: operator });
-  assert.equal(await sweepRegistrations(database.db, state.chain, { olderThanMs: 0 }), 1);
+  assert.equal(await sweepRegistrations(database.db, registration.chain, { olderThanMs: 0 }), 1);
   assert.equal(await pub().getTransactionCount({ address: operator }), nonce, "nothing sent again");
   await assertRegisteredOnce("adapter-unlinked", hash);
-  assert.equal(await sweepRegistrations(database.db, state.chain, { olderThanMs: 0 }), 0, "nothing left");
+  assert.equal(
+    await sweepRegistrations(database.db, registration.chain, { olderThanMs: 0 }),
+    0,
+    "nothing left",
+  );
 });

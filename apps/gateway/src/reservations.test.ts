@@ -13,8 +13,8 @@ import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import OpenAI from "openai";
 import type { Hex } from "viem";
-import { buildGateway, gatewayConfig, gatewayState } from "./app.ts";
-import { GatewayState, inferenceFee } from "./gateway.ts";
+import { buildGateway, gatewayConfig } from "./app.ts";
+import { Billing, inferenceFee } from "./plugins/billing.ts";
 
 const ADMIN = "test-admin-token";
 let env: Awaited<ReturnType<typeof testEnvironment>>;
@@ -22,8 +22,6 @@ let chain: LocalChain;
 let dataDir: string;
 let one: App;
 let two: App;
-let r1: GatewayState;
-let r2: GatewayState;
 
 /** Deposits `amount` wei of OPEN into InferenceEscrow for a dev account; returns its address (lower case). */
 async function deposit(user: { address: string; privateKey: string }, amount: bigint): Promise<string> {
@@ -66,7 +64,7 @@ async function createKey(app: App, account: string): Promise<string> {
 }
 
 async function reservedRows(account: string) {
-  return r1.db.gatewayReservation.findMany({ where: { accountAddress: account } });
+  return one.db.gatewayReservation.findMany({ where: { accountAddress: account } });
 }
 
 function isPaymentRequired(err: unknown): boolean {
@@ -102,8 +100,6 @@ before(async () => {
   };
   one = await replica("one");
   two = await replica("two");
-  r1 = gatewayState(one);
-  r2 = gatewayState(two);
 });
 
 after(async () => {
@@ -118,29 +114,29 @@ test("two replicas over one database cannot together reserve more than the escro
   const account = await deposit(chain.accounts.users[0]!, 1000n);
 
   // Sequentially: what one replica holds, the other sees (and names in its 402).
-  const held = await r1.reserve(account, 600n);
-  await assert.rejects(r2.reserve(account, 600n), (e: unknown) => {
+  const held = await one.billing.reserve(account, 600n);
+  await assert.rejects(two.billing.reserve(account, 600n), (e: unknown) => {
     assert.ok(isPaymentRequired(e), String(e));
     assert.match((e as Error).message, /available 400 wei \(escrow 1000, owed 0, in flight 600\)/);
     return true;
   });
-  const rest = await r2.reserve(account, 400n);
-  await assert.rejects(r1.reserve(account, 1n), isPaymentRequired);
-  await r1.release(held);
-  await r2.release(rest);
+  const rest = await two.billing.reserve(account, 400n);
+  await assert.rejects(one.billing.reserve(account, 1n), isPaymentRequired);
+  await one.billing.release(held);
+  await two.billing.release(rest);
   assert.equal((await reservedRows(account)).length, 0);
 
   // Concurrently: 12 requests of 250 wei spread over six replicas (the two apps and four more
-  // GatewayStates with their own pools: a replica admits one account's requests one at a time, so
+  // Billing instances with their own pools: a replica admits one account's requests one at a time, so
   // more replicas race more); exactly 4 fit in 1000 wei, whatever the interleaving.
   const extra = Array.from({ length: 4 }, () => {
     const db = createDb(env.env.DATABASE_URL!);
-    return new GatewayState(r1.config, db, r1.producer, r1.log);
+    return new Billing(one.billing.config, db, one.gatewayChain, one.log);
   });
   for (const x of extra) await x.db.$queryRaw`SELECT 1`; // connected: the race starts together
-  const replicas = Array.from({ length: 12 }, (_, i) => [r1, r2, ...extra][i % 6]!);
+  const replicas = Array.from({ length: 12 }, (_, i) => [one.billing, two.billing, ...extra][i % 6]!);
   // The balance read first (a chain RPC per call would stagger the admissions).
-  const spendable = await r1.chain.spendable(account);
+  const spendable = await one.gatewayChain.spendable(account);
   const outcomes = await Promise.allSettled(replicas.map((r) => r.reserveWithin(account, 250n, spendable)));
   const admitted = outcomes.filter((o) => o.status === "fulfilled");
   assert.equal(admitted.length, 4);
@@ -163,17 +159,17 @@ test("two replicas over one database cannot together reserve more than the escro
 
 test("B reads the balance, A is recorded and released, then B checks: A's cost is owed, not lost", async () => {
   const account = await deposit(chain.accounts.users[1]!, 1000n);
-  const base = r1.models.get(r1.baseModelId)!;
+  const base = one.catalog.models.get(one.catalog.baseModelId)!;
   // A may cost up to 500 wei (100 in, 200 out) and actually costs 300 (100 in, 100 out).
-  const a = await r1.reserve(account, inferenceFee(base, 100, 200));
+  const a = await one.billing.reserve(account, inferenceFee(base, 100, 200));
   assert.equal(a.maxCost, 500n);
 
   // B has read the escrow (this is where the old check also read `owed`, still 0)...
-  const spendable = await r2.chain.spendable(account);
+  const spendable = await two.gatewayChain.spendable(account);
   // ...then A finishes: recorded, its reservation gone, in one transaction...
-  await r1.persistInference(
+  await one.inferences.persist(
     {
-      modelId: r1.baseModelId,
+      modelId: one.catalog.baseModelId,
       account,
       prompt: "a",
       output: "b",
@@ -187,24 +183,24 @@ test("B reads the balance, A is recorded and released, then B checks: A's cost i
   assert.equal((await reservedRows(account)).length, 0);
   // ...then B checks: 1000 - 300 owed leaves 700, so 800 is refused (the per-process check read
   // owed before A was recorded and the reservation after it was released: it saw 1000).
-  await assert.rejects(r2.reserveWithin(account, 800n, spendable), (e: unknown) => {
+  await assert.rejects(two.billing.reserveWithin(account, 800n, spendable), (e: unknown) => {
     assert.ok(isPaymentRequired(e));
     assert.match((e as Error).message, /available 700 wei \(escrow 1000, owed 300, in flight 0\)/);
     return true;
   });
-  const b = await r2.reserveWithin(account, 700n, spendable);
-  await r2.release(b);
+  const b = await two.billing.reserveWithin(account, 700n, spendable);
+  await two.billing.release(b);
 });
 
 test("while A's recording transaction is open, B sees A's reservation; after it commits, A's fee", async () => {
   const account = await deposit(chain.accounts.users[2]!, 1000n);
-  const a = await r1.reserve(account, 500n);
-  const spendable = await r2.chain.spendable(account);
-  await r1.db.$transaction(async (tx) => {
-    await r1.recordInference(
+  const a = await one.billing.reserve(account, 500n);
+  const spendable = await two.gatewayChain.spendable(account);
+  await one.db.$transaction(async (tx) => {
+    await one.inferences.record(
       tx,
       {
-        modelId: r1.baseModelId,
+        modelId: one.catalog.baseModelId,
         account,
         prompt: "a",
         output: "b",
@@ -216,24 +212,24 @@ test("while A's recording transaction is open, B sees A's reservation; after it 
       a,
     );
     // Not committed: B (another connection, another replica) must still count A as in flight.
-    await assert.rejects(r2.reserveWithin(account, 501n, spendable), (e: unknown) => {
+    await assert.rejects(two.billing.reserveWithin(account, 501n, spendable), (e: unknown) => {
       assert.match((e as Error).message, /owed 0, in flight 500\)/);
       return true;
     });
   });
   // Committed: A counts once, as its fee (300).
-  await assert.rejects(r2.reserveWithin(account, 701n, spendable), (e: unknown) => {
+  await assert.rejects(two.billing.reserveWithin(account, 701n, spendable), (e: unknown) => {
     assert.match((e as Error).message, /owed 300, in flight 0\)/);
     return true;
   });
-  assert.equal(await r2.owed(account), 300n);
-  await r1.release(a); // recorded already: nothing to drop, no error
+  assert.equal(await two.billing.owed(account), 300n);
+  await one.billing.release(a); // recorded already: nothing to drop, no error
 });
 
 test("a charge applied after the escrow balance was read still counts as owed (the balance may predate it)", async () => {
   const account = await deposit(chain.accounts.users[4]!, 1000n);
-  const inferenceId = await r1.persistInference({
-    modelId: r1.baseModelId,
+  const inferenceId = await one.inferences.persist({
+    modelId: one.catalog.baseModelId,
     account,
     prompt: "a",
     output: "b",
@@ -244,10 +240,10 @@ test("a charge applied after the escrow balance was read still counts as owed (t
   });
   // Settlement settled the fee (300) and recorded its charge batch as applied just now. The chain
   // balance this replica holds (cached, or read a moment ago) may still include the 300.
-  const ledger = await r1.db.ledgerTransaction.create({
+  const ledger = await one.db.ledgerTransaction.create({
     data: { kind: "fee", externalKey: `fee:${inferenceId}` },
   });
-  const charge = await r1.db.escrowCharge.create({
+  const charge = await one.db.escrowCharge.create({
     data: {
       id: "5d4f3a2b-1c0e-4f9a-8b7c-6d5e4f3a2b1c",
       batchId: `0x${"12".repeat(32)}`,
@@ -258,66 +254,66 @@ test("a charge applied after the escrow balance was read still counts as owed (t
       appliedAt: new Date(),
     },
   });
-  await r1.db.settlement.create({
+  await one.db.settlement.create({
     data: { inferenceId, feeWei: 300, splitBps: {}, transactionId: ledger.id, chargeId: charge.id },
   });
-  assert.equal(await r1.owed(account), 0n, "charged: not owed against a balance read now");
+  assert.equal(await one.billing.owed(account), 0n, "charged: not owed against a balance read now");
   // A balance read up to 2 s ago (the cache) may predate the charge: the fee still counts.
-  await assert.rejects(r2.reserveWithin(account, 701n, 1000n, 2000), (e: unknown) => {
+  await assert.rejects(two.billing.reserveWithin(account, 701n, 1000n, 2000), (e: unknown) => {
     assert.match((e as Error).message, /owed 300, in flight 0\)/);
     return true;
   });
   // Once the charge is older than the balance read (plus the margin), it no longer counts.
-  await r1.db.escrowCharge.update({
+  await one.db.escrowCharge.update({
     where: { id: charge.id },
     data: { appliedAt: new Date(Date.now() - 60_000) },
   });
-  await r2.release(await r2.reserveWithin(account, 1000n, 1000n, 2000));
+  await two.billing.release(await two.billing.reserveWithin(account, 1000n, 1000n, 2000));
 });
 
 test("released and expired reservations no longer count; the sweeper removes expired ones; live ones are renewed", async () => {
   const account = await deposit(chain.accounts.users[3]!, 1000n);
-  const x = await r1.reserve(account, 1000n);
-  await assert.rejects(r2.reserve(account, 1n), isPaymentRequired);
-  await r1.release(x);
+  const x = await one.billing.reserve(account, 1000n);
+  await assert.rejects(two.billing.reserve(account, 1n), isPaymentRequired);
+  await one.billing.release(x);
   assert.equal((await reservedRows(account)).length, 0);
 
   // A replica that crashed mid-request left a row it will never release nor renew.
   const crashed = "0b9f6c1e-6a53-4c39-9a4e-2f3f1d3f8a01";
-  await r1.db.$executeRaw`INSERT INTO gateway_reservations (id, account_address, max_cost_wei, expires_at)
+  await one.db.$executeRaw`INSERT INTO gateway_reservations (id, account_address, max_cost_wei, expires_at)
     VALUES (${crashed}::uuid, ${account}, 1000, now() + interval '1 hour')`;
-  await assert.rejects(r2.reserve(account, 1n), isPaymentRequired, "live until it expires");
-  await r1.db
+  await assert.rejects(two.billing.reserve(account, 1n), isPaymentRequired, "live until it expires");
+  await one.db
     .$executeRaw`UPDATE gateway_reservations SET expires_at = now() - interval '1 millisecond' WHERE id = ${crashed}::uuid`;
-  const y = await r2.reserve(account, 1000n);
+  const y = await two.billing.reserve(account, 1000n);
   assert.deepEqual(
     (await reservedRows(account)).map((r) => r.id),
     [y.id],
     "the expired row was swept by the admission",
   );
-  await r2.release(y);
+  await two.billing.release(y);
 
   // Another account's expired row is swept by the periodic sweep, a live one is kept.
   const other = "0x000000000000000000000000000000000000beef";
-  await r1.db.$executeRaw`INSERT INTO gateway_reservations (id, account_address, max_cost_wei, expires_at)
+  await one.db.$executeRaw`INSERT INTO gateway_reservations (id, account_address, max_cost_wei, expires_at)
     VALUES (gen_random_uuid(), ${other}, 5, now() - interval '1 second'),
            (gen_random_uuid(), ${other}, 6, now() + interval '1 hour')`;
-  assert.equal(await r1.sweepReservations(), 1);
+  assert.equal(await one.billing.sweepReservations(), 1);
   assert.deepEqual(
     (await reservedRows(other)).map((r) => r.maxCostWei.toFixed()),
     ["6"],
   );
-  await r1.db.gatewayReservation.deleteMany({ where: { accountAddress: other } });
+  await one.db.gatewayReservation.deleteMany({ where: { accountAddress: other } });
 
   // A live reservation's expiry moves forward when its replica renews it.
-  const z = await r1.reserve(account, 10n);
+  const z = await one.billing.reserve(account, 10n);
   const [before1] = await reservedRows(account);
   await new Promise((r) => setTimeout(r, 20));
-  assert.equal(await r1.renewReservations(), 1);
+  assert.equal(await one.billing.renewReservations(), 1);
   const [after1] = await reservedRows(account);
   assert.ok(after1!.expiresAt > before1!.expiresAt);
-  assert.equal(await r2.renewReservations(), 0, "replica two holds nothing");
-  await r1.release(z);
+  assert.equal(await two.billing.renewReservations(), 0, "replica two holds nothing");
+  await one.billing.release(z);
 });
 
 test("over HTTP: a request in flight on one replica gets the same account a 402 on the other; cancelling it releases the reservation and bills the partial output", async () => {
@@ -327,12 +323,12 @@ test("over HTTP: a request in flight on one replica gets the same account a 402 
   const k2 = await createKey(two, account);
   const c1 = new OpenAI({ apiKey: k1, baseURL: baseURL(one), maxRetries: 0 });
   const c2 = new OpenAI({ apiKey: k2, baseURL: baseURL(two), maxRetries: 0 });
-  const cancelledBefore = r1.host.scheduler.stats().finished.cancelled;
+  const cancelledBefore = one.host.scheduler.stats().finished.cancelled;
 
   const controller = new AbortController();
   const stream = await c1.chat.completions.create(
     {
-      model: r1.baseModelId,
+      model: one.catalog.baseModelId,
       messages: [{ role: "user", content: "a long answer please" }],
       max_tokens: 600,
       temperature: 0,
@@ -347,7 +343,7 @@ test("over HTTP: a request in flight on one replica gets the same account a 402 
 
   await assert.rejects(
     c2.chat.completions.create({
-      model: r2.baseModelId,
+      model: two.catalog.baseModelId,
       messages: [{ role: "user", content: "a long answer please" }],
       max_tokens: 600,
     }),
@@ -363,23 +359,26 @@ test("over HTTP: a request in flight on one replica gets the same account a 402 
 
   controller.abort();
   await chunks.return?.();
-  for (let i = 0; i < 300 && r1.host.scheduler.stats().finished.cancelled === cancelledBefore; i++) {
+  for (let i = 0; i < 300 && one.host.scheduler.stats().finished.cancelled === cancelledBefore; i++) {
     await new Promise((r) => setTimeout(r, 20));
   }
-  assert.equal(r1.host.scheduler.stats().finished.cancelled, cancelledBefore + 1);
+  assert.equal(one.host.scheduler.stats().finished.cancelled, cancelledBefore + 1);
   let rows = await reservedRows(account);
   for (let i = 0; i < 100 && rows.length > 0; i++) {
     await new Promise((r) => setTimeout(r, 20));
     rows = await reservedRows(account);
   }
   assert.equal(rows.length, 0, "the cancelled request's reservation is gone");
-  const billed = await r1.db.inference.findFirst({ where: { accountAddress: account } });
+  const billed = await one.db.inference.findFirst({ where: { accountAddress: account } });
   assert.ok(billed && billed.outputTokens > 0 && billed.outputTokens < 600);
-  assert.equal(await r2.owed(account), BigInt(billed.inputTokens) + 2n * BigInt(billed.outputTokens));
+  assert.equal(
+    await two.billing.owed(account),
+    BigInt(billed.inputTokens) + 2n * BigInt(billed.outputTokens),
+  );
 
   // The escrow left after the partial bill admits a short request on the other replica.
   const ok = await c2.chat.completions.create({
-    model: r2.baseModelId,
+    model: two.catalog.baseModelId,
     messages: [{ role: "user", content: "hi" }],
     max_tokens: 4,
   });

@@ -26,7 +26,7 @@ import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import OpenAI from "openai";
 import type { Hex } from "viem";
-import { buildGateway, gatewayConfig, gatewayState } from "./app.ts";
+import { buildGateway, gatewayConfig } from "./app.ts";
 
 const ADMIN = "test-admin-token";
 const ALICE = "0x00000000000000000000000000000000000a11ce";
@@ -214,7 +214,7 @@ before(async () => {
   await app.listen({ port: 0, host: "127.0.0.1" });
   const addr = app.server.address();
   root = `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}`;
-  db = gatewayState(app).db;
+  db = app.db;
   await seed();
 
   const [, payer, poor, b, burst] = chain.accounts.users;
@@ -532,7 +532,7 @@ test("a small model registered through another gateway replica is served here (l
       trainingVersions: { create: [{ datanetVersionId: versions.labelled }] },
     },
   });
-  assert.equal(gatewayState(app).models.has("spam-filter-elsewhere"), false);
+  assert.equal(app.catalog.models.has("spam-filter-elsewhere"), false);
   const res = await client(payerKey).completions.create({
     model: "spam-filter-elsewhere",
     prompt: SPAM_PROMPT,
@@ -565,9 +565,8 @@ test("small models have a per-account request bucket: 429 with Retry-After, noth
 
 test("a restarted gateway serves the model from its own copy; retiring stops serving", async () => {
   // Forget the loaded session: the next request loads from <data>/small-models (hash-checked).
-  const state = gatewayState(app);
-  await state.smallModels.close();
-  const m = state.models.get("spam-filter")!;
+  await app.catalog.smallModels.close();
+  const m = app.catalog.models.get("spam-filter")!;
   delete m.onnxHash;
   const res = await client(payerKey).completions.create({ model: "spam-filter", prompt: SPAM_PROMPT });
   assert.equal(res.choices[0]!.text, "spam");
@@ -623,9 +622,8 @@ test("two versions whose ONNX graphs are byte-identical keep their own class nam
   });
   assert.equal(served.choices[0]!.text, "unwanted");
   // And from the disk copy after a restart, in either order.
-  const state = gatewayState(app);
-  await state.smallModels.close();
-  delete state.models.get("relabelled-filter")!.onnxHash;
+  await app.catalog.smallModels.close();
+  delete app.catalog.models.get("relabelled-filter")!.onnxHash;
   const again = await client(payerKey).completions.create({ model: "relabelled-filter", prompt: HAM_PROMPT });
   assert.equal(again.choices[0]!.text, "legit");
 });

@@ -2,28 +2,20 @@
 // is locked by another transaction) later ticks do not start overlapping passes, and stopSweeper
 // waits for the pass in flight, so nothing uses the database after it is closed.
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { after, before, test } from "node:test";
-import { gatewayEnv, parseConfig } from "@openledger/config";
 import { createTestDatabase, type TestDatabase } from "@openledger/db/testing";
-import type { Producer } from "@openledger/queue";
 import type { FastifyBaseLogger } from "fastify";
-import { GatewayState } from "./gateway.ts";
+import { Sweeper } from "./plugins/sweeper.ts";
 
 let database: TestDatabase;
-let dir: string;
 const silent = { warn() {}, info() {}, error() {}, debug() {} } as unknown as FastifyBaseLogger;
 
 before(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), "gw-sweeper-"));
   database = await createTestDatabase("gwsweep");
 });
 
 after(async () => {
   await database?.drop();
-  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 /** Queries of this schema's outbox sweep waiting on the lock. */
@@ -38,15 +30,13 @@ async function blockedSweeps(): Promise<number> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-test("a stuck sweep is not overlapped by later ticks, and stopSweeper waits for it", async () => {
-  const config = parseConfig("gateway", gatewayEnv, {
-    DATABASE_URL: database.url,
-    GATEWAY_DATA_DIR: dir,
-    GATEWAY_CHAIN_REGISTRATION: "false",
-    GATEWAY_OUTBOX_SWEEP_MS: "100",
-    LOG_LEVEL: "silent",
-  });
-  const state = new GatewayState(config, database.db, {} as Producer, silent);
+test("a stuck sweep is not overlapped by later ticks, and stop waits for it", async () => {
+  // The outbox pass as the gateway runs it (a read of pending rows), every 100 ms.
+  const sweeper = new Sweeper(
+    100,
+    [{ name: "outbox", run: () => database.db.gatewayOutbox.findMany({ where: { enqueuedAt: null } }) }],
+    silent,
+  );
   let release!: () => void;
   const gate = new Promise<void>((r) => {
     release = r;
@@ -64,7 +54,7 @@ test("a stuck sweep is not overlapped by later ticks, and stopSweeper waits for 
     { timeout: 120_000, maxWait: 60_000 },
   );
   await isLocked;
-  state.startSweeper();
+  sweeper.start();
   let stopping: Promise<void> | undefined;
   try {
     while ((await blockedSweeps()) === 0) await sleep(50);
@@ -72,11 +62,11 @@ test("a stuck sweep is not overlapped by later ticks, and stopSweeper waits for 
     await sleep(1_000);
     assert.equal(await blockedSweeps(), 1, "one pass in flight, ticks did not pile up");
     let stopped = false;
-    stopping = Promise.resolve(state.stopSweeper()).then(() => {
+    stopping = sweeper.stop().then(() => {
       stopped = true;
     });
     await sleep(200);
-    assert.equal(stopped, false, "stopSweeper waits for the pass in flight");
+    assert.equal(stopped, false, "stop waits for the pass in flight");
   } finally {
     release();
     await holder;

@@ -22,7 +22,10 @@ import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import type { Address, Hex } from "viem";
 // The gateway's own balance bookkeeping, against the same database and chain.
-import { GatewayState } from "../../gateway/src/gateway.ts";
+import { Billing } from "../../gateway/src/plugins/billing.ts";
+import { ModelCatalog } from "../../gateway/src/plugins/catalog.ts";
+import { ChainAccess } from "../../gateway/src/plugins/chain.ts";
+import { InferenceRecorder } from "../../gateway/src/plugins/inferences.ts";
 import { buildSettlement, settlementConfig } from "./app.ts";
 import { EPOCH_LOCK } from "./lib/epochs.ts";
 import { executeIntent } from "./lib/intents.ts";
@@ -40,7 +43,7 @@ let env: Awaited<ReturnType<typeof testEnvironment>>;
 let app: App;
 let dir: string;
 let config: ReturnType<typeof settlementConfig>;
-let gateway: GatewayState;
+let gateway: { billing: Billing; inferences: InferenceRecorder; catalog: ModelCatalog };
 const log = { info() {}, warn() {}, error() {} };
 type Account = { address: string; privateKey: Hex };
 let alice: Account; // always funded
@@ -85,7 +88,7 @@ async function withdraw(a: Account, amount: bigint) {
 /** An inference recorded by the gateway (prices of the moment), settled without attribution
  *  (its deadline passed), so its fee is 3 OPEN at PRICE_IN. */
 async function inferAndSettle(a: Account, inputTokens = 1000): Promise<string> {
-  const id = await gateway.persistInference({
+  const id = await gateway.inferences.persist({
     modelId: MODEL,
     account: lower(a.address),
     prompt: "p",
@@ -166,17 +169,19 @@ before(async () => {
     SETTLEMENT_ADMIN_TOKEN: TOKEN,
   });
   app = await buildSettlement(config);
-  gateway = new GatewayState(
-    parseConfig("gateway", gatewayEnv, {
-      ...env.env,
-      ...chainEnv,
-      GATEWAY_DATA_DIR: dir,
-      GATEWAY_BALANCE_CACHE_MS: "0",
-    }),
-    app.db,
-    app.producer,
-    app.log,
-  );
+  const gatewayCfg = parseConfig("gateway", gatewayEnv, {
+    ...env.env,
+    ...chainEnv,
+    GATEWAY_DATA_DIR: dir,
+    GATEWAY_BALANCE_CACHE_MS: "0",
+  });
+  const catalog = new ModelCatalog(gatewayCfg, app.db);
+  const billing = new Billing(gatewayCfg, app.db, new ChainAccess(gatewayCfg), app.log);
+  gateway = {
+    catalog,
+    billing,
+    inferences: new InferenceRecorder(app.db, app.producer, billing, catalog, app.log),
+  };
   [alice, bob, carol, owner] = chain.accounts.users as [Account, Account, Account, Account];
   const row = await app.db.model.create({
     data: {
@@ -188,7 +193,7 @@ before(async () => {
       priceOutPer1kWei: new Prisma.Decimal(PRICE_OUT.toString()),
     },
   });
-  gateway.models.set(MODEL, {
+  gateway.catalog.models.set(MODEL, {
     id: MODEL,
     kind: "adapter",
     ownerAddress: row.ownerAddress,
@@ -242,8 +247,8 @@ describe("a consumer short of escrow balance", () => {
     assert.equal(billing.chargedWei, (3n * OPEN).toString());
     assert.equal(billing.deferral.deferredWei, (3n * OPEN).toString());
     // The gateway still counts bob's carried-over fee as owed (so it answers 402 until he tops up).
-    assert.equal(await gateway.owed(lower(bob.address)), 3n * OPEN);
-    assert.equal(await gateway.owed(lower(alice.address)), 0n);
+    assert.equal(await gateway.billing.owed(lower(bob.address)), 3n * OPEN);
+    assert.equal(await gateway.billing.owed(lower(alice.address)), 0n);
     await assertTotalsToTheWei();
     await reconcileOk();
   });
@@ -263,7 +268,7 @@ describe("a consumer short of escrow balance", () => {
     assert.equal(await epochOf(b2[0]!), 2);
     assert.equal(await escrowBalance(bob), 0n, "1 left + 2 topped up - 3 charged");
     assert.deepEqual((await app.inject({ method: "GET", url: "/v1/deferrals" })).json().deferrals, []);
-    assert.equal(await gateway.owed(lower(bob.address)), 0n);
+    assert.equal(await gateway.billing.owed(lower(bob.address)), 0n);
     // Nothing else to close: a forced close answers the latest epoch, changes nothing.
     const again = await closeEpoch();
     assert.equal(again.json().epoch.id, 2);
@@ -406,7 +411,7 @@ describe("crash recovery of a charge", () => {
 
 describe("price at inference time", () => {
   test("a price change after the inference does not change its fee", async () => {
-    const id = await gateway.persistInference({
+    const id = await gateway.inferences.persist({
       modelId: MODEL,
       account: lower(alice.address),
       prompt: "p",
@@ -420,7 +425,11 @@ describe("price at inference time", () => {
     assert.equal(row.priceInPer1kWei?.toFixed(), PRICE_IN.toString());
     assert.equal(row.priceOutPer1kWei?.toFixed(), PRICE_OUT.toString());
     const fee = PRICE_IN + PRICE_OUT;
-    assert.equal(await gateway.owed(lower(alice.address)), fee, "owed before settlement at the served price");
+    assert.equal(
+      await gateway.billing.owed(lower(alice.address)),
+      fee,
+      "owed before settlement at the served price",
+    );
     // The model's price goes up tenfold before settlement gets to the inference.
     await app.db.model.update({
       where: { id: MODEL },
@@ -433,7 +442,7 @@ describe("price at inference time", () => {
       where: { id },
       data: { createdAt: new Date(Date.now() - 2 * config.SETTLEMENT_ATTRIBUTION_DEADLINE_MS) },
     });
-    assert.equal(await gateway.owed(lower(alice.address)), fee);
+    assert.equal(await gateway.billing.owed(lower(alice.address)), fee);
     // The service's own recheck (every 100 ms) may settle it first now that its deadline has
     // passed; either way that happens after the price change above, which is what is tested.
     const outcome = await runtimeFor(app.db, config, log).settle(id);
@@ -456,8 +465,8 @@ describe("price at inference time", () => {
 describe("owed (the gateway's balance check)", () => {
   test("a fee charged in the escrow is not owed again while its epoch waits to be posted", async () => {
     const id = await inferAndSettle(alice);
-    const spendableBefore = await gateway.chain.spendable(lower(alice.address));
-    assert.equal(await gateway.owed(lower(alice.address)), 3n * OPEN);
+    const spendableBefore = await gateway.billing.chain.spendable(lower(alice.address));
+    assert.equal(await gateway.billing.owed(lower(alice.address)), 3n * OPEN);
     await send(chain.accounts.guardian.privateKey, C().RewardDistributor, rewardDistributorAbi, "pause", []);
     const rejected = await closeEpoch();
     assert.equal(rejected.statusCode, 409, rejected.body);
@@ -465,10 +474,10 @@ describe("owed (the gateway's balance check)", () => {
     assert.notEqual(epoch.status, "confirmed");
     assert.equal(await epochOf(id), epoch.id);
     // The escrow already took the fee: spendable dropped by it, so owed must not count it too.
-    assert.equal(await gateway.chain.spendable(lower(alice.address)), spendableBefore - 3n * OPEN);
-    assert.equal(await gateway.owed(lower(alice.address)), 0n);
+    assert.equal(await gateway.billing.chain.spendable(lower(alice.address)), spendableBefore - 3n * OPEN);
+    assert.equal(await gateway.billing.owed(lower(alice.address)), 0n);
     // An unsettled inference is owed at its served price.
-    await gateway.persistInference({
+    await gateway.inferences.persist({
       modelId: MODEL,
       account: lower(alice.address),
       prompt: "p",
@@ -478,7 +487,7 @@ describe("owed (the gateway's balance check)", () => {
       ttftMs: null,
       durationMs: null,
     });
-    assert.equal(await gateway.owed(lower(alice.address)), 6n * OPEN);
+    assert.equal(await gateway.billing.owed(lower(alice.address)), 6n * OPEN);
     await send(
       chain.accounts.deployer.privateKey,
       C().RewardDistributor,
@@ -490,7 +499,7 @@ describe("owed (the gateway's balance check)", () => {
     assert.equal(ok.statusCode, 200, ok.body);
     assert.equal(ok.json().epoch.id, epoch.id);
     assert.equal(ok.json().epoch.status, "confirmed");
-    assert.equal(await gateway.owed(lower(alice.address)), 6n * OPEN);
+    assert.equal(await gateway.billing.owed(lower(alice.address)), 6n * OPEN);
     await reconcileOk();
   });
 });

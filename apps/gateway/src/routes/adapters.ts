@@ -1,12 +1,13 @@
 import multipart from "@fastify/multipart";
+import type { GatewayConfig } from "@openledger/config";
 import { AppError } from "@openledger/errors";
 import { ModelRuntimeError, parsePeftAdapter } from "@openledger/model-runtime";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
-import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterContentHash } from "../adapter-store.ts";
-import type { GatewayState, ServableModel } from "../gateway.ts";
-import { SERVED_MODULES } from "../model-host.ts";
-import { readTarball } from "../tarball.ts";
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterContentHash } from "../lib/adapter-store.ts";
+import { SERVED_MODULES } from "../lib/model-host.ts";
+import { readTarball } from "../lib/tarball.ts";
+import type { ServableModel } from "../plugins/catalog.ts";
 import { authenticate, OpenAIError } from "./openai.ts";
 
 const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -43,7 +44,7 @@ function describe(m: ServableModel, extra: Record<string, unknown> = {}) {
  * platform shape `{ error: { code, message } }`; validation failures of the files carry
  * the runtime's code (ADAPTER_SHAPE_MISMATCH, ...) naming the tensor and shapes.
  */
-export async function adapterRoutes(app: FastifyInstance, { state }: { state: GatewayState }) {
+export async function adapterRoutes(app: FastifyInstance, { config }: { config: GatewayConfig }) {
   await app.register(multipart, {
     limits: { fileSize: 512 * 1024 * 1024, files: 2, fields: 16, fieldSize: 64 * 1024 },
   });
@@ -67,7 +68,7 @@ export async function adapterRoutes(app: FastifyInstance, { state }: { state: Ga
     throw err; // the platform handler
   });
   app.addHook("onRequest", async (request) => {
-    request.account = await authenticate(state, request);
+    request.account = await authenticate(app.apiKeys, request);
   });
 
   app.post(
@@ -147,7 +148,7 @@ export async function adapterRoutes(app: FastifyInstance, { state }: { state: Ga
       let rank: number;
       try {
         const adapter = parsePeftAdapter(
-          state.host.model.config,
+          app.host.model.config,
           JSON.parse(cfgBytes.toString("utf8")),
           weights,
         );
@@ -166,23 +167,23 @@ export async function adapterRoutes(app: FastifyInstance, { state }: { state: Ga
           throw new AdapterRejected("ADAPTER_CONFIG_INVALID", "adapter_config.json is not valid JSON", {});
         throw err;
       }
-      if (rank > state.config.GATEWAY_MAX_ADAPTER_RANK) {
+      if (rank > config.GATEWAY_MAX_ADAPTER_RANK) {
         throw new AdapterRejected(
           "ADAPTER_RANK_TOO_LARGE",
-          `adapter rank ${rank} is above this gateway's slot rank ${state.config.GATEWAY_MAX_ADAPTER_RANK}`,
-          { rank, maxRank: state.config.GATEWAY_MAX_ADAPTER_RANK },
+          `adapter rank ${rank} is above this gateway's slot rank ${config.GATEWAY_MAX_ADAPTER_RANK}`,
+          { rank, maxRank: config.GATEWAY_MAX_ADAPTER_RANK },
         );
       }
       const hash = adapterContentHash(cfgBytes, weights);
       const id = field("id") ?? field("name") ?? `adapter-${hash.slice(0, 16)}`;
-      if (!MODEL_ID.test(id) || id === state.baseModelId) {
+      if (!MODEL_ID.test(id) || id === app.catalog.baseModelId) {
         throw new AppError(
           "VALIDATION_FAILED",
           "id: letters, digits, '.', '_', '-' (max 128), not the base model id",
         );
       }
-      await state.store.put(cfgBytes, weights);
-      const { model, chain } = await state.registerAdapter({
+      await app.catalog.store.put(cfgBytes, weights);
+      const { model, chain } = await app.registration.register({
         id,
         owner: request.account!,
         contentHash: hash,
@@ -199,14 +200,14 @@ export async function adapterRoutes(app: FastifyInstance, { state }: { state: Ga
     { schema: { tags: ["adapters"], summary: "The caller's active adapters" } },
     async (request) => ({
       object: "list",
-      data: [...state.models.values()]
+      data: [...app.catalog.models.values()]
         .filter((m) => m.kind === "adapter" && m.ownerAddress === request.account)
         .map((m) => describe(m)),
     }),
   );
 
   async function owned(request: FastifyRequest, id: string) {
-    const row = await state.db.model.findUnique({ where: { id }, include: { trainingVersions: true } });
+    const row = await app.db.model.findUnique({ where: { id }, include: { trainingVersions: true } });
     if (!row || row.kind !== "adapter") throw new AppError("NOT_FOUND", `adapter ${id} not found`);
     if (row.ownerAddress !== request.account)
       throw new AppError("FORBIDDEN", `adapter ${id} belongs to another account`);
@@ -220,7 +221,7 @@ export async function adapterRoutes(app: FastifyInstance, { state }: { state: Ga
     async (request) => {
       const { id } = request.params as z.infer<typeof Params>;
       const row = await owned(request, id);
-      const intent = await state.db.chainIntent.findUnique({
+      const intent = await app.db.chainIntent.findUnique({
         where: { key: `model.register:${row.contentHash}` },
       });
       return {
@@ -254,7 +255,7 @@ export async function adapterRoutes(app: FastifyInstance, { state }: { state: Ga
     async (request) => {
       const { id } = request.params as z.infer<typeof Params>;
       const row = await owned(request, id);
-      if (row.status !== "retired") await state.retireAdapter(id);
+      if (row.status !== "retired") await app.catalog.retire(id);
       return { id, object: "adapter", status: "retired" };
     },
   );

@@ -1,8 +1,8 @@
 import { timingSafeEqual } from "node:crypto";
+import type { GatewayConfig } from "@openledger/config";
 import { AppError } from "@openledger/errors";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
-import type { GatewayState } from "../gateway.ts";
 
 const Body = z.object({
   account: z.string().regex(/^0x[0-9a-fA-F]{40}$/, "a 0x address"),
@@ -20,15 +20,15 @@ function tokenMatches(given: string, expected: string): boolean {
  * configured they are open only on a local chain (id 31337: the dev bootstrap) and
  * answer 403 anywhere else.
  */
-export async function adminRoutes(app: FastifyInstance, { state }: { state: GatewayState }) {
+export async function adminRoutes(app: FastifyInstance, { config }: { config: GatewayConfig }) {
   async function checkAdmin(request: FastifyRequest) {
-    const expected = state.config.GATEWAY_ADMIN_TOKEN;
+    const expected = config.GATEWAY_ADMIN_TOKEN;
     if (expected) {
       const m = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? "");
       if (!m || !tokenMatches(m[1]!, expected)) throw new AppError("UNAUTHORIZED", "admin token required");
       return;
     }
-    const ctx = await state.chain.get();
+    const ctx = await app.gatewayChain.get();
     if (ctx.chainId !== 31337) {
       throw new AppError("FORBIDDEN", "admin endpoints are disabled: set GATEWAY_ADMIN_TOKEN");
     }
@@ -49,7 +49,7 @@ export async function adminRoutes(app: FastifyInstance, { state }: { state: Gate
     async (request, reply) => {
       await checkAdmin(request);
       const { account, name } = request.body as z.infer<typeof Body>;
-      const created = await state.createApiKey(account, name);
+      const created = await app.apiKeys.create(account, name);
       return reply.status(201).send({ ...created, account: account.toLowerCase() });
     },
   );
@@ -58,13 +58,17 @@ export async function adminRoutes(app: FastifyInstance, { state }: { state: Gate
     "/status",
     { schema: { tags: ["health"], summary: "Model readiness: base model, slots, adapters, engine queue" } },
     async () => {
-      const host = state.host;
+      const host = app.host;
       const stats = host.scheduler.stats();
       return {
         status: "ready",
-        baseModel: { id: state.baseModelId, contentHash: host.contentHash, config: host.model.config },
-        adapters: state.models.size - 1,
-        slots: state.config.GATEWAY_SLOTS,
+        baseModel: {
+          id: config.GATEWAY_BASE_MODEL_ID,
+          contentHash: host.contentHash,
+          config: host.model.config,
+        },
+        adapters: app.catalog.models.size - 1,
+        slots: config.GATEWAY_SLOTS,
         waiting: stats.waiting,
         running: stats.running,
       };

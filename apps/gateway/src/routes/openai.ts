@@ -1,12 +1,15 @@
 import { randomUUID } from "node:crypto";
+import type { GatewayConfig } from "@openledger/config";
 import { AppError } from "@openledger/errors";
 import { Sampler, StopCondition } from "@openledger/model-runtime";
-import { isServingError, type RequestHandle } from "@openledger/serving-core";
+import { AccountRateLimiter, isServingError, type RequestHandle } from "@openledger/serving-core";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { type GatewayState, inferenceFee, type ServableModel } from "../gateway.ts";
-import { SmallModelUnavailable } from "../small-models.ts";
+import { SmallModelUnavailable } from "../lib/small-models.ts";
+import { inferenceFee } from "../plugins/billing.ts";
+import type { ServableModel } from "../plugins/catalog.ts";
+import type { ApiKeys } from "../plugins/keys.ts";
 
 /** An error in OpenAI's shape: `{ error: { message, type, param, code } }`. */
 export class OpenAIError extends Error {
@@ -130,7 +133,7 @@ declare module "fastify" {
 }
 
 /** `Authorization: Bearer sk-...` -> request.account, or 401. */
-export async function authenticate(state: GatewayState, request: FastifyRequest): Promise<string> {
+export async function authenticate(keys: ApiKeys, request: FastifyRequest): Promise<string> {
   const header = request.headers.authorization;
   const m = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
   if (!m) {
@@ -141,7 +144,7 @@ export async function authenticate(state: GatewayState, request: FastifyRequest)
       "missing_api_key",
     );
   }
-  const account = await state.accountOfKey(m[1]!);
+  const account = await keys.accountOf(m[1]!);
   if (!account) throw new OpenAIError(401, "invalid API key", "authentication_error", "invalid_api_key");
   return account;
 }
@@ -163,17 +166,22 @@ function badParam(message: string, param: string, code = "invalid_value"): OpenA
  * OpenAI-compatible routes. Everything here answers errors in OpenAI's shape (a scoped
  * error handler), so the official client parses them.
  */
-export async function openaiRoutes(app: FastifyInstance, { state }: { state: GatewayState }) {
+export async function openaiRoutes(app: FastifyInstance, { config: cfg }: { config: GatewayConfig }) {
   app.setErrorHandler((err, request, reply) => {
     const e = toOpenAI(err);
     if (e.status >= 500) request.log.error({ err }, "request failed");
     return sendOpenAIError(reply, e);
   });
   app.addHook("onRequest", async (request) => {
-    request.account = await authenticate(state, request);
+    request.account = await authenticate(app.apiKeys, request);
   });
 
-  const cfg = state.config;
+  // Small models do not go through the engine's scheduler: their own per-account request bucket
+  // (GATEWAY_RATE_REQUESTS_PER_MIN, separate from the engine's).
+  const rpm = cfg.GATEWAY_RATE_REQUESTS_PER_MIN;
+  const smallModelLimiter = new AccountRateLimiter(() =>
+    rpm > 0 ? { requests: { capacity: rpm, refillPerMinute: rpm } } : undefined,
+  );
 
   app.get(
     "/v1/models",
@@ -185,7 +193,7 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
     },
     async () => ({
       object: "list",
-      data: [...state.models.values()].map((m) => ({
+      data: [...app.catalog.models.values()].map((m) => ({
         id: m.id,
         object: "model",
         created: Math.floor(m.createdAt.getTime() / 1000),
@@ -195,7 +203,7 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
   );
 
   function prepare(body: CommonParams, promptText: string, promptTokens: number[]): Prepared {
-    const model = state.models.get(body.model);
+    const model = app.catalog.models.get(body.model);
     if (!model) {
       throw new OpenAIError(
         404,
@@ -232,7 +240,7 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
         "context_length_exceeded",
       );
     }
-    const ctxMax = state.host.model.config.maxPositionEmbeddings;
+    const ctxMax = app.host.model.config.maxPositionEmbeddings;
     if (promptTokens.length + maxTokens > ctxMax) {
       throw badParam(
         `prompt (${promptTokens.length}) + max_tokens (${maxTokens}) exceeds the context length ${ctxMax}`,
@@ -264,21 +272,21 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
   ) {
     const account = request.account!;
     const maxCost = inferenceFee(p.model, p.promptTokens.length, p.maxTokens);
-    const reservation = await state.reserve(account, maxCost);
+    const reservation = await app.billing.reserve(account, maxCost);
     const id = `${kind === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID()}`;
     let handle: RequestHandle;
     try {
-      handle = state.host.engine.submit({
+      handle = app.host.engine.submit({
         id,
         account,
         adapterId: p.model.kind === "adapter" ? p.model.id : null,
         promptTokens: p.promptTokens,
         maxNewTokens: p.maxTokens,
-        stopTokenIds: state.host.tokenizer.eosTokenIds,
+        stopTokenIds: app.host.tokenizer.eosTokenIds,
         context: { sampler: new Sampler(p.sampling) },
       });
     } catch (err) {
-      await state.release(reservation);
+      await app.billing.release(reservation);
       throw err;
     }
     // The client went away before the response ended: cancel (frees the slot pin, KV and budget).
@@ -287,7 +295,7 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
     };
     reply.raw.on("close", onClose);
 
-    const tok = state.host.tokenizer;
+    const tok = app.host.tokenizer;
     const stopCond = new StopCondition({ maxTokens: Number.MAX_SAFE_INTEGER, stop: p.stop });
     const tokens: number[] = [];
     let text = "";
@@ -353,7 +361,7 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
         if (check.done) {
           text = check.text;
           stoppedByText = true;
-          state.host.engine.stop(id);
+          app.host.engine.stop(id);
         }
         if (stream) {
           startStream();
@@ -378,7 +386,7 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
       // after some tokens (the compute was spent; billing it prevents free-riding).
       if (result.completionTokens > 0 || (result.reason !== "cancelled" && result.reason !== "error")) {
         const t = result.timings;
-        inferenceId = await state.persistInference(
+        inferenceId = await app.inferences.persist(
           {
             modelId: p.model.id,
             account,
@@ -394,7 +402,7 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
       }
     } finally {
       // Nothing recorded (cancelled before any token, error, failed write): drop the reservation.
-      await state.release(reservation);
+      await app.billing.release(reservation);
     }
 
     if (result.reason === "error" || (failure && result.reason !== "cancelled")) {
@@ -491,21 +499,21 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
       );
     }
     const param = kind === "chat" ? "messages" : "prompt";
-    const classifier = await state.classifier(model);
+    const classifier = await app.catalog.classifier(model);
     const inputTokens = classifier.inputTokens(text);
     if (inputTokens === 0) throw badParam("the input has no words to classify", param);
     const account = request.account!;
     const maxCost = inferenceFee(model, inputTokens, 1);
-    const reservation = await state.reserve(account, maxCost);
+    const reservation = await app.billing.reserve(account, maxCost);
     const started = performance.now();
     let inferenceId: string;
     let label: string;
     try {
       // After the balance check, as the engine admits adapters' requests (429 with Retry-After).
-      state.smallModelLimiter.admit(account, 0, Date.now());
+      smallModelLimiter.admit(account, 0, Date.now());
       label = (await classifier.classify(text)).label;
       const ms = Math.round(performance.now() - started);
-      inferenceId = await state.persistInference(
+      inferenceId = await app.inferences.persist(
         {
           modelId: model.id,
           account,
@@ -519,7 +527,7 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
         reservation,
       );
     } finally {
-      await state.release(reservation);
+      await app.billing.release(reservation);
     }
     const id = `${kind === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
@@ -600,10 +608,10 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
       const body = request.body as z.infer<typeof CompletionBody>;
       if (body.echo) throw badParam("echo is not supported", "echo", "unsupported_value");
       const promptText = typeof body.prompt === "string" ? body.prompt : body.prompt[0]!;
-      const small = await state.findModel(body.model);
+      const small = await app.catalog.find(body.model);
       if (small?.kind === "small_model")
         return runSmallModel(request, reply, body, small, promptText, "completion");
-      const tok = state.host.tokenizer;
+      const tok = app.host.tokenizer;
       const ids = tok.encode(promptText, { addSpecialTokens: true });
       return run(request, reply, body, prepare(body, promptText, ids), "completion");
     },
@@ -618,7 +626,7 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
         role: m.role === "developer" ? "system" : m.role,
         content: typeof m.content === "string" ? m.content : m.content.map((c) => c.text).join(""),
       }));
-      const small = await state.findModel(body.model);
+      const small = await app.catalog.find(body.model);
       if (small?.kind === "small_model") {
         // A classifier labels one text: the last user message (instructions in system messages
         // would only add noise to its features). That text is what is stored and attributed.
@@ -626,7 +634,7 @@ export async function openaiRoutes(app: FastifyInstance, { state }: { state: Gat
         if (!last) throw badParam("a small model classifies the last user message: send one", "messages");
         return runSmallModel(request, reply, body, small, last.content, "chat");
       }
-      const tok = state.host.tokenizer;
+      const tok = app.host.tokenizer;
       const promptText = tok.applyChatTemplate(messages, { addGenerationPrompt: true });
       const ids = tok.encode(promptText, { addSpecialTokens: false });
       return run(request, reply, body, prepare(body, promptText, ids), "chat");

@@ -2,8 +2,8 @@ import { toWei } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
-import type { GatewayState, ServableModel } from "../gateway.ts";
-import { SmallModelUnavailable } from "../small-models.ts";
+import { SmallModelUnavailable } from "../lib/small-models.ts";
+import type { ServableModel } from "../plugins/catalog.ts";
 import { authenticate, OpenAIError } from "./openai.ts";
 
 const MAX_UINT128 = (1n << 128n) - 1n;
@@ -55,7 +55,7 @@ function describe(m: ServableModel, extra: Record<string, unknown> = {}) {
  * one labelled datanet version (multinomial logistic regression over hashed n-grams) and the
  * gateway serves its ONNX export through the OpenAI routes. Errors use the platform shape.
  */
-export async function smallModelRoutes(app: FastifyInstance, { state }: { state: GatewayState }) {
+export async function smallModelRoutes(app: FastifyInstance) {
   app.setErrorHandler((err, _request, reply) => {
     if (err instanceof SmallModelRefused || err instanceof SmallModelUnavailable) {
       const retry = err instanceof SmallModelRefused ? err.retryAfterS : err.retryable ? 5 : undefined;
@@ -66,7 +66,7 @@ export async function smallModelRoutes(app: FastifyInstance, { state }: { state:
     throw err; // the platform handler
   });
   app.addHook("onRequest", async (request) => {
-    request.account = await authenticate(state, request);
+    request.account = await authenticate(app.apiKeys, request);
   });
 
   app.post(
@@ -90,13 +90,13 @@ export async function smallModelRoutes(app: FastifyInstance, { state }: { state:
     },
     async (request, reply) => {
       const body = request.body as z.infer<typeof SmallModelBody>;
-      if (body.id === state.baseModelId) {
+      if (body.id === app.catalog.baseModelId) {
         throw new AppError("VALIDATION_FAILED", "id: the base model's id is reserved");
       }
       const versionId = body.datanet_version_id;
-      const taken = await state.db.model.findUnique({ where: { id: body.id }, select: { id: true } });
+      const taken = await app.db.model.findUnique({ where: { id: body.id }, select: { id: true } });
       if (taken) throw new AppError("CONFLICT", `a model with id ${body.id} already exists`);
-      const version = await state.db.datanetVersion.findUnique({ where: { id: versionId } });
+      const version = await app.db.datanetVersion.findUnique({ where: { id: versionId } });
       if (!version) {
         throw new SmallModelRefused(
           404,
@@ -104,7 +104,7 @@ export async function smallModelRoutes(app: FastifyInstance, { state }: { state:
           `datanet version ${versionId} does not exist`,
         );
       }
-      const [labels] = await state.db.$queryRaw<{ classes: bigint }[]>`
+      const [labels] = await app.db.$queryRaw<{ classes: bigint }[]>`
         SELECT count(DISTINCT r.label) AS classes
         FROM datanet_version_rows vr JOIN datanet_rows r ON r.id = vr.row_id
         WHERE vr.version_id = ${versionId}::uuid AND r.label IS NOT NULL AND r.label <> ''`;
@@ -115,7 +115,7 @@ export async function smallModelRoutes(app: FastifyInstance, { state }: { state:
           `datanet version ${versionId} has ${Number(labels?.classes ?? 0)} label class(es); a classifier needs rows labelled with at least two`,
         );
       }
-      const index = await state.db.attributionIndex.findUnique({
+      const index = await app.db.attributionIndex.findUnique({
         where: { datanetVersionId_kind: { datanetVersionId: versionId, kind: "influence" } },
       });
       if (index?.status === "failed") {
@@ -133,7 +133,7 @@ export async function smallModelRoutes(app: FastifyInstance, { state }: { state:
           5,
         );
       }
-      const existing = await state.db.model.findFirst({
+      const existing = await app.db.model.findFirst({
         where: { kind: "small_model", contentHash: index.blobHash, status: "active" },
         select: { id: true },
       });
@@ -145,8 +145,8 @@ export async function smallModelRoutes(app: FastifyInstance, { state }: { state:
       }
       // Fetch, hash-check and load the graph before anything is written: a model that cannot be
       // served is never registered.
-      const loaded = await state.smallModels.load(versionId, index.onnxBlobHash);
-      const { model, chain } = await state.registerAdapter({
+      const loaded = await app.catalog.smallModels.load(versionId, index.onnxBlobHash);
+      const { model, chain } = await app.registration.register({
         id: body.id,
         kind: "small_model",
         owner: request.account!,
@@ -174,7 +174,7 @@ export async function smallModelRoutes(app: FastifyInstance, { state }: { state:
     { schema: { tags: ["small-models"], summary: "The caller's active small models" } },
     // From Postgres, not this replica's memory: models registered through another replica count too.
     async (request) => {
-      const rows = await state.db.model.findMany({
+      const rows = await app.db.model.findMany({
         where: { kind: "small_model", status: "active", ownerAddress: request.account! },
         include: { trainingVersions: { select: { datanetVersionId: true } } },
         orderBy: [{ createdAt: "asc" }, { id: "asc" }],
@@ -198,7 +198,7 @@ export async function smallModelRoutes(app: FastifyInstance, { state }: { state:
   );
 
   async function owned(request: FastifyRequest, id: string) {
-    const row = await state.db.model.findUnique({ where: { id }, include: { trainingVersions: true } });
+    const row = await app.db.model.findUnique({ where: { id }, include: { trainingVersions: true } });
     if (!row || row.kind !== "small_model") throw new AppError("NOT_FOUND", `small model ${id} not found`);
     if (row.ownerAddress !== request.account)
       throw new AppError("FORBIDDEN", `small model ${id} belongs to another account`);
@@ -214,7 +214,7 @@ export async function smallModelRoutes(app: FastifyInstance, { state }: { state:
     async (request) => {
       const { id } = request.params as z.infer<typeof Params>;
       const row = await owned(request, id);
-      const intent = await state.db.chainIntent.findUnique({
+      const intent = await app.db.chainIntent.findUnique({
         where: { key: `model.register:${row.contentHash}` },
       });
       return {
@@ -247,7 +247,7 @@ export async function smallModelRoutes(app: FastifyInstance, { state }: { state:
     async (request) => {
       const { id } = request.params as z.infer<typeof Params>;
       const row = await owned(request, id);
-      if (row.status !== "retired") await state.retireAdapter(id);
+      if (row.status !== "retired") await app.catalog.retire(id);
       return { id, object: "small_model", status: "retired" };
     },
   );

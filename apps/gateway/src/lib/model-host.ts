@@ -28,8 +28,8 @@ import {
   type StepStats,
 } from "@openledger/serving-core";
 
-/** Repository root (apps/gateway/src -> ../../..): relative paths in the config resolve against it. */
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+/** Repository root (apps/gateway/src/lib -> ../../../..): relative paths in the config resolve against it. */
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../../..");
 
 export function repoPath(p: string): string {
   return isAbsolute(p) ? p : join(REPO_ROOT, p);

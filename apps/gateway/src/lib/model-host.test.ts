@@ -10,7 +10,7 @@ import {
   TINY_CONFIG,
   writePeftAdapter,
 } from "@openledger/model-runtime";
-import { gatewayConfig } from "./app.ts";
+import { gatewayConfig } from "../app.ts";
 import { defaultHooks, ModelHost } from "./model-host.ts";
 
 let dir: string;

@@ -1,98 +1,17 @@
 import {
-  type ChainPublicClient,
-  type ChainWalletClient,
-  createChainPublicClient,
-  createChainWalletClient,
-  defaultAddressesPath,
+  ModelKind as ChainModelKind,
   executeIntent,
   type IntentSpec,
-  inferenceEscrowAbi,
-  loadAddresses,
   modelRegistryAbi,
-  type PlatformAddresses,
-  rpcOrigin,
 } from "@openledger/chain";
 import type { GatewayConfig } from "@openledger/config";
 import { type Db, Prisma } from "@openledger/db";
 import { AppError } from "@openledger/errors";
-import { type Abi, createPublicClient, type Hex, http } from "viem";
-
-/** Hardhat's well-known account #1 (the local deployment's operator/registrar); chain 31337 only. */
-const HARDHAT_OPERATOR_KEY: Hex = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
-
-export interface ChainContext {
-  chainId: number;
-  addresses: PlatformAddresses;
-  publicClient: ChainPublicClient;
-  /** The operator (REGISTRAR_ROLE) wallet; undefined when no key is configured. */
-  wallet: ChainWalletClient | undefined;
-}
-
-/**
- * Lazy chain access: the gateway starts (and serves /readyz) without a chain; the first
- * call that needs one connects, reads the chain id and the addresses file, and caches.
- * A failure is not cached, so a chain that comes up later is picked up.
- */
-export class ChainAccess {
-  #ctx: Promise<ChainContext> | undefined;
-  readonly #balances = new Map<string, { value: bigint; at: number }>();
-
-  constructor(private readonly config: GatewayConfig) {}
-
-  get(): Promise<ChainContext> {
-    if (!this.#ctx) {
-      this.#ctx = this.#connect();
-      this.#ctx.catch(() => {
-        this.#ctx = undefined;
-      });
-    }
-    return this.#ctx;
-  }
-
-  async #connect(): Promise<ChainContext> {
-    const rpcUrl = this.config.CHAIN_RPC_URL;
-    let chainId: number;
-    try {
-      chainId = await createPublicClient({ transport: http(rpcUrl, { retryCount: 0 }) }).getChainId();
-    } catch (err) {
-      throw new AppError("SERVICE_UNAVAILABLE", `chain unreachable at ${rpcOrigin(rpcUrl)}`, { cause: err });
-    }
-    const addresses = await loadAddresses(this.config.CHAIN_ADDRESSES_FILE ?? defaultAddressesPath(chainId));
-    const publicClient = createChainPublicClient({ rpcUrl, chainId, pollingIntervalMs: 100 });
-    const key =
-      (this.config.GATEWAY_OPERATOR_PRIVATE_KEY as Hex | undefined) ??
-      (chainId === 31337 ? HARDHAT_OPERATOR_KEY : undefined);
-    const wallet = key
-      ? createChainWalletClient({ rpcUrl, chainId, privateKey: key, pollingIntervalMs: 100 })
-      : undefined;
-    return { chainId, addresses, publicClient, wallet };
-  }
-
-  /** What the account may still spend from InferenceEscrow (balance minus a pending
-   *  withdrawal), cached for GATEWAY_BALANCE_CACHE_MS. */
-  async spendable(account: string): Promise<bigint> {
-    const now = Date.now();
-    const hit = this.#balances.get(account);
-    if (hit && now - hit.at < this.config.GATEWAY_BALANCE_CACHE_MS) return hit.value;
-    const ctx = await this.get();
-    let value: bigint;
-    try {
-      value = await ctx.publicClient.readContract({
-        address: ctx.addresses.contracts.InferenceEscrow,
-        abi: inferenceEscrowAbi,
-        functionName: "spendableOf",
-        args: [account as Hex],
-      });
-    } catch (err) {
-      throw new AppError("SERVICE_UNAVAILABLE", "escrow balance could not be read", { cause: err });
-    }
-    this.#balances.set(account, { value, at: now });
-    if (this.#balances.size > 100_000) this.#balances.clear();
-    return value;
-  }
-}
-
-// ---------------------------------------------------------------- adapter registration
+import type { FastifyBaseLogger, FastifyInstance } from "fastify";
+import fp from "fastify-plugin";
+import type { Abi, Hex } from "viem";
+import type { ModelCatalog, ServableModel } from "./catalog.ts";
+import type { ChainAccess } from "./chain.ts";
 
 export const REGISTRATION_KIND = "ModelRegistry.registerModelFor";
 
@@ -244,3 +163,147 @@ export async function sweepRegistrations(
   }
   return confirmed;
 }
+
+export interface RegistrationInput {
+  id: string;
+  kind?: "adapter" | "small_model";
+  owner: string;
+  contentHash: string;
+  priceIn: bigint;
+  priceOut: bigint;
+  datanetVersionIds: string[];
+  onChain?: boolean;
+}
+
+/**
+ * Model registration: an uploaded adapter (or a small model) is recorded in Postgres — models +
+ * model_training_versions + a chain intent in one transaction — and becomes servable at once; then
+ * (if enabled) ModelRegistry.registerModelFor is sent and confirmed from its receipt. A chain that
+ * fails leaves the intent pending for `sweep`.
+ */
+export class ModelRegistration {
+  constructor(
+    readonly config: GatewayConfig,
+    readonly db: Db,
+    readonly chain: ChainAccess,
+    readonly catalog: ModelCatalog,
+    readonly log: FastifyBaseLogger,
+  ) {}
+
+  async register(input: RegistrationInput): Promise<{
+    model: ServableModel;
+    chain: RegistrationOutcome | { status: "skipped" };
+  }> {
+    const onChain = input.onChain ?? this.config.GATEWAY_CHAIN_REGISTRATION;
+    // Postgres reads a uuid in any case, but the existence check below compares strings.
+    const versionIds = input.datanetVersionIds.map((v) => v.toLowerCase());
+    const versions = versionIds.length
+      ? await this.db.datanetVersion.findMany({
+          where: { id: { in: versionIds } },
+          include: { datanet: true },
+        })
+      : [];
+    for (const id of versionIds) {
+      if (!versions.some((v) => v.id === id)) {
+        throw new AppError("VALIDATION_FAILED", `datanet version ${id} does not exist`);
+      }
+    }
+    const trainedOn = versions.map((v) => {
+      if (v.datanet.chainDatanetId === null) {
+        throw new AppError(
+          "CONFLICT",
+          `datanet ${v.datanetId} of version ${v.id} is not registered on-chain yet`,
+        );
+      }
+      return { datanetId: BigInt(v.datanet.chainDatanetId.toFixed(0)), version: v.version };
+    });
+    const small = input.kind === "small_model";
+    const baseHash = this.catalog.models.get(this.catalog.baseModelId)?.contentHash;
+    if (!small && !baseHash) throw new Error("the base model is not in the catalog");
+    const registration: Registration = {
+      kind: small ? ChainModelKind.Model : ChainModelKind.Adapter,
+      contentHash: `0x${input.contentHash}` as Hex,
+      baseModel: small ? (`0x${"00".repeat(32)}` as Hex) : (`0x${baseHash}` as Hex),
+      trainedOn,
+      pricePer1kInput: input.priceIn,
+      pricePer1kOutput: input.priceOut,
+      metadataURI: `openledger:model:${input.id}`,
+    };
+    const intentKey = `model.register:${input.contentHash}`;
+    let row: Awaited<ReturnType<Db["model"]["create"]>>;
+    try {
+      row = await this.db.$transaction(async (tx) => {
+        const created = await tx.model.create({
+          data: {
+            id: input.id,
+            kind: small ? "small_model" : "adapter",
+            ownerAddress: input.owner,
+            baseModel: small ? null : this.catalog.baseModelId,
+            contentHash: input.contentHash,
+            priceInPer1kWei: new Prisma.Decimal(input.priceIn.toString()),
+            priceOutPer1kWei: new Prisma.Decimal(input.priceOut.toString()),
+          },
+        });
+        if (versionIds.length) {
+          await tx.modelTrainingVersion.createMany({
+            data: versionIds.map((v) => ({ modelId: input.id, datanetVersionId: v })),
+          });
+        }
+        if (onChain) {
+          await tx.chainIntent.create({
+            data: {
+              key: intentKey,
+              kind: REGISTRATION_KIND,
+              payload: { ...registrationPayload(input.id, input.owner, registration) },
+            },
+          });
+        }
+        return created;
+      });
+    } catch (err) {
+      if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002") {
+        throw new AppError("CONFLICT", `a model with this id or these exact files is already registered`);
+      }
+      throw err;
+    }
+    const model = this.catalog.remember(row, small ? versionIds[0] : undefined);
+    if (!onChain) return { model, chain: { status: "skipped" } };
+    // Sent now; if the chain fails, the intent stays pending and the sweeper retries it.
+    const chain = await driveRegistration(this.db, this.chain, intentKey);
+    if (chain.status !== "confirmed")
+      this.log.warn(
+        { key: intentKey, error: chain.error },
+        "on-chain model registration pending; will retry",
+      );
+    return { model, chain };
+  }
+
+  /** Drives registrations left pending (see `sweepRegistrations`). */
+  sweep(): Promise<number> {
+    return this.config.GATEWAY_CHAIN_REGISTRATION
+      ? sweepRegistrations(this.db, this.chain)
+      : Promise.resolve(0);
+  }
+}
+
+declare module "fastify" {
+  interface FastifyInstance {
+    registration: ModelRegistration;
+  }
+}
+
+export const registrationPlugin = fp<{ config: GatewayConfig }>(
+  async (app: FastifyInstance, { config }) => {
+    app.decorate(
+      "registration",
+      new ModelRegistration(
+        config,
+        app.db,
+        app.gatewayChain,
+        app.catalog,
+        app.log.child({ component: "registration" }),
+      ),
+    );
+  },
+  { name: "gateway-registration", dependencies: ["gateway-catalog", "gateway-chain"] },
+);

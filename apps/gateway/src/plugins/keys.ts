@@ -1,0 +1,55 @@
+import { createHash, randomBytes } from "node:crypto";
+import type { Db } from "@openledger/db";
+import { AppError } from "@openledger/errors";
+import type { FastifyInstance } from "fastify";
+import fp from "fastify-plugin";
+
+export function hashApiKey(key: string): string {
+  return createHash("sha256").update(key).digest("hex");
+}
+
+const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
+/** How long a key lookup is reused: a revocation (`revoked_at`) takes effect within it. */
+const KEY_CACHE_MS = 10_000;
+
+/** API keys: random 24 bytes shown once, stored as SHA-256 (`api_keys.key_hash`). */
+export class ApiKeys {
+  readonly #cache = new Map<string, { account: string; at: number }>();
+
+  constructor(readonly db: Db) {}
+
+  async create(account: string, name: string): Promise<{ id: string; key: string; prefix: string }> {
+    if (!ADDRESS.test(account)) throw new AppError("VALIDATION_FAILED", "account must be a 0x address");
+    const key = `sk-${randomBytes(24).toString("base64url")}`;
+    const prefix = key.slice(0, 10);
+    const row = await this.db.apiKey.create({
+      data: { keyHash: hashApiKey(key), prefix, accountAddress: account.toLowerCase(), name },
+    });
+    return { id: row.id, key, prefix };
+  }
+
+  /** The account of a bearer key, or undefined (cached: revocation takes effect within KEY_CACHE_MS). */
+  async accountOf(key: string): Promise<string | undefined> {
+    const hash = hashApiKey(key);
+    const hit = this.#cache.get(hash);
+    if (hit && Date.now() - hit.at < KEY_CACHE_MS) return hit.account;
+    const row = await this.db.apiKey.findUnique({ where: { keyHash: hash } });
+    if (!row || row.revokedAt) return undefined;
+    this.#cache.set(hash, { account: row.accountAddress, at: Date.now() });
+    if (this.#cache.size > 100_000) this.#cache.clear();
+    return row.accountAddress;
+  }
+}
+
+declare module "fastify" {
+  interface FastifyInstance {
+    apiKeys: ApiKeys;
+  }
+}
+
+export const keysPlugin = fp(
+  async (app: FastifyInstance) => {
+    app.decorate("apiKeys", new ApiKeys(app.db));
+  },
+  { name: "gateway-keys" },
+);
