@@ -110,6 +110,26 @@ before(async () => {
   paidKey = await createKey(payer!.address);
   poorKey = await createKey(poor!.address);
   builderKey = await createKey(builder!.address);
+  // Three adapters every test may use (each test runs alone too: nothing is left to an earlier test).
+  for (let i = 0; i < 3; i++) {
+    const { status, body } = await upload(
+      builderKey,
+      peftForm(
+        TINY_CONFIG,
+        100 + i,
+        {
+          id: `tiny-lora-${i}`,
+          price_in_per_1k_wei: "1000000000000000",
+          price_out_per_1k_wei: "2000000000000000",
+        },
+        i === 2 ? 8 : 4,
+      ),
+    );
+    assert.equal(status, 201, JSON.stringify(body));
+    assert.equal((body.chain as { status: string }).status, "confirmed", JSON.stringify(body.chain));
+    assert.match(String(body.contentHash), /^[0-9a-f]{64}$/);
+    adapters.push(String(body.id));
+  }
 });
 
 after(async () => {
@@ -135,25 +155,6 @@ test("admin endpoint needs the operator token; keys are stored hashed", async ()
 });
 
 test("adapters: upload validates against the base model, stores content-addressed, registers on-chain", async () => {
-  for (let i = 0; i < 3; i++) {
-    const { status, body } = await upload(
-      builderKey,
-      peftForm(
-        TINY_CONFIG,
-        100 + i,
-        {
-          id: `tiny-lora-${i}`,
-          price_in_per_1k_wei: "1000000000000000",
-          price_out_per_1k_wei: "2000000000000000",
-        },
-        i === 2 ? 8 : 4,
-      ),
-    );
-    assert.equal(status, 201, JSON.stringify(body));
-    assert.equal((body.chain as { status: string }).status, "confirmed", JSON.stringify(body.chain));
-    assert.match(String(body.contentHash), /^[0-9a-f]{64}$/);
-    adapters.push(String(body.id));
-  }
   const row = await app.db.model.findUniqueOrThrow({ where: { id: "tiny-lora-0" } });
   assert.equal(row.ownerAddress, chain.accounts.users[2]!.address.toLowerCase());
   assert.ok(row.chainModelId !== null);
@@ -196,7 +197,8 @@ test("adapters: upload validates against the base model, stores content-addresse
   });
   assert.equal(foreign.status, 403);
   const own = await fetch(`${baseURL}/adapters`, { headers: { authorization: `Bearer ${builderKey}` } });
-  assert.deepEqual(((await own.json()) as { data: { id: string }[] }).data.map((d) => d.id).sort(), adapters);
+  const listed = ((await own.json()) as { data: { id: string }[] }).data.map((d) => d.id);
+  for (const a of adapters) assert.ok(listed.includes(a), `${a} listed`);
 
   // The same kind of upload as one tar.gz (what `tar czf` of a PEFT output dir gives).
   const peft = generateRandomPeft(TINY_CONFIG, { rank: 4, seed: 555 });
@@ -377,13 +379,21 @@ test("errors: unknown model 404, bad parameters 400, no key 401, empty balance 4
 });
 
 test("retired adapters are no longer served", async () => {
-  const res = await fetch(`${baseURL}/adapters/${adapters[2]}`, {
+  const up = await upload(builderKey, peftForm(TINY_CONFIG, 300, { id: "tiny-lora-retired" }));
+  assert.equal(up.status, 201, JSON.stringify(up.body));
+  const served = await client(paidKey).completions.create({
+    model: "tiny-lora-retired",
+    prompt: "x",
+    max_tokens: 2,
+  });
+  assert.equal(served.choices.length, 1);
+  const res = await fetch(`${baseURL}/adapters/tiny-lora-retired`, {
     method: "DELETE",
     headers: { authorization: `Bearer ${builderKey}` },
   });
   assert.equal(res.status, 200);
   await assert.rejects(
-    client(paidKey).completions.create({ model: adapters[2]!, prompt: "x", max_tokens: 2 }),
+    client(paidKey).completions.create({ model: "tiny-lora-retired", prompt: "x", max_tokens: 2 }),
     (e: unknown) => e instanceof OpenAI.NotFoundError,
   );
 });
@@ -501,4 +511,141 @@ test("/metrics exposes engine metrics; /status reports the loaded model", async 
   };
   assert.equal(status.baseModel.id, "openledger-tiny");
   assert.match(status.baseModel.contentHash, /^[0-9a-f]{64}$/);
+});
+
+test("text Postgres cannot store (U+0000, a lone surrogate) in a prompt: 400 naming the field, streamed or not; nothing recorded", async () => {
+  const countBefore = await app.db.inference.count();
+  const bodies: [string, Record<string, unknown>, string][] = [
+    [
+      "/chat/completions",
+      { model: adapters[0], messages: [{ role: "user", content: "a\u0000b" }] },
+      "messages.0.content",
+    ],
+    ["/completions", { model: adapters[0], prompt: "a\u0000b" }, "prompt"],
+    [
+      "/chat/completions",
+      { model: "openledger-tiny", messages: [{ role: "user", content: "x\ud800y" }] },
+      "messages.0.content",
+    ],
+    ["/completions", { model: "no\u0000such", prompt: "hi" }, "model"],
+  ];
+  for (const [path, body, param] of bodies) {
+    for (const stream of [false, true]) {
+      const res = await fetch(`${baseURL}${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${paidKey}` },
+        body: JSON.stringify({ ...body, max_tokens: 8, stream }),
+        signal: AbortSignal.timeout(20_000),
+      });
+      assert.equal(res.status, 400, `${path} stream=${stream}`);
+      const err = ((await res.json()) as { error: { code: string; param: string; message: string } }).error;
+      assert.equal(err.code, "invalid_value");
+      assert.ok(err.param.startsWith(param.split(".")[0]!), `${err.param} names ${param}`);
+      assert.match(err.message, /U\+0000|surrogate/);
+    }
+  }
+  assert.equal(await app.db.inference.count(), countBefore, "nothing recorded");
+  assert.equal(await app.db.gatewayReservation.count(), 0, "nothing held");
+});
+
+test("a model's output with U+0000 is stored safely (as U+FFFD, same length)", async () => {
+  const id = await app.inferences.persist({
+    modelId: "openledger-tiny",
+    account: chain.accounts.users[0]!.address.toLowerCase(),
+    prompt: "p",
+    output: "a\u0000b\ud800",
+    inputTokens: 1,
+    outputTokens: 3,
+    ttftMs: null,
+    durationMs: null,
+  });
+  const row = await app.db.inference.findUniqueOrThrow({ where: { id } });
+  assert.equal(row.output, "a\uFFFDb\uFFFD");
+});
+
+test("a stream always ends: a recording that fails after tokens went out ends with an error event, holding nothing", async () => {
+  // A real Postgres refusal at the end of a stream (what a NUL in the prompt used to cause):
+  // a trigger in this test's schema rejects the inference of a marked prompt.
+  await app.db.$executeRawUnsafe(`CREATE FUNCTION refuse_marked() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'refused by test trigger'; END $$`);
+  await app.db.$executeRawUnsafe(`CREATE TRIGGER refuse_marked BEFORE INSERT ON inferences FOR EACH ROW
+    WHEN (NEW.prompt LIKE '%[refuse-recording]%') EXECUTE FUNCTION refuse_marked()`);
+  try {
+    const countBefore = await app.db.inference.count();
+    const stream = await client(paidKey).chat.completions.create(
+      {
+        model: adapters[0]!,
+        messages: [{ role: "user", content: "[refuse-recording] tell me more" }],
+        max_tokens: 24,
+        temperature: 0,
+        stream: true,
+      },
+      { signal: AbortSignal.timeout(20_000) },
+    );
+    let chunks = 0;
+    await assert.rejects(
+      (async () => {
+        for await (const _ of stream) chunks++;
+      })(),
+      (e: unknown) => {
+        assert.ok(e instanceof OpenAI.APIError, String(e));
+        assert.equal(e.type, "server_error");
+        return true;
+      },
+    );
+    assert.ok(chunks >= 2, `the role chunk and tokens were sent first (${chunks})`);
+    assert.equal(await app.db.inference.count(), countBefore);
+    assert.equal(await app.db.gatewayReservation.count(), 0, "the reservation was released");
+  } finally {
+    await app.db.$executeRawUnsafe(`DROP TRIGGER refuse_marked ON inferences`);
+    await app.db.$executeRawUnsafe(`DROP FUNCTION refuse_marked()`);
+  }
+});
+
+test("models.retrieve through the official client; an unknown id is a 404 in OpenAI's shape", async () => {
+  const openai = client(paidKey);
+  const base = await openai.models.retrieve("openledger-tiny");
+  assert.deepEqual(
+    { id: base.id, object: base.object, owned_by: base.owned_by },
+    { id: "openledger-tiny", object: "model", owned_by: "openledger" },
+  );
+  assert.equal(typeof base.created, "number");
+  const adapter = await openai.models.retrieve(adapters[0]!);
+  assert.equal(adapter.owned_by, chain.accounts.users[2]!.address.toLowerCase());
+  await assert.rejects(openai.models.retrieve("no-such-model"), (e: unknown) => {
+    assert.ok(e instanceof OpenAI.NotFoundError, String(e));
+    assert.equal(e.code, "model_not_found");
+    assert.equal(e.param, "model");
+    assert.equal(e.type, "invalid_request_error");
+    return true;
+  });
+});
+
+test("every response carries its inference id: streamed and not, adapters and the base model", async () => {
+  const openai = client(paidKey);
+  for (const model of [adapters[0]!, "openledger-tiny"]) {
+    for (const stream of [false, true]) {
+      const { data, response } = await openai.chat.completions
+        .create({
+          model,
+          messages: [{ role: "user", content: `which id? ${stream}` }],
+          max_tokens: 6,
+          temperature: 0,
+          stream,
+        } as OpenAI.ChatCompletionCreateParams)
+        .withResponse();
+      const id = response.headers.get("x-openledger-inference-id");
+      assert.match(id ?? "", /^[0-9a-f-]{36}$/, `${model} stream=${stream}`);
+      let chunkId: string | undefined;
+      if (stream) {
+        for await (const chunk of data as AsyncIterable<OpenAI.ChatCompletionChunk>) chunkId ??= chunk.id;
+      } else {
+        chunkId = (data as OpenAI.ChatCompletion).id;
+      }
+      assert.equal(chunkId, `chatcmpl-${id}`);
+      const row = await app.db.inference.findUniqueOrThrow({ where: { id: id! } });
+      assert.equal(row.modelId, model);
+      assert.ok(row.outputTokens > 0);
+    }
+  }
 });

@@ -8,6 +8,7 @@ import {
   toDenseFloat32,
   tokenizeWords,
 } from "@openledger/attribution-core";
+import { AppError } from "@openledger/errors";
 import * as ort from "onnxruntime-node";
 
 /**
@@ -30,17 +31,14 @@ export interface Classification {
   probabilities: number[];
 }
 
-/** Why a small model cannot be loaded; `retryable` = asking again later can succeed. */
-export class SmallModelUnavailable extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly retryable: boolean,
-  ) {
-    super(message);
-    this.name = "SmallModelUnavailable";
-  }
+/** Why a small model cannot be loaded; a retryable one says when to ask again (Retry-After). */
+export function smallModelUnavailable(
+  status: number,
+  code: string,
+  message: string,
+  retryable: boolean,
+): AppError {
+  return new AppError(code, message, { status, ...(retryable ? { headers: { "retry-after": "5" } } : {}) });
 }
 
 /** One loaded classifier: the ONNX session of the influence model and its feature settings. */
@@ -138,7 +136,7 @@ export class SmallModelRuntime {
     try {
       res = await fetch(url, { signal: AbortSignal.timeout(30_000) });
     } catch (err) {
-      throw new SmallModelUnavailable(
+      throw smallModelUnavailable(
         503,
         "ATTRIBUTION_UNAVAILABLE",
         `the attribution service does not answer at ${this.attributionUrl} (${(err as Error).message})`,
@@ -147,7 +145,7 @@ export class SmallModelRuntime {
     }
     if (res.status === 409 || res.status === 404) {
       const body = (await res.json().catch(() => ({}))) as { error?: { message?: string } };
-      throw new SmallModelUnavailable(
+      throw smallModelUnavailable(
         409,
         "INFLUENCE_MODEL_NOT_READY",
         body.error?.message ?? `the attribution service has no influence model at ${url}`,
@@ -155,7 +153,7 @@ export class SmallModelRuntime {
       );
     }
     if (!res.ok) {
-      throw new SmallModelUnavailable(
+      throw smallModelUnavailable(
         503,
         "ATTRIBUTION_UNAVAILABLE",
         `the attribution service answered ${res.status} for ${url}`,
@@ -176,7 +174,7 @@ export class SmallModelRuntime {
       sha256(bytes) !== onnxHash ||
       descriptor.datanetVersionId?.toLowerCase() !== versionId
     ) {
-      throw new SmallModelUnavailable(
+      throw smallModelUnavailable(
         502,
         "ONNX_HASH_MISMATCH",
         `the ONNX graph served for datanet version ${versionId} does not hash to the recorded ${onnxHash}`,
@@ -188,7 +186,7 @@ export class SmallModelRuntime {
       !Array.isArray(descriptor.classNames) ||
       descriptor.classNames.length < 2
     ) {
-      throw new SmallModelUnavailable(
+      throw smallModelUnavailable(
         502,
         "ONNX_DESCRIPTOR_INVALID",
         `the influence descriptor of datanet version ${versionId} is incomplete`,

@@ -1,10 +1,11 @@
 import type { GatewayConfig } from "@openledger/config";
 import { type Db, Prisma, toWei } from "@openledger/db";
+import { AppError } from "@openledger/errors";
 import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
 import { AdapterStore } from "../lib/adapter-store.ts";
 import { type ModelHost, repoPath } from "../lib/model-host.ts";
-import { type LoadedSmallModel, SmallModelRuntime, SmallModelUnavailable } from "../lib/small-models.ts";
+import { type LoadedSmallModel, SmallModelRuntime, smallModelUnavailable } from "../lib/small-models.ts";
 
 export interface ServableModel {
   id: string;
@@ -133,15 +134,34 @@ export class ModelCatalog {
     return row ? this.remember(row, row.trainingVersions[0]?.datanetVersionId) : undefined;
   }
 
-  /** The loaded classifier of a small model (its ONNX graph fetched and hash-checked on first use). */
+  /**
+   * The loaded classifier of a small model (its ONNX graph fetched and hash-checked on first use).
+   * For the caller of a registered model, a graph that cannot be had now is the server's state, not
+   * their mistake: 503 with Retry-After (registration answers the same conditions with their own codes).
+   */
   async classifier(m: ServableModel): Promise<LoadedSmallModel> {
+    try {
+      return await this.#classifier(m);
+    } catch (err) {
+      if (err instanceof AppError && err.status < 500) {
+        throw new AppError(err.code, err.message, {
+          status: 503,
+          headers: { "retry-after": "5" },
+          cause: err,
+        });
+      }
+      throw err;
+    }
+  }
+
+  async #classifier(m: ServableModel): Promise<LoadedSmallModel> {
     if (m.kind !== "small_model" || !m.datanetVersionId) throw new Error(`${m.id} is not a small model`);
     if (!m.onnxHash) {
       const row = await this.db.attributionIndex.findUnique({
         where: { datanetVersionId_kind: { datanetVersionId: m.datanetVersionId, kind: "influence" } },
       });
       if (row?.status !== "ready" || !row.onnxBlobHash) {
-        throw new SmallModelUnavailable(
+        throw smallModelUnavailable(
           409,
           "INFLUENCE_MODEL_NOT_READY",
           `the influence model of datanet version ${m.datanetVersionId} is not ready on this platform`,

@@ -6,6 +6,8 @@ import type { Billing, Reservation } from "./billing.ts";
 import type { ModelCatalog } from "./catalog.ts";
 
 export interface InferenceRecord {
+  /** The inference's id when the client already has it (the response header); new otherwise. */
+  id?: string;
   modelId: string;
   account: string;
   prompt: string;
@@ -14,6 +16,19 @@ export interface InferenceRecord {
   outputTokens: number;
   ttftMs: number | null;
   durationMs: number | null;
+}
+
+/**
+ * The output as stored. Prompts are validated at the edge (safeText: no U+0000, no lone
+ * surrogate), but a model's output is whatever it generated: the byte-level tiny model can emit
+ * byte 0, which Postgres text refuses (22021). Such characters are stored as U+FFFD — one UTF-16
+ * unit for one, so offsets into the stored text still match the text the client received.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: U+0000 is exactly what Postgres refuses.
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+export function storableOutput(text: string): string {
+  return text.replace(UNSTORABLE, "\uFFFD");
 }
 
 /**
@@ -50,6 +65,7 @@ export class InferenceRecorder {
     const model = this.catalog.models.get(rec.modelId);
     const inf = await tx.inference.create({
       data: {
+        ...(rec.id ? { id: rec.id } : {}),
         modelId: rec.modelId,
         ...(model
           ? {
@@ -59,7 +75,7 @@ export class InferenceRecorder {
           : {}),
         accountAddress: rec.account,
         prompt: rec.prompt,
-        output: rec.output,
+        output: storableOutput(rec.output),
         inputTokens: rec.inputTokens,
         outputTokens: rec.outputTokens,
         ttftMs: rec.ttftMs,

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import type { Db } from "@openledger/db";
 import { AppError } from "@openledger/errors";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 
 export function hashApiKey(key: string): string {
@@ -39,11 +39,29 @@ export class ApiKeys {
     if (this.#cache.size > 100_000) this.#cache.clear();
     return row.accountAddress;
   }
+
+  /** `Authorization: Bearer sk-...` -> the key's account, or 401 (MISSING_API_KEY / INVALID_API_KEY). */
+  async authenticate(request: FastifyRequest): Promise<string> {
+    const header = request.headers.authorization;
+    const m = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+    if (!m) {
+      throw new AppError("MISSING_API_KEY", "missing API key: send Authorization: Bearer sk-...", {
+        status: 401,
+      });
+    }
+    const account = await this.accountOf(m[1]!);
+    if (!account) throw new AppError("INVALID_API_KEY", "invalid API key", { status: 401 });
+    return account;
+  }
 }
 
 declare module "fastify" {
   interface FastifyInstance {
     apiKeys: ApiKeys;
+  }
+  interface FastifyRequest {
+    /** The API key's account (set by the routes that authenticate). */
+    account?: string;
   }
 }
 

@@ -8,22 +8,15 @@ import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterContentHash } from ".
 import { SERVED_MODULES } from "../lib/model-host.ts";
 import { readTarball } from "../lib/tarball.ts";
 import type { ServableModel } from "../plugins/catalog.ts";
-import { authenticate, OpenAIError } from "./openai.ts";
 
 const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const WEI = /^\d{1,38}$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_UINT128 = (1n << 128n) - 1n;
 
-/** Thrown to answer 400 with the model runtime's own code (e.g. ADAPTER_SHAPE_MISMATCH). */
-class AdapterRejected extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly details: unknown,
-  ) {
-    super(message);
-  }
+/** A 400 with the model runtime's own code (e.g. ADAPTER_SHAPE_MISMATCH) and its details. */
+function adapterRejected(code: string, message: string, details: unknown): AppError {
+  return new AppError(code, message, { status: 400, details });
 }
 
 function describe(m: ServableModel, extra: Record<string, unknown> = {}) {
@@ -48,27 +41,8 @@ export async function adapterRoutes(app: FastifyInstance, { config }: { config: 
   await app.register(multipart, {
     limits: { fileSize: 512 * 1024 * 1024, files: 2, fields: 16, fieldSize: 64 * 1024 },
   });
-  app.setErrorHandler((err, _request, reply) => {
-    if (err instanceof AdapterRejected) {
-      return reply
-        .status(400)
-        .send({ error: { code: err.code, message: err.message, details: err.details } });
-    }
-    if (err instanceof OpenAIError) return reply.status(err.status).send(err.toPlatform());
-    if ((err as { code?: string }).code === "FST_REQ_FILE_TOO_LARGE") {
-      return reply
-        .status(413)
-        .send({ error: { code: "PAYLOAD_TOO_LARGE", message: (err as Error).message } });
-    }
-    if ((err as { code?: string }).code === "FST_INVALID_MULTIPART_CONTENT_TYPE") {
-      return reply
-        .status(415)
-        .send({ error: { code: "UNSUPPORTED_MEDIA_TYPE", message: "send multipart/form-data" } });
-    }
-    throw err; // the platform handler
-  });
   app.addHook("onRequest", async (request) => {
-    request.account = await authenticate(app.apiKeys, request);
+    request.account = await app.apiKeys.authenticate(request);
   });
 
   app.post(
@@ -81,6 +55,7 @@ export async function adapterRoutes(app: FastifyInstance, { config }: { config: 
       },
     },
     async (request: FastifyRequest, reply) => {
+      if (!request.isMultipart()) throw new AppError("UNSUPPORTED_MEDIA_TYPE", "send multipart/form-data");
       const fields: Record<string, string[]> = {};
       const files: Record<string, Buffer> = {};
       for await (const part of request.parts()) {
@@ -155,20 +130,20 @@ export async function adapterRoutes(app: FastifyInstance, { config }: { config: 
         rank = adapter.rank;
         const unsupported = adapter.targetModules.filter((m) => !SERVED_MODULES.includes(m));
         if (unsupported.length) {
-          throw new AdapterRejected(
+          throw adapterRejected(
             "ADAPTER_TARGET_UNSUPPORTED",
             `adapter targets ${unsupported.join(", ")}; this gateway serves ${SERVED_MODULES.join(", ")}`,
             { modules: unsupported },
           );
         }
       } catch (err) {
-        if (err instanceof ModelRuntimeError) throw new AdapterRejected(err.code, err.message, err.details);
+        if (err instanceof ModelRuntimeError) throw adapterRejected(err.code, err.message, err.details);
         if (err instanceof SyntaxError)
-          throw new AdapterRejected("ADAPTER_CONFIG_INVALID", "adapter_config.json is not valid JSON", {});
+          throw adapterRejected("ADAPTER_CONFIG_INVALID", "adapter_config.json is not valid JSON", {});
         throw err;
       }
       if (rank > config.GATEWAY_MAX_ADAPTER_RANK) {
-        throw new AdapterRejected(
+        throw adapterRejected(
           "ADAPTER_RANK_TOO_LARGE",
           `adapter rank ${rank} is above this gateway's slot rank ${config.GATEWAY_MAX_ADAPTER_RANK}`,
           { rank, maxRank: config.GATEWAY_MAX_ADAPTER_RANK },

@@ -1,97 +1,20 @@
 import { randomUUID } from "node:crypto";
 import type { GatewayConfig } from "@openledger/config";
-import { AppError } from "@openledger/errors";
-import { Sampler, StopCondition } from "@openledger/model-runtime";
-import { AccountRateLimiter, isServingError, type RequestHandle } from "@openledger/serving-core";
+import { safeText, storableJson } from "@openledger/service-kit";
+import { AccountRateLimiter } from "@openledger/serving-core";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { SmallModelUnavailable } from "../lib/small-models.ts";
+import { type CompletionSpec, serveCompletion } from "../lib/completion.ts";
+import { classifierGeneration, engineGeneration } from "../lib/generation.ts";
+import { badParam, modelNotFound, openAIError } from "../lib/openai-errors.ts";
 import { inferenceFee } from "../plugins/billing.ts";
 import type { ServableModel } from "../plugins/catalog.ts";
-import type { ApiKeys } from "../plugins/keys.ts";
-
-/** An error in OpenAI's shape: `{ error: { message, type, param, code } }`. */
-export class OpenAIError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly type: string,
-    readonly code: string | null,
-    readonly param: string | null = null,
-    readonly retryAfterS?: number,
-  ) {
-    super(message);
-  }
-
-  /** The same error in the platform's shape, for the non-OpenAI routes that share `authenticate`. */
-  toPlatform(): { error: { code: string; message: string } } {
-    return { error: { code: this.code?.toUpperCase() ?? "UNAUTHORIZED", message: this.message } };
-  }
-}
-
-const APP_CODE_TYPE: Record<number, string> = {
-  400: "invalid_request_error",
-  401: "authentication_error",
-  402: "insufficient_quota",
-  403: "permission_error",
-  404: "invalid_request_error",
-  429: "rate_limit_error",
-};
-
-function toOpenAI(err: unknown): OpenAIError {
-  if (err instanceof OpenAIError) return err;
-  if (err instanceof SmallModelUnavailable) {
-    // Not ready / unreachable is the server's state, not the caller's mistake: 503 + Retry-After.
-    return new OpenAIError(
-      err.retryable ? 503 : 500,
-      err.message,
-      "server_error",
-      err.code.toLowerCase(),
-      null,
-      err.retryable ? 5 : undefined,
-    );
-  }
-  if (err instanceof AppError) {
-    const type = APP_CODE_TYPE[err.status] ?? (err.status >= 500 ? "server_error" : "invalid_request_error");
-    const message = err.status >= 500 && err.code !== "SERVICE_UNAVAILABLE" ? "internal error" : err.message;
-    return new OpenAIError(err.status, message, type, err.code.toLowerCase());
-  }
-  if (isServingError(err)) {
-    const type =
-      APP_CODE_TYPE[err.httpStatus] ?? (err.httpStatus >= 500 ? "server_error" : "invalid_request_error");
-    const retry =
-      err.retryAfterMs === undefined ? undefined : Math.max(1, Math.ceil(err.retryAfterMs / 1000));
-    const param =
-      err.code === "max_tokens_too_large" ? "max_tokens" : err.code === "prompt_too_long" ? "prompt" : null;
-    return new OpenAIError(err.httpStatus, err.message, type, err.code, param, retry);
-  }
-  if (hasZodFastifySchemaValidationErrors(err)) {
-    const first = err.validation[0];
-    const param = first?.instancePath.replace(/^\//, "").replaceAll("/", ".") || null;
-    const message = err.validation
-      .map((v) => `${v.instancePath.replace(/^\//, "").replaceAll("/", ".") || "body"}: ${v.message}`)
-      .join("; ");
-    return new OpenAIError(400, message, "invalid_request_error", "invalid_value", param);
-  }
-  const e = err as { statusCode?: number; message?: string };
-  if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
-    return new OpenAIError(e.statusCode, e.message ?? "bad request", "invalid_request_error", null);
-  }
-  return new OpenAIError(500, "internal error", "server_error", null);
-}
-
-function sendOpenAIError(reply: FastifyReply, e: OpenAIError) {
-  if (e.retryAfterS !== undefined) reply.header("retry-after", String(e.retryAfterS));
-  return reply
-    .status(e.status)
-    .type("application/json")
-    .send({ error: { message: e.message, type: e.type, param: e.param, code: e.code } });
-}
 
 const StopParam = z.union([z.string(), z.array(z.string()).max(4)]).nullish();
 const Common = {
-  model: z.string().min(1).max(128),
+  // Text that reaches Postgres (the model id is looked up, prompts are stored) refuses what
+  // Postgres cannot store (U+0000, lone surrogates): a 400 naming the field, never a 500.
+  model: safeText().min(1).max(128),
   max_tokens: z.number().int().min(1).nullish(),
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().gt(0).max(1).nullish(),
@@ -107,73 +30,64 @@ const Common = {
 };
 const CompletionBody = z.object({
   ...Common,
-  prompt: z.union([z.string(), z.array(z.string()).length(1)]),
+  prompt: storableJson(z.union([z.string(), z.array(z.string()).length(1)])),
   echo: z.boolean().nullish(),
 });
 const ChatContent = z.union([z.string(), z.array(z.object({ type: z.literal("text"), text: z.string() }))]);
 const ChatBody = z.object({
   ...Common,
   max_completion_tokens: z.number().int().min(1).nullish(),
-  messages: z
-    .array(
-      z.object({
-        role: z.enum(["system", "developer", "user", "assistant"]),
-        content: ChatContent,
-        name: z.string().optional(),
-      }),
-    )
-    .min(1),
+  messages: storableJson(
+    z
+      .array(
+        z.object({
+          role: z.enum(["system", "developer", "user", "assistant"]),
+          content: ChatContent,
+          name: z.string().optional(),
+        }),
+      )
+      .min(1),
+  ),
 });
 type CommonParams = z.infer<typeof CompletionBody> | z.infer<typeof ChatBody>;
+const ModelParams = z.object({ id: safeText().min(1).max(128) });
 
-declare module "fastify" {
-  interface FastifyRequest {
-    account?: string;
-  }
+/** OpenAI's model object. */
+function modelObject(m: ServableModel) {
+  return {
+    id: m.id,
+    object: "model" as const,
+    created: Math.floor(m.createdAt.getTime() / 1000),
+    owned_by: m.kind === "base" ? "openledger" : m.ownerAddress,
+  };
 }
 
-/** `Authorization: Bearer sk-...` -> request.account, or 401. */
-export async function authenticate(keys: ApiKeys, request: FastifyRequest): Promise<string> {
-  const header = request.headers.authorization;
-  const m = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-  if (!m) {
-    throw new OpenAIError(
-      401,
-      "missing API key: send Authorization: Bearer sk-...",
-      "authentication_error",
-      "missing_api_key",
+/** Parameters no model here supports: refused rather than silently ignored. */
+function refuseUnsupported(body: CommonParams): void {
+  if (body.n != null && body.n !== 1) throw badParam("only n=1 is supported", "n", "UNSUPPORTED_VALUE");
+  if (body.logprobs) throw badParam("logprobs are not supported", "logprobs", "UNSUPPORTED_VALUE");
+  if (body.presence_penalty || body.frequency_penalty) {
+    throw badParam(
+      "presence/frequency penalties are not supported",
+      body.presence_penalty ? "presence_penalty" : "frequency_penalty",
+      "UNSUPPORTED_VALUE",
     );
   }
-  const account = await keys.accountOf(m[1]!);
-  if (!account) throw new OpenAIError(401, "invalid API key", "authentication_error", "invalid_api_key");
-  return account;
-}
-
-interface Prepared {
-  model: ServableModel;
-  promptText: string;
-  promptTokens: number[];
-  maxTokens: number;
-  stop: string[];
-  sampling: { temperature: number; topP: number; seed: number | string };
-}
-
-function badParam(message: string, param: string, code = "invalid_value"): OpenAIError {
-  return new OpenAIError(400, message, "invalid_request_error", code, param);
 }
 
 /**
  * OpenAI-compatible routes. Everything here answers errors in OpenAI's shape (a scoped
- * error handler), so the official client parses them.
+ * error handler), so the official client parses them. Adapters, the base model and small models
+ * share one completion path (`serveCompletion`); only how a generation runs differs.
  */
 export async function openaiRoutes(app: FastifyInstance, { config: cfg }: { config: GatewayConfig }) {
   app.setErrorHandler((err, request, reply) => {
-    const e = toOpenAI(err);
+    const e = openAIError(err);
     if (e.status >= 500) request.log.error({ err }, "request failed");
-    return sendOpenAIError(reply, e);
+    return reply.status(e.status).headers(e.headers).type("application/json").send(e.body);
   });
   app.addHook("onRequest", async (request) => {
-    request.account = await authenticate(app.apiKeys, request);
+    request.account = await app.apiKeys.authenticate(request);
   });
 
   // Small models do not go through the engine's scheduler: their own per-account request bucket
@@ -191,41 +105,41 @@ export async function openaiRoutes(app: FastifyInstance, { config: cfg }: { conf
         summary: "Servable models: the base model, active adapters and active small models",
       },
     },
-    async () => ({
-      object: "list",
-      data: [...app.catalog.models.values()].map((m) => ({
-        id: m.id,
-        object: "model",
-        created: Math.floor(m.createdAt.getTime() / 1000),
-        owned_by: m.kind === "base" ? "openledger" : m.ownerAddress,
-      })),
-    }),
+    async () => ({ object: "list", data: [...app.catalog.models.values()].map(modelObject) }),
   );
 
-  function prepare(body: CommonParams, promptText: string, promptTokens: number[]): Prepared {
-    const model = app.catalog.models.get(body.model);
-    if (!model) {
-      throw new OpenAIError(
-        404,
-        `The model '${body.model}' does not exist`,
-        "invalid_request_error",
-        "model_not_found",
-        "model",
-      );
-    }
-    if (body.n != null && body.n !== 1) throw badParam("only n=1 is supported", "n", "unsupported_value");
-    if (body.logprobs) throw badParam("logprobs are not supported", "logprobs", "unsupported_value");
-    if (body.presence_penalty || body.frequency_penalty) {
-      throw badParam(
-        "presence/frequency penalties are not supported",
-        body.presence_penalty ? "presence_penalty" : "frequency_penalty",
-        "unsupported_value",
-      );
-    }
+  app.get(
+    "/v1/models/:id",
+    {
+      schema: {
+        tags: ["openai"],
+        summary: "One servable model (OpenAI's models.retrieve); 404 model_not_found otherwise",
+        params: ModelParams,
+      },
+    },
+    async (request) => {
+      const { id } = request.params as z.infer<typeof ModelParams>;
+      const model = await app.catalog.find(id);
+      if (!model) throw modelNotFound(id);
+      return modelObject(model);
+    },
+  );
+
+  /** A request on the engine (base model or adapter): limits checked, then the shared path. */
+  function onEngine(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    body: CommonParams,
+    model: ServableModel,
+    kind: "chat" | "completion",
+    promptText: string,
+    promptTokens: number[],
+  ) {
+    refuseUnsupported(body);
     const maxTokens =
       ("max_completion_tokens" in body ? body.max_completion_tokens : undefined) ??
       body.max_tokens ??
-      ("messages" in body ? cfg.GATEWAY_MAX_NEW_TOKENS : 16);
+      (kind === "chat" ? cfg.GATEWAY_MAX_NEW_TOKENS : 16);
     if (maxTokens > cfg.GATEWAY_MAX_NEW_TOKENS) {
       throw badParam(
         `max_tokens ${maxTokens} is above the limit of ${cfg.GATEWAY_MAX_NEW_TOKENS}`,
@@ -236,8 +150,8 @@ export async function openaiRoutes(app: FastifyInstance, { config: cfg }: { conf
     if (promptTokens.length > cfg.GATEWAY_MAX_PROMPT_TOKENS) {
       throw badParam(
         `the prompt has ${promptTokens.length} tokens; the limit is ${cfg.GATEWAY_MAX_PROMPT_TOKENS}`,
-        "messages" in body ? "messages" : "prompt",
-        "context_length_exceeded",
+        kind === "chat" ? "messages" : "prompt",
+        "CONTEXT_LENGTH_EXCEEDED",
       );
     }
     const ctxMax = app.host.model.config.maxPositionEmbeddings;
@@ -245,227 +159,29 @@ export async function openaiRoutes(app: FastifyInstance, { config: cfg }: { conf
       throw badParam(
         `prompt (${promptTokens.length}) + max_tokens (${maxTokens}) exceeds the context length ${ctxMax}`,
         "max_tokens",
-        "context_length_exceeded",
+        "CONTEXT_LENGTH_EXCEEDED",
       );
     }
     const stop = body.stop == null ? [] : typeof body.stop === "string" ? [body.stop] : body.stop;
-    return {
-      model,
-      promptText,
-      promptTokens,
-      maxTokens,
-      stop,
-      sampling: {
-        temperature: body.temperature ?? 1,
-        topP: body.top_p ?? 1,
-        seed: body.seed ?? randomUUID(),
-      },
+    const sampling = {
+      temperature: body.temperature ?? 1,
+      topP: body.top_p ?? 1,
+      seed: body.seed ?? randomUUID(),
     };
-  }
-
-  async function run(
-    request: FastifyRequest,
-    reply: FastifyReply,
-    body: CommonParams,
-    p: Prepared,
-    kind: "chat" | "completion",
-  ) {
-    const account = request.account!;
-    const maxCost = inferenceFee(p.model, p.promptTokens.length, p.maxTokens);
-    const reservation = await app.billing.reserve(account, maxCost);
-    const id = `${kind === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID()}`;
-    let handle: RequestHandle;
-    try {
-      handle = app.host.engine.submit({
-        id,
-        account,
-        adapterId: p.model.kind === "adapter" ? p.model.id : null,
-        promptTokens: p.promptTokens,
-        maxNewTokens: p.maxTokens,
-        stopTokenIds: app.host.tokenizer.eosTokenIds,
-        context: { sampler: new Sampler(p.sampling) },
-      });
-    } catch (err) {
-      await app.billing.release(reservation);
-      throw err;
-    }
-    // The client went away before the response ended: cancel (frees the slot pin, KV and budget).
-    const onClose = () => {
-      if (!reply.raw.writableFinished) handle.cancel();
-    };
-    reply.raw.on("close", onClose);
-
-    const tok = app.host.tokenizer;
-    const stopCond = new StopCondition({ maxTokens: Number.MAX_SAFE_INTEGER, stop: p.stop });
-    const tokens: number[] = [];
-    let text = "";
-    let sent = 0;
-    let stoppedByText = false;
-    const created = Math.floor(Date.now() / 1000);
-    const stream = body.stream === true;
-    const includeUsage = stream && body.stream_options?.include_usage === true;
-    let headersSent = false;
-    const write = (obj: unknown) => {
-      if (!reply.raw.writableEnded && !reply.raw.destroyed)
-        reply.raw.write(`data: ${JSON.stringify(obj)}\n\n`);
-    };
-    const chunk = (delta: string | null, finish: string | null, first = false) =>
-      kind === "chat"
-        ? {
-            id,
-            object: "chat.completion.chunk",
-            created,
-            model: p.model.id,
-            choices: [
-              {
-                index: 0,
-                delta: finish
-                  ? {}
-                  : first
-                    ? { role: "assistant", content: delta ?? "" }
-                    : { content: delta ?? "" },
-                logprobs: null,
-                finish_reason: finish,
-              },
-            ],
-            ...(includeUsage ? { usage: null } : {}),
-          }
-        : {
-            id,
-            object: "text_completion",
-            created,
-            model: p.model.id,
-            choices: [{ index: 0, text: delta ?? "", logprobs: null, finish_reason: finish }],
-            ...(includeUsage ? { usage: null } : {}),
-          };
-    const startStream = () => {
-      if (headersSent) return;
-      headersSent = true;
-      reply.hijack();
-      reply.raw.writeHead(200, {
-        "content-type": "text/event-stream; charset=utf-8",
-        "cache-control": "no-cache",
-        connection: "keep-alive",
-        "x-request-id": request.id,
-      });
-      if (kind === "chat") write(chunk("", null, true));
-    };
-
-    let failure: unknown;
-    try {
-      for await (const token of handle) {
-        if (stoppedByText) continue;
-        tokens.push(token);
-        text = tok.decode(tokens, { skipSpecialTokens: true });
-        const check = stopCond.check(token, tokens.length, text);
-        if (check.done) {
-          text = check.text;
-          stoppedByText = true;
-          app.host.engine.stop(id);
-        }
-        if (stream) {
-          startStream();
-          let upto = stoppedByText ? text.length : stopCond.streamableLength(text);
-          // Hold back an incomplete UTF-8 sequence (decoded as U+FFFD) until its next bytes arrive.
-          while (!stoppedByText && upto > sent && text.charCodeAt(upto - 1) === 0xfffd) upto--;
-          if (upto > sent) {
-            write(chunk(text.slice(sent, upto), null));
-            sent = upto;
-          }
-        }
-      }
-    } catch (err) {
-      failure = err;
-    }
-    const result = await handle.result;
-    reply.raw.off("close", onClose);
-
-    let inferenceId: string | undefined;
-    try {
-      // Persist whatever was generated, including a request cancelled by a disconnect
-      // after some tokens (the compute was spent; billing it prevents free-riding).
-      if (result.completionTokens > 0 || (result.reason !== "cancelled" && result.reason !== "error")) {
-        const t = result.timings;
-        inferenceId = await app.inferences.persist(
-          {
-            modelId: p.model.id,
-            account,
-            prompt: p.promptText,
-            output: text,
-            inputTokens: result.promptTokens,
-            outputTokens: result.completionTokens,
-            ttftMs: t.firstTokenAt !== undefined ? Math.round(t.firstTokenAt - t.queuedAt) : null,
-            durationMs: t.finishedAt !== undefined ? Math.round(t.finishedAt - t.queuedAt) : null,
-          },
-          reservation,
-        );
-      }
-    } finally {
-      // Nothing recorded (cancelled before any token, error, failed write): drop the reservation.
-      await app.billing.release(reservation);
-    }
-
-    if (result.reason === "error" || (failure && result.reason !== "cancelled")) {
-      const err = result.error ?? failure;
-      if (!headersSent) throw err;
-      const e = toOpenAI(err);
-      write({ error: { message: e.message, type: e.type, param: e.param, code: e.code } });
-      reply.raw.end();
-      return reply;
-    }
-    if (result.reason === "cancelled") {
-      if (headersSent) reply.raw.end();
-      return reply;
-    }
-    const finishReason = stoppedByText || result.reason === "stop" ? "stop" : "length";
-    const usage = {
-      prompt_tokens: result.promptTokens,
-      completion_tokens: result.completionTokens,
-      total_tokens: result.promptTokens + result.completionTokens,
-    };
-    if (stream) {
-      startStream();
-      if (text.length > sent) write(chunk(text.slice(sent), null));
-      write(chunk(null, finishReason));
-      if (includeUsage) {
-        write({
-          id,
-          object: kind === "chat" ? "chat.completion.chunk" : "text_completion",
-          created,
-          model: p.model.id,
-          choices: [],
-          usage,
-        });
-      }
-      if (!reply.raw.writableEnded) reply.raw.end("data: [DONE]\n\n");
-      return reply;
-    }
-    if (inferenceId) reply.header("x-openledger-inference-id", inferenceId);
-    if (kind === "chat") {
-      return {
-        id,
-        object: "chat.completion",
-        created,
-        model: p.model.id,
-        choices: [
-          {
-            index: 0,
-            message: { role: "assistant", content: text, refusal: null },
-            logprobs: null,
-            finish_reason: finishReason,
-          },
-        ],
-        usage,
-      };
-    }
-    return {
-      id,
-      object: "text_completion",
-      created,
-      model: p.model.id,
-      choices: [{ index: 0, text, logprobs: null, finish_reason: finishReason }],
-      usage,
-    };
+    return serveCompletion(app, request, reply, {
+      ...specOf(request, body, model, kind, promptText),
+      maxCost: inferenceFee(model, promptTokens.length, maxTokens),
+      start: (inferenceId) =>
+        engineGeneration(app.host, {
+          id: inferenceId,
+          account: request.account!,
+          adapterId: model.kind === "adapter" ? model.id : null,
+          promptTokens,
+          maxTokens,
+          stop,
+          sampling,
+        }),
+    });
   }
 
   /**
@@ -474,130 +190,52 @@ export async function openaiRoutes(app: FastifyInstance, { config: cfg }: { conf
    * from), completion_tokens = 1 (the label). Those are the numbers stored with the inference and
    * priced by settlement. Sampling settings do not apply (the answer is the arg-max class).
    */
-  async function runSmallModel(
+  async function onSmallModel(
     request: FastifyRequest,
     reply: FastifyReply,
     body: CommonParams,
     model: ServableModel,
-    text: string,
     kind: "chat" | "completion",
+    text: string,
   ) {
-    if (body.n != null && body.n !== 1) throw badParam("only n=1 is supported", "n", "unsupported_value");
-    if (body.logprobs) throw badParam("logprobs are not supported", "logprobs", "unsupported_value");
-    if (body.presence_penalty || body.frequency_penalty) {
-      throw badParam(
-        "presence/frequency penalties are not supported",
-        body.presence_penalty ? "presence_penalty" : "frequency_penalty",
-        "unsupported_value",
-      );
-    }
+    refuseUnsupported(body);
     if (body.stop != null && (typeof body.stop === "string" || body.stop.length > 0)) {
       throw badParam(
         "a small model answers one label: stop sequences do not apply",
         "stop",
-        "unsupported_value",
+        "UNSUPPORTED_VALUE",
       );
     }
-    const param = kind === "chat" ? "messages" : "prompt";
     const classifier = await app.catalog.classifier(model);
     const inputTokens = classifier.inputTokens(text);
-    if (inputTokens === 0) throw badParam("the input has no words to classify", param);
-    const account = request.account!;
-    const maxCost = inferenceFee(model, inputTokens, 1);
-    const reservation = await app.billing.reserve(account, maxCost);
-    const started = performance.now();
-    let inferenceId: string;
-    let label: string;
-    try {
-      // After the balance check, as the engine admits adapters' requests (429 with Retry-After).
-      smallModelLimiter.admit(account, 0, Date.now());
-      label = (await classifier.classify(text)).label;
-      const ms = Math.round(performance.now() - started);
-      inferenceId = await app.inferences.persist(
-        {
-          modelId: model.id,
-          account,
-          prompt: text,
-          output: label,
-          inputTokens,
-          outputTokens: 1,
-          ttftMs: ms,
-          durationMs: ms,
-        },
-        reservation,
-      );
-    } finally {
-      await app.billing.release(reservation);
-    }
-    const id = `${kind === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID()}`;
-    const created = Math.floor(Date.now() / 1000);
-    const usage = { prompt_tokens: inputTokens, completion_tokens: 1, total_tokens: inputTokens + 1 };
-    reply.header("x-openledger-inference-id", inferenceId);
-    if (body.stream === true) {
-      const includeUsage = body.stream_options?.include_usage === true;
-      const object = kind === "chat" ? "chat.completion.chunk" : "text_completion";
-      const chunk = (delta: string | null, finish: string | null, first = false) => ({
-        id,
-        object,
-        created,
-        model: model.id,
-        choices: [
-          kind === "chat"
-            ? {
-                index: 0,
-                delta: finish
-                  ? {}
-                  : first
-                    ? { role: "assistant", content: delta ?? "" }
-                    : { content: delta ?? "" },
-                logprobs: null,
-                finish_reason: finish,
-              }
-            : { index: 0, text: delta ?? "", logprobs: null, finish_reason: finish },
-        ],
-        ...(includeUsage ? { usage: null } : {}),
-      });
-      const events = [
-        ...(kind === "chat" ? [chunk("", null, true)] : []),
-        chunk(label, null),
-        chunk(null, "stop"),
-        ...(includeUsage ? [{ id, object, created, model: model.id, choices: [], usage }] : []),
-      ];
-      reply.hijack();
-      reply.raw.writeHead(200, {
-        "content-type": "text/event-stream; charset=utf-8",
-        "cache-control": "no-cache",
-        connection: "keep-alive",
-        "x-request-id": request.id,
-        "x-openledger-inference-id": inferenceId,
-      });
-      reply.raw.end(`${events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join("")}data: [DONE]\n\n`);
-      return reply;
-    }
-    if (kind === "chat") {
-      return {
-        id,
-        object: "chat.completion",
-        created,
-        model: model.id,
-        choices: [
-          {
-            index: 0,
-            message: { role: "assistant", content: label, refusal: null },
-            logprobs: null,
-            finish_reason: "stop",
-          },
-        ],
-        usage,
-      };
-    }
+    if (inputTokens === 0)
+      throw badParam("the input has no words to classify", kind === "chat" ? "messages" : "prompt");
+    return serveCompletion(app, request, reply, {
+      ...specOf(request, body, model, kind, text),
+      maxCost: inferenceFee(model, inputTokens, 1),
+      start: () => {
+        // After the balance check, as the engine admits adapters' requests (429 with Retry-After).
+        smallModelLimiter.admit(request.account!, 0, Date.now());
+        return classifierGeneration(classifier, text);
+      },
+    });
+  }
+
+  function specOf(
+    request: FastifyRequest,
+    body: CommonParams,
+    model: ServableModel,
+    kind: "chat" | "completion",
+    promptText: string,
+  ): Omit<CompletionSpec, "maxCost" | "start"> {
     return {
-      id,
-      object: "text_completion",
-      created,
-      model: model.id,
-      choices: [{ index: 0, text: label, logprobs: null, finish_reason: "stop" }],
-      usage,
+      kind,
+      model,
+      account: request.account!,
+      promptText,
+      stream: body.stream === true,
+      includeUsage: body.stream === true && body.stream_options?.include_usage === true,
+      errorBody: (err) => openAIError(err).body.error,
     };
   }
 
@@ -606,14 +244,14 @@ export async function openaiRoutes(app: FastifyInstance, { config: cfg }: { conf
     { schema: { tags: ["openai"], summary: "Text completion (OpenAI-compatible)", body: CompletionBody } },
     async (request, reply) => {
       const body = request.body as z.infer<typeof CompletionBody>;
-      if (body.echo) throw badParam("echo is not supported", "echo", "unsupported_value");
+      if (body.echo) throw badParam("echo is not supported", "echo", "UNSUPPORTED_VALUE");
       const promptText = typeof body.prompt === "string" ? body.prompt : body.prompt[0]!;
-      const small = await app.catalog.find(body.model);
-      if (small?.kind === "small_model")
-        return runSmallModel(request, reply, body, small, promptText, "completion");
-      const tok = app.host.tokenizer;
-      const ids = tok.encode(promptText, { addSpecialTokens: true });
-      return run(request, reply, body, prepare(body, promptText, ids), "completion");
+      const model = await app.catalog.find(body.model);
+      if (!model) throw modelNotFound(body.model);
+      if (model.kind === "small_model")
+        return onSmallModel(request, reply, body, model, "completion", promptText);
+      const ids = app.host.tokenizer.encode(promptText, { addSpecialTokens: true });
+      return onEngine(request, reply, body, model, "completion", promptText, ids);
     },
   );
 
@@ -626,18 +264,19 @@ export async function openaiRoutes(app: FastifyInstance, { config: cfg }: { conf
         role: m.role === "developer" ? "system" : m.role,
         content: typeof m.content === "string" ? m.content : m.content.map((c) => c.text).join(""),
       }));
-      const small = await app.catalog.find(body.model);
-      if (small?.kind === "small_model") {
+      const model = await app.catalog.find(body.model);
+      if (!model) throw modelNotFound(body.model);
+      if (model.kind === "small_model") {
         // A classifier labels one text: the last user message (instructions in system messages
         // would only add noise to its features). That text is what is stored and attributed.
         const last = messages.findLast((m) => m.role === "user");
         if (!last) throw badParam("a small model classifies the last user message: send one", "messages");
-        return runSmallModel(request, reply, body, small, last.content, "chat");
+        return onSmallModel(request, reply, body, model, "chat", last.content);
       }
       const tok = app.host.tokenizer;
       const promptText = tok.applyChatTemplate(messages, { addGenerationPrompt: true });
       const ids = tok.encode(promptText, { addSpecialTokens: false });
-      return run(request, reply, body, prepare(body, promptText, ids), "chat");
+      return onEngine(request, reply, body, model, "chat", promptText, ids);
     },
   );
 }

@@ -2,9 +2,7 @@ import { toWei } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
-import { SmallModelUnavailable } from "../lib/small-models.ts";
 import type { ServableModel } from "../plugins/catalog.ts";
-import { authenticate, OpenAIError } from "./openai.ts";
 
 const MAX_UINT128 = (1n << 128n) - 1n;
 const Wei = z
@@ -23,18 +21,6 @@ const SmallModelBody = z
     price_out_per_1k_wei: Wei.describe("Price per 1,000 output tokens (1 per answer: the label), wei"),
   })
   .strict();
-
-/** A refusal with its own code (the platform's AppError codes are a fixed set). */
-class SmallModelRefused extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly retryAfterS?: number,
-  ) {
-    super(message);
-  }
-}
 
 function describe(m: ServableModel, extra: Record<string, unknown> = {}) {
   return {
@@ -56,17 +42,8 @@ function describe(m: ServableModel, extra: Record<string, unknown> = {}) {
  * gateway serves its ONNX export through the OpenAI routes. Errors use the platform shape.
  */
 export async function smallModelRoutes(app: FastifyInstance) {
-  app.setErrorHandler((err, _request, reply) => {
-    if (err instanceof SmallModelRefused || err instanceof SmallModelUnavailable) {
-      const retry = err instanceof SmallModelRefused ? err.retryAfterS : err.retryable ? 5 : undefined;
-      if (retry !== undefined) reply.header("retry-after", String(retry));
-      return reply.status(err.status).send({ error: { code: err.code, message: err.message } });
-    }
-    if (err instanceof OpenAIError) return reply.status(err.status).send(err.toPlatform());
-    throw err; // the platform handler
-  });
   app.addHook("onRequest", async (request) => {
-    request.account = await authenticate(app.apiKeys, request);
+    request.account = await app.apiKeys.authenticate(request);
   });
 
   app.post(
@@ -98,39 +75,36 @@ export async function smallModelRoutes(app: FastifyInstance) {
       if (taken) throw new AppError("CONFLICT", `a model with id ${body.id} already exists`);
       const version = await app.db.datanetVersion.findUnique({ where: { id: versionId } });
       if (!version) {
-        throw new SmallModelRefused(
-          404,
-          "DATANET_VERSION_NOT_FOUND",
-          `datanet version ${versionId} does not exist`,
-        );
+        throw new AppError("DATANET_VERSION_NOT_FOUND", `datanet version ${versionId} does not exist`, {
+          status: 404,
+        });
       }
       const [labels] = await app.db.$queryRaw<{ classes: bigint }[]>`
         SELECT count(DISTINCT r.label) AS classes
         FROM datanet_version_rows vr JOIN datanet_rows r ON r.id = vr.row_id
         WHERE vr.version_id = ${versionId}::uuid AND r.label IS NOT NULL AND r.label <> ''`;
       if (Number(labels?.classes ?? 0) < 2) {
-        throw new SmallModelRefused(
-          422,
+        throw new AppError(
           "DATANET_VERSION_NOT_LABELLED",
           `datanet version ${versionId} has ${Number(labels?.classes ?? 0)} label class(es); a classifier needs rows labelled with at least two`,
+          { status: 422 },
         );
       }
       const index = await app.db.attributionIndex.findUnique({
         where: { datanetVersionId_kind: { datanetVersionId: versionId, kind: "influence" } },
       });
       if (index?.status === "failed") {
-        throw new SmallModelRefused(
-          409,
+        throw new AppError(
           "INFLUENCE_MODEL_FAILED",
           `the influence model of datanet version ${versionId} failed to build (${index.error ?? "unknown error"}); rebuild it with the attribution service's POST /v1/indexes`,
+          { status: 409 },
         );
       }
       if (index?.status !== "ready" || !index.blobHash || !index.onnxBlobHash) {
-        throw new SmallModelRefused(
-          409,
+        throw new AppError(
           "INFLUENCE_MODEL_NOT_READY",
           `the influence model of datanet version ${versionId} is ${index ? "being built" : "not built yet"}; retry shortly`,
-          5,
+          { status: 409, headers: { "retry-after": "5" } },
         );
       }
       const existing = await app.db.model.findFirst({

@@ -1,0 +1,195 @@
+import { randomUUID } from "node:crypto";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { ServableModel } from "../plugins/catalog.ts";
+import type { Generation, GenerationOutcome } from "./generation.ts";
+import { SseStream } from "./sse.ts";
+
+/** The header every completion response carries, streamed or not: the id of its billed inference. */
+export const INFERENCE_ID_HEADER = "x-openledger-inference-id";
+
+export interface CompletionSpec {
+  kind: "chat" | "completion";
+  model: ServableModel;
+  account: string;
+  /** What is stored as the inference's prompt (the rendered chat, the completion prompt, the text classified). */
+  promptText: string;
+  /** The most this request can cost (its reservation). */
+  maxCost: bigint;
+  stream: boolean;
+  includeUsage: boolean;
+  /** Starts the generation (after the reservation); may throw a refusal before anything runs. */
+  start(inferenceId: string): Generation;
+  /** Converts an error to OpenAI's error object (for an error event inside a stream). */
+  errorBody(err: unknown): unknown;
+}
+
+type Usage = { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+
+/**
+ * The one path of every completion, for adapters, the base model and small models alike:
+ * reserve the max cost → run → record what was delivered → release. Streamed or not, the response
+ * carries its inference id (`x-openledger-inference-id`; also the suffix of the OpenAI `id`).
+ *
+ * Billing: a generation that finishes is billed as its usage says (all generated tokens). A stream
+ * cut by the client, an engine error or a failed write is billed for the tokens whose text was
+ * sent (`Generation.tokensWithin`); a non-streamed answer that never went out bills nothing.
+ * A stream always ends: with its final chunks and `[DONE]`, or with an `error` event.
+ */
+export async function serveCompletion(
+  app: FastifyInstance,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  spec: CompletionSpec,
+): Promise<unknown> {
+  const inferenceId = randomUUID();
+  const id = `${spec.kind === "chat" ? "chatcmpl" : "cmpl"}-${inferenceId}`;
+  const created = Math.floor(Date.now() / 1000);
+  const reservation = await app.billing.reserve(spec.account, spec.maxCost);
+  let generation: Generation;
+  try {
+    generation = spec.start(inferenceId);
+  } catch (err) {
+    await app.billing.release(reservation);
+    throw err;
+  }
+  // The client went away before the response ended: cancel (frees the slot pin, KV and budget).
+  const onClose = () => {
+    if (!reply.raw.writableFinished) generation.cancel();
+  };
+  reply.raw.on("close", onClose);
+
+  /** Records the inference (delivered tokens of a cut one); releases the reservation if nothing is. */
+  const record = async (outcome: GenerationOutcome, delivered: { tokens: number; text: string }) => {
+    try {
+      if (delivered.tokens === 0 && outcome.status !== "finished") return false;
+      await app.inferences.persist(
+        {
+          id: inferenceId,
+          modelId: spec.model.id,
+          account: spec.account,
+          prompt: spec.promptText,
+          output: delivered.text,
+          inputTokens: outcome.promptTokens,
+          outputTokens: delivered.tokens,
+          ttftMs: outcome.ttftMs,
+          durationMs: outcome.durationMs,
+        },
+        reservation,
+      );
+      return true;
+    } finally {
+      // Nothing recorded (cancelled before any token, error, failed write): drop the reservation.
+      await app.billing.release(reservation);
+    }
+  };
+  const usageOf = (o: GenerationOutcome): Usage => ({
+    prompt_tokens: o.promptTokens,
+    completion_tokens: o.completionTokens,
+    total_tokens: o.promptTokens + o.completionTokens,
+  });
+
+  if (!spec.stream) {
+    let failure: unknown;
+    try {
+      for await (const _ of generation) {
+        // Collected by the generation itself (outcome().text).
+      }
+    } catch (err) {
+      failure = err;
+    } finally {
+      reply.raw.off("close", onClose);
+    }
+    const outcome = await generation.outcome();
+    if (outcome.status !== "finished" || failure !== undefined) {
+      await app.billing.release(reservation);
+      if (outcome.status === "cancelled") return reply; // nobody to answer
+      throw outcome.error ?? failure;
+    }
+    await record(outcome, { tokens: outcome.completionTokens, text: outcome.text });
+    reply.header(INFERENCE_ID_HEADER, inferenceId);
+    const choice =
+      spec.kind === "chat"
+        ? {
+            index: 0,
+            message: { role: "assistant", content: outcome.text, refusal: null },
+            logprobs: null,
+            finish_reason: outcome.finishReason,
+          }
+        : { index: 0, text: outcome.text, logprobs: null, finish_reason: outcome.finishReason };
+    return {
+      id,
+      object: spec.kind === "chat" ? "chat.completion" : "text_completion",
+      created,
+      model: spec.model.id,
+      choices: [choice],
+      usage: usageOf(outcome),
+    };
+  }
+
+  const sse = new SseStream(reply, { "x-request-id": request.id, [INFERENCE_ID_HEADER]: inferenceId });
+  const object = spec.kind === "chat" ? "chat.completion.chunk" : "text_completion";
+  const chunk = (text: string | null, finish: string | null, first = false) => ({
+    id,
+    object,
+    created,
+    model: spec.model.id,
+    choices: [
+      spec.kind === "chat"
+        ? {
+            index: 0,
+            delta: finish ? {} : first ? { role: "assistant", content: text ?? "" } : { content: text ?? "" },
+            logprobs: null,
+            finish_reason: finish,
+          }
+        : { index: 0, text: text ?? "", logprobs: null, finish_reason: finish },
+    ],
+    ...(spec.includeUsage ? { usage: null } : {}),
+  });
+  let sent = "";
+  const open = () => {
+    if (sse.opened) return;
+    sse.open();
+    if (spec.kind === "chat") sse.send(chunk("", null, true));
+  };
+  try {
+    let failure: unknown;
+    try {
+      for await (const piece of generation) {
+        open();
+        if (piece.length > 0 && sse.send(chunk(piece, null))) sent += piece;
+      }
+    } catch (err) {
+      failure = err;
+    } finally {
+      reply.raw.off("close", onClose);
+    }
+    const outcome = await generation.outcome();
+    const finished = outcome.status === "finished" && failure === undefined && !sse.closed;
+    if (!sse.opened && !finished) {
+      // Nothing was sent: an ordinary HTTP error (or nobody left to answer).
+      await app.billing.release(reservation);
+      if (outcome.status === "cancelled" || sse.closed) return reply;
+      throw outcome.error ?? failure;
+    }
+    if (finished) {
+      const rest = outcome.text.slice(sent.length);
+      await record(outcome, { tokens: outcome.completionTokens, text: outcome.text });
+      open();
+      if (rest.length > 0) sse.send(chunk(rest, null));
+      sse.send(chunk(null, outcome.finishReason));
+      if (spec.includeUsage)
+        sse.send({ id, object, created, model: spec.model.id, choices: [], usage: usageOf(outcome) });
+      sse.done();
+      return reply;
+    }
+    // Cut: billed for what was delivered, then an error event if anyone is still listening.
+    await record(outcome, { tokens: generation.tokensWithin(sent.length), text: sent });
+    if (!sse.closed) sse.fail(spec.errorBody(outcome.error ?? failure));
+    return reply;
+  } catch (err) {
+    request.log.error({ err, inferenceId }, "streamed completion failed");
+    sse.close(spec.errorBody(err));
+    if (!sse.opened) throw err;
+    return reply;
+  }
+}
