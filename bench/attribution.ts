@@ -1,7 +1,8 @@
 /**
  * Proof-of-Attribution benchmark: SA-IS build vs comparison sort, span-query latency over a
  * 50M-token index vs brute force, influence scoring over 100k training rows, and the
- * ground-truth figures (leave-one-out Pearson, mislabel AUC) on the real SpamAssassin corpus.
+ * ground-truth figures (leave-one-out Pearson, mislabel AUC) on the real SpamAssassin corpus, and
+ * the top rows' ratio of predicted to retrained leave-one-out (bench/influence-loo.ts).
  *
  *   npm run bench:attribution               human table
  *   npm run bench:attribution -- --json     one JSON object on stdout
@@ -19,6 +20,8 @@ import {
   findSpans,
   hashFeatures,
   influenceScores,
+  looCorrection,
+  looInfluenceScores,
   prepareInfluence,
   readSpanIndexFile,
   type SpanIndex,
@@ -29,6 +32,7 @@ import {
 } from "../packages/attribution-core/src/index.ts";
 import { looExperiment, mislabelExperiment } from "../packages/attribution-core/src/testing/ground-truth.ts";
 import { loadSpamAssassin, mulberry32 } from "../packages/attribution-core/src/testing/spam-assassin.ts";
+import { measureTopRowsLoo } from "./influence-loo.ts";
 
 const args = new Set(process.argv.slice(2));
 const JSON_OUT = args.has("--json");
@@ -363,17 +367,29 @@ const trainSec = (performance.now() - t0) / 1000;
 t0 = performance.now();
 const inf = prepareInfluence(trained.model, xInf, labels);
 const prepareSec = (performance.now() - t0) / 1000;
+// The leave-one-out correction's share of prepareInfluence (H⁻¹ + per-row kernel blocks), timed alone.
+t0 = performance.now();
+looCorrection(inf.model, inf.x, inf.cholesky, inf.residuals);
+const looCorrectionSec = (performance.now() - t0) / 1000;
+// Cost per inference, first-order vs Newton leave-one-out, interleaved on the same test rows.
 const scoreTimes: number[] = [];
+const looScoreTimes: number[] = [];
 for (let q = 0; q < 30; q++) {
   const test = vecs[(q * 7919) % vecs.length]!;
-  const t = performance.now();
+  let t = performance.now();
   influenceScores(inf, test, q % 2);
   scoreTimes.push(performance.now() - t);
+  t = performance.now();
+  looInfluenceScores(inf, test, q % 2);
+  looScoreTimes.push(performance.now() - t);
 }
 scoreTimes.sort((a, b) => a - b);
+looScoreTimes.sort((a, b) => a - b);
 const scoreMs = quantile(scoreTimes, 0.5);
+const looScoreMs = quantile(looScoreTimes, 0.5);
 log(
-  `  train ${trainSec.toFixed(1)} s (${trained.iterations} it), Hessian+Cholesky ${prepareSec.toFixed(2)} s, score ${scoreMs.toFixed(1)} ms`,
+  `  train ${trainSec.toFixed(1)} s (${trained.iterations} it), Hessian+Cholesky+LOO correction ${prepareSec.toFixed(2)} s ` +
+    `(correction ${looCorrectionSec.toFixed(2)} s), score first-order ${scoreMs.toFixed(1)} ms, newton-loo ${looScoreMs.toFixed(1)} ms`,
 );
 
 // ---- 4. ground truth on SpamAssassin -------------------------------------------------------
@@ -407,6 +423,8 @@ const mis = mislabelExperiment({
   seed: 3,
 });
 const misSec = (performance.now() - t0) / 1000;
+const topRows = measureTopRowsLoo(QUICK, log);
+const topRowsMain = topRows.find((r) => r.dataset === "spam-assassin" && r.lambda === 1)!;
 
 const result = {
   saBuild: saRows.map((r) => ({
@@ -443,7 +461,14 @@ const result = {
     trainSec: Number(trainSec.toFixed(2)),
     newtonIterations: trained.iterations,
     hessianCholeskySec: Number(prepareSec.toFixed(2)),
+    looCorrectionSec: Number(looCorrectionSec.toFixed(2)),
     scoreMs: Number(scoreMs.toFixed(2)),
+    looScoreMs: Number(looScoreMs.toFixed(2)),
+    /** Median predicted / retrained LOO over each test point's 10 most influential rows (SpamAssassin, λ = 1): the signed estimator (Newton LOO). */
+    topRowsLooRatio: topRowsMain.newtonLoo.median,
+    /** The same for the first-order score g_tᵀH⁻¹g_i (before the correction). */
+    topRowsLooRatioFirstOrder: topRowsMain.firstOrder.median,
+    topRowsLoo: topRows,
     looPearson: Number(loo.pearsonPooled.toFixed(4)),
     looPearsonPerTest: loo.pearsonPerTest.map((p) => Number(p.toFixed(4))),
     looTrainRows: LOO_TRAIN,
@@ -499,5 +524,20 @@ if (JSON_OUT) {
     },
   ]);
   console.log("\nInfluence");
-  console.table(result.influence);
+  const { topRowsLoo, ...influenceFigures } = result.influence;
+  console.table(influenceFigures);
+  console.log(
+    "\nTop rows: median predicted / retrained leave-one-out (10 most influential rows per test point)",
+  );
+  console.table(
+    topRowsLoo.map((r) => ({
+      dataset: r.dataset,
+      λ: r.lambda,
+      rows: r.trainRows,
+      pairs: r.pairs,
+      "first-order": r.firstOrder.median,
+      "newton-loo": r.newtonLoo.median,
+      "newton-loo p10..p90": `${r.newtonLoo.p10}..${r.newtonLoo.p90}`,
+    })),
+  );
 }

@@ -8,6 +8,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { hashFeatures, influenceScores, looInfluenceScores, quantize } from "@openledger/attribution-core";
 import { recoverAttributionResultSigner } from "@openledger/chain";
 import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import type { AttributionConfig } from "@openledger/config";
@@ -524,6 +525,15 @@ describe("attribution service end to end", () => {
     const evidence = JSON.parse(results[0]!.canonicalJson);
     assert.equal(evidence.labelName, "spam");
     assert.ok(evidence.topHelpful.length > 0);
+    // What validators sign is the leave-one-out (one Newton step) influence, not first-order.
+    assert.equal(evidence.estimator, "newton-loo");
+    const model = await contextFor(config).influenceModel(inf.blobHash!);
+    const prompt = (await db.inference.findUniqueOrThrow({ where: { id: ids.smallInference } })).prompt;
+    const signedTop = BigInt(evidence.topHelpful[0].influence);
+    const best = (scores: Float64Array) => quantize(scores).reduce((m, q) => (q > m ? q : m), 0n);
+    const features = hashFeatures(prompt, model.features);
+    assert.equal(signedTop, best(looInfluenceScores(model.influence, features, evidence.label)));
+    assert.notEqual(signedTop, best(influenceScores(model.influence, features, evidence.label)));
     assert.equal(
       results[0]!.weights.reduce((s, w) => s + w.weightPpm, 0),
       1_000_000,

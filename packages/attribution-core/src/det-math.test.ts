@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { detExp, detLog, log2Fixed } from "./det-math.ts";
+import { detExp, detExpm1, detLog, detLog1p, log2Fixed } from "./det-math.ts";
 
 test("detExp and detLog agree with Math to ~1e-15 relative", () => {
   fc.assert(
@@ -30,4 +30,26 @@ test("log2Fixed is floor(log2(x) * 2^f) up to one unit", () => {
   );
   assert.equal(log2Fixed(1024, 16), 10 * 65536);
   assert.equal(log2Fixed(1, 16), 0);
+});
+
+test("detExpm1 and detLog1p are accurate near 0 and agree with Math elsewhere", () => {
+  fc.assert(
+    fc.property(fc.double({ min: -700, max: 700, noNaN: true }), (x) => {
+      const want = Math.expm1(x);
+      assert.ok(Math.abs(detExpm1(x) - want) <= 8e-15 * Math.max(Math.abs(want), 1e-300), `expm1(${x})`);
+    }),
+  );
+  fc.assert(
+    fc.property(fc.double({ min: -0.999999, max: 1e300, noNaN: true }), (x) => {
+      const want = Math.log1p(x);
+      assert.ok(Math.abs(detLog1p(x) - want) <= 8e-15 * Math.max(Math.abs(want), 1e-300), `log1p(${x})`);
+    }),
+  );
+  // Where detExp(x) - 1 and detLog(1 + x) lose every digit.
+  assert.equal(detExpm1(1e-20), 1e-20);
+  assert.equal(detLog1p(1e-20), 1e-20);
+  assert.ok(Math.abs(detExpm1(1e-9) - 1.0000000005e-9) < 1e-24);
+  assert.equal(detExpm1(0), 0);
+  assert.equal(detLog1p(0), 0);
+  assert.equal(detLog1p(-1), Number.NEGATIVE_INFINITY);
 });

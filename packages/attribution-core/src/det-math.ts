@@ -22,16 +22,12 @@ export function pow2(k: number): number {
   return f64[0]!;
 }
 
-/** e^x, relative error ~1e-15, deterministic. Saturates to 0 / Infinity outside +-708. */
-export function detExp(x: number): number {
-  if (Number.isNaN(x)) return Number.NaN;
-  if (x > 709) return Number.POSITIVE_INFINITY;
-  if (x < -708) return 0;
-  // Round half away from zero without Math.round's engine-independent-but-odd semantics.
-  const kf = x * INV_LN2;
-  const k = kf >= 0 ? Math.floor(kf + 0.5) : -Math.floor(-kf + 0.5);
-  const r = x - k * LN2_HI - k * LN2_LO; // |r| <= ~0.347
-  // Taylor series to degree 13: truncation < 0.347^14/14! ~ 4e-18.
+/**
+ * Σ_{n=1..13} r^n/n! by Horner (|r| <= ln2/2 + rounding: truncation < 0.347^14/14! ~ 4e-18).
+ * detExp adds 1 (bit-identical to folding the 1 into the last Horner step: JavaScript never
+ * fuses multiply-add), detExpm1 returns it as is.
+ */
+function expm1Series(r: number): number {
   let p = 1 / 6227020800;
   p = p * r + 1 / 479001600;
   p = p * r + 1 / 39916800;
@@ -45,7 +41,19 @@ export function detExp(x: number): number {
   p = p * r + 1 / 6;
   p = p * r + 0.5;
   p = p * r + 1;
-  p = p * r + 1;
+  return p * r;
+}
+
+/** e^x, relative error ~1e-15, deterministic. Saturates to 0 / Infinity outside +-708. */
+export function detExp(x: number): number {
+  if (Number.isNaN(x)) return Number.NaN;
+  if (x > 709) return Number.POSITIVE_INFINITY;
+  if (x < -708) return 0;
+  // Round half away from zero without Math.round's engine-independent-but-odd semantics.
+  const kf = x * INV_LN2;
+  const k = kf >= 0 ? Math.floor(kf + 0.5) : -Math.floor(-kf + 0.5);
+  const r = x - k * LN2_HI - k * LN2_LO; // |r| <= ~0.347
+  const p = 1 + expm1Series(r);
   // Split the scale so 2^k never leaves the normal range.
   if (k > 1000) return p * pow2(k - 1000) * pow2(1000);
   if (k < -1000) return p * pow2(k + 1000) * pow2(-1000);
@@ -105,4 +113,24 @@ export function log2Fixed(x: number, fracBits = 16): number {
     }
   }
   return ip * (1 << fracBits) + frac;
+}
+
+/**
+ * e^x − 1 without the cancellation of detExp(x) − 1 near 0 (|x| < ln2/2: detExp's Taylor
+ * polynomial without its constant term), deterministic.
+ */
+export function detExpm1(x: number): number {
+  if (!(Math.abs(x) < 0.34657359027997264)) return detExp(x) - 1;
+  return expm1Series(x);
+}
+
+/**
+ * log(1 + x) for x > −1, accurate near 0, deterministic: Goldberg's correction
+ * log(w)·x/(w − 1) with w = 1 + x cancels the rounding error of forming w.
+ */
+export function detLog1p(x: number): number {
+  const w = 1 + x;
+  if (w === 1) return x;
+  if (w === Number.POSITIVE_INFINITY) return w;
+  return (detLog(w) * x) / (w - 1);
 }

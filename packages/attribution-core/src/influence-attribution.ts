@@ -6,6 +6,7 @@ import {
   argmax,
   type InfluenceModel,
   influenceScores,
+  looInfluenceScores,
   predictProba,
   quantize,
   selfInfluence,
@@ -26,8 +27,17 @@ export interface InfluentialRow {
   influence: string;
 }
 
+/**
+ * How a row's influence is estimated. `newton-loo` (default, what validators sign): the
+ * test-loss change if the row were removed and the model retrained, approximated by one Newton
+ * step (within 5% of retraining for the rows paid most, bench/RESULTS.md). `first-order`: the
+ * classic g_tᵀH⁻¹g_i, which under-states high-leverage rows; kept for comparison.
+ */
+export type InfluenceEstimator = "newton-loo" | "first-order";
+
 export interface InfluenceAttribution {
   method: "influence";
+  estimator: InfluenceEstimator;
   /** Class whose loss is explained: the model's prediction unless a label was given. */
   label: number;
   probabilities: number[];
@@ -47,6 +57,8 @@ export interface AttributeInfluenceOptions {
   label?: number;
   /** Number of evidence rows listed each side. Default 10. */
   topK?: number;
+  /** Default "newton-loo". */
+  estimator?: InfluenceEstimator;
 }
 
 function top(q: bigint[], rows: readonly TrainingRowRef[], k: number, positive: boolean): InfluentialRow[] {
@@ -67,7 +79,8 @@ function top(q: bigint[], rows: readonly TrainingRowRef[], k: number, positive: 
 
 /**
  * Attribute one prediction: influence of every training row on the loss of the predicted
- * class at `testRow`; rows with positive (helpful) influence earn in proportion to it,
+ * class at `testRow` (by default its leave-one-out effect, see `InfluenceEstimator`); rows with
+ * positive (helpful) influence earn in proportion to it,
  * aggregated per contributor. If no row helps, the result is explicitly unattributed.
  */
 export function attributeInfluence(
@@ -79,7 +92,12 @@ export function attributeInfluence(
   if (rows.length !== inf.x.rows) throw new RangeError("rows must match the training matrix");
   const p = predictProba(inf.model, testRow);
   const label = options.label ?? argmax(p);
-  const q = quantize(influenceScores(inf, testRow, label));
+  const estimator = options.estimator ?? "newton-loo";
+  const scores =
+    estimator === "newton-loo"
+      ? looInfluenceScores(inf, testRow, label)
+      : influenceScores(inf, testRow, label);
+  const q = quantize(scores);
   const perContributor = new Map<string, bigint>();
   let total = 0n;
   q.forEach((v, i) => {
@@ -95,6 +113,7 @@ export function attributeInfluence(
   );
   return {
     method: "influence",
+    estimator,
     label,
     probabilities: Array.from(p),
     topHelpful: top(q, rows, k, true),

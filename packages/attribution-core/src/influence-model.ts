@@ -27,6 +27,7 @@ import {
 } from "./influence-attribution.ts";
 import {
   type InfluenceModel,
+  looCorrection,
   paramCount,
   prepareInfluence,
   type TrainOptions,
@@ -153,14 +154,13 @@ export function decodeInfluenceModel(data: Uint8Array, options?: DecodeOptions):
   ) {
     throw new FlatFormatError("inconsistent section sizes");
   }
+  const model = { dim, classes, lambda: meta.lambda, weights };
+  const x = { rows, dim, rowPtr, indices, values };
   return {
     features: meta.features,
-    influence: {
-      model: { dim, classes, lambda: meta.lambda, weights },
-      x: { rows, dim, rowPtr, indices, values },
-      cholesky,
-      residuals,
-    },
+    // The leave-one-out correction is recomputed, not stored: the file (and so its hash, which
+    // is the model's identity on chain and in Postgres) stays what format v1 has always been.
+    influence: { model, x, cholesky, residuals, ...looCorrection(model, x, cholesky, residuals) },
     labels,
     rows: meta.rows,
     meta: meta.meta,

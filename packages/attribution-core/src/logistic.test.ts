@@ -22,28 +22,10 @@ import { createOnnxPredictor, exportLogisticOnnx } from "./onnx-export.ts";
 import { PPM_TOTAL } from "./ppm.ts";
 import { pearson } from "./testing/ground-truth.ts";
 import { mulberry32 } from "./testing/spam-assassin.ts";
+import { syntheticProblem } from "./testing/synthetic.ts";
 
-/** Random sparse rows whose label depends (noisily) on a few features. */
-function synthetic(
-  rows: number,
-  dim: number,
-  classes: number,
-  seed: number,
-): { x: CsrMatrix; y: Int32Array } {
-  const rnd = mulberry32(seed);
-  const vecs: SparseVector[] = [];
-  const y = new Int32Array(rows);
-  for (let r = 0; r < rows; r++) {
-    const set = new Map<number, number>();
-    const nnz = 1 + Math.floor(rnd() * 6);
-    for (let i = 0; i < nnz; i++) set.set(Math.floor(rnd() * dim), rnd() * 2 - 0.5);
-    const idx = [...set.keys()].sort((a, b) => a - b);
-    vecs.push({ indices: Int32Array.from(idx), values: Float64Array.from(idx.map((j) => set.get(j)!)) });
-    const signal = idx.reduce((s, j) => s + (j % classes) * set.get(j)!, 0);
-    y[r] = rnd() < 0.15 ? Math.floor(rnd() * classes) : Math.abs(Math.floor(signal * 3)) % classes;
-  }
-  return { x: toCsr(vecs, dim), y };
-}
+const synthetic = (rows: number, dim: number, classes: number, seed: number) =>
+  syntheticProblem(rows, dim, classes, seed);
 
 test("Cholesky solve matches the system on random SPD matrices", () => {
   fc.assert(

@@ -12,7 +12,7 @@
  * factor and every influence score are bit-identical across machines. Influence values are
  * then quantized to integers (`quantize`) before anything is summed into money weights.
  */
-import { detExp, detLog } from "./det-math.ts";
+import { detExp, detExpm1, detLog, detLog1p } from "./det-math.ts";
 import { type CsrMatrix, csrRow, type SparseVector } from "./features.ts";
 
 export interface LogisticModel {
@@ -139,6 +139,37 @@ function forEachRow(
   }
 }
 
+/**
+ * forEachRow with the row's indices and values extended by the bias (index D, value 1, the
+ * largest index): x̃_i as `idx[0..s)`, `val[0..s)` in reusable buffers.
+ */
+function forEachRowWithBias(
+  model: LogisticModel,
+  x: CsrMatrix,
+  fn: (r: number, idx: Int32Array, val: Float64Array, s: number, p: Float64Array) => void,
+  skip = -1,
+): void {
+  let idx = new Int32Array(64);
+  let val = new Float64Array(64);
+  forEachRow(
+    model,
+    x,
+    (r, row, p) => {
+      const s = row.indices.length + 1;
+      if (idx.length < s) {
+        idx = new Int32Array(2 * s);
+        val = new Float64Array(2 * s);
+      }
+      idx.set(row.indices);
+      val.set(row.values);
+      idx[s - 1] = model.dim;
+      val[s - 1] = 1;
+      fn(r, idx, val, s, p);
+    },
+    skip,
+  );
+}
+
 export interface ObjectiveParts {
   value: number;
   gradient: Float64Array;
@@ -181,21 +212,10 @@ export function hessian(model: LogisticModel, x: CsrMatrix, skip = -1): Float64A
   const h = new Float64Array(P * P);
   const C1 = classes - 1;
   const a = new Float64Array(C1 * C1);
-  let idx = new Int32Array(64);
-  let val = new Float64Array(64);
-  forEachRow(
+  forEachRowWithBias(
     model,
     x,
-    (_r, row, p) => {
-      const s = row.indices.length + 1;
-      if (idx.length < s) {
-        idx = new Int32Array(2 * s);
-        val = new Float64Array(2 * s);
-      }
-      idx.set(row.indices);
-      val.set(row.values);
-      idx[s - 1] = dim; // bias, the largest index
-      val[s - 1] = 1;
+    (_r, idx, val, s, p) => {
       for (let k = 0; k < C1; k++) {
         for (let l = 0; l < C1; l++) a[k * C1 + l] = (k === l ? p[k + 1]! : 0) - p[k + 1]! * p[l + 1]!;
       }
@@ -354,9 +374,134 @@ export interface InfluenceModel {
   cholesky: Float64Array;
   /** Training residuals r_i[k] = p_i[k+1] - [y_i = k+1], rows × (C-1). g_i = r_i ⊗ x̃_i. */
   residuals: Float64Array;
+  /**
+   * Per-row kernel blocks M_i = J_i H⁻¹ J_iᵀ (rows × (C-1)², row-major), J_i = I ⊗ x̃_iᵀ: the
+   * row's leverage lives here (binary: leverage_i = p_i(1-p_i)·M_i). Derived from the fields
+   * above by `looCorrection` (deterministic), never stored in the model file.
+   */
+  kernel: Float64Array;
+  /**
+   * Leave-one-out residuals r̃_i = (I - A_i M_i)⁻¹ r_i, rows × (C-1), A_i = diag p_i - p_i p_iᵀ:
+   * one Newton step from θ̂ on the objective without row i moves θ by H⁻¹ J_iᵀ r̃_i exactly
+   * (Sherman-Morrison-Woodbury on H₋ᵢ = H - J_iᵀ A_i J_i). The first-order step uses r_i.
+   */
+  looResiduals: Float64Array;
 }
 
-/** Factor the Hessian once and store per-row residuals (the training gradients' factors). */
+/**
+ * Dense H⁻¹ (full, row-major P×P) from the Cholesky factor, one solve per unit vector in a
+ * fixed order. P³ work: done once per model (at training or load), never per inference.
+ */
+export function inverseFromCholesky(l: Float64Array, n: number): Float64Array {
+  const inv = new Float64Array(n * n);
+  const e = new Float64Array(n);
+  for (let j = 0; j < n; j++) {
+    e.fill(0);
+    e[j] = 1;
+    inv.set(choleskySolve(l, n, e), j * n);
+  }
+  return inv;
+}
+
+/**
+ * Solve the small (C-1)×(C-1) system B z = r in place (Gaussian elimination, partial pivoting
+ * by a fixed rule: first largest |pivot|). B = I - A M has eigenvalues in (0, 1] (A M is
+ * similar to a PSD matrix whose eigenvalues are leverages < 1), so it is never singular.
+ */
+function solveSmall(b: Float64Array, r: Float64Array, n: number): void {
+  for (let c = 0; c < n; c++) {
+    let piv = c;
+    for (let i = c + 1; i < n; i++) if (Math.abs(b[i * n + c]!) > Math.abs(b[piv * n + c]!)) piv = i;
+    if (piv !== c) {
+      for (let j = 0; j < n; j++) {
+        const t = b[c * n + j]!;
+        b[c * n + j] = b[piv * n + j]!;
+        b[piv * n + j] = t;
+      }
+      const t = r[c]!;
+      r[c] = r[piv]!;
+      r[piv] = t;
+    }
+    const d = b[c * n + c]!;
+    for (let i = c + 1; i < n; i++) {
+      const f = b[i * n + c]! / d;
+      if (f === 0) continue;
+      for (let j = c; j < n; j++) b[i * n + j] = b[i * n + j]! - f * b[c * n + j]!;
+      r[i] = r[i]! - f * r[c]!;
+    }
+  }
+  for (let i = n - 1; i >= 0; i--) {
+    let s = r[i]!;
+    for (let j = i + 1; j < n; j++) s -= b[i * n + j]! * r[j]!;
+    r[i] = s / b[i * n + i]!;
+  }
+}
+
+/**
+ * Kernel blocks and leave-one-out residuals of every training row (see `InfluenceModel`):
+ * H⁻¹ once (P³), then per row a sparse quadratic form per class pair, ~C(C-1)/2·nnz², and a
+ * (C-1)×(C-1) solve — about the work of two Newton iterations of training (each builds H:
+ * rows·(C-1)²·nnz²/2 + P³/3). A pure function of the model, its training rows and its Cholesky factor,
+ * so a model file decoded by a validator yields the same bits as the model it was encoded from.
+ */
+export function looCorrection(
+  model: LogisticModel,
+  x: CsrMatrix,
+  cholesky: Float64Array,
+  residuals: Float64Array,
+): { kernel: Float64Array; looResiduals: Float64Array } {
+  const P = paramCount(model.dim, model.classes);
+  const d1 = model.dim + 1;
+  const C1 = model.classes - 1;
+  const hinv = inverseFromCholesky(cholesky, P);
+  const kernel = new Float64Array(x.rows * C1 * C1);
+  const looResiduals = new Float64Array(x.rows * C1);
+  const b = new Float64Array(C1 * C1);
+  const a = new Float64Array(C1 * C1);
+  const r = new Float64Array(C1);
+  forEachRowWithBias(model, x, (row, idx, val, s, p) => {
+    const kb = row * C1 * C1;
+    for (let k = 0; k < C1; k++) {
+      // Diagonal block: x̃ᵀ(H⁻¹)_kk x̃ = Σ_u x_u (h_uu x_u + 2 Σ_{v<u} h_uv x_v), half the work.
+      let q = 0;
+      for (let u = 0; u < s; u++) {
+        const off = (k * d1 + idx[u]!) * P + k * d1;
+        let t = 0;
+        for (let v = 0; v < u; v++) t += hinv[off + idx[v]!]! * val[v]!;
+        q += val[u]! * (hinv[off + idx[u]!]! * val[u]! + 2 * t);
+      }
+      kernel[kb + k * C1 + k] = q;
+      // Off-diagonal blocks: M_i is symmetric ((H⁻¹)_lk = (H⁻¹)_klᵀ), computed once per pair.
+      for (let l = 0; l < k; l++) {
+        let m = 0;
+        for (let u = 0; u < s; u++) {
+          const off = (k * d1 + idx[u]!) * P + l * d1;
+          let t = 0;
+          for (let v = 0; v < s; v++) t += hinv[off + idx[v]!]! * val[v]!;
+          m += val[u]! * t;
+        }
+        kernel[kb + k * C1 + l] = m;
+        kernel[kb + l * C1 + k] = m;
+      }
+    }
+    for (let k = 0; k < C1; k++)
+      for (let l = 0; l < C1; l++) a[k * C1 + l] = (k === l ? p[k + 1]! : 0) - p[k + 1]! * p[l + 1]!;
+    // B = I - A M
+    for (let k = 0; k < C1; k++) {
+      for (let l = 0; l < C1; l++) {
+        let am = 0;
+        for (let j = 0; j < C1; j++) am += a[k * C1 + j]! * kernel[kb + j * C1 + l]!;
+        b[k * C1 + l] = (k === l ? 1 : 0) - am;
+      }
+      r[k] = residuals[row * C1 + k]!;
+    }
+    solveSmall(b, r, C1);
+    looResiduals.set(r, row * C1);
+  });
+  return { kernel, looResiduals };
+}
+
+/** Factor the Hessian once, store per-row residuals (the training gradients' factors) and the leave-one-out correction. */
 export function prepareInfluence(model: LogisticModel, x: CsrMatrix, y: Int32Array): InfluenceModel {
   const P = paramCount(model.dim, model.classes);
   const h = hessian(model, x);
@@ -366,7 +511,7 @@ export function prepareInfluence(model: LogisticModel, x: CsrMatrix, y: Int32Arr
   forEachRow(model, x, (r, _row, p) => {
     for (let k = 0; k < C1; k++) residuals[r * C1 + k] = p[k + 1]! - (y[r] === k + 1 ? 1 : 0);
   });
-  return { model, x, cholesky: h, residuals };
+  return { model, x, cholesky: h, residuals, ...looCorrection(model, x, h, residuals) };
 }
 
 /** Dense gradient of -log p[label] at a (test) row: (p - e_label) ⊗ x̃. */
@@ -422,45 +567,98 @@ export function influenceScores(inf: InfluenceModel, row: SparseVector, label: n
 }
 
 /**
- * Self-influence g_iᵀ H⁻¹ g_i of every training row (always >= 0): how much a row pulls the
- * model towards its own label. Mislabeled and adversarial rows rank high. Computes H⁻¹ once
- * (P³) then a sparse quadratic form per row.
+ * Leave-one-out influence of every training row on the loss of `label` at test row `row`:
+ *   score_i = L_t(θ̂ + Δ_i) - L_t(θ̂),  Δ_i = H₋ᵢ⁻¹ g_i = H⁻¹ J_iᵀ r̃_i,
+ * the test-loss increase if row i were removed and the model retrained, with the retraining
+ * approximated by one Newton step from θ̂ (the approximate leave-one-out of Pregibon 1981 /
+ * Rad & Maleki 2020) and the test loss evaluated exactly at the stepped parameters.
+ *
+ * Why not `influenceScores`: the first-order score g_tᵀH⁻¹g_i uses the Hessian *with* row i,
+ * so it under-states a row's effect by its leverage (binary: by 1 - leverage_i, through
+ * r̃_i = r_i / (1 - p_i(1-p_i)M_i)), and linearizes the test loss. The under-statement is
+ * largest for exactly the rows that are paid most (bench/RESULTS.md: top rows' median ratio
+ * to retrained leave-one-out).
+ *
+ * Cost per inference: C-1 Cholesky solves (binary: one, as first-order) and per training row
+ * (C-1)² sparse dot products plus one detExpm1 per class and one detLog1p; r̃ is precomputed.
+ * Same sign as the first-order score for binary models; deterministic (det-math only).
  */
-export function selfInfluence(inf: InfluenceModel): Float64Array {
-  const { model, x, residuals, cholesky } = inf;
-  const P = model.weights.length;
-  const d1 = model.dim + 1;
-  const C1 = model.classes - 1;
-  // H⁻¹ column by column (symmetric, so rows = columns).
-  const hinv = new Float64Array(P * P);
-  const e = new Float64Array(P);
-  for (let j = 0; j < P; j++) {
-    e.fill(0);
-    e[j] = 1;
-    hinv.set(choleskySolve(cholesky, P, e), j * P);
+export function looInfluenceScores(inf: InfluenceModel, row: SparseVector, label: number): Float64Array {
+  const { model, x, cholesky, looResiduals } = inf;
+  const { dim, classes } = model;
+  const d1 = dim + 1;
+  const C1 = classes - 1;
+  const P = paramCount(dim, classes);
+  const p = predictProba(model, row);
+  // V_k = H⁻¹ (e_k ⊗ x̃_t): how the test logit of class k+1 moves per unit parameter step.
+  const vs: Float64Array[] = [];
+  const rhs = new Float64Array(P);
+  for (let k = 0; k < C1; k++) {
+    rhs.fill(0);
+    const base = k * d1;
+    for (let i = 0; i < row.indices.length; i++) rhs[base + row.indices[i]!] = row.values[i]!;
+    rhs[base + dim] = 1;
+    vs.push(choleskySolve(cholesky, P, rhs));
   }
   const out = new Float64Array(x.rows);
-  const idx: number[] = [];
-  const val: number[] = [];
+  const dz = new Float64Array(C1);
+  const { rowPtr, indices, values } = x;
   for (let r = 0; r < x.rows; r++) {
-    idx.length = 0;
-    val.length = 0;
-    const { indices, values } = csrRow(x, r);
+    const a = rowPtr[r]!;
+    const b = rowPtr[r + 1]!;
+    let maxAbsDz = 0;
     for (let k = 0; k < C1; k++) {
-      const res = residuals[r * C1 + k]!;
-      for (let i = 0; i < indices.length; i++) {
-        idx.push(k * d1 + indices[i]!);
-        val.push(res * values[i]!);
+      const v = vs[k]!;
+      let z = 0;
+      for (let l = 0; l < C1; l++) {
+        const base = l * d1;
+        let dot = v[base + dim]!;
+        for (let i = a; i < b; i++) dot += v[base + indices[i]!]! * values[i]!;
+        z += dot * looResiduals[r * C1 + l]!;
       }
-      idx.push(k * d1 + model.dim);
-      val.push(res);
+      dz[k] = z;
+      if (Math.abs(z) > maxAbsDz) maxAbsDz = Math.abs(z);
     }
+    out[r] = testLossChange(p, dz, label, maxAbsDz);
+  }
+  return out;
+}
+
+/**
+ * L(z + dz) - L(z) for L = logsumexp(0, z_1..z_{C-1}) - z_label, given p = softmax(z):
+ * log Σ_k p_k e^{dz_k} - dz_label (dz_0 = 0). Small steps use log1p(Σ p_k expm1(dz_k)) to
+ * avoid cancelling; large ones the max-shifted form.
+ */
+function testLossChange(p: Float64Array, dz: Float64Array, label: number, maxAbsDz: number): number {
+  const C1 = dz.length;
+  const dzLabel = label === 0 ? 0 : dz[label - 1]!;
+  if (maxAbsDz <= 1) {
     let s = 0;
-    for (let u = 0; u < idx.length; u++) {
-      const rowOff = idx[u]! * P;
+    for (let k = 0; k < C1; k++) s += p[k + 1]! * detExpm1(dz[k]!);
+    return detLog1p(s) - dzLabel;
+  }
+  let m = 0;
+  for (let k = 0; k < C1; k++) if (dz[k]! > m) m = dz[k]!;
+  let s = p[0]! * detExp(-m);
+  for (let k = 0; k < C1; k++) s += p[k + 1]! * detExp(dz[k]! - m);
+  return m + detLog(s) - dzLabel;
+}
+
+/**
+ * Self-influence g_iᵀ H⁻¹ g_i = r_iᵀ M_i r_i of every training row (always >= 0): how much a
+ * row pulls the model towards its own label. Mislabeled and adversarial rows rank high. Reads
+ * the kernel blocks M_i computed once with the model (no P³ work here).
+ */
+export function selfInfluence(inf: InfluenceModel): Float64Array {
+  const { model, x, residuals, kernel } = inf;
+  const C1 = model.classes - 1;
+  const out = new Float64Array(x.rows);
+  for (let r = 0; r < x.rows; r++) {
+    let s = 0;
+    for (let k = 0; k < C1; k++) {
       let t = 0;
-      for (let v = 0; v < idx.length; v++) t += hinv[rowOff + idx[v]!]! * val[v]!;
-      s += val[u]! * t;
+      for (let l = 0; l < C1; l++) t += kernel[(r * C1 + k) * C1 + l]! * residuals[r * C1 + l]!;
+      s += residuals[r * C1 + k]! * t;
     }
     out[r] = s;
   }

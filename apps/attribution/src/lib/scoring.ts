@@ -4,8 +4,11 @@ import { canonicalJson } from "./canonical.ts";
 import type { AttributionContext } from "./context.ts";
 import { ensureLocalArtifact } from "./indexing.ts";
 
-/** Version of the canonical result layout; bump when its fields change. */
-export const RESULT_FORMAT_VERSION = 1;
+/**
+ * Version of the canonical result layout; bump when its fields change.
+ * 2: influence results carry `estimator` ("newton-loo": leave-one-out influence by one Newton step).
+ */
+export const RESULT_FORMAT_VERSION = 2;
 
 export class ScoringError extends Error {
   constructor(
@@ -147,6 +150,7 @@ export async function computeAttribution(
     const result = {
       ...base,
       method: "influence",
+      estimator: att.estimator,
       source: { datanetVersionId: versionId, blobHash: row.blobHash, features: row.tokenizer },
       label: att.label,
       labelName: classNames[att.label] ?? String(att.label),
