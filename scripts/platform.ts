@@ -6,6 +6,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   defaultAddressesPath,
+  devProfileNotice,
   loadAddresses,
   type PlatformAddresses,
   writeAddresses,
@@ -166,6 +167,9 @@ if (existing === undefined) {
   }
   log.info({ rpc: config.CHAIN_RPC_URL, addressesFile }, "using the running chain");
 }
+
+const notice = devProfileNotice(await loadAddresses(addressesFile));
+if (notice) log.warn(notice);
 
 // The gateway fetches small models' ONNX graphs from the attribution service started here.
 const attributionPort = loadConfig("attribution", SERVICE_ENVS.attribution).ATTRIBUTION_PORT;

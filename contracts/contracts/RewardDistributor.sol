@@ -25,12 +25,19 @@ interface IEscrowDraw {
 ///         grows; a claim pays `cumulativeAmount - claimed[account]`. Posting costs the same for 10 or 10^6
 ///         recipients because only the root goes on chain.
 ///
-///         A root is accepted only with EIP-712 signatures of `threshold` distinct registered validators
-///         (sorted by signer address, strictly ascending), each also meeting the minimum validator stake in
-///         Staking when a staking contract is set. Posting draws the epoch's new earnings
+///         A root is accepted only with EIP-712 signatures (sorted by signer address, strictly ascending) of
+///         `requiredSignatures()` distinct *active* validators: registered here by governance AND holding at
+///         least the minimum Validator stake in Staking right now. The number required is a fraction of the
+///         active set (`quorumNumerator / quorumDenominator`, never below 2/3, rounded up) and never fewer than
+///         `minSignatures`: a validator that unbonds or is slashed below the minimum stops counting at once,
+///         both as a signer and in the size of the set. Posting draws the epoch's new earnings
 ///         (cumulativeTotal - previous cumulativeTotal) from the escrow, so the distributor always holds the
 ///         latest valid cumulative total minus what was claimed. A root becomes claimable after
-///         `activationDelay`; until then a GUARDIAN can revoke it, which returns its draw to the escrow.
+///         `activationDelay` (never below `minActivationDelay`, fixed at deployment); until then a GUARDIAN can
+///         revoke it, which returns its draw to the escrow. A root's cumulative total never goes below the
+///         previous valid one.
+///
+///         It also stores the governance-set fee split (`feeSplit`) that settlement reads for every fee.
 contract RewardDistributor is AccessControlDefaultAdminRules, Pausable, ReentrancyGuardTransient, EIP712 {
     using SafeERC20 for IERC20;
     using EnumerableSet for EnumerableSet.AddressSet;
@@ -40,6 +47,11 @@ contract RewardDistributor is AccessControlDefaultAdminRules, Pausable, Reentran
         keccak256("EpochRoot(uint64 epoch,bytes32 root,uint256 cumulativeTotal)");
     uint256 public constant MAX_ACTIVATION_DELAY = 30 days;
     uint256 public constant MAX_VALIDATORS = 64;
+    uint256 public constant BPS = 10_000;
+    /// @notice Fee-split bounds governance cannot cross: the treasury never takes more than this share, and data
+    ///         contributors (whom the platform exists to pay) never get less than this one.
+    uint256 public constant MAX_TREASURY_BPS = 2_500;
+    uint256 public constant MIN_CONTRIBUTORS_BPS = 2_500;
 
     struct ClaimRequest {
         address account;
@@ -56,13 +68,26 @@ contract RewardDistributor is AccessControlDefaultAdminRules, Pausable, Reentran
         bool revoked;
     }
 
+    /// @notice How each fee is split, in basis points summing to 10,000 (see ARCHITECTURE.md, Settlement).
+    struct FeeSplit {
+        uint16 treasuryBps;
+        uint16 validatorsBps;
+        uint16 modelOwnerBps;
+        uint16 contributorsBps;
+    }
+
     IERC20 public immutable token;
     IEscrowDraw public immutable escrow;
-    IStakingView public staking;
+    IStakingView public immutable staking;
+    /// @notice Lower bound of `activationDelay` (the guardian's window to revoke a bad root), fixed at deployment.
+    uint64 public immutable minActivationDelay;
 
     EnumerableSet.AddressSet private _validators;
-    uint256 public threshold;
+    uint16 public quorumNumerator;
+    uint16 public quorumDenominator;
+    uint16 public minSignatures;
     uint64 public activationDelay;
+    FeeSplit private _feeSplit;
 
     /// @notice Highest epoch number posted (revoked or not); the next post must be latestEpoch + 1.
     uint64 public latestEpoch;
@@ -79,19 +104,19 @@ contract RewardDistributor is AccessControlDefaultAdminRules, Pausable, Reentran
     event Claimed(address indexed account, uint64 indexed epoch, uint256 amount, uint256 cumulativeAmount);
     event ValidatorAdded(address indexed validator);
     event ValidatorRemoved(address indexed validator);
-    event ThresholdSet(uint256 threshold);
+    event QuorumSet(uint16 numerator, uint16 denominator, uint16 minSignatures);
     event ActivationDelaySet(uint64 delay);
-    event StakingSet(address staking);
+    event FeeSplitSet(uint16 treasuryBps, uint16 validatorsBps, uint16 modelOwnerBps, uint16 contributorsBps);
 
     error ZeroAddress();
     error ZeroRoot();
     error UnexpectedEpoch(uint64 expected, uint64 given);
     error CumulativeTotalDecreased(uint256 previous, uint256 given);
-    error QuorumNotConfigured();
+    error NoActiveValidators();
     error InsufficientSignatures(uint256 given, uint256 required);
     error SignersNotSorted(address signer, address previous);
     error NotValidator(address signer);
-    error ValidatorUnderstaked(address signer);
+    error ValidatorInactive(address signer);
     error UnknownEpoch(uint64 epoch);
     error EpochIsRevoked(uint64 epoch);
     error EpochNotActive(uint64 epoch, uint40 activatesAt);
@@ -103,8 +128,9 @@ contract RewardDistributor is AccessControlDefaultAdminRules, Pausable, Reentran
     error ValidatorAlreadyRegistered(address validator);
     error ValidatorNotRegistered(address validator);
     error TooManyValidators();
-    error InvalidThreshold(uint256 threshold, uint256 validators);
-    error ActivationDelayTooLong(uint256 delay);
+    error InvalidQuorum(uint256 numerator, uint256 denominator, uint256 minSignatures);
+    error ActivationDelayOutOfRange(uint256 delay, uint256 min, uint256 max);
+    error InvalidFeeSplit();
 
     constructor(
         IERC20 token_,
@@ -112,13 +138,23 @@ contract RewardDistributor is AccessControlDefaultAdminRules, Pausable, Reentran
         IStakingView staking_,
         address admin,
         uint48 adminDelay,
-        uint64 activationDelay_
+        uint64 activationDelay_,
+        uint64 minActivationDelay_,
+        FeeSplit memory feeSplit_
     ) AccessControlDefaultAdminRules(adminDelay, admin) EIP712("OpenLedger RewardDistributor", "1") {
-        if (address(token_) == address(0) || address(escrow_) == address(0)) revert ZeroAddress();
+        if (
+            address(token_) == address(0) || address(escrow_) == address(0) || address(staking_) == address(0)
+        ) revert ZeroAddress();
+        if (minActivationDelay_ > MAX_ACTIVATION_DELAY) {
+            revert ActivationDelayOutOfRange(minActivationDelay_, 0, MAX_ACTIVATION_DELAY);
+        }
         token = token_;
         escrow = escrow_;
         staking = staking_;
+        minActivationDelay = minActivationDelay_;
         _setActivationDelay(activationDelay_);
+        _setQuorum(2, 3, 1);
+        _setFeeSplit(feeSplit_);
     }
 
     // ---------------------------------------------------------------- epochs
@@ -210,28 +246,27 @@ contract RewardDistributor is AccessControlDefaultAdminRules, Pausable, Reentran
         emit ValidatorAdded(validator);
     }
 
-    /// @notice Remove a validator; the threshold must still be reachable afterwards.
     function removeValidator(address validator) external onlyRole(DEFAULT_ADMIN_ROLE) {
         if (!_validators.remove(validator)) revert ValidatorNotRegistered(validator);
-        if (threshold > _validators.length()) revert InvalidThreshold(threshold, _validators.length());
         emit ValidatorRemoved(validator);
     }
 
-    function setThreshold(uint256 threshold_) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        uint256 n = _validators.length();
-        if (threshold_ == 0 || threshold_ > n) revert InvalidThreshold(threshold_, n);
-        threshold = threshold_;
-        emit ThresholdSet(threshold_);
+    /// @notice Signatures required = max(ceil(active * numerator / denominator), minSignatures_). The fraction
+    ///         can never go below 2/3.
+    function setQuorum(uint16 numerator, uint16 denominator, uint16 minSignatures_)
+        external
+        onlyRole(DEFAULT_ADMIN_ROLE)
+    {
+        _setQuorum(numerator, denominator, minSignatures_);
     }
 
     function setActivationDelay(uint64 delay) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _setActivationDelay(delay);
     }
 
-    /// @notice Set (or clear, with address(0)) the staking contract whose minimum validator stake signers need.
-    function setStaking(IStakingView staking_) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        staking = staking_;
-        emit StakingSet(address(staking_));
+    /// @notice The split settlement applies to every fee from now on.
+    function setFeeSplit(FeeSplit calldata split) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _setFeeSplit(split);
     }
 
     function pause() external onlyRole(GUARDIAN_ROLE) {
@@ -259,6 +294,33 @@ contract RewardDistributor is AccessControlDefaultAdminRules, Pausable, Reentran
 
     function isValidator(address account) external view returns (bool) {
         return _validators.contains(account);
+    }
+
+    /// @notice Registered validators that hold the minimum Validator stake now: the set quorums are counted on.
+    function activeValidators() public view returns (address[] memory active) {
+        address[] memory all = _validators.values();
+        active = new address[](all.length);
+        uint256 n;
+        for (uint256 i = 0; i < all.length; ++i) {
+            if (_isStaked(all[i])) active[n++] = all[i];
+        }
+        assembly ("memory-safe") {
+            mstore(active, n)
+        }
+    }
+
+    function isActiveValidator(address account) external view returns (bool) {
+        return _validators.contains(account) && _isStaked(account);
+    }
+
+    /// @notice Signatures `postEpoch` needs now (0 when no validator is active: nothing can be posted).
+    function requiredSignatures() external view returns (uint256) {
+        uint256 active = activeValidators().length;
+        return active == 0 ? 0 : _required(active);
+    }
+
+    function feeSplit() external view returns (FeeSplit memory) {
+        return _feeSplit;
     }
 
     function domainSeparator() external view returns (bytes32) {
@@ -309,28 +371,58 @@ contract RewardDistributor is AccessControlDefaultAdminRules, Pausable, Reentran
     }
 
     function _verifyQuorum(bytes32 digest, bytes[] calldata signatures) private view {
-        uint256 required = threshold;
-        if (required == 0) revert QuorumNotConfigured();
+        uint256 active = activeValidators().length;
+        if (active == 0) revert NoActiveValidators();
+        uint256 required = _required(active);
         uint256 n = signatures.length;
         if (n < required) revert InsufficientSignatures(n, required);
-        IStakingView stakingView = staking;
         address previous = address(0);
         for (uint256 i = 0; i < n; ++i) {
             address signer = ECDSA.recover(digest, signatures[i]);
             // Strictly ascending signers: rejects duplicates without a seen-set.
             if (signer <= previous) revert SignersNotSorted(signer, previous);
             if (!_validators.contains(signer)) revert NotValidator(signer);
-            if (
-                address(stakingView) != address(0)
-                    && !stakingView.meetsMinimum(signer, IStakingView.StakeRole.Validator, bytes32(0))
-            ) revert ValidatorUnderstaked(signer);
+            if (!_isStaked(signer)) revert ValidatorInactive(signer);
             previous = signer;
         }
     }
 
+    function _isStaked(address validator) private view returns (bool) {
+        return staking.meetsMinimum(validator, IStakingView.StakeRole.Validator, bytes32(0));
+    }
+
+    function _required(uint256 active) private view returns (uint256 required) {
+        uint256 den = quorumDenominator;
+        required = (active * quorumNumerator + den - 1) / den;
+        if (required < minSignatures) required = minSignatures;
+    }
+
+    function _setQuorum(uint16 numerator, uint16 denominator, uint16 minSignatures_) private {
+        // numerator/denominator >= 2/3, at most 1; at least one signature, at most the largest possible set.
+        if (
+            denominator == 0 || numerator > denominator || uint256(numerator) * 3 < uint256(denominator) * 2
+                || minSignatures_ == 0 || minSignatures_ > MAX_VALIDATORS
+        ) revert InvalidQuorum(numerator, denominator, minSignatures_);
+        quorumNumerator = numerator;
+        quorumDenominator = denominator;
+        minSignatures = minSignatures_;
+        emit QuorumSet(numerator, denominator, minSignatures_);
+    }
+
     function _setActivationDelay(uint64 delay) private {
-        if (delay > MAX_ACTIVATION_DELAY) revert ActivationDelayTooLong(delay);
+        if (delay < minActivationDelay || delay > MAX_ACTIVATION_DELAY) {
+            revert ActivationDelayOutOfRange(delay, minActivationDelay, MAX_ACTIVATION_DELAY);
+        }
         activationDelay = delay;
         emit ActivationDelaySet(delay);
+    }
+
+    function _setFeeSplit(FeeSplit memory f) private {
+        if (
+            uint256(f.treasuryBps) + f.validatorsBps + f.modelOwnerBps + f.contributorsBps != BPS
+                || f.treasuryBps > MAX_TREASURY_BPS || f.contributorsBps < MIN_CONTRIBUTORS_BPS
+        ) revert InvalidFeeSplit();
+        _feeSplit = f;
+        emit FeeSplitSet(f.treasuryBps, f.validatorsBps, f.modelOwnerBps, f.contributorsBps);
     }
 }

@@ -14,14 +14,46 @@ import {IStakingView} from "./IStakingView.sol";
 ///         the datanet id (as bytes32) for contributors, the model id for model publishers, and bytes32(0)
 ///         for validators. Unbonded stake stays slashable until it is withdrawn, so leaving does not let an
 ///         offender escape a pending slashing proposal.
+///
+///         Two ways to slash. `slash`/`slashWithReporter` (SLASHER_ROLE) act at once: in production nobody holds
+///         that role (governance may grant it through the timelock); the local dev profile gives it to the
+///         operator key for speed. `proposeSlash` (SLASH_PROPOSER_ROLE, the operator's key in production) is
+///         the bounded path: at most `maxSlashBps` of the position per proposal, executable by anyone only after
+///         `slashDisputeWindow` (never shorter than `minSlashDisputeWindow`, fixed at deployment), during which
+///         the guardian or governance can veto it, and while it is pending the position cannot be withdrawn.
 contract Staking is IStakingView, AccessControlDefaultAdminRules, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     bytes32 public constant SLASHER_ROLE = keccak256("SLASHER_ROLE");
+    bytes32 public constant SLASH_PROPOSER_ROLE = keccak256("SLASH_PROPOSER_ROLE");
+    /// @notice Vetoes pending slash proposals (and nothing else here).
+    bytes32 public constant GUARDIAN_ROLE = keccak256("GUARDIAN_ROLE");
     uint256 public constant BPS = 10_000;
     /// @notice Hard cap on the reporter's share of a slash, so a colluding reporter can never take most of it.
     uint256 public constant MAX_REPORTER_CUT_BPS = 5_000;
     uint256 public constant MAX_UNBONDING_PERIOD = 365 days;
+    uint256 public constant MAX_SLASH_DISPUTE_WINDOW = 30 days;
+    /// @notice After its dispute window a proposal can be executed for this long; then it lapses.
+    uint256 public constant SLASH_EXECUTION_PERIOD = 7 days;
+
+    enum SlashStatus {
+        None,
+        Pending,
+        Executed,
+        Vetoed,
+        Lapsed
+    }
+
+    struct SlashProposal {
+        address account;
+        StakeRole role;
+        SlashStatus status;
+        uint40 executableAt;
+        bytes32 subject;
+        uint128 amount;
+        address reporter;
+        bytes32 evidenceHash;
+    }
 
     struct Position {
         uint128 active;
@@ -39,6 +71,16 @@ contract Staking is IStakingView, AccessControlDefaultAdminRules, ReentrancyGuar
 
     mapping(StakeRole role => uint256 amount) public minStake;
     mapping(bytes32 key => Position position) private _positions;
+
+    /// @notice Lower bound of `slashDisputeWindow`, fixed at deployment.
+    uint64 public immutable minSlashDisputeWindow;
+    uint64 public slashDisputeWindow;
+    /// @notice Most of a position (active + unbonding, at proposal time) one slash proposal may take.
+    uint16 public maxSlashBps;
+    uint256 public slashProposalCount;
+    mapping(uint256 id => SlashProposal proposal) private _slashProposals;
+    /// @notice Pending slash proposals per position: a position with one cannot be withdrawn.
+    mapping(bytes32 key => uint256 count) public pendingSlashes;
 
     event Staked(
         address indexed account,
@@ -71,6 +113,21 @@ contract Staking is IStakingView, AccessControlDefaultAdminRules, ReentrancyGuar
     event UnbondingPeriodSet(uint64 period);
     event TreasurySet(address treasury);
     event ReporterCutSet(uint16 bps);
+    event SlashProposed(
+        uint256 indexed id,
+        address indexed account,
+        StakeRole indexed role,
+        bytes32 subject,
+        uint256 amount,
+        address reporter,
+        bytes32 evidenceHash,
+        uint40 executableAt
+    );
+    event SlashProposalExecuted(uint256 indexed id, uint256 slashed);
+    event SlashProposalVetoed(uint256 indexed id, address indexed by);
+    event SlashProposalLapsed(uint256 indexed id);
+    event SlashDisputeWindowSet(uint64 window);
+    event MaxSlashBpsSet(uint16 bps);
 
     error ZeroAmount();
     error ZeroAddress();
@@ -81,6 +138,14 @@ contract Staking is IStakingView, AccessControlDefaultAdminRules, ReentrancyGuar
     error NothingToSlash();
     error ReporterCutTooHigh(uint256 bps);
     error UnbondingPeriodTooLong(uint256 period);
+    error SlashDisputeWindowOutOfRange(uint256 window, uint256 min, uint256 max);
+    error MaxSlashBpsTooHigh(uint256 bps);
+    error SlashExceedsBound(uint256 amount, uint256 bound);
+    error SlashNotPending(uint256 id);
+    error SlashInDisputeWindow(uint256 id, uint40 executableAt);
+    error SlashExecutionPeriodOver(uint256 id);
+    error SlashStillExecutable(uint256 id);
+    error SlashPending(bytes32 positionKey);
 
     constructor(
         IERC20 token_,
@@ -88,13 +153,20 @@ contract Staking is IStakingView, AccessControlDefaultAdminRules, ReentrancyGuar
         uint48 adminDelay,
         address treasury_,
         uint64 unbondingPeriod_,
-        uint16 reporterCutBps_
+        uint16 reporterCutBps_,
+        uint64 minSlashDisputeWindow_
     ) AccessControlDefaultAdminRules(adminDelay, admin) {
         if (address(token_) == address(0)) revert ZeroAddress();
+        if (minSlashDisputeWindow_ > MAX_SLASH_DISPUTE_WINDOW) {
+            revert SlashDisputeWindowOutOfRange(minSlashDisputeWindow_, 0, MAX_SLASH_DISPUTE_WINDOW);
+        }
         token = token_;
+        minSlashDisputeWindow = minSlashDisputeWindow_;
         _setTreasury(treasury_);
         _setUnbondingPeriod(unbondingPeriod_);
         _setReporterCut(reporterCutBps_);
+        _setSlashDisputeWindow(minSlashDisputeWindow_);
+        _setMaxSlashBps(uint16(BPS / 2));
     }
 
     // ---------------------------------------------------------------- staking
@@ -127,9 +199,12 @@ contract Staking is IStakingView, AccessControlDefaultAdminRules, ReentrancyGuar
         emit UnbondingStarted(msg.sender, role, subject, amount, totalUnbonding, end);
     }
 
-    /// @notice Withdraw all unbonding stake once its unbonding period has passed.
+    /// @notice Withdraw all unbonding stake once its unbonding period has passed and no slash proposal against
+    ///         the position is pending.
     function withdraw(StakeRole role, bytes32 subject) external nonReentrant {
-        Position storage p = _positions[positionKey(msg.sender, role, subject)];
+        bytes32 key = positionKey(msg.sender, role, subject);
+        if (pendingSlashes[key] != 0) revert SlashPending(key);
+        Position storage p = _positions[key];
         uint256 amount = p.unbonding;
         if (amount == 0) revert NothingToWithdraw();
         if (block.timestamp < p.unbondingEnd) revert UnbondingNotFinished(p.unbondingEnd);
@@ -166,7 +241,88 @@ contract Staking is IStakingView, AccessControlDefaultAdminRules, ReentrancyGuar
         return _slash(account, role, subject, amount, evidenceHash, reporter);
     }
 
+    /// @notice Propose slashing up to `amount` of a position. Bounded: `amount` may not exceed `maxSlashBps` of
+    ///         the position's active + unbonding stake now; it executes only after the dispute window, unless
+    ///         vetoed; the position cannot be withdrawn meanwhile (unbonding does not escape it).
+    function proposeSlash(
+        address account,
+        StakeRole role,
+        bytes32 subject,
+        uint256 amount,
+        bytes32 evidenceHash,
+        address reporter
+    ) external onlyRole(SLASH_PROPOSER_ROLE) returns (uint256 id) {
+        if (amount == 0) revert ZeroAmount();
+        bytes32 key = positionKey(account, role, subject);
+        Position storage p = _positions[key];
+        uint256 bound = ((uint256(p.active) + p.unbonding) * maxSlashBps) / BPS;
+        if (amount > bound) revert SlashExceedsBound(amount, bound);
+        id = ++slashProposalCount;
+        uint40 at = uint40(block.timestamp + slashDisputeWindow);
+        _slashProposals[id] = SlashProposal({
+            account: account,
+            role: role,
+            status: SlashStatus.Pending,
+            executableAt: at,
+            subject: subject,
+            amount: uint128(amount),
+            reporter: reporter,
+            evidenceHash: evidenceHash
+        });
+        ++pendingSlashes[key];
+        emit SlashProposed(id, account, role, subject, amount, reporter, evidenceHash, at);
+    }
+
+    /// @notice Execute a pending slash proposal after its dispute window (anyone may). Takes what the position
+    ///         still holds, up to the proposed amount.
+    function executeSlash(uint256 id) external nonReentrant returns (uint256 slashed) {
+        SlashProposal storage sp = _pendingSlash(id);
+        if (block.timestamp < sp.executableAt) revert SlashInDisputeWindow(id, sp.executableAt);
+        if (block.timestamp >= uint256(sp.executableAt) + SLASH_EXECUTION_PERIOD) revert SlashExecutionPeriodOver(id);
+        sp.status = SlashStatus.Executed;
+        bytes32 key = positionKey(sp.account, sp.role, sp.subject);
+        --pendingSlashes[key];
+        Position storage p = _positions[key];
+        if (uint256(p.active) + p.unbonding != 0) {
+            slashed = _slash(sp.account, sp.role, sp.subject, sp.amount, sp.evidenceHash, sp.reporter);
+        }
+        emit SlashProposalExecuted(id, slashed);
+    }
+
+    /// @notice Veto a pending slash proposal (guardian or governance), before or after its dispute window.
+    function vetoSlash(uint256 id) external {
+        if (!hasRole(GUARDIAN_ROLE, msg.sender) && !hasRole(DEFAULT_ADMIN_ROLE, msg.sender)) {
+            revert AccessControlUnauthorizedAccount(msg.sender, GUARDIAN_ROLE);
+        }
+        SlashProposal storage sp = _pendingSlash(id);
+        sp.status = SlashStatus.Vetoed;
+        --pendingSlashes[positionKey(sp.account, sp.role, sp.subject)];
+        emit SlashProposalVetoed(id, msg.sender);
+    }
+
+    /// @notice Release a proposal nobody executed within SLASH_EXECUTION_PERIOD (anyone may), so it stops
+    ///         blocking the position's withdrawal.
+    function lapseSlash(uint256 id) external {
+        SlashProposal storage sp = _pendingSlash(id);
+        if (block.timestamp < uint256(sp.executableAt) + SLASH_EXECUTION_PERIOD) revert SlashStillExecutable(id);
+        sp.status = SlashStatus.Lapsed;
+        --pendingSlashes[positionKey(sp.account, sp.role, sp.subject)];
+        emit SlashProposalLapsed(id);
+    }
+
+    function getSlashProposal(uint256 id) external view returns (SlashProposal memory) {
+        return _slashProposals[id];
+    }
+
     // ---------------------------------------------------------------- admin
+
+    function setSlashDisputeWindow(uint64 window) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _setSlashDisputeWindow(window);
+    }
+
+    function setMaxSlashBps(uint16 bps) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _setMaxSlashBps(bps);
+    }
 
     function setMinStake(StakeRole role, uint256 amount) external onlyRole(DEFAULT_ADMIN_ROLE) {
         minStake[role] = amount;
@@ -251,6 +407,25 @@ contract Staking is IStakingView, AccessControlDefaultAdminRules, ReentrancyGuar
             p.unbonding = uint128(unbonding - fromUnbonding);
             if (unbonding == fromUnbonding) p.unbondingEnd = 0;
         }
+    }
+
+    function _pendingSlash(uint256 id) private view returns (SlashProposal storage sp) {
+        sp = _slashProposals[id];
+        if (sp.status != SlashStatus.Pending) revert SlashNotPending(id);
+    }
+
+    function _setSlashDisputeWindow(uint64 window) private {
+        if (window < minSlashDisputeWindow || window > MAX_SLASH_DISPUTE_WINDOW) {
+            revert SlashDisputeWindowOutOfRange(window, minSlashDisputeWindow, MAX_SLASH_DISPUTE_WINDOW);
+        }
+        slashDisputeWindow = window;
+        emit SlashDisputeWindowSet(window);
+    }
+
+    function _setMaxSlashBps(uint16 bps) private {
+        if (bps > BPS) revert MaxSlashBpsTooHigh(bps);
+        maxSlashBps = bps;
+        emit MaxSlashBpsSet(bps);
     }
 
     function _setTreasury(address treasury_) private {

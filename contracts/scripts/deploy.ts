@@ -3,13 +3,21 @@
 //   RPC_URL=http://127.0.0.1:8545 npm run deploy -w @openledger/contracts
 //
 // Environment (all optional on a local Hardhat chain, where the well-known dev accounts are used):
+//   PROFILE                 "production" (default off the local chain) or "dev" (default on 31337/1337):
+//                           see DeployProfile in packages/chain/src/deploy.ts
 //   RPC_URL                 default http://127.0.0.1:8545
 //   DEPLOYER_PRIVATE_KEY    required unless the chain id is 31337/1337 (then Hardhat dev account #0)
-//   OPERATOR_ADDRESS, SETTLEMENT_ADDRESS, TREASURY_ADDRESS, GUARDIAN_ADDRESS, TOKEN_HOLDER_ADDRESS
-//   VALIDATOR_ADDRESSES     comma-separated; QUORUM (default ceil(2n/3))
-//   ACTIVATION_DELAY, WITHDRAWAL_DELAY, UNBONDING_PERIOD (seconds)
+//   OPERATOR_ADDRESS, SETTLEMENT_ADDRESS, GUARDIAN_ADDRESS (required in production), TREASURY_ADDRESS
+//   (production default: the timelock), TOKEN_HOLDER_ADDRESS
+//   VALIDATOR_ADDRESSES     comma-separated
+//   ACTIVATION_DELAY, WITHDRAWAL_DELAY, UNBONDING_PERIOD (seconds; production refuses values below its floors)
 //   ADDRESSES_FILE          default <repo>/.data/chain/addresses.<chainId>.json
-import { defaultAddressesPath, deployPlatform, type PlatformParams } from "@openledger/chain";
+import {
+  type DeployProfile,
+  defaultAddressesPath,
+  deployPlatform,
+  type PlatformParamsInput,
+} from "@openledger/chain";
 import { localAccounts, USER_FUNDING } from "@openledger/chain/testing";
 import { type Address, createPublicClient, type Hex, http } from "viem";
 
@@ -34,10 +42,10 @@ async function main(): Promise<void> {
     : local
       ? dev.validators.map((v) => v.address)
       : [];
-  const params: Partial<PlatformParams> = {};
-  if (env.QUORUM) params.quorum = Number(env.QUORUM);
+  const profile: DeployProfile = (env.PROFILE as DeployProfile | undefined) ?? (local ? "dev" : "production");
+  if (profile !== "dev" && profile !== "production") throw new Error(`PROFILE must be dev or production`);
+  const params: PlatformParamsInput = {};
   if (env.ACTIVATION_DELAY) params.activationDelay = Number(env.ACTIVATION_DELAY);
-  else if (local) params.activationDelay = 0;
   if (env.WITHDRAWAL_DELAY) params.withdrawalDelay = Number(env.WITHDRAWAL_DELAY);
   if (env.UNBONDING_PERIOD) params.unbondingPeriod = Number(env.UNBONDING_PERIOD);
   const outFile = env.ADDRESSES_FILE ?? defaultAddressesPath(chainId);
@@ -46,10 +54,13 @@ async function main(): Promise<void> {
     rpcUrl,
     chainId,
     deployerPrivateKey: key,
+    profile,
     roles: {
       operator: need("OPERATOR_ADDRESS", dev.operator.address),
       settlement: need("SETTLEMENT_ADDRESS", dev.settlement.address),
-      treasury: need("TREASURY_ADDRESS", dev.treasury.address),
+      ...(env.TREASURY_ADDRESS || profile === "dev"
+        ? { treasury: pick("TREASURY_ADDRESS", dev.treasury.address) }
+        : {}),
       guardian: need("GUARDIAN_ADDRESS", dev.guardian.address),
       ...(env.TOKEN_HOLDER_ADDRESS
         ? { tokenHolder: pick("TOKEN_HOLDER_ADDRESS", dev.deployer.address) }
@@ -62,6 +73,8 @@ async function main(): Promise<void> {
     log: (line) => console.error(line),
   });
   console.error(`addresses written to ${outFile}`);
+  const notice = devProfileNotice(addresses);
+  if (notice) console.error(notice);
   console.log(JSON.stringify(addresses, null, 2));
 }
 

@@ -15,7 +15,6 @@ import {
   DAY,
   expectRevert,
   fundSettled,
-  hre,
   increaseTime,
   loadFixture,
   OPEN,
@@ -237,18 +236,16 @@ describe("RewardDistributor: quorum", () => {
       d.write.postEpoch([1n, root, 10n, [two[0]!, `0x${"11".repeat(64)}`]]),
       "ECDSAInvalidSignatureLength",
     );
-    // A validator slashed below the minimum stake loses its vote.
+    // A validator slashed below the minimum stake loses its vote (there is no switch to turn the check off).
     const slasher = await p.at("Staking", p.operator);
     await slasher.write.slash([addr(v3), StakeRole.Validator, ZERO_SUBJECT, 1n, ZERO32]);
     const withV3 = await signEpoch(p, [v1, v3], msg);
-    await expectRevert(d.write.postEpoch([1n, root, 10n, withV3]), "ValidatorUnderstaked", [addr(v3)]);
-    // ...unless the admin turns the stake check off.
-    await d.write.setStaking(["0x0000000000000000000000000000000000000000"]);
-    await d.write.postEpoch([1n, root, 10n, withV3]);
+    await expectRevert(d.write.postEpoch([1n, root, 10n, withV3]), "ValidatorInactive", [addr(v3)]);
+    await d.write.postEpoch([1n, root, 10n, two]);
     // Replaying the same post is impossible: epoch numbers only move forward.
-    await expectRevert(d.write.postEpoch([1n, root, 10n, withV3]), "UnexpectedEpoch", [2n, 1n]);
+    await expectRevert(d.write.postEpoch([1n, root, 10n, two]), "UnexpectedEpoch", [2n, 1n]);
     // Epoch-1 signatures cannot authorize epoch 2.
-    await expectRevert(d.write.postEpoch([2n, root, 10n, withV3]), "NotValidator");
+    await expectRevert(d.write.postEpoch([2n, root, 10n, two]), "NotValidator");
   });
 
   it("signatures for another distributor (or chain) do not verify here", async () => {
@@ -264,7 +261,58 @@ describe("RewardDistributor: quorum", () => {
     await expectRevert(p.distributor.write.postEpoch([1n, root, 10n, foreign]), "NotValidator");
   });
 
-  it("rejects zero roots, decreasing totals, unfunded totals and an unconfigured quorum", async () => {
+  it("the quorum is a fraction (>= 2/3) of the ACTIVE validators: admitted by governance and staked", async () => {
+    const p = await loadFixture(platformFixture);
+    await fundSettled(p, p.alice, 1_000n * OPEN, keccak256(toHex("b1")));
+    const d = p.distributor;
+    assert.deepEqual([await d.read.quorumNumerator(), await d.read.quorumDenominator()], [2, 3]);
+    assert.equal(await d.read.requiredSignatures(), 2n, "ceil(2/3 of 3)");
+    // Three more validators admitted: carol and dave staked, bob not (admitted, but not active).
+    const stake = await p.staking.read.minStake([StakeRole.Validator]);
+    await p.token.write.approve([p.addresses.contracts.Staking, 2n * stake]);
+    for (const w of [p.carol, p.dave]) {
+      await p.staking.write.stakeFor([addr(w), StakeRole.Validator, ZERO_SUBJECT, stake]);
+    }
+    for (const w of [p.bob, p.carol, p.dave]) await p.admin("RewardDistributor", "addValidator", [addr(w)]);
+    assert.equal((await d.read.validators()).length, 6);
+    assert.deepEqual(
+      (await d.read.activeValidators()).map((a) => getAddress(a)),
+      [...p.validators.map(addr), addr(p.carol), addr(p.dave)],
+    );
+    assert.equal(await d.read.isActiveValidator([addr(p.bob)]), false);
+    assert.equal(await d.read.requiredSignatures(), 4n, "ceil(2/3 of 5 active)");
+    const root = keccak256(toHex("q"));
+    await expectRevert(post(p, 1n, root, 10n, [...p.validators]), "InsufficientSignatures", [3n, 4n]);
+    await expectRevert(post(p, 1n, root, 10n, [...p.validators, p.bob]), "ValidatorInactive", [addr(p.bob)]);
+    await post(p, 1n, root, 10n, [...p.validators, p.carol]);
+    // A validator that unbonds stops counting at once: 4 active -> 3 needed.
+    const asDave = await p.at("Staking", p.dave);
+    await asDave.write.unbond([StakeRole.Validator, ZERO_SUBJECT, stake]);
+    assert.equal(await d.read.requiredSignatures(), 3n);
+    await post(p, 2n, root, 20n, [p.validators[0]!, p.validators[1]!, p.carol]);
+    // Governance may raise the fraction and an absolute minimum; never go below 2/3.
+    await expectRevert(p.admin("RewardDistributor", "setQuorum", [1, 2, 1]), "InvalidQuorum", [1n, 2n, 1n]);
+    await expectRevert(p.admin("RewardDistributor", "setQuorum", [66, 100, 1]), "InvalidQuorum");
+    await expectRevert(p.admin("RewardDistributor", "setQuorum", [4, 3, 1]), "InvalidQuorum");
+    await expectRevert(p.admin("RewardDistributor", "setQuorum", [2, 3, 0]), "InvalidQuorum");
+    await p.admin("RewardDistributor", "setQuorum", [3, 4, 4]);
+    assert.equal(await d.read.requiredSignatures(), 4n, "max(ceil(3/4 of 4), 4)");
+    await p.admin("RewardDistributor", "setQuorum", [1, 1, 1]);
+    assert.equal(await d.read.requiredSignatures(), 4n, "unanimity of the 4 active");
+    assert.deepEqual((await d.getEvents.QuorumSet()).at(-1)?.args, {
+      numerator: 1,
+      denominator: 1,
+      minSignatures: 1,
+    });
+    // No active validator: nothing can be posted.
+    for (const v of [...p.validators, p.carol, p.dave, p.bob]) {
+      await p.admin("RewardDistributor", "removeValidator", [addr(v)]);
+    }
+    assert.equal(await d.read.requiredSignatures(), 0n);
+    await expectRevert(post(p, 3n, root, 20n), "NoActiveValidators");
+  });
+
+  it("rejects zero roots, decreasing totals and unfunded totals", async () => {
     const p = await loadFixture(platformFixture);
     await fundSettled(p, p.alice, 100n, keccak256(toHex("b1")));
     await expectRevert(post(p, 1n, ZERO32, 1n), "ZeroRoot");
@@ -276,16 +324,11 @@ describe("RewardDistributor: quorum", () => {
     // Same total is fine (nothing new earned): draws nothing.
     await post(p, 2n, keccak256(toHex("r2")), 60n);
     assert.equal(await p.escrow.read.settledUndrawn(), 40n);
-
-    const fresh = await hre.viem.deployContract("RewardDistributor", [
-      p.addresses.contracts.OpenToken,
-      p.addresses.contracts.InferenceEscrow,
-      p.addresses.contracts.Staking,
-      addr(p.deployer),
-      0,
-      0n,
-    ]);
-    await expectRevert(fresh.write.postEpoch([1n, keccak256(toHex("r")), 1n, []]), "QuorumNotConfigured");
+    // Lowered below a *revoked* root's total is fine: the revoked root never counted.
+    await post(p, 3n, keccak256(toHex("r3")), 90n);
+    await (await p.at("RewardDistributor", p.guardian)).write.revokeEpoch([3n]);
+    await post(p, 4n, keccak256(toHex("r4")), 70n);
+    await expectRevert(post(p, 5n, keccak256(toHex("r5")), 69n), "CumulativeTotalDecreased", [70n, 69n]);
   });
 });
 
@@ -337,12 +380,12 @@ describe("RewardDistributor: guardian, pause, admin", () => {
     await expectRevert(asBob.write.claim([1n, c.account, c.cumulativeAmount, c.proof]), "EnforcedPause");
     await expectRevert(post(p, 2n, keccak256(toHex("r")), 500n * OPEN), "EnforcedPause");
     await expectRevert(guardian.write.unpause(), "AccessControlUnauthorizedAccount");
-    await p.distributor.write.unpause();
+    await p.admin("RewardDistributor", "unpause");
     await asBob.write.claim([1n, c.account, c.cumulativeAmount, c.proof]);
     assert.equal(await p.distributor.read.claimed([addr(p.bob)]), 300n * OPEN);
   });
 
-  it("manages the validator set, threshold and delays with validation", async () => {
+  it("manages the validator set, delays and the fee split with validation, admin only", async () => {
     const p = await loadFixture(platformFixture);
     const d = p.distributor;
     const asBob = await p.at("RewardDistributor", p.bob);
@@ -350,32 +393,45 @@ describe("RewardDistributor: guardian, pause, admin", () => {
       (await d.read.validators()).map((a) => getAddress(a)),
       p.validators.map(addr),
     );
-    assert.equal(await d.read.threshold(), 2n);
+    const split = { treasuryBps: 1_000, validatorsBps: 1_000, modelOwnerBps: 3_000, contributorsBps: 5_000 };
     await expectRevert(asBob.write.addValidator([addr(p.bob)]), "AccessControlUnauthorizedAccount");
     await expectRevert(asBob.write.removeValidator([addr(p.bob)]), "AccessControlUnauthorizedAccount");
-    await expectRevert(asBob.write.setThreshold([1n]), "AccessControlUnauthorizedAccount");
+    await expectRevert(asBob.write.setQuorum([1, 1, 1]), "AccessControlUnauthorizedAccount");
     await expectRevert(asBob.write.setActivationDelay([1n]), "AccessControlUnauthorizedAccount");
-    await expectRevert(asBob.write.setStaking([addr(p.bob)]), "AccessControlUnauthorizedAccount");
-    await expectRevert(d.write.addValidator(["0x0000000000000000000000000000000000000000"]), "ZeroAddress");
-    await expectRevert(d.write.addValidator([addr(p.validators[0]!)]), "ValidatorAlreadyRegistered");
-    await expectRevert(d.write.removeValidator([addr(p.bob)]), "ValidatorNotRegistered");
-    await expectRevert(d.write.setThreshold([0n]), "InvalidThreshold", [0n, 3n]);
-    await expectRevert(d.write.setThreshold([4n]), "InvalidThreshold", [4n, 3n]);
-    await d.write.setThreshold([3n]);
-    await expectRevert(d.write.removeValidator([addr(p.validators[2]!)]), "InvalidThreshold", [3n, 2n]);
-    await d.write.setThreshold([2n]);
-    await d.write.removeValidator([addr(p.validators[2]!)]);
+    await expectRevert(asBob.write.setFeeSplit([split]), "AccessControlUnauthorizedAccount");
+    // Not even the dev admin's own key: every admin power sits with the timelock.
+    await expectRevert(d.write.addValidator([addr(p.bob)]), "AccessControlUnauthorizedAccount");
+    const admin = (fn: string, args: readonly unknown[]) => p.admin("RewardDistributor", fn, args);
+    await expectRevert(admin("addValidator", ["0x0000000000000000000000000000000000000000"]), "ZeroAddress");
+    await expectRevert(admin("addValidator", [addr(p.validators[0]!)]), "ValidatorAlreadyRegistered");
+    await expectRevert(admin("removeValidator", [addr(p.bob)]), "ValidatorNotRegistered");
+    await admin("removeValidator", [addr(p.validators[2]!)]);
     assert.equal(await d.read.isValidator([addr(p.validators[2]!)]), false);
-    await d.write.addValidator([addr(p.bob)]);
+    await admin("addValidator", [addr(p.bob)]);
     assert.equal(await d.read.isValidator([addr(p.bob)]), true);
     assert.equal((await d.getEvents.ValidatorAdded()).at(-1)?.args.validator, addr(p.bob));
-    await expectRevert(d.write.setActivationDelay([31n * DAY]), "ActivationDelayTooLong");
-    await d.write.setActivationDelay([0n]);
+    await expectRevert(admin("setActivationDelay", [31n * DAY]), "ActivationDelayOutOfRange");
+    await admin("setActivationDelay", [0n]);
     assert.equal(await d.read.activationDelay(), 0n);
+    // The fee split: basis points summing to 10,000, treasury <= 25 %, contributors >= 25 %.
+    assert.deepEqual(await d.read.feeSplit(), split);
+    await expectRevert(admin("setFeeSplit", [{ ...split, contributorsBps: 4_999 }]), "InvalidFeeSplit");
+    await expectRevert(
+      admin("setFeeSplit", [{ ...split, treasuryBps: 2_600, contributorsBps: 3_400 }]),
+      "InvalidFeeSplit",
+    );
+    await expectRevert(
+      admin("setFeeSplit", [{ ...split, modelOwnerBps: 5_600, contributorsBps: 2_400 }]),
+      "InvalidFeeSplit",
+    );
+    const next = { treasuryBps: 500, validatorsBps: 1_500, modelOwnerBps: 2_500, contributorsBps: 5_500 };
+    await admin("setFeeSplit", [next]);
+    assert.deepEqual(await d.read.feeSplit(), next);
+    assert.deepEqual((await d.getEvents.FeeSplitSet()).at(-1)?.args, next);
     // The validator set is bounded so postEpoch stays cheap.
     for (let i = 0; i < 61; i++) {
-      await d.write.addValidator([getAddress(`0x${(0x1000n + BigInt(i)).toString(16).padStart(40, "0")}`)]);
+      await admin("addValidator", [getAddress(`0x${(0x1000n + BigInt(i)).toString(16).padStart(40, "0")}`)]);
     }
-    await expectRevert(d.write.addValidator([addr(p.carol)]), "TooManyValidators");
+    await expectRevert(admin("addValidator", [addr(p.carol)]), "TooManyValidators");
   });
 });

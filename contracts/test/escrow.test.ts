@@ -155,7 +155,7 @@ describe("InferenceEscrow", () => {
       DISTRIBUTOR_ROLE,
     ]);
     // Stand-in distributor: grant the role to bob so the raw functions can be exercised directly.
-    await p.escrow.write.grantRole([DISTRIBUTOR_ROLE, addr(p.bob)]);
+    await p.admin("InferenceEscrow", "grantRole", [DISTRIBUTOR_ROLE, addr(p.bob)]);
     const asBob = await p.at("InferenceEscrow", p.bob);
     await expectRevert(asBob.write.draw([0n]), "ZeroAmount");
     await expectRevert(asBob.write.draw([101n * OPEN]), "ExceedsSettled", [100n * OPEN, 101n * OPEN]);
@@ -178,8 +178,103 @@ describe("InferenceEscrow", () => {
     const p = await loadFixture(platformFixture);
     const asAlice = await p.at("InferenceEscrow", p.alice);
     await expectRevert(asAlice.write.setWithdrawalDelay([1n]), "AccessControlUnauthorizedAccount");
-    await expectRevert(p.escrow.write.setWithdrawalDelay([31n * DAY]), "WithdrawalDelayTooLong");
-    await p.escrow.write.setWithdrawalDelay([3600n]);
+    await expectRevert(
+      p.admin("InferenceEscrow", "setWithdrawalDelay", [31n * DAY]),
+      "WithdrawalDelayTooLong",
+    );
+    await p.admin("InferenceEscrow", "setWithdrawalDelay", [3600n]);
     assert.equal(await p.escrow.read.withdrawalDelay(), 3600n);
+  });
+
+  it("the settler is bounded by each consumer's daily cap: a leaked key takes at most a day's cap", async () => {
+    const p = await loadFixture(platformFixture);
+    // The dev profile's default is generous; governance lowers it (never above maxDefaultDailyCap).
+    await expectRevert(
+      p.admin("InferenceEscrow", "setDefaultDailyCap", [(await p.escrow.read.maxDefaultDailyCap()) + 1n]),
+      "DefaultCapTooHigh",
+    );
+    await p.admin("InferenceEscrow", "setDefaultDailyCap", [100n * OPEN]);
+    const escrow = await deposited(p); // alice: 1,000 OPEN, no cap of her own
+    const settler = await p.at("InferenceEscrow", p.settlement);
+    assert.deepEqual(await escrow.read.dailyCapOf([addr(p.alice)]), {
+      cap: 100n * OPEN,
+      spentToday: 0n,
+      remainingToday: 100n * OPEN,
+      pendingCap: 0n,
+      pendingCapAt: 0n,
+      isDefault: true,
+    });
+    assert.equal(await escrow.read.chargeableOf([addr(p.alice)]), 100n * OPEN);
+    // The whole escrow in one charge: skipped, nothing taken.
+    await settler.write.charge([batch(10), [addr(p.alice)], [1_000n * OPEN]]);
+    const skipped = (await settler.getEvents.ChargeSkipped({ batchId: batch(10) }))[0]!.args;
+    assert.deepEqual(
+      [skipped.amount, skipped.balance, skipped.capRemaining],
+      [1_000n * OPEN, 1_000n * OPEN, 100n * OPEN],
+    );
+    assert.equal(await escrow.read.balanceOf([addr(p.alice)]), 1_000n * OPEN);
+    // Within the cap: charged; one wei more the same day: skipped.
+    await settler.write.charge([batch(11), [addr(p.alice)], [60n * OPEN]]);
+    await settler.write.charge([batch(12), [addr(p.alice)], [40n * OPEN + 1n]]);
+    assert.equal((await settler.getEvents.ChargeSkipped({ batchId: batch(12) })).length, 1);
+    await settler.write.charge([batch(13), [addr(p.alice)], [40n * OPEN]]);
+    assert.equal(await escrow.read.balanceOf([addr(p.alice)]), 900n * OPEN);
+    assert.equal(await escrow.read.spendableOf([addr(p.alice)]), 0n, "the gateway stops serving her today");
+    // The next UTC day, another cap's worth.
+    await increaseTime(DAY);
+    assert.equal(await escrow.read.chargeableOf([addr(p.alice)]), 100n * OPEN);
+    await settler.write.charge([batch(14), [addr(p.alice)], [100n * OPEN]]);
+    assert.equal(await escrow.read.balanceOf([addr(p.alice)]), 800n * OPEN);
+  });
+
+  it("a consumer raises its cap at once; a lower cap applies to the gateway at once, to charges after the delay", async () => {
+    const p = await loadFixture(platformFixture);
+    const escrow = await deposited(p);
+    const settler = await p.at("InferenceEscrow", p.settlement);
+    await escrow.write.setDailyCap([50n * OPEN]); // below the 1,000,000 OPEN default: a decrease
+    let cap = await escrow.read.dailyCapOf([addr(p.alice)]);
+    assert.equal(cap.cap, 1_000_000n * OPEN, "the old cap stays in force for charges during the delay");
+    assert.equal(cap.pendingCap, 50n * OPEN);
+    assert.equal(
+      await escrow.read.spendableOf([addr(p.alice)]),
+      50n * OPEN,
+      "the gateway applies it at once",
+    );
+    assert.equal(await escrow.read.chargeableOf([addr(p.alice)]), 1_000n * OPEN);
+    // Fees for inference already served stay collectable during the delay.
+    await settler.write.charge([batch(20), [addr(p.alice)], [200n * OPEN]]);
+    assert.equal(await escrow.read.balanceOf([addr(p.alice)]), 800n * OPEN);
+    await increaseTime(DAY);
+    cap = await escrow.read.dailyCapOf([addr(p.alice)]);
+    assert.deepEqual([cap.cap, cap.pendingCap, cap.isDefault], [50n * OPEN, 0n, false]);
+    await settler.write.charge([batch(21), [addr(p.alice)], [51n * OPEN]]);
+    assert.equal((await settler.getEvents.ChargeSkipped({ batchId: batch(21) })).length, 1);
+    await settler.write.charge([batch(22), [addr(p.alice)], [50n * OPEN]]);
+    assert.equal(await escrow.read.balanceOf([addr(p.alice)]), 750n * OPEN);
+    // Raising is immediate (and cancels a pending decrease).
+    await escrow.write.setDailyCap([10n * OPEN]);
+    await escrow.write.setDailyCap([500n * OPEN]);
+    cap = await escrow.read.dailyCapOf([addr(p.alice)]);
+    assert.deepEqual([cap.cap, cap.pendingCap, cap.remainingToday], [500n * OPEN, 0n, 450n * OPEN]);
+    const events = await escrow.getEvents.DailyCapSet();
+    assert.equal(events.at(-1)?.args.cap, 500n * OPEN);
+    await settler.write.charge([batch(23), [addr(p.alice)], [450n * OPEN]]);
+    assert.equal(await escrow.read.balanceOf([addr(p.alice)]), 300n * OPEN);
+  });
+
+  it("the guardian can pause charging, not unpause it; the admin unpauses", async () => {
+    const p = await loadFixture(platformFixture);
+    await deposited(p);
+    const settler = await p.at("InferenceEscrow", p.settlement);
+    const guardian = await p.at("InferenceEscrow", p.guardian);
+    await expectRevert(settler.write.pause(), "AccessControlUnauthorizedAccount");
+    await guardian.write.pause();
+    await expectRevert(settler.write.charge([batch(30), [addr(p.alice)], [1n]]), "EnforcedPause");
+    // Consumers' own money is never frozen: withdrawals still work.
+    const escrow = await p.at("InferenceEscrow", p.alice);
+    await escrow.write.requestWithdrawal([1n]);
+    await expectRevert(guardian.write.unpause(), "AccessControlUnauthorizedAccount");
+    await p.admin("InferenceEscrow", "unpause");
+    await settler.write.charge([batch(30), [addr(p.alice)], [1n]]);
   });
 });

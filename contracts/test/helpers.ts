@@ -3,10 +3,16 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import {
+  type ChainPublicClient,
+  type ChainWalletClient,
+  type ContractName,
   contractAbis,
+  type DeployPlatformOptions,
   deployPlatform,
   type EpochRootMessage,
   epochRootTypedData,
+  executeAsTimelock,
+  type GovernanceContext,
   OPEN,
   type PlatformAddresses,
   sortSignatures,
@@ -112,7 +118,53 @@ export async function expectRevert(
 
 // ------------------------------------------------------------------ platform fixture
 
-export async function platformFixture() {
+/** hardhat-viem's clients, typed as @openledger/chain's (the same viem objects). */
+export function asChainClients(publicClient: unknown, wallet: Wallet) {
+  return {
+    publicClient: publicClient as ChainPublicClient,
+    walletClient: wallet as unknown as ChainWalletClient,
+  };
+}
+
+/** Run one admin call as the timelock with the dev admin's key (the dev profile's shortcut). */
+export async function adminCall(
+  addresses: PlatformAddresses,
+  devAdmin: Wallet,
+  name: ContractName,
+  functionName: string,
+  args: readonly unknown[],
+) {
+  const publicClient = await hre.viem.getPublicClient();
+  return executeAsTimelock({
+    ...asChainClients(publicClient, devAdmin),
+    timelock: addresses.contracts.OpenTimelock,
+    calls: [{ address: addresses.contracts[name], abi: contractAbis[name] as Abi, functionName, args }],
+  });
+}
+
+/** Contract handles of a deployed platform (as `wallet`, default the deployer) and the governance context. */
+async function connect(publicClient: unknown, deployer: Wallet, addresses: PlatformAddresses) {
+  const c = addresses.contracts;
+  const at = async <N extends ContractName>(name: N, wallet: Wallet = deployer) =>
+    hre.viem.getContractAt(name, c[name], { client: { wallet } });
+  return {
+    at,
+    governance: {
+      publicClient: publicClient as ChainPublicClient,
+      governor: c.OpenGovernor,
+    } as GovernanceContext,
+    token: await at("OpenToken"),
+    staking: await at("Staking"),
+    datanets: await at("DatanetRegistry"),
+    models: await at("ModelRegistry"),
+    escrow: await at("InferenceEscrow"),
+    distributor: await at("RewardDistributor"),
+    timelock: await at("OpenTimelock"),
+    governor: await at("OpenGovernor"),
+  };
+}
+
+export async function platformFixture(options: Pick<DeployPlatformOptions, "params"> = {}) {
   const publicClient = await hre.viem.getPublicClient();
   const wallets = await hre.viem.getWalletClients();
   const [deployer, operator, settlement, treasury, guardian, v1, v2, v3, alice, bob, carol, dave, reporter] =
@@ -143,22 +195,10 @@ export async function platformFixture() {
       guardian: guardian.account.address,
       validators: validators.map((v) => v.account.address),
     },
-    params: { quorum: 2 },
+    // Roots wait an hour before they can be claimed, so the guardian's revocation window can be tested.
+    params: { activationDelay: 3600, ...options.params },
     fund: users.map((u) => ({ address: u.account.address, amount: 1_000_000n * OPEN })),
   });
-  const c = addresses.contracts;
-  const at = async <
-    N extends
-      | "OpenToken"
-      | "Staking"
-      | "DatanetRegistry"
-      | "ModelRegistry"
-      | "InferenceEscrow"
-      | "RewardDistributor",
-  >(
-    name: N,
-    wallet: Wallet = deployer,
-  ) => hre.viem.getContractAt(name, c[name], { client: { wallet } });
   return {
     publicClient,
     wallets,
@@ -175,20 +215,84 @@ export async function platformFixture() {
     dave,
     reporter,
     addresses,
-    at,
-    token: await at("OpenToken"),
-    staking: await at("Staking"),
-    datanets: await at("DatanetRegistry"),
-    models: await at("ModelRegistry"),
-    escrow: await at("InferenceEscrow"),
-    distributor: await at("RewardDistributor"),
+    /** An admin call, run by the timelock (the dev admin schedules and executes it with delay 0). */
+    admin: (name: ContractName, functionName: string, args: readonly unknown[] = []) =>
+      adminCall(addresses, deployer, name, functionName, args),
+    ...(await connect(publicClient, deployer, addresses)),
   };
 }
 export type Platform = Awaited<ReturnType<typeof platformFixture>>;
 
+/**
+ * The platform in its production profile: every admin role with the timelock (2-day delay) behind the governor
+ * (1-day voting delay, 5-day vote), guardian and operator keys without admin powers, the OPEN held by `dao`
+ * (account #14, votes delegated to itself), 1,000,000 OPEN for each user.
+ */
+export async function productionFixture() {
+  const publicClient = await hre.viem.getPublicClient();
+  const wallets = await hre.viem.getWalletClients();
+  const w = wallets as Wallet[];
+  const [deployer, operator, settlement, , guardian, v1, v2, v3, alice, bob, carol, dave, reporter] = w as [
+    Wallet,
+    Wallet,
+    Wallet,
+    Wallet,
+    Wallet,
+    Wallet,
+    Wallet,
+    Wallet,
+    Wallet,
+    Wallet,
+    Wallet,
+    Wallet,
+    Wallet,
+  ];
+  const dao = w[14]!;
+  const validators = [v1, v2, v3];
+  const users = [alice, bob, carol, dave];
+  const addresses = await deployPlatform({
+    ...asChainClients(publicClient, deployer),
+    profile: "production",
+    roles: {
+      operator: operator.account.address,
+      settlement: settlement.account.address,
+      guardian: guardian.account.address,
+      tokenHolder: dao.account.address,
+      validators: validators.map((v) => v.account.address),
+    },
+    fund: users.map((u) => ({ address: u.account.address, amount: 1_000_000n * OPEN })),
+  });
+  const connected = await connect(publicClient, deployer, addresses);
+  await (await connected.at("OpenToken", dao)).write.delegate([addr(dao)]);
+  return {
+    publicClient,
+    wallets,
+    deployer,
+    operator,
+    settlement,
+    guardian,
+    validators,
+    users,
+    alice,
+    bob,
+    carol,
+    dave,
+    reporter,
+    dao,
+    addresses,
+    ...connected,
+  };
+}
+export type ProductionPlatform = Awaited<ReturnType<typeof productionFixture>>;
+
+/** Move the chain clock forward and mine a block. */
+export async function advance(seconds: number | bigint): Promise<void> {
+  await increaseTime(BigInt(seconds));
+}
+
 /** Validators' EIP-712 signatures over an epoch root, sorted as postEpoch requires. */
 export async function signEpoch(
-  p: Platform,
+  p: Pick<Platform, "publicClient" | "addresses">,
   signers: Wallet[],
   message: EpochRootMessage,
   distributor: Address = p.addresses.contracts.RewardDistributor,

@@ -1,6 +1,7 @@
 // Property tests: fast-check drives random sequences of stake / unbond / withdraw / slash / deposit /
-// withdrawal / charge / post epoch / claim / revoke / time jumps against the deployed contracts, keeps a
-// reference model, and checks the invariants after every step.
+// withdrawal / daily cap / charge / post epoch / claim / revoke / time jumps against the deployed contracts,
+// keeps a reference model, and checks the invariants after every step — including the settler's bound: a
+// charge goes through exactly when the consumer's balance and what is left of its daily cap cover it.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { buildEarningsTree, StakeRole, subjectOf } from "@openledger/chain";
@@ -37,6 +38,7 @@ type Cmd =
   | { t: "requestWithdrawal"; u: number; pct: number }
   | { t: "withdrawEscrow"; u: number }
   | { t: "charge"; u: number; pct: number }
+  | { t: "setCap"; u: number; cap: bigint }
   | { t: "post"; shares: number[]; overdraw: boolean }
   | { t: "claim"; u: number; pickOlder: boolean }
   | { t: "revoke" }
@@ -67,6 +69,14 @@ const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
   weighted(1, fc.record({ t: fc.constant("requestWithdrawal" as const), u: user, pct })),
   weighted(1, fc.record({ t: fc.constant("withdrawEscrow" as const), u: user })),
   weighted(3, fc.record({ t: fc.constant("charge" as const), u: user, pct })),
+  weighted(
+    1,
+    fc.record({
+      t: fc.constant("setCap" as const),
+      u: user,
+      cap: fc.constantFrom(0n, 500n * OPEN, 2_000n * OPEN, 10_000n * OPEN, 2_000_000n * OPEN),
+    }),
+  ),
   weighted(
     3,
     fc.record({
@@ -104,7 +114,15 @@ interface Acct {
   balance: bigint;
   pending: bigint;
   at: bigint;
+  /** Daily cap (InferenceEscrow): own cap or the default, a pending decrease, today's charges. */
+  own: boolean;
+  cap: bigint;
+  pendingCap: bigint;
+  pendingCapAt: bigint;
+  spent: bigint;
+  day: bigint;
 }
+const DAY_S = 86_400n;
 interface EpochModel {
   n: bigint;
   cum: Map<Address, bigint>;
@@ -125,6 +143,7 @@ class World {
   claimed = new Map<Address, bigint>();
   batch = 0;
   validatorStake = 0n;
+  defaultCap = 0n;
 
   constructor(
     readonly p: Platform,
@@ -145,7 +164,17 @@ class World {
     const a = addr(this.users[u]!);
     let v = this.acct.get(a);
     if (!v) {
-      v = { balance: 0n, pending: 0n, at: 0n };
+      v = {
+        balance: 0n,
+        pending: 0n,
+        at: 0n,
+        own: false,
+        cap: 0n,
+        pendingCap: 0n,
+        pendingCapAt: 0n,
+        spent: 0n,
+        day: 0n,
+      };
       this.acct.set(a, v);
     }
     return v;
@@ -159,6 +188,16 @@ class World {
     if (deadline <= now + 1n) return true;
     if (deadline > now + 1n + SLACK) return false;
     return undefined;
+  }
+  /** The cap in force at time t, applying a matured decrease as the contract does. */
+  capAt(a: Acct, t: bigint): bigint {
+    if (a.pendingCapAt !== 0n && t >= a.pendingCapAt) {
+      a.cap = a.pendingCap;
+      a.own = true;
+      a.pendingCap = 0n;
+      a.pendingCapAt = 0n;
+    }
+    return a.own ? a.cap : this.defaultCap;
   }
   async blockTime(hash: Hex): Promise<bigint> {
     const r = await this.p.publicClient.waitForTransactionReceipt({ hash });
@@ -323,15 +362,53 @@ async function step(w: World, c: Cmd): Promise<void> {
     case "charge": {
       const a = w.account(c.u);
       const amt = ofPct(a.balance, c.pct);
-      // A short consumer is skipped (the call succeeds, nothing moves); only a zero amount reverts.
+      // A consumer short of balance or of daily cap is skipped (the call succeeds, nothing moves); only a
+      // zero amount reverts.
       const ok = amt > 0n;
       const settler = await p.at("InferenceEscrow", p.settlement);
       const id = keccak256(toHex(`batch-${++w.batch}`));
       const h = await attempt(ok, () => settler.write.charge([id, [addr(u!)], [amt]]), "ZeroAmount");
-      if (h && amt <= a.balance) {
-        a.balance -= amt;
-        if (a.pending > a.balance) a.pending = a.balance;
-        w.settledUndrawn += amt;
+      if (h) {
+        const t = await w.blockTime(h);
+        const today = t / DAY_S;
+        const cap = w.capAt(a, t);
+        const spent = a.day === today ? a.spent : 0n;
+        const expected = amt <= a.balance && amt <= (cap > spent ? cap - spent : 0n);
+        const charged = (await settler.getEvents.Charged({ batchId: id })).length === 1;
+        assert.equal(
+          charged,
+          expected,
+          `charge of ${amt} (balance ${a.balance}, cap ${cap}, spent today ${spent})`,
+        );
+        count(
+          charged ? "charge applied" : amt > a.balance ? "charge skipped (balance)" : "charge skipped (cap)",
+        );
+        if (charged) {
+          a.balance -= amt;
+          if (a.pending > a.balance) a.pending = a.balance;
+          a.spent = spent + amt;
+          a.day = today;
+          w.settledUndrawn += amt;
+        }
+      }
+      return;
+    }
+    case "setCap": {
+      const a = w.account(c.u);
+      const escrow = await p.at("InferenceEscrow", u);
+      const h = await escrow.write.setDailyCap([c.cap]);
+      const t = await w.blockTime(h);
+      const current = w.capAt(a, t);
+      a.own = true;
+      if (c.cap >= current) {
+        a.cap = c.cap;
+        a.pendingCap = 0n;
+        a.pendingCapAt = 0n;
+      } else {
+        // A decrease waits for the withdrawal delay, so fees for inference already served stay collectable.
+        a.cap = current;
+        a.pendingCap = c.cap;
+        a.pendingCapAt = t + WITHDRAWAL_DELAY;
       }
       return;
     }
@@ -462,6 +539,9 @@ async function checkInvariants(w: World): Promise<void> {
     const chain = await p.escrow.read.accountOf([a]);
     assert.equal(chain.balance, acct.balance, `escrow balance ${a}`);
     assert.equal(chain.pendingWithdrawal, acct.pending, `pending ${a}`);
+    const cap = await p.escrow.read.dailyCapOf([a]);
+    const pendingNow = acct.pendingCapAt !== 0n && acct.pendingCapAt > (await w.now());
+    if (pendingNow) assert.equal(cap.pendingCap, acct.pendingCap, `pending cap ${a}`);
     balances += acct.balance;
   }
   assert.equal(await p.escrow.read.totalBalances(), balances);
@@ -509,9 +589,14 @@ describe("invariants under random operation sequences", () => {
             p.addresses.contracts.Staking,
             p.addresses.contracts.InferenceEscrow,
             p.addresses.contracts.RewardDistributor,
+            p.addresses.contracts.OpenGovernor,
+            p.addresses.contracts.OpenTimelock,
           ];
           const w = new World(p, p.users, holders);
           w.validatorStake = await p.staking.read.totalStaked();
+          // Low enough that random charges run into it (the dev profile's default is 1,000,000 OPEN a day).
+          await p.admin("InferenceEscrow", "setDefaultDailyCap", [3_000n * OPEN]);
+          w.defaultCap = await p.escrow.read.defaultDailyCap();
           await checkInvariants(w);
           // Preamble: every consumer starts with an escrow balance, so charges, epochs and claims have
           // something to work with from the first generated command on.

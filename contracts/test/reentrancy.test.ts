@@ -44,7 +44,7 @@ async function hostileFixture() {
       guardian: guardian!.account.address,
       validators: [v1!, v2!, v3!].map((v) => v.account.address),
     },
-    params: { quorum: 2 },
+    params: { activationDelay: 3600 },
     fund: [{ address: alice!.account.address, amount: 1_000_000n * OPEN }],
   });
   const attacker = await hre.viem.deployContract("ReentrantReceiver", []);

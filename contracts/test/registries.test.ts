@@ -190,7 +190,7 @@ describe("ModelRegistry", () => {
     await expectRevert(asCarol.write.transferModelOwnership([1n, addr(p.bob)]), "ModelIsRetired");
     // The admin can retire any model (abuse).
     await models.write.registerModel([registration(keccak256(toHex("n")))]);
-    await p.models.write.retire([2n]);
+    await p.admin("ModelRegistry", "retire", [2n]);
     assert.equal((await models.read.getModel([2n])).retired, true);
   });
 });

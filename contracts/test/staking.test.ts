@@ -189,8 +189,8 @@ describe("Staking", () => {
       ]),
       "ZeroAddress",
     );
-    await expectRevert(p.staking.write.setReporterCutBps([5_001]), "ReporterCutTooHigh");
-    await p.staking.write.setReporterCutBps([5_000]);
+    await expectRevert(p.admin("Staking", "setReporterCutBps", [5_001]), "ReporterCutTooHigh");
+    await p.admin("Staking", "setReporterCutBps", [5_000]);
     assert.equal(await p.staking.read.reporterCutBps(), 5_000);
   });
 
@@ -204,16 +204,73 @@ describe("Staking", () => {
     await expectRevert(asAlice.write.setUnbondingPeriod([1n]), "AccessControlUnauthorizedAccount");
     await expectRevert(asAlice.write.setTreasury([addr(p.alice)]), "AccessControlUnauthorizedAccount");
     await expectRevert(asAlice.write.setReporterCutBps([1]), "AccessControlUnauthorizedAccount");
-    await p.staking.write.setMinStake([StakeRole.Contributor, 1n]);
+    await p.admin("Staking", "setMinStake", [StakeRole.Contributor, 1n]);
     assert.equal(await p.staking.read.minStake([StakeRole.Contributor]), 1n);
-    await expectRevert(p.staking.write.setUnbondingPeriod([366n * DAY]), "UnbondingPeriodTooLong");
-    await p.staking.write.setUnbondingPeriod([DAY]);
+    await expectRevert(p.admin("Staking", "setUnbondingPeriod", [366n * DAY]), "UnbondingPeriodTooLong");
+    await p.admin("Staking", "setUnbondingPeriod", [DAY]);
     assert.equal(await p.staking.read.unbondingPeriod(), DAY);
     await expectRevert(
-      p.staking.write.setTreasury(["0x0000000000000000000000000000000000000000"]),
+      p.admin("Staking", "setTreasury", ["0x0000000000000000000000000000000000000000"]),
       "ZeroAddress",
     );
-    await p.staking.write.setTreasury([addr(p.bob)]);
+    await p.admin("Staking", "setTreasury", [addr(p.bob)]);
     assert.equal(await p.staking.read.treasury(), addr(p.bob));
+  });
+
+  it("slash proposals: bounded, executable only after the dispute window, vetoable, and block withdrawal", async () => {
+    const p = await loadFixture(platformFixture);
+    const staking = await staked(p); // alice: 500 OPEN on DATANET
+    await p.admin("Staking", "setSlashDisputeWindow", [DAY]);
+    const proposer = await p.at("Staking", p.operator);
+    const asBob = await p.at("Staking", p.bob);
+    const args = (amount: bigint) =>
+      [addr(p.alice), StakeRole.Contributor, DATANET, amount, EVIDENCE, addr(p.reporter)] as const;
+    await expectRevert(asBob.write.proposeSlash(args(1n)), "AccessControlUnauthorizedAccount");
+    // At most maxSlashBps (50 % by default) of active + unbonding stake per proposal.
+    assert.equal(await staking.read.maxSlashBps(), 5_000);
+    await expectRevert(proposer.write.proposeSlash(args(250n * OPEN + 1n)), "SlashExceedsBound", [
+      250n * OPEN + 1n,
+      250n * OPEN,
+    ]);
+    await expectRevert(proposer.write.proposeSlash(args(0n)), "ZeroAmount");
+    await proposer.write.proposeSlash(args(50n * OPEN));
+    const proposed = (await staking.getEvents.SlashProposed()).at(-1)!.args;
+    assert.equal(proposed.id, 1n);
+    // Unbonding does not escape it: the position cannot be withdrawn while the proposal is pending.
+    await staking.write.unbond([StakeRole.Contributor, DATANET, 500n * OPEN]);
+    await expectRevert(asBob.write.executeSlash([1n]), "SlashInDisputeWindow");
+    await increaseTime(7n * DAY + 60n); // past the unbonding period (7 d) and the dispute window (1 d)
+    await expectRevert(staking.write.withdraw([StakeRole.Contributor, DATANET]), "SlashPending");
+    const treasuryBefore = await p.token.read.balanceOf([addr(p.treasury)]);
+    await asBob.write.executeSlash([1n]); // anyone may execute it
+    assert.equal((await staking.getEvents.SlashProposalExecuted()).at(-1)?.args.slashed, 50n * OPEN);
+    assert.equal(await p.token.read.balanceOf([addr(p.treasury)]), treasuryBefore + 45n * OPEN);
+    assert.equal(await p.token.read.balanceOf([addr(p.reporter)]), 5n * OPEN);
+    await expectRevert(asBob.write.executeSlash([1n]), "SlashNotPending", [1n]);
+    // A second proposal is vetoed by the guardian (not by anyone else), and the position is free again.
+    await proposer.write.proposeSlash(args(10n * OPEN));
+    await expectRevert(asBob.write.vetoSlash([2n]), "AccessControlUnauthorizedAccount");
+    await (await p.at("Staking", p.guardian)).write.vetoSlash([2n]);
+    assert.equal((await staking.read.getSlashProposal([2n])).status, 3);
+    // A third one nobody executes lapses after its execution period and stops blocking the withdrawal.
+    await proposer.write.proposeSlash(args(10n * OPEN));
+    await increaseTime(DAY + 1n);
+    await expectRevert(asBob.write.lapseSlash([3n]), "SlashStillExecutable", [3n]);
+    await increaseTime(7n * DAY);
+    await expectRevert(asBob.write.executeSlash([3n]), "SlashExecutionPeriodOver", [3n]);
+    await asBob.write.lapseSlash([3n]);
+    assert.equal(
+      await staking.read.pendingSlashes([
+        await staking.read.positionKey([addr(p.alice), StakeRole.Contributor, DATANET]),
+      ]),
+      0n,
+    );
+    await staking.write.withdraw([StakeRole.Contributor, DATANET]);
+    // The dispute window has a floor fixed at deployment (0 in the dev profile) and a 30-day ceiling.
+    await expectRevert(
+      p.admin("Staking", "setSlashDisputeWindow", [31n * DAY]),
+      "SlashDisputeWindowOutOfRange",
+    );
+    await expectRevert(p.admin("Staking", "setMaxSlashBps", [10_001]), "MaxSlashBpsTooHigh");
   });
 });

@@ -488,13 +488,10 @@ describe("owed (the gateway's balance check)", () => {
       durationMs: null,
     });
     assert.equal(await gateway.billing.owed(lower(alice.address)), 6n * OPEN);
-    await send(
-      chain.accounts.deployer.privateKey,
-      C().RewardDistributor,
-      rewardDistributorAbi,
-      "unpause",
-      [],
-    );
+    // Unpausing is an admin power: the timelock's (here run by the dev profile's dev admin).
+    await chain.asAdmin([
+      { address: C().RewardDistributor, abi: rewardDistributorAbi, functionName: "unpause", args: [] },
+    ]);
     const ok = await closeEpoch();
     assert.equal(ok.statusCode, 200, ok.body);
     assert.equal(ok.json().epoch.id, epoch.id);

@@ -511,13 +511,10 @@ describe("epochs on chain", () => {
     assert.equal(intent.status, "pending");
     assert.equal(intent.txHash, null);
     assert.equal(await read<bigint>(C().RewardDistributor, rewardDistributorAbi, "latestEpoch"), 2n);
-    await send(
-      chain.accounts.deployer.privateKey,
-      C().RewardDistributor,
-      rewardDistributorAbi,
-      "unpause",
-      [],
-    );
+    // Unpausing is an admin power: the timelock's (here run by the dev profile's dev admin).
+    await chain.asAdmin([
+      { address: C().RewardDistributor, abi: rewardDistributorAbi, functionName: "unpause", args: [] },
+    ]);
     const ok = await closeEpoch();
     assert.equal(ok.json().epoch.id, 3);
     assert.equal(ok.json().epoch.status, "confirmed");

@@ -2,16 +2,19 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import type { Address, Hex } from "viem";
+import type { Address, Hex, TransactionReceipt } from "viem";
 import { mnemonicToAccount } from "viem/accounts";
+import { createChainPublicClient, createChainWalletClient } from "./clients.ts";
 import { CONTRACTS_DIR } from "./codegen.ts";
 import {
+  type DeployProfile,
   defaultAddressesPath,
   deployPlatform,
   type PlatformAddresses,
-  type PlatformParams,
+  type PlatformParamsInput,
 } from "./deploy.ts";
 import { OPEN } from "./roles.ts";
+import { type AdminCall, executeAsTimelock } from "./timelock.ts";
 
 /** Hardhat's default dev mnemonic: its accounts are public knowledge, for local chains only. */
 export const HARDHAT_MNEMONIC = "test test test test test test test test test test test junk";
@@ -35,8 +38,11 @@ export const HARDHAT_DEV_ACCOUNTS: readonly DevAccount[] = Array.from({ length: 
 
 /**
  * Which dev account plays which role on a local chain (indices into HARDHAT_DEV_ACCOUNTS):
- * 0 deployer/admin, 1 operator (slasher, datanet publisher, model registrar), 2 settlement (escrow settler),
- * 3 treasury, 4 guardian, 5-7 validators (quorum 2 of 3), 8-13 users (1,000,000 OPEN each).
+ * 0 deployer (in the dev profile also the dev admin: proposer and executor of the timelock, delay 0),
+ * 1 operator (slash proposer — and slasher in dev —, datanet publisher, model registrar), 2 settlement (escrow
+ * settler), 3 treasury (dev profile; production: the timelock), 4 guardian, 5-7 validators (quorum 2 of 3),
+ * 8-13 users (1,000,000 OPEN each), 14 the production profile's token holder (the deployer keeps the rest of
+ * the OPEN, and its votes, in the dev profile).
  */
 export interface LocalAccounts {
   deployer: DevAccount;
@@ -46,6 +52,7 @@ export interface LocalAccounts {
   guardian: DevAccount;
   validators: DevAccount[];
   users: DevAccount[];
+  tokenHolder: DevAccount;
 }
 
 export function localAccounts(): LocalAccounts {
@@ -58,6 +65,7 @@ export function localAccounts(): LocalAccounts {
     guardian: a[4]!,
     validators: [a[5]!, a[6]!, a[7]!],
     users: a.slice(8, 14),
+    tokenHolder: a[14]!,
   };
 }
 
@@ -69,10 +77,13 @@ export interface StartLocalChainOptions {
   /** Deploy the platform after the node is up (default true). */
   deploy?: boolean;
   /**
-   * Overrides of the deployment parameters. Local default: activationDelay 0 (roots are claimable at once);
-   * everything else as in DEFAULT_PLATFORM_PARAMS, quorum 2 of 3.
+   * "dev" (default): the dev profile (DEV_PARAMS: delays 0, the deployer is the dev admin). "production":
+   * the production profile (PRODUCTION_PARAMS, every admin role with the timelock behind governance, treasury =
+   * the timelock, the OPEN held by account #14).
    */
-  params?: Partial<PlatformParams>;
+  profile?: DeployProfile;
+  /** Overrides of the profile's deployment parameters. */
+  params?: PlatformParamsInput;
   /** Write the addresses file: true = defaultAddressesPath(chainId), a string = that path. Default false. */
   writeAddresses?: boolean | string;
   /** Milliseconds to wait for the node to answer (default 60 s). */
@@ -92,6 +103,11 @@ export interface LocalChain {
   increaseTime(seconds: number): Promise<void>;
   /** Raw JSON-RPC call against the node. */
   rpc<T = unknown>(method: string, params?: unknown[]): Promise<T>;
+  /**
+   * Run admin calls as the timelock (which holds every admin role) with the dev admin's key: the dev profile's
+   * shortcut (timelock delay 0). In the production profile admin calls need a governance proposal.
+   */
+  asAdmin(calls: readonly AdminCall[]): Promise<TransactionReceipt>;
   stop(): Promise<void>;
 }
 
@@ -201,18 +217,22 @@ export async function startLocalChain(options: StartLocalChainOptions = {}): Pro
           : typeof options.writeAddresses === "string"
             ? options.writeAddresses
             : undefined;
+      const production = options.profile === "production";
       addresses = await deployPlatform({
         rpcUrl,
         chainId,
         deployerPrivateKey: accounts.deployer.privateKey,
+        profile: options.profile ?? "dev",
         roles: {
           operator: accounts.operator.address,
           settlement: accounts.settlement.address,
-          treasury: accounts.treasury.address,
+          ...(production
+            ? { tokenHolder: accounts.tokenHolder.address }
+            : { treasury: accounts.treasury.address }),
           guardian: accounts.guardian.address,
           validators: accounts.validators.map((v) => v.address),
         },
-        params: { activationDelay: 0, quorum: 2, ...options.params },
+        ...(options.params ? { params: options.params } : {}),
         fund: accounts.users.map((u) => ({ address: u.address, amount: USER_FUNDING })),
         ...(outFile ? { outFile } : {}),
         log,
@@ -230,6 +250,16 @@ export async function startLocalChain(options: StartLocalChainOptions = {}): Pro
     addresses,
     accounts,
     rpc: <T>(method: string, params: unknown[] = []) => rpcCall<T>(rpcUrl, method, params),
+    async asAdmin(calls: readonly AdminCall[]) {
+      if (!addresses) throw new Error("asAdmin: the platform is not deployed on this chain");
+      const opts = { rpcUrl, chainId };
+      return executeAsTimelock({
+        publicClient: createChainPublicClient(opts),
+        walletClient: createChainWalletClient({ ...opts, privateKey: accounts.deployer.privateKey }),
+        timelock: addresses.contracts.OpenTimelock,
+        calls,
+      });
+    },
     async increaseTime(seconds: number) {
       await rpcCall(rpcUrl, "evm_increaseTime", [seconds]);
       await rpcCall(rpcUrl, "evm_mine", []);

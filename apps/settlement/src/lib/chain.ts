@@ -80,3 +80,25 @@ export async function distributorValidators(chain: SettlementChain): Promise<Set
   });
   return new Set(list.map((a) => a.toLowerCase()));
 }
+
+/**
+ * The distributor's quorum now: its active validators (admitted and staked, lower-case) and how many of
+ * their signatures a root needs (a fraction of the active set; 0 when none is active).
+ */
+export async function distributorQuorum(
+  chain: SettlementChain,
+): Promise<{ need: number; active: Set<string> }> {
+  const [need, active] = await Promise.all([
+    chain.publicClient.readContract({
+      address: chain.distributor,
+      abi: rewardDistributorAbi,
+      functionName: "requiredSignatures",
+    }),
+    chain.publicClient.readContract({
+      address: chain.distributor,
+      abi: rewardDistributorAbi,
+      functionName: "activeValidators",
+    }),
+  ]);
+  return { need: Number(need), active: new Set(active.map((a) => a.toLowerCase())) };
+}

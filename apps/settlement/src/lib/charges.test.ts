@@ -71,7 +71,14 @@ function log(
       eventName,
       args: { batchId: batch, consumer: who },
     }) as [Hex, ...Hex[]],
-    data: encodeAbiParameters([{ type: "uint256" }, { type: "uint256" }], [amount, balance]),
+    // ChargeSkipped also carries what was left of the consumer's daily cap.
+    data:
+      eventName === "ChargeSkipped"
+        ? encodeAbiParameters(
+            [{ type: "uint256" }, { type: "uint256" }, { type: "uint256" }],
+            [amount, balance, 0n],
+          )
+        : encodeAbiParameters([{ type: "uint256" }, { type: "uint256" }], [amount, balance]),
   };
 }
 

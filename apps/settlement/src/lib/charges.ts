@@ -170,7 +170,9 @@ export class EscrowCharger {
           chain.publicClient.readContract({
             address: chain.addresses.contracts.InferenceEscrow,
             abi: inferenceEscrowAbi,
-            functionName: "balanceOf",
+            // What a charge can take now: the balance, within what is left of the consumer's daily cap
+            // (InferenceEscrow bounds the settler by it); fees beyond it are carried over.
+            functionName: "chargeableOf",
             args: [c as Address],
           }),
         ),

@@ -9,7 +9,7 @@ import type { SettlementConfig } from "@openledger/config";
 import { type Db, withTransaction } from "@openledger/db";
 import { accumulateEarnings, earningsByAddress, earningsLeaves } from "@openledger/settlement-core";
 import type { Abi, Address, Hex } from "viem";
-import type { SettlementChain } from "./chain.ts";
+import { distributorQuorum, type SettlementChain } from "./chain.ts";
 import { EscrowCharger } from "./charges.ts";
 import { executeIntent, type IntentSpec } from "./intents.ts";
 
@@ -266,7 +266,8 @@ export class EpochManager {
     return readEpoch(this.db, closed);
   }
 
-  /** Every attester signs the EIP-712 EpochRoot; true when the distributor's threshold is met. */
+  /** Every attester signs the EIP-712 EpochRoot; true when the distributor's quorum (requiredSignatures:
+   *  a fraction of its active validators) is met. */
   async attest(epoch: EpochRow): Promise<boolean> {
     const chain = await this.chain();
     const message = {
@@ -284,20 +285,15 @@ export class EpochManager {
         signature,
       );
     }
-    const threshold = await chain.publicClient.readContract({
-      address: chain.distributor,
-      abi: rewardDistributorAbi,
-      functionName: "threshold",
-    });
-    const [count] = await this.db.$queryRawUnsafe<{ n: number }[]>(
-      `SELECT count(*)::int AS n FROM epoch_attestations WHERE epoch_id = $1`,
+    const { need, active } = await distributorQuorum(chain);
+    const rows = await this.db.$queryRawUnsafe<{ validator_address: string }[]>(
+      `SELECT validator_address FROM epoch_attestations WHERE epoch_id = $1`,
       epoch.id,
     );
-    if ((count?.n ?? 0) < Number(threshold)) {
-      this.log.warn(
-        { epoch: epoch.id, have: count?.n, need: Number(threshold) },
-        "epoch waits for attestations",
-      );
+    // Only active validators' signatures count (the contract rejects the others).
+    const have = rows.filter((r) => active.has(r.validator_address)).length;
+    if (need === 0 || have < need) {
+      this.log.warn({ epoch: epoch.id, have, need }, "epoch waits for attestations");
       return false;
     }
     await this.db.$executeRawUnsafe(
@@ -316,16 +312,14 @@ export class EpochManager {
       `SELECT validator_address, signature FROM epoch_attestations WHERE epoch_id = $1`,
       epoch.id,
     );
-    // Only `threshold` signatures go on chain (each extra one costs ~7k gas to verify); the
-    // lowest signers, sorted ascending as the contract requires.
-    const threshold = await chain.publicClient.readContract({
-      address: chain.distributor,
-      abi: rewardDistributorAbi,
-      functionName: "threshold",
-    });
+    // Only `requiredSignatures` of active validators go on chain (each extra one costs ~7k gas to
+    // verify); the lowest signers, sorted ascending as the contract requires.
+    const { need, active } = await distributorQuorum(chain);
     const signatures = sortSignatures(
-      atts.map((a) => ({ signer: a.validator_address as Address, signature: a.signature as Hex })),
-    ).slice(0, Number(threshold));
+      atts
+        .filter((a) => active.has(a.validator_address))
+        .map((a) => ({ signer: a.validator_address as Address, signature: a.signature as Hex })),
+    ).slice(0, need);
     return {
       key: `epoch.post:${epoch.id}`,
       kind: "epoch.post",
