@@ -7,17 +7,26 @@
 // Runs a real `hardhat node` (startLocalChain), so the numbers are receipts' gasUsed. Baselines measured in
 // the same run: a plain ERC20 transfer (claims are shown as a ratio of it) and the 10-recipient post.
 import {
+  type AdminCall,
   buildEarningsTree,
+  castVote,
   createChainClients,
   datanetRegistryAbi,
   deployPlatform,
   type EarningsEntry,
+  executeAsTimelock,
+  executeProposal,
+  governorSettings,
   inferenceEscrowAbi,
   ModelKind,
   modelRegistryAbi,
   OPEN,
+  openGovernorAbi,
   openTokenAbi,
   type PlatformAddresses,
+  type Proposal,
+  propose,
+  queueProposal,
   rewardDistributorAbi,
   StakeRole,
   signEpochRoot,
@@ -39,7 +48,8 @@ const chain = await startLocalChain({ deploy: false });
 try {
   const a = chain.accounts;
   const opts = { rpcUrl: chain.rpcUrl, chainId: chain.chainId };
-  // Deployment gas comes from a deployment with production parameters (activation delay 1 h).
+  // Deployment gas comes from a dev-profile deployment with an activation delay of 1 h (the production
+  // profile deploys the same bytecode; it differs in who holds the roles and in its floors).
   const addresses: PlatformAddresses = await deployPlatform({
     ...opts,
     deployerPrivateKey: a.deployer.privateKey,
@@ -50,16 +60,14 @@ try {
       guardian: a.guardian.address,
       validators: a.validators.map((v) => v.address),
     },
-    params: { quorum: 2 },
+    params: { activationDelay: 3600 },
     fund: a.users.map((u) => ({ address: u.address, amount: 1_000_000n * OPEN })),
     onReceipt: (step, r) => {
       const m = /^deploy (\w+)$/.exec(step);
       if (m) gas[`${m[1]}.constructor`] = Number(r.gasUsed);
       if (step.startsWith("stake for validator")) gas["Staking.stakeFor"] = Number(r.gasUsed);
-      if (step.startsWith("add validator")) gas["RewardDistributor.addValidator"] = Number(r.gasUsed);
-      if (step === "quorum") gas["RewardDistributor.setThreshold"] = Number(r.gasUsed);
-      if (step === "Staking SLASHER_ROLE") gas["Staking.grantRole"] = Number(r.gasUsed);
-      if (step === "Staking minStake validator") gas["Staking.setMinStake"] = Number(r.gasUsed);
+      if (step === "timelock executeBatch")
+        gas["deploy: wiring batch (timelock executeBatch)"] = Number(r.gasUsed);
     },
   });
   progress(`deployed on ${chain.rpcUrl}`);
@@ -79,6 +87,21 @@ try {
     const r = await pc.waitForTransactionReceipt({ hash });
     if (r.status !== "success") throw new Error(`${key ?? functionName} reverted`);
     if (key) gas[key] = Number(r.gasUsed);
+    return r;
+  };
+  // An admin call: the timelock holds every admin role, so the figure is the timelock's executeBatch of that
+  // one call (the call itself plus ~10-15k of timelock bookkeeping); scheduling is another transaction.
+  const admin = async (
+    key: string | undefined,
+    address: Address,
+    abi: Abi,
+    functionName: string,
+    args: readonly unknown[],
+  ) => {
+    const { publicClient, walletClient } = client(a.deployer);
+    const calls: AdminCall[] = [{ address, abi, functionName, args }];
+    const r = await executeAsTimelock({ publicClient, walletClient, timelock: c.OpenTimelock, calls });
+    if (key) gas[`${key} (via timelock)`] = Number(r.gasUsed);
     return r;
   };
   const [alice, bob, carol, dave] = a.users as [DevAccount, DevAccount, DevAccount, DevAccount];
@@ -147,9 +170,32 @@ try {
   ]);
   await chain.increaseTime(7 * 24 * 3600);
   await send(alice, "Staking.withdraw", c.Staking, S, "withdraw", [StakeRole.Contributor, DN]);
-  await send(a.deployer, "Staking.setUnbondingPeriod", c.Staking, S, "setUnbondingPeriod", [7 * 24 * 3600]);
-  await send(a.deployer, "Staking.setTreasury", c.Staking, S, "setTreasury", [a.treasury.address]);
-  await send(a.deployer, "Staking.setReporterCutBps", c.Staking, S, "setReporterCutBps", [1_000]);
+  await admin("Staking.setUnbondingPeriod", c.Staking, S, "setUnbondingPeriod", [7 * 24 * 3600]);
+  await admin("Staking.setTreasury", c.Staking, S, "setTreasury", [a.treasury.address]);
+  await admin("Staking.setReporterCutBps", c.Staking, S, "setReporterCutBps", [1_000]);
+  await admin("Staking.setMinStake", c.Staking, S, "setMinStake", [StakeRole.Contributor, 100n * OPEN]);
+  await admin("Staking.setSlashDisputeWindow", c.Staking, S, "setSlashDisputeWindow", [3600]);
+  // The bounded slash path (production's): propose, wait the dispute window, execute; or veto.
+  await send(alice, undefined, c.Staking, S, "stake", [StakeRole.Contributor, DN, 500n * OPEN]);
+  await send(a.operator, "Staking.proposeSlash", c.Staking, S, "proposeSlash", [
+    alice.address,
+    StakeRole.Contributor,
+    DN,
+    10n * OPEN,
+    keccak256(toHex("e")),
+    bob.address,
+  ]);
+  await send(a.operator, undefined, c.Staking, S, "proposeSlash", [
+    alice.address,
+    StakeRole.Contributor,
+    DN,
+    10n * OPEN,
+    keccak256(toHex("e2")),
+    bob.address,
+  ]);
+  await send(a.guardian, "Staking.vetoSlash", c.Staking, S, "vetoSlash", [2n]);
+  await chain.increaseTime(3600);
+  await send(bob, "Staking.executeSlash", c.Staking, S, "executeSlash", [1n]);
 
   // ---- DatanetRegistry
   await send(alice, "DatanetRegistry.createDatanet", c.DatanetRegistry, D, "createDatanet", [
@@ -230,15 +276,53 @@ try {
     [alice.address, bob.address, carol.address],
     [OPEN, OPEN, OPEN],
   ]);
+  // Steady state: consumers charged before today (their daily-cap slot exists, today's counter is updated).
+  await send(a.settlement, "InferenceEscrow.charge (repeat consumer)", c.InferenceEscrow, E, "charge", [
+    keccak256(toHex("b1-repeat")),
+    [alice.address],
+    [OPEN],
+  ]);
+  await send(
+    a.settlement,
+    "InferenceEscrow.charge[3 consumers] (repeat consumers)",
+    c.InferenceEscrow,
+    E,
+    "charge",
+    [keccak256(toHex("b2-repeat")), [alice.address, bob.address, carol.address], [OPEN, OPEN, OPEN]],
+  );
   // A consumer short of balance is skipped (ChargeSkipped), the others are charged.
   await send(a.settlement, "InferenceEscrow.charge[3 consumers, 1 skipped]", c.InferenceEscrow, E, "charge", [
     keccak256(toHex("b2-skip")),
     [alice.address, bob.address, carol.address],
     [OPEN, 10_000n * OPEN, OPEN],
   ]);
-  await send(a.deployer, "InferenceEscrow.setWithdrawalDelay", c.InferenceEscrow, E, "setWithdrawalDelay", [
-    24 * 3600,
+  // Daily caps (the settler's bound): a consumer with its own cap, and one skipped for being over it.
+  await send(carol, "InferenceEscrow.setDailyCap (raise)", c.InferenceEscrow, E, "setDailyCap", [
+    2_000_000n * OPEN,
   ]);
+  await send(bob, "InferenceEscrow.setDailyCap (lower: scheduled)", c.InferenceEscrow, E, "setDailyCap", [
+    2n * OPEN,
+  ]);
+  await chain.increaseTime(24 * 3600);
+  await send(a.settlement, "InferenceEscrow.charge (own cap)", c.InferenceEscrow, E, "charge", [
+    keccak256(toHex("b-cap")),
+    [carol.address],
+    [OPEN],
+  ]);
+  await send(
+    a.settlement,
+    "InferenceEscrow.charge[3 consumers, 1 over its cap]",
+    c.InferenceEscrow,
+    E,
+    "charge",
+    [keccak256(toHex("b-cap-skip")), [alice.address, bob.address, carol.address], [OPEN, 3n * OPEN, OPEN]],
+  );
+  await admin("InferenceEscrow.setWithdrawalDelay", c.InferenceEscrow, E, "setWithdrawalDelay", [24 * 3600]);
+  await admin("InferenceEscrow.setDefaultDailyCap", c.InferenceEscrow, E, "setDefaultDailyCap", [
+    1_000_000n * OPEN,
+  ]);
+  await send(a.guardian, "InferenceEscrow.pause", c.InferenceEscrow, E, "pause", []);
+  await admin("InferenceEscrow.unpause", c.InferenceEscrow, E, "unpause", []);
 
   // ---- RewardDistributor: one epoch per tree size, each with a real tree and a claim with its proof.
   const signers = a.validators.slice(0, 2).map((v) => privateKeyToAccount(v.privateKey));
@@ -385,20 +469,56 @@ try {
     await send(a.guardian, "RewardDistributor.revokeEpoch", c.RewardDistributor, R, "revokeEpoch", [epoch]);
   }
   await send(a.guardian, "RewardDistributor.pause", c.RewardDistributor, R, "pause", []);
-  await send(a.deployer, "RewardDistributor.unpause", c.RewardDistributor, R, "unpause", []);
-  await send(
-    a.deployer,
-    "RewardDistributor.setActivationDelay",
-    c.RewardDistributor,
-    R,
-    "setActivationDelay",
-    [3600],
-  );
-  await send(a.deployer, "RewardDistributor.setStaking", c.RewardDistributor, R, "setStaking", [c.Staking]);
-  await send(a.deployer, undefined, c.RewardDistributor, R, "addValidator", [carol.address]);
-  await send(a.deployer, "RewardDistributor.removeValidator", c.RewardDistributor, R, "removeValidator", [
+  await admin("RewardDistributor.unpause", c.RewardDistributor, R, "unpause", []);
+  await admin("RewardDistributor.setActivationDelay", c.RewardDistributor, R, "setActivationDelay", [3600]);
+  await admin("RewardDistributor.addValidator", c.RewardDistributor, R, "addValidator", [carol.address]);
+  await admin("RewardDistributor.removeValidator", c.RewardDistributor, R, "removeValidator", [
     carol.address,
   ]);
+  await admin("RewardDistributor.setQuorum", c.RewardDistributor, R, "setQuorum", [3, 4, 2]);
+  const split = { treasuryBps: 500, validatorsBps: 1_500, modelOwnerBps: 2_500, contributorsBps: 5_500 };
+  await admin("RewardDistributor.setFeeSplit", c.RewardDistributor, R, "setFeeSplit", [split]);
+
+  // ---- OpenGovernor: one full cycle (the deployer holds the votes in the dev profile).
+  {
+    const { publicClient, walletClient } = client(a.deployer);
+    const ctx = { publicClient, governor: c.OpenGovernor };
+    const proposal: Proposal = {
+      calls: [
+        {
+          address: c.RewardDistributor,
+          abi: R,
+          functionName: "setFeeSplit",
+          args: [{ ...split, treasuryBps: 1_000, contributorsBps: 5_000 }],
+        },
+      ],
+      description: "bench: fee split back",
+    };
+    const settings = await governorSettings(ctx);
+    const last = async (key: string) => {
+      const block = await publicClient.getBlock({ includeTransactions: false });
+      const r = await publicClient.getTransactionReceipt({ hash: block.transactions.at(-1)! });
+      gas[key] = Number(r.gasUsed);
+    };
+    const id = await propose(ctx, walletClient, proposal);
+    await last("OpenGovernor.propose (locks the deposit)");
+    await chain.increaseTime(Number(settings.votingDelay) + 1);
+    gas["OpenGovernor.castVote"] = Number((await castVote(ctx, walletClient, id, 1)).gasUsed);
+    await chain.increaseTime(Number(settings.votingPeriod) + 1);
+    gas["OpenGovernor.queue"] = Number((await queueProposal(ctx, walletClient, proposal)).gasUsed);
+    await chain.increaseTime(Number(settings.timelockDelay) + 1);
+    gas["OpenGovernor.execute (setFeeSplit)"] = Number(
+      (await executeProposal(ctx, walletClient, proposal)).gasUsed,
+    );
+    await send(
+      a.deployer,
+      "OpenGovernor.settleDeposit",
+      c.OpenGovernor,
+      openGovernorAbi as Abi,
+      "settleDeposit",
+      [id],
+    );
+  }
 
   const transfer = gas["OpenToken.transfer"]!;
   const base = epochPostGas[String(sizes[0])]!;
