@@ -500,3 +500,42 @@ describe("owed (the gateway's balance check)", () => {
     await reconcileOk();
   });
 });
+
+describe("a consumer over its daily cap (the settler's bound)", () => {
+  test("fees beyond the cap are carried over, the gateway stops at the cap, and they are charged the next day", async () => {
+    const dora = chain.accounts.users[4]! as Account;
+    await deposit(dora, 100n * OPEN);
+    // Lowering a cap takes effect after the withdrawal delay (fees already served stay collectable).
+    await send(dora.privateKey, C().InferenceEscrow, inferenceEscrowAbi, "setDailyCap", [4n * OPEN]);
+    await chain.increaseTime(24 * 3600 + 1);
+    const d1 = await inferAndSettle(dora);
+    const d2 = await inferAndSettle(dora);
+    const res = await closeEpoch();
+    assert.equal(res.statusCode, 200, res.body);
+    const first = res.json().epoch;
+    assert.equal(first.totalWei, (3n * OPEN).toString(), "only what the 4 OPEN cap covers");
+    assert.equal(await epochOf(d1), first.id);
+    assert.equal(await epochOf(d2), null, "carried over");
+    assert.equal(await escrowBalance(dora), 97n * OPEN);
+    const deferral = await app.db.escrowDeferral.findUniqueOrThrow({
+      where: { consumer: lower(dora.address) },
+    });
+    assert.equal(deferral.deferredWei.toFixed(), (3n * OPEN).toString());
+    assert.equal(deferral.balanceWei.toFixed(), (4n * OPEN).toString(), "chargeable when planned: the cap");
+    // The gateway sees the cap too: 1 OPEN left today, 3 owed.
+    assert.equal(await gateway.billing.chain.spendable(lower(dora.address)), 1n * OPEN);
+    assert.equal(await gateway.billing.owed(lower(dora.address)), 3n * OPEN);
+    await assertTotalsToTheWei();
+    // Next UTC day: the carried-over fee is charged, once.
+    await chain.increaseTime(24 * 3600);
+    const next = await closeEpoch();
+    assert.equal(next.statusCode, 200, next.body);
+    assert.equal(next.json().epoch.id, first.id + 1);
+    assert.equal(await epochOf(d2), first.id + 1);
+    assert.equal(await escrowBalance(dora), 94n * OPEN);
+    assert.equal(await app.db.escrowDeferral.count({ where: { consumer: lower(dora.address) } }), 0);
+    assert.equal(await gateway.billing.owed(lower(dora.address)), 0n);
+    await assertTotalsToTheWei();
+    await reconcileOk();
+  });
+});

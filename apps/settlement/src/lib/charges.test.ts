@@ -63,6 +63,7 @@ function log(
   amount: bigint,
   balance: bigint,
   batch = BATCH,
+  capRemaining = 10n ** 24n,
 ) {
   return {
     address: ESCROW,
@@ -76,7 +77,7 @@ function log(
       eventName === "ChargeSkipped"
         ? encodeAbiParameters(
             [{ type: "uint256" }, { type: "uint256" }, { type: "uint256" }],
-            [amount, balance, 0n],
+            [amount, balance, capRemaining],
           )
         : encodeAbiParameters([{ type: "uint256" }, { type: "uint256" }], [amount, balance]),
   };
@@ -103,6 +104,13 @@ test("outcomesOf reads each consumer's outcome from the batch's events", () => {
   );
   assert.equal(out.charged, 5n);
   assert.equal(out.balances.get(B), 3n);
+  // Skipped for its daily cap: what it could pay is what was left of the cap, not its balance.
+  const capped = outcomesOf(chain, planned, {
+    status: "success",
+    transactionHash: `0x${"11".repeat(32)}`,
+    logs: [log("Charged", A, 5n, 95n), log("ChargeSkipped", B, 7n, 500n, BATCH, 2n)] as never,
+  });
+  assert.equal(capped.balances.get(B), 2n);
 });
 
 test("outcomesOf refuses a receipt that does not account for every consumer to the wei", () => {

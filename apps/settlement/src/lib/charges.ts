@@ -31,7 +31,7 @@ export interface ChargeRound {
   /** Charge batches applied in this round (resumed ones included). */
   batches: number;
   chargedWei: bigint;
-  /** Consumers whose charge the escrow skipped (balance short when the batch ran). */
+  /** Consumers whose charge the escrow skipped (balance or daily cap short when the batch ran). */
   skipped: number;
   /** Consumers left with fees carried over (short at planning or skipped). */
   deferred: number;
@@ -155,7 +155,7 @@ export class EscrowCharger {
           consumers: short.map((s) => s.consumer),
           deferredWei: short.reduce((t, s) => t + s.wei, 0n).toString(),
         },
-        "escrow balance short: fees carried over to a later epoch",
+        "escrow balance (or daily cap) short: fees carried over to a later epoch",
       );
     }
     return planned;
@@ -369,7 +369,13 @@ export function outcomesOf(
     if (ev.eventName === "Charged") {
       seen.set(consumer, { outcome: "charged", amount: ev.args.amount, balance: ev.args.newBalance });
     } else {
-      seen.set(consumer, { outcome: "skipped", amount: ev.args.amount, balance: ev.args.balance });
+      // What the escrow could have taken: the balance, within what was left of the daily cap.
+      const { balance, capRemaining } = ev.args;
+      seen.set(consumer, {
+        outcome: "skipped",
+        amount: ev.args.amount,
+        balance: balance < capRemaining ? balance : capRemaining,
+      });
     }
   }
   let charged = 0n;
