@@ -178,6 +178,21 @@ export const gatewayEnv = baseEnv.extend({
     .default("2000000000000000"),
   /** Interval of the outbox sweeper re-enqueueing `inference.completed` jobs, ms. */
   GATEWAY_OUTBOX_SWEEP_MS: z.coerce.number().int().min(100).default(10_000),
+  /** Largest adapter upload, bytes, counted after decompression (every entry of an archive): an
+   *  upload stops with 413 the moment it passes this, so a decompression bomb is never expanded. */
+  GATEWAY_ADAPTER_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(512 * 1024 * 1024),
+  /** Active adapters one account may have at once (403 ADAPTER_QUOTA_EXCEEDED beyond it). */
+  GATEWAY_ADAPTER_QUOTA_COUNT: z.coerce.number().int().min(1).default(100),
+  /** Total bytes of one account's active adapters (403 ADAPTER_QUOTA_EXCEEDED beyond it). */
+  GATEWAY_ADAPTER_QUOTA_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(10 * 1024 * 1024 * 1024),
   /** Base URL of the attribution service: small models are served from the ONNX export of a
    *  datanet version's influence model, fetched from there once per gateway node (hash-checked). */
   GATEWAY_ATTRIBUTION_URL: z.string().url().default("http://127.0.0.1:4002"),

@@ -260,6 +260,7 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
           priceOutPer1kWei: new Prisma.Decimal(BIG.toString()),
           status: "active",
           chainModelId: new Prisma.Decimal("3"),
+          sizeBytes: 7_400_000_000n,
         },
       }),
     (m) => db.model.findUnique({ where: { id: m.id } }),

@@ -47,6 +47,32 @@ export class AdapterStore {
     );
   }
 
+  /** Where an upload in progress writes its files (same file system as the store: renamed into it). */
+  incomingDir(id: string): string {
+    return join(this.root, "adapters", ".incoming", id);
+  }
+
+  /**
+   * Moves a directory holding both files (an upload, already hashed as `hash`) into the store
+   * (atomic rename; an existing copy is kept and the directory removed).
+   */
+  async adopt(dir: string, hash: string): Promise<string> {
+    const dest = this.dirOf(hash);
+    try {
+      await access(join(dest, ADAPTER_WEIGHTS_FILE));
+      await rm(dir, { recursive: true, force: true });
+      return hash;
+    } catch {
+      // not stored yet
+    }
+    try {
+      await rename(dir, dest);
+    } catch {
+      await rm(dir, { recursive: true, force: true });
+    }
+    return hash;
+  }
+
   async #put(hash: string, configBytes: Uint8Array, writeWeights: (path: string) => Promise<void>) {
     const dir = this.dirOf(hash);
     try {

@@ -5,7 +5,7 @@ import {
   modelRegistryAbi,
 } from "@openledger/chain";
 import type { GatewayConfig } from "@openledger/config";
-import { type Db, Prisma } from "@openledger/db";
+import { type Db, Prisma, type Tx } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
@@ -173,6 +173,39 @@ export interface RegistrationInput {
   priceOut: bigint;
   datanetVersionIds: string[];
   onChain?: boolean;
+  /** Bytes of the adapter's files (counted in the owner's quota). */
+  sizeBytes?: number;
+  /** The owner's adapter quota, checked in the registering transaction (uploads pass it). */
+  quota?: AdapterQuota;
+}
+
+/** Active adapters one account may hold: how many, and how many bytes in all. */
+export interface AdapterQuota {
+  count: number;
+  bytes: number;
+}
+
+/** What an account's active adapters use of its quota. */
+export async function adapterUsage(db: Db | Tx, owner: string): Promise<{ count: number; bytes: number }> {
+  const [row] = await db.$queryRaw<{ count: number; bytes: string }[]>`
+    SELECT count(*)::int AS count, COALESCE(sum(size_bytes), 0)::text AS bytes
+      FROM models WHERE owner_address = ${owner} AND kind = 'adapter' AND status = 'active'`;
+  return { count: row?.count ?? 0, bytes: Number(row?.bytes ?? 0) };
+}
+
+/** 403 ADAPTER_QUOTA_EXCEEDED unless `adding` more bytes (and one more adapter) fit the quota. */
+export function checkQuota(
+  usage: { count: number; bytes: number },
+  quota: AdapterQuota,
+  adding: number,
+): void {
+  if (usage.count + 1 > quota.count || usage.bytes + adding > quota.bytes) {
+    throw new AppError(
+      "ADAPTER_QUOTA_EXCEEDED",
+      `this account has ${usage.count} active adapters using ${usage.bytes} bytes; the quota is ${quota.count} adapters and ${quota.bytes} bytes (retire one to make room)`,
+      { status: 403, details: { usage, quota } },
+    );
+  }
 }
 
 /**
@@ -233,6 +266,11 @@ export class ModelRegistration {
     let row: Awaited<ReturnType<Db["model"]["create"]>>;
     try {
       row = await this.db.$transaction(async (tx) => {
+        if (input.quota) {
+          // One owner's uploads register one at a time, so concurrent ones cannot pass the quota together.
+          await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtextextended(${`adapter-quota:${input.owner}`}, 0))`;
+          checkQuota(await adapterUsage(tx, input.owner), input.quota, input.sizeBytes ?? 0);
+        }
         const created = await tx.model.create({
           data: {
             id: input.id,
@@ -242,6 +280,7 @@ export class ModelRegistration {
             contentHash: input.contentHash,
             priceInPer1kWei: new Prisma.Decimal(input.priceIn.toString()),
             priceOutPer1kWei: new Prisma.Decimal(input.priceOut.toString()),
+            ...(input.sizeBytes !== undefined ? { sizeBytes: BigInt(input.sizeBytes) } : {}),
           },
         });
         if (versionIds.length) {

@@ -1,13 +1,14 @@
+import { randomUUID } from "node:crypto";
 import multipart from "@fastify/multipart";
 import type { GatewayConfig } from "@openledger/config";
 import { AppError } from "@openledger/errors";
-import { ModelRuntimeError, parsePeftAdapter } from "@openledger/model-runtime";
+import { ModelRuntimeError } from "@openledger/model-runtime";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
-import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterContentHash } from "../lib/adapter-store.ts";
-import { SERVED_MODULES } from "../lib/model-host.ts";
-import { readTarball } from "../lib/tarball.ts";
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, contentHashOfDigests } from "../lib/adapter-store.ts";
+import { AdapterUpload } from "../lib/upload.ts";
 import type { ServableModel } from "../plugins/catalog.ts";
+import { type AdapterQuota, adapterUsage, checkQuota } from "../plugins/registration.ts";
 
 const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const WEI = /^\d{1,38}$/;
@@ -39,7 +40,9 @@ function describe(m: ServableModel, extra: Record<string, unknown> = {}) {
  */
 export async function adapterRoutes(app: FastifyInstance, { config }: { config: GatewayConfig }) {
   await app.register(multipart, {
-    limits: { fileSize: 512 * 1024 * 1024, files: 2, fields: 16, fieldSize: 64 * 1024 },
+    // Per file as sent (compressed or not); the decompressed total is bounded by AdapterUpload.
+    // (one byte more than the limit, so that AdapterUpload, which names the limit, sees it passed).
+    limits: { fileSize: config.GATEWAY_ADAPTER_MAX_BYTES + 1, files: 2, fields: 16, fieldSize: 64 * 1024 },
   });
   app.addHook("onRequest", async (request) => {
     request.account = await app.apiKeys.authenticate(request);
@@ -56,117 +59,128 @@ export async function adapterRoutes(app: FastifyInstance, { config }: { config: 
     },
     async (request: FastifyRequest, reply) => {
       if (!request.isMultipart()) throw new AppError("UNSUPPORTED_MEDIA_TYPE", "send multipart/form-data");
-      const fields: Record<string, string[]> = {};
-      const files: Record<string, Buffer> = {};
-      for await (const part of request.parts()) {
-        if (part.type === "file") {
-          const buf = await part.toBuffer();
-          if (/\.(tar|tgz|tar\.gz)$/.test(part.filename) || part.fieldname === "adapter") {
-            // A tarball holding both files (at any depth).
-            let inner: Map<string, Buffer>;
-            try {
-              inner = readTarball(buf, 1024 * 1024 * 1024);
-            } catch (err) {
-              throw new AppError("VALIDATION_FAILED", `adapter tarball: ${(err as Error).message}`);
-            }
-            for (const f of [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE]) {
-              const data = inner.get(f);
-              if (data) files[f] = data;
-            }
-            continue;
-          }
-          const name =
-            part.filename === ADAPTER_CONFIG_FILE || part.fieldname === "adapter_config"
-              ? ADAPTER_CONFIG_FILE
-              : part.filename === ADAPTER_WEIGHTS_FILE || part.fieldname === "adapter_model"
-                ? ADAPTER_WEIGHTS_FILE
-                : undefined;
-          if (!name)
-            throw new AppError(
-              "VALIDATION_FAILED",
-              `unexpected file ${part.filename} (field ${part.fieldname})`,
-            );
-          files[name] = buf;
-        } else {
-          const list = fields[part.fieldname] ?? [];
-          list.push(String(part.value));
-          fields[part.fieldname] = list;
-        }
-      }
-      const field = (k: string) => fields[k]?.[0];
-      const cfgBytes = files[ADAPTER_CONFIG_FILE];
-      const weights = files[ADAPTER_WEIGHTS_FILE];
-      if (!cfgBytes || !weights) {
-        throw new AppError(
-          "VALIDATION_FAILED",
-          `both ${ADAPTER_CONFIG_FILE} and ${ADAPTER_WEIGHTS_FILE} are required`,
-        );
-      }
-      const priceIn = field("price_in_per_1k_wei") ?? "0";
-      const priceOut = field("price_out_per_1k_wei") ?? "0";
-      for (const [k, v] of [
-        ["price_in_per_1k_wei", priceIn],
-        ["price_out_per_1k_wei", priceOut],
-      ] as const) {
-        if (!WEI.test(v) || BigInt(v) > MAX_UINT128) {
-          throw new AppError("VALIDATION_FAILED", `${k}: a decimal string of wei (uint128)`);
-        }
-      }
-      const versionIds = (fields.datanet_version_ids ?? [])
-        .flatMap((v) => (v.trim().startsWith("[") ? parseIdList(v) : v.split(",")))
-        .map((v) => v.trim())
-        .filter(Boolean);
-      for (const v of versionIds) {
-        if (!UUID.test(v)) throw new AppError("VALIDATION_FAILED", `datanet_version_ids: ${v} is not a uuid`);
-      }
-      // Validate against the base model before anything is written.
-      let rank: number;
+      const owner = request.account!;
+      const quota: AdapterQuota = {
+        count: config.GATEWAY_ADAPTER_QUOTA_COUNT,
+        bytes: config.GATEWAY_ADAPTER_QUOTA_BYTES,
+      };
+      // Refused before a byte is received when the account is at its quota; an upload may then use
+      // what is left of it (or the per-adapter limit, whichever is smaller).
+      const usage = await adapterUsage(app.db, owner);
+      checkQuota(usage, quota, 0);
+      const maxBytes = config.GATEWAY_ADAPTER_MAX_BYTES;
+      const left = quota.bytes - usage.bytes;
+      const upload = new AdapterUpload(app.catalog.store.incomingDir(randomUUID()), {
+        bytes: Math.min(maxBytes, left),
+        error: () =>
+          left < maxBytes
+            ? new AppError(
+                "ADAPTER_QUOTA_EXCEEDED",
+                `this upload would pass the account's adapter quota of ${quota.bytes} bytes (${usage.bytes} used)`,
+                { status: 403, details: { usage, quota } },
+              )
+            : new AppError(
+                "PAYLOAD_TOO_LARGE",
+                `an adapter upload may hold at most ${maxBytes} bytes (decompressed)`,
+              ),
+      });
+      await upload.open();
       try {
-        const adapter = parsePeftAdapter(
-          app.host.model.config,
-          JSON.parse(cfgBytes.toString("utf8")),
-          weights,
-        );
-        rank = adapter.rank;
-        const unsupported = adapter.targetModules.filter((m) => !SERVED_MODULES.includes(m));
-        if (unsupported.length) {
-          throw adapterRejected(
-            "ADAPTER_TARGET_UNSUPPORTED",
-            `adapter targets ${unsupported.join(", ")}; this gateway serves ${SERVED_MODULES.join(", ")}`,
-            { modules: unsupported },
+        const fields: Record<string, string[]> = {};
+        for await (const part of request.parts()) {
+          if (part.type === "file") {
+            if (/\.(tar|tgz|tar\.gz)$/.test(part.filename) || part.fieldname === "adapter") {
+              await upload.addArchive(part.file); // a tarball holding both files (at any depth)
+              continue;
+            }
+            const name =
+              part.filename === ADAPTER_CONFIG_FILE || part.fieldname === "adapter_config"
+                ? ADAPTER_CONFIG_FILE
+                : part.filename === ADAPTER_WEIGHTS_FILE || part.fieldname === "adapter_model"
+                  ? ADAPTER_WEIGHTS_FILE
+                  : undefined;
+            if (!name) {
+              throw new AppError(
+                "VALIDATION_FAILED",
+                `unexpected file ${part.filename} (field ${part.fieldname})`,
+              );
+            }
+            await upload.addFile(name, part.file);
+            if (part.file.truncated) throw upload.limit.error(); // multipart's own per-file cap
+          } else {
+            const list = fields[part.fieldname] ?? [];
+            list.push(String(part.value));
+            fields[part.fieldname] = list;
+          }
+        }
+        const field = (k: string) => fields[k]?.[0];
+        const cfgFile = upload.files.get(ADAPTER_CONFIG_FILE);
+        const weightsFile = upload.files.get(ADAPTER_WEIGHTS_FILE);
+        if (!cfgFile || !weightsFile) {
+          throw new AppError(
+            "VALIDATION_FAILED",
+            `both ${ADAPTER_CONFIG_FILE} and ${ADAPTER_WEIGHTS_FILE} are required`,
           );
         }
+        const priceIn = field("price_in_per_1k_wei") ?? "0";
+        const priceOut = field("price_out_per_1k_wei") ?? "0";
+        for (const [k, v] of [
+          ["price_in_per_1k_wei", priceIn],
+          ["price_out_per_1k_wei", priceOut],
+        ] as const) {
+          if (!WEI.test(v) || BigInt(v) > MAX_UINT128) {
+            throw new AppError("VALIDATION_FAILED", `${k}: a decimal string of wei (uint128)`);
+          }
+        }
+        const versionIds = (fields.datanet_version_ids ?? [])
+          .flatMap((v) => (v.trim().startsWith("[") ? parseIdList(v) : v.split(",")))
+          .map((v) => v.trim())
+          .filter(Boolean);
+        for (const v of versionIds) {
+          if (!UUID.test(v))
+            throw new AppError("VALIDATION_FAILED", `datanet_version_ids: ${v} is not a uuid`);
+        }
+        const hash = contentHashOfDigests(cfgFile.sha256, weightsFile.sha256);
+        const id = field("id") ?? field("name") ?? `adapter-${hash.slice(0, 16)}`;
+        if (!MODEL_ID.test(id) || id === app.catalog.baseModelId) {
+          throw new AppError(
+            "VALIDATION_FAILED",
+            "id: letters, digits, '.', '_', '-' (max 128), not the base model id",
+          );
+        }
+        // Validated against the base model and the slots (shapes, targets, rank) by the runtime's
+        // adapter loader — on a worker thread for large files — before anything is registered.
+        let rank: number;
+        try {
+          rank = (await app.host.loadPool.load(upload.dir)).rank;
+        } catch (err) {
+          if (err instanceof ModelRuntimeError) throw adapterRejected(err.code, err.message, err.details);
+          throw err;
+        }
+        const sizeBytes = cfgFile.bytes + weightsFile.bytes;
+        await app.catalog.store.adopt(upload.dir, hash);
+        const { model, chain } = await app.registration.register({
+          id,
+          owner,
+          contentHash: hash,
+          priceIn: BigInt(priceIn),
+          priceOut: BigInt(priceOut),
+          datanetVersionIds: versionIds,
+          sizeBytes,
+          quota,
+        });
+        return reply
+          .status(201)
+          .send(describe(model, { rank, sizeBytes, datanetVersionIds: versionIds, chain }));
       } catch (err) {
-        if (err instanceof ModelRuntimeError) throw adapterRejected(err.code, err.message, err.details);
-        if (err instanceof SyntaxError)
-          throw adapterRejected("ADAPTER_CONFIG_INVALID", "adapter_config.json is not valid JSON", {});
+        // Refused mid-upload: the rest of the body is read and dropped (never kept), so the client,
+        // still sending, gets this answer; the connection is not reused.
+        reply.header("connection", "close");
+        request.raw.resume();
         throw err;
+      } finally {
+        await upload.discard();
       }
-      if (rank > config.GATEWAY_MAX_ADAPTER_RANK) {
-        throw adapterRejected(
-          "ADAPTER_RANK_TOO_LARGE",
-          `adapter rank ${rank} is above this gateway's slot rank ${config.GATEWAY_MAX_ADAPTER_RANK}`,
-          { rank, maxRank: config.GATEWAY_MAX_ADAPTER_RANK },
-        );
-      }
-      const hash = adapterContentHash(cfgBytes, weights);
-      const id = field("id") ?? field("name") ?? `adapter-${hash.slice(0, 16)}`;
-      if (!MODEL_ID.test(id) || id === app.catalog.baseModelId) {
-        throw new AppError(
-          "VALIDATION_FAILED",
-          "id: letters, digits, '.', '_', '-' (max 128), not the base model id",
-        );
-      }
-      await app.catalog.store.put(cfgBytes, weights);
-      const { model, chain } = await app.registration.register({
-        id,
-        owner: request.account!,
-        contentHash: hash,
-        priceIn: BigInt(priceIn),
-        priceOut: BigInt(priceOut),
-        datanetVersionIds: versionIds,
-      });
-      return reply.status(201).send(describe(model, { rank, datanetVersionIds: versionIds, chain }));
     },
   );
 
