@@ -51,6 +51,53 @@ test("SA-IS equals the comparison-sort suffix array; Kasai LCP equals naive LCP"
   );
 });
 
+test("SA-IS gives the same array whether the text is a Uint8Array, Uint16Array or Int32Array", () => {
+  fc.assert(
+    fc.property(
+      fc.oneof(
+        fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 400 }),
+        fc
+          .tuple(
+            fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 9 }),
+            fc.integer({ min: 1, max: 60 }),
+          )
+          .map(([block, reps]) =>
+            Array.from({ length: block.length * reps }, (_, i) => block[i % block.length]!),
+          ),
+      ),
+      (a) => {
+        const expected = buildSuffixArrayBySort(Int32Array.from(a));
+        assert.deepEqual(buildSuffixArray(Uint8Array.from(a), 256), expected);
+        assert.deepEqual(buildSuffixArray(Uint16Array.from(a), 256), expected);
+        assert.deepEqual(buildSuffixArray(Int32Array.from(a), 256), expected);
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+test("SA-IS on longer texts (deep recursion, reduced buckets in and outside the output) equals the sort", () => {
+  let seed = 11;
+  const rnd = () => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed >>> 8;
+  };
+  const words = ["the ", "of ", "and ", "to ", "a ", "in ", "that ", "is ", "was ", "he "];
+  const english = new TextEncoder().encode(Array.from({ length: 6000 }, () => words[rnd() % 10]).join(""));
+  // Fibonacci word: maximally repetitive (every level's names repeat), deep recursion.
+  let prevWord = [0];
+  let fib = [0, 1];
+  while (fib.length < 30000) [prevWord, fib] = [fib, fib.concat(prevWord)];
+  const random16 = Uint16Array.from({ length: 30000 }, () => rnd() % 60000);
+  for (const [text, k] of [
+    [english, 256],
+    [Uint8Array.from(fib), 2],
+    [random16, 60000],
+  ] as const) {
+    assert.deepEqual(buildSuffixArray(text, k), buildSuffixArrayBySort(text));
+  }
+});
+
 test("SA-IS handles a large alphabet with unused symbols and reports monotone progress", () => {
   let seed = 7;
   const rnd = () => {

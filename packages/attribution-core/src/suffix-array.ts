@@ -1,62 +1,138 @@
 /**
  * Suffix arrays over integer alphabets.
  *
- * `buildSuffixArray` is SA-IS (Nong, Zhang & Chan 2009): linear time, induced sorting. The
- * implementation works on typed arrays only: the reduced problem of each level is stored in
- * the upper half of the output array (LMS positions are at most n/2), so extra memory is one
- * byte per symbol for the S/L types plus two bucket arrays of alphabet size. All loops are
- * iterative; the only recursion is on the reduced string, whose length at least halves per
- * level, so the depth is bounded by log2(n) (< 32 for any Int32-indexed input).
+ * `buildSuffixArray` is SA-IS (Nong, Zhang & Chan 2009): linear time, induced sorting,
+ * organised as in Yuta Mori's sais-lite. It reads the text as a `Uint8Array` (bytes),
+ * `Uint16Array` (token ids < 65,536) or `Int32Array`, so a byte or small-alphabet text is
+ * never widened to 4 bytes per symbol. Memory beyond the text and the output (4 B/symbol):
+ * - no S/L type array: types are recomputed from adjacent symbols where needed, and the
+ *   induced sorts carry the one bit they need in each entry's sign;
+ * - the reduced problem of each level lives in the output array (a level has at most n/2
+ *   LMS positions), and its bucket arrays in the free middle of the output when they fit
+ *   (else they are allocated: at most 8 B per reduced symbol);
+ * - two bucket arrays of alphabet size at the top level.
+ * All loops are iterative; the only recursion is on the reduced string, whose length at
+ * least halves per level, so the depth is bounded by log2(n) (< 32 for Int32 indices).
  *
  * The end of the string acts as a virtual sentinel smaller than every symbol, so the input
- * needs no terminator.
+ * needs no terminator. The result is the unique suffix array of the text (a suffix that is
+ * a proper prefix of another sorts first): independent of the text's array type.
+ *
+ * Why hand-written: no maintained npm package builds suffix arrays (libsais/libdivsufsort are
+ * C libraries; the project runs without native build steps).
  */
 
 /** Called with a fraction in [0, 1] as the build advances (top level only, monotone). */
 export type SaProgress = (fraction: number) => void;
 
+/** A text the builder reads: bytes, 16-bit or 32-bit symbols. */
+export type SaText = Uint8Array | Uint16Array | Int32Array;
+
 const PROGRESS_STEP = 1 << 22;
 
-function fillBuckets(bkt: Int32Array, counts: Int32Array, end: boolean): void {
+function fillBuckets(bkt: Int32Array, counts: Int32Array, k: number, end: boolean): void {
   let sum = 0;
-  const k = counts.length;
   for (let c = 0; c < k; c++) {
-    sum += counts[c]!;
-    bkt[c] = end ? sum : sum - counts[c]!;
+    const x = counts[c]!;
+    sum += x;
+    bkt[c] = end ? sum : sum - x;
   }
-}
-
-function countSymbols(text: Int32Array, n: number, k: number): Int32Array {
-  const counts = new Int32Array(k);
-  for (let i = 0; i < n; i++) {
-    const c = text[i]!;
-    if (c < 0 || c >= k) throw new RangeError(`symbol ${c} at ${i} outside alphabet [0, ${k})`);
-    counts[c]!++;
-  }
-  return counts;
 }
 
 /**
- * Induce the order of L-type then S-type suffixes from the LMS suffixes already placed (as
- * non-negative values) at the ends of their buckets; empty slots hold -1.
- *
- * Instead of looking up a type array at random positions, each entry carries one flag in its
- * sign (as in Yuta Mori's sais-lite): an entry is stored complemented (~j) when its
- * predecessor must NOT be induced by the scan that will read it. Whether j-1 is S- or L-type
- * follows from comparing text[j-1] with text[j] (adjacent in memory) because the type of j is
- * known at the time j is placed. The bucket pointer of the current symbol is cached in `b`.
+ * Stage 1 of a level: sorts the LMS substrings. LMS positions are seeded at the ends of
+ * their buckets, then an L scan and an S scan induce the order (as in the final sort), but
+ * every entry is cleared (0 = empty) once it has induced its predecessor, and an LMS
+ * suffix is stored complemented (~p < 0) when the S scan places it. Afterwards the
+ * negative entries, in array order, are exactly the LMS positions sorted by their LMS
+ * substrings. Position 0 is never LMS, so 0 can mean "empty". Kept apart from `induce`
+ * (same scans, different bookkeeping per entry) so neither hot loop tests a mode flag.
  */
-function induce(
-  text: Int32Array,
+function sortLmsSubstrings(
+  text: SaText,
   sa: Int32Array,
   n: number,
   counts: Int32Array,
   bkt: Int32Array,
+  k: number,
+): void {
+  sa.fill(0, 0, n);
+  // Seed: LMS positions (S-type, L-type predecessor) at the ends of their buckets. Types
+  // from right to left: n-1 is L (it precedes the virtual sentinel).
+  fillBuckets(bkt, counts, k, true);
+  let c1 = text[n - 1]!;
+  let sType = false; // type of i+1
+  for (let i = n - 2; i >= 0; i--) {
+    const c0 = text[i]!;
+    const s: boolean = c0 < c1 || (c0 === c1 && sType);
+    if (!s && sType) sa[--bkt[c1]!] = i + 1; // i+1 is S, i is L: i+1 is LMS
+    sType = s;
+    c1 = c0;
+  }
+  // L scan. Positive entries have an L-type predecessor to induce; ~j marks one whose
+  // predecessor is S-type (kept, positive, for the S scan).
+  fillBuckets(bkt, counts, k, false);
+  c1 = text[n - 1]!;
+  let b = bkt[c1]!;
+  sa[b++] = n >= 2 && text[n - 2]! < c1 ? ~(n - 1) : n - 1;
+  for (let i = 0; i < n; i++) {
+    let j = sa[i]!;
+    if (j > 0) {
+      j--;
+      const c0 = text[j]!;
+      if (c0 !== c1) {
+        bkt[c1] = b;
+        c1 = c0;
+        b = bkt[c1]!;
+      }
+      sa[b++] = j > 0 && text[j - 1]! < c0 ? ~j : j;
+      sa[i] = 0;
+    } else if (j < 0) sa[i] = ~j;
+  }
+  // S scan: positive entries induce their S-type predecessor; one whose own predecessor
+  // is L-type is LMS: stored as ~j and left alone (the result).
+  fillBuckets(bkt, counts, k, true);
+  c1 = 0;
+  b = bkt[0]!;
+  for (let i = n - 1; i >= 0; i--) {
+    let j = sa[i]!;
+    if (j > 0) {
+      j--;
+      const c0 = text[j]!;
+      if (c0 !== c1) {
+        bkt[c1] = b;
+        c1 = c0;
+        b = bkt[c1]!;
+      }
+      sa[--b] = j > 0 && text[j - 1]! > c0 ? ~j : j;
+      sa[i] = 0;
+    }
+  }
+}
+
+/**
+ * Final stage of a level: induce the order of L-type then S-type suffixes from the sorted
+ * LMS suffixes placed (as non-negative values) at the ends of their buckets; empty slots
+ * hold -1.
+ *
+ * Instead of looking up a type array at random positions, each entry carries one flag in its
+ * sign (as in sais-lite): an entry is stored complemented (~j) when its predecessor must NOT
+ * be induced by the scan that will read it. Whether j-1 is S- or L-type follows from
+ * comparing text[j-1] with text[j] (adjacent in memory) because the type of j is known at
+ * the time j is placed. The bucket pointer of the current symbol is cached in `b`.
+ */
+function induce(
+  text: SaText,
+  sa: Int32Array,
+  n: number,
+  counts: Int32Array,
+  bkt: Int32Array,
+  k: number,
   report: ((done: number) => void) | null,
 ): void {
   // L scan. The suffix n-1 precedes the virtual sentinel (which sorts first): it heads its
   // L bucket. Positive entries have an L-type predecessor to induce.
-  fillBuckets(bkt, counts, false);
+  fillBuckets(bkt, counts, k, false);
   let c1 = text[n - 1]!;
   let b = bkt[c1]!;
   sa[b++] = n >= 2 && text[n - 2]! < c1 ? ~(n - 1) : n - 1;
@@ -78,7 +154,7 @@ function induce(
   }
   // S scan. After the flip above, positive entries are exactly those whose predecessor is
   // S-type; entries that are negative now are restored.
-  fillBuckets(bkt, counts, true);
+  fillBuckets(bkt, counts, k, true);
   c1 = 0;
   b = bkt[0]!;
   for (let i = n - 1; i >= 0; i--) {
@@ -98,57 +174,54 @@ function induce(
   }
 }
 
+/**
+ * One SA-IS level over text[0..n) (symbols in [0, k)) into sa[0..n). `counts` holds the
+ * symbol counts; `bkt` is scratch of length >= k.
+ */
 function saisLevel(
-  text: Int32Array,
+  text: SaText,
   sa: Int32Array,
   n: number,
   k: number,
+  counts: Int32Array,
+  bkt: Int32Array,
   progress: SaProgress | null,
 ): void {
-  if (n === 0) return;
   if (n === 1) {
     sa[0] = 0;
     return;
   }
   // Top-level work units: 2n (first induce) + 2n (final induce); naming/recursion are
   // reported at fixed fractions between them.
-  const total = 4 * n;
-  const report = progress === null ? null : (done: number) => progress(Math.min(1, (done / total) * 0.9));
+  sortLmsSubstrings(text, sa, n, counts, bkt, k);
+  if (progress !== null) progress(0.3);
 
-  const types = new Uint8Array(n);
-  types[n - 1] = 0;
-  for (let i = n - 2; i >= 0; i--) {
-    const a = text[i]!;
-    const b = text[i + 1]!;
-    types[i] = a < b || (a === b && types[i + 1] === 1) ? 1 : 0;
-  }
-  const counts = countSymbols(text, n, k);
-  const bkt = new Int32Array(k);
-
-  // Stage 1: sort the LMS substrings.
-  sa.fill(-1, 0, n);
-  fillBuckets(bkt, counts, true);
-  for (let i = 1; i < n; i++) {
-    if (types[i] === 1 && types[i - 1] === 0) sa[--bkt[text[i]!]!] = i;
-  }
-  induce(text, sa, n, counts, bkt, report);
-
-  // Compact the sorted LMS positions into sa[0..n1).
+  // Compact the sorted LMS positions (the negative entries) into sa[0..n1).
   let n1 = 0;
   for (let i = 0; i < n; i++) {
     const p = sa[i]!;
-    if (p > 0 && types[p] === 1 && types[p - 1] === 0) sa[n1++] = p;
+    if (p < 0) sa[n1++] = ~p;
   }
   // Name the LMS substrings: equal substrings get equal names. First store each LMS
   // substring's length at sa[n1 + p/2] (distinct slots: LMS positions are >= 2 apart) in one
-  // sequential pass; then, in sorted order, only substrings of equal length need their text
-  // compared (equal text and equal length imply equal types, since both end S-type). The last
-  // LMS substring runs into the virtual sentinel: length 0 marks it unique.
-  sa.fill(-1, n1, n);
-  for (let i = n - 1, next = -1; i >= 1; i--) {
-    if (types[i] === 1 && types[i - 1] === 0) {
-      sa[n1 + (i >> 1)] = next < 0 ? 0 : next - i + 1;
-      next = i;
+  // right-to-left pass; then, in sorted order, only substrings of equal length need their
+  // text compared (equal text and equal length imply equal types, since both end S-type).
+  // The last LMS substring runs into the virtual sentinel: length 0 marks it unique.
+  sa.fill(0, n1, n);
+  {
+    let c1 = text[n - 1]!;
+    let sType = false;
+    let next = -1;
+    for (let i = n - 2; i >= 0; i--) {
+      const c0 = text[i]!;
+      const s: boolean = c0 < c1 || (c0 === c1 && sType);
+      if (!s && sType) {
+        const p = i + 1;
+        sa[n1 + (p >> 1)] = next < 0 ? 0 : next - p + 1;
+        next = p;
+      }
+      sType = s;
+      c1 = c0;
     }
   }
   let name = 0;
@@ -173,35 +246,53 @@ function saisLevel(
       prev = pos;
       prevLen = len;
     }
-    sa[slot] = name - 1;
+    sa[slot] = name; // names 1..; 0 = no LMS position here
   }
   for (let i = n - 1, j = n - 1; i >= n1; i--) {
     const v = sa[i]!;
-    if (v >= 0) sa[j--] = v;
+    if (v > 0) sa[j--] = v - 1;
   }
   if (progress !== null) progress(0.45);
 
   // Stage 2: sort the reduced string (names in text order), recursing if names repeat.
+  // Its bucket arrays go in the free middle of sa when they fit.
   const s1 = sa.subarray(n - n1, n);
   const sa1 = sa.subarray(0, n1);
-  if (name < n1) saisLevel(s1, sa1, n1, name, null);
-  else for (let i = 0; i < n1; i++) sa1[s1[i]!] = i;
+  if (name < n1) {
+    const free = n - 2 * n1;
+    const counts1 = free >= 2 * name ? sa.subarray(n1, n1 + name) : new Int32Array(name);
+    const bkt1 = free >= 2 * name ? sa.subarray(n1 + name, n1 + 2 * name) : new Int32Array(name);
+    counts1.fill(0);
+    for (let i = 0; i < n1; i++) counts1[s1[i]!]!++;
+    saisLevel(s1, sa1, n1, name, counts1, bkt1, null);
+  } else for (let i = 0; i < n1; i++) sa1[s1[i]!] = i;
   if (progress !== null) progress(0.55);
 
-  // Stage 3: map reduced ranks back to LMS positions and induce the full order.
-  for (let i = 1, j = 0; i < n; i++) {
-    if (types[i] === 1 && types[i - 1] === 0) s1[j++] = i;
+  // Stage 3: LMS positions in text order into s1, map the reduced ranks back to them, put
+  // the sorted LMS suffixes at the ends of their buckets and induce the full order.
+  {
+    let c1 = text[n - 1]!;
+    let sType = false;
+    let j = n1;
+    for (let i = n - 2; i >= 0; i--) {
+      const c0 = text[i]!;
+      const s: boolean = c0 < c1 || (c0 === c1 && sType);
+      if (!s && sType) s1[--j] = i + 1;
+      sType = s;
+      c1 = c0;
+    }
   }
   for (let i = 0; i < n1; i++) sa1[i] = s1[sa1[i]!]!;
   sa.fill(-1, n1, n);
-  fillBuckets(bkt, counts, true);
+  fillBuckets(bkt, counts, k, true);
   for (let i = n1 - 1; i >= 0; i--) {
     const j = sa[i]!;
     sa[i] = -1;
     sa[--bkt[text[j]!]!] = j;
   }
-  const report2 = progress === null ? null : (done: number) => progress(0.55 + (done / (2 * n)) * 0.45);
-  induce(text, sa, n, counts, bkt, report2);
+  const report2 =
+    progress === null ? null : (done: number) => progress(0.55 + Math.min(1, done / (2 * n)) * 0.45);
+  induce(text, sa, n, counts, bkt, k, report2);
 }
 
 /**
@@ -209,11 +300,18 @@ function saisLevel(
  * of length text.length. Ties cannot occur: a suffix that is a proper prefix of another
  * sorts first (virtual end sentinel).
  */
-export function buildSuffixArray(text: Int32Array, alphabetSize: number, progress?: SaProgress): Int32Array {
+export function buildSuffixArray(text: SaText, alphabetSize: number, progress?: SaProgress): Int32Array {
   const n = text.length;
   if (!Number.isInteger(alphabetSize) || alphabetSize < 1) throw new RangeError("alphabetSize must be >= 1");
+  const k = alphabetSize;
+  const counts = new Int32Array(k);
+  for (let i = 0; i < n; i++) {
+    const c = text[i]!;
+    if (c < 0 || c >= k) throw new RangeError(`symbol ${c} at ${i} outside alphabet [0, ${k})`);
+    counts[c]!++;
+  }
   const sa = new Int32Array(n);
-  saisLevel(text, sa, n, alphabetSize, progress ?? null);
+  if (n > 0) saisLevel(text, sa, n, k, counts, new Int32Array(k), progress ?? null);
   progress?.(1);
   return sa;
 }
@@ -222,7 +320,7 @@ export function buildSuffixArray(text: Int32Array, alphabetSize: number, progres
  * Kasai et al. LCP array: lcp[i] = length of the longest common prefix of the suffixes at
  * sa[i-1] and sa[i]; lcp[0] = 0. Linear time; uses one temporary rank array.
  */
-export function buildLcpArray(text: Int32Array, sa: Int32Array): Int32Array {
+export function buildLcpArray(text: SaText, sa: Int32Array): Int32Array {
   const n = text.length;
   const rank = new Int32Array(n);
   for (let i = 0; i < n; i++) rank[sa[i]!] = i;
@@ -241,7 +339,7 @@ export function buildLcpArray(text: Int32Array, sa: Int32Array): Int32Array {
 }
 
 /** Compare the suffixes of `text` at a and b (shorter-prefix-first). */
-export function compareSuffixes(text: Int32Array, a: number, b: number): number {
+export function compareSuffixes(text: SaText, a: number, b: number): number {
   const n = text.length;
   if (a === b) return 0;
   while (a < n && b < n) {
@@ -257,7 +355,7 @@ export function compareSuffixes(text: Int32Array, a: number, b: number): number 
  * Reference construction by comparison sort (O(n log n * average LCP)). Used as the
  * correctness oracle in tests and as the baseline in the benchmark.
  */
-export function buildSuffixArrayBySort(text: Int32Array): Int32Array {
+export function buildSuffixArrayBySort(text: SaText): Int32Array {
   const idx = new Int32Array(text.length);
   for (let i = 0; i < idx.length; i++) idx[i] = i;
   idx.sort((a, b) => compareSuffixes(text, a, b));
