@@ -29,6 +29,13 @@ export {
 } from "./config.ts";
 export { ModelRuntimeError, type ModelRuntimeErrorCode } from "./errors.ts";
 export { type GenerateResult, generate, loadModel, type ModelSource, tokenizerFor } from "./generate.ts";
+export {
+  encodeGgmlTensor,
+  type GgufWeightType,
+  permuteForLlamaCppRope,
+  writeLoraGguf,
+  writeModelGguf,
+} from "./gguf.ts";
 export { buildLlamaGraph } from "./graph.ts";
 export { AdapterMerger } from "./merge.ts";
 export {
