@@ -2,11 +2,28 @@ import type { onnx as OnnxTypes } from "onnx-proto";
 import onnxProto from "onnx-proto";
 import { type LoraModule, moduleDims, moduleWeightName } from "./config.ts";
 import { type BaseModel, getWeight } from "./model.ts";
+import { QUANT_BLOCK, quantizeBlockwise, type WeightFormat } from "./quantize.ts";
 
 const { onnx } = onnxProto;
 
 export const FLOAT = 1;
+const UINT8 = 2;
 export const INT64 = 7;
+const MS_DOMAIN = "com.microsoft";
+/** Initializers at least this large go to the external weights file (when one is given). */
+const EXTERNAL_MIN_BYTES = 4096;
+
+/**
+ * Where the graph's large initializers are written instead of the protobuf: one file that
+ * onnxruntime reads while it creates the session (`session.model_external_initializers_file_folder_path`),
+ * so the model bytes stay small and no second copy of the weights is built in JS.
+ */
+export interface ExternalDataSink {
+  /** File name relative to the folder the session is given. */
+  location: string;
+  /** Appends bytes; returns their offset in the file. */
+  write(bytes: Uint8Array): number;
+}
 
 /**
  * Multi-LoRA layout inside the graph. For every rank bucket `k` and target module the
@@ -34,6 +51,14 @@ export interface GraphOptions {
   lora: LoraGraphOptions | null;
   /** Modules whose base weights are graph inputs `w.l.m` instead of initializers (merged-weights baseline). */
   externalWeights?: LoraModule[];
+  /**
+   * Base weight format of the linear layers and the LM head (default "f32"): "int8" / "int4"
+   * are symmetric blockwise (32 per block) weights run by onnxruntime's MatMulNBits with
+   * int8 activations (accuracy level 4). Embedding, norms and LoRA stay f32.
+   */
+  weights?: WeightFormat;
+  /** Large initializers go to this file instead of the protobuf (see ExternalDataSink). */
+  externalData?: ExternalDataSink;
 }
 
 export interface BuiltGraph {
@@ -52,8 +77,23 @@ export class GraphBuilder {
   readonly outputs: OnnxTypes.IValueInfoProto[] = [];
   private counter = 0;
 
+  constructor(private readonly external: ExternalDataSink | null = null) {}
+
   op(opType: string, inputs: string[], attrs: Record<string, Attr> = {}, name?: string): string {
+    return this.opN(opType, inputs, 1, attrs, name)[0]!;
+  }
+
+  /** A node with `outputs` outputs (names derived from `name`); `domain` for contrib ops. */
+  opN(
+    opType: string,
+    inputs: string[],
+    outputs: number,
+    attrs: Record<string, Attr> = {},
+    name?: string,
+    domain = "",
+  ): string[] {
     const out = name ?? `${opType.toLowerCase()}_${this.counter++}`;
+    const outs = Array.from({ length: outputs }, (_, i) => (i === 0 ? out : `${out}:${i}`));
     const attribute: OnnxTypes.IAttributeProto[] = Object.entries(attrs).map(([k, v]) => {
       if (Array.isArray(v)) return { name: k, type: onnx.AttributeProto.AttributeType.INTS, ints: v };
       if (typeof v === "string") {
@@ -63,18 +103,44 @@ export class GraphBuilder {
         ? { name: k, type: onnx.AttributeProto.AttributeType.INT, i: v }
         : { name: k, type: onnx.AttributeProto.AttributeType.FLOAT, f: v };
     });
-    this.nodes.push({ opType, input: inputs, output: [out], name: out, attribute });
-    return out;
+    this.nodes.push({
+      opType,
+      input: inputs,
+      output: outs,
+      name: out,
+      attribute,
+      ...(domain ? { domain } : {}),
+    });
+    return outs;
+  }
+
+  /** A contrib (com.microsoft) node. */
+  msOp(opType: string, inputs: string[], attrs: Record<string, Attr> = {}, outputs = 1): string[] {
+    return this.opN(opType, inputs, outputs, attrs, undefined, MS_DOMAIN);
+  }
+
+  init(name: string, dims: number[], dataType: number, bytes: Uint8Array): string {
+    if (this.external && bytes.byteLength >= EXTERNAL_MIN_BYTES) {
+      const offset = this.external.write(bytes);
+      this.initializers.push({
+        name,
+        dims,
+        dataType,
+        dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+        externalData: [
+          { key: "location", value: this.external.location },
+          { key: "offset", value: String(offset) },
+          { key: "length", value: String(bytes.byteLength) },
+        ],
+      });
+    } else {
+      this.initializers.push({ name, dims, dataType, rawData: bytes });
+    }
+    return name;
   }
 
   floatInit(name: string, dims: number[], data: Float32Array): string {
-    this.initializers.push({
-      name,
-      dims,
-      dataType: FLOAT,
-      rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-    });
-    return name;
+    return this.init(name, dims, FLOAT, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
   }
 
   int64Init(values: number[], dims: number[] = [values.length]): string {
@@ -120,19 +186,27 @@ export const loraInputName = {
 export const externalWeightName = (layer: number, m: LoraModule) => `w.${layer}.${m}`;
 
 /**
- * Builds the ONNX (opset 17) Llama decoder. Inputs: `input_ids` [B,T], `position_ids`
- * [B,T], `attn_bias` [B,T,P+T] (additive mask: 0 or -1e9, built by the runtime so rows
- * of different lengths and padded KV batch together), `past_key.l` [B,kvH,D,P]
- * (keys stored transposed so Q·Kᵀ needs no per-step transpose) and `past_value.l`
- * [B,kvH,P,D]. Outputs: `logits` [B,V] for each row's last position and the presents.
+ * Builds the ONNX (opset 17 + com.microsoft contrib ops) Llama decoder. Inputs: `input_ids`
+ * [B,T], `position_ids` [B,T], `attn_bias` [B,T,P+T] (additive mask: 0 or -1e9, built by the
+ * runtime so rows of different lengths and padded KV batch together), `past_key.l`
+ * [B,kvH,D,P] (keys stored transposed so Q·Kᵀ needs no per-step transpose) and
+ * `past_value.l` [B,kvH,P,D]. Outputs: `logits` [B,V] for each row's last position and the
+ * presents.
+ *
+ * Fewer, fused nodes (a decode step at batch 1 is mostly per-node overhead once the weights
+ * are small): RMSNorm and residual adds are onnxruntime's (Skip)SimplifiedLayerNormalization,
+ * q/k/v and gate/up are one matmul each over row-concatenated weights, RoPE is the contrib
+ * RotaryEmbedding (rotate_half layout, as HF Llama) with 1/sqrt(head_dim) folded into the
+ * query's cos/sin tables.
  */
 export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltGraph {
   const c = model.config;
-  const g = new GraphBuilder();
+  const g = new GraphBuilder(options.externalData ?? null);
   const D = c.headDim;
   const H = c.hiddenSize;
   const G = c.numHeads / c.numKvHeads;
   const external = new Set(options.externalWeights ?? []);
+  const format: WeightFormat = options.weights ?? "f32";
 
   g.input("input_ids", INT64, ["batch", "seq"]);
   g.input("position_ids", INT64, ["batch", "seq"]);
@@ -165,42 +239,60 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
     }
   }
 
-  const embedName = g.floatInit(
-    "model.embed_tokens.weight",
-    [c.vocabSize, H],
-    getWeight(model, "model.embed_tokens.weight").data,
-  );
+  const embed = getWeight(model, "model.embed_tokens.weight");
+  const embedName = g.floatInit("model.embed_tokens.weight", [c.vocabSize, H], embed.data);
   const bt = g.op("Shape", ["input_ids"]); // [B, T]
   const shapeFlat = (width: number) => g.op("Concat", [g.int64Init([-1]), g.int64Init([width])], { axis: 0 });
+  const shapeBT = (width: number) => g.op("Concat", [bt, g.int64Init([width])], { axis: 0 });
   const shapeHeads = (heads: number) => g.op("Concat", [bt, g.int64Init([heads, D])], { axis: 0 });
 
   // x: [N, H] token-major, N = B*T
   let x = g.op("Reshape", [g.op("Gather", [embedName, "input_ids"], { axis: 0 }), shapeFlat(H)]);
 
-  // RoPE tables, shared by every layer: cos/sin [B, T, 1, D] (rotate_half convention, as in HF Llama)
+  // RoPE tables [maxPos, D/2] (rotate_half convention); the query's carry 1/sqrt(D).
   const invFreq = Array.from({ length: D / 2 }, (_, i) => 1 / c.ropeTheta ** ((2 * i) / D));
-  const pos = g.op("Unsqueeze", [g.op("Cast", ["position_ids"], { to: FLOAT }), g.int64Init([2])]);
-  const freqs = g.op("Mul", [pos, g.floatConst(invFreq)]);
-  const emb = g.op("Unsqueeze", [g.op("Concat", [freqs, freqs], { axis: -1 }), g.int64Init([2])]);
-  const cos = g.op("Cos", [emb]);
-  const sin = g.op("Sin", [emb]);
-  const halfStarts = g.int64Init([0]);
-  const halfMid = g.int64Init([D / 2]);
-  const halfEnd = g.int64Init([D]);
-  const axis3 = g.int64Init([3]);
-  const rope = (t: string): string => {
-    const x1 = g.op("Slice", [t, halfStarts, halfMid, axis3]);
-    const x2 = g.op("Slice", [t, halfMid, halfEnd, axis3]);
-    const rot = g.op("Concat", [g.op("Neg", [x2]), x1], { axis: 3 });
-    return g.op("Add", [g.op("Mul", [t, cos]), g.op("Mul", [rot, sin])]);
-  };
+  const maxPos = c.maxPositionEmbeddings;
+  const cosT = new Float32Array(maxPos * (D / 2));
+  const sinT = new Float32Array(maxPos * (D / 2));
+  for (let p = 0; p < maxPos; p++) {
+    for (let i = 0; i < D / 2; i++) {
+      const a = p * invFreq[i]!;
+      cosT[p * (D / 2) + i] = Math.cos(a);
+      sinT[p * (D / 2) + i] = Math.sin(a);
+    }
+  }
+  const qs = 1 / Math.sqrt(D);
+  const cosK = g.floatInit("rope_cos", [maxPos, D / 2], cosT);
+  const sinK = g.floatInit("rope_sin", [maxPos, D / 2], sinT);
+  const cosQ = g.floatInit(
+    "rope_cos_q",
+    [maxPos, D / 2],
+    cosT.map((v) => v * qs),
+  );
+  const sinQ = g.floatInit(
+    "rope_sin_q",
+    [maxPos, D / 2],
+    sinT.map((v) => v * qs),
+  );
+  const rope = (t: string, heads: number, q: boolean): string =>
+    g.msOp("RotaryEmbedding", [t, "position_ids", q ? cosQ : cosK, q ? sinQ : sinK], {
+      interleaved: 0,
+      num_heads: heads,
+    })[0]!;
 
-  const eps = g.floatConst([c.rmsNormEps], []);
-  const rmsNorm = (t: string, weightName: string): string => {
-    const w = g.floatInit(weightName, [H], getWeight(model, weightName).data);
-    const ms = g.op("ReduceMean", [g.op("Mul", [t, t])], { axes: [-1], keepdims: 1 });
-    const inv = g.op("Reciprocal", [g.op("Sqrt", [g.op("Add", [ms, eps])])]);
-    return g.op("Mul", [g.op("Mul", [t, inv]), w]);
+  const eps = c.rmsNormEps;
+  const normWeight = (name: string) => g.floatInit(name, [H], getWeight(model, name).data);
+  const rmsNorm = (t: string, weightName: string): string =>
+    g.op("SimplifiedLayerNormalization", [t, normWeight(weightName)], { axis: -1, epsilon: eps });
+  /** Residual add + RMSNorm in one node: returns [normed, sum]. */
+  const addNorm = (t: string, skip: string, weightName: string): [string, string] => {
+    const [y, , , sum] = g.msOp(
+      "SkipSimplifiedLayerNormalization",
+      [t, skip, normWeight(weightName)],
+      { epsilon: eps },
+      4,
+    );
+    return [y!, sum!];
   };
 
   // Shared LoRA plumbing per bucket: a zero row appended so tokens outside the bucket gather 0.
@@ -214,77 +306,121 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
     return z;
   };
 
+  /** x·Wᵀ for weights [out, in] (row-major, HF layout): f32 Gemm or MatMulNBits. */
+  const linear = (
+    t: string,
+    name: string,
+    rows: number,
+    cols: number,
+    data: () => Float32Array,
+    outName?: string,
+  ): string => {
+    if (format === "f32")
+      return g.op("Gemm", [t, g.floatInit(name, [rows, cols], data())], { transB: 1 }, outName);
+    const bits = format === "int8" ? 8 : 4;
+    const q = quantizeBlockwise(data(), rows, cols, bits);
+    const blocks = Math.ceil(cols / QUANT_BLOCK);
+    const wq = g.init(`${name}.q${bits}`, [rows, blocks, (QUANT_BLOCK * bits) / 8], UINT8, q.data);
+    const sc = g.floatInit(`${name}.scales`, [rows * blocks], q.scales);
+    const attrs = { K: cols, N: rows, bits, block_size: QUANT_BLOCK, accuracy_level: 4 };
+    return g.opN("MatMulNBits", [t, wq, sc], 1, attrs, outName, MS_DOMAIN)[0]!;
+  };
+  const weightOf = (layer: number, m: LoraModule) => getWeight(model, moduleWeightName(layer, m)).data;
+  /** Row-concatenation of modules' weights (one matmul for q/k/v, one for gate/up). */
+  const concatRows = (layer: number, mods: LoraModule[]): Float32Array => {
+    const parts = mods.map((m) => weightOf(layer, m));
+    const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+    let o = 0;
+    for (const p of parts) {
+      out.set(p, o);
+      o += p.length;
+    }
+    return out;
+  };
+
   const segmentRows = new Map<string, string>();
-  const proj = (t: string, layer: number, m: LoraModule): string => {
-    const name = moduleWeightName(layer, m);
+  const loraDelta = (t: string, layer: number, m: LoraModule, y: string): string => {
+    if (!lora?.targetModules.includes(m)) return y;
     const { outDim } = moduleDims(c, m);
-    const w = external.has(m)
-      ? externalWeightName(layer, m)
-      : g.floatInit(name, getWeight(model, name).shape, getWeight(model, name).data);
-    let y = g.op("Gemm", [t, w], { transB: 1 });
-    if (lora?.targetModules.includes(m)) {
-      for (const k of lora.rankBuckets) {
-        if (lora.mode === "row") {
-          const ga = g.op("Gather", [loraInputName.a(k, layer, m), loraInputName.idx(k)], { axis: 0 }); // [N,in,r]
-          const gb = g.op("Gather", [loraInputName.b(k, layer, m), loraInputName.idx(k)], { axis: 0 }); // [N,r,out]
-          const x3 = g.op("Unsqueeze", [t, g.int64Init([1])]); // [N,1,in]
-          const yr = g.op("MatMul", [g.op("MatMul", [x3, ga]), gb]); // [N,1,out]
-          y = g.op("Add", [y, g.op("Reshape", [yr, shapeFlat(outDim)])]);
-          continue;
-        }
-        // q, k and v read the same normed input: gather its segment rows once for all three.
-        const xsKey = `${t}|${k}`;
-        let xs = segmentRows.get(xsKey);
-        if (!xs) {
-          xs = g.op("Gather", [t, loraInputName.rows(k)], { axis: 0 }); // [U, L, in]
-          segmentRows.set(xsKey, xs);
-        }
-        const xa = g.op("MatMul", [xs, loraInputName.a(k, layer, m)]); // [U, L, r]
-        const xab = g.op("MatMul", [xa, loraInputName.b(k, layer, m)]); // [U, L, out]
-        const flat = g.op("Concat", [g.op("Reshape", [xab, shapeFlat(outDim)]), zeroRow(outDim)], {
-          axis: 0,
-        });
-        y = g.op("Add", [y, g.op("Gather", [flat, loraInputName.scatter(k)], { axis: 0 })]);
+    for (const k of lora.rankBuckets) {
+      if (lora.mode === "row") {
+        const ga = g.op("Gather", [loraInputName.a(k, layer, m), loraInputName.idx(k)], { axis: 0 }); // [N,in,r]
+        const gb = g.op("Gather", [loraInputName.b(k, layer, m), loraInputName.idx(k)], { axis: 0 }); // [N,r,out]
+        const x3 = g.op("Unsqueeze", [t, g.int64Init([1])]); // [N,1,in]
+        const yr = g.op("MatMul", [g.op("MatMul", [x3, ga]), gb]); // [N,1,out]
+        y = g.op("Add", [y, g.op("Reshape", [yr, shapeFlat(outDim)])]);
+        continue;
       }
+      // q, k and v read the same normed input: gather its segment rows once for all three.
+      const xsKey = `${t}|${k}`;
+      let xs = segmentRows.get(xsKey);
+      if (!xs) {
+        xs = g.op("Gather", [t, loraInputName.rows(k)], { axis: 0 }); // [U, L, in]
+        segmentRows.set(xsKey, xs);
+      }
+      const xa = g.op("MatMul", [xs, loraInputName.a(k, layer, m)]); // [U, L, r]
+      const xab = g.op("MatMul", [xa, loraInputName.b(k, layer, m)]); // [U, L, out]
+      const flat = g.op("Concat", [g.op("Reshape", [xab, shapeFlat(outDim)]), zeroRow(outDim)], {
+        axis: 0,
+      });
+      y = g.op("Add", [y, g.op("Gather", [flat, loraInputName.scatter(k)], { axis: 0 })]);
     }
     return y;
   };
+  /** Projections of `mods` (same input): fused into one matmul + Split when all are initializers. */
+  const projGroup = (t: string, layer: number, mods: LoraModule[]): string[] => {
+    const dims = mods.map((m) => moduleDims(c, m));
+    const inDim = dims[0]!.inDim;
+    let ys: string[];
+    if (mods.length > 1 && !mods.some((m) => external.has(m))) {
+      const rows = dims.reduce((a, d) => a + d.outDim, 0);
+      const fused = linear(t, `model.layers.${layer}.${mods.join("+")}`, rows, inDim, () =>
+        concatRows(layer, mods),
+      );
+      ys = g.opN("Split", [fused, g.int64Init(dims.map((d) => d.outDim))], mods.length, { axis: 1 });
+    } else {
+      ys = mods.map((m, i) =>
+        external.has(m)
+          ? g.op("Gemm", [t, externalWeightName(layer, m)], { transB: 1 })
+          : linear(t, moduleWeightName(layer, m), dims[i]!.outDim, inDim, () => weightOf(layer, m)),
+      );
+    }
+    return ys.map((y, i) => loraDelta(t, layer, mods[i]!, y));
+  };
 
   const bias = g.op("Unsqueeze", ["attn_bias", g.int64Init([1, 2])]); // [B,1,1,T,P+T]
-  const qScale = g.floatConst([1 / Math.sqrt(D)], []);
-  const shapeGqa = g.op(
-    "Concat",
-    [g.op("Slice", [bt, g.int64Init([0]), g.int64Init([1])]), g.int64Init([c.numKvHeads, -1, D])],
-    {
-      axis: 0,
-    },
-  );
+  const batchDim = g.op("Slice", [bt, g.int64Init([0]), g.int64Init([1])]);
+  const shapeGqa = g.op("Concat", [batchDim, g.int64Init([c.numKvHeads, -1, D])], { axis: 0 });
   const shapeScores5 = g.op(
     "Concat",
     [
-      g.op("Slice", [bt, g.int64Init([0]), g.int64Init([1])]),
+      batchDim,
       g.int64Init([c.numKvHeads, G]),
       g.op("Slice", [bt, g.int64Init([1]), g.int64Init([2])]),
       g.int64Init([-1]),
     ],
     { axis: 0 },
   );
-  const shapeHeadsOut = g.op(
-    "Concat",
-    [g.op("Slice", [bt, g.int64Init([0]), g.int64Init([1])]), g.int64Init([c.numHeads, -1, D])],
-    {
-      axis: 0,
-    },
-  );
+  const shapeHeadsOut = g.op("Concat", [batchDim, g.int64Init([c.numHeads, -1, D])], { axis: 0 });
+  const qWidth = c.numHeads * D;
+  const kvWidth = c.numKvHeads * D;
 
+  let h = rmsNorm(x, "model.layers.0.input_layernorm.weight");
   for (let l = 0; l < c.numLayers; l++) {
     const p = `model.layers.${l}`;
-    const h = rmsNorm(x, `${p}.input_layernorm.weight`);
-    const q = g.op("Reshape", [proj(h, l, "q_proj"), shapeHeads(c.numHeads)]); // [B,T,nH,D]
-    const k = g.op("Reshape", [proj(h, l, "k_proj"), shapeHeads(c.numKvHeads)]);
-    const v = g.op("Reshape", [proj(h, l, "v_proj"), shapeHeads(c.numKvHeads)]);
-    const qr = g.op("Transpose", [g.op("Mul", [rope(q), qScale])], { perm: [0, 2, 1, 3] }); // [B,nH,T,D]
-    const kr = g.op("Transpose", [rope(k)], { perm: [0, 2, 3, 1] }); // [B,kvH,D,T]
+    const [q2, k2, v2] = projGroup(h, l, ["q_proj", "k_proj", "v_proj"]) as [string, string, string];
+    // RoPE on [B, T, heads*D], then heads apart.
+    const q = g.op("Reshape", [
+      rope(g.op("Reshape", [q2, shapeBT(qWidth)]), c.numHeads, true),
+      shapeHeads(c.numHeads),
+    ]);
+    const k = g.op("Reshape", [
+      rope(g.op("Reshape", [k2, shapeBT(kvWidth)]), c.numKvHeads, false),
+      shapeHeads(c.numKvHeads),
+    ]);
+    const v = g.op("Reshape", [v2, shapeHeads(c.numKvHeads)]);
+    const qr = g.op("Transpose", [q], { perm: [0, 2, 1, 3] }); // [B,nH,T,D]
+    const kr = g.op("Transpose", [k], { perm: [0, 2, 3, 1] }); // [B,kvH,D,T]
     const vt = g.op("Transpose", [v], { perm: [0, 2, 1, 3] }); // [B,kvH,T,D]
     const presentK = g.op("Concat", [`past_key.${l}`, kr], { axis: 3 }, `present_key.${l}`);
     const presentV = g.op("Concat", [`past_value.${l}`, vt], { axis: 2 }, `present_value.${l}`);
@@ -296,36 +432,41 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
     const probs4 = g.op("Reshape", [probs, g.op("Shape", [scores4])]);
     const ctx = g.op("MatMul", [probs4, presentV]); // [B,kvH,G*T,D]
     const ctxHeads = g.op("Reshape", [ctx, shapeHeadsOut]); // [B,nH,T,D]
-    const attn = g.op("Reshape", [
-      g.op("Transpose", [ctxHeads], { perm: [0, 2, 1, 3] }),
-      shapeFlat(c.numHeads * D),
-    ]);
-    x = g.op("Add", [x, proj(attn, l, "o_proj")]);
-    const h2 = rmsNorm(x, `${p}.post_attention_layernorm.weight`);
-    const gate = proj(h2, l, "gate_proj");
-    const act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), proj(h2, l, "up_proj")]);
-    x = g.op("Add", [x, proj(act, l, "down_proj")]);
+    const attn = g.op("Reshape", [g.op("Transpose", [ctxHeads], { perm: [0, 2, 1, 3] }), shapeFlat(qWidth)]);
+    const [o] = projGroup(attn, l, ["o_proj"]);
+    const [h2, x2] = addNorm(o!, x, `${p}.post_attention_layernorm.weight`);
+    x = x2;
+    const [gate, up] = projGroup(h2, l, ["gate_proj", "up_proj"]) as [string, string];
+    const act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]);
+    const [down] = projGroup(act, l, ["down_proj"]);
+    if (l + 1 < c.numLayers) {
+      [h, x] = addNorm(down!, x, `model.layers.${l + 1}.input_layernorm.weight`);
+    } else {
+      x = g.op("Add", [x, down!]);
+    }
     g.output(`present_key.${l}`, FLOAT, ["batch", c.numKvHeads, D, "total"]);
     g.output(`present_value.${l}`, FLOAT, ["batch", c.numKvHeads, "total", D]);
   }
 
   // Only each row's last position reaches the head (the runtime left-pads new tokens).
-  const x3 = g.op("Reshape", [x, g.op("Concat", [bt, g.int64Init([H])], { axis: 0 })]);
+  const x3 = g.op("Reshape", [x, shapeBT(H)]);
   const last = g.op("Squeeze", [
     g.op("Slice", [x3, g.int64Init([-1]), g.int64Init([Number.MAX_SAFE_INTEGER]), g.int64Init([1])]),
     g.int64Init([1]),
   ]);
   const normed = rmsNorm(last, "model.norm.weight");
-  const head = c.tieWordEmbeddings
-    ? embedName
-    : g.floatInit("lm_head.weight", [c.vocabSize, H], getWeight(model, "lm_head.weight").data);
-  g.op("Gemm", [normed, head], { transB: 1 }, "logits");
+  const headName = c.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  if (format === "f32" && c.tieWordEmbeddings) g.op("Gemm", [normed, embedName], { transB: 1 }, "logits");
+  else linear(normed, `${headName}.head`, c.vocabSize, H, () => getWeight(model, headName).data, "logits");
   g.output("logits", FLOAT, ["batch", c.vocabSize]);
 
   const modelProto = onnx.ModelProto.create({
     irVersion: 8,
     producerName: "openledger-model-runtime",
-    opsetImport: [{ domain: "", version: 17 }],
+    opsetImport: [
+      { domain: "", version: 17 },
+      { domain: MS_DOMAIN, version: 1 },
+    ],
     graph: {
       name: "llama",
       node: g.nodes,

@@ -46,6 +46,14 @@ export {
   validateWeights,
   writeBaseModelDir,
 } from "./model.ts";
+export {
+  dequantizeBlockwise,
+  QUANT_BLOCK,
+  type QuantizedMatrix,
+  quantizeBlockwise,
+  WEIGHT_FORMATS,
+  type WeightFormat,
+} from "./quantize.ts";
 export { Rng } from "./rng.ts";
 export { ModelRuntime, type RuntimeOptions, type StepRow, type StepTimings } from "./runtime.ts";
 export {

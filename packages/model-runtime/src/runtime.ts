@@ -1,10 +1,14 @@
-import { availableParallelism } from "node:os";
+import { randomBytes } from "node:crypto";
+import { closeSync, openSync, unlinkSync, writeSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import type { LoraAdapter } from "./adapter.ts";
 import { type LoraModule, moduleDims } from "./config.ts";
 import { ModelRuntimeError } from "./errors.ts";
-import { buildLlamaGraph, externalWeightName, loraInputName } from "./graph.ts";
+import { buildLlamaGraph, type ExternalDataSink, externalWeightName, loraInputName } from "./graph.ts";
 import type { BaseModel } from "./model.ts";
+import type { WeightFormat } from "./quantize.ts";
 import { type PreparedAdapter, prepareSlotAdapter, type SlotLayout, SlotTable } from "./slots.ts";
 
 export interface RuntimeOptions {
@@ -31,6 +35,54 @@ export interface RuntimeOptions {
   spinWait?: boolean;
   /** Extra onnxruntime session options (e.g. enableProfiling), merged over the defaults. */
   sessionOptions?: ort.InferenceSession.SessionOptions;
+  /**
+   * Base weights as served: "f32" (default), or blockwise "int8" / "int4" quantized from the
+   * f32 weights at build time (MatMulNBits; see quantize.ts). Per deployment.
+   */
+  weights?: WeightFormat;
+  /**
+   * Empty `model.weights` once the session holds them, so the process keeps one copy of the
+   * weights (onnxruntime's), not a second one in JS. The model's config stays usable; the
+   * merged-weights baseline and the TS reference need the weights, so it is off by default.
+   */
+  releaseWeights?: boolean;
+  /**
+   * Folder for the temporary file the weights pass through on their way to onnxruntime
+   * (default: the OS temp folder). It is deleted as soon as the session is built.
+   */
+  weightsTempDir?: string;
+}
+
+/**
+ * The graph's large initializers, written to a temporary file that onnxruntime reads while it
+ * builds the session (offsets page-aligned, so it may map them): the model protobuf stays a
+ * few hundred KB and the weights are never copied into it.
+ */
+class TempWeightsFile implements ExternalDataSink {
+  readonly location: string;
+  private readonly fd: number;
+  private offset = 0;
+
+  constructor(readonly dir: string) {
+    this.location = `openledger-weights-${process.pid}-${randomBytes(6).toString("hex")}.bin`;
+    this.fd = openSync(join(dir, this.location), "wx", 0o600);
+  }
+
+  write(bytes: Uint8Array): number {
+    this.offset = Math.ceil(this.offset / 4096) * 4096;
+    const at = this.offset;
+    let done = 0;
+    while (done < bytes.byteLength)
+      done += writeSync(this.fd, bytes, done, bytes.byteLength - done, at + done);
+    this.offset += bytes.byteLength;
+    return at;
+  }
+
+  /** Closes and unlinks the file (a mapping onnxruntime holds stays valid). */
+  remove(): void {
+    closeSync(this.fd);
+    unlinkSync(join(this.dir, this.location));
+  }
 }
 
 /** One row of a step: feed `tokens` (the prompt, or the last sampled token) to sequence `seqId`. */
@@ -89,6 +141,13 @@ interface ActiveStack {
 
 const MASKED = -1e9;
 
+type ResolvedOptions = Required<
+  Omit<
+    RuntimeOptions,
+    "externalWeights" | "sessionOptions" | "spinWait" | "releaseWeights" | "weightsTempDir"
+  >
+>;
+
 /**
  * The ONNX session of one base model, its adapter slots and every sequence's KV cache.
  * `step` runs one forward for any mix of prefill and decode rows (continuous batching):
@@ -103,6 +162,7 @@ export class ModelRuntime {
   readonly loraEnabled: boolean;
   readonly loraMode: "segment" | "row";
   readonly intraOpThreads: number;
+  readonly weightFormat: WeightFormat;
   /** Feeds for externalWeights modules, keyed `w.l.m` (the merged baseline sets these). */
   readonly externalWeights = new Map<string, ort.Tensor>();
   lastTimings: StepTimings = { prepareMs: 0, runMs: 0, runs: 0, kvRebuilt: false };
@@ -115,8 +175,9 @@ export class ModelRuntime {
   private constructor(
     readonly model: BaseModel,
     private readonly session: ort.InferenceSession,
-    options: Required<Omit<RuntimeOptions, "externalWeights" | "sessionOptions" | "spinWait">>,
+    options: ResolvedOptions,
   ) {
+    this.weightFormat = options.weights;
     this.loraMode = options.loraMode;
     this.targetModules = options.targetModules;
     this.rankBuckets = options.rankBuckets;
@@ -127,32 +188,49 @@ export class ModelRuntime {
 
   /** Builds the graph and the session once. */
   static async create(model: BaseModel, options: RuntimeOptions = {}): Promise<ModelRuntime> {
-    const resolved = {
+    const resolved: ResolvedOptions = {
       slots: options.slots ?? 16,
       targetModules: options.targetModules ?? ["q_proj", "k_proj", "v_proj", "o_proj"],
       rankBuckets: [...(options.rankBuckets ?? [16])].sort((a, b) => a - b),
       lora: options.lora ?? true,
       loraMode: options.loraMode ?? "segment",
       intraOpThreads: options.intraOpThreads ?? availableParallelism(),
-    } satisfies Required<Omit<RuntimeOptions, "externalWeights" | "sessionOptions" | "spinWait">>;
-    const graph = buildLlamaGraph(model, {
-      lora: resolved.lora
-        ? {
-            targetModules: resolved.targetModules,
-            rankBuckets: resolved.rankBuckets,
-            mode: resolved.loraMode,
-          }
-        : null,
-      externalWeights: options.externalWeights ?? [],
-    });
-    const session = await ort.InferenceSession.create(graph.bytes, {
-      intraOpNumThreads: resolved.intraOpThreads,
-      interOpNumThreads: 1,
-      executionMode: "sequential",
-      graphOptimizationLevel: "all",
-      extra: { session: { intra_op: { allow_spinning: options.spinWait ? "1" : "0" } } },
-      ...options.sessionOptions,
-    });
+      weights: options.weights ?? "f32",
+    };
+    const file = new TempWeightsFile(options.weightsTempDir ?? tmpdir());
+    let session: ort.InferenceSession;
+    try {
+      const graph = buildLlamaGraph(model, {
+        lora: resolved.lora
+          ? {
+              targetModules: resolved.targetModules,
+              rankBuckets: resolved.rankBuckets,
+              mode: resolved.loraMode,
+            }
+          : null,
+        externalWeights: options.externalWeights ?? [],
+        weights: resolved.weights,
+        externalData: file,
+      });
+      session = await ort.InferenceSession.create(graph.bytes, {
+        intraOpNumThreads: resolved.intraOpThreads,
+        interOpNumThreads: 1,
+        executionMode: "sequential",
+        graphOptimizationLevel: "all",
+        ...options.sessionOptions,
+        extra: {
+          ...options.sessionOptions?.extra,
+          session: {
+            intra_op: { allow_spinning: options.spinWait ? "1" : "0" },
+            model_external_initializers_file_folder_path: file.dir,
+            ...(options.sessionOptions?.extra as { session?: object } | undefined)?.session,
+          },
+        },
+      });
+    } finally {
+      file.remove();
+    }
+    if (options.releaseWeights) model.weights.clear();
     return new ModelRuntime(model, session, resolved);
   }
 
