@@ -1,0 +1,71 @@
+// Shared by bench/peers*.ts: result shapes, statistics, process memory.
+import { readFileSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
+
+export interface DecodeResult {
+  case: string;
+  batch: number;
+  adapters: number;
+  /** "ours / peer" weight formats, e.g. "int8 / Q8_0". */
+  weights: string;
+  /** tokens/s, medians over rounds */
+  ours: number;
+  peer: number;
+  /** ours / peer */
+  ratio: number;
+  /** llama.cpp thread count of the reported (best) peer figure */
+  peerThreads: number;
+  oursRounds: number[];
+  peerRounds: number[];
+  peerMedianByThreads: Record<number, number>;
+}
+
+export interface RssResult {
+  weights: string;
+  /** peak RSS of the process, MiB */
+  ours: number;
+  peer: number;
+  ratio: number;
+}
+
+export interface SaResult {
+  input: string;
+  bytes: number;
+  /** bytes (= tokens) per second, medians over rounds */
+  ours: number | null;
+  libdivsufsort: number | null;
+  ratio: number | null;
+  /** (peak RSS during the build - RSS with the input loaded) / n */
+  oursBytesPerToken: number | null;
+  libdivsufsortBytesPerToken: number | null;
+  identical: boolean | null;
+  note?: string;
+}
+
+export const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length === 0 ? Number.NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+export const round = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d;
+
+export const loadAverage = (): number => round(loadavg()[0]!, 1);
+
+/** VmRSS and VmHWM (peak) of this process, in bytes (Linux /proc). */
+export function processMemory(): { rss: number; peak: number } {
+  const status = readFileSync("/proc/self/status", "utf8");
+  const kb = (key: string) =>
+    Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
+  return { rss: kb("VmRSS") * 1024, peak: kb("VmHWM") * 1024 };
+}
+
+/** Resets VmHWM to the current RSS (Linux >= 4.0: write 5 to clear_refs), so a later peak is this phase's. */
+export function resetPeakRss(): boolean {
+  try {
+    writeFileSync("/proc/self/clear_refs", "5");
+    return true;
+  } catch {
+    return false;
+  }
+}

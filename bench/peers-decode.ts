@@ -1,0 +1,377 @@
+// bench:peers, decode and RSS: our ONNX runtime vs llama.cpp (node-llama-cpp) on the same weights.
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  argmax,
+  generateBaseModel,
+  generateRandomPeft,
+  loadBaseModelDir,
+  loadPeftAdapter,
+  ModelRuntime,
+  type RuntimeOptions,
+  SMOLLM_135M_CONFIG,
+  type StepRow,
+  type WeightFormat,
+  writeBaseModelDir,
+  writeLoraGguf,
+  writeModelGguf,
+  writePeftAdapter,
+} from "@openledger/model-runtime";
+import {
+  getLlama,
+  type Llama,
+  type LlamaContext,
+  LlamaLogLevel,
+  type LlamaModel,
+  type Token,
+} from "node-llama-cpp";
+import { type DecodeResult, median, type RssResult, round } from "./peers-common.ts";
+
+const PROMPT = 8;
+const RANK = 16;
+const ADAPTERS = 8;
+const CONFIG = SMOLLM_135M_CONFIG;
+
+export interface ModelFiles {
+  /** HF directory: config.json + model.safetensors (f32) */
+  modelDir: string;
+  gguf: Record<"f32" | "q8_0" | "q4_0", string>;
+  adapterDirs: string[];
+  adapterGgufs: string[];
+}
+
+export async function prepareModelFiles(tmp: string, log: (m: string) => void): Promise<ModelFiles> {
+  log("generating a SmolLM-135M-shaped model (random f32 weights) and 8 rank-16 q/k/v/o adapters");
+  const model = generateBaseModel(CONFIG, 1);
+  const modelDir = join(tmp, "model");
+  await writeBaseModelDir(modelDir, model);
+  const gguf = {
+    f32: join(tmp, "model-f32.gguf"),
+    q8_0: join(tmp, "model-q8_0.gguf"),
+    q4_0: join(tmp, "model-q4_0.gguf"),
+  };
+  log("writing GGUF files (F32, Q8_0, Q4_0)");
+  await writeModelGguf(gguf.f32, model, { type: "F32" });
+  await writeModelGguf(gguf.q8_0, model, { type: "Q8_0" });
+  await writeModelGguf(gguf.q4_0, model, { type: "Q4_0" });
+  const adapterDirs: string[] = [];
+  const adapterGgufs: string[] = [];
+  for (let i = 0; i < ADAPTERS; i++) {
+    const dir = join(tmp, `adapter-${i}`);
+    await writePeftAdapter(dir, generateRandomPeft(CONFIG, { rank: RANK, seed: `peer-${i}` }));
+    const path = join(tmp, `adapter-${i}.gguf`);
+    await writeLoraGguf(path, CONFIG, await loadPeftAdapter(CONFIG, dir));
+    adapterDirs.push(dir);
+    adapterGgufs.push(path);
+  }
+  return { modelDir, gguf, adapterDirs, adapterGgufs };
+}
+
+/** The prompt of row i (deterministic, printable-ish ids). */
+const promptOf = (i: number): number[] =>
+  Array.from({ length: PROMPT }, (_, t) => 32 + ((i * 31 + t * 13) % 90));
+
+interface Side {
+  /** Prefill (untimed) then `steps` timed greedy decode steps; returns tokens/s. */
+  run(steps: number): Promise<number>;
+}
+
+/** Our runtime: `batch` rows on `slots`, greedy argmax per row (sampling on our side too). */
+class OursSide implements Side {
+  private round = 0;
+  constructor(
+    private readonly rt: ModelRuntime,
+    private readonly slots: number[],
+  ) {}
+
+  async run(steps: number): Promise<number> {
+    const r = this.round++;
+    const ids = this.slots.map((_, i) => `r${r}-${i}`);
+    let rows: StepRow[] = this.slots.map((slot, i) => ({ seqId: ids[i]!, tokens: promptOf(i), slot }));
+    const next = (logits: Float32Array[]) =>
+      this.slots.map((slot, i) => ({ seqId: ids[i]!, tokens: [argmax(logits[i]!)], slot }));
+    rows = next(await this.rt.step(rows)); // prefill
+    rows = next(await this.rt.step(rows)); // first decode step (untimed: KV layout settles)
+    const t0 = performance.now();
+    for (let s = 0; s < steps; s++) rows = next(await this.rt.step(rows));
+    const ms = performance.now() - t0;
+    for (const id of ids) this.rt.release(id);
+    return (this.slots.length * steps * 1000) / ms;
+  }
+}
+
+/**
+ * llama.cpp: `perContext` sequences in each context (one context per distinct adapter),
+ * every sequence decoding greedily; one "step" = one token for every sequence, requested
+ * together so node-llama-cpp batches a context's sequences into one llama_decode.
+ */
+class PeerSide implements Side {
+  constructor(
+    private readonly contexts: LlamaContext[],
+    private readonly perContext: number,
+  ) {}
+
+  async run(steps: number): Promise<number> {
+    const seqs = this.contexts.flatMap((ctx) =>
+      Array.from({ length: this.perContext }, () => ctx.getSequence()),
+    );
+    try {
+      const its = seqs.map((s, i) =>
+        s.evaluate(promptOf(i) as Token[], { temperature: 0 })[Symbol.asyncIterator](),
+      );
+      const stepAll = () => Promise.all(its.map((it) => it.next()));
+      await stepAll(); // prefill + first token
+      await stepAll(); // first decode step (untimed)
+      const t0 = performance.now();
+      for (let s = 0; s < steps; s++) await stepAll();
+      const ms = performance.now() - t0;
+      await Promise.all(its.map((it) => it.return?.()));
+      return (seqs.length * steps * 1000) / ms;
+    } finally {
+      for (const s of seqs) s.dispose();
+    }
+  }
+}
+
+interface Case {
+  name: string;
+  batch: number;
+  adapters: number;
+  weights: string;
+  ours: Side;
+  /** by llama.cpp thread count */
+  peer: Map<number, Side>;
+}
+
+export async function runDecode(
+  files: ModelFiles,
+  opts: {
+    threads: number;
+    peerThreads: number[];
+    rounds: number;
+    steps: number;
+    quick: boolean;
+    log: (m: string) => void;
+  },
+): Promise<DecodeResult[]> {
+  const { log } = opts;
+  const runtimeOpts: RuntimeOptions = { intraOpThreads: opts.threads, releaseWeights: true };
+  // The gateway's runtime: the multi-LoRA graph; rows without an adapter use slot 0.
+  const ours = async (weights: WeightFormat, slots = 1) =>
+    ModelRuntime.create(await loadBaseModelDir(files.modelDir), {
+      ...runtimeOpts,
+      weights,
+      slots: slots + 1,
+      rankBuckets: [RANK],
+    });
+  log("building our sessions (f32, int8, int4; multi-LoRA graph)");
+  const f32rt = await ours("f32", ADAPTERS);
+  for (const [i, dir] of files.adapterDirs.entries())
+    f32rt.loadAdapter(i + 1, await loadPeftAdapter(CONFIG, dir));
+  const int8rt = await ours("int8");
+  const int4rt = await ours("int4");
+
+  log("loading llama.cpp (node-llama-cpp 3.21.1, prebuilt CPU binaries)");
+  const llama: Llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+  const models: LlamaModel[] = [];
+  const contexts: LlamaContext[] = [];
+  const ctx = async (m: LlamaModel, sequences: number, threads: number, lora?: string) => {
+    const c = await m.createContext({
+      sequences,
+      contextSize: Math.max(256, sequences * 64),
+      batchSize: Math.max(512, sequences * PROMPT),
+      threads: { ideal: threads, min: threads },
+      ...(lora ? { lora: { adapters: [{ filePath: lora }] } } : {}),
+    });
+    contexts.push(c);
+    return c;
+  };
+  const f32 = await llama.loadModel({ modelPath: files.gguf.f32 });
+  const q8 = await llama.loadModel({ modelPath: files.gguf.q8_0 });
+  const q4 = await llama.loadModel({ modelPath: files.gguf.q4_0 });
+  models.push(f32, q8, q4);
+
+  // Each peer configuration is measured at every thread count in opts.peerThreads; the
+  // figure reported is its best median (see the RESULTS note on ggml's spinning threads).
+  const peerSides = async (m: LlamaModel, b: number, lora?: string[]): Promise<Map<number, Side>> => {
+    const out = new Map<number, Side>();
+    for (const t of opts.peerThreads) {
+      out.set(
+        t,
+        lora
+          ? new PeerSide(await Promise.all(lora.map((g) => ctx(m, 1, t, g))), 1)
+          : new PeerSide([await ctx(m, b, t)], b),
+      );
+    }
+    return out;
+  };
+  const batches = opts.quick ? [1, 8] : [1, 8, 64];
+  const cases: Case[] = [];
+  for (const b of batches) {
+    cases.push({
+      name: `decode b=${b}`,
+      batch: b,
+      adapters: 0,
+      weights: "f32 / F32",
+      ours: new OursSide(f32rt, Array(b).fill(0)),
+      peer: await peerSides(f32, b),
+    });
+  }
+  cases.push({
+    name: "decode b=1, 8-bit",
+    batch: 1,
+    adapters: 0,
+    weights: "int8 / Q8_0",
+    ours: new OursSide(int8rt, [0]),
+    peer: await peerSides(q8, 1),
+  });
+  cases.push({
+    name: "decode b=1, 4-bit",
+    batch: 1,
+    adapters: 0,
+    weights: "int4 / Q4_0",
+    ours: new OursSide(int4rt, [0]),
+    peer: await peerSides(q4, 1),
+  });
+  cases.push({
+    name: "8 rows, 8 distinct adapters",
+    batch: ADAPTERS,
+    adapters: ADAPTERS,
+    weights: "f32 / F32",
+    ours: new OursSide(
+      f32rt,
+      Array.from({ length: ADAPTERS }, (_, i) => i + 1),
+    ),
+    peer: await peerSides(f32, 1, files.adapterGgufs),
+  });
+
+  const oursRounds = cases.map(() => [] as number[]);
+  const peerRounds = cases.map((c) => new Map([...c.peer.keys()].map((t) => [t, [] as number[]])));
+  for (let r = 0; r < opts.rounds; r++) {
+    for (const [i, c] of cases.entries()) {
+      const steps = c.batch >= 64 ? Math.max(2, opts.steps >> 2) : opts.steps;
+      const runPeer = async () => {
+        for (const [t, side] of c.peer) peerRounds[i]!.get(t)!.push(await side.run(steps));
+      };
+      if (r % 2 === 0) {
+        oursRounds[i]!.push(await c.ours.run(steps));
+        await runPeer();
+      } else {
+        await runPeer();
+        oursRounds[i]!.push(await c.ours.run(steps));
+      }
+      const peerNow = [...peerRounds[i]!].map(([t, xs]) => `${t}t ${round(xs.at(-1)!, 1)}`).join(", ");
+      log(
+        `round ${r + 1}/${opts.rounds} ${c.name} (${c.weights}): ours ${round(oursRounds[i]!.at(-1)!, 1)} tok/s, llama.cpp ${peerNow} tok/s`,
+      );
+    }
+  }
+  for (const c of contexts) await c.dispose();
+  for (const m of models) await m.dispose();
+  await llama.dispose();
+  for (const rt of [f32rt, int8rt, int4rt]) await rt.dispose();
+  return cases.map((c, i) => {
+    const ours = median(oursRounds[i]!);
+    let peerThreads = opts.peerThreads[0]!;
+    let peer = -1;
+    for (const [t, xs] of peerRounds[i]!) {
+      if (median(xs) > peer) {
+        peer = median(xs);
+        peerThreads = t;
+      }
+    }
+    return {
+      case: c.name,
+      batch: c.batch,
+      adapters: c.adapters,
+      weights: c.weights,
+      ours: round(ours, 2),
+      peer: round(peer, 2),
+      ratio: round(ours / peer, 3),
+      peerThreads,
+      oursRounds: oursRounds[i]!.map((x) => round(x, 2)),
+      peerRounds: peerRounds[i]!.get(peerThreads)!.map((x) => round(x, 2)),
+      peerMedianByThreads: Object.fromEntries(
+        [...peerRounds[i]!].map(([t, xs]) => [t, round(median(xs), 2)]),
+      ),
+    };
+  });
+}
+
+const PEERS_TS = fileURLToPath(new URL("./peers.ts", import.meta.url));
+
+/** Peak RSS of a fresh process per side, same weights. */
+export async function runRss(
+  files: ModelFiles,
+  opts: { threads: number; log: (m: string) => void },
+): Promise<RssResult[]> {
+  const measure = (side: "ours" | "peer", weights: string): number => {
+    const res = spawnSync(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        PEERS_TS,
+        "--child",
+        `rss-${side}`,
+        "--weights",
+        weights,
+        "--model-dir",
+        files.modelDir,
+        "--gguf",
+        weights === "f32" ? files.gguf.f32 : files.gguf.q8_0,
+        "--threads",
+        String(opts.threads),
+      ],
+      { encoding: "utf8" },
+    );
+    if (res.status !== 0) throw new Error(`rss child ${side} failed: ${res.stderr}`);
+    return JSON.parse(res.stdout.trim().split("\n").at(-1)!).peakMiB as number;
+  };
+  const out: RssResult[] = [];
+  for (const weights of ["f32", "int8"]) {
+    const ours = measure("ours", weights);
+    const peer = measure("peer", weights);
+    opts.log(`RSS ${weights}: ours ${ours} MiB, llama.cpp ${peer} MiB`);
+    out.push({
+      weights: weights === "f32" ? "f32 / F32" : "int8 / Q8_0",
+      ours,
+      peer,
+      ratio: round(ours / peer, 3),
+    });
+  }
+  return out;
+}
+
+/** Child: load, prompt + 16 decode steps at batch 1, print peak RSS. */
+export async function rssChild(side: "ours" | "peer", argv: string[]): Promise<void> {
+  const arg = (n: string) => argv[argv.indexOf(n) + 1]!;
+  const threads = Number(arg("--threads"));
+  const { processMemory } = await import("./peers-common.ts");
+  if (side === "ours") {
+    const model = await loadBaseModelDir(arg("--model-dir"));
+    // The gateway's configuration: multi-LoRA graph, 16 slots, rank 16, q/k/v/o; the runtime
+    // keeps the only copy of the weights.
+    const rt = await ModelRuntime.create(model, {
+      intraOpThreads: threads,
+      slots: 16,
+      rankBuckets: [RANK],
+      weights: arg("--weights") as WeightFormat,
+      releaseWeights: true,
+    });
+    await new OursSide(rt, [0]).run(16);
+  } else {
+    const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+    const m = await llama.loadModel({ modelPath: arg("--gguf") });
+    const c = await m.createContext({
+      sequences: 1,
+      contextSize: 256,
+      threads: { ideal: threads, min: threads },
+    });
+    await new PeerSide([c], 1).run(16);
+  }
+  const { peak } = processMemory();
+  process.stdout.write(`${JSON.stringify({ peakMiB: Math.round(peak / 2 ** 20) })}\n`);
+  process.exit(0);
+}

@@ -1,0 +1,141 @@
+/**
+ * Ours against the peers a user would pick instead: llama.cpp (through node-llama-cpp's
+ * prebuilt CPU binaries) for decoding, libdivsufsort for suffix arrays. Same weights, same
+ * texts, same thread count, interleaved rounds, medians.
+ *
+ *   npm run bench:peers                 human table (progress on stderr)
+ *   npm run bench:peers -- --json       one JSON object on stdout
+ *   options: --quick (fewer rounds, 2M/5M-byte texts)  --only decode,rss,sa  --rounds N
+ *            --steps N (timed decode steps per round)  --threads N (default 2, both sides)
+ *
+ * Decode: a SmolLM-135M-shaped model with random weights, generated as HF safetensors (f32),
+ * converted by the project's GGUF writer (packages/model-runtime/src/gguf.ts) for llama.cpp,
+ * and by the project's quantizer for our int8 / 4-bit runtimes. Each case prefills 8 tokens
+ * per row (untimed), then times greedy decode steps (sampling included on both sides). A
+ * round runs every case once on each side, ours and the peer alternately (the order flips
+ * each round); figures are medians over rounds. Distinct adapters on llama.cpp are one
+ * context per adapter (its LoRA is per context), stepped concurrently.
+ *
+ * RSS: each side in its own fresh process loading the same weights (ours: the gateway's
+ * runtime configuration; llama.cpp: model + one context), a prompt and 16 decode steps;
+ * peak resident set (VmHWM) of the whole process.
+ *
+ * SA: suffix arrays of byte texts (10M bytes of State of the Union addresses, 50M bytes of
+ * word-bigram text generated from them and Moby-Dick) by our SA-IS (Node child process)
+ * and libdivsufsort (a C driver compiled here with the system gcc; libdivsufsort-dev is
+ * installed with apt-get when missing). Both outputs are checked identical. Peak bytes per
+ * input byte = (peak RSS during the build - RSS with the input loaded) / n.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type DecodeResult, loadAverage, type RssResult, round, type SaResult } from "./peers-common.ts";
+
+const args = process.argv.slice(2);
+const argStr = (name: string, dflt: string): string => {
+  const i = args.indexOf(name);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
+};
+const JSON_OUT = args.includes("--json");
+const QUICK = args.includes("--quick");
+const THREADS = Number(argStr("--threads", "2"));
+const ONLY = new Set(argStr("--only", "decode,rss,sa").split(","));
+const log = (msg: string) => process.stderr.write(`[bench:peers] ${msg}\n`);
+
+async function main(): Promise<void> {
+  const out: {
+    machine: Record<string, unknown>;
+    decode: DecodeResult[];
+    rss: RssResult | null;
+    rssByWeights: RssResult[];
+    sa: SaResult[];
+  } = {
+    machine: { threads: THREADS, loadAverageStart: loadAverage() },
+    decode: [],
+    rss: null,
+    rssByWeights: [],
+    sa: [],
+  };
+  const tmp = await mkdtemp(join(tmpdir(), "bench-peers-"));
+  try {
+    if (ONLY.has("decode") || ONLY.has("rss")) {
+      const { prepareModelFiles, runDecode, runRss } = await import("./peers-decode.ts");
+      const files = await prepareModelFiles(tmp, log);
+      if (ONLY.has("decode")) {
+        out.decode = await runDecode(files, {
+          threads: THREADS,
+          peerThreads: argStr("--peer-threads", `1,${THREADS}`)
+            .split(",")
+            .map(Number)
+            .filter((t, i, a) => a.indexOf(t) === i),
+          rounds: Number(argStr("--rounds", QUICK ? "2" : "5")),
+          steps: Number(argStr("--steps", QUICK ? "4" : "16")),
+          quick: QUICK,
+          log,
+        });
+      }
+      if (ONLY.has("rss")) {
+        out.rssByWeights = await runRss(files, { threads: THREADS, log });
+        out.rss = out.rssByWeights.find((r) => r.weights === "f32") ?? null;
+      }
+    }
+    if (ONLY.has("sa")) {
+      const { runSa } = await import("./peers-sa.ts");
+      out.sa = await runSa(tmp, {
+        sizes: QUICK ? [2_000_000, 5_000_000] : [10_000_000, 50_000_000],
+        rounds: Number(argStr("--sa-rounds", QUICK ? "1" : "3")),
+        log,
+      });
+    }
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+  out.machine.loadAverageEnd = loadAverage();
+
+  if (JSON_OUT) {
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+    return;
+  }
+  if (out.decode.length > 0) {
+    console.log("\nDecode tokens/s (medians of interleaved rounds; ratio = ours / llama.cpp)\n");
+    console.log(
+      "| case | batch | adapters | weights (ours / llama.cpp) | ours tok/s | llama.cpp tok/s | ratio |",
+    );
+    console.log("| --- | ---: | ---: | --- | ---: | ---: | ---: |");
+    for (const d of out.decode) {
+      console.log(
+        `| ${d.case} | ${d.batch} | ${d.adapters} | ${d.weights} | ${round(d.ours, 1)} | ${round(d.peer, 1)} | ${round(d.ratio)} |`,
+      );
+    }
+  }
+  if (out.rssByWeights.length > 0) {
+    console.log("\nPeak RSS, same weights (MiB)\n");
+    console.log("| weights | ours | llama.cpp | ratio |");
+    console.log("| --- | ---: | ---: | ---: |");
+    for (const r of out.rssByWeights)
+      console.log(`| ${r.weights} | ${r.ours} | ${r.peer} | ${round(r.ratio)} |`);
+  }
+  if (out.sa.length > 0) {
+    console.log("\nSuffix array build, bytes/s (medians; ratio = ours / libdivsufsort)\n");
+    console.log(
+      "| input | ours | libdivsufsort | ratio | ours peak B/byte | libdivsufsort peak B/byte | identical |",
+    );
+    console.log("| --- | ---: | ---: | ---: | ---: | ---: | --- |");
+    for (const s of out.sa) {
+      const f = (x: number | null, d = 0) => (x === null ? "n/a" : round(x, d).toLocaleString("en-US"));
+      console.log(
+        `| ${s.input} | ${f(s.ours)} | ${f(s.libdivsufsort)} | ${f(s.ratio, 2)} | ${f(s.oursBytesPerToken, 2)} | ${f(s.libdivsufsortBytesPerToken, 2)} | ${s.identical ?? "n/a"} |${s.note ? ` ${s.note}` : ""}`,
+      );
+    }
+  }
+  console.log(`\nload average ${JSON.stringify(out.machine)}`);
+}
+
+// Child modes (RSS and SA measurements run in fresh processes).
+const mode = argStr("--child", "");
+if (mode === "") {
+  await main();
+} else {
+  const { childMain } = await import("./peers-child.ts");
+  await childMain(mode, args);
+}
