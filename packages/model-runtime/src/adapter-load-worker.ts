@@ -17,18 +17,22 @@ export interface LoadTask {
   config: LlamaConfig;
   targetModules: LoraModule[];
   rankBuckets: number[];
+  /** Lay out into a SharedArrayBuffer (shared with a runtime thread, not transferred). */
+  shared?: boolean;
 }
 
 export type LoadReply =
-  | { ok: true; rank: number; bucket: number; buffer: ArrayBuffer; threadId: number }
+  | { ok: true; rank: number; bucket: number; buffer: ArrayBuffer | SharedArrayBuffer; threadId: number }
   | { ok: false; code?: string; message: string; details?: Record<string, unknown> };
 
 export default async function loadAdapter(task: LoadTask): Promise<unknown> {
   if (task.dir === undefined) return { ok: false, message: "warm-up" } satisfies LoadReply;
   try {
     const adapter = await loadPeftAdapter(task.config, task.dir);
-    const p = prepareSlotAdapter(task.config, task, adapter);
+    const p = prepareSlotAdapter(task.config, task, adapter, { shared: task.shared ?? false });
     const reply: LoadReply = { ok: true, rank: p.rank, bucket: p.bucket, buffer: p.buffer, threadId };
+    // A SharedArrayBuffer is shared by posting it; an ArrayBuffer is moved (no copy).
+    if (p.buffer instanceof SharedArrayBuffer) return reply;
     return move({ [transferableSymbol]: p.buffer, [valueSymbol]: reply });
   } catch (err) {
     const reply: LoadReply =

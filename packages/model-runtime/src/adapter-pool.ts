@@ -19,6 +19,11 @@ export interface AdapterLoadPoolOptions {
    * worker may wait to be scheduled; a 7.4 MB SmolLM adapter takes tens of ms to decode.
    */
   inlineBelowBytes?: number;
+  /**
+   * Lay adapters out in SharedArrayBuffers (default false), so a `WorkerRuntime` on another
+   * thread stores the same memory the RAM tier holds instead of a copy.
+   */
+  shared?: boolean;
 }
 
 /**
@@ -33,6 +38,7 @@ export class AdapterLoadPool {
   readonly #config: LlamaConfig;
   readonly #layout: SlotLayout;
   readonly #inlineBelow: number;
+  readonly #shared: boolean;
   #closed = false;
   /** Loads decoded on a worker thread, and on the calling thread (small files). */
   offThreadLoads = 0;
@@ -43,6 +49,7 @@ export class AdapterLoadPool {
     if (!Number.isInteger(threads) || threads < 1) throw new RangeError("threads must be an integer >= 1");
     this.#config = config;
     this.#inlineBelow = options.inlineBelowBytes ?? 1 << 20;
+    this.#shared = options.shared ?? false;
     this.#layout = { targetModules: [...layout.targetModules], rankBuckets: [...layout.rankBuckets] };
     // The worker is TypeScript: it runs through the same loader as this process
     // (`node --import tsx` passes its execArgv on to worker threads).
@@ -79,7 +86,7 @@ export class AdapterLoadPool {
       if (size < this.#inlineBelow) {
         const adapter = await loadPeftAdapter(this.#config, dir);
         this.inlineLoads += 1;
-        return prepareSlotAdapter(this.#config, this.#layout, adapter);
+        return prepareSlotAdapter(this.#config, this.#layout, adapter, { shared: this.#shared });
       }
     }
     const task: LoadTask = {
@@ -87,6 +94,7 @@ export class AdapterLoadPool {
       config: this.#config,
       targetModules: [...this.#layout.targetModules],
       rankBuckets: [...this.#layout.rankBuckets],
+      shared: this.#shared,
     };
     const reply = (await this.#pool.run(task)) as LoadReply;
     if (!reply.ok) {

@@ -55,7 +55,15 @@ export {
   type WeightFormat,
 } from "./quantize.ts";
 export { Rng } from "./rng.ts";
-export { ModelRuntime, type RuntimeOptions, type StepRow, type StepTimings } from "./runtime.ts";
+export {
+  ModelRuntime,
+  type RuntimeOptions,
+  type StepRow,
+  type StepRuntime,
+  type StepTimings,
+} from "./runtime.ts";
+export { WorkerRuntime } from "./runtime-host.ts";
+export type { WorkerModelSource } from "./runtime-worker.ts";
 export {
   parseSafetensors,
   readSafetensors,
@@ -78,6 +86,7 @@ export {
   prepareSlotAdapter,
   type SlotLayout,
   SlotTable,
+  slotByteLength,
   slotViews,
 } from "./slots.ts";
 export {

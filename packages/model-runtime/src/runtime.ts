@@ -4,7 +4,7 @@ import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import type { LoraAdapter } from "./adapter.ts";
-import { type LoraModule, moduleDims } from "./config.ts";
+import { type LlamaConfig, type LoraModule, moduleDims } from "./config.ts";
 import { ModelRuntimeError } from "./errors.ts";
 import { buildLlamaGraph, type ExternalDataSink, externalWeightName, loraInputName } from "./graph.ts";
 import type { BaseModel } from "./model.ts";
@@ -105,6 +105,24 @@ export interface StepTimings {
 
 type SeqId = string | number;
 
+/**
+ * What the serving side needs from a model runtime: `ModelRuntime` (this thread) and
+ * `WorkerRuntime` (its own thread, runtime-host.ts) both provide it.
+ */
+export interface StepRuntime {
+  readonly config: LlamaConfig;
+  readonly slotLayout: SlotLayout;
+  readonly lastTimings: StepTimings;
+  step(rows: StepRow[]): Promise<Float32Array[]>;
+  release(seqId: SeqId): void;
+  /** Returns the slot's bytes. */
+  loadAdapter(slot: number, adapter: LoraAdapter | PreparedAdapter): number;
+  clearSlot(slot: number): void;
+  hasSequence(seqId: SeqId): boolean;
+  sequenceLength(seqId: SeqId): number;
+  dispose(): Promise<void>;
+}
+
 interface SeqState {
   length: number;
   /** KV outside the resident batch: k[l] [kvH*D, length], v[l] [kvH, length, D]. */
@@ -155,7 +173,7 @@ type ResolvedOptions = Required<
  * own positions, KV and adapter slot. Sequences join by appearing in a step and leave
  * with `release`.
  */
-export class ModelRuntime {
+export class ModelRuntime implements StepRuntime {
   readonly slots: SlotTable;
   readonly targetModules: LoraModule[];
   readonly rankBuckets: number[];
@@ -241,6 +259,10 @@ export class ModelRuntime {
 
   async dispose(): Promise<void> {
     await this.session.release();
+  }
+
+  get config(): LlamaConfig {
+    return this.model.config;
   }
 
   /** Target modules and rank buckets of this runtime's slots (for `prepareSlotAdapter`). */

@@ -42,7 +42,8 @@ export interface PreparedAdapter {
   /** Indexed by layer * targetModules.length + moduleIndex. */
   a: Float32Array[];
   b: Float32Array[];
-  buffer: ArrayBuffer;
+  /** A SharedArrayBuffer when laid out for a runtime on another thread (`WorkerRuntime`). */
+  buffer: ArrayBuffer | SharedArrayBuffer;
   /** Bytes it holds (= the slot bytes of its bucket). */
   byteLength: number;
 }
@@ -60,6 +61,7 @@ export function prepareSlotAdapter(
   config: LlamaConfig,
   layout: SlotLayout,
   adapter: LoraAdapter,
+  options: { shared?: boolean } = {},
 ): PreparedAdapter {
   for (const m of adapter.targetModules) {
     if (!layout.targetModules.includes(m)) {
@@ -78,7 +80,12 @@ export function prepareSlotAdapter(
       { rank: adapter.rank },
     );
   }
-  const views = slotViews(config, layout.targetModules, bucket, undefined);
+  const views = slotViews(
+    config,
+    layout.targetModules,
+    bucket,
+    options.shared ? new SharedArrayBuffer(slotByteLength(config, layout.targetModules, bucket)) : undefined,
+  );
   const { a, b } = views;
   for (let l = 0; l < config.numLayers; l++) {
     layout.targetModules.forEach((m, mi) => {
@@ -123,12 +130,10 @@ export function slotViews(
   config: LlamaConfig,
   targetModules: readonly LoraModule[],
   bucket: number,
-  buffer: ArrayBuffer | undefined,
-): { a: Float32Array[]; b: Float32Array[]; buffer: ArrayBuffer } {
+  buffer: ArrayBuffer | SharedArrayBuffer | undefined,
+): { a: Float32Array[]; b: Float32Array[]; buffer: ArrayBuffer | SharedArrayBuffer } {
   const dims = targetModules.map((m) => moduleDims(config, m));
-  let floats = 0;
-  for (const { inDim, outDim } of dims) floats += bucket * (inDim + outDim);
-  floats *= config.numLayers;
+  const floats = slotByteLength(config, targetModules, bucket) / 4;
   const buf = buffer ?? new ArrayBuffer(floats * 4);
   if (buf.byteLength !== floats * 4) {
     throw new ModelRuntimeError(
@@ -150,6 +155,20 @@ export function slotViews(
   return { a, b, buffer: buf };
 }
 
+/** Bytes of one slot of rank `bucket` (A and B, every layer and target module). */
+export function slotByteLength(
+  config: LlamaConfig,
+  targetModules: readonly LoraModule[],
+  bucket: number,
+): number {
+  let n = 0;
+  for (const m of targetModules) {
+    const { inDim, outDim } = moduleDims(config, m);
+    n += bucket * (inDim + outDim);
+  }
+  return n * config.numLayers * 4;
+}
+
 export class SlotTable {
   private readonly entries: (SlotEntry | undefined)[];
 
@@ -165,12 +184,7 @@ export class SlotTable {
 
   /** Bytes one slot of `bucket` rank occupies (A and B, every layer and target module). */
   slotBytes(bucket: number): number {
-    let n = 0;
-    for (const m of this.targetModules) {
-      const { inDim, outDim } = moduleDims(this.config, m);
-      n += bucket * (inDim + outDim);
-    }
-    return n * this.config.numLayers * 4;
+    return slotByteLength(this.config, this.targetModules, bucket);
   }
 
   /** The layout slots of this table hold: what `prepareSlotAdapter` needs to match it. */
