@@ -5,7 +5,7 @@
  *
  *   npm run bench:peers                 human table (progress on stderr)
  *   npm run bench:peers -- --json       one JSON object on stdout
- *   options: --quick (fewer rounds, 2M/5M-byte texts)  --only decode,rss,sa  --rounds N
+ *   options: --quick (fewer rounds, 2M/5M-byte texts)  --only decode,rss,quality,sa  --rounds N
  *            --steps N (timed decode steps per round)  --threads N (default 2, both sides)
  *
  * Decode: a SmolLM-135M-shaped model with random weights, generated as HF safetensors (f32),
@@ -30,6 +30,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type DecodeResult, loadAverage, type RssResult, round, type SaResult } from "./peers-common.ts";
+import type { QualityResult } from "./peers-quality.ts";
 
 const args = process.argv.slice(2);
 const argStr = (name: string, dflt: string): string => {
@@ -39,7 +40,7 @@ const argStr = (name: string, dflt: string): string => {
 const JSON_OUT = args.includes("--json");
 const QUICK = args.includes("--quick");
 const THREADS = Number(argStr("--threads", "2"));
-const ONLY = new Set(argStr("--only", "decode,rss,sa").split(","));
+const ONLY = new Set(argStr("--only", "decode,rss,quality,sa").split(","));
 const log = (msg: string) => process.stderr.write(`[bench:peers] ${msg}\n`);
 
 async function main(): Promise<void> {
@@ -48,17 +49,19 @@ async function main(): Promise<void> {
     decode: DecodeResult[];
     rss: RssResult | null;
     rssByWeights: RssResult[];
+    quality: QualityResult[];
     sa: SaResult[];
   } = {
     machine: { threads: THREADS, loadAverageStart: loadAverage() },
     decode: [],
     rss: null,
     rssByWeights: [],
+    quality: [],
     sa: [],
   };
   const tmp = await mkdtemp(join(tmpdir(), "bench-peers-"));
   try {
-    if (ONLY.has("decode") || ONLY.has("rss")) {
+    if (ONLY.has("decode") || ONLY.has("rss") || ONLY.has("quality")) {
       const { prepareModelFiles, runDecode, runRss } = await import("./peers-decode.ts");
       const files = await prepareModelFiles(tmp, log);
       if (ONLY.has("decode")) {
@@ -76,7 +79,16 @@ async function main(): Promise<void> {
       }
       if (ONLY.has("rss")) {
         out.rssByWeights = await runRss(files, { threads: THREADS, log });
-        out.rss = out.rssByWeights.find((r) => r.weights === "f32") ?? null;
+        out.rss = out.rssByWeights.find((r) => r.weights.startsWith("f32")) ?? null;
+      }
+      if (ONLY.has("quality")) {
+        const { runQuality } = await import("./peers-quality.ts");
+        out.quality = await runQuality({
+          modelDir: files.modelDir,
+          threads: THREADS,
+          trainSteps: Number(argStr("--train-steps", QUICK ? "60" : "600")),
+          log,
+        });
       }
     }
     if (ONLY.has("sa")) {
@@ -114,6 +126,17 @@ async function main(): Promise<void> {
     console.log("| --- | ---: | ---: | ---: |");
     for (const r of out.rssByWeights)
       console.log(`| ${r.weights} | ${r.ours} | ${r.peer} | ${round(r.ratio)} |`);
+  }
+  if (out.quality.length > 0) {
+    console.log("\nQuantized weights vs f32 (held-out next-token loss in nats; greedy agreement with f32)\n");
+    console.log("| model | tokens | loss f32 | loss int8 | loss int4 | agreement int8 | agreement int4 |");
+    console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (const q of out.quality) {
+      const l = (w: "f32" | "int8" | "int4") => (q.loss ? q.loss[w] : "n/a");
+      console.log(
+        `| ${q.model} | ${q.heldOutTokens} | ${l("f32")} | ${l("int8")} | ${l("int4")} | ${q.greedyAgreement.int8} | ${q.greedyAgreement.int4} |`,
+      );
+    }
   }
   if (out.sa.length > 0) {
     console.log("\nSuffix array build, bytes/s (medians; ratio = ours / libdivsufsort)\n");
