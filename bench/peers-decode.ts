@@ -6,13 +6,12 @@ import {
   argmax,
   generateBaseModel,
   generateRandomPeft,
-  loadBaseModelDir,
   loadPeftAdapter,
-  ModelRuntime,
-  type RuntimeOptions,
   SMOLLM_135M_CONFIG,
   type StepRow,
+  type StepRuntime,
   type WeightFormat,
+  WorkerRuntime,
   writeBaseModelDir,
   writeLoraGguf,
   writeModelGguf,
@@ -81,7 +80,7 @@ interface Side {
 class OursSide implements Side {
   private round = 0;
   constructor(
-    private readonly rt: ModelRuntime,
+    private readonly rt: StepRuntime,
     private readonly slots: number[],
   ) {}
 
@@ -162,15 +161,13 @@ export async function runDecode(
   },
 ): Promise<DecodeResult[]> {
   const { log } = opts;
-  const runtimeOpts: RuntimeOptions = { intraOpThreads: opts.threads, releaseWeights: true };
-  // The gateway's runtime: the multi-LoRA graph; rows without an adapter use slot 0.
-  const ours = async (weights: WeightFormat, slots = 1) =>
-    ModelRuntime.create(await loadBaseModelDir(files.modelDir), {
-      ...runtimeOpts,
-      weights,
-      slots: slots + 1,
-      rankBuckets: [RANK],
-    });
+  // The gateway's runtime: the multi-LoRA graph on its own thread (WorkerRuntime, which reads
+  // the weights itself); rows without an adapter use slot 0.
+  const ours = (weights: WeightFormat, slots = 1) =>
+    WorkerRuntime.create(
+      { dir: files.modelDir },
+      { intraOpThreads: opts.threads, weights, slots: slots + 1, rankBuckets: [RANK] },
+    );
   log("building our sessions (f32, int8, int4; multi-LoRA graph)");
   const f32rt = await ours("f32", ADAPTERS);
   for (const [i, dir] of files.adapterDirs.entries())
@@ -181,18 +178,16 @@ export async function runDecode(
   log("loading llama.cpp (node-llama-cpp 3.21.1, prebuilt CPU binaries)");
   const llama: Llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
   const models: LlamaModel[] = [];
-  const contexts: LlamaContext[] = [];
-  const ctx = async (m: LlamaModel, sequences: number, threads: number, lora?: string) => {
-    const c = await m.createContext({
+  // Contexts live only while their measurement runs (a few hundred MB each with logits and
+  // compute buffers): the bench stays within a few GB on the shared machine.
+  const ctx = (m: LlamaModel, sequences: number, threads: number, lora?: string) =>
+    m.createContext({
       sequences,
       contextSize: Math.max(256, sequences * 64),
-      batchSize: Math.max(512, sequences * PROMPT),
+      batchSize: Math.max(64, sequences * PROMPT),
       threads: { ideal: threads, min: threads },
       ...(lora ? { lora: { adapters: [{ filePath: lora }] } } : {}),
     });
-    contexts.push(c);
-    return c;
-  };
   const f32 = await llama.loadModel({ modelPath: files.gguf.f32 });
   const q8 = await llama.loadModel({ modelPath: files.gguf.q8_0 });
   const q4 = await llama.loadModel({ modelPath: files.gguf.q4_0 });
@@ -200,15 +195,19 @@ export async function runDecode(
 
   // Each peer configuration is measured at every thread count in opts.peerThreads; the
   // figure reported is its best median (see the RESULTS note on ggml's spinning threads).
-  const peerSides = async (m: LlamaModel, b: number, lora?: string[]): Promise<Map<number, Side>> => {
+  const peerSides = (m: LlamaModel, b: number, lora?: string[]): Map<number, Side> => {
     const out = new Map<number, Side>();
     for (const t of opts.peerThreads) {
-      out.set(
-        t,
-        lora
-          ? new PeerSide(await Promise.all(lora.map((g) => ctx(m, 1, t, g))), 1)
-          : new PeerSide([await ctx(m, b, t)], b),
-      );
+      out.set(t, {
+        async run(steps: number): Promise<number> {
+          const contexts = lora ? await Promise.all(lora.map((g) => ctx(m, 1, t, g))) : [await ctx(m, b, t)];
+          try {
+            return await new PeerSide(contexts, lora ? 1 : b).run(steps);
+          } finally {
+            for (const c of contexts) await c.dispose();
+          }
+        },
+      });
     }
     return out;
   };
@@ -221,7 +220,7 @@ export async function runDecode(
       adapters: 0,
       weights: "f32 / F32",
       ours: new OursSide(f32rt, Array(b).fill(0)),
-      peer: await peerSides(f32, b),
+      peer: peerSides(f32, b),
     });
   }
   cases.push({
@@ -230,7 +229,7 @@ export async function runDecode(
     adapters: 0,
     weights: "int8 / Q8_0",
     ours: new OursSide(int8rt, [0]),
-    peer: await peerSides(q8, 1),
+    peer: peerSides(q8, 1),
   });
   cases.push({
     name: "decode b=1, 4-bit",
@@ -238,7 +237,7 @@ export async function runDecode(
     adapters: 0,
     weights: "int4 / Q4_0",
     ours: new OursSide(int4rt, [0]),
-    peer: await peerSides(q4, 1),
+    peer: peerSides(q4, 1),
   });
   cases.push({
     name: "8 rows, 8 distinct adapters",
@@ -249,7 +248,7 @@ export async function runDecode(
       f32rt,
       Array.from({ length: ADAPTERS }, (_, i) => i + 1),
     ),
-    peer: await peerSides(f32, 1, files.adapterGgufs),
+    peer: peerSides(f32, 1, files.adapterGgufs),
   });
 
   const oursRounds = cases.map(() => [] as number[]);
@@ -273,7 +272,6 @@ export async function runDecode(
       );
     }
   }
-  for (const c of contexts) await c.dispose();
   for (const m of models) await m.dispose();
   await llama.dispose();
   for (const rt of [f32rt, int8rt, int4rt]) await rt.dispose();
@@ -356,16 +354,12 @@ export async function rssChild(side: "ours" | "peer", argv: string[]): Promise<v
   const threads = Number(arg("--threads"));
   const { processMemory } = await import("./peers-common.ts");
   if (side === "ours") {
-    const model = await loadBaseModelDir(arg("--model-dir"));
-    // The gateway's configuration: multi-LoRA graph, 16 slots, rank 16, q/k/v/o; the runtime
-    // keeps the only copy of the weights.
-    const rt = await ModelRuntime.create(model, {
-      intraOpThreads: threads,
-      slots: 16,
-      rankBuckets: [RANK],
-      weights: arg("--weights") as WeightFormat,
-      releaseWeights: true,
-    });
+    // The gateway's configuration: multi-LoRA graph, 16 slots, rank 16, q/k/v/o, on its own
+    // thread, which reads the weights itself (onnxruntime holds the only copy).
+    const rt = await WorkerRuntime.create(
+      { dir: arg("--model-dir") },
+      { intraOpThreads: threads, slots: 16, rankBuckets: [RANK], weights: arg("--weights") as WeightFormat },
+    );
     await new OursSide(rt, [0]).run(16);
   } else {
     const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });

@@ -67,6 +67,7 @@ export type { WorkerModelSource } from "./runtime-worker.ts";
 export {
   parseSafetensors,
   readSafetensors,
+  readSafetensorsLazy,
   serializeSafetensors,
   type Tensor,
   writeSafetensors,

@@ -10,7 +10,13 @@ import {
 } from "./config.ts";
 import { ModelRuntimeError } from "./errors.ts";
 import { Rng } from "./rng.ts";
-import { readSafetensors, type SafetensorsDtype, type Tensor, writeSafetensors } from "./safetensors.ts";
+import {
+  readSafetensors,
+  readSafetensorsLazy,
+  type SafetensorsDtype,
+  type Tensor,
+  writeSafetensors,
+} from "./safetensors.ts";
 
 /** A base model: config plus f32 weights under Hugging Face Llama tensor names. */
 export interface BaseModel {
@@ -107,9 +113,12 @@ export async function writeBaseModelDir(
 
 /**
  * Loads a Hugging Face style directory: config.json + model.safetensors (or shards listed
- * in model.safetensors.index.json) [+ tokenizer.json, tokenizer_config.json].
+ * in model.safetensors.index.json) [+ tokenizer.json, tokenizer_config.json]. `lazy`: tensors
+ * are read from disk when their `data` is accessed, not kept (what a runtime that hands the
+ * weights to onnxruntime wants: see `readSafetensorsLazy`).
  */
-export async function loadBaseModelDir(dir: string): Promise<BaseModel> {
+export async function loadBaseModelDir(dir: string, options: { lazy?: boolean } = {}): Promise<BaseModel> {
+  const read = options.lazy ? readSafetensorsLazy : readSafetensors;
   const config = parseHfConfig(JSON.parse(await readFile(join(dir, "config.json"), "utf8")));
   const index = (await readJsonIfExists(join(dir, "model.safetensors.index.json"))) as
     | { weight_map?: Record<string, string> }
@@ -118,10 +127,10 @@ export async function loadBaseModelDir(dir: string): Promise<BaseModel> {
   if (index?.weight_map) {
     tensors = new Map();
     for (const shard of new Set(Object.values(index.weight_map))) {
-      for (const [name, t] of (await readSafetensors(join(dir, shard))).tensors) tensors.set(name, t);
+      for (const [name, t] of (await read(join(dir, shard))).tensors) tensors.set(name, t);
     }
   } else {
-    tensors = (await readSafetensors(join(dir, "model.safetensors"))).tensors;
+    tensors = (await read(join(dir, "model.safetensors"))).tensors;
   }
   // Checkpoints saved with tied embeddings sometimes still carry lm_head.weight; it must equal the embedding.
   if (config.tieWordEmbeddings) tensors.delete("lm_head.weight");

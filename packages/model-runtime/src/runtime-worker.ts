@@ -65,7 +65,7 @@ async function main(): Promise<void> {
   try {
     const model =
       "dir" in data.source
-        ? await loadBaseModelDir(data.source.dir)
+        ? await loadBaseModelDir(data.source.dir, { lazy: true })
         : generateBaseModel(TINY_CONFIG, data.source.seed ?? 1);
     rt = await ModelRuntime.create(model, { ...data.options, releaseWeights: true });
   } catch (err) {

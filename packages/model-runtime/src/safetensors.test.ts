@@ -42,3 +42,35 @@ test("corrupt files are rejected with SAFETENSORS_INVALID", () => {
   );
   assert.throws(() => parseSafetensors(new Uint8Array(3)), ModelRuntimeError);
 });
+
+test("lazy reading gives the same tensors as reading the whole file, from disk on each access", async () => {
+  const { mkdtemp, rm, writeFile } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const { readSafetensors, readSafetensorsLazy } = await import("./safetensors.ts");
+  const dir = await mkdtemp(join(tmpdir(), "st-lazy-"));
+  try {
+    const rng = new Rng(9);
+    const tensors = {
+      a: { shape: [4, 6], data: rng.fillUniform(new Float32Array(24), 1) },
+      b: { shape: [5], data: rng.fillUniform(new Float32Array(5), 1) },
+    };
+    for (const dtype of ["F32", "BF16"] as const) {
+      const path = join(dir, `${dtype}.safetensors`);
+      await writeFile(path, serializeSafetensors(tensors, { dtype, metadata: { format: "pt" } }));
+      const eager = await readSafetensors(path);
+      const lazy = await readSafetensorsLazy(path);
+      assert.deepEqual(lazy.metadata, { format: "pt" });
+      for (const name of ["a", "b"]) {
+        assert.deepEqual(lazy.tensors.get(name)!.shape, eager.tensors.get(name)!.shape);
+        assert.deepEqual(lazy.tensors.get(name)!.data, eager.tensors.get(name)!.data);
+        // Not cached: each access is a fresh array read from the file.
+        assert.notEqual(lazy.tensors.get(name)!.data, lazy.tensors.get(name)!.data);
+      }
+    }
+    await writeFile(join(dir, "bad.safetensors"), Uint8Array.of(255, 255, 0, 0, 0, 0, 0, 0, 1));
+    await assert.rejects(readSafetensorsLazy(join(dir, "bad.safetensors")), ModelRuntimeError);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

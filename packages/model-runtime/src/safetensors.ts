@@ -1,4 +1,5 @@
-import { readFile, writeFile } from "node:fs/promises";
+import { closeSync, openSync, readSync } from "node:fs";
+import { open, readFile, writeFile } from "node:fs/promises";
 import { ModelRuntimeError } from "./errors.ts";
 
 /**
@@ -21,20 +22,34 @@ export interface SafetensorsFile {
 
 const BYTES: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2 };
 
-export function parseSafetensors(bytes: Uint8Array): SafetensorsFile {
-  if (bytes.byteLength < 8) throw invalid("file shorter than its 8-byte header length");
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+interface TensorEntry {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: number[];
+  /** Byte offset from the start of the file, element count. */
+  start: number;
+  count: number;
+}
+
+/** Parses and checks the header: each tensor's dtype, shape and byte range. */
+function parseHeader(
+  headerBytes: Uint8Array,
+  fileLength: number,
+): { entries: TensorEntry[]; metadata: Record<string, string> } {
+  const view = new DataView(headerBytes.buffer, headerBytes.byteOffset, headerBytes.byteLength);
+  if (headerBytes.byteLength < 8 || fileLength < 8)
+    throw invalid("file shorter than its 8-byte header length");
   const headerLen = Number(view.getBigUint64(0, true));
-  if (headerLen > bytes.byteLength - 8) throw invalid(`header length ${headerLen} exceeds file size`);
+  if (headerLen > fileLength - 8) throw invalid(`header length ${headerLen} exceeds file size`);
   let header: Record<string, unknown>;
   try {
-    header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLen)));
+    header = JSON.parse(new TextDecoder().decode(headerBytes.subarray(8, 8 + headerLen)));
   } catch (err) {
     throw invalid(`header is not JSON: ${(err as Error).message}`);
   }
   const dataStart = 8 + headerLen;
-  const dataLen = bytes.byteLength - dataStart;
-  const tensors = new Map<string, Tensor>();
+  const dataLen = fileLength - dataStart;
+  const entries: TensorEntry[] = [];
   let metadata: Record<string, string> = {};
   for (const [name, entry] of Object.entries(header)) {
     if (name === "__metadata__") {
@@ -57,7 +72,56 @@ export function parseSafetensors(bytes: Uint8Array): SafetensorsFile {
         `tensor ${name}: data_offsets [${begin}, ${end}] do not fit shape ${JSON.stringify(shape)}`,
       );
     }
-    tensors.set(name, { shape: [...shape], data: decode(bytes, dataStart + begin, count, dtype) });
+    entries.push({ name, dtype, shape: [...shape], start: dataStart + begin, count });
+  }
+  return { entries, metadata };
+}
+
+export function parseSafetensors(bytes: Uint8Array): SafetensorsFile {
+  const { entries, metadata } = parseHeader(bytes, bytes.byteLength);
+  const tensors = new Map<string, Tensor>();
+  for (const e of entries)
+    tensors.set(e.name, { shape: e.shape, data: decode(bytes, e.start, e.count, e.dtype) });
+  return { tensors, metadata };
+}
+
+/**
+ * Reads only the header; each tensor's `data` is read from the file when accessed (and not
+ * kept), so a consumer that uses each tensor once — building the ONNX graph, which hands the
+ * weights to onnxruntime — never holds more than one tensor of the model in JS at a time.
+ */
+export async function readSafetensorsLazy(path: string): Promise<SafetensorsFile> {
+  const fh = await open(path, "r");
+  let headerBytes: Uint8Array;
+  let size: number;
+  try {
+    size = (await fh.stat()).size;
+    const lenBuf = new Uint8Array(8);
+    await fh.read(lenBuf, 0, 8, 0);
+    const headerLen = size >= 8 ? Number(new DataView(lenBuf.buffer).getBigUint64(0, true)) : 0;
+    if (headerLen > size - 8) throw invalid(`header length ${headerLen} exceeds file size`);
+    headerBytes = new Uint8Array(8 + headerLen);
+    await fh.read(headerBytes, 0, headerBytes.length, 0);
+  } finally {
+    await fh.close();
+  }
+  const { entries, metadata } = parseHeader(headerBytes, size);
+  const tensors = new Map<string, Tensor>();
+  for (const e of entries) {
+    tensors.set(e.name, {
+      shape: e.shape,
+      get data(): Float32Array {
+        const bytes = new Uint8Array(e.count * BYTES[e.dtype]);
+        const fd = openSync(path, "r");
+        try {
+          let done = 0;
+          while (done < bytes.length) done += readSync(fd, bytes, done, bytes.length - done, e.start + done);
+        } finally {
+          closeSync(fd);
+        }
+        return decode(bytes, 0, e.count, e.dtype);
+      },
+    });
   }
   return { tensors, metadata };
 }
@@ -108,6 +172,9 @@ export async function writeSafetensors(
 }
 
 function decode(bytes: Uint8Array, start: number, count: number, dtype: SafetensorsDtype): Float32Array {
+  if (dtype === "F32" && start === 0 && bytes.byteOffset === 0 && bytes.byteLength === count * 4) {
+    return new Float32Array(bytes.buffer, 0, count); // a buffer read for this tensor alone: no copy
+  }
   const out = new Float32Array(count);
   if (dtype === "F32") {
     // Copy through a byte view: the source offset need not be 4-byte aligned.
