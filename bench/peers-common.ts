@@ -1,5 +1,5 @@
 // Shared by bench/peers*.ts: result shapes, statistics, process memory.
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 
 export interface DecodeResult {
@@ -58,14 +58,4 @@ export function processMemory(): { rss: number; peak: number } {
   const kb = (key: string) =>
     Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
   return { rss: kb("VmRSS") * 1024, peak: kb("VmHWM") * 1024 };
-}
-
-/** Resets VmHWM to the current RSS (Linux >= 4.0: write 5 to clear_refs), so a later peak is this phase's. */
-export function resetPeakRss(): boolean {
-  try {
-    writeFileSync("/proc/self/clear_refs", "5");
-    return true;
-  } catch {
-    return false;
-  }
 }
