@@ -33,6 +33,7 @@ import {
 import { looExperiment, mislabelExperiment } from "../packages/attribution-core/src/testing/ground-truth.ts";
 import { loadSpamAssassin, mulberry32 } from "../packages/attribution-core/src/testing/spam-assassin.ts";
 import { measureTopRowsLoo } from "./influence-loo.ts";
+import { measureLoraInfluence } from "./lora-influence.ts";
 
 const args = new Set(process.argv.slice(2));
 const JSON_OUT = args.has("--json");
@@ -425,6 +426,7 @@ const mis = mislabelExperiment({
 const misSec = (performance.now() - t0) / 1000;
 const topRows = measureTopRowsLoo(QUICK, log);
 const topRowsMain = topRows.find((r) => r.dataset === "spam-assassin" && r.lambda === 1)!;
+const loraInfluence = await measureLoraInfluence(QUICK, log);
 
 const result = {
   saBuild: saRows.map((r) => ({
@@ -480,6 +482,8 @@ const result = {
     mislabelPrecisionAtFlipped: Number(mis.precisionAtFlipped.toFixed(3)),
     mislabelSec: Number(misSec.toFixed(1)),
   },
+  /** LoRA adapter influence vs retraining the adapter (bench/lora-influence.ts). */
+  loraInfluence,
 };
 
 if (JSON_OUT) {
@@ -526,6 +530,17 @@ if (JSON_OUT) {
   console.log("\nInfluence");
   const { topRowsLoo, ...influenceFigures } = result.influence;
   console.table(influenceFigures);
+  console.log("\nLoRA influence vs retrained adapters (tiny base model)");
+  console.table({
+    "damped Fisher (signed)": {
+      lds: loraInfluence.lds,
+      looSpearman: loraInfluence.looSpearman,
+      mislabelAuc: loraInfluence.mislabelAuc,
+    },
+    DataInf: loraInfluence.peers.datainf,
+    "Grad-Dot": loraInfluence.peers.gradDot,
+  });
+  console.log(`  ${loraInfluence.rows} rows, ${loraInfluence.msPerAnswer} ms per answer`);
   console.log(
     "\nTop rows: median predicted / retrained leave-one-out (10 most influential rows per test point)",
   );

@@ -1,0 +1,447 @@
+/**
+ * LoRA influence against actual retraining of the adapter (issue #19, Part B), in a setting
+ * small enough to retrain many times here: the tiny Llama-architecture base model (random
+ * weights, 2 layers, hidden 64, byte tokens), a rank-4 LoRA on q/k/v/o, and a few hundred real
+ * rows — SpamAssassin subjects fine-tuned as `subject>label` with the loss on the answer byte
+ * only (prompt-masked, as instruction tuning does).
+ *
+ * - lds: linear datamodeling score (TRAK; dattri's definition): M random half-size subsets,
+ *   an adapter retrained on each (same seed, same data order minus the rows left out); per
+ *   test answer, Spearman between Σ_{i∈S} τ_i and minus the retrained answer loss; mean over
+ *   test answers.
+ * - looSpearman: Spearman between τ_i and the retrained leave-one-out change of each test
+ *   answer's loss over K removed rows; mean over test answers.
+ * - mislabelAuc: 10% of the training labels flipped; ROC AUC of the flipped rows by
+ *   self-influence.
+ * - msPerAnswer: the answer's gradient (one run of the per-example gradient graph) + scoring.
+ * Each figure is given for the signed estimator (damped Fisher inverse, exact via the Gram
+ * matrix: `loraInfluenceScores`) and for two peers computed from the same gradients in the
+ * same run: DataInf's closed form and Grad-Dot (TracIn at the final adapter).
+ *
+ *   node --import tsx bench/lora-influence.ts [--json] [--quick]
+ * Also imported by bench/attribution.ts (its `loraInfluence` field).
+ */
+import { fileURLToPath } from "node:url";
+import {
+  type LoraGradients,
+  loraInfluenceScores,
+  loraSelfInfluence,
+  prepareLoraInfluence,
+} from "../packages/attribution-core/src/index.ts";
+import { rocAuc } from "../packages/attribution-core/src/testing/ground-truth.ts";
+import { loadSpamAssassin, mulberry32 } from "../packages/attribution-core/src/testing/spam-assassin.ts";
+import {
+  emptyBatch,
+  generateBaseModel,
+  TINY_BOS,
+  TINY_CONFIG,
+  TINY_EOS,
+  type TrainBatch,
+  Trainer,
+  type TrainerOptions,
+} from "../packages/model-runtime/src/index.ts";
+
+const SEQ = 32;
+const SUBJECT_BYTES = 28;
+const SEP = 0x3e; // ">"
+const LABEL_BYTES = [0x68, 0x73]; // "h" (ham), "s" (spam)
+
+interface Row {
+  tokens: number[];
+  /** Index in `tokens` of the answer (label) byte. */
+  answerAt: number;
+  label: number;
+}
+
+function toRow(subject: string, label: number): Row {
+  const clean = subject.toLowerCase().replace(/\s+/g, " ").trim();
+  const bytes = [...new TextEncoder().encode(clean)].filter((b) => b < 128).slice(0, SUBJECT_BYTES);
+  const tokens = [TINY_BOS, ...bytes, SEP, LABEL_BYTES[label]!, TINY_EOS];
+  return { tokens, answerAt: tokens.length - 2, label };
+}
+
+function loadRows(count: number): Row[] {
+  return loadSpamAssassin(6046, 11)
+    .map((e) => ({ subject: e.text.split("\n", 1)[0] ?? "", label: e.label }))
+    .filter((e) => e.subject.trim().length >= 6)
+    .slice(0, count)
+    .map((e) => toRow(e.subject, e.label));
+}
+
+/**
+ * Rows as one batch of `size` (padded with empty rows), the loss on each row's answer byte.
+ * "mean": weights 1/rows (the training objective); "each": weight 1 per row, so per-example
+ * gradients are each answer's own NLL's.
+ */
+function answerBatch(rows: readonly Row[], weighting: "mean" | "each", size: number): TrainBatch {
+  const b = emptyBatch(size, SEQ);
+  rows.forEach((row, r) => {
+    for (let t = 0; t < Math.min(row.tokens.length, SEQ); t++)
+      b.inputIds[r * SEQ + t] = BigInt(row.tokens[t]!);
+    for (let t = 0; t + 1 < Math.min(row.tokens.length, SEQ + 1); t++)
+      b.labels[r * SEQ + t] = BigInt(row.tokens[t + 1]!);
+    b.labelWeights[r * SEQ + row.answerAt - 1] = weighting === "mean" ? 1 / rows.length : 1;
+  });
+  b.tokens = rows.length;
+  return b;
+}
+
+/**
+ * Full-batch AdamW (every kept row in every step; the graph's batch is the whole training set,
+ * rows left out are empty): deterministic, and the retrained adapter is a smooth function of
+ * which rows are kept — mini-batch SGD made the retrained answer losses mostly optimizer noise
+ * (a held-out answer's loss ranged 0.8..12 across half-size subsets with the same label mix).
+ */
+const STEPS = 60;
+const base = generateBaseModel(TINY_CONFIG, 3);
+
+function trainOptions(batch: number, perExampleGrads = false): TrainerOptions {
+  return {
+    mode: "lora",
+    lora: { rank: 4, alpha: 8, targetModules: ["q_proj", "k_proj", "v_proj", "o_proj"] },
+    batch,
+    seq: SEQ,
+    optimizer: { lr: 2e-2, clipNorm: 1, weightDecay: 0.01, schedule: "cosine", totalSteps: STEPS },
+    seed: 7,
+    intraOpThreads: 1,
+    perExampleGrads,
+  };
+}
+
+async function train(rows: readonly Row[], keep: (i: number) => boolean): Promise<Trainer> {
+  const t = await Trainer.create(base, trainOptions(rows.length));
+  const batch = answerBatch(
+    rows.filter((_r, i) => keep(i)),
+    "mean",
+    rows.length,
+  );
+  for (let s = 0; s < STEPS; s++) await t.trainStep(batch);
+  return t;
+}
+
+async function answerLosses(t: Trainer, rows: readonly Row[]): Promise<Float64Array> {
+  const out = new Float64Array(rows.length);
+  const size = t.options.batch;
+  for (let s = 0; s < rows.length; s += size) {
+    const chunk = rows.slice(s, s + size);
+    const { nll } = await t.evaluate(answerBatch(chunk, "each", size));
+    chunk.forEach((row, r) => {
+      out[s + r] = nll[r * SEQ + row.answerAt - 1]!;
+    });
+  }
+  return out;
+}
+
+/** Per-example gradients of each row's answer NLL at the trainer's adapter, blocked by module. */
+async function exampleGradients(trained: Trainer, rows: readonly Row[]): Promise<LoraGradients> {
+  const size = trained.options.batch;
+  const g = await Trainer.create(base, trainOptions(size, true));
+  try {
+    for (const p of g.params) g.values.get(p.name)!.set(trained.values.get(p.name)!);
+    // One block per adapted module (its lora_A and lora_B), in parameter order.
+    const modules = new Map<string, { name: string; size: number }[]>();
+    for (const p of g.params) {
+      const key = p.name.replace(/\.lora_[AB]\.weight$/, "");
+      const size = p.shape.reduce((a, b) => a * b, 1);
+      modules.set(key, [...(modules.get(key) ?? []), { name: p.name, size }]);
+    }
+    const blocks = [...modules.values()].map((ps) => ps.reduce((s, p) => s + p.size, 0));
+    const dim = blocks.reduce((s, b) => s + b, 0);
+    const values = new Float32Array(rows.length * dim);
+    for (let s = 0; s < rows.length; s += size) {
+      const chunk = rows.slice(s, s + size);
+      const { exampleGrads } = await g.gradients(answerBatch(chunk, "each", size));
+      chunk.forEach((_row, r) => {
+        let at = (s + r) * dim;
+        for (const ps of modules.values()) {
+          for (const p of ps) {
+            values.set(exampleGrads.get(p.name)!.subarray(r * p.size, (r + 1) * p.size), at);
+            at += p.size;
+          }
+        }
+      });
+    }
+    return { rows: rows.length, blocks, values };
+  } finally {
+    await g.dispose();
+  }
+}
+
+function ranks(v: ArrayLike<number>): Float64Array {
+  const idx = Array.from({ length: v.length }, (_, i) => i).sort((a, b) => v[a]! - v[b]!);
+  const r = new Float64Array(v.length);
+  for (let i = 0; i < idx.length; ) {
+    let j = i;
+    while (j + 1 < idx.length && v[idx[j + 1]!] === v[idx[i]!]) j++;
+    for (let k = i; k <= j; k++) r[idx[k]!] = (i + j) / 2;
+    i = j + 1;
+  }
+  return r;
+}
+
+export function spearman(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  const ra = ranks(a);
+  const rb = ranks(b);
+  const n = ra.length;
+  const mean = (n - 1) / 2;
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < n; i++) {
+    ab += (ra[i]! - mean) * (rb[i]! - mean);
+    aa += (ra[i]! - mean) ** 2;
+    bb += (rb[i]! - mean) ** 2;
+  }
+  return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0;
+}
+
+type Estimator = "fisher" | "datainf" | "gradDot";
+const ESTIMATORS: Estimator[] = ["fisher", "datainf", "gradDot"];
+
+/** DataInf's closed form (Kwon et al. 2024, eq. 5) per block, same λ_l as the Fisher estimator. */
+function dataInfScores(g: LoraGradients, lambdas: number[], t: ArrayLike<number>): Float64Array {
+  const { rows: n, blocks, values } = g;
+  const dim = blocks.reduce((s, b) => s + b, 0);
+  const out = new Float64Array(n);
+  let off = 0;
+  blocks.forEach((d, l) => {
+    const lambda = lambdas[l]!;
+    // u = (1/n) Σ_j (g_tᵀg_j)/(λ + ‖g_j‖²) g_j, then τ_i = (1/λ)(g_tᵀg_i − uᵀg_i).
+    const tg = new Float64Array(n);
+    const u = new Float64Array(d);
+    for (let j = 0; j < n; j++) {
+      let dot = 0;
+      let sq = 0;
+      for (let k = 0; k < d; k++) {
+        const v = values[j * dim + off + k]!;
+        dot += v * t[off + k]!;
+        sq += v * v;
+      }
+      tg[j] = dot;
+      const c = dot / (lambda + sq) / n;
+      for (let k = 0; k < d; k++) u[k]! += c * values[j * dim + off + k]!;
+    }
+    for (let i = 0; i < n; i++) {
+      let ug = 0;
+      for (let k = 0; k < d; k++) ug += u[k]! * values[i * dim + off + k]!;
+      out[i]! += (tg[i]! - ug) / lambda;
+    }
+    off += d;
+  });
+  return out;
+}
+
+function gradDotScores(g: LoraGradients, t: ArrayLike<number>): Float64Array {
+  const dim = t.length;
+  return Float64Array.from({ length: g.rows }, (_, i) => {
+    let s = 0;
+    for (let k = 0; k < dim; k++) s += g.values[i * dim + k]! * t[k]!;
+    return s;
+  });
+}
+
+function rowOf(g: LoraGradients, i: number): Float32Array {
+  const dim = g.values.length / g.rows;
+  return g.values.subarray(i * dim, (i + 1) * dim);
+}
+
+export interface LoraInfluenceFigures {
+  lds: number;
+  looSpearman: number;
+  mislabelAuc: number;
+  msPerAnswer: number;
+  rows: number;
+}
+
+export interface LoraInfluenceResult extends LoraInfluenceFigures {
+  estimator: "damped Fisher inverse (exact, Gram/Woodbury)";
+  peers: Record<"datainf" | "gradDot", Omit<LoraInfluenceFigures, "msPerAnswer" | "rows">>;
+  dampingSweep: { dampingRatio: number; lds: number }[];
+  setting: Record<string, unknown>;
+  heldOutAnswerLoss: { base: number; trained: number };
+  seconds: number;
+}
+
+export async function measureLoraInfluence(
+  quick: boolean,
+  log: (msg: string) => void,
+): Promise<LoraInfluenceResult> {
+  const t0 = performance.now();
+  const nTrain = quick ? 48 : 160;
+  const nTest = quick ? 8 : 24;
+  const subsets = quick ? 6 : 24;
+  const looRows = quick ? 4 : 16;
+  const all = loadRows(nTrain + nTest);
+  const rows = all.slice(0, nTrain);
+  const tests = all.slice(nTrain);
+
+  log(`LoRA influence: training the adapter on ${nTrain} rows (${STEPS} full-batch steps)...`);
+  const full = await train(rows, () => true);
+  const fullLoss = await answerLosses(full, tests);
+  const untrained = await Trainer.create(base, trainOptions(nTrain));
+  const baseLoss = await answerLosses(untrained, tests);
+  await untrained.dispose();
+  const grads = await exampleGradients(full, rows);
+  const testGrads = await exampleGradients(full, tests);
+  const model = prepareLoraInfluence(grads);
+  const scores: Record<Estimator, Float64Array[]> = { fisher: [], datainf: [], gradDot: [] };
+  for (let k = 0; k < nTest; k++) {
+    const tg = rowOf(testGrads, k);
+    scores.fisher.push(loraInfluenceScores(model, tg));
+    scores.datainf.push(dataInfScores(grads, model.lambdas, tg));
+    scores.gradDot.push(gradDotScores(grads, tg));
+  }
+  // Cost per answer: its gradient (one run of a batch-1 gradient graph) + scoring against all rows.
+  const gTrainer = await Trainer.create(base, trainOptions(1));
+  for (const p of gTrainer.params) gTrainer.values.get(p.name)!.set(full.values.get(p.name)!);
+  const times: number[] = [];
+  for (let k = 0; k < Math.min(nTest, 10); k++) {
+    const ts = performance.now();
+    await gTrainer.gradients(answerBatch([tests[k]!], "each", 1));
+    loraInfluenceScores(model, rowOf(testGrads, k));
+    times.push(performance.now() - ts);
+  }
+  await gTrainer.dispose();
+  times.sort((a, b) => a - b);
+  const msPerAnswer = times[times.length >> 1]!;
+
+  // LDS: half-size subsets, retrained.
+  const rnd = mulberry32(77);
+  const subsetLoss: Float64Array[] = [];
+  const members: Uint8Array[] = [];
+  for (let m = 0; m < subsets; m++) {
+    const inS = new Uint8Array(nTrain);
+    const pick = Array.from({ length: nTrain }, (_, i) => i)
+      .map((i) => ({ i, r: rnd() }))
+      .sort((a, b) => a.r - b.r)
+      .slice(0, nTrain >> 1);
+    for (const { i } of pick) inS[i] = 1;
+    const t = await train(rows, (i) => inS[i] === 1);
+    subsetLoss.push(await answerLosses(t, tests));
+    await t.dispose();
+    members.push(inS);
+    log(`  LDS subsets ${m + 1}/${subsets}`);
+  }
+  const lds = (est: Estimator) => {
+    let sum = 0;
+    for (let k = 0; k < nTest; k++) {
+      const tau = scores[est][k]!;
+      const predicted = members.map((inS) => inS.reduce((s, on, i) => (on ? s + tau[i]! : s), 0));
+      sum += spearman(
+        predicted,
+        subsetLoss.map((l) => -l[k]!),
+      );
+    }
+    return sum / nTest;
+  };
+
+  // Leave-one-out: random rows, retrained without each.
+  const looIdx = Array.from({ length: nTrain }, (_, i) => i)
+    .map((i) => ({ i, r: rnd() }))
+    .sort((a, b) => a.r - b.r)
+    .slice(0, looRows)
+    .map((x) => x.i);
+  const looDelta: Float64Array[] = [];
+  for (const [n, row] of looIdx.entries()) {
+    const t = await train(rows, (i) => i !== row);
+    const l = await answerLosses(t, tests);
+    await t.dispose();
+    looDelta.push(l.map((v, k) => v - fullLoss[k]!));
+    log(`  leave-one-out ${n + 1}/${looRows}`);
+  }
+  const loo = (est: Estimator) => {
+    let sum = 0;
+    for (let k = 0; k < nTest; k++) {
+      sum += spearman(
+        looIdx.map((i) => scores[est][k]![i]!),
+        looDelta.map((d) => d[k]!),
+      );
+    }
+    return sum / nTest;
+  };
+
+  // Mislabeled rows: 10% flipped, ranked by self-influence.
+  log("  mislabel detection: training on 10% flipped labels...");
+  const flipRnd = mulberry32(3);
+  const flipped = rows.map(() => flipRnd() < 0.1);
+  const noisy = rows.map((r, i) => (flipped[i] ? toRowFlipped(r) : r));
+  const noisyAdapter = await train(noisy, () => true);
+  const noisyGrads = await exampleGradients(noisyAdapter, noisy);
+  await noisyAdapter.dispose();
+  const noisyModel = prepareLoraInfluence(noisyGrads);
+  const self: Record<Estimator, Float64Array> = {
+    fisher: loraSelfInfluence(noisyModel),
+    datainf: Float64Array.from(
+      { length: nTrain },
+      (_, i) => dataInfScores(noisyGrads, noisyModel.lambdas, rowOf(noisyGrads, i)).at(i)!,
+    ),
+    gradDot: Float64Array.from({ length: nTrain }, (_, i) => {
+      const g = rowOf(noisyGrads, i);
+      return g.reduce((s, v) => s + v * v, 0);
+    }),
+  };
+  await full.dispose();
+
+  const r4 = (x: number) => Number(x.toFixed(4));
+  const figures = (est: Estimator) => ({
+    lds: r4(lds(est)),
+    looSpearman: r4(loo(est)),
+    mislabelAuc: r4(rocAuc(self[est], flipped)),
+  });
+  const ours = figures("fisher");
+  // The damping's effect on LDS (no retraining needed: same ground truth, other λ).
+  const dampingSweep = [0.01, 0.1, 1, 10].map((ratio) => {
+    const m = prepareLoraInfluence(grads, { dampingRatio: ratio });
+    scores.fisher = tests.map((_t, k) => loraInfluenceScores(m, rowOf(testGrads, k)));
+    return { dampingRatio: ratio, lds: r4(lds("fisher")) };
+  });
+  return {
+    ...ours,
+    msPerAnswer: Number(msPerAnswer.toFixed(2)),
+    rows: nTrain,
+    estimator: "damped Fisher inverse (exact, Gram/Woodbury)",
+    peers: { datainf: figures("datainf"), gradDot: figures("gradDot") },
+    dampingSweep,
+    setting: {
+      base: "tiny Llama (random weights): hidden 64, 2 layers, 4/2 heads, byte tokens",
+      lora: "rank 4, alpha 8, q/k/v/o",
+      params: grads.blocks.reduce((s, b) => s + b, 0),
+      data: "SpamAssassin subjects as `subject>label`, loss on the answer byte",
+      trainRows: nTrain,
+      testAnswers: nTest,
+      training: `${STEPS} full-batch AdamW steps, lr 2e-2 cosine, weight decay 0.01, seed 7`,
+      ldsSubsets: subsets,
+      ldsSubsetFraction: 0.5,
+      looRows,
+      flippedRows: flipped.filter(Boolean).length,
+      estimators: ESTIMATORS,
+    },
+    heldOutAnswerLoss: {
+      base: r4(baseLoss.reduce((s, v) => s + v, 0) / nTest),
+      trained: r4(fullLoss.reduce((s, v) => s + v, 0) / nTest),
+    },
+    seconds: Number(((performance.now() - t0) / 1000).toFixed(1)),
+  };
+}
+
+function toRowFlipped(r: Row): Row {
+  const tokens = [...r.tokens];
+  tokens[r.answerAt] = LABEL_BYTES[1 - r.label]!;
+  return { tokens, answerAt: r.answerAt, label: 1 - r.label };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const args = new Set(process.argv.slice(2));
+  const r = await measureLoraInfluence(args.has("--quick"), (m) =>
+    process.stderr.write(`[bench:lora-influence] ${m}\n`),
+  );
+  if (args.has("--json")) process.stdout.write(`${JSON.stringify({ loraInfluence: r })}\n`);
+  else {
+    console.table({
+      "damped Fisher (signed)": { lds: r.lds, looSpearman: r.looSpearman, mislabelAuc: r.mislabelAuc },
+      DataInf: r.peers.datainf,
+      "Grad-Dot": r.peers.gradDot,
+    });
+    console.log(r);
+  }
+}

@@ -1,0 +1,100 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import fc from "fast-check";
+import { choleskyInPlace, choleskySolve, quantize } from "./logistic.ts";
+import {
+  type LoraGradients,
+  loraInfluenceScores,
+  loraSelfInfluence,
+  prepareLoraInfluence,
+} from "./lora-influence.ts";
+import { mulberry32 } from "./testing/spam-assassin.ts";
+
+function randomGrads(rows: number, blocks: number[], seed: number): LoraGradients {
+  const rnd = mulberry32(seed);
+  const dim = blocks.reduce((s, b) => s + b, 0);
+  return { rows, blocks, values: Float32Array.from({ length: rows * dim }, () => rnd() * 2 - 1) };
+}
+
+/** Dense reference: per block, (λI + GᵀG/n)⁻¹ formed and factored in the d×d parameter space. */
+function denseScores(
+  g: LoraGradients,
+  lambdas: number[],
+  t: Float64Array,
+): { scores: number[]; self: number[] } {
+  const { rows: n, blocks, values } = g;
+  const dim = blocks.reduce((s, b) => s + b, 0);
+  const scores = new Array<number>(n).fill(0);
+  const self = new Array<number>(n).fill(0);
+  let off = 0;
+  blocks.forEach((d, l) => {
+    const h = new Float64Array(d * d);
+    for (let i = 0; i < n; i++)
+      for (let u = 0; u < d; u++)
+        for (let v = 0; v < d; v++)
+          h[u * d + v]! += (values[i * dim + off + u]! * values[i * dim + off + v]!) / n;
+    for (let u = 0; u < d; u++) h[u * d + u]! += lambdas[l]!;
+    choleskyInPlace(h, d);
+    const w = choleskySolve(h, d, t.subarray(off, off + d));
+    for (let i = 0; i < n; i++) {
+      const gi = Array.from({ length: d }, (_, u) => values[i * dim + off + u]!);
+      const hi = choleskySolve(h, d, gi);
+      for (let u = 0; u < d; u++) {
+        scores[i]! += w[u]! * gi[u]!;
+        self[i]! += hi[u]! * gi[u]!;
+      }
+    }
+    off += d;
+  });
+  return { scores, self };
+}
+
+test("kernel (Woodbury) influence equals the damped Fisher inverse formed in parameter space", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 12 }),
+      fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLength: 3 }),
+      fc.double({ min: 0.01, max: 2, noNaN: true }),
+      fc.integer(),
+      (rows, blocks, ratio, seed) => {
+        const g = randomGrads(rows, blocks, seed);
+        const m = prepareLoraInfluence(g, { dampingRatio: ratio });
+        const rnd = mulberry32(seed ^ 77);
+        const t = Float64Array.from({ length: g.values.length / rows }, () => rnd() - 0.5);
+        const got = loraInfluenceScores(m, t);
+        const self = loraSelfInfluence(m);
+        const want = denseScores(g, m.lambdas, t);
+        for (let i = 0; i < rows; i++) {
+          assert.ok(
+            Math.abs(got[i]! - want.scores[i]!) <= 1e-8 * (1 + Math.abs(want.scores[i]!)),
+            `score ${i}`,
+          );
+          assert.ok(Math.abs(self[i]! - want.self[i]!) <= 1e-8 * (1 + want.self[i]!), `self ${i}`);
+          assert.ok(self[i]! >= 0);
+        }
+      },
+    ),
+    { numRuns: 80 },
+  );
+});
+
+test("LoRA influence: deterministic, linear in the answer gradient, rows with the answer's gradient help", () => {
+  const g = randomGrads(40, [24, 16], 9);
+  const m = prepareLoraInfluence(g);
+  const dim = 40;
+  // An answer whose gradient is row 7's: row 7 must be the most helpful.
+  const t = Float64Array.from(g.values.subarray(7 * dim, 8 * dim));
+  const s = loraInfluenceScores(m, t);
+  assert.equal(s.indexOf(Math.max(...s)), 7);
+  assert.deepEqual(quantize(loraInfluenceScores(prepareLoraInfluence(g), t)), quantize(s));
+  const twice = loraInfluenceScores(
+    m,
+    t.map((v) => 2 * v),
+  );
+  for (let i = 0; i < 40; i++) assert.ok(Math.abs(twice[i]! - 2 * s[i]!) <= 1e-12 * (1 + Math.abs(s[i]!)));
+  assert.throws(() => loraInfluenceScores(m, new Float64Array(3)), RangeError);
+  assert.throws(
+    () => prepareLoraInfluence({ rows: 2, blocks: [3], values: new Float32Array(5) }),
+    RangeError,
+  );
+});

@@ -1,0 +1,148 @@
+/**
+ * Influence of training rows on an answer's loss for a LoRA adapter, from per-example
+ * gradients of the adapter's parameters (the LoRA A/B factors) at the trained adapter.
+ *
+ * Storage: the per-example gradient of a LoRA adapter is already a low-rank object — for a
+ * module with A [r, in] and B [out, r] it is r·(in + out) numbers, not in·out — so rows keep
+ * their full LoRA gradient (float32 in, float64 math) grouped in blocks (one per adapted
+ * module). This is exact and small for the adapters this path serves (tiny / small models, a
+ * few thousand parameters); a SmolLM-sized adapter would need LoGra's factored random
+ * projection first (bench/RESULTS.md, LoRA influence).
+ *
+ * Estimator: the inverse of the damped empirical Fisher, per block l,
+ *   τ_i = Σ_l g_tlᵀ (λ_l I + G_lᵀG_l / n)⁻¹ g_il,
+ * the same Gauss-Newton influence DataInf approximates (DataInf swaps the inverse of the sum
+ * for a sum of rank-one inverses). Here it is exact at no extra asymptotic cost: with the n×n
+ * Gram matrix K_l = G_l G_lᵀ factored once (Cholesky of nλ_l I + K_l), Woodbury gives
+ *   (λI + GᵀG/n)⁻¹ G_lᵀ = n G_lᵀ (nλI + K)⁻¹,  so  τ_l = n (nλ_l I + K_l)⁻¹ (G_l g_tl),
+ * one O(n·d) product and one O(n²) solve per block and answer. λ_l = dampingRatio · mean_i
+ * ‖g_il‖² (DataInf's choice of 0.1 is the default). Positive τ_i: up-weighting row i lowers
+ * the answer's loss (it helped), as for the classifier path.
+ *
+ * Determinism: only +, −, ×, ÷ and sqrt (Cholesky) in a fixed order, on the stored float32
+ * gradients widened to float64; scores are quantized (`quantize`) before money. The answer's
+ * gradient comes from the ONNX training graph (float32); see ARCHITECTURE.md for what that
+ * means across machines.
+ */
+import { choleskyInPlace, choleskySolve } from "./logistic.ts";
+
+export interface LoraGradients {
+  /** Training rows (examples). */
+  rows: number;
+  /** Length of each block (one per adapted module, in a fixed order); sum = dim. */
+  blocks: number[];
+  /** rows × dim, row-major; row i = example i's gradient of its own mean token loss. */
+  values: Float32Array;
+}
+
+export interface LoraInfluenceOptions {
+  /** λ_l = dampingRatio · mean ‖g_il‖² per block. Default 0.1 (DataInf). */
+  dampingRatio?: number;
+}
+
+export interface LoraInfluenceModel {
+  grads: LoraGradients;
+  /** Start offset of each block in a row. */
+  offsets: number[];
+  lambdas: number[];
+  /** Per block: Cholesky factor of nλ_l I + K_l (n×n, row-major). */
+  factors: Float64Array[];
+  /** Per block: the Gram matrix K_l (n×n), kept for self-influence. */
+  grams: Float64Array[];
+}
+
+function blockOffsets(blocks: readonly number[]): number[] {
+  const out: number[] = [];
+  let at = 0;
+  for (const b of blocks) {
+    out.push(at);
+    at += b;
+  }
+  return out;
+}
+
+/** Gram matrices and their damped Cholesky factors, once per adapter (O(n²·d + n³) per block). */
+export function prepareLoraInfluence(
+  grads: LoraGradients,
+  options: LoraInfluenceOptions = {},
+): LoraInfluenceModel {
+  const { rows: n, blocks, values } = grads;
+  const dim = blocks.reduce((s, b) => s + b, 0);
+  if (values.length !== n * dim) throw new RangeError("gradient values do not match rows × sum(blocks)");
+  if (n < 1) throw new RangeError("need at least one training row");
+  const ratio = options.dampingRatio ?? 0.1;
+  if (!(ratio > 0)) throw new RangeError("dampingRatio must be > 0");
+  const offsets = blockOffsets(blocks);
+  const lambdas: number[] = [];
+  const factors: Float64Array[] = [];
+  const grams: Float64Array[] = [];
+  blocks.forEach((d, l) => {
+    const off = offsets[l]!;
+    const k = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) {
+      const bi = i * dim + off;
+      for (let j = 0; j <= i; j++) {
+        const bj = j * dim + off;
+        let s = 0;
+        for (let u = 0; u < d; u++) s += values[bi + u]! * values[bj + u]!;
+        k[i * n + j] = s;
+        k[j * n + i] = s;
+      }
+    }
+    let trace = 0;
+    for (let i = 0; i < n; i++) trace += k[i * n + i]!;
+    // A block whose gradients all vanish (e.g. LoRA B before training) still gets λ > 0.
+    const lambda = ratio * (trace > 0 ? trace / n : 1);
+    const f = Float64Array.from(k);
+    for (let i = 0; i < n; i++) f[i * n + i]! += n * lambda;
+    choleskyInPlace(f, n);
+    lambdas.push(lambda);
+    factors.push(f);
+    grams.push(k);
+  });
+  return { grads, offsets, lambdas, factors, grams };
+}
+
+/**
+ * τ_i for every training row on an answer whose loss gradient (same layout as one row) is
+ * `answerGrad`: the decrease of the answer's loss per unit up-weighting of row i (its mean
+ * token loss) in the training objective's mean. One product and one n×n solve per block.
+ */
+export function loraInfluenceScores(m: LoraInfluenceModel, answerGrad: ArrayLike<number>): Float64Array {
+  const { rows: n, blocks, values } = m.grads;
+  const dim = blocks.reduce((s, b) => s + b, 0);
+  if (answerGrad.length !== dim) throw new RangeError("answer gradient does not match the blocks");
+  const out = new Float64Array(n);
+  const a = new Float64Array(n);
+  blocks.forEach((d, l) => {
+    const off = m.offsets[l]!;
+    for (let i = 0; i < n; i++) {
+      const bi = i * dim + off;
+      let s = 0;
+      for (let u = 0; u < d; u++) s += values[bi + u]! * answerGrad[off + u]!;
+      a[i] = s;
+    }
+    const b = choleskySolve(m.factors[l]!, n, a);
+    for (let i = 0; i < n; i++) out[i] = out[i]! + n * b[i]!;
+  });
+  return out;
+}
+
+/**
+ * Self-influence g_iᵀ(λI + GᵀG/n)⁻¹g_i per row, summed over blocks (always >= 0): rows the
+ * adapter fits only by bending towards them — mislabeled or adversarial rows rank high.
+ * Via Woodbury, (1/λ)(K_ii − k_iᵀ(nλI + K)⁻¹k_i) = n·[(nλI + K)⁻¹K]_ii.
+ */
+export function loraSelfInfluence(m: LoraInfluenceModel): Float64Array {
+  const n = m.grads.rows;
+  const out = new Float64Array(n);
+  m.grams.forEach((k, l) => {
+    const col = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < n; j++) col[j] = k[j * n + i]!;
+      const x = choleskySolve(m.factors[l]!, n, col);
+      out[i] = out[i]! + n * x[i]!;
+    }
+  });
+  return out;
+}
