@@ -92,7 +92,7 @@ function answerBatch(rows: readonly Row[], weighting: "mean" | "each", size: num
  * which rows are kept — mini-batch SGD made the retrained answer losses mostly optimizer noise
  * (a held-out answer's loss ranged 0.8..12 across half-size subsets with the same label mix).
  */
-const STEPS = 60;
+const STEPS = 40;
 const base = generateBaseModel(TINY_CONFIG, 3);
 
 function trainOptions(batch: number, perExampleGrads = false): TrainerOptions {
@@ -101,7 +101,7 @@ function trainOptions(batch: number, perExampleGrads = false): TrainerOptions {
     lora: { rank: 4, alpha: 8, targetModules: ["q_proj", "k_proj", "v_proj", "o_proj"] },
     batch,
     seq: SEQ,
-    optimizer: { lr: 2e-2, clipNorm: 1, weightDecay: 0.01, schedule: "cosine", totalSteps: STEPS },
+    optimizer: { lr: 5e-3, clipNorm: 1, weightDecay: 0.1, schedule: "cosine", totalSteps: STEPS },
     seed: 7,
     intraOpThreads: 1,
     perExampleGrads,
@@ -284,11 +284,13 @@ export async function measureLoraInfluence(
   const grads = await exampleGradients(full, rows);
   const testGrads = await exampleGradients(full, tests);
   const model = prepareLoraInfluence(grads);
+  // DataInf with its own published damping (λ_l = 0.1 · mean ‖g_il‖²).
+  const dataInfLambdas = prepareLoraInfluence(grads, { dampingRatio: 0.1 }).lambdas;
   const scores: Record<Estimator, Float64Array[]> = { fisher: [], datainf: [], gradDot: [] };
   for (let k = 0; k < nTest; k++) {
     const tg = rowOf(testGrads, k);
     scores.fisher.push(loraInfluenceScores(model, tg));
-    scores.datainf.push(dataInfScores(grads, model.lambdas, tg));
+    scores.datainf.push(dataInfScores(grads, dataInfLambdas, tg));
     scores.gradDot.push(gradDotScores(grads, tg));
   }
   // Cost per answer: its gradient (one run of a batch-1 gradient graph) + scoring against all rows.
@@ -369,11 +371,12 @@ export async function measureLoraInfluence(
   const noisyGrads = await exampleGradients(noisyAdapter, noisy);
   await noisyAdapter.dispose();
   const noisyModel = prepareLoraInfluence(noisyGrads);
+  const noisyDataInfLambdas = prepareLoraInfluence(noisyGrads, { dampingRatio: 0.1 }).lambdas;
   const self: Record<Estimator, Float64Array> = {
     fisher: loraSelfInfluence(noisyModel),
     datainf: Float64Array.from(
       { length: nTrain },
-      (_, i) => dataInfScores(noisyGrads, noisyModel.lambdas, rowOf(noisyGrads, i)).at(i)!,
+      (_, i) => dataInfScores(noisyGrads, noisyDataInfLambdas, rowOf(noisyGrads, i)).at(i)!,
     ),
     gradDot: Float64Array.from({ length: nTrain }, (_, i) => {
       const g = rowOf(noisyGrads, i);
@@ -390,7 +393,7 @@ export async function measureLoraInfluence(
   });
   const ours = figures("fisher");
   // The damping's effect on LDS (no retraining needed: same ground truth, other λ).
-  const dampingSweep = [0.01, 0.1, 1, 10].map((ratio) => {
+  const dampingSweep = [0.001, 0.01, 0.1, 1].map((ratio) => {
     const m = prepareLoraInfluence(grads, { dampingRatio: ratio });
     scores.fisher = tests.map((_t, k) => loraInfluenceScores(m, rowOf(testGrads, k)));
     return { dampingRatio: ratio, lds: r4(lds("fisher")) };
@@ -409,7 +412,7 @@ export async function measureLoraInfluence(
       data: "SpamAssassin subjects as `subject>label`, loss on the answer byte",
       trainRows: nTrain,
       testAnswers: nTest,
-      training: `${STEPS} full-batch AdamW steps, lr 2e-2 cosine, weight decay 0.01, seed 7`,
+      training: `${STEPS} full-batch AdamW steps, lr 5e-3 cosine, weight decay 0.1, seed 7`,
       ldsSubsets: subsets,
       ldsSubsetFraction: 0.5,
       looRows,

@@ -16,8 +16,8 @@
  * Gram matrix K_l = G_l G_lᵀ factored once (Cholesky of nλ_l I + K_l), Woodbury gives
  *   (λI + GᵀG/n)⁻¹ G_lᵀ = n G_lᵀ (nλI + K)⁻¹,  so  τ_l = n (nλ_l I + K_l)⁻¹ (G_l g_tl),
  * one O(n·d) product and one O(n²) solve per block and answer. λ_l = dampingRatio · mean_i
- * ‖g_il‖² (DataInf's choice of 0.1 is the default). Positive τ_i: up-weighting row i lowers
- * the answer's loss (it helped), as for the classifier path.
+ * ‖g_il‖² (default 0.01, measured: bench/RESULTS.md; DataInf uses 0.1). Positive τ_i:
+ * up-weighting row i lowers the answer's loss (it helped), as for the classifier path.
  *
  * Determinism: only +, −, ×, ÷ and sqrt (Cholesky) in a fixed order, on the stored float32
  * gradients widened to float64; scores are quantized (`quantize`) before money. The answer's
@@ -36,7 +36,7 @@ export interface LoraGradients {
 }
 
 export interface LoraInfluenceOptions {
-  /** λ_l = dampingRatio · mean ‖g_il‖² per block. Default 0.1 (DataInf). */
+  /** λ_l = dampingRatio · mean ‖g_il‖² per block. Default 0.01 (measured; DataInf uses 0.1). */
   dampingRatio?: number;
 }
 
@@ -70,7 +70,7 @@ export function prepareLoraInfluence(
   const dim = blocks.reduce((s, b) => s + b, 0);
   if (values.length !== n * dim) throw new RangeError("gradient values do not match rows × sum(blocks)");
   if (n < 1) throw new RangeError("need at least one training row");
-  const ratio = options.dampingRatio ?? 0.1;
+  const ratio = options.dampingRatio ?? 0.01;
   if (!(ratio > 0)) throw new RangeError("dampingRatio must be > 0");
   const offsets = blockOffsets(blocks);
   const lambdas: number[] = [];
