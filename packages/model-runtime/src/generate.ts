@@ -7,13 +7,18 @@ import { ByteTokenizer, HfTokenizer, type TextTokenizer } from "./tokenizer.ts";
 
 export type ModelSource = { dir: string } | { tiny: true; seed?: number | string };
 
-/** Loads a base model and its tokenizer: a HF-style directory or the built-in tiny model. */
+/**
+ * Loads a base model and its tokenizer: a HF-style directory or the built-in tiny model.
+ * `lazy`: weights are read from disk only when accessed (a caller that hands the model to a
+ * `WorkerRuntime` needs only the config and tokenizer here).
+ */
 export async function loadModel(
   source: ModelSource,
+  options: { lazy?: boolean } = {},
 ): Promise<{ model: BaseModel; tokenizer: TextTokenizer }> {
   if ("tiny" in source)
     return { model: generateBaseModel(TINY_CONFIG, source.seed ?? 1), tokenizer: new ByteTokenizer() };
-  const model = await loadBaseModelDir(source.dir);
+  const model = await loadBaseModelDir(source.dir, options);
   return { model, tokenizer: tokenizerFor(model) };
 }
 

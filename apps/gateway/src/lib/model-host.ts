@@ -11,11 +11,12 @@ import {
   generateBaseModel,
   type LoraModule,
   loadModel,
-  ModelRuntime,
   type PreparedAdapter,
   type Sampler,
+  type StepRuntime,
   type TextTokenizer,
   TINY_CONFIG,
+  WorkerRuntime,
   writeBaseModelDir,
 } from "@openledger/model-runtime";
 import {
@@ -78,7 +79,8 @@ export class ModelHost {
   private constructor(
     readonly model: BaseModel,
     readonly tokenizer: TextTokenizer,
-    readonly runtime: ModelRuntime,
+    /** On its own worker thread: a step never blocks this thread's event loop. */
+    readonly runtime: StepRuntime,
     readonly cache: AdapterCache<PreparedAdapter>,
     readonly scheduler: Scheduler<RowContext, PreparedAdapter>,
     readonly engine: Engine<RowContext, PreparedAdapter>,
@@ -91,20 +93,29 @@ export class ModelHost {
 
   static async start(config: GatewayConfig, options: ModelHostHooks = defaultHooks()): Promise<ModelHost> {
     const modelDir = config.GATEWAY_MODEL_DIR ? repoPath(config.GATEWAY_MODEL_DIR) : await ensureTinyModel();
-    const { model, tokenizer } = await loadModel({ dir: modelDir });
+    // Config and tokenizer only: this thread never reads the weights (lazy tensors).
+    const { model, tokenizer } = await loadModel({ dir: modelDir }, { lazy: true });
     const contentHash = await sha256File(join(modelDir, "model.safetensors"));
     const slots = config.GATEWAY_SLOTS;
-    const runtime = await ModelRuntime.create(model, {
-      slots,
-      rankBuckets: [config.GATEWAY_MAX_ADAPTER_RANK],
-      targetModules: SERVED_MODULES,
-      ...(config.GATEWAY_THREADS > 0 ? { intraOpThreads: config.GATEWAY_THREADS } : {}),
-    });
-    // Cold adapters are read, decoded and laid out for the slots on worker threads: the
-    // main thread keeps running decode steps meanwhile, and the slot write only stores
-    // the transferred buffer (no copy). More threads than concurrent loads would idle.
+    // The runtime runs on its own thread, which loads the weights (onnxruntime keeps the only
+    // copy): onnxruntime-node runs a session synchronously on its calling thread, so on this
+    // one HTTP, SSE and admission would wait for every step.
+    const runtime = await WorkerRuntime.create(
+      { dir: modelDir },
+      {
+        slots,
+        rankBuckets: [config.GATEWAY_MAX_ADAPTER_RANK],
+        targetModules: SERVED_MODULES,
+        weights: config.GATEWAY_WEIGHTS,
+        ...(config.GATEWAY_THREADS > 0 ? { intraOpThreads: config.GATEWAY_THREADS } : {}),
+      },
+    );
+    // Cold adapters are read, decoded and laid out for the slots on worker threads, into
+    // shared memory: the RAM tier and the runtime thread then hold the same bytes (no copy).
+    // More threads than concurrent loads would idle.
     const loadPool = new AdapterLoadPool(model.config, runtime.slotLayout, {
       threads: Math.min(2, availableParallelism(), config.GATEWAY_MAX_CONCURRENT_LOADS),
+      shared: true,
     });
     await loadPool.warmUp();
     const cache = new AdapterCache<PreparedAdapter>({
