@@ -6,11 +6,17 @@ import {AccessControlDefaultAdminRules} from
 
 interface IDatanetVersions {
     function versionExists(uint256 datanetId, uint32 version) external view returns (bool);
+
+    function isApprovedBuilder(uint256 datanetId, address account) external view returns (bool);
 }
 
 /// @title Registry of models and LoRA adapters
 /// @notice Records who owns a model, what it is (content hash of its files), which base model an adapter
 ///         extends, which datanet versions it was trained on (the provenance attribution pays), and its prices.
+///         A *model* (not an adapter) trained on datanets — a small model built from those datanets alone — can
+///         only be registered for an owner each datanet's owner approved (`DatanetRegistry.isApprovedBuilder`),
+///         so nobody can take a datanet's small model, set its price and collect the model owner's share.
+///         Adapters stay open: anyone may fine-tune on published data, and span attribution pays its rows.
 contract ModelRegistry is AccessControlDefaultAdminRules {
     bytes32 public constant REGISTRAR_ROLE = keccak256("REGISTRAR_ROLE");
 
@@ -78,6 +84,7 @@ contract ModelRegistry is AccessControlDefaultAdminRules {
     error UnknownModel(uint256 modelId);
     error NotModelOwner(uint256 modelId, address caller);
     error ModelIsRetired(uint256 modelId);
+    error BuilderNotApproved(uint256 datanetId, address owner);
 
     constructor(IDatanetVersions datanets_, address admin, uint48 adminDelay)
         AccessControlDefaultAdminRules(adminDelay, admin)
@@ -146,6 +153,9 @@ contract ModelRegistry is AccessControlDefaultAdminRules {
             DatanetVersionRef calldata ref = r.trainedOn[i];
             if (!datanets.versionExists(ref.datanetId, ref.version)) {
                 revert UnknownDatanetVersion(ref.datanetId, ref.version);
+            }
+            if (r.kind == ModelKind.Model && !datanets.isApprovedBuilder(ref.datanetId, owner)) {
+                revert BuilderNotApproved(ref.datanetId, owner);
             }
             refs.push(ref);
         }

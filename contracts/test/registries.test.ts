@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ModelKind, PUBLISHER_ROLE, REGISTRAR_ROLE } from "@openledger/chain";
+import { builderApprovalTypedData, ModelKind, PUBLISHER_ROLE, REGISTRAR_ROLE } from "@openledger/chain";
 import { type Hex, keccak256, toHex } from "viem";
 import { addr, expectRevert, loadFixture, OPEN, type Platform, platformFixture } from "./helpers.ts";
 
@@ -192,5 +192,69 @@ describe("ModelRegistry", () => {
     await models.write.registerModel([registration(keccak256(toHex("n")))]);
     await p.admin("ModelRegistry", "retire", [2n]);
     assert.equal((await models.read.getModel([2n])).retired, true);
+  });
+});
+
+describe("small models: only builders the datanet's owner approved", () => {
+  const small = (h: string) =>
+    registration(keccak256(toHex(h)), { kind: ModelKind.Model, baseModel: ZERO32 });
+
+  it("a stranger cannot register a datanet's small model; the owner, or a builder it approved, can", async () => {
+    const p = await loadFixture(platformFixture);
+    const datanets = await withDatanet(p); // alice owns datanet 1
+    const asBob = await p.at("ModelRegistry", p.bob);
+    const registrar = await p.at("ModelRegistry", p.operator);
+    await expectRevert(asBob.write.registerModel([small("squat")]), "BuilderNotApproved", [1n, addr(p.bob)]);
+    // Not through the registrar service either.
+    await expectRevert(registrar.write.registerModelFor([addr(p.bob), small("squat")]), "BuilderNotApproved");
+    // Adapters stay open to anyone (span attribution pays the rows they reproduce).
+    await asBob.write.registerModel([registration(keccak256(toHex("adapter")))]);
+    // The owner itself may.
+    await (await p.at("ModelRegistry", p.alice)).write.registerModel([small("alice's own")]);
+    // Only the owner approves; the publisher service cannot.
+    await expectRevert(
+      (await p.at("DatanetRegistry", p.operator)).write.approveBuilder([1n, addr(p.bob), true]),
+      "NotDatanetOwner",
+    );
+    await datanets.write.approveBuilder([1n, addr(p.bob), true]);
+    assert.equal(await datanets.read.isApprovedBuilder([1n, addr(p.bob)]), true);
+    await registrar.write.registerModelFor([addr(p.bob), small("bob's")]);
+    await datanets.write.approveBuilder([1n, addr(p.bob), false]);
+    await expectRevert(asBob.write.registerModel([small("again")]), "BuilderNotApproved");
+  });
+
+  it("an approval signed by the owner is relayed by anyone, once, before its deadline", async () => {
+    const p = await loadFixture(platformFixture);
+    await withDatanet(p);
+    const registry = p.addresses.contracts.DatanetRegistry;
+    const chainId = await p.publicClient.getChainId();
+    const relay = await p.at("DatanetRegistry", p.operator);
+    const deadline = (await p.publicClient.getBlock()).timestamp + 3600n;
+    const sign = async (signer: typeof p.alice, message: Parameters<typeof builderApprovalTypedData>[2]) =>
+      signer.signTypedData({
+        account: signer.account,
+        ...builderApprovalTypedData(chainId, registry, message),
+      });
+    const msg = { datanetId: 1n, builder: addr(p.bob), approved: true, nonce: 0n, deadline };
+    // Signed by someone else than the owner: refused.
+    await expectRevert(
+      relay.write.approveBuilderBySig([1n, addr(p.bob), true, deadline, await sign(p.bob, msg)]),
+      "InvalidApprovalSignature",
+    );
+    const good = await sign(p.alice, msg);
+    await relay.write.approveBuilderBySig([1n, addr(p.bob), true, deadline, good]);
+    assert.equal(await relay.read.isApprovedBuilder([1n, addr(p.bob)]), true);
+    // The owner revokes; replaying the old approval does not undo it (its nonce is spent).
+    await (await p.at("DatanetRegistry", p.alice)).write.approveBuilder([1n, addr(p.bob), false]);
+    await expectRevert(
+      relay.write.approveBuilderBySig([1n, addr(p.bob), true, deadline, good]),
+      "InvalidApprovalSignature",
+    );
+    assert.equal(await relay.read.isApprovedBuilder([1n, addr(p.bob)]), false);
+    const late = { ...msg, nonce: 1n, deadline: 1n };
+    await expectRevert(
+      relay.write.approveBuilderBySig([1n, addr(p.bob), true, 1n, await sign(p.alice, late)]),
+      "ApprovalExpired",
+    );
   });
 });

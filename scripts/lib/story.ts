@@ -7,8 +7,10 @@
 // Every figure is checked to the wei; a step a service cannot do yet is printed as
 // "NOT YET: ..." and skipped (its checks are not run), never faked.
 import {
+  builderApprovalTypedData,
   createChainPublicClient,
   createChainWalletClient,
+  datanetRegistryAbi,
   inferenceEscrowAbi,
   OPEN,
   openTokenAbi,
@@ -702,6 +704,30 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
   if (!versionId) {
     notYet("no published version → no labelled data to train a small model on");
   } else {
+    // Only the datanet's owner, or a builder it approved, may register the datanet's small model:
+    // the owner signs an EIP-712 BuilderApproval for the builder (no gas), the gateway relays it.
+    const registry = c.DatanetRegistry;
+    const approvalDeadline = BigInt(Math.floor(Date.now() / 1000) + 3600);
+    const approval = {
+      deadline: approvalDeadline.toString(),
+      signature: await privateKeyToAccount(owner.privateKey).signTypedData(
+        builderApprovalTypedData(chainId, registry, {
+          datanetId: BigInt(chainDatanetId!),
+          builder: builder.address,
+          approved: true,
+          nonce: await pub.readContract({
+            address: registry,
+            abi: datanetRegistryAbi,
+            functionName: "nonces",
+            args: [owner.address],
+          }),
+          deadline: approvalDeadline,
+        }),
+      ),
+    };
+    log(
+      "  the datanet owner signs a BuilderApproval for the builder (EIP-712, relayed on chain by the gateway)",
+    );
     smallModel = await poll("the small model's registration", 60_000, async () => {
       const res = await http(
         "POST",
@@ -711,6 +737,7 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
           datanet_version_id: versionId,
           price_in_per_1k_wei: smallPriceIn.toString(),
           price_out_per_1k_wei: smallPriceOut.toString(),
+          datanet_owner_approval: approval,
         },
         { authorization: `Bearer ${builderKey}` },
       );
@@ -729,6 +756,16 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
       builder.address.toLowerCase(),
     );
     eq("small model registered on-chain (ModelRegistry)", (smallModel.chain as Json).status, "confirmed");
+    check(
+      "the builder is approved on chain by the datanet's owner",
+      await pub.readContract({
+        address: registry,
+        abi: datanetRegistryAbi,
+        functionName: "isApprovedBuilder",
+        args: [BigInt(chainDatanetId!), builder.address],
+      }),
+      builder.address,
+    );
   }
 
   // 8. A consumer deposits into escrow and calls the adapter.

@@ -11,6 +11,7 @@ import { after, before, test } from "node:test";
 import { attributionConfig, buildAttribution } from "@openledger/attribution";
 import { argmax, tokenizeWords } from "@openledger/attribution-core";
 import {
+  builderApprovalTypedData,
   createChainClients,
   createChainPublicClient,
   datanetRegistryAbi,
@@ -321,8 +322,82 @@ test("registration refuses bad input with a code, and writes nothing", async () 
 
 let chainModelId: bigint;
 
-test("a builder registers a small model: Postgres (small_model + training version) and ModelRegistry", async () => {
+/** The datanet owner's EIP-712 BuilderApproval for `builder` (what the owner's wallet signs). */
+async function ownerApproval(builderAddress: string) {
+  const owner = chain.accounts.users[0]!;
+  const registry = chain.addresses!.contracts.DatanetRegistry;
+  const { publicClient, walletClient } = createChainClients({
+    rpcUrl: chain.rpcUrl,
+    chainId: chain.chainId,
+    privateKey: owner.privateKey as Hex,
+  });
+  const datanet = await db.datanet.findUniqueOrThrow({ where: { slug: "spam" } });
+  const datanetId = BigInt(datanet.chainDatanetId!.toFixed(0));
+  const nonce = await publicClient.readContract({
+    address: registry,
+    abi: datanetRegistryAbi,
+    functionName: "nonces",
+    args: [owner.address as Hex],
+  });
+  const deadline = BigInt(Math.floor(Date.now() / 1000) + 600);
+  const signature = await walletClient.signTypedData(
+    builderApprovalTypedData(chain.chainId, registry, {
+      datanetId,
+      builder: builderAddress as Hex,
+      approved: true,
+      nonce,
+      deadline,
+    }),
+  );
+  return { datanetId, approval: { deadline: deadline.toString(), signature } };
+}
+
+test("squatting: a builder the datanet's owner did not approve cannot register its small model (403, nothing written)", async () => {
+  const before = await db.model.count();
+  const intents = await db.chainIntent.count();
   const res = await register(builderKey, good());
+  assert.equal(res.status, 403, JSON.stringify(res.body));
+  assert.equal(res.body.error.code, "BUILDER_NOT_APPROVED");
+  // An approval signed by someone else than the owner (here: the squatter itself) does not count.
+  const { walletClient } = createChainClients({
+    rpcUrl: chain.rpcUrl,
+    chainId: chain.chainId,
+    privateKey: chain.accounts.users[3]!.privateKey as Hex,
+  });
+  const { approval, datanetId } = await ownerApproval(builder);
+  const forged = await walletClient.signTypedData(
+    builderApprovalTypedData(chain.chainId, chain.addresses!.contracts.DatanetRegistry, {
+      datanetId,
+      builder: builder as Hex,
+      approved: true,
+      nonce: 0n,
+      deadline: BigInt(approval.deadline),
+    }),
+  );
+  const withForged = await register(builderKey, {
+    ...good(),
+    datanet_owner_approval: { ...approval, signature: forged },
+  });
+  assert.equal(withForged.status, 403, JSON.stringify(withForged.body));
+  assert.match(withForged.body.error.message, /not the owner/);
+  assert.equal(await db.model.count(), before);
+  assert.equal(await db.chainIntent.count(), intents);
+});
+
+test("a builder registers a small model: Postgres (small_model + training version) and ModelRegistry", async () => {
+  // With the datanet owner's signed approval, which the gateway relays on chain.
+  const { approval, datanetId } = await ownerApproval(builder);
+  const res = await register(builderKey, { ...good(), datanet_owner_approval: approval });
+  const pub = createChainPublicClient({ rpcUrl: chain.rpcUrl, chainId: chain.chainId });
+  assert.equal(
+    await pub.readContract({
+      address: chain.addresses!.contracts.DatanetRegistry,
+      abi: datanetRegistryAbi,
+      functionName: "isApprovedBuilder",
+      args: [datanetId, builder as Hex],
+    }),
+    true,
+  );
   assert.equal(res.status, 201, JSON.stringify(res.body));
   assert.equal(res.body.object, "small_model");
   assert.equal(res.body.owner, builder);

@@ -159,3 +159,38 @@ export async function recoverAttributionResultSigner(
     signature,
   });
 }
+
+/** Must match DatanetRegistry's `EIP712("OpenLedger DatanetRegistry", "1")` and BUILDER_APPROVAL_TYPEHASH. */
+export const builderApprovalTypes = {
+  BuilderApproval: [
+    { name: "datanetId", type: "uint256" },
+    { name: "builder", type: "address" },
+    { name: "approved", type: "bool" },
+    { name: "nonce", type: "uint256" },
+    { name: "deadline", type: "uint256" },
+  ],
+} as const;
+
+/** A datanet owner's approval of a builder for small models (DatanetRegistry.approveBuilderBySig). */
+export interface BuilderApprovalMessage {
+  datanetId: bigint;
+  builder: Address;
+  approved: boolean;
+  /** The owner's current `DatanetRegistry.nonces(owner)`. */
+  nonce: bigint;
+  /** Unix seconds after which the chain refuses it. */
+  deadline: bigint;
+}
+
+export function builderApprovalTypedData(
+  chainId: number,
+  registry: Address,
+  message: BuilderApprovalMessage,
+) {
+  return {
+    domain: { name: "OpenLedger DatanetRegistry", version: "1", chainId, verifyingContract: registry },
+    types: builderApprovalTypes,
+    primaryType: "BuilderApproval" as const,
+    message,
+  };
+}

@@ -1,5 +1,7 @@
 import {
+  builderApprovalTypedData,
   ModelKind as ChainModelKind,
+  datanetRegistryAbi,
   executeIntent,
   type IntentSpec,
   modelRegistryAbi,
@@ -9,7 +11,7 @@ import { type Db, Prisma, type Tx } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
-import type { Abi, Hex } from "viem";
+import { type Abi, type Address, getAddress, type Hex, recoverTypedDataAddress } from "viem";
 import type { ModelCatalog, ServableModel } from "./catalog.ts";
 import type { ChainAccess } from "./chain.ts";
 
@@ -214,6 +216,13 @@ export function checkQuota(
  * (if enabled) ModelRegistry.registerModelFor is sent and confirmed from its receipt. A chain that
  * fails leaves the intent pending for `sweep`.
  */
+/** A datanet owner's EIP-712 `BuilderApproval` (DatanetRegistry), as a builder hands it over. */
+export interface OwnerApproval {
+  /** Unix seconds. */
+  deadline: bigint;
+  signature: Hex;
+}
+
 export class ModelRegistration {
   constructor(
     readonly config: GatewayConfig,
@@ -222,6 +231,89 @@ export class ModelRegistration {
     readonly catalog: ModelCatalog,
     readonly log: FastifyBaseLogger,
   ) {}
+
+  /**
+   * A small model may only be registered by its datanet's owner or a builder the owner approved on chain
+   * (ModelRegistry enforces it too; checking first means nothing is written for a refused builder). With
+   * the owner's signed `BuilderApproval` the gateway relays it (`approveBuilderBySig`, the operator pays
+   * the gas) and goes on; otherwise 403 BUILDER_NOT_APPROVED. The relay is a plain transaction, not an
+   * intent: it is idempotent in effect (a retry finds the builder approved, or the spent nonce refuses it).
+   */
+  async assertBuilderApproved(
+    chainDatanetId: bigint,
+    builder: string,
+    approval?: OwnerApproval,
+  ): Promise<void> {
+    const ctx = await this.chain.get();
+    const registry = ctx.addresses.contracts.DatanetRegistry;
+    const who = getAddress(builder);
+    const approved = () =>
+      ctx.publicClient.readContract({
+        address: registry,
+        abi: datanetRegistryAbi,
+        functionName: "isApprovedBuilder",
+        args: [chainDatanetId, who],
+      });
+    if (await approved()) return;
+    const refuse = (why: string) =>
+      new AppError(
+        "BUILDER_NOT_APPROVED",
+        `${why}: the datanet's owner must approve ${who} — DatanetRegistry.approveBuilder(${chainDatanetId}, ${who}, true), ` +
+          "or sign an EIP-712 BuilderApproval and pass it as datanet_owner_approval",
+        { status: 403 },
+      );
+    if (!approval) throw refuse(`${who} may not register small models on datanet ${chainDatanetId}`);
+    const { owner } = await ctx.publicClient.readContract({
+      address: registry,
+      abi: datanetRegistryAbi,
+      functionName: "getDatanet",
+      args: [chainDatanetId],
+    });
+    const nonce = await ctx.publicClient.readContract({
+      address: registry,
+      abi: datanetRegistryAbi,
+      functionName: "nonces",
+      args: [owner],
+    });
+    const message = {
+      datanetId: chainDatanetId,
+      builder: who,
+      approved: true,
+      nonce,
+      deadline: approval.deadline,
+    };
+    let signer: Address;
+    try {
+      signer = await recoverTypedDataAddress({
+        ...builderApprovalTypedData(ctx.chainId, registry, message),
+        signature: approval.signature,
+      });
+    } catch {
+      throw refuse("datanet_owner_approval.signature is not a valid signature");
+    }
+    if (signer !== getAddress(owner))
+      throw refuse(`datanet_owner_approval is signed by ${signer}, not the owner`);
+    if (approval.deadline <= BigInt(Math.floor(Date.now() / 1000)))
+      throw refuse("datanet_owner_approval expired");
+    if (!ctx.wallet) throw new Error("no operator key configured (GATEWAY_OPERATOR_PRIVATE_KEY)");
+    try {
+      const hash = await ctx.wallet.writeContract({
+        address: registry,
+        abi: datanetRegistryAbi,
+        functionName: "approveBuilderBySig",
+        args: [chainDatanetId, who, true, approval.deadline, approval.signature],
+        account: ctx.wallet.account,
+        chain: ctx.wallet.chain,
+      });
+      await ctx.publicClient.waitForTransactionReceipt({ hash, timeout: 60_000 });
+    } catch (err) {
+      this.log.warn(
+        { err, chainDatanetId: chainDatanetId.toString(), builder: who },
+        "approveBuilderBySig failed",
+      );
+    }
+    if (!(await approved())) throw refuse("the owner's approval could not be recorded on chain");
+  }
 
   async register(input: RegistrationInput): Promise<{
     model: ServableModel;

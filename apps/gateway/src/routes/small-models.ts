@@ -19,6 +19,18 @@ const SmallModelBody = z
     datanet_version_id: z.uuid().describe("The labelled datanet version whose influence model is served"),
     price_in_per_1k_wei: Wei.describe("Price per 1,000 input tokens (words the classifier reads), wei"),
     price_out_per_1k_wei: Wei.describe("Price per 1,000 output tokens (1 per answer: the label), wei"),
+    datanet_owner_approval: z
+      .object({
+        deadline: z.string().regex(/^\d{1,20}$/, "unix seconds, as a decimal string"),
+        signature: z.string().regex(/^0x[0-9a-fA-F]{130}$/, "a 65-byte hex signature"),
+      })
+      .strict()
+      .optional()
+      .describe(
+        "When the caller is not the datanet's owner nor a builder the owner approved on chain: the owner's EIP-712 " +
+          "BuilderApproval {datanetId, builder: the caller, approved: true, nonce: DatanetRegistry.nonces(owner), " +
+          "deadline} (domain 'OpenLedger DatanetRegistry' v1), which the gateway relays on chain",
+      ),
   })
   .strict();
 
@@ -60,7 +72,9 @@ export async function smallModelRoutes(app: FastifyInstance) {
           "VALIDATION_FAILED (body, id, prices); 404 DATANET_VERSION_NOT_FOUND; 422 DATANET_VERSION_NOT_LABELLED " +
           "(fewer than two label classes); 409 INFLUENCE_MODEL_NOT_READY (being built: retry, see Retry-After); " +
           "409 INFLUENCE_MODEL_FAILED (its build failed: rebuild with the attribution service's POST /v1/indexes); " +
-          "409 CONFLICT (id taken, the version's model already registered, datanet not on chain); 503 " +
+          "409 CONFLICT (id taken, the version's model already registered, datanet not on chain); 403 " +
+          "BUILDER_NOT_APPROVED (the caller is neither the datanet's owner nor a builder it approved, and no valid " +
+          "datanet_owner_approval was given); 503 " +
           "ATTRIBUTION_UNAVAILABLE (the ONNX graph could not be fetched: retry).",
         body: SmallModelBody,
       },
@@ -117,6 +131,23 @@ export async function smallModelRoutes(app: FastifyInstance) {
           `the influence model of datanet version ${versionId} is already registered as ${existing.id}`,
         );
       }
+      // Only the datanet's owner, or a builder it approved, registers the datanet's small model
+      // (otherwise anyone could take it, set its price and collect the model owner's share).
+      const datanet = await app.db.datanet.findUniqueOrThrow({ where: { id: version.datanetId } });
+      if (datanet.chainDatanetId === null) {
+        throw new AppError(
+          "CONFLICT",
+          `datanet ${datanet.id} of version ${versionId} is not registered on-chain yet`,
+        );
+      }
+      const approval = body.datanet_owner_approval;
+      await app.registration.assertBuilderApproved(
+        BigInt(datanet.chainDatanetId.toFixed(0)),
+        request.account!,
+        approval
+          ? { deadline: BigInt(approval.deadline), signature: approval.signature as `0x${string}` }
+          : undefined,
+      );
       // Fetch, hash-check and load the graph before anything is written: a model that cannot be
       // served is never registered.
       const loaded = await app.catalog.smallModels.load(versionId, index.onnxBlobHash);
