@@ -504,19 +504,11 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
     };
     const proposal = first;
     const amount = BigInt(proposal.amountWei as string);
-    const stakeBefore = await pub.readContract({
-      address: c.Staking,
-      abi: stakingAbi,
-      functionName: "activeStake",
-      args: [spammer.address, StakeRole.Contributor, subject],
-    });
     const treasury = await pub.readContract({
       address: c.Staking,
       abi: stakingAbi,
       functionName: "treasury",
     });
-    const before = new Map<string, bigint>();
-    for (const h of holders) before.set(h.toLowerCase(), await balance(h));
     const contractName = (h: string) => Object.entries(c).find(([, x]) => x.toLowerCase() === h)?.[0];
     log(
       `  proposal ${proposals[0]}: ${fmt(amount)} (${proposal.reason as string}), deadline ${proposal.disputeDeadline as string}`,
@@ -554,15 +546,30 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
         throw new Error(`the proposal was dismissed: ${JSON.stringify(p.events)}`);
       return p.status === "executed" ? p : undefined;
     });
-    const stakeAfter = await pub.readContract({
-      address: c.Staking,
-      abi: stakingAbi,
-      functionName: "activeStake",
-      args: [spammer.address, StakeRole.Contributor, subject],
-    });
+    // Balances just before and just after the execution's own block: the service's sweeper may
+    // execute it at any moment, so reading "before" here and there would race with it.
+    const { blockNumber } = await pub.getTransactionReceipt({ hash: executed.executedTxHash as Hex });
+    const stakeAt = (at: bigint) =>
+      pub.readContract({
+        address: c.Staking,
+        abi: stakingAbi,
+        functionName: "activeStake",
+        args: [spammer.address, StakeRole.Contributor, subject],
+        blockNumber: at,
+      });
+    const balanceAt = (h: Address, at: bigint) =>
+      pub.readContract({
+        address: c.OpenToken,
+        abi: openTokenAbi,
+        functionName: "balanceOf",
+        args: [h],
+        blockNumber: at,
+      });
+    const stakeBefore = await stakeAt(blockNumber - 1n);
+    const stakeAfter = await stakeAt(blockNumber);
     const moved = new Map<string, bigint>();
     for (const h of holders) {
-      const d = (await balance(h)) - before.get(h.toLowerCase())!;
+      const d = (await balanceAt(h, blockNumber)) - (await balanceAt(h, blockNumber - 1n));
       if (d !== 0n) moved.set(h.toLowerCase(), d);
     }
     log(
