@@ -357,7 +357,6 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     GATEWAY_MODEL_DIR: modelDir,
     GATEWAY_BASE_MODEL_ID: `bench-${name}`,
     GATEWAY_DATA_DIR: join(workDir, `store-${name}`),
-    GATEWAY_ADMIN_TOKEN: "bench",
     GATEWAY_CHAIN_REGISTRATION: "false",
     GATEWAY_SLOTS: String(load.slots),
     GATEWAY_MAX_RUNNING: "64",

@@ -1,6 +1,6 @@
 // `npm run demo`: the whole OpenLedger story against a platform started with `npm start`
 // (same environment variables: ports, CHAIN_RPC_URL, CHAIN_ADDRESSES_FILE, REDIS_URL,
-// QUEUE_PREFIX, SETTLEMENT_ADMIN_TOKEN, GATEWAY_ADMIN_TOKEN). Prints every step with its
+// QUEUE_PREFIX, SETTLEMENT_ADMIN_TOKEN). Prints every step with its
 // figures; exits 1 on any mismatch, 2 when the platform is not running.
 import { defaultAddressesPath, loadAddresses } from "@openledger/chain";
 import { loadConfig, SERVICE_ENVS } from "@openledger/config";
@@ -31,7 +31,6 @@ async function main(): Promise<number> {
     settlementUrl: urlOf("settlement", "SETTLEMENT_PORT"),
     rpcUrl: settlement.CHAIN_RPC_URL,
     addresses,
-    gatewayAdminToken: process.env.GATEWAY_ADMIN_TOKEN || undefined,
     settlementAdminToken: settlement.SETTLEMENT_ADMIN_TOKEN,
     epochWaitMs: (settlement.SETTLEMENT_EPOCH_INTERVAL_MS || 300_000) + 60_000,
     attributionDeadlineMs: settlement.SETTLEMENT_ATTRIBUTION_DEADLINE_MS,

@@ -17,6 +17,7 @@ import {
   type PlatformAddresses,
   rewardDistributorAbi,
   StakeRole,
+  signApiKeyRequest,
   stakingAbi,
   subjectOf,
 } from "@openledger/chain";
@@ -42,8 +43,6 @@ export interface StoryPlatform {
   settlementUrl: string;
   rpcUrl: string;
   addresses: PlatformAddresses;
-  /** Bearer token of POST /admin/api-keys (unset: open on chain 31337). */
-  gatewayAdminToken?: string;
   /** Bearer token of POST /v1/epochs/close; unset = wait for the epoch schedule. */
   settlementAdminToken?: string;
   /** How long to wait for a scheduled epoch when no admin token is given. */
@@ -659,17 +658,14 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
 
   // 7. A builder registers a LoRA adapter (and a small model).
   step(7, "A builder registers a LoRA adapter and a small (influence) model on the gateway");
-  const adminHeaders: Record<string, string> = platform.gatewayAdminToken
-    ? { authorization: `Bearer ${platform.gatewayAdminToken}` }
-    : {};
+  // Each account creates its own API key by signing the request (EIP-712 CreateApiKey).
   const apiKey = async (acc: DevAccount) =>
     (
       await expectStatus(
         "POST",
-        `${platform.gatewayUrl}/admin/api-keys`,
+        `${platform.gatewayUrl}/v1/api-keys`,
         201,
-        { account: acc.address, name: "demo" },
-        adminHeaders,
+        await signApiKeyRequest(privateKeyToAccount(acc.privateKey), chainId, "demo"),
       )
     ).json.key as string;
   const builderKey = await apiKey(builder);

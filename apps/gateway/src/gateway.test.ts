@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { createChainClients, inferenceEscrowAbi, OPEN, openTokenAbi } from "@openledger/chain";
-import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import { generateRandomPeft, type LlamaConfig, TINY_CONFIG } from "@openledger/model-runtime";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
@@ -13,7 +13,6 @@ import OpenAI from "openai";
 import type { Hex } from "viem";
 import { buildGateway, gatewayConfig } from "./app.ts";
 
-const ADMIN = "test-admin-token";
 let env: Awaited<ReturnType<typeof testEnvironment>>;
 let chain: LocalChain;
 let app: App;
@@ -25,11 +24,12 @@ let builderKey: string;
 let burstKey: string;
 const adapters: string[] = [];
 
+/** The account's own key: it signs the request (POST /v1/api-keys). */
 async function createKey(account: string): Promise<string> {
-  const res = await fetch(`${baseURL.replace(/\/v1$/, "")}/admin/api-keys`, {
+  const res = await fetch(`${baseURL}/api-keys`, {
     method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${ADMIN}` },
-    body: JSON.stringify({ account, name: "test" }),
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(await devApiKeyRequest(account, chain.chainId)),
   });
   assert.equal(res.status, 201, await res.clone().text());
   return ((await res.json()) as { key: string }).key;
@@ -66,7 +66,6 @@ before(async () => {
     CHAIN_RPC_URL: chain.rpcUrl,
     CHAIN_ADDRESSES_FILE: join(dataDir, "addresses.json"),
     GATEWAY_DATA_DIR: join(dataDir, "store"),
-    GATEWAY_ADMIN_TOKEN: ADMIN,
     GATEWAY_SLOTS: "5",
     GATEWAY_MAX_NEW_TOKENS: "1024",
     GATEWAY_MAX_PROMPT_TOKENS: "256",
@@ -139,18 +138,47 @@ after(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
-test("admin endpoint needs the operator token; keys are stored hashed", async () => {
-  const res = await fetch(`${baseURL.replace(/\/v1$/, "")}/admin/api-keys`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: "Bearer wrong" },
-    body: JSON.stringify({ account: chain.accounts.users[0]!.address }),
-  });
-  assert.equal(res.status, 401);
+test("keys are the account's own: no key for someone else, no admin route, a signed request works once", async () => {
+  const root = baseURL.replace(/\/v1$/, "");
+  const victim = chain.accounts.users[0]!;
+  const attacker = chain.accounts.users[5]!;
+  const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+    fetch(`${root}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: JSON.stringify(body),
+    });
+  const victimKeys = () => app.db.apiKey.count({ where: { accountAddress: victim.address.toLowerCase() } });
+  const before = await victimKeys();
+  // The old route that minted a key for any address (open on a local chain, or with the admin token) is gone.
+  const minted = await post("/admin/api-keys", { account: victim.address }, { authorization: "Bearer x" });
+  assert.equal(minted.status, 404);
+  // A request naming the victim but signed by the attacker is refused.
+  const forged = { ...(await devApiKeyRequest(attacker.address, chain.chainId)), account: victim.address };
+  const refused = await post("/v1/api-keys", forged);
+  assert.equal(refused.status, 401);
+  assert.equal(((await refused.json()) as { error: { code: string } }).error.code, "INVALID_SIGNATURE");
+  assert.equal(await victimKeys(), before, "no key was created for the victim");
+  // The victim's own signed request works once; replaying it (a captured request) does not.
+  const own = await devApiKeyRequest(victim.address, chain.chainId, "mine");
+  const created = await post("/v1/api-keys", own);
+  assert.equal(created.status, 201, await created.clone().text());
+  const body = (await created.json()) as { key: string; account: string };
+  assert.equal(body.account, victim.address.toLowerCase());
+  const replay = await post("/v1/api-keys", own);
+  assert.equal(replay.status, 409);
+  assert.equal(((await replay.json()) as { error: { code: string } }).error.code, "NONCE_USED");
+  // An old request is refused too.
+  const old = await devApiKeyRequest(victim.address, chain.chainId);
+  const stale = await post("/v1/api-keys", { ...old, issued_at: old.issued_at - 3600 });
+  assert.equal(stale.status, 401);
+  assert.equal(await victimKeys(), before + 1);
+  // Keys are stored hashed.
   const rows = await app.db.apiKey.findMany();
-  assert.ok(rows.length >= 3);
+  assert.ok(rows.length >= 4);
   for (const r of rows) {
     assert.match(r.keyHash, /^[0-9a-f]{64}$/);
-    assert.notEqual(r.keyHash, paidKey);
+    assert.notEqual(r.keyHash, body.key);
   }
 });
 

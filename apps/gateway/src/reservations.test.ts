@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { createChainClients, inferenceEscrowAbi, openTokenAbi } from "@openledger/chain";
-import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import { createDb } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import type { App } from "@openledger/service-kit";
@@ -16,7 +16,6 @@ import type { Hex } from "viem";
 import { buildGateway, gatewayConfig } from "./app.ts";
 import { Billing, inferenceFee } from "./plugins/billing.ts";
 
-const ADMIN = "test-admin-token";
 let env: Awaited<ReturnType<typeof testEnvironment>>;
 let chain: LocalChain;
 let dataDir: string;
@@ -53,11 +52,12 @@ function baseURL(app: App): string {
   return `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}/v1`;
 }
 
+/** The account's own key: it signs the request (POST /v1/api-keys). */
 async function createKey(app: App, account: string): Promise<string> {
-  const res = await fetch(`${baseURL(app).replace(/\/v1$/, "")}/admin/api-keys`, {
+  const res = await fetch(`${baseURL(app)}/api-keys`, {
     method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${ADMIN}` },
-    body: JSON.stringify({ account, name: "test" }),
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(await devApiKeyRequest(account, chain.chainId)),
   });
   assert.equal(res.status, 201, await res.clone().text());
   return ((await res.json()) as { key: string }).key;
@@ -82,7 +82,6 @@ before(async () => {
         CHAIN_RPC_URL: chain.rpcUrl,
         CHAIN_ADDRESSES_FILE: join(dataDir, "addresses.json"),
         GATEWAY_DATA_DIR: join(dataDir, name),
-        GATEWAY_ADMIN_TOKEN: ADMIN,
         GATEWAY_SLOTS: "3",
         GATEWAY_MAX_NEW_TOKENS: "1024",
         GATEWAY_THREADS: "1",

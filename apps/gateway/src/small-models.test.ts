@@ -21,7 +21,7 @@ import {
   OPEN,
   openTokenAbi,
 } from "@openledger/chain";
-import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import type { Db } from "@openledger/db";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
@@ -29,7 +29,6 @@ import OpenAI from "openai";
 import type { Hex } from "viem";
 import { buildGateway, gatewayConfig } from "./app.ts";
 
-const ADMIN = "test-admin-token";
 const ALICE = "0x00000000000000000000000000000000000a11ce";
 const BOB = "0x0000000000000000000000000000000000000b0b";
 const SPAM_WORDS = ["winner", "free", "prize", "click", "offer", "cash", "urgent", "bonus"];
@@ -55,11 +54,12 @@ const versions = {} as {
   relabelled: string;
 };
 
+/** The account's own key: it signs the request (POST /v1/api-keys). */
 async function createKey(account: string): Promise<string> {
-  const res = await fetch(`${root}/admin/api-keys`, {
+  const res = await fetch(`${root}/v1/api-keys`, {
     method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${ADMIN}` },
-    body: JSON.stringify({ account, name: "test" }),
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(await devApiKeyRequest(account, chain.chainId)),
   });
   assert.equal(res.status, 201, await res.clone().text());
   return ((await res.json()) as { key: string }).key;
@@ -203,7 +203,6 @@ before(async () => {
       ...env.env,
       ...chainEnv,
       GATEWAY_DATA_DIR: join(dir, "gateway"),
-      GATEWAY_ADMIN_TOKEN: ADMIN,
       GATEWAY_ATTRIBUTION_URL: attributionUrl,
       GATEWAY_SLOTS: "3",
       GATEWAY_THREADS: "1",

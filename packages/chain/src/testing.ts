@@ -3,7 +3,7 @@ import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import type { Address, Hex, TransactionReceipt } from "viem";
-import { mnemonicToAccount } from "viem/accounts";
+import { mnemonicToAccount, privateKeyToAccount } from "viem/accounts";
 import { createChainPublicClient, createChainWalletClient } from "./clients.ts";
 import { CONTRACTS_DIR } from "./codegen.ts";
 import {
@@ -15,6 +15,7 @@ import {
 } from "./deploy.ts";
 import { OPEN } from "./roles.ts";
 import { type AdminCall, executeAsTimelock } from "./timelock.ts";
+import { signApiKeyRequest } from "./typed-data.ts";
 
 /** Hardhat's default dev mnemonic: its accounts are public knowledge, for local chains only. */
 export const HARDHAT_MNEMONIC = "test test test test test test test test test test test junk";
@@ -70,6 +71,13 @@ export function localAccounts(): LocalAccounts {
 }
 
 export const USER_FUNDING = 1_000_000n * OPEN;
+
+/** The body of the gateway's POST /v1/api-keys for a local dev account, signed with its well-known key. */
+export async function devApiKeyRequest(address: string, chainId: number, name = "test") {
+  const dev = HARDHAT_DEV_ACCOUNTS.find((a) => a.address.toLowerCase() === address.toLowerCase());
+  if (!dev) throw new Error(`${address} is not a Hardhat dev account`);
+  return signApiKeyRequest(privateKeyToAccount(dev.privateKey), chainId, name);
+}
 
 export interface StartLocalChainOptions {
   /** Port for the node; a free one is picked when omitted. */

@@ -194,3 +194,49 @@ export function builderApprovalTypedData(
     message,
   };
 }
+
+/**
+ * An account asks the gateway for an API key of its own (POST /v1/api-keys): EIP-712 `CreateApiKey`, domain
+ * "OpenLedger Gateway" v1 on the platform's chain (no verifying contract: the gateway checks it off chain, an
+ * ERC-1271 contract account through the chain). `issuedAt` bounds its life; `nonce` makes it single-use.
+ */
+export const apiKeyRequestTypes = {
+  CreateApiKey: [
+    { name: "account", type: "address" },
+    { name: "name", type: "string" },
+    { name: "issuedAt", type: "uint256" },
+    { name: "nonce", type: "bytes32" },
+  ],
+} as const;
+
+export interface ApiKeyRequestMessage {
+  account: Address;
+  name: string;
+  /** Unix seconds. */
+  issuedAt: bigint;
+  /** 32 random bytes. */
+  nonce: Hex;
+}
+
+export function apiKeyRequestTypedData(chainId: number, message: ApiKeyRequestMessage) {
+  return {
+    domain: { name: "OpenLedger Gateway", version: "1", chainId },
+    types: apiKeyRequestTypes,
+    primaryType: "CreateApiKey" as const,
+    message,
+  };
+}
+
+/** The JSON body of POST /v1/api-keys, signed by `account` (a fresh nonce, issued now). */
+export async function signApiKeyRequest(
+  account: LocalAccount,
+  chainId: number,
+  name = "",
+): Promise<{ account: Address; name: string; issued_at: number; nonce: Hex; signature: Hex }> {
+  const issuedAt = Math.floor(Date.now() / 1000);
+  const nonce = `0x${Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex")}` as Hex;
+  const signature = await account.signTypedData(
+    apiKeyRequestTypedData(chainId, { account: account.address, name, issuedAt: BigInt(issuedAt), nonce }),
+  );
+  return { account: account.address, name, issued_at: issuedAt, nonce, signature };
+}

@@ -125,8 +125,6 @@ export const gatewayEnv = baseEnv.extend({
     .default("openledger-tiny"),
   /** Where uploaded adapters are stored, content-addressed (`<dir>/adapters/<sha256>/`). */
   GATEWAY_DATA_DIR: z.string().min(1).default(".data/gateway"),
-  /** Bearer token of the admin endpoints (POST /admin/api-keys). Empty = admin endpoints off. */
-  GATEWAY_ADMIN_TOKEN: optionalString,
   /** Operator key (REGISTRAR_ROLE on ModelRegistry) registering adapters for their builders.
    *  Empty on chain 31337 = Hardhat's well-known account #1; required on any other chain. */
   GATEWAY_OPERATOR_PRIVATE_KEY: z.preprocess(

@@ -18,14 +18,37 @@ export class ApiKeys {
 
   constructor(readonly db: Db) {}
 
-  async create(account: string, name: string): Promise<{ id: string; key: string; prefix: string }> {
+  /**
+   * A new key for `account`. Callers must have established that the account asked for it (POST /v1/api-keys
+   * checks its signature and passes the request's nonce, which works once).
+   */
+  async create(
+    account: string,
+    name: string,
+    requestNonce?: string,
+  ): Promise<{ id: string; key: string; prefix: string }> {
     if (!ADDRESS.test(account)) throw new AppError("VALIDATION_FAILED", "account must be a 0x address");
     const key = `sk-${randomBytes(24).toString("base64url")}`;
     const prefix = key.slice(0, 10);
-    const row = await this.db.apiKey.create({
-      data: { keyHash: hashApiKey(key), prefix, accountAddress: account.toLowerCase(), name },
-    });
-    return { id: row.id, key, prefix };
+    try {
+      const row = await this.db.apiKey.create({
+        data: {
+          keyHash: hashApiKey(key),
+          prefix,
+          accountAddress: account.toLowerCase(),
+          name,
+          ...(requestNonce ? { requestNonce } : {}),
+        },
+      });
+      return { id: row.id, key, prefix };
+    } catch (err) {
+      if ((err as { code?: string }).code === "P2002") {
+        throw new AppError("NONCE_USED", "this signed request was already used: sign a new one", {
+          status: 409,
+        });
+      }
+      throw err;
+    }
   }
 
   /** The account of a bearer key, or undefined (cached: revocation takes effect within KEY_CACHE_MS). */
