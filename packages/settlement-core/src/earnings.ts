@@ -39,6 +39,34 @@ export function accumulateEarnings(
   return out;
 }
 
+/**
+ * Throws `EarningsDecreasedError` when an account of `previous` is missing from `next` or has a lower
+ * amount there: the check every new root's balances pass against the last valid root's before they
+ * are posted (a lower cumulative amount would let that account claim from the older epoch and leave
+ * other accounts' claims unfunded).
+ */
+export function assertNonDecreasing(
+  previous: ReadonlyMap<string, bigint>,
+  next: ReadonlyMap<string, bigint>,
+): void {
+  for (const [a, v] of previous) {
+    if ((next.get(a) ?? 0n) < v) throw new EarningsDecreasedError(a);
+  }
+}
+
+/**
+ * The cumulative balances of the next root: the last *valid* root's balances (a revoked root never
+ * counts) plus the new epoch's credits, checked never to lower an account.
+ */
+export function nextCumulativeBalances(
+  lastValid: ReadonlyMap<string, bigint>,
+  credits: ReadonlyMap<string, bigint>,
+): Map<string, bigint> {
+  const next = accumulateEarnings(lastValid, credits);
+  assertNonDecreasing(lastValid, next);
+  return next;
+}
+
 /** Leaves for the earnings tree: positive amounts, ascending address (stable input order). */
 export function earningsLeaves(
   cumulative: ReadonlyMap<string, bigint>,

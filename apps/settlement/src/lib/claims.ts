@@ -2,65 +2,73 @@ import { inferenceEscrowAbi, openTokenAbi, rewardDistributorAbi } from "@openled
 import type { Db } from "@openledger/db";
 import type { Address, Hex } from "viem";
 import type { SettlementChain } from "./chain.ts";
-import { type EpochManager, latestConfirmedEpoch } from "./epochs.ts";
+import { type EpochManager, type EpochRow, latestConfirmedEpoch } from "./epochs.ts";
 
 export interface ClaimInfo {
   address: string;
-  /** Latest confirmed epoch (null before the first one). */
+  /** The latest ACTIVE epoch (activation delay passed on the chain's clock, not revoked); null when none. */
   epoch: number | null;
   cumulativeAmount: string;
   claimed: string;
   claimable: string;
-  /** The distributor accepts claims of this epoch now (activation delay passed, not revoked). */
+  /** The distributor accepts claims of `epoch` now (always true when `epoch` is set). */
   active: boolean;
   proof: Hex[];
   distributor: string;
   chainId: number;
+  /** The next posted root still pending, if any: when it activates (chain clock) and what it will give. */
+  next: { epoch: number; activatesAt: string; cumulativeAmount: string } | null;
 }
 
 /**
- * What an account can claim, and the proof its own wallet passes to
- * `RewardDistributor.claim(epoch, account, cumulativeAmount, proof)`.
+ * What an account can claim now, and the proof its own wallet passes to
+ * `RewardDistributor.claim(epoch, account, cumulativeAmount, proof)`: always against the latest
+ * root the distributor accepts claims for (never a pending or revoked one), with the next pending
+ * root and its activation time beside it.
  */
 export async function claimInfo(
-  db: Db,
   chain: SettlementChain,
   epochs: EpochManager,
   address: string,
 ): Promise<ClaimInfo> {
   const account = address.toLowerCase();
-  const claimed = await chain.publicClient.readContract({
-    address: chain.distributor,
-    abi: rewardDistributorAbi,
-    functionName: "claimed",
-    args: [account as Address],
-  });
-  const epoch = await latestConfirmedEpoch(db);
+  const [claimed, { active, next }] = await Promise.all([
+    chain.publicClient.readContract({
+      address: chain.distributor,
+      abi: rewardDistributorAbi,
+      functionName: "claimed",
+      args: [account as Address],
+    }),
+    epochs.claimableEpochs(),
+  ]);
+  const amountIn = async (epoch: EpochRow) =>
+    (await epochs.tree(epoch)).claimFor(account as Address) ?? { cumulativeAmount: 0n, proof: [] as Hex[] };
+  const nextInfo = next
+    ? {
+        epoch: next.id,
+        activatesAt: (next.activates_at as Date).toISOString(),
+        cumulativeAmount: (await amountIn(next)).cumulativeAmount.toString(),
+      }
+    : null;
   const base = {
     address: account,
     distributor: chain.distributor,
     chainId: chain.chainId,
     claimed: claimed.toString(),
+    next: nextInfo,
   };
-  if (!epoch)
+  if (!active)
     return { ...base, epoch: null, cumulativeAmount: "0", claimable: "0", active: false, proof: [] };
-  const tree = await epochs.tree(epoch);
-  const claim = tree.claimFor(account as Address);
-  const cumulative = claim?.cumulativeAmount ?? 0n;
-  const active = await chain.publicClient.readContract({
-    address: chain.distributor,
-    abi: rewardDistributorAbi,
-    functionName: "isEpochActive",
-    args: [BigInt(epoch.id)],
-  });
+  const claim = await amountIn(active);
+  const cumulative = claim.cumulativeAmount;
   const claimable = cumulative > claimed ? cumulative - claimed : 0n;
   return {
     ...base,
-    epoch: epoch.id,
+    epoch: active.id,
     cumulativeAmount: cumulative.toString(),
     claimable: claimable.toString(),
-    active,
-    proof: claim?.proof ?? [],
+    active: true,
+    proof: claim.proof,
   };
 }
 

@@ -7,7 +7,7 @@ import {
 } from "@openledger/chain";
 import type { SettlementConfig } from "@openledger/config";
 import { type Db, withTransaction } from "@openledger/db";
-import { accumulateEarnings, earningsByAddress, earningsLeaves } from "@openledger/settlement-core";
+import { earningsByAddress, earningsLeaves, nextCumulativeBalances } from "@openledger/settlement-core";
 import type { Abi, Address, Hex } from "viem";
 import { distributorQuorum, type SettlementChain } from "./chain.ts";
 import { EscrowCharger } from "./charges.ts";
@@ -18,7 +18,7 @@ export const EPOCH_LOCK = 0x5e771e;
 
 export interface EpochRow {
   id: number;
-  status: "open" | "closed" | "attested" | "posted" | "confirmed";
+  status: "open" | "closed" | "attested" | "posted" | "confirmed" | "revoked";
   merkle_root: string | null;
   total_wei: string;
   cumulative_total_wei: string;
@@ -27,6 +27,12 @@ export interface EpochRow {
   post_tx_hash: string | null;
   closed_at: Date | null;
   confirmed_at: Date | null;
+  /** The distributor's activatesAt (chain clock); null until read after posting. */
+  activates_at: Date | null;
+  /** Seen active (chain clock past activates_at, not revoked): can never be revoked any more. */
+  final_at: Date | null;
+  revoked_at: Date | null;
+  released_at: Date | null;
 }
 
 export interface EpochLogger {
@@ -36,7 +42,7 @@ export interface EpochLogger {
 
 const EPOCH_COLUMNS = `id, status::text AS status, merkle_root, total_wei::text AS total_wei,
   cumulative_total_wei::text AS cumulative_total_wei, settlement_count, recipient_count, post_tx_hash,
-  closed_at, confirmed_at`;
+  closed_at, confirmed_at, activates_at, final_at, revoked_at, released_at`;
 
 export async function readEpoch(db: Db, id: number): Promise<EpochRow | undefined> {
   const rows = await db.$queryRawUnsafe<EpochRow[]>(`SELECT ${EPOCH_COLUMNS} FROM epochs WHERE id = $1`, id);
@@ -50,12 +56,30 @@ export async function listEpochs(db: Db, limit = 50): Promise<EpochRow[]> {
   );
 }
 
+/** The latest posted root that is not revoked (pending or active): the distributor's `lastValidEpoch`. */
 export async function latestConfirmedEpoch(db: Db): Promise<EpochRow | undefined> {
   const rows = await db.$queryRawUnsafe<EpochRow[]>(
     `SELECT ${EPOCH_COLUMNS} FROM epochs WHERE status = 'confirmed' ORDER BY id DESC LIMIT 1`,
   );
   return rows[0];
 }
+
+/** The chain's clock: the latest block's timestamp (activation is judged by it, not by this machine's clock). */
+export async function chainNow(chain: SettlementChain): Promise<Date> {
+  const block = await chain.publicClient.getBlock({ blockTag: "latest" });
+  return new Date(Number(block.timestamp) * 1000);
+}
+
+/** Thrown when the last valid root in the database does not match the chain's: nothing is closed. */
+export class LedgerChainMismatchError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "LedgerChainMismatchError";
+  }
+}
+
+/** The ledger account a revoked epoch's credits are moved to until they are released. */
+export const heldAccount = (epochId: number) => `held:epoch:${epochId}`;
 
 /** How often a consumer found short is re-read when epochs close only by size or API. */
 export const DEFAULT_DEFERRED_RECHECK_MS = 60_000;
@@ -137,8 +161,10 @@ export class EpochManager {
   }
 
   async #drive(force: boolean): Promise<EpochRow | undefined> {
+    // The guardian may have revoked a pending root: follow it before anything new is built on it.
+    await this.syncRevocations();
     const inflight = await this.db.$queryRawUnsafe<EpochRow[]>(
-      `SELECT ${EPOCH_COLUMNS} FROM epochs WHERE status <> 'confirmed' ORDER BY id LIMIT 1`,
+      `SELECT ${EPOCH_COLUMNS} FROM epochs WHERE status NOT IN ('confirmed', 'revoked') ORDER BY id LIMIT 1`,
     );
     let epoch = inflight[0];
     if (!epoch) {
@@ -157,7 +183,7 @@ export class EpochManager {
     const [w] = await this.db.$queryRawUnsafe<{ n: number; total: string; oldest: Date | null }[]>(
       `SELECT count(*)::int AS n, COALESCE(sum(s.fee_wei), 0)::text AS total, min(s.created_at) AS oldest
          FROM settlements s JOIN inferences i ON i.id = s.inference_id
-        WHERE s.epoch_id IS NULL
+        WHERE s.epoch_id IS NULL AND s.held_by_epoch_id IS NULL
           AND ($1::boolean OR s.charge_id IS NOT NULL OR NOT EXISTS (
                 SELECT 1 FROM escrow_deferrals d WHERE d.consumer = i.account_address
                    AND d.checked_at > now() - make_interval(secs => $2::double precision / 1000)))`,
@@ -178,6 +204,9 @@ export class EpochManager {
   /** Closes the next epoch in one transaction; undefined when there is nothing to close. */
   async closeEpoch(): Promise<EpochRow | undefined> {
     const chain = await this.chain();
+    // What the new root builds on: the last valid root, checked against the chain's (a database whose
+    // balances were altered, or that missed a revocation, must not produce the next root).
+    const lastValid = await this.verifiedLastValid(chain);
     const closed = await withTransaction(
       this.db,
       async (tx) => {
@@ -193,7 +222,7 @@ export class EpochManager {
         // what the escrow holds for the distributor to draw.
         const [assigned] = await tx.$queryRawUnsafe<{ n: number; total: string }[]>(
           `WITH u AS (UPDATE settlements s SET epoch_id = $1
-                       WHERE s.epoch_id IS NULL
+                       WHERE s.epoch_id IS NULL AND s.held_by_epoch_id IS NULL
                          AND (s.fee_wei = 0 OR EXISTS (SELECT 1 FROM escrow_charges c
                                                         WHERE c.id = s.charge_id AND c.status = 'applied'))
                        RETURNING s.fee_wei)
@@ -208,16 +237,10 @@ export class EpochManager {
             WHERE s.epoch_id = $1 AND e.amount_wei > 0 GROUP BY e.account`,
           id,
         );
-        const previous = await tx.$queryRawUnsafe<{ address: string; amount: string }[]>(
-          `SELECT address, cumulative_wei::text AS amount FROM epoch_balances WHERE epoch_id = $1`,
-          id - 1,
-        );
-        const [prevEpoch] = await tx.$queryRawUnsafe<{ total: string }[]>(
-          `SELECT cumulative_total_wei::text AS total FROM epochs WHERE id = $1`,
-          id - 1,
-        );
-        const cumulative = accumulateEarnings(
-          new Map(previous.map((p) => [p.address, BigInt(p.amount)])),
+        // Never lower than the last valid root (a revoked root does not count): nextCumulativeBalances
+        // throws on any account that would go down.
+        const cumulative = nextCumulativeBalances(
+          lastValid.balances,
           earningsByAddress(credits.map((c) => ({ account: c.account, amountWei: BigInt(c.amount) }))),
         );
         const leaves = earningsLeaves(cumulative);
@@ -230,7 +253,7 @@ export class EpochManager {
             cumulativeAmount: l.cumulativeAmount,
           })),
         });
-        const expected = BigInt(prevEpoch?.total ?? "0") + total;
+        const expected = lastValid.total + total;
         if (tree.cumulativeTotal !== expected) {
           throw new Error(
             `epoch ${id}: tree total ${tree.cumulativeTotal} != previous total + fees ${expected}`,
@@ -364,39 +387,276 @@ export class EpochManager {
       }
       // The distributor draws the epoch total from the escrow in the same call.
       const posted = await executeIntent(this.db, chain, await this.postSpec(epoch));
+      const onChain = await chain.publicClient.readContract({
+        address: chain.distributor,
+        abi: rewardDistributorAbi,
+        functionName: "getEpoch",
+        args: [BigInt(epoch.id)],
+      });
       await this.db.$executeRawUnsafe(
-        `UPDATE epochs SET status = 'confirmed', post_tx_hash = COALESCE($2, post_tx_hash), confirmed_at = now() WHERE id = $1`,
+        `UPDATE epochs SET status = 'confirmed', post_tx_hash = COALESCE($2, post_tx_hash), confirmed_at = now(),
+                activates_at = to_timestamp($3::double precision) WHERE id = $1`,
         epoch.id,
         posted.txHash,
+        Number(onChain.activatesAt),
       );
       this.log.info({ epoch: epoch.id, txHash: posted.txHash }, "epoch posted and confirmed");
     }
     return (await readEpoch(this.db, epoch.id)) ?? epoch;
   }
 
+  /**
+   * The last valid root's balances and total, checked against the chain: its id must be the
+   * distributor's `lastValidEpoch`, and the tree rebuilt from `epoch_balances` must have the root and
+   * total the distributor holds. Throws `LedgerChainMismatchError` otherwise (nothing gets closed).
+   */
+  async verifiedLastValid(
+    chain: SettlementChain,
+  ): Promise<{ id: number; balances: Map<string, bigint>; total: bigint }> {
+    const last = await latestConfirmedEpoch(this.db);
+    const onChainId = await chain.publicClient.readContract({
+      address: chain.distributor,
+      abi: rewardDistributorAbi,
+      functionName: "lastValidEpoch",
+    });
+    if (BigInt(last?.id ?? 0) !== onChainId) {
+      throw new LedgerChainMismatchError(
+        `the ledger's last valid epoch is ${last?.id ?? 0}, the distributor's is ${onChainId}: not closing an epoch on it`,
+      );
+    }
+    if (!last) return { id: 0, balances: new Map(), total: 0n };
+    const { balances, tree } = await this.#storedTree(chain, last.id);
+    const onChain = await chain.publicClient.readContract({
+      address: chain.distributor,
+      abi: rewardDistributorAbi,
+      functionName: "getEpoch",
+      args: [BigInt(last.id)],
+    });
+    if (
+      tree.root.toLowerCase() !== onChain.root.toLowerCase() ||
+      tree.cumulativeTotal !== onChain.cumulativeTotal
+    ) {
+      throw new LedgerChainMismatchError(
+        `epoch ${last.id}: the balances stored in the ledger give root ${tree.root} (total ${tree.cumulativeTotal}), ` +
+          `the distributor holds ${onChain.root} (total ${onChain.cumulativeTotal}): not closing an epoch on them`,
+      );
+    }
+    return { id: last.id, balances, total: tree.cumulativeTotal };
+  }
+
+  /** An epoch's tree rebuilt from its stored balances (`epoch_balances`), with those balances. */
+  async #storedTree(
+    chain: SettlementChain,
+    epochId: number,
+  ): Promise<{ balances: Map<string, bigint>; tree: EarningsTree }> {
+    const rows = await this.db.$queryRawUnsafe<{ address: string; amount: string }[]>(
+      `SELECT address, cumulative_wei::text AS amount FROM epoch_balances WHERE epoch_id = $1 ORDER BY address`,
+      epochId,
+    );
+    const balances = new Map(rows.map((r) => [r.address, BigInt(r.amount)]));
+    const tree = buildEarningsTree({
+      chainId: chain.chainId,
+      distributor: chain.distributor,
+      epoch: BigInt(epochId),
+      entries: [...balances].map(([account, cumulativeAmount]) => ({
+        account: account as Address,
+        cumulativeAmount,
+      })),
+    });
+    return { balances, tree };
+  }
+
+  /**
+   * Follows the guardian's `EpochRevoked`: every posted root not yet final (its activation not yet seen
+   * on the chain's clock) is read back; a revoked one becomes `revoked` (never served again), its
+   * settlements are held out of later epochs and the ledger records the correction (`epoch_revoked:<id>`:
+   * each credited account debited, `held:epoch:<id>` credited). One that the chain's clock has passed
+   * unrevoked is marked final (it can never be revoked). Returns the epochs it found revoked.
+   */
+  async syncRevocations(): Promise<number[]> {
+    const open = await this.db.$queryRawUnsafe<{ id: number }[]>(
+      `SELECT id FROM epochs WHERE status = 'confirmed' AND final_at IS NULL ORDER BY id`,
+    );
+    if (open.length === 0) return [];
+    const chain = await this.chain();
+    const now = await chainNow(chain);
+    const revoked: number[] = [];
+    for (const { id } of open) {
+      const e = await chain.publicClient.readContract({
+        address: chain.distributor,
+        abi: rewardDistributorAbi,
+        functionName: "getEpoch",
+        args: [BigInt(id)],
+      });
+      if (/^0x0+$/.test(e.root)) continue; // not on chain (cannot happen for a confirmed epoch)
+      if (e.revoked) {
+        await this.#applyRevocation(id);
+        revoked.push(id);
+      } else {
+        const activatesAt = Number(e.activatesAt) * 1000;
+        await this.db.$executeRawUnsafe(
+          `UPDATE epochs SET activates_at = to_timestamp($2::double precision),
+                  final_at = CASE WHEN $3::boolean THEN now() ELSE NULL END
+            WHERE id = $1 AND status = 'confirmed'`,
+          id,
+          activatesAt / 1000,
+          now.getTime() >= activatesAt,
+        );
+      }
+    }
+    return revoked;
+  }
+
+  async #applyRevocation(id: number): Promise<void> {
+    await withTransaction(this.db, async (tx) => {
+      const moved = await tx.$executeRawUnsafe(
+        `UPDATE epochs SET status = 'revoked', revoked_at = now() WHERE id = $1 AND status = 'confirmed'`,
+        id,
+      );
+      if (moved === 0) return; // another replica did it
+      const credits = await tx.$queryRawUnsafe<{ account: string; amount: string }[]>(
+        `SELECT e.account, sum(e.amount_wei)::text AS amount
+           FROM ledger_entries e JOIN settlements s ON s.transaction_id = e.transaction_id
+          WHERE s.epoch_id = $1 AND e.amount_wei > 0 GROUP BY e.account ORDER BY e.account`,
+        id,
+      );
+      await tx.$executeRawUnsafe(
+        `UPDATE settlements SET held_by_epoch_id = $1, epoch_id = NULL WHERE epoch_id = $1`,
+        id,
+      );
+      await this.#correction(tx, `epoch_revoked:${id}`, "epoch_revoked", id, credits, -1n);
+    });
+    this.#trees.delete(id);
+    this.log.warn(
+      { epoch: id },
+      "epoch revoked by the guardian: never served for claims; its settlements are held (ledger epoch_revoked)",
+    );
+  }
+
+  /** One balanced ledger transaction moving `credits` between their accounts and the epoch's held account. */
+  async #correction(
+    tx: Parameters<Parameters<typeof withTransaction>[1]>[0],
+    key: string,
+    kind: string,
+    epochId: number,
+    credits: { account: string; amount: string }[],
+    sign: 1n | -1n,
+  ): Promise<void> {
+    if (credits.length === 0) return;
+    const txId = crypto.randomUUID();
+    const inserted = await tx.$executeRawUnsafe(
+      `INSERT INTO ledger_transactions (id, kind, external_key, memo) VALUES ($1::uuid, $2, $3, $4)
+       ON CONFLICT (external_key) DO NOTHING`,
+      txId,
+      kind,
+      key,
+      sign < 0n
+        ? `root of epoch ${epochId} revoked by the guardian: its credits are held`
+        : `held credits of revoked epoch ${epochId} released into the next epoch`,
+    );
+    if (inserted === 0) return;
+    let total = 0n;
+    const accounts: string[] = [];
+    const amounts: string[] = [];
+    for (const c of credits) {
+      const v = BigInt(c.amount);
+      total += v;
+      accounts.push(c.account);
+      amounts.push((sign * v).toString());
+    }
+    accounts.push(heldAccount(epochId));
+    amounts.push((-sign * total).toString());
+    await tx.$executeRawUnsafe(
+      `INSERT INTO ledger_entries (transaction_id, account, amount_wei)
+       SELECT $1::uuid, a, v FROM unnest($2::text[], $3::numeric[]) AS t(a, v)`,
+      txId,
+      accounts,
+      amounts,
+    );
+  }
+
+  /**
+   * Releases a revoked epoch's held settlements into the next epoch (an operator's decision that they
+   * were right after all); the ledger reverses the hold (`epoch_released:<id>`). Returns how many.
+   */
+  async release(id: number): Promise<number> {
+    return withTransaction(this.db, async (tx) => {
+      const [epoch] = await tx.$queryRawUnsafe<{ status: string; released_at: Date | null }[]>(
+        `SELECT status::text AS status, released_at FROM epochs WHERE id = $1 FOR UPDATE`,
+        id,
+      );
+      if (epoch?.status !== "revoked") throw new NotRevokedError(id);
+      if (epoch.released_at) return 0;
+      const credits = await tx.$queryRawUnsafe<{ account: string; amount: string }[]>(
+        `SELECT e.account, sum(e.amount_wei)::text AS amount
+           FROM ledger_entries e JOIN settlements s ON s.transaction_id = e.transaction_id
+          WHERE s.held_by_epoch_id = $1 AND e.amount_wei > 0 GROUP BY e.account ORDER BY e.account`,
+        id,
+      );
+      const n = await tx.$executeRawUnsafe(
+        `UPDATE settlements SET held_by_epoch_id = NULL WHERE held_by_epoch_id = $1`,
+        id,
+      );
+      await this.#correction(tx, `epoch_released:${id}`, "epoch_released", id, credits, 1n);
+      await tx.$executeRawUnsafe(`UPDATE epochs SET released_at = now() WHERE id = $1`, id);
+      return n;
+    });
+  }
+
+  /**
+   * The root claims use: the newest posted root that the distributor accepts claims against now
+   * (not revoked, the chain's clock past its activation), checked on chain; and the next one still
+   * pending, if any (with when it activates). A root found revoked is followed at once.
+   */
+  async claimableEpochs(): Promise<{ active: EpochRow | undefined; next: EpochRow | undefined }> {
+    const chain = await this.chain();
+    for (let attempt = 0; attempt < 3; attempt++) {
+      await this.syncRevocations();
+      const now = await chainNow(chain);
+      const rows = await this.db.$queryRawUnsafe<EpochRow[]>(
+        `SELECT ${EPOCH_COLUMNS} FROM epochs WHERE status = 'confirmed' ORDER BY id DESC LIMIT 100`,
+      );
+      // Newest first: the first root past its activation is the one to serve; the oldest of the
+      // pending ones is the next to activate.
+      const pending = rows.filter((r) => r.activates_at !== null && r.activates_at.getTime() > now.getTime());
+      const next = pending[pending.length - 1];
+      const candidate = rows.find(
+        (r) => r.activates_at !== null && r.activates_at.getTime() <= now.getTime(),
+      );
+      if (!candidate) return { active: undefined, next };
+      const active = await chain.publicClient.readContract({
+        address: chain.distributor,
+        abi: rewardDistributorAbi,
+        functionName: "isEpochActive",
+        args: [BigInt(candidate.id)],
+      });
+      if (active) return { active: candidate, next };
+      // Revoked since the last sync (or the clocks disagree): sync again and re-pick.
+    }
+    return { active: undefined, next: undefined };
+  }
+
   /** The earnings tree of an epoch (cached; rebuilt from `epoch_balances` and checked against the stored root). */
   async tree(epoch: EpochRow): Promise<EarningsTree> {
     const cached = this.#trees.get(epoch.id);
     if (cached) return cached;
-    const chain = await this.chain();
-    const rows = await this.db.$queryRawUnsafe<{ address: string; amount: string }[]>(
-      `SELECT address, cumulative_wei::text AS amount FROM epoch_balances WHERE epoch_id = $1 ORDER BY address`,
-      epoch.id,
-    );
-    const tree = buildEarningsTree({
-      chainId: chain.chainId,
-      distributor: chain.distributor,
-      epoch: BigInt(epoch.id),
-      entries: rows.map((r) => ({ account: r.address as Address, cumulativeAmount: BigInt(r.amount) })),
-    });
+    const { tree } = await this.#storedTree(await this.chain(), epoch.id);
     if (tree.root.toLowerCase() !== epoch.merkle_root?.toLowerCase()) {
       throw new Error(`epoch ${epoch.id}: rebuilt root ${tree.root} differs from the stored one`);
     }
-    // Keep the two newest trees: claims use the latest confirmed epoch.
+    // Keep the four newest trees: claims use the latest active epoch, which trails the newest ones by
+    // the activation delay.
     this.#trees.set(epoch.id, tree);
-    for (const k of [...this.#trees.keys()].sort((a, b) => a - b).slice(0, -2)) this.#trees.delete(k);
+    for (const k of [...this.#trees.keys()].sort((a, b) => a - b).slice(0, -4)) this.#trees.delete(k);
     return tree;
   }
 }
 
 class NothingToClose extends Error {}
+
+export class NotRevokedError extends Error {
+  constructor(readonly epochId: number) {
+    super(`epoch ${epochId} is not revoked`);
+    this.name = "NotRevokedError";
+  }
+}

@@ -6,7 +6,13 @@ import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { SettlementChain } from "../lib/chain.ts";
 import { claimInfo, reconcile } from "../lib/claims.ts";
-import { type EpochRow, listEpochs, readEpoch } from "../lib/epochs.ts";
+import {
+  type EpochRow,
+  LedgerChainMismatchError,
+  listEpochs,
+  NotRevokedError,
+  readEpoch,
+} from "../lib/epochs.ts";
 import { IntentRejectedError } from "../lib/intents.ts";
 import { runtimeFor } from "../lib/runtime.ts";
 
@@ -28,6 +34,13 @@ const EpochOut = z.object({
   postTxHash: z.string().nullable(),
   closedAt: z.string().nullable(),
   confirmedAt: z.string().nullable(),
+  activatesAt: z.string().nullable().describe("When the root becomes claimable, on the chain's clock"),
+  finalAt: z.string().nullable().describe("When settlement saw it active: it can no longer be revoked"),
+  revokedAt: z
+    .string()
+    .nullable()
+    .describe("When settlement saw the guardian's EpochRevoked (status revoked)"),
+  releasedAt: z.string().nullable().describe("When a revoked epoch's held settlements were released"),
 });
 
 function epochOut(e: EpochRow): z.infer<typeof EpochOut> {
@@ -42,6 +55,10 @@ function epochOut(e: EpochRow): z.infer<typeof EpochOut> {
     postTxHash: e.post_tx_hash,
     closedAt: e.closed_at?.toISOString() ?? null,
     confirmedAt: e.confirmed_at?.toISOString() ?? null,
+    activatesAt: e.activates_at?.toISOString() ?? null,
+    finalAt: e.final_at?.toISOString() ?? null,
+    revokedAt: e.revoked_at?.toISOString() ?? null,
+    releasedAt: e.released_at?.toISOString() ?? null,
   };
 }
 
@@ -78,8 +95,10 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
         tags: ["claims"],
         summary: "What an account can claim from the RewardDistributor, with its merkle proof",
         description:
-          "Cumulative earnings of the account in the latest confirmed epoch, what it already claimed on chain, " +
-          "the difference (claimable) and the proof. The account's own wallet calls " +
+          "Cumulative earnings of the account in the latest ACTIVE epoch (its activation delay passed on the chain's " +
+          "clock and the guardian did not revoke it; a pending or revoked root is never served), what it already " +
+          "claimed on chain, the difference (claimable) and the proof; `next` says when the next posted root activates " +
+          "and what it will give. The account's own wallet calls " +
           "`RewardDistributor.claim(epoch, account, cumulativeAmount, proof)`; nothing is pushed. 503 when the chain is unreachable.",
         params: z.object({ address: Address }),
         response: {
@@ -93,13 +112,21 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
             proof: z.array(z.string()),
             distributor: z.string(),
             chainId: z.number().int(),
+            next: z
+              .object({
+                epoch: z.number().int(),
+                activatesAt: z.string().describe("chain clock"),
+                cumulativeAmount: Wei,
+              })
+              .nullable()
+              .describe("The oldest posted root still pending: when it becomes claimable"),
           }),
           400: ErrorBody,
           503: ErrorBody,
         },
       },
     },
-    async (req) => claimInfo(root.db, await chainOr503(), rt.epochs, req.params.address),
+    async (req) => claimInfo(await chainOr503(), rt.epochs, req.params.address),
   );
 
   app.get(
@@ -243,6 +270,11 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
             feeWei: Wei,
             splitBps: z.record(z.string(), z.unknown()),
             epochId: z.number().int().nullable(),
+            heldByEpochId: z
+              .number()
+              .int()
+              .nullable()
+              .describe("A revoked epoch this settlement was in: held out of later epochs until released"),
             entries: z.array(z.object({ account: z.string(), amountWei: z.string() })),
           }),
           400: ErrorBody,
@@ -261,6 +293,7 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
         feeWei: s.feeWei.toFixed(),
         splitBps: s.splitBps as Record<string, unknown>,
         epochId: s.epochId,
+        heldByEpochId: s.heldByEpochId,
         entries: s.transaction.entries.map((e) => ({ account: e.account, amountWei: e.amountWei.toFixed() })),
       };
     },
@@ -323,6 +356,44 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
         return { epoch: e ? epochOut(e) : null };
       } catch (err) {
         if (err instanceof IntentRejectedError) throw new AppError("CONFLICT", err.message);
+        if (err instanceof LedgerChainMismatchError)
+          throw new AppError("LEDGER_CHAIN_MISMATCH", err.message, { status: 409 });
+        throw err;
+      }
+    },
+  );
+
+  app.post(
+    "/v1/epochs/:id/release",
+    {
+      schema: {
+        tags: ["epochs"],
+        summary: "Release a revoked epoch's held settlements into the next epoch (admin)",
+        description:
+          "When the guardian revokes a root, its settlements are held out of later epochs and the ledger moves their " +
+          "credits to `held:epoch:<id>` (transaction `epoch_revoked:<id>`). Once the cause is understood and the " +
+          "settlements are right, this puts them back into the next epoch (ledger `epoch_released:<id>`). " +
+          "Idempotent. Bearer SETTLEMENT_ADMIN_TOKEN. 409 NOT_REVOKED for an epoch that is not revoked.",
+        params: z.object({ id: z.coerce.number().int().min(1) }),
+        response: {
+          200: z.object({ epoch: EpochOut, released: z.number().int() }),
+          400: ErrorBody,
+          401: ErrorBody,
+          403: ErrorBody,
+          404: ErrorBody,
+          409: ErrorBody,
+        },
+      },
+    },
+    async (req) => {
+      requireAdmin(req);
+      const e = await readEpoch(root.db, req.params.id);
+      if (!e) throw new AppError("NOT_FOUND", `no epoch ${req.params.id}`);
+      try {
+        const released = await rt.epochs.release(e.id);
+        return { epoch: epochOut((await readEpoch(root.db, e.id)) ?? e), released };
+      } catch (err) {
+        if (err instanceof NotRevokedError) throw new AppError("NOT_REVOKED", err.message, { status: 409 });
         throw err;
       }
     },
