@@ -138,7 +138,10 @@ try {
             ? 1_000_000 - Math.floor(1_000_000 / uniq.length) * (uniq.length - 1)
             : Math.floor(1_000_000 / uniq.length),
         );
-        const canonical = JSON.stringify({ inferenceId: id, weights: uniq.map((a, i) => [a, ppm[i]]) });
+        const canonical = JSON.stringify({
+          inferenceId: id,
+          weights: uniq.map((a, i) => ({ contributorId: a, ppm: ppm[i] })),
+        });
         const hash = keccak256(toBytes(canonical));
         for (const v of validators) {
           const rid = crypto.randomUUID();

@@ -95,7 +95,11 @@ async function makeInference(opts: {
   });
   const write = async (validatorIndex: number, weights: { address: string; ppm: number }[]) => {
     const v = chain.accounts.validators[validatorIndex]!;
-    const canonical = JSON.stringify({ inferenceId: inf.id, weights });
+    // The canonical result's layout (attribution service): weights as {contributorId, ppm}.
+    const canonical = JSON.stringify({
+      inferenceId: inf.id,
+      weights: weights.map((w) => ({ contributorId: lower(w.address), ppm: w.ppm })),
+    });
     const resultHash = keccak256(toBytes(canonical));
     const signature = await signAttributionResult(
       privateKeyToAccount(v.privateKey),
@@ -318,6 +322,84 @@ describe("settling inferences", () => {
     assert.equal(e.get(`contributor:${lower(contributorB.address)}`), fee / 2n); // 5000 bps, exact here
   });
 
+  test("attack: weight rows stored beside the signed result are not what is paid — a mismatch pays no one and is reported", async () => {
+    // Validators #5 and #6 sign "contributor A 100 %"; then #5's stored weight rows are rewritten to
+    // name contributor B (an attacker with write access to the attribution store, or a bug).
+    const id = await makeInference({
+      inTokens: 1000,
+      outTokens: 0,
+      weights: [{ address: contributorA.address, ppm: 1_000_000 }],
+      agree: [0, 1],
+    });
+    const v5 = lower(chain.accounts.validators[0]!.address);
+    const r5 = await app.db.attributionResult.findFirstOrThrow({
+      where: { inferenceId: id, validatorAddress: v5 },
+    });
+    await app.db.attributionWeight.deleteMany({ where: { resultId: r5.id } });
+    await app.db.attributionWeight.create({
+      data: { resultId: r5.id, contributorAddress: lower(contributorB.address), weightPpm: 1_000_000 },
+    });
+    const rt = runtimeFor(app.db, config, log);
+    assert.equal(await rt.settle(id), "held", "nobody is paid");
+    assert.equal(await app.db.settlement.count({ where: { inferenceId: id } }), 0);
+    const listed = (await app.inject({ method: "GET", url: "/v1/anomalies" })).json().anomalies;
+    const anomaly = listed.find((a: { inferenceId: string }) => a.inferenceId === id);
+    assert.ok(anomaly, "reported");
+    assert.equal(anomaly.kind, "weights_cache_mismatch");
+    assert.deepEqual(anomaly.detail.signed, [{ address: lower(contributorA.address), ppm: 1_000_000 }]);
+    assert.equal(anomaly.detail.stored[0].validator, v5);
+    // Even past the no-attribution deadline it is not settled some other way.
+    await app.db.inference.update({ where: { id }, data: { createdAt: new Date(Date.now() - 3_600_000) } });
+    assert.equal(await rt.settle(id), "held");
+    // The store repaired (rows = the signed result again): it settles, paying exactly what was signed.
+    await app.db.attributionWeight.deleteMany({ where: { resultId: r5.id } });
+    await app.db.attributionWeight.create({
+      data: { resultId: r5.id, contributorAddress: lower(contributorA.address), weightPpm: 1_000_000 },
+    });
+    // (the service's own sweeper may get there first)
+    assert.ok(["settled", "already"].includes(await rt.settle(id)));
+    const e = await entriesOf(id);
+    assert.equal(e.get(`contributor:${lower(contributorA.address)}`), PRICE_IN / 2n);
+    assert.equal(e.get(`contributor:${lower(contributorB.address)}`), undefined, "B is never paid");
+    const resolved = await app.db.settlementAnomaly.findUniqueOrThrow({ where: { inferenceId: id } });
+    assert.ok(resolved.resolvedAt, "the anomaly is marked resolved");
+  });
+
+  test("attack: signed bytes that are no payable result pay no one", async () => {
+    const id = await makeInference({ inTokens: 10, outTokens: 0, agree: [] });
+    // Two validators sign a result whose weights sum to 2,000,000 ppm.
+    const canonical = JSON.stringify({
+      inferenceId: id,
+      weights: [
+        { contributorId: lower(contributorA.address), ppm: 1_000_000 },
+        { contributorId: lower(contributorB.address), ppm: 1_000_000 },
+      ],
+    });
+    const resultHash = keccak256(toBytes(canonical));
+    for (const i of [0, 1]) {
+      const v = chain.accounts.validators[i]!;
+      await app.db.attributionResult.create({
+        data: {
+          inferenceId: id,
+          validatorAddress: lower(v.address),
+          method: "span",
+          canonicalJson: canonical,
+          resultHash,
+          signature: await signAttributionResult(
+            privateKeyToAccount(v.privateKey),
+            chain.chainId,
+            { inferenceId: inferenceIdToBytes32(id), resultHash },
+            C().RewardDistributor,
+          ),
+        },
+      });
+    }
+    assert.equal(await runtimeFor(app.db, config, log).settle(id), "held");
+    const a = await app.db.settlementAnomaly.findUniqueOrThrow({ where: { inferenceId: id } });
+    assert.equal(a.kind, "unpayable_signed_result");
+    assert.match(String((a.detail as { reason: string }).reason), /sum to 2000000/);
+  });
+
   test("a forged signature does not count toward the quorum", async () => {
     const id = await makeInference({ inTokens: 5, outTokens: 5, weights: [], agree: [0] });
     const first = await app.db.attributionResult.findFirstOrThrow({ where: { inferenceId: id } });
@@ -484,7 +566,7 @@ describe("epochs on chain", () => {
       await makeInference({
         inTokens: 3000,
         outTokens: 77,
-        weights: [{ address: contributorA.address, ppm: 1 }],
+        weights: [{ address: contributorA.address, ppm: 1_000_000 }],
         agree: [0, 1],
       }),
     );
@@ -499,7 +581,7 @@ describe("epochs on chain", () => {
       await makeInference({
         inTokens: 100,
         outTokens: 100,
-        weights: [{ address: contributorB.address, ppm: 9 }],
+        weights: [{ address: contributorB.address, ppm: 1_000_000 }],
         agree: [1, 2],
       }),
     );
@@ -527,7 +609,7 @@ describe("epochs on chain", () => {
       await makeInference({
         inTokens: 42,
         outTokens: 4200,
-        weights: [{ address: contributorA.address, ppm: 5 }],
+        weights: [{ address: contributorA.address, ppm: 1_000_000 }],
         agree: [0, 2],
       }),
     );
@@ -560,7 +642,7 @@ describe("epochs on chain", () => {
         await makeInference({
           inTokens: 10 + i,
           outTokens: 1,
-          weights: [{ address: contributorA.address, ppm: 1 }],
+          weights: [{ address: contributorA.address, ppm: 1_000_000 }],
           agree: [0, 1],
         }),
       );
@@ -589,7 +671,7 @@ describe("epochs on chain", () => {
       await makeInference({
         inTokens: 7,
         outTokens: 7000,
-        weights: [{ address: contributorB.address, ppm: 5 }],
+        weights: [{ address: contributorB.address, ppm: 1_000_000 }],
         agree: [1, 2],
       }),
     );

@@ -420,6 +420,7 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
           feeWei: new Prisma.Decimal(BIG.toString()),
           splitBps: { treasury: 1000, validators: 500, modelOwner: 3500, contributors: 5000 },
           epochId: epoch.id,
+          heldByEpochId: epoch.id,
           transactionId: txn.id,
           chargeId: charge.id,
         },
@@ -453,9 +454,39 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
           cumulativeTotalWei: new Prisma.Decimal((BIG + 1n).toString()),
           settlementCount: 12,
           recipientCount: 3,
+          activatesAt: new Date("2026-12-02T18:00:00.250Z"),
+          finalAt: new Date("2026-12-02T18:00:01.000Z"),
         },
       }),
     (e) => db.epoch.findUnique({ where: { id: e.id } }),
+  );
+  await roundTrip(
+    "Epoch (revoked)",
+    () =>
+      db.epoch.create({
+        data: {
+          id: 3,
+          status: "revoked",
+          merkleRoot: ROOT,
+          activatesAt: new Date("2026-12-02T19:00:00.000Z"),
+          revokedAt: new Date("2026-12-02T18:30:00.000Z"),
+          releasedAt: new Date("2026-12-02T18:45:00.000Z"),
+        },
+      }),
+    (e) => db.epoch.findUnique({ where: { id: e.id } }),
+  );
+  await roundTrip(
+    "SettlementAnomaly",
+    () =>
+      db.settlementAnomaly.create({
+        data: {
+          inferenceId: "3b0c8a57-2a4e-4f0e-8d3c-6a1e5b9d7c21",
+          kind: "weights_cache_mismatch",
+          detail: { signed: [{ address: OWNER, ppm: 1_000_000 }], stored: [] },
+          resolvedAt: new Date("2026-12-02T18:50:00.000Z"),
+        },
+      }),
+    (a) => db.settlementAnomaly.findUnique({ where: { inferenceId: a.inferenceId } }),
   );
   await roundTrip(
     "EpochBalance",

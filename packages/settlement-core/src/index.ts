@@ -4,4 +4,5 @@ export * from "./journal.ts";
 export * from "./quorum.ts";
 export * from "./rounding.ts";
 export * from "./signatures.ts";
+export * from "./signed-result.ts";
 export * from "./split.ts";

@@ -5,7 +5,7 @@ import { GroupCommit } from "./batcher.ts";
 import { connectSettlementChain, distributorValidators, type SettlementChain } from "./chain.ts";
 import { reconcile } from "./claims.ts";
 import { type EpochLogger, EpochManager } from "./epochs.ts";
-import { type SettleContext, type SettleOutcome, settleBatch } from "./settle.ts";
+import { type Anomaly, type SettleContext, type SettleOutcome, settleBatch } from "./settle.ts";
 
 const VALIDATORS_TTL_MS = 30_000;
 
@@ -45,6 +45,7 @@ export class SettlementRuntime {
     const getChain = () => this.chain();
     this.batcher = new GroupCommit(config.SETTLEMENT_BATCH_MAX, async (ids) => {
       const result = await settleBatch(db, ids, await this.settleContext());
+      this.#report(result.anomalies);
       if (result.settled > 0) this.#maybeCloseBySize();
       return result.outcomes;
     });
@@ -101,10 +102,21 @@ export class SettlementRuntime {
         rows.map((r) => r.id),
         await this.settleContext(),
       );
+      this.#report(result.anomalies);
       if (result.settled > 0) this.#maybeCloseBySize();
       return result.settled;
     } finally {
       this.#sweeping = false;
+    }
+  }
+
+  /** A signed quorum result that cannot be paid from pays nobody: said loudly (and kept in settlement_anomalies). */
+  #report(anomalies: readonly Anomaly[]): void {
+    for (const a of anomalies) {
+      this.log.error(
+        { inferenceId: a.inferenceId, kind: a.kind, detail: a.detail },
+        "signed attribution result not paid: inference held (GET /v1/anomalies)",
+      );
     }
   }
 

@@ -9,7 +9,10 @@ import {
   type JournalEntry,
   priceInference,
   type SignatureVerifier,
+  SignedResultError,
   type SplitBps,
+  sameWeights,
+  signedResultWeights,
   splitFee,
   structHashOfTwoWords,
 } from "@openledger/settlement-core";
@@ -36,12 +39,27 @@ export interface SettleContext {
 /** Bound of the verdict cache (entries dropped oldest first). */
 export const VERIFIED_CACHE_MAX = 100_000;
 
-export type SettleOutcome = "settled" | "already" | "pending" | "failed_inference" | "missing";
+/**
+ * `held`: a quorum signed a result, but it cannot be paid from (the stored weights beside it differ
+ * from the signed bytes, or the signed bytes are not a payable result): nobody is paid, the case is in
+ * `settlement_anomalies`, and the sweeper keeps re-checking it (it settles once the store is repaired;
+ * the no-attribution deadline never applies to it).
+ */
+export type SettleOutcome = "settled" | "already" | "pending" | "held" | "failed_inference" | "missing";
 
 export interface BatchResult {
   outcomes: Map<string, SettleOutcome>;
   settled: number;
   pending: number;
+  /** Inferences held this time (reported in `settlement_anomalies`). */
+  anomalies: Anomaly[];
+}
+
+/** Why an inference with a signed quorum result is held instead of paid. */
+export interface Anomaly {
+  inferenceId: string;
+  kind: "weights_cache_mismatch" | "unpayable_signed_result";
+  detail: Record<string, unknown>;
 }
 
 /** The bytes32 an inference id is signed as: its UUID's 16 bytes, left-padded (as the attribution service). */
@@ -156,7 +174,7 @@ interface Planned {
 export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleContext): Promise<BatchResult> {
   const unique = [...new Set(ids)];
   const outcomes = new Map<string, SettleOutcome>();
-  if (unique.length === 0) return { outcomes, settled: 0, pending: 0 };
+  if (unique.length === 0) return { outcomes, settled: 0, pending: 0, anomalies: [] };
   const now = ctx.now?.() ?? Date.now();
   // pg directly, not Prisma: this is the hot path, and Prisma's per-query work showed in profiles.
   const pool = rawPool(db);
@@ -196,7 +214,7 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
     else if (row.status !== "completed") outcomes.set(id, "failed_inference");
     else open.push(row);
   }
-  if (open.length === 0) return { outcomes, settled: 0, pending: 0 };
+  if (open.length === 0) return { outcomes, settled: 0, pending: 0, anomalies: [] };
 
   const resultsByInference = new Map<string, ResultRow[]>();
   for (const r of results) {
@@ -221,9 +239,19 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
     }),
   );
 
-  // Decide readiness; a ready inference is split by its winning result's weights.
-  const decided: { row: InferenceRow; resultId?: string; resultHash?: string; validators: string[] }[] = [];
+  // Decide readiness; a ready inference is split by the weights inside the signed canonical result
+  // (the exact bytes the quorum signed), never by rows stored beside it: those are a cache, and one
+  // that differs from the signed bytes holds the inference (nobody is paid) and is reported.
+  const decided: {
+    row: InferenceRow;
+    weights: ContributorWeight[];
+    resultHash?: string;
+    validators: string[];
+  }[] = [];
   const pending: string[] = [];
+  const anomalies: Anomaly[] = [];
+  const cached = (r: ResultRow): ContributorWeight[] =>
+    (r.addresses ?? []).map((address, i) => ({ address, ppm: r.ppms?.[i] ?? 0 }));
   for (const row of open) {
     const rs = resultsByInference.get(row.id) ?? [];
     const attested: AttestedResult[] = rs.map((r) => ({
@@ -233,29 +261,45 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
     }));
     const readiness = attributionReadiness(attested, ctx.quorum);
     if (readiness.ready) {
-      // Identical hashes = identical canonical results: take the lowest validator's rows.
-      const winner = rs
-        .filter((r) => r.result_hash.toLowerCase() === readiness.resultHash && valid.get(r.result_id))
-        .sort((a, b) => (a.validator_address.toLowerCase() < b.validator_address.toLowerCase() ? -1 : 1))[0];
-      decided.push({
-        row,
-        resultId: winner?.result_id,
-        resultHash: readiness.resultHash,
-        validators: readiness.validators,
-      });
+      // Identical hashes = identical signed bytes (each hash was checked against its canonical JSON).
+      const agreeing = rs.filter(
+        (r) => r.result_hash.toLowerCase() === readiness.resultHash && valid.get(r.result_id),
+      );
+      let weights: ContributorWeight[];
+      try {
+        weights = signedResultWeights(agreeing[0]!.canonical_json, row.id);
+      } catch (err) {
+        if (!(err instanceof SignedResultError)) throw err;
+        anomalies.push({
+          inferenceId: row.id,
+          kind: "unpayable_signed_result",
+          detail: { resultHash: readiness.resultHash, validators: readiness.validators, reason: err.message },
+        });
+        pending.push(row.id);
+        continue;
+      }
+      const altered = agreeing.filter((r) => !sameWeights(weights, cached(r)));
+      if (altered.length > 0) {
+        anomalies.push({
+          inferenceId: row.id,
+          kind: "weights_cache_mismatch",
+          detail: {
+            resultHash: readiness.resultHash,
+            signed: weights,
+            stored: altered.map((r) => ({ validator: r.validator_address, weights: cached(r) })),
+          },
+        });
+        pending.push(row.id);
+        continue;
+      }
+      decided.push({ row, weights, resultHash: readiness.resultHash, validators: readiness.validators });
     } else if (now >= row.created_at.getTime() + ctx.deadlineMs) {
       // Deadline passed without a quorum: settle with no attribution and no attesting validator.
-      decided.push({ row, validators: [] });
+      decided.push({ row, weights: [], validators: [] });
     } else {
       pending.push(row.id);
     }
   }
-  const resultById = new Map(results.map((r) => [r.result_id, r]));
-  const weightsOf = (resultId: string): ContributorWeight[] => {
-    const r = resultById.get(resultId);
-    const ppms = r?.ppms ?? [];
-    return (r?.addresses ?? []).map((address, i) => ({ address, ppm: ppms[i] ?? 0 }));
-  };
 
   // A fixed order keeps row-lock order identical across concurrent batches (no deadlocks).
   decided.sort((a, b) => (a.row.id < b.row.id ? -1 : a.row.id > b.row.id ? 1 : 0));
@@ -270,7 +314,7 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
       fee,
       bps: ctx.bps,
       validators: d.validators,
-      weights: d.resultId ? weightsOf(d.resultId) : [],
+      weights: d.weights,
     });
     const entries = buildFeeJournal({
       consumer: d.row.account_address,
@@ -292,10 +336,11 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
     };
   });
 
-  const inserted = await writeBatch(pool, planned, pending);
+  const inserted = await writeBatch(pool, planned, pending, anomalies);
   for (const p of planned) outcomes.set(p.inferenceId, inserted.has(p.inferenceId) ? "settled" : "already");
   for (const id of pending) outcomes.set(id, "pending");
-  return { outcomes, settled: inserted.size, pending: pending.length };
+  for (const a of anomalies) outcomes.set(a.inferenceId, "held");
+  return { outcomes, settled: inserted.size, pending: pending.length, anomalies };
 }
 
 /**
@@ -309,6 +354,7 @@ async function writeBatch(
   pool: ReturnType<typeof rawPool>,
   planned: Planned[],
   pending: string[],
+  anomalies: Anomaly[],
 ): Promise<Set<string>> {
   if (planned.length === 0 && pending.length === 0) return new Set();
   const eTx: string[] = [];
@@ -342,6 +388,14 @@ async function writeBatch(
      ), waiting AS (
        INSERT INTO settlement_pending (inference_id) SELECT unnest($9::uuid[])
        ON CONFLICT (inference_id) DO UPDATE SET checked_at = now(), checks = settlement_pending.checks + 1
+     ), reported AS (
+       INSERT INTO settlement_anomalies (inference_id, kind, detail)
+       SELECT * FROM unnest($10::uuid[], $11::text[], $12::jsonb[])
+       ON CONFLICT (inference_id) DO UPDATE
+         SET kind = EXCLUDED.kind, detail = EXCLUDED.detail, last_seen_at = now(), resolved_at = NULL
+     ), resolved AS (
+       UPDATE settlement_anomalies SET resolved_at = now()
+        WHERE resolved_at IS NULL AND inference_id IN (SELECT p.inference_id FROM p JOIN won ON won.id = p.tx_id)
      )
      SELECT id::text AS id FROM won`,
     [
@@ -354,6 +408,9 @@ async function writeBatch(
       eAccount,
       eAmount,
       pending,
+      anomalies.map((a) => a.inferenceId),
+      anomalies.map((a) => a.kind),
+      anomalies.map((a) => JSON.stringify(a.detail)),
     ],
   );
   const byTx = new Map(planned.map((p) => [p.txId, p.inferenceId]));

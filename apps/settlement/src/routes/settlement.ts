@@ -400,6 +400,61 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
   );
 
   app.get(
+    "/v1/anomalies",
+    {
+      schema: {
+        tags: ["ledger"],
+        summary: "Inferences whose quorum-signed attribution result could not be paid (nobody was paid)",
+        description:
+          "Settlement pays exactly the weights inside the canonical result the validator quorum signed. When the " +
+          "weights stored beside it (the attribution service's cache) differ from the signed bytes " +
+          "(`weights_cache_mismatch`), or the signed bytes are not a payable result (`unpayable_signed_result`), the " +
+          "inference is held and listed here; the sweeper re-checks it and `resolvedAt` is set once it settles. " +
+          "`all=true` includes resolved ones.",
+        querystring: z.object({
+          all: z
+            .enum(["true", "false"])
+            .default("false")
+            .transform((v) => v === "true"),
+          limit: z.coerce.number().int().min(1).max(1000).default(100),
+        }),
+        response: {
+          200: z.object({
+            anomalies: z.array(
+              z.object({
+                inferenceId: z.string(),
+                kind: z.string(),
+                detail: z.record(z.string(), z.unknown()),
+                firstSeenAt: z.string(),
+                lastSeenAt: z.string(),
+                resolvedAt: z.string().nullable(),
+              }),
+            ),
+          }),
+          400: ErrorBody,
+        },
+      },
+    },
+    async (req) => {
+      const rows = await root.db.settlementAnomaly.findMany({
+        where: req.query.all ? {} : { resolvedAt: null },
+        orderBy: { firstSeenAt: "desc" },
+        take: req.query.limit,
+      });
+      return {
+        anomalies: rows.map((a) => ({
+          inferenceId: a.inferenceId,
+          kind: a.kind,
+          detail: a.detail as Record<string, unknown>,
+          firstSeenAt: a.firstSeenAt.toISOString(),
+          lastSeenAt: a.lastSeenAt.toISOString(),
+          resolvedAt: a.resolvedAt?.toISOString() ?? null,
+        })),
+      };
+    },
+  );
+
+  app.get(
     "/v1/reconciliation",
     {
       schema: {

@@ -54,7 +54,10 @@ async function makeInference(validators: number[], id?: string): Promise<string>
     { address: lower(chain.accounts.users[1]!.address), ppm: 600_001 },
     { address: lower(chain.accounts.users[2]!.address), ppm: 399_999 },
   ];
-  const canonical = JSON.stringify({ inferenceId: inf.id, weights });
+  const canonical = JSON.stringify({
+    inferenceId: inf.id,
+    weights: weights.map((w) => ({ contributorId: w.address, ppm: w.ppm })),
+  });
   const resultHash = keccak256(toBytes(canonical));
   for (const i of validators) {
     const v = chain.accounts.validators[i]!;
