@@ -23,7 +23,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { createChainClients, inferenceEscrowAbi, OPEN, openTokenAbi } from "@openledger/chain";
+import { OPEN } from "@openledger/chain";
 import { startLocalChain } from "@openledger/chain/testing";
 import { createTestDatabase } from "@openledger/db/testing";
 import { buildGateway, gatewayConfig } from "@openledger/gateway";
@@ -38,7 +38,7 @@ import {
   writeBaseModelDir,
 } from "@openledger/model-runtime";
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "@openledger/queue/testing";
-import type { Hex } from "viem";
+import { depositToEscrow } from "../apps/gateway/src/testing.ts";
 
 const args = process.argv.slice(2);
 const JSON_OUT = args.includes("--json");
@@ -578,27 +578,7 @@ async function main() {
   const accounts: string[] = [];
   try {
     for (const user of chain.accounts.users.slice(0, 4)) {
-      const { publicClient, walletClient } = createChainClients({
-        rpcUrl: chain.rpcUrl,
-        chainId: chain.chainId,
-        privateKey: user.privateKey as Hex,
-      });
-      const amount = 100_000n * OPEN;
-      const c = chain.addresses!.contracts;
-      const h1 = await walletClient.writeContract({
-        address: c.OpenToken,
-        abi: openTokenAbi,
-        functionName: "approve",
-        args: [c.InferenceEscrow, amount],
-      });
-      await publicClient.waitForTransactionReceipt({ hash: h1 });
-      const h2 = await walletClient.writeContract({
-        address: c.InferenceEscrow,
-        abi: inferenceEscrowAbi,
-        functionName: "deposit",
-        args: [amount],
-      });
-      await publicClient.waitForTransactionReceipt({ hash: h2 });
+      await depositToEscrow(chain, user, 100_000n * OPEN);
       accounts.push(user.address);
     }
     const runs: Run[] = [];

@@ -4,14 +4,14 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { createChainClients, inferenceEscrowAbi, OPEN, openTokenAbi } from "@openledger/chain";
+import { OPEN } from "@openledger/chain";
 import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import { generateRandomPeft, type LlamaConfig, TINY_CONFIG } from "@openledger/model-runtime";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import OpenAI from "openai";
-import type { Hex } from "viem";
 import { buildGateway, gatewayConfig } from "./app.ts";
+import { depositToEscrow } from "./testing.ts";
 
 let env: Awaited<ReturnType<typeof testEnvironment>>;
 let chain: LocalChain;
@@ -81,29 +81,7 @@ before(async () => {
 
   // Paying users deposit 1,000 OPEN into InferenceEscrow.
   const [payer, poor, builder, burst] = chain.accounts.users;
-  for (const user of [payer!, burst!]) {
-    const { publicClient, walletClient } = createChainClients({
-      rpcUrl: chain.rpcUrl,
-      chainId: chain.chainId,
-      privateKey: user.privateKey as Hex,
-    });
-    const amount = 1000n * OPEN;
-    const c = chain.addresses!.contracts;
-    const approve = await walletClient.writeContract({
-      address: c.OpenToken,
-      abi: openTokenAbi,
-      functionName: "approve",
-      args: [c.InferenceEscrow, amount],
-    });
-    await publicClient.waitForTransactionReceipt({ hash: approve });
-    const deposit = await walletClient.writeContract({
-      address: c.InferenceEscrow,
-      abi: inferenceEscrowAbi,
-      functionName: "deposit",
-      args: [amount],
-    });
-    await publicClient.waitForTransactionReceipt({ hash: deposit });
-  }
+  for (const user of [payer!, burst!]) await depositToEscrow(chain, user, 1000n * OPEN);
   burstKey = await createKey(burst!.address);
 
   paidKey = await createKey(payer!.address);

@@ -5,16 +5,16 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { createChainClients, inferenceEscrowAbi, openTokenAbi } from "@openledger/chain";
 import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import { createDb } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import OpenAI from "openai";
-import type { Hex } from "viem";
 import { buildGateway, gatewayConfig } from "./app.ts";
-import { Billing, inferenceFee } from "./plugins/billing.ts";
+import { Billing, inferenceFee, type Reservation } from "./plugins/billing.ts";
+import { InferenceRecorder } from "./plugins/inferences.ts";
+import { depositToEscrow } from "./testing.ts";
 
 let env: Awaited<ReturnType<typeof testEnvironment>>;
 let chain: LocalChain;
@@ -22,30 +22,8 @@ let dataDir: string;
 let one: App;
 let two: App;
 
-/** Deposits `amount` wei of OPEN into InferenceEscrow for a dev account; returns its address (lower case). */
-async function deposit(user: { address: string; privateKey: string }, amount: bigint): Promise<string> {
-  const { publicClient, walletClient } = createChainClients({
-    rpcUrl: chain.rpcUrl,
-    chainId: chain.chainId,
-    privateKey: user.privateKey as Hex,
-  });
-  const c = chain.addresses!.contracts;
-  const approve = await walletClient.writeContract({
-    address: c.OpenToken,
-    abi: openTokenAbi,
-    functionName: "approve",
-    args: [c.InferenceEscrow, amount],
-  });
-  await publicClient.waitForTransactionReceipt({ hash: approve });
-  const tx = await walletClient.writeContract({
-    address: c.InferenceEscrow,
-    abi: inferenceEscrowAbi,
-    functionName: "deposit",
-    args: [amount],
-  });
-  await publicClient.waitForTransactionReceipt({ hash: tx });
-  return user.address.toLowerCase();
-}
+const deposit = (user: { address: string; privateKey: string }, amount: bigint) =>
+  depositToEscrow(chain, user, amount);
 
 function baseURL(app: App): string {
   const addr = app.server.address();
@@ -66,6 +44,18 @@ async function createKey(app: App, account: string): Promise<string> {
 async function reservedRows(account: string) {
   return one.db.gatewayReservation.findMany({ where: { accountAddress: account } });
 }
+
+/** A Billing over its own pool: another replica's balance check, against the same database and chain. */
+function replicaBilling(name: string): Billing {
+  return new Billing({
+    config: { ...one.billing.config, GATEWAY_REPLICA_ID: name },
+    db: createDb(env.env.DATABASE_URL!),
+    chain: () => one.gatewayChain.get(),
+    log: one.log,
+  });
+}
+
+const reserve = (b: Billing, account: string, maxCost: bigint) => b.reserve({ account, maxCost });
 
 function isPaymentRequired(err: unknown): boolean {
   return err instanceof AppError && err.code === "PAYMENT_REQUIRED";
@@ -113,30 +103,28 @@ test("two replicas over one database cannot together reserve more than the escro
   const account = await deposit(chain.accounts.users[0]!, 1000n);
 
   // Sequentially: what one replica holds, the other sees (and names in its 402).
-  const held = await one.billing.reserve(account, 600n);
-  await assert.rejects(two.billing.reserve(account, 600n), (e: unknown) => {
+  const held = await reserve(one.billing, account, 600n);
+  await assert.rejects(reserve(two.billing, account, 600n), (e: unknown) => {
     assert.ok(isPaymentRequired(e), String(e));
     assert.match((e as Error).message, /available 400 wei \(escrow 1000, owed 0, in flight 600\)/);
     return true;
   });
-  const rest = await two.billing.reserve(account, 400n);
-  await assert.rejects(one.billing.reserve(account, 1n), isPaymentRequired);
+  const rest = await reserve(two.billing, account, 400n);
+  await assert.rejects(reserve(one.billing, account, 1n), isPaymentRequired);
   await one.billing.release(held);
   await two.billing.release(rest);
   assert.equal((await reservedRows(account)).length, 0);
 
   // Concurrently: 12 requests of 250 wei spread over six replicas (the two apps and four more
-  // Billing instances with their own pools: a replica admits one account's requests one at a time, so
-  // more replicas race more); exactly 4 fit in 1000 wei, whatever the interleaving.
-  const extra = Array.from({ length: 4 }, () => {
-    const db = createDb(env.env.DATABASE_URL!);
-    return new Billing(one.billing.config, db, one.gatewayChain, one.log);
-  });
+  // Billing instances with their own pools); exactly 4 fit in 1000 wei, whatever the interleaving.
+  const extra = Array.from({ length: 4 }, (_, i) => replicaBilling(`extra-${i}`));
   for (const x of extra) await x.db.$queryRaw`SELECT 1`; // connected: the race starts together
   const replicas = Array.from({ length: 12 }, (_, i) => [one.billing, two.billing, ...extra][i % 6]!);
   // The balance read first (a chain RPC per call would stagger the admissions).
-  const spendable = await one.gatewayChain.spendable(account);
-  const outcomes = await Promise.allSettled(replicas.map((r) => r.reserveWithin(account, 250n, spendable)));
+  const balance = await one.billing.balance(account);
+  const outcomes = await Promise.allSettled(
+    replicas.map((r) => r.reserveWithin({ account, maxCost: 250n }, balance)),
+  );
   const admitted = outcomes.filter((o) => o.status === "fulfilled");
   assert.equal(admitted.length, 4);
   assert.ok(outcomes.every((o) => o.status === "fulfilled" || isPaymentRequired(o.reason)));
@@ -145,6 +133,7 @@ test("two replicas over one database cannot together reserve more than the escro
     rows.reduce((s, r) => s + BigInt(r.maxCostWei.toFixed()), 0n),
     1000n,
   );
+  assert.deepEqual(await one.billing.reconcile(), [], "the running totals match the rows");
   // A release goes through the replica that reserved (another one does not hold it: a no-op).
   for (const [i, o] of outcomes.entries()) {
     if (o.status !== "fulfilled") continue;
@@ -154,18 +143,19 @@ test("two replicas over one database cannot together reserve more than the escro
   }
   for (const x of extra) await x.db.$disconnect();
   assert.equal((await reservedRows(account)).length, 0);
+  assert.deepEqual(await one.billing.reconcile(), []);
 });
 
 test("B reads the balance, A is recorded and released, then B checks: A's cost is owed, not lost", async () => {
   const account = await deposit(chain.accounts.users[1]!, 1000n);
   const base = one.catalog.models.get(one.catalog.baseModelId)!;
   // A may cost up to 500 wei (100 in, 200 out) and actually costs 300 (100 in, 100 out).
-  const a = await one.billing.reserve(account, inferenceFee(base, 100, 200));
+  const a = await reserve(one.billing, account, inferenceFee(base, 100, 200));
   assert.equal(a.maxCost, 500n);
 
-  // B has read the escrow (this is where the old check also read `owed`, still 0)...
-  const spendable = await two.gatewayChain.spendable(account);
-  // ...then A finishes: recorded, its reservation gone, in one transaction...
+  // B has read the escrow...
+  const balance = await two.billing.balance(account);
+  // ...then A finishes: recorded, its reservation gone, in one statement...
   await one.inferences.persist(
     {
       modelId: one.catalog.baseModelId,
@@ -180,52 +170,65 @@ test("B reads the balance, A is recorded and released, then B checks: A's cost i
     a,
   );
   assert.equal((await reservedRows(account)).length, 0);
-  // ...then B checks: 1000 - 300 owed leaves 700, so 800 is refused (the per-process check read
-  // owed before A was recorded and the reservation after it was released: it saw 1000).
-  await assert.rejects(two.billing.reserveWithin(account, 800n, spendable), (e: unknown) => {
+  // ...then B checks: 1000 - 300 owed leaves 700, so 800 is refused.
+  await assert.rejects(two.billing.reserveWithin({ account, maxCost: 800n }, balance), (e: unknown) => {
     assert.ok(isPaymentRequired(e));
     assert.match((e as Error).message, /available 700 wei \(escrow 1000, owed 300, in flight 0\)/);
     return true;
   });
-  const b = await two.billing.reserveWithin(account, 700n, spendable);
+  const b = await two.billing.reserveWithin({ account, maxCost: 700n }, balance);
   await two.billing.release(b);
+  assert.deepEqual(await one.billing.reconcile(), []);
 });
 
-test("while A's recording transaction is open, B sees A's reservation; after it commits, A's fee", async () => {
+test("while A's recording is open, B sees A's reservation; an admission that would fit waits for it; after it commits, A's fee", async () => {
   const account = await deposit(chain.accounts.users[2]!, 1000n);
-  const a = await one.billing.reserve(account, 500n);
-  const spendable = await two.gatewayChain.spendable(account);
-  await one.db.$transaction(async (tx) => {
-    await one.inferences.record(
-      tx,
-      {
-        modelId: one.catalog.baseModelId,
-        account,
-        prompt: "a",
-        output: "b",
-        inputTokens: 100,
-        outputTokens: 100,
-        ttftMs: 1,
-        durationMs: 2,
-      },
-      a,
-    );
-    // Not committed: B (another connection, another replica) must still count A as in flight.
-    await assert.rejects(two.billing.reserveWithin(account, 501n, spendable), (e: unknown) => {
-      assert.match((e as Error).message, /owed 0, in flight 500\)/);
-      return true;
-    });
-  });
-  // Committed: A counts once, as its fee (300).
-  await assert.rejects(two.billing.reserveWithin(account, 701n, spendable), (e: unknown) => {
+  const a = await reserve(one.billing, account, 500n);
+  const balance = await two.billing.balance(account);
+  let waiting: Promise<Reservation> | undefined;
+  let settled = false;
+  await one.db.$transaction(
+    async (tx) => {
+      await one.inferences.record(
+        tx,
+        {
+          modelId: one.catalog.baseModelId,
+          account,
+          prompt: "a",
+          output: "b",
+          inputTokens: 100,
+          outputTokens: 100,
+          ttftMs: 1,
+          durationMs: 2,
+        },
+        a,
+      );
+      // Not committed: to B (another connection, another replica) A is still in flight, never neither.
+      await assert.rejects(two.billing.reserveWithin({ account, maxCost: 501n }, balance), (e: unknown) => {
+        assert.match((e as Error).message, /owed 0, in flight 500\)/);
+        return true;
+      });
+      // An admission that fits either way queues on the account's row until A commits.
+      waiting = two.billing.reserveWithin({ account, maxCost: 400n }, balance).finally(() => {
+        settled = true;
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(settled, false, "it waits for the recording");
+    },
+    { timeout: 20_000 },
+  );
+  // Committed: the waiting admission went in against A's fee (300 owed), and A counts once.
+  await two.billing.release(await waiting!);
+  await assert.rejects(two.billing.reserveWithin({ account, maxCost: 701n }, balance), (e: unknown) => {
     assert.match((e as Error).message, /owed 300, in flight 0\)/);
     return true;
   });
   assert.equal(await two.billing.owed(account), 300n);
   await one.billing.release(a); // recorded already: nothing to drop, no error
+  assert.deepEqual(await one.billing.reconcile(), []);
 });
 
-test("a charge applied after the escrow balance was read still counts as owed (the balance may predate it)", async () => {
+test("a charge recorded after the escrow balance was read still counts as owed (the balance may predate it)", async () => {
   const account = await deposit(chain.accounts.users[4]!, 1000n);
   const inferenceId = await one.inferences.persist({
     modelId: one.catalog.baseModelId,
@@ -237,75 +240,68 @@ test("a charge applied after the escrow balance was read still counts as owed (t
     ttftMs: 1,
     durationMs: 2,
   });
-  // Settlement settled the fee (300) and recorded its charge batch as applied just now. The chain
-  // balance this replica holds (cached, or read a moment ago) may still include the 300.
-  const ledger = await one.db.ledgerTransaction.create({
-    data: { kind: "fee", externalKey: `fee:${inferenceId}` },
+  // A balance read now: escrow 1000, nothing cleared yet.
+  const before = await two.billing.balance(account);
+  assert.deepEqual([before.spendable, before.cleared], [1000n, 0n]);
+  // Settlement settles the fee (300) and records its charge batch as applied, adding it to the
+  // account's cleared total in the same transaction (as settlement's EscrowCharger does).
+  await one.db.$transaction(async (tx) => {
+    const ledger = await tx.ledgerTransaction.create({
+      data: { kind: "fee", externalKey: `fee:${inferenceId}` },
+    });
+    const charge = await tx.escrowCharge.create({
+      data: {
+        id: "5d4f3a2b-1c0e-4f9a-8b7c-6d5e4f3a2b1c",
+        batchId: `0x${"12".repeat(32)}`,
+        status: "applied",
+        items: [{ consumer: account, amountWei: "300", outcome: "charged" }],
+        totalWei: 300,
+        chargedWei: 300,
+        appliedAt: new Date(),
+      },
+    });
+    await tx.settlement.create({
+      data: { inferenceId, feeWei: 300, splitBps: {}, transactionId: ledger.id, chargeId: charge.id },
+    });
+    await tx.$executeRaw`UPDATE gateway_accounts SET cleared_wei = cleared_wei + 300 WHERE account_address = ${account}`;
   });
-  const charge = await one.db.escrowCharge.create({
-    data: {
-      id: "5d4f3a2b-1c0e-4f9a-8b7c-6d5e4f3a2b1c",
-      batchId: `0x${"12".repeat(32)}`,
-      status: "applied",
-      items: [],
-      totalWei: 300,
-      chargedWei: 300,
-      appliedAt: new Date(),
-    },
-  });
-  await one.db.settlement.create({
-    data: { inferenceId, feeWei: 300, splitBps: {}, transactionId: ledger.id, chargeId: charge.id },
-  });
-  assert.equal(await one.billing.owed(account), 0n, "charged: not owed against a balance read now");
-  // A balance read up to 2 s ago (the cache) may predate the charge: the fee still counts.
-  await assert.rejects(two.billing.reserveWithin(account, 701n, 1000n, 2000), (e: unknown) => {
+  assert.equal(await one.billing.owedFromHistory(account), 0n);
+  assert.equal(await one.billing.owed(account), 0n, "charged: no longer owed");
+  // Against the balance read before, the fee still counts: that balance may not reflect the charge.
+  await assert.rejects(two.billing.reserveWithin({ account, maxCost: 701n }, before), (e: unknown) => {
     assert.match((e as Error).message, /owed 300, in flight 0\)/);
     return true;
   });
-  // Once the charge is older than the balance read (plus the margin), it no longer counts.
-  await one.db.escrowCharge.update({
-    where: { id: charge.id },
-    data: { appliedAt: new Date(Date.now() - 60_000) },
-  });
-  await two.billing.release(await two.billing.reserveWithin(account, 1000n, 1000n, 2000));
+  // A balance read after the charge (cleared 300 read first) no longer counts it.
+  const after = { ...before, cleared: 300n, at: Date.now() };
+  await two.billing.release(await two.billing.reserveWithin({ account, maxCost: 1000n }, after));
 });
 
-test("released and expired reservations no longer count; the sweeper removes expired ones; live ones are renewed", async () => {
+test("expired reservations of a crashed replica are finalised by the sweep; live ones are renewed", async () => {
   const account = await deposit(chain.accounts.users[3]!, 1000n);
-  const x = await one.billing.reserve(account, 1000n);
-  await assert.rejects(two.billing.reserve(account, 1n), isPaymentRequired);
+  const x = await reserve(one.billing, account, 1000n);
+  await assert.rejects(reserve(two.billing, account, 1n), isPaymentRequired);
   await one.billing.release(x);
   assert.equal((await reservedRows(account)).length, 0);
 
-  // A replica that crashed mid-request left a row it will never release nor renew.
-  const crashed = "0b9f6c1e-6a53-4c39-9a4e-2f3f1d3f8a01";
-  await one.db.$executeRaw`INSERT INTO gateway_reservations (id, account_address, max_cost_wei, expires_at)
-    VALUES (${crashed}::uuid, ${account}, 1000, now() + interval '1 hour')`;
-  await assert.rejects(two.billing.reserve(account, 1n), isPaymentRequired, "live until it expires");
+  // A replica that crashed mid-request: its row stays (nobody renews or releases it) until it expires.
+  const crashed = replicaBilling("crashed-replica");
+  const held = await reserve(crashed, account, 1000n);
+  crashed.close();
+  await crashed.db.$disconnect();
+  await assert.rejects(reserve(two.billing, account, 1n), isPaymentRequired, "held until it expires");
+  assert.equal(await one.inferences.finalize("expired"), 0);
+  assert.equal((await reservedRows(account)).length, 1, "not expired yet: kept");
   await one.db
-    .$executeRaw`UPDATE gateway_reservations SET expires_at = now() - interval '1 millisecond' WHERE id = ${crashed}::uuid`;
-  const y = await two.billing.reserve(account, 1000n);
-  assert.deepEqual(
-    (await reservedRows(account)).map((r) => r.id),
-    [y.id],
-    "the expired row was swept by the admission",
-  );
+    .$executeRaw`UPDATE gateway_reservations SET expires_at = now() - interval '1 millisecond' WHERE id = ${held.id}::uuid`;
+  assert.equal(await one.inferences.finalize("expired"), 0, "nothing was delivered: nothing to record");
+  assert.equal((await reservedRows(account)).length, 0, "the expired hold is gone");
+  const y = await reserve(two.billing, account, 1000n);
   await two.billing.release(y);
-
-  // Another account's expired row is swept by the periodic sweep, a live one is kept.
-  const other = "0x000000000000000000000000000000000000beef";
-  await one.db.$executeRaw`INSERT INTO gateway_reservations (id, account_address, max_cost_wei, expires_at)
-    VALUES (gen_random_uuid(), ${other}, 5, now() - interval '1 second'),
-           (gen_random_uuid(), ${other}, 6, now() + interval '1 hour')`;
-  assert.equal(await one.billing.sweepReservations(), 1);
-  assert.deepEqual(
-    (await reservedRows(other)).map((r) => r.maxCostWei.toFixed()),
-    ["6"],
-  );
-  await one.db.gatewayReservation.deleteMany({ where: { accountAddress: other } });
+  assert.deepEqual(await one.billing.reconcile(), []);
 
   // A live reservation's expiry moves forward when its replica renews it.
-  const z = await one.billing.reserve(account, 10n);
+  const z = await reserve(one.billing, account, 10n);
   const [before1] = await reservedRows(account);
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(await one.billing.renewReservations(), 1);
@@ -313,6 +309,47 @@ test("released and expired reservations no longer count; the sweeper removes exp
   assert.ok(after1!.expiresAt > before1!.expiresAt);
   assert.equal(await two.billing.renewReservations(), 0, "replica two holds nothing");
   await one.billing.release(z);
+});
+
+test("a replica restarted after a crash records its streams for what they delivered and releases their holds at once", async () => {
+  // The chain is not what this is about: an account with a balance read of 10,000 wei.
+  const account = "0x00000000000000000000000000000000000a0b0c";
+  await one.db.$executeRaw`INSERT INTO gateway_accounts (account_address) VALUES (${account})`;
+  const balance = { spendable: 10_000n, cleared: 0n, at: Date.now() };
+  const base = one.catalog.models.get(one.catalog.baseModelId)!;
+  const before = replicaBilling("restarting-replica");
+  const stream = await before.reserveWithin(
+    { account, maxCost: inferenceFee(base, 10, 500), model: base, prompt: "tell me", inputTokens: 10 },
+    balance,
+  );
+  const quiet = await before.reserveWithin(
+    { account, maxCost: 50n, model: base, prompt: "x", inputTokens: 1 },
+    balance,
+  );
+  // What the stream delivered before the crash (written ahead of the socket).
+  await before.db
+    .$executeRaw`UPDATE gateway_reservations SET output = 'partial answer', output_tokens = 14 WHERE id = ${stream.id}::uuid`;
+  before.close();
+  await before.db.$disconnect();
+  // The same replica starts again: a new process, the same replica id.
+  const after = replicaBilling("restarting-replica");
+  const recorder = new InferenceRecorder(after.db, one.producer, after, one.catalog, one.log);
+  assert.equal(await recorder.finalize("restart"), 1);
+  assert.equal((await reservedRows(account)).length, 0, "both holds released, long before they expire");
+  const row = await one.db.inference.findUniqueOrThrow({ where: { id: stream.id } });
+  assert.deepEqual(
+    [row.output, row.outputTokens, row.inputTokens, row.prompt],
+    ["partial answer", 14, 10, "tell me"],
+  );
+  assert.equal(await one.billing.owed(account), inferenceFee(base, 10, 14));
+  assert.equal(
+    await one.db.inference.count({ where: { id: quiet.id } }),
+    0,
+    "nothing delivered: nothing billed",
+  );
+  assert.ok(await one.producer.queue("attribution").getJob(`attribution.score.${stream.id}`), "enqueued");
+  assert.deepEqual(await one.billing.reconcile(), []);
+  await after.db.$disconnect();
 });
 
 test("over HTTP: a request in flight on one replica gets the same account a 402 on the other; cancelling it releases the reservation and bills the partial output", async () => {
@@ -383,4 +420,5 @@ test("over HTTP: a request in flight on one replica gets the same account a 402 
   });
   assert.ok(ok.usage && ok.usage.completion_tokens > 0);
   assert.equal((await reservedRows(account)).length, 0, "recorded: the reservation moved to owed");
+  assert.deepEqual(await one.billing.reconcile(), []);
 });

@@ -118,6 +118,9 @@ async function closeEpoch() {
 async function reconcileOk() {
   const r = (await app.inject({ method: "GET", url: "/v1/reconciliation" })).json();
   assert.equal(r.ok, true, JSON.stringify(r.checks.filter((c: { ok: boolean }) => !c.ok)));
+  // The gateway's running totals (owed = billed - cleared, kept by the gateway's recording and by
+  // settlement's charges) against the full history after every scenario of this file.
+  assert.deepEqual(await gateway.billing.reconcile(), []);
 }
 
 async function epochOf(inferenceId: string): Promise<number | null> {
@@ -176,7 +179,13 @@ before(async () => {
     GATEWAY_BALANCE_CACHE_MS: "0",
   });
   const catalog = new ModelCatalog(gatewayCfg, app.db);
-  const billing = new Billing(gatewayCfg, app.db, new ChainAccess(gatewayCfg), app.log);
+  const chainAccess = new ChainAccess(gatewayCfg);
+  const billing = new Billing({
+    config: gatewayCfg,
+    db: app.db,
+    chain: () => chainAccess.get(),
+    log: app.log,
+  });
   gateway = {
     catalog,
     billing,
@@ -465,7 +474,7 @@ describe("price at inference time", () => {
 describe("owed (the gateway's balance check)", () => {
   test("a fee charged in the escrow is not owed again while its epoch waits to be posted", async () => {
     const id = await inferAndSettle(alice);
-    const spendableBefore = await gateway.billing.chain.spendable(lower(alice.address));
+    const spendableBefore = await gateway.billing.balance(lower(alice.address)).then((b) => b.spendable);
     assert.equal(await gateway.billing.owed(lower(alice.address)), 3n * OPEN);
     await send(chain.accounts.guardian.privateKey, C().RewardDistributor, rewardDistributorAbi, "pause", []);
     const rejected = await closeEpoch();
@@ -474,7 +483,10 @@ describe("owed (the gateway's balance check)", () => {
     assert.notEqual(epoch.status, "confirmed");
     assert.equal(await epochOf(id), epoch.id);
     // The escrow already took the fee: spendable dropped by it, so owed must not count it too.
-    assert.equal(await gateway.billing.chain.spendable(lower(alice.address)), spendableBefore - 3n * OPEN);
+    assert.equal(
+      await gateway.billing.balance(lower(alice.address)).then((b) => b.spendable),
+      spendableBefore - 3n * OPEN,
+    );
     assert.equal(await gateway.billing.owed(lower(alice.address)), 0n);
     // An unsettled inference is owed at its served price.
     await gateway.inferences.persist({
@@ -523,7 +535,7 @@ describe("a consumer over its daily cap (the settler's bound)", () => {
     assert.equal(deferral.deferredWei.toFixed(), (3n * OPEN).toString());
     assert.equal(deferral.balanceWei.toFixed(), (4n * OPEN).toString(), "chargeable when planned: the cap");
     // The gateway sees the cap too: 1 OPEN left today, 3 owed.
-    assert.equal(await gateway.billing.chain.spendable(lower(dora.address)), 1n * OPEN);
+    assert.equal(await gateway.billing.balance(lower(dora.address)).then((b) => b.spendable), 1n * OPEN);
     assert.equal(await gateway.billing.owed(lower(dora.address)), 3n * OPEN);
     await assertTotalsToTheWei();
     // Next UTC day: the carried-over fee is charged, once.

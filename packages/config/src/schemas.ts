@@ -179,6 +179,9 @@ export const gatewayEnv = baseEnv.extend({
     .default("2000000000000000"),
   /** Interval of the outbox sweeper re-enqueueing `inference.completed` jobs, ms. */
   GATEWAY_OUTBOX_SWEEP_MS: z.coerce.number().int().min(100).default(10_000),
+  /** This replica's identity in Postgres (its in-flight requests, released when it restarts). Must
+   *  be stable across restarts and unique among live replicas. Empty = host name + port + data dir. */
+  GATEWAY_REPLICA_ID: optionalString,
   /** Largest adapter upload, bytes, counted after decompression (every entry of an archive): an
    *  upload stops with 413 the moment it passes this, so a decompression bomb is never expanded. */
   GATEWAY_ADAPTER_MAX_BYTES: z.coerce

@@ -534,11 +534,35 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
           accountAddress: ADDR,
           maxCostWei: new Prisma.Decimal(BIG.toString()),
           expiresAt: new Date("2026-11-24T05:00:00.123Z"),
+          replicaId: "gateway-host-1:/data/gateway",
+          bootId: "2b1c2c43-5f0e-4d55-9d1b-0a4b2f3c9e12",
+          modelId: model.id,
+          prompt: "a prompt",
+          inputTokens: 12,
+          priceInPer1kWei: new Prisma.Decimal(BIG.toString()),
+          priceOutPer1kWei: new Prisma.Decimal("7"),
+          output: "delivered so far",
+          outputTokens: 3,
+          ttftMs: 41,
         },
       }),
     (r) => db.gatewayReservation.findUnique({ where: { id: r.id } }),
   );
   assert.equal(toWei(reservation.maxCostWei), BIG);
+  const account = await roundTrip(
+    "GatewayAccount",
+    () =>
+      db.gatewayAccount.create({
+        data: {
+          accountAddress: ADDR,
+          billedWei: new Prisma.Decimal(BIG.toString()),
+          clearedWei: new Prisma.Decimal("5"),
+          reservedWei: new Prisma.Decimal("6"),
+        },
+      }),
+    (a) => db.gatewayAccount.findUnique({ where: { accountAddress: a.accountAddress } }),
+  );
+  assert.equal(toWei(account.billedWei), BIG);
 
   for (const name of Object.values(Prisma.ModelName)) {
     assert.ok(covered.has(name), `model ${name} has no round-trip check`);

@@ -15,6 +15,8 @@ export interface CompletionSpec {
   promptText: string;
   /** The most this request can cost (its reservation). */
   maxCost: bigint;
+  /** Billable input tokens (what a cut stream records with the tokens it delivered). */
+  inputTokens: number;
   stream: boolean;
   includeUsage: boolean;
   /** Starts the generation (after the reservation); may throw a refusal before anything runs. */
@@ -44,7 +46,14 @@ export async function serveCompletion(
   const inferenceId = randomUUID();
   const id = `${spec.kind === "chat" ? "chatcmpl" : "cmpl"}-${inferenceId}`;
   const created = Math.floor(Date.now() / 1000);
-  const reservation = await app.billing.reserve(spec.account, spec.maxCost);
+  const reservation = await app.billing.reserve({
+    id: inferenceId,
+    account: spec.account,
+    maxCost: spec.maxCost,
+    model: spec.model,
+    prompt: spec.promptText,
+    inputTokens: spec.inputTokens,
+  });
   let generation: Generation;
   try {
     generation = spec.start(inferenceId);
@@ -69,7 +78,7 @@ export async function serveCompletion(
           account: spec.account,
           prompt: spec.promptText,
           output: delivered.text,
-          inputTokens: outcome.promptTokens,
+          inputTokens: spec.inputTokens,
           outputTokens: delivered.tokens,
           ttftMs: outcome.ttftMs,
           durationMs: outcome.durationMs,
@@ -151,20 +160,54 @@ export async function serveCompletion(
     sse.open();
     if (spec.kind === "chat") sse.send(chunk("", null, true));
   };
+  // Write-ahead: what is about to be sent is first written to the reservation row (with the tokens
+  // it covers), so a replica that dies mid-stream leaves a bill for every token the client got.
+  // Pieces arriving while a write is in flight go out together after it.
+  let queued = "";
+  let pumping: Promise<void> | undefined;
+  let progressFailed: unknown;
+  const pump = async () => {
+    while (queued.length > 0 && progressFailed === undefined && !sse.closed) {
+      const text = sent + queued;
+      const piece = queued;
+      queued = "";
+      await app.inferences.progress(reservation, text, generation.tokensWithin(text.length));
+      if (sse.send(chunk(piece, null))) sent = text;
+    }
+  };
+  const send = (piece: string) => {
+    queued += piece;
+    pumping ??= pump()
+      .catch((err: unknown) => {
+        // Nothing more may be sent unbilled: stop the generation, end the stream with an error.
+        progressFailed = err;
+        generation.cancel();
+      })
+      .finally(() => {
+        pumping = undefined;
+      });
+  };
   try {
     let failure: unknown;
     try {
       for await (const piece of generation) {
         open();
-        if (piece.length > 0 && sse.send(chunk(piece, null))) sent += piece;
+        if (piece.length > 0) send(piece);
       }
+      while (pumping) await pumping;
+      if (queued.length > 0 && progressFailed === undefined) {
+        send("");
+        while (pumping) await pumping;
+      }
+      if (progressFailed !== undefined) failure = progressFailed;
     } catch (err) {
       failure = err;
     } finally {
       reply.raw.off("close", onClose);
     }
     const outcome = await generation.outcome();
-    const finished = outcome.status === "finished" && failure === undefined && !sse.closed;
+    const finished =
+      outcome.status === "finished" && failure === undefined && !sse.closed && sent === outcome.text;
     if (!sse.opened && !finished) {
       // Nothing was sent: an ordinary HTTP error (or nobody left to answer).
       await app.billing.release(reservation);
@@ -172,10 +215,8 @@ export async function serveCompletion(
       throw outcome.error ?? failure;
     }
     if (finished) {
-      const rest = outcome.text.slice(sent.length);
       await record(outcome, { tokens: outcome.completionTokens, text: outcome.text });
       open();
-      if (rest.length > 0) sse.send(chunk(rest, null));
       sse.send(chunk(null, outcome.finishReason));
       if (spec.includeUsage)
         sse.send({ id, object, created, model: spec.model.id, choices: [], usage: usageOf(outcome) });

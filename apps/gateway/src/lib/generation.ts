@@ -72,8 +72,11 @@ export function engineGeneration(host: ModelHost, req: EngineRequest): Generatio
         if (out.push(token).stopped) host.engine.stop(req.id);
         yield take();
       }
+      // The end: everything left, held-back text included (it can no longer become a stop string).
       out.finish();
-      yield take();
+      const rest = out.text.slice(streamed);
+      streamed = out.text.length;
+      yield rest;
     },
     cancel: () => handle.cancel(),
     async outcome() {

@@ -136,7 +136,8 @@ export class ModelHost {
       numSlots: slots,
       maxConcurrentLoads: config.GATEWAY_MAX_CONCURRENT_LOADS,
     });
-    const rpm = config.GATEWAY_RATE_REQUESTS_PER_MIN;
+    // Per-account rate limits are the gateway's (decided before any database work, for every kind
+    // of model), not the scheduler's.
     const scheduler = new Scheduler<RowContext, PreparedAdapter>({
       cache,
       clock: monotonicClock,
@@ -151,7 +152,6 @@ export class ModelHost {
       // (bench:gateway measured both).
       costModel: "padded",
       prefillMode: config.GATEWAY_PREFILL_MODE,
-      ...(rpm > 0 ? { rateLimits: () => ({ requests: { capacity: rpm, refillPerMinute: rpm } }) } : {}),
     });
     const engine = new Engine<RowContext, PreparedAdapter>({
       scheduler,

@@ -1,12 +1,16 @@
 import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
+import type { ChainPublicClient, PlatformAddresses } from "@openledger/chain";
+import { inferenceEscrowAbi } from "@openledger/chain";
 import type { GatewayConfig } from "@openledger/config";
-import { type Db, Prisma, type Tx } from "@openledger/db";
+import { type Db, Prisma } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import { priceInference } from "@openledger/settlement-core";
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
+import type { Hex } from "viem";
+import { repoPath } from "../lib/model-host.ts";
 import type { ServableModel } from "./catalog.ts";
-import type { ChainAccess } from "./chain.ts";
 
 /**
  * Fee of an inference in wei, exactly as settlement charges it (settlement-core's
@@ -26,190 +30,284 @@ export function inferenceFee(
   });
 }
 
+/** The same formula in SQL, over columns named `input_tokens`, `output_tokens` and the prices. */
+export const FEE_SQL = Prisma.sql`(CEIL(input_tokens * price_in_per_1k_wei / 1000) + CEIL(output_tokens * price_out_per_1k_wei / 1000))`;
+
 /** Default `Billing.reservationTtlMs`. */
 export const RESERVATION_TTL_MS = 30_000;
 
-/** A request's admitted max cost, held in `gateway_reservations` until recorded or released. */
+/** A request's admitted max cost, held in `gateway_reservations` until recorded or released. Its id
+ *  is the id of the inference it will record (the one the client gets in the response header). */
 export interface Reservation {
   id: string;
   account: string;
   maxCost: bigint;
 }
 
-/** Extra age allowed for an escrow balance read (RPC node lag, the gap between a charge's receipt
- *  and its `applied_at`), ms. */
-const BALANCE_READ_MARGIN_MS = 1000;
+/** What an admission holds, and what the request would record if its replica died mid-way. */
+export interface ReservationRequest {
+  id?: string;
+  account: string;
+  maxCost: bigint;
+  model?: Pick<ServableModel, "id" | "priceInPer1kWei" | "priceOutPer1kWei">;
+  prompt?: string;
+  inputTokens?: number;
+}
 
 /**
- * Fees of an account's completed inferences the escrow has not taken yet, as one row `owed`
- * (text, wei). Shared by `owed()` and the reservation statement.
- *
- * `balanceAgeMs`: how old the `spendableOf` it is compared with may be. A charge batch recorded
- * as applied since then may not be reflected in that balance yet, so its fees still count (for a
- * few seconds after each charge they may count twice, refusing early; never the other way).
+ * An escrow balance as the check uses it: `spendableOf` from the chain, and the account's
+ * `cleared_wei` read *before* it. Every fee in `cleared` had left the escrow when `spendable` was
+ * read (a charge is recorded applied only after its receipt), so owed = billed - cleared never
+ * undercounts against that balance; a charge recorded since only counts twice until the next read
+ * (refusing early, never admitting what is not there).
  */
-function owedQuery(account: string, balanceAgeMs = 0): Prisma.Sql {
+export interface BalanceRead {
+  spendable: bigint;
+  cleared: bigint;
+  /** Date.now() of the read. */
+  at: number;
+}
+
+/** The chain as billing needs it (a connection with the escrow's address). */
+export type EscrowConnection = () => Promise<{
+  publicClient: ChainPublicClient;
+  addresses: PlatformAddresses;
+}>;
+
+export interface BillingOptions {
+  config: GatewayConfig;
+  db: Db;
+  chain: EscrowConnection;
+  log: FastifyBaseLogger;
+}
+
+/** This replica's identity: GATEWAY_REPLICA_ID, else host + port + data directory (stable across restarts). */
+export function replicaIdOf(config: GatewayConfig): string {
+  return (
+    config.GATEWAY_REPLICA_ID ?? `${hostname()}:${config.GATEWAY_PORT}:${repoPath(config.GATEWAY_DATA_DIR)}`
+  ).slice(0, 200);
+}
+
+/**
+ * Fees of an account's completed inferences the escrow has not taken yet, from the full history:
+ * the reference the running total (`gateway_accounts`) is reconciled against.
+ */
+function owedFromHistorySql(account?: string): Prisma.Sql {
   return Prisma.sql`
-    SELECT COALESCE(SUM(COALESCE(s.fee_wei,
+    SELECT i.account_address, COALESCE(SUM(COALESCE(s.fee_wei,
              CEIL(i.input_tokens * COALESCE(i.price_in_per_1k_wei, m.price_in_per_1k_wei) / 1000)
-           + CEIL(i.output_tokens * COALESCE(i.price_out_per_1k_wei, m.price_out_per_1k_wei) / 1000))), 0)::text AS owed
+           + CEIL(i.output_tokens * COALESCE(i.price_out_per_1k_wei, m.price_out_per_1k_wei) / 1000))), 0) AS owed
     FROM inferences i
     JOIN models m ON m.id = i.model_id
     LEFT JOIN settlements s ON s.inference_id = i.id
     LEFT JOIN escrow_charges c ON c.id = s.charge_id
-    WHERE i.account_address = ${account} AND i.status = 'completed'
-      AND ((s.epoch_id IS NULL AND c.status IS DISTINCT FROM 'applied')
-        OR c.applied_at > now() - ${Math.ceil(balanceAgeMs)}::int * interval '1 millisecond')`;
+    WHERE i.status = 'completed' AND s.epoch_id IS NULL AND c.status IS DISTINCT FROM 'applied'
+      ${account === undefined ? Prisma.empty : Prisma.sql`AND i.account_address = ${account}`}
+    GROUP BY i.account_address`;
 }
 
 /**
- * The balance check (402 before any compute): the escrow's spendable balance, minus fees owed and
- * not yet charged, minus in-flight reservations of every replica (`gateway_reservations`). A request
- * holds its max cost as a reservation until its inference is recorded (`consume`, in the recording
- * transaction) or released.
+ * The balance check (402 before any compute): spendable escrow − owed − in flight must cover the
+ * request's max cost. O(1) in the account's history: owed and in flight are the account's running
+ * totals (`gateway_accounts`), and an admission is ONE conditional UPDATE of that row (a row lock held
+ * for one statement) that inserts the reservation only if it fits. Recording an inference moves its
+ * cost from reserved to billed in one statement (InferenceRecorder); a release subtracts it.
  */
 export class Billing {
+  readonly config: GatewayConfig;
+  readonly db: Db;
+  readonly chain: EscrowConnection;
+  readonly log: FastifyBaseLogger;
   /**
    * How long a reservation counts without being renewed, ms. This replica renews its live ones
-   * every third of it, so only a crashed (or stalled) replica's reservations lapse: the consumer's
-   * balance is held at most this long after a crash.
+   * every third of it, so only a crashed (or stalled) replica's reservations lapse.
    */
   reservationTtlMs = RESERVATION_TTL_MS;
+  /** Who holds this replica's reservations (stable across restarts), and this process start. */
+  readonly replicaId: string;
+  readonly bootId = randomUUID();
   /** This replica's reservations not yet recorded or released (renewed while here). */
   readonly #live = new Map<string, Reservation>();
-  /** Per account: the end of the chain of this process's admissions in progress. */
-  readonly #admitting = new Map<string, Promise<void>>();
+  readonly #balances = new Map<string, BalanceRead>();
   #renewer: NodeJS.Timeout | undefined;
 
-  constructor(
-    readonly config: GatewayConfig,
-    readonly db: Db,
-    readonly chain: ChainAccess,
-    readonly log: FastifyBaseLogger,
-  ) {}
+  constructor(options: BillingOptions) {
+    this.config = options.config;
+    this.db = options.db;
+    this.chain = options.chain;
+    this.log = options.log;
+    this.replicaId = replicaIdOf(options.config);
+  }
 
-  /**
-   * Fees owed but not yet charged on-chain: completed inferences of the account whose fee the
-   * escrow has not taken yet (no settlement, or a settlement not charged: new, in a charge batch
-   * not applied yet, or carried over because the balance was short). A charged fee already left
-   * `spendableOf`, so counting it here too would count it twice (e.g. while its epoch's root waits
-   * to be posted). Settled fees are the settled amount; unsettled ones are priced as settlement
-   * will price them (the prices stored with the inference).
-   */
+  // ---------------------------------------------------------------- balances
+
+  /** The account's escrow balance with its `cleared` snapshot, reused for GATEWAY_BALANCE_CACHE_MS. */
+  async balance(account: string): Promise<BalanceRead> {
+    const hit = this.#balances.get(account);
+    if (hit && Date.now() - hit.at < this.config.GATEWAY_BALANCE_CACHE_MS) return hit;
+    const at = Date.now();
+    const cleared = await this.#cleared(account);
+    const spendable = await this.#spendable(account);
+    const read: BalanceRead = { spendable, cleared, at };
+    this.#balances.set(account, read);
+    if (this.#balances.size > 100_000) this.#balances.clear();
+    return read;
+  }
+
+  /** The account's cleared total (its totals row is created here, before any admission needs it). */
+  async #cleared(account: string): Promise<bigint> {
+    const [row] = await this.db.$queryRaw<{ cleared: string }[]>`
+      WITH ins AS (
+        INSERT INTO gateway_accounts (account_address) VALUES (${account})
+        ON CONFLICT (account_address) DO NOTHING RETURNING cleared_wei
+      )
+      SELECT cleared_wei::text AS cleared FROM ins
+      UNION ALL SELECT cleared_wei::text FROM gateway_accounts WHERE account_address = ${account}`;
+    return BigInt(row?.cleared ?? "0");
+  }
+
+  /** InferenceEscrow.spendableOf: the balance minus a pending withdrawal, within today's cap. */
+  async #spendable(account: string): Promise<bigint> {
+    let connection: Awaited<ReturnType<EscrowConnection>>;
+    try {
+      connection = await this.chain();
+    } catch (err) {
+      throw new AppError("SERVICE_UNAVAILABLE", "the chain is unreachable", { cause: err });
+    }
+    try {
+      return await connection.publicClient.readContract({
+        address: connection.addresses.contracts.InferenceEscrow,
+        abi: inferenceEscrowAbi,
+        functionName: "spendableOf",
+        args: [account as Hex],
+      });
+    } catch (err) {
+      throw new AppError("SERVICE_UNAVAILABLE", "escrow balance could not be read", { cause: err });
+    }
+  }
+
+  // ---------------------------------------------------------------- totals
+
+  /** Fees owed and not yet charged: the running total (O(1)). */
   async owed(account: string): Promise<bigint> {
-    const rows = await this.db.$queryRaw<{ owed: string }[]>`${owedQuery(account)}`;
+    const rows = await this.db.$queryRaw<{ owed: string }[]>`
+      SELECT (billed_wei - cleared_wei)::text AS owed FROM gateway_accounts WHERE account_address = ${account}`;
+    return BigInt(rows[0]?.owed ?? "0");
+  }
+
+  /** The same from the full history (the reference of `reconcile`; O(history)). */
+  async owedFromHistory(account: string): Promise<bigint> {
+    const rows = await this.db.$queryRaw<{ owed: string }[]>`
+      SELECT owed::text FROM (${owedFromHistorySql(account)}) h`;
     return BigInt(rows[0]?.owed ?? "0");
   }
 
   /**
-   * 402 unless spendable escrow - owed - reserved covers `maxCost`; on success a reservation row
-   * holds the cost until the inference is recorded (`persistInference` deletes it in the
-   * transaction that writes the inference, so the cost moves from reserved to owed atomically) or
-   * `release` drops it (failure, cancel before any token).
-   *
-   * Reserved = live reservations of every replica (Postgres is the one place all replicas and the
-   * owed fees meet). A per-account advisory lock serializes admissions of one account; owed and
-   * reserved are read by one statement, so one snapshot: a concurrent recording is seen either
-   * before (as a reservation) or after (as owed), never as neither nor both. The escrow balance is
-   * read from the chain before the transaction, so the lock is never held across an RPC.
+   * Accounts whose running totals disagree with the full history: owed (billed − cleared) against
+   * the fees of completed inferences the escrow has not taken, reserved against the live
+   * reservation rows. Empty when the books are right.
    */
-  async reserve(account: string, maxCost: bigint): Promise<Reservation> {
-    const started = performance.now();
-    const spendable = await this.chain.spendable(account);
-    // The value may come from the cache: as old as GATEWAY_BALANCE_CACHE_MS before this call.
-    const ageMs = this.config.GATEWAY_BALANCE_CACHE_MS + (performance.now() - started);
-    return this.reserveWithin(account, maxCost, spendable, ageMs);
+  async reconcile(): Promise<
+    { account: string; owed: string; owedFromHistory: string; reserved: string; reservedFromRows: string }[]
+  > {
+    return this.db.$queryRaw`
+      WITH h AS (${owedFromHistorySql()}),
+      r AS (SELECT account_address, SUM(max_cost_wei) AS reserved FROM gateway_reservations GROUP BY account_address),
+      t AS (SELECT account_address, billed_wei - cleared_wei AS owed, reserved_wei AS reserved FROM gateway_accounts)
+      SELECT COALESCE(t.account_address, h.account_address, r.account_address) AS account,
+             COALESCE(t.owed, 0)::text AS owed, COALESCE(h.owed, 0)::text AS "owedFromHistory",
+             COALESCE(t.reserved, 0)::text AS reserved, COALESCE(r.reserved, 0)::text AS "reservedFromRows"
+        FROM t FULL JOIN h ON h.account_address = t.account_address
+               FULL JOIN r ON r.account_address = COALESCE(t.account_address, h.account_address)
+       WHERE COALESCE(t.owed, 0) <> COALESCE(h.owed, 0) OR COALESCE(t.reserved, 0) <> COALESCE(r.reserved, 0)
+       ORDER BY 1`;
+  }
+
+  // ---------------------------------------------------------------- reservations
+
+  /**
+   * 402 unless spendable escrow − owed − reserved covers `maxCost`; on success the reservation row
+   * holds the cost until the inference is recorded or released. The escrow balance is read (or
+   * taken from the cache) before, so no lock is ever held across an RPC.
+   */
+  async reserve(req: ReservationRequest): Promise<Reservation> {
+    return this.reserveWithin(req, await this.balance(req.account));
   }
 
   /**
-   * Runs admissions of one account one after the other in this process. They would queue on the
-   * advisory lock anyway, but each holding a pooled connection while it waits: a burst from one
-   * account would take the whole pool (and time out waiting for it) while other accounts wait.
+   * `reserve` with the balance already read (tests interleave other work here). One statement:
+   * the account's row is updated only if the request fits (Postgres re-checks the condition on the
+   * latest row version when concurrent admissions of the account queue on its row lock), and the
+   * reservation row is inserted in the same statement.
    */
-  async #oneAtATime<T>(account: string, fn: () => Promise<T>): Promise<T> {
-    const run = (this.#admitting.get(account) ?? Promise.resolve()).then(fn);
-    const tail = run.then(
-      () => {},
-      () => {},
-    );
-    this.#admitting.set(account, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.#admitting.get(account) === tail) this.#admitting.delete(account);
-    }
-  }
-
-  /**
-   * `reserve` with the escrow's spendable balance already read, at most `balanceAgeMs` ago (tests
-   * interleave other work here). Charges applied within that age (plus a margin) count as owed.
-   */
-  async reserveWithin(
-    account: string,
-    maxCost: bigint,
-    spendable: bigint,
-    balanceAgeMs = 0,
-  ): Promise<Reservation> {
-    const id = randomUUID();
-    const ttlMs = this.reservationTtlMs;
-    // Two statements in one READ COMMITTED transaction (a batch: no round trip back to this process
-    // in between): the lock, then a statement whose snapshot is taken once the lock is held. In it,
-    // expired rows of the account are swept, owed and the live reservations are summed from that one
-    // snapshot, and the reservation is inserted only if they leave room.
-    const [, rows] = await this.#oneAtATime(account, () =>
-      this.db.$transaction(
-        [
-          this.db.$executeRaw`SELECT pg_advisory_xact_lock(hashtextextended(${`reserve:${account}`}, 0))`,
-          this.db.$queryRaw<{ owed: string; reserved: string; admitted: boolean }[]>`
-        WITH swept AS (
-          DELETE FROM gateway_reservations WHERE account_address = ${account} AND expires_at <= now()
-        ), o AS (${owedQuery(account, balanceAgeMs + BALANCE_READ_MARGIN_MS)}), r AS (
-          SELECT COALESCE(SUM(max_cost_wei), 0) AS reserved FROM gateway_reservations
-          WHERE account_address = ${account} AND expires_at > now()
-        ), ins AS (
-          INSERT INTO gateway_reservations (id, account_address, max_cost_wei, expires_at)
-          SELECT ${id}::uuid, ${account}, ${maxCost.toString()}::numeric,
-                 now() + ${ttlMs}::int * interval '1 millisecond'
-          FROM o, r
-          WHERE ${spendable.toString()}::numeric - o.owed::numeric - r.reserved >= ${maxCost.toString()}::numeric
-            AND ${spendable.toString()}::numeric - o.owed::numeric - r.reserved > 0
-          RETURNING id
-        )
-        SELECT o.owed, r.reserved::text AS reserved, EXISTS (SELECT 1 FROM ins) AS admitted FROM o, r`,
-        ],
-        // Explicit: under REPEATABLE READ the snapshot would date from the lock statement, before the wait.
-        { isolationLevel: "ReadCommitted", maxWait: 5000 },
-      ),
-    );
-    const row = rows[0]!;
-    if (!row.admitted) {
-      const owed = BigInt(row.owed);
-      const reserved = BigInt(row.reserved);
-      const available = spendable - owed - reserved;
+  async reserveWithin(req: ReservationRequest, balance: BalanceRead): Promise<Reservation> {
+    const id = req.id ?? randomUUID();
+    const cost = req.maxCost.toString();
+    const spendable = balance.spendable.toString();
+    const cleared = balance.cleared.toString();
+    const m = req.model;
+    const [row] = await this.db.$queryRaw<
+      { billed: string; cleared: string; reserved: string; admitted: boolean }[]
+    >`
+      WITH acct AS (
+        UPDATE gateway_accounts
+           SET reserved_wei = reserved_wei + ${cost}::numeric, updated_at = now()
+         WHERE account_address = ${req.account}
+           AND ${spendable}::numeric - (billed_wei - ${cleared}::numeric) - reserved_wei >= ${cost}::numeric
+           AND ${spendable}::numeric - (billed_wei - ${cleared}::numeric) - reserved_wei > 0
+        RETURNING account_address
+      ), ins AS (
+        INSERT INTO gateway_reservations (id, account_address, max_cost_wei, expires_at, replica_id, boot_id,
+                                          model_id, prompt, input_tokens, price_in_per_1k_wei, price_out_per_1k_wei)
+        SELECT ${id}::uuid, account_address, ${cost}::numeric,
+               now() + ${this.reservationTtlMs}::int * interval '1 millisecond',
+               ${this.replicaId}, ${this.bootId}::uuid, ${m?.id ?? null}, ${req.prompt ?? null},
+               ${req.inputTokens ?? 0}::int, ${m ? m.priceInPer1kWei.toString() : null}::numeric,
+               ${m ? m.priceOutPer1kWei.toString() : null}::numeric
+          FROM acct
+        RETURNING id
+      )
+      SELECT a.billed_wei::text AS billed, a.cleared_wei::text AS cleared, a.reserved_wei::text AS reserved,
+             EXISTS (SELECT 1 FROM ins) AS admitted
+        FROM gateway_accounts a WHERE a.account_address = ${req.account}`;
+    if (!row?.admitted) {
+      const owed = BigInt(row?.billed ?? "0") - balance.cleared;
+      const reserved = BigInt(row?.reserved ?? "0");
+      const available = balance.spendable - owed - reserved;
       throw new AppError(
         "PAYMENT_REQUIRED",
-        `insufficient escrowed balance: available ${available < 0n ? 0n : available} wei (escrow ${spendable}, owed ${owed}, in flight ${reserved}), this request may cost up to ${maxCost} wei; deposit OPEN into InferenceEscrow`,
+        `insufficient escrowed balance: available ${available < 0n ? 0n : available} wei (escrow ${balance.spendable}, owed ${owed}, in flight ${reserved}), this request may cost up to ${req.maxCost} wei; deposit OPEN into InferenceEscrow`,
       );
     }
-    const reservation: Reservation = { id, account, maxCost };
+    const reservation: Reservation = { id, account: req.account, maxCost: req.maxCost };
     this.#live.set(id, reservation);
     this.#renewWhileLive();
     return reservation;
   }
 
   /**
-   * Drops a reservation that will not be recorded (engine refused it, failed, or was cancelled
-   * before any token). A no-op once `persistInference` recorded it. Never throws (it runs in
-   * `finally` blocks): if Postgres refuses, the row expires by itself (no longer renewed).
+   * Drops a reservation that will not be recorded (refused by the engine, failed, cancelled before
+   * anything was delivered): the row and its share of the account's reserved total, in one
+   * statement. A no-op once recorded. Never throws (it runs in `finally` blocks): if Postgres
+   * refuses, the row expires and is finalised by the sweeper.
    */
   async release(reservation: Reservation): Promise<void> {
     if (!this.#live.delete(reservation.id)) return;
     this.#renewWhileLive();
     try {
-      await this.db.gatewayReservation.deleteMany({ where: { id: reservation.id } });
+      await this.db.$executeRaw`
+        WITH d AS (DELETE FROM gateway_reservations WHERE id = ${reservation.id}::uuid
+                   RETURNING account_address, max_cost_wei)
+        UPDATE gateway_accounts a SET reserved_wei = a.reserved_wei - d.max_cost_wei, updated_at = now()
+          FROM d WHERE a.account_address = d.account_address`;
     } catch (err) {
       this.log.warn({ err, reservation: reservation.id }, "reservation not released; it expires by itself");
     }
+  }
+
+  /** After the recording statement deleted the row: no longer renewed here. */
+  consumed(reservation: Reservation): void {
+    if (this.#live.delete(reservation.id)) this.#renewWhileLive();
   }
 
   /** Pushes back the expiry of this replica's live reservations (runs every TTL/3 while any is live). */
@@ -219,11 +317,6 @@ export class Billing {
     return this.db.$executeRaw`
       UPDATE gateway_reservations SET expires_at = now() + ${this.reservationTtlMs}::int * interval '1 millisecond'
       WHERE id IN (${Prisma.join(ids.map((id) => Prisma.sql`${id}::uuid`))})`;
-  }
-
-  /** Deletes expired reservations of every account (crashed replicas'); returns how many. */
-  async sweepReservations(): Promise<number> {
-    return this.db.$executeRaw`DELETE FROM gateway_reservations WHERE expires_at <= now()`;
   }
 
   #renewWhileLive(): void {
@@ -241,17 +334,6 @@ export class Billing {
     }
   }
 
-  /** In the transaction that records the reservation's inference: its cost becomes owed. */
-  async consume(tx: Tx, reservation: Reservation): Promise<void> {
-    // Swept already (this replica stalled past the TTL) is fine: the cost is owed from now on.
-    await tx.gatewayReservation.deleteMany({ where: { id: reservation.id } });
-  }
-
-  /** After the recording transaction committed: no longer renewed here. */
-  consumed(reservation: Reservation): void {
-    if (this.#live.delete(reservation.id)) this.#renewWhileLive();
-  }
-
   close(): void {
     clearInterval(this.#renewer);
     this.#renewer = undefined;
@@ -266,7 +348,12 @@ declare module "fastify" {
 
 export const billingPlugin = fp<{ config: GatewayConfig }>(
   async (app: FastifyInstance, { config }) => {
-    const billing = new Billing(config, app.db, app.gatewayChain, app.log.child({ component: "billing" }));
+    const billing = new Billing({
+      config,
+      db: app.db,
+      chain: () => app.gatewayChain.get(),
+      log: app.log.child({ component: "billing" }),
+    });
     app.decorate("billing", billing);
     app.addHook("onClose", async () => billing.close());
   },

@@ -4,7 +4,6 @@ import {
   createChainPublicClient,
   createChainWalletClient,
   defaultAddressesPath,
-  inferenceEscrowAbi,
   loadAddresses,
   type PlatformAddresses,
   rpcOrigin,
@@ -33,7 +32,6 @@ export interface ChainContext {
  */
 export class ChainAccess {
   #ctx: Promise<ChainContext> | undefined;
-  readonly #balances = new Map<string, { value: bigint; at: number }>();
 
   constructor(private readonly config: GatewayConfig) {}
 
@@ -64,29 +62,6 @@ export class ChainAccess {
       ? createChainWalletClient({ rpcUrl, chainId, privateKey: key, pollingIntervalMs: 100 })
       : undefined;
     return { chainId, addresses, publicClient, wallet };
-  }
-
-  /** What the account may still spend from InferenceEscrow (balance minus a pending
-   *  withdrawal), cached for GATEWAY_BALANCE_CACHE_MS. */
-  async spendable(account: string): Promise<bigint> {
-    const now = Date.now();
-    const hit = this.#balances.get(account);
-    if (hit && now - hit.at < this.config.GATEWAY_BALANCE_CACHE_MS) return hit.value;
-    const ctx = await this.get();
-    let value: bigint;
-    try {
-      value = await ctx.publicClient.readContract({
-        address: ctx.addresses.contracts.InferenceEscrow,
-        abi: inferenceEscrowAbi,
-        functionName: "spendableOf",
-        args: [account as Hex],
-      });
-    } catch (err) {
-      throw new AppError("SERVICE_UNAVAILABLE", "escrow balance could not be read", { cause: err });
-    }
-    this.#balances.set(account, { value, at: now });
-    if (this.#balances.size > 100_000) this.#balances.clear();
-    return value;
   }
 }
 

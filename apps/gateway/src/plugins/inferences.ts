@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { type Db, Prisma, type Tx } from "@openledger/db";
 import type { Producer } from "@openledger/queue";
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
@@ -31,6 +32,54 @@ export function storableOutput(text: string): string {
   return text.replace(UNSTORABLE, "\uFFFD");
 }
 
+/** Fee of an inference row (alias `i`) in SQL, with the model's prices as fallback (alias `m`): the
+ *  formula of settlement-core's `priceInference`, and of the full-history reference. */
+export function feeOf(i: string): Prisma.Sql {
+  const t = Prisma.raw(i);
+  return Prisma.sql`(CEIL(${t}.input_tokens * COALESCE(${t}.price_in_per_1k_wei, m.price_in_per_1k_wei) / 1000)
+    + CEIL(${t}.output_tokens * COALESCE(${t}.price_out_per_1k_wei, m.price_out_per_1k_wei) / 1000))`;
+}
+
+/**
+ * Group commit of stream progress: writes arriving while a batch is written go together in the
+ * next one (the latest value per reservation), so the statements per second stay at about one
+ * per round trip however many streams are in flight. Each write resolves once a batch that holds
+ * it (or a later value) has committed; a failed batch rejects its writers.
+ */
+class ProgressLog {
+  #pending = new Map<string, { id: string; output: string; tokens: number }>();
+  #waiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
+  #running = false;
+
+  constructor(
+    private readonly flush: (batch: { id: string; output: string; tokens: number }[]) => Promise<void>,
+  ) {}
+
+  write(id: string, output: string, tokens: number): Promise<void> {
+    this.#pending.set(id, { id, output, tokens });
+    const done = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    if (!this.#running) void this.#run();
+    return done;
+  }
+
+  async #run(): Promise<void> {
+    this.#running = true;
+    while (this.#pending.size > 0) {
+      const batch = [...this.#pending.values()];
+      const waiters = this.#waiters;
+      this.#pending = new Map();
+      this.#waiters = [];
+      try {
+        await this.flush(batch);
+        for (const w of waiters) w.resolve();
+      } catch (err) {
+        for (const w of waiters) w.reject(err);
+      }
+    }
+    this.#running = false;
+  }
+}
+
 /**
  * Inference recording: the inference row and its outbox row are written in one transaction that
  * also consumes the request's reservation, then `attribution.score` and `inference.completed` are
@@ -46,45 +95,133 @@ export class InferenceRecorder {
   ) {}
 
   /**
-   * Writes the inference and its outbox row in one transaction, deleting the request's reservation
-   * in the same transaction (its cost is then owed, never both or neither), then enqueues
-   * `attribution.score` and `inference.completed`. If Redis refuses, the outbox row stays pending and the sweeper
-   * enqueues it later (the job id is the inference id, so a duplicate is harmless).
+   * Records the inference — its row, its outbox row, the request's reservation deleted and the
+   * account's totals moved (billed += fee, reserved −= the reservation's max cost) — in ONE statement,
+   * so a concurrent admission sees the cost either as reserved or as owed, never neither nor both.
+   * Then enqueues its job; if Redis refuses, the outbox row stays pending and the sweeper enqueues it
+   * later (the job id is the inference id, so a duplicate is harmless).
    */
   async persist(rec: InferenceRecord, reservation?: Reservation): Promise<string> {
-    const inference = await this.db.$transaction((tx) => this.record(tx, rec, reservation));
+    const id = await this.record(this.db, rec, reservation);
     if (reservation) this.billing.consumed(reservation);
-    await this.#enqueue(inference.id);
-    return inference.id;
+    await this.#enqueue(id);
+    return id;
   }
 
-  /** The writes of `persist`, inside the caller's transaction (tests hold it open). */
-  async record(tx: Tx, rec: InferenceRecord, reservation?: Reservation): Promise<{ id: string }> {
-    // The prices it is served at travel with the inference: settlement charges these, not whatever
-    // the model costs when it gets to it.
+  /**
+   * The recording statement, on `db` (or inside a caller's transaction: tests hold it open). The
+   * prices it is served at travel with the inference: settlement charges these, not whatever the
+   * model costs when it gets to it; the fee added to `billed` is computed from the same row, as the
+   * full-history reference computes it. An inference already recorded under this id (a replica that
+   * stalled past its reservation's expiry, finalised meanwhile by a sweep) is not recorded twice.
+   */
+  async record(db: Db | Tx, rec: InferenceRecord, reservation?: Reservation): Promise<string> {
     const model = this.catalog.models.get(rec.modelId);
-    const inf = await tx.inference.create({
-      data: {
-        ...(rec.id ? { id: rec.id } : {}),
-        modelId: rec.modelId,
-        ...(model
-          ? {
-              priceInPer1kWei: new Prisma.Decimal(model.priceInPer1kWei.toString()),
-              priceOutPer1kWei: new Prisma.Decimal(model.priceOutPer1kWei.toString()),
-            }
-          : {}),
-        accountAddress: rec.account,
-        prompt: rec.prompt,
-        output: storableOutput(rec.output),
-        inputTokens: rec.inputTokens,
-        outputTokens: rec.outputTokens,
-        ttftMs: rec.ttftMs,
-        durationMs: rec.durationMs,
-      },
-    });
-    await tx.gatewayOutbox.create({ data: { inferenceId: inf.id } });
-    if (reservation) await this.billing.consume(tx, reservation);
-    return inf;
+    const id = rec.id ?? reservation?.id ?? randomUUID();
+    const rows = await db.$queryRaw<{ id: string }[]>`
+      WITH res AS (
+        DELETE FROM gateway_reservations WHERE id = ${reservation?.id ?? null}::uuid
+        RETURNING account_address, max_cost_wei
+      ), inf AS (
+        INSERT INTO inferences (id, model_id, account_address, prompt, output, input_tokens, output_tokens,
+                                ttft_ms, duration_ms, price_in_per_1k_wei, price_out_per_1k_wei)
+        VALUES (${id}::uuid, ${rec.modelId}, ${rec.account}, ${rec.prompt}, ${storableOutput(rec.output)},
+                ${rec.inputTokens}::int, ${rec.outputTokens}::int, ${rec.ttftMs}::int, ${rec.durationMs}::int,
+                ${model ? model.priceInPer1kWei.toString() : null}::numeric,
+                ${model ? model.priceOutPer1kWei.toString() : null}::numeric)
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id, model_id, account_address, input_tokens, output_tokens, price_in_per_1k_wei, price_out_per_1k_wei
+      ), ob AS (
+        INSERT INTO gateway_outbox (inference_id) SELECT id FROM inf
+      ), tot AS (
+        INSERT INTO gateway_accounts AS a (account_address, billed_wei, reserved_wei)
+        SELECT ${rec.account}, COALESCE((SELECT ${feeOf("inf")} FROM inf JOIN models m ON m.id = inf.model_id), 0),
+               -COALESCE((SELECT max_cost_wei FROM res), 0)
+        ON CONFLICT (account_address) DO UPDATE
+          SET billed_wei = a.billed_wei + EXCLUDED.billed_wei, reserved_wei = a.reserved_wei + EXCLUDED.reserved_wei,
+              updated_at = now()
+      )
+      SELECT id::text FROM inf`;
+    if (rows.length === 0) {
+      this.log.warn(
+        { inferenceId: id },
+        "inference already recorded (its reservation was finalised by a sweep)",
+      );
+    }
+    return id;
+  }
+
+  /**
+   * Writes what a stream has delivered — its text and the tokens it covers — to its reservation
+   * row BEFORE the text is sent, so a replica that dies mid-stream leaves a bill for every token the
+   * client received (`finalize` records it). Writes of all streams in flight go together: one
+   * statement per batch, one batch in flight at a time (a stream waits one round trip per batch).
+   */
+  progress(reservation: Reservation, output: string, tokens: number): Promise<void> {
+    return this.#progress.write(reservation.id, storableOutput(output), tokens);
+  }
+
+  readonly #progress = new ProgressLog((batch) =>
+    this.db.$executeRaw`
+      UPDATE gateway_reservations r SET output = v.output, output_tokens = v.tokens
+        FROM unnest(${batch.map((b) => b.id)}::uuid[], ${batch.map((b) => b.output)}::text[],
+                    ${batch.map((b) => b.tokens)}::int[]) AS v(id, output, tokens)
+       WHERE r.id = v.id`.then(() => {}),
+  );
+
+  /**
+   * Turns abandoned reservations into what they owe: each one that delivered tokens becomes its
+   * inference (the id the client already has, the text and tokens written before they were sent),
+   * billed and enqueued; every one leaves the reserved total. Abandoned = this replica's from an
+   * earlier process (`restart`: run at start-up, so holds are released at once, not after the
+   * TTL), or anyone's expired ones (`expired`: a crashed replica that does not come back).
+   * Returns how many inferences it recorded.
+   */
+  async finalize(which: "restart" | "expired"): Promise<number> {
+    const abandoned =
+      which === "restart"
+        ? Prisma.sql`replica_id = ${this.billing.replicaId} AND boot_id IS DISTINCT FROM ${this.billing.bootId}::uuid`
+        : Prisma.sql`expires_at <= now()`;
+    let recorded = 0;
+    for (;;) {
+      const rows = await this.db.$queryRaw<{ id: string | null; released: number }[]>`
+        WITH res AS (
+          DELETE FROM gateway_reservations WHERE id IN (
+            SELECT id FROM gateway_reservations WHERE ${abandoned}
+             ORDER BY created_at LIMIT 500 FOR UPDATE SKIP LOCKED)
+          RETURNING *
+        ), inf AS (
+          INSERT INTO inferences (id, model_id, account_address, prompt, output, input_tokens, output_tokens,
+                                  ttft_ms, price_in_per_1k_wei, price_out_per_1k_wei)
+          SELECT id, model_id, account_address, COALESCE(prompt, ''), output, input_tokens, output_tokens, ttft_ms,
+                 price_in_per_1k_wei, price_out_per_1k_wei
+            FROM res WHERE output_tokens > 0 AND model_id IS NOT NULL
+          ON CONFLICT (id) DO NOTHING
+          RETURNING id, model_id, account_address, input_tokens, output_tokens, price_in_per_1k_wei, price_out_per_1k_wei
+        ), ob AS (
+          INSERT INTO gateway_outbox (inference_id) SELECT id FROM inf
+        ), fees AS (
+          SELECT inf.account_address, SUM(${feeOf("inf")}) AS billed
+            FROM inf JOIN models m ON m.id = inf.model_id GROUP BY inf.account_address
+        ), holds AS (
+          SELECT account_address, SUM(max_cost_wei) AS held FROM res GROUP BY account_address
+        ), tot AS (
+          UPDATE gateway_accounts a
+             SET billed_wei = a.billed_wei + COALESCE(f.billed, 0), reserved_wei = a.reserved_wei - h.held,
+                 updated_at = now()
+            FROM holds h LEFT JOIN fees f ON f.account_address = h.account_address
+           WHERE a.account_address = h.account_address
+        )
+        SELECT inf.id::text AS id, (SELECT count(*) FROM res)::int AS released FROM inf
+        UNION ALL SELECT NULL, (SELECT count(*) FROM res)::int WHERE NOT EXISTS (SELECT 1 FROM inf)`;
+      const ids = rows.flatMap((r) => (r.id ? [r.id] : []));
+      recorded += ids.length;
+      if (ids.length > 0) {
+        this.log.info({ which, inferences: ids }, "abandoned streams recorded for what they delivered");
+      }
+      for (const id of ids) await this.#enqueue(id);
+      if ((rows[0]?.released ?? 0) < 500) return recorded;
+    }
   }
 
   async #enqueue(inferenceId: string): Promise<boolean> {
@@ -131,16 +268,20 @@ declare module "fastify" {
 
 export const inferencesPlugin = fp(
   async (app: FastifyInstance) => {
-    app.decorate(
-      "inferences",
-      new InferenceRecorder(
-        app.db,
-        app.producer,
-        app.billing,
-        app.catalog,
-        app.log.child({ component: "inferences" }),
-      ),
+    const recorder = new InferenceRecorder(
+      app.db,
+      app.producer,
+      app.billing,
+      app.catalog,
+      app.log.child({ component: "inferences" }),
     );
+    app.decorate("inferences", recorder);
+    // This replica's requests of an earlier run (killed mid-stream): recorded for what they delivered
+    // and their holds released now, not when they expire. If Postgres is not there yet, the sweeper
+    // does it on its next pass.
+    await recorder.finalize("restart").catch((err) => {
+      app.log.warn({ err }, "could not finalise this replica's earlier requests yet; the sweeper retries");
+    });
   },
   { name: "gateway-inferences", dependencies: ["gateway-billing", "gateway-catalog"] },
 );

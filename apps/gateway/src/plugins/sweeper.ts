@@ -9,7 +9,7 @@ export interface SweepPass {
 }
 
 /**
- * Runs the gateway's background passes (outbox, expired reservations, pending registrations) every
+ * Runs the gateway's background passes (outbox, abandoned requests, pending registrations) every
  * `intervalMs`. Single-flight: a tick while a pass runs (slow DB or chain) joins it instead of
  * starting an overlapping one that would drive the same rows twice; `stop` waits for it.
  */
@@ -51,7 +51,8 @@ export const sweeperPlugin = fp<{ config: GatewayConfig }>(
       config.GATEWAY_OUTBOX_SWEEP_MS,
       [
         { name: "outbox", run: () => app.inferences.sweepOutbox() },
-        { name: "reservation", run: () => app.billing.sweepReservations() },
+        { name: "abandoned requests", run: () => app.inferences.finalize("expired") },
+        { name: "this replica's earlier requests", run: () => app.inferences.finalize("restart") },
         { name: "registration", run: () => app.registration.sweep() },
       ],
       app.log,

@@ -90,10 +90,10 @@ export async function openaiRoutes(app: FastifyInstance, { config: cfg }: { conf
     request.account = await app.apiKeys.authenticate(request);
   });
 
-  // Small models do not go through the engine's scheduler: their own per-account request bucket
-  // (GATEWAY_RATE_REQUESTS_PER_MIN, separate from the engine's).
+  // One per-account request bucket (GATEWAY_RATE_REQUESTS_PER_MIN) for every kind of model, decided
+  // in memory before any database work: a burst of refusals costs no lock, no query, no connection.
   const rpm = cfg.GATEWAY_RATE_REQUESTS_PER_MIN;
-  const smallModelLimiter = new AccountRateLimiter(() =>
+  const limiter = new AccountRateLimiter(() =>
     rpm > 0 ? { requests: { capacity: rpm, refillPerMinute: rpm } } : undefined,
   );
 
@@ -168,9 +168,11 @@ export async function openaiRoutes(app: FastifyInstance, { config: cfg }: { conf
       topP: body.top_p ?? 1,
       seed: body.seed ?? randomUUID(),
     };
+    limiter.admit(request.account!, 0, Date.now());
     return serveCompletion(app, request, reply, {
       ...specOf(request, body, model, kind, promptText),
       maxCost: inferenceFee(model, promptTokens.length, maxTokens),
+      inputTokens: promptTokens.length,
       start: (inferenceId) =>
         engineGeneration(app.host, {
           id: inferenceId,
@@ -210,14 +212,12 @@ export async function openaiRoutes(app: FastifyInstance, { config: cfg }: { conf
     const inputTokens = classifier.inputTokens(text);
     if (inputTokens === 0)
       throw badParam("the input has no words to classify", kind === "chat" ? "messages" : "prompt");
+    limiter.admit(request.account!, 0, Date.now());
     return serveCompletion(app, request, reply, {
       ...specOf(request, body, model, kind, text),
       maxCost: inferenceFee(model, inputTokens, 1),
-      start: () => {
-        // After the balance check, as the engine admits adapters' requests (429 with Retry-After).
-        smallModelLimiter.admit(request.account!, 0, Date.now());
-        return classifierGeneration(classifier, text);
-      },
+      inputTokens,
+      start: () => classifierGeneration(classifier, text),
     });
   }
 
@@ -227,7 +227,7 @@ export async function openaiRoutes(app: FastifyInstance, { config: cfg }: { conf
     model: ServableModel,
     kind: "chat" | "completion",
     promptText: string,
-  ): Omit<CompletionSpec, "maxCost" | "start"> {
+  ): Omit<CompletionSpec, "maxCost" | "inputTokens" | "start"> {
     return {
       kind,
       model,

@@ -222,6 +222,16 @@ export class EscrowCharger {
         receipt.transactionHash,
       );
       if (done === 0) return; // applied by another run already
+      // What each consumer owes the escrow drops by what it took, in this transaction: the gateway's
+      // running total (gateway_accounts.cleared_wei; apps/gateway README, "Billing check").
+      await tx.$executeRawUnsafe(
+        `INSERT INTO gateway_accounts AS a (account_address, cleared_wei)
+         SELECT i.consumer, SUM(i."amountWei"::numeric)
+           FROM jsonb_to_recordset($1::jsonb) AS i(consumer text, "amountWei" text, outcome text)
+          WHERE i.outcome = 'charged' GROUP BY i.consumer
+         ON CONFLICT (account_address) DO UPDATE SET cleared_wei = a.cleared_wei + EXCLUDED.cleared_wei, updated_at = now()`,
+        JSON.stringify(outcome.items),
+      );
       if (skipped.length === 0) return;
       // Released for a later round; recorded as deferred with what the escrow saw.
       await tx.$executeRawUnsafe(
