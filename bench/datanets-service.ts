@@ -34,7 +34,6 @@ import {
 } from "@openledger/datanet-core";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import { buildDatanets, datanetsConfig } from "../apps/datanets/src/app.ts";
-import { contextOf } from "../apps/datanets/src/context.ts";
 import { signIn, stakeOn } from "../apps/datanets/src/test-support.ts";
 
 const argv = process.argv.slice(2);
@@ -106,7 +105,7 @@ try {
   await stakeOn(h, contributor.privateKey, BigInt(created.json().chainDatanetId), 1000n);
 
   // ---- seed EXISTING accepted rows with stored signatures (as validated rows look in Postgres)
-  const ctx = contextOf(app);
+  const ctx = app.datanets;
   const config = resolveValidationConfig(ctx.validation);
   const params = indexParamsOf(config);
   const memIndex = new DatanetIndex(params, EXISTING + INCOMING + 1024);

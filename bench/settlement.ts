@@ -9,7 +9,9 @@
 // inference has 2 agreeing validator results and 1-3 weighted contributors (~9 ledger rows).
 // Compared in the same run: batch jobs (BENCH_IDS_PER_JOB ids each, as a producer's
 // CompletedBatcher sends under load) through the group commit, one job per inference through
-// the group commit, and the baseline of one job and one transaction per inference. References:
+// the group commit, and the baseline of one job and one transaction per inference; and the batch
+// jobs again through service-kit's Background (the way the service runs its workers: typed jobs
+// map, per-queue concurrency, job metrics), to show the kit costs nothing. References:
 // the queue alone (no-op handler) in both job forms, and the ledger path alone (no queue).
 // Signature checks (2 EIP-712 signatures per inference) on a smaller set, two ways: recovering
 // each signer, and with the validators' public keys known (the service's path).
@@ -25,25 +27,32 @@
 // (1000), BENCH_IDS_PER_JOB (500), BENCH_JOB_CONCURRENCY (8), BENCH_CONCURRENCY (256, one-job-
 // per-inference runs), BENCH_RECIPIENTS (10,1000,100000).
 import { readFileSync } from "node:fs";
-import { loadavg } from "node:os";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
 import {
   buildEarningsTree,
+  ChainConnector,
   createChainClients,
   inferenceEscrowAbi,
   openTokenAbi,
   signAttributionResult,
+  writeAddresses,
 } from "@openledger/chain";
 import { startLocalChain } from "@openledger/chain/testing";
-import { parseConfig, settlementEnv } from "@openledger/config";
+import { type BaseConfig, parseConfig, settlementEnv } from "@openledger/config";
 import { createDb } from "@openledger/db";
 import { createTestDatabase } from "@openledger/db/testing";
+import { createLogger } from "@openledger/logger";
 import { completedInferenceIds, type JobPayload, jobId, Producer, WorkerSet } from "@openledger/queue";
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "@openledger/queue/testing";
+import { Background } from "@openledger/service-kit";
 import { DEFAULT_SPLIT_BPS, SignatureVerifier } from "@openledger/settlement-core";
+import type { FastifyBaseLogger, FastifyInstance } from "fastify";
+import { Registry } from "prom-client";
 import { type Abi, type Address, type Hex, keccak256, toBytes, toHex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { GroupCommit } from "../apps/settlement/src/lib/batcher.ts";
-import type { SettlementChain } from "../apps/settlement/src/lib/chain.ts";
+import { type SettlementChain, settlementChainOf } from "../apps/settlement/src/lib/chain.ts";
 import { EpochManager, readEpoch } from "../apps/settlement/src/lib/epochs.ts";
 import { executeIntent } from "../apps/settlement/src/lib/intents.ts";
 import {
@@ -54,6 +63,7 @@ import {
 } from "../apps/settlement/src/lib/settle.ts";
 
 const json = process.argv.includes("--json");
+const kitLog = createLogger({ name: "bench", level: "silent" }) as FastifyBaseLogger;
 const N = Number(process.env.BENCH_INFERENCES ?? 20_000);
 const N_SINGLE = Number(process.env.BENCH_SINGLE_JOB_INFERENCES ?? 5_000);
 const N_DIRECT = Number(process.env.BENCH_LEDGER_ONLY_INFERENCES ?? 5_000);
@@ -239,6 +249,8 @@ try {
     perJob: number,
     concurrency: number,
     settle: Settle,
+    /** "kit": through service-kit's Background (how the settlement service runs its workers). */
+    via: "workerset" | "kit" = "workerset",
   ): Promise<number> {
     const qPrefix = `${prefix}-${label.replace(/[^a-z0-9-]/g, "-")}`;
     const producer = new Producer({ redisUrl: TEST_REDIS_URL, prefix: qPrefix });
@@ -259,20 +271,34 @@ try {
         })),
       );
     }
-    const workers = new WorkerSet({
-      redisUrl: TEST_REDIS_URL,
-      prefix: qPrefix,
-      queues: ["settlement"],
-      logger: silent,
-      concurrency: { settlement: concurrency },
-    });
     let done = 0;
     let failed = 0;
-    workers.handle("inference.completed", async (payload) => {
+    const handler = async (payload: JobPayload<"inference.completed">) => {
       const outcomes = await settle(completedInferenceIds(payload));
       for (const o of outcomes) if (o !== "settled" && o !== "already" && o !== "noop") failed++;
       done += outcomes.length;
-    });
+    };
+    let workers: { start(): Promise<void>; close(): Promise<void> };
+    if (via === "kit") {
+      const config = { RUN_WORKERS: true, REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: qPrefix } as BaseConfig;
+      const background = new Background(config, kitLog, new Registry(), (q) => producer.queue(q));
+      background.consume({} as FastifyInstance, config, {
+        queues: ["settlement"],
+        concurrency: () => ({ settlement: concurrency }),
+        jobs: () => ({ "inference.completed": handler }),
+      });
+      workers = { start: () => background.start(), close: () => background.stop() };
+    } else {
+      const set = new WorkerSet({
+        redisUrl: TEST_REDIS_URL,
+        prefix: qPrefix,
+        queues: ["settlement"],
+        logger: silent,
+        concurrency: { settlement: concurrency },
+      });
+      set.handle("inference.completed", handler);
+      workers = set;
+    }
     const ticker = setInterval(() => progress(`${label}: ${done}/${ids.length}`), 2_000);
     const { seconds } = await measure(label, ids.length, async () => {
       await workers.start();
@@ -298,9 +324,10 @@ try {
   }
 
   // ---------------------------------------------------------------- throughput
-  const total = N + N_SINGLE + N_DIRECT + N_BASE;
+  const total = 2 * N + N_SINGLE + N_DIRECT + N_BASE;
   progress(`preparing ${total} unsigned inferences and ${N_SIGNED} signed ones`);
   const batchedIds = await makeInferences(N, false);
+  const kitIds = await makeInferences(N, false);
   const singleIds = await makeInferences(N_SINGLE, false);
   const directIds = await makeInferences(N_DIRECT, false);
   const baseIds = await makeInferences(N_BASE, false);
@@ -336,6 +363,16 @@ try {
     PER_JOB,
     JOB_CONCURRENCY,
     grouped(baseCtx, "batch-jobs"),
+  );
+  // The same batch path run the way the settlement service runs it: service-kit's Background
+  // (typed jobs map, per-queue concurrency from config, job-duration metrics).
+  const batchedKit = await drain(
+    "batch-jobs-kit",
+    kitIds,
+    PER_JOB,
+    JOB_CONCURRENCY,
+    grouped(baseCtx, "batch-jobs-kit"),
+    "kit",
   );
   const single = await drain(
     "per-inference-jobs",
@@ -376,6 +413,8 @@ try {
   if (settledCount?.n !== total + N_SIGNED)
     throw new Error(`expected ${total + N_SIGNED} settlements, got ${settledCount?.n}`);
   out.inferencesPerSec = Math.round(batched);
+  out.kitBackgroundInferencesPerSec = Math.round(batchedKit);
+  out.kitVsWorkerSet = Number((batchedKit / batched).toFixed(2));
   out.baselineInferencesPerSec = Math.round(baseline);
   out.speedup = Number((batched / baseline).toFixed(2));
   out.perInferenceJobsInferencesPerSec = Math.round(single);
@@ -408,17 +447,21 @@ try {
   // ---------------------------------------------------------------- epoch gas
   const a = chain.accounts;
   const opts = { rpcUrl: chain.rpcUrl, chainId: chain.chainId };
-  const settler = createChainClients({ ...opts, privateKey: a.settlement.privateKey });
   const consumer = createChainClients({ ...opts, privateKey: a.users[0]!.privateKey });
-  const settlementChain: SettlementChain = {
-    chainId: chain.chainId,
-    addresses,
-    publicClient: settler.publicClient,
-    settler: settler.walletClient,
-    attesters: chain.accounts.validators.map((v) => privateKeyToAccount(v.privateKey)),
-    treasury: a.treasury.address.toLowerCase(),
-    distributor: addresses.contracts.RewardDistributor,
-  };
+  // The service's own chain view: the kit's connector in the dev profile (settler #2, validators #5-7).
+  const addressesFile = join(tmpdir(), `bench-settlement-${process.pid}.json`);
+  await writeAddresses(addressesFile, addresses);
+  const connector = new ChainConnector({
+    rpcUrl: chain.rpcUrl,
+    addressesFile,
+    profile: "dev",
+    signers: { settler: { key: undefined, variable: "SETTLEMENT_SETTLER_PRIVATE_KEY" } },
+    validators: { key: undefined, variable: "SETTLEMENT_ATTESTER_PRIVATE_KEYS" },
+  });
+  const settlementChain: SettlementChain = settlementChainOf(
+    await connector.get(),
+    parseConfig("bench", settlementEnv, {}),
+  );
   const deposit = 100_000n * 10n ** 18n;
   for (const [fn, args, addr, abi] of [
     ["approve", [addresses.contracts.InferenceEscrow, deposit], addresses.contracts.OpenToken, openTokenAbi],
@@ -486,7 +529,7 @@ try {
     const row = await readEpoch(db, epochNo);
     if (!row || !(await manager.attest(row))) throw new Error("attestation failed");
     const posted = await executeIntent(db, settlementChain, await manager.postSpec(row));
-    const receipt = await settler.publicClient.getTransactionReceipt({ hash: posted.txHash as Hex });
+    const receipt = await settlementChain.publicClient.getTransactionReceipt({ hash: posted.txHash as Hex });
     if (epochNo > 1) epochPostGas[String(size)] = Number(receipt.gasUsed);
     previousTotal = total;
   }

@@ -7,6 +7,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import { ChainConnector } from "@openledger/chain";
 import { createTestDatabase } from "@openledger/db/testing";
 import { attributionConfig } from "../src/app.ts";
 import { AttributionContext } from "../src/lib/context.ts";
@@ -89,7 +90,11 @@ try {
     });
   }
   const config = attributionConfig({ DATABASE_URL: t.url, ATTRIBUTION_BLOB_DIR: blobDir });
-  const ctx = new AttributionContext(config);
+  // Indexing never touches the chain: a connector that is never connected.
+  const ctx = new AttributionContext(
+    config,
+    new ChainConnector({ rpcUrl: config.CHAIN_RPC_URL, profile: config.CHAIN_PROFILE }),
+  );
   log("building the index...");
   const loop = monitorEventLoopDelay({ resolution: 10 });
   loop.enable();

@@ -1,39 +1,53 @@
 import { type AttributionConfig, attributionEnv, parseConfig } from "@openledger/config";
-import { type BuildOptions, buildService, type ServiceDefinition } from "@openledger/service-kit";
+import { type BuildOptions, buildService, defineService } from "@openledger/service-kit";
+import type { FastifyInstance } from "fastify";
+import fp from "fastify-plugin";
+import { attributionContext } from "./lib/context.ts";
 import { attributeRoutes } from "./routes/attribute.ts";
 import { indexRoutes } from "./routes/indexes.ts";
 import { inferenceRoutes } from "./routes/inferences.ts";
 import { indexWorker } from "./workers/index-worker.ts";
 import { scoreWorker } from "./workers/score-worker.ts";
-import { startSweeper } from "./workers/sweeper.ts";
+import { sweepOnce } from "./workers/sweeper.ts";
+
+/** The sweeper as a background task (safety net for a lost attribution.score hand-off). */
+const sweeper = fp<{ config: AttributionConfig }>(
+  async (app: FastifyInstance, { config }) => {
+    app.background.every("attribution sweep", config.ATTRIBUTION_SWEEP_INTERVAL_MS, async () => {
+      const ids = await sweepOnce(app);
+      if (ids.length > 0) app.log.info({ count: ids.length }, "sweeper enqueued attribution.score");
+    });
+  },
+  { name: "attribution-sweeper", dependencies: ["attribution-context"] },
+);
 
 /**
  * The attribution service as a plugin: HTTP routes and (when RUN_WORKERS) queue workers.
  * Proof of Attribution: suffix-array indexes, span attribution, influence scores and validator-signed results.
  */
-export const attributionService: ServiceDefinition<AttributionConfig> = {
+export const attributionService = defineService({
   name: "attribution",
   title: "OpenLedger Attribution",
   description:
     "Proof of Attribution: suffix-array indexes, span attribution, influence scores and validator-signed results.",
-  routes: async (app, opts) => {
+  plugins: [attributionContext, sweeper],
+  chain: { validators: "VALIDATOR_PRIVATE_KEYS" },
+  routes: async (app, opts: { config: AttributionConfig }) => {
     await app.register(indexRoutes, opts);
     await app.register(attributeRoutes, opts);
     await app.register(inferenceRoutes, opts);
   },
-  queues: ["attribution"],
-  registerWorkers: (workers, app, config) => {
-    workers.handle("attribution.index", indexWorker(app, config));
-    workers.handle("attribution.score", scoreWorker(app, config));
-    let stop = () => {};
-    app.addHook("onReady", async () => {
-      stop = startSweeper(app, config);
-    });
-    app.addHook("preClose", async () => stop());
+  background: {
+    queues: ["attribution"],
+    concurrency: (config: AttributionConfig) => ({ attribution: config.ATTRIBUTION_WORKER_CONCURRENCY }),
+    jobs: (app) => ({
+      "attribution.index": indexWorker(app),
+      "attribution.score": scoreWorker(app),
+    }),
   },
   // POST /v1/attribute takes texts up to 200k characters.
   bodyLimit: 2 * 1024 * 1024,
-};
+});
 
 /** Builds the app from a config (tests pass their own; the server parses the environment). */
 export function buildAttribution(config: AttributionConfig, options?: BuildOptions) {

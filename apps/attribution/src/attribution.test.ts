@@ -19,7 +19,7 @@ import { UnrecoverableError } from "bullmq";
 import type { Hex } from "viem";
 import { attributionConfig, buildAttribution } from "./app.ts";
 import { FsBlobStore } from "./lib/blob-store.ts";
-import { contextFor } from "./lib/context.ts";
+import { AttributionContext } from "./lib/context.ts";
 import { ArtifactMismatchError, buildVersionArtifacts, ensureLocalArtifact } from "./lib/indexing.ts";
 import { inferenceIdToBytes32 } from "./lib/validator.ts";
 import { indexWorker } from "./workers/index-worker.ts";
@@ -235,7 +235,7 @@ describe("attribution service end to end", () => {
     assert.equal(await db.attributionIndex.count(), 0);
     // The worker refuses an empty version for good (e.g. enqueued by another service), writing nothing.
     await assert.rejects(
-      indexWorker(app, config)({ datanetVersionId: ids.emptyVersion }, noopJob()),
+      indexWorker(app)({ datanetVersionId: ids.emptyVersion }, noopJob()),
       UnrecoverableError,
     );
     assert.equal(await db.attributionIndex.count(), 0);
@@ -269,7 +269,7 @@ describe("attribution service end to end", () => {
     assert.equal(span.tokenizer, "byte");
     assert.equal(span.stats.contributors, 3);
     assert.match(span.blobHash, /^[0-9a-f]{64}$/);
-    assert.ok(await contextFor(config).store.verify(span.blobHash), "stored blob hashes to its address");
+    assert.ok(await app.attribution.store.verify(span.blobHash), "stored blob hashes to its address");
     // Unlabelled rows: no influence model.
     assert.equal(view.artifacts.length, 1);
     const version = await db.datanetVersion.findUniqueOrThrow({ where: { id: ids.spanVersion } });
@@ -284,10 +284,13 @@ describe("attribution service end to end", () => {
     const before = await db.attributionIndex.findUniqueOrThrow({
       where: { datanetVersionId_kind: { datanetVersionId: ids.spanVersion, kind: "span" } },
     });
-    const again = await buildVersionArtifacts(db, contextFor(config), ids.spanVersion);
+    const again = await buildVersionArtifacts(db, app.attribution, ids.spanVersion);
     assert.equal(again.span, "exists");
     // A fresh build of the same rows (another validator's machine) gives the same blob.
-    const other = contextFor(configWith({ ATTRIBUTION_BLOB_DIR: path.join(blobDir, "other") }));
+    const other = new AttributionContext(
+      configWith({ ATTRIBUTION_BLOB_DIR: path.join(blobDir, "other") }),
+      app.chain,
+    );
     await db.attributionIndex.update({ where: { id: before.id }, data: { status: "failed" } });
     const rebuilt = await buildVersionArtifacts(db, other, ids.spanVersion);
     assert.equal(rebuilt.span, "built");
@@ -425,9 +428,9 @@ describe("attribution service end to end", () => {
       }),
     );
     try {
-      await scoreWorker(other, other.config as AttributionConfig)({ inferenceId: ids.inference }, noopJob());
+      await scoreWorker(other)({ inferenceId: ids.inference }, noopJob());
       // Running again is a no-op (unique inference + validator).
-      await scoreWorker(other, other.config as AttributionConfig)({ inferenceId: ids.inference }, noopJob());
+      await scoreWorker(other)({ inferenceId: ids.inference }, noopJob());
     } finally {
       await other.close();
     }
@@ -457,7 +460,7 @@ describe("attribution service end to end", () => {
     const other = await buildAttribution(cfg);
     try {
       await assert.rejects(
-        scoreWorker(other, cfg)({ inferenceId: ids.inference }, noopJob()),
+        scoreWorker(other)({ inferenceId: ids.inference }, noopJob()),
         (err: unknown) =>
           err instanceof UnrecoverableError && /minimum validator stake/.test((err as Error).message),
       );
@@ -472,7 +475,7 @@ describe("attribution service end to end", () => {
 
   test("unknown inferences fail unretried; GET attribution answers 400/404 with codes", async () => {
     await assert.rejects(
-      scoreWorker(app, config)({ inferenceId: "00000000-0000-4000-8000-000000000000" }, noopJob()),
+      scoreWorker(app)({ inferenceId: "00000000-0000-4000-8000-000000000000" }, noopJob()),
       UnrecoverableError,
     );
     const failed = await db.inference.create({
@@ -487,7 +490,7 @@ describe("attribution service end to end", () => {
       },
     });
     await assert.rejects(
-      scoreWorker(app, config)({ inferenceId: failed.id }, noopJob()),
+      scoreWorker(app)({ inferenceId: failed.id }, noopJob()),
       (err: unknown) => err instanceof UnrecoverableError && /did not complete/.test((err as Error).message),
     );
     assert.equal(await db.attributionResult.count({ where: { inferenceId: failed.id } }), 0);
@@ -506,15 +509,15 @@ describe("attribution service end to end", () => {
   });
 
   test("small models: influence model + ONNX from labelled rows, influence attribution signed", async () => {
-    const outcome = await buildVersionArtifacts(db, contextFor(config), ids.labelledVersion);
+    const outcome = await buildVersionArtifacts(db, app.attribution, ids.labelledVersion);
     assert.equal(outcome.influence, "built");
     const inf = await db.attributionIndex.findUniqueOrThrow({
       where: { datanetVersionId_kind: { datanetVersionId: ids.labelledVersion, kind: "influence" } },
     });
     assert.equal(inf.status, "ready");
-    assert.ok(inf.onnxBlobHash && (await contextFor(config).store.verify(inf.onnxBlobHash)));
+    assert.ok(inf.onnxBlobHash && (await app.attribution.store.verify(inf.onnxBlobHash)));
     assert.deepEqual((inf.stats as { classNames: string[] }).classNames, ["ham", "spam"]);
-    await scoreWorker(app, config)({ inferenceId: ids.smallInference }, noopJob());
+    await scoreWorker(app)({ inferenceId: ids.smallInference }, noopJob());
     const results = await db.attributionResult.findMany({
       where: { inferenceId: ids.smallInference },
       include: { weights: true },
@@ -588,7 +591,7 @@ describe("attribution service end to end", () => {
         outputTokens: 1,
       },
     });
-    await scoreWorker(app, config)({ inferenceId: answered.id }, noopJob());
+    await scoreWorker(app)({ inferenceId: answered.id }, noopJob());
     const [r] = await db.attributionResult.findMany({ where: { inferenceId: answered.id } });
     const evidence = JSON.parse(r!.canonicalJson);
     assert.equal(evidence.label, 0);
@@ -606,7 +609,7 @@ describe("attribution service end to end", () => {
         outputTokens: 9,
       },
     });
-    const enqueued = await sweepOnce(app, config);
+    const enqueued = await sweepOnce(app);
     // Everything else already has both validators' results (or failed / has no training data).
     assert.deepEqual(enqueued, [fresh.id]);
     const results = await waitFor("sweeper-driven results", async () => {
@@ -614,7 +617,7 @@ describe("attribution service end to end", () => {
       return r.length === 2 ? r : null;
     });
     assert.equal(results[0]!.canonicalJson.includes(fresh.id), true);
-    assert.deepEqual(await sweepOnce(app, config), []);
+    assert.deepEqual(await sweepOnce(app), []);
   });
 
   test("POST /v1/indexes re-drives a failed build and replaces a completed one whose index is gone", async () => {
@@ -671,13 +674,16 @@ describe("attribution service end to end", () => {
   });
 
   test("a recorded index hash that a local rebuild does not reproduce is refused", async () => {
-    await buildVersionArtifacts(db, contextFor(config), ids.unindexedVersion);
+    await buildVersionArtifacts(db, app.attribution, ids.unindexedVersion);
     const forged = "ab".repeat(32);
     await db.attributionIndex.updateMany({
       where: { datanetVersionId: ids.unindexedVersion, kind: "span" },
       data: { blobHash: forged },
     });
-    const fresh = contextFor(configWith({ ATTRIBUTION_BLOB_DIR: path.join(blobDir, "forged-check") }));
+    const fresh = new AttributionContext(
+      configWith({ ATTRIBUTION_BLOB_DIR: path.join(blobDir, "forged-check") }),
+      app.chain,
+    );
     await assert.rejects(
       ensureLocalArtifact(db, fresh, ids.unindexedVersion, "span", forged),
       ArtifactMismatchError,

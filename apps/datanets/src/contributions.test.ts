@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { localAccounts } from "@openledger/chain/testing";
 import { paragraph, Rng, render } from "@openledger/datanet-core";
-import { contextOf } from "./context.ts";
+
 import { eventually, type Harness, multipartFile, signIn, stakeOn, startHarness } from "./test-support.ts";
 
 const { users } = localAccounts();
@@ -32,8 +32,6 @@ before(async () => {
       type: "text",
       license: "CC0-1.0",
       minStakeWei: (100n * OPEN).toString(),
-      dailyRowLimitPerContributor: 40,
-      dailyRowLimit: 45,
     },
   });
   assert.equal(res.statusCode, 201, res.body);
@@ -125,7 +123,7 @@ test("rows are stored pending, validated by the worker: duplicates rejected with
   assert.equal(rows[2].duplicateOfRowId, rows[0].id);
 
   // A restart loses the in-memory index: it is rebuilt from the signatures stored in Postgres.
-  contextOf(h.app).indexes.clear();
+  h.app.datanets.indexes.clear();
   // A second submission re-using a datanet row (slightly edited) is a near duplicate of it.
   const edited = a.replace(/\.$/, "!").replace(/^(\w+)/, "$1 indeed");
   const second = await submitRows(carolAuth, [{ text: edited }, { text: para() }]);
@@ -177,30 +175,50 @@ test("bad files are refused whole, naming the line; nothing of them is stored", 
 });
 
 test("daily limits per contributor and per datanet answer 429 with a code", async () => {
-  // Carol has submitted 8 rows today; her limit is 40.
-  const over = await submitRows(
-    carolAuth,
-    Array.from({ length: 33 }, () => ({ text: para() })),
-  );
+  // A datanet of its own (so the counts do not depend on the other tests): 10 rows per contributor
+  // per day, 12 for everyone.
+  const created = await h.app.inject({
+    method: "POST",
+    url: "/v1/datanets",
+    headers: ownerAuth,
+    payload: {
+      slug: `limits-${Math.random().toString(16).slice(2, 10)}`,
+      name: "Limits",
+      type: "text",
+      license: "CC0-1.0",
+      dailyRowLimitPerContributor: 10,
+      dailyRowLimit: 12,
+    },
+  });
+  assert.equal(created.statusCode, 201, created.body);
+  const id = created.json().id;
+  const submit = (rows: unknown[]) =>
+    h.app.inject({
+      method: "POST",
+      url: `/v1/datanets/${id}/contributions`,
+      headers: carolAuth,
+      payload: { rows },
+    });
+  const rowsOf = (n: number) => Array.from({ length: n }, () => ({ text: para() }));
+  assert.equal((await submit(rowsOf(8))).statusCode, 202);
+  const over = await submit(rowsOf(3));
   assert.equal(over.statusCode, 429, over.body);
   assert.equal(over.json().error.code, "DAILY_LIMIT_EXCEEDED");
-  assert.equal(over.json().error.details.remaining, 32);
+  assert.deepEqual(over.json().error.details, { limit: 10, usedToday: 8, remaining: 2 });
   const before = await counts();
-  // The datanet-wide limit (45) is checked too: lower the per-contributor one above it.
+  // The datanet-wide limit (12) is checked too: lower the per-contributor one above it.
   const patched = await h.app.inject({
     method: "PATCH",
-    url: `/v1/datanets/${datanetId}`,
+    url: `/v1/datanets/${id}`,
     headers: ownerAuth,
     payload: { dailyRowLimitPerContributor: 1000 },
   });
   assert.equal(patched.statusCode, 200);
-  const overAll = await submitRows(
-    carolAuth,
-    Array.from({ length: 38 }, () => ({ text: para() })),
-  );
+  const overAll = await submit(rowsOf(5));
   assert.equal(overAll.statusCode, 429);
   assert.equal(overAll.json().error.code, "DATANET_DAILY_LIMIT_EXCEEDED");
   assert.deepEqual(await counts(), before);
+  assert.equal((await submit(rowsOf(4))).statusCode, 202, "exactly up to the limit is fine");
 });
 
 test("text Postgres cannot store (NUL, lone surrogates) is refused with 400 naming the field; nothing is stored", async () => {

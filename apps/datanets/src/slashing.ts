@@ -1,9 +1,9 @@
-import { StakeRole, stakingAbi, subjectOf } from "@openledger/chain";
-import { Prisma, type SlashingProposal, toWei } from "@openledger/db";
+import { IntentRejectedError } from "@openledger/chain";
+import { type SlashingProposal, toWei } from "@openledger/db";
 import { AppError } from "@openledger/errors";
-import { encodeFunctionData } from "viem";
+import type { Address, Hex } from "viem";
 import type { DatanetsContext } from "./context.ts";
-import { resumeIntent } from "./intents.ts";
+import { driveIntent, intentKey, newIntent } from "./intents.ts";
 
 /**
  * Slashing proposal lifecycle (each change is a row in slashing_events):
@@ -15,11 +15,16 @@ export function executable(p: SlashingProposal, now = new Date()): boolean {
   return (p.status === "proposed" && p.disputeDeadline.getTime() <= now.getTime()) || p.status === "upheld";
 }
 
-const slashKey = (id: string) => `staking.slash:${id}`;
-
+/**
+ * Executes a proposal: records the `staking.slash` intent once (a concurrent caller reuses it) and
+ * drives it (packages/chain `executeIntent`: one transaction at most, confirmed from its receipt or
+ * the Slashed event). A write the chain refuses answers 409 CHAIN_WRITE_REJECTED with the reason;
+ * the intent stays pending and the sweeper retries it (a refusal can be temporary: a missing role,
+ * a paused contract).
+ */
 export async function executeProposal(ctx: DatanetsContext, proposalId: string, actor: string) {
-  let intent = await ctx.db.chainIntent.findUnique({ where: { key: slashKey(proposalId) } });
-  if (!intent) {
+  const key = intentKey.slash(proposalId);
+  if (!(await ctx.db.chainIntent.findUnique({ where: { key } }))) {
     const p = await ctx.db.slashingProposal.findUniqueOrThrow({
       where: { id: proposalId },
       include: { datanet: true },
@@ -55,52 +60,30 @@ export async function executeProposal(ctx: DatanetsContext, proposalId: string, 
       return ctx.db.slashingProposal.findUniqueOrThrow({ where: { id: p.id } });
     }
     const chain = await ctx.chain.require();
-    intent = await createIntentOnce(ctx, slashKey(p.id), {
-      data: {
-        key: slashKey(p.id),
-        kind: "staking.slash",
-        payload: {
-          proposalId: p.id,
-          call: {
-            to: chain.addresses.contracts.Staking,
-            data: encodeFunctionData({
-              abi: stakingAbi,
-              functionName: "slash",
-              args: [
-                p.contributorAddress as `0x${string}`,
-                StakeRole.Contributor,
-                subjectOf(toWei(p.datanet.chainDatanetId)),
-                toWei(p.amountWei),
-                p.evidenceHash as `0x${string}`,
-              ],
-            }),
-          },
-        },
-      },
+    const intent = await newIntent(chain, {
+      kind: "staking.slash",
+      proposalId: p.id,
+      account: p.contributorAddress as Address,
+      chainDatanetId: p.datanet.chainDatanetId.toFixed(),
+      amountWei: toWei(p.amountWei).toString(),
+      evidenceHash: p.evidenceHash as Hex,
     });
+    // Unique key: of concurrent callers one creates it, the others drive the same row.
+    await ctx.db.chainIntent.createMany({ data: [intent], skipDuplicates: true });
   }
-  if (intent.status !== "confirmed") {
-    const chain = await ctx.chain.require();
-    const outcome = await resumeIntent(ctx, chain, intent);
-    if (outcome.status === "failed") {
-      throw new AppError("CHAIN_WRITE_FAILED", `Staking.slash failed: ${outcome.error}`, { status: 409 });
+  const current = await ctx.db.slashingProposal.findUniqueOrThrow({ where: { id: proposalId } });
+  if (current.status !== "executed") {
+    await ctx.chain.require();
+    try {
+      await driveIntent(ctx, key);
+    } catch (err) {
+      if (err instanceof IntentRejectedError) {
+        throw new AppError("CHAIN_WRITE_REJECTED", `Staking.slash was refused: ${err.reason}`, {
+          status: 409,
+        });
+      }
+      throw err;
     }
   }
   return ctx.db.slashingProposal.findUniqueOrThrow({ where: { id: proposalId } });
-}
-
-/** Creates an intent, or returns the one a concurrent caller created with the same key. */
-async function createIntentOnce(
-  ctx: DatanetsContext,
-  key: string,
-  args: Parameters<DatanetsContext["db"]["chainIntent"]["create"]>[0],
-) {
-  try {
-    return await ctx.db.chainIntent.create(args);
-  } catch (err) {
-    if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002") {
-      return ctx.db.chainIntent.findUniqueOrThrow({ where: { key } });
-    }
-    throw err;
-  }
 }

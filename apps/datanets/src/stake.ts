@@ -1,8 +1,12 @@
+import type { ChainConnection } from "@openledger/chain";
 import { StakeRole, stakingAbi, subjectOf } from "@openledger/chain";
-import type { ChainAccess } from "./chain.ts";
 
 /** Active contributor stake of `address` on a datanet (Staking, role Contributor, subject = chain id). */
-export async function activeContributorStake(chain: ChainAccess, address: string, chainDatanetId: bigint) {
+export async function activeContributorStake(
+  chain: ChainConnection,
+  address: string,
+  chainDatanetId: bigint,
+) {
   return chain.publicClient.readContract({
     address: chain.addresses.contracts.Staking,
     abi: stakingAbi,

@@ -1,11 +1,10 @@
 import { Readable } from "node:stream";
-import { datanetRegistryAbi } from "@openledger/chain";
 import { type Datanet, toWei } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
-import { encodeFunctionData, type Hex } from "viem";
+import type { Hex } from "viem";
 import type { DatanetsContext } from "./context.ts";
-import { resumeIntent } from "./intents.ts";
+import { driveIntent, intentKey, newIntent } from "./intents.ts";
 
 /**
  * A version is the ordered list of ALL rows accepted in the datanet since genesis (cumulative, by
@@ -32,8 +31,6 @@ export function versionTree(rows: VersionLeafRow[]) {
     { sortLeaves: false },
   );
 }
-
-const publishKey = (versionId: string) => `datanet.publish:${versionId}`;
 
 async function versionLeafRows(ctx: DatanetsContext, versionId: string): Promise<VersionLeafRow[]> {
   const out: VersionLeafRow[] = [];
@@ -112,7 +109,7 @@ export async function publishVersion(ctx: DatanetsContext, datanet: Datanet) {
  * unique). Separate from the freeze so that a crash in between is finished by a retry.
  */
 export async function finalizeVersion(ctx: DatanetsContext, versionId: string) {
-  if (await ctx.db.chainIntent.findUnique({ where: { key: publishKey(versionId) } })) return;
+  if (await ctx.db.chainIntent.findUnique({ where: { key: intentKey.publish(versionId) } })) return;
   const chain = await ctx.chain.get();
   const { datanet } = await ctx.db.datanetVersion.findUniqueOrThrow({
     where: { id: versionId },
@@ -122,28 +119,20 @@ export async function finalizeVersion(ctx: DatanetsContext, versionId: string) {
   const leaves = await versionLeafRows(ctx, versionId);
   const root = versionTree(leaves).root as Hex;
   const contributors = new Set(leaves.map((l) => l.contributor)).size;
+  const intent = await newIntent(chain, {
+    kind: "datanet.publish",
+    versionId,
+    chainDatanetId: datanet.chainDatanetId!.toFixed(),
+    root,
+    rowCount: leaves.length,
+    contributorCount: contributors,
+  });
   await ctx.db.$transaction(async (tx) => {
     await tx.datanetVersion.update({
       where: { id: versionId },
       data: { merkleRoot: root, rowCount: leaves.length, contributorCount: contributors },
     });
-    await tx.chainIntent.create({
-      data: {
-        key: publishKey(versionId),
-        kind: "datanet.publish",
-        payload: {
-          versionId,
-          call: {
-            to: chain.addresses.contracts.DatanetRegistry,
-            data: encodeFunctionData({
-              abi: datanetRegistryAbi,
-              functionName: "publishVersion",
-              args: [toWei(datanet.chainDatanetId!), root, BigInt(leaves.length), BigInt(contributors)],
-            }),
-          },
-        },
-      },
-    });
+    await tx.chainIntent.create({ data: intent });
   });
 }
 
@@ -156,12 +145,8 @@ export async function registerVersion(
 ) {
   try {
     await finalizeVersion(ctx, versionId);
-    const intent = await ctx.db.chainIntent.findUniqueOrThrow({ where: { key: publishKey(versionId) } });
-    if (intent.status !== "confirmed") {
-      const chain = await ctx.chain.get();
-      const outcome = await resumeIntent(ctx, chain, intent);
-      if (outcome.status !== "confirmed") return;
-    }
+    const version = await ctx.db.datanetVersion.findUniqueOrThrow({ where: { id: versionId } });
+    if (version.status === "pending") await driveIntent(ctx, intentKey.publish(versionId));
     await enqueueIndex(versionId);
   } catch (err) {
     log.warn(

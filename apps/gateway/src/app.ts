@@ -54,7 +54,6 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
   description:
     "OpenLoRA: OpenAI-compatible inference over one base model and many LoRA adapters, and small (influence) models of labelled datanet versions.",
   routes: gatewayPlugins,
-  queues: [],
   // Adapter uploads are multipart (their own limits); JSON bodies stay small.
   bodyLimit: 4 * 1024 * 1024,
 };

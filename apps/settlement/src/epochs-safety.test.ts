@@ -29,7 +29,6 @@ import { InferenceRecorder } from "../../gateway/src/plugins/inferences.ts";
 import { buildSettlement, settlementConfig } from "./app.ts";
 import { EPOCH_LOCK } from "./lib/epochs.ts";
 import { executeIntent } from "./lib/intents.ts";
-import { runtimeFor } from "./lib/runtime.ts";
 
 const TOKEN = "settlement-safety-admin-token";
 const OPEN = 10n ** 18n;
@@ -102,7 +101,7 @@ async function inferAndSettle(a: Account, inputTokens = 1000): Promise<string> {
     where: { id },
     data: { createdAt: new Date(Date.now() - 2 * config.SETTLEMENT_ATTRIBUTION_DEADLINE_MS) },
   });
-  const outcome = await runtimeFor(app.db, config, log).settle(id);
+  const outcome = await app.settlement.settle(id);
   assert.ok(outcome === "settled" || outcome === "already", outcome);
   return id;
 }
@@ -299,7 +298,7 @@ describe("a consumer short of escrow balance", () => {
   test("balance gone between planning and charging: the escrow skips that consumer, the batch still charges the others", async () => {
     const a = await inferAndSettle(alice);
     const c = await inferAndSettle(carol);
-    const rt = runtimeFor(app.db, config, log);
+    const rt = app.settlement;
     const planned = await asTheOnlyDriver(() => rt.epochs.charger.plan(true));
     assert.equal(planned.length, 1);
     assert.deepEqual(
@@ -348,7 +347,7 @@ describe("a consumer short of escrow balance", () => {
 describe("crash recovery of a charge", () => {
   test("killed after the charge was mined but before its outcome was recorded: the outcome is read from the chain, nothing charged twice", async () => {
     const id = await inferAndSettle(alice);
-    const rt = runtimeFor(app.db, config, log);
+    const rt = app.settlement;
     const chainCtx = await rt.chain();
     const charged0 = await read<bigint>(C().InferenceEscrow, inferenceEscrowAbi, "totalCharged");
     const balance0 = await escrowBalance(alice);
@@ -392,7 +391,7 @@ describe("crash recovery of a charge", () => {
 
   test("a confirmed charge intent whose recorded hash was never mined (confirmed from chain state before the hash was cleared): found by its event, epochs go on", async () => {
     const id = await inferAndSettle(alice);
-    const rt = runtimeFor(app.db, config, log);
+    const rt = app.settlement;
     const chainCtx = await rt.chain();
     const balance0 = await escrowBalance(alice);
     const planned = await asTheOnlyDriver(async () => {
@@ -454,7 +453,7 @@ describe("price at inference time", () => {
     assert.equal(await gateway.billing.owed(lower(alice.address)), fee);
     // The service's own recheck (every 100 ms) may settle it first now that its deadline has
     // passed; either way that happens after the price change above, which is what is tested.
-    const outcome = await runtimeFor(app.db, config, log).settle(id);
+    const outcome = await app.settlement.settle(id);
     assert.ok(outcome === "settled" || outcome === "already", `settle: ${outcome}`);
     const s = await app.db.settlement.findUniqueOrThrow({ where: { inferenceId: id } });
     assert.equal(s.feeWei.toFixed(), fee.toString());

@@ -23,7 +23,7 @@ import { privateKeyToAccount } from "viem/accounts";
 import { buildSettlement, settlementConfig } from "./app.ts";
 import { EPOCH_LOCK } from "./lib/epochs.ts";
 import { submitIntent } from "./lib/intents.ts";
-import { runtimeFor, SettlementRuntime } from "./lib/runtime.ts";
+import { SettlementRuntime } from "./lib/runtime.ts";
 import { inferenceIdToBytes32 } from "./lib/settle.ts";
 
 const TOKEN = "settlement-admin-token-for-tests";
@@ -221,7 +221,7 @@ describe("bad input", () => {
   });
   test("an unknown inference id is not settled and writes nothing", async () => {
     const before1 = await counts();
-    assert.equal(await runtimeFor(app.db, config, log).settle(crypto.randomUUID()), "missing");
+    assert.equal(await app.settlement.settle(crypto.randomUUID()), "missing");
     assert.deepEqual(await counts(), before1);
   });
 });
@@ -276,7 +276,7 @@ describe("settling inferences", () => {
       weights: [{ address: contributorA.address, ppm: 1_000_000 }],
       agree: [0, 1, 2],
     });
-    const rt = runtimeFor(app.db, config, log);
+    const rt = app.settlement;
     assert.equal(await rt.settle(id), "settled");
     const before1 = await counts();
     const entries1 = await entriesOf(id);
@@ -414,7 +414,7 @@ describe("settling inferences", () => {
         signature: first.signature,
       },
     });
-    assert.equal(await runtimeFor(app.db, config, log).settle(id), "pending");
+    assert.equal(await app.settlement.settle(id), "pending");
   });
 
   test("past the deadline without a quorum: contributors' and validators' shares go to the treasury", async () => {
@@ -423,7 +423,7 @@ describe("settling inferences", () => {
       outTokens: 0,
       createdAt: new Date(Date.now() - 2 * config.SETTLEMENT_ATTRIBUTION_DEADLINE_MS),
     });
-    assert.equal(await runtimeFor(app.db, config, log).settle(id), "settled");
+    assert.equal(await app.settlement.settle(id), "settled");
     const e = await entriesOf(id);
     const fee = PRICE_IN; // ceil(1000 * p / 1000) = p
     // treasury 10% + validators 10% + contributors 50% = 70%; the model owner keeps 30%
@@ -488,7 +488,7 @@ async function asTheOnlyDriver<T>(fn: () => Promise<T>): Promise<T> {
 
 /** The restarted worker (or the app's ticker, whichever runs first) finishes the epoch. */
 async function finishedEpoch(id: number) {
-  await new SettlementRuntime(app.db, config, log).epochs.tick();
+  await new SettlementRuntime(app.db, config, log, app.chain).epochs.tick();
   return poll(async () => {
     const e = await app.db.epoch.findUnique({ where: { id } });
     return e?.status === "confirmed" ? e : undefined;
@@ -562,7 +562,7 @@ describe("epochs on chain", () => {
   });
 
   test("a second epoch adds up cumulatively; claims pay only the difference", async () => {
-    await runtimeFor(app.db, config, log).settle(
+    await app.settlement.settle(
       await makeInference({
         inTokens: 3000,
         outTokens: 77,
@@ -577,7 +577,7 @@ describe("epochs on chain", () => {
   });
 
   test("the chain rejects the post once (distributor paused): retried later, posted once", async () => {
-    await runtimeFor(app.db, config, log).settle(
+    await app.settlement.settle(
       await makeInference({
         inTokens: 100,
         outTokens: 100,
@@ -605,7 +605,7 @@ describe("epochs on chain", () => {
   });
 
   test("a worker killed between send and confirm: the restarted one confirms from the receipt, no re-send", async () => {
-    await runtimeFor(app.db, config, log).settle(
+    await app.settlement.settle(
       await makeInference({
         inTokens: 42,
         outTokens: 4200,
@@ -614,7 +614,7 @@ describe("epochs on chain", () => {
       }),
     );
     // The "crashed" worker: charges, closes, attests, sends the post... and dies before confirming.
-    const crashed = new SettlementRuntime(app.db, config, log);
+    const crashed = new SettlementRuntime(app.db, config, log, app.chain);
     const chainCtx = await crashed.chain();
     const { epoch, sent } = await asTheOnlyDriver(async () => {
       await crashed.epochs.charger.run();
@@ -638,7 +638,7 @@ describe("epochs on chain", () => {
 
   test("epochs close by size (N settlements waiting) or by interval, not before", async () => {
     const settleOne = async (i: number) =>
-      runtimeFor(app.db, config, log).settle(
+      app.settlement.settle(
         await makeInference({
           inTokens: 10 + i,
           outTokens: 1,
@@ -646,7 +646,12 @@ describe("epochs on chain", () => {
           agree: [0, 1],
         }),
       );
-    const bySize = new SettlementRuntime(app.db, { ...config, SETTLEMENT_EPOCH_MAX_SETTLEMENTS: 2 }, log);
+    const bySize = new SettlementRuntime(
+      app.db,
+      { ...config, SETTLEMENT_EPOCH_MAX_SETTLEMENTS: 2 },
+      log,
+      app.chain,
+    );
     const epochsBefore = await app.db.epoch.count();
     await settleOne(1);
     assert.equal(await bySize.epochs.tick(), undefined, "one settlement waiting: below the size");
@@ -658,7 +663,12 @@ describe("epochs on chain", () => {
     assert.equal(closed?.settlement_count, 2);
     // By interval: the last epoch closed longer ago than the interval.
     await settleOne(3);
-    const byInterval = new SettlementRuntime(app.db, { ...config, SETTLEMENT_EPOCH_INTERVAL_MS: 1 }, log);
+    const byInterval = new SettlementRuntime(
+      app.db,
+      { ...config, SETTLEMENT_EPOCH_INTERVAL_MS: 1 },
+      log,
+      app.chain,
+    );
     await new Promise((r) => setTimeout(r, 5));
     const timed = await poll(() => byInterval.epochs.tick(), "interval-closed epoch");
     assert.equal(timed?.settlement_count, 1);
@@ -667,7 +677,7 @@ describe("epochs on chain", () => {
   });
 
   test("killed after recording the signed post but before broadcasting it: re-broadcast once", async () => {
-    await runtimeFor(app.db, config, log).settle(
+    await app.settlement.settle(
       await makeInference({
         inTokens: 7,
         outTokens: 7000,
@@ -675,7 +685,7 @@ describe("epochs on chain", () => {
         agree: [1, 2],
       }),
     );
-    const crashed = new SettlementRuntime(app.db, config, log);
+    const crashed = new SettlementRuntime(app.db, config, log, app.chain);
     const chainCtx = await crashed.chain();
     const pub = createChainPublicClient({ rpcUrl: chain.rpcUrl, chainId: chain.chainId });
     const { epoch, recorded, nonceBefore } = await asTheOnlyDriver(async () => {

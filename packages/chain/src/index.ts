@@ -1,4 +1,5 @@
 export * from "./clients.ts";
+export * from "./connector.ts";
 export * from "./contract-names.ts";
 export * from "./deploy.ts";
 export * from "./generated/abis.ts";

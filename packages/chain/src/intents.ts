@@ -27,6 +27,12 @@ export interface IntentDb {
 export interface IntentSigner {
   publicClient: ChainPublicClient;
   wallet: ChainWalletClient;
+  /**
+   * Runs nonce → sign → record → broadcast exclusively per signing key (the chain connector passes
+   * one queue per address). Without it, two intents signed at once take the same pending nonce and
+   * the second is refused as an underpriced replacement (then retried).
+   */
+  serialize?: <T>(fn: () => Promise<T>) => Promise<T>;
 }
 
 /** One logical on-chain write. `isDone` reads the chain: has the effect already happened? */
@@ -171,35 +177,41 @@ export async function submitIntent(
     functionName: spec.call.functionName,
     args: spec.call.args,
   } as Parameters<typeof encodeFunctionData>[0]);
-  const request = await wallet.prepareTransactionRequest({
-    account: wallet.account,
-    chain: wallet.chain,
-    to: spec.call.address,
-    data,
+  const serialize = signer.serialize ?? (<T>(fn: () => Promise<T>) => fn());
+  const sent = await serialize(async (): Promise<IntentRow | "sent"> => {
+    // The pending nonce is read inside the exclusive section, after the previous intent's broadcast.
+    const request = await wallet.prepareTransactionRequest({
+      account: wallet.account,
+      chain: wallet.chain,
+      to: spec.call.address,
+      data,
+    });
+    const raw = await wallet.signTransaction(request as Parameters<typeof wallet.signTransaction>[0]);
+    const hash = keccak256(raw);
+    const claimed = await db.$executeRawUnsafe(
+      `UPDATE chain_intents SET status = 'submitted', tx_hash = $2, payload = payload || jsonb_build_object('rawTx', $3::text),
+              error = NULL, updated_at = now()
+        WHERE id = $1::uuid AND status = 'pending' AND tx_hash IS NULL`,
+      row.id,
+      hash,
+      raw,
+    );
+    if (claimed === 0) return readIntent(db, spec.key); // another worker got there first
+    if (options.crashBeforeBroadcast) return readIntent(db, spec.key);
+    try {
+      await wallet.sendRawTransaction({ serializedTransaction: raw });
+    } catch (err) {
+      // A lost answer or "already known": the node may hold (and mine) it, so the row stays
+      // submitted and executeIntent confirms it from its receipt or re-broadcasts the same bytes.
+      if (mayBeHeld(err)) return readIntent(db, spec.key);
+      // The node refused it (so it cannot be mined): forget this signed tx and retry later.
+      const reason = reasonOf(err);
+      await backToPending(db, row.id, hash, reason);
+      throw new IntentRejectedError(spec.key, reason);
+    }
+    return "sent";
   });
-  const raw = await wallet.signTransaction(request as Parameters<typeof wallet.signTransaction>[0]);
-  const hash = keccak256(raw);
-  const claimed = await db.$executeRawUnsafe(
-    `UPDATE chain_intents SET status = 'submitted', tx_hash = $2, payload = payload || jsonb_build_object('rawTx', $3::text),
-            error = NULL, updated_at = now()
-      WHERE id = $1::uuid AND status = 'pending' AND tx_hash IS NULL`,
-    row.id,
-    hash,
-    raw,
-  );
-  if (claimed === 0) return readIntent(db, spec.key); // another worker got there first
-  if (options.crashBeforeBroadcast) return readIntent(db, spec.key);
-  try {
-    await wallet.sendRawTransaction({ serializedTransaction: raw });
-  } catch (err) {
-    // A lost answer or "already known": the node may hold (and mine) it, so the row stays
-    // submitted and executeIntent confirms it from its receipt or re-broadcasts the same bytes.
-    if (mayBeHeld(err)) return readIntent(db, spec.key);
-    // The node refused it (so it cannot be mined): forget this signed tx and retry later.
-    const reason = reasonOf(err);
-    await backToPending(db, row.id, hash, reason);
-    throw new IntentRejectedError(spec.key, reason);
-  }
+  if (sent !== "sent") return sent;
   row = await readIntent(db, spec.key);
   return row;
 }

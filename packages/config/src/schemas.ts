@@ -27,6 +27,11 @@ export const baseEnv = z.object({
   CHAIN_RPC_URL: z.string().url().default("http://127.0.0.1:8545"),
   /** Contract addresses written by the deployment; default `.data/chain/addresses.<chainId>.json`. */
   CHAIN_ADDRESSES_FILE: z.string().min(1).optional(),
+  /** `dev`: a key a service needs but was not given is the local deployment's well-known Hardhat
+   *  account for that role (operator #1, settler #2, validators #5-7), and only on a local chain
+   *  (31337/1337). `production`: every key must be configured; nothing falls back. `npm start`,
+   *  the demo and the tests set `dev` explicitly. */
+  CHAIN_PROFILE: z.enum(["dev", "production"]).default("production"),
 });
 
 export type BaseConfig = z.output<typeof baseEnv>;
@@ -95,6 +100,9 @@ export const attributionEnv = baseEnv.extend({
   ATTRIBUTION_MIN_SPAN_TOKENS: z.coerce.number().int().min(1).max(4096).default(16),
   /** Span attribution: spans occurring more often than this in the corpus are not evidence. */
   ATTRIBUTION_MAX_SPAN_COUNT: z.coerce.number().int().min(1).max(1_000_000).default(100),
+  /** Jobs of the attribution queue (scores, index builds) this process runs at once. A score waits
+   *  on Postgres and the chain most of its time; an index build runs in its own worker thread. */
+  ATTRIBUTION_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),
   /** Every this many ms the workers enqueue attribution.score for recent completed inferences still
    *  missing this process's validator results (safety net for a lost hand-off); 0 = off. */
   ATTRIBUTION_SWEEP_INTERVAL_MS: z.coerce.number().int().min(0).default(30_000),

@@ -128,6 +128,11 @@ export function policyOf(name: JobName, overrides?: PolicyOverrides) {
   };
 }
 
+/** The jobs of the queues `Q` (type level: `JobsOf<"attribution">` = "attribution.index" | "attribution.score"). */
+export type JobsOf<Q extends QueueName> = {
+  [N in JobName]: (typeof JOBS)[N]["queue"] extends Q ? N : never;
+}[JobName];
+
 export function jobsOfQueue(queue: QueueName): JobName[] {
   return (Object.keys(JOBS) as JobName[]).filter((name) => JOBS[name].queue === queue).sort();
 }

@@ -6,6 +6,8 @@ export { type EnqueuedJob, type EnqueueOptions, jobId, Producer, type ProducerOp
 export {
   type JobContext,
   type JobHandler,
+  type JobHandlers,
+  type JobOutcome,
   type WorkerLogger,
   WorkerSet,
   type WorkerSetOptions,

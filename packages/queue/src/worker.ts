@@ -3,6 +3,7 @@ import {
   JOBS,
   type JobName,
   type JobPayload,
+  type JobsOf,
   jobsOfQueue,
   type PolicyOverrides,
   policyOf,
@@ -23,6 +24,20 @@ export interface JobContext {
 
 export type JobHandler<N extends JobName> = (payload: JobPayload<N>, ctx: JobContext) => Promise<unknown>;
 
+/**
+ * One handler for every job of the queues `Q` (trigger.dev's redis-worker shape): a job added to
+ * the catalog without a handler in a service that consumes its queue is a compile error.
+ */
+export type JobHandlers<Q extends QueueName> = { [N in JobsOf<Q>]: JobHandler<N> };
+
+/** What a finished attempt reports (for metrics): its outcome and how long it ran. */
+export interface JobOutcome {
+  queue: QueueName;
+  job: JobName;
+  outcome: "completed" | "failed";
+  seconds: number;
+}
+
 export interface WorkerLogger {
   info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
@@ -35,8 +50,11 @@ export interface WorkerSetOptions {
   /** The queues this process consumes; every job of each must get exactly one handler. */
   queues: readonly QueueName[];
   logger: WorkerLogger;
+  /** Jobs of a queue taken at once by this process (default 1). */
   concurrency?: Partial<Record<QueueName, number>>;
   overrides?: PolicyOverrides;
+  /** Called after every attempt (metrics). */
+  onJob?: (o: JobOutcome) => void;
 }
 
 export class WorkerSetupError extends Error {
@@ -77,6 +95,14 @@ export class WorkerSet {
       );
     }
     this.#handlers.set(name, handler as JobHandler<JobName>);
+    return this;
+  }
+
+  /** Registers a handler for every job of the queues in `handlers` (see JobHandlers). */
+  handleAll<Q extends QueueName>(handlers: JobHandlers<Q>): this {
+    for (const [name, handler] of Object.entries(handlers) as [JobName, JobHandler<JobName>][]) {
+      this.handle(name, handler);
+    }
     return this;
   }
 
@@ -140,13 +166,23 @@ export class WorkerSet {
       signal,
       progress: (value) => job.updateProgress(value),
     };
+    const started = performance.now();
+    let outcome: JobOutcome["outcome"] = "failed";
     try {
-      return await Promise.race([
+      const result = await Promise.race([
         (handler as (p: unknown, c: JobContext) => Promise<unknown>)(parsed.data, ctx),
         timedOut,
       ]);
+      outcome = "completed";
+      return result;
     } finally {
       clearTimeout(timer);
+      this.#options.onJob?.({
+        queue: spec.queue,
+        job: name,
+        outcome,
+        seconds: (performance.now() - started) / 1000,
+      });
     }
   }
 

@@ -1,8 +1,16 @@
 export { bearerMatches } from "./auth.ts";
+export { Background, type BackgroundJobs, type BackgroundTimer } from "./background.ts";
+export { type ChainRoles, chainPlugin, ServiceChain } from "./chain.ts";
 export { type ErrorReply, registerErrorHandler, toErrorReply } from "./error-handler.ts";
 export { type DependencyCheck, registerHealthRoutes, standardChecks } from "./health.ts";
 export { infraPlugin } from "./infra.ts";
 export { registerMetrics } from "./metrics.ts";
 export { runService } from "./server.ts";
-export { type App, type BuildOptions, buildService, type ServiceDefinition } from "./service.ts";
+export {
+  type App,
+  type BuildOptions,
+  buildService,
+  defineService,
+  type ServiceDefinition,
+} from "./service.ts";
 export { findUnstorableText, safeText, storableJson, textPath, unstorableText } from "./text.ts";

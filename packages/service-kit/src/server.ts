@@ -1,4 +1,5 @@
 import type { BaseConfig } from "@openledger/config";
+import type { QueueName } from "@openledger/queue";
 import closeWithGrace from "close-with-grace";
 import { buildService, type ServiceDefinition } from "./service.ts";
 
@@ -6,8 +7,8 @@ import { buildService, type ServiceDefinition } from "./service.ts";
  * Entry point of a service process: build, listen, and on SIGINT/SIGTERM stop taking
  * requests, finish running jobs and close connections (forced after `graceMs`).
  */
-export async function runService<C extends BaseConfig>(
-  def: ServiceDefinition<C>,
+export async function runService<C extends BaseConfig, Q extends QueueName>(
+  def: ServiceDefinition<C, Q>,
   config: C,
   port: number,
   graceMs = 10_000,

@@ -18,7 +18,6 @@ const probeService: ServiceDefinition<Cfg> = {
   name: "gateway",
   title: "probe",
   description: "service-kit test",
-  queues: [],
   routes: async (app) => {
     app.post(
       "/echo",

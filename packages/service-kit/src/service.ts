@@ -2,14 +2,21 @@ import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import type { BaseConfig, ServiceName } from "@openledger/config";
 import { createLogger, type Logger } from "@openledger/logger";
-import { type QueueName, WorkerSet } from "@openledger/queue";
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from "fastify";
+import type { QueueName } from "@openledger/queue";
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyPluginAsync,
+  type FastifyPluginCallback,
+} from "fastify";
 import {
   jsonSchemaTransform,
   serializerCompiler,
   validatorCompiler,
   type ZodTypeProvider,
 } from "fastify-type-provider-zod";
+import { Background, type BackgroundJobs } from "./background.ts";
+import { type ChainRoles, chainPlugin } from "./chain.ts";
 import { registerErrorHandler } from "./error-handler.ts";
 import { registerHealthRoutes, standardChecks } from "./health.ts";
 import { infraPlugin } from "./infra.ts";
@@ -17,18 +24,31 @@ import { registerMetrics } from "./metrics.ts";
 
 export type App = FastifyInstance;
 
-export interface ServiceDefinition<C extends BaseConfig> {
+export interface ServiceDefinition<C extends BaseConfig, Q extends QueueName = QueueName> {
   name: ServiceName;
   title: string;
   description: string;
+  /**
+   * The service's shared state as decorators (`fastify-plugin`, `declare module "fastify"`),
+   * registered on the root app after the kit's own (db, redis, producer, chain, background,
+   * metrics) and before the routes, so routes and job handlers reach them as `app.<name>`.
+   */
+  plugins?: readonly (FastifyPluginAsync<{ config: C }> | FastifyPluginCallback<{ config: C }>)[];
   /** The service's routes, registered after the shared infrastructure. */
   routes: FastifyPluginAsync<{ config: C }>;
-  /** Queues whose jobs this service's workers consume (each job needs a handler). */
-  queues: readonly QueueName[];
-  /** Registers one handler per consumed job. */
-  registerWorkers?: (workers: WorkerSet, app: App, config: C) => void;
+  /** Config variables holding the keys of the roles this service plays on chain (see `app.chain`). */
+  chain?: ChainRoles<C>;
+  /** Queue workers (when RUN_WORKERS): consumed queues, one handler per job, concurrency per queue. */
+  background?: BackgroundJobs<C, Q>;
   /** Largest accepted request body. */
   bodyLimit?: number;
+}
+
+/** A service definition with its consumed queues inferred (so a missing job handler fails to compile). */
+export function defineService<C extends BaseConfig, Q extends QueueName = never>(
+  def: ServiceDefinition<C, Q>,
+): ServiceDefinition<C, Q> {
+  return def;
 }
 
 export interface BuildOptions {
@@ -40,8 +60,8 @@ export interface BuildOptions {
  * /healthz, /readyz, /metrics, Postgres/Redis/queue decorators, the service's routes and
  * (when RUN_WORKERS) its queue workers. Returns the app ready to `listen` or `inject`.
  */
-export async function buildService<C extends BaseConfig>(
-  def: ServiceDefinition<C>,
+export async function buildService<C extends BaseConfig, Q extends QueueName>(
+  def: ServiceDefinition<C, Q>,
   config: C,
   options: BuildOptions = {},
 ): Promise<App> {
@@ -71,24 +91,21 @@ export async function buildService<C extends BaseConfig>(
   await app.register(swaggerUi, { routePrefix: "/docs" });
   await app.register(infraPlugin, { config });
   registerMetrics(app, def.name);
+  await app.register(chainPlugin, { config, roles: (def.chain ?? {}) as unknown as ChainRoles<BaseConfig> });
+  const background = new Background(config, app.log.child({ component: "background" }), app.metrics, (q) =>
+    app.producer.queue(q),
+  );
+  app.decorate("background", background);
   registerHealthRoutes(app, standardChecks(app), config.READY_TIMEOUT_MS);
+  for (const plugin of def.plugins ?? []) await app.register(plugin, { config });
   await app.register(def.routes, { config });
-
-  if (config.RUN_WORKERS && def.queues.length > 0) {
-    const workers = new WorkerSet({
-      redisUrl: config.REDIS_URL,
-      prefix: config.QUEUE_PREFIX,
-      queues: def.queues,
-      logger: app.log.child({ component: "workers" }),
-    });
-    def.registerWorkers?.(workers, app, config);
-    app.addHook("onReady", async () => {
-      await workers.start();
-    });
-    app.addHook("preClose", async () => {
-      await workers.close();
-    });
-  }
+  if (def.background) background.consume(app, config, def.background);
+  app.addHook("onReady", async () => {
+    await background.start();
+  });
+  app.addHook("preClose", async () => {
+    await background.stop();
+  });
   await app.ready();
   return app;
 }

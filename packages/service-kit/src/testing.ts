@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
-import { after, test } from "node:test";
+import { after, before, test } from "node:test";
 import type { BaseConfig } from "@openledger/config";
 import { createTestDatabase } from "@openledger/db/testing";
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "@openledger/queue/testing";
@@ -17,6 +17,8 @@ export async function testEnvironment(label: string) {
       REDIS_URL: TEST_REDIS_URL,
       QUEUE_PREFIX: prefix,
       LOG_LEVEL: "silent",
+      // Tests run against local chains with the well-known dev accounts.
+      CHAIN_PROFILE: "dev",
     } as Record<string, string>,
     database,
     prefix,
@@ -91,14 +93,17 @@ export function describeServiceBasics<C extends BaseConfig>(
 ) {
   let env: Awaited<ReturnType<typeof testEnvironment>>;
   let app: App;
+  // Built in `before`, so each test passes alone and by name.
+  before(async () => {
+    env = await testEnvironment(label);
+    app = await build(makeConfig(env.env));
+  });
   after(async () => {
     await app?.close();
     await env?.cleanup();
   });
 
   test(`${label}: /healthz and /readyz answer 200 with Postgres and Redis up`, async () => {
-    env = await testEnvironment(label);
-    app = await build(makeConfig(env.env));
     const health = await app.inject({ method: "GET", url: "/healthz" });
     assert.equal(health.statusCode, 200);
     assert.deepEqual(health.json(), { status: "ok" });

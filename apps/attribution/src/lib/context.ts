@@ -5,27 +5,16 @@ import {
   type SpanIndex,
   type TrainedInfluenceModel,
 } from "@openledger/attribution-core";
-import {
-  type ChainPublicClient,
-  createChainPublicClient,
-  defaultAddressesPath,
-  loadAddresses,
-  type PlatformAddresses,
-  REPO_ROOT,
-  rpcChainId,
-} from "@openledger/chain";
-import { localAccounts } from "@openledger/chain/testing";
+import { type ChainConnection, type ChainConnector, REPO_ROOT } from "@openledger/chain";
 import type { AttributionConfig } from "@openledger/config";
-import type { Hex } from "viem";
-import { type PrivateKeyAccount, privateKeyToAccount } from "viem/accounts";
+import type { FastifyInstance } from "fastify";
+import fp from "fastify-plugin";
+import type { PrivateKeyAccount } from "viem/accounts";
 import { type BlobStore, FsBlobStore } from "./blob-store.ts";
 import { type AttributionTokenizer, loadAttributionTokenizer } from "./tokenizer.ts";
 
-export interface ChainContext {
-  chainId: number;
-  addresses: PlatformAddresses;
-  publicClient: ChainPublicClient;
-}
+/** The chain as this service sees it: the kit's connection (reads, and validator accounts). */
+export type ChainContext = ChainConnection;
 
 /** A validator identity: its signing account (the key never leaves this object, never logged). */
 export interface ValidatorIdentity {
@@ -54,18 +43,20 @@ class ArtifactCache<T> {
 }
 
 /**
- * What routes and workers of one app instance share: the blob store, the tokenizer, decoded
- * index/model caches, the chain (lazy: the HTTP API works without it) and validator identities.
+ * What routes and workers of one app instance share (`app.attribution`): the blob store, the
+ * tokenizer, decoded index/model caches, the chain (the kit's connector: lazy, so the HTTP API
+ * works without it) and validator identities.
  */
 export class AttributionContext {
   readonly store: BlobStore;
   readonly spanIndexes = new ArtifactCache<SpanIndex>(8);
   readonly influenceModels = new ArtifactCache<TrainedInfluenceModel>(8);
   #tokenizer: Promise<AttributionTokenizer> | undefined;
-  #chain: Promise<ChainContext> | undefined;
-  #validators: Promise<ValidatorIdentity[]> | undefined;
 
-  constructor(readonly config: AttributionConfig) {
+  constructor(
+    readonly config: AttributionConfig,
+    private readonly connector: ChainConnector,
+  ) {
     this.store = new FsBlobStore(path.resolve(REPO_ROOT, config.ATTRIBUTION_BLOB_DIR));
   }
 
@@ -83,60 +74,29 @@ export class AttributionContext {
   }
 
   chain(): Promise<ChainContext> {
-    this.#chain ??= (async () => {
-      const file =
-        this.config.CHAIN_ADDRESSES_FILE ?? defaultAddressesPath(await rpcChainId(this.config.CHAIN_RPC_URL));
-      const addresses = await loadAddresses(file);
-      const publicClient = createChainPublicClient({
-        rpcUrl: this.config.CHAIN_RPC_URL,
-        chainId: addresses.chainId,
-      });
-      return { chainId: addresses.chainId, addresses, publicClient };
-    })();
-    this.#chain.catch(() => {
-      this.#chain = undefined; // retry on the next call (the node may come up later)
-    });
-    return this.#chain;
+    return this.connector.get();
   }
 
   /**
-   * VALIDATOR_PRIVATE_KEYS, or on chain 31337 only, the local deployment's validators
-   * (Hardhat's public dev accounts #5-7). Anywhere else, no keys = no validator identities.
+   * The validators this process signs as: VALIDATOR_PRIVATE_KEYS, or in the dev profile the local
+   * deployment's validators (Hardhat's public dev accounts #5-7). In production without keys, none.
    */
-  validators(): Promise<ValidatorIdentity[]> {
-    this.#validators ??= (async () => {
-      let keys: Hex[];
-      if (this.config.VALIDATOR_PRIVATE_KEYS) keys = this.config.VALIDATOR_PRIVATE_KEYS.split(",") as Hex[];
-      else {
-        const { chainId } = await this.chain();
-        keys = chainId === 31337 ? localAccounts().validators.map((v) => v.privateKey) : [];
-      }
-      const seen = new Set<string>();
-      const out: ValidatorIdentity[] = [];
-      for (const key of keys) {
-        const account = privateKeyToAccount(key);
-        const address = account.address.toLowerCase();
-        if (seen.has(address)) continue;
-        seen.add(address);
-        out.push({ address, account });
-      }
-      return out;
-    })();
-    this.#validators.catch(() => {
-      this.#validators = undefined;
-    });
-    return this.#validators;
+  async validators(): Promise<ValidatorIdentity[]> {
+    const { validators } = await this.chain();
+    return validators.map((account) => ({ address: account.address.toLowerCase(), account }));
   }
 }
 
-const contexts = new WeakMap<AttributionConfig, AttributionContext>();
-
-/** One context per config object (routes and workers of one app receive the same object). */
-export function contextFor(config: AttributionConfig): AttributionContext {
-  let ctx = contexts.get(config);
-  if (!ctx) {
-    ctx = new AttributionContext(config);
-    contexts.set(config, ctx);
+declare module "fastify" {
+  interface FastifyInstance {
+    attribution: AttributionContext;
   }
-  return ctx;
 }
+
+/** Decorates the app with its attribution context (state on the instance, not a module-level map). */
+export const attributionContext = fp<{ config: AttributionConfig }>(
+  async (app: FastifyInstance, { config }) => {
+    app.decorate("attribution", new AttributionContext(config, app.chain));
+  },
+  { name: "attribution-context", dependencies: ["openledger-chain"] },
+);

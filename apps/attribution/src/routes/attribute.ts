@@ -4,19 +4,15 @@ import { AppError } from "@openledger/errors";
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { contextFor } from "../lib/context.ts";
 import { ArtifactMismatchError } from "../lib/indexing.ts";
 import { loadSpanShards, ScoringError, spanParams } from "../lib/scoring.ts";
 import { ContributorWeight, ErrorBody, Uuid } from "./schemas.ts";
 
 const EXCERPT_CHARS = 300;
 
-export const attributeRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = async (
-  root,
-  { config },
-) => {
+export const attributeRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = async (root) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
-  const ctx = contextFor(config);
+  const ctx = root.attribution;
 
   app.post(
     "/v1/attribute",

@@ -6,7 +6,7 @@ import { jobId } from "@openledger/queue";
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { type AttributionContext, contextFor } from "../lib/context.ts";
+import type { AttributionContext } from "../lib/context.ts";
 import {
   ArtifactMismatchError,
   buildInfluenceArtifact,
@@ -90,7 +90,7 @@ export const indexRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = as
       const span = await root.db.attributionIndex.findUnique({
         where: { datanetVersionId_kind: { datanetVersionId, kind: "span" } },
       });
-      if (span?.status === "ready" && span.blobHash && (await contextFor(config).store.has(span.blobHash))) {
+      if (span?.status === "ready" && span.blobHash && (await root.attribution.store.has(span.blobHash))) {
         return reply.code(200).send({ jobId: id, datanetVersionId, status: "ready" as const });
       }
       // The job id is derived from the version, so BullMQ ignores a new add while it keeps an
@@ -218,7 +218,7 @@ export const indexRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = as
     async (req) => {
       const { versionId } = req.params;
       const row = await readyInfluence(root.db, versionId);
-      const ctx = contextFor(config);
+      const ctx = root.attribution;
       await ensureLocalArtifact(root.db, ctx, versionId, "influence", row.blobHash);
       const model = await ctx.influenceModel(row.blobHash);
       return {
@@ -248,7 +248,7 @@ export const indexRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = as
     async (req, reply) => {
       const { versionId } = req.params;
       const row = await readyInfluence(root.db, versionId);
-      const ctx = contextFor(config);
+      const ctx = root.attribution;
       await ensureLocalOnnx(root.db, ctx, versionId, row.onnxBlobHash);
       const bytes = await ctx.store.get(row.onnxBlobHash);
       return reply.type("application/octet-stream").header("x-content-sha256", row.onnxBlobHash).send(bytes);

@@ -4,16 +4,13 @@ import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import type { Hex } from "viem";
 import { z } from "zod";
-import { type ChainContext, contextFor } from "../lib/context.ts";
+import type { ChainContext } from "../lib/context.ts";
 import { recoverSigner, resultHashOf } from "../lib/validator.ts";
 import { ContributorWeight, ErrorBody, Uuid } from "./schemas.ts";
 
-export const inferenceRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = async (
-  root,
-  { config },
-) => {
+export const inferenceRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = async (root) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
-  const ctx = contextFor(config);
+  const ctx = root.attribution;
 
   app.get(
     "/v1/inferences/:id/attribution",

@@ -1,19 +1,13 @@
-import type { AttributionConfig } from "@openledger/config";
 import type { JobHandler } from "@openledger/queue";
 import { UnrecoverableError } from "bullmq";
 import type { FastifyInstance } from "fastify";
-import { contextFor } from "../lib/context.ts";
 import { buildVersionArtifacts, EmptyVersionError, VersionNotFoundError } from "../lib/indexing.ts";
 
 /** `attribution.index`: build (or confirm) the span index / influence model of a version. */
-export function indexWorker(
-  app: FastifyInstance,
-  config: AttributionConfig,
-): JobHandler<"attribution.index"> {
-  const ctx = contextFor(config);
+export function indexWorker(app: FastifyInstance): JobHandler<"attribution.index"> {
   return async ({ datanetVersionId }, job) => {
     try {
-      const outcome = await buildVersionArtifacts(app.db, ctx, datanetVersionId, {
+      const outcome = await buildVersionArtifacts(app.db, app.attribution, datanetVersionId, {
         jobId: job.id,
         signal: job.signal,
         progress: (p) => {

@@ -1,8 +1,6 @@
-import type { AttributionConfig } from "@openledger/config";
 import type { JobHandler } from "@openledger/queue";
 import { UnrecoverableError } from "bullmq";
 import type { FastifyInstance } from "fastify";
-import { contextFor } from "../lib/context.ts";
 import { ArtifactMismatchError } from "../lib/indexing.ts";
 import { computeAttribution, ScoringError } from "../lib/scoring.ts";
 import { meetsValidatorStake, signAndStore, UnderstakedError } from "../lib/validator.ts";
@@ -17,12 +15,9 @@ import { meetsValidatorStake, signAndStore, UnderstakedError } from "../lib/vali
  * below the minimum stake) fail the job once, without retries; an index still being built is
  * retried with the catalog's backoff.
  */
-export function scoreWorker(
-  app: FastifyInstance,
-  config: AttributionConfig,
-): JobHandler<"attribution.score"> {
-  const ctx = contextFor(config);
+export function scoreWorker(app: FastifyInstance): JobHandler<"attribution.score"> {
   return async ({ inferenceId, validatorAddress }) => {
+    const ctx = app.attribution;
     const [chain, held] = await Promise.all([ctx.chain(), ctx.validators()]);
     const identities = validatorAddress ? held.filter((v) => v.address === validatorAddress) : held;
     if (identities.length === 0) {

@@ -1,6 +1,4 @@
-import type { AttributionConfig } from "@openledger/config";
 import type { FastifyInstance } from "fastify";
-import { contextFor } from "../lib/context.ts";
 
 /** How far back the sweeper looks for inferences still missing this process's results. */
 const LOOKBACK_HOURS = 24;
@@ -13,8 +11,8 @@ const BATCH = 500;
  * already queued, done or failed for good (kept by BullMQ) is not duplicated. Returns the
  * inference ids it enqueued.
  */
-export async function sweepOnce(app: FastifyInstance, config: AttributionConfig): Promise<string[]> {
-  const validators = (await contextFor(config).validators()).map((v) => v.address);
+export async function sweepOnce(app: FastifyInstance): Promise<string[]> {
+  const validators = (await app.attribution.validators()).map((v) => v.address);
   if (validators.length === 0) return [];
   const rows = await app.db.$queryRawUnsafe<{ id: string }[]>(
     `SELECT i.id::text AS id
@@ -32,25 +30,4 @@ export async function sweepOnce(app: FastifyInstance, config: AttributionConfig)
   );
   for (const { id } of rows) await app.producer.enqueue("attribution.score", { inferenceId: id });
   return rows.map((r) => r.id);
-}
-
-/** Runs `sweepOnce` every ATTRIBUTION_SWEEP_INTERVAL_MS (0 = never) while the workers run. */
-export function startSweeper(app: FastifyInstance, config: AttributionConfig): () => void {
-  const every = config.ATTRIBUTION_SWEEP_INTERVAL_MS;
-  if (every === 0) return () => {};
-  let running = false;
-  const timer = setInterval(() => {
-    if (running) return;
-    running = true;
-    sweepOnce(app, config)
-      .then((ids) => {
-        if (ids.length > 0) app.log.info({ count: ids.length }, "sweeper enqueued attribution.score");
-      })
-      .catch((err) => app.log.warn({ err: (err as Error).message }, "attribution sweep failed"))
-      .finally(() => {
-        running = false;
-      });
-  }, every);
-  timer.unref();
-  return () => clearInterval(timer);
 }

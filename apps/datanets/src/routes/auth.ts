@@ -3,12 +3,11 @@ import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { issueNonce, requireAuth, revokeSession, verifySignIn } from "../auth.ts";
-import { contextOf } from "../context.ts";
 import { ErrorBody } from "../schemas.ts";
 
 export const authRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (root, { config }) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
-  const ctx = contextOf(root, config);
+  const ctx = root.datanets;
 
   app.post(
     "/v1/auth/nonce",

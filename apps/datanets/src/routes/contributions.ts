@@ -18,7 +18,7 @@ import type { FastifyBaseLogger, FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { requireAuth } from "../auth.ts";
-import { contextOf, type DatanetsContext } from "../context.ts";
+import type { DatanetsContext } from "../context.ts";
 import {
   ContributionView,
   ErrorBody,
@@ -223,7 +223,7 @@ export const contributionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> 
   { config },
 ) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
-  const ctx = contextOf(root, config);
+  const ctx = root.datanets;
   const limits: Partial<ParseLimits> = { maxFileBytes: config.DATANETS_MAX_FILE_BYTES };
   // +1 byte: the parser must see the excess to answer FILE_TOO_LARGE (multipart would truncate silently).
   await root.register(multipart, {

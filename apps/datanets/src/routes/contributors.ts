@@ -5,7 +5,7 @@ import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { requireAuth } from "../auth.ts";
-import { contextOf, type DatanetsContext } from "../context.ts";
+import type { DatanetsContext } from "../context.ts";
 import {
   Address,
   ContributionView,
@@ -92,7 +92,7 @@ async function summary(ctx: DatanetsContext, address: string) {
 
 export const contributorRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (root, { config }) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
-  const ctx = contextOf(root, config);
+  const ctx = root.datanets;
 
   app.get(
     "/v1/me",
@@ -139,7 +139,7 @@ export const contributorRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> =
       if (cursor) {
         const [at, id] = Buffer.from(cursor, "base64url").toString().split("|");
         if (!id || Number.isNaN(new Date(at ?? "").getTime()))
-          throw new AppError("BAD_CURSOR", "invalid cursor", { status: 409 });
+          throw new AppError("BAD_CURSOR", "invalid cursor", { status: 400 });
         before = { createdAt: new Date(at!), id };
       }
       const rows = await ctx.db.contribution.findMany({

@@ -1,16 +1,15 @@
 import { randomUUID } from "node:crypto";
-import { datanetRegistryAbi } from "@openledger/chain";
 import type { DatanetsConfig } from "@openledger/config";
 import { type Datanet, Prisma } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import { safeText } from "@openledger/service-kit";
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
-import { encodeFunctionData } from "viem";
+import type { Address } from "viem";
 import { z } from "zod";
 import { requireAuth } from "../auth.ts";
-import { contextOf, type DatanetsContext } from "../context.ts";
-import { intentView, resumeIntent } from "../intents.ts";
+import type { DatanetsContext } from "../context.ts";
+import { driveIntent, intentKey, intentView, newIntent } from "../intents.ts";
 import { DatanetView, ErrorBody, IdParams, Page, PageQuery, Wei } from "../schemas.ts";
 
 const Slug = z
@@ -74,10 +73,8 @@ const UpdateBody = z
   })
   .refine((b) => Object.keys(b).length > 0, "send at least one field");
 
-const registerKey = (id: string) => `datanet.register:${id}`;
-
 export async function datanetView(ctx: DatanetsContext, d: Datanet) {
-  const intent = await ctx.db.chainIntent.findUnique({ where: { key: registerKey(d.id) } });
+  const intent = await ctx.db.chainIntent.findUnique({ where: { key: intentKey.register(d.id) } });
   return {
     id: d.id,
     slug: d.slug,
@@ -103,17 +100,16 @@ export async function loadDatanet(ctx: DatanetsContext, id: string): Promise<Dat
   return d;
 }
 
-/** Registers (or resumes registering) a datanet on-chain; failures are left for a retry. */
+/** Registers (or resumes registering) a datanet on-chain; failures are left for a retry (the sweeper). */
 export async function registerOnChain(
   ctx: DatanetsContext,
   datanetId: string,
   log: { warn(o: object, m: string): void },
 ) {
-  const intent = await ctx.db.chainIntent.findUnique({ where: { key: registerKey(datanetId) } });
-  if (!intent || intent.status === "confirmed" || intent.status === "failed") return;
+  const d = await ctx.db.datanet.findUnique({ where: { id: datanetId }, select: { chainDatanetId: true } });
+  if (!d || d.chainDatanetId !== null) return;
   try {
-    const chain = await ctx.chain.get();
-    await resumeIntent(ctx, chain, intent);
+    await driveIntent(ctx, intentKey.register(datanetId));
   } catch (err) {
     log.warn(
       { err: (err as Error).message, datanetId },
@@ -129,13 +125,13 @@ function decodeCursor(c: string): { createdAt: Date; id: string } {
   const [at, id] = Buffer.from(c, "base64url").toString().split("|");
   const createdAt = new Date(at ?? "");
   if (!id || Number.isNaN(createdAt.getTime()))
-    throw new AppError("BAD_CURSOR", "invalid cursor", { status: 409 });
+    throw new AppError("BAD_CURSOR", "invalid cursor", { status: 400 });
   return { createdAt, id };
 }
 
 export const datanetRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (root, { config }) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
-  const ctx = contextOf(root, config);
+  const ctx = root.datanets;
 
   app.post(
     "/v1/datanets",
@@ -157,6 +153,12 @@ export const datanetRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
       const body = request.body;
       const id = randomUUID();
       const metadataUri = `openledger:datanet:${id}`;
+      const intent = await newIntent(chain, {
+        kind: "datanet.register",
+        datanetId: id,
+        owner: owner as Address,
+        metadataUri,
+      });
       try {
         await ctx.db.$transaction(async (tx) => {
           await tx.contributor.upsert({ where: { address: owner }, create: { address: owner }, update: {} });
@@ -176,23 +178,7 @@ export const datanetRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
               dailyRowLimit: body.dailyRowLimit,
             },
           });
-          await tx.chainIntent.create({
-            data: {
-              key: registerKey(id),
-              kind: "datanet.register",
-              payload: {
-                datanetId: id,
-                call: {
-                  to: chain.addresses.contracts.DatanetRegistry,
-                  data: encodeFunctionData({
-                    abi: datanetRegistryAbi,
-                    functionName: "createDatanetFor",
-                    args: [owner as `0x${string}`, metadataUri],
-                  }),
-                },
-              },
-            },
-          });
+          await tx.chainIntent.create({ data: intent });
         });
       } catch (err) {
         if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002") {

@@ -6,7 +6,6 @@ import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { requireAuth } from "../auth.ts";
-import { contextOf } from "../context.ts";
 import { ErrorBody, IdParams, SlashingProposalView, SlashingStatusView } from "../schemas.ts";
 import { executeProposal } from "../slashing.ts";
 import { loadDatanet } from "./datanets.ts";
@@ -48,7 +47,7 @@ const ProposalDetail = SlashingProposalView.extend({
 
 export const slashingRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (root, { config }) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
-  const ctx = contextOf(root, config);
+  const ctx = root.datanets;
 
   async function detail(id: string) {
     const p = await ctx.db.slashingProposal.findUnique({

@@ -5,7 +5,7 @@ import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { requireAuth } from "../auth.ts";
-import { contextOf, type DatanetsContext } from "../context.ts";
+import type { DatanetsContext } from "../context.ts";
 import { intentView } from "../intents.ts";
 import { ChainIntentView, ErrorBody, IdParams, VersionView } from "../schemas.ts";
 import { exportVersion, publishVersion, registerVersion } from "../versions.ts";
@@ -34,7 +34,7 @@ async function versionView(ctx: DatanetsContext, v: DatanetVersion) {
 
 export const versionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (root, { config }) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
-  const ctx = contextOf(root, config);
+  const ctx = root.datanets;
   const enqueueIndex = (datanetVersionId: string) =>
     root.producer.enqueue("attribution.index", { datanetVersionId });
 

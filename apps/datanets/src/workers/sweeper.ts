@@ -1,6 +1,5 @@
-import type { Producer } from "@openledger/queue";
 import type { DatanetsContext } from "../context.ts";
-import { resumeIntent } from "../intents.ts";
+import { registerOnChain } from "../routes/datanets.ts";
 import { executeProposal } from "../slashing.ts";
 import { registerVersion } from "../versions.ts";
 
@@ -13,42 +12,38 @@ export interface SweepLog {
 const STALE_MS = 5_000;
 
 /**
- * Finishes whatever a crash or an outage left half-way, all idempotent:
+ * Finishes whatever a crash or an outage left half-way, all idempotent, chosen by the state of the
+ * data (not of the intents, so a write confirmed but not yet applied is finished too):
  * - contributions still `pending` (the enqueue after commit failed): enqueue `datanet.validate`
  *   (the job id is derived from the contribution id, so a live job is not duplicated);
- * - chain intents `pending`/`submitted`: resume (re-broadcast the same signed tx / confirm);
+ * - datanets without their on-chain id: drive the registration intent;
  * - versions frozen but not registered, and registered ones: register, then queue `attribution.index`;
  * - slashing proposals whose dispute window closed undisputed, or upheld: execute `Staking.slash`.
+ * Runs as the kit's background task `datanets sweep` (never two at once).
  */
-export async function sweepOnce(ctx: DatanetsContext, producer: Producer, log: SweepLog) {
+export async function sweepOnce(ctx: DatanetsContext, log: SweepLog) {
   const stale = new Date(Date.now() - STALE_MS);
-  const done = { enqueued: 0, intents: 0, versions: 0, executed: 0 };
+  const done = { enqueued: 0, registered: 0, versions: 0, executed: 0 };
   const pending = await ctx.db.contribution.findMany({
     where: { status: "pending", createdAt: { lt: stale } },
     select: { id: true },
     take: 1000,
   });
   for (const c of pending) {
-    await producer.enqueue("datanet.validate", { contributionId: c.id });
+    await ctx.producer.enqueue("datanet.validate", { contributionId: c.id });
     done.enqueued++;
   }
   const chain = await ctx.chain.get().catch(() => null);
   if (!chain) return done;
-  const intents = await ctx.db.chainIntent.findMany({
-    where: {
-      status: { in: ["pending", "submitted"] },
-      kind: { in: ["datanet.register", "staking.slash"] },
-      updatedAt: { lt: stale },
-    },
+  const unregistered = await ctx.db.datanet.findMany({
+    where: { chainDatanetId: null, createdAt: { lt: stale } },
+    select: { id: true },
+    orderBy: { createdAt: "asc" },
     take: 100,
   });
-  for (const intent of intents) {
-    try {
-      await resumeIntent(ctx, chain, intent);
-      done.intents++;
-    } catch (err) {
-      log.warn({ err: (err as Error).message, intent: intent.key }, "intent still not confirmed");
-    }
+  for (const d of unregistered) {
+    await registerOnChain(ctx, d.id, log);
+    done.registered++;
   }
   const versions = await ctx.db.datanetVersion.findMany({
     where: { status: { in: ["pending", "registered"] }, createdAt: { lt: stale } },
@@ -59,7 +54,7 @@ export async function sweepOnce(ctx: DatanetsContext, producer: Producer, log: S
     await registerVersion(
       ctx,
       v.id,
-      (id) => producer.enqueue("attribution.index", { datanetVersionId: id }),
+      (id) => ctx.producer.enqueue("attribution.index", { datanetVersionId: id }),
       log,
     );
     done.versions++;
@@ -71,9 +66,10 @@ export async function sweepOnce(ctx: DatanetsContext, producer: Producer, log: S
     select: { id: true },
     take: 100,
   });
+  const operator = chain.signer("operator").account.address.toLowerCase();
   for (const p of due) {
     try {
-      await executeProposal(ctx, p.id, chain.operator.toLowerCase());
+      await executeProposal(ctx, p.id, operator);
       done.executed++;
     } catch (err) {
       log.warn({ err: (err as Error).message, proposalId: p.id }, "slashing execution failed; will retry");

@@ -224,3 +224,28 @@ export async function validateContribution(
   evictIndexes(ctx, c.datanetId);
   return { ...result.stats, slashingProposalId: result.proposalId };
 }
+
+/**
+ * The `datanet.validate` handler: validates, and on the last failed attempt says so on the
+ * contribution (the job stays in the failed set, re-drivable; a re-driven job validates it from
+ * scratch).
+ */
+export async function validateJob(
+  ctx: DatanetsContext,
+  payload: JobPayload<"datanet.validate">,
+  job: JobContext,
+) {
+  try {
+    return await validateContribution(ctx, payload, job);
+  } catch (err) {
+    if (job.attempt >= job.maxAttempts) {
+      await ctx.db.contribution
+        .updateMany({
+          where: { id: payload.contributionId, status: { not: "validated" } },
+          data: { status: "failed" },
+        })
+        .catch(() => {});
+    }
+    throw err;
+  }
+}

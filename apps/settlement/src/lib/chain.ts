@@ -1,20 +1,19 @@
 import {
+  ChainConfigError,
+  type ChainConnection,
   type ChainPublicClient,
   type ChainWalletClient,
-  createChainPublicClient,
-  createChainWalletClient,
-  defaultAddressesPath,
-  loadAddresses,
   type PlatformAddresses,
   rewardDistributorAbi,
-  rpcChainId,
 } from "@openledger/chain";
-import { localAccounts } from "@openledger/chain/testing";
 import type { SettlementConfig } from "@openledger/config";
-import type { Address, Hex } from "viem";
-import { type PrivateKeyAccount, privateKeyToAccount } from "viem/accounts";
+import type { Address } from "viem";
+import type { PrivateKeyAccount } from "viem/accounts";
 
-/** Everything settlement needs on chain. Keys live only in these account objects (never logged). */
+/**
+ * What settlement needs on chain, as seen through the kit's one connector (`app.chain`): nothing
+ * here connects or reads a key; the connection's settler signer and validator accounts are used.
+ */
 export interface SettlementChain {
   chainId: number;
   addresses: PlatformAddresses;
@@ -22,52 +21,36 @@ export interface SettlementChain {
   /** SETTLER_ROLE on InferenceEscrow; also relays postEpoch (anyone may). */
   settler: ChainWalletClient;
   /** Validators that sign epoch roots (EIP-712). */
-  attesters: PrivateKeyAccount[];
+  attesters: readonly PrivateKeyAccount[];
   /** Lower-case treasury address credited in the ledger. */
   treasury: string;
   distributor: Address;
-}
-
-const LOCAL_CHAIN_ID = 31337;
-
-export class ChainConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "ChainConfigError";
-  }
+  /** The connection itself: intents go through its `execute`/`submit` as the settler. */
+  connection: ChainConnection;
 }
 
 /**
- * Resolves keys and addresses. On the local dev chain (31337) missing keys default to the
- * well-known Hardhat accounts of the local deployment (#2 settler, #3 treasury, #5-7
- * validators); on any other chain they must be configured.
+ * Settlement's view of a connection. The treasury is SETTLEMENT_TREASURY_ADDRESS or, in the dev
+ * profile, the deployment's treasury (from the addresses file).
  */
-export async function connectSettlementChain(config: SettlementConfig): Promise<SettlementChain> {
-  const chainId = await rpcChainId(config.CHAIN_RPC_URL);
-  const addresses = await loadAddresses(config.CHAIN_ADDRESSES_FILE ?? defaultAddressesPath(chainId));
-  if (addresses.chainId !== chainId) {
-    throw new ChainConfigError(`addresses file is for chain ${addresses.chainId}, the RPC serves ${chainId}`);
+export function settlementChainOf(connection: ChainConnection, config: SettlementConfig): SettlementChain {
+  const treasury =
+    config.SETTLEMENT_TREASURY_ADDRESS ??
+    (connection.profile === "dev" ? connection.addresses.roles.treasury : undefined);
+  if (!treasury) {
+    throw new ChainConfigError(
+      `SETTLEMENT_TREASURY_ADDRESS is required (CHAIN_PROFILE=${connection.profile})`,
+    );
   }
-  const local = chainId === LOCAL_CHAIN_ID ? localAccounts() : undefined;
-  const settlerKey = (config.SETTLEMENT_SETTLER_PRIVATE_KEY ?? local?.settlement.privateKey) as
-    | Hex
-    | undefined;
-  if (!settlerKey)
-    throw new ChainConfigError("SETTLEMENT_SETTLER_PRIVATE_KEY is required off the local chain");
-  const attesterKeys = (config.SETTLEMENT_ATTESTER_PRIVATE_KEYS?.split(",") ??
-    local?.validators.map((v) => v.privateKey) ??
-    []) as Hex[];
-  const treasury = config.SETTLEMENT_TREASURY_ADDRESS ?? local?.treasury.address;
-  if (!treasury) throw new ChainConfigError("SETTLEMENT_TREASURY_ADDRESS is required off the local chain");
-  const opts = { rpcUrl: config.CHAIN_RPC_URL, chainId };
   return {
-    chainId,
-    addresses,
-    publicClient: createChainPublicClient(opts),
-    settler: createChainWalletClient({ ...opts, privateKey: settlerKey }),
-    attesters: attesterKeys.map((k) => privateKeyToAccount(k)),
+    chainId: connection.chainId,
+    addresses: connection.addresses,
+    publicClient: connection.publicClient,
+    settler: connection.signer("settler"),
+    attesters: connection.validators,
     treasury: treasury.toLowerCase(),
-    distributor: addresses.contracts.RewardDistributor,
+    distributor: connection.addresses.contracts.RewardDistributor,
+    connection,
   };
 }
 

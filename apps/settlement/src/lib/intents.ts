@@ -1,17 +1,9 @@
-import {
-  executeIntent as executeChainIntent,
-  type IntentDb,
-  type IntentRow,
-  type IntentSpec,
-  submitIntent as submitChainIntent,
-} from "@openledger/chain";
+import type { IntentDb, IntentRow, IntentSpec } from "@openledger/chain";
 import type { SettlementChain } from "./chain.ts";
 
 // The intent protocol (record, sign, store hash + raw bytes, broadcast, confirm from the receipt)
-// lives in @openledger/chain, shared with the gateway; settlement sends with its settler key.
+// is packages/chain's one executor, reached through the kit's connector as the settler.
 export { IntentRejectedError, type IntentSpec } from "@openledger/chain";
-
-const signerOf = (chain: SettlementChain) => ({ publicClient: chain.publicClient, wallet: chain.settler });
 
 /** Records the intent and submits it with the settler key (see @openledger/chain `submitIntent`). */
 export function submitIntent(
@@ -20,7 +12,7 @@ export function submitIntent(
   spec: IntentSpec,
   options: { crashBeforeBroadcast?: boolean } = {},
 ): Promise<IntentRow> {
-  return submitChainIntent(db, signerOf(chain), spec, options);
+  return chain.connection.submit(db, "settler", spec, options);
 }
 
 /** Drives the intent to `confirmed` with the settler key (see @openledger/chain `executeIntent`). */
@@ -30,5 +22,5 @@ export function executeIntent(
   spec: IntentSpec,
   options: { receiptTimeoutMs?: number } = {},
 ): Promise<{ txHash: string | null }> {
-  return executeChainIntent(db, signerOf(chain), spec, options);
+  return chain.connection.execute(db, "settler", spec, options);
 }

@@ -1,8 +1,12 @@
+import type { ChainConnector } from "@openledger/chain";
 import type { SettlementConfig } from "@openledger/config";
 import type { Db } from "@openledger/db";
+import type { Background, BackgroundTimer } from "@openledger/service-kit";
 import { SignatureVerifier, type SplitBps } from "@openledger/settlement-core";
+import type { FastifyInstance } from "fastify";
+import fp from "fastify-plugin";
 import { GroupCommit } from "./batcher.ts";
-import { connectSettlementChain, distributorValidators, type SettlementChain } from "./chain.ts";
+import { distributorValidators, type SettlementChain, settlementChainOf } from "./chain.ts";
 import { reconcile } from "./claims.ts";
 import { type EpochLogger, EpochManager } from "./epochs.ts";
 import { type Anomaly, type SettleContext, type SettleOutcome, settleBatch } from "./settle.ts";
@@ -19,29 +23,26 @@ export function splitBpsOf(config: SettlementConfig): SplitBps {
 }
 
 /**
- * What the routes, workers and timers of one app share: the chain connection (lazy, so the
- * HTTP API and health checks work while the chain is down), the group-commit settler, the
- * epoch manager and the background timers (pending sweeper, epoch ticker).
+ * What the routes, workers and background tasks of one app share (`app.settlement`): the chain
+ * (through the kit's connector: lazy, so the HTTP API and health checks work while the chain is
+ * down), the group-commit settler, the epoch manager and the two periodic tasks (pending sweeper,
+ * epoch ticker) it registers with the kit's `background`.
  */
 export class SettlementRuntime {
   readonly batcher: GroupCommit<string, SettleOutcome>;
   readonly epochs: EpochManager;
-  #chain: Promise<SettlementChain> | undefined;
   #validators: { at: number; set: Set<string> } | undefined;
-  #timers: NodeJS.Timeout[] = [];
-  #sweeping = false;
+  #epochTicker: BackgroundTimer | undefined;
   #reconciledEpoch = 0;
   readonly #verified = new Map<string, boolean>();
   readonly #signatures = new SignatureVerifier();
-  readonly #chainOverride: (() => Promise<SettlementChain>) | undefined;
 
   constructor(
     readonly db: Db,
     readonly config: SettlementConfig,
     readonly log: EpochLogger & { error(obj: object, msg?: string): void },
-    chain?: () => Promise<SettlementChain>,
+    private readonly connector: ChainConnector,
   ) {
-    this.#chainOverride = chain;
     const getChain = () => this.chain();
     this.batcher = new GroupCommit(config.SETTLEMENT_BATCH_MAX, async (ids) => {
       const result = await settleBatch(db, ids, await this.settleContext());
@@ -52,16 +53,9 @@ export class SettlementRuntime {
     this.epochs = new EpochManager(db, config, getChain, log);
   }
 
-  chain(): Promise<SettlementChain> {
-    if (this.#chainOverride) return this.#chainOverride();
-    if (!this.#chain) {
-      const p = connectSettlementChain(this.config);
-      p.catch(() => {
-        if (this.#chain === p) this.#chain = undefined; // retry on the next call
-      });
-      this.#chain = p;
-    }
-    return this.#chain;
+  /** Settlement's view of the kit's chain connection (the connector caches the connection). */
+  async chain(): Promise<SettlementChain> {
+    return settlementChainOf(await this.connector.get(), this.config);
   }
 
   async settleContext(): Promise<SettleContext> {
@@ -89,25 +83,19 @@ export class SettlementRuntime {
 
   /** Re-tries inferences waiting for their attribution quorum (oldest check first). */
   async sweepPending(): Promise<number> {
-    if (this.#sweeping) return 0;
-    this.#sweeping = true;
-    try {
-      const rows = await this.db.$queryRawUnsafe<{ id: string }[]>(
-        `SELECT inference_id::text AS id FROM settlement_pending ORDER BY checked_at LIMIT $1`,
-        this.config.SETTLEMENT_BATCH_MAX,
-      );
-      if (rows.length === 0) return 0;
-      const result = await settleBatch(
-        this.db,
-        rows.map((r) => r.id),
-        await this.settleContext(),
-      );
-      this.#report(result.anomalies);
-      if (result.settled > 0) this.#maybeCloseBySize();
-      return result.settled;
-    } finally {
-      this.#sweeping = false;
-    }
+    const rows = await this.db.$queryRawUnsafe<{ id: string }[]>(
+      `SELECT inference_id::text AS id FROM settlement_pending ORDER BY checked_at LIMIT $1`,
+      this.config.SETTLEMENT_BATCH_MAX,
+    );
+    if (rows.length === 0) return 0;
+    const result = await settleBatch(
+      this.db,
+      rows.map((r) => r.id),
+      await this.settleContext(),
+    );
+    this.#report(result.anomalies);
+    if (result.settled > 0) this.#maybeCloseBySize();
+    return result.settled;
   }
 
   /** A signed quorum result that cannot be paid from pays nobody: said loudly (and kept in settlement_anomalies). */
@@ -120,67 +108,53 @@ export class SettlementRuntime {
     }
   }
 
-  #sizeCheckQueued = false;
+  /** An epoch may have filled up: let the ticker look now (no-op unless background work runs). */
   #maybeCloseBySize(): void {
-    if (this.#sizeCheckQueued || this.#timers.length === 0) return; // only when the timers run
-    this.#sizeCheckQueued = true;
-    setTimeout(() => {
-      this.#sizeCheckQueued = false;
-      this.epochs.tick().catch((err) => this.log.warn({ err: String(err) }, "epoch tick failed"));
-    }, 50).unref();
+    this.#epochTicker?.kick();
   }
 
-  /** Background timers (workers only): the pending sweeper and the epoch ticker. */
-  start(): void {
-    if (this.#timers.length > 0) return;
-    const every = (ms: number, fn: () => Promise<unknown>, what: string) => {
-      const t = setInterval(() => {
-        fn().catch((err) =>
-          this.log.warn({ err: err instanceof Error ? err.message : String(err) }, `${what} failed`),
-        );
-      }, ms);
-      this.#timers.push(t);
-    };
-    every(this.config.SETTLEMENT_RECHECK_MS, () => this.sweepPending(), "pending sweep");
+  /**
+   * The periodic tasks (run only where RUN_WORKERS, never overlapping, awaited on close): the
+   * pending sweeper and the epoch ticker.
+   */
+  schedule(background: Background): void {
+    background.every("settlement pending sweep", this.config.SETTLEMENT_RECHECK_MS, () =>
+      this.sweepPending(),
+    );
     // The ticker runs often; `tick` itself decides (interval, size) whether an epoch closes, and
     // finishes an epoch left in flight (e.g. after a restart).
     const tickMs = Math.max(250, Math.min(this.config.SETTLEMENT_EPOCH_INTERVAL_MS || 5_000, 5_000));
-    every(
-      tickMs,
-      async () => {
-        const epoch = await this.epochs.tick();
-        if (epoch?.status === "confirmed" && epoch.id !== this.#reconciledEpoch) {
-          // Reconcile once per confirmed epoch; differences are logged (and served by /v1/reconciliation).
-          this.#reconciledEpoch = epoch.id;
-          const report = await reconcile(this.db, await this.chain());
-          if (!report.ok)
-            this.log.error({ checks: report.checks.filter((c) => !c.ok) }, "ledger and chain differ");
-          else this.log.info({ epoch: epoch.id }, "reconciled ledger with chain");
-        }
-      },
-      "epoch tick",
-    );
-  }
-
-  async stop(): Promise<void> {
-    for (const t of this.#timers) clearInterval(t);
-    this.#timers = [];
-    await this.epochs.idle();
+    this.#epochTicker = background.every("settlement epoch tick", tickMs, async () => {
+      const epoch = await this.epochs.tick();
+      if (epoch?.status === "confirmed" && epoch.id !== this.#reconciledEpoch) {
+        // Reconcile once per confirmed epoch; differences are logged (and served by /v1/reconciliation).
+        this.#reconciledEpoch = epoch.id;
+        const report = await reconcile(this.db, await this.chain());
+        if (!report.ok)
+          this.log.error({ checks: report.checks.filter((c) => !c.ok) }, "ledger and chain differ");
+        else this.log.info({ epoch: epoch.id }, "reconciled ledger with chain");
+      }
+    });
   }
 }
 
-const RUNTIMES = new WeakMap<Db, SettlementRuntime>();
-
-/** One runtime per app (keyed by its Prisma client, shared by the root app and route plugins). */
-export function runtimeFor(
-  db: Db,
-  config: SettlementConfig,
-  log: EpochLogger & { error(obj: object, msg?: string): void },
-): SettlementRuntime {
-  let rt = RUNTIMES.get(db);
-  if (!rt) {
-    rt = new SettlementRuntime(db, config, log);
-    RUNTIMES.set(db, rt);
+declare module "fastify" {
+  interface FastifyInstance {
+    /** Settlement's runtime: group commit, epochs, chain view, background tasks. */
+    settlement: SettlementRuntime;
   }
-  return rt;
 }
+
+/** Decorates the app with its settlement runtime and schedules its background tasks. */
+export const settlementRuntime = fp<{ config: SettlementConfig }>(
+  async (app: FastifyInstance, { config }) => {
+    const rt = new SettlementRuntime(app.db, config, app.log, app.chain);
+    app.decorate("settlement", rt);
+    rt.schedule(app.background);
+    // After the kit's background close (workers and ticks done): an epoch started by the API.
+    app.addHook("preClose", async () => {
+      await rt.epochs.idle();
+    });
+  },
+  { name: "settlement-runtime", dependencies: ["openledger-infra", "openledger-chain"] },
+);

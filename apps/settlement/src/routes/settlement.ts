@@ -14,7 +14,6 @@ import {
   readEpoch,
 } from "../lib/epochs.ts";
 import { IntentRejectedError } from "../lib/intents.ts";
-import { runtimeFor } from "../lib/runtime.ts";
 
 const ErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
 const Address = z
@@ -67,17 +66,11 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
   { config },
 ) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
-  const rt = runtimeFor(root.db, config, root.log);
+  const rt = root.settlement;
 
   async function chainOr503(): Promise<SettlementChain> {
-    try {
-      return await rt.chain();
-    } catch (err) {
-      throw new AppError(
-        "SERVICE_UNAVAILABLE",
-        `chain unavailable: ${err instanceof Error ? err.message : String(err)}`,
-      );
-    }
+    await root.chain.require();
+    return rt.chain();
   }
 
   function requireAdmin(req: FastifyRequest): void {

@@ -15,7 +15,6 @@ import { testEnvironment } from "@openledger/service-kit/testing";
 import { keccak256, toBytes } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { buildSettlement, settlementConfig } from "../app.ts";
-import { runtimeFor } from "../lib/runtime.ts";
 import { inferenceIdToBytes32, settleBatch } from "../lib/settle.ts";
 
 const MODEL = "adapter-batch-test";
@@ -142,7 +141,7 @@ after(async () => {
 
 test("a batch with a duplicate, a settled, a waiting and an unknown id: each handled once, none lost", async () => {
   const settled = await makeInference([0, 1]);
-  assert.equal(await runtimeFor(app.db, config, log).settle(settled), "settled");
+  assert.equal(await app.settlement.settle(settled), "settled");
   const settledJournal = await journal(settled);
   const fresh = await makeInference([0, 1]);
   const waiting = await makeInference([0]); // one validator: no quorum yet
@@ -256,7 +255,7 @@ test("two settlement processes (own connection pools) racing on the same ids: ea
   // loaded machine.
   const ids: string[] = [];
   for (let i = 0; i < 40; i++) ids.push(await makeInference([0, 1]));
-  const ctx = await runtimeFor(app.db, config, log).settleContext();
+  const ctx = await app.settlement.settleContext();
   const other = [createDb(config.DATABASE_URL, { maxConnections: 4 }), createDb(config.DATABASE_URL)];
   try {
     const before1 = await snapshot();

@@ -1,7 +1,5 @@
-import type { SettlementConfig } from "@openledger/config";
 import { completedInferenceIds, type JobHandler, type Producer } from "@openledger/queue";
 import type { App } from "@openledger/service-kit";
-import { runtimeFor } from "../lib/runtime.ts";
 import type { SettleOutcome } from "../lib/settle.ts";
 
 export class InferenceNotFoundError extends Error {
@@ -22,11 +20,10 @@ export class InferenceNotFoundError extends Error {
  */
 export function inferenceCompletedWorker(
   app: App,
-  config: SettlementConfig,
   producer: Pick<Producer, "enqueue"> = app.producer,
 ): JobHandler<"inference.completed"> {
-  const rt = runtimeFor(app.db, config, app.log);
   return async (payload) => {
+    const rt = app.settlement;
     const ids = completedInferenceIds(payload);
     const outcomes = await Promise.all(ids.map((id) => rt.settle(id)));
     const missing = [...new Set(ids.filter((_, i) => outcomes[i] === "missing"))];
