@@ -77,7 +77,15 @@ function plantedBenchmark() {
   const setupStats = { ...setup.stats };
   setup.commit((rowIndex) => rowIndex);
 
-  const kinds: VariantKind[] = ["edit", "shuffle", "case_whitespace", "shuffle_edit_case"];
+  const kinds: VariantKind[] = [
+    "edit",
+    "shuffle",
+    "case_whitespace",
+    "shuffle_edit_case",
+    // Copies dodging the filter: Cyrillic/Greek look-alikes (plus small edits), an accent on every letter.
+    "homoglyph",
+    "accents",
+  ];
   const rows: PlantedRow[] = [];
   for (let i = 0; i < 4_000; i++) {
     const id = rng.int(BASES);

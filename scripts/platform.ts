@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import {
   defaultAddressesPath,
   devProfileNotice,
+  LOCAL_CHAIN_IDS,
   loadAddresses,
   type PlatformAddresses,
   writeAddresses,
@@ -170,6 +171,16 @@ if (existing === undefined) {
 
 const notice = devProfileNotice(await loadAddresses(addressesFile));
 if (notice) log.warn(notice);
+// A local chain runs the local deployment, whose roles are Hardhat's public dev accounts: the
+// services use them only in the dev profile, which is therefore the default here (and only here).
+const servedChainId = chain?.chainId ?? existing;
+const chainProfile =
+  config.CHAIN_PROFILE ??
+  (servedChainId !== undefined && LOCAL_CHAIN_IDS.has(servedChainId) ? "dev" : "production");
+log.info({ chainId: servedChainId, profile: chainProfile }, "chain profile (CHAIN_PROFILE)");
+// Services print what the terminal running `npm start` can show: pretty lines on a TTY.
+const logFormat =
+  config.LOG_FORMAT === "auto" ? (process.stdout.isTTY ? "pretty" : "json") : config.LOG_FORMAT;
 
 // The gateway fetches small models' ONNX graphs from the attribution service started here.
 const attributionPort = loadConfig("attribution", SERVICE_ENVS.attribution).ATTRIBUTION_PORT;
@@ -188,6 +199,8 @@ for (const service of SERVICES) {
         ...process.env,
         EXIT_WITH_STDIN: "true",
         CHAIN_ADDRESSES_FILE: addressesFile,
+        CHAIN_PROFILE: chainProfile,
+        LOG_FORMAT: logFormat,
         GATEWAY_ATTRIBUTION_URL: gatewayAttributionUrl,
       },
       stdio: ["pipe", "pipe", "pipe"],

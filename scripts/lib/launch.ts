@@ -70,7 +70,8 @@ export async function launchPlatform(extraEnv: Record<string, string> = {}): Pro
     SETTLEMENT_ATTRIBUTION_DEADLINE_MS: "20000",
     DATANETS_DISPUTE_WINDOW_SECONDS: "2",
     DATANETS_SWEEP_INTERVAL_MS: "500",
-    ATTRIBUTION_SWEEP_INTERVAL_MS: "500",
+    // A local chain with the well-known dev accounts.
+    CHAIN_PROFILE: "dev",
     ...extraEnv,
   };
   const children = new Map<Service, ChildProcess>();
@@ -146,8 +147,6 @@ export async function launchPlatform(extraEnv: Record<string, string> = {}): Pro
       attributionDeadlineMs: Number(env.SETTLEMENT_ATTRIBUTION_DEADLINE_MS),
       disputeWindowSeconds: Number(env.DATANETS_DISPUTE_WINDOW_SECONDS),
       sweepIntervalMs: Number(env.DATANETS_SWEEP_INTERVAL_MS),
-      attributionSweepMs: Number(env.ATTRIBUTION_SWEEP_INTERVAL_MS),
-      queue: { redisUrl: process.env.REDIS_URL ?? "redis://127.0.0.1:6379", prefix },
     },
     chain,
     database,

@@ -1,25 +1,11 @@
 import { type AttributionConfig, attributionEnv, parseConfig } from "@openledger/config";
 import { type BuildOptions, buildService, defineService } from "@openledger/service-kit";
-import type { FastifyInstance } from "fastify";
-import fp from "fastify-plugin";
 import { attributionContext } from "./lib/context.ts";
 import { attributeRoutes } from "./routes/attribute.ts";
 import { indexRoutes } from "./routes/indexes.ts";
 import { inferenceRoutes } from "./routes/inferences.ts";
 import { indexWorker } from "./workers/index-worker.ts";
 import { scoreWorker } from "./workers/score-worker.ts";
-import { sweepOnce } from "./workers/sweeper.ts";
-
-/** The sweeper as a background task (safety net for a lost attribution.score hand-off). */
-const sweeper = fp<{ config: AttributionConfig }>(
-  async (app: FastifyInstance, { config }) => {
-    app.background.every("attribution sweep", config.ATTRIBUTION_SWEEP_INTERVAL_MS, async () => {
-      const ids = await sweepOnce(app);
-      if (ids.length > 0) app.log.info({ count: ids.length }, "sweeper enqueued attribution.score");
-    });
-  },
-  { name: "attribution-sweeper", dependencies: ["attribution-context"] },
-);
 
 /**
  * The attribution service as a plugin: HTTP routes and (when RUN_WORKERS) queue workers.
@@ -30,7 +16,7 @@ export const attributionService = defineService({
   title: "OpenLedger Attribution",
   description:
     "Proof of Attribution: suffix-array indexes, span attribution, influence scores and validator-signed results.",
-  plugins: [attributionContext, sweeper],
+  plugins: [attributionContext],
   chain: { validators: "VALIDATOR_PRIVATE_KEYS" },
   routes: async (app, opts: { config: AttributionConfig }) => {
     await app.register(indexRoutes, opts);

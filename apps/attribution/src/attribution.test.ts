@@ -14,6 +14,7 @@ import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import type { AttributionConfig } from "@openledger/config";
 import type { Db } from "@openledger/db";
 import type { JobContext } from "@openledger/queue";
+import { jobId } from "@openledger/queue";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import { UnrecoverableError } from "bullmq";
 import type { Hex } from "viem";
@@ -24,7 +25,6 @@ import { ArtifactMismatchError, buildVersionArtifacts, ensureLocalArtifact } fro
 import { inferenceIdToBytes32 } from "./lib/validator.ts";
 import { indexWorker } from "./workers/index-worker.ts";
 import { scoreWorker } from "./workers/score-worker.ts";
-import { sweepOnce } from "./workers/sweeper.ts";
 
 type App = Awaited<ReturnType<typeof buildAttribution>>;
 
@@ -94,7 +94,6 @@ describe("attribution service end to end", () => {
       CHAIN_ADDRESSES_FILE: addressesFile,
       ATTRIBUTION_BLOB_DIR: blobDir,
       ATTRIBUTION_MIN_SPAN_TOKENS: "12",
-      ATTRIBUTION_SWEEP_INTERVAL_MS: "0", // tests drive the sweep explicitly
       ...extra,
     });
 
@@ -598,7 +597,9 @@ describe("attribution service end to end", () => {
     assert.equal(evidence.labelName, "ham");
   });
 
-  test("the sweeper enqueues scoring for completed inferences lacking this process's results", async () => {
+  test("settlement is triggered once a quorum of validators agree, not before; a model without training data at once", async () => {
+    const settlementJob = (id: string) =>
+      app.producer.queue("settlement").getJob(jobId("inference.completed", { inferenceId: id }));
     const fresh = await db.inference.create({
       data: {
         modelId: "law-lora",
@@ -609,15 +610,56 @@ describe("attribution service end to end", () => {
         outputTokens: 9,
       },
     });
-    const enqueued = await sweepOnce(app);
-    // Everything else already has both validators' results (or failed / has no training data).
-    assert.deepEqual(enqueued, [fresh.id]);
-    const results = await waitFor("sweeper-driven results", async () => {
-      const r = await db.attributionResult.findMany({ where: { inferenceId: fresh.id } });
-      return r.length === 2 ? r : null;
+    const v = chain.accounts.validators;
+    // One validator alone (quorum 2): its result is stored, settlement is not triggered.
+    const first = await buildAttribution(
+      configWith({ RUN_WORKERS: "false", VALIDATOR_PRIVATE_KEYS: v[0]!.privateKey }),
+    );
+    try {
+      const out = (await scoreWorker(first)({ inferenceId: fresh.id }, noopJob())) as { settlement: string };
+      assert.equal(out.settlement, "waiting for quorum");
+    } finally {
+      await first.close();
+    }
+    assert.equal(await db.attributionResult.count({ where: { inferenceId: fresh.id } }), 1);
+    assert.equal(await settlementJob(fresh.id), undefined, "no hand-off before a quorum");
+    // A second, agreeing validator (another process): the quorum exists, settlement is triggered.
+    const second = await buildAttribution(
+      configWith({ RUN_WORKERS: "false", VALIDATOR_PRIVATE_KEYS: v[1]!.privateKey }),
+    );
+    try {
+      const out = (await scoreWorker(second)({ inferenceId: fresh.id }, noopJob())) as { settlement: string };
+      assert.equal(out.settlement, "triggered");
+    } finally {
+      await second.close();
+    }
+    assert.ok(await settlementJob(fresh.id), "inference.completed enqueued by attribution");
+
+    // A model that names no training data: nothing to attribute, ever; settlement need not wait.
+    await db.model.create({
+      data: {
+        id: "plain-base",
+        kind: "adapter",
+        ownerAddress: BOB,
+        contentHash: "cd".repeat(32),
+        priceInPer1kWei: "1000",
+        priceOutPer1kWei: "2000",
+      },
     });
-    assert.equal(results[0]!.canonicalJson.includes(fresh.id), true);
-    assert.deepEqual(await sweepOnce(app), []);
+    const plain = await db.inference.create({
+      data: {
+        modelId: "plain-base",
+        accountAddress: CAROL,
+        prompt: "q",
+        output: "a",
+        inputTokens: 1,
+        outputTokens: 1,
+      },
+    });
+    const out = (await scoreWorker(app)({ inferenceId: plain.id }, noopJob())) as { settlement: string };
+    assert.equal(out.settlement, "triggered");
+    assert.equal(await db.attributionResult.count({ where: { inferenceId: plain.id } }), 0);
+    assert.ok(await settlementJob(plain.id));
   });
 
   test("POST /v1/indexes re-drives a failed build and replaces a completed one whose index is gone", async () => {

@@ -5,6 +5,7 @@ import type { Producer } from "@openledger/queue";
 import type { ServiceChain } from "@openledger/service-kit";
 import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
+import { type DatanetsMetrics, datanetsMetrics } from "./metrics.ts";
 
 /** Per-datanet dedupe index kept in memory between jobs (rebuilt from Postgres when stale). */
 export interface CachedIndex {
@@ -22,6 +23,7 @@ export interface DatanetsContext {
   indexes: Map<string, CachedIndex>;
   /** Redis key prefix for auth state (nonces, sessions); follows QUEUE_PREFIX so tests are isolated. */
   keyPrefix: string;
+  metrics: DatanetsMetrics;
 }
 
 declare module "fastify" {
@@ -43,6 +45,7 @@ export const datanetsContext = fp<{ config: DatanetsConfig }>(
       }),
       indexes: new Map(),
       keyPrefix: `${config.QUEUE_PREFIX}:datanets`,
+      metrics: datanetsMetrics(app.metrics),
     } satisfies DatanetsContext);
   },
   { name: "datanets-context", dependencies: ["openledger-infra", "openledger-chain"] },

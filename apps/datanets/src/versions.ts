@@ -1,5 +1,5 @@
 import { Readable } from "node:stream";
-import { type Datanet, toWei } from "@openledger/db";
+import type { Datanet } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
 import type { Hex } from "viem";

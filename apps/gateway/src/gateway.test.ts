@@ -288,7 +288,8 @@ test("chat and completion, non-streaming and streaming, through the official cli
   for await (const chunk of cstream) ctext += chunk.choices[0]?.text ?? "";
   assert.equal(ctext, completion.choices[0]!.text);
 
-  // Each completion is recorded and its inference.completed job enqueued (outbox marked).
+  // Each completion is recorded and its attribution.score job enqueued (outbox marked); settlement
+  // is triggered by attribution, not by the gateway.
   const rows = await app.db.inference.findMany({
     where: { accountAddress: chain.accounts.users[0]!.address.toLowerCase() },
   });
@@ -298,7 +299,7 @@ test("chat and completion, non-streaming and streaming, through the official cli
   const pending = await app.db.gatewayOutbox.count({ where: { enqueuedAt: null } });
   assert.equal(pending, 0);
   const job = await app.producer.queue("settlement").getJob(`inference.completed.${r!.id}`);
-  assert.ok(job, "inference.completed job in the queue");
+  assert.equal(job, undefined, "the gateway does not hand inferences to settlement");
   const score = await app.producer.queue("attribution").getJob(`attribution.score.${r!.id}`);
   assert.ok(score, "attribution.score job in the queue, so validators start at once");
 });
@@ -492,9 +493,9 @@ test("outbox: an inference whose job was not enqueued is enqueued by the sweeper
   await app.db.gatewayOutbox.create({
     data: { inferenceId: inf.id, createdAt: new Date(Date.now() - 60_000) },
   });
-  assert.equal(await app.producer.queue("settlement").getJob(`inference.completed.${inf.id}`), undefined);
+  assert.equal(await app.producer.queue("attribution").getJob(`attribution.score.${inf.id}`), undefined);
   assert.ok((await app.inferences.sweepOutbox()) >= 1);
-  assert.ok(await app.producer.queue("settlement").getJob(`inference.completed.${inf.id}`));
+  assert.ok(await app.producer.queue("attribution").getJob(`attribution.score.${inf.id}`));
   const row = await app.db.gatewayOutbox.findUniqueOrThrow({ where: { inferenceId: inf.id } });
   assert.ok(row.enqueuedAt);
 });

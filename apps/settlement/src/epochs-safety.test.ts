@@ -43,7 +43,6 @@ let app: App;
 let dir: string;
 let config: ReturnType<typeof settlementConfig>;
 let gateway: { billing: Billing; inferences: InferenceRecorder; catalog: ModelCatalog };
-const log = { info() {}, warn() {}, error() {} };
 type Account = { address: string; privateKey: Hex };
 let alice: Account; // always funded
 let bob: Account; // withdraws below what he owes

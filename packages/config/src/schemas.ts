@@ -3,8 +3,11 @@ import { boolFlag, logLevel, port, postgresUrl, redisUrl } from "./fields.ts";
 
 /** Variables every service reads. Defaults work on a developer machine. */
 export const baseEnv = z.object({
-  /** Log level for pino. */
+  /** Log level for pino. Health and readiness polls and metric scrapes log at `debug`. */
   LOG_LEVEL: logLevel,
+  /** `pretty` (colourised lines for people), `json` (one object a line, for log shippers) or
+   *  `auto`: pretty when stdout is a terminal. `npm start` passes its own terminal's choice on. */
+  LOG_FORMAT: z.enum(["auto", "json", "pretty"]).default("auto"),
   /** Interface the HTTP server binds to (0.0.0.0 inside containers). */
   HOST: z.string().min(1).default("127.0.0.1"),
   /** Postgres connection string; `?schema=name` selects a schema (tests use one per run). */
@@ -32,6 +35,10 @@ export const baseEnv = z.object({
    *  (31337/1337). `production`: every key must be configured; nothing falls back. `npm start`,
    *  the demo and the tests set `dev` explicitly. */
   CHAIN_PROFILE: z.enum(["dev", "production"]).default("production"),
+  /** Validators that must sign identical attribution results before an inference settles: the
+   *  attribution service hands an inference to settlement when this many agree, and settlement
+   *  checks it again (signatures, validator set) before paying by that result. */
+  SETTLEMENT_ATTRIBUTION_QUORUM: z.coerce.number().int().min(1).max(64).default(2),
 });
 
 export type BaseConfig = z.output<typeof baseEnv>;
@@ -103,9 +110,6 @@ export const attributionEnv = baseEnv.extend({
   /** Jobs of the attribution queue (scores, index builds) this process runs at once. A score waits
    *  on Postgres and the chain most of its time; an index build runs in its own worker thread. */
   ATTRIBUTION_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),
-  /** Every this many ms the workers enqueue attribution.score for recent completed inferences still
-   *  missing this process's validator results (safety net for a lost hand-off); 0 = off. */
-  ATTRIBUTION_SWEEP_INTERVAL_MS: z.coerce.number().int().min(0).default(30_000),
   /** Validator keys, comma-separated (0x + 64 hex each); each signs as its own validator. Empty on
    *  chain 31337 = the local deployment's three validators (Hardhat accounts #5-7); never logged. */
   VALIDATOR_PRIVATE_KEYS: z.preprocess(
@@ -253,8 +257,6 @@ export const settlementEnv = baseEnv
         .regex(/^0x[0-9a-fA-F]{64}(,0x[0-9a-fA-F]{64})*$/, "comma-separated 0x + 64 hex digits")
         .optional(),
     ),
-    /** Validators that must sign identical attribution results before an inference settles. */
-    SETTLEMENT_ATTRIBUTION_QUORUM: z.coerce.number().int().min(1).max(64).default(2),
     /** After this long without a quorum an inference settles with the no-attribution policy. */
     SETTLEMENT_ATTRIBUTION_DEADLINE_MS: z.coerce
       .number()
@@ -298,6 +300,8 @@ export type SettlementConfig = z.output<typeof settlementEnv>;
 export const platformEnv = baseEnv.extend({
   /** Start (and deploy to) a local Hardhat node when nothing answers at CHAIN_RPC_URL. */
   LOCAL_CHAIN: boolFlag(true),
+  /** Unset: `dev` for the services when the chain is a local one (31337/1337), else `production`. */
+  CHAIN_PROFILE: z.enum(["dev", "production"]).optional(),
 });
 export type PlatformConfig = z.output<typeof platformEnv>;
 

@@ -141,7 +141,48 @@ export function render(p: string[][]): string {
   return p.map((s) => s.join(" ")).join(" ");
 }
 
-export type VariantKind = "edit" | "shuffle" | "case_whitespace" | "shuffle_edit_case";
+export type VariantKind =
+  | "edit"
+  | "shuffle"
+  | "case_whitespace"
+  | "shuffle_edit_case"
+  | "homoglyph"
+  | "accents";
+
+/** Cyrillic and Greek letters that look like Latin ones (what a copier swaps in to dodge a filter). */
+const LOOKALIKE: Record<string, string[]> = {
+  a: ["а", "α"],
+  c: ["с"],
+  e: ["е"],
+  i: ["і", "ı"],
+  j: ["ј"],
+  o: ["о", "ο"],
+  p: ["р", "ρ"],
+  s: ["ѕ"],
+  x: ["х"],
+  y: ["у"],
+  A: ["А", "Α"],
+  B: ["В", "Β"],
+  E: ["Е", "Ε"],
+  H: ["Н", "Η"],
+  K: ["К", "Κ"],
+  M: ["М", "Μ"],
+  O: ["О", "Ο"],
+  P: ["Р", "Ρ"],
+  T: ["Т", "Τ"],
+  X: ["Х", "Χ"],
+};
+const COMBINING_ACCENTS = ["\u0301", "\u0300", "\u0308", "\u0302", "\u0303"];
+
+/** Swaps about `share` of the letters that have a look-alike for one (Cyrillic, Greek). */
+export function homoglyphs(rng: Rng, text: string, share = 0.6): string {
+  return [...text].map((c) => (LOOKALIKE[c] && rng.next() < share ? rng.pick(LOOKALIKE[c]!) : c)).join("");
+}
+
+/** A combining accent on every letter ("a" -> "á", as combining marks). */
+export function accentEveryLetter(rng: Rng, text: string): string {
+  return [...text].map((c) => (/[A-Za-z]/.test(c) ? c + rng.pick(COMBINING_ACCENTS) : c)).join("");
+}
 
 /** A small-edit near-duplicate of `p`: about one word edit per `wordsPerEdit` words (at least one). */
 export function editWords(rng: Rng, p: string[][], wordsPerEdit = 25): string[][] {
@@ -197,5 +238,9 @@ export function makeVariant(rng: Rng, p: string[][], kind: VariantKind): string 
       return caseWhitespace(rng, render(p));
     case "shuffle_edit_case":
       return caseWhitespace(rng, render(editWords(rng, shuffleSentences(rng, p))));
+    case "homoglyph":
+      return homoglyphs(rng, render(editWords(rng, p)));
+    case "accents":
+      return accentEveryLetter(rng, render(p));
   }
 }

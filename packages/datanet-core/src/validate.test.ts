@@ -151,6 +151,28 @@ describe("row outcomes", () => {
     assert.deepEqual(again[0]!.duplicateOf, { scope: "datanet", id: 10_003 });
   });
 
+  it("copies written with Cyrillic/Greek look-alikes or an accent on every letter are caught (issue #12)", () => {
+    const { v, paras, rng } = seededDatanet(200, 3);
+    const swap = (t: string, map: Record<string, string>) => [...t].map((c) => map[c] ?? c).join("");
+    const text = (i: number) => render(paras[i]!);
+    const out = v.startSubmission().validateBatch([
+      { text: swap(text(11), { a: "а", e: "е", o: "о", p: "р", c: "с", x: "х", y: "у" }) }, // Cyrillic
+      { text: swap(text(12), { o: "ο" }) }, // Greek omicron
+      { text: [...text(13)].map((c) => (/[a-z]/i.test(c) ? `${c}\u0301` : c)).join("") }, // accents
+      { text: makeVariant(rng, paras[14]!, "homoglyph") }, // look-alikes and small edits
+      { text: makeVariant(rng, paras[15]!, "accents") },
+    ]);
+    assert.deepEqual(
+      out.map((o) => [o.status, o.duplicateOf]),
+      [11, 12, 13, 14, 15].map((i) => ["rejected", { scope: "datanet", id: 500 + i }]),
+    );
+    assert.deepEqual(
+      out.slice(0, 3).map((o) => o.reason),
+      ["exact_duplicate", "exact_duplicate", "exact_duplicate"],
+      "look-alikes and accents normalize away entirely",
+    );
+  });
+
   it("batches of one submission see each other; dedupe off checks quality only", () => {
     const { v, paras, rng } = seededDatanet(50);
     const p = paragraph(rng, 3, 3);

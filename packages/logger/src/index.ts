@@ -1,4 +1,5 @@
 import { type DestinationStream, type Logger, type LoggerOptions, pino } from "pino";
+import { PinoPretty } from "pino-pretty";
 
 export type { Logger };
 
@@ -31,13 +32,19 @@ export function createLogger(options: CreateLoggerOptions): Logger {
     redact: { paths: REDACT, censor: "[redacted]" },
     timestamp: pino.stdTimeFunctions.isoTime,
   };
-  if (options.destination) return pino(base, options.destination);
   if (pretty) {
-    return pino({
-      ...base,
-      transport: { target: "pino-pretty", options: { colorize: true, translateTime: "SYS:HH:MM:ss.l" } },
+    // In-process (not a transport thread): lines stay in order with the rest of stdout, and the
+    // `npm start` supervisor can prefix each one with its service.
+    const stream = PinoPretty({
+      colorize: options.destination ? false : process.stdout.isTTY === true || options.pretty === true,
+      translateTime: "SYS:HH:MM:ss.l",
+      ignore: "pid,hostname,service",
+      sync: true,
+      ...(options.destination ? { destination: options.destination } : {}),
     });
+    return pino(base, stream);
   }
+  if (options.destination) return pino(base, options.destination);
   return pino(base);
 }
 

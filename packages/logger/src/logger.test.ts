@@ -42,3 +42,19 @@ test("level filters lines", async () => {
     ["yes"],
   );
 });
+
+test("pretty: human lines with level, message and fields; JSON otherwise", async () => {
+  let out = "";
+  const destination = new Writable({
+    write(chunk, _enc, done) {
+      out += String(chunk);
+      done();
+    },
+  });
+  const log = createLogger({ name: "settlement", level: "info", pretty: true, destination });
+  log.info({ epoch: 7 }, "epoch confirmed");
+  await new Promise((r) => setImmediate(r));
+  assert.match(out, /INFO.*epoch confirmed/);
+  assert.match(out, /epoch: 7/);
+  assert.throws(() => JSON.parse(out.split("\n")[0]!), "not JSON");
+});

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
+import { Writable } from "node:stream";
 import { after, test } from "node:test";
 import { baseEnv, parseConfig } from "@openledger/config";
 import { AppError } from "@openledger/errors";
+import { createLogger } from "@openledger/logger";
 import { z } from "zod";
 import { buildService, type ServiceDefinition } from "./service.ts";
 import { startRedis, testEnvironment, waitForReadyz } from "./testing.ts";
@@ -164,4 +166,47 @@ test("an unreachable Postgres answers 503 fast instead of hanging", async () => 
   const res = await app.inject({ method: "GET", url: "/readyz" });
   assert.equal(res.statusCode, 503);
   assert.match(res.json().error.message, /postgres/);
+});
+
+test("health and readiness polls and metric scrapes log at debug; other requests at info", async () => {
+  const env = await testEnvironment("kit_logs");
+  cleanups.push(() => env.cleanup());
+  const lines: { msg?: string; req?: { url?: string }; level: number }[] = [];
+  const destination = new Writable({
+    write(chunk, _enc, done) {
+      for (const l of String(chunk).split("\n").filter(Boolean)) lines.push(JSON.parse(l));
+      done();
+    },
+  });
+  const logger = createLogger({ name: "probe", level: "info", destination });
+  const app = await buildService(probeService, parseConfig("probe", baseEnv, env.env), { logger });
+  cleanups.push(() => app.close());
+  for (const url of ["/healthz", "/readyz", "/metrics"]) await app.inject({ method: "GET", url });
+  await app.inject({ method: "GET", url: "/conflict" });
+  await new Promise((r) => setImmediate(r));
+  const urls = lines.filter((l) => l.msg === "incoming request").map((l) => l.req?.url);
+  assert.deepEqual(urls, ["/conflict"]);
+  assert.equal(lines.filter((l) => l.msg === "poll").length, 0, "polls are debug lines");
+  // At debug they are there, one line each.
+  const debugLines: { msg?: string; url?: string; level: number }[] = [];
+  const debugApp = await buildService(probeService, parseConfig("probe", baseEnv, env.env), {
+    logger: createLogger({
+      name: "probe",
+      level: "debug",
+      destination: new Writable({
+        write(chunk, _enc, done) {
+          for (const l of String(chunk).split("\n").filter(Boolean)) debugLines.push(JSON.parse(l));
+          done();
+        },
+      }),
+    }),
+  });
+  cleanups.push(() => debugApp.close());
+  await debugApp.inject({ method: "GET", url: "/readyz?verbose=1" });
+  await new Promise((r) => setImmediate(r));
+  const polls = debugLines.filter((l) => l.msg === "poll");
+  assert.deepEqual(
+    polls.map((l) => [l.url, l.level]),
+    [["/readyz?verbose=1", 20]],
+  );
 });

@@ -24,6 +24,13 @@ import { registerMetrics } from "./metrics.ts";
 
 export type App = FastifyInstance;
 
+const POLLED = new Set(["/healthz", "/readyz", "/metrics"]);
+function isPoll(url: string | undefined): boolean {
+  if (!url) return false;
+  const q = url.indexOf("?");
+  return POLLED.has(q < 0 ? url : url.slice(0, q));
+}
+
 export interface ServiceDefinition<C extends BaseConfig, Q extends QueueName = QueueName> {
   name: ServiceName;
   title: string;
@@ -65,17 +72,30 @@ export async function buildService<C extends BaseConfig, Q extends QueueName>(
   config: C,
   options: BuildOptions = {},
 ): Promise<App> {
-  const logger = options.logger ?? createLogger({ name: def.name, level: config.LOG_LEVEL });
+  const logger =
+    options.logger ??
+    createLogger({
+      name: def.name,
+      level: config.LOG_LEVEL,
+      ...(config.LOG_FORMAT === "auto" ? {} : { pretty: config.LOG_FORMAT === "pretty" }),
+    });
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: def.bodyLimit ?? 1024 * 1024,
     requestIdHeader: "x-request-id",
+    // Health and readiness polls and metric scrapes come every few seconds from supervisors, load
+    // balancers and Prometheus: logged at debug (below), not as two info lines each.
+    disableRequestLogging: (req) => isPoll(req.url),
     return503OnClosing: true,
     // Fastify's default (10 s) fails a start-up that is merely slow: a service's routes plugin
     // loads models and mirrors state from Postgres, which takes longer on a loaded machine.
     // /readyz, not this timeout, is what tells an orchestrator the service is up.
     pluginTimeout: 120_000,
   }).withTypeProvider<ZodTypeProvider>();
+  app.addHook("onResponse", async (request, reply) => {
+    if (isPoll(request.url))
+      request.log.debug({ url: request.url, statusCode: reply.statusCode, ms: reply.elapsedTime }, "poll");
+  });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandler(app);

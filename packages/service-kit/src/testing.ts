@@ -90,6 +90,8 @@ export function describeServiceBasics<C extends BaseConfig>(
   label: string,
   makeConfig: (env: Record<string, string>) => C,
   build: (config: C) => Promise<App>,
+  /** The service's own metrics, beyond the kit's (each must be exported at /metrics). */
+  metricNames: readonly string[] = [],
 ) {
   let env: Awaited<ReturnType<typeof testEnvironment>>;
   let app: App;
@@ -144,5 +146,6 @@ export function describeServiceBasics<C extends BaseConfig>(
     assert.equal(res.statusCode, 200);
     assert.match(res.body, /process_cpu_seconds_total\{service="/);
     assert.match(res.body, /http_request_duration_seconds_bucket/);
+    for (const name of metricNames) assert.match(res.body, new RegExp(`# TYPE ${name} `), `${name} exported`);
   });
 }

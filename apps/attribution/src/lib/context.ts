@@ -9,8 +9,10 @@ import { type ChainConnection, type ChainConnector, REPO_ROOT } from "@openledge
 import type { AttributionConfig } from "@openledger/config";
 import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
+import { Registry } from "prom-client";
 import type { PrivateKeyAccount } from "viem/accounts";
 import { type BlobStore, FsBlobStore } from "./blob-store.ts";
+import { type AttributionMetrics, attributionMetrics } from "./metrics.ts";
 import { type AttributionTokenizer, loadAttributionTokenizer } from "./tokenizer.ts";
 
 /** The chain as this service sees it: the kit's connection (reads, and validator accounts). */
@@ -56,6 +58,7 @@ export class AttributionContext {
   constructor(
     readonly config: AttributionConfig,
     private readonly connector: ChainConnector,
+    readonly metrics: AttributionMetrics = attributionMetrics(new Registry()),
   ) {
     this.store = new FsBlobStore(path.resolve(REPO_ROOT, config.ATTRIBUTION_BLOB_DIR));
   }
@@ -96,7 +99,7 @@ declare module "fastify" {
 /** Decorates the app with its attribution context (state on the instance, not a module-level map). */
 export const attributionContext = fp<{ config: AttributionConfig }>(
   async (app: FastifyInstance, { config }) => {
-    app.decorate("attribution", new AttributionContext(config, app.chain));
+    app.decorate("attribution", new AttributionContext(config, app.chain, attributionMetrics(app.metrics)));
   },
   { name: "attribution-context", dependencies: ["openledger-chain"] },
 );

@@ -42,7 +42,7 @@ async function ensureLocalOnnx(db: Db, ctx: AttributionContext, versionId: strin
   }
 }
 
-export const indexRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = async (root, { config }) => {
+export const indexRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = async (root) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
 
   app.post(

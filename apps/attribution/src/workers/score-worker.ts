@@ -1,8 +1,9 @@
-import type { JobHandler } from "@openledger/queue";
+import type { JobContext, JobHandler, JobPayload } from "@openledger/queue";
 import { UnrecoverableError } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { ArtifactMismatchError } from "../lib/indexing.ts";
 import { computeAttribution, ScoringError } from "../lib/scoring.ts";
+import { handToSettlement } from "../lib/settlement-trigger.ts";
 import { meetsValidatorStake, signAndStore, UnderstakedError } from "../lib/validator.ts";
 
 /**
@@ -16,8 +17,43 @@ import { meetsValidatorStake, signAndStore, UnderstakedError } from "../lib/vali
  * retried with the catalog's backoff.
  */
 export function scoreWorker(app: FastifyInstance): JobHandler<"attribution.score"> {
-  return async ({ inferenceId, validatorAddress }) => {
+  const score = scoreOnce(app);
+  return async (payload, job) => {
+    const { metrics } = app.attribution;
+    const started = performance.now();
+    const observe = (method: string, outcome: string) => {
+      metrics.scores.inc({ method, outcome });
+      metrics.scoreSeconds.observe({ method, outcome }, (performance.now() - started) / 1000);
+    };
+    try {
+      const r = await score(payload, job);
+      const outcome = r.skipped ? "not-attributable" : "attributed";
+      observe(r.method ?? "none", outcome);
+      for (const s of r.results ?? [])
+        if (s.created) metrics.signedResults.inc({ validator: s.validatorAddress });
+      if (r.settlement === "triggered")
+        metrics.settlementHandOffs.inc({ reason: r.skipped ? "not-attributable" : "quorum" });
+      return r;
+    } catch (err) {
+      observe("unknown", "failed");
+      throw err;
+    }
+  };
+}
+
+interface ScoreOutcome {
+  method?: string;
+  results?: Awaited<ReturnType<typeof signAndStore>>[];
+  skipped?: string;
+  settlement: "triggered" | "waiting for quorum";
+}
+
+function scoreOnce(
+  app: FastifyInstance,
+): (payload: JobPayload<"attribution.score">, job: JobContext) => Promise<ScoreOutcome> {
+  return async ({ inferenceId, validatorAddress }): Promise<ScoreOutcome> => {
     const ctx = app.attribution;
+    const handOff = { db: app.db, producer: app.producer, quorum: ctx.config.SETTLEMENT_ATTRIBUTION_QUORUM };
     const [chain, held] = await Promise.all([ctx.chain(), ctx.validators()]);
     const identities = validatorAddress ? held.filter((v) => v.address === validatorAddress) : held;
     if (identities.length === 0) {
@@ -45,6 +81,11 @@ export function scoreWorker(app: FastifyInstance): JobHandler<"attribution.score
       try {
         computed = await computeAttribution(app.db, ctx, inferenceId);
       } catch (err) {
+        if (err instanceof ScoringError && err.code === "NO_TRAINING_VERSIONS") {
+          // Nothing to attribute, ever: settlement need not wait for a quorum that cannot come.
+          await handToSettlement(handOff, inferenceId, "not-attributable");
+          return { skipped: err.message, settlement: "triggered" };
+        }
         if ((err instanceof ScoringError && !err.retryable) || err instanceof ArtifactMismatchError) {
           throw new UnrecoverableError(err.message);
         }
@@ -54,11 +95,13 @@ export function scoreWorker(app: FastifyInstance): JobHandler<"attribution.score
       for (const identity of eligible)
         stored.push(await signAndStore(app.db, chain, identity, inferenceId, computed));
     }
+    // A quorum may exist now (this process's validators, or with another process's results).
+    const triggered = stored.length > 0 && (await handToSettlement(handOff, inferenceId, "attributed"));
     if (refused.length > 0) throw new UnrecoverableError(new UnderstakedError(refused.join(", ")).message);
     app.log.info(
       { inferenceId, results: stored.map((s) => [s.validatorAddress, s.resultHash, s.created]) },
       "attributed",
     );
-    return { method, results: stored };
+    return { method, results: stored, settlement: triggered ? "triggered" : "waiting for quorum" };
   };
 }

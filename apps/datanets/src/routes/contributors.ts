@@ -90,7 +90,7 @@ async function summary(ctx: DatanetsContext, address: string) {
   };
 }
 
-export const contributorRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (root, { config }) => {
+export const contributorRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (root) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
   const ctx = root.datanets;
 

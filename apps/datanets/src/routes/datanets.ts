@@ -129,7 +129,7 @@ function decodeCursor(c: string): { createdAt: Date; id: string } {
   return { createdAt, id };
 }
 
-export const datanetRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (root, { config }) => {
+export const datanetRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (root) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
   const ctx = root.datanets;
 

@@ -45,7 +45,7 @@ const ProposalDetail = SlashingProposalView.extend({
   ),
 });
 
-export const slashingRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (root, { config }) => {
+export const slashingRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (root) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
   const ctx = root.datanets;
 

@@ -32,7 +32,7 @@ async function versionView(ctx: DatanetsContext, v: DatanetVersion) {
   };
 }
 
-export const versionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (root, { config }) => {
+export const versionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (root) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
   const ctx = root.datanets;
   const enqueueIndex = (datanetVersionId: string) =>

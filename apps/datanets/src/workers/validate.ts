@@ -3,6 +3,7 @@ import {
   DatanetIndex,
   DatanetValidator,
   indexParamsOf,
+  type SubmissionStats,
   signatureFromBytes,
   signatureToBytes,
 } from "@openledger/datanet-core";
@@ -80,7 +81,7 @@ export async function validateContribution(
   ctx: DatanetsContext,
   payload: JobPayload<"datanet.validate">,
   job: Pick<JobContext, "progress">,
-): Promise<object> {
+): Promise<{ skipped: string } | (SubmissionStats & { slashingProposalId: string | null })> {
   const { db } = ctx;
   const c = await db.contribution.findUnique({ where: { id: payload.contributionId } });
   if (!c) return { skipped: "unknown contribution" };
@@ -235,9 +236,27 @@ export async function validateJob(
   payload: JobPayload<"datanet.validate">,
   job: JobContext,
 ) {
+  const started = performance.now();
+  const observe = (outcome: string) => {
+    ctx.metrics.validations.inc({ outcome });
+    ctx.metrics.validationSeconds.observe({ outcome }, (performance.now() - started) / 1000);
+  };
   try {
-    return await validateContribution(ctx, payload, job);
+    const result = await validateContribution(ctx, payload, job);
+    if ("skipped" in result) observe("skipped");
+    else {
+      observe("validated");
+      const m = ctx.metrics.rows;
+      m.inc({ result: "accepted" }, result.accepted);
+      m.inc({ result: "exact_duplicate" }, result.exactDuplicates);
+      m.inc({ result: "near_duplicate" }, result.nearDuplicates);
+      m.inc({ result: "low_quality" }, result.lowQuality);
+      m.inc({ result: "too_short" }, result.tooShort);
+      if (result.slashingProposalId) ctx.metrics.slashingProposals.inc();
+    }
+    return result;
   } catch (err) {
+    observe("failed");
     if (job.attempt >= job.maxAttempts) {
       await ctx.db.contribution
         .updateMany({

@@ -82,8 +82,9 @@ class ProgressLog {
 
 /**
  * Inference recording: the inference row and its outbox row are written in one transaction that
- * also consumes the request's reservation, then `attribution.score` and `inference.completed` are
- * enqueued; rows Redis refused are enqueued again by `sweepOutbox`.
+ * also consumes the request's reservation, then `attribution.score` is enqueued (attribution hands
+ * the inference to settlement once its validators agree); rows Redis refused are enqueued again by
+ * `sweepOutbox`.
  */
 export class InferenceRecorder {
   constructor(
@@ -98,7 +99,8 @@ export class InferenceRecorder {
    * Records the inference — its row, its outbox row, the request's reservation deleted and the
    * account's totals moved (billed += fee, reserved −= the reservation's max cost) — in ONE statement,
    * so a concurrent admission sees the cost either as reserved or as owed, never neither nor both.
-   * Then enqueues its job; if Redis refuses, the outbox row stays pending and the sweeper enqueues it
+   * Then enqueues `attribution.score` (attribution hands the inference to settlement once its
+   * validators agree); if Redis refuses, the outbox row stays pending and the sweeper enqueues it
    * later (the job id is the inference id, so a duplicate is harmless).
    */
   async persist(rec: InferenceRecord, reservation?: Reservation): Promise<string> {
@@ -226,10 +228,9 @@ export class InferenceRecorder {
 
   async #enqueue(inferenceId: string): Promise<boolean> {
     try {
-      // Validators start attributing at once (their sweeper is only the safety net);
-      // settlement waits for their quorum. Both job ids derive from the inference id.
+      // The straight data path: validators attribute, then attribution hands the inference to
+      // settlement (whose deadline sweeper is the only fallback). The job id is the inference id.
       await this.producer.enqueue("attribution.score", { inferenceId });
-      await this.producer.enqueue("inference.completed", { inferenceId });
       await this.db.gatewayOutbox.update({
         where: { inferenceId },
         data: { enqueuedAt: new Date(), attempts: { increment: 1 } },
@@ -238,7 +239,7 @@ export class InferenceRecorder {
     } catch (err) {
       this.log.warn(
         { err, inferenceId },
-        "enqueue of attribution.score / inference.completed failed; the outbox sweeper will retry",
+        "enqueue of attribution.score failed; the outbox sweeper will retry",
       );
       await this.db.gatewayOutbox
         .update({ where: { inferenceId }, data: { attempts: { increment: 1 } } })

@@ -5,10 +5,12 @@ import type { Background, BackgroundTimer } from "@openledger/service-kit";
 import { SignatureVerifier, type SplitBps } from "@openledger/settlement-core";
 import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
+import { Registry } from "prom-client";
 import { GroupCommit } from "./batcher.ts";
 import { distributorValidators, type SettlementChain, settlementChainOf } from "./chain.ts";
 import { reconcile } from "./claims.ts";
 import { type EpochLogger, EpochManager } from "./epochs.ts";
+import { type SettlementMetrics, settlementMetrics } from "./metrics.ts";
 import { type Anomaly, type SettleContext, type SettleOutcome, settleBatch } from "./settle.ts";
 
 const VALIDATORS_TTL_MS = 30_000;
@@ -42,12 +44,11 @@ export class SettlementRuntime {
     readonly config: SettlementConfig,
     readonly log: EpochLogger & { error(obj: object, msg?: string): void },
     private readonly connector: ChainConnector,
+    readonly metrics: SettlementMetrics = settlementMetrics(new Registry(), db),
   ) {
     const getChain = () => this.chain();
     this.batcher = new GroupCommit(config.SETTLEMENT_BATCH_MAX, async (ids) => {
-      const result = await settleBatch(db, ids, await this.settleContext());
-      this.#report(result.anomalies);
-      if (result.settled > 0) this.#maybeCloseBySize();
+      const result = await this.#settleBatch(ids);
       return result.outcomes;
     });
     this.epochs = new EpochManager(db, config, getChain, log);
@@ -81,21 +82,73 @@ export class SettlementRuntime {
     return this.batcher.submit(inferenceId);
   }
 
-  /** Re-tries inferences waiting for their attribution quorum (oldest check first). */
-  async sweepPending(): Promise<number> {
+  /**
+   * The deadline sweeper, settlement's only fallback on the data path (attribution hands an
+   * inference over when a quorum of validators agrees; nothing re-sends jobs): re-checks the
+   * inferences parked waiting for their quorum (oldest check first; past the deadline they settle
+   * without attribution), then settles completed inferences past their deadline that settlement
+   * never heard of (a lost hand-off, or an attribution that failed for good). Returns how many it
+   * settled.
+   */
+  async sweep(): Promise<number> {
+    return (await this.#sweepParked()) + (await this.#sweepUnheard());
+  }
+
+  async #sweepParked(): Promise<number> {
     const rows = await this.db.$queryRawUnsafe<{ id: string }[]>(
       `SELECT inference_id::text AS id FROM settlement_pending ORDER BY checked_at LIMIT $1`,
       this.config.SETTLEMENT_BATCH_MAX,
     );
     if (rows.length === 0) return 0;
-    const result = await settleBatch(
-      this.db,
-      rows.map((r) => r.id),
-      await this.settleContext(),
+    return this.#settleSwept(rows.map((r) => r.id));
+  }
+
+  /**
+   * Everything created before it is settled or parked, so only what came after is read (index on
+   * created_at). Times are the database's; the mark trails the deadline by a minute so a row whose
+   * transaction committed late is still seen.
+   */
+  #unheardFrom = new Date(0);
+
+  async #sweepUnheard(): Promise<number> {
+    const limit = this.config.SETTLEMENT_BATCH_MAX;
+    const rows = await this.db.$queryRawUnsafe<
+      { id: string | null; created_at: Date | null; cutoff: Date }[]
+    >(
+      `WITH c AS (SELECT now() - make_interval(secs => $2::double precision / 1000) AS cutoff)
+       SELECT i.id::text AS id, i.created_at, c.cutoff FROM c
+         LEFT JOIN LATERAL (
+           SELECT i.id, i.created_at FROM inferences i
+            WHERE i.status = 'completed' AND i.created_at >= $1 AND i.created_at < c.cutoff
+              AND NOT EXISTS (SELECT 1 FROM settlements s WHERE s.inference_id = i.id)
+              AND NOT EXISTS (SELECT 1 FROM settlement_pending p WHERE p.inference_id = i.id)
+            ORDER BY i.created_at, i.id LIMIT $3) i ON true`,
+      this.#unheardFrom,
+      this.config.SETTLEMENT_ATTRIBUTION_DEADLINE_MS,
+      limit,
     );
+    const found = rows.filter((r): r is { id: string; created_at: Date; cutoff: Date } => r.id !== null);
+    const settled = found.length > 0 ? await this.#settleSwept(found.map((r) => r.id)) : 0;
+    if (found.length > 0)
+      this.log.warn({ count: found.length }, "settled inferences whose hand-off never came");
+    const cutoff = rows[0]?.cutoff;
+    // A full page may have more rows at its last timestamp: advance only to it.
+    const next =
+      found.length < limit ? cutoff && new Date(cutoff.getTime() - 60_000) : found.at(-1)?.created_at;
+    if (next && next > this.#unheardFrom) this.#unheardFrom = next;
+    return settled;
+  }
+
+  async #settleSwept(ids: string[]): Promise<number> {
+    return (await this.#settleBatch(ids)).settled;
+  }
+
+  async #settleBatch(ids: string[]) {
+    const result = await settleBatch(this.db, ids, await this.settleContext());
+    for (const o of result.outcomes.values()) this.metrics.inferences.inc({ outcome: o });
     this.#report(result.anomalies);
     if (result.settled > 0) this.#maybeCloseBySize();
-    return result.settled;
+    return result;
   }
 
   /** A signed quorum result that cannot be paid from pays nobody: said loudly (and kept in settlement_anomalies). */
@@ -115,12 +168,10 @@ export class SettlementRuntime {
 
   /**
    * The periodic tasks (run only where RUN_WORKERS, never overlapping, awaited on close): the
-   * pending sweeper and the epoch ticker.
+   * deadline sweeper and the epoch ticker.
    */
   schedule(background: Background): void {
-    background.every("settlement pending sweep", this.config.SETTLEMENT_RECHECK_MS, () =>
-      this.sweepPending(),
-    );
+    background.every("settlement deadline sweep", this.config.SETTLEMENT_RECHECK_MS, () => this.sweep());
     // The ticker runs often; `tick` itself decides (interval, size) whether an epoch closes, and
     // finishes an epoch left in flight (e.g. after a restart).
     const tickMs = Math.max(250, Math.min(this.config.SETTLEMENT_EPOCH_INTERVAL_MS || 5_000, 5_000));
@@ -148,7 +199,13 @@ declare module "fastify" {
 /** Decorates the app with its settlement runtime and schedules its background tasks. */
 export const settlementRuntime = fp<{ config: SettlementConfig }>(
   async (app: FastifyInstance, { config }) => {
-    const rt = new SettlementRuntime(app.db, config, app.log, app.chain);
+    const rt = new SettlementRuntime(
+      app.db,
+      config,
+      app.log,
+      app.chain,
+      settlementMetrics(app.metrics, app.db),
+    );
     app.decorate("settlement", rt);
     rt.schedule(app.background);
     // After the kit's background close (workers and ticks done): an epoch started by the API.

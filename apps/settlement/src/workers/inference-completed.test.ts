@@ -18,7 +18,6 @@ import { buildSettlement, settlementConfig } from "../app.ts";
 import { inferenceIdToBytes32, settleBatch } from "../lib/settle.ts";
 
 const MODEL = "adapter-batch-test";
-const log = { info() {}, warn() {}, error() {} };
 let chain: LocalChain;
 let env: Awaited<ReturnType<typeof testEnvironment>>;
 let app: App;
