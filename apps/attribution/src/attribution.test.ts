@@ -529,7 +529,7 @@ describe("attribution service end to end", () => {
     assert.ok(evidence.topHelpful.length > 0);
     // What validators sign is the leave-one-out (one Newton step) influence, not first-order.
     assert.equal(evidence.estimator, "newton-loo");
-    const model = await contextFor(config).influenceModel(inf.blobHash!);
+    const model = await app.attribution.influenceModel(inf.blobHash!);
     const prompt = (await db.inference.findUniqueOrThrow({ where: { id: ids.smallInference } })).prompt;
     const signedTop = BigInt(evidence.topHelpful[0].influence);
     const best = (scores: Float64Array) => quantize(scores).reduce((m, q) => (q > m ? q : m), 0n);

@@ -50,11 +50,21 @@ export interface ChainConnectorOptions {
 /** Chain ids of local development nodes: the only ones the dev profile accepts. */
 export const LOCAL_CHAIN_IDS: ReadonlySet<number> = new Set([31337, 1337]);
 
-/** The dev profile (public dev keys) is refused on any chain but a local one. */
-export function assertProfileFits(profile: ChainProfile, chainId: number): void {
-  if (profile === "dev" && !LOCAL_CHAIN_IDS.has(chainId)) {
+/** The dev profile (public dev keys) is refused on any chain but a local one, and on a production deployment. */
+export function assertProfileFits(
+  profile: ChainProfile,
+  chainId: number,
+  deployment?: Pick<PlatformAddresses, "profile">,
+): void {
+  if (profile !== "dev") return;
+  if (!LOCAL_CHAIN_IDS.has(chainId)) {
     throw new ChainConfigError(
       `CHAIN_PROFILE=dev on chain ${chainId}: the dev profile is for local chains (${[...LOCAL_CHAIN_IDS].join(", ")}) only`,
+    );
+  }
+  if (deployment?.profile === "production") {
+    throw new ChainConfigError(
+      "CHAIN_PROFILE=dev against a production-profile deployment: configure every key",
     );
   }
 }
@@ -149,7 +159,7 @@ export class ChainConnector {
         `the addresses file ${file} is for chain ${addresses.chainId}, the node at ${rpcOrigin(rpcUrl)} serves chain ${chainId}`,
       );
     }
-    assertProfileFits(profile, chainId);
+    assertProfileFits(profile, chainId, addresses);
     const dev = profile === "dev";
     const clientOptions = {
       rpcUrl,

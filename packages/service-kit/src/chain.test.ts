@@ -76,6 +76,10 @@ test("dev profile: missing keys are the local deployment's accounts; production:
   assert.doesNotThrow(() => assertProfileFits("dev", 31337));
   assert.throws(() => assertProfileFits("dev", 10), /dev profile is for local chains/);
   assert.doesNotThrow(() => assertProfileFits("production", 10));
+  assert.throws(
+    () => assertProfileFits("dev", 31337, { profile: "production" }),
+    /production-profile deployment/,
+  );
 });
 
 test("an addresses file for another chain is refused, naming both chain ids; a later fix is picked up", async () => {
