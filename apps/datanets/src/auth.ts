@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { AppError } from "@openledger/errors";
 import type { FastifyRequest } from "fastify";
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import { getAddress, type Hex } from "viem";
 import { generateSiweNonce, parseSiweMessage, verifySiweMessage } from "viem/siwe";
 import type { DatanetsContext } from "./context.ts";
@@ -18,7 +18,7 @@ const nonceKey = (ctx: DatanetsContext, nonce: string) => `${ctx.keyPrefix}:siwe
 const sessionKey = (ctx: DatanetsContext, token: string) =>
   `${ctx.keyPrefix}:session:${createHash("sha256").update(token).digest("hex")}`;
 
-export async function issueNonce(ctx: DatanetsContext, redis: Redis) {
+export async function issueNonce(ctx: DatanetsContext, redis: Redis | Cluster) {
   const nonce = generateSiweNonce();
   const ttl = ctx.config.DATANETS_NONCE_TTL_SECONDS;
   await redis.set(nonceKey(ctx, nonce), "1", "EX", ttl);
@@ -34,7 +34,7 @@ export interface Session {
 /** Verifies a signed SIWE message; every failure is a 401 with a precise code. */
 export async function verifySignIn(
   ctx: DatanetsContext,
-  redis: Redis,
+  redis: Redis | Cluster,
   message: string,
   signature: Hex,
 ): Promise<Session> {
@@ -105,7 +105,7 @@ export async function verifySignIn(
 /** The signed-in address of a request (`Authorization: Bearer <token>`), or 401. */
 export async function requireAuth(
   ctx: DatanetsContext,
-  redis: Redis,
+  redis: Redis | Cluster,
   request: FastifyRequest,
 ): Promise<string> {
   const header = request.headers.authorization;
@@ -125,7 +125,7 @@ export async function requireAuth(
 /** Ends a session (sign out). */
 export async function revokeSession(
   ctx: DatanetsContext,
-  redis: Redis,
+  redis: Redis | Cluster,
   request: FastifyRequest,
 ): Promise<void> {
   const header = request.headers.authorization;

@@ -14,6 +14,8 @@ export const baseEnv = z.object({
   DATABASE_URL: postgresUrl.default("postgresql://postgres@127.0.0.1:5432/openledger"),
   /** Redis used by BullMQ and caches. */
   REDIS_URL: redisUrl.default("redis://127.0.0.1:6379"),
+  /** Redis is a Redis Cluster: REDIS_URL names one seed node, the other nodes are discovered. */
+  REDIS_CLUSTER: boolFlag(false),
   /** BullMQ key prefix. The {hash tag} keeps every queue on one Redis Cluster slot. */
   QUEUE_PREFIX: z
     .string()

@@ -1,5 +1,5 @@
 import { AppError } from "@openledger/errors";
-import { type ConnectionOptions, type JobsOptions, Queue } from "bullmq";
+import { type JobsOptions, Queue } from "bullmq";
 import {
   JOBS,
   type JobName,
@@ -8,12 +8,14 @@ import {
   policyOf,
   type QueueName,
 } from "./catalog.ts";
-import { producerConnection } from "./connection.ts";
+import { type QueueConnection, queueConnection } from "./connection.ts";
 
 export interface ProducerOptions {
   redisUrl: string;
   /** Key prefix, e.g. "{openledger}" or a per-test prefix. */
   prefix: string;
+  /** Redis Cluster (REDIS_CLUSTER): `redisUrl` is one seed node. */
+  cluster?: boolean;
   overrides?: PolicyOverrides;
 }
 
@@ -46,6 +48,7 @@ export class Producer {
   readonly #queues = new Map<QueueName, Queue>();
   readonly #options: ProducerOptions;
   readonly #onError: (err: Error) => void;
+  #shared: QueueConnection | undefined;
 
   constructor(options: ProducerOptions, onError: (err: Error) => void = () => {}) {
     this.#options = options;
@@ -55,10 +58,11 @@ export class Producer {
   queue(name: QueueName): Queue {
     let q = this.#queues.get(name);
     if (!q) {
-      q = new Queue(name, {
-        connection: producerConnection(this.#options.redisUrl) as ConnectionOptions,
-        prefix: this.#options.prefix,
-      });
+      // Standalone: a connection per queue (BullMQ's own); cluster: one shared Cluster client.
+      const connection = this.#options.cluster
+        ? (this.#shared ??= queueConnection(this.#options.redisUrl, "producer", true)).connection
+        : queueConnection(this.#options.redisUrl, "producer").connection;
+      q = new Queue(name, { connection, prefix: this.#options.prefix });
       q.on("error", this.#onError);
       this.#queues.set(name, q);
     }
@@ -98,5 +102,7 @@ export class Producer {
   async close(): Promise<void> {
     await Promise.all([...this.#queues.values()].map((q) => q.close()));
     this.#queues.clear();
+    await this.#shared?.close();
+    this.#shared = undefined;
   }
 }

@@ -1,4 +1,4 @@
-import { type ConnectionOptions, type Job, UnrecoverableError, Worker } from "bullmq";
+import { type Job, UnrecoverableError, Worker } from "bullmq";
 import {
   JOBS,
   type JobName,
@@ -9,7 +9,7 @@ import {
   policyOf,
   type QueueName,
 } from "./catalog.ts";
-import { workerConnection } from "./connection.ts";
+import { type QueueConnection, queueConnection } from "./connection.ts";
 
 export interface JobContext {
   id: string;
@@ -50,6 +50,8 @@ export interface WorkerSetOptions {
   /** The queues this process consumes; every job of each must get exactly one handler. */
   queues: readonly QueueName[];
   logger: WorkerLogger;
+  /** Redis Cluster (REDIS_CLUSTER): `redisUrl` is one seed node. */
+  cluster?: boolean;
   /** Jobs of a queue taken at once by this process (default 1). */
   concurrency?: Partial<Record<QueueName, number>>;
   overrides?: PolicyOverrides;
@@ -80,6 +82,7 @@ export class WorkerSet {
   readonly #options: WorkerSetOptions;
   readonly #handlers = new Map<JobName, JobHandler<JobName>>();
   readonly #workers: Worker[] = [];
+  readonly #connections: QueueConnection[] = [];
   readonly #shutdown = new AbortController();
 
   constructor(options: WorkerSetOptions) {
@@ -113,8 +116,10 @@ export class WorkerSet {
       throw new WorkerSetupError(`refusing to start: no handler for job(s) ${missing.join(", ")}`);
     }
     for (const queue of this.#options.queues) {
+      const conn = queueConnection(this.#options.redisUrl, "worker", this.#options.cluster);
+      this.#connections.push(conn);
       const worker = new Worker(queue, (job) => this.#run(job), {
-        connection: workerConnection(this.#options.redisUrl) as ConnectionOptions,
+        connection: conn.connection,
         prefix: this.#options.prefix,
         concurrency: this.#options.concurrency?.[queue] ?? 1,
         autorun: false,
@@ -191,5 +196,7 @@ export class WorkerSet {
     await Promise.all(this.#workers.map((w) => w.close()));
     this.#shutdown.abort(new Error("worker shutting down"));
     this.#workers.length = 0;
+    await Promise.all(this.#connections.map((c) => c.close()));
+    this.#connections.length = 0;
   }
 }

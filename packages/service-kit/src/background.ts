@@ -163,6 +163,7 @@ export class Background {
       redisUrl: this.config.REDIS_URL,
       prefix: this.config.QUEUE_PREFIX,
       queues: def.queues,
+      cluster: this.config.REDIS_CLUSTER,
       logger: this.log.child({ component: "workers" }),
       concurrency,
       onJob: (o: JobOutcome) =>

@@ -1,16 +1,16 @@
 import type { BaseConfig } from "@openledger/config";
 import { createDb, type Db } from "@openledger/db";
-import { Producer, redisOptionsFromUrl } from "@openledger/queue";
+import { createRedisClient, Producer } from "@openledger/queue";
 import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
-import { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 
 declare module "fastify" {
   interface FastifyInstance {
     /** Prisma client (Postgres is the system of record). */
     db: Db;
-    /** Redis for readiness checks and caches (queues use their own connections). */
-    redis: Redis;
+    /** Redis (or Redis Cluster) for readiness checks and caches (queues use their own connections). */
+    redis: Redis | Cluster;
     /** Typed queue producer. */
     producer: Producer;
     config: BaseConfig;
@@ -31,8 +31,7 @@ export const infraPlugin = fp<InfraOptions>(
     const db = createDb(config.DATABASE_URL, {
       onPoolError: (err) => app.log.warn({ err }, "postgres connection error"),
     });
-    const redis = new Redis({
-      ...redisOptionsFromUrl(config.REDIS_URL),
+    const redis = createRedisClient(config.REDIS_URL, config.REDIS_CLUSTER, {
       lazyConnect: true,
       // Fail commands at once while disconnected instead of queueing them.
       enableOfflineQueue: false,
@@ -49,12 +48,13 @@ export const infraPlugin = fp<InfraOptions>(
       redisDown = false;
     });
     redis.connect().catch(() => {}); // errors are reported by the "error" listener
-    const producer = new Producer({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX }, (err) =>
-      app.log.warn({ err: err.message }, "queue connection error"),
+    const producer = new Producer(
+      { redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, cluster: config.REDIS_CLUSTER },
+      (err) => app.log.warn({ err: err.message }, "queue connection error"),
     );
     app.decorate("config", config);
     app.decorate("db", db);
-    app.decorate("redis", redis);
+    app.decorate<Redis | Cluster>("redis", redis);
     app.decorate("producer", producer);
     // Open the first pooled connection (and Prisma's query engine) before the first
     // request, so /readyz measures Postgres rather than cold start. Failure is fine here:
