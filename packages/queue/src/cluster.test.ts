@@ -5,14 +5,13 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { Cluster } from "ioredis";
 import { type JobName, type JobPayload, jobsOfQueue, QUEUES } from "./catalog.ts";
 import { Producer } from "./producer.ts";
-import { uniquePrefix } from "./testing.ts";
+import { freePort, uniquePrefix } from "./testing.ts";
 import { type JobHandler, WorkerSet } from "./worker.ts";
 
 const onPath = (bin: string) =>
@@ -25,18 +24,6 @@ const nodes: ChildProcess[] = [];
 let dir = "";
 let seed = "";
 const ports: number[] = [];
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const a = srv.address();
-      srv.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-    });
-  });
-}
 
 function startNode(port: number): Promise<ChildProcess> {
   const child = spawn(

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { createServer } from "node:net";
 import { Redis } from "ioredis";
 
 export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -21,4 +22,17 @@ export async function deletePrefix(prefix: string, redisUrl = TEST_REDIS_URL): P
   } finally {
     redis.disconnect();
   }
+}
+
+/** A TCP port free on 127.0.0.1 right now (for a throw-away server of a test). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
+    });
+  });
 }

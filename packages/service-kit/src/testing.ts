@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { after, before, test } from "node:test";
 import type { BaseConfig } from "@openledger/config";
 import { createTestDatabase } from "@openledger/db/testing";
-import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "@openledger/queue/testing";
+import { deletePrefix, freePort, TEST_REDIS_URL, uniquePrefix } from "@openledger/queue/testing";
+
+export { freePort };
+
 import type { App } from "./service.ts";
 
 /** An environment for one test file: its own Postgres schema and Redis key prefix. */
@@ -27,18 +29,6 @@ export async function testEnvironment(label: string) {
       await deletePrefix(prefix);
     },
   };
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
 }
 
 /** A real, throw-away redis-server on its own port, to test outages without touching the shared one. */
