@@ -24,7 +24,6 @@ import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import type { Abi, Address, Hex } from "viem";
 import { buildSettlement, settlementConfig } from "./app.ts";
-import { runtimeFor } from "./lib/runtime.ts";
 
 const TOKEN = "claims-revocation-admin-token";
 const OPEN = 10n ** 18n;
@@ -38,7 +37,6 @@ let env: Awaited<ReturnType<typeof testEnvironment>>;
 let app: App;
 let dir: string;
 let config: ReturnType<typeof settlementConfig>;
-const log = { info() {}, warn() {}, error() {} };
 type Account = { address: string; privateKey: Hex };
 let consumer: Account;
 let owner: Account; // the model owner: earns 30 % of every fee, and claims it
@@ -73,7 +71,7 @@ async function settleOne(): Promise<string> {
       createdAt: new Date(Date.now() - 2 * config.SETTLEMENT_ATTRIBUTION_DEADLINE_MS),
     },
   });
-  assert.equal(await runtimeFor(app.db, config, log).settle(inf.id), "settled");
+  assert.equal(await app.settlement.settle(inf.id), "settled");
   return inf.id;
 }
 

@@ -339,7 +339,7 @@ describe("settling inferences", () => {
     await app.db.attributionWeight.create({
       data: { resultId: r5.id, contributorAddress: lower(contributorB.address), weightPpm: 1_000_000 },
     });
-    const rt = runtimeFor(app.db, config, log);
+    const rt = app.settlement;
     assert.equal(await rt.settle(id), "held", "nobody is paid");
     assert.equal(await app.db.settlement.count({ where: { inferenceId: id } }), 0);
     const listed = (await app.inject({ method: "GET", url: "/v1/anomalies" })).json().anomalies;
@@ -394,7 +394,7 @@ describe("settling inferences", () => {
         },
       });
     }
-    assert.equal(await runtimeFor(app.db, config, log).settle(id), "held");
+    assert.equal(await app.settlement.settle(id), "held");
     const a = await app.db.settlementAnomaly.findUniqueOrThrow({ where: { inferenceId: id } });
     assert.equal(a.kind, "unpayable_signed_result");
     assert.match(String((a.detail as { reason: string }).reason), /sum to 2000000/);

@@ -59,9 +59,9 @@ export class Producer {
     let q = this.#queues.get(name);
     if (!q) {
       // Standalone: a connection per queue (BullMQ's own); cluster: one shared Cluster client.
-      const connection = this.#options.cluster
-        ? (this.#shared ??= queueConnection(this.#options.redisUrl, "producer", true)).connection
-        : queueConnection(this.#options.redisUrl, "producer").connection;
+      if (this.#options.cluster && !this.#shared)
+        this.#shared = queueConnection(this.#options.redisUrl, "producer", true);
+      const connection = (this.#shared ?? queueConnection(this.#options.redisUrl, "producer")).connection;
       q = new Queue(name, { connection, prefix: this.#options.prefix });
       q.on("error", this.#onError);
       this.#queues.set(name, q);
