@@ -166,7 +166,7 @@ for (let r = 0; r < ROUNDS; r++) {
   for (const c of CONCURRENCY) {
     for (const arm of (r % 2 === 0 ? ["before", "after"] : ["after", "before"]) as Arm[]) {
       const res = await burst(gateways[arm], c, Math.max(256, 4 * c));
-      (refusals[arm][c] ??= []).push(...(res.get(429) ?? []));
+      refusals[arm][c] = [...(refusals[arm][c] ?? []), ...(res.get(429) ?? [])];
       log(
         `round ${r + 1} c=${c} ${arm}: ${[...res.entries()].map(([s, l]) => `${s}x${l.length}`).join(" ")}`,
       );
@@ -242,7 +242,8 @@ for (const h of HISTORY) {
       for (let i = 0; i < 40; i++) {
         const t = performance.now();
         const res = await admit();
-        (admissions[arm][h] ??= []).push(performance.now() - t);
+        const took = performance.now() - t;
+        admissions[arm][h] = [...(admissions[arm][h] ?? []), took];
         await billing.release(res as never);
       }
     }
