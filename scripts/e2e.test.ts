@@ -3,8 +3,9 @@
 // injected: the settlement service SIGKILLed right after the inferences are served and again in
 // the middle of an epoch (nothing lost, nothing paid twice), and the chain refusing postEpoch once.
 // Strict: every step must run (no skipped step), and neither the story nor this test enqueues a
-// platform job — the data path gateway → attribution → settlement does it all by itself. The
-// story then runs a second time on the same, now used, chain and must add up again.
+// platform job — the data path gateway → attribution → settlement does it all by itself. Then a
+// governance proposal changes the fee split (propose → vote → queue → execute, time travel), and the
+// story runs a second time on the same, now used, chain: its epoch must settle by the new split.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
@@ -12,13 +13,17 @@ import {
   createChainPublicClient,
   createChainWalletClient,
   inferenceEscrowAbi,
+  openGovernorAbi,
   openTokenAbi,
+  ProposalState,
+  passProposal,
   rewardDistributorAbi,
   StakeRole,
   stakingAbi,
   subjectOf,
 } from "@openledger/chain";
 import { localAccounts } from "@openledger/chain/testing";
+import { parseEventLogs } from "viem";
 import { ALICE_ROWS, BOB_ROWS } from "./lib/corpus.ts";
 import { type LaunchedPlatform, launchPlatform, SERVICE_NAMES } from "./lib/launch.ts";
 import {
@@ -290,8 +295,63 @@ test("a slashing proposal executed concurrently (sweeper + two POST …/execute)
   assert.equal(before - (await stakeOf()), amount, "slashed exactly once");
 });
 
-test("the story runs again on the same, used chain and adds up again (a second `npm run demo`)", async () => {
+test("governance changes the fee split (propose, vote, queue, execute); the story runs again on the used chain and its epoch settles by the new split to the wei", async () => {
   if (storyError) throw storyError;
+  const c = p.platform.addresses.contracts;
+  const { chainId } = p.platform.addresses;
+  const pub = createChainPublicClient({ rpcUrl: p.platform.rpcUrl, chainId });
+  const readSplit = () =>
+    pub.readContract({ address: c.RewardDistributor, abi: rewardDistributorAbi, functionName: "feeSplit" });
+  const before = await readSplit();
+  const fmt = (f: typeof before) =>
+    `${f.treasuryBps}/${f.validatorsBps}/${f.modelOwnerBps}/${f.contributorsBps}`;
+  // A split the e2e has not used yet, so the change is visible whichever split the chain started with.
+  const next =
+    before.treasuryBps === 500
+      ? { treasuryBps: 1_000, validatorsBps: 1_000, modelOwnerBps: 3_000, contributorsBps: 5_000 }
+      : { treasuryBps: 500, validatorsBps: 1_500, modelOwnerBps: 2_500, contributorsBps: 5_500 };
+  // The full cycle through OpenGovernor and OpenTimelock, the production path (not the dev admin's
+  // shortcut): the deployer holds the OPEN (and its delegated votes) in the dev profile; the chain's clock
+  // is moved past the voting delay, the voting period and the timelock delay.
+  const holder = createChainWalletClient({
+    rpcUrl: p.platform.rpcUrl,
+    chainId,
+    privateKey: localAccounts().deployer.privateKey,
+  });
+  const { proposalId, executed } = await passProposal({
+    ctx: { publicClient: pub, governor: c.OpenGovernor },
+    proposer: holder,
+    voters: [holder],
+    proposal: {
+      calls: [
+        {
+          address: c.RewardDistributor,
+          abi: rewardDistributorAbi,
+          functionName: "setFeeSplit",
+          args: [next],
+        },
+      ],
+      description: `e2e: fee split ${next.treasuryBps}/${next.validatorsBps}/${next.modelOwnerBps}/${next.contributorsBps}`,
+    },
+    advanceTime: (s) => p.chain.increaseTime(s),
+  });
+  assert.equal(
+    await pub.readContract({
+      address: c.OpenGovernor,
+      abi: openGovernorAbi,
+      functionName: "state",
+      args: [proposalId],
+    }),
+    ProposalState.Executed,
+  );
+  const setEvents = parseEventLogs({
+    abi: rewardDistributorAbi,
+    logs: executed.logs,
+    eventName: "FeeSplitSet",
+  });
+  assert.equal(setEvents.length, 1, "the executed proposal set the split");
+  assert.deepEqual(await readSplit(), next);
+
   const again: string[] = [];
   const second = await runStory(p.platform, { runId: "e2e-again", log: (l) => again.push(l) });
   const failed = second.checks.filter((c) => !c.ok);
@@ -299,6 +359,43 @@ test("the story runs again on the same, used chain and adds up again (a second `
   assert.deepEqual(second.skipped, []);
   assert.ok(second.checks.length > 30);
   assert.ok(second.contributorEarnings.length > 0, "contributors earned again");
+  process.stdout.write(
+    `governance: proposal ${proposalId} executed, fee split ${fmt(before)} -> ${fmt(next)}\n${again.join("\n")}\n`,
+  );
+  // The story checked every journal against the chain's split, to the wei; here: that split is the
+  // proposal's, every settlement of this run recorded it, and those of the first run kept the old one.
+  const asBps = (f: typeof next) => ({
+    treasury: f.treasuryBps,
+    validators: f.validatorsBps,
+    modelOwner: f.modelOwnerBps,
+    contributors: f.contributorsBps,
+  });
+  assert.deepEqual(second.feeSplitBps, asBps(next));
+  const splitOf = async (ids: string[]) =>
+    (
+      await p.database.db.$queryRawUnsafe<{ bps: string }[]>(
+        `SELECT concat_ws('/', split_bps->>'treasury', split_bps->>'validators', split_bps->>'modelOwner', split_bps->>'contributors') AS bps
+           FROM settlements WHERE inference_id::text = ANY($1::text[])`,
+        ids,
+      )
+    ).map((r) => r.bps);
+  const secondIds = second.inferences.map((i) => i.id);
+  assert.deepEqual(
+    await splitOf(secondIds),
+    secondIds.map(() => fmt(next)),
+  );
+  const firstIds = result.inferences.map((i) => i.id);
+  assert.deepEqual(
+    await splitOf(firstIds),
+    firstIds.map(() => fmt(before)),
+  );
+  // The epoch that carried this run's fees was posted and claimed: the claims equal the new journals.
+  assert.ok(second.epochId !== null && second.epochId > (result.epochId ?? 0), "a later epoch");
+  assert.equal(
+    second.claims.reduce((t, x) => t + x.amountWei, 0n),
+    second.totalFeesWei,
+    "claims of the second run = its fees",
+  );
 });
 
 test("neither the story nor this test can enqueue a platform job (the data path does it all)", () => {

@@ -96,6 +96,8 @@ export interface StoryResult {
   datanetId: string | null;
   /** What this run's journals credit each contributor (by attribution weight), wei. */
   contributorEarnings: { address: string; amountWei: bigint }[];
+  /** The fee split on chain (governance's) that this run's settlements were checked against. */
+  feeSplitBps?: SplitBps;
 }
 
 export interface StoryContext {
@@ -849,6 +851,22 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
   // Attribution triggers settlement at once; well before the deadline sweeper would.
   const settleWait = 90_000;
   let treasuryAddr = a.roles.treasury.toLowerCase();
+  // The split is governance's, on chain (RewardDistributor.feeSplit), not a service setting.
+  const onChainSplit = await pub.readContract({
+    address: c.RewardDistributor,
+    abi: rewardDistributorAbi,
+    functionName: "feeSplit",
+  });
+  log(
+    `  fee split on chain (governance): treasury ${onChainSplit.treasuryBps} / validators ${onChainSplit.validatorsBps} / model owner ${onChainSplit.modelOwnerBps} / contributors ${onChainSplit.contributorsBps} bps`,
+  );
+  const chainSplit: SplitBps = {
+    treasury: onChainSplit.treasuryBps,
+    validators: onChainSplit.validatorsBps,
+    modelOwner: onChainSplit.modelOwnerBps,
+    contributors: onChainSplit.contributorsBps,
+  };
+  result.feeSplitBps = chainSplit;
   for (const inf of result.inferences) {
     const s = await poll(`the settlement of ${inf.id}`, settleWait, async () => {
       const r = await http("GET", `${platform.settlementUrl}/v1/inferences/${inf.id}/settlement`);
@@ -860,6 +878,11 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
       amountWei: BigInt(e.amountWei),
     }));
     const bps = s.splitBps as SplitBps & { attestingValidators?: string[] };
+    eq(
+      `split of ${inf.id.slice(0, 8)} = the on-chain fee split`,
+      `${bps.treasury}/${bps.validators}/${bps.modelOwner}/${bps.contributors}`,
+      `${onChainSplit.treasuryBps}/${onChainSplit.validatorsBps}/${onChainSplit.modelOwnerBps}/${onChainSplit.contributorsBps}`,
+    );
     const modelPrices = prices.get(inf.model)!;
     const expectedFee = priceInference({
       inputTokens: inf.inputTokens,
@@ -888,14 +911,10 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
     }
     const treasuryEntry = inf.entries.find((e) => e.account.startsWith("treasury:"));
     if (treasuryEntry) treasuryAddr = treasuryEntry.account.slice("treasury:".length);
+    // Expected from the chain's split (not the one settlement stored): a stale split is caught here too.
     const split = splitFee({
       fee: expectedFee,
-      bps: {
-        treasury: bps.treasury,
-        validators: bps.validators,
-        modelOwner: bps.modelOwner,
-        contributors: bps.contributors,
-      },
+      bps: chainSplit,
       validators,
       weights: att?.weights ?? [],
     });

@@ -224,78 +224,55 @@ const settlementKey = z.preprocess(
     .regex(/^0x[0-9a-fA-F]{64}$/, "0x + 64 hex digits")
     .optional(),
 );
-const bps = (fallback: number) => z.coerce.number().int().min(0).max(10_000).default(fallback);
 
-export const settlementEnv = baseEnv
-  .extend({
-    /** HTTP port of the settlement service. */
-    SETTLEMENT_PORT: port(4004),
-    /** Fee split in basis points (the four must sum to 10,000); recorded with every settlement. */
-    SETTLEMENT_TREASURY_BPS: bps(1_000),
-    /** Share of the validators whose identical attribution results made the quorum (equal parts). */
-    SETTLEMENT_VALIDATORS_BPS: bps(1_000),
-    /** Share of the model (adapter) owner. */
-    SETTLEMENT_MODEL_OWNER_BPS: bps(3_000),
-    /** Share of the contributors, by attribution weight (to the treasury when nothing is attributed). */
-    SETTLEMENT_CONTRIBUTORS_BPS: bps(5_000),
-    /** Treasury address credited in the ledger and paid through the distributor. Empty on chain 31337 =
-     *  the local deployment's treasury (Hardhat account #3); required on any other chain. */
-    SETTLEMENT_TREASURY_ADDRESS: z.preprocess(
-      (v) => (v === "" ? undefined : v),
-      z
-        .string()
-        .regex(/^0x[0-9a-fA-F]{40}$/, "0x + 40 hex digits")
-        .optional(),
-    ),
-    /** Key holding SETTLER_ROLE on InferenceEscrow; also relays postEpoch. Empty on chain 31337 = Hardhat
-     *  account #2 (the local settlement account); required on any other chain. Never logged. */
-    SETTLEMENT_SETTLER_PRIVATE_KEY: settlementKey,
-    /** Keys of the validators that attest epoch roots (EIP-712), comma-separated. Empty on chain 31337 =
-     *  Hardhat accounts #5-7 (the local validators); elsewhere each validator should run its own signer. */
-    SETTLEMENT_ATTESTER_PRIVATE_KEYS: z.preprocess(
-      (v) => (v === "" ? undefined : v),
-      z
-        .string()
-        .regex(/^0x[0-9a-fA-F]{64}(,0x[0-9a-fA-F]{64})*$/, "comma-separated 0x + 64 hex digits")
-        .optional(),
-    ),
-    /** After this long without a quorum an inference settles with the no-attribution policy. */
-    SETTLEMENT_ATTRIBUTION_DEADLINE_MS: z.coerce
-      .number()
-      .int()
-      .min(0)
-      .default(10 * 60_000),
-    /** Delay between re-checks of an inference still waiting for its attribution quorum. */
-    SETTLEMENT_RECHECK_MS: z.coerce.number().int().min(10).default(5_000),
-    /** Close an epoch every this many ms (when it has settlements); 0 = only by size or by the API. */
-    SETTLEMENT_EPOCH_INTERVAL_MS: z.coerce
-      .number()
-      .int()
-      .min(0)
-      .default(5 * 60_000),
-    /** Close an epoch as soon as this many settlements wait for one. */
-    SETTLEMENT_EPOCH_MAX_SETTLEMENTS: z.coerce.number().int().min(1).default(10_000),
-    /** Largest number of inferences written in one ledger transaction by the batching worker. */
-    SETTLEMENT_BATCH_MAX: z.coerce.number().int().min(1).max(10_000).default(500),
-    /** `inference.completed` jobs taken at once by this process (they meet in the group commit). */
-    SETTLEMENT_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(4096).default(256),
-    /** Bearer token for POST /v1/epochs/close and POST /v1/reconcile; empty = those routes are disabled. */
-    SETTLEMENT_ADMIN_TOKEN: z.preprocess((v) => (v === "" ? undefined : v), z.string().min(16).optional()),
-  })
-  .superRefine((env, ctx) => {
-    const sum =
-      env.SETTLEMENT_TREASURY_BPS +
-      env.SETTLEMENT_VALIDATORS_BPS +
-      env.SETTLEMENT_MODEL_OWNER_BPS +
-      env.SETTLEMENT_CONTRIBUTORS_BPS;
-    if (sum !== 10_000) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["SETTLEMENT_CONTRIBUTORS_BPS"],
-        message: `the four SETTLEMENT_*_BPS must sum to 10000, got ${sum}`,
-      });
-    }
-  });
+export const settlementEnv = baseEnv.extend({
+  /** HTTP port of the settlement service. */
+  SETTLEMENT_PORT: port(4004),
+  /** Treasury address credited in the ledger and paid through the distributor. Empty on chain 31337 =
+   *  the local deployment's treasury (Hardhat account #3); required on any other chain. */
+  SETTLEMENT_TREASURY_ADDRESS: z.preprocess(
+    (v) => (v === "" ? undefined : v),
+    z
+      .string()
+      .regex(/^0x[0-9a-fA-F]{40}$/, "0x + 40 hex digits")
+      .optional(),
+  ),
+  /** Key holding SETTLER_ROLE on InferenceEscrow; also relays postEpoch. Empty on chain 31337 = Hardhat
+   *  account #2 (the local settlement account); required on any other chain. Never logged. */
+  SETTLEMENT_SETTLER_PRIVATE_KEY: settlementKey,
+  /** Keys of the validators that attest epoch roots (EIP-712), comma-separated. Empty on chain 31337 =
+   *  Hardhat accounts #5-7 (the local validators); elsewhere each validator should run its own signer. */
+  SETTLEMENT_ATTESTER_PRIVATE_KEYS: z.preprocess(
+    (v) => (v === "" ? undefined : v),
+    z
+      .string()
+      .regex(/^0x[0-9a-fA-F]{64}(,0x[0-9a-fA-F]{64})*$/, "comma-separated 0x + 64 hex digits")
+      .optional(),
+  ),
+  /** After this long without a quorum an inference settles with the no-attribution policy. */
+  SETTLEMENT_ATTRIBUTION_DEADLINE_MS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(10 * 60_000),
+  /** Delay between re-checks of an inference still waiting for its attribution quorum. */
+  SETTLEMENT_RECHECK_MS: z.coerce.number().int().min(10).default(5_000),
+  /** Close an epoch every this many ms (when it has settlements); 0 = only by size or by the API. */
+  SETTLEMENT_EPOCH_INTERVAL_MS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(5 * 60_000),
+  /** Close an epoch as soon as this many settlements wait for one. */
+  SETTLEMENT_EPOCH_MAX_SETTLEMENTS: z.coerce.number().int().min(1).default(10_000),
+  /** Largest number of inferences written in one ledger transaction by the batching worker. */
+  SETTLEMENT_BATCH_MAX: z.coerce.number().int().min(1).max(10_000).default(500),
+  /** `inference.completed` jobs taken at once by this process (they meet in the group commit). */
+  SETTLEMENT_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(4096).default(256),
+  /** Bearer token for POST /v1/epochs/close and POST /v1/reconcile; empty = those routes are disabled. */
+  SETTLEMENT_ADMIN_TOKEN: z.preprocess((v) => (v === "" ? undefined : v), z.string().min(16).optional()),
+});
+// (The fee split is not configuration: governance sets it on chain, RewardDistributor.feeSplit().)
 export type SettlementConfig = z.output<typeof settlementEnv>;
 
 /** The `npm start` supervisor. */

@@ -7,6 +7,7 @@ import {
   rewardDistributorAbi,
 } from "@openledger/chain";
 import type { SettlementConfig } from "@openledger/config";
+import { type SplitBps, validateSplitBps } from "@openledger/settlement-core";
 import type { Address } from "viem";
 import type { PrivateKeyAccount } from "viem/accounts";
 
@@ -84,4 +85,22 @@ export async function distributorQuorum(
     }),
   ]);
   return { need: Number(need), active: new Set(active.map((a) => a.toLowerCase())) };
+}
+
+/**
+ * The fee split governance set on chain (RewardDistributor.feeSplit: basis points summing to 10,000, the
+ * contract refuses anything else), as settlement-core splits with it.
+ */
+export async function feeSplitOf(chain: SettlementChain): Promise<SplitBps> {
+  const f = await chain.publicClient.readContract({
+    address: chain.distributor,
+    abi: rewardDistributorAbi,
+    functionName: "feeSplit",
+  });
+  return validateSplitBps({
+    treasury: f.treasuryBps,
+    validators: f.validatorsBps,
+    modelOwner: f.modelOwnerBps,
+    contributors: f.contributorsBps,
+  });
 }

@@ -2,27 +2,18 @@ import type { ChainConnector } from "@openledger/chain";
 import type { SettlementConfig } from "@openledger/config";
 import type { Db } from "@openledger/db";
 import type { Background, BackgroundTimer } from "@openledger/service-kit";
-import { SignatureVerifier, type SplitBps } from "@openledger/settlement-core";
+import { SignatureVerifier } from "@openledger/settlement-core";
 import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
 import { Registry } from "prom-client";
 import { GroupCommit } from "./batcher.ts";
-import { distributorValidators, type SettlementChain, settlementChainOf } from "./chain.ts";
+import { distributorValidators, feeSplitOf, type SettlementChain, settlementChainOf } from "./chain.ts";
 import { reconcile } from "./claims.ts";
 import { type EpochLogger, EpochManager } from "./epochs.ts";
 import { type SettlementMetrics, settlementMetrics } from "./metrics.ts";
 import { type Anomaly, type SettleContext, type SettleOutcome, settleBatch } from "./settle.ts";
 
 const VALIDATORS_TTL_MS = 30_000;
-
-export function splitBpsOf(config: SettlementConfig): SplitBps {
-  return {
-    treasury: config.SETTLEMENT_TREASURY_BPS,
-    validators: config.SETTLEMENT_VALIDATORS_BPS,
-    modelOwner: config.SETTLEMENT_MODEL_OWNER_BPS,
-    contributors: config.SETTLEMENT_CONTRIBUTORS_BPS,
-  };
-}
 
 /**
  * What the routes, workers and background tasks of one app share (`app.settlement`): the chain
@@ -66,7 +57,8 @@ export class SettlementRuntime {
       this.#validators = { at: now, set: await distributorValidators(chain) };
     }
     return {
-      bps: splitBpsOf(this.config),
+      // Read for every batch, not cached: a split governance changes applies from the next settlement.
+      bps: await feeSplitOf(chain),
       treasury: chain.treasury,
       quorum: this.config.SETTLEMENT_ATTRIBUTION_QUORUM,
       deadlineMs: this.config.SETTLEMENT_ATTRIBUTION_DEADLINE_MS,
