@@ -61,6 +61,14 @@ test("each app service runs its own server entry on its configured port and chec
   assert.ok(existsSync(path.join(ROOT, "Dockerfile")));
 });
 
+test("crashed services, Postgres and Redis are restarted; the in-memory dev chain is not", () => {
+  for (const name of [...APPS, "postgres", "redis"]) {
+    assert.equal(compose.services[name].restart, "unless-stopped", `${name} restart policy`);
+  }
+  assert.equal(compose.services.chain.restart, "no", "a restarted Hardhat node would be a new, empty chain");
+  for (const job of ["migrate", "deploy"]) assert.equal(compose.services[job].restart, "no");
+});
+
 test("one-off jobs call scripts that exist", () => {
   const root = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8"));
   const contracts = JSON.parse(readFileSync(path.join(ROOT, "contracts", "package.json"), "utf8"));

@@ -1,7 +1,8 @@
-// Smoke test of `npm start`'s supervisor: it migrates, starts a local chain and the four
-// services on free ports, every /readyz answers 200, and Ctrl-C stops everything.
+// Tests of `npm start`'s supervisor with real processes: it migrates, starts a local chain and the
+// services on free ports, every /readyz answers 200; a SIGKILLed service is restarted while the
+// others keep running; Ctrl-C stops everything; losing the chain node stops everything, loudly.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import path from "node:path";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -11,25 +12,37 @@ import { freePort } from "@openledger/service-kit/testing";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
-test("the platform supervisor brings up the chain and all four services, then stops them", async () => {
-  const database = await createTestDatabase("platform", { migrate: false });
-  const prefix = uniquePrefix("platform");
+interface Supervisor {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+  ports: Record<string, number>;
+  chainPort: number;
+}
+
+async function startSupervisor(label: string, services: string[]): Promise<Supervisor> {
+  const database = await createTestDatabase(label, { migrate: false });
+  const prefix = uniquePrefix(label);
   after(async () => {
     await database.drop();
     await deletePrefix(prefix);
   });
-  const ports = {
-    DATANETS_PORT: await freePort(),
-    ATTRIBUTION_PORT: await freePort(),
-    GATEWAY_PORT: await freePort(),
-    SETTLEMENT_PORT: await freePort(),
+  const portVars: Record<string, string> = {
+    datanets: "DATANETS_PORT",
+    attribution: "ATTRIBUTION_PORT",
+    gateway: "GATEWAY_PORT",
+    settlement: "SETTLEMENT_PORT",
   };
+  const ports: Record<string, number> = {};
+  for (const s of services) ports[s] = await freePort();
   const chainPort = await freePort();
   const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "scripts", "platform.ts")], {
     cwd: ROOT,
     env: {
       ...process.env,
-      ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
+      ...Object.fromEntries(services.map((s) => [portVars[s], String(ports[s])])),
+      PLATFORM_SERVICES: services.join(","),
+      PLATFORM_RESTART_MS: "200",
       DATABASE_URL: database.url,
       QUEUE_PREFIX: prefix,
       CHAIN_RPC_URL: `http://127.0.0.1:${chainPort}`,
@@ -39,36 +52,127 @@ test("the platform supervisor brings up the chain and all four services, then st
     stdio: ["pipe", "pipe", "pipe"],
   });
   let output = "";
-  child.stdout.on("data", (d: Buffer) => {
+  const append = (d: Buffer) => {
     output += d.toString();
-  });
-  child.stderr.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
+  };
+  child.stdout!.on("data", append);
+  child.stderr!.on("data", append);
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  });
+  // Up to 6 minutes: the supervisor's own readiness deadline (5 min) fails first, with its reason.
+  for (let i = 0; i < 3600 && !output.includes("OpenLedger is up"); i++) {
+    if (child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.match(output, /OpenLedger is up/, output.slice(-3000));
+  return { child, output: () => output, exited, ports, chainPort };
+}
+
+/** The supervisor's child processes: pid by what they run (a service's name, or "chain"). */
+function childrenOf(pid: number): Map<string, number> {
+  const found = new Map<string, number>();
+  let listing = "";
   try {
-    // Up to 6 minutes: the supervisor's own readiness deadline (5 min) fails first, with its reason.
-    for (let i = 0; i < 3600 && !output.includes("OpenLedger is up"); i++) {
-      if (child.exitCode !== null) break;
-      await new Promise((r) => setTimeout(r, 100));
+    listing = execFileSync("ps", ["-o", "pid=,args=", "--ppid", String(pid)], { encoding: "utf8" });
+  } catch {
+    return found; // ps exits 1 when there is none
+  }
+  for (const line of listing.split("\n")) {
+    const m = /^\s*(\d+)\s+(.*)$/.exec(line);
+    if (!m) continue;
+    const service = /apps\/(\w+)\/src\/server\.ts/.exec(m[2]!)?.[1];
+    if (service) found.set(service, Number(m[1]));
+    else if (/hardhat.*\bnode\b/.test(m[2]!)) found.set("chain", Number(m[1]));
+  }
+  return found;
+}
+
+async function status(url: string): Promise<number | string> {
+  try {
+    return (await fetch(url, { signal: AbortSignal.timeout(10_000) })).status;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+async function until<T>(
+  what: string,
+  fn: () => Promise<T | undefined> | T | undefined,
+  ms = 240_000,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+test("the supervisor brings up the chain and all four services, restarts a killed one while the others keep serving, and stops them on Ctrl-C", async () => {
+  const p = await startSupervisor("platform", ["datanets", "attribution", "gateway", "settlement"]);
+  try {
+    for (const [name, port] of Object.entries(p.ports)) {
+      assert.equal(await status(`http://127.0.0.1:${port}/readyz`), 200, `${name} is not ready`);
+      assert.match(p.output(), new RegExp(`http://127.0.0.1:${port}`), `${name}'s address is printed`);
     }
-    assert.match(output, /OpenLedger is up/, output.slice(-3000));
-    for (const [name, port] of Object.entries(ports)) {
-      const res = await fetch(`http://127.0.0.1:${port}/readyz`);
-      assert.equal(res.status, 200, `${name} is not ready`);
-      assert.match(output, new RegExp(`http://127.0.0.1:${port}`), `${name}'s address is printed`);
-    }
-    const chainId = await fetch(`http://127.0.0.1:${chainPort}`, {
+    const chainId = await fetch(`http://127.0.0.1:${p.chainPort}`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
     }).then((r) => r.json() as Promise<{ result: string }>);
     assert.equal(Number(chainId.result), 31337);
+
+    const before = childrenOf(p.child.pid!);
+    assert.deepEqual([...before.keys()].sort(), [
+      "attribution",
+      "chain",
+      "datanets",
+      "gateway",
+      "settlement",
+    ]);
+    process.kill(before.get("settlement")!, "SIGKILL");
+    // While settlement is down and coming back, the others answer every poll.
+    const others = ["datanets", "attribution", "gateway"];
+    let polls = 0;
+    const restarted = await until("settlement to be restarted and ready", async () => {
+      for (const name of others) {
+        assert.equal(
+          await status(`http://127.0.0.1:${p.ports[name]}/healthz`),
+          200,
+          `${name} stopped answering`,
+        );
+      }
+      polls++;
+      const now = childrenOf(p.child.pid!).get("settlement");
+      if (now === undefined || now === before.get("settlement")) return undefined;
+      return (await status(`http://127.0.0.1:${p.ports.settlement}/readyz`)) === 200 ? now : undefined;
+    });
+    assert.ok(polls > 1, "the others were polled while settlement was away");
+    assert.notEqual(restarted, before.get("settlement"));
+    assert.match(p.output(), /a service exited; restarting it/);
+    assert.equal(p.child.exitCode, null, "the supervisor kept running");
+    const after = childrenOf(p.child.pid!);
+    for (const name of [...others, "chain"]) {
+      assert.equal(after.get(name), before.get(name), `${name} was not restarted`);
+    }
   } finally {
-    child.kill("SIGINT");
+    p.child.kill("SIGINT");
   }
-  assert.equal(await exited, 0);
-  for (const port of [...Object.values(ports), chainPort]) {
+  assert.equal(await p.exited, 0);
+  for (const port of [...Object.values(p.ports), p.chainPort]) {
     await assert.rejects(fetch(`http://127.0.0.1:${port}/healthz`), "nothing listens after the stop");
   }
+});
+
+test("losing the in-memory chain node stops the platform, loudly", async () => {
+  const p = await startSupervisor("platform_chainloss", ["datanets"]);
+  const chainPid = childrenOf(p.child.pid!).get("chain");
+  assert.ok(chainPid, "the supervisor runs the chain node");
+  process.kill(chainPid, "SIGKILL");
+  assert.equal(await p.exited, 1);
+  assert.match(p.output(), /THE LOCAL CHAIN NODE EXITED/);
+  await assert.rejects(fetch(`http://127.0.0.1:${p.ports.datanets}/healthz`), "datanets was stopped");
 });

@@ -1,6 +1,9 @@
 // The platform supervisor behind `npm start`: migrates the database, starts the four
 // services (each with its workers) as child processes, waits until each answers
 // /readyz, prints where each listens, and stops them all on Ctrl-C / SIGTERM.
+// A service that crashes is restarted with backoff while the others keep running (what
+// compose's `restart: unless-stopped` does for operators); only the loss of the local
+// chain node it started stops the platform, loudly: that chain's state was in memory.
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,21 +23,26 @@ import { createLogger } from "@openledger/logger";
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const log = createLogger({ name: "platform" });
 
-const SERVICES: { name: ServiceName; portVar: string }[] = [
-  { name: "datanets", portVar: "DATANETS_PORT" },
-  { name: "attribution", portVar: "ATTRIBUTION_PORT" },
-  { name: "gateway", portVar: "GATEWAY_PORT" },
-  { name: "settlement", portVar: "SETTLEMENT_PORT" },
-];
+const PORT_VARS: Record<ServiceName, string> = {
+  datanets: "DATANETS_PORT",
+  attribution: "ATTRIBUTION_PORT",
+  gateway: "GATEWAY_PORT",
+  settlement: "SETTLEMENT_PORT",
+};
 
 const config = loadConfig("platform", platformEnv);
+const SERVICES = config.PLATFORM_SERVICES.map((name) => ({ name, portVar: PORT_VARS[name] }));
+/** A service that stayed up this long crashed for a new reason: its backoff starts again. */
+const STABLE_AFTER_MS = 60_000;
 const children = new Map<ServiceName, ChildProcess>();
+const restartTimers = new Set<NodeJS.Timeout>();
 let chain: LocalChain | undefined;
 let stopping = false;
 
 async function stopAll(code: number): Promise<never> {
   if (!stopping) {
     stopping = true;
+    for (const timer of restartTimers) clearTimeout(timer);
     log.info("stopping services");
     await Promise.all(
       [...children.values()].map(
@@ -70,9 +78,9 @@ function prefixLines(name: string, stream: NodeJS.ReadableStream, out: NodeJS.Wr
   });
 }
 
-// A service that exits stops the platform at once (see the child's exit handler), so this
-// deadline only catches one that hangs; it is generous because a loaded 2-core machine
-// can take minutes to start four tsx processes, the chain and the model at once.
+// A service that crashes at start-up is restarted (with backoff), so this deadline catches one
+// that never comes up; it is generous because a loaded 2-core machine can take minutes to start
+// four tsx processes, the chain and the model at once.
 async function waitReady(name: string, url: string, timeoutMs = 300_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = "no answer";
@@ -153,9 +161,22 @@ if (existing === undefined) {
     process.exit(1);
   }
   log.info({ port: url.port }, "starting a local Hardhat node and deploying the contracts");
-  chain = await startLocalChain({ port: Number(url.port || 8545), log: (line) => log.info(line) });
-  addressesFile = config.CHAIN_ADDRESSES_FILE ?? defaultAddressesPath(chain.chainId);
-  await writeAddresses(addressesFile, chain.addresses!);
+  const started = await startLocalChain({ port: Number(url.port || 8545), log: (line) => log.info(line) });
+  chain = started;
+  addressesFile = config.CHAIN_ADDRESSES_FILE ?? defaultAddressesPath(started.chainId);
+  await writeAddresses(addressesFile, started.addresses!);
+  // The node holds the chain in memory: once it is gone, everything the services wrote against it
+  // (balances, epochs, registrations) refers to a chain that no longer exists, and a new node would
+  // be a different, empty chain. Restarting services cannot help; stop everything and say why.
+  void started.exited.then(({ code, signal }) => {
+    if (stopping) return;
+    log.fatal(
+      { rpc: config.CHAIN_RPC_URL, code, signal },
+      "THE LOCAL CHAIN NODE EXITED: its state was in memory and is lost. Stopping the platform. " +
+        "Fees served against it can no longer be charged; the next `npm start` moves its rows aside.",
+    );
+    void stopAll(1);
+  });
 } else {
   addressesFile = config.CHAIN_ADDRESSES_FILE ?? defaultAddressesPath(existing);
   const known = await loadAddresses(addressesFile).catch(() => undefined);
@@ -186,10 +207,9 @@ const logFormat =
 const attributionPort = loadConfig("attribution", SERVICE_ENVS.attribution).ATTRIBUTION_PORT;
 const gatewayAttributionUrl = process.env.GATEWAY_ATTRIBUTION_URL || `http://127.0.0.1:${attributionPort}`;
 
-const urls: [string, string][] = [];
-for (const service of SERVICES) {
-  const serviceConfig = loadConfig(service.name, SERVICE_ENVS[service.name]);
-  const port = (serviceConfig as Record<string, unknown>)[service.portVar] as number;
+/** Starts a service; when it exits without being asked to, starts it again after its backoff. */
+function startService(service: { name: ServiceName; portVar: string }, backoffMs: number): void {
+  const startedAt = Date.now();
   const child = spawn(
     process.execPath,
     ["--import", "tsx", path.join(ROOT, "apps", service.name, "src", "server.ts")],
@@ -207,13 +227,32 @@ for (const service of SERVICES) {
     },
   );
   children.set(service.name, child);
+  log.info({ service: service.name, pid: child.pid }, "service started");
   prefixLines(service.name, child.stdout!, process.stdout);
   prefixLines(service.name, child.stderr!, process.stderr);
+  // A pipe to a child that died is not our error (its exit is handled below).
+  child.stdin!.on("error", () => {});
   child.on("exit", (code, signal) => {
     if (stopping) return;
-    log.error({ service: service.name, code, signal }, "a service exited; stopping the platform");
-    void stopAll(1);
+    const stable = Date.now() - startedAt >= STABLE_AFTER_MS;
+    const delay = stable ? config.PLATFORM_RESTART_MS : backoffMs;
+    log.error(
+      { service: service.name, pid: child.pid, code, signal, restartInMs: delay },
+      "a service exited; restarting it (the other services keep running)",
+    );
+    const timer = setTimeout(() => {
+      restartTimers.delete(timer);
+      if (!stopping) startService(service, Math.min(Math.max(delay, 1) * 2, config.PLATFORM_RESTART_MAX_MS));
+    }, delay);
+    restartTimers.add(timer);
   });
+}
+
+const urls: [string, string][] = [];
+for (const service of SERVICES) {
+  const serviceConfig = loadConfig(service.name, SERVICE_ENVS[service.name]);
+  const port = (serviceConfig as Record<string, unknown>)[service.portVar] as number;
+  startService(service, config.PLATFORM_RESTART_MS);
   const host = config.HOST === "0.0.0.0" ? "127.0.0.1" : config.HOST;
   urls.push([service.name, `http://${host}:${port}`]);
 }

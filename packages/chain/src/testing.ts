@@ -72,6 +72,10 @@ export interface LocalChain {
    * shortcut (timelock delay 0). In the production profile admin calls need a governance proposal.
    */
   asAdmin(calls: readonly AdminCall[]): Promise<TransactionReceipt>;
+  /** The node's process id (fault drills freeze it with SIGSTOP). */
+  pid: number | undefined;
+  /** Settles when the node's process ends, however (stop(), a crash, a kill). */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stop(): Promise<void>;
 }
 
@@ -139,11 +143,11 @@ export async function startLocalChain(options: StartLocalChainOptions = {}): Pro
     stderr = (stderr + d.toString()).slice(-4000);
   });
   let exited: number | null | undefined;
-  const exitPromise = new Promise<void>((resolve) => {
-    child.once("exit", (code) => {
+  const exitPromise = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once("exit", (code, signal) => {
       exited = code;
       running.delete(child);
-      resolve();
+      resolve({ code, signal });
     });
   });
 
@@ -213,6 +217,8 @@ export async function startLocalChain(options: StartLocalChainOptions = {}): Pro
     port,
     addresses,
     accounts,
+    pid: child.pid,
+    exited: exitPromise,
     rpc: <T>(method: string, params: unknown[] = []) => rpcCall<T>(rpcUrl, method, params),
     async asAdmin(calls: readonly AdminCall[]) {
       if (!addresses) throw new Error("asAdmin: the platform is not deployed on this chain");

@@ -281,6 +281,16 @@ export const platformEnv = baseEnv.extend({
   LOCAL_CHAIN: boolFlag(true),
   /** Unset: `dev` for the services when the chain is a local one (31337/1337), else `production`. */
   CHAIN_PROFILE: z.enum(["dev", "production"]).optional(),
+  /** The services the supervisor runs, comma-separated (default all four). */
+  PLATFORM_SERVICES: z
+    .string()
+    .default("datanets,attribution,gateway,settlement")
+    .transform((v) => v.split(",").map((s) => s.trim()))
+    .pipe(z.array(z.enum(["datanets", "attribution", "gateway", "settlement"])).min(1)),
+  /** A crashed service is restarted after this long, doubled after each crash up to
+   *  PLATFORM_RESTART_MAX_MS, and back to this once it has stayed up for a minute. */
+  PLATFORM_RESTART_MS: z.coerce.number().int().min(0).default(1000),
+  PLATFORM_RESTART_MAX_MS: z.coerce.number().int().min(0).default(30_000),
 });
 export type PlatformConfig = z.output<typeof platformEnv>;
 
