@@ -21,6 +21,8 @@ import {IStakingView} from "./IStakingView.sol";
 ///         the bounded path: at most `maxSlashBps` of the position per proposal, executable by anyone only after
 ///         `slashDisputeWindow` (never shorter than `minSlashDisputeWindow`, fixed at deployment), during which
 ///         the guardian or governance can veto it, and while it is pending the position cannot be withdrawn.
+///         The dispute window is always shorter than the unbonding period (both setters check it), so stake that
+///         starts unbonding when an offence is found is still there when its slash can execute.
 contract Staking is IStakingView, AccessControlDefaultAdminRules, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -146,6 +148,7 @@ contract Staking is IStakingView, AccessControlDefaultAdminRules, ReentrancyGuar
     error SlashExecutionPeriodOver(uint256 id);
     error SlashStillExecutable(uint256 id);
     error SlashPending(bytes32 positionKey);
+    error DisputeWindowNotShorterThanUnbonding(uint256 disputeWindow, uint256 unbondingPeriod);
 
     constructor(
         IERC20 token_,
@@ -418,6 +421,8 @@ contract Staking is IStakingView, AccessControlDefaultAdminRules, ReentrancyGuar
         if (window < minSlashDisputeWindow || window > MAX_SLASH_DISPUTE_WINDOW) {
             revert SlashDisputeWindowOutOfRange(window, minSlashDisputeWindow, MAX_SLASH_DISPUTE_WINDOW);
         }
+        // An offender who unbonds when the offence is found must still hold the stake when the slash can run.
+        if (window >= unbondingPeriod) revert DisputeWindowNotShorterThanUnbonding(window, unbondingPeriod);
         slashDisputeWindow = window;
         emit SlashDisputeWindowSet(window);
     }
@@ -436,6 +441,8 @@ contract Staking is IStakingView, AccessControlDefaultAdminRules, ReentrancyGuar
 
     function _setUnbondingPeriod(uint64 period) private {
         if (period > MAX_UNBONDING_PERIOD) revert UnbondingPeriodTooLong(period);
+        // Checked both ways (see _setSlashDisputeWindow); at construction the window is set after this.
+        if (period <= slashDisputeWindow) revert DisputeWindowNotShorterThanUnbonding(slashDisputeWindow, period);
         unbondingPeriod = period;
         emit UnbondingPeriodSet(period);
     }

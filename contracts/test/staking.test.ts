@@ -217,6 +217,23 @@ describe("Staking", () => {
     assert.equal(await p.staking.read.treasury(), addr(p.bob));
   });
 
+  it("the slash dispute window stays shorter than the unbonding period (both setters check it)", async () => {
+    const p = await loadFixture(platformFixture);
+    await p.admin("Staking", "setUnbondingPeriod", [2n * DAY]);
+    await expectRevert(
+      p.admin("Staking", "setSlashDisputeWindow", [2n * DAY]),
+      "DisputeWindowNotShorterThanUnbonding",
+      [2n * DAY, 2n * DAY],
+    );
+    await p.admin("Staking", "setSlashDisputeWindow", [2n * DAY - 1n]);
+    await expectRevert(
+      p.admin("Staking", "setUnbondingPeriod", [2n * DAY - 1n]),
+      "DisputeWindowNotShorterThanUnbonding",
+      [2n * DAY - 1n, 2n * DAY - 1n],
+    );
+    assert.equal(await p.staking.read.unbondingPeriod(), 2n * DAY);
+  });
+
   it("slash proposals: bounded, executable only after the dispute window, vetoable, and block withdrawal", async () => {
     const p = await loadFixture(platformFixture);
     const staking = await staked(p); // alice: 500 OPEN on DATANET

@@ -9,6 +9,7 @@ import { contributorRoutes } from "./routes/contributors.ts";
 import { datanetRoutes } from "./routes/datanets.ts";
 import { slashingRoutes } from "./routes/slashing.ts";
 import { versionRoutes } from "./routes/versions.ts";
+import { assertDisputeWindowFits } from "./stake.ts";
 import { sweepOnce } from "./workers/sweeper.ts";
 import { validateJob } from "./workers/validate.ts";
 
@@ -23,6 +24,29 @@ const sweeper = fp<{ config: DatanetsConfig }>(
 );
 
 /**
+ * Start-up check: the dispute window must be shorter than Staking's unbonding period, or an accused
+ * contributor unbonding when the proposal is made could withdraw before it executes. The chain is
+ * read once here (a service that cannot reach it still starts; `executeProposal` checks before
+ * every slash it sends).
+ */
+const disputeWindowCheck = fp<{ config: DatanetsConfig }>(
+  async (app: FastifyInstance, { config }) => {
+    app.addHook("onReady", async () => {
+      const chain = await Promise.race([
+        app.chain.get().catch(() => undefined),
+        new Promise<undefined>((r) => setTimeout(() => r(undefined), 5_000).unref()),
+      ]);
+      if (!chain) {
+        app.log.warn("chain unreachable at start: the dispute window is checked before each slash instead");
+        return;
+      }
+      await assertDisputeWindowFits(chain, config.DATANETS_DISPUTE_WINDOW_SECONDS);
+    });
+  },
+  { name: "datanets-dispute-window-check", dependencies: ["openledger-chain"] },
+);
+
+/**
  * The datanets service as a plugin: HTTP routes and (when RUN_WORKERS) queue workers.
  * Datanets, contributions, validation, versions and slashing proposals.
  */
@@ -32,7 +56,7 @@ export const datanetsService = defineService({
   description:
     "Datanets, contributions, validation, versions and slashing proposals. Sign in with Ethereum " +
     "(POST /v1/auth/nonce, then /v1/auth/verify) and send `Authorization: Bearer <token>` on writes; reads are public.",
-  plugins: [datanetsContext, sweeper],
+  plugins: [datanetsContext, disputeWindowCheck, sweeper],
   chain: { operator: "DATANETS_OPERATOR_PRIVATE_KEY" },
   routes: async (app, opts: { config: DatanetsConfig }) => {
     await app.register(authRoutes, opts);

@@ -4,6 +4,7 @@ import { AppError } from "@openledger/errors";
 import type { Address, Hex } from "viem";
 import type { DatanetsContext } from "./context.ts";
 import { driveIntent, intentKey, newIntent } from "./intents.ts";
+import { assertDisputeWindowFits } from "./stake.ts";
 
 /**
  * Slashing proposal lifecycle (each change is a row in slashing_events):
@@ -60,6 +61,11 @@ export async function executeProposal(ctx: DatanetsContext, proposalId: string, 
       return ctx.db.slashingProposal.findUniqueOrThrow({ where: { id: p.id } });
     }
     const chain = await ctx.chain.require();
+    try {
+      await assertDisputeWindowFits(chain, ctx.config.DATANETS_DISPUTE_WINDOW_SECONDS);
+    } catch (err) {
+      throw new AppError("DISPUTE_WINDOW_TOO_LONG", (err as Error).message, { status: 409 });
+    }
     const intent = await newIntent(chain, {
       kind: "staking.slash",
       proposalId: p.id,

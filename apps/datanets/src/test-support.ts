@@ -86,9 +86,9 @@ export async function signIn(h: Harness, key: Hex): Promise<{ authorization: str
   return { authorization: `Bearer ${res.json<{ token: string }>().token}` };
 }
 
-/** Stakes `amount` OPEN as a contributor of chain datanet `chainDatanetId`, with the user's own key. */
-export async function stakeOn(h: Harness, key: Hex, chainDatanetId: bigint, amountOpen: bigint) {
-  const wallet = createWalletClient({
+/** A wallet of `key` on the harness's chain (with public actions). */
+function walletOf(h: Harness, key: Hex) {
+  return createWalletClient({
     account: privateKeyToAccount(key),
     transport: http(h.chain.rpcUrl),
     chain: {
@@ -98,6 +98,11 @@ export async function stakeOn(h: Harness, key: Hex, chainDatanetId: bigint, amou
       rpcUrls: { default: { http: [h.chain.rpcUrl] } },
     },
   }).extend(publicActions);
+}
+
+/** Stakes `amount` OPEN as a contributor of chain datanet `chainDatanetId`, with the user's own key. */
+export async function stakeOn(h: Harness, key: Hex, chainDatanetId: bigint, amountOpen: bigint) {
+  const wallet = walletOf(h, key);
   const staking = h.chain.addresses!.contracts.Staking;
   const amount = amountOpen * OPEN;
   const approve = await wallet.writeContract({
@@ -115,6 +120,19 @@ export async function stakeOn(h: Harness, key: Hex, chainDatanetId: bigint, amou
   });
   const receipt = await wallet.waitForTransactionReceipt({ hash: tx });
   if (receipt.status !== "success") throw new Error("stake reverted");
+}
+
+/** Moves `amountOpen` of the user's contributor stake on a datanet into unbonding, with the user's own key. */
+export async function unbondFrom(h: Harness, key: Hex, chainDatanetId: bigint, amountOpen: bigint) {
+  const wallet = walletOf(h, key);
+  const tx = await wallet.writeContract({
+    address: h.chain.addresses!.contracts.Staking,
+    abi: stakingAbi,
+    functionName: "unbond",
+    args: [StakeRole.Contributor, subjectOf(chainDatanetId), amountOpen * OPEN],
+  });
+  const receipt = await wallet.waitForTransactionReceipt({ hash: tx });
+  if (receipt.status !== "success") throw new Error("unbond reverted");
 }
 
 /** A multipart/form-data body with one file field `file`. */

@@ -126,6 +126,12 @@ export async function buildService<C extends BaseConfig, Q extends QueueName>(
   app.addHook("preClose", async () => {
     await background.stop();
   });
-  await app.ready();
+  try {
+    await app.ready();
+  } catch (err) {
+    // A start-up check refused (or a plugin failed): release connections so the process can exit.
+    await app.close().catch(() => {});
+    throw err;
+  }
   return app;
 }

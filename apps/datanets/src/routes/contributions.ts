@@ -28,7 +28,7 @@ import {
   PageQuery,
   RowStatusView,
 } from "../schemas.ts";
-import { activeContributorStake } from "../stake.ts";
+import { contributorPosition } from "../stake.ts";
 import { loadDatanet } from "./datanets.ts";
 
 const InsertChunk = 5000;
@@ -87,8 +87,11 @@ export function contributionView(c: {
   };
 }
 
-/** Only contributors holding the datanet's minimum stake (read on-chain) may contribute. */
-async function checkStake(ctx: DatanetsContext, datanet: Datanet, address: string) {
+/**
+ * Only contributors holding the datanet's minimum stake (read on-chain) may contribute. Returns the
+ * stake the submission is backed by (active + unbonding): a slashing proposal takes its share of that.
+ */
+async function checkStake(ctx: DatanetsContext, datanet: Datanet, address: string): Promise<bigint> {
   if (datanet.chainDatanetId === null) {
     throw new AppError(
       "DATANET_NOT_REGISTERED",
@@ -98,7 +101,7 @@ async function checkStake(ctx: DatanetsContext, datanet: Datanet, address: strin
   }
   const chain = await ctx.chain.require();
   const required = toWei(datanet.minStakeWei);
-  const active = await activeContributorStake(chain, address, toWei(datanet.chainDatanetId));
+  const { active, unbonding } = await contributorPosition(chain, address, toWei(datanet.chainDatanetId));
   if (active < required || (required > 0n && active === 0n)) {
     throw new AppError(
       "INSUFFICIENT_STAKE",
@@ -106,6 +109,7 @@ async function checkStake(ctx: DatanetsContext, datanet: Datanet, address: strin
       { status: 403, details: { requiredWei: required.toString(), activeWei: active.toString() } },
     );
   }
+  return active + unbonding;
 }
 
 /**
@@ -123,6 +127,7 @@ async function storeSubmission(
   rows: ContributionRow[],
   source: "rows" | "file",
   fileName: string | null,
+  stakeWei: bigint,
 ) {
   const contribution = await ctx.db.$transaction(
     async (tx) => {
@@ -171,6 +176,7 @@ async function storeSubmission(
           source,
           fileName,
           rowCount: rows.length,
+          stakeAtSubmissionWei: stakeWei.toString(),
         },
       });
       // One multi-row INSERT per chunk from parallel arrays (unnest): far cheaper than per-row
@@ -260,7 +266,7 @@ export const contributionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> 
     async (request, reply) => {
       const address = await requireAuth(ctx, root.redis, request);
       const datanet = await loadDatanet(ctx, request.params.id);
-      await checkStake(ctx, datanet, address);
+      const stakeWei = await checkStake(ctx, datanet, address);
       let rows: ContributionRow[];
       try {
         rows = parseJsonRows(request.body.rows, { limits });
@@ -268,7 +274,17 @@ export const contributionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> 
         if (e instanceof DatanetInputError) throw inputError(e);
         throw e;
       }
-      const out = await storeSubmission(ctx, enqueue, request.log, datanet, address, rows, "rows", null);
+      const out = await storeSubmission(
+        ctx,
+        enqueue,
+        request.log,
+        datanet,
+        address,
+        rows,
+        "rows",
+        null,
+        stakeWei,
+      );
       return reply.code(202).send(out);
     },
   );
@@ -302,7 +318,7 @@ export const contributionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> 
     async (request, reply) => {
       const address = await requireAuth(ctx, root.redis, request);
       const datanet = await loadDatanet(ctx, request.params.id);
-      await checkStake(ctx, datanet, address);
+      const stakeWei = await checkStake(ctx, datanet, address);
       if (!request.isMultipart()) {
         throw new AppError("MULTIPART_REQUIRED", "send the file as multipart/form-data, field `file`", {
           status: 415,
@@ -336,6 +352,7 @@ export const contributionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> 
         rows,
         "file",
         file.filename,
+        stakeWei,
       );
       return reply.code(202).send(out);
     },

@@ -10,7 +10,7 @@ import {
 import { type Tx, toWei, withTransaction } from "@openledger/db";
 import type { JobContext, JobPayload } from "@openledger/queue";
 import type { CachedIndex, DatanetsContext } from "../context.ts";
-import { activeContributorStake } from "../stake.ts";
+import { contributorPosition } from "../stake.ts";
 
 const BATCH = 5000;
 const REBUILD_PAGE = 10_000;
@@ -185,12 +185,17 @@ export async function validateContribution(
       });
       let proposalId: string | null = null;
       if (verdict.slash && verdict.evidence && verdict.evidenceHash) {
-        // Ask for a share of the stake the contributor holds now (read on-chain).
-        let stake = 0n;
-        if (datanet.chainDatanetId !== null) {
+        // Ask for a share of the stake the submission was backed by (active + unbonding when it was
+        // submitted): unbonding between submitting and validation changes nothing, and Staking.slash takes
+        // unbonding stake too. Contributions stored before that was recorded: the position now, unbonding
+        // included.
+        let stake = c.stakeAtSubmissionWei === null ? null : toWei(c.stakeAtSubmissionWei);
+        if (stake === null && datanet.chainDatanetId !== null) {
           const chain = await ctx.chain.get();
-          stake = await activeContributorStake(chain, c.contributorAddress, toWei(datanet.chainDatanetId));
+          const p = await contributorPosition(chain, c.contributorAddress, toWei(datanet.chainDatanetId));
+          stake = p.active + p.unbonding;
         }
+        stake ??= 0n;
         const amount = (stake * BigInt(ctx.config.DATANETS_SLASH_BPS)) / 10_000n;
         const p = await tx.slashingProposal.create({
           data: {

@@ -2021,6 +2021,22 @@ export const stakingAbi = [
     "inputs": [
       {
         "internalType": "uint256",
+        "name": "disputeWindow",
+        "type": "uint256"
+      },
+      {
+        "internalType": "uint256",
+        "name": "unbondingPeriod",
+        "type": "uint256"
+      }
+    ],
+    "name": "DisputeWindowNotShorterThanUnbonding",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
         "name": "available",
         "type": "uint256"
       },
