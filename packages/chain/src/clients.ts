@@ -18,6 +18,10 @@ export interface ChainOptions {
   chainId: number;
   /** Receipt/block polling interval. Defaults to 100 ms on a local dev chain (31337/1337), else 1000 ms. */
   pollingIntervalMs?: number;
+  /** Bound of one JSON-RPC request (viem's default: 10 s). */
+  timeoutMs?: number;
+  /** Retries of a failed request (viem's default: 3, with backoff). */
+  retryCount?: number;
 }
 
 export interface WalletOptions extends ChainOptions {
@@ -44,10 +48,17 @@ function pollingInterval(opts: ChainOptions): number {
   return opts.pollingIntervalMs ?? (LOCAL_CHAIN_IDS.has(opts.chainId) ? 100 : 1000);
 }
 
+function transport(opts: ChainOptions): Transport {
+  return http(opts.rpcUrl, {
+    ...(opts.timeoutMs !== undefined ? { timeout: opts.timeoutMs } : {}),
+    ...(opts.retryCount !== undefined ? { retryCount: opts.retryCount } : {}),
+  });
+}
+
 export function createChainPublicClient(opts: ChainOptions): ChainPublicClient {
   return createPublicClient({
     chain: chainFromOptions(opts),
-    transport: http(opts.rpcUrl),
+    transport: transport(opts),
     pollingInterval: pollingInterval(opts),
   });
 }
@@ -56,7 +67,7 @@ export function createChainWalletClient(opts: WalletOptions): ChainWalletClient 
   return createWalletClient({
     account: privateKeyToAccount(opts.privateKey),
     chain: chainFromOptions(opts),
-    transport: http(opts.rpcUrl),
+    transport: transport(opts),
     pollingInterval: pollingInterval(opts),
   });
 }

@@ -1,4 +1,16 @@
-import type { Hex } from "viem";
+import {
+  BrokenCircuitError,
+  type CircuitBreakerPolicy,
+  ConsecutiveBreaker,
+  circuitBreaker,
+  handleWhen,
+  type IPolicy,
+  TaskCancelledError,
+  TimeoutStrategy,
+  timeout,
+  wrap,
+} from "cockatiel";
+import { BaseError, type Hex, HttpRequestError, TimeoutError } from "viem";
 import { type PrivateKeyAccount, privateKeyToAccount } from "viem/accounts";
 import {
   type ChainPublicClient,
@@ -45,6 +57,56 @@ export interface ChainConnectorOptions {
   validators?: ConfiguredKey;
   /** Receipt/block polling; default per chain (clients.ts). */
   pollingIntervalMs?: number;
+  /**
+   * Bound of a read on a request path (`read()`), connecting included: a client never waits on the
+   * chain longer than this (CHAIN_REQUEST_TIMEOUT_MS). Default 2500 ms.
+   */
+  requestTimeoutMs?: number;
+  /** Bound of one RPC request of background work (CHAIN_RPC_TIMEOUT_MS). Default 20 s. */
+  rpcTimeoutMs?: number;
+  /** After the chain failed to answer, `read()` fails at once for this long, then lets one probe
+   *  through (circuit breaker). Default 1000 ms. */
+  breakerHalfOpenMs?: number;
+}
+
+export const DEFAULT_CHAIN_REQUEST_TIMEOUT_MS = 2500;
+export const DEFAULT_CHAIN_RPC_TIMEOUT_MS = 20_000;
+
+/**
+ * The chain did not answer within the request bound, refused the connection, or failed to answer
+ * moments ago (the circuit is open and nobody waits on it again until a probe gets through).
+ */
+export class ChainUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "ChainUnavailableError";
+  }
+}
+
+/** What the connector knows of the chain from its request-path reads (readiness reports it). */
+export interface ChainHealth {
+  /** `unknown` until the first read. */
+  state: "up" | "down" | "unknown";
+  /** Date.now() of the first failure since the last success (while down). */
+  downSince?: number;
+  /** Date.now() of the last read that got an answer. */
+  lastOkAt?: number;
+  lastError?: string;
+}
+
+/** An error that says the chain is not answering (as opposed to answering with a revert). */
+export function isChainUnavailable(err: unknown): boolean {
+  if (err instanceof ChainUnavailableError || err instanceof TaskCancelledError) return true;
+  if (err instanceof BrokenCircuitError) return true;
+  if (err instanceof BaseError) {
+    return Boolean(err.walk((e) => e instanceof TimeoutError || e instanceof HttpRequestError));
+  }
+  // fetch/undici refusals ("fetch failed", ECONNREFUSED) and our own connect failures.
+  const text =
+    err instanceof Error ? `${err.message} ${(err.cause as Error | undefined)?.message ?? ""}` : "";
+  return /chain unreachable|fetch failed|ECONNREFUSED|ECONNRESET|socket hang up|aborted|timed? ?out/i.test(
+    text,
+  );
 }
 
 /** Chain ids of local development nodes: the only ones the dev profile accepts. */
@@ -80,6 +142,8 @@ export class ChainConfigError extends Error {
 export interface ChainConnection {
   chainId: number;
   addresses: PlatformAddresses;
+  /** The reader. Inside `ChainConnector.read()` it is bounded by the request timeout, without retries;
+   *  elsewhere (background work) by the RPC timeout, with viem's retries. */
   publicClient: ChainPublicClient;
   profile: ChainProfile;
   /** The wallet of a role; throws ChainConfigError when this service was not given that role. */
@@ -130,8 +194,92 @@ class SigningQueue {
  */
 export class ChainConnector {
   #connection: Promise<ChainConnection> | undefined;
+  /** The same connection with the request-bounded reader, for `read()`. */
+  #forRequests = new WeakMap<ChainConnection, ChainConnection>();
+  readonly #breaker: CircuitBreakerPolicy;
+  readonly #policy: IPolicy;
+  #health: ChainHealth = { state: "unknown" };
 
-  constructor(readonly options: ChainConnectorOptions) {}
+  constructor(readonly options: ChainConnectorOptions) {
+    // Only "the chain is not answering" opens the circuit; a revert or a config error is an answer.
+    this.#breaker = circuitBreaker(
+      handleWhen((err) => isChainUnavailable(err)),
+      {
+        halfOpenAfter: options.breakerHalfOpenMs ?? 1000,
+        breaker: new ConsecutiveBreaker(2),
+      },
+    );
+    this.#policy = wrap(this.#breaker, timeout(this.requestTimeoutMs, TimeoutStrategy.Aggressive));
+  }
+
+  /** The most a `read()` waits for the chain, ms (the documented bound of every request path). */
+  get requestTimeoutMs(): number {
+    return this.options.requestTimeoutMs ?? DEFAULT_CHAIN_REQUEST_TIMEOUT_MS;
+  }
+
+  /**
+   * A read on a request path: `fn` gets the connection with a reader bounded by the request timeout
+   * (no retries), and the whole of it — connecting included — is abandoned after `requestTimeoutMs`.
+   * While the chain is known not to answer (two reads in a row failed to get an answer), reads fail at
+   * once for `breakerHalfOpenMs`, then one probe goes through. A chain that does not answer is a
+   * `ChainUnavailableError`; anything else `fn` throws (a revert, a config error) passes through.
+   */
+  async read<T>(fn: (connection: ChainConnection) => Promise<T>): Promise<T> {
+    try {
+      const result = await this.#policy.execute(async () => fn(this.#requestConnection(await this.get())));
+      this.#health = { state: "up", lastOkAt: Date.now() };
+      return result;
+    } catch (err) {
+      if (!isChainUnavailable(err)) {
+        if (!(err instanceof ChainConfigError)) this.#health = { state: "up", lastOkAt: Date.now() };
+        throw err;
+      }
+      const message =
+        err instanceof BrokenCircuitError
+          ? "the chain did not answer moments ago; not waiting on it (a probe retries shortly)"
+          : err instanceof TaskCancelledError
+            ? `the chain did not answer within ${this.requestTimeoutMs} ms`
+            : `the chain did not answer: ${(err as Error).message.split("\n")[0]}`;
+      const now = Date.now();
+      this.#health = {
+        state: "down",
+        downSince: this.#health.state === "down" ? (this.#health.downSince ?? now) : now,
+        ...(this.#health.lastOkAt !== undefined ? { lastOkAt: this.#health.lastOkAt } : {}),
+        lastError: message,
+      };
+      throw err instanceof ChainUnavailableError ? err : new ChainUnavailableError(message, { cause: err });
+    }
+  }
+
+  /** What the request-path reads found (no I/O). */
+  health(): ChainHealth {
+    return { ...this.#health };
+  }
+
+  /** One bounded read (the latest block number): readiness probes the chain with it. */
+  async probe(): Promise<void> {
+    await this.read((c) => c.publicClient.getBlockNumber());
+  }
+
+  #requestConnection(connection: ChainConnection): ChainConnection {
+    let bounded = this.#forRequests.get(connection);
+    if (!bounded) {
+      bounded = {
+        ...connection,
+        publicClient: createChainPublicClient({
+          rpcUrl: this.options.rpcUrl,
+          chainId: connection.chainId,
+          timeoutMs: this.requestTimeoutMs,
+          retryCount: 0,
+          ...(this.options.pollingIntervalMs !== undefined
+            ? { pollingIntervalMs: this.options.pollingIntervalMs }
+            : {}),
+        }),
+      };
+      this.#forRequests.set(connection, bounded);
+    }
+    return bounded;
+  }
 
   get(): Promise<ChainConnection> {
     if (!this.#connection) {
@@ -148,7 +296,7 @@ export class ChainConnector {
     const { rpcUrl, profile } = this.options;
     let chainId: number;
     try {
-      chainId = await rpcChainId(rpcUrl);
+      chainId = await rpcChainId(rpcUrl, this.options.rpcTimeoutMs ?? DEFAULT_CHAIN_RPC_TIMEOUT_MS);
     } catch (err) {
       throw new Error(`chain unreachable at ${rpcOrigin(rpcUrl)}: ${(err as Error).message}`, { cause: err });
     }
@@ -164,6 +312,7 @@ export class ChainConnector {
     const clientOptions = {
       rpcUrl,
       chainId,
+      timeoutMs: this.options.rpcTimeoutMs ?? DEFAULT_CHAIN_RPC_TIMEOUT_MS,
       ...(this.options.pollingIntervalMs !== undefined
         ? { pollingIntervalMs: this.options.pollingIntervalMs }
         : {}),

@@ -21,8 +21,9 @@ export const baseEnv = z.object({
     .string()
     .regex(/^[A-Za-z0-9{}_.-]+$/, "letters, digits, {}, _, . and - only")
     .default("{openledger}"),
-  /** How long /readyz waits for Postgres and Redis before answering 503. */
-  READY_TIMEOUT_MS: z.coerce.number().int().min(50).max(30_000).default(1000),
+  /** The most /readyz waits for one dependency's probe. A dependency known to be down (Redis
+   *  disconnected, the chain's circuit open, a probe still hanging) is reported at once. */
+  READY_TIMEOUT_MS: z.coerce.number().int().min(50).max(30_000).default(500),
   /** Run this service's queue workers in the same process (false = HTTP only). */
   RUN_WORKERS: boolFlag(true),
   /** Stop gracefully when standard input closes; the `npm start` supervisor sets it so
@@ -30,6 +31,12 @@ export const baseEnv = z.object({
   EXIT_WITH_STDIN: boolFlag(false),
   /** JSON-RPC endpoint of the EVM chain (a local Hardhat node in development). */
   CHAIN_RPC_URL: z.string().url().default("http://127.0.0.1:8545"),
+  /** The most a request waits on the chain, ms: every chain read on a request path (balances, stakes,
+   *  signatures, claims) is abandoned after it — 503 CHAIN_UNAVAILABLE, or a bounded fallback such as
+   *  the gateway's cached balance — and while the chain keeps not answering, reads fail at once. */
+  CHAIN_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(50).max(60_000).default(2500),
+  /** Bound of one RPC request of background work (transactions, receipts, epoch posts), ms. */
+  CHAIN_RPC_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(20_000),
   /** Contract addresses written by the deployment; default `.data/chain/addresses.<chainId>.json`. */
   CHAIN_ADDRESSES_FILE: z.string().min(1).optional(),
   /** `dev`: a key a service needs but was not given is the local deployment's well-known Hardhat

@@ -159,6 +159,93 @@ test("app.chain: one connector per app; require() turns an unusable chain into 5
   }
 });
 
+test("a frozen chain (SIGSTOP): request-path reads answer 503 within CHAIN_REQUEST_TIMEOUT_MS, then at once; readiness says degraded without waiting; all recovers on SIGCONT", async () => {
+  const env = await testEnvironment("kit_chain_frozen");
+  const def = defineService({
+    name: "gateway",
+    title: "probe",
+    description: "frozen chain test",
+    routes: async (app) => {
+      app.get("/supply", async () => {
+        const supply = await app.chain.read(async (c) =>
+          c.publicClient.readContract({
+            address: c.addresses.contracts.OpenToken,
+            abi: openTokenAbi,
+            functionName: "totalSupply",
+          }),
+        );
+        return { supply: supply.toString() };
+      });
+    },
+  });
+  const timeoutMs = 400;
+  const build = () =>
+    buildService(
+      def,
+      parseConfig("probe", baseEnv, {
+        ...env.env,
+        RUN_WORKERS: "false",
+        CHAIN_RPC_URL: chain.rpcUrl,
+        CHAIN_ADDRESSES_FILE: addressesFile,
+        CHAIN_REQUEST_TIMEOUT_MS: String(timeoutMs),
+        READY_TIMEOUT_MS: "200",
+      }),
+    );
+  const warm = await build();
+  const cold = await build(); // never connected before the freeze
+  const timed = async (app: Awaited<ReturnType<typeof build>>, url: string) => {
+    const started = performance.now();
+    const res = await app.inject({ method: "GET", url });
+    return { res, ms: performance.now() - started };
+  };
+  // Generous slack for a loaded machine: without the bound these requests would wait for as long as
+  // the node stays frozen (forever, here).
+  const bound = timeoutMs + 4000;
+  try {
+    assert.equal((await warm.inject({ method: "GET", url: "/supply" })).statusCode, 200);
+    assert.equal((await warm.inject({ method: "GET", url: "/readyz" })).json().status, "ready");
+    process.kill(chain.pid!, "SIGSTOP");
+    try {
+      const first = await timed(warm, "/supply");
+      assert.equal(first.res.statusCode, 503, first.res.body);
+      assert.equal(first.res.json().error.code, "CHAIN_UNAVAILABLE");
+      assert.equal(first.res.headers["retry-after"], "1");
+      assert.ok(first.ms < bound, `waited ${first.ms} ms on a frozen chain`);
+      const second = await timed(warm, "/supply");
+      assert.equal(second.res.statusCode, 503);
+      // Two reads in a row got no answer: the circuit is open and nobody waits on the chain now.
+      const third = await timed(warm, "/supply");
+      assert.equal(third.res.statusCode, 503);
+      assert.match(third.res.json().error.message ?? "", /retry shortly/);
+      assert.match(warm.chain.health().lastError ?? "", /moments ago/);
+      assert.equal(warm.chain.health().state, "down");
+      const fresh = await timed(cold, "/supply");
+      assert.equal(fresh.res.statusCode, 503, "connecting is bounded too");
+      assert.ok(fresh.ms < bound, `a first connection waited ${fresh.ms} ms on a frozen chain`);
+
+      const ready = await warm.inject({ method: "GET", url: "/readyz" });
+      assert.equal(ready.statusCode, 200, ready.body);
+      assert.equal(ready.json().status, "degraded");
+      const chainCheck = ready.json().checks.find((c: { name: string }) => c.name === "chain");
+      assert.deepEqual([chainCheck.ok, chainCheck.impact], [false, "degraded"]);
+    } finally {
+      process.kill(chain.pid!, "SIGCONT");
+    }
+    // The breaker lets a probe through after its half-open delay; the next read gets an answer.
+    let res = await warm.inject({ method: "GET", url: "/supply" });
+    for (let i = 0; i < 100 && res.statusCode !== 200; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      res = await warm.inject({ method: "GET", url: "/supply" });
+    }
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(warm.chain.health().state, "up");
+  } finally {
+    await warm.close();
+    await cold.close();
+    await env.cleanup();
+  }
+});
+
 test("no production code imports @openledger/chain/testing (it spawns Hardhat)", () => {
   const offenders: string[] = [];
   const walk = (d: string) => {

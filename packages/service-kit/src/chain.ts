@@ -1,4 +1,10 @@
-import { type ChainConnection, ChainConnector, type ConfiguredKey, type SignerRole } from "@openledger/chain";
+import {
+  type ChainConnection,
+  ChainConnector,
+  ChainUnavailableError,
+  type ConfiguredKey,
+  type SignerRole,
+} from "@openledger/chain";
 import type { BaseConfig } from "@openledger/config";
 import { AppError } from "@openledger/errors";
 import type { FastifyInstance } from "fastify";
@@ -10,11 +16,34 @@ import fp from "fastify-plugin";
  * dev keys only with CHAIN_PROFILE=dev, intents through the one `executeIntent`.
  */
 export class ServiceChain extends ChainConnector {
-  /** Like `get()`, for request handlers: a chain that cannot be used answers 503 CHAIN_UNAVAILABLE. */
+  /**
+   * packages/chain's bounded request-path read (`CHAIN_REQUEST_TIMEOUT_MS`, circuit breaker): a chain
+   * that does not answer is a 503 CHAIN_UNAVAILABLE (retry-after 1) instead of a request that hangs.
+   */
+  override async read<T>(fn: (connection: ChainConnection) => Promise<T>): Promise<T> {
+    try {
+      return await super.read(fn);
+    } catch (err) {
+      if (err instanceof ChainUnavailableError) {
+        throw new AppError("CHAIN_UNAVAILABLE", err.message, {
+          status: 503,
+          headers: { "retry-after": "1" },
+          cause: err,
+        });
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * The connection for a request handler, connecting within the request bound; its reader is bounded
+   * by it too (no retries). A chain that cannot be used answers 503 CHAIN_UNAVAILABLE.
+   */
   async require(): Promise<ChainConnection> {
     try {
-      return await this.get();
+      return await this.read(async (c) => c);
     } catch (err) {
+      if (err instanceof AppError) throw err;
       throw new AppError("CHAIN_UNAVAILABLE", `the chain is not usable: ${(err as Error).message}`, {
         status: 503,
         cause: err,
@@ -67,6 +96,8 @@ export const chainPlugin = fp<ChainPluginOptions<BaseConfig>>(
         rpcUrl: config.CHAIN_RPC_URL,
         addressesFile: config.CHAIN_ADDRESSES_FILE,
         profile: config.CHAIN_PROFILE,
+        requestTimeoutMs: config.CHAIN_REQUEST_TIMEOUT_MS,
+        rpcTimeoutMs: config.CHAIN_RPC_TIMEOUT_MS,
         signers,
         ...(validators ? { validators } : {}),
       }),

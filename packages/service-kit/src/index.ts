@@ -2,7 +2,13 @@ export { bearerMatches } from "./auth.ts";
 export { Background, type BackgroundJobs, type BackgroundTimer } from "./background.ts";
 export { type ChainRoles, chainPlugin, ServiceChain } from "./chain.ts";
 export { type ErrorReply, registerErrorHandler, toErrorReply } from "./error-handler.ts";
-export { type DependencyCheck, registerHealthRoutes, standardChecks } from "./health.ts";
+export {
+  type DependencyCheck,
+  type Readiness,
+  registerHealthRoutes,
+  standardChecks,
+  type WhenDown,
+} from "./health.ts";
 export { infraPlugin } from "./infra.ts";
 export { registerMetrics } from "./metrics.ts";
 export { runService } from "./server.ts";

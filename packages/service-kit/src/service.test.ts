@@ -4,9 +4,12 @@ import { after, test } from "node:test";
 import { baseEnv, parseConfig } from "@openledger/config";
 import { AppError } from "@openledger/errors";
 import { createLogger } from "@openledger/logger";
+import Fastify from "fastify";
+import { serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { registerHealthRoutes } from "./health.ts";
 import { buildService, type ServiceDefinition } from "./service.ts";
-import { startRedis, testEnvironment, waitForReadyz } from "./testing.ts";
+import { startRedis, testEnvironment, waitForCheck } from "./testing.ts";
 
 type Cfg = z.output<typeof baseEnv>;
 
@@ -126,33 +129,57 @@ test("client errors get a code and a message; 5xx hide internals", async () => {
   assert.deepEqual(ok.json(), { ok: true, amount: "12345678901234567890123" });
 });
 
-test("Redis going down turns /readyz into 503 naming it, and it recovers when Redis returns", async () => {
+test("Redis going down leaves /readyz 200 'degraded' at once (the service rides it out), 'ready' when it returns", async () => {
   const env = await testEnvironment("kit_redis");
   cleanups.push(() => env.cleanup());
   const redis = await startRedis();
   cleanups.push(() => redis.stop());
   const app = await build({ ...env.env, REDIS_URL: redis.url, READY_TIMEOUT_MS: "500" });
-  await waitForReadyz(app, 200);
+  await waitForCheck(app, "redis", true);
 
   await redis.stop();
-  await waitForReadyz(app, 503);
+  await waitForCheck(app, "redis", false);
   const down = await app.inject({ method: "GET", url: "/readyz" });
+  assert.equal(down.statusCode, 200, down.body);
   const body = down.json();
-  assert.equal(body.error.code, "SERVICE_UNAVAILABLE");
-  assert.match(body.error.message, /redis/);
-  assert.deepEqual(
-    body.checks.map((c: { name: string; ok: boolean }) => [c.name, c.ok]),
-    [
-      ["postgres", true],
-      ["redis", false],
-    ],
-  );
+  assert.equal(body.status, "degraded");
+  const check = (name: string) => body.checks.find((c: { name: string }) => c.name === name);
+  assert.deepEqual([check("postgres").ok, check("postgres").impact], [true, "none"]);
+  assert.deepEqual([check("redis").ok, check("redis").impact], [false, "degraded"]);
+  // Known down from the client's state, not found out by waiting for a timeout.
+  assert.match(check("redis").error, /not connected/);
   // /healthz is about the process, not its dependencies.
   assert.equal((await app.inject({ method: "GET", url: "/healthz" })).statusCode, 200);
 
   const again = await startRedis(redis.port);
   cleanups.push(() => again.stop());
-  await waitForReadyz(app, 200);
+  await waitForCheck(app, "redis", true);
+});
+
+test("a service that cannot do without Redis says unready; a dependency it rides out only so long turns unready after it", async () => {
+  const env = await testEnvironment("kit_redis_required");
+  cleanups.push(() => env.cleanup());
+  const required = await buildService(
+    { ...probeService, readiness: () => ({ redis: "unready" }) },
+    parseConfig("probe", baseEnv, { ...env.env, REDIS_URL: "redis://127.0.0.1:1" }),
+  );
+  cleanups.push(() => required.close());
+  const res = await required.inject({ method: "GET", url: "/readyz" });
+  assert.equal(res.statusCode, 503);
+  assert.match(res.json().error.message, /redis/);
+
+  const riding = await buildService(
+    { ...probeService, readiness: () => ({ redis: { degradedForMs: 300 } }) },
+    parseConfig("probe", baseEnv, { ...env.env, REDIS_URL: "redis://127.0.0.1:1" }),
+  );
+  cleanups.push(() => riding.close());
+  const first = await riding.inject({ method: "GET", url: "/readyz" });
+  assert.equal(first.statusCode, 200, first.body);
+  assert.equal(first.json().status, "degraded");
+  await new Promise((r) => setTimeout(r, 350));
+  const later = await riding.inject({ method: "GET", url: "/readyz" });
+  assert.equal(later.statusCode, 503, later.body);
+  assert.ok(later.json().checks.find((c: { name: string }) => c.name === "redis").downForMs >= 300);
 });
 
 test("an unreachable Postgres answers 503 fast instead of hanging", async () => {
@@ -166,6 +193,34 @@ test("an unreachable Postgres answers 503 fast instead of hanging", async () => 
   const res = await app.inject({ method: "GET", url: "/readyz" });
   assert.equal(res.statusCode, 503);
   assert.match(res.json().error.message, /postgres/);
+});
+
+test("a probe that hangs is reported at once by the next polls instead of being waited on again", async () => {
+  const env = await testEnvironment("kit_hang");
+  cleanups.push(() => env.cleanup());
+  let release: () => void = () => {};
+  const hanging = new Promise<void>((r) => {
+    release = r;
+  });
+  const app = Fastify();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  registerHealthRoutes(app, [{ name: "frozen", whenDown: "unready", check: () => hanging }], 100);
+  cleanups.push(async () => {
+    release();
+    await app.close();
+  });
+  const first = await app.inject({ method: "GET", url: "/readyz" });
+  assert.equal(first.statusCode, 503);
+  assert.match(first.json().checks[0].error, /no answer within 100 ms/);
+  const second = await app.inject({ method: "GET", url: "/readyz" });
+  assert.equal(second.statusCode, 503);
+  assert.match(second.json().checks[0].error, /probe still waiting/);
+  release();
+  await hanging;
+  await new Promise((r) => setImmediate(r));
+  const third = await app.inject({ method: "GET", url: "/readyz" });
+  assert.equal(third.statusCode, 200, third.body);
 });
 
 test("health and readiness polls and metric scrapes log at debug; other requests at info", async () => {

@@ -18,7 +18,7 @@ import {
 import { Background, type BackgroundJobs } from "./background.ts";
 import { type ChainRoles, chainPlugin } from "./chain.ts";
 import { registerErrorHandler } from "./error-handler.ts";
-import { registerHealthRoutes, standardChecks } from "./health.ts";
+import { type Readiness, registerHealthRoutes, standardChecks } from "./health.ts";
 import { infraPlugin } from "./infra.ts";
 import { registerMetrics } from "./metrics.ts";
 
@@ -49,6 +49,8 @@ export interface ServiceDefinition<C extends BaseConfig, Q extends QueueName = Q
   background?: BackgroundJobs<C, Q>;
   /** Largest accepted request body. */
   bodyLimit?: number;
+  /** How /readyz treats Redis and the chain being down (default: degraded, still serving). */
+  readiness?: (config: C) => Readiness;
 }
 
 /** A service definition with its consumed queues inferred (so a missing job handler fails to compile). */
@@ -116,7 +118,7 @@ export async function buildService<C extends BaseConfig, Q extends QueueName>(
     app.producer.queue(q),
   );
   app.decorate("background", background);
-  registerHealthRoutes(app, standardChecks(app), config.READY_TIMEOUT_MS);
+  registerHealthRoutes(app, standardChecks(app, def.readiness?.(config)), config.READY_TIMEOUT_MS);
   for (const plugin of def.plugins ?? []) await app.register(plugin, { config });
   await app.register(def.routes, { config });
   if (def.background) background.consume(app, config, def.background);

@@ -72,6 +72,18 @@ export async function waitForReadyz(app: App, status: number, tries = 100): Prom
   assert.fail(`/readyz stayed ${last}, expected ${status}`);
 }
 
+/** Polls /readyz until the check `name` reports `ok` (dependencies reconnect eventually), failing after ~10 s. */
+export async function waitForCheck(app: App, name: string, ok: boolean, tries = 100): Promise<void> {
+  let last: unknown;
+  for (let i = 0; i < tries; i++) {
+    const body = (await app.inject({ method: "GET", url: "/readyz" })).json();
+    last = body.checks?.find((c: { name: string }) => c.name === name);
+    if ((last as { ok?: boolean } | undefined)?.ok === ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail(`/readyz check ${name} stayed ${JSON.stringify(last)}, expected ok=${ok}`);
+}
+
 /**
  * The checks every service must pass, registered as node:test tests: liveness,
  * readiness against the real Postgres and Redis, the error shape, and OpenAPI docs.
@@ -103,12 +115,14 @@ export function describeServiceBasics<C extends BaseConfig>(
     const ready = await app.inject({ method: "GET", url: "/readyz" });
     assert.equal(ready.statusCode, 200, ready.body);
     const body = ready.json();
-    assert.equal(body.status, "ready");
+    // The chain may or may not answer here: it is a dependency services ride out (degraded).
+    assert.match(body.status, /^(ready|degraded)$/);
     assert.deepEqual(
-      body.checks.map((c: { name: string; ok: boolean }) => [c.name, c.ok]),
+      body.checks.map((c: { name: string; ok: boolean }) => [c.name, c.name === "chain" || c.ok]),
       [
         ["postgres", true],
         ["redis", true],
+        ["chain", true],
       ],
     );
   });
