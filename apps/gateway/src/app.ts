@@ -4,7 +4,6 @@ import type { FastifyInstance, FastifyPluginAsync } from "fastify";
 import fp from "fastify-plugin";
 import { billingPlugin } from "./plugins/billing.ts";
 import { catalogPlugin } from "./plugins/catalog.ts";
-import { chainPlugin } from "./plugins/chain.ts";
 import { hostPlugin } from "./plugins/host.ts";
 import { inferencesPlugin } from "./plugins/inferences.ts";
 import { keysPlugin } from "./plugins/keys.ts";
@@ -19,7 +18,8 @@ import { smallModelRoutes } from "./routes/small-models.ts";
 /**
  * The gateway's parts, each a decorator of its own (fastify-plugin, so tests and the benchmark
  * reach them on the app): `host` (model + engine), `catalog` (servable models), `apiKeys`,
- * `gatewayChain`, `billing` (balance check, reservations), `registration` (models + chain intents),
+ * `billing` (balance check, reservations; the chain through the kit's `app.chain`), `registration`
+ * (models + chain intents),
  * `inferences` (recording + outbox), then the background sweeper and the routes.
  */
 const gatewayPlugins: FastifyPluginAsync<{ config: GatewayConfig }> = fp(
@@ -27,7 +27,6 @@ const gatewayPlugins: FastifyPluginAsync<{ config: GatewayConfig }> = fp(
     await app.register(hostPlugin, { config });
     await app.register(catalogPlugin, { config });
     await app.register(keysPlugin);
-    await app.register(chainPlugin, { config });
     await app.register(billingPlugin, { config });
     await app.register(registrationPlugin, { config });
     await app.register(inferencesPlugin);
@@ -54,6 +53,10 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
   description:
     "OpenLoRA: OpenAI-compatible inference over one base model and many LoRA adapters, and small (influence) models of labelled datanet versions.",
   routes: gatewayPlugins,
+  chain: { operator: "GATEWAY_OPERATOR_PRIVATE_KEY" },
+  // Without the chain the gateway admits requests on balances read before, for as long as they may
+  // be used (Billing.staleLimitMs); then it can no longer admit anyone.
+  readiness: (config) => ({ chain: { degradedForMs: config.GATEWAY_BALANCE_STALE_MS } }),
   // Adapter uploads are multipart (their own limits); JSON bodies stay small.
   bodyLimit: 4 * 1024 * 1024,
 };

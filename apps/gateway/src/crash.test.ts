@@ -138,7 +138,7 @@ before(async () => {
   billing = new Billing({
     config: gatewayConfig(childEnv),
     db: env.database.db,
-    chain: () => Promise.reject(new Error("not used")),
+    chain: { read: () => Promise.reject(new Error("not used")) },
     log: { warn() {} } as never,
   });
   await startGateway();

@@ -13,10 +13,10 @@ import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import { gatewayEnv, parseConfig } from "@openledger/config";
 import { Prisma } from "@openledger/db";
 import { createTestDatabase, type TestDatabase } from "@openledger/db/testing";
+import { createServiceChain } from "@openledger/service-kit";
 import type { FastifyBaseLogger } from "fastify";
 import type { Hex } from "viem";
 import { ModelCatalog } from "./plugins/catalog.ts";
-import { ChainAccess } from "./plugins/chain.ts";
 import { ModelRegistration, sweepRegistrations } from "./plugins/registration.ts";
 
 /** Forwards JSON-RPC to the node, except `eth_sendRawTransaction` while a fault is set:
@@ -88,6 +88,7 @@ before(async () => {
     CHAIN_ADDRESSES_FILE: addressesFile,
     GATEWAY_DATA_DIR: dir,
     LOG_LEVEL: "silent",
+    CHAIN_PROFILE: "dev",
   });
   // Registration needs no queue and, of the catalog, only the base model's content hash.
   const catalog = new ModelCatalog(config, database.db);
@@ -100,7 +101,13 @@ before(async () => {
     priceOutPer1kWei: new Prisma.Decimal(0),
     createdAt: new Date(),
   });
-  registration = new ModelRegistration(config, database.db, new ChainAccess(config), catalog, silent);
+  registration = new ModelRegistration(
+    config,
+    database.db,
+    createServiceChain(config, { operator: "GATEWAY_OPERATOR_PRIVATE_KEY" }),
+    catalog,
+    silent,
+  );
 });
 
 after(async () => {

@@ -50,7 +50,7 @@ function replicaBilling(name: string): Billing {
   return new Billing({
     config: { ...one.billing.config, GATEWAY_REPLICA_ID: name },
     db: createDb(env.env.DATABASE_URL!),
-    chain: () => one.gatewayChain.get(),
+    chain: one.chain,
     log: one.log,
   });
 }

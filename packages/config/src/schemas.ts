@@ -147,7 +147,8 @@ export const gatewayEnv = baseEnv.extend({
   /** Where uploaded adapters are stored, content-addressed (`<dir>/adapters/<sha256>/`). */
   GATEWAY_DATA_DIR: z.string().min(1).default(".data/gateway"),
   /** Operator key (REGISTRAR_ROLE on ModelRegistry) registering adapters for their builders.
-   *  Empty on chain 31337 = Hardhat's well-known account #1; required on any other chain. */
+   *  Empty with CHAIN_PROFILE=dev = the local deployment's operator (Hardhat account #1); required
+   *  otherwise (registrations stay pending, naming this variable). */
   GATEWAY_OPERATOR_PRIVATE_KEY: z.preprocess(
     (v) => (v === "" ? undefined : v),
     z
@@ -189,6 +190,10 @@ export const gatewayEnv = baseEnv.extend({
   GATEWAY_RATE_REQUESTS_PER_MIN: z.coerce.number().int().min(0).default(600),
   /** How long an on-chain escrow balance read is reused, ms. */
   GATEWAY_BALANCE_CACHE_MS: z.coerce.number().int().min(0).default(2000),
+  /** When the chain does not answer (CHAIN_REQUEST_TIMEOUT_MS), admit on a balance read no longer ago
+   *  than this, ms (never more than half the escrow's withdrawal delay: see apps/gateway/README.md);
+   *  /readyz says degraded meanwhile, and unready once the chain has been away longer. */
+  GATEWAY_BALANCE_STALE_MS: z.coerce.number().int().min(0).default(60_000),
   /** Prices of the base model, wei of OPEN per 1,000 input / output tokens. */
   GATEWAY_BASE_PRICE_IN_PER_THOUSAND_WEI: z
     .string()

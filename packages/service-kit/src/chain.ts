@@ -82,26 +82,28 @@ function configured<C>(config: C, variable: KeyVariable<C> | undefined): Configu
   return { key: config[variable] as string | undefined, variable };
 }
 
+/** A service's chain connector from its config (what `app.chain` is; tests of one part build their own). */
+export function createServiceChain<C extends BaseConfig>(config: C, roles: ChainRoles<C> = {}): ServiceChain {
+  const signers: Partial<Record<SignerRole, ConfiguredKey>> = {};
+  const operator = configured(config, roles.operator);
+  const settler = configured(config, roles.settler);
+  if (operator) signers.operator = operator;
+  if (settler) signers.settler = settler;
+  const validators = configured(config, roles.validators);
+  return new ServiceChain({
+    rpcUrl: config.CHAIN_RPC_URL,
+    addressesFile: config.CHAIN_ADDRESSES_FILE,
+    profile: config.CHAIN_PROFILE,
+    requestTimeoutMs: config.CHAIN_REQUEST_TIMEOUT_MS,
+    rpcTimeoutMs: config.CHAIN_RPC_TIMEOUT_MS,
+    signers,
+    ...(validators ? { validators } : {}),
+  });
+}
+
 export const chainPlugin = fp<ChainPluginOptions<BaseConfig>>(
   async (app: FastifyInstance, { config, roles = {} }) => {
-    const signers: Partial<Record<SignerRole, ConfiguredKey>> = {};
-    const operator = configured(config, roles.operator);
-    const settler = configured(config, roles.settler);
-    if (operator) signers.operator = operator;
-    if (settler) signers.settler = settler;
-    const validators = configured(config, roles.validators);
-    app.decorate(
-      "chain",
-      new ServiceChain({
-        rpcUrl: config.CHAIN_RPC_URL,
-        addressesFile: config.CHAIN_ADDRESSES_FILE,
-        profile: config.CHAIN_PROFILE,
-        requestTimeoutMs: config.CHAIN_REQUEST_TIMEOUT_MS,
-        rpcTimeoutMs: config.CHAIN_RPC_TIMEOUT_MS,
-        signers,
-        ...(validators ? { validators } : {}),
-      }),
-    );
+    app.decorate("chain", createServiceChain(config, roles));
   },
   { name: "openledger-chain" },
 );

@@ -18,6 +18,9 @@ export interface DependencyCheck {
    * to be down (a disconnected client, an open circuit) rather than wait for it to come back.
    */
   check: (signal: AbortSignal) => Promise<void>;
+  /** When the dependency was last known to work (Date.now()), if it knows better than this check's own
+   *  failures: how long it has been down is counted from there. */
+  lastOkAt?: () => number | undefined;
 }
 
 const CheckResult = z.object({
@@ -43,7 +46,8 @@ async function runCheck(dep: DependencyCheck, state: CheckState, timeoutMs: numb
   const now = Date.now();
   const down = (error: string): CheckResult => {
     state.downSince ??= now;
-    const downForMs = now - state.downSince;
+    const lastOk = dep.lastOkAt?.();
+    const downForMs = now - (lastOk !== undefined ? Math.min(lastOk, state.downSince) : state.downSince);
     const impact =
       dep.whenDown === "unready"
         ? "unready"
@@ -177,6 +181,7 @@ export function standardChecks(app: FastifyInstance, readiness: Readiness = {}):
       name: "chain",
       whenDown: readiness.chain ?? "degraded",
       check: () => app.chain.probe(),
+      lastOkAt: () => app.chain.health().lastOkAt,
     },
   ];
 }

@@ -1,6 +1,6 @@
 export { bearerMatches } from "./auth.ts";
 export { Background, type BackgroundJobs, type BackgroundTimer } from "./background.ts";
-export { type ChainRoles, chainPlugin, ServiceChain } from "./chain.ts";
+export { type ChainRoles, chainPlugin, createServiceChain, ServiceChain } from "./chain.ts";
 export { type ErrorReply, registerErrorHandler, toErrorReply } from "./error-handler.ts";
 export {
   type DependencyCheck,

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
-import type { ChainPublicClient, PlatformAddresses } from "@openledger/chain";
+import type { ChainConnection } from "@openledger/chain";
 import { inferenceEscrowAbi } from "@openledger/chain";
 import type { GatewayConfig } from "@openledger/config";
 import { type Db, Prisma } from "@openledger/db";
@@ -68,17 +68,23 @@ export interface BalanceRead {
   at: number;
 }
 
-/** The chain as billing needs it (a connection with the escrow's address). */
-export type EscrowConnection = () => Promise<{
-  publicClient: ChainPublicClient;
-  addresses: PlatformAddresses;
-}>;
+/** The chain as billing needs it: service-kit's bounded request-path read (`app.chain`). */
+export interface EscrowReader {
+  read<T>(fn: (connection: ChainConnection) => Promise<T>): Promise<T>;
+}
 
 export interface BillingOptions {
   config: GatewayConfig;
   db: Db;
-  chain: EscrowConnection;
+  chain: EscrowReader;
   log: FastifyBaseLogger;
+}
+
+/** How often the escrow's withdrawal delay (which bounds how stale a balance may be) is read again. */
+const WITHDRAWAL_DELAY_REFRESH_MS = 10 * 60_000;
+
+function chainUnavailable(err: unknown): boolean {
+  return err instanceof AppError && err.code === "CHAIN_UNAVAILABLE";
 }
 
 /** This replica's identity: GATEWAY_REPLICA_ID, else host + port + data directory (stable across restarts). */
@@ -116,7 +122,7 @@ function owedFromHistorySql(account?: string): Prisma.Sql {
 export class Billing {
   readonly config: GatewayConfig;
   readonly db: Db;
-  readonly chain: EscrowConnection;
+  readonly chain: EscrowReader;
   readonly log: FastifyBaseLogger;
   /**
    * How long a reservation counts without being renewed, ms. This replica renews its live ones
@@ -129,6 +135,9 @@ export class Billing {
   /** This replica's reservations not yet recorded or released (renewed while here). */
   readonly #live = new Map<string, Reservation>();
   readonly #balances = new Map<string, BalanceRead>();
+  /** InferenceEscrow.withdrawalDelay in ms, and when it was read. */
+  #withdrawalDelay: { ms: number; at: number } | undefined;
+  #servingStale = false;
   #renewer: NodeJS.Timeout | undefined;
 
   constructor(options: BillingOptions) {
@@ -141,17 +150,52 @@ export class Billing {
 
   // ---------------------------------------------------------------- balances
 
-  /** The account's escrow balance with its `cleared` snapshot, reused for GATEWAY_BALANCE_CACHE_MS. */
+  /**
+   * How old a balance read may be when the chain does not answer, ms: GATEWAY_BALANCE_STALE_MS, and
+   * never more than half the escrow's withdrawal delay. Why that is safe: an older read can only
+   * overstate what is spendable by withdrawals requested since (a charge since is counted through the
+   * `cleared` snapshot taken with it), and requested tokens stay in the escrow, chargeable, for the
+   * whole withdrawal delay; settlement has the other half of it to charge what was served. 0 until
+   * the delay was read (no stale read is ever used without it).
+   */
+  staleLimitMs(): number {
+    if (!this.#withdrawalDelay) return 0;
+    return Math.min(this.config.GATEWAY_BALANCE_STALE_MS, Math.floor(this.#withdrawalDelay.ms / 2));
+  }
+
+  /**
+   * The account's escrow balance with its `cleared` snapshot, reused for GATEWAY_BALANCE_CACHE_MS.
+   * When the chain does not answer (within CHAIN_REQUEST_TIMEOUT_MS, or at once while it is known not
+   * to), the last read is used if it is younger than `staleLimitMs()`; otherwise 503 CHAIN_UNAVAILABLE.
+   */
   async balance(account: string): Promise<BalanceRead> {
     const hit = this.#balances.get(account);
     if (hit && Date.now() - hit.at < this.config.GATEWAY_BALANCE_CACHE_MS) return hit;
     const at = Date.now();
-    const cleared = await this.#cleared(account);
-    const spendable = await this.#spendable(account);
-    const read: BalanceRead = { spendable, cleared, at };
-    this.#balances.set(account, read);
-    if (this.#balances.size > 100_000) this.#balances.clear();
-    return read;
+    try {
+      const cleared = await this.#cleared(account);
+      const spendable = await this.#spendable(account);
+      const read: BalanceRead = { spendable, cleared, at };
+      this.#balances.set(account, read);
+      if (this.#balances.size > 100_000) this.#balances.clear();
+      if (this.#servingStale) {
+        this.#servingStale = false;
+        this.log.info("the chain answers again: escrow balances are read fresh");
+      }
+      return read;
+    } catch (err) {
+      if (chainUnavailable(err) && hit && Date.now() - hit.at < this.staleLimitMs()) {
+        if (!this.#servingStale) {
+          this.#servingStale = true;
+          this.log.warn(
+            { staleLimitMs: this.staleLimitMs(), err: (err as Error).message },
+            "the chain does not answer: admitting on escrow balances read within the stale limit",
+          );
+        }
+        return hit;
+      }
+      throw err;
+    }
   }
 
   /** The account's cleared total (its totals row is created here, before any admission needs it). */
@@ -166,22 +210,37 @@ export class Billing {
     return BigInt(row?.cleared ?? "0");
   }
 
-  /** InferenceEscrow.spendableOf: the balance minus a pending withdrawal, within today's cap. */
+  /**
+   * InferenceEscrow.spendableOf (the balance minus a pending withdrawal, within today's cap), with the
+   * withdrawal delay when it is due a refresh: one bounded read (503 CHAIN_UNAVAILABLE when the chain
+   * does not answer).
+   */
   async #spendable(account: string): Promise<bigint> {
-    let connection: Awaited<ReturnType<EscrowConnection>>;
+    const delayDue =
+      !this.#withdrawalDelay || Date.now() - this.#withdrawalDelay.at > WITHDRAWAL_DELAY_REFRESH_MS;
     try {
-      connection = await this.chain();
-    } catch (err) {
-      throw new AppError("SERVICE_UNAVAILABLE", "the chain is unreachable", { cause: err });
-    }
-    try {
-      return await connection.publicClient.readContract({
-        address: connection.addresses.contracts.InferenceEscrow,
-        abi: inferenceEscrowAbi,
-        functionName: "spendableOf",
-        args: [account as Hex],
+      return await this.chain.read(async (c) => {
+        const escrow = c.addresses.contracts.InferenceEscrow;
+        const [spendable, delay] = await Promise.all([
+          c.publicClient.readContract({
+            address: escrow,
+            abi: inferenceEscrowAbi,
+            functionName: "spendableOf",
+            args: [account as Hex],
+          }),
+          delayDue
+            ? c.publicClient.readContract({
+                address: escrow,
+                abi: inferenceEscrowAbi,
+                functionName: "withdrawalDelay",
+              })
+            : undefined,
+        ]);
+        if (delay !== undefined) this.#withdrawalDelay = { ms: Number(delay) * 1000, at: Date.now() };
+        return spendable;
       });
     } catch (err) {
+      if (err instanceof AppError) throw err;
       throw new AppError("SERVICE_UNAVAILABLE", "escrow balance could not be read", { cause: err });
     }
   }
@@ -351,11 +410,11 @@ export const billingPlugin = fp<{ config: GatewayConfig }>(
     const billing = new Billing({
       config,
       db: app.db,
-      chain: () => app.gatewayChain.get(),
+      chain: app.chain,
       log: app.log.child({ component: "billing" }),
     });
     app.decorate("billing", billing);
     app.addHook("onClose", async () => billing.close());
   },
-  { name: "gateway-billing", dependencies: ["gateway-chain"] },
+  { name: "gateway-billing" },
 );

@@ -2,18 +2,17 @@ import {
   builderApprovalTypedData,
   ModelKind as ChainModelKind,
   datanetRegistryAbi,
-  executeIntent,
   type IntentSpec,
   modelRegistryAbi,
 } from "@openledger/chain";
 import type { GatewayConfig } from "@openledger/config";
 import { type Db, Prisma, type Tx } from "@openledger/db";
 import { AppError } from "@openledger/errors";
+import type { ServiceChain } from "@openledger/service-kit";
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
 import { type Abi, type Address, getAddress, type Hex, recoverTypedDataAddress } from "viem";
 import type { ModelCatalog, ServableModel } from "./catalog.ts";
-import type { ChainAccess } from "./chain.ts";
 
 export const REGISTRATION_KIND = "ModelRegistry.registerModelFor";
 
@@ -70,7 +69,7 @@ export interface RegistrationOutcome {
  */
 export async function driveRegistration(
   db: Db,
-  access: ChainAccess,
+  access: ServiceChain,
   key: string,
 ): Promise<RegistrationOutcome> {
   const intent = await db.chainIntent.findUnique({ where: { key } });
@@ -78,7 +77,7 @@ export async function driveRegistration(
   const p = intent.payload as unknown as RegistrationPayload;
   try {
     const ctx = await access.get();
-    if (!ctx.wallet) throw new Error("no operator key configured (GATEWAY_OPERATOR_PRIVATE_KEY)");
+    ctx.signer("operator"); // names GATEWAY_OPERATOR_PRIVATE_KEY when it is missing
     // Rows the fire-once version marked failed are retried like any pending intent.
     if (intent.status === "failed") {
       await db.chainIntent.updateMany({ where: { key, status: "failed" }, data: { status: "pending" } });
@@ -113,7 +112,7 @@ export async function driveRegistration(
       // The registry refuses a content hash twice, so "registered" is readable on chain.
       isDone: async () => (await chainIdOf()) !== 0n,
     };
-    const { txHash } = await executeIntent(db, { publicClient: ctx.publicClient, wallet: ctx.wallet }, spec);
+    const { txHash } = await ctx.execute(db, "operator", spec);
     const chainModelId = await chainIdOf();
     await db.model.update({
       where: { id: p.modelId },
@@ -139,7 +138,7 @@ export async function driveRegistration(
  *  how many confirmed. */
 export async function sweepRegistrations(
   db: Db,
-  access: ChainAccess,
+  access: ServiceChain,
   options: { olderThanMs?: number; limit?: number } = {},
 ): Promise<number> {
   const stale = await db.chainIntent.findMany({
@@ -227,7 +226,7 @@ export class ModelRegistration {
   constructor(
     readonly config: GatewayConfig,
     readonly db: Db,
-    readonly chain: ChainAccess,
+    readonly chain: ServiceChain,
     readonly catalog: ModelCatalog,
     readonly log: FastifyBaseLogger,
   ) {}
@@ -244,7 +243,8 @@ export class ModelRegistration {
     builder: string,
     approval?: OwnerApproval,
   ): Promise<void> {
-    const ctx = await this.chain.get();
+    // A request path: connecting and every read are bounded (CHAIN_REQUEST_TIMEOUT_MS, else 503).
+    const ctx = await this.chain.require();
     const registry = ctx.addresses.contracts.DatanetRegistry;
     const who = getAddress(builder);
     const approved = () =>
@@ -295,15 +295,15 @@ export class ModelRegistration {
       throw refuse(`datanet_owner_approval is signed by ${signer}, not the owner`);
     if (approval.deadline <= BigInt(Math.floor(Date.now() / 1000)))
       throw refuse("datanet_owner_approval expired");
-    if (!ctx.wallet) throw new Error("no operator key configured (GATEWAY_OPERATOR_PRIVATE_KEY)");
+    const wallet = ctx.signer("operator");
     try {
-      const hash = await ctx.wallet.writeContract({
+      const hash = await wallet.writeContract({
         address: registry,
         abi: datanetRegistryAbi,
         functionName: "approveBuilderBySig",
         args: [chainDatanetId, who, true, approval.deadline, approval.signature],
-        account: ctx.wallet.account,
-        chain: ctx.wallet.chain,
+        account: wallet.account,
+        chain: wallet.chain,
       });
       await ctx.publicClient.waitForTransactionReceipt({ hash, timeout: 60_000 });
     } catch (err) {
@@ -430,11 +430,11 @@ export const registrationPlugin = fp<{ config: GatewayConfig }>(
       new ModelRegistration(
         config,
         app.db,
-        app.gatewayChain,
+        app.chain,
         app.catalog,
         app.log.child({ component: "registration" }),
       ),
     );
   },
-  { name: "gateway-registration", dependencies: ["gateway-catalog", "gateway-chain"] },
+  { name: "gateway-registration", dependencies: ["gateway-catalog"] },
 );

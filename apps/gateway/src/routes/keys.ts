@@ -1,4 +1,4 @@
-import { apiKeyRequestTypedData } from "@openledger/chain";
+import { apiKeyRequestTypedData, isChainUnavailable } from "@openledger/chain";
 import { AppError } from "@openledger/errors";
 import type { FastifyInstance } from "fastify";
 import { type Address, getAddress, type Hex, recoverTypedDataAddress } from "viem";
@@ -66,7 +66,8 @@ export async function keyRoutes(app: FastifyInstance) {
         );
       }
       const account = getAddress(body.account);
-      const ctx = await app.gatewayChain.get();
+      // Bounded (CHAIN_REQUEST_TIMEOUT_MS): a chain that does not answer is a 503, never a hang.
+      const ctx = await app.chain.require();
       const typed = apiKeyRequestTypedData(ctx.chainId, {
         account,
         name: body.name,
@@ -82,10 +83,15 @@ export async function keyRoutes(app: FastifyInstance) {
       // An EOA's signature recovers to it; a contract account (a multisig) is asked on chain (ERC-1271).
       const valid =
         signer === account ||
-        ((await ctx.publicClient.getCode({ address: account }).catch(() => undefined)) !== undefined &&
-          (await ctx.publicClient
+        (await app.chain.read(async (c) => {
+          if ((await c.publicClient.getCode({ address: account })) === undefined) return false;
+          return c.publicClient
             .verifyTypedData({ address: account, ...typed, signature: body.signature as Hex } as never)
-            .catch(() => false)));
+            .catch((err: unknown) => {
+              if (isChainUnavailable(err)) throw err;
+              return false; // the contract refused the signature (or is no ERC-1271 account)
+            });
+        }));
       if (!valid) {
         throw new AppError("INVALID_SIGNATURE", `the request is not signed by ${account}`, { status: 401 });
       }
