@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
+import { isChainUnavailable } from "@openledger/chain";
 import { AppError } from "@openledger/errors";
 import type { FastifyRequest } from "fastify";
 import type { Cluster, Redis } from "ioredis";
@@ -84,7 +85,11 @@ export async function verifySignIn(
     domain: ctx.config.DATANETS_SIWE_DOMAIN,
     nonce: fields.nonce,
     time: now,
-  }).catch(() => false);
+  }).catch((err: unknown) => {
+    // The check runs on chain (ERC-6492/1271 validator): no answer is a 503, not a bad signature.
+    if (isChainUnavailable(err)) throw err;
+    return false;
+  });
   if (!ok)
     throw new AppError("SIWE_BAD_SIGNATURE", "the signature does not match the message's address", {
       status: 401,

@@ -18,13 +18,12 @@ import {
 import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import { gatewayEnv, parseConfig } from "@openledger/config";
 import { Prisma } from "@openledger/db";
-import type { App } from "@openledger/service-kit";
+import { type App, createServiceChain } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import type { Address, Hex } from "viem";
 // The gateway's own balance bookkeeping, against the same database and chain.
 import { Billing } from "../../gateway/src/plugins/billing.ts";
 import { ModelCatalog } from "../../gateway/src/plugins/catalog.ts";
-import { ChainAccess } from "../../gateway/src/plugins/chain.ts";
 import { InferenceRecorder } from "../../gateway/src/plugins/inferences.ts";
 import { buildSettlement, settlementConfig } from "./app.ts";
 import { EPOCH_LOCK } from "./lib/epochs.ts";
@@ -177,11 +176,10 @@ before(async () => {
     GATEWAY_BALANCE_CACHE_MS: "0",
   });
   const catalog = new ModelCatalog(gatewayCfg, app.db);
-  const chainAccess = new ChainAccess(gatewayCfg);
   const billing = new Billing({
     config: gatewayCfg,
     db: app.db,
-    chain: () => chainAccess.get(),
+    chain: createServiceChain(gatewayCfg),
     log: app.log,
   });
   gateway = {

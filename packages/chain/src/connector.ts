@@ -10,11 +10,20 @@ import {
   timeout,
   wrap,
 } from "cockatiel";
-import { BaseError, type Hex, HttpRequestError, TimeoutError } from "viem";
+import {
+  BaseError,
+  createPublicClient,
+  type Hex,
+  HttpRequestError,
+  http,
+  TimeoutError,
+  type Transport,
+} from "viem";
 import { type PrivateKeyAccount, privateKeyToAccount } from "viem/accounts";
 import {
   type ChainPublicClient,
   type ChainWalletClient,
+  chainFromOptions,
   createChainPublicClient,
   createChainWalletClient,
   rpcChainId,
@@ -99,7 +108,16 @@ export function isChainUnavailable(err: unknown): boolean {
   if (err instanceof ChainUnavailableError || err instanceof TaskCancelledError) return true;
   if (err instanceof BrokenCircuitError) return true;
   if (err instanceof BaseError) {
-    return Boolean(err.walk((e) => e instanceof TimeoutError || e instanceof HttpRequestError));
+    return Boolean(
+      err.walk(
+        (e) =>
+          e instanceof TimeoutError ||
+          e instanceof HttpRequestError ||
+          e instanceof ChainUnavailableError ||
+          e instanceof TaskCancelledError ||
+          e instanceof BrokenCircuitError,
+      ),
+    );
   }
   // fetch/undici refusals ("fetch failed", ECONNREFUSED) and our own connect failures.
   const text =
@@ -194,64 +212,55 @@ class SigningQueue {
  */
 export class ChainConnector {
   #connection: Promise<ChainConnection> | undefined;
-  /** The same connection with the request-bounded reader, for `read()`. */
+  /** The same connection with the request-bounded reader (`require()`, `read()`). */
   #forRequests = new WeakMap<ChainConnection, ChainConnection>();
-  readonly #breaker: CircuitBreakerPolicy;
   readonly #policy: IPolicy;
   #health: ChainHealth = { state: "unknown" };
 
   constructor(readonly options: ChainConnectorOptions) {
     // Only "the chain is not answering" opens the circuit; a revert or a config error is an answer.
-    this.#breaker = circuitBreaker(
+    const breaker: CircuitBreakerPolicy = circuitBreaker(
       handleWhen((err) => isChainUnavailable(err)),
-      {
-        halfOpenAfter: options.breakerHalfOpenMs ?? 1000,
-        breaker: new ConsecutiveBreaker(2),
-      },
+      { halfOpenAfter: options.breakerHalfOpenMs ?? 1000, breaker: new ConsecutiveBreaker(1) },
     );
-    this.#policy = wrap(this.#breaker, timeout(this.requestTimeoutMs, TimeoutStrategy.Aggressive));
+    this.#policy = wrap(breaker, timeout(this.requestTimeoutMs, TimeoutStrategy.Aggressive));
   }
 
-  /** The most a `read()` waits for the chain, ms (the documented bound of every request path). */
+  /** The most a request-path RPC waits for the chain, ms (the documented bound of every request path). */
   get requestTimeoutMs(): number {
     return this.options.requestTimeoutMs ?? DEFAULT_CHAIN_REQUEST_TIMEOUT_MS;
   }
 
   /**
-   * A read on a request path: `fn` gets the connection with a reader bounded by the request timeout
-   * (no retries), and the whole of it — connecting included — is abandoned after `requestTimeoutMs`.
-   * While the chain is known not to answer (two reads in a row failed to get an answer), reads fail at
-   * once for `breakerHalfOpenMs`, then one probe goes through. A chain that does not answer is a
-   * `ChainUnavailableError`; anything else `fn` throws (a revert, a config error) passes through.
+   * The connection for a request path: connecting is bounded by `requestTimeoutMs`, and so is every
+   * RPC of its reader (no retries). The first RPC that gets no answer in time opens a circuit: for
+   * `breakerHalfOpenMs` every request-path RPC fails at once, then one probe goes through. So a
+   * request waits on a chain that does not answer at most `requestTimeoutMs` (requests in flight
+   * together all fail at that moment), never once per RPC it makes. A chain that does not answer is
+   * a `ChainUnavailableError`.
+   */
+  async require(): Promise<ChainConnection> {
+    return this.#bounded();
+  }
+
+  async #bounded(): Promise<ChainConnection> {
+    return this.#requestConnection(await this.#guarded(() => this.get()));
+  }
+
+  /**
+   * `fn` with the request-path connection (`require()`); "the chain does not answer" from anywhere
+   * in it is a `ChainUnavailableError`, anything else it throws (a revert, a config error) passes
+   * through.
    */
   async read<T>(fn: (connection: ChainConnection) => Promise<T>): Promise<T> {
     try {
-      const result = await this.#policy.execute(async () => fn(this.#requestConnection(await this.get())));
-      this.#health = { state: "up", lastOkAt: Date.now() };
-      return result;
+      return await fn(await this.#bounded());
     } catch (err) {
-      if (!isChainUnavailable(err)) {
-        if (!(err instanceof ChainConfigError)) this.#health = { state: "up", lastOkAt: Date.now() };
-        throw err;
-      }
-      const message =
-        err instanceof BrokenCircuitError
-          ? "the chain did not answer moments ago; not waiting on it (a probe retries shortly)"
-          : err instanceof TaskCancelledError
-            ? `the chain did not answer within ${this.requestTimeoutMs} ms`
-            : `the chain did not answer: ${(err as Error).message.split("\n")[0]}`;
-      const now = Date.now();
-      this.#health = {
-        state: "down",
-        downSince: this.#health.state === "down" ? (this.#health.downSince ?? now) : now,
-        ...(this.#health.lastOkAt !== undefined ? { lastOkAt: this.#health.lastOkAt } : {}),
-        lastError: message,
-      };
-      throw err instanceof ChainUnavailableError ? err : new ChainUnavailableError(message, { cause: err });
+      throw isChainUnavailable(err) ? this.#unavailable(err) : err;
     }
   }
 
-  /** What the request-path reads found (no I/O). */
+  /** What the request-path RPCs found (no I/O). */
   health(): ChainHealth {
     return { ...this.#health };
   }
@@ -261,19 +270,55 @@ export class ChainConnector {
     await this.read((c) => c.publicClient.getBlockNumber());
   }
 
+  /** Runs `fn` under the request bound and the circuit breaker, and records what it found. */
+  async #guarded<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      const result = await this.#policy.execute(fn);
+      this.#health = { state: "up", lastOkAt: Date.now() };
+      return result;
+    } catch (err) {
+      if (!isChainUnavailable(err)) {
+        if (!(err instanceof ChainConfigError)) this.#health = { state: "up", lastOkAt: Date.now() };
+        throw err;
+      }
+      throw this.#unavailable(err);
+    }
+  }
+
+  #unavailable(err: unknown): ChainUnavailableError {
+    if (err instanceof ChainUnavailableError) return err;
+    const message =
+      err instanceof BrokenCircuitError
+        ? "the chain did not answer moments ago; not waiting on it (a probe retries shortly)"
+        : err instanceof TaskCancelledError
+          ? `the chain did not answer within ${this.requestTimeoutMs} ms`
+          : `the chain did not answer: ${(err as Error).message.split("\n")[0]}`;
+    const now = Date.now();
+    this.#health = {
+      state: "down",
+      downSince: this.#health.state === "down" ? (this.#health.downSince ?? now) : now,
+      ...(this.#health.lastOkAt !== undefined ? { lastOkAt: this.#health.lastOkAt } : {}),
+      lastError: message,
+    };
+    return new ChainUnavailableError(message, { cause: err });
+  }
+
   #requestConnection(connection: ChainConnection): ChainConnection {
     let bounded = this.#forRequests.get(connection);
     if (!bounded) {
+      const base = http(this.options.rpcUrl, { timeout: this.requestTimeoutMs, retryCount: 0 });
+      // Every RPC of the request-path reader goes through the bound and the breaker.
+      const guarded: Transport = (params) => {
+        const t = base(params);
+        return { ...t, request: ((args: never) => this.#guarded(() => t.request(args))) as typeof t.request };
+      };
       bounded = {
         ...connection,
-        publicClient: createChainPublicClient({
-          rpcUrl: this.options.rpcUrl,
-          chainId: connection.chainId,
-          timeoutMs: this.requestTimeoutMs,
-          retryCount: 0,
-          ...(this.options.pollingIntervalMs !== undefined
-            ? { pollingIntervalMs: this.options.pollingIntervalMs }
-            : {}),
+        publicClient: createPublicClient({
+          chain: chainFromOptions({ rpcUrl: this.options.rpcUrl, chainId: connection.chainId }),
+          transport: guarded,
+          pollingInterval:
+            this.options.pollingIntervalMs ?? (LOCAL_CHAIN_IDS.has(connection.chainId) ? 100 : 1000),
         }),
       };
       this.#forRequests.set(connection, bounded);

@@ -36,16 +36,16 @@ export class ServiceChain extends ChainConnector {
   }
 
   /**
-   * The connection for a request handler, connecting within the request bound; its reader is bounded
-   * by it too (no retries). A chain that cannot be used answers 503 CHAIN_UNAVAILABLE.
+   * packages/chain's request-path connection (connecting and every RPC of its reader bounded, circuit
+   * breaker): a chain that cannot be used answers 503 CHAIN_UNAVAILABLE.
    */
-  async require(): Promise<ChainConnection> {
+  override async require(): Promise<ChainConnection> {
     try {
-      return await this.read(async (c) => c);
+      return await super.require();
     } catch (err) {
-      if (err instanceof AppError) throw err;
       throw new AppError("CHAIN_UNAVAILABLE", `the chain is not usable: ${(err as Error).message}`, {
         status: 503,
+        headers: { "retry-after": "1" },
         cause: err,
       });
     }

@@ -1,3 +1,4 @@
+import { isChainUnavailable } from "@openledger/chain";
 import { AppError, type ErrorBody, type ErrorCode } from "@openledger/errors";
 import type { FastifyError, FastifyInstance, FastifyReply } from "fastify";
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from "fastify-type-provider-zod";
@@ -50,6 +51,11 @@ export function toErrorReply(err: unknown): ErrorReply {
     };
   }
   if (isResponseSerializationError(e)) return { ...internal("INTERNAL"), status: 500 };
+  // A request-path chain read that got no answer in time (packages/chain's bound), wherever it
+  // escaped from: the chain is unavailable, not the service broken.
+  if (isChainUnavailable(err)) {
+    return { ...internal("CHAIN_UNAVAILABLE", 503), status: 503, headers: { "retry-after": "1" } };
+  }
   const mapped = e?.code ? FASTIFY_CLIENT_ERRORS[e.code] : undefined;
   if (mapped) return toErrorReply(new AppError(mapped, e.message));
   const statusCode = e?.statusCode;

@@ -61,7 +61,8 @@ async function summary(ctx: DatanetsContext, address: string) {
     where: { contributions: { some: { contributorAddress: address } }, chainDatanetId: { not: null } },
     orderBy: { createdAt: "asc" },
   });
-  const chain = await ctx.chain.get().catch(() => null);
+  // Bounded (CHAIN_REQUEST_TIMEOUT_MS): without an answer the stakes are reported as unknown (null).
+  const chain = await ctx.chain.require().catch(() => null);
   const stakes = await Promise.all(
     datanets.map(async (d) => ({
       datanetId: d.id,

@@ -39,7 +39,7 @@ export async function claimInfo(
       functionName: "claimed",
       args: [account as Address],
     }),
-    epochs.claimableEpochs(),
+    epochs.claimableEpochs(chain),
   ]);
   const amountIn = async (epoch: EpochRow) =>
     (await epochs.tree(epoch)).claimFor(account as Address) ?? { cumulativeAmount: 0n, proof: [] as Hex[] };

@@ -473,12 +473,12 @@ export class EpochManager {
    * each credited account debited, `held:epoch:<id>` credited). One that the chain's clock has passed
    * unrevoked is marked final (it can never be revoked). Returns the epochs it found revoked.
    */
-  async syncRevocations(): Promise<number[]> {
+  async syncRevocations(through?: SettlementChain): Promise<number[]> {
     const open = await this.db.$queryRawUnsafe<{ id: number }[]>(
       `SELECT id FROM epochs WHERE status = 'confirmed' AND final_at IS NULL ORDER BY id`,
     );
     if (open.length === 0) return [];
-    const chain = await this.chain();
+    const chain = through ?? (await this.chain());
     const now = await chainNow(chain);
     const revoked: number[] = [];
     for (const { id } of open) {
@@ -608,10 +608,13 @@ export class EpochManager {
    * (not revoked, the chain's clock past its activation), checked on chain; and the next one still
    * pending, if any (with when it activates). A root found revoked is followed at once.
    */
-  async claimableEpochs(): Promise<{ active: EpochRow | undefined; next: EpochRow | undefined }> {
-    const chain = await this.chain();
+  async claimableEpochs(
+    through?: SettlementChain,
+  ): Promise<{ active: EpochRow | undefined; next: EpochRow | undefined }> {
+    // A request passes its bounded connection (CHAIN_REQUEST_TIMEOUT_MS per read, circuit breaker).
+    const chain = through ?? (await this.chain());
     for (let attempt = 0; attempt < 3; attempt++) {
-      await this.syncRevocations();
+      await this.syncRevocations(chain);
       const now = await chainNow(chain);
       const rows = await this.db.$queryRawUnsafe<EpochRow[]>(
         `SELECT ${EPOCH_COLUMNS} FROM epochs WHERE status = 'confirmed' ORDER BY id DESC LIMIT 100`,

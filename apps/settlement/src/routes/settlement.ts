@@ -4,7 +4,7 @@ import { bearerMatches } from "@openledger/service-kit";
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import type { SettlementChain } from "../lib/chain.ts";
+import { type SettlementChain, settlementChainOf } from "../lib/chain.ts";
 import { claimInfo, reconcile } from "../lib/claims.ts";
 import {
   type EpochRow,
@@ -68,9 +68,9 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
   const app = root.withTypeProvider<ZodTypeProvider>();
   const rt = root.settlement;
 
+  /** The chain for a request: connecting and every read bounded (CHAIN_REQUEST_TIMEOUT_MS), else 503. */
   async function chainOr503(): Promise<SettlementChain> {
-    await root.chain.require();
-    return rt.chain();
+    return settlementChainOf(await root.chain.require(), config);
   }
 
   function requireAdmin(req: FastifyRequest): void {
