@@ -212,6 +212,8 @@ class SigningQueue {
  */
 export class ChainConnector {
   #connection: Promise<ChainConnection> | undefined;
+  /** The connection once it is established. */
+  #connected: ChainConnection | undefined;
   /** The same connection with the request-bounded reader (`require()`, `read()`). */
   #forRequests = new WeakMap<ChainConnection, ChainConnection>();
   readonly #policy: IPolicy;
@@ -244,7 +246,9 @@ export class ChainConnector {
   }
 
   async #bounded(): Promise<ChainConnection> {
-    return this.#requestConnection(await this.#guarded(() => this.get()));
+    // Once connected, handing out the connection is no evidence about the chain (and must not close
+    // an open circuit): only connecting, and the reader's RPCs, go through the bound and the breaker.
+    return this.#requestConnection(this.#connected ?? (await this.#guarded(() => this.get())));
   }
 
   /**
@@ -286,7 +290,10 @@ export class ChainConnector {
   }
 
   #unavailable(err: unknown): ChainUnavailableError {
-    if (err instanceof ChainUnavailableError) return err;
+    // Raised by the guarded transport and wrapped by viem on its way out: already recorded.
+    for (let e: unknown = err, depth = 0; e instanceof Error && depth < 10; e = e.cause, depth++) {
+      if (e instanceof ChainUnavailableError) return e;
+    }
     const message =
       err instanceof BrokenCircuitError
         ? "the chain did not answer moments ago; not waiting on it (a probe retries shortly)"
@@ -329,9 +336,14 @@ export class ChainConnector {
   get(): Promise<ChainConnection> {
     if (!this.#connection) {
       const p = this.#connect();
-      p.catch(() => {
-        if (this.#connection === p) this.#connection = undefined; // retry on the next call
-      });
+      p.then(
+        (c) => {
+          if (this.#connection === p) this.#connected = c;
+        },
+        () => {
+          if (this.#connection === p) this.#connection = undefined; // retry on the next call
+        },
+      );
       this.#connection = p;
     }
     return this.#connection;
