@@ -42,39 +42,69 @@ async function ensureLocalOnnx(db: Db, ctx: AttributionContext, versionId: strin
   }
 }
 
+export const BuildIndexRoute = {
+  tags: ["indexes"],
+  summary: "Build the attribution index of a datanet version",
+  description:
+    "Enqueues `attribution.index` for the version: its suffix-array span index and, when the version has " +
+    "labelled rows of at least two classes, its influence model and ONNX export. Idempotent: the job id is " +
+    "derived from the version, and a ready index is kept; a failed build is retried. Follow progress with GET /v1/indexes/{versionId}. " +
+    "Answers 200 `ready` when the span index is already built. 404 NOT_FOUND: no such version; 422 UNPROCESSABLE: the version has no rows.",
+  body: z.object({ datanetVersionId: Uuid.describe("The published datanet version to index") }),
+  response: {
+    200: z
+      .object({
+        jobId: z.string().describe("Queue job id (stable per version)"),
+        datanetVersionId: z.string(),
+        status: z.literal("ready"),
+      })
+      .describe("The span index is already built (and its blob present): nothing to do"),
+    202: z.object({
+      jobId: z.string().describe("Queue job id (stable per version)"),
+      datanetVersionId: z.string(),
+      status: z.literal("queued"),
+    }),
+    400: ErrorBody,
+    404: ErrorBody,
+    422: ErrorBody,
+  },
+};
+
+export const GetIndexRoute = {
+  tags: ["indexes"],
+  summary: "Inspect the attribution index of a datanet version",
+  description:
+    "The version's artifacts (status, blob hashes, token count, stats) and its build job (state and " +
+    "progress) while it is queued or running. 404 NOT_FOUND: no such version.",
+  params: z.object({ versionId: Uuid }),
+  response: {
+    200: z.object({
+      datanetVersionId: z.string(),
+      versionStatus: z.enum(["pending", "registered", "indexed"]).describe("Status of the datanet version"),
+      rowCount: z.number().int(),
+      artifacts: z.array(ArtifactView),
+      job: z
+        .object({
+          id: z.string(),
+          state: z.string().describe("waiting, active, completed, failed, delayed..."),
+          progress: z.unknown().describe("{ phase, percent } while building"),
+          failedReason: z.string().nullable(),
+        })
+        .nullable()
+        .describe("The build job while the queue still keeps it"),
+    }),
+    400: ErrorBody,
+    404: ErrorBody,
+  },
+};
+
 export const indexRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = async (root) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
 
   app.post(
     "/v1/indexes",
     {
-      schema: {
-        tags: ["indexes"],
-        summary: "Build the attribution index of a datanet version",
-        description:
-          "Enqueues `attribution.index` for the version: its suffix-array span index and, when the version has " +
-          "labelled rows of at least two classes, its influence model and ONNX export. Idempotent: the job id is " +
-          "derived from the version, and a ready index is kept; a failed build is retried. Follow progress with GET /v1/indexes/{versionId}. " +
-          "Answers 200 `ready` when the span index is already built. 404 NOT_FOUND: no such version; 422 UNPROCESSABLE: the version has no rows.",
-        body: z.object({ datanetVersionId: Uuid.describe("The published datanet version to index") }),
-        response: {
-          200: z
-            .object({
-              jobId: z.string().describe("Queue job id (stable per version)"),
-              datanetVersionId: z.string(),
-              status: z.literal("ready"),
-            })
-            .describe("The span index is already built (and its blob present): nothing to do"),
-          202: z.object({
-            jobId: z.string().describe("Queue job id (stable per version)"),
-            datanetVersionId: z.string(),
-            status: z.literal("queued"),
-          }),
-          400: ErrorBody,
-          404: ErrorBody,
-          422: ErrorBody,
-        },
-      },
+      schema: BuildIndexRoute,
     },
     async (req, reply) => {
       const { datanetVersionId } = req.body;
@@ -111,35 +141,7 @@ export const indexRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = as
   app.get(
     "/v1/indexes/:versionId",
     {
-      schema: {
-        tags: ["indexes"],
-        summary: "Inspect the attribution index of a datanet version",
-        description:
-          "The version's artifacts (status, blob hashes, token count, stats) and its build job (state and " +
-          "progress) while it is queued or running. 404 NOT_FOUND: no such version.",
-        params: z.object({ versionId: Uuid }),
-        response: {
-          200: z.object({
-            datanetVersionId: z.string(),
-            versionStatus: z
-              .enum(["pending", "registered", "indexed"])
-              .describe("Status of the datanet version"),
-            rowCount: z.number().int(),
-            artifacts: z.array(ArtifactView),
-            job: z
-              .object({
-                id: z.string(),
-                state: z.string().describe("waiting, active, completed, failed, delayed..."),
-                progress: z.unknown().describe("{ phase, percent } while building"),
-                failedReason: z.string().nullable(),
-              })
-              .nullable()
-              .describe("The build job while the queue still keeps it"),
-          }),
-          400: ErrorBody,
-          404: ErrorBody,
-        },
-      },
+      schema: GetIndexRoute,
     },
     async (req) => {
       const { versionId } = req.params;

@@ -8,6 +8,45 @@ import type { ChainContext } from "../lib/context.ts";
 import { recoverSigner, resultHashOf } from "../lib/validator.ts";
 import { ContributorWeight, ErrorBody, Uuid } from "./schemas.ts";
 
+export const InferenceAttributionRoute = {
+  tags: ["attribution"],
+  summary: "The validators' signed attribution of an inference, with evidence",
+  description:
+    "Every stored validator result: the canonical JSON (parsed, as evidence: spans and credited rows, or " +
+    "influential training rows), its keccak256 hash, the validator's EIP-712 signature (checked here), and " +
+    "the contributor weights. `agree` is true when at least one result exists and all hashes are equal. " +
+    "404 NOT_FOUND: no such inference.",
+  params: z.object({ id: Uuid.describe("Inference id") }),
+  response: {
+    200: z.object({
+      inferenceId: z.string(),
+      modelId: z.string(),
+      agree: z.boolean().describe("All validators produced byte-identical results (and there is one)"),
+      consensusHash: z.string().nullable().describe("The result hash signed by the most validators"),
+      consensusCount: z.number().int().describe("How many validators signed consensusHash"),
+      results: z.array(
+        z.object({
+          validatorAddress: z.string(),
+          method: z.enum(["span", "influence"]),
+          resultHash: z.string().describe("keccak256 of the canonical JSON (UTF-8)"),
+          signature: z.string().describe("EIP-712 AttributionResult{inferenceId, resultHash} signature"),
+          signatureValid: z
+            .boolean()
+            .nullable()
+            .describe("The signature recovers to validatorAddress (null: chain config unavailable)"),
+          hashValid: z.boolean().describe("resultHash is the hash of the stored canonical JSON"),
+          weights: z.array(ContributorWeight),
+          canonicalJson: z.string().describe("Exactly the bytes that were hashed"),
+          evidence: z.record(z.string(), z.unknown()).describe("The canonical JSON, parsed"),
+          createdAt: z.string(),
+        }),
+      ),
+    }),
+    400: ErrorBody,
+    404: ErrorBody,
+  },
+};
+
 export const inferenceRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = async (root) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
   const ctx = root.attribution;
@@ -15,46 +54,7 @@ export const inferenceRoutes: FastifyPluginAsync<{ config: AttributionConfig }> 
   app.get(
     "/v1/inferences/:id/attribution",
     {
-      schema: {
-        tags: ["attribution"],
-        summary: "The validators' signed attribution of an inference, with evidence",
-        description:
-          "Every stored validator result: the canonical JSON (parsed, as evidence: spans and credited rows, or " +
-          "influential training rows), its keccak256 hash, the validator's EIP-712 signature (checked here), and " +
-          "the contributor weights. `agree` is true when at least one result exists and all hashes are equal. " +
-          "404 NOT_FOUND: no such inference.",
-        params: z.object({ id: Uuid.describe("Inference id") }),
-        response: {
-          200: z.object({
-            inferenceId: z.string(),
-            modelId: z.string(),
-            agree: z.boolean().describe("All validators produced byte-identical results (and there is one)"),
-            consensusHash: z.string().nullable().describe("The result hash signed by the most validators"),
-            consensusCount: z.number().int().describe("How many validators signed consensusHash"),
-            results: z.array(
-              z.object({
-                validatorAddress: z.string(),
-                method: z.enum(["span", "influence"]),
-                resultHash: z.string().describe("keccak256 of the canonical JSON (UTF-8)"),
-                signature: z
-                  .string()
-                  .describe("EIP-712 AttributionResult{inferenceId, resultHash} signature"),
-                signatureValid: z
-                  .boolean()
-                  .nullable()
-                  .describe("The signature recovers to validatorAddress (null: chain config unavailable)"),
-                hashValid: z.boolean().describe("resultHash is the hash of the stored canonical JSON"),
-                weights: z.array(ContributorWeight),
-                canonicalJson: z.string().describe("Exactly the bytes that were hashed"),
-                evidence: z.record(z.string(), z.unknown()).describe("The canonical JSON, parsed"),
-                createdAt: z.string(),
-              }),
-            ),
-          }),
-          400: ErrorBody,
-          404: ErrorBody,
-        },
-      },
+      schema: InferenceAttributionRoute,
     },
     async (req) => {
       const { id } = req.params;

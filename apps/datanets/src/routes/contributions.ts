@@ -224,6 +224,96 @@ const RowsBody = z.object({
   ),
 });
 
+export const ContributeRowsRoute = {
+  tags: ["contributions"],
+  summary: "Contribute JSON rows",
+  description:
+    "Needs a session and the datanet's minimum contributor stake (403 INSUFFICIENT_STAKE). All rows are " +
+    "checked first (400 naming the row: INVALID_ROW, INVALID_UTF8, ...); then daily limits (429 " +
+    "DAILY_LIMIT_EXCEEDED / DATANET_DAILY_LIMIT_EXCEEDED); then every row is stored as pending in one " +
+    "transaction and a `datanet.validate` job is queued. Answers 202.",
+  params: IdParams,
+  body: RowsBody,
+  response: {
+    202: SubmitResponse,
+    400: ErrorBody,
+    401: ErrorBody,
+    403: ErrorBody,
+    404: ErrorBody,
+    409: ErrorBody,
+    413: ErrorBody,
+    429: ErrorBody,
+  },
+};
+
+export const ContributeFileRoute = {
+  tags: ["contributions"],
+  summary: "Contribute a file (multipart field `file`: .txt, .md, .jsonl, .csv)",
+  description:
+    "Streamed and parsed as it arrives (strict UTF-8; txt/md: one row per paragraph; jsonl: one " +
+    "{text,label?,metadata?} per line; csv: a `text` column). Any error refuses the whole file and names the " +
+    "line (and byte for INVALID_UTF8): 400 MALFORMED_JSONL / MALFORMED_CSV / INVALID_UTF8 / ..., 413 " +
+    "FILE_TOO_LARGE, 415 UNSUPPORTED_FORMAT. Nothing of a refused file is stored.",
+  params: IdParams,
+  consumes: ["multipart/form-data"],
+  response: {
+    202: SubmitResponse,
+    400: ErrorBody,
+    401: ErrorBody,
+    403: ErrorBody,
+    404: ErrorBody,
+    409: ErrorBody,
+    413: ErrorBody,
+    415: ErrorBody,
+    429: ErrorBody,
+  },
+};
+
+export const GetContributionRoute = {
+  tags: ["contributions"],
+  summary: "A contribution: status, counts and validation job progress",
+  params: z.object({ id: z.uuid().describe("Contribution id") }),
+  response: {
+    200: z.object({
+      contribution: ContributionView,
+      job: JobView.describe("The datanet.validate job (null once it is no longer kept)"),
+      slashingProposalIds: z.array(z.string()),
+    }),
+    404: ErrorBody,
+  },
+};
+
+export const ContributionRowsRoute = {
+  tags: ["contributions"],
+  summary: "Per-row outcomes of a contribution",
+  description:
+    "In submission order. Rejected rows carry the reason and, for duplicates, the row they duplicate.",
+  params: z.object({ id: z.uuid().describe("Contribution id") }),
+  querystring: PageQuery.extend({
+    status: RowStatusView.optional().describe("Only rows with this status"),
+  }),
+  response: {
+    200: Page(
+      z.object({
+        id: z.string(),
+        ordinal: z.number().int(),
+        text: z.string(),
+        label: z.string().nullable(),
+        status: RowStatusView,
+        rejectReason: z
+          .string()
+          .nullable()
+          .describe("too_short, exact_duplicate, near_duplicate, low_quality"),
+        duplicateOfRowId: z.string().nullable(),
+        similarityPpm: z.number().int().nullable(),
+        qualityScore: z.number().int().nullable(),
+        contentHash: z.string().describe("SHA-256 of the normalized text"),
+      }),
+    ),
+    404: ErrorBody,
+  },
+};
+
 export const contributionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (
   root,
   { config },
@@ -241,27 +331,7 @@ export const contributionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> 
   app.post(
     "/v1/datanets/:id/contributions",
     {
-      schema: {
-        tags: ["contributions"],
-        summary: "Contribute JSON rows",
-        description:
-          "Needs a session and the datanet's minimum contributor stake (403 INSUFFICIENT_STAKE). All rows are " +
-          "checked first (400 naming the row: INVALID_ROW, INVALID_UTF8, ...); then daily limits (429 " +
-          "DAILY_LIMIT_EXCEEDED / DATANET_DAILY_LIMIT_EXCEEDED); then every row is stored as pending in one " +
-          "transaction and a `datanet.validate` job is queued. Answers 202.",
-        params: IdParams,
-        body: RowsBody,
-        response: {
-          202: SubmitResponse,
-          400: ErrorBody,
-          401: ErrorBody,
-          403: ErrorBody,
-          404: ErrorBody,
-          409: ErrorBody,
-          413: ErrorBody,
-          429: ErrorBody,
-        },
-      },
+      schema: ContributeRowsRoute,
     },
     async (request, reply) => {
       const address = await requireAuth(ctx, root.redis, request);
@@ -292,28 +362,7 @@ export const contributionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> 
   app.post(
     "/v1/datanets/:id/contributions/file",
     {
-      schema: {
-        tags: ["contributions"],
-        summary: "Contribute a file (multipart field `file`: .txt, .md, .jsonl, .csv)",
-        description:
-          "Streamed and parsed as it arrives (strict UTF-8; txt/md: one row per paragraph; jsonl: one " +
-          "{text,label?,metadata?} per line; csv: a `text` column). Any error refuses the whole file and names the " +
-          "line (and byte for INVALID_UTF8): 400 MALFORMED_JSONL / MALFORMED_CSV / INVALID_UTF8 / ..., 413 " +
-          "FILE_TOO_LARGE, 415 UNSUPPORTED_FORMAT. Nothing of a refused file is stored.",
-        params: IdParams,
-        consumes: ["multipart/form-data"],
-        response: {
-          202: SubmitResponse,
-          400: ErrorBody,
-          401: ErrorBody,
-          403: ErrorBody,
-          404: ErrorBody,
-          409: ErrorBody,
-          413: ErrorBody,
-          415: ErrorBody,
-          429: ErrorBody,
-        },
-      },
+      schema: ContributeFileRoute,
     },
     async (request, reply) => {
       const address = await requireAuth(ctx, root.redis, request);
@@ -361,19 +410,7 @@ export const contributionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> 
   app.get(
     "/v1/contributions/:id",
     {
-      schema: {
-        tags: ["contributions"],
-        summary: "A contribution: status, counts and validation job progress",
-        params: z.object({ id: z.uuid().describe("Contribution id") }),
-        response: {
-          200: z.object({
-            contribution: ContributionView,
-            job: JobView.describe("The datanet.validate job (null once it is no longer kept)"),
-            slashingProposalIds: z.array(z.string()),
-          }),
-          404: ErrorBody,
-        },
-      },
+      schema: GetContributionRoute,
     },
     async (request) => {
       const c = await ctx.db.contribution.findUnique({
@@ -402,36 +439,7 @@ export const contributionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> 
   app.get(
     "/v1/contributions/:id/rows",
     {
-      schema: {
-        tags: ["contributions"],
-        summary: "Per-row outcomes of a contribution",
-        description:
-          "In submission order. Rejected rows carry the reason and, for duplicates, the row they duplicate.",
-        params: z.object({ id: z.uuid().describe("Contribution id") }),
-        querystring: PageQuery.extend({
-          status: RowStatusView.optional().describe("Only rows with this status"),
-        }),
-        response: {
-          200: Page(
-            z.object({
-              id: z.string(),
-              ordinal: z.number().int(),
-              text: z.string(),
-              label: z.string().nullable(),
-              status: RowStatusView,
-              rejectReason: z
-                .string()
-                .nullable()
-                .describe("too_short, exact_duplicate, near_duplicate, low_quality"),
-              duplicateOfRowId: z.string().nullable(),
-              similarityPpm: z.number().int().nullable(),
-              qualityScore: z.number().int().nullable(),
-              contentHash: z.string().describe("SHA-256 of the normalized text"),
-            }),
-          ),
-          404: ErrorBody,
-        },
-      },
+      schema: ContributionRowsRoute,
     },
     async (request) => {
       const { limit, cursor, status } = request.query;

@@ -91,6 +91,52 @@ async function summary(ctx: DatanetsContext, address: string) {
   };
 }
 
+export const MeRoute = {
+  tags: ["contributors"],
+  summary: "My contributor view (signed in)",
+  response: { 200: Summary, 401: ErrorBody },
+};
+
+export const ContributorRoute = {
+  tags: ["contributors"],
+  summary: "A contributor's record: counts, acceptance rate, on-chain stakes, slashes",
+  params: z.object({ address: Address }),
+  response: { 200: Summary, 400: ErrorBody },
+};
+
+export const ContributorContributionsRoute = {
+  tags: ["contributors"],
+  summary: "A contributor's contributions with their status (newest first)",
+  params: z.object({ address: Address }),
+  querystring: PageQuery.extend({
+    datanetId: z.uuid().optional().describe("Only this datanet"),
+    status: ContributionView.shape.status.optional(),
+  }),
+  response: { 200: Page(ContributionView), 400: ErrorBody },
+};
+
+export const LeaderboardRoute = {
+  tags: ["contributors"],
+  summary: "Top contributors of a datanet by accepted rows",
+  description: "Ties broken by address (stable order).",
+  params: IdParams,
+  querystring: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }),
+  response: {
+    200: z.object({
+      items: z.array(
+        z.object({
+          rank: z.number().int(),
+          address: z.string(),
+          rowsAccepted: z.number().int(),
+          rowsSubmitted: z.number().int(),
+          acceptanceRatePpm: z.number().int().nullable(),
+        }),
+      ),
+    }),
+    404: ErrorBody,
+  },
+};
+
 export const contributorRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (root) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
   const ctx = root.datanets;
@@ -98,11 +144,7 @@ export const contributorRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> =
   app.get(
     "/v1/me",
     {
-      schema: {
-        tags: ["contributors"],
-        summary: "My contributor view (signed in)",
-        response: { 200: Summary, 401: ErrorBody },
-      },
+      schema: MeRoute,
     },
     async (request) => summary(ctx, await requireAuth(ctx, root.redis, request)),
   );
@@ -110,12 +152,7 @@ export const contributorRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> =
   app.get(
     "/v1/contributors/:address",
     {
-      schema: {
-        tags: ["contributors"],
-        summary: "A contributor's record: counts, acceptance rate, on-chain stakes, slashes",
-        params: z.object({ address: Address }),
-        response: { 200: Summary, 400: ErrorBody },
-      },
+      schema: ContributorRoute,
     },
     async (request) => summary(ctx, request.params.address),
   );
@@ -123,16 +160,7 @@ export const contributorRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> =
   app.get(
     "/v1/contributors/:address/contributions",
     {
-      schema: {
-        tags: ["contributors"],
-        summary: "A contributor's contributions with their status (newest first)",
-        params: z.object({ address: Address }),
-        querystring: PageQuery.extend({
-          datanetId: z.uuid().optional().describe("Only this datanet"),
-          status: ContributionView.shape.status.optional(),
-        }),
-        response: { 200: Page(ContributionView), 400: ErrorBody },
-      },
+      schema: ContributorContributionsRoute,
     },
     async (request) => {
       const { limit, cursor, datanetId, status } = request.query;
@@ -175,27 +203,7 @@ export const contributorRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> =
   app.get(
     "/v1/datanets/:id/leaderboard",
     {
-      schema: {
-        tags: ["contributors"],
-        summary: "Top contributors of a datanet by accepted rows",
-        description: "Ties broken by address (stable order).",
-        params: IdParams,
-        querystring: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }),
-        response: {
-          200: z.object({
-            items: z.array(
-              z.object({
-                rank: z.number().int(),
-                address: z.string(),
-                rowsAccepted: z.number().int(),
-                rowsSubmitted: z.number().int(),
-                acceptanceRatePpm: z.number().int().nullable(),
-              }),
-            ),
-          }),
-          404: ErrorBody,
-        },
-      },
+      schema: LeaderboardRoute,
     },
     async (request) => {
       const datanet = await loadDatanet(ctx, request.params.id);

@@ -129,6 +129,57 @@ function decodeCursor(c: string): { createdAt: Date; id: string } {
   return { createdAt, id };
 }
 
+export const CreateDatanetRoute = {
+  tags: ["datanets"],
+  summary: "Create a datanet (signed-in owner)",
+  description:
+    "Stores the datanet and an on-chain registration intent in one transaction, then registers it in " +
+    "DatanetRegistry (createDatanetFor(owner, uri)) with the operator key. `registration.status` is " +
+    "`confirmed` when `chainDatanetId` is set; otherwise retry with POST /v1/datanets/{id}/register.",
+  body: CreateBody,
+  response: { 201: DatanetView, 401: ErrorBody, 409: ErrorBody, 503: ErrorBody },
+};
+
+export const RegisterDatanetRoute = {
+  tags: ["datanets"],
+  summary: "Retry the on-chain registration (owner)",
+  description: "Resumes the recorded intent: re-broadcasts the same signed transaction, never a second one.",
+  params: IdParams,
+  response: { 200: DatanetView, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+};
+
+export const ListDatanetsRoute = {
+  tags: ["datanets"],
+  summary: "List and search datanets",
+  description: "Newest first. `q` matches name or slug (case-insensitive substring) or a tag exactly.",
+  querystring: PageQuery.extend({
+    q: safeText().trim().min(1).max(200).optional().describe("Search text"),
+    tag: safeText().trim().toLowerCase().min(1).optional().describe("Only datanets with this tag"),
+    owner: z
+      .string()
+      .regex(/^0x[0-9a-fA-F]{40}$/)
+      .optional()
+      .describe("Only datanets of this owner"),
+  }),
+  response: { 200: Page(DatanetView), 400: ErrorBody },
+};
+
+export const GetDatanetRoute = {
+  tags: ["datanets"],
+  summary: "Get a datanet",
+  params: IdParams,
+  response: { 200: DatanetView, 404: ErrorBody },
+};
+
+export const UpdateDatanetRoute = {
+  tags: ["datanets"],
+  summary: "Update metadata (owner only)",
+  description: "403 NOT_DATANET_OWNER for anyone but the owner. The slug and owner never change.",
+  params: IdParams,
+  body: UpdateBody,
+  response: { 200: DatanetView, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+};
+
 export const datanetRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (root) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
   const ctx = root.datanets;
@@ -136,16 +187,7 @@ export const datanetRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
   app.post(
     "/v1/datanets",
     {
-      schema: {
-        tags: ["datanets"],
-        summary: "Create a datanet (signed-in owner)",
-        description:
-          "Stores the datanet and an on-chain registration intent in one transaction, then registers it in " +
-          "DatanetRegistry (createDatanetFor(owner, uri)) with the operator key. `registration.status` is " +
-          "`confirmed` when `chainDatanetId` is set; otherwise retry with POST /v1/datanets/{id}/register.",
-        body: CreateBody,
-        response: { 201: DatanetView, 401: ErrorBody, 409: ErrorBody, 503: ErrorBody },
-      },
+      schema: CreateDatanetRoute,
     },
     async (request, reply) => {
       const owner = await requireAuth(ctx, root.redis, request);
@@ -196,14 +238,7 @@ export const datanetRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
   app.post(
     "/v1/datanets/:id/register",
     {
-      schema: {
-        tags: ["datanets"],
-        summary: "Retry the on-chain registration (owner)",
-        description:
-          "Resumes the recorded intent: re-broadcasts the same signed transaction, never a second one.",
-        params: IdParams,
-        response: { 200: DatanetView, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
-      },
+      schema: RegisterDatanetRoute,
     },
     async (request) => {
       const caller = await requireAuth(ctx, root.redis, request);
@@ -218,21 +253,7 @@ export const datanetRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
   app.get(
     "/v1/datanets",
     {
-      schema: {
-        tags: ["datanets"],
-        summary: "List and search datanets",
-        description: "Newest first. `q` matches name or slug (case-insensitive substring) or a tag exactly.",
-        querystring: PageQuery.extend({
-          q: safeText().trim().min(1).max(200).optional().describe("Search text"),
-          tag: safeText().trim().toLowerCase().min(1).optional().describe("Only datanets with this tag"),
-          owner: z
-            .string()
-            .regex(/^0x[0-9a-fA-F]{40}$/)
-            .optional()
-            .describe("Only datanets of this owner"),
-        }),
-        response: { 200: Page(DatanetView), 400: ErrorBody },
-      },
+      schema: ListDatanetsRoute,
     },
     async (request) => {
       const { limit, cursor, q, tag, owner } = request.query;
@@ -268,12 +289,7 @@ export const datanetRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
   app.get(
     "/v1/datanets/:id",
     {
-      schema: {
-        tags: ["datanets"],
-        summary: "Get a datanet",
-        params: IdParams,
-        response: { 200: DatanetView, 404: ErrorBody },
-      },
+      schema: GetDatanetRoute,
     },
     async (request) => datanetView(ctx, await loadDatanet(ctx, request.params.id)),
   );
@@ -281,14 +297,7 @@ export const datanetRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
   app.patch(
     "/v1/datanets/:id",
     {
-      schema: {
-        tags: ["datanets"],
-        summary: "Update metadata (owner only)",
-        description: "403 NOT_DATANET_OWNER for anyone but the owner. The slug and owner never change.",
-        params: IdParams,
-        body: UpdateBody,
-        response: { 200: DatanetView, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
-      },
+      schema: UpdateDatanetRoute,
     },
     async (request) => {
       const caller = await requireAuth(ctx, root.redis, request);

@@ -45,6 +45,39 @@ const ProposalDetail = SlashingProposalView.extend({
   ),
 });
 
+export const ListSlashingProposalsRoute = {
+  tags: ["slashing"],
+  summary: "Slashing proposals of a datanet (newest first)",
+  params: IdParams,
+  querystring: z.object({ status: SlashingStatusView.optional() }),
+  response: { 200: z.object({ items: z.array(SlashingProposalView) }), 404: ErrorBody },
+};
+
+export const GetSlashingProposalRoute = {
+  tags: ["slashing"],
+  summary: "A proposal with its evidence and state history",
+  params: ProposalParams,
+  response: { 200: ProposalDetail, 404: ErrorBody },
+};
+
+export const DisputeSlashingProposalRoute = {
+  tags: ["slashing"],
+  summary: "Dispute a proposal (the accused contributor, before the deadline)",
+  params: ProposalParams,
+  body: z.object({ reason: safeText().trim().min(1).max(4000).describe("Why the evidence is wrong") }),
+  response: { 200: ProposalDetail, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+};
+
+export const ExecuteSlashingProposalRoute = {
+  tags: ["slashing"],
+  summary: "Execute a proposal on-chain (Staking.slash by the operator key)",
+  description:
+    "Allowed for an undisputed proposal after its deadline, or an upheld one (409 NOT_EXECUTABLE otherwise). " +
+    "Any signed-in user may trigger it; the service's sweeper also does it by itself.",
+  params: ProposalParams,
+  response: { 200: ProposalDetail, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody },
+};
+
 export const slashingRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (root) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
   const ctx = root.datanets;
@@ -99,13 +132,7 @@ export const slashingRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = as
   app.get(
     "/v1/datanets/:id/slashing-proposals",
     {
-      schema: {
-        tags: ["slashing"],
-        summary: "Slashing proposals of a datanet (newest first)",
-        params: IdParams,
-        querystring: z.object({ status: SlashingStatusView.optional() }),
-        response: { 200: z.object({ items: z.array(SlashingProposalView) }), 404: ErrorBody },
-      },
+      schema: ListSlashingProposalsRoute,
     },
     async (request) => {
       const datanet = await loadDatanet(ctx, request.params.id);
@@ -121,12 +148,7 @@ export const slashingRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = as
   app.get(
     "/v1/slashing-proposals/:id",
     {
-      schema: {
-        tags: ["slashing"],
-        summary: "A proposal with its evidence and state history",
-        params: ProposalParams,
-        response: { 200: ProposalDetail, 404: ErrorBody },
-      },
+      schema: GetSlashingProposalRoute,
     },
     async (request) => detail(request.params.id),
   );
@@ -134,13 +156,7 @@ export const slashingRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = as
   app.post(
     "/v1/slashing-proposals/:id/dispute",
     {
-      schema: {
-        tags: ["slashing"],
-        summary: "Dispute a proposal (the accused contributor, before the deadline)",
-        params: ProposalParams,
-        body: z.object({ reason: safeText().trim().min(1).max(4000).describe("Why the evidence is wrong") }),
-        response: { 200: ProposalDetail, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody },
-      },
+      schema: DisputeSlashingProposalRoute,
     },
     async (request) => {
       const caller = await requireAuth(ctx, root.redis, request);
@@ -196,15 +212,7 @@ export const slashingRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = as
   app.post(
     "/v1/slashing-proposals/:id/execute",
     {
-      schema: {
-        tags: ["slashing"],
-        summary: "Execute a proposal on-chain (Staking.slash by the operator key)",
-        description:
-          "Allowed for an undisputed proposal after its deadline, or an upheld one (409 NOT_EXECUTABLE otherwise). " +
-          "Any signed-in user may trigger it; the service's sweeper also does it by itself.",
-        params: ProposalParams,
-        response: { 200: ProposalDetail, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody },
-      },
+      schema: ExecuteSlashingProposalRoute,
     },
     async (request) => {
       const caller = await requireAuth(ctx, root.redis, request);

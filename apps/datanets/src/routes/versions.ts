@@ -32,6 +32,39 @@ async function versionView(ctx: DatanetsContext, v: DatanetVersion) {
   };
 }
 
+export const PublishVersionRoute = {
+  tags: ["versions"],
+  summary: "Publish the next version (owner)",
+  description:
+    "Freezes every row accepted since genesis (ordered by row id) into an immutable version, computes its " +
+    "merkle root (StandardMerkleTree leaves: uint32 position, uint256 rowId, address contributor, bytes32 " +
+    "sha256(text)), registers it with DatanetRegistry.publishVersion through a chain intent, and queues " +
+    "`attribution.index`. 409 NO_NEW_ROWS / NO_ACCEPTED_ROWS / VERSION_PENDING / DATANET_NOT_REGISTERED.",
+  params: IdParams,
+  response: { 201: VersionWithIntent, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+};
+
+export const RegisterVersionRoute = {
+  tags: ["versions"],
+  summary: "Retry a version's on-chain registration (owner)",
+  params: VersionParams,
+  response: { 200: VersionWithIntent, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+};
+
+export const ListVersionsRoute = {
+  tags: ["versions"],
+  summary: "List versions (newest first)",
+  params: IdParams,
+  response: { 200: z.object({ items: z.array(VersionWithIntent) }), 404: ErrorBody },
+};
+
+export const GetVersionRoute = {
+  tags: ["versions"],
+  summary: "Get a version",
+  params: VersionParams,
+  response: { 200: VersionWithIntent, 404: ErrorBody },
+};
+
 export const versionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (root) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
   const ctx = root.datanets;
@@ -49,17 +82,7 @@ export const versionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
   app.post(
     "/v1/datanets/:id/versions",
     {
-      schema: {
-        tags: ["versions"],
-        summary: "Publish the next version (owner)",
-        description:
-          "Freezes every row accepted since genesis (ordered by row id) into an immutable version, computes its " +
-          "merkle root (StandardMerkleTree leaves: uint32 position, uint256 rowId, address contributor, bytes32 " +
-          "sha256(text)), registers it with DatanetRegistry.publishVersion through a chain intent, and queues " +
-          "`attribution.index`. 409 NO_NEW_ROWS / NO_ACCEPTED_ROWS / VERSION_PENDING / DATANET_NOT_REGISTERED.",
-        params: IdParams,
-        response: { 201: VersionWithIntent, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody },
-      },
+      schema: PublishVersionRoute,
     },
     async (request, reply) => {
       const caller = await requireAuth(ctx, root.redis, request);
@@ -76,12 +99,7 @@ export const versionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
   app.post(
     "/v1/datanets/:id/versions/:v/register",
     {
-      schema: {
-        tags: ["versions"],
-        summary: "Retry a version's on-chain registration (owner)",
-        params: VersionParams,
-        response: { 200: VersionWithIntent, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
-      },
+      schema: RegisterVersionRoute,
     },
     async (request) => {
       const caller = await requireAuth(ctx, root.redis, request);
@@ -97,12 +115,7 @@ export const versionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
   app.get(
     "/v1/datanets/:id/versions",
     {
-      schema: {
-        tags: ["versions"],
-        summary: "List versions (newest first)",
-        params: IdParams,
-        response: { 200: z.object({ items: z.array(VersionWithIntent) }), 404: ErrorBody },
-      },
+      schema: ListVersionsRoute,
     },
     async (request) => {
       const datanet = await loadDatanet(ctx, request.params.id);
@@ -117,12 +130,7 @@ export const versionRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
   app.get(
     "/v1/datanets/:id/versions/:v",
     {
-      schema: {
-        tags: ["versions"],
-        summary: "Get a version",
-        params: VersionParams,
-        response: { 200: VersionWithIntent, 404: ErrorBody },
-      },
+      schema: GetVersionRoute,
     },
     async (request) => versionView(ctx, await loadVersion(request.params.id, request.params.v)),
   );

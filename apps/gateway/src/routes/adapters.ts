@@ -9,6 +9,7 @@ import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, contentHashOfDigests } from 
 import { AdapterUpload } from "../lib/upload.ts";
 import type { ServableModel } from "../plugins/catalog.ts";
 import { type AdapterQuota, adapterUsage, checkQuota } from "../plugins/registration.ts";
+import { AdapterCreated, AdapterDetail, AdapterSummary, ModelList, Retired } from "./schemas.ts";
 
 const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const WEI = /^\d{1,38}$/;
@@ -20,7 +21,7 @@ function adapterRejected(code: string, message: string, details: unknown): AppEr
   return new AppError(code, message, { status: 400, details });
 }
 
-function describe(m: ServableModel, extra: Record<string, unknown> = {}) {
+function describe(m: ServableModel): z.input<typeof AdapterSummary> {
   return {
     id: m.id,
     object: "adapter",
@@ -29,7 +30,6 @@ function describe(m: ServableModel, extra: Record<string, unknown> = {}) {
     pricePer1kInputWei: m.priceInPer1kWei.toString(),
     pricePer1kOutputWei: m.priceOutPer1kWei.toString(),
     createdAt: m.createdAt.toISOString(),
-    ...extra,
   };
 }
 
@@ -38,6 +38,35 @@ function describe(m: ServableModel, extra: Record<string, unknown> = {}) {
  * platform shape `{ error: { code, message } }`; validation failures of the files carry
  * the runtime's code (ADAPTER_SHAPE_MISMATCH, ...) naming the tensor and shapes.
  */
+export const UploadAdapterRoute = {
+  tags: ["adapters"],
+  summary:
+    "Register a PEFT LoRA adapter (multipart: files adapter_config.json + adapter_model.safetensors, or one .tar/.tar.gz holding both; fields id, name, price_in_per_1k_wei, price_out_per_1k_wei, datanet_version_ids)",
+  response: { 201: AdapterCreated },
+};
+
+export const ListAdaptersRoute = {
+  tags: ["adapters"],
+  summary: "The caller's active adapters",
+  response: { 200: ModelList(AdapterSummary) },
+};
+
+const Params = z.object({ id: z.string().min(1).max(128) });
+
+export const GetAdapterRoute = {
+  tags: ["adapters"],
+  summary: "Inspect one of the caller's adapters",
+  params: Params,
+  response: { 200: AdapterDetail },
+};
+
+export const RetireAdapterRoute = {
+  tags: ["adapters"],
+  summary: "Retire one of the caller's adapters (no new requests)",
+  params: Params,
+  response: { 200: Retired },
+};
+
 export async function adapterRoutes(app: FastifyInstance, { config }: { config: GatewayConfig }) {
   await app.register(multipart, {
     // Per file as sent (compressed or not); the decompressed total is bounded by AdapterUpload.
@@ -51,11 +80,7 @@ export async function adapterRoutes(app: FastifyInstance, { config }: { config: 
   app.post(
     "/v1/adapters",
     {
-      schema: {
-        tags: ["adapters"],
-        summary:
-          "Register a PEFT LoRA adapter (multipart: files adapter_config.json + adapter_model.safetensors, or one .tar/.tar.gz holding both; fields id, name, price_in_per_1k_wei, price_out_per_1k_wei, datanet_version_ids)",
-      },
+      schema: UploadAdapterRoute,
     },
     async (request: FastifyRequest, reply) => {
       if (!request.isMultipart()) throw new AppError("UNSUPPORTED_MEDIA_TYPE", "send multipart/form-data");
@@ -169,9 +194,13 @@ export async function adapterRoutes(app: FastifyInstance, { config }: { config: 
           sizeBytes,
           quota,
         });
-        return reply
-          .status(201)
-          .send(describe(model, { rank, sizeBytes, datanetVersionIds: versionIds, chain }));
+        return reply.status(201).send({
+          ...describe(model),
+          rank,
+          sizeBytes,
+          datanetVersionIds: versionIds,
+          chain,
+        } satisfies z.input<typeof AdapterCreated>);
       } catch (err) {
         // Refused mid-upload: the rest of the body is read and dropped (never kept), so the client,
         // still sending, gets this answer; the connection is not reused.
@@ -184,16 +213,12 @@ export async function adapterRoutes(app: FastifyInstance, { config }: { config: 
     },
   );
 
-  app.get(
-    "/v1/adapters",
-    { schema: { tags: ["adapters"], summary: "The caller's active adapters" } },
-    async (request) => ({
-      object: "list",
-      data: [...app.catalog.models.values()]
-        .filter((m) => m.kind === "adapter" && m.ownerAddress === request.account)
-        .map((m) => describe(m)),
-    }),
-  );
+  app.get("/v1/adapters", { schema: ListAdaptersRoute }, async (request) => ({
+    object: "list",
+    data: [...app.catalog.models.values()]
+      .filter((m) => m.kind === "adapter" && m.ownerAddress === request.account)
+      .map((m) => describe(m)),
+  }));
 
   async function owned(request: FastifyRequest, id: string) {
     const row = await app.db.model.findUnique({ where: { id }, include: { trainingVersions: true } });
@@ -203,11 +228,10 @@ export async function adapterRoutes(app: FastifyInstance, { config }: { config: 
     return row;
   }
 
-  const Params = z.object({ id: z.string().min(1).max(128) });
   app.get(
     "/v1/adapters/:id",
-    { schema: { tags: ["adapters"], summary: "Inspect one of the caller's adapters", params: Params } },
-    async (request) => {
+    { schema: GetAdapterRoute },
+    async (request): Promise<z.input<typeof AdapterDetail>> => {
       const { id } = request.params as z.infer<typeof Params>;
       const row = await owned(request, id);
       const intent = await app.db.chainIntent.findUnique({
@@ -235,17 +259,13 @@ export async function adapterRoutes(app: FastifyInstance, { config }: { config: 
   app.delete(
     "/v1/adapters/:id",
     {
-      schema: {
-        tags: ["adapters"],
-        summary: "Retire one of the caller's adapters (no new requests)",
-        params: Params,
-      },
+      schema: RetireAdapterRoute,
     },
-    async (request) => {
+    async (request): Promise<z.input<typeof Retired>> => {
       const { id } = request.params as z.infer<typeof Params>;
       const row = await owned(request, id);
       if (row.status !== "retired") await app.catalog.retire(id);
-      return { id, object: "adapter", status: "retired" };
+      return { id, object: "adapter", status: "retired" as const };
     },
   );
 }

@@ -8,7 +8,7 @@ import { z } from "zod";
 const REQUEST_TTL_SECONDS = 300;
 const CLOCK_SKEW_SECONDS = 60;
 
-const CreateKeyBody = z
+export const CreateKeyBody = z
   .object({
     account: z
       .string()
@@ -36,24 +36,26 @@ const CreateKeyBody = z
  * works once (`api_keys.request_nonce` is unique), so a captured request cannot mint a second key.
  * Contract accounts (multisigs) sign through ERC-1271, checked on chain.
  */
+export const CreateApiKeyRoute = {
+  tags: ["keys"],
+  summary: "Create an API key for your own account, by signature (the key is shown once)",
+  description:
+    "Body: {account, name?, issued_at, nonce, signature}: the account's EIP-712 signature of CreateApiKey " +
+    "{account, name, issuedAt: issued_at, nonce} under the domain {name: 'OpenLedger Gateway', version: '1', " +
+    `chainId}. Errors: 400 VALIDATION_FAILED; 401 INVALID_SIGNATURE (not signed by the account); 401 ` +
+    `REQUEST_EXPIRED (issued more than ${REQUEST_TTL_SECONDS} s ago, or in the future); 409 NONCE_USED (a ` +
+    "request is used once); 503 when the chain cannot be reached (contract accounts).",
+  body: CreateKeyBody,
+  response: {
+    201: z.object({ id: z.string(), key: z.string(), prefix: z.string(), account: z.string() }),
+  },
+};
+
 export async function keyRoutes(app: FastifyInstance) {
   app.post(
     "/v1/api-keys",
     {
-      schema: {
-        tags: ["keys"],
-        summary: "Create an API key for your own account, by signature (the key is shown once)",
-        description:
-          "Body: {account, name?, issued_at, nonce, signature}: the account's EIP-712 signature of CreateApiKey " +
-          "{account, name, issuedAt: issued_at, nonce} under the domain {name: 'OpenLedger Gateway', version: '1', " +
-          `chainId}. Errors: 400 VALIDATION_FAILED; 401 INVALID_SIGNATURE (not signed by the account); 401 ` +
-          `REQUEST_EXPIRED (issued more than ${REQUEST_TTL_SECONDS} s ago, or in the future); 409 NONCE_USED (a ` +
-          "request is used once); 503 when the chain cannot be reached (contract accounts).",
-        body: CreateKeyBody,
-        response: {
-          201: z.object({ id: z.string(), key: z.string(), prefix: z.string(), account: z.string() }),
-        },
-      },
+      schema: CreateApiKeyRoute,
     },
     async (request, reply) => {
       const body = request.body as z.infer<typeof CreateKeyBody>;

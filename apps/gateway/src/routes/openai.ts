@@ -28,13 +28,13 @@ const Common = {
   frequency_penalty: z.number().min(-2).max(2).nullish(),
   logprobs: z.union([z.boolean(), z.number()]).nullish(),
 };
-const CompletionBody = z.object({
+export const CompletionBody = z.object({
   ...Common,
   prompt: storableJson(z.union([z.string(), z.array(z.string()).length(1)])),
   echo: z.boolean().nullish(),
 });
 const ChatContent = z.union([z.string(), z.array(z.object({ type: z.literal("text"), text: z.string() }))]);
-const ChatBody = z.object({
+export const ChatBody = z.object({
   ...Common,
   max_completion_tokens: z.number().int().min(1).nullish(),
   messages: storableJson(

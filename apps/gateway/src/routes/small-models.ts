@@ -3,6 +3,7 @@ import { AppError } from "@openledger/errors";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
 import type { ServableModel } from "../plugins/catalog.ts";
+import { ModelList, Retired, SmallModelCreated, SmallModelDetail, SmallModelSummary } from "./schemas.ts";
 
 const MAX_UINT128 = (1n << 128n) - 1n;
 const Wei = z
@@ -34,7 +35,7 @@ const SmallModelBody = z
   })
   .strict();
 
-function describe(m: ServableModel, extra: Record<string, unknown> = {}) {
+function describe(m: ServableModel): z.input<typeof SmallModelSummary> {
   return {
     id: m.id,
     object: "small_model",
@@ -44,7 +45,6 @@ function describe(m: ServableModel, extra: Record<string, unknown> = {}) {
     pricePer1kInputWei: m.priceInPer1kWei.toString(),
     pricePer1kOutputWei: m.priceOutPer1kWei.toString(),
     createdAt: m.createdAt.toISOString(),
-    ...extra,
   };
 }
 
@@ -53,6 +53,47 @@ function describe(m: ServableModel, extra: Record<string, unknown> = {}) {
  * one labelled datanet version (multinomial logistic regression over hashed n-grams) and the
  * gateway serves its ONNX export through the OpenAI routes. Errors use the platform shape.
  */
+export const RegisterSmallModelRoute = {
+  tags: ["small-models"],
+  summary: "Register a small model: the influence model of one labelled datanet version",
+  description:
+    "The model is the multinomial logistic regression the attribution service trained on the version's " +
+    "labelled rows (hashed word 1-2-grams); the gateway serves its ONNX export and answers the predicted " +
+    "label. Owner = the API key's account. Usage: prompt tokens = words the classifier reads, completion " +
+    "tokens = 1. Recorded in Postgres (kind small_model) and in ModelRegistry (kind Model). Errors: 400 " +
+    "VALIDATION_FAILED (body, id, prices); 404 DATANET_VERSION_NOT_FOUND; 422 DATANET_VERSION_NOT_LABELLED " +
+    "(fewer than two label classes); 409 INFLUENCE_MODEL_NOT_READY (being built: retry, see Retry-After); " +
+    "409 INFLUENCE_MODEL_FAILED (its build failed: rebuild with the attribution service's POST /v1/indexes); " +
+    "409 CONFLICT (id taken, the version's model already registered, datanet not on chain); 403 " +
+    "BUILDER_NOT_APPROVED (the caller is neither the datanet's owner nor a builder it approved, and no valid " +
+    "datanet_owner_approval was given); 503 " +
+    "ATTRIBUTION_UNAVAILABLE (the ONNX graph could not be fetched: retry).",
+  body: SmallModelBody,
+  response: { 201: SmallModelCreated },
+};
+
+export const ListSmallModelsRoute = {
+  tags: ["small-models"],
+  summary: "The caller's active small models",
+  response: { 200: ModelList(SmallModelSummary) },
+};
+
+const Params = z.object({ id: z.string().min(1).max(128) });
+
+export const GetSmallModelRoute = {
+  tags: ["small-models"],
+  summary: "Inspect one of the caller's small models",
+  params: Params,
+  response: { 200: SmallModelDetail },
+};
+
+export const RetireSmallModelRoute = {
+  tags: ["small-models"],
+  summary: "Retire one of the caller's small models (no new requests)",
+  params: Params,
+  response: { 200: Retired },
+};
+
 export async function smallModelRoutes(app: FastifyInstance) {
   app.addHook("onRequest", async (request) => {
     request.account = await app.apiKeys.authenticate(request);
@@ -61,23 +102,7 @@ export async function smallModelRoutes(app: FastifyInstance) {
   app.post(
     "/v1/small-models",
     {
-      schema: {
-        tags: ["small-models"],
-        summary: "Register a small model: the influence model of one labelled datanet version",
-        description:
-          "The model is the multinomial logistic regression the attribution service trained on the version's " +
-          "labelled rows (hashed word 1-2-grams); the gateway serves its ONNX export and answers the predicted " +
-          "label. Owner = the API key's account. Usage: prompt tokens = words the classifier reads, completion " +
-          "tokens = 1. Recorded in Postgres (kind small_model) and in ModelRegistry (kind Model). Errors: 400 " +
-          "VALIDATION_FAILED (body, id, prices); 404 DATANET_VERSION_NOT_FOUND; 422 DATANET_VERSION_NOT_LABELLED " +
-          "(fewer than two label classes); 409 INFLUENCE_MODEL_NOT_READY (being built: retry, see Retry-After); " +
-          "409 INFLUENCE_MODEL_FAILED (its build failed: rebuild with the attribution service's POST /v1/indexes); " +
-          "409 CONFLICT (id taken, the version's model already registered, datanet not on chain); 403 " +
-          "BUILDER_NOT_APPROVED (the caller is neither the datanet's owner nor a builder it approved, and no valid " +
-          "datanet_owner_approval was given); 503 " +
-          "ATTRIBUTION_UNAVAILABLE (the ONNX graph could not be fetched: retry).",
-        body: SmallModelBody,
-      },
+      schema: RegisterSmallModelRoute,
     },
     async (request, reply) => {
       const body = request.body as z.infer<typeof SmallModelBody>;
@@ -163,20 +188,19 @@ export async function smallModelRoutes(app: FastifyInstance) {
         datanetVersionIds: [versionId],
       });
       model.onnxHash = index.onnxBlobHash;
-      return reply.status(201).send(
-        describe(model, {
-          onnxSha256: index.onnxBlobHash,
-          classes: loaded.descriptor.classNames,
-          features: loaded.descriptor.features,
-          chain,
-        }),
-      );
+      return reply.status(201).send({
+        ...describe(model),
+        onnxSha256: index.onnxBlobHash,
+        classes: loaded.descriptor.classNames,
+        features: loaded.descriptor.features,
+        chain,
+      } satisfies z.input<typeof SmallModelCreated>);
     },
   );
 
   app.get(
     "/v1/small-models",
-    { schema: { tags: ["small-models"], summary: "The caller's active small models" } },
+    { schema: ListSmallModelsRoute },
     // From Postgres, not this replica's memory: models registered through another replica count too.
     async (request) => {
       const rows = await app.db.model.findMany({
@@ -210,13 +234,10 @@ export async function smallModelRoutes(app: FastifyInstance) {
     return row;
   }
 
-  const Params = z.object({ id: z.string().min(1).max(128) });
   app.get(
     "/v1/small-models/:id",
-    {
-      schema: { tags: ["small-models"], summary: "Inspect one of the caller's small models", params: Params },
-    },
-    async (request) => {
+    { schema: GetSmallModelRoute },
+    async (request): Promise<z.input<typeof SmallModelDetail>> => {
       const { id } = request.params as z.infer<typeof Params>;
       const row = await owned(request, id);
       const intent = await app.db.chainIntent.findUnique({
@@ -243,17 +264,13 @@ export async function smallModelRoutes(app: FastifyInstance) {
   app.delete(
     "/v1/small-models/:id",
     {
-      schema: {
-        tags: ["small-models"],
-        summary: "Retire one of the caller's small models (no new requests)",
-        params: Params,
-      },
+      schema: RetireSmallModelRoute,
     },
-    async (request) => {
+    async (request): Promise<z.input<typeof Retired>> => {
       const { id } = request.params as z.infer<typeof Params>;
       const row = await owned(request, id);
       if (row.status !== "retired") await app.catalog.retire(id);
-      return { id, object: "small_model", status: "retired" };
+      return { id, object: "small_model", status: "retired" as const };
     },
   );
 }

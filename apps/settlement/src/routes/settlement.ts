@@ -61,6 +61,128 @@ function epochOut(e: EpochRow): z.infer<typeof EpochOut> {
   };
 }
 
+export const ClaimRoute = {
+  tags: ["claims"],
+  summary: "What an account can claim from the RewardDistributor, with its merkle proof",
+  description:
+    "Cumulative earnings of the account in the latest ACTIVE epoch (its activation delay passed on the chain's " +
+    "clock and the guardian did not revoke it; a pending or revoked root is never served), what it already " +
+    "claimed on chain, the difference (claimable) and the proof; `next` says when the next posted root activates " +
+    "and what it will give. The account's own wallet calls " +
+    "`RewardDistributor.claim(epoch, account, cumulativeAmount, proof)`; nothing is pushed. 503 when the chain is unreachable.",
+  params: z.object({ address: Address }),
+  response: {
+    200: z.object({
+      address: z.string(),
+      epoch: z.number().int().nullable(),
+      cumulativeAmount: Wei,
+      claimed: Wei,
+      claimable: Wei,
+      active: z.boolean().describe("The epoch's activation delay passed and it is not revoked"),
+      proof: z.array(z.string()),
+      distributor: z.string(),
+      chainId: z.number().int(),
+      next: z
+        .object({
+          epoch: z.number().int(),
+          activatesAt: z.string().describe("chain clock"),
+          cumulativeAmount: Wei,
+        })
+        .nullable()
+        .describe("The oldest posted root still pending: when it becomes claimable"),
+    }),
+    400: ErrorBody,
+    503: ErrorBody,
+  },
+};
+
+export const LedgerRoute = {
+  tags: ["ledger"],
+  summary: "Ledger balances of an address per role (settled, whether or not in an epoch yet)",
+  params: z.object({ address: Address }),
+  response: {
+    200: z.object({
+      address: z.string(),
+      accounts: z.array(z.object({ account: z.string(), balanceWei: z.string().describe("signed wei") })),
+    }),
+    400: ErrorBody,
+  },
+};
+
+export const InferenceSettlementRoute = {
+  tags: ["ledger"],
+  summary: "The settlement of an inference: fee, split basis points and the balanced journal",
+  description: "404 NOT_FOUND when the inference is not settled (yet).",
+  params: z.object({ id: z.uuid() }),
+  response: {
+    200: z.object({
+      inferenceId: z.string(),
+      feeWei: Wei,
+      splitBps: z.record(z.string(), z.unknown()),
+      epochId: z.number().int().nullable(),
+      heldByEpochId: z
+        .number()
+        .int()
+        .nullable()
+        .describe("A revoked epoch this settlement was in: held out of later epochs until released"),
+      entries: z.array(z.object({ account: z.string(), amountWei: z.string() })),
+    }),
+    400: ErrorBody,
+    404: ErrorBody,
+  },
+};
+
+export const ListEpochsRoute = {
+  tags: ["epochs"],
+  summary: "Recent epochs, newest first",
+  response: { 200: z.object({ epochs: z.array(EpochOut) }) },
+};
+
+export const GetEpochRoute = {
+  tags: ["epochs"],
+  summary: "One epoch",
+  params: z.object({ id: z.coerce.number().int().min(1) }),
+  response: { 200: EpochOut, 400: ErrorBody, 404: ErrorBody },
+};
+
+export const CloseEpochRoute = {
+  tags: ["epochs"],
+  summary: "Close the current epoch now and drive it on chain (admin)",
+  description:
+    "Finishes an epoch in flight first, else charges the waiting fees in the escrow (re-reading the balances " +
+    "of consumers whose fees were carried over) and closes a new epoch over what was charged, when that is non-zero. " +
+    "Bearer SETTLEMENT_ADMIN_TOKEN. 409 CONFLICT when the chain rejects a write (the intent stays and is retried).",
+  response: {
+    200: z.object({ epoch: EpochOut.nullable() }),
+    401: ErrorBody,
+    403: ErrorBody,
+    409: ErrorBody,
+    503: ErrorBody,
+  },
+};
+
+export const ReconciliationRoute = {
+  tags: ["epochs"],
+  summary: "Compare the ledger with on-chain state (distributor roots and balance, escrow charges and draws)",
+  response: {
+    200: z.object({
+      ok: z.boolean(),
+      checkedAt: z.string(),
+      latestConfirmedEpoch: z.number().int().nullable(),
+      checks: z.array(
+        z.object({
+          name: z.string(),
+          ledger: z.string(),
+          chain: z.string(),
+          ok: z.boolean(),
+          note: z.string().optional(),
+        }),
+      ),
+    }),
+    503: ErrorBody,
+  },
+};
+
 export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> = async (
   root,
   { config },
@@ -84,40 +206,7 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
   app.get(
     "/v1/accounts/:address/claim",
     {
-      schema: {
-        tags: ["claims"],
-        summary: "What an account can claim from the RewardDistributor, with its merkle proof",
-        description:
-          "Cumulative earnings of the account in the latest ACTIVE epoch (its activation delay passed on the chain's " +
-          "clock and the guardian did not revoke it; a pending or revoked root is never served), what it already " +
-          "claimed on chain, the difference (claimable) and the proof; `next` says when the next posted root activates " +
-          "and what it will give. The account's own wallet calls " +
-          "`RewardDistributor.claim(epoch, account, cumulativeAmount, proof)`; nothing is pushed. 503 when the chain is unreachable.",
-        params: z.object({ address: Address }),
-        response: {
-          200: z.object({
-            address: z.string(),
-            epoch: z.number().int().nullable(),
-            cumulativeAmount: Wei,
-            claimed: Wei,
-            claimable: Wei,
-            active: z.boolean().describe("The epoch's activation delay passed and it is not revoked"),
-            proof: z.array(z.string()),
-            distributor: z.string(),
-            chainId: z.number().int(),
-            next: z
-              .object({
-                epoch: z.number().int(),
-                activatesAt: z.string().describe("chain clock"),
-                cumulativeAmount: Wei,
-              })
-              .nullable()
-              .describe("The oldest posted root still pending: when it becomes claimable"),
-          }),
-          400: ErrorBody,
-          503: ErrorBody,
-        },
-      },
+      schema: ClaimRoute,
     },
     async (req) => claimInfo(await chainOr503(), rt.epochs, req.params.address),
   );
@@ -125,20 +214,7 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
   app.get(
     "/v1/accounts/:address/ledger",
     {
-      schema: {
-        tags: ["ledger"],
-        summary: "Ledger balances of an address per role (settled, whether or not in an epoch yet)",
-        params: z.object({ address: Address }),
-        response: {
-          200: z.object({
-            address: z.string(),
-            accounts: z.array(
-              z.object({ account: z.string(), balanceWei: z.string().describe("signed wei") }),
-            ),
-          }),
-          400: ErrorBody,
-        },
-      },
+      schema: LedgerRoute,
     },
     async (req) => {
       const rows = await root.db.$queryRawUnsafe<{ account: string; balance: string }[]>(
@@ -252,28 +328,7 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
   app.get(
     "/v1/inferences/:id/settlement",
     {
-      schema: {
-        tags: ["ledger"],
-        summary: "The settlement of an inference: fee, split basis points and the balanced journal",
-        description: "404 NOT_FOUND when the inference is not settled (yet).",
-        params: z.object({ id: z.uuid() }),
-        response: {
-          200: z.object({
-            inferenceId: z.string(),
-            feeWei: Wei,
-            splitBps: z.record(z.string(), z.unknown()),
-            epochId: z.number().int().nullable(),
-            heldByEpochId: z
-              .number()
-              .int()
-              .nullable()
-              .describe("A revoked epoch this settlement was in: held out of later epochs until released"),
-            entries: z.array(z.object({ account: z.string(), amountWei: z.string() })),
-          }),
-          400: ErrorBody,
-          404: ErrorBody,
-        },
-      },
+      schema: InferenceSettlementRoute,
     },
     async (req) => {
       const s = await root.db.settlement.findUnique({
@@ -295,11 +350,7 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
   app.get(
     "/v1/epochs",
     {
-      schema: {
-        tags: ["epochs"],
-        summary: "Recent epochs, newest first",
-        response: { 200: z.object({ epochs: z.array(EpochOut) }) },
-      },
+      schema: ListEpochsRoute,
     },
     async () => ({ epochs: (await listEpochs(root.db)).map(epochOut) }),
   );
@@ -307,12 +358,7 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
   app.get(
     "/v1/epochs/:id",
     {
-      schema: {
-        tags: ["epochs"],
-        summary: "One epoch",
-        params: z.object({ id: z.coerce.number().int().min(1) }),
-        response: { 200: EpochOut, 400: ErrorBody, 404: ErrorBody },
-      },
+      schema: GetEpochRoute,
     },
     async (req) => {
       const e = await readEpoch(root.db, req.params.id);
@@ -324,21 +370,7 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
   app.post(
     "/v1/epochs/close",
     {
-      schema: {
-        tags: ["epochs"],
-        summary: "Close the current epoch now and drive it on chain (admin)",
-        description:
-          "Finishes an epoch in flight first, else charges the waiting fees in the escrow (re-reading the balances " +
-          "of consumers whose fees were carried over) and closes a new epoch over what was charged, when that is non-zero. " +
-          "Bearer SETTLEMENT_ADMIN_TOKEN. 409 CONFLICT when the chain rejects a write (the intent stays and is retried).",
-        response: {
-          200: z.object({ epoch: EpochOut.nullable() }),
-          401: ErrorBody,
-          403: ErrorBody,
-          409: ErrorBody,
-          503: ErrorBody,
-        },
-      },
+      schema: CloseEpochRoute,
     },
     async (req) => {
       requireAdmin(req);
@@ -450,28 +482,7 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
   app.get(
     "/v1/reconciliation",
     {
-      schema: {
-        tags: ["epochs"],
-        summary:
-          "Compare the ledger with on-chain state (distributor roots and balance, escrow charges and draws)",
-        response: {
-          200: z.object({
-            ok: z.boolean(),
-            checkedAt: z.string(),
-            latestConfirmedEpoch: z.number().int().nullable(),
-            checks: z.array(
-              z.object({
-                name: z.string(),
-                ledger: z.string(),
-                chain: z.string(),
-                ok: z.boolean(),
-                note: z.string().optional(),
-              }),
-            ),
-          }),
-          503: ErrorBody,
-        },
-      },
+      schema: ReconciliationRoute,
     },
     async () => reconcile(root.db, await chainOr503()),
   );

@@ -1,0 +1,13 @@
+/**
+ * The settlement service's HTTP contract: the route schemas the routes are declared with.
+ * @openledger/sdk imports them as types only: a schema change breaks the SDK's typecheck.
+ */
+export {
+  ClaimRoute,
+  CloseEpochRoute,
+  GetEpochRoute,
+  InferenceSettlementRoute,
+  LedgerRoute,
+  ListEpochsRoute,
+  ReconciliationRoute,
+} from "./routes/settlement.ts";

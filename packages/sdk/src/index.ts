@@ -1,0 +1,10 @@
+export { OPEN } from "@openledger/chain";
+export * from "./attribution.ts";
+export * from "./chain.ts";
+export * from "./client.ts";
+export type * from "./contract.ts";
+export * from "./datanets.ts";
+export * from "./errors.ts";
+export * from "./gateway.ts";
+export * from "./http.ts";
+export * from "./settlement.ts";
