@@ -107,18 +107,18 @@ export class GatewayClient {
       expect: [201],
     });
   }
-  adapters(): Promise<AdapterList> {
+  async adapters(): Promise<AdapterList> {
     return this.http.json("GET", "/v1/adapters", { headers: this.auth() });
   }
-  adapter(id: string): Promise<AdapterDetail> {
+  async adapter(id: string): Promise<AdapterDetail> {
     return this.http.json("GET", `/v1/adapters/${enc(id)}`, { headers: this.auth() });
   }
-  retireAdapter(id: string): Promise<ReplyOf<typeof api.RetireAdapterRoute>> {
+  async retireAdapter(id: string): Promise<ReplyOf<typeof api.RetireAdapterRoute>> {
     return this.http.json("DELETE", `/v1/adapters/${enc(id)}`, { headers: this.auth() });
   }
 
   /** Registers a version's influence model as a small model (owner, or a builder the owner approved). */
-  registerSmallModel(input: SmallModelInput): Promise<SmallModel> {
+  async registerSmallModel(input: SmallModelInput): Promise<SmallModel> {
     return this.http.json("POST", "/v1/small-models", { body: input, headers: this.auth(), expect: [201] });
   }
   /** Same, retrying while the influence model is still being built (409 INFLUENCE_MODEL_NOT_READY). */
@@ -136,13 +136,13 @@ export class GatewayClient {
       { timeoutMs: opts.timeoutMs ?? 120_000, intervalMs: 1000 },
     );
   }
-  smallModels(): Promise<SmallModelList> {
+  async smallModels(): Promise<SmallModelList> {
     return this.http.json("GET", "/v1/small-models", { headers: this.auth() });
   }
-  smallModel(id: string): Promise<SmallModelDetail> {
+  async smallModel(id: string): Promise<SmallModelDetail> {
     return this.http.json("GET", `/v1/small-models/${enc(id)}`, { headers: this.auth() });
   }
-  retireSmallModel(id: string): Promise<ReplyOf<typeof api.RetireSmallModelRoute>> {
+  async retireSmallModel(id: string): Promise<ReplyOf<typeof api.RetireSmallModelRoute>> {
     return this.http.json("DELETE", `/v1/small-models/${enc(id)}`, { headers: this.auth() });
   }
 

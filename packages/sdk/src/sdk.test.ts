@@ -64,7 +64,11 @@ after(async () => {
 });
 
 test("every role's steps through the SDK, and claims equal the ledger", async () => {
-  const [owner, contributor, builder, consumer] = await Promise.all([funded(), funded(), funded(), funded()]);
+  // One after the other: the faucet's funder sends each transfer with its next nonce.
+  const owner = await funded();
+  const contributor = await funded();
+  const builder = await funded();
+  const consumer = await funded();
   assert.deepEqual(await owner.unreachable(), []);
 
   // Sign in (SIWE) and create a datanet; it gets its DatanetRegistry id.
@@ -95,11 +99,11 @@ test("every role's steps through the SDK, and claims equal the ledger", async ()
   );
 
   // Stake, then a file streamed from disk with upload and validation progress.
-  await contributor.chain.stakeOnDatanet(datanet.chainDatanetId, 80n * OPEN);
+  await contributor.chain.stakeOnDatanet(datanet.chainDatanetId, 150n * OPEN);
   const subject = subjectOf(BigInt(datanet.chainDatanetId));
   assert.equal(
     (await contributor.chain.position(contributor.address, "Contributor", subject)).active,
-    80n * OPEN,
+    150n * OPEN,
   );
   const file = path.join(dir, "reviews.jsonl");
   const rows = [...ALICE_ROWS, ...BOB_ROWS];
