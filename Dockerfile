@@ -14,5 +14,5 @@ COPY prisma ./prisma
 COPY prisma.config.ts tsconfig.base.json tsconfig.json ./
 COPY scripts ./scripts
 RUN npm ci --no-audit --no-fund && node scripts/prepare.mjs
-EXPOSE 4001 4002 4003 4004 8545
+EXPOSE 4001 4002 4003 4004 4005 8545
 CMD ["node", "--import", "tsx", "apps/gateway/src/server.ts"]

@@ -25,6 +25,7 @@ const PORT_VAR = {
   attribution: "ATTRIBUTION_PORT",
   gateway: "GATEWAY_PORT",
   settlement: "SETTLEMENT_PORT",
+  explorer: "EXPLORER_PORT",
 } as const;
 
 function schemaVars(): Set<string> {
@@ -34,7 +35,7 @@ function schemaVars(): Set<string> {
   return vars;
 }
 
-test("compose runs Postgres, Redis, a chain node and the four services, each with a health check", () => {
+test("compose runs Postgres, Redis, a chain node, the four services and the explorer, each with a health check", () => {
   const services = Object.keys(compose.services).sort();
   for (const name of ["postgres", "redis", "chain", ...APPS]) {
     assert.ok(services.includes(name), `service ${name} missing`);

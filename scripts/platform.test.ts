@@ -1,5 +1,6 @@
-// Tests of `npm start`'s supervisor with real processes: it migrates, starts a local chain and the
-// services on free ports, every /readyz answers 200; a SIGKILLed service is restarted while the
+// Tests of `npm start`'s supervisor with real processes: it migrates, starts a local chain, the
+// services and the explorer on free ports, every /readyz answers 200, the explorer reads the services
+// on their ports; a SIGKILLed service is restarted while the
 // others keep running; Ctrl-C stops everything; losing the chain node stops everything, loudly.
 import assert from "node:assert/strict";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
@@ -32,6 +33,7 @@ async function startSupervisor(label: string, services: string[]): Promise<Super
     attribution: "ATTRIBUTION_PORT",
     gateway: "GATEWAY_PORT",
     settlement: "SETTLEMENT_PORT",
+    explorer: "EXPLORER_PORT",
   };
   const ports: Record<string, number> = {};
   for (const s of services) ports[s] = await freePort();
@@ -111,8 +113,14 @@ async function until<T>(
   }
 }
 
-test("the supervisor brings up the chain and all four services, restarts a killed one while the others keep serving, and stops them on Ctrl-C", async () => {
-  const p = await startSupervisor("platform", ["datanets", "attribution", "gateway", "settlement"]);
+test("the supervisor brings up the chain, the four services and the explorer, restarts a killed one while the others keep serving, and stops them on Ctrl-C", async () => {
+  const p = await startSupervisor("platform", [
+    "datanets",
+    "attribution",
+    "gateway",
+    "settlement",
+    "explorer",
+  ]);
   try {
     for (const [name, port] of Object.entries(p.ports)) {
       assert.equal(await status(`http://127.0.0.1:${port}/readyz`), 200, `${name} is not ready`);
@@ -124,18 +132,30 @@ test("the supervisor brings up the chain and all four services, restarts a kille
       body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
     }).then((r) => r.json() as Promise<{ result: string }>);
     assert.equal(Number(chainId.result), 31337);
+    // The explorer reaches each service on the port it was given (not the defaults).
+    for (const [service, url] of [
+      ["datanets", "datanets"],
+      ["settlement", "epochs"],
+      ["gateway", "catalog"],
+    ]) {
+      const res = await fetch(`http://127.0.0.1:${p.ports.explorer}/api/${service}/v1/${url}`);
+      assert.equal(res.status, 200, `explorer → ${service}: ${await res.text()}`);
+    }
+    const page = await fetch(`http://127.0.0.1:${p.ports.explorer}/`);
+    assert.match(await page.text(), /<div id="root">/, "the explorer serves its web app");
 
     const before = childrenOf(p.child.pid!);
     assert.deepEqual([...before.keys()].sort(), [
       "attribution",
       "chain",
       "datanets",
+      "explorer",
       "gateway",
       "settlement",
     ]);
     process.kill(before.get("settlement")!, "SIGKILL");
     // While settlement is down and coming back, the others answer every poll.
-    const others = ["datanets", "attribution", "gateway"];
+    const others = ["datanets", "attribution", "gateway", "explorer"];
     let polls = 0;
     const restarted = await until("settlement to be restarted and ready", async () => {
       for (const name of others) {

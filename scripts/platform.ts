@@ -1,5 +1,5 @@
 // The platform supervisor behind `npm start`: migrates the database, starts the four
-// services (each with its workers) as child processes, waits until each answers
+// services (each with its workers) and the explorer as child processes, waits until each answers
 // /readyz, prints where each listens, and stops them all on Ctrl-C / SIGTERM.
 // A service that crashes is restarted with backoff while the others keep running (what
 // compose's `restart: unless-stopped` does for operators); only the loss of the local
@@ -28,6 +28,7 @@ const PORT_VARS: Record<ServiceName, string> = {
   attribution: "ATTRIBUTION_PORT",
   gateway: "GATEWAY_PORT",
   settlement: "SETTLEMENT_PORT",
+  explorer: "EXPLORER_PORT",
 };
 
 const config = loadConfig("platform", platformEnv);
@@ -206,6 +207,15 @@ const logFormat =
 // The gateway fetches small models' ONNX graphs from the attribution service started here.
 const attributionPort = loadConfig("attribution", SERVICE_ENVS.attribution).ATTRIBUTION_PORT;
 const gatewayAttributionUrl = process.env.GATEWAY_ATTRIBUTION_URL || `http://127.0.0.1:${attributionPort}`;
+// The explorer reads the services started here, on whatever ports they were given.
+const local = (service: "datanets" | "gateway" | "settlement", portVar: string) =>
+  `http://127.0.0.1:${(loadConfig(service, SERVICE_ENVS[service]) as Record<string, unknown>)[portVar] as number}`;
+const explorerUrls = {
+  EXPLORER_DATANETS_URL: process.env.EXPLORER_DATANETS_URL || local("datanets", "DATANETS_PORT"),
+  EXPLORER_ATTRIBUTION_URL: process.env.EXPLORER_ATTRIBUTION_URL || `http://127.0.0.1:${attributionPort}`,
+  EXPLORER_GATEWAY_URL: process.env.EXPLORER_GATEWAY_URL || local("gateway", "GATEWAY_PORT"),
+  EXPLORER_SETTLEMENT_URL: process.env.EXPLORER_SETTLEMENT_URL || local("settlement", "SETTLEMENT_PORT"),
+};
 
 /** Starts a service; when it exits without being asked to, starts it again after its backoff. */
 function startService(service: { name: ServiceName; portVar: string }, backoffMs: number): void {
@@ -222,6 +232,7 @@ function startService(service: { name: ServiceName; portVar: string }, backoffMs
         CHAIN_PROFILE: chainProfile,
         LOG_FORMAT: logFormat,
         GATEWAY_ATTRIBUTION_URL: gatewayAttributionUrl,
+        ...explorerUrls,
       },
       stdio: ["pipe", "pipe", "pipe"],
     },
@@ -266,6 +277,10 @@ try {
 
 const table = [
   `  ${"chain".padEnd(12)} ${config.CHAIN_RPC_URL}   (addresses in ${path.relative(ROOT, addressesFile)})`,
-  ...urls.map(([name, url]) => `  ${name.padEnd(12)} ${url}   (docs ${url}/docs, ready ${url}/readyz)`),
+  ...urls.map(([name, url]) =>
+    name === "explorer"
+      ? `  ${name.padEnd(12)} ${url}   (open it in a browser: datanets, traces, reward flows, claims)`
+      : `  ${name.padEnd(12)} ${url}   (docs ${url}/docs, ready ${url}/readyz)`,
+  ),
 ].join("\n");
 process.stdout.write(`\nOpenLedger is up:\n${table}\n\nPress Ctrl-C to stop.\n`);

@@ -287,18 +287,45 @@ export const settlementEnv = baseEnv.extend({
 // (The fee split is not configuration: governance sets it on chain, RewardDistributor.feeSplit().)
 export type SettlementConfig = z.output<typeof settlementEnv>;
 
+const serviceUrl = (fallback: string) =>
+  z
+    .string()
+    .url()
+    .refine((v) => v.startsWith("http://") || v.startsWith("https://"), {
+      message: "must be an http:// or https:// URL",
+    })
+    .transform((v) => v.replace(/\/+$/, ""))
+    .default(fallback);
+
+/** The explorer: a web app (apps/explorer) that reads the other services' public APIs. */
+export const explorerEnv = baseEnv.extend({
+  /** HTTP port of the explorer (its pages and the read-only API paths it forwards). */
+  EXPLORER_PORT: port(4005),
+  /** Base URL of the datanets service, as the explorer's server reaches it. */
+  EXPLORER_DATANETS_URL: serviceUrl("http://127.0.0.1:4001"),
+  /** Base URL of the attribution service. */
+  EXPLORER_ATTRIBUTION_URL: serviceUrl("http://127.0.0.1:4002"),
+  /** Base URL of the gateway. */
+  EXPLORER_GATEWAY_URL: serviceUrl("http://127.0.0.1:4003"),
+  /** Base URL of the settlement service. */
+  EXPLORER_SETTLEMENT_URL: serviceUrl("http://127.0.0.1:4004"),
+  /** Folder of the built web app (`npm run build -w @openledger/explorer`); default apps/explorer/dist. */
+  EXPLORER_STATIC_DIR: optionalString,
+});
+export type ExplorerConfig = z.output<typeof explorerEnv>;
+
 /** The `npm start` supervisor. */
 export const platformEnv = baseEnv.extend({
   /** Start (and deploy to) a local Hardhat node when nothing answers at CHAIN_RPC_URL. */
   LOCAL_CHAIN: boolFlag(true),
   /** Unset: `dev` for the services when the chain is a local one (31337/1337), else `production`. */
   CHAIN_PROFILE: z.enum(["dev", "production"]).optional(),
-  /** The services the supervisor runs, comma-separated (default all four). */
+  /** The services the supervisor runs, comma-separated (default all four and the explorer). */
   PLATFORM_SERVICES: z
     .string()
-    .default("datanets,attribution,gateway,settlement")
+    .default("datanets,attribution,gateway,settlement,explorer")
     .transform((v) => v.split(",").map((s) => s.trim()))
-    .pipe(z.array(z.enum(["datanets", "attribution", "gateway", "settlement"])).min(1)),
+    .pipe(z.array(z.enum(["datanets", "attribution", "gateway", "settlement", "explorer"])).min(1)),
   /** A crashed service is restarted after this long, doubled after each crash up to
    *  PLATFORM_RESTART_MAX_MS, and back to this once it has stayed up for a minute. */
   PLATFORM_RESTART_MS: z.coerce.number().int().min(0).default(1000),
@@ -312,5 +339,6 @@ export const SERVICE_ENVS = {
   attribution: attributionEnv,
   gateway: gatewayEnv,
   settlement: settlementEnv,
+  explorer: explorerEnv,
 } as const;
 export type ServiceName = keyof typeof SERVICE_ENVS;

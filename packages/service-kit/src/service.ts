@@ -18,7 +18,7 @@ import {
 import { Background, type BackgroundJobs } from "./background.ts";
 import { type ChainRoles, chainPlugin } from "./chain.ts";
 import { registerErrorHandler } from "./error-handler.ts";
-import { type Readiness, registerHealthRoutes, standardChecks } from "./health.ts";
+import { type DependencyCheck, type Readiness, registerHealthRoutes, standardChecks } from "./health.ts";
 import { infraPlugin } from "./infra.ts";
 import { registerMetrics } from "./metrics.ts";
 
@@ -51,6 +51,14 @@ export interface ServiceDefinition<C extends BaseConfig, Q extends QueueName = Q
   bodyLimit?: number;
   /** How /readyz treats Redis and the chain being down (default: degraded, still serving). */
   readiness?: (config: C) => Readiness;
+  /**
+   * Postgres, Redis and the queue producer (`app.db`, `app.redis`, `app.producer`); default true.
+   * A service that keeps no state of its own (the explorer, which reads the other services' APIs)
+   * says false: it opens no connection, and `checks` says what /readyz checks instead.
+   */
+  infra?: boolean;
+  /** What /readyz checks instead of the standard Postgres, Redis and chain checks. */
+  checks?: (app: FastifyInstance, config: C) => DependencyCheck[];
 }
 
 /** A service definition with its consumed queues inferred (so a missing job handler fails to compile). */
@@ -111,14 +119,19 @@ export async function buildService<C extends BaseConfig, Q extends QueueName>(
     transform: jsonSchemaTransform,
   });
   await app.register(swaggerUi, { routePrefix: "/docs" });
-  await app.register(infraPlugin, { config });
+  if (def.infra === false) app.decorate("config", config as BaseConfig);
+  else await app.register(infraPlugin, { config });
   registerMetrics(app, def.name);
   await app.register(chainPlugin, { config, roles: (def.chain ?? {}) as unknown as ChainRoles<BaseConfig> });
   const background = new Background(config, app.log.child({ component: "background" }), app.metrics, (q) =>
     app.producer.queue(q),
   );
   app.decorate("background", background);
-  registerHealthRoutes(app, standardChecks(app, def.readiness?.(config)), config.READY_TIMEOUT_MS);
+  registerHealthRoutes(
+    app,
+    def.checks ? def.checks(app, config) : standardChecks(app, def.readiness?.(config)),
+    config.READY_TIMEOUT_MS,
+  );
   for (const plugin of def.plugins ?? []) await app.register(plugin, { config });
   await app.register(def.routes, { config });
   if (def.background) background.consume(app, config, def.background);

@@ -1,0 +1,185 @@
+// The explorer's server against a real datanets service (its own Postgres schema, Redis prefix and a
+// local chain): reads are forwarded, writes and the caller's credentials are not, a service that does
+// not answer is a 502, pages answer the built index.html and unknown paths a JSON 404.
+import assert from "node:assert/strict";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import { localAccounts } from "@openledger/chain/dev";
+import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { buildDatanets, datanetsConfig } from "@openledger/datanets";
+import type { App } from "@openledger/service-kit";
+import { freePort, testEnvironment } from "@openledger/service-kit/testing";
+import { privateKeyToAccount } from "viem/accounts";
+import { createSiweMessage } from "viem/siwe";
+import { buildExplorer, explorerConfig } from "./app.ts";
+
+let dir: string;
+let chain: LocalChain;
+let env: Awaited<ReturnType<typeof testEnvironment>>;
+let datanets: App;
+let datanetsUrl: string;
+let explorer: App;
+let staticDir: string;
+let deadPort: number;
+
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "explorer-app-"));
+  const addressesFile = path.join(dir, "addresses.json");
+  [env, chain] = await Promise.all([
+    testEnvironment("explorer"),
+    startLocalChain({ writeAddresses: addressesFile }),
+  ]);
+  datanets = await buildDatanets(
+    datanetsConfig({
+      ...env.env,
+      CHAIN_RPC_URL: chain.rpcUrl,
+      CHAIN_ADDRESSES_FILE: addressesFile,
+      DATANETS_SIWE_DOMAIN: "localhost:4001",
+      DATANETS_SWEEP_INTERVAL_MS: "0",
+      RUN_WORKERS: "false",
+    }),
+  );
+  datanetsUrl = await datanets.listen({ port: 0, host: "127.0.0.1" });
+  deadPort = await freePort();
+  staticDir = path.join(dir, "dist");
+  await mkdir(path.join(staticDir, "assets"), { recursive: true });
+  await writeFile(path.join(staticDir, "index.html"), '<!doctype html><div id="root"></div>');
+  await writeFile(path.join(staticDir, "assets", "app-abc123.js"), "console.log('explorer')");
+  explorer = await buildExplorer(
+    explorerConfig({
+      LOG_LEVEL: "silent",
+      CHAIN_PROFILE: "dev",
+      CHAIN_RPC_URL: chain.rpcUrl,
+      CHAIN_ADDRESSES_FILE: addressesFile,
+      EXPLORER_DATANETS_URL: datanetsUrl,
+      EXPLORER_ATTRIBUTION_URL: `http://127.0.0.1:${deadPort}`,
+      EXPLORER_STATIC_DIR: staticDir,
+    }),
+  );
+});
+
+after(async () => {
+  await explorer?.close();
+  await datanets?.close();
+  await chain?.stop();
+  await env?.cleanup();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function signIn(): Promise<string> {
+  const account = privateKeyToAccount(localAccounts().users[0]!.privateKey);
+  const n = (await datanets.inject({ method: "POST", url: "/v1/auth/nonce" })).json<{
+    nonce: string;
+    domain: string;
+    chainId: number;
+  }>();
+  const message = createSiweMessage({
+    address: account.address,
+    chainId: n.chainId,
+    domain: n.domain,
+    nonce: n.nonce,
+    uri: `http://${n.domain}`,
+    version: "1",
+    issuedAt: new Date(),
+  });
+  const res = await datanets.inject({
+    method: "POST",
+    url: "/v1/auth/verify",
+    payload: { message, signature: await account.signMessage({ message }) },
+  });
+  assert.equal(res.statusCode, 200, res.body);
+  return `Bearer ${res.json<{ token: string }>().token}`;
+}
+
+test("GET /api/<service>/v1/... answers what the service answers", async () => {
+  const direct = await fetch(`${datanetsUrl}/v1/datanets?limit=5`);
+  const via = await explorer.inject({ method: "GET", url: "/api/datanets/v1/datanets?limit=5" });
+  assert.equal(via.statusCode, 200);
+  assert.deepEqual(via.json(), await direct.json());
+  const missing = await explorer.inject({
+    method: "GET",
+    url: "/api/datanets/v1/datanets/00000000-0000-4000-8000-000000000000",
+  });
+  assert.equal(missing.statusCode, 404, "the service's own status comes back");
+  assert.equal(missing.json<{ error: { code: string } }>().error.code, "NOT_FOUND");
+});
+
+test("the caller's credentials are not forwarded (the explorer only reads public APIs)", async () => {
+  const authorization = await signIn();
+  const direct = await fetch(`${datanetsUrl}/v1/me`, { headers: { authorization } });
+  assert.equal(direct.status, 200, "the token is valid");
+  const via = await explorer.inject({
+    method: "GET",
+    url: "/api/datanets/v1/me",
+    headers: { authorization },
+  });
+  assert.equal(via.statusCode, 401, "…but the explorer does not pass it on");
+});
+
+test("writes are not forwarded: POST to the datanets API is a 404 and creates nothing", async () => {
+  const authorization = await signIn();
+  const before = (await (await fetch(`${datanetsUrl}/v1/datanets`)).json()) as { items: unknown[] };
+  const res = await explorer.inject({
+    method: "POST",
+    url: "/api/datanets/v1/datanets",
+    headers: { authorization },
+    payload: { slug: "through-the-explorer", name: "x", type: "text", license: "MIT" },
+  });
+  assert.equal(res.statusCode, 404);
+  assert.equal(res.json<{ error: { code: string } }>().error.code, "NOT_FOUND");
+  const afterList = (await (await fetch(`${datanetsUrl}/v1/datanets`)).json()) as { items: unknown[] };
+  assert.equal(afterList.items.length, before.items.length);
+  for (const method of ["PUT", "PATCH", "DELETE"] as const) {
+    const r = await explorer.inject({ method, url: "/api/datanets/v1/datanets" });
+    assert.equal(r.statusCode, 404, method);
+  }
+});
+
+test("a service that does not answer is a 502 UPSTREAM_UNAVAILABLE; an unknown service a 400", async () => {
+  const res = await explorer.inject({
+    method: "POST",
+    url: "/api/attribution/v1/attribute",
+    payload: { text: "hello", datanetVersionId: "00000000-0000-4000-8000-000000000000" },
+  });
+  assert.equal(res.statusCode, 502);
+  assert.deepEqual(res.json(), {
+    error: { code: "UPSTREAM_UNAVAILABLE", message: "the attribution service did not answer" },
+  });
+  const unknown = await explorer.inject({ method: "GET", url: "/api/ledger/v1/anything" });
+  assert.equal(unknown.statusCode, 400);
+  assert.equal(unknown.json<{ error: { code: string } }>().error.code, "VALIDATION_FAILED");
+  const notV1 = await explorer.inject({ method: "GET", url: "/api/datanets/metrics" });
+  assert.equal(notV1.statusCode, 404, "only the /v1 APIs are reachable");
+});
+
+test("pages answer the web app, assets are cached, anything else is a JSON 404", async () => {
+  for (const url of ["/", "/datanets/x", "/inferences/y", "/models/z", "/epochs/3", "/accounts/me"]) {
+    const res = await explorer.inject({ method: "GET", url });
+    assert.equal(res.statusCode, 200, url);
+    assert.match(res.body, /<div id="root">/, url);
+    assert.equal(res.headers["cache-control"], "no-cache", url);
+  }
+  const asset = await explorer.inject({ method: "GET", url: "/assets/app-abc123.js" });
+  assert.equal(asset.statusCode, 200);
+  assert.match(String(asset.headers["cache-control"]), /immutable/);
+  const nope = await explorer.inject({ method: "GET", url: "/nope" });
+  assert.equal(nope.statusCode, 404);
+  assert.equal(nope.json<{ error: { code: string } }>().error.code, "NOT_FOUND");
+  const escape = await explorer.inject({ method: "GET", url: "/assets/..%2f..%2findex.html" });
+  assert.notEqual(escape.statusCode, 200, "no path escapes the assets folder");
+});
+
+test("/api/config names the chain and its contracts; /readyz says whether the app is built", async () => {
+  const cfg = (await explorer.inject({ method: "GET", url: "/api/config" })).json<{
+    chain: { chainId: number; contracts: Record<string, string> } | null;
+  }>();
+  assert.equal(cfg.chain?.chainId, chain.chainId);
+  assert.equal(cfg.chain?.contracts.RewardDistributor, chain.addresses!.contracts.RewardDistributor);
+  assert.equal((await explorer.inject({ method: "GET", url: "/readyz" })).statusCode, 200);
+  await rm(path.join(staticDir, "index.html"));
+  const notBuilt = await explorer.inject({ method: "GET", url: "/readyz" });
+  assert.equal(notBuilt.statusCode, 503);
+  assert.equal((await explorer.inject({ method: "GET", url: "/" })).statusCode, 503);
+});
