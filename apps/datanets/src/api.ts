@@ -18,11 +18,13 @@ export {
 export {
   ContributorContributionsRoute,
   ContributorRoute,
+  DatanetContributionsRoute,
   LeaderboardRoute,
   MeRoute,
 } from "./routes/contributors.ts";
 export {
   CreateDatanetRoute,
+  DatanetStatsRoute,
   GetDatanetRoute,
   ListDatanetsRoute,
   RegisterDatanetRoute,

@@ -281,3 +281,61 @@ test("text Postgres cannot store (NUL, lone surrogates) is refused with 400 nami
   assert.equal(emoji.statusCode, 201, emoji.body);
   assert.equal(emoji.json().name, "emoji 😀 name");
 });
+
+test("a datanet's contributions are listed newest first, paged, filtered; /v1/stats adds up with the database", async () => {
+  const expected = await h.app.db.contribution.findMany({
+    where: { datanetId },
+    orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+  });
+  assert.ok(expected.length >= 2, "earlier tests contributed");
+  const seen: string[] = [];
+  let cursor: string | null = null;
+  do {
+    const res = await h.app.inject({
+      method: "GET",
+      url: `/v1/datanets/${datanetId}/contributions?limit=1${cursor ? `&cursor=${cursor}` : ""}`,
+    });
+    assert.equal(res.statusCode, 200, res.body);
+    const page = res.json<{ items: { id: string; datanetId: string }[]; nextCursor: string | null }>();
+    for (const c of page.items) {
+      assert.equal(c.datanetId, datanetId);
+      seen.push(c.id);
+    }
+    cursor = page.nextCursor;
+  } while (cursor);
+  assert.deepEqual(
+    seen,
+    expected.map((c) => c.id),
+  );
+  const mine = await h.app.inject({
+    method: "GET",
+    url: `/v1/datanets/${datanetId}/contributions?contributor=${carol.address}&status=validated`,
+  });
+  assert.deepEqual(
+    mine.json<{ items: { id: string }[] }>().items.map((c) => c.id),
+    expected
+      .filter((c) => c.contributorAddress === carol.address.toLowerCase() && c.status === "validated")
+      .map((c) => c.id),
+  );
+  const bad = await h.app.inject({ method: "GET", url: `/v1/datanets/${datanetId}/contributions?cursor=zz` });
+  assert.equal(bad.statusCode, 400);
+  const unknown = await h.app.inject({
+    method: "GET",
+    url: "/v1/datanets/00000000-0000-4000-8000-000000000000/contributions",
+  });
+  assert.equal(unknown.statusCode, 404);
+
+  const stats = (await h.app.inject({ method: "GET", url: "/v1/stats" })).json();
+  const all = await h.app.db.contribution.findMany();
+  assert.deepEqual(stats, {
+    datanets: await h.app.db.datanet.count(),
+    contributors: new Set(all.map((c) => c.contributorAddress)).size,
+    contributions: all.length,
+    rowsAccepted: await h.app.db.datanetRow.count({ where: { status: "accepted" } }),
+    rowsRejected: await h.app.db.datanetRow.count({ where: { status: "rejected" } }),
+    rowsPending: await h.app.db.datanetRow.count({ where: { status: "pending" } }),
+    versions: await h.app.db.datanetVersion.count(),
+    slashingProposals: await h.app.db.slashingProposal.count(),
+  });
+  assert.ok(stats.rowsAccepted > 0);
+});

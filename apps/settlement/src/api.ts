@@ -11,3 +11,11 @@ export {
   ListEpochsRoute,
   ReconciliationRoute,
 } from "./routes/settlement.ts";
+export {
+  DatanetEarningsRoute,
+  EarningsRoute,
+  EpochFlowsRoute,
+  LedgerStatsRoute,
+  ListSettlementsRoute,
+  ModelUsageRoute,
+} from "./routes/reads.ts";

@@ -1,6 +1,7 @@
 import { parseConfig, type SettlementConfig, settlementEnv } from "@openledger/config";
 import { type BuildOptions, buildService, defineService } from "@openledger/service-kit";
 import { settlementRuntime } from "./lib/runtime.ts";
+import { readRoutes } from "./routes/reads.ts";
 import { settlementRoutes } from "./routes/settlement.ts";
 import { inferenceCompletedWorker } from "./workers/inference-completed.ts";
 
@@ -16,7 +17,10 @@ export const settlementService = defineService({
   description: "Fees, splits, the double-entry ledger, epochs, on-chain roots and claims.",
   plugins: [settlementRuntime],
   chain: { settler: "SETTLEMENT_SETTLER_PRIVATE_KEY", validators: "SETTLEMENT_ATTESTER_PRIVATE_KEYS" },
-  routes: settlementRoutes,
+  routes: async (app, opts: { config: SettlementConfig }) => {
+    await app.register(settlementRoutes, opts);
+    await app.register(readRoutes, opts);
+  },
   background: {
     queues: ["settlement"],
     concurrency: (config: SettlementConfig) => ({ settlement: config.SETTLEMENT_WORKER_CONCURRENCY }),

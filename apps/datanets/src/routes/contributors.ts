@@ -1,5 +1,5 @@
 import type { DatanetsConfig } from "@openledger/config";
-import { toWei } from "@openledger/db";
+import { type Prisma, toWei } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
@@ -137,6 +137,58 @@ export const LeaderboardRoute = {
   },
 };
 
+export const DatanetContributionsRoute = {
+  tags: ["contributions"],
+  summary: "A datanet's contributions with their status and row counts (newest first)",
+  description: "Per-row outcomes, with the reason of each rejected row: GET /v1/contributions/{id}/rows.",
+  params: IdParams,
+  querystring: PageQuery.extend({
+    status: ContributionView.shape.status.optional(),
+    contributor: Address.optional().describe("Only this contributor's"),
+  }),
+  response: { 200: Page(ContributionView), 400: ErrorBody, 404: ErrorBody },
+};
+
+/** One page of contributions (newest first) matching `where`, with an opaque (createdAt, id) cursor. */
+async function contributionPage(
+  ctx: DatanetsContext,
+  where: Prisma.ContributionWhereInput,
+  limit: number,
+  cursor: string | undefined,
+) {
+  let before: { createdAt: Date; id: string } | undefined;
+  if (cursor) {
+    const [at, id] = Buffer.from(cursor, "base64url").toString().split("|");
+    if (!id || Number.isNaN(new Date(at ?? "").getTime()))
+      throw new AppError("BAD_CURSOR", "invalid cursor", { status: 400 });
+    before = { createdAt: new Date(at!), id };
+  }
+  const rows = await ctx.db.contribution.findMany({
+    where: {
+      ...where,
+      ...(before
+        ? {
+            OR: [
+              { createdAt: { lt: before.createdAt } },
+              { createdAt: before.createdAt, id: { lt: before.id } },
+            ],
+          }
+        : {}),
+    },
+    orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+    take: limit + 1,
+  });
+  const page = rows.slice(0, limit);
+  const last = page[page.length - 1];
+  return {
+    items: page.map(contributionView),
+    nextCursor:
+      rows.length > limit && last
+        ? Buffer.from(`${last.createdAt.toISOString()}|${last.id}`).toString("base64url")
+        : null,
+  };
+}
+
 export const contributorRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (root) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
   const ctx = root.datanets;
@@ -164,39 +216,35 @@ export const contributorRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> =
     },
     async (request) => {
       const { limit, cursor, datanetId, status } = request.query;
-      let before: { createdAt: Date; id: string } | undefined;
-      if (cursor) {
-        const [at, id] = Buffer.from(cursor, "base64url").toString().split("|");
-        if (!id || Number.isNaN(new Date(at ?? "").getTime()))
-          throw new AppError("BAD_CURSOR", "invalid cursor", { status: 400 });
-        before = { createdAt: new Date(at!), id };
-      }
-      const rows = await ctx.db.contribution.findMany({
-        where: {
+      return contributionPage(
+        ctx,
+        {
           contributorAddress: request.params.address,
           ...(datanetId ? { datanetId } : {}),
           ...(status ? { status } : {}),
-          ...(before
-            ? {
-                OR: [
-                  { createdAt: { lt: before.createdAt } },
-                  { createdAt: before.createdAt, id: { lt: before.id } },
-                ],
-              }
-            : {}),
         },
-        orderBy: [{ createdAt: "desc" }, { id: "desc" }],
-        take: limit + 1,
-      });
-      const page = rows.slice(0, limit);
-      const last = page[page.length - 1];
-      return {
-        items: page.map(contributionView),
-        nextCursor:
-          rows.length > limit && last
-            ? Buffer.from(`${last.createdAt.toISOString()}|${last.id}`).toString("base64url")
-            : null,
-      };
+        limit,
+        cursor,
+      );
+    },
+  );
+
+  app.get(
+    "/v1/datanets/:id/contributions",
+    { schema: DatanetContributionsRoute },
+    async (request) => {
+      const datanet = await loadDatanet(ctx, request.params.id);
+      const { limit, cursor, status, contributor } = request.query;
+      return contributionPage(
+        ctx,
+        {
+          datanetId: datanet.id,
+          ...(contributor ? { contributorAddress: contributor } : {}),
+          ...(status ? { status } : {}),
+        },
+        limit,
+        cursor,
+      );
     },
   );
 

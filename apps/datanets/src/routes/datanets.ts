@@ -180,6 +180,24 @@ export const UpdateDatanetRoute = {
   response: { 200: DatanetView, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
 };
 
+export const DatanetStatsRoute = {
+  tags: ["datanets"],
+  summary:
+    "Totals: datanets, contributors, contributions, rows by status, versions, slashing proposals",
+  response: {
+    200: z.object({
+      datanets: z.number().int(),
+      contributors: z.number().int().describe("Addresses that submitted at least one contribution"),
+      contributions: z.number().int(),
+      rowsAccepted: z.number().int(),
+      rowsRejected: z.number().int(),
+      rowsPending: z.number().int(),
+      versions: z.number().int(),
+      slashingProposals: z.number().int(),
+    }),
+  },
+};
+
 export const datanetRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = async (root) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
   const ctx = root.datanets;
@@ -282,6 +300,34 @@ export const datanetRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
       return {
         items: await Promise.all(page.map((d) => datanetView(ctx, d))),
         nextCursor: rows.length > limit ? encodeCursor(page[page.length - 1]!) : null,
+      };
+    },
+  );
+
+  app.get(
+    "/v1/stats",
+    { schema: DatanetStatsRoute },
+    async () => {
+      // One statement: the totals are of one snapshot (they add up with each other).
+      const [t] = await ctx.db.$queryRaw<Record<string, bigint>[]>`
+        SELECT (SELECT count(*) FROM datanets)::bigint AS datanets,
+               (SELECT count(DISTINCT contributor_address) FROM contributions)::bigint AS contributors,
+               (SELECT count(*) FROM contributions)::bigint AS contributions,
+               (SELECT coalesce(sum(accepted_count), 0) FROM contributions)::bigint AS accepted,
+               (SELECT coalesce(sum(rejected_count), 0) FROM contributions)::bigint AS rejected,
+               (SELECT coalesce(sum(row_count), 0) FROM contributions)::bigint AS submitted,
+               (SELECT count(*) FROM datanet_versions)::bigint AS versions,
+               (SELECT count(*) FROM slashing_proposals)::bigint AS proposals`;
+      const n = (k: string) => Number(t?.[k] ?? 0n);
+      return {
+        datanets: n("datanets"),
+        contributors: n("contributors"),
+        contributions: n("contributions"),
+        rowsAccepted: n("accepted"),
+        rowsRejected: n("rejected"),
+        rowsPending: n("submitted") - n("accepted") - n("rejected"),
+        versions: n("versions"),
+        slashingProposals: n("proposals"),
       };
     },
   );
