@@ -291,12 +291,10 @@ test("a datanet's contributions are listed newest first, paged, filtered; /v1/st
   const seen: string[] = [];
   let cursor: string | null = null;
   do {
-    const res = await h.app.inject({
-      method: "GET",
-      url: `/v1/datanets/${datanetId}/contributions?limit=1${cursor ? `&cursor=${cursor}` : ""}`,
-    });
+    const url: string = `/v1/datanets/${datanetId}/contributions?limit=1${cursor ? `&cursor=${cursor}` : ""}`;
+    const res = await h.app.inject({ method: "GET", url });
     assert.equal(res.statusCode, 200, res.body);
-    const page = res.json<{ items: { id: string; datanetId: string }[]; nextCursor: string | null }>();
+    const page: { items: { id: string; datanetId: string }[]; nextCursor: string | null } = res.json();
     for (const c of page.items) {
       assert.equal(c.datanetId, datanetId);
       seen.push(c.id);

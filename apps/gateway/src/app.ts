@@ -11,6 +11,7 @@ import { registrationPlugin } from "./plugins/registration.ts";
 import { sweeperPlugin } from "./plugins/sweeper.ts";
 import { adapterRoutes } from "./routes/adapters.ts";
 import { adminRoutes } from "./routes/admin.ts";
+import { catalogRoutes } from "./routes/catalog.ts";
 import { keyRoutes } from "./routes/keys.ts";
 import { openaiRoutes } from "./routes/openai.ts";
 import { smallModelRoutes } from "./routes/small-models.ts";
@@ -37,6 +38,7 @@ const gatewayPlugins: FastifyPluginAsync<{ config: GatewayConfig }> = fp(
     await app.register(smallModelRoutes, { config });
     await app.register(adminRoutes, { config });
     await app.register(keyRoutes);
+    await app.register(catalogRoutes);
   },
   { name: "gateway" },
 );

@@ -4,12 +4,13 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { OPEN } from "@openledger/chain";
+import { createChainClients, datanetRegistryAbi, OPEN } from "@openledger/chain";
 import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import { generateRandomPeft, type LlamaConfig, TINY_CONFIG } from "@openledger/model-runtime";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import OpenAI from "openai";
+import type { Hex } from "viem";
 import { buildGateway, gatewayConfig } from "./app.ts";
 import { depositToEscrow } from "./testing.ts";
 
@@ -655,4 +656,115 @@ test("every response carries its inference id: streamed and not, adapters and th
       assert.ok(row.outputTokens > 0);
     }
   }
+});
+
+test("the public catalog: every model with owner, prices, training datanet versions and registration, no key", async () => {
+  // A datanet version to train on: registered and published on chain (ModelRegistry checks it), and
+  // in the datanets service's tables (written here directly).
+  const ownerAccount = chain.accounts.users[0]!;
+  const owner = ownerAccount.address.toLowerCase();
+  const { publicClient, walletClient } = createChainClients({
+    rpcUrl: chain.rpcUrl,
+    chainId: chain.chainId,
+    privateKey: ownerAccount.privateKey as Hex,
+  });
+  const registry = async (functionName: string, args: unknown[]) => {
+    const { request, result } = await publicClient.simulateContract({
+      account: walletClient.account,
+      address: chain.addresses!.contracts.DatanetRegistry,
+      abi: datanetRegistryAbi,
+      functionName: functionName as never,
+      args: args as never,
+    });
+    await publicClient.waitForTransactionReceipt({
+      hash: await walletClient.writeContract(request as never),
+    });
+    return result as unknown as bigint;
+  };
+  const root32 = `0x${"22".repeat(32)}` as const;
+  const chainDatanetId = await registry("createDatanet", ["openledger:test:catalog"]);
+  await registry("publishVersion", [chainDatanetId, root32, 7n, 2n]);
+  const datanet = await app.db.datanet.create({
+    data: {
+      slug: "catalog-test",
+      name: "Catalog test",
+      type: "text",
+      license: "CC0-1.0",
+      ownerAddress: owner,
+      chainDatanetId: chainDatanetId.toString(),
+    },
+  });
+  const version = await app.db.datanetVersion.create({
+    data: { datanetId: datanet.id, version: 1, merkleRoot: root32, rowCount: 7, contributorCount: 2 },
+  });
+  const up = await upload(
+    builderKey,
+    peftForm(TINY_CONFIG, 400, {
+      id: "tiny-lora-catalog",
+      price_in_per_1k_wei: "1000000000000000007",
+      price_out_per_1k_wei: "2000000000000000003",
+      datanet_version_ids: version.id,
+    }),
+  );
+  assert.equal(up.status, 201, JSON.stringify(up.body));
+  const root = baseURL.replace(/\/v1$/, "");
+  const one = await fetch(`${root}/v1/catalog/tiny-lora-catalog`);
+  assert.equal(one.status, 200, await one.clone().text());
+  const m = (await one.json()) as Record<string, unknown>;
+  const row = await app.db.model.findUniqueOrThrow({ where: { id: "tiny-lora-catalog" } });
+  const intent = await app.db.chainIntent.findUniqueOrThrow({
+    where: { key: `model.register:${row.contentHash}` },
+  });
+  assert.deepEqual(m, {
+    id: "tiny-lora-catalog",
+    kind: "adapter",
+    owner: chain.accounts.users[2]!.address.toLowerCase(),
+    status: "active",
+    baseModel: row.baseModel,
+    contentHash: row.contentHash,
+    pricePer1kInputWei: "1000000000000000007",
+    pricePer1kOutputWei: "2000000000000000003",
+    chainModelId: row.chainModelId!.toFixed(0),
+    chain: { status: "confirmed", txHash: intent.txHash },
+    training: [
+      {
+        datanetVersionId: version.id,
+        datanetId: datanet.id,
+        datanetSlug: "catalog-test",
+        datanetName: "Catalog test",
+        version: 1,
+        merkleRoot: root32,
+        rowCount: 7,
+      },
+    ],
+    createdAt: row.createdAt.toISOString(),
+  });
+  assert.ok(row.baseModel, "an adapter names its base model");
+  const list = (await (await fetch(`${root}/v1/catalog`)).json()) as {
+    items: { id: string; kind: string }[];
+  };
+  for (const id of [...adapters, "tiny-lora-catalog"])
+    assert.ok(
+      list.items.some((x) => x.id === id),
+      id,
+    );
+  assert.ok(
+    list.items.some((x) => x.kind === "base"),
+    "the base model is listed",
+  );
+  // Retired models leave the default list but keep their page.
+  await fetch(`${baseURL}/adapters/tiny-lora-catalog`, {
+    method: "DELETE",
+    headers: { authorization: `Bearer ${builderKey}` },
+  });
+  const active = (await (await fetch(`${root}/v1/catalog`)).json()) as { items: { id: string }[] };
+  assert.ok(!active.items.some((x) => x.id === "tiny-lora-catalog"));
+  const all = (await (await fetch(`${root}/v1/catalog?status=all`)).json()) as { items: { id: string }[] };
+  assert.ok(all.items.some((x) => x.id === "tiny-lora-catalog"));
+  const retired = (await (await fetch(`${root}/v1/catalog/tiny-lora-catalog`)).json()) as { status: string };
+  assert.equal(retired.status, "retired");
+  const missing = await fetch(`${root}/v1/catalog/no-such-model`);
+  assert.equal(missing.status, 404);
+  assert.equal(((await missing.json()) as { error: { code: string } }).error.code, "NOT_FOUND");
+  assert.equal((await fetch(`${root}/v1/catalog?limit=0`)).status, 400);
 });
