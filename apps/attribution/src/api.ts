@@ -3,4 +3,4 @@
  * @openledger/sdk imports them as types only: a schema change breaks the SDK's typecheck.
  */
 export { BuildIndexRoute, GetIndexRoute } from "./routes/indexes.ts";
-export { InferenceAttributionRoute } from "./routes/inferences.ts";
+export { InferenceAttributionRoute, InferenceTraceRoute } from "./routes/inferences.ts";

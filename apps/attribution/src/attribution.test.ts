@@ -731,4 +731,92 @@ describe("attribution service end to end", () => {
       ArtifactMismatchError,
     );
   });
+  test("GET /v1/inferences/:id/trace: the signed spans as characters of the answer, with their rows' text", async () => {
+    const signed = JSON.parse(
+      (await db.attributionResult.findFirstOrThrow({ where: { inferenceId: ids.inference } })).canonicalJson,
+    ) as { spans: { start: number; end: number; count: number; rowIds: string[] }[]; weights: unknown[] };
+    const res = await app.inject({ method: "GET", url: `/v1/inferences/${ids.inference}/trace` });
+    assert.equal(res.statusCode, 200, res.body);
+    const t = res.json();
+    assert.equal(t.method, "span");
+    assert.equal(t.output, OUTPUT);
+    assert.equal(t.prompt, "What makes a promise enforceable?");
+    assert.equal(t.consensusCount, 3, "the three validators signed the same bytes");
+    assert.equal(t.validators.length, 3);
+    assert.equal(
+      t.weights.reduce((s: number, w: { ppm: number }) => s + w.ppm, 0),
+      1_000_000,
+    );
+    assert.equal(t.spans.length, signed.spans.length);
+    assert.ok(t.spans.length >= 2);
+    const bytes = Buffer.from(OUTPUT, "utf8");
+    for (const [i, s] of (
+      t.spans as {
+        start: number;
+        end: number;
+        tokenStart: number;
+        tokenEnd: number;
+        text: string;
+        count: number;
+        rows: { rowId: string; contributorAddress: string; text: string }[];
+        contributors: string[];
+      }[]
+    ).entries()) {
+      const e = signed.spans[i]!;
+      assert.deepEqual([s.tokenStart, s.tokenEnd, s.count], [e.start, e.end, e.count]);
+      // Byte tokenizer: the signed token range is a byte range of the answer; the characters are the same text.
+      assert.equal(bytes.subarray(e.start, e.end).toString("utf8"), s.text);
+      assert.equal(OUTPUT.slice(s.start, s.end), s.text);
+      assert.deepEqual(
+        s.rows.map((r) => r.rowId),
+        e.rowIds,
+      );
+      for (const r of s.rows) {
+        const row = await db.datanetRow.findUniqueOrThrow({ where: { id: BigInt(r.rowId) } });
+        assert.equal(r.contributorAddress, row.contributorAddress);
+        assert.ok(row.text.includes(s.text), "the span occurs verbatim in each row listed");
+      }
+      assert.deepEqual(s.contributors, [...new Set(s.rows.map((r) => r.contributorAddress))]);
+    }
+
+    const small = (
+      await app.inject({ method: "GET", url: `/v1/inferences/${ids.smallInference}/trace` })
+    ).json();
+    const signedSmall = JSON.parse(
+      (await db.attributionResult.findFirstOrThrow({ where: { inferenceId: ids.smallInference } }))
+        .canonicalJson,
+    ) as { topHelpful: { rowId: string; influence: string }[] };
+    assert.equal(small.method, "influence");
+    assert.deepEqual(small.spans, []);
+    assert.deepEqual(small.influence.classNames, ["ham", "spam"]);
+    assert.equal(small.influence.labelName, "spam");
+    assert.deepEqual(
+      small.influence.topHelpful.map((r: { rowId: string; influence: string }) => [r.rowId, r.influence]),
+      signedSmall.topHelpful.map((r) => [r.rowId, r.influence]),
+    );
+    for (const r of small.influence.topHelpful as { rowId: string; text: string; label: string }[]) {
+      const row = await db.datanetRow.findUniqueOrThrow({ where: { id: BigInt(r.rowId) } });
+      assert.equal(r.text, row.text);
+      assert.equal(r.label, row.label);
+    }
+
+    const unscored = await db.inference.create({
+      data: {
+        modelId: "law-lora",
+        accountAddress: CAROL,
+        prompt: "p",
+        output: "o",
+        inputTokens: 1,
+        outputTokens: 1,
+      },
+    });
+    const none = (await app.inject({ method: "GET", url: `/v1/inferences/${unscored.id}/trace` })).json();
+    assert.deepEqual([none.method, none.consensusCount, none.spans, none.weights], [null, 0, [], []]);
+    const missing = await app.inject({
+      method: "GET",
+      url: "/v1/inferences/00000000-0000-4000-8000-000000000000/trace",
+    });
+    assert.equal(missing.statusCode, 404);
+    assert.equal((await app.inject({ method: "GET", url: "/v1/inferences/nope/trace" })).statusCode, 400);
+  });
 });

@@ -9,6 +9,7 @@ export {
   RetireAdapterRoute,
   UploadAdapterRoute,
 } from "./routes/adapters.ts";
+export { CatalogModelRoute, CatalogRoute } from "./routes/catalog.ts";
 export { CreateApiKeyRoute } from "./routes/keys.ts";
 export { ChatBody, CompletionBody } from "./routes/openai.ts";
 export {

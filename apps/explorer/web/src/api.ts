@@ -196,25 +196,26 @@ export const datanets = {
 export interface TraceRow {
   rowId: string;
   contributorAddress: string;
-  datanetVersionId: string | null;
+  /** The row's text (its first 1,000 characters). */
   text: string;
+  label: string | null;
 }
 export interface TraceSpan {
   /** Character offsets into `output` (UTF-16 code units, as JavaScript strings index). */
   start: number;
   end: number;
+  /** The signed token offsets. */
+  tokenStart: number;
+  tokenEnd: number;
   text: string;
   count: number;
   rows: TraceRow[];
+  rowsTruncated: boolean;
   contributors: string[];
 }
-export interface InfluenceRow {
-  rowId: string;
-  contributorAddress: string;
+export interface InfluenceRow extends TraceRow {
   /** Influence on the answered class, fixed point (as in the signed result). */
   influence: string;
-  text: string | null;
-  label: string | null;
 }
 export interface InferenceTrace {
   inferenceId: string;
@@ -248,7 +249,7 @@ export interface AttributeResult {
     rows: { rowId: string; contributionId: string; contributorAddress: string; excerpt: string }[];
     rowsTruncated: boolean;
   }[];
-  weights: { contributorAddress: string; ppm: number }[];
+  contributors: { contributorAddress: string; ppm: number }[];
 }
 
 export const attribution = {
@@ -282,7 +283,8 @@ export interface CatalogModel {
     merkleRoot: string;
     rowCount: number;
   }[];
-  fineTune: { jobId: string; status: string; createdAt: string } | null;
+  /** The fine-tuning job that produced it, when the factory service records one. */
+  fineTune?: { jobId: string; status: string; createdAt: string } | null;
   createdAt: string;
 }
 export const gateway = {

@@ -42,6 +42,25 @@ const INCLUDE = {
   },
 };
 
+export const CatalogRoute = {
+  tags: ["catalog"],
+  summary: "Every model (base, adapters, small models): owner, prices, training data, registration",
+  description: "Public, no API key. Newest first; `status=all` includes retired models.",
+  querystring: z.object({
+    status: z.enum(["active", "all"]).default("active"),
+    limit: z.coerce.number().int().min(1).max(1000).default(200),
+  }),
+  response: { 200: z.object({ items: z.array(CatalogModel) }), 400: ErrorBody },
+};
+
+export const CatalogModelRoute = {
+  tags: ["catalog"],
+  summary: "One model, active or retired, with its lineage (base model, training datanet versions)",
+  description: "Public, no API key. 404 NOT_FOUND: no such model.",
+  params: z.object({ id: z.string().min(1).max(128) }),
+  response: { 200: CatalogModel, 400: ErrorBody, 404: ErrorBody },
+};
+
 /**
  * The public model catalog: what every model is, whom it belongs to, what it costs, what it was
  * trained on and whether it is registered on chain. No API key: this is what a price list and an
@@ -85,47 +104,20 @@ export async function catalogRoutes(root: FastifyInstance) {
     });
   }
 
-  app.get(
-    "/v1/catalog",
-    {
-      schema: {
-        tags: ["catalog"],
-        summary: "Every model (base, adapters, small models): owner, prices, training data, registration",
-        description: "Public, no API key. Newest first; `status=all` includes retired models.",
-        querystring: z.object({
-          status: z.enum(["active", "all"]).default("active"),
-          limit: z.coerce.number().int().min(1).max(1000).default(200),
-        }),
-        response: { 200: z.object({ items: z.array(CatalogModel) }), 400: ErrorBody },
-      },
-    },
-    async (request) => {
-      const rows = await root.db.model.findMany({
-        where: request.query.status === "all" ? {} : { status: "active" },
-        include: INCLUDE,
-        orderBy: [{ createdAt: "desc" }, { id: "asc" }],
-        take: request.query.limit,
-      });
-      return { items: await view(rows) };
-    },
-  );
+  app.get("/v1/catalog", { schema: CatalogRoute }, async (request) => {
+    const rows = await root.db.model.findMany({
+      where: request.query.status === "all" ? {} : { status: "active" },
+      include: INCLUDE,
+      orderBy: [{ createdAt: "desc" }, { id: "asc" }],
+      take: request.query.limit,
+    });
+    return { items: await view(rows) };
+  });
 
-  app.get(
-    "/v1/catalog/:id",
-    {
-      schema: {
-        tags: ["catalog"],
-        summary: "One model, active or retired, with its lineage (base model, training datanet versions)",
-        description: "Public, no API key. 404 NOT_FOUND: no such model.",
-        params: z.object({ id: z.string().min(1).max(128) }),
-        response: { 200: CatalogModel, 400: ErrorBody, 404: ErrorBody },
-      },
-    },
-    async (request) => {
-      const row = await load(request.params.id);
-      if (!row) throw new AppError("NOT_FOUND", `no model ${request.params.id}`);
-      const [out] = await view([row]);
-      return out!;
-    },
-  );
+  app.get("/v1/catalog/:id", { schema: CatalogModelRoute }, async (request) => {
+    const row = await load(request.params.id);
+    if (!row) throw new AppError("NOT_FOUND", `no model ${request.params.id}`);
+    const [out] = await view([row]);
+    return out!;
+  });
 }

@@ -175,7 +175,7 @@ function TraceText({ versionId }: { versionId: string }) {
         };
       })
     : [];
-  const weights = result ? [...result.r.weights].sort((a, b) => b.ppm - a.ppm) : [];
+  const weights = result ? [...result.r.contributors].sort((a, b) => b.ppm - a.ppm) : [];
   const colours = colourMap(weights.map((w) => w.contributorAddress));
   return (
     <>
