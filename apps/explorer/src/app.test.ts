@@ -167,8 +167,8 @@ test("pages answer the web app, assets are cached, anything else is a JSON 404",
   const nope = await explorer.inject({ method: "GET", url: "/nope" });
   assert.equal(nope.statusCode, 404);
   assert.equal(nope.json<{ error: { code: string } }>().error.code, "NOT_FOUND");
-  const escape = await explorer.inject({ method: "GET", url: "/assets/..%2f..%2findex.html" });
-  assert.notEqual(escape.statusCode, 200, "no path escapes the assets folder");
+  const escaped = await explorer.inject({ method: "GET", url: "/assets/..%2f..%2findex.html" });
+  assert.notEqual(escaped.statusCode, 200, "no path escapes the assets folder");
 });
 
 test("/api/config names the chain and its contracts; /readyz says whether the app is built", async () => {

@@ -3,7 +3,7 @@ import type { SettlementConfig } from "@openledger/config";
 import { AppError } from "@openledger/errors";
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
-import type { Address } from "viem";
+import type { Address as ChainAddress } from "viem";
 import { z } from "zod";
 import { readEpoch } from "../lib/epochs.ts";
 
@@ -270,7 +270,7 @@ export const readRoutes: FastifyPluginAsync<{ config: SettlementConfig }> = asyn
               address: chain.distributor,
               abi: rewardDistributorAbi,
               functionName: "claimed",
-              args: [a as Address],
+              args: [a as ChainAddress],
             });
             claimed.set(a, v);
           }),
