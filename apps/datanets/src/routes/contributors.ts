@@ -229,24 +229,20 @@ export const contributorRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> =
     },
   );
 
-  app.get(
-    "/v1/datanets/:id/contributions",
-    { schema: DatanetContributionsRoute },
-    async (request) => {
-      const datanet = await loadDatanet(ctx, request.params.id);
-      const { limit, cursor, status, contributor } = request.query;
-      return contributionPage(
-        ctx,
-        {
-          datanetId: datanet.id,
-          ...(contributor ? { contributorAddress: contributor } : {}),
-          ...(status ? { status } : {}),
-        },
-        limit,
-        cursor,
-      );
-    },
-  );
+  app.get("/v1/datanets/:id/contributions", { schema: DatanetContributionsRoute }, async (request) => {
+    const datanet = await loadDatanet(ctx, request.params.id);
+    const { limit, cursor, status, contributor } = request.query;
+    return contributionPage(
+      ctx,
+      {
+        datanetId: datanet.id,
+        ...(contributor ? { contributorAddress: contributor } : {}),
+        ...(status ? { status } : {}),
+      },
+      limit,
+      cursor,
+    );
+  });
 
   app.get(
     "/v1/datanets/:id/leaderboard",

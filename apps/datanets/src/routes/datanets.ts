@@ -182,8 +182,7 @@ export const UpdateDatanetRoute = {
 
 export const DatanetStatsRoute = {
   tags: ["datanets"],
-  summary:
-    "Totals: datanets, contributors, contributions, rows by status, versions, slashing proposals",
+  summary: "Totals: datanets, contributors, contributions, rows by status, versions, slashing proposals",
   response: {
     200: z.object({
       datanets: z.number().int(),
@@ -304,12 +303,9 @@ export const datanetRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
     },
   );
 
-  app.get(
-    "/v1/stats",
-    { schema: DatanetStatsRoute },
-    async () => {
-      // One statement: the totals are of one snapshot (they add up with each other).
-      const [t] = await ctx.db.$queryRaw<Record<string, bigint>[]>`
+  app.get("/v1/stats", { schema: DatanetStatsRoute }, async () => {
+    // One statement: the totals are of one snapshot (they add up with each other).
+    const [t] = await ctx.db.$queryRaw<Record<string, bigint>[]>`
         SELECT (SELECT count(*) FROM datanets)::bigint AS datanets,
                (SELECT count(DISTINCT contributor_address) FROM contributions)::bigint AS contributors,
                (SELECT count(*) FROM contributions)::bigint AS contributions,
@@ -318,19 +314,18 @@ export const datanetRoutes: FastifyPluginAsync<{ config: DatanetsConfig }> = asy
                (SELECT coalesce(sum(row_count), 0) FROM contributions)::bigint AS submitted,
                (SELECT count(*) FROM datanet_versions)::bigint AS versions,
                (SELECT count(*) FROM slashing_proposals)::bigint AS proposals`;
-      const n = (k: string) => Number(t?.[k] ?? 0n);
-      return {
-        datanets: n("datanets"),
-        contributors: n("contributors"),
-        contributions: n("contributions"),
-        rowsAccepted: n("accepted"),
-        rowsRejected: n("rejected"),
-        rowsPending: n("submitted") - n("accepted") - n("rejected"),
-        versions: n("versions"),
-        slashingProposals: n("proposals"),
-      };
-    },
-  );
+    const n = (k: string) => Number(t?.[k] ?? 0n);
+    return {
+      datanets: n("datanets"),
+      contributors: n("contributors"),
+      contributions: n("contributions"),
+      rowsAccepted: n("accepted"),
+      rowsRejected: n("rejected"),
+      rowsPending: n("submitted") - n("accepted") - n("rejected"),
+      versions: n("versions"),
+      slashingProposals: n("proposals"),
+    };
+  });
 
   app.get(
     "/v1/datanets/:id",
