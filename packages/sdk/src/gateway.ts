@@ -2,7 +2,7 @@ import { openAsBlob } from "node:fs";
 import { stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type * as api from "@openledger/gateway/api";
-import OpenAI from "openai";
+import type OpenAI from "openai";
 import type { z } from "zod";
 import type { BodyOf, ReplyOf } from "./contract.ts";
 import { enc } from "./datanets.ts";
@@ -152,21 +152,23 @@ export class GatewayClient {
   }
 
   /** The official `openai` client pointed at this gateway with the API key (what builders already use). */
-  openai(): OpenAI {
+  async openai(): Promise<OpenAI> {
     const key = this.apiKey();
     if (!key)
       throw new OpenLedgerError(
         "API_KEY_REQUIRED",
         "this call needs an API key (create one with keys create)",
       );
-    return new OpenAI({ baseURL: `${this.http.baseUrl}/v1`, apiKey: key, maxRetries: 0 });
+    // Loaded on first use: most commands never need it.
+    const { default: Client } = await import("openai");
+    return new Client({ baseURL: `${this.http.baseUrl}/v1`, apiKey: key, maxRetries: 0 });
   }
 
   /** A chat completion (not streamed) and its inference id. */
   async chat(request: ChatRequest & { stream?: false | null }): Promise<Answered<OpenAI.ChatCompletion>> {
-    const { data, response } = await this.openaiCall(() =>
-      this.openai()
-        .chat.completions.create({
+    const { data, response } = await this.openaiCall(async () =>
+      (await this.openai()).chat.completions
+        .create({
           ...request,
           stream: false,
         } as OpenAI.ChatCompletionCreateParamsNonStreaming)
@@ -180,9 +182,9 @@ export class GatewayClient {
     request: ChatRequest,
     onDelta: (text: string) => void,
   ): Promise<Answered<{ text: string; usage: OpenAI.CompletionUsage | null }>> {
-    const { data, response } = await this.openaiCall(() =>
-      this.openai()
-        .chat.completions.create({
+    const { data, response } = await this.openaiCall(async () =>
+      (await this.openai()).chat.completions
+        .create({
           ...request,
           stream: true,
           stream_options: { include_usage: true },
@@ -206,9 +208,9 @@ export class GatewayClient {
   async complete(
     request: CompletionRequest & { stream?: false | null },
   ): Promise<Answered<OpenAI.Completion>> {
-    const { data, response } = await this.openaiCall(() =>
-      this.openai()
-        .completions.create({ ...request, stream: false } as OpenAI.CompletionCreateParamsNonStreaming)
+    const { data, response } = await this.openaiCall(async () =>
+      (await this.openai()).completions
+        .create({ ...request, stream: false } as OpenAI.CompletionCreateParamsNonStreaming)
         .withResponse(),
     );
     return { inferenceId: inferenceIdOf(response.headers), data };
@@ -219,6 +221,7 @@ export class GatewayClient {
     try {
       return await fn();
     } catch (err) {
+      const { default: OpenAI } = await import("openai");
       if (err instanceof OpenAI.APIError && err.status !== undefined) {
         throw errorFrom("gateway", err.status, { error: err.error ?? { message: err.message } });
       }
