@@ -996,7 +996,8 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
         if (json.status === "confirmed") return true;
       }
       const r = await http("POST", `${platform.settlementUrl}/v1/epochs/close`, undefined, closeAuth);
-      if (r.status !== 200 && r.status !== 409)
+      // 202: the epoch goes on in the background (SETTLEMENT_EPOCH_CLOSE_WAIT_MS); the poll sees it confirm.
+      if (r.status !== 200 && r.status !== 202 && r.status !== 409)
         throw new Error(`POST /v1/epochs/close answered ${r.status}: ${JSON.stringify(r.json)}`);
       return undefined;
     });

@@ -5,6 +5,7 @@
 // fee the escrow already took.
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -547,3 +548,104 @@ describe("a consumer over its daily cap (the settler's bound)", () => {
     await reconcileOk();
   });
 });
+
+describe("a slow or frozen chain (the epoch close is bounded)", () => {
+  /** A JSON-RPC proxy in front of the node that holds every transaction for `delayMs` (a slow chain). */
+  async function slowRpc(delayMs: number) {
+    const server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", async () => {
+        const body = Buffer.concat(chunks).toString();
+        if (body.includes("eth_sendRawTransaction")) await new Promise((r) => setTimeout(r, delayMs));
+        try {
+          const upstream = await fetch(chain.rpcUrl, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body,
+          });
+          res.writeHead(upstream.status, { "content-type": "application/json" });
+          res.end(await upstream.text());
+        } catch {
+          res.destroy();
+        }
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const address = server.address();
+    const url = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
+    return { url, close: () => new Promise<void>((r) => server.close(() => r())) };
+  }
+
+  test("a slow chain: POST /v1/epochs/close answers 202 within its wait and the epoch confirms in the background; a frozen one: 503 at once", async () => {
+    const proxy = await slowRpc(3000);
+    const slow = await buildSettlement(
+      settlementConfig({
+        ...env.env,
+        CHAIN_RPC_URL: proxy.url,
+        CHAIN_ADDRESSES_FILE: path.join(dir, "addresses.json"),
+        CHAIN_REQUEST_TIMEOUT_MS: "1000",
+        RUN_WORKERS: "false",
+        SETTLEMENT_EPOCH_INTERVAL_MS: "0",
+        SETTLEMENT_EPOCH_CLOSE_WAIT_MS: "500",
+        SETTLEMENT_ADMIN_TOKEN: TOKEN,
+      }),
+    );
+    try {
+      const before = (await listEpochsOf(app))[0]?.id ?? 0;
+      await inferAndSettle(alice);
+      // Generous slack for a loaded machine: without the bound the call would wait for every
+      // transaction of the epoch (charge, post: 3 s each here).
+      const bound = 500 + 1000 + 4000;
+      const started = performance.now();
+      const res = await slow.inject({
+        method: "POST",
+        url: "/v1/epochs/close",
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      const ms = performance.now() - started;
+      assert.equal(res.statusCode, 202, res.body);
+      assert.equal(res.json().running, true);
+      assert.ok(ms < bound, `answered after ${ms} ms`);
+      let latest = (await listEpochsOf(app))[0];
+      for (let i = 0; i < 600 && !(latest && latest.id > before && latest.status === "confirmed"); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        latest = (await listEpochsOf(app))[0];
+      }
+      assert.ok(latest && latest.id === before + 1 && latest.status === "confirmed", JSON.stringify(latest));
+      await slow.settlement.epochs.idle();
+      await assertTotalsToTheWei();
+      await reconcileOk();
+
+      await inferAndSettle(alice);
+      process.kill(chain.pid!, "SIGSTOP");
+      try {
+        const t0 = performance.now();
+        const frozen = await slow.inject({
+          method: "POST",
+          url: "/v1/epochs/close",
+          headers: { authorization: `Bearer ${TOKEN}` },
+        });
+        const frozenMs = performance.now() - t0;
+        assert.equal(frozen.statusCode, 503, frozen.body);
+        assert.equal(frozen.json().error.code, "CHAIN_UNAVAILABLE");
+        assert.ok(frozenMs < bound, `answered after ${frozenMs} ms`);
+      } finally {
+        process.kill(chain.pid!, "SIGCONT");
+      }
+      assert.equal((await listEpochsOf(app))[0]?.id, before + 1, "nothing closed on a frozen chain");
+    } finally {
+      await slow.close();
+      await proxy.close();
+    }
+    // What was left waiting closes once the chain answers.
+    const res = await closeEpoch();
+    assert.equal(res.statusCode, 200, res.body);
+    await assertTotalsToTheWei();
+    await reconcileOk();
+  });
+});
+
+async function listEpochsOf(a: App): Promise<{ id: number; status: string }[]> {
+  return (await a.inject({ method: "GET", url: "/v1/epochs" })).json().epochs;
+}

@@ -275,6 +275,9 @@ export const settlementEnv = baseEnv.extend({
     .int()
     .min(0)
     .default(5 * 60_000),
+  /** How long POST /v1/epochs/close waits for the epoch it drives, ms; past it the call answers 202
+   *  and the epoch goes on in the background (a slow chain never holds the caller longer). */
+  SETTLEMENT_EPOCH_CLOSE_WAIT_MS: z.coerce.number().int().min(0).default(30_000),
   /** Close an epoch as soon as this many settlements wait for one. */
   SETTLEMENT_EPOCH_MAX_SETTLEMENTS: z.coerce.number().int().min(1).default(10_000),
   /** Largest number of inferences written in one ledger transaction by the batching worker. */

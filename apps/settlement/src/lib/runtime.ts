@@ -168,6 +168,15 @@ export class SettlementRuntime {
     // finishes an epoch left in flight (e.g. after a restart).
     const tickMs = Math.max(250, Math.min(this.config.SETTLEMENT_EPOCH_INTERVAL_MS || 5_000, 5_000));
     this.#epochTicker = background.every("settlement epoch tick", tickMs, async () => {
+      // Only drive epochs (and take the drivers' lock) while the chain answers: a frozen chain would
+      // hold them for its RPC timeouts. The probe is bounded (CHAIN_REQUEST_TIMEOUT_MS, circuit breaker).
+      if (
+        !(await this.connector.probe().then(
+          () => true,
+          () => false,
+        ))
+      )
+        return;
       const epoch = await this.epochs.tick();
       if (epoch?.status === "confirmed" && epoch.id !== this.#reconciledEpoch) {
         // Reconcile once per confirmed epoch; differences are logged (and served by /v1/reconciliation).

@@ -151,9 +151,13 @@ export const CloseEpochRoute = {
   description:
     "Finishes an epoch in flight first, else charges the waiting fees in the escrow (re-reading the balances " +
     "of consumers whose fees were carried over) and closes a new epoch over what was charged, when that is non-zero. " +
-    "Bearer SETTLEMENT_ADMIN_TOKEN. 409 CONFLICT when the chain rejects a write (the intent stays and is retried).",
+    "Bearer SETTLEMENT_ADMIN_TOKEN. 409 CONFLICT when the chain rejects a write (the intent stays and is retried). " +
+    "Bounded: 503 CHAIN_UNAVAILABLE at once when the chain does not answer a probe (CHAIN_REQUEST_TIMEOUT_MS); " +
+    "202 with `running: true` (and the latest epoch) when the epoch is not done within SETTLEMENT_EPOCH_CLOSE_WAIT_MS: " +
+    "it goes on in the background (poll GET /v1/epochs/{id}).",
   response: {
     200: z.object({ epoch: EpochOut.nullable() }),
+    202: z.object({ epoch: EpochOut.nullable(), running: z.literal(true) }),
     401: ErrorBody,
     403: ErrorBody,
     409: ErrorBody,
@@ -372,12 +376,26 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
     {
       schema: CloseEpochRoute,
     },
-    async (req) => {
+    async (req, reply) => {
       requireAdmin(req);
+      // A chain that does not answer: 503 now, not after the epoch's RPCs time out one by one.
+      await root.chain.probe();
       await chainOr503();
       try {
+        const run = rt.epochs.tick({ force: true });
+        const finished = await Promise.race([
+          run.then((e) => ({ e })),
+          new Promise<undefined>((r) =>
+            setTimeout(() => r(undefined), config.SETTLEMENT_EPOCH_CLOSE_WAIT_MS).unref(),
+          ),
+        ]);
+        if (!finished) {
+          run.catch((err) => req.log.warn({ err }, "epoch close (answered 202) failed; the ticker retries"));
+          const latest = (await listEpochs(root.db, 1))[0];
+          return reply.status(202).send({ epoch: latest ? epochOut(latest) : null, running: true as const });
+        }
         // Nothing new to close (or another replica just finished it): answer the latest epoch.
-        const e = (await rt.epochs.tick({ force: true })) ?? (await listEpochs(root.db, 1))[0];
+        const e = finished.e ?? (await listEpochs(root.db, 1))[0];
         return { epoch: e ? epochOut(e) : null };
       } catch (err) {
         if (err instanceof IntentRejectedError) throw new AppError("CONFLICT", err.message);
