@@ -168,6 +168,7 @@ before(async () => {
     SETTLEMENT_EPOCH_INTERVAL_MS: "0",
     SETTLEMENT_RECHECK_MS: "100",
     SETTLEMENT_ADMIN_TOKEN: TOKEN,
+    SETTLEMENT_WRITEOFF_AFTER_MS: "60000",
   });
   app = await buildSettlement(config);
   const gatewayCfg = parseConfig("gateway", gatewayEnv, {
@@ -641,6 +642,88 @@ describe("a slow or frozen chain (the epoch close is bounded)", () => {
     // What was left waiting closes once the chain answers.
     const res = await closeEpoch();
     assert.equal(res.statusCode, 200, res.body);
+    await assertTotalsToTheWei();
+    await reconcileOk();
+  });
+});
+
+describe("the write-off rule (fees that can never be collected)", () => {
+  const writeoff = (a: Account, reason: string) =>
+    app.inject({
+      method: "POST",
+      url: "/v1/writeoffs",
+      headers: { authorization: `Bearer ${TOKEN}` },
+      payload: { consumer: a.address, reason },
+    });
+
+  test("a consumer who left: refused while the fees may be collected, then written off by the operator — ledger reversed to the wei, never charged, not owed, listed", async () => {
+    const erin = chain.accounts.users[5]! as Account;
+    await deposit(erin, 3n * OPEN);
+    const e1 = await inferAndSettle(erin);
+    const early = await writeoff(erin, "left the platform");
+    assert.equal(early.statusCode, 409, early.body);
+    assert.equal(early.json().error.code, "NOT_DEFERRED", "fees the escrow was never short of");
+    const e2 = await inferAndSettle(erin);
+    await withdraw(erin, 3n * OPEN); // gone: nothing left in the escrow for her 6 OPEN of fees
+    assert.equal((await closeEpoch()).statusCode, 200);
+    assert.equal(await epochOf(e1), null);
+    const deferral = await app.db.escrowDeferral.findUniqueOrThrow({
+      where: { consumer: lower(erin.address) },
+    });
+    assert.equal(deferral.deferredWei.toFixed(), (6n * OPEN).toString());
+    // Short only moments ago: she may still top up, so no write-off yet (SETTLEMENT_WRITEOFF_AFTER_MS).
+    const tooSoon = await writeoff(erin, "left the platform");
+    assert.equal(tooSoon.statusCode, 409, tooSoon.body);
+    assert.match(tooSoon.json().error.message, /SETTLEMENT_WRITEOFF_AFTER_MS/);
+    assert.equal(
+      (
+        await app.inject({
+          method: "POST",
+          url: "/v1/writeoffs",
+          payload: { consumer: erin.address, reason: "x y z" },
+        })
+      ).statusCode,
+      401,
+      "an operator's command only",
+    );
+    // ... an hour later she is still short.
+    await app.db.$executeRawUnsafe(
+      `UPDATE escrow_deferrals SET since = now() - interval '1 hour' WHERE consumer = $1`,
+      lower(erin.address),
+    );
+    const res = await writeoff(erin, "consumer withdrew everything and left");
+    assert.equal(res.statusCode, 201, res.body);
+    const w = res.json();
+    assert.deepEqual(
+      [w.consumer, w.totalWei, w.settlementCount, w.reason],
+      [lower(erin.address), (6n * OPEN).toString(), 2, "consumer withdrew everything and left"],
+    );
+    // The ledger: the write-off's transaction reverses the two fee transactions exactly, per account.
+    const net = await app.db.$queryRawUnsafe<{ account: string; net: string }[]>(
+      `SELECT e.account, sum(e.amount_wei)::text AS net FROM ledger_entries e
+         JOIN ledger_transactions t ON t.id = e.transaction_id
+        WHERE t.external_key = ANY($1::text[]) GROUP BY e.account HAVING sum(e.amount_wei) <> 0`,
+      [`fee:${e1}`, `fee:${e2}`, `writeoff:${w.id}`],
+    );
+    assert.deepEqual(net, [], "fees + write-off net to zero on every account");
+    const [consumerCredit] = await app.db.$queryRawUnsafe<{ amount: string }[]>(
+      `SELECT e.amount_wei::text AS amount FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+        WHERE t.external_key = $1 AND e.account = $2`,
+      `writeoff:${w.id}`,
+      `consumer:${lower(erin.address)}`,
+    );
+    assert.equal(consumerCredit?.amount, (6n * OPEN).toString());
+    assert.equal(await gateway.billing.owed(lower(erin.address)), 0n, "the gateway no longer counts them");
+    assert.equal(await app.db.escrowDeferral.count({ where: { consumer: lower(erin.address) } }), 0);
+    const listed = (await app.inject({ method: "GET", url: "/v1/writeoffs" })).json().writeoffs;
+    assert.equal(listed[0].id, w.id);
+    // Never charged, never in an epoch, even after she tops up again; nothing to write off twice.
+    await deposit(erin, 10n * OPEN);
+    await closeEpoch();
+    assert.equal(await epochOf(e1), null);
+    assert.equal(await epochOf(e2), null);
+    assert.equal(await escrowBalance(erin), 10n * OPEN);
+    assert.equal((await writeoff(erin, "again")).statusCode, 409);
     await assertTotalsToTheWei();
     await reconcileOk();
   });

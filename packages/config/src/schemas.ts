@@ -284,7 +284,14 @@ export const settlementEnv = baseEnv.extend({
   SETTLEMENT_BATCH_MAX: z.coerce.number().int().min(1).max(10_000).default(500),
   /** `inference.completed` jobs taken at once by this process (they meet in the group commit). */
   SETTLEMENT_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(4096).default(256),
-  /** Bearer token for POST /v1/epochs/close and POST /v1/reconcile; empty = those routes are disabled. */
+  /** The write-off rule: fees the escrow has not covered for this long (ms) may be written off by an
+   *  operator (POST /v1/writeoffs, with a reason); never automatically. */
+  SETTLEMENT_WRITEOFF_AFTER_MS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(7 * 86_400_000),
+  /** Bearer token for the admin routes (POST /v1/epochs/close, /v1/reconcile, /v1/writeoffs, ...); empty = disabled. */
   SETTLEMENT_ADMIN_TOKEN: z.preprocess((v) => (v === "" ? undefined : v), z.string().min(16).optional()),
 });
 // (The fee split is not configuration: governance sets it on chain, RewardDistributor.feeSplit().)

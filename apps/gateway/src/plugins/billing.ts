@@ -108,6 +108,7 @@ function owedFromHistorySql(account?: string): Prisma.Sql {
     LEFT JOIN settlements s ON s.inference_id = i.id
     LEFT JOIN escrow_charges c ON c.id = s.charge_id
     WHERE i.status = 'completed' AND s.epoch_id IS NULL AND c.status IS DISTINCT FROM 'applied'
+      AND s.writeoff_id IS NULL
       ${account === undefined ? Prisma.empty : Prisma.sql`AND i.account_address = ${account}`}
     GROUP BY i.account_address`;
 }

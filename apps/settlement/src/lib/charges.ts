@@ -93,7 +93,7 @@ export class EscrowCharger {
     const rows = await this.db.$queryRawUnsafe<{ id: string; consumer: string; fee: string }[]>(
       `SELECT s.inference_id::text AS id, i.account_address AS consumer, s.fee_wei::text AS fee
          FROM settlements s JOIN inferences i ON i.id = s.inference_id
-        WHERE s.epoch_id IS NULL AND s.charge_id IS NULL AND s.fee_wei > 0
+        WHERE s.epoch_id IS NULL AND s.charge_id IS NULL AND s.fee_wei > 0 AND s.writeoff_id IS NULL
           AND ($1::boolean OR NOT EXISTS (
                 SELECT 1 FROM escrow_deferrals d WHERE d.consumer = i.account_address
                    AND d.checked_at > now() - make_interval(secs => $2::double precision / 1000)))
@@ -134,7 +134,7 @@ export class EscrowCharger {
         const ids = part.flatMap((p) => p.ids);
         const taken = await tx.$executeRawUnsafe(
           `UPDATE settlements SET charge_id = $1::uuid
-            WHERE inference_id = ANY($2::uuid[]) AND charge_id IS NULL AND epoch_id IS NULL`,
+            WHERE inference_id = ANY($2::uuid[]) AND charge_id IS NULL AND epoch_id IS NULL AND writeoff_id IS NULL`,
           id,
           ids,
         );
@@ -243,7 +243,8 @@ export class EscrowCharger {
       const owed = await tx.$queryRawUnsafe<{ consumer: string; wei: string; n: number }[]>(
         `SELECT i.account_address AS consumer, sum(s.fee_wei)::text AS wei, count(*)::int AS n
            FROM settlements s JOIN inferences i ON i.id = s.inference_id
-          WHERE s.epoch_id IS NULL AND s.charge_id IS NULL AND s.fee_wei > 0 AND i.account_address = ANY($1::text[])
+          WHERE s.epoch_id IS NULL AND s.charge_id IS NULL AND s.fee_wei > 0 AND s.writeoff_id IS NULL
+            AND i.account_address = ANY($1::text[])
           GROUP BY i.account_address`,
         skipped,
       );

@@ -93,7 +93,7 @@ const MAX_CLAIM_READS = 2_000;
 /**
  * Compares the ledger with the chain and lists every difference:
  * - the ledger balances (all entries sum to 0, and so does every transaction);
- * - fees of settlements = consumer debits;
+ * - fees of settlements (not written off) = consumer debits (net of write-offs);
  * - the latest confirmed epoch's root and cumulative total = the distributor's, and it is the
  *   distributor's latest valid epoch;
  * - escrow: total drawn = the posted cumulative total; total charged = charged fees (and each
@@ -117,7 +117,7 @@ export async function reconcile(db: Db, chain: SettlementChain): Promise<Reconci
     `SELECT (SELECT COALESCE(sum(amount_wei), 0)::text FROM ledger_entries) AS total,
             (SELECT count(*)::int FROM (SELECT transaction_id FROM ledger_entries GROUP BY transaction_id
                                          HAVING sum(amount_wei) <> 0) t) AS unbalanced,
-            (SELECT COALESCE(sum(fee_wei), 0)::text FROM settlements) AS fees,
+            (SELECT COALESCE(sum(fee_wei), 0)::text FROM settlements WHERE writeoff_id IS NULL) AS fees,
             (SELECT COALESCE(-sum(amount_wei), 0)::text FROM ledger_entries WHERE account LIKE 'consumer:%') AS debits`,
   );
   checks.push({

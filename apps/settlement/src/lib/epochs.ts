@@ -183,7 +183,7 @@ export class EpochManager {
     const [w] = await this.db.$queryRawUnsafe<{ n: number; total: string; oldest: Date | null }[]>(
       `SELECT count(*)::int AS n, COALESCE(sum(s.fee_wei), 0)::text AS total, min(s.created_at) AS oldest
          FROM settlements s JOIN inferences i ON i.id = s.inference_id
-        WHERE s.epoch_id IS NULL AND s.held_by_epoch_id IS NULL
+        WHERE s.epoch_id IS NULL AND s.held_by_epoch_id IS NULL AND s.writeoff_id IS NULL
           AND ($1::boolean OR s.charge_id IS NOT NULL OR NOT EXISTS (
                 SELECT 1 FROM escrow_deferrals d WHERE d.consumer = i.account_address
                    AND d.checked_at > now() - make_interval(secs => $2::double precision / 1000)))`,

@@ -14,6 +14,7 @@ import {
   readEpoch,
 } from "../lib/epochs.ts";
 import { IntentRejectedError } from "../lib/intents.ts";
+import { WRITEOFF_COLUMNS, type WriteoffRow, writeOff } from "../lib/writeoffs.ts";
 
 const ErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
 const Address = z
@@ -284,6 +285,85 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
     },
   );
 
+  const Writeoff = z.object({
+    id: z.string(),
+    consumer: z.string(),
+    totalWei: Wei,
+    settlementCount: z.number().int(),
+    reason: z.string(),
+    deferredSince: z.string().describe("When the escrow was first found short of these fees"),
+    createdAt: z.string(),
+  });
+  const writeoffOut = (w: WriteoffRow) => ({
+    id: w.id,
+    consumer: w.consumer,
+    totalWei: w.total_wei,
+    settlementCount: w.settlement_count,
+    reason: w.reason,
+    deferredSince: w.deferred_since.toISOString(),
+    createdAt: w.created_at.toISOString(),
+  });
+
+  app.post(
+    "/v1/writeoffs",
+    {
+      schema: {
+        tags: ["ledger"],
+        summary: "Write off a consumer's uncollectable fees (admin, explicit, logged)",
+        description:
+          "The write-off rule: fees the escrow has not covered for at least SETTLEMENT_WRITEOFF_AFTER_MS (the " +
+          "consumer is in GET /v1/deferrals since then: it withdrew and left, or the chain its balance was on is " +
+          "gone) are never charged nor paid once an operator writes them off with a reason. The ledger reverses " +
+          "their fee transactions (`writeoff:<id>`), the gateway stops counting them as owed, the write-off is " +
+          "listed in GET /v1/writeoffs and logged. Nothing is ever written off automatically. " +
+          "Bearer SETTLEMENT_ADMIN_TOKEN. 409 NOT_DEFERRED when the fees may still be collected.",
+        body: z.object({
+          consumer: Address,
+          reason: z.string().trim().min(3).max(500).describe("Why these fees can never be collected"),
+        }),
+        response: { 201: Writeoff, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      requireAdmin(req);
+      const w = await writeOff(root.db, {
+        consumer: req.body.consumer,
+        reason: req.body.reason,
+        afterMs: config.SETTLEMENT_WRITEOFF_AFTER_MS,
+      });
+      req.log.warn(
+        {
+          writeoff: w.id,
+          consumer: w.consumer,
+          totalWei: w.total_wei,
+          settlements: w.settlement_count,
+          reason: w.reason,
+        },
+        "uncollectable fees written off by an operator (ledger writeoff:<id>)",
+      );
+      return reply.status(201).send(writeoffOut(w));
+    },
+  );
+
+  app.get(
+    "/v1/writeoffs",
+    {
+      schema: {
+        tags: ["ledger"],
+        summary: "Write-offs of uncollectable fees, newest first",
+        querystring: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) }),
+        response: { 200: z.object({ writeoffs: z.array(Writeoff) }), 400: ErrorBody },
+      },
+    },
+    async (req) => {
+      const rows = await root.db.$queryRawUnsafe<WriteoffRow[]>(
+        `SELECT ${WRITEOFF_COLUMNS} FROM fee_writeoffs ORDER BY created_at DESC, id LIMIT $1`,
+        req.query.limit,
+      );
+      return { writeoffs: rows.map(writeoffOut) };
+    },
+  );
+
   app.get(
     "/v1/accounts/:address/billing",
     {
@@ -308,8 +388,8 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
     async (req) => {
       const [sums] = await root.db.$queryRawUnsafe<{ charged: string; uncharged: string; n: number }[]>(
         `SELECT COALESCE(sum(s.fee_wei) FILTER (WHERE c.status = 'applied' OR (s.charge_id IS NULL AND s.epoch_id IS NOT NULL)), 0)::text AS charged,
-                COALESCE(sum(s.fee_wei) FILTER (WHERE s.epoch_id IS NULL AND c.status IS DISTINCT FROM 'applied'), 0)::text AS uncharged,
-                (count(*) FILTER (WHERE s.epoch_id IS NULL AND c.status IS DISTINCT FROM 'applied'))::int AS n
+                COALESCE(sum(s.fee_wei) FILTER (WHERE s.epoch_id IS NULL AND c.status IS DISTINCT FROM 'applied' AND s.writeoff_id IS NULL), 0)::text AS uncharged,
+                (count(*) FILTER (WHERE s.epoch_id IS NULL AND c.status IS DISTINCT FROM 'applied' AND s.writeoff_id IS NULL))::int AS n
            FROM settlements s JOIN inferences i ON i.id = s.inference_id
            LEFT JOIN escrow_charges c ON c.id = s.charge_id
           WHERE i.account_address = $1 AND s.fee_wei > 0`,
