@@ -411,6 +411,21 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
       }),
     (d) => db.escrowDeferral.findUnique({ where: { consumer: d.consumer } }),
   );
+  const writeoff = await roundTrip(
+    "FeeWriteoff",
+    () =>
+      db.feeWriteoff.create({
+        data: {
+          id: "4f2d3c1b-0a9e-4d8c-b7a6-5f4e3d2c1b0a",
+          consumer: OWNER,
+          totalWei: new Prisma.Decimal(BIG.toString()),
+          settlementCount: 2,
+          reason: "consumer withdrew everything and left",
+          deferredSince: new Date("2026-03-01T00:00:00.000Z"),
+        },
+      }),
+    (w) => db.feeWriteoff.findUnique({ where: { id: w.id } }),
+  );
   await roundTrip(
     "Settlement",
     () =>
@@ -423,6 +438,7 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
           heldByEpochId: epoch.id,
           transactionId: txn.id,
           chargeId: charge.id,
+          writeoffId: writeoff.id,
         },
       }),
     (s) => db.settlement.findUnique({ where: { inferenceId: s.inferenceId } }),
