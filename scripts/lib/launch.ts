@@ -68,6 +68,7 @@ export async function launchPlatform(extraEnv: Record<string, string> = {}): Pro
     SETTLEMENT_EPOCH_INTERVAL_MS: "0",
     SETTLEMENT_RECHECK_MS: "300",
     SETTLEMENT_ATTRIBUTION_DEADLINE_MS: "20000",
+    SETTLEMENT_EPOCH_CLOSE_WAIT_MS: "600000",
     DATANETS_DISPUTE_WINDOW_SECONDS: "2",
     DATANETS_SWEEP_INTERVAL_MS: "500",
     // A local chain with the well-known dev accounts.

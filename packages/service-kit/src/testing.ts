@@ -21,6 +21,9 @@ export async function testEnvironment(label: string) {
       LOG_LEVEL: "silent",
       // Tests run against local chains with the well-known dev accounts.
       CHAIN_PROFILE: "dev",
+      // A test that closes an epoch wants its outcome however loaded the machine is; the 202 after
+      // the wait is tested with its own value (settlement's epochs-safety.test.ts).
+      SETTLEMENT_EPOCH_CLOSE_WAIT_MS: "600000",
     } as Record<string, string>,
     database,
     prefix,
