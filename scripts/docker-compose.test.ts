@@ -26,6 +26,7 @@ const PORT_VAR = {
   gateway: "GATEWAY_PORT",
   settlement: "SETTLEMENT_PORT",
   explorer: "EXPLORER_PORT",
+  factory: "FACTORY_PORT",
 } as const;
 
 function schemaVars(): Set<string> {
@@ -35,7 +36,7 @@ function schemaVars(): Set<string> {
   return vars;
 }
 
-test("compose runs Postgres, Redis, a chain node, the four services and the explorer, each with a health check", () => {
+test("compose runs Postgres, Redis, a chain node, the five services and the explorer, each with a health check", () => {
   const services = Object.keys(compose.services).sort();
   for (const name of ["postgres", "redis", "chain", ...APPS]) {
     assert.ok(services.includes(name), `service ${name} missing`);

@@ -34,6 +34,7 @@ async function startSupervisor(label: string, services: string[]): Promise<Super
     gateway: "GATEWAY_PORT",
     settlement: "SETTLEMENT_PORT",
     explorer: "EXPLORER_PORT",
+    factory: "FACTORY_PORT",
   };
   const ports: Record<string, number> = {};
   for (const s of services) ports[s] = await freePort();
@@ -113,13 +114,14 @@ async function until<T>(
   }
 }
 
-test("the supervisor brings up the chain, the four services and the explorer, restarts a killed one while the others keep serving, and stops them on Ctrl-C", async () => {
+test("the supervisor brings up the chain, the five services and the explorer, restarts a killed one while the others keep serving, and stops them on Ctrl-C", async () => {
   const p = await startSupervisor("platform", [
     "datanets",
     "attribution",
     "gateway",
     "settlement",
     "explorer",
+    "factory",
   ]);
   try {
     for (const [name, port] of Object.entries(p.ports)) {
@@ -150,6 +152,7 @@ test("the supervisor brings up the chain, the four services and the explorer, re
       "chain",
       "datanets",
       "explorer",
+      "factory",
       "gateway",
       "settlement",
     ]);

@@ -1,4 +1,4 @@
-// The platform supervisor behind `npm start`: migrates the database, starts the four
+// The platform supervisor behind `npm start`: migrates the database, starts the five
 // services (each with its workers) and the explorer as child processes, waits until each answers
 // /readyz, prints where each listens, and stops them all on Ctrl-C / SIGTERM.
 // A service that crashes is restarted with backoff while the others keep running (what
@@ -29,6 +29,7 @@ const PORT_VARS: Record<ServiceName, string> = {
   gateway: "GATEWAY_PORT",
   settlement: "SETTLEMENT_PORT",
   explorer: "EXPLORER_PORT",
+  factory: "FACTORY_PORT",
 };
 
 const config = loadConfig("platform", platformEnv);
@@ -81,7 +82,7 @@ function prefixLines(name: string, stream: NodeJS.ReadableStream, out: NodeJS.Wr
 
 // A service that crashes at start-up is restarted (with backoff), so this deadline catches one
 // that never comes up; it is generous because a loaded 2-core machine can take minutes to start
-// four tsx processes, the chain and the model at once.
+// five tsx processes, the chain and the model at once.
 async function waitReady(name: string, url: string, timeoutMs = 300_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = "no answer";
@@ -216,6 +217,9 @@ const explorerUrls = {
   EXPLORER_GATEWAY_URL: process.env.EXPLORER_GATEWAY_URL || local("gateway", "GATEWAY_PORT"),
   EXPLORER_SETTLEMENT_URL: process.env.EXPLORER_SETTLEMENT_URL || local("settlement", "SETTLEMENT_PORT"),
 };
+// The factory registers adapters through (and bills training with) the gateway started here.
+const gatewayPort = loadConfig("gateway", SERVICE_ENVS.gateway).GATEWAY_PORT;
+const factoryGatewayUrl = process.env.FACTORY_GATEWAY_URL || `http://127.0.0.1:${gatewayPort}`;
 
 /** Starts a service; when it exits without being asked to, starts it again after its backoff. */
 function startService(service: { name: ServiceName; portVar: string }, backoffMs: number): void {
@@ -233,6 +237,7 @@ function startService(service: { name: ServiceName; portVar: string }, backoffMs
         LOG_FORMAT: logFormat,
         GATEWAY_ATTRIBUTION_URL: gatewayAttributionUrl,
         ...explorerUrls,
+        FACTORY_GATEWAY_URL: factoryGatewayUrl,
       },
       stdio: ["pipe", "pipe", "pipe"],
     },

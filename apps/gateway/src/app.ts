@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyPluginAsync } from "fastify";
 import fp from "fastify-plugin";
 import { billingPlugin } from "./plugins/billing.ts";
 import { catalogPlugin } from "./plugins/catalog.ts";
+import { grantsPlugin } from "./plugins/grants.ts";
 import { hostPlugin } from "./plugins/host.ts";
 import { inferencesPlugin } from "./plugins/inferences.ts";
 import { keysPlugin } from "./plugins/keys.ts";
@@ -15,6 +16,7 @@ import { catalogRoutes } from "./routes/catalog.ts";
 import { keyRoutes } from "./routes/keys.ts";
 import { openaiRoutes } from "./routes/openai.ts";
 import { smallModelRoutes } from "./routes/small-models.ts";
+import { trainingGrantRoutes } from "./routes/training-grants.ts";
 
 /**
  * The gateway's parts, each a decorator of its own (fastify-plugin, so tests and the benchmark
@@ -31,6 +33,7 @@ const gatewayPlugins: FastifyPluginAsync<{ config: GatewayConfig }> = fp(
     await app.register(billingPlugin, { config });
     await app.register(registrationPlugin, { config });
     await app.register(inferencesPlugin);
+    await app.register(grantsPlugin);
     await app.register(sweeperPlugin, { config });
     app.log.info({ adapters: app.catalog.models.size - 1 }, "models loaded");
     await app.register(openaiRoutes, { config });
@@ -39,6 +42,7 @@ const gatewayPlugins: FastifyPluginAsync<{ config: GatewayConfig }> = fp(
     await app.register(adminRoutes, { config });
     await app.register(keyRoutes);
     await app.register(catalogRoutes);
+    await app.register(trainingGrantRoutes);
   },
   { name: "gateway" },
 );

@@ -264,6 +264,73 @@ describe("settling inferences", () => {
     );
   });
 
+  test("a fine-tuning job's training fee goes to the contributors by trained tokens, at once, to the wei", async () => {
+    // What the gateway writes when the factory registers an adapter under a training grant: the
+    // metered usage row (trained tokens at the job's price) and each contributor's trained tokens.
+    const price = 500_000_000_000_003n; // wei per 1k trained tokens
+    const inf = await app.db.inference.create({
+      data: {
+        modelId: MODEL,
+        accountAddress: lower(consumer.address),
+        prompt: "fine-tuning job ftjob-x",
+        output: "",
+        inputTokens: 1001,
+        outputTokens: 0,
+        priceInPer1kWei: new Prisma.Decimal(price.toString()),
+        priceOutPer1kWei: new Prisma.Decimal(0),
+      },
+    });
+    const grant = await app.db.trainingGrant.create({
+      data: {
+        id: crypto.randomUUID(),
+        tokenHash: "ef".repeat(32),
+        accountAddress: lower(consumer.address),
+        jobRef: "ftjob-settlement-test",
+        datanetVersionIds: [],
+        baseModelHash: "ab".repeat(32),
+        pricePer1kTokensWei: new Prisma.Decimal(price.toString()),
+        maxTokens: 2000n,
+        maxFeeWei: new Prisma.Decimal("0"),
+        reservationId: crypto.randomUUID(),
+        expiresAt: new Date(Date.now() + 3600_000),
+        usedAt: new Date(),
+        modelId: MODEL,
+        inferenceId: inf.id,
+        trainedTokens: 1001n,
+        shares: {
+          create: [
+            { contributorAddress: lower(contributorA.address), tokens: 667n },
+            { contributorAddress: lower(contributorB.address), tokens: 334n },
+          ],
+        },
+      },
+    });
+    // No validator result exists and none is awaited: it settles at the first delivery.
+    assert.equal(await app.settlement.settle(inf.id), "settled");
+    const e = await entriesOf(inf.id);
+    const fee = (1001n * price + 999n) / 1000n; // ceil
+    assert.equal(e.get(`consumer:${lower(consumer.address)}`), -fee);
+    const a = e.get(`contributor:${lower(contributorA.address)}`)!;
+    const b = e.get(`contributor:${lower(contributorB.address)}`)!;
+    assert.equal(a + b, fee);
+    // Largest remainder of the fee over 667 : 334 (the leftover wei to the larger remainder, ties to the lower address).
+    const [qa, ra, qb, rb] = [
+      (fee * 667n) / 1001n,
+      (fee * 667n) % 1001n,
+      (fee * 334n) / 1001n,
+      (fee * 334n) % 1001n,
+    ];
+    const aFirst = ra > rb || (ra === rb && lower(contributorA.address) < lower(contributorB.address));
+    const left = fee - qa - qb;
+    assert.equal(a, qa + (left > 0n && aFirst ? 1n : 0n));
+    assert.equal(b, qb + (left > 0n && !aFirst ? 1n : 0n));
+    assert.equal(e.size, 3, "no treasury, validator or model-owner share: all to the contributors");
+    const settled = await app.db.settlement.findUniqueOrThrow({ where: { inferenceId: inf.id } });
+    assert.equal((settled.splitBps as Record<string, unknown>).training, true);
+    assert.equal((settled.splitBps as Record<string, unknown>).trainingGrantId, grant.id);
+    assert.equal(await app.settlement.settle(inf.id), "already");
+  });
+
   test("the fee split is governance's, on chain: a change applies to the next settlement, to the wei", async () => {
     const next = { treasuryBps: 500, validatorsBps: 1_500, modelOwnerBps: 2_500, contributorsBps: 5_500 };
     const split = (f: typeof next) => [

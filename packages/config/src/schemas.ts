@@ -323,6 +323,45 @@ export const explorerEnv = baseEnv.extend({
   EXPLORER_STATIC_DIR: optionalString,
 });
 export type ExplorerConfig = z.output<typeof explorerEnv>;
+const weiString = z.string().regex(/^\d{1,60}$/, "a decimal string of wei");
+
+export const factoryEnv = baseEnv.extend({
+  /** HTTP port of the factory (fine-tuning jobs). */
+  FACTORY_PORT: port(4006),
+  /** Base model directory the factory trains adapters of (config.json + model.safetensors [+ tokenizer.json]).
+   *  Empty = the platform's default base model, the same one the gateway serves by default. Jobs are refused
+   *  when its weights are not the ones the gateway serves (SHA-256 of model.safetensors). */
+  FACTORY_MODEL_DIR: optionalString,
+  /** The gateway that registers and serves the adapters (its existing upload path) and holds the escrow. */
+  FACTORY_GATEWAY_URL: z.string().url().default("http://127.0.0.1:4003"),
+  /** Job working directories: the training data, checkpoints and the finished adapter (relative = repo root). */
+  FACTORY_DATA_DIR: z.string().min(1).default(".data/factory"),
+  /** Price of training, wei of OPEN per 1,000 trained tokens (label tokens, every epoch), paid from the
+   *  builder's InferenceEscrow deposit to the datanets' contributors by their trained tokens. */
+  FACTORY_PRICE_PER_THOUSAND_TRAINED_TOKENS_WEI: weiString.default("500000000000000"),
+  /** Default prices of a fine-tuned adapter (a job may set its own), wei per 1,000 input / output tokens. */
+  FACTORY_ADAPTER_PRICE_IN_PER_THOUSAND_WEI: weiString.default("1000000000000000"),
+  FACTORY_ADAPTER_PRICE_OUT_PER_THOUSAND_WEI: weiString.default("2000000000000000"),
+  /** Fine-tuning jobs this process trains at once (each in its own child process). */
+  FACTORY_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
+  /** onnxruntime threads of one training process (stored with the job: a resume must use the same
+   *  count to stay bit-identical). */
+  FACTORY_TRAIN_THREADS: z.coerce.number().int().min(1).max(64).default(2),
+  /** Save a checkpoint every this many steps (a cancelled or crashed run resumes from the last one). */
+  FACTORY_CHECKPOINT_EVERY_STEPS: z.coerce.number().int().min(1).default(25),
+  /** Longest job accepted, in optimizer steps (400 above it). */
+  FACTORY_MAX_STEPS: z.coerce.number().int().min(1).default(20_000),
+  /** How long the escrow hold of a job lasts (its grant's expiry): a job not finished by then fails. */
+  FACTORY_JOB_TTL_HOURS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 30)
+    .default(48),
+  /** How often jobs whose runner went away (a crash, a shutdown) are resumed, ms. */
+  FACTORY_RESUME_SWEEP_MS: z.coerce.number().int().min(100).default(15_000),
+});
+export type FactoryConfig = z.output<typeof factoryEnv>;
 
 /** The `npm start` supervisor. */
 export const platformEnv = baseEnv.extend({
@@ -330,12 +369,12 @@ export const platformEnv = baseEnv.extend({
   LOCAL_CHAIN: boolFlag(true),
   /** Unset: `dev` for the services when the chain is a local one (31337/1337), else `production`. */
   CHAIN_PROFILE: z.enum(["dev", "production"]).optional(),
-  /** The services the supervisor runs, comma-separated (default all four and the explorer). */
+  /** The services the supervisor runs, comma-separated (default all five and the explorer). */
   PLATFORM_SERVICES: z
     .string()
-    .default("datanets,attribution,gateway,settlement,explorer")
+    .default("datanets,attribution,gateway,settlement,factory,explorer")
     .transform((v) => v.split(",").map((s) => s.trim()))
-    .pipe(z.array(z.enum(["datanets", "attribution", "gateway", "settlement", "explorer"])).min(1)),
+    .pipe(z.array(z.enum(["datanets", "attribution", "gateway", "settlement", "factory", "explorer"])).min(1)),
   /** A crashed service is restarted after this long, doubled after each crash up to
    *  PLATFORM_RESTART_MAX_MS, and back to this once it has stayed up for a minute. */
   PLATFORM_RESTART_MS: z.coerce.number().int().min(0).default(1000),
@@ -350,5 +389,6 @@ export const SERVICE_ENVS = {
   gateway: gatewayEnv,
   settlement: settlementEnv,
   explorer: explorerEnv,
+  factory: factoryEnv,
 } as const;
 export type ServiceName = keyof typeof SERVICE_ENVS;

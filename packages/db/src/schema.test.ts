@@ -580,6 +580,95 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
   );
   assert.equal(toWei(account.billedWei), BIG);
 
+  const job = await roundTrip(
+    "FineTuningJob",
+    () =>
+      db.fineTuningJob.create({
+        data: {
+          id: `ftjob-${"ab".repeat(12)}`,
+          accountAddress: ADDR,
+          baseModel: "openledger-tiny",
+          baseModelHash: HASH64,
+          suffix: "sotu",
+          status: "running",
+          datanetVersionIds: [version.id],
+          hyperparameters: { n_epochs: 2, batch_size: 4, learning_rate_multiplier: 1 },
+          trainerOptions: { mode: "lora" },
+          configHash: HASH64,
+          seed: 7,
+          metadata: { team: "a" },
+          pricePer1kTokensWei: new Prisma.Decimal("1000"),
+          maxFeeWei: new Prisma.Decimal(BIG.toString()),
+          feeWei: new Prisma.Decimal("12"),
+          grantId: "00000000-0000-4000-8000-000000000001",
+          grantToken: "gt-secret",
+          totalSteps: 20,
+          step: 3,
+          plannedTokens: 1234n,
+          trainedTokens: 99n,
+          tokensByContributor: { [ADDR]: "1234" },
+          loss: 2.5,
+          tokensPerSecond: 321.5,
+          estimatedFinish: new Date(),
+          fineTunedModel: "ft-model",
+          adapterContentHash: HASH64,
+          error: { code: "x", message: "y" },
+          runs: 2,
+          runnerId: "host:1",
+          leaseUntil: new Date(),
+          registeringAt: new Date(),
+          startedAt: new Date(),
+          finishedAt: new Date(),
+        },
+      }),
+    (j) => db.fineTuningJob.findUnique({ where: { id: j.id } }),
+  );
+  await roundTrip(
+    "FineTuningEvent",
+    () =>
+      db.fineTuningEvent.create({
+        data: { jobId: job.id, level: "info", type: "metrics", message: "Step 3/20", data: { step: 3 } },
+      }),
+    (e) => db.fineTuningEvent.findUnique({ where: { id: e.id } }),
+  );
+  const grant = await roundTrip(
+    "TrainingGrant",
+    () =>
+      db.trainingGrant.create({
+        data: {
+          id: "00000000-0000-4000-8000-000000000001",
+          tokenHash: HASH64,
+          accountAddress: ADDR,
+          jobRef: job.id,
+          datanetVersionIds: [version.id],
+          baseModelHash: HASH64,
+          pricePer1kTokensWei: new Prisma.Decimal("1000"),
+          maxTokens: 5000n,
+          maxFeeWei: new Prisma.Decimal(BIG.toString()),
+          reservationId: "00000000-0000-4000-8000-000000000002",
+          expiresAt: new Date(),
+          usedAt: new Date(),
+          releasedAt: new Date(),
+          modelId: model.id,
+          inferenceId: inference.id,
+          trainedTokens: 1234n,
+          trainingConfigHash: HASH64,
+        },
+      }),
+    (g) => db.trainingGrant.findUnique({ where: { id: g.id } }),
+  );
+  await roundTrip(
+    "TrainingGrantShare",
+    () =>
+      db.trainingGrantShare.create({ data: { grantId: grant.id, contributorAddress: ADDR, tokens: 1234n } }),
+    (s) =>
+      db.trainingGrantShare.findUnique({
+        where: {
+          grantId_contributorAddress: { grantId: s.grantId, contributorAddress: s.contributorAddress },
+        },
+      }),
+  );
+
   for (const name of Object.values(Prisma.ModelName)) {
     assert.ok(covered.has(name), `model ${name} has no round-trip check`);
   }

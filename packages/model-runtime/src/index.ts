@@ -41,6 +41,7 @@ export { AdapterMerger } from "./merge.ts";
 export {
   type BaseModel,
   baseWeightBytes,
+  ensureGeneratedModelDir,
   generateBaseModel,
   loadBaseModelDir,
   validateWeights,

@@ -1,4 +1,5 @@
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { access, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   type LlamaConfig,
@@ -157,4 +158,30 @@ export function getWeight(model: BaseModel, name: string): Tensor {
   if (!t)
     throw new ModelRuntimeError("MODEL_WEIGHTS_INVALID", `weights: tensor ${name} is missing`, { name });
   return t;
+}
+
+/**
+ * Writes the seeded generated model of `config` to `dir` once (a temporary directory renamed into
+ * place, so concurrent first starts — the gateway and the factory — are safe: the loser's copy is
+ * identical and dropped). Returns `dir`.
+ */
+export async function ensureGeneratedModelDir(
+  dir: string,
+  config: LlamaConfig,
+  seed: number,
+): Promise<string> {
+  try {
+    await access(join(dir, "model.safetensors"));
+    return dir;
+  } catch {
+    // not there yet
+  }
+  const tmp = `${dir}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+  await writeBaseModelDir(tmp, generateBaseModel(config, seed));
+  try {
+    await rename(tmp, dir);
+  } catch {
+    await rm(tmp, { recursive: true, force: true });
+  }
+  return dir;
 }

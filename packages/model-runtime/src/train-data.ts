@@ -101,6 +101,34 @@ export class PackedDataset {
     return perm[i % this.windows]!;
   }
 
+  /**
+   * Label tokens per document source that samples `0 … samples − 1` of the run train on (what
+   * `batchAt` would count over those steps, without building the batches): the factory prices a
+   * job and splits its fee by these before the first step.
+   */
+  tokensBySourceOfRun(samples: number): Map<string, number> {
+    const perWindow: Map<number, number>[] = [];
+    const counts = new Map<number, number>();
+    for (let i = 0; i < samples; i++) {
+      const w = this.sampleWindow(i);
+      let c = perWindow[w];
+      if (!c) {
+        c = new Map();
+        const start = w * this.seq;
+        const end = Math.min(start + this.seq + 1, this.totalTokens);
+        for (let t = start + 1; t < end; t++) {
+          const s = this.owner[t]!;
+          c.set(s, (c.get(s) ?? 0) + 1);
+        }
+        perWindow[w] = c;
+      }
+      for (const [s, n] of c) counts.set(s, (counts.get(s) ?? 0) + n);
+    }
+    const out = new Map<string, number>();
+    for (const [s, n] of [...counts].sort((a, b) => a[0] - b[0])) out.set(this.sources[s]!, n);
+    return out;
+  }
+
   /** The batch of training step `step` (samples step·batch … step·batch + batch − 1). */
   batchAt(step: number, batch: number): TrainBatch {
     const windows = Array.from({ length: batch }, (_, j) => this.sampleWindow(step * batch + j));

@@ -162,3 +162,15 @@ test("the trained adapter, exported as PEFT, gives the runtime's served logits t
   }
   assert.ok(maxErr < 1e-3, `max nll difference ${maxErr}`);
 });
+
+test("tokensBySourceOfRun counts what the run's batches train on", () => {
+  const d = new PackedDataset(docs, { seq: 16, separator: TINY_EOS, seed: 4 });
+  const steps = 7;
+  const batch = 3;
+  const expected = new Map<string, number>();
+  for (let s = 0; s < steps; s++) {
+    for (const [k, n] of d.batchAt(s, batch).tokensBySource) expected.set(k, (expected.get(k) ?? 0) + n);
+  }
+  const got = d.tokensBySourceOfRun(steps * batch);
+  assert.deepEqual(new Map([...got].sort()), new Map([...expected].sort()));
+});

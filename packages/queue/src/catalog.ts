@@ -21,7 +21,7 @@ export interface JobSpec<S extends z.ZodType = z.ZodType> {
   description: string;
 }
 
-export const QUEUES = ["datanets", "attribution", "settlement"] as const;
+export const QUEUES = ["datanets", "attribution", "settlement", "factory"] as const;
 export type QueueName = (typeof QUEUES)[number];
 
 const uuid = z.uuid();
@@ -36,6 +36,12 @@ export const AttributionScorePayload = z.object({
     .regex(/^0x[0-9a-f]{40}$/, "lower-case 0x address")
     .optional(),
 });
+/** One run of a fine-tuning job: `run` is bumped when a job is resumed after its queue job ended. */
+export const FineTuningRunPayload = z.object({
+  jobId: z.string().regex(/^ftjob-[0-9a-f]{24}$/, "a fine-tuning job id (ftjob-...)"),
+  run: z.number().int().min(0).max(1_000_000).optional(),
+});
+
 /** Most inference ids one `inference.completed` job may carry (its batch form). */
 export const INFERENCE_BATCH_MAX = 1000;
 /**
@@ -108,6 +114,18 @@ export const JOBS = {
     timeoutMs: 5 * 60_000,
     key: (p) => p.inferenceId ?? batchKey(p.inferenceIds ?? []),
     description: "Metered inference(s) finished: price each and settle it once attributed.",
+  }),
+  "finetuning.run": spec({
+    queue: "factory",
+    payload: FineTuningRunPayload,
+    // A failed attempt (a crashed trainer, the gateway down while registering) resumes from the
+    // job's last checkpoint; the job is marked failed only after the last one.
+    attempts: 5,
+    backoffMs: 5000,
+    // Training runs in a child process; a day is a bound on a hung run, not a budget.
+    timeoutMs: 24 * 60 * 60_000,
+    key: (p) => `${p.jobId}-r${p.run ?? 0}`,
+    description: "Run (or resume from its last checkpoint) one fine-tuning job and register its adapter.",
   }),
 } as const satisfies Record<string, JobSpec>;
 

@@ -93,6 +93,7 @@ const SAMPLE: { [N in JobName]: JobPayload<N> } = {
   "attribution.index": { datanetVersionId: ID },
   "attribution.score": { inferenceId: ID },
   "inference.completed": { inferenceId: ID },
+  "finetuning.run": { jobId: `ftjob-${"0a".repeat(12)}`, run: 1 },
 };
 
 test("a producer -> worker round trip per queue group through a 3-master Redis Cluster", {

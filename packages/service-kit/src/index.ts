@@ -1,3 +1,4 @@
+export { ApiKeys, hashApiKey } from "./api-keys.ts";
 export { bearerMatches } from "./auth.ts";
 export { Background, type BackgroundJobs, type BackgroundTimer } from "./background.ts";
 export { type ChainRoles, chainPlugin, createServiceChain, ServiceChain } from "./chain.ts";
@@ -11,6 +12,7 @@ export {
 } from "./health.ts";
 export { infraPlugin } from "./infra.ts";
 export { registerMetrics } from "./metrics.ts";
+export { type OpenAIErrorObject, toOpenAIError } from "./openai-errors.ts";
 export { runService } from "./server.ts";
 export {
   type App,

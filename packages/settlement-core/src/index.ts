@@ -6,3 +6,4 @@ export * from "./rounding.ts";
 export * from "./signatures.ts";
 export * from "./signed-result.ts";
 export * from "./split.ts";
+export * from "./training.ts";

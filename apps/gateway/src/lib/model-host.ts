@@ -1,6 +1,5 @@
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { access, rename, rm } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -8,7 +7,7 @@ import type { GatewayConfig } from "@openledger/config";
 import {
   AdapterLoadPool,
   type BaseModel,
-  generateBaseModel,
+  ensureGeneratedModelDir,
   type LoraModule,
   loadModel,
   type PreparedAdapter,
@@ -17,7 +16,6 @@ import {
   type TextTokenizer,
   TINY_CONFIG,
   WorkerRuntime,
-  writeBaseModelDir,
 } from "@openledger/model-runtime";
 import {
   AdapterCache,
@@ -198,24 +196,12 @@ export class ModelHost {
   }
 }
 
+/** Where the tiny deterministic model is generated, relative to the repository root (the factory trains on it too). */
+export const TINY_MODEL_DIR = ".data/models/tiny";
+
 /** Writes the tiny deterministic model to `<repo>/.data/models/tiny` once (atomic rename). */
 export async function ensureTinyModel(): Promise<string> {
-  const dir = join(REPO_ROOT, ".data/models/tiny");
-  try {
-    await access(join(dir, "model.safetensors"));
-    return dir;
-  } catch {
-    // not there yet
-  }
-  const tmp = `${dir}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
-  await writeBaseModelDir(tmp, generateBaseModel(TINY_CONFIG, 1));
-  try {
-    await rename(tmp, dir);
-  } catch {
-    // Another process won the race: its copy is identical (same seed).
-    await rm(tmp, { recursive: true, force: true });
-  }
-  return dir;
+  return ensureGeneratedModelDir(join(REPO_ROOT, TINY_MODEL_DIR), TINY_CONFIG, 1);
 }
 
 export async function sha256File(path: string): Promise<string> {

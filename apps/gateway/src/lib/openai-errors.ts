@@ -1,57 +1,15 @@
 import { AppError } from "@openledger/errors";
-import { toErrorReply } from "@openledger/service-kit";
+import { toOpenAIError } from "@openledger/service-kit";
 import { isServingError, type ServingError } from "@openledger/serving-core";
 
-/** OpenAI's error object: `{ message, type, param, code }`. */
-export interface OpenAIErrorObject {
-  message: string;
-  type: string;
-  param: string | null;
-  code: string;
-}
-
-const TYPE_OF_STATUS: Record<number, string> = {
-  400: "invalid_request_error",
-  401: "authentication_error",
-  402: "insufficient_quota",
-  403: "permission_error",
-  404: "invalid_request_error",
-  409: "invalid_request_error",
-  413: "invalid_request_error",
-  422: "invalid_request_error",
-  429: "rate_limit_error",
-};
+export type { OpenAIErrorObject } from "@openledger/service-kit";
 
 /**
- * Anything thrown on an OpenAI route, in OpenAI's wire format. The platform's one converter
- * (service-kit `toErrorReply`) decides the status, the headers and what a 5xx may show; this only
- * reshapes its answer: the code in lower case (OpenAI's `model_not_found`, ours `MODEL_NOT_FOUND`),
- * a `type` from the status, and `param` from the error's `details.param` (or, for a schema
- * failure, the first field named).
+ * Anything thrown on an OpenAI route, in OpenAI's wire format (service-kit's `toOpenAIError`, shared
+ * with the factory's fine-tuning API), the serving engine's own refusals converted first.
  */
-export function openAIError(err: unknown): {
-  status: number;
-  headers: Readonly<Record<string, string>>;
-  body: { error: OpenAIErrorObject };
-} {
-  const r = toErrorReply(isServingError(err) ? fromServingError(err) : err);
-  const { code, message, details } = r.body.error;
-  let param: string | null = null;
-  let openaiCode = code.toLowerCase();
-  if (code === "VALIDATION_FAILED" && Array.isArray(details)) {
-    // The schema named the fields: `body.temperature` -> param "temperature".
-    const path = (details[0] as { path?: string } | undefined)?.path;
-    param = path?.replace(/^(body|params|querystring)\.?/, "") || null;
-    openaiCode = "invalid_value";
-  } else if (details && typeof details === "object" && "param" in details) {
-    param = String((details as { param: unknown }).param);
-  }
-  const type = TYPE_OF_STATUS[r.status] ?? (r.status >= 500 ? "server_error" : "invalid_request_error");
-  return {
-    status: r.status,
-    headers: r.headers,
-    body: { error: { message, type, param, code: openaiCode } },
-  };
+export function openAIError(err: unknown) {
+  return toOpenAIError(isServingError(err) ? fromServingError(err) : err);
 }
 
 /** The serving engine's refusals (queue full, rate limit, adapter load failure) as the one AppError. */

@@ -3,7 +3,7 @@ import { hostname } from "node:os";
 import type { ChainConnection } from "@openledger/chain";
 import { inferenceEscrowAbi } from "@openledger/chain";
 import type { GatewayConfig } from "@openledger/config";
-import { type Db, Prisma } from "@openledger/db";
+import { type Db, Prisma, type Tx } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import { priceInference } from "@openledger/settlement-core";
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
@@ -300,13 +300,25 @@ export class Billing {
    * latest row version when concurrent admissions of the account queue on its row lock), and the
    * reservation row is inserted in the same statement.
    */
-  async reserveWithin(req: ReservationRequest, balance: BalanceRead): Promise<Reservation> {
+  async reserveWithin(
+    req: ReservationRequest,
+    balance: BalanceRead,
+    hold?: { expiresAt: Date; db?: Db | Tx },
+  ): Promise<Reservation> {
     const id = req.id ?? randomUUID();
+    const db = hold?.db ?? this.db;
+    // A request's reservation lives TTL ms and is renewed by this replica while it runs; a hold
+    // (a training grant's) lives until its own expiry, belongs to no replica, and is never renewed.
+    const expires = hold
+      ? Prisma.sql`${hold.expiresAt}::timestamptz`
+      : Prisma.sql`now() + ${this.reservationTtlMs}::int * interval '1 millisecond'`;
+    const replica = hold ? null : this.replicaId;
+    const boot = hold ? null : this.bootId;
     const cost = req.maxCost.toString();
     const spendable = balance.spendable.toString();
     const cleared = balance.cleared.toString();
     const m = req.model;
-    const [row] = await this.db.$queryRaw<
+    const [row] = await db.$queryRaw<
       { billed: string; cleared: string; reserved: string; admitted: boolean }[]
     >`
       WITH acct AS (
@@ -319,9 +331,8 @@ export class Billing {
       ), ins AS (
         INSERT INTO gateway_reservations (id, account_address, max_cost_wei, expires_at, replica_id, boot_id,
                                           model_id, prompt, input_tokens, price_in_per_1k_wei, price_out_per_1k_wei)
-        SELECT ${id}::uuid, account_address, ${cost}::numeric,
-               now() + ${this.reservationTtlMs}::int * interval '1 millisecond',
-               ${this.replicaId}, ${this.bootId}::uuid, ${m?.id ?? null}, ${req.prompt ?? null},
+        SELECT ${id}::uuid, account_address, ${cost}::numeric, ${expires},
+               ${replica}, ${boot}::uuid, ${m?.id ?? null}, ${req.prompt ?? null},
                ${req.inputTokens ?? 0}::int, ${m ? m.priceInPer1kWei.toString() : null}::numeric,
                ${m ? m.priceOutPer1kWei.toString() : null}::numeric
           FROM acct
@@ -340,9 +351,28 @@ export class Billing {
       );
     }
     const reservation: Reservation = { id, account: req.account, maxCost: req.maxCost };
+    if (hold) return reservation;
     this.#live.set(id, reservation);
     this.#renewWhileLive();
     return reservation;
+  }
+
+  /**
+   * A hold: `reserve` for a cost that is settled later by another path (a training grant's escrow
+   * hold, until its adapter is registered or it is released). It belongs to no replica and lasts
+   * until `expiresAt` (then the sweeper finalises it like any expired reservation: released, nothing
+   * recorded, since it names no model). `db` = inside the caller's transaction.
+   */
+  async hold(req: ReservationRequest, expiresAt: Date, db?: Tx): Promise<Reservation> {
+    return this.reserveWithin(req, await this.balance(req.account), { expiresAt, ...(db ? { db } : {}) });
+  }
+
+  /** Drops a hold (a released grant): the row and its share of the reserved total; a no-op once gone. */
+  async releaseHold(id: string, db: Db | Tx = this.db): Promise<void> {
+    await db.$executeRaw`
+      WITH d AS (DELETE FROM gateway_reservations WHERE id = ${id}::uuid RETURNING account_address, max_cost_wei)
+      UPDATE gateway_accounts a SET reserved_wei = a.reserved_wei - d.max_cost_wei, updated_at = now()
+        FROM d WHERE a.account_address = d.account_address`;
   }
 
   /**

@@ -178,6 +178,11 @@ export interface RegistrationInput {
   sizeBytes?: number;
   /** The owner's adapter quota, checked in the registering transaction (uploads pass it). */
   quota?: AdapterQuota;
+  /** Lineage beyond base model and datanet versions, appended to the on-chain metadata URI as a query
+   *  (e.g. the factory's job and training-config hash). */
+  lineage?: Record<string, string>;
+  /** More writes that must commit with the registration or not at all (a training grant's use). */
+  inTransaction?: (tx: Tx) => Promise<void>;
 }
 
 /** Active adapters one account may hold: how many, and how many bytes in all. */
@@ -352,7 +357,9 @@ export class ModelRegistration {
       trainedOn,
       pricePer1kInput: input.priceIn,
       pricePer1kOutput: input.priceOut,
-      metadataURI: `openledger:model:${input.id}`,
+      metadataURI: `openledger:model:${input.id}${
+        input.lineage ? `?${new URLSearchParams(Object.entries(input.lineage).sort()).toString()}` : ""
+      }`,
     };
     const intentKey = `model.register:${input.contentHash}`;
     let row: Awaited<ReturnType<Db["model"]["create"]>>;
@@ -380,6 +387,7 @@ export class ModelRegistration {
             data: versionIds.map((v) => ({ modelId: input.id, datanetVersionId: v })),
           });
         }
+        await input.inTransaction?.(tx);
         if (onChain) {
           await tx.chainIntent.create({
             data: {

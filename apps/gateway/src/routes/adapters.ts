@@ -1,6 +1,9 @@
 import { randomUUID } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import multipart from "@fastify/multipart";
 import type { GatewayConfig } from "@openledger/config";
+import type { Tx } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import { ModelRuntimeError } from "@openledger/model-runtime";
 import type { FastifyInstance, FastifyRequest } from "fastify";
@@ -8,6 +11,7 @@ import { z } from "zod";
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, contentHashOfDigests } from "../lib/adapter-store.ts";
 import { AdapterUpload } from "../lib/upload.ts";
 import type { ServableModel } from "../plugins/catalog.ts";
+import { GRANT_TOKEN_PREFIX, type TrainingUsage } from "../plugins/grants.ts";
 import { type AdapterQuota, adapterUsage, checkQuota } from "../plugins/registration.ts";
 import { AdapterCreated, AdapterDetail, AdapterSummary, ModelList, Retired } from "./schemas.ts";
 
@@ -42,7 +46,7 @@ export const UploadAdapterRoute = {
   tags: ["adapters"],
   summary:
     "Register a PEFT LoRA adapter (multipart: files adapter_config.json + adapter_model.safetensors, or one .tar/.tar.gz holding both; fields id, name, price_in_per_1k_wei, price_out_per_1k_wei, datanet_version_ids)",
-  response: { 201: AdapterCreated },
+  response: { 200: AdapterCreated, 201: AdapterCreated },
 };
 
 export const ListAdaptersRoute = {
@@ -74,6 +78,19 @@ export async function adapterRoutes(app: FastifyInstance, { config }: { config: 
     limits: { fileSize: config.GATEWAY_ADAPTER_MAX_BYTES + 1, files: 2, fields: 16, fieldSize: 64 * 1024 },
   });
   app.addHook("onRequest", async (request) => {
+    // A training grant's token (the factory, for the builder who created the grant) may register its
+    // one adapter; every other adapter route takes the owner's API key.
+    const bearer = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? "")?.[1];
+    if (
+      bearer?.startsWith(GRANT_TOKEN_PREFIX) &&
+      request.method === "POST" &&
+      request.url === "/v1/adapters"
+    ) {
+      const grant = await app.grants.byToken(bearer);
+      request.grant = grant;
+      request.account = grant.accountAddress;
+      return;
+    }
     request.account = await app.apiKeys.authenticate(request);
   });
 
@@ -166,6 +183,58 @@ export async function adapterRoutes(app: FastifyInstance, { config }: { config: 
             throw new AppError("VALIDATION_FAILED", `datanet_version_ids: ${v} is not a uuid`);
         }
         const hash = contentHashOfDigests(cfgFile.sha256, weightsFile.sha256);
+        const grant = request.grant;
+        let usage: TrainingUsage | undefined;
+        if (grant) {
+          // The factory's upload for a job: the same files under a used grant are the same
+          // registration (its answer was lost), anything else under a closed grant is refused.
+          if (grant.usedAt) {
+            const row = grant.modelId
+              ? await app.db.model.findUnique({ where: { id: grant.modelId } })
+              : null;
+            if (row?.contentHash !== hash) {
+              throw new AppError("GRANT_CLOSED", "this training grant was already used for another adapter", {
+                status: 409,
+              });
+            }
+            const intent = await app.db.chainIntent.findUnique({ where: { key: `model.register:${hash}` } });
+            const config = JSON.parse(await readFile(join(upload.dir, ADAPTER_CONFIG_FILE), "utf8")) as {
+              r?: number;
+            };
+            return reply.status(200).send({
+              id: row.id,
+              object: "adapter",
+              owner: row.ownerAddress,
+              contentHash: row.contentHash,
+              pricePer1kInputWei: row.priceInPer1kWei.toFixed(0),
+              pricePer1kOutputWei: row.priceOutPer1kWei.toFixed(0),
+              createdAt: row.createdAt.toISOString(),
+              rank: Number(config.r ?? 0),
+              sizeBytes: cfgFile.bytes + weightsFile.bytes,
+              datanetVersionIds: grant.datanetVersionIds,
+              chain: intent
+                ? {
+                    status: intent.status,
+                    txHash: intent.txHash,
+                    ...(row.chainModelId ? { chainModelId: row.chainModelId.toFixed(0) } : {}),
+                  }
+                : { status: "skipped" },
+              training: { grantId: grant.id, usageInferenceId: grant.inferenceId },
+            } satisfies z.input<typeof AdapterCreated>);
+          }
+          if (grant.releasedAt || grant.expiresAt.getTime() <= Date.now()) {
+            throw new AppError("GRANT_CLOSED", "this training grant was released or has expired", {
+              status: 409,
+            });
+          }
+          if (grant.baseModelHash !== app.host.contentHash) {
+            throw new AppError("BASE_MODEL_MISMATCH", "the grant was made for another base model", {
+              status: 409,
+            });
+          }
+          usage = parseTrainingUsage(fields);
+          await app.grants.checkUsage(grant, versionIds.length ? versionIds : grant.datanetVersionIds, usage);
+        }
         const id = field("id") ?? field("name") ?? `adapter-${hash.slice(0, 16)}`;
         if (!MODEL_ID.test(id) || id === app.catalog.baseModelId) {
           throw new AppError(
@@ -184,22 +253,34 @@ export async function adapterRoutes(app: FastifyInstance, { config }: { config: 
         }
         const sizeBytes = cfgFile.bytes + weightsFile.bytes;
         await app.catalog.store.adopt(upload.dir, hash);
+        const trainedOn = grant && versionIds.length === 0 ? grant.datanetVersionIds : versionIds;
+        let usageId: string | undefined;
         const { model, chain } = await app.registration.register({
           id,
           owner,
           contentHash: hash,
           priceIn: BigInt(priceIn),
           priceOut: BigInt(priceOut),
-          datanetVersionIds: versionIds,
+          datanetVersionIds: trainedOn,
           sizeBytes,
           quota,
+          ...(grant && usage
+            ? {
+                lineage: { job: usage.job, training_config: usage.trainingConfigHash },
+                inTransaction: async (tx: Tx) => {
+                  usageId = await app.grants.use(tx, grant, id, usage!);
+                },
+              }
+            : {}),
         });
+        if (usageId) await app.grants.settle(usageId);
         return reply.status(201).send({
           ...describe(model),
           rank,
           sizeBytes,
-          datanetVersionIds: versionIds,
+          datanetVersionIds: trainedOn,
           chain,
+          ...(grant ? { training: { grantId: grant.id, usageInferenceId: usageId ?? null } } : {}),
         } satisfies z.input<typeof AdapterCreated>);
       } catch (err) {
         // Refused mid-upload: the rest of the body is read and dropped (never kept), so the client,
@@ -268,6 +349,36 @@ export async function adapterRoutes(app: FastifyInstance, { config }: { config: 
       return { id, object: "adapter", status: "retired" as const };
     },
   );
+}
+
+/** The training a grant's upload reports (fields trained_tokens, trained_tokens_by_contributor, training_config_hash, job). */
+function parseTrainingUsage(fields: Record<string, string[]>): TrainingUsage {
+  const one = (k: string) => {
+    const v = fields[k]?.[0];
+    if (v === undefined) throw new AppError("VALIDATION_FAILED", `${k} is required with a training grant`);
+    return v;
+  };
+  const trainedTokens = Number(one("trained_tokens"));
+  if (!Number.isSafeInteger(trainedTokens) || trainedTokens < 0) {
+    throw new AppError("VALIDATION_FAILED", "trained_tokens: a non-negative integer");
+  }
+  let byContributor: unknown;
+  try {
+    byContributor = JSON.parse(one("trained_tokens_by_contributor"));
+  } catch {
+    throw new AppError("VALIDATION_FAILED", "trained_tokens_by_contributor: not valid JSON");
+  }
+  if (!byContributor || typeof byContributor !== "object" || Array.isArray(byContributor)) {
+    throw new AppError("VALIDATION_FAILED", "trained_tokens_by_contributor: a JSON object {address: tokens}");
+  }
+  return {
+    trainedTokens,
+    tokensByContributor: new Map(
+      Object.entries(byContributor as Record<string, unknown>).map(([a, n]) => [a.toLowerCase(), Number(n)]),
+    ),
+    trainingConfigHash: one("training_config_hash"),
+    job: one("job"),
+  };
 }
 
 /** A JSON array of strings, or a clear 400 (never a 500 from JSON.parse). */

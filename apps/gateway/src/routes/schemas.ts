@@ -34,6 +34,16 @@ export const AdapterCreated = AdapterSummary.extend({
   sizeBytes: z.number().int(),
   datanetVersionIds: z.array(z.string()).describe("The datanet versions it was trained on"),
   chain: ChainRegistrationView,
+  training: z
+    .object({
+      grantId: z.string(),
+      usageInferenceId: z
+        .string()
+        .nullable()
+        .describe("The training's metered usage (settled to contributors)"),
+    })
+    .optional()
+    .describe("Uploads under a training grant (the factory's): the grant and the training's usage"),
 });
 
 export const AdapterDetail = AdapterSummary.extend({

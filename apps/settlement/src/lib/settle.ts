@@ -4,6 +4,7 @@ import {
   type AttestedResult,
   attributionReadiness,
   buildFeeJournal,
+  buildTrainingJournal,
   type ContributorWeight,
   eip712Digest,
   type JournalEntry,
@@ -14,6 +15,7 @@ import {
   sameWeights,
   signedResultWeights,
   splitFee,
+  splitTrainingFee,
   structHashOfTwoWords,
 } from "@openledger/settlement-core";
 import { type Address, domainSeparator, type Hex, keccak256, pad, toBytes } from "viem";
@@ -71,6 +73,11 @@ export function inferenceIdToBytes32(inferenceId: string): Hex {
 
 interface InferenceRow {
   id: string;
+  /** Set when the row is a fine-tuning job's metered training (a used training grant's usage). */
+  training_grant_id: string | null;
+  /** The grant's trained tokens per contributor (training rows only). */
+  trained_addresses: string[] | null;
+  trained_tokens: string[] | null;
   account_address: string;
   input_tokens: number;
   output_tokens: number;
@@ -187,9 +194,15 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
             -- the prices it was served at (a later price change must not re-price it)
             COALESCE(i.price_in_per_1k_wei, m.price_in_per_1k_wei)::text AS price_in,
             COALESCE(i.price_out_per_1k_wei, m.price_out_per_1k_wei)::text AS price_out,
-            (s.inference_id IS NOT NULL) AS settled
+            (s.inference_id IS NOT NULL) AS settled,
+            tg.id::text AS training_grant_id, tgs.addresses AS trained_addresses, tgs.tokens AS trained_tokens
        FROM inferences i JOIN models m ON m.id = i.model_id
        LEFT JOIN settlements s ON s.inference_id = i.id
+       LEFT JOIN training_grants tg ON tg.inference_id = i.id
+       LEFT JOIN LATERAL (
+         SELECT array_agg(contributor_address ORDER BY contributor_address) AS addresses,
+                array_agg(tokens::text ORDER BY contributor_address) AS tokens
+           FROM training_grant_shares WHERE grant_id = tg.id) tgs ON tg.id IS NOT NULL
       WHERE i.id = ANY($1::uuid[])`,
       [unique],
     ),
@@ -250,9 +263,16 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
   }[] = [];
   const pending: string[] = [];
   const anomalies: Anomaly[] = [];
+  const training: InferenceRow[] = [];
   const cached = (r: ResultRow): ContributorWeight[] =>
     (r.addresses ?? []).map((address, i) => ({ address, ppm: r.ppms?.[i] ?? 0 }));
   for (const row of open) {
+    if (row.training_grant_id !== null) {
+      // A fine-tuning job's training: no attribution to wait for — the fee is split by the tokens of
+      // each contributor's rows the job trained on (recorded with the grant, checked by the gateway).
+      training.push(row);
+      continue;
+    }
     const rs = resultsByInference.get(row.id) ?? [];
     const attested: AttestedResult[] = rs.map((r) => ({
       validator: r.validator_address.toLowerCase(),
@@ -303,7 +323,7 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
 
   // A fixed order keeps row-lock order identical across concurrent batches (no deadlocks).
   decided.sort((a, b) => (a.row.id < b.row.id ? -1 : a.row.id > b.row.id ? 1 : 0));
-  const planned: Planned[] = decided.map((d) => {
+  const planned: Planned[] = decided.map((d): Planned => {
     const fee = priceInference({
       inputTokens: d.row.input_tokens,
       outputTokens: d.row.output_tokens,
@@ -336,6 +356,36 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
     };
   });
 
+  for (const row of training) {
+    const fee = priceInference({
+      inputTokens: row.input_tokens,
+      outputTokens: row.output_tokens,
+      priceInPer1kWei: BigInt(row.price_in),
+      priceOutPer1kWei: BigInt(row.price_out),
+    });
+    const split = splitTrainingFee(
+      fee,
+      (row.trained_addresses ?? []).map((address, i) => ({
+        address,
+        tokens: BigInt(row.trained_tokens?.[i] ?? "0"),
+      })),
+    );
+    planned.push({
+      inferenceId: row.id,
+      txId: crypto.randomUUID(),
+      fee,
+      entries: buildTrainingJournal({ consumer: row.account_address, treasury: ctx.treasury, split }),
+      splitJson: JSON.stringify({
+        ...split.bps,
+        training: true,
+        trainingGrantId: row.training_grant_id,
+        resultHash: null,
+        attestingValidators: [],
+        noAttribution: split.noAttribution,
+      }),
+    });
+  }
+  planned.sort((a, b) => (a.inferenceId < b.inferenceId ? -1 : a.inferenceId > b.inferenceId ? 1 : 0));
   const inserted = await writeBatch(pool, planned, pending, anomalies);
   for (const p of planned) outcomes.set(p.inferenceId, inserted.has(p.inferenceId) ? "settled" : "already");
   for (const id of pending) outcomes.set(id, "pending");

@@ -1,0 +1,91 @@
+import { createHash, randomUUID } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { hostname } from "node:os";
+import { isAbsolute, join, resolve } from "node:path";
+import { REPO_ROOT } from "@openledger/chain";
+import type { FactoryConfig } from "@openledger/config";
+import { ensureGeneratedModelDir, parseHfConfig, TINY_CONFIG } from "@openledger/model-runtime";
+import type { FastifyInstance } from "fastify";
+import fp from "fastify-plugin";
+import { GatewayClient } from "../lib/gateway.ts";
+import { type BaseModelInfo, FineTuningJobs } from "../lib/jobs.ts";
+import { JobRunner } from "../lib/runner.ts";
+import { TrainingProcess } from "../train/process.ts";
+
+/** The platform's default base model when FACTORY_MODEL_DIR is unset: the gateway's default (same path, same seed). */
+export const DEFAULT_MODEL_DIR = ".data/models/tiny";
+
+function repoPath(p: string): string {
+  return isAbsolute(p) ? p : resolve(REPO_ROOT, p);
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest("hex");
+}
+
+/** The base model the factory trains on: its directory, the SHA-256 of its weights, its context. */
+export async function loadBaseModelInfo(config: FactoryConfig): Promise<BaseModelInfo> {
+  const dir = config.FACTORY_MODEL_DIR
+    ? repoPath(config.FACTORY_MODEL_DIR)
+    : await ensureGeneratedModelDir(join(REPO_ROOT, DEFAULT_MODEL_DIR), TINY_CONFIG, 1);
+  const cfg = parseHfConfig(JSON.parse(await readFile(join(dir, "config.json"), "utf8")));
+  return {
+    dir,
+    contentHash: await sha256File(join(dir, "model.safetensors")),
+    maxPositionEmbeddings: cfg.maxPositionEmbeddings,
+  };
+}
+
+/** The factory's parts: jobs (API side), the runner (training side), the gateway client. */
+export interface Factory {
+  jobs: FineTuningJobs;
+  runner: JobRunner;
+  gateway: GatewayClient;
+  base(): Promise<BaseModelInfo>;
+}
+
+declare module "fastify" {
+  interface FastifyInstance {
+    factory: Factory;
+  }
+}
+
+export const factoryPlugin = fp<{ config: FactoryConfig }>(
+  async (app: FastifyInstance, { config }) => {
+    const gateway = new GatewayClient(config.FACTORY_GATEWAY_URL);
+    let loading: Promise<BaseModelInfo> | undefined;
+    const base = () => {
+      loading ??= loadBaseModelInfo(config).catch((err) => {
+        loading = undefined;
+        throw err;
+      });
+      return loading;
+    };
+    const log = app.log.child({ component: "factory" });
+    const jobs = new FineTuningJobs(config, app.db, app.producer, gateway, base, log);
+    const runner = new JobRunner(
+      config,
+      app.db,
+      jobs,
+      gateway,
+      base,
+      repoPath(config.FACTORY_DATA_DIR),
+      `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+      (start) => new TrainingProcess(start),
+      app.background.signal,
+      log,
+    );
+    app.decorate("factory", { jobs, runner, gateway, base });
+    // Jobs whose runner went away (shutdown mid-run, a crash past BullMQ's stall limit, a queue that
+    // refused the job) resume from their last checkpoint.
+    app.background.every("resume abandoned fine-tuning jobs", config.FACTORY_RESUME_SWEEP_MS, () =>
+      jobs.resumeAbandoned(),
+    );
+    // Hash the weights now, not on the first request.
+    await base().catch((err) => log.warn({ err }, "base model not readable yet"));
+  },
+  { name: "factory" },
+);
