@@ -374,7 +374,9 @@ export const platformEnv = baseEnv.extend({
     .string()
     .default("datanets,attribution,gateway,settlement,factory,explorer")
     .transform((v) => v.split(",").map((s) => s.trim()))
-    .pipe(z.array(z.enum(["datanets", "attribution", "gateway", "settlement", "factory", "explorer"])).min(1)),
+    .pipe(
+      z.array(z.enum(["datanets", "attribution", "gateway", "settlement", "factory", "explorer"])).min(1),
+    ),
   /** A crashed service is restarted after this long, doubled after each crash up to
    *  PLATFORM_RESTART_MAX_MS, and back to this once it has stayed up for a minute. */
   PLATFORM_RESTART_MS: z.coerce.number().int().min(0).default(1000),
