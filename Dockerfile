@@ -1,10 +1,15 @@
 # One image for every OpenLedger process; docker-compose picks the command per service.
+# Every process runs its TypeScript source through tsx and the chain/deploy jobs use Hardhat, so the
+# image installs the devDependencies explicitly (`--include=dev`; NODE_ENV=production alone would
+# leave out tsx and hardhat and every command would fail). scripts/dockerfile-replay.test.ts replays
+# these steps with this ENV in a fresh copy of the tree and starts each compose service's command.
 FROM node:20-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PRISMA_SCHEMA_ENGINE_BINARY=/bin/true \
-    HARDHAT_DISABLE_TELEMETRY_PROMPT=true
+    HARDHAT_DISABLE_TELEMETRY_PROMPT=true \
+    OPENLEDGER_HOME=/data/cli
 COPY package.json package-lock.json .npmrc ./
 COPY apps ./apps
 COPY packages ./packages
@@ -13,6 +18,7 @@ COPY bench ./bench
 COPY prisma ./prisma
 COPY prisma.config.ts tsconfig.base.json tsconfig.json ./
 COPY scripts ./scripts
-RUN npm ci --no-audit --no-fund && node scripts/prepare.mjs
+RUN npm ci --include=dev --no-audit --no-fund && node scripts/prepare.mjs
+# What must survive a restart lives under /data: named volumes in docker-compose.yml.
 EXPOSE 4001 4002 4003 4004 4005 8545
 CMD ["node", "--import", "tsx", "apps/gateway/src/server.ts"]

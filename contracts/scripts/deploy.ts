@@ -16,6 +16,7 @@ import {
   type DeployProfile,
   defaultAddressesPath,
   deployPlatform,
+  loadAddresses,
   type PlatformParamsInput,
 } from "@openledger/chain";
 import { localAccounts, USER_FUNDING } from "@openledger/chain/testing";
@@ -49,6 +50,18 @@ async function main(): Promise<void> {
   if (env.WITHDRAWAL_DELAY) params.withdrawalDelay = Number(env.WITHDRAWAL_DELAY);
   if (env.UNBONDING_PERIOD) params.unbondingPeriod = Number(env.UNBONDING_PERIOD);
   const outFile = env.ADDRESSES_FILE ?? defaultAddressesPath(chainId);
+  // Compose runs this job at every `up`: a chain that still holds the deployment the addresses file
+  // names keeps it (redeploying would orphan the database's rows). A new, empty chain gets a new one.
+  if (env.SKIP_IF_DEPLOYED === "true") {
+    const existing = await loadAddresses(outFile).catch(() => undefined);
+    const code = existing
+      ? await createPublicClient({ transport: http(rpcUrl) }).getCode({ address: existing.contracts.OpenToken })
+      : undefined;
+    if (existing && existing.chainId === chainId && code && code !== "0x") {
+      console.error(`the contracts of ${outFile} are deployed on chain ${chainId}: kept`);
+      return;
+    }
+  }
 
   const addresses = await deployPlatform({
     rpcUrl,
