@@ -34,7 +34,8 @@ export async function chainIdentity(rpcUrl: string, a: PlatformAddresses): Promi
     `0x${BigInt(a.deployedAtBlock).toString(16)}`,
     false,
   ]);
-  if (!block) throw new Error(`the chain has no block ${a.deployedAtBlock}: the addresses file is not from this chain`);
+  if (!block)
+    throw new Error(`the chain has no block ${a.deployedAtBlock}: the addresses file is not from this chain`);
   return { chainId: a.chainId, token: a.contracts.OpenToken.toLowerCase(), deployBlockHash: block.hash };
 }
 
@@ -66,11 +67,10 @@ async function writeBinding(databaseUrl: string, id: ChainIdentity): Promise<voi
       `CREATE TABLE IF NOT EXISTS "${t.schema}"._openledger_chain (chain_id integer NOT NULL, token text NOT NULL, deploy_block_hash text NOT NULL, bound_at timestamptz NOT NULL DEFAULT now())`,
     );
     await c.query(`DELETE FROM "${t.schema}"._openledger_chain`);
-    await c.query(`INSERT INTO "${t.schema}"._openledger_chain (chain_id, token, deploy_block_hash) VALUES ($1, $2, $3)`, [
-      id.chainId,
-      id.token,
-      id.deployBlockHash,
-    ]);
+    await c.query(
+      `INSERT INTO "${t.schema}"._openledger_chain (chain_id, token, deploy_block_hash) VALUES ($1, $2, $3)`,
+      [id.chainId, id.token, id.deployBlockHash],
+    );
     await c.query("COMMIT");
   } catch (err) {
     await c.query("ROLLBACK").catch(() => {});
@@ -110,9 +110,19 @@ export async function bindAndMigrate(opts: {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const config = loadConfig("platform", platformEnv) as { DATABASE_URL: string; CHAIN_RPC_URL: string; CHAIN_ADDRESSES_FILE?: string };
+  const config = loadConfig("platform", platformEnv) as {
+    DATABASE_URL: string;
+    CHAIN_RPC_URL: string;
+    CHAIN_ADDRESSES_FILE?: string;
+  };
   const file = config.CHAIN_ADDRESSES_FILE;
   if (!file) throw new Error("CHAIN_ADDRESSES_FILE is required (the deploy job writes it)");
-  const log = (msg: string, fields?: object) => process.stdout.write(`${JSON.stringify({ msg, ...fields })}\n`);
-  await bindAndMigrate({ databaseUrl: config.DATABASE_URL, rpcUrl: config.CHAIN_RPC_URL, addresses: await loadAddresses(file), log });
+  const log = (msg: string, fields?: object) =>
+    process.stdout.write(`${JSON.stringify({ msg, ...fields })}\n`);
+  await bindAndMigrate({
+    databaseUrl: config.DATABASE_URL,
+    rpcUrl: config.CHAIN_RPC_URL,
+    addresses: await loadAddresses(file),
+    log,
+  });
 }

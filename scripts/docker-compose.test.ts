@@ -76,7 +76,10 @@ test("one-off jobs call scripts that exist", () => {
   const contracts = JSON.parse(readFileSync(path.join(ROOT, "contracts", "package.json"), "utf8"));
   assert.deepEqual(compose.services.migrate.command, ["node", "--import", "tsx", "scripts/compose-setup.ts"]);
   assert.ok(existsSync(path.join(ROOT, "scripts", "compose-setup.ts")));
-  assert.ok(compose.services.migrate.depends_on.deploy, "the database is bound to the deployment the deploy job made");
+  assert.ok(
+    compose.services.migrate.depends_on.deploy,
+    "the database is bound to the deployment the deploy job made",
+  );
   assert.deepEqual(compose.services.deploy.command, ["npm", "run", "deploy", "-w", "@openledger/contracts"]);
   assert.ok(contracts.scripts.deploy);
   const deployScript = readFileSync(path.join(ROOT, "contracts", "scripts", "deploy.ts"), "utf8");
@@ -108,7 +111,9 @@ test("what must survive a restart is on named volumes", () => {
   const mounts = (svc: { volumes?: string[] }) =>
     (svc.volumes ?? []).map((v) => ({ volume: v.split(":")[0]!, path: v.split(":")[1]! }));
   const onVolume = (svc: { volumes?: string[] }, p: string) =>
-    mounts(svc).some((m) => m.volume in (compose.volumes ?? {}) && (p === m.path || p.startsWith(`${m.path}/`)));
+    mounts(svc).some(
+      (m) => m.volume in (compose.volumes ?? {}) && (p === m.path || p.startsWith(`${m.path}/`)),
+    );
   assert.ok(onVolume(compose.services.postgres, "/var/lib/postgresql/data"), "Postgres data");
   assert.ok(onVolume(compose.services.redis, "/data"), "Redis append-only file (queued jobs)");
   for (const app of APPS) {
@@ -118,5 +123,9 @@ test("what must survive a restart is on named volumes", () => {
   }
   assert.ok(onVolume(compose.services.deploy, compose.services.deploy.environment.ADDRESSES_FILE));
   assert.ok(onVolume(compose.services.migrate, envExample.CHAIN_ADDRESSES_FILE!));
-  assert.equal(compose.services.deploy.environment.SKIP_IF_DEPLOYED, "true", "a running chain keeps its deployment");
+  assert.equal(
+    compose.services.deploy.environment.SKIP_IF_DEPLOYED,
+    "true",
+    "a running chain keeps its deployment",
+  );
 });

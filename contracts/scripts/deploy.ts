@@ -55,7 +55,9 @@ async function main(): Promise<void> {
   if (env.SKIP_IF_DEPLOYED === "true") {
     const existing = await loadAddresses(outFile).catch(() => undefined);
     const code = existing
-      ? await createPublicClient({ transport: http(rpcUrl) }).getCode({ address: existing.contracts.OpenToken })
+      ? await createPublicClient({ transport: http(rpcUrl) }).getCode({
+          address: existing.contracts.OpenToken,
+        })
       : undefined;
     if (existing && existing.chainId === chainId && code && code !== "0x") {
       console.error(`the contracts of ${outFile} are deployed on chain ${chainId}: kept`);
