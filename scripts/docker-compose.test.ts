@@ -72,7 +72,6 @@ test("crashed services, Postgres and Redis are restarted; the in-memory dev chai
 });
 
 test("one-off jobs call scripts that exist", () => {
-  const root = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8"));
   const contracts = JSON.parse(readFileSync(path.join(ROOT, "contracts", "package.json"), "utf8"));
   assert.deepEqual(compose.services.migrate.command, ["node", "--import", "tsx", "scripts/compose-setup.ts"]);
   assert.ok(existsSync(path.join(ROOT, "scripts", "compose-setup.ts")));
