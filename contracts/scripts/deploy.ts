@@ -16,6 +16,7 @@ import {
   type DeployProfile,
   defaultAddressesPath,
   deployPlatform,
+  devProfileNotice,
   loadAddresses,
   type PlatformParamsInput,
 } from "@openledger/chain";
