@@ -22,6 +22,7 @@
  *
  *   npm run drill -- [--json] [--concurrency 6] [--accounts 6] [--outage-s 15] [--freeze-s 20]
  *                    [--baseline-s 20] [--port-base N] [--database-url postgresql://…/db] [--keep]
+ *                    [--only redis-kill,chain-freeze]
  *
  * A program like the benches, not a test (it runs for minutes); its latest output is in
  * bench/RESULTS.md. Progress goes to stderr, the JSON object (with --json) to stdout.
@@ -55,6 +56,8 @@ const OUTAGE_MS = Number(arg("--outage-s") ?? 15) * 1000;
 const FREEZE_MS = Number(arg("--freeze-s") ?? 20) * 1000;
 const BASELINE_MS = Number(arg("--baseline-s") ?? 20) * 1000;
 const PORT_BASE = arg("--port-base");
+/** Run only these faults (comma-separated names); default all four. */
+const ONLY = arg("--only")?.split(",");
 const DATABASE = arg("--database-url") ?? "postgresql://postgres@127.0.0.1:5432/openledger_drill";
 const CHAIN_REQUEST_TIMEOUT_MS = 2500;
 const ADMIN_TOKEN = "drill-admin-token-0123456789";
@@ -73,6 +76,7 @@ const ports = {
   attribution: await port(3),
   gateway: await port(4),
   settlement: await port(5),
+  explorer: await port(6),
 };
 const url = (s: "datanets" | "attribution" | "gateway" | "settlement") => `http://127.0.0.1:${ports[s]}`;
 const work = await mkdtemp(path.join(tmpdir(), "openledger-drill-"));
@@ -96,6 +100,7 @@ const env: Record<string, string> = {
   ATTRIBUTION_PORT: String(ports.attribution),
   GATEWAY_PORT: String(ports.gateway),
   SETTLEMENT_PORT: String(ports.settlement),
+  EXPLORER_PORT: String(ports.explorer),
   LOG_LEVEL: "warn",
   LOG_FORMAT: "json",
   PLATFORM_RESTART_MS: "500",
@@ -235,8 +240,10 @@ interface Sent {
   status: number | "error";
   stream: boolean;
   id: string | undefined;
-  /** Tokens the client received (the tiny model's tokens are UTF-8 bytes). */
+  /** Tokens the client was told it received (non-streamed: usage; streamed: pieces of text). */
   received: number;
+  /** The text the client received. */
+  text: string;
   done: boolean;
 }
 const sent: Sent[] = [];
@@ -248,7 +255,16 @@ async function chat(
   onChunk?: (n: number) => void,
 ): Promise<Sent> {
   const started = Date.now();
-  const s: Sent = { started, waitMs: 0, status: "error", stream, id: undefined, received: 0, done: false };
+  const s: Sent = {
+    started,
+    waitMs: 0,
+    status: "error",
+    stream,
+    id: undefined,
+    received: 0,
+    text: "",
+    done: false,
+  };
   try {
     const res = await fetch(`${url("gateway")}/v1/chat/completions`, {
       method: "POST",
@@ -265,8 +281,14 @@ async function chat(
     s.status = res.status;
     s.id = res.headers.get("x-openledger-inference-id") ?? undefined;
     if (!stream) {
-      const body = (await res.json()) as { usage?: { completion_tokens: number } };
-      if (res.status === 200) s.received = body.usage?.completion_tokens ?? 0;
+      const body = (await res.json()) as {
+        usage?: { completion_tokens: number };
+        choices?: { message?: { content?: string } }[];
+      };
+      if (res.status === 200) {
+        s.received = body.usage?.completion_tokens ?? 0;
+        s.text = body.choices?.[0]?.message?.content ?? "";
+      }
       s.done = res.status === 200;
     } else if (res.body) {
       let buffer = "";
@@ -286,7 +308,8 @@ async function chat(
               const delta = (JSON.parse(data) as { choices?: { delta?: { content?: string } }[] })
                 .choices?.[0]?.delta?.content;
               if (delta) {
-                s.received += Buffer.byteLength(delta);
+                s.received += 1;
+                s.text += delta;
                 onChunk?.(++chunks);
               }
             }
@@ -357,6 +380,7 @@ await sleep(BASELINE_MS);
 log(`baseline: ${sent.filter((s) => s.status === 200).length} answers`);
 
 async function fault(name: string, inject: (w: Window) => Promise<void>): Promise<void> {
+  if (ONLY && !ONLY.includes(name)) return;
   const w: Window = { name, start: Date.now(), end: 0, extraWaits: [], extra: [], recoveredInSec: null };
   log(`fault: ${name}`);
   await inject(w);
@@ -454,12 +478,27 @@ const all = [...sent, ...windows.flatMap((w) => w.extra)];
 const ids = all.filter((s) => s.id).map((s) => s.id!);
 const rows = new Map(
   (
-    await db.$queryRawUnsafe<{ id: string; output_tokens: number }[]>(
-      `SELECT id::text AS id, output_tokens FROM inferences WHERE id = ANY($1::uuid[])`,
+    await db.$queryRawUnsafe<{ id: string; output_tokens: number; output: string }[]>(
+      `SELECT id::text AS id, output_tokens, output FROM inferences WHERE id = ANY($1::uuid[])`,
       ids,
     )
-  ).map((r) => [r.id, r.output_tokens]),
+  ).map((r) => [r.id, r]),
 );
+
+/**
+ * Tokens the client received that its inference row does not bill. Not streamed: the usage it was
+ * told beyond the row's output tokens. Streamed (cut or not): the received text must be a prefix of
+ * the billed output (what was sent was written first); anything beyond the common prefix counts, in
+ * bytes (the tiny model's tokens are bytes).
+ */
+function unbilled(s: Sent): number {
+  const row = s.id ? rows.get(s.id) : undefined;
+  if (!s.stream) return Math.max(0, s.received - (row?.output_tokens ?? 0));
+  const billed = row?.output ?? "";
+  let common = 0;
+  while (common < s.text.length && common < billed.length && s.text[common] === billed[common]) common++;
+  return Buffer.byteLength(s.text.slice(common));
+}
 
 /** Inferences recorded, settled or entered in the ledger more than once. */
 async function doubledOf(list: string[]): Promise<number> {
@@ -496,10 +535,19 @@ for (const w of windows) {
   const during = [...inWindow(w), ...w.extra];
   const delivered = during.filter((s) => s.status === 200 && (s.received > 0 || s.done));
   const lost = delivered.filter((s) => !s.id || !rows.has(s.id)).length;
-  const unbilledTokens = delivered.reduce((sum, s) => {
-    const billed = s.id ? (rows.get(s.id) ?? 0) : 0;
-    return sum + Math.max(0, s.received - billed);
-  }, 0);
+  const unbilledTokens = delivered.reduce((sum, s) => sum + unbilled(s), 0);
+  const offenders = delivered
+    .filter((s) => !s.id || !rows.has(s.id) || unbilled(s) > 0)
+    .slice(0, 5)
+    .map((s) => ({
+      id: s.id ?? null,
+      stream: s.stream,
+      done: s.done,
+      received: s.text,
+      billed: s.id ? (rows.get(s.id)?.output ?? null) : null,
+      billedTokens: s.id ? (rows.get(s.id)?.output_tokens ?? null) : null,
+    }));
+  if (offenders.length) log(`  ${w.name}: not billed as received: ${JSON.stringify(offenders)}`);
   const waits = [...during.map((s) => s.waitMs), ...w.extraWaits];
   faults.push({
     name: w.name,
