@@ -34,8 +34,13 @@ describe("constructors and deployment", () => {
       hre.viem.deployContract("Staking", [token.address, me, 0, me, 366n * 86400n, 0, 0n]),
       "UnbondingPeriodTooLong",
     );
+    // A slash must be able to run before an offender's unbonding ends: the window has to be shorter.
     await expectRevert(
-      hre.viem.deployContract("Staking", [token.address, me, 0, me, 0n, 5_001, 0n]),
+      hre.viem.deployContract("Staking", [token.address, me, 0, me, 0n, 0, 0n]),
+      "DisputeWindowNotShorterThanUnbonding",
+    );
+    await expectRevert(
+      hre.viem.deployContract("Staking", [token.address, me, 0, me, 1n, 5_001, 0n]),
       "ReporterCutTooHigh",
     );
     await expectRevert(
