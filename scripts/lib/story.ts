@@ -78,6 +78,8 @@ export interface Check {
 export interface InferenceFigures {
   id: string;
   model: string;
+  /** How validators attribute it: span matching (adapters) or influence (the small model). */
+  path: "span" | "influence";
   inputTokens: number;
   outputTokens: number;
   feeWei: bigint;
@@ -96,6 +98,8 @@ export interface StoryResult {
   datanetId: string | null;
   /** What this run's journals credit each contributor (by attribution weight), wei. */
   contributorEarnings: { address: string; amountWei: bigint }[];
+  /** The same, summed by attribution path: adapters' answers (span) and the small model's (influence). */
+  contributorEarningsWei: { span: bigint; influence: bigint };
   /** The fee split on chain (governance's) that this run's settlements were checked against. */
   feeSplitBps?: SplitBps;
 }
@@ -228,6 +232,7 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
     totalFeesWei: 0n,
     datanetId: null,
     contributorEarnings: [],
+    contributorEarningsWei: { span: 0n, influence: 0n },
   };
   const ctx: StoryContext = { platform, result, log };
   const check = (name: string, ok: boolean, detail: string) => {
@@ -757,6 +762,7 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
     result.inferences.push({
       id,
       model: adapterId,
+      path: "span",
       inputTokens: usage.prompt_tokens,
       outputTokens: usage.completion_tokens,
       feeWei: 0n,
@@ -792,6 +798,7 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
     result.inferences.push({
       id,
       model: smallId,
+      path: "influence",
       inputTokens: usage.prompt_tokens,
       outputTokens: usage.completion_tokens,
       feeWei: 0n,
@@ -955,6 +962,7 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
       if (e.account.startsWith("contributor:")) {
         const addr = e.account.slice("contributor:".length).toLowerCase();
         perContributor.set(addr, (perContributor.get(addr) ?? 0n) + e.amountWei);
+        result.contributorEarningsWei[inf.path] += e.amountWei;
       }
   result.contributorEarnings = [...perContributor]
     .map(([address, amountWei]) => ({ address, amountWei }))
@@ -962,7 +970,7 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
   log(
     `  contributors earned: ${
       result.contributorEarnings.map((e) => `${who(e.address)} ${e.amountWei} wei`).join(", ") || "nothing"
-    }`,
+    } (span path ${result.contributorEarningsWei.span} wei, influence path ${result.contributorEarningsWei.influence} wei)`,
   );
   check(
     "contributors earned from the small model's inferences (positive influence)",
