@@ -165,7 +165,10 @@ test("stopped and killed mid-run, a job resumes from its checkpoints and ends bi
   assert.equal(resumes.length, 2);
   const second = Number(/step (\d+)/.exec(resumes[1]!.message)![1]);
   assert.ok(second % 50 === 0, `resumed at a checkpoint (${second})`);
-  assert.ok(second >= lastCheckpoint, `resumed at ${second}, not before the last reported checkpoint ${lastCheckpoint}`);
+  assert.ok(
+    second >= lastCheckpoint,
+    `resumed at ${second}, not before the last reported checkpoint ${lastCheckpoint}`,
+  );
   assert.ok(second > resumedAt, `the crash resume (${second}) is past the first resume (${resumedAt})`);
   assert.equal(finished.step, finished.totalSteps);
 
