@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { platformEnv, SERVICE_ENVS } from "@openledger/config";
+import { EXPOSED_REQUIRES, platformEnv, SERVICE_ENVS } from "@openledger/config";
 import { parse } from "yaml";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -52,7 +52,7 @@ test("each app service runs its own server entry on its configured port and chec
     assert.ok(existsSync(path.join(ROOT, entry)), `${entry} does not exist`);
     const defaultPort = SERVICE_ENVS[app].parse({})[PORT_VAR[app] as never] as number;
     assert.equal(Number(envExample[PORT_VAR[app]]), defaultPort, `${PORT_VAR[app]} in .env.example`);
-    assert.deepEqual(svc.ports, [`${defaultPort}:${defaultPort}`]);
+    assert.deepEqual(svc.ports, [`127.0.0.1:${defaultPort}:${defaultPort}`], "published on loopback only");
     assert.match(svc.healthcheck.test.join(" "), new RegExp(`127\\.0\\.0\\.1:${defaultPort}/readyz`));
     assert.equal(svc.env_file, ".env");
     assert.equal(svc.image, compose.services.chain.image, "one image for every process");
@@ -100,7 +100,7 @@ test(".env.example names exactly the variables the code reads, with values the s
   }
   // Variables interpolated in the compose file exist too.
   const text = readFileSync(path.join(ROOT, "docker-compose.yml"), "utf8");
-  for (const match of text.matchAll(/\$\{([A-Z_]+)(:-[^}]*)?\}/g)) {
+  for (const match of text.matchAll(/\$\{([A-Z_]+)(:[-?][^}]*)?\}/g)) {
     const name = match[1]!;
     assert.ok(name in envExample, `docker-compose.yml uses \${${name}} but .env.example does not set it`);
   }
@@ -127,4 +127,23 @@ test("what must survive a restart is on named volumes", () => {
     "true",
     "a running chain keeps its deployment",
   );
+});
+
+test("safe when exposed: containers bind 0.0.0.0, so compose requires every token the services require off loopback; every port (the Hardhat node's too) is published on 127.0.0.1 only", () => {
+  // Before: HOST=0.0.0.0, an empty admin token, and every port (8545 with Hardhat's public keys
+  // included) published on all interfaces.
+  assert.equal(envExample.HOST, "0.0.0.0", "inside the containers");
+  for (const app of APPS) {
+    const environment = compose.services[app].environment ?? {};
+    for (const { variable } of EXPOSED_REQUIRES[app]) {
+      assert.match(
+        String(environment[variable]),
+        new RegExp(`^\\$\\{${variable}:\\?`),
+        `${app}: compose refuses to start without ${variable}`,
+      );
+      assert.equal(envExample[variable], "", `.env.example ships no value for ${variable} (a known secret)`);
+    }
+  }
+  for (const [name, svc] of Object.entries(compose.services) as [string, { ports?: string[] }][])
+    for (const p of svc.ports ?? []) assert.match(p, /^127\.0\.0\.1:/, `${name} publishes ${p}`);
 });

@@ -394,3 +394,28 @@ export const SERVICE_ENVS = {
   factory: factoryEnv,
 } as const;
 export type ServiceName = keyof typeof SERVICE_ENVS;
+
+/**
+ * Variables a service must have set before it listens on a HOST that is not loopback: service-kit's
+ * `buildService` refuses to start without them (`assertSafeExposure`), and docker-compose.yml (whose
+ * containers bind 0.0.0.0) requires them. On 127.0.0.1 (`npm start`, tests) they may stay unset.
+ */
+export const EXPOSED_REQUIRES: {
+  readonly [S in ServiceName]: readonly {
+    readonly variable: keyof z.output<(typeof SERVICE_ENVS)[S]> & string;
+    /** What it protects, for the refusal's message. */
+    readonly guards: string;
+  }[];
+} = {
+  datanets: [],
+  attribution: [],
+  gateway: [],
+  settlement: [
+    {
+      variable: "SETTLEMENT_ADMIN_TOKEN",
+      guards: "the operator's routes (POST /v1/writeoffs, /v1/epochs/close, /v1/reconcile, …)",
+    },
+  ],
+  explorer: [],
+  factory: [],
+};

@@ -3,6 +3,7 @@ export { bearerMatches } from "./auth.ts";
 export { Background, type BackgroundJobs, type BackgroundTimer } from "./background.ts";
 export { type ChainRoles, chainPlugin, createServiceChain, ServiceChain } from "./chain.ts";
 export { type ErrorReply, registerErrorHandler, toErrorReply } from "./error-handler.ts";
+export { assertSafeExposure, isLoopbackHost } from "./exposure.ts";
 export {
   type DependencyCheck,
   type Readiness,

@@ -1,4 +1,4 @@
-import type { BaseConfig } from "@openledger/config";
+import { type BaseConfig, ConfigError } from "@openledger/config";
 import type { QueueName } from "@openledger/queue";
 import closeWithGrace from "close-with-grace";
 import { buildService, type ServiceDefinition } from "./service.ts";
@@ -13,7 +13,17 @@ export async function runService<C extends BaseConfig, Q extends QueueName>(
   port: number,
   graceMs = 10_000,
 ): Promise<void> {
-  const app = await buildService(def, config);
+  let app: Awaited<ReturnType<typeof buildService>>;
+  try {
+    app = await buildService(def, config);
+  } catch (err) {
+    // A refusal to start (e.g. exposed without its tokens) is a message for the operator, not a stack.
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(78); // EX_CONFIG, as loadConfig
+    }
+    throw err;
+  }
   const closer = closeWithGrace({ delay: graceMs }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, "closing after an uncaught error");
     else app.log.info({ signal }, "shutting down");

@@ -18,6 +18,7 @@ import {
 import { Background, type BackgroundJobs } from "./background.ts";
 import { type ChainRoles, chainPlugin } from "./chain.ts";
 import { registerErrorHandler } from "./error-handler.ts";
+import { assertSafeExposure } from "./exposure.ts";
 import { type DependencyCheck, type Readiness, registerHealthRoutes, standardChecks } from "./health.ts";
 import { infraPlugin } from "./infra.ts";
 import { registerMetrics } from "./metrics.ts";
@@ -82,6 +83,8 @@ export async function buildService<C extends BaseConfig, Q extends QueueName>(
   config: C,
   options: BuildOptions = {},
 ): Promise<App> {
+  // Before anything connects: a service exposed without its tokens does not start at all.
+  const exposureWarnings = assertSafeExposure(def.name, config);
   const logger =
     options.logger ??
     createLogger({
@@ -102,6 +105,7 @@ export async function buildService<C extends BaseConfig, Q extends QueueName>(
     // /readyz, not this timeout, is what tells an orchestrator the service is up.
     pluginTimeout: 120_000,
   }).withTypeProvider<ZodTypeProvider>();
+  for (const warning of exposureWarnings) app.log.warn({ host: config.HOST }, warning);
   app.addHook("onResponse", async (request, reply) => {
     if (isPoll(request.url))
       request.log.debug({ url: request.url, statusCode: reply.statusCode, ms: reply.elapsedTime }, "poll");
