@@ -1,28 +1,15 @@
+import { Address, ErrorBody, Uuid } from "@openledger/service-kit";
 import { z } from "zod";
 
 /** Shared zod schemas of the datanets API (they become the OpenAPI document at /docs). */
 
-export const Address = z
-  .string()
-  .regex(/^0x[0-9a-fA-F]{40}$/, "0x + 40 hex digits")
-  .transform((a) => a.toLowerCase())
-  .describe("EVM address (answers use lower case)");
-export const Uuid = z.uuid();
+export { Address, ErrorBody, Uuid };
+
 export const Wei = z
   .string()
   .regex(/^\d+$/, "an integer amount of wei")
   .describe("Amount in wei of OPEN (decimal string)");
 export const IdParams = z.object({ id: Uuid.describe("Datanet id") });
-
-export const ErrorBody = z
-  .object({
-    error: z.object({
-      code: z.string().describe("Machine-readable code, e.g. INSUFFICIENT_STAKE, MALFORMED_JSONL"),
-      message: z.string(),
-      details: z.unknown().optional(),
-    }),
-  })
-  .describe("Every error: { error: { code, message } }");
 
 export const ChainIntentView = z.object({
   id: Uuid,

@@ -1,15 +1,6 @@
 import { z } from "zod";
 
-export const ErrorBody = z
-  .object({
-    error: z.object({
-      code: z.string().describe("Stable error code, e.g. NOT_FOUND, CONFLICT, VALIDATION_FAILED"),
-      message: z.string().describe("What went wrong, for humans"),
-    }),
-  })
-  .describe("The one error shape of every OpenLedger service");
-
-export const Uuid = z.uuid();
+export { ErrorBody, Uuid } from "@openledger/service-kit";
 
 export const ContributorWeight = z.object({
   contributorAddress: z.string().describe("Contributor wallet (lower-case 0x address)"),

@@ -1,4 +1,5 @@
 import { AppError } from "@openledger/errors";
+import { ErrorBody } from "@openledger/service-kit";
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
@@ -33,7 +34,6 @@ const CatalogModel = z.object({
     .describe("The datanet versions it was trained on (its attribution sources)"),
   createdAt: z.string(),
 });
-const ErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
 
 const INCLUDE = {
   trainingVersions: {

@@ -1,6 +1,7 @@
 import { rewardDistributorAbi } from "@openledger/chain";
 import type { SettlementConfig } from "@openledger/config";
 import { AppError } from "@openledger/errors";
+import { Address, ErrorBody, Wei } from "@openledger/service-kit";
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import type { Address as ChainAddress } from "viem";
@@ -11,12 +12,6 @@ import { readEpoch } from "../lib/epochs.ts";
 // fees went, what an account earned and from what, a model's usage, a datanet's earners. Every amount
 // is summed by Postgres over the settlement journals (numeric, exact) and sent as a decimal string.
 
-const ErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
-const Address = z
-  .string()
-  .regex(/^0x[0-9a-fA-F]{40}$/, "0x + 40 hex digits")
-  .transform((a) => a.toLowerCase());
-const Wei = z.string().describe("wei of OPEN, decimal string");
 const ROLES = ["treasury", "validator", "model_owner", "contributor"] as const;
 const Role = z
   .enum(ROLES)

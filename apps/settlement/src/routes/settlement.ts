@@ -1,6 +1,6 @@
 import type { SettlementConfig } from "@openledger/config";
 import { AppError } from "@openledger/errors";
-import { bearerMatches } from "@openledger/service-kit";
+import { Address, bearerMatches, ErrorBody, Wei } from "@openledger/service-kit";
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
@@ -15,13 +15,6 @@ import {
 } from "../lib/epochs.ts";
 import { IntentRejectedError } from "../lib/intents.ts";
 import { WRITEOFF_COLUMNS, type WriteoffRow, writeOff } from "../lib/writeoffs.ts";
-
-const ErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
-const Address = z
-  .string()
-  .regex(/^0x[0-9a-fA-F]{40}$/, "0x + 40 hex digits")
-  .transform((a) => a.toLowerCase());
-const Wei = z.string().describe("wei of OPEN, decimal string");
 
 const EpochOut = z.object({
   id: z.number().int(),
