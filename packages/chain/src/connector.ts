@@ -149,6 +149,24 @@ export function assertProfileFits(
   }
 }
 
+/**
+ * A validator is an operator with exactly one key: a process holding several would sign as several
+ * validators and could meet the quorum alone. More than one key is refused on any chain but a local
+ * dev deployment (where tests may play several validators in one process).
+ */
+export function assertValidatorKeyCount(
+  count: number,
+  variable: string,
+  chainId: number,
+  deployment?: Pick<PlatformAddresses, "profile">,
+): void {
+  if (count <= 1) return;
+  if (LOCAL_CHAIN_IDS.has(chainId) && deployment?.profile !== "production") return;
+  throw new ChainConfigError(
+    `${variable} holds ${count} validator keys on chain ${chainId}: a validator process signs with exactly one key (run one process per validator)`,
+  );
+}
+
 export class ChainConfigError extends Error {
   constructor(message: string) {
     super(message);
@@ -400,6 +418,12 @@ export class ChainConnector {
       seen.add(account.address.toLowerCase());
       validators.push(account);
     }
+    assertValidatorKeyCount(
+      validators.length,
+      this.options.validators?.variable ?? "validator keys",
+      chainId,
+      addresses,
+    );
 
     const signerOf = (role: SignerRole): { wallet: ChainWalletClient; queue: SigningQueue } => {
       const found = wallets.get(role);

@@ -11,3 +11,4 @@ export * from "./role-audit.ts";
 export * from "./roles.ts";
 export * from "./timelock.ts";
 export * from "./typed-data.ts";
+export * from "./validator-set.ts";

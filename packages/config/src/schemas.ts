@@ -44,10 +44,6 @@ export const baseEnv = z.object({
    *  (31337/1337). `production`: every key must be configured; nothing falls back. `npm start`,
    *  the demo and the tests set `dev` explicitly. */
   CHAIN_PROFILE: z.enum(["dev", "production"]).default("production"),
-  /** Validators that must sign identical attribution results before an inference settles: the
-   *  attribution service hands an inference to settlement when this many agree, and settlement
-   *  checks it again (signatures, validator set) before paying by that result. */
-  SETTLEMENT_ATTRIBUTION_QUORUM: z.coerce.number().int().min(1).max(64).default(2),
 });
 
 export type BaseConfig = z.output<typeof baseEnv>;

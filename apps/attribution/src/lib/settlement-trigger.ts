@@ -1,3 +1,4 @@
+import type { ValidatorQuorum } from "@openledger/chain";
 import type { Db } from "@openledger/db";
 import type { Producer } from "@openledger/queue";
 
@@ -14,19 +15,33 @@ import type { Producer } from "@openledger/queue";
 export interface SettlementHandOff {
   db: Db;
   producer: Pick<Producer, "enqueue">;
-  /** SETTLEMENT_ATTRIBUTION_QUORUM: validators that must agree byte for byte. */
-  quorum: number;
+  /** The distributor's quorum now (packages/chain `readValidatorQuorum`): a fraction of the active set. */
+  quorum: () => Promise<Pick<ValidatorQuorum, "need" | "active">>;
 }
 
-/** Whether at least `quorum` distinct validators stored results with one and the same hash. */
-export async function quorumReached(db: Db, inferenceId: string, quorum: number): Promise<boolean> {
-  const [top] = await db.$queryRawUnsafe<{ agreeing: number }[]>(
-    `SELECT count(DISTINCT lower(validator_address))::int AS agreeing
-       FROM attribution_results WHERE inference_id = $1::uuid
-      GROUP BY lower(result_hash) ORDER BY agreeing DESC LIMIT 1`,
+/**
+ * Whether at least `need` (>= 1) distinct ACTIVE validators stored results with one and the same hash
+ * (results of validators outside the active set do not count, as in settlement).
+ */
+export async function quorumReached(
+  db: Db,
+  inferenceId: string,
+  quorum: Pick<ValidatorQuorum, "need" | "active">,
+): Promise<boolean> {
+  if (quorum.need === 0) return false;
+  const rows = await db.$queryRawUnsafe<{ hash: string; validator: string }[]>(
+    `SELECT DISTINCT lower(result_hash) AS hash, lower(validator_address) AS validator
+       FROM attribution_results WHERE inference_id = $1::uuid`,
     inferenceId,
   );
-  return (top?.agreeing ?? 0) >= quorum;
+  const byHash = new Map<string, number>();
+  for (const r of rows) {
+    if (!quorum.active.has(r.validator)) continue;
+    const n = (byHash.get(r.hash) ?? 0) + 1;
+    if (n >= quorum.need) return true;
+    byHash.set(r.hash, n);
+  }
+  return false;
 }
 
 /**
@@ -40,7 +55,7 @@ export async function handToSettlement(
   inferenceId: string,
   reason: "attributed" | "not-attributable",
 ): Promise<boolean> {
-  if (reason === "attributed" && !(await quorumReached(h.db, inferenceId, h.quorum))) return false;
+  if (reason === "attributed" && !(await quorumReached(h.db, inferenceId, await h.quorum()))) return false;
   await h.producer.enqueue("inference.completed", { inferenceId });
   return true;
 }

@@ -1,10 +1,11 @@
+import { readValidatorQuorum } from "@openledger/chain";
 import type { JobContext, JobHandler, JobPayload } from "@openledger/queue";
 import { UnrecoverableError } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { ArtifactMismatchError } from "../lib/indexing.ts";
 import { computeAttribution, ScoringError } from "../lib/scoring.ts";
 import { handToSettlement } from "../lib/settlement-trigger.ts";
-import { meetsValidatorStake, signAndStore, UnderstakedError } from "../lib/validator.ts";
+import { meetsValidatorStake, signAndStore, UnderstakedError, verifyingContract } from "../lib/validator.ts";
 
 /**
  * `attribution.score`: compute the inference's attribution once, then for each validator
@@ -53,8 +54,12 @@ function scoreOnce(
 ): (payload: JobPayload<"attribution.score">, job: JobContext) => Promise<ScoreOutcome> {
   return async ({ inferenceId, validatorAddress }): Promise<ScoreOutcome> => {
     const ctx = app.attribution;
-    const handOff = { db: app.db, producer: app.producer, quorum: ctx.config.SETTLEMENT_ATTRIBUTION_QUORUM };
     const [chain, held] = await Promise.all([ctx.chain(), ctx.validators()]);
+    const handOff = {
+      db: app.db,
+      producer: app.producer,
+      quorum: () => readValidatorQuorum(chain.publicClient, verifyingContract(chain)),
+    };
     const identities = validatorAddress ? held.filter((v) => v.address === validatorAddress) : held;
     if (identities.length === 0) {
       // Another process may hold this key: a plain error lets BullMQ retry (possibly elsewhere).

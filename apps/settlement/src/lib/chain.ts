@@ -4,7 +4,9 @@ import {
   type ChainPublicClient,
   type ChainWalletClient,
   type PlatformAddresses,
+  readValidatorQuorum,
   rewardDistributorAbi,
+  type ValidatorQuorum,
 } from "@openledger/chain";
 import type { SettlementConfig } from "@openledger/config";
 import { type SplitBps, validateSplitBps } from "@openledger/settlement-core";
@@ -55,36 +57,13 @@ export function settlementChainOf(connection: ChainConnection, config: Settlemen
   };
 }
 
-/** The distributor's validator set (lower-case): who may attest attribution results and roots. */
-export async function distributorValidators(chain: SettlementChain): Promise<Set<string>> {
-  const list = await chain.publicClient.readContract({
-    address: chain.distributor,
-    abi: rewardDistributorAbi,
-    functionName: "validators",
-  });
-  return new Set(list.map((a) => a.toLowerCase()));
-}
-
 /**
  * The distributor's quorum now: its active validators (admitted and staked, lower-case) and how many of
- * their signatures a root needs (a fraction of the active set; 0 when none is active).
+ * their signatures a root or an attribution result needs (a fraction of the active set; 0 when none is
+ * active). packages/chain's `readValidatorQuorum`: the one definition.
  */
-export async function distributorQuorum(
-  chain: SettlementChain,
-): Promise<{ need: number; active: Set<string> }> {
-  const [need, active] = await Promise.all([
-    chain.publicClient.readContract({
-      address: chain.distributor,
-      abi: rewardDistributorAbi,
-      functionName: "requiredSignatures",
-    }),
-    chain.publicClient.readContract({
-      address: chain.distributor,
-      abi: rewardDistributorAbi,
-      functionName: "activeValidators",
-    }),
-  ]);
-  return { need: Number(need), active: new Set(active.map((a) => a.toLowerCase())) };
+export async function distributorQuorum(chain: SettlementChain): Promise<ValidatorQuorum> {
+  return readValidatorQuorum(chain.publicClient, chain.distributor);
 }
 
 /**

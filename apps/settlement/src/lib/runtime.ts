@@ -7,13 +7,11 @@ import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
 import { Registry } from "prom-client";
 import { GroupCommit } from "./batcher.ts";
-import { distributorValidators, feeSplitOf, type SettlementChain, settlementChainOf } from "./chain.ts";
+import { distributorQuorum, feeSplitOf, type SettlementChain, settlementChainOf } from "./chain.ts";
 import { reconcile } from "./claims.ts";
 import { type EpochLogger, EpochManager } from "./epochs.ts";
 import { type SettlementMetrics, settlementMetrics } from "./metrics.ts";
 import { type Anomaly, type SettleContext, type SettleOutcome, settleBatch } from "./settle.ts";
-
-const VALIDATORS_TTL_MS = 30_000;
 
 /**
  * What the routes, workers and background tasks of one app share (`app.settlement`): the chain
@@ -24,7 +22,6 @@ const VALIDATORS_TTL_MS = 30_000;
 export class SettlementRuntime {
   readonly batcher: GroupCommit<string, SettleOutcome>;
   readonly epochs: EpochManager;
-  #validators: { at: number; set: Set<string> } | undefined;
   #epochTicker: BackgroundTimer | undefined;
   #reconciledEpoch = 0;
   readonly #verified = new Map<string, boolean>();
@@ -52,17 +49,17 @@ export class SettlementRuntime {
 
   async settleContext(): Promise<SettleContext> {
     const chain = await this.chain();
-    const now = Date.now();
-    if (!this.#validators || now - this.#validators.at > VALIDATORS_TTL_MS) {
-      this.#validators = { at: now, set: await distributorValidators(chain) };
-    }
+    // Both read for every batch, not cached: a split or a quorum governance changes, a validator that
+    // unstakes or is removed, applies from the next settlement.
+    const [bps, quorum] = await Promise.all([feeSplitOf(chain), distributorQuorum(chain)]);
     return {
-      // Read for every batch, not cached: a split governance changes applies from the next settlement.
-      bps: await feeSplitOf(chain),
+      bps,
       treasury: chain.treasury,
-      quorum: this.config.SETTLEMENT_ATTRIBUTION_QUORUM,
+      // A fraction (>= 2/3) of the active validator set, as the distributor counts it for roots; with no
+      // active validator nothing can reach it (the no-attribution deadline applies).
+      quorum: Math.max(1, quorum.need),
       deadlineMs: this.config.SETTLEMENT_ATTRIBUTION_DEADLINE_MS,
-      validators: this.#validators.set,
+      validators: quorum.need === 0 ? new Set() : quorum.active,
       signatureDomain: { chainId: chain.chainId, verifyingContract: chain.distributor },
       verified: this.#verified,
       signatures: this.#signatures,

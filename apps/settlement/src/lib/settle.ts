@@ -24,9 +24,10 @@ import { type Address, domainSeparator, type Hex, keccak256, pad, toBytes } from
 export interface SettleContext {
   bps: SplitBps;
   treasury: string;
+  /** Agreeing active validators a result needs: the distributor's fraction of the active set. */
   quorum: number;
   deadlineMs: number;
-  /** Lower-case addresses allowed to attest attribution results (the distributor's validators). */
+  /** Lower-case addresses whose results count: the distributor's active validators (admitted and staked). */
   validators: ReadonlySet<string>;
   /** EIP-712 domain of attribution signatures; undefined = do not check signatures. */
   signatureDomain?: { chainId: number; verifyingContract: Address };
@@ -134,7 +135,6 @@ type HashMemo = Map<string, string>;
 
 async function verifyResult(r: ResultRow, ctx: SettleContext, hashes: HashMemo): Promise<boolean> {
   const validator = r.validator_address.toLowerCase();
-  if (!ctx.validators.has(validator)) return false;
   // The signed hash must be the hash of the stored canonical result.
   let hash = hashes.get(r.canonical_json);
   if (hash === undefined) {
@@ -241,9 +241,11 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
   await Promise.all(
     results.map(async (r) => {
       if (!openSet.has(r.inference_id)) return;
+      // The signature's verdict is cached (a result is immutable); membership of the active set is not
+      // (a validator that unstaked or was removed stops counting from the next batch).
       const cached = ctx.verified?.get(r.result_id);
       const ok = cached ?? (await verifyResult(r, ctx, hashes));
-      valid.set(r.result_id, ok);
+      valid.set(r.result_id, ok && ctx.validators.has(r.validator_address.toLowerCase()));
       if (ctx.verified && cached === undefined) {
         ctx.verified.set(r.result_id, ok);
         if (ctx.verified.size > VERIFIED_CACHE_MAX)

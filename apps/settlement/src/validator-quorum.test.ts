@@ -1,0 +1,170 @@
+// Attacks on the attribution quorum, against a real chain, Postgres and Redis. Each fails on the code
+// before issue #14: there the quorum was a fixed 2 (SETTLEMENT_ATTRIBUTION_QUORUM) and any registered
+// validator's signature counted, and one process could hold every validator key.
+// - The quorum is the distributor's fraction of the ACTIVE validator set: after governance raises it to
+//   3/3, two agreeing validators of three do not get an inference paid; the third signature does.
+// - A validator outside the active set (removed by governance) does not count towards it.
+// - One process cannot sign as several validators on a production deployment (the connector refuses).
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import { ChainConnector, rewardDistributorAbi, signAttributionResult } from "@openledger/chain";
+import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { Prisma } from "@openledger/db";
+import type { App } from "@openledger/service-kit";
+import { testEnvironment } from "@openledger/service-kit/testing";
+import { type Abi, keccak256, toBytes } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { buildSettlement, settlementConfig } from "./app.ts";
+import { inferenceIdToBytes32 } from "./lib/settle.ts";
+
+const MODEL = "adapter-quorum-test";
+let chain: LocalChain;
+let env: Awaited<ReturnType<typeof testEnvironment>>;
+let app: App;
+let dir: string;
+let addressesFile: string;
+const lower = (a: string) => a.toLowerCase();
+
+async function inference(): Promise<{ id: string; canonical: string; resultHash: `0x${string}` }> {
+  const inf = await app.db.inference.create({
+    data: {
+      modelId: MODEL,
+      accountAddress: lower(chain.accounts.users[0]!.address),
+      prompt: "p",
+      output: "o",
+      inputTokens: 100,
+      outputTokens: 50,
+    },
+  });
+  const canonical = JSON.stringify({
+    inferenceId: inf.id,
+    weights: [{ contributorId: lower(chain.accounts.users[1]!.address), ppm: 1_000_000 }],
+  });
+  return { id: inf.id, canonical, resultHash: keccak256(toBytes(canonical)) };
+}
+
+/** Validator `i` (Hardhat #5 + i) signs and stores the result, as its attribution process would. */
+async function sign(inf: Awaited<ReturnType<typeof inference>>, i: number): Promise<void> {
+  const v = chain.accounts.validators[i]!;
+  await app.db.attributionResult.create({
+    data: {
+      inferenceId: inf.id,
+      validatorAddress: lower(v.address),
+      method: "span",
+      canonicalJson: inf.canonical,
+      resultHash: inf.resultHash,
+      signature: await signAttributionResult(
+        privateKeyToAccount(v.privateKey),
+        chain.chainId,
+        { inferenceId: inferenceIdToBytes32(inf.id), resultHash: inf.resultHash },
+        chain.addresses!.contracts.RewardDistributor,
+      ),
+      weights: {
+        create: [{ contributorAddress: lower(chain.accounts.users[1]!.address), weightPpm: 1_000_000 }],
+      },
+    },
+  });
+}
+
+const distributor = () => ({
+  address: chain.addresses!.contracts.RewardDistributor,
+  abi: rewardDistributorAbi as Abi,
+});
+
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "settlement-quorum-test-"));
+  addressesFile = path.join(dir, "addresses.json");
+  chain = await startLocalChain({ writeAddresses: addressesFile });
+  env = await testEnvironment("settlement-quorum");
+  app = await buildSettlement(
+    settlementConfig({
+      ...env.env,
+      CHAIN_RPC_URL: chain.rpcUrl,
+      CHAIN_ADDRESSES_FILE: addressesFile,
+      SETTLEMENT_EPOCH_INTERVAL_MS: "0",
+      RUN_WORKERS: "false",
+    }),
+  );
+  await app.db.model.create({
+    data: {
+      id: MODEL,
+      kind: "adapter",
+      ownerAddress: lower(chain.accounts.users[3]!.address),
+      contentHash: "ab".repeat(32),
+      priceInPer1kWei: new Prisma.Decimal("1000000000000000000"),
+      priceOutPer1kWei: new Prisma.Decimal("1000000000000000000"),
+    },
+  });
+});
+
+after(async () => {
+  await app?.close();
+  await chain?.stop();
+  await env?.cleanup();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+test("the quorum is the distributor's fraction of the active set: 2 of 3 pay at 2/3, not at 3/3", async () => {
+  const atTwoThirds = await inference();
+  await sign(atTwoThirds, 0);
+  assert.equal(await app.settlement.settle(atTwoThirds.id), "pending", "one validator is no quorum");
+  await sign(atTwoThirds, 1);
+  assert.equal(await app.settlement.settle(atTwoThirds.id), "settled", "2 of 3 active meet 2/3");
+
+  await chain.asAdmin([{ ...distributor(), functionName: "setQuorum", args: [1, 1, 1] }]);
+  const atAll = await inference();
+  await sign(atAll, 0);
+  await sign(atAll, 1);
+  // Before #14 the fixed quorum of 2 paid this.
+  assert.equal(await app.settlement.settle(atAll.id), "pending", "2 of 3 do not meet 3/3");
+  assert.equal(await app.db.settlement.count({ where: { inferenceId: atAll.id } }), 0);
+  await sign(atAll, 2);
+  assert.equal(await app.settlement.settle(atAll.id), "settled");
+  const [row] = await app.db.$queryRawUnsafe<{ validators: string[] }[]>(
+    `SELECT ARRAY(SELECT jsonb_array_elements_text(split_bps->'attestingValidators')) AS validators
+       FROM settlements WHERE inference_id = $1::uuid`,
+    atAll.id,
+  );
+  assert.equal(row!.validators.length, 3);
+  await chain.asAdmin([{ ...distributor(), functionName: "setQuorum", args: [2, 3, 1] }]);
+});
+
+test("a validator outside the active set does not count towards the quorum", async () => {
+  const removed = lower(chain.accounts.validators[2]!.address);
+  await chain.asAdmin([{ ...distributor(), functionName: "removeValidator", args: [removed] }]);
+  // Two active validators left: 2/3 of 2 needs 2. Validator #0 and the removed one agree: no quorum.
+  const inf = await inference();
+  await sign(inf, 0);
+  await sign(inf, 2);
+  assert.equal(
+    await app.settlement.settle(inf.id),
+    "pending",
+    "the removed validator's signature is no vote",
+  );
+  await sign(inf, 1);
+  assert.equal(await app.settlement.settle(inf.id), "settled");
+  await chain.asAdmin([{ ...distributor(), functionName: "addValidator", args: [removed] }]);
+});
+
+test("one process cannot sign as several validators on a production deployment", async () => {
+  const production = path.join(dir, "addresses.production.json");
+  const addresses = JSON.parse(await readFile(addressesFile, "utf8"));
+  await writeFile(production, JSON.stringify({ ...addresses, profile: "production" }));
+  const keys = chain.accounts.validators.map((v) => v.privateKey);
+  const connect = (key: string) =>
+    new ChainConnector({
+      rpcUrl: chain.rpcUrl,
+      addressesFile: production,
+      profile: "production",
+      validators: { key, variable: "VALIDATOR_PRIVATE_KEYS" },
+    }).get();
+  await assert.rejects(connect(keys.join(",")), /holds 3 validator keys.*exactly one key/);
+  const one = await connect(keys[0]!);
+  assert.deepEqual(
+    one.validators.map((v) => v.address),
+    [chain.accounts.validators[0]!.address],
+  );
+});
