@@ -4,7 +4,9 @@
 // A service that crashes is restarted with backoff while the others keep running (what
 // compose's `restart: unless-stopped` does for operators); only the loss of the local
 // chain node it started stops the platform, loudly: that chain's state was in memory.
+
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import {
@@ -208,6 +210,9 @@ const logFormat =
 // The gateway fetches small models' ONNX graphs from the attribution service started here.
 const attributionPort = loadConfig("attribution", SERVICE_ENVS.attribution).ATTRIBUTION_PORT;
 const gatewayAttributionUrl = process.env.GATEWAY_ATTRIBUTION_URL || `http://127.0.0.1:${attributionPort}`;
+// ... with the attribution service's token: the operator's, or one made for this run (never printed).
+const attributionToken = process.env.ATTRIBUTION_SERVICE_TOKEN || randomBytes(24).toString("hex");
+const gatewayAttributionToken = process.env.GATEWAY_ATTRIBUTION_TOKEN || attributionToken;
 // The explorer reads the services started here, on whatever ports they were given.
 const local = (service: "datanets" | "gateway" | "settlement", portVar: string) =>
   `http://127.0.0.1:${(loadConfig(service, SERVICE_ENVS[service]) as Record<string, unknown>)[portVar] as number}`;
@@ -236,6 +241,8 @@ function startService(service: { name: ServiceName; portVar: string }, backoffMs
         CHAIN_PROFILE: chainProfile,
         LOG_FORMAT: logFormat,
         GATEWAY_ATTRIBUTION_URL: gatewayAttributionUrl,
+        ATTRIBUTION_SERVICE_TOKEN: attributionToken,
+        GATEWAY_ATTRIBUTION_TOKEN: gatewayAttributionToken,
         ...explorerUrls,
         FACTORY_GATEWAY_URL: factoryGatewayUrl,
       },

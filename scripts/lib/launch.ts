@@ -47,6 +47,7 @@ export async function launchPlatform(extraEnv: Record<string, string> = {}): Pro
     settlement: await freePort(),
   };
   const adminToken = "e2e-settlement-admin-token";
+  const attributionToken = "e2e-attribution-service-token";
   const env: Record<string, string> = {
     LOG_LEVEL: "warn",
     DATABASE_URL: database.url,
@@ -64,6 +65,8 @@ export async function launchPlatform(extraEnv: Record<string, string> = {}): Pro
     GATEWAY_BALANCE_CACHE_MS: "0",
     GATEWAY_OUTBOX_SWEEP_MS: "1000",
     GATEWAY_ATTRIBUTION_URL: `http://127.0.0.1:${ports.attribution}`,
+    ATTRIBUTION_SERVICE_TOKEN: attributionToken,
+    GATEWAY_ATTRIBUTION_TOKEN: attributionToken,
     SETTLEMENT_ADMIN_TOKEN: adminToken,
     SETTLEMENT_EPOCH_INTERVAL_MS: "0",
     SETTLEMENT_RECHECK_MS: "300",

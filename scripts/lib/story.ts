@@ -591,8 +591,29 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
       return s === "registered" || s === "indexed" ? true : undefined;
     });
   }
-  // Publishing already queues attribution.index; asking again is idempotent (job id = version).
-  const idx = await http("POST", `${platform.attributionUrl}/v1/indexes`, { datanetVersionId: versionId });
+  // Publishing already queues attribution.index; asking again is idempotent (job id = version). A build
+  // costs CPU, so the attribution service wants a key: the owner uses its own API key.
+  // Each account creates its own API key by signing the request (EIP-712 CreateApiKey).
+  const apiKey = async (acc: DevAccount) =>
+    (
+      await expectStatus(
+        "POST",
+        `${platform.gatewayUrl}/v1/api-keys`,
+        201,
+        await signApiKeyRequest(privateKeyToAccount(acc.privateKey), chainId, "demo"),
+      )
+    ).json.key as string;
+  const anonymous = await http("POST", `${platform.attributionUrl}/v1/indexes`, {
+    datanetVersionId: versionId,
+  });
+  eq("POST /v1/indexes without a key", anonymous.status, 401);
+  const ownerKey = await apiKey(owner);
+  const idx = await http(
+    "POST",
+    `${platform.attributionUrl}/v1/indexes`,
+    { datanetVersionId: versionId },
+    { authorization: `Bearer ${ownerKey}` },
+  );
   if (idx.status !== 202 && idx.status !== 200)
     throw new Error(`POST /v1/indexes answered ${idx.status}: ${JSON.stringify(idx.json)}`);
   // The rows are labelled, so the build makes both the span index (adapters) and the
@@ -616,16 +637,6 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
 
   // 7. A builder registers a LoRA adapter (and a small model).
   step(7, "A builder registers a LoRA adapter and a small (influence) model on the gateway");
-  // Each account creates its own API key by signing the request (EIP-712 CreateApiKey).
-  const apiKey = async (acc: DevAccount) =>
-    (
-      await expectStatus(
-        "POST",
-        `${platform.gatewayUrl}/v1/api-keys`,
-        201,
-        await signApiKeyRequest(privateKeyToAccount(acc.privateKey), chainId, "demo"),
-      )
-    ).json.key as string;
   const builderKey = await apiKey(builder);
   const { json: status } = await expectStatus("GET", `${platform.gatewayUrl}/status`, 200);
   const baseConfig = (status.baseModel as Json).config as LlamaConfig;

@@ -1,5 +1,14 @@
 import { type AttributionConfig, attributionEnv, parseConfig } from "@openledger/config";
-import { type BuildOptions, buildService, defineService } from "@openledger/service-kit";
+import { AppError } from "@openledger/errors";
+import {
+  ApiKeys,
+  authenticateCaller,
+  type BuildOptions,
+  bearerMatches,
+  buildService,
+  defineService,
+} from "@openledger/service-kit";
+import type { FastifyRequest } from "fastify";
 import { attributionContext } from "./lib/context.ts";
 import { attributeRoutes } from "./routes/attribute.ts";
 import { indexRoutes } from "./routes/indexes.ts";
@@ -19,8 +28,29 @@ export const attributionService = defineService({
   plugins: [attributionContext],
   chain: { validators: "VALIDATOR_PRIVATE_KEYS" },
   routes: async (app, opts: { config: AttributionConfig }) => {
-    await app.register(indexRoutes, opts);
-    await app.register(attributeRoutes, opts);
+    // The routes that cost CPU or give a paid model away answer the platform's own services
+    // (ATTRIBUTION_SERVICE_TOKEN) and accounts (their gateway API key); the explorer's reads stay public,
+    // and the validators' own work runs in this process's workers, not over HTTP.
+    const apiKeys = new ApiKeys(app.db);
+    const requireCaller = async (request: FastifyRequest) => {
+      await authenticateCaller(request, { serviceToken: opts.config.ATTRIBUTION_SERVICE_TOKEN, apiKeys });
+    };
+    // The small model's graph is what its owner is paid for: only the gateway (which serves and bills it)
+    // holds the token; an API key costs nothing to create, so it does not open this one.
+    const requireService = async (request: FastifyRequest) => {
+      if (!bearerMatches(request.headers.authorization, opts.config.ATTRIBUTION_SERVICE_TOKEN ?? "")) {
+        throw new AppError(
+          "UNAUTHORIZED",
+          "only the platform's services (Bearer ATTRIBUTION_SERVICE_TOKEN)",
+          {
+            status: 401,
+          },
+        );
+      }
+    };
+    const guarded = { ...opts, requireCaller, requireService };
+    await app.register(indexRoutes, guarded);
+    await app.register(attributeRoutes, guarded);
     await app.register(inferenceRoutes, opts);
   },
   background: {

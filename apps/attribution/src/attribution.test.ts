@@ -15,6 +15,7 @@ import type { AttributionConfig } from "@openledger/config";
 import type { Db } from "@openledger/db";
 import type { JobContext } from "@openledger/queue";
 import { jobId } from "@openledger/queue";
+import { ApiKeys } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import { UnrecoverableError } from "bullmq";
 import type { Hex } from "viem";
@@ -27,6 +28,10 @@ import { indexWorker } from "./workers/index-worker.ts";
 import { scoreWorker } from "./workers/score-worker.ts";
 
 type App = Awaited<ReturnType<typeof buildAttribution>>;
+
+/** The platform's own services' token (ATTRIBUTION_SERVICE_TOKEN): the guarded routes answer it. */
+const SERVICE_TOKEN = "attribution-test-service-token";
+const SERVICE = { authorization: `Bearer ${SERVICE_TOKEN}` };
 
 const ALICE = "0x00000000000000000000000000000000000a11ce";
 const BOB = "0x0000000000000000000000000000000000000b0b";
@@ -94,6 +99,7 @@ describe("attribution service end to end", () => {
       CHAIN_ADDRESSES_FILE: addressesFile,
       ATTRIBUTION_BLOB_DIR: blobDir,
       ATTRIBUTION_MIN_SPAN_TOKENS: "12",
+      ATTRIBUTION_SERVICE_TOKEN: SERVICE_TOKEN,
       ...extra,
     });
 
@@ -211,6 +217,7 @@ describe("attribution service end to end", () => {
 
   test("index requests: bad body 400, unknown version 404, empty version 422, nothing written", async () => {
     const bad = await app.inject({
+      headers: SERVICE,
       method: "POST",
       url: "/v1/indexes",
       payload: { datanetVersionId: "nope" },
@@ -218,6 +225,7 @@ describe("attribution service end to end", () => {
     assert.equal(bad.statusCode, 400);
     assert.equal(bad.json().error.code, "VALIDATION_FAILED");
     const missing = await app.inject({
+      headers: SERVICE,
       method: "POST",
       url: "/v1/indexes",
       payload: { datanetVersionId: "00000000-0000-4000-8000-000000000000" },
@@ -225,6 +233,7 @@ describe("attribution service end to end", () => {
     assert.equal(missing.statusCode, 404);
     assert.equal(missing.json().error.code, "NOT_FOUND");
     const empty = await app.inject({
+      headers: SERVICE,
       method: "POST",
       url: "/v1/indexes",
       payload: { datanetVersionId: ids.emptyVersion },
@@ -247,6 +256,7 @@ describe("attribution service end to end", () => {
 
   test("POST /v1/indexes builds the span index from the version's rows through the queue", async () => {
     const res = await app.inject({
+      headers: SERVICE,
       method: "POST",
       url: "/v1/indexes",
       payload: { datanetVersionId: ids.spanVersion },
@@ -298,6 +308,7 @@ describe("attribution service end to end", () => {
     assert.equal(after1.status, "ready");
     assert.equal(await db.attributionIndex.count({ where: { datanetVersionId: ids.spanVersion } }), 1);
     const post = await app.inject({
+      headers: SERVICE,
       method: "POST",
       url: "/v1/indexes",
       payload: { datanetVersionId: ids.spanVersion },
@@ -308,6 +319,7 @@ describe("attribution service end to end", () => {
 
   test("POST /v1/attribute returns spans with their rows, contributors and ppm weights", async () => {
     const res = await app.inject({
+      headers: SERVICE,
       method: "POST",
       url: "/v1/attribute",
       payload: { text: OUTPUT, datanetVersionId: ids.spanVersion },
@@ -335,6 +347,7 @@ describe("attribution service end to end", () => {
     );
     // A stricter minimum length leaves nothing: weights are empty, not invented.
     const none = await app.inject({
+      headers: SERVICE,
       method: "POST",
       url: "/v1/attribute",
       payload: { text: OUTPUT, datanetVersionId: ids.spanVersion, options: { minSpanTokens: 4000 } },
@@ -345,6 +358,7 @@ describe("attribution service end to end", () => {
 
   test("POST /v1/attribute: 409 without an index, 404 unknown version, 400 bad options", async () => {
     const notBuilt = await app.inject({
+      headers: SERVICE,
       method: "POST",
       url: "/v1/attribute",
       payload: { text: OUTPUT, datanetVersionId: ids.unindexedVersion },
@@ -352,12 +366,14 @@ describe("attribution service end to end", () => {
     assert.equal(notBuilt.statusCode, 409);
     assert.equal(notBuilt.json().error.code, "CONFLICT");
     const unknown = await app.inject({
+      headers: SERVICE,
       method: "POST",
       url: "/v1/attribute",
       payload: { text: OUTPUT, datanetVersionId: "00000000-0000-4000-8000-000000000000" },
     });
     assert.equal(unknown.statusCode, 404);
     const badOpts = await app.inject({
+      headers: SERVICE,
       method: "POST",
       url: "/v1/attribute",
       payload: { text: OUTPUT, datanetVersionId: ids.spanVersion, options: { minSpanTokens: 0 } },
@@ -365,6 +381,7 @@ describe("attribution service end to end", () => {
     assert.equal(badOpts.statusCode, 400);
     assert.equal(badOpts.json().error.code, "VALIDATION_FAILED");
     const emptyText = await app.inject({
+      headers: SERVICE,
       method: "POST",
       url: "/v1/attribute",
       payload: { text: "", datanetVersionId: ids.spanVersion },
@@ -555,6 +572,7 @@ describe("attribution service end to end", () => {
     assert.deepEqual(body.features, { dim: 512, maxNgram: 2, maxChars: 3000 });
     assert.deepEqual(body.onnx, { input: "features", output: "probabilities" });
     const onnx = await app.inject({
+      headers: SERVICE,
       method: "GET",
       url: `/v1/indexes/${ids.labelledVersion}/influence/onnx`,
     });
@@ -564,16 +582,56 @@ describe("attribution service end to end", () => {
     assert.equal(createHash("sha256").update(onnx.rawPayload).digest("hex"), inf.onnxBlobHash);
     // A version without an influence model (unlabelled rows): 409; an unknown version: 404.
     for (const suffix of ["influence", "influence/onnx"]) {
-      const none = await app.inject({ method: "GET", url: `/v1/indexes/${ids.spanVersion}/${suffix}` });
+      const none = await app.inject({
+        headers: SERVICE,
+        method: "GET",
+        url: `/v1/indexes/${ids.spanVersion}/${suffix}`,
+      });
       assert.equal(none.statusCode, 409, none.body);
       assert.equal(none.json().error.code, "CONFLICT");
       const unknown = await app.inject({
+        headers: SERVICE,
         method: "GET",
         url: `/v1/indexes/00000000-0000-4000-8000-000000000000/${suffix}`,
       });
       assert.equal(unknown.statusCode, 404);
-      const bad = await app.inject({ method: "GET", url: `/v1/indexes/nope/${suffix}` });
+      const bad = await app.inject({ headers: SERVICE, method: "GET", url: `/v1/indexes/nope/${suffix}` });
       assert.equal(bad.statusCode, 400);
+    }
+  });
+
+  test("attack: the routes that cost CPU or give a paid model away answer 401 without a key; the explorer's reads stay public", async () => {
+    // Before: POST /v1/attribute and POST /v1/indexes ran for anyone (CPU in the validators' process),
+    // and GET …/influence/onnx handed anyone the graph of a paid small model.
+    const attribute = { text: "hello there", datanetVersionId: ids.spanVersion };
+    const onnxUrl = `/v1/indexes/${ids.labelledVersion}/influence/onnx`;
+    const calls = [
+      { method: "POST" as const, url: "/v1/attribute", payload: attribute },
+      { method: "POST" as const, url: "/v1/indexes", payload: { datanetVersionId: ids.spanVersion } },
+      { method: "GET" as const, url: onnxUrl },
+    ];
+    for (const call of calls) {
+      const none = await app.inject(call);
+      assert.equal(none.statusCode, 401, `${call.url}: ${none.body}`);
+      assert.match(none.json().error.code, /^(MISSING_API_KEY|UNAUTHORIZED)$/);
+      const wrong = await app.inject({ ...call, headers: { authorization: "Bearer sk-not-a-key" } });
+      assert.equal(wrong.statusCode, 401, call.url);
+    }
+    // An account's own API key (the gateway's, same table) opens the CPU routes...
+    const { key } = await new ApiKeys(db).create(chain.accounts.users[0]!.address, "attribution test");
+    const asAccount = { authorization: `Bearer ${key}` };
+    assert.equal((await app.inject({ ...calls[0]!, headers: asAccount })).statusCode, 200);
+    assert.ok([200, 202].includes((await app.inject({ ...calls[1]!, headers: asAccount })).statusCode));
+    // ... but not the paid graph: a key costs nothing to create. Only the platform's services get it.
+    assert.equal((await app.inject({ ...calls[2]!, headers: asAccount })).statusCode, 401);
+    assert.equal((await app.inject({ ...calls[2]!, headers: SERVICE })).statusCode, 200);
+    // Public reads (what the explorer shows) need no key.
+    for (const url of [
+      `/v1/indexes/${ids.spanVersion}`,
+      `/v1/indexes/${ids.labelledVersion}/influence`,
+      `/v1/inferences/${ids.inference}/trace`,
+    ]) {
+      assert.equal((await app.inject({ method: "GET", url })).statusCode, 200, url);
     }
   });
 
@@ -692,7 +750,12 @@ describe("attribution service end to end", () => {
       },
     });
     await db.datanetVersionRow.create({ data: { versionId: v.id, position: 0, rowId: row.id } });
-    const res = await app.inject({ method: "POST", url: "/v1/indexes", payload: { datanetVersionId: v.id } });
+    const res = await app.inject({
+      headers: SERVICE,
+      method: "POST",
+      url: "/v1/indexes",
+      payload: { datanetVersionId: v.id },
+    });
     assert.equal(res.statusCode, 202);
     const ready = async () =>
       (
@@ -707,6 +770,7 @@ describe("attribution service end to end", () => {
     );
     await db.attributionIndex.updateMany({ where: { datanetVersionId: v.id }, data: { status: "failed" } });
     const again = await app.inject({
+      headers: SERVICE,
       method: "POST",
       url: "/v1/indexes",
       payload: { datanetVersionId: v.id },

@@ -6,10 +6,11 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
+import { attributionConfig, buildAttribution } from "@openledger/attribution";
 import { localAccounts } from "@openledger/chain/dev";
 import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import { buildDatanets, datanetsConfig } from "@openledger/datanets";
-import type { App } from "@openledger/service-kit";
+import { ApiKeys, type App } from "@openledger/service-kit";
 import { freePort, testEnvironment } from "@openledger/service-kit/testing";
 import { privateKeyToAccount } from "viem/accounts";
 import { createSiweMessage } from "viem/siwe";
@@ -182,4 +183,42 @@ test("/api/config names the chain and its contracts; /readyz says whether the ap
   const notBuilt = await explorer.inject({ method: "GET", url: "/readyz" });
   assert.equal(notBuilt.statusCode, 503);
   assert.equal((await explorer.inject({ method: "GET", url: "/" })).statusCode, 503);
+});
+
+test("the trace form's POST reaches the attribution service with the user's own API key only: 401 without one", async () => {
+  // Before: the explorer forwarded POST /v1/attribute for anyone to an attribution service that wanted
+  // no key. Now the service wants one and the explorer, holding none itself, passes on only the caller's.
+  const attribution = await buildAttribution(
+    attributionConfig({
+      ...env.env,
+      CHAIN_RPC_URL: chain.rpcUrl,
+      ATTRIBUTION_BLOB_DIR: path.join(dir, "blobs"),
+      RUN_WORKERS: "false",
+    }),
+  );
+  const viaExplorer = await buildExplorer(
+    explorerConfig({
+      LOG_LEVEL: "silent",
+      EXPLORER_ATTRIBUTION_URL: await attribution.listen({ port: 0, host: "127.0.0.1" }),
+      EXPLORER_STATIC_DIR: staticDir,
+    }),
+  );
+  try {
+    const trace = (headers: Record<string, string>) =>
+      viaExplorer.inject({
+        method: "POST",
+        url: "/api/attribution/v1/attribute",
+        headers,
+        payload: { text: "hello", datanetVersionId: "00000000-0000-4000-8000-000000000000" },
+      });
+    const anonymous = await trace({});
+    assert.equal(anonymous.statusCode, 401, anonymous.body);
+    assert.equal(anonymous.json<{ error: { code: string } }>().error.code, "MISSING_API_KEY");
+    const { key } = await new ApiKeys(attribution.db).create(localAccounts().users[1]!.address, "explorer");
+    const keyed = await trace({ authorization: `Bearer ${key}` });
+    assert.equal(keyed.statusCode, 404, keyed.body); // past the key check: the version does not exist
+  } finally {
+    await viaExplorer.close();
+    await attribution.close();
+  }
 });

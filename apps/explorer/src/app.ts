@@ -45,26 +45,31 @@ async function explorerRoutes(app: FastifyInstance, { config }: { config: Explor
     disableRequestLogging: true,
   });
 
-  const forward = (service: Upstream, rest: string) => (request: FastifyRequest, reply: FastifyReply) => {
-    const query = request.url.includes("?") ? request.url.slice(request.url.indexOf("?")) : "";
-    return reply.from(`${upstreamUrl(config, service)}/v1/${rest}${query}`, {
-      rewriteRequestHeaders: (_req, headers) => {
-        // Only what a read needs: never the browser's cookies or credentials.
-        const out: Record<string, string> = { accept: "application/json" };
-        if (headers["content-type"]) out["content-type"] = String(headers["content-type"]);
-        return out;
-      },
-      onError: (r, { error }) => {
-        request.log.warn({ service, err: error.message }, "upstream unavailable");
-        return r
-          .code(502)
-          .type("application/json")
-          .send({
-            error: { code: "UPSTREAM_UNAVAILABLE", message: `the ${service} service did not answer` },
-          });
-      },
-    });
-  };
+  const forward =
+    (service: Upstream, rest: string, { withKey = false } = {}) =>
+    (request: FastifyRequest, reply: FastifyReply) => {
+      const query = request.url.includes("?") ? request.url.slice(request.url.indexOf("?")) : "";
+      return reply.from(`${upstreamUrl(config, service)}/v1/${rest}${query}`, {
+        rewriteRequestHeaders: (_req, headers) => {
+          // Only what a read needs: never the browser's cookies or credentials — except, on the POST
+          // reads, the user's own API key (they cost CPU: the service wants a key, and the explorer
+          // holds none of its own, so it cannot be used to reopen them).
+          const out: Record<string, string> = { accept: "application/json" };
+          if (headers["content-type"]) out["content-type"] = String(headers["content-type"]);
+          if (withKey && headers.authorization) out.authorization = String(headers.authorization);
+          return out;
+        },
+        onError: (r, { error }) => {
+          request.log.warn({ service, err: error.message }, "upstream unavailable");
+          return r
+            .code(502)
+            .type("application/json")
+            .send({
+              error: { code: "UPSTREAM_UNAVAILABLE", message: `the ${service} service did not answer` },
+            });
+        },
+      });
+    };
 
   const Params = z.object({ service: z.enum(UPSTREAMS), "*": z.string() });
   app.get(
@@ -89,7 +94,8 @@ async function explorerRoutes(app: FastifyInstance, { config }: { config: Explor
     {
       schema: {
         tags: ["explorer"],
-        summary: "The reads that are POSTs (attribution: POST /v1/attribute); anything else is 404",
+        summary:
+          "The reads that are POSTs (attribution: POST /v1/attribute, with the caller's own API key); anything else is 404",
         params: Params,
       },
       bodyLimit: 256 * 1024,
@@ -98,7 +104,7 @@ async function explorerRoutes(app: FastifyInstance, { config }: { config: Explor
       const { service, "*": rest } = request.params as z.infer<typeof Params>;
       if (!POST_READS.has(`${service} /v1/${rest}`))
         throw new AppError("NOT_FOUND", `the explorer does not forward POST /v1/${rest} to ${service}`);
-      return forward(service, rest)(request, reply);
+      return forward(service, rest, { withKey: true })(request, reply);
     },
   );
 

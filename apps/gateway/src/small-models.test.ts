@@ -182,6 +182,9 @@ async function seed(): Promise<void> {
   );
 }
 
+/** The attribution service's token, which the gateway holds to fetch small models' graphs. */
+const ATTRIBUTION_TOKEN = "gateway-test-attribution-token";
+
 before(async () => {
   env = await testEnvironment("gateway-small");
   dir = await mkdtemp(join(tmpdir(), "gateway-small-"));
@@ -193,6 +196,7 @@ before(async () => {
       ...chainEnv,
       ATTRIBUTION_BLOB_DIR: join(dir, "blobs"),
       ATTRIBUTION_SWEEP_INTERVAL_MS: "0",
+      ATTRIBUTION_SERVICE_TOKEN: ATTRIBUTION_TOKEN,
     }),
   );
   await attribution.listen({ port: 0, host: "127.0.0.1" });
@@ -204,6 +208,7 @@ before(async () => {
       ...chainEnv,
       GATEWAY_DATA_DIR: join(dir, "gateway"),
       GATEWAY_ATTRIBUTION_URL: attributionUrl,
+      GATEWAY_ATTRIBUTION_TOKEN: ATTRIBUTION_TOKEN,
       GATEWAY_SLOTS: "3",
       GATEWAY_THREADS: "1",
       GATEWAY_BALANCE_CACHE_MS: "0",
@@ -244,6 +249,7 @@ before(async () => {
   const idx = await attribution.inject({
     method: "POST",
     url: "/v1/indexes",
+    headers: { authorization: `Bearer ${ATTRIBUTION_TOKEN}` },
     payload: { datanetVersionId: versions.labelled },
   });
   assert.equal(idx.statusCode, 202, idx.body);
@@ -664,6 +670,7 @@ test("two versions whose ONNX graphs are byte-identical keep their own class nam
   const idx = await attribution.inject({
     method: "POST",
     url: "/v1/indexes",
+    headers: { authorization: `Bearer ${ATTRIBUTION_TOKEN}` },
     payload: { datanetVersionId: versions.relabelled },
   });
   assert.equal(idx.statusCode, 202, idx.body);

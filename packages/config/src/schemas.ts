@@ -117,6 +117,11 @@ export const attributionEnv = baseEnv.extend({
   ATTRIBUTION_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),
   /** Validator keys, comma-separated (0x + 64 hex each); each signs as its own validator. Empty on
    *  chain 31337 = the local deployment's three validators (Hardhat accounts #5-7); never logged. */
+  /** Bearer token of the platform's own callers (the gateway fetching small models' ONNX, operators, `npm start`
+   *  generates one) on the routes that cost CPU or give a paid model away: POST /v1/attribute, POST /v1/indexes,
+   *  GET …/influence/onnx. An account's gateway API key works there too; the other reads stay public.
+   *  Required when HOST is not loopback. */
+  ATTRIBUTION_SERVICE_TOKEN: z.preprocess((v) => (v === "" ? undefined : v), z.string().min(16).optional()),
   VALIDATOR_PRIVATE_KEYS: z.preprocess(
     (v) => (v === "" ? undefined : v),
     z
@@ -222,6 +227,9 @@ export const gatewayEnv = baseEnv.extend({
   /** Base URL of the attribution service: small models are served from the ONNX export of a
    *  datanet version's influence model, fetched from there once per gateway node (hash-checked). */
   GATEWAY_ATTRIBUTION_URL: z.string().url().default("http://127.0.0.1:4002"),
+  /** The attribution service's ATTRIBUTION_SERVICE_TOKEN, sent when fetching small models' ONNX graphs
+   *  (without it they cannot be served). Required when HOST is not loopback. */
+  GATEWAY_ATTRIBUTION_TOKEN: z.preprocess((v) => (v === "" ? undefined : v), z.string().min(16).optional()),
 });
 export type GatewayConfig = z.output<typeof gatewayEnv>;
 
@@ -404,8 +412,19 @@ export const EXPOSED_REQUIRES: {
   }[];
 } = {
   datanets: [],
-  attribution: [],
-  gateway: [],
+  attribution: [
+    {
+      variable: "ATTRIBUTION_SERVICE_TOKEN",
+      guards: "the platform's own calls to POST /v1/attribute, POST /v1/indexes and GET …/influence/onnx",
+    },
+  ],
+  gateway: [
+    {
+      variable: "GATEWAY_ATTRIBUTION_TOKEN",
+      guards:
+        "serving small models (the attribution service gives their ONNX graphs to its token's holders only)",
+    },
+  ],
   settlement: [
     {
       variable: "SETTLEMENT_ADMIN_TOKEN",

@@ -13,7 +13,7 @@ export type ArtifactKind = IndexStatus["artifacts"][number]["kind"];
 export class AttributionClient {
   constructor(private readonly http: ServiceHttp) {}
 
-  /** Asks for a version's index build (idempotent: publishing a version already queues it). */
+  /** Asks for a version's index build (idempotent: publishing a version already queues it); needs the API key. */
   buildIndex(datanetVersionId: string): Promise<IndexBuild> {
     return this.http.json("POST", "/v1/indexes", { body: { datanetVersionId }, expect: [200, 202] });
   }

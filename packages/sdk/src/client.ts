@@ -68,7 +68,13 @@ export class OpenLedger {
           this.sessionToken ? { authorization: `Bearer ${this.sessionToken}` } : {},
       ),
     );
-    this.attribution = new AttributionClient(http("attribution"));
+    // Its routes that cost CPU (index builds, POST /v1/attribute) take the account's gateway API key.
+    this.attribution = new AttributionClient(
+      http(
+        "attribution",
+        (): Record<string, string> => (this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {}),
+      ),
+    );
     this.gateway = new GatewayClient(http("gateway"), () => this.apiKey);
     this.settlement = new SettlementClient(http("settlement"), () => options.settlementAdminToken);
     this.chain = new ChainSteps({

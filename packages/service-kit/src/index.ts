@@ -1,5 +1,5 @@
 export { ApiKeys, hashApiKey } from "./api-keys.ts";
-export { bearerMatches } from "./auth.ts";
+export { authenticateCaller, bearerMatches, type Caller } from "./auth.ts";
 export { Background, type BackgroundJobs, type BackgroundTimer } from "./background.ts";
 export { type ChainRoles, chainPlugin, createServiceChain, ServiceChain } from "./chain.ts";
 export { type ErrorReply, registerErrorHandler, toErrorReply } from "./error-handler.ts";

@@ -1,30 +1,32 @@
 import { attributeSpans } from "@openledger/attribution-core";
-import type { AttributionConfig } from "@openledger/config";
 import { AppError } from "@openledger/errors";
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { ArtifactMismatchError } from "../lib/indexing.ts";
 import { loadSpanShards, ScoringError, spanParams } from "../lib/scoring.ts";
-import { ContributorWeight, ErrorBody, Uuid } from "./schemas.ts";
+import { ContributorWeight, ErrorBody, type GuardedRouteOptions, Uuid } from "./schemas.ts";
 
 const EXCERPT_CHARS = 300;
 
-export const attributeRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = async (root) => {
+export const attributeRoutes: FastifyPluginAsync<GuardedRouteOptions> = async (root, { requireCaller }) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
   const ctx = root.attribution;
 
   app.post(
     "/v1/attribute",
     {
+      preHandler: requireCaller,
       schema: {
+        security: [{ bearer: [] }],
         tags: ["attribution"],
         summary: "Attribute a text against a datanet version (for humans)",
         description:
           "Tokenizes the text with the served model's tokenizer, finds its maximal spans that occur verbatim in " +
           "the version's rows (at least minSpanTokens long, at most maxSpanCount occurrences), and returns the " +
           "spans with the rows (documents) and contributors containing them, row scores and contributor weights " +
-          "in ppm. Nothing is signed or stored. 404 NOT_FOUND: no such version; 409 CONFLICT: its index is not " +
+          "in ppm. Nothing is signed or stored. Needs a key (it costs CPU): an account's gateway API key or the " +
+          "service token. 401 MISSING_API_KEY / INVALID_API_KEY; 404 NOT_FOUND: no such version; 409 CONFLICT: its index is not " +
           "built yet (POST /v1/indexes).",
         body: z.object({
           text: z.string().min(1).max(200_000).describe("The text to attribute, e.g. a model output"),
@@ -91,6 +93,7 @@ export const attributeRoutes: FastifyPluginAsync<{ config: AttributionConfig }> 
             contributors: z.array(ContributorWeight).describe("Empty when no span matched"),
           }),
           400: ErrorBody,
+          401: ErrorBody,
           404: ErrorBody,
           409: ErrorBody,
         },

@@ -1,5 +1,4 @@
 import { ONNX_INPUT, ONNX_OUTPUT } from "@openledger/attribution-core";
-import type { AttributionConfig } from "@openledger/config";
 import type { Db } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import { jobId } from "@openledger/queue";
@@ -13,7 +12,7 @@ import {
   ensureLocalArtifact,
   loadVersionRows,
 } from "../lib/indexing.ts";
-import { ArtifactView, ErrorBody, Uuid } from "./schemas.ts";
+import { ArtifactView, ErrorBody, type GuardedRouteOptions, Uuid } from "./schemas.ts";
 
 /** The version's ready influence artifact row, or a 404 / 409 saying why there is none. */
 async function readyInfluence(db: Db, versionId: string) {
@@ -44,12 +43,14 @@ async function ensureLocalOnnx(db: Db, ctx: AttributionContext, versionId: strin
 
 export const BuildIndexRoute = {
   tags: ["indexes"],
+  security: [{ bearer: [] }],
   summary: "Build the attribution index of a datanet version",
   description:
     "Enqueues `attribution.index` for the version: its suffix-array span index and, when the version has " +
     "labelled rows of at least two classes, its influence model and ONNX export. Idempotent: the job id is " +
     "derived from the version, and a ready index is kept; a failed build is retried. Follow progress with GET /v1/indexes/{versionId}. " +
-    "Answers 200 `ready` when the span index is already built. 404 NOT_FOUND: no such version; 422 UNPROCESSABLE: the version has no rows.",
+    "Answers 200 `ready` when the span index is already built. Needs a key (a build costs CPU): an account's gateway " +
+    "API key or the service token; publishing a version already queues its build. 401 MISSING_API_KEY / INVALID_API_KEY; 404 NOT_FOUND: no such version; 422 UNPROCESSABLE: the version has no rows.",
   body: z.object({ datanetVersionId: Uuid.describe("The published datanet version to index") }),
   response: {
     200: z
@@ -65,6 +66,7 @@ export const BuildIndexRoute = {
       status: z.literal("queued"),
     }),
     400: ErrorBody,
+    401: ErrorBody,
     404: ErrorBody,
     422: ErrorBody,
   },
@@ -98,12 +100,16 @@ export const GetIndexRoute = {
   },
 };
 
-export const indexRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = async (root) => {
+export const indexRoutes: FastifyPluginAsync<GuardedRouteOptions> = async (
+  root,
+  { requireCaller, requireService },
+) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
 
   app.post(
     "/v1/indexes",
     {
+      preHandler: requireCaller,
       schema: BuildIndexRoute,
     },
     async (req, reply) => {
@@ -238,12 +244,16 @@ export const indexRoutes: FastifyPluginAsync<{ config: AttributionConfig }> = as
   app.get(
     "/v1/indexes/:versionId/influence/onnx",
     {
+      preHandler: requireService,
       schema: {
+        security: [{ bearer: [] }],
         tags: ["indexes"],
         summary: "The ONNX export of a version's influence model (application/octet-stream)",
         description:
           "Graph: features float32 [N, D] -> MatMul -> Add -> Softmax -> probabilities float32 [N, C]. The body's " +
-          "SHA-256 is `onnxBlobHash` (also in the `x-content-sha256` header): check it. Same errors as …/influence.",
+          "SHA-256 is `onnxBlobHash` (also in the `x-content-sha256` header): check it. The graph is the paid small " +
+          "model itself: only the service token's holders get it (the gateway, which serves and bills it; 401 " +
+          "UNAUTHORIZED otherwise, an API key included). Otherwise the same errors as …/influence.",
         params: z.object({ versionId: Uuid }),
       },
     },

@@ -1,3 +1,5 @@
+import type { AttributionConfig } from "@openledger/config";
+import type { FastifyRequest } from "fastify";
 import { z } from "zod";
 
 export { ErrorBody, Uuid } from "@openledger/service-kit";
@@ -24,3 +26,12 @@ export const ArtifactView = z.object({
   error: z.string().nullable().describe("Why the last build failed"),
   updatedAt: z.string(),
 });
+
+/** Options of the routes that only the platform's services and accounts with an API key may call. */
+export interface GuardedRouteOptions {
+  config: AttributionConfig;
+  /** preHandler: 401 unless `Bearer ATTRIBUTION_SERVICE_TOKEN` or an account's API key. */
+  requireCaller: (request: FastifyRequest) => Promise<void>;
+  /** preHandler: 401 unless `Bearer ATTRIBUTION_SERVICE_TOKEN` (the platform's own services only). */
+  requireService: (request: FastifyRequest) => Promise<void>;
+}

@@ -19,7 +19,11 @@ export class ApiError extends Error {
 async function request<T>(service: Service, path: string, init?: RequestInit): Promise<T> {
   const res = await fetch(`/api/${service}${path}`, {
     ...init,
-    headers: { accept: "application/json", ...(init?.body ? { "content-type": "application/json" } : {}) },
+    headers: {
+      accept: "application/json",
+      ...(init?.body ? { "content-type": "application/json" } : {}),
+      ...(init?.headers as Record<string, string> | undefined),
+    },
   });
   const text = await res.text();
   let body: unknown = null;
@@ -254,10 +258,12 @@ export interface AttributeResult {
 
 export const attribution = {
   trace: (inferenceId: string) => get<InferenceTrace>("attribution", `/v1/inferences/${inferenceId}/trace`),
-  attribute: (text: string, datanetVersionId: string) =>
+  /** Costs CPU, so the attribution service wants the user's own gateway API key (`sk-…`). */
+  attribute: (text: string, datanetVersionId: string, apiKey: string) =>
     request<AttributeResult>("attribution", "/v1/attribute", {
       method: "POST",
       body: JSON.stringify({ text, datanetVersionId }),
+      headers: { authorization: `Bearer ${apiKey}` },
     }),
 };
 

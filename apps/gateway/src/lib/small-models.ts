@@ -90,6 +90,8 @@ export class SmallModelRuntime {
   constructor(
     readonly dir: string,
     readonly attributionUrl: string,
+    /** GATEWAY_ATTRIBUTION_TOKEN: the attribution service gives the graphs to its token's holders only. */
+    readonly attributionToken?: string,
   ) {}
 
   /** Loads (or returns the loaded) classifier of `versionId`, whose ONNX must hash to `onnxHash`. */
@@ -134,7 +136,10 @@ export class SmallModelRuntime {
   async #get(url: string): Promise<Response> {
     let res: Response;
     try {
-      res = await fetch(url, { signal: AbortSignal.timeout(30_000) });
+      res = await fetch(url, {
+        signal: AbortSignal.timeout(30_000),
+        ...(this.attributionToken ? { headers: { authorization: `Bearer ${this.attributionToken}` } } : {}),
+      });
     } catch (err) {
       throw smallModelUnavailable(
         503,
@@ -150,6 +155,14 @@ export class SmallModelRuntime {
         "INFLUENCE_MODEL_NOT_READY",
         body.error?.message ?? `the attribution service has no influence model at ${url}`,
         true,
+      );
+    }
+    if (res.status === 401) {
+      throw smallModelUnavailable(
+        503,
+        "ATTRIBUTION_UNAVAILABLE",
+        `the attribution service refused the gateway at ${url}: GATEWAY_ATTRIBUTION_TOKEN must be its ATTRIBUTION_SERVICE_TOKEN`,
+        false,
       );
     }
     if (!res.ok) {

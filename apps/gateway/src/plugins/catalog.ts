@@ -51,6 +51,7 @@ export class ModelCatalog {
     this.smallModels = new SmallModelRuntime(
       repoPath(`${config.GATEWAY_DATA_DIR}/small-models`),
       config.GATEWAY_ATTRIBUTION_URL,
+      config.GATEWAY_ATTRIBUTION_TOKEN,
     );
   }
 

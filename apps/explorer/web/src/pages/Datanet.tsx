@@ -138,16 +138,17 @@ function leaderboardChart(items: { address: string; earnedWei: string }[]): ECha
 
 function TraceText({ versionId }: { versionId: string }) {
   const [text, setText] = useState("");
+  const [apiKey, setApiKey] = useState("");
   const [result, setResult] = useState<{ text: string; r: AttributeResult }>();
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
   const submit = async (e: FormEvent) => {
     e.preventDefault();
-    if (!text.trim()) return;
+    if (!text.trim() || !apiKey.trim()) return;
     setBusy(true);
     setError("");
     try {
-      setResult({ text, r: await attribution.attribute(text, versionId) });
+      setResult({ text, r: await attribution.attribute(text, versionId, apiKey.trim()) });
     } catch (err) {
       setError((err as Error).message);
     } finally {
@@ -184,8 +185,17 @@ function TraceText({ versionId }: { versionId: string }) {
           Paste a text (a model's answer, say) to see which parts occur in this version's rows:
         </label>
         <textarea id="trace-text" rows={3} value={text} onChange={(e) => setText(e.target.value)} />
+        <label htmlFor="trace-key">Your gateway API key (a trace costs the attribution service CPU):</label>
+        <input
+          id="trace-key"
+          type="password"
+          autoComplete="off"
+          placeholder="sk-…"
+          value={apiKey}
+          onChange={(e) => setApiKey(e.target.value)}
+        />
         <div className="form-row">
-          <button type="submit" disabled={busy || !text.trim()}>
+          <button type="submit" disabled={busy || !text.trim() || !apiKey.trim()}>
             {busy ? "Tracing…" : "Trace"}
           </button>
         </div>
