@@ -48,6 +48,12 @@ export const median = (xs: number[]): number => {
   return s.length === 0 ? Number.NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
+/** The value after `--name` in `args`, or `dflt`. */
+export const argValue = (args: readonly string[], name: string, dflt: string): string => {
+  const i = args.indexOf(name);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
+};
+
 export const round = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d;
 
 export const loadAverage = (): number => round(loadavg()[0]!, 1);

@@ -36,6 +36,16 @@ export {
   writeLoraGguf,
   writeModelGguf,
 } from "./gguf.ts";
+export {
+  finiteDifferenceCheck,
+  GRAD_CHECK_BATCH,
+  GRAD_CHECK_CONFIG,
+  type GradCheckResult,
+  gradCheckModel,
+  loraGradCheck,
+  referenceLoss,
+  trainerAdapter,
+} from "./grad-check.ts";
 export { buildLlamaGraph } from "./graph.ts";
 export { AdapterMerger } from "./merge.ts";
 export {

@@ -94,7 +94,15 @@ export class Trainer {
     this.params = graph.params;
   }
 
-  static async create(model: BaseModel, options: TrainerOptions): Promise<Trainer> {
+  /**
+   * `session.profileFilePrefix`: run the training session under onnxruntime's profiler (per-node
+   * timings, written as JSON by `endProfiling`; bench/factory.ts sums them per op type).
+   */
+  static async create(
+    model: BaseModel,
+    options: TrainerOptions,
+    session: { profileFilePrefix?: string } = {},
+  ): Promise<Trainer> {
     const graph = buildTrainGraph(model, {
       mode: options.mode,
       batch: options.batch,
@@ -102,8 +110,8 @@ export class Trainer {
       ...(options.lora ? { lora: options.lora } : {}),
       perExampleGrads: options.perExampleGrads ?? false,
     });
-    const session = await createSession(graph.bytes, options.intraOpThreads);
-    const t = new Trainer(model, session, graph, options);
+    const ortSession = await createSession(graph.bytes, options.intraOpThreads, session.profileFilePrefix);
+    const t = new Trainer(model, ortSession, graph, options);
     t.initialize();
     return t;
   }
@@ -331,6 +339,11 @@ export class Trainer {
     return { ...this.model, weights };
   }
 
+  /** Ends profiling of a trainer created with `profileFilePrefix` (onnxruntime writes `<prefix>_<date>.json`). */
+  endProfiling(): void {
+    this.session.endProfiling();
+  }
+
   async dispose(): Promise<void> {
     await this.session.release();
     await this.evalSession?.release();
@@ -362,8 +375,13 @@ export function trainingConfigHash(options: TrainerOptions): string {
   return createHash("sha256").update(JSON.stringify(canonical)).digest("hex");
 }
 
-async function createSession(bytes: Uint8Array, threads?: number): Promise<ort.InferenceSession> {
+async function createSession(
+  bytes: Uint8Array,
+  threads?: number,
+  profileFilePrefix?: string,
+): Promise<ort.InferenceSession> {
   return ort.InferenceSession.create(bytes, {
+    ...(profileFilePrefix ? { enableProfiling: true, profileFilePrefix } : {}),
     intraOpNumThreads: threads ?? 2,
     interOpNumThreads: 1,
     executionMode: "sequential",
