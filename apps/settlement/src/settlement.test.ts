@@ -264,46 +264,103 @@ describe("settling inferences", () => {
     );
   });
 
-  test("a fine-tuning job's training fee goes to the contributors by trained tokens, at once, to the wei", async () => {
-    // What the gateway writes when the factory registers an adapter under a training grant: the
-    // metered usage row (trained tokens at the job's price) and each contributor's trained tokens.
-    const price = 500_000_000_000_003n; // wei per 1k trained tokens
+  /** A datanet version whose rows are by `who` (what a training grant names), in Postgres only. */
+  async function trainingVersion(who: string[]): Promise<string> {
+    for (const address of who)
+      await app.db.contributor.upsert({ where: { address }, create: { address }, update: {} });
+    const slug = `train-${crypto.randomUUID().slice(0, 8)}`;
+    const datanet = await app.db.datanet.create({
+      data: { slug, name: slug, type: "text", license: "CC-BY-4.0", ownerAddress: lower(owner.address) },
+    });
+    const v = await app.db.datanetVersion.create({
+      data: {
+        datanetId: datanet.id,
+        version: 1,
+        merkleRoot: `0x${"ab".repeat(32)}`,
+        rowCount: who.length,
+        contributorCount: new Set(who).size,
+        status: "registered",
+      },
+    });
+    for (const [position, address] of who.entries()) {
+      const c = await app.db.contribution.create({
+        data: {
+          datanetId: datanet.id,
+          contributorAddress: address,
+          source: "rows",
+          status: "validated",
+          rowCount: 1,
+        },
+      });
+      const row = await app.db.datanetRow.create({
+        data: {
+          datanetId: datanet.id,
+          contributionId: c.id,
+          contributorAddress: address,
+          ordinal: 0,
+          text: `row ${position} of ${address}`,
+          normalizedHash: "cd".repeat(32),
+          status: "accepted",
+        },
+      });
+      await app.db.datanetVersionRow.create({ data: { versionId: v.id, position, rowId: row.id } });
+    }
+    return v.id;
+  }
+
+  /** What the gateway writes when the factory registers an adapter under a training grant: the metered
+   *  usage row (trained tokens at the job's price) and each contributor's trained tokens. */
+  async function trainingUsage(opts: {
+    price: bigint;
+    tokens: number;
+    versionIds: string[];
+    shares: { address: string; tokens: bigint }[];
+  }) {
     const inf = await app.db.inference.create({
       data: {
         modelId: MODEL,
         accountAddress: lower(consumer.address),
         prompt: "fine-tuning job ftjob-x",
         output: "",
-        inputTokens: 1001,
+        inputTokens: opts.tokens,
         outputTokens: 0,
-        priceInPer1kWei: new Prisma.Decimal(price.toString()),
+        priceInPer1kWei: new Prisma.Decimal(opts.price.toString()),
         priceOutPer1kWei: new Prisma.Decimal(0),
       },
     });
     const grant = await app.db.trainingGrant.create({
       data: {
         id: crypto.randomUUID(),
-        tokenHash: "ef".repeat(32),
+        tokenHash: crypto.randomUUID().replaceAll("-", "").repeat(2),
         accountAddress: lower(consumer.address),
-        jobRef: "ftjob-settlement-test",
-        datanetVersionIds: [],
+        jobRef: `ftjob-${crypto.randomUUID()}`,
+        datanetVersionIds: opts.versionIds,
         baseModelHash: "ab".repeat(32),
-        pricePer1kTokensWei: new Prisma.Decimal(price.toString()),
+        pricePer1kTokensWei: new Prisma.Decimal(opts.price.toString()),
         maxTokens: 2000n,
         maxFeeWei: new Prisma.Decimal("0"),
         reservationId: crypto.randomUUID(),
         expiresAt: new Date(Date.now() + 3600_000),
         usedAt: new Date(),
-        modelId: MODEL,
+        // (model_id is unique per grant; settlement reads the grant by its usage row, not by model)
         inferenceId: inf.id,
-        trainedTokens: 1001n,
-        shares: {
-          create: [
-            { contributorAddress: lower(contributorA.address), tokens: 667n },
-            { contributorAddress: lower(contributorB.address), tokens: 334n },
-          ],
-        },
+        trainedTokens: BigInt(opts.tokens),
+        shares: { create: opts.shares.map((s) => ({ contributorAddress: s.address, tokens: s.tokens })) },
       },
+    });
+    return { inf, grant };
+  }
+
+  test("a fine-tuning job's training fee goes to the contributors by trained tokens, at once, to the wei", async () => {
+    const price = 500_000_000_000_003n; // wei per 1k trained tokens
+    const { inf, grant } = await trainingUsage({
+      price,
+      tokens: 1001,
+      versionIds: [await trainingVersion([lower(contributorA.address), lower(contributorB.address)])],
+      shares: [
+        { address: lower(contributorA.address), tokens: 667n },
+        { address: lower(contributorB.address), tokens: 334n },
+      ],
     });
     // No validator result exists and none is awaited: it settles at the first delivery.
     assert.equal(await app.settlement.settle(inf.id), "settled");
@@ -329,6 +386,38 @@ describe("settling inferences", () => {
     assert.equal((settled.splitBps as Record<string, unknown>).training, true);
     assert.equal((settled.splitBps as Record<string, unknown>).trainingGrantId, grant.id);
     assert.equal(await app.settlement.settle(inf.id), "already");
+  });
+
+  test("attack: training shares that do not check out against the grant's versions pay nobody and are reported", async () => {
+    // Before: settlement paid whatever training_grant_shares said — a writer of that table (the gateway,
+    // or anyone with its database access) could name an outsider or bill more tokens than were shared.
+    const version = await trainingVersion([lower(contributorA.address)]);
+    const outsider = lower(owner.address);
+    const cases = [
+      {
+        why: /not contributors of the grant's datanet versions/,
+        shares: [{ address: outsider, tokens: 100n }],
+      },
+      {
+        why: /sum to 60 tokens, the fee bills 100/,
+        shares: [{ address: lower(contributorA.address), tokens: 60n }],
+      },
+    ];
+    for (const c of cases) {
+      const { inf, grant } = await trainingUsage({
+        price: 1_000n,
+        tokens: 100,
+        versionIds: [version],
+        shares: c.shares,
+      });
+      assert.equal(await app.settlement.settle(inf.id), "held");
+      assert.equal(await app.db.settlement.count({ where: { inferenceId: inf.id } }), 0, "nobody paid");
+      assert.equal(await app.db.ledgerTransaction.count({ where: { externalKey: `fee:${inf.id}` } }), 0);
+      const anomaly = await app.db.settlementAnomaly.findUniqueOrThrow({ where: { inferenceId: inf.id } });
+      assert.equal(anomaly.kind, "training_shares_mismatch");
+      assert.equal((anomaly.detail as { trainingGrantId: string }).trainingGrantId, grant.id);
+      assert.match(JSON.stringify(anomaly.detail), c.why);
+    }
   });
 
   test("the fee split is governance's, on chain: a change applies to the next settlement, to the wei", async () => {

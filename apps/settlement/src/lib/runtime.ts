@@ -140,12 +140,12 @@ export class SettlementRuntime {
     return result;
   }
 
-  /** A signed quorum result that cannot be paid from pays nobody: said loudly (and kept in settlement_anomalies). */
+  /** A signed quorum result (or a training's shares) that cannot be paid from pays nobody: said loudly (and kept in settlement_anomalies). */
   #report(anomalies: readonly Anomaly[]): void {
     for (const a of anomalies) {
       this.log.error(
         { inferenceId: a.inferenceId, kind: a.kind, detail: a.detail },
-        "signed attribution result not paid: inference held (GET /v1/anomalies)",
+        "inference not paid (its signed result or training shares do not check out): held (GET /v1/anomalies)",
       );
     }
   }

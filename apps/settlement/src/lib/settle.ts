@@ -61,7 +61,7 @@ export interface BatchResult {
 /** Why an inference with a signed quorum result is held instead of paid. */
 export interface Anomaly {
   inferenceId: string;
-  kind: "weights_cache_mismatch" | "unpayable_signed_result";
+  kind: "weights_cache_mismatch" | "unpayable_signed_result" | "training_shares_mismatch";
   detail: Record<string, unknown>;
 }
 
@@ -358,7 +358,7 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
     };
   });
 
-  for (const row of training) {
+  for (const row of await checkedTraining(pool, training, anomalies, pending)) {
     const fee = priceInference({
       inputTokens: row.input_tokens,
       outputTokens: row.output_tokens,
@@ -393,6 +393,57 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
   for (const id of pending) outcomes.set(id, "pending");
   for (const a of anomalies) outcomes.set(a.inferenceId, "held");
   return { outcomes, settled: inserted.size, pending: pending.length, anomalies };
+}
+
+/**
+ * A training fee is split by the per-contributor tokens the gateway recorded with the grant; settlement,
+ * which moves the money, checks them again rather than trust the writer: they must be positive, sum to
+ * the tokens billed, and name only contributors of rows in the grant's datanet versions. Rows that fail
+ * pay nobody: held and reported (`training_shares_mismatch`), re-checked by the sweeper. Returns the rest.
+ * (Each contributor's count itself — how many of its tokens the job trained on — is the factory's report,
+ * bounded only by the total: ARCHITECTURE.md, "Who can move money".)
+ */
+async function checkedTraining(
+  pool: ReturnType<typeof rawPool>,
+  training: InferenceRow[],
+  anomalies: Anomaly[],
+  pending: string[],
+): Promise<InferenceRow[]> {
+  if (training.length === 0) return [];
+  const { rows: strangers } = await pool.query<{ grant_id: string; addresses: string[] }>(
+    `SELECT s.grant_id::text AS grant_id, array_agg(s.contributor_address ORDER BY s.contributor_address) AS addresses
+       FROM training_grant_shares s JOIN training_grants tg ON tg.id = s.grant_id
+      WHERE s.grant_id = ANY($1::uuid[])
+        AND NOT EXISTS (
+          SELECT 1 FROM datanet_version_rows vr JOIN datanet_rows r ON r.id = vr.row_id
+           WHERE vr.version_id = ANY(tg.datanet_version_ids) AND r.contributor_address = s.contributor_address)
+      GROUP BY s.grant_id`,
+    [training.map((r) => r.training_grant_id)],
+  );
+  const notContributors = new Map(strangers.map((r) => [r.grant_id, r.addresses]));
+  const ok: InferenceRow[] = [];
+  for (const row of training) {
+    const tokens = (row.trained_tokens ?? []).map((t) => BigInt(t));
+    const sum = tokens.reduce((a, b) => a + b, 0n);
+    const reasons: string[] = [];
+    if (tokens.some((t) => t <= 0n)) reasons.push("a share of zero or fewer tokens");
+    if (sum !== BigInt(row.input_tokens))
+      reasons.push(`the shares sum to ${sum} tokens, the fee bills ${row.input_tokens}`);
+    const strangersOfRow = notContributors.get(row.training_grant_id ?? "");
+    if (strangersOfRow)
+      reasons.push(`not contributors of the grant's datanet versions: ${strangersOfRow.join(", ")}`);
+    if (reasons.length === 0) {
+      ok.push(row);
+      continue;
+    }
+    anomalies.push({
+      inferenceId: row.id,
+      kind: "training_shares_mismatch",
+      detail: { trainingGrantId: row.training_grant_id, reasons },
+    });
+    pending.push(row.id);
+  }
+  return ok;
 }
 
 /**

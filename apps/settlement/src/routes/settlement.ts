@@ -524,7 +524,8 @@ export const settlementRoutes: FastifyPluginAsync<{ config: SettlementConfig }> 
         description:
           "Settlement pays exactly the weights inside the canonical result the validator quorum signed. When the " +
           "weights stored beside it (the attribution service's cache) differ from the signed bytes " +
-          "(`weights_cache_mismatch`), or the signed bytes are not a payable result (`unpayable_signed_result`), the " +
+          "(`weights_cache_mismatch`), or the signed bytes are not a payable result (`unpayable_signed_result`), or a " +
+          "fine-tuning job's recorded shares do not check out against its datanet versions (`training_shares_mismatch`), the " +
           "inference is held and listed here; the sweeper re-checks it and `resolvedAt` is set once it settles. " +
           "`all=true` includes resolved ones.",
         querystring: z.object({
