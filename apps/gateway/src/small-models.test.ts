@@ -358,6 +358,8 @@ async function ownerApproval(builderAddress: string) {
 }
 
 test("squatting: a builder the datanet's owner did not approve cannot register its small model (403, nothing written)", async () => {
+  // Before: the first builder to register a datanet's small model (first come, by content hash) set its
+  // price and took the model owner's 30%.
   const before = await db.model.count();
   const intents = await db.chainIntent.count();
   const res = await register(builderKey, good());
