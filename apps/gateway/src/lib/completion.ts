@@ -37,6 +37,14 @@ type Usage = { prompt_tokens: number; completion_tokens: number; total_tokens: n
  * sent (`Generation.tokensWithin`); a non-streamed answer that never went out bills nothing.
  * A stream always ends: with its final chunks and `[DONE]`, or with an `error` event.
  */
+/**
+ * The most text one write-ahead of a stream covers beyond what was already sent: the bound on what
+ * a client can be billed and never receive when its replica dies mid-stream (crash.test.ts).
+ */
+export const MAX_UNSENT_CHARS = 64;
+
+const isHighSurrogate = (c: number) => c >= 0xd800 && c <= 0xdbff;
+
 export async function serveCompletion(
   app: FastifyInstance,
   request: FastifyRequest,
@@ -162,15 +170,20 @@ export async function serveCompletion(
   };
   // Write-ahead: what is about to be sent is first written to the reservation row (with the tokens
   // it covers), so a replica that dies mid-stream leaves a bill for every token the client got.
-  // Pieces arriving while a write is in flight go out together after it.
+  // Pieces arriving while a write is in flight go out together after it, at most
+  // MAX_UNSENT_CHARS per write: that bounds what a replica dying between a write and its send can
+  // bill beyond what the client received, however far a slow database lets the queue grow.
   let queued = "";
   let pumping: Promise<void> | undefined;
   let progressFailed: unknown;
   const pump = async () => {
     while (queued.length > 0 && progressFailed === undefined && !sse.closed) {
-      const text = sent + queued;
-      const piece = queued;
-      queued = "";
+      let n = Math.min(queued.length, MAX_UNSENT_CHARS);
+      // Never split a surrogate pair between two pieces.
+      if (n < queued.length && isHighSurrogate(queued.charCodeAt(n - 1))) n--;
+      const piece = queued.slice(0, n);
+      queued = queued.slice(n);
+      const text = sent + piece;
       await app.inferences.progress(reservation, text, generation.tokensWithin(text.length));
       if (sse.send(chunk(piece, null))) sent = text;
     }
