@@ -2,6 +2,8 @@
 # Makes sure the local PostgreSQL and Redis the platform uses by default are installed
 # and running. Used by .ci/run, `npm start` and `npm test`; safe to run repeatedly.
 # Only acts on the local defaults (127.0.0.1:5432 and 127.0.0.1:6379).
+# With --browser (npm test), also installs Debian's chromium when missing: the explorer's
+# browser test (apps/explorer/src/browser.test.ts) drives it with playwright-core.
 set -euo pipefail
 
 pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
@@ -46,4 +48,8 @@ if ! redis_up; then
 fi
 # The test suite starts throw-away redis-server processes to test outages.
 if ! command -v redis-server >/dev/null; then apt_install redis-server; fi
+if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null; then
+  echo "ensure-services: installing Chromium (the explorer's browser test)" >&2
+  apt_install chromium
+fi
 echo "ensure-services: PostgreSQL and Redis are up" >&2

@@ -29,10 +29,11 @@ export function installIfNeeded() {
   run("npm", ["ci", "--no-audit", "--no-fund", "--loglevel=warn"]);
 }
 
-export function ensureServices() {
+/** Postgres and Redis up; `browser`: Debian's chromium installed too (the explorer's browser test). */
+export function ensureServices({ browser = false } = {}) {
   if (process.env.OPENLEDGER_SKIP_SERVICES === "1") return;
-  step("checking PostgreSQL and Redis");
-  run("bash", [path.join(ROOT, "scripts", "ensure-services.sh")]);
+  step(browser ? "checking PostgreSQL, Redis and Chromium" : "checking PostgreSQL and Redis");
+  run("bash", [path.join(ROOT, "scripts", "ensure-services.sh"), ...(browser ? ["--browser"] : [])]);
 }
 
 export function prepare() {

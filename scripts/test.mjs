@@ -15,10 +15,6 @@ function findTests(dir, out = []) {
   return out;
 }
 
-installIfNeeded();
-ensureServices();
-prepare();
-
 // Arguments narrow the run: `npm test -- packages/db` runs the tests under that path.
 const filters = process.argv.slice(2);
 const roots = ["apps", "packages", "scripts"].filter((d) =>
@@ -26,6 +22,11 @@ const roots = ["apps", "packages", "scripts"].filter((d) =>
 );
 let files = roots.flatMap((d) => findTests(path.join(ROOT, d))).sort();
 if (filters.length > 0) files = files.filter((f) => filters.some((x) => f.startsWith(x)));
+
+installIfNeeded();
+// Browser tests (`browser.test.ts`, the explorer's) need Debian's chromium: installed when missing.
+ensureServices({ browser: files.some((f) => f.endsWith("browser.test.ts")) });
+prepare();
 
 let failed = false;
 if (files.length > 0) {

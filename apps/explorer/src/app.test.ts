@@ -3,6 +3,7 @@
 // not answer is a 502, pages answer the built index.html and unknown paths a JSON 404.
 import assert from "node:assert/strict";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
@@ -136,6 +137,91 @@ test("writes are not forwarded: POST to the datanets API is a 404 and creates no
     const r = await explorer.inject({ method, url: "/api/datanets/v1/datanets" });
     assert.equal(r.statusCode, 404, method);
   }
+});
+
+/** The error shape every service answers: `{ error: { code, message } }`. */
+function assertError(res: { statusCode: number; body: string }, status: number, what: string) {
+  assert.equal(res.statusCode, status, `${what}: ${res.body}`);
+  const body = JSON.parse(res.body) as { error?: { code?: unknown; message?: unknown } };
+  assert.equal(typeof body.error?.code, "string", what);
+  assert.equal(typeof body.error?.message, "string", what);
+}
+
+/** A raw request: the path goes out exactly as written (fetch and inject would normalize "..", "%2e"). */
+function raw(base: string, method: string, rawPath: string) {
+  const url = new URL(base);
+  return new Promise<{ statusCode: number; body: string }>((resolve, reject) => {
+    const req = httpRequest({ host: url.hostname, port: url.port, method, path: rawPath }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => {
+        body += d;
+      });
+      res.on("end", () => resolve({ statusCode: res.statusCode ?? 0, body }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+test("the forwarding is read-only: no other method, service or path reaches a service (no open relay)", async () => {
+  const authorization = await signIn();
+  // Every method but GET (and HEAD, a GET without its body) is refused, with the error shape.
+  for (const method of ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const) {
+    for (const url of [
+      "/api/datanets/v1/datanets",
+      "/api/settlement/v1/epochs/close",
+      "/api/gateway/v1/chat/completions",
+    ]) {
+      const res = await explorer.inject({
+        method,
+        url,
+        headers: { authorization },
+        payload: method === "OPTIONS" ? undefined : {},
+      });
+      assertError(res, 404, `${method} ${url}`);
+    }
+  }
+  // The one POST read is attribution's /v1/attribute: the same path on another service is refused.
+  assertError(
+    await explorer.inject({ method: "POST", url: "/api/datanets/v1/attribute", payload: {} }),
+    404,
+    "POST /v1/attribute to datanets",
+  );
+  // Unknown services and paths outside the services' /v1 APIs.
+  assertError(
+    await explorer.inject({ method: "GET", url: "/api/ledger/v1/anything" }),
+    400,
+    "unknown service",
+  );
+  for (const url of [
+    "/api/datanets/metrics",
+    "/api/datanets/docs/json",
+    "/api/datanets/readyz",
+    "/api/datanets",
+  ])
+    assertError(await explorer.inject({ method: "GET", url }), 404, url);
+  // Dot segments, as sent on the wire (plain or percent-encoded), never climb out of /v1.
+  const base = await explorer.listen({ port: 0, host: "127.0.0.1" });
+  for (const rawPath of [
+    "/api/datanets/v1/../metrics",
+    "/api/datanets/v1/%2e%2e/metrics",
+    "/api/datanets/v1/x/%2E%2E/%2e%2e/docs/json",
+    "/api/datanets/v1/..%2fmetrics",
+  ]) {
+    const res = await raw(base, "GET", rawPath);
+    assert.ok(res.statusCode === 400 || res.statusCode === 404, `${rawPath}: ${res.statusCode} ${res.body}`);
+    assertError(res, res.statusCode, rawPath);
+    assert.doesNotMatch(res.body, /process_cpu|openapi/, `${rawPath} reached the service`);
+  }
+  // An encoded "?" stays in the path: it does not turn into the service's query.
+  const direct = await fetch(`${datanetsUrl}/v1/datanets?limit=1`);
+  assert.equal(direct.status, 200);
+  assertError(
+    await explorer.inject({ method: "GET", url: "/api/datanets/v1/datanets%3Flimit=1" }),
+    404,
+    "an encoded ? in the path",
+  );
 });
 
 test("a service that does not answer is a 502 UPSTREAM_UNAVAILABLE; an unknown service a 400", async () => {

@@ -49,7 +49,10 @@ async function explorerRoutes(app: FastifyInstance, { config }: { config: Explor
     (service: Upstream, rest: string, { withKey = false } = {}) =>
     (request: FastifyRequest, reply: FastifyReply) => {
       const query = request.url.includes("?") ? request.url.slice(request.url.indexOf("?")) : "";
-      return reply.from(`${upstreamUrl(config, service)}/v1/${rest}${query}`, {
+      // `rest` arrives decoded: encode it again, segment by segment, so an encoded "?", "#" or "%"
+      // stays part of the path it was sent in (and never becomes the upstream's query).
+      const upstreamPath = rest.split("/").map(encodeURIComponent).join("/");
+      return reply.from(`${upstreamUrl(config, service)}/v1/${upstreamPath}${query}`, {
         rewriteRequestHeaders: (_req, headers) => {
           // Only what a read needs: never the browser's cookies or credentials — except, on the POST
           // reads, the user's own API key (they cost CPU: the service wants a key, and the explorer

@@ -3,7 +3,8 @@ import { BarChart, SankeyChart } from "echarts/charts";
 import { GridComponent, TooltipComponent } from "echarts/components";
 import * as echarts from "echarts/core";
 import { SVGRenderer } from "echarts/renderers";
-import ReactEChartsCore from "echarts-for-react/lib/core";
+// The ES module build: the CommonJS one (lib/) reaches the bundle as a module object, not a component.
+import ReactEChartsCore from "echarts-for-react/esm/core";
 
 // Only what the pages draw (a smaller bundle). The SVG renderer keeps labels as text in the page:
 // readable by screen readers, selectable, and checked by the browser test against the ledger.

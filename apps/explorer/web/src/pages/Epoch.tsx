@@ -80,7 +80,8 @@ export function flowOption(flows: EpochFlows): EChartsOption {
       {
         type: "sankey",
         left: 8,
-        right: 150,
+        // Room for the recipients' labels ("0x90f7…b906: 0.431900000000000002"), printed to the wei.
+        right: 250,
         top: 10,
         bottom: 10,
         nodeGap: 12,
