@@ -28,6 +28,7 @@ import { testEnvironment } from "@openledger/service-kit/testing";
 import OpenAI from "openai";
 import type { Hex } from "viem";
 import { buildGateway, gatewayConfig } from "./app.ts";
+import { SmallModelRuntime } from "./lib/small-models.ts";
 
 const ALICE = "0x00000000000000000000000000000000000a11ce";
 const BOB = "0x0000000000000000000000000000000000000b0b";
@@ -182,6 +183,7 @@ async function seed(): Promise<void> {
   );
 }
 
+let attributionUrl: string;
 /** The attribution service's token, which the gateway holds to fetch small models' graphs. */
 const ATTRIBUTION_TOKEN = "gateway-test-attribution-token";
 
@@ -201,7 +203,7 @@ before(async () => {
   );
   await attribution.listen({ port: 0, host: "127.0.0.1" });
   const aAddr = attribution.server.address();
-  const attributionUrl = `http://127.0.0.1:${typeof aAddr === "object" && aAddr ? aAddr.port : 0}`;
+  attributionUrl = `http://127.0.0.1:${typeof aAddr === "object" && aAddr ? aAddr.port : 0}`;
   app = await buildGateway(
     gatewayConfig({
       ...env.env,
@@ -748,4 +750,24 @@ test("another replica's small models: listed here, and no longer served once it 
   );
   assert.equal(await db.inference.count({ where: { modelId: "spam-filter-replica-b" } }), before);
   assert.ok(!(await list()).includes("spam-filter-replica-b"));
+});
+
+test("a gateway without the attribution service's token gets no graph, and says which variable to set", async () => {
+  const index = await db.attributionIndex.findUniqueOrThrow({
+    where: { datanetVersionId_kind: { datanetVersionId: versions.labelled, kind: "influence" } },
+  });
+  const url = attributionUrl;
+  const fresh = (token?: string) =>
+    new SmallModelRuntime(join(dir, `no-cache-${token ?? "none"}`), url, token);
+  for (const runtime of [fresh(), fresh("not-the-attribution-token")]) {
+    await assert.rejects(
+      runtime.load(versions.labelled, index.onnxBlobHash!),
+      (err: Error & { statusCode?: number }) => {
+        assert.match(err.message, /GATEWAY_ATTRIBUTION_TOKEN must be its ATTRIBUTION_SERVICE_TOKEN/);
+        return true;
+      },
+    );
+  }
+  const loaded = await fresh(ATTRIBUTION_TOKEN).load(versions.labelled, index.onnxBlobHash!);
+  assert.ok(loaded);
 });
