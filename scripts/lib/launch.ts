@@ -1,5 +1,5 @@
 // Starts the whole platform for a test: a local chain (contracts deployed), a migrated
-// Postgres schema and a Redis prefix of its own, and the four services as child processes
+// Postgres schema and a Redis prefix of its own, and the five services as child processes
 // on free ports (what `npm start` does, but each service can be killed and restarted).
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -14,7 +14,7 @@ import type { StoryPlatform } from "./story.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
-export const SERVICE_NAMES = ["datanets", "attribution", "gateway", "settlement"] as const;
+export const SERVICE_NAMES = ["datanets", "attribution", "gateway", "settlement", "factory"] as const;
 export type Service = (typeof SERVICE_NAMES)[number];
 
 export interface LaunchedPlatform {
@@ -45,6 +45,7 @@ export async function launchPlatform(extraEnv: Record<string, string> = {}): Pro
     attribution: await freePort(),
     gateway: await freePort(),
     settlement: await freePort(),
+    factory: await freePort(),
   };
   const adminToken = "e2e-settlement-admin-token";
   const attributionToken = "e2e-attribution-service-token";
@@ -58,6 +59,7 @@ export async function launchPlatform(extraEnv: Record<string, string> = {}): Pro
     ATTRIBUTION_PORT: String(ports.attribution),
     GATEWAY_PORT: String(ports.gateway),
     SETTLEMENT_PORT: String(ports.settlement),
+    FACTORY_PORT: String(ports.factory),
     ATTRIBUTION_BLOB_DIR: path.join(dir, "blobs"),
     GATEWAY_DATA_DIR: path.join(dir, "gateway"),
     GATEWAY_THREADS: "1",
@@ -67,6 +69,10 @@ export async function launchPlatform(extraEnv: Record<string, string> = {}): Pro
     GATEWAY_ATTRIBUTION_URL: `http://127.0.0.1:${ports.attribution}`,
     ATTRIBUTION_SERVICE_TOKEN: attributionToken,
     GATEWAY_ATTRIBUTION_TOKEN: attributionToken,
+    FACTORY_GATEWAY_URL: `http://127.0.0.1:${ports.gateway}`,
+    FACTORY_DATA_DIR: path.join(dir, "factory"),
+    // One thread: the run is bit-identical wherever it runs (the thread count is part of a job).
+    FACTORY_TRAIN_THREADS: "1",
     SETTLEMENT_ADMIN_TOKEN: adminToken,
     SETTLEMENT_EPOCH_INTERVAL_MS: "0",
     SETTLEMENT_RECHECK_MS: "300",
@@ -145,6 +151,7 @@ export async function launchPlatform(extraEnv: Record<string, string> = {}): Pro
       attributionUrl: url("attribution"),
       gatewayUrl: url("gateway"),
       settlementUrl: url("settlement"),
+      factoryUrl: url("factory"),
       rpcUrl: chain.rpcUrl,
       addresses: chain.addresses!,
       settlementAdminToken: adminToken,

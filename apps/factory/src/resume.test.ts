@@ -12,7 +12,7 @@ import { REPO_ROOT } from "@openledger/chain";
 import { loadModel, PackedDataset, type TrainDocument, Trainer } from "@openledger/model-runtime";
 import { freePort } from "@openledger/service-kit/testing";
 import { factoryConfig } from "./app.ts";
-import { resolveHyperparameters, totalSteps, trainerOptions } from "./lib/plan.ts";
+import { documentTokens, resolveHyperparameters, totalSteps, trainerOptions } from "./lib/plan.ts";
 import { loadBaseModelInfo } from "./plugins/factory.ts";
 import { createKey, deposit, type Platform, ROWS, startPlatform, waitFor } from "./testing.ts";
 
@@ -88,7 +88,7 @@ async function referenceAdapterHash(): Promise<string> {
   const base = await loadBaseModelInfo(factoryConfig(env));
   const { model, tokenizer } = await loadModel({ dir: base.dir });
   const docs: TrainDocument[] = ROWS.map((r) => ({
-    tokens: tokenizer.encode(r.text, { addSpecialTokens: false }),
+    tokens: documentTokens(tokenizer, r.text),
     source: r.who,
   }));
   const h = resolveHyperparameters(HYPER, { maxRank: 16, maxSeq: 2048, maxSteps: 20_000 });

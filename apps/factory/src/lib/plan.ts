@@ -1,4 +1,4 @@
-import type { TrainerOptions } from "@openledger/model-runtime";
+import type { TextTokenizer, TrainerOptions } from "@openledger/model-runtime";
 import { priceInference } from "@openledger/settlement-core";
 import { z } from "zod";
 
@@ -140,17 +140,34 @@ export function trainerOptions(
 }
 
 /**
+ * Special tokens a tokenizer may add to one row (BOS, and EOS for tokenizers whose post-processor
+ * appends one), beside the separator after it.
+ */
+export const MAX_SPECIAL_TOKENS_PER_ROW = 2;
+
+/**
+ * A row's tokens as the trainer sees them: encoded WITH the tokenizer's special tokens (BOS), the way
+ * the gateway encodes a `/v1/completions` prompt, so a tuned adapter continues a text from the same
+ * context it was trained in (without BOS in training, greedy answers to a BOS-prefixed prompt came
+ * apart on memorised text: scripts/lib/README.md).
+ */
+export function documentTokens(tokenizer: Pick<TextTokenizer, "encode">, text: string): number[] {
+  return tokenizer.encode(text, { addSpecialTokens: true });
+}
+
+/**
  * The bound a job's escrow hold is sized for, known before any row is tokenized: a byte-level
- * tokenizer never makes more tokens than UTF-8 bytes, so the packed stream (rows + one separator
- * each) has at most `bytes + rows` tokens and `ceil((bytes + rows) / seq)` windows; the steps are
- * bounded by the epochs over those windows (and max_steps), and each step trains at most
- * `batch × seq` label tokens.
+ * tokenizer never makes more tokens than UTF-8 bytes, so the packed stream (rows with their special
+ * tokens + one separator each) has at most `bytes + (1 + MAX_SPECIAL_TOKENS_PER_ROW) × rows` tokens
+ * and that over `seq` windows; the steps are bounded by the epochs over those windows (and
+ * max_steps), and each step trains at most `batch × seq` label tokens.
  */
 export function trainingBound(
   h: ResolvedHyperparameters,
   data: { bytes: number; rows: number },
 ): { windows: number; steps: number; tokens: number } {
-  const windows = Math.max(1, Math.ceil((data.bytes + data.rows) / h.seq_len));
+  const tokens = data.bytes + (1 + MAX_SPECIAL_TOKENS_PER_ROW) * data.rows;
+  const windows = Math.max(1, Math.ceil(tokens / h.seq_len));
   const steps = totalSteps(h, windows);
   return { windows, steps, tokens: steps * h.batch_size * h.seq_len };
 }

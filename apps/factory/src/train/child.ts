@@ -12,7 +12,7 @@ import {
   trainingConfigHash,
   writePeftAdapter,
 } from "@openledger/model-runtime";
-import { totalSteps, trainerOptions } from "../lib/plan.ts";
+import { documentTokens, totalSteps, trainerOptions } from "../lib/plan.ts";
 import type { FromTrainer, ToTrainer } from "./protocol.ts";
 
 function send(message: FromTrainer): Promise<void> {
@@ -61,7 +61,7 @@ async function readDocuments(file: string, encode: (text: string) => number[]): 
 
 async function run(job: Extract<ToTrainer, { type: "start" }>): Promise<void> {
   const { model, tokenizer } = await loadModel({ dir: job.modelDir });
-  const docs = await readDocuments(job.dataFile, (t) => tokenizer.encode(t, { addSpecialTokens: false }));
+  const docs = await readDocuments(job.dataFile, (t) => documentTokens(tokenizer, t));
   const separator = tokenizer.eosTokenIds[0] ?? 0;
   const h = job.hyperparameters;
   const data = new PackedDataset(docs, { seq: h.seq_len, separator, seed: job.seed });
