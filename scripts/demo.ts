@@ -3,12 +3,14 @@
 // QUEUE_PREFIX, SETTLEMENT_ADMIN_TOKEN). Prints every step with its
 // figures; exits 1 on any mismatch, 2 when the platform is not running.
 // `--json`: the steps go to stderr and stdout gets one JSON object, the run's summary:
-// {"checks": {"passed", "failed"}, "contributorEarningsWei": {"span", "influence"}} (wei as
+// {"checks": {"passed", "failed"}, "validators": [{"address", "pid"}], "quorum": {"numerator",
+// "denominator", "need"}, "contributorEarningsWei": {"span", "influence"}} (wei as
 // decimal strings: what this run's journals credit contributors for adapters' answers, span
 // attribution, and for the small model's, influence attribution).
 import { defaultAddressesPath, loadAddresses } from "@openledger/chain";
 import { loadConfig, SERVICE_ENVS } from "@openledger/config";
 import { PlatformNotRunningError, runStory, type StoryPlatform, type StoryResult } from "./lib/story.ts";
+import { validatorUrls } from "./lib/validators.ts";
 
 const json = process.argv.slice(2).includes("--json");
 const out = json ? process.stderr : process.stdout;
@@ -18,6 +20,14 @@ function summary(result: StoryResult | null, error?: string): Record<string, unk
   const failed = result ? result.checks.filter((c) => !c.ok).length : 0;
   return {
     checks: { passed: result ? result.checks.length - failed : 0, failed: failed + (error ? 1 : 0) },
+    validators: (result?.validators ?? []).map((v) => ({ address: v.address, pid: v.pid })),
+    quorum: result?.quorum
+      ? {
+          numerator: result.quorum.numerator,
+          denominator: result.quorum.denominator,
+          need: result.quorum.need,
+        }
+      : null,
     contributorEarningsWei: {
       span: (result?.contributorEarningsWei.span ?? 0n).toString(),
       influence: (result?.contributorEarningsWei.influence ?? 0n).toString(),
@@ -46,6 +56,7 @@ async function main(): Promise<number> {
   const platform: StoryPlatform = {
     datanetsUrl: urlOf("datanets", "DATANETS_PORT"),
     attributionUrl: urlOf("attribution", "ATTRIBUTION_PORT"),
+    validatorUrls: validatorUrls(urlOf("attribution", "ATTRIBUTION_PORT")),
     gatewayUrl: urlOf("gateway", "GATEWAY_PORT"),
     settlementUrl: urlOf("settlement", "SETTLEMENT_PORT"),
     factoryUrl: urlOf("factory", "FACTORY_PORT"),

@@ -155,6 +155,11 @@ test("the OpenLedger story runs across the real services and adds up to the wei"
   const failed = result.checks.filter((c) => !c.ok);
   assert.deepEqual(failed, [], lines.join("\n"));
   assert.ok(result.checks.length > 30, `only ${result.checks.length} checks ran`);
+  // Three validator processes, one key each, none of them settlement; the quorum is 2 of the 3.
+  assert.equal(result.validators.length, 3);
+  assert.equal(new Set(result.validators.map((v) => v.pid)).size, 3, "each validator in its own process");
+  assert.equal(new Set(result.validators.map((v) => v.address)).size, 3);
+  assert.deepEqual(result.quorum && [result.quorum.need, result.quorum.active], [2, 3]);
   assert.ok(result.inferences.length >= 2);
   for (const inf of result.inferences) {
     assert.ok(inf.feeWei > 0n, "every inference was charged");

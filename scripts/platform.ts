@@ -17,10 +17,11 @@ import {
   type PlatformAddresses,
   writeAddresses,
 } from "@openledger/chain";
-import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { type LocalChain, localAccounts, startLocalChain } from "@openledger/chain/testing";
 import { loadConfig, platformEnv, SERVICE_ENVS, type ServiceName } from "@openledger/config";
 import { archiveSchema, ensureDatabase, migrate } from "@openledger/db";
 import { createLogger } from "@openledger/logger";
+import { LOCAL_VALIDATOR_PROCESSES, validatorPort } from "./lib/validators.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const log = createLogger({ name: "platform" });
@@ -38,7 +39,7 @@ const config = loadConfig("platform", platformEnv);
 const SERVICES = config.PLATFORM_SERVICES.map((name) => ({ name, portVar: PORT_VARS[name] }));
 /** A service that stayed up this long crashed for a new reason: its backoff starts again. */
 const STABLE_AFTER_MS = 60_000;
-const children = new Map<ServiceName, ChildProcess>();
+const children = new Map<string, ChildProcess>();
 const restartTimers = new Set<NodeJS.Timeout>();
 let chain: LocalChain | undefined;
 let stopping = false;
@@ -227,11 +228,20 @@ const gatewayPort = loadConfig("gateway", SERVICE_ENVS.gateway).GATEWAY_PORT;
 const factoryGatewayUrl = process.env.FACTORY_GATEWAY_URL || `http://127.0.0.1:${gatewayPort}`;
 
 /** Starts a service; when it exits without being asked to, starts it again after its backoff. */
-function startService(service: { name: ServiceName; portVar: string }, backoffMs: number): void {
+/** One process: a service's app, under its own name (validator processes are more attribution apps). */
+interface PlatformProcess {
+  name: string;
+  app: ServiceName;
+  portVar: string;
+  /** Its own variables (a validator process: its port and its one key). */
+  env?: Record<string, string>;
+}
+
+function startService(service: PlatformProcess, backoffMs: number): void {
   const startedAt = Date.now();
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", path.join(ROOT, "apps", service.name, "src", "server.ts")],
+    ["--import", "tsx", path.join(ROOT, "apps", service.app, "src", "server.ts")],
     {
       cwd: ROOT,
       env: {
@@ -245,6 +255,7 @@ function startService(service: { name: ServiceName; portVar: string }, backoffMs
         GATEWAY_ATTRIBUTION_TOKEN: gatewayAttributionToken,
         ...explorerUrls,
         FACTORY_GATEWAY_URL: factoryGatewayUrl,
+        ...service.env,
       },
       stdio: ["pipe", "pipe", "pipe"],
     },
@@ -272,9 +283,26 @@ function startService(service: { name: ServiceName; portVar: string }, backoffMs
 }
 
 const urls: [string, string][] = [];
-for (const service of SERVICES) {
-  const serviceConfig = loadConfig(service.name, SERVICE_ENVS[service.name]);
-  const port = (serviceConfig as Record<string, unknown>)[service.portVar] as number;
+// Validators are separate operators: on the local chain the attribution service is validator #1 (Hardhat #5)
+// and two more attribution processes are validators #2 and #3 (#6, #7), each with its one key, on
+// ATTRIBUTION_PORT + 10 and + 20. Elsewhere the attribution service signs with the operator's
+// VALIDATOR_PRIVATE_KEYS (one key) and other validators run their own.
+const processes: PlatformProcess[] = SERVICES.flatMap((service): PlatformProcess[] => {
+  const own = { ...service, app: service.name };
+  if (service.name !== "attribution" || chainProfile !== "dev" || process.env.VALIDATOR_PRIVATE_KEYS)
+    return [own];
+  const keys = localAccounts().validators.map((v) => v.privateKey);
+  return keys.slice(0, LOCAL_VALIDATOR_PROCESSES).map((key, i) => ({
+    ...own,
+    name: i === 0 ? "attribution" : `validator-${i + 1}`,
+    env: { VALIDATOR_PRIVATE_KEYS: key, ATTRIBUTION_PORT: String(validatorPort(attributionPort, i)) },
+  }));
+});
+for (const service of processes) {
+  const serviceConfig = loadConfig(service.app, SERVICE_ENVS[service.app]);
+  const port = Number(
+    service.env?.ATTRIBUTION_PORT ?? (serviceConfig as Record<string, unknown>)[service.portVar],
+  );
   startService(service, config.PLATFORM_RESTART_MS);
   const host = config.HOST === "0.0.0.0" ? "127.0.0.1" : config.HOST;
   urls.push([service.name, `http://${host}:${port}`]);

@@ -14,8 +14,36 @@ import type { StoryPlatform } from "./story.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
-export const SERVICE_NAMES = ["datanets", "attribution", "gateway", "settlement", "factory"] as const;
+/**
+ * The processes: the five services, and two more validators. Each validator is its own attribution process
+ * with one key (Hardhat #5 in `attribution`, #6 and #7 in `validator-2` and `validator-3`): it attributes every
+ * inference itself and attests epoch roots; settlement holds no validator key.
+ */
+export const SERVICE_NAMES = [
+  "datanets",
+  "attribution",
+  "validator-2",
+  "validator-3",
+  "gateway",
+  "settlement",
+  "factory",
+] as const;
 export type Service = (typeof SERVICE_NAMES)[number];
+/** The attribution processes, one per validator key (index = the local deployment's validator). */
+export const VALIDATOR_PROCESSES = [
+  "attribution",
+  "validator-2",
+  "validator-3",
+] as const satisfies readonly Service[];
+const APP_DIR: Record<Service, string> = {
+  datanets: "datanets",
+  attribution: "attribution",
+  "validator-2": "attribution",
+  "validator-3": "attribution",
+  gateway: "gateway",
+  settlement: "settlement",
+  factory: "factory",
+};
 
 export interface LaunchedPlatform {
   platform: StoryPlatform;
@@ -43,6 +71,8 @@ export async function launchPlatform(extraEnv: Record<string, string> = {}): Pro
   const ports: Record<Service, number> = {
     datanets: await freePort(),
     attribution: await freePort(),
+    "validator-2": await freePort(),
+    "validator-3": await freePort(),
     gateway: await freePort(),
     settlement: await freePort(),
     factory: await freePort(),
@@ -80,6 +110,8 @@ export async function launchPlatform(extraEnv: Record<string, string> = {}): Pro
     SETTLEMENT_EPOCH_CLOSE_WAIT_MS: "600000",
     DATANETS_DISPUTE_WINDOW_SECONDS: "2",
     DATANETS_SWEEP_INTERVAL_MS: "500",
+    ATTRIBUTION_VALIDATOR_SCAN_MS: "300",
+    ATTRIBUTION_EPOCH_ATTEST_INTERVAL_MS: "300",
     // A local chain with the well-known dev accounts.
     CHAIN_PROFILE: "dev",
     ...extraEnv,
@@ -106,13 +138,22 @@ export async function launchPlatform(extraEnv: Record<string, string> = {}): Pro
       await new Promise((r) => setTimeout(r, 200));
     }
   }
+  /** A validator process's own port and its one key. */
+  function ownEnv(name: Service): Record<string, string> {
+    const i = (VALIDATOR_PROCESSES as readonly Service[]).indexOf(name);
+    if (i < 0) return {};
+    return {
+      ATTRIBUTION_PORT: String(ports[name]),
+      VALIDATOR_PRIVATE_KEYS: chain.accounts.validators[i]!.privateKey,
+    };
+  }
   function spawnService(name: Service) {
     const child = spawn(
       process.execPath,
-      ["--import", "tsx", path.join(ROOT, "apps", name, "src", "server.ts")],
+      ["--import", "tsx", path.join(ROOT, "apps", APP_DIR[name], "src", "server.ts")],
       {
         cwd: ROOT,
-        env: { ...process.env, ...env, EXIT_WITH_STDIN: "true" },
+        env: { ...process.env, ...env, ...ownEnv(name), EXIT_WITH_STDIN: "true" },
         stdio: ["pipe", "pipe", "pipe"],
       },
     );
@@ -139,8 +180,12 @@ export async function launchPlatform(extraEnv: Record<string, string> = {}): Pro
   }
 
   try {
-    for (const n of SERVICE_NAMES) spawnService(n);
-    await Promise.all(SERVICE_NAMES.map((n) => waitReady(n)));
+    // The services first, then the further validators (a loaded machine starts fewer at once).
+    const later = (n: Service) => n === "validator-2" || n === "validator-3";
+    for (const group of [SERVICE_NAMES.filter((n) => !later(n)), SERVICE_NAMES.filter(later)]) {
+      for (const n of group) spawnService(n);
+      await Promise.all(group.map((n) => waitReady(n)));
+    }
   } catch (err) {
     await stop();
     throw err;
@@ -149,6 +194,7 @@ export async function launchPlatform(extraEnv: Record<string, string> = {}): Pro
     platform: {
       datanetsUrl: url("datanets"),
       attributionUrl: url("attribution"),
+      validatorUrls: VALIDATOR_PROCESSES.map(url),
       gatewayUrl: url("gateway"),
       settlementUrl: url("settlement"),
       factoryUrl: url("factory"),

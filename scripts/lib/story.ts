@@ -53,6 +53,8 @@ import {
 export interface StoryPlatform {
   datanetsUrl: string;
   attributionUrl: string;
+  /** Every validator process's attribution URL (each signs with one key); default: attributionUrl alone. */
+  validatorUrls?: string[];
   gatewayUrl: string;
   settlementUrl: string;
   rpcUrl: string;
@@ -141,6 +143,10 @@ export interface StoryResult {
   } | null;
   /** The fee split on chain (governance's) that this run's settlements were checked against. */
   feeSplitBps?: SplitBps;
+  /** The validator processes that served this run: each one's key (address) and process id. */
+  validators: { address: string; pid: number; url: string }[];
+  /** The distributor's quorum: `need` of the active validators (numerator/denominator of the set). */
+  quorum: { numerator: number; denominator: number; need: number; active: number } | null;
 }
 
 export interface StoryContext {
@@ -282,6 +288,8 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
     contributorEarnings: [],
     contributorEarningsWei: { span: 0n, influence: 0n },
     fineTune: null,
+    validators: [],
+    quorum: null,
   };
   const ctx: StoryContext = { platform, result, log };
   const check = (name: string, ok: boolean, detail: string) => {
@@ -364,6 +372,43 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
   });
   const startBalances = new Map<string, bigint>();
   for (const h of holders) startBalances.set(h.toLowerCase(), await balance(h));
+
+  // 0. The validators: separate processes, one key each, and the quorum they count towards.
+  step(0, "Validators: one attribution process per validator key, and the distributor's quorum");
+  for (const url of platform.validatorUrls ?? [platform.attributionUrl]) {
+    const { json: v } = await expectStatus("GET", `${url}/v1/validator`, 200);
+    const keys = v.validators as { address: string; staked: boolean; active: boolean }[];
+    eq(`the validator process at ${url} signs with exactly one key`, keys.length, 1);
+    const q = v.quorum as { numerator: number; denominator: number; need: number; active: string[] };
+    result.quorum = {
+      numerator: q.numerator,
+      denominator: q.denominator,
+      need: q.need,
+      active: q.active.length,
+    };
+    for (const k of keys) {
+      check(`${k.address} is staked and in the active set`, k.staked && k.active, JSON.stringify(k));
+      result.validators.push({ address: k.address, pid: v.pid as number, url });
+      log(`  validator ${k.address} — pid ${v.pid as number} at ${url}`);
+    }
+  }
+  const distinct = (xs: unknown[]) => new Set(xs).size;
+  eq(
+    "every validator runs in its own process",
+    distinct(result.validators.map((v) => v.pid)),
+    result.validators.length,
+  );
+  if (result.quorum) {
+    const q = result.quorum;
+    log(
+      `  quorum: ${q.need} of ${q.active} active validators (${q.numerator}/${q.denominator} of the set, rounded up)`,
+    );
+    check(
+      "no single validator process meets the quorum",
+      q.need >= 2 && result.validators.length >= q.need,
+      `need ${q.need}, processes ${result.validators.length}`,
+    );
+  }
 
   // 1. Sign in with Ethereum.
   step(1, "Contributors and the datanet owner sign in with Ethereum (SIWE)");

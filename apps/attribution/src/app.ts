@@ -8,13 +8,34 @@ import {
   buildService,
   defineService,
 } from "@openledger/service-kit";
-import type { FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import fp from "fastify-plugin";
 import { attributionContext } from "./lib/context.ts";
+import { attestClosedEpochs } from "./lib/epoch-attestor.ts";
 import { attributeRoutes } from "./routes/attribute.ts";
 import { indexRoutes } from "./routes/indexes.ts";
 import { inferenceRoutes } from "./routes/inferences.ts";
+import { validatorRoutes } from "./routes/validator.ts";
 import { indexWorker } from "./workers/index-worker.ts";
 import { scoreWorker } from "./workers/score-worker.ts";
+import { validatorScan } from "./workers/validator-scan.ts";
+
+/**
+ * The validator's own duties as background tasks (only with RUN_WORKERS): it attributes every recent
+ * inference it has not attributed yet (`validatorScan`: each validator reads the public record rather
+ * than sharing one job queue), and recounts and attests each closed epoch's root (settlement holds no
+ * validator key: roots are posted only with a quorum of validator processes' signatures).
+ */
+const validatorDuties = fp<{ config: AttributionConfig }>(
+  async (app: FastifyInstance, { config }) => {
+    app.background.every("validator scan", config.ATTRIBUTION_VALIDATOR_SCAN_MS, validatorScan(app));
+    app.background.every("validator epoch attest", config.ATTRIBUTION_EPOCH_ATTEST_INTERVAL_MS, async () => {
+      const [chain, identities] = await Promise.all([app.attribution.chain(), app.attribution.validators()]);
+      for (const identity of identities) await attestClosedEpochs(app.db, chain, identity, app.log);
+    });
+  },
+  { name: "attribution-validator-duties", dependencies: ["attribution-context"] },
+);
 
 /**
  * The attribution service as a plugin: HTTP routes and (when RUN_WORKERS) queue workers.
@@ -25,7 +46,7 @@ export const attributionService = defineService({
   title: "OpenLedger Attribution",
   description:
     "Proof of Attribution: suffix-array indexes, span attribution, influence scores and validator-signed results.",
-  plugins: [attributionContext],
+  plugins: [attributionContext, validatorDuties],
   chain: { validators: "VALIDATOR_PRIVATE_KEYS" },
   routes: async (app, opts: { config: AttributionConfig }) => {
     // The routes that cost CPU or give a paid model away answer the platform's own services
@@ -52,6 +73,7 @@ export const attributionService = defineService({
     await app.register(indexRoutes, guarded);
     await app.register(attributeRoutes, guarded);
     await app.register(inferenceRoutes, opts);
+    await app.register(validatorRoutes, opts);
   },
   background: {
     queues: ["attribution"],
@@ -64,6 +86,8 @@ export const attributionService = defineService({
   // POST /v1/attribute takes texts up to 200k characters.
   bodyLimit: 2 * 1024 * 1024,
 });
+
+export { attestClosedEpochs, recountEpoch } from "./lib/epoch-attestor.ts";
 
 /** Builds the app from a config (tests pass their own; the server parses the environment). */
 export function buildAttribution(config: AttributionConfig, options?: BuildOptions) {

@@ -100,6 +100,8 @@ describe("attribution service end to end", () => {
       ATTRIBUTION_BLOB_DIR: blobDir,
       ATTRIBUTION_MIN_SPAN_TOKENS: "12",
       ATTRIBUTION_SERVICE_TOKEN: SERVICE_TOKEN,
+      // These tests drive each validator's scoring themselves (queue jobs, handlers): no background scan.
+      ATTRIBUTION_VALIDATOR_SCAN_MS: "0",
       ...extra,
     });
 

@@ -16,7 +16,7 @@ export const settlementService = defineService({
   title: "OpenLedger Settlement",
   description: "Fees, splits, the double-entry ledger, epochs, on-chain roots and claims.",
   plugins: [settlementRuntime],
-  chain: { settler: "SETTLEMENT_SETTLER_PRIVATE_KEY", validators: "SETTLEMENT_ATTESTER_PRIVATE_KEYS" },
+  chain: { settler: "SETTLEMENT_SETTLER_PRIVATE_KEY" },
   routes: async (app, opts: { config: SettlementConfig }) => {
     await app.register(settlementRoutes, opts);
     await app.register(readRoutes, opts);

@@ -11,6 +11,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { startTestAttestors } from "@openledger/attribution/testing";
 import {
   createChainPublicClient,
   createChainWalletClient,
@@ -32,6 +33,7 @@ const MODEL = "adapter-claims-revocation";
 const HOUR = 3600;
 const EPOCH_SECONDS = 300;
 
+let attestors: { stop(): Promise<void> } | undefined;
 let chain: LocalChain;
 let env: Awaited<ReturnType<typeof testEnvironment>>;
 let app: App;
@@ -137,6 +139,8 @@ before(async () => {
     SETTLEMENT_ADMIN_TOKEN: TOKEN,
   });
   app = await buildSettlement(config);
+  // Settlement holds no validator key: the local validators' attestors sign the roots it closes.
+  attestors = startTestAttestors({ db: app.db, rpcUrl: chain.rpcUrl, addressesFile });
   [consumer, owner] = chain.accounts.users as [Account, Account];
   await app.db.model.create({
     data: {
@@ -163,6 +167,7 @@ before(async () => {
 });
 
 after(async () => {
+  await attestors?.stop();
   await app?.close();
   await chain?.stop();
   await env?.cleanup();

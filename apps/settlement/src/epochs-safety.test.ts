@@ -9,6 +9,7 @@ import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { startTestAttestors } from "@openledger/attribution/testing";
 import {
   createChainPublicClient,
   createChainWalletClient,
@@ -37,6 +38,7 @@ const PRICE_IN = 3n * OPEN;
 const PRICE_OUT = 7n;
 const MODEL = "adapter-safety";
 
+let attestors: { stop(): Promise<void> } | undefined;
 let chain: LocalChain;
 let env: Awaited<ReturnType<typeof testEnvironment>>;
 let app: App;
@@ -171,6 +173,8 @@ before(async () => {
     SETTLEMENT_WRITEOFF_AFTER_MS: "60000",
   });
   app = await buildSettlement(config);
+  // Settlement holds no validator key: the local validators' attestors sign the roots it closes.
+  attestors = startTestAttestors({ db: app.db, rpcUrl: chain.rpcUrl, addressesFile });
   const gatewayCfg = parseConfig("gateway", gatewayEnv, {
     ...env.env,
     ...chainEnv,
@@ -215,6 +219,7 @@ before(async () => {
 });
 
 after(async () => {
+  await attestors?.stop();
   await app?.close();
   await chain?.stop();
   await env?.cleanup();

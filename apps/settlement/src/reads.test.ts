@@ -6,6 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
+import { startTestAttestors } from "@openledger/attribution/testing";
 import {
   createChainPublicClient,
   createChainWalletClient,
@@ -26,6 +27,7 @@ import { inferenceIdToBytes32 } from "./lib/settle.ts";
 const TOKEN = "settlement-admin-token-for-reads";
 const TRAINED = "adapter-trained-on-reviews";
 const OTHER = "adapter-on-nothing-listed";
+let attestors: { stop(): Promise<void> } | undefined;
 let chain: LocalChain;
 let env: Awaited<ReturnType<typeof testEnvironment>>;
 let app: App;
@@ -125,6 +127,8 @@ before(async () => {
       RUN_WORKERS: "false",
     }),
   );
+  // Settlement holds no validator key: the local validators' attestors sign the roots it closes.
+  attestors = startTestAttestors({ db: app.db, rpcUrl: chain.rpcUrl, addressesFile });
   [consumer, alice, bob, owner, outsider] = chain.accounts.users as Account[] as [
     Account,
     Account,
@@ -202,6 +206,7 @@ before(async () => {
 });
 
 after(async () => {
+  await attestors?.stop();
   await app?.close();
   await chain?.stop();
   await env?.cleanup();

@@ -6,6 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { startTestAttestors } from "@openledger/attribution/testing";
 import {
   createChainPublicClient,
   createChainWalletClient,
@@ -31,6 +32,7 @@ const TOKEN = "settlement-admin-token-for-tests";
 const PRICE_IN = 1_000_000_000_000_000_007n; // wei per 1k input tokens
 const PRICE_OUT = 2_000_000_000_000_000_003n;
 
+let attestors: { stop(): Promise<void> } | undefined;
 let chain: LocalChain;
 let env: Awaited<ReturnType<typeof testEnvironment>>;
 let app: App;
@@ -169,6 +171,8 @@ before(async () => {
     SETTLEMENT_ADMIN_TOKEN: TOKEN,
   });
   app = await buildSettlement(config);
+  // Settlement holds no validator key: the local validators' attestors sign the roots it closes.
+  attestors = startTestAttestors({ db: app.db, rpcUrl: chain.rpcUrl, addressesFile });
   [consumer, contributorA, contributorB, owner] = chain.accounts.users as [
     typeof consumer,
     typeof consumer,
@@ -192,6 +196,7 @@ before(async () => {
 });
 
 after(async () => {
+  await attestors?.stop();
   await app?.close();
   await chain?.stop();
   await env?.cleanup();

@@ -5,17 +5,28 @@
 //   3/3, two agreeing validators of three do not get an inference paid; the third signature does.
 // - A validator outside the active set (removed by governance) does not count towards it.
 // - One process cannot sign as several validators on a production deployment (the connector refuses).
+// - Settlement cannot post an epoch root alone (it held the validators' keys before): roots wait for the
+//   validator processes' own attestations, one validator is no quorum, and a root that does not match a
+//   validator's recount from the chain and the ledger is signed by none of them.
 import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { ChainConnector, rewardDistributorAbi, signAttributionResult } from "@openledger/chain";
+import { attestClosedEpochs } from "@openledger/attribution";
+import {
+  ChainConnector,
+  createChainWalletClient,
+  inferenceEscrowAbi,
+  openTokenAbi,
+  rewardDistributorAbi,
+  signAttributionResult,
+} from "@openledger/chain";
 import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import { Prisma } from "@openledger/db";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
-import { type Abi, keccak256, toBytes } from "viem";
+import { type Abi, type Address, keccak256, toBytes } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { buildSettlement, settlementConfig } from "./app.ts";
 import { inferenceIdToBytes32 } from "./lib/settle.ts";
@@ -86,6 +97,7 @@ before(async () => {
       CHAIN_ADDRESSES_FILE: addressesFile,
       SETTLEMENT_EPOCH_INTERVAL_MS: "0",
       RUN_WORKERS: "false",
+      SETTLEMENT_ATTESTATION_WAIT_MS: "200",
     }),
   );
   await app.db.model.create({
@@ -167,4 +179,75 @@ test("one process cannot sign as several validators on a production deployment",
     one.validators.map((v) => v.address),
     [chain.accounts.validators[0]!.address],
   );
+});
+
+test("settlement cannot post a root alone: validators recount and attest it, one is no quorum, a tampered root is signed by none", async () => {
+  const consumer = chain.accounts.users[0]!;
+  const c = chain.addresses!.contracts;
+  const wallet = (await new ChainConnector({ rpcUrl: chain.rpcUrl, addressesFile, profile: "dev" }).get())
+    .publicClient;
+  const w = createChainWalletClient({
+    rpcUrl: chain.rpcUrl,
+    chainId: chain.chainId,
+    privateKey: consumer.privateKey,
+  });
+  for (const [address, abi, functionName, args] of [
+    [c.OpenToken, openTokenAbi, "approve", [c.InferenceEscrow, 10n ** 21n]],
+    [c.InferenceEscrow, inferenceEscrowAbi, "deposit", [10n ** 21n]],
+  ] as const) {
+    const hash = await w.writeContract({ address, abi, functionName, args } as never);
+    await wallet.waitForTransactionReceipt({ hash });
+  }
+  const latest = () =>
+    wallet.readContract({
+      address: c.RewardDistributor,
+      abi: rewardDistributorAbi,
+      functionName: "latestEpoch",
+    });
+  const validator = async (i: number) => {
+    const account = privateKeyToAccount(chain.accounts.validators[i]!.privateKey);
+    const connection = await new ChainConnector({
+      rpcUrl: chain.rpcUrl,
+      addressesFile,
+      profile: "dev",
+    }).get();
+    const quiet = { info() {}, warn() {} };
+    return () => attestClosedEpochs(app.db, connection, { address: lower(account.address), account }, quiet);
+  };
+  const [v0, v1, v2] = await Promise.all([validator(0), validator(1), validator(2)]);
+
+  const closed = await app.settlement.epochs.tick({ force: true });
+  assert.equal(closed?.status, "closed", "no validator attested: the root waits");
+  assert.equal(await latest(), 0n, "nothing posted by settlement alone");
+
+  // Someone with the database rewrites the closed root (say, to pay an attacker): no validator signs it.
+  const real = closed!.merkle_root!;
+  const forged = keccak256(toBytes("a root paying an attacker"));
+  await app.db.$executeRawUnsafe(`UPDATE epochs SET merkle_root = $2 WHERE id = $1`, closed!.id, forged);
+  for (const v of [v0, v1, v2]) assert.deepEqual(await v(), [], "a forged root is not attested");
+  const disagreements = await app.db.$queryRawUnsafe<{ validator_address: string; recounted_root: string }[]>(
+    `SELECT validator_address, recounted_root FROM epoch_disagreements WHERE epoch_id = $1`,
+    closed!.id,
+  );
+  assert.equal(disagreements.length, 3, "each validator recorded its disagreement");
+  for (const d of disagreements) assert.equal(d.recounted_root, real, "each recounted the real root");
+  assert.equal((await app.settlement.epochs.tick({ force: true }))?.status, "closed");
+  assert.equal(await latest(), 0n);
+
+  // The real root: one validator's signature is not the quorum (2 of 3); the second one is.
+  await app.db.$executeRawUnsafe(`UPDATE epochs SET merkle_root = $2 WHERE id = $1`, closed!.id, real);
+  await app.db.$executeRawUnsafe(`DELETE FROM epoch_disagreements WHERE epoch_id = $1`, closed!.id);
+  assert.deepEqual(await v0(), [closed!.id]);
+  assert.equal((await app.settlement.epochs.tick({ force: true }))?.status, "closed", "1 of 3 is no quorum");
+  assert.deepEqual(await v1(), [closed!.id]);
+  const posted = await app.settlement.epochs.tick({ force: true });
+  assert.equal(posted?.status, "confirmed");
+  assert.equal(await latest(), BigInt(closed!.id));
+  const onChain = await wallet.readContract({
+    address: c.RewardDistributor as Address,
+    abi: rewardDistributorAbi,
+    functionName: "getEpoch",
+    args: [BigInt(closed!.id)],
+  });
+  assert.equal(onChain.root, real);
 });

@@ -115,6 +115,10 @@ export const attributionEnv = baseEnv.extend({
   /** Jobs of the attribution queue (scores, index builds) this process runs at once. A score waits
    *  on Postgres and the chain most of its time; an index build runs in its own worker thread. */
   ATTRIBUTION_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),
+  /** How often this validator looks for recent inferences it has not attributed yet (ms; 0 = never). */
+  ATTRIBUTION_VALIDATOR_SCAN_MS: z.coerce.number().int().min(0).max(600_000).default(1_000),
+  /** How often this validator looks for closed epochs to recount and attest (ms; 0 = never). */
+  ATTRIBUTION_EPOCH_ATTEST_INTERVAL_MS: z.coerce.number().int().min(0).max(600_000).default(1_000),
   /** Validator keys, comma-separated (0x + 64 hex each); each signs as its own validator. Empty on
    *  chain 31337 = the local deployment's three validators (Hardhat accounts #5-7); never logged. */
   /** Bearer token of the platform's own callers (the gateway fetching small models' ONNX, operators, `npm start`
@@ -256,15 +260,9 @@ export const settlementEnv = baseEnv.extend({
   /** Key holding SETTLER_ROLE on InferenceEscrow; also relays postEpoch. Empty on chain 31337 = Hardhat
    *  account #2 (the local settlement account); required on any other chain. Never logged. */
   SETTLEMENT_SETTLER_PRIVATE_KEY: settlementKey,
-  /** Keys of the validators that attest epoch roots (EIP-712), comma-separated. Empty on chain 31337 =
-   *  Hardhat accounts #5-7 (the local validators); elsewhere each validator should run its own signer. */
-  SETTLEMENT_ATTESTER_PRIVATE_KEYS: z.preprocess(
-    (v) => (v === "" ? undefined : v),
-    z
-      .string()
-      .regex(/^0x[0-9a-fA-F]{64}(,0x[0-9a-fA-F]{64})*$/, "comma-separated 0x + 64 hex digits")
-      .optional(),
-  ),
+  /** How long one epoch tick waits for the validator processes' root attestations (ms) before it leaves
+   *  the epoch closed for the next tick. Settlement holds no validator key: validators sign roots. */
+  SETTLEMENT_ATTESTATION_WAIT_MS: z.coerce.number().int().min(0).max(600_000).default(15_000),
   /** After this long without a quorum an inference settles with the no-attribution policy. */
   SETTLEMENT_ATTRIBUTION_DEADLINE_MS: z.coerce
     .number()

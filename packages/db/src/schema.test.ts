@@ -345,6 +345,24 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
         where: { epochId_validatorAddress: { epochId: a.epochId, validatorAddress: a.validatorAddress } },
       }),
   );
+  await roundTrip(
+    "EpochDisagreement",
+    () =>
+      db.epochDisagreement.create({
+        data: {
+          epochId: epoch.id,
+          validatorAddress: OWNER,
+          closedRoot: ROOT,
+          recountedRoot: ROOT,
+          closedTotalWei: new Prisma.Decimal(BIG.toString()),
+          recountedTotalWei: new Prisma.Decimal((BIG - 1n).toString()),
+        },
+      }),
+    (d) =>
+      db.epochDisagreement.findUnique({
+        where: { epochId_validatorAddress: { epochId: d.epochId, validatorAddress: d.validatorAddress } },
+      }),
+  );
   // A balanced journal entry and its settlement, written atomically.
   const { txn, entries } = await withTransaction(db, async (tx) => {
     const txn = await tx.ledgerTransaction.create({

@@ -49,7 +49,7 @@ interface ScoreOutcome {
   settlement: "triggered" | "waiting for quorum";
 }
 
-function scoreOnce(
+export function scoreOnce(
   app: FastifyInstance,
 ): (payload: JobPayload<"attribution.score">, job: JobContext) => Promise<ScoreOutcome> {
   return async ({ inferenceId, validatorAddress }): Promise<ScoreOutcome> => {

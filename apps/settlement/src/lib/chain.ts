@@ -11,7 +11,6 @@ import {
 import type { SettlementConfig } from "@openledger/config";
 import { type SplitBps, validateSplitBps } from "@openledger/settlement-core";
 import type { Address } from "viem";
-import type { PrivateKeyAccount } from "viem/accounts";
 
 /**
  * What settlement needs on chain, as seen through the kit's one connector (`app.chain`): nothing
@@ -23,8 +22,6 @@ export interface SettlementChain {
   publicClient: ChainPublicClient;
   /** SETTLER_ROLE on InferenceEscrow; also relays postEpoch (anyone may). */
   settler: ChainWalletClient;
-  /** Validators that sign epoch roots (EIP-712). */
-  attesters: readonly PrivateKeyAccount[];
   /** Lower-case treasury address credited in the ledger. */
   treasury: string;
   distributor: Address;
@@ -50,7 +47,6 @@ export function settlementChainOf(connection: ChainConnection, config: Settlemen
     addresses: connection.addresses,
     publicClient: connection.publicClient,
     settler: connection.signer("settler"),
-    attesters: connection.validators,
     treasury: treasury.toLowerCase(),
     distributor: connection.addresses.contracts.RewardDistributor,
     connection,

@@ -1,8 +1,8 @@
 import {
   buildEarningsTree,
   type EarningsTree,
+  recoverEpochRootSigner,
   rewardDistributorAbi,
-  signEpochRoot,
   sortSignatures,
 } from "@openledger/chain";
 import type { SettlementConfig } from "@openledger/config";
@@ -289,8 +289,12 @@ export class EpochManager {
     return readEpoch(this.db, closed);
   }
 
-  /** Every attester signs the EIP-712 EpochRoot; true when the distributor's quorum (requiredSignatures:
-   *  a fraction of its active validators) is met. */
+  /**
+   * Waits (up to SETTLEMENT_ATTESTATION_WAIT_MS) for the validators' attestations: each validator process
+   * recounts the closed root and stores its EIP-712 `EpochRoot` signature (settlement holds no validator
+   * key). True when signatures that recover to active validators for exactly this root reach the
+   * distributor's quorum (`requiredSignatures`: a fraction of its active validators).
+   */
   async attest(epoch: EpochRow): Promise<boolean> {
     const chain = await this.chain();
     const message = {
@@ -298,26 +302,19 @@ export class EpochManager {
       root: epoch.merkle_root as Hex,
       cumulativeTotal: BigInt(epoch.cumulative_total_wei),
     };
-    for (const account of chain.attesters) {
-      const signature = await signEpochRoot(account, chain.chainId, chain.distributor, message);
-      await this.db.$executeRawUnsafe(
-        `INSERT INTO epoch_attestations (epoch_id, validator_address, signature) VALUES ($1, $2, $3)
-         ON CONFLICT (epoch_id, validator_address) DO NOTHING`,
-        epoch.id,
-        account.address.toLowerCase(),
-        signature,
-      );
-    }
-    const { need, active } = await distributorQuorum(chain);
-    const rows = await this.db.$queryRawUnsafe<{ validator_address: string }[]>(
-      `SELECT validator_address FROM epoch_attestations WHERE epoch_id = $1`,
-      epoch.id,
-    );
-    // Only active validators' signatures count (the contract rejects the others).
-    const have = rows.filter((r) => active.has(r.validator_address)).length;
-    if (need === 0 || have < need) {
-      this.log.warn({ epoch: epoch.id, have, need }, "epoch waits for attestations");
-      return false;
+    const deadline = Date.now() + this.config.SETTLEMENT_ATTESTATION_WAIT_MS;
+    for (;;) {
+      const { need, active } = await distributorQuorum(chain);
+      const valid = await this.#validAttestations(chain, epoch.id, message, active);
+      if (need > 0 && valid.length >= need) break;
+      if (Date.now() >= deadline) {
+        this.log.warn(
+          { epoch: epoch.id, have: valid.length, need },
+          "epoch waits for validator attestations",
+        );
+        return false;
+      }
+      await new Promise((r) => setTimeout(r, 100));
     }
     await this.db.$executeRawUnsafe(
       `UPDATE epochs SET status = 'attested' WHERE id = $1 AND status = 'closed'`,
@@ -326,23 +323,47 @@ export class EpochManager {
     return true;
   }
 
+  /** Stored attestations of active validators whose signature recovers to them for this very root. */
+  async #validAttestations(
+    chain: SettlementChain,
+    epochId: number,
+    message: { epoch: bigint; root: Hex; cumulativeTotal: bigint },
+    active: ReadonlySet<string>,
+  ): Promise<{ signer: Address; signature: Hex }[]> {
+    const atts = await this.db.$queryRawUnsafe<{ validator_address: string; signature: string }[]>(
+      `SELECT validator_address, signature FROM epoch_attestations WHERE epoch_id = $1`,
+      epochId,
+    );
+    const out: { signer: Address; signature: Hex }[] = [];
+    for (const a of atts) {
+      if (!active.has(a.validator_address)) continue;
+      const signer = await recoverEpochRootSigner(
+        chain.chainId,
+        chain.distributor,
+        message,
+        a.signature as Hex,
+      ).catch(() => undefined);
+      if (signer?.toLowerCase() === a.validator_address)
+        out.push({ signer: a.validator_address as Address, signature: a.signature as Hex });
+    }
+    return out;
+  }
+
   /** postEpoch with the quorum's signatures (sorted by signer, as the contract wants). */
   async postSpec(epoch: EpochRow): Promise<IntentSpec> {
     const chain = await this.chain();
     const root = epoch.merkle_root as Hex;
     const cumulativeTotal = BigInt(epoch.cumulative_total_wei);
-    const atts = await this.db.$queryRawUnsafe<{ validator_address: string; signature: string }[]>(
-      `SELECT validator_address, signature FROM epoch_attestations WHERE epoch_id = $1`,
-      epoch.id,
-    );
     // Only `requiredSignatures` of active validators go on chain (each extra one costs ~7k gas to
     // verify); the lowest signers, sorted ascending as the contract requires.
     const { need, active } = await distributorQuorum(chain);
-    const signatures = sortSignatures(
-      atts
-        .filter((a) => active.has(a.validator_address))
-        .map((a) => ({ signer: a.validator_address as Address, signature: a.signature as Hex })),
-    ).slice(0, need);
+    const valid = await this.#validAttestations(
+      chain,
+      epoch.id,
+      { epoch: BigInt(epoch.id), root, cumulativeTotal },
+      active,
+    );
+    const signatures = sortSignatures(valid).slice(0, need);
     return {
       key: `epoch.post:${epoch.id}`,
       kind: "epoch.post",
