@@ -249,15 +249,15 @@ async function throughput(tmp: string, smol: BaseModel): Promise<ThroughputResul
     const r = await trainer.trainStep(batch);
     return { ms: performance.now() - t, loss: r.loss };
   };
-  // warm-up (excluded): one step each; the first losses are the base model's on both sides
-  const firstLossOurs = (await oursStep()).loss;
-  let firstLossTorch: number | null = null;
+  // The peer loads its weights while our session is built; nothing is timed until both are ready.
   if (peer) {
     const ready = await peer.read();
     torchVersion = String(ready["torch"]);
     log(`torch ${torchVersion} ready (threads ${ready["threads"]}, ${ready["trainable"]} trainable)`);
-    firstLossTorch = (await peer.steps(1)).loss[0]!;
   }
+  // warm-up (excluded): one step each; the first losses are the base model's on both sides
+  const firstLossOurs = (await oursStep()).loss;
+  const firstLossTorch = peer ? (await peer.steps(1)).loss[0]! : null;
   log(
     `first-step loss: ours ${round(firstLossOurs, 4)}, torch ${firstLossTorch === null ? "-" : round(firstLossTorch, 4)}`,
   );
