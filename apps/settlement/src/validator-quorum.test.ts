@@ -142,7 +142,46 @@ test("the quorum is the distributor's fraction of the active set: 2 of 3 pay at 
   );
   assert.equal(row!.validators.length, 3);
   await chain.asAdmin([{ ...distributor(), functionName: "setQuorum", args: [2, 3, 1] }]);
+
+  // A validator that signed something else is recorded beside the quorum's result, and earns nothing.
+  const disputed = await inference();
+  await sign(disputed, 0);
+  await sign(disputed, 1);
+  await sign({ ...disputed, ...(await otherResult(disputed.id)) }, 2);
+  assert.equal(await app.settlement.settle(disputed.id), "settled");
+  const [split] = await app.db.$queryRawUnsafe<
+    {
+      split: {
+        attestingValidators: string[];
+        dissentingValidators: { validator: string; resultHash: string }[];
+      };
+    }[]
+  >(`SELECT split_bps AS split FROM settlements WHERE inference_id = $1::uuid`, disputed.id);
+  const dissenter = lower(chain.accounts.validators[2]!.address);
+  assert.equal(split!.split.attestingValidators.length, 2);
+  assert.deepEqual(split!.split.dissentingValidators, [
+    { validator: dissenter, resultHash: (await otherResult(disputed.id)).resultHash },
+  ]);
+  const credited = await app.db.$queryRawUnsafe<{ account: string }[]>(
+    `SELECT e.account FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+      WHERE t.external_key = $1 AND e.account LIKE 'validator:%'`,
+    `fee:${disputed.id}`,
+  );
+  assert.deepEqual(
+    credited.map((c) => c.account).sort(),
+    [0, 1].map((i) => `validator:${lower(chain.accounts.validators[i]!.address)}`).sort(),
+    "only the agreeing validators share the validators' part",
+  );
 });
+
+/** Another canonical result for the same inference (contributor users[2] instead of users[1]). */
+async function otherResult(id: string) {
+  const canonical = JSON.stringify({
+    inferenceId: id,
+    weights: [{ contributorId: lower(chain.accounts.users[2]!.address), ppm: 1_000_000 }],
+  });
+  return { canonical, resultHash: keccak256(toBytes(canonical)) };
+}
 
 test("a validator outside the active set does not count towards the quorum", async () => {
   const removed = lower(chain.accounts.validators[2]!.address);

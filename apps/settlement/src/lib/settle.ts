@@ -262,6 +262,8 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
     weights: ContributorWeight[];
     resultHash?: string;
     validators: string[];
+    /** Validators whose valid, signed result differs from the quorum's: recorded with the settlement. */
+    dissenting?: { validator: string; resultHash: string }[];
   }[] = [];
   const pending: string[] = [];
   const anomalies: Anomaly[] = [];
@@ -314,7 +316,20 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
         pending.push(row.id);
         continue;
       }
-      decided.push({ row, weights, resultHash: readiness.resultHash, validators: readiness.validators });
+      const dissenting = rs
+        .filter((r) => r.result_hash.toLowerCase() !== readiness.resultHash && valid.get(r.result_id))
+        .map((r) => ({
+          validator: r.validator_address.toLowerCase(),
+          resultHash: r.result_hash.toLowerCase(),
+        }))
+        .sort((x, y) => (x.validator < y.validator ? -1 : x.validator > y.validator ? 1 : 0));
+      decided.push({
+        row,
+        weights,
+        resultHash: readiness.resultHash,
+        validators: readiness.validators,
+        dissenting,
+      });
     } else if (now >= row.created_at.getTime() + ctx.deadlineMs) {
       // Deadline passed without a quorum: settle with no attribution and no attesting validator.
       decided.push({ row, weights: [], validators: [] });
@@ -353,6 +368,9 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
         ...split.bps,
         resultHash: d.resultHash ?? null,
         attestingValidators: d.validators,
+        // A signed result that differs from the quorum's: evidence for a dispute (recompute, then
+        // Staking.proposeSlash), and no share of the validators' part.
+        dissentingValidators: d.dissenting ?? [],
         noAttribution: split.noAttribution,
       }),
     };
