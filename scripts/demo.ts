@@ -4,9 +4,10 @@
 // figures; exits 1 on any mismatch, 2 when the platform is not running.
 // `--json`: the steps go to stderr and stdout gets one JSON object, the run's summary:
 // {"checks": {"passed", "failed"}, "validators": [{"address", "pid"}], "quorum": {"numerator",
-// "denominator", "need"}, "contributorEarningsWei": {"span", "influence"}} (wei as
-// decimal strings: what this run's journals credit contributors for adapters' answers, span
-// attribution, and for the small model's, influence attribution).
+// "denominator", "need"}, "contributorEarningsWei": {"span", "influence"}, "fineTune": {"model",
+// "steps", "trainedTokens", "seconds", "feeWei"}} (wei as decimal strings: what this run's journals
+// credit contributors for adapters' answers, span attribution, and for the small model's, influence
+// attribution; the ModelFactory job of the language-model loop).
 import { defaultAddressesPath, loadAddresses } from "@openledger/chain";
 import { loadConfig, SERVICE_ENVS } from "@openledger/config";
 import { PlatformNotRunningError, runStory, type StoryPlatform, type StoryResult } from "./lib/story.ts";
@@ -32,6 +33,17 @@ function summary(result: StoryResult | null, error?: string): Record<string, unk
       span: (result?.contributorEarningsWei.span ?? 0n).toString(),
       influence: (result?.contributorEarningsWei.influence ?? 0n).toString(),
     },
+    ...(result?.fineTune
+      ? {
+          fineTune: {
+            model: result.fineTune.model,
+            steps: result.fineTune.steps,
+            trainedTokens: result.fineTune.trainedTokens,
+            seconds: result.fineTune.seconds,
+            feeWei: result.fineTune.feeWei.toString(),
+          },
+        }
+      : {}),
     ...(error ? { error } : {}),
   };
 }
