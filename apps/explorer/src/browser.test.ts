@@ -524,6 +524,44 @@ test("account: the Claim button claims with the injected wallet and the balance 
   await shoot("account-claimed");
 });
 
+test("on a phone-width screen no page is wider than the screen (tables scroll inside their box)", async () => {
+  const small =
+    story.inferences.find((i) => i.model.startsWith("reviews-sentiment-")) ?? story.inferences[0]!;
+  const pages = {
+    overview: ["/", "datanets-table"],
+    datanet: [`/datanets/${story.datanetId}`, "versions-table"],
+    inference: [`/inferences/${small.id}`, "fee-table"],
+    model: [`/models/${encodeURIComponent(small.model)}`, "lineage"],
+    epoch: [`/epochs/${story.epochId}`, "flow-table"],
+    account: [`/accounts/${claimer.address.toLowerCase()}`, "claim-claimable"],
+  } as const;
+  await page.setViewportSize({ width: 390, height: 844 });
+  const wide: string[] = [];
+  for (const [name, [url, ready]] of Object.entries(pages)) {
+    await visit(url, ready);
+    await page.waitForFunction(
+      `![...document.querySelectorAll('[role="status"]')].some((e) => e.textContent.startsWith("Loading"))`,
+    );
+    const width = (await page.evaluate("document.documentElement.scrollWidth")) as number;
+    if (width > 390) {
+      // The innermost elements that stick out, to say what to fix.
+      const culprits = await page.evaluate(`[...document.querySelectorAll("body *")]
+        .filter((e) => {
+          if (getComputedStyle(e.parentElement).overflowX !== "visible") return false;
+          const r = e.getBoundingClientRect();
+          return r.right > innerWidth + 1 && r.right > e.parentElement.getBoundingClientRect().right + 1;
+        })
+        .slice(0, 6)
+        .map((e) => e.tagName.toLowerCase() + "." + String(e.className).split(" ").join(".") + " " + Math.round(e.getBoundingClientRect().right))
+        .join(", ")`);
+      wide.push(`${name} (${url}): ${width} px: ${culprits}`);
+    }
+    if (name === "overview" || name === "epoch") await shoot(`phone-${name}`);
+  }
+  await page.setViewportSize({ width: 1280, height: 900 });
+  assert.deepEqual(wide, [], "pages wider than a 390 px screen");
+});
+
 test("no page logged a console error", () => {
   assert.deepEqual(pageErrors, []);
 });
