@@ -64,6 +64,8 @@ export async function recountEpoch(db: Db, chain: ChainContext, epochId: number)
     }
   }
   // Credits of the epoch's settlements in the ledger (credits of several roles to one address add up).
+  // Deliberately its own query, not settlement's (lib/epochs.ts has the same shape): the validator
+  // recounts the root independently of the code that built it.
   const credits = await db.$queryRawUnsafe<{ account: string; amount: string }[]>(
     `SELECT e.account, sum(e.amount_wei)::text AS amount
        FROM ledger_entries e JOIN settlements s ON s.transaction_id = e.transaction_id
