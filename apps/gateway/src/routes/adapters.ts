@@ -303,7 +303,7 @@ export async function adapterRoutes(app: FastifyInstance, { config }: { config: 
 
   async function owned(request: FastifyRequest, id: string) {
     const row = await app.db.model.findUnique({ where: { id }, include: { trainingVersions: true } });
-    if (!row || row.kind !== "adapter") throw new AppError("NOT_FOUND", `adapter ${id} not found`);
+    if (row?.kind !== "adapter") throw new AppError("NOT_FOUND", `adapter ${id} not found`);
     if (row.ownerAddress !== request.account)
       throw new AppError("FORBIDDEN", `adapter ${id} belongs to another account`);
     return row;

@@ -228,7 +228,7 @@ export async function smallModelRoutes(app: FastifyInstance) {
 
   async function owned(request: FastifyRequest, id: string) {
     const row = await app.db.model.findUnique({ where: { id }, include: { trainingVersions: true } });
-    if (!row || row.kind !== "small_model") throw new AppError("NOT_FOUND", `small model ${id} not found`);
+    if (row?.kind !== "small_model") throw new AppError("NOT_FOUND", `small model ${id} not found`);
     if (row.ownerAddress !== request.account)
       throw new AppError("FORBIDDEN", `small model ${id} belongs to another account`);
     return row;
