@@ -63,8 +63,9 @@ async function killGateway(): Promise<void> {
 /** A streamed chat completion read event by event; `onChunk` runs after each content chunk. */
 async function stream(
   content: string,
-  onChunk: (chunks: number) => void,
+  onChunk: (chunks: number, delta: string, inferenceId: string) => void,
   signal?: AbortSignal,
+  maxTokens = 1000,
 ): Promise<{ inferenceId: string; received: string; done: boolean }> {
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: "POST",
@@ -72,7 +73,7 @@ async function stream(
     body: JSON.stringify({
       model: "openledger-tiny",
       messages: [{ role: "user", content }],
-      max_tokens: 1000,
+      max_tokens: maxTokens,
       temperature: 0,
       stream: true,
     }),
@@ -102,7 +103,7 @@ async function stream(
           .content;
         if (delta) {
           received += delta;
-          onChunk(++chunks);
+          onChunk(++chunks, delta, inferenceId);
         }
       }
     }
@@ -220,4 +221,53 @@ test("a client that disconnects mid-stream is billed for the tokens it received"
   assertBilledFor(row, received, 64);
   assert.equal(await env.database.db.gatewayReservation.count(), 0, "its hold is released");
   assert.deepEqual(await billing.reconcile(), []);
+});
+
+test("a database slower than the model: each write-ahead covers at most MAX_UNSENT_CHARS, however much queued", async () => {
+  if (!gateway || gateway.exitCode !== null) await startGateway();
+  // The first chunk's write-ahead is done; then the test holds the reservation row's lock, so the
+  // gateway's next progress write waits while the model generates to the end (no sequence running).
+  // Every piece that queued meanwhile must then go out in writes of at most MAX_UNSENT_CHARS each:
+  // without the cap, the first piece after the lock is released carries the whole backlog.
+  let locked: Promise<void> | undefined;
+  let releasedAt = -1;
+  const after: string[] = [];
+  const runningSequences = async () => {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    return Number(/^gateway_running_sequences(?:\{[^}]*\})? (\d+)$/m.exec(text)?.[1] ?? Number.NaN);
+  };
+  const { received, done } = await stream(
+    "a story while the database is slow",
+    (chunks, delta, inferenceId) => {
+      if (chunks === 1) {
+        locked = env.database.db.$transaction(
+          async (tx) => {
+            await tx.$queryRaw`SELECT id FROM gateway_reservations WHERE id = ${inferenceId}::uuid FOR UPDATE`;
+            // Hold it until the model has finished generating: everything left is queued behind us.
+            for (let i = 0; (await runningSequences()) !== 0; i++) {
+              assert.ok(i < 600, "the model finished generating while the row was locked");
+              await new Promise((r) => setTimeout(r, 50));
+            }
+            releasedAt = chunks;
+          },
+          { timeout: 60_000, maxWait: 10_000 },
+        );
+      } else if (releasedAt >= 0) after.push(delta);
+    },
+    undefined,
+    600,
+  );
+  await locked;
+  assert.ok(done, "the stream ended normally");
+  const backlog = after.join("");
+  assert.ok(
+    backlog.length > 2 * MAX_UNSENT_CHARS,
+    `more than two caps of text queued behind the lock (${backlog.length} characters)`,
+  );
+  for (const piece of after)
+    assert.ok(
+      piece.length <= MAX_UNSENT_CHARS,
+      `a piece of ${piece.length} characters went out in one write`,
+    );
+  assert.ok(received.endsWith(backlog));
 });
