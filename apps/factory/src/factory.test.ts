@@ -297,3 +297,96 @@ test("a cancelled job stops training, releases its escrow hold and registers not
     },
   );
 });
+
+async function createJob(key: string, body: unknown) {
+  const res = await fetch(`${factoryUrl}/v1/fine_tuning/jobs`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
+    body: JSON.stringify(body),
+  });
+  return {
+    status: res.status,
+    json: (await res.json()) as { id: string; error: { code: string; message: string; param: string } },
+  };
+}
+
+test("an identical job is refused up front (409) while one is queued, running or succeeded; cancelled ones do not block", async () => {
+  const client = openai(builderKey);
+  const body = {
+    model: "openledger-tiny",
+    training_file: p.versions.published,
+    seed: 7001,
+    hyperparameters: small({ max_steps: 2 }),
+  };
+  const first = await createJob(builderKey, body);
+  assert.equal(first.status, 200, JSON.stringify(first.json));
+  // Refused before any hold is taken: no job, no grant, no escrow hold. Its owner is told which job.
+  const before = await counts();
+  const again = await createJob(builderKey, body);
+  assert.equal(again.status, 409, JSON.stringify(again.json));
+  assert.equal(again.json.error.code, "duplicate_job");
+  assert.match(again.json.error.message, new RegExp(first.json.id));
+  // The same training is refused for another account too, without disclosing the job's id (and
+  // before its missing escrow matters).
+  const other = await createJob(poorKey, body);
+  assert.equal(other.status, 409, JSON.stringify(other.json));
+  assert.doesNotMatch(other.json.error.message, new RegExp(first.json.id));
+  const afterRefusals = await counts();
+  assert.equal(afterRefusals.jobs, before.jobs);
+  assert.equal(afterRefusals.grants, before.grants);
+  // The same rows with another hyperparameter: another training.
+  const moreSteps = await createJob(builderKey, { ...body, hyperparameters: small({ max_steps: 3 }) });
+  assert.equal(moreSteps.status, 200, JSON.stringify(moreSteps.json));
+  await client.fineTuning.jobs.cancel(moreSteps.json.id);
+
+  // Succeeded: still refused (it was the case that trained fully, then got 409 at registration).
+  const done = await waitFor("the job to finish", async () => {
+    const j = await p.db.fineTuningJob.findUniqueOrThrow({ where: { id: first.json.id } });
+    if (j.status === "failed" || j.status === "cancelled") assert.fail(JSON.stringify(j.error));
+    return j.status === "succeeded" ? j : undefined;
+  });
+  const afterSuccess = await createJob(builderKey, body);
+  assert.equal(afterSuccess.status, 409, JSON.stringify(afterSuccess.json));
+  assert.match(afterSuccess.json.error.message, new RegExp(done.fineTunedModel!));
+
+  // A cancelled job does not block its repeat.
+  const cancelledBody = { ...body, seed: 7002 };
+  const cancelled = await createJob(builderKey, cancelledBody);
+  assert.equal(cancelled.status, 200);
+  await client.fineTuning.jobs.cancel(cancelled.json.id);
+  const repeat = await createJob(builderKey, cancelledBody);
+  assert.equal(repeat.status, 200, JSON.stringify(repeat.json));
+  await client.fineTuning.jobs.cancel(repeat.json.id);
+});
+
+test("two concurrent identical creates make one job; the other is refused and holds nothing", async () => {
+  const body = {
+    model: "openledger-tiny",
+    training_file: p.versions.published,
+    seed: 7003,
+    hyperparameters: small({ max_steps: 2 }),
+  };
+  const before = await counts();
+  const results = await Promise.all([createJob(builderKey, body), createJob(builderKey, body)]);
+  assert.deepEqual(
+    results.map((r) => r.status).sort(),
+    [200, 409],
+    JSON.stringify(results.map((r) => r.json)),
+  );
+  const winner = results.find((r) => r.status === 200)!;
+  const loser = results.find((r) => r.status === 409)!;
+  assert.equal(loser.json.error.code, "duplicate_job");
+  assert.match(loser.json.error.message, new RegExp(winner.json.id));
+  const after = await counts();
+  assert.equal(after.jobs, before.jobs + 1);
+  // The loser's grant, if it got as far as one, was released (its escrow hold gone) before it answered.
+  const grants = await p.db.trainingGrant.findMany({
+    orderBy: { createdAt: "desc" },
+    take: after.grants - before.grants,
+  });
+  for (const g of grants.filter((g) => g.jobRef !== winner.json.id)) {
+    assert.ok(g.releasedAt, `grant ${g.id} of the refused create is released`);
+    assert.equal(await p.db.gatewayReservation.count({ where: { id: g.reservationId } }), 0);
+  }
+  await openai(builderKey).fineTuning.jobs.cancel(winner.json.id);
+});

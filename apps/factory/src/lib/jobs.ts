@@ -1,4 +1,4 @@
-import { randomBytes, randomInt } from "node:crypto";
+import { createHash, randomBytes, randomInt } from "node:crypto";
 import type { FactoryConfig } from "@openledger/config";
 import { type Db, type FineTuningJob, Prisma, withTransaction } from "@openledger/db";
 import { AppError } from "@openledger/errors";
@@ -6,12 +6,55 @@ import { type Producer, jobId as queueJobId } from "@openledger/queue";
 import type { FastifyBaseLogger } from "fastify";
 import { z } from "zod";
 import type { GatewayClient } from "./gateway.ts";
-import { Hyperparameters, PlanError, resolveHyperparameters, trainingBound, trainingFee } from "./plan.ts";
+import {
+  Hyperparameters,
+  PlanError,
+  type ResolvedHyperparameters,
+  resolveHyperparameters,
+  trainingBound,
+  trainingFee,
+} from "./plan.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Most datanet versions one job may train on. */
 export const MAX_TRAINING_VERSIONS = 16;
 const ACTIVE = ["validating_files", "queued", "running"] as const;
+/** Jobs that block an identical one: it would train (or has trained) the same adapter. */
+const LIVE = [...ACTIVE, "succeeded"] as const;
+
+/**
+ * SHA-256 of what decides a job's trained weights, known when it is created: the base weights, the
+ * datanet versions in training order (rows are exported version by version), the resolved
+ * hyperparameters and the seed. Given the versions' (immutable) rows these fix the training-config
+ * hash the run will compute once it has tokenized them, and the adapter's bytes; so two jobs with
+ * the same request hash are the same training. Prices, suffix, metadata and the thread count are
+ * left out: they do not change the adapter (the gateway would refuse its second copy anyway).
+ */
+export function trainingRequestHash(input: {
+  baseModelHash: string;
+  datanetVersionIds: readonly string[];
+  hyperparameters: ResolvedHyperparameters;
+  seed: number;
+}): string {
+  const h = input.hyperparameters;
+  const canonical = {
+    base: input.baseModelHash,
+    versions: [...input.datanetVersionIds],
+    hyperparameters: {
+      n_epochs: h.n_epochs,
+      batch_size: h.batch_size,
+      learning_rate_multiplier: h.learning_rate_multiplier,
+      lora_rank: h.lora_rank,
+      lora_alpha: h.lora_alpha,
+      seq_len: h.seq_len,
+      max_steps: h.max_steps,
+      warmup_steps: h.warmup_steps,
+      weight_decay: h.weight_decay,
+    },
+    seed: input.seed,
+  };
+  return createHash("sha256").update(JSON.stringify(canonical)).digest("hex");
+}
 
 /** POST /v1/fine_tuning/jobs: OpenAI's request, `training_file` = datanet version ids. */
 export const CreateJobBody = z
@@ -258,6 +301,19 @@ export class FineTuningJobs {
     const price = BigInt(this.config.FACTORY_PRICE_PER_THOUSAND_TRAINED_TOKENS_WEI);
     const id = `ftjob-${randomBytes(12).toString("hex")}`;
     const seed = body.seed ?? randomInt(0, 2_147_483_647);
+    const requestHash = trainingRequestHash({
+      baseModelHash: base.contentHash,
+      datanetVersionIds: versionIds,
+      hyperparameters: h,
+      seed,
+    });
+    // An identical job that is queued, running or succeeded: refused before any hold is taken. This
+    // look-up only spares the gateway a grant in the common case; two concurrent creates both pass
+    // it, and the unique index on request_hash refuses the second insert below.
+    const existing = await this.db.fineTuningJob.findFirst({
+      where: { requestHash, status: { in: [...LIVE] } },
+    });
+    if (existing) throw duplicateJob(existing, account);
     // The hold: the builder's own key asks the gateway for a grant; nothing is written here unless
     // it succeeds (402 without enough escrow), and the grant is released if our write fails.
     const grant = await this.gateway.createGrant(authorization, {
@@ -290,6 +346,7 @@ export class FineTuningJobs {
               step_bound: bound.steps,
             } as unknown as Prisma.InputJsonValue,
             seed,
+            requestHash,
             ...(body.metadata ? { metadata: body.metadata } : {}),
             pricePer1kTokensWei: new Prisma.Decimal(price.toString()),
             maxFeeWei: new Prisma.Decimal(grant.maxFeeWei),
@@ -308,6 +365,14 @@ export class FineTuningJobs {
       });
     } catch (err) {
       await this.gateway.releaseGrant(grant).catch(() => {});
+      // Lost the race to an identical job created meanwhile (the partial unique index
+      // fine_tuning_jobs_request_hash_live_key): name it; it is committed by now. Any other conflict is rethrown.
+      if ((err as { code?: string }).code === "P2002") {
+        const winner = await this.db.fineTuningJob.findFirst({
+          where: { requestHash, status: { in: [...LIVE] } },
+        });
+        if (winner) throw duplicateJob(winner, account);
+      }
       throw err;
     }
     if (trainingFee(bound.tokens, price).toString() !== grant.maxFeeWei) {
@@ -448,6 +513,32 @@ export class FineTuningJobs {
     }
     return queued;
   }
+}
+
+/**
+ * 409 for a repeated identical job. The existing job's id is named to its owner only (another
+ * account's job ids are not disclosed: they are "not found" to it); its model, once registered, is
+ * public at the gateway and named to anyone.
+ */
+function duplicateJob(existing: FineTuningJob, account: string): AppError {
+  const own = existing.accountAddress === account;
+  const what = own
+    ? `your job ${existing.id}${existing.fineTunedModel ? ` (model ${existing.fineTunedModel})` : ""}`
+    : existing.fineTunedModel
+      ? `the model ${existing.fineTunedModel}`
+      : "another account's job";
+  return new AppError(
+    "DUPLICATE_JOB",
+    `an identical fine-tuning job (same base model, datanet versions, hyperparameters and seed) is already ${existing.status}: ${what}; it trains the same adapter. Use another seed or hyperparameters, or cancel it first`,
+    {
+      status: 409,
+      details: {
+        param: "seed",
+        ...(own ? { job: existing.id } : {}),
+        ...(existing.fineTunedModel ? { model: existing.fineTunedModel } : {}),
+      },
+    },
+  );
 }
 
 /** `training_file`: one datanet version id, or several separated by commas. */

@@ -34,7 +34,8 @@ export async function fineTuningRoutes(app: FastifyInstance, _opts: { config: Fa
           "`model` = the gateway's base model. The fee (wei per 1,000 trained tokens) is held in the caller's " +
           "InferenceEscrow deposit at once (its upper bound; 402 without enough) and billed on the tokens trained " +
           "when the adapter is registered. Errors: 400 invalid_value, 401, 402 payment_required, 404 " +
-          "model_not_found / datanet_version_not_found, 409 datanet_version_not_published / base_model_mismatch.",
+          "model_not_found / datanet_version_not_found, 409 datanet_version_not_published / base_model_mismatch / " +
+          "duplicate_job (an identical job — same base, datanet versions, hyperparameters and seed — is queued, running or succeeded).",
         body: CreateJobBody,
         security: [{ bearer: [] }],
       },
