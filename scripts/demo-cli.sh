@@ -94,23 +94,32 @@ ol builder dev random-adapter --out "$WORK/adapter" --seed "demo-$RUN"
 olj builder adapter adapter upload "$WORK/adapter" --id "reviews-lora-$RUN" --price-in 2000000000000000007wei \
   --price-out 5000000000000000011wei --version "$VERSION"
 
-step "7. A consumer deposits OPEN into the escrow, gets an API key and calls both models"
+step "6b. The builder fine-tunes a LoRA adapter on the datanet (ModelFactory); the fee is held in its escrow, paid to the contributors"
+ol builder escrow deposit 10
+olj builder finetune finetune create --datanet "$DATANET" --suffix "demo" --seed 7 --epochs 1 --batch-size 2 \
+  --seq-len 32 --rank 4 --max-steps 4 --price-in 1000000000000000003wei --price-out 2000000000000000005wei
+FT_JOB="$(field finetune .id)"
+FT_MODEL="$(field finetune .fine_tuned_model)"
+olj builder finetune-settled finetune show "$FT_JOB" --wait-settled --events 5
+
+step "7. A consumer deposits OPEN into the escrow, gets an API key and calls the three models"
 ol consumer escrow deposit 20
 ol consumer keys create --name demo
 olj consumer chat1 chat "sentiment-$RUN" "The cast iron skillet heats evenly and sears steaks beautifully; a sturdy pan that cleans up quickly."
 olj consumer chat2 chat "sentiment-$RUN" "The headlamp battery died after barely an hour and the strap slipped, and the water filter clogged too."
 olj consumer chat3 chat "reviews-lora-$RUN" "Write a short review of a cast iron skillet." --max-tokens 16
-INFERENCES=("$(field chat1 .inferenceId)" "$(field chat2 .inferenceId)" "$(field chat3 .inferenceId)")
+olj consumer chat4 chat "$FT_MODEL" "The cast iron skillet arrived seasoned" --max-tokens 16
+INFERENCES=("$(field chat1 .inferenceId)" "$(field chat2 .inferenceId)" "$(field chat3 .inferenceId)" "$(field chat4 .inferenceId)")
 
 step "8. Validators attribute each inference; settlement splits each fee"
-for i in 0 1 2; do
+for i in 0 1 2 3; do
   olj consumer "attribution$((i + 1))" attribution show "${INFERENCES[$i]}" --wait >/dev/null
   ol consumer attribution show "${INFERENCES[$i]}"
 done
 
 step "9. The epoch closes: a merkle root of cumulative earnings is posted on chain"
 if [[ -n "${SETTLEMENT_ADMIN_TOKEN:-}" ]]; then
-  olj consumer epoch epoch close --wait-for "${INFERENCES[@]}"
+  olj consumer epoch epoch close --wait-for "${INFERENCES[@]}" "$(field finetune-settled .settlement.inferenceId)"
 else
   echo "(no SETTLEMENT_ADMIN_TOKEN: the claims below wait for the scheduled epoch)"
 fi

@@ -1,7 +1,8 @@
-// scripts/demo-cli.sh against the real platform (chain, Postgres, Redis, the four services as
-// processes): the story told with `openledger` commands only. Then, independently of the CLI, through
-// the settlement API and the chain: every recipient claimed exactly its ledger earnings, the claims add
-// up to the fees, the consumer's escrow paid exactly the fees, and the contributors were paid.
+// scripts/demo-cli.sh against the real platform (chain, Postgres, Redis, the five services as
+// processes): the story told with `openledger` commands only, a fine-tune included. Then, independently
+// of the CLI, through the settlement API and the chain: every recipient claimed exactly its ledger
+// earnings, the claims add up to the fees (the inferences' and the training's), the consumer's escrow
+// paid exactly the inferences' fees and the builder's the training fee, and the contributors were paid.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
@@ -57,13 +58,15 @@ test("claimed amounts equal the ledger, sum to the fees, and the escrow paid exa
   const settlement = async (url: string) =>
     (await (await fetch(`${p.platform.settlementUrl}${url}`)).json()) as Json;
 
-  // The fees of the three inferences, from the settlement service.
+  // The fees of the four inferences and of the fine-tune's training, from the settlement service.
   const inferences = await Promise.all(
-    ["chat1", "chat2", "chat3"].map(async (f) => String((await read(f)).inferenceId)),
+    ["chat1", "chat2", "chat3", "chat4"].map(async (f) => String((await read(f)).inferenceId)),
   );
+  const training = (await read("finetune-settled")).settlement as Json;
+  assert.equal(training.feeWei, ((await read("finetune")).fee as Json).fee_wei, "the job's fee was settled");
   let fees = 0n;
   const recipients = new Set<string>();
-  for (const id of inferences) {
+  for (const id of [...inferences, String(training.inferenceId)]) {
     const s = await settlement(`/v1/inferences/${id}/settlement`);
     fees += BigInt(s.feeWei as string);
     for (const e of s.entries as { account: string; amountWei: string }[])
@@ -114,8 +117,11 @@ test("claimed amounts equal the ledger, sum to the fees, and the escrow paid exa
     ["exact_duplicate"],
   );
 
-  // The consumer's escrow paid exactly the fees (20 OPEN deposited).
+  // The consumer's escrow paid exactly the inferences' fees (20 OPEN deposited), the builder's the training.
   const consumer = String((await read("account-consumer")).address).toLowerCase();
   const billing = await settlement(`/v1/accounts/${consumer}/billing`);
-  assert.equal(BigInt(billing.chargedWei as string), fees);
+  assert.equal(BigInt(billing.chargedWei as string), fees - BigInt(training.feeWei as string));
+  const builderAddress = String((await read("account-builder")).address).toLowerCase();
+  const builderBilling = await settlement(`/v1/accounts/${builderAddress}/billing`);
+  assert.equal(BigInt(builderBilling.chargedWei as string), BigInt(training.feeWei as string));
 });

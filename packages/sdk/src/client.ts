@@ -11,11 +11,12 @@ import { AttributionClient } from "./attribution.ts";
 import { ChainSteps } from "./chain.ts";
 import { DatanetsClient, type SignInSession } from "./datanets.ts";
 import { OpenLedgerError } from "./errors.ts";
+import { FactoryClient, type FineTuneJob } from "./factory.ts";
 import { type ApiKey, GatewayClient } from "./gateway.ts";
-import { ServiceHttp } from "./http.ts";
-import { SettlementClient } from "./settlement.ts";
+import { poll, ServiceHttp } from "./http.ts";
+import { SettlementClient, type SettlementList } from "./settlement.ts";
 
-export const SERVICES = ["datanets", "attribution", "gateway", "settlement"] as const;
+export const SERVICES = ["datanets", "attribution", "gateway", "settlement", "factory"] as const;
 export type ServiceName = (typeof SERVICES)[number];
 export type Endpoints = Record<ServiceName, string>;
 
@@ -37,7 +38,7 @@ export interface OpenLedgerOptions {
 }
 
 /**
- * One client for the whole platform: the four services over HTTP (types from their own zod schemas)
+ * One client for the whole platform: the five services over HTTP (types from their own zod schemas)
  * and the chain through viem, acting as one account.
  */
 export class OpenLedger {
@@ -46,6 +47,7 @@ export class OpenLedger {
   readonly attribution: AttributionClient;
   readonly gateway: GatewayClient;
   readonly settlement: SettlementClient;
+  readonly factory: FactoryClient;
   readonly chain: ChainSteps;
   sessionToken: string | undefined;
   apiKey: string | undefined;
@@ -77,6 +79,8 @@ export class OpenLedger {
     );
     this.gateway = new GatewayClient(http("gateway"), () => this.apiKey);
     this.settlement = new SettlementClient(http("settlement"), () => options.settlementAdminToken);
+    // ModelFactory's fine-tuning API takes the same gateway API key.
+    this.factory = new FactoryClient(http("factory"), () => this.apiKey);
     this.chain = new ChainSteps({
       rpcUrl: options.rpcUrl,
       addresses: options.addresses,
@@ -119,6 +123,23 @@ export class OpenLedger {
     return key;
   }
 
+  /**
+   * The settlement of a succeeded fine-tuning job's fee (the builder pays, the contributors whose rows
+   * it trained on earn, by tokens trained), or undefined until the settlement service has it.
+   */
+  async trainingSettlement(job: FineTuneJob): Promise<SettlementList["items"][number] | undefined> {
+    if (job.status !== "succeeded" || !job.fine_tuned_model) return undefined;
+    const list = await this.settlement.settlements({ modelId: job.fine_tuned_model, limit: 200 });
+    // The training is the model's first settlement with its owner as the consumer.
+    return list.items.findLast((i) => i.consumer.toLowerCase() === job.organization_id.toLowerCase());
+  }
+  waitTrainingSettled(job: FineTuneJob, opts: { timeoutMs?: number } = {}) {
+    return poll(`the training fee of ${job.id} to be settled`, () => this.trainingSettlement(job), {
+      timeoutMs: opts.timeoutMs ?? 120_000,
+      intervalMs: 500,
+    });
+  }
+
   /** Names every part of the platform that does not answer (empty when all are ready). */
   async unreachable(): Promise<string[]> {
     const down: string[] = [];
@@ -146,7 +167,7 @@ export class OpenLedger {
 }
 
 /**
- * Where the platform is, from the same environment `npm start` reads (DATANETS_PORT, ...,
+ * Where the platform is, from the same environment `npm start` reads (DATANETS_PORT, ..., FACTORY_PORT,
  * CHAIN_RPC_URL, CHAIN_ADDRESSES_FILE), with OPENLEDGER_<SERVICE>_URL to point at another host.
  */
 export function endpointsFromEnv(
@@ -163,6 +184,7 @@ export function endpointsFromEnv(
     attribution: url("attribution", 4002),
     gateway: url("gateway", 4003),
     settlement: url("settlement", 4004),
+    factory: url("factory", 4006),
     rpcUrl: env.OPENLEDGER_RPC_URL ?? env.CHAIN_RPC_URL ?? "http://127.0.0.1:8545",
   };
 }

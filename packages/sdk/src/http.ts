@@ -8,6 +8,8 @@ export interface Progress {
   total: number | null;
   /** Unit of done/total: "bytes", "rows", "percent", "steps". */
   unit: string;
+  /** Figures beside the count, for a bar's label (a fine-tune's loss, tokens/s, ETA). */
+  detail?: string;
 }
 export type OnProgress = (p: Progress) => void;
 

@@ -5,6 +5,7 @@ export * from "./client.ts";
 export type * from "./contract.ts";
 export * from "./datanets.ts";
 export * from "./errors.ts";
+export * from "./factory.ts";
 export * from "./gateway.ts";
 export * from "./http.ts";
 export * from "./settlement.ts";

@@ -26,6 +26,7 @@ function client(account = privateKeyToAccount(generatePrivateKey())): OpenLedger
       attribution: p.platform.attributionUrl,
       gateway: p.platform.gatewayUrl,
       settlement: p.platform.settlementUrl,
+      factory: p.platform.factoryUrl,
     },
     rpcUrl: p.platform.rpcUrl,
     addresses: p.platform.addresses,
@@ -264,6 +265,7 @@ test("unreachable services and missing keys are errors with codes", async () => 
       attribution: "http://127.0.0.1:9",
       gateway: "http://127.0.0.1:9",
       settlement: "http://127.0.0.1:9",
+      factory: "http://127.0.0.1:9",
     },
     rpcUrl: p.platform.rpcUrl,
     addresses: p.platform.addresses,
@@ -271,5 +273,107 @@ test("unreachable services and missing keys are errors with codes", async () => 
   await rejects(c.datanets.list(), "UNREACHABLE");
   await rejects(c.signIn(), "KEY_REQUIRED");
   await rejects(c.gateway.adapters(), "API_KEY_REQUIRED");
-  assert.equal((await c.unreachable()).length, 4);
+  await rejects(c.factory.list(), "API_KEY_REQUIRED");
+  assert.equal((await c.unreachable()).length, 5);
+});
+
+test("a builder fine-tunes an adapter through the SDK (ModelFactory), follows it, and its fee is settled", async () => {
+  const owner = await funded();
+  const builder = await funded();
+  const poor = await funded(10n * OPEN);
+
+  // A published version to train on.
+  await owner.signIn();
+  const datanet = await owner.datanets.waitRegistered(
+    (await owner.datanets.create({ slug: "sdk-ft", name: "SDK fine-tune", type: "text", license: "MIT" })).id,
+    { retry: true },
+  );
+  await owner.chain.stakeOnDatanet(datanet.chainDatanetId, 100n * OPEN);
+  const sub = await owner.datanets.contributeRows(
+    datanet.id,
+    [...ALICE_ROWS, ...BOB_ROWS].map((r) => ({ text: r.text })),
+  );
+  await owner.datanets.waitValidated(sub.contribution.id);
+  const version = await owner.datanets.publish(datanet.id);
+  await owner.datanets.waitVersionRegistered(datanet.id, version.version);
+
+  await builder.createApiKey("sdk-ft");
+  await builder.chain.depositEscrow(50n * OPEN);
+  const base = (await builder.gateway.status()).baseModel.id;
+  const hyperparameters = { n_epochs: 1, batch_size: 2, seq_len: 32, lora_rank: 4, max_steps: 4 };
+
+  // The factory's own refusals keep their code and status (OpenAI's error shape), nothing created.
+  await rejects(
+    builder.factory.create({ model: base, training_file: "00000000-0000-4000-8000-000000000000" }),
+    "datanet_version_not_found",
+    404,
+  );
+  await rejects(
+    builder.factory.create({ model: "no-such-base", training_file: version.id }),
+    "model_not_found",
+    404,
+  );
+  await poor.createApiKey("poor");
+  await rejects(
+    poor.factory.create({ model: base, training_file: version.id, hyperparameters }),
+    "payment_required",
+    402,
+  );
+  assert.equal((await builder.factory.list()).data.length, 0);
+
+  // Create and follow: the steps only go forward and end at the planned total; events arrive oldest first.
+  const created = await builder.factory.create({
+    model: base,
+    training_file: version.id,
+    suffix: "sdk",
+    seed: 7,
+    hyperparameters,
+  });
+  assert.equal(created.object, "fine_tuning.job");
+  assert.equal(created.organization_id, builder.address.toLowerCase());
+  assert.ok(BigInt(created.fee.escrow_hold_wei) > 0n, "the fee's upper bound is held");
+  const progress: Progress[] = [];
+  const events: string[] = [];
+  const job = await builder.factory.follow(created.id, {
+    intervalMs: 250,
+    onProgress: (x) => progress.push(x),
+    onEvent: (e) => events.push(e.id),
+  });
+  assert.equal(job.status, "succeeded");
+  assert.equal(job.progress.step, job.progress.total_steps);
+  assert.ok(job.progress.total_steps! > 0 && job.progress.total_steps! <= 4);
+  assert.deepEqual(progress.at(-1), {
+    stage: "fine-tune:succeeded",
+    done: job.progress.total_steps,
+    total: job.progress.total_steps,
+    unit: "steps",
+  });
+  assert.ok(
+    progress.every((x, i) => i === 0 || x.done >= progress[i - 1]!.done),
+    "steps never go back",
+  );
+  const all = await builder.factory.events(job.id, { limit: 100 });
+  assert.deepEqual(events, all.data.map((e) => e.id).reverse(), "every event, once, oldest first");
+  assert.deepEqual(
+    (await builder.factory.list()).data.map((j) => j.id),
+    [job.id],
+  );
+
+  // The adapter is served at once, and the training fee is settled (builder pays, contributors earn).
+  const answer = await builder.gateway.chat({
+    model: job.fine_tuned_model!,
+    messages: [{ role: "user", content: "hello" }],
+    max_tokens: 4,
+  });
+  assert.match(answer.inferenceId, /.+/);
+  const fee = await builder.waitTrainingSettled(job);
+  assert.equal(fee.feeWei, job.fee.fee_wei);
+  assert.ok(BigInt(fee.feeWei) > 0n && BigInt(fee.feeWei) <= BigInt(job.fee.escrow_hold_wei));
+
+  // Another account sees nothing of it; a cancelled job ends its follower with FINE_TUNE_CANCELLED.
+  await rejects(poor.factory.get(job.id), "not_found", 404);
+  const second = await builder.factory.create({ model: base, training_file: version.id, hyperparameters });
+  assert.equal((await builder.factory.cancel(second.id)).status, "cancelled");
+  await rejects(builder.factory.follow(second.id, { intervalMs: 250 }), "FINE_TUNE_CANCELLED");
+  await rejects(builder.factory.cancel(job.id), "job_not_cancellable", 409);
 });

@@ -9,6 +9,7 @@ export type Ledger = ReplyOf<typeof api.LedgerRoute>;
 export type InferenceSettlement = ReplyOf<typeof api.InferenceSettlementRoute>;
 export type Epoch = ReplyOf<typeof api.GetEpochRoute>;
 export type Reconciliation = ReplyOf<typeof api.ReconciliationRoute>;
+export type SettlementList = ReplyOf<typeof api.ListSettlementsRoute>;
 
 /** Earnings of an address by role, from the ledger (wei, as bigint). */
 export interface Earnings {
@@ -44,6 +45,10 @@ export class SettlementClient {
       accounts,
       totalWei: accounts.filter((a) => a.role !== "consumer").reduce((t, a) => t + a.balanceWei, 0n),
     };
+  }
+  /** Recent settlements, newest first (optionally of one model). */
+  settlements(query: { limit?: number; modelId?: string } = {}): Promise<SettlementList> {
+    return this.http.json("GET", "/v1/settlements", { query });
   }
   inference(inferenceId: string): Promise<InferenceSettlement> {
     return this.http.json("GET", `/v1/inferences/${enc(inferenceId)}/settlement`);

@@ -106,17 +106,100 @@ function unix(d: Date | null | undefined): number | null {
   return d ? Math.floor(d.getTime() / 1000) : null;
 }
 
-/** A job as the API shows it: OpenAI's `fine_tuning.job`, plus the platform's fields. */
-export function jobView(j: FineTuningJob) {
+const Unix = z.number().int().describe("Unix seconds");
+const Wei = z.string().regex(/^\d+$/).describe("wei of OPEN, a decimal string");
+
+/** The hyperparameters as the job runs them (resolved: no "auto"). */
+export const JobHyperparameters = z.object({
+  n_epochs: z.number().int(),
+  batch_size: z.number().int(),
+  learning_rate_multiplier: z.number(),
+  lora_rank: z.number().int(),
+  lora_alpha: z.number(),
+  seq_len: z.number().int(),
+  max_steps: z.number().int().nullable(),
+});
+
+/**
+ * A job as the API shows it: OpenAI's `fine_tuning.job`, plus the platform's fields (the routes'
+ * response schema: what the SDK's types are read from).
+ */
+export const JobObject = z.object({
+  object: z.literal("fine_tuning.job"),
+  id: z.string(),
+  model: z.string().describe("The base model"),
+  created_at: Unix,
+  finished_at: Unix.nullable(),
+  fine_tuned_model: z.string().nullable().describe("The adapter's model id, once registered"),
+  organization_id: z.string().describe("The builder's address"),
+  result_files: z.array(z.string()),
+  status: z.enum(["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]),
+  training_file: z.string().describe("The datanet version ids, separated by commas"),
+  validation_file: z.null(),
+  hyperparameters: JobHyperparameters,
+  method: z.object({
+    type: z.literal("supervised"),
+    supervised: z.object({ hyperparameters: JobHyperparameters }),
+  }),
+  trained_tokens: z.number().int().nullable(),
+  error: z.object({ code: z.string(), message: z.string(), param: z.string().nullable() }).nullable(),
+  seed: z.number().int(),
+  estimated_finish: Unix.nullable(),
+  integrations: z.array(z.unknown()),
+  metadata: z.record(z.string(), z.string()).nullable(),
+  user_provided_suffix: z.string().nullable(),
+  datanet_version_ids: z.array(z.string()),
+  base_model_hash: z.string(),
+  training_config_hash: z.string().nullable(),
+  progress: z.object({
+    step: z.number().int(),
+    total_steps: z.number().int().nullable(),
+    loss: z.number().nullable(),
+    tokens_per_second: z.number().nullable(),
+    trained_tokens: z.number().int(),
+    planned_tokens: z.number().int().nullable(),
+  }),
+  fee: z.object({
+    price_per_1k_tokens_wei: Wei,
+    escrow_hold_wei: Wei.describe("The fee's upper bound, held in the builder's escrow"),
+    fee_wei: Wei.nullable().describe("Billed on the tokens trained, once the adapter is registered"),
+  }),
+  adapter_content_hash: z.string().nullable(),
+});
+export type JobObject = z.infer<typeof JobObject>;
+
+export const EventObject = z.object({
+  object: z.literal("fine_tuning.job.event"),
+  id: z.string(),
+  created_at: Unix,
+  level: z.enum(["info", "warn", "error"]),
+  message: z.string(),
+  data: z.unknown(),
+  type: z.enum(["message", "metrics"]),
+});
+
+export const JobList = z.object({
+  object: z.literal("list"),
+  data: z.array(JobObject),
+  has_more: z.boolean(),
+});
+export const EventList = z.object({
+  object: z.literal("list"),
+  data: z.array(EventObject),
+  has_more: z.boolean(),
+});
+
+/** A job row as the API shows it (`JobObject`). */
+export function jobView(j: FineTuningJob): JobObject {
   const h = j.hyperparameters as Record<string, unknown>;
   const hyperparameters = {
-    n_epochs: h.n_epochs,
-    batch_size: h.batch_size,
-    learning_rate_multiplier: h.learning_rate_multiplier,
-    lora_rank: h.lora_rank,
-    lora_alpha: h.lora_alpha,
-    seq_len: h.seq_len,
-    max_steps: h.max_steps,
+    n_epochs: h.n_epochs as number,
+    batch_size: h.batch_size as number,
+    learning_rate_multiplier: h.learning_rate_multiplier as number,
+    lora_rank: h.lora_rank as number,
+    lora_alpha: h.lora_alpha as number,
+    seq_len: h.seq_len as number,
+    max_steps: (h.max_steps as number | null | undefined) ?? null,
   };
   return {
     object: "fine_tuning.job" as const,
@@ -167,7 +250,7 @@ export function eventView(e: {
   type: string;
   message: string;
   data: unknown;
-}) {
+}): z.infer<typeof EventObject> {
   return {
     object: "fine_tuning.job.event" as const,
     id: `ftevent-${e.id}`,

@@ -2,9 +2,66 @@ import type { FactoryConfig } from "@openledger/config";
 import { ApiKeys, toOpenAIError } from "@openledger/service-kit";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
-import { CreateJobBody, type CreateJobInput, eventView, jobView, ListQuery } from "../lib/jobs.ts";
+import {
+  CreateJobBody,
+  type CreateJobInput,
+  EventList,
+  eventView,
+  JobList,
+  JobObject,
+  jobView,
+  ListQuery,
+} from "../lib/jobs.ts";
 
 const JobParams = z.object({ id: z.string().min(1).max(64) });
+
+/*
+ * The routes' schemas, exported (apps/factory/src/api.ts) so @openledger/sdk reads its request and
+ * response types from them: a change here breaks the SDK's typecheck, not its users at run time.
+ */
+export const CreateJobRoute = {
+  tags: ["fine-tuning"],
+  summary: "Create a fine-tuning job on published datanet versions",
+  description:
+    "OpenAI's request. `training_file` = one published datanet version id, or several separated by commas; " +
+    "`model` = the gateway's base model. The fee (wei per 1,000 trained tokens) is held in the caller's " +
+    "InferenceEscrow deposit at once (its upper bound; 402 without enough) and billed on the tokens trained " +
+    "when the adapter is registered. Errors: 400 invalid_value, 401, 402 payment_required, 404 " +
+    "model_not_found / datanet_version_not_found, 409 datanet_version_not_published / base_model_mismatch / " +
+    "duplicate_job (an identical job — same base, datanet versions, hyperparameters and seed — is queued, running or succeeded).",
+  body: CreateJobBody,
+  response: { 200: JobObject },
+  security: [{ bearer: [] }],
+};
+export const ListJobsRoute = {
+  tags: ["fine-tuning"],
+  summary: "The caller's fine-tuning jobs, newest first",
+  querystring: ListQuery,
+  response: { 200: JobList },
+  security: [{ bearer: [] }],
+};
+export const GetJobRoute = {
+  tags: ["fine-tuning"],
+  summary: "One fine-tuning job, with its progress (step, loss, tokens/s, estimated finish)",
+  params: JobParams,
+  response: { 200: JobObject },
+  security: [{ bearer: [] }],
+};
+export const JobEventsRoute = {
+  tags: ["fine-tuning"],
+  summary: "A job's events (messages and per-step metrics), newest first",
+  params: JobParams,
+  querystring: ListQuery,
+  response: { 200: EventList },
+  security: [{ bearer: [] }],
+};
+export const CancelJobRoute = {
+  tags: ["fine-tuning"],
+  summary: "Cancel a job (its training stops, its escrow hold is released); 409 once it is registering",
+  params: JobParams,
+  response: { 200: JobObject },
+  security: [{ bearer: [] }],
+};
 
 /**
  * OpenAI's fine-tuning API (`/v1/fine_tuning/jobs`: create, list, retrieve, events, cancel), so the
@@ -26,19 +83,7 @@ export async function fineTuningRoutes(app: FastifyInstance, _opts: { config: Fa
   app.post(
     "/v1/fine_tuning/jobs",
     {
-      schema: {
-        tags: ["fine-tuning"],
-        summary: "Create a fine-tuning job on published datanet versions",
-        description:
-          "OpenAI's request. `training_file` = one published datanet version id, or several separated by commas; " +
-          "`model` = the gateway's base model. The fee (wei per 1,000 trained tokens) is held in the caller's " +
-          "InferenceEscrow deposit at once (its upper bound; 402 without enough) and billed on the tokens trained " +
-          "when the adapter is registered. Errors: 400 invalid_value, 401, 402 payment_required, 404 " +
-          "model_not_found / datanet_version_not_found, 409 datanet_version_not_published / base_model_mismatch / " +
-          "duplicate_job (an identical job — same base, datanet versions, hyperparameters and seed — is queued, running or succeeded).",
-        body: CreateJobBody,
-        security: [{ bearer: [] }],
-      },
+      schema: CreateJobRoute,
     },
     async (request, reply) => {
       const job = await app.factory.jobs.create(
@@ -53,12 +98,7 @@ export async function fineTuningRoutes(app: FastifyInstance, _opts: { config: Fa
   app.get(
     "/v1/fine_tuning/jobs",
     {
-      schema: {
-        tags: ["fine-tuning"],
-        summary: "The caller's fine-tuning jobs, newest first",
-        querystring: ListQuery,
-        security: [{ bearer: [] }],
-      },
+      schema: ListJobsRoute,
     },
     async (request) => {
       const q = request.query as z.infer<typeof ListQuery>;
@@ -70,12 +110,7 @@ export async function fineTuningRoutes(app: FastifyInstance, _opts: { config: Fa
   app.get(
     "/v1/fine_tuning/jobs/:id",
     {
-      schema: {
-        tags: ["fine-tuning"],
-        summary: "One fine-tuning job, with its progress (step, loss, tokens/s, estimated finish)",
-        params: JobParams,
-        security: [{ bearer: [] }],
-      },
+      schema: GetJobRoute,
     },
     async (request) => {
       const { id } = request.params as z.infer<typeof JobParams>;
@@ -86,13 +121,7 @@ export async function fineTuningRoutes(app: FastifyInstance, _opts: { config: Fa
   app.get(
     "/v1/fine_tuning/jobs/:id/events",
     {
-      schema: {
-        tags: ["fine-tuning"],
-        summary: "A job's events (messages and per-step metrics), newest first",
-        params: JobParams,
-        querystring: ListQuery,
-        security: [{ bearer: [] }],
-      },
+      schema: JobEventsRoute,
     },
     async (request) => {
       const { id } = request.params as z.infer<typeof JobParams>;
@@ -105,12 +134,7 @@ export async function fineTuningRoutes(app: FastifyInstance, _opts: { config: Fa
   app.post(
     "/v1/fine_tuning/jobs/:id/cancel",
     {
-      schema: {
-        tags: ["fine-tuning"],
-        summary: "Cancel a job (its training stops, its escrow hold is released); 409 once it is registering",
-        params: JobParams,
-        security: [{ bearer: [] }],
-      },
+      schema: CancelJobRoute,
     },
     async (request) => {
       const { id } = request.params as z.infer<typeof JobParams>;

@@ -120,6 +120,7 @@ export async function createContext(opts: GlobalOptions, env: Env = process.env)
       attribution: ep.attribution,
       gateway: ep.gateway,
       settlement: ep.settlement,
+      factory: ep.factory,
     },
     rpcUrl: ep.rpcUrl,
     addresses,

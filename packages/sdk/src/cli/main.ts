@@ -10,6 +10,7 @@ import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { subjectOf, ZERO_SUBJECT } from "../chain.ts";
 import type { Datanet } from "../datanets.ts";
 import { OpenLedgerError } from "../errors.ts";
+import type { FineTuneJob } from "../factory.ts";
 import { type CliContext, createContext, type GlobalOptions, promptSecret } from "./context.ts";
 import { keystoreAddress, writeKeystore } from "./keystore.ts";
 import { EXIT, exitCodeOf, Output, open } from "./output.ts";
@@ -55,7 +56,7 @@ export function buildProgram(out: { current: Output }): Command {
   const program = new Command("openledger")
     .description(
       "OpenLedger from the command line: datanets, models, inference, attribution, earnings, claims, validators.\n" +
-        "Where: DATANETS_PORT/ATTRIBUTION_PORT/GATEWAY_PORT/SETTLEMENT_PORT (or OPENLEDGER_<SERVICE>_URL), CHAIN_RPC_URL,\n" +
+        "Where: DATANETS_PORT/ATTRIBUTION_PORT/GATEWAY_PORT/SETTLEMENT_PORT/FACTORY_PORT (or OPENLEDGER_<SERVICE>_URL), CHAIN_RPC_URL,\n" +
         "CHAIN_ADDRESSES_FILE — the same environment as `npm start`.\n" +
         "Key (never printed): --keystore FILE / OPENLEDGER_KEYSTORE (+ OPENLEDGER_KEYSTORE_PASSWORD or a prompt),\n" +
         "OPENLEDGER_PRIVATE_KEY, or --dev-account N (a public Hardhat key; local dev chain only).\n" +
@@ -601,6 +602,190 @@ export function buildProgram(out: { current: Output }): Command {
       );
     });
 
+  // ---------------------------------------------------------------- fine-tuning (ModelFactory)
+  const finetune = program
+    .command("finetune")
+    .description("fine-tune a LoRA adapter on published datanet versions (ModelFactory, OpenAI's API shape)");
+  finetune
+    .command("create")
+    .description(
+      "start a fine-tuning job (its fee's upper bound is held in your escrow) and follow it with a progress bar",
+    )
+    .option("--datanet <datanet...>", "train on the newest published version of each (id or slug)")
+    .option("--version-id <id...>", "train on these published datanet version ids")
+    .option("--base <model>", "base model id (default: the one the gateway serves)")
+    .option("--suffix <suffix>", "part of the adapter's name (ft-<base>-<suffix>-…)")
+    .option("--epochs <n>", "passes over the data (n_epochs)")
+    .option("--batch-size <n>", "windows per step")
+    .option("--lr-multiplier <x>", "learning_rate_multiplier (x 2e-3)")
+    .option("--rank <r>", "LoRA rank (at most the gateway's slot rank)")
+    .option("--seq-len <n>", "tokens per training window")
+    .option("--max-steps <n>", "stop after this many steps")
+    .option("--seed <n>", "data order and initialisation seed (same seed, same adapter)")
+    .option("--price-in <amount>", "the adapter's price per 1,000 input tokens (default: the factory's)")
+    .option("--price-out <amount>", "the adapter's price per 1,000 output tokens")
+    .option("--no-follow", "return once the job is created")
+    .action(
+      async (opts: {
+        datanet?: string[];
+        versionId?: string[];
+        base?: string;
+        suffix?: string;
+        epochs?: string;
+        batchSize?: string;
+        lrMultiplier?: string;
+        rank?: string;
+        seqLen?: string;
+        maxSteps?: string;
+        seed?: string;
+        priceIn?: string;
+        priceOut?: string;
+        follow: boolean;
+      }) => {
+        const c = await ctx();
+        const versionIds = [...(opts.versionId ?? [])];
+        for (const idOrSlug of opts.datanet ?? []) {
+          const d = await resolveDatanet(c, idOrSlug);
+          const published = (await c.ol.datanets.versions(d.id)).items
+            .filter((v) => v.status !== "pending")
+            .sort((a, b) => b.version - a.version)[0];
+          if (!published)
+            throw new OpenLedgerError(
+              "DATANET_VERSION_NOT_PUBLISHED",
+              `datanet ${d.slug} has no published version yet (openledger datanet publish ${d.slug})`,
+              { status: 409 },
+            );
+          versionIds.push(published.id);
+        }
+        if (versionIds.length === 0)
+          throw new OpenLedgerError("USAGE", "name what to train on: --datanet <slug> or --version-id <id>");
+        await c.ensureApiKey();
+        const hyperparameters = {
+          ...(opts.epochs ? { n_epochs: intOption("--epochs", opts.epochs) } : {}),
+          ...(opts.batchSize ? { batch_size: intOption("--batch-size", opts.batchSize) } : {}),
+          ...(opts.lrMultiplier
+            ? { learning_rate_multiplier: numberOption("--lr-multiplier", opts.lrMultiplier) }
+            : {}),
+          ...(opts.rank ? { lora_rank: intOption("--rank", opts.rank) } : {}),
+          ...(opts.seqLen ? { seq_len: intOption("--seq-len", opts.seqLen) } : {}),
+          ...(opts.maxSteps ? { max_steps: intOption("--max-steps", opts.maxSteps) } : {}),
+        };
+        const created = await c.ol.factory.create({
+          model: opts.base ?? (await c.ol.gateway.status()).baseModel.id,
+          training_file: versionIds.join(","),
+          hyperparameters,
+          ...(opts.suffix ? { suffix: opts.suffix } : {}),
+          ...(opts.seed ? { seed: intOption("--seed", opts.seed) } : {}),
+          ...(opts.priceIn ? { price_in_per_1k_wei: parseAmount(opts.priceIn).toString() } : {}),
+          ...(opts.priceOut ? { price_out_per_1k_wei: parseAmount(opts.priceOut).toString() } : {}),
+        });
+        o().note(
+          `job ${created.id} on ${created.datanet_version_ids.length} version(s); ${open(created.fee.escrow_hold_wei)} held in your escrow`,
+        );
+        const job = opts.follow ? await followJob(c, created.id) : created;
+        o().result(job, () => printJob(o(), job));
+      },
+    );
+  finetune
+    .command("list")
+    .description("your fine-tuning jobs, newest first")
+    .option("--limit <n>", "how many", "20")
+    .action(async (opts: { limit: string }) => {
+      const c = await ctx();
+      await c.ensureApiKey();
+      const page = await c.ol.factory.list({ limit: intOption("--limit", opts.limit) });
+      o().result(page.data, () =>
+        o().table(
+          ["job", "status", "steps", "loss", "model", "created"],
+          page.data.map((j) => [
+            j.id,
+            j.status,
+            `${j.progress.step}/${j.progress.total_steps ?? "?"}`,
+            j.progress.loss?.toFixed(4),
+            j.fine_tuned_model,
+            new Date(j.created_at * 1000).toISOString(),
+          ]),
+        ),
+      );
+    });
+  finetune
+    .command("show <job>")
+    .description("a job: status, progress, fee, its adapter, the fee's settlement; and its latest events")
+    .option("--events <n>", "how many latest events", "10")
+    .option("--wait-settled", "(a succeeded job) wait until its training fee is settled")
+    .action(async (id: string, opts: { events: string; waitSettled?: boolean }) => {
+      const c = await ctx();
+      await c.ensureApiKey();
+      const [job, events] = await Promise.all([
+        c.ol.factory.get(id),
+        c.ol.factory.events(id, { limit: intOption("--events", opts.events) }),
+      ]);
+      if (opts.waitSettled && job.status !== "succeeded")
+        throw new OpenLedgerError("FINE_TUNE_NOT_SUCCEEDED", `${id} is ${job.status}: no fee to settle`, {
+          status: 409,
+        });
+      const settlement = opts.waitSettled
+        ? await c.ol.waitTrainingSettled(job, wait(c, 120_000))
+        : ((await c.ol.trainingSettlement(job)) ?? null);
+      o().result({ job, settlement, events: events.data }, () => {
+        printJob(o(), job);
+        if (settlement)
+          o().line(
+            `training fee ${open(settlement.feeWei)} settled (inference ${settlement.inferenceId}, epoch ${settlement.epochId ?? "not yet"})`,
+          );
+        o().table(
+          ["time", "level", "event"],
+          [...events.data]
+            .reverse()
+            .map((e) => [new Date(e.created_at * 1000).toISOString(), e.level, e.message]),
+        );
+      });
+    });
+  finetune
+    .command("follow <job>")
+    .description("follow a job to its end with a progress bar (step, loss, tokens/s, ETA)")
+    .action(async (id: string) => {
+      const c = await ctx();
+      await c.ensureApiKey();
+      const job = await followJob(c, id);
+      o().result(job, () => printJob(o(), job));
+    });
+  finetune
+    .command("cancel <job>")
+    .description("cancel a job (its training stops and your escrow hold is released)")
+    .action(async (id: string) => {
+      const c = await ctx();
+      await c.ensureApiKey();
+      const job = await c.ol.factory.cancel(id);
+      o().result(job, () => o().line(`${job.id}: ${job.status}`));
+    });
+
+  /** Follows a job with a bar of steps, labelled with its loss, tokens/s and the factory's ETA. */
+  const followJob = (c: CliContext, id: string) =>
+    o().withProgress("fine-tune", (onProgress) => {
+      let detail = "";
+      let status = "";
+      return c.ol.factory.follow(id, {
+        ...wait(c, 1_800_000),
+        onJob: (j) => {
+          const p = j.progress;
+          const eta = j.estimated_finish === null ? null : j.estimated_finish - Math.floor(Date.now() / 1000);
+          detail = [
+            p.loss === null ? null : `loss ${p.loss.toFixed(4)}`,
+            p.tokens_per_second === null ? null : `${Math.round(p.tokens_per_second)} tokens/s`,
+            eta === null ? null : `ETA ${duration(Math.max(0, eta))}`,
+          ]
+            .filter(Boolean)
+            .join(" | ");
+          if (j.status !== status) {
+            status = j.status;
+            o().note(`${id}: ${status}`);
+          }
+        },
+        onProgress: (p) => onProgress({ ...p, ...(detail ? { detail } : {}) }),
+      });
+    });
+
   // ---------------------------------------------------------------- escrow, inference
   const escrow = program.command("escrow").description("your inference escrow (InferenceEscrow)");
   escrow
@@ -909,6 +1094,41 @@ export function buildProgram(out: { current: Output }): Command {
     });
 
   return program;
+}
+
+function intOption(name: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 0) throw new OpenLedgerError("USAGE", `${name} takes a whole number`);
+  return n;
+}
+
+function numberOption(name: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0) throw new OpenLedgerError("USAGE", `${name} takes a positive number`);
+  return n;
+}
+
+/** 95 -> "1m35s". */
+function duration(seconds: number): string {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  return h ? `${h}h${String(m).padStart(2, "0")}m` : m ? `${m}m${String(s).padStart(2, "0")}s` : `${s}s`;
+}
+
+function printJob(o: Output, j: FineTuneJob): void {
+  o.fields([
+    ["job", j.id],
+    ["status", j.error ? `${j.status} (${j.error.code}: ${j.error.message})` : j.status],
+    ["base", j.model],
+    ["trained on", j.datanet_version_ids.join(", ")],
+    ["steps", `${j.progress.step}/${j.progress.total_steps ?? "?"}`],
+    ["loss", j.progress.loss?.toFixed(4)],
+    ["trained tokens", j.progress.trained_tokens],
+    ["escrow hold", open(j.fee.escrow_hold_wei)],
+    ["fee", j.fee.fee_wei === null ? "-" : open(j.fee.fee_wei)],
+    ["model", j.fine_tuned_model ?? "-"],
+  ]);
 }
 
 function printDatanet(o: Output, d: Datanet): void {

@@ -92,9 +92,9 @@ export class Output {
     let bar: cliProgress.SingleBar | undefined;
     let last: Progress | undefined;
     const fmt = (p: Progress) =>
-      p.unit === "bytes"
+      (p.unit === "bytes"
         ? `${(p.done / 1e6).toFixed(2)}/${((p.total ?? 0) / 1e6).toFixed(2)} MB`
-        : `${p.done}/${p.total ?? "?"} ${p.unit}`;
+        : `${p.done}/${p.total ?? "?"} ${p.unit}`) + (p.detail ? ` | ${p.detail}` : "");
     return {
       onProgress: (p) => {
         last = p;
