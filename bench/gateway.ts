@@ -17,12 +17,15 @@
  *   npm run bench:gateway                 human table (progress on stderr)
  *   npm run bench:gateway -- --json       one JSON object on stdout
  *   options: --configs tiny,smollm  --adapters 10,1000,10000  --rounds N (default: 6 tiny, 4 SmolLM)  --quick (tiny, 10 and 1000)
+ *            --clients-in-process (the HTTP clients on the gateway's thread, not their own: their
+ *            work then shows in the event-loop delay)
  */
 import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import { Worker } from "node:worker_threads";
 import { OPEN } from "@openledger/chain";
 import { startLocalChain } from "@openledger/chain/testing";
 import { createTestDatabase } from "@openledger/db/testing";
@@ -39,10 +42,14 @@ import {
 } from "@openledger/model-runtime";
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "@openledger/queue/testing";
 import { depositToEscrow } from "../apps/gateway/src/testing.ts";
+import { type DriveLoad, type DriveRequest, drive, type LoadResult } from "./gateway-clients.ts";
+import { loadAverage } from "./peers-common.ts";
 
 const args = process.argv.slice(2);
 const JSON_OUT = args.includes("--json");
 const QUICK = args.includes("--quick");
+/** The bench's HTTP clients on the gateway's own thread (as before 2026-12-03) instead of a worker thread. */
+const CLIENTS_IN_PROCESS = args.includes("--clients-in-process");
 const argStr = (name: string, dflt: string) => {
   const i = args.indexOf(name);
   return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
@@ -120,6 +127,9 @@ interface Run {
   eventLoopDelayP99Ms: number;
   eventLoopDelayMaxMs: number;
   singleEventLoopDelayP99Ms: number;
+  /** Main-thread CPU (user + system) per generated token, µs, Zipf load and single-adapter baseline. */
+  mainThreadCpuUsPerToken?: number;
+  singleMainThreadCpuUsPerToken?: number;
 }
 
 // ---------------------------------------------------------------- helpers
@@ -128,6 +138,19 @@ function percentile(xs: number[], p: number): number {
   if (xs.length === 0) return 0;
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+/**
+ * CPU time (user + system, ms) the gateway's main thread has used: /proc's per-thread counters
+ * (10 ms ticks; Linux only, undefined elsewhere). Unlike the event-loop delay, this hardly depends
+ * on how busy the rest of the machine is: it is the per-token work the loop has to do.
+ */
+async function mainThreadCpuMs(): Promise<number | undefined> {
+  const stat = await readFile(`/proc/self/task/${process.pid}/stat`, "utf8").catch(() => undefined);
+  if (!stat) return undefined;
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // Fields 14 and 15 of stat (utime, stime) are at 11 and 12 after the ")" of the command name.
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
 }
 
 /** Deterministic PRNG (mulberry32): the same request sequence in every run. */
@@ -255,79 +278,43 @@ async function pool<T>(items: T[], concurrency: number, fn: (item: T) => Promise
 
 // ---------------------------------------------------------------- load
 
-interface LoadResult {
-  tokens: number;
-  seconds: number;
-  ttfts: number[];
-  /** Per request, in issue order: the model and its TTFT (for the slowest-requests log). */
-  slow: { model: string; ttftMs: number; totalMs: number }[];
-  errors: number;
-}
+/**
+ * The clients run on their own thread (bench/gateway-clients.ts) unless `--clients-in-process`:
+ * 64 streaming clients' fetch, stream reading and parsing on the gateway's thread would be part
+ * of the event-loop delay the bench reports for the gateway.
+ */
+class Clients {
+  #worker: Worker | null = null;
+  #next = 0;
+  #pending = new Map<number, { resolve: (r: LoadResult) => void; reject: (e: Error) => void }>();
 
-/** Closed loop: `clients` streaming clients, `requests` in total, models picked by `pick`. */
-async function drive(
-  baseURL: string,
-  keys: string[],
-  load: { clients: number; requests: number; maxTokens: number },
-  pick: (i: number) => string,
-): Promise<LoadResult> {
-  let issued = 0;
-  let tokens = 0;
-  let errors = 0;
-  const ttfts: number[] = [];
-  const slow: LoadResult["slow"] = [];
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: load.clients }, async (_, c) => {
-      while (issued < load.requests) {
-        const i = issued++;
-        const start = performance.now();
-        const model = pick(i);
-        let ttft = 0;
-        const res = await fetch(`${baseURL}/v1/completions`, {
-          method: "POST",
-          headers: { "content-type": "application/json", authorization: `Bearer ${keys[c % keys.length]}` },
-          body: JSON.stringify({
-            model,
-            prompt: `Note ${i % 100}:`,
-            max_tokens: load.maxTokens,
-            temperature: 0,
-            stream: true,
-            stream_options: { include_usage: true },
-          }),
-        });
-        if (!res.ok || !res.body) {
-          errors++;
-          if (errors < 5) log("request failed", res.status, await res.text());
-          continue;
-        }
-        let first = true;
-        let buf = "";
-        const decoder = new TextDecoder();
-        for await (const part of res.body) {
-          if (first) {
-            ttft = performance.now() - start;
-            ttfts.push(ttft);
-            first = false;
-          }
-          buf += decoder.decode(part as Uint8Array, { stream: true });
-          let at = buf.indexOf("\n\n");
-          while (at >= 0) {
-            const line = buf.slice(0, at);
-            buf = buf.slice(at + 2);
-            if (line.startsWith("data: {") && line.includes('"usage":{')) {
-              tokens += (JSON.parse(line.slice(6)) as { usage: { completion_tokens: number } }).usage
-                .completion_tokens;
-            }
-            at = buf.indexOf("\n\n");
-          }
-        }
-        slow.push({ model, ttftMs: ttft, totalMs: performance.now() - start });
-      }
-    }),
-  );
-  slow.sort((x, y) => y.ttftMs - x.ttftMs);
-  return { tokens, seconds: (performance.now() - t0) / 1000, ttfts, slow: slow.slice(0, 3), errors };
+  constructor(inProcess: boolean) {
+    if (inProcess) return;
+    this.#worker = new Worker(new URL("./gateway-clients-entry.cjs", import.meta.url));
+    this.#worker.on("message", (m: { id: number; result?: LoadResult; error?: string }) => {
+      const p = this.#pending.get(m.id);
+      this.#pending.delete(m.id);
+      if (m.result) p?.resolve(m.result);
+      else p?.reject(new Error(`client thread: ${m.error}`));
+    });
+    this.#worker.on("error", (err) => {
+      for (const p of this.#pending.values()) p.reject(err);
+      this.#pending.clear();
+    });
+  }
+
+  run(baseURL: string, keys: string[], load: DriveLoad, models: string[]): Promise<LoadResult> {
+    if (!this.#worker) return drive(baseURL, keys, load, models);
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#worker!.postMessage({ id, baseURL, keys, load, models } satisfies DriveRequest);
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.#worker?.terminate();
+  }
 }
 
 // ---------------------------------------------------------------- main
@@ -412,6 +399,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
   };
 
   const host = app.host;
+  const clients = new Clients(CLIENTS_IN_PROCESS);
   const stepTotals = () => host.engine.metrics().totals;
   let peakRss = 0;
   const sampler = setInterval(() => {
@@ -429,8 +417,11 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     rss: number;
     loopP99: number;
     loopMax: number;
+    /** Main-thread CPU ms during the slices (undefined off Linux). */
+    mainCpuMs: number | undefined;
   }
   const empty = (): Acc => ({
+    mainCpuMs: 0,
     loopP99: 0,
     loopMax: 0,
     tokens: 0,
@@ -449,14 +440,18 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     const cacheBefore = host.cache.metrics();
     peakRss = process.memoryUsage().rss;
     const loop = monitorEventLoopDelay({ resolution: 5 });
+    const cpu0 = await mainThreadCpuMs();
     loop.enable();
-    const r = await drive(baseURL, keys, { ...load, requests: count }, (i) => pick(offset + i));
+    const models = Array.from({ length: count }, (_, i) => pick(offset + i));
+    const r = await clients.run(baseURL, keys, { ...load, requests: count }, models);
     loop.disable();
+    const cpu1 = await mainThreadCpuMs();
+    acc.mainCpuMs = cpu0 !== undefined && cpu1 !== undefined ? acc.mainCpuMs! + (cpu1 - cpu0) : undefined;
     acc.loopP99 = Math.max(acc.loopP99, loop.percentile(99) / 1e6);
     acc.loopMax = Math.max(acc.loopMax, loop.max / 1e6);
     const after = stepTotals();
     const cacheAfter = host.cache.metrics();
-    if (r.errors) throw new Error(`${r.errors} requests failed`);
+    if (r.errors) throw new Error(`${r.errors} requests failed: ${r.failures.join("; ")}`);
     log(
       `  slice: ${r.tokens} tokens in ${r.seconds.toFixed(1)} s; slowest TTFT ${r.slow
         .map((x) => `${x.model} ${x.ttftMs.toFixed(0)}/${x.totalMs.toFixed(0)} ms`)
@@ -485,11 +480,13 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
       slotMisses: acc.slotMisses,
       loopP99: acc.loopP99,
       loopMax: acc.loopMax,
+      mainCpuUsPerToken: acc.mainCpuMs !== undefined ? (acc.mainCpuMs * 1000) / acc.tokens : undefined,
     };
     log(
       `${name} ${label}: ${acc.tokens} tokens in ${acc.seconds.toFixed(1)} s = ${out.tokPerSec.toFixed(0)} tok/s, ` +
         `TTFT p50 ${out.p50.toFixed(0)} ms p99 ${out.p99.toFixed(0)} ms, distinct/step ${out.distinct.toFixed(1)}, ` +
-        `rows/step ${out.rows.toFixed(1)}, RAM loads ${out.loads}, event-loop delay p99 ${out.loopP99.toFixed(0)} ms max ${out.loopMax.toFixed(0)} ms`,
+        `rows/step ${out.rows.toFixed(1)}, RAM loads ${out.loads}, event-loop delay p99 ${out.loopP99.toFixed(0)} ms max ${out.loopMax.toFixed(0)} ms, ` +
+        `main-thread CPU ${out.mainCpuUsPerToken?.toFixed(0) ?? "?"} µs/token`,
     );
     return out;
   };
@@ -498,7 +495,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
   try {
     await register(Math.max(...ADAPTER_COUNTS.slice(0, 1), 1));
     // Warm-up: session, allocator and the first adapter's slot.
-    await drive(baseURL, keys, { clients: 4, requests: 8, maxTokens: 4 }, () => `${name}-a0`);
+    await clients.run(baseURL, keys, { clients: 4, requests: 8, maxTokens: 4 }, Array(8).fill(`${name}-a0`));
     const adapterB = adapterBytes(cfg, RANK, ["q_proj", "k_proj", "v_proj", "o_proj"]);
     const baseB = baseWeightBytes(cfg);
     for (const n of ADAPTER_COUNTS) {
@@ -544,6 +541,12 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
         eventLoopDelayP99Ms: Number(multi.loopP99.toFixed(1)),
         eventLoopDelayMaxMs: Number(multi.loopMax.toFixed(1)),
         singleEventLoopDelayP99Ms: Number(single.loopP99.toFixed(1)),
+        ...(multi.mainCpuUsPerToken !== undefined && single.mainCpuUsPerToken !== undefined
+          ? {
+              mainThreadCpuUsPerToken: Math.round(multi.mainCpuUsPerToken),
+              singleMainThreadCpuUsPerToken: Math.round(single.mainCpuUsPerToken),
+            }
+          : {}),
       };
       if (name === "smollm") {
         // Memory-traffic bound (model-runtime issue), taking the single-adapter run (1 adapter
@@ -557,6 +560,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     }
   } finally {
     clearInterval(sampler);
+    await clients.close();
     await app.close();
     await database.drop();
     await deletePrefix(prefix);
@@ -571,6 +575,7 @@ interface ChainEnv {
 }
 
 async function main() {
+  const loadAtStart = loadAverage();
   const workDir = await mkdtemp(join(tmpdir(), "bench-gateway-"));
   log("starting a local chain and funding the clients' escrow");
   const addressesFile = join(workDir, "addresses.json");
@@ -590,6 +595,8 @@ async function main() {
       rank: RANK,
       loads: Object.fromEntries(CONFIGS.map((c) => [c, LOAD[c]])),
       chainRegistration: "skipped for the benchmark's adapters (Postgres + disk store only)",
+      loadAverage: { start: loadAtStart, end: loadAverage() },
+      clients: CLIENTS_IN_PROCESS ? "on the gateway's thread" : "on their own worker thread",
       cpus: (await readFile("/proc/cpuinfo", "utf8").catch(() => ""))
         .split("\n")
         .filter((l) => l.startsWith("processor")).length,

@@ -69,6 +69,7 @@ export { Rng } from "./rng.ts";
 export {
   ModelRuntime,
   type RuntimeOptions,
+  type SampledStepRow,
   type StepRow,
   type StepRuntime,
   type StepTimings,

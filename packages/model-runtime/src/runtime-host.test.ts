@@ -10,7 +10,7 @@ import { ModelRuntimeError } from "./errors.ts";
 import { generateBaseModel, writeBaseModelDir } from "./model.ts";
 import { ModelRuntime, type StepRuntime } from "./runtime.ts";
 import { WorkerRuntime } from "./runtime-host.ts";
-import { argmax } from "./sampler.ts";
+import { argmax, Sampler, type SamplingParams } from "./sampler.ts";
 
 let dir: string;
 let local: ModelRuntime;
@@ -44,14 +44,17 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** Three rows (base + two adapters) with their prompts; the third row's sequence is `third`. */
+const promptRows = (third: string) => [
+  { seqId: "a", tokens: [72, 101, 108, 108, 111], slot: 0 },
+  { seqId: "b", tokens: [1, 2, 3], slot: 1 },
+  { seqId: third, tokens: [200, 17, 5, 9], slot: 2 },
+];
+
 /** Greedy decode of three rows (base + two adapters) batched together, 12 steps. */
 async function greedy(rt: StepRuntime): Promise<number[][]> {
   const out: number[][] = [[], [], []];
-  let rows = [
-    { seqId: "a", tokens: [72, 101, 108, 108, 111], slot: 0 },
-    { seqId: "b", tokens: [1, 2, 3], slot: 1 },
-    { seqId: "c", tokens: [200, 17, 5, 9], slot: 2 },
-  ];
+  let rows = promptRows("c");
   for (let s = 0; s < 12; s++) {
     const logits = await rt.step(rows);
     rows = rows.map((r, i) => {
@@ -72,6 +75,62 @@ test("a runtime on its own thread gives the same greedy tokens as one on this th
     expected[1]!.some((t, i) => t !== expected[0]![i]),
     "adapters change the output",
   );
+});
+
+/**
+ * Decode where the runtime samples (`stepSample`): greedy row a, seeded temperature rows b and c
+ * (c with top-p); row "p" is a prompt fed in two chunks, its first chunk not sampled.
+ */
+async function sampledOnRuntime(rt: StepRuntime, params: SamplingParams[]): Promise<number[][]> {
+  const out: number[][] = [[], [], []];
+  const first = await rt.stepSample([{ seqId: "p", tokens: [3, 4], slot: 0 }]);
+  assert.deepEqual([...first], [-1], "a row without `sample` draws nothing");
+  let rows = promptRows("p");
+  for (let s = 0; s < 12; s++) {
+    const tokens = await rt.stepSample(rows.map((r, i) => ({ ...r, sample: params[i]! })));
+    rows = rows.map((r, i) => {
+      out[i]!.push(tokens[i]!);
+      return { ...r, tokens: [tokens[i]!] };
+    });
+  }
+  for (const r of rows) rt.release(r.seqId);
+  return out;
+}
+
+/** The same decode sampled on this thread, from `step`'s logits, one `Sampler` per request. */
+async function sampledHere(rt: StepRuntime, params: SamplingParams[]): Promise<number[][]> {
+  const out: number[][] = [[], [], []];
+  const samplers = params.map((p) => new Sampler(p));
+  await rt.step([{ seqId: "p", tokens: [3, 4], slot: 0 }]);
+  let rows = promptRows("p");
+  for (let s = 0; s < 12; s++) {
+    const logits = await rt.step(rows);
+    rows = rows.map((r, i) => {
+      const t = samplers[i]!.sample(logits[i]!);
+      out[i]!.push(t);
+      return { ...r, tokens: [t] };
+    });
+  }
+  for (const r of rows) rt.release(r.seqId);
+  return out;
+}
+
+test("sampling on the runtime's thread draws the same tokens as sampling here (greedy, seeded temperature, top-p)", async () => {
+  const params: SamplingParams[] = [
+    { temperature: 0 },
+    { temperature: 1.3, seed: 11 },
+    { temperature: 0.9, topP: 0.8, seed: "req-7" },
+  ];
+  const expected = await sampledHere(local, params);
+  assert.deepEqual(await sampledOnRuntime(remote, params), expected, "worker thread");
+  assert.deepEqual(await sampledOnRuntime(local, params), expected, "this thread");
+  assert.ok(
+    expected[1]!.some((t, i) => t !== expected[0]![i]),
+    "temperature rows differ from the greedy row",
+  );
+  // A released sequence's sampler is gone: the same request again draws the same tokens (its
+  // PRNG restarts from the seed) rather than continuing the old stream.
+  assert.deepEqual(await sampledOnRuntime(remote, params), expected, "after release, the seed starts over");
 });
 
 test("steps run off this thread: a step completes while this thread spins without yielding", async () => {

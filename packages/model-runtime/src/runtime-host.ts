@@ -4,7 +4,7 @@ import { Worker } from "node:worker_threads";
 import type { LoraAdapter } from "./adapter.ts";
 import { type LlamaConfig, type LoraModule, parseHfConfig, TINY_CONFIG } from "./config.ts";
 import { ModelRuntimeError, type ModelRuntimeErrorCode } from "./errors.ts";
-import type { RuntimeOptions, StepRow, StepRuntime, StepTimings } from "./runtime.ts";
+import type { RuntimeOptions, SampledStepRow, StepRow, StepRuntime, StepTimings } from "./runtime.ts";
 import type {
   FromWorker,
   RuntimeWorkerData,
@@ -31,8 +31,8 @@ function rebuild(e: WorkerError): Error {
  * on the JS thread that calls it, so a runtime on the main thread blocks HTTP, SSE and
  * admission for a whole step (~0.1-1 s for SmolLM-class models). Here the thread loads the
  * weights itself (the main thread never holds them), steps run there, and the main thread
- * only posts rows and receives logits (one transferred buffer per step); it samples, schedules
- * and streams meanwhile.
+ * only posts rows and receives logits (one transferred buffer per step) or, with `stepSample`,
+ * one token id per row (the sampling runs there too); it schedules and streams meanwhile.
  *
  * Same API as `ModelRuntime` for the serving side (`StepRuntime`): `step` resolves with each
  * row's logits, `release` / `loadAdapter` / `clearSlot` are posted and applied in order, before
@@ -169,6 +169,31 @@ export class WorkerRuntime implements StepRuntime {
     const V = this.config.vocabSize;
     const logits = reply.logits!;
     return rows.map((_, i) => logits.subarray(i * V, (i + 1) * V));
+  }
+
+  /**
+   * A step whose sampling runs on the runtime thread (each sequence's sampler lives there until
+   * `release`): only the rows go out and one token id per row comes back — no logits cross
+   * threads and this thread does no per-step work over the vocabulary.
+   */
+  async stepSample(rows: SampledStepRow[]): Promise<Int32Array> {
+    const id = this.#nextId++;
+    const reply = await this.#request({
+      type: "stepSample",
+      id,
+      // Only the row's own fields (postMessage copies them; a caller's extra fields stay here).
+      rows: rows.map((r) => ({
+        seqId: r.seqId,
+        tokens: r.tokens,
+        slot: r.slot,
+        ...(r.sample ? { sample: r.sample } : {}),
+      })),
+    });
+    if (reply.type !== "stepped") throw new Error("model runtime thread: unexpected reply");
+    if (reply.error) throw rebuild(reply.error);
+    for (const r of rows) this.#lengths.set(r.seqId, (this.#lengths.get(r.seqId) ?? 0) + r.tokens.length);
+    this.lastTimings = reply.timings!;
+    return reply.tokens!;
   }
 
   release(seqId: string | number): void {

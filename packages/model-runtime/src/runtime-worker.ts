@@ -9,7 +9,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { TINY_CONFIG } from "./config.ts";
 import { ModelRuntimeError } from "./errors.ts";
 import { generateBaseModel, loadBaseModelDir } from "./model.ts";
-import { ModelRuntime, type RuntimeOptions, type StepRow } from "./runtime.ts";
+import { ModelRuntime, type RuntimeOptions, type SampledStepRow, type StepRow } from "./runtime.ts";
 import { type PreparedAdapter, slotViews } from "./slots.ts";
 
 export type WorkerModelSource = { dir: string } | { tiny: true; seed?: number | string };
@@ -23,6 +23,7 @@ export interface RuntimeWorkerData {
 
 export type ToWorker =
   | { type: "step"; id: number; rows: StepRow[] }
+  | { type: "stepSample"; id: number; rows: SampledStepRow[] }
   | { type: "release"; seqId: string | number }
   | {
       type: "load";
@@ -46,8 +47,10 @@ export type FromWorker =
   | {
       type: "stepped";
       id: number;
-      /** rows x vocab, row-major; the buffer is transferred */
+      /** rows x vocab, row-major; the buffer is transferred ("step") */
       logits?: Float32Array;
+      /** per row, the drawn token or -1 ("stepSample"); the buffer is transferred */
+      tokens?: Int32Array;
       timings?: ModelRuntime["lastTimings"];
       error?: WorkerError;
     }
@@ -87,6 +90,17 @@ async function main(): Promise<void> {
           Atomics.add(data.stepsDone, 0, 1);
           const reply: FromWorker = { type: "stepped", id: msg.id, logits, timings: rt.lastTimings };
           port.postMessage(reply, [logits.buffer]);
+        } catch (err) {
+          port.postMessage({ type: "stepped", id: msg.id, error: toError(err) } satisfies FromWorker);
+        }
+        return;
+      }
+      case "stepSample": {
+        try {
+          const tokens = await rt.stepSample(msg.rows);
+          Atomics.add(data.stepsDone, 0, 1);
+          const reply: FromWorker = { type: "stepped", id: msg.id, tokens, timings: rt.lastTimings };
+          port.postMessage(reply, [tokens.buffer as ArrayBuffer]);
         } catch (err) {
           port.postMessage({ type: "stepped", id: msg.id, error: toError(err) } satisfies FromWorker);
         }

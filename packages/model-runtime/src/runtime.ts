@@ -9,6 +9,7 @@ import { ModelRuntimeError } from "./errors.ts";
 import { buildLlamaGraph, type ExternalDataSink, externalWeightName, loraInputName } from "./graph.ts";
 import type { BaseModel } from "./model.ts";
 import type { WeightFormat } from "./quantize.ts";
+import { RowSamplers, type SamplingParams } from "./sampler.ts";
 import { type PreparedAdapter, prepareSlotAdapter, type SlotLayout, SlotTable } from "./slots.ts";
 
 export interface RuntimeOptions {
@@ -93,6 +94,11 @@ export interface StepRow {
   slot: number;
 }
 
+/** A row of `stepSample`: `sample` set = draw this row's next token with these parameters. */
+export interface SampledStepRow extends StepRow {
+  sample?: SamplingParams;
+}
+
 export interface StepTimings {
   /** Time outside onnxruntime (feeds, KV copies). */
   prepareMs: number;
@@ -114,6 +120,12 @@ export interface StepRuntime {
   readonly slotLayout: SlotLayout;
   readonly lastTimings: StepTimings;
   step(rows: StepRow[]): Promise<Float32Array[]>;
+  /**
+   * A step that samples where it runs: per row, the drawn token (rows with `sample`) or -1. Only
+   * token ids come back, so a runtime on another thread keeps the logits and the sampling there.
+   * A sequence's sampler (its PRNG state) lives until `release`.
+   */
+  stepSample(rows: SampledStepRow[]): Promise<Int32Array>;
   release(seqId: SeqId): void;
   /** Returns the slot's bytes. */
   loadAdapter(slot: number, adapter: LoraAdapter | PreparedAdapter): number;
@@ -186,6 +198,7 @@ export class ModelRuntime implements StepRuntime {
   lastTimings: StepTimings = { prepareMs: 0, runMs: 0, runs: 0, kvRebuilt: false };
 
   private readonly seqs = new Map<SeqId, SeqState>();
+  readonly #samplers = new RowSamplers();
   private resident: ResidentBatch | null = null;
   private readonly stackCache = new Map<number, ActiveStack>();
   private readonly stacks = new Map<number, BucketStack>();
@@ -308,7 +321,17 @@ export class ModelRuntime implements StepRuntime {
   }
 
   /** Frees a sequence's KV cache. */
+  async stepSample(rows: SampledStepRow[]): Promise<Int32Array> {
+    const logits = await this.step(rows);
+    const out = new Int32Array(rows.length).fill(-1);
+    rows.forEach((r, i) => {
+      if (r.sample) out[i] = this.#samplers.sample(r.seqId, r.sample, logits[i]!);
+    });
+    return out;
+  }
+
   release(seqId: SeqId): void {
+    this.#samplers.release(seqId);
     this.seqs.delete(seqId);
     // Drop the resident batch's buffers once none of its sequences is alive.
     if (this.resident && !this.resident.seqIds.some((id) => this.seqs.has(id))) this.resident = null;

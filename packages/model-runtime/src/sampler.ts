@@ -70,6 +70,33 @@ export class Sampler {
   }
 }
 
+/**
+ * Per-sequence samplers of a runtime that samples on its own side (`StepRuntime.stepSample`): a
+ * sequence's sampler is made from the parameters its first sampled row carries and keeps its PRNG
+ * state until the sequence is released, so a seeded request draws the same tokens as one sampled
+ * by its own `Sampler` on the caller's thread.
+ */
+export class RowSamplers {
+  readonly #samplers = new Map<string | number, Sampler>();
+
+  sample(seqId: string | number, params: SamplingParams, logits: ArrayLike<number>): number {
+    let s = this.#samplers.get(seqId);
+    if (!s) {
+      s = new Sampler(params);
+      this.#samplers.set(seqId, s);
+    }
+    return s.sample(logits);
+  }
+
+  release(seqId: string | number): void {
+    this.#samplers.delete(seqId);
+  }
+
+  get size(): number {
+    return this.#samplers.size;
+  }
+}
+
 export interface StopOptions {
   maxTokens: number;
   stop?: string[];

@@ -1,4 +1,3 @@
-import { Sampler } from "@openledger/model-runtime";
 import type { CompletionResult, RequestHandle } from "@openledger/serving-core";
 import { OutputText } from "./decoder.ts";
 import type { ModelHost } from "./model-host.ts";
@@ -55,7 +54,7 @@ export function engineGeneration(host: ModelHost, req: EngineRequest): Generatio
     promptTokens: req.promptTokens,
     maxNewTokens: req.maxTokens,
     stopTokenIds: host.tokenizer.eosTokenIds,
-    context: { sampler: new Sampler(req.sampling) },
+    context: { sampling: req.sampling },
   });
   const out = new OutputText(host.tokenizer, req.stop);
   let streamed = 0;

@@ -3,13 +3,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import {
-  generateRandomPeft,
-  Sampler,
-  TINY_BOS,
-  TINY_CONFIG,
-  writePeftAdapter,
-} from "@openledger/model-runtime";
+import { generateRandomPeft, TINY_BOS, TINY_CONFIG, writePeftAdapter } from "@openledger/model-runtime";
 import { gatewayConfig } from "../app.ts";
 import { defaultHooks, ModelHost } from "./model-host.ts";
 
@@ -47,7 +41,7 @@ test("a corrupt adapter on disk fails its own requests with a clear error; the o
       adapterId,
       promptTokens: [TINY_BOS, ...new TextEncoder().encode("hello")],
       maxNewTokens: 6,
-      context: { sampler: new Sampler({ temperature: 0 }) },
+      context: { sampling: { temperature: 0 } },
     });
   const handles = [submit("base", null), submit("good", "good"), submit("bad", "corrupt")];
   const [base, good, bad] = await Promise.all(handles.map((h) => h.result));

@@ -11,7 +11,7 @@ import {
   type LoraModule,
   loadModel,
   type PreparedAdapter,
-  type Sampler,
+  type SamplingParams,
   type StepRuntime,
   type TextTokenizer,
   TINY_CONFIG,
@@ -34,9 +34,12 @@ export function repoPath(p: string): string {
   return isAbsolute(p) ? p : join(REPO_ROOT, p);
 }
 
-/** Per-request sampling state handed to the executor on every row (serving-core `context`). */
+/**
+ * Per-request sampling parameters handed to the executor on every row (serving-core `context`).
+ * The sampler itself (its PRNG state) lives on the runtime's thread with the sequence.
+ */
 export interface RowContext {
-  sampler: Sampler;
+  sampling: SamplingParams;
 }
 
 /** LoRA modules the runtime serves; adapters targeting others are refused at upload. */
@@ -156,13 +159,20 @@ export class ModelHost {
       cache,
       clock: monotonicClock,
       executor: {
+        // Sampling runs on the runtime's thread: only token ids come back, so this thread does
+        // no work over the vocabulary per step (64 rows x 49,152 logits for SmolLM).
         async step(batch) {
-          const logits = await runtime.step(
-            batch.rows.map((r) => ({ seqId: r.seqId, tokens: [...r.tokens], slot: r.slot })),
+          const tokens = await runtime.stepSample(
+            batch.rows.map((r) => ({
+              seqId: r.seqId,
+              tokens: [...r.tokens],
+              slot: r.slot,
+              ...(r.sample ? { sample: r.context!.sampling } : {}),
+            })),
           );
           const next = new Map<string, number>();
           batch.rows.forEach((r, i) => {
-            if (r.sample) next.set(r.seqId, r.context!.sampler.sample(logits[i]!));
+            if (r.sample) next.set(r.seqId, tokens[i]!);
           });
           return next;
         },

@@ -1,0 +1,114 @@
+/**
+ * The bench's HTTP clients (bench/gateway.ts), runnable on a worker thread: closed-loop streaming
+ * `/v1/completions` clients, TTFT measured client-side. On their own thread they do not share the
+ * gateway's event loop, so the loop delay the bench reports is the gateway's own (a deployed
+ * gateway does not host its clients); `--clients-in-process` runs them on the gateway's thread.
+ */
+import { parentPort } from "node:worker_threads";
+
+export interface DriveLoad {
+  clients: number;
+  requests: number;
+  maxTokens: number;
+}
+
+export interface LoadResult {
+  tokens: number;
+  seconds: number;
+  ttfts: number[];
+  /** Per request, in issue order: the model and its TTFT (for the slowest-requests log). */
+  slow: { model: string; ttftMs: number; totalMs: number }[];
+  errors: number;
+  /** The first few failures (status and body). */
+  failures: string[];
+}
+
+/** Closed loop: `clients` streaming clients, `requests` in total, the i-th request for `models[i]`. */
+export async function drive(
+  baseURL: string,
+  keys: string[],
+  load: DriveLoad,
+  models: string[],
+): Promise<LoadResult> {
+  let issued = 0;
+  let tokens = 0;
+  let errors = 0;
+  const failures: string[] = [];
+  const ttfts: number[] = [];
+  const slow: LoadResult["slow"] = [];
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: load.clients }, async (_, c) => {
+      while (issued < load.requests) {
+        const i = issued++;
+        const start = performance.now();
+        const model = models[i]!;
+        let ttft = 0;
+        const res = await fetch(`${baseURL}/v1/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${keys[c % keys.length]}` },
+          body: JSON.stringify({
+            model,
+            prompt: `Note ${i % 100}:`,
+            max_tokens: load.maxTokens,
+            temperature: 0,
+            stream: true,
+            stream_options: { include_usage: true },
+          }),
+        });
+        if (!res.ok || !res.body) {
+          errors++;
+          if (failures.length < 5) failures.push(`${res.status} ${await res.text()}`);
+          continue;
+        }
+        let first = true;
+        let buf = "";
+        const decoder = new TextDecoder();
+        for await (const part of res.body) {
+          if (first) {
+            ttft = performance.now() - start;
+            ttfts.push(ttft);
+            first = false;
+          }
+          buf += decoder.decode(part as Uint8Array, { stream: true });
+          let at = buf.indexOf("\n\n");
+          while (at >= 0) {
+            const line = buf.slice(0, at);
+            buf = buf.slice(at + 2);
+            if (line.startsWith("data: {") && line.includes('"usage":{')) {
+              tokens += (JSON.parse(line.slice(6)) as { usage: { completion_tokens: number } }).usage
+                .completion_tokens;
+            }
+            at = buf.indexOf("\n\n");
+          }
+        }
+        slow.push({ model, ttftMs: ttft, totalMs: performance.now() - start });
+      }
+    }),
+  );
+  slow.sort((x, y) => y.ttftMs - x.ttftMs);
+  return {
+    tokens,
+    seconds: (performance.now() - t0) / 1000,
+    ttfts,
+    slow: slow.slice(0, 3),
+    errors,
+    failures,
+  };
+}
+
+export interface DriveRequest {
+  id: number;
+  baseURL: string;
+  keys: string[];
+  load: DriveLoad;
+  models: string[];
+}
+
+// On a worker thread (gateway-clients-entry.cjs): one drive per message, answered with its result.
+parentPort?.on("message", (msg: DriveRequest) => {
+  drive(msg.baseURL, msg.keys, msg.load, msg.models).then(
+    (result) => parentPort!.postMessage({ id: msg.id, result }),
+    (err: unknown) => parentPort!.postMessage({ id: msg.id, error: String((err as Error)?.stack ?? err) }),
+  );
+});
