@@ -8,6 +8,7 @@ const { onnx } = onnxProto;
 
 export const FLOAT = 1;
 const UINT8 = 2;
+const BOOL = 9;
 export const INT64 = 7;
 const MS_DOMAIN = "com.microsoft";
 /** Initializers at least this large go to the external weights file (when one is given). */
@@ -176,6 +177,9 @@ function valueInfo(name: string, elemType: number, dims: (number | string)[]): O
   };
 }
 
+/** Graph input (bool scalar) of a LoRA graph: false = no row of this step has an adapter (deltas skipped). */
+export const LORA_ON = "lora_on";
+
 export const loraInputName = {
   rows: (bucket: number) => `lora_rows.${bucket}`,
   scatter: (bucket: number) => `lora_scatter.${bucket}`,
@@ -217,6 +221,7 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
   }
   const lora = options.lora;
   if (lora) {
+    g.input(LORA_ON, BOOL, []);
     for (const k of lora.rankBuckets) {
       if (lora.mode === "row") g.input(loraInputName.idx(k), INT64, ["tokens"]);
       else {
@@ -367,6 +372,61 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
     }
     return y;
   };
+  /**
+   * The LoRA deltas of one projection group (q/k/v, or o), inside an `If` on `lora_on`: a step in
+   * which no row has an adapter skips the group's ~7 nodes per module (about a fifth of a batch-1
+   * step's nodes; their compute is tiny then, the per-node cost is not) and takes the base
+   * outputs as they are. One session, one set of weights: the branch reads the outer graph's
+   * values and holds no weights of its own.
+   */
+  const loraGroup = (t: string, layer: number, mods: LoraModule[], ys: string[]): string[] => {
+    const targets = mods.flatMap((m, i) => (lora?.targetModules.includes(m) ? [i] : []));
+    if (targets.length === 0) return ys;
+    const start = g.nodes.length;
+    const withDelta = targets.map((i) => loraDelta(t, layer, mods[i]!, ys[i]!));
+    const thenNodes = g.nodes.splice(start);
+    const branch = (name: string, nodes: OnnxTypes.INodeProto[], outs: string[]): OnnxTypes.IGraphProto => ({
+      name,
+      node: nodes,
+      output: outs.map((o) => ({ name: o, type: { tensorType: { elemType: FLOAT } } })),
+    });
+    // Branch outputs need names of their own (SSA across the whole model).
+    const elseNodes = targets.map((j, i) => ({
+      opType: "Identity",
+      input: [ys[j]!],
+      output: [`${withDelta[i]}.base`],
+      name: `${withDelta[i]}.base`,
+    }));
+    const name = `lora_if.${layer}.${targets.map((i) => mods[i]).join("+")}`;
+    const outs = targets.map((_, i) => `${name}:${i}`);
+    g.nodes.push({
+      opType: "If",
+      input: [LORA_ON],
+      output: outs,
+      name,
+      attribute: [
+        {
+          name: "then_branch",
+          type: onnx.AttributeProto.AttributeType.GRAPH,
+          g: branch(`${name}.then`, thenNodes, withDelta),
+        },
+        {
+          name: "else_branch",
+          type: onnx.AttributeProto.AttributeType.GRAPH,
+          g: branch(
+            `${name}.else`,
+            elseNodes,
+            elseNodes.map((n) => n.output[0]!),
+          ),
+        },
+      ],
+    });
+    const result = [...ys];
+    targets.forEach((j, i) => {
+      result[j] = outs[i]!;
+    });
+    return result;
+  };
   /** Projections of `mods` (same input): fused into one matmul + Split when all are initializers. */
   const projGroup = (t: string, layer: number, mods: LoraModule[]): string[] => {
     const dims = mods.map((m) => moduleDims(c, m));
@@ -385,7 +445,7 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
           : linear(t, moduleWeightName(layer, m), dims[i]!.outDim, inDim, () => weightOf(layer, m)),
       );
     }
-    return ys.map((y, i) => loraDelta(t, layer, mods[i]!, y));
+    return loraGroup(t, layer, mods, ys);
   };
 
   const bias = g.op("Unsqueeze", ["attn_bias", g.int64Init([1, 2])]); // [B,1,1,T,P+T]

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import onnxProto from "onnx-proto";
 import { generateRandomAdapter, type LoraAdapter } from "./adapter.ts";
 import { TINY_BOS, TINY_CONFIG } from "./config.ts";
 import { ModelRuntimeError } from "./errors.ts";
+import { buildLlamaGraph, LORA_ON } from "./graph.ts";
 import { AdapterMerger } from "./merge.ts";
 import { type BaseModel, generateBaseModel } from "./model.ts";
 import { mergeAdapter, referenceForward } from "./reference.ts";
@@ -46,6 +48,49 @@ test("no adapter: ONNX prefill matches the reference forward (LoRA graph and bas
   assert.ok(e1 < TOL && e2 < TOL);
   rt.release("na");
   base.release("na");
+});
+
+test("a step without adapter rows skips the LoRA deltas: every LoRA node is inside an If on lora_on", async () => {
+  const { bytes: graphBytes } = buildLlamaGraph(model, {
+    lora: { targetModules: ["q_proj", "k_proj", "v_proj", "o_proj"], rankBuckets: [8, 16] },
+  });
+  const graph = onnxProto.onnx.ModelProto.decode(graphBytes).graph!;
+  const loraInputs = new Set(
+    graph.input!.map((i) => i.name!).filter((i) => i.startsWith("lora_") && i !== LORA_ON),
+  );
+  assert.ok(loraInputs.size > 0);
+  const readsLora = (n: { input?: string[] | null }) => (n.input ?? []).some((i) => loraInputs.has(i));
+  assert.deepEqual(
+    graph.node!.filter((n) => n.opType !== "If" && readsLora(n)).map((n) => n.name),
+    [],
+    "no node outside an If reads a LoRA input",
+  );
+  const ifs = graph.node!.filter((n) => n.opType === "If");
+  // One per layer for q/k/v (one matmul, then split) and one for o.
+  assert.equal(ifs.length, 2 * TINY_CONFIG.numLayers);
+  for (const n of ifs) {
+    assert.deepEqual(n.input, [LORA_ON]);
+    const then = n.attribute!.find((a) => a.name === "then_branch")!.g!;
+    const other = n.attribute!.find((a) => a.name === "else_branch")!.g!;
+    assert.ok(then.node!.some(readsLora), `${n.name}: the deltas are in the then-branch`);
+    assert.ok(
+      other.node!.every((m) => m.opType === "Identity" && !readsLora(m)),
+      `${n.name}: the else-branch passes the base outputs through`,
+    );
+  }
+  // Both branches give the base model's logits for a row without an adapter (its delta is zero).
+  const tokens = bytes("skip the branch");
+  const [alone] = await rt.step([{ seqId: "skip-alone", tokens, slot: 0 }]);
+  rt.loadAdapter(7, generateRandomAdapter(TINY_CONFIG, { rank: 8, seed: "skip" }));
+  const [mixed] = await rt.step([
+    { seqId: "skip-mixed", tokens, slot: 0 },
+    { seqId: "skip-other", tokens: bytes("other"), slot: 7 },
+  ]);
+  const [plain] = await base.step([{ seqId: "skip-base", tokens, slot: 0 }]);
+  assert.ok(maxAbsErr(alone!, plain!) < TOL && maxAbsErr(mixed!, plain!) < TOL);
+  rt.clearSlot(7);
+  for (const id of ["skip-alone", "skip-mixed", "skip-other"]) rt.release(id);
+  base.release("skip-base");
 });
 
 test("KV-cache decoding matches full recomputation", async () => {

@@ -6,7 +6,13 @@ import * as ort from "onnxruntime-node";
 import type { LoraAdapter } from "./adapter.ts";
 import { type LlamaConfig, type LoraModule, moduleDims } from "./config.ts";
 import { ModelRuntimeError } from "./errors.ts";
-import { buildLlamaGraph, type ExternalDataSink, externalWeightName, loraInputName } from "./graph.ts";
+import {
+  buildLlamaGraph,
+  type ExternalDataSink,
+  externalWeightName,
+  LORA_ON,
+  loraInputName,
+} from "./graph.ts";
 import type { BaseModel } from "./model.ts";
 import type { WeightFormat } from "./quantize.ts";
 import { RowSamplers, type SamplingParams } from "./sampler.ts";
@@ -596,6 +602,8 @@ export class ModelRuntime implements StepRuntime {
    */
   private addLoraFeeds(feeds: Record<string, ort.Tensor>, rows: StepRow[], T: number): void {
     const N = rows.length * T;
+    // No row with an adapter: the graph skips every LoRA delta (its inputs are still fed).
+    feeds[LORA_ON] = new ort.Tensor("bool", Uint8Array.of(rows.some((r) => r.slot !== 0) ? 1 : 0), []);
     if (this.loraMode === "row") {
       for (const bucket of this.rankBuckets) {
         const all = Array.from({ length: this.slots.count - 1 }, (_, i) => i + 1).filter(
