@@ -30,11 +30,14 @@ import { readFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  attributionCommitment,
+  attributionCommitmentSalt,
   buildEarningsTree,
   ChainConnector,
   createChainClients,
   inferenceEscrowAbi,
   openTokenAbi,
+  signAttributionCommitment,
   signAttributionResult,
   writeAddresses,
 } from "@openledger/chain";
@@ -137,6 +140,9 @@ try {
       const rJson: string[] = [];
       const rHash: string[] = [];
       const rSig: string[] = [];
+      const rSalt: string[] = [];
+      const rCommit: string[] = [];
+      const rCommitSig: string[] = [];
       const wRes: string[] = [];
       const wAddr: string[] = [];
       const wPpm: number[] = [];
@@ -160,6 +166,29 @@ try {
           rVal.push(v.address.toLowerCase());
           rJson.push(canonical);
           rHash.push(hash);
+          // Commit-reveal: the validator's commitment to the result and the salt opening it (as the
+          // attribution service records them; settlement checks both signatures and the opening).
+          const salt = sign
+            ? await attributionCommitmentSalt(
+                v,
+                chain.chainId,
+                inferenceIdToBytes32(id),
+                addresses.contracts.RewardDistributor,
+              )
+            : keccak256(toBytes(`${id}:${v.address}`));
+          const commitment = attributionCommitment(hash, v.address, salt);
+          rSalt.push(salt);
+          rCommit.push(commitment);
+          rCommitSig.push(
+            sign
+              ? await signAttributionCommitment(
+                  v,
+                  chain.chainId,
+                  { inferenceId: inferenceIdToBytes32(id), commitment },
+                  addresses.contracts.RewardDistributor,
+                )
+              : `0x${"00".repeat(65)}`,
+          );
           rSig.push(
             sign
               ? await signAttributionResult(
@@ -178,15 +207,25 @@ try {
         }
       }
       await db.$executeRawUnsafe(
-        `INSERT INTO attribution_results (id, inference_id, validator_address, method, canonical_json, result_hash, signature)
-         SELECT id, inf, val, 'span', js, h, sig FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
-           AS t(id, inf, val, js, h, sig)`,
+        `INSERT INTO attribution_commitments (inference_id, validator_address, commitment, signature)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])`,
+        rInf,
+        rVal,
+        rCommit,
+        rCommitSig,
+      );
+      await db.$executeRawUnsafe(
+        `INSERT INTO attribution_results (id, inference_id, validator_address, method, canonical_json, result_hash, signature, salt)
+         SELECT id, inf, val, 'span', js, h, sig, salt
+           FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+           AS t(id, inf, val, js, h, sig, salt)`,
         rIds,
         rInf,
         rVal,
         rJson,
         rHash,
         rSig,
+        rSalt,
       );
       await db.$executeRawUnsafe(
         `INSERT INTO attribution_weights (result_id, contributor_address, weight_ppm)

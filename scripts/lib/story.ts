@@ -1168,7 +1168,10 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
       return r.agree === true && (r.consensusCount as number) >= quorum ? r : undefined;
     });
     const results = j.results as Json[];
-    const winners = results.filter((r) => r.resultHash === j.consensusHash && r.signatureValid === true);
+    // Reveals that count (commit-reveal: committed before the first reveal), with valid signatures.
+    const winners = results.filter(
+      (r) => r.resultHash === j.consensusHash && r.signatureValid === true && r.counted === true,
+    );
     const weights = ((winners[0]?.weights ?? []) as Json[]).map((w) => ({
       address: String(w.contributorAddress ?? w.contributor ?? w.address).toLowerCase(),
       ppm: Number(w.weightPpm ?? w.ppm),
@@ -1275,7 +1278,7 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
       // More validators may have signed since the quorum was first seen: compare with now.
       const r = await attributionOf(inf.id);
       const agreeing = ((r.results ?? []) as Json[])
-        .filter((x) => x.resultHash === r.consensusHash && x.signatureValid === true)
+        .filter((x) => x.resultHash === r.consensusHash && x.signatureValid === true && x.counted === true)
         .map((x) => String(x.validatorAddress).toLowerCase());
       check(
         "settlement credits only validators who signed the consensus result, at least a quorum",

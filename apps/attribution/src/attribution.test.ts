@@ -464,12 +464,17 @@ describe("attribution service end to end", () => {
     assert.equal(res.statusCode, 200);
     const body = res.json();
     assert.equal(body.agree, true);
-    assert.equal(body.consensusCount, 3);
+    // #7 committed after the first two had revealed (it came late): its identical bytes are shown but do
+    // not count — from outside, a late commitment is indistinguishable from a copy.
+    assert.equal(body.consensusCount, 2);
+    const late = v7.address.toLowerCase();
     for (const r of body.results) {
       assert.equal(r.signatureValid, true);
       assert.equal(r.hashValid, true);
       assert.ok(r.evidence.spans.length >= 2);
+      assert.equal(r.counted, r.validatorAddress !== late, r.validatorAddress);
     }
+    assert.equal(body.commitments.length, 3);
   });
 
   test("a validator below the minimum stake is refused without retry, and nothing is stored", async () => {
@@ -671,28 +676,58 @@ describe("attribution service end to end", () => {
       },
     });
     const v = chain.accounts.validators;
-    // One validator alone (quorum 2): its result is stored, settlement is not triggered.
-    const first = await buildAttribution(
-      configWith({ RUN_WORKERS: "false", VALIDATOR_PRIVATE_KEYS: v[0]!.privateKey }),
-    );
+    type Out = { settlement: string; unrevealed: string[]; results: unknown[] };
+    const processOf = (i: number) =>
+      buildAttribution(
+        configWith({
+          RUN_WORKERS: "false",
+          VALIDATOR_PRIVATE_KEYS: v[i]!.privateKey,
+          ATTRIBUTION_REVEAL_WAIT_MS: "0",
+        }),
+      );
+    // One validator alone (quorum 2): it commits, and reveals nothing while it is the only one that
+    // committed — its result is readable nowhere (no row, nothing in the API), so nobody can copy it.
+    const first = await processOf(0);
     try {
-      const out = (await scoreWorker(first)({ inferenceId: fresh.id }, noopJob())) as { settlement: string };
+      const out = (await scoreWorker(first)({ inferenceId: fresh.id }, noopJob())) as Out;
       assert.equal(out.settlement, "waiting for quorum");
+      assert.deepEqual(out.unrevealed, [v[0]!.address.toLowerCase()]);
     } finally {
       await first.close();
     }
-    assert.equal(await db.attributionResult.count({ where: { inferenceId: fresh.id } }), 1);
+    assert.equal(await db.attributionResult.count({ where: { inferenceId: fresh.id } }), 0);
+    assert.equal(await db.attributionCommitment.count({ where: { inferenceId: fresh.id } }), 1);
+    const hidden = (
+      await app.inject({ method: "GET", url: `/v1/inferences/${fresh.id}/attribution` })
+    ).json();
+    assert.deepEqual(hidden.results, [], "no result is readable before its reveal");
+    assert.equal(hidden.commitments.length, 1);
+    assert.equal(hidden.commitments[0].revealed, false);
     assert.equal(await settlementJob(fresh.id), undefined, "no hand-off before a quorum");
-    // A second, agreeing validator (another process): the quorum exists, settlement is triggered.
-    const second = await buildAttribution(
-      configWith({ RUN_WORKERS: "false", VALIDATOR_PRIVATE_KEYS: v[1]!.privateKey }),
-    );
+    // A second validator (another process) commits: a quorum of commitments exists (the wait is 0 here),
+    // so it reveals; one reveal is no quorum yet.
+    const second = await processOf(1);
     try {
-      const out = (await scoreWorker(second)({ inferenceId: fresh.id }, noopJob())) as { settlement: string };
-      assert.equal(out.settlement, "triggered");
+      const out = (await scoreWorker(second)({ inferenceId: fresh.id }, noopJob())) as Out;
+      assert.equal(out.results.length, 1);
+      assert.equal(out.settlement, "waiting for quorum");
     } finally {
       await second.close();
     }
+    // The first validator (restarted: a new process) re-derives its salt from its key, opens the commitment
+    // it recorded before the reveal, and the quorum exists: settlement is triggered.
+    const restarted = await processOf(0);
+    try {
+      const out = (await scoreWorker(restarted)({ inferenceId: fresh.id }, noopJob())) as Out;
+      assert.equal(out.settlement, "triggered");
+    } finally {
+      await restarted.close();
+    }
+    const shown = (await app.inject({ method: "GET", url: `/v1/inferences/${fresh.id}/attribution` })).json();
+    assert.deepEqual(
+      shown.results.map((r: { counted: boolean }) => r.counted),
+      [true, true],
+    );
     assert.ok(await settlementJob(fresh.id), "inference.completed enqueued by attribution");
 
     // A model that names no training data: nothing to attribute, ever; settlement need not wait.
@@ -807,8 +842,8 @@ describe("attribution service end to end", () => {
     assert.equal(t.method, "span");
     assert.equal(t.output, OUTPUT);
     assert.equal(t.prompt, "What makes a promise enforceable?");
-    assert.equal(t.consensusCount, 3, "the three validators signed the same bytes");
-    assert.equal(t.validators.length, 3);
+    assert.equal(t.consensusCount, 2, "the two validators that committed in time signed the same bytes");
+    assert.equal(t.validators.length, 2);
     assert.equal(
       t.weights.reduce((s: number, w: { ppm: number }) => s + w.ppm, 0),
       1_000_000,

@@ -13,16 +13,18 @@ import {
   inferenceEscrowAbi,
   openTokenAbi,
   rewardDistributorAbi,
-  signAttributionResult,
 } from "@openledger/chain";
-import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import {
+  commitValidatorResult,
+  type LocalChain,
+  revealValidatorResult,
+  startLocalChain,
+} from "@openledger/chain/testing";
 import { Prisma } from "@openledger/db";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
-import { type Address, type Hex, keccak256, toBytes } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
+import type { Address, Hex } from "viem";
 import { buildSettlement, settlementConfig } from "./app.ts";
-import { inferenceIdToBytes32 } from "./lib/settle.ts";
 
 const TOKEN = "settlement-admin-token-for-reads";
 const TRAINED = "adapter-trained-on-reviews";
@@ -65,28 +67,17 @@ async function settled(model: string, inTokens: number, outTokens: number, weigh
     inferenceId: inf.id,
     weights: weights.map(([a, ppm]) => ({ contributorId: lower(a.address), ppm })),
   });
-  const resultHash = keccak256(toBytes(canonical));
-  for (const v of chain.accounts.validators.slice(0, 2)) {
-    const signature = await signAttributionResult(
-      privateKeyToAccount(v.privateKey),
-      chain.chainId,
-      { inferenceId: inferenceIdToBytes32(inf.id), resultHash },
-      chain.addresses!.contracts.RewardDistributor,
-    );
-    await app.db.attributionResult.create({
-      data: {
-        inferenceId: inf.id,
-        validatorAddress: lower(v.address),
-        method: "span",
-        canonicalJson: canonical,
-        resultHash,
-        signature,
-        weights: {
-          create: weights.map(([a, ppm]) => ({ contributorAddress: lower(a.address), weightPpm: ppm })),
-        },
-      },
-    });
-  }
+  const input = (v: Account) => ({
+    privateKey: v.privateKey,
+    chainId: chain.chainId,
+    verifyingContract: chain.addresses!.contracts.RewardDistributor,
+    inferenceId: inf.id,
+    canonicalJson: canonical,
+    weights: weights.map(([a, ppm]) => ({ contributorAddress: lower(a.address), weightPpm: ppm })),
+  });
+  // Both commit before either reveals (commit-reveal), then both reveal.
+  for (const v of chain.accounts.validators.slice(0, 2)) await commitValidatorResult(app.db, input(v));
+  for (const v of chain.accounts.validators.slice(0, 2)) await revealValidatorResult(app.db, input(v));
   assert.equal(await app.settlement.settle(inf.id), "settled");
   inferences.push({ id: inf.id, model });
   return inf.id;

@@ -13,20 +13,22 @@ import {
   inferenceEscrowAbi,
   openTokenAbi,
   rewardDistributorAbi,
-  signAttributionResult,
 } from "@openledger/chain";
-import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import {
+  commitValidatorResult,
+  type LocalChain,
+  revealValidatorResult,
+  startLocalChain,
+} from "@openledger/chain/testing";
 import { Prisma } from "@openledger/db";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import { splitFee } from "@openledger/settlement-core";
-import { type Address, type Hex, keccak256, toBytes } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
+import type { Address, Hex } from "viem";
 import { buildSettlement, settlementConfig } from "./app.ts";
 import { EPOCH_LOCK } from "./lib/epochs.ts";
 import { submitIntent } from "./lib/intents.ts";
 import { SettlementRuntime } from "./lib/runtime.ts";
-import { inferenceIdToBytes32 } from "./lib/settle.ts";
 
 const TOKEN = "settlement-admin-token-for-tests";
 const PRICE_IN = 1_000_000_000_000_000_007n; // wei per 1k input tokens
@@ -76,13 +78,17 @@ let contributorA: { address: string; privateKey: Hex };
 let contributorB: { address: string; privateKey: Hex };
 let owner: { address: string; privateKey: Hex };
 
-/** An inference plus validator results: `agree` validators sign one result, `disagree` another. */
+/**
+ * An inference plus validator results: `agree` validators commit to and reveal one result, `disagree`
+ * another; `committed` validators commit to the `agree` result first and reveal it later (`reveal`).
+ */
 async function makeInference(opts: {
   inTokens: number;
   outTokens: number;
   weights?: { address: string; ppm: number }[];
   agree?: number[];
   disagree?: number[];
+  committed?: number[];
   createdAt?: Date;
 }): Promise<string> {
   const inf = await app.db.inference.create({
@@ -96,36 +102,30 @@ async function makeInference(opts: {
       ...(opts.createdAt ? { createdAt: opts.createdAt } : {}),
     },
   });
-  const write = async (validatorIndex: number, weights: { address: string; ppm: number }[]) => {
-    const v = chain.accounts.validators[validatorIndex]!;
-    // The canonical result's layout (attribution service): weights as {contributorId, ppm}.
-    const canonical = JSON.stringify({
-      inferenceId: inf.id,
-      weights: weights.map((w) => ({ contributorId: lower(w.address), ppm: w.ppm })),
-    });
-    const resultHash = keccak256(toBytes(canonical));
-    const signature = await signAttributionResult(
-      privateKeyToAccount(v.privateKey),
-      chain.chainId,
-      { inferenceId: inferenceIdToBytes32(inf.id), resultHash },
-      C().RewardDistributor,
-    );
-    await app.db.attributionResult.create({
-      data: {
-        inferenceId: inf.id,
-        validatorAddress: lower(v.address),
-        method: "span",
-        canonicalJson: canonical,
-        resultHash,
-        signature,
-        weights: { create: weights.map((w) => ({ contributorAddress: lower(w.address), weightPpm: w.ppm })) },
-      },
-    });
-  };
   const weights = opts.weights ?? [];
-  for (const i of opts.agree ?? []) await write(i, weights);
-  for (const i of opts.disagree ?? []) await write(i, [{ address: lower(owner.address), ppm: 1_000_000 }]);
+  const dissent = [{ address: lower(owner.address), ppm: 1_000_000 }];
+  // Every commitment first (before any reveal), as validators do (commit-reveal).
+  for (const i of [...(opts.agree ?? []), ...(opts.committed ?? [])])
+    await commitValidatorResult(app.db, resultInput(inf.id, i, weights));
+  for (const i of opts.disagree ?? []) await commitValidatorResult(app.db, resultInput(inf.id, i, dissent));
+  for (const i of opts.agree ?? []) await revealValidatorResult(app.db, resultInput(inf.id, i, weights));
+  for (const i of opts.disagree ?? []) await revealValidatorResult(app.db, resultInput(inf.id, i, dissent));
   return inf.id;
+}
+
+/** Validator `i`'s canonical result for an inference (the attribution service's layout: {contributorId, ppm}). */
+function resultInput(inferenceId: string, i: number, weights: { address: string; ppm: number }[]) {
+  return {
+    privateKey: chain.accounts.validators[i]!.privateKey,
+    chainId: chain.chainId,
+    verifyingContract: C().RewardDistributor,
+    inferenceId,
+    canonicalJson: JSON.stringify({
+      inferenceId,
+      weights: weights.map((w) => ({ contributorId: lower(w.address), ppm: w.ppm })),
+    }),
+    weights: weights.map((w) => ({ contributorAddress: lower(w.address), weightPpm: w.ppm })),
+  };
 }
 
 async function entriesOf(inferenceId: string): Promise<Map<string, bigint>> {
@@ -503,29 +503,13 @@ describe("settling inferences", () => {
 
   test("no quorum yet: the inference waits, then settles when a second validator agrees", async () => {
     const weights = [{ address: contributorB.address, ppm: 1_000_000 }];
-    const id = await makeInference({ inTokens: 1000, outTokens: 1000, weights, agree: [0] });
+    const id = await makeInference({ inTokens: 1000, outTokens: 1000, weights, agree: [0], committed: [1] });
     await app.producer.enqueue("inference.completed", { inferenceId: id });
     await poll(() => app.db.settlementPending.findUnique({ where: { inferenceId: id } }), "pending row");
     assert.equal(await app.db.settlement.count({ where: { inferenceId: id } }), 0);
-    // The second validator's identical result arrives: the sweeper settles it.
-    const first = await app.db.attributionResult.findFirstOrThrow({ where: { inferenceId: id } });
-    const v = chain.accounts.validators[1]!;
-    await app.db.attributionResult.create({
-      data: {
-        inferenceId: id,
-        validatorAddress: lower(v.address),
-        method: "span",
-        canonicalJson: first.canonicalJson,
-        resultHash: first.resultHash,
-        signature: await signAttributionResult(
-          privateKeyToAccount(v.privateKey),
-          chain.chainId,
-          { inferenceId: inferenceIdToBytes32(id), resultHash: first.resultHash as Hex },
-          C().RewardDistributor,
-        ),
-        weights: { create: [{ contributorAddress: lower(contributorB.address), weightPpm: 1_000_000 }] },
-      },
-    });
+    // The second validator (committed before the first reveal) reveals the identical result: the sweeper
+    // settles it.
+    await revealValidatorResult(app.db, resultInput(id, 1, weights));
     await poll(() => app.db.settlement.findUnique({ where: { inferenceId: id } }), "settled after quorum");
     assert.equal(await app.db.settlementPending.count({ where: { inferenceId: id } }), 0);
     const e = await entriesOf(id);
@@ -586,25 +570,15 @@ describe("settling inferences", () => {
         { contributorId: lower(contributorB.address), ppm: 1_000_000 },
       ],
     });
-    const resultHash = keccak256(toBytes(canonical));
-    for (const i of [0, 1]) {
-      const v = chain.accounts.validators[i]!;
-      await app.db.attributionResult.create({
-        data: {
-          inferenceId: id,
-          validatorAddress: lower(v.address),
-          method: "span",
-          canonicalJson: canonical,
-          resultHash,
-          signature: await signAttributionResult(
-            privateKeyToAccount(v.privateKey),
-            chain.chainId,
-            { inferenceId: inferenceIdToBytes32(id), resultHash },
-            C().RewardDistributor,
-          ),
-        },
-      });
-    }
+    const signed = (i: number) => ({
+      privateKey: chain.accounts.validators[i]!.privateKey,
+      chainId: chain.chainId,
+      verifyingContract: C().RewardDistributor,
+      inferenceId: id,
+      canonicalJson: canonical,
+    });
+    for (const i of [0, 1]) await commitValidatorResult(app.db, signed(i));
+    for (const i of [0, 1]) await revealValidatorResult(app.db, signed(i));
     assert.equal(await app.settlement.settle(id), "held");
     const a = await app.db.settlementAnomaly.findUniqueOrThrow({ where: { inferenceId: id } });
     assert.equal(a.kind, "unpayable_signed_result");
@@ -614,7 +588,7 @@ describe("settling inferences", () => {
   test("a forged signature does not count toward the quorum", async () => {
     const id = await makeInference({ inTokens: 5, outTokens: 5, weights: [], agree: [0] });
     const first = await app.db.attributionResult.findFirstOrThrow({ where: { inferenceId: id } });
-    // validator #6's row carrying #5's signature
+    // validator #6's row carrying #5's signature (and salt)
     await app.db.attributionResult.create({
       data: {
         inferenceId: id,
@@ -623,6 +597,7 @@ describe("settling inferences", () => {
         canonicalJson: first.canonicalJson,
         resultHash: first.resultHash,
         signature: first.signature,
+        salt: first.salt,
       },
     });
     assert.equal(await app.settlement.settle(id), "pending");

@@ -15,21 +15,25 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { attestClosedEpochs } from "@openledger/attribution";
 import {
+  attributionCommitment,
   ChainConnector,
   createChainWalletClient,
   inferenceEscrowAbi,
   openTokenAbi,
   rewardDistributorAbi,
-  signAttributionResult,
 } from "@openledger/chain";
-import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import {
+  commitValidatorResult,
+  type LocalChain,
+  revealValidatorResult,
+  startLocalChain,
+} from "@openledger/chain/testing";
 import { Prisma } from "@openledger/db";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import { type Abi, type Address, keccak256, toBytes } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { buildSettlement, settlementConfig } from "./app.ts";
-import { inferenceIdToBytes32 } from "./lib/settle.ts";
 
 const MODEL = "adapter-quorum-test";
 let chain: LocalChain;
@@ -57,28 +61,35 @@ async function inference(): Promise<{ id: string; canonical: string; resultHash:
   return { id: inf.id, canonical, resultHash: keccak256(toBytes(canonical)) };
 }
 
-/** Validator `i` (Hardhat #5 + i) signs and stores the result, as its attribution process would. */
-async function sign(inf: Awaited<ReturnType<typeof inference>>, i: number): Promise<void> {
+type Inf = Awaited<ReturnType<typeof inference>>;
+
+/** Validator `i`'s (Hardhat #5 + i) rows for `inf`, as its attribution process writes them. */
+function input(inf: Inf, i: number) {
   const v = chain.accounts.validators[i]!;
-  await app.db.attributionResult.create({
-    data: {
-      inferenceId: inf.id,
-      validatorAddress: lower(v.address),
-      method: "span",
-      canonicalJson: inf.canonical,
-      resultHash: inf.resultHash,
-      signature: await signAttributionResult(
-        privateKeyToAccount(v.privateKey),
-        chain.chainId,
-        { inferenceId: inferenceIdToBytes32(inf.id), resultHash: inf.resultHash },
-        chain.addresses!.contracts.RewardDistributor,
-      ),
-      weights: {
-        create: [{ contributorAddress: lower(chain.accounts.users[1]!.address), weightPpm: 1_000_000 }],
-      },
-    },
-  });
+  return {
+    privateKey: v.privateKey,
+    chainId: chain.chainId,
+    verifyingContract: chain.addresses!.contracts.RewardDistributor,
+    inferenceId: inf.id,
+    canonicalJson: inf.canonical,
+    weights: (JSON.parse(inf.canonical).weights as { contributorId: string; ppm: number }[]).map((w) => ({
+      contributorAddress: w.contributorId,
+      weightPpm: w.ppm,
+    })),
+  };
 }
+
+/** Commit-reveal, step by step: the signed commitment, then the reveal. */
+const commit = (inf: Inf, ...validators: number[]) =>
+  validators.reduce(
+    (p, i) => p.then(() => commitValidatorResult(app.db, input(inf, i)).then(() => {})),
+    Promise.resolve(),
+  );
+const reveal = (inf: Inf, ...validators: number[]) =>
+  validators.reduce(
+    (p, i) => p.then(() => revealValidatorResult(app.db, input(inf, i)).then(() => {})),
+    Promise.resolve(),
+  );
 
 const distributor = () => ({
   address: chain.addresses!.contracts.RewardDistributor,
@@ -121,19 +132,20 @@ after(async () => {
 
 test("the quorum is the distributor's fraction of the active set: 2 of 3 pay at 2/3, not at 3/3", async () => {
   const atTwoThirds = await inference();
-  await sign(atTwoThirds, 0);
+  await commit(atTwoThirds, 0, 1);
+  await reveal(atTwoThirds, 0);
   assert.equal(await app.settlement.settle(atTwoThirds.id), "pending", "one validator is no quorum");
-  await sign(atTwoThirds, 1);
+  await reveal(atTwoThirds, 1);
   assert.equal(await app.settlement.settle(atTwoThirds.id), "settled", "2 of 3 active meet 2/3");
 
   await chain.asAdmin([{ ...distributor(), functionName: "setQuorum", args: [1, 1, 1] }]);
   const atAll = await inference();
-  await sign(atAll, 0);
-  await sign(atAll, 1);
+  await commit(atAll, 0, 1, 2);
+  await reveal(atAll, 0, 1);
   // Before #14 the fixed quorum of 2 paid this.
   assert.equal(await app.settlement.settle(atAll.id), "pending", "2 of 3 do not meet 3/3");
   assert.equal(await app.db.settlement.count({ where: { inferenceId: atAll.id } }), 0);
-  await sign(atAll, 2);
+  await reveal(atAll, 2);
   assert.equal(await app.settlement.settle(atAll.id), "settled");
   const [row] = await app.db.$queryRawUnsafe<{ validators: string[] }[]>(
     `SELECT ARRAY(SELECT jsonb_array_elements_text(split_bps->'attestingValidators')) AS validators
@@ -145,9 +157,11 @@ test("the quorum is the distributor's fraction of the active set: 2 of 3 pay at 
 
   // A validator that signed something else is recorded beside the quorum's result, and earns nothing.
   const disputed = await inference();
-  await sign(disputed, 0);
-  await sign(disputed, 1);
-  await sign({ ...disputed, ...(await otherResult(disputed.id)) }, 2);
+  const wrong = { ...disputed, ...(await otherResult(disputed.id)) };
+  await commit(disputed, 0, 1);
+  await commit(wrong, 2);
+  await reveal(disputed, 0, 1);
+  await reveal(wrong, 2);
   assert.equal(await app.settlement.settle(disputed.id), "settled");
   const [split] = await app.db.$queryRawUnsafe<
     {
@@ -183,19 +197,99 @@ async function otherResult(id: string) {
   return { canonical, resultHash: keccak256(toBytes(canonical)) };
 }
 
+test("attack: a validator that copies another's revealed result (reads the database, signs the same bytes) is not counted", async () => {
+  // Before commit-reveal the copy was a vote: #5 computes and stores its result, #6 reads the row and
+  // signs the same hash, 2 of 3 meet 2/3, and #6 is paid for work it never did.
+  const copied = await inference();
+  await commit(copied, 0, 2); // the honest #5 and #7 commit (nothing is readable yet)
+  await reveal(copied, 0); // #5 reveals first
+  const seen = await app.db.attributionResult.findFirstOrThrow({ where: { inferenceId: copied.id } });
+  // #6 copies: it commits to the bytes it read (with its own salt) and reveals them — after #5's reveal.
+  const copy = { ...copied, canonical: seen.canonicalJson, resultHash: seen.resultHash as `0x${string}` };
+  await commit(copy, 1);
+  await reveal(copy, 1);
+  assert.equal(
+    await app.settlement.settle(copied.id),
+    "pending",
+    "a copy committed after the first reveal is no vote",
+  );
+  const view = await app.db.attributionCommitment.findMany({
+    where: { inferenceId: copied.id },
+    orderBy: { seq: "asc" },
+  });
+  assert.deepEqual(
+    view.map((c) => c.validatorAddress),
+    [0, 2, 1].map((i) => lower(chain.accounts.validators[i]!.address)),
+  );
+  // The honest #7 (committed in time) reveals: the quorum is #5 and #7; the copier earns nothing and is no
+  // dissenter either (its reveal does not count at all).
+  await reveal(copied, 2);
+  assert.equal(await app.settlement.settle(copied.id), "settled");
+  const [row] = await app.db.$queryRawUnsafe<
+    { split: { attestingValidators: string[]; dissentingValidators: unknown[] } }[]
+  >(`SELECT split_bps AS split FROM settlements WHERE inference_id = $1::uuid`, copied.id);
+  assert.deepEqual(
+    [...row!.split.attestingValidators].sort(),
+    [0, 2].map((i) => lower(chain.accounts.validators[i]!.address)).sort(),
+  );
+  assert.deepEqual(row!.split.dissentingValidators, []);
+
+  // A copier that commits early cannot fill its commitment in afterwards: it committed before the first
+  // reveal (to a guess), then reveals the copied bytes — they do not open its commitment.
+  const guessed = await inference();
+  const guess = { ...guessed, ...(await otherResult(guessed.id)) };
+  await commit(guessed, 0);
+  await commit(guess, 1);
+  await reveal(guessed, 0);
+  const read = await app.db.attributionResult.findFirstOrThrow({ where: { inferenceId: guessed.id } });
+  await revealValidatorResult(app.db, { ...input(guessed, 1), canonicalJson: read.canonicalJson });
+  assert.equal(await app.settlement.settle(guessed.id), "pending", "the copied bytes do not open the guess");
+
+  // Nor can it backdate a commitment: the database numbers it (a given number is replaced) and refuses to
+  // change a recorded one.
+  const backdated = await inference();
+  await commit(backdated, 0);
+  await reveal(backdated, 0);
+  const salt = await commitValidatorResult(app.db, { ...input(backdated, 2), canonicalJson: "{}" });
+  await assert.rejects(
+    app.db.$executeRawUnsafe(
+      `UPDATE attribution_commitments SET seq = 1, commitment = $3 WHERE inference_id = $1::uuid AND validator_address = $2`,
+      backdated.id,
+      lower(chain.accounts.validators[2]!.address),
+      attributionCommitment(backdated.resultHash, chain.accounts.validators[2]!.address, salt),
+    ),
+    /immutable/,
+  );
+  await app.db.$executeRawUnsafe(
+    `INSERT INTO attribution_commitments (inference_id, validator_address, commitment, signature, seq)
+     SELECT inference_id, $2, commitment, signature, 1 FROM attribution_commitments
+      WHERE inference_id = $1::uuid AND validator_address = $3`,
+    backdated.id,
+    lower(chain.accounts.validators[1]!.address),
+    lower(chain.accounts.validators[2]!.address),
+  );
+  const numbered = await app.db.attributionCommitment.findMany({ where: { inferenceId: backdated.id } });
+  const first = await app.db.attributionResult.findFirstOrThrow({ where: { inferenceId: backdated.id } });
+  const late = numbered.filter((c) => c.validatorAddress !== lower(chain.accounts.validators[0]!.address));
+  assert.equal(late.length, 2);
+  for (const c of late) assert.ok(c.seq > first.revealSeq, "numbered after the reveal");
+  await reveal(backdated, 2);
+  assert.equal(await app.settlement.settle(backdated.id), "pending");
+});
+
 test("a validator outside the active set does not count towards the quorum", async () => {
   const removed = lower(chain.accounts.validators[2]!.address);
   await chain.asAdmin([{ ...distributor(), functionName: "removeValidator", args: [removed] }]);
   // Two active validators left: 2/3 of 2 needs 2. Validator #0 and the removed one agree: no quorum.
   const inf = await inference();
-  await sign(inf, 0);
-  await sign(inf, 2);
+  await commit(inf, 0, 2, 1);
+  await reveal(inf, 0, 2);
   assert.equal(
     await app.settlement.settle(inf.id),
     "pending",
     "the removed validator's signature is no vote",
   );
-  await sign(inf, 1);
+  await reveal(inf, 1);
   assert.equal(await app.settlement.settle(inf.id), "settled");
   await chain.asAdmin([{ ...distributor(), functionName: "addValidator", args: [removed] }]);
 });

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import type { TransactionReceipt } from "viem";
+import { type Address, type Hex, keccak256, pad, type TransactionReceipt, toBytes } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { createChainPublicClient, createChainWalletClient } from "./clients.ts";
 import { CONTRACTS_DIR } from "./codegen.ts";
@@ -16,7 +16,13 @@ import {
 import { HARDHAT_DEV_ACCOUNTS, type LocalAccounts, localAccounts } from "./dev-accounts.ts";
 import { OPEN } from "./roles.ts";
 import { type AdminCall, executeAsTimelock } from "./timelock.ts";
-import { signApiKeyRequest } from "./typed-data.ts";
+import {
+  attributionCommitment,
+  attributionCommitmentSalt,
+  signApiKeyRequest,
+  signAttributionCommitment,
+  signAttributionResult,
+} from "./typed-data.ts";
 
 export {
   type DevAccount,
@@ -236,4 +242,94 @@ export async function startLocalChain(options: StartLocalChainOptions = {}): Pro
     },
     stop,
   };
+}
+
+// ------------------------------------------------------------------ validators' rows, as a validator writes them
+
+/** What the helpers below need of a database client (Prisma's raw query; keeps this package free of db). */
+export interface RawQueryClient {
+  $queryRawUnsafe<T = unknown>(query: string, ...values: unknown[]): Promise<T>;
+}
+
+export interface ValidatorResultInput {
+  /** The validator's private key. */
+  privateKey: Hex;
+  chainId: number;
+  /** The RewardDistributor (the attribution domain's verifying contract). */
+  verifyingContract: Address;
+  /** The inference's UUID. */
+  inferenceId: string;
+  canonicalJson: string;
+  method?: "span" | "influence";
+  /** The weights rows stored beside the result (a cache of the signed bytes). */
+  weights?: { contributorAddress: string; weightPpm: number }[];
+}
+
+const uuidToBytes32 = (id: string): Hex => pad(`0x${id.replaceAll("-", "").toLowerCase()}`, { size: 32 });
+
+/**
+ * Step 1 of commit-reveal, as the attribution service's validator writes it: the signed commitment to the
+ * result (the database orders it). Returns the salt for `revealValidatorResult`.
+ */
+export async function commitValidatorResult(db: RawQueryClient, r: ValidatorResultInput): Promise<Hex> {
+  const account = privateKeyToAccount(r.privateKey);
+  const id32 = uuidToBytes32(r.inferenceId);
+  const salt = await attributionCommitmentSalt(account, r.chainId, id32, r.verifyingContract);
+  const commitment = attributionCommitment(keccak256(toBytes(r.canonicalJson)), account.address, salt);
+  const signature = await signAttributionCommitment(
+    account,
+    r.chainId,
+    { inferenceId: id32, commitment },
+    r.verifyingContract,
+  );
+  await db.$queryRawUnsafe(
+    `INSERT INTO attribution_commitments (inference_id, validator_address, commitment, signature)
+     VALUES ($1::uuid, $2, $3, $4)`,
+    r.inferenceId,
+    account.address.toLowerCase(),
+    commitment,
+    signature,
+  );
+  return salt;
+}
+
+/** Step 2: the reveal — the result, its EIP-712 signature and the salt (and its weights rows). Returns its id. */
+export async function revealValidatorResult(db: RawQueryClient, r: ValidatorResultInput): Promise<string> {
+  const account = privateKeyToAccount(r.privateKey);
+  const id32 = uuidToBytes32(r.inferenceId);
+  const resultHash = keccak256(toBytes(r.canonicalJson));
+  const salt = await attributionCommitmentSalt(account, r.chainId, id32, r.verifyingContract);
+  const signature = await signAttributionResult(
+    account,
+    r.chainId,
+    { inferenceId: id32, resultHash },
+    r.verifyingContract,
+  );
+  const [row] = await db.$queryRawUnsafe<{ id: string }[]>(
+    `INSERT INTO attribution_results (id, inference_id, validator_address, method, canonical_json, result_hash,
+                                      signature, salt)
+     VALUES (gen_random_uuid(), $1::uuid, $2, $3::"AttributionMethod", $4, $5, $6, $7) RETURNING id::text AS id`,
+    r.inferenceId,
+    account.address.toLowerCase(),
+    r.method ?? "span",
+    r.canonicalJson,
+    resultHash,
+    signature,
+    salt,
+  );
+  for (const w of r.weights ?? []) {
+    await db.$queryRawUnsafe(
+      `INSERT INTO attribution_weights (result_id, contributor_address, weight_ppm) VALUES ($1::uuid, $2, $3)`,
+      row!.id,
+      w.contributorAddress,
+      w.weightPpm,
+    );
+  }
+  return row!.id;
+}
+
+/** Both steps at once (a validator whose commitment precedes every reveal of the inference so far). */
+export async function storeValidatorResult(db: RawQueryClient, r: ValidatorResultInput): Promise<string> {
+  await commitValidatorResult(db, r);
+  return revealValidatorResult(db, r);
 }

@@ -4,6 +4,10 @@ import { getAddress, keccak256, toHex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { HARDHAT_DEV_ACCOUNTS } from "./testing.ts";
 import {
+  attributionCommitment,
+  attributionCommitmentSalt,
+  commitAndRevealAttribution,
+  recoverAttributionCommitmentSigner,
   recoverAttributionResultSigner,
   recoverEpochRootSigner,
   signAttributionResult,
@@ -47,6 +51,35 @@ describe("EIP-712 typed data", () => {
     assert.equal(
       await recoverAttributionResultSigner(31337, message, bound, DISTRIBUTOR),
       accounts[1]!.address,
+    );
+  });
+
+  it("commitments bind the result, the validator and a salt only the validator can derive (deterministically)", async () => {
+    const inferenceId = keccak256(toHex("inf-2"));
+    const resultHash = keccak256(toHex("weights"));
+    const [a, b] = [accounts[0]!, accounts[1]!];
+    const salt = await attributionCommitmentSalt(a, 31337, inferenceId, DISTRIBUTOR);
+    assert.equal(
+      await attributionCommitmentSalt(a, 31337, inferenceId, DISTRIBUTOR),
+      salt,
+      "same after a restart",
+    );
+    assert.notEqual(await attributionCommitmentSalt(b, 31337, inferenceId, DISTRIBUTOR), salt);
+    assert.notEqual(await attributionCommitmentSalt(a, 31337, keccak256(toHex("inf-3")), DISTRIBUTOR), salt);
+    const c = await commitAndRevealAttribution(a, 31337, inferenceId, resultHash, DISTRIBUTOR);
+    assert.equal(c.salt, salt);
+    assert.equal(c.commitment, attributionCommitment(resultHash, a.address, salt));
+    // Another validator revealing the same hash and salt does not open a's commitment.
+    assert.notEqual(attributionCommitment(resultHash, b.address, salt), c.commitment);
+    assert.notEqual(attributionCommitment(keccak256(toHex("other")), a.address, salt), c.commitment);
+    assert.equal(
+      await recoverAttributionCommitmentSigner(
+        31337,
+        { inferenceId, commitment: c.commitment },
+        c.commitmentSignature,
+        DISTRIBUTOR,
+      ),
+      a.address,
     );
   });
 

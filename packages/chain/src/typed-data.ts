@@ -1,7 +1,9 @@
 import {
   type Address,
+  encodePacked,
   type Hex,
   hashTypedData,
+  keccak256,
   type LocalAccount,
   recoverTypedDataAddress,
   type TypedDataDomain,
@@ -158,6 +160,114 @@ export async function recoverAttributionResultSigner(
     ...attributionResultTypedData(chainId, message, verifyingContract),
     signature,
   });
+}
+
+// ------------------------------------------------------------------ attribution commitments (commit-reveal)
+
+/**
+ * Before a validator's result is readable anywhere, the validator records a signed commitment to it:
+ * keccak256(abi.encodePacked(resultHash, validator, salt)), signed as EIP-712 `AttributionCommitment` in the
+ * attribution domain. The salt (32 bytes, secret until the reveal) keeps the commitment from being checked
+ * against a guessed result; the validator's address inside keeps one validator's commitment from being
+ * replayed as another's. The reveal is the result with its salt; it counts only when it opens a commitment
+ * recorded before the inference's first reveal.
+ */
+export const attributionCommitmentTypes = {
+  AttributionCommitment: [
+    { name: "inferenceId", type: "bytes32" },
+    { name: "commitment", type: "bytes32" },
+  ],
+} as const;
+
+export interface AttributionCommitmentMessage {
+  inferenceId: Hex;
+  /** `attributionCommitment(resultHash, validator, salt)`. */
+  commitment: Hex;
+}
+
+/** keccak256(abi.encodePacked(bytes32 resultHash, address validator, bytes32 salt)), lower-case. */
+export function attributionCommitment(resultHash: Hex, validator: Address, salt: Hex): Hex {
+  return keccak256(encodePacked(["bytes32", "address", "bytes32"], [resultHash, validator, salt]));
+}
+
+export function attributionCommitmentTypedData(
+  chainId: number,
+  message: AttributionCommitmentMessage,
+  verifyingContract?: Address,
+) {
+  return {
+    domain: attributionResultDomain(chainId, verifyingContract),
+    types: attributionCommitmentTypes,
+    primaryType: "AttributionCommitment" as const,
+    message,
+  };
+}
+
+export async function signAttributionCommitment(
+  account: LocalAccount,
+  chainId: number,
+  message: AttributionCommitmentMessage,
+  verifyingContract?: Address,
+): Promise<Hex> {
+  return account.signTypedData(attributionCommitmentTypedData(chainId, message, verifyingContract));
+}
+
+export async function recoverAttributionCommitmentSigner(
+  chainId: number,
+  message: AttributionCommitmentMessage,
+  signature: Hex,
+  verifyingContract?: Address,
+): Promise<Address> {
+  return recoverTypedDataAddress({
+    ...attributionCommitmentTypedData(chainId, message, verifyingContract),
+    signature,
+  });
+}
+
+/**
+ * A validator's salt for one inference: keccak256 of its own signature over a fixed message naming the
+ * inference and the deployment. Only the key holder can produce it (secret until revealed), and ECDSA
+ * signatures here are deterministic (RFC 6979), so a restarted validator derives the same salt and can
+ * still open the commitment it recorded before the restart.
+ */
+export async function attributionCommitmentSalt(
+  account: LocalAccount,
+  chainId: number,
+  inferenceId: Hex,
+  verifyingContract?: Address,
+): Promise<Hex> {
+  const where = `${chainId}:${(verifyingContract ?? "0x").toLowerCase()}`;
+  return keccak256(
+    await account.signMessage({
+      message: `OpenLedger attribution commitment salt\n${where}\n${inferenceId}`,
+    }),
+  );
+}
+
+/**
+ * Test and bench helper: what a validator records for a result, in order — the signed commitment, then the
+ * reveal (salt and the result's signature).
+ */
+export async function commitAndRevealAttribution(
+  account: LocalAccount,
+  chainId: number,
+  inferenceId: Hex,
+  resultHash: Hex,
+  verifyingContract?: Address,
+): Promise<{ commitment: Hex; commitmentSignature: Hex; salt: Hex; signature: Hex }> {
+  const salt = await attributionCommitmentSalt(account, chainId, inferenceId, verifyingContract);
+  const commitment = attributionCommitment(resultHash, account.address, salt);
+  return {
+    commitment,
+    commitmentSignature: await signAttributionCommitment(
+      account,
+      chainId,
+      { inferenceId, commitment },
+      verifyingContract,
+    ),
+    salt,
+    signature: await signAttributionResult(account, chainId, { inferenceId, resultHash }, verifyingContract),
+  };
 }
 
 /** Must match DatanetRegistry's `EIP712("OpenLedger DatanetRegistry", "1")` and BUILDER_APPROVAL_TYPEHASH. */

@@ -117,6 +117,10 @@ export const attributionEnv = baseEnv.extend({
   ATTRIBUTION_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),
   /** How often this validator looks for recent inferences it has not attributed yet (ms; 0 = never). */
   ATTRIBUTION_VALIDATOR_SCAN_MS: z.coerce.number().int().min(0).max(600_000).default(1_000),
+  /** Commit-reveal: a validator reveals its result once every active validator has committed to one, or once
+   *  a quorum has and this long has passed since its own commitment (ms). A validator that commits later than
+   *  the first reveal is not counted for that inference. */
+  ATTRIBUTION_REVEAL_WAIT_MS: z.coerce.number().int().min(0).max(600_000).default(2_000),
   /** How often this validator looks for closed epochs to recount and attest (ms; 0 = never). */
   ATTRIBUTION_EPOCH_ATTEST_INTERVAL_MS: z.coerce.number().int().min(0).max(600_000).default(1_000),
   /** Validator keys, comma-separated (0x + 64 hex each); each signs as its own validator. Empty on

@@ -293,6 +293,17 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
       }),
     (i) => db.inference.findUnique({ where: { id: i.id } }),
   );
+  const commitment = await roundTrip(
+    "AttributionCommitment",
+    () =>
+      db.attributionCommitment.create({
+        data: { inferenceId: inference.id, validatorAddress: OWNER, commitment: ROOT, signature: SIG },
+      }),
+    (c) =>
+      db.attributionCommitment.findUnique({
+        where: { inferenceId_validatorAddress: { inferenceId: c.inferenceId, validatorAddress: OWNER } },
+      }),
+  );
   const result = await roundTrip(
     "AttributionResult",
     () =>
@@ -304,10 +315,35 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
           canonicalJson: '{"method":"span","weights":[]}',
           resultHash: ROOT,
           signature: SIG,
+          salt: ROOT,
         },
       }),
     (r) => db.attributionResult.findUnique({ where: { id: r.id } }),
   );
+  // The database orders commitments and reveals (one sequence, drawn by a trigger): a number given
+  // on insert is replaced, and a commitment cannot be changed or deleted.
+  assert.ok(result.revealSeq > commitment.seq, "a reveal is ordered after the commitment inserted before it");
+  await assert.rejects(
+    db.attributionCommitment.update({
+      where: { inferenceId_validatorAddress: { inferenceId: inference.id, validatorAddress: OWNER } },
+      data: { commitment: SIG.slice(0, 66) },
+    }),
+    /immutable/,
+  );
+  await assert.rejects(
+    db.attributionCommitment.delete({
+      where: { inferenceId_validatorAddress: { inferenceId: inference.id, validatorAddress: OWNER } },
+    }),
+    /immutable/,
+  );
+  await assert.rejects(
+    db.attributionResult.update({ where: { id: result.id }, data: { revealSeq: 1n } }),
+    /immutable/,
+  );
+  const early = await db.attributionCommitment.create({
+    data: { inferenceId: inference.id, validatorAddress: ADDR, commitment: ROOT, signature: SIG, seq: 1n },
+  });
+  assert.ok(early.seq > result.revealSeq, "an explicit order number is replaced by the next one");
   await roundTrip(
     "AttributionWeight",
     () =>

@@ -35,3 +35,41 @@ export function attributionReadiness(results: readonly AttestedResult[], quorum:
   if (!best || best[1].size < quorum) return { ready: false, agreeing: best?.[1].size ?? 0, needed: quorum };
   return { ready: true, resultHash: best[0], validators: [...best[1]].sort(compareAscii) };
 }
+
+/** A stored reveal, with what settlement checked about it and its commitment. */
+export interface Reveal {
+  /** Lower-case validator address. */
+  validator: string;
+  /** The reveal's place in the database's order of commitments and reveals. */
+  revealSeq: bigint;
+  /**
+   * The reveal is well formed and opens its validator's commitment: the result's signature and the
+   * commitment's signature recover to an active validator, the result hash is the hash of the stored bytes,
+   * and keccak256(resultHash, validator, salt) equals the commitment.
+   */
+  opens: boolean;
+  /** Its commitment's place in the same order (undefined: no commitment recorded). */
+  commitmentSeq?: bigint;
+}
+
+/**
+ * Commit-reveal (issue #14): which reveals count. The commit phase of an inference closes at its first
+ * reveal that opens a commitment (a stray row that opens nothing cannot close it); a reveal counts only when
+ * it opens a commitment recorded before that point. A validator that copied a revealed result committed
+ * after the first reveal, so its copy never counts; one that committed in time could not read any result
+ * (nothing was revealed yet) and cannot change its commitment afterwards. Returns the validators whose
+ * reveals count (lower-case) and the closing order number (undefined: nothing revealed yet).
+ */
+export function countedReveals(reveals: readonly Reveal[]): { counted: Set<string>; closedAt?: bigint } {
+  // A reveal opens only a commitment recorded before it (a commitment added after its own reveal would
+  // otherwise let a validator close the phase retroactively at the earlier, unopened reveal).
+  const opening = reveals.filter(
+    (r) => r.opens && r.commitmentSeq !== undefined && r.commitmentSeq < r.revealSeq,
+  );
+  let closedAt: bigint | undefined;
+  for (const r of opening) if (closedAt === undefined || r.revealSeq < closedAt) closedAt = r.revealSeq;
+  const counted = new Set<string>();
+  if (closedAt === undefined) return { counted };
+  for (const r of opening) if ((r.commitmentSeq as bigint) < closedAt) counted.add(r.validator.toLowerCase());
+  return { counted, closedAt };
+}

@@ -7,6 +7,7 @@ import {
   attributionReadiness,
   buildFeeJournal,
   ceilDiv,
+  countedReveals,
   DEFAULT_SPLIT_BPS,
   EarningsDecreasedError,
   earningsByAddress,
@@ -345,6 +346,25 @@ describe("journal and earnings", () => {
 
 describe("attribution readiness", () => {
   const v = (n: number) => `0x${String(n).padStart(40, "0")}`;
+  test("commit-reveal: only reveals whose commitment precedes the first opening reveal count", () => {
+    assert.deepEqual(countedReveals([]), { counted: new Set() });
+    // v1 and v2 committed (1, 2), v1 revealed (3); v3 copied it: committed (4) and revealed (5) after.
+    const r = countedReveals([
+      { validator: v(3), revealSeq: 5n, opens: true, commitmentSeq: 4n },
+      { validator: v(1), revealSeq: 3n, opens: true, commitmentSeq: 1n },
+      { validator: v(2), revealSeq: 6n, opens: true, commitmentSeq: 2n },
+    ]);
+    assert.deepEqual(r, { counted: new Set([v(1), v(2)]), closedAt: 3n });
+    // A reveal that opens nothing (no commitment, or a wrong salt/hash) neither counts nor closes the phase.
+    const stray = countedReveals([
+      { validator: v(3), revealSeq: 2n, opens: false, commitmentSeq: 1n },
+      { validator: v(4), revealSeq: 3n, opens: false },
+      { validator: v(1), revealSeq: 9n, opens: true, commitmentSeq: 8n },
+      // a commitment recorded after its own reveal opens nothing (and closes nothing retroactively)
+      { validator: v(5), revealSeq: 4n, opens: true, commitmentSeq: 7n },
+    ]);
+    assert.deepEqual(stray, { counted: new Set([v(1)]), closedAt: 9n });
+  });
   test("needs a quorum of valid, identical results", () => {
     assert.deepEqual(attributionReadiness([], 2), { ready: false, agreeing: 0, needed: 2 });
     const r = attributionReadiness(

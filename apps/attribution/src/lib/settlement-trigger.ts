@@ -1,6 +1,8 @@
-import type { ValidatorQuorum } from "@openledger/chain";
+import { attributionCommitment, type ValidatorQuorum } from "@openledger/chain";
 import type { Db } from "@openledger/db";
 import type { Producer } from "@openledger/queue";
+import { countedReveals } from "@openledger/settlement-core";
+import type { Address, Hex } from "viem";
 
 /**
  * The hand-off attribution → settlement: the one place this side decides that an inference is
@@ -9,8 +11,8 @@ import type { Producer } from "@openledger/queue";
  * `inference.completed` is enqueued; settlement checks the quorum again (signatures, validator set)
  * before paying by it, and its deadline sweeper is the only fallback. Nothing re-sends jobs.
  *
- * Issue #14 (independent validators, commit-reveal) changes how a quorum is formed: swap
- * `quorumReached` (or this whole function) and nothing else moves.
+ * Only reveals that count are counted (commit-reveal, issue #14: the reveal opens its validator's
+ * commitment and that commitment was recorded before the first such reveal, `countedReveals`).
  */
 export interface SettlementHandOff {
   db: Db;
@@ -20,8 +22,9 @@ export interface SettlementHandOff {
 }
 
 /**
- * Whether at least `need` (>= 1) distinct ACTIVE validators stored results with one and the same hash
- * (results of validators outside the active set do not count, as in settlement).
+ * Whether at least `need` (>= 1) distinct ACTIVE validators revealed, in time, results with one and the same
+ * hash (results of validators outside the active set, and reveals that do not count, are left out, as in
+ * settlement; signatures are settlement's to check).
  */
 export async function quorumReached(
   db: Db,
@@ -29,14 +32,43 @@ export async function quorumReached(
   quorum: Pick<ValidatorQuorum, "need" | "active">,
 ): Promise<boolean> {
   if (quorum.need === 0) return false;
-  const rows = await db.$queryRawUnsafe<{ hash: string; validator: string }[]>(
-    `SELECT DISTINCT lower(result_hash) AS hash, lower(validator_address) AS validator
-       FROM attribution_results WHERE inference_id = $1::uuid`,
+  const rows = await db.$queryRawUnsafe<
+    {
+      hash: string;
+      validator: string;
+      salt: string | null;
+      reveal_seq: string;
+      commitment: string | null;
+      commitment_seq: string | null;
+    }[]
+  >(
+    `SELECT lower(r.result_hash) AS hash, lower(r.validator_address) AS validator, r.salt,
+            r.reveal_seq::text AS reveal_seq, lower(c.commitment) AS commitment, c.seq::text AS commitment_seq
+       FROM attribution_results r
+       LEFT JOIN attribution_commitments c
+         ON c.inference_id = r.inference_id AND c.validator_address = r.validator_address
+      WHERE r.inference_id = $1::uuid`,
     inferenceId,
+  );
+  const opens = (r: (typeof rows)[number]) => {
+    if (!r.salt || !r.commitment || !quorum.active.has(r.validator)) return false;
+    try {
+      return attributionCommitment(r.hash as Hex, r.validator as Address, r.salt as Hex) === r.commitment;
+    } catch {
+      return false;
+    }
+  };
+  const { counted } = countedReveals(
+    rows.map((r) => ({
+      validator: r.validator,
+      revealSeq: BigInt(r.reveal_seq),
+      opens: opens(r),
+      ...(r.commitment_seq !== null ? { commitmentSeq: BigInt(r.commitment_seq) } : {}),
+    })),
   );
   const byHash = new Map<string, number>();
   for (const r of rows) {
-    if (!quorum.active.has(r.validator)) continue;
+    if (!counted.has(r.validator)) continue;
     const n = (byHash.get(r.hash) ?? 0) + 1;
     if (n >= quorum.need) return true;
     byHash.set(r.hash, n);

@@ -1,8 +1,10 @@
+import { attributionCommitment } from "@openledger/chain";
 import type { AttributionConfig } from "@openledger/config";
 import { AppError } from "@openledger/errors";
+import { countedReveals } from "@openledger/settlement-core";
 import type { FastifyBaseLogger, FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
-import type { Hex } from "viem";
+import type { Address, Hex } from "viem";
 import { z } from "zod";
 import type { ChainContext } from "../lib/context.ts";
 import { recoverSigner, resultHashOf } from "../lib/validator.ts";
@@ -33,18 +35,26 @@ export const InferenceAttributionRoute = {
   tags: ["attribution"],
   summary: "The validators' signed attribution of an inference, with evidence",
   description:
-    "Every stored validator result: the canonical JSON (parsed, as evidence: spans and credited rows, or " +
-    "influential training rows), its keccak256 hash, the validator's EIP-712 signature (checked here), and " +
-    "the contributor weights. `agree` is true when at least one result exists and all hashes are equal. " +
-    "404 NOT_FOUND: no such inference.",
+    "Every revealed validator result: the canonical JSON (parsed, as evidence: spans and credited rows, or " +
+    "influential training rows), its keccak256 hash, the validator's EIP-712 signature (checked here), the " +
+    "salt opening its commitment, whether it counts (commit-reveal: it opens a commitment recorded before the " +
+    "first reveal), and the contributor weights; and every recorded commitment (a result is not readable " +
+    "anywhere before its validator reveals it). `agree` is true when at least one result exists and all " +
+    "hashes are equal. 404 NOT_FOUND: no such inference.",
   params: z.object({ id: Uuid.describe("Inference id") }),
   response: {
     200: z.object({
       inferenceId: z.string(),
       modelId: z.string(),
       agree: z.boolean().describe("All validators produced byte-identical results (and there is one)"),
-      consensusHash: z.string().nullable().describe("The result hash signed by the most validators"),
-      consensusCount: z.number().int().describe("How many validators signed consensusHash"),
+      consensusHash: z
+        .string()
+        .nullable()
+        .describe("The result hash signed by the most validators whose reveals count"),
+      consensusCount: z
+        .number()
+        .int()
+        .describe("How many validators whose reveals count signed consensusHash"),
       results: z.array(
         z.object({
           validatorAddress: z.string(),
@@ -57,8 +67,27 @@ export const InferenceAttributionRoute = {
             .describe("The signature recovers to validatorAddress (null: chain config unavailable)"),
           hashValid: z.boolean().describe("resultHash is the hash of the stored canonical JSON"),
           weights: z.array(ContributorWeight),
+          salt: z.string().nullable().describe("The salt that opens the validator's commitment"),
+          counted: z
+            .boolean()
+            .describe(
+              "The reveal opens the validator's commitment, recorded before the inference's first reveal " +
+                "(signatures and hash valid): only such reveals count toward the quorum",
+            ),
           canonicalJson: z.string().describe("Exactly the bytes that were hashed"),
           evidence: z.record(z.string(), z.unknown()).describe("The canonical JSON, parsed"),
+          createdAt: z.string(),
+        }),
+      ),
+      commitments: z.array(
+        z.object({
+          validatorAddress: z.string(),
+          commitment: z.string().describe("keccak256(abi.encodePacked(resultHash, validator, salt))"),
+          signature: z.string().describe("EIP-712 AttributionCommitment{inferenceId, commitment} signature"),
+          seq: z
+            .string()
+            .describe("The commitment's place in the database's order of commitments and reveals"),
+          revealed: z.boolean(),
           createdAt: z.string(),
         }),
       ),
@@ -73,8 +102,8 @@ export const InferenceTraceRoute = {
   summary:
     "An inference's answer with its attribution, for people: spans in characters, rows with their text",
   description:
-    "The prompt and answer, and the attribution result signed by the most validators (valid signatures " +
-    "over the stored bytes only): for span attribution each span as character offsets into `output` " +
+    "The prompt and answer, and the attribution result signed by the most validators (counted reveals with " +
+    "valid signatures over the stored bytes only): for span attribution each span as character offsets into `output` " +
     "(JavaScript string indices), its text, its occurrences and the rows (with text and contributor) that " +
     "contain it; for a small model the answered class, the class probabilities and the most helpful and " +
     "harmful training rows with their text. `weights` are the signed contributor weights. " +
@@ -131,11 +160,15 @@ export const inferenceRoutes: FastifyPluginAsync<{ config: AttributionConfig }> 
       select: { id: true, modelId: true, prompt: true, output: true },
     });
     if (!inference) throw new AppError("NOT_FOUND", `inference ${id} does not exist`);
-    const results = await root.db.attributionResult.findMany({
-      where: { inferenceId: id },
-      include: { weights: { orderBy: { contributorAddress: "asc" } } },
-      orderBy: { validatorAddress: "asc" },
-    });
+    const [results, commitments] = await Promise.all([
+      root.db.attributionResult.findMany({
+        where: { inferenceId: id },
+        include: { weights: { orderBy: { contributorAddress: "asc" } } },
+        orderBy: { validatorAddress: "asc" },
+      }),
+      root.db.attributionCommitment.findMany({ where: { inferenceId: id }, orderBy: { seq: "asc" } }),
+    ]);
+    const commitmentOf = new Map(commitments.map((c) => [c.validatorAddress.toLowerCase(), c]));
     let chain: ChainContext | null = null;
     try {
       chain = results.length > 0 ? await ctx.chain() : null;
@@ -162,24 +195,63 @@ export const inferenceRoutes: FastifyPluginAsync<{ config: AttributionConfig }> 
           signatureValid,
           hashValid: resultHashOf(r.canonicalJson) === r.resultHash,
           weights: r.weights.map((w) => ({ contributorAddress: w.contributorAddress, ppm: w.weightPpm })),
+          salt: r.salt,
+          revealSeq: r.revealSeq,
           canonicalJson: r.canonicalJson,
           evidence: JSON.parse(r.canonicalJson) as Record<string, unknown>,
           createdAt: r.createdAt.toISOString(),
         };
       }),
     );
+    // Commit-reveal: which reveals count (as settlement decides, less the active-set check: see the chain).
+    const opens = (v: (typeof views)[number]) => {
+      const c = commitmentOf.get(v.validatorAddress.toLowerCase());
+      if (!c || !v.salt || !v.hashValid || v.signatureValid === false) return false;
+      try {
+        return (
+          attributionCommitment(v.resultHash as Hex, v.validatorAddress as Address, v.salt as Hex) ===
+          c.commitment.toLowerCase()
+        );
+      } catch {
+        return false;
+      }
+    };
+    const { counted } = countedReveals(
+      views.map((v) => {
+        const c = commitmentOf.get(v.validatorAddress.toLowerCase());
+        return {
+          validator: v.validatorAddress,
+          revealSeq: v.revealSeq,
+          opens: opens(v),
+          ...(c ? { commitmentSeq: c.seq } : {}),
+        };
+      }),
+    );
+    const listed = views.map(({ revealSeq: _seq, ...v }) => ({
+      ...v,
+      counted: counted.has(v.validatorAddress.toLowerCase()),
+    }));
     const counts = new Map<string, number>();
-    for (const v of views) counts.set(v.resultHash, (counts.get(v.resultHash) ?? 0) + 1);
+    for (const v of listed) if (v.counted) counts.set(v.resultHash, (counts.get(v.resultHash) ?? 0) + 1);
     const best = [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))[0];
+    const revealedBy = new Set(results.map((r) => r.validatorAddress.toLowerCase()));
     return {
       inference,
       view: {
         inferenceId: id,
         modelId: inference.modelId,
-        agree: views.length > 0 && counts.size === 1,
+        agree: listed.length > 0 && new Set(listed.map((v) => v.resultHash)).size === 1,
         consensusHash: best?.[0] ?? null,
         consensusCount: best?.[1] ?? 0,
-        results: views,
+        results: listed,
+        commitments: commitments.map((c) => ({
+          validatorAddress: c.validatorAddress,
+          commitment: c.commitment,
+          signature: c.signature,
+          seq: c.seq.toString(),
+          revealed: revealedBy.has(c.validatorAddress.toLowerCase()),
+          createdAt: c.createdAt.toISOString(),
+        })),
       },
     };
   }
@@ -192,7 +264,7 @@ export const inferenceRoutes: FastifyPluginAsync<{ config: AttributionConfig }> 
 
   app.get("/v1/inferences/:id/trace", { schema: InferenceTraceRoute }, async (req) => {
     const { inference, view } = await signedResults(req.params.id, req.log);
-    const valid = view.results.filter((r) => r.signatureValid !== false && r.hashValid);
+    const valid = view.results.filter((r) => r.counted && r.signatureValid !== false && r.hashValid);
     const counts = new Map<string, number>();
     for (const r of valid) counts.set(r.resultHash, (counts.get(r.resultHash) ?? 0) + 1);
     const best = [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))[0];

@@ -1,24 +1,41 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { readValidatorQuorum } from "@openledger/chain";
 import type { JobContext, JobHandler, JobPayload } from "@openledger/queue";
 import { UnrecoverableError } from "bullmq";
 import type { FastifyInstance } from "fastify";
+import type { ValidatorIdentity } from "../lib/context.ts";
 import { ArtifactMismatchError } from "../lib/indexing.ts";
 import { computeAttribution, ScoringError } from "../lib/scoring.ts";
 import { handToSettlement } from "../lib/settlement-trigger.ts";
-import { meetsValidatorStake, signAndStore, UnderstakedError, verifyingContract } from "../lib/validator.ts";
+import {
+  type Commitment,
+  commitResult,
+  mayReveal,
+  meetsValidatorStake,
+  revealResult,
+  UnderstakedError,
+  verifyingContract,
+} from "../lib/validator.ts";
+
+/** How often a job waiting to reveal looks at the other validators' commitments again (ms). */
+const REVEAL_POLL_MS = 50;
 
 /**
  * `attribution.score`: compute the inference's attribution once, then for each validator
  * identity this process holds (or only the one named in the payload): check its stake on chain,
- * sign the canonical result and store it. Validators are independent: each re-derives the result
- * from Postgres and the content-addressed artifacts, so honest ones agree byte for byte.
+ * commit to the canonical result (a signed commitment, nothing readable), and reveal it (the
+ * result, its signature and the salt) once the other validators have committed too (`mayReveal`).
+ * Validators are independent: each re-derives the result from Postgres and the content-addressed
+ * artifacts, so honest ones agree byte for byte, and none can read another's before committing.
+ * The job waits up to ATTRIBUTION_REVEAL_WAIT_MS for that; what is still unrevealed then is revealed
+ * by the validator scan (`validatorScan`), which finds it again since its result is not stored.
  *
  * Failures that waiting cannot fix (unknown inference, model without training data, a validator
  * below the minimum stake) fail the job once, without retries; an index still being built is
  * retried with the catalog's backoff.
  */
 export function scoreWorker(app: FastifyInstance): JobHandler<"attribution.score"> {
-  const score = scoreOnce(app);
+  const score = scoreOnce(app, { waitToReveal: true });
   return async (payload, job) => {
     const { metrics } = app.attribution;
     const started = performance.now();
@@ -44,15 +61,18 @@ export function scoreWorker(app: FastifyInstance): JobHandler<"attribution.score
 
 interface ScoreOutcome {
   method?: string;
-  results?: Awaited<ReturnType<typeof signAndStore>>[];
+  results?: Awaited<ReturnType<typeof revealResult>>[];
+  /** Validators that committed and have not revealed yet (waiting for the others' commitments). */
+  unrevealed?: string[];
   skipped?: string;
   settlement: "triggered" | "waiting for quorum";
 }
 
 export function scoreOnce(
   app: FastifyInstance,
+  opts: { waitToReveal?: boolean } = {},
 ): (payload: JobPayload<"attribution.score">, job: JobContext) => Promise<ScoreOutcome> {
-  return async ({ inferenceId, validatorAddress }): Promise<ScoreOutcome> => {
+  return async ({ inferenceId, validatorAddress }, job): Promise<ScoreOutcome> => {
     const ctx = app.attribution;
     const [chain, held] = await Promise.all([ctx.chain(), ctx.validators()]);
     const handOff = {
@@ -80,6 +100,7 @@ export function scoreOnce(
       }
     }
     const stored = [];
+    let unrevealed: { identity: ValidatorIdentity; commitment: Commitment }[] = [];
     let method: string | undefined;
     if (eligible.length > 0) {
       let computed: Awaited<ReturnType<typeof computeAttribution>>;
@@ -97,8 +118,34 @@ export function scoreOnce(
         throw err;
       }
       method = computed.method;
-      for (const identity of eligible)
-        stored.push(await signAndStore(app.db, chain, identity, inferenceId, computed));
+      for (const identity of eligible) {
+        const commitment = await commitResult(app.db, chain, identity, inferenceId, computed);
+        if (!commitment.matches) {
+          app.log.warn(
+            { inferenceId, validator: identity.address },
+            "this validator's recorded commitment is to another result: its reveal will not count",
+          );
+        }
+        unrevealed.push({ identity, commitment });
+      }
+      // Reveal when the others have committed (or the wait passed); a job waits for it a little, the
+      // scan only looks once per pass.
+      const quorum = await handOff.quorum();
+      const waitMs = ctx.config.ATTRIBUTION_REVEAL_WAIT_MS;
+      const until = performance.now() + (opts.waitToReveal ? waitMs + 4 * REVEAL_POLL_MS : 0);
+      for (;;) {
+        const still: typeof unrevealed = [];
+        for (const u of unrevealed) {
+          if (await mayReveal(app.db, inferenceId, u.identity.address, quorum, waitMs)) {
+            stored.push(
+              await revealResult(app.db, chain, u.identity, inferenceId, computed, u.commitment.salt),
+            );
+          } else still.push(u);
+        }
+        unrevealed = still;
+        if (unrevealed.length === 0 || performance.now() >= until || job.signal.aborted) break;
+        await sleep(REVEAL_POLL_MS);
+      }
     }
     // A quorum may exist now (this process's validators, or with another process's results).
     const triggered = stored.length > 0 && (await handToSettlement(handOff, inferenceId, "attributed"));
@@ -107,6 +154,11 @@ export function scoreOnce(
       { inferenceId, results: stored.map((s) => [s.validatorAddress, s.resultHash, s.created]) },
       "attributed",
     );
-    return { method, results: stored, settlement: triggered ? "triggered" : "waiting for quorum" };
+    return {
+      method,
+      results: stored,
+      unrevealed: unrevealed.map((u) => u.identity.address),
+      settlement: triggered ? "triggered" : "waiting for quorum",
+    };
   };
 }

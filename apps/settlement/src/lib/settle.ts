@@ -1,4 +1,9 @@
-import { attributionResultTypedData, recoverAttributionResultSigner } from "@openledger/chain";
+import {
+  attributionCommitment,
+  attributionResultTypedData,
+  recoverAttributionCommitmentSigner,
+  recoverAttributionResultSigner,
+} from "@openledger/chain";
 import { type Db, rawPool } from "@openledger/db";
 import {
   type AttestedResult,
@@ -6,6 +11,7 @@ import {
   buildFeeJournal,
   buildTrainingJournal,
   type ContributorWeight,
+  countedReveals,
   eip712Digest,
   type JournalEntry,
   priceInference,
@@ -97,12 +103,22 @@ interface ResultRow {
   result_hash: string;
   signature: string;
   canonical_json: string;
+  /** The reveal's salt (null: a result stored without commit-reveal, which never counts). */
+  salt: string | null;
+  reveal_seq: string;
+  /** The validator's commitment (null: none recorded). */
+  commitment: string | null;
+  commitment_signature: string | null;
+  commitment_seq: string | null;
   /** The result's weights, by contributor address (null when it has none). */
   addresses: string[] | null;
   ppms: number[] | null;
 }
 
 const ATTRIBUTION_TYPE_HASH = keccak256(toBytes("AttributionResult(bytes32 inferenceId,bytes32 resultHash)"));
+const COMMITMENT_TYPE_HASH = keccak256(
+  toBytes("AttributionCommitment(bytes32 inferenceId,bytes32 commitment)"),
+);
 const DOMAIN_SEPARATORS = new Map<string, Hex>();
 
 /** The EIP-712 digest an attribution result is signed over (viem's hashTypedData, domain cached). */
@@ -110,6 +126,7 @@ export function attributionDigest(
   domain: NonNullable<SettleContext["signatureDomain"]>,
   inferenceId: string,
   resultHash: Hex,
+  typeHash: Hex = ATTRIBUTION_TYPE_HASH,
 ): Uint8Array {
   const key = `${domain.chainId}:${domain.verifyingContract.toLowerCase()}`;
   let separator = DOMAIN_SEPARATORS.get(key);
@@ -125,7 +142,7 @@ export function attributionDigest(
   }
   return eip712Digest(
     separator,
-    structHashOfTwoWords(ATTRIBUTION_TYPE_HASH, inferenceIdToBytes32(inferenceId), resultHash),
+    structHashOfTwoWords(typeHash, inferenceIdToBytes32(inferenceId), resultHash),
   );
 }
 const ZERO32 = `0x${"00".repeat(32)}` as const;
@@ -133,7 +150,49 @@ const ZERO32 = `0x${"00".repeat(32)}` as const;
 /** keccak256 of canonical JSON texts, so two validators' identical results are hashed once. */
 type HashMemo = Map<string, string>;
 
+const HEX32 = /^0x[0-9a-fA-F]{64}$/;
+
+/**
+ * Whether a reveal is sound: the signed hash is the hash of the stored bytes, the result's signature and its
+ * commitment's signature recover to the validator, and the salt opens the commitment
+ * (keccak256(resultHash, validator, salt)). Whether it was committed in time is `countedReveals`'s part.
+ */
 async function verifyResult(r: ResultRow, ctx: SettleContext, hashes: HashMemo): Promise<boolean> {
+  if (!r.salt || !r.commitment || !r.commitment_signature) return false;
+  if (!HEX32.test(r.result_hash) || !HEX32.test(r.salt) || !/^0x[0-9a-fA-F]{40}$/.test(r.validator_address))
+    return false;
+  if (
+    attributionCommitment(r.result_hash as Hex, r.validator_address as Address, r.salt as Hex) !==
+    r.commitment.toLowerCase()
+  )
+    return false;
+  if (!(await verifySignature(r, ctx, hashes))) return false;
+  return verifyCommitmentSignature(r, ctx);
+}
+
+async function verifyCommitmentSignature(r: ResultRow, ctx: SettleContext): Promise<boolean> {
+  if (!ctx.signatureDomain) return true;
+  const validator = r.validator_address.toLowerCase();
+  const commitment = r.commitment as Hex;
+  try {
+    if (ctx.signatures) {
+      const digest = attributionDigest(ctx.signatureDomain, r.inference_id, commitment, COMMITMENT_TYPE_HASH);
+      const verdict = ctx.signatures.verify(digest, r.commitment_signature as string, validator);
+      if (verdict !== undefined) return verdict;
+    }
+    const signer = await recoverAttributionCommitmentSigner(
+      ctx.signatureDomain.chainId,
+      { inferenceId: inferenceIdToBytes32(r.inference_id), commitment },
+      r.commitment_signature as Hex,
+      ctx.signatureDomain.verifyingContract,
+    );
+    return signer.toLowerCase() === validator;
+  } catch {
+    return false;
+  }
+}
+
+async function verifySignature(r: ResultRow, ctx: SettleContext, hashes: HashMemo): Promise<boolean> {
   const validator = r.validator_address.toLowerCase();
   // The signed hash must be the hash of the stored canonical result.
   let hash = hashes.get(r.canonical_json);
@@ -208,8 +267,12 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
     ),
     pool.query<ResultRow>(
       `SELECT r.inference_id::text AS inference_id, r.id::text AS result_id, r.validator_address, r.result_hash,
-              r.signature, r.canonical_json, w.addresses, w.ppms
+              r.signature, r.canonical_json, r.salt, r.reveal_seq::text AS reveal_seq,
+              c.commitment, c.signature AS commitment_signature, c.seq::text AS commitment_seq,
+              w.addresses, w.ppms
          FROM attribution_results r
+         LEFT JOIN attribution_commitments c
+           ON c.inference_id = r.inference_id AND c.validator_address = r.validator_address
          LEFT JOIN LATERAL (
            SELECT array_agg(contributor_address ORDER BY contributor_address) AS addresses,
                   array_agg(weight_ppm ORDER BY contributor_address) AS ppms
@@ -277,7 +340,18 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
       training.push(row);
       continue;
     }
-    const rs = resultsByInference.get(row.id) ?? [];
+    // Commit-reveal: only reveals whose commitment was recorded before the first reveal count at all (a
+    // copy of a revealed result was committed too late); the rest are neither quorum nor dissent.
+    const revealed = resultsByInference.get(row.id) ?? [];
+    const { counted } = countedReveals(
+      revealed.map((r) => ({
+        validator: r.validator_address.toLowerCase(),
+        revealSeq: BigInt(r.reveal_seq),
+        opens: valid.get(r.result_id) ?? false,
+        ...(r.commitment_seq !== null ? { commitmentSeq: BigInt(r.commitment_seq) } : {}),
+      })),
+    );
+    const rs = revealed.filter((r) => counted.has(r.validator_address.toLowerCase()));
     const attested: AttestedResult[] = rs.map((r) => ({
       validator: r.validator_address.toLowerCase(),
       resultHash: r.result_hash.toLowerCase(),

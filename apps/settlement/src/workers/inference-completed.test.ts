@@ -7,15 +7,17 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { signAttributionResult } from "@openledger/chain";
-import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import {
+  commitValidatorResult,
+  type LocalChain,
+  revealValidatorResult,
+  startLocalChain,
+} from "@openledger/chain/testing";
 import { createDb, Prisma } from "@openledger/db";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
-import { keccak256, toBytes } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
 import { buildSettlement, settlementConfig } from "../app.ts";
-import { inferenceIdToBytes32, settleBatch } from "../lib/settle.ts";
+import { settleBatch } from "../lib/settle.ts";
 
 const MODEL = "adapter-batch-test";
 let chain: LocalChain;
@@ -35,7 +37,8 @@ async function poll<T>(fn: () => Promise<T | undefined | null>, what: string, tr
 }
 
 /** An inference (with the given id, if any) and `validators` agreeing, signed results. */
-async function makeInference(validators: number[], id?: string): Promise<string> {
+/** An inference that `validators` commit to and reveal; `committed` commit to the same result, revealing later. */
+async function makeInference(validators: number[], id?: string, committed: number[] = []): Promise<string> {
   const consumer = chain.accounts.users[0]!;
   const inf = await app.db.inference.create({
     data: {
@@ -56,26 +59,16 @@ async function makeInference(validators: number[], id?: string): Promise<string>
     inferenceId: inf.id,
     weights: weights.map((w) => ({ contributorId: w.address, ppm: w.ppm })),
   });
-  const resultHash = keccak256(toBytes(canonical));
-  for (const i of validators) {
-    const v = chain.accounts.validators[i]!;
-    await app.db.attributionResult.create({
-      data: {
-        inferenceId: inf.id,
-        validatorAddress: lower(v.address),
-        method: "span",
-        canonicalJson: canonical,
-        resultHash,
-        signature: await signAttributionResult(
-          privateKeyToAccount(v.privateKey),
-          chain.chainId,
-          { inferenceId: inferenceIdToBytes32(inf.id), resultHash },
-          chain.addresses!.contracts.RewardDistributor,
-        ),
-        weights: { create: weights.map((w) => ({ contributorAddress: w.address, weightPpm: w.ppm })) },
-      },
-    });
-  }
+  const input = (i: number) => ({
+    privateKey: chain.accounts.validators[i]!.privateKey,
+    chainId: chain.chainId,
+    verifyingContract: chain.addresses!.contracts.RewardDistributor,
+    inferenceId: inf.id,
+    canonicalJson: canonical,
+    weights: weights.map((w) => ({ contributorAddress: w.address, weightPpm: w.ppm })),
+  });
+  for (const i of [...validators, ...committed]) await commitValidatorResult(app.db, input(i));
+  for (const i of validators) await revealValidatorResult(app.db, input(i));
   return inf.id;
 }
 
@@ -143,7 +136,7 @@ test("a batch with a duplicate, a settled, a waiting and an unknown id: each han
   assert.equal(await app.settlement.settle(settled), "settled");
   const settledJournal = await journal(settled);
   const fresh = await makeInference([0, 1]);
-  const waiting = await makeInference([0]); // one validator: no quorum yet
+  const waiting = await makeInference([0], undefined, [1]); // one validator revealed: no quorum yet
   const unknown = crypto.randomUUID(); // not in the database (yet)
   const before1 = await snapshot();
 
@@ -178,29 +171,18 @@ test("a batch with a duplicate, a settled, a waiting and an unknown id: each han
     "unknown id settled",
     400,
   );
-  // The waiting one's second validator arrives: the sweeper settles it.
-  const first = await app.db.attributionResult.findFirstOrThrow({ where: { inferenceId: waiting } });
-  const v = chain.accounts.validators[1]!;
-  await app.db.attributionResult.create({
-    data: {
-      inferenceId: waiting,
-      validatorAddress: lower(v.address),
-      method: "span",
-      canonicalJson: first.canonicalJson,
-      resultHash: first.resultHash,
-      signature: await signAttributionResult(
-        privateKeyToAccount(v.privateKey),
-        chain.chainId,
-        { inferenceId: inferenceIdToBytes32(waiting), resultHash: first.resultHash as `0x${string}` },
-        chain.addresses!.contracts.RewardDistributor,
-      ),
-      weights: {
-        create: [
-          { contributorAddress: lower(chain.accounts.users[1]!.address), weightPpm: 600_001 },
-          { contributorAddress: lower(chain.accounts.users[2]!.address), weightPpm: 399_999 },
-        ],
-      },
-    },
+  // The waiting one's second validator (committed in time) reveals: the sweeper settles it.
+  const first = await app.db.attributionResult.findFirstOrThrow({
+    where: { inferenceId: waiting },
+    include: { weights: true },
+  });
+  await revealValidatorResult(app.db, {
+    privateKey: chain.accounts.validators[1]!.privateKey,
+    chainId: chain.chainId,
+    verifyingContract: chain.addresses!.contracts.RewardDistributor,
+    inferenceId: waiting,
+    canonicalJson: first.canonicalJson,
+    weights: first.weights.map((w) => ({ contributorAddress: w.contributorAddress, weightPpm: w.weightPpm })),
   });
   await poll(() => app.db.settlement.findUnique({ where: { inferenceId: waiting } }), "waiting id settled");
   const after2 = await snapshot();
