@@ -327,9 +327,3 @@ export async function revealValidatorResult(db: RawQueryClient, r: ValidatorResu
   }
   return row!.id;
 }
-
-/** Both steps at once (a validator whose commitment precedes every reveal of the inference so far). */
-export async function storeValidatorResult(db: RawQueryClient, r: ValidatorResultInput): Promise<string> {
-  await commitValidatorResult(db, r);
-  return revealValidatorResult(db, r);
-}
