@@ -190,6 +190,24 @@ export function attributionCommitment(resultHash: Hex, validator: Address, salt:
   return keccak256(encodePacked(["bytes32", "address", "bytes32"], [resultHash, validator, salt]));
 }
 
+/**
+ * Whether a reveal (resultHash, validator, salt) opens a recorded commitment; false for malformed input
+ * (not 32-byte hashes, not an address) rather than an exception: stored rows are untrusted.
+ */
+export function opensAttributionCommitment(
+  commitment: string | null | undefined,
+  resultHash: string,
+  validator: string,
+  salt: string | null | undefined,
+): boolean {
+  if (!commitment || !salt) return false;
+  if (!/^0x[0-9a-fA-F]{64}$/.test(resultHash) || !/^0x[0-9a-fA-F]{64}$/.test(salt)) return false;
+  if (!/^0x[0-9a-fA-F]{40}$/.test(validator)) return false;
+  return (
+    attributionCommitment(resultHash as Hex, validator as Address, salt as Hex) === commitment.toLowerCase()
+  );
+}
+
 export function attributionCommitmentTypedData(
   chainId: number,
   message: AttributionCommitmentMessage,

@@ -1,8 +1,7 @@
-import { attributionCommitment, type ValidatorQuorum } from "@openledger/chain";
+import { opensAttributionCommitment, type ValidatorQuorum } from "@openledger/chain";
 import type { Db } from "@openledger/db";
 import type { Producer } from "@openledger/queue";
 import { countedReveals } from "@openledger/settlement-core";
-import type { Address, Hex } from "viem";
 
 /**
  * The hand-off attribution → settlement: the one place this side decides that an inference is
@@ -50,14 +49,8 @@ export async function quorumReached(
       WHERE r.inference_id = $1::uuid`,
     inferenceId,
   );
-  const opens = (r: (typeof rows)[number]) => {
-    if (!r.salt || !r.commitment || !quorum.active.has(r.validator)) return false;
-    try {
-      return attributionCommitment(r.hash as Hex, r.validator as Address, r.salt as Hex) === r.commitment;
-    } catch {
-      return false;
-    }
-  };
+  const opens = (r: (typeof rows)[number]) =>
+    quorum.active.has(r.validator) && opensAttributionCommitment(r.commitment, r.hash, r.validator, r.salt);
   const { counted } = countedReveals(
     rows.map((r) => ({
       validator: r.validator,

@@ -1,10 +1,10 @@
-import { attributionCommitment } from "@openledger/chain";
+import { opensAttributionCommitment } from "@openledger/chain";
 import type { AttributionConfig } from "@openledger/config";
 import { AppError } from "@openledger/errors";
 import { countedReveals } from "@openledger/settlement-core";
 import type { FastifyBaseLogger, FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
-import type { Address, Hex } from "viem";
+import type { Hex } from "viem";
 import { z } from "zod";
 import type { ChainContext } from "../lib/context.ts";
 import { recoverSigner, resultHashOf } from "../lib/validator.ts";
@@ -204,18 +204,15 @@ export const inferenceRoutes: FastifyPluginAsync<{ config: AttributionConfig }> 
       }),
     );
     // Commit-reveal: which reveals count (as settlement decides, less the active-set check: see the chain).
-    const opens = (v: (typeof views)[number]) => {
-      const c = commitmentOf.get(v.validatorAddress.toLowerCase());
-      if (!c || !v.salt || !v.hashValid || v.signatureValid === false) return false;
-      try {
-        return (
-          attributionCommitment(v.resultHash as Hex, v.validatorAddress as Address, v.salt as Hex) ===
-          c.commitment.toLowerCase()
-        );
-      } catch {
-        return false;
-      }
-    };
+    const opens = (v: (typeof views)[number]) =>
+      v.hashValid &&
+      v.signatureValid !== false &&
+      opensAttributionCommitment(
+        commitmentOf.get(v.validatorAddress.toLowerCase())?.commitment,
+        v.resultHash,
+        v.validatorAddress,
+        v.salt,
+      );
     const { counted } = countedReveals(
       views.map((v) => {
         const c = commitmentOf.get(v.validatorAddress.toLowerCase());
