@@ -384,3 +384,32 @@ test("settlement cannot post a root alone: validators recount and attest it, one
   });
   assert.equal(onChain.root, real);
 });
+
+test("the quorum is counted at the inference's epoch: a validator removed between the inference and its settlement still counts", async () => {
+  // An epoch closed above (the previous test): the current epoch began at the block recorded then.
+  const [epoch] = await app.db.$queryRawUnsafe<{ block: string | null }[]>(
+    `SELECT closed_block::text AS block FROM epochs ORDER BY id DESC LIMIT 1`,
+  );
+  assert.ok(epoch?.block, "closing an epoch records the chain's block");
+  const inf = await inference();
+  await commit(inf, 0, 2);
+  await reveal(inf, 0, 2);
+  // Governance removes #7 before settlement gets to the inference: 2/3 of the 2 left needs both #5 and #6.
+  const removed = lower(chain.accounts.validators[2]!.address);
+  await chain.asAdmin([{ ...distributor(), functionName: "removeValidator", args: [removed] }]);
+  try {
+    // Before: read at settlement time, #7's signature was no vote and the inference waited for #6.
+    assert.equal(await app.settlement.settle(inf.id), "settled", "#5 and #7 were 2 of 3 active at its epoch");
+    const [row] = await app.db.$queryRawUnsafe<{ validators: string[] }[]>(
+      `SELECT ARRAY(SELECT jsonb_array_elements_text(split_bps->'attestingValidators')) AS validators
+         FROM settlements WHERE inference_id = $1::uuid`,
+      inf.id,
+    );
+    assert.deepEqual(
+      [...row!.validators].sort(),
+      [lower(chain.accounts.validators[0]!.address), removed].sort(),
+    );
+  } finally {
+    await chain.asAdmin([{ ...distributor(), functionName: "addValidator", args: [removed] }]);
+  }
+});

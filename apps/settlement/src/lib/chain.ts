@@ -54,12 +54,15 @@ export function settlementChainOf(connection: ChainConnection, config: Settlemen
 }
 
 /**
- * The distributor's quorum now: its active validators (admitted and staked, lower-case) and how many of
+ * The distributor's quorum now (or at `blockNumber`): its active validators (admitted and staked, lower-case) and how many of
  * their signatures a root or an attribution result needs (a fraction of the active set; 0 when none is
  * active). packages/chain's `readValidatorQuorum`: the one definition.
  */
-export async function distributorQuorum(chain: SettlementChain): Promise<ValidatorQuorum> {
-  return readValidatorQuorum(chain.publicClient, chain.distributor);
+export async function distributorQuorum(
+  chain: SettlementChain,
+  blockNumber?: bigint,
+): Promise<ValidatorQuorum> {
+  return readValidatorQuorum(chain.publicClient, chain.distributor, blockNumber);
 }
 
 /**

@@ -207,6 +207,8 @@ export class EpochManager {
     // What the new root builds on: the last valid root, checked against the chain's (a database whose
     // balances were altered, or that missed a revocation, must not produce the next root).
     const lastValid = await this.verifiedLastValid(chain);
+    // Where the next epoch begins on chain: its inferences are counted against the validator set then.
+    const closedBlock = await chain.publicClient.getBlockNumber();
     const closed = await withTransaction(
       this.db,
       async (tx) => {
@@ -215,8 +217,9 @@ export class EpochManager {
         );
         const id = (maxRow?.id ?? 0) + 1;
         await tx.$executeRawUnsafe(
-          `INSERT INTO epochs (id, status, closed_at) VALUES ($1, 'closed', now())`,
+          `INSERT INTO epochs (id, status, closed_at, closed_block) VALUES ($1, 'closed', now(), $2)`,
           id,
+          closedBlock,
         );
         // Charged fees only (and zero fees, which need no charge): the epoch's total is then exactly
         // what the escrow holds for the distributor to draw.

@@ -47,6 +47,28 @@ export class SettlementRuntime {
     return settlementChainOf(await this.connector.get(), this.config);
   }
 
+  /** Past blocks' quorums: immutable once read (bounded, oldest dropped first). */
+  #pastQuorums = new Map<bigint, Promise<{ quorum: number; validators: ReadonlySet<string> }>>();
+
+  /**
+   * The distributor's quorum at a past block (an epoch's start): read from the chain's state at that block
+   * (a historical read: on a production L2 the RPC must serve state that old — an archive node).
+   */
+  #quorumAt(chain: SettlementChain, block: bigint) {
+    let q = this.#pastQuorums.get(block);
+    if (!q) {
+      q = distributorQuorum(chain, block).then((v) => ({
+        quorum: Math.max(1, v.need),
+        validators: v.need === 0 ? new Set<string>() : v.active,
+      }));
+      q.catch(() => this.#pastQuorums.delete(block));
+      this.#pastQuorums.set(block, q);
+      while (this.#pastQuorums.size > 1_000)
+        this.#pastQuorums.delete(this.#pastQuorums.keys().next().value as bigint);
+    }
+    return q;
+  }
+
   async settleContext(): Promise<SettleContext> {
     const chain = await this.chain();
     // Both read for every batch, not cached: a split or a quorum governance changes, a validator that
@@ -60,6 +82,7 @@ export class SettlementRuntime {
       quorum: Math.max(1, quorum.need),
       deadlineMs: this.config.SETTLEMENT_ATTRIBUTION_DEADLINE_MS,
       validators: quorum.need === 0 ? new Set() : quorum.active,
+      quorumAt: (block) => this.#quorumAt(chain, block),
       signatureDomain: { chainId: chain.chainId, verifyingContract: chain.distributor },
       verified: this.#verified,
       signatures: this.#signatures,

@@ -1,6 +1,6 @@
 import {
-  attributionCommitment,
   attributionResultTypedData,
+  opensAttributionCommitment,
   recoverAttributionCommitmentSigner,
   recoverAttributionResultSigner,
 } from "@openledger/chain";
@@ -35,6 +35,12 @@ export interface SettleContext {
   deadlineMs: number;
   /** Lower-case addresses whose results count: the distributor's active validators (admitted and staked). */
   validators: ReadonlySet<string>;
+  /**
+   * The quorum at a past block (the start of an inference's epoch: the block recorded when the previous epoch
+   * closed): `quorum` and `validators` as the distributor had them then. Undefined, or an inference created
+   * before any recorded epoch close: `quorum` and `validators` (now).
+   */
+  quorumAt?: (block: bigint) => Promise<{ quorum: number; validators: ReadonlySet<string> }>;
   /** EIP-712 domain of attribution signatures; undefined = do not check signatures. */
   signatureDomain?: { chainId: number; verifyingContract: Address };
   /** Verdicts by attribution result id. Results are immutable once signed, so a pending inference
@@ -94,6 +100,8 @@ interface InferenceRow {
   price_in: string;
   price_out: string;
   settled: boolean;
+  /** The chain block its epoch began at (the previous epoch's close), null when none was recorded. */
+  epoch_block: string | null;
 }
 
 interface ResultRow {
@@ -150,22 +158,14 @@ const ZERO32 = `0x${"00".repeat(32)}` as const;
 /** keccak256 of canonical JSON texts, so two validators' identical results are hashed once. */
 type HashMemo = Map<string, string>;
 
-const HEX32 = /^0x[0-9a-fA-F]{64}$/;
-
 /**
  * Whether a reveal is sound: the signed hash is the hash of the stored bytes, the result's signature and its
  * commitment's signature recover to the validator, and the salt opens the commitment
  * (keccak256(resultHash, validator, salt)). Whether it was committed in time is `countedReveals`'s part.
  */
 async function verifyResult(r: ResultRow, ctx: SettleContext, hashes: HashMemo): Promise<boolean> {
-  if (!r.salt || !r.commitment || !r.commitment_signature) return false;
-  if (!HEX32.test(r.result_hash) || !HEX32.test(r.salt) || !/^0x[0-9a-fA-F]{40}$/.test(r.validator_address))
-    return false;
-  if (
-    attributionCommitment(r.result_hash as Hex, r.validator_address as Address, r.salt as Hex) !==
-    r.commitment.toLowerCase()
-  )
-    return false;
+  if (!r.commitment_signature) return false;
+  if (!opensAttributionCommitment(r.commitment, r.result_hash, r.validator_address, r.salt)) return false;
   if (!(await verifySignature(r, ctx, hashes))) return false;
   return verifyCommitmentSignature(r, ctx);
 }
@@ -254,6 +254,10 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
             COALESCE(i.price_in_per_1k_wei, m.price_in_per_1k_wei)::text AS price_in,
             COALESCE(i.price_out_per_1k_wei, m.price_out_per_1k_wei)::text AS price_out,
             (s.inference_id IS NOT NULL) AS settled,
+            -- the inference's epoch began where the last epoch closed before it was created
+            (SELECT e.closed_block::text FROM epochs e
+              WHERE e.closed_at <= i.created_at AND e.closed_block IS NOT NULL
+              ORDER BY e.closed_at DESC LIMIT 1) AS epoch_block,
             tg.id::text AS training_grant_id, tgs.addresses AS trained_addresses, tgs.tokens AS trained_tokens
        FROM inferences i JOIN models m ON m.id = i.model_id
        LEFT JOIN settlements s ON s.inference_id = i.id
@@ -308,7 +312,8 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
       // (a validator that unstaked or was removed stops counting from the next batch).
       const cached = ctx.verified?.get(r.result_id);
       const ok = cached ?? (await verifyResult(r, ctx, hashes));
-      valid.set(r.result_id, ok && ctx.validators.has(r.validator_address.toLowerCase()));
+      // Membership of the active set is decided per inference (at its epoch), below.
+      valid.set(r.result_id, ok);
       if (ctx.verified && cached === undefined) {
         ctx.verified.set(r.result_id, ok);
         if (ctx.verified.size > VERIFIED_CACHE_MAX)
@@ -333,6 +338,16 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
   const training: InferenceRow[] = [];
   const cached = (r: ResultRow): ContributorWeight[] =>
     (r.addresses ?? []).map((address, i) => ({ address, ppm: r.ppms?.[i] ?? 0 }));
+  // The validator set and quorum each inference is counted against: its epoch's (read once per block).
+  const atEpoch = new Map<string, { quorum: number; validators: ReadonlySet<string> }>();
+  if (ctx.quorumAt) {
+    const blocks = [...new Set(open.map((r) => r.epoch_block).filter((b): b is string => b !== null))];
+    await Promise.all(
+      blocks.map(async (b) =>
+        atEpoch.set(b, await (ctx.quorumAt as NonNullable<typeof ctx.quorumAt>)(BigInt(b))),
+      ),
+    );
+  }
   for (const row of open) {
     if (row.training_grant_id !== null) {
       // A fine-tuning job's training: no attribution to wait for — the fee is split by the tokens of
@@ -342,12 +357,18 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
     }
     // Commit-reveal: only reveals whose commitment was recorded before the first reveal count at all (a
     // copy of a revealed result was committed too late); the rest are neither quorum nor dissent.
+    const set = (row.epoch_block !== null ? atEpoch.get(row.epoch_block) : undefined) ?? {
+      quorum: ctx.quorum,
+      validators: ctx.validators,
+    };
+    const isValid = (r: ResultRow) =>
+      (valid.get(r.result_id) ?? false) && set.validators.has(r.validator_address.toLowerCase());
     const revealed = resultsByInference.get(row.id) ?? [];
     const { counted } = countedReveals(
       revealed.map((r) => ({
         validator: r.validator_address.toLowerCase(),
         revealSeq: BigInt(r.reveal_seq),
-        opens: valid.get(r.result_id) ?? false,
+        opens: isValid(r),
         ...(r.commitment_seq !== null ? { commitmentSeq: BigInt(r.commitment_seq) } : {}),
       })),
     );
@@ -355,14 +376,12 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
     const attested: AttestedResult[] = rs.map((r) => ({
       validator: r.validator_address.toLowerCase(),
       resultHash: r.result_hash.toLowerCase(),
-      valid: valid.get(r.result_id) ?? false,
+      valid: isValid(r),
     }));
-    const readiness = attributionReadiness(attested, ctx.quorum);
+    const readiness = attributionReadiness(attested, set.quorum);
     if (readiness.ready) {
       // Identical hashes = identical signed bytes (each hash was checked against its canonical JSON).
-      const agreeing = rs.filter(
-        (r) => r.result_hash.toLowerCase() === readiness.resultHash && valid.get(r.result_id),
-      );
+      const agreeing = rs.filter((r) => r.result_hash.toLowerCase() === readiness.resultHash && isValid(r));
       let weights: ContributorWeight[];
       try {
         weights = signedResultWeights(agreeing[0]!.canonical_json, row.id);
@@ -391,7 +410,7 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
         continue;
       }
       const dissenting = rs
-        .filter((r) => r.result_hash.toLowerCase() !== readiness.resultHash && valid.get(r.result_id))
+        .filter((r) => r.result_hash.toLowerCase() !== readiness.resultHash && isValid(r))
         .map((r) => ({
           validator: r.validator_address.toLowerCase(),
           resultHash: r.result_hash.toLowerCase(),
