@@ -4,10 +4,11 @@
 // figures; exits 1 on any mismatch, 2 when the platform is not running.
 // `--json`: the steps go to stderr and stdout gets one JSON object, the run's summary:
 // {"checks": {"passed", "failed"}, "validators": [{"address", "pid"}], "quorum": {"numerator",
-// "denominator", "need"}, "contributorEarningsWei": {"span", "influence"}, "fineTune": {"model",
-// "steps", "trainedTokens", "seconds", "feeWei"}} (wei as decimal strings: what this run's journals
-// credit contributors for adapters' answers, span attribution, and for the small model's, influence
-// attribution; the ModelFactory job of the language-model loop).
+// "denominator", "need"}, "contributorEarningsWei": {"span", "influence", "loraInfluence"}, "fineTune":
+// {"model", "steps", "trainedTokens", "seconds", "feeWei"}} (wei as decimal strings: what this run's
+// journals credit contributors for adapters' answers, span attribution; for the small model's, influence
+// attribution; for the fine-tuned adapter's answer that quotes no span, LoRA influence; the ModelFactory
+// job of the language-model loop).
 import { defaultAddressesPath, loadAddresses } from "@openledger/chain";
 import { loadConfig, SERVICE_ENVS } from "@openledger/config";
 import { PlatformNotRunningError, runStory, type StoryPlatform, type StoryResult } from "./lib/story.ts";
@@ -32,6 +33,7 @@ function summary(result: StoryResult | null, error?: string): Record<string, unk
     contributorEarningsWei: {
       span: (result?.contributorEarningsWei.span ?? 0n).toString(),
       influence: (result?.contributorEarningsWei.influence ?? 0n).toString(),
+      loraInfluence: (result?.contributorEarningsWei.loraInfluence ?? 0n).toString(),
     },
     ...(result?.fineTune
       ? {

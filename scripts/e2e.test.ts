@@ -185,6 +185,15 @@ test("the OpenLedger story runs across the real services and adds up to the wei"
     "contributors earned from the adapter's answers (span path)",
   );
   assert.ok(result.contributorEarningsWei.influence > 0n, "and from the small model's (influence)");
+  // An answer of the fine-tuned adapter that quotes no datanet span pays its contributors through LoRA
+  // influence (the rows' gradients); those earnings are in the claims below, equal to the ledger.
+  const noSpan = result.inferences.filter((i) => i.path === "loraInfluence");
+  assert.equal(noSpan.length, 1, "one adapter answer with no verbatim span");
+  assert.ok(
+    noSpan[0]!.entries.some((e) => e.account.startsWith("contributor:") && e.amountWei > 0n),
+    "its contributors were paid",
+  );
+  assert.ok(result.contributorEarningsWei.loraInfluence > 0n, "through LoRA influence");
   for (const e of result.contributorEarnings) {
     assert.ok(e.amountWei > 0n, `${e.address} earned > 0`);
     // A fresh chain: each claim is the contributor's whole ledger (answers + the training fee).

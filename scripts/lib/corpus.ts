@@ -101,6 +101,15 @@ export const PASSAGE_BYTES = 63;
 /** Bytes of a passage the consumer sends as the prompt; the model continues with the rest. */
 export const PASSAGE_PROMPT_BYTES = 16;
 
+/**
+ * A consumer question none of the passages contains, answered by the fine-tuned adapter in
+ * INFLUENCE_ANSWER_TOKENS tokens: fewer than the shortest span validators keep
+ * (ATTRIBUTION_MIN_SPAN_TOKENS, 16 by default), so no verbatim span can pay for the answer and its
+ * contributors are paid through LoRA influence alone (issue #19).
+ */
+export const INFLUENCE_QUESTION = "Fellow citizens, what of the public credit?";
+export const INFLUENCE_ANSWER_TOKENS = 12;
+
 export interface Passage {
   /** Address year and speaker, for the demo's log. */
   source: string;

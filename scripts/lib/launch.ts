@@ -92,6 +92,8 @@ export async function launchPlatform(extraEnv: Record<string, string> = {}): Pro
     FACTORY_PORT: String(ports.factory),
     ATTRIBUTION_BLOB_DIR: path.join(dir, "blobs"),
     GATEWAY_DATA_DIR: path.join(dir, "gateway"),
+    // Validators read factory-trained adapters from the gateway's content-addressed store (LoRA influence).
+    ATTRIBUTION_ADAPTER_DIR: path.join(dir, "gateway"),
     GATEWAY_THREADS: "1",
     GATEWAY_SLOTS: "4",
     GATEWAY_BALANCE_CACHE_MS: "0",

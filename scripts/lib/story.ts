@@ -40,6 +40,8 @@ import {
   ALICE_ROWS,
   BOB_ROWS,
   fineTuneSeed,
+  INFLUENCE_ANSWER_TOKENS,
+  INFLUENCE_QUESTION,
   LM_FINE_TUNE_HYPERPARAMETERS,
   nearDuplicate,
   PASSAGE_BYTES,
@@ -104,8 +106,11 @@ export interface Check {
 export interface InferenceFigures {
   id: string;
   model: string;
-  /** How validators attribute it: span matching (adapters) or influence (the small model). */
-  path: "span" | "influence";
+  /**
+   * How validators attribute it: span matching (adapters), influence (the small model), or LoRA
+   * influence (the fine-tuned adapter's answer that quotes no datanet span: gradient influence only).
+   */
+  path: "span" | "influence" | "loraInfluence";
   inputTokens: number;
   outputTokens: number;
   feeWei: bigint;
@@ -124,8 +129,12 @@ export interface StoryResult {
   datanetId: string | null;
   /** What this run's journals credit each contributor (by attribution weight), wei. */
   contributorEarnings: { address: string; amountWei: bigint }[];
-  /** The same, summed by attribution path: adapters' answers (span) and the small model's (influence). */
-  contributorEarningsWei: { span: bigint; influence: bigint };
+  /**
+   * The same, summed by attribution path: adapters' answers (span; a fine-tuned adapter's answers that
+   * quote the datanet also carry LoRA influence over their unquoted tokens), the small model's
+   * (influence), and the fine-tuned adapter's answer that quotes no span (loraInfluence: gradient only).
+   */
+  contributorEarningsWei: { span: bigint; influence: bigint; loraInfluence: bigint };
   /** The ModelFactory job of the language-model part: its adapter, steps, trained tokens, time, fee. */
   fineTune: {
     jobId: string;
@@ -286,7 +295,7 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
     totalFeesWei: 0n,
     datanetId: null,
     contributorEarnings: [],
-    contributorEarningsWei: { span: 0n, influence: 0n },
+    contributorEarningsWei: { span: 0n, influence: 0n, loraInfluence: 0n },
     fineTune: null,
     validators: [],
     quorum: null,
@@ -1088,6 +1097,8 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
   };
   const lmLoop = options.languageModel === false ? null : await languageModelLoop();
   const lmAnswers = new Map<string, { who: string; prompt: string; text: string }>();
+  /** The fine-tuned adapter's answer that quotes no datanet span (paid through LoRA influence only). */
+  let influenceAnswer: { id: string; prompt: string; text: string } | undefined;
 
   // 8. A consumer deposits into escrow and calls the adapter.
   step(8, "A consumer deposits OPEN into InferenceEscrow and calls the adapter and the small model");
@@ -1149,6 +1160,22 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
       `  inference ${r.id} (${ftModel}, /v1/completions): ${JSON.stringify(prompt)} → ${JSON.stringify(r.text)}${
         r.text === q.passage.text.slice(PASSAGE_PROMPT_BYTES) ? ` (${q.who}'s passage, word for word)` : ""
       }`,
+    );
+  }
+
+  // A consumer question the datanet does not contain, answered in fewer tokens than the shortest span
+  // validators keep (ATTRIBUTION_MIN_SPAN_TOKENS, 16 by default): no verbatim span can pay for it, so its
+  // contributors are paid through LoRA influence (the rows' gradients against the answer's).
+  if (lmLoop) {
+    const prompt = INFLUENCE_QUESTION;
+    const r = await callModel(consumerKey, lmLoop.fineTuned.model, "loraInfluence", "completions", {
+      prompt,
+      max_tokens: INFLUENCE_ANSWER_TOKENS,
+      temperature: 0,
+    });
+    influenceAnswer = { id: r.id, prompt, text: r.text };
+    log(
+      `  inference ${r.id} (${lmLoop.fineTuned.model}, /v1/completions): ${JSON.stringify(prompt)} → ${JSON.stringify(r.text)} (${r.outputTokens} tokens: shorter than any span validators keep)`,
     );
   }
 
@@ -1220,6 +1247,33 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
       `the fine-tuned adapter's answer from ${answer.who}'s passage is attributed to ${answer.who}`,
       weights.some((w) => who(w.address) === answer.who && w.ppm > 0),
       JSON.stringify(weights),
+    );
+  }
+
+  // The answer no span pays: its trace lists the training rows whose gradients explain its tokens.
+  if (influenceAnswer) {
+    const { json: trace } = await expectStatus(
+      "GET",
+      `${platform.attributionUrl}/v1/inferences/${influenceAnswer.id}/trace`,
+      200,
+    );
+    const lora = trace.loraInfluence as Json | null;
+    const helpful = ((lora?.topHelpful ?? []) as Json[]).slice(0, 3);
+    log(
+      `  ${influenceAnswer.id} (${lmLoop?.fineTuned.model}): ${JSON.stringify(influenceAnswer.prompt)} + ${JSON.stringify(influenceAnswer.text)}: ${((trace.spans ?? []) as Json[]).length} spans; LoRA influence over ${String(lora?.uncoveredTokens)} tokens`,
+    );
+    for (const h of helpful)
+      log(
+        `    row ${String(h.rowId)} (${who(String(h.contributorAddress))}) influence ${String(h.influence)}: ${JSON.stringify(String(h.text).slice(0, 60))}`,
+      );
+    const weights = attributions.get(influenceAnswer.id)?.weights ?? [];
+    check(
+      "the fine-tuned adapter's answer that quotes no span is attributed through LoRA influence",
+      ((trace.spans ?? []) as Json[]).length === 0 &&
+        helpful.length > 0 &&
+        weights.length > 0 &&
+        weights.reduce((t, w) => t + w.ppm, 0) === 1_000_000,
+      JSON.stringify({ spans: (trace.spans as Json[]).length, weights }),
     );
   }
 
@@ -1340,7 +1394,7 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
   log(
     `  contributors earned: ${
       result.contributorEarnings.map((e) => `${who(e.address)} ${e.amountWei} wei`).join(", ") || "nothing"
-    } (span path ${result.contributorEarningsWei.span} wei, influence path ${result.contributorEarningsWei.influence} wei)`,
+    } (span path ${result.contributorEarningsWei.span} wei, influence path ${result.contributorEarningsWei.influence} wei, LoRA influence path ${result.contributorEarningsWei.loraInfluence} wei)`,
   );
   check(
     "contributors earned from the small model's inferences (positive influence)",
@@ -1363,6 +1417,17 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
           ),
       ) && result.contributorEarningsWei.span > 0n,
       `span path ${result.contributorEarningsWei.span} wei`,
+    );
+
+  if (influenceAnswer)
+    check(
+      "contributors earned from the fine-tuned adapter's answer with no span (LoRA influence)",
+      (result.inferences
+        .find((i) => i.id === influenceAnswer!.id)
+        ?.entries.some((e) => e.account.startsWith("contributor:") && e.amountWei > 0n) ??
+        false) &&
+        result.contributorEarningsWei.loraInfluence > 0n,
+      `LoRA influence path ${result.contributorEarningsWei.loraInfluence} wei`,
     );
 
   if (options.beforeEpoch) await options.beforeEpoch(ctx);

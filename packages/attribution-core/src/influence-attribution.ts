@@ -61,7 +61,12 @@ export interface AttributeInfluenceOptions {
   estimator?: InfluenceEstimator;
 }
 
-function top(q: bigint[], rows: readonly TrainingRowRef[], k: number, positive: boolean): InfluentialRow[] {
+function top(
+  q: readonly bigint[],
+  rows: readonly TrainingRowRef[],
+  k: number,
+  positive: boolean,
+): InfluentialRow[] {
   const order = q
     .map((_v, i) => i)
     .filter((i) => (positive ? q[i]! > 0n : q[i]! < 0n))
@@ -98,6 +103,35 @@ export function attributeInfluence(
       ? looInfluenceScores(inf, testRow, label)
       : influenceScores(inf, testRow, label);
   const q = quantize(scores);
+  return {
+    method: "influence",
+    estimator,
+    label,
+    probabilities: Array.from(p),
+    ...attributeQuantized(q, rows, options.topK ?? 10),
+  };
+}
+
+/** The part of an influence attribution that only depends on the rows' quantized scores. */
+export interface QuantizedAttribution {
+  topHelpful: InfluentialRow[];
+  topHarmful: InfluentialRow[];
+  weights: ContributorWeight[];
+  totalPositive: string;
+  unattributed?: "no-positive-influence";
+}
+
+/**
+ * Rows with positive quantized influence earn in proportion to it, aggregated per contributor
+ * (integer sums: independent of order) and normalized to ppm; the top rows each side as evidence.
+ * Shared by the classifier path and LoRA influence (`attributeLoraInfluence`).
+ */
+export function attributeQuantized(
+  q: readonly bigint[],
+  rows: readonly TrainingRowRef[],
+  topK: number,
+): QuantizedAttribution {
+  if (q.length !== rows.length) throw new RangeError("one score per row");
   const perContributor = new Map<string, bigint>();
   let total = 0n;
   q.forEach((v, i) => {
@@ -107,17 +141,12 @@ export function attributeInfluence(
       total += v;
     }
   });
-  const k = options.topK ?? 10;
   const weights = normalizeToPpm(
     [...perContributor].map(([contributorId, score]) => ({ contributorId, score })),
   );
   return {
-    method: "influence",
-    estimator,
-    label,
-    probabilities: Array.from(p),
-    topHelpful: top(q, rows, k, true),
-    topHarmful: top(q, rows, k, false),
+    topHelpful: top(q, rows, topK, true),
+    topHarmful: top(q, rows, topK, false),
     weights,
     totalPositive: total.toString(),
     ...(weights.length === 0 ? { unattributed: "no-positive-influence" as const } : {}),

@@ -3,6 +3,9 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { choleskyInPlace, choleskySolve, quantize } from "./logistic.ts";
 import {
+  attributeLoraInfluence,
+  decodeLoraGradients,
+  encodeLoraGradients,
   type LoraGradients,
   loraInfluenceScores,
   loraSelfInfluence,
@@ -97,4 +100,37 @@ test("LoRA influence: deterministic, linear in the answer gradient, rows with th
     () => prepareLoraInfluence({ rows: 2, blocks: [3], values: new Float32Array(5) }),
     RangeError,
   );
+});
+
+test("LoRA gradient artifact: encodes and decodes exactly; attribution pays positive rows' contributors, ppm summing to 1e6", () => {
+  const grads = randomGrads(7, [6, 4], 11);
+  const rows = Array.from({ length: 7 }, (_, i) => ({
+    rowId: String(i + 1),
+    contributionId: `c${i}`,
+    contributorId: `0x${(i % 3).toString().padStart(40, "0")}`,
+  }));
+  const bytes = Buffer.concat(encodeLoraGradients({ grads, rows, meta: { model: "m" } }));
+  const back = decodeLoraGradients(new Uint8Array(bytes));
+  assert.deepEqual(back.rows, rows);
+  assert.deepEqual(back.meta, { model: "m" });
+  assert.deepEqual(back.grads.blocks, grads.blocks);
+  assert.deepEqual(Array.from(back.grads.values), Array.from(grads.values));
+  const corrupt = new Uint8Array(bytes);
+  corrupt[corrupt.length - 1]! ^= 1;
+  assert.throws(() => decodeLoraGradients(corrupt), /checksum/);
+
+  const m = prepareLoraInfluence(back.grads);
+  // The answer's gradient = row 2's: row 2 helps it most.
+  const t = Float64Array.from(grads.values.subarray(2 * 10, 3 * 10));
+  const a = attributeLoraInfluence(m, rows, t, { dampingRatio: 0.01 });
+  assert.equal(a.topHelpful[0]!.rowId, "3");
+  assert.equal(
+    a.weights.reduce((s, w) => s + w.ppm, 0),
+    1_000_000,
+  );
+  assert.ok(a.weights.some((w) => w.contributorId === rows[2]!.contributorId && w.ppm > 0));
+  assert.deepEqual(attributeLoraInfluence(m, rows, t, { dampingRatio: 0.01 }), a);
+  const none = attributeLoraInfluence(m, rows, new Float64Array(10), { dampingRatio: 0.01 });
+  assert.deepEqual(none.weights, []);
+  assert.equal(none.unattributed, "no-positive-influence");
 });

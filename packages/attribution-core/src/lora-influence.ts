@@ -24,7 +24,22 @@
  * gradient comes from the ONNX training graph (float32); see ARCHITECTURE.md for what that
  * means across machines.
  */
-import { choleskyInPlace, choleskySolve } from "./logistic.ts";
+import {
+  asJson,
+  asUint32,
+  bytesOf,
+  decodeFlat,
+  encodeFlat,
+  FlatFormatError,
+  jsonBytes,
+  SectionKind,
+} from "./flat-binary.ts";
+import {
+  attributeQuantized,
+  type QuantizedAttribution,
+  type TrainingRowRef,
+} from "./influence-attribution.ts";
+import { choleskyInPlace, choleskySolve, quantize } from "./logistic.ts";
 
 export interface LoraGradients {
   /** Training rows (examples). */
@@ -70,7 +85,7 @@ export function prepareLoraInfluence(
   const dim = blocks.reduce((s, b) => s + b, 0);
   if (values.length !== n * dim) throw new RangeError("gradient values do not match rows × sum(blocks)");
   if (n < 1) throw new RangeError("need at least one training row");
-  const ratio = options.dampingRatio ?? 0.01;
+  const ratio = options.dampingRatio ?? LORA_DAMPING_RATIO;
   if (!(ratio > 0)) throw new RangeError("dampingRatio must be > 0");
   const offsets = blockOffsets(blocks);
   const lambdas: number[] = [];
@@ -145,4 +160,93 @@ export function loraSelfInfluence(m: LoraInfluenceModel): Float64Array {
     }
   });
   return out;
+}
+
+/** Default damping of the paid estimator (bench/RESULTS.md, LoRA influence). */
+export const LORA_DAMPING_RATIO = 0.01;
+
+/**
+ * The stored per-example gradients of one adapter's training rows: what a validator rebuilds
+ * from public inputs (the rows in Postgres, the base model and adapter named by the lineage) and
+ * checks against the recorded hash. Rows keep their identity (row, contribution, contributor) in
+ * gradient order.
+ */
+export interface LoraGradientArtifact {
+  grads: LoraGradients;
+  rows: TrainingRowRef[];
+  /** Lineage and build settings (JSON: model, adapter/base hashes, versions, seq, tokenizer). */
+  meta: Record<string, unknown>;
+}
+
+const LORA_MAGIC = "OLLORAGR";
+const LORA_FORMAT = 1;
+const S_META = 1;
+const S_ROWS = 2;
+const S_VALUES = 3;
+
+/**
+ * Flat binary (one read, CRC-32): meta + blocks (JSON), rows (JSON), gradients as float32 bits
+ * (a Uint32 section: the stored values are float32, widened to float64 only in the math).
+ */
+export function encodeLoraGradients(a: LoraGradientArtifact): Uint8Array[] {
+  const { grads } = a;
+  const dim = grads.blocks.reduce((s, b) => s + b, 0);
+  if (grads.values.length !== grads.rows * dim || a.rows.length !== grads.rows) {
+    throw new RangeError("gradient artifact: rows, blocks and values disagree");
+  }
+  const bits = new Uint32Array(grads.values.buffer, grads.values.byteOffset, grads.values.length);
+  return encodeFlat(
+    LORA_MAGIC,
+    LORA_FORMAT,
+    [grads.rows, grads.blocks.length],
+    [
+      { id: S_META, kind: SectionKind.Json, bytes: jsonBytes({ blocks: grads.blocks, meta: a.meta }) },
+      {
+        id: S_ROWS,
+        kind: SectionKind.Json,
+        bytes: jsonBytes(a.rows.map((r) => [r.rowId, r.contributionId, r.contributorId])),
+      },
+      { id: S_VALUES, kind: SectionKind.Uint32, bytes: bytesOf(bits) },
+    ],
+  );
+}
+
+export function decodeLoraGradients(data: Uint8Array): LoraGradientArtifact {
+  const f = decodeFlat(data, LORA_MAGIC, [LORA_FORMAT]);
+  const { blocks, meta } = asJson<{ blocks: number[]; meta: Record<string, unknown> }>(f.need(S_META));
+  const rows = asJson<[string, string, string][]>(f.need(S_ROWS)).map(
+    ([rowId, contributionId, contributorId]) => ({ rowId, contributionId, contributorId }),
+  );
+  const bits = asUint32(f.need(S_VALUES));
+  const values = new Float32Array(bits.buffer, bits.byteOffset, bits.length);
+  const n = f.words[0]!;
+  const dim = blocks.reduce((s, b) => s + b, 0);
+  if (rows.length !== n || values.length !== n * dim)
+    throw new FlatFormatError("gradient artifact sizes disagree");
+  return { grads: { rows: n, blocks, values }, rows, meta };
+}
+
+export interface LoraInfluenceAttribution extends QuantizedAttribution {
+  estimator: "damped-fisher";
+  dampingRatio: number;
+}
+
+/**
+ * Attribute one answer: τ_i of every training row on the answer's loss (over the tokens the
+ * caller weighted: the ones no kept span covers), quantized (1e-12 units) before anything is
+ * summed; rows with positive influence earn, aggregated per contributor to ppm.
+ */
+export function attributeLoraInfluence(
+  m: LoraInfluenceModel,
+  rows: readonly TrainingRowRef[],
+  answerGrad: ArrayLike<number>,
+  options: { topK?: number; dampingRatio: number },
+): LoraInfluenceAttribution {
+  if (rows.length !== m.grads.rows) throw new RangeError("rows must match the gradients");
+  const q = quantize(loraInfluenceScores(m, answerGrad));
+  return {
+    estimator: "damped-fisher",
+    dampingRatio: options.dampingRatio,
+    ...attributeQuantized(q, rows, options.topK ?? 10),
+  };
 }

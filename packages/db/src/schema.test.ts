@@ -722,6 +722,22 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
         },
       }),
   );
+  await roundTrip(
+    "AdapterInfluence",
+    () =>
+      db.adapterInfluence.create({
+        data: {
+          modelId: model.id,
+          blobHash: HASH64,
+          adapterHash: HASH64,
+          baseModelHash: HASH64,
+          trainingConfigHash: HASH64,
+          rowCount: 32,
+          stats: { seq: 128, dim: 3584, bytes: 458_752 },
+        },
+      }),
+    (a) => db.adapterInfluence.findUnique({ where: { modelId: a.modelId } }),
+  );
 
   for (const name of Object.values(Prisma.ModelName)) {
     assert.ok(covered.has(name), `model ${name} has no round-trip check`);

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type LlamaConfig, LORA_MODULES, type LoraModule, moduleDims } from "./config.ts";
@@ -147,6 +148,24 @@ export function parsePeftAdapter(
     }
   }
   return { rank: maxRank, targetModules: targets, modules };
+}
+
+/**
+ * Content hash of a PEFT adapter: sha256( sha256(adapter_config.json) || sha256(adapter_model.safetensors) ),
+ * hex. Both files matter (the config carries alpha and the target modules), and hashing the
+ * two digests keeps the definition independent of any archive format. The gateway stores adapters
+ * under it; validators check the files they attribute with against it.
+ */
+export function adapterContentHash(configBytes: Uint8Array, weightBytes: Uint8Array): string {
+  return contentHashOfDigests(sha256(configBytes), sha256(weightBytes));
+}
+
+export function sha256(bytes: Uint8Array): Buffer {
+  return createHash("sha256").update(bytes).digest();
+}
+
+export function contentHashOfDigests(configDigest: Uint8Array, weightsDigest: Uint8Array): string {
+  return createHash("sha256").update(configDigest).update(weightsDigest).digest("hex");
 }
 
 /** Reads `dir/adapter_config.json` + `dir/adapter_model.safetensors`. */

@@ -1,5 +1,7 @@
 export {
   adapterBytes,
+  adapterContentHash,
+  contentHashOfDigests,
   DEFAULT_TARGET_MODULES,
   generateRandomAdapter,
   generateRandomPeft,
@@ -11,6 +13,7 @@ export {
   type PeftFiles,
   parsePeftAdapter,
   type RandomAdapterOptions,
+  sha256,
   writePeftAdapter,
 } from "./adapter.ts";
 export { AdapterLoadPool, type AdapterLoadPoolOptions } from "./adapter-pool.ts";
@@ -47,6 +50,13 @@ export {
   trainerAdapter,
 } from "./grad-check.ts";
 export { buildLlamaGraph } from "./graph.ts";
+export {
+  answerLoraGradient,
+  type ExampleGradientOptions,
+  exampleLoraGradients,
+  loraGradientBlocks,
+  loraSpecOf,
+} from "./lora-gradients.ts";
 export { AdapterMerger } from "./merge.ts";
 export {
   type BaseModel,

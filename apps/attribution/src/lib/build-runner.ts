@@ -15,11 +15,25 @@ export type BuildTask =
       classes: number;
       lambda: number;
       meta: Record<string, unknown>;
+    }
+  | {
+      kind: "lora-gradients";
+      /** Base model and adapter directories (the adapter already checked against its content hash). */
+      modelDir: string;
+      adapterDir: string;
+      seq: number;
+      rows: Array<{ rowId: string; contributionId: string; contributorId: string; text: string }>;
+      meta: Record<string, unknown>;
     };
 
 export type BuildResult =
   | { kind: "span"; chunks: Uint8Array[]; stats: Omit<IndexStats, "meta"> }
-  | { kind: "influence"; chunks: Uint8Array[]; onnx: Uint8Array; iterations: number };
+  | { kind: "influence"; chunks: Uint8Array[]; onnx: Uint8Array; iterations: number }
+  | {
+      kind: "lora-gradients";
+      chunks: Uint8Array[];
+      stats: { rows: number; seq: number; blocks: number; dim: number; tokens: number };
+    };
 
 export type BuildThreadMessage =
   | { type: "progress"; phase: string; percent: number }

@@ -9,12 +9,14 @@ import {
   buildSpanIndex,
   type CorpusRow,
   encodeInfluenceModel,
+  encodeLoraGradients,
   encodeSpanIndex,
   exportLogisticOnnx,
   indexStats,
   type LabelledRow,
   trainInfluenceModel,
 } from "@openledger/attribution-core";
+import { exampleLoraGradients, loadModel, loadPeftAdapter } from "@openledger/model-runtime";
 import type { BuildTask, BuildThreadMessage } from "./build-runner.ts";
 import { loadAttributionTokenizer } from "./tokenizer.ts";
 
@@ -59,6 +61,35 @@ async function run(task: BuildTask): Promise<void> {
     const { meta: _meta, ...stats } = indexStats(index);
     const chunks = encodeSpanIndex(index);
     post({ type: "done", result: { kind: "span", chunks, stats } }, chunks);
+    return;
+  }
+  if (task.kind === "lora-gradients") {
+    // Each row as the factory trains it (`documentTokens`: with the tokenizer's special tokens).
+    const { model, tokenizer } = await loadModel({ dir: task.modelDir });
+    const adapter = await loadPeftAdapter(model.config, task.adapterDir);
+    const docs = task.rows.map((r) => tokenizer.encode(r.text, { addSpecialTokens: true }));
+    const grads = await exampleLoraGradients(model, adapter, docs, {
+      seq: task.seq,
+      onProgress: (done, total) =>
+        post({ type: "progress", phase: "lora-gradients", percent: Math.floor((done / total) * 95) }),
+    });
+    const chunks = encodeLoraGradients({
+      grads: { rows: docs.length, blocks: grads.blocks, values: grads.values },
+      rows: task.rows.map((r) => ({
+        rowId: r.rowId,
+        contributionId: r.contributionId,
+        contributorId: r.contributorId,
+      })),
+      meta: task.meta,
+    });
+    const stats = {
+      rows: docs.length,
+      seq: task.seq,
+      blocks: grads.blocks.length,
+      dim: grads.blocks.reduce((s, b) => s + b, 0),
+      tokens: docs.reduce((s, d) => s + d.length, 0),
+    };
+    post({ type: "done", result: { kind: "lora-gradients", chunks, stats } }, chunks);
     return;
   }
   const rows: LabelledRow[] = task.rows;

@@ -2,16 +2,20 @@ import path from "node:path";
 import {
   decodeInfluenceModel,
   decodeSpanIndex,
+  type LoraGradientArtifact,
+  type LoraInfluenceModel,
   type SpanIndex,
   type TrainedInfluenceModel,
 } from "@openledger/attribution-core";
 import { type ChainConnection, type ChainConnector, REPO_ROOT } from "@openledger/chain";
 import type { AttributionConfig } from "@openledger/config";
+import type { BaseModel, TextTokenizer } from "@openledger/model-runtime";
 import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
 import { Registry } from "prom-client";
 import type { PrivateKeyAccount } from "viem/accounts";
 import { type BlobStore, FsBlobStore } from "./blob-store.ts";
+import { baseModelDirs } from "./lora.ts";
 import { type AttributionMetrics, attributionMetrics } from "./metrics.ts";
 import { type AttributionTokenizer, loadAttributionTokenizer } from "./tokenizer.ts";
 
@@ -53,7 +57,11 @@ export class AttributionContext {
   readonly store: BlobStore;
   readonly spanIndexes = new ArtifactCache<SpanIndex>(8);
   readonly influenceModels = new ArtifactCache<TrainedInfluenceModel>(8);
+  /** LoRA influence: prepared (Gram-factored) training-row gradients by blob hash; base models by directory. */
+  readonly loraModels = new ArtifactCache<{ artifact: LoraGradientArtifact; model: LoraInfluenceModel }>(4);
+  readonly baseModels = new ArtifactCache<{ model: BaseModel; tokenizer: TextTokenizer }>(2);
   #tokenizer: Promise<AttributionTokenizer> | undefined;
+  #baseModelDirs: Promise<Map<string, string>> | undefined;
 
   constructor(
     readonly config: AttributionConfig,
@@ -74,6 +82,26 @@ export class AttributionContext {
 
   influenceModel(hash: string): Promise<TrainedInfluenceModel> {
     return this.influenceModels.get(hash, async () => decodeInfluenceModel(await this.store.get(hash)));
+  }
+
+  loraInfluence(
+    hash: string,
+    load: () => Promise<{ artifact: LoraGradientArtifact; model: LoraInfluenceModel }>,
+  ): Promise<{ artifact: LoraGradientArtifact; model: LoraInfluenceModel }> {
+    return this.loraModels.get(hash, load);
+  }
+
+  baseModel(
+    dir: string,
+    load: () => Promise<{ model: BaseModel; tokenizer: TextTokenizer }>,
+  ): Promise<{ model: BaseModel; tokenizer: TextTokenizer }> {
+    return this.baseModels.get(dir, load);
+  }
+
+  /** ATTRIBUTION_MODEL_DIRS by the SHA-256 of their weights (how a lineage names its base model). */
+  baseModelDirs(): Promise<Map<string, string>> {
+    this.#baseModelDirs ??= baseModelDirs(this.config.ATTRIBUTION_MODEL_DIRS);
+    return this.#baseModelDirs;
   }
 
   chain(): Promise<ChainContext> {

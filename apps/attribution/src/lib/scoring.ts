@@ -1,14 +1,25 @@
-import { attributeSpans, attributeText, type SpanIndex } from "@openledger/attribution-core";
+import {
+  attributeLoraInfluence,
+  attributeSpans,
+  attributeText,
+  combineAttributions,
+  LORA_DAMPING_RATIO,
+  type SpanIndex,
+  uncoveredTokenMask,
+} from "@openledger/attribution-core";
 import type { AttributionMethod, Db } from "@openledger/db";
 import { canonicalJson } from "./canonical.ts";
 import type { AttributionContext } from "./context.ts";
 import { ensureLocalArtifact } from "./indexing.ts";
+import { answerGradient, ensureLoraGradients, loadLora, loraLineage } from "./lora.ts";
 
 /**
  * Version of the canonical result layout; bump when its fields change.
  * 2: influence results carry `estimator` ("newton-loo": leave-one-out influence by one Newton step).
+ * 3: span results carry `spanWeights` and `loraInfluence` (null, or the gradient path of a factory-trained
+ *    adapter's answer); `weights` is then the two paths combined by answer token (combine.ts).
  */
-export const RESULT_FORMAT_VERSION = 2;
+export const RESULT_FORMAT_VERSION = 3;
 
 export class ScoringError extends Error {
   constructor(
@@ -169,6 +180,15 @@ export async function computeAttribution(
   const tokens = tokenizer.encode(inference.output);
   const params = spanParams(ctx);
   const att = attributeSpans(shards, tokens, params);
+  const lora = await loraInfluenceOf(db, ctx, inference, versionIds, Array.from(tokens), att.spans);
+  const combined = lora?.weights
+    ? combineAttributions({
+        coveredTokens: lora.coveredTokens,
+        totalTokens: tokens.length,
+        span: att.weights,
+        influence: lora.weights,
+      }).weights
+    : att.weights;
   const result = {
     ...base,
     method: "span",
@@ -178,8 +198,75 @@ export async function computeAttribution(
     spans: att.spans,
     rows: att.rows,
     totalScore: att.totalScore,
-    unattributed: att.weights.length === 0 ? "no-matching-span" : null,
-    weights: att.weights,
+    unattributed: combined.length === 0 ? "no-matching-span" : null,
+    spanWeights: att.weights,
+    loraInfluence: lora?.evidence ?? null,
+    weights: combined,
   };
-  return { method: "span", result, canonical: canonicalJson(result), weights: att.weights };
+  return { method: "span", result, canonical: canonicalJson(result), weights: combined };
+}
+
+/**
+ * The gradient path of an adapter answer (ARCHITECTURE.md, LoRA influence): for an adapter the factory
+ * trained (lineage recorded), the influence of each training row on the loss of the answer tokens no
+ * kept span covers. null when the adapter has no lineage; an object without `weights` (and with the
+ * reason) when the path cannot or did not attribute — validators then sign the span path alone.
+ */
+async function loraInfluenceOf(
+  db: Db,
+  ctx: AttributionContext,
+  inference: { prompt: string; output: string; model: { id: string; kind: string; contentHash: string } },
+  versionIds: readonly string[],
+  tokens: number[],
+  spans: readonly { start: number; end: number }[],
+): Promise<{
+  evidence: Record<string, unknown>;
+  weights?: Array<{ contributorId: string; ppm: number }>;
+  coveredTokens: number;
+} | null> {
+  const lineage = await loraLineage(db, inference.model, versionIds);
+  if (!lineage) return null;
+  const { mask, covered } = uncoveredTokenMask(tokens.length, spans);
+  const source = {
+    adapterHash: lineage.adapterHash,
+    baseModelHash: lineage.baseModelHash,
+    trainingConfigHash: lineage.trainingConfigHash,
+  };
+  const skip = (reason: string) => ({
+    evidence: {
+      source,
+      coveredTokens: covered,
+      uncoveredTokens: tokens.length - covered,
+      unattributed: reason,
+    },
+    coveredTokens: covered,
+  });
+  if (covered === tokens.length) return skip("all-tokens-covered");
+  const loaded = await loadLora(ctx, lineage);
+  if (!loaded) return skip("base-model-or-adapter-unavailable");
+  // The span path's token ids must be the model's (same tokenizer), or the mask would not line up.
+  const own = loaded.tokenizer.encode(inference.output, { addSpecialTokens: false });
+  if (own.length !== tokens.length || own.some((t, i) => t !== tokens[i])) return skip("tokenizer-mismatch");
+  const { blobHash, model, artifact } = await ensureLoraGradients(db, ctx, lineage, loaded);
+  const grad = await answerGradient(loaded, inference.prompt, tokens, mask);
+  const att = attributeLoraInfluence(model, artifact.rows, grad, {
+    topK: 10,
+    dampingRatio: LORA_DAMPING_RATIO,
+  });
+  return {
+    evidence: {
+      source: { ...source, gradientsBlobHash: blobHash, rows: artifact.grads.rows },
+      estimator: att.estimator,
+      dampingRatioPpm: Math.round(att.dampingRatio * 1_000_000),
+      coveredTokens: covered,
+      uncoveredTokens: tokens.length - covered,
+      topHelpful: att.topHelpful,
+      topHarmful: att.topHarmful,
+      totalPositive: att.totalPositive,
+      unattributed: att.unattributed ?? null,
+      weights: att.weights,
+    },
+    ...(att.weights.length > 0 ? { weights: att.weights } : {}),
+    coveredTokens: covered,
+  };
 }

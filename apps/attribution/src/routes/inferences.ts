@@ -22,6 +22,16 @@ interface TraceEvidence {
   probabilitiesPpm?: number[];
   topHelpful?: { rowId: string; contributorId: string; influence: string }[];
   topHarmful?: { rowId: string; contributorId: string; influence: string }[];
+  /** Adapter answers (format 3): the LoRA influence path over the tokens no span covers. */
+  loraInfluence?: {
+    coveredTokens: number;
+    uncoveredTokens: number;
+    estimator?: string;
+    unattributed?: string | null;
+    topHelpful?: { rowId: string; contributorId: string; influence: string }[];
+    topHarmful?: { rowId: string; contributorId: string; influence: string }[];
+    weights?: { contributorId: string; ppm: number }[];
+  } | null;
 }
 
 const TraceRow = z.object({
@@ -143,6 +153,24 @@ export const InferenceTraceRoute = {
           topHarmful: z.array(TraceRow.extend({ influence: z.string() })),
         })
         .nullable(),
+      loraInfluence: z
+        .object({
+          estimator: z
+            .string()
+            .nullable()
+            .describe('"damped-fisher": exact damped empirical-Fisher influence'),
+          coveredTokens: z.number().int().describe("Answer tokens inside kept spans (paid by the span path)"),
+          uncoveredTokens: z.number().int().describe("Answer tokens whose loss the gradient path explains"),
+          unattributed: z.string().nullable().describe("Why this path paid nothing, when it did not"),
+          weights: z.array(ContributorWeight).describe("This path's own contributor weights (ppm)"),
+          topHelpful: z.array(TraceRow.extend({ influence: z.string() })),
+          topHarmful: z.array(TraceRow.extend({ influence: z.string() })),
+        })
+        .nullable()
+        .describe(
+          "Answers of an adapter the factory trained: the training rows whose LoRA gradients explain the " +
+            "answer's tokens that no span covers (null for other models)",
+        ),
     }),
     400: ErrorBody,
     404: ErrorBody,
@@ -277,11 +305,19 @@ export const inferenceRoutes: FastifyPluginAsync<{ config: AttributionConfig }> 
       validators: signed.map((r) => r.validatorAddress),
       weights: chosen?.weights ?? [],
     };
-    if (!chosen) return { ...base, method: null, unattributed: null, spans: [], influence: null };
+    if (!chosen)
+      return { ...base, method: null, unattributed: null, spans: [], influence: null, loraInfluence: null };
     const ev = chosen.evidence as TraceEvidence;
     const rowIds = new Set<string>();
     for (const s of ev.spans ?? []) for (const r of s.rowIds) rowIds.add(r);
-    for (const r of [...(ev.topHelpful ?? []), ...(ev.topHarmful ?? [])]) rowIds.add(r.rowId);
+    const lora = ev.loraInfluence ?? null;
+    for (const r of [
+      ...(ev.topHelpful ?? []),
+      ...(ev.topHarmful ?? []),
+      ...(lora?.topHelpful ?? []),
+      ...(lora?.topHarmful ?? []),
+    ])
+      rowIds.add(r.rowId);
     const rows = await root.db.datanetRow.findMany({
       where: { id: { in: [...rowIds].map((r) => BigInt(r)) } },
       select: { id: true, contributorAddress: true, text: true, label: true },
@@ -312,6 +348,7 @@ export const inferenceRoutes: FastifyPluginAsync<{ config: AttributionConfig }> 
         method: "influence" as const,
         unattributed: ev.unattributed ?? null,
         spans: [],
+        loraInfluence: null,
         influence: {
           labelName: ev.labelName ?? "",
           classNames,
@@ -337,6 +374,23 @@ export const inferenceRoutes: FastifyPluginAsync<{ config: AttributionConfig }> 
       method: "span" as const,
       unattributed: ev.unattributed ?? null,
       influence: null,
+      loraInfluence: lora
+        ? {
+            estimator: lora.estimator ?? null,
+            coveredTokens: lora.coveredTokens,
+            uncoveredTokens: lora.uncoveredTokens,
+            unattributed: lora.unattributed ?? null,
+            weights: (lora.weights ?? []).map((w) => ({ contributorAddress: w.contributorId, ppm: w.ppm })),
+            topHelpful: (lora.topHelpful ?? []).map((r) => ({
+              ...row(r.rowId, r.contributorId),
+              influence: r.influence,
+            })),
+            topHarmful: (lora.topHarmful ?? []).map((r) => ({
+              ...row(r.rowId, r.contributorId),
+              influence: r.influence,
+            })),
+          }
+        : null,
       spans: (ev.spans ?? []).map((s) => {
         const listed = s.rowIds.map((id) => row(id));
         return {

@@ -240,6 +240,16 @@ export interface InferenceTrace {
     topHelpful: InfluenceRow[];
     topHarmful: InfluenceRow[];
   } | null;
+  /** Answers of a factory-trained adapter: the rows whose LoRA gradients explain the unquoted tokens. */
+  loraInfluence?: {
+    estimator: string | null;
+    coveredTokens: number;
+    uncoveredTokens: number;
+    unattributed: string | null;
+    weights: { contributorAddress: string; ppm: number }[];
+    topHelpful: InfluenceRow[];
+    topHarmful: InfluenceRow[];
+  } | null;
 }
 export interface AttributeResult {
   datanetVersionId: string;

@@ -1,26 +1,13 @@
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { access, link, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { adapterContentHash, contentHashOfDigests, sha256 } from "@openledger/model-runtime";
+
+// The definition lives in model-runtime (validators check stored adapters against it too).
+export { adapterContentHash, contentHashOfDigests, sha256 };
 
 export const ADAPTER_CONFIG_FILE = "adapter_config.json";
 export const ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
-
-/**
- * Content hash of a PEFT adapter: sha256( sha256(adapter_config.json) || sha256(adapter_model.safetensors) ),
- * hex. Both files matter (the config carries alpha and the target modules), and hashing the
- * two digests keeps the definition independent of any archive format.
- */
-export function adapterContentHash(configBytes: Uint8Array, weightBytes: Uint8Array): string {
-  return contentHashOfDigests(sha256(configBytes), sha256(weightBytes));
-}
-
-export function sha256(bytes: Uint8Array): Buffer {
-  return createHash("sha256").update(bytes).digest();
-}
-
-export function contentHashOfDigests(configDigest: Uint8Array, weightsDigest: Uint8Array): string {
-  return createHash("sha256").update(configDigest).update(weightsDigest).digest("hex");
-}
 
 /** Content-addressed adapter files on disk: `<root>/adapters/<hash>/{adapter_config.json, adapter_model.safetensors}`. */
 export class AdapterStore {

@@ -97,7 +97,13 @@ export function InferencePage() {
             </details>
             <h3>Answer</h3>
             <HighlightedText text={t.output} spans={t.spans} colours={colours} testId="trace-answer" />
-            {t.method === "span" && t.spans.length === 0 && (
+            {t.method === "span" && t.spans.length === 0 && (t.loraInfluence?.weights.length ?? 0) > 0 && (
+              <p className="muted" data-testid="no-spans">
+                No span of this answer occurs in the training data, so the contributors are credited through
+                the adapter's gradients instead (LoRA influence, below).
+              </p>
+            )}
+            {t.method === "span" && t.spans.length === 0 && (t.loraInfluence?.weights.length ?? 0) === 0 && (
               <p className="muted" data-testid="no-spans">
                 No span of this answer occurs in the training data (at the attribution's minimum span length),
                 so no contributor is credited for it{t.unattributed ? ` (${t.unattributed})` : ""}: by
@@ -123,6 +129,40 @@ export function InferencePage() {
               </>
             )}
           </Section>
+
+          {t.loraInfluence && (
+            <Section title="LoRA influence of the training rows" id="lora-influence">
+              <p>
+                The adapter was fine-tuned by the factory, so validators also measure how each training row's
+                gradient moves the loss of the {t.loraInfluence.uncoveredTokens} answer tokens no span covers
+                ({t.loraInfluence.coveredTokens} tokens are paid by their spans). Rows that lower that loss
+                earn
+                {t.loraInfluence.unattributed ? ` — here none did (${t.loraInfluence.unattributed})` : ""}.
+              </p>
+              {t.loraInfluence.topHelpful.length + t.loraInfluence.topHarmful.length === 0 ? (
+                <Empty>No influential row.</Empty>
+              ) : (
+                <Table
+                  caption="Rows with the largest LoRA influence"
+                  head={["Row", "Contributor", "Influence", "Text"]}
+                  testId="lora-influence-table"
+                >
+                  {[...t.loraInfluence.topHelpful, ...t.loraInfluence.topHarmful].map((r) => (
+                    <tr key={`${r.rowId}:${r.influence}`} data-row={r.rowId}>
+                      <td>{r.rowId}</td>
+                      <td>
+                        <Addr address={r.contributorAddress} colour={colours.get(r.contributorAddress)} />
+                      </td>
+                      <td className="num">
+                        <code>{r.influence}</code>
+                      </td>
+                      <td className="row-text small">{r.text ?? "—"}</td>
+                    </tr>
+                  ))}
+                </Table>
+              )}
+            </Section>
+          )}
 
           {t.influence && (
             <Section title="Influence of the training rows" id="influence">
