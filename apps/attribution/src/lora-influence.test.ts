@@ -55,6 +55,8 @@ describe("LoRA influence of a factory-trained adapter", () => {
       ATTRIBUTION_BLOB_DIR: path.join(dir, "blobs"),
       ATTRIBUTION_ADAPTER_DIR: path.join(dir, "gateway"),
       ATTRIBUTION_MODEL_DIRS: path.join(dir, "base"),
+      // The adapter here is of the tiny byte-level model: spans and gradients on its token ids.
+      ATTRIBUTION_TOKENIZER: "byte",
       ATTRIBUTION_MIN_SPAN_TOKENS: "12",
       ATTRIBUTION_VALIDATOR_SCAN_MS: "0",
       ATTRIBUTION_EPOCH_ATTEST_INTERVAL_MS: "0",
@@ -274,6 +276,20 @@ describe("LoRA influence of a factory-trained adapter", () => {
         data: { trainerOptions: job.trainerOptions as object },
       });
     }
+  });
+
+  test("a validator that cannot load the lineage's base model signs the span path alone, saying why", async () => {
+    const blind = new AttributionContext(
+      configWith({
+        ATTRIBUTION_BLOB_DIR: path.join(dir, "blobs-blind"),
+        ATTRIBUTION_MODEL_DIRS: path.join(dir, "none"),
+      }),
+      app.chain,
+    );
+    const r = await computeAttribution(db, blind, inferenceId);
+    const lora = (r.result as { loraInfluence: { unattributed: string } }).loraInfluence;
+    assert.equal(lora.unattributed, "base-model-or-adapter-unavailable");
+    assert.deepEqual(r.weights, []);
   });
 
   test("an adapter without lineage (uploaded) is attributed by spans only", async () => {

@@ -112,9 +112,10 @@ export const attributionEnv = baseEnv.extend({
   ATTRIBUTION_MIN_SPAN_TOKENS: z.coerce.number().int().min(1).max(4096).default(16),
   /** Span attribution: spans occurring more often than this in the corpus are not evidence. */
   ATTRIBUTION_MAX_SPAN_COUNT: z.coerce.number().int().min(1).max(1_000_000).default(100),
-  /** LoRA influence: base model directories this validator can load, comma-separated. An adapter's lineage
-   *  names its base model by the SHA-256 of model.safetensors; the directory with that hash is used (none:
-   *  the adapter's answers are attributed by spans only). The default is the platform's default base model. */
+  /** LoRA influence: base model directories this validator can load, comma-separated, beside the served
+   *  model's (ATTRIBUTION_TOKENIZER when it names a directory). An adapter's lineage names its base model by
+   *  the SHA-256 of model.safetensors; the directory with that hash is used (none: the adapter's answers are
+   *  attributed by spans only). Default: the generated tiny model's directory. */
   ATTRIBUTION_MODEL_DIRS: z.string().min(1).default(".data/models/tiny"),
   /** LoRA influence: root of the content-addressed adapter store (`<dir>/adapters/<content hash>/`), read-only:
    *  the gateway's GATEWAY_DATA_DIR on a shared disk. Files are checked against the registered content hash. */

@@ -98,9 +98,14 @@ export class AttributionContext {
     return this.baseModels.get(dir, load);
   }
 
-  /** ATTRIBUTION_MODEL_DIRS by the SHA-256 of their weights (how a lineage names its base model). */
+  /**
+   * ATTRIBUTION_MODEL_DIRS — and the served model's directory when ATTRIBUTION_TOKENIZER names one — by the
+   * SHA-256 of their weights (how a lineage names its base model).
+   */
   baseModelDirs(): Promise<Map<string, string>> {
-    this.#baseModelDirs ??= baseModelDirs(this.config.ATTRIBUTION_MODEL_DIRS);
+    const tokenizerDir =
+      this.config.ATTRIBUTION_TOKENIZER === "byte" ? [] : [this.config.ATTRIBUTION_TOKENIZER];
+    this.#baseModelDirs ??= baseModelDirs([this.config.ATTRIBUTION_MODEL_DIRS, ...tokenizerDir].join(","));
     return this.#baseModelDirs;
   }
 
