@@ -17,6 +17,7 @@ import type { PrivateKeyAccount } from "viem/accounts";
 import { type BlobStore, FsBlobStore } from "./blob-store.ts";
 import { baseModelDirs } from "./lora.ts";
 import { type AttributionMetrics, attributionMetrics } from "./metrics.ts";
+import type { ComputedAttribution } from "./scoring.ts";
 import { type AttributionTokenizer, loadAttributionTokenizer } from "./tokenizer.ts";
 
 /** The chain as this service sees it: the kit's connection (reads, and validator accounts). */
@@ -60,6 +61,12 @@ export class AttributionContext {
   /** LoRA influence: prepared (Gram-factored) training-row gradients by blob hash; base models by directory. */
   readonly loraModels = new ArtifactCache<{ artifact: LoraGradientArtifact; model: LoraInfluenceModel }>(4);
   readonly baseModels = new ArtifactCache<{ model: BaseModel; tokenizer: TextTokenizer }>(2);
+  /**
+   * Results this process committed to and has not revealed for all its validators yet, by inference: the
+   * validator scan tries their reveals on every pass, and recomputing each time would slow every pass (and
+   * so every other validator's wait). Deterministic results, so a cached one is the recomputed one.
+   */
+  readonly unrevealed = new Map<string, ComputedAttribution>();
   #tokenizer: Promise<AttributionTokenizer> | undefined;
   #baseModelDirs: Promise<Map<string, string>> | undefined;
 

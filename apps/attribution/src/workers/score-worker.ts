@@ -19,6 +19,8 @@ import {
 
 /** How often a job waiting to reveal looks at the other validators' commitments again (ms). */
 const REVEAL_POLL_MS = 50;
+/** Committed, unrevealed results kept in memory (per process). */
+const UNREVEALED_CACHE_MAX = 1_000;
 
 /**
  * `attribution.score`: compute the inference's attribution once, then for each validator
@@ -105,7 +107,7 @@ export function scoreOnce(
     if (eligible.length > 0) {
       let computed: Awaited<ReturnType<typeof computeAttribution>>;
       try {
-        computed = await computeAttribution(app.db, ctx, inferenceId);
+        computed = ctx.unrevealed.get(inferenceId) ?? (await computeAttribution(app.db, ctx, inferenceId));
       } catch (err) {
         if (err instanceof ScoringError && err.code === "NO_TRAINING_VERSIONS") {
           // Nothing to attribute, ever: settlement need not wait for a quorum that cannot come.
@@ -145,6 +147,13 @@ export function scoreOnce(
         unrevealed = still;
         if (unrevealed.length === 0 || performance.now() >= until || job.signal.aborted) break;
         await sleep(REVEAL_POLL_MS);
+      }
+      if (unrevealed.length === 0) ctx.unrevealed.delete(inferenceId);
+      else {
+        ctx.unrevealed.set(inferenceId, computed);
+        // Bounded: the oldest entries go first (recomputed if their reveal is tried again).
+        while (ctx.unrevealed.size > UNREVEALED_CACHE_MAX)
+          ctx.unrevealed.delete(ctx.unrevealed.keys().next().value as string);
       }
     }
     // A quorum may exist now (this process's validators, or with another process's results).
