@@ -4,16 +4,25 @@
 import { readFile } from "node:fs/promises";
 import { HARDHAT_DEV_ACCOUNTS } from "@openledger/chain/dev";
 import { Command, CommanderError } from "commander";
-import type { Hex } from "viem";
-import { type Address, getAddress, isAddress, parseUnits } from "viem";
-import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
-import { subjectOf, ZERO_SUBJECT } from "../chain.ts";
+import type { Address, Hex } from "viem";
 import type { Datanet } from "../datanets.ts";
 import { OpenLedgerError } from "../errors.ts";
 import type { FineTuneJob } from "../factory.ts";
-import { type CliContext, createContext, type GlobalOptions, promptSecret } from "./context.ts";
-import { keystoreAddress, writeKeystore } from "./keystore.ts";
-import { EXIT, exitCodeOf, Output, open } from "./output.ts";
+import type { CliContext, GlobalOptions } from "./context.ts";
+import { EXIT, exitCodeOf, Output } from "./output.ts";
+
+/*
+ * What the commands need beyond commander (viem, the chain package's ABIs, the SDK's clients) is
+ * loaded by a preAction hook when a command runs, not at start-up: `openledger --help` and a mistyped
+ * command do not pay for it (see the start-up figures in packages/sdk/README.md).
+ */
+let L: typeof import("./lib.ts");
+const loadLib = async () => {
+  L ??= await import("./lib.ts");
+};
+/** OPEN with up to 6 decimals (exact wei in --json); only called by commands, after loadLib. */
+const open = (wei: bigint | string) => L.open(wei);
+const subjectOf = (id: bigint) => L.subjectOf(id);
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -25,12 +34,12 @@ export function parseAmount(text: string): bigint {
     if (m[1]!.includes(".")) throw new OpenLedgerError("USAGE", `wei are whole: ${text}`);
     return BigInt(m[1]!);
   }
-  return parseUnits(m[1]!, 18);
+  return L.parseUnits(m[1]!, 18);
 }
 
 function parseAddress(text: string): Address {
-  if (!isAddress(text)) throw new OpenLedgerError("USAGE", `not an address: ${text}`);
-  return getAddress(text);
+  if (!L.isAddress(text)) throw new OpenLedgerError("USAGE", `not an address: ${text}`);
+  return L.getAddress(text);
 }
 
 async function resolveDatanet(ctx: CliContext, idOrSlug: string): Promise<Datanet> {
@@ -67,10 +76,11 @@ export function buildProgram(out: { current: Output }): Command {
     .option("--dev-account <index>", "use Hardhat dev account N (0-19) on a local dev chain")
     .option("--timeout <seconds>", "longest wait of a step")
     .showHelpAfterError()
-    .exitOverride();
+    .exitOverride()
+    .hook("preAction", loadLib);
 
   const globals = () => program.opts<GlobalOptions>();
-  const ctx = () => createContext(globals());
+  const ctx = () => L.createContext(globals());
   const o = () => out.current;
   const wait = (c: CliContext, ms: number) => ({ timeoutMs: c.timeoutMs ?? ms });
 
@@ -131,8 +141,8 @@ export function buildProgram(out: { current: Output }): Command {
     .action(async (opts: { out: string; light?: boolean }) => {
       const password =
         process.env.OPENLEDGER_KEYSTORE_PASSWORD ??
-        (await promptSecret("New keystore password", "KEY_PASSWORD_REQUIRED"));
-      const address = await writeKeystore(opts.out, generatePrivateKey(), password, {
+        (await L.promptSecret("New keystore password", "KEY_PASSWORD_REQUIRED"));
+      const address = await L.writeKeystore(opts.out, L.generatePrivateKey(), password, {
         light: opts.light ?? false,
       });
       o().result({ address, keystore: opts.out }, () => o().line(`${address} (key in ${opts.out})`));
@@ -144,14 +154,14 @@ export function buildProgram(out: { current: Output }): Command {
     .option("--light", "faster, weaker scrypt (N=2^12)")
     .action(async (opts: { out: string; light?: boolean }) => {
       const raw =
-        process.env.OPENLEDGER_PRIVATE_KEY ?? (await promptSecret("Private key (0x…)", "KEY_REQUIRED"));
+        process.env.OPENLEDGER_PRIVATE_KEY ?? (await L.promptSecret("Private key (0x…)", "KEY_REQUIRED"));
       const key = (raw.startsWith("0x") ? raw : `0x${raw}`) as Hex;
       if (!/^0x[0-9a-fA-F]{64}$/.test(key))
         throw new OpenLedgerError("KEY_INVALID", "not a 32-byte hex private key");
       const password =
         process.env.OPENLEDGER_KEYSTORE_PASSWORD ??
-        (await promptSecret("New keystore password", "KEY_PASSWORD_REQUIRED"));
-      const address = await writeKeystore(opts.out, key, password, { light: opts.light ?? false });
+        (await L.promptSecret("New keystore password", "KEY_PASSWORD_REQUIRED"));
+      const address = await L.writeKeystore(opts.out, key, password, { light: opts.light ?? false });
       o().result({ address, keystore: opts.out }, () => o().line(`${address} (key in ${opts.out})`));
     });
   account
@@ -161,9 +171,9 @@ export function buildProgram(out: { current: Output }): Command {
       const g = globals();
       const file = g.keystore ?? process.env.OPENLEDGER_KEYSTORE;
       const address = file
-        ? await keystoreAddress(file)
+        ? await L.keystoreAddress(file)
         : process.env.OPENLEDGER_PRIVATE_KEY
-          ? privateKeyToAccount(
+          ? L.privateKeyToAccount(
               (process.env.OPENLEDGER_PRIVATE_KEY.startsWith("0x")
                 ? process.env.OPENLEDGER_PRIVATE_KEY
                 : `0x${process.env.OPENLEDGER_PRIVATE_KEY}`) as Hex,
@@ -1017,7 +1027,7 @@ export function buildProgram(out: { current: Output }): Command {
       let status = r.status;
       if (!status.registered && opts.devAdmin) {
         await c.ol.chain.addValidatorAsDevAdmin(
-          privateKeyToAccount(HARDHAT_DEV_ACCOUNTS[0]!.privateKey),
+          L.privateKeyToAccount(HARDHAT_DEV_ACCOUNTS[0]!.privateKey),
           c.ol.address,
         );
         status = await c.ol.chain.validatorStatus(c.ol.address);
@@ -1047,7 +1057,7 @@ export function buildProgram(out: { current: Output }): Command {
     .description("start unbonding validator stake (below the minimum you leave the active set)")
     .action(async (amount: string) => {
       const c = await ctx();
-      const sent = await c.ol.chain.unbond("Validator", ZERO_SUBJECT, parseAmount(amount));
+      const sent = await c.ol.chain.unbond("Validator", L.ZERO_SUBJECT, parseAmount(amount));
       o().result({ tx: sent.hash }, () => o().line(`unbonding started (tx ${sent.hash})`));
     });
 
@@ -1061,7 +1071,7 @@ export function buildProgram(out: { current: Output }): Command {
     .action(async (address: string | undefined, opts: { open: string }) => {
       const c = await ctx();
       const to = address ? parseAddress(address) : c.ol.address;
-      const funder = privateKeyToAccount(HARDHAT_DEV_ACCOUNTS[0]!.privateKey);
+      const funder = L.privateKeyToAccount(HARDHAT_DEV_ACCOUNTS[0]!.privateKey);
       const sent = await c.ol.chain.faucet(funder, to, { openWei: parseAmount(opts.open) });
       const [eth, openBal] = await Promise.all([c.ol.chain.ethBalance(to), c.ol.chain.openBalance(to)]);
       o().result({ address: to, tx: sent?.hash ?? null, ethWei: eth, openWei: openBal }, () =>

@@ -1,6 +1,5 @@
 import cliProgress from "cli-progress";
 import Table from "cli-table3";
-import { formatUnits } from "viem";
 import { OpenLedgerError } from "../errors.ts";
 import type { OnProgress, Progress } from "../http.ts";
 
@@ -41,14 +40,6 @@ export function exitCodeOf(err: unknown): number {
 /** JSON with bigints as decimal strings. */
 export function toJson(value: unknown): string {
   return JSON.stringify(value, (_k, v) => (typeof v === "bigint" ? v.toString() : v), 2);
-}
-
-/** OPEN with up to 6 decimals shown (exact wei in --json). */
-export function open(wei: bigint | string): string {
-  const s = formatUnits(BigInt(wei), 18);
-  const [i, f = ""] = s.split(".");
-  const frac = f.slice(0, 6).replace(/0+$/, "");
-  return `${i}${frac ? `.${frac}` : ""}${f.length > 6 && /[1-9]/.test(f.slice(6)) ? "…" : ""} OPEN`;
 }
 
 export class Output {
