@@ -117,7 +117,7 @@ test("what must survive a restart is on named volumes", () => {
   assert.ok(onVolume(compose.services.redis, "/data"), "Redis append-only file (queued jobs)");
   for (const app of APPS) {
     const svc = compose.services[app];
-    for (const v of ["CHAIN_ADDRESSES_FILE", "ATTRIBUTION_BLOB_DIR", "GATEWAY_DATA_DIR"])
+    for (const v of ["CHAIN_ADDRESSES_FILE", "ATTRIBUTION_BLOB_DIR", "GATEWAY_DATA_DIR", "FACTORY_DATA_DIR"])
       assert.ok(onVolume(svc, envExample[v]!), `${app}: ${v}=${envExample[v]} is on a volume`);
   }
   assert.ok(onVolume(compose.services.deploy, compose.services.deploy.environment.ADDRESSES_FILE));

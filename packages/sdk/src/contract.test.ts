@@ -1,6 +1,6 @@
 // "A type change in a service schema breaks the SDK's typecheck, not its users at run time": the
 // TypeScript compiler checks the SDK (and its CLI) twice, once against the services' schemas as they
-// are (no error) and once with one field of the datanets service's DatanetView renamed in memory
+// are (no error) and once with one field of a service schema (the datanets DatanetView, the factory job) renamed in memory
 // (errors in the SDK, naming the field). No file is changed on disk.
 import assert from "node:assert/strict";
 import path from "node:path";
@@ -44,6 +44,17 @@ test("renaming a field of a service's response schema breaks the SDK's typecheck
   assert.ok(broken.errors.length > 0, "the rename is caught at compile time");
   assert.ok(
     broken.errors.some((e) => e.includes("chainDatanetId")),
+    `an error names the field: ${broken.errors.join("\n")}`,
+  );
+});
+
+test("renaming a field of the factory's job schema breaks the SDK's (and the CLI's) typecheck", () => {
+  const jobs = path.join(ROOT, "apps", "factory", "src", "lib", "jobs.ts");
+  const text = ts.sys.readFile(jobs)!;
+  assert.match(text, /fine_tuned_model: z/);
+  const broken = sdkErrors({ file: jobs, text: text.replace("fine_tuned_model: z", "adapter_model: z") });
+  assert.ok(
+    broken.errors.some((e) => e.includes("fine_tuned_model")),
     `an error names the field: ${broken.errors.join("\n")}`,
   );
 });
