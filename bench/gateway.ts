@@ -43,7 +43,7 @@ import {
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "@openledger/queue/testing";
 import { depositToEscrow } from "../apps/gateway/src/testing.ts";
 import { type DriveLoad, type DriveRequest, drive, type LoadResult } from "./gateway-clients.ts";
-import { loadAverage } from "./peers-common.ts";
+import { loadAverage, mainThreadCpuMs } from "./peers-common.ts";
 
 const args = process.argv.slice(2);
 const JSON_OUT = args.includes("--json");
@@ -138,19 +138,6 @@ function percentile(xs: number[], p: number): number {
   if (xs.length === 0) return 0;
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-}
-
-/**
- * CPU time (user + system, ms) the gateway's main thread has used: /proc's per-thread counters
- * (10 ms ticks; Linux only, undefined elsewhere). Unlike the event-loop delay, this hardly depends
- * on how busy the rest of the machine is: it is the per-token work the loop has to do.
- */
-async function mainThreadCpuMs(): Promise<number | undefined> {
-  const stat = await readFile(`/proc/self/task/${process.pid}/stat`, "utf8").catch(() => undefined);
-  if (!stat) return undefined;
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // Fields 14 and 15 of stat (utime, stime) are at 11 and 12 after the ")" of the command name.
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
 }
 
 /** Deterministic PRNG (mulberry32): the same request sequence in every run. */
@@ -440,12 +427,12 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     const cacheBefore = host.cache.metrics();
     peakRss = process.memoryUsage().rss;
     const loop = monitorEventLoopDelay({ resolution: 5 });
-    const cpu0 = await mainThreadCpuMs();
+    const cpu0 = mainThreadCpuMs();
     loop.enable();
     const models = Array.from({ length: count }, (_, i) => pick(offset + i));
     const r = await clients.run(baseURL, keys, { ...load, requests: count }, models);
     loop.disable();
-    const cpu1 = await mainThreadCpuMs();
+    const cpu1 = mainThreadCpuMs();
     acc.mainCpuMs = cpu0 !== undefined && cpu1 !== undefined ? acc.mainCpuMs! + (cpu1 - cpu0) : undefined;
     acc.loopP99 = Math.max(acc.loopP99, loop.percentile(99) / 1e6);
     acc.loopMax = Math.max(acc.loopMax, loop.max / 1e6);

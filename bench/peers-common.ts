@@ -58,6 +58,20 @@ export const round = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 
 
 export const loadAverage = (): number => round(loadavg()[0]!, 1);
 
+/**
+ * CPU time (ms) this process's main thread has run: the first field of /proc/self/schedstat (ns;
+ * the thread-group leader only, not the worker threads). Unlike the event-loop delay, this hardly
+ * depends on how busy the rest of the machine is: it is the work the loop itself has to do.
+ * Undefined where /proc has no schedstat.
+ */
+export function mainThreadCpuMs(): number | undefined {
+  try {
+    return Number(readFileSync("/proc/self/schedstat", "utf8").split(" ")[0]) / 1e6;
+  } catch {
+    return undefined;
+  }
+}
+
 /** VmRSS and VmHWM (peak) of this process, in bytes (Linux /proc). */
 export function processMemory(): { rss: number; peak: number } {
   const status = readFileSync("/proc/self/status", "utf8");
