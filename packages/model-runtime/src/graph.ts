@@ -46,6 +46,8 @@ export interface LoraGraphOptions {
    * token's slot, and A[idx]/B[idx] are gathered (copied) per token.
    */
   mode?: "segment" | "row";
+  /** Deltas inside an `If` on `lora_on` (default true); false = always computed (for comparison). */
+  skipWhenUnused?: boolean;
 }
 
 export interface GraphOptions {
@@ -221,7 +223,7 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
   }
   const lora = options.lora;
   if (lora) {
-    g.input(LORA_ON, BOOL, []);
+    if (lora.skipWhenUnused !== false) g.input(LORA_ON, BOOL, []);
     for (const k of lora.rankBuckets) {
       if (lora.mode === "row") g.input(loraInputName.idx(k), INT64, ["tokens"]);
       else {
@@ -380,6 +382,7 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
    * values and holds no weights of its own.
    */
   const loraGroup = (t: string, layer: number, mods: LoraModule[], ys: string[]): string[] => {
+    if (lora?.skipWhenUnused === false) return ys.map((y, i) => loraDelta(t, layer, mods[i]!, y));
     const targets = mods.flatMap((m, i) => (lora?.targetModules.includes(m) ? [i] : []));
     if (targets.length === 0) return ys;
     const start = g.nodes.length;

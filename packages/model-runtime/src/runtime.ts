@@ -31,6 +31,11 @@ export interface RuntimeOptions {
   externalWeights?: LoraModule[];
   /** In-graph LoRA layout: "segment" (default, each distinct adapter read once) or "row" (per-row gather; for comparison). */
   loraMode?: "segment" | "row";
+  /**
+   * Skip the LoRA deltas in steps without an adapter row (an `If` per layer group; default true).
+   * false keeps the deltas always on (the graph before; kept for comparison, bench:lora-skip).
+   */
+  loraSkip?: boolean;
   /** onnxruntime intra-op threads (default: available cores). */
   intraOpThreads?: number;
   /**
@@ -197,6 +202,7 @@ export class ModelRuntime implements StepRuntime {
   readonly rankBuckets: number[];
   readonly loraEnabled: boolean;
   readonly loraMode: "segment" | "row";
+  readonly loraSkip: boolean;
   readonly intraOpThreads: number;
   readonly weightFormat: WeightFormat;
   /** Feeds for externalWeights modules, keyed `w.l.m` (the merged baseline sets these). */
@@ -216,6 +222,7 @@ export class ModelRuntime implements StepRuntime {
   ) {
     this.weightFormat = options.weights;
     this.loraMode = options.loraMode;
+    this.loraSkip = options.loraSkip;
     this.targetModules = options.targetModules;
     this.rankBuckets = options.rankBuckets;
     this.loraEnabled = options.lora;
@@ -231,6 +238,7 @@ export class ModelRuntime implements StepRuntime {
       rankBuckets: [...(options.rankBuckets ?? [16])].sort((a, b) => a - b),
       lora: options.lora ?? true,
       loraMode: options.loraMode ?? "segment",
+      loraSkip: options.loraSkip ?? true,
       intraOpThreads: options.intraOpThreads ?? availableParallelism(),
       weights: options.weights ?? "f32",
     };
@@ -243,6 +251,7 @@ export class ModelRuntime implements StepRuntime {
               targetModules: resolved.targetModules,
               rankBuckets: resolved.rankBuckets,
               mode: resolved.loraMode,
+              skipWhenUnused: resolved.loraSkip,
             }
           : null,
         externalWeights: options.externalWeights ?? [],
@@ -603,7 +612,8 @@ export class ModelRuntime implements StepRuntime {
   private addLoraFeeds(feeds: Record<string, ort.Tensor>, rows: StepRow[], T: number): void {
     const N = rows.length * T;
     // No row with an adapter: the graph skips every LoRA delta (its inputs are still fed).
-    feeds[LORA_ON] = new ort.Tensor("bool", Uint8Array.of(rows.some((r) => r.slot !== 0) ? 1 : 0), []);
+    if (this.loraSkip)
+      feeds[LORA_ON] = new ort.Tensor("bool", Uint8Array.of(rows.some((r) => r.slot !== 0) ? 1 : 0), []);
     if (this.loraMode === "row") {
       for (const bucket of this.rankBuckets) {
         const all = Array.from({ length: this.slots.count - 1 }, (_, i) => i + 1).filter(
