@@ -17,6 +17,7 @@ export {
   writePeftAdapter,
 } from "./adapter.ts";
 export { AdapterLoadPool, type AdapterLoadPoolOptions } from "./adapter-pool.ts";
+export { type BpeTrainOptions, bytesToUnicode, type TrainedBpe, trainByteLevelBpe } from "./bpe-train.ts";
 export {
   type LlamaConfig,
   LORA_MODULES,
@@ -67,6 +68,13 @@ export {
   validateWeights,
   writeBaseModelDir,
 } from "./model.ts";
+export {
+  initialWeights,
+  type PretrainOptions,
+  type PretrainProgress,
+  type PretrainResult,
+  pretrain,
+} from "./pretrain.ts";
 export {
   dequantizeBlockwise,
   QUANT_BLOCK,

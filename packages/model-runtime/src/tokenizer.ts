@@ -112,6 +112,9 @@ export class HfTokenizer implements TextTokenizer {
   }
 
   decode(ids: number[], options: { skipSpecialTokens?: boolean } = {}): string {
+    // @huggingface/tokenizers throws on an empty list ("token_ids must be a non-empty array"); a
+    // generation that stopped at once, or an empty stream delta, decodes to "".
+    if (ids.length === 0) return "";
     return this.tokenizer.decode(ids, { skip_special_tokens: options.skipSpecialTokens ?? true });
   }
 

@@ -128,6 +128,7 @@ export function buildTrainGraph(model: BaseModel, options: TrainGraphOptions): B
   const reduceSum = (t: string, axes: number[], keepdims: 0 | 1) =>
     g.op("ReduceSum", [t, g.int64Init(axes)], { keepdims });
   const scalar = (v: number) => g.floatConst([v], []);
+  const scalar2 = (v: [number, number]) => g.floatConst(v, [2]);
 
   const grads = new Map<string, string>();
   const accumulate = (name: string, grad: string) => {
@@ -350,10 +351,13 @@ export function buildTrainGraph(model: BaseModel, options: TrainGraphOptions): B
       dx = add(dx1, rmsNormBack(t.n1, dh));
     }
     if (full) {
-      // Embedding rows: scatter-add each token's gradient into its row.
-      const zeros = g.op("ConstantOfShape", [shape([V, H])], {});
-      const ids = reshape("input_ids", [N, 1]);
-      accumulate("model.embed_tokens.weight", g.op("ScatterND", [zeros, ids, dx], { reduction: "add" }));
+      // Embedding rows: each token's gradient summed into its row, as onehot(ids)^T · dx. Not a
+      // ScatterND(reduction "add"): onnxruntime's multi-threaded ScatterND adds rows of repeated
+      // ids in whatever order its threads get there, so the sums (and a pretrained model's bytes)
+      // changed from run to run; a Gemm has a fixed reduction order per output element. Its cost,
+      // N·V·H multiply-adds, is that of the tied head's gradient Gemm, already in the step.
+      const onehot = g.op("OneHot", [reshape("input_ids", [N]), shape([V]), scalar2([0, 1])], { axis: -1 });
+      accumulate("model.embed_tokens.weight", g.op("Gemm", [onehot, dx], { transA: 1 }));
     }
     for (const p of params) {
       const grad = grads.get(p.name);
