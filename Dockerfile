@@ -18,6 +18,8 @@ COPY bench ./bench
 COPY prisma ./prisma
 COPY prisma.config.ts tsconfig.base.json tsconfig.json ./
 COPY scripts ./scripts
+# The default base model (pretrained by scripts/pretrain-base.ts; ~9 MB).
+COPY models ./models
 RUN npm ci --include=dev --no-audit --no-fund && node scripts/prepare.mjs
 # What must survive a restart lives under /data: named volumes in docker-compose.yml.
 EXPOSE 4001 4002 4003 4004 4005 8545

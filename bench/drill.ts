@@ -35,6 +35,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadAddresses, OPEN } from "@openledger/chain";
 import { devApiKeyRequest, type LocalChain, localAccounts } from "@openledger/chain/testing";
+import { DEFAULT_BASE_MODEL_ID } from "@openledger/config";
 import { createDb, withSchema } from "@openledger/db";
 import { dropSchema } from "@openledger/db/testing";
 import { freePort, startRedis } from "@openledger/service-kit/testing";
@@ -61,7 +62,7 @@ const ONLY = arg("--only")?.split(",");
 const DATABASE = arg("--database-url") ?? "postgresql://postgres@127.0.0.1:5432/openledger_drill";
 const CHAIN_REQUEST_TIMEOUT_MS = 2500;
 const ADMIN_TOKEN = "drill-admin-token-0123456789";
-const BASE_MODEL = "openledger-tiny";
+const BASE_MODEL = DEFAULT_BASE_MODEL_ID;
 
 const log = (line: string) => process.stderr.write(`[drill] ${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -89,6 +89,8 @@ async function startGateway(arm: Arm, user: { address: string; privateKey: strin
         GATEWAY_PORT: String(port),
         GATEWAY_DATA_DIR: dataDir,
         GATEWAY_ADMIN_TOKEN: "bench",
+        // Whatever base model the tree serves by default, under the id the requests name.
+        GATEWAY_BASE_MODEL_ID: "openledger-tiny",
         GATEWAY_CHAIN_REGISTRATION: "false",
         GATEWAY_THREADS: "1",
         GATEWAY_RATE_REQUESTS_PER_MIN: "20",

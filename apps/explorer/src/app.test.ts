@@ -10,6 +10,7 @@ import { after, before, test } from "node:test";
 import { attributionConfig, buildAttribution } from "@openledger/attribution";
 import { localAccounts } from "@openledger/chain/dev";
 import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { TINY_MODEL_ENV } from "@openledger/config";
 import { buildDatanets, datanetsConfig } from "@openledger/datanets";
 import { ApiKeys, type App } from "@openledger/service-kit";
 import { freePort, testEnvironment } from "@openledger/service-kit/testing";
@@ -276,6 +277,7 @@ test("the trace form's POST reaches the attribution service with the user's own 
   // no key. Now the service wants one and the explorer, holding none itself, passes on only the caller's.
   const attribution = await buildAttribution(
     attributionConfig({
+      ...TINY_MODEL_ENV,
       ...env.env,
       CHAIN_RPC_URL: chain.rpcUrl,
       ATTRIBUTION_BLOB_DIR: path.join(dir, "blobs"),

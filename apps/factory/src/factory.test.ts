@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { createChainPublicClient, modelRegistryAbi } from "@openledger/chain";
+import { TINY_MODEL_ENV } from "@openledger/config";
 import type { App } from "@openledger/service-kit";
 import OpenAI from "openai";
 import { buildFactory, factoryConfig } from "./app.ts";
@@ -23,6 +24,7 @@ before(async () => {
   p = await startPlatform("factory");
   factory = await buildFactory(
     factoryConfig({
+      ...TINY_MODEL_ENV,
       ...p.env.env,
       ...p.chainEnv,
       FACTORY_GATEWAY_URL: p.gatewayUrl,

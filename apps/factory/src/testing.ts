@@ -13,6 +13,7 @@ import {
   openTokenAbi,
 } from "@openledger/chain";
 import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { TINY_MODEL_ENV } from "@openledger/config";
 import type { Db } from "@openledger/db";
 import { buildGateway, gatewayConfig } from "@openledger/gateway";
 import type { App } from "@openledger/service-kit";
@@ -69,11 +70,15 @@ export async function waitFor<T>(
 /** The chain, a gateway and a datanet with published versions; the factory is the test's. */
 export async function startPlatform(label: string): Promise<Platform> {
   const env = await testEnvironment(label);
+  // The factory's tests train on the tiny model (fast; byte tokenizer): the gateway, the factory the
+  // test starts (in-process or as a child) and anything else built from env.env.
+  env.env = { ...TINY_MODEL_ENV, ...env.env };
   const dir = await mkdtemp(join(tmpdir(), `${label}-`));
   const chain = await startLocalChain({ writeAddresses: join(dir, "addresses.json") });
   const chainEnv = { CHAIN_RPC_URL: chain.rpcUrl, CHAIN_ADDRESSES_FILE: join(dir, "addresses.json") };
   const gateway = await buildGateway(
     gatewayConfig({
+      ...TINY_MODEL_ENV,
       ...env.env,
       ...chainEnv,
       GATEWAY_DATA_DIR: join(dir, "gateway"),

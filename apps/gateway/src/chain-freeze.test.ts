@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { OPEN } from "@openledger/chain";
 import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { TINY_MODEL_ENV } from "@openledger/config";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import { buildGateway, gatewayConfig } from "./app.ts";
@@ -29,6 +30,7 @@ before(async () => {
   chain = await startLocalChain({ writeAddresses: join(dir, "addresses.json") });
   app = await buildGateway(
     gatewayConfig({
+      ...TINY_MODEL_ENV,
       ...env.env,
       CHAIN_RPC_URL: chain.rpcUrl,
       CHAIN_ADDRESSES_FILE: join(dir, "addresses.json"),

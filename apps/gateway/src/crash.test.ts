@@ -11,6 +11,7 @@ import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { OPEN } from "@openledger/chain";
 import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { TINY_MODEL_ENV } from "@openledger/config";
 import { freePort, testEnvironment } from "@openledger/service-kit/testing";
 import { gatewayConfig } from "./app.ts";
 import { MAX_UNSENT_CHARS } from "./lib/completion.ts";
@@ -120,6 +121,7 @@ before(async () => {
   const port = await freePort();
   url = `http://127.0.0.1:${port}`;
   childEnv = {
+    ...TINY_MODEL_ENV,
     ...env.env,
     LOG_LEVEL: "warn",
     CHAIN_RPC_URL: chain.rpcUrl,

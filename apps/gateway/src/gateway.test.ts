@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { createChainClients, datanetRegistryAbi, OPEN } from "@openledger/chain";
 import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { TINY_MODEL_ENV } from "@openledger/config";
 import { generateRandomPeft, type LlamaConfig, TINY_CONFIG } from "@openledger/model-runtime";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
@@ -63,6 +64,7 @@ before(async () => {
   dataDir = await mkdtemp(join(tmpdir(), "gateway-test-"));
   chain = await startLocalChain({ writeAddresses: join(dataDir, "addresses.json") });
   const config = gatewayConfig({
+    ...TINY_MODEL_ENV,
     ...env.env,
     CHAIN_RPC_URL: chain.rpcUrl,
     CHAIN_ADDRESSES_FILE: join(dataDir, "addresses.json"),

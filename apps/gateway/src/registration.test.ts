@@ -10,7 +10,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { createChainPublicClient, modelRegistryAbi } from "@openledger/chain";
 import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
-import { gatewayEnv, parseConfig } from "@openledger/config";
+import { gatewayEnv, parseConfig, TINY_MODEL_ENV } from "@openledger/config";
 import { Prisma } from "@openledger/db";
 import { createTestDatabase, type TestDatabase } from "@openledger/db/testing";
 import { createServiceChain } from "@openledger/service-kit";
@@ -83,6 +83,7 @@ before(async () => {
   rpc = new FlakyRpc(chain.rpcUrl);
   await rpc.start();
   const config = parseConfig("gateway", gatewayEnv, {
+    ...TINY_MODEL_ENV,
     DATABASE_URL: database.url,
     CHAIN_RPC_URL: rpc.url,
     CHAIN_ADDRESSES_FILE: addressesFile,

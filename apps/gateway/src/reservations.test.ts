@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { TINY_MODEL_ENV } from "@openledger/config";
 import { createDb } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import type { App } from "@openledger/service-kit";
@@ -68,6 +69,7 @@ before(async () => {
   const replica = async (name: string) => {
     const app = await buildGateway(
       gatewayConfig({
+        ...TINY_MODEL_ENV,
         ...env.env,
         CHAIN_RPC_URL: chain.rpcUrl,
         CHAIN_ADDRESSES_FILE: join(dataDir, "addresses.json"),

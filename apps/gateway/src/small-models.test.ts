@@ -22,6 +22,7 @@ import {
   openTokenAbi,
 } from "@openledger/chain";
 import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { TINY_MODEL_ENV } from "@openledger/config";
 import type { Db } from "@openledger/db";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
@@ -194,6 +195,7 @@ before(async () => {
   const chainEnv = { CHAIN_RPC_URL: chain.rpcUrl, CHAIN_ADDRESSES_FILE: join(dir, "addresses.json") };
   attribution = await buildAttribution(
     attributionConfig({
+      ...TINY_MODEL_ENV,
       ...env.env,
       ...chainEnv,
       ATTRIBUTION_BLOB_DIR: join(dir, "blobs"),
@@ -206,6 +208,7 @@ before(async () => {
   attributionUrl = `http://127.0.0.1:${typeof aAddr === "object" && aAddr ? aAddr.port : 0}`;
   app = await buildGateway(
     gatewayConfig({
+      ...TINY_MODEL_ENV,
       ...env.env,
       ...chainEnv,
       GATEWAY_DATA_DIR: join(dir, "gateway"),

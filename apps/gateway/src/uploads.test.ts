@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { gzipSync } from "node:zlib";
+import { TINY_MODEL_ENV } from "@openledger/config";
 import { generateRandomPeft, TINY_CONFIG } from "@openledger/model-runtime";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
@@ -29,6 +30,7 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), "gateway-uploads-"));
   app = await buildGateway(
     gatewayConfig({
+      ...TINY_MODEL_ENV,
       ...env.env,
       GATEWAY_DATA_DIR: join(dir, "store"),
       GATEWAY_CHAIN_REGISTRATION: "false",

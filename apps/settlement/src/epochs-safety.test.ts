@@ -18,7 +18,7 @@ import {
   rewardDistributorAbi,
 } from "@openledger/chain";
 import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
-import { gatewayEnv, parseConfig } from "@openledger/config";
+import { gatewayEnv, parseConfig, TINY_MODEL_ENV } from "@openledger/config";
 import { Prisma } from "@openledger/db";
 import { type App, createServiceChain } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
@@ -176,6 +176,7 @@ before(async () => {
   // Settlement holds no validator key: the local validators' attestors sign the roots it closes.
   attestors = startTestAttestors({ db: app.db, rpcUrl: chain.rpcUrl, addressesFile });
   const gatewayCfg = parseConfig("gateway", gatewayEnv, {
+    ...TINY_MODEL_ENV,
     ...env.env,
     ...chainEnv,
     GATEWAY_DATA_DIR: dir,

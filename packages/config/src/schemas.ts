@@ -1,6 +1,28 @@
 import { z } from "zod";
 import { boolFlag, logLevel, port, postgresUrl, redisUrl } from "./fields.ts";
 
+/**
+ * The platform's default base model: pretrained by the project itself on Moby-Dick
+ * (scripts/pretrain-base.ts; the repository keeps the result), relative to the repository root.
+ * The gateway serves it, the factory tunes adapters of it and attribution tokenizes with its
+ * tokenizer unless told otherwise.
+ */
+export const DEFAULT_BASE_MODEL_DIR = "models/openledger-moby";
+export const DEFAULT_BASE_MODEL_ID = "openledger-moby";
+/** The value of GATEWAY_MODEL_DIR / FACTORY_MODEL_DIR that selects the built-in tiny random model (tests). */
+export const TINY_MODEL = "tiny";
+/**
+ * The environment that puts the gateway, the factory and attribution on the tiny model (its byte
+ * tokenizer): what most service tests run on — fast, and the byte-level behaviour they were written
+ * for. The platform (npm start, the demo, the e2e) runs the default base model.
+ */
+export const TINY_MODEL_ENV = {
+  GATEWAY_MODEL_DIR: TINY_MODEL,
+  GATEWAY_BASE_MODEL_ID: "openledger-tiny",
+  FACTORY_MODEL_DIR: TINY_MODEL,
+  ATTRIBUTION_TOKENIZER: "byte",
+} as const;
+
 /** Variables every service reads. Defaults work on a developer machine. */
 export const baseEnv = z.object({
   /** Log level for pino. Health and readiness polls and metric scrapes log at `debug`. */
@@ -105,9 +127,10 @@ export const attributionEnv = baseEnv.extend({
   ATTRIBUTION_PORT: port(4002),
   /** Directory of the content-addressed blob store (span indexes, influence models, ONNX). */
   ATTRIBUTION_BLOB_DIR: z.string().min(1).default(".data/blobs"),
-  /** Tokenizer of the served model: "byte" (the gateway's built-in tiny model: UTF-8 bytes) or the
-   *  path of a model directory holding tokenizer.json. Indexes and outputs must use the same one. */
-  ATTRIBUTION_TOKENIZER: z.string().min(1).default("byte"),
+  /** Tokenizer of the served model: the path of a model directory holding tokenizer.json (relative =
+   *  the repository root; default: the platform's default base model) or "byte" (the built-in tiny
+   *  model: UTF-8 bytes). Indexes and outputs must use the same one. */
+  ATTRIBUTION_TOKENIZER: z.string().min(1).default(DEFAULT_BASE_MODEL_DIR),
   /** Span attribution: minimum span length in tokens (bytes with the byte tokenizer). */
   ATTRIBUTION_MIN_SPAN_TOKENS: z.coerce.number().int().min(1).max(4096).default(16),
   /** Span attribution: spans occurring more often than this in the corpus are not evidence. */
@@ -153,14 +176,16 @@ const optionalString = z.preprocess((v) => (v === "" ? undefined : v), z.string(
 export const gatewayEnv = baseEnv.extend({
   /** HTTP port of the OpenLoRA gateway. */
   GATEWAY_PORT: port(4003),
-  /** Base model directory (config.json + model.safetensors [+ tokenizer.json]). Empty = the
-   *  built-in tiny deterministic model, generated into `<repo>/.data/models/tiny` on first start. */
+  /** Base model directory (config.json + model.safetensors [+ tokenizer.json]; any Hugging Face
+   *  Llama-family checkpoint). Empty = the platform's default base model, `models/openledger-moby`
+   *  (pretrained on Moby-Dick by scripts/pretrain-base.ts); "tiny" = the built-in tiny random
+   *  byte-level model, generated into `<repo>/.data/models/tiny` (tests). */
   GATEWAY_MODEL_DIR: optionalString,
   /** The id clients pass as `model` to use the base model without an adapter. */
   GATEWAY_BASE_MODEL_ID: z
     .string()
     .regex(/^[A-Za-z0-9._:/-]{1,128}$/)
-    .default("openledger-tiny"),
+    .default(DEFAULT_BASE_MODEL_ID),
   /** Where uploaded adapters are stored, content-addressed (`<dir>/adapters/<sha256>/`). */
   GATEWAY_DATA_DIR: z.string().min(1).default(".data/gateway"),
   /** Operator key (REGISTRAR_ROLE on ModelRegistry) registering adapters for their builders.
@@ -343,7 +368,8 @@ export const factoryEnv = baseEnv.extend({
   /** HTTP port of the factory (fine-tuning jobs). */
   FACTORY_PORT: port(4006),
   /** Base model directory the factory trains adapters of (config.json + model.safetensors [+ tokenizer.json]).
-   *  Empty = the platform's default base model, the same one the gateway serves by default. Jobs are refused
+   *  Empty = the platform's default base model, the same one the gateway serves by default ("tiny": the
+   *  built-in tiny model, as GATEWAY_MODEL_DIR=tiny). Jobs are refused
    *  when its weights are not the ones the gateway serves (SHA-256 of model.safetensors). */
   FACTORY_MODEL_DIR: optionalString,
   /** The gateway that registers and serves the adapters (its existing upload path) and holds the escrow. */

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
+import { REPO_ROOT } from "@openledger/chain";
 import { ByteTokenizer, HfTokenizer, type TextTokenizer, TINY_CONFIG } from "@openledger/model-runtime";
 
 /**
@@ -35,7 +36,9 @@ function wrap(id: string, vocabSize: number, t: TextTokenizer): AttributionToken
   };
 }
 
-export async function loadAttributionTokenizer(spec: string): Promise<AttributionTokenizer> {
+export async function loadAttributionTokenizer(specOrPath: string): Promise<AttributionTokenizer> {
+  // A relative directory is the repository's (the default base model, models/openledger-moby).
+  const spec = specOrPath === "byte" ? specOrPath : path.resolve(REPO_ROOT, specOrPath);
   if (spec === "byte") {
     const t = wrap("byte", TINY_CONFIG.vocabSize, new ByteTokenizer());
     // Same ids as ByteTokenizer.encode (UTF-8 bytes; tested), as a Uint8Array: 1 byte per token

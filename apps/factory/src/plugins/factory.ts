@@ -4,7 +4,7 @@ import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { REPO_ROOT } from "@openledger/chain";
-import type { FactoryConfig } from "@openledger/config";
+import { DEFAULT_BASE_MODEL_DIR, type FactoryConfig, TINY_MODEL } from "@openledger/config";
 import { ensureGeneratedModelDir, parseHfConfig, TINY_CONFIG } from "@openledger/model-runtime";
 import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
@@ -13,8 +13,8 @@ import { type BaseModelInfo, FineTuningJobs } from "../lib/jobs.ts";
 import { JobRunner } from "../lib/runner.ts";
 import { TrainingProcess } from "../train/process.ts";
 
-/** The platform's default base model when FACTORY_MODEL_DIR is unset: the gateway's default (same path, same seed). */
-export const DEFAULT_MODEL_DIR = ".data/models/tiny";
+/** Where FACTORY_MODEL_DIR=tiny generates the tiny model: the gateway's (same path, same seed). */
+const TINY_MODEL_DIR = ".data/models/tiny";
 
 function repoPath(p: string): string {
   return isAbsolute(p) ? p : resolve(REPO_ROOT, p);
@@ -28,9 +28,10 @@ async function sha256File(path: string): Promise<string> {
 
 /** The base model the factory trains on: its directory, the SHA-256 of its weights, its context. */
 export async function loadBaseModelInfo(config: FactoryConfig): Promise<BaseModelInfo> {
-  const dir = config.FACTORY_MODEL_DIR
-    ? repoPath(config.FACTORY_MODEL_DIR)
-    : await ensureGeneratedModelDir(join(REPO_ROOT, DEFAULT_MODEL_DIR), TINY_CONFIG, 1);
+  const dir =
+    config.FACTORY_MODEL_DIR === TINY_MODEL
+      ? await ensureGeneratedModelDir(join(REPO_ROOT, TINY_MODEL_DIR), TINY_CONFIG, 1)
+      : repoPath(config.FACTORY_MODEL_DIR ?? DEFAULT_BASE_MODEL_DIR);
   const cfg = parseHfConfig(JSON.parse(await readFile(join(dir, "config.json"), "utf8")));
   return {
     dir,

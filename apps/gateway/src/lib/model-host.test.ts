@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { TINY_MODEL_ENV } from "@openledger/config";
 import { generateRandomPeft, TINY_BOS, TINY_CONFIG, writePeftAdapter } from "@openledger/model-runtime";
 import { gatewayConfig } from "../app.ts";
 import { defaultHooks, ModelHost } from "./model-host.ts";
@@ -21,6 +22,7 @@ before(async () => {
   dirs.set("good", join(dir, "good"));
   dirs.set("corrupt", join(dir, "corrupt"));
   const config = gatewayConfig({
+    ...TINY_MODEL_ENV,
     DATABASE_URL: "postgres://unused@127.0.0.1:1/unused",
     GATEWAY_SLOTS: "4",
     GATEWAY_THREADS: "1",

@@ -3,7 +3,7 @@ import { createReadStream } from "node:fs";
 import { availableParallelism } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { GatewayConfig } from "@openledger/config";
+import { DEFAULT_BASE_MODEL_DIR, type GatewayConfig, TINY_MODEL } from "@openledger/config";
 import {
   AdapterLoadPool,
   type BaseModel,
@@ -93,7 +93,10 @@ export class ModelHost {
   ) {}
 
   static async start(config: GatewayConfig, options: ModelHostHooks = defaultHooks()): Promise<ModelHost> {
-    const modelDir = config.GATEWAY_MODEL_DIR ? repoPath(config.GATEWAY_MODEL_DIR) : await ensureTinyModel();
+    const modelDir =
+      config.GATEWAY_MODEL_DIR === TINY_MODEL
+        ? await ensureTinyModel()
+        : repoPath(config.GATEWAY_MODEL_DIR ?? DEFAULT_BASE_MODEL_DIR);
     // Config and tokenizer only: this thread never reads the weights (lazy tensors).
     const { model, tokenizer } = await loadModel({ dir: modelDir }, { lazy: true });
     const contentHash = await sha256File(join(modelDir, "model.safetensors"));
