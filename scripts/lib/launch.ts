@@ -108,7 +108,11 @@ export async function launchPlatform(extraEnv: Record<string, string> = {}): Pro
     SETTLEMENT_ADMIN_TOKEN: adminToken,
     SETTLEMENT_EPOCH_INTERVAL_MS: "0",
     SETTLEMENT_RECHECK_MS: "300",
-    SETTLEMENT_ATTRIBUTION_DEADLINE_MS: "20000",
+    // Past this, settlement settles a completed inference it has no quorum for as unattributed. LoRA
+    // influence (a fine-tuned adapter's answer with no span) rebuilds its rows' gradients on the default
+    // base model first: under a loaded CI machine that took more than 20 s and the contributors' share went
+    // to the treasury. Only a lost hand-off waits this long.
+    SETTLEMENT_ATTRIBUTION_DEADLINE_MS: "90000",
     SETTLEMENT_EPOCH_CLOSE_WAIT_MS: "600000",
     DATANETS_DISPUTE_WINDOW_SECONDS: "2",
     DATANETS_SWEEP_INTERVAL_MS: "500",

@@ -96,7 +96,7 @@ async function sha256File(path: string): Promise<string> {
   return h.digest("hex");
 }
 
-/** The platform's generated default model (the gateway's and factory's default: same path, same seed). */
+/** Where the tiny model is generated (GATEWAY_MODEL_DIR=tiny, FACTORY_MODEL_DIR=tiny: same path, same seed). */
 const GENERATED_DEFAULT = ".data/models/tiny";
 
 /** Base model directories by the SHA-256 of their model.safetensors (computed once per process). */
