@@ -52,6 +52,8 @@ export {
 } from "./grad-check.ts";
 export { buildLlamaGraph } from "./graph.ts";
 export {
+  AnswerGradientGraph,
+  answerGradientShape,
   answerLoraGradient,
   type ExampleGradientOptions,
   exampleLoraGradients,

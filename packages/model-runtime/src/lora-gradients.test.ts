@@ -3,6 +3,8 @@ import { test } from "node:test";
 import { generateRandomAdapter } from "./adapter.ts";
 import { TINY_CONFIG } from "./config.ts";
 import {
+  AnswerGradientGraph,
+  answerGradientShape,
   answerLoraGradient,
   exampleLoraGradients,
   loraGradientBlocks,
@@ -48,4 +50,23 @@ test("answer gradient: tokens with weight 0 contribute nothing", async () => {
   w[w.length - 1] = 1;
   const last = await answerLoraGradient(model, adapter, d, w);
   assert.ok(last.some((v) => v !== 0));
+});
+
+test("a kept answer graph gives the same bits as a graph built per answer, for answers of its shape; dispose waits for runs", async () => {
+  const a = bytes("first answer context");
+  const b = bytes("another one, same shape");
+  const { seq } = answerGradientShape(model.config, a.length);
+  assert.equal(answerGradientShape(model.config, b.length).seq, seq);
+  const graph = await AnswerGradientGraph.create(model, adapter, seq);
+  const wa = new Float32Array(a.length - 1).fill(0.1);
+  const wb = new Float32Array(b.length - 1).fill(0.2);
+  const [ga, gb] = await Promise.all([graph.gradient(a, wa), graph.gradient(b, wb)]);
+  assert.deepEqual(ga, await answerLoraGradient(model, adapter, a, wa));
+  assert.deepEqual(gb, await answerLoraGradient(model, adapter, b, wb));
+  const long = bytes("x".repeat(80));
+  await assert.rejects(graph.gradient(long, new Float32Array(long.length - 1)), /runs 32 tokens/);
+  const running = graph.gradient(a, wa);
+  await graph.dispose();
+  assert.deepEqual(await running, ga);
+  await assert.rejects(graph.gradient(a, wa), /disposed/);
 });

@@ -9,7 +9,7 @@ import {
 } from "@openledger/attribution-core";
 import { type ChainConnection, type ChainConnector, REPO_ROOT } from "@openledger/chain";
 import type { AttributionConfig } from "@openledger/config";
-import type { BaseModel, TextTokenizer } from "@openledger/model-runtime";
+import type { AnswerGradientGraph, BaseModel, TextTokenizer } from "@openledger/model-runtime";
 import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
 import { Registry } from "prom-client";
@@ -33,7 +33,11 @@ export interface ValidatorIdentity {
 /** Small LRU of decoded artifacts by blob hash (they are immutable, so never stale). */
 class ArtifactCache<T> {
   readonly #map = new Map<string, Promise<T>>();
-  constructor(readonly capacity: number) {}
+  constructor(
+    readonly capacity: number,
+    /** Called with an evicted entry (e.g. to release a native session once its runs are done). */
+    readonly onEvict?: (value: Promise<T>) => void,
+  ) {}
   get(key: string, load: () => Promise<T>): Promise<T> {
     let p = this.#map.get(key);
     if (p) {
@@ -44,7 +48,12 @@ class ArtifactCache<T> {
     p = load();
     p.catch(() => this.#map.delete(key));
     this.#map.set(key, p);
-    while (this.#map.size > this.capacity) this.#map.delete(this.#map.keys().next().value!);
+    while (this.#map.size > this.capacity) {
+      const oldest = this.#map.keys().next().value!;
+      const evicted = this.#map.get(oldest)!;
+      this.#map.delete(oldest);
+      this.onEvict?.(evicted);
+    }
     return p;
   }
 }
@@ -67,6 +76,10 @@ export class AttributionContext {
    * so every other validator's wait). Deterministic results, so a cached one is the recomputed one.
    */
   readonly unrevealed = new Map<string, ComputedAttribution>();
+  /** Answer-gradient graphs by adapter and shape (building one costs more than running it). */
+  readonly answerGraphs = new ArtifactCache<AnswerGradientGraph>(4, (g) => {
+    g.then((graph) => graph.dispose()).catch(() => {});
+  });
   #tokenizer: Promise<AttributionTokenizer> | undefined;
   #baseModelDirs: Promise<Map<string, string>> | undefined;
 

@@ -18,7 +18,9 @@ import {
 import { REPO_ROOT } from "@openledger/chain";
 import type { Db } from "@openledger/db";
 import {
+  AnswerGradientGraph,
   adapterContentHash,
+  answerGradientShape,
   answerLoraGradient,
   type BaseModel,
   ensureGeneratedModelDir,
@@ -123,6 +125,8 @@ export interface LoadedLora {
   adapter: LoraAdapter;
   modelDir: string;
   adapterDir: string;
+  /** The adapter files' content hash. */
+  adapterHash: string;
 }
 
 /** Loads the lineage's base model and adapter, the adapter's files checked against its content hash. */
@@ -141,7 +145,7 @@ export async function loadLora(ctx: AttributionContext, lineage: LoraLineage): P
     );
   }
   const adapter = parsePeftAdapter(model.config, JSON.parse(cfgBytes.toString("utf8")), weights);
-  return { model, tokenizer, adapter, modelDir, adapterDir };
+  return { model, tokenizer, adapter, modelDir, adapterDir, adapterHash: lineage.adapterHash };
 }
 
 export class LoraArtifactMismatchError extends Error {
@@ -239,6 +243,7 @@ async function buildLoraGradients(db: Db, ctx: AttributionContext, lineage: Lora
  * as the gateway's /v1/completions encodes it (with the tokenizer's special tokens).
  */
 export async function answerGradient(
+  ctx: AttributionContext,
   lora: LoadedLora,
   prompt: string,
   answerTokens: readonly number[],
@@ -251,5 +256,16 @@ export async function answerGradient(
   for (let j = 0; j < answerTokens.length; j++) {
     if (mask[j] && p + j - 1 >= 0) weights[p + j - 1] = 1 / uncovered;
   }
-  return answerLoraGradient(lora.model, lora.adapter, context, weights);
+  const { seq } = answerGradientShape(lora.model.config, context.length);
+  const key = `${lora.adapterHash}:${lora.modelDir}:${seq}`;
+  const graph = await ctx.answerGraphs.get(key, () =>
+    AnswerGradientGraph.create(lora.model, lora.adapter, seq),
+  );
+  try {
+    return await graph.gradient(context, weights);
+  } catch (err) {
+    // Evicted (disposed) between the lookup and the run by a burst of other adapters: one graph for this answer.
+    if ((err as Error).message !== "answer gradient graph disposed") throw err;
+    return answerLoraGradient(lora.model, lora.adapter, context, weights);
+  }
 }

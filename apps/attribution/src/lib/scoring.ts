@@ -248,7 +248,7 @@ async function loraInfluenceOf(
   const own = loaded.tokenizer.encode(inference.output, { addSpecialTokens: false });
   if (own.length !== tokens.length || own.some((t, i) => t !== tokens[i])) return skip("tokenizer-mismatch");
   const { blobHash, model, artifact } = await ensureLoraGradients(db, ctx, lineage, loaded);
-  const grad = await answerGradient(loaded, inference.prompt, tokens, mask);
+  const grad = await answerGradient(ctx, loaded, inference.prompt, tokens, mask);
   const att = attributeLoraInfluence(model, artifact.rows, grad, {
     topK: 10,
     dampingRatio: LORA_DAMPING_RATIO,
