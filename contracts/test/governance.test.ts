@@ -128,7 +128,11 @@ describe("production profile: who holds which role", () => {
     assert.deepEqual(of("InferenceEscrow", "SETTLER_ROLE"), [`${addr(p.settlement)}:eoa`]);
     assert.deepEqual(of("InferenceEscrow", "DISTRIBUTOR_ROLE"), [`${c.RewardDistributor}:contract`]);
     assert.deepEqual(of("Staking", "SLASHER_ROLE"), [], "nobody slashes at once in production");
-    assert.deepEqual(of("Staking", "SLASH_PROPOSER_ROLE"), [`${addr(p.operator)}:eoa`]);
+    assert.deepEqual(
+      [...of("Staking", "SLASH_PROPOSER_ROLE")].sort(),
+      [`${addr(p.operator)}:eoa`, `${c.ValidatorDisputes}:contract`].sort(),
+      "the operator, and the disputes contract (a quorum of validators' signatures)",
+    );
     for (const contract of ["Staking", "InferenceEscrow", "RewardDistributor"]) {
       assert.deepEqual(of(contract, "GUARDIAN_ROLE"), [`${addr(p.guardian)}:guardian`], contract);
     }

@@ -7,6 +7,7 @@ export const CONTRACT_NAMES = [
   "ModelRegistry",
   "InferenceEscrow",
   "RewardDistributor",
+  "ValidatorDisputes",
   "OpenGovernor",
 ] as const;
 

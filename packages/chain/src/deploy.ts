@@ -27,6 +27,7 @@ import {
   openTokenAbi,
   rewardDistributorAbi,
   stakingAbi,
+  validatorDisputesAbi,
 } from "./generated/abis.ts";
 import { contractBytecode } from "./generated/bytecode.ts";
 import {
@@ -123,6 +124,9 @@ export interface PlatformParams {
   /** InferenceEscrow.maxDefaultDailyCap: the highest default governance can ever set. */
   maxDefaultDailyCap: bigint;
   slashDisputeWindow: number;
+  /** ValidatorDisputes.slashBps: share of a disputed validator's stake (active + unbonding) a quorum's dispute
+   *  proposes to slash (within Staking's maxSlashBps). */
+  validatorDisputeSlashBps: number;
   /** Staking.minSlashDisputeWindow. */
   minSlashDisputeWindow: number;
   minStake: { contributor: bigint; validator: bigint; modelPublisher: bigint };
@@ -176,6 +180,7 @@ export const PRODUCTION_PARAMS: Omit<PlatformParams, "validatorStake"> = {
   defaultDailyCap: 1_000n * OPEN,
   maxDefaultDailyCap: PRODUCTION_FLOORS.maxDefaultDailyCap,
   slashDisputeWindow: 3 * DAY,
+  validatorDisputeSlashBps: 1_000,
   minSlashDisputeWindow: PRODUCTION_FLOORS.minSlashDisputeWindow,
   governance: {
     timelockDelay: 2 * DAY,
@@ -197,6 +202,7 @@ export const DEV_PARAMS: Omit<PlatformParams, "validatorStake"> = {
   defaultDailyCap: 1_000_000n * OPEN,
   maxDefaultDailyCap: 1_000_000n * OPEN,
   slashDisputeWindow: 0,
+  validatorDisputeSlashBps: 1_000,
   minSlashDisputeWindow: 0,
   governance: {
     timelockDelay: 0,
@@ -479,6 +485,12 @@ export async function deployPlatform(options: DeployPlatformOptions): Promise<Pl
     params.minActivationDelay,
     params.feeSplit,
   ]);
+  // Files validator slash proposals only with a quorum of validators' signed disputes (holds SLASH_PROPOSER_ROLE).
+  const disputes = await deploy("ValidatorDisputes", validatorDisputesAbi, [
+    staking,
+    distributor,
+    BigInt(params.validatorDisputeSlashBps),
+  ]);
   const governor = await deploy("OpenGovernor", openGovernorAbi, [
     token,
     timelock,
@@ -508,6 +520,7 @@ export async function deployPlatform(options: DeployPlatformOptions): Promise<Pl
   });
   const batch: AdminCall[] = [
     grant(staking, S, SLASH_PROPOSER_ROLE, roles.operator),
+    grant(staking, S, SLASH_PROPOSER_ROLE, disputes),
     grant(staking, S, GUARDIAN_ROLE, roles.guardian),
     ...(production ? [] : [grant(staking, S, SLASHER_ROLE, roles.operator)]),
     ...(
@@ -616,6 +629,7 @@ export async function deployPlatform(options: DeployPlatformOptions): Promise<Pl
       ModelRegistry: models,
       InferenceEscrow: escrow,
       RewardDistributor: distributor,
+      ValidatorDisputes: disputes,
       OpenGovernor: governor,
     },
     roles,

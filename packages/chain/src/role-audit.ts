@@ -15,9 +15,11 @@ export interface RoleHolder {
   holderKind: HolderKind;
 }
 
-/** The contracts with AccessControl roles: all but the token (none) and the governor (its own powers). */
+/** The contracts with AccessControl roles: all but the token (none), the governor (its own powers) and
+ *  ValidatorDisputes (no roles: it holds one, Staking's SLASH_PROPOSER_ROLE). */
 export const ACCESS_CONTROLLED_CONTRACTS = CONTRACT_NAMES.filter(
-  (n): n is Exclude<ContractName, "OpenToken" | "OpenGovernor"> => n !== "OpenToken" && n !== "OpenGovernor",
+  (n): n is Exclude<ContractName, "OpenToken" | "OpenGovernor" | "ValidatorDisputes"> =>
+    n !== "OpenToken" && n !== "OpenGovernor" && n !== "ValidatorDisputes",
 );
 
 /** Blocks per eth_getLogs request (public RPCs cap ranges; a local node does not care). */

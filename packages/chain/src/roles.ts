@@ -71,6 +71,7 @@ export interface RoleInfo {
  */
 export const ROLE_CATALOG: Record<ContractName, Record<string, RoleInfo>> = {
   OpenToken: {},
+  ValidatorDisputes: {},
   OpenTimelock: {
     DEFAULT_ADMIN_ROLE: {
       power: "admin",
@@ -118,7 +119,10 @@ export const ROLE_CATALOG: Record<ContractName, Record<string, RoleInfo>> = {
     },
     SLASH_PROPOSER_ROLE: {
       power: "bounded-funds",
-      can: "propose slashing a position",
+      can:
+        "propose slashing a position (held by the operator and by ValidatorDisputes, which files a validator's " +
+        "only with a quorum of the other active validators' signed dispute and the validator's signature over " +
+        "the disputed result)",
       bound:
         "<= maxSlashBps of the position; executes only after the dispute window; guardian or governance veto",
     },
