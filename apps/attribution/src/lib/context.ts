@@ -15,7 +15,7 @@ import fp from "fastify-plugin";
 import { Registry } from "prom-client";
 import type { PrivateKeyAccount } from "viem/accounts";
 import { type BlobStore, FsBlobStore } from "./blob-store.ts";
-import { baseModelDirs } from "./lora.ts";
+import { baseModelDirs, type LoadedLora } from "./lora.ts";
 import { type AttributionMetrics, attributionMetrics } from "./metrics.ts";
 import type { ComputedAttribution } from "./scoring.ts";
 import { type AttributionTokenizer, loadAttributionTokenizer } from "./tokenizer.ts";
@@ -70,6 +70,8 @@ export class AttributionContext {
   /** LoRA influence: prepared (Gram-factored) training-row gradients by blob hash; base models by directory. */
   readonly loraModels = new ArtifactCache<{ artifact: LoraGradientArtifact; model: LoraInfluenceModel }>(4);
   readonly baseModels = new ArtifactCache<{ model: BaseModel; tokenizer: TextTokenizer }>(2);
+  /** Adapters checked against their content hash and parsed, by content hash and base model directory. */
+  readonly loras = new ArtifactCache<LoadedLora>(4);
   /**
    * Results this process committed to and has not revealed for all its validators yet, by inference: the
    * validator scan tries their reveals on every pass, and recomputing each time would slow every pass (and

@@ -136,16 +136,20 @@ export async function loadLora(ctx: AttributionContext, lineage: LoraLineage): P
   const adapterDir = join(repoPath(ctx.config.ATTRIBUTION_ADAPTER_DIR), "adapters", lineage.adapterHash);
   const files = await readdir(adapterDir).catch(() => null);
   if (!files) return null;
-  const { model, tokenizer } = await ctx.baseModel(modelDir, () => loadModel({ dir: modelDir }));
-  const cfgBytes = await readFile(join(adapterDir, "adapter_config.json"));
-  const weights = await readFile(join(adapterDir, "adapter_model.safetensors"));
-  if (adapterContentHash(cfgBytes, weights) !== lineage.adapterHash) {
-    throw new LineageError(
-      `the stored files of ${lineage.modelId} do not hash to its registered content hash`,
-    );
-  }
-  const adapter = parsePeftAdapter(model.config, JSON.parse(cfgBytes.toString("utf8")), weights);
-  return { model, tokenizer, adapter, modelDir, adapterDir, adapterHash: lineage.adapterHash };
+  // The files sit under their content hash, so once checked and parsed they are reused for every
+  // answer of this adapter (a failed check is not cached: the next answer checks again).
+  return ctx.loras.get(`${lineage.adapterHash}:${modelDir}`, async () => {
+    const { model, tokenizer } = await ctx.baseModel(modelDir, () => loadModel({ dir: modelDir }));
+    const cfgBytes = await readFile(join(adapterDir, "adapter_config.json"));
+    const weights = await readFile(join(adapterDir, "adapter_model.safetensors"));
+    if (adapterContentHash(cfgBytes, weights) !== lineage.adapterHash) {
+      throw new LineageError(
+        `the stored files of ${lineage.modelId} do not hash to its registered content hash`,
+      );
+    }
+    const adapter = parsePeftAdapter(model.config, JSON.parse(cfgBytes.toString("utf8")), weights);
+    return { model, tokenizer, adapter, modelDir, adapterDir, adapterHash: lineage.adapterHash };
+  });
 }
 
 export class LoraArtifactMismatchError extends Error {
