@@ -13,6 +13,7 @@ import {
   resolveHyperparameters,
   trainingBound,
   trainingFee,
+  trainingHyperparameters,
 } from "./plan.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -36,21 +37,10 @@ export function trainingRequestHash(input: {
   hyperparameters: ResolvedHyperparameters;
   seed: number;
 }): string {
-  const h = input.hyperparameters;
   const canonical = {
     base: input.baseModelHash,
     versions: [...input.datanetVersionIds],
-    hyperparameters: {
-      n_epochs: h.n_epochs,
-      batch_size: h.batch_size,
-      learning_rate_multiplier: h.learning_rate_multiplier,
-      lora_rank: h.lora_rank,
-      lora_alpha: h.lora_alpha,
-      seq_len: h.seq_len,
-      max_steps: h.max_steps,
-      warmup_steps: h.warmup_steps,
-      weight_decay: h.weight_decay,
-    },
+    hyperparameters: trainingHyperparameters(input.hyperparameters),
     seed: input.seed,
   };
   return createHash("sha256").update(JSON.stringify(canonical)).digest("hex");

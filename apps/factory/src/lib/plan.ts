@@ -47,6 +47,24 @@ export interface ResolvedHyperparameters {
   weight_decay: number;
 }
 
+/**
+ * Just the resolved hyperparameters, in this order (a stored job's also carry prices, threads and the
+ * step bound): what the trainer is started with and what a job's request hash covers.
+ */
+export function trainingHyperparameters(h: ResolvedHyperparameters): ResolvedHyperparameters {
+  return {
+    n_epochs: h.n_epochs,
+    batch_size: h.batch_size,
+    learning_rate_multiplier: h.learning_rate_multiplier,
+    lora_rank: h.lora_rank,
+    lora_alpha: h.lora_alpha,
+    seq_len: h.seq_len,
+    max_steps: h.max_steps,
+    warmup_steps: h.warmup_steps,
+    weight_decay: h.weight_decay,
+  };
+}
+
 export interface PlanLimits {
   /** The gateway's slot rank (GATEWAY_MAX_ADAPTER_RANK): a larger adapter could not be served. */
   maxRank: number;

@@ -10,7 +10,7 @@ import type { TrainingProcess } from "../train/process.ts";
 import type { FromTrainer, ToTrainer } from "../train/protocol.ts";
 import type { GatewayClient } from "./gateway.ts";
 import { addEvent, type BaseModelInfo, type FineTuningJobs } from "./jobs.ts";
-import { type ResolvedHyperparameters, trainingFee } from "./plan.ts";
+import { type ResolvedHyperparameters, trainingFee, trainingHyperparameters } from "./plan.ts";
 
 /** A runner holds a job's lease this long without renewing it. */
 export const LEASE_MS = 15_000;
@@ -221,17 +221,7 @@ export class JobRunner {
       dataFile,
       checkpointDir: join(dir, "checkpoint"),
       outDir: join(dir, "adapter"),
-      hyperparameters: {
-        n_epochs: h.n_epochs,
-        batch_size: h.batch_size,
-        learning_rate_multiplier: h.learning_rate_multiplier,
-        lora_rank: h.lora_rank,
-        lora_alpha: h.lora_alpha,
-        seq_len: h.seq_len,
-        max_steps: h.max_steps,
-        warmup_steps: h.warmup_steps,
-        weight_decay: h.weight_decay,
-      },
+      hyperparameters: trainingHyperparameters(h),
       seed: job.seed,
       threads: h.threads,
       stepBound: h.step_bound,
