@@ -33,6 +33,8 @@ import { buildGateway, gatewayConfig } from "@openledger/gateway";
 import {
   adapterBytes,
   baseWeightBytes,
+  byteLevelBpeTokenizerJson,
+  bytesToUnicode,
   generateBaseModel,
   generateRandomPeft,
   type LlamaConfig,
@@ -173,27 +175,6 @@ function zipf(n: number, s: number, rand: () => number) {
   };
 }
 
-/** GPT-2 byte <-> unicode table (byte-level BPE alphabet). */
-function bytesToUnicode(): string[] {
-  const bs: number[] = [];
-  for (let i = 33; i <= 126; i++) bs.push(i);
-  for (let i = 161; i <= 172; i++) bs.push(i);
-  for (let i = 174; i <= 255; i++) bs.push(i);
-  const cs = [...bs];
-  let n = 0;
-  for (let b = 0; b < 256; b++) {
-    if (!bs.includes(b)) {
-      bs.push(b);
-      cs.push(256 + n++);
-    }
-  }
-  const out: string[] = new Array(256);
-  bs.forEach((b, i) => {
-    out[b] = String.fromCharCode(cs[i]!);
-  });
-  return out;
-}
-
 /** A byte-level BPE tokenizer.json covering the whole SmolLM vocab (ids past the bytes are
  *  multi-character tokens with no merges: encoding is per byte, every sampled id decodes). */
 function smollmTokenizer(vocabSize: number) {
@@ -221,35 +202,7 @@ function smollmTokenizer(vocabSize: number) {
     if (vocab[tok] === undefined) vocab[tok] = id++;
   }
   return {
-    tokenizer: {
-      version: "1.0",
-      truncation: null,
-      padding: null,
-      added_tokens: specials.map((content, id) => ({
-        id,
-        content,
-        single_word: false,
-        lstrip: false,
-        rstrip: false,
-        normalized: false,
-        special: true,
-      })),
-      normalizer: null,
-      pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
-      post_processor: null,
-      decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
-      model: {
-        type: "BPE",
-        dropout: null,
-        unk_token: null,
-        continuing_subword_prefix: null,
-        end_of_word_suffix: null,
-        fuse_unk: false,
-        byte_fallback: false,
-        vocab,
-        merges: [],
-      },
-    },
+    tokenizer: byteLevelBpeTokenizerJson({ specialTokens: specials, vocab, merges: [] }),
     tokenizerConfig: { eos_token: "<|endoftext|>", bos_token: null },
   };
 }

@@ -151,27 +151,15 @@ export function trainByteLevelBpe(texts: Iterable<string>, options: BpeTrainOpti
   symbols.forEach((s, i) => {
     vocab[s] = i + options.specialTokens.length;
   });
-  const added = options.specialTokens.map((content, id) => ({
-    id,
-    content,
-    single_word: false,
-    lstrip: false,
-    rstrip: false,
-    normalized: false,
-    special: true,
-  }));
   const bos = options.bosToken;
   const bosId = bos === undefined ? undefined : options.specialTokens.indexOf(bos);
   if (bos !== undefined && (bosId === undefined || bosId < 0))
     throw new Error(`bosToken ${bos} is not special`);
-  const tokenizerJson: Record<string, unknown> = {
-    version: "1.0",
-    truncation: null,
-    padding: null,
-    added_tokens: added,
-    normalizer: null,
-    pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
-    post_processor:
+  const tokenizerJson = byteLevelBpeTokenizerJson({
+    specialTokens: options.specialTokens,
+    vocab,
+    merges,
+    postProcessor:
       bos === undefined
         ? { type: "ByteLevel", add_prefix_space: true, trim_offsets: false, use_regex: true }
         : {
@@ -185,6 +173,39 @@ export function trainByteLevelBpe(texts: Iterable<string>, options: BpeTrainOpti
             ],
             special_tokens: { [bos]: { id: bos, ids: [bosId], tokens: [bos] } },
           },
+  });
+  return { tokenizerJson, merges: merges.length };
+}
+
+/**
+ * A byte-level BPE `tokenizer.json` (Hugging Face's format): `specialTokens` as added tokens with ids
+ * 0.., GPT-2's ByteLevel pre-tokenizer and decoder, a BPE model over `vocab` and `merges`. The trainer
+ * writes its output with it; tests and benchmarks build small or synthetic tokenizers with it.
+ */
+export function byteLevelBpeTokenizerJson<Merge extends string | [string, string]>(options: {
+  specialTokens: readonly string[];
+  vocab: Record<string, number>;
+  /** "a b" strings or [a, b] pairs (both forms load). */
+  merges: readonly Merge[];
+  /** Default null (encode adds nothing). */
+  postProcessor?: Record<string, unknown> | null;
+}) {
+  return {
+    version: "1.0",
+    truncation: null,
+    padding: null,
+    added_tokens: options.specialTokens.map((content, id) => ({
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    })),
+    normalizer: null,
+    pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
+    post_processor: options.postProcessor ?? null,
     decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
     model: {
       type: "BPE",
@@ -195,9 +216,8 @@ export function trainByteLevelBpe(texts: Iterable<string>, options: BpeTrainOpti
       fuse_unk: false,
       byte_fallback: false,
       ignore_merges: false,
-      vocab,
-      merges,
+      vocab: options.vocab,
+      merges: [...options.merges],
     },
   };
-  return { tokenizerJson, merges: merges.length };
 }

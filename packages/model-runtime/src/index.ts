@@ -17,7 +17,13 @@ export {
   writePeftAdapter,
 } from "./adapter.ts";
 export { AdapterLoadPool, type AdapterLoadPoolOptions } from "./adapter-pool.ts";
-export { type BpeTrainOptions, bytesToUnicode, type TrainedBpe, trainByteLevelBpe } from "./bpe-train.ts";
+export {
+  type BpeTrainOptions,
+  byteLevelBpeTokenizerJson,
+  bytesToUnicode,
+  type TrainedBpe,
+  trainByteLevelBpe,
+} from "./bpe-train.ts";
 export {
   type LlamaConfig,
   LORA_MODULES,
