@@ -2,7 +2,7 @@ import type * as api from "@openledger/factory/api";
 import type { BodyOf, QueryOf, ReplyOf } from "./contract.ts";
 import { enc } from "./datanets.ts";
 import { OpenLedgerError } from "./errors.ts";
-import { type OnProgress, poll, type ServiceHttp } from "./http.ts";
+import { apiKeyAuth, type OnProgress, poll, type ServiceHttp } from "./http.ts";
 
 export type FineTuneInput = BodyOf<typeof api.CreateJobRoute>;
 export type FineTuneJob = ReplyOf<typeof api.GetJobRoute>;
@@ -38,13 +38,7 @@ export class FactoryClient {
   ) {}
 
   private auth(): Record<string, string> {
-    const key = this.apiKey();
-    if (!key)
-      throw new OpenLedgerError(
-        "API_KEY_REQUIRED",
-        "fine-tuning needs an API key (create one with keys create)",
-      );
-    return { authorization: `Bearer ${key}` };
+    return apiKeyAuth(this.apiKey, "fine-tuning");
   }
 
   /** Creates a job: the fee's upper bound is held in your escrow at once (402 without enough). */

@@ -7,7 +7,15 @@ import type { z } from "zod";
 import type { BodyOf, ReplyOf } from "./contract.ts";
 import { enc } from "./datanets.ts";
 import { OpenLedgerError } from "./errors.ts";
-import { errorFrom, type OnProgress, poll, progressBody, type ServiceHttp } from "./http.ts";
+import {
+  apiKeyAuth,
+  errorFrom,
+  type OnProgress,
+  poll,
+  progressBody,
+  requireApiKey,
+  type ServiceHttp,
+} from "./http.ts";
 
 export type ApiKeyRequest = BodyOf<typeof api.CreateApiKeyRoute>;
 export type ApiKey = ReplyOf<typeof api.CreateApiKeyRoute, 201>;
@@ -60,13 +68,7 @@ export class GatewayClient {
   }
 
   private auth(): Record<string, string> {
-    const key = this.apiKey();
-    if (!key)
-      throw new OpenLedgerError(
-        "API_KEY_REQUIRED",
-        "this call needs an API key (create one with keys create)",
-      );
-    return { authorization: `Bearer ${key}` };
+    return apiKeyAuth(this.apiKey);
   }
 
   /** Uploads and registers a LoRA adapter, streamed from disk; `onProgress` gets the bytes sent. */
@@ -153,12 +155,7 @@ export class GatewayClient {
 
   /** The official `openai` client pointed at this gateway with the API key (what builders already use). */
   async openai(): Promise<OpenAI> {
-    const key = this.apiKey();
-    if (!key)
-      throw new OpenLedgerError(
-        "API_KEY_REQUIRED",
-        "this call needs an API key (create one with keys create)",
-      );
+    const key = requireApiKey(this.apiKey);
     // Loaded on first use: most commands never need it.
     const { default: Client } = await import("openai");
     return new Client({ baseURL: `${this.http.baseUrl}/v1`, apiKey: key, maxRetries: 0 });

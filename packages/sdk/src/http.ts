@@ -105,6 +105,22 @@ export class ServiceHttp {
   }
 }
 
+/**
+ * The account's gateway API key as a bearer header (the gateway's and the factory's calls take it),
+ * or API_KEY_REQUIRED naming what needed it.
+ */
+export function apiKeyAuth(apiKey: () => string | undefined, what = "this call"): Record<string, string> {
+  return { authorization: `Bearer ${requireApiKey(apiKey, what)}` };
+}
+
+/** The account's gateway API key, or API_KEY_REQUIRED naming what needed it. */
+export function requireApiKey(apiKey: () => string | undefined, what = "this call"): string {
+  const key = apiKey();
+  if (!key)
+    throw new OpenLedgerError("API_KEY_REQUIRED", `${what} needs an API key (create one with keys create)`);
+  return key;
+}
+
 /** The service's `{ error: { code, message, details? } }` (OpenAI-style errors have the same two keys). */
 export function errorFrom(service: string, status: number, data: unknown): OpenLedgerError {
   const e = (data as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)?.error;
