@@ -335,7 +335,7 @@ export class ModelRuntime implements StepRuntime {
     return this.seqs.size;
   }
 
-  /** Frees a sequence's KV cache. */
+  /** `StepRuntime.stepSample`: a step, then each sampled row's token drawn by its sequence's sampler. */
   async stepSample(rows: SampledStepRow[]): Promise<Int32Array> {
     const logits = await this.step(rows);
     const out = new Int32Array(rows.length).fill(-1);
@@ -345,6 +345,7 @@ export class ModelRuntime implements StepRuntime {
     return out;
   }
 
+  /** Frees a sequence's KV cache (and its sampler). */
   release(seqId: SeqId): void {
     this.#samplers.release(seqId);
     this.seqs.delete(seqId);
