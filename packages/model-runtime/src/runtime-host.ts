@@ -155,17 +155,24 @@ export class WorkerRuntime implements StepRuntime {
     });
   }
 
-  async step(rows: StepRow[]): Promise<Float32Array[]> {
-    const id = this.#nextId++;
-    const reply = await this.#request({
-      type: "step",
-      id,
-      rows: rows.map((r) => ({ seqId: r.seqId, tokens: [...r.tokens], slot: r.slot })),
-    });
+  /** Posts a step (either kind) and records its timings and what it appended to each sequence. */
+  async #stepped(
+    msg: Extract<ToWorker, { type: "step" | "stepSample" }>,
+  ): Promise<Extract<FromWorker, { type: "stepped" }>> {
+    const reply = await this.#request(msg);
     if (reply.type !== "stepped") throw new Error("model runtime thread: unexpected reply");
     if (reply.error) throw rebuild(reply.error);
-    for (const r of rows) this.#lengths.set(r.seqId, (this.#lengths.get(r.seqId) ?? 0) + r.tokens.length);
+    for (const r of msg.rows) this.#lengths.set(r.seqId, (this.#lengths.get(r.seqId) ?? 0) + r.tokens.length);
     this.lastTimings = reply.timings!;
+    return reply;
+  }
+
+  async step(rows: StepRow[]): Promise<Float32Array[]> {
+    const reply = await this.#stepped({
+      type: "step",
+      id: this.#nextId++,
+      rows: rows.map((r) => ({ seqId: r.seqId, tokens: [...r.tokens], slot: r.slot })),
+    });
     const V = this.config.vocabSize;
     const logits = reply.logits!;
     return rows.map((_, i) => logits.subarray(i * V, (i + 1) * V));
@@ -177,10 +184,9 @@ export class WorkerRuntime implements StepRuntime {
    * threads and this thread does no per-step work over the vocabulary.
    */
   async stepSample(rows: SampledStepRow[]): Promise<Int32Array> {
-    const id = this.#nextId++;
-    const reply = await this.#request({
+    const reply = await this.#stepped({
       type: "stepSample",
-      id,
+      id: this.#nextId++,
       // Only the row's own fields (postMessage copies them; a caller's extra fields stay here).
       rows: rows.map((r) => ({
         seqId: r.seqId,
@@ -189,10 +195,6 @@ export class WorkerRuntime implements StepRuntime {
         ...(r.sample ? { sample: r.sample } : {}),
       })),
     });
-    if (reply.type !== "stepped") throw new Error("model runtime thread: unexpected reply");
-    if (reply.error) throw rebuild(reply.error);
-    for (const r of rows) this.#lengths.set(r.seqId, (this.#lengths.get(r.seqId) ?? 0) + r.tokens.length);
-    this.lastTimings = reply.timings!;
     return reply.tokens!;
   }
 
