@@ -1,6 +1,6 @@
 import type { EChartsOption } from "echarts";
 import { Link, useParams } from "react-router";
-import { attribution, type InferenceTrace, settlement } from "../api.ts";
+import { attribution, type InferenceTrace, type InfluenceRow, settlement } from "../api.ts";
 import { Chart } from "../components/chart.tsx";
 import { HighlightedText } from "../components/highlight.tsx";
 import { Addr, Amount, Badge, Empty, Failure, Hash, Loading, Section, Table } from "../components/ui.tsx";
@@ -41,6 +41,35 @@ function influenceChart(t: InferenceTrace, colours: Map<string, string>): EChart
       },
     ],
   };
+}
+
+/** Influential rows (helpful, then harmful); `labels` adds each row's label beside its text. */
+function InfluenceTable(props: {
+  caption: string;
+  testId: string;
+  rows: InfluenceRow[];
+  colours: Map<string, string>;
+  labels?: boolean;
+}) {
+  return (
+    <Table caption={props.caption} head={["Row", "Contributor", "Influence", "Text"]} testId={props.testId}>
+      {props.rows.map((r) => (
+        <tr key={`${r.rowId}:${r.influence}`} data-row={r.rowId}>
+          <td>{r.rowId}</td>
+          <td>
+            <Addr address={r.contributorAddress} colour={props.colours.get(r.contributorAddress)} />
+          </td>
+          <td className="num">
+            <code>{r.influence}</code>
+          </td>
+          <td className="row-text small">
+            {r.text ?? "—"}
+            {props.labels && r.label && <Badge>{r.label}</Badge>}
+          </td>
+        </tr>
+      ))}
+    </Table>
+  );
 }
 
 export function InferencePage() {
@@ -142,24 +171,12 @@ export function InferencePage() {
               {t.loraInfluence.topHelpful.length + t.loraInfluence.topHarmful.length === 0 ? (
                 <Empty>No influential row.</Empty>
               ) : (
-                <Table
+                <InfluenceTable
                   caption="Rows with the largest LoRA influence"
-                  head={["Row", "Contributor", "Influence", "Text"]}
                   testId="lora-influence-table"
-                >
-                  {[...t.loraInfluence.topHelpful, ...t.loraInfluence.topHarmful].map((r) => (
-                    <tr key={`${r.rowId}:${r.influence}`} data-row={r.rowId}>
-                      <td>{r.rowId}</td>
-                      <td>
-                        <Addr address={r.contributorAddress} colour={colours.get(r.contributorAddress)} />
-                      </td>
-                      <td className="num">
-                        <code>{r.influence}</code>
-                      </td>
-                      <td className="row-text small">{r.text ?? "—"}</td>
-                    </tr>
-                  ))}
-                </Table>
+                  rows={[...t.loraInfluence.topHelpful, ...t.loraInfluence.topHarmful]}
+                  colours={colours}
+                />
               )}
             </Section>
           )}
@@ -190,27 +207,13 @@ export function InferencePage() {
                     label="Influence of the top training rows on this answer"
                     testId="influence-chart"
                   />
-                  <Table
+                  <InfluenceTable
                     caption="Most influential rows"
-                    head={["Row", "Contributor", "Influence", "Text"]}
                     testId="influence-table"
-                  >
-                    {[...t.influence.topHelpful, ...t.influence.topHarmful].map((r) => (
-                      <tr key={`${r.rowId}:${r.influence}`} data-row={r.rowId}>
-                        <td>{r.rowId}</td>
-                        <td>
-                          <Addr address={r.contributorAddress} colour={colours.get(r.contributorAddress)} />
-                        </td>
-                        <td className="num">
-                          <code>{r.influence}</code>
-                        </td>
-                        <td className="row-text small">
-                          {r.text ?? "—"}
-                          {r.label && <Badge>{r.label}</Badge>}
-                        </td>
-                      </tr>
-                    ))}
-                  </Table>
+                    rows={[...t.influence.topHelpful, ...t.influence.topHarmful]}
+                    colours={colours}
+                    labels
+                  />
                 </>
               )}
             </Section>
