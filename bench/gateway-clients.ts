@@ -16,7 +16,7 @@ export interface LoadResult {
   tokens: number;
   seconds: number;
   ttfts: number[];
-  /** Per request, in issue order: the model and its TTFT (for the slowest-requests log). */
+  /** The three requests with the longest TTFT, slowest first: model, TTFT, total (for the slowest-requests log). */
   slow: { model: string; ttftMs: number; totalMs: number }[];
   errors: number;
   /** The first few failures (status and body). */
