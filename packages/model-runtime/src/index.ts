@@ -69,6 +69,7 @@ export {
 export { AdapterMerger } from "./merge.ts";
 export {
   type BaseModel,
+  baseModelHash,
   baseWeightBytes,
   ensureGeneratedModelDir,
   generateBaseModel,

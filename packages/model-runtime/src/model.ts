@@ -1,4 +1,5 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
 import { access, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
@@ -184,4 +185,14 @@ export async function ensureGeneratedModelDir(
     await rm(tmp, { recursive: true, force: true });
   }
   return dir;
+}
+
+/**
+ * How the platform names a base model: the SHA-256 (hex) of `dir`/model.safetensors. The gateway
+ * registers it, the factory records it on grants and jobs, validators find a lineage's base model by it.
+ */
+export async function baseModelHash(dir: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(join(dir, "model.safetensors"))) h.update(chunk as Buffer);
+  return h.digest("hex");
 }

@@ -4,8 +4,6 @@
  * adapter (a content-addressed artifact every validator rebuilds from public inputs and checks
  * against the recorded hash), and one answer's gradient over the tokens no kept span covers.
  */
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import { isAbsolute, join, resolve } from "node:path";
 import {
@@ -23,6 +21,7 @@ import {
   answerGradientShape,
   answerLoraGradient,
   type BaseModel,
+  baseModelHash,
   ensureGeneratedModelDir,
   type LoraAdapter,
   loadModel,
@@ -92,12 +91,6 @@ function repoPath(p: string): string {
   return isAbsolute(p) ? p : resolve(REPO_ROOT, p);
 }
 
-async function sha256File(path: string): Promise<string> {
-  const h = createHash("sha256");
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest("hex");
-}
-
 /** Where the tiny model is generated (GATEWAY_MODEL_DIR=tiny, FACTORY_MODEL_DIR=tiny: same path, same seed). */
 const GENERATED_DEFAULT = ".data/models/tiny";
 
@@ -111,7 +104,7 @@ export async function baseModelDirs(dirs: string): Promise<Map<string, string>> 
     let dir = repoPath(d);
     if (d === GENERATED_DEFAULT) dir = await ensureGeneratedModelDir(dir, TINY_CONFIG, 1);
     try {
-      out.set(await sha256File(join(dir, "model.safetensors")), dir);
+      out.set(await baseModelHash(dir), dir);
     } catch {
       // not readable here: that base model's adapters get span attribution only
     }

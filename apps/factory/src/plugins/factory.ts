@@ -1,11 +1,15 @@
-import { createHash, randomUUID } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { REPO_ROOT } from "@openledger/chain";
 import { DEFAULT_BASE_MODEL_DIR, type FactoryConfig, TINY_MODEL } from "@openledger/config";
-import { ensureGeneratedModelDir, parseHfConfig, TINY_CONFIG } from "@openledger/model-runtime";
+import {
+  baseModelHash,
+  ensureGeneratedModelDir,
+  parseHfConfig,
+  TINY_CONFIG,
+} from "@openledger/model-runtime";
 import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
 import { GatewayClient } from "../lib/gateway.ts";
@@ -20,12 +24,6 @@ function repoPath(p: string): string {
   return isAbsolute(p) ? p : resolve(REPO_ROOT, p);
 }
 
-async function sha256File(path: string): Promise<string> {
-  const h = createHash("sha256");
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest("hex");
-}
-
 /** The base model the factory trains on: its directory, the SHA-256 of its weights, its context. */
 export async function loadBaseModelInfo(config: FactoryConfig): Promise<BaseModelInfo> {
   const dir =
@@ -35,7 +33,7 @@ export async function loadBaseModelInfo(config: FactoryConfig): Promise<BaseMode
   const cfg = parseHfConfig(JSON.parse(await readFile(join(dir, "config.json"), "utf8")));
   return {
     dir,
-    contentHash: await sha256File(join(dir, "model.safetensors")),
+    contentHash: await baseModelHash(dir),
     maxPositionEmbeddings: cfg.maxPositionEmbeddings,
   };
 }

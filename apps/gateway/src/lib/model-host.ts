@@ -1,5 +1,3 @@
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { availableParallelism } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -7,6 +5,7 @@ import { DEFAULT_BASE_MODEL_DIR, type GatewayConfig, TINY_MODEL } from "@openled
 import {
   AdapterLoadPool,
   type BaseModel,
+  baseModelHash,
   ensureGeneratedModelDir,
   type LoraModule,
   loadModel,
@@ -99,7 +98,7 @@ export class ModelHost {
         : repoPath(config.GATEWAY_MODEL_DIR ?? DEFAULT_BASE_MODEL_DIR);
     // Config and tokenizer only: this thread never reads the weights (lazy tensors).
     const { model, tokenizer } = await loadModel({ dir: modelDir }, { lazy: true });
-    const contentHash = await sha256File(join(modelDir, "model.safetensors"));
+    const contentHash = await baseModelHash(modelDir);
     const slots = config.GATEWAY_SLOTS;
     // The runtime runs on its own thread, which loads the weights (onnxruntime keeps the only
     // copy): onnxruntime-node runs a session synchronously on its calling thread, so on this
@@ -215,10 +214,4 @@ export const TINY_MODEL_DIR = ".data/models/tiny";
 /** Writes the tiny deterministic model to `<repo>/.data/models/tiny` once (atomic rename). */
 export async function ensureTinyModel(): Promise<string> {
   return ensureGeneratedModelDir(join(REPO_ROOT, TINY_MODEL_DIR), TINY_CONFIG, 1);
-}
-
-export async function sha256File(path: string): Promise<string> {
-  const h = createHash("sha256");
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest("hex");
 }
