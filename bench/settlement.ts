@@ -36,6 +36,7 @@ import {
   ChainConnector,
   createChainClients,
   inferenceEscrowAbi,
+  inferenceIdToBytes32,
   openTokenAbi,
   signAttributionCommitment,
   signAttributionResult,
@@ -59,12 +60,7 @@ import { GroupCommit } from "../apps/settlement/src/lib/batcher.ts";
 import { type SettlementChain, settlementChainOf } from "../apps/settlement/src/lib/chain.ts";
 import { EpochManager, readEpoch } from "../apps/settlement/src/lib/epochs.ts";
 import { executeIntent } from "../apps/settlement/src/lib/intents.ts";
-import {
-  inferenceIdToBytes32,
-  type SettleContext,
-  type SettleOutcome,
-  settleBatch,
-} from "../apps/settlement/src/lib/settle.ts";
+import { type SettleContext, type SettleOutcome, settleBatch } from "../apps/settlement/src/lib/settle.ts";
 
 const json = process.argv.includes("--json");
 const kitLog = createLogger({ name: "bench", level: "silent" }) as FastifyBaseLogger;

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { hashFeatures, influenceScores, looInfluenceScores, quantize } from "@openledger/attribution-core";
-import { recoverAttributionResultSigner } from "@openledger/chain";
+import { inferenceIdToBytes32, recoverAttributionResultSigner } from "@openledger/chain";
 import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import { type AttributionConfig, TINY_MODEL_ENV } from "@openledger/config";
 import type { Db } from "@openledger/db";
@@ -23,7 +23,6 @@ import { attributionConfig, buildAttribution } from "./app.ts";
 import { FsBlobStore } from "./lib/blob-store.ts";
 import { AttributionContext } from "./lib/context.ts";
 import { ArtifactMismatchError, buildVersionArtifacts, ensureLocalArtifact } from "./lib/indexing.ts";
-import { inferenceIdToBytes32 } from "./lib/validator.ts";
 import { indexWorker } from "./workers/index-worker.ts";
 import { scoreWorker } from "./workers/score-worker.ts";
 

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { type Address, type Hex, keccak256, pad, type TransactionReceipt, toBytes } from "viem";
+import { type Address, type Hex, keccak256, type TransactionReceipt, toBytes } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { createChainPublicClient, createChainWalletClient } from "./clients.ts";
 import { CONTRACTS_DIR } from "./codegen.ts";
@@ -19,6 +19,7 @@ import { type AdminCall, executeAsTimelock } from "./timelock.ts";
 import {
   attributionCommitment,
   attributionCommitmentSalt,
+  inferenceIdToBytes32,
   signApiKeyRequest,
   signAttributionCommitment,
   signAttributionResult,
@@ -265,15 +266,13 @@ export interface ValidatorResultInput {
   weights?: { contributorAddress: string; weightPpm: number }[];
 }
 
-const uuidToBytes32 = (id: string): Hex => pad(`0x${id.replaceAll("-", "").toLowerCase()}`, { size: 32 });
-
 /**
  * Step 1 of commit-reveal, as the attribution service's validator writes it: the signed commitment to the
  * result (the database orders it). Returns the salt for `revealValidatorResult`.
  */
 export async function commitValidatorResult(db: RawQueryClient, r: ValidatorResultInput): Promise<Hex> {
   const account = privateKeyToAccount(r.privateKey);
-  const id32 = uuidToBytes32(r.inferenceId);
+  const id32 = inferenceIdToBytes32(r.inferenceId);
   const salt = await attributionCommitmentSalt(account, r.chainId, id32, r.verifyingContract);
   const commitment = attributionCommitment(keccak256(toBytes(r.canonicalJson)), account.address, salt);
   const signature = await signAttributionCommitment(
@@ -296,7 +295,7 @@ export async function commitValidatorResult(db: RawQueryClient, r: ValidatorResu
 /** Step 2: the reveal — the result, its EIP-712 signature and the salt (and its weights rows). Returns its id. */
 export async function revealValidatorResult(db: RawQueryClient, r: ValidatorResultInput): Promise<string> {
   const account = privateKeyToAccount(r.privateKey);
-  const id32 = uuidToBytes32(r.inferenceId);
+  const id32 = inferenceIdToBytes32(r.inferenceId);
   const resultHash = keccak256(toBytes(r.canonicalJson));
   const salt = await attributionCommitmentSalt(account, r.chainId, id32, r.verifyingContract);
   const signature = await signAttributionResult(

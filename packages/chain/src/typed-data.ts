@@ -5,6 +5,7 @@ import {
   hashTypedData,
   keccak256,
   type LocalAccount,
+  pad,
   recoverTypedDataAddress,
   type TypedDataDomain,
 } from "viem";
@@ -160,6 +161,16 @@ export async function recoverAttributionResultSigner(
     ...attributionResultTypedData(chainId, message, verifyingContract),
     signature,
   });
+}
+
+/**
+ * The bytes32 an inference id is signed as (AttributionResult, AttributionCommitment, ValidatorDisputes): the
+ * UUID's 16 bytes, left-padded with zeros (reversible; validators sign and settlement verifies with this one).
+ */
+export function inferenceIdToBytes32(inferenceId: string): Hex {
+  const hex = inferenceId.replaceAll("-", "").toLowerCase();
+  if (!/^[0-9a-f]{32}$/.test(hex)) throw new RangeError(`not a UUID: ${inferenceId}`);
+  return pad(`0x${hex}`, { size: 32 });
 }
 
 // ------------------------------------------------------------------ attribution commitments (commit-reveal)

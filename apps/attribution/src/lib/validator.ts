@@ -1,6 +1,7 @@
 import {
   attributionCommitment,
   attributionCommitmentSalt,
+  inferenceIdToBytes32,
   recoverAttributionResultSigner,
   StakeRole,
   signAttributionCommitment,
@@ -10,19 +11,9 @@ import {
   ZERO_SUBJECT,
 } from "@openledger/chain";
 import { type Db, Prisma, withTransaction } from "@openledger/db";
-import { type Address, type Hex, keccak256, pad, toBytes } from "viem";
+import { type Address, type Hex, keccak256, toBytes } from "viem";
 import type { ChainContext, ValidatorIdentity } from "./context.ts";
 import type { ComputedAttribution } from "./scoring.ts";
-
-/**
- * The bytes32 an inference id is signed as: the UUID's 16 bytes, left-padded with zeros
- * (reversible, and what settlement must use to verify a signature).
- */
-export function inferenceIdToBytes32(inferenceId: string): Hex {
-  const hex = inferenceId.replaceAll("-", "").toLowerCase();
-  if (!/^[0-9a-f]{32}$/.test(hex)) throw new RangeError(`not a UUID: ${inferenceId}`);
-  return pad(`0x${hex}`, { size: 32 });
-}
 
 /** keccak256 of the canonical JSON's UTF-8 bytes: the `resultHash` validators sign. */
 export function resultHashOf(canonical: string): Hex {

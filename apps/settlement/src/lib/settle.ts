@@ -1,5 +1,6 @@
 import {
   attributionResultTypedData,
+  inferenceIdToBytes32,
   opensAttributionCommitment,
   recoverAttributionCommitmentSigner,
   recoverAttributionResultSigner,
@@ -24,7 +25,7 @@ import {
   splitTrainingFee,
   structHashOfTwoWords,
 } from "@openledger/settlement-core";
-import { type Address, domainSeparator, type Hex, keccak256, pad, toBytes } from "viem";
+import { type Address, domainSeparator, type Hex, keccak256, toBytes } from "viem";
 
 /** What settling needs besides the database (resolved from the chain and config). */
 export interface SettleContext {
@@ -75,13 +76,6 @@ export interface Anomaly {
   inferenceId: string;
   kind: "weights_cache_mismatch" | "unpayable_signed_result" | "training_shares_mismatch";
   detail: Record<string, unknown>;
-}
-
-/** The bytes32 an inference id is signed as: its UUID's 16 bytes, left-padded (as the attribution service). */
-export function inferenceIdToBytes32(inferenceId: string): Hex {
-  const hex = inferenceId.replaceAll("-", "").toLowerCase();
-  if (!/^[0-9a-f]{32}$/.test(hex)) throw new RangeError(`not a UUID: ${inferenceId}`);
-  return pad(`0x${hex}`, { size: 32 });
 }
 
 interface InferenceRow {
