@@ -4,7 +4,14 @@
 // result the accused never signed is no evidence; a dispute is filed once.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { SLASH_PROPOSER_ROLE, StakeRole, signAttributionResult, ZERO_SUBJECT } from "@openledger/chain";
+import {
+  attributionDisputeTypedData,
+  attributionResultTypedData,
+  SLASH_PROPOSER_ROLE,
+  StakeRole,
+  sortSignatures,
+  ZERO_SUBJECT,
+} from "@openledger/chain";
 import { type Address, encodeAbiParameters, type Hex, keccak256, toHex } from "viem";
 import {
   addr,
@@ -28,67 +35,49 @@ async function fixture() {
   return { p, disputes };
 }
 
-/** EIP-712 AttributionDispute signed by `w` on the disputes contract's domain. */
-async function disputeSig(
+/** EIP-712 AttributionDispute signatures of `signers` (ascending by signer, as fileDispute requires). */
+async function disputeSigs(
   p: Platform,
   disputes: Address,
-  w: Wallet,
+  signers: Wallet[],
   accused: Address,
   signed: Hex,
   quorum: Hex,
-) {
-  return w.signTypedData({
-    account: w.account,
-    domain: {
-      name: "OpenLedger ValidatorDisputes",
-      version: "1",
-      chainId: await p.publicClient.getChainId(),
-      verifyingContract: disputes,
-    },
-    types: {
-      AttributionDispute: [
-        { name: "validator", type: "address" },
-        { name: "inferenceId", type: "bytes32" },
-        { name: "signedResultHash", type: "bytes32" },
-        { name: "quorumResultHash", type: "bytes32" },
-      ],
-    },
-    primaryType: "AttributionDispute",
-    message: {
-      validator: accused,
-      inferenceId: INFERENCE,
-      signedResultHash: signed,
-      quorumResultHash: quorum,
-    },
+): Promise<Hex[]> {
+  const typed = attributionDisputeTypedData(await p.publicClient.getChainId(), disputes, {
+    validator: accused,
+    inferenceId: INFERENCE,
+    signedResultHash: signed,
+    quorumResultHash: quorum,
   });
+  return sortSignatures(
+    await Promise.all(
+      signers.map(async (w) => ({
+        signer: w.account.address,
+        signature: await w.signTypedData({ account: w.account, ...typed }),
+      })),
+    ),
+  );
 }
 
 /** The accused's own EIP-712 AttributionResult signature (attribution domain, bound to the distributor). */
 async function resultSig(p: Platform, w: Wallet, resultHash: Hex): Promise<Hex> {
-  return signAttributionResult(
-    {
-      address: w.account.address,
-      signTypedData: (args: never) => w.signTypedData({ ...(args as object), account: w.account } as never),
-    } as never,
-    await p.publicClient.getChainId(),
-    { inferenceId: INFERENCE, resultHash },
-    p.addresses.contracts.RewardDistributor,
-  );
+  return w.signTypedData({
+    account: w.account,
+    ...attributionResultTypedData(
+      await p.publicClient.getChainId(),
+      { inferenceId: INFERENCE, resultHash },
+      p.addresses.contracts.RewardDistributor,
+    ),
+  });
 }
-
-const sorted = <T extends { w: Wallet }>(xs: T[]) =>
-  [...xs].sort((a, b) => (addr(a.w).toLowerCase() < addr(b.w).toLowerCase() ? -1 : 1));
 
 describe("ValidatorDisputes", () => {
   it("a quorum of the other validators files a bounded slash proposal whose evidence binds the signed wrong result", async () => {
     const { p, disputes } = await loadFixture(fixture);
     const [accused, v2, v3] = p.validators as [Wallet, Wallet, Wallet];
     const evidence = await resultSig(p, accused, WRONG);
-    const sigs = await Promise.all(
-      sorted([{ w: v2 }, { w: v3 }]).map(({ w }) =>
-        disputeSig(p, disputes.address, w, addr(accused), WRONG, RIGHT),
-      ),
-    );
+    const sigs = await disputeSigs(p, disputes.address, [v2, v3], addr(accused), WRONG, RIGHT);
     const before = await p.staking.read.positionOf([addr(accused), StakeRole.Validator, ZERO_SUBJECT]);
     const asReporter = await hre.viem.getContractAt("ValidatorDisputes", disputes.address, {
       client: { wallet: p.reporter },
@@ -124,16 +113,12 @@ describe("ValidatorDisputes", () => {
     const { p, disputes } = await loadFixture(fixture);
     const [accused, v2, v3] = p.validators as [Wallet, Wallet, Wallet];
     const evidence = await resultSig(p, accused, WRONG);
-    const one = [await disputeSig(p, disputes.address, v2, addr(accused), WRONG, RIGHT)];
+    const one = await disputeSigs(p, disputes.address, [v2], addr(accused), WRONG, RIGHT);
     await expectRevert(
       disputes.write.fileDispute([addr(accused), INFERENCE, WRONG, evidence, RIGHT, one]),
       "NoQuorum",
     );
-    const withAccused = await Promise.all(
-      sorted([{ w: accused }, { w: v2 }]).map(({ w }) =>
-        disputeSig(p, disputes.address, w, addr(accused), WRONG, RIGHT),
-      ),
-    );
+    const withAccused = await disputeSigs(p, disputes.address, [accused, v2], addr(accused), WRONG, RIGHT);
     await expectRevert(
       disputes.write.fileDispute([addr(accused), INFERENCE, WRONG, evidence, RIGHT, withAccused]),
       "AccusedCannotSign",
@@ -145,11 +130,7 @@ describe("ValidatorDisputes", () => {
       "SignersNotSorted",
     );
     // A non-validator's signature is no vote.
-    const outsiders = await Promise.all(
-      sorted([{ w: v3 }, { w: p.alice }]).map(({ w }) =>
-        disputeSig(p, disputes.address, w, addr(accused), WRONG, RIGHT),
-      ),
-    );
+    const outsiders = await disputeSigs(p, disputes.address, [v3, p.alice], addr(accused), WRONG, RIGHT);
     await expectRevert(
       disputes.write.fileDispute([addr(accused), INFERENCE, WRONG, evidence, RIGHT, outsiders]),
       "NotActiveValidator",
@@ -160,11 +141,7 @@ describe("ValidatorDisputes", () => {
   it("attack: a result the accused never signed is no evidence, and agreeing with the quorum is no offence", async () => {
     const { p, disputes } = await loadFixture(fixture);
     const [accused, v2, v3] = p.validators as [Wallet, Wallet, Wallet];
-    const sigs = await Promise.all(
-      sorted([{ w: v2 }, { w: v3 }]).map(({ w }) =>
-        disputeSig(p, disputes.address, w, addr(accused), WRONG, RIGHT),
-      ),
-    );
+    const sigs = await disputeSigs(p, disputes.address, [v2, v3], addr(accused), WRONG, RIGHT);
     // The accused signed RIGHT; the disputers claim it signed WRONG.
     const signedRight = await resultSig(p, accused, RIGHT);
     await expectRevert(

@@ -299,6 +299,42 @@ export async function commitAndRevealAttribution(
   };
 }
 
+// ------------------------------------------------------------------ validator disputes
+
+/**
+ * Must match ValidatorDisputes' `EIP712("OpenLedger ValidatorDisputes", "1")` and DISPUTE_TYPEHASH: an active
+ * validator's statement that `validator` signed `signedResultHash` for the inference while the result
+ * recomputed from public inputs is `quorumResultHash` (`fileDispute` needs a quorum of them).
+ */
+export const attributionDisputeTypes = {
+  AttributionDispute: [
+    { name: "validator", type: "address" },
+    { name: "inferenceId", type: "bytes32" },
+    { name: "signedResultHash", type: "bytes32" },
+    { name: "quorumResultHash", type: "bytes32" },
+  ],
+} as const;
+
+export interface AttributionDisputeMessage {
+  validator: Address;
+  inferenceId: Hex;
+  signedResultHash: Hex;
+  quorumResultHash: Hex;
+}
+
+export function attributionDisputeTypedData(
+  chainId: number,
+  disputes: Address,
+  message: AttributionDisputeMessage,
+) {
+  return {
+    domain: { name: "OpenLedger ValidatorDisputes", version: "1", chainId, verifyingContract: disputes },
+    types: attributionDisputeTypes,
+    primaryType: "AttributionDispute" as const,
+    message,
+  };
+}
+
 /** Must match DatanetRegistry's `EIP712("OpenLedger DatanetRegistry", "1")` and BUILDER_APPROVAL_TYPEHASH. */
 export const builderApprovalTypes = {
   BuilderApproval: [
