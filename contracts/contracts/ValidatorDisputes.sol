@@ -33,8 +33,9 @@ interface IValidatorSet {
 }
 
 /// @title Disputes of validators' signed attribution results, filed only by a quorum of validators
-/// @notice Holds Staking's SLASH_PROPOSER_ROLE so that no single key files a validator slash proposal: a
-///         proposal against `validator` is filed only with
+/// @notice Holds Staking's SLASH_PROPOSER_ROLE so that a validator slash proposal can be filed without any
+///         single key (the operator key holds the role too, for contributors' slashes, and is not bound by
+///         this contract's rule): a proposal against `validator` is filed here only with
 ///         - the validator's own EIP-712 `AttributionResult{inferenceId, resultHash}` signature over
 ///           `signedResultHash` (attribution domain: "OpenLedger Attribution", "1", this chain, the
 ///           RewardDistributor) — the evidence binds the exact bytes it signed;
