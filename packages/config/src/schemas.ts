@@ -11,6 +11,8 @@ export const DEFAULT_BASE_MODEL_DIR = "models/openledger-moby";
 export const DEFAULT_BASE_MODEL_ID = "openledger-moby";
 /** The value of GATEWAY_MODEL_DIR / FACTORY_MODEL_DIR that selects the built-in tiny random model (tests). */
 export const TINY_MODEL = "tiny";
+/** Where the tiny model is generated, relative to the repository root (the gateway, the factory and validators: one path). */
+export const TINY_MODEL_DIR = ".data/models/tiny";
 /**
  * The environment that puts the gateway, the factory and attribution on the tiny model (its byte
  * tokenizer): what most service tests run on — fast, and the byte-level behaviour they were written
@@ -139,7 +141,7 @@ export const attributionEnv = baseEnv.extend({
    *  model's (ATTRIBUTION_TOKENIZER when it names a directory). An adapter's lineage names its base model by
    *  the SHA-256 of model.safetensors; the directory with that hash is used (none: the adapter's answers are
    *  attributed by spans only). Default: the generated tiny model's directory. */
-  ATTRIBUTION_MODEL_DIRS: z.string().min(1).default(".data/models/tiny"),
+  ATTRIBUTION_MODEL_DIRS: z.string().min(1).default(TINY_MODEL_DIR),
   /** LoRA influence: root of the content-addressed adapter store (`<dir>/adapters/<content hash>/`), read-only:
    *  the gateway's GATEWAY_DATA_DIR on a shared disk. Files are checked against the registered content hash. */
   ATTRIBUTION_ADAPTER_DIR: z.string().min(1).default(".data/gateway"),

@@ -72,6 +72,7 @@ export {
   baseModelHash,
   baseWeightBytes,
   ensureGeneratedModelDir,
+  ensureTinyModelDir,
   generateBaseModel,
   loadBaseModelDir,
   validateWeights,

@@ -8,6 +8,7 @@ import {
   moduleDims,
   moduleWeightName,
   parseHfConfig,
+  TINY_CONFIG,
   toHfConfig,
 } from "./config.ts";
 import { ModelRuntimeError } from "./errors.ts";
@@ -185,6 +186,14 @@ export async function ensureGeneratedModelDir(
     await rm(tmp, { recursive: true, force: true });
   }
   return dir;
+}
+
+/**
+ * The tiny deterministic model (TINY_CONFIG, seed 1) written to `dir` once: the gateway, the factory
+ * and validators generating it each get the same bytes, so the same base-model hash.
+ */
+export function ensureTinyModelDir(dir: string): Promise<string> {
+  return ensureGeneratedModelDir(dir, TINY_CONFIG, 1);
 }
 
 /**

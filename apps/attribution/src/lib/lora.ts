@@ -14,6 +14,7 @@ import {
   prepareLoraInfluence,
 } from "@openledger/attribution-core";
 import { REPO_ROOT } from "@openledger/chain";
+import { TINY_MODEL_DIR } from "@openledger/config";
 import type { Db } from "@openledger/db";
 import {
   AnswerGradientGraph,
@@ -22,12 +23,11 @@ import {
   answerLoraGradient,
   type BaseModel,
   baseModelHash,
-  ensureGeneratedModelDir,
+  ensureTinyModelDir,
   type LoraAdapter,
   loadModel,
   parsePeftAdapter,
   type TextTokenizer,
-  TINY_CONFIG,
   type TrainerOptions,
   trainingConfigHash,
 } from "@openledger/model-runtime";
@@ -91,9 +91,6 @@ function repoPath(p: string): string {
   return isAbsolute(p) ? p : resolve(REPO_ROOT, p);
 }
 
-/** Where the tiny model is generated (GATEWAY_MODEL_DIR=tiny, FACTORY_MODEL_DIR=tiny: same path, same seed). */
-const GENERATED_DEFAULT = ".data/models/tiny";
-
 /** Base model directories by the SHA-256 of their model.safetensors (computed once per process). */
 export async function baseModelDirs(dirs: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
@@ -102,7 +99,7 @@ export async function baseModelDirs(dirs: string): Promise<Map<string, string>> 
     .map((s) => s.trim())
     .filter(Boolean)) {
     let dir = repoPath(d);
-    if (d === GENERATED_DEFAULT) dir = await ensureGeneratedModelDir(dir, TINY_CONFIG, 1);
+    if (d === TINY_MODEL_DIR) dir = await ensureTinyModelDir(dir);
     try {
       out.set(await baseModelHash(dir), dir);
     } catch {

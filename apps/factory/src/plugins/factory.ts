@@ -3,22 +3,14 @@ import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { REPO_ROOT } from "@openledger/chain";
-import { DEFAULT_BASE_MODEL_DIR, type FactoryConfig, TINY_MODEL } from "@openledger/config";
-import {
-  baseModelHash,
-  ensureGeneratedModelDir,
-  parseHfConfig,
-  TINY_CONFIG,
-} from "@openledger/model-runtime";
+import { DEFAULT_BASE_MODEL_DIR, type FactoryConfig, TINY_MODEL, TINY_MODEL_DIR } from "@openledger/config";
+import { baseModelHash, ensureTinyModelDir, parseHfConfig } from "@openledger/model-runtime";
 import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
 import { GatewayClient } from "../lib/gateway.ts";
 import { type BaseModelInfo, FineTuningJobs } from "../lib/jobs.ts";
 import { JobRunner } from "../lib/runner.ts";
 import { TrainingProcess } from "../train/process.ts";
-
-/** Where FACTORY_MODEL_DIR=tiny generates the tiny model: the gateway's (same path, same seed). */
-const TINY_MODEL_DIR = ".data/models/tiny";
 
 function repoPath(p: string): string {
   return isAbsolute(p) ? p : resolve(REPO_ROOT, p);
@@ -28,7 +20,7 @@ function repoPath(p: string): string {
 export async function loadBaseModelInfo(config: FactoryConfig): Promise<BaseModelInfo> {
   const dir =
     config.FACTORY_MODEL_DIR === TINY_MODEL
-      ? await ensureGeneratedModelDir(join(REPO_ROOT, TINY_MODEL_DIR), TINY_CONFIG, 1)
+      ? await ensureTinyModelDir(join(REPO_ROOT, TINY_MODEL_DIR))
       : repoPath(config.FACTORY_MODEL_DIR ?? DEFAULT_BASE_MODEL_DIR);
   const cfg = parseHfConfig(JSON.parse(await readFile(join(dir, "config.json"), "utf8")));
   return {

@@ -1,19 +1,18 @@
 import { availableParallelism } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { DEFAULT_BASE_MODEL_DIR, type GatewayConfig, TINY_MODEL } from "@openledger/config";
+import { DEFAULT_BASE_MODEL_DIR, type GatewayConfig, TINY_MODEL, TINY_MODEL_DIR } from "@openledger/config";
 import {
   AdapterLoadPool,
   type BaseModel,
   baseModelHash,
-  ensureGeneratedModelDir,
+  ensureTinyModelDir,
   type LoraModule,
   loadModel,
   type PreparedAdapter,
   type SamplingParams,
   type StepRuntime,
   type TextTokenizer,
-  TINY_CONFIG,
   WorkerRuntime,
 } from "@openledger/model-runtime";
 import {
@@ -208,10 +207,7 @@ export class ModelHost {
   }
 }
 
-/** Where the tiny deterministic model is generated, relative to the repository root (the factory trains on it too). */
-export const TINY_MODEL_DIR = ".data/models/tiny";
-
 /** Writes the tiny deterministic model to `<repo>/.data/models/tiny` once (atomic rename). */
 export async function ensureTinyModel(): Promise<string> {
-  return ensureGeneratedModelDir(join(REPO_ROOT, TINY_MODEL_DIR), TINY_CONFIG, 1);
+  return ensureTinyModelDir(join(REPO_ROOT, TINY_MODEL_DIR));
 }
