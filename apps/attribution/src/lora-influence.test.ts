@@ -11,6 +11,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { AttributionConfig } from "@openledger/config";
 import type { Db } from "@openledger/db";
+import { seedVersionRows } from "@openledger/db/testing";
 import {
   adapterContentHash,
   batchFromRows,
@@ -111,29 +112,7 @@ describe("LoRA influence of a factory-trained adapter", () => {
         status: "registered",
       },
     });
-    for (const [position, r] of ROWS.entries()) {
-      const c = await db.contribution.create({
-        data: {
-          datanetId: datanet.id,
-          contributorAddress: r.who,
-          source: "rows",
-          status: "validated",
-          rowCount: 1,
-        },
-      });
-      const row = await db.datanetRow.create({
-        data: {
-          datanetId: datanet.id,
-          contributionId: c.id,
-          contributorAddress: r.who,
-          ordinal: 0,
-          text: r.text,
-          normalizedHash: "cd".repeat(32),
-          status: "accepted",
-        },
-      });
-      await db.datanetVersionRow.create({ data: { versionId: version.id, position, rowId: row.id } });
-    }
+    await seedVersionRows(db, datanet.id, version.id, ROWS);
     await buildVersionArtifacts(db, app.attribution, version.id);
     const mkModel = (id: string, contentHash: string) =>
       db.model.create({

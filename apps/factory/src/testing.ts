@@ -15,6 +15,7 @@ import {
 import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import { TINY_MODEL_ENV } from "@openledger/config";
 import type { Db } from "@openledger/db";
+import { seedVersionRows } from "@openledger/db/testing";
 import { buildGateway, gatewayConfig } from "@openledger/gateway";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
@@ -157,30 +158,7 @@ async function seedDatanet(chain: LocalChain, db: Db): Promise<Platform["version
         status: published ? "registered" : "pending",
       },
     });
-    let position = 0;
-    for (const r of rows) {
-      const c = await db.contribution.create({
-        data: {
-          datanetId: datanet.id,
-          contributorAddress: r.who,
-          source: "rows",
-          status: "validated",
-          rowCount: 1,
-        },
-      });
-      const row = await db.datanetRow.create({
-        data: {
-          datanetId: datanet.id,
-          contributionId: c.id,
-          contributorAddress: r.who,
-          ordinal: 0,
-          text: r.text,
-          normalizedHash: "cd".repeat(32),
-          status: "accepted",
-        },
-      });
-      await db.datanetVersionRow.create({ data: { versionId: v.id, position: position++, rowId: row.id } });
-    }
+    await seedVersionRows(db, datanet.id, v.id, rows);
     return v.id;
   };
   return {

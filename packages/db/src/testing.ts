@@ -57,3 +57,32 @@ export async function createTestDatabase(
     },
   };
 }
+
+/**
+ * Adds accepted text rows to a datanet version, each from its own validated contribution, at
+ * positions 0.. in order (what a published version holds once its contributions are accepted).
+ */
+export async function seedVersionRows(
+  db: Db,
+  datanetId: string,
+  versionId: string,
+  rows: readonly { who: string; text: string }[],
+): Promise<void> {
+  for (const [position, r] of rows.entries()) {
+    const c = await db.contribution.create({
+      data: { datanetId, contributorAddress: r.who, source: "rows", status: "validated", rowCount: 1 },
+    });
+    const row = await db.datanetRow.create({
+      data: {
+        datanetId,
+        contributionId: c.id,
+        contributorAddress: r.who,
+        ordinal: 0,
+        text: r.text,
+        normalizedHash: "cd".repeat(32),
+        status: "accepted",
+      },
+    });
+    await db.datanetVersionRow.create({ data: { versionId, position, rowId: row.id } });
+  }
+}
