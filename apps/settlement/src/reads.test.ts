@@ -19,6 +19,7 @@ import {
   type LocalChain,
   revealValidatorResult,
   startLocalChain,
+  validatorWeightsResult,
 } from "@openledger/chain/testing";
 import { Prisma } from "@openledger/db";
 import type { App } from "@openledger/service-kit";
@@ -63,21 +64,16 @@ async function settled(model: string, inTokens: number, outTokens: number, weigh
       outputTokens: outTokens,
     },
   });
-  const canonical = JSON.stringify({
-    inferenceId: inf.id,
-    weights: weights.map(([a, ppm]) => ({ contributorId: lower(a.address), ppm })),
-  });
-  const input = (v: Account) => ({
-    privateKey: v.privateKey,
-    chainId: chain.chainId,
-    verifyingContract: chain.addresses!.contracts.RewardDistributor,
-    inferenceId: inf.id,
-    canonicalJson: canonical,
-    weights: weights.map(([a, ppm]) => ({ contributorAddress: lower(a.address), weightPpm: ppm })),
-  });
+  const input = (i: number) =>
+    validatorWeightsResult(
+      chain,
+      i,
+      inf.id,
+      weights.map(([a, ppm]) => ({ address: a.address, ppm })),
+    );
   // Both commit before either reveals (commit-reveal), then both reveal.
-  for (const v of chain.accounts.validators.slice(0, 2)) await commitValidatorResult(app.db, input(v));
-  for (const v of chain.accounts.validators.slice(0, 2)) await revealValidatorResult(app.db, input(v));
+  for (const i of [0, 1]) await commitValidatorResult(app.db, input(i));
+  for (const i of [0, 1]) await revealValidatorResult(app.db, input(i));
   assert.equal(await app.settlement.settle(inf.id), "settled");
   inferences.push({ id: inf.id, model });
   return inf.id;

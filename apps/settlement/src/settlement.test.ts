@@ -19,6 +19,7 @@ import {
   type LocalChain,
   revealValidatorResult,
   startLocalChain,
+  validatorWeightsResult,
 } from "@openledger/chain/testing";
 import { Prisma } from "@openledger/db";
 import type { App } from "@openledger/service-kit";
@@ -106,26 +107,14 @@ async function makeInference(opts: {
   const dissent = [{ address: lower(owner.address), ppm: 1_000_000 }];
   // Every commitment first (before any reveal), as validators do (commit-reveal).
   for (const i of [...(opts.agree ?? []), ...(opts.committed ?? [])])
-    await commitValidatorResult(app.db, resultInput(inf.id, i, weights));
-  for (const i of opts.disagree ?? []) await commitValidatorResult(app.db, resultInput(inf.id, i, dissent));
-  for (const i of opts.agree ?? []) await revealValidatorResult(app.db, resultInput(inf.id, i, weights));
-  for (const i of opts.disagree ?? []) await revealValidatorResult(app.db, resultInput(inf.id, i, dissent));
+    await commitValidatorResult(app.db, validatorWeightsResult(chain, i, inf.id, weights));
+  for (const i of opts.disagree ?? [])
+    await commitValidatorResult(app.db, validatorWeightsResult(chain, i, inf.id, dissent));
+  for (const i of opts.agree ?? [])
+    await revealValidatorResult(app.db, validatorWeightsResult(chain, i, inf.id, weights));
+  for (const i of opts.disagree ?? [])
+    await revealValidatorResult(app.db, validatorWeightsResult(chain, i, inf.id, dissent));
   return inf.id;
-}
-
-/** Validator `i`'s canonical result for an inference (the attribution service's layout: {contributorId, ppm}). */
-function resultInput(inferenceId: string, i: number, weights: { address: string; ppm: number }[]) {
-  return {
-    privateKey: chain.accounts.validators[i]!.privateKey,
-    chainId: chain.chainId,
-    verifyingContract: C().RewardDistributor,
-    inferenceId,
-    canonicalJson: JSON.stringify({
-      inferenceId,
-      weights: weights.map((w) => ({ contributorId: lower(w.address), ppm: w.ppm })),
-    }),
-    weights: weights.map((w) => ({ contributorAddress: lower(w.address), weightPpm: w.ppm })),
-  };
 }
 
 async function entriesOf(inferenceId: string): Promise<Map<string, bigint>> {
@@ -509,7 +498,7 @@ describe("settling inferences", () => {
     assert.equal(await app.db.settlement.count({ where: { inferenceId: id } }), 0);
     // The second validator (committed before the first reveal) reveals the identical result: the sweeper
     // settles it.
-    await revealValidatorResult(app.db, resultInput(id, 1, weights));
+    await revealValidatorResult(app.db, validatorWeightsResult(chain, 1, id, weights));
     await poll(() => app.db.settlement.findUnique({ where: { inferenceId: id } }), "settled after quorum");
     assert.equal(await app.db.settlementPending.count({ where: { inferenceId: id } }), 0);
     const e = await entriesOf(id);

@@ -267,6 +267,32 @@ export interface ValidatorResultInput {
 }
 
 /**
+ * Validator `i`'s (Hardhat #5 + i) input for a weights-only result in the attribution service's canonical
+ * layout ({inferenceId, weights: [{contributorId, ppm}]}, addresses lower-case), signed for `chain`'s
+ * distributor: the set-up settlement tests share.
+ */
+export function validatorWeightsResult(
+  chain: Pick<LocalChain, "chainId" | "accounts" | "addresses">,
+  i: number,
+  inferenceId: string,
+  weights: readonly { address: string; ppm: number }[],
+): ValidatorResultInput {
+  const { addresses } = chain;
+  if (!addresses) throw new Error("validatorWeightsResult: the platform is not deployed");
+  return {
+    privateKey: chain.accounts.validators[i]!.privateKey,
+    chainId: chain.chainId,
+    verifyingContract: addresses.contracts.RewardDistributor,
+    inferenceId,
+    canonicalJson: JSON.stringify({
+      inferenceId,
+      weights: weights.map((w) => ({ contributorId: w.address.toLowerCase(), ppm: w.ppm })),
+    }),
+    weights: weights.map((w) => ({ contributorAddress: w.address.toLowerCase(), weightPpm: w.ppm })),
+  };
+}
+
+/**
  * Step 1 of commit-reveal, as the attribution service's validator writes it: the signed commitment to the
  * result (the database orders it). Returns the salt for `revealValidatorResult`.
  */

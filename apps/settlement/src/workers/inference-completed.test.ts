@@ -12,6 +12,7 @@ import {
   type LocalChain,
   revealValidatorResult,
   startLocalChain,
+  validatorWeightsResult,
 } from "@openledger/chain/testing";
 import { createDb, Prisma } from "@openledger/db";
 import type { App } from "@openledger/service-kit";
@@ -55,18 +56,7 @@ async function makeInference(validators: number[], id?: string, committed: numbe
     { address: lower(chain.accounts.users[1]!.address), ppm: 600_001 },
     { address: lower(chain.accounts.users[2]!.address), ppm: 399_999 },
   ];
-  const canonical = JSON.stringify({
-    inferenceId: inf.id,
-    weights: weights.map((w) => ({ contributorId: w.address, ppm: w.ppm })),
-  });
-  const input = (i: number) => ({
-    privateKey: chain.accounts.validators[i]!.privateKey,
-    chainId: chain.chainId,
-    verifyingContract: chain.addresses!.contracts.RewardDistributor,
-    inferenceId: inf.id,
-    canonicalJson: canonical,
-    weights: weights.map((w) => ({ contributorAddress: w.address, weightPpm: w.ppm })),
-  });
+  const input = (i: number) => validatorWeightsResult(chain, i, inf.id, weights);
   for (const i of [...validators, ...committed]) await commitValidatorResult(app.db, input(i));
   for (const i of validators) await revealValidatorResult(app.db, input(i));
   return inf.id;
