@@ -1,4 +1,4 @@
-import type { ChainConnector } from "@openledger/chain";
+import type { ChainConnector, ValidatorQuorum } from "@openledger/chain";
 import type { SettlementConfig } from "@openledger/config";
 import type { Db } from "@openledger/db";
 import type { Background, BackgroundTimer } from "@openledger/service-kit";
@@ -19,6 +19,17 @@ import { type Anomaly, type SettleContext, type SettleOutcome, settleBatch } fro
  * down), the group-commit settler, the epoch manager and the two periodic tasks (pending sweeper,
  * epoch ticker) it registers with the kit's `background`.
  */
+type QuorumSet = Pick<SettleContext, "quorum" | "validators">;
+
+/**
+ * What settlement counts a quorum against: a fraction (>= 2/3) of the active validator set, as the distributor
+ * counts it for roots, and the set itself; with no active validator nothing can reach it (the no-attribution
+ * deadline applies). Now (`settleContext`) and at an inference's epoch (`#quorumAt`) alike.
+ */
+function quorumSet(q: ValidatorQuorum): QuorumSet {
+  return { quorum: Math.max(1, q.need), validators: q.need === 0 ? new Set<string>() : q.active };
+}
+
 export class SettlementRuntime {
   readonly batcher: GroupCommit<string, SettleOutcome>;
   readonly epochs: EpochManager;
@@ -48,7 +59,7 @@ export class SettlementRuntime {
   }
 
   /** Past blocks' quorums: immutable once read (bounded, oldest dropped first). */
-  #pastQuorums = new Map<bigint, Promise<{ quorum: number; validators: ReadonlySet<string> }>>();
+  #pastQuorums = new Map<bigint, Promise<QuorumSet>>();
 
   /**
    * The distributor's quorum at a past block (an epoch's start): read from the chain's state at that block
@@ -57,10 +68,7 @@ export class SettlementRuntime {
   #quorumAt(chain: SettlementChain, block: bigint) {
     let q = this.#pastQuorums.get(block);
     if (!q) {
-      q = distributorQuorum(chain, block).then((v) => ({
-        quorum: Math.max(1, v.need),
-        validators: v.need === 0 ? new Set<string>() : v.active,
-      }));
+      q = distributorQuorum(chain, block).then(quorumSet);
       q.catch(() => this.#pastQuorums.delete(block));
       this.#pastQuorums.set(block, q);
       while (this.#pastQuorums.size > 1_000)
@@ -77,11 +85,8 @@ export class SettlementRuntime {
     return {
       bps,
       treasury: chain.treasury,
-      // A fraction (>= 2/3) of the active validator set, as the distributor counts it for roots; with no
-      // active validator nothing can reach it (the no-attribution deadline applies).
-      quorum: Math.max(1, quorum.need),
+      ...quorumSet(quorum),
       deadlineMs: this.config.SETTLEMENT_ATTRIBUTION_DEADLINE_MS,
-      validators: quorum.need === 0 ? new Set() : quorum.active,
       quorumAt: (block) => this.#quorumAt(chain, block),
       signatureDomain: { chainId: chain.chainId, verifyingContract: chain.distributor },
       verified: this.#verified,

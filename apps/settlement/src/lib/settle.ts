@@ -334,13 +334,10 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
     (r.addresses ?? []).map((address, i) => ({ address, ppm: r.ppms?.[i] ?? 0 }));
   // The validator set and quorum each inference is counted against: its epoch's (read once per block).
   const atEpoch = new Map<string, { quorum: number; validators: ReadonlySet<string> }>();
-  if (ctx.quorumAt) {
+  const { quorumAt } = ctx;
+  if (quorumAt) {
     const blocks = [...new Set(open.map((r) => r.epoch_block).filter((b): b is string => b !== null))];
-    await Promise.all(
-      blocks.map(async (b) =>
-        atEpoch.set(b, await (ctx.quorumAt as NonNullable<typeof ctx.quorumAt>)(BigInt(b))),
-      ),
-    );
+    await Promise.all(blocks.map(async (b) => atEpoch.set(b, await quorumAt(BigInt(b)))));
   }
   for (const row of open) {
     if (row.training_grant_id !== null) {
