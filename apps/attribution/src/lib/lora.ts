@@ -5,7 +5,7 @@
  * against the recorded hash), and one answer's gradient over the tokens no kept span covers.
  */
 import { readdir, readFile } from "node:fs/promises";
-import { isAbsolute, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import {
   decodeLoraGradients,
   LORA_DAMPING_RATIO,
@@ -87,10 +87,6 @@ export async function loraLineage(
   };
 }
 
-function repoPath(p: string): string {
-  return isAbsolute(p) ? p : resolve(REPO_ROOT, p);
-}
-
 /** Base model directories by the SHA-256 of their model.safetensors (computed once per process). */
 export async function baseModelDirs(dirs: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
@@ -98,7 +94,7 @@ export async function baseModelDirs(dirs: string): Promise<Map<string, string>> 
     .split(",")
     .map((s) => s.trim())
     .filter(Boolean)) {
-    let dir = repoPath(d);
+    let dir = resolve(REPO_ROOT, d);
     if (d === TINY_MODEL_DIR) dir = await ensureTinyModelDir(dir);
     try {
       out.set(await baseModelHash(dir), dir);
@@ -123,7 +119,11 @@ export interface LoadedLora {
 export async function loadLora(ctx: AttributionContext, lineage: LoraLineage): Promise<LoadedLora | null> {
   const modelDir = (await ctx.baseModelDirs()).get(lineage.baseModelHash);
   if (!modelDir) return null;
-  const adapterDir = join(repoPath(ctx.config.ATTRIBUTION_ADAPTER_DIR), "adapters", lineage.adapterHash);
+  const adapterDir = join(
+    resolve(REPO_ROOT, ctx.config.ATTRIBUTION_ADAPTER_DIR),
+    "adapters",
+    lineage.adapterHash,
+  );
   const files = await readdir(adapterDir).catch(() => null);
   if (!files) return null;
   // The files sit under their content hash, so once checked and parsed they are reused for every

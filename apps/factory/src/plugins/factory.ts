@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
-import { isAbsolute, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { REPO_ROOT } from "@openledger/chain";
 import { DEFAULT_BASE_MODEL_DIR, type FactoryConfig, TINY_MODEL, TINY_MODEL_DIR } from "@openledger/config";
 import { baseModelHash, ensureTinyModelDir, parseHfConfig } from "@openledger/model-runtime";
@@ -12,16 +12,12 @@ import { type BaseModelInfo, FineTuningJobs } from "../lib/jobs.ts";
 import { JobRunner } from "../lib/runner.ts";
 import { TrainingProcess } from "../train/process.ts";
 
-function repoPath(p: string): string {
-  return isAbsolute(p) ? p : resolve(REPO_ROOT, p);
-}
-
 /** The base model the factory trains on: its directory, the SHA-256 of its weights, its context. */
 export async function loadBaseModelInfo(config: FactoryConfig): Promise<BaseModelInfo> {
   const dir =
     config.FACTORY_MODEL_DIR === TINY_MODEL
       ? await ensureTinyModelDir(join(REPO_ROOT, TINY_MODEL_DIR))
-      : repoPath(config.FACTORY_MODEL_DIR ?? DEFAULT_BASE_MODEL_DIR);
+      : resolve(REPO_ROOT, config.FACTORY_MODEL_DIR ?? DEFAULT_BASE_MODEL_DIR);
   const cfg = parseHfConfig(JSON.parse(await readFile(join(dir, "config.json"), "utf8")));
   return {
     dir,
@@ -63,7 +59,7 @@ export const factoryPlugin = fp<{ config: FactoryConfig }>(
       jobs,
       gateway,
       base,
-      repoPath(config.FACTORY_DATA_DIR),
+      resolve(REPO_ROOT, config.FACTORY_DATA_DIR),
       `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
       (start) => new TrainingProcess(start),
       app.background.signal,
