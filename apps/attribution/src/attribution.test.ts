@@ -13,6 +13,7 @@ import { inferenceIdToBytes32, recoverAttributionResultSigner } from "@openledge
 import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import { type AttributionConfig, TINY_MODEL_ENV } from "@openledger/config";
 import type { Db } from "@openledger/db";
+import { seedVersionRows } from "@openledger/db/testing";
 import type { JobContext } from "@openledger/queue";
 import { jobId } from "@openledger/queue";
 import { ApiKeys } from "@openledger/service-kit";
@@ -143,31 +144,7 @@ describe("attribution service end to end", () => {
           status: "registered",
         },
       });
-      let position = 0;
-      for (const d of docs) {
-        const c = await db.contribution.create({
-          data: {
-            datanetId: datanet.id,
-            contributorAddress: d.who,
-            source: "rows",
-            status: "validated",
-            rowCount: 1,
-          },
-        });
-        const row = await db.datanetRow.create({
-          data: {
-            datanetId: datanet.id,
-            contributionId: c.id,
-            contributorAddress: d.who,
-            ordinal: 0,
-            text: d.text,
-            label: d.label ?? null,
-            normalizedHash: "cd".repeat(32),
-            status: "accepted",
-          },
-        });
-        await db.datanetVersionRow.create({ data: { versionId: v.id, position: position++, rowId: row.id } });
-      }
+      await seedVersionRows(db, datanet.id, v.id, docs);
       return v.id;
     };
     ids.spanVersion = await mkVersion(1, DOCS);

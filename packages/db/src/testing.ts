@@ -59,14 +59,14 @@ export async function createTestDatabase(
 }
 
 /**
- * Adds accepted text rows to a datanet version, each from its own validated contribution, at
+ * Adds accepted text rows (labelled or not) to a datanet version, each from its own validated contribution, at
  * positions 0.. in order (what a published version holds once its contributions are accepted).
  */
 export async function seedVersionRows(
   db: Db,
   datanetId: string,
   versionId: string,
-  rows: readonly { who: string; text: string }[],
+  rows: readonly { who: string; text: string; label?: string }[],
 ): Promise<void> {
   for (const [position, r] of rows.entries()) {
     const c = await db.contribution.create({
@@ -79,6 +79,7 @@ export async function seedVersionRows(
         contributorAddress: r.who,
         ordinal: 0,
         text: r.text,
+        label: r.label ?? null,
         normalizedHash: "cd".repeat(32),
         status: "accepted",
       },
