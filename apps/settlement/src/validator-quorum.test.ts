@@ -16,11 +16,14 @@ import { after, before, test } from "node:test";
 import { attestClosedEpochs } from "@openledger/attribution";
 import {
   attributionCommitment,
+  attributionCommitmentSalt,
   ChainConnector,
   createChainWalletClient,
   inferenceEscrowAbi,
+  inferenceIdToBytes32,
   openTokenAbi,
   rewardDistributorAbi,
+  signAttributionCommitment,
 } from "@openledger/chain";
 import {
   commitValidatorResult,
@@ -275,6 +278,42 @@ test("attack: a validator that copies another's revealed result (reads the datab
   for (const c of late) assert.ok(c.seq > first.revealSeq, "numbered after the reveal");
   await reveal(backdated, 2);
   assert.equal(await app.settlement.settle(backdated.id), "pending");
+});
+
+test("attack: a commitment recorded in a validator's name but signed by another key is no commitment of that validator's", async () => {
+  // The commitment's own signature is what says the validator itself committed, in time: without it, anyone
+  // who can insert a row (another validator's process, the database's owner) could record a commitment in
+  // #6's name before the first reveal — here one that #6's properly signed reveal later opens.
+  const forged = await inference();
+  await commit(forged, 0, 2); // the honest #5 and #7 commit
+  const victim = privateKeyToAccount(chain.accounts.validators[1]!.privateKey);
+  const forger = privateKeyToAccount(chain.accounts.validators[0]!.privateKey);
+  const id32 = inferenceIdToBytes32(forged.id);
+  const verifyingContract = chain.addresses!.contracts.RewardDistributor;
+  const salt = await attributionCommitmentSalt(victim, chain.chainId, id32, verifyingContract);
+  const commitment = attributionCommitment(forged.resultHash, victim.address, salt);
+  await app.db.$executeRawUnsafe(
+    `INSERT INTO attribution_commitments (inference_id, validator_address, commitment, signature)
+     VALUES ($1::uuid, $2, $3, $4)`,
+    forged.id,
+    lower(victim.address),
+    commitment,
+    await signAttributionCommitment(
+      forger,
+      chain.chainId,
+      { inferenceId: id32, commitment },
+      verifyingContract,
+    ),
+  );
+  await reveal(forged, 0, 1); // both reveals are properly signed by their validators
+  assert.equal(
+    await app.settlement.settle(forged.id),
+    "pending",
+    "#6's reveal opens a commitment #6 never signed: no vote, and #5 alone is no quorum",
+  );
+  // The honest #7 reveals: the quorum is #5 and #7.
+  await reveal(forged, 2);
+  assert.equal(await app.settlement.settle(forged.id), "settled");
 });
 
 test("a validator outside the active set does not count towards the quorum", async () => {
