@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -109,6 +109,55 @@ test("resume from a checkpoint gives bit-identical parameters to an uninterrupte
   const other = await trainer({ ...OPTIONS, seed: 6 });
   await assert.rejects(other.loadCheckpoint(join(dir, "ckpt")), /different training configuration/);
   assert.notEqual(trainingConfigHash(OPTIONS), trainingConfigHash({ ...OPTIONS, seed: 6 }));
+});
+
+test("a checkpoint being replaced is never missing or half-read: readers see the old one or the new one", async () => {
+  const data = new PackedDataset(docs, { seq: 16, separator: TINY_EOS, seed: 9 });
+  const dir = await mkdtemp(join(tmpdir(), "ckpt-race-"));
+  dirs.push(dir);
+  const ckpt = join(dir, "ckpt");
+  const writer = await trainer();
+  await writer.trainStep(data.batchAt(0, 2));
+  await writer.saveCheckpoint(ckpt);
+  // A writer killed mid-save leaves a half-written directory: it is not what a reader loads.
+  await mkdir(join(ckpt, "ckpt-99-1-1"));
+  await writeFile(join(ckpt, "ckpt-99-1-1", "trainer.json"), "{");
+  const reader = await trainer();
+  assert.equal(await reader.loadCheckpoint(ckpt), true);
+  assert.equal(reader.step, 1);
+  // The writer replaces its checkpoint again and again (as an orphaned trainer of a crashed run
+  // may while the resuming run reads it); every read finds a complete one. Replacing the directory
+  // by rm-then-rename failed this (a read between the two found none and started from step 0).
+  const saved = new Set([1]);
+  let writing = true;
+  const writes = (async () => {
+    for (let i = 0; i < 40; i++) {
+      await writer.saveCheckpoint(ckpt);
+      saved.add(writer.step);
+    }
+    writing = false;
+  })();
+  let reads = 0;
+  while (writing) {
+    assert.equal(await reader.loadCheckpoint(ckpt), true, `read ${reads} found no checkpoint`);
+    assert.ok(saved.has(reader.step));
+    reads++;
+  }
+  await writes;
+  assert.ok(reads > 0);
+  // Older checkpoint directories, the half-written one included, are gone.
+  assert.deepEqual((await readdir(ckpt)).filter((e) => e.startsWith("ckpt-")).length, 1);
+
+  // A checkpoint in the layout before the LATEST pointer (files directly in the directory) loads.
+  const legacy = join(dir, "legacy");
+  await mkdir(legacy);
+  const latest = (await readFile(join(ckpt, "LATEST"), "utf8")).trim();
+  for (const f of ["trainer.json", "trainer.safetensors"]) {
+    await writeFile(join(legacy, f), await readFile(join(ckpt, latest, f)));
+  }
+  const old = await trainer();
+  assert.equal(await old.loadCheckpoint(legacy), true);
+  assert.equal(old.step, 1);
 });
 
 test("per-example LoRA gradients sum to the batch gradient and equal each example's own", async () => {

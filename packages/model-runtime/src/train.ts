@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import type { PeftAdapterConfig, PeftFiles } from "./adapter.ts";
@@ -18,6 +18,10 @@ import {
   type TrainMode,
   type TrainParam,
 } from "./train-graph.ts";
+
+/** The file naming the newest complete checkpoint directory (see `Trainer.saveCheckpoint`). */
+const LATEST = "LATEST";
+let checkpointSeq = 0;
 
 export interface OptimizerOptions {
   /** Peak learning rate. */
@@ -283,29 +287,60 @@ export class Trainer {
     this.step = Number(ckpt.state["step"]);
   }
 
-  /** Writes the checkpoint to `dir` atomically (a temporary directory renamed over it). */
+  /**
+   * Writes the checkpoint under `dir` so that a reader always finds a complete one: the files go to
+   * a fresh `ckpt-<step>-<pid>-<n>` directory, then the `LATEST` pointer file is replaced by
+   * rename (atomic on POSIX), then older checkpoint directories are removed. (Replacing the
+   * directory itself — rm, then rename — left a moment with no checkpoint at all: a resuming run
+   * that read then started from step 0, and a crash there lost the run's progress.)
+   */
   async saveCheckpoint(dir: string): Promise<void> {
     const ckpt = this.checkpoint();
-    const tmp = `${dir}.tmp-${process.pid}`;
-    await rm(tmp, { recursive: true, force: true });
-    await mkdir(tmp, { recursive: true });
-    await writeFile(join(tmp, "trainer.safetensors"), ckpt.tensors);
-    await writeFile(join(tmp, "trainer.json"), JSON.stringify(ckpt.state));
-    await rm(dir, { recursive: true, force: true });
-    await rename(tmp, dir);
+    await mkdir(dir, { recursive: true });
+    const name = `ckpt-${this.step}-${process.pid}-${++checkpointSeq}`;
+    await mkdir(join(dir, name));
+    await writeFile(join(dir, name, "trainer.safetensors"), ckpt.tensors);
+    await writeFile(join(dir, name, "trainer.json"), JSON.stringify(ckpt.state));
+    const pointer = join(dir, `${LATEST}.tmp-${process.pid}`);
+    await writeFile(pointer, name);
+    await rename(pointer, join(dir, LATEST));
+    for (const entry of await readdir(dir)) {
+      // Older checkpoints, and any a dead (or orphaned) writer left half-written.
+      if (
+        entry !== name &&
+        (entry.startsWith("ckpt-") || entry === "trainer.json" || entry === "trainer.safetensors")
+      ) {
+        await rm(join(dir, entry), { recursive: true, force: true });
+      }
+    }
   }
 
-  /** Restores from `dir`; false when there is no checkpoint there. */
+  /** Restores from the newest complete checkpoint under `dir`; false when there is none. */
   async loadCheckpoint(dir: string): Promise<boolean> {
-    let state: Record<string, unknown>;
-    try {
-      state = JSON.parse(await readFile(join(dir, "trainer.json"), "utf8"));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
-      throw err;
+    // A writer may replace the checkpoint while we read it (an orphaned trainer of a crashed run
+    // finishing its step): re-read the pointer and try again.
+    for (let attempt = 0; ; attempt++) {
+      let name: string;
+      try {
+        name = (await readFile(join(dir, LATEST), "utf8")).trim();
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+        // The layout before the LATEST pointer: the files directly in `dir`.
+        name = ".";
+      }
+      try {
+        const state = JSON.parse(await readFile(join(dir, name, "trainer.json"), "utf8")) as Record<
+          string,
+          unknown
+        >;
+        this.restore({ tensors: await readFile(join(dir, name, "trainer.safetensors")), state });
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+        if (name === ".") return false;
+        if (attempt >= 4) throw err;
+      }
     }
-    this.restore({ tensors: await readFile(join(dir, "trainer.safetensors")), state });
-    return true;
   }
 
   /** The trained LoRA as PEFT files (adapter_config.json + adapter_model.safetensors). */
