@@ -424,3 +424,127 @@ test("over HTTP: a request in flight on one replica gets the same account a 402 
   assert.equal((await reservedRows(account)).length, 0, "recorded: the reservation moved to owed");
   assert.deepEqual(await one.billing.reconcile(), []);
 });
+
+test("the renewal and a stream-progress batch lock reservation rows in one order: forced to overlap, neither deadlocks (40P01) and the totals stay right", async () => {
+  // The chain is not what this is about: an account with a balance read of 1,000,000 wei.
+  const account = "0x00000000000000000000000000000000000d0e0f";
+  await one.db.$executeRaw`INSERT INTO gateway_accounts (account_address) VALUES (${account})`;
+  const balance = { spendable: 1_000_000n, cleared: 0n, at: Date.now() };
+  const base = one.catalog.models.get(one.catalog.baseModelId)!;
+  const replica = replicaBilling("lock-order");
+  replica.reservationTtlMs = 3_600_000; // no timer renewal during the test: this one calls it itself
+  // A busy table (other replicas' holds, analysed): the planner looks rows up by id, as under load.
+  await one.db.$executeRaw`
+    INSERT INTO gateway_reservations (id, account_address, max_cost_wei, expires_at)
+    SELECT gen_random_uuid(), ${account}, 1, now() + interval '1 hour' FROM generate_series(1, 20000)`;
+  await one.db
+    .$executeRaw`UPDATE gateway_accounts SET reserved_wei = reserved_wei + 20000 WHERE account_address = ${account}`;
+  await one.db.$executeRaw`ANALYZE gateway_reservations`;
+  // Nine live reservations of this replica, with ids in a known order (inserted in that order).
+  const ids = Array.from(
+    { length: 9 },
+    (_, i) => `00000000-0000-4000-8000-${String(i + 1).padStart(12, "0")}`,
+  );
+  const live: Reservation[] = [];
+  for (const id of ids) {
+    live.push(
+      await replica.reserveWithin(
+        { id, account, maxCost: 1000n, model: base, prompt: "p", inputTokens: 1 },
+        balance,
+      ),
+    );
+  }
+  const middle = ids[4]!;
+  const blockedBy = async (pids: number[]) =>
+    (
+      await one.db.$queryRaw<{ pid: number }[]>`
+        SELECT pid FROM pg_stat_activity WHERE pg_blocking_pids(pid) && ${pids}::int[]`
+    ).map((r) => r.pid);
+  const until = async <T>(what: string, fn: () => Promise<T | undefined>): Promise<T> => {
+    for (let i = 0; i < 600; i++) {
+      const v = await fn();
+      if (v !== undefined) return v;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.fail(`timed out waiting for ${what}`);
+  };
+
+  // A third transaction holds the middle row, so both statements stop part-way through their rows.
+  let unblock!: () => void;
+  const held = new Promise<void>((r) => {
+    unblock = r;
+  });
+  let blockerPid: number | undefined;
+  const blocker = one.db.$transaction(
+    async (tx) => {
+      const [me] = await tx.$queryRaw<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
+      await tx.$queryRaw`SELECT id FROM gateway_reservations WHERE id = ${middle}::uuid FOR UPDATE`;
+      blockerPid = me!.pid;
+      await held;
+    },
+    { timeout: 60_000 },
+  );
+  const blocker0 = await until("the middle row to be locked", async () => blockerPid);
+  // The renewal (every live row) starts and waits for the middle row...
+  const renewal = replica.renewReservations();
+  const [renewer] = await until("the renewal to wait", async () => {
+    const pids = await blockedBy([blocker0]);
+    return pids.length === 1 ? pids : undefined;
+  });
+  // ...then a progress batch of the same rows, written in the other order (newest stream first), waits too.
+  const progress = one.inferences.writeProgress(
+    [...ids].reverse().map((id, i) => ({ id, output: `out ${i}`, tokens: i + 1 })),
+  );
+  await until("the progress batch to wait", async () => {
+    const pids = (await blockedBy([blocker0, renewer!])).filter((p) => p !== renewer);
+    return pids.length === 1 ? pids : undefined;
+  });
+  // The middle row is free: whichever goes on, the other must not hold a row it needs (the old
+  // statements locked in the plan's order, ascending ids for one and the batch's order for the other).
+  unblock();
+  await blocker;
+  const [renewed, written] = await Promise.allSettled([renewal, progress]);
+  assert.equal(renewed.status, "fulfilled", String((renewed as PromiseRejectedResult).reason));
+  assert.equal(written.status, "fulfilled", String((written as PromiseRejectedResult).reason));
+  assert.equal((renewed as PromiseFulfilledResult<number>).value, 9);
+  const rows = await one.db.gatewayReservation.findMany({
+    where: { id: { in: ids } },
+    orderBy: { id: "asc" },
+  });
+  assert.deepEqual(
+    rows.map((r) => [r.output, r.outputTokens]),
+    ids.map((_, i) => [`out ${8 - i}`, 9 - i]),
+  );
+  assert.ok(
+    rows.every((r) => r.expiresAt.getTime() > Date.now() + 600_000),
+    "renewed for the long TTL",
+  );
+
+  // The books: record some, release the rest and the filler; the totals match the rows and history.
+  for (const [i, r] of live.entries()) {
+    if (i % 2 === 0) {
+      await new InferenceRecorder(replica.db, one.producer, replica, one.catalog, one.log).persist(
+        {
+          id: r.id,
+          modelId: base.id,
+          account,
+          prompt: "p",
+          output: "o",
+          inputTokens: 1,
+          outputTokens: 2,
+          ttftMs: 1,
+          durationMs: 1,
+        },
+        r,
+      );
+    } else await replica.release(r);
+  }
+  await one.db.$executeRaw`
+    WITH d AS (DELETE FROM gateway_reservations WHERE account_address = ${account} RETURNING max_cost_wei)
+    UPDATE gateway_accounts SET reserved_wei = reserved_wei - (SELECT sum(max_cost_wei) FROM d)
+     WHERE account_address = ${account}`;
+  assert.equal(await one.billing.owed(account), 5n * inferenceFee(base, 1, 2));
+  assert.deepEqual(await one.billing.reconcile(), []);
+  replica.close();
+  await replica.db.$disconnect();
+});

@@ -114,6 +114,18 @@ function owedFromHistorySql(account?: string): Prisma.Sql {
 }
 
 /**
+ * Locks the reservation rows `ids` (those that still exist) in id order and selects their ids: the
+ * one lock order of every statement that locks several reservation rows and may wait for them (the
+ * renewal, the progress log's batch). A statement that locks one row (recording, release) or skips
+ * locked rows (`finalize`) cannot close a cycle with them. Use it as a CTE and join the UPDATE to it:
+ * each row is then first locked here, in order (the UPDATE only re-locks rows this one holds).
+ */
+export function lockReservationsSql(ids: readonly string[]): Prisma.Sql {
+  return Prisma.sql`
+    SELECT id FROM gateway_reservations WHERE id = ANY(${ids}::uuid[]) ORDER BY id FOR UPDATE`;
+}
+
+/**
  * The balance check (402 before any compute): spendable escrow − owed − in flight must cover the
  * request's max cost. O(1) in the account's history: owed and in flight are the account's running
  * totals (`gateway_accounts`), and an admission is ONE conditional UPDATE of that row (a row lock held
@@ -140,6 +152,7 @@ export class Billing {
   #withdrawalDelay: { ms: number; at: number } | undefined;
   #servingStale = false;
   #renewer: NodeJS.Timeout | undefined;
+  #renewing = false;
 
   constructor(options: BillingOptions) {
     this.config = options.config;
@@ -400,13 +413,19 @@ export class Billing {
     if (this.#live.delete(reservation.id)) this.#renewWhileLive();
   }
 
-  /** Pushes back the expiry of this replica's live reservations (runs every TTL/3 while any is live). */
+  /**
+   * Pushes back the expiry of this replica's live reservations (runs every TTL/3 while any is live).
+   * Its row locks are taken in id order (`lockReservationsSql`), as the progress log's batches take
+   * theirs: two statements locking overlapping sets of rows in different orders deadlock (40P01).
+   */
   async renewReservations(): Promise<number> {
     const ids = [...this.#live.keys()];
     if (ids.length === 0) return 0;
     return this.db.$executeRaw`
-      UPDATE gateway_reservations SET expires_at = now() + ${this.reservationTtlMs}::int * interval '1 millisecond'
-      WHERE id IN (${Prisma.join(ids.map((id) => Prisma.sql`${id}::uuid`))})`;
+      WITH locked AS (${lockReservationsSql(ids)})
+      UPDATE gateway_reservations r
+         SET expires_at = now() + ${this.reservationTtlMs}::int * interval '1 millisecond'
+        FROM locked WHERE r.id = locked.id`;
   }
 
   #renewWhileLive(): void {
@@ -416,7 +435,14 @@ export class Billing {
     } else if (!this.#renewer) {
       this.#renewer = setInterval(
         () => {
-          this.renewReservations().catch((err) => this.log.warn({ err }, "reservation renewal failed"));
+          // One renewal at a time: one that waits on a row lock is not joined by the next tick's.
+          if (this.#renewing) return;
+          this.#renewing = true;
+          this.renewReservations()
+            .catch((err) => this.log.warn({ err }, "reservation renewal failed"))
+            .finally(() => {
+              this.#renewing = false;
+            });
         },
         Math.max(1, Math.floor(this.reservationTtlMs / 3)),
       );

@@ -3,7 +3,7 @@ import { type Db, Prisma, type Tx } from "@openledger/db";
 import type { Producer } from "@openledger/queue";
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
-import type { Billing, Reservation } from "./billing.ts";
+import { type Billing, lockReservationsSql, type Reservation } from "./billing.ts";
 import type { ModelCatalog } from "./catalog.ts";
 
 export interface InferenceRecord {
@@ -163,13 +163,20 @@ export class InferenceRecorder {
     return this.#progress.write(reservation.id, storableOutput(output), tokens);
   }
 
-  readonly #progress = new ProgressLog((batch) =>
-    this.db.$executeRaw`
+  /** The progress batches: row locks in id order (`lockReservationsSql`, as the renewal takes them). */
+  readonly #progress = new ProgressLog((batch) => this.writeProgress(batch));
+
+  /** One progress batch (the ProgressLog's flush; tests call it to drive a batch themselves). */
+  async writeProgress(batch: readonly { id: string; output: string; tokens: number }[]): Promise<void> {
+    const ids = batch.map((b) => b.id);
+    await this.db.$executeRaw`
+      WITH locked AS (${lockReservationsSql(ids)})
       UPDATE gateway_reservations r SET output = v.output, output_tokens = v.tokens
-        FROM unnest(${batch.map((b) => b.id)}::uuid[], ${batch.map((b) => b.output)}::text[],
+        FROM unnest(${ids}::uuid[], ${batch.map((b) => b.output)}::text[],
                     ${batch.map((b) => b.tokens)}::int[]) AS v(id, output, tokens)
-       WHERE r.id = v.id`.then(() => {}),
-  );
+        JOIN locked ON locked.id = v.id
+       WHERE r.id = v.id`;
+  }
 
   /**
    * Turns abandoned reservations into what they owe: each one that delivered tokens becomes its
