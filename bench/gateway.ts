@@ -30,6 +30,7 @@ import { OPEN } from "@openledger/chain";
 import { startLocalChain } from "@openledger/chain/testing";
 import { createTestDatabase } from "@openledger/db/testing";
 import { buildGateway, gatewayConfig } from "@openledger/gateway";
+import { createLogger } from "@openledger/logger";
 import {
   adapterBytes,
   baseWeightBytes,
@@ -294,7 +295,11 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     GATEWAY_RATE_REQUESTS_PER_MIN: "0",
     GATEWAY_THREADS: "2",
   });
-  const app = await buildGateway(config);
+  // The service's log lines go to stderr with the progress: stdout holds only the table or, with
+  // --json, the one JSON object (a warning under load, e.g. a failed renewal, used to land before it).
+  const app = await buildGateway(config, {
+    logger: createLogger({ name: "gateway", level: config.LOG_LEVEL, destination: process.stderr }),
+  });
   await app.listen({ port: 0, host: "127.0.0.1" });
   const addr = app.server.address();
   const baseURL = `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}`;
