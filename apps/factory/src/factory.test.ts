@@ -308,7 +308,10 @@ async function createJob(key: string, body: unknown) {
   });
   return {
     status: res.status,
-    json: (await res.json()) as { id: string; error: { code: string; message: string; param: string } },
+    json: (await res.json()) as {
+      id: string;
+      error: { code: string; message: string; param: string; details?: { job?: string; model?: string } };
+    },
   };
 }
 
@@ -328,11 +331,24 @@ test("an identical job is refused up front (409) while one is queued, running or
   assert.equal(again.status, 409, JSON.stringify(again.json));
   assert.equal(again.json.error.code, "duplicate_job");
   assert.match(again.json.error.message, new RegExp(first.json.id));
+  assert.equal(again.json.error.param, "seed");
+  assert.equal(again.json.error.details?.job, first.json.id, "the existing job's id, for a program");
+  // The official client reads it too (its APIError keeps the whole error object).
+  await assert.rejects(
+    client.fineTuning.jobs.create({ ...body, hyperparameters: body.hyperparameters as never }),
+    (e: unknown) => {
+      assert.ok(e instanceof OpenAI.ConflictError, String(e));
+      assert.equal(e.code, "duplicate_job");
+      assert.equal((e.error as { details?: { job?: string } }).details?.job, first.json.id);
+      return true;
+    },
+  );
   // The same training is refused for another account too, without disclosing the job's id (and
   // before its missing escrow matters).
   const other = await createJob(poorKey, body);
   assert.equal(other.status, 409, JSON.stringify(other.json));
   assert.doesNotMatch(other.json.error.message, new RegExp(first.json.id));
+  assert.equal(other.json.error.details?.job, undefined);
   const afterRefusals = await counts();
   assert.equal(afterRefusals.jobs, before.jobs);
   assert.equal(afterRefusals.grants, before.grants);

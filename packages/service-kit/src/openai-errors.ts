@@ -1,11 +1,13 @@
 import { toErrorReply } from "./error-handler.ts";
 
-/** OpenAI's error object: `{ message, type, param, code }`. */
+/** OpenAI's error object: `{ message, type, param, code }`, and the platform's `details` when there are any. */
 export interface OpenAIErrorObject {
   message: string;
   type: string;
   param: string | null;
   code: string;
+  /** The error's machine-readable specifics (e.g. `duplicate_job`'s existing `job`), as every service sends them. */
+  details?: unknown;
 }
 
 const TYPE_OF_STATUS: Record<number, string> = {
@@ -26,7 +28,8 @@ const TYPE_OF_STATUS: Record<number, string> = {
  * the status, the headers and what a 5xx may show; this only reshapes its answer: the code in lower
  * case (OpenAI's `model_not_found`, ours `MODEL_NOT_FOUND`), a `type` from the status, and `param`
  * from the error's `details.param` (or, for a schema failure, the first field named). The body keeps
- * the platform's `{error: {code, message}}` too, so both kinds of client read it.
+ * the platform's `{error: {code, message, details?}}` too, so both kinds of client read it (the `openai`
+ * client keeps the whole object as `APIError.error`, extra fields included).
  */
 export function toOpenAIError(err: unknown): {
   status: number;
@@ -49,6 +52,8 @@ export function toOpenAIError(err: unknown): {
   return {
     status: r.status,
     headers: r.headers,
-    body: { error: { message, type, param, code: openaiCode } },
+    body: {
+      error: { message, type, param, code: openaiCode, ...(details !== undefined ? { details } : {}) },
+    },
   };
 }
