@@ -75,12 +75,17 @@ export class FactoryClient {
     let lastEvent: string | undefined;
     const newEvents = async () => {
       if (!opts.onEvent) return;
-      // Newest first, one page of up to 100 since the last seen: enough at one poll per interval.
-      const page = await this.events(id, { limit: 100 });
+      // Newest first: page back (`after` = the oldest of the page) until the last one seen, or the
+      // first event, so a burst of more than a page between two polls is delivered whole.
       const fresh: FineTuneEvent[] = [];
-      for (const e of page.data) {
-        if (e.id === lastEvent) break;
-        fresh.push(e);
+      let after: string | undefined;
+      for (;;) {
+        const page = await this.events(id, { limit: 100, ...(after ? { after } : {}) });
+        const seenAt = page.data.findIndex((e) => e.id === lastEvent);
+        fresh.push(...(seenAt < 0 ? page.data : page.data.slice(0, seenAt)));
+        const oldest = page.data.at(-1);
+        if (seenAt >= 0 || !page.has_more || !oldest) break;
+        after = oldest.id;
       }
       if (fresh[0]) lastEvent = fresh[0].id;
       for (const e of fresh.reverse()) opts.onEvent(e);

@@ -374,6 +374,25 @@ test("a builder fine-tunes an adapter through the SDK (ModelFactory), follows it
   await rejects(poor.factory.get(job.id), "not_found", 404);
   const second = await builder.factory.create({ model: base, training_file: version.id, hyperparameters });
   assert.equal((await builder.factory.cancel(second.id)).status, "cancelled");
-  await rejects(builder.factory.follow(second.id, { intervalMs: 250 }), "FINE_TUNE_CANCELLED");
+  // A burst of events between two polls, more than a page (100), reaches the follower whole, oldest first.
+  await p.database.db.$executeRaw`
+    INSERT INTO fine_tuning_events (job_id, level, type, message)
+    SELECT ${second.id}, 'info', 'message', 'burst ' || n FROM generate_series(1, 250) n`;
+  const burst: string[] = [];
+  await rejects(
+    builder.factory.follow(second.id, { intervalMs: 250, onEvent: (e) => burst.push(e.id) }),
+    "FINE_TUNE_CANCELLED",
+  );
+  const stored = await p.database.db.fineTuningEvent.findMany({
+    where: { jobId: second.id },
+    orderBy: { id: "asc" },
+    select: { id: true },
+  });
+  assert.ok(stored.length > 250);
+  assert.deepEqual(
+    burst,
+    stored.map((e) => `ftevent-${e.id}`),
+    "every event of the burst, once, oldest first",
+  );
   await rejects(builder.factory.cancel(job.id), "job_not_cancellable", 409);
 });
