@@ -78,6 +78,11 @@ const ports = {
   gateway: await port(4),
   settlement: await port(5),
   explorer: await port(6),
+  factory: await port(7),
+  // The further local validators (#2, #3): their own ports, not ATTRIBUTION_PORT + 10 / + 20 (which
+  // may be anyone's).
+  validator2: await port(8),
+  validator3: await port(9),
 };
 const url = (s: "datanets" | "attribution" | "gateway" | "settlement") => `http://127.0.0.1:${ports[s]}`;
 const work = await mkdtemp(path.join(tmpdir(), "openledger-drill-"));
@@ -102,6 +107,8 @@ const env: Record<string, string> = {
   GATEWAY_PORT: String(ports.gateway),
   SETTLEMENT_PORT: String(ports.settlement),
   EXPLORER_PORT: String(ports.explorer),
+  FACTORY_PORT: String(ports.factory),
+  PLATFORM_VALIDATOR_PORTS: `${ports.validator2},${ports.validator3}`,
   LOG_LEVEL: "warn",
   LOG_FORMAT: "json",
   PLATFORM_RESTART_MS: "500",

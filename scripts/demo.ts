@@ -10,7 +10,7 @@
 // attribution; for the fine-tuned adapter's answer that quotes no span, LoRA influence; the ModelFactory
 // job of the language-model loop).
 import { defaultAddressesPath, loadAddresses } from "@openledger/chain";
-import { loadConfig, SERVICE_ENVS } from "@openledger/config";
+import { loadConfig, platformEnv, SERVICE_ENVS } from "@openledger/config";
 import { PlatformNotRunningError, runStory, type StoryPlatform, type StoryResult } from "./lib/story.ts";
 import { validatorUrls } from "./lib/validators.ts";
 
@@ -70,7 +70,10 @@ async function main(): Promise<number> {
   const platform: StoryPlatform = {
     datanetsUrl: urlOf("datanets", "DATANETS_PORT"),
     attributionUrl: urlOf("attribution", "ATTRIBUTION_PORT"),
-    validatorUrls: validatorUrls(urlOf("attribution", "ATTRIBUTION_PORT")),
+    validatorUrls: validatorUrls(
+      urlOf("attribution", "ATTRIBUTION_PORT"),
+      loadConfig("platform", platformEnv).PLATFORM_VALIDATOR_PORTS,
+    ),
     gatewayUrl: urlOf("gateway", "GATEWAY_PORT"),
     settlementUrl: urlOf("settlement", "SETTLEMENT_PORT"),
     factoryUrl: urlOf("factory", "FACTORY_PORT"),

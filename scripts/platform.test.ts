@@ -18,6 +18,7 @@ interface Supervisor {
   output: () => string;
   exited: Promise<number | null>;
   ports: Record<string, number>;
+  validatorPorts: number[];
   chainPort: number;
 }
 
@@ -38,6 +39,9 @@ async function startSupervisor(label: string, services: string[]): Promise<Super
   };
   const ports: Record<string, number> = {};
   for (const s of services) ports[s] = await freePort();
+  // The further local validators (#2, #3) get free ports too: ATTRIBUTION_PORT + 10 / + 20 (the
+  // default) may be another test's free port.
+  const validatorPorts = services.includes("attribution") ? [await freePort(), await freePort()] : [];
   const chainPort = await freePort();
   const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "scripts", "platform.ts")], {
     cwd: ROOT,
@@ -45,6 +49,7 @@ async function startSupervisor(label: string, services: string[]): Promise<Super
       ...process.env,
       ...Object.fromEntries(services.map((s) => [portVars[s], String(ports[s])])),
       PLATFORM_SERVICES: services.join(","),
+      PLATFORM_VALIDATOR_PORTS: validatorPorts.join(","),
       PLATFORM_RESTART_MS: "200",
       DATABASE_URL: database.url,
       QUEUE_PREFIX: prefix,
@@ -70,7 +75,7 @@ async function startSupervisor(label: string, services: string[]): Promise<Super
     await new Promise((r) => setTimeout(r, 100));
   }
   assert.match(output, /OpenLedger is up/, output.slice(-3000));
-  return { child, output: () => output, exited, ports, chainPort };
+  return { child, output: () => output, exited, ports, validatorPorts, chainPort };
 }
 
 /** The supervisor's child processes: pid by what they run (a service's name, or "chain"). */
@@ -137,6 +142,13 @@ test("the supervisor brings up the chain, the five services and the explorer, re
         60_000,
       ).catch(() => assert.fail(`${name} is not ready (${last})`));
       assert.match(p.output(), new RegExp(`http://127.0.0.1:${port}`), `${name}'s address is printed`);
+    }
+    // The further validators listen on the ports they were given, and say which key they sign with.
+    assert.equal(p.validatorPorts.length, 2);
+    for (const [i, port] of p.validatorPorts.entries()) {
+      assert.match(p.output(), new RegExp(`validator-${i + 2}\\s+http://127.0.0.1:${port}`));
+      const res = await fetch(`http://127.0.0.1:${port}/v1/validator`);
+      assert.equal(res.status, 200, `validator-${i + 2}: ${await res.clone().text()}`);
     }
     const chainId = await fetch(`http://127.0.0.1:${p.chainPort}`, {
       method: "POST",

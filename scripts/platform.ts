@@ -284,9 +284,9 @@ function startService(service: PlatformProcess, backoffMs: number): void {
 
 const urls: [string, string][] = [];
 // Validators are separate operators: on the local chain the attribution service is validator #1 (Hardhat #5)
-// and two more attribution processes are validators #2 and #3 (#6, #7), each with its one key, on
-// ATTRIBUTION_PORT + 10 and + 20. Elsewhere the attribution service signs with the operator's
-// VALIDATOR_PRIVATE_KEYS (one key) and other validators run their own.
+// and two more attribution processes are validators #2 and #3 (#6, #7), each with its one key, on the
+// ports of PLATFORM_VALIDATOR_PORTS (default ATTRIBUTION_PORT + 10 and + 20). Elsewhere the attribution
+// service signs with the operator's VALIDATOR_PRIVATE_KEYS (one key) and other validators run their own.
 const processes: PlatformProcess[] = SERVICES.flatMap((service): PlatformProcess[] => {
   const own = { ...service, app: service.name };
   if (service.name !== "attribution" || chainProfile !== "dev" || process.env.VALIDATOR_PRIVATE_KEYS)
@@ -295,7 +295,10 @@ const processes: PlatformProcess[] = SERVICES.flatMap((service): PlatformProcess
   return keys.slice(0, LOCAL_VALIDATOR_PROCESSES).map((key, i) => ({
     ...own,
     name: i === 0 ? "attribution" : `validator-${i + 1}`,
-    env: { VALIDATOR_PRIVATE_KEYS: key, ATTRIBUTION_PORT: String(validatorPort(attributionPort, i)) },
+    env: {
+      VALIDATOR_PRIVATE_KEYS: key,
+      ATTRIBUTION_PORT: String(validatorPort(attributionPort, i, config.PLATFORM_VALIDATOR_PORTS)),
+    },
   }));
 });
 for (const service of processes) {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ConfigError, datanetsEnv, gatewayEnv, parseConfig } from "./index.ts";
+import { ConfigError, datanetsEnv, gatewayEnv, parseConfig, platformEnv } from "./index.ts";
 
 test("defaults work on a developer machine", () => {
   const cfg = parseConfig("datanets", datanetsEnv, {});
@@ -33,5 +33,18 @@ test("a bad value names the variable and why", () => {
       assert.match(err.message, /DATABASE_URL: must be a postgres/);
       return true;
     },
+  );
+});
+
+test("PLATFORM_VALIDATOR_PORTS lists the further validators' ports; empty leaves them to the default", () => {
+  assert.deepEqual(parseConfig("platform", platformEnv, {}).PLATFORM_VALIDATOR_PORTS, []);
+  assert.deepEqual(
+    parseConfig("platform", platformEnv, { PLATFORM_VALIDATOR_PORTS: "5412, 5422" }).PLATFORM_VALIDATOR_PORTS,
+    [5412, 5422],
+  );
+  assert.throws(
+    () => parseConfig("platform", platformEnv, { PLATFORM_VALIDATOR_PORTS: "5412,x" }),
+    (err: unknown) =>
+      err instanceof ConfigError && /^PLATFORM_VALIDATOR_PORTS/.test(err.problems[0]?.variable ?? ""),
   );
 });

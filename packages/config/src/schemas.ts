@@ -423,6 +423,19 @@ export const platformEnv = baseEnv.extend({
    *  PLATFORM_RESTART_MAX_MS, and back to this once it has stayed up for a minute. */
   PLATFORM_RESTART_MS: z.coerce.number().int().min(0).default(1000),
   PLATFORM_RESTART_MAX_MS: z.coerce.number().int().min(0).default(30_000),
+  /** Ports of the further local validator processes (#2, #3 on the dev chain), comma-separated. Empty:
+   *  ATTRIBUTION_PORT + 10 and + 20. Tests and drills give free ports here, so nothing collides. */
+  PLATFORM_VALIDATOR_PORTS: z
+    .string()
+    .default("")
+    .transform((v) =>
+      v
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean)
+        .map(Number),
+    )
+    .pipe(z.array(z.number().int().min(1).max(65535))),
 });
 export type PlatformConfig = z.output<typeof platformEnv>;
 
