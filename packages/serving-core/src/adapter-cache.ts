@@ -42,6 +42,13 @@ export type SlotLookup =
   /** Cold and the caller asked not to start a load now. */
   | { status: "cold" };
 
+/**
+ * Where an adapter is now: "base" (no adapter), "slot" (in a device slot, ready or being
+ * written), "ram" (decoded in RAM, needs a slot write), "loading" (its disk load is queued or
+ * running), "cold" (on disk only).
+ */
+export type AdapterTier = "base" | "slot" | "ram" | "loading" | "cold";
+
 export interface AdapterCacheListener {
   /** Something changed that may make a waiting request admissible (wake the engine). */
   onChange?(): void;
@@ -155,6 +162,14 @@ export class AdapterCache<W> {
       (cause: unknown) => this.#writeFailed(reservation.slot, adapterId, cause),
     );
     return { status: "loading" };
+  }
+
+  /** Which tier holds the adapter now (observability: per-request TTFT breakdowns). */
+  tier(adapterId: string | null): AdapterTier {
+    if (adapterId === null) return "base";
+    if (this.slots.find(adapterId) !== undefined) return "slot";
+    if (this.ram.isReady(adapterId)) return "ram";
+    return this.ram.isLoading(adapterId) ? "loading" : "cold";
   }
 
   /** Start loading into RAM ahead of need (lower priority than demand loads). */

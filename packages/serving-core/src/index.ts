@@ -2,6 +2,7 @@ export {
   AdapterCache,
   type AdapterCacheListener,
   type AdapterCacheOptions,
+  type AdapterTier,
   type CacheMetrics,
   type SlotLookup,
   type SlotWriter,

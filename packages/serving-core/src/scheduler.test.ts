@@ -231,6 +231,37 @@ test("a cold adapter's load starts at submit (not a step later) while the queue 
   assert.deepEqual((none.loader as DeferredLoader).calls, [], "prefetchDepth 0 turns prefetch off");
 });
 
+test("timings say where a request's adapter was on arrival and count its waits in steps", async () => {
+  const loader = new DeferredLoader();
+  const { scheduler, step } = makeStack({ loader });
+  const results = new Map<string, CompletionResult>();
+  const run = () => {
+    for (const r of finishedOf(step().res.events)) results.set(r.id, r);
+  };
+  scheduler.submit({ id: "b", account: "a", adapterId: null, promptTokens: prompt(4), maxNewTokens: 1 });
+  scheduler.submit({ id: "c", account: "a", adapterId: "x", promptTokens: prompt(4), maxNewTokens: 1 });
+  run(); // step 1: the base request runs, x is loading
+  run(); // step 2: still loading
+  loader.complete("x");
+  await flush();
+  run(); // step 3: x written into a slot, c admitted and prefilled
+  scheduler.submit({ id: "w", account: "a", adapterId: "x", promptTokens: prompt(4), maxNewTokens: 1 });
+  run(); // step 4
+  const t = (id: string) => results.get(id)!.timings;
+  assert.deepEqual(
+    [t("b").adapterTier, t("b").queuedStep, t("b").admittedStep, t("b").firstTokenStep],
+    ["base", 0, 1, 1],
+  );
+  assert.deepEqual(
+    [t("c").adapterTier, t("c").queuedStep, t("c").admittedStep, t("c").firstTokenStep],
+    ["cold", 0, 3, 3],
+  );
+  assert.deepEqual(
+    [t("w").adapterTier, t("w").queuedStep, t("w").admittedStep, t("w").firstTokenStep],
+    ["slot", 3, 4, 4],
+  );
+});
+
 test("a failed adapter load fails the waiting requests with a typed error; later requests retry", async () => {
   const loader = new ImmediateLoader();
   loader.failing.add("broken");

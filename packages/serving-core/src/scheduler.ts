@@ -1,4 +1,4 @@
-import type { AdapterCache } from "./adapter-cache.ts";
+import type { AdapterCache, AdapterTier } from "./adapter-cache.ts";
 import type { Clock } from "./clock.ts";
 import { BASE_SLOT } from "./device-slots.ts";
 import { ServingError } from "./errors.ts";
@@ -37,6 +37,16 @@ export interface RequestTimings {
   admittedAt: number | undefined;
   firstTokenAt: number | undefined;
   finishedAt: number | undefined;
+  /**
+   * The same moments counted in scheduler steps (`schedule()` calls; the step that was last
+   * planned when the request arrived, the step that admitted it, the step that sampled its
+   * first token): what a wait costs in steps does not depend on how fast the machine is.
+   */
+  queuedStep: number;
+  admittedStep: number | undefined;
+  firstTokenStep: number | undefined;
+  /** Where the request's adapter was when it arrived (see AdapterTier). */
+  adapterTier: AdapterTier;
 }
 
 export interface CompletionResult {
@@ -350,7 +360,16 @@ export class Scheduler<C = unknown, W = unknown> {
           : new Set(request.stopTokenIds),
       context: request.context,
       tokens: [...request.promptTokens],
-      timings: { queuedAt: now, admittedAt: undefined, firstTokenAt: undefined, finishedAt: undefined },
+      timings: {
+        queuedAt: now,
+        admittedAt: undefined,
+        firstTokenAt: undefined,
+        finishedAt: undefined,
+        queuedStep: this.#step,
+        admittedStep: undefined,
+        firstTokenStep: undefined,
+        adapterTier: this.#cache.tier(request.adapterId),
+      },
       computed: 0,
       generated: 0,
       status: "waiting",
@@ -519,6 +538,7 @@ export class Scheduler<C = unknown, W = unknown> {
       this.#kvTokens += 1;
       seq.generated += 1;
       seq.timings.firstTokenAt ??= now;
+      seq.timings.firstTokenStep ??= plan.batch.step;
       out.events.push({ type: "token", id: seq.id, token, index: seq.generated - 1 });
       if (seq.generated >= seq.maxNewTokens) this.#finish(seq, "length", undefined, now, out);
     }
@@ -812,6 +832,7 @@ export class Scheduler<C = unknown, W = unknown> {
     seq.status = "running";
     seq.runOrder = this.#runOrders++;
     seq.timings.admittedAt ??= now;
+    seq.timings.admittedStep ??= this.#step;
     this.#running.push(seq);
     a.running += 1;
     this.#kvTokens += seq.tokens.length;
