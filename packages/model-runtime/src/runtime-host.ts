@@ -41,7 +41,7 @@ function rebuild(e: WorkerError): Error {
  * `shared: true`) reaches the thread without a copy, anything else is copied once.
  */
 export class WorkerRuntime implements StepRuntime {
-  lastTimings: StepTimings = { prepareMs: 0, runMs: 0, runs: 0, kvRebuilt: false };
+  lastTimings: StepTimings = { prepareMs: 0, runMs: 0, runs: 0, kvRebuilt: false, adapterCopies: 0 };
   readonly #worker: Worker;
   readonly #slots: SlotTable;
   readonly #lengths = new Map<string | number, number>();

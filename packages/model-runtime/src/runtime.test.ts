@@ -377,6 +377,16 @@ test("joining sequences run detached next to the resident batch, then merge into
   assert.deepEqual([steady.runs, steady.kvRebuilt], [1, false]);
   r.release("b");
   await run([{ id: "a" }, { id: "c" }, { id: "d" }]);
+  // a sequence leaves and another joins in the same step: the decode rows are rebuilt into the
+  // resident batch and the prompt runs detached beside it (not padded into one batch with them)
+  r.release("a");
+  const leaveJoin = await run([{ id: "c" }, { id: "d" }, { id: "e", prompt: "the fifth", slot: 1 }]);
+  assert.deepEqual([leaveJoin.runs, leaveJoin.kvRebuilt], [2, true]);
+  await run([{ id: "c" }, { id: "d" }, { id: "e" }]);
+  // prompt runs and decode runs keep their own adapter stacks: a prefill-only step (separate
+  // mode) on another adapter set does not make the next decode step copy its adapters back
+  await run([{ id: "f", prompt: "sixth", slot: 2 }]);
+  assert.equal((await run([{ id: "c" }, { id: "d" }, { id: "e" }])).adapterCopies, 0);
   console.log(`join/leave paths: max abs err vs reference ${worst.toExponential(2)}`);
   assert.ok(worst < TOL);
   await r.dispose();

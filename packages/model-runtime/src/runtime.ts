@@ -118,6 +118,8 @@ export interface StepTimings {
   runs: number;
   /** True when the resident KV batch was copied out and re-assembled (composition changed). */
   kvRebuilt: boolean;
+  /** Adapters copied into (or moved within) the stacked LoRA inputs this step: the churn of the active set. */
+  adapterCopies: number;
 }
 
 type SeqId = string | number;
@@ -207,13 +209,16 @@ export class ModelRuntime implements StepRuntime {
   readonly weightFormat: WeightFormat;
   /** Feeds for externalWeights modules, keyed `w.l.m` (the merged baseline sets these). */
   readonly externalWeights = new Map<string, ort.Tensor>();
-  lastTimings: StepTimings = { prepareMs: 0, runMs: 0, runs: 0, kvRebuilt: false };
+  lastTimings: StepTimings = { prepareMs: 0, runMs: 0, runs: 0, kvRebuilt: false, adapterCopies: 0 };
+  /** Adapter copies into the LoRA stacks since the last step began (see StepTimings). */
+  #adapterCopies = 0;
 
   private readonly seqs = new Map<SeqId, SeqState>();
   readonly #samplers = new RowSamplers();
   private resident: ResidentBatch | null = null;
   private readonly stackCache = new Map<number, ActiveStack>();
-  private readonly stacks = new Map<number, BucketStack>();
+  /** Per lane ("decode" runs, "prompt" runs) and rank bucket: see `syncStack`. */
+  private readonly stacks = new Map<string, BucketStack>();
 
   private constructor(
     readonly model: BaseModel,
@@ -359,6 +364,7 @@ export class ModelRuntime implements StepRuntime {
    */
   async step(rows: StepRow[]): Promise<Float32Array[]> {
     const t0 = performance.now();
+    this.#adapterCopies = 0;
     const c = this.model.config;
     const B = rows.length;
     if (B === 0) return [];
@@ -396,8 +402,7 @@ export class ModelRuntime implements StepRuntime {
     // (new or paused sequences, prefill chunks): run the resident rows as they are and the
     // others as a separate detached batch, so joining sequences neither evict the resident
     // batch nor pad every decode row to the prompt length. (3) Anything else: copy the
-    // resident batch out and assemble a new padded batch.
-    const ids = rows.map((r) => r.seqId);
+    // resident batch out and assemble a new one from the decoding rows, prompt rows detached.
     const res = this.resident;
     const inRes = res ? new Set(res.seqIds) : new Set<SeqId>();
     const residentRows = rows.filter((r) => inRes.has(r.seqId));
@@ -436,13 +441,32 @@ export class ModelRuntime implements StepRuntime {
     } else {
       kvRebuilt = res !== null;
       this.evictResident();
-      const r = await this.runBatch(rows, this.assemble(ids));
+      // The rows that decode (a known sequence, one token) become the new resident batch; prompt
+      // work (new sequences, prefill chunks) runs detached next to it, as in the case above, so a
+      // step that both rebuilds and admits does not pad every decode row to the prompt's length.
+      const decoding = rows.filter((r) => this.seqs.has(r.seqId) && r.tokens.length === 1);
+      const prompts = rows.filter((r) => !(this.seqs.has(r.seqId) && r.tokens.length === 1));
+      const main = decoding.length > 0 && prompts.length > 0 ? decoding : rows;
+      const r = await this.runBatch(main, this.assemble(main.map((row) => row.seqId)));
       this.resident = r.batch;
       runMs += r.runMs;
-      for (const [b, row] of rows.entries()) byId.set(row.seqId, r.logits[b]!);
+      for (const [b, row] of main.entries()) byId.set(row.seqId, r.logits[b]!);
+      if (main !== rows) {
+        runs = 2;
+        const d = await this.runBatch(prompts, this.assemble(prompts.map((row) => row.seqId)));
+        runMs += d.runMs;
+        this.materialize(d.batch);
+        for (const [b, row] of prompts.entries()) byId.set(row.seqId, d.logits[b]!);
+      }
     }
     const total = performance.now() - t0;
-    this.lastTimings = { prepareMs: total - runMs, runMs, runs, kvRebuilt };
+    this.lastTimings = {
+      prepareMs: total - runMs,
+      runMs,
+      runs,
+      kvRebuilt,
+      adapterCopies: this.#adapterCopies,
+    };
     return rows.map((row) => byId.get(row.seqId)!);
   }
 
@@ -633,6 +657,10 @@ export class ModelRuntime implements StepRuntime {
       }
       return;
     }
+    // Decode runs (every row a known sequence's next token) and prompt runs (new sequences,
+    // prefill chunks) use different adapter sets: a step that alternates them would otherwise
+    // copy the whole decode set back into the stack after every prompt run.
+    const lane = rows.every((r) => r.tokens.length === 1 && this.seqs.has(r.seqId)) ? "decode" : "prompt";
     for (const bucket of this.rankBuckets) {
       const segments = new Map<number, number[]>();
       rows.forEach((row, b) => {
@@ -641,7 +669,7 @@ export class ModelRuntime implements StepRuntime {
         for (let t = T - row.tokens.length; t < T; t++) seg.push(b * T + t);
         segments.set(row.slot, seg);
       });
-      const { tensors, order } = this.syncStack(bucket, new Set(segments.keys()));
+      const { tensors, order } = this.syncStack(lane, bucket, new Set(segments.keys()));
       const U = Math.max(1, order.length);
       const L = Math.max(1, ...[...segments.values()].map((s) => s.length));
       const rowIdx = new BigInt64Array(U * L); // padding entries point at token 0; their result is never gathered
@@ -665,18 +693,20 @@ export class ModelRuntime implements StepRuntime {
    * added/removed adapter, not a rebuild; an unchanged set costs nothing.
    */
   private syncStack(
+    lane: "decode" | "prompt",
     bucket: number,
     needed: Set<number>,
   ): { tensors: Map<string, ort.Tensor>; order: number[] } {
     const c = this.model.config;
     const mods = this.targetModules;
-    let st = this.stacks.get(bucket);
+    let st = this.stacks.get(`${lane}:${bucket}`);
     if (!st) {
       st = { capacity: 0, order: [], versions: [], a: [], b: [], tensors: null };
-      this.stacks.set(bucket, st);
+      this.stacks.set(`${lane}:${bucket}`, st);
     }
     const dims = mods.map((m) => moduleDims(c, m));
     const copyEntry = (from: number, to: number) => {
+      this.#adapterCopies += 1;
       for (let l = 0; l < c.numLayers; l++) {
         dims.forEach(({ inDim, outDim }, mi) => {
           const i = l * mods.length + mi;
@@ -704,7 +734,8 @@ export class ModelRuntime implements StepRuntime {
     const present = new Set(st.order);
     const adds = [...needed].filter((s) => !present.has(s)).sort((x, y) => x - y);
     if (st.order.length + adds.length > st.capacity || st.capacity === 0) {
-      const capacity = Math.max(4, st.order.length + adds.length, st.capacity * 2);
+      // Prompt runs carry few adapters: their lane starts small (memory), the decode lane at 4.
+      const capacity = Math.max(lane === "decode" ? 4 : 1, st.order.length + adds.length, st.capacity * 2);
       for (let l = 0; l < c.numLayers; l++) {
         dims.forEach(({ inDim, outDim }, mi) => {
           const i = l * mods.length + mi;
@@ -720,6 +751,7 @@ export class ModelRuntime implements StepRuntime {
       changed = true;
     }
     for (const slot of adds) {
+      this.#adapterCopies += 1;
       const e = this.slots.get(slot)!;
       const p = st.order.length;
       for (let l = 0; l < c.numLayers; l++) {
