@@ -163,10 +163,14 @@ export async function serveCompletion(
     ...(spec.includeUsage ? { usage: null } : {}),
   });
   let sent = "";
+  // The first event goes out with the first token, whether or not its text can be sent yet (chat:
+  // the role; a completion: empty text): the decoder holds back an incomplete UTF-8 character,
+  // text that may become a stop string and special tokens, and a client must not wait for that
+  // to learn that its generation runs. It carries no text, so nothing is billed for it.
   const open = () => {
     if (sse.opened) return;
     sse.open();
-    if (spec.kind === "chat") sse.send(chunk("", null, true));
+    sse.send(spec.kind === "chat" ? chunk("", null, true) : chunk("", null));
   };
   // Write-ahead: what is about to be sent is first written to the reservation row (with the tokens
   // it covers), so a replica that dies mid-stream leaves a bill for every token the client got.
