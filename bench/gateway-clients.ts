@@ -12,12 +12,26 @@ export interface DriveLoad {
   maxTokens: number;
 }
 
+export interface ClientRequest {
+  id: string;
+  model: string;
+  /** Request sent -> first bytes of the response body (the first SSE event). */
+  ttftMs: number;
+  /** Request sent -> first event carrying non-empty text (-1: none did). */
+  firstTextMs: number;
+  totalMs: number;
+  /** The start of the streamed text (JSON-escaped by the log), to tell held-back or empty outputs. */
+  head: string;
+}
+
 export interface LoadResult {
   tokens: number;
   seconds: number;
   ttfts: number[];
   /** The three requests with the longest TTFT, slowest first: model, TTFT, total (for the slowest-requests log). */
   slow: { model: string; ttftMs: number; totalMs: number }[];
+  /** Every request: its inference id (the gateway's `x-openledger-inference-id`), to join with the gateway's own timings. */
+  requests: ClientRequest[];
   errors: number;
   /** The first few failures (status and body). */
   failures: string[];
@@ -36,6 +50,7 @@ export async function drive(
   const failures: string[] = [];
   const ttfts: number[] = [];
   const slow: LoadResult["slow"] = [];
+  const requests: ClientRequest[] = [];
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: load.clients }, async (_, c) => {
@@ -62,6 +77,8 @@ export async function drive(
           continue;
         }
         let first = true;
+        let firstText = -1;
+        let head = "";
         let buf = "";
         const decoder = new TextDecoder();
         for await (const part of res.body) {
@@ -75,14 +92,29 @@ export async function drive(
           while (at >= 0) {
             const line = buf.slice(0, at);
             buf = buf.slice(at + 2);
-            if (line.startsWith("data: {") && line.includes('"usage":{')) {
-              tokens += (JSON.parse(line.slice(6)) as { usage: { completion_tokens: number } }).usage
-                .completion_tokens;
+            if (line.startsWith("data: {")) {
+              const event = JSON.parse(line.slice(6)) as {
+                usage?: { completion_tokens: number } | null;
+                choices?: { text?: string }[];
+              };
+              if (event.usage) tokens += event.usage.completion_tokens;
+              const text = event.choices?.[0]?.text ?? "";
+              if (text.length > 0 && firstText < 0) firstText = performance.now() - start;
+              if (head.length < 24) head += text.slice(0, 24 - head.length);
             }
             at = buf.indexOf("\n\n");
           }
         }
-        slow.push({ model, ttftMs: ttft, totalMs: performance.now() - start });
+        const totalMs = performance.now() - start;
+        slow.push({ model, ttftMs: ttft, totalMs });
+        requests.push({
+          id: res.headers.get("x-openledger-inference-id") ?? "",
+          model,
+          ttftMs: ttft,
+          firstTextMs: firstText,
+          totalMs,
+          head,
+        });
       }
     }),
   );
@@ -92,6 +124,7 @@ export async function drive(
     seconds: (performance.now() - t0) / 1000,
     ttfts,
     slow: slow.slice(0, 3),
+    requests,
     errors,
     failures,
   };

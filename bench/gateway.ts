@@ -18,7 +18,7 @@
  *   npm run bench:gateway -- --json       one JSON object on stdout
  *   options: --configs tiny,smollm  --adapters 10,1000,10000  --rounds N (default: 6 tiny, 4 SmolLM)  --quick (tiny, 10 and 1000)
  *            --clients-in-process (the HTTP clients on the gateway's thread, not their own: their
- *            work then shows in the event-loop delay)
+ *            work then shows in the event-loop delay)  --prefill mixed|separate (override the configs' mode)
  */
 import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -44,8 +44,15 @@ import {
   writeBaseModelDir,
 } from "@openledger/model-runtime";
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "@openledger/queue/testing";
+import type { RequestTimings } from "@openledger/serving-core";
 import { depositToEscrow } from "../apps/gateway/src/testing.ts";
-import { type DriveLoad, type DriveRequest, drive, type LoadResult } from "./gateway-clients.ts";
+import {
+  type ClientRequest,
+  type DriveLoad,
+  type DriveRequest,
+  drive,
+  type LoadResult,
+} from "./gateway-clients.ts";
 import { loadAverage, mainThreadCpuMs } from "./peers-common.ts";
 
 const args = process.argv.slice(2);
@@ -64,6 +71,11 @@ const ADAPTER_COUNTS = argStr("--adapters", QUICK ? "10,1000" : "10,1000,10000")
 const RANK = 16;
 const ZIPF_S = 1.1;
 const ROUNDS_ARG = args.includes("--rounds") ? Number(argStr("--rounds", "4")) : undefined;
+/** Overrides the configs' prefill mode (GATEWAY_PREFILL_MODE) for an A/B of the two. */
+const PREFILL_ARG = args.includes("--prefill") ? argStr("--prefill", "") : undefined;
+if (PREFILL_ARG !== undefined && PREFILL_ARG !== "mixed" && PREFILL_ARG !== "separate") {
+  throw new Error("--prefill must be mixed or separate");
+}
 
 /**
  * Load per config. Tiny: a slice takes only seconds, so 6 interleaved slices of 4
@@ -133,6 +145,61 @@ interface Run {
   /** Main-thread CPU (user + system) per generated token, µs, Zipf load and single-adapter baseline. */
   mainThreadCpuUsPerToken?: number;
   singleMainThreadCpuUsPerToken?: number;
+  /** Where each arm's time to first token goes (see `breakdown`), Zipf load and single-adapter baseline. */
+  ttftBreakdown: { zipf: Breakdown; single: Breakdown };
+  /** Zipf requests whose TTFT exceeded 1.5x the single-adapter TTFT p99 (the aim's bound), by cause. */
+  stalls: { count: number; byCause: Record<string, number> };
+  /** The runtime thread's split of a step (outside / inside onnxruntime, runs, KV rebuilds), Zipf and single. */
+  runtimePerStep: { zipf: RuntimeSplit; single: RuntimeSplit };
+  /** Wall time of the Zipf arm's cold loads (read, decode, slot layout on the load threads). */
+  coldLoadMs: { count: number; p50: number; p99: number; max: number };
+}
+
+interface RuntimeSplit {
+  prepareMsPerStep: number;
+  runMsPerStep: number;
+  runsPerStep: number;
+  rebuildsPerStep: number;
+  adapterCopiesPerStep: number;
+}
+
+/** One request as both sides saw it: the client's times and the gateway's own (scheduler) timings. */
+interface Joined extends ClientRequest {
+  tier: RequestTimings["adapterTier"];
+  /** Engine submit -> admission into the running batch (a cold adapter's load is in here). */
+  queueMs: number;
+  /** Admission -> first token sampled (the step that prefills the prompt, or several for a chunked one). */
+  prefillMs: number;
+  /** The gateway's TTFT (submit -> first token sampled). */
+  serverTtftMs: number;
+  /** Client TTFT minus the gateway's: HTTP, auth and the reservation before submit, and delivery of the first event after it. */
+  outsideMs: number;
+  /** Scheduler steps from arrival to admission and to the first token (machine speed does not enter). */
+  admitSteps: number;
+  firstTokenSteps: number;
+}
+
+interface Breakdown {
+  requests: number;
+  /** Requests per adapter tier at arrival (slot, ram, loading, cold). */
+  tiers: Record<string, number>;
+  ttftP50Ms: number;
+  ttftP99Ms: number;
+  /** Client TTFT to the first event with text (p99): differs from TTFT when text is held back. */
+  firstTextP99Ms: number;
+  queueP50Ms: number;
+  queueP99Ms: number;
+  prefillP50Ms: number;
+  prefillP99Ms: number;
+  outsideP50Ms: number;
+  outsideP99Ms: number;
+  /** Steps from arrival to the first token: p50, p99, max. */
+  firstTokenStepsP50: number;
+  firstTokenStepsP99: number;
+  firstTokenStepsMax: number;
+  /** TTFT p99 of the requests whose adapter was in a slot on arrival, and of the others (RAM, loading, disk). */
+  warmTtftP99Ms: number;
+  coldTtftP99Ms: number;
 }
 
 // ---------------------------------------------------------------- helpers
@@ -141,6 +208,98 @@ function percentile(xs: number[], p: number): number {
   if (xs.length === 0) return 0;
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+function breakdown(reqs: Joined[]): Breakdown {
+  const col = (f: (r: Joined) => number) => reqs.map(f);
+  const tiers: Record<string, number> = {};
+  for (const r of reqs) tiers[r.tier] = (tiers[r.tier] ?? 0) + 1;
+  const warm = reqs.filter((r) => r.tier === "slot" || r.tier === "base").map((r) => r.ttftMs);
+  const cold = reqs.filter((r) => r.tier !== "slot" && r.tier !== "base").map((r) => r.ttftMs);
+  const steps = col((r) => r.firstTokenSteps);
+  const round = (x: number) => Math.round(x);
+  return {
+    requests: reqs.length,
+    tiers,
+    ttftP50Ms: round(
+      percentile(
+        col((r) => r.ttftMs),
+        50,
+      ),
+    ),
+    ttftP99Ms: round(
+      percentile(
+        col((r) => r.ttftMs),
+        99,
+      ),
+    ),
+    firstTextP99Ms: round(
+      percentile(
+        col((r) => (r.firstTextMs < 0 ? r.totalMs : r.firstTextMs)),
+        99,
+      ),
+    ),
+    queueP50Ms: round(
+      percentile(
+        col((r) => r.queueMs),
+        50,
+      ),
+    ),
+    queueP99Ms: round(
+      percentile(
+        col((r) => r.queueMs),
+        99,
+      ),
+    ),
+    prefillP50Ms: round(
+      percentile(
+        col((r) => r.prefillMs),
+        50,
+      ),
+    ),
+    prefillP99Ms: round(
+      percentile(
+        col((r) => r.prefillMs),
+        99,
+      ),
+    ),
+    outsideP50Ms: round(
+      percentile(
+        col((r) => r.outsideMs),
+        50,
+      ),
+    ),
+    outsideP99Ms: round(
+      percentile(
+        col((r) => r.outsideMs),
+        99,
+      ),
+    ),
+    firstTokenStepsP50: percentile(steps, 50),
+    firstTokenStepsP99: percentile(steps, 99),
+    firstTokenStepsMax: Math.max(0, ...steps),
+    warmTtftP99Ms: round(percentile(warm, 99)),
+    coldTtftP99Ms: round(percentile(cold, 99)),
+  };
+}
+
+/** The largest part of a slow request's TTFT: waiting for admission, the prefill, or outside the engine. */
+function causeOf(r: Joined): string {
+  const parts: [string, number][] = [
+    [r.tier === "slot" ? "queue" : "adapter-load+queue", r.queueMs],
+    ["prefill", r.prefillMs],
+    ["outside-engine", r.outsideMs],
+  ];
+  parts.sort((x, y) => y[1] - x[1]);
+  return parts[0]![0];
+}
+
+function describeRequest(r: Joined): string {
+  return (
+    `${r.model} [${r.tier}] TTFT ${r.ttftMs.toFixed(0)} ms (first text ${r.firstTextMs.toFixed(0)}, total ${r.totalMs.toFixed(0)}): ` +
+    `queue ${r.queueMs.toFixed(0)} ms / ${r.admitSteps} steps, prefill ${r.prefillMs.toFixed(0)} ms, ` +
+    `first token at step +${r.firstTokenSteps}, outside the engine ${r.outsideMs.toFixed(0)} ms, text ${JSON.stringify(r.head)}`
+  );
 }
 
 /** Deterministic PRNG (mulberry32): the same request sequence in every run. */
@@ -288,7 +447,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     GATEWAY_CHAIN_REGISTRATION: "false",
     GATEWAY_SLOTS: String(load.slots),
     GATEWAY_MAX_RUNNING: "64",
-    GATEWAY_PREFILL_MODE: load.prefill,
+    GATEWAY_PREFILL_MODE: PREFILL_ARG ?? load.prefill,
     GATEWAY_MAX_BATCH_TOKENS: "512",
     GATEWAY_MAX_ADAPTER_RANK: String(RANK),
     GATEWAY_ADAPTER_RAM_BYTES: String(load.ramBytes),
@@ -344,6 +503,55 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
   };
 
   const host = app.host;
+  // The gateway's own timings of every request (scheduler: submit, admission, first token, in ms
+  // and in steps; the adapter's tier on arrival), joined with the client's by inference id.
+  const served = new Map<string, RequestTimings>();
+  const onFinished = host.hooks.onFinished;
+  host.hooks.onFinished = (r) => {
+    onFinished(r);
+    served.set(r.id, r.timings);
+  };
+  const joinTimings = (c: ClientRequest): Joined | undefined => {
+    const t = served.get(c.id);
+    served.delete(c.id);
+    if (t === undefined || t.admittedAt === undefined || t.firstTokenAt === undefined) return undefined;
+    const serverTtftMs = t.firstTokenAt - t.queuedAt;
+    return {
+      ...c,
+      tier: t.adapterTier,
+      queueMs: t.admittedAt - t.queuedAt,
+      prefillMs: t.firstTokenAt - t.admittedAt,
+      serverTtftMs,
+      outsideMs: c.ttftMs - serverTtftMs,
+      admitSteps: (t.admittedStep ?? t.queuedStep) - t.queuedStep,
+      firstTokenSteps: (t.firstTokenStep ?? t.queuedStep) - t.queuedStep,
+    };
+  };
+  // The runtime thread's own split of each step: outside onnxruntime (feeds: KV copies, the LoRA
+  // stacks) vs inside it, session runs, KV rebuilds.
+  const rt = { steps: 0, prepareMs: 0, runMs: 0, runs: 0, rebuilds: 0, adapterCopies: 0 };
+  const onStep = host.hooks.onStep;
+  host.hooks.onStep = (st) => {
+    onStep(st);
+    const t = host.runtime.lastTimings;
+    rt.steps += 1;
+    rt.prepareMs += t.prepareMs;
+    rt.runMs += t.runMs;
+    rt.runs += t.runs;
+    rt.rebuilds += t.kvRebuilt ? 1 : 0;
+    rt.adapterCopies += t.adapterCopies;
+  };
+  // Wall time of each cold load (disk read, decode and slot layout on the load threads).
+  const loadMs: number[] = [];
+  const poolLoad = host.loadPool.load.bind(host.loadPool);
+  host.loadPool.load = async (dir) => {
+    const t = performance.now();
+    try {
+      return await poolLoad(dir);
+    } finally {
+      loadMs.push(performance.now() - t);
+    }
+  };
   const clients = new Clients(CLIENTS_IN_PROCESS);
   const stepTotals = () => host.engine.metrics().totals;
   let peakRss = 0;
@@ -364,6 +572,9 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     loopMax: number;
     /** Main-thread CPU ms during the slices (undefined off Linux). */
     mainCpuMs: number | undefined;
+    reqs: Joined[];
+    loadMs: number[];
+    rt: typeof rt;
   }
   const empty = (): Acc => ({
     mainCpuMs: 0,
@@ -378,33 +589,48 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     loads: 0,
     slotMisses: 0,
     rss: 0,
+    reqs: [],
+    loadMs: [],
+    rt: { steps: 0, prepareMs: 0, runMs: 0, runs: 0, rebuilds: 0, adapterCopies: 0 },
   });
   /** One slice of a load (requests offset..offset+count), added to `acc`. */
   const slice = async (acc: Acc, pick: (i: number) => string, offset: number, count: number) => {
     const before = stepTotals();
+    const schedBefore = host.scheduler.stats();
     const cacheBefore = host.cache.metrics();
     peakRss = process.memoryUsage().rss;
     const loop = monitorEventLoopDelay({ resolution: 5 });
     const cpu0 = mainThreadCpuMs();
     loop.enable();
     const models = Array.from({ length: count }, (_, i) => pick(offset + i));
+    loadMs.length = 0;
+    const rt0 = { ...rt };
     const r = await clients.run(baseURL, keys, { ...load, requests: count }, models);
+    acc.loadMs.push(...loadMs);
+    for (const k of Object.keys(rt) as (keyof typeof rt)[]) acc.rt[k] += rt[k] - rt0[k];
     loop.disable();
     const cpu1 = mainThreadCpuMs();
     acc.mainCpuMs = cpu0 !== undefined && cpu1 !== undefined ? acc.mainCpuMs! + (cpu1 - cpu0) : undefined;
     acc.loopP99 = Math.max(acc.loopP99, loop.percentile(99) / 1e6);
     acc.loopMax = Math.max(acc.loopMax, loop.max / 1e6);
     const after = stepTotals();
+    const schedAfter = host.scheduler.stats();
     const cacheAfter = host.cache.metrics();
     if (r.errors) throw new Error(`${r.errors} requests failed: ${r.failures.join("; ")}`);
     log(
-      `  slice: ${r.tokens} tokens in ${r.seconds.toFixed(1)} s; slowest TTFT ${r.slow
-        .map((x) => `${x.model} ${x.ttftMs.toFixed(0)}/${x.totalMs.toFixed(0)} ms`)
-        .join(", ")}`,
+      `  slice: ${r.tokens} tokens in ${r.seconds.toFixed(1)} s, ${after.steps - before.steps} steps, ` +
+        `RAM loads ${cacheAfter.ram.loads - cacheBefore.ram.loads}, slot drains ${schedAfter.drains - schedBefore.drains}, ` +
+        `preemptions ${schedAfter.preemptions - schedBefore.preemptions}; slowest TTFT ${r.slow
+          .map((x) => `${x.model} ${x.ttftMs.toFixed(0)}/${x.totalMs.toFixed(0)} ms`)
+          .join(", ")}`,
     );
     acc.tokens += r.tokens;
     acc.seconds += r.seconds;
     acc.ttfts.push(...r.ttfts);
+    for (const c of r.requests) {
+      const j = joinTimings(c);
+      if (j) acc.reqs.push(j);
+    }
     acc.steps += after.steps - before.steps;
     acc.distinct += after.distinctAdapters - before.distinctAdapters;
     acc.rows += after.rows - before.rows;
@@ -426,7 +652,32 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
       loopP99: acc.loopP99,
       loopMax: acc.loopMax,
       mainCpuUsPerToken: acc.mainCpuMs !== undefined ? (acc.mainCpuMs * 1000) / acc.tokens : undefined,
+      breakdown: breakdown(acc.reqs),
+      runtime: {
+        prepareMsPerStep: Number((acc.rt.prepareMs / Math.max(1, acc.rt.steps)).toFixed(1)),
+        runMsPerStep: Number((acc.rt.runMs / Math.max(1, acc.rt.steps)).toFixed(1)),
+        runsPerStep: Number((acc.rt.runs / Math.max(1, acc.rt.steps)).toFixed(2)),
+        rebuildsPerStep: Number((acc.rt.rebuilds / Math.max(1, acc.rt.steps)).toFixed(2)),
+        adapterCopiesPerStep: Number((acc.rt.adapterCopies / Math.max(1, acc.rt.steps)).toFixed(2)),
+      },
+      coldLoadMs: {
+        count: acc.loadMs.length,
+        p50: Math.round(percentile(acc.loadMs, 50)),
+        p99: Math.round(percentile(acc.loadMs, 99)),
+        max: Math.round(Math.max(0, ...acc.loadMs)),
+      },
     };
+    const b = out.breakdown;
+    log(`${name} ${label}: runtime thread per step ${JSON.stringify(out.runtime)}`);
+    log(
+      `${name} ${label}: TTFT p50/p99 ${b.ttftP50Ms}/${b.ttftP99Ms} ms (first text p99 ${b.firstTextP99Ms}); ` +
+        `queue ${b.queueP50Ms}/${b.queueP99Ms}, prefill ${b.prefillP50Ms}/${b.prefillP99Ms}, outside the engine ${b.outsideP50Ms}/${b.outsideP99Ms} ms; ` +
+        `steps to first token p50/p99/max ${b.firstTokenStepsP50}/${b.firstTokenStepsP99}/${b.firstTokenStepsMax}; ` +
+        `tiers ${JSON.stringify(b.tiers)}, TTFT p99 warm ${b.warmTtftP99Ms} / cold ${b.coldTtftP99Ms} ms; ` +
+        `${acc.loadMs.length} cold loads p50/p99/max ${percentile(acc.loadMs, 50).toFixed(0)}/${percentile(acc.loadMs, 99).toFixed(0)}/${Math.max(0, ...acc.loadMs).toFixed(0)} ms`,
+    );
+    for (const r of [...acc.reqs].sort((x, y) => y.ttftMs - x.ttftMs).slice(0, 3))
+      log(`  slow: ${describeRequest(r)}`);
     log(
       `${name} ${label}: ${acc.tokens} tokens in ${acc.seconds.toFixed(1)} s = ${out.tokPerSec.toFixed(0)} tok/s, ` +
         `TTFT p50 ${out.p50.toFixed(0)} ms p99 ${out.p99.toFixed(0)} ms, distinct/step ${out.distinct.toFixed(1)}, ` +
@@ -461,6 +712,13 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
       }
       const single = summary(`single adapter (N=${n} registered)`, accSingle);
       const multi = summary(`N=${n} Zipf(${ZIPF_S})`, accMulti);
+      const stallBound = 1.5 * single.breakdown.ttftP99Ms;
+      const stalled = accMulti.reqs.filter((r) => r.ttftMs > stallBound);
+      const byCause: Record<string, number> = {};
+      for (const r of stalled) byCause[causeOf(r)] = (byCause[causeOf(r)] ?? 0) + 1;
+      log(
+        `${name} N=${n}: ${stalled.length} Zipf requests over 1.5x single TTFT p99 (${stallBound.toFixed(0)} ms): ${JSON.stringify(byCause)}`,
+      );
       const run: Run = {
         config: name,
         adapters: n,
@@ -486,6 +744,10 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
         eventLoopDelayP99Ms: Number(multi.loopP99.toFixed(1)),
         eventLoopDelayMaxMs: Number(multi.loopMax.toFixed(1)),
         singleEventLoopDelayP99Ms: Number(single.loopP99.toFixed(1)),
+        ttftBreakdown: { zipf: multi.breakdown, single: single.breakdown },
+        stalls: { count: stalled.length, byCause },
+        coldLoadMs: multi.coldLoadMs,
+        runtimePerStep: { zipf: multi.runtime, single: single.runtime },
         ...(multi.mainCpuUsPerToken !== undefined && single.mainCpuUsPerToken !== undefined
           ? {
               mainThreadCpuUsPerToken: Math.round(multi.mainCpuUsPerToken),
