@@ -11,6 +11,8 @@ const UINT8 = 2;
 const BOOL = 9;
 export const INT64 = 7;
 const MS_DOMAIN = "com.microsoft";
+/** Attributes written as FLOAT even when their value is a whole number. */
+const FLOAT_ATTRS = new Set(["epsilon", "alpha", "beta", "scale"]);
 /** Initializers at least this large go to the external weights file (when one is given). */
 const EXTERNAL_MIN_BYTES = 4096;
 
@@ -62,7 +64,16 @@ export interface GraphOptions {
   weights?: WeightFormat;
   /** Large initializers go to this file instead of the protobuf (see ExternalDataSink). */
   externalData?: ExternalDataSink;
+  /**
+   * How attention runs (default "fused"): "fused" = one ONNX `Attention` node (opset 23: grouped
+   * KV heads, past/present KV, our additive mask) per layer; "ops" = the same computation as
+   * MatMul / Softmax / Reshape / Transpose / Concat nodes (about 20 per layer; kept for comparison,
+   * bench:decode-profile).
+   */
+  attention?: AttentionImpl;
 }
+
+export type AttentionImpl = "fused" | "ops";
 
 export interface BuiltGraph {
   bytes: Uint8Array;
@@ -97,12 +108,23 @@ export class GraphBuilder {
   ): string[] {
     const out = name ?? `${opType.toLowerCase()}_${this.counter++}`;
     const outs = Array.from({ length: outputs }, (_, i) => (i === 0 ? out : `${out}:${i}`));
+    return this.opNamed(opType, inputs, outs, attrs, domain);
+  }
+
+  /** A node whose outputs carry the given names (e.g. graph outputs). */
+  opNamed(
+    opType: string,
+    inputs: string[],
+    outs: string[],
+    attrs: Record<string, Attr> = {},
+    domain = "",
+  ): string[] {
     const attribute: OnnxTypes.IAttributeProto[] = Object.entries(attrs).map(([k, v]) => {
       if (Array.isArray(v)) return { name: k, type: onnx.AttributeProto.AttributeType.INTS, ints: v };
       if (typeof v === "string") {
         return { name: k, type: onnx.AttributeProto.AttributeType.STRING, s: new TextEncoder().encode(v) };
       }
-      return Number.isInteger(v) && !(k === "epsilon" || k === "alpha" || k === "beta")
+      return Number.isInteger(v) && !FLOAT_ATTRS.has(k)
         ? { name: k, type: onnx.AttributeProto.AttributeType.INT, i: v }
         : { name: k, type: onnx.AttributeProto.AttributeType.FLOAT, f: v };
     });
@@ -110,7 +132,7 @@ export class GraphBuilder {
       opType,
       input: inputs,
       output: outs,
-      name: out,
+      name: outs[0]!,
       attribute,
       ...(domain ? { domain } : {}),
     });
@@ -192,18 +214,18 @@ export const loraInputName = {
 export const externalWeightName = (layer: number, m: LoraModule) => `w.${layer}.${m}`;
 
 /**
- * Builds the ONNX (opset 17 + com.microsoft contrib ops) Llama decoder. Inputs: `input_ids`
+ * Builds the ONNX (opset 23 + com.microsoft contrib ops) Llama decoder. Inputs: `input_ids`
  * [B,T], `position_ids` [B,T], `attn_bias` [B,T,P+T] (additive mask: 0 or -1e9, built by the
- * runtime so rows of different lengths and padded KV batch together), `past_key.l`
- * [B,kvH,D,P] (keys stored transposed so Q·Kᵀ needs no per-step transpose) and
+ * runtime so rows of different lengths and padded KV batch together), `past_key.l` and
  * `past_value.l` [B,kvH,P,D]. Outputs: `logits` [B,V] for each row's last position and the
- * presents.
+ * presents [B,kvH,P+T,D].
  *
  * Fewer, fused nodes (a decode step at batch 1 is mostly per-node overhead once the weights
- * are small): RMSNorm and residual adds are onnxruntime's (Skip)SimplifiedLayerNormalization,
- * q/k/v and gate/up are one matmul each over row-concatenated weights, RoPE is the contrib
- * RotaryEmbedding (rotate_half layout, as HF Llama) with 1/sqrt(head_dim) folded into the
- * query's cos/sin tables.
+ * are small): activations stay [B,T,hidden] (no reshapes between layers), RMSNorm and
+ * residual adds are onnxruntime's (Skip)SimplifiedLayerNormalization, q/k/v and gate/up are one
+ * matmul each over row-concatenated weights, RoPE is the contrib RotaryEmbedding (rotate_half
+ * layout, as HF Llama) with 1/sqrt(head_dim) folded into the query's cos/sin tables, and
+ * attention with its KV concatenation is one ONNX `Attention` node.
  */
 export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltGraph {
   const c = model.config;
@@ -213,12 +235,13 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
   const G = c.numHeads / c.numKvHeads;
   const external = new Set(options.externalWeights ?? []);
   const format: WeightFormat = options.weights ?? "f32";
+  const attention: AttentionImpl = options.attention ?? "fused";
 
   g.input("input_ids", INT64, ["batch", "seq"]);
   g.input("position_ids", INT64, ["batch", "seq"]);
   g.input("attn_bias", FLOAT, ["batch", "seq", "total"]);
   for (let l = 0; l < c.numLayers; l++) {
-    g.input(`past_key.${l}`, FLOAT, ["batch", c.numKvHeads, D, "past"]);
+    g.input(`past_key.${l}`, FLOAT, ["batch", c.numKvHeads, "past", D]);
     g.input(`past_value.${l}`, FLOAT, ["batch", c.numKvHeads, "past", D]);
   }
   const lora = options.lora;
@@ -249,9 +272,22 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
   const embed = getWeight(model, "model.embed_tokens.weight");
   const embedName = g.floatInit("model.embed_tokens.weight", [c.vocabSize, H], embed.data);
   const bt = g.op("Shape", ["input_ids"]); // [B, T]
-  const shapeFlat = (width: number) => g.op("Concat", [g.int64Init([-1]), g.int64Init([width])], { axis: 0 });
-  const shapeBT = (width: number) => g.op("Concat", [bt, g.int64Init([width])], { axis: 0 });
-  const shapeHeads = (heads: number) => g.op("Concat", [bt, g.int64Init([heads, D])], { axis: 0 });
+  // Shape tensors, made once in the main graph (an If branch may read them, not define them).
+  const memo = (make: (width: number) => string) => {
+    const made = new Map<number, string>();
+    return (width: number) => {
+      let s = made.get(width);
+      if (!s) {
+        s = make(width);
+        made.set(width, s);
+      }
+      return s;
+    };
+  };
+  const shapeFlat = memo((width) => g.op("Concat", [g.int64Init([-1]), g.int64Init([width])], { axis: 0 }));
+  const shapeBT = memo((width) => g.op("Concat", [bt, g.int64Init([width])], { axis: 0 }));
+  const shapeHeads = memo((heads) => g.op("Concat", [bt, g.int64Init([heads, D])], { axis: 0 }));
+  for (const m of lora?.targetModules ?? []) shapeFlat(moduleDims(c, m).outDim);
 
   // x: [N, H] token-major, N = B*T
   let x = g.op("Reshape", [g.op("Gather", [embedName, "input_ids"], { axis: 0 }), shapeFlat(H)]);
@@ -451,63 +487,91 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
     return loraGroup(t, layer, mods, ys);
   };
 
-  const bias = g.op("Unsqueeze", ["attn_bias", g.int64Init([1, 2])]); // [B,1,1,T,P+T]
-  const batchDim = g.op("Slice", [bt, g.int64Init([0]), g.int64Init([1])]);
-  const shapeGqa = g.op("Concat", [batchDim, g.int64Init([c.numKvHeads, -1, D])], { axis: 0 });
-  const shapeScores5 = g.op(
-    "Concat",
-    [
-      batchDim,
-      g.int64Init([c.numKvHeads, G]),
-      g.op("Slice", [bt, g.int64Init([1]), g.int64Init([2])]),
-      g.int64Init([-1]),
-    ],
-    { axis: 0 },
-  );
-  const shapeHeadsOut = g.op("Concat", [batchDim, g.int64Init([c.numHeads, -1, D])], { axis: 0 });
   const qWidth = c.numHeads * D;
   const kvWidth = c.numKvHeads * D;
+  /**
+   * One layer's attention over q/k/v [N, width] (RoPE applied here): the attention output
+   * [N, qWidth], with the layer's present K/V as graph outputs.
+   */
+  let attend: (l: number, q2: string, k2: string, v2: string) => string;
+  if (attention === "fused") {
+    const mask = g.op("Unsqueeze", ["attn_bias", g.int64Init([1])]); // [B,1,T,P+T]: the same for every head
+    attend = (l, q2, k2, v2) => {
+      // RoPE on [B, T, heads*D]; Attention takes the three [B, T, width] as they are.
+      const q = rope(g.op("Reshape", [q2, shapeBT(qWidth)]), c.numHeads, true);
+      const k = rope(g.op("Reshape", [k2, shapeBT(kvWidth)]), c.numKvHeads, false);
+      const v = g.op("Reshape", [v2, shapeBT(kvWidth)]);
+      // The query's tables carry 1/sqrt(D): scale 1.
+      const [y] = g.opNamed(
+        "Attention",
+        [q, k, v, mask, `past_key.${l}`, `past_value.${l}`],
+        [`attn.${l}`, `present_key.${l}`, `present_value.${l}`],
+        { q_num_heads: c.numHeads, kv_num_heads: c.numKvHeads, scale: 1 },
+      );
+      return g.op("Reshape", [y!, shapeFlat(qWidth)]);
+    };
+  } else {
+    const bias = g.op("Unsqueeze", ["attn_bias", g.int64Init([1, 2])]); // [B,1,1,T,P+T]
+    const batchDim = g.op("Slice", [bt, g.int64Init([0]), g.int64Init([1])]);
+    const shapeGqa = g.op("Concat", [batchDim, g.int64Init([c.numKvHeads, -1, D])], { axis: 0 });
+    const shapeScores5 = g.op(
+      "Concat",
+      [
+        batchDim,
+        g.int64Init([c.numKvHeads, G]),
+        g.op("Slice", [bt, g.int64Init([1]), g.int64Init([2])]),
+        g.int64Init([-1]),
+      ],
+      { axis: 0 },
+    );
+    const shapeHeadsOut = g.op("Concat", [batchDim, g.int64Init([c.numHeads, -1, D])], { axis: 0 });
+    attend = (l, q2, k2, v2) => {
+      // RoPE on [B, T, heads*D], then heads apart.
+      const q = g.op("Reshape", [
+        rope(g.op("Reshape", [q2, shapeBT(qWidth)]), c.numHeads, true),
+        shapeHeads(c.numHeads),
+      ]);
+      const k = g.op("Reshape", [
+        rope(g.op("Reshape", [k2, shapeBT(kvWidth)]), c.numKvHeads, false),
+        shapeHeads(c.numKvHeads),
+      ]);
+      const v = g.op("Reshape", [v2, shapeHeads(c.numKvHeads)]);
+      const qr = g.op("Transpose", [q], { perm: [0, 2, 1, 3] }); // [B,nH,T,D]
+      const kt = g.op("Transpose", [k], { perm: [0, 2, 1, 3] }); // [B,kvH,T,D]
+      const vt = g.op("Transpose", [v], { perm: [0, 2, 1, 3] }); // [B,kvH,T,D]
+      const presentK = g.op("Concat", [`past_key.${l}`, kt], { axis: 2 }, `present_key.${l}`);
+      const presentV = g.op("Concat", [`past_value.${l}`, vt], { axis: 2 }, `present_value.${l}`);
+      // Grouped-query attention without repeating K/V: fold the G query heads sharing a KV head into rows.
+      const qg = g.op("Reshape", [qr, shapeGqa]); // [B,kvH,G*T,D]
+      const kT = g.op("Transpose", [presentK], { perm: [0, 1, 3, 2] }); // fused into the MatMul by onnxruntime
+      const scores4 = g.op("MatMul", [qg, kT]); // [B,kvH,G*T,P+T]
+      const scores = g.op("Reshape", [scores4, shapeScores5]); // [B,kvH,G,T,P+T]
+      const probs = g.op("Softmax", [g.op("Add", [scores, bias])], { axis: -1 });
+      const probs4 = g.op("Reshape", [probs, g.op("Shape", [scores4])]);
+      const ctx = g.op("MatMul", [probs4, presentV]); // [B,kvH,G*T,D]
+      const ctxHeads = g.op("Reshape", [ctx, shapeHeadsOut]); // [B,nH,T,D]
+      return g.op("Reshape", [g.op("Transpose", [ctxHeads], { perm: [0, 2, 1, 3] }), shapeFlat(qWidth)]);
+    };
+  }
 
   let h = rmsNorm(x, "model.layers.0.input_layernorm.weight");
   for (let l = 0; l < c.numLayers; l++) {
     const p = `model.layers.${l}`;
     const [q2, k2, v2] = projGroup(h, l, ["q_proj", "k_proj", "v_proj"]) as [string, string, string];
-    // RoPE on [B, T, heads*D], then heads apart.
-    const q = g.op("Reshape", [
-      rope(g.op("Reshape", [q2, shapeBT(qWidth)]), c.numHeads, true),
-      shapeHeads(c.numHeads),
-    ]);
-    const k = g.op("Reshape", [
-      rope(g.op("Reshape", [k2, shapeBT(kvWidth)]), c.numKvHeads, false),
-      shapeHeads(c.numKvHeads),
-    ]);
-    const v = g.op("Reshape", [v2, shapeHeads(c.numKvHeads)]);
-    const qr = g.op("Transpose", [q], { perm: [0, 2, 1, 3] }); // [B,nH,T,D]
-    const kr = g.op("Transpose", [k], { perm: [0, 2, 3, 1] }); // [B,kvH,D,T]
-    const vt = g.op("Transpose", [v], { perm: [0, 2, 1, 3] }); // [B,kvH,T,D]
-    const presentK = g.op("Concat", [`past_key.${l}`, kr], { axis: 3 }, `present_key.${l}`);
-    const presentV = g.op("Concat", [`past_value.${l}`, vt], { axis: 2 }, `present_value.${l}`);
-    // Grouped-query attention without repeating K/V: fold the G query heads sharing a KV head into rows.
-    const qg = g.op("Reshape", [qr, shapeGqa]); // [B,kvH,G*T,D]
-    const scores4 = g.op("MatMul", [qg, presentK]); // [B,kvH,G*T,P+T]
-    const scores = g.op("Reshape", [scores4, shapeScores5]); // [B,kvH,G,T,P+T]
-    const probs = g.op("Softmax", [g.op("Add", [scores, bias])], { axis: -1 });
-    const probs4 = g.op("Reshape", [probs, g.op("Shape", [scores4])]);
-    const ctx = g.op("MatMul", [probs4, presentV]); // [B,kvH,G*T,D]
-    const ctxHeads = g.op("Reshape", [ctx, shapeHeadsOut]); // [B,nH,T,D]
-    const attn = g.op("Reshape", [g.op("Transpose", [ctxHeads], { perm: [0, 2, 1, 3] }), shapeFlat(qWidth)]);
+    const attn = attend(l, q2, k2, v2);
     const [o] = projGroup(attn, l, ["o_proj"]);
     const [h2, x2] = addNorm(o!, x, `${p}.post_attention_layernorm.weight`);
     x = x2;
     const [gate, up] = projGroup(h2, l, ["gate_proj", "up_proj"]) as [string, string];
-    const act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]);
+    // SiLU(gate) = gate * sigmoid(gate): the contrib QuickGelu with alpha 1, one node instead of two.
+    const act = g.op("Mul", [g.msOp("QuickGelu", [gate], { alpha: 1 })[0]!, up]);
     const [down] = projGroup(act, l, ["down_proj"]);
     if (l + 1 < c.numLayers) {
       [h, x] = addNorm(down!, x, `model.layers.${l + 1}.input_layernorm.weight`);
     } else {
       x = g.op("Add", [x, down!]);
     }
-    g.output(`present_key.${l}`, FLOAT, ["batch", c.numKvHeads, D, "total"]);
+    g.output(`present_key.${l}`, FLOAT, ["batch", c.numKvHeads, "total", D]);
     g.output(`present_value.${l}`, FLOAT, ["batch", c.numKvHeads, "total", D]);
   }
 
@@ -524,10 +588,10 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
   g.output("logits", FLOAT, ["batch", c.vocabSize]);
 
   const modelProto = onnx.ModelProto.create({
-    irVersion: 8,
+    irVersion: 10,
     producerName: "openledger-model-runtime",
     opsetImport: [
-      { domain: "", version: 17 },
+      { domain: "", version: 23 },
       { domain: MS_DOMAIN, version: 1 },
     ],
     graph: {

@@ -56,7 +56,7 @@ export {
   referenceLoss,
   trainerAdapter,
 } from "./grad-check.ts";
-export { buildLlamaGraph } from "./graph.ts";
+export { type AttentionImpl, buildLlamaGraph } from "./graph.ts";
 export {
   AnswerGradientGraph,
   answerGradientShape,

@@ -113,6 +113,44 @@ test("KV-cache decoding matches full recomputation", async () => {
   base.release("kv");
 });
 
+test('attention is one Attention node per layer; "ops" (the plain-node chain, kept for comparison) matches the reference too', async () => {
+  const nodes = (attention: "fused" | "ops") =>
+    onnxProto.onnx.ModelProto.decode(buildLlamaGraph(model, { lora: null, attention }).bytes).graph!.node!;
+  const fused = nodes("fused");
+  assert.equal(fused.filter((n) => n.opType === "Attention").length, TINY_CONFIG.numLayers);
+  assert.ok(!fused.some((n) => n.opType === "Softmax" || n.opType === "Transpose"));
+  assert.ok(nodes("ops").length > fused.length + 10 * TINY_CONFIG.numLayers);
+
+  const r = await ModelRuntime.create(model, {
+    slots: 2,
+    rankBuckets: [8],
+    intraOpThreads: 2,
+    attention: "ops",
+  });
+  const adapter = generateRandomAdapter(TINY_CONFIG, { rank: 8, seed: "ops" });
+  r.loadAdapter(1, adapter);
+  // Prompts of different lengths (left padding, masked), then decode steps over the cache.
+  const p1 = bytes("plain ops");
+  const p2 = bytes("a longer second prompt");
+  let worst = 0;
+  let [l1, l2] = await r.step([
+    { seqId: "x", tokens: p1, slot: 1 },
+    { seqId: "y", tokens: p2, slot: 0 },
+  ]);
+  for (let s = 0; s < 3; s++) {
+    worst = Math.max(worst, maxAbsErr(l1!, lastRef(p1, adapter)), maxAbsErr(l2!, lastRef(p2)));
+    p1.push(argmax(l1!));
+    p2.push(argmax(l2!));
+    [l1, l2] = await r.step([
+      { seqId: "x", tokens: [p1.at(-1)!], slot: 1 },
+      { seqId: "y", tokens: [p2.at(-1)!], slot: 0 },
+    ]);
+  }
+  console.log(`attention "ops": max abs err vs reference ${worst.toExponential(2)}`);
+  assert.ok(worst < TOL);
+  await r.dispose();
+});
+
 test("one adapter matches the reference with LoRA and the merged weights W + scale*B*A", async () => {
   const adapter = generateRandomAdapter(TINY_CONFIG, { rank: 8, seed: "one" });
   rt.loadAdapter(1, adapter);

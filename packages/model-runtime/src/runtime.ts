@@ -7,6 +7,7 @@ import type { LoraAdapter } from "./adapter.ts";
 import { type LlamaConfig, type LoraModule, moduleDims } from "./config.ts";
 import { ModelRuntimeError } from "./errors.ts";
 import {
+  type AttentionImpl,
   buildLlamaGraph,
   type ExternalDataSink,
   externalWeightName,
@@ -36,10 +37,13 @@ export interface RuntimeOptions {
    * false keeps the deltas always on (the graph before; kept for comparison, bench:lora-skip).
    */
   loraSkip?: boolean;
+  /** Attention as one ONNX `Attention` node per layer ("fused", default) or as plain ops ("ops", for comparison). */
+  attention?: AttentionImpl;
   /** onnxruntime intra-op threads (default: available cores). */
   intraOpThreads?: number;
   /**
-   * Let onnxruntime's intra-op workers spin-wait between parallel sections (default false).
+   * Let onnxruntime's intra-op workers spin-wait between the parallel sections of a run (they
+   * stop when the run returns) instead of sleeping (default false).
    * On a shared, oversubscribed CPU a spinning worker burns the core the other one needs:
    * a tiny-model decode step with 32 distinct adapters (32-batch LoRA MatMuls, each split
    * across the pool) measured 10-16 ms with spinning vs 1.5 ms without (bench/RESULTS.md).
@@ -150,7 +154,7 @@ export interface StepRuntime {
 
 interface SeqState {
   length: number;
-  /** KV outside the resident batch: k[l] [kvH*D, length], v[l] [kvH, length, D]. */
+  /** KV outside the resident batch: k[l] and v[l] [kvH, length, D]. */
   k: Float32Array[] | null;
   v: Float32Array[] | null;
 }
@@ -246,6 +250,7 @@ export class ModelRuntime implements StepRuntime {
       loraSkip: options.loraSkip ?? true,
       intraOpThreads: options.intraOpThreads ?? availableParallelism(),
       weights: options.weights ?? "f32",
+      attention: options.attention ?? "fused",
     };
     const file = new TempWeightsFile(options.weightsTempDir ?? tmpdir());
     let session: ort.InferenceSession;
@@ -261,6 +266,7 @@ export class ModelRuntime implements StepRuntime {
           : null,
         externalWeights: options.externalWeights ?? [],
         weights: resolved.weights,
+        attention: resolved.attention,
         externalData: file,
       });
       session = await ort.InferenceSession.create(graph.bytes, {
@@ -273,6 +279,9 @@ export class ModelRuntime implements StepRuntime {
           ...options.sessionOptions?.extra,
           session: {
             intra_op: { allow_spinning: options.spinWait ? "1" : "0" },
+            // Spin only inside a run: the workers stop when it returns, so they never take the
+            // core the JS threads need between steps (feeds, KV bookkeeping, sampling, HTTP).
+            ...(options.spinWait ? { force_spinning_stop: "1" } : {}),
             model_external_initializers_file_folder_path: file.dir,
             ...(options.sessionOptions?.extra as { session?: object } | undefined)?.session,
           },
@@ -515,7 +524,7 @@ export class ModelRuntime implements StepRuntime {
       attn_bias: new ort.Tensor("float32", bias, [B, T, total]),
     };
     for (let l = 0; l < c.numLayers; l++) {
-      feeds[`past_key.${l}`] = new ort.Tensor("float32", batch.keys[l]!, [B, c.numKvHeads, c.headDim, P]);
+      feeds[`past_key.${l}`] = new ort.Tensor("float32", batch.keys[l]!, [B, c.numKvHeads, P, c.headDim]);
       feeds[`past_value.${l}`] = new ort.Tensor("float32", batch.values[l]!, [B, c.numKvHeads, P, c.headDim]);
     }
     if (this.loraEnabled) this.addLoraFeeds(feeds, rows, T);
@@ -563,7 +572,6 @@ export class ModelRuntime implements StepRuntime {
   /** Copies every live sequence of `res` out of the batch into its own KV storage. */
   private materialize(res: ResidentBatch): void {
     const c = this.model.config;
-    const R = c.numKvHeads * c.headDim;
     const D = c.headDim;
     const kvH = c.numKvHeads;
     const P = res.past;
@@ -572,33 +580,25 @@ export class ModelRuntime implements StepRuntime {
       if (!s) return;
       const cols = res.cols[b]!;
       const n = cols.length;
-      s.k = [];
-      s.v = [];
-      for (let l = 0; l < c.numLayers; l++) {
-        const kb = res.keys[l]!;
-        const vb = res.values[l]!;
-        const k = new Float32Array(R * n);
-        const v = new Float32Array(kvH * n * D);
-        for (let r = 0; r < R; r++) {
-          const base = (b * R + r) * P;
-          for (let j = 0; j < n; j++) k[r * n + j] = kb[base + cols[j]!]!;
-        }
+      /** Row b's columns of one layer's [B, kvH, P, D] keys or values, as [kvH, n, D]. */
+      const gather = (batched: Float32Array): Float32Array => {
+        const out = new Float32Array(kvH * n * D);
         for (let h = 0; h < kvH; h++) {
           for (let j = 0; j < n; j++) {
             const src = ((b * kvH + h) * P + cols[j]!) * D;
-            v.set(vb.subarray(src, src + D), (h * n + j) * D);
+            out.set(batched.subarray(src, src + D), (h * n + j) * D);
           }
         }
-        s.k.push(k);
-        s.v.push(v);
-      }
+        return out;
+      };
+      s.k = res.keys.map(gather);
+      s.v = res.values.map(gather);
     });
   }
 
   /** Builds a padded batch from the sequences' own KV (row b's tokens at columns 0..len). */
   private assemble(ids: SeqId[]): ResidentBatch {
     const c = this.model.config;
-    const R = c.numKvHeads * c.headDim;
     const D = c.headDim;
     const kvH = c.numKvHeads;
     const B = ids.length;
@@ -607,7 +607,7 @@ export class ModelRuntime implements StepRuntime {
     const keys: Float32Array[] = [];
     const values: Float32Array[] = [];
     for (let l = 0; l < c.numLayers; l++) {
-      const kb = new Float32Array(B * R * P);
+      const kb = new Float32Array(B * kvH * P * D);
       const vb = new Float32Array(B * kvH * P * D);
       ids.forEach((id, b) => {
         const s = this.seqs.get(id);
@@ -615,8 +615,10 @@ export class ModelRuntime implements StepRuntime {
         if (!s || n === 0) return;
         const k = s.k![l]!;
         const v = s.v![l]!;
-        for (let r = 0; r < R; r++) kb.set(k.subarray(r * n, (r + 1) * n), (b * R + r) * P);
-        for (let h = 0; h < kvH; h++) vb.set(v.subarray(h * n * D, (h + 1) * n * D), (b * kvH + h) * P * D);
+        for (let h = 0; h < kvH; h++) {
+          kb.set(k.subarray(h * n * D, (h + 1) * n * D), (b * kvH + h) * P * D);
+          vb.set(v.subarray(h * n * D, (h + 1) * n * D), (b * kvH + h) * P * D);
+        }
       });
       keys.push(kb);
       values.push(vb);
