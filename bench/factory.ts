@@ -34,8 +34,8 @@
  * our steps under onnxruntime's profiler, time per op type (where the step's time goes).
  */
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync, realpathSync } from "node:fs";
-import { mkdtemp, readdir, rm, unlink } from "node:fs/promises";
+import { existsSync, realpathSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -61,6 +61,7 @@ import {
   type TrainerOptions,
   writeBaseModelDir,
 } from "../packages/model-runtime/src/index.ts";
+import { type OrtProfileSummary, type ProfileRow, summarizeOrtProfile } from "./ort-profile.ts";
 import { argValue, loadAverage, median, round } from "./peers-common.ts";
 
 const args = process.argv.slice(2);
@@ -326,14 +327,7 @@ interface ProfileResult {
   stepMs: number;
   ops: ProfileRow[];
   /** The slowest single nodes: op type, time, output shapes. */
-  topNodes: { op: string; ms: number; output: unknown[] }[];
-}
-
-interface ProfileRow {
-  op: string;
-  ms: number;
-  share: number;
-  nodes: number;
+  topNodes: OrtProfileSummary["topNodes"];
 }
 
 async function profile(tmp: string, smol: BaseModel): Promise<ProfileResult> {
@@ -348,46 +342,8 @@ async function profile(tmp: string, smol: BaseModel): Promise<ProfileResult> {
   const stepMs = performance.now() - t0;
   trainer.endProfiling();
   await trainer.dispose();
-  const file = (await readdir(tmp)).find((f) => f.startsWith("factory-profile") && f.endsWith(".json"));
-  if (!file) throw new Error("onnxruntime wrote no profile");
-  interface ProfileEvent {
-    cat: string;
-    name: string;
-    dur: number;
-    ts: number;
-    args?: { op_name?: string; output_type_shape?: Record<string, number[]>[] };
-  }
-  const events = JSON.parse(readFileSync(join(tmp, file), "utf8")) as ProfileEvent[];
-  await unlink(join(tmp, file));
-  // Node events of the last run only (the profile holds both runs): the runs are the model_run events.
-  const lastRun = events.filter((e) => e.cat === "Session" && e.name === "model_run").at(-1);
-  const nodes = events.filter(
-    (e) =>
-      e.cat === "Node" &&
-      e.name.endsWith("_kernel_time") &&
-      (!lastRun || (e.ts >= lastRun.ts && e.ts <= lastRun.ts + lastRun.dur)),
-  );
-  const byOp = new Map<string, { us: number; nodes: number }>();
-  let total = 0;
-  for (const e of nodes) {
-    const op = e.args?.op_name ?? "?";
-    const row = byOp.get(op) ?? { us: 0, nodes: 0 };
-    row.us += e.dur;
-    row.nodes++;
-    byOp.set(op, row);
-    total += e.dur;
-  }
-  const ops = [...byOp]
-    .map(([op, r]) => ({ op, ms: round(r.us / 1000, 1), share: round(r.us / total, 3), nodes: r.nodes }))
-    .sort((a, b) => b.ms - a.ms);
-  const topNodes = [...nodes]
-    .sort((a, b) => b.dur - a.dur)
-    .slice(0, 12)
-    .map((e) => ({
-      op: e.args?.op_name ?? "?",
-      ms: round(e.dur / 1000, 1),
-      output: (e.args?.output_type_shape ?? []).map((o) => Object.values(o)[0]),
-    }));
+  // Node events of the last run only (the profile holds both runs).
+  const { ops, topNodes } = await summarizeOrtProfile(tmp, "factory-profile", 1);
   return { stepMs: round(stepMs, 1), ops, topNodes };
 }
 

@@ -15,7 +15,15 @@ export interface DecodeResult {
   ratio: number;
   /** llama.cpp thread count of the reported (best) peer figure */
   peerThreads: number;
+  /** our spin setting (RuntimeOptions.spinWait) of the reported (best) figure */
+  oursSpin: boolean;
+  /** process CPU time per token of the reported configurations (medians; all threads) */
+  oursCpuMsPerToken: number;
+  peerCpuMsPerToken: number;
+  /** peer / ours CPU per token: > 1 = ours needs less CPU for a token */
+  cpuRatio: number;
   oursRounds: number[];
+  oursMedianBySpin: Record<string, number>;
   peerRounds: number[];
   peerMedianByThreads: Record<number, number>;
 }

@@ -71,9 +71,32 @@ export async function prepareModelFiles(tmp: string, log: (m: string) => void): 
 const promptOf = (i: number): number[] =>
   Array.from({ length: PROMPT }, (_, t) => 32 + ((i * 31 + t * 13) % 90));
 
+/**
+ * One timed run: tokens/s, and the process's CPU time per token over the same steps (all
+ * threads: a spinning thread counts, a preempted one does not, so without spinning it hardly
+ * depends on the machine's load).
+ */
+interface Measured {
+  tokPerS: number;
+  cpuMsPerToken: number;
+}
+
+/** Times `steps` calls of `step`, each producing `tokens` tokens. */
+async function timed(steps: number, tokens: number, step: () => Promise<unknown>): Promise<Measured> {
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  for (let s = 0; s < steps; s++) await step();
+  const ms = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  return {
+    tokPerS: (tokens * steps * 1000) / ms,
+    cpuMsPerToken: (cpu.user + cpu.system) / 1000 / (tokens * steps),
+  };
+}
+
 interface Side {
   /** Prefill (untimed) then `steps` timed greedy decode steps; returns tokens/s. */
-  run(steps: number): Promise<number>;
+  run(steps: number): Promise<Measured>;
 }
 
 /** Our runtime: `batch` rows on `slots`, greedy argmax per row (sampling on our side too). */
@@ -84,7 +107,7 @@ class OursSide implements Side {
     private readonly slots: number[],
   ) {}
 
-  async run(steps: number): Promise<number> {
+  async run(steps: number): Promise<Measured> {
     const r = this.round++;
     const ids = this.slots.map((_, i) => `r${r}-${i}`);
     let rows: StepRow[] = this.slots.map((slot, i) => ({ seqId: ids[i]!, tokens: promptOf(i), slot }));
@@ -92,11 +115,11 @@ class OursSide implements Side {
       this.slots.map((slot, i) => ({ seqId: ids[i]!, tokens: [argmax(logits[i]!)], slot }));
     rows = next(await this.rt.step(rows)); // prefill
     rows = next(await this.rt.step(rows)); // first decode step (untimed: KV layout settles)
-    const t0 = performance.now();
-    for (let s = 0; s < steps; s++) rows = next(await this.rt.step(rows));
-    const ms = performance.now() - t0;
+    const m = await timed(steps, this.slots.length, async () => {
+      rows = next(await this.rt.step(rows));
+    });
     for (const id of ids) this.rt.release(id);
-    return (this.slots.length * steps * 1000) / ms;
+    return m;
   }
 }
 
@@ -113,7 +136,7 @@ class PeerSide implements Side {
     private readonly perContext: number,
   ) {}
 
-  async run(steps: number): Promise<number> {
+  async run(steps: number): Promise<Measured> {
     const groups = this.contexts.map((ctx) =>
       Array.from({ length: this.perContext }, () => ctx.getSequence()),
     );
@@ -128,11 +151,9 @@ class PeerSide implements Side {
       };
       await stepAll(); // prefill + first token
       await stepAll(); // first decode step (untimed)
-      const t0 = performance.now();
-      for (let s = 0; s < steps; s++) await stepAll();
-      const ms = performance.now() - t0;
+      const m = await timed(steps, seqs.length, stepAll);
       await Promise.all(its.flat().map((it) => it.return?.()));
-      return (seqs.length * steps * 1000) / ms;
+      return m;
     } finally {
       for (const s of seqs) s.dispose();
     }
@@ -144,7 +165,8 @@ interface Case {
   batch: number;
   adapters: number;
   weights: string;
-  ours: Side;
+  /** by spin setting of our intra-op workers */
+  ours: Map<boolean, Side>;
   /** by llama.cpp thread count */
   peer: Map<number, Side>;
 }
@@ -154,26 +176,51 @@ export async function runDecode(
   opts: {
     threads: number;
     peerThreads: number[];
+    /** Spin settings of our intra-op workers tried (RuntimeOptions.spinWait); best median reported. */
+    oursSpin: boolean[];
     rounds: number;
     steps: number;
     quick: boolean;
+    /** Only the cases whose "name (weights)" contains one of these (default: all). */
+    cases?: string[];
     log: (m: string) => void;
   },
 ): Promise<DecodeResult[]> {
   const { log } = opts;
+  const wanted = (name: string, weights: string) =>
+    !opts.cases || opts.cases.some((c) => `${name} (${weights})`.includes(c));
   // The gateway's runtime: the multi-LoRA graph on its own thread (WorkerRuntime, which reads
   // the weights itself); rows without an adapter use slot 0.
-  const ours = (weights: WeightFormat, slots = 1) =>
-    WorkerRuntime.create(
-      { dir: files.modelDir },
-      { intraOpThreads: opts.threads, weights, slots: slots + 1, rankBuckets: [RANK] },
-    );
-  log("building our sessions (f32, int8, int4; multi-LoRA graph)");
-  const f32rt = await ours("f32", ADAPTERS);
-  for (const [i, dir] of files.adapterDirs.entries())
-    f32rt.loadAdapter(i + 1, await loadPeftAdapter(CONFIG, dir));
-  const int8rt = await ours("int8");
-  const int4rt = await ours("int4");
+  const ours = async (weights: WeightFormat, slots = 1) => {
+    const out = new Map<boolean, WorkerRuntime>();
+    for (const spinWait of opts.oursSpin) {
+      out.set(
+        spinWait,
+        await WorkerRuntime.create(
+          { dir: files.modelDir },
+          { intraOpThreads: opts.threads, weights, slots: slots + 1, rankBuckets: [RANK], spinWait },
+        ),
+      );
+    }
+    return out;
+  };
+  const batches = opts.quick ? [1, 8] : [1, 8, 64];
+  const needF32 =
+    batches.some((b) => wanted(`decode b=${b}`, "f32 / F32")) ||
+    wanted("8 rows, 8 distinct adapters", "f32 / F32");
+  const needInt8 = wanted("decode b=1, 8-bit", "int8 / Q8_0");
+  const needInt4 = wanted("decode b=1, 4-bit", "int4 / Q4_0");
+  log("building our sessions (f32, int8, int4 as the cases need; multi-LoRA graph)");
+  const none = new Map<boolean, WorkerRuntime>();
+  const f32rt = needF32 ? await ours("f32", ADAPTERS) : none;
+  for (const rt of f32rt.values()) {
+    for (const [i, dir] of files.adapterDirs.entries())
+      rt.loadAdapter(i + 1, await loadPeftAdapter(CONFIG, dir));
+  }
+  const int8rt = needInt8 ? await ours("int8") : none;
+  const int4rt = needInt4 ? await ours("int4") : none;
+  const oursSides = (rts: Map<boolean, WorkerRuntime>, slots: number[]) =>
+    new Map([...rts].map(([spin, rt]) => [spin, new OursSide(rt, slots)]));
 
   log("loading llama.cpp (node-llama-cpp 3.21.1, prebuilt CPU binaries)");
   const llama: Llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
@@ -199,7 +246,7 @@ export async function runDecode(
     const out = new Map<number, Side>();
     for (const t of opts.peerThreads) {
       out.set(t, {
-        async run(steps: number): Promise<number> {
+        async run(steps: number): Promise<Measured> {
           const contexts = lora ? await Promise.all(lora.map((g) => ctx(m, 1, t, g))) : [await ctx(m, b, t)];
           try {
             return await new PeerSide(contexts, lora ? 1 : b).run(steps);
@@ -211,48 +258,53 @@ export async function runDecode(
     }
     return out;
   };
-  const batches = opts.quick ? [1, 8] : [1, 8, 64];
-  const cases: Case[] = [];
+  const all: Case[] = [];
   for (const b of batches) {
-    cases.push({
+    all.push({
       name: `decode b=${b}`,
       batch: b,
       adapters: 0,
       weights: "f32 / F32",
-      ours: new OursSide(f32rt, Array(b).fill(0)),
+      ours: oursSides(f32rt, Array(b).fill(0)),
       peer: peerSides(f32, b),
     });
   }
-  cases.push({
+  all.push({
     name: "decode b=1, 8-bit",
     batch: 1,
     adapters: 0,
     weights: "int8 / Q8_0",
-    ours: new OursSide(int8rt, [0]),
+    ours: oursSides(int8rt, [0]),
     peer: peerSides(q8, 1),
   });
-  cases.push({
+  all.push({
     name: "decode b=1, 4-bit",
     batch: 1,
     adapters: 0,
     weights: "int4 / Q4_0",
-    ours: new OursSide(int4rt, [0]),
+    ours: oursSides(int4rt, [0]),
     peer: peerSides(q4, 1),
   });
-  cases.push({
+  all.push({
     name: "8 rows, 8 distinct adapters",
     batch: ADAPTERS,
     adapters: ADAPTERS,
     weights: "f32 / F32",
-    ours: new OursSide(
+    ours: oursSides(
       f32rt,
       Array.from({ length: ADAPTERS }, (_, i) => i + 1),
     ),
     peer: peerSides(f32, 1, files.adapterGgufs),
   });
+  const cases = all.filter((c) => wanted(c.name, c.weights));
 
-  const oursRounds = cases.map(() => [] as number[]);
-  const peerRounds = cases.map((c) => new Map([...c.peer.keys()].map((t) => [t, [] as number[]])));
+  const oursRounds = cases.map((c) => new Map([...c.ours.keys()].map((s) => [s, [] as Measured[]])));
+  const peerRounds = cases.map((c) => new Map([...c.peer.keys()].map((t) => [t, [] as Measured[]])));
+  const tps = (xs: Measured[]) => median(xs.map((x) => x.tokPerS));
+  /** The configuration with the best median tokens/s, and that median. */
+  const best = <K>(byConfig: Map<K, Measured[]>): [K, number] =>
+    [...byConfig].map(([k, xs]): [K, number] => [k, tps(xs)]).reduce((a, b) => (b[1] > a[1] ? b : a));
+  const cpuMs = (xs: Measured[]) => median(xs.map((x) => x.cpuMsPerToken));
   for (let r = 0; r < opts.rounds; r++) {
     for (const [i, c] of cases.entries()) {
       // b=64 steps take ~1 s each; 8 contexts stepping in turn are 8 decodes per step.
@@ -260,32 +312,32 @@ export async function runDecode(
       const runPeer = async () => {
         for (const [t, side] of c.peer) peerRounds[i]!.get(t)!.push(await side.run(steps));
       };
+      const runOurs = async () => {
+        for (const [spin, side] of c.ours) oursRounds[i]!.get(spin)!.push(await side.run(steps));
+      };
       if (r % 2 === 0) {
-        oursRounds[i]!.push(await c.ours.run(steps));
+        await runOurs();
         await runPeer();
       } else {
         await runPeer();
-        oursRounds[i]!.push(await c.ours.run(steps));
+        await runOurs();
       }
-      const peerNow = [...peerRounds[i]!].map(([t, xs]) => `${t}t ${round(xs.at(-1)!, 1)}`).join(", ");
-      log(
-        `round ${r + 1}/${opts.rounds} ${c.name} (${c.weights}): ours ${round(oursRounds[i]!.at(-1)!, 1)} tok/s, llama.cpp ${peerNow} tok/s`,
-      );
+      const now = (x: Measured) => `${round(x.tokPerS, 1)} tok/s (${round(x.cpuMsPerToken, 1)} CPU ms/token)`;
+      const oursNow = [...oursRounds[i]!]
+        .map(([spin, xs]) => `${spin ? "spin" : "sleep"} ${now(xs.at(-1)!)}`)
+        .join(", ");
+      const peerNow = [...peerRounds[i]!].map(([t, xs]) => `${t}t ${now(xs.at(-1)!)}`).join(", ");
+      log(`round ${r + 1}/${opts.rounds} ${c.name} (${c.weights}): ours ${oursNow}; llama.cpp ${peerNow}`);
     }
   }
   for (const m of models) await m.dispose();
   await llama.dispose();
-  for (const rt of [f32rt, int8rt, int4rt]) await rt.dispose();
+  for (const rts of [f32rt, int8rt, int4rt]) for (const rt of rts.values()) await rt.dispose();
   return cases.map((c, i) => {
-    const ours = median(oursRounds[i]!);
-    let peerThreads = opts.peerThreads[0]!;
-    let peer = -1;
-    for (const [t, xs] of peerRounds[i]!) {
-      if (median(xs) > peer) {
-        peer = median(xs);
-        peerThreads = t;
-      }
-    }
+    const [oursSpin, ours] = best(oursRounds[i]!);
+    const [peerThreads, peer] = best(peerRounds[i]!);
+    const oursCpu = cpuMs(oursRounds[i]!.get(oursSpin)!);
+    const peerCpu = cpuMs(peerRounds[i]!.get(peerThreads)!);
     return {
       case: c.name,
       batch: c.batch,
@@ -295,11 +347,16 @@ export async function runDecode(
       peer: round(peer, 2),
       ratio: round(ours / peer, 3),
       peerThreads,
-      oursRounds: oursRounds[i]!.map((x) => round(x, 2)),
-      peerRounds: peerRounds[i]!.get(peerThreads)!.map((x) => round(x, 2)),
-      peerMedianByThreads: Object.fromEntries(
-        [...peerRounds[i]!].map(([t, xs]) => [t, round(median(xs), 2)]),
+      oursSpin,
+      oursCpuMsPerToken: round(oursCpu, 3),
+      peerCpuMsPerToken: round(peerCpu, 3),
+      cpuRatio: round(peerCpu / oursCpu, 3),
+      oursRounds: oursRounds[i]!.get(oursSpin)!.map((x) => round(x.tokPerS, 2)),
+      oursMedianBySpin: Object.fromEntries(
+        [...oursRounds[i]!].map(([spin, xs]) => [spin ? "spin" : "sleep", round(tps(xs), 2)]),
       ),
+      peerRounds: peerRounds[i]!.get(peerThreads)!.map((x) => round(x.tokPerS, 2)),
+      peerMedianByThreads: Object.fromEntries([...peerRounds[i]!].map(([t, xs]) => [t, round(tps(xs), 2)])),
     };
   });
 }

@@ -7,6 +7,9 @@
  *   npm run bench:peers -- --json       one JSON object on stdout
  *   options: --quick (fewer rounds, 2M/5M-byte texts)  --only decode,rss,quality,sa  --rounds N
  *            --steps N (timed decode steps per round)  --threads N (default 2, both sides)
+ *            --peer-threads 1,2 (llama.cpp thread counts tried; best median reported)
+ *            --ours-spin 0 (our intra-op workers sleep; "0,1": also spinning inside a run, best median reported)
+ *            --cases 8-bit,4-bit (only the decode cases whose "name (weights)" contains one of these)
  *
  * Decode: a SmolLM-135M-shaped model with random weights, generated as HF safetensors (f32),
  * converted by the project's GGUF writer (packages/model-runtime/src/gguf.ts) for llama.cpp,
@@ -71,9 +74,14 @@ async function main(): Promise<void> {
             .split(",")
             .map(Number)
             .filter((t, i, a) => a.indexOf(t) === i),
+          oursSpin: argStr("--ours-spin", "0")
+            .split(",")
+            .map((x) => x === "1")
+            .filter((t, i, a) => a.indexOf(t) === i),
           rounds: Number(argStr("--rounds", QUICK ? "2" : "5")),
           steps: Number(argStr("--steps", QUICK ? "4" : "16")),
           quick: QUICK,
+          ...(args.includes("--cases") ? { cases: argStr("--cases", "").split(",") } : {}),
           log,
         });
       }
@@ -111,12 +119,12 @@ async function main(): Promise<void> {
   if (out.decode.length > 0) {
     console.log("\nDecode tokens/s (medians of interleaved rounds; ratio = ours / llama.cpp)\n");
     console.log(
-      "| case | batch | adapters | weights (ours / llama.cpp) | ours tok/s | llama.cpp tok/s | ratio |",
+      "| case | batch | adapters | weights (ours / llama.cpp) | ours tok/s (workers) | llama.cpp tok/s (threads) | ratio |",
     );
     console.log("| --- | ---: | ---: | --- | ---: | ---: | ---: |");
     for (const d of out.decode) {
       console.log(
-        `| ${d.case} | ${d.batch} | ${d.adapters} | ${d.weights} | ${round(d.ours, 1)} | ${round(d.peer, 1)} | ${round(d.ratio)} |`,
+        `| ${d.case} | ${d.batch} | ${d.adapters} | ${d.weights} | ${round(d.ours, 1)} (${d.oursSpin ? "spin" : "sleep"}) | ${round(d.peer, 1)} (${d.peerThreads}) | ${round(d.ratio)} |`,
       );
     }
   }
