@@ -188,7 +188,7 @@ describe("RewardDistributor: epochs and claims", () => {
         domain: {
           name: "OpenLedger RewardDistributor",
           version: "1",
-          chainId,
+          chainId: BigInt(chainId),
           verifyingContract: distributor,
         },
         types: {

@@ -30,7 +30,7 @@ import {
   StakeRole,
   subjectOf,
 } from "@openledger/chain";
-import { encodeFunctionData, keccak256, parseEventLogs, toHex, zeroHash } from "viem";
+import { type Abi, encodeFunctionData, keccak256, parseEventLogs, toHex, zeroHash } from "viem";
 import {
   addr,
   advance,
@@ -195,7 +195,7 @@ describe("production profile: attacks", () => {
       );
     }
     // 5. "unlink staking": the function is gone; the old selector reverts.
-    assert.ok(!rewardDistributorAbi.some((i) => i.type === "function" && i.name === "setStaking"));
+    assert.ok(!(rewardDistributorAbi as Abi).some((i) => i.type === "function" && i.name === "setStaking"));
     await assert.rejects(
       p.deployer.sendTransaction({
         to: c.RewardDistributor,

@@ -17,7 +17,10 @@ import {
   type PlatformAddresses,
   sortSignatures,
 } from "@openledger/chain";
+// hardhat-viem's `hre.viem` (the config loads the plugin; this brings its types).
+import type {} from "@nomicfoundation/hardhat-viem";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
+import type { ContractTypesMap } from "hardhat/types/artifacts";
 import { type Abi, type Address, BaseError, decodeErrorResult, getAddress, type Hex } from "viem";
 
 // Find contracts/hardhat.config.js whatever the working directory (Hardhat reads HARDHAT_CONFIG).
@@ -142,11 +145,23 @@ export async function adminCall(
   });
 }
 
+/**
+ * `hre.viem.getContractAt` typed per contract name (the artifacts' ContractTypesMap): a generic name
+ * matches none of hardhat-viem's per-contract overloads, which would type every handle as the union.
+ */
+export async function contractAt<N extends ContractName>(
+  name: N,
+  address: Address,
+  wallet: Wallet,
+): Promise<ContractTypesMap[N]> {
+  const contract = await hre.viem.getContractAt(name as string, address, { client: { wallet } });
+  return contract as unknown as ContractTypesMap[N];
+}
+
 /** Contract handles of a deployed platform (as `wallet`, default the deployer) and the governance context. */
 async function connect(publicClient: unknown, deployer: Wallet, addresses: PlatformAddresses) {
   const c = addresses.contracts;
-  const at = async <N extends ContractName>(name: N, wallet: Wallet = deployer) =>
-    hre.viem.getContractAt(name, c[name], { client: { wallet } });
+  const at = <N extends ContractName>(name: N, wallet: Wallet = deployer) => contractAt(name, c[name], wallet);
   return {
     at,
     governance: {

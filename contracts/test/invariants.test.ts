@@ -39,7 +39,7 @@ type Cmd =
   | { t: "withdrawEscrow"; u: number }
   | { t: "charge"; u: number; pct: number }
   | { t: "setCap"; u: number; cap: bigint }
-  | { t: "post"; shares: number[]; overdraw: boolean }
+  | { t: "post"; shares: readonly number[]; overdraw: boolean }
   | { t: "claim"; u: number; pickOlder: boolean }
   | { t: "revoke" }
   | { t: "time"; dt: bigint };
@@ -245,7 +245,7 @@ async function step(w: World, c: Cmd): Promise<void> {
       const staking = await p.at("Staking", u);
       const h = await attempt(
         ok,
-        () => staking.write.stake([StakeRole.Contributor, SUBJECTS[c.s], c.amt]),
+        () => staking.write.stake([StakeRole.Contributor, SUBJECTS[c.s]!, c.amt]),
         c.amt === 0n ? "ZeroAmount" : "BelowMinimumStake",
       );
       if (h) pos.active += c.amt;
@@ -260,7 +260,7 @@ async function step(w: World, c: Cmd): Promise<void> {
       const staking = await p.at("Staking", u);
       const h = await attempt(
         ok,
-        () => staking.write.unbond([StakeRole.Contributor, SUBJECTS[c.s], amt]),
+        () => staking.write.unbond([StakeRole.Contributor, SUBJECTS[c.s]!, amt]),
         err,
       );
       if (h) {
@@ -276,7 +276,7 @@ async function step(w: World, c: Cmd): Promise<void> {
       const staking = await p.at("Staking", u);
       const h = await attempt(
         ok,
-        () => staking.write.withdraw([StakeRole.Contributor, SUBJECTS[c.s]]),
+        () => staking.write.withdraw([StakeRole.Contributor, SUBJECTS[c.s]!]),
         pos.unbonding === 0n ? "NothingToWithdraw" : "UnbondingNotFinished",
       );
       if (h) {
@@ -299,12 +299,12 @@ async function step(w: World, c: Cmd): Promise<void> {
             ? slasher.write.slashWithReporter([
                 who,
                 StakeRole.Contributor,
-                SUBJECTS[c.s],
+                SUBJECTS[c.s]!,
                 amt,
                 keccak256(toHex("e")),
                 addr(p.reporter),
               ])
-            : slasher.write.slash([who, StakeRole.Contributor, SUBJECTS[c.s], amt, keccak256(toHex("e"))]),
+            : slasher.write.slash([who, StakeRole.Contributor, SUBJECTS[c.s]!, amt, keccak256(toHex("e"))]),
         amt === 0n ? "ZeroAmount" : "NothingToSlash",
       );
       if (h) {
@@ -524,7 +524,7 @@ async function checkInvariants(w: World): Promise<void> {
   let modelStaked = w.validatorStake;
   for (const [k, pos] of w.pos) {
     const [u, s] = k.split(":").map(Number) as [number, number];
-    const chain = await p.staking.read.positionOf([addr(w.users[u]!), StakeRole.Contributor, SUBJECTS[s]]);
+    const chain = await p.staking.read.positionOf([addr(w.users[u]!), StakeRole.Contributor, SUBJECTS[s]!]);
     assert.equal(chain.active, pos.active, `active ${k}`);
     assert.equal(chain.unbonding, pos.unbonding, `unbonding ${k}`);
     modelStaked += pos.active + pos.unbonding;

@@ -14,6 +14,7 @@ import {
 import { encodeFunctionData, getAddress, keccak256, toHex } from "viem";
 import {
   addr,
+  contractAt,
   DAY,
   expectRevert,
   hre,
@@ -50,10 +51,8 @@ async function hostileFixture() {
   const attacker = await hre.viem.deployContract("ReentrantReceiver", []);
   await hook.write.transfer([attacker.address, 100_000n * OPEN]);
   await hook.write.setHooked([attacker.address, true]);
-  const at = async <N extends "Staking" | "InferenceEscrow" | "RewardDistributor">(
-    name: N,
-    wallet = deployer!,
-  ) => hre.viem.getContractAt(name, addresses.contracts[name], { client: { wallet } });
+  const at = <N extends "Staking" | "InferenceEscrow" | "RewardDistributor">(name: N, wallet = deployer!) =>
+    contractAt(name, addresses.contracts[name], wallet);
   const platformLike = {
     publicClient,
     validators: [v1!, v2!, v3!],
