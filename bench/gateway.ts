@@ -200,6 +200,11 @@ interface Breakdown {
   /** TTFT p99 of the requests whose adapter was in a slot on arrival, and of the others (RAM, loading, disk). */
   warmTtftP99Ms: number;
   coldTtftP99Ms: number;
+  /**
+   * Requests whose first text reached the client over 1 s after the engine's first token: text the
+   * decoder held back (an incomplete or invalid UTF-8 run, special tokens), not a scheduling wait.
+   */
+  textHeldOver1s: number;
 }
 
 // ---------------------------------------------------------------- helpers
@@ -280,6 +285,9 @@ function breakdown(reqs: Joined[]): Breakdown {
     firstTokenStepsMax: Math.max(0, ...steps),
     warmTtftP99Ms: round(percentile(warm, 99)),
     coldTtftP99Ms: round(percentile(cold, 99)),
+    textHeldOver1s: reqs.filter(
+      (r) => (r.firstTextMs < 0 ? r.totalMs : r.firstTextMs) - r.serverTtftMs > 1000,
+    ).length,
   };
 }
 
@@ -673,7 +681,8 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
       `${name} ${label}: TTFT p50/p99 ${b.ttftP50Ms}/${b.ttftP99Ms} ms (first text p99 ${b.firstTextP99Ms}); ` +
         `queue ${b.queueP50Ms}/${b.queueP99Ms}, prefill ${b.prefillP50Ms}/${b.prefillP99Ms}, outside the engine ${b.outsideP50Ms}/${b.outsideP99Ms} ms; ` +
         `steps to first token p50/p99/max ${b.firstTokenStepsP50}/${b.firstTokenStepsP99}/${b.firstTokenStepsMax}; ` +
-        `tiers ${JSON.stringify(b.tiers)}, TTFT p99 warm ${b.warmTtftP99Ms} / cold ${b.coldTtftP99Ms} ms; ` +
+        `tiers ${JSON.stringify(b.tiers)}, TTFT p99 warm ${b.warmTtftP99Ms} / cold ${b.coldTtftP99Ms} ms, ` +
+        `${b.textHeldOver1s} with text held back > 1 s; ` +
         `${acc.loadMs.length} cold loads p50/p99/max ${percentile(acc.loadMs, 50).toFixed(0)}/${percentile(acc.loadMs, 99).toFixed(0)}/${Math.max(0, ...acc.loadMs).toFixed(0)} ms`,
     );
     for (const r of [...acc.reqs].sort((x, y) => y.ttftMs - x.ttftMs).slice(0, 3))
