@@ -218,8 +218,9 @@ export const gatewayEnv = baseEnv.extend({
   GATEWAY_MAX_BATCH_TOKENS: z.coerce.number().int().min(1).default(512),
   /** Sequences decoding at once. */
   GATEWAY_MAX_RUNNING: z.coerce.number().int().min(1).default(64),
-  /** Prefill steps: "separate" (own steps; best when the step cost is compute-bound, i.e. real
-   *  models) or "mixed" with decode rows (fewer steps; best for the tiny model). */
+  /** Prefill steps: "separate" (own steps, alternating with decode steps: arrivals share a prefill
+   *  run) or "mixed" beside the decode rows (admitted at every step: one step less to the first
+   *  token, a second session run in each step with arrivals; best for the tiny model). */
   GATEWAY_PREFILL_MODE: z.enum(["separate", "mixed"]).default("separate"),
   /** Longest prompt accepted, tokens (400 above it). */
   GATEWAY_MAX_PROMPT_TOKENS: z.coerce.number().int().min(1).default(512),

@@ -148,10 +148,11 @@ export class ModelHost {
       maxPromptTokens: config.GATEWAY_MAX_PROMPT_TOKENS,
       maxNewTokens: config.GATEWAY_MAX_NEW_TOKENS,
       maxContextTokens: model.config.maxPositionEmbeddings,
-      // model-runtime pads every row of a step to its longest: mixing a prompt chunk with
-      // decode rows pads each decode row to the chunk's length, so compute-bound models want
-      // prefill in separate steps; the tiny model (overhead-bound) does better mixed
-      // (bench:gateway measured both).
+      // model-runtime pads the rows of one session run to the longest; it runs a step's prompt
+      // rows as a second, detached run beside the decode rows, so mixing costs a session run per
+      // step with arrivals rather than padding. "separate" gathers a few steps' arrivals into one
+      // prefill step; "mixed" admits at every step (one step less to the first token).
+      // bench:gateway measures both (bench/RESULTS.md, "Gateway").
       costModel: "padded",
       prefillMode: config.GATEWAY_PREFILL_MODE,
     });
