@@ -194,6 +194,28 @@ test("the OpenLedger story runs across the real services and adds up to the wei"
     "its contributors were paid",
   );
   assert.ok(result.contributorEarningsWei.loraInfluence > 0n, "through LoRA influence");
+  // Validators #2 and #3 do not read the gateway's disk (ATTRIBUTION_ADAPTER_SOURCE = its URL): the quorum of
+  // 2 on that answer includes one that fetched the adapter's files from the gateway, signed, and checked them.
+  const validatorUrls = p.platform.validatorUrls ?? [];
+  const sources = await Promise.all(
+    validatorUrls.map(
+      async (url) =>
+        ((await (await fetch(`${url}/v1/validator`)).json()) as { adapterSource: string }).adapterSource,
+    ),
+  );
+  assert.deepEqual(sources, ["dir", p.platform.gatewayUrl, p.platform.gatewayUrl]);
+  const fetched = await Promise.all(
+    validatorUrls.slice(1).map(async (url) => {
+      const text = await (await fetch(`${url}/metrics`)).text();
+      return Number(
+        /attribution_adapter_fetches_total\{[^}]*outcome="fetched"[^}]*\} (\d+)/.exec(text)?.[1] ?? 0,
+      );
+    }),
+  );
+  assert.ok(
+    fetched.reduce((a, b) => a + b, 0) >= 1,
+    `a validator without the gateway's disk fetched the adapter: ${fetched}`,
+  );
   for (const e of result.contributorEarnings) {
     assert.ok(e.amountWei > 0n, `${e.address} earned > 0`);
     // A fresh chain: each claim is the contributor's whole ledger (answers + the training fee).

@@ -143,13 +143,19 @@ test("the supervisor brings up the chain, the five services and the explorer, re
       ).catch(() => assert.fail(`${name} is not ready (${last})`));
       assert.match(p.output(), new RegExp(`http://127.0.0.1:${port}`), `${name}'s address is printed`);
     }
-    // The further validators listen on the ports they were given, and say which key they sign with.
+    // The further validators listen on the ports they were given, and say which key they sign with. They get
+    // adapters' files from the gateway over HTTP, as validators on other machines do; #1 reads the gateway's
+    // store on this machine.
     assert.equal(p.validatorPorts.length, 2);
+    const gatewayUrl = `http://127.0.0.1:${p.ports.gateway}`;
     for (const [i, port] of p.validatorPorts.entries()) {
       assert.match(p.output(), new RegExp(`validator-${i + 2}\\s+http://127.0.0.1:${port}`));
       const res = await fetch(`http://127.0.0.1:${port}/v1/validator`);
       assert.equal(res.status, 200, `validator-${i + 2}: ${await res.clone().text()}`);
+      assert.equal(((await res.json()) as { adapterSource: string }).adapterSource, gatewayUrl);
     }
+    const first = await fetch(`http://127.0.0.1:${p.ports.attribution}/v1/validator`);
+    assert.equal(((await first.json()) as { adapterSource: string }).adapterSource, "dir");
     const chainId = await fetch(`http://127.0.0.1:${p.chainPort}`, {
       method: "POST",
       headers: { "content-type": "application/json" },

@@ -225,7 +225,8 @@ const explorerUrls = {
 };
 // The factory registers adapters through (and bills training with) the gateway started here.
 const gatewayPort = loadConfig("gateway", SERVICE_ENVS.gateway).GATEWAY_PORT;
-const factoryGatewayUrl = process.env.FACTORY_GATEWAY_URL || `http://127.0.0.1:${gatewayPort}`;
+const localGatewayUrl = `http://127.0.0.1:${gatewayPort}`;
+const factoryGatewayUrl = process.env.FACTORY_GATEWAY_URL || localGatewayUrl;
 
 /** Starts a service; when it exits without being asked to, starts it again after its backoff. */
 /** One process: a service's app, under its own name (validator processes are more attribution apps). */
@@ -287,6 +288,8 @@ const urls: [string, string][] = [];
 // and two more attribution processes are validators #2 and #3 (#6, #7), each with its one key, on the
 // ports of PLATFORM_VALIDATOR_PORTS (default ATTRIBUTION_PORT + 10 and + 20). Elsewhere the attribution
 // service signs with the operator's VALIDATOR_PRIVATE_KEYS (one key) and other validators run their own.
+// Validators #2 and #3 fetch adapters' files from the gateway over HTTP, as validators on other machines
+// do (ATTRIBUTION_ADAPTER_SOURCE), unless the operator chose a source.
 const processes: PlatformProcess[] = SERVICES.flatMap((service): PlatformProcess[] => {
   const own = { ...service, app: service.name };
   if (service.name !== "attribution" || chainProfile !== "dev" || process.env.VALIDATOR_PRIVATE_KEYS)
@@ -298,6 +301,9 @@ const processes: PlatformProcess[] = SERVICES.flatMap((service): PlatformProcess
     env: {
       VALIDATOR_PRIVATE_KEYS: key,
       ATTRIBUTION_PORT: String(validatorPort(attributionPort, i, config.PLATFORM_VALIDATOR_PORTS)),
+      ...(i > 0 && !process.env.ATTRIBUTION_ADAPTER_SOURCE
+        ? { ATTRIBUTION_ADAPTER_SOURCE: localGatewayUrl }
+        : {}),
     },
   }));
 });

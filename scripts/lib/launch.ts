@@ -92,7 +92,8 @@ export async function launchPlatform(extraEnv: Record<string, string> = {}): Pro
     FACTORY_PORT: String(ports.factory),
     ATTRIBUTION_BLOB_DIR: path.join(dir, "blobs"),
     GATEWAY_DATA_DIR: path.join(dir, "gateway"),
-    // Validators read factory-trained adapters from the gateway's content-addressed store (LoRA influence).
+    // Validator #1 reads factory-trained adapters from the gateway's content-addressed store (LoRA influence);
+    // #2 and #3 fetch them from the gateway (ownEnv).
     ATTRIBUTION_ADAPTER_DIR: path.join(dir, "gateway"),
     GATEWAY_THREADS: "1",
     GATEWAY_SLOTS: "4",
@@ -144,13 +145,23 @@ export async function launchPlatform(extraEnv: Record<string, string> = {}): Pro
       await new Promise((r) => setTimeout(r, 200));
     }
   }
-  /** A validator process's own port and its one key. */
+  /**
+   * A validator process's own port and its one key. Validators #2 and #3 share no disk with the gateway:
+   * they fetch adapters' files from it over HTTP (signed, checked against the content hash, kept in their
+   * own blob store), and their ATTRIBUTION_ADAPTER_DIR names a directory that does not exist.
+   */
   function ownEnv(name: Service): Record<string, string> {
     const i = (VALIDATOR_PROCESSES as readonly Service[]).indexOf(name);
     if (i < 0) return {};
     return {
       ATTRIBUTION_PORT: String(ports[name]),
       VALIDATOR_PRIVATE_KEYS: chain.accounts.validators[i]!.privateKey,
+      ...(i > 0
+        ? {
+            ATTRIBUTION_ADAPTER_SOURCE: url("gateway"),
+            ATTRIBUTION_ADAPTER_DIR: path.join(dir, `no-gateway-disk-${name}`),
+          }
+        : {}),
     };
   }
   function spawnService(name: Service) {

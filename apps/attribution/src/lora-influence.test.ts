@@ -4,42 +4,20 @@
 // (shorter than the minimum span) is paid through gradient influence; validators rebuild the rows'
 // gradients from public inputs and reproduce the recorded hash; tampering is refused.
 import assert from "node:assert/strict";
-import { createHash, randomUUID } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { AttributionConfig } from "@openledger/config";
 import type { Db } from "@openledger/db";
-import { seedVersionRows } from "@openledger/db/testing";
-import {
-  adapterContentHash,
-  batchFromRows,
-  ensureGeneratedModelDir,
-  generateBaseModel,
-  TINY_CONFIG,
-  Trainer,
-  type TrainerOptions,
-  trainingConfigHash,
-} from "@openledger/model-runtime";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import { attributionConfig, buildAttribution } from "./app.ts";
 import { AttributionContext } from "./lib/context.ts";
-import { buildVersionArtifacts } from "./lib/indexing.ts";
 import { LineageError, LoraArtifactMismatchError } from "./lib/lora.ts";
 import { computeAttribution } from "./lib/scoring.ts";
+import { LORA_FIXTURE, seedTrainedAdapter } from "./testing.ts";
 
-const ALICE = "0x00000000000000000000000000000000000a11ce";
-const BOB = "0x0000000000000000000000000000000000000b0b";
-// Alice's rows teach "ab" → "c"; Bob's teach "xy" → "z". The answer continues Alice's pattern.
-const ROWS = [
-  { who: ALICE, text: "abcabcabcabcabcabcabc" },
-  { who: BOB, text: "xyzxyzxyzxyzxyzxyzxyz" },
-  { who: ALICE, text: "cabcabcabcabcabcabcab" },
-  { who: BOB, text: "zxyzxyzxyzxyzxyzxyzxy" },
-];
-const PROMPT = "abcab";
-const ANSWER = "cabcab"; // 6 bytes: below the 12-token minimum span, so no span can cover it
+const { ALICE, BOB, ROWS, ANSWER, JOB_ID } = LORA_FIXTURE;
 
 describe("LoRA influence of a factory-trained adapter", () => {
   let env: Awaited<ReturnType<typeof testEnvironment>>;
@@ -72,116 +50,14 @@ describe("LoRA influence of a factory-trained adapter", () => {
     config = configWith({});
     app = await buildAttribution(config);
     db = app.db;
-    // The base model (the platform's generated tiny model) and an adapter trained on the rows.
-    const baseDir = await ensureGeneratedModelDir(path.join(dir, "base"), TINY_CONFIG, 1);
-    const baseHash = createHash("sha256")
-      .update(await readFile(path.join(baseDir, "model.safetensors")))
-      .digest("hex");
-    const options: TrainerOptions = {
-      mode: "lora",
-      lora: { rank: 4, alpha: 8, targetModules: ["q_proj", "k_proj", "v_proj", "o_proj"] },
-      batch: 4,
-      seq: 32,
-      optimizer: { lr: 1e-2, schedule: "constant" },
-      seed: 3,
-      intraOpThreads: 1,
-    };
-    const trainer = await Trainer.create(generateBaseModel(TINY_CONFIG, 1), options);
-    const docs = ROWS.map((r) => [256, ...new TextEncoder().encode(r.text)]);
-    for (let s = 0; s < 30; s++) await trainer.trainStep(batchFromRows(docs, 4, 32));
-    const peft = trainer.toPeft("tiny");
-    await trainer.dispose();
-    const cfgBytes = new TextEncoder().encode(JSON.stringify(peft.adapterConfig));
-    adapterHash = adapterContentHash(cfgBytes, peft.safetensors);
+    // The base model (the platform's generated tiny model), an adapter trained on the rows, its lineage.
+    const seeded = await seedTrainedAdapter(db, app.attribution, path.join(dir, "base"));
+    ({ adapterHash, inferenceId, uploadedInferenceId } = seeded);
+    // Its files in a content-addressed adapter store (the gateway's layout).
     const adapterDir = path.join(dir, "gateway", "adapters", adapterHash);
     await mkdir(adapterDir, { recursive: true });
-    await writeFile(path.join(adapterDir, "adapter_config.json"), cfgBytes);
-    await writeFile(path.join(adapterDir, "adapter_model.safetensors"), peft.safetensors);
-
-    for (const a of [ALICE, BOB]) await db.contributor.create({ data: { address: a } });
-    const datanet = await db.datanet.create({
-      data: { slug: "abc", name: "abc", type: "text", license: "CC0-1.0", ownerAddress: ALICE },
-    });
-    const version = await db.datanetVersion.create({
-      data: {
-        datanetId: datanet.id,
-        version: 1,
-        merkleRoot: `0x${"ab".repeat(32)}`,
-        rowCount: ROWS.length,
-        contributorCount: 2,
-        status: "registered",
-      },
-    });
-    await seedVersionRows(db, datanet.id, version.id, ROWS);
-    await buildVersionArtifacts(db, app.attribution, version.id);
-    const mkModel = (id: string, contentHash: string) =>
-      db.model.create({
-        data: {
-          id,
-          kind: "adapter",
-          ownerAddress: BOB,
-          baseModel: "tiny",
-          contentHash,
-          priceInPer1kWei: "1000",
-          priceOutPer1kWei: "2000",
-          trainingVersions: { create: [{ datanetVersionId: version.id }] },
-        },
-      });
-    await mkModel("ft-tiny-abc", adapterHash);
-    await mkModel("uploaded-abc", adapterHash);
-    // The lineage as the factory and the gateway record it.
-    const jobId = "ftjob-000000000000000000000001";
-    const grantId = randomUUID();
-    await db.fineTuningJob.create({
-      data: {
-        id: jobId,
-        accountAddress: BOB,
-        baseModel: "tiny",
-        baseModelHash: baseHash,
-        status: "succeeded",
-        datanetVersionIds: [version.id],
-        hyperparameters: {},
-        trainerOptions: options as object,
-        configHash: trainingConfigHash(options),
-        seed: 3,
-        pricePer1kTokensWei: "1",
-        maxFeeWei: "1000",
-        grantId,
-        grantToken: "grant-token",
-        fineTunedModel: "ft-tiny-abc",
-      },
-    });
-    await db.trainingGrant.create({
-      data: {
-        id: grantId,
-        tokenHash: "aa".repeat(32),
-        accountAddress: BOB,
-        jobRef: jobId,
-        datanetVersionIds: [version.id],
-        baseModelHash: baseHash,
-        pricePer1kTokensWei: "1",
-        maxTokens: 1000n,
-        maxFeeWei: "1000",
-        reservationId: randomUUID(),
-        expiresAt: new Date(Date.now() + 3_600_000),
-        usedAt: new Date(),
-        modelId: "ft-tiny-abc",
-        trainingConfigHash: trainingConfigHash(options),
-      },
-    });
-    const mkInference = (modelId: string) =>
-      db.inference.create({
-        data: {
-          modelId,
-          accountAddress: BOB,
-          prompt: PROMPT,
-          output: ANSWER,
-          inputTokens: 5,
-          outputTokens: 6,
-        },
-      });
-    inferenceId = (await mkInference("ft-tiny-abc")).id;
-    uploadedInferenceId = (await mkInference("uploaded-abc")).id;
+    await writeFile(path.join(adapterDir, "adapter_config.json"), seeded.configBytes);
+    await writeFile(path.join(adapterDir, "adapter_model.safetensors"), seeded.weights);
   });
 
   after(async () => {
@@ -244,7 +120,7 @@ describe("LoRA influence of a factory-trained adapter", () => {
   });
 
   test("attack: trainer options that do not hash to the registered training-config hash are refused", async () => {
-    const job = await db.fineTuningJob.findUniqueOrThrow({ where: { id: "ftjob-000000000000000000000001" } });
+    const job = await db.fineTuningJob.findUniqueOrThrow({ where: { id: JOB_ID } });
     const forged = { ...(job.trainerOptions as object), seq: 64 };
     await db.fineTuningJob.update({ where: { id: job.id }, data: { trainerOptions: forged } });
     try {

@@ -3,6 +3,7 @@
  * request bodies; their answers are OpenAI's shapes). @openledger/sdk imports these as types only: a
  * schema change breaks the SDK's typecheck.
  */
+export { AdapterFileParams, GetAdapterFileRoute } from "./routes/adapter-files.ts";
 export {
   GetAdapterRoute,
   ListAdaptersRoute,

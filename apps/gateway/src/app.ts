@@ -10,6 +10,7 @@ import { inferencesPlugin } from "./plugins/inferences.ts";
 import { keysPlugin } from "./plugins/keys.ts";
 import { registrationPlugin } from "./plugins/registration.ts";
 import { sweeperPlugin } from "./plugins/sweeper.ts";
+import { adapterFileRoutes } from "./routes/adapter-files.ts";
 import { adapterRoutes } from "./routes/adapters.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { catalogRoutes } from "./routes/catalog.ts";
@@ -38,6 +39,7 @@ const gatewayPlugins: FastifyPluginAsync<{ config: GatewayConfig }> = fp(
     app.log.info({ adapters: app.catalog.models.size - 1 }, "models loaded");
     await app.register(openaiRoutes, { config });
     await app.register(adapterRoutes, { config });
+    await app.register(adapterFileRoutes);
     await app.register(smallModelRoutes, { config });
     await app.register(adminRoutes, { config });
     await app.register(keyRoutes);
@@ -50,7 +52,7 @@ const gatewayPlugins: FastifyPluginAsync<{ config: GatewayConfig }> = fp(
 /**
  * The gateway service. Start-up loads the base model (or generates the tiny one), builds the
  * runtime and the serving engine once, mirrors servable models from Postgres, then registers the
- * OpenAI routes, the adapter registry and the admin routes. The app is ready (and /readyz
+ * OpenAI routes, the adapter registry (and its files, for validators) and the admin routes. The app is ready (and /readyz
  * answers) only once the model is loaded.
  */
 export const gatewayService: ServiceDefinition<GatewayConfig> = {

@@ -1,3 +1,4 @@
+export * from "./adapter-access.ts";
 export * from "./clients.ts";
 export * from "./connector.ts";
 export * from "./contract-names.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ConfigError, datanetsEnv, gatewayEnv, parseConfig, platformEnv } from "./index.ts";
+import { attributionEnv, ConfigError, datanetsEnv, gatewayEnv, parseConfig, platformEnv } from "./index.ts";
 
 test("defaults work on a developer machine", () => {
   const cfg = parseConfig("datanets", datanetsEnv, {});
@@ -47,4 +47,20 @@ test("PLATFORM_VALIDATOR_PORTS lists the further validators' ports; empty leaves
     (err: unknown) =>
       err instanceof ConfigError && /^PLATFORM_VALIDATOR_PORTS/.test(err.problems[0]?.variable ?? ""),
   );
+});
+
+test("ATTRIBUTION_ADAPTER_SOURCE: dir (default) or a gateway's http(s) URL", () => {
+  assert.equal(parseConfig("attribution", attributionEnv, {}).ATTRIBUTION_ADAPTER_SOURCE, "dir");
+  const url = parseConfig("attribution", attributionEnv, {
+    ATTRIBUTION_ADAPTER_SOURCE: "https://gw.example.org/",
+  });
+  assert.equal(url.ATTRIBUTION_ADAPTER_SOURCE, "https://gw.example.org");
+  for (const bad of ["gateway", "ftp://gw.example.org", "/data/gateway"]) {
+    assert.throws(
+      () => parseConfig("attribution", attributionEnv, { ATTRIBUTION_ADAPTER_SOURCE: bad }),
+      (err: unknown) =>
+        err instanceof ConfigError && err.problems.some((p) => p.variable === "ATTRIBUTION_ADAPTER_SOURCE"),
+      bad,
+    );
+  }
 });

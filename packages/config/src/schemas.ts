@@ -142,9 +142,29 @@ export const attributionEnv = baseEnv.extend({
    *  the SHA-256 of model.safetensors; the directory with that hash is used (none: the adapter's answers are
    *  attributed by spans only). Default: the generated tiny model's directory. */
   ATTRIBUTION_MODEL_DIRS: z.string().min(1).default(TINY_MODEL_DIR),
-  /** LoRA influence: root of the content-addressed adapter store (`<dir>/adapters/<content hash>/`), read-only:
-   *  the gateway's GATEWAY_DATA_DIR on a shared disk. Files are checked against the registered content hash. */
+  /** LoRA influence: where this validator gets an adapter's files (the weights the answer's gradient needs).
+   *  `dir` (default; one machine): ATTRIBUTION_ADAPTER_DIR, the gateway's own store on a shared disk. A gateway
+   *  URL (http(s)://…; independent validators): fetched from its GET /v1/adapter-files/{hash}/{file}, signed by
+   *  this process's validator key (the gateway serves active validators only), checked against the registered
+   *  content hash before use and kept in `<ATTRIBUTION_BLOB_DIR>/adapters/<content hash>/`. */
+  ATTRIBUTION_ADAPTER_SOURCE: z
+    .string()
+    .refine((v) => v === "dir" || /^https?:\/\/[^/]/.test(v), {
+      message: '"dir" or the gateway\'s http:// or https:// URL',
+    })
+    .transform((v) => v.replace(/\/+$/, ""))
+    .default("dir"),
+  /** LoRA influence with ATTRIBUTION_ADAPTER_SOURCE=dir: root of the gateway's content-addressed adapter store
+   *  (`<dir>/adapters/<content hash>/`), read-only: its GATEWAY_DATA_DIR on a shared disk. Files are checked
+   *  against the registered content hash. */
   ATTRIBUTION_ADAPTER_DIR: z.string().min(1).default(".data/gateway"),
+  /** LoRA influence from a gateway URL: the most bytes one adapter's two files may have; a fetch stops (and
+   *  keeps nothing) past it. The gateway's own upload limit (GATEWAY_ADAPTER_MAX_BYTES) by default. */
+  ATTRIBUTION_ADAPTER_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(512 * 1024 * 1024),
   /** Jobs of the attribution queue (scores, index builds) this process runs at once. A score waits
    *  on Postgres and the chain most of its time; an index build runs in its own worker thread. */
   ATTRIBUTION_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),

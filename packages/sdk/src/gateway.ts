@@ -1,8 +1,11 @@
+import { createHash } from "node:crypto";
 import { openAsBlob } from "node:fs";
 import { stat } from "node:fs/promises";
 import { basename, join } from "node:path";
+import { adapterFetchHeaders } from "@openledger/chain";
 import type * as api from "@openledger/gateway/api";
 import type OpenAI from "openai";
+import type { LocalAccount } from "viem";
 import type { z } from "zod";
 import type { BodyOf, ReplyOf } from "./contract.ts";
 import { enc } from "./datanets.ts";
@@ -26,6 +29,7 @@ export type SmallModelInput = BodyOf<typeof api.RegisterSmallModelRoute>;
 export type SmallModel = ReplyOf<typeof api.RegisterSmallModelRoute, 201>;
 export type SmallModelDetail = ReplyOf<typeof api.GetSmallModelRoute>;
 export type SmallModelList = ReplyOf<typeof api.ListSmallModelsRoute>;
+export type AdapterFileRequest = z.input<typeof api.AdapterFileParams>;
 export type ChatRequest = z.input<typeof api.ChatBody>;
 export type CompletionRequest = z.input<typeof api.CompletionBody>;
 
@@ -117,6 +121,40 @@ export class GatewayClient {
   }
   async retireAdapter(id: string): Promise<ReplyOf<typeof api.RetireAdapterRoute>> {
     return this.http.json("DELETE", `/v1/adapters/${enc(id)}`, { headers: this.auth() });
+  }
+
+  /**
+   * A registered adapter's file by content hash, for a validator: `validator` (an active validator's key)
+   * signs the request; anyone else gets 401/403. The bytes are checked against the gateway's
+   * x-content-sha256; check the two files against the content hash (`adapterContentHash` in
+   * @openledger/model-runtime) before using them.
+   */
+  async adapterFile(
+    request: AdapterFileRequest,
+    validator: LocalAccount,
+    opts: { signal?: AbortSignal } = {},
+  ): Promise<{ bytes: Uint8Array; sha256: string }> {
+    const res = await this.http.stream(
+      "GET",
+      `/v1/adapter-files/${enc(request.contentHash)}/${enc(request.file)}`,
+      {
+        headers: await adapterFetchHeaders(validator, request.contentHash, this.http.baseUrl),
+        signal: opts.signal ?? AbortSignal.timeout(10 * 60_000),
+      },
+    );
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    const sha256 = createHash("sha256").update(bytes).digest("hex");
+    const declared = res.headers.get("x-content-sha256");
+    if (declared && declared !== sha256) {
+      throw new OpenLedgerError(
+        "CORRUPT_DOWNLOAD",
+        `${request.file}: received bytes hash to ${sha256}, not ${declared}`,
+        {
+          source: "gateway",
+        },
+      );
+    }
+    return { bytes, sha256 };
   }
 
   /** Registers a version's influence model as a small model (owner, or a builder the owner approved). */

@@ -58,6 +58,36 @@ export class ServiceHttp {
   }
 
   async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<HttpResponse<T>> {
+    const res = await this.send(method, path, options);
+    const text = await res.text();
+    let data: unknown;
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch {
+        data = text;
+      }
+    }
+    const ok = options.expect ? options.expect.includes(res.status) : res.ok;
+    if (!ok) throw errorFrom(this.service, res.status, data);
+    return { data: data as T, status: res.status, headers: res.headers };
+  }
+
+  /** A request whose body the caller reads (binary files): a non-2xx answer is the service's error. */
+  async stream(method: string, path: string, options: RequestOptions = {}): Promise<Response> {
+    const res = await this.send(method, path, options);
+    if (res.ok) return res;
+    const text = await res.text();
+    let data: unknown = text;
+    try {
+      data = JSON.parse(text);
+    } catch {
+      // not JSON: the text is the message
+    }
+    throw errorFrom(this.service, res.status, data);
+  }
+
+  private async send(method: string, path: string, options: RequestOptions): Promise<Response> {
     const headers: Record<string, string> = { ...this.opts.headers?.(), ...options.headers };
     const init: RequestInit & { duplex?: "half" } = { method, headers };
     const { body } = options;
@@ -86,18 +116,7 @@ export class ServiceHttp {
         { source: this.service },
       );
     }
-    const text = await res.text();
-    let data: unknown;
-    if (text) {
-      try {
-        data = JSON.parse(text);
-      } catch {
-        data = text;
-      }
-    }
-    const ok = options.expect ? options.expect.includes(res.status) : res.ok;
-    if (!ok) throw errorFrom(this.service, res.status, data);
-    return { data: data as T, status: res.status, headers: res.headers };
+    return res;
   }
 
   async json<T>(method: string, path: string, options?: RequestOptions): Promise<T> {

@@ -14,6 +14,7 @@ import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
 import { Registry } from "prom-client";
 import type { PrivateKeyAccount } from "viem/accounts";
+import { type AdapterSource, DirAdapterSource, GatewayAdapterSource } from "./adapter-source.ts";
 import { type BlobStore, FsBlobStore } from "./blob-store.ts";
 import { baseModelDirs, type LoadedLora } from "./lora.ts";
 import { type AttributionMetrics, attributionMetrics } from "./metrics.ts";
@@ -65,6 +66,8 @@ class ArtifactCache<T> {
  */
 export class AttributionContext {
   readonly store: BlobStore;
+  /** Where adapters' files come from (ATTRIBUTION_ADAPTER_SOURCE): the gateway's disk, or the gateway over HTTP. */
+  readonly adapters: AdapterSource;
   readonly spanIndexes = new ArtifactCache<SpanIndex>(8);
   readonly influenceModels = new ArtifactCache<TrainedInfluenceModel>(8);
   /** LoRA influence: prepared (Gram-factored) training-row gradients by blob hash; base models by directory. */
@@ -91,6 +94,17 @@ export class AttributionContext {
     readonly metrics: AttributionMetrics = attributionMetrics(new Registry()),
   ) {
     this.store = new FsBlobStore(path.resolve(REPO_ROOT, config.ATTRIBUTION_BLOB_DIR));
+    this.adapters =
+      config.ATTRIBUTION_ADAPTER_SOURCE === "dir"
+        ? new DirAdapterSource(path.resolve(REPO_ROOT, config.ATTRIBUTION_ADAPTER_DIR))
+        : new GatewayAdapterSource({
+            gatewayUrl: config.ATTRIBUTION_ADAPTER_SOURCE,
+            cacheRoot: path.resolve(REPO_ROOT, config.ATTRIBUTION_BLOB_DIR),
+            maxBytes: config.ATTRIBUTION_ADAPTER_MAX_BYTES,
+            // One key per validator process; the first one signs where a dev process holds several.
+            signer: async () => (await this.validators())[0]?.account,
+            onOutcome: (outcome) => metrics.adapterFetches.inc({ outcome }),
+          });
   }
 
   tokenizer(): Promise<AttributionTokenizer> {

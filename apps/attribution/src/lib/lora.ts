@@ -4,7 +4,7 @@
  * adapter (a content-addressed artifact every validator rebuilds from public inputs and checks
  * against the recorded hash), and one answer's gradient over the tokens no kept span covers.
  */
-import { readdir, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import {
   decodeLoraGradients,
@@ -119,13 +119,10 @@ export interface LoadedLora {
 export async function loadLora(ctx: AttributionContext, lineage: LoraLineage): Promise<LoadedLora | null> {
   const modelDir = (await ctx.baseModelDirs()).get(lineage.baseModelHash);
   if (!modelDir) return null;
-  const adapterDir = join(
-    resolve(REPO_ROOT, ctx.config.ATTRIBUTION_ADAPTER_DIR),
-    "adapters",
-    lineage.adapterHash,
-  );
-  const files = await readdir(adapterDir).catch(() => null);
-  if (!files) return null;
+  // The gateway's disk, or (independent validators) this process's copy fetched from the gateway and
+  // checked there; an adapter the source does not have is attributed by spans only.
+  const adapterDir = await ctx.adapters.dirOf(lineage.adapterHash);
+  if (!adapterDir) return null;
   // The files sit under their content hash, so once checked and parsed they are reused for every
   // answer of this adapter (a failed check is not cached: the next answer checks again).
   return ctx.loras.get(`${lineage.adapterHash}:${modelDir}`, async () => {
@@ -133,6 +130,7 @@ export async function loadLora(ctx: AttributionContext, lineage: LoraLineage): P
     const cfgBytes = await readFile(join(adapterDir, "adapter_config.json"));
     const weights = await readFile(join(adapterDir, "adapter_model.safetensors"));
     if (adapterContentHash(cfgBytes, weights) !== lineage.adapterHash) {
+      await ctx.adapters.evict(lineage.adapterHash); // a fetched copy altered since: fetched again next time
       throw new LineageError(
         `the stored files of ${lineage.modelId} do not hash to its registered content hash`,
       );

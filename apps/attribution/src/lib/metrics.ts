@@ -12,6 +12,9 @@ export interface AttributionMetrics {
   signedResults: Counter<"validator">;
   /** Hand-offs to settlement (quorum reached, or nothing to attribute). */
   settlementHandOffs: Counter<"reason">;
+  /** Adapter files fetched from the gateway (ATTRIBUTION_ADAPTER_SOURCE = its URL), by outcome: fetched,
+   *  absent (404), refused (not the registered content hash, or too large: nothing kept), failed. */
+  adapterFetches: Counter<"outcome">;
 }
 
 export function attributionMetrics(registry: Registry): AttributionMetrics {
@@ -52,6 +55,12 @@ export function attributionMetrics(registry: Registry): AttributionMetrics {
       name: "attribution_settlement_handoffs_total",
       help: "inference.completed enqueued for settlement, by reason",
       labelNames: ["reason"],
+      registers: [registry],
+    }),
+    adapterFetches: new Counter({
+      name: "attribution_adapter_fetches_total",
+      help: "Adapter files fetched from the gateway for LoRA influence, by outcome",
+      labelNames: ["outcome"],
       registers: [registry],
     }),
   };

@@ -16,6 +16,12 @@ export const ValidatorRoute = {
   response: {
     200: z.object({
       pid: z.number().int().describe("This process's id"),
+      adapterSource: z
+        .string()
+        .describe(
+          "Where this validator gets fine-tuned adapters' files for LoRA influence (ATTRIBUTION_ADAPTER_SOURCE): " +
+            "'dir' (the gateway's store on a shared disk) or the gateway's URL (fetched, signed, hash-checked)",
+        ),
       validators: z.array(
         z.object({
           address: z.string(),
@@ -45,6 +51,7 @@ export const validatorRoutes: FastifyPluginAsync = async (root) => {
     ]);
     return {
       pid: process.pid,
+      adapterSource: app.attribution.config.ATTRIBUTION_ADAPTER_SOURCE,
       validators: await Promise.all(
         identities.map(async (v) => ({
           address: v.address,

@@ -1,0 +1,227 @@
+/**
+ * Where a validator gets a factory-trained adapter's files for LoRA influence (ATTRIBUTION_ADAPTER_SOURCE):
+ * the gateway's own store on a shared disk (`dir`, one machine), or the gateway over HTTP (independent
+ * validators, issue #14), fetched with this validator's signature, checked against the content hash and
+ * only then kept in this process's own cache, `<ATTRIBUTION_BLOB_DIR>/adapters/<content hash>/`.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { access, mkdir, open, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { adapterFetchHeaders } from "@openledger/chain";
+import { contentHashOfDigests } from "@openledger/model-runtime";
+import type { LocalAccount } from "viem";
+
+export const ADAPTER_FILES = ["adapter_config.json", "adapter_model.safetensors"] as const;
+const HASH_RE = /^[0-9a-f]{64}$/;
+/** A fetch that receives nothing for this long is abandoned (a gateway that stopped answering). */
+const STALL_MS = 30_000;
+
+/** An adapter's files could not be had from the gateway, or were not the registered ones: nothing is kept. */
+export class AdapterFetchError extends Error {
+  override name = "AdapterFetchError";
+  constructor(
+    /** ADAPTER_HASH_MISMATCH, ADAPTER_TOO_LARGE, or the gateway's error code (NOT_A_VALIDATOR, …). */
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** How a lookup ended, for the `attribution_adapter_fetches_total` counter. */
+export type AdapterFetchOutcome = "fetched" | "absent" | "refused" | "failed";
+
+export interface AdapterSource {
+  /** The directory holding the adapter's two files, or null when the source does not have the adapter. */
+  dirOf(contentHash: string): Promise<string | null>;
+  /** Forgets a copy whose files turned out not to hash to `contentHash` (a local cache only). */
+  evict(contentHash: string): Promise<void>;
+}
+
+async function hasBothFiles(dir: string): Promise<boolean> {
+  try {
+    for (const f of ADAPTER_FILES) await access(join(dir, f));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The gateway's content-addressed store on a disk this process shares (read-only). */
+export class DirAdapterSource implements AdapterSource {
+  constructor(readonly root: string) {}
+
+  async dirOf(contentHash: string): Promise<string | null> {
+    if (!HASH_RE.test(contentHash)) return null;
+    const dir = join(this.root, "adapters", contentHash);
+    return (await hasBothFiles(dir)) ? dir : null;
+  }
+
+  async evict(): Promise<void> {
+    // the gateway's own files: never touched
+  }
+}
+
+export interface GatewayAdapterSourceOptions {
+  /** The gateway's base URL. */
+  gatewayUrl: string;
+  /** This process's cache root (`<root>/adapters/<hash>/`). */
+  cacheRoot: string;
+  /** The most bytes one adapter's two files may have. */
+  maxBytes: number;
+  /** The validator key that signs the requests (undefined: this process holds none). */
+  signer: () => Promise<LocalAccount | undefined>;
+  onOutcome?: (outcome: AdapterFetchOutcome, contentHash: string, err?: Error) => void;
+}
+
+/**
+ * Fetches adapters from the gateway's GET /v1/adapter-files/{hash}/{file} into a local cache. Both files
+ * stream into a temporary directory beside the cache entry while they are hashed and counted (past
+ * `maxBytes` the fetch stops); only when SHA-256(SHA-256(config) || SHA-256(weights)) is the content hash
+ * is the directory renamed into place, so a reader never sees a partial or unverified adapter. Concurrent
+ * lookups of one hash share one fetch.
+ */
+export class GatewayAdapterSource implements AdapterSource {
+  readonly #inFlight = new Map<string, Promise<string | null>>();
+  constructor(readonly options: GatewayAdapterSourceOptions) {}
+
+  #dir(contentHash: string): string {
+    return join(this.options.cacheRoot, "adapters", contentHash);
+  }
+
+  async dirOf(contentHash: string): Promise<string | null> {
+    if (!HASH_RE.test(contentHash)) return null;
+    const dir = this.#dir(contentHash);
+    if (await hasBothFiles(dir)) return dir;
+    let pending = this.#inFlight.get(contentHash);
+    if (!pending) {
+      pending = this.#fetch(contentHash, dir).finally(() => this.#inFlight.delete(contentHash));
+      this.#inFlight.set(contentHash, pending);
+    }
+    return pending;
+  }
+
+  async evict(contentHash: string): Promise<void> {
+    if (HASH_RE.test(contentHash)) await rm(this.#dir(contentHash), { recursive: true, force: true });
+  }
+
+  async #fetch(contentHash: string, dir: string): Promise<string | null> {
+    const report = (outcome: AdapterFetchOutcome, err?: Error) =>
+      this.options.onOutcome?.(outcome, contentHash, err);
+    const tmp = `${dir}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`;
+    try {
+      const account = await this.options.signer();
+      if (!account) {
+        throw new AdapterFetchError(
+          "NO_VALIDATOR_KEY",
+          "fetching adapters from the gateway takes a validator key (VALIDATOR_PRIVATE_KEYS)",
+        );
+      }
+      await mkdir(tmp, { recursive: true });
+      let budget = this.options.maxBytes;
+      const digests: Buffer[] = [];
+      for (const file of ADAPTER_FILES) {
+        const got = await this.#fetchFile(account, contentHash, file, join(tmp, file), budget);
+        if (!got) {
+          report("absent");
+          return null;
+        }
+        budget -= got.bytes;
+        digests.push(got.digest);
+      }
+      const actual = contentHashOfDigests(digests[0]!, digests[1]!);
+      if (actual !== contentHash) {
+        throw new AdapterFetchError(
+          "ADAPTER_HASH_MISMATCH",
+          `the gateway's files for adapter ${contentHash} hash to ${actual}: refused, nothing kept`,
+        );
+      }
+      try {
+        await rename(tmp, dir);
+      } catch (err) {
+        // Another process (a validator sharing this cache) put the same verified files there first.
+        if (!(await hasBothFiles(dir))) throw err;
+      }
+      report("fetched");
+      return dir;
+    } catch (err) {
+      const e = err as Error;
+      report(e instanceof AdapterFetchError && e.code.startsWith("ADAPTER_") ? "refused" : "failed", e);
+      throw err;
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  }
+
+  /** One file into `path`, hashed and counted; null on 404 (the gateway has no such adapter). */
+  async #fetchFile(
+    account: LocalAccount,
+    contentHash: string,
+    file: string,
+    path: string,
+    budget: number,
+  ): Promise<{ digest: Buffer; bytes: number } | null> {
+    const { gatewayUrl } = this.options;
+    const abort = new AbortController();
+    let stall = setTimeout(
+      () => abort.abort(new Error(`no answer from ${gatewayUrl} for ${STALL_MS} ms`)),
+      STALL_MS,
+    );
+    const touch = () => {
+      clearTimeout(stall);
+      stall = setTimeout(
+        () => abort.abort(new Error(`no bytes from ${gatewayUrl} for ${STALL_MS} ms`)),
+        STALL_MS,
+      );
+    };
+    const tooLarge = () =>
+      new AdapterFetchError(
+        "ADAPTER_TOO_LARGE",
+        `adapter ${contentHash} is larger than ATTRIBUTION_ADAPTER_MAX_BYTES (${this.options.maxBytes} bytes): refused`,
+      );
+    const fh = await open(path, "wx");
+    try {
+      const res = await fetch(`${gatewayUrl}/v1/adapter-files/${contentHash}/${file}`, {
+        headers: await adapterFetchHeaders(account, contentHash, gatewayUrl),
+        signal: abort.signal,
+      });
+      if (res.status === 404) {
+        await res.body?.cancel();
+        return null;
+      }
+      if (res.status !== 200 || !res.body) {
+        const body = (await res.json().catch(() => null)) as {
+          error?: { code?: string; message?: string };
+        } | null;
+        throw new AdapterFetchError(
+          body?.error?.code ?? `HTTP_${res.status}`,
+          `the gateway refused adapter ${contentHash}'s ${file}: ${res.status} ${body?.error?.message ?? res.statusText}`,
+        );
+      }
+      const declared = Number(res.headers.get("content-length"));
+      if (Number.isFinite(declared) && declared > budget) {
+        await res.body.cancel();
+        throw tooLarge();
+      }
+      const sha = createHash("sha256");
+      let bytes = 0;
+      for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+        touch();
+        bytes += chunk.byteLength;
+        if (bytes > budget) {
+          abort.abort();
+          throw tooLarge();
+        }
+        sha.update(chunk);
+        let off = 0;
+        while (off < chunk.byteLength)
+          off += (await fh.write(chunk, off, chunk.byteLength - off)).bytesWritten;
+      }
+      await fh.sync();
+      return { digest: sha.digest(), bytes };
+    } finally {
+      clearTimeout(stall);
+      await fh.close();
+    }
+  }
+}
