@@ -262,6 +262,33 @@ test("timings say where a request's adapter was on arrival and count its waits i
   );
 });
 
+test("a request whose adapter just loaded is admitted at the next step (mixed) or the one after (separate)", async () => {
+  for (const prefillMode of ["mixed", "separate"] as const) {
+    const loader = new DeferredLoader();
+    const { scheduler, step } = makeStack({ loader, scheduler: { prefillMode, costModel: "padded" } });
+    const base = (id: string, maxNewTokens = 30) =>
+      scheduler.submit({ id, account: "a", adapterId: null, promptTokens: prompt(4), maxNewTokens });
+    base("d0");
+    step();
+    step(); // d0 decoding
+    scheduler.submit({ id: "c", account: "b", adapterId: "x", promptTokens: prompt(4), maxNewTokens: 2 });
+    base("d1"); // another arrival: in separate mode the next step is a prefill step for it
+    const { plan } = step();
+    assert.ok(!plan.batch.rows.some((r) => r.seqId === "c"), "not admitted while x loads");
+    loader.complete("x"); // the load finishes during that step
+    await flush();
+    let steps = 0;
+    for (;;) {
+      steps += 1;
+      if (step().plan.batch.rows.some((r) => r.seqId === "c")) break;
+      assert.ok(steps < 10, "admitted within a bounded number of steps");
+    }
+    // separate: the step after a prefill step decodes (so decodes are never starved), then the
+    // next prefill step admits it
+    assert.equal(steps, prefillMode === "mixed" ? 1 : 2, prefillMode);
+  }
+});
+
 test("a failed adapter load fails the waiting requests with a typed error; later requests retry", async () => {
   const loader = new ImmediateLoader();
   loader.failing.add("broken");
