@@ -539,6 +539,9 @@ if (JSON_OUT) {
     },
     DataInf: loraInfluence.peers.datainf,
     "Grad-Dot": loraInfluence.peers.gradDot,
+    ...(loraInfluence.peers.magic ? { "metagradient (exact)": loraInfluence.peers.magic } : {}),
+    ...(loraInfluence.peers.unrolled ? { "metagradient, unrolled": loraInfluence.peers.unrolled } : {}),
+    ...(loraInfluence.peers.refined ? { "Fisher + Hessian refinement": loraInfluence.peers.refined } : {}),
   });
   console.log(`  ${loraInfluence.rows} rows, ${loraInfluence.msPerAnswer} ms per answer`);
   console.log(

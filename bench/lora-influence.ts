@@ -15,24 +15,35 @@
  *   self-influence.
  * - msPerAnswer: the answer's gradient (one run of the per-example gradient graph) + scoring.
  * Each figure is given for the signed estimator (damped Fisher inverse, exact via the Gram
- * matrix: `loraInfluenceScores`) and for two peers computed from the same gradients in the
- * same run: DataInf's closed form and Grad-Dot (TracIn at the final adapter).
+ * matrix: `loraInfluenceScores`) and for peers computed in the same run against the same ground
+ * truth: DataInf's closed form and Grad-Dot (TracIn at the final adapter), from the same gradients;
+ * and metagradients through the recorded training run (`adamwMetagradientInfluence`, MAGIC-style):
+ * exact (a Hessian-vector product per step, central differences of the gradient graph) and
+ * "unrolled first-order" (the same reverse pass through AdamW without the Hessian term). Their
+ * mislabel AUC: the unrolled one's from one reverse pass per training row; the exact one's would
+ * cost a reverse pass with 39 HVPs per row and is not computed (null).
  *
- *   node --import tsx bench/lora-influence.ts [--json] [--quick]
+ *   node --import tsx bench/lora-influence.ts [--json] [--quick] [--no-metagradients]
  * Also imported by bench/attribution.ts (its `loraInfluence` field).
  */
 import { fileURLToPath } from "node:url";
 import {
+  adamwMetagradientInfluence,
   type LoraGradients,
   loraInfluenceScores,
   loraSelfInfluence,
   prepareLoraInfluence,
+  type RecordedStep,
+  refinedLoraInfluenceScores,
+  type TrainingTape,
 } from "../packages/attribution-core/src/index.ts";
 import { rocAuc } from "../packages/attribution-core/src/testing/ground-truth.ts";
 import { loadSpamAssassin, mulberry32 } from "../packages/attribution-core/src/testing/spam-assassin.ts";
 import {
   emptyBatch,
   generateBaseModel,
+  resolveOptimizer,
+  type StepRecord,
   TINY_BOS,
   TINY_CONFIG,
   TINY_EOS,
@@ -108,15 +119,69 @@ function trainOptions(batch: number, perExampleGrads = false): TrainerOptions {
   };
 }
 
-async function train(rows: readonly Row[], keep: (i: number) => boolean): Promise<Trainer> {
+async function train(
+  rows: readonly Row[],
+  keep: (i: number) => boolean,
+  record?: (r: StepRecord) => void,
+): Promise<Trainer> {
   const t = await Trainer.create(base, trainOptions(rows.length));
   const batch = answerBatch(
     rows.filter((_r, i) => keep(i)),
     "mean",
     rows.length,
   );
-  for (let s = 0; s < STEPS; s++) await t.trainStep(batch);
+  for (let s = 0; s < STEPS; s++) await t.trainStep(batch, record);
   return t;
+}
+
+/**
+ * The full-data run as a metagradient tape: the trainer's recorded steps plus, per step, each row's
+ * term of the batch gradient (the per-example graph at that step's parameters, same batch), and the
+ * Hessian-vector products of the training objective at each step (a gradient graph of the run's own
+ * shape: two runs per product).
+ */
+async function metagradientTape(
+  rows: readonly Row[],
+  records: readonly StepRecord[],
+): Promise<{
+  tape: TrainingTape;
+  hvp: (t: number, v: Float64Array) => Promise<Float64Array>;
+  dispose(): Promise<void>;
+}> {
+  const batch = answerBatch(rows, "mean", rows.length);
+  const perExample = await Trainer.create(base, trainOptions(rows.length, true));
+  const steps: RecordedStep[] = [];
+  try {
+    for (const r of records) {
+      perExample.setFlatValues(r.params);
+      const { rowGrads } = await perExample.flatGradients(batch);
+      steps.push({
+        step: r.step,
+        lr: r.lr,
+        params: r.params,
+        m: r.m,
+        v: r.v,
+        grad: r.grad,
+        rowGrads: rowGrads!,
+      });
+    }
+  } finally {
+    await perExample.dispose();
+  }
+  const hvpTrainer = await Trainer.create(base, trainOptions(rows.length));
+  return {
+    tape: {
+      hyper: resolveOptimizer(hvpTrainer.options.optimizer),
+      rows: rows.length,
+      dim: hvpTrainer.dim,
+      steps,
+    },
+    hvp: async (t, v) => {
+      hvpTrainer.setFlatValues(steps[t]!.params);
+      return hvpTrainer.hessianVectorProduct(batch, v);
+    },
+    dispose: () => hvpTrainer.dispose(),
+  };
 }
 
 async function answerLosses(t: Trainer, rows: readonly Row[]): Promise<Float64Array> {
@@ -195,8 +260,12 @@ export function spearman(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0;
 }
 
-type Estimator = "fisher" | "datainf" | "gradDot";
-const ESTIMATORS: Estimator[] = ["fisher", "datainf", "gradDot"];
+type Estimator = "fisher" | "datainf" | "gradDot" | "magic" | "unrolled" | "refined";
+const ESTIMATORS: Estimator[] = ["fisher", "datainf", "gradDot", "magic", "unrolled", "refined"];
+/** Hessian refinement of the Fisher estimator: iterations measured (LDS of each), the last one reported. */
+const REFINE_ITERATIONS = [1, 2, 4, 8];
+/** The second LDS ground truth keeps this fraction of the rows (the first keeps half). */
+const SMALL_DROP_KEEP = 0.9;
 
 /** DataInf's closed form (Kwon et al. 2024, eq. 5) per block, same λ_l as the Fisher estimator. */
 function dataInfScores(g: LoraGradients, lambdas: number[], t: ArrayLike<number>): Float64Array {
@@ -253,9 +322,19 @@ export interface LoraInfluenceFigures {
   rows: number;
 }
 
+type PeerFigures = Omit<LoraInfluenceFigures, "msPerAnswer" | "rows" | "mislabelAuc"> & {
+  mislabelAuc: number | null;
+  /** LDS against subsets keeping 90% of the rows (runs with metagradients only). */
+  ldsKeep90?: number;
+};
+
 export interface LoraInfluenceResult extends LoraInfluenceFigures {
+  /** The signed estimator's LDS against subsets keeping 90% of the rows (with metagradients only). */
+  ldsKeep90?: number;
   estimator: "damped Fisher inverse (exact, Gram/Woodbury)";
-  peers: Record<"datainf" | "gradDot", Omit<LoraInfluenceFigures, "msPerAnswer" | "rows">>;
+  peers: Record<"datainf" | "gradDot", PeerFigures> &
+    Partial<Record<"magic" | "unrolled" | "refined", PeerFigures & { msPerAnswer: number }>>;
+  refineSweep?: { iterations: number; lds: number }[];
   dampingSweep: { dampingRatio: number; lds: number }[];
   setting: Record<string, unknown>;
   heldOutAnswerLoss: { base: number; trained: number };
@@ -265,7 +344,9 @@ export interface LoraInfluenceResult extends LoraInfluenceFigures {
 export async function measureLoraInfluence(
   quick: boolean,
   log: (msg: string) => void,
+  options: { metagradients?: boolean } = {},
 ): Promise<LoraInfluenceResult> {
+  const withMeta = options.metagradients ?? true;
   const t0 = performance.now();
   const nTrain = quick ? 48 : 160;
   const nTest = quick ? 8 : 24;
@@ -276,7 +357,8 @@ export async function measureLoraInfluence(
   const tests = all.slice(nTrain);
 
   log(`LoRA influence: training the adapter on ${nTrain} rows (${STEPS} full-batch steps)...`);
-  const full = await train(rows, () => true);
+  const records: StepRecord[] = [];
+  const full = await train(rows, () => true, withMeta ? (r) => records.push(r) : undefined);
   const fullLoss = await answerLosses(full, tests);
   const untrained = await Trainer.create(base, trainOptions(nTrain));
   const baseLoss = await answerLosses(untrained, tests);
@@ -286,12 +368,60 @@ export async function measureLoraInfluence(
   const model = prepareLoraInfluence(grads);
   // DataInf with its own published damping (λ_l = 0.1 · mean ‖g_il‖²).
   const dataInfLambdas = prepareLoraInfluence(grads, { dampingRatio: 0.1 }).lambdas;
-  const scores: Record<Estimator, Float64Array[]> = { fisher: [], datainf: [], gradDot: [] };
+  const scores: Record<Estimator, Float64Array[]> = {
+    fisher: [],
+    datainf: [],
+    gradDot: [],
+    magic: [],
+    unrolled: [],
+    refined: [],
+  };
   for (let k = 0; k < nTest; k++) {
     const tg = rowOf(testGrads, k);
     scores.fisher.push(loraInfluenceScores(model, tg));
     scores.datainf.push(dataInfScores(grads, dataInfLambdas, tg));
     scores.gradDot.push(gradDotScores(grads, tg));
+  }
+  // Metagradients through the recorded run; ms per answer = the reverse pass (incl. its HVPs).
+  const metaMs: Record<"magic" | "unrolled" | "refined", number[]> = { magic: [], unrolled: [], refined: [] };
+  const refinedAt = new Map<number, Float64Array[]>(REFINE_ITERATIONS.map((k) => [k, []]));
+  if (withMeta) {
+    log(`  metagradients: recording per-row gradients at ${records.length} steps...`);
+    const meta = await metagradientTape(rows, records);
+    try {
+      for (let k = 0; k < nTest; k++) {
+        const tg = rowOf(testGrads, k);
+        let ts = performance.now();
+        scores.magic.push(await adamwMetagradientInfluence(meta.tape, tg, { hvp: meta.hvp }));
+        metaMs.magic.push(performance.now() - ts);
+        ts = performance.now();
+        scores.unrolled.push(await adamwMetagradientInfluence(meta.tape, tg, { hvp: null }));
+        metaMs.unrolled.push(performance.now() - ts);
+        log(`  metagradients ${k + 1}/${nTest} (${metaMs.magic.at(-1)!.toFixed(0)} ms exact)`);
+      }
+    } finally {
+      await meta.dispose();
+    }
+    // The Fisher estimator refined with the training objective's Hessian at the adapter.
+    const h = await Trainer.create(base, trainOptions(nTrain));
+    try {
+      h.setFlatValues(full.flatValues());
+      const batch = answerBatch(rows, "mean", nTrain);
+      const last = REFINE_ITERATIONS.at(-1)!;
+      for (let k = 0; k < nTest; k++) {
+        const ts = performance.now();
+        const tau = await refinedLoraInfluenceScores(
+          model,
+          rowOf(testGrads, k),
+          (v) => h.hessianVectorProduct(batch, v),
+          { iterations: last, onIteration: (it, sc) => refinedAt.get(it)?.push(sc) },
+        );
+        metaMs.refined.push(performance.now() - ts);
+        scores.refined.push(tau);
+      }
+    } finally {
+      await h.dispose();
+    }
   }
   // Cost per answer: its gradient (one run of a batch-1 gradient graph) + scoring against all rows.
   const gTrainer = await Trainer.create(base, trainOptions(1));
@@ -304,8 +434,8 @@ export async function measureLoraInfluence(
     times.push(performance.now() - ts);
   }
   await gTrainer.dispose();
-  times.sort((a, b) => a - b);
-  const msPerAnswer = times[times.length >> 1]!;
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+  const msPerAnswer = median(times);
 
   // LDS: half-size subsets, retrained.
   const rnd = mulberry32(77);
@@ -324,18 +454,39 @@ export async function measureLoraInfluence(
     members.push(inS);
     log(`  LDS subsets ${m + 1}/${subsets}`);
   }
-  const lds = (est: Estimator) => {
+  const ldsOf = (sc: Float64Array[], truth = { members, subsetLoss }) => {
     let sum = 0;
     for (let k = 0; k < nTest; k++) {
-      const tau = scores[est][k]!;
-      const predicted = members.map((inS) => inS.reduce((s, on, i) => (on ? s + tau[i]! : s), 0));
+      const tau = sc[k]!;
+      const predicted = truth.members.map((inS) => inS.reduce((s, on, i) => (on ? s + tau[i]! : s), 0));
       sum += spearman(
         predicted,
-        subsetLoss.map((l) => -l[k]!),
+        truth.subsetLoss.map((l) => -l[k]!),
       );
     }
     return sum / nTest;
   };
+  const lds = (est: Estimator) => ldsOf(scores[est]);
+
+  // A second LDS ground truth closer to a linear response: subsets keeping 90% of the rows (own seed,
+  // so the half-subset and leave-one-out draws above are unchanged). With the metagradient rows only.
+  const small = { members: [] as Uint8Array[], subsetLoss: [] as Float64Array[] };
+  if (withMeta) {
+    const rnd90 = mulberry32(78);
+    for (let m = 0; m < subsets; m++) {
+      const inS = new Uint8Array(nTrain).fill(1);
+      const drop = Array.from({ length: nTrain }, (_, i) => i)
+        .map((i) => ({ i, r: rnd90() }))
+        .sort((a, b) => a.r - b.r)
+        .slice(0, Math.round(nTrain * (1 - SMALL_DROP_KEEP)));
+      for (const { i } of drop) inS[i] = 0;
+      const t = await train(rows, (i) => inS[i] === 1);
+      small.subsetLoss.push(await answerLosses(t, tests));
+      await t.dispose();
+      small.members.push(inS);
+      log(`  LDS (${SMALL_DROP_KEEP * 100}% subsets) ${m + 1}/${subsets}`);
+    }
+  }
 
   // Leave-one-out: random rows, retrained without each.
   const looIdx = Array.from({ length: nTrain }, (_, i) => i)
@@ -367,12 +518,28 @@ export async function measureLoraInfluence(
   const flipRnd = mulberry32(3);
   const flipped = rows.map(() => flipRnd() < 0.1);
   const noisy = rows.map((r, i) => (flipped[i] ? toRowFlipped(r) : r));
-  const noisyAdapter = await train(noisy, () => true);
+  const noisyRecords: StepRecord[] = [];
+  const noisyAdapter = await train(noisy, () => true, withMeta ? (r) => noisyRecords.push(r) : undefined);
   const noisyGrads = await exampleGradients(noisyAdapter, noisy);
   await noisyAdapter.dispose();
+  // Unrolled first-order self-influence: one reverse pass per row, its own answer loss at θ_T.
+  let unrolledSelf: Float64Array | null = null;
+  if (withMeta) {
+    const meta = await metagradientTape(noisy, noisyRecords);
+    try {
+      unrolledSelf = new Float64Array(nTrain);
+      for (let i = 0; i < nTrain; i++) {
+        const tau = await adamwMetagradientInfluence(meta.tape, rowOf(noisyGrads, i), { hvp: null });
+        unrolledSelf[i] = tau[i]!;
+      }
+    } finally {
+      await meta.dispose();
+    }
+  }
   const noisyModel = prepareLoraInfluence(noisyGrads);
   const noisyDataInfLambdas = prepareLoraInfluence(noisyGrads, { dampingRatio: 0.1 }).lambdas;
-  const self: Record<Estimator, Float64Array> = {
+  const self: Record<"fisher" | "datainf" | "gradDot", Float64Array> &
+    Partial<Record<Estimator, Float64Array>> = {
     fisher: loraSelfInfluence(noisyModel),
     datainf: Float64Array.from(
       { length: nTrain },
@@ -382,29 +549,49 @@ export async function measureLoraInfluence(
       const g = rowOf(noisyGrads, i);
       return g.reduce((s, v) => s + v * v, 0);
     }),
+    ...(unrolledSelf ? { unrolled: unrolledSelf } : {}),
   };
   await full.dispose();
 
   const r4 = (x: number) => Number(x.toFixed(4));
-  const figures = (est: Estimator) => ({
-    lds: r4(lds(est)),
-    looSpearman: r4(loo(est)),
-    mislabelAuc: r4(rocAuc(self[est], flipped)),
-  });
-  const ours = figures("fisher");
+  const figures = (est: Estimator) => {
+    const s = self[est];
+    return {
+      lds: r4(lds(est)),
+      looSpearman: r4(loo(est)),
+      mislabelAuc: s ? r4(rocAuc(s, flipped)) : null,
+      ...(withMeta ? { ldsKeep90: r4(ldsOf(scores[est], small)) } : {}),
+    };
+  };
+  const { ldsKeep90: fisherKeep90, ...fisherFigures } = figures("fisher");
+  const ours = { ...fisherFigures, mislabelAuc: r4(rocAuc(self.fisher, flipped)) };
+  const metaPeers = withMeta
+    ? {
+        magic: { ...figures("magic"), msPerAnswer: Number(median(metaMs.magic).toFixed(1)) },
+        unrolled: { ...figures("unrolled"), msPerAnswer: Number(median(metaMs.unrolled).toFixed(1)) },
+        refined: { ...figures("refined"), msPerAnswer: Number(median(metaMs.refined).toFixed(1)) },
+      }
+    : {};
+  const refineSweep = withMeta
+    ? REFINE_ITERATIONS.map((k) => ({ iterations: k, lds: r4(ldsOf(refinedAt.get(k)!)) }))
+    : undefined;
   // The damping's effect on LDS (no retraining needed: same ground truth, other λ).
   const dampingSweep = [0.001, 0.01, 0.1, 1].map((ratio) => {
     const m = prepareLoraInfluence(grads, { dampingRatio: ratio });
-    scores.fisher = tests.map((_t, k) => loraInfluenceScores(m, rowOf(testGrads, k)));
-    return { dampingRatio: ratio, lds: r4(lds("fisher")) };
+    return {
+      dampingRatio: ratio,
+      lds: r4(ldsOf(tests.map((_t, k) => loraInfluenceScores(m, rowOf(testGrads, k))))),
+    };
   });
   return {
     ...ours,
     msPerAnswer: Number(msPerAnswer.toFixed(2)),
     rows: nTrain,
     estimator: "damped Fisher inverse (exact, Gram/Woodbury)",
-    peers: { datainf: figures("datainf"), gradDot: figures("gradDot") },
+    peers: { datainf: figures("datainf"), gradDot: figures("gradDot"), ...metaPeers },
+    ...(fisherKeep90 !== undefined ? { ldsKeep90: fisherKeep90 } : {}),
     dampingSweep,
+    ...(refineSweep ? { refineSweep } : {}),
     setting: {
       base: "tiny Llama (random weights): hidden 64, 2 layers, 4/2 heads, byte tokens",
       lora: "rank 4, alpha 8, q/k/v/o",
@@ -415,9 +602,10 @@ export async function measureLoraInfluence(
       training: `${STEPS} full-batch AdamW steps, lr 5e-3 cosine, weight decay 0.1, seed 7`,
       ldsSubsets: subsets,
       ldsSubsetFraction: 0.5,
+      ...(withMeta ? { ldsKeep90SubsetFraction: SMALL_DROP_KEEP } : {}),
       looRows,
       flippedRows: flipped.filter(Boolean).length,
-      estimators: ESTIMATORS,
+      estimators: withMeta ? ESTIMATORS : ESTIMATORS.slice(0, 3),
     },
     heldOutAnswerLoss: {
       base: r4(baseLoss.reduce((s, v) => s + v, 0) / nTest),
@@ -435,15 +623,25 @@ function toRowFlipped(r: Row): Row {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const args = new Set(process.argv.slice(2));
-  const r = await measureLoraInfluence(args.has("--quick"), (m) =>
-    process.stderr.write(`[bench:lora-influence] ${m}\n`),
+  const r = await measureLoraInfluence(
+    args.has("--quick"),
+    (m) => process.stderr.write(`[bench:lora-influence] ${m}\n`),
+    { metagradients: !args.has("--no-metagradients") },
   );
   if (args.has("--json")) process.stdout.write(`${JSON.stringify({ loraInfluence: r })}\n`);
   else {
     console.table({
-      "damped Fisher (signed)": { lds: r.lds, looSpearman: r.looSpearman, mislabelAuc: r.mislabelAuc },
+      "damped Fisher (signed)": {
+        lds: r.lds,
+        looSpearman: r.looSpearman,
+        mislabelAuc: r.mislabelAuc,
+        ...(r.ldsKeep90 !== undefined ? { ldsKeep90: r.ldsKeep90 } : {}),
+      },
       DataInf: r.peers.datainf,
       "Grad-Dot": r.peers.gradDot,
+      ...(r.peers.magic ? { "metagradient (exact, MAGIC-style)": r.peers.magic } : {}),
+      ...(r.peers.unrolled ? { "metagradient, unrolled first-order": r.peers.unrolled } : {}),
+      ...(r.peers.refined ? { "Fisher + Hessian refinement": r.peers.refined } : {}),
     });
     console.log(r);
   }

@@ -6,6 +6,7 @@ export * from "./influence-attribution.ts";
 export * from "./influence-model.ts";
 export * from "./logistic.ts";
 export * from "./lora-influence.ts";
+export * from "./metagradient.ts";
 export * from "./onnx-export.ts";
 export * from "./ppm.ts";
 export * from "./span-index.ts";

@@ -4,12 +4,14 @@ import fc from "fast-check";
 import { choleskyInPlace, choleskySolve, quantize } from "./logistic.ts";
 import {
   attributeLoraInfluence,
+  dampedFisherSolve,
   decodeLoraGradients,
   encodeLoraGradients,
   type LoraGradients,
   loraInfluenceScores,
   loraSelfInfluence,
   prepareLoraInfluence,
+  refinedLoraInfluenceScores,
 } from "./lora-influence.ts";
 import { mulberry32 } from "./testing/spam-assassin.ts";
 
@@ -133,4 +135,71 @@ test("LoRA gradient artifact: encodes and decodes exactly; attribution pays posi
   const none = attributeLoraInfluence(m, rows, new Float64Array(10), { dampingRatio: 0.01 });
   assert.deepEqual(none.weights, []);
   assert.equal(none.unattributed, "no-positive-influence");
+});
+
+/** Block-diagonal c·GᵀG/n + Λ as a dense dim×dim matrix. */
+function denseCurvature(g: LoraGradients, lambdas: number[], c: number): Float64Array {
+  const { rows: n, blocks, values } = g;
+  const dim = blocks.reduce((s, b) => s + b, 0);
+  const h = new Float64Array(dim * dim);
+  let off = 0;
+  blocks.forEach((d, l) => {
+    for (let u = off; u < off + d; u++) {
+      for (let v = off; v < off + d; v++) {
+        let s = 0;
+        for (let i = 0; i < n; i++) s += values[i * dim + u]! * values[i * dim + v]!;
+        h[u * dim + v] = (c * s) / n + (u === v ? lambdas[l]! : 0);
+      }
+    }
+    off += d;
+  });
+  return h;
+}
+
+test("dampedFisherSolve inverts λI + GᵀG/n per block; refinement converges to (H + Λ)⁻¹ and keeps the Fisher solution when H is the Fisher", async () => {
+  const g = randomGrads(9, [5, 4], 21);
+  const dim = 9;
+  const m = prepareLoraInfluence(g, { dampingRatio: 0.05 });
+  const rnd = mulberry32(5);
+  const t = Float64Array.from({ length: dim }, () => rnd() - 0.5);
+  const fisher = denseCurvature(g, m.lambdas, 1);
+  const x = dampedFisherSolve(m, t);
+  for (let u = 0; u < dim; u++) {
+    let s = 0;
+    for (let v = 0; v < dim; v++) s += fisher[u * dim + v]! * x[v]!;
+    assert.ok(Math.abs(s - t[u]!) <= 1e-9 * (1 + Math.abs(t[u]!)), `row ${u}`);
+  }
+  const matVec = (h: Float64Array, lambdasOff: boolean) => async (v: Float64Array) =>
+    Float64Array.from({ length: dim }, (_, u) => {
+      let s = 0;
+      for (let w = 0; w < dim; w++) s += h[u * dim + w]! * v[w]!;
+      // the HVP is H alone: take the damping back out
+      return lambdasOff ? s - (u < 5 ? m.lambdas[0]! : m.lambdas[1]!) * v[u]! : s;
+    });
+  const base = loraInfluenceScores(m, t);
+  const same = await refinedLoraInfluenceScores(m, t, matVec(fisher, true), { iterations: 5 });
+  for (let i = 0; i < 9; i++) assert.ok(Math.abs(same[i]! - base[i]!) <= 1e-8 * (1 + Math.abs(base[i]!)));
+  // H = 1.3·Fisher: the iterates converge to g_iᵀ(1.3F + Λ)⁻¹g_t.
+  const h = denseCurvature(g, m.lambdas, 1.3);
+  const want = (() => {
+    const f = Float64Array.from(h);
+    choleskyInPlace(f, dim);
+    const sol = choleskySolve(f, dim, t);
+    return Array.from({ length: 9 }, (_, i) => {
+      let s = 0;
+      for (let u = 0; u < dim; u++) s += g.values[i * dim + u]! * sol[u]!;
+      return s;
+    });
+  })();
+  const seen: number[] = [];
+  const got = await refinedLoraInfluenceScores(m, t, matVec(h, true), {
+    iterations: 60,
+    onIteration: (k) => seen.push(k),
+  });
+  assert.deepEqual(
+    seen,
+    Array.from({ length: 61 }, (_, k) => k),
+  );
+  for (let i = 0; i < 9; i++)
+    assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-7 * (1 + Math.abs(want[i]!)), `row ${i}`);
 });

@@ -140,6 +140,9 @@ export {
 export {
   type GradientResult,
   type OptimizerOptions,
+  type ResolvedAdamW,
+  resolveOptimizer,
+  type StepRecord,
   type StepResult,
   Trainer,
   type TrainerOptions,

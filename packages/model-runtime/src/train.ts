@@ -53,6 +53,41 @@ export interface TrainerOptions {
   perExampleGrads?: boolean;
 }
 
+/** AdamW settings with the defaults applied (the one place they are resolved). */
+export interface ResolvedAdamW {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  clipNorm: number;
+}
+
+export function resolveOptimizer(o: OptimizerOptions): ResolvedAdamW {
+  return {
+    beta1: o.beta1 ?? 0.9,
+    beta2: o.beta2 ?? 0.999,
+    eps: o.eps ?? 1e-8,
+    weightDecay: o.weightDecay ?? 0,
+    clipNorm: o.clipNorm ?? 1,
+  };
+}
+
+/**
+ * What one optimizer step saw, for metagradients (attribution-core's `adamwMetagradientInfluence`):
+ * flat vectors in parameter order, copies.
+ */
+export interface StepRecord {
+  /** 0-based step index. */
+  step: number;
+  lr: number;
+  /** Parameters and Adam moments before the step. */
+  params: Float32Array;
+  m: Float32Array;
+  v: Float32Array;
+  /** The batch gradient at `params`, before clipping. */
+  grad: Float32Array;
+}
+
 export interface StepResult {
   step: number;
   loss: number;
@@ -205,15 +240,29 @@ export class Trainer {
     return o.lr;
   }
 
-  /** One step: gradients, global-norm clipping, AdamW (PyTorch's update order). */
-  async trainStep(batch: TrainBatch): Promise<StepResult> {
+  /**
+   * One step: gradients, global-norm clipping, AdamW (PyTorch's update order). `record` receives
+   * the step's state and gradient before the update (for metagradients through the run).
+   */
+  async trainStep(batch: TrainBatch, record?: (r: StepRecord) => void): Promise<StepResult> {
     const { loss, grads } = await this.gradients(batch);
-    const o = this.options.optimizer;
-    const b1 = o.beta1 ?? 0.9;
-    const b2 = o.beta2 ?? 0.999;
-    const eps = o.eps ?? 1e-8;
-    const wd = o.weightDecay ?? 0;
-    const clip = o.clipNorm ?? 1;
+    const {
+      beta1: b1,
+      beta2: b2,
+      eps,
+      weightDecay: wd,
+      clipNorm: clip,
+    } = resolveOptimizer(this.options.optimizer);
+    if (record) {
+      record({
+        step: this.step,
+        lr: this.lrAt(this.step),
+        params: this.flat(this.values),
+        m: this.flat(this.m),
+        v: this.flat(this.v),
+        grad: this.flat(grads),
+      });
+    }
     let sq = 0;
     for (const p of this.params) {
       const gr = grads.get(p.name)!;
@@ -245,6 +294,102 @@ export class Trainer {
     }
     this.step = t;
     return { step: t, loss, gradNorm, lr, tokens: batch.tokens };
+  }
+
+  /** Total number of trainable values (the length of a flat parameter vector). */
+  get dim(): number {
+    return this.params.reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0);
+  }
+
+  /** Tensors of `map` concatenated in parameter order (a copy). */
+  private flat(map: Map<string, Float32Array>): Float32Array {
+    const out = new Float32Array(this.dim);
+    let at = 0;
+    for (const p of this.params) {
+      const t = map.get(p.name)!;
+      out.set(t, at);
+      at += t.length;
+    }
+    return out;
+  }
+
+  /** The parameters as one flat vector in parameter order (a copy). */
+  flatValues(): Float32Array {
+    return this.flat(this.values);
+  }
+
+  /** Sets the parameters from a flat vector in parameter order (Adam moments untouched). */
+  setFlatValues(flat: ArrayLike<number>): void {
+    if (flat.length !== this.dim) throw new RangeError("flat parameter vector has the wrong length");
+    let at = 0;
+    for (const p of this.params) {
+      const w = this.values.get(p.name)!;
+      for (let i = 0; i < w.length; i++) w[i] = flat[at + i]!;
+      at += w.length;
+    }
+  }
+
+  /**
+   * The batch gradient at the current parameters, flat, and — built with perExampleGrads — each
+   * batch row's term of it (rows × dim, row-major: row r's label weights times its loss gradient).
+   */
+  async flatGradients(
+    batch: TrainBatch,
+  ): Promise<{ loss: number; grad: Float32Array; rowGrads: Float32Array | null }> {
+    const { loss, grads, exampleGrads } = await this.gradients(batch);
+    const grad = this.flat(grads);
+    if (exampleGrads.size === 0) return { loss, grad, rowGrads: null };
+    const dim = grad.length;
+    const rows = batch.batch;
+    const rowGrads = new Float32Array(rows * dim);
+    let at = 0;
+    for (const p of this.params) {
+      const ex = exampleGrads.get(p.name)!;
+      const size = ex.length / rows;
+      for (let r = 0; r < rows; r++) rowGrads.set(ex.subarray(r * size, (r + 1) * size), r * dim + at);
+      at += size;
+    }
+    return { loss, grad, rowGrads };
+  }
+
+  /**
+   * H·v, the Hessian of the batch loss at the current parameters times v (flat, parameter order), by
+   * central differences of the gradient graph: (∇L(θ + hv) − ∇L(θ − hv)) / 2h with
+   * ‖hv‖ = relStep·max(‖θ‖, 1e-3), float64 out. The graph is float32, so the step trades truncation
+   * (O(h²)) against float32 rounding (O(1e-7/h)); relStep 1e-3 is where the two met on the bench's
+   * adapter (bench/RESULTS.md). The parameters are restored afterwards. Deterministic: two fixed graph
+   * runs and fixed-order float64 arithmetic.
+   */
+  async hessianVectorProduct(
+    batch: TrainBatch,
+    v: ArrayLike<number>,
+    options: { relStep?: number } = {},
+  ): Promise<Float64Array> {
+    const dim = this.dim;
+    if (v.length !== dim) throw new RangeError("vector has the wrong length");
+    const theta = this.flatValues();
+    let vv = 0;
+    let tt = 0;
+    for (let j = 0; j < dim; j++) {
+      vv += v[j]! * v[j]!;
+      tt += theta[j]! * theta[j]!;
+    }
+    const out = new Float64Array(dim);
+    if (!(vv > 0)) return out;
+    const h = ((options.relStep ?? 1e-3) * Math.max(Math.sqrt(tt), 1e-3)) / Math.sqrt(vv);
+    const shifted = new Float64Array(dim);
+    try {
+      for (let j = 0; j < dim; j++) shifted[j] = theta[j]! + h * v[j]!;
+      this.setFlatValues(shifted);
+      const plus = (await this.flatGradients(batch)).grad;
+      for (let j = 0; j < dim; j++) shifted[j] = theta[j]! - h * v[j]!;
+      this.setFlatValues(shifted);
+      const minus = (await this.flatGradients(batch)).grad;
+      for (let j = 0; j < dim; j++) out[j] = (plus[j]! - minus[j]!) / (2 * h);
+    } finally {
+      this.setFlatValues(theta);
+    }
+    return out;
   }
 
   /** Everything a resume needs, as safetensors bytes (parameters, Adam moments) + JSON. */
@@ -396,11 +541,7 @@ export function trainingConfigHash(options: TrainerOptions): string {
     seq: options.seq,
     optimizer: {
       lr: options.optimizer.lr,
-      beta1: options.optimizer.beta1 ?? 0.9,
-      beta2: options.optimizer.beta2 ?? 0.999,
-      eps: options.optimizer.eps ?? 1e-8,
-      weightDecay: options.optimizer.weightDecay ?? 0,
-      clipNorm: options.optimizer.clipNorm ?? 1,
+      ...resolveOptimizer(options.optimizer),
       warmupSteps: options.optimizer.warmupSteps ?? 0,
       schedule: options.optimizer.schedule ?? "constant",
       totalSteps: options.optimizer.totalSteps ?? null,
