@@ -7,6 +7,8 @@
  *   npm run bench:attribution               human table
  *   npm run bench:attribution -- --json     one JSON object on stdout
  *   npm run bench:attribution -- --quick    small sizes (smoke run)
+ *   npm run bench:attribution -- --metagradients   also the LoRA metagradient rows (MAGIC-style;
+ *                                                  ~13 more minutes on 2 cores, bench/lora-influence.ts)
  * Progress goes to stderr.
  */
 import { mkdtempSync, rmSync, statSync } from "node:fs";
@@ -426,7 +428,7 @@ const mis = mislabelExperiment({
 const misSec = (performance.now() - t0) / 1000;
 const topRows = measureTopRowsLoo(QUICK, log);
 const topRowsMain = topRows.find((r) => r.dataset === "spam-assassin" && r.lambda === 1)!;
-const loraInfluence = await measureLoraInfluence(QUICK, log);
+const loraInfluence = await measureLoraInfluence(QUICK, log, { metagradients: args.has("--metagradients") });
 
 const result = {
   saBuild: saRows.map((r) => ({
