@@ -66,7 +66,7 @@ export interface GraphOptions {
   externalData?: ExternalDataSink;
   /**
    * How attention runs (default "fused"): "fused" = one ONNX `Attention` node (opset 23: grouped
-   * KV heads, past/present KV, our additive mask) per layer; "ops" = the same computation as
+   * KV heads, past + new K/V, our additive mask) per layer; "ops" = the same computation as
    * MatMul / Softmax / Reshape / Transpose / Concat nodes (about 20 per layer; kept for comparison,
    * bench:decode-profile).
    */
@@ -217,15 +217,17 @@ export const externalWeightName = (layer: number, m: LoraModule) => `w.${layer}.
  * Builds the ONNX (opset 23 + com.microsoft contrib ops) Llama decoder. Inputs: `input_ids`
  * [B,T], `position_ids` [B,T], `attn_bias` [B,T,P+T] (additive mask: 0 or -1e9, built by the
  * runtime so rows of different lengths and padded KV batch together), `past_key.l` and
- * `past_value.l` [B,kvH,P,D]. Outputs: `logits` [B,V] for each row's last position and the
- * presents [B,kvH,P+T,D].
+ * `past_value.l` [B,P,kvH*D] (sequence-major). Outputs: `logits` [B,V] for each row's last
+ * position and each layer's new keys and values `new_key.l` / `new_value.l` [B,T,kvH*D]: the
+ * runtime appends them to its cache, so the cache never leaves onnxruntime as a whole (outputs
+ * are copied out by onnxruntime-node; inputs are not).
  *
  * Fewer, fused nodes (a decode step at batch 1 is mostly per-node overhead once the weights
  * are small): activations stay [B,T,hidden] (no reshapes between layers), RMSNorm and
  * residual adds are onnxruntime's (Skip)SimplifiedLayerNormalization, q/k/v and gate/up are one
  * matmul each over row-concatenated weights, RoPE is the contrib RotaryEmbedding (rotate_half
  * layout, as HF Llama) with 1/sqrt(head_dim) folded into the query's cos/sin tables, and
- * attention with its KV concatenation is one ONNX `Attention` node.
+ * attention is one ONNX `Attention` node.
  */
 export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltGraph {
   const c = model.config;
@@ -241,8 +243,8 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
   g.input("position_ids", INT64, ["batch", "seq"]);
   g.input("attn_bias", FLOAT, ["batch", "seq", "total"]);
   for (let l = 0; l < c.numLayers; l++) {
-    g.input(`past_key.${l}`, FLOAT, ["batch", c.numKvHeads, "past", D]);
-    g.input(`past_value.${l}`, FLOAT, ["batch", c.numKvHeads, "past", D]);
+    g.input(`past_key.${l}`, FLOAT, ["batch", "past", c.numKvHeads * D]);
+    g.input(`past_value.${l}`, FLOAT, ["batch", "past", c.numKvHeads * D]);
   }
   const lora = options.lora;
   if (lora) {
@@ -317,11 +319,15 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
     [maxPos, D / 2],
     sinT.map((v) => v * qs),
   );
-  const rope = (t: string, heads: number, q: boolean): string =>
-    g.msOp("RotaryEmbedding", [t, "position_ids", q ? cosQ : cosK, q ? sinQ : sinK], {
-      interleaved: 0,
-      num_heads: heads,
-    })[0]!;
+  const rope = (t: string, heads: number, q: boolean, outName?: string): string =>
+    g.opN(
+      "RotaryEmbedding",
+      [t, "position_ids", q ? cosQ : cosK, q ? sinQ : sinK],
+      1,
+      { interleaved: 0, num_heads: heads },
+      outName,
+      MS_DOMAIN,
+    )[0]!;
 
   const eps = c.rmsNormEps;
   const normWeight = (name: string) => g.floatInit(name, [H], getWeight(model, name).data);
@@ -491,24 +497,31 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
   const kvWidth = c.numKvHeads * D;
   /**
    * One layer's attention over q/k/v [N, width] (RoPE applied here): the attention output
-   * [N, qWidth], with the layer's present K/V as graph outputs.
+   * [N, qWidth]. The layer's new keys and values [B, T, kvH*D] are graph outputs (`new_key.l`,
+   * `new_value.l`); the past comes in sequence-major [B, P, kvH*D], so the runtime appends the
+   * new columns instead of taking the whole cache out of onnxruntime every step.
    */
   let attend: (l: number, q2: string, k2: string, v2: string) => string;
+  /** RoPE'd keys and values of this step, [B, T, kvH*D], named as the graph's outputs. */
+  const newKv = (l: number, k2: string, v2: string): [string, string] => [
+    rope(g.op("Reshape", [k2, shapeBT(kvWidth)]), c.numKvHeads, false, `new_key.${l}`),
+    g.op("Reshape", [v2, shapeBT(kvWidth)], {}, `new_value.${l}`),
+  ];
   if (attention === "fused") {
     const mask = g.op("Unsqueeze", ["attn_bias", g.int64Init([1])]); // [B,1,T,P+T]: the same for every head
     attend = (l, q2, k2, v2) => {
-      // RoPE on [B, T, heads*D]; Attention takes the three [B, T, width] as they are.
+      // RoPE on [B, T, heads*D]; Attention takes [B, T, width] queries and [B, P+T, width] K/V.
       const q = rope(g.op("Reshape", [q2, shapeBT(qWidth)]), c.numHeads, true);
-      const k = rope(g.op("Reshape", [k2, shapeBT(kvWidth)]), c.numKvHeads, false);
-      const v = g.op("Reshape", [v2, shapeBT(kvWidth)]);
+      const [k, v] = newKv(l, k2, v2);
+      const kAll = g.op("Concat", [`past_key.${l}`, k], { axis: 1 });
+      const vAll = g.op("Concat", [`past_value.${l}`, v], { axis: 1 });
       // The query's tables carry 1/sqrt(D): scale 1.
-      const [y] = g.opNamed(
-        "Attention",
-        [q, k, v, mask, `past_key.${l}`, `past_value.${l}`],
-        [`attn.${l}`, `present_key.${l}`, `present_value.${l}`],
-        { q_num_heads: c.numHeads, kv_num_heads: c.numKvHeads, scale: 1 },
-      );
-      return g.op("Reshape", [y!, shapeFlat(qWidth)]);
+      const y = g.op("Attention", [q, kAll, vAll, mask], {
+        q_num_heads: c.numHeads,
+        kv_num_heads: c.numKvHeads,
+        scale: 1,
+      });
+      return g.op("Reshape", [y, shapeFlat(qWidth)]);
     };
   } else {
     const bias = g.op("Unsqueeze", ["attn_bias", g.int64Init([1, 2])]); // [B,1,1,T,P+T]
@@ -525,22 +538,22 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
       { axis: 0 },
     );
     const shapeHeadsOut = g.op("Concat", [batchDim, g.int64Init([c.numHeads, -1, D])], { axis: 0 });
+    const shapeKvHeads = g.op("Concat", [batchDim, g.int64Init([-1, c.numKvHeads, D])], { axis: 0 });
     attend = (l, q2, k2, v2) => {
       // RoPE on [B, T, heads*D], then heads apart.
       const q = g.op("Reshape", [
         rope(g.op("Reshape", [q2, shapeBT(qWidth)]), c.numHeads, true),
         shapeHeads(c.numHeads),
       ]);
-      const k = g.op("Reshape", [
-        rope(g.op("Reshape", [k2, shapeBT(kvWidth)]), c.numKvHeads, false),
-        shapeHeads(c.numKvHeads),
-      ]);
-      const v = g.op("Reshape", [v2, shapeHeads(c.numKvHeads)]);
       const qr = g.op("Transpose", [q], { perm: [0, 2, 1, 3] }); // [B,nH,T,D]
-      const kt = g.op("Transpose", [k], { perm: [0, 2, 1, 3] }); // [B,kvH,T,D]
-      const vt = g.op("Transpose", [v], { perm: [0, 2, 1, 3] }); // [B,kvH,T,D]
-      const presentK = g.op("Concat", [`past_key.${l}`, kt], { axis: 2 }, `present_key.${l}`);
-      const presentV = g.op("Concat", [`past_value.${l}`, vt], { axis: 2 }, `present_value.${l}`);
+      // Past + new, [B, P+T, kvH*D] -> [B, kvH, P+T, D]
+      const [k, v] = newKv(l, k2, v2);
+      const heads = (past: string, fresh: string) =>
+        g.op("Transpose", [g.op("Reshape", [g.op("Concat", [past, fresh], { axis: 1 }), shapeKvHeads])], {
+          perm: [0, 2, 1, 3],
+        });
+      const presentK = heads(`past_key.${l}`, k);
+      const presentV = heads(`past_value.${l}`, v);
       // Grouped-query attention without repeating K/V: fold the G query heads sharing a KV head into rows.
       const qg = g.op("Reshape", [qr, shapeGqa]); // [B,kvH,G*T,D]
       const kT = g.op("Transpose", [presentK], { perm: [0, 1, 3, 2] }); // fused into the MatMul by onnxruntime
@@ -571,8 +584,8 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
     } else {
       x = g.op("Add", [x, down!]);
     }
-    g.output(`present_key.${l}`, FLOAT, ["batch", c.numKvHeads, "total", D]);
-    g.output(`present_value.${l}`, FLOAT, ["batch", c.numKvHeads, "total", D]);
+    g.output(`new_key.${l}`, FLOAT, ["batch", "seq", kvWidth]);
+    g.output(`new_value.${l}`, FLOAT, ["batch", "seq", kvWidth]);
   }
 
   // Only each row's last position reaches the head (the runtime left-pads new tokens).

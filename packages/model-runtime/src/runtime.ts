@@ -154,7 +154,7 @@ export interface StepRuntime {
 
 interface SeqState {
   length: number;
-  /** KV outside the resident batch: k[l] and v[l] [kvH, length, D]. */
+  /** KV outside the resident batch: k[l] and v[l] [length, kvH*D]. */
   k: Float32Array[] | null;
   v: Float32Array[] | null;
 }
@@ -162,6 +162,7 @@ interface SeqState {
 interface ResidentBatch {
   seqIds: SeqId[];
   past: number;
+  /** Per layer [B, past, kvH*D], sequence-major (what the graph takes). */
   keys: Float32Array[];
   values: Float32Array[];
   /** Per row, the KV columns holding its tokens, in position order. */
@@ -187,6 +188,31 @@ interface ActiveStack {
 }
 
 const MASKED = -1e9;
+
+/**
+ * One layer's cache [B, P, W] with this step's columns [B, T, W] appended: [B, P+T, W]. A single
+ * row (batch-1 decode) grows in place inside a buffer that doubles when full, so a decode step
+ * writes only its own columns; several rows are re-laid out (their rows' stride changes).
+ */
+function appendColumns(past: Float32Array, fresh: Float32Array, B: number, P: number, T: number, W: number) {
+  const total = P + T;
+  if (B === 1) {
+    let buffer = past.buffer as ArrayBuffer;
+    if (past.byteOffset !== 0 || buffer.byteLength < total * W * 4) {
+      buffer = new ArrayBuffer(Math.max(total, 2 * P, 64) * W * 4);
+      new Float32Array(buffer).set(past);
+    }
+    const out = new Float32Array(buffer, 0, total * W);
+    out.set(fresh, P * W);
+    return out;
+  }
+  const out = new Float32Array(B * total * W);
+  for (let b = 0; b < B; b++) {
+    out.set(past.subarray(b * P * W, (b + 1) * P * W), b * total * W);
+    out.set(fresh.subarray(b * T * W, (b + 1) * T * W), b * total * W + P * W);
+  }
+  return out;
+}
 
 type ResolvedOptions = Required<
   Omit<
@@ -492,6 +518,7 @@ export class ModelRuntime implements StepRuntime {
     const T = Math.max(...rows.map((r) => r.tokens.length));
     const P = batch.past;
     const total = P + T;
+    const W = c.numKvHeads * c.headDim;
     const inputIds = new BigInt64Array(B * T);
     const positions = new BigInt64Array(B * T);
     const bias = new Float32Array(B * T * total).fill(MASKED);
@@ -524,8 +551,8 @@ export class ModelRuntime implements StepRuntime {
       attn_bias: new ort.Tensor("float32", bias, [B, T, total]),
     };
     for (let l = 0; l < c.numLayers; l++) {
-      feeds[`past_key.${l}`] = new ort.Tensor("float32", batch.keys[l]!, [B, c.numKvHeads, P, c.headDim]);
-      feeds[`past_value.${l}`] = new ort.Tensor("float32", batch.values[l]!, [B, c.numKvHeads, P, c.headDim]);
+      feeds[`past_key.${l}`] = new ort.Tensor("float32", batch.keys[l]!, [B, P, W]);
+      feeds[`past_value.${l}`] = new ort.Tensor("float32", batch.values[l]!, [B, P, W]);
     }
     if (this.loraEnabled) this.addLoraFeeds(feeds, rows, T);
     for (const [name, t] of this.externalWeights) feeds[name] = t;
@@ -533,11 +560,12 @@ export class ModelRuntime implements StepRuntime {
     const out = await this.session.run(feeds);
     const runMs = performance.now() - t1;
 
+    // The graph returns only this step's keys and values: append them to the cache.
     const keys: Float32Array[] = [];
     const values: Float32Array[] = [];
     for (let l = 0; l < c.numLayers; l++) {
-      keys.push(out[`present_key.${l}`]!.data as Float32Array);
-      values.push(out[`present_value.${l}`]!.data as Float32Array);
+      keys.push(appendColumns(batch.keys[l]!, out[`new_key.${l}`]!.data as Float32Array, B, P, T, W));
+      values.push(appendColumns(batch.values[l]!, out[`new_value.${l}`]!.data as Float32Array, B, P, T, W));
     }
     for (const row of rows) {
       const s = this.seqs.get(row.seqId);
@@ -572,22 +600,19 @@ export class ModelRuntime implements StepRuntime {
   /** Copies every live sequence of `res` out of the batch into its own KV storage. */
   private materialize(res: ResidentBatch): void {
     const c = this.model.config;
-    const D = c.headDim;
-    const kvH = c.numKvHeads;
+    const W = c.numKvHeads * c.headDim;
     const P = res.past;
     res.seqIds.forEach((id, b) => {
       const s = this.seqs.get(id);
       if (!s) return;
       const cols = res.cols[b]!;
       const n = cols.length;
-      /** Row b's columns of one layer's [B, kvH, P, D] keys or values, as [kvH, n, D]. */
+      /** Row b's columns of one layer's [B, P, W] keys or values, as [n, W]. */
       const gather = (batched: Float32Array): Float32Array => {
-        const out = new Float32Array(kvH * n * D);
-        for (let h = 0; h < kvH; h++) {
-          for (let j = 0; j < n; j++) {
-            const src = ((b * kvH + h) * P + cols[j]!) * D;
-            out.set(batched.subarray(src, src + D), (h * n + j) * D);
-          }
+        const out = new Float32Array(n * W);
+        for (let j = 0; j < n; j++) {
+          const src = (b * P + cols[j]!) * W;
+          out.set(batched.subarray(src, src + W), j * W);
         }
         return out;
       };
@@ -599,26 +624,21 @@ export class ModelRuntime implements StepRuntime {
   /** Builds a padded batch from the sequences' own KV (row b's tokens at columns 0..len). */
   private assemble(ids: SeqId[]): ResidentBatch {
     const c = this.model.config;
-    const D = c.headDim;
-    const kvH = c.numKvHeads;
+    const W = c.numKvHeads * c.headDim;
     const B = ids.length;
     const lens = ids.map((id) => this.seqs.get(id)?.length ?? 0);
     const P = Math.max(0, ...lens);
     const keys: Float32Array[] = [];
     const values: Float32Array[] = [];
     for (let l = 0; l < c.numLayers; l++) {
-      const kb = new Float32Array(B * kvH * P * D);
-      const vb = new Float32Array(B * kvH * P * D);
+      const kb = new Float32Array(B * P * W);
+      const vb = new Float32Array(B * P * W);
       ids.forEach((id, b) => {
         const s = this.seqs.get(id);
-        const n = lens[b]!;
-        if (!s || n === 0) return;
-        const k = s.k![l]!;
-        const v = s.v![l]!;
-        for (let h = 0; h < kvH; h++) {
-          kb.set(k.subarray(h * n * D, (h + 1) * n * D), (b * kvH + h) * P * D);
-          vb.set(v.subarray(h * n * D, (h + 1) * n * D), (b * kvH + h) * P * D);
-        }
+        if (!s || lens[b] === 0) return;
+        // Row b's tokens at columns 0..n-1.
+        kb.set(s.k![l]!, b * P * W);
+        vb.set(s.v![l]!, b * P * W);
       });
       keys.push(kb);
       values.push(vb);
