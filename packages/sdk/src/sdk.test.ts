@@ -3,8 +3,10 @@
 // through the SDK only: sign in, create and register a datanet, stake, contribute a file (streamed,
 // with progress), publish, index, API keys by signature, a small model with the owner's approval,
 // escrow, inference, attribution, settlement, an epoch, a claim equal to the ledger, unbond/withdraw,
-// escrow withdrawal, validator registration. Errors keep the services' {code, message}.
+// escrow withdrawal, validator registration, a validator fetching an adapter's files. Errors keep the services'
+// {code, message}.
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -366,6 +368,25 @@ test("a builder fine-tunes an adapter through the SDK (ModelFactory), follows it
     max_tokens: 4,
   });
   assert.match(answer.inferenceId, /.+/);
+  // Its weights go to the active validators (LoRA influence), by content hash; anyone else is refused.
+  const { contentHash } = await builder.gateway.adapter(job.fine_tuned_model!);
+  const validatorKey = privateKeyToAccount(p.chain.accounts.validators[1]!.privateKey as `0x${string}`);
+  const files = await Promise.all(
+    (["adapter_config.json", "adapter_model.safetensors"] as const).map((file) =>
+      builder.gateway.adapterFile({ contentHash, file }, validatorKey),
+    ),
+  );
+  const sha = (b: Uint8Array) => createHash("sha256").update(b).digest();
+  assert.equal(
+    createHash("sha256").update(sha(files[0]!.bytes)).update(sha(files[1]!.bytes)).digest("hex"),
+    contentHash,
+    "the two files hash to the adapter's content hash",
+  );
+  await rejects(
+    builder.gateway.adapterFile({ contentHash, file: "adapter_config.json" }, builder.chain.requireAccount()),
+    "NOT_A_VALIDATOR",
+    403,
+  );
   const fee = await builder.waitTrainingSettled(job);
   assert.equal(fee.feeWei, job.fee.fee_wei);
   assert.ok(BigInt(fee.feeWei) > 0n && BigInt(fee.feeWei) <= BigInt(job.fee.escrow_hold_wei));
