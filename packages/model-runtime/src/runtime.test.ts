@@ -151,6 +151,26 @@ test('attention is one Attention node per layer; "ops" (the plain-node chain, ke
   await r.dispose();
 });
 
+test("a single row's cache grows in place past its buffer's capacity and stays exact", async () => {
+  // 60-token prompt, then 100 decode steps: the in-place buffer (64 positions at first) doubles twice.
+  const tokens = Array.from({ length: 160 }, (_, i) => 1 + ((i * 7) % 250));
+  let worst = 0;
+  let [logits] = await base.step([{ seqId: "grow", tokens: tokens.slice(0, 60), slot: 0 }]);
+  for (let t = 60; t < tokens.length; t++) {
+    [logits] = await base.step([{ seqId: "grow", tokens: [tokens[t]!], slot: 0 }]);
+    if (t % 33 === 0 || t === tokens.length - 1) {
+      const [again] = await base.step([{ seqId: `grow-${t}`, tokens: tokens.slice(0, t + 1), slot: 0 }]);
+      base.release(`grow-${t}`);
+      worst = Math.max(worst, maxAbsErr(logits!, again!));
+    }
+  }
+  console.log(
+    `in-place KV growth to ${tokens.length} positions: max abs err vs recomputation ${worst.toExponential(2)}`,
+  );
+  assert.ok(worst < TOL);
+  base.release("grow");
+});
+
 test("one adapter matches the reference with LoRA and the merged weights W + scale*B*A", async () => {
   const adapter = generateRandomAdapter(TINY_CONFIG, { rank: 8, seed: "one" });
   rt.loadAdapter(1, adapter);
