@@ -289,6 +289,30 @@ test("a request whose adapter just loaded is admitted at the next step (mixed) o
   }
 });
 
+test("prefetch counts only cold adapters: resident ones ahead in fair order do not hold back the loads behind them", async () => {
+  const loader = new DeferredLoader();
+  const { scheduler, step, cache } = makeStack({
+    loader,
+    scheduler: { prefetchDepth: 2, maxRunningSequences: 1 },
+  });
+  scheduler.submit({ id: "r0", account: "a", adapterId: null, promptTokens: prompt(4), maxNewTokens: 30 });
+  step(); // r0 holds the only running place: nothing else is admitted below
+  for (const id of ["w1", "w2"]) {
+    cache.prefetch(id);
+    loader.complete(id);
+  }
+  await flush();
+  const req = (id: string, adapterId: string, priority: number) =>
+    scheduler.submit({ id, account: "a", adapterId, promptTokens: prompt(4), maxNewTokens: 2, priority });
+  req("q1", "w1", 1); // in RAM, first in the account's order (priority)
+  req("q2", "w2", 1);
+  req("q3", "c1", 0); // cold, behind them; no load at submit (more than prefetchDepth wait)
+  req("q4", "c2", 0);
+  assert.deepEqual(loader.calls, ["w1", "w2"]);
+  step();
+  assert.deepEqual(loader.calls, ["w1", "w2", "c1", "c2"], "the step's prefetch reached the cold adapters");
+});
+
 test("a failed adapter load fails the waiting requests with a typed error; later requests retry", async () => {
   const loader = new ImmediateLoader();
   loader.failing.add("broken");

@@ -869,9 +869,16 @@ export class Scheduler<C = unknown, W = unknown> {
     if (depth <= 0) return;
     const wanted = new Set<string>();
     const accounts = [...this.#backlogged].sort(compareAccounts);
+    // Resident adapters are skipped, not counted; the scan stays bounded all the same.
+    let scanned = 0;
     outer: for (const a of accounts) {
       for (const q of this.#queuesInOrder(a)) {
         if (q.adapterId === null) continue;
+        if (++scanned > 16 * depth) break outer;
+        // Only cold adapters count: one already in RAM or a slot (e.g. loaded, waiting for a
+        // prefill step) must not keep the cold ones behind it from starting their loads.
+        const tier = this.#cache.tier(q.adapterId);
+        if (tier === "slot" || tier === "ram") continue;
         if (wanted.size >= depth) break outer;
         wanted.add(q.adapterId);
         this.#cache.prefetch(q.adapterId);
