@@ -23,7 +23,10 @@
  * mislabel AUC: the unrolled one's from one reverse pass per training row; the exact one's would
  * cost a reverse pass with 39 HVPs per row and is not computed (null).
  *
- *   node --import tsx bench/lora-influence.ts [--json] [--quick] [--no-metagradients]
+ *   node --import tsx bench/lora-influence.ts [--json] [--quick | --medium] [--no-metagradients] [--adam-eps E]
+ * --medium: 96 rows, 12 answers, 12 subsets, 8 leave-one-out rows. --adam-eps: Adam's eps (default 1e-8)
+ * — an experiment on how smooth the retraining response is (a tiny eps makes Adam's first step sign
+ * descent, bench/RESULTS.md); it changes the training and so the ground truth.
  * Also imported by bench/attribution.ts (its `loraInfluence` field).
  */
 import { fileURLToPath } from "node:url";
@@ -106,13 +109,23 @@ function answerBatch(rows: readonly Row[], weighting: "mean" | "each", size: num
 const STEPS = 40;
 const base = generateBaseModel(TINY_CONFIG, 3);
 
+/** Adam's eps of every training run of a measurement (set by `measureLoraInfluence`). */
+let adamEps = 1e-8;
+
 function trainOptions(batch: number, perExampleGrads = false): TrainerOptions {
   return {
     mode: "lora",
     lora: { rank: 4, alpha: 8, targetModules: ["q_proj", "k_proj", "v_proj", "o_proj"] },
     batch,
     seq: SEQ,
-    optimizer: { lr: 5e-3, clipNorm: 1, weightDecay: 0.1, schedule: "cosine", totalSteps: STEPS },
+    optimizer: {
+      lr: 5e-3,
+      clipNorm: 1,
+      weightDecay: 0.1,
+      schedule: "cosine",
+      totalSteps: STEPS,
+      ...(adamEps !== 1e-8 ? { eps: adamEps } : {}),
+    },
     seed: 7,
     intraOpThreads: 1,
     perExampleGrads,
@@ -344,14 +357,16 @@ export interface LoraInfluenceResult extends LoraInfluenceFigures {
 export async function measureLoraInfluence(
   quick: boolean,
   log: (msg: string) => void,
-  options: { metagradients?: boolean } = {},
+  options: { metagradients?: boolean; medium?: boolean; adamEps?: number } = {},
 ): Promise<LoraInfluenceResult> {
   const withMeta = options.metagradients ?? true;
+  adamEps = options.adamEps ?? 1e-8;
+  const medium = !quick && (options.medium ?? false);
   const t0 = performance.now();
-  const nTrain = quick ? 48 : 160;
-  const nTest = quick ? 8 : 24;
-  const subsets = quick ? 6 : 24;
-  const looRows = quick ? 4 : 16;
+  const nTrain = quick ? 48 : medium ? 96 : 160;
+  const nTest = quick ? 8 : medium ? 12 : 24;
+  const subsets = quick ? 6 : medium ? 12 : 24;
+  const looRows = quick ? 4 : medium ? 8 : 16;
   const all = loadRows(nTrain + nTest);
   const rows = all.slice(0, nTrain);
   const tests = all.slice(nTrain);
@@ -599,7 +614,7 @@ export async function measureLoraInfluence(
       data: "SpamAssassin subjects as `subject>label`, loss on the answer byte",
       trainRows: nTrain,
       testAnswers: nTest,
-      training: `${STEPS} full-batch AdamW steps, lr 5e-3 cosine, weight decay 0.1, seed 7`,
+      training: `${STEPS} full-batch AdamW steps, lr 5e-3 cosine, weight decay 0.1, eps ${adamEps}, seed 7`,
       ldsSubsets: subsets,
       ldsSubsetFraction: 0.5,
       ...(withMeta ? { ldsKeep90SubsetFraction: SMALL_DROP_KEEP } : {}),
@@ -626,7 +641,13 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const r = await measureLoraInfluence(
     args.has("--quick"),
     (m) => process.stderr.write(`[bench:lora-influence] ${m}\n`),
-    { metagradients: !args.has("--no-metagradients") },
+    {
+      metagradients: !args.has("--no-metagradients"),
+      medium: args.has("--medium"),
+      ...(process.argv.includes("--adam-eps")
+        ? { adamEps: Number(process.argv[process.argv.indexOf("--adam-eps") + 1]) }
+        : {}),
+    },
   );
   if (args.has("--json")) process.stdout.write(`${JSON.stringify({ loraInfluence: r })}\n`);
   else {
