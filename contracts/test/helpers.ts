@@ -2,6 +2,8 @@
 // @openledger/chain's deployPlatform (so the deploy script is tested too), and revert-decoding helpers.
 import assert from "node:assert/strict";
 import path from "node:path";
+// hardhat-viem's `hre.viem` (the config loads the plugin; this brings its types).
+import type {} from "@nomicfoundation/hardhat-viem";
 import {
   type ChainPublicClient,
   type ChainWalletClient,
@@ -17,8 +19,6 @@ import {
   type PlatformAddresses,
   sortSignatures,
 } from "@openledger/chain";
-// hardhat-viem's `hre.viem` (the config loads the plugin; this brings its types).
-import type {} from "@nomicfoundation/hardhat-viem";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
 import type { ContractTypesMap } from "hardhat/types/artifacts";
 import { type Abi, type Address, BaseError, decodeErrorResult, getAddress, type Hex } from "viem";
@@ -161,7 +161,8 @@ export async function contractAt<N extends ContractName>(
 /** Contract handles of a deployed platform (as `wallet`, default the deployer) and the governance context. */
 async function connect(publicClient: unknown, deployer: Wallet, addresses: PlatformAddresses) {
   const c = addresses.contracts;
-  const at = <N extends ContractName>(name: N, wallet: Wallet = deployer) => contractAt(name, c[name], wallet);
+  const at = <N extends ContractName>(name: N, wallet: Wallet = deployer) =>
+    contractAt(name, c[name], wallet);
   return {
     at,
     governance: {
