@@ -124,23 +124,35 @@ export function prepareLoraInfluence(
  * token loss) in the training objective's mean. One product and one n×n solve per block.
  */
 export function loraInfluenceScores(m: LoraInfluenceModel, answerGrad: ArrayLike<number>): Float64Array {
-  const { rows: n, blocks, values } = m.grads;
+  const { rows: n, blocks } = m.grads;
   const dim = blocks.reduce((s, b) => s + b, 0);
   if (answerGrad.length !== dim) throw new RangeError("answer gradient does not match the blocks");
   const out = new Float64Array(n);
   const a = new Float64Array(n);
-  blocks.forEach((d, l) => {
-    const off = m.offsets[l]!;
-    for (let i = 0; i < n; i++) {
-      const bi = i * dim + off;
-      let s = 0;
-      for (let u = 0; u < d; u++) s += values[bi + u]! * answerGrad[off + u]!;
-      a[i] = s;
-    }
-    const b = choleskySolve(m.factors[l]!, n, a);
+  blocks.forEach((_, l) => {
+    const b = blockSolve(m, l, answerGrad, a);
     for (let i = 0; i < n; i++) out[i] = out[i]! + n * b[i]!;
   });
   return out;
+}
+
+/**
+ * (nλ_l I + K_l)⁻¹ G_l v for block l: each row's product with v over the block's coordinates
+ * (`a` is scratch of length n), then the block's Cholesky solve. Shared by the influence scores
+ * and the damped Fisher operator.
+ */
+function blockSolve(m: LoraInfluenceModel, l: number, v: ArrayLike<number>, a: Float64Array): Float64Array {
+  const { rows: n, blocks, values } = m.grads;
+  const dim = blocks.reduce((s, b) => s + b, 0);
+  const off = m.offsets[l]!;
+  const d = blocks[l]!;
+  for (let i = 0; i < n; i++) {
+    const bi = i * dim + off;
+    let s = 0;
+    for (let u = 0; u < d; u++) s += values[bi + u]! * v[off + u]!;
+    a[i] = s;
+  }
+  return choleskySolve(m.factors[l]!, n, a);
 }
 
 /**
@@ -175,13 +187,7 @@ export function dampedFisherSolve(m: LoraInfluenceModel, v: ArrayLike<number>): 
   const a = new Float64Array(n);
   blocks.forEach((d, l) => {
     const off = m.offsets[l]!;
-    for (let i = 0; i < n; i++) {
-      const bi = i * dim + off;
-      let s = 0;
-      for (let u = 0; u < d; u++) s += values[bi + u]! * v[off + u]!;
-      a[i] = s;
-    }
-    const b = choleskySolve(m.factors[l]!, n, a);
+    const b = blockSolve(m, l, v, a);
     const lambda = m.lambdas[l]!;
     for (let u = 0; u < d; u++) out[off + u] = v[off + u]!;
     for (let i = 0; i < n; i++) {
