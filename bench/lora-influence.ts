@@ -168,15 +168,7 @@ async function metagradientTape(
     for (const r of records) {
       perExample.setFlatValues(r.params);
       const { rowGrads } = await perExample.flatGradients(batch);
-      steps.push({
-        step: r.step,
-        lr: r.lr,
-        params: r.params,
-        m: r.m,
-        v: r.v,
-        grad: r.grad,
-        rowGrads: rowGrads!,
-      });
+      steps.push({ ...r, rowGrads: rowGrads! });
     }
   } finally {
     await perExample.dispose();

@@ -91,15 +91,7 @@ test("metagradients through LoRA training predict retraining with a re-weighted 
   for (const r of records) {
     oracle.setFlatValues(r.params);
     const { rowGrads } = await oracle.flatGradients(batch);
-    steps.push({
-      step: r.step,
-      lr: r.lr,
-      params: r.params,
-      m: r.m,
-      v: r.v,
-      grad: r.grad,
-      rowGrads: rowGrads!,
-    });
+    steps.push({ ...r, rowGrads: rowGrads! });
   }
   const tape: TrainingTape = {
     hyper: resolveOptimizer(OPTIONS.optimizer),
