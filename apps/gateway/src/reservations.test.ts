@@ -7,10 +7,11 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import { TINY_MODEL_ENV } from "@openledger/config";
-import { createDb } from "@openledger/db";
+import { createDb, Prisma } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
+import { addCleared } from "@openledger/settlement";
 import OpenAI from "openai";
 import { buildGateway, gatewayConfig } from "./app.ts";
 import { Billing, inferenceFee, type Reservation } from "./plugins/billing.ts";
@@ -100,6 +101,43 @@ after(async () => {
   await env?.cleanup();
   await rm(dataDir, { recursive: true, force: true });
 });
+
+/** Backends waiting for a lock held by one of `pids`. */
+async function blockedBy(pids: number[]): Promise<number[]> {
+  const rows = await one.db.$queryRaw<{ pid: number }[]>`
+    SELECT pid FROM pg_stat_activity WHERE pg_blocking_pids(pid) && ${pids}::int[]`;
+  return rows.map((r) => r.pid);
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>): Promise<T> {
+  for (let i = 0; i < 600; i++) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+/** A transaction that takes the lock of `lock` and holds it until `unblock()`; `blocker` is its end. */
+async function holdLock(
+  lock: Prisma.Sql,
+): Promise<{ pid: number; unblock: () => void; blocker: Promise<void> }> {
+  let unblock!: () => void;
+  const held = new Promise<void>((r) => {
+    unblock = r;
+  });
+  let pid: number | undefined;
+  const blocker = one.db.$transaction(
+    async (tx) => {
+      const [me] = await tx.$queryRaw<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
+      await tx.$queryRaw(lock);
+      pid = me!.pid;
+      await held;
+    },
+    { timeout: 60_000 },
+  );
+  return { pid: await until("the lock to be held", async () => pid), unblock, blocker };
+}
 
 test("two replicas over one database cannot together reserve more than the escrow", async () => {
   const account = await deposit(chain.accounts.users[0]!, 1000n);
@@ -455,36 +493,12 @@ test("the renewal and a stream-progress batch lock reservation rows in one order
     );
   }
   const middle = ids[4]!;
-  const blockedBy = async (pids: number[]) =>
-    (
-      await one.db.$queryRaw<{ pid: number }[]>`
-        SELECT pid FROM pg_stat_activity WHERE pg_blocking_pids(pid) && ${pids}::int[]`
-    ).map((r) => r.pid);
-  const until = async <T>(what: string, fn: () => Promise<T | undefined>): Promise<T> => {
-    for (let i = 0; i < 600; i++) {
-      const v = await fn();
-      if (v !== undefined) return v;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    assert.fail(`timed out waiting for ${what}`);
-  };
-
   // A third transaction holds the middle row, so both statements stop part-way through their rows.
-  let unblock!: () => void;
-  const held = new Promise<void>((r) => {
-    unblock = r;
-  });
-  let blockerPid: number | undefined;
-  const blocker = one.db.$transaction(
-    async (tx) => {
-      const [me] = await tx.$queryRaw<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
-      await tx.$queryRaw`SELECT id FROM gateway_reservations WHERE id = ${middle}::uuid FOR UPDATE`;
-      blockerPid = me!.pid;
-      await held;
-    },
-    { timeout: 60_000 },
-  );
-  const blocker0 = await until("the middle row to be locked", async () => blockerPid);
+  const {
+    pid: blocker0,
+    unblock,
+    blocker,
+  } = await holdLock(Prisma.sql`SELECT id FROM gateway_reservations WHERE id = ${middle}::uuid FOR UPDATE`);
   // The renewal (every live row) starts and waits for the middle row...
   const renewal = replica.renewReservations();
   const [renewer] = await until("the renewal to wait", async () => {
@@ -547,4 +561,62 @@ test("the renewal and a stream-progress batch lock reservation rows in one order
   assert.deepEqual(await one.billing.reconcile(), []);
   replica.close();
   await replica.db.$disconnect();
+});
+
+test("the expired-reservation sweep and settlement's charge lock account totals in one order: forced to overlap, neither deadlocks (40P01) and the totals stay right", async () => {
+  // Nine accounts; their rows are written in a scrambled order (the heap order a sweep's plan may
+  // follow), the charge lists them in another (its aggregate's order): only the lock order helps.
+  const accounts = Array.from({ length: 9 }, (_, i) => `0x${String(i + 1).padStart(39, "0")}d`);
+  const scrambled = [4, 8, 0, 6, 2, 7, 1, 5, 3].map((i) => accounts[i]!);
+  for (const a of scrambled) {
+    await one.db.$executeRaw`
+      INSERT INTO gateway_accounts (account_address, reserved_wei) VALUES (${a}, 100)`;
+    // An expired hold of each account (a crashed replica's), the sweep's to release.
+    await one.db.$executeRaw`
+      INSERT INTO gateway_reservations (id, account_address, max_cost_wei, expires_at)
+      VALUES (gen_random_uuid(), ${a}, 100, now() - interval '1 minute')`;
+  }
+  const middle = accounts[4]!;
+  // A third transaction holds the middle account, so both stop part-way through their rows.
+  const {
+    pid: blocker0,
+    unblock,
+    blocker,
+  } = await holdLock(
+    Prisma.sql`SELECT account_address FROM gateway_accounts WHERE account_address = ${middle} FOR UPDATE`,
+  );
+  // The sweep (another replica's: its own pool) releases every expired hold and waits...
+  const sweeper = new InferenceRecorder(
+    createDb(env.env.DATABASE_URL!),
+    one.producer,
+    one.billing,
+    one.catalog,
+    one.log,
+  );
+  const sweep = sweeper.finalize("expired");
+  const [sweeping] = await until("the sweep to wait", async () => {
+    const pids = await blockedBy([blocker0]);
+    return pids.length === 1 ? pids : undefined;
+  });
+  // ...then settlement applies a charge of the same accounts (its own transaction), and waits too.
+  const amounts = new Map([...accounts].reverse().map((a) => [a, 7n]));
+  const charge = one.db.$transaction((tx) => addCleared(tx, amounts), { timeout: 60_000 });
+  await until("the charge to wait", async () => {
+    const pids = (await blockedBy([blocker0, sweeping!])).filter((p) => p !== sweeping);
+    return pids.length === 1 ? pids : undefined;
+  });
+  unblock();
+  await blocker;
+  const [swept, charged] = await Promise.allSettled([sweep, charge]);
+  assert.equal(swept.status, "fulfilled", String((swept as PromiseRejectedResult).reason));
+  assert.equal(charged.status, "fulfilled", String((charged as PromiseRejectedResult).reason));
+  const rows = await one.db.$queryRaw<{ reserved: string; cleared: string }[]>`
+    SELECT reserved_wei::text AS reserved, cleared_wei::text AS cleared FROM gateway_accounts
+     WHERE account_address = ANY(${accounts}::text[])`;
+  assert.deepEqual(
+    rows.map((r) => [r.reserved, r.cleared]),
+    accounts.map(() => ["0", "7"]),
+  );
+  await one.db.$executeRaw`DELETE FROM gateway_accounts WHERE account_address = ANY(${accounts}::text[])`;
+  await sweeper.db.$disconnect();
 });

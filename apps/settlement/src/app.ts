@@ -28,6 +28,9 @@ export const settlementService = defineService({
   },
 });
 
+// The gateway's tests run settlement's charge statement against its own sweep (one lock order).
+export { addCleared } from "./lib/charges.ts";
+
 /** Builds the app from a config (tests pass their own; the server parses the environment). */
 export function buildSettlement(config: SettlementConfig, options?: BuildOptions) {
   return buildService(settlementService, config, options);

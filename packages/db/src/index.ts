@@ -1,5 +1,6 @@
 export { archiveSchema, type CreateDbOptions, createDb, type Db, ensureDatabase, rawPool } from "./client.ts";
 export * from "./generated/prisma/client.ts";
+export { ensureAccountsSql, lockAccountsSql, lockReservationsSql } from "./locks.ts";
 export {
   DEFAULT_MIGRATIONS_DIR,
   type MigrateOptions,

@@ -3,7 +3,7 @@ import { hostname } from "node:os";
 import type { ChainConnection } from "@openledger/chain";
 import { inferenceEscrowAbi } from "@openledger/chain";
 import type { GatewayConfig } from "@openledger/config";
-import { type Db, Prisma, type Tx } from "@openledger/db";
+import { type Db, lockReservationsSql, Prisma, type Tx } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import { priceInference } from "@openledger/settlement-core";
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
@@ -111,18 +111,6 @@ function owedFromHistorySql(account?: string): Prisma.Sql {
       AND s.writeoff_id IS NULL
       ${account === undefined ? Prisma.empty : Prisma.sql`AND i.account_address = ${account}`}
     GROUP BY i.account_address`;
-}
-
-/**
- * Locks the reservation rows `ids` (those that still exist) in id order and selects their ids: the
- * one lock order of every statement that locks several reservation rows and may wait for them (the
- * renewal, the progress log's batch). A statement that locks one row (recording, release) or skips
- * locked rows (`finalize`) cannot close a cycle with them. Use it as a CTE and join the UPDATE to it:
- * each row is then first locked here, in order (the UPDATE only re-locks rows this one holds).
- */
-export function lockReservationsSql(ids: readonly string[]): Prisma.Sql {
-  return Prisma.sql`
-    SELECT id FROM gateway_reservations WHERE id = ANY(${ids}::uuid[]) ORDER BY id FOR UPDATE`;
 }
 
 /**

@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
-import { type Db, Prisma, type Tx } from "@openledger/db";
+import { type Db, lockAccountsSql, lockReservationsSql, Prisma, type Tx } from "@openledger/db";
 import type { Producer } from "@openledger/queue";
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
-import { type Billing, lockReservationsSql, type Reservation } from "./billing.ts";
+import type { Billing, Reservation } from "./billing.ts";
 import type { ModelCatalog } from "./catalog.ts";
 
 export interface InferenceRecord {
@@ -184,7 +184,8 @@ export class InferenceRecorder {
    * billed and enqueued; every one leaves the reserved total. Abandoned = this replica's from an
    * earlier process (`restart`: run at start-up, so holds are released at once, not after the
    * TTL), or anyone's expired ones (`expired`: a crashed replica that does not come back).
-   * Returns how many inferences it recorded.
+   * The accounts' totals are locked in address order (`lockAccountsSql`), as settlement's charges
+   * and other replicas' sweeps lock them. Returns how many inferences it recorded.
    */
   async finalize(which: "restart" | "expired"): Promise<number> {
     const abandoned =
@@ -214,11 +215,13 @@ export class InferenceRecorder {
             FROM inf JOIN models m ON m.id = inf.model_id GROUP BY inf.account_address
         ), holds AS (
           SELECT account_address, SUM(max_cost_wei) AS held FROM res GROUP BY account_address
+        ), locked AS (${lockAccountsSql(Prisma.sql`SELECT account_address FROM res`)}
         ), tot AS (
           UPDATE gateway_accounts a
              SET billed_wei = a.billed_wei + COALESCE(f.billed, 0), reserved_wei = a.reserved_wei - h.held,
                  updated_at = now()
-            FROM holds h LEFT JOIN fees f ON f.account_address = h.account_address
+            FROM holds h JOIN locked l ON l.account_address = h.account_address
+                 LEFT JOIN fees f ON f.account_address = h.account_address
            WHERE a.account_address = h.account_address
         )
         SELECT inf.id::text AS id, (SELECT count(*) FROM res)::int AS released FROM inf

@@ -1,5 +1,5 @@
 import { inferenceEscrowAbi } from "@openledger/chain";
-import { type Db, withTransaction } from "@openledger/db";
+import { type Db, ensureAccountsSql, lockAccountsSql, withTransaction } from "@openledger/db";
 import {
   type Abi,
   type Address,
@@ -224,14 +224,7 @@ export class EscrowCharger {
       if (done === 0) return; // applied by another run already
       // What each consumer owes the escrow drops by what it took, in this transaction: the gateway's
       // running total (gateway_accounts.cleared_wei; apps/gateway README, "Billing check").
-      await tx.$executeRawUnsafe(
-        `INSERT INTO gateway_accounts AS a (account_address, cleared_wei)
-         SELECT i.consumer, SUM(i."amountWei"::numeric)
-           FROM jsonb_to_recordset($1::jsonb) AS i(consumer text, "amountWei" text, outcome text)
-          WHERE i.outcome = 'charged' GROUP BY i.consumer
-         ON CONFLICT (account_address) DO UPDATE SET cleared_wei = a.cleared_wei + EXCLUDED.cleared_wei, updated_at = now()`,
-        JSON.stringify(outcome.items),
-      );
+      await addCleared(tx, chargedByConsumer(outcome.items));
       if (skipped.length === 0) return;
       // Released for a later round; recorded as deferred with what the escrow saw.
       await tx.$executeRawUnsafe(
@@ -332,6 +325,36 @@ export function planCharges(
     } else plan.clear.push(consumer);
   }
   return plan;
+}
+
+/**
+ * Fees the escrow took (or that were written off) leave the gateway's running totals:
+ * `cleared_wei += amount` per account (apps/gateway README, "Billing check"), inside the caller's
+ * transaction. The rows are locked in address order (`lockAccountsSql`), as the gateway's sweep
+ * locks them: two transactions locking overlapping accounts in different orders deadlock (40P01).
+ */
+export async function addCleared(
+  tx: Pick<Db, "$executeRaw">,
+  amounts: ReadonlyMap<string, bigint>,
+): Promise<void> {
+  const accounts = [...amounts.keys()].sort();
+  if (accounts.length === 0) return;
+  await tx.$executeRaw(ensureAccountsSql(accounts));
+  await tx.$executeRaw`
+    WITH locked AS (${lockAccountsSql(accounts)})
+    UPDATE gateway_accounts a SET cleared_wei = a.cleared_wei + v.amount::numeric, updated_at = now()
+      FROM unnest(${accounts}::text[], ${accounts.map((a) => amounts.get(a)!.toString())}::text[]) AS v(account, amount)
+      JOIN locked ON locked.account_address = v.account
+     WHERE a.account_address = v.account`;
+}
+
+/** Each charged consumer's total in a batch's outcome. */
+export function chargedByConsumer(items: readonly ChargeItem[]): Map<string, bigint> {
+  const out = new Map<string, bigint>();
+  for (const i of items) {
+    if (i.outcome === "charged") out.set(i.consumer, (out.get(i.consumer) ?? 0n) + BigInt(i.amountWei));
+  }
+  return out;
 }
 
 async function upsertDeferral(

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { type Db, withTransaction } from "@openledger/db";
 import { AppError } from "@openledger/errors";
+import { addCleared } from "./charges.ts";
 import { EPOCH_LOCK } from "./epochs.ts";
 
 export interface WriteoffRow {
@@ -111,13 +112,7 @@ export async function writeOff(
         txId,
         id,
       );
-      await tx.$executeRawUnsafe(
-        `INSERT INTO gateway_accounts (account_address, cleared_wei) VALUES ($1, $2::numeric)
-         ON CONFLICT (account_address) DO UPDATE
-           SET cleared_wei = gateway_accounts.cleared_wei + EXCLUDED.cleared_wei, updated_at = now()`,
-        consumer,
-        total.toString(),
-      );
+      await addCleared(tx, new Map([[consumer, total]]));
       await tx.$executeRawUnsafe(`DELETE FROM escrow_deferrals WHERE consumer = $1`, consumer);
       const [row] = await tx.$queryRawUnsafe<WriteoffRow[]>(
         `SELECT ${WRITEOFF_COLUMNS} FROM fee_writeoffs WHERE id = $1::uuid`,
