@@ -166,7 +166,9 @@ export class SpanIndexBuilder {
     report("tokens", 0.02);
     const withLcp = options.withLcp ?? false;
     const saShare = withLcp ? 0.85 : 0.98;
-    const sa = buildSuffixArray(tokens, alphabetSize, (f) => report("suffix-array", 0.02 + saShare * f));
+    const sa = buildSuffixArray(tokens, alphabetSize, {
+      progress: (f) => report("suffix-array", 0.02 + saShare * f),
+    });
     let lcp: Int32Array | null = null;
     if (withLcp) {
       report("lcp", 0.02 + saShare);
