@@ -20,7 +20,7 @@ import {
   seedTrainedAdapter,
   type TrainedAdapterFixture,
 } from "@openledger/attribution/testing";
-import { ADAPTER_FETCH_TTL_SECONDS, adapterFetchHeaders } from "@openledger/chain";
+import { ADAPTER_FETCH_TTL_SECONDS, adapterFetchHeaders, rewardDistributorAbi } from "@openledger/chain";
 import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import { TINY_MODEL_ENV } from "@openledger/config";
 import type { App } from "@openledger/service-kit";
@@ -28,6 +28,9 @@ import { testEnvironment } from "@openledger/service-kit/testing";
 import type { Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { buildGateway, gatewayConfig } from "./app.ts";
+
+/** Short, so the test of the validator set's TTL waits little. */
+const VALIDATOR_SET_CACHE_MS = 2000;
 
 describe("adapter files for validators (GET /v1/adapter-files)", () => {
   let env: Awaited<ReturnType<typeof testEnvironment>>;
@@ -77,6 +80,7 @@ describe("adapter files for validators (GET /v1/adapter-files)", () => {
         GATEWAY_SLOTS: "2",
         GATEWAY_THREADS: "1",
         GATEWAY_OUTBOX_SWEEP_MS: "600000",
+        GATEWAY_VALIDATOR_SET_CACHE_MS: String(VALIDATOR_SET_CACHE_MS),
       }),
     );
     await gateway.listen({ port: 0, host: "127.0.0.1" });
@@ -307,6 +311,35 @@ describe("adapter files for validators (GET /v1/adapter-files)", () => {
       (err: unknown) => err instanceof AdapterFetchError && err.code === "ADAPTER_TOO_LARGE",
     );
     assert.deepEqual(await cached("blobs-small"), []);
+  });
+
+  test("the validator set is read once per GATEWAY_VALIDATOR_SET_CACHE_MS, not per request: served while the chain is frozen; a removed validator loses access within it", async () => {
+    const get = async () =>
+      fetch(fileUrl(fixture.adapterHash, "adapter_config.json"), {
+        headers: await adapterFetchHeaders(validatorAccount(), fixture.adapterHash, gatewayUrl),
+      });
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    // Whatever earlier tests read has lapsed: this request reads the set from the chain.
+    await sleep(VALIDATOR_SET_CACHE_MS);
+    assert.equal((await get()).status, 200);
+    // The node stops answering: the next request within the TTL needs no chain read (before: five
+    // reads per request, and 503 CHAIN_UNAVAILABLE here).
+    process.kill(chain.pid!, "SIGSTOP");
+    try {
+      const res = await get();
+      assert.equal(res.status, 200, await res.text());
+    } finally {
+      process.kill(chain.pid!, "SIGCONT");
+    }
+    // Governance removes the validator: once the TTL has passed since, it is refused.
+    const distributor = { address: chain.addresses!.contracts.RewardDistributor, abi: rewardDistributorAbi };
+    const removed = validatorAccount().address;
+    await chain.asAdmin([{ ...distributor, functionName: "removeValidator", args: [removed] }]);
+    await sleep(VALIDATOR_SET_CACHE_MS);
+    const refused = await get();
+    assert.equal(refused.status, 403);
+    assert.equal(((await refused.json()) as { error: { code: string } }).error.code, "NOT_A_VALIDATOR");
+    await chain.asAdmin([{ ...distributor, functionName: "addValidator", args: [removed] }]);
   });
 
   test("the route is in the gateway's OpenAPI document", async () => {

@@ -39,7 +39,7 @@ const gatewayPlugins: FastifyPluginAsync<{ config: GatewayConfig }> = fp(
     app.log.info({ adapters: app.catalog.models.size - 1 }, "models loaded");
     await app.register(openaiRoutes, { config });
     await app.register(adapterRoutes, { config });
-    await app.register(adapterFileRoutes);
+    await app.register(adapterFileRoutes, { config });
     await app.register(smallModelRoutes, { config });
     await app.register(adminRoutes, { config });
     await app.register(keyRoutes);

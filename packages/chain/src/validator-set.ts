@@ -43,3 +43,58 @@ export async function readValidatorQuorum(
     minSignatures: Number(minSignatures),
   };
 }
+
+interface CachedQuorum {
+  distributor: string;
+  block: bigint;
+  at: number;
+  quorum: ValidatorQuorum;
+}
+
+/**
+ * The quorum for a hot path that only asks "is this address an active validator" (the gateway's
+ * adapter-file route): re-read at most every `ttlMs`, and not even then while no block was mined
+ * (the set cannot change without one: one `eth_blockNumber` instead of the five reads), the new read
+ * pinned to that block. Concurrent callers share one read. A validator removed (or whose stake fell
+ * below the minimum) loses access within `ttlMs`; one admitted gains it within `ttlMs`. A miss never
+ * forces a re-read: anyone can sign a request, so that would let strangers drive the RPC.
+ *
+ * No event subscription: the set also changes through Staking (a stake falling below the minimum,
+ * a slash) and governance's minimum-stake changes, and over HTTP a log filter is polled anyway — a
+ * poll of the logs costs what a re-read of the block number costs.
+ */
+export class CachedValidatorQuorum {
+  #entry: CachedQuorum | undefined;
+  #reading: Promise<ValidatorQuorum> | undefined;
+
+  constructor(readonly ttlMs: number) {}
+
+  async get(publicClient: ChainPublicClient, distributor: Address): Promise<ValidatorQuorum> {
+    const entry = this.#entry?.distributor === distributor ? this.#entry : undefined;
+    if (entry && Date.now() - entry.at < this.ttlMs) return entry.quorum;
+    this.#reading ??= this.#read(publicClient, distributor, entry).finally(() => {
+      this.#reading = undefined;
+    });
+    return this.#reading;
+  }
+
+  /** Forgets the cached set (the next `get` reads the chain). */
+  invalidate(): void {
+    this.#entry = undefined;
+  }
+
+  async #read(
+    publicClient: ChainPublicClient,
+    distributor: Address,
+    entry: CachedQuorum | undefined,
+  ): Promise<ValidatorQuorum> {
+    const at = Date.now();
+    const block = await publicClient.getBlockNumber({ cacheTime: 0 });
+    const quorum =
+      entry && entry.block === block
+        ? entry.quorum
+        : await readValidatorQuorum(publicClient, distributor, block);
+    this.#entry = { distributor, block, at, quorum };
+    return quorum;
+  }
+}

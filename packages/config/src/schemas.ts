@@ -259,6 +259,9 @@ export const gatewayEnv = baseEnv.extend({
    *  than this, ms (never more than half the escrow's withdrawal delay: see apps/gateway/README.md);
    *  /readyz says degraded meanwhile, and unready once the chain has been away longer. */
   GATEWAY_BALANCE_STALE_MS: z.coerce.number().int().min(0).default(60_000),
+  /** How long the active validator set (who may fetch adapter files) is reused, ms: a removed validator
+   *  loses access, and an admitted one gains it, within this. Re-read sooner only when a block was mined. */
+  GATEWAY_VALIDATOR_SET_CACHE_MS: z.coerce.number().int().min(0).default(10_000),
   /** Prices of the base model, wei of OPEN per 1,000 input / output tokens. */
   GATEWAY_BASE_PRICE_IN_PER_THOUSAND_WEI: z
     .string()

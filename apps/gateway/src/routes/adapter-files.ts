@@ -6,9 +6,10 @@ import {
   ADAPTER_FETCH_HEADER,
   ADAPTER_FETCH_SKEW_SECONDS,
   ADAPTER_FETCH_TTL_SECONDS,
-  readValidatorQuorum,
+  CachedValidatorQuorum,
   recoverAdapterFetchSigner,
 } from "@openledger/chain";
+import type { GatewayConfig } from "@openledger/config";
 import { AppError } from "@openledger/errors";
 import { ErrorBody } from "@openledger/service-kit";
 import type { FastifyInstance } from "fastify";
@@ -58,7 +59,7 @@ export const GetAdapterFileRoute = {
     "per validator and cached). Errors: 401 SIGNATURE_REQUIRED (headers missing), 401 INVALID_SIGNATURE " +
     "(not signed by the named validator, or malformed), 401 SIGNATURE_EXPIRED (timestamp outside the " +
     "window), 401 WRONG_GATEWAY (signed for another origin), 403 NOT_A_VALIDATOR (the signer is not an " +
-    "active validator), 404 NOT_FOUND (no adapter registered with this hash, or its files are not on this " +
+    "active validator; the set is re-read at most every GATEWAY_VALIDATOR_SET_CACHE_MS), 404 NOT_FOUND (no adapter registered with this hash, or its files are not on this " +
     "gateway), 503 CHAIN_UNAVAILABLE.",
   params: AdapterFileParams,
   headers: AdapterFileHeaders,
@@ -100,6 +101,7 @@ class FileDigests {
 /** Who signed the request, checked: an active validator, fresh, for this gateway and this adapter. */
 async function authorizeValidator(
   app: FastifyInstance,
+  validators: CachedValidatorQuorum,
   headers: Record<string, string | string[] | undefined>,
   host: string,
   contentHash: string,
@@ -161,9 +163,10 @@ async function authorizeValidator(
       status: 401,
     });
   }
-  // The validator set as every service reads it (bounded by CHAIN_REQUEST_TIMEOUT_MS: 503 when the chain is away).
+  // The validator set as every service reads it, reused GATEWAY_VALIDATOR_SET_CACHE_MS (bounded by
+  // CHAIN_REQUEST_TIMEOUT_MS: 503 when the chain is away and the set is due a read).
   const quorum = await app.chain.read((c) =>
-    readValidatorQuorum(c.publicClient, c.addresses.contracts.RewardDistributor),
+    validators.get(c.publicClient, c.addresses.contracts.RewardDistributor),
   );
   if (!quorum.active.has(signer)) {
     throw new AppError(
@@ -181,11 +184,12 @@ async function authorizeValidator(
  * disk (issue #14: each validator is its own operator). Signature and validator set first, so a caller
  * who is not a validator learns nothing, not even whether a hash is registered.
  */
-export async function adapterFileRoutes(app: FastifyInstance) {
+export async function adapterFileRoutes(app: FastifyInstance, opts: { config: GatewayConfig }) {
   const digests = new FileDigests();
+  const validators = new CachedValidatorQuorum(opts.config.GATEWAY_VALIDATOR_SET_CACHE_MS);
   app.get("/v1/adapter-files/:contentHash/:file", { schema: GetAdapterFileRoute }, async (request, reply) => {
     const { contentHash, file } = request.params as z.infer<typeof AdapterFileParams>;
-    const validator = await authorizeValidator(app, request.headers, request.host, contentHash);
+    const validator = await authorizeValidator(app, validators, request.headers, request.host, contentHash);
     const registered = await app.db.model.findFirst({
       where: { contentHash, kind: "adapter" },
       select: { id: true },
