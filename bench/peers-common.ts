@@ -39,13 +39,23 @@ export interface RssResult {
 export interface SaResult {
   input: string;
   bytes: number;
+  /** The builder the platform uses (and `ours` measures): the native addon when built, else TypeScript. */
+  oursBuilder: "native" | "typescript";
   /** bytes (= tokens) per second, medians over rounds */
   ours: number | null;
   libdivsufsort: number | null;
+  /** ours / libdivsufsort */
   ratio: number | null;
   /** (peak RSS during the build - RSS with the input loaded) / n */
   oursBytesPerToken: number | null;
   libdivsufsortBytesPerToken: number | null;
+  /** The TypeScript builder (the fallback), same texts and rounds. */
+  oursTypescript: number | null;
+  ratioTypescript: number | null;
+  oursTypescriptBytesPerToken: number | null;
+  /** Threads of our builds (libdivsufsort is single-threaded). */
+  threads: number;
+  /** Every one of our arrays equals libdivsufsort's. */
   identical: boolean | null;
   note?: string;
 }

@@ -1,10 +1,11 @@
-// bench:peers, suffix arrays: our SA-IS (attribution-core) vs libdivsufsort on the same byte texts.
+// bench:peers, suffix arrays: our SA-IS (attribution-core: the native addon, and the TypeScript builder)
+// vs libdivsufsort on the same byte texts.
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { buildSuffixArray } from "../packages/attribution-core/src/index.ts";
+import { buildSuffixArray, nativeSuffixArrayStatus } from "../packages/attribution-core/src/index.ts";
 import { median, processMemory, round, type SaResult } from "./peers-common.ts";
 
 const require = createRequire(import.meta.url);
@@ -129,12 +130,29 @@ function runChild(bin: string, argv: string[]): Record<string, number> {
   return JSON.parse(res.stdout.trim().split("\n").at(-1)!);
 }
 
+type Side = "native" | "typescript" | "libdivsufsort";
+interface Run {
+  ms: number;
+  bpt: number;
+}
+
+/**
+ * Each round runs every side once, each in a fresh process (so peak RSS is the build's own), in an
+ * order that rotates per round. Our arrays are checked identical to libdivsufsort's in round 1.
+ */
 export async function runSa(
   tmp: string,
   opts: { sizes: number[]; rounds: number; log: (m: string) => void },
 ): Promise<SaResult[]> {
   const { log } = opts;
   const driver = buildDriver(tmp, log);
+  const native = nativeSuffixArrayStatus();
+  if (!native.available) log(`native SA-IS not measured: ${native.reason}`);
+  const sides: Side[] = [
+    ...(native.available ? (["native"] as const) : []),
+    "typescript",
+    ...("bin" in driver ? (["libdivsufsort"] as const) : []),
+  ];
   const sotu = sotuBytes();
   const results: SaResult[] = [];
   for (const size of opts.sizes) {
@@ -145,65 +163,73 @@ export async function runSa(
     const file = join(tmp, `text-${size}.bin`);
     writeFileSync(file, fromSotu ? sotu.subarray(0, size) : bigramText(size, 7));
     const saFile = join(tmp, `text-${size}.sa`);
-    let identical: boolean | null = null;
-    if ("bin" in driver) {
-      runChild(driver.bin, [file, saFile]); // untimed: the reference array for the check
-    }
-    const ours: { ms: number; bpt: number }[] = [];
-    const peer: { ms: number; bpt: number }[] = [];
+    if ("bin" in driver) runChild(driver.bin, [file, saFile]); // untimed: the reference array for the check
+    const runs = new Map<Side, Run[]>(sides.map((s) => [s, []]));
+    const identical = new Map<Side, boolean>();
+    const measure = (side: Side, check: boolean): Run => {
+      const o =
+        side === "libdivsufsort"
+          ? runChild((driver as { bin: string }).bin, [file])
+          : runChild(process.execPath, [
+              "--import",
+              "tsx",
+              PEERS_TS,
+              "--child",
+              "sa-ours",
+              "--builder",
+              side,
+              "--file",
+              file,
+              ...(check ? ["--check", saFile] : []),
+            ]);
+      if (check) identical.set(side, o["identical"] === 1);
+      return { ms: o["ms"]!, bpt: ((o["peakKb"]! - o["beforeKb"]!) * 1024) / size };
+    };
     for (let r = 0; r < opts.rounds; r++) {
-      const runOurs = () => {
-        const o = runChild(process.execPath, [
-          "--import",
-          "tsx",
-          PEERS_TS,
-          "--child",
-          "sa-ours",
-          "--file",
-          file,
-          ...(r === 0 && "bin" in driver ? ["--check", saFile] : []),
-        ]);
-        if (r === 0 && "bin" in driver) identical = o["identical"] === 1;
-        ours.push({ ms: o["ms"]!, bpt: ((o["peakKb"]! - o["beforeKb"]!) * 1024) / size });
-      };
-      const runPeer = () => {
-        if (!("bin" in driver)) return;
-        const o = runChild(driver.bin, [file]);
-        peer.push({ ms: o["ms"]!, bpt: ((o["peakKb"]! - o["beforeKb"]!) * 1024) / size });
-      };
-      if (r % 2 === 0) {
-        runOurs();
-        runPeer();
-      } else {
-        runPeer();
-        runOurs();
-      }
+      const order = sides.map((_, i) => sides[(i + r) % sides.length]!);
+      for (const side of order)
+        runs.get(side)!.push(measure(side, r === 0 && side !== "libdivsufsort" && "bin" in driver));
       log(
-        `SA ${input}, round ${r + 1}/${opts.rounds}: ours ${round(ours.at(-1)!.ms, 0)} ms` +
-          (peer.length > 0 ? `, libdivsufsort ${round(peer.at(-1)!.ms, 0)} ms` : ""),
+        `SA ${input}, round ${r + 1}/${opts.rounds}: ` +
+          sides.map((side) => `${side} ${round(runs.get(side)!.at(-1)!.ms, 0)} ms`).join(", "),
       );
     }
-    const oursRate = size / (median(ours.map((x) => x.ms)) / 1000);
-    const peerRate = peer.length > 0 ? size / (median(peer.map((x) => x.ms)) / 1000) : null;
+    const rate = (side: Side) => {
+      const xs = runs.get(side);
+      return xs && xs.length > 0 ? size / (median(xs.map((x) => x.ms)) / 1000) : null;
+    };
+    const bpt = (side: Side) => {
+      const xs = runs.get(side);
+      return xs && xs.length > 0 ? round(median(xs.map((x) => x.bpt)), 2) : null;
+    };
+    const ratio = (a: number | null, b: number | null) => (a === null || b === null ? null : round(a / b, 3));
+    const oursBuilder: "native" | "typescript" = native.available ? "native" : "typescript";
+    const peerRate = rate("libdivsufsort");
     results.push({
       input,
       bytes: size,
-      ours: Math.round(oursRate),
+      oursBuilder,
+      ours: rate(oursBuilder) === null ? null : Math.round(rate(oursBuilder)!),
       libdivsufsort: peerRate === null ? null : Math.round(peerRate),
-      ratio: peerRate === null ? null : round(oursRate / peerRate, 3),
-      oursBytesPerToken: round(median(ours.map((x) => x.bpt)), 2),
-      libdivsufsortBytesPerToken: peer.length > 0 ? round(median(peer.map((x) => x.bpt)), 2) : null,
-      identical,
+      ratio: ratio(rate(oursBuilder), peerRate),
+      oursBytesPerToken: bpt(oursBuilder),
+      libdivsufsortBytesPerToken: bpt("libdivsufsort"),
+      oursTypescript: Math.round(rate("typescript")!),
+      ratioTypescript: ratio(rate("typescript"), peerRate),
+      oursTypescriptBytesPerToken: bpt("typescript"),
+      threads: 1,
+      identical: identical.size === 0 ? null : [...identical.values()].every(Boolean),
       ...("error" in driver ? { note: `libdivsufsort not measured: ${driver.error}` } : {}),
     });
   }
   return results;
 }
 
-/** Child: read the text, time our SA build, report peak RSS growth over the loaded input. */
+/** Child: read the text, time one SA build (`--builder`), report peak RSS growth over the loaded input. */
 export async function saChild(argv: string[]): Promise<void> {
   const arg = (n: string) => (argv.includes(n) ? argv[argv.indexOf(n) + 1]! : undefined);
   const text = new Uint8Array(readFileSync(arg("--file")!));
+  const builder = arg("--builder") === "typescript" ? "typescript" : "native";
   globalThis.gc?.();
   try {
     writeFileSync("/proc/self/clear_refs", "5");
@@ -212,7 +238,7 @@ export async function saChild(argv: string[]): Promise<void> {
   }
   const before = processMemory().rss;
   const t0 = performance.now();
-  const sa = buildSuffixArray(text, 256);
+  const sa = buildSuffixArray(text, 256, { builder });
   const ms = performance.now() - t0;
   const peak = processMemory().peak;
   let identical = -1;
