@@ -94,24 +94,57 @@ inline void place_last(const Sym* T, idx* SA, idx n, idx* bkt) {
   SA[bkt[last]++] = (n >= 2 && static_cast<idx>(T[n - 2]) < last) ? ~(n - 1) : n - 1;
 }
 
+// The LMS positions of T[0..n) (S-type, L-type predecessor) as a bit set, computed once per level in a
+// branch-free right-to-left pass. The three later passes that need them in text order (seeding stage 1,
+// the LMS substring lengths, the reduced string's positions) walk the set bits instead of recomputing
+// types: about a third of the positions of a text are LMS, in no predictable pattern, so a per-position
+// branch mispredicts often. n/8 bytes.
+class LmsBits {
+ public:
+  template <class Sym>
+  LmsBits(const Sym* T, idx n) : words_((static_cast<size_t>(n) + 63) / 64, 0) {
+    uint32_t s_next = 0;  // type of p; n-1 is L (it precedes the virtual sentinel)
+    idx c1 = static_cast<idx>(T[n - 1]);
+    uint64_t acc = 0;
+    for (idx p = n - 1; p >= 1; p--) {
+      const idx c0 = static_cast<idx>(T[p - 1]);
+      const uint32_t s = static_cast<uint32_t>(c0 < c1) | (static_cast<uint32_t>(c0 == c1) & s_next);
+      acc |= static_cast<uint64_t>(s_next & ~s & 1u) << (p & 63);  // p is LMS
+      if ((p & 63) == 0) {
+        words_[static_cast<size_t>(p) >> 6] = acc;
+        acc = 0;
+      }
+      s_next = s;
+      c1 = c0;
+    }
+    words_[0] = acc;  // position 0 is never LMS
+  }
+
+  // Calls f(p) for every LMS position p, from the last down.
+  template <class F>
+  void for_each_descending(F f) const {
+    for (size_t w = words_.size(); w-- > 0;) {
+      uint64_t x = words_[w];
+      while (x != 0) {
+        const int b = 63 - __builtin_clzll(x);
+        f(static_cast<idx>((w << 6) + static_cast<size_t>(b)));
+        x ^= uint64_t{1} << b;
+      }
+    }
+  }
+
+ private:
+  std::vector<uint64_t> words_;
+};
+
 // Stage 1: sort the LMS substrings. Afterwards the negative entries of sa[0..n), in array order,
 // are ~p for the LMS positions p sorted by their LMS substrings; all other entries are 0.
 // (Position 0 is never LMS, so 0 can mean "empty".)
 template <class Sym>
-void sort_lms_substrings(const Sym* T, idx* SA, idx n, const idx* counts, idx* bkt, idx k) {
+void sort_lms_substrings(const Sym* T, idx* SA, idx n, const idx* counts, idx* bkt, idx k, const LmsBits& lms) {
   std::memset(SA, 0, sizeof(idx) * static_cast<size_t>(n));
   fill_buckets(bkt, counts, k, true);
-  {
-    idx c1 = static_cast<idx>(T[n - 1]);
-    bool s_next = false;  // type of i+1; n-1 is L (it precedes the virtual sentinel)
-    for (idx i = n - 2; i >= 0; i--) {
-      const idx c0 = static_cast<idx>(T[i]);
-      const bool s = c0 < c1 || (c0 == c1 && s_next);
-      if (!s && s_next) SA[--bkt[c1]] = i + 1;
-      s_next = s;
-      c1 = c0;
-    }
-  }
+  lms.for_each_descending([&](idx p) { SA[--bkt[static_cast<idx>(T[p])]] = p; });
   // L scan: positive entries induce their (L-type) predecessor and are cleared; ~j marks an entry
   // whose predecessor is S-type (restored to j for the S scan).
   fill_buckets(bkt, counts, k, false);
@@ -179,7 +212,8 @@ void level(const Sym* T, idx* SA, idx n, idx k, idx* counts, idx* bkt) {
     SA[0] = 0;
     return;
   }
-  sort_lms_substrings(T, SA, n, counts, bkt, k);
+  const LmsBits lms(T, n);
+  sort_lms_substrings(T, SA, n, counts, bkt, k, lms);
 
   // Compact the sorted LMS positions (the negative entries) into SA[0..n1).
   idx n1 = 0;
@@ -192,20 +226,11 @@ void level(const Sym* T, idx* SA, idx n, idx k, idx* counts, idx* bkt) {
   // last LMS substring runs into the virtual sentinel: length 0 marks it unique.
   std::memset(SA + n1, 0, sizeof(idx) * static_cast<size_t>(n - n1));
   {
-    idx c1 = static_cast<idx>(T[n - 1]);
-    bool s_next = false;
     idx next = -1;
-    for (idx i = n - 2; i >= 0; i--) {
-      const idx c0 = static_cast<idx>(T[i]);
-      const bool s = c0 < c1 || (c0 == c1 && s_next);
-      if (!s && s_next) {
-        const idx p = i + 1;
-        SA[n1 + (p >> 1)] = next < 0 ? 0 : next - p + 1;
-        next = p;
-      }
-      s_next = s;
-      c1 = c0;
-    }
+    lms.for_each_descending([&](idx p) {
+      SA[n1 + (p >> 1)] = next < 0 ? 0 : next - p + 1;
+      next = p;
+    });
   }
   idx name = 0;
   {
@@ -222,15 +247,9 @@ void level(const Sym* T, idx* SA, idx n, idx k, idx* counts, idx* bkt) {
       const idx len = *slot;
       bool diff = true;
       if (prev >= 0 && len == prev_len && len != 0) {
-        diff = false;
-        const Sym* a = T + pos;
-        const Sym* b = T + prev;
-        for (idx d = 0; d < len; d++) {
-          if (a[d] != b[d]) {
-            diff = true;
-            break;
-          }
-        }
+        // Equality only, so comparing the bytes is exact for every symbol width; libc's memcmp
+        // compares short runs with a few wide loads instead of a mispredicting loop per symbol.
+        diff = std::memcmp(T + pos, T + prev, sizeof(Sym) * static_cast<size_t>(len)) != 0;
       }
       if (diff) {
         name++;
@@ -271,16 +290,8 @@ void level(const Sym* T, idx* SA, idx n, idx k, idx* counts, idx* bkt) {
   // Stage 3: LMS positions in text order into s1, map the reduced ranks back, place the sorted LMS
   // suffixes at the ends of their buckets and induce the full order.
   {
-    idx c1 = static_cast<idx>(T[n - 1]);
-    bool s_next = false;
     idx j = n1;
-    for (idx i = n - 2; i >= 0; i--) {
-      const idx c0 = static_cast<idx>(T[i]);
-      const bool s = c0 < c1 || (c0 == c1 && s_next);
-      if (!s && s_next) s1[--j] = i + 1;
-      s_next = s;
-      c1 = c0;
-    }
+    lms.for_each_descending([&](idx p) { s1[--j] = p; });
   }
   for (idx i = 0; i < n1; i++) {
     if (i + PREFETCH < n1) prefetch_r(s1 + sa1[i + PREFETCH]);
