@@ -6,7 +6,7 @@
 // forged ones and ones made for another gateway are refused.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -23,6 +23,7 @@ import {
 import { ADAPTER_FETCH_TTL_SECONDS, adapterFetchHeaders, rewardDistributorAbi } from "@openledger/chain";
 import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
 import { TINY_MODEL_ENV } from "@openledger/config";
+import { adapterContentHash } from "@openledger/model-runtime";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import type { Hex } from "viem";
@@ -164,6 +165,7 @@ describe("adapter files for validators (GET /v1/adapter-files)", () => {
       gatewayUrl,
       cacheRoot: join(dir, "blobs-coalesced"),
       maxBytes: 64 * 1024 * 1024,
+      cacheBytes: 1 << 30,
       signer: async () => validatorAccount(),
       onOutcome: (outcome) => {
         if (outcome === "fetched") fetches++;
@@ -226,6 +228,7 @@ describe("adapter files for validators (GET /v1/adapter-files)", () => {
       gatewayUrl,
       cacheRoot: join(dir, "blobs-outsider"),
       maxBytes: 64 * 1024 * 1024,
+      cacheBytes: 1 << 30,
       signer: async () => outsider,
     });
     await assert.rejects(
@@ -294,6 +297,7 @@ describe("adapter files for validators (GET /v1/adapter-files)", () => {
       gatewayUrl,
       cacheRoot: join(dir, "blobs-unknown"),
       maxBytes: 64 * 1024 * 1024,
+      cacheBytes: 1 << 30,
       signer: async () => validatorAccount(),
     });
     assert.equal(await source.dirOf(unknown), null);
@@ -304,6 +308,7 @@ describe("adapter files for validators (GET /v1/adapter-files)", () => {
       gatewayUrl,
       cacheRoot: join(dir, "blobs-small"),
       maxBytes: 1024,
+      cacheBytes: 1 << 30,
       signer: async () => validatorAccount(),
     });
     await assert.rejects(
@@ -339,7 +344,72 @@ describe("adapter files for validators (GET /v1/adapter-files)", () => {
     const refused = await get();
     assert.equal(refused.status, 403);
     assert.equal(((await refused.json()) as { error: { code: string } }).error.code, "NOT_A_VALIDATOR");
+    // Admitted again: served again once the TTL has passed.
     await chain.asAdmin([{ ...distributor, functionName: "addValidator", args: [removed] }]);
+    await sleep(VALIDATOR_SET_CACHE_MS);
+    assert.equal((await get()).status, 200);
+  });
+
+  test("the adapter cache stays within its byte cap: least recently used evicted, fetched and checked again when needed; a killed fetch's temporary directory is removed at start", async () => {
+    // Three registered adapters: the fixture's config with trailing newlines (other bytes, other hashes).
+    const hashes: string[] = [];
+    for (const k of [1, 2, 3]) {
+      const cfg = Buffer.concat([Buffer.from(fixture.configBytes), Buffer.from("\n".repeat(k))]);
+      const hash = await gateway.catalog.store.put(cfg, fixture.weights);
+      await validator.db.model.create({
+        data: {
+          id: `cache-cap-${k}`,
+          kind: "adapter",
+          ownerAddress: LORA_FIXTURE.BOB,
+          baseModel: "tiny",
+          contentHash: hash,
+          priceInPer1kWei: "1000",
+          priceOutPer1kWei: "2000",
+        },
+      });
+      hashes.push(hash);
+    }
+    const [a, b, c] = hashes as [string, string, string];
+    const size = fixture.configBytes.byteLength + fixture.weights.byteLength + 3;
+    // What killed fetches left: a pid that no longer runs, and this pid from an earlier life.
+    const adapters = join(dir, "blobs-cap", "adapters");
+    for (const pid of [99_999_999, process.pid]) {
+      await mkdir(join(adapters, `${a}.tmp-${pid}-0a1b2c`), { recursive: true });
+      await writeFile(join(adapters, `${a}.tmp-${pid}-0a1b2c`, "adapter_model.safetensors"), "partial");
+    }
+    const fetched: string[] = [];
+    const source = (cacheBytes: number) =>
+      new GatewayAdapterSource({
+        gatewayUrl,
+        cacheRoot: join(dir, "blobs-cap"),
+        maxBytes: 64 * 1024 * 1024,
+        cacheBytes,
+        signer: async () => validatorAccount(),
+        onOutcome: (outcome, hash) => {
+          if (outcome === "fetched") fetched.push(hash);
+        },
+      });
+    const tick = () => new Promise((r) => setTimeout(r, 20)); // distinct use times on disk
+    const two = source(2 * size);
+    await two.prepare();
+    assert.deepEqual(await cached("blobs-cap"), [], "the stale temporary directories are gone");
+    for (const h of [a, b, a, c]) {
+      await two.dirOf(h);
+      await tick();
+    }
+    assert.deepEqual((await cached("blobs-cap")).sort(), [a, c].sort(), "b, least recently used, evicted");
+    assert.ok(two.cachedBytes() <= 2 * size);
+    // b is needed again: fetched, checked against its hash, and a (now least recently used) goes.
+    const again = (await two.dirOf(b))!;
+    const files = await Promise.all(
+      ["adapter_config.json", "adapter_model.safetensors"].map((f) => readFile(join(again, f))),
+    );
+    assert.equal(adapterContentHash(files[0]!, files[1]!), b);
+    assert.deepEqual(fetched, [a, b, c, b]);
+    assert.deepEqual((await cached("blobs-cap")).sort(), [b, c].sort());
+    // A restart with a smaller cap keeps the most recently used one (the order survives on disk).
+    await source(size).prepare();
+    assert.deepEqual(await cached("blobs-cap"), [b]);
   });
 
   test("the route is in the gateway's OpenAPI document", async () => {

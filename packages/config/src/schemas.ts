@@ -165,6 +165,14 @@ export const attributionEnv = baseEnv.extend({
     .int()
     .min(1024)
     .default(512 * 1024 * 1024),
+  /** LoRA influence from a gateway URL: the most bytes the fetched adapters in `<ATTRIBUTION_BLOB_DIR>/adapters/`
+   *  may hold together; past it the least recently used ones are removed (fetched and checked again when next
+   *  needed). 4 GiB: eight adapters at the largest ATTRIBUTION_ADAPTER_MAX_BYTES, hundreds of typical ones. */
+  ATTRIBUTION_ADAPTER_CACHE_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(4 * 1024 * 1024 * 1024),
   /** Jobs of the attribution queue (scores, index builds) this process runs at once. A score waits
    *  on Postgres and the chain most of its time; an index build runs in its own worker thread. */
   ATTRIBUTION_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),

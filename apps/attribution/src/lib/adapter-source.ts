@@ -5,7 +5,7 @@
  * only then kept in this process's own cache, `<ATTRIBUTION_BLOB_DIR>/adapters/<content hash>/`.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { access, mkdir, open, rename, rm } from "node:fs/promises";
+import { access, mkdir, open, readdir, rename, rm, stat, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { adapterFetchHeaders } from "@openledger/chain";
 import { contentHashOfDigests } from "@openledger/model-runtime";
@@ -15,6 +15,10 @@ export const ADAPTER_FILES = ["adapter_config.json", "adapter_model.safetensors"
 const HASH_RE = /^[0-9a-f]{64}$/;
 /** A fetch that receives nothing for this long is abandoned (a gateway that stopped answering). */
 const STALL_MS = 30_000;
+/** A fetch's temporary directory beside its cache entry: `<hash>.tmp-<pid>-<random>`. */
+const TMP_RE = /^[0-9a-f]{64}\.tmp-(\d+)-[0-9a-f]+$/;
+/** A temporary directory of another live process older than this is abandoned too (a shared cache). */
+const STALE_TMP_MS = 60 * 60_000;
 
 /** An adapter's files could not be had from the gateway, or were not the registered ones: nothing is kept. */
 export class AdapterFetchError extends Error {
@@ -32,6 +36,8 @@ export class AdapterFetchError extends Error {
 export type AdapterFetchOutcome = "fetched" | "absent" | "refused" | "failed";
 
 export interface AdapterSource {
+  /** Start-up work on a local cache (stale temporary directories, its size); lookups wait for it. */
+  prepare(): Promise<void>;
   /** The directory holding the adapter's two files, or null when the source does not have the adapter. */
   dirOf(contentHash: string): Promise<string | null>;
   /** Forgets a copy whose files turned out not to hash to `contentHash` (a local cache only). */
@@ -47,6 +53,23 @@ async function hasBothFiles(dir: string): Promise<boolean> {
   }
 }
 
+/** The size of an adapter directory's two files. */
+async function filesBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const f of ADAPTER_FILES) total += (await stat(join(dir, f)).catch(() => null))?.size ?? 0;
+  return total;
+}
+
+/** Whether a process with this id runs on this machine (EPERM: it runs, as another user). */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 /** The gateway's content-addressed store on a disk this process shares (read-only). */
 export class DirAdapterSource implements AdapterSource {
   constructor(readonly root: string) {}
@@ -55,6 +78,10 @@ export class DirAdapterSource implements AdapterSource {
     if (!HASH_RE.test(contentHash)) return null;
     const dir = join(this.root, "adapters", contentHash);
     return (await hasBothFiles(dir)) ? dir : null;
+  }
+
+  async prepare(): Promise<void> {
+    // the gateway's own store: nothing of ours to clean
   }
 
   async evict(): Promise<void> {
@@ -69,6 +96,8 @@ export interface GatewayAdapterSourceOptions {
   cacheRoot: string;
   /** The most bytes one adapter's two files may have. */
   maxBytes: number;
+  /** The most bytes the cached adapters may have together; least recently used ones are evicted past it. */
+  cacheBytes: number;
   /** The validator key that signs the requests (undefined: this process holds none). */
   signer: () => Promise<LocalAccount | undefined>;
   onOutcome?: (outcome: AdapterFetchOutcome, contentHash: string, err?: Error) => void;
@@ -80,19 +109,44 @@ export interface GatewayAdapterSourceOptions {
  * `maxBytes` the fetch stops); only when SHA-256(SHA-256(config) || SHA-256(weights)) is the content hash
  * is the directory renamed into place, so a reader never sees a partial or unverified adapter. Concurrent
  * lookups of one hash share one fetch.
+ *
+ * The cache holds at most `cacheBytes` (ATTRIBUTION_ADAPTER_CACHE_BYTES): after a fetch, the least
+ * recently used adapters are removed until the rest fits (never the one just fetched, nor one being
+ * fetched); an evicted adapter is fetched and checked again when next needed. Use order survives a
+ * restart (a hit touches its directory's mtime; start-up orders the entries by it). Start-up also
+ * removes temporary directories a killed fetch left (this process's pid from an earlier life, a pid
+ * that no longer runs, or older than an hour). The cap counts the entries this process knows: the
+ * ones on disk at start and what it fetched or found since.
  */
 export class GatewayAdapterSource implements AdapterSource {
   readonly #inFlight = new Map<string, Promise<string | null>>();
+  /** Cached adapters' sizes, least recently used first (a Map keeps insertion order). */
+  readonly #entries = new Map<string, number>();
+  #ready: Promise<void> | undefined;
   constructor(readonly options: GatewayAdapterSourceOptions) {}
 
+  #root(): string {
+    return join(this.options.cacheRoot, "adapters");
+  }
+
   #dir(contentHash: string): string {
-    return join(this.options.cacheRoot, "adapters", contentHash);
+    return join(this.#root(), contentHash);
+  }
+
+  /** Removes what killed fetches left and reads the cache's entries (once; every lookup waits for it). */
+  prepare(): Promise<void> {
+    this.#ready ??= this.#scan();
+    return this.#ready;
   }
 
   async dirOf(contentHash: string): Promise<string | null> {
     if (!HASH_RE.test(contentHash)) return null;
+    await this.prepare();
     const dir = this.#dir(contentHash);
-    if (await hasBothFiles(dir)) return dir;
+    if (await hasBothFiles(dir)) {
+      await this.#used(contentHash);
+      return dir;
+    }
     let pending = this.#inFlight.get(contentHash);
     if (!pending) {
       pending = this.#fetch(contentHash, dir).finally(() => this.#inFlight.delete(contentHash));
@@ -102,7 +156,59 @@ export class GatewayAdapterSource implements AdapterSource {
   }
 
   async evict(contentHash: string): Promise<void> {
-    if (HASH_RE.test(contentHash)) await rm(this.#dir(contentHash), { recursive: true, force: true });
+    if (!HASH_RE.test(contentHash)) return;
+    this.#entries.delete(contentHash);
+    await rm(this.#dir(contentHash), { recursive: true, force: true });
+  }
+
+  /** The bytes the cached adapters this process knows of hold together. */
+  cachedBytes(): number {
+    let total = 0;
+    for (const bytes of this.#entries.values()) total += bytes;
+    return total;
+  }
+
+  async #scan(): Promise<void> {
+    const root = this.#root();
+    const names = await readdir(root).catch(() => [] as string[]);
+    const found: { hash: string; bytes: number; usedAt: number }[] = [];
+    for (const name of names) {
+      const path = join(root, name);
+      const tmp = TMP_RE.exec(name);
+      if (tmp) {
+        const st = await stat(path).catch(() => null);
+        const pid = Number(tmp[1]);
+        if (pid === process.pid || !isRunning(pid) || !st || Date.now() - st.mtimeMs > STALE_TMP_MS) {
+          await rm(path, { recursive: true, force: true });
+        }
+      } else if (HASH_RE.test(name) && (await hasBothFiles(path))) {
+        const st = await stat(path);
+        found.push({ hash: name, bytes: await filesBytes(path), usedAt: st.mtimeMs });
+      }
+    }
+    found.sort((a, b) => a.usedAt - b.usedAt || (a.hash < b.hash ? -1 : 1));
+    for (const f of found) this.#entries.set(f.hash, f.bytes);
+    await this.#evictBeyondCap();
+  }
+
+  /** Marks an entry most recently used (in memory, and on disk for the next start). */
+  async #used(contentHash: string): Promise<void> {
+    const bytes = this.#entries.get(contentHash) ?? (await filesBytes(this.#dir(contentHash)));
+    this.#entries.delete(contentHash);
+    this.#entries.set(contentHash, bytes);
+    const now = new Date();
+    await utimes(this.#dir(contentHash), now, now).catch(() => {});
+  }
+
+  /** Least recently used first, until the entries fit the cap; never one being fetched or `keep`. */
+  async #evictBeyondCap(keep?: string): Promise<void> {
+    let total = this.cachedBytes();
+    for (const [hash, bytes] of [...this.#entries]) {
+      if (total <= this.options.cacheBytes) return;
+      if (hash === keep || this.#inFlight.has(hash)) continue;
+      await this.evict(hash);
+      total -= bytes;
+    }
   }
 
   async #fetch(contentHash: string, dir: string): Promise<string | null> {
@@ -142,6 +248,8 @@ export class GatewayAdapterSource implements AdapterSource {
         // Another process (a validator sharing this cache) put the same verified files there first.
         if (!(await hasBothFiles(dir))) throw err;
       }
+      await this.#used(contentHash);
+      await this.#evictBeyondCap(contentHash);
       report("fetched");
       return dir;
     } catch (err) {

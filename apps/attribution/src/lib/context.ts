@@ -101,6 +101,7 @@ export class AttributionContext {
             gatewayUrl: config.ATTRIBUTION_ADAPTER_SOURCE,
             cacheRoot: path.resolve(REPO_ROOT, config.ATTRIBUTION_BLOB_DIR),
             maxBytes: config.ATTRIBUTION_ADAPTER_MAX_BYTES,
+            cacheBytes: config.ATTRIBUTION_ADAPTER_CACHE_BYTES,
             // One key per validator process; the first one signs where a dev process holds several.
             signer: async () => (await this.validators())[0]?.account,
             onOutcome: (outcome) => metrics.adapterFetches.inc({ outcome }),
@@ -169,6 +170,8 @@ declare module "fastify" {
 export const attributionContext = fp<{ config: AttributionConfig }>(
   async (app: FastifyInstance, { config }) => {
     app.decorate("attribution", new AttributionContext(config, app.chain, attributionMetrics(app.metrics)));
+    // What a killed fetch left in the adapter cache goes now, and the cache's size is known from the start.
+    await app.attribution.adapters.prepare();
   },
   { name: "attribution-context", dependencies: ["openledger-chain"] },
 );
