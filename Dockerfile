@@ -3,13 +3,19 @@
 # image installs the devDependencies explicitly (`--include=dev`; NODE_ENV=production alone would
 # leave out tsx and hardhat and every command would fail). scripts/dockerfile-replay.test.ts replays
 # these steps with this ENV in a fresh copy of the tree and starts each compose service's command.
-FROM node:20-bookworm-slim
+FROM node:20-bookworm-slim AS base
 WORKDIR /app
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PRISMA_SCHEMA_ENGINE_BINARY=/bin/true \
     HARDHAT_DISABLE_TELEMETRY_PROMPT=true \
     OPENLEDGER_HOME=/data/cli
+
+# Build stage: `npm ci` compiles the native SA-IS addon (packages/suffix-native, node-gyp against the
+# image's Node headers), which needs python3, make and g++; they stay in this stage only. (Without
+# them the install still succeeds and attribution falls back to the TypeScript SA-IS, ~0.3x the speed.)
+FROM base AS build
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json .npmrc ./
 COPY apps ./apps
 COPY packages ./packages
@@ -21,6 +27,10 @@ COPY scripts ./scripts
 # The default base model (pretrained by scripts/pretrain-base.ts; ~9 MB).
 COPY models ./models
 RUN npm ci --include=dev --no-audit --no-fund && node scripts/prepare.mjs
+
+# Runtime stage: the built tree (with the compiled addon), without the compiler.
+FROM base
+COPY --from=build /app /app
 # What must survive a restart lives under /data: named volumes in docker-compose.yml.
 EXPOSE 4001 4002 4003 4004 4005 8545
 CMD ["node", "--import", "tsx", "apps/gateway/src/server.ts"]

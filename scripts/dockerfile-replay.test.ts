@@ -8,11 +8,14 @@
 //
 // What is translated, and only this: the /data volumes -> directories of the replay; compose host names
 // (postgres, redis, chain, datanets, …) -> 127.0.0.1 and free ports; the database -> a schema of its
-// own, Redis -> a prefix of its own; the chain node listens on 127.0.0.1 (its keys are public).
+// own, Redis -> a prefix of its own; the chain node listens on 127.0.0.1 (its keys are public). The
+// stages are replayed in one directory: `COPY --from=<stage> /app /app` copies the build stage's tree
+// onto itself (nothing to do), and the build stage's `apt-get install` of build tools is not run
+// (it would change this machine): the replay checks that each package it names is installed here.
 // `npm ci` reuses this machine's npm cache (npm_config_prefer_offline): the replay measures the
 // install, not the network (~1 min here; the whole test ~3-5 min on 2 cores).
 import assert from "node:assert/strict";
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -30,7 +33,11 @@ const APPS = ["datanets", "attribution", "gateway", "settlement", "explorer", "f
 interface Dockerfile {
   workdir: string;
   env: Record<string, string>;
-  steps: ({ kind: "COPY"; sources: string[]; dest: string } | { kind: "RUN"; command: string })[];
+  steps: (
+    | { kind: "COPY"; sources: string[]; dest: string }
+    | { kind: "RUN"; command: string }
+    | { kind: "APT"; packages: string[] }
+  )[];
 }
 
 /** Instructions of the Dockerfile (line continuations joined, comments dropped). */
@@ -52,13 +59,32 @@ export function parseDockerfile(text: string): Dockerfile {
         for (const m of args.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|\S+)/g))
           out.env[m[1]!] = m[2]!.replace(/^"|"$/g, "");
         break;
-      case "COPY":
+      case "COPY": {
+        const from = rest[0]?.match(/^--from=\S+$/);
+        if (from) {
+          // A later stage taking the earlier stage's whole tree: the replay builds it in place.
+          assert.deepEqual(
+            rest.slice(1),
+            [out.workdir, out.workdir],
+            `only the whole WORKDIR is copied across stages: ${line}`,
+          );
+          break;
+        }
         assert.ok(!rest.some((r) => r.startsWith("--")), `COPY flags are not replayed: ${line}`);
         out.steps.push({ kind: "COPY", sources: rest.slice(0, -1), dest: rest.at(-1)! });
         break;
-      case "RUN":
-        out.steps.push({ kind: "RUN", command: args });
+      }
+      case "RUN": {
+        const apt = args.match(
+          /^apt-get update && apt-get install ((?:-\S+\s+)*)([\w.+\- ]+?) && rm -rf \/var\/lib\/apt\/lists\/\*$/,
+        );
+        if (apt) out.steps.push({ kind: "APT", packages: apt[2]!.trim().split(/\s+/) });
+        else {
+          assert.ok(!/apt-get/.test(args), `an apt-get step the replay does not know: ${line}`);
+          out.steps.push({ kind: "RUN", command: args });
+        }
         break;
+      }
       case "FROM":
       case "EXPOSE":
       case "CMD":
@@ -185,6 +211,15 @@ before(async () => {
           cpSync(path.join(ROOT, f), to);
         }
       }
+    } else if (step.kind === "APT") {
+      for (const pkg of step.packages) {
+        const status = spawnSync("dpkg", ["-s", pkg], { encoding: "utf8" });
+        assert.match(
+          status.stdout ?? "",
+          /^Status: install ok installed$/m,
+          `the image installs ${pkg}: install it here too`,
+        );
+      }
     } else {
       execFileSync("sh", ["-c", step.command], {
         cwd: app,
@@ -271,6 +306,10 @@ test("the Dockerfile parses into steps the replay knows, and installs the devDep
   assert.ok(existsSync(path.join(app, "packages", "db", "src", "generated", "prisma")), "the Prisma client");
   assert.ok(existsSync(path.join(app, "contracts", "artifacts")), "the compiled contracts");
   assert.ok(existsSync(path.join(app, "apps", "explorer", "dist", "index.html")), "the explorer's web app");
+  assert.ok(
+    existsSync(path.join(app, "packages", "suffix-native", "build", "Release", "suffix_native.node")),
+    "the native SA-IS addon (built by npm ci with the build stage's tools)",
+  );
 });
 
 test("every compose service's command starts from the replayed image and passes its health check", async () => {
