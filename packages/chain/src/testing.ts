@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createRequire } from "node:module";
-import { createServer } from "node:net";
 import { join } from "node:path";
+import { freePort } from "@openledger/queue/testing";
 import { type Address, type Hex, keccak256, type TransactionReceipt, toBytes } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { createChainPublicClient, createChainWalletClient } from "./clients.ts";
@@ -84,19 +84,6 @@ export interface LocalChain {
   /** Settles when the node's process ends, however (stop(), a crash, a kill). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 async function rpcCall<T>(rpcUrl: string, method: string, params: unknown[] = []): Promise<T> {
