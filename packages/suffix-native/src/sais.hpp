@@ -216,10 +216,13 @@ void level(const Sym* T, idx* SA, idx n, idx k, idx* counts, idx* bkt) {
   sort_lms_substrings(T, SA, n, counts, bkt, k, lms);
 
   // Compact the sorted LMS positions (the negative entries) into SA[0..n1).
+  // Branch-free (a third of the entries are LMS, unpredictably): the store lands at n1 <= i, an entry
+  // already read, and only counts when the entry was LMS.
   idx n1 = 0;
   for (idx i = 0; i < n; i++) {
     const idx p = SA[i];
-    if (p < 0) SA[n1++] = ~p;
+    SA[n1] = ~p;
+    n1 += static_cast<idx>(p < 0);
   }
   // Name the LMS substrings. Each LMS substring's length goes to SA[n1 + p/2] (LMS positions are
   // >= 2 apart, so the slots are distinct); in sorted order, only equal lengths compare text. The
@@ -259,9 +262,12 @@ void level(const Sym* T, idx* SA, idx n, idx k, idx* counts, idx* bkt) {
       *slot = name;  // names 1..; 0 = no LMS position here
     }
   }
+  // Names to the end of SA in text order, branch-free as above (stores land at j >= i, already read;
+  // a store from an empty slot is overwritten or left in the free middle).
   for (idx i = n - 1, j = n - 1; i >= n1; i--) {
     const idx v = SA[i];
-    if (v > 0) SA[j--] = v - 1;
+    SA[j] = v - 1;
+    j -= static_cast<idx>(v > 0);
   }
 
   // Stage 2: sort the reduced string (names in text order), recursing if names repeat.
