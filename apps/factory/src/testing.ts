@@ -16,7 +16,7 @@ import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/
 import { TINY_MODEL_ENV } from "@openledger/config";
 import type { Db } from "@openledger/db";
 import { seedVersionRows } from "@openledger/db/testing";
-import { buildGateway, gatewayConfig } from "@openledger/gateway";
+import { startTestGateway } from "@openledger/gateway/testing";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import type { Hex } from "viem";
@@ -77,21 +77,12 @@ export async function startPlatform(label: string): Promise<Platform> {
   const dir = await mkdtemp(join(tmpdir(), `${label}-`));
   const chain = await startLocalChain({ writeAddresses: join(dir, "addresses.json") });
   const chainEnv = { CHAIN_RPC_URL: chain.rpcUrl, CHAIN_ADDRESSES_FILE: join(dir, "addresses.json") };
-  const gateway = await buildGateway(
-    gatewayConfig({
-      ...TINY_MODEL_ENV,
-      ...env.env,
-      ...chainEnv,
-      GATEWAY_DATA_DIR: join(dir, "gateway"),
-      GATEWAY_SLOTS: "3",
-      GATEWAY_THREADS: "1",
-      GATEWAY_BALANCE_CACHE_MS: "0",
-      GATEWAY_OUTBOX_SWEEP_MS: "600000",
-    }),
-  );
-  await gateway.listen({ port: 0, host: "127.0.0.1" });
-  const addr = gateway.server.address();
-  const gatewayUrl = `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}`;
+  const { app: gateway, url: gatewayUrl } = await startTestGateway({
+    env: env.env,
+    dataDir: join(dir, "gateway"),
+    chain: { rpcUrl: chain.rpcUrl, addressesFile: join(dir, "addresses.json") },
+    settings: { GATEWAY_SLOTS: "3", GATEWAY_BALANCE_CACHE_MS: "0", GATEWAY_OUTBOX_SWEEP_MS: "600000" },
+  });
   const db = gateway.db;
   const versions = await seedDatanet(chain, db);
   return {

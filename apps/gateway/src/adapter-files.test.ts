@@ -22,13 +22,12 @@ import {
 } from "@openledger/attribution/testing";
 import { ADAPTER_FETCH_TTL_SECONDS, adapterFetchHeaders, rewardDistributorAbi } from "@openledger/chain";
 import { type LocalChain, startLocalChain } from "@openledger/chain/testing";
-import { TINY_MODEL_ENV } from "@openledger/config";
 import { adapterContentHash } from "@openledger/model-runtime";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import type { Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { buildGateway, gatewayConfig } from "./app.ts";
+import { startTestGateway } from "./testing.ts";
 
 /** Short, so the test of the validator set's TTL waits little. */
 const VALIDATOR_SET_CACHE_MS = 2000;
@@ -71,22 +70,16 @@ describe("adapter files for validators (GET /v1/adapter-files)", () => {
     env = await testEnvironment("adapter_files");
     dir = await mkdtemp(join(tmpdir(), "adapter-files-"));
     chain = await startLocalChain({ writeAddresses: join(dir, "addresses.json") });
-    gateway = await buildGateway(
-      gatewayConfig({
-        ...TINY_MODEL_ENV,
-        ...env.env,
-        CHAIN_RPC_URL: chain.rpcUrl,
-        CHAIN_ADDRESSES_FILE: join(dir, "addresses.json"),
-        GATEWAY_DATA_DIR: join(dir, "gateway"),
+    ({ app: gateway, url: gatewayUrl } = await startTestGateway({
+      env: env.env,
+      dataDir: join(dir, "gateway"),
+      chain: { rpcUrl: chain.rpcUrl, addressesFile: join(dir, "addresses.json") },
+      settings: {
         GATEWAY_SLOTS: "2",
-        GATEWAY_THREADS: "1",
         GATEWAY_OUTBOX_SWEEP_MS: "600000",
         GATEWAY_VALIDATOR_SET_CACHE_MS: String(VALIDATOR_SET_CACHE_MS),
-      }),
-    );
-    await gateway.listen({ port: 0, host: "127.0.0.1" });
-    const addr = gateway.server.address();
-    gatewayUrl = `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}`;
+      },
+    }));
     // Validator #2 of the local deployment, its own process, fetching from the gateway (no shared disk).
     validator = await buildAttribution(
       attributionEnv({

@@ -10,11 +10,9 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { OPEN } from "@openledger/chain";
 import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
-import { TINY_MODEL_ENV } from "@openledger/config";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
-import { buildGateway, gatewayConfig } from "./app.ts";
-import { depositToEscrow } from "./testing.ts";
+import { depositToEscrow, startTestGateway } from "./testing.ts";
 
 const REQUEST_TIMEOUT_MS = 500;
 const STALE_MS = 4000;
@@ -28,22 +26,19 @@ before(async () => {
   env = await testEnvironment("gateway-chain-freeze");
   dir = await mkdtemp(join(tmpdir(), "gateway-chain-freeze-"));
   chain = await startLocalChain({ writeAddresses: join(dir, "addresses.json") });
-  app = await buildGateway(
-    gatewayConfig({
-      ...TINY_MODEL_ENV,
-      ...env.env,
-      CHAIN_RPC_URL: chain.rpcUrl,
-      CHAIN_ADDRESSES_FILE: join(dir, "addresses.json"),
+  ({ app } = await startTestGateway({
+    env: env.env,
+    dataDir: join(dir, "gateway"),
+    chain: { rpcUrl: chain.rpcUrl, addressesFile: join(dir, "addresses.json") },
+    settings: {
       CHAIN_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
       READY_TIMEOUT_MS: "200",
-      GATEWAY_DATA_DIR: join(dir, "gateway"),
       GATEWAY_SLOTS: "2",
-      GATEWAY_THREADS: "1",
       GATEWAY_CHAIN_REGISTRATION: "false",
       GATEWAY_BALANCE_CACHE_MS: "0",
       GATEWAY_BALANCE_STALE_MS: String(STALE_MS),
-    }),
-  );
+    },
+  }));
   for (const [name, user] of [
     ["served", chain.accounts.users[0]!],
     ["unseen", chain.accounts.users[1]!],

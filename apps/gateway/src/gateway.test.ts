@@ -6,14 +6,12 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { createChainClients, datanetRegistryAbi, OPEN } from "@openledger/chain";
 import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
-import { TINY_MODEL_ENV } from "@openledger/config";
 import { generateRandomPeft, type LlamaConfig, TINY_CONFIG } from "@openledger/model-runtime";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import OpenAI from "openai";
 import type { Hex } from "viem";
-import { buildGateway, gatewayConfig } from "./app.ts";
-import { depositToEscrow } from "./testing.ts";
+import { depositToEscrow, startTestGateway } from "./testing.ts";
 
 let env: Awaited<ReturnType<typeof testEnvironment>>;
 let chain: LocalChain;
@@ -63,24 +61,21 @@ before(async () => {
   env = await testEnvironment("gateway-e2e");
   dataDir = await mkdtemp(join(tmpdir(), "gateway-test-"));
   chain = await startLocalChain({ writeAddresses: join(dataDir, "addresses.json") });
-  const config = gatewayConfig({
-    ...TINY_MODEL_ENV,
-    ...env.env,
-    CHAIN_RPC_URL: chain.rpcUrl,
-    CHAIN_ADDRESSES_FILE: join(dataDir, "addresses.json"),
-    GATEWAY_DATA_DIR: join(dataDir, "store"),
-    GATEWAY_SLOTS: "5",
-    GATEWAY_MAX_NEW_TOKENS: "1024",
-    GATEWAY_MAX_PROMPT_TOKENS: "256",
-    GATEWAY_THREADS: "1",
-    GATEWAY_BALANCE_CACHE_MS: "0",
-    GATEWAY_RATE_REQUESTS_PER_MIN: "40",
-    GATEWAY_OUTBOX_SWEEP_MS: "600000",
+  const started = await startTestGateway({
+    env: env.env,
+    dataDir: join(dataDir, "store"),
+    chain: { rpcUrl: chain.rpcUrl, addressesFile: join(dataDir, "addresses.json") },
+    settings: {
+      GATEWAY_SLOTS: "5",
+      GATEWAY_MAX_NEW_TOKENS: "1024",
+      GATEWAY_MAX_PROMPT_TOKENS: "256",
+      GATEWAY_BALANCE_CACHE_MS: "0",
+      GATEWAY_RATE_REQUESTS_PER_MIN: "40",
+      GATEWAY_OUTBOX_SWEEP_MS: "600000",
+    },
   });
-  app = await buildGateway(config);
-  await app.listen({ port: 0, host: "127.0.0.1" });
-  const addr = app.server.address();
-  baseURL = `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}/v1`;
+  app = started.app;
+  baseURL = `${started.url}/v1`;
 
   // Paying users deposit 1,000 OPEN into InferenceEscrow.
   const [payer, poor, builder, burst] = chain.accounts.users;

@@ -10,12 +10,10 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { OPEN } from "@openledger/chain";
 import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
-import { TINY_MODEL_ENV } from "@openledger/config";
 import { createDb } from "@openledger/db";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
-import { buildGateway, gatewayConfig } from "./app.ts";
-import { depositToEscrow } from "./testing.ts";
+import { depositToEscrow, startTestGateway } from "./testing.ts";
 
 let env: Awaited<ReturnType<typeof testEnvironment>>;
 let chain: LocalChain;
@@ -28,20 +26,17 @@ before(async () => {
   env = await testEnvironment("gateway-refusals");
   dir = await mkdtemp(join(tmpdir(), "gateway-refusals-"));
   chain = await startLocalChain({ writeAddresses: join(dir, "addresses.json") });
-  app = await buildGateway(
-    gatewayConfig({
-      ...TINY_MODEL_ENV,
-      ...env.env,
-      CHAIN_RPC_URL: chain.rpcUrl,
-      CHAIN_ADDRESSES_FILE: join(dir, "addresses.json"),
-      GATEWAY_DATA_DIR: join(dir, "gateway"),
+  ({ app } = await startTestGateway({
+    env: env.env,
+    dataDir: join(dir, "gateway"),
+    chain: { rpcUrl: chain.rpcUrl, addressesFile: join(dir, "addresses.json") },
+    settings: {
       GATEWAY_SLOTS: "2",
-      GATEWAY_THREADS: "1",
       GATEWAY_CHAIN_REGISTRATION: "false",
       // A bucket of one request, refilled once a minute.
       GATEWAY_RATE_REQUESTS_PER_MIN: "1",
-    }),
-  );
+    },
+  }));
   const user = chain.accounts.users[0]!;
   account = await depositToEscrow(chain, user, 10n * OPEN);
   const res = await app.inject({

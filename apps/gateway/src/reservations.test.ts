@@ -6,17 +6,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
-import { TINY_MODEL_ENV } from "@openledger/config";
 import { createDb, Prisma } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import { addCleared } from "@openledger/settlement";
 import OpenAI from "openai";
-import { buildGateway, gatewayConfig } from "./app.ts";
 import { Billing, inferenceFee, type Reservation } from "./plugins/billing.ts";
 import { InferenceRecorder } from "./plugins/inferences.ts";
-import { depositToEscrow } from "./testing.ts";
+import { depositToEscrow, originOf, startTestGateway } from "./testing.ts";
 
 let env: Awaited<ReturnType<typeof testEnvironment>>;
 let chain: LocalChain;
@@ -28,8 +26,7 @@ const deposit = (user: { address: string; privateKey: string }, amount: bigint) 
   depositToEscrow(chain, user, amount);
 
 function baseURL(app: App): string {
-  const addr = app.server.address();
-  return `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}/v1`;
+  return `${originOf(app)}/v1`;
 }
 
 /** The account's own key: it signs the request (POST /v1/api-keys). */
@@ -67,29 +64,25 @@ before(async () => {
   env = await testEnvironment("gateway-reservations");
   dataDir = await mkdtemp(join(tmpdir(), "gateway-reservations-"));
   chain = await startLocalChain({ writeAddresses: join(dataDir, "addresses.json") });
-  const replica = async (name: string) => {
-    const app = await buildGateway(
-      gatewayConfig({
-        ...TINY_MODEL_ENV,
-        ...env.env,
-        CHAIN_RPC_URL: chain.rpcUrl,
-        CHAIN_ADDRESSES_FILE: join(dataDir, "addresses.json"),
-        GATEWAY_DATA_DIR: join(dataDir, name),
-        GATEWAY_SLOTS: "3",
-        GATEWAY_MAX_NEW_TOKENS: "1024",
-        GATEWAY_THREADS: "1",
-        GATEWAY_CHAIN_REGISTRATION: "0",
-        // Every check reads the chain: a cached balance would hide nothing here, but keep it exact.
-        GATEWAY_BALANCE_CACHE_MS: "0",
-        // Small prices so escrow amounts stay readable: fee = ceil(in * 1) + ceil(out * 2) wei.
-        GATEWAY_BASE_PRICE_IN_PER_THOUSAND_WEI: "1000",
-        GATEWAY_BASE_PRICE_OUT_PER_THOUSAND_WEI: "2000",
-        GATEWAY_OUTBOX_SWEEP_MS: "600000",
-      }),
-    );
-    await app.listen({ port: 0, host: "127.0.0.1" });
-    return app;
-  };
+  const replica = async (name: string) =>
+    (
+      await startTestGateway({
+        env: env.env,
+        dataDir: join(dataDir, name),
+        chain: { rpcUrl: chain.rpcUrl, addressesFile: join(dataDir, "addresses.json") },
+        settings: {
+          GATEWAY_SLOTS: "3",
+          GATEWAY_MAX_NEW_TOKENS: "1024",
+          GATEWAY_CHAIN_REGISTRATION: "0",
+          // Every check reads the chain: a cached balance would hide nothing here, but keep it exact.
+          GATEWAY_BALANCE_CACHE_MS: "0",
+          // Small prices so escrow amounts stay readable: fee = ceil(in * 1) + ceil(out * 2) wei.
+          GATEWAY_BASE_PRICE_IN_PER_THOUSAND_WEI: "1000",
+          GATEWAY_BASE_PRICE_OUT_PER_THOUSAND_WEI: "2000",
+          GATEWAY_OUTBOX_SWEEP_MS: "600000",
+        },
+      })
+    ).app;
   one = await replica("one");
   two = await replica("two");
 });

@@ -28,8 +28,8 @@ import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import OpenAI from "openai";
 import type { Hex } from "viem";
-import { buildGateway, gatewayConfig } from "./app.ts";
 import { SmallModelRuntime } from "./lib/small-models.ts";
+import { startTestGateway } from "./testing.ts";
 
 const ALICE = "0x00000000000000000000000000000000000a11ce";
 const BOB = "0x0000000000000000000000000000000000000b0b";
@@ -206,24 +206,19 @@ before(async () => {
   await attribution.listen({ port: 0, host: "127.0.0.1" });
   const aAddr = attribution.server.address();
   attributionUrl = `http://127.0.0.1:${typeof aAddr === "object" && aAddr ? aAddr.port : 0}`;
-  app = await buildGateway(
-    gatewayConfig({
-      ...TINY_MODEL_ENV,
-      ...env.env,
-      ...chainEnv,
-      GATEWAY_DATA_DIR: join(dir, "gateway"),
+  ({ app, url: root } = await startTestGateway({
+    env: env.env,
+    dataDir: join(dir, "gateway"),
+    chain: { rpcUrl: chain.rpcUrl, addressesFile: join(dir, "addresses.json") },
+    settings: {
       GATEWAY_ATTRIBUTION_URL: attributionUrl,
       GATEWAY_ATTRIBUTION_TOKEN: ATTRIBUTION_TOKEN,
       GATEWAY_SLOTS: "3",
-      GATEWAY_THREADS: "1",
       GATEWAY_BALANCE_CACHE_MS: "0",
       GATEWAY_OUTBOX_SWEEP_MS: "600000",
       GATEWAY_RATE_REQUESTS_PER_MIN: "20",
-    }),
-  );
-  await app.listen({ port: 0, host: "127.0.0.1" });
-  const addr = app.server.address();
-  root = `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}`;
+    },
+  }));
   db = app.db;
   await seed();
 

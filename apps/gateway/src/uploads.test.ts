@@ -9,12 +9,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { gzipSync } from "node:zlib";
-import { TINY_MODEL_ENV } from "@openledger/config";
 import { generateRandomPeft, TINY_CONFIG } from "@openledger/model-runtime";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import tar from "tar-stream";
-import { buildGateway, gatewayConfig } from "./app.ts";
+import { startTestGateway } from "./testing.ts";
 
 const LIMIT = 4 * 1024 * 1024;
 let env: Awaited<ReturnType<typeof testEnvironment>>;
@@ -28,21 +27,16 @@ const peft = (seed: number, rank = 4) => generateRandomPeft(TINY_CONFIG, { rank,
 before(async () => {
   env = await testEnvironment("gateway-uploads");
   dir = await mkdtemp(join(tmpdir(), "gateway-uploads-"));
-  app = await buildGateway(
-    gatewayConfig({
-      ...TINY_MODEL_ENV,
-      ...env.env,
-      GATEWAY_DATA_DIR: join(dir, "store"),
+  ({ app, url: root } = await startTestGateway({
+    env: env.env,
+    dataDir: join(dir, "store"),
+    settings: {
       GATEWAY_CHAIN_REGISTRATION: "false",
-      GATEWAY_THREADS: "1",
       GATEWAY_ADAPTER_MAX_BYTES: String(LIMIT),
       GATEWAY_ADAPTER_QUOTA_COUNT: "3",
       GATEWAY_ADAPTER_QUOTA_BYTES: String(QUOTA_BYTES),
-    }),
-  );
-  await app.listen({ port: 0, host: "127.0.0.1" });
-  const addr = app.server.address();
-  root = `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}`;
+    },
+  }));
 });
 
 after(async () => {
