@@ -52,15 +52,8 @@ bool typed_view(napi_env env, napi_value value, View* view) {
 
 template <class Sym>
 napi_value run(napi_env env, const Sym* text, size_t n, int32_t k, int32_t* out) {
-  std::vector<int32_t> counts;
-  std::vector<int32_t> bkt;
-  try {
-    counts.resize(static_cast<size_t>(k));
-    bkt.resize(static_cast<size_t>(k));
-  } catch (const std::bad_alloc&) {
-    return throw_error(env, "ERR_SA_MEMORY", "out of memory for the alphabet's buckets", true);
-  }
-  const intptr_t bad = olsa::count_symbols(text, n, k, counts.data());
+  int32_t used = 0;
+  const intptr_t bad = olsa::check_symbols(text, n, k, &used);
   if (bad >= 0) {
     const long long c = static_cast<long long>(text[bad]);
     return throw_error(env, "ERR_SA_ALPHABET",
@@ -68,8 +61,18 @@ napi_value run(napi_env env, const Sym* text, size_t n, int32_t k, int32_t* out)
                            std::to_string(k) + ")",
                        true);
   }
+  if (n == 0) return nullptr;
+  std::vector<int32_t> counts;
+  std::vector<int32_t> bkt;
   try {
-    olsa::suffix_array<Sym>(text, out, static_cast<int32_t>(n), k, counts.data(), bkt.data());
+    counts.resize(static_cast<size_t>(used));
+    bkt.resize(static_cast<size_t>(used));
+  } catch (const std::bad_alloc&) {
+    return throw_error(env, "ERR_SA_MEMORY", "out of memory for the alphabet's buckets", true);
+  }
+  olsa::count_symbols(text, n, used, counts.data());
+  try {
+    olsa::suffix_array<Sym>(text, out, static_cast<int32_t>(n), used, counts.data(), bkt.data());
   } catch (const std::bad_alloc&) {
     return throw_error(env, "ERR_SA_MEMORY", "out of memory for a reduced level's buckets", true);
   }

@@ -314,21 +314,36 @@ void level(const Sym* T, idx* SA, idx n, idx k, idx* counts, idx* bkt) {
   induce(T, SA, n, counts, bkt, k);
 }
 
-// Counts the symbols of T into counts[0..k). Returns the index of the first symbol outside [0, k),
-// or -1 when all are inside.
+// Checks that every symbol of T is in [0, k). Returns the index of the first one outside, or -1; sets
+// `used` to (largest symbol) + 1, the bucket arrays' length (symbols above it do not occur, so they do
+// not change the result, and a generous alphabet size costs no memory).
 template <class Sym>
-intptr_t count_symbols(const Sym* T, size_t n, idx k, idx* counts) {
-  std::memset(counts, 0, sizeof(idx) * static_cast<size_t>(k));
+intptr_t check_symbols(const Sym* T, size_t n, idx k, idx* used) {
+  int64_t lo = 0;
+  int64_t hi = -1;
+  for (size_t i = 0; i < n; i++) {
+    const int64_t c = static_cast<int64_t>(T[i]);
+    lo = c < lo ? c : lo;
+    hi = c > hi ? c : hi;
+  }
+  *used = static_cast<idx>(hi + 1);
+  if (lo >= 0 && hi < k) return -1;
   for (size_t i = 0; i < n; i++) {
     const int64_t c = static_cast<int64_t>(T[i]);
     if (c < 0 || c >= k) return static_cast<intptr_t>(i);
-    counts[c]++;
   }
   return -1;
 }
 
-// The suffix array of T[0..n) (symbols in [0, k), checked beforehand by count_symbols into `counts`)
-// into SA[0..n). `bkt`: scratch of length k.
+// Counts the symbols of T (all in [0, k)) into counts[0..k).
+template <class Sym>
+void count_symbols(const Sym* T, size_t n, idx k, idx* counts) {
+  std::memset(counts, 0, sizeof(idx) * static_cast<size_t>(k));
+  for (size_t i = 0; i < n; i++) counts[static_cast<idx>(T[i])]++;
+}
+
+// The suffix array of T[0..n) (symbols in [0, k), checked beforehand by check_symbols; `counts` from
+// count_symbols) into SA[0..n). `bkt`: scratch of length k.
 template <class Sym>
 void suffix_array(const Sym* T, idx* SA, idx n, idx k, idx* counts, idx* bkt) {
   if (n > 0) level<Sym>(T, SA, n, k, counts, bkt);
