@@ -155,7 +155,7 @@ describe("adapter files for validators (GET /v1/adapter-files)", () => {
   test("concurrent lookups of one adapter share one fetch", async () => {
     let fetches = 0;
     const source = new GatewayAdapterSource({
-      gatewayUrl,
+      gatewayUrls: [gatewayUrl],
       cacheRoot: join(dir, "blobs-coalesced"),
       maxBytes: 64 * 1024 * 1024,
       cacheBytes: 1 << 30,
@@ -218,7 +218,7 @@ describe("adapter files for validators (GET /v1/adapter-files)", () => {
     assert.equal(res.status, 403);
     assert.equal(((await res.json()) as { error: { code: string } }).error.code, "NOT_A_VALIDATOR");
     const source = new GatewayAdapterSource({
-      gatewayUrl,
+      gatewayUrls: [gatewayUrl],
       cacheRoot: join(dir, "blobs-outsider"),
       maxBytes: 64 * 1024 * 1024,
       cacheBytes: 1 << 30,
@@ -287,7 +287,7 @@ describe("adapter files for validators (GET /v1/adapter-files)", () => {
     assert.equal(bad.status, 400);
     // The HTTP source treats the gateway's 404 as an adapter it does not have (spans only), like a missing directory.
     const source = new GatewayAdapterSource({
-      gatewayUrl,
+      gatewayUrls: [gatewayUrl],
       cacheRoot: join(dir, "blobs-unknown"),
       maxBytes: 64 * 1024 * 1024,
       cacheBytes: 1 << 30,
@@ -298,7 +298,7 @@ describe("adapter files for validators (GET /v1/adapter-files)", () => {
 
   test("an adapter larger than the validator's bound is refused, nothing kept", async () => {
     const source = new GatewayAdapterSource({
-      gatewayUrl,
+      gatewayUrls: [gatewayUrl],
       cacheRoot: join(dir, "blobs-small"),
       maxBytes: 1024,
       cacheBytes: 1 << 30,
@@ -373,7 +373,7 @@ describe("adapter files for validators (GET /v1/adapter-files)", () => {
     const fetched: string[] = [];
     const source = (cacheBytes: number) =>
       new GatewayAdapterSource({
-        gatewayUrl,
+        gatewayUrls: [gatewayUrl],
         cacheRoot: join(dir, "blobs-cap"),
         maxBytes: 64 * 1024 * 1024,
         cacheBytes,
@@ -403,6 +403,49 @@ describe("adapter files for validators (GET /v1/adapter-files)", () => {
     // A restart with a smaller cap keeps the most recently used one (the order survives on disk).
     await source(size).prepare();
     assert.deepEqual(await cached("blobs-cap"), [b]);
+  });
+
+  test("several gateway replicas: the validator tries each listed one before it concludes an adapter is absent", async () => {
+    // A second replica over the same database and chain; the adapter was stored on the first one only.
+    const other = await startTestGateway({
+      env: env.env,
+      dataDir: join(dir, "gateway-2"),
+      chain: { rpcUrl: chain.rpcUrl, addressesFile: join(dir, "addresses.json") },
+      settings: { GATEWAY_SLOTS: "2", GATEWAY_OUTBOX_SWEEP_MS: "600000" },
+    });
+    try {
+      const res = await fetch(`${other.url}/v1/adapter-files/${fixture.adapterHash}/adapter_config.json`, {
+        headers: await adapterFetchHeaders(validatorAccount(), fixture.adapterHash, other.url),
+      });
+      assert.equal(res.status, 404, "not on this replica");
+      // Listed first, it says 404; the next replica has the files: the answer is attributed by influence,
+      // byte for byte as from the replica that holds them (before: spans only).
+      const replicas = new AttributionContext(
+        attributionEnv({
+          ATTRIBUTION_BLOB_DIR: join(dir, "blobs-replicas"),
+          ATTRIBUTION_ADAPTER_SOURCE: `${other.url}, ${gatewayUrl}/`,
+        }),
+        validator.chain,
+      );
+      const viaReplicas = await computeAttribution(validator.db, replicas, fixture.inferenceId);
+      const direct = await computeAttribution(validator.db, httpContext("blobs-direct"), fixture.inferenceId);
+      assert.equal(viaReplicas.canonical, direct.canonical);
+      assert.ok(
+        (viaReplicas.result as { loraInfluence?: { weights: unknown[] } }).loraInfluence?.weights.length,
+      );
+      assert.deepEqual(await cached("blobs-replicas"), [fixture.adapterHash]);
+      // Only the replica without it: absent (spans only), as with one URL.
+      const alone = new GatewayAdapterSource({
+        gatewayUrls: [other.url],
+        cacheRoot: join(dir, "blobs-alone"),
+        maxBytes: 64 * 1024 * 1024,
+        cacheBytes: 1 << 30,
+        signer: async () => validatorAccount(),
+      });
+      assert.equal(await alone.dirOf(fixture.adapterHash), null);
+    } finally {
+      await other.app.close();
+    }
   });
 
   test("the route is in the gateway's OpenAPI document", async () => {

@@ -49,13 +49,23 @@ test("PLATFORM_VALIDATOR_PORTS lists the further validators' ports; empty leaves
   );
 });
 
-test("ATTRIBUTION_ADAPTER_SOURCE: dir (default) or a gateway's http(s) URL", () => {
+test("ATTRIBUTION_ADAPTER_SOURCE: dir (default) or a gateway's http(s) URL, or several replicas' URLs", () => {
   assert.equal(parseConfig("attribution", attributionEnv, {}).ATTRIBUTION_ADAPTER_SOURCE, "dir");
   const url = parseConfig("attribution", attributionEnv, {
     ATTRIBUTION_ADAPTER_SOURCE: "https://gw.example.org/",
   });
   assert.equal(url.ATTRIBUTION_ADAPTER_SOURCE, "https://gw.example.org");
-  for (const bad of ["gateway", "ftp://gw.example.org", "/data/gateway"]) {
+  const replicas = parseConfig("attribution", attributionEnv, {
+    ATTRIBUTION_ADAPTER_SOURCE: "https://gw-1.example.org/, http://gw-2.example.org:4003",
+  });
+  assert.equal(replicas.ATTRIBUTION_ADAPTER_SOURCE, "https://gw-1.example.org,http://gw-2.example.org:4003");
+  for (const bad of [
+    "gateway",
+    "ftp://gw.example.org",
+    "/data/gateway",
+    "https://gw.example.org,dir",
+    "https://a,",
+  ]) {
     assert.throws(
       () => parseConfig("attribution", attributionEnv, { ATTRIBUTION_ADAPTER_SOURCE: bad }),
       (err: unknown) =>

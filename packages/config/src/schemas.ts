@@ -146,13 +146,20 @@ export const attributionEnv = baseEnv.extend({
    *  `dir` (default; one machine): ATTRIBUTION_ADAPTER_DIR, the gateway's own store on a shared disk. A gateway
    *  URL (http(s)://…; independent validators): fetched from its GET /v1/adapter-files/{hash}/{file}, signed by
    *  this process's validator key (the gateway serves active validators only), checked against the registered
-   *  content hash before use and kept in `<ATTRIBUTION_BLOB_DIR>/adapters/<content hash>/`. */
+   *  content hash before use and kept in `<ATTRIBUTION_BLOB_DIR>/adapters/<content hash>/`. Several gateway
+   *  replicas: their URLs comma-separated, tried in order (an adapter's files live on the replica it was
+   *  uploaded to: absent only when every replica answers 404). */
   ATTRIBUTION_ADAPTER_SOURCE: z
     .string()
-    .refine((v) => v === "dir" || /^https?:\/\/[^/]/.test(v), {
-      message: '"dir" or the gateway\'s http:// or https:// URL',
+    .transform((v) =>
+      v
+        .split(",")
+        .map((u) => u.trim().replace(/\/+$/, ""))
+        .join(","),
+    )
+    .refine((v) => v === "dir" || v.split(",").every((u) => /^https?:\/\/[^/]/.test(u)), {
+      message: '"dir", or the gateway\'s http:// or https:// URL (several replicas: comma-separated)',
     })
-    .transform((v) => v.replace(/\/+$/, ""))
     .default("dir"),
   /** LoRA influence with ATTRIBUTION_ADAPTER_SOURCE=dir: root of the gateway's content-addressed adapter store
    *  (`<dir>/adapters/<content hash>/`), read-only: its GATEWAY_DATA_DIR on a shared disk. Files are checked

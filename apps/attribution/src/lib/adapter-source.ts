@@ -90,8 +90,8 @@ export class DirAdapterSource implements AdapterSource {
 }
 
 export interface GatewayAdapterSourceOptions {
-  /** The gateway's base URL. */
-  gatewayUrl: string;
+  /** The gateway replicas' base URLs, tried in this order. */
+  gatewayUrls: readonly string[];
   /** This process's cache root (`<root>/adapters/<hash>/`). */
   cacheRoot: string;
   /** The most bytes one adapter's two files may have. */
@@ -211,10 +211,15 @@ export class GatewayAdapterSource implements AdapterSource {
     }
   }
 
+  /**
+   * Each listed gateway replica in turn (ATTRIBUTION_ADAPTER_SOURCE may list several): an adapter's files
+   * live on the replica it was uploaded to, so one replica's 404 is no evidence the adapter is absent.
+   * Absent (null: spans only) when every replica says so; when none had the verified files and one
+   * failed otherwise (refused, unreachable, altered files), that first failure is the error.
+   */
   async #fetch(contentHash: string, dir: string): Promise<string | null> {
     const report = (outcome: AdapterFetchOutcome, err?: Error) =>
       this.options.onOutcome?.(outcome, contentHash, err);
-    const tmp = `${dir}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`;
     try {
       const account = await this.options.signer();
       if (!account) {
@@ -223,15 +228,42 @@ export class GatewayAdapterSource implements AdapterSource {
           "fetching adapters from the gateway takes a validator key (VALIDATOR_PRIVATE_KEYS)",
         );
       }
+      let failure: Error | undefined;
+      for (const gatewayUrl of this.options.gatewayUrls) {
+        try {
+          if (await this.#fetchFrom(gatewayUrl, account, contentHash, dir)) {
+            report("fetched");
+            return dir;
+          }
+        } catch (err) {
+          failure ??= err as Error;
+        }
+      }
+      if (failure) throw failure;
+      report("absent");
+      return null;
+    } catch (err) {
+      const e = err as Error;
+      report(e instanceof AdapterFetchError && e.code.startsWith("ADAPTER_") ? "refused" : "failed", e);
+      throw err;
+    }
+  }
+
+  /** Both files from one gateway, checked, then renamed into `dir`; false when that gateway has no such adapter. */
+  async #fetchFrom(
+    gatewayUrl: string,
+    account: LocalAccount,
+    contentHash: string,
+    dir: string,
+  ): Promise<boolean> {
+    const tmp = `${dir}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`;
+    try {
       await mkdir(tmp, { recursive: true });
       let budget = this.options.maxBytes;
       const digests: Buffer[] = [];
       for (const file of ADAPTER_FILES) {
-        const got = await this.#fetchFile(account, contentHash, file, join(tmp, file), budget);
-        if (!got) {
-          report("absent");
-          return null;
-        }
+        const got = await this.#fetchFile(gatewayUrl, account, contentHash, file, join(tmp, file), budget);
+        if (!got) return false;
         budget -= got.bytes;
         digests.push(got.digest);
       }
@@ -239,7 +271,7 @@ export class GatewayAdapterSource implements AdapterSource {
       if (actual !== contentHash) {
         throw new AdapterFetchError(
           "ADAPTER_HASH_MISMATCH",
-          `the gateway's files for adapter ${contentHash} hash to ${actual}: refused, nothing kept`,
+          `the files of ${gatewayUrl} for adapter ${contentHash} hash to ${actual}: refused, nothing kept`,
         );
       }
       try {
@@ -250,12 +282,7 @@ export class GatewayAdapterSource implements AdapterSource {
       }
       await this.#used(contentHash);
       await this.#evictBeyondCap(contentHash);
-      report("fetched");
-      return dir;
-    } catch (err) {
-      const e = err as Error;
-      report(e instanceof AdapterFetchError && e.code.startsWith("ADAPTER_") ? "refused" : "failed", e);
-      throw err;
+      return true;
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }
@@ -263,13 +290,13 @@ export class GatewayAdapterSource implements AdapterSource {
 
   /** One file into `path`, hashed and counted; null on 404 (the gateway has no such adapter). */
   async #fetchFile(
+    gatewayUrl: string,
     account: LocalAccount,
     contentHash: string,
     file: string,
     path: string,
     budget: number,
   ): Promise<{ digest: Buffer; bytes: number } | null> {
-    const { gatewayUrl } = this.options;
     const abort = new AbortController();
     let stall = setTimeout(
       () => abort.abort(new Error(`no answer from ${gatewayUrl} for ${STALL_MS} ms`)),

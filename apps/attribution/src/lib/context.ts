@@ -98,7 +98,7 @@ export class AttributionContext {
       config.ATTRIBUTION_ADAPTER_SOURCE === "dir"
         ? new DirAdapterSource(path.resolve(REPO_ROOT, config.ATTRIBUTION_ADAPTER_DIR))
         : new GatewayAdapterSource({
-            gatewayUrl: config.ATTRIBUTION_ADAPTER_SOURCE,
+            gatewayUrls: config.ATTRIBUTION_ADAPTER_SOURCE.split(","),
             cacheRoot: path.resolve(REPO_ROOT, config.ATTRIBUTION_BLOB_DIR),
             maxBytes: config.ATTRIBUTION_ADAPTER_MAX_BYTES,
             cacheBytes: config.ATTRIBUTION_ADAPTER_CACHE_BYTES,

@@ -20,7 +20,8 @@ export const ValidatorRoute = {
         .string()
         .describe(
           "Where this validator gets fine-tuned adapters' files for LoRA influence (ATTRIBUTION_ADAPTER_SOURCE): " +
-            "'dir' (the gateway's store on a shared disk) or the gateway's URL (fetched, signed, hash-checked)",
+            "'dir' (the gateway's store on a shared disk) or the gateway's URL (fetched, signed, hash-checked; " +
+            "several replicas: comma-separated, tried in order)",
         ),
       validators: z.array(
         z.object({
