@@ -24,6 +24,7 @@ import {
   influenceScores,
   looCorrection,
   looInfluenceScores,
+  nativeSuffixArrayStatus,
   prepareInfluence,
   readSpanIndexFile,
   type SpanIndex,
@@ -431,6 +432,8 @@ const topRowsMain = topRows.find((r) => r.dataset === "spam-assassin" && r.lambd
 const loraInfluence = await measureLoraInfluence(QUICK, log, { metagradients: args.has("--metagradients") });
 
 const result = {
+  /** The SA builder measured: the native addon when the install built it, else the TypeScript SA-IS. */
+  saBuilder: nativeSuffixArrayStatus().available ? "native" : "typescript",
   saBuild: saRows.map((r) => ({
     tokens: r.tokens,
     tokensPerSec: Math.round(r.tokensPerSec),
@@ -492,7 +495,9 @@ if (JSON_OUT) {
   process.stdout.write(`${JSON.stringify(result)}\n`);
 } else {
   const fmt = (x: number) => x.toLocaleString("en-US", { maximumFractionDigits: 0 });
-  console.log("\nSuffix-array build (SA-IS via buildSpanIndex) vs comparison sort");
+  console.log(
+    `\nSuffix-array build (SA-IS via buildSpanIndex, ${result.saBuilder} builder) vs comparison sort`,
+  );
   console.table(
     result.saBuild.map((r) => ({
       tokens: fmt(r.tokens),
