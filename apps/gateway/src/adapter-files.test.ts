@@ -65,6 +65,26 @@ describe("adapter files for validators (GET /v1/adapter-files)", () => {
     `${gatewayUrl}/v1/adapter-files/${hash}/${file}`;
   const validatorAccount = () => privateKeyToAccount(chain.accounts.validators[1]!.privateKey as Hex);
   const cached = async (blobs: string) => readdir(join(dir, blobs, "adapters")).catch(() => [] as string[]);
+  /** A registered adapter stored on the gateway: the fixture's config with `k` trailing newlines (other hash). */
+  const variantAdapter = async (k: number) => {
+    const cfg = Buffer.concat([Buffer.from(fixture.configBytes), Buffer.from("\n".repeat(k))]);
+    const hash = await gateway.catalog.store.put(cfg, fixture.weights);
+    const model = {
+      kind: "adapter" as const,
+      ownerAddress: LORA_FIXTURE.BOB,
+      baseModel: "tiny",
+      contentHash: hash,
+      priceInPer1kWei: "1000",
+      priceOutPer1kWei: "2000",
+    };
+    await validator.db.model.upsert({
+      where: { id: `variant-${k}` },
+      create: { id: `variant-${k}`, ...model },
+      update: {},
+    });
+    return hash;
+  };
+  const variantBytes = (k: number) => fixture.configBytes.byteLength + fixture.weights.byteLength + k;
 
   before(async () => {
     env = await testEnvironment("adapter_files");
@@ -344,26 +364,8 @@ describe("adapter files for validators (GET /v1/adapter-files)", () => {
   });
 
   test("the adapter cache stays within its byte cap: least recently used evicted, fetched and checked again when needed; a killed fetch's temporary directory is removed at start", async () => {
-    // Three registered adapters: the fixture's config with trailing newlines (other bytes, other hashes).
-    const hashes: string[] = [];
-    for (const k of [1, 2, 3]) {
-      const cfg = Buffer.concat([Buffer.from(fixture.configBytes), Buffer.from("\n".repeat(k))]);
-      const hash = await gateway.catalog.store.put(cfg, fixture.weights);
-      await validator.db.model.create({
-        data: {
-          id: `cache-cap-${k}`,
-          kind: "adapter",
-          ownerAddress: LORA_FIXTURE.BOB,
-          baseModel: "tiny",
-          contentHash: hash,
-          priceInPer1kWei: "1000",
-          priceOutPer1kWei: "2000",
-        },
-      });
-      hashes.push(hash);
-    }
-    const [a, b, c] = hashes as [string, string, string];
-    const size = fixture.configBytes.byteLength + fixture.weights.byteLength + 3;
+    const [a, b, c] = (await Promise.all([1, 2, 3].map(variantAdapter))) as [string, string, string];
+    const size = variantBytes(3);
     // What killed fetches left: a pid that no longer runs, and this pid from an earlier life.
     const adapters = join(dir, "blobs-cap", "adapters");
     for (const pid of [99_999_999, process.pid]) {
@@ -403,6 +405,26 @@ describe("adapter files for validators (GET /v1/adapter-files)", () => {
     // A restart with a smaller cap keeps the most recently used one (the order survives on disk).
     await source(size).prepare();
     assert.deepEqual(await cached("blobs-cap"), [b]);
+  });
+
+  test("an adapter being read is not evicted: over the cap, it waits for its reader", async () => {
+    const [a, b] = (await Promise.all([4, 5].map(variantAdapter))) as [string, string];
+    const source = new GatewayAdapterSource({
+      gatewayUrls: [gatewayUrl],
+      cacheRoot: join(dir, "blobs-pinned"),
+      maxBytes: 64 * 1024 * 1024,
+      cacheBytes: variantBytes(5), // one adapter
+      signer: async () => validatorAccount(),
+    });
+    await source.use(a, async (dirA) => {
+      // Another job needs b meanwhile: a is the least recently used, but it is being read.
+      await source.dirOf(b);
+      const files = await Promise.all(
+        ["adapter_config.json", "adapter_model.safetensors"].map((f) => readFile(join(dirA!, f))),
+      );
+      assert.equal(adapterContentHash(files[0]!, files[1]!), a);
+    });
+    assert.deepEqual(await cached("blobs-pinned"), [b], "the cap applies once the reader is done");
   });
 
   test("several gateway replicas: the validator tries each listed one before it concludes an adapter is absent", async () => {

@@ -40,6 +40,11 @@ export interface AdapterSource {
   prepare(): Promise<void>;
   /** The directory holding the adapter's two files, or null when the source does not have the adapter. */
   dirOf(contentHash: string): Promise<string | null>;
+  /**
+   * `fn` with the adapter's directory (`dirOf`), which stays on disk until `fn` settles: a local cache
+   * does not evict it meanwhile. Read an adapter's files only inside it.
+   */
+  use<T>(contentHash: string, fn: (dir: string | null) => Promise<T>): Promise<T>;
   /** Forgets a copy whose files turned out not to hash to `contentHash` (a local cache only). */
   evict(contentHash: string): Promise<void>;
 }
@@ -84,6 +89,10 @@ export class DirAdapterSource implements AdapterSource {
     // the gateway's own store: nothing of ours to clean
   }
 
+  async use<T>(contentHash: string, fn: (dir: string | null) => Promise<T>): Promise<T> {
+    return fn(await this.dirOf(contentHash));
+  }
+
   async evict(): Promise<void> {
     // the gateway's own files: never touched
   }
@@ -112,7 +121,8 @@ export interface GatewayAdapterSourceOptions {
  *
  * The cache holds at most `cacheBytes` (ATTRIBUTION_ADAPTER_CACHE_BYTES): after a fetch, the least
  * recently used adapters are removed until the rest fits (never the one just fetched, nor one being
- * fetched); an evicted adapter is fetched and checked again when next needed. Use order survives a
+ * fetched, nor one being read through `use`: the cap may be exceeded until those readers are done);
+ * an evicted adapter is fetched and checked again when next needed. Use order survives a
  * restart (a hit touches its directory's mtime; start-up orders the entries by it). Start-up also
  * removes temporary directories a killed fetch left (this process's pid from an earlier life, a pid
  * that no longer runs, or older than an hour). The cap counts the entries this process knows: the
@@ -122,6 +132,8 @@ export class GatewayAdapterSource implements AdapterSource {
   readonly #inFlight = new Map<string, Promise<string | null>>();
   /** Cached adapters' sizes, least recently used first (a Map keeps insertion order). */
   readonly #entries = new Map<string, number>();
+  /** Adapters being read (`use`), with how many readers: never evicted meanwhile. */
+  readonly #pins = new Map<string, number>();
   #ready: Promise<void> | undefined;
   constructor(readonly options: GatewayAdapterSourceOptions) {}
 
@@ -153,6 +165,22 @@ export class GatewayAdapterSource implements AdapterSource {
       this.#inFlight.set(contentHash, pending);
     }
     return pending;
+  }
+
+  async use<T>(contentHash: string, fn: (dir: string | null) => Promise<T>): Promise<T> {
+    // Pinned before the lookup: an eviction between the lookup and `fn` cannot take it either.
+    this.#pins.set(contentHash, (this.#pins.get(contentHash) ?? 0) + 1);
+    try {
+      return await fn(await this.dirOf(contentHash));
+    } finally {
+      const n = this.#pins.get(contentHash)! - 1;
+      if (n > 0) this.#pins.set(contentHash, n);
+      else {
+        this.#pins.delete(contentHash);
+        // What was kept over the cap for this reader goes now.
+        await this.#evictBeyondCap().catch(() => {});
+      }
+    }
   }
 
   async evict(contentHash: string): Promise<void> {
@@ -200,12 +228,12 @@ export class GatewayAdapterSource implements AdapterSource {
     await utimes(this.#dir(contentHash), now, now).catch(() => {});
   }
 
-  /** Least recently used first, until the entries fit the cap; never one being fetched or `keep`. */
+  /** Least recently used first, until the entries fit the cap; never one being fetched or read, nor `keep`. */
   async #evictBeyondCap(keep?: string): Promise<void> {
     let total = this.cachedBytes();
     for (const [hash, bytes] of [...this.#entries]) {
       if (total <= this.options.cacheBytes) return;
-      if (hash === keep || this.#inFlight.has(hash)) continue;
+      if (hash === keep || this.#inFlight.has(hash) || this.#pins.has(hash)) continue;
       await this.evict(hash);
       total -= bytes;
     }

@@ -33,7 +33,7 @@ import {
 } from "@openledger/model-runtime";
 import { runBuildTask } from "./build-runner.ts";
 import type { AttributionContext } from "./context.ts";
-import { loadVersionRows } from "./indexing.ts";
+import { loadVersionRows, type VersionRow } from "./indexing.ts";
 
 /** What makes an adapter's training recomputable: recorded by the factory and the gateway. */
 export interface LoraLineage {
@@ -110,8 +110,7 @@ export interface LoadedLora {
   tokenizer: TextTokenizer;
   adapter: LoraAdapter;
   modelDir: string;
-  adapterDir: string;
-  /** The adapter files' content hash. */
+  /** The adapter files' content hash (read them through `ctx.adapters.use`: a cached copy may be evicted). */
   adapterHash: string;
 }
 
@@ -120,9 +119,19 @@ export async function loadLora(ctx: AttributionContext, lineage: LoraLineage): P
   const modelDir = (await ctx.baseModelDirs()).get(lineage.baseModelHash);
   if (!modelDir) return null;
   // The gateway's disk, or (independent validators) this process's copy fetched from the gateway and
-  // checked there; an adapter the source does not have is attributed by spans only.
-  const adapterDir = await ctx.adapters.dirOf(lineage.adapterHash);
-  if (!adapterDir) return null;
+  // checked there, not evicted while it is read; an adapter the source does not have is attributed by
+  // spans only.
+  return ctx.adapters.use(lineage.adapterHash, async (adapterDir) =>
+    adapterDir ? parseLora(ctx, lineage, modelDir, adapterDir) : null,
+  );
+}
+
+function parseLora(
+  ctx: AttributionContext,
+  lineage: LoraLineage,
+  modelDir: string,
+  adapterDir: string,
+): Promise<LoadedLora> {
   // The files sit under their content hash, so once checked and parsed they are reused for every
   // answer of this adapter (a failed check is not cached: the next answer checks again).
   return ctx.loras.get(`${lineage.adapterHash}:${modelDir}`, async () => {
@@ -136,7 +145,7 @@ export async function loadLora(ctx: AttributionContext, lineage: LoraLineage): P
       );
     }
     const adapter = parsePeftAdapter(model.config, JSON.parse(cfgBytes.toString("utf8")), weights);
-    return { model, tokenizer, adapter, modelDir, adapterDir, adapterHash: lineage.adapterHash };
+    return { model, tokenizer, adapter, modelDir, adapterHash: lineage.adapterHash };
   });
 }
 
@@ -197,28 +206,34 @@ export async function ensureLoraGradients(
 }
 
 async function buildLoraGradients(db: Db, ctx: AttributionContext, lineage: LoraLineage, lora: LoadedLora) {
-  const rows = [];
+  const rows: VersionRow[] = [];
   for (const v of lineage.versionIds) rows.push(...(await loadVersionRows(db, v)));
   const started = Date.now();
-  const built = await runBuildTask({
-    kind: "lora-gradients",
-    modelDir: lora.modelDir,
-    adapterDir: lora.adapterDir,
-    seq: lineage.seq,
-    rows: rows.map((r) => ({
-      rowId: r.rowId,
-      contributionId: r.contributionId,
-      contributorId: r.contributorAddress,
-      text: r.text,
-    })),
-    meta: {
-      modelId: lineage.modelId,
-      adapterHash: lineage.adapterHash,
-      baseModelHash: lineage.baseModelHash,
-      trainingConfigHash: lineage.trainingConfigHash,
-      datanetVersionIds: lineage.versionIds,
+  // The thread reads the adapter's files: looked up again (a cached copy may have been evicted since
+  // it was parsed, then it is fetched and checked again) and kept on disk until the build is done.
+  const built = await ctx.adapters.use(lineage.adapterHash, async (adapterDir) => {
+    if (!adapterDir)
+      throw new LineageError(`the files of adapter ${lineage.adapterHash} are no longer available`);
+    return runBuildTask({
+      kind: "lora-gradients",
+      modelDir: lora.modelDir,
+      adapterDir,
       seq: lineage.seq,
-    },
+      rows: rows.map((r) => ({
+        rowId: r.rowId,
+        contributionId: r.contributionId,
+        contributorId: r.contributorAddress,
+        text: r.text,
+      })),
+      meta: {
+        modelId: lineage.modelId,
+        adapterHash: lineage.adapterHash,
+        baseModelHash: lineage.baseModelHash,
+        trainingConfigHash: lineage.trainingConfigHash,
+        datanetVersionIds: lineage.versionIds,
+        seq: lineage.seq,
+      },
+    });
   });
   const blobHash = await ctx.store.put(built.chunks);
   const bytes = built.chunks.reduce((s, c) => s + c.byteLength, 0);
