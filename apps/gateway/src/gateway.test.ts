@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { createChainClients, datanetRegistryAbi, OPEN } from "@openledger/chain";
 import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
-import { generateRandomPeft, type LlamaConfig, TINY_CONFIG } from "@openledger/model-runtime";
+import { generateRandomPeft, type LlamaConfig, slotFileName, TINY_CONFIG } from "@openledger/model-runtime";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import OpenAI from "openai";
@@ -167,9 +167,12 @@ test("adapters: upload validates against the base model, stores content-addresse
   });
   assert.equal(intent.status, "confirmed");
   assert.match(intent.txHash ?? "", /^0x[0-9a-f]{64}$/);
-  assert.deepEqual(await readdir(app.catalog.store.dirOf(row.contentHash)), [
+  // The PEFT files, and the adapter laid out for the runtime's slots (written by the upload's
+  // validating load: a cold load of it is one read).
+  assert.deepEqual((await readdir(app.catalog.store.dirOf(row.contentHash))).sort(), [
     "adapter_config.json",
     "adapter_model.safetensors",
+    slotFileName(app.host.model.config, app.host.runtime.slotLayout),
   ]);
 
   // Wrong shapes (an adapter made for another hidden size): 400 naming the tensor, nothing written.
@@ -223,6 +226,32 @@ test("adapters: upload validates against the base model, stores content-addresse
   const tarred = await upload(builderKey, form);
   assert.equal(tarred.status, 201, JSON.stringify(tarred.body));
   assert.equal((tarred.body.chain as { status: string }).status, "confirmed");
+});
+
+test("a cold adapter loads from the slot file its upload wrote: one read, no decode", async () => {
+  const { status, body } = await upload(
+    builderKey,
+    peftForm(TINY_CONFIG, 321, {
+      id: "tiny-lora-slots",
+      price_in_per_1k_wei: "1",
+      price_out_per_1k_wei: "1",
+    }),
+  );
+  assert.equal(status, 201, JSON.stringify(body));
+  const pool = app.host.loadPool;
+  const [fromFiles, decoded] = [pool.slotFileLoads, pool.peftLoads];
+  assert.equal(app.host.cache.tier("tiny-lora-slots"), "cold");
+  const ask = () =>
+    client(paidKey).completions.create({
+      model: "tiny-lora-slots",
+      prompt: "slot",
+      max_tokens: 8,
+      temperature: 0,
+    });
+  const done = await ask();
+  assert.ok(["length", "stop"].includes(done.choices[0]!.finish_reason));
+  // (That the slot file's layout is bit-identical to decoding the PEFT files: model-runtime's slot-file.test.ts.)
+  assert.deepEqual([pool.slotFileLoads - fromFiles, pool.peftLoads - decoded], [1, 0], "one read, no decode");
 });
 
 test("chat and completion, non-streaming and streaming, through the official client", async () => {

@@ -3,11 +3,11 @@ import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { threadId } from "node:worker_threads";
 import { Piscina } from "piscina";
-import { loadPeftAdapter } from "./adapter.ts";
 import type { LoadReply, LoadTask } from "./adapter-load-worker.ts";
 import type { LlamaConfig } from "./config.ts";
 import { ModelRuntimeError, type ModelRuntimeErrorCode } from "./errors.ts";
-import { type PreparedAdapter, prepareSlotAdapter, type SlotLayout, slotViews } from "./slots.ts";
+import { loadSlotAdapter } from "./slot-file.ts";
+import { type PreparedAdapter, type SlotLayout, slotViews } from "./slots.ts";
 
 export interface AdapterLoadPoolOptions {
   /** Worker threads (default: 2, or 1 on a one-core machine). */
@@ -24,11 +24,17 @@ export interface AdapterLoadPoolOptions {
    * thread stores the same memory the RAM tier holds instead of a copy.
    */
   shared?: boolean;
+  /**
+   * Read and write adapters' slot files (default true; slot-file.ts): after its first load an
+   * adapter loads with one read. false: decode the PEFT files every time, write nothing.
+   */
+  slotFiles?: boolean;
 }
 
 /**
  * Loads PEFT adapters on worker threads (piscina): file read, validation, f16/bf16
- * widening and the transpose into slot layout all happen off the main thread, and the
+ * widening and the transpose into slot layout all happen off the main thread (after an
+ * adapter's first load, one read of its slot file: slot-file.ts), and the
  * result comes back as one transferred ArrayBuffer (no copy), ready for
  * `ModelRuntime.loadAdapter` to store by reference. The main thread only wraps views
  * around it, so decode steps keep running while adapters load.
@@ -39,10 +45,14 @@ export class AdapterLoadPool {
   readonly #layout: SlotLayout;
   readonly #inlineBelow: number;
   readonly #shared: boolean;
+  readonly #slotFiles: boolean;
   #closed = false;
   /** Loads decoded on a worker thread, and on the calling thread (small files). */
   offThreadLoads = 0;
   inlineLoads = 0;
+  /** Loads read from the adapter's slot file (one read), and decoded from its PEFT files (slot-file.ts). */
+  slotFileLoads = 0;
+  peftLoads = 0;
 
   constructor(config: LlamaConfig, layout: SlotLayout, options: AdapterLoadPoolOptions = {}) {
     const threads = options.threads ?? Math.min(2, availableParallelism());
@@ -50,6 +60,7 @@ export class AdapterLoadPool {
     this.#config = config;
     this.#inlineBelow = options.inlineBelowBytes ?? 1 << 20;
     this.#shared = options.shared ?? false;
+    this.#slotFiles = options.slotFiles ?? true;
     this.#layout = { targetModules: [...layout.targetModules], rankBuckets: [...layout.rankBuckets] };
     // The worker is TypeScript: it runs through the same loader as this process
     // (`node --import tsx` passes its execArgv on to worker threads).
@@ -74,7 +85,10 @@ export class AdapterLoadPool {
     await Promise.all(Array.from({ length: this.threads }, () => this.#pool.run(warm)));
   }
 
-  /** Reads and decodes the adapter in `dir` into slot layout. Throws ModelRuntimeError on bad files. */
+  /**
+   * Reads the adapter in `dir` in slot layout: from its slot file, or decoded from its PEFT
+   * files (then the slot file is written into `dir`). Throws ModelRuntimeError on bad files.
+   */
   async load(dir: string): Promise<PreparedAdapter> {
     if (this.#closed) throw new Error("adapter load pool is closed");
     if (this.#inlineBelow > 0) {
@@ -84,9 +98,13 @@ export class AdapterLoadPool {
         () => Number.POSITIVE_INFINITY,
       );
       if (size < this.#inlineBelow) {
-        const adapter = await loadPeftAdapter(this.#config, dir);
+        const { adapter, source } = await loadSlotAdapter(this.#config, this.#layout, dir, {
+          shared: this.#shared,
+          slotFiles: this.#slotFiles,
+        });
         this.inlineLoads += 1;
-        return prepareSlotAdapter(this.#config, this.#layout, adapter, { shared: this.#shared });
+        this.#count(source);
+        return adapter;
       }
     }
     const task: LoadTask = {
@@ -95,6 +113,7 @@ export class AdapterLoadPool {
       targetModules: [...this.#layout.targetModules],
       rankBuckets: [...this.#layout.rankBuckets],
       shared: this.#shared,
+      slotFiles: this.#slotFiles,
     };
     const reply = (await this.#pool.run(task)) as LoadReply;
     if (!reply.ok) {
@@ -104,6 +123,7 @@ export class AdapterLoadPool {
       throw new Error(`adapter load failed: ${reply.message}`);
     }
     if (reply.threadId !== threadId) this.offThreadLoads += 1;
+    this.#count(reply.source);
     const views = slotViews(this.#config, this.#layout.targetModules, reply.bucket, reply.buffer);
     return {
       kind: "prepared",
@@ -115,6 +135,11 @@ export class AdapterLoadPool {
       buffer: reply.buffer,
       byteLength: reply.buffer.byteLength,
     };
+  }
+
+  #count(source: "slot-file" | "peft"): void {
+    if (source === "slot-file") this.slotFileLoads += 1;
+    else this.peftLoads += 1;
   }
 
   /** Ends the worker threads; loads not finished by then are rejected. */

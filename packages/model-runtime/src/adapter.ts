@@ -70,8 +70,7 @@ export function parsePeftAdapter(
   adapterConfigJson: unknown,
   safetensorsBytes: Uint8Array,
 ): LoraAdapter {
-  const cfg = validateAdapterConfig(adapterConfigJson);
-  const targets = resolveTargets(cfg.target_modules);
+  const { config: cfg, targets } = parseAdapterConfig(adapterConfigJson);
   const { tensors } = parseSafetensors(safetensorsBytes);
   const pairs = new Map<string, { a?: Tensor; b?: Tensor; aName?: string; bName?: string }>();
   for (const [name, t] of tensors) {
@@ -128,12 +127,10 @@ export function parsePeftAdapter(
         tensor: missing,
       });
     }
-    const rank = rankFor(cfg, layer, module);
-    const alpha = alphaFor(cfg, layer, module);
+    const { rank, scale } = moduleRankScale(cfg, layer, module);
     const { inDim, outDim } = moduleDims(config, module);
     expectShape(pair.aName!, pair.a.shape, [rank, inDim]);
     expectShape(pair.bName!, pair.b.shape, [outDim, rank]);
-    const scale = cfg.use_rslora ? alpha / Math.sqrt(rank) : alpha / rank;
     modules.set(key, { rank, scale, a: pair.a.data, b: pair.b.data });
     seenModules.add(module);
     maxRank = Math.max(maxRank, rank);
@@ -170,9 +167,16 @@ export function contentHashOfDigests(configDigest: Uint8Array, weightsDigest: Ui
 
 /** Reads `dir/adapter_config.json` + `dir/adapter_model.safetensors`. */
 export async function loadPeftAdapter(config: LlamaConfig, dir: string): Promise<LoraAdapter> {
-  let cfgText: string;
+  const { configJson } = await readAdapterConfig(dir);
+  const bytes = await readFile(join(dir, "adapter_model.safetensors"));
+  return parsePeftAdapter(config, configJson, bytes);
+}
+
+/** Reads and parses `dir/adapter_config.json` (its bytes too: the content hash covers them). */
+export async function readAdapterConfig(dir: string): Promise<{ configJson: unknown; configBytes: Buffer }> {
+  let configBytes: Buffer;
   try {
-    cfgText = await readFile(join(dir, "adapter_config.json"), "utf8");
+    configBytes = await readFile(join(dir, "adapter_config.json"));
   } catch (err) {
     throw new ModelRuntimeError(
       "ADAPTER_CONFIG_INVALID",
@@ -182,14 +186,31 @@ export async function loadPeftAdapter(config: LlamaConfig, dir: string): Promise
       },
     );
   }
-  let cfgJson: unknown;
   try {
-    cfgJson = JSON.parse(cfgText);
+    return { configJson: JSON.parse(configBytes.toString("utf8")), configBytes };
   } catch {
     throw new ModelRuntimeError("ADAPTER_CONFIG_INVALID", "adapter: adapter_config.json is not valid JSON");
   }
-  const bytes = await readFile(join(dir, "adapter_model.safetensors"));
-  return parsePeftAdapter(config, cfgJson, bytes);
+}
+
+/**
+ * Validates `adapter_config.json` (everything about it that does not need the tensors) and
+ * resolves its target modules. Throws ADAPTER_CONFIG_INVALID / ADAPTER_TARGET_UNSUPPORTED.
+ */
+export function parseAdapterConfig(json: unknown): { config: PeftAdapterConfig; targets: LoraModule[] } {
+  const config = validateAdapterConfig(json);
+  return { config, targets: resolveTargets(config.target_modules) };
+}
+
+/** The rank PEFT gives `layers.<layer>.<module>` under `cfg`, and its scale (alpha / r, or alpha / sqrt(r) with rsLoRA). */
+export function moduleRankScale(
+  cfg: PeftAdapterConfig,
+  layer: number,
+  module: LoraModule,
+): { rank: number; scale: number } {
+  const rank = rankFor(cfg, layer, module);
+  const alpha = alphaFor(cfg, layer, module);
+  return { rank, scale: cfg.use_rslora ? alpha / Math.sqrt(rank) : alpha / rank };
 }
 
 function validateAdapterConfig(json: unknown): PeftAdapterConfig {

@@ -9,10 +9,13 @@ export {
   type LoraWeights,
   loadPeftAdapter,
   loraAdapterBytes,
+  moduleRankScale,
   type PeftAdapterConfig,
   type PeftFiles,
+  parseAdapterConfig,
   parsePeftAdapter,
   type RandomAdapterOptions,
+  readAdapterConfig,
   sha256,
   writePeftAdapter,
 } from "./adapter.ts";
@@ -121,12 +124,15 @@ export {
   type StopOptions,
   type StopReason,
 } from "./sampler.ts";
+export { loadSlotAdapter, type SlotLoadSource, slotFileName } from "./slot-file.ts";
 export {
   isPreparedAdapter,
   type PreparedAdapter,
   prepareSlotAdapter,
   type SlotLayout,
   SlotTable,
+  scaleSlotAdapter,
+  slotBucket,
   slotByteLength,
   slotViews,
 } from "./slots.ts";

@@ -55,13 +55,15 @@ export function isPreparedAdapter(x: LoraAdapter | PreparedAdapter): x is Prepar
 /**
  * Converts a decoded PEFT adapter to slot layout: PEFT A [r, in] -> [in, bucket],
  * PEFT B [out, r] -> scale * [bucket, out], modules it does not target stay zero.
- * Throws ADAPTER_TARGET_UNSUPPORTED / ADAPTER_RANK_TOO_LARGE when it cannot fit.
+ * With `unscaled`, B is laid out without its scale (the slot file on disk: `slot-file.ts`;
+ * `scaleSlotAdapter` applies it later with the same f32 rounding, so the result is
+ * bit-identical). Throws ADAPTER_TARGET_UNSUPPORTED / ADAPTER_RANK_TOO_LARGE when it cannot fit.
  */
 export function prepareSlotAdapter(
   config: LlamaConfig,
   layout: SlotLayout,
   adapter: LoraAdapter,
-  options: { shared?: boolean } = {},
+  options: { shared?: boolean; unscaled?: boolean } = {},
 ): PreparedAdapter {
   for (const m of adapter.targetModules) {
     if (!layout.targetModules.includes(m)) {
@@ -72,14 +74,7 @@ export function prepareSlotAdapter(
       );
     }
   }
-  const bucket = [...layout.rankBuckets].sort((x, y) => x - y).find((r) => r >= adapter.rank);
-  if (bucket === undefined) {
-    throw new ModelRuntimeError(
-      "ADAPTER_RANK_TOO_LARGE",
-      `adapter rank ${adapter.rank} exceeds the largest slot rank ${Math.max(...layout.rankBuckets)}`,
-      { rank: adapter.rank },
-    );
-  }
+  const bucket = slotBucket(layout, adapter.rank);
   const views = slotViews(
     config,
     layout.targetModules,
@@ -103,9 +98,10 @@ export function prepareSlotAdapter(
         const o = i * bucket;
         for (let k = 0; k < r; k++) sa[o + k] = wa[k * inDim + i]!;
       }
+      const scale = options.unscaled ? 1 : w.scale;
       for (let k = 0; k < r; k++) {
         const o = k * outDim;
-        for (let j = 0; j < outDim; j++) sb[o + j] = w.scale * wb[j * r + k]!;
+        for (let j = 0; j < outDim; j++) sb[o + j] = scale * wb[j * r + k]!;
       }
     });
   }
@@ -119,6 +115,36 @@ export function prepareSlotAdapter(
     buffer: views.buffer,
     byteLength: views.buffer.byteLength,
   };
+}
+
+/** The smallest of the layout's rank buckets that holds `rank` (ADAPTER_RANK_TOO_LARGE when none does). */
+export function slotBucket(layout: SlotLayout, rank: number): number {
+  const bucket = [...layout.rankBuckets].sort((x, y) => x - y).find((r) => r >= rank);
+  if (bucket === undefined) {
+    throw new ModelRuntimeError(
+      "ADAPTER_RANK_TOO_LARGE",
+      `adapter rank ${rank} exceeds the largest slot rank ${Math.max(...layout.rankBuckets)}`,
+      { rank },
+    );
+  }
+  return bucket;
+}
+
+/**
+ * Multiplies the B block of each `layer.module` in `scales` by its scale, in place: what
+ * `prepareSlotAdapter` does while laying B out (f32 result of the f64 product, so the two
+ * orders give the same bits). Blocks not in `scales` are left as they are (zero).
+ */
+export function scaleSlotAdapter(p: PreparedAdapter, scales: ReadonlyMap<string, number>): void {
+  const modules = p.targetModules.length;
+  for (const [key, scale] of scales) {
+    if (scale === 1) continue;
+    const dot = key.indexOf(".");
+    const mi = p.targetModules.indexOf(key.slice(dot + 1) as LoraModule);
+    const b = p.b[Number(key.slice(0, dot)) * modules + mi];
+    if (mi < 0 || b === undefined) continue;
+    for (let i = 0; i < b.length; i++) b[i] = scale * b[i]!;
+  }
 }
 
 /**

@@ -118,6 +118,7 @@ export class ModelHost {
     const loadPool = new AdapterLoadPool(model.config, runtime.slotLayout, {
       threads: Math.min(2, availableParallelism(), config.GATEWAY_MAX_CONCURRENT_LOADS),
       shared: true,
+      slotFiles: config.GATEWAY_ADAPTER_SLOT_FILES,
     });
     await loadPool.warmUp();
     const cache = new AdapterCache<PreparedAdapter>({
