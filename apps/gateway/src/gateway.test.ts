@@ -4,13 +4,12 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { createChainClients, datanetRegistryAbi, OPEN } from "@openledger/chain";
-import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { datanetRegistryAbi, OPEN } from "@openledger/chain";
+import { devApiKeyRequest, type LocalChain, sendAs, startLocalChain } from "@openledger/chain/testing";
 import { generateRandomPeft, type LlamaConfig, slotFileName, TINY_CONFIG } from "@openledger/model-runtime";
 import type { App } from "@openledger/service-kit";
 import { testEnvironment } from "@openledger/service-kit/testing";
 import OpenAI from "openai";
-import type { Hex } from "viem";
 import { depositToEscrow, startTestGateway } from "./testing.ts";
 
 let env: Awaited<ReturnType<typeof testEnvironment>>;
@@ -692,24 +691,13 @@ test("the public catalog: every model with owner, prices, training datanet versi
   // in the datanets service's tables (written here directly).
   const ownerAccount = chain.accounts.users[0]!;
   const owner = ownerAccount.address.toLowerCase();
-  const { publicClient, walletClient } = createChainClients({
-    rpcUrl: chain.rpcUrl,
-    chainId: chain.chainId,
-    privateKey: ownerAccount.privateKey as Hex,
-  });
-  const registry = async (functionName: string, args: unknown[]) => {
-    const { request, result } = await publicClient.simulateContract({
-      account: walletClient.account,
+  const registry = (functionName: string, args: unknown[]) =>
+    sendAs<bigint>(chain, ownerAccount.privateKey, {
       address: chain.addresses!.contracts.DatanetRegistry,
       abi: datanetRegistryAbi,
-      functionName: functionName as never,
-      args: args as never,
+      functionName,
+      args,
     });
-    await publicClient.waitForTransactionReceipt({
-      hash: await walletClient.writeContract(request as never),
-    });
-    return result as unknown as bigint;
-  };
   const root32 = `0x${"22".repeat(32)}` as const;
   const chainDatanetId = await registry("createDatanet", ["openledger:test:catalog"]);
   await registry("publishVersion", [chainDatanetId, root32, 7n, 2n]);

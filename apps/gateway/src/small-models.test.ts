@@ -21,7 +21,7 @@ import {
   OPEN,
   openTokenAbi,
 } from "@openledger/chain";
-import { devApiKeyRequest, type LocalChain, startLocalChain } from "@openledger/chain/testing";
+import { devApiKeyRequest, type LocalChain, sendAs, startLocalChain } from "@openledger/chain/testing";
 import { TINY_MODEL_ENV } from "@openledger/config";
 import type { Db } from "@openledger/db";
 import type { App } from "@openledger/service-kit";
@@ -97,24 +97,13 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null |
 /** A datanet registered on chain with its versions published there too (ModelRegistry checks them). */
 async function seed(): Promise<void> {
   const owner = chain.accounts.users[0]!;
-  const { publicClient, walletClient } = createChainClients({
-    rpcUrl: chain.rpcUrl,
-    chainId: chain.chainId,
-    privateKey: owner.privateKey as Hex,
-  });
-  const registry = chain.addresses!.contracts.DatanetRegistry;
-  const send = async (functionName: string, args: unknown[]) => {
-    const { request, result } = await publicClient.simulateContract({
-      account: walletClient.account,
-      address: registry,
+  const send = (functionName: string, args: unknown[]) =>
+    sendAs<bigint>(chain, owner.privateKey, {
+      address: chain.addresses!.contracts.DatanetRegistry,
       abi: datanetRegistryAbi,
-      functionName: functionName as never,
-      args: args as never,
+      functionName,
+      args,
     });
-    const hash = await walletClient.writeContract(request as never);
-    await publicClient.waitForTransactionReceipt({ hash });
-    return result as unknown as bigint;
-  };
   const chainDatanetId = await send("createDatanet", ["openledger:test:spam"]);
   for (const a of [ALICE, BOB]) await db.contributor.create({ data: { address: a } });
   const datanet = await db.datanet.create({

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { freePort } from "@openledger/queue/testing";
-import { type Address, type Hex, keccak256, type TransactionReceipt, toBytes } from "viem";
+import { type Abi, type Address, type Hex, keccak256, type TransactionReceipt, toBytes } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { createChainPublicClient, createChainWalletClient } from "./clients.ts";
 import { CONTRACTS_DIR } from "./codegen.ts";
@@ -235,6 +235,30 @@ export async function startLocalChain(options: StartLocalChainOptions = {}): Pro
 // ------------------------------------------------------------------ validators' rows, as a validator writes them
 
 /** What the helpers below need of a database client (Prisma's raw query; keeps this package free of db). */
+/**
+ * Sends one call to the local chain as a funded dev account (simulated first, so a revert throws with
+ * its reason), waits for it to be mined and returns the call's result (e.g. a new datanet's id).
+ */
+export async function sendAs<T = unknown>(
+  chain: Pick<LocalChain, "rpcUrl" | "chainId">,
+  privateKey: string,
+  call: { address: Address; abi: Abi; functionName: string; args: readonly unknown[] },
+): Promise<T> {
+  const opts = { rpcUrl: chain.rpcUrl, chainId: chain.chainId };
+  const publicClient = createChainPublicClient(opts);
+  const walletClient = createChainWalletClient({ ...opts, privateKey: privateKey as Hex });
+  const { request, result } = await publicClient.simulateContract({
+    account: walletClient.account,
+    address: call.address,
+    abi: call.abi,
+    functionName: call.functionName,
+    args: call.args,
+  } as never);
+  const hash = await walletClient.writeContract(request as never);
+  await publicClient.waitForTransactionReceipt({ hash });
+  return result as T;
+}
+
 export interface RawQueryClient {
   $queryRawUnsafe<T = unknown>(query: string, ...values: unknown[]): Promise<T>;
 }
