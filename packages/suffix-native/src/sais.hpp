@@ -287,6 +287,10 @@ void level(const Sym* T, idx* SA, idx n, idx k, idx* counts, idx* bkt) {
     if (free_slots >= 2 * name) {
       counts1 = SA + n1;
       bkt1 = SA + n1 + name;
+    } else if (free_slots >= name) {  // half fits: allocate only the other half
+      counts1 = SA + n1;
+      own.resize(static_cast<size_t>(name));
+      bkt1 = own.data();
     } else {
       own.resize(2 * static_cast<size_t>(name));
       counts1 = own.data();
