@@ -1,17 +1,22 @@
 // SA-IS suffix-array construction (Nong, Zhang & Chan, "Two efficient algorithms for linear time
-// suffix array construction", 2009), written for this project. Same algorithm and memory layout as
-// the TypeScript builder in packages/attribution-core/src/suffix-array.ts (whose results it must
-// equal bit for bit), plus what only native code can do:
+// suffix array construction", 2009), written for this project (no code from libsais, libdivsufsort or
+// sais-lite). Same algorithm and memory layout as the TypeScript builder in
+// packages/attribution-core/src/suffix-array.ts (whose results it must equal bit for bit), plus what
+// native code does well:
 // - the text is read through its own element type (uint8_t / uint16_t / int32_t) by templates, so a
 //   byte or 16-bit text is never widened;
 // - every scan whose next access is a data-dependent read of the text (the induced sorts, LMS
 //   naming, placing the sorted LMS suffixes) software-prefetches that read a fixed distance ahead:
 //   the scan itself is sequential, the text reads are random, and on texts larger than the cache
 //   these misses are what the time goes on;
-// - bucket pointers are kept per symbol in a small array (L1-resident for byte texts).
-// Memory beyond the text and the output: two bucket arrays of the alphabet size at the top level;
-// the reduced problem of each level lives in the output, its buckets in the output's free middle
-// when they fit (else 8 bytes per reduced symbol are allocated).
+// - the LMS positions of a level are a bit set computed once without branches (LmsBits), and the
+//   compactions are branch-free: about a third of a text's positions are LMS, in no pattern a branch
+//   predictor can learn;
+// - bucket pointers are kept per symbol in a small array (L1-resident for byte texts), sized by the
+//   largest symbol that occurs rather than the declared alphabet.
+// Memory beyond the text and the output: two bucket arrays at the top level and n/8 bytes of LMS bits
+// per level; the reduced problem of each level lives in the output, its buckets in the output's free
+// middle when they fit (else 4 or 8 bytes per reduced symbol are allocated).
 //
 // Types are never stored: an entry carries the one bit the next scan needs in its sign, and the type
 // of a neighbour is decided by comparing adjacent symbols (as in the TypeScript builder).
@@ -34,10 +39,6 @@ constexpr idx PREFETCH = 48;
 template <class P>
 inline void prefetch_r(const P* p) {
   __builtin_prefetch(static_cast<const void*>(p), 0, 1);
-}
-template <class P>
-inline void prefetch_w(P* p) {
-  __builtin_prefetch(static_cast<const void*>(p), 1, 1);
 }
 
 // Address arithmetic for a prefetch only: an out-of-range entry (negative, 0, a flag) gives an
