@@ -210,6 +210,7 @@ export async function runDecode(
     wanted("8 rows, 8 distinct adapters", "f32 / F32");
   const needInt8 = wanted("decode b=1, 8-bit", "int8 / Q8_0");
   const needInt4 = wanted("decode b=1, 4-bit", "int4 / Q4_0");
+  const needInt8c = wanted("decode b=1, 8-bit per-channel", "int8c / Q8_0");
   log("building our sessions (f32, int8, int4 as the cases need; multi-LoRA graph)");
   const none = new Map<boolean, WorkerRuntime>();
   const f32rt = needF32 ? await ours("f32", ADAPTERS) : none;
@@ -219,6 +220,7 @@ export async function runDecode(
   }
   const int8rt = needInt8 ? await ours("int8") : none;
   const int4rt = needInt4 ? await ours("int4") : none;
+  const int8crt = needInt8c ? await ours("int8c") : none;
   const oursSides = (rts: Map<boolean, WorkerRuntime>, slots: number[]) =>
     new Map([...rts].map(([spin, rt]) => [spin, new OursSide(rt, slots)]));
 
@@ -275,6 +277,14 @@ export async function runDecode(
     adapters: 0,
     weights: "int8 / Q8_0",
     ours: oursSides(int8rt, [0]),
+    peer: peerSides(q8, 1),
+  });
+  all.push({
+    name: "decode b=1, 8-bit per-channel",
+    batch: 1,
+    adapters: 0,
+    weights: "int8c / Q8_0",
+    ours: oursSides(int8crt, [0]),
     peer: peerSides(q8, 1),
   });
   all.push({
@@ -392,12 +402,12 @@ export async function runRss(
     return JSON.parse(res.stdout.trim().split("\n").at(-1)!).peakMiB as number;
   };
   const out: RssResult[] = [];
-  for (const weights of ["f32", "int8"]) {
+  for (const weights of ["f32", "int8", "int8c"]) {
     const ours = measure("ours", weights);
     const peer = measure("peer", weights);
     opts.log(`RSS ${weights}: ours ${ours} MiB, llama.cpp ${peer} MiB`);
     out.push({
-      weights: weights === "f32" ? "f32 / F32" : "int8 / Q8_0",
+      weights: weights === "f32" ? "f32 / F32" : `${weights} / Q8_0`,
       ours,
       peer,
       ratio: round(ours / peer, 3),

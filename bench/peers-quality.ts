@@ -1,4 +1,4 @@
-// bench:peers, quantization quality: int8 / int4 against f32 on a model trained here (held-out
+// bench:peers, quantization quality: int8 / int4 / int8c (per-channel) against f32 on a model trained here (held-out
 // loss means something only for a model that learned something) and on the random
 // SmolLM-shaped model of the speed cases (greedy agreement only).
 import { createRequire } from "node:module";
@@ -23,7 +23,7 @@ export interface QualityResult {
   /** mean next-token NLL (nats) on held-out text, per weight format; null for random weights */
   loss: Record<WeightFormat, number> | null;
   /** fraction of held-out positions where the format's greedy token equals f32's */
-  greedyAgreement: Record<"int8" | "int4", number>;
+  greedyAgreement: Record<Exclude<WeightFormat, "f32">, number>;
 }
 
 /** A small byte-level Llama (256 bytes + BOS/EOS/PAD) trained on Moby-Dick, chapters 1..120. */
@@ -103,7 +103,7 @@ async function scoreTokens(rt: ModelRuntime, tokens: number[]): Promise<{ nll: n
 
 async function compare(model: BaseModel, tokens: number[], threads: number) {
   const out = new Map<WeightFormat, { nll: number; greedy: number[] }>();
-  for (const weights of ["f32", "int8", "int4"] as const) {
+  for (const weights of ["f32", "int8", "int4", "int8c"] as const) {
     const rt = await ModelRuntime.create(model, { lora: false, intraOpThreads: threads, weights });
     out.set(weights, await scoreTokens(rt, tokens));
     await rt.dispose();
@@ -116,8 +116,9 @@ async function compare(model: BaseModel, tokens: number[], threads: number) {
       f32: round(out.get("f32")!.nll, 4),
       int8: round(out.get("int8")!.nll, 4),
       int4: round(out.get("int4")!.nll, 4),
+      int8c: round(out.get("int8c")!.nll, 4),
     },
-    greedyAgreement: { int8: agree("int8"), int4: agree("int4") },
+    greedyAgreement: { int8: agree("int8"), int4: agree("int4"), int8c: agree("int8c") },
   };
 }
 

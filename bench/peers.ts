@@ -13,7 +13,7 @@
  *
  * Decode: a SmolLM-135M-shaped model with random weights, generated as HF safetensors (f32),
  * converted by the project's GGUF writer (packages/model-runtime/src/gguf.ts) for llama.cpp,
- * and by the project's quantizer for our int8 / 4-bit runtimes. Each case prefills 8 tokens
+ * and by the project's quantizer for our int8 / int8c (per-channel) / 4-bit runtimes. Each case prefills 8 tokens
  * per row (untimed), then times greedy decode steps (sampling included on both sides). A
  * round runs every case once on each side, ours and the peer alternately (the order flips
  * each round); figures are medians over rounds. Distinct adapters on llama.cpp are one
@@ -139,12 +139,15 @@ async function main(): Promise<void> {
   }
   if (out.quality.length > 0) {
     console.log("\nQuantized weights vs f32 (held-out next-token loss in nats; greedy agreement with f32)\n");
-    console.log("| model | tokens | loss f32 | loss int8 | loss int4 | agreement int8 | agreement int4 |");
-    console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    console.log(
+      "| model | tokens | loss f32 | loss int8 | loss int4 | loss int8c | agreement int8 | int4 | int8c |",
+    );
+    console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (const q of out.quality) {
-      const l = (w: "f32" | "int8" | "int4") => (q.loss ? q.loss[w] : "n/a");
+      const l = (w: "f32" | "int8" | "int4" | "int8c") => (q.loss ? q.loss[w] : "n/a");
+      const a = q.greedyAgreement;
       console.log(
-        `| ${q.model} | ${q.heldOutTokens} | ${l("f32")} | ${l("int8")} | ${l("int4")} | ${q.greedyAgreement.int8} | ${q.greedyAgreement.int4} |`,
+        `| ${q.model} | ${q.heldOutTokens} | ${l("f32")} | ${l("int8")} | ${l("int4")} | ${l("int8c")} | ${a.int8} | ${a.int4} | ${a.int8c} |`,
       );
     }
   }

@@ -268,9 +268,10 @@ export const gatewayEnv = baseEnv.extend({
   GATEWAY_MAX_NEW_TOKENS: z.coerce.number().int().min(1).default(256),
   /** onnxruntime intra-op threads (0 = all cores). */
   GATEWAY_THREADS: z.coerce.number().int().min(0).default(0),
-  /** Base weights as served: "f32" as loaded, or "int8" / "int4" blockwise-quantized from them at start-up
-   *  (faster and smaller at batch 1; quality in bench/RESULTS.md, "Peers"). */
-  GATEWAY_WEIGHTS: z.enum(["f32", "int8", "int4"]).default("f32"),
+  /** Base weights as served: "f32" as loaded, "int8" / "int4" blockwise-quantized from them at start-up,
+   *  or "int8c" (int8, one scale per output channel, onnxruntime's integer GEMM: the fastest at batch 1).
+   *  Quantized weights are faster and smaller at batch 1; speed and quality in bench/RESULTS.md, "Peers". */
+  GATEWAY_WEIGHTS: z.enum(["f32", "int8", "int4", "int8c"]).default("f32"),
   /** Per-account request rate: bucket size and refill per minute (0 = unlimited). */
   GATEWAY_RATE_REQUESTS_PER_MIN: z.coerce.number().int().min(0).default(600),
   /** How long an on-chain escrow balance read is reused, ms. */

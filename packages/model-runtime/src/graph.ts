@@ -2,12 +2,13 @@ import type { onnx as OnnxTypes } from "onnx-proto";
 import onnxProto from "onnx-proto";
 import { type LoraModule, moduleDims, moduleWeightName } from "./config.ts";
 import { type BaseModel, getWeight } from "./model.ts";
-import { QUANT_BLOCK, quantizeBlockwise, type WeightFormat } from "./quantize.ts";
+import { QUANT_BLOCK, quantizeBlockwise, quantizePerChannel, type WeightFormat } from "./quantize.ts";
 
 const { onnx } = onnxProto;
 
 export const FLOAT = 1;
 const UINT8 = 2;
+const INT8 = 3;
 const BOOL = 9;
 export const INT64 = 7;
 const MS_DOMAIN = "com.microsoft";
@@ -59,7 +60,9 @@ export interface GraphOptions {
   /**
    * Base weight format of the linear layers and the LM head (default "f32"): "int8" / "int4"
    * are symmetric blockwise (32 per block) weights run by onnxruntime's MatMulNBits with
-   * int8 activations (accuracy level 4). Embedding, norms and LoRA stay f32.
+   * int8 activations (accuracy level 4); "int8c" is int8 with one scale per output channel run
+   * by DynamicQuantizeMatMul (uint8 activations, quantized per call). Embedding, norms and LoRA
+   * stay f32.
    */
   weights?: WeightFormat;
   /** Large initializers go to this file instead of the protobuf (see ExternalDataSink). */
@@ -355,7 +358,7 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
     return z;
   };
 
-  /** x·Wᵀ for weights [out, in] (row-major, HF layout): f32 Gemm or MatMulNBits. */
+  /** x·Wᵀ for weights [out, in] (row-major, HF layout): f32 Gemm, DynamicQuantizeMatMul or MatMulNBits. */
   const linear = (
     t: string,
     name: string,
@@ -366,6 +369,12 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
   ): string => {
     if (format === "f32")
       return g.op("Gemm", [t, g.floatInit(name, [rows, cols], data())], { transB: 1 }, outName);
+    if (format === "int8c") {
+      const q = quantizePerChannel(data(), rows, cols);
+      const wq = g.init(`${name}.q8c`, [cols, rows], INT8, new Uint8Array(q.data.buffer));
+      const sc = g.floatInit(`${name}.scales`, [rows], q.scales);
+      return g.opN("DynamicQuantizeMatMul", [t, wq, sc], 1, {}, outName, MS_DOMAIN)[0]!;
+    }
     const bits = format === "int8" ? 8 : 4;
     const q = quantizeBlockwise(data(), rows, cols, bits);
     const blocks = Math.ceil(cols / QUANT_BLOCK);

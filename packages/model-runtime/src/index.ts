@@ -89,10 +89,13 @@ export {
   pretrain,
 } from "./pretrain.ts";
 export {
+  type ChannelQuantizedMatrix,
   dequantizeBlockwise,
+  dequantizePerChannel,
   QUANT_BLOCK,
   type QuantizedMatrix,
   quantizeBlockwise,
+  quantizePerChannel,
   WEIGHT_FORMATS,
   type WeightFormat,
 } from "./quantize.ts";

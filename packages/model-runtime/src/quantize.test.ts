@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { TINY_CONFIG } from "./config.ts";
 import { type BaseModel, generateBaseModel } from "./model.ts";
-import { dequantizeBlockwise, QUANT_BLOCK, quantizeBlockwise } from "./quantize.ts";
+import {
+  dequantizeBlockwise,
+  dequantizePerChannel,
+  QUANT_BLOCK,
+  quantizeBlockwise,
+  quantizePerChannel,
+} from "./quantize.ts";
 import { referenceForward } from "./reference.ts";
 import { Rng } from "./rng.ts";
 import { ModelRuntime } from "./runtime.ts";
@@ -33,32 +39,47 @@ test("blockwise int8 / int4: every weight within half a step (int4: one step at 
   }
 });
 
+test("per-channel int8: every weight within half its channel's step, stored as MatMul's B [in, out]", () => {
+  const rng = new Rng(2);
+  const rows = 5;
+  const cols = 70;
+  const w = rng.fillUniform(new Float32Array(rows * cols), 3);
+  w[2 * cols + 7] = 40; // an outlier widens only its own channel's step
+  const q = quantizePerChannel(w, rows, cols);
+  assert.equal(q.scales.length, rows);
+  assert.equal(q.data[7 * rows + 2], 127);
+  const back = dequantizePerChannel(q, rows, cols);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const err = Math.abs(back[r * cols + c]! - w[r * cols + c]!);
+      assert.ok(err <= q.scales[r]! / 2 + 1e-6, `[${r},${c}] error ${err} > half step ${q.scales[r]}`);
+    }
+  }
+  assert.ok(q.scales[2]! > 5 * q.scales[1]!);
+});
+
+type Quantized = "int8" | "int4" | "int8c";
+const roundTrip = (format: Quantized, data: Float32Array, rows: number, cols: number): Float32Array => {
+  if (format === "int8c") return dequantizePerChannel(quantizePerChannel(data, rows, cols), rows, cols);
+  const bits = format === "int8" ? 8 : 4;
+  return dequantizeBlockwise(quantizeBlockwise(data, rows, cols, bits), rows, cols, bits);
+};
+
 /** The model the quantized graph stands for: linear weights and the (untied) head dequantized. */
-function dequantizedModel(model: BaseModel, bits: 4 | 8): BaseModel {
+function dequantizedModel(model: BaseModel, format: Quantized): BaseModel {
   const weights = new Map<string, Tensor>();
   for (const [name, t] of model.weights) {
     const [rows, cols] = t.shape as [number, number];
     const linear = t.shape.length === 2 && name.endsWith("_proj.weight");
-    weights.set(
-      name,
-      linear
-        ? {
-            shape: t.shape,
-            data: dequantizeBlockwise(quantizeBlockwise(t.data, rows, cols, bits), rows, cols, bits),
-          }
-        : t,
-    );
+    weights.set(name, linear ? { shape: t.shape, data: roundTrip(format, t.data, rows, cols) } : t);
   }
   const embed = model.weights.get("model.embed_tokens.weight")!;
   const [v, h] = embed.shape as [number, number];
-  weights.set("lm_head.weight", {
-    shape: embed.shape,
-    data: dequantizeBlockwise(quantizeBlockwise(embed.data, v, h, bits), v, h, bits),
-  });
+  weights.set("lm_head.weight", { shape: embed.shape, data: roundTrip(format, embed.data, v, h) });
   return { config: { ...model.config, tieWordEmbeddings: false }, weights };
 }
 
-test("int8 / int4 runtimes compute the dequantized model (up to int8 activations) and mostly keep f32's greedy choice", async () => {
+test("int8 / int4 / int8c runtimes compute the dequantized model (up to int8 activations) and mostly keep f32's greedy choice", async () => {
   const model = generateBaseModel(TINY_CONFIG, 5);
   const tokens = Array.from({ length: 24 }, (_, i) => (i * 37 + 11) % 256);
   const f32 = await ModelRuntime.create(model, { lora: false, intraOpThreads: 1 });
@@ -69,12 +90,13 @@ test("int8 / int4 runtimes compute the dequantized model (up to int8 activations
     f32.release(t);
   }
   await f32.dispose();
-  for (const [format, bits, minAgree] of [
-    ["int8", 8, 0.9],
-    ["int4", 4, 0.8],
+  for (const [format, minAgree] of [
+    ["int8", 0.9],
+    ["int4", 0.8],
+    ["int8c", 0.9],
   ] as const) {
     const rt = await ModelRuntime.create(model, { lora: false, intraOpThreads: 1, weights: format });
-    const ref = referenceForward(dequantizedModel(model, bits), tokens);
+    const ref = referenceForward(dequantizedModel(model, format), tokens);
     let agree = 0;
     let maxErr = 0;
     let maxAbs = 0;
@@ -89,7 +111,11 @@ test("int8 / int4 runtimes compute the dequantized model (up to int8 activations
       if (argmax(l!) === argmax(f32Logits[t - 1]!)) agree++;
     }
     await rt.dispose();
-    // The remaining difference is MatMulNBits quantizing activations to int8 per block.
+    // The remaining difference is the activations' quantization: MatMulNBits to int8 per block of
+    // 32, DynamicQuantizeMatMul (int8c) to uint8 per call.
+    console.log(
+      `${format}: max |graph - dequantized reference| ${maxErr.toExponential(2)} (|logit| ${maxAbs.toFixed(2)}), greedy ${agree}/${tokens.length}`,
+    );
     assert.ok(
       maxErr < 0.05 * maxAbs,
       `${format}: max |graph - dequantized reference| ${maxErr} vs |logit| ${maxAbs}`,

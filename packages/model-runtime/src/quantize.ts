@@ -6,10 +6,14 @@
  * magnitude), so our int8/int4 and llama.cpp's Q8_0/Q4_0 carry the same information.
  */
 
-/** Base weight format of a runtime: f32 as loaded, or blockwise-quantized int8 / int4. */
-export type WeightFormat = "f32" | "int8" | "int4";
+/**
+ * Base weight format of a runtime: f32 as loaded, blockwise-quantized int8 / int4
+ * (MatMulNBits), or "int8c": int8 with one scale per output channel, run by onnxruntime's
+ * integer GEMM (see `quantizePerChannel`).
+ */
+export type WeightFormat = "f32" | "int8" | "int4" | "int8c";
 
-export const WEIGHT_FORMATS: readonly WeightFormat[] = ["f32", "int8", "int4"];
+export const WEIGHT_FORMATS: readonly WeightFormat[] = ["f32", "int8", "int4", "int8c"];
 
 /** Input weights per quantization block. */
 export const QUANT_BLOCK = 32;
@@ -85,6 +89,43 @@ export function dequantizeBlockwise(
       const v = bits === 8 ? q.data[o + j]! - 128 : ((q.data[o + (j >> 1)]! >> ((j & 1) * 4)) & 15) - 8;
       out[r * cols + c] = v * d;
     }
+  }
+  return out;
+}
+
+export interface ChannelQuantizedMatrix {
+  /** [cols, rows] (the transpose of the HF [out, in] layout: MatMul's B), signed. */
+  data: Int8Array;
+  /** [rows]: one per output channel. */
+  scales: Float32Array;
+}
+
+/**
+ * Symmetric int8 with one f32 scale per output channel (d = amax/127 over the channel's
+ * weights), laid out as MatMul's B [in, out]: what onnxruntime's `DynamicQuantizeMatMul`
+ * takes (activations quantized to uint8 per call, int8 weights prepacked once for MLAS's
+ * integer GEMM). ~1.0 byte per weight against 1.125 for the blockwise int8 above (llama.cpp's
+ * Q8_0: 1.0625), and the integer GEMM streams it faster than MatMulNBits (bench/RESULTS.md).
+ */
+export function quantizePerChannel(w: Float32Array, rows: number, cols: number): ChannelQuantizedMatrix {
+  const data = new Int8Array(rows * cols);
+  const scales = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let amax = 0;
+    for (let c = 0; c < cols; c++) amax = Math.max(amax, Math.abs(w[r * cols + c]!));
+    const d = amax / 127;
+    const id = d !== 0 ? 1 / d : 0;
+    scales[r] = d;
+    for (let c = 0; c < cols; c++) data[c * rows + r] = Math.round(w[r * cols + c]! * id);
+  }
+  return { data, scales };
+}
+
+/** The f32 [rows, cols] matrix a per-channel quantized one stands for (tests). */
+export function dequantizePerChannel(q: ChannelQuantizedMatrix, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) out[r * cols + c] = q.data[c * rows + r]! * q.scales[r]!;
   }
   return out;
 }
