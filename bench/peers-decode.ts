@@ -342,7 +342,7 @@ export async function runDecode(
   }
   for (const m of models) await m.dispose();
   await llama.dispose();
-  for (const rts of [f32rt, int8rt, int4rt]) for (const rt of rts.values()) await rt.dispose();
+  for (const rts of [f32rt, int8rt, int4rt, int8crt]) for (const rt of rts.values()) await rt.dispose();
   return cases.map((c, i) => {
     const [oursSpin, ours] = best(oursRounds[i]!);
     const [peerThreads, peer] = best(peerRounds[i]!);
