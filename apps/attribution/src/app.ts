@@ -11,6 +11,7 @@ import {
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import { attributionContext } from "./lib/context.ts";
+import { disputeDuty } from "./lib/disputes.ts";
 import { attestClosedEpochs } from "./lib/epoch-attestor.ts";
 import { attributeRoutes } from "./routes/attribute.ts";
 import { indexRoutes } from "./routes/indexes.ts";
@@ -23,8 +24,9 @@ import { validatorScan } from "./workers/validator-scan.ts";
 /**
  * The validator's own duties as background tasks (only with RUN_WORKERS): it attributes every recent
  * inference it has not attributed yet (`validatorScan`: each validator reads the public record rather
- * than sharing one job queue), and recounts and attests each closed epoch's root (settlement holds no
- * validator key: roots are posted only with a quorum of validator processes' signatures).
+ * than sharing one job queue), recounts and attests each closed epoch's root (settlement holds no
+ * validator key: roots are posted only with a quorum of validator processes' signatures), and signs and
+ * files disputes against validators that signed a result other than the quorum's (ATTRIBUTION_AUTO_DISPUTE).
  */
 const validatorDuties = fp<{ config: AttributionConfig }>(
   async (app: FastifyInstance, { config }) => {
@@ -33,6 +35,14 @@ const validatorDuties = fp<{ config: AttributionConfig }>(
       const [chain, identities] = await Promise.all([app.attribution.chain(), app.attribution.validators()]);
       for (const identity of identities) await attestClosedEpochs(app.db, chain, identity, app.log);
     });
+    // Disputes against validators that signed a result other than the quorum's (lib/disputes.ts).
+    if (config.ATTRIBUTION_AUTO_DISPUTE) {
+      app.background.every(
+        "validator disputes",
+        config.ATTRIBUTION_EPOCH_ATTEST_INTERVAL_MS,
+        disputeDuty(app),
+      );
+    }
   },
   { name: "attribution-validator-duties", dependencies: ["attribution-context"] },
 );

@@ -184,8 +184,20 @@ export interface ChainConnection {
   profile: ChainProfile;
   /** The wallet of a role; throws ChainConfigError when this service was not given that role. */
   signer(role: SignerRole): ChainWalletClient;
-  /** Validator accounts (local EIP-712 signing only; they never send transactions), deduplicated. */
+  /** Validator accounts (EIP-712 signing; the only transaction they send is a dispute, `executeAsValidator`),
+   *  deduplicated. */
   validators: readonly PrivateKeyAccount[];
+  /**
+   * Drives an intent to confirmation signed by one of this service's validator keys (a validator files the
+   * disputes it signed, `ValidatorDisputes.fileDispute`, as the reporter). Throws ChainConfigError for an
+   * address this service holds no key of.
+   */
+  executeAsValidator(
+    db: IntentDb,
+    validator: string,
+    spec: IntentSpec,
+    options?: { receiptTimeoutMs?: number },
+  ): Promise<{ txHash: string | null }>;
   /** Drives an intent to confirmation as `role` (packages/chain `executeIntent`). */
   execute(
     db: IntentDb,
@@ -410,12 +422,12 @@ export class ChainConnector {
     }
     const validatorKeys = (this.options.validators?.key?.split(",") ??
       (dev && this.options.validators ? localAccounts().validators.map((v) => v.privateKey) : [])) as Hex[];
-    const seen = new Set<string>();
+    const validatorKeyOf = new Map<string, Hex>();
     const validators: PrivateKeyAccount[] = [];
     for (const key of validatorKeys) {
       const account = privateKeyToAccount(key.trim() as Hex);
-      if (seen.has(account.address.toLowerCase())) continue;
-      seen.add(account.address.toLowerCase());
+      if (validatorKeyOf.has(account.address.toLowerCase())) continue;
+      validatorKeyOf.set(account.address.toLowerCase(), key.trim() as Hex);
       validators.push(account);
     }
     assertValidatorKeyCount(
@@ -439,6 +451,21 @@ export class ChainConnector {
       const { wallet, queue } = signerOf(role);
       return { publicClient, wallet, serialize: (fn) => queue.run(fn) };
     };
+    // A validator's wallet exists only once it sends (a dispute); it shares the address's signing queue.
+    const validatorWallets = new Map<string, ChainWalletClient>();
+    const validatorSigner = (validator: string): IntentSigner => {
+      const address = validator.toLowerCase();
+      const key = validatorKeyOf.get(address);
+      if (!key) throw new ChainConfigError(`this service holds no key of validator ${address}`);
+      let wallet = validatorWallets.get(address);
+      if (!wallet) {
+        wallet = createChainWalletClient({ ...clientOptions, privateKey: key });
+        validatorWallets.set(address, wallet);
+      }
+      const queue = queues.get(address) ?? new SigningQueue();
+      queues.set(address, queue);
+      return { publicClient, wallet, serialize: (fn) => queue.run(fn) };
+    };
     return {
       chainId,
       addresses,
@@ -446,6 +473,8 @@ export class ChainConnector {
       profile,
       signer: (role) => signerOf(role).wallet,
       validators,
+      executeAsValidator: (db, validator, spec, options) =>
+        executeIntent(db, validatorSigner(validator), spec, options),
       execute: (db, role, spec, options) => executeIntent(db, intentSigner(role), spec, options),
       submit: (db, role, spec, options) => submitIntent(db, intentSigner(role), spec, options),
     };

@@ -191,6 +191,10 @@ export const attributionEnv = baseEnv.extend({
   ATTRIBUTION_REVEAL_WAIT_MS: z.coerce.number().int().min(0).max(600_000).default(2_000),
   /** How often this validator looks for closed epochs to recount and attest (ms; 0 = never). */
   ATTRIBUTION_EPOCH_ATTEST_INTERVAL_MS: z.coerce.number().int().min(0).max(600_000).default(1_000),
+  /** Disputes (at the epoch attest interval): sign ValidatorDisputes' AttributionDispute against every validator
+   *  that signed a result other than the quorum's when this validator's own result is the quorum's, and file
+   *  `fileDispute` once enough active validators signed. false = sign and file nothing. */
+  ATTRIBUTION_AUTO_DISPUTE: boolFlag(true),
   /** Validator keys, comma-separated (0x + 64 hex each); each signs as its own validator. Empty on
    *  chain 31337 = the local deployment's three validators (Hardhat accounts #5-7); never logged. */
   /** Bearer token of the platform's own callers (the gateway fetching small models' ONNX, operators, `npm start`

@@ -304,6 +304,26 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
         where: { inferenceId_validatorAddress: { inferenceId: c.inferenceId, validatorAddress: OWNER } },
       }),
   );
+  await roundTrip(
+    "AttributionDisputeSignature",
+    () =>
+      db.attributionDisputeSignature.create({
+        data: {
+          accused: ADDR,
+          inferenceId: inference.id,
+          signer: OWNER,
+          signedResultHash: ROOT,
+          quorumResultHash: `0x${HASH64}`,
+          signature: SIG,
+        },
+      }),
+    (d) =>
+      db.attributionDisputeSignature.findUnique({
+        where: {
+          accused_inferenceId_signer: { accused: d.accused, inferenceId: d.inferenceId, signer: d.signer },
+        },
+      }),
+  );
   const result = await roundTrip(
     "AttributionResult",
     () =>

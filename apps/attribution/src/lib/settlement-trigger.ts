@@ -20,28 +20,40 @@ export interface SettlementHandOff {
   quorum: () => Promise<Pick<ValidatorQuorum, "need" | "active">>;
 }
 
+/** A counted reveal (its commitment was recorded in time and it opens it; the validator is active). */
+export interface CountedResult {
+  /** Lower-case address. */
+  validator: string;
+  /** Lower-case result hash. */
+  resultHash: string;
+  /** The validator's EIP-712 AttributionResult signature (not checked here). */
+  signature: string;
+}
+
 /**
- * Whether at least `need` (>= 1) distinct ACTIVE validators revealed, in time, results with one and the same
- * hash (results of validators outside the active set, and reveals that do not count, are left out, as in
- * settlement; signatures are settlement's to check).
+ * The quorum's result of an inference: the hash at least `need` (>= 1) distinct ACTIVE validators revealed, in
+ * time (results of validators outside the active set, and reveals that do not count, are left out, as in
+ * settlement; signatures are settlement's to check), with every counted reveal; null while there is none.
+ * `need` is at least 2/3 of the active set, so no two hashes can both reach it.
  */
-export async function quorumReached(
+export async function quorumResult(
   db: Db,
   inferenceId: string,
   quorum: Pick<ValidatorQuorum, "need" | "active">,
-): Promise<boolean> {
-  if (quorum.need === 0) return false;
+): Promise<{ resultHash: string; counted: CountedResult[] } | null> {
+  if (quorum.need === 0) return null;
   const rows = await db.$queryRawUnsafe<
     {
       hash: string;
       validator: string;
+      signature: string;
       salt: string | null;
       reveal_seq: string;
       commitment: string | null;
       commitment_seq: string | null;
     }[]
   >(
-    `SELECT lower(r.result_hash) AS hash, lower(r.validator_address) AS validator, r.salt,
+    `SELECT lower(r.result_hash) AS hash, lower(r.validator_address) AS validator, r.signature, r.salt,
             r.reveal_seq::text AS reveal_seq, lower(c.commitment) AS commitment, c.seq::text AS commitment_seq
        FROM attribution_results r
        LEFT JOIN attribution_commitments c
@@ -59,14 +71,22 @@ export async function quorumReached(
       ...(r.commitment_seq !== null ? { commitmentSeq: BigInt(r.commitment_seq) } : {}),
     })),
   );
+  const results = rows
+    .filter((r) => counted.has(r.validator))
+    .map((r) => ({ validator: r.validator, resultHash: r.hash, signature: r.signature }));
   const byHash = new Map<string, number>();
-  for (const r of rows) {
-    if (!counted.has(r.validator)) continue;
-    const n = (byHash.get(r.hash) ?? 0) + 1;
-    if (n >= quorum.need) return true;
-    byHash.set(r.hash, n);
-  }
-  return false;
+  for (const r of results) byHash.set(r.resultHash, (byHash.get(r.resultHash) ?? 0) + 1);
+  for (const [resultHash, n] of byHash) if (n >= quorum.need) return { resultHash, counted: results };
+  return null;
+}
+
+/** Whether the inference has a quorum's result (`quorumResult`). */
+export async function quorumReached(
+  db: Db,
+  inferenceId: string,
+  quorum: Pick<ValidatorQuorum, "need" | "active">,
+): Promise<boolean> {
+  return (await quorumResult(db, inferenceId, quorum)) !== null;
 }
 
 /**

@@ -1,0 +1,351 @@
+// Validators file disputes by themselves, against a real chain (ValidatorDisputes, Staking), real Postgres and
+// real validator processes (each with its own Hardhat key). A validator that signs a result other than the
+// quorum's (tampered bytes, signed with its real key) is disputed by the others' processes: each signs the
+// EIP-712 AttributionDispute, and once `requiredSignatures()` of them did, one files `fileDispute` — a slash
+// proposal then exists on Staking with the contract's evidence hash. Negative cases: fewer signatures than
+// required file nothing; a validator whose own result is not the quorum's signs nothing; a restart files no
+// second transaction; a refused filing stays pending and is filed once the chain accepts it.
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import {
+  createChainPublicClient,
+  inferenceIdToBytes32,
+  openTokenAbi,
+  rewardDistributorAbi,
+  SLASH_PROPOSER_ROLE,
+  StakeRole,
+  stakingAbi,
+  validatorDisputesAbi,
+  ZERO_SUBJECT,
+} from "@openledger/chain";
+import {
+  commitValidatorResult,
+  type LocalChain,
+  revealValidatorResult,
+  sendAs,
+  startLocalChain,
+} from "@openledger/chain/testing";
+import { TINY_MODEL_ENV } from "@openledger/config";
+import { testEnvironment } from "@openledger/service-kit/testing";
+import { type Abi, type Address, encodeAbiParameters, type Hex, keccak256, toBytes } from "viem";
+import { attributionConfig, buildAttribution } from "./app.ts";
+import { disputeDuty, disputeIntentKey, disputeProposalKey } from "./lib/disputes.ts";
+
+type App = Awaited<ReturnType<typeof buildAttribution>>;
+const MODEL = "dispute-test-model";
+const lower = (a: string) => a.toLowerCase();
+
+async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms = 60_000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe("validators file disputes by themselves", () => {
+  let chain: LocalChain;
+  let env: Awaited<ReturnType<typeof testEnvironment>>;
+  let dir: string;
+  let addressesFile: string;
+  let db: App["db"];
+  let holder: App;
+  const open: App[] = [];
+  const pub = () => createChainPublicClient({ rpcUrl: chain.rpcUrl, chainId: chain.chainId });
+  /** Hardhat keys of the validators: #5-7, then users #8-10 once they joined (last test). */
+  const keys = () => [...chain.accounts.validators, ...chain.accounts.users.slice(0, 3)];
+
+  /** A validator process (its own key); RUN_WORKERS: its background duties run (disputes among them). */
+  async function validator(i: number, extra: Record<string, string> = {}): Promise<App> {
+    const app = await buildAttribution(
+      attributionConfig({
+        ...TINY_MODEL_ENV,
+        ...env.env,
+        CHAIN_RPC_URL: chain.rpcUrl,
+        CHAIN_ADDRESSES_FILE: addressesFile,
+        ATTRIBUTION_BLOB_DIR: dir,
+        ATTRIBUTION_SERVICE_TOKEN: "dispute-test-token",
+        VALIDATOR_PRIVATE_KEYS: keys()[i]!.privateKey,
+        ATTRIBUTION_VALIDATOR_SCAN_MS: "0",
+        ATTRIBUTION_EPOCH_ATTEST_INTERVAL_MS: "200",
+        ...extra,
+      }),
+    );
+    open.push(app);
+    return app;
+  }
+  const close = async (...apps: App[]) => {
+    for (const a of apps) {
+      await a.close();
+      open.splice(open.indexOf(a), 1);
+    }
+  };
+
+  /**
+   * An inference whose validators `agree` reveal the quorum's bytes, and each of `others` [validator, contributor]
+   * bytes naming that contributor instead (tampered, signed with its real key); all commit before any reveals.
+   */
+  async function inference(agree: number[], others: [number, string][] = []) {
+    const inf = await db.inference.create({
+      data: {
+        modelId: MODEL,
+        accountAddress: lower(chain.accounts.users[5]!.address),
+        prompt: "p",
+        output: "o",
+        inputTokens: 10,
+        outputTokens: 5,
+      },
+    });
+    const canonical = (who: string) =>
+      JSON.stringify({ inferenceId: inf.id, weights: [{ contributorId: who, ppm: 1_000_000 }] });
+    const right = canonical(lower(chain.accounts.users[4]!.address));
+    const rows = (i: number, json: string) => ({
+      privateKey: keys()[i]!.privateKey,
+      chainId: chain.chainId,
+      verifyingContract: chain.addresses!.contracts.RewardDistributor,
+      inferenceId: inf.id,
+      canonicalJson: json,
+      weights: (JSON.parse(json).weights as { contributorId: string; ppm: number }[]).map((w) => ({
+        contributorAddress: w.contributorId,
+        weightPpm: w.ppm,
+      })),
+    });
+    // The tampered bytes name another contributor; each is signed with the validator's real key.
+    const all: [number, string][] = [
+      ...agree.map((i): [number, string] => [i, right]),
+      ...others.map(([i, who]): [number, string] => [i, canonical(lower(who))]),
+    ];
+    for (const [i, json] of all) await commitValidatorResult(db, rows(i, json));
+    for (const [i, json] of all) await revealValidatorResult(db, rows(i, json));
+    const hashOf = (who: string) => keccak256(toBytes(canonical(lower(who))));
+    return { id: inf.id, right: keccak256(toBytes(right)) as Hex, hashOf };
+  }
+
+  const proposalOf = (accused: string, id: string) =>
+    pub().readContract({
+      address: chain.addresses!.contracts.ValidatorDisputes,
+      abi: validatorDisputesAbi,
+      functionName: "proposalOf",
+      args: [disputeProposalKey(accused, id)],
+    });
+  const signersOf = async (id: string) =>
+    (
+      await db.$queryRawUnsafe<{ signer: string }[]>(
+        `SELECT signer FROM attribution_dispute_signatures WHERE inference_id = $1::uuid ORDER BY signer`,
+        id,
+      )
+    ).map((r) => r.signer);
+  const intentsOf = (accused: string, id: string) =>
+    db.$queryRawUnsafe<{ status: string; error: string | null }[]>(
+      `SELECT status::text AS status, error FROM chain_intents WHERE key = $1`,
+      disputeIntentKey(accused, id),
+    );
+  const proposals = () =>
+    pub().readContract({
+      address: chain.addresses!.contracts.Staking,
+      abi: stakingAbi,
+      functionName: "slashProposalCount",
+    });
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), "attr-disputes-"));
+    addressesFile = path.join(dir, "addresses.json");
+    [chain, env] = await Promise.all([
+      startLocalChain({ writeAddresses: addressesFile }),
+      testEnvironment("attribution_disputes"),
+    ]);
+    // A process without background work: the test's database handle.
+    holder = await validator(0, { RUN_WORKERS: "false" });
+    db = holder.db;
+    await db.model.create({
+      data: {
+        id: MODEL,
+        kind: "adapter",
+        ownerAddress: lower(chain.accounts.users[3]!.address),
+        contentHash: "ab".repeat(32),
+        priceInPer1kWei: "1000",
+        priceOutPer1kWei: "2000",
+      },
+    });
+  });
+
+  after(async () => {
+    for (const a of [...open].reverse()) await a.close();
+    await env?.cleanup();
+    await chain?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const v = (i: number) => lower(keys()[i]!.address);
+  const ELSEWHERE = () => chain.accounts.users[2]!.address;
+  /** The accused's own AttributionResult signature, as stored with its reveal. */
+  const evidenceOf = async (accused: string, id: string) =>
+    (
+      await db.$queryRawUnsafe<{ signature: Hex }[]>(
+        `SELECT signature FROM attribution_results WHERE inference_id = $1::uuid AND validator_address = $2`,
+        id,
+        accused,
+      )
+    )[0]!.signature;
+
+  test("a validator that signed a result other than the quorum's is disputed by the others' processes: a slash proposal with the contract's evidence hash", async () => {
+    const inf = await inference([0, 1], [[2, ELSEWHERE()]]);
+    const before = await proposals();
+    // Three validator processes, each with its own key; their background duties do the rest.
+    const procs = [await validator(0), await validator(1), await validator(2)];
+    const id = await waitFor("the dispute against #7 on chain", async () => {
+      const p = await proposalOf(v(2), inf.id);
+      return p > 0n ? p : null;
+    });
+    const proposal = await pub().readContract({
+      address: chain.addresses!.contracts.Staking,
+      abi: stakingAbi,
+      functionName: "getSlashProposal",
+      args: [id],
+    });
+    assert.equal(lower(proposal.account), v(2));
+    assert.equal(proposal.role, StakeRole.Validator);
+    const wrong = inf.hashOf(ELSEWHERE());
+    assert.equal(
+      proposal.evidenceHash,
+      keccak256(
+        encodeAbiParameters(
+          [{ type: "bytes32" }, { type: "bytes32" }, { type: "bytes32" }, { type: "bytes32" }],
+          [inferenceIdToBytes32(inf.id), wrong, inf.right, keccak256(await evidenceOf(v(2), inf.id))],
+        ),
+      ),
+      "the contract's evidence hash: the inference, both results and #7's signature over its bytes",
+    );
+    assert.ok([v(0), v(1)].includes(lower(proposal.reporter)), "filed by one of the disputing validators");
+    assert.equal(await proposals(), before + 1n, "one proposal");
+    // #7's own result is not the quorum's: it signed no dispute (against anyone).
+    assert.deepEqual(await signersOf(inf.id), [v(0), v(1)].sort());
+    assert.deepEqual(
+      (await intentsOf(v(2), inf.id)).map((r) => r.status),
+      ["confirmed"],
+      "one filing",
+    );
+    await close(...procs);
+
+    // Restarted processes: a pass signs and files nothing more; no second transaction.
+    const restarted = [
+      await validator(0, { RUN_WORKERS: "false" }),
+      await validator(1, { RUN_WORKERS: "false" }),
+    ];
+    for (const r of restarted) assert.deepEqual(await disputeDuty(r)(), { signed: 0, filed: 0 });
+    assert.equal(await proposals(), before + 1n, "no second proposal after a restart");
+    assert.equal((await intentsOf(v(2), inf.id)).length, 1);
+    await close(...restarted);
+  });
+
+  test("below requiredSignatures nothing is filed; a refused filing stays pending and is filed once the chain accepts it", async () => {
+    const inf = await inference([0, 1], [[2, ELSEWHERE()]]);
+    const before = await proposals();
+    const need = await pub().readContract({
+      address: chain.addresses!.contracts.RewardDistributor,
+      abi: rewardDistributorAbi,
+      functionName: "requiredSignatures",
+    });
+    assert.equal(need, 2n);
+    // Only #5 is running: one signature of the two required.
+    const first = await validator(0, { RUN_WORKERS: "false" });
+    assert.deepEqual(await disputeDuty(first)(), { signed: 1, filed: 0 });
+    assert.deepEqual(await disputeDuty(first)(), { signed: 0, filed: 0 });
+    assert.deepEqual(await signersOf(inf.id), [v(0)]);
+    assert.deepEqual(await intentsOf(v(2), inf.id), [], "nothing submitted below requiredSignatures");
+    assert.equal(await proposalOf(v(2), inf.id), 0n);
+
+    // The chain refuses the filing for now (ValidatorDisputes loses Staking's SLASH_PROPOSER_ROLE).
+    const staking = { address: chain.addresses!.contracts.Staking, abi: stakingAbi as Abi };
+    const role = [SLASH_PROPOSER_ROLE, chain.addresses!.contracts.ValidatorDisputes] as const;
+    await chain.asAdmin([{ ...staking, functionName: "revokeRole", args: role }]);
+    const second = await validator(1, { RUN_WORKERS: "false" });
+    assert.deepEqual(await disputeDuty(second)(), { signed: 1, filed: 0 });
+    const [pending] = await intentsOf(v(2), inf.id);
+    assert.equal(pending?.status, "pending", "refused, kept");
+    // Staking's AccessControlUnauthorizedAccount (0xe2517d3f; not in ValidatorDisputes' ABI).
+    assert.match(pending?.error ?? "", /0xe2517d3f/);
+    assert.equal(await proposalOf(v(2), inf.id), 0n);
+    // Accepted again: the next pass (a restarted process) files it, once.
+    await chain.asAdmin([{ ...staking, functionName: "grantRole", args: role }]);
+    await close(second);
+    const again = await validator(1, { RUN_WORKERS: "false" });
+    assert.deepEqual(await disputeDuty(again)(), { signed: 0, filed: 1 });
+    assert.ok((await proposalOf(v(2), inf.id)) > 0n);
+    assert.equal(await proposals(), before + 1n);
+    assert.deepEqual(await disputeDuty(first)(), { signed: 0, filed: 0 }, "#5 sees it filed");
+    await close(first, again);
+  });
+
+  test("a validator whose own result is not the quorum's signs no dispute against another dissenter", async () => {
+    // Two dissenters beside a quorum need six validators (the quorum is at least 2/3): users #8-10 join.
+    const token = chain.addresses!.contracts.OpenToken;
+    const stakingAddr = chain.addresses!.contracts.Staking;
+    const min = await pub().readContract({
+      address: stakingAddr,
+      abi: stakingAbi,
+      functionName: "minStake",
+      args: [StakeRole.Validator],
+    });
+    for (const u of chain.accounts.users.slice(0, 3)) {
+      await sendAs(chain, u.privateKey, {
+        address: token,
+        abi: openTokenAbi as Abi,
+        functionName: "approve",
+        args: [stakingAddr, min],
+      });
+      await sendAs(chain, u.privateKey, {
+        address: stakingAddr,
+        abi: stakingAbi as Abi,
+        functionName: "stake",
+        args: [StakeRole.Validator, ZERO_SUBJECT, min],
+      });
+    }
+    const distributor = {
+      address: chain.addresses!.contracts.RewardDistributor,
+      abi: rewardDistributorAbi as Abi,
+    };
+    await chain.asAdmin(
+      [3, 4, 5].map((i) => ({
+        ...distributor,
+        functionName: "addValidator",
+        args: [keys()[i]!.address as Address],
+      })),
+    );
+    assert.equal(
+      await pub().readContract({
+        ...distributor,
+        abi: rewardDistributorAbi,
+        functionName: "requiredSignatures",
+      }),
+      4n,
+    );
+    // #5, #6, #8, #9 agree (the quorum); #7 and #10 each signed other bytes.
+    const inf = await inference(
+      [0, 1, 3, 4],
+      [
+        [2, ELSEWHERE()],
+        [5, chain.accounts.users[5]!.address],
+      ],
+    );
+    const dissenter = await validator(5, { RUN_WORKERS: "false" });
+    assert.deepEqual(await disputeDuty(dissenter)(), { signed: 0, filed: 0 });
+    const honest = await validator(0, { RUN_WORKERS: "false" });
+    assert.deepEqual(await disputeDuty(honest)(), { signed: 2, filed: 0 }, "#5 disputes both dissenters");
+    const rows = await db.$queryRawUnsafe<{ accused: string; signer: string }[]>(
+      `SELECT accused, signer FROM attribution_dispute_signatures WHERE inference_id = $1::uuid ORDER BY accused`,
+      inf.id,
+    );
+    assert.deepEqual(
+      rows,
+      [v(2), v(5)].sort().map((accused) => ({ accused, signer: v(0) })),
+      "only #5 signed; #10 (own result not the quorum's) signed nothing against #7",
+    );
+    await close(dissenter, honest);
+  });
+});

@@ -1,0 +1,252 @@
+import {
+  attributionDisputeTypedData,
+  IntentRejectedError,
+  type IntentSpec,
+  inferenceIdToBytes32,
+  readValidatorQuorum,
+  sortSignatures,
+  type ValidatorQuorum,
+  validatorDisputesAbi,
+} from "@openledger/chain";
+import type { Db } from "@openledger/db";
+import type { FastifyInstance } from "fastify";
+import { type Abi, type Address, encodeAbiParameters, type Hex, keccak256 } from "viem";
+import type { ChainContext, ValidatorIdentity } from "./context.ts";
+import type { AttestorLog } from "./epoch-attestor.ts";
+import { quorumResult } from "./settlement-trigger.ts";
+import { recoverSigner, verifyingContract } from "./validator.ts";
+
+/**
+ * Validators file disputes by themselves (ARCHITECTURE "Disagreement and disputes"). A validator whose own
+ * result of an inference is the quorum's signs, for every other validator that signed a different result (a
+ * counted reveal, as settlement counts it: `dissentingValidators`), ValidatorDisputes' EIP-712
+ * `AttributionDispute{validator, inferenceId, signedResultHash, quorumResultHash}` and records it in
+ * `attribution_dispute_signatures`; a validator whose own result is not the quorum's signs nothing (it cannot
+ * say the quorum's result is the recomputation). Once at least `requiredSignatures()` active validators other
+ * than the accused have signed, each signer's process drives one chain intent per (accused, inference) —
+ * `fileDispute` with the signatures ascending by signer and the accused's own AttributionResult signature as
+ * evidence — so there is at most one transaction at a time (the intent row is claimed before one is signed),
+ * the contract refuses a second filing anyway, and a refused or lost submission stays pending and is retried
+ * on the next pass, after a restart too.
+ */
+
+/** How far back a validator looks for results that differ from its own (by the result's creation). */
+export const DISPUTE_WINDOW_MS = 24 * 60 * 60_000;
+
+/** The chain intent that files the dispute against `accused` for `inferenceId`. */
+export const disputeIntentKey = (accused: string, inferenceId: string) =>
+  `validator-dispute:${accused.toLowerCase()}:${inferenceId}`;
+
+/** ValidatorDisputes.proposalOf key: keccak256(abi.encode(validator, inferenceId)). */
+export function disputeProposalKey(accused: string, inferenceId: string): Hex {
+  return keccak256(
+    encodeAbiParameters(
+      [{ type: "address" }, { type: "bytes32" }],
+      [accused as Address, inferenceIdToBytes32(inferenceId)],
+    ),
+  );
+}
+
+/**
+ * Signs and records this validator's disputes: for each recent inference where another validator's result
+ * differs from its own, once the quorum's result is known and is its own. Returns how many it signed.
+ */
+export async function signDisputes(
+  db: Db,
+  chain: ChainContext,
+  identity: ValidatorIdentity,
+  quorum: () => Promise<Pick<ValidatorQuorum, "need" | "active">>,
+  log: AttestorLog,
+  /** Inferences this process decided for good (its own result is not the quorum's): not looked at again. */
+  decided: Set<string> = new Set(),
+): Promise<number> {
+  const todo = await db.$queryRawUnsafe<{ id: string; mine: string; my_signature: string }[]>(
+    `SELECT DISTINCT r.inference_id::text AS id, lower(mine.result_hash) AS mine, mine.signature AS my_signature
+       FROM attribution_results r
+       JOIN attribution_results mine
+         ON mine.inference_id = r.inference_id AND lower(mine.validator_address) = $1
+      WHERE r.created_at > now() - make_interval(secs => $2::double precision / 1000)
+        AND lower(r.validator_address) <> $1 AND lower(r.result_hash) <> lower(mine.result_hash)
+        AND NOT EXISTS (SELECT 1 FROM attribution_dispute_signatures s
+                         WHERE s.inference_id = r.inference_id AND s.accused = lower(r.validator_address)
+                           AND s.signer = $1)
+      LIMIT 100`,
+    identity.address,
+    DISPUTE_WINDOW_MS,
+  );
+  const open = todo.filter((t) => !decided.has(`${identity.address}:${t.id}`));
+  if (open.length === 0) return 0;
+  const q = await quorum();
+  let signed = 0;
+  for (const { id, mine, my_signature } of open) {
+    const outcome = await quorumResult(db, id, q);
+    if (!outcome) continue; // no quorum yet: the next pass looks again
+    // The row that says it is this validator's own result must be: a row written by anyone else is no
+    // recomputation of ours.
+    const ours = (await recoverSigner(chain, id, mine as Hex, my_signature as Hex)) === identity.address;
+    if (!ours || mine !== outcome.resultHash) {
+      decided.add(`${identity.address}:${id}`);
+      log.warn(
+        { inferenceId: id, validator: identity.address, own: mine, quorum: outcome.resultHash, ours },
+        "this validator's own result is not the quorum's: it signs no dispute for this inference",
+      );
+      continue;
+    }
+    for (const d of outcome.counted) {
+      if (d.validator === identity.address || d.resultHash === outcome.resultHash) continue;
+      // Its signature over the bytes it signed is the evidence; without it there is nothing to file.
+      let signer: string | undefined;
+      try {
+        signer = await recoverSigner(chain, id, d.resultHash as Hex, d.signature as Hex);
+      } catch {}
+      if (signer !== d.validator) continue;
+      const message = {
+        validator: d.validator as Address,
+        inferenceId: inferenceIdToBytes32(id),
+        signedResultHash: d.resultHash as Hex,
+        quorumResultHash: outcome.resultHash as Hex,
+      };
+      const signature = await identity.account.signTypedData(
+        attributionDisputeTypedData(chain.chainId, chain.addresses.contracts.ValidatorDisputes, message),
+      );
+      signed += await db.$executeRawUnsafe(
+        `INSERT INTO attribution_dispute_signatures
+                (accused, inference_id, signer, signed_result_hash, quorum_result_hash, signature)
+         VALUES ($1, $2::uuid, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+        d.validator,
+        id,
+        identity.address,
+        d.resultHash,
+        outcome.resultHash,
+        signature,
+      );
+      log.info(
+        { inferenceId: id, validator: identity.address, accused: d.validator },
+        "dispute signed: the accused signed a result other than the quorum's",
+      );
+    }
+  }
+  return signed;
+}
+
+/**
+ * Files the disputes this validator signed that enough active validators (other than the accused) have
+ * signed and that are not filed yet: one chain intent per (accused, inference), signed with this validator's
+ * key (it is the reporter). Returns the disputes confirmed on chain in this pass.
+ */
+export async function fileDisputes(
+  db: Db,
+  chain: ChainContext,
+  identity: ValidatorIdentity,
+  quorum: () => Promise<Pick<ValidatorQuorum, "need" | "active">>,
+  log: AttestorLog,
+): Promise<number> {
+  const groups = await db.$queryRawUnsafe<
+    {
+      accused: string;
+      inference_id: string;
+      signed_hash: string;
+      quorum_hash: string;
+      signers: string[];
+      signatures: string[];
+      evidence: string | null;
+    }[]
+  >(
+    `SELECT s.accused, s.inference_id::text AS inference_id, s.signed_result_hash AS signed_hash,
+            s.quorum_result_hash AS quorum_hash, array_agg(s.signer ORDER BY s.signer) AS signers,
+            array_agg(s.signature ORDER BY s.signer) AS signatures,
+            (SELECT r.signature FROM attribution_results r
+              WHERE r.inference_id = s.inference_id AND lower(r.validator_address) = s.accused
+                AND lower(r.result_hash) = lower(s.signed_result_hash)) AS evidence
+       FROM attribution_dispute_signatures s
+      WHERE EXISTS (SELECT 1 FROM attribution_dispute_signatures m
+                     WHERE m.accused = s.accused AND m.inference_id = s.inference_id AND m.signer = $1)
+        AND NOT EXISTS (SELECT 1 FROM chain_intents c
+                         WHERE c.key = 'validator-dispute:' || s.accused || ':' || s.inference_id::text
+                           AND c.status = 'confirmed')
+      GROUP BY s.accused, s.inference_id, s.signed_result_hash, s.quorum_result_hash
+      ORDER BY min(s.created_at)`,
+    identity.address,
+  );
+  if (groups.length === 0) return 0;
+  const q = await quorum();
+  const disputes = chain.addresses.contracts.ValidatorDisputes;
+  let filed = 0;
+  for (const g of groups) {
+    const signatures = g.signers
+      .map((signer, i) => ({ signer: signer as Address, signature: g.signatures[i] as Hex }))
+      .filter((s) => s.signer !== g.accused && q.active.has(s.signer));
+    if (signatures.length < q.need || !g.evidence) continue; // not enough signers (yet)
+    const spec: IntentSpec = {
+      key: disputeIntentKey(g.accused, g.inference_id),
+      kind: "validator-disputes.file",
+      payload: {
+        accused: g.accused,
+        inferenceId: g.inference_id,
+        signedResultHash: g.signed_hash,
+        quorumResultHash: g.quorum_hash,
+        signers: signatures.map((s) => s.signer),
+      },
+      call: {
+        address: disputes,
+        abi: validatorDisputesAbi as Abi,
+        functionName: "fileDispute",
+        args: [
+          g.accused,
+          inferenceIdToBytes32(g.inference_id),
+          g.signed_hash,
+          g.evidence,
+          g.quorum_hash,
+          sortSignatures(signatures),
+        ],
+      },
+      isDone: async () =>
+        (await chain.publicClient.readContract({
+          address: disputes,
+          abi: validatorDisputesAbi,
+          functionName: "proposalOf",
+          args: [disputeProposalKey(g.accused, g.inference_id)],
+        })) !== 0n,
+    };
+    try {
+      const { txHash } = await chain.executeAsValidator(db, identity.address, spec);
+      filed++;
+      log.info(
+        { inferenceId: g.inference_id, accused: g.accused, validator: identity.address, txHash },
+        "dispute filed on ValidatorDisputes",
+      );
+    } catch (err) {
+      // The intent stays pending: the next pass (of this or another signer's process) tries again.
+      if (!(err instanceof IntentRejectedError)) throw err;
+      log.warn(
+        { inferenceId: g.inference_id, accused: g.accused, reason: err.reason },
+        "dispute refused by the chain: retried on the next pass",
+      );
+    }
+  }
+  return filed;
+}
+
+/**
+ * The validator's dispute duty (a background task while ATTRIBUTION_AUTO_DISPUTE): each pass, for each
+ * validator identity of this process, sign what it can say (`signDisputes`), then file what enough
+ * validators said (`fileDisputes`). Returns the disputes signed and filed in the pass.
+ */
+export function disputeDuty(app: FastifyInstance): () => Promise<{ signed: number; filed: number }> {
+  const decided = new Set<string>();
+  return async () => {
+    const [chain, identities] = await Promise.all([app.attribution.chain(), app.attribution.validators()]);
+    let read: Promise<ValidatorQuorum> | undefined;
+    const quorum = () => {
+      read ??= readValidatorQuorum(chain.publicClient, verifyingContract(chain));
+      return read;
+    };
+    let signed = 0;
+    let filed = 0;
+    for (const identity of identities) {
+      signed += await signDisputes(app.db, chain, identity, quorum, app.log, decided);
+      filed += await fileDisputes(app.db, chain, identity, quorum, app.log);
+    }
+    return { signed, filed };
+  };
+}
