@@ -30,7 +30,7 @@ import { recoverSigner, verifyingContract } from "./validator.ts";
  * on the next pass, after a restart too.
  */
 
-/** How far back a validator looks for results that differ from its own (by the result's creation). */
+/** How far back a validator looks for results that differ from its own (by its own result's creation). */
 export const DISPUTE_WINDOW_MS = 24 * 60 * 60_000;
 
 /** The chain intent that files the dispute against `accused` for `inferenceId`. */
@@ -61,11 +61,12 @@ export async function signDisputes(
   decided: Set<string> = new Set(),
 ): Promise<number> {
   const todo = await db.$queryRawUnsafe<{ id: string; mine: string; my_signature: string }[]>(
-    `SELECT DISTINCT r.inference_id::text AS id, lower(mine.result_hash) AS mine, mine.signature AS my_signature
-       FROM attribution_results r
-       JOIN attribution_results mine
-         ON mine.inference_id = r.inference_id AND lower(mine.validator_address) = $1
-      WHERE r.created_at > now() - make_interval(secs => $2::double precision / 1000)
+    // From this validator's own recent results (stored with its lower-case address; indexed).
+    `SELECT DISTINCT mine.inference_id::text AS id, lower(mine.result_hash) AS mine, mine.signature AS my_signature
+       FROM attribution_results mine
+       JOIN attribution_results r ON r.inference_id = mine.inference_id
+      WHERE mine.validator_address = $1
+        AND mine.created_at > now() - make_interval(secs => $2::double precision / 1000)
         AND lower(r.validator_address) <> $1 AND lower(r.result_hash) <> lower(mine.result_hash)
         AND NOT EXISTS (SELECT 1 FROM attribution_dispute_signatures s
                          WHERE s.inference_id = r.inference_id AND s.accused = lower(r.validator_address)
