@@ -8,7 +8,9 @@
  *   npm run bench:attribution -- --json     one JSON object on stdout
  *   npm run bench:attribution -- --quick    small sizes (smoke run)
  *   npm run bench:attribution -- --metagradients   also the LoRA metagradient rows (MAGIC-style;
- *                                                  ~13 more minutes on 2 cores, bench/lora-influence.ts)
+ *                                                  ~30 more minutes on 2 cores, bench/lora-influence.ts)
+ * `loraInfluence` (bench/lora-influence.ts) is 300 rows and 50 answers: ~175 adapter retrains, among them
+ * the 100 one-percent-drop retrains of Bergson's LDS protocol (`loraInfluence.ldsDrop`).
  * Progress goes to stderr.
  */
 import { mkdtempSync, rmSync, statSync } from "node:fs";
@@ -36,7 +38,7 @@ import {
 import { looExperiment, mislabelExperiment } from "../packages/attribution-core/src/testing/ground-truth.ts";
 import { loadSpamAssassin, mulberry32 } from "../packages/attribution-core/src/testing/spam-assassin.ts";
 import { measureTopRowsLoo } from "./influence-loo.ts";
-import { measureLoraInfluence } from "./lora-influence.ts";
+import { loraInfluenceTable, measureLoraInfluence } from "./lora-influence.ts";
 
 const args = new Set(process.argv.slice(2));
 const JSON_OUT = args.has("--json");
@@ -538,19 +540,10 @@ if (JSON_OUT) {
   const { topRowsLoo, ...influenceFigures } = result.influence;
   console.table(influenceFigures);
   console.log("\nLoRA influence vs retrained adapters (tiny base model)");
-  console.table({
-    "damped Fisher (signed)": {
-      lds: loraInfluence.lds,
-      looSpearman: loraInfluence.looSpearman,
-      mislabelAuc: loraInfluence.mislabelAuc,
-    },
-    DataInf: loraInfluence.peers.datainf,
-    "Grad-Dot": loraInfluence.peers.gradDot,
-    ...(loraInfluence.peers.magic ? { "metagradient (exact)": loraInfluence.peers.magic } : {}),
-    ...(loraInfluence.peers.unrolled ? { "metagradient, unrolled": loraInfluence.peers.unrolled } : {}),
-    ...(loraInfluence.peers.refined ? { "Fisher + Hessian refinement": loraInfluence.peers.refined } : {}),
-  });
-  console.log(`  ${loraInfluence.rows} rows, ${loraInfluence.msPerAnswer} ms per answer`);
+  console.table(loraInfluenceTable(loraInfluence));
+  console.log(
+    `  ${loraInfluence.rows} rows, ${loraInfluence.msPerAnswer} ms per answer; ldsDrop: Bergson's protocol (retrains dropping ${(loraInfluence.setting["ldsDrop"] as { rows: number }).rows} random rows), 95% CI`,
+  );
   console.log(
     "\nTop rows: median predicted / retrained leave-one-out (10 most influential rows per test point)",
   );

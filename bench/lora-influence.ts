@@ -9,6 +9,10 @@
  *   an adapter retrained on each (same seed, same data order minus the rows left out); per
  *   test answer, Spearman between Σ_{i∈S} τ_i and minus the retrained answer loss; mean over
  *   test answers.
+ * - ldsDrop: the same statistic by EleutherAI Bergson's protocol (its leaderboard's LDS): 100
+ *   retrains each DROPPING a random 1% of the rows (300 rows: 3 rows; at 160 rows 1% would be 1.6),
+ *   per-answer Spearman, mean over 50 answers (Bergson: 50 queries), 95% CI from 10,000 bootstrap
+ *   resamples of the retrains. ldsKeep90 (metagradient runs only) drops 10%.
  * - looSpearman: Spearman between τ_i and the retrained leave-one-out change of each test
  *   answer's loss over K removed rows; mean over test answers.
  * - mislabelAuc: 10% of the training labels flipped; ROC AUC of the flipped rows by
@@ -20,13 +24,20 @@
  * and metagradients through the recorded training run (`adamwMetagradientInfluence`, MAGIC-style):
  * exact (a Hessian-vector product per step, central differences of the gradient graph) and
  * "unrolled first-order" (the same reverse pass through AdamW without the Hessian term). Their
- * mislabel AUC: the unrolled one's from one reverse pass per training row; the exact one's would
- * cost a reverse pass with 39 HVPs per row and is not computed (null).
+ * mislabel AUC: the unrolled one's from one reverse pass per training row; the exact one's costs
+ * a reverse pass with 39 HVPs per row and is computed only with --magic-auc (else null).
  *
  *   node --import tsx bench/lora-influence.ts [--json] [--quick | --medium] [--no-metagradients] [--adam-eps E]
- * --medium: 96 rows, 12 answers, 12 subsets, 8 leave-one-out rows. --adam-eps: Adam's eps (default 1e-8)
+ *     [--warmup F] [--rows N] [--answers N] [--lds-drop F] [--lds-count N] [--magic-auc]
+ * Full size: 300 rows, 50 answers, 24 subsets per LDS, 16 leave-one-out rows, 100 drop retrains
+ * (`--rows 160 --answers 24` is the setting of the 2026-12-02..04 figures). --medium: 96 rows, 12
+ * answers, 12 subsets, 8 leave-one-out rows, 50 drop retrains. --adam-eps: Adam's eps (default 1e-8)
  * — an experiment on how smooth the retraining response is (a tiny eps makes Adam's first step sign
- * descent, bench/RESULTS.md); it changes the training and so the ground truth.
+ * descent, bench/RESULTS.md); it changes the training and so the ground truth. --warmup: the fraction
+ * of the 40 steps that warm the learning rate up linearly (Bergson trains with 0.25; default 0).
+ * --lds-drop / --lds-count: the drop protocol's fraction (0.01) and retrains (100). --magic-auc: the
+ * exact metagradient's mislabel AUC too (one reverse pass with 39 HVPs per training row). --drop-only:
+ * only the drop protocol's retrains (no half-subset / 90% / leave-one-out ones, no refinement).
  * Also imported by bench/attribution.ts (its `loraInfluence` field).
  */
 import { fileURLToPath } from "node:url";
@@ -111,6 +122,8 @@ const base = generateBaseModel(TINY_CONFIG, 3);
 
 /** Adam's eps of every training run of a measurement (set by `measureLoraInfluence`). */
 let adamEps = 1e-8;
+/** Linear warm-up steps of every training run of a measurement (set by `measureLoraInfluence`). */
+let warmupSteps = 0;
 
 function trainOptions(batch: number, perExampleGrads = false): TrainerOptions {
   return {
@@ -125,6 +138,7 @@ function trainOptions(batch: number, perExampleGrads = false): TrainerOptions {
       schedule: "cosine",
       totalSteps: STEPS,
       ...(adamEps !== 1e-8 ? { eps: adamEps } : {}),
+      ...(warmupSteps > 0 ? { warmupSteps } : {}),
     },
     seed: 7,
     intraOpThreads: 1,
@@ -320,45 +334,144 @@ function rowOf(g: LoraGradients, i: number): Float32Array {
 }
 
 export interface LoraInfluenceFigures {
-  lds: number;
-  looSpearman: number;
+  /** Half-subset LDS and leave-one-out Spearman; null only in a `dropOnly` run. */
+  lds: number | null;
+  looSpearman: number | null;
   mislabelAuc: number;
   msPerAnswer: number;
   rows: number;
+}
+
+/**
+ * LDS by Bergson's protocol (EleutherAI/bergson, docs/evaluation.rst): M random retrains each
+ * DROPPING a small random fraction of the rows; per answer, Spearman over the M subsets between the
+ * summed scores of the kept rows and minus the retrained answer loss (equivalently: the dropped rows'
+ * summed scores against the loss change); mean over answers; 95% CI by resampling the subsets.
+ */
+export interface DropLds {
+  lds: number;
+  /** 2.5% and 97.5% percentiles of the mean over 10,000 bootstrap resamples of the subsets. */
+  ci95: [number, number];
 }
 
 type PeerFigures = Omit<LoraInfluenceFigures, "msPerAnswer" | "rows" | "mislabelAuc"> & {
   mislabelAuc: number | null;
   /** LDS against subsets keeping 90% of the rows (runs with metagradients only). */
   ldsKeep90?: number;
+  /** LDS against `ldsDrop.count` retrains each dropping `ldsDrop.rows` random rows (Bergson's protocol). */
+  ldsDrop: DropLds;
 };
 
 export interface LoraInfluenceResult extends LoraInfluenceFigures {
   /** The signed estimator's LDS against subsets keeping 90% of the rows (with metagradients only). */
   ldsKeep90?: number;
+  /**
+   * The signed estimator's LDS by Bergson's protocol (the comparable one for its leaderboard): retrains
+   * each dropping `setting.ldsDrop.rows` random rows (1% by default), per-answer Spearman, mean, 95% CI.
+   */
+  ldsDrop: DropLds;
   estimator: "damped Fisher inverse (exact, Gram/Woodbury)";
   peers: Record<"datainf" | "gradDot", PeerFigures> &
     Partial<Record<"magic" | "unrolled" | "refined", PeerFigures & { msPerAnswer: number }>>;
   refineSweep?: { iterations: number; lds: number }[];
-  dampingSweep: { dampingRatio: number; lds: number }[];
+  dampingSweep: { dampingRatio: number; lds: number | null; ldsDrop: number }[];
   setting: Record<string, unknown>;
   heldOutAnswerLoss: { base: number; trained: number };
+  /** The drop protocol's ground truth: mean and median |Δ answer loss| of a retrain without the dropped rows. */
+  ldsDropResponse: { meanAbsDelta: number; medianAbsDelta: number };
   seconds: number;
+}
+
+/** Training rows and held-out answers of a full-size run (`rows` / `answers` override them). */
+const DEFAULT_ROWS = 300;
+const DEFAULT_ANSWERS = 50;
+/** Bootstrap resamples of the drop-protocol subsets for its 95% CI (Bergson's 10k). */
+const BOOTSTRAP_DRAWS = 10_000;
+
+const r4 = (x: number) => Number(x.toFixed(4));
+
+/**
+ * LDS over retrained subsets (`members`: 1 = row kept): per answer, Spearman between the summed scores of
+ * the kept rows and minus the retrained answer loss, mean over answers; and the 2.5/97.5% percentiles of
+ * that mean over `draws` resamples (with replacement) of the subsets — the same resamples for every
+ * estimator (fixed seed), so their intervals are paired.
+ */
+export function ldsWithBootstrap(
+  scores: readonly Float64Array[],
+  members: readonly Uint8Array[],
+  subsetLoss: readonly Float64Array[],
+  draws: number,
+): { lds: number; ci95: [number, number] } {
+  const m = members.length;
+  const predicted = scores.map((tau) =>
+    Float64Array.from(members, (inS) => inS.reduce((s, on, i) => (on ? s + tau[i]! : s), 0)),
+  );
+  const target = scores.map((_t, k) => Float64Array.from(subsetLoss, (l) => -l[k]!));
+  const meanOver = (idx: readonly number[]) => {
+    let sum = 0;
+    for (let k = 0; k < scores.length; k++) {
+      const p = predicted[k]!;
+      const t = target[k]!;
+      sum += spearman(
+        idx.map((j) => p[j]!),
+        idx.map((j) => t[j]!),
+      );
+    }
+    return sum / scores.length;
+  };
+  const lds = meanOver(Array.from({ length: m }, (_, j) => j));
+  const rnd = mulberry32(80);
+  const means = new Float64Array(draws);
+  for (let b = 0; b < draws; b++) means[b] = meanOver(Array.from({ length: m }, () => Math.floor(rnd() * m)));
+  means.sort();
+  return { lds, ci95: [means[Math.floor(0.025 * draws)]!, means[Math.ceil(0.975 * draws) - 1]!] };
+}
+
+export interface MeasureOptions {
+  /** Also the metagradient rows (exact and unrolled) and the Hessian refinement (default true). */
+  metagradients?: boolean;
+  /** 96 rows, 12 answers, 12 subsets per LDS, 8 leave-one-out rows. */
+  medium?: boolean;
+  /** Adam's eps (default 1e-8). */
+  adamEps?: number;
+  /** Fraction of the steps that warm the learning rate up linearly (default 0: none). */
+  warmupFraction?: number;
+  /** Training rows and held-out answers (defaults: 300 and 50 at full size). */
+  rows?: number;
+  answers?: number;
+  /** Bergson's protocol: the fraction of rows each retrain drops (default 0.01) and the retrains (100). */
+  ldsDrop?: number;
+  ldsCount?: number;
+  /** The exact metagradient's mislabel AUC (a reverse pass with T − 1 HVPs per training row). */
+  magicAuc?: boolean;
+  /**
+   * Only Bergson's protocol: no half-subset, 90% or leave-one-out retrains (lds, looSpearman and
+   * ldsKeep90 null), no Hessian refinement, no unrolled self-influence — a cheaper run for comparisons.
+   */
+  dropOnly?: boolean;
 }
 
 export async function measureLoraInfluence(
   quick: boolean,
   log: (msg: string) => void,
-  options: { metagradients?: boolean; medium?: boolean; adamEps?: number } = {},
+  options: MeasureOptions = {},
 ): Promise<LoraInfluenceResult> {
   const withMeta = options.metagradients ?? true;
   adamEps = options.adamEps ?? 1e-8;
+  warmupSteps = Math.round((options.warmupFraction ?? 0) * STEPS);
   const medium = !quick && (options.medium ?? false);
   const t0 = performance.now();
-  const nTrain = quick ? 48 : medium ? 96 : 160;
-  const nTest = quick ? 8 : medium ? 12 : 24;
-  const subsets = quick ? 6 : medium ? 12 : 24;
-  const looRows = quick ? 4 : medium ? 8 : 16;
+  const nTrain = options.rows ?? (quick ? 48 : medium ? 96 : DEFAULT_ROWS);
+  const nTest = options.answers ?? (quick ? 8 : medium ? 12 : DEFAULT_ANSWERS);
+  const dropOnly = options.dropOnly ?? false;
+  const subsets = dropOnly ? 0 : quick ? 6 : medium ? 12 : 24;
+  const looRows = dropOnly ? 0 : quick ? 4 : medium ? 8 : 16;
+  const estimators = ESTIMATORS.filter((e) =>
+    withMeta ? !(dropOnly && e === "refined") : e === "fisher" || e === "datainf" || e === "gradDot",
+  );
+  const dropFraction = options.ldsDrop ?? 0.01;
+  const dropRows = Math.max(1, Math.round(dropFraction * nTrain));
+  const dropCount = options.ldsCount ?? (quick ? 20 : medium ? 50 : 100);
   const all = loadRows(nTrain + nTest);
   const rows = all.slice(0, nTrain);
   const tests = all.slice(nTrain);
@@ -410,24 +523,26 @@ export async function measureLoraInfluence(
       await meta.dispose();
     }
     // The Fisher estimator refined with the training objective's Hessian at the adapter.
-    const h = await Trainer.create(base, trainOptions(nTrain));
-    try {
-      h.setFlatValues(full.flatValues());
-      const batch = answerBatch(rows, "mean", nTrain);
-      const last = REFINE_ITERATIONS.at(-1)!;
-      for (let k = 0; k < nTest; k++) {
-        const ts = performance.now();
-        const tau = await refinedLoraInfluenceScores(
-          model,
-          rowOf(testGrads, k),
-          (v) => h.hessianVectorProduct(batch, v),
-          { iterations: last, onIteration: (it, sc) => refinedAt.get(it)?.push(sc) },
-        );
-        metaMs.refined.push(performance.now() - ts);
-        scores.refined.push(tau);
+    if (!dropOnly) {
+      const h = await Trainer.create(base, trainOptions(nTrain));
+      try {
+        h.setFlatValues(full.flatValues());
+        const batch = answerBatch(rows, "mean", nTrain);
+        const last = REFINE_ITERATIONS.at(-1)!;
+        for (let k = 0; k < nTest; k++) {
+          const ts = performance.now();
+          const tau = await refinedLoraInfluenceScores(
+            model,
+            rowOf(testGrads, k),
+            (v) => h.hessianVectorProduct(batch, v),
+            { iterations: last, onIteration: (it, sc) => refinedAt.get(it)?.push(sc) },
+          );
+          metaMs.refined.push(performance.now() - ts);
+          scores.refined.push(tau);
+        }
+      } finally {
+        await h.dispose();
       }
-    } finally {
-      await h.dispose();
     }
   }
   // Cost per answer: its gradient (one run of a batch-1 gradient graph) + scoring against all rows.
@@ -475,25 +590,47 @@ export async function measureLoraInfluence(
   };
   const lds = (est: Estimator) => ldsOf(scores[est]);
 
+  /**
+   * `count` retrains, each without `k` rows drawn from `rnd` (the first k of the rows ordered by a fresh
+   * draw each): the kept-row masks and the answers' retrained losses.
+   */
+  const retrainDropping = async (rnd: () => number, count: number, k: number, label: string) => {
+    const truth = { members: [] as Uint8Array[], subsetLoss: [] as Float64Array[] };
+    for (let m = 0; m < count; m++) {
+      const inS = new Uint8Array(nTrain).fill(1);
+      const out = Array.from({ length: nTrain }, (_, i) => i)
+        .map((i) => ({ i, r: rnd() }))
+        .sort((a, b) => a.r - b.r)
+        .slice(0, k);
+      for (const { i } of out) inS[i] = 0;
+      const t = await train(rows, (i) => inS[i] === 1);
+      truth.subsetLoss.push(await answerLosses(t, tests));
+      await t.dispose();
+      truth.members.push(inS);
+      if ((m + 1) % 10 === 0 || m + 1 === count) log(`  ${label} ${m + 1}/${count}`);
+    }
+    return truth;
+  };
+
   // A second LDS ground truth closer to a linear response: subsets keeping 90% of the rows (own seed,
   // so the half-subset and leave-one-out draws above are unchanged). With the metagradient rows only.
-  const small = { members: [] as Uint8Array[], subsetLoss: [] as Float64Array[] };
-  if (withMeta) {
-    const rnd90 = mulberry32(78);
-    for (let m = 0; m < subsets; m++) {
-      const inS = new Uint8Array(nTrain).fill(1);
-      const drop = Array.from({ length: nTrain }, (_, i) => i)
-        .map((i) => ({ i, r: rnd90() }))
-        .sort((a, b) => a.r - b.r)
-        .slice(0, Math.round(nTrain * (1 - SMALL_DROP_KEEP)));
-      for (const { i } of drop) inS[i] = 0;
-      const t = await train(rows, (i) => inS[i] === 1);
-      small.subsetLoss.push(await answerLosses(t, tests));
-      await t.dispose();
-      small.members.push(inS);
-      log(`  LDS (${SMALL_DROP_KEEP * 100}% subsets) ${m + 1}/${subsets}`);
-    }
-  }
+  const small =
+    withMeta && !dropOnly
+      ? await retrainDropping(
+          mulberry32(78),
+          subsets,
+          Math.round(nTrain * (1 - SMALL_DROP_KEEP)),
+          `LDS (${SMALL_DROP_KEEP * 100}% subsets)`,
+        )
+      : { members: [], subsetLoss: [] };
+
+  // Bergson's protocol: retrains each dropping `dropRows` random rows (own seed: the draws above are unchanged).
+  const drop = await retrainDropping(mulberry32(79), dropCount, dropRows, `LDS (drop ${dropRows} rows)`);
+  const dropDeltas = drop.subsetLoss.flatMap((l) => Array.from(l, (v, k) => Math.abs(v - fullLoss[k]!)));
+  const dropLds = (sc: Float64Array[]): DropLds => {
+    const { lds: value, ci95 } = ldsWithBootstrap(sc, drop.members, drop.subsetLoss, BOOTSTRAP_DRAWS);
+    return { lds: r4(value), ci95: [r4(ci95[0]), r4(ci95[1])] };
+  };
 
   // Leave-one-out: random rows, retrained without each.
   const looIdx = Array.from({ length: nTrain }, (_, i) => i)
@@ -531,13 +668,28 @@ export async function measureLoraInfluence(
   await noisyAdapter.dispose();
   // Unrolled first-order self-influence: one reverse pass per row, its own answer loss at θ_T.
   let unrolledSelf: Float64Array | null = null;
-  if (withMeta) {
+  if (withMeta && !dropOnly) {
     const meta = await metagradientTape(noisy, noisyRecords);
     try {
       unrolledSelf = new Float64Array(nTrain);
       for (let i = 0; i < nTrain; i++) {
         const tau = await adamwMetagradientInfluence(meta.tape, rowOf(noisyGrads, i), { hvp: null });
         unrolledSelf[i] = tau[i]!;
+      }
+    } finally {
+      await meta.dispose();
+    }
+  }
+  // The exact metagradient's self-influence (opt-in: a reverse pass with T − 1 HVPs per training row).
+  let magicSelf: Float64Array | null = null;
+  if (withMeta && options.magicAuc) {
+    const meta = await metagradientTape(noisy, noisyRecords);
+    try {
+      magicSelf = new Float64Array(nTrain);
+      for (let i = 0; i < nTrain; i++) {
+        const tau = await adamwMetagradientInfluence(meta.tape, rowOf(noisyGrads, i), { hvp: meta.hvp });
+        magicSelf[i] = tau[i]!;
+        if ((i + 1) % 10 === 0) log(`  metagradient self-influence ${i + 1}/${nTrain}`);
       }
     } finally {
       await meta.dispose();
@@ -558,16 +710,17 @@ export async function measureLoraInfluence(
     }),
     ...(unrolledSelf ? { unrolled: unrolledSelf } : {}),
   };
+  if (magicSelf) self.magic = magicSelf;
   await full.dispose();
 
-  const r4 = (x: number) => Number(x.toFixed(4));
   const figures = (est: Estimator) => {
     const s = self[est];
     return {
-      lds: r4(lds(est)),
-      looSpearman: r4(loo(est)),
+      lds: dropOnly ? null : r4(lds(est)),
+      looSpearman: dropOnly ? null : r4(loo(est)),
       mislabelAuc: s ? r4(rocAuc(s, flipped)) : null,
-      ...(withMeta ? { ldsKeep90: r4(ldsOf(scores[est], small)) } : {}),
+      ...(withMeta && !dropOnly ? { ldsKeep90: r4(ldsOf(scores[est], small)) } : {}),
+      ldsDrop: dropLds(scores[est]),
     };
   };
   const { ldsKeep90: fisherKeep90, ...fisherFigures } = figures("fisher");
@@ -576,19 +729,20 @@ export async function measureLoraInfluence(
     ? {
         magic: { ...figures("magic"), msPerAnswer: Number(median(metaMs.magic).toFixed(1)) },
         unrolled: { ...figures("unrolled"), msPerAnswer: Number(median(metaMs.unrolled).toFixed(1)) },
-        refined: { ...figures("refined"), msPerAnswer: Number(median(metaMs.refined).toFixed(1)) },
+        ...(dropOnly
+          ? {}
+          : { refined: { ...figures("refined"), msPerAnswer: Number(median(metaMs.refined).toFixed(1)) } }),
       }
     : {};
-  const refineSweep = withMeta
-    ? REFINE_ITERATIONS.map((k) => ({ iterations: k, lds: r4(ldsOf(refinedAt.get(k)!)) }))
-    : undefined;
+  const refineSweep =
+    withMeta && !dropOnly
+      ? REFINE_ITERATIONS.map((k) => ({ iterations: k, lds: r4(ldsOf(refinedAt.get(k)!)) }))
+      : undefined;
   // The damping's effect on LDS (no retraining needed: same ground truth, other λ).
   const dampingSweep = [0.001, 0.01, 0.1, 1].map((ratio) => {
     const m = prepareLoraInfluence(grads, { dampingRatio: ratio });
-    return {
-      dampingRatio: ratio,
-      lds: r4(ldsOf(tests.map((_t, k) => loraInfluenceScores(m, rowOf(testGrads, k))))),
-    };
+    const sc = tests.map((_t, k) => loraInfluenceScores(m, rowOf(testGrads, k)));
+    return { dampingRatio: ratio, lds: dropOnly ? null : r4(ldsOf(sc)), ldsDrop: r4(ldsOf(sc, drop)) };
   });
   return {
     ...ours,
@@ -598,6 +752,10 @@ export async function measureLoraInfluence(
     peers: { datainf: figures("datainf"), gradDot: figures("gradDot"), ...metaPeers },
     ...(fisherKeep90 !== undefined ? { ldsKeep90: fisherKeep90 } : {}),
     dampingSweep,
+    ldsDropResponse: {
+      meanAbsDelta: Number((dropDeltas.reduce((a, b) => a + b, 0) / dropDeltas.length).toPrecision(4)),
+      medianAbsDelta: Number([...dropDeltas].sort((a, b) => a - b)[dropDeltas.length >> 1]!.toPrecision(4)),
+    },
     ...(refineSweep ? { refineSweep } : {}),
     setting: {
       base: "tiny Llama (random weights): hidden 64, 2 layers, 4/2 heads, byte tokens",
@@ -606,13 +764,21 @@ export async function measureLoraInfluence(
       data: "SpamAssassin subjects as `subject>label`, loss on the answer byte",
       trainRows: nTrain,
       testAnswers: nTest,
-      training: `${STEPS} full-batch AdamW steps, lr 5e-3 cosine, weight decay 0.1, eps ${adamEps}, seed 7`,
+      training: `${STEPS} full-batch AdamW steps, lr 5e-3 cosine${warmupSteps > 0 ? ` after ${warmupSteps} linear warm-up steps` : ""}, weight decay 0.1, eps ${adamEps}, seed 7`,
+      warmupSteps,
       ldsSubsets: subsets,
       ldsSubsetFraction: 0.5,
+      ldsDrop: {
+        rows: dropRows,
+        fraction: Number((dropRows / nTrain).toFixed(4)),
+        count: dropCount,
+        bootstrapDraws: BOOTSTRAP_DRAWS,
+      },
       ...(withMeta ? { ldsKeep90SubsetFraction: SMALL_DROP_KEEP } : {}),
       looRows,
       flippedRows: flipped.filter(Boolean).length,
-      estimators: withMeta ? ESTIMATORS : ESTIMATORS.slice(0, 3),
+      estimators,
+      dropOnly,
     },
     heldOutAnswerLoss: {
       base: r4(baseLoss.reduce((s, v) => s + v, 0) / nTest),
@@ -628,34 +794,67 @@ function toRowFlipped(r: Row): Row {
   return { tokens, answerAt: r.answerAt, label: 1 - r.label };
 }
 
+/** The estimators' figures as console.table rows (the drop-protocol LDS as "lds [95% CI]"). */
+export function loraInfluenceTable(r: LoraInfluenceResult): Record<string, Record<string, unknown>> {
+  const row = ({ ldsDrop, ...rest }: PeerFigures | (LoraInfluenceFigures & { ldsDrop: DropLds })) => ({
+    ...rest,
+    ldsDrop: `${ldsDrop.lds} [${ldsDrop.ci95[0]}, ${ldsDrop.ci95[1]}]`,
+  });
+  return {
+    "damped Fisher (signed)": row({
+      lds: r.lds,
+      looSpearman: r.looSpearman,
+      mislabelAuc: r.mislabelAuc,
+      ...(r.ldsKeep90 !== undefined ? { ldsKeep90: r.ldsKeep90 } : {}),
+      msPerAnswer: r.msPerAnswer,
+      rows: r.rows,
+      ldsDrop: r.ldsDrop,
+    }),
+    DataInf: row(r.peers.datainf),
+    "Grad-Dot": row(r.peers.gradDot),
+    ...(r.peers.magic ? { "metagradient (exact, MAGIC-style)": row(r.peers.magic) } : {}),
+    ...(r.peers.unrolled ? { "metagradient, unrolled first-order": row(r.peers.unrolled) } : {}),
+    ...(r.peers.refined ? { "Fisher + Hessian refinement": row(r.peers.refined) } : {}),
+  };
+}
+
+/** `--name value` as a number, or undefined when absent (refuses a value that is not a number). */
+function numberArg(name: string): number | undefined {
+  const at = process.argv.indexOf(name);
+  if (at < 0) return undefined;
+  const v = Number(process.argv[at + 1]);
+  if (!Number.isFinite(v)) throw new Error(`${name} needs a number`);
+  return v;
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const args = new Set(process.argv.slice(2));
+  const numeric: Record<string, keyof MeasureOptions> = {
+    "--adam-eps": "adamEps",
+    "--warmup": "warmupFraction",
+    "--rows": "rows",
+    "--answers": "answers",
+    "--lds-drop": "ldsDrop",
+    "--lds-count": "ldsCount",
+  };
+  const given = Object.entries(numeric).flatMap(([flag, key]) => {
+    const v = numberArg(flag);
+    return v === undefined ? [] : [[key, v] as const];
+  });
   const r = await measureLoraInfluence(
     args.has("--quick"),
     (m) => process.stderr.write(`[bench:lora-influence] ${m}\n`),
     {
       metagradients: !args.has("--no-metagradients"),
       medium: args.has("--medium"),
-      ...(process.argv.includes("--adam-eps")
-        ? { adamEps: Number(process.argv[process.argv.indexOf("--adam-eps") + 1]) }
-        : {}),
+      magicAuc: args.has("--magic-auc"),
+      dropOnly: args.has("--drop-only"),
+      ...Object.fromEntries(given),
     },
   );
   if (args.has("--json")) process.stdout.write(`${JSON.stringify({ loraInfluence: r })}\n`);
   else {
-    console.table({
-      "damped Fisher (signed)": {
-        lds: r.lds,
-        looSpearman: r.looSpearman,
-        mislabelAuc: r.mislabelAuc,
-        ...(r.ldsKeep90 !== undefined ? { ldsKeep90: r.ldsKeep90 } : {}),
-      },
-      DataInf: r.peers.datainf,
-      "Grad-Dot": r.peers.gradDot,
-      ...(r.peers.magic ? { "metagradient (exact, MAGIC-style)": r.peers.magic } : {}),
-      ...(r.peers.unrolled ? { "metagradient, unrolled first-order": r.peers.unrolled } : {}),
-      ...(r.peers.refined ? { "Fisher + Hessian refinement": r.peers.refined } : {}),
-    });
+    console.table(loraInfluenceTable(r));
     console.log(r);
   }
 }
