@@ -774,7 +774,7 @@ export async function measureLoraInfluence(
         count: dropCount,
         bootstrapDraws: BOOTSTRAP_DRAWS,
       },
-      ...(withMeta ? { ldsKeep90SubsetFraction: SMALL_DROP_KEEP } : {}),
+      ...(withMeta && !dropOnly ? { ldsKeep90SubsetFraction: SMALL_DROP_KEEP } : {}),
       looRows,
       flippedRows: flipped.filter(Boolean).length,
       estimators,
