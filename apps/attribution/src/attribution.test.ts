@@ -17,7 +17,7 @@ import { seedVersionRows } from "@openledger/db/testing";
 import type { JobContext } from "@openledger/queue";
 import { jobId } from "@openledger/queue";
 import { ApiKeys } from "@openledger/service-kit";
-import { testEnvironment } from "@openledger/service-kit/testing";
+import { testEnvironment, waitFor } from "@openledger/service-kit/testing";
 import { UnrecoverableError } from "bullmq";
 import type { Hex } from "viem";
 import { attributionConfig, buildAttribution } from "./app.ts";
@@ -58,20 +58,6 @@ function noopJob(): JobContext {
     signal: new AbortController().signal,
     progress: async () => {},
   };
-}
-
-async function waitFor<T>(
-  what: string,
-  fn: () => Promise<T | null | undefined | false>,
-  ms = 45_000,
-): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
 }
 
 describe("attribution service end to end", () => {
@@ -242,14 +228,18 @@ describe("attribution service end to end", () => {
     });
     assert.equal(res.statusCode, 202, res.body);
     assert.equal(res.json().status, "queued");
-    const view = await waitFor("span index ready", async () => {
-      const r = (await app.inject({ method: "GET", url: `/v1/indexes/${ids.spanVersion}` })).json();
-      return r.artifacts.find(
-        (a: { kind: string; status: string }) => a.kind === "span" && a.status === "ready",
-      )
-        ? r
-        : null;
-    });
+    const view = await waitFor(
+      "span index ready",
+      async () => {
+        const r = (await app.inject({ method: "GET", url: `/v1/indexes/${ids.spanVersion}` })).json();
+        return r.artifacts.find(
+          (a: { kind: string; status: string }) => a.kind === "span" && a.status === "ready",
+        )
+          ? r
+          : null;
+      },
+      45_000,
+    );
     const span = view.artifacts.find((a: { kind: string }) => a.kind === "span");
     const expectedTokens = DOCS.reduce((s, d) => s + Buffer.byteLength(d.text), 0);
     assert.equal(span.tokenCount, String(expectedTokens));
@@ -262,10 +252,14 @@ describe("attribution service end to end", () => {
     assert.equal(view.artifacts.length, 1);
     const version = await db.datanetVersion.findUniqueOrThrow({ where: { id: ids.spanVersion } });
     assert.equal(version.status, "indexed");
-    await waitFor("job completed", async () => {
-      const r = (await app.inject({ method: "GET", url: `/v1/indexes/${ids.spanVersion}` })).json();
-      return r.job?.state === "completed" && r.job.progress?.percent === 100;
-    });
+    await waitFor(
+      "job completed",
+      async () => {
+        const r = (await app.inject({ method: "GET", url: `/v1/indexes/${ids.spanVersion}` })).json();
+        return r.job?.state === "completed" && r.job.progress?.percent === 100;
+      },
+      45_000,
+    );
   });
 
   test("index builds are idempotent and content addressed", async () => {
@@ -370,14 +364,18 @@ describe("attribution service end to end", () => {
 
   test("attribution.score through the queue: two validators store byte-identical, signed results", async () => {
     await app.producer.enqueue("attribution.score", { inferenceId: ids.inference });
-    const results = await waitFor("two results", async () => {
-      const r = await db.attributionResult.findMany({
-        where: { inferenceId: ids.inference },
-        include: { weights: true },
-        orderBy: { validatorAddress: "asc" },
-      });
-      return r.length === 2 ? r : null;
-    });
+    const results = await waitFor(
+      "two results",
+      async () => {
+        const r = await db.attributionResult.findMany({
+          where: { inferenceId: ids.inference },
+          include: { weights: true },
+          orderBy: { validatorAddress: "asc" },
+        });
+        return r.length === 2 ? r : null;
+      },
+      45_000,
+    );
     const [a, b] = results as [(typeof results)[0], (typeof results)[0]];
     assert.notEqual(a.validatorAddress, b.validatorAddress);
     assert.equal(a.canonicalJson, b.canonicalJson, "byte-identical canonical JSON");
@@ -746,8 +744,10 @@ describe("attribution service end to end", () => {
       },
     });
     const queued = await app.producer.enqueue("attribution.index", { datanetVersionId: v.id });
-    await waitFor("job failed", async () =>
-      (await app.producer.queue("attribution").getJob(queued.id))?.isFailed(),
+    await waitFor(
+      "job failed",
+      async () => (await app.producer.queue("attribution").getJob(queued.id))?.isFailed(),
+      45_000,
     );
     const c = await db.contribution.create({
       data: { datanetId: ids.datanet, contributorAddress: BOB, source: "rows" },
@@ -777,10 +777,12 @@ describe("attribution service end to end", () => {
           where: { datanetVersionId_kind: { datanetVersionId: v.id, kind: "span" } },
         })
       )?.status === "ready";
-    await waitFor("index built after the retry", ready);
+    await waitFor("index built after the retry", ready, 45_000);
     // The index disappears (store wiped, row marked failed): a new POST rebuilds it.
-    await waitFor("job completed", async () =>
-      (await app.producer.queue("attribution").getJob(queued.id))?.isCompleted(),
+    await waitFor(
+      "job completed",
+      async () => (await app.producer.queue("attribution").getJob(queued.id))?.isCompleted(),
+      45_000,
     );
     await db.attributionIndex.updateMany({ where: { datanetVersionId: v.id }, data: { status: "failed" } });
     const again = await app.inject({
@@ -790,7 +792,7 @@ describe("attribution service end to end", () => {
       payload: { datanetVersionId: v.id },
     });
     assert.equal(again.statusCode, 202);
-    await waitFor("index rebuilt", ready);
+    await waitFor("index rebuilt", ready, 45_000);
   });
 
   test("a recorded index hash that a local rebuild does not reproduce is refused", async () => {

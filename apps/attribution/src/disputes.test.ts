@@ -29,7 +29,7 @@ import {
   startLocalChain,
 } from "@openledger/chain/testing";
 import { TINY_MODEL_ENV } from "@openledger/config";
-import { testEnvironment } from "@openledger/service-kit/testing";
+import { testEnvironment, waitFor } from "@openledger/service-kit/testing";
 import { type Abi, type Address, encodeAbiParameters, type Hex, keccak256, toBytes } from "viem";
 import { attributionConfig, buildAttribution } from "./app.ts";
 import { disputeDuty, disputeIntentKey, disputeProposalKey } from "./lib/disputes.ts";
@@ -37,16 +37,6 @@ import { disputeDuty, disputeIntentKey, disputeProposalKey } from "./lib/dispute
 type App = Awaited<ReturnType<typeof buildAttribution>>;
 const MODEL = "dispute-test-model";
 const lower = (a: string) => a.toLowerCase();
-
-async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms = 60_000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 describe("validators file disputes by themselves", () => {
   let chain: LocalChain;

@@ -9,9 +9,10 @@ import { after, before, test } from "node:test";
 import { createChainPublicClient, modelRegistryAbi } from "@openledger/chain";
 import { TINY_MODEL_ENV } from "@openledger/config";
 import type { App } from "@openledger/service-kit";
+import { waitFor } from "@openledger/service-kit/testing";
 import OpenAI from "openai";
 import { buildFactory, factoryConfig } from "./app.ts";
-import { ALICE, BOB, createKey, deposit, type Platform, startPlatform, waitFor } from "./testing.ts";
+import { ALICE, BOB, createKey, deposit, type Platform, startPlatform } from "./testing.ts";
 
 let p: Platform;
 let factory: App;
@@ -96,13 +97,17 @@ test("the openai client creates, lists and follows a job; its model answers chat
 
   // Follow it: progress in the job object and in its events, until it succeeds.
   let sawProgress = false;
-  const done = await waitFor("the job to finish", async () => {
-    const j = await client.fineTuning.jobs.retrieve(created.id);
-    const progress = (j as unknown as { progress: { step: number; total_steps: number | null } }).progress;
-    if (j.status === "running" && progress.step > 0) sawProgress = true;
-    if (j.status === "failed" || j.status === "cancelled") assert.fail(JSON.stringify(j.error));
-    return j.status === "succeeded" ? j : undefined;
-  });
+  const done = await waitFor(
+    "the job to finish",
+    async () => {
+      const j = await client.fineTuning.jobs.retrieve(created.id);
+      const progress = (j as unknown as { progress: { step: number; total_steps: number | null } }).progress;
+      if (j.status === "running" && progress.step > 0) sawProgress = true;
+      if (j.status === "failed" || j.status === "cancelled") assert.fail(JSON.stringify(j.error));
+      return j.status === "succeeded" ? j : undefined;
+    },
+    120_000,
+  );
   const events = [];
   for await (const e of client.fineTuning.jobs.listEvents(created.id, { limit: 5 })) events.push(e);
   const metrics = events.filter((e) => e.type === "metrics");
@@ -147,10 +152,14 @@ test("the openai client creates, lists and follows a job; its model answers chat
     model.trainingVersions.map((t) => t.datanetVersionId),
     [p.versions.published],
   );
-  const chainModelId = await waitFor("the on-chain registration", async () => {
-    const m = await p.db.model.findUnique({ where: { id: model.id } });
-    return m?.chainModelId ? BigInt(m.chainModelId.toFixed(0)) : undefined;
-  });
+  const chainModelId = await waitFor(
+    "the on-chain registration",
+    async () => {
+      const m = await p.db.model.findUnique({ where: { id: model.id } });
+      return m?.chainModelId ? BigInt(m.chainModelId.toFixed(0)) : undefined;
+    },
+    120_000,
+  );
   const pub = createChainPublicClient({ rpcUrl: p.chain.rpcUrl, chainId: p.chain.chainId });
   const onChain = await pub.readContract({
     address: p.chain.addresses!.contracts.ModelRegistry,
@@ -265,23 +274,35 @@ test("a cancelled job stops training, releases its escrow hold and registers not
     training_file: `${p.versions.published},${p.versions.second}`,
     hyperparameters: small({ max_steps: 5000, n_epochs: 100, seq_len: 16, batch_size: 1 }) as never,
   });
-  await waitFor("the job to train", async () => {
-    const j = await p.db.fineTuningJob.findUniqueOrThrow({ where: { id: job.id } });
-    return j.status === "running" && j.step > 0;
-  });
+  await waitFor(
+    "the job to train",
+    async () => {
+      const j = await p.db.fineTuningJob.findUniqueOrThrow({ where: { id: job.id } });
+      return j.status === "running" && j.step > 0;
+    },
+    120_000,
+  );
   const cancelled = await client.fineTuning.jobs.cancel(job.id);
   assert.equal(cancelled.status, "cancelled");
   const grant = await p.db.trainingGrant.findUniqueOrThrow({ where: { jobRef: job.id } });
-  await waitFor("the hold to be released", async () => {
-    const g = await p.db.trainingGrant.findUniqueOrThrow({ where: { id: grant.id } });
-    const hold = await p.db.gatewayReservation.findUnique({ where: { id: grant.reservationId } });
-    return g.releasedAt !== null && hold === null;
-  });
+  await waitFor(
+    "the hold to be released",
+    async () => {
+      const g = await p.db.trainingGrant.findUniqueOrThrow({ where: { id: grant.id } });
+      const hold = await p.db.gatewayReservation.findUnique({ where: { id: grant.reservationId } });
+      return g.releasedAt !== null && hold === null;
+    },
+    120_000,
+  );
   // Training stopped: the step no longer moves, and the runner let go of the job.
-  const stopped = await waitFor("the runner to let go", async () => {
-    const j = await p.db.fineTuningJob.findUniqueOrThrow({ where: { id: job.id } });
-    return j.runnerId === null ? j : undefined;
-  });
+  const stopped = await waitFor(
+    "the runner to let go",
+    async () => {
+      const j = await p.db.fineTuningJob.findUniqueOrThrow({ where: { id: job.id } });
+      return j.runnerId === null ? j : undefined;
+    },
+    120_000,
+  );
   await new Promise((r) => setTimeout(r, 1500));
   const later = await p.db.fineTuningJob.findUniqueOrThrow({ where: { id: job.id } });
   assert.equal(later.step, stopped.step);
@@ -358,11 +379,15 @@ test("an identical job is refused up front (409) while one is queued, running or
   await client.fineTuning.jobs.cancel(moreSteps.json.id);
 
   // Succeeded: still refused (it was the case that trained fully, then got 409 at registration).
-  const done = await waitFor("the job to finish", async () => {
-    const j = await p.db.fineTuningJob.findUniqueOrThrow({ where: { id: first.json.id } });
-    if (j.status === "failed" || j.status === "cancelled") assert.fail(JSON.stringify(j.error));
-    return j.status === "succeeded" ? j : undefined;
-  });
+  const done = await waitFor(
+    "the job to finish",
+    async () => {
+      const j = await p.db.fineTuningJob.findUniqueOrThrow({ where: { id: first.json.id } });
+      if (j.status === "failed" || j.status === "cancelled") assert.fail(JSON.stringify(j.error));
+      return j.status === "succeeded" ? j : undefined;
+    },
+    120_000,
+  );
   const afterSuccess = await createJob(builderKey, body);
   assert.equal(afterSuccess.status, 409, JSON.stringify(afterSuccess.json));
   assert.match(afterSuccess.json.error.message, new RegExp(done.fineTunedModel!));

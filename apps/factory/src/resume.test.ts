@@ -10,11 +10,11 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { REPO_ROOT } from "@openledger/chain";
 import { loadModel, PackedDataset, type TrainDocument, Trainer } from "@openledger/model-runtime";
-import { freePort } from "@openledger/service-kit/testing";
+import { freePort, waitFor } from "@openledger/service-kit/testing";
 import { factoryConfig } from "./app.ts";
 import { documentTokens, resolveHyperparameters, totalSteps, trainerOptions } from "./lib/plan.ts";
 import { loadBaseModelInfo } from "./plugins/factory.ts";
-import { createKey, deposit, type Platform, ROWS, startPlatform, waitFor } from "./testing.ts";
+import { createKey, deposit, type Platform, ROWS, startPlatform } from "./testing.ts";
 
 let p: Platform;
 let port: number;
@@ -123,22 +123,26 @@ test("stopped and killed mid-run, a job resumes from its checkpoints and ends bi
   const { id } = (await res.json()) as { id: string };
 
   // 1. A graceful stop mid-run: the run checkpoints where it is; the next factory resumes it.
-  await waitFor("a few steps", async () => (await job(id)).step >= 7);
+  await waitFor("a few steps", async () => (await job(id)).step >= 7, 120_000);
   await stopFactory("SIGTERM");
   const paused = await job(id);
   assert.equal(paused.status, "running");
   assert.equal(paused.runnerId, null, "the stopping runner let go of its lease");
   await startFactory();
-  const resumedAt = await waitFor("the resumed run", async () => {
-    const events = await p.db.fineTuningEvent.findMany({ where: { jobId: id }, orderBy: { id: "asc" } });
-    const e = events.find((x) => x.message.startsWith("Resumed from the checkpoint"));
-    return e ? Number(/step (\d+)/.exec(e.message)![1]) : undefined;
-  });
+  const resumedAt = await waitFor(
+    "the resumed run",
+    async () => {
+      const events = await p.db.fineTuningEvent.findMany({ where: { jobId: id }, orderBy: { id: "asc" } });
+      const e = events.find((x) => x.message.startsWith("Resumed from the checkpoint"));
+      return e ? Number(/step (\d+)/.exec(e.message)![1]) : undefined;
+    },
+    120_000,
+  );
   assert.equal(resumedAt, paused.step, "resumed exactly where it paused");
 
   // 2. A crash: the factory (and with it the training process) is killed; the job resumes from its
   //    last periodic checkpoint once its lease and queue lock lapse.
-  await waitFor("more steps", async () => (await job(id)).step >= resumedAt + 120);
+  await waitFor("more steps", async () => (await job(id)).step >= resumedAt + 120, 120_000);
   await stopFactory("SIGKILL");
   // The newest checkpoint the job had reported when it died: the resume must not start before it.
   // (It may start after it: the orphaned trainer notices the lost parent only between steps and can

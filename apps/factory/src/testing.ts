@@ -54,20 +54,6 @@ export interface Platform {
   close(): Promise<void>;
 }
 
-export async function waitFor<T>(
-  what: string,
-  fn: () => Promise<T | undefined | null | false>,
-  ms = 120_000,
-): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
 /** The chain, a gateway and a datanet with published versions; the factory is the test's. */
 export async function startPlatform(label: string): Promise<Platform> {
   const env = await testEnvironment(label);

@@ -25,7 +25,7 @@ import { devApiKeyRequest, type LocalChain, sendAs, startLocalChain } from "@ope
 import { TINY_MODEL_ENV } from "@openledger/config";
 import type { Db } from "@openledger/db";
 import type { App } from "@openledger/service-kit";
-import { testEnvironment } from "@openledger/service-kit/testing";
+import { testEnvironment, waitFor } from "@openledger/service-kit/testing";
 import OpenAI from "openai";
 import type { Hex } from "viem";
 import { SmallModelRuntime } from "./lib/small-models.ts";
@@ -83,16 +83,6 @@ async function register(key: string | null, body: unknown) {
 }
 
 const client = (apiKey: string) => new OpenAI({ apiKey, baseURL: `${root}/v1`, maxRetries: 0 });
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false>, ms = 60_000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 /** A datanet registered on chain with its versions published there too (ModelRegistry checks them). */
 async function seed(): Promise<void> {

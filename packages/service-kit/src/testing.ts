@@ -64,6 +64,24 @@ export async function startRedis(
   };
 }
 
+/**
+ * Polls `fn` every 200 ms until it returns something truthy (returned), failing with
+ * "timed out waiting for <what>" after `ms`. For state a test cannot await directly (jobs, chain, other processes).
+ */
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined | null | false>,
+  ms = 60_000,
+): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 /** Polls /readyz until it answers `status` (readiness is eventual), failing after ~10 s. */
 export async function waitForReadyz(app: App, status: number, tries = 100): Promise<void> {
   let last = 0;
