@@ -28,7 +28,8 @@
  * the gateway's upload decodes in its incoming directory, which then moves into the store.)
  */
 import { createHash, randomBytes } from "node:crypto";
-import { open, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { closeSync, fstatSync, openSync, readFileSync, readSync } from "node:fs";
+import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import {
   contentHashOfDigests,
@@ -102,7 +103,12 @@ export async function loadSlotAdapter(
   const useFiles = options.slotFiles ?? true;
   const name = slotFileName(config, layout);
   if (useFiles) {
-    const fast = await readSlotFile(config, layout, dir, name, shared).catch(() => undefined);
+    let fast: PreparedAdapter | undefined;
+    try {
+      fast = readSlotFile(config, layout, dir, name, shared);
+    } catch {
+      fast = undefined; // unreadable or inconsistent: decode, as if there were none
+    }
     if (fast !== undefined) return { adapter: fast, source: "slot-file" };
   }
   const { configJson } = await readAdapterConfig(dir);
@@ -156,28 +162,34 @@ function bodyOffset(headerLength: number): number {
   return Math.ceil((MAGIC.length + 4 + headerLength) / ALIGN) * ALIGN;
 }
 
-/** The adapter from its slot file, or undefined when there is none or it does not fit this adapter and runtime. */
-async function readSlotFile(
+/**
+ * The adapter from its slot file, or undefined when there is none or it does not fit this adapter
+ * and runtime. Synchronous on purpose: the load pool runs it on its worker thread, where a chain of
+ * asynchronous reads (open, stat, header, config, body, close) would be a dozen hand-offs to libuv's
+ * pool and back, each waiting for a core on a busy machine, for what is one read of a file in the
+ * page cache; on the calling thread it runs only for files under the pool's inline limit (1 MiB).
+ */
+function readSlotFile(
   config: LlamaConfig,
   layout: SlotLayout,
   dir: string,
   name: string,
   shared: boolean,
-): Promise<PreparedAdapter | undefined> {
+): PreparedAdapter | undefined {
   // Only a content-addressed directory names what its files must be (elsewhere, e.g. an upload
   // being received, the PEFT files could change under an older slot file): the check below
   // refuses any other directory; this only spares it the reads.
   if (!CONTENT_HASH.test(basename(dir))) return undefined;
-  let fh: Awaited<ReturnType<typeof open>>;
+  let fd: number;
   try {
-    fh = await open(join(dir, name), "r");
+    fd = openSync(join(dir, name), "r");
   } catch {
     return undefined;
   }
   try {
-    const size = (await fh.stat()).size;
+    const size = fstatSync(fd).size;
     const first = Buffer.alloc(Math.min(size, 4096));
-    await readFully(fh, first, 0);
+    readFully(fd, first, 0);
     if (first.length < MAGIC.length + 4 || first.toString("latin1", 0, MAGIC.length) !== MAGIC)
       return undefined;
     const headerLength = first.readUInt32LE(MAGIC.length);
@@ -187,7 +199,7 @@ async function readSlotFile(
     else {
       if (start + headerLength > size) return undefined;
       headerBytes = Buffer.alloc(headerLength);
-      await readFully(fh, headerBytes, start);
+      readFully(fd, headerBytes, start);
     }
     const header = JSON.parse(headerBytes.toString("utf8")) as SlotFileHeader;
     if (header.layout !== layoutKey(config, layout) || !Array.isArray(header.modules)) return undefined;
@@ -197,13 +209,13 @@ async function readSlotFile(
 
     // The adapter's own config: with the file's weights digest it must give the directory's
     // name (the file belongs to this adapter); its ranks must be the file's; its alpha gives the scales.
-    const { configJson, configBytes } = await readAdapterConfig(dir);
+    const configBytes = readFileSync(join(dir, "adapter_config.json"));
     if (
       contentHashOfDigests(sha256(configBytes), Buffer.from(header.weightsSha256, "hex")) !== basename(dir)
     ) {
       return undefined;
     }
-    const { config: cfg, targets } = parseAdapterConfig(configJson);
+    const { config: cfg, targets } = parseAdapterConfig(JSON.parse(configBytes.toString("utf8")));
     const scales = new Map<string, number>();
     const seen = new Set<LoraModule>();
     let rank = 0;
@@ -230,7 +242,7 @@ async function readSlotFile(
     if (bucket !== header.bucket) return undefined;
 
     const buffer = shared ? new SharedArrayBuffer(body) : new ArrayBuffer(body);
-    await readFully(fh, new Uint8Array(buffer), offset);
+    readFully(fd, new Uint8Array(buffer), offset);
     const views = slotViews(config, layout.targetModules, bucket, buffer);
     const p: PreparedAdapter = {
       kind: "prepared",
@@ -245,19 +257,15 @@ async function readSlotFile(
     scaleSlotAdapter(p, scales);
     return p;
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }
 
-async function readFully(
-  fh: Awaited<ReturnType<typeof open>>,
-  into: Uint8Array,
-  position: number,
-): Promise<void> {
+function readFully(fd: number, into: Uint8Array, position: number): void {
   let done = 0;
   while (done < into.length) {
-    const { bytesRead } = await fh.read(into, done, into.length - done, position + done);
-    if (bytesRead === 0) throw new Error("slot file ended early");
-    done += bytesRead;
+    const n = readSync(fd, into, done, into.length - done, position + done);
+    if (n === 0) throw new Error("slot file ended early");
+    done += n;
   }
 }
