@@ -4,7 +4,8 @@
 // EIP-712 AttributionDispute, and once `requiredSignatures()` of them did, one files `fileDispute` — a slash
 // proposal then exists on Staking with the contract's evidence hash. Negative cases: fewer signatures than
 // required file nothing; a validator whose own result is not the quorum's signs nothing; a restart files no
-// second transaction; a refused filing stays pending and is filed once the chain accepts it.
+// second transaction; a refused filing stays pending and is filed once the chain accepts it; the quorum and
+// the dissenters are the validator set's at the inference's epoch, not today's.
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -337,5 +338,49 @@ describe("validators file disputes by themselves", () => {
       "only #5 signed; #10 (own result not the quorum's) signed nothing against #7",
     );
     await close(dissenter, honest);
+  });
+  test("the quorum and the dissenters are counted at the inference's epoch: a validator removed or added later changes neither", async () => {
+    // Runs after the test above: #5-#10 are active, requiredSignatures() is 4.
+    const distributor = {
+      address: chain.addresses!.contracts.RewardDistributor,
+      abi: rewardDistributorAbi as Abi,
+    };
+    /** An epoch closes now: the inferences created after it are counted at this block's set. */
+    const closeEpoch = async (id: number) =>
+      db.$executeRawUnsafe(
+        `INSERT INTO epochs (id, status, closed_at, closed_block) VALUES ($1, 'closed', now(), $2)`,
+        id,
+        await pub().getBlockNumber(),
+      );
+    await closeEpoch(1001);
+    // #5, #6, #8, #9 agree; #7 signed other bytes, then leaves the set (the cheater's way out).
+    const cheated = await inference([0, 1, 3, 4], [[2, ELSEWHERE()]]);
+    await chain.asAdmin([{ ...distributor, functionName: "removeValidator", args: [keys()[2]!.address] }]);
+    const signers = [0, 1, 3, 4];
+    const apps = [];
+    for (const i of signers) apps.push(await validator(i, { RUN_WORKERS: "false" }));
+    for (const a of apps) await disputeDuty(a)();
+    assert.deepEqual(
+      (
+        await db.$queryRawUnsafe<{ signer: string }[]>(
+          `SELECT signer FROM attribution_dispute_signatures WHERE inference_id = $1::uuid AND accused = $2
+            ORDER BY signer`,
+          cheated.id,
+          v(2),
+        )
+      ).map((r) => r.signer),
+      signers.map(v).sort(),
+      "#7 was active at the inference's epoch: its dissent counts although it left since",
+    );
+    assert.ok((await proposalOf(v(2), cheated.id)) > 0n, "filed: the four signers are active now");
+
+    // #7 is not a validator at the next epoch; its result there is no validator's, even once it is back.
+    await closeEpoch(1002);
+    const outsider = await inference([0, 1, 3, 4], [[2, ELSEWHERE()]]);
+    await chain.asAdmin([{ ...distributor, functionName: "addValidator", args: [keys()[2]!.address] }]);
+    for (const a of apps) await disputeDuty(a)();
+    assert.deepEqual(await signersOf(outsider.id), [], "#7 joined after the inference: nobody disputes it");
+    assert.equal(await proposalOf(v(2), outsider.id), 0n);
+    await close(...apps);
   });
 });

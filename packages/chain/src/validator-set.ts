@@ -44,6 +44,31 @@ export async function readValidatorQuorum(
   };
 }
 
+/**
+ * The distributor's quorums at past blocks (an epoch's start, `inferenceEpochBlockSql`): immutable once read,
+ * so each block is read once (concurrent callers share the read; a failed read is forgotten), the oldest
+ * dropped past `max`. A historical read: on a production L2 the RPC must serve state that old (an archive
+ * node). Settlement counts an inference's results against its epoch's quorum with it, and validators
+ * decide their disputes with it, so both count the same set.
+ */
+export class PastValidatorQuorums {
+  readonly #byBlock = new Map<string, Promise<ValidatorQuorum>>();
+
+  constructor(readonly max = 1_000) {}
+
+  at(publicClient: ChainPublicClient, distributor: Address, block: bigint): Promise<ValidatorQuorum> {
+    const key = `${distributor.toLowerCase()}:${block}`;
+    let q = this.#byBlock.get(key);
+    if (!q) {
+      q = readValidatorQuorum(publicClient, distributor, block);
+      q.catch(() => this.#byBlock.delete(key));
+      this.#byBlock.set(key, q);
+      while (this.#byBlock.size > this.max) this.#byBlock.delete(this.#byBlock.keys().next().value as string);
+    }
+    return q;
+  }
+}
+
 interface CachedQuorum {
   distributor: string;
   block: bigint;

@@ -1,4 +1,5 @@
 export { archiveSchema, type CreateDbOptions, createDb, type Db, ensureDatabase, rawPool } from "./client.ts";
+export { inferenceEpochBlockSql } from "./epochs.ts";
 export * from "./generated/prisma/client.ts";
 export { ensureAccountsSql, lockAccountsSql, lockReservationsSql } from "./locks.ts";
 export {

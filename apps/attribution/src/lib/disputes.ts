@@ -3,12 +3,13 @@ import {
   IntentRejectedError,
   type IntentSpec,
   inferenceIdToBytes32,
+  PastValidatorQuorums,
   readValidatorQuorum,
   sortSignatures,
   type ValidatorQuorum,
   validatorDisputesAbi,
 } from "@openledger/chain";
-import type { Db } from "@openledger/db";
+import { type Db, inferenceEpochBlockSql } from "@openledger/db";
 import type { FastifyInstance } from "fastify";
 import { type Abi, type Address, encodeAbiParameters, type Hex, keccak256 } from "viem";
 import type { ChainContext, ValidatorIdentity } from "./context.ts";
@@ -19,7 +20,8 @@ import { recoverSigner, verifyingContract } from "./validator.ts";
 /**
  * Validators file disputes by themselves (ARCHITECTURE "Disagreement and disputes"). A validator whose own
  * result of an inference is the quorum's signs, for every other validator that signed a different result (a
- * counted reveal, as settlement counts it: `dissentingValidators`), ValidatorDisputes' EIP-712
+ * counted reveal, as settlement counts it, at the validator set of the inference's epoch: `QuorumAt`,
+ * `dissentingValidators`), ValidatorDisputes' EIP-712
  * `AttributionDispute{validator, inferenceId, signedResultHash, quorumResultHash}` and records it in
  * `attribution_dispute_signatures`; a validator whose own result is not the quorum's signs nothing (it cannot
  * say the quorum's result is the recomputation). Once at least `requiredSignatures()` active validators other
@@ -29,6 +31,13 @@ import { recoverSigner, verifyingContract } from "./validator.ts";
  * the contract refuses a second filing anyway, and a refused or lost submission stays pending and is retried
  * on the next pass, after a restart too.
  */
+
+/**
+ * The quorum an inference's results are counted against, as settlement counts them: the distributor's at the
+ * block its epoch began (`epochBlock`, `inferenceEpochBlockSql`), or now while no epoch closed before it. A
+ * validator added or removed after the inference changes neither the quorum's result nor who dissented.
+ */
+export type QuorumAt = (epochBlock: bigint | null) => Promise<Pick<ValidatorQuorum, "need" | "active">>;
 
 /** How far back a validator looks for results that differ from its own (by its own result's creation). */
 export const DISPUTE_WINDOW_MS = 24 * 60 * 60_000;
@@ -55,15 +64,19 @@ export async function signDisputes(
   db: Db,
   chain: ChainContext,
   identity: ValidatorIdentity,
-  quorum: () => Promise<Pick<ValidatorQuorum, "need" | "active">>,
+  quorumAt: QuorumAt,
   log: AttestorLog,
   /** Inferences this process decided for good (its own result is not the quorum's): not looked at again. */
   decided: Set<string> = new Set(),
 ): Promise<number> {
-  const todo = await db.$queryRawUnsafe<{ id: string; mine: string; my_signature: string }[]>(
+  const todo = await db.$queryRawUnsafe<
+    { id: string; mine: string; my_signature: string; epoch_block: string | null }[]
+  >(
     // From this validator's own recent results (stored with its lower-case address; indexed).
-    `SELECT DISTINCT mine.inference_id::text AS id, lower(mine.result_hash) AS mine, mine.signature AS my_signature
+    `SELECT DISTINCT mine.inference_id::text AS id, lower(mine.result_hash) AS mine, mine.signature AS my_signature,
+            ${inferenceEpochBlockSql("i")} AS epoch_block
        FROM attribution_results mine
+       JOIN inferences i ON i.id = mine.inference_id
        JOIN attribution_results r ON r.inference_id = mine.inference_id
       WHERE mine.validator_address = $1
         AND mine.created_at > now() - make_interval(secs => $2::double precision / 1000)
@@ -77,10 +90,13 @@ export async function signDisputes(
   );
   const open = todo.filter((t) => !decided.has(`${identity.address}:${t.id}`));
   if (open.length === 0) return 0;
-  const q = await quorum();
   let signed = 0;
-  for (const { id, mine, my_signature } of open) {
-    const outcome = await quorumResult(db, id, q);
+  for (const { id, mine, my_signature, epoch_block } of open) {
+    const outcome = await quorumResult(
+      db,
+      id,
+      await quorumAt(epoch_block === null ? null : BigInt(epoch_block)),
+    );
     if (!outcome) continue; // no quorum yet: the next pass looks again
     // The row that says it is this validator's own result must be: a row written by anyone else is no
     // recomputation of ours.
@@ -133,7 +149,10 @@ export async function signDisputes(
 /**
  * Files the disputes this validator signed that enough active validators (other than the accused) have
  * signed and that are not filed yet: one chain intent per (accused, inference), signed with this validator's
- * key (it is the reporter). Returns the disputes confirmed on chain in this pass.
+ * key (it is the reporter). Returns the disputes confirmed on chain in this pass. `quorum` is the
+ * distributor's NOW, because that is what ValidatorDisputes checks the signers against when it files (it
+ * has no past sets): a signer removed since signing no longer counts, and validators added since raise
+ * `requiredSignatures()` (ARCHITECTURE "Who can move money", known bound).
  */
 export async function fileDisputes(
   db: Db,
@@ -235,6 +254,7 @@ export async function fileDisputes(
  */
 export function disputeDuty(app: FastifyInstance): () => Promise<{ signed: number; filed: number }> {
   const decided = new Set<string>();
+  const past = new PastValidatorQuorums();
   return async () => {
     const [chain, identities] = await Promise.all([app.attribution.chain(), app.attribution.validators()]);
     let read: Promise<ValidatorQuorum> | undefined;
@@ -242,10 +262,12 @@ export function disputeDuty(app: FastifyInstance): () => Promise<{ signed: numbe
       read ??= readValidatorQuorum(chain.publicClient, verifyingContract(chain));
       return read;
     };
+    const quorumAt: QuorumAt = (block) =>
+      block === null ? quorum() : past.at(chain.publicClient, verifyingContract(chain), block);
     let signed = 0;
     let filed = 0;
     for (const identity of identities) {
-      signed += await signDisputes(app.db, chain, identity, quorum, app.log, decided);
+      signed += await signDisputes(app.db, chain, identity, quorumAt, app.log, decided);
       filed += await fileDisputes(app.db, chain, identity, quorum, app.log);
     }
     return { signed, filed };

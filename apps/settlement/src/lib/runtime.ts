@@ -1,4 +1,4 @@
-import type { ChainConnector, ValidatorQuorum } from "@openledger/chain";
+import { type ChainConnector, PastValidatorQuorums, type ValidatorQuorum } from "@openledger/chain";
 import type { SettlementConfig } from "@openledger/config";
 import type { Db } from "@openledger/db";
 import type { Background, BackgroundTimer } from "@openledger/service-kit";
@@ -24,7 +24,7 @@ type QuorumSet = Pick<SettleContext, "quorum" | "validators">;
 /**
  * What settlement counts a quorum against: a fraction (>= 2/3) of the active validator set, as the distributor
  * counts it for roots, and the set itself; with no active validator nothing can reach it (the no-attribution
- * deadline applies). Now (`settleContext`) and at an inference's epoch (`#quorumAt`) alike.
+ * deadline applies). Now (`settleContext`) and at an inference's epoch (`quorumAt`) alike.
  */
 function quorumSet(q: ValidatorQuorum): QuorumSet {
   return { quorum: Math.max(1, q.need), validators: q.need === 0 ? new Set<string>() : q.active };
@@ -58,24 +58,8 @@ export class SettlementRuntime {
     return settlementChainOf(await this.connector.get(), this.config);
   }
 
-  /** Past blocks' quorums: immutable once read (bounded, oldest dropped first). */
-  #pastQuorums = new Map<bigint, Promise<QuorumSet>>();
-
-  /**
-   * The distributor's quorum at a past block (an epoch's start): read from the chain's state at that block
-   * (a historical read: on a production L2 the RPC must serve state that old — an archive node).
-   */
-  #quorumAt(chain: SettlementChain, block: bigint) {
-    let q = this.#pastQuorums.get(block);
-    if (!q) {
-      q = distributorQuorum(chain, block).then(quorumSet);
-      q.catch(() => this.#pastQuorums.delete(block));
-      this.#pastQuorums.set(block, q);
-      while (this.#pastQuorums.size > 1_000)
-        this.#pastQuorums.delete(this.#pastQuorums.keys().next().value as bigint);
-    }
-    return q;
-  }
+  /** Past blocks' quorums: immutable once read (packages/chain `PastValidatorQuorums`). */
+  readonly #pastQuorums = new PastValidatorQuorums();
 
   async settleContext(): Promise<SettleContext> {
     const chain = await this.chain();
@@ -87,7 +71,8 @@ export class SettlementRuntime {
       treasury: chain.treasury,
       ...quorumSet(quorum),
       deadlineMs: this.config.SETTLEMENT_ATTRIBUTION_DEADLINE_MS,
-      quorumAt: (block) => this.#quorumAt(chain, block),
+      quorumAt: async (block) =>
+        quorumSet(await this.#pastQuorums.at(chain.publicClient, chain.distributor, block)),
       signatureDomain: { chainId: chain.chainId, verifyingContract: chain.distributor },
       verified: this.#verified,
       signatures: this.#signatures,

@@ -5,7 +5,7 @@ import {
   recoverAttributionCommitmentSigner,
   recoverAttributionResultSigner,
 } from "@openledger/chain";
-import { type Db, rawPool } from "@openledger/db";
+import { type Db, inferenceEpochBlockSql, rawPool } from "@openledger/db";
 import {
   type AttestedResult,
   attributionReadiness,
@@ -249,9 +249,7 @@ export async function settleBatch(db: Db, ids: readonly string[], ctx: SettleCon
             COALESCE(i.price_out_per_1k_wei, m.price_out_per_1k_wei)::text AS price_out,
             (s.inference_id IS NOT NULL) AS settled,
             -- the inference's epoch began where the last epoch closed before it was created
-            (SELECT e.closed_block::text FROM epochs e
-              WHERE e.closed_at <= i.created_at AND e.closed_block IS NOT NULL
-              ORDER BY e.closed_at DESC LIMIT 1) AS epoch_block,
+            ${inferenceEpochBlockSql("i")} AS epoch_block,
             tg.id::text AS training_grant_id, tgs.addresses AS trained_addresses, tgs.tokens AS trained_tokens
        FROM inferences i JOIN models m ON m.id = i.model_id
        LEFT JOIN settlements s ON s.inference_id = i.id
