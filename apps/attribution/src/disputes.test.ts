@@ -5,7 +5,8 @@
 // proposal then exists on Staking with the contract's evidence hash. Negative cases: fewer signatures than
 // required file nothing; a validator whose own result is not the quorum's signs nothing; a restart files no
 // second transaction; a refused filing stays pending and is filed once the chain accepts it; the quorum and
-// the dissenters are the validator set's at the inference's epoch, not today's.
+// the dissenters are the validator set's at the inference's epoch, not today's; each own result is read
+// until nothing about it can change (a dissent revealed late is still disputed), then never again.
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -80,8 +81,9 @@ describe("validators file disputes by themselves", () => {
   /**
    * An inference whose validators `agree` reveal the quorum's bytes, and each of `others` [validator, contributor]
    * bytes naming that contributor instead (tampered, signed with its real key); all commit before any reveals.
+   * The validators in `withhold` commit and reveal later (`reveal(i)`).
    */
-  async function inference(agree: number[], others: [number, string][] = []) {
+  async function inference(agree: number[], others: [number, string][] = [], withhold: number[] = []) {
     const inf = await db.inference.create({
       data: {
         modelId: MODEL,
@@ -112,9 +114,12 @@ describe("validators file disputes by themselves", () => {
       ...others.map(([i, who]): [number, string] => [i, canonical(lower(who))]),
     ];
     for (const [i, json] of all) await commitValidatorResult(db, rows(i, json));
-    for (const [i, json] of all) await revealValidatorResult(db, rows(i, json));
+    for (const [i, json] of all) if (!withhold.includes(i)) await revealValidatorResult(db, rows(i, json));
     const hashOf = (who: string) => keccak256(toBytes(canonical(lower(who))));
-    return { id: inf.id, right: keccak256(toBytes(right)) as Hex, hashOf };
+    const reveal = async (v: number) => {
+      for (const [i, json] of all) if (i === v) await revealValidatorResult(db, rows(i, json));
+    };
+    return { id: inf.id, right: keccak256(toBytes(right)) as Hex, hashOf, reveal };
   }
 
   const proposalOf = (accused: string, id: string) =>
@@ -382,5 +387,48 @@ describe("validators file disputes by themselves", () => {
     assert.deepEqual(await signersOf(outsider.id), [], "#7 joined after the inference: nobody disputes it");
     assert.equal(await proposalOf(v(2), outsider.id), 0n);
     await close(...apps);
+  });
+  test("each own result is read until it can no longer change, then marked and not read again; a dissent revealed after an earlier pass is still disputed", async () => {
+    // After the test above: #5-#10 are active, requiredSignatures() is 4; a new epoch pins that set.
+    await db.$executeRawUnsafe(
+      `INSERT INTO epochs (id, status, closed_at, closed_block) VALUES (1003, 'closed', now(), $1)`,
+      await pub().getBlockNumber(),
+    );
+    // Everyone commits; #7 reveals (other bytes) only after #5's first pass, which already sees a quorum.
+    const inf = await inference([0, 1, 3, 4], [[2, ELSEWHERE()]], [2]);
+    /** Older than DISPUTE_SETTLE_MS: only what the inference's rows say keeps a result open. */
+    const age = () =>
+      db.$executeRawUnsafe(
+        `UPDATE attribution_results SET created_at = created_at - interval '2 minutes' WHERE inference_id = $1::uuid`,
+        inf.id,
+      );
+    const checkedAt = async () =>
+      (
+        await db.$queryRawUnsafe<{ at: Date | null }[]>(
+          `SELECT dispute_checked_at AS at FROM attribution_results WHERE inference_id = $1::uuid AND validator_address = $2`,
+          inf.id,
+          v(0),
+        )
+      )[0]!.at;
+    await age();
+    const first = await validator(0, { RUN_WORKERS: "false" });
+    await disputeDuty(first)();
+    assert.equal(await checkedAt(), null, "#7 committed in time and has not revealed: still open");
+    assert.deepEqual(await signersOf(inf.id), []);
+
+    await inf.reveal(2);
+    await age();
+    await disputeDuty(first)();
+    assert.deepEqual(await signersOf(inf.id), [v(0)], "the late dissent is disputed");
+    assert.ok(await checkedAt(), "every commitment revealed, the epoch's set fixed: marked");
+
+    // Marked: not read again. Were it re-read, the signature removed here would be signed again.
+    await db.$executeRawUnsafe(
+      `DELETE FROM attribution_dispute_signatures WHERE inference_id = $1::uuid`,
+      inf.id,
+    );
+    await disputeDuty(first)();
+    assert.deepEqual(await signersOf(inf.id), [], "a marked result is not read again");
+    await close(first);
   });
 });

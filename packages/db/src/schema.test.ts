@@ -336,6 +336,7 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
           resultHash: ROOT,
           signature: SIG,
           salt: ROOT,
+          disputeCheckedAt: new Date("2026-12-04T22:30:00.123Z"),
         },
       }),
     (r) => db.attributionResult.findUnique({ where: { id: r.id } }),

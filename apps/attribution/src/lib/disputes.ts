@@ -42,6 +42,12 @@ export type QuorumAt = (epochBlock: bigint | null) => Promise<Pick<ValidatorQuor
 /** How far back a validator looks for results that differ from its own (by its own result's creation). */
 export const DISPUTE_WINDOW_MS = 24 * 60 * 60_000;
 
+/**
+ * How long a validator's own result stays open after it was stored, whatever else: a commitment numbered
+ * before it whose transaction commits later is still seen (settlement's sweeper trails by a minute too).
+ */
+export const DISPUTE_SETTLE_MS = 60_000;
+
 /** The chain intent that files the dispute against `accused` for `inferenceId`. */
 export const disputeIntentKey = (accused: string, inferenceId: string) =>
   `validator-dispute:${accused.toLowerCase()}:${inferenceId}`;
@@ -59,6 +65,15 @@ export function disputeProposalKey(accused: string, inferenceId: string): Hex {
 /**
  * Signs and records this validator's disputes: for each recent inference where another validator's result
  * differs from its own, once the quorum's result is known and is its own. Returns how many it signed.
+ *
+ * Each of its own results is read until nothing about it can change any more, then marked
+ * (`attribution_results.dispute_checked_at`) and never read again: the pass reads only unmarked results
+ * (a partial index), not a day of them. Final means: the inference's epoch is known (its validator set
+ * is then fixed: `QuorumAt`), this validator's reveal is ordered after its own commitment (so a commitment
+ * recorded later can never count: it is after the commit phase closed), every commitment of the inference
+ * ordered before that reveal has its reveal (a validator that committed in time and reveals late can still
+ * dissent, and is still disputed), and the result is older than `DISPUTE_SETTLE_MS`. A result whose own
+ * hash is not the quorum's is final too (a quorum is > 1/2 of the set: its hash cannot change).
  */
 export async function signDisputes(
   db: Db,
@@ -66,43 +81,68 @@ export async function signDisputes(
   identity: ValidatorIdentity,
   quorumAt: QuorumAt,
   log: AttestorLog,
-  /** Inferences this process decided for good (its own result is not the quorum's): not looked at again. */
-  decided: Set<string> = new Set(),
 ): Promise<number> {
   const todo = await db.$queryRawUnsafe<
-    { id: string; mine: string; my_signature: string; epoch_block: string | null }[]
+    {
+      result_id: string;
+      id: string;
+      mine: string;
+      my_signature: string;
+      epoch_block: string | null;
+      disagrees: boolean;
+      settled: boolean;
+    }[]
   >(
-    // From this validator's own recent results (stored with its lower-case address; indexed).
-    `SELECT DISTINCT mine.inference_id::text AS id, lower(mine.result_hash) AS mine, mine.signature AS my_signature,
-            ${inferenceEpochBlockSql("i")} AS epoch_block
+    // From this validator's own recent unmarked results (stored with its lower-case address; partial index).
+    `SELECT mine.id::text AS result_id, mine.inference_id::text AS id, lower(mine.result_hash) AS mine,
+            mine.signature AS my_signature, ${inferenceEpochBlockSql("i")} AS epoch_block,
+            EXISTS (SELECT 1 FROM attribution_results r
+                     WHERE r.inference_id = mine.inference_id AND lower(r.validator_address) <> $1
+                       AND lower(r.result_hash) <> lower(mine.result_hash)
+                       AND NOT EXISTS (SELECT 1 FROM attribution_dispute_signatures s
+                                        WHERE s.inference_id = r.inference_id AND s.accused = lower(r.validator_address)
+                                          AND s.signer = $1)) AS disagrees,
+            (mine.created_at < now() - make_interval(secs => $3::double precision / 1000)
+             AND EXISTS (SELECT 1 FROM attribution_commitments own
+                          WHERE own.inference_id = mine.inference_id AND own.validator_address = mine.validator_address
+                            AND own.seq < mine.reveal_seq)
+             AND NOT EXISTS (SELECT 1 FROM attribution_commitments c
+                              WHERE c.inference_id = mine.inference_id AND c.seq < mine.reveal_seq
+                                AND NOT EXISTS (SELECT 1 FROM attribution_results r
+                                                 WHERE r.inference_id = c.inference_id
+                                                   AND r.validator_address = c.validator_address))) AS settled
        FROM attribution_results mine
        JOIN inferences i ON i.id = mine.inference_id
-       JOIN attribution_results r ON r.inference_id = mine.inference_id
-      WHERE mine.validator_address = $1
+      WHERE mine.validator_address = $1 AND mine.dispute_checked_at IS NULL
         AND mine.created_at > now() - make_interval(secs => $2::double precision / 1000)
-        AND lower(r.validator_address) <> $1 AND lower(r.result_hash) <> lower(mine.result_hash)
-        AND NOT EXISTS (SELECT 1 FROM attribution_dispute_signatures s
-                         WHERE s.inference_id = r.inference_id AND s.accused = lower(r.validator_address)
-                           AND s.signer = $1)
-      LIMIT 100`,
+      ORDER BY mine.created_at`,
     identity.address,
     DISPUTE_WINDOW_MS,
+    DISPUTE_SETTLE_MS,
   );
-  const open = todo.filter((t) => !decided.has(`${identity.address}:${t.id}`));
-  if (open.length === 0) return 0;
+  const checked: string[] = [];
   let signed = 0;
-  for (const { id, mine, my_signature, epoch_block } of open) {
+  for (const { result_id, id, mine, my_signature, epoch_block, disagrees, settled } of todo) {
+    const final = settled && epoch_block !== null;
+    if (!disagrees) {
+      if (final) checked.push(result_id);
+      continue;
+    }
     const outcome = await quorumResult(
       db,
       id,
       await quorumAt(epoch_block === null ? null : BigInt(epoch_block)),
     );
-    if (!outcome) continue; // no quorum yet: the next pass looks again
+    if (!outcome) {
+      // No quorum yet: the next pass looks again (unless none can form any more).
+      if (final) checked.push(result_id);
+      continue;
+    }
     // The row that says it is this validator's own result must be: a row written by anyone else is no
     // recomputation of ours.
     const ours = (await recoverSigner(chain, id, mine as Hex, my_signature as Hex)) === identity.address;
     if (!ours || mine !== outcome.resultHash) {
-      decided.add(`${identity.address}:${id}`);
+      checked.push(result_id);
       log.warn(
         { inferenceId: id, validator: identity.address, own: mine, quorum: outcome.resultHash, ours },
         "this validator's own result is not the quorum's: it signs no dispute for this inference",
@@ -142,7 +182,13 @@ export async function signDisputes(
         "dispute signed: the accused signed a result other than the quorum's",
       );
     }
+    if (final) checked.push(result_id);
   }
+  if (checked.length > 0)
+    await db.$executeRawUnsafe(
+      `UPDATE attribution_results SET dispute_checked_at = now() WHERE id = ANY($1::uuid[])`,
+      checked,
+    );
   return signed;
 }
 
@@ -253,7 +299,6 @@ export async function fileDisputes(
  * validators said (`fileDisputes`). Returns the disputes signed and filed in the pass.
  */
 export function disputeDuty(app: FastifyInstance): () => Promise<{ signed: number; filed: number }> {
-  const decided = new Set<string>();
   const past = new PastValidatorQuorums();
   return async () => {
     const [chain, identities] = await Promise.all([app.attribution.chain(), app.attribution.validators()]);
@@ -267,7 +312,7 @@ export function disputeDuty(app: FastifyInstance): () => Promise<{ signed: numbe
     let signed = 0;
     let filed = 0;
     for (const identity of identities) {
-      signed += await signDisputes(app.db, chain, identity, quorumAt, app.log, decided);
+      signed += await signDisputes(app.db, chain, identity, quorumAt, app.log);
       filed += await fileDisputes(app.db, chain, identity, quorum, app.log);
     }
     return { signed, filed };
