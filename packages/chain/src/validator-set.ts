@@ -86,7 +86,8 @@ interface CachedQuorum {
  *
  * No event subscription: the set also changes through Staking (a stake falling below the minimum,
  * a slash) and governance's minimum-stake changes, and over HTTP a log filter is polled anyway — a
- * poll of the logs costs what a re-read of the block number costs.
+ * poll of the logs costs what a re-read of the block number costs (ARCHITECTURE "Decisions": the
+ * gateway's validator-set cache).
  */
 export class CachedValidatorQuorum {
   #entry: CachedQuorum | undefined;
