@@ -26,7 +26,7 @@ export const Hyperparameters = z
     seq_len: z.number().int().min(8).max(8192).optional(),
     /** Stop after this many optimizer steps (fewer than the epochs would take). */
     max_steps: z.number().int().min(1).optional(),
-    /** Linear warm-up steps (default: 5 % of the steps). */
+    /** Linear warm-up steps (default: `defaultWarmupSteps`, 5 % of the steps, at least 2, none under 20). */
     warmup_steps: z.number().int().min(0).optional(),
     /** AdamW decoupled weight decay (default 0). */
     weight_decay: z.number().min(0).max(1).optional(),
@@ -132,6 +132,22 @@ export function totalSteps(h: ResolvedHyperparameters, windows: number, stepBoun
   return Math.max(1, steps);
 }
 
+/** The default warm-up, as a fraction of the steps (bench/RESULTS.md "LDS ... with and without warm-up"). */
+export const WARMUP_FRACTION = 0.05;
+/** The most of a run a default warm-up may take: 25 % measured to leave attribution at noise level. */
+export const MAX_DEFAULT_WARMUP_FRACTION = 0.1;
+
+/**
+ * The linear warm-up a run of `steps` gets when the job sets none: 5 % of the steps, at least 2 (a
+ * 1-step warm-up runs step 0 at lr · 1/1: no warm-up at all), and none where 2 steps would be more
+ * than 10 % of the run (under 20 steps) — there, explicitly 0. 40 steps and more: floor(5 %), as before.
+ */
+export function defaultWarmupSteps(steps: number): number {
+  const min = 2;
+  if (min > steps * MAX_DEFAULT_WARMUP_FRACTION) return 0;
+  return Math.max(min, Math.floor(steps * WARMUP_FRACTION));
+}
+
 /** The trainer's options for a job (what its training-config hash covers). */
 export function trainerOptions(
   h: ResolvedHyperparameters,
@@ -148,7 +164,7 @@ export function trainerOptions(
     intraOpThreads: threads,
     optimizer: {
       lr: BASE_LEARNING_RATE * h.learning_rate_multiplier,
-      warmupSteps: h.warmup_steps ?? Math.floor(steps * 0.05),
+      warmupSteps: h.warmup_steps ?? defaultWarmupSteps(steps),
       schedule: "cosine",
       totalSteps: steps,
       clipNorm: 1,
