@@ -263,7 +263,7 @@ export const gatewayEnv = baseEnv.extend({
   /** Sequences decoding at once. */
   GATEWAY_MAX_RUNNING: z.coerce.number().int().min(1).default(64),
   /** Prefill steps: "separate" (own steps, alternating with decode steps: arrivals share a prefill
-   *  run) or "mixed" beside the decode rows (admitted at every step: one step less to the first
+   *  run; a request held back by its adapter's load rides the next decode step) or "mixed" beside the decode rows (admitted at every step: one step less to the first
    *  token, a second session run in each step with arrivals; best for the tiny model). */
   GATEWAY_PREFILL_MODE: z.enum(["separate", "mixed"]).default("separate"),
   /** Longest prompt accepted, tokens (400 above it). */

@@ -261,6 +261,17 @@ export class Scheduler<C = unknown, W = unknown> {
   #drains = 0;
   #rejected = 0;
   #lastStepPrefill = false;
+  /**
+   * Separate mode: adapters whose requests the last prefill step had to pass over because the
+   * adapter was not resident yet (loading, or cold). The step after a prefill step decodes, so
+   * without this such a request, its load landing during the prefill step, waited for the next
+   * prefill step: 2 steps after the load landed, on top of the load. The decode step right
+   * after admits those requests if their adapter is ready by then (their prompt rows run beside
+   * the decode rows, as in mixed mode), so a load costs its own time and at most one step.
+   * Requests that arrived during the prefill step are not affected: they wait, as before, for
+   * the next prefill step, and the decode rows still decode at least every other step.
+   */
+  #heldByLoad = new Set<string>();
   #lastSweep = 0;
   readonly #finished: Record<FinishReason, number> = { stop: 0, length: 0, cancelled: 0, error: 0 };
 
@@ -469,8 +480,13 @@ export class Scheduler<C = unknown, W = unknown> {
       (seq) => seq.generated > 0 && seq.tokens.length - seq.computed === 1,
     );
     const mixed = this.#o.prefillMode === "mixed";
+    // Separate mode, a decode step right after a prefill step: requests that prefill step
+    // passed over because their adapter was still loading, and whose load has landed since,
+    // ride along (see #heldByLoad).
+    const riding = !mixed && decoding.length > 0 && this.#lastStepPrefill && this.#heldByLoad.size > 0;
     // Decode rows first: one token each, and maxRunning <= maxBatchTokens guarantees they fit.
-    if (mixed) for (const seq of decoding) this.#addRow(plan, seq, 1, budget);
+    if (mixed || riding) for (const seq of decoding) this.#addRow(plan, seq, 1, budget);
+    const heldByLoad = new Set<string>();
     if (mixed || decoding.length === 0 || !this.#lastStepPrefill) {
       // Then prefill chunks of sequences admitted earlier, oldest admission first...
       for (const seq of this.#running) {
@@ -481,14 +497,18 @@ export class Scheduler<C = unknown, W = unknown> {
         if (n > 0) this.#addRow(plan, seq, n, budget);
       }
       // ...then new sequences.
-      this.#admit(plan, budget);
+      this.#admit(plan, budget, undefined, heldByLoad);
+    } else if (riding) {
+      this.#admit(plan, budget, this.#heldByLoad, undefined);
     }
     if (!mixed) {
-      if (plan.batch.prefill.length > 0) this.#lastStepPrefill = true;
+      if (riding) this.#lastStepPrefill = false;
+      else if (plan.batch.prefill.length > 0) this.#lastStepPrefill = true;
       else {
         for (const seq of decoding) this.#addRow(plan, seq, 1, budget);
         this.#lastStepPrefill = false;
       }
+      this.#heldByLoad = this.#lastStepPrefill ? heldByLoad : new Set();
     }
     // Stable order for the runtime: admission order.
     if (plan.batch.prefill.length > 0 && plan.batch.decode.length > 0) {
@@ -785,8 +805,17 @@ export class Scheduler<C = unknown, W = unknown> {
     });
   }
 
-  /** Admit waiting sequences in fair order while the step budget and running places allow. */
-  #admit(plan: StepPlan<C>, budget: StepBudget): void {
+  /**
+   * Admit waiting sequences in fair order while the step budget and running places allow.
+   * `only`: consider only these adapters' queues. `held`: collects the adapters whose queue
+   * head was passed over because the adapter is not resident yet (loading or cold).
+   */
+  #admit(
+    plan: StepPlan<C>,
+    budget: StepBudget,
+    only: ReadonlySet<string> | undefined,
+    held: Set<string> | undefined,
+  ): void {
     const candidates = new Set(this.#backlogged);
     let demandLoads = 0;
     let drainTried = false;
@@ -798,6 +827,7 @@ export class Scheduler<C = unknown, W = unknown> {
       for (const q of this.#queuesInOrder(a)) {
         const head = q.items[0];
         if (head === undefined || head.pendingFinish !== undefined) continue;
+        if (only !== undefined && !only.has(q.key)) continue;
         const need = this.#o.chunkedPrefill ? 1 : head.tokens.length;
         // The fairness-first candidate that cannot fit stops admission rather than
         // letting smaller requests overtake it forever.
@@ -813,6 +843,7 @@ export class Scheduler<C = unknown, W = unknown> {
           break;
         }
         if (found.status === "loading") demandLoads += 1;
+        if (found.status === "loading" || found.status === "cold") held?.add(q.key);
         if (found.status === "no_slot" && !drainTried) {
           drainTried = true;
           if (this.#cache.startDraining() !== undefined) this.#drains += 1;
