@@ -15,7 +15,8 @@ export interface DecodeResult {
   ratio: number;
   /** llama.cpp thread count of the reported (best) peer figure */
   peerThreads: number;
-  /** our spin setting (RuntimeOptions.spinWait) of the reported (best) figure */
+  /** our intra-op threads and spin setting (RuntimeOptions.spinWait) of the reported (best) figure */
+  oursThreads: number;
   oursSpin: boolean;
   /** process CPU time per token of the reported configurations (medians; all threads) */
   oursCpuMsPerToken: number;
@@ -23,7 +24,9 @@ export interface DecodeResult {
   /** peer / ours CPU per token: > 1 = ours needs less CPU for a token */
   cpuRatio: number;
   oursRounds: number[];
-  oursMedianBySpin: Record<string, number>;
+  /** tok/s and CPU ms per token of each of our configurations tried ("2t sleep", "1t sleep", ...) */
+  oursMedianByConfig: Record<string, number>;
+  oursCpuMsByConfig: Record<string, number>;
   peerRounds: number[];
   peerMedianByThreads: Record<number, number>;
 }

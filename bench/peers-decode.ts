@@ -100,6 +100,9 @@ interface Side {
 }
 
 /** Our runtime: `batch` rows on `slots`, greedy argmax per row (sampling on our side too). */
+/** Our configuration's key in the results: "2t sleep", "1t spin". */
+const oursKey = (threads: number, spin: boolean) => `${threads}t ${spin ? "spin" : "sleep"}`;
+
 class OursSide implements Side {
   private round = 0;
   constructor(
@@ -165,8 +168,8 @@ interface Case {
   batch: number;
   adapters: number;
   weights: string;
-  /** by spin setting of our intra-op workers */
-  ours: Map<boolean, Side>;
+  /** by our configuration (`oursKey`: intra-op threads and spin setting) */
+  ours: Map<string, Side>;
   /** by llama.cpp thread count */
   peer: Map<number, Side>;
 }
@@ -178,6 +181,8 @@ export async function runDecode(
     peerThreads: number[];
     /** Spin settings of our intra-op workers tried (RuntimeOptions.spinWait); best median reported. */
     oursSpin: boolean[];
+    /** Our intra-op thread counts tried (default [threads]); best median reported, as for the peer. */
+    oursThreads?: number[];
     rounds: number;
     steps: number;
     quick: boolean;
@@ -192,15 +197,17 @@ export async function runDecode(
   // The gateway's runtime: the multi-LoRA graph on its own thread (WorkerRuntime, which reads
   // the weights itself); rows without an adapter use slot 0.
   const ours = async (weights: WeightFormat, slots = 1) => {
-    const out = new Map<boolean, WorkerRuntime>();
-    for (const spinWait of opts.oursSpin) {
-      out.set(
-        spinWait,
-        await WorkerRuntime.create(
-          { dir: files.modelDir },
-          { intraOpThreads: opts.threads, weights, slots: slots + 1, rankBuckets: [RANK], spinWait },
-        ),
-      );
+    const out = new Map<string, WorkerRuntime>();
+    for (const threads of opts.oursThreads ?? [opts.threads]) {
+      for (const spinWait of opts.oursSpin) {
+        out.set(
+          oursKey(threads, spinWait),
+          await WorkerRuntime.create(
+            { dir: files.modelDir },
+            { intraOpThreads: threads, weights, slots: slots + 1, rankBuckets: [RANK], spinWait },
+          ),
+        );
+      }
     }
     return out;
   };
@@ -212,7 +219,7 @@ export async function runDecode(
   const needInt4 = wanted("decode b=1, 4-bit", "int4 / Q4_0");
   const needInt8c = wanted("decode b=1, 8-bit per-channel", "int8c / Q8_0");
   log("building our sessions (f32, int8, int4 as the cases need; multi-LoRA graph)");
-  const none = new Map<boolean, WorkerRuntime>();
+  const none = new Map<string, WorkerRuntime>();
   const f32rt = needF32 ? await ours("f32", ADAPTERS) : none;
   for (const rt of f32rt.values()) {
     for (const [i, dir] of files.adapterDirs.entries())
@@ -221,8 +228,8 @@ export async function runDecode(
   const int8rt = needInt8 ? await ours("int8") : none;
   const int4rt = needInt4 ? await ours("int4") : none;
   const int8crt = needInt8c ? await ours("int8c") : none;
-  const oursSides = (rts: Map<boolean, WorkerRuntime>, slots: number[]) =>
-    new Map([...rts].map(([spin, rt]) => [spin, new OursSide(rt, slots)]));
+  const oursSides = (rts: Map<string, WorkerRuntime>, slots: number[]) =>
+    new Map([...rts].map(([key, rt]) => [key, new OursSide(rt, slots)]));
 
   log("loading llama.cpp (node-llama-cpp 3.21.1, prebuilt CPU binaries)");
   const llama: Llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
@@ -323,7 +330,7 @@ export async function runDecode(
         for (const [t, side] of c.peer) peerRounds[i]!.get(t)!.push(await side.run(steps));
       };
       const runOurs = async () => {
-        for (const [spin, side] of c.ours) oursRounds[i]!.get(spin)!.push(await side.run(steps));
+        for (const [key, side] of c.ours) oursRounds[i]!.get(key)!.push(await side.run(steps));
       };
       if (r % 2 === 0) {
         await runOurs();
@@ -333,9 +340,7 @@ export async function runDecode(
         await runOurs();
       }
       const now = (x: Measured) => `${round(x.tokPerS, 1)} tok/s (${round(x.cpuMsPerToken, 1)} CPU ms/token)`;
-      const oursNow = [...oursRounds[i]!]
-        .map(([spin, xs]) => `${spin ? "spin" : "sleep"} ${now(xs.at(-1)!)}`)
-        .join(", ");
+      const oursNow = [...oursRounds[i]!].map(([key, xs]) => `${key} ${now(xs.at(-1)!)}`).join(", ");
       const peerNow = [...peerRounds[i]!].map(([t, xs]) => `${t}t ${now(xs.at(-1)!)}`).join(", ");
       log(`round ${r + 1}/${opts.rounds} ${c.name} (${c.weights}): ours ${oursNow}; llama.cpp ${peerNow}`);
     }
@@ -344,9 +349,9 @@ export async function runDecode(
   await llama.dispose();
   for (const rts of [f32rt, int8rt, int4rt, int8crt]) for (const rt of rts.values()) await rt.dispose();
   return cases.map((c, i) => {
-    const [oursSpin, ours] = best(oursRounds[i]!);
+    const [oursConfig, ours] = best(oursRounds[i]!);
     const [peerThreads, peer] = best(peerRounds[i]!);
-    const oursCpu = cpuMs(oursRounds[i]!.get(oursSpin)!);
+    const oursCpu = cpuMs(oursRounds[i]!.get(oursConfig)!);
     const peerCpu = cpuMs(peerRounds[i]!.get(peerThreads)!);
     return {
       case: c.name,
@@ -357,13 +362,17 @@ export async function runDecode(
       peer: round(peer, 2),
       ratio: round(ours / peer, 3),
       peerThreads,
-      oursSpin,
+      oursThreads: Number.parseInt(oursConfig, 10),
+      oursSpin: oursConfig.endsWith("spin"),
       oursCpuMsPerToken: round(oursCpu, 3),
       peerCpuMsPerToken: round(peerCpu, 3),
       cpuRatio: round(peerCpu / oursCpu, 3),
-      oursRounds: oursRounds[i]!.get(oursSpin)!.map((x) => round(x.tokPerS, 2)),
-      oursMedianBySpin: Object.fromEntries(
-        [...oursRounds[i]!].map(([spin, xs]) => [spin ? "spin" : "sleep", round(tps(xs), 2)]),
+      oursRounds: oursRounds[i]!.get(oursConfig)!.map((x) => round(x.tokPerS, 2)),
+      oursMedianByConfig: Object.fromEntries(
+        [...oursRounds[i]!].map(([key, xs]) => [key, round(tps(xs), 2)]),
+      ),
+      oursCpuMsByConfig: Object.fromEntries(
+        [...oursRounds[i]!].map(([key, xs]) => [key, round(cpuMs(xs), 3)]),
       ),
       peerRounds: peerRounds[i]!.get(peerThreads)!.map((x) => round(x.tokPerS, 2)),
       peerMedianByThreads: Object.fromEntries([...peerRounds[i]!].map(([t, xs]) => [t, round(tps(xs), 2)])),

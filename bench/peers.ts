@@ -9,6 +9,8 @@
  *            --steps N (timed decode steps per round)  --threads N (default 2, both sides)
  *            --peer-threads 1,2 (llama.cpp thread counts tried; best median reported)
  *            --ours-spin 0 (our intra-op workers sleep; "0,1": also spinning inside a run, best median reported)
+ *            --ours-threads 1,2 (our intra-op thread counts tried, default --threads; best median reported,
+ *              each configuration's tok/s and CPU ms/token in oursMedianByConfig / oursCpuMsByConfig)
  *            --cases 8-bit,4-bit (only the decode cases whose "name (weights)" contains one of these)
  *
  * Decode: a SmolLM-135M-shaped model with random weights, generated as HF safetensors (f32),
@@ -76,6 +78,10 @@ async function main(): Promise<void> {
             .split(",")
             .map(Number)
             .filter((t, i, a) => a.indexOf(t) === i),
+          oursThreads: argStr("--ours-threads", String(THREADS))
+            .split(",")
+            .map(Number)
+            .filter((t, i, a) => a.indexOf(t) === i),
           oursSpin: argStr("--ours-spin", "0")
             .split(",")
             .map((x) => x === "1")
@@ -126,7 +132,7 @@ async function main(): Promise<void> {
     console.log("| --- | ---: | ---: | --- | ---: | ---: | ---: |");
     for (const d of out.decode) {
       console.log(
-        `| ${d.case} | ${d.batch} | ${d.adapters} | ${d.weights} | ${round(d.ours, 1)} (${d.oursSpin ? "spin" : "sleep"}) | ${round(d.peer, 1)} (${d.peerThreads}) | ${round(d.ratio)} |`,
+        `| ${d.case} | ${d.batch} | ${d.adapters} | ${d.weights} | ${round(d.ours, 1)} (${d.oursThreads}t ${d.oursSpin ? "spin" : "sleep"}) | ${round(d.peer, 1)} (${d.peerThreads}) | ${round(d.ratio)} |`,
       );
     }
   }
