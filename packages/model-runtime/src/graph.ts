@@ -204,6 +204,9 @@ function valueInfo(name: string, elemType: number, dims: (number | string)[]): O
   };
 }
 
+/** Graph output: this step's keys and values of every layer, [B, T, layers·2·kvH·D] (see buildLlamaGraph). */
+export const NEW_KV = "new_kv";
+
 /** Graph input (bool scalar) of a LoRA graph: false = no row of this step has an adapter (deltas skipped). */
 export const LORA_ON = "lora_on";
 
@@ -221,9 +224,10 @@ export const externalWeightName = (layer: number, m: LoraModule) => `w.${layer}.
  * [B,T], `position_ids` [B,T], `attn_bias` [B,T,P+T] (additive mask: 0 or -1e9, built by the
  * runtime so rows of different lengths and padded KV batch together), `past_key.l` and
  * `past_value.l` [B,P,kvH*D] (sequence-major). Outputs: `logits` [B,V] for each row's last
- * position and each layer's new keys and values `new_key.l` / `new_value.l` [B,T,kvH*D]: the
- * runtime appends them to its cache, so the cache never leaves onnxruntime as a whole (outputs
- * are copied out by onnxruntime-node; inputs are not).
+ * position and `new_kv` [B,T,layers·2·kvH*D], each layer's new keys then values (`new_key.l`,
+ * `new_value.l` [B,T,kvH*D] inside the graph) side by side: the runtime appends them to its
+ * cache, so the cache never leaves onnxruntime as a whole (outputs are copied out by
+ * onnxruntime-node; inputs are not).
  *
  * Fewer, fused nodes (a decode step at batch 1 is mostly per-node overhead once the weights
  * are small): activations stay [B,T,hidden] (no reshapes between layers), RMSNorm and
@@ -506,8 +510,8 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
   const kvWidth = c.numKvHeads * D;
   /**
    * One layer's attention over q/k/v [N, width] (RoPE applied here): the attention output
-   * [N, qWidth]. The layer's new keys and values [B, T, kvH*D] are graph outputs (`new_key.l`,
-   * `new_value.l`); the past comes in sequence-major [B, P, kvH*D], so the runtime appends the
+   * [N, qWidth]. The layer's new keys and values [B, T, kvH*D] (`new_key.l`, `new_value.l`)
+   * go out in `new_kv`; the past comes in sequence-major [B, P, kvH*D], so the runtime appends the
    * new columns instead of taking the whole cache out of onnxruntime every step.
    */
   let attend: (l: number, q2: string, k2: string, v2: string) => string;
@@ -593,9 +597,18 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
     } else {
       x = g.op("Add", [x, down!]);
     }
-    g.output(`new_key.${l}`, FLOAT, ["batch", "seq", kvWidth]);
-    g.output(`new_value.${l}`, FLOAT, ["batch", "seq", kvWidth]);
   }
+  // Every layer's new keys and values as one output (layer 0 keys, layer 0 values, layer 1 keys,
+  // ...): onnxruntime-node copies each output into a new JS buffer at ~2.7 µs apiece, so one
+  // output instead of 2 per layer saves ~0.16 ms per step at 30 layers; the Concat copies
+  // B·T·2·layers·kvH·D floats (46 KB per decode row for SmolLM).
+  g.opNamed(
+    "Concat",
+    Array.from({ length: c.numLayers }, (_, l) => [`new_key.${l}`, `new_value.${l}`]).flat(),
+    [NEW_KV],
+    { axis: 2 },
+  );
+  g.output(NEW_KV, FLOAT, ["batch", "seq", 2 * c.numLayers * kvWidth]);
 
   // Only each row's last position reaches the head (the runtime left-pads new tokens).
   const x3 = g.op("Reshape", [x, shapeBT(H)]);

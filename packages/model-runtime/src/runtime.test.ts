@@ -120,6 +120,8 @@ test('attention is one Attention node per layer; "ops" (the plain-node chain, ke
   assert.equal(fused.filter((n) => n.opType === "Attention").length, TINY_CONFIG.numLayers);
   assert.ok(!fused.some((n) => n.opType === "Softmax" || n.opType === "Transpose"));
   assert.ok(nodes("ops").length > fused.length + 10 * TINY_CONFIG.numLayers);
+  // Every layer's new K/V leave in one output (onnxruntime-node copies each output apiece).
+  assert.deepEqual(buildLlamaGraph(model, { lora: null }).outputNames.sort(), ["logits", "new_kv"]);
 
   const r = await ModelRuntime.create(model, {
     slots: 2,

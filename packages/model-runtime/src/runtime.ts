@@ -13,6 +13,7 @@ import {
   externalWeightName,
   LORA_ON,
   loraInputName,
+  NEW_KV,
 } from "./graph.ts";
 import type { BaseModel } from "./model.ts";
 import type { WeightFormat } from "./quantize.ts";
@@ -194,8 +195,22 @@ const MASKED = -1e9;
  * row (batch-1 decode) grows in place inside a buffer that doubles when full, so a decode step
  * writes only its own columns; several rows are re-laid out (their rows' stride changes).
  */
-function appendColumns(past: Float32Array, fresh: Float32Array, B: number, P: number, T: number, W: number) {
+function appendColumns(
+  past: Float32Array,
+  fresh: Float32Array,
+  B: number,
+  P: number,
+  T: number,
+  W: number,
+  /** `fresh` holds row (b, t)'s W values at (b·T + t)·stride + offset (the graph's `new_kv`). */
+  stride: number,
+  offset: number,
+) {
   const total = P + T;
+  const freshRow = (b: number, t: number) => {
+    const at = (b * T + t) * stride + offset;
+    return fresh.subarray(at, at + W);
+  };
   if (B === 1) {
     let buffer = past.buffer as ArrayBuffer;
     if (past.byteOffset !== 0 || buffer.byteLength < total * W * 4) {
@@ -203,13 +218,13 @@ function appendColumns(past: Float32Array, fresh: Float32Array, B: number, P: nu
       new Float32Array(buffer).set(past);
     }
     const out = new Float32Array(buffer, 0, total * W);
-    out.set(fresh, P * W);
+    for (let t = 0; t < T; t++) out.set(freshRow(0, t), (P + t) * W);
     return out;
   }
   const out = new Float32Array(B * total * W);
   for (let b = 0; b < B; b++) {
     out.set(past.subarray(b * P * W, (b + 1) * P * W), b * total * W);
-    out.set(fresh.subarray(b * T * W, (b + 1) * T * W), b * total * W + P * W);
+    for (let t = 0; t < T; t++) out.set(freshRow(b, t), b * total * W + (P + t) * W);
   }
   return out;
 }
@@ -563,9 +578,11 @@ export class ModelRuntime implements StepRuntime {
     // The graph returns only this step's keys and values: append them to the cache.
     const keys: Float32Array[] = [];
     const values: Float32Array[] = [];
+    const fresh = out[NEW_KV]!.data as Float32Array;
+    const stride = 2 * c.numLayers * W;
     for (let l = 0; l < c.numLayers; l++) {
-      keys.push(appendColumns(batch.keys[l]!, out[`new_key.${l}`]!.data as Float32Array, B, P, T, W));
-      values.push(appendColumns(batch.values[l]!, out[`new_value.${l}`]!.data as Float32Array, B, P, T, W));
+      keys.push(appendColumns(batch.keys[l]!, fresh, B, P, T, W, stride, 2 * l * W));
+      values.push(appendColumns(batch.values[l]!, fresh, B, P, T, W, stride, (2 * l + 1) * W));
     }
     for (const row of rows) {
       const s = this.seqs.get(row.seqId);
