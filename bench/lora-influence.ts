@@ -28,7 +28,8 @@
  * a reverse pass with 39 HVPs per row and is computed only with --magic-auc (else null).
  *
  *   node --import tsx bench/lora-influence.ts [--json] [--quick | --medium] [--no-metagradients] [--adam-eps E]
- *     [--warmup F] [--rows N] [--answers N] [--lds-drop F] [--lds-count N] [--magic-auc]
+ *     [--warmup F] [--rows N] [--answers N] [--lds-drop F] [--lds-count N] [--magic-auc] [--drop-only]
+ *     [--seed N] [--proj-k K] [--drop-weight F]
  * Full size: 300 rows, 50 answers, 24 subsets per LDS, 16 leave-one-out rows, 100 drop retrains
  * (`--rows 160 --answers 24` is the setting of the 2026-12-02..04 figures). --medium: 96 rows, 12
  * answers, 12 subsets, 8 leave-one-out rows, 50 drop retrains. --adam-eps: Adam's eps (default 1e-8)
@@ -38,6 +39,14 @@
  * --lds-drop / --lds-count: the drop protocol's fraction (0.01) and retrains (100). --magic-auc: the
  * exact metagradient's mislabel AUC too (one reverse pass with 39 HVPs per training row). --drop-only:
  * only the drop protocol's retrains (no half-subset / 90% / leave-one-out ones, no refinement).
+ * --seed: the trainer's seed (the adapter's initialization; default 7): another training run, same
+ * data, draws and answers. --proj-k K: the projected exact metagradient (attribution-core
+ * `projectMetagradient`: K reverse passes once per run on the leading principal directions of the
+ * training rows' final gradients, plain ("pca") and in Adam's final metric ("adam"); then per answer a
+ * rows × k product), measured at k = 4, 8, 16, … ≤ K. --drop-weight F: the drop protocol's drawn rows
+ * are down-weighted to F instead of removed (a smaller perturbation: how linear the response is).
+ * With metagradients, `additivity`: the exact metagradient's first-order prediction of each drop
+ * retrain's answer-loss change against the retrained change.
  * Also imported by bench/attribution.ts (its `loraInfluence` field).
  */
 import { fileURLToPath } from "node:url";
@@ -47,8 +56,12 @@ import {
   loraInfluenceScores,
   loraSelfInfluence,
   prepareLoraInfluence,
+  principalDirections,
+  projectedMetagradientInfluence,
+  projectMetagradient,
   type RecordedStep,
   refinedLoraInfluenceScores,
+  rowUpdateDirections,
   type TrainingTape,
 } from "../packages/attribution-core/src/index.ts";
 import { rocAuc } from "../packages/attribution-core/src/testing/ground-truth.ts";
@@ -98,14 +111,21 @@ function loadRows(count: number): Row[] {
  * "mean": weights 1/rows (the training objective); "each": weight 1 per row, so per-example
  * gradients are each answer's own NLL's.
  */
-function answerBatch(rows: readonly Row[], weighting: "mean" | "each", size: number): TrainBatch {
+function answerBatch(
+  rows: readonly Row[],
+  weighting: "mean" | "each",
+  size: number,
+  rowWeights?: readonly number[],
+): TrainBatch {
   const b = emptyBatch(size, SEQ);
+  const total = rowWeights ? rowWeights.reduce((a, c) => a + c, 0) : rows.length;
   rows.forEach((row, r) => {
     for (let t = 0; t < Math.min(row.tokens.length, SEQ); t++)
       b.inputIds[r * SEQ + t] = BigInt(row.tokens[t]!);
     for (let t = 0; t + 1 < Math.min(row.tokens.length, SEQ + 1); t++)
       b.labels[r * SEQ + t] = BigInt(row.tokens[t + 1]!);
-    b.labelWeights[r * SEQ + row.answerAt - 1] = weighting === "mean" ? 1 / rows.length : 1;
+    b.labelWeights[r * SEQ + row.answerAt - 1] =
+      weighting === "each" ? 1 : rowWeights ? rowWeights[r]! / total : 1 / rows.length;
   });
   b.tokens = rows.length;
   return b;
@@ -124,6 +144,8 @@ const base = generateBaseModel(TINY_CONFIG, 3);
 let adamEps = 1e-8;
 /** Linear warm-up steps of every training run of a measurement (set by `measureLoraInfluence`). */
 let warmupSteps = 0;
+/** The trainer's seed (the adapter's initialization) of every training run of a measurement. */
+let trainSeed = 7;
 
 function trainOptions(batch: number, perExampleGrads = false): TrainerOptions {
   return {
@@ -140,22 +162,31 @@ function trainOptions(batch: number, perExampleGrads = false): TrainerOptions {
       ...(adamEps !== 1e-8 ? { eps: adamEps } : {}),
       ...(warmupSteps > 0 ? { warmupSteps } : {}),
     },
-    seed: 7,
+    seed: trainSeed,
     intraOpThreads: 1,
     perExampleGrads,
   };
 }
 
+/**
+ * `weight(i)`: row i's relative weight in the objective's mean (0 = left out, 1 = as in the full run;
+ * a boolean is 0/1). Rows of weight 0 are not in the batch at all, so a drop-only run is the same
+ * batch, bit for bit, as before weights existed.
+ */
 async function train(
   rows: readonly Row[],
-  keep: (i: number) => boolean,
+  weight: (i: number) => number | boolean,
   record?: (r: StepRecord) => void,
 ): Promise<Trainer> {
   const t = await Trainer.create(base, trainOptions(rows.length));
+  const ws = rows.map((_r, i) => Number(weight(i)));
+  const kept = rows.filter((_r, i) => ws[i]! > 0);
+  const keptWeights = ws.filter((w) => w > 0);
   const batch = answerBatch(
-    rows.filter((_r, i) => keep(i)),
+    kept,
     "mean",
     rows.length,
+    keptWeights.every((w) => w === 1) ? undefined : keptWeights,
   );
   for (let s = 0; s < STEPS; s++) await t.trainStep(batch, record);
   return t;
@@ -261,6 +292,25 @@ function ranks(v: ArrayLike<number>): Float64Array {
     i = j + 1;
   }
   return r;
+}
+
+function pearson(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  const n = a.length;
+  let ma = 0;
+  let mb = 0;
+  for (let i = 0; i < n; i++) {
+    ma += a[i]! / n;
+    mb += b[i]! / n;
+  }
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < n; i++) {
+    ab += (a[i]! - ma) * (b[i]! - mb);
+    aa += (a[i]! - ma) ** 2;
+    bb += (b[i]! - mb) ** 2;
+  }
+  return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0;
 }
 
 export function spearman(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -377,6 +427,13 @@ export interface LoraInfluenceResult extends LoraInfluenceFigures {
   dampingSweep: { dampingRatio: number; lds: number | null; ldsDrop: number }[];
   setting: Record<string, unknown>;
   heldOutAnswerLoss: { base: number; trained: number };
+  /** The projected exact metagradient per basis and k (with `projK` only), and its costs. */
+  projected?: ProjectedFigures[];
+  projection?: { basis: ProjectionBasis; k: number; precomputeSeconds: number }[];
+  /** The answer's gradient + the rows × k product at the largest k (median of up to 10 answers). */
+  projectedMsPerAnswer?: number;
+  /** The exact metagradient's first-order prediction of the drop retrains (with metagradients only). */
+  additivity?: Additivity;
   /** The drop protocol's ground truth: mean and median |Δ answer loss| of a retrain without the dropped rows. */
   ldsDropResponse: { meanAbsDelta: number; medianAbsDelta: number };
   seconds: number;
@@ -449,6 +506,54 @@ export interface MeasureOptions {
    * ldsKeep90 null), no Hessian refinement, no unrolled self-influence — a cheaper run for comparisons.
    */
   dropOnly?: boolean;
+  /** The trainer's seed: the adapter's initialization (default 7). Data, draws and answers are unchanged. */
+  seed?: number;
+  /**
+   * The projected exact metagradient (`projectMetagradient`): this many reverse passes per basis, once per
+   * run, then per answer a rows × k product; measured at k = 4, 8, 16, … up to this (0 = not measured).
+   */
+  projK?: number;
+  /** Which bases the projection is measured on (default traj and pca). */
+  projBases?: ProjectionBasis[];
+  /** Bergson's protocol with the drawn rows down-weighted to this fraction instead of removed (default 0). */
+  dropWeight?: number;
+}
+
+/**
+ * Bases of the projected metagradient: principal directions of the training rows' final gradients ("pca"),
+ * the same in Adam's final preconditioned metric ("adam"), and of where each row moved the parameters
+ * over the run ("traj": `rowUpdateDirections`, an approximation of the range of dθ_T/dw).
+ */
+type ProjectionBasis = "pca" | "adam" | "traj";
+
+export interface ProjectedFigures {
+  basis: ProjectionBasis;
+  k: number;
+  ldsDrop: DropLds;
+  /** 1 − ‖g − ĝ‖²/‖g‖² over the test answers' gradients: median and minimum. */
+  capturedMedian: number;
+  capturedMin: number;
+  /** Mean over answers of the Pearson correlation of its scores with the exact metagradient's. */
+  pearsonWithExact: number | null;
+  /**
+   * The projection plus the damped Fisher on what it misses: τ = M c + α F(g − ĝ), α fitted (least
+   * squares) so that α F(b_j) matches the reverse passes τ(b_j) on the k directions; no extra passes.
+   */
+  withFisherResidual: { ldsDrop: DropLds; alpha: number; pearsonWithExact: number | null };
+}
+
+/**
+ * The first-order prediction of each drop retrain's answer-loss change from per-row scores in
+ * ∂L/∂log w units (the metagradient's), against the retrained change, pooled over retrains × answers.
+ */
+export interface Additivity {
+  pearson: number;
+  /** Least-squares slope of the retrained change on the predicted one (1 = right size). */
+  slope: number;
+  /** ‖retrained − predicted‖ / ‖retrained‖. */
+  relErr: number;
+  meanAbsRetrained: number;
+  meanAbsPredicted: number;
 }
 
 export async function measureLoraInfluence(
@@ -459,6 +564,11 @@ export async function measureLoraInfluence(
   const withMeta = options.metagradients ?? true;
   adamEps = options.adamEps ?? 1e-8;
   warmupSteps = Math.round((options.warmupFraction ?? 0) * STEPS);
+  trainSeed = options.seed ?? 7;
+  const projK = withMeta ? (options.projK ?? 0) : 0;
+  const dropWeight = options.dropWeight ?? 0;
+  const projBases = options.projBases ?? ["traj", "pca"];
+  if (!(dropWeight >= 0 && dropWeight < 1)) throw new RangeError("dropWeight must be in [0, 1)");
   const medium = !quick && (options.medium ?? false);
   const t0 = performance.now();
   const nTrain = options.rows ?? (quick ? 48 : medium ? 96 : DEFAULT_ROWS);
@@ -505,6 +615,11 @@ export async function measureLoraInfluence(
   // Metagradients through the recorded run; ms per answer = the reverse pass (incl. its HVPs).
   const metaMs: Record<"magic" | "unrolled" | "refined", number[]> = { magic: [], unrolled: [], refined: [] };
   const refinedAt = new Map<number, Float64Array[]>(REFINE_ITERATIONS.map((k) => [k, []]));
+  const projections: {
+    basis: ProjectionBasis;
+    p: Awaited<ReturnType<typeof projectMetagradient>>;
+    precomputeSeconds: number;
+  }[] = [];
   if (withMeta) {
     log(`  metagradients: recording per-row gradients at ${records.length} steps...`);
     const meta = await metagradientTape(rows, records);
@@ -518,6 +633,35 @@ export async function measureLoraInfluence(
         scores.unrolled.push(await adamwMetagradientInfluence(meta.tape, tg, { hvp: null }));
         metaMs.unrolled.push(performance.now() - ts);
         log(`  metagradients ${k + 1}/${nTest} (${metaMs.magic.at(-1)!.toFixed(0)} ms exact)`);
+      }
+      if (projK > 0) {
+        // Adam's metric at the end of the run: 1/(√v̂ + floor), the floor 1% of the median √v̂.
+        const last = records.at(-1)!;
+        const bc2 = 1 - resolveOptimizer(full.options.optimizer).beta2 ** (last.step + 1);
+        const root = Float64Array.from(last.v, (x) => Math.sqrt(x / bc2));
+        const floor = 0.01 * [...root].sort((a, b) => a - b)[root.length >> 1]!;
+        const adamScale = Float64Array.from(root, (r) => 1 / Math.max(r, floor));
+        const dim = testGrads.values.length / nTest;
+        for (const basis of projBases) {
+          const ts = performance.now();
+          const directions =
+            basis === "traj"
+              ? principalDirections(rowUpdateDirections(meta.tape), nTrain, dim, projK)
+              : principalDirections(
+                  grads.values,
+                  nTrain,
+                  dim,
+                  projK,
+                  basis === "adam" ? adamScale : undefined,
+                );
+          const p = await projectMetagradient(meta.tape, directions, {
+            hvp: meta.hvp,
+            onDirection: (j, kk) => {
+              if (j % 8 === 0 || j === kk) log(`  projected metagradient (${basis}) ${j}/${kk}`);
+            },
+          });
+          projections.push({ basis, p, precomputeSeconds: (performance.now() - ts) / 1000 });
+        }
       }
     } finally {
       await meta.dispose();
@@ -549,11 +693,18 @@ export async function measureLoraInfluence(
   const gTrainer = await Trainer.create(base, trainOptions(1));
   for (const p of gTrainer.params) gTrainer.values.get(p.name)!.set(full.values.get(p.name)!);
   const times: number[] = [];
+  const projTimes: number[] = [];
   for (let k = 0; k < Math.min(nTest, 10); k++) {
     const ts = performance.now();
     await gTrainer.gradients(answerBatch([tests[k]!], "each", 1));
+    const tg = performance.now();
     loraInfluenceScores(model, rowOf(testGrads, k));
     times.push(performance.now() - ts);
+    if (projections[0]) {
+      const tp = performance.now();
+      projectedMetagradientInfluence(projections[0].p, rowOf(testGrads, k));
+      projTimes.push(tg - ts + performance.now() - tp);
+    }
   }
   await gTrainer.dispose();
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
@@ -594,7 +745,7 @@ export async function measureLoraInfluence(
    * `count` retrains, each without `k` rows drawn from `rnd` (the first k of the rows ordered by a fresh
    * draw each): the kept-row masks and the answers' retrained losses.
    */
-  const retrainDropping = async (rnd: () => number, count: number, k: number, label: string) => {
+  const retrainDropping = async (rnd: () => number, count: number, k: number, label: string, weight = 0) => {
     const truth = { members: [] as Uint8Array[], subsetLoss: [] as Float64Array[] };
     for (let m = 0; m < count; m++) {
       const inS = new Uint8Array(nTrain).fill(1);
@@ -603,7 +754,7 @@ export async function measureLoraInfluence(
         .sort((a, b) => a.r - b.r)
         .slice(0, k);
       for (const { i } of out) inS[i] = 0;
-      const t = await train(rows, (i) => inS[i] === 1);
+      const t = await train(rows, (i) => (inS[i] === 1 ? 1 : weight));
       truth.subsetLoss.push(await answerLosses(t, tests));
       await t.dispose();
       truth.members.push(inS);
@@ -625,12 +776,97 @@ export async function measureLoraInfluence(
       : { members: [], subsetLoss: [] };
 
   // Bergson's protocol: retrains each dropping `dropRows` random rows (own seed: the draws above are unchanged).
-  const drop = await retrainDropping(mulberry32(79), dropCount, dropRows, `LDS (drop ${dropRows} rows)`);
+  const drop = await retrainDropping(
+    mulberry32(79),
+    dropCount,
+    dropRows,
+    dropWeight > 0 ? `LDS (${dropRows} rows at weight ${dropWeight})` : `LDS (drop ${dropRows} rows)`,
+    dropWeight,
+  );
   const dropDeltas = drop.subsetLoss.flatMap((l) => Array.from(l, (v, k) => Math.abs(v - fullLoss[k]!)));
   const dropLds = (sc: Float64Array[]): DropLds => {
     const { lds: value, ci95 } = ldsWithBootstrap(sc, drop.members, drop.subsetLoss, BOOTSTRAP_DRAWS);
     return { lds: r4(value), ci95: [r4(ci95[0]), r4(ci95[1])] };
   };
+  // First-order prediction of each retrain from ∂L/∂log w scores: row i's weight in the mean moves by
+  // Δw_i/w_i = c_i·n/Σc − 1 (c_i = 1 kept, dropWeight drawn), so ΔL ≈ −Σ_i τ_i (c_i·n/Σc − 1).
+  const additivity = (sc: Float64Array[]): Additivity => {
+    const pred: number[] = [];
+    const act: number[] = [];
+    drop.members.forEach((inS, m) => {
+      const c = Array.from(inS, (on) => (on ? 1 : dropWeight));
+      const total = c.reduce((a, b) => a + b, 0);
+      for (let k = 0; k < nTest; k++) {
+        let p = 0;
+        for (let i = 0; i < nTrain; i++) p -= sc[k]![i]! * ((c[i]! * nTrain) / total - 1);
+        pred.push(p);
+        act.push(drop.subsetLoss[m]![k]! - fullLoss[k]!);
+      }
+    });
+    let pa = 0;
+    let pp = 0;
+    let res = 0;
+    let aa = 0;
+    for (let j = 0; j < pred.length; j++) {
+      pa += pred[j]! * act[j]!;
+      pp += pred[j]! ** 2;
+      aa += act[j]! ** 2;
+      res += (act[j]! - pred[j]!) ** 2;
+    }
+    const meanAbs = (xs: number[]) => xs.reduce((a, b) => a + Math.abs(b), 0) / xs.length;
+    return {
+      pearson: r4(pearson(pred, act)),
+      slope: r4(pa / pp),
+      relErr: r4(Math.sqrt(res / aa)),
+      meanAbsRetrained: Number(meanAbs(act).toPrecision(4)),
+      meanAbsPredicted: Number(meanAbs(pred).toPrecision(4)),
+    };
+  };
+  const projected: ProjectedFigures[] = projections.flatMap(({ basis, p }) => {
+    const ks = [...new Set([4, 8, 16, 32, 64, 128, 256].filter((k) => k < p.k).concat(p.k))];
+    // The Fisher estimator on each direction, for the residual variant.
+    const fisherOnBasis = Array.from({ length: p.k }, (_, j) =>
+      loraInfluenceScores(model, p.basis.subarray(j * p.dim, (j + 1) * p.dim)),
+    );
+    return ks.map((k) => {
+      const out = tests.map((_t, a) => projectedMetagradientInfluence(p, rowOf(testGrads, a), k));
+      const captured = out.map((o) => o.captured).sort((x, y) => x - y);
+      let num = 0;
+      let den = 0;
+      for (let j = 0; j < k; j++) {
+        for (let i = 0; i < nTrain; i++) {
+          num += p.influence[i * p.k + j]! * fisherOnBasis[j]![i]!;
+          den += fisherOnBasis[j]![i]! ** 2;
+        }
+      }
+      const alpha = den > 0 ? num / den : 0;
+      // F(g − ĝ) = F(g) − Σ_j c_j F(b_j) (F is linear in the answer's gradient)
+      const hybrid = out.map((o, a) =>
+        Float64Array.from(o.scores, (x, i) => {
+          let fr = scores.fisher[a]![i]!;
+          for (let j = 0; j < k; j++) fr -= o.coefficients[j]! * fisherOnBasis[j]![i]!;
+          return x + alpha * fr;
+        }),
+      );
+      const withExact = (sc: Float64Array[]) =>
+        scores.magic.length
+          ? r4(sc.reduce((acc, x, a) => acc + pearson(x, scores.magic[a]!), 0) / nTest)
+          : null;
+      return {
+        withFisherResidual: {
+          ldsDrop: dropLds(hybrid),
+          alpha: Number(alpha.toPrecision(4)),
+          pearsonWithExact: withExact(hybrid),
+        },
+        basis,
+        k,
+        ldsDrop: dropLds(out.map((o) => o.scores)),
+        capturedMedian: r4(captured[captured.length >> 1]!),
+        capturedMin: r4(captured[0]!),
+        pearsonWithExact: withExact(out.map((o) => o.scores)),
+      };
+    });
+  });
 
   // Leave-one-out: random rows, retrained without each.
   const looIdx = Array.from({ length: nTrain }, (_, i) => i)
@@ -757,6 +993,18 @@ export async function measureLoraInfluence(
       medianAbsDelta: Number([...dropDeltas].sort((a, b) => a - b)[dropDeltas.length >> 1]!.toPrecision(4)),
     },
     ...(refineSweep ? { refineSweep } : {}),
+    ...(projections.length
+      ? {
+          projected,
+          projection: projections.map((x) => ({
+            basis: x.basis,
+            k: x.p.k,
+            precomputeSeconds: Number(x.precomputeSeconds.toFixed(1)),
+          })),
+          projectedMsPerAnswer: Number(median(projTimes).toFixed(2)),
+        }
+      : {}),
+    ...(scores.magic.length ? { additivity: additivity(scores.magic) } : {}),
     setting: {
       base: "tiny Llama (random weights): hidden 64, 2 layers, 4/2 heads, byte tokens",
       lora: "rank 4, alpha 8, q/k/v/o",
@@ -764,7 +1012,8 @@ export async function measureLoraInfluence(
       data: "SpamAssassin subjects as `subject>label`, loss on the answer byte",
       trainRows: nTrain,
       testAnswers: nTest,
-      training: `${STEPS} full-batch AdamW steps, lr 5e-3 cosine${warmupSteps > 0 ? ` after ${warmupSteps} linear warm-up steps` : ""}, weight decay 0.1, eps ${adamEps}, seed 7`,
+      training: `${STEPS} full-batch AdamW steps, lr 5e-3 cosine${warmupSteps > 0 ? ` after ${warmupSteps} linear warm-up steps` : ""}, weight decay 0.1, eps ${adamEps}, seed ${trainSeed}`,
+      seed: trainSeed,
       warmupSteps,
       ldsSubsets: subsets,
       ldsSubsetFraction: 0.5,
@@ -773,6 +1022,7 @@ export async function measureLoraInfluence(
         fraction: Number((dropRows / nTrain).toFixed(4)),
         count: dropCount,
         bootstrapDraws: BOOTSTRAP_DRAWS,
+        ...(dropWeight > 0 ? { weight: dropWeight } : {}),
       },
       ...(withMeta && !dropOnly ? { ldsKeep90SubsetFraction: SMALL_DROP_KEEP } : {}),
       looRows,
@@ -836,6 +1086,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     "--answers": "answers",
     "--lds-drop": "ldsDrop",
     "--lds-count": "ldsCount",
+    "--seed": "seed",
+    "--proj-k": "projK",
+    "--drop-weight": "dropWeight",
   };
   const given = Object.entries(numeric).flatMap(([flag, key]) => {
     const v = numberArg(flag);
@@ -849,12 +1102,27 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       medium: args.has("--medium"),
       magicAuc: args.has("--magic-auc"),
       dropOnly: args.has("--drop-only"),
+      ...(process.argv.includes("--proj-bases")
+        ? {
+            projBases: process.argv[process.argv.indexOf("--proj-bases") + 1]!.split(
+              ",",
+            ) as ProjectionBasis[],
+          }
+        : {}),
       ...Object.fromEntries(given),
     },
   );
   if (args.has("--json")) process.stdout.write(`${JSON.stringify({ loraInfluence: r })}\n`);
   else {
     console.table(loraInfluenceTable(r));
+    if (r.projected)
+      console.table(
+        r.projected.map(({ ldsDrop, withFisherResidual: h, ...rest }) => ({
+          ...rest,
+          ldsDrop: `${ldsDrop.lds} [${ldsDrop.ci95[0]}, ${ldsDrop.ci95[1]}]`,
+          "ldsDrop + Fisher residual": `${h.ldsDrop.lds} [${h.ldsDrop.ci95[0]}, ${h.ldsDrop.ci95[1]}]`,
+        })),
+      );
     console.log(r);
   }
 }

@@ -7,6 +7,7 @@ export * from "./influence-model.ts";
 export * from "./logistic.ts";
 export * from "./lora-influence.ts";
 export * from "./metagradient.ts";
+export * from "./metagradient-projection.ts";
 export * from "./onnx-export.ts";
 export * from "./ppm.ts";
 export * from "./span-index.ts";

@@ -78,6 +78,29 @@ export interface MetagradientOptions {
 }
 
 /**
+ * A recorded step's scalars, recomputed exactly as the trainer computed them: the gradient's norm, the
+ * clipping scale and Adam's bias corrections.
+ */
+export function stepScalars(
+  hyper: AdamWHyperparameters,
+  s: RecordedStep,
+): { norm: number; clipped: boolean; gScale: number; bc1: number; bc2: number } {
+  const g = s.grad;
+  let sq = 0;
+  for (let j = 0; j < g.length; j++) sq += g[j]! * g[j]!;
+  const norm = Math.sqrt(sq);
+  const clipped = hyper.clipNorm > 0 && norm > hyper.clipNorm;
+  const k = s.step + 1;
+  return {
+    norm,
+    clipped,
+    gScale: clipped ? hyper.clipNorm / (norm + 1e-6) : 1,
+    bc1: 1 - hyper.beta1 ** k,
+    bc2: 1 - hyper.beta2 ** k,
+  };
+}
+
+/**
  * τ_i = −∂L(θ_T)/∂ log w_i for every training row of the tape: positive when up-weighting row i
  * lowers the answer's loss (the sign convention of `loraInfluenceScores`). `answerGrad` = ∇L(θ_T),
  * the answer's loss gradient at the trained parameters (length dim). T − 1 calls of `options.hvp`
@@ -111,15 +134,7 @@ export async function adamwMetagradientInfluence(
   for (let t = steps.length - 1; t >= 0; t--) {
     const s = steps[t]!;
     const g = s.grad;
-    // The forward step's scalars, recomputed exactly as the trainer computed them.
-    let sq = 0;
-    for (let j = 0; j < dim; j++) sq += g[j]! * g[j]!;
-    const norm = Math.sqrt(sq);
-    const clipped = clip > 0 && norm > clip;
-    const gScale = clipped ? clip / (norm + 1e-6) : 1;
-    const k = s.step + 1;
-    const bc1 = 1 - b1 ** k;
-    const bc2 = 1 - b2 ** k;
+    const { norm, clipped, gScale, bc1, bc2 } = stepScalars(hyper, s);
     const lr = s.lr;
     const decay = 1 - lr * wd;
     let dotGHatBarG = 0;
