@@ -646,8 +646,8 @@ export async function measureLoraInfluence(
           const ts = performance.now();
           const directions =
             basis === "traj"
-              ? principalDirections(rowUpdateDirections(meta.tape), nTrain, dim, projK)
-              : principalDirections(
+              ? await principalDirections(rowUpdateDirections(meta.tape), nTrain, dim, projK)
+              : await principalDirections(
                   grads.values,
                   nTrain,
                   dim,

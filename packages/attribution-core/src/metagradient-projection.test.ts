@@ -93,11 +93,11 @@ const relDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   return Math.sqrt(num / den);
 };
 
-test("principal directions: orthonormal in the scaled metric, ordered, capped at the gradients' rank", () => {
+test("principal directions: orthonormal in the scaled metric, ordered, capped at the gradients' rank", async () => {
   const { finalRows } = fixture(1);
   const scale = Float64Array.from({ length: DIM }, (_, j) => 0.5 + j / 4);
   for (const s of [undefined, scale]) {
-    const d = principalDirections(finalRows, ROWS, DIM, DIM, s);
+    const d = await principalDirections(finalRows, ROWS, DIM, DIM, s);
     assert.equal(d.k, SPAN, "k is capped at the rank of the rows' gradients");
     for (let a = 0; a < d.k; a++) {
       for (let b = 0; b < d.k; b++) {
@@ -117,15 +117,15 @@ test("principal directions: orthonormal in the scaled metric, ordered, capped at
       if (a > 0) assert.ok(d.variance[a]! <= d.variance[a - 1]!);
     }
   }
-  assert.throws(() => principalDirections(finalRows, ROWS, DIM - 1, 2), RangeError);
-  assert.throws(() => principalDirections(finalRows, ROWS, DIM, 0), RangeError);
+  await assert.rejects(principalDirections(finalRows, ROWS, DIM - 1, 2), RangeError);
+  await assert.rejects(principalDirections(finalRows, ROWS, DIM, 0), RangeError);
 });
 
 test("projected metagradient: exact for answers in the directions' span, τ(ĝ) otherwise, any k from one precompute", async () => {
   const { tape, hvp, finalRows, inSpan, outOfSpan } = fixture(2);
   const scale = Float64Array.from({ length: DIM }, (_, j) => 2 ** (j - 4));
   for (const s of [undefined, scale]) {
-    const directions = principalDirections(finalRows, ROWS, DIM, SPAN, s);
+    const directions = await principalDirections(finalRows, ROWS, DIM, SPAN, s);
     const p = await projectMetagradient(tape, directions, { hvp });
     // an answer in the span of the rows' gradients: the projection is the full reverse pass
     const g = inSpan();
@@ -159,7 +159,9 @@ test("projected metagradient: exact for answers in the directions' span, τ(ĝ) 
       assert.ok(relDiff(got.scores, await adamwMetagradientInfluence(tape, answer, { hvp })) > 1e-3);
     }
   }
-  const p = await projectMetagradient(tape, principalDirections(finalRows, ROWS, DIM, 2), { hvp: null });
+  const p = await projectMetagradient(tape, await principalDirections(finalRows, ROWS, DIM, 2), {
+    hvp: null,
+  });
   assert.throws(() => projectedMetagradientInfluence(p, new Float64Array(DIM), 3), RangeError);
   assert.throws(() => projectedMetagradientInfluence(p, new Float64Array(DIM - 1)), RangeError);
 });

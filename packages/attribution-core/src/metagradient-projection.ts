@@ -19,7 +19,6 @@
  * symmetric eigendecomposition of the rows × rows Gram matrix); M depends on the caller's
  * Hessian-vector products (float32 ONNX runs), so it is reproducible where those are.
  */
-import { EigenvalueDecomposition, Matrix } from "ml-matrix";
 import {
   adamwMetagradientInfluence,
   type MetagradientOptions,
@@ -44,16 +43,18 @@ export interface ProjectionDirections {
  * the top eigenvectors a_j of the Gram matrix K = (GS)(GS)ᵀ give u_j = (GS)ᵀ a_j / σ_j. k is capped
  * at the number of non-zero singular values (≤ rows).
  */
-export function principalDirections(
+export async function principalDirections(
   values: ArrayLike<number>,
   rows: number,
   dim: number,
   k: number,
   scale?: ArrayLike<number>,
-): ProjectionDirections {
+): Promise<ProjectionDirections> {
   if (values.length !== rows * dim) throw new RangeError("gradient values do not match rows × dim");
   if (!(Number.isInteger(k) && k >= 1)) throw new RangeError("k must be a positive integer");
   if (scale && scale.length !== dim) throw new RangeError("scale length differs from dim");
+  // Loaded here, not at the top: the package's other exports do not need it.
+  const { EigenvalueDecomposition, Matrix } = await import("ml-matrix");
   const s = (j: number) => (scale ? scale[j]! : 1);
   const scaled = Float64Array.from({ length: rows * dim }, (_, at) => values[at]! * s(at % dim));
   const gram = new Matrix(rows, rows);
