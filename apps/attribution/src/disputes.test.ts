@@ -35,6 +35,7 @@ import { testEnvironment, waitFor } from "@openledger/service-kit/testing";
 import { type Abi, type Address, encodeAbiParameters, type Hex, keccak256, toBytes } from "viem";
 import { attributionConfig, buildAttribution } from "./app.ts";
 import { disputeDuty, disputeIntentKey, disputeProposalKey } from "./lib/disputes.ts";
+import { handToSettlement, quorumResult } from "./lib/settlement-trigger.ts";
 
 type App = Awaited<ReturnType<typeof buildAttribution>>;
 const MODEL = "dispute-test-model";
@@ -177,6 +178,29 @@ describe("validators file disputes by themselves", () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
+  /** Stakes Staking's minimum Validator stake from `privateKey` (admission is governance's: addValidator). */
+  async function stakeValidatorMinimum(privateKey: Hex) {
+    const staking = chain.addresses!.contracts.Staking;
+    const min = await pub().readContract({
+      address: staking,
+      abi: stakingAbi,
+      functionName: "minStake",
+      args: [StakeRole.Validator],
+    });
+    await sendAs(chain, privateKey, {
+      address: chain.addresses!.contracts.OpenToken,
+      abi: openTokenAbi as Abi,
+      functionName: "approve",
+      args: [staking, min],
+    });
+    await sendAs(chain, privateKey, {
+      address: staking,
+      abi: stakingAbi as Abi,
+      functionName: "stake",
+      args: [StakeRole.Validator, ZERO_SUBJECT, min],
+    });
+  }
+
   const v = (i: number) => lower(keys()[i]!.address);
   const ELSEWHERE = () => chain.accounts.users[2]!.address;
   /** The accused's own AttributionResult signature, as stored with its reveal. */
@@ -280,28 +304,7 @@ describe("validators file disputes by themselves", () => {
 
   test("a validator whose own result is not the quorum's signs no dispute against another dissenter", async () => {
     // Two dissenters beside a quorum need six validators (the quorum is at least 2/3): users #8-10 join.
-    const token = chain.addresses!.contracts.OpenToken;
-    const stakingAddr = chain.addresses!.contracts.Staking;
-    const min = await pub().readContract({
-      address: stakingAddr,
-      abi: stakingAbi,
-      functionName: "minStake",
-      args: [StakeRole.Validator],
-    });
-    for (const u of chain.accounts.users.slice(0, 3)) {
-      await sendAs(chain, u.privateKey, {
-        address: token,
-        abi: openTokenAbi as Abi,
-        functionName: "approve",
-        args: [stakingAddr, min],
-      });
-      await sendAs(chain, u.privateKey, {
-        address: stakingAddr,
-        abi: stakingAbi as Abi,
-        functionName: "stake",
-        args: [StakeRole.Validator, ZERO_SUBJECT, min],
-      });
-    }
+    for (const u of chain.accounts.users.slice(0, 3)) await stakeValidatorMinimum(u.privateKey);
     const distributor = {
       address: chain.addresses!.contracts.RewardDistributor,
       abi: rewardDistributorAbi as Abi,
@@ -430,5 +433,41 @@ describe("validators file disputes by themselves", () => {
     await disputeDuty(first)();
     assert.deepEqual(await signersOf(inf.id), [], "a marked result is not read again");
     await close(first);
+  });
+  test("the hand-off to settlement counts at the inference's epoch too: validators admitted later do not hold it back", async () => {
+    // After the tests above: #5-#10 are active, requiredSignatures() is 4.
+    await db.$executeRawUnsafe(
+      `INSERT INTO epochs (id, status, closed_at, closed_block) VALUES (1004, 'closed', now(), $1)`,
+      await pub().getBlockNumber(),
+    );
+    const inf = await inference([0, 1, 3, 4]);
+    // User #3 (the model owner) joins: seven validators, requiredSignatures() 5 — no quorum in today's set.
+    const newcomer = chain.accounts.users[3]!;
+    await stakeValidatorMinimum(newcomer.privateKey);
+    const distributor = chain.addresses!.contracts.RewardDistributor;
+    await chain.asAdmin([
+      {
+        address: distributor,
+        abi: rewardDistributorAbi as Abi,
+        functionName: "addValidator",
+        args: [newcomer.address as Address],
+      },
+    ]);
+    assert.equal(
+      await pub().readContract({
+        address: distributor,
+        abi: rewardDistributorAbi,
+        functionName: "requiredSignatures",
+      }),
+      5n,
+    );
+    const ctx = await holder.attribution.chain();
+    const quorumAt = holder.attribution.quorumAt(ctx);
+    assert.equal((await quorumResult(db, inf.id, quorumAt))?.resultHash, inf.right);
+    assert.equal(
+      await handToSettlement({ db, producer: holder.producer, quorumAt }, inf.id, "attributed"),
+      true,
+      "the four agreeing validators were a quorum at the inference's epoch: settlement is triggered",
+    );
   });
 });

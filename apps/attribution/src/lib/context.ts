@@ -7,7 +7,13 @@ import {
   type SpanIndex,
   type TrainedInfluenceModel,
 } from "@openledger/attribution-core";
-import { type ChainConnection, type ChainConnector, REPO_ROOT } from "@openledger/chain";
+import {
+  type ChainConnection,
+  type ChainConnector,
+  PastValidatorQuorums,
+  REPO_ROOT,
+  readValidatorQuorum,
+} from "@openledger/chain";
 import type { AttributionConfig } from "@openledger/config";
 import type { AnswerGradientGraph, BaseModel, TextTokenizer } from "@openledger/model-runtime";
 import type { FastifyInstance } from "fastify";
@@ -19,6 +25,7 @@ import { type BlobStore, FsBlobStore } from "./blob-store.ts";
 import { baseModelDirs, type LoadedLora } from "./lora.ts";
 import { type AttributionMetrics, attributionMetrics } from "./metrics.ts";
 import type { ComputedAttribution } from "./scoring.ts";
+import type { QuorumAt } from "./settlement-trigger.ts";
 import { type AttributionTokenizer, loadAttributionTokenizer } from "./tokenizer.ts";
 
 /** The chain as this service sees it: the kit's connection (reads, and validator accounts). */
@@ -148,6 +155,21 @@ export class AttributionContext {
 
   chain(): Promise<ChainContext> {
     return this.connector.get();
+  }
+
+  /** Past epochs' validator quorums, read once per block (immutable). */
+  readonly #pastQuorums = new PastValidatorQuorums();
+
+  /**
+   * The quorum an inference is counted against (`QuorumAt`): the distributor's at its epoch's block (a
+   * historical read, cached), or now when no epoch closed before it — the hand-off and the disputes alike.
+   */
+  quorumAt(chain: ChainContext): QuorumAt {
+    const distributor = chain.addresses.contracts.RewardDistributor;
+    return (block) =>
+      block === null
+        ? readValidatorQuorum(chain.publicClient, distributor)
+        : this.#pastQuorums.at(chain.publicClient, distributor, block);
   }
 
   /**

@@ -3,7 +3,6 @@ import {
   IntentRejectedError,
   type IntentSpec,
   inferenceIdToBytes32,
-  PastValidatorQuorums,
   readValidatorQuorum,
   sortSignatures,
   type ValidatorQuorum,
@@ -14,7 +13,7 @@ import type { FastifyInstance } from "fastify";
 import { type Abi, type Address, encodeAbiParameters, type Hex, keccak256 } from "viem";
 import type { ChainContext, ValidatorIdentity } from "./context.ts";
 import type { AttestorLog } from "./epoch-attestor.ts";
-import { quorumResult } from "./settlement-trigger.ts";
+import { type QuorumAt, quorumResult } from "./settlement-trigger.ts";
 import { recoverSigner, verifyingContract } from "./validator.ts";
 
 /**
@@ -31,13 +30,6 @@ import { recoverSigner, verifyingContract } from "./validator.ts";
  * the contract refuses a second filing anyway, and a refused or lost submission stays pending and is retried
  * on the next pass, after a restart too.
  */
-
-/**
- * The quorum an inference's results are counted against, as settlement counts them: the distributor's at the
- * block its epoch began (`epochBlock`, `inferenceEpochBlockSql`), or now while no epoch closed before it. A
- * validator added or removed after the inference changes neither the quorum's result nor who dissented.
- */
-export type QuorumAt = (epochBlock: bigint | null) => Promise<Pick<ValidatorQuorum, "need" | "active">>;
 
 /** How far back a validator looks for results that differ from its own (by its own result's creation). */
 export const DISPUTE_WINDOW_MS = 24 * 60 * 60_000;
@@ -128,11 +120,7 @@ export async function signDisputes(
       if (final) checked.push(result_id);
       continue;
     }
-    const outcome = await quorumResult(
-      db,
-      id,
-      await quorumAt(epoch_block === null ? null : BigInt(epoch_block)),
-    );
+    const outcome = await quorumResult(db, id, quorumAt);
     if (!outcome) {
       // No quorum yet: the next pass looks again (unless none can form any more).
       if (final) checked.push(result_id);
@@ -299,16 +287,16 @@ export async function fileDisputes(
  * validators said (`fileDisputes`). Returns the disputes signed and filed in the pass.
  */
 export function disputeDuty(app: FastifyInstance): () => Promise<{ signed: number; filed: number }> {
-  const past = new PastValidatorQuorums();
   return async () => {
     const [chain, identities] = await Promise.all([app.attribution.chain(), app.attribution.validators()]);
+    // The set now: read once per pass (filing checks it; inferences before any epoch close count by it).
     let read: Promise<ValidatorQuorum> | undefined;
     const quorum = () => {
       read ??= readValidatorQuorum(chain.publicClient, verifyingContract(chain));
       return read;
     };
-    const quorumAt: QuorumAt = (block) =>
-      block === null ? quorum() : past.at(chain.publicClient, verifyingContract(chain), block);
+    const atEpoch = app.attribution.quorumAt(chain);
+    const quorumAt: QuorumAt = (block) => (block === null ? quorum() : atEpoch(block));
     let signed = 0;
     let filed = 0;
     for (const identity of identities) {

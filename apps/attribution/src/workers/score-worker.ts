@@ -1,12 +1,11 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { readValidatorQuorum } from "@openledger/chain";
 import type { JobContext, JobHandler, JobPayload } from "@openledger/queue";
 import { UnrecoverableError } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import type { ValidatorIdentity } from "../lib/context.ts";
 import { ArtifactMismatchError } from "../lib/indexing.ts";
 import { computeAttribution, ScoringError } from "../lib/scoring.ts";
-import { handToSettlement } from "../lib/settlement-trigger.ts";
+import { handToSettlement, inferenceQuorum, type SettlementHandOff } from "../lib/settlement-trigger.ts";
 import {
   type Commitment,
   commitResult,
@@ -14,7 +13,6 @@ import {
   meetsValidatorStake,
   revealResult,
   UnderstakedError,
-  verifyingContract,
 } from "../lib/validator.ts";
 
 /** How often a job waiting to reveal looks at the other validators' commitments again (ms). */
@@ -77,10 +75,10 @@ export function scoreOnce(
   return async ({ inferenceId, validatorAddress }, job): Promise<ScoreOutcome> => {
     const ctx = app.attribution;
     const [chain, held] = await Promise.all([ctx.chain(), ctx.validators()]);
-    const handOff = {
+    const handOff: SettlementHandOff = {
       db: app.db,
       producer: app.producer,
-      quorum: () => readValidatorQuorum(chain.publicClient, verifyingContract(chain)),
+      quorumAt: ctx.quorumAt(chain),
     };
     const identities = validatorAddress ? held.filter((v) => v.address === validatorAddress) : held;
     if (identities.length === 0) {
@@ -132,7 +130,7 @@ export function scoreOnce(
       }
       // Reveal when the others have committed (or the wait passed); a job waits for it a little, the
       // scan only looks once per pass.
-      const quorum = await handOff.quorum();
+      const quorum = await inferenceQuorum(app.db, inferenceId, handOff.quorumAt);
       const waitMs = ctx.config.ATTRIBUTION_REVEAL_WAIT_MS;
       const until = performance.now() + (opts.waitToReveal ? waitMs + 4 * REVEAL_POLL_MS : 0);
       for (;;) {
