@@ -212,14 +212,36 @@ test("a cold adapter never stalls rows of warm adapters", async () => {
 
 test("a cold adapter's load starts at submit (not a step later) while the queue is short", () => {
   const loader = new DeferredLoader();
-  const { scheduler } = makeStack({ loader, scheduler: { prefetchDepth: 2 } });
+  const { scheduler } = makeStack({ loader, scheduler: { prefetchDepth: 2, maxRunningSequences: 2 } });
   scheduler.submit({ id: "c0", account: "a", adapterId: "cold-0", promptTokens: prompt(4), maxNewTokens: 2 });
   assert.deepEqual(loader.calls, ["cold-0"], "no schedule() has run yet");
   scheduler.submit({ id: "c1", account: "b", adapterId: "cold-1", promptTokens: prompt(4), maxNewTokens: 2 });
-  // A third waiting request could be behind prefetchDepth adapters in fair order: it
-  // waits for the step's prefetch, which sees the whole queue.
+  // A third waiting request could be behind prefetchDepth adapters in fair order, and not
+  // fit in the running batch: it waits for the step's prefetch, which sees the whole queue.
   scheduler.submit({ id: "c2", account: "c", adapterId: "cold-2", promptTokens: prompt(4), maxNewTokens: 2 });
   assert.deepEqual(loader.calls, ["cold-0", "cold-1"]);
+  // When every waiting request fits in the running batch, each will be admitted as soon as its
+  // adapter is resident: a burst starts all its loads at submit, not prefetchDepth of them.
+  const roomy = makeStack({
+    loader: new DeferredLoader(),
+    maxConcurrentLoads: 8,
+    scheduler: { prefetchDepth: 2 },
+  });
+  for (let i = 0; i < 5; i++)
+    roomy.scheduler.submit({
+      id: `b${i}`,
+      account: `acct${i}`,
+      adapterId: `burst-${i}`,
+      promptTokens: prompt(4),
+      maxNewTokens: 2,
+    });
+  assert.deepEqual((roomy.loader as DeferredLoader).calls, [
+    "burst-0",
+    "burst-1",
+    "burst-2",
+    "burst-3",
+    "burst-4",
+  ]);
   const none = makeStack({ loader: new DeferredLoader(), scheduler: { prefetchDepth: 0 } });
   none.scheduler.submit({
     id: "x",

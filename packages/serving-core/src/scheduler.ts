@@ -393,10 +393,18 @@ export class Scheduler<C = unknown, W = unknown> {
     this.#live.set(seq.id, seq);
     this.#enqueue(seq, true);
     // Start a cold adapter's load now rather than at the next schedule(), which may be a
-    // whole model step away. Only while at most prefetchDepth requests wait: then this
-    // adapter is certainly among the first prefetchDepth in fair order, i.e. one the next
-    // step's prefetch would start anyway.
-    if (seq.adapterId !== null && this.#o.prefetchDepth > 0 && this.#waiting <= this.#o.prefetchDepth) {
+    // whole model step away. Only while at most prefetchDepth requests wait (then this adapter
+    // is certainly among the first prefetchDepth in fair order, i.e. one the next step's
+    // prefetch would start anyway), or while every waiting request fits in the running batch
+    // (then each is admitted as soon as its adapter is resident, so this load is needed next
+    // whatever the fair order: a burst of arrivals for cold adapters starts all its loads
+    // at once instead of prefetchDepth now and the rest a step later).
+    if (
+      seq.adapterId !== null &&
+      this.#o.prefetchDepth > 0 &&
+      (this.#waiting <= this.#o.prefetchDepth ||
+        this.#waiting + this.#running.length <= this.#o.maxRunningSequences)
+    ) {
       this.#cache.prefetch(seq.adapterId);
     }
   }
