@@ -20,6 +20,8 @@ export interface ClientRequest {
   /** Request sent -> first event carrying non-empty text (-1: none did). */
   firstTextMs: number;
   totalMs: number;
+  /** Tokens the request generated (the stream's usage). */
+  completionTokens: number;
   /** The start of the streamed text (JSON-escaped by the log), to tell held-back or empty outputs. */
   head: string;
 }
@@ -79,6 +81,7 @@ export async function drive(
         let first = true;
         let firstText = -1;
         let head = "";
+        let completionTokens = 0;
         let buf = "";
         const decoder = new TextDecoder();
         for await (const part of res.body) {
@@ -97,7 +100,10 @@ export async function drive(
                 usage?: { completion_tokens: number } | null;
                 choices?: { text?: string }[];
               };
-              if (event.usage) tokens += event.usage.completion_tokens;
+              if (event.usage) {
+                tokens += event.usage.completion_tokens;
+                completionTokens = event.usage.completion_tokens;
+              }
               const text = event.choices?.[0]?.text ?? "";
               if (text.length > 0 && firstText < 0) firstText = performance.now() - start;
               if (head.length < 24) head += text.slice(0, 24 - head.length);
@@ -113,6 +119,7 @@ export async function drive(
           ttftMs: ttft,
           firstTextMs: firstText,
           totalMs,
+          completionTokens,
           head,
         });
       }

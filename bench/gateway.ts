@@ -224,6 +224,12 @@ interface Breakdown {
   prefillP99Ms: number;
   outsideP50Ms: number;
   outsideP99Ms: number;
+  /**
+   * Time per output token after the first, per request ((total - TTFT) / (tokens - 1), client
+   * side), p50 / p99: what decode rows pay for prefill work sharing or interleaving their steps.
+   */
+  tpotP50Ms: number;
+  tpotP99Ms: number;
   /** Steps from arrival to the first token: p50, p99, max. */
   firstTokenStepsP50: number;
   firstTokenStepsP99: number;
@@ -261,6 +267,9 @@ function breakdown(reqs: Joined[]): Breakdown {
   const warm = reqs.filter((r) => r.tier === "slot" || r.tier === "base").map((r) => r.ttftMs);
   const cold = reqs.filter((r) => r.tier !== "slot" && r.tier !== "base").map((r) => r.ttftMs);
   const steps = col((r) => r.firstTokenSteps);
+  const tpot = reqs
+    .filter((r) => r.completionTokens > 1)
+    .map((r) => (r.totalMs - r.ttftMs) / (r.completionTokens - 1));
   const round = (x: number) => Math.round(x);
   return {
     requests: reqs.length,
@@ -319,6 +328,8 @@ function breakdown(reqs: Joined[]): Breakdown {
         99,
       ),
     ),
+    tpotP50Ms: Number(percentile(tpot, 50).toFixed(1)),
+    tpotP99Ms: Number(percentile(tpot, 99).toFixed(1)),
     firstTokenStepsP50: percentile(steps, 50),
     firstTokenStepsP99: percentile(steps, 99),
     firstTokenStepsMax: Math.max(0, ...steps),
@@ -818,6 +829,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
       `${name} ${label}: TTFT p50/p99 ${b.ttftP50Ms}/${b.ttftP99Ms} ms (first text p99 ${b.firstTextP99Ms}); ` +
         `queue ${b.queueP50Ms}/${b.queueP99Ms}, prefill ${b.prefillP50Ms}/${b.prefillP99Ms}, outside the engine ${b.outsideP50Ms}/${b.outsideP99Ms} ms; ` +
         `steps to first token p50/p99/max ${b.firstTokenStepsP50}/${b.firstTokenStepsP99}/${b.firstTokenStepsMax}; ` +
+        `time per output token p50/p99 ${b.tpotP50Ms}/${b.tpotP99Ms} ms; ` +
         `tiers ${JSON.stringify(b.tiers)}, TTFT p99 warm ${b.warmTtftP99Ms} / cold ${b.coldTtftP99Ms} ms, ` +
         `${b.textHeldOver1s} with text held back > 1 s; ` +
         `${b.loadWaits.requests} waited for a load: permit wait p50/p99/max ${b.loadWaits.permitWaitMs.join("/")} ms, ` +
