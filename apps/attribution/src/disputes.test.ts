@@ -16,6 +16,7 @@ import {
   createChainPublicClient,
   inferenceIdToBytes32,
   openTokenAbi,
+  readValidatorQuorum,
   rewardDistributorAbi,
   SLASH_PROPOSER_ROLE,
   StakeRole,
@@ -34,7 +35,13 @@ import { TINY_MODEL_ENV } from "@openledger/config";
 import { testEnvironment, waitFor } from "@openledger/service-kit/testing";
 import { type Abi, type Address, encodeAbiParameters, type Hex, keccak256, toBytes } from "viem";
 import { attributionConfig, buildAttribution } from "./app.ts";
-import { disputeDuty, disputeIntentKey, disputeProposalKey } from "./lib/disputes.ts";
+import {
+  disputeDuty,
+  disputeIntentKey,
+  disputeProposalKey,
+  signDisputes,
+  validatorSetKey,
+} from "./lib/disputes.ts";
 import { handToSettlement, quorumResult } from "./lib/settlement-trigger.ts";
 
 type App = Awaited<ReturnType<typeof buildAttribution>>;
@@ -469,5 +476,70 @@ describe("validators file disputes by themselves", () => {
       true,
       "the four agreeing validators were a quorum at the inference's epoch: settlement is triggered",
     );
+  });
+  test("a group that cannot be filed at today's set is parked: not read again until a signature is added or the set changes", async () => {
+    // After the test above: #5-#10 and user #3 are active, requiredSignatures() is 5; the inference counts at
+    // epoch 1004 (#5-#10, 4 required), where #5, #6, #8, #9, #10 agree and #7 signed other bytes.
+    const inf = await inference([0, 1, 3, 4, 5], [[2, ELSEWHERE()]]);
+    const distributor = chain.addresses!.contracts.RewardDistributor;
+    const setKey = async () => validatorSetKey(await readValidatorQuorum(pub(), distributor));
+    const marks = () =>
+      db.$queryRawUnsafe<{ signer: string; parked: string | null; filed: boolean }[]>(
+        `SELECT signer, parked_set AS parked, filed_at IS NOT NULL AS filed FROM attribution_dispute_signatures
+          WHERE inference_id = $1::uuid ORDER BY signer`,
+        inf.id,
+      );
+    // #5, #6, #8 sign: three of the five signatures today's set requires.
+    const apps = [];
+    for (const i of [0, 1, 3]) {
+      const a = await validator(i, { RUN_WORKERS: "false" });
+      apps.push(a);
+      assert.equal((await disputeDuty(a)()).filed, 0);
+    }
+    const parkedAt = await setKey();
+    assert.deepEqual(
+      await marks(),
+      [0, 1, 3]
+        .map(v)
+        .sort()
+        .map((signer) => ({ signer, parked: parkedAt, filed: false })),
+      "read, not fileable at today's set: parked",
+    );
+    // #9 and #10 sign too, and their rows are marked as parked: were the group read again at the same set, its
+    // five signatures would be filed.
+    for (const i of [4, 5]) {
+      const a = await validator(i, { RUN_WORKERS: "false" });
+      apps.push(a);
+      const ctx = await a.attribution.chain();
+      const [identity] = await a.attribution.validators();
+      await signDisputes(a.db, ctx, identity!, a.attribution.quorumAt(ctx), a.log);
+    }
+    assert.deepEqual(await signersOf(inf.id), [0, 1, 3, 4, 5].map(v).sort());
+    await db.$executeRawUnsafe(
+      `UPDATE attribution_dispute_signatures SET parked_set = $2 WHERE inference_id = $1::uuid`,
+      inf.id,
+      parkedAt,
+    );
+    assert.deepEqual(await disputeDuty(apps[0]!)(), { signed: 0, filed: 0 }, "a parked group is not read");
+    assert.equal(await proposalOf(v(2), inf.id), 0n);
+
+    // The set changes (user #3 leaves: six active, four required): the group is read again and filed.
+    await chain.asAdmin([
+      {
+        address: distributor,
+        abi: rewardDistributorAbi as Abi,
+        functionName: "removeValidator",
+        args: [chain.accounts.users[3]!.address as Address],
+      },
+    ]);
+    assert.notEqual(await setKey(), parkedAt);
+    assert.deepEqual(await disputeDuty(apps[0]!)(), { signed: 0, filed: 1 }, "re-opened by the set's change");
+    assert.ok((await proposalOf(v(2), inf.id)) > 0n);
+    assert.ok(
+      (await marks()).every((m) => m.filed && m.parked === null),
+      "filed: never read again",
+    );
+    for (const a of apps) assert.deepEqual(await disputeDuty(a)(), { signed: 0, filed: 0 });
+    await close(...apps);
   });
 });

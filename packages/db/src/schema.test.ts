@@ -315,6 +315,8 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
           signedResultHash: ROOT,
           quorumResultHash: `0x${HASH64}`,
           signature: SIG,
+          filedAt: new Date("2026-12-04T23:30:00.123Z"),
+          parkedSet: ROOT,
         },
       }),
     (d) =>
