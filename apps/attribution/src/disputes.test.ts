@@ -542,4 +542,40 @@ describe("validators file disputes by themselves", () => {
     for (const a of apps) assert.deepEqual(await disputeDuty(a)(), { signed: 0, filed: 0 });
     await close(...apps);
   });
+  test("an inference created before any epoch closed is counted at the set now and its results are final once settlement settled it", async () => {
+    // After the test above: #5-#10 are active, requiredSignatures() is 4.
+    const inf = await inference([0, 1, 3, 4], [[2, ELSEWHERE()]]);
+    // Before every recorded close (its epoch's block is null, for good), and older than DISPUTE_SETTLE_MS.
+    await db.$executeRawUnsafe(
+      `UPDATE inferences SET created_at = '2026-01-01T00:00:00Z' WHERE id = $1::uuid`,
+      inf.id,
+    );
+    await db.$executeRawUnsafe(
+      `UPDATE attribution_results SET created_at = created_at - interval '2 minutes' WHERE inference_id = $1::uuid`,
+      inf.id,
+    );
+    const checkedAt = async () =>
+      (
+        await db.$queryRawUnsafe<{ at: Date | null }[]>(
+          `SELECT dispute_checked_at AS at FROM attribution_results WHERE inference_id = $1::uuid AND validator_address = $2`,
+          inf.id,
+          v(0),
+        )
+      )[0]!.at;
+    const first = await validator(0, { RUN_WORKERS: "false" });
+    await disputeDuty(first)();
+    assert.deepEqual(await signersOf(inf.id), [v(0)], "counted at the set now: #7 is disputed");
+    assert.equal(await checkedAt(), null, "not settled yet: open");
+    await disputeDuty(first)();
+    assert.equal(await checkedAt(), null);
+
+    // Settlement settles it (its ledger transaction and settlement row, as settleBatch writes them).
+    const tx = await db.ledgerTransaction.create({ data: { kind: "fee", externalKey: `fee:${inf.id}` } });
+    await db.settlement.create({
+      data: { inferenceId: inf.id, feeWei: "0", splitBps: {}, transactionId: tx.id },
+    });
+    await disputeDuty(first)();
+    assert.ok(await checkedAt(), "settled: marked, not read again");
+    await close(first);
+  });
 });

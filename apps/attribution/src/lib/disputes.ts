@@ -65,7 +65,12 @@ export function disputeProposalKey(accused: string, inferenceId: string): Hex {
  * recorded later can never count: it is after the commit phase closed), every commitment of the inference
  * ordered before that reveal has its reveal (a validator that committed in time and reveals late can still
  * dissent, and is still disputed), and the result is older than `DISPUTE_SETTLE_MS`. A result whose own
- * hash is not the quorum's is final too (a quorum is > 1/2 of the set: its hash cannot change).
+ * hash is not the quorum's is final too (a quorum is > 1/2 of the set: its hash cannot change). An inference
+ * created before any epoch closed has no epoch's set (`inferenceEpochBlockSql` is null, and stays null): it is
+ * counted at the set now, as settlement counts it ("the state at settlement"), and its results are final once
+ * settlement has settled it (a `settlements` row) and the rest holds — the pass that marks them counts at the
+ * set then, settlement's unless the set changed in between (one pass interval). Left unsettled (held), they
+ * stop being read at `DISPUTE_WINDOW_MS` like every result.
  */
 export async function signDisputes(
   db: Db,
@@ -83,6 +88,7 @@ export async function signDisputes(
       epoch_block: string | null;
       disagrees: boolean;
       settled: boolean;
+      paid: boolean;
     }[]
   >(
     // From this validator's own recent unmarked results (stored with its lower-case address; partial index).
@@ -102,7 +108,8 @@ export async function signDisputes(
                               WHERE c.inference_id = mine.inference_id AND c.seq < mine.reveal_seq
                                 AND NOT EXISTS (SELECT 1 FROM attribution_results r
                                                  WHERE r.inference_id = c.inference_id
-                                                   AND r.validator_address = c.validator_address))) AS settled
+                                                   AND r.validator_address = c.validator_address))) AS settled,
+            EXISTS (SELECT 1 FROM settlements st WHERE st.inference_id = mine.inference_id) AS paid
        FROM attribution_results mine
        JOIN inferences i ON i.id = mine.inference_id
       WHERE mine.validator_address = $1 AND mine.dispute_checked_at IS NULL
@@ -114,8 +121,10 @@ export async function signDisputes(
   );
   const checked: string[] = [];
   let signed = 0;
-  for (const { result_id, id, mine, my_signature, epoch_block, disagrees, settled } of todo) {
-    const final = settled && epoch_block !== null;
+  for (const { result_id, id, mine, my_signature, epoch_block, disagrees, settled, paid } of todo) {
+    // Before any epoch close there is no epoch's set: counted at the set now, as settlement counts it, and final
+    // once settlement has (it counts an inference once, at the set then, and never again).
+    const final = settled && (epoch_block !== null || paid);
     if (!disagrees) {
       if (final) checked.push(result_id);
       continue;
