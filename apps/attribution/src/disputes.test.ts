@@ -209,6 +209,21 @@ describe("validators file disputes by themselves", () => {
   }
 
   const v = (i: number) => lower(keys()[i]!.address);
+  /** Older than DISPUTE_SETTLE_MS: only what the inference's rows say keeps a result open. */
+  const ageResults = (id: string) =>
+    db.$executeRawUnsafe(
+      `UPDATE attribution_results SET created_at = created_at - interval '2 minutes' WHERE inference_id = $1::uuid`,
+      id,
+    );
+  /** When #5's dispute pass marked its own result of `id` (null: open). */
+  const checkedAtOf = async (id: string) =>
+    (
+      await db.$queryRawUnsafe<{ at: Date | null }[]>(
+        `SELECT dispute_checked_at AS at FROM attribution_results WHERE inference_id = $1::uuid AND validator_address = $2`,
+        id,
+        v(0),
+      )
+    )[0]!.at;
   const ELSEWHERE = () => chain.accounts.users[2]!.address;
   /** The accused's own AttributionResult signature, as stored with its reveal. */
   const evidenceOf = async (accused: string, id: string) =>
@@ -406,20 +421,8 @@ describe("validators file disputes by themselves", () => {
     );
     // Everyone commits; #7 reveals (other bytes) only after #5's first pass, which already sees a quorum.
     const inf = await inference([0, 1, 3, 4], [[2, ELSEWHERE()]], [2]);
-    /** Older than DISPUTE_SETTLE_MS: only what the inference's rows say keeps a result open. */
-    const age = () =>
-      db.$executeRawUnsafe(
-        `UPDATE attribution_results SET created_at = created_at - interval '2 minutes' WHERE inference_id = $1::uuid`,
-        inf.id,
-      );
-    const checkedAt = async () =>
-      (
-        await db.$queryRawUnsafe<{ at: Date | null }[]>(
-          `SELECT dispute_checked_at AS at FROM attribution_results WHERE inference_id = $1::uuid AND validator_address = $2`,
-          inf.id,
-          v(0),
-        )
-      )[0]!.at;
+    const age = () => ageResults(inf.id);
+    const checkedAt = () => checkedAtOf(inf.id);
     await age();
     const first = await validator(0, { RUN_WORKERS: "false" });
     await disputeDuty(first)();
@@ -550,18 +553,8 @@ describe("validators file disputes by themselves", () => {
       `UPDATE inferences SET created_at = '2026-01-01T00:00:00Z' WHERE id = $1::uuid`,
       inf.id,
     );
-    await db.$executeRawUnsafe(
-      `UPDATE attribution_results SET created_at = created_at - interval '2 minutes' WHERE inference_id = $1::uuid`,
-      inf.id,
-    );
-    const checkedAt = async () =>
-      (
-        await db.$queryRawUnsafe<{ at: Date | null }[]>(
-          `SELECT dispute_checked_at AS at FROM attribution_results WHERE inference_id = $1::uuid AND validator_address = $2`,
-          inf.id,
-          v(0),
-        )
-      )[0]!.at;
+    await ageResults(inf.id);
+    const checkedAt = () => checkedAtOf(inf.id);
     const first = await validator(0, { RUN_WORKERS: "false" });
     await disputeDuty(first)();
     assert.deepEqual(await signersOf(inf.id), [v(0)], "counted at the set now: #7 is disputed");
