@@ -12,6 +12,7 @@ import {
   jobView,
   ListQuery,
 } from "../lib/jobs.ts";
+import type {} from "../plugins/factory.ts"; // its `declare module "fastify"` (factory): in every program with this file
 
 const JobParams = z.object({ id: z.string().min(1).max(64) });
 

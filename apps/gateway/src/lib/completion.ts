@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { ServableModel } from "../plugins/catalog.ts";
+import type {} from "../plugins/inferences.ts"; // its `declare module "fastify"` (inferences): in every program with this file
 import type { Generation, GenerationOutcome } from "./generation.ts";
 import { SseStream } from "./sse.ts";
 

@@ -6,6 +6,7 @@ import fp from "fastify-plugin";
 import { AdapterStore } from "../lib/adapter-store.ts";
 import { type ModelHost, repoPath } from "../lib/model-host.ts";
 import { type LoadedSmallModel, SmallModelRuntime, smallModelUnavailable } from "../lib/small-models.ts";
+import type {} from "./host.ts"; // its `declare module "fastify"` (host): in every program with this file
 
 export interface ServableModel {
   id: string;

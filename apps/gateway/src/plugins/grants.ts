@@ -7,6 +7,7 @@ import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
 import type { Billing } from "./billing.ts";
 import type { ModelCatalog } from "./catalog.ts";
+import type {} from "./host.ts"; // its `declare module "fastify"` (host): in every program with this file
 
 /** Training grant tokens: `gt-` + 24 random bytes (base64url); only their SHA-256 is stored. */
 export const GRANT_TOKEN_PREFIX = "gt-";

@@ -12,6 +12,8 @@ import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, contentHashOfDigests } from 
 import { AdapterUpload } from "../lib/upload.ts";
 import type { ServableModel } from "../plugins/catalog.ts";
 import { GRANT_TOKEN_PREFIX, type TrainingUsage } from "../plugins/grants.ts";
+import type {} from "../plugins/host.ts"; // its `declare module "fastify"` (host): in every program with this file
+import type {} from "../plugins/keys.ts"; // its `declare module "fastify"` (apiKeys, FastifyRequest.grant): in every program with this file
 import { type AdapterQuota, adapterUsage, checkQuota } from "../plugins/registration.ts";
 import { AdapterCreated, AdapterDetail, AdapterSummary, ModelList, Retired } from "./schemas.ts";
 

@@ -3,6 +3,7 @@ import { AppError } from "@openledger/errors";
 import type { FastifyInstance } from "fastify";
 import { type Address, getAddress, type Hex, recoverTypedDataAddress } from "viem";
 import { z } from "zod";
+import type {} from "../plugins/keys.ts"; // its `declare module "fastify"` (apiKeys): in every program with this file
 
 /** How old (or how far in the future: clock skew) a signed key request may be. */
 const REQUEST_TTL_SECONDS = 300;

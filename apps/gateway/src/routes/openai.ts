@@ -9,6 +9,8 @@ import { classifierGeneration, engineGeneration } from "../lib/generation.ts";
 import { badParam, modelNotFound, openAIError } from "../lib/openai-errors.ts";
 import { inferenceFee } from "../plugins/billing.ts";
 import type { ServableModel } from "../plugins/catalog.ts";
+import type {} from "../plugins/host.ts"; // its `declare module "fastify"` (host): in every program with this file
+import type {} from "../plugins/keys.ts"; // its `declare module "fastify"` (apiKeys): in every program with this file
 
 const StopParam = z.union([z.string(), z.array(z.string()).max(4)]).nullish();
 const Common = {

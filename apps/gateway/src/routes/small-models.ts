@@ -3,6 +3,7 @@ import { AppError } from "@openledger/errors";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
 import type { ServableModel } from "../plugins/catalog.ts";
+import type {} from "../plugins/keys.ts"; // its `declare module "fastify"` (apiKeys): in every program with this file
 import { ModelList, Retired, SmallModelCreated, SmallModelDetail, SmallModelSummary } from "./schemas.ts";
 
 const MAX_UINT128 = (1n << 128n) - 1n;

@@ -7,6 +7,7 @@ import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import type { Address as ChainAddress } from "viem";
 import { z } from "zod";
 import { readEpoch } from "../lib/epochs.ts";
+import type {} from "../lib/runtime.ts"; // its `declare module "fastify"` (settlement): in every program with this file
 
 // Public reads of the ledger for people (the explorer): totals, recent settlements, where an epoch's
 // fees went, what an account earned and from what, a model's usage, a datanet's earners. Every amount

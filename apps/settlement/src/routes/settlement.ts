@@ -14,6 +14,7 @@ import {
   readEpoch,
 } from "../lib/epochs.ts";
 import { IntentRejectedError } from "../lib/intents.ts";
+import type {} from "../lib/runtime.ts"; // its `declare module "fastify"` (settlement): in every program with this file
 import { WRITEOFF_COLUMNS, type WriteoffRow, writeOff } from "../lib/writeoffs.ts";
 
 const EpochOut = z.object({
