@@ -1,6 +1,6 @@
 import type { onnx as OnnxTypes } from "onnx-proto";
 import onnxProto from "onnx-proto";
-import { type LoraModule, moduleDims, moduleWeightName } from "./config.ts";
+import { type LlamaConfig, type LoraModule, moduleDims, moduleWeightName } from "./config.ts";
 import { type BaseModel, getWeight } from "./model.ts";
 import { QUANT_BLOCK, quantizeBlockwise, quantizePerChannel, type WeightFormat } from "./quantize.ts";
 
@@ -38,7 +38,9 @@ export interface ExternalDataSink {
  * `lora_scatter.k` [N] (where each token's delta sits in the [U*L + 1] result; the last
  * row is zeros for tokens without an adapter in that bucket). Each distinct adapter's
  * weights are read once per step, by one batched MatMul over its segment (BGMV with
- * rows sorted by adapter) — never copied per row.
+ * rows sorted by adapter) — never copied per row. When q, k and v are all targeted, their
+ * stacks are one A input [U, 3, in, r] and one B input per run of equal output width
+ * ([U, n, r, out]) per layer (`loraStackInputs`).
  */
 export interface LoraGraphOptions {
   targetModules: LoraModule[];
@@ -219,6 +221,85 @@ export const loraInputName = {
 };
 export const externalWeightName = (layer: number, m: LoraModule) => `w.${layer}.${m}`;
 
+const QKV: LoraModule[] = ["q_proj", "k_proj", "v_proj"];
+
+/**
+ * One stacked LoRA input of a layer: its adapters' A ([in, r] per module) or B ([r, out]) for
+ * `modules`, after the leading U axis `dims`. q/k/v (same input, one fused matmul) share their
+ * stacks in segment mode when all three are targeted: one A input [U, 3, in, r] and one B input
+ * per run of equal output width ([U, 1, r, q] and [U, 2, r, kv] with grouped KV heads) — one
+ * batched MatMul for A and one per B group instead of six, and 5 inputs per layer instead of 8:
+ * each fed input costs a step ~1.5–3 µs in onnxruntime-node whether or not the step reads it
+ * (bench/RESULTS.md, "Peers", 2026-12-04 evening).
+ */
+export interface LoraStackInput {
+  name: string;
+  layer: number;
+  side: "a" | "b";
+  modules: LoraModule[];
+  dims: number[];
+}
+
+/** q, k, v in runs of equal output width ([q], [k, v] with grouped KV heads; [q, k, v] without). */
+function qkvOutGroups(c: LlamaConfig): LoraModule[][] {
+  const groups: LoraModule[][] = [];
+  for (const m of QKV) {
+    const last = groups.at(-1);
+    if (last && moduleDims(c, last[0]!).outDim === moduleDims(c, m).outDim) last.push(m);
+    else groups.push([m]);
+  }
+  return groups;
+}
+
+export function loraStackInputs(
+  c: LlamaConfig,
+  lora: Pick<LoraGraphOptions, "targetModules" | "mode">,
+  bucket: number,
+): LoraStackInput[] {
+  const packed = lora.mode !== "row" && QKV.every((m) => lora.targetModules.includes(m));
+  const out: LoraStackInput[] = [];
+  for (let layer = 0; layer < c.numLayers; layer++) {
+    if (packed) {
+      const inDim = moduleDims(c, "q_proj").inDim;
+      out.push({
+        name: `lora_a.${bucket}.${layer}.${QKV.join("+")}`,
+        layer,
+        side: "a",
+        modules: QKV,
+        dims: [3, inDim, bucket],
+      });
+      for (const group of qkvOutGroups(c)) {
+        out.push({
+          name: `lora_b.${bucket}.${layer}.${group.join("+")}`,
+          layer,
+          side: "b",
+          modules: group,
+          dims: [group.length, bucket, moduleDims(c, group[0]!).outDim],
+        });
+      }
+    }
+    for (const m of lora.targetModules) {
+      if (packed && QKV.includes(m)) continue;
+      const { inDim, outDim } = moduleDims(c, m);
+      out.push({
+        name: loraInputName.a(bucket, layer, m),
+        layer,
+        side: "a",
+        modules: [m],
+        dims: [inDim, bucket],
+      });
+      out.push({
+        name: loraInputName.b(bucket, layer, m),
+        layer,
+        side: "b",
+        modules: [m],
+        dims: [bucket, outDim],
+      });
+    }
+  }
+  return out;
+}
+
 /**
  * Builds the ONNX (opset 23 + com.microsoft contrib ops) Llama decoder. Inputs: `input_ids`
  * [B,T], `position_ids` [B,T], `attn_bias` [B,T,P+T] (additive mask: 0 or -1e9, built by the
@@ -262,13 +343,7 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
         g.input(loraInputName.rows(k), INT64, [`u${k}`, `l${k}`]);
         g.input(loraInputName.scatter(k), INT64, ["tokens"]);
       }
-      for (let l = 0; l < c.numLayers; l++) {
-        for (const m of lora.targetModules) {
-          const { inDim, outDim } = moduleDims(c, m);
-          g.input(loraInputName.a(k, l, m), FLOAT, [`u${k}`, inDim, k]);
-          g.input(loraInputName.b(k, l, m), FLOAT, [`u${k}`, k, outDim]);
-        }
-      }
+      for (const input of loraStackInputs(c, lora, k)) g.input(input.name, FLOAT, [`u${k}`, ...input.dims]);
     }
   }
   for (let l = 0; l < c.numLayers; l++) {
@@ -437,11 +512,25 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
    * values and holds no weights of its own.
    */
   const loraGroup = (t: string, layer: number, mods: LoraModule[], ys: string[]): string[] => {
-    if (lora?.skipWhenUnused === false) return ys.map((y, i) => loraDelta(t, layer, mods[i]!, y));
     const targets = mods.flatMap((m, i) => (lora?.targetModules.includes(m) ? [i] : []));
     if (targets.length === 0) return ys;
+    const name = `lora_if.${layer}.${targets.map((i) => mods[i]).join("+")}`;
+    const outs = loraIf(
+      name,
+      targets.map((i) => ys[i]!),
+      () => targets.map((i) => loraDelta(t, layer, mods[i]!, ys[i]!)),
+    );
+    const result = [...ys];
+    targets.forEach((j, i) => {
+      result[j] = outs[i]!;
+    });
+    return result;
+  };
+  /** `ys` with the deltas `withDeltas` builds, inside an `If` on `lora_on` (else: `ys` as they are). */
+  const loraIf = (name: string, ys: string[], withDeltas: () => string[]): string[] => {
+    if (lora?.skipWhenUnused === false) return withDeltas();
     const start = g.nodes.length;
-    const withDelta = targets.map((i) => loraDelta(t, layer, mods[i]!, ys[i]!));
+    const withDelta = withDeltas();
     const thenNodes = g.nodes.splice(start);
     const branch = (name: string, nodes: OnnxTypes.INodeProto[], outs: string[]): OnnxTypes.IGraphProto => ({
       name,
@@ -449,14 +538,13 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
       output: outs.map((o) => ({ name: o, type: { tensorType: { elemType: FLOAT } } })),
     });
     // Branch outputs need names of their own (SSA across the whole model).
-    const elseNodes = targets.map((j, i) => ({
+    const elseNodes = ys.map((y, i) => ({
       opType: "Identity",
-      input: [ys[j]!],
+      input: [y],
       output: [`${withDelta[i]}.base`],
       name: `${withDelta[i]}.base`,
     }));
-    const name = `lora_if.${layer}.${targets.map((i) => mods[i]).join("+")}`;
-    const outs = targets.map((_, i) => `${name}:${i}`);
+    const outs = ys.map((_, i) => `${name}:${i}`);
     g.nodes.push({
       opType: "If",
       input: [LORA_ON],
@@ -479,12 +567,51 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
         },
       ],
     });
-    const result = [...ys];
-    targets.forEach((j, i) => {
-      result[j] = outs[i]!;
-    });
-    return result;
+    return outs;
   };
+  /**
+   * q/k/v's deltas from the packed stacks (`loraStackInputs`), added to the fused projection
+   * [N, q+k+v]: per bucket one batched MatMul with A ([U,1,L,in]·[U,3,in,r]), one per B group
+   * ([U,n,L,r]·[U,n,r,out]), laid out as the fused output's columns, scattered back to the tokens.
+   */
+  const qkvGroups = qkvOutGroups(c);
+  const qkvWidth = QKV.reduce((a, m) => a + moduleDims(c, m).outDim, 0);
+  const packedQkvDelta = (t: string, layer: number, fused: string): string => {
+    let y = fused;
+    for (const k of lora!.rankBuckets) {
+      const [a, ...bs] = loraStackInputs(c, lora!, k).filter(
+        (i) => i.layer === layer && QKV.includes(i.modules[0]!),
+      );
+      const xs = g.op("Unsqueeze", [
+        g.op("Gather", [t, loraInputName.rows(k)], { axis: 0 }),
+        g.int64Init([1]),
+      ]); // [U, 1, L, in]
+      const xa = g.op("MatMul", [xs, a!.name]); // [U, 3, L, r]
+      const parts =
+        qkvGroups.length > 1
+          ? g.opN("Split", [xa, g.int64Init(qkvGroups.map((gr) => gr.length))], qkvGroups.length, { axis: 1 })
+          : [xa];
+      // Per group [U, n, L, out] -> [U, L, n * out]: the fused output's column order.
+      const cols = parts.map((part, i) => {
+        const n = qkvGroups[i]!.length;
+        const out = bs[i]!.dims[2]!;
+        const xab = g.op("MatMul", [part, bs[i]!.name]);
+        return g.op("Reshape", [
+          n === 1 ? xab : g.op("Transpose", [xab], { perm: [0, 2, 1, 3] }),
+          g.int64Init([-1, n * out]),
+        ]);
+      });
+      const rowsOut = cols.length > 1 ? g.op("Concat", cols, { axis: 1 }) : cols[0]!; // [U*L, q+k+v]
+      const flat = g.op("Concat", [rowsOut, zeroRow(qkvWidth)], { axis: 0 });
+      y = g.op("Add", [y, g.op("Gather", [flat, loraInputName.scatter(k)], { axis: 0 })]);
+    }
+    return y;
+  };
+  const packsQkv = (mods: LoraModule[]) =>
+    lora !== null &&
+    lora !== undefined &&
+    mods.join() === QKV.join() &&
+    loraStackInputs(c, lora, lora.rankBuckets[0]!).some((i) => i.modules.length === QKV.length);
   /** Projections of `mods` (same input): fused into one matmul + Split when all are initializers. */
   const projGroup = (t: string, layer: number, mods: LoraModule[]): string[] => {
     const dims = mods.map((m) => moduleDims(c, m));
@@ -495,7 +622,12 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
       const fused = linear(t, `model.layers.${layer}.${mods.join("+")}`, rows, inDim, () =>
         concatRows(layer, mods),
       );
-      ys = g.opN("Split", [fused, g.int64Init(dims.map((d) => d.outDim))], mods.length, { axis: 1 });
+      // Packed q/k/v stacks: the deltas go on the fused output, one If output instead of three.
+      const [y] = packsQkv(mods)
+        ? loraIf(`lora_if.${layer}.${mods.join("+")}`, [fused], () => [packedQkvDelta(t, layer, fused)])
+        : [fused];
+      ys = g.opN("Split", [y!, g.int64Init(dims.map((d) => d.outDim))], mods.length, { axis: 1 });
+      if (packsQkv(mods)) return ys;
     } else {
       ys = mods.map((m, i) =>
         external.has(m)

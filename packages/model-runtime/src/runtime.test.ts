@@ -58,7 +58,16 @@ test("a step without adapter rows skips the LoRA deltas: every LoRA node is insi
   const loraInputs = new Set(
     graph.input!.map((i) => i.name!).filter((i) => i.startsWith("lora_") && i !== LORA_ON),
   );
-  assert.ok(loraInputs.size > 0);
+  // q/k/v's stacks are packed (one A input, one B input per output width: q, and k+v with grouped
+  // KV heads), o's are its own: each fed input costs a step whether or not it reads it.
+  assert.equal(loraInputs.size, 2 * (2 + TINY_CONFIG.numLayers * 5));
+  for (const name of [
+    "lora_a.8.0.q_proj+k_proj+v_proj",
+    "lora_b.8.0.q_proj",
+    "lora_b.16.1.k_proj+v_proj",
+    "lora_b.16.1.o_proj",
+  ])
+    assert.ok(loraInputs.has(name), name);
   const readsLora = (n: { input?: string[] | null }) => (n.input ?? []).some((i) => loraInputs.has(i));
   assert.deepEqual(
     graph.node!.filter((n) => n.opType !== "If" && readsLora(n)).map((n) => n.name),

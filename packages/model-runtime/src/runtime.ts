@@ -12,7 +12,9 @@ import {
   type ExternalDataSink,
   externalWeightName,
   LORA_ON,
+  type LoraStackInput,
   loraInputName,
+  loraStackInputs,
   NEW_KV,
 } from "./graph.ts";
 import type { BaseModel } from "./model.ts";
@@ -175,9 +177,8 @@ interface BucketStack {
   /** Slot held at each stack position, and the slot version copied there. */
   order: number[];
   versions: number[];
-  /** Per layer*module: capacity x [in, r] and capacity x [r, out]. */
-  a: Float32Array[];
-  b: Float32Array[];
+  /** Per graph input (`loraStackInputs`): capacity entries of that input's size. */
+  parts: Float32Array[];
   tensors: Map<string, ort.Tensor> | null;
 }
 
@@ -227,6 +228,24 @@ function appendColumns(
     for (let t = 0; t < T; t++) out.set(freshRow(b, t), b * total * W + (P + t) * W);
   }
   return out;
+}
+
+/**
+ * Writes slot entry `e`'s part of one stacked LoRA input at `at`: its A ([in, r]) or B ([r, out])
+ * of each of the input's modules, one after another.
+ */
+function writeStackEntry(
+  mods: readonly LoraModule[],
+  input: LoraStackInput,
+  e: { a: Float32Array[]; b: Float32Array[] },
+  dst: Float32Array,
+  at: number,
+): void {
+  input.modules.forEach((m) => {
+    const src = (input.side === "a" ? e.a : e.b)[input.layer * mods.length + mods.indexOf(m)]!;
+    dst.set(src, at);
+    at += src.length;
+  });
 }
 
 type ResolvedOptions = Required<
@@ -738,23 +757,18 @@ export class ModelRuntime implements StepRuntime {
   ): { tensors: Map<string, ort.Tensor>; order: number[] } {
     const c = this.model.config;
     const mods = this.targetModules;
+    const inputs = loraStackInputs(c, { targetModules: mods, mode: this.loraMode }, bucket);
+    const sizes = inputs.map((i) => i.dims.reduce((a, d) => a * d, 1));
     let st = this.stacks.get(`${lane}:${bucket}`);
     if (!st) {
-      st = { capacity: 0, order: [], versions: [], a: [], b: [], tensors: null };
+      st = { capacity: 0, order: [], versions: [], parts: [], tensors: null };
       this.stacks.set(`${lane}:${bucket}`, st);
     }
-    const dims = mods.map((m) => moduleDims(c, m));
     const copyEntry = (from: number, to: number) => {
       this.#adapterCopies += 1;
-      for (let l = 0; l < c.numLayers; l++) {
-        dims.forEach(({ inDim, outDim }, mi) => {
-          const i = l * mods.length + mi;
-          const sa = inDim * bucket;
-          const sb = bucket * outDim;
-          st.a[i]!.copyWithin(to * sa, from * sa, (from + 1) * sa);
-          st.b[i]!.copyWithin(to * sb, from * sb, (from + 1) * sb);
-        });
-      }
+      sizes.forEach((n, i) => {
+        st.parts[i]!.copyWithin(to * n, from * n, (from + 1) * n);
+      });
     };
     let changed = false;
     for (let p = st.order.length - 1; p >= 0; p--) {
@@ -775,17 +789,11 @@ export class ModelRuntime implements StepRuntime {
     if (st.order.length + adds.length > st.capacity || st.capacity === 0) {
       // Prompt runs carry few adapters: their lane starts small (memory), the decode lane at 4.
       const capacity = Math.max(lane === "decode" ? 4 : 1, st.order.length + adds.length, st.capacity * 2);
-      for (let l = 0; l < c.numLayers; l++) {
-        dims.forEach(({ inDim, outDim }, mi) => {
-          const i = l * mods.length + mi;
-          const a = new Float32Array(capacity * inDim * bucket);
-          const b = new Float32Array(capacity * bucket * outDim);
-          if (st.a[i]) a.set(st.a[i]!.subarray(0, st.order.length * inDim * bucket));
-          if (st.b[i]) b.set(st.b[i]!.subarray(0, st.order.length * bucket * outDim));
-          st.a[i] = a;
-          st.b[i] = b;
-        });
-      }
+      st.parts = sizes.map((n, i) => {
+        const grown = new Float32Array(capacity * n);
+        if (st.parts[i]) grown.set(st.parts[i]!.subarray(0, st.order.length * n));
+        return grown;
+      });
       st.capacity = capacity;
       changed = true;
     }
@@ -793,13 +801,9 @@ export class ModelRuntime implements StepRuntime {
       this.#adapterCopies += 1;
       const e = this.slots.get(slot)!;
       const p = st.order.length;
-      for (let l = 0; l < c.numLayers; l++) {
-        dims.forEach(({ inDim, outDim }, mi) => {
-          const i = l * mods.length + mi;
-          st.a[i]!.set(e.a[i]!, p * inDim * bucket);
-          st.b[i]!.set(e.b[i]!, p * bucket * outDim);
-        });
-      }
+      inputs.forEach((input, i) => {
+        writeStackEntry(mods, input, e, st.parts[i]!, p * sizes[i]!);
+      });
       st.order.push(slot);
       st.versions.push(e.version);
       changed = true;
@@ -808,23 +812,17 @@ export class ModelRuntime implements StepRuntime {
       // An unused bucket still needs one (zero) adapter: entry 0 of the buffer, zeroed.
       const U = Math.max(1, st.order.length);
       if (st.order.length === 0) {
-        for (const arr of [...st.a, ...st.b]) arr.fill(0, 0, arr.length / st.capacity);
-      }
-      const tensors = new Map<string, ort.Tensor>();
-      for (let l = 0; l < c.numLayers; l++) {
-        mods.forEach((m, mi) => {
-          const { inDim, outDim } = dims[mi]!;
-          const i = l * mods.length + mi;
-          tensors.set(
-            loraInputName.a(bucket, l, m),
-            new ort.Tensor("float32", st.a[i]!.subarray(0, U * inDim * bucket), [U, inDim, bucket]),
-          );
-          tensors.set(
-            loraInputName.b(bucket, l, m),
-            new ort.Tensor("float32", st.b[i]!.subarray(0, U * bucket * outDim), [U, bucket, outDim]),
-          );
+        sizes.forEach((n, i) => {
+          st.parts[i]!.fill(0, 0, n);
         });
       }
+      const tensors = new Map<string, ort.Tensor>();
+      inputs.forEach((input, i) => {
+        tensors.set(
+          input.name,
+          new ort.Tensor("float32", st.parts[i]!.subarray(0, U * sizes[i]!), [U, ...input.dims]),
+        );
+      });
       st.tensors = tensors;
     }
     return { tensors: st.tensors, order: st.order };
