@@ -6,7 +6,7 @@
  * `--runs` times per round in interleaved rounds; the figure is the median µs per run (the lesser
  * of wall and process CPU time, so a preempted round does not count) minus the empty graph's,
  * divided by the count. These are the per-step costs a batch-1 decode step pays for its ~580
- * nodes, 60 `If`s, 303 inputs and 61 outputs (bench/RESULTS.md, "Batch 1, int8 vs Q8_0").
+ * nodes, 60 `If`s, ~216 fed inputs and 2 outputs (bench/RESULTS.md, "Peers", 2026-12-04 evening).
  *
  *   npm run bench:ort-overhead -- [--json] [--threads 1] [--rounds 30] [--runs 100]
  */
