@@ -6,7 +6,7 @@
 // is bound to another deployment, its rows are moved aside to `<schema>_before_chain_<stamp>` (nothing
 // dropped; said in the log, as `npm start` does) and the platform starts clean; then the migrations run
 // and the binding is recorded in `_openledger_chain` (a meta table beside `_prisma_migrations`).
-import { loadAddresses, type PlatformAddresses } from "@openledger/chain";
+import { loadAddresses, type PlatformAddresses, rpcRequest } from "@openledger/chain";
 import { loadConfig, platformEnv } from "@openledger/config";
 import { archiveSchema, ensureDatabase, migrate, parseDatabaseUrl } from "@openledger/db";
 import pg from "pg";
@@ -17,20 +17,8 @@ export interface ChainIdentity {
   deployBlockHash: string;
 }
 
-async function rpc<T>(url: string, method: string, params: unknown[]): Promise<T> {
-  const res = await fetch(url, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
-    signal: AbortSignal.timeout(10_000),
-  });
-  const body = (await res.json()) as { result?: T; error?: { message: string } };
-  if (body.error) throw new Error(`${method}: ${body.error.message}`);
-  return body.result as T;
-}
-
 export async function chainIdentity(rpcUrl: string, a: PlatformAddresses): Promise<ChainIdentity> {
-  const block = await rpc<{ hash: string } | null>(rpcUrl, "eth_getBlockByNumber", [
+  const block = await rpcRequest<{ hash: string } | null>(rpcUrl, "eth_getBlockByNumber", [
     `0x${BigInt(a.deployedAtBlock).toString(16)}`,
     false,
   ]);

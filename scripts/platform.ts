@@ -15,6 +15,8 @@ import {
   LOCAL_CHAIN_IDS,
   loadAddresses,
   type PlatformAddresses,
+  rpcChainId,
+  rpcRequest,
   writeAddresses,
 } from "@openledger/chain";
 import { type LocalChain, localAccounts, startLocalChain } from "@openledger/chain/testing";
@@ -127,32 +129,15 @@ log.info(
 
 /** The chain: reuse a node that answers at CHAIN_RPC_URL, or start a local Hardhat node. */
 async function chainId(rpcUrl: string): Promise<number | undefined> {
-  try {
-    const res = await fetch(rpcUrl, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
-      signal: AbortSignal.timeout(2000),
-    });
-    return Number(((await res.json()) as { result: string }).result);
-  } catch {
-    return undefined;
-  }
+  return rpcChainId(rpcUrl, 2000).catch(() => undefined);
 }
 
 async function deployedAt(rpcUrl: string, addresses: PlatformAddresses): Promise<boolean> {
-  const res = await fetch(rpcUrl, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      jsonrpc: "2.0",
-      id: 1,
-      method: "eth_getCode",
-      params: [Object.values(addresses.contracts)[0], "latest"],
-    }),
-  });
-  const code = ((await res.json()) as { result?: string }).result ?? "0x";
-  return code !== "0x";
+  const code = await rpcRequest<string | null>(rpcUrl, "eth_getCode", [
+    Object.values(addresses.contracts)[0],
+    "latest",
+  ]);
+  return (code ?? "0x") !== "0x";
 }
 
 let addressesFile: string;

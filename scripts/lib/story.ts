@@ -21,6 +21,8 @@ import {
   type PlatformAddresses,
   REPO_ROOT,
   rewardDistributorAbi,
+  rpcChainId,
+  rpcRequest,
   StakeRole,
   signApiKeyRequest,
   stakingAbi,
@@ -281,13 +283,7 @@ export async function preflight(p: StoryPlatform): Promise<void> {
     if (ready !== true) down.push(notReady);
   }
   try {
-    const res = await fetch(p.rpcUrl, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
-      signal: AbortSignal.timeout(3000),
-    });
-    const id = Number(((await res.json()) as { result: string }).result);
+    const id = await rpcChainId(p.rpcUrl, 3000);
     if (id !== p.addresses.chainId)
       down.push(`the chain at ${p.rpcUrl} has id ${id}, the addresses file says ${p.addresses.chainId}`);
   } catch (err) {
@@ -617,8 +613,8 @@ export async function runStory(platform: StoryPlatform, options: StoryOptions = 
       `  proposal ${proposals[0]}: ${fmt(amount)} (${proposal.reason as string}), deadline ${proposal.disputeDeadline as string}`,
     );
     const window = platform.disputeWindowSeconds ?? 0;
-    await rpc(platform.rpcUrl, "evm_increaseTime", [window + 1]);
-    await rpc(platform.rpcUrl, "evm_mine", []);
+    await rpcRequest(platform.rpcUrl, "evm_increaseTime", [window + 1]);
+    await rpcRequest(platform.rpcUrl, "evm_mine");
     const waitMs = Math.max(0, new Date(proposal.disputeDeadline as string).getTime() - Date.now());
     log(
       `  chain clock advanced ${window + 1} s; waiting ${Math.ceil(waitMs / 1000)} s for the service's window`,
@@ -1628,15 +1624,4 @@ async function pollMaybe<T>(timeoutMs: number, fn: () => Promise<T | undefined>)
     if ((err as Error).message.startsWith("timed out")) return undefined;
     throw err;
   }
-}
-
-export async function rpc<T = unknown>(rpcUrl: string, method: string, params: unknown[]): Promise<T> {
-  const res = await fetch(rpcUrl, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
-  });
-  const body = (await res.json()) as { result?: T; error?: { message: string } };
-  if (body.error) throw new Error(`${method}: ${body.error.message}`);
-  return body.result as T;
 }

@@ -1,5 +1,6 @@
 import {
   type Account,
+  BaseError,
   type Chain,
   createPublicClient,
   createWalletClient,
@@ -89,15 +90,29 @@ export function rpcOrigin(url: string): string {
   }
 }
 
+/**
+ * One JSON-RPC request (viem's HTTP transport, no retry, bounded wait): for what the typed clients do not say
+ * (a dev node's `evm_mine`, `evm_increaseTime`, probes). The one way to send a raw request; its errors name the
+ * method and only the URL's origin (the path or query may hold an API key).
+ */
+export async function rpcRequest<T = unknown>(
+  rpcUrl: string,
+  method: string,
+  params: readonly unknown[] = [],
+  timeoutMs = 10_000,
+): Promise<T> {
+  const { request } = http(rpcUrl, { retryCount: 0, timeout: timeoutMs })({ retryCount: 0 });
+  try {
+    return (await request({ method, params: [...params] })) as T;
+  } catch (err) {
+    // viem's message lists the whole URL: keep its short message and the node's or fetch's own words.
+    const reason =
+      err instanceof BaseError ? [err.shortMessage, err.details].filter(Boolean).join(" ") : "no answer";
+    throw new Error(`${method} failed at ${rpcOrigin(rpcUrl)}: ${reason}`, { cause: err });
+  }
+}
+
 /** The chain id an RPC endpoint serves (one `eth_chainId`, bounded wait; errors name only the origin). */
 export async function rpcChainId(rpcUrl: string, timeoutMs = 5000): Promise<number> {
-  const res = await fetch(rpcUrl, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
-    signal: AbortSignal.timeout(timeoutMs),
-  });
-  const body = (await res.json()) as { result?: string };
-  if (!body.result) throw new Error(`eth_chainId failed at ${rpcOrigin(rpcUrl)}`);
-  return Number(BigInt(body.result));
+  return Number(BigInt(await rpcRequest<string>(rpcUrl, "eth_chainId", [], timeoutMs)));
 }

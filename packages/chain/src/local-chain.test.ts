@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { keccak256, toHex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { createChainClients, createChainPublicClient, rpcChainId } from "./clients.ts";
+import { createChainClients, createChainPublicClient, rpcChainId, rpcRequest } from "./clients.ts";
 import { loadAddresses } from "./deploy.ts";
 import { inferenceEscrowAbi, openTokenAbi, rewardDistributorAbi, stakingAbi } from "./generated/abis.ts";
 import { buildEarningsTree } from "./merkle.ts";
@@ -36,6 +36,19 @@ describe("startLocalChain + deployPlatform", () => {
     assert.equal(await rpcChainId(chain.rpcUrl), 31337, "rpcChainId asks the node itself");
     assert.equal(loaded.params.quorum, 2);
     await assert.rejects(loadAddresses(join(dir, "missing.json")));
+  });
+
+  it("rpcRequest sends what the typed clients do not say; its errors name the method and only the origin", async () => {
+    const pc = createChainPublicClient({ rpcUrl: chain.rpcUrl, chainId: chain.chainId });
+    const before = await pc.getBlockNumber({ cacheTime: 0 });
+    await rpcRequest(chain.rpcUrl, "evm_mine");
+    assert.equal(await pc.getBlockNumber({ cacheTime: 0 }), before + 1n);
+    const keyed = `${chain.rpcUrl}/secret-api-key?key=secret`;
+    await assert.rejects(rpcRequest(keyed, "no_such_method"), (err: Error) => {
+      assert.match(err.message, /^no_such_method failed at http:\/\/127\.0\.0\.1:\d+: /);
+      assert.doesNotMatch(err.message, /secret/);
+      return true;
+    });
   });
 
   it("wires roles, validators, stakes and balances", async () => {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { freePort } from "@openledger/queue/testing";
 import { type Abi, type Address, type Hex, keccak256, type TransactionReceipt, toBytes } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { createChainPublicClient, createChainWalletClient } from "./clients.ts";
+import { createChainPublicClient, createChainWalletClient, rpcRequest } from "./clients.ts";
 import { CONTRACTS_DIR } from "./codegen.ts";
 import {
   type DeployProfile,
@@ -86,17 +86,6 @@ export interface LocalChain {
   stop(): Promise<void>;
 }
 
-async function rpcCall<T>(rpcUrl: string, method: string, params: unknown[] = []): Promise<T> {
-  const res = await fetch(rpcUrl, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
-  });
-  const body = (await res.json()) as { result?: T; error?: { message: string } };
-  if (body.error) throw new Error(`${method}: ${body.error.message}`);
-  return body.result as T;
-}
-
 const running = new Set<ChildProcess>();
 let exitHookInstalled = false;
 function installExitHook() {
@@ -162,7 +151,7 @@ export async function startLocalChain(options: StartLocalChainOptions = {}): Pro
       throw new Error(`hardhat node on ${rpcUrl} did not answer in time: ${stderr}`);
     }
     try {
-      chainId = Number(await rpcCall<string>(rpcUrl, "eth_chainId"));
+      chainId = Number(await rpcRequest<string>(rpcUrl, "eth_chainId"));
     } catch {
       await new Promise((r) => setTimeout(r, 150));
     }
@@ -213,7 +202,7 @@ export async function startLocalChain(options: StartLocalChainOptions = {}): Pro
     accounts,
     pid: child.pid,
     exited: exitPromise,
-    rpc: <T>(method: string, params: unknown[] = []) => rpcCall<T>(rpcUrl, method, params),
+    rpc: <T>(method: string, params: unknown[] = []) => rpcRequest<T>(rpcUrl, method, params),
     async asAdmin(calls: readonly AdminCall[]) {
       if (!addresses) throw new Error("asAdmin: the platform is not deployed on this chain");
       const opts = { rpcUrl, chainId };
@@ -225,8 +214,8 @@ export async function startLocalChain(options: StartLocalChainOptions = {}): Pro
       });
     },
     async increaseTime(seconds: number) {
-      await rpcCall(rpcUrl, "evm_increaseTime", [seconds]);
-      await rpcCall(rpcUrl, "evm_mine", []);
+      await rpcRequest(rpcUrl, "evm_increaseTime", [seconds]);
+      await rpcRequest(rpcUrl, "evm_mine");
     },
     stop,
   };

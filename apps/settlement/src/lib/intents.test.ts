@@ -103,12 +103,7 @@ after(async () => {
   await database?.drop();
 });
 
-const rpcCall = (method: string, params: unknown[] = []) =>
-  fetch(chain.rpcUrl, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
-  }).then((r) => r.json());
+const rpcCall = (method: string, params: unknown[] = []) => chain.rpc(method, params);
 
 const token = () => chain.addresses!.contracts.OpenToken;
 const owner = () => chain.accounts.settlement.address;
