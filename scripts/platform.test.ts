@@ -7,6 +7,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import path from "node:path";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { rpcChainId } from "@openledger/chain";
 import { createTestDatabase } from "@openledger/db/testing";
 import { deletePrefix, uniquePrefix } from "@openledger/queue/testing";
 import { freePort } from "@openledger/service-kit/testing";
@@ -156,12 +157,7 @@ test("the supervisor brings up the chain, the five services and the explorer, re
     }
     const first = await fetch(`http://127.0.0.1:${p.ports.attribution}/v1/validator`);
     assert.equal(((await first.json()) as { adapterSource: string }).adapterSource, "dir");
-    const chainId = await fetch(`http://127.0.0.1:${p.chainPort}`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
-    }).then((r) => r.json() as Promise<{ result: string }>);
-    assert.equal(Number(chainId.result), 31337);
+    assert.equal(await rpcChainId(`http://127.0.0.1:${p.chainPort}`), 31337);
     // The explorer reaches each service on the port it was given (not the defaults).
     for (const [service, url] of [
       ["datanets", "datanets"],
