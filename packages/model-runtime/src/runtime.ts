@@ -177,7 +177,10 @@ interface BucketStack {
   /** Slot held at each stack position, and the slot version copied there. */
   order: number[];
   versions: number[];
-  /** Per graph input (`loraStackInputs`): capacity entries of that input's size. */
+  /** The bucket's stacked graph inputs (`loraStackInputs`) and each one's entry size: fixed per bucket. */
+  inputs: LoraStackInput[];
+  sizes: number[];
+  /** Per graph input: capacity entries of that input's size. */
   parts: Float32Array[];
   tensors: Map<string, ort.Tensor> | null;
 }
@@ -757,13 +760,15 @@ export class ModelRuntime implements StepRuntime {
   ): { tensors: Map<string, ort.Tensor>; order: number[] } {
     const c = this.model.config;
     const mods = this.targetModules;
-    const inputs = loraStackInputs(c, { targetModules: mods, mode: this.loraMode }, bucket);
-    const sizes = inputs.map((i) => i.dims.reduce((a, d) => a * d, 1));
     let st = this.stacks.get(`${lane}:${bucket}`);
     if (!st) {
-      st = { capacity: 0, order: [], versions: [], parts: [], tensors: null };
+      // The layout depends only on the bucket: built once, not every step.
+      const inputs = loraStackInputs(c, { targetModules: mods, mode: this.loraMode }, bucket);
+      const sizes = inputs.map((i) => i.dims.reduce((a, d) => a * d, 1));
+      st = { capacity: 0, order: [], versions: [], inputs, sizes, parts: [], tensors: null };
       this.stacks.set(`${lane}:${bucket}`, st);
     }
+    const { inputs, sizes } = st;
     const copyEntry = (from: number, to: number) => {
       this.#adapterCopies += 1;
       sizes.forEach((n, i) => {
