@@ -21,6 +21,7 @@
  *            work then shows in the event-loop delay)  --prefill mixed|separate (override the configs' mode)
  *            --no-slot-files (cold loads decode the PEFT files, GATEWAY_ADAPTER_SLOT_FILES=false)
  *            --step-trace (the 12 slowest requests' steps: kind of each, where the load landed, admission)
+ *            --max-prefill-tokens N (GATEWAY_MAX_PREFILL_TOKENS: the per-step prefill budget, padded; 0 = none)
  */
 import { createHash } from "node:crypto";
 import { access, link, mkdtemp, readFile, rm } from "node:fs/promises";
@@ -80,6 +81,11 @@ const ROUNDS_ARG = args.includes("--rounds") ? Number(argStr("--rounds", "4")) :
  * files: the A side of their A/B.
  */
 const NO_SLOT_FILES = args.includes("--no-slot-files");
+/** Per-step prefill token budget (GATEWAY_MAX_PREFILL_TOKENS; 0 = the batch budget, 512) for an A/B of chunked prefill. */
+const MAX_PREFILL_TOKENS = Number(argStr("--max-prefill-tokens", "0"));
+if (!Number.isInteger(MAX_PREFILL_TOKENS) || MAX_PREFILL_TOKENS < 0) {
+  throw new Error("--max-prefill-tokens must be an integer >= 0");
+}
 /** The slowest requests' steps from arrival to first token, each step's rows (prefill p / decode d), L = the load landed, A = admitted. */
 const STEP_TRACE = args.includes("--step-trace");
 /** Overrides the configs' prefill mode (GATEWAY_PREFILL_MODE) for an A/B of the two. */
@@ -526,6 +532,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     GATEWAY_MAX_RUNNING: "64",
     GATEWAY_PREFILL_MODE: PREFILL_ARG ?? load.prefill,
     GATEWAY_MAX_BATCH_TOKENS: "512",
+    GATEWAY_MAX_PREFILL_TOKENS: String(MAX_PREFILL_TOKENS),
     GATEWAY_MAX_ADAPTER_RANK: String(RANK),
     GATEWAY_ADAPTER_RAM_BYTES: String(load.ramBytes),
     GATEWAY_RATE_REQUESTS_PER_MIN: "0",
@@ -984,6 +991,8 @@ async function main() {
       loadAverage: { start: loadAtStart, end: loadAverage() },
       clients: CLIENTS_IN_PROCESS ? "on the gateway's thread" : "on their own worker thread",
       slotFiles: !NO_SLOT_FILES,
+      prefillMode: PREFILL_ARG ?? "per config (loads)",
+      maxPrefillTokens: MAX_PREFILL_TOKENS,
       cpus: (await readFile("/proc/cpuinfo", "utf8").catch(() => ""))
         .split("\n")
         .filter((l) => l.startsWith("processor")).length,

@@ -260,6 +260,10 @@ export const gatewayEnv = baseEnv.extend({
     .default(512 * 1024 * 1024),
   /** Tokens per engine step (prefill chunks + decode rows, padded). */
   GATEWAY_MAX_BATCH_TOKENS: z.coerce.number().int().min(1).default(512),
+  /** Prompt tokens per engine step (padded, prefill rows only; 0 = GATEWAY_MAX_BATCH_TOKENS): the
+   *  chunked-prefill budget. Long prompts are split into chunks of at most this and bursts of
+   *  arrivals over several steps, so no prefill step is long (serving-core's maxPrefillTokens). */
+  GATEWAY_MAX_PREFILL_TOKENS: z.coerce.number().int().min(0).default(0),
   /** Sequences decoding at once. */
   GATEWAY_MAX_RUNNING: z.coerce.number().int().min(1).default(64),
   /** Prefill steps: "separate" (own steps, alternating with decode steps: arrivals share a prefill

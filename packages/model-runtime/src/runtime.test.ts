@@ -327,6 +327,52 @@ test("greedy output of a sequence is identical alone and batched with other adap
   }
 });
 
+test("chunked prefill (serving-core's maxPrefillTokens): a prompt fed in chunks beside other rows gives one-shot prefill's logits and tokens", async () => {
+  const adapters = [1, 2].map((s) => generateRandomAdapter(TINY_CONFIG, { rank: 4 * s, seed: `c${s}` }));
+  for (const [i, a] of adapters.entries()) rt.loadAdapter(i + 1, a);
+  const prompt = bytes("a prompt long enough to be cut into several chunks");
+  const n = 8;
+  for (const slot of [0, 2]) {
+    const oneShot = await greedy(rt, `one-${slot}`, prompt, slot, n);
+    // Chunks of 7, 1 and the rest; each step also carries a decoding sequence (resident batch,
+    // the chunks run detached beside it) and, at the second chunk, another prompt's first step.
+    const id = `chunked-${slot}`;
+    const cuts = [0, 7, 8, prompt.length];
+    let decoding = [...bytes("other")];
+    await rt.step([{ seqId: "dec", tokens: decoding, slot: 1 }]);
+    let logits: Float32Array | undefined;
+    let worst = 0;
+    for (let c = 0; c + 1 < cuts.length; c++) {
+      const rows = [
+        { seqId: "dec", tokens: [decoding.at(-1)!], slot: 1 },
+        { seqId: id, tokens: prompt.slice(cuts[c], cuts[c + 1]), slot },
+        ...(c === 1 ? [{ seqId: "joiner", tokens: bytes("join"), slot: 2 }] : []),
+      ];
+      const out = await rt.step(rows);
+      decoding = [...decoding, argmax(out[0]!)];
+      logits = out[1];
+      // Every chunk's last position is exact against the reference over the prefix so far.
+      const ref = lastRef(prompt.slice(0, cuts[c + 1]), slot === 0 ? undefined : adapters[slot - 1]);
+      worst = Math.max(worst, maxAbsErr(logits!, ref));
+    }
+    rt.release("joiner");
+    const chunked: number[] = [];
+    for (let i = 0; i < n; i++) {
+      chunked.push(argmax(logits!));
+      const out = await rt.step([
+        { seqId: "dec", tokens: [decoding.at(-1)!], slot: 1 },
+        { seqId: id, tokens: [chunked.at(-1)!], slot },
+      ]);
+      decoding = [...decoding, argmax(out[0]!)];
+      logits = out[1];
+    }
+    rt.release(id);
+    rt.release("dec");
+    assert.deepEqual(chunked, oneShot, `slot ${slot}`);
+    assert.ok(worst < TOL, `chunk logits vs reference ${worst}`);
+  }
+});
+
 test("bad slots are rejected with typed errors", async () => {
   await assert.rejects(
     rt.step([{ seqId: "bad", tokens: [1], slot: 7 }]),

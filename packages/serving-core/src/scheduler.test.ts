@@ -474,6 +474,83 @@ test("chunked prefill keeps every step within the token budget and gives the sam
   assert.equal(chunked.out.size, 6);
 });
 
+test("a per-step prefill budget (maxPrefillTokens) bounds every step's prompt tokens, decode rows aside; outputs unchanged", async () => {
+  const run = async (maxPrefillTokens: number | undefined, costModel: "tokens" | "padded") => {
+    const { scheduler, step } = makeStack({
+      scheduler: {
+        maxBatchTokens: 64,
+        ...(maxPrefillTokens === undefined ? {} : { maxPrefillTokens }),
+        maxRunningSequences: 8,
+        maxPromptTokens: 40,
+        maxNewTokens: 6,
+        costModel,
+      },
+    });
+    // One long prompt, then a burst of short ones a step later (beside its decode rows).
+    scheduler.submit({
+      id: "long",
+      account: "a",
+      adapterId: "ad1",
+      promptTokens: prompt(30, 1),
+      maxNewTokens: 6,
+    });
+    const steps: { prefill: number[]; decode: number }[] = [];
+    const out = new Map<string, number[]>();
+    let submitted = false;
+    while (scheduler.hasWork() || !submitted) {
+      const { plan, res } = step();
+      steps.push({
+        prefill: plan.batch.prefill.map((r) => r.tokens.length),
+        decode: plan.batch.decode.length,
+      });
+      for (const r of finishedOf(res.events)) out.set(r.id, r.outputTokens);
+      if (!submitted) {
+        submitted = true;
+        for (let i = 0; i < 5; i++) {
+          scheduler.submit({
+            id: `s${i}`,
+            account: `b${i % 2}`,
+            adapterId: i % 2 === 0 ? null : "ad2",
+            promptTokens: prompt(3, 10 + i),
+            maxNewTokens: 6,
+          });
+        }
+      }
+      await flush();
+    }
+    return { steps, out };
+  };
+  const free = await run(undefined, "tokens");
+  const tokens = await run(8, "tokens");
+  const padded = await run(6, "padded");
+  const cost = (p: number[], pad: boolean) =>
+    pad ? p.length * Math.max(0, ...p) : p.reduce((x, y) => x + y, 0);
+  // Without the budget the long prompt goes in one step and the burst in one step.
+  assert.deepEqual(
+    free.steps.flatMap((s) => s.prefill.filter((n) => n > 3)),
+    [30],
+  );
+  assert.ok(free.steps.some((s) => s.prefill.length === 6));
+  // With it: chunks of at most 8 (30 = 8 + 8 + 8 + 6), never more than 8 prompt tokens a step,
+  // and decode rows still run beside them.
+  assert.deepEqual(
+    tokens.steps.flatMap((s) => s.prefill.filter((n) => n > 3)),
+    [8, 8, 8, 6],
+  );
+  for (const s of tokens.steps) assert.ok(cost(s.prefill, false) <= 8, `prefill ${s.prefill}`);
+  assert.ok(tokens.steps.some((s) => s.prefill.length > 0 && s.decode > 0));
+  // Padded cost: rows x longest <= 6, so the burst of 3-token prompts goes two rows a step.
+  for (const s of padded.steps) assert.ok(cost(s.prefill, true) <= 6, `prefill ${s.prefill}`);
+  assert.ok(padded.steps.filter((s) => s.prefill.length === 2).length >= 2);
+  assert.deepEqual(tokens.out, free.out);
+  assert.deepEqual(padded.out, free.out);
+  assert.equal(free.out.size, 6);
+  assert.throws(
+    () => makeStack({ scheduler: { maxPrefillTokens: 0 } }),
+    (e: unknown) => e instanceof RangeError,
+  );
+});
+
 test("KV budget: preemption by recomputation respects the budget and does not change outputs", async () => {
   const run = async (maxKvTokens: number | undefined) => {
     const { scheduler, step } = makeStack({
@@ -716,6 +793,7 @@ const configArb = fc.record({
   maxRunning: fc.integer({ min: 1, max: 6 }),
   extraBudget: fc.nat(16),
   chunked: fc.boolean(),
+  prefillBudget: fc.option(fc.integer({ min: 1, max: 12 }), { nil: undefined }),
   kv: fc.option(fc.integer({ min: 24, max: 60 }), { nil: undefined }),
   ramAdapters: fc.integer({ min: 4, max: 8 }),
   padded: fc.boolean(),
@@ -740,6 +818,9 @@ async function simulate(config: ScenarioConfig, arrivals: Arrival[]) {
       maxRunningSequences: config.maxRunning,
       maxBatchTokens,
       chunkedPrefill: config.chunked,
+      ...(config.chunked && config.prefillBudget !== undefined
+        ? { maxPrefillTokens: config.prefillBudget }
+        : {}),
       costModel: config.padded ? "padded" : "tokens",
       prefillMode: config.separate ? "separate" : "mixed",
       prefetchDepth: config.prefetchDepth,
@@ -783,6 +864,11 @@ async function simulate(config: ScenarioConfig, arrivals: Arrival[]) {
     const tokens = rows.reduce((n, r) => n + r.tokens.length, 0);
     const cost = config.padded ? rows.length * Math.max(0, ...rows.map((r) => r.tokens.length)) : tokens;
     assert.ok(cost <= maxBatchTokens, `step cost ${cost} > ${maxBatchTokens}`);
+    if (config.chunked && config.prefillBudget !== undefined) {
+      const p = plan.batch.prefill.map((r) => r.tokens.length);
+      const prefillCost = config.padded ? p.length * Math.max(0, ...p) : p.reduce((x, y) => x + y, 0);
+      assert.ok(prefillCost <= config.prefillBudget, `prefill cost ${prefillCost} > ${config.prefillBudget}`);
+    }
     if (config.separate) {
       // Only first chunks of sequences held back by a load ride along with decode rows.
       if (plan.batch.decode.length > 0)

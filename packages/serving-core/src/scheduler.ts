@@ -124,6 +124,16 @@ export interface SchedulerOptions {
   /** Split long prompts over several steps (default true). Off: a prompt is prefilled in one step. */
   chunkedPrefill?: boolean;
   /**
+   * Prompt tokens one step may feed, counted like maxBatchTokens (see costModel) over the
+   * step's prefill rows only (default maxBatchTokens: no limit beyond it). The per-step
+   * prefill budget of chunked prefill (vLLM's `max_num_batched_tokens`, Sarathi-Serve's
+   * token budget): a long prompt is split into chunks of at most this, and a burst of
+   * arrivals into several steps, so no step is long and an arrival waits at most for one
+   * short step. Independent of maxBatchTokens so it can sit below maxRunningSequences (every
+   * running sequence's decode row must still fit a step).
+   */
+  maxPrefillTokens?: number;
+  /**
    * How a step's cost is counted against maxBatchTokens:
    * - "tokens" (default): the sum of the rows' tokens (runtimes with ragged batches);
    * - "padded": rows x the longest row, for runtimes that pad every row of a step to the
@@ -284,6 +294,7 @@ export class Scheduler<C = unknown, W = unknown> {
       maxContextTokens: options.maxContextTokens ?? options.maxPromptTokens + options.maxNewTokens,
       maxKvTokens: options.maxKvTokens ?? Number.POSITIVE_INFINITY,
       chunkedPrefill: options.chunkedPrefill ?? true,
+      maxPrefillTokens: options.maxPrefillTokens ?? options.maxBatchTokens,
       costModel: options.costModel ?? "tokens",
       prefillMode: options.prefillMode ?? "mixed",
       prefetchDepth: options.prefetchDepth ?? 8,
@@ -292,7 +303,13 @@ export class Scheduler<C = unknown, W = unknown> {
       inputTokenCost: options.inputTokenCost ?? 1,
       outputTokenCost: options.outputTokenCost ?? 2,
     };
-    for (const k of ["maxBatchTokens", "maxRunningSequences", "maxPromptTokens", "maxNewTokens"] as const) {
+    for (const k of [
+      "maxBatchTokens",
+      "maxPrefillTokens",
+      "maxRunningSequences",
+      "maxPromptTokens",
+      "maxNewTokens",
+    ] as const) {
       if (!Number.isInteger(o[k]) || o[k] < 1) throw new RangeError(`${k} must be an integer >= 1`);
     }
     if (o.maxRunningSequences > o.maxBatchTokens) {
@@ -303,9 +320,9 @@ export class Scheduler<C = unknown, W = unknown> {
     if (!o.chunkedPrefill) {
       // A whole prompt (a whole context when preemption may recompute it) must fit one step.
       const whole = o.maxKvTokens === Number.POSITIVE_INFINITY ? o.maxPromptTokens : o.maxContextTokens;
-      if (whole > o.maxBatchTokens) {
+      if (whole > Math.min(o.maxBatchTokens, o.maxPrefillTokens)) {
         throw new RangeError(
-          "without chunked prefill, maxBatchTokens must hold a whole prompt (or context if preempting)",
+          "without chunked prefill, maxBatchTokens and maxPrefillTokens must hold a whole prompt (or context if preempting)",
         );
       }
     }
@@ -483,7 +500,11 @@ export class Scheduler<C = unknown, W = unknown> {
     this.#applyCancels(plan);
     this.#preemptForKv(plan);
 
-    const budget = new StepBudget(this.#o.maxBatchTokens, this.#o.costModel === "padded");
+    const budget = new StepBudget(
+      this.#o.maxBatchTokens,
+      this.#o.maxPrefillTokens,
+      this.#o.costModel === "padded",
+    );
     const decoding = this.#running.filter(
       (seq) => seq.generated > 0 && seq.tokens.length - seq.computed === 1,
     );
@@ -500,7 +521,7 @@ export class Scheduler<C = unknown, W = unknown> {
       for (const seq of this.#running) {
         const remaining = seq.tokens.length - seq.computed;
         if (seq.generated > 0 && remaining === 1) continue;
-        const room = budget.room();
+        const room = budget.prefillRoom();
         const n = this.#o.chunkedPrefill ? Math.min(remaining, room) : remaining <= room ? remaining : 0;
         if (n > 0) this.#addRow(plan, seq, n, budget);
       }
@@ -717,9 +738,10 @@ export class Scheduler<C = unknown, W = unknown> {
       sample: position + n === seq.tokens.length,
       context: seq.context,
     };
-    budget.add(n);
+    const decode = seq.generated > 0 && n === 1 && row.sample;
+    budget.add(n, !decode);
     plan.batch.rows.push(row);
-    if (seq.generated > 0 && n === 1 && row.sample) plan.batch.decode.push(row);
+    if (decode) plan.batch.decode.push(row);
     else plan.batch.prefill.push(row);
   }
 
@@ -828,7 +850,11 @@ export class Scheduler<C = unknown, W = unknown> {
     let demandLoads = 0;
     let drainTried = false;
     const now = this.#clock.now();
-    while (this.#running.length < this.#o.maxRunningSequences && budget.room() > 0 && candidates.size > 0) {
+    while (
+      this.#running.length < this.#o.maxRunningSequences &&
+      budget.prefillRoom() > 0 &&
+      candidates.size > 0
+    ) {
       const a = minAccount(candidates);
       let admitted = false;
       let stop = false;
@@ -839,7 +865,7 @@ export class Scheduler<C = unknown, W = unknown> {
         const need = this.#o.chunkedPrefill ? 1 : head.tokens.length;
         // The fairness-first candidate that cannot fit stops admission rather than
         // letting smaller requests overtake it forever.
-        if (need > budget.room() || this.#kvTokens + head.tokens.length > this.#o.maxKvTokens) {
+        if (need > budget.prefillRoom() || this.#kvTokens + head.tokens.length > this.#o.maxKvTokens) {
           stop = true;
           break;
         }
@@ -881,7 +907,7 @@ export class Scheduler<C = unknown, W = unknown> {
       seq.promptCharged = true;
       this.#charge(a, seq.key, this.#o.inputTokenCost * seq.promptLength);
     }
-    const n = this.#o.chunkedPrefill ? Math.min(seq.tokens.length, budget.room()) : seq.tokens.length;
+    const n = this.#o.chunkedPrefill ? Math.min(seq.tokens.length, budget.prefillRoom()) : seq.tokens.length;
     this.#addRow(plan, seq, n, budget);
   }
 
@@ -927,8 +953,30 @@ export class Scheduler<C = unknown, W = unknown> {
   }
 }
 
-/** Token budget of one step under either cost model (see SchedulerOptions.costModel). */
+/**
+ * Token budget of one step under either cost model (see SchedulerOptions.costModel): the
+ * whole step within maxBatchTokens, its prefill rows also within maxPrefillTokens.
+ */
 class StepBudget {
+  readonly #all: RowBudget;
+  readonly #prefill: RowBudget;
+  constructor(max: number, maxPrefill: number, padded: boolean) {
+    this.#all = new RowBudget(max, padded);
+    this.#prefill = new RowBudget(maxPrefill, padded);
+  }
+
+  /** Most tokens one more prefill row may take (decode rows always fit: maxRunning <= maxBatchTokens). */
+  prefillRoom(): number {
+    return Math.min(this.#all.room(), this.#prefill.room());
+  }
+
+  add(n: number, prefill: boolean): void {
+    this.#all.add(n);
+    if (prefill) this.#prefill.add(n);
+  }
+}
+
+class RowBudget {
   #rows = 0;
   #sum = 0;
   #longest = 0;

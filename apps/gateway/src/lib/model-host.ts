@@ -145,6 +145,9 @@ export class ModelHost {
       cache,
       clock: monotonicClock,
       maxBatchTokens: Math.max(config.GATEWAY_MAX_BATCH_TOKENS, config.GATEWAY_MAX_RUNNING),
+      ...(config.GATEWAY_MAX_PREFILL_TOKENS > 0
+        ? { maxPrefillTokens: config.GATEWAY_MAX_PREFILL_TOKENS }
+        : {}),
       maxRunningSequences: config.GATEWAY_MAX_RUNNING,
       maxPromptTokens: config.GATEWAY_MAX_PROMPT_TOKENS,
       maxNewTokens: config.GATEWAY_MAX_NEW_TOKENS,
