@@ -50,6 +50,7 @@ import {
 } from "@openledger/model-runtime";
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "@openledger/queue/testing";
 import type { RequestTimings } from "@openledger/serving-core";
+import type { RequestPhases } from "../apps/gateway/src/lib/request-phases.ts";
 import { depositToEscrow } from "../apps/gateway/src/testing.ts";
 import {
   type ClientRequest,
@@ -88,6 +89,12 @@ if (!Number.isInteger(MAX_PREFILL_TOKENS) || MAX_PREFILL_TOKENS < 0) {
 }
 /** The slowest requests' steps from arrival to first token, each step's rows (prefill p / decode d), L = the load landed, A = admitted. */
 const STEP_TRACE = args.includes("--step-trace");
+/**
+ * BENCH_GATEWAY_BASELINE=1: the request path as before 2026-12-05 (every admission that finds no
+ * fresh escrow balance reads its own: Billing.shareBalanceReads = false), the A side of an
+ * interleaved A/B of the fix to the outside-engine stalls (bench/RESULTS.md).
+ */
+const BASELINE = process.env.BENCH_GATEWAY_BASELINE === "1";
 /** Overrides the configs' prefill mode (GATEWAY_PREFILL_MODE) for an A/B of the two. */
 const PREFILL_ARG = args.includes("--prefill") ? argStr("--prefill", "") : undefined;
 if (PREFILL_ARG !== undefined && PREFILL_ARG !== "mixed" && PREFILL_ARG !== "separate") {
@@ -204,6 +211,13 @@ interface Joined extends ClientRequest {
   serverTtftMs: number;
   /** Client TTFT minus the gateway's: HTTP, auth and the reservation before submit, and delivery of the first event after it. */
   outsideMs: number;
+  /**
+   * `outsideMs` split by the gateway's request-path marks (lib/request-phases.ts), ms: before the
+   * route's hook (the client's send, connection, headers), auth, body (parse + validation), model
+   * (lookup + tokenize), balance (escrow read or cache), reserve (the reservation statement), submit,
+   * deliver (engine's first token -> first event written). Undefined for a request without marks.
+   */
+  phases?: Record<(typeof PHASE_NAMES)[number], number>;
   /** Scheduler steps from arrival to admission and to the first token (machine speed does not enter). */
   admitSteps: number;
   firstTokenSteps: number;
@@ -248,6 +262,8 @@ interface Breakdown {
    * decoder held back (an incomplete or invalid UTF-8 run, special tokens), not a scheduling wait.
    */
   textHeldOver1s: number;
+  /** p50 / p99 / max of each part of `outsideMs` (see Joined.phases), ms. */
+  outsidePhases: Record<string, number[]>;
   /** Requests that waited for a disk load, and p50 / p99 / max of the parts of that wait (see Joined.load). */
   loadWaits: {
     requests: number;
@@ -345,8 +361,19 @@ function breakdown(reqs: Joined[]): Breakdown {
       (r) => (r.firstTextMs < 0 ? r.totalMs : r.firstTextMs) - r.serverTtftMs > 1000,
     ).length,
     loadWaits: loadWaits(reqs),
+    outsidePhases: Object.fromEntries(
+      PHASE_NAMES.map((ph) => {
+        const xs = reqs.flatMap((r) => (r.phases ? [r.phases[ph]] : []));
+        return [
+          ph,
+          [50, 99].map((q) => Math.round(percentile(xs, q))).concat(Math.round(Math.max(0, ...xs))),
+        ];
+      }),
+    ),
   };
 }
+
+const PHASE_NAMES = ["client", "auth", "body", "model", "balance", "reserve", "submit", "deliver"] as const;
 
 function loadWaits(reqs: Joined[]): Breakdown["loadWaits"] {
   const loads = reqs.flatMap((r) => (r.load ? [r.load] : []));
@@ -369,14 +396,23 @@ function causeOf(r: Joined): string {
     ["outside-engine", r.outsideMs],
   ];
   parts.sort((x, y) => y[1] - x[1]);
-  return parts[0]![0];
+  const top = parts[0]![0];
+  if (top !== "outside-engine" || !r.phases) return top;
+  const [phase] = Object.entries(r.phases).sort((x, y) => y[1] - x[1])[0]!;
+  return `outside-engine:${phase}`;
 }
 
 function describeRequest(r: Joined): string {
   return (
     `${r.model} [${r.tier}] TTFT ${r.ttftMs.toFixed(0)} ms (first text ${r.firstTextMs.toFixed(0)}, total ${r.totalMs.toFixed(0)}): ` +
     `queue ${r.queueMs.toFixed(0)} ms / ${r.admitSteps} steps, prefill ${r.prefillMs.toFixed(0)} ms, ` +
-    `first token at step +${r.firstTokenSteps}, outside the engine ${r.outsideMs.toFixed(0)} ms, ` +
+    `first token at step +${r.firstTokenSteps}, outside the engine ${r.outsideMs.toFixed(0)} ms` +
+    (r.phases
+      ? ` (${Object.entries(r.phases)
+          .map(([k, v]) => `${k} ${v.toFixed(0)}`)
+          .join(", ")})`
+      : "") +
+    ", " +
     (r.load
       ? `load: permit wait ${r.load.permitWaitMs.toFixed(0)} ms, load ${r.load.runMs.toFixed(0)} ms, admitted ${r.load.afterMs.toFixed(0)} ms / ${r.load.afterSteps} steps after it landed, `
       : "") +
@@ -544,6 +580,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
   const app = await buildGateway(config, {
     logger: createLogger({ name: "gateway", level: config.LOG_LEVEL, destination: process.stderr }),
   });
+  if (BASELINE) app.billing.shareBalanceReads = false;
   await app.listen({ port: 0, host: "127.0.0.1" });
   const addr = app.server.address();
   const baseURL = `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}`;
@@ -609,6 +646,11 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
   // The gateway's own timings of every request (scheduler: submit, admission, first token, in ms
   // and in steps; the adapter's tier on arrival), joined with the client's by inference id.
   const served = new Map<string, { timings: RequestTimings; adapterId: string | null }>();
+  // The request path's marks before the engine (and the first event's write), by inference id.
+  const marks = new Map<string, RequestPhases>();
+  app.requestPhases.hooks.onPhases = (id, phases) => {
+    marks.set(id, phases);
+  };
   const onFinished = host.hooks.onFinished;
   host.hooks.onFinished = (r) => {
     onFinished(r);
@@ -637,6 +679,8 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
   const joinTimings = (c: ClientRequest): Joined | undefined => {
     const s = served.get(c.id);
     served.delete(c.id);
+    const m = marks.get(c.id);
+    marks.delete(c.id);
     const t = s?.timings;
     if (t === undefined || t.admittedAt === undefined || t.firstTokenAt === undefined) return undefined;
     const serverTtftMs = t.firstTokenAt - t.queuedAt;
@@ -644,8 +688,33 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
       (t.adapterTier === "cold" || t.adapterTier === "loading") && s?.adapterId
         ? loadOf(s.adapterId, t.queuedAt, t.admittedAt)
         : undefined;
+    const phases =
+      m?.authedAt !== undefined &&
+      m.handlerAt !== undefined &&
+      m.foundAt !== undefined &&
+      m.balanceAt !== undefined &&
+      m.reservedAt !== undefined &&
+      m.submittedAt !== undefined &&
+      m.firstSentAt !== undefined
+        ? {
+            auth: m.authedAt - m.arrivedAt,
+            body: m.handlerAt - m.authedAt,
+            model: m.foundAt - m.handlerAt,
+            balance: m.balanceAt - m.foundAt,
+            reserve: m.reservedAt - m.balanceAt,
+            // submittedAt is taken just after the scheduler's queuedAt: the larger of the two.
+            submit: Math.max(0, t.queuedAt - m.reservedAt),
+            deliver: m.firstSentAt - t.firstTokenAt,
+            client:
+              c.ttftMs -
+              serverTtftMs -
+              (Math.max(t.queuedAt, m.reservedAt) - m.arrivedAt) -
+              (m.firstSentAt - t.firstTokenAt),
+          }
+        : undefined;
     return {
       ...c,
+      ...(phases ? { phases } : {}),
       tier: t.adapterTier,
       queueMs: t.admittedAt - t.queuedAt,
       prefillMs: t.firstTokenAt - t.admittedAt,
@@ -839,6 +908,9 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
         `time per output token p50/p99 ${b.tpotP50Ms}/${b.tpotP99Ms} ms; ` +
         `tiers ${JSON.stringify(b.tiers)}, TTFT p99 warm ${b.warmTtftP99Ms} / cold ${b.coldTtftP99Ms} ms, ` +
         `${b.textHeldOver1s} with text held back > 1 s; ` +
+        `outside the engine by phase p50/p99/max ${Object.entries(b.outsidePhases)
+          .map(([k, v]) => `${k} ${v.join("/")}`)
+          .join(", ")} ms; ` +
         `${b.loadWaits.requests} waited for a load: permit wait p50/p99/max ${b.loadWaits.permitWaitMs.join("/")} ms, ` +
         `load ${b.loadWaits.runMs.join("/")} ms, admitted after it landed ${b.loadWaits.afterMs.join("/")} ms = ${b.loadWaits.afterSteps.join("/")} steps; ` +
         `${acc.loadMs.length} cold loads (${acc.slotFileLoads} from slot files) p50/p99/max ${percentile(acc.loadMs, 50).toFixed(0)}/${percentile(acc.loadMs, 99).toFixed(0)}/${Math.max(0, ...acc.loadMs).toFixed(0)} ms`,
@@ -993,6 +1065,7 @@ async function main() {
       slotFiles: !NO_SLOT_FILES,
       prefillMode: PREFILL_ARG ?? "per config (loads)",
       maxPrefillTokens: MAX_PREFILL_TOKENS,
+      requestPath: BASELINE ? "baseline (BENCH_GATEWAY_BASELINE=1)" : "current",
       cpus: (await readFile("/proc/cpuinfo", "utf8").catch(() => ""))
         .split("\n")
         .filter((l) => l.startsWith("processor")).length,

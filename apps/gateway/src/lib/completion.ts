@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { ServableModel } from "../plugins/catalog.ts";
+import type {} from "../plugins/host.ts"; // its `declare module "fastify"` (requestPhases)
 import type {} from "../plugins/inferences.ts"; // its `declare module "fastify"` (inferences): in every program with this file
 import type { Generation, GenerationOutcome } from "./generation.ts";
 import { SseStream } from "./sse.ts";
@@ -55,20 +56,31 @@ export async function serveCompletion(
   const inferenceId = randomUUID();
   const id = `${spec.kind === "chat" ? "chatcmpl" : "cmpl"}-${inferenceId}`;
   const created = Math.floor(Date.now() / 1000);
-  const reservation = await app.billing.reserve({
-    id: inferenceId,
-    account: spec.account,
-    maxCost: spec.maxCost,
-    model: spec.model,
-    prompt: spec.promptText,
-    inputTokens: spec.inputTokens,
-  });
+  const phases = request.phases;
+  const balance = await app.billing.balance(spec.account);
+  if (phases) phases.balanceAt = performance.now();
+  const reservation = await app.billing.reserveWithin(
+    {
+      id: inferenceId,
+      account: spec.account,
+      maxCost: spec.maxCost,
+      model: spec.model,
+      prompt: spec.promptText,
+      inputTokens: spec.inputTokens,
+    },
+    balance,
+  );
+  if (phases) phases.reservedAt = performance.now();
   let generation: Generation;
   try {
     generation = spec.start(inferenceId);
   } catch (err) {
     await app.billing.release(reservation);
     throw err;
+  }
+  if (phases) {
+    phases.submittedAt = performance.now();
+    app.requestPhases.observe(inferenceId, phases);
   }
   // The client went away before the response ended: cancel (frees the slot pin, KV and budget).
   const onClose = () => {
@@ -172,6 +184,7 @@ export async function serveCompletion(
     if (sse.opened) return;
     sse.open();
     sse.send(spec.kind === "chat" ? chunk("", null, true) : chunk("", null));
+    if (phases) phases.firstSentAt = performance.now();
   };
   // Write-ahead: what is about to be sent is first written to the reservation row (with the tokens
   // it covers), so a replica that dies mid-stream leaves a bill for every token the client got.

@@ -130,12 +130,20 @@ export class Billing {
    * every third of it, so only a crashed (or stalled) replica's reservations lapse.
    */
   reservationTtlMs = RESERVATION_TTL_MS;
+  /**
+   * Balance reads shared per account and renewed ahead of expiry (`balance`). False: every admission
+   * that finds no fresh read makes its own, as before 2026-12-05 — the A side of bench:gateway's A/B
+   * (`BENCH_GATEWAY_BASELINE=1`); nothing else sets it.
+   */
+  shareBalanceReads = true;
   /** Who holds this replica's reservations (stable across restarts), and this process start. */
   readonly replicaId: string;
   readonly bootId = randomUUID();
   /** This replica's reservations not yet recorded or released (renewed while here). */
   readonly #live = new Map<string, Reservation>();
   readonly #balances = new Map<string, BalanceRead>();
+  /** The balance read in flight per account (`balance`: one at a time), and when it began. */
+  readonly #reading = new Map<string, { at: number; read: Promise<BalanceRead> }>();
   /** InferenceEscrow.withdrawalDelay in ms, and when it was read. */
   #withdrawalDelay: { ms: number; at: number } | undefined;
   #servingStale = false;
@@ -169,16 +177,54 @@ export class Billing {
    * The account's escrow balance with its `cleared` snapshot, reused for GATEWAY_BALANCE_CACHE_MS.
    * When the chain does not answer (within CHAIN_REQUEST_TIMEOUT_MS, or at once while it is known not
    * to), the last read is used if it is younger than `staleLimitMs()`; otherwise 503 CHAIN_UNAVAILABLE.
+   *
+   * One read per account at a time: admissions that find no usable read join the one in flight
+   * (if it began within the cache time) instead of each making its own Postgres query and chain
+   * call — when an account's read expired under load, every request of that account used to read
+   * at once, and waited on the slowest (100-400 ms of TTFT, bench:gateway's `balance` phase). And a
+   * read past half its life is renewed in the background while it still serves, so an account
+   * with steady traffic never waits on the chain: no read is ever used past
+   * GATEWAY_BALANCE_CACHE_MS either way, only the waiting moves off the request path.
    */
   async balance(account: string): Promise<BalanceRead> {
     const hit = this.#balances.get(account);
-    if (hit && Date.now() - hit.at < this.config.GATEWAY_BALANCE_CACHE_MS) return hit;
+    const ttl = this.config.GATEWAY_BALANCE_CACHE_MS;
+    const now = Date.now();
+    if (!this.shareBalanceReads) return hit && now - hit.at < ttl ? hit : this.#read(account, hit, now);
+    if (hit && now - hit.at < ttl) {
+      if (now - hit.at >= ttl / 2 && !this.#reading.has(account)) {
+        this.#readShared(account, hit).catch((err: unknown) => {
+          this.log.debug(
+            { err, account },
+            "background balance refresh failed; the next admission reads again",
+          );
+        });
+      }
+      return hit;
+    }
+    return this.#readShared(account, hit);
+  }
+
+  /** The read in flight for `account` if it began within the cache time, else a new one. */
+  #readShared(account: string, hit: BalanceRead | undefined): Promise<BalanceRead> {
+    const inFlight = this.#reading.get(account);
+    if (inFlight && Date.now() - inFlight.at < this.config.GATEWAY_BALANCE_CACHE_MS) return inFlight.read;
     const at = Date.now();
+    const read = this.#read(account, hit, at).finally(() => {
+      if (this.#reading.get(account)?.read === read) this.#reading.delete(account);
+    });
+    this.#reading.set(account, { at, read });
+    return read;
+  }
+
+  async #read(account: string, hit: BalanceRead | undefined, at: number): Promise<BalanceRead> {
     try {
       const cleared = await this.#cleared(account);
       const spendable = await this.#spendable(account);
       const read: BalanceRead = { spendable, cleared, at };
-      this.#balances.set(account, read);
+      const cached = this.#balances.get(account);
+      // A slower read that began earlier never replaces a newer one.
+      if (!cached || cached.at <= at) this.#balances.set(account, read);
       if (this.#balances.size > 100_000) this.#balances.clear();
       if (this.#servingStale) {
         this.#servingStale = false;

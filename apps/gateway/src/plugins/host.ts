@@ -3,11 +3,14 @@ import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
 import { engineMetrics } from "../lib/metrics.ts";
 import { ModelHost } from "../lib/model-host.ts";
+import { type RequestPhaseMetrics, requestPhaseMetrics } from "../lib/request-phases.ts";
 
 declare module "fastify" {
   interface FastifyInstance {
     /** The base model, its runtime and the serving engine (adapter tiers, scheduler, engine loop). */
     host: ModelHost;
+    /** The request path's phases before the engine (/metrics; `hooks.onPhases` for the benchmark). */
+    requestPhases: RequestPhaseMetrics;
   }
 }
 
@@ -25,6 +28,7 @@ export const hostPlugin = fp<{ config: GatewayConfig }>(
     host.hooks.onError = (err) => app.log.error({ err }, "engine loop failed");
     metrics.attach(host);
     app.decorate("host", host);
+    app.decorate("requestPhases", requestPhaseMetrics(app.metrics));
     app.addHook("onClose", async () => {
       await host.close();
     });

@@ -7,6 +7,7 @@ import { z } from "zod";
 import { type CompletionSpec, serveCompletion } from "../lib/completion.ts";
 import { classifierGeneration, engineGeneration } from "../lib/generation.ts";
 import { badParam, modelNotFound, openAIError } from "../lib/openai-errors.ts";
+import type {} from "../lib/request-phases.ts"; // its `declare module "fastify"` (request.phases)
 import { inferenceFee } from "../plugins/billing.ts";
 import type { ServableModel } from "../plugins/catalog.ts";
 import type {} from "../plugins/host.ts"; // its `declare module "fastify"` (host): in every program with this file
@@ -89,7 +90,9 @@ export async function openaiRoutes(app: FastifyInstance, { config: cfg }: { conf
     return reply.status(e.status).headers(e.headers).type("application/json").send(e.body);
   });
   app.addHook("onRequest", async (request) => {
+    request.phases = { arrivedAt: performance.now() };
     request.account = await app.apiKeys.authenticate(request);
+    request.phases.authedAt = performance.now();
   });
 
   // One per-account request bucket (GATEWAY_RATE_REQUESTS_PER_MIN) for every kind of model, decided
@@ -171,6 +174,7 @@ export async function openaiRoutes(app: FastifyInstance, { config: cfg }: { conf
       seed: body.seed ?? randomUUID(),
     };
     limiter.admit(request.account!, 0, Date.now());
+    if (request.phases) request.phases.foundAt = performance.now();
     return serveCompletion(app, request, reply, {
       ...specOf(request, body, model, kind, promptText),
       maxCost: inferenceFee(model, promptTokens.length, maxTokens),
@@ -245,6 +249,7 @@ export async function openaiRoutes(app: FastifyInstance, { config: cfg }: { conf
     "/v1/completions",
     { schema: { tags: ["openai"], summary: "Text completion (OpenAI-compatible)", body: CompletionBody } },
     async (request, reply) => {
+      if (request.phases) request.phases.handlerAt = performance.now();
       const body = request.body as z.infer<typeof CompletionBody>;
       if (body.echo) throw badParam("echo is not supported", "echo", "UNSUPPORTED_VALUE");
       const promptText = typeof body.prompt === "string" ? body.prompt : body.prompt[0]!;
@@ -261,6 +266,7 @@ export async function openaiRoutes(app: FastifyInstance, { config: cfg }: { conf
     "/v1/chat/completions",
     { schema: { tags: ["openai"], summary: "Chat completion (OpenAI-compatible)", body: ChatBody } },
     async (request, reply) => {
+      if (request.phases) request.phases.handlerAt = performance.now();
       const body = request.body as z.infer<typeof ChatBody>;
       const messages = body.messages.map((m) => ({
         role: m.role === "developer" ? "system" : m.role,
