@@ -6,6 +6,7 @@ import { billingPlugin } from "./plugins/billing.ts";
 import { catalogPlugin } from "./plugins/catalog.ts";
 import { grantsPlugin } from "./plugins/grants.ts";
 import { hostPlugin } from "./plugins/host.ts";
+import { hotSetPlugin } from "./plugins/hot-set.ts";
 import { inferencesPlugin } from "./plugins/inferences.ts";
 import { keysPlugin } from "./plugins/keys.ts";
 import { registrationPlugin } from "./plugins/registration.ts";
@@ -24,7 +25,8 @@ import { trainingGrantRoutes } from "./routes/training-grants.ts";
  * reach them on the app): `host` (model + engine), `catalog` (servable models), `apiKeys`,
  * `billing` (balance check, reservations; the chain through the kit's `app.chain`), `registration`
  * (models + chain intents),
- * `inferences` (recording + outbox), then the background sweeper and the routes.
+ * `inferences` (recording + outbox), then the background sweeper, the adapter hot set (saved, and
+ * warmed after a restart) and the routes.
  */
 const gatewayPlugins: FastifyPluginAsync<{ config: GatewayConfig }> = fp(
   async (app: FastifyInstance, { config }: { config: GatewayConfig }) => {
@@ -36,6 +38,7 @@ const gatewayPlugins: FastifyPluginAsync<{ config: GatewayConfig }> = fp(
     await app.register(inferencesPlugin);
     await app.register(grantsPlugin);
     await app.register(sweeperPlugin, { config });
+    await app.register(hotSetPlugin, { config });
     app.log.info({ adapters: app.catalog.models.size - 1 }, "models loaded");
     await app.register(openaiRoutes, { config });
     await app.register(adapterRoutes, { config });

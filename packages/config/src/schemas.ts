@@ -252,6 +252,11 @@ export const gatewayEnv = baseEnv.extend({
    *  (~4x less CPU for a rank-16 SmolLM adapter; disk: the adapter in f32, ~7.4 MB for that one).
    *  false: decode the PEFT files at every cold load and write nothing. */
   GATEWAY_ADAPTER_SLOT_FILES: boolFlag(true),
+  /** Save the RAM tier's adapters (<GATEWAY_DATA_DIR>/hot-adapters.json) and load them back in the
+   *  background after a restart, at the lowest load priority and only while the RAM budget has room. */
+  GATEWAY_HOT_SET: boolFlag(true),
+  /** How often the hot set is saved (also on close), ms. */
+  GATEWAY_HOT_SET_SAVE_MS: z.coerce.number().int().min(1000).default(60_000),
   /** RAM budget of decoded adapters, bytes (LRU beyond it). */
   GATEWAY_ADAPTER_RAM_BYTES: z.coerce
     .number()

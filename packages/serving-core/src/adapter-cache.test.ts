@@ -143,3 +143,63 @@ test("a disk load failure reaches the listener and leaves nothing cached", async
   assert.deepEqual(cache.lookup("x"), { status: "loading" });
   assert.deepEqual(loader.calls, ["x", "x"]);
 });
+
+test("hot set and warm-up: slotted then RAM adapters, most recent first; warm loads go one at a time, after live loads, and stop before evicting", async () => {
+  // maxConcurrentLoads 2 (default), budget of 5 adapters.
+  const { loader, cache } = setup(3, 500);
+  for (const id of ["a", "b", "c"]) cache.ram.request(id);
+  for (const id of ["a", "b"]) loader.complete(id);
+  await flush();
+  loader.complete("c");
+  await flush();
+  assert.equal(cache.lookup("b").status, "ready"); // b into a slot
+  assert.deepEqual(cache.hotSet(), ["b", "c", "a"]);
+
+  // A restart: a fresh cache warms the saved set.
+  const fresh = setup(3, 500);
+  const done = fresh.cache.warm(["x1", "x2", "x3", "x4", "x5", "x6", "x7"]);
+  await flush();
+  assert.deepEqual(fresh.loader.pendingIds(), ["x1"], "one warm load at a time");
+  // A live request's load takes the free permit at once; its demand load goes before the next warm one.
+  fresh.cache.ram.request("live");
+  fresh.cache.ram.request("live2");
+  await flush();
+  assert.deepEqual(fresh.loader.pendingIds(), ["x1", "live"]);
+  fresh.loader.complete("x1");
+  await flush();
+  assert.deepEqual(fresh.loader.pendingIds(), ["live", "live2"], "queued demand before the next warm load");
+  fresh.loader.complete("live");
+  fresh.loader.complete("live2");
+  await flush();
+  for (const id of ["x2", "x3"]) {
+    assert.deepEqual(fresh.loader.pendingIds(), [id]);
+    fresh.loader.complete(id);
+    await flush();
+  }
+  // 5 adapters of 100 bytes fill the budget of 500: warming stops rather than evict.
+  assert.deepEqual(await done, { loaded: 3, failed: 0 });
+  assert.equal(fresh.cache.metrics().ram.evictions, 0);
+  assert.deepEqual(fresh.loader.calls, ["x1", "live", "live2", "x2", "x3"]);
+});
+
+test("warm-up: an adapter that fails to load is skipped; a request for a queued warm load upgrades it", async () => {
+  const { loader, cache, failed } = setup(3, 1000);
+  const done = cache.warm(["gone", "w2"]);
+  await flush();
+  loader.fail("gone");
+  await flush();
+  assert.deepEqual(loader.pendingIds(), ["w2"]);
+  assert.equal(cache.lookup("w2").status, "loading"); // joins the warm load (single-flight)
+  loader.complete("w2");
+  assert.deepEqual(await done, { loaded: 1, failed: 1 });
+  assert.deepEqual(failed, ["gone:adapter_load_failed"]);
+  // A warm entry still queued behind a running warm load is promoted by a demand request.
+  const second = setup(3, 1000);
+  void second.cache.ram.warm("q1");
+  void second.cache.ram.warm("q2");
+  await flush();
+  assert.deepEqual(second.loader.pendingIds(), ["q1"]);
+  second.cache.ram.request("q2");
+  await flush();
+  assert.deepEqual(second.loader.pendingIds(), ["q1", "q2"]);
+});

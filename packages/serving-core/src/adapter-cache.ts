@@ -178,6 +178,42 @@ export class AdapterCache<W> {
     this.ram.request(adapterId, "prefetch");
   }
 
+  /**
+   * The adapters worth having back after a restart, most recently used first: those in device
+   * slots, then the rest of the RAM tier. The gateway saves it and hands it to `warm` at start.
+   */
+  hotSet(): string[] {
+    return [...new Set([...this.slots.recentAdapters(), ...this.ram.recentAdapters()])];
+  }
+
+  /**
+   * Load `ids` into RAM in the background, in order, one at a time at the lowest priority (see
+   * LoadPriority "warm": live requests' loads go first) and only while the RAM budget has room
+   * for another adapter of the size seen so far, so warming does not evict what live requests
+   * brought in. Ids that fail to load (no longer servable...) are skipped. Resolves when done.
+   */
+  async warm(ids: readonly string[], signal?: AbortSignal): Promise<{ loaded: number; failed: number }> {
+    let loaded = 0;
+    let failed = 0;
+    let largest = 0;
+    for (const id of ids) {
+      if (signal?.aborted) break;
+      if (this.slots.find(id) !== undefined || this.ram.isReady(id) || this.ram.isLoading(id)) continue;
+      const ram = this.ram.stats();
+      // The size to expect: the largest warmed so far, or the mean of what RAM holds.
+      if (ram.entries > 0) largest = Math.max(largest, ram.bytesInUse / ram.entries);
+      if (ram.bytesInUse + largest > ram.budgetBytes) break;
+      try {
+        await this.ram.warm(id);
+        loaded += 1;
+      } catch {
+        failed += 1;
+      }
+      largest = Math.max(largest, this.ram.bytesOf(id));
+    }
+    return { loaded, failed };
+  }
+
   /** A sequence starts running on `slot`: the slot cannot be evicted until `unpinSlot`. */
   pinSlot(slot: number): void {
     this.slots.pin(slot);

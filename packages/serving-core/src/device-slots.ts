@@ -159,6 +159,16 @@ export class DeviceSlotTable {
     }
   }
 
+  /** Adapters in ready slots, most recently used first (in use now, then by LRU order). */
+  recentAdapters(): string[] {
+    const out: string[] = [];
+    for (const s of this.#slots) {
+      if (s.status === "ready" && s.adapterId !== null && !this.#lru.has(s.slot)) out.push(s.adapterId);
+    }
+    for (const s of [...this.#lru.values()].reverse()) if (s.adapterId !== null) out.push(s.adapterId);
+    return out;
+  }
+
   /** Mark the slot as used now (moves it to the most-recent end of the LRU order). */
   touch(slot: number): void {
     const s = this.#lru.get(slot);

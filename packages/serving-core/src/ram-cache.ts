@@ -17,7 +17,14 @@ export interface AdapterLoader<W> {
   load(adapterId: string): Promise<LoadedAdapter<W>>;
 }
 
-export type LoadPriority = "demand" | "prefetch";
+/**
+ * "demand": a request waits for it; "prefetch": a waiting request will need it soon; "warm":
+ * background warm-up (a restart's hot set) — starts only when no demand or prefetch load waits
+ * for a permit, and one at a time, so it never holds live requests' loads back by more than one.
+ */
+export type LoadPriority = "demand" | "prefetch" | "warm";
+
+const RANK: Record<LoadPriority, number> = { demand: 0, prefetch: 1, warm: 2 };
 
 export interface RamCacheListener {
   onLoaded?(adapterId: string): void;
@@ -91,8 +98,10 @@ export class AdapterRamCache<W> {
   readonly #lru = new Map<string, Entry<W>>();
   readonly #queuedDemand = new Set<string>();
   readonly #queuedPrefetch = new Set<string>();
+  readonly #queuedWarm = new Set<string>();
   readonly #listeners: RamCacheListener[] = [];
   #active = 0;
+  #activeWarm = 0;
   #bytes = 0;
   #pinnedBytes = 0;
   #hits = 0;
@@ -143,6 +152,25 @@ export class AdapterRamCache<W> {
   /** Like `request`, but resolves with the weights (rejects with a ServingError). */
   load(adapterId: string): Promise<W> {
     return this.#ensure(adapterId, "demand");
+  }
+
+  /** Background warm-up of one adapter ("warm" priority, see LoadPriority); resolves like `load`. */
+  warm(adapterId: string): Promise<W> {
+    return this.#ensure(adapterId, "warm");
+  }
+
+  /** Decoded size of a ready adapter (0 when not in RAM). */
+  bytesOf(adapterId: string): number {
+    const e = this.#entries.get(adapterId);
+    return e?.state === "ready" ? e.bytes : 0;
+  }
+
+  /** Decoded adapters held, most recently used first (pinned ones, then by LRU order). */
+  recentAdapters(): string[] {
+    const out: string[] = [];
+    for (const e of this.#entries.values()) if (e.state === "ready" && e.pins > 0) out.push(e.id);
+    for (const e of [...this.#lru.values()].reverse()) out.push(e.id);
+    return out;
   }
 
   /**
@@ -197,10 +225,14 @@ export class AdapterRamCache<W> {
       bytesInUse: this.#bytes,
       pinnedBytes: this.#pinnedBytes,
       budgetBytes: this.#budget,
-      entries: this.#entries.size - loading - this.#queuedDemand.size - this.#queuedPrefetch.size,
+      entries: this.#entries.size - loading - this.#queued(),
       loading,
-      queued: this.#queuedDemand.size + this.#queuedPrefetch.size,
+      queued: this.#queued(),
     };
+  }
+
+  #queued(): number {
+    return this.#queuedDemand.size + this.#queuedPrefetch.size + this.#queuedWarm.size;
   }
 
   #ensure(adapterId: string, priority: LoadPriority): Promise<W> {
@@ -211,10 +243,11 @@ export class AdapterRamCache<W> {
         this.#lru.delete(adapterId);
         this.#lru.set(adapterId, existing);
       }
-      if (existing.state === "queued" && priority === "demand" && existing.priority === "prefetch") {
-        existing.priority = "demand";
-        this.#queuedPrefetch.delete(adapterId);
-        this.#queuedDemand.add(adapterId);
+      if (existing.state === "queued" && RANK[priority] < RANK[existing.priority]) {
+        this.#queueOf(existing.priority).delete(adapterId);
+        existing.priority = priority;
+        this.#queueOf(priority).add(adapterId);
+        this.#pump();
       }
       return existing.promise;
     }
@@ -239,21 +272,34 @@ export class AdapterRamCache<W> {
     };
     this.#entries.set(adapterId, entry);
     this.#misses += 1;
-    (priority === "demand" ? this.#queuedDemand : this.#queuedPrefetch).add(adapterId);
+    this.#queueOf(priority).add(adapterId);
     this.#pump();
     return promise;
   }
 
+  #queueOf(priority: LoadPriority): Set<string> {
+    return priority === "demand"
+      ? this.#queuedDemand
+      : priority === "prefetch"
+        ? this.#queuedPrefetch
+        : this.#queuedWarm;
+  }
+
   #pump(): void {
     while (this.#active < this.#maxConcurrent) {
-      const id = first(this.#queuedDemand) ?? first(this.#queuedPrefetch);
+      const id =
+        first(this.#queuedDemand) ??
+        first(this.#queuedPrefetch) ??
+        (this.#activeWarm === 0 ? first(this.#queuedWarm) : undefined);
       if (id === undefined) return;
       this.#queuedDemand.delete(id);
       this.#queuedPrefetch.delete(id);
+      this.#queuedWarm.delete(id);
       const entry = this.#entries.get(id);
       if (entry === undefined) continue;
       entry.state = "loading";
       this.#active += 1;
+      if (entry.priority === "warm") this.#activeWarm += 1;
       void this.#run(entry);
     }
   }
@@ -288,6 +334,7 @@ export class AdapterRamCache<W> {
             );
     }
     this.#active -= 1;
+    if (entry.priority === "warm") this.#activeWarm -= 1;
     if (failure !== undefined || loaded === undefined) {
       const error = failure ?? new ServingError("adapter_load_failed", "no result", { adapterId: entry.id });
       this.#loadFailures += 1;
