@@ -307,7 +307,11 @@ export class ChainConnector {
   /** Runs `fn` under the request bound and the circuit breaker, and records what it found. */
   async #guarded<T>(fn: () => Promise<T>): Promise<T> {
     try {
-      const result = await this.#policy.execute(fn);
+      // A signal of its own per call: without one, cockatiel derives every call's timeout signal
+      // from one module-wide "never aborted" signal, and each call in flight adds an abort listener
+      // to it — 11 request-path reads at once (a burst of balance checks) printed Node's
+      // MaxListenersExceededWarning, and the listeners of every concurrent call piled on one target.
+      const result = await this.#policy.execute(fn, new AbortController().signal);
       this.#health = { state: "up", lastOkAt: Date.now() };
       return result;
     } catch (err) {

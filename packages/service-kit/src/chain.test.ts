@@ -246,6 +246,29 @@ test("a frozen chain (SIGSTOP): request-path reads answer 503 within CHAIN_REQUE
   }
 });
 
+test("many request-path reads at once add no listeners to a shared signal (no MaxListenersExceededWarning)", async () => {
+  const warnings: Error[] = [];
+  const onWarning = (w: Error) => {
+    if (w.name === "MaxListenersExceededWarning") warnings.push(w);
+  };
+  process.on("warning", onWarning);
+  try {
+    const c = connector();
+    const blocks = await Promise.all(
+      Array.from({ length: 32 }, () => c.read((conn) => conn.publicClient.getBlockNumber())),
+    );
+    assert.equal(blocks.length, 32);
+    // Warnings are emitted on the next tick.
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(
+      warnings.map((w) => w.message),
+      [],
+    );
+  } finally {
+    process.off("warning", onWarning);
+  }
+});
+
 test("no production code imports @openledger/chain/testing (it spawns Hardhat)", () => {
   const offenders: string[] = [];
   const walk = (d: string) => {
