@@ -41,22 +41,22 @@ export function feeOf(i: string): Prisma.Sql {
 }
 
 /**
- * Group commit of stream progress: writes arriving while a batch is written go together in the
- * next one (the latest value per reservation), so the statements per second stay at about one
- * per round trip however many streams are in flight. Each write resolves once a batch that holds
- * it (or a later value) has committed; a failed batch rejects its writers.
+ * Group commit: writes arriving while a batch is written go together in the next one (the latest
+ * value per id), so the statements per second stay at about one per round trip however many
+ * requests write at once. Each write resolves once a batch that holds it (or a later value) has
+ * committed; a failed batch rejects its writers. Used for stream progress and for the outbox's
+ * `enqueued_at` marks: one commit (one WAL flush) per batch, where one per request made the
+ * gateway's statements queue on Postgres' WAL writes under load (bench:gateway's `reserve` phase).
  */
-class ProgressLog {
-  #pending = new Map<string, { id: string; output: string; tokens: number }>();
+class GroupCommit<T extends { id: string }> {
+  #pending = new Map<string, T>();
   #waiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
   #running = false;
 
-  constructor(
-    private readonly flush: (batch: { id: string; output: string; tokens: number }[]) => Promise<void>,
-  ) {}
+  constructor(private readonly flush: (batch: T[]) => Promise<void>) {}
 
-  write(id: string, output: string, tokens: number): Promise<void> {
-    this.#pending.set(id, { id, output, tokens });
+  write(item: T): Promise<void> {
+    this.#pending.set(item.id, item);
     const done = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
     if (!this.#running) void this.#run();
     return done;
@@ -160,11 +160,20 @@ export class InferenceRecorder {
    * statement per batch, one batch in flight at a time (a stream waits one round trip per batch).
    */
   progress(reservation: Reservation, output: string, tokens: number): Promise<void> {
-    return this.#progress.write(reservation.id, storableOutput(output), tokens);
+    return this.#progress.write({ id: reservation.id, output: storableOutput(output), tokens });
   }
 
   /** The progress batches: row locks in id order (`lockReservationsSql`, as the renewal takes them). */
-  readonly #progress = new ProgressLog((batch) => this.writeProgress(batch));
+  readonly #progress = new GroupCommit<{ id: string; output: string; tokens: number }>((batch) =>
+    this.writeProgress(batch),
+  );
+
+  /** `enqueued_at` marks of outbox rows whose job is in Redis: one statement per batch. */
+  readonly #enqueued = new GroupCommit<{ id: string }>(async (batch) => {
+    await this.db.$executeRaw`
+      UPDATE gateway_outbox SET enqueued_at = now(), attempts = attempts + 1
+       WHERE inference_id = ANY(${batch.map((b) => b.id)}::uuid[])`;
+  });
 
   /** One progress batch (the ProgressLog's flush; tests call it to drive a batch themselves). */
   async writeProgress(batch: readonly { id: string; output: string; tokens: number }[]): Promise<void> {
@@ -241,10 +250,7 @@ export class InferenceRecorder {
       // The straight data path: validators attribute, then attribution hands the inference to
       // settlement (whose deadline sweeper is the only fallback). The job id is the inference id.
       await this.producer.enqueue("attribution.score", { inferenceId });
-      await this.db.gatewayOutbox.update({
-        where: { inferenceId },
-        data: { enqueuedAt: new Date(), attempts: { increment: 1 } },
-      });
+      await this.#enqueued.write({ id: inferenceId });
       return true;
     } catch (err) {
       this.log.warn(
