@@ -11,9 +11,10 @@ ENV NODE_ENV=production \
     HARDHAT_DISABLE_TELEMETRY_PROMPT=true \
     OPENLEDGER_HOME=/data/cli
 
-# Build stage: `npm ci` compiles the native SA-IS addon (packages/suffix-native, node-gyp against the
-# image's Node headers), which needs python3, make and g++; they stay in this stage only. (Without
-# them the install still succeeds and attribution falls back to the TypeScript SA-IS, ~0.3x the speed.)
+# Build stage: `npm ci` compiles the native addons (packages/suffix-native: SA-IS; packages/decode-native:
+# the batch-1 int8c decode step; node-gyp against the image's Node headers), which need python3, make and
+# g++; they stay in this stage only. (Without them the install still succeeds: attribution falls back to
+# the TypeScript SA-IS, ~0.3x the speed, and model-runtime runs every decode step in onnxruntime.)
 FROM base AS build
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json .npmrc ./

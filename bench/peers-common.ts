@@ -18,6 +18,8 @@ export interface DecodeResult {
   /** our intra-op threads and spin setting (RuntimeOptions.spinWait) of the reported (best) figure */
   oursThreads: number;
   oursSpin: boolean;
+  /** Where our reported configuration's decode steps ran: onnxruntime or the native decode addon. */
+  oursPath: "native" | "onnxruntime";
   /** process CPU time per token of the reported configurations (medians; all threads) */
   oursCpuMsPerToken: number;
   peerCpuMsPerToken: number;

@@ -105,6 +105,8 @@ const oursKey = (threads: number, spin: boolean) => `${threads}t ${spin ? "spin"
 
 class OursSide implements Side {
   private round = 0;
+  /** Whether the last timed step ran in the native decode addon (StepTimings.native). */
+  native = false;
   constructor(
     private readonly rt: StepRuntime,
     private readonly slots: number[],
@@ -121,6 +123,7 @@ class OursSide implements Side {
     const m = await timed(steps, this.slots.length, async () => {
       rows = next(await this.rt.step(rows));
     });
+    this.native = this.rt.lastTimings.native;
     for (const id of ids) this.rt.release(id);
     return m;
   }
@@ -169,7 +172,7 @@ interface Case {
   adapters: number;
   weights: string;
   /** by our configuration (`oursKey`: intra-op threads and spin setting) */
-  ours: Map<string, Side>;
+  ours: Map<string, OursSide>;
   /** by llama.cpp thread count */
   peer: Map<number, Side>;
 }
@@ -196,7 +199,9 @@ export async function runDecode(
     !opts.cases || opts.cases.some((c) => `${name} (${weights})`.includes(c));
   // The gateway's runtime: the multi-LoRA graph on its own thread (WorkerRuntime, which reads
   // the weights itself); rows without an adapter use slot 0.
-  const ours = async (weights: WeightFormat, slots = 1) => {
+  // int8c runs twice: in onnxruntime (nativeDecode off) and in the native decode addon
+  // (RuntimeOptions.nativeDecode, with as many threads as onnxruntime gets).
+  const ours = async (weights: WeightFormat, slots = 1, nativeDecode = false) => {
     const out = new Map<string, WorkerRuntime>();
     for (const threads of opts.oursThreads ?? [opts.threads]) {
       for (const spinWait of opts.oursSpin) {
@@ -204,7 +209,15 @@ export async function runDecode(
           oursKey(threads, spinWait),
           await WorkerRuntime.create(
             { dir: files.modelDir },
-            { intraOpThreads: threads, weights, slots: slots + 1, rankBuckets: [RANK], spinWait },
+            {
+              intraOpThreads: threads,
+              weights,
+              slots: slots + 1,
+              rankBuckets: [RANK],
+              spinWait,
+              nativeDecode,
+              nativeDecodeThreads: threads,
+            },
           ),
         );
       }
@@ -218,6 +231,7 @@ export async function runDecode(
   const needInt8 = wanted("decode b=1, 8-bit", "int8 / Q8_0");
   const needInt4 = wanted("decode b=1, 4-bit", "int4 / Q4_0");
   const needInt8c = wanted("decode b=1, 8-bit per-channel", "int8c / Q8_0");
+  const needNative = wanted("decode b=1, 8-bit per-channel, native", "int8c-native / Q8_0");
   log("building our sessions (f32, int8, int4 as the cases need; multi-LoRA graph)");
   const none = new Map<string, WorkerRuntime>();
   const f32rt = needF32 ? await ours("f32", ADAPTERS) : none;
@@ -228,6 +242,7 @@ export async function runDecode(
   const int8rt = needInt8 ? await ours("int8") : none;
   const int4rt = needInt4 ? await ours("int4") : none;
   const int8crt = needInt8c ? await ours("int8c") : none;
+  const nativert = needNative ? await ours("int8c", 1, true) : none;
   const oursSides = (rts: Map<string, WorkerRuntime>, slots: number[]) =>
     new Map([...rts].map(([key, rt]) => [key, new OursSide(rt, slots)]));
 
@@ -295,6 +310,14 @@ export async function runDecode(
     peer: peerSides(q8, 1),
   });
   all.push({
+    name: "decode b=1, 8-bit per-channel, native",
+    batch: 1,
+    adapters: 0,
+    weights: "int8c-native / Q8_0",
+    ours: oursSides(nativert, [0]),
+    peer: peerSides(q8, 1),
+  });
+  all.push({
     name: "decode b=1, 4-bit",
     batch: 1,
     adapters: 0,
@@ -347,7 +370,8 @@ export async function runDecode(
   }
   for (const m of models) await m.dispose();
   await llama.dispose();
-  for (const rts of [f32rt, int8rt, int4rt, int8crt]) for (const rt of rts.values()) await rt.dispose();
+  for (const rts of [f32rt, int8rt, int4rt, int8crt, nativert])
+    for (const rt of rts.values()) await rt.dispose();
   return cases.map((c, i) => {
     const [oursConfig, ours] = best(oursRounds[i]!);
     const [peerThreads, peer] = best(peerRounds[i]!);
@@ -364,6 +388,7 @@ export async function runDecode(
       peerThreads,
       oursThreads: Number.parseInt(oursConfig, 10),
       oursSpin: oursConfig.endsWith("spin"),
+      oursPath: c.ours.get(oursConfig)!.native ? "native" : "onnxruntime",
       oursCpuMsPerToken: round(oursCpu, 3),
       peerCpuMsPerToken: round(peerCpu, 3),
       cpuRatio: round(peerCpu / oursCpu, 3),
@@ -411,7 +436,7 @@ export async function runRss(
     return JSON.parse(res.stdout.trim().split("\n").at(-1)!).peakMiB as number;
   };
   const out: RssResult[] = [];
-  for (const weights of ["f32", "int8", "int8c"]) {
+  for (const weights of ["f32", "int8", "int8c", "int8c-native"]) {
     const ours = measure("ours", weights);
     const peer = measure("peer", weights);
     opts.log(`RSS ${weights}: ours ${ours} MiB, llama.cpp ${peer} MiB`);
@@ -433,9 +458,17 @@ export async function rssChild(side: "ours" | "peer", argv: string[]): Promise<v
   if (side === "ours") {
     // The gateway's configuration: multi-LoRA graph, 16 slots, rank 16, q/k/v/o, on its own
     // thread, which reads the weights itself (onnxruntime holds the only copy).
+    // "int8c-native": int8c with the native decode addon, which holds its own int8 copy and f32 embedding.
+    const weights = arg("--weights");
     const rt = await WorkerRuntime.create(
       { dir: arg("--model-dir") },
-      { intraOpThreads: threads, slots: 16, rankBuckets: [RANK], weights: arg("--weights") as WeightFormat },
+      {
+        intraOpThreads: threads,
+        slots: 16,
+        rankBuckets: [RANK],
+        weights: (weights === "int8c-native" ? "int8c" : weights) as WeightFormat,
+        nativeDecode: weights === "int8c-native",
+      },
     );
     await new OursSide(rt, [0]).run(16);
   } else {

@@ -310,6 +310,10 @@ test("the Dockerfile parses into steps the replay knows, and installs the devDep
     existsSync(path.join(app, "packages", "suffix-native", "build", "Release", "suffix_native.node")),
     "the native SA-IS addon (built by npm ci with the build stage's tools)",
   );
+  assert.ok(
+    existsSync(path.join(app, "packages", "decode-native", "build", "Release", "decode_native.node")),
+    "the native decode-step addon (built by npm ci with the build stage's tools)",
+  );
 });
 
 test("every compose service's command starts from the replayed image and passes its health check", async () => {

@@ -1,50 +1,11 @@
-// Install step of @openledger/suffix-native: compiles the addon with node-gyp (npm's own copy) against
-// the headers of the Node that runs the install. It never fails the install: without a compiler, Python
-// or headers the platform runs the TypeScript SA-IS instead (attribution-core logs that once), so a
-// failed build is one warning line, exit 0.
-import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
+// Install step of @openledger/suffix-native (scripts/lib/build-addon.mjs): without a compiler, Python or
+// headers the platform runs the TypeScript SA-IS instead (attribution-core logs that once).
+import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { buildAddon } from "../../scripts/lib/build-addon.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const warn = (why) => {
-  console.warn(
-    `@openledger/suffix-native: native SA-IS not built (${why}); suffix arrays use the TypeScript builder`,
-  );
-  process.exit(0);
-};
-
-// npm sets npm_config_node_gyp for lifecycle scripts; outside npm, look beside the running Node.
-const prefix = dirname(dirname(process.execPath));
-const nodeGyp = [
-  process.env.npm_config_node_gyp,
-  join(prefix, "lib", "node_modules", "npm", "node_modules", "node-gyp", "bin", "node-gyp.js"),
-  join(prefix, "share", "nodejs", "npm", "node_modules", "node-gyp", "bin", "node-gyp.js"),
-].find((p) => p && existsSync(p));
-if (!nodeGyp) warn("node-gyp not found");
-
-const args = [nodeGyp, "rebuild"];
-// Headers installed with Node (official tarballs and images, Debian's nodejs): build offline against them
-// unless npm was told a nodedir already.
-if (!process.env.npm_config_nodedir && existsSync(join(prefix, "include", "node", "node_api.h")))
-  args.push(`--nodedir=${prefix}`);
-const res = spawnSync(process.execPath, args, {
-  cwd: here,
-  stdio: ["ignore", "pipe", "pipe"],
-  encoding: "utf8",
-});
-if (res.status !== 0) {
-  // node-gyp ends with boilerplate (stack, versions, cwd): keep the lines that say what failed.
-  const detail = `${res.stdout ?? ""}${res.stderr ?? ""}`
-    .split("\n")
-    .map((l) => l.trim())
-    .filter(
-      (l) =>
-        /error|not found|no such file|missing/i.test(l) &&
-        !/^gyp ERR! (stack|System|command|cwd|node)/.test(l),
-    )
-    .slice(-2)
-    .join(" | ");
-  warn(`node-gyp exited ${res.status ?? res.signal ?? res.error?.message}: ${detail.slice(0, 400)}`);
-}
+buildAddon(
+  dirname(fileURLToPath(import.meta.url)),
+  "@openledger/suffix-native: native SA-IS",
+  "suffix arrays use the TypeScript builder",
+);

@@ -2,7 +2,13 @@ import type { onnx as OnnxTypes } from "onnx-proto";
 import onnxProto from "onnx-proto";
 import { type LlamaConfig, type LoraModule, moduleDims, moduleWeightName } from "./config.ts";
 import { type BaseModel, getWeight } from "./model.ts";
-import { QUANT_BLOCK, quantizeBlockwise, quantizePerChannel, type WeightFormat } from "./quantize.ts";
+import {
+  type ChannelQuantizedMatrix,
+  QUANT_BLOCK,
+  quantizeBlockwise,
+  quantizePerChannel,
+  type WeightFormat,
+} from "./quantize.ts";
 
 const { onnx } = onnxProto;
 
@@ -69,6 +75,12 @@ export interface GraphOptions {
   weights?: WeightFormat;
   /** Large initializers go to this file instead of the protobuf (see ExternalDataSink). */
   externalData?: ExternalDataSink;
+  /**
+   * int8c only: called with each linear layer's quantized weights as the graph takes them (fused
+   * q+k+v, o, gate+up, down per layer, then the head), so the native decode step serves the very
+   * same bytes without quantizing again.
+   */
+  onQuantized?: (name: string, rows: number, cols: number, q: ChannelQuantizedMatrix) => void;
   /**
    * How attention runs (default "fused"): "fused" = one ONNX `Attention` node (opset 23: grouped
    * KV heads, past + new K/V, our additive mask) per layer; "ops" = the same computation as
@@ -450,6 +462,7 @@ export function buildLlamaGraph(model: BaseModel, options: GraphOptions): BuiltG
       return g.op("Gemm", [t, g.floatInit(name, [rows, cols], data())], { transB: 1 }, outName);
     if (format === "int8c") {
       const q = quantizePerChannel(data(), rows, cols);
+      options.onQuantized?.(name, rows, cols, q);
       const wq = g.init(`${name}.q8c`, [cols, rows], INT8, new Uint8Array(q.data.buffer));
       const sc = g.floatInit(`${name}.scales`, [rows], q.scales);
       return g.opN("DynamicQuantizeMatMul", [t, wq, sc], 1, {}, outName, MS_DOMAIN)[0]!;

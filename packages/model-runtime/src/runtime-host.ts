@@ -5,6 +5,7 @@ import type { LoraAdapter } from "./adapter.ts";
 import { type LlamaConfig, type LoraModule, parseHfConfig, TINY_CONFIG } from "./config.ts";
 import { ModelRuntimeError, type ModelRuntimeErrorCode } from "./errors.ts";
 import type { RuntimeOptions, SampledStepRow, StepRow, StepRuntime, StepTimings } from "./runtime.ts";
+import { noStepYet } from "./runtime.ts";
 import type {
   FromWorker,
   RuntimeWorkerData,
@@ -41,7 +42,7 @@ function rebuild(e: WorkerError): Error {
  * `shared: true`) reaches the thread without a copy, anything else is copied once.
  */
 export class WorkerRuntime implements StepRuntime {
-  lastTimings: StepTimings = { prepareMs: 0, runMs: 0, runs: 0, kvRebuilt: false, adapterCopies: 0 };
+  lastTimings: StepTimings = noStepYet();
   readonly #worker: Worker;
   readonly #slots: SlotTable;
   readonly #lengths = new Map<string | number, number>();

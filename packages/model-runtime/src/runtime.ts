@@ -18,6 +18,7 @@ import {
   NEW_KV,
 } from "./graph.ts";
 import type { BaseModel } from "./model.ts";
+import { type DecodeIsa, NativeDecoder, type NativeLinear, nativeDecodeAddon } from "./native-decode.ts";
 import type { WeightFormat } from "./quantize.ts";
 import { RowSamplers, type SamplingParams } from "./sampler.ts";
 import { type PreparedAdapter, prepareSlotAdapter, type SlotLayout, SlotTable } from "./slots.ts";
@@ -70,6 +71,18 @@ export interface RuntimeOptions {
    * (default: the OS temp folder). It is deleted as soon as the session is built.
    */
   weightsTempDir?: string;
+  /**
+   * With `weights: "int8c"`: run each step that is exactly one decode row without an adapter (slot 0)
+   * in the native decode addon (@openledger/decode-native) over the same int8 weights, instead of
+   * onnxruntime (default: on when the addon is built). It reads and appends the same KV buffers, so
+   * a sequence moves freely between native and batched steps. The addon holds its own copy of the
+   * int8 weights and of the f32 embedding (bench/RESULTS.md reports the RSS).
+   */
+  nativeDecode?: boolean;
+  /** Threads of the native decode step (default 1; a persistent pool that sleeps between matmuls). */
+  nativeDecodeThreads?: number;
+  /** Integer kernel of the native step (default: the fastest the CPU runs; for tests). */
+  nativeDecodeIsa?: DecodeIsa;
 }
 
 /**
@@ -127,7 +140,19 @@ export interface StepTimings {
   kvRebuilt: boolean;
   /** Adapters copied into (or moved within) the stacked LoRA inputs this step: the churn of the active set. */
   adapterCopies: number;
+  /** True when the step ran in the native decode addon (`RuntimeOptions.nativeDecode`), not onnxruntime. */
+  native: boolean;
 }
+
+/** `lastTimings` before the first step. */
+export const noStepYet = (): StepTimings => ({
+  prepareMs: 0,
+  runMs: 0,
+  runs: 0,
+  kvRebuilt: false,
+  adapterCopies: 0,
+  native: false,
+});
 
 type SeqId = string | number;
 
@@ -195,6 +220,20 @@ interface ActiveStack {
 const MASKED = -1e9;
 
 /**
+ * A batch-of-one layer cache [1, P, W] viewed as [1, P+T, W]: the same buffer while it has room, else
+ * a new one of twice the size (the past copied); the new columns are the caller's to fill.
+ */
+function growInPlace(past: Float32Array, P: number, T: number, W: number): Float32Array {
+  const total = P + T;
+  let buffer = past.buffer as ArrayBuffer;
+  if (past.byteOffset !== 0 || buffer.byteLength < total * W * 4) {
+    buffer = new ArrayBuffer(Math.max(total, 2 * P, 64) * W * 4);
+    new Float32Array(buffer).set(past.subarray(0, P * W));
+  }
+  return new Float32Array(buffer, 0, total * W);
+}
+
+/**
  * One layer's cache [B, P, W] with this step's columns [B, T, W] appended: [B, P+T, W]. A single
  * row (batch-1 decode) grows in place inside a buffer that doubles when full, so a decode step
  * writes only its own columns; several rows are re-laid out (their rows' stride changes).
@@ -216,12 +255,7 @@ function appendColumns(
     return fresh.subarray(at, at + W);
   };
   if (B === 1) {
-    let buffer = past.buffer as ArrayBuffer;
-    if (past.byteOffset !== 0 || buffer.byteLength < total * W * 4) {
-      buffer = new ArrayBuffer(Math.max(total, 2 * P, 64) * W * 4);
-      new Float32Array(buffer).set(past);
-    }
-    const out = new Float32Array(buffer, 0, total * W);
+    const out = growInPlace(past, P, T, W);
     for (let t = 0; t < T; t++) out.set(freshRow(0, t), (P + t) * W);
     return out;
   }
@@ -254,7 +288,14 @@ function writeStackEntry(
 type ResolvedOptions = Required<
   Omit<
     RuntimeOptions,
-    "externalWeights" | "sessionOptions" | "spinWait" | "releaseWeights" | "weightsTempDir"
+    | "externalWeights"
+    | "sessionOptions"
+    | "spinWait"
+    | "releaseWeights"
+    | "weightsTempDir"
+    | "nativeDecode"
+    | "nativeDecodeThreads"
+    | "nativeDecodeIsa"
   >
 >;
 
@@ -276,7 +317,13 @@ export class ModelRuntime implements StepRuntime {
   readonly weightFormat: WeightFormat;
   /** Feeds for externalWeights modules, keyed `w.l.m` (the merged baseline sets these). */
   readonly externalWeights = new Map<string, ort.Tensor>();
-  lastTimings: StepTimings = { prepareMs: 0, runMs: 0, runs: 0, kvRebuilt: false, adapterCopies: 0 };
+  lastTimings: StepTimings = noStepYet();
+  /**
+   * The native decode step when this runtime has one (see `RuntimeOptions.nativeDecode`); tests
+   * switch it off and on mid-sequence through `useNativeDecode`.
+   */
+  readonly nativeDecoder: NativeDecoder | null;
+  useNativeDecode: boolean;
   /** Adapter copies into the LoRA stacks since the last step began (see StepTimings). */
   #adapterCopies = 0;
 
@@ -291,7 +338,10 @@ export class ModelRuntime implements StepRuntime {
     readonly model: BaseModel,
     private readonly session: ort.InferenceSession,
     options: ResolvedOptions,
+    native: NativeDecoder | null,
   ) {
+    this.nativeDecoder = native;
+    this.useNativeDecode = native !== null;
     this.weightFormat = options.weights;
     this.loraMode = options.loraMode;
     this.loraSkip = options.loraSkip;
@@ -316,7 +366,14 @@ export class ModelRuntime implements StepRuntime {
       attention: options.attention ?? "fused",
     };
     const file = new TempWeightsFile(options.weightsTempDir ?? tmpdir());
+    // The native step serves base-model decode rows; merged (external) weights stay in onnxruntime.
+    const addon =
+      resolved.weights === "int8c" && options.nativeDecode !== false && !options.externalWeights?.length
+        ? nativeDecodeAddon
+        : null;
+    const linears: NativeLinear[] | null = addon ? [] : null;
     let session: ort.InferenceSession;
+    let native: NativeDecoder | null = null;
     try {
       const graph = buildLlamaGraph(model, {
         lora: resolved.lora
@@ -331,7 +388,15 @@ export class ModelRuntime implements StepRuntime {
         weights: resolved.weights,
         attention: resolved.attention,
         externalData: file,
+        ...(linears ? { onQuantized: (_, rows, cols, q) => linears.push({ rows, cols, ...q }) } : {}),
       });
+      if (addon && linears) {
+        native = new NativeDecoder(addon, model, linears, {
+          threads: options.nativeDecodeThreads ?? 1,
+          ...(options.nativeDecodeIsa ? { isa: options.nativeDecodeIsa } : {}),
+        });
+        linears.length = 0; // the addon holds its own (transposed) copy
+      }
       session = await ort.InferenceSession.create(graph.bytes, {
         intraOpNumThreads: resolved.intraOpThreads,
         interOpNumThreads: 1,
@@ -350,11 +415,14 @@ export class ModelRuntime implements StepRuntime {
           },
         },
       });
+    } catch (err) {
+      native?.dispose();
+      throw err;
     } finally {
       file.remove();
     }
     if (options.releaseWeights) model.weights.clear();
-    return new ModelRuntime(model, session, resolved);
+    return new ModelRuntime(model, session, resolved, native);
   }
 
   /** Ends onnxruntime profiling (when enabled through sessionOptions) and writes its file. */
@@ -363,6 +431,7 @@ export class ModelRuntime implements StepRuntime {
   }
 
   async dispose(): Promise<void> {
+    this.nativeDecoder?.dispose();
     await this.session.release();
   }
 
@@ -475,6 +544,28 @@ export class ModelRuntime implements StepRuntime {
     // others as a separate detached batch, so joining sequences neither evict the resident
     // batch nor pad every decode row to the prompt length. (3) Anything else: copy the
     // resident batch out and assemble a new one from the decoding rows, prompt rows detached.
+    const one = rows[0]!;
+    if (
+      B === 1 &&
+      this.useNativeDecode &&
+      this.nativeDecoder &&
+      one.slot === 0 &&
+      one.tokens.length === 1 &&
+      this.seqs.has(one.seqId) &&
+      this.externalWeights.size === 0
+    ) {
+      const { logits, runMs, kvRebuilt } = this.nativeStep(this.nativeDecoder, one);
+      const total = performance.now() - t0;
+      this.lastTimings = {
+        prepareMs: total - runMs,
+        runMs,
+        runs: 1,
+        kvRebuilt,
+        adapterCopies: 0,
+        native: true,
+      };
+      return [logits];
+    }
     const res = this.resident;
     const inRes = res ? new Set(res.seqIds) : new Set<SeqId>();
     const residentRows = rows.filter((r) => inRes.has(r.seqId));
@@ -538,8 +629,41 @@ export class ModelRuntime implements StepRuntime {
       runs,
       kvRebuilt,
       adapterCopies: this.#adapterCopies,
+      native: false,
     };
     return rows.map((row) => byId.get(row.seqId)!);
+  }
+
+  /**
+   * One decode token of one known sequence in the native addon: the sequence becomes (or stays) the
+   * resident batch of one, whose per-layer [1, P, W] keys/values grow in place (`growInPlace`); the
+   * addon writes column P and attends over columns 0..P, exactly the cache a session run would leave.
+   */
+  private nativeStep(
+    native: NativeDecoder,
+    row: StepRow,
+  ): { logits: Float32Array; runMs: number; kvRebuilt: boolean } {
+    const c = this.model.config;
+    const W = c.numKvHeads * c.headDim;
+    const s = this.seqs.get(row.seqId)!;
+    const P = s.length;
+    let res = this.resident;
+    let kvRebuilt = false;
+    if (!(res && res.seqIds.length === 1 && res.seqIds[0] === row.seqId && res.past === P)) {
+      kvRebuilt = res !== null;
+      this.evictResident();
+      res = this.assemble([row.seqId]);
+    }
+    const keys = res.keys.map((k) => growInPlace(k, P, 1, W));
+    const values = res.values.map((v) => growInPlace(v, P, 1, W));
+    const t1 = performance.now();
+    const logits = native.step(row.tokens[0]!, P, keys, values, c.vocabSize);
+    const runMs = performance.now() - t1;
+    this.resident = { seqIds: [row.seqId], past: P + 1, keys, values, cols: [[...res.cols[0]!, P]] };
+    s.length = P + 1;
+    s.k = null;
+    s.v = null;
+    return { logits, runMs, kvRebuilt };
   }
 
   /**

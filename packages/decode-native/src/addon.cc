@@ -1,0 +1,725 @@
+// Node-API binding of a native batch-1 Llama decode step over int8 per-output-channel weights (the
+// runtime's "int8c" format, quantize.ts `quantizePerChannel`): one token of one sequence through the
+// whole model (embedding, RMSNorm, fused q/k/v, RoPE, grouped-query attention over the sequence's KV
+// cache, o-proj, SwiGLU MLP, final norm, LM head), reading and appending into the JS-side KV buffers
+// the runtime keeps, so a sequence moves freely between these steps and onnxruntime's batched ones.
+//
+// Why hand-written: onnxruntime-node can neither load custom-op libraries nor share prepacked
+// weights, and its DynamicQuantizeMatMul chain costs ~1.5x a plain read of the int8 bytes per step at
+// batch 1 (bench/RESULTS.md, "A native b=1 int8 GEMV, measured"); no npm package runs a Llama step
+// over our weights and our KV layout. Plain Node-API (no node-addon-api): no dependencies, ABI-stable.
+//
+// Numerics follow the onnxruntime graph (graph.ts) so greedy decoding agrees with the int8c session:
+// activations are quantized per matmul to uint8 with a zero point exactly as DynamicQuantizeLinear
+// does, accumulated exactly in int32 (u8 x s8), scaled by activation scale x channel scale.
+// The integer dot products have three kernels (AVX-512 VNNI, AVX2, portable scalar) picked at run
+// time from the CPU (or forced by `isa`); they give bit-identical int32 sums, and all float code is
+// compiled once for the baseline ISA with -ffp-contract=off, so every kernel gives the same logits.
+#include <node_api.h>
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+enum class Isa { scalar = 0, avx2 = 1, avx512vnni = 2 };
+const char* isa_name(Isa isa) {
+  return isa == Isa::avx512vnni ? "avx512vnni" : isa == Isa::avx2 ? "avx2" : "scalar";
+}
+bool isa_supported(Isa isa) {
+  __builtin_cpu_init();
+  switch (isa) {
+    case Isa::avx512vnni:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vnni");
+    case Isa::avx2:
+      return __builtin_cpu_supports("avx2");
+    default:
+      return true;
+  }
+}
+
+// ---- integer dot products: acc[r] = sum_i a[i] * w[r, i], a uint8, w int8, k a multiple of 64 ----
+
+void dots_scalar(const uint8_t* a, const int8_t* w, int k, int r0, int r1, int32_t* acc) {
+  for (int r = r0; r < r1; r++) {
+    const int8_t* row = w + (size_t)r * k;
+    int32_t s = 0;
+    for (int i = 0; i < k; i++) s += (int32_t)a[i] * row[i];
+    acc[r] = s;
+  }
+}
+
+__attribute__((target("avx2"))) void dots_avx2(const uint8_t* a, const int8_t* w, int k, int r0, int r1,
+                                               int32_t* acc) {
+  // u8 and s8 widened to s16, multiplied and pair-summed to s32 by vpmaddwd: exact (maddubs would
+  // saturate u8*s8 pairs at s16).
+  for (int r = r0; r < r1; r++) {
+    const int8_t* row = w + (size_t)r * k;
+    __m256i c0 = _mm256_setzero_si256(), c1 = _mm256_setzero_si256();
+    for (int i = 0; i < k; i += 32) {
+      const __m256i a0 = _mm256_cvtepu8_epi16(_mm_load_si128((const __m128i*)(a + i)));
+      const __m256i a1 = _mm256_cvtepu8_epi16(_mm_load_si128((const __m128i*)(a + i + 16)));
+      const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)(row + i)));
+      const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)(row + i + 16)));
+      c0 = _mm256_add_epi32(c0, _mm256_madd_epi16(a0, w0));
+      c1 = _mm256_add_epi32(c1, _mm256_madd_epi16(a1, w1));
+    }
+    const __m256i c = _mm256_add_epi32(c0, c1);
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    acc[r] = _mm_cvtsi128_si32(s);
+  }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void dots_vnni(const uint8_t* a, const int8_t* w, int k,
+                                                                       int r0, int r1, int32_t* acc) {
+  // Rows in memory order, one accumulator each (bench/gemv.cpp: this streams at the plain read's rate;
+  // interleaving rows measured slower).
+  for (int r = r0; r < r1; r++) {
+    const int8_t* row = w + (size_t)r * k;
+    __m512i c = _mm512_setzero_si512();
+    for (int i = 0; i < k; i += 64)
+      c = _mm512_dpbusd_epi32(c, _mm512_load_si512(a + i), _mm512_loadu_si512(row + i));
+    acc[r] = _mm512_reduce_add_epi32(c);
+  }
+}
+
+using DotFn = void (*)(const uint8_t*, const int8_t*, int, int, int, int32_t*);
+DotFn dot_fn(Isa isa) {
+  return isa == Isa::avx512vnni ? dots_vnni : isa == Isa::avx2 ? dots_avx2 : dots_scalar;
+}
+
+// ---- a small persistent pool: the calling thread plus n-1 workers that sleep on a condition variable
+// between jobs (no spinning: on a shared CPU a spinning worker takes the core the other thread needs;
+// see RuntimeOptions.spinWait in runtime.ts) ----
+class Pool {
+ public:
+  explicit Pool(int n) : n_(n) {
+    for (int t = 1; t < n; t++) threads_.emplace_back([this, t] { loop(t); });
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  int size() const { return n_; }
+  // Runs job(t, n) on every thread t of the pool and returns when all are done.
+  void run(const std::function<void(int, int)>& job) {
+    if (n_ == 1) return job(0, 1);
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      job_ = &job;
+      pending_ = n_ - 1;
+      gen_++;
+    }
+    wake_.notify_all();
+    job(0, n_);
+    std::unique_lock<std::mutex> lock(m_);
+    done_.wait(lock, [this] { return pending_ == 0; });
+  }
+
+ private:
+  void loop(int t) {
+    uint64_t seen = 0;
+    for (;;) {
+      const std::function<void(int, int)>* job;
+      {
+        std::unique_lock<std::mutex> lock(m_);
+        wake_.wait(lock, [&] { return stop_ || gen_ != seen; });
+        if (stop_) return;
+        seen = gen_;
+        job = job_;
+      }
+      (*job)(t, n_);
+      std::lock_guard<std::mutex> lock(m_);
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+  int n_;
+  std::vector<std::thread> threads_;
+  std::mutex m_;
+  std::condition_variable wake_, done_;
+  const std::function<void(int, int)>* job_ = nullptr;
+  uint64_t gen_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+};
+
+struct AlignedFree {
+  void operator()(void* p) const { std::free(p); }
+};
+template <class T>
+using Aligned = std::unique_ptr<T[], AlignedFree>;
+template <class T>
+Aligned<T> aligned(size_t n) {
+  void* p = std::aligned_alloc(64, std::max<size_t>(64, (n * sizeof(T) + 63) & ~(size_t)63));
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, (n * sizeof(T) + 63) & ~(size_t)63);
+  return Aligned<T>(static_cast<T*>(p));
+}
+
+// One linear layer: y = x . W^T, W [rows, cols] stored row-major with rows padded to kp (a multiple
+// of 64) with zeros, so every kernel runs whole 64-byte chunks.
+struct Linear {
+  int rows = 0, cols = 0, kp = 0;
+  Aligned<int8_t> w;
+  std::vector<float> scale;
+  std::vector<int32_t> sumw;  // per row: the zero point's correction, as MLAS prepacks it
+};
+
+struct Config {
+  int hidden, layers, heads, kv_heads, head_dim, inter, vocab, max_pos;
+  float eps;
+  double rope_theta;
+};
+
+struct Model {
+  Config c;
+  Isa isa;
+  DotFn dots;
+  std::unique_ptr<Pool> pool;
+  std::vector<float> embed;  // [vocab, hidden] f32, as the graph's Gather reads it
+  std::vector<std::vector<float>> in_norm, post_norm;
+  std::vector<float> final_norm;
+  std::vector<Linear> lin;  // per layer: qkv, o, gate+up, down; then the head
+  std::vector<float> cos_q, sin_q, cos_k, sin_k;  // [max_pos, D/2]; the query's carry 1/sqrt(D)
+  // scratch
+  std::vector<float> x, h, qkv, ctx, tmp, gu, act, scores;
+  Aligned<uint8_t> aq;
+  std::vector<int32_t> acc;
+  size_t weight_bytes = 0;
+};
+
+// DynamicQuantizeLinear (what DynamicQuantizeMatMul runs on its input): range widened to include 0,
+// scale = range / 255, zero point = round(-min / scale), q = saturate(round(x / scale) + zp).
+// Written so the compiler vectorizes it for the baseline ISA (min/max in 8 lanes; round-half-even by the
+// 1.5 * 2^23 trick, exact for |v| < 2^22 under the default rounding mode, where std::nearbyint is a libm
+// call without SSE4.1): the same bytes as the plain loop, on every CPU.
+inline float round_even(float v) {
+  const float magic = 12582912.f;
+  return (v + magic) - magic;
+}
+void quantize(const float* x, int k, uint8_t* q, float* scale, int32_t* zp) {
+  float lo[8] = {0, 0, 0, 0, 0, 0, 0, 0}, hi[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int i = 0;
+  for (; i + 8 <= k; i += 8)
+    for (int j = 0; j < 8; j++) {
+      lo[j] = x[i + j] < lo[j] ? x[i + j] : lo[j];
+      hi[j] = x[i + j] > hi[j] ? x[i + j] : hi[j];
+    }
+  for (; i < k; i++) lo[0] = std::min(lo[0], x[i]), hi[0] = std::max(hi[0], x[i]);
+  float mn = 0, mx = 0;
+  for (int j = 0; j < 8; j++) mn = std::min(mn, lo[j]), mx = std::max(mx, hi[j]);
+  float s = (mx - mn) / 255.f;
+  if (s == 0) s = 1;
+  const float z = round_even(std::min(255.f, std::max(0.f, -mn / s)));
+  for (i = 0; i < k; i++) {
+    const float v = round_even(x[i] / s) + z;
+    q[i] = (uint8_t)(int)(v < 0.f ? 0.f : v > 255.f ? 255.f : v);
+  }
+  *scale = s;
+  *zp = (int32_t)z;
+}
+
+// y = x . W^T (rows split across the pool in blocks of 16).
+void linear(Model& m, const Linear& L, const float* x, float* y) {
+  float as;
+  int32_t zp;
+  quantize(x, L.cols, m.aq.get(), &as, &zp);
+  std::memset(m.aq.get() + L.cols, 0, L.kp - L.cols);
+  const uint8_t* a = m.aq.get();
+  int32_t* acc = m.acc.data();
+  m.pool->run([&](int t, int nt) {
+    const int per = ((L.rows + nt - 1) / nt + 15) & ~15;
+    const int r0 = std::min(L.rows, t * per), r1 = std::min(L.rows, r0 + per);
+    m.dots(a, L.w.get(), L.kp, r0, r1, acc);
+    for (int r = r0; r < r1; r++) y[r] = (float)(acc[r] - zp * L.sumw[r]) * (as * L.scale[r]);
+  });
+}
+
+void rms_norm(const float* x, const float* w, int n, float eps, float* y) {
+  double ss = 0;
+  for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+  const float inv = (float)(1.0 / std::sqrt(ss / n + eps));
+  for (int i = 0; i < n; i++) y[i] = x[i] * inv * w[i];
+}
+
+// Dot product in 8 interleaved partial sums: a fixed summation order (the same on every CPU) that the
+// compiler can still vectorize.
+float dot(const float* a, const float* b, int n) {
+  float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) p[j] += a[i + j] * b[i + j];
+  float s = ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]));
+  for (; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+
+// rotate_half RoPE (HF Llama; the graph's RotaryEmbedding with interleaved 0) of `heads` heads in place.
+void rope(float* v, int heads, int d, const float* cs, const float* sn) {
+  const int half = d / 2;
+  for (int h = 0; h < heads; h++) {
+    float* x = v + h * d;
+    for (int i = 0; i < half; i++) {
+      const float x1 = x[i], x2 = x[i + half];
+      x[i] = x1 * cs[i] - x2 * sn[i];
+      x[i + half] = x2 * cs[i] + x1 * sn[i];
+    }
+  }
+}
+
+// One token at position `pos`: appends its keys and values at column pos of keys[l] / values[l]
+// ([>= pos+1, kvH*D] each; columns 0..pos-1 hold the past) and writes the logits.
+void step(Model& m, int token, int pos, float* const* keys, float* const* values, float* logits) {
+  const Config& c = m.c;
+  const int H = c.hidden, D = c.head_dim, W = c.kv_heads * D, Q = c.heads * D, G = c.heads / c.kv_heads;
+  float* x = m.x.data();
+  std::memcpy(x, m.embed.data() + (size_t)token * H, H * sizeof(float));
+  float* h = m.h.data();
+  rms_norm(x, m.in_norm[0].data(), H, c.eps, h);
+  const size_t rope_at = (size_t)pos * (D / 2);
+  const int n = pos + 1;
+  for (int l = 0; l < c.layers; l++) {
+    const Linear* L = &m.lin[(size_t)l * 4];
+    float* qkv = m.qkv.data();
+    linear(m, L[0], h, qkv);
+    float* q = qkv;
+    float* k = qkv + Q;
+    float* v = qkv + Q + W;
+    rope(q, c.heads, D, m.cos_q.data() + rope_at, m.sin_q.data() + rope_at);
+    rope(k, c.kv_heads, D, m.cos_k.data() + rope_at, m.sin_k.data() + rope_at);
+    float* K = keys[l];
+    float* V = values[l];
+    std::memcpy(K + (size_t)pos * W, k, W * sizeof(float));
+    std::memcpy(V + (size_t)pos * W, v, W * sizeof(float));
+    float* ctx = m.ctx.data();
+    float* sc = m.scores.data();
+    for (int hd = 0; hd < c.heads; hd++) {
+      const int kvh = hd / G;
+      const float* qh = q + hd * D;
+      float mx = -INFINITY;
+      for (int j = 0; j < n; j++) {
+        sc[j] = dot(qh, K + (size_t)j * W + kvh * D, D);
+        mx = std::max(mx, sc[j]);
+      }
+      float sum = 0;
+      for (int j = 0; j < n; j++) sum += (sc[j] = std::exp(sc[j] - mx));
+      const float inv = 1.f / sum;
+      float* o = ctx + hd * D;
+      std::fill(o, o + D, 0.f);
+      for (int j = 0; j < n; j++) {
+        const float p = sc[j] * inv;
+        const float* vj = V + (size_t)j * W + kvh * D;
+        for (int i = 0; i < D; i++) o[i] += p * vj[i];
+      }
+    }
+    float* tmp = m.tmp.data();
+    linear(m, L[1], ctx, tmp);
+    for (int i = 0; i < H; i++) x[i] += tmp[i];
+    rms_norm(x, m.post_norm[l].data(), H, c.eps, h);
+    float* gu = m.gu.data();
+    linear(m, L[2], h, gu);
+    float* act = m.act.data();
+    const int I = c.inter;
+    for (int i = 0; i < I; i++) {
+      const float g = gu[i];
+      act[i] = g / (1.f + std::exp(-g)) * gu[I + i];
+    }
+    linear(m, L[3], act, tmp);
+    for (int i = 0; i < H; i++) x[i] += tmp[i];
+    rms_norm(x, l + 1 < c.layers ? m.in_norm[l + 1].data() : m.final_norm.data(), H, c.eps, h);
+  }
+  linear(m, m.lin.back(), h, logits);
+}
+
+// ---- Node-API plumbing ----
+
+struct Fail {
+  const char* code;
+  std::string message;
+  bool range;
+};
+
+// A failed Node-API call inside a callback: thrown as Error (not a caller's mistake).
+void ok(napi_status status, const char* what) {
+  if (status != napi_ok) throw Fail{"ERR_DECODE_NAPI", std::string("Node-API call failed: ") + what, false};
+}
+
+const napi_type_tag kModelTag = {0x6f6c64656e617469ULL, 0x7665646563303031ULL};
+
+napi_value throw_fail(napi_env env, const Fail& f) {
+  if (std::strcmp(f.code, "ERR_DECODE_NAPI") == 0)
+    napi_throw_error(env, f.code, f.message.c_str());
+  else if (f.range)
+    napi_throw_range_error(env, f.code, f.message.c_str());
+  else
+    napi_throw_type_error(env, f.code, f.message.c_str());
+  return nullptr;
+}
+
+napi_value get(napi_env env, napi_value obj, const char* key) {
+  napi_value v = nullptr;
+  bool has = false;
+  if (napi_has_named_property(env, obj, key, &has) != napi_ok || !has)
+    throw Fail{"ERR_DECODE_ARGS", std::string("missing property ") + key, false};
+  napi_get_named_property(env, obj, key, &v);
+  return v;
+}
+
+double number(napi_env env, napi_value v, const char* what) {
+  napi_valuetype t;
+  double d = 0;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number || napi_get_value_double(env, v, &d) != napi_ok)
+    throw Fail{"ERR_DECODE_ARGS", std::string(what) + " must be a number", false};
+  return d;
+}
+
+int integer(napi_env env, napi_value v, const char* what, int lo, int hi) {
+  const double d = number(env, v, what);
+  if (!(d >= lo && d <= hi) || d != std::floor(d))
+    throw Fail{"ERR_DECODE_ARGS",
+               std::string(what) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]",
+               true};
+  return (int)d;
+}
+
+// The typed array `v` of type `want` (else a TypeError naming `what`); its length in *len.
+void* typed_data(napi_env env, napi_value v, napi_typedarray_type want, const char* what, size_t* len) {
+  bool is = false;
+  napi_typedarray_type type;
+  size_t offset = 0;
+  void* data = nullptr;
+  napi_value buffer;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is ||
+      napi_get_typedarray_info(env, v, &type, len, &data, &buffer, &offset) != napi_ok || type != want)
+    throw Fail{"ERR_DECODE_ARGS",
+               std::string(what) + (want == napi_float32_array ? " must be a Float32Array" : " must be an Int8Array"),
+               false};
+  return data;
+}
+
+// A typed array of exactly `length` elements.
+template <class T>
+T* typed(napi_env env, napi_value v, napi_typedarray_type want, size_t length, const char* what) {
+  size_t len = 0;
+  void* data = typed_data(env, v, want, what, &len);
+  if (len != length)
+    throw Fail{"ERR_DECODE_ARGS",
+               std::string(what) + " has " + std::to_string(len) + " elements, expected " + std::to_string(length),
+               true};
+  return static_cast<T*>(data);
+}
+
+// A Float32Array of at least `min` elements (a KV buffer with room for the step's column).
+float* floats_at_least(napi_env env, napi_value v, size_t min, const char* what) {
+  size_t len = 0;
+  void* data = typed_data(env, v, napi_float32_array, what, &len);
+  if (len < min)
+    throw Fail{"ERR_DECODE_KV",
+               std::string(what) + " has room for " + std::to_string(len) + " floats, the step needs " +
+                   std::to_string(min),
+               true};
+  return static_cast<float*>(data);
+}
+
+napi_value element(napi_env env, napi_value arr, uint32_t i, uint32_t want, const char* what) {
+  bool is = false;
+  uint32_t n = 0;
+  if (napi_is_array(env, arr, &is) != napi_ok || !is || napi_get_array_length(env, arr, &n) != napi_ok)
+    throw Fail{"ERR_DECODE_ARGS", std::string(what) + " must be an array", false};
+  if (n != want)
+    throw Fail{"ERR_DECODE_ARGS",
+               std::string(what) + " has " + std::to_string(n) + " entries, expected " + std::to_string(want), true};
+  napi_value v;
+  napi_get_element(env, arr, i, &v);
+  return v;
+}
+
+// A linear layer from quantizePerChannel's output: data Int8Array [cols, rows] (MatMul's B), scales [rows].
+void load_linear(napi_env env, napi_value spec, int rows, int cols, Linear& L, const char* what) {
+  const int r = integer(env, get(env, spec, "rows"), "rows", 1, 1 << 24);
+  const int k = integer(env, get(env, spec, "cols"), "cols", 1, 1 << 20);
+  if (r != rows || k != cols)
+    throw Fail{"ERR_DECODE_ARGS",
+               std::string(what) + " is [" + std::to_string(r) + ", " + std::to_string(k) + "], expected [" +
+                   std::to_string(rows) + ", " + std::to_string(cols) + "]",
+               true};
+  const int8_t* src = typed<int8_t>(env, get(env, spec, "data"), napi_int8_array, (size_t)rows * cols, what);
+  const float* sc = typed<float>(env, get(env, spec, "scales"), napi_float32_array, rows, what);
+  L.rows = rows;
+  L.cols = cols;
+  L.kp = (cols + 63) & ~63;
+  L.w = aligned<int8_t>((size_t)rows * L.kp);
+  L.scale.assign(sc, sc + rows);
+  L.sumw.assign(rows, 0);
+  // Transpose to rows [out, in]: each output's weights contiguous for the GEMV (blocked for the cache).
+  for (int c0 = 0; c0 < cols; c0 += 64)
+    for (int r0 = 0; r0 < rows; r0 += 64)
+      for (int cc = c0; cc < std::min(cols, c0 + 64); cc++)
+        for (int rr = r0; rr < std::min(rows, r0 + 64); rr++) L.w[(size_t)rr * L.kp + cc] = src[(size_t)cc * rows + rr];
+  for (int rr = 0; rr < rows; rr++) {
+    int32_t s = 0;
+    for (int cc = 0; cc < cols; cc++) s += L.w[(size_t)rr * L.kp + cc];
+    L.sumw[rr] = s;
+  }
+}
+
+std::vector<float> load_floats(napi_env env, napi_value v, size_t n, const char* what) {
+  const float* p = typed<float>(env, v, napi_float32_array, n, what);
+  return std::vector<float>(p, p + n);
+}
+
+void finalize_model(napi_env, void* data, void*) { delete static_cast<Model*>(data); }
+
+Model* unwrap(napi_env env, napi_value v) {
+  napi_valuetype t;
+  bool tagged = false;
+  void* p = nullptr;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_object ||
+      napi_check_object_type_tag(env, v, &kModelTag, &tagged) != napi_ok || !tagged ||
+      napi_unwrap(env, v, &p) != napi_ok || !p)
+    throw Fail{"ERR_DECODE_MODEL", "not a live decode model (createModel's result, not disposed)", false};
+  return static_cast<Model*>(p);
+}
+
+Isa isa_from(napi_env env, napi_value options) {
+  napi_valuetype t = napi_undefined;
+  if (options) napi_typeof(env, options, &t);
+  bool has = false;
+  if (t == napi_object) napi_has_named_property(env, options, "isa", &has);
+  if (has) {
+    napi_value v;
+    napi_get_named_property(env, options, "isa", &v);
+    char buf[32];
+    size_t len = 0;
+    if (napi_get_value_string_utf8(env, v, buf, sizeof buf, &len) != napi_ok)
+      throw Fail{"ERR_DECODE_ISA", "isa must be a string", false};
+    const std::string s(buf, len);
+    for (Isa isa : {Isa::avx512vnni, Isa::avx2, Isa::scalar})
+      if (s == isa_name(isa)) {
+        if (!isa_supported(isa)) throw Fail{"ERR_DECODE_ISA", "this CPU does not support " + s, true};
+        return isa;
+      }
+    throw Fail{"ERR_DECODE_ISA", "isa must be avx512vnni, avx2 or scalar", true};
+  }
+  for (Isa isa : {Isa::avx512vnni, Isa::avx2})
+    if (isa_supported(isa)) return isa;
+  return Isa::scalar;
+}
+
+// Every exported function: `argc` arguments (fewer = TypeError with `usage`), the body's Fail thrown as
+// the matching JS error, out-of-memory as a RangeError.
+template <size_t N, class Body>
+napi_value call(napi_env env, napi_callback_info info, size_t min_args, const char* usage, Body body) {
+  size_t argc = N;
+  napi_value argv[N == 0 ? 1 : N];
+  try {
+    ok(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr), "napi_get_cb_info");
+    if (argc < min_args) throw Fail{"ERR_DECODE_ARGS", usage, false};
+    return body(argv, argc);
+  } catch (const Fail& f) {
+    return throw_fail(env, f);
+  } catch (const std::bad_alloc&) {
+    return throw_fail(env, Fail{"ERR_DECODE_MEMORY", "out of memory for the model's weights", true});
+  }
+}
+
+napi_value int32_value(napi_env env, int32_t v) {
+  napi_value out;
+  ok(napi_create_int32(env, v, &out), "napi_create_int32");
+  return out;
+}
+
+napi_value string_value(napi_env env, const char* s) {
+  napi_value out;
+  ok(napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &out), "napi_create_string_utf8");
+  return out;
+}
+
+// createModel(config, weights, options?) -> model. Copies (and transposes) everything it needs: the
+// JS arrays may be dropped afterwards.
+//   config: { hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize, vocabSize,
+//             maxPositionEmbeddings, rmsNormEps, ropeTheta }
+//   weights: { embed: Float32Array [V*H], inputNorm: Float32Array[], postNorm: Float32Array[],
+//             finalNorm, linears: { rows, cols, data: Int8Array [cols*rows], scales }[] — per layer
+//             q+k+v, o, gate+up, down; then the head }
+//   options: { isa?: "avx512vnni" | "avx2" | "scalar", threads?: 1..64 }
+napi_value CreateModel(napi_env env, napi_callback_info info) {
+  return call<3>(env, info, 2, "createModel(config, weights, options?) takes 2-3 arguments",
+                 [&](napi_value* argv, size_t argc) -> napi_value {
+    auto m = std::make_unique<Model>();
+    Config& c = m->c;
+    napi_value cfg = argv[0];
+    c.hidden = integer(env, get(env, cfg, "hiddenSize"), "hiddenSize", 1, 1 << 16);
+    c.layers = integer(env, get(env, cfg, "numLayers"), "numLayers", 1, 1024);
+    c.heads = integer(env, get(env, cfg, "numHeads"), "numHeads", 1, 1024);
+    c.kv_heads = integer(env, get(env, cfg, "numKvHeads"), "numKvHeads", 1, 1024);
+    c.head_dim = integer(env, get(env, cfg, "headDim"), "headDim", 2, 1024);
+    c.inter = integer(env, get(env, cfg, "intermediateSize"), "intermediateSize", 1, 1 << 18);
+    c.vocab = integer(env, get(env, cfg, "vocabSize"), "vocabSize", 1, 1 << 22);
+    c.max_pos = integer(env, get(env, cfg, "maxPositionEmbeddings"), "maxPositionEmbeddings", 1, 1 << 22);
+    c.eps = (float)number(env, get(env, cfg, "rmsNormEps"), "rmsNormEps");
+    c.rope_theta = number(env, get(env, cfg, "ropeTheta"), "ropeTheta");
+    if (c.heads % c.kv_heads != 0 || c.head_dim % 2 != 0)
+      throw Fail{"ERR_DECODE_ARGS", "numHeads must be a multiple of numKvHeads and headDim even", true};
+    napi_value options = argc > 2 ? argv[2] : nullptr;
+    m->isa = isa_from(env, options);
+    m->dots = dot_fn(m->isa);
+    int threads = 1;
+    if (options) {
+      napi_valuetype t;
+      ok(napi_typeof(env, options, &t), "napi_typeof");
+      bool has = false;
+      if (t == napi_object) ok(napi_has_named_property(env, options, "threads", &has), "napi_has_named_property");
+      if (has) threads = integer(env, get(env, options, "threads"), "threads", 1, 64);
+    }
+
+    napi_value w = argv[1];
+    const int H = c.hidden, D = c.head_dim, Q = c.heads * D, W = c.kv_heads * D, I = c.inter;
+    m->embed = load_floats(env, get(env, w, "embed"), (size_t)c.vocab * H, "embed");
+    for (int l = 0; l < c.layers; l++) {
+      m->in_norm.push_back(load_floats(env, element(env, get(env, w, "inputNorm"), l, c.layers, "inputNorm"), H, "inputNorm"));
+      m->post_norm.push_back(load_floats(env, element(env, get(env, w, "postNorm"), l, c.layers, "postNorm"), H, "postNorm"));
+    }
+    m->final_norm = load_floats(env, get(env, w, "finalNorm"), H, "finalNorm");
+    const uint32_t nlin = (uint32_t)c.layers * 4 + 1;
+    napi_value lins = get(env, w, "linears");
+    m->lin.resize(nlin);
+    for (int l = 0; l < c.layers; l++) {
+      load_linear(env, element(env, lins, l * 4, nlin, "linears"), Q + 2 * W, H, m->lin[l * 4], "q+k+v");
+      load_linear(env, element(env, lins, l * 4 + 1, nlin, "linears"), H, Q, m->lin[l * 4 + 1], "o_proj");
+      load_linear(env, element(env, lins, l * 4 + 2, nlin, "linears"), 2 * I, H, m->lin[l * 4 + 2], "gate+up");
+      load_linear(env, element(env, lins, l * 4 + 3, nlin, "linears"), H, I, m->lin[l * 4 + 3], "down_proj");
+    }
+    load_linear(env, element(env, lins, nlin - 1, nlin, "linears"), c.vocab, H, m->lin.back(), "head");
+    for (auto& L : m->lin) m->weight_bytes += (size_t)L.rows * L.kp + L.rows * 8;
+    m->weight_bytes += m->embed.size() * 4;
+
+    // RoPE tables as graph.ts builds them (double angles, f32 tables; the query's times 1/sqrt(D)).
+    const int half = D / 2;
+    const double qs = 1 / std::sqrt((double)D);
+    const size_t tn = (size_t)c.max_pos * half;
+    m->cos_k.resize(tn), m->sin_k.resize(tn), m->cos_q.resize(tn), m->sin_q.resize(tn);
+    for (int p = 0; p < c.max_pos; p++)
+      for (int i = 0; i < half; i++) {
+        const double inv = 1 / std::pow(c.rope_theta, (2.0 * i) / D);
+        const size_t at = (size_t)p * half + i;
+        m->cos_k[at] = (float)std::cos(p * inv);
+        m->sin_k[at] = (float)std::sin(p * inv);
+        m->cos_q[at] = (float)((double)m->cos_k[at] * qs);
+        m->sin_q[at] = (float)((double)m->sin_k[at] * qs);
+      }
+    m->x.resize(H), m->h.resize(H), m->tmp.resize(H), m->qkv.resize(Q + 2 * W), m->ctx.resize(Q);
+    m->gu.resize(2 * I), m->act.resize(I), m->scores.resize(c.max_pos);
+    int kmax = 0, rmax = 0;
+    for (auto& L : m->lin) kmax = std::max(kmax, L.kp), rmax = std::max(rmax, L.rows);
+    m->aq = aligned<uint8_t>(kmax);
+    m->acc.resize(rmax);
+    m->pool = std::make_unique<Pool>(threads);
+
+    napi_value obj;
+    ok(napi_create_object(env, &obj), "napi_create_object");
+    ok(napi_type_tag_object(env, obj, &kModelTag), "napi_type_tag_object");
+    ok(napi_wrap(env, obj, m.get(), finalize_model, nullptr, nullptr), "napi_wrap");
+    m.release();  // owned by the JS object now (its finalizer, or dispose)
+    return obj;
+  });
+}
+
+// step(model, token, pos, keys: Float32Array[], values: Float32Array[], logits: Float32Array)
+napi_value Step(napi_env env, napi_callback_info info) {
+  return call<6>(env, info, 6, "step(model, token, pos, keys, values, logits) takes 6 arguments",
+                 [&](napi_value* argv, size_t) -> napi_value {
+    Model* m = unwrap(env, argv[0]);
+    const Config& c = m->c;
+    const int token = integer(env, argv[1], "token", 0, c.vocab - 1);
+    const int pos = integer(env, argv[2], "pos", 0, 1 << 30);
+    if (pos >= c.max_pos)
+      throw Fail{"ERR_DECODE_KV",
+                 "position " + std::to_string(pos) + " is beyond the context (" + std::to_string(c.max_pos) + ")",
+                 true};
+    const size_t need = (size_t)(pos + 1) * c.kv_heads * c.head_dim;
+    std::vector<float*> keys(c.layers), values(c.layers);
+    for (int l = 0; l < c.layers; l++) {
+      keys[l] = floats_at_least(env, element(env, argv[3], l, c.layers, "keys"), need, "keys[l]");
+      values[l] = floats_at_least(env, element(env, argv[4], l, c.layers, "values"), need, "values[l]");
+    }
+    float* logits = typed<float>(env, argv[5], napi_float32_array, c.vocab, "logits");
+    step(*m, token, pos, keys.data(), values.data(), logits);
+    return nullptr;
+  });
+}
+
+// info(model) -> { isa, threads, weightBytes }
+napi_value Info(napi_env env, napi_callback_info info) {
+  return call<1>(env, info, 1, "info(model)", [&](napi_value* argv, size_t) -> napi_value {
+    Model* m = unwrap(env, argv[0]);
+    napi_value obj, bytes;
+    ok(napi_create_object(env, &obj), "napi_create_object");
+    ok(napi_create_double(env, (double)m->weight_bytes, &bytes), "napi_create_double");
+    ok(napi_set_named_property(env, obj, "isa", string_value(env, isa_name(m->isa))), "napi_set_named_property");
+    ok(napi_set_named_property(env, obj, "threads", int32_value(env, m->pool->size())), "napi_set_named_property");
+    ok(napi_set_named_property(env, obj, "weightBytes", bytes), "napi_set_named_property");
+    return obj;
+  });
+}
+
+// dispose(model): frees the weights now (the object is unusable afterwards; a second dispose is a no-op).
+napi_value Dispose(napi_env env, napi_callback_info info) {
+  return call<1>(env, info, 1, "dispose(model)", [&](napi_value* argv, size_t) -> napi_value {
+    bool tagged = false;
+    void* p = nullptr;
+    ok(napi_check_object_type_tag(env, argv[0], &kModelTag, &tagged), "napi_check_object_type_tag");
+    if (!tagged) throw Fail{"ERR_DECODE_MODEL", "not a decode model (createModel's result)", false};
+    if (napi_remove_wrap(env, argv[0], &p) == napi_ok) delete static_cast<Model*>(p);
+    return nullptr;
+  });
+}
+
+// isas() -> the kernels this CPU can run, fastest first.
+napi_value Isas(napi_env env, napi_callback_info info) {
+  return call<1>(env, info, 0, "isas()", [&](napi_value*, size_t) -> napi_value {
+    napi_value arr;
+    ok(napi_create_array(env, &arr), "napi_create_array");
+    uint32_t i = 0;
+    for (Isa isa : {Isa::avx512vnni, Isa::avx2, Isa::scalar})
+      if (isa_supported(isa)) ok(napi_set_element(env, arr, i++, string_value(env, isa_name(isa))), "napi_set_element");
+    return arr;
+  });
+}
+
+napi_value Init(napi_env env, napi_value exports) {
+  const napi_property_descriptor props[] = {
+      {"createModel", nullptr, CreateModel, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"step", nullptr, Step, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"dispose", nullptr, Dispose, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"isas", nullptr, Isas, nullptr, nullptr, nullptr, napi_default, nullptr},
+  };
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
+    napi_throw_error(env, nullptr, "napi_define_properties failed");
+  return exports;
+}
+
+}  // namespace
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

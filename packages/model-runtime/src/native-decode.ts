@@ -1,0 +1,131 @@
+/**
+ * The native batch-1 decode step (@openledger/decode-native: C++ over Node-API, compiled by node-gyp
+ * at `npm ci`), loaded once. Optional: where the install could not compile it, or
+ * `OPENLEDGER_DECODE_NATIVE=off` (an operator's switch, and how the tests reproduce a machine without
+ * it), `nativeDecodeAddon` is null and every step runs in onnxruntime. `OPENLEDGER_DECODE_NATIVE_ISA`
+ * (avx512vnni, avx2, scalar) forces the integer kernel; by default the fastest the CPU runs.
+ * Loaded with `require` (a .node file), so a missing addon is a caught error, not a failed import.
+ */
+import { createRequire } from "node:module";
+import type { LlamaConfig } from "./config.ts";
+import { ModelRuntimeError } from "./errors.ts";
+import { type BaseModel, getWeight } from "./model.ts";
+import type { ChannelQuantizedMatrix } from "./quantize.ts";
+
+export type DecodeIsa = "avx512vnni" | "avx2" | "scalar";
+
+/** One int8c linear layer as the graph quantized it: data [cols, rows] (MatMul's B), scales [rows]. */
+export interface NativeLinear extends ChannelQuantizedMatrix {
+  rows: number;
+  cols: number;
+}
+
+interface NativeModelHandle {
+  readonly __brand: "decode-native-model";
+}
+
+export interface DecodeNativeAddon {
+  createModel(
+    config: LlamaConfig,
+    weights: {
+      embed: Float32Array;
+      inputNorm: Float32Array[];
+      postNorm: Float32Array[];
+      finalNorm: Float32Array;
+      linears: NativeLinear[];
+    },
+    options?: { isa?: DecodeIsa; threads?: number },
+  ): NativeModelHandle;
+  /** Appends the token's K/V at column `pos` of each layer's buffer ([>= pos+1, kvH·D]) and fills `logits`. */
+  step(
+    model: NativeModelHandle,
+    token: number,
+    pos: number,
+    keys: Float32Array[],
+    values: Float32Array[],
+    logits: Float32Array,
+  ): void;
+  info(model: NativeModelHandle): { isa: DecodeIsa; threads: number; weightBytes: number };
+  dispose(model: NativeModelHandle): void;
+  /** The kernels this CPU runs, fastest first. */
+  isas(): DecodeIsa[];
+}
+
+let addon: DecodeNativeAddon | null = null;
+let loadError: string | null = null;
+try {
+  if (process.env.OPENLEDGER_DECODE_NATIVE === "off")
+    throw new Error("disabled by OPENLEDGER_DECODE_NATIVE=off");
+  addon = createRequire(import.meta.url)("@openledger/decode-native") as DecodeNativeAddon;
+  if (typeof addon.step !== "function") throw new Error("the addon has no step()");
+} catch (err) {
+  addon = null;
+  loadError = ((err as Error).message ?? String(err)).split("\n")[0]!;
+}
+
+/** The addon, or null (then `nativeDecodeStatus().reason` says why). */
+export const nativeDecodeAddon: DecodeNativeAddon | null = addon;
+
+export function nativeDecodeStatus(): { available: boolean; reason: string | null } {
+  return { available: addon !== null, reason: loadError };
+}
+
+/** A model's weights held by the addon: one token of one sequence per `step`. */
+export class NativeDecoder {
+  readonly isa: DecodeIsa;
+  readonly threads: number;
+  /** Bytes the addon holds: int8 weights (rows padded to 64), scales, the f32 embedding. */
+  readonly weightBytes: number;
+  #handle: NativeModelHandle | null;
+
+  /**
+   * `linears`: per layer q+k+v, o, gate+up, down, then the head, as the int8c graph quantized them
+   * (`GraphOptions.onQuantized`); norms and the f32 embedding come from `model` (before releaseWeights).
+   */
+  constructor(
+    private readonly addon: DecodeNativeAddon,
+    model: BaseModel,
+    linears: NativeLinear[],
+    options: { threads?: number; isa?: DecodeIsa } = {},
+  ) {
+    const c = model.config;
+    const isa = options.isa ?? (process.env.OPENLEDGER_DECODE_NATIVE_ISA as DecodeIsa | undefined);
+    const layers = Array.from({ length: c.numLayers }, (_, l) => l);
+    this.#handle = addon.createModel(
+      c,
+      {
+        embed: getWeight(model, "model.embed_tokens.weight").data,
+        inputNorm: layers.map((l) => getWeight(model, `model.layers.${l}.input_layernorm.weight`).data),
+        postNorm: layers.map(
+          (l) => getWeight(model, `model.layers.${l}.post_attention_layernorm.weight`).data,
+        ),
+        finalNorm: getWeight(model, "model.norm.weight").data,
+        linears,
+      },
+      { threads: options.threads ?? 1, ...(isa ? { isa } : {}) },
+    );
+    const info = addon.info(this.#handle);
+    this.isa = info.isa;
+    this.threads = info.threads;
+    this.weightBytes = info.weightBytes;
+  }
+
+  /** Runs `token` at `pos`: writes its K/V at column pos of `keys[l]` / `values[l]`; returns the logits. */
+  step(
+    token: number,
+    pos: number,
+    keys: Float32Array[],
+    values: Float32Array[],
+    vocab: number,
+  ): Float32Array {
+    if (!this.#handle) throw new ModelRuntimeError("SEQUENCE_INVALID", "the native decoder was disposed");
+    const logits = new Float32Array(vocab);
+    this.addon.step(this.#handle, token, pos, keys, values, logits);
+    return logits;
+  }
+
+  dispose(): void {
+    if (this.#handle) this.addon.dispose(this.#handle);
+    this.#handle = null;
+  }
+}
