@@ -24,3 +24,4 @@ export {
   type ServiceDefinition,
 } from "./service.ts";
 export { findUnstorableText, safeText, storableJson, textPath, unstorableText } from "./text.ts";
+export { CreateGrantBody, type GrantRequest, grantRequestBody, grantRequestOf } from "./training-grants.ts";

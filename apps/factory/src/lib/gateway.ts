@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { AppError } from "@openledger/errors";
+import { type GrantRequest, grantRequestBody } from "@openledger/service-kit";
 
 /** The gateway's base model, as its /status reports it. */
 export interface GatewayBaseModel {
@@ -16,15 +17,6 @@ export interface Grant {
   token: string;
   maxFeeWei: string;
   expiresAt: string;
-}
-
-export interface GrantRequest {
-  job: string;
-  datanetVersionIds: string[];
-  baseModelHash: string;
-  pricePer1kTokensWei: bigint;
-  maxTokens: number;
-  expiresInSeconds: number;
 }
 
 export interface AdapterRegistration {
@@ -109,14 +101,7 @@ export class GatewayClient {
     const body = (await this.#call("/v1/training-grants", {
       method: "POST",
       headers: { authorization, "content-type": "application/json" },
-      body: JSON.stringify({
-        job: req.job,
-        datanet_version_ids: req.datanetVersionIds,
-        base_model_hash: req.baseModelHash,
-        price_per_1k_tokens_wei: req.pricePer1kTokensWei.toString(),
-        max_tokens: req.maxTokens,
-        expires_in_seconds: req.expiresInSeconds,
-      }),
+      body: JSON.stringify(grantRequestBody(req)),
     })) as { id: string; token: string; max_fee_wei: string; expires_at: string };
     return { id: body.id, token: body.token, maxFeeWei: body.max_fee_wei, expiresAt: body.expires_at };
   }

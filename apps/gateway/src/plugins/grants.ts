@@ -2,6 +2,7 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { type Db, Prisma, type TrainingGrant, type Tx } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import type { Producer } from "@openledger/queue";
+import type { GrantRequest } from "@openledger/service-kit";
 import { priceInference } from "@openledger/settlement-core";
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
@@ -15,15 +16,6 @@ const ADDRESS = /^0x[0-9a-f]{40}$/;
 
 function hashToken(token: string): string {
   return createHash("sha256").update(token).digest("hex");
-}
-
-export interface GrantRequest {
-  job: string;
-  datanetVersionIds: string[];
-  baseModelHash: string;
-  pricePer1kTokensWei: bigint;
-  maxTokens: number;
-  expiresInSeconds: number;
 }
 
 /** What a job trained, as the factory reports it with the adapter. */

@@ -1,32 +1,9 @@
 import type { TrainingGrant } from "@openledger/db";
 import { AppError } from "@openledger/errors";
+import { CreateGrantBody, grantRequestOf } from "@openledger/service-kit";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
 import { GRANT_TOKEN_PREFIX } from "../plugins/grants.ts";
-
-const CreateGrantBody = z
-  .object({
-    job: z
-      .string()
-      .regex(/^[A-Za-z0-9._-]{1,64}$/)
-      .describe("The factory's job id"),
-    datanet_version_ids: z.array(z.uuid()).min(1).max(16),
-    base_model_hash: z
-      .string()
-      .regex(/^[0-9a-f]{64}$/)
-      .describe("SHA-256 of the base model's weights the job trains on (must be this gateway's)"),
-    price_per_1k_tokens_wei: z
-      .string()
-      .regex(/^\d{1,38}$/)
-      .describe("Price of training, wei per 1,000 trained tokens"),
-    max_tokens: z.number().int().min(1).max(2_000_000_000),
-    expires_in_seconds: z
-      .number()
-      .int()
-      .min(60)
-      .max(30 * 86400),
-  })
-  .strict();
 
 const GrantParams = z.object({ id: z.uuid() });
 
@@ -71,14 +48,7 @@ export async function trainingGrantRoutes(app: FastifyInstance) {
     async (request, reply) => {
       const account = await app.apiKeys.authenticate(request);
       const body = request.body as z.infer<typeof CreateGrantBody>;
-      const { grant, token } = await app.grants.create(account, {
-        job: body.job,
-        datanetVersionIds: body.datanet_version_ids,
-        baseModelHash: body.base_model_hash,
-        pricePer1kTokensWei: BigInt(body.price_per_1k_tokens_wei),
-        maxTokens: body.max_tokens,
-        expiresInSeconds: body.expires_in_seconds,
-      });
+      const { grant, token } = await app.grants.create(account, grantRequestOf(body));
       return reply.status(201).send({ ...view(grant), token });
     },
   );
