@@ -307,7 +307,9 @@ describe("validators file disputes by themselves", () => {
     const role = [SLASH_PROPOSER_ROLE, chain.addresses!.contracts.ValidatorDisputes] as const;
     await chain.asAdmin([{ ...staking, functionName: "revokeRole", args: role }]);
     const second = await validator(1, { RUN_WORKERS: "false" });
-    assert.deepEqual(await disputeDuty(second)(), { signed: 1, filed: 0 });
+    // No backoff here: the retry right after the chain accepts again is what this test is about.
+    const noBackoff = { maxRefusals: 5, backoffMs: () => 0 };
+    assert.deepEqual(await disputeDuty(second, noBackoff)(), { signed: 1, filed: 0 });
     const [pending] = await intentsOf(v(2), inf.id);
     assert.equal(pending?.status, "pending", "refused, kept");
     // Staking's AccessControlUnauthorizedAccount (0xe2517d3f; not in ValidatorDisputes' ABI).
@@ -317,11 +319,89 @@ describe("validators file disputes by themselves", () => {
     await chain.asAdmin([{ ...staking, functionName: "grantRole", args: role }]);
     await close(second);
     const again = await validator(1, { RUN_WORKERS: "false" });
-    assert.deepEqual(await disputeDuty(again)(), { signed: 0, filed: 1 });
+    assert.deepEqual(await disputeDuty(again, noBackoff)(), { signed: 0, filed: 1 });
     assert.ok((await proposalOf(v(2), inf.id)) > 0n);
     assert.equal(await proposals(), before + 1n);
     assert.deepEqual(await disputeDuty(first)(), { signed: 0, filed: 0 }, "#5 sees it filed");
     await close(first, again);
+  });
+
+  test("a filing the chain keeps refusing is backed off, then given up: not retried, counted in the metric", async () => {
+    const inf = await inference([0, 1], [[2, ELSEWHERE()]]);
+    const staking = { address: chain.addresses!.contracts.Staking, abi: stakingAbi as Abi };
+    const role = [SLASH_PROPOSER_ROLE, chain.addresses!.contracts.ValidatorDisputes] as const;
+    await chain.asAdmin([{ ...staking, functionName: "revokeRole", args: role }]);
+    const first = await validator(0, { RUN_WORKERS: "false" });
+    const second = await validator(1, { RUN_WORKERS: "false" });
+    try {
+      assert.deepEqual(await disputeDuty(first)(), { signed: 1, filed: 0 });
+      const policy = { maxRefusals: 3, backoffMs: () => 3_600_000 };
+      const duty = disputeDuty(second, policy);
+      /** The group's refusal count, whether it is given up, and when its intent was last touched. */
+      const state = async () => {
+        const [row] = await db.$queryRawUnsafe<{ refusals: number; given_up: boolean; touched: Date }[]>(
+          `SELECT max(s.refusals)::int AS refusals, bool_and(s.given_up_at IS NOT NULL) AS given_up,
+                  (SELECT updated_at FROM chain_intents WHERE key = $3) AS touched
+             FROM attribution_dispute_signatures s WHERE s.accused = $1 AND s.inference_id = $2::uuid`,
+          v(2),
+          inf.id,
+          disputeIntentKey(v(2), inf.id),
+        );
+        return row!;
+      };
+      /** What the metric counted for this process, by outcome. */
+      const counted = async () => {
+        const m = await second.metrics.getSingleMetric("attribution_dispute_refusals_total")!.get();
+        return Object.fromEntries(m.values.map((x) => [String(x.labels.outcome), x.value]));
+      };
+      /** The backoff is over (an hour, in the rows): the next pass may read the group. */
+      const backoffOver = () =>
+        db.$executeRawUnsafe(
+          `UPDATE attribution_dispute_signatures SET retry_at = now() - interval '1 second'
+            WHERE accused = $1 AND inference_id = $2::uuid`,
+          v(2),
+          inf.id,
+        );
+
+      assert.deepEqual(await duty(), { signed: 1, filed: 0 });
+      const refused = await state();
+      assert.equal(refused.refusals, 1);
+      assert.equal(refused.given_up, false);
+      // Within the backoff the group is not read: nothing submitted, nothing counted.
+      assert.deepEqual(await duty(), { signed: 0, filed: 0 });
+      assert.deepEqual(await state(), refused);
+      assert.deepEqual(await counted(), { retry: 1 });
+
+      await backoffOver();
+      await duty();
+      assert.equal((await state()).refusals, 2);
+      await backoffOver();
+      await duty();
+      const givenUp = await state();
+      assert.equal(givenUp.refusals, 3);
+      assert.equal(givenUp.given_up, true);
+      assert.deepEqual(await counted(), { retry: 2, given_up: 1 });
+
+      // Given up: not read again, even past any retry time, even once the chain would accept it.
+      await backoffOver();
+      await chain.asAdmin([{ ...staking, functionName: "grantRole", args: role }]);
+      assert.deepEqual(await duty(), { signed: 0, filed: 0 });
+      assert.deepEqual(await disputeDuty(first, policy)(), { signed: 0, filed: 0 });
+      assert.deepEqual(await state(), givenUp);
+      assert.equal(await proposalOf(v(2), inf.id), 0n);
+      assert.equal((await intentsOf(v(2), inf.id))[0]?.status, "pending");
+    } finally {
+      const restored = await pub().readContract({
+        address: staking.address,
+        abi: stakingAbi,
+        functionName: "hasRole",
+        args: role,
+      });
+      if (!restored) {
+        await chain.asAdmin([{ ...staking, functionName: "grantRole", args: role }]);
+      }
+      await close(first, second);
+    }
   });
 
   test("a validator whose own result is not the quorum's signs no dispute against another dissenter", async () => {

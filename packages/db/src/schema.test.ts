@@ -317,6 +317,9 @@ test("every model round-trips, with wei amounts beyond 64 bits intact", async ()
           signature: SIG,
           filedAt: new Date("2026-12-04T23:30:00.123Z"),
           parkedSet: ROOT,
+          refusals: 2,
+          retryAt: new Date("2026-12-05T22:00:00.123Z"),
+          givenUpAt: new Date("2026-12-05T22:10:00.123Z"),
         },
       }),
     (d) =>

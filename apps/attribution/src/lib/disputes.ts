@@ -199,6 +199,26 @@ export function validatorSetKey(q: Pick<ValidatorQuorum, "need" | "active">): He
   );
 }
 
+/** How a dispute group the chain refused is retried (`fileDisputes`). */
+export interface DisputeRefusalPolicy {
+  /** The refusal that gives the group up (never read by the pass again). */
+  maxRefusals: number;
+  /** Wait after the n-th refusal (n >= 1) before the group is read again, ms. */
+  backoffMs(refusals: number): number;
+  /** Each refusal: "retry" (backed off) or "given_up" (the metric). */
+  onRefused?(outcome: "retry" | "given_up"): void;
+}
+
+/**
+ * 1, 2, 4, 8 minutes, then given up at the fifth refusal (about a quarter of an hour of tries): a refusal that
+ * outlives that is not transient (a revoked role, a paused contract, evidence the contract rejects) and needs
+ * an operator, not a pass every few seconds forever.
+ */
+export const DISPUTE_REFUSAL_POLICY: DisputeRefusalPolicy = {
+  maxRefusals: 5,
+  backoffMs: (n) => 60_000 * 2 ** (n - 1),
+};
+
 /**
  * Files the disputes this validator signed that enough active validators (other than the accused) have
  * signed and that are not filed yet: one chain intent per (accused, inference), signed with this validator's
@@ -211,15 +231,22 @@ export function validatorSetKey(q: Pick<ValidatorQuorum, "need" | "active">): He
  * a pass finds it cannot be filed at today's set (too few of its signers active, or no evidence): its rows get
  * `parked_set` = `validatorSetKey` of that set, and it is not read again while the set is the same. Only two
  * things can make such a group fileable, and each re-opens it: a new signature (its row is inserted open; rows
- * the pass did not read are not parked) and any change of the set (need or members: the key differs). A group
- * the chain refused (an intent left pending) stays open and is retried each pass.
+ * the pass did not read are not parked) and any change of the set (need or members: the key differs).
+ *
+ * A group the chain refused (its intent reverts and stays pending) is retried with exponential backoff: its rows
+ * count the refusal and are not read before `retry_at` (`refusal.backoffMs(refusals)`); at the
+ * `refusal.maxRefusals`-th refusal it is given up (`given_up_at`): never read by the pass again, logged as an
+ * error and counted (attribution_dispute_refusals_total{outcome="given_up"}) for an operator to look at. A new
+ * signature re-opens even such a group for one more try (its row is inserted open), counting on from the
+ * group's highest count: retries stay bounded by the signatures a group can get.
  */
 export async function fileDisputes(
   db: Db,
   chain: ChainContext,
   identity: ValidatorIdentity,
   quorum: () => Promise<Pick<ValidatorQuorum, "need" | "active">>,
-  log: AttestorLog,
+  log: AttestorLog & { error(obj: object, msg?: string): void },
+  refusal: DisputeRefusalPolicy = DISPUTE_REFUSAL_POLICY,
 ): Promise<number> {
   const [{ open } = { open: false }] = await db.$queryRawUnsafe<{ open: boolean }[]>(
     `SELECT EXISTS (SELECT 1 FROM attribution_dispute_signatures WHERE filed_at IS NULL) AS open`,
@@ -237,20 +264,25 @@ export async function fileDisputes(
       signatures: string[];
       evidence: string | null;
       confirmed: boolean;
+      refusals: number;
     }[]
   >(
     // Groups with a row not filed and not parked at today's set, that this validator signed. Three range
     // reads of the partial index (an OR, or `<>`, reads every parked row: 5 ms against 0.1 ms for 2,000 parked
     // rows, scratch measure).
+    // A row given up, or waiting for its retry time, does not open its group.
     `WITH open AS (
        SELECT accused, inference_id FROM attribution_dispute_signatures WHERE filed_at IS NULL AND parked_set IS NULL
+              AND given_up_at IS NULL AND (retry_at IS NULL OR retry_at <= now())
        UNION SELECT accused, inference_id FROM attribution_dispute_signatures
               WHERE filed_at IS NULL AND parked_set < $2::char(66)
+                AND given_up_at IS NULL AND (retry_at IS NULL OR retry_at <= now())
        UNION SELECT accused, inference_id FROM attribution_dispute_signatures
-              WHERE filed_at IS NULL AND parked_set > $2::char(66))
+              WHERE filed_at IS NULL AND parked_set > $2::char(66)
+                AND given_up_at IS NULL AND (retry_at IS NULL OR retry_at <= now()))
      SELECT s.accused, s.inference_id::text AS inference_id, s.signed_result_hash AS signed_hash,
             s.quorum_result_hash AS quorum_hash, array_agg(s.signer ORDER BY s.signer) AS signers,
-            array_agg(s.signature ORDER BY s.signer) AS signatures,
+            array_agg(s.signature ORDER BY s.signer) AS signatures, max(s.refusals)::int AS refusals,
             (SELECT r.signature FROM attribution_results r
               WHERE r.inference_id = s.inference_id AND lower(r.validator_address) = s.accused
                 AND lower(r.result_hash) = lower(s.signed_result_hash)) AS evidence,
@@ -284,6 +316,27 @@ export async function fileDisputes(
       g.signers,
       setKey,
     );
+  /** The chain refused the group's filing: back off, or give it up at the last allowed refusal. */
+  const refused = async (g: (typeof groups)[number], reason: string) => {
+    const refusals = g.refusals + 1;
+    const givenUp = refusals >= refusal.maxRefusals;
+    await db.$executeRawUnsafe(
+      `UPDATE attribution_dispute_signatures
+          SET refusals = $4, retry_at = now() + $5::int * interval '1 millisecond',
+              given_up_at = CASE WHEN $6 THEN now() END
+        WHERE accused = $1 AND inference_id = $2::uuid AND signer = ANY($3::text[]) AND filed_at IS NULL`,
+      g.accused,
+      g.inference_id,
+      g.signers,
+      refusals,
+      givenUp ? 0 : Math.round(refusal.backoffMs(refusals)),
+      givenUp,
+    );
+    refusal.onRefused?.(givenUp ? "given_up" : "retry");
+    const ctx = { inferenceId: g.inference_id, accused: g.accused, reason, refusals };
+    if (givenUp) log.error(ctx, "dispute refused by the chain too many times: given up, not retried");
+    else log.warn(ctx, "dispute refused by the chain: retried after a backoff");
+  };
   const disputes = chain.addresses.contracts.ValidatorDisputes;
   let filed = 0;
   for (const g of groups) {
@@ -338,12 +391,9 @@ export async function fileDisputes(
         "dispute filed on ValidatorDisputes",
       );
     } catch (err) {
-      // The intent stays pending: the next pass (of this or another signer's process) tries again.
+      // The intent stays pending: a pass after the backoff (of this or another signer's process) tries again.
       if (!(err instanceof IntentRejectedError)) throw err;
-      log.warn(
-        { inferenceId: g.inference_id, accused: g.accused, reason: err.reason },
-        "dispute refused by the chain: retried on the next pass",
-      );
+      await refused(g, err.reason);
     }
   }
   return filed;
@@ -354,7 +404,14 @@ export async function fileDisputes(
  * validator identity of this process, sign what it can say (`signDisputes`), then file what enough
  * validators said (`fileDisputes`). Returns the disputes signed and filed in the pass.
  */
-export function disputeDuty(app: FastifyInstance): () => Promise<{ signed: number; filed: number }> {
+export function disputeDuty(
+  app: FastifyInstance,
+  policy: Omit<DisputeRefusalPolicy, "onRefused"> = DISPUTE_REFUSAL_POLICY,
+): () => Promise<{ signed: number; filed: number }> {
+  const refusal: DisputeRefusalPolicy = {
+    ...policy,
+    onRefused: (outcome) => app.attribution.metrics.disputeRefusals.inc({ outcome }),
+  };
   return async () => {
     const [chain, identities] = await Promise.all([app.attribution.chain(), app.attribution.validators()]);
     // The set now: read once per pass (filing checks it; inferences before any epoch close count by it).
@@ -369,7 +426,7 @@ export function disputeDuty(app: FastifyInstance): () => Promise<{ signed: numbe
     let filed = 0;
     for (const identity of identities) {
       signed += await signDisputes(app.db, chain, identity, quorumAt, app.log);
-      filed += await fileDisputes(app.db, chain, identity, quorum, app.log);
+      filed += await fileDisputes(app.db, chain, identity, quorum, app.log, refusal);
     }
     return { signed, filed };
   };

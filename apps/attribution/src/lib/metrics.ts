@@ -15,6 +15,8 @@ export interface AttributionMetrics {
   /** Adapter files fetched from the gateway (ATTRIBUTION_ADAPTER_SOURCE = its URL), by outcome: fetched,
    *  absent (404), refused (not the registered content hash, or too large: nothing kept), failed. */
   adapterFetches: Counter<"outcome">;
+  /** Dispute filings the chain refused, by outcome: retry (backed off), given_up (never retried: an operator's case). */
+  disputeRefusals: Counter<"outcome">;
 }
 
 export function attributionMetrics(registry: Registry): AttributionMetrics {
@@ -60,6 +62,12 @@ export function attributionMetrics(registry: Registry): AttributionMetrics {
     adapterFetches: new Counter({
       name: "attribution_adapter_fetches_total",
       help: "Adapter files fetched from the gateway for LoRA influence, by outcome",
+      labelNames: ["outcome"],
+      registers: [registry],
+    }),
+    disputeRefusals: new Counter({
+      name: "attribution_dispute_refusals_total",
+      help: "Dispute filings the chain refused, by outcome (retry: backed off; given_up: never retried)",
       labelNames: ["outcome"],
       registers: [registry],
     }),
