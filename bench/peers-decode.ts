@@ -232,6 +232,7 @@ export async function runDecode(
   const needInt4 = wanted("decode b=1, 4-bit", "int4 / Q4_0");
   const needInt8c = wanted("decode b=1, 8-bit per-channel", "int8c / Q8_0");
   const needNative = wanted("decode b=1, 8-bit per-channel, native", "int8c-native / Q8_0");
+  const needNativeLora = wanted("decode b=1, 8-bit per-channel, native, 1 adapter", "int8c-native / Q8_0");
   log("building our sessions (f32, int8, int4 as the cases need; multi-LoRA graph)");
   const none = new Map<string, WorkerRuntime>();
   const f32rt = needF32 ? await ours("f32", ADAPTERS) : none;
@@ -242,7 +243,11 @@ export async function runDecode(
   const int8rt = needInt8 ? await ours("int8") : none;
   const int4rt = needInt4 ? await ours("int4") : none;
   const int8crt = needInt8c ? await ours("int8c") : none;
-  const nativert = needNative ? await ours("int8c", 1, true) : none;
+  const nativert = needNative || needNativeLora ? await ours("int8c", 1, true) : none;
+  // The adapter case: adapter 0 in slot 1 of the same runtimes (llama.cpp: its GGUF on the Q8_0 model).
+  if (needNativeLora)
+    for (const rt of nativert.values())
+      rt.loadAdapter(1, await loadPeftAdapter(CONFIG, files.adapterDirs[0]!));
   const oursSides = (rts: Map<string, WorkerRuntime>, slots: number[]) =>
     new Map([...rts].map(([key, rt]) => [key, new OursSide(rt, slots)]));
 
@@ -316,6 +321,14 @@ export async function runDecode(
     weights: "int8c-native / Q8_0",
     ours: oursSides(nativert, [0]),
     peer: peerSides(q8, 1),
+  });
+  all.push({
+    name: "decode b=1, 8-bit per-channel, native, 1 adapter",
+    batch: 1,
+    adapters: 1,
+    weights: "int8c-native / Q8_0",
+    ours: oursSides(nativert, [1]),
+    peer: peerSides(q8, 1, files.adapterGgufs.slice(0, 1)),
   });
   all.push({
     name: "decode b=1, 4-bit",

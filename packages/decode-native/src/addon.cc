@@ -205,7 +205,7 @@ struct Model {
   std::vector<float> x, h, qkv, ctx, tmp, gu, act, scores;
   Aligned<uint8_t> aq;
   std::vector<int32_t> acc;
-  size_t weight_bytes = 0;
+  size_t loaded = 0;  // linear layers set (a step needs all of them)
 };
 
 // DynamicQuantizeLinear (what DynamicQuantizeMatMul runs on its input): range widened to include 0,
@@ -287,9 +287,39 @@ void rope(float* v, int heads, int d, const float* cs, const float* sn) {
   }
 }
 
+// A LoRA adapter for one step (the runtime's slot layout): per layer and targeted module, A [in, rank]
+// and scale*B [rank, out]; delta = (x . A) . B added to the module's base output, in f32 as the graph's
+// MatMuls do. Modules: 0..6 = q, k, v, o, gate, up, down.
+struct Adapter {
+  int rank = 0;
+  int per_layer = 0;         // targeted modules
+  int slot_of[7];            // module -> index among the targeted, or -1
+  std::vector<const float*> a, b;  // [layer * per_layer + index]
+};
+
+void lora_delta(const Adapter* ad, int layer, int module, const float* x, int in, float* y, int out) {
+  if (!ad || ad->slot_of[module] < 0) return;
+  const size_t at = (size_t)layer * ad->per_layer + ad->slot_of[module];
+  const float* A = ad->a[at];
+  const float* B = ad->b[at];
+  const int r = ad->rank;
+  float t[256];
+  std::fill(t, t + r, 0.f);
+  for (int i = 0; i < in; i++) {
+    const float xi = x[i];
+    const float* row = A + (size_t)i * r;
+    for (int k = 0; k < r; k++) t[k] += xi * row[k];
+  }
+  for (int k = 0; k < r; k++) {
+    const float tk = t[k];
+    const float* row = B + (size_t)k * out;
+    for (int j = 0; j < out; j++) y[j] += tk * row[j];
+  }
+}
+
 // One token at position `pos`: appends its keys and values at column pos of keys[l] / values[l]
 // ([>= pos+1, kvH*D] each; columns 0..pos-1 hold the past) and writes the logits.
-void step(Model& m, int token, int pos, float* const* keys, float* const* values, float* logits) {
+void step(Model& m, int token, int pos, float* const* keys, float* const* values, float* logits, const Adapter* ad) {
   const Config& c = m.c;
   const int H = c.hidden, D = c.head_dim, W = c.kv_heads * D, Q = c.heads * D, G = c.heads / c.kv_heads;
   float* x = m.x.data();
@@ -305,6 +335,9 @@ void step(Model& m, int token, int pos, float* const* keys, float* const* values
     float* q = qkv;
     float* k = qkv + Q;
     float* v = qkv + Q + W;
+    lora_delta(ad, l, 0, h, H, q, Q);
+    lora_delta(ad, l, 1, h, H, k, W);
+    lora_delta(ad, l, 2, h, H, v, W);
     rope(q, c.heads, D, m.cos_q.data() + rope_at, m.sin_q.data() + rope_at);
     rope(k, c.kv_heads, D, m.cos_k.data() + rope_at, m.sin_k.data() + rope_at);
     float* K = keys[l];
@@ -334,17 +367,21 @@ void step(Model& m, int token, int pos, float* const* keys, float* const* values
     }
     float* tmp = m.tmp.data();
     linear(m, L[1], ctx, tmp);
+    lora_delta(ad, l, 3, ctx, Q, tmp, H);
     for (int i = 0; i < H; i++) x[i] += tmp[i];
     rms_norm(x, m.post_norm[l].data(), H, c.eps, h);
     float* gu = m.gu.data();
     linear(m, L[2], h, gu);
     float* act = m.act.data();
     const int I = c.inter;
+    lora_delta(ad, l, 4, h, H, gu, I);
+    lora_delta(ad, l, 5, h, H, gu + I, I);
     for (int i = 0; i < I; i++) {
       const float g = gu[i];
       act[i] = g / (1.f + std::exp(-g)) * gu[I + i];
     }
     linear(m, L[3], act, tmp);
+    lora_delta(ad, l, 6, act, I, tmp, H);
     for (int i = 0; i < H; i++) x[i] += tmp[i];
     rms_norm(x, l + 1 < c.layers ? m.in_norm[l + 1].data() : m.final_norm.data(), H, c.eps, h);
   }
@@ -454,6 +491,42 @@ napi_value element(napi_env env, napi_value arr, uint32_t i, uint32_t want, cons
   return v;
 }
 
+// { rank, modules: number[] (0..6, each once), a: Float32Array[], b: Float32Array[] } — a[l * modules.length
+// + i] is module i's A [in, rank] in layer l, b the same module's scale*B [rank, out]. Only pointers are
+// kept: the arrays must stay alive (and unchanged) for the call.
+void load_adapter(napi_env env, napi_value spec, const Config& c, Adapter& ad) {
+  ad.rank = integer(env, get(env, spec, "rank"), "adapter.rank", 1, 256);
+  napi_value mods = get(env, spec, "modules");
+  bool is = false;
+  uint32_t n = 0;
+  if (napi_is_array(env, mods, &is) != napi_ok || !is || napi_get_array_length(env, mods, &n) != napi_ok ||
+      n < 1 || n > 7)
+    throw Fail{"ERR_DECODE_ADAPTER", "adapter.modules must be an array of 1-7 module indices", false};
+  std::fill(ad.slot_of, ad.slot_of + 7, -1);
+  ad.per_layer = (int)n;
+  const int D = c.head_dim, Q = c.heads * D, W = c.kv_heads * D, H = c.hidden, I = c.inter;
+  const int in_of[7] = {H, H, H, Q, H, H, I}, out_of[7] = {Q, W, W, H, I, I, H};
+  std::vector<int> order(n);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    ok(napi_get_element(env, mods, i, &v), "napi_get_element");
+    const int mod = integer(env, v, "adapter.modules[i]", 0, 6);
+    if (ad.slot_of[mod] >= 0) throw Fail{"ERR_DECODE_ADAPTER", "adapter.modules lists a module twice", true};
+    ad.slot_of[mod] = (int)i;
+    order[i] = mod;
+  }
+  const uint32_t total = (uint32_t)c.layers * n;
+  napi_value as = get(env, spec, "a"), bs = get(env, spec, "b");
+  ad.a.resize(total), ad.b.resize(total);
+  for (uint32_t j = 0; j < total; j++) {
+    const int mod = order[j % n];
+    ad.a[j] = typed<float>(env, element(env, as, j, total, "adapter.a"), napi_float32_array,
+                           (size_t)in_of[mod] * ad.rank, "adapter.a[i]");
+    ad.b[j] = typed<float>(env, element(env, bs, j, total, "adapter.b"), napi_float32_array,
+                           (size_t)ad.rank * out_of[mod], "adapter.b[i]");
+  }
+}
+
 // A linear layer from quantizePerChannel's output: data Int8Array [cols, rows] (MatMul's B), scales [rows].
 void load_linear(napi_env env, napi_value spec, int rows, int cols, Linear& L, const char* what) {
   const int r = integer(env, get(env, spec, "rows"), "rows", 1, 1 << 24);
@@ -555,13 +628,32 @@ napi_value string_value(napi_env env, const char* s) {
   return out;
 }
 
+// Linear layer i of the model (per layer q+k+v, o, gate+up, down; then the head) from its spec.
+void set_linear(napi_env env, Model& m, uint32_t i, napi_value spec) {
+  const Config& c = m.c;
+  const int D = c.head_dim, Q = c.heads * D, W = c.kv_heads * D, H = c.hidden, I = c.inter;
+  if (i >= m.lin.size())
+    throw Fail{"ERR_DECODE_ARGS", "linear index " + std::to_string(i) + " outside [0, " + std::to_string(m.lin.size()) + ")",
+               true};
+  static const char* names[4] = {"q+k+v", "o_proj", "gate+up", "down_proj"};
+  const bool head = i + 1 == m.lin.size();
+  const int k = i % 4;
+  const int rows = head ? c.vocab : k == 0 ? Q + 2 * W : k == 2 ? 2 * I : H;
+  const int cols = head ? H : k == 1 ? Q : k == 3 ? I : H;
+  Linear L;
+  load_linear(env, spec, rows, cols, L, head ? "head" : names[k]);
+  if (!m.lin[i].w) m.loaded++;
+  m.lin[i] = std::move(L);
+}
+
 // createModel(config, weights, options?) -> model. Copies (and transposes) everything it needs: the
 // JS arrays may be dropped afterwards.
 //   config: { hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize, vocabSize,
 //             maxPositionEmbeddings, rmsNormEps, ropeTheta }
 //   weights: { embed: Float32Array [V*H], inputNorm: Float32Array[], postNorm: Float32Array[],
-//             finalNorm, linears: { rows, cols, data: Int8Array [cols*rows], scales }[] — per layer
-//             q+k+v, o, gate+up, down; then the head }
+//             finalNorm, linears?: { rows, cols, data: Int8Array [cols*rows], scales }[] — per layer
+//             q+k+v, o, gate+up, down; then the head. Without `linears`, setLinear sets them one by
+//             one (so the caller never holds all of them at once). }
 //   options: { isa?: "avx512vnni" | "avx2" | "scalar", threads?: 1..64 }
 napi_value CreateModel(napi_env env, napi_callback_info info) {
   return call<3>(env, info, 2, "createModel(config, weights, options?) takes 2-3 arguments",
@@ -602,17 +694,13 @@ napi_value CreateModel(napi_env env, napi_callback_info info) {
     }
     m->final_norm = load_floats(env, get(env, w, "finalNorm"), H, "finalNorm");
     const uint32_t nlin = (uint32_t)c.layers * 4 + 1;
-    napi_value lins = get(env, w, "linears");
     m->lin.resize(nlin);
-    for (int l = 0; l < c.layers; l++) {
-      load_linear(env, element(env, lins, l * 4, nlin, "linears"), Q + 2 * W, H, m->lin[l * 4], "q+k+v");
-      load_linear(env, element(env, lins, l * 4 + 1, nlin, "linears"), H, Q, m->lin[l * 4 + 1], "o_proj");
-      load_linear(env, element(env, lins, l * 4 + 2, nlin, "linears"), 2 * I, H, m->lin[l * 4 + 2], "gate+up");
-      load_linear(env, element(env, lins, l * 4 + 3, nlin, "linears"), H, I, m->lin[l * 4 + 3], "down_proj");
+    bool has_linears = false;
+    ok(napi_has_named_property(env, w, "linears", &has_linears), "napi_has_named_property");
+    if (has_linears) {
+      napi_value lins = get(env, w, "linears");
+      for (uint32_t i = 0; i < nlin; i++) set_linear(env, *m, i, element(env, lins, i, nlin, "linears"));
     }
-    load_linear(env, element(env, lins, nlin - 1, nlin, "linears"), c.vocab, H, m->lin.back(), "head");
-    for (auto& L : m->lin) m->weight_bytes += (size_t)L.rows * L.kp + L.rows * 8;
-    m->weight_bytes += m->embed.size() * 4;
 
     // RoPE tables as graph.ts builds them (double angles, f32 tables; the query's times 1/sqrt(D)).
     const int half = D / 2;
@@ -630,10 +718,8 @@ napi_value CreateModel(napi_env env, napi_callback_info info) {
       }
     m->x.resize(H), m->h.resize(H), m->tmp.resize(H), m->qkv.resize(Q + 2 * W), m->ctx.resize(Q);
     m->gu.resize(2 * I), m->act.resize(I), m->scores.resize(c.max_pos);
-    int kmax = 0, rmax = 0;
-    for (auto& L : m->lin) kmax = std::max(kmax, L.kp), rmax = std::max(rmax, L.rows);
-    m->aq = aligned<uint8_t>(kmax);
-    m->acc.resize(rmax);
+    m->aq = aligned<uint8_t>((size_t)((std::max({H, Q, I}) + 63) & ~63));
+    m->acc.resize(std::max({Q + 2 * W, 2 * I, H, c.vocab}));
     m->pool = std::make_unique<Pool>(threads);
 
     napi_value obj;
@@ -647,10 +733,15 @@ napi_value CreateModel(napi_env env, napi_callback_info info) {
 
 // step(model, token, pos, keys: Float32Array[], values: Float32Array[], logits: Float32Array)
 napi_value Step(napi_env env, napi_callback_info info) {
-  return call<6>(env, info, 6, "step(model, token, pos, keys, values, logits) takes 6 arguments",
-                 [&](napi_value* argv, size_t) -> napi_value {
+  return call<7>(env, info, 6, "step(model, token, pos, keys, values, logits, adapter?) takes 6-7 arguments",
+                 [&](napi_value* argv, size_t argc) -> napi_value {
     Model* m = unwrap(env, argv[0]);
     const Config& c = m->c;
+    if (m->loaded != m->lin.size())
+      throw Fail{"ERR_DECODE_MODEL",
+                 "the model has " + std::to_string(m->loaded) + " of its " + std::to_string(m->lin.size()) +
+                     " linear layers (setLinear)",
+                 false};
     const int token = integer(env, argv[1], "token", 0, c.vocab - 1);
     const int pos = integer(env, argv[2], "pos", 0, 1 << 30);
     if (pos >= c.max_pos)
@@ -664,7 +755,22 @@ napi_value Step(napi_env env, napi_callback_info info) {
       values[l] = floats_at_least(env, element(env, argv[4], l, c.layers, "values"), need, "values[l]");
     }
     float* logits = typed<float>(env, argv[5], napi_float32_array, c.vocab, "logits");
-    step(*m, token, pos, keys.data(), values.data(), logits);
+    Adapter adapter;
+    napi_valuetype at = napi_undefined;
+    if (argc > 6) ok(napi_typeof(env, argv[6], &at), "napi_typeof");
+    const bool has_adapter = at != napi_undefined && at != napi_null;
+    if (has_adapter) load_adapter(env, argv[6], c, adapter);
+    step(*m, token, pos, keys.data(), values.data(), logits, has_adapter ? &adapter : nullptr);
+    return nullptr;
+  });
+}
+
+// setLinear(model, index, { rows, cols, data: Int8Array [cols*rows], scales }): copies (transposed).
+napi_value SetLinear(napi_env env, napi_callback_info info) {
+  return call<3>(env, info, 3, "setLinear(model, index, linear) takes 3 arguments",
+                 [&](napi_value* argv, size_t) -> napi_value {
+    Model* m = unwrap(env, argv[0]);
+    set_linear(env, *m, (uint32_t)integer(env, argv[1], "index", 0, 1 << 20), argv[2]);
     return nullptr;
   });
 }
@@ -673,9 +779,11 @@ napi_value Step(napi_env env, napi_callback_info info) {
 napi_value Info(napi_env env, napi_callback_info info) {
   return call<1>(env, info, 1, "info(model)", [&](napi_value* argv, size_t) -> napi_value {
     Model* m = unwrap(env, argv[0]);
+    size_t weight_bytes = m->embed.size() * 4;
+    for (auto& L : m->lin) weight_bytes += (size_t)L.rows * L.kp + L.rows * 8;
     napi_value obj, bytes;
     ok(napi_create_object(env, &obj), "napi_create_object");
-    ok(napi_create_double(env, (double)m->weight_bytes, &bytes), "napi_create_double");
+    ok(napi_create_double(env, (double)weight_bytes, &bytes), "napi_create_double");
     ok(napi_set_named_property(env, obj, "isa", string_value(env, isa_name(m->isa))), "napi_set_named_property");
     ok(napi_set_named_property(env, obj, "threads", int32_value(env, m->pool->size())), "napi_set_named_property");
     ok(napi_set_named_property(env, obj, "weightBytes", bytes), "napi_set_named_property");
@@ -711,6 +819,7 @@ napi_value Init(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"createModel", nullptr, CreateModel, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"step", nullptr, Step, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"setLinear", nullptr, SetLinear, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"dispose", nullptr, Dispose, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"isas", nullptr, Isas, nullptr, nullptr, nullptr, napi_default, nullptr},

@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { test } from "node:test";
-import { type LlamaConfig, SMOLLM_135M_CONFIG, TINY_CONFIG } from "./config.ts";
+import { generateRandomAdapter } from "./adapter.ts";
+import { type LlamaConfig, LORA_MODULES, SMOLLM_135M_CONFIG, TINY_CONFIG } from "./config.ts";
 import { buildLlamaGraph } from "./graph.ts";
 import { type BaseModel, generateBaseModel } from "./model.ts";
 import { type NativeLinear, nativeDecodeAddon, nativeDecodeStatus } from "./native-decode.ts";
@@ -75,6 +76,59 @@ for (const [name, config] of [
       assert.ok(worst < REL_TOL, `relative logit difference ${worst}`);
       assert.equal(agree, steps);
       assert.equal(nat.sequenceLength("s"), PROMPT.length + steps);
+      await nat.dispose();
+      await ort.dispose();
+    },
+  );
+}
+
+for (const [name, config, targetModules] of [
+  ["tiny, all seven modules", TINY_CONFIG, LORA_MODULES],
+  ["SmolLM-shaped (2 layers), q/k/v/o", SMOL_SHAPED, ["q_proj", "k_proj", "v_proj", "o_proj"]],
+] as const) {
+  test(
+    `${name}: a decode row with an adapter runs natively with onnxruntime's LoRA logits`,
+    needsAddon,
+    async () => {
+      const model = generateBaseModel(config, 5);
+      // Two rank buckets: a rank-4 adapter pads to 8, a rank-16 one fills its bucket.
+      const opts = int8c({ lora: true, slots: 3, rankBuckets: [8, 16], targetModules: [...targetModules] });
+      const nat = await ModelRuntime.create(model, opts);
+      const ort = await ModelRuntime.create(model, { ...opts, nativeDecode: false });
+      for (const [slot, rank] of [
+        [1, 4],
+        [2, 16],
+      ] as const) {
+        const adapter = generateRandomAdapter(config, {
+          rank,
+          seed: `native-${slot}`,
+          targetModules: [...targetModules],
+        });
+        nat.loadAdapter(slot, adapter);
+        ort.loadAdapter(slot, adapter);
+      }
+      let worst = 0;
+      let agree = 0;
+      let steps = 0;
+      for (const slot of [1, 2, 0]) {
+        const id = `s${slot}`;
+        await nat.step([{ seqId: id, tokens: PROMPT, slot }]);
+        let [want] = await ort.step([{ seqId: id, tokens: PROMPT, slot }]);
+        for (let i = 0; i < 12; i++, steps++) {
+          const token = argmax(want!);
+          const [got] = await nat.step([{ seqId: id, tokens: [token], slot }]);
+          assert.equal(nat.lastTimings.native, true);
+          [want] = await ort.step([{ seqId: id, tokens: [token], slot }]);
+          const { diff, abs } = maxDiff(got!, want!);
+          worst = Math.max(worst, diff / abs);
+          if (argmax(got!) === argmax(want!)) agree++;
+        }
+      }
+      console.log(
+        `${name}: with adapters, max relative difference ${worst.toExponential(2)}, greedy ${agree}/${steps}`,
+      );
+      assert.ok(worst < REL_TOL, `relative logit difference ${worst}`);
+      assert.equal(agree, steps);
       await nat.dispose();
       await ort.dispose();
     },
@@ -216,6 +270,47 @@ test("the addon rejects bad input with a TypeError or RangeError, never a crash"
     code: "ERR_DECODE_MODEL",
   });
   assert.throws(() => (addon.step as (...a: unknown[]) => void)(m, 1), { name: "TypeError" });
+  // An adapter of the wrong shape: refused before anything runs.
+  const H = c.hiddenSize;
+  const a = [new Float32Array(H * 4), new Float32Array(H * 4)];
+  const b = [new Float32Array(4 * c.numHeads * c.headDim), new Float32Array(4 * c.numHeads * c.headDim)];
+  addon.step(m, 3, 0, kv(1), kv(1), logits, { rank: 4, modules: [0], a, b }); // q_proj, rank 4: fine
+  assert.throws(() => addon.step(m, 3, 0, kv(1), kv(1), logits, { rank: 4, modules: [0], a: [], b }), {
+    name: "RangeError",
+    message: "adapter.a has 0 entries, expected 2",
+  });
+  assert.throws(() => addon.step(m, 3, 0, kv(1), kv(1), logits, { rank: 8, modules: [0], a, b }), {
+    name: "RangeError",
+    message: "adapter.a[i] has 256 elements, expected 512",
+  });
+  assert.throws(() => addon.step(m, 3, 0, kv(1), kv(1), logits, { rank: 4, modules: [0, 0], a, b }), {
+    name: "RangeError",
+  });
+  assert.throws(() => addon.step(m, 3, 0, kv(1), kv(1), logits, { rank: 4, modules: [7], a, b }), {
+    name: "RangeError",
+  });
+  assert.throws(() => addon.step(m, 3, 0, kv(1), kv(1), logits, { rank: 4 } as never), { name: "TypeError" });
+  // Linear layers set one by one (what the runtime does): a step needs all of them.
+  const { linears: _, ...noLinears } = weights(good);
+  const partial = addon.createModel(c, noLinears);
+  addon.setLinear(partial, 0, good[0]!);
+  assert.throws(() => addon.step(partial, 3, 0, kv(1), kv(1), logits), {
+    name: "TypeError",
+    code: "ERR_DECODE_MODEL",
+    message: "the model has 1 of its 9 linear layers (setLinear)",
+  });
+  assert.throws(() => addon.setLinear(partial, 9, good[0]!), { name: "RangeError" });
+  assert.throws(() => addon.setLinear(partial, 1, good[0]!), {
+    name: "RangeError",
+    message: "o_proj is [128, 64], expected [64, 64]",
+  });
+  good.forEach((l, i) => addon.setLinear(partial, i, l));
+  const whole = Float32Array.from(logits);
+  addon.step(m, 3, 0, kv(1), kv(1), whole);
+  const piecewise = new Float32Array(c.vocabSize);
+  addon.step(partial, 3, 0, kv(1), kv(1), piecewise);
+  assert.deepEqual(piecewise, whole);
+  addon.dispose(partial);
   addon.dispose(m);
   addon.dispose(m); // a no-op
   assert.throws(() => addon.step(m, 1, 0, kv(1), kv(1), logits), { code: "ERR_DECODE_MODEL" });

@@ -20,6 +20,18 @@ export interface NativeLinear extends ChannelQuantizedMatrix {
   cols: number;
 }
 
+/**
+ * One adapter for a step, in the runtime's slot layout: `a[l * modules.length + i]` is module i's A
+ * [in, rank] in layer l, `b` the same module's scale·B [rank, out]; `modules` index LORA_MODULES
+ * (q, k, v, o, gate, up, down: the addon's numbering).
+ */
+export interface NativeAdapter {
+  rank: number;
+  modules: number[];
+  a: Float32Array[];
+  b: Float32Array[];
+}
+
 interface NativeModelHandle {
   readonly __brand: "decode-native-model";
 }
@@ -32,11 +44,15 @@ export interface DecodeNativeAddon {
       inputNorm: Float32Array[];
       postNorm: Float32Array[];
       finalNorm: Float32Array;
-      linears: NativeLinear[];
+      /** All of them at once; or none here and `setLinear` for each. */
+      linears?: NativeLinear[];
     },
     options?: { isa?: DecodeIsa; threads?: number },
   ): NativeModelHandle;
-  /** Appends the token's K/V at column `pos` of each layer's buffer ([>= pos+1, kvH·D]) and fills `logits`. */
+  /**
+   * Appends the token's K/V at column `pos` of each layer's buffer ([>= pos+1, kvH·D]) and fills
+   * `logits`; with `adapter`, its LoRA deltas are added to the targeted projections.
+   */
   step(
     model: NativeModelHandle,
     token: number,
@@ -44,7 +60,10 @@ export interface DecodeNativeAddon {
     keys: Float32Array[],
     values: Float32Array[],
     logits: Float32Array,
+    adapter?: NativeAdapter,
   ): void;
+  /** Linear layer `index` (per layer q+k+v, o, gate+up, down; then the head), copied. */
+  setLinear(model: NativeModelHandle, index: number, linear: NativeLinear): void;
   info(model: NativeModelHandle): { isa: DecodeIsa; threads: number; weightBytes: number };
   dispose(model: NativeModelHandle): void;
   /** The kernels this CPU runs, fastest first. */
@@ -74,18 +93,16 @@ export function nativeDecodeStatus(): { available: boolean; reason: string | nul
 export class NativeDecoder {
   readonly isa: DecodeIsa;
   readonly threads: number;
-  /** Bytes the addon holds: int8 weights (rows padded to 64), scales, the f32 embedding. */
-  readonly weightBytes: number;
   #handle: NativeModelHandle | null;
 
   /**
-   * `linears`: per layer q+k+v, o, gate+up, down, then the head, as the int8c graph quantized them
-   * (`GraphOptions.onQuantized`); norms and the f32 embedding come from `model` (before releaseWeights).
+   * Norms and the f32 embedding come from `model` (before releaseWeights); the linear layers follow
+   * through `setLinear` as the int8c graph quantizes them (`GraphOptions.onQuantized`), each copied
+   * at once, so the quantized JS arrays never pile up.
    */
   constructor(
     private readonly addon: DecodeNativeAddon,
     model: BaseModel,
-    linears: NativeLinear[],
     options: { threads?: number; isa?: DecodeIsa } = {},
   ) {
     const c = model.config;
@@ -100,27 +117,40 @@ export class NativeDecoder {
           (l) => getWeight(model, `model.layers.${l}.post_attention_layernorm.weight`).data,
         ),
         finalNorm: getWeight(model, "model.norm.weight").data,
-        linears,
       },
       { threads: options.threads ?? 1, ...(isa ? { isa } : {}) },
     );
     const info = addon.info(this.#handle);
     this.isa = info.isa;
     this.threads = info.threads;
-    this.weightBytes = info.weightBytes;
   }
 
-  /** Runs `token` at `pos`: writes its K/V at column pos of `keys[l]` / `values[l]`; returns the logits. */
+  /** Bytes the addon holds: int8 weights (rows padded to 64), scales, the f32 embedding. */
+  get weightBytes(): number {
+    return this.#handle ? this.addon.info(this.#handle).weightBytes : 0;
+  }
+
+  /** Linear layer `index` in the graph's order (per layer q+k+v, o, gate+up, down; then the head). */
+  setLinear(index: number, linear: NativeLinear): void {
+    if (!this.#handle) throw new ModelRuntimeError("SEQUENCE_INVALID", "the native decoder was disposed");
+    this.addon.setLinear(this.#handle, index, linear);
+  }
+
+  /**
+   * Runs `token` at `pos` (with `adapter`'s deltas when given): writes its K/V at column pos of
+   * `keys[l]` / `values[l]`; returns the logits.
+   */
   step(
     token: number,
     pos: number,
     keys: Float32Array[],
     values: Float32Array[],
     vocab: number,
+    adapter?: NativeAdapter,
   ): Float32Array {
     if (!this.#handle) throw new ModelRuntimeError("SEQUENCE_INVALID", "the native decoder was disposed");
     const logits = new Float32Array(vocab);
-    this.addon.step(this.#handle, token, pos, keys, values, logits);
+    this.addon.step(this.#handle, token, pos, keys, values, logits, adapter);
     return logits;
   }
 

@@ -4,7 +4,7 @@ import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import type { LoraAdapter } from "./adapter.ts";
-import { type LlamaConfig, type LoraModule, moduleDims } from "./config.ts";
+import { type LlamaConfig, LORA_MODULES, type LoraModule, moduleDims } from "./config.ts";
 import { ModelRuntimeError } from "./errors.ts";
 import {
   type AttentionImpl,
@@ -18,7 +18,7 @@ import {
   NEW_KV,
 } from "./graph.ts";
 import type { BaseModel } from "./model.ts";
-import { type DecodeIsa, NativeDecoder, type NativeLinear, nativeDecodeAddon } from "./native-decode.ts";
+import { type DecodeIsa, NativeDecoder, nativeDecodeAddon } from "./native-decode.ts";
 import type { WeightFormat } from "./quantize.ts";
 import { RowSamplers, type SamplingParams } from "./sampler.ts";
 import { type PreparedAdapter, prepareSlotAdapter, type SlotLayout, SlotTable } from "./slots.ts";
@@ -72,7 +72,7 @@ export interface RuntimeOptions {
    */
   weightsTempDir?: string;
   /**
-   * With `weights: "int8c"`: run each step that is exactly one decode row without an adapter (slot 0)
+   * With `weights: "int8c"`: run each step that is exactly one decode row (with or without an adapter)
    * in the native decode addon (@openledger/decode-native) over the same int8 weights, instead of
    * onnxruntime (default: on when the addon is built). It reads and appends the same KV buffers, so
    * a sequence moves freely between native and batched steps. The addon holds its own copy of the
@@ -324,6 +324,8 @@ export class ModelRuntime implements StepRuntime {
    */
   readonly nativeDecoder: NativeDecoder | null;
   useNativeDecode: boolean;
+  /** The target modules in the native addon's numbering. */
+  readonly #nativeModules: number[];
   /** Adapter copies into the LoRA stacks since the last step began (see StepTimings). */
   #adapterCopies = 0;
 
@@ -350,6 +352,7 @@ export class ModelRuntime implements StepRuntime {
     this.loraEnabled = options.lora;
     this.intraOpThreads = options.intraOpThreads;
     this.slots = new SlotTable(model.config, this.targetModules, this.rankBuckets, options.slots);
+    this.#nativeModules = this.targetModules.map((m) => LORA_MODULES.indexOf(m));
   }
 
   /** Builds the graph and the session once. */
@@ -371,10 +374,16 @@ export class ModelRuntime implements StepRuntime {
       resolved.weights === "int8c" && options.nativeDecode !== false && !options.externalWeights?.length
         ? nativeDecodeAddon
         : null;
-    const linears: NativeLinear[] | null = addon ? [] : null;
     let session: ort.InferenceSession;
     let native: NativeDecoder | null = null;
     try {
+      if (addon) {
+        native = new NativeDecoder(addon, model, {
+          threads: options.nativeDecodeThreads ?? 1,
+          ...(options.nativeDecodeIsa ? { isa: options.nativeDecodeIsa } : {}),
+        });
+      }
+      let linear = 0;
       const graph = buildLlamaGraph(model, {
         lora: resolved.lora
           ? {
@@ -388,15 +397,11 @@ export class ModelRuntime implements StepRuntime {
         weights: resolved.weights,
         attention: resolved.attention,
         externalData: file,
-        ...(linears ? { onQuantized: (_, rows, cols, q) => linears.push({ rows, cols, ...q }) } : {}),
+        // Each quantized matrix goes to the addon (a transposed copy) as soon as it exists.
+        ...(native
+          ? { onQuantized: (_, rows, cols, q) => native!.setLinear(linear++, { rows, cols, ...q }) }
+          : {}),
       });
-      if (addon && linears) {
-        native = new NativeDecoder(addon, model, linears, {
-          threads: options.nativeDecodeThreads ?? 1,
-          ...(options.nativeDecodeIsa ? { isa: options.nativeDecodeIsa } : {}),
-        });
-        linears.length = 0; // the addon holds its own (transposed) copy
-      }
       session = await ort.InferenceSession.create(graph.bytes, {
         intraOpNumThreads: resolved.intraOpThreads,
         interOpNumThreads: 1,
@@ -549,7 +554,6 @@ export class ModelRuntime implements StepRuntime {
       B === 1 &&
       this.useNativeDecode &&
       this.nativeDecoder &&
-      one.slot === 0 &&
       one.tokens.length === 1 &&
       this.seqs.has(one.seqId) &&
       this.externalWeights.size === 0
@@ -635,9 +639,10 @@ export class ModelRuntime implements StepRuntime {
   }
 
   /**
-   * One decode token of one known sequence in the native addon: the sequence becomes (or stays) the
-   * resident batch of one, whose per-layer [1, P, W] keys/values grow in place (`growInPlace`); the
-   * addon writes column P and attends over columns 0..P, exactly the cache a session run would leave.
+   * One decode token of one known sequence in the native addon (with its slot's adapter, if any): the
+   * sequence becomes (or stays) the resident batch of one, whose per-layer [1, P, W] keys/values grow
+   * in place (`growInPlace`); the addon writes column P and attends over columns 0..P, exactly the
+   * cache a session run would leave.
    */
   private nativeStep(
     native: NativeDecoder,
@@ -656,8 +661,11 @@ export class ModelRuntime implements StepRuntime {
     }
     const keys = res.keys.map((k) => growInPlace(k, P, 1, W));
     const values = res.values.map((v) => growInPlace(v, P, 1, W));
+    // The slot's A and scale·B as they are (slot layout, zero-padded to its bucket's rank).
+    const e = row.slot === 0 ? null : this.slots.get(row.slot)!;
+    const adapter = e ? { rank: e.bucket, modules: this.#nativeModules, a: e.a, b: e.b } : undefined;
     const t1 = performance.now();
-    const logits = native.step(row.tokens[0]!, P, keys, values, c.vocabSize);
+    const logits = native.step(row.tokens[0]!, P, keys, values, c.vocabSize, adapter);
     const runMs = performance.now() - t1;
     this.resident = { seqIds: [row.seqId], past: P + 1, keys, values, cols: [[...res.cols[0]!, P]] };
     s.length = P + 1;
