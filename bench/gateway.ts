@@ -22,6 +22,9 @@
  *            --no-slot-files (cold loads decode the PEFT files, GATEWAY_ADAPTER_SLOT_FILES=false)
  *            --step-trace (the 12 slowest requests' steps: kind of each, where the load landed, admission)
  *            --max-prefill-tokens N (GATEWAY_MAX_PREFILL_TOKENS: the per-step prefill budget, padded; 0 = none)
+ *            --restart (after the measured slices: close the gateway, start it again on the same data and
+ *            run one Zipf slice right away: `restart` in the JSON)  --no-hot-set (GATEWAY_HOT_SET=false: the
+ *            restarted gateway's RAM tier starts empty instead of warming the saved hot set)
  */
 import { createHash } from "node:crypto";
 import { access, link, mkdtemp, readFile, rm } from "node:fs/promises";
@@ -84,6 +87,10 @@ const ROUNDS_ARG = args.includes("--rounds") ? Number(argStr("--rounds", "4")) :
 const NO_SLOT_FILES = args.includes("--no-slot-files");
 /** Per-step prefill token budget (GATEWAY_MAX_PREFILL_TOKENS; 0 = the batch budget, 512) for an A/B of chunked prefill. */
 const MAX_PREFILL_TOKENS = Number(argStr("--max-prefill-tokens", "0"));
+/** A restart of the gateway after the measured slices, then one Zipf slice (see the header). */
+const RESTART = args.includes("--restart");
+/** GATEWAY_HOT_SET=false: the A side of the hot set's A/B on `--restart`. */
+const NO_HOT_SET = args.includes("--no-hot-set");
 if (!Number.isInteger(MAX_PREFILL_TOKENS) || MAX_PREFILL_TOKENS < 0) {
   throw new Error("--max-prefill-tokens must be an integer >= 0");
 }
@@ -180,6 +187,18 @@ interface Run {
    * way): its requests met an adapter RAM tier holding nothing of the Zipf load, as after a restart.
    * Not part of the TTFT ratio; `ttftP99Ratio` is against the measured single-adapter p99.
    */
+  /** `--restart`: one Zipf slice right after the gateway restarted (hot set warmed or not). */
+  restart?: {
+    hotSet: boolean;
+    /** Adapters in RAM when the slice began (the hot set warmed so far). */
+    ramAdaptersAtStart: number;
+    requests: number;
+    ttftP50Ms: number;
+    ttftP99Ms: number;
+    /** Against the single-adapter arm's TTFT p99 measured before the restart. */
+    ttftP99Ratio: number;
+    coldLoads: number;
+  };
   coldStart: {
     requests: number;
     ttftP50Ms: number;
@@ -569,6 +588,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     GATEWAY_PREFILL_MODE: PREFILL_ARG ?? load.prefill,
     GATEWAY_MAX_BATCH_TOKENS: "512",
     GATEWAY_MAX_PREFILL_TOKENS: String(MAX_PREFILL_TOKENS),
+    GATEWAY_HOT_SET: String(!NO_HOT_SET),
     GATEWAY_MAX_ADAPTER_RANK: String(RANK),
     GATEWAY_ADAPTER_RAM_BYTES: String(load.ramBytes),
     GATEWAY_RATE_REQUESTS_PER_MIN: "0",
@@ -927,6 +947,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
   };
 
   const runs: Run[] = [];
+  let appClosed = false;
   try {
     await register(Math.max(...ADAPTER_COUNTS.slice(0, 1), 1));
     // Warm-up: session, allocator and the first adapter's slot.
@@ -1023,10 +1044,51 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
       }
       runs.push(run);
     }
+    const last = runs.at(-1);
+    if (RESTART && last !== undefined) {
+      // A restart: close (the hot set is saved), start again on the same database and store, the
+      // session warm-up as at the first start, then one Zipf slice right away (another seed).
+      appClosed = true;
+      await app.close();
+      const again = await buildGateway(config, {
+        logger: createLogger({ name: "gateway", level: config.LOG_LEVEL, destination: process.stderr }),
+      });
+      try {
+        await again.listen({ port: 0, host: "127.0.0.1" });
+        const a = again.server.address();
+        const url = `http://127.0.0.1:${typeof a === "object" && a ? a.port : 0}`;
+        await clients.run(url, keys, { clients: 4, requests: 8, maxTokens: 4 }, Array(8).fill(`${name}-a0`));
+        const n = last.adapters;
+        const zr = zipf(n, ZIPF_S, rng(4242));
+        const count = Math.ceil(load.requests / (ROUNDS_ARG ?? load.rounds));
+        const ram0 = again.host.cache.metrics().ram;
+        const r = await clients.run(
+          url,
+          keys,
+          { ...load, requests: count },
+          Array.from({ length: count }, () => `${name}-a${zr()}`),
+        );
+        if (r.errors)
+          throw new Error(`${r.errors} requests failed after the restart: ${r.failures.join("; ")}`);
+        const p99 = percentile(r.ttfts, 99);
+        last.restart = {
+          hotSet: !NO_HOT_SET,
+          ramAdaptersAtStart: ram0.entries,
+          requests: count,
+          ttftP50Ms: Math.round(percentile(r.ttfts, 50)),
+          ttftP99Ms: Math.round(p99),
+          ttftP99Ratio: Number((p99 / last.singleTtftP99Ms).toFixed(2)),
+          coldLoads: again.host.cache.metrics().ram.loads - ram0.loads,
+        };
+        log(`${name} N=${n} after a restart: ${JSON.stringify(last.restart)}`);
+      } finally {
+        await again.close();
+      }
+    }
   } finally {
     clearInterval(sampler);
     await clients.close();
-    await app.close();
+    if (!appClosed) await app.close();
     await database.drop();
     await deletePrefix(prefix);
   }
@@ -1065,6 +1127,7 @@ async function main() {
       slotFiles: !NO_SLOT_FILES,
       prefillMode: PREFILL_ARG ?? "per config (loads)",
       maxPrefillTokens: MAX_PREFILL_TOKENS,
+      hotSet: !NO_HOT_SET,
       requestPath: BASELINE ? "baseline (BENCH_GATEWAY_BASELINE=1)" : "current",
       cpus: (await readFile("/proc/cpuinfo", "utf8").catch(() => ""))
         .split("\n")
