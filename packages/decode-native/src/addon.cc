@@ -31,6 +31,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
+
+#include <sys/mman.h>
 #include <vector>
 
 namespace {
@@ -180,7 +182,7 @@ Aligned<T> aligned(size_t n) {
 // of 64) with zeros, so every kernel runs whole 64-byte chunks.
 struct Linear {
   int rows = 0, cols = 0, kp = 0;
-  Aligned<int8_t> w;
+  int8_t* w = nullptr;  // inside the model's arena
   std::vector<float> scale;
   std::vector<int32_t> sumw;  // per row: the zero point's correction, as MLAS prepacks it
 };
@@ -189,6 +191,30 @@ struct Config {
   int hidden, layers, heads, kv_heads, head_dim, inter, vocab, max_pos;
   float eps;
   double rope_theta;
+};
+
+// The int8 weights of all linear layers, one mapping in execution order (each matrix 64-byte aligned):
+// the GEMVs stream one region front to back, and with `huge` it is backed by 2 MB transparent huge
+// pages where the kernel allows (madvise), so the stream crosses ~70 page boundaries per token
+// instead of ~33,000.
+struct Arena {
+  int8_t* base = nullptr;
+  size_t mapped = 0;
+  int8_t* p = nullptr;
+  ~Arena() {
+    if (base) munmap(base, mapped);
+  }
+  void map(size_t bytes, bool huge) {
+    const size_t two_mb = (size_t)2 << 20;
+    mapped = ((bytes + two_mb - 1) & ~(two_mb - 1)) + two_mb;
+    void* q = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (q == MAP_FAILED) throw std::bad_alloc();
+    base = static_cast<int8_t*>(q);
+    p = reinterpret_cast<int8_t*>(((uintptr_t)base + two_mb - 1) & ~(uintptr_t)(two_mb - 1));
+#ifdef MADV_HUGEPAGE
+    if (huge) madvise(p, mapped - (size_t)(p - base), MADV_HUGEPAGE);
+#endif
+  }
 };
 
 struct Model {
@@ -200,6 +226,8 @@ struct Model {
   std::vector<std::vector<float>> in_norm, post_norm;
   std::vector<float> final_norm;
   std::vector<Linear> lin;  // per layer: qkv, o, gate+up, down; then the head
+  Arena arena;
+  std::vector<size_t> at;  // each linear's offset in the arena
   std::vector<float> cos_q, sin_q, cos_k, sin_k;  // [max_pos, D/2]; the query's carry 1/sqrt(D)
   // scratch
   std::vector<float> x, h, qkv, ctx, tmp, gu, act, scores;
@@ -250,7 +278,7 @@ void linear(Model& m, const Linear& L, const float* x, float* y) {
   m.pool->run([&](int t, int nt) {
     const int per = ((L.rows + nt - 1) / nt + 15) & ~15;
     const int r0 = std::min(L.rows, t * per), r1 = std::min(L.rows, r0 + per);
-    m.dots(a, L.w.get(), L.kp, r0, r1, acc);
+    m.dots(a, L.w, L.kp, r0, r1, acc);
     for (int r = r0; r < r1; r++) y[r] = (float)(acc[r] - zp * L.sumw[r]) * (as * L.scale[r]);
   });
 }
@@ -528,7 +556,7 @@ void load_adapter(napi_env env, napi_value spec, const Config& c, Adapter& ad) {
 }
 
 // A linear layer from quantizePerChannel's output: data Int8Array [cols, rows] (MatMul's B), scales [rows].
-void load_linear(napi_env env, napi_value spec, int rows, int cols, Linear& L, const char* what) {
+void load_linear(napi_env env, napi_value spec, int rows, int cols, Linear& L, const char* what, int8_t* dst) {
   const int r = integer(env, get(env, spec, "rows"), "rows", 1, 1 << 24);
   const int k = integer(env, get(env, spec, "cols"), "cols", 1, 1 << 20);
   if (r != rows || k != cols)
@@ -541,7 +569,7 @@ void load_linear(napi_env env, napi_value spec, int rows, int cols, Linear& L, c
   L.rows = rows;
   L.cols = cols;
   L.kp = (cols + 63) & ~63;
-  L.w = aligned<int8_t>((size_t)rows * L.kp);
+  L.w = dst;
   L.scale.assign(sc, sc + rows);
   L.sumw.assign(rows, 0);
   // Transpose to rows [out, in]: each output's weights contiguous for the GEMV (blocked for the cache).
@@ -628,20 +656,26 @@ napi_value string_value(napi_env env, const char* s) {
   return out;
 }
 
-// Linear layer i of the model (per layer q+k+v, o, gate+up, down; then the head) from its spec.
-void set_linear(napi_env env, Model& m, uint32_t i, napi_value spec) {
-  const Config& c = m.c;
+// [rows, cols] of linear layer i (per layer q+k+v, o, gate+up, down; then the head) and its name.
+const char* linear_shape(const Config& c, size_t i, size_t count, int* rows, int* cols) {
   const int D = c.head_dim, Q = c.heads * D, W = c.kv_heads * D, H = c.hidden, I = c.inter;
+  static const char* names[4] = {"q+k+v", "o_proj", "gate+up", "down_proj"};
+  const bool head = i + 1 == count;
+  const int k = i % 4;
+  *rows = head ? c.vocab : k == 0 ? Q + 2 * W : k == 2 ? 2 * I : H;
+  *cols = head ? H : k == 1 ? Q : k == 3 ? I : H;
+  return head ? "head" : names[k];
+}
+
+// Linear layer i of the model from its spec.
+void set_linear(napi_env env, Model& m, uint32_t i, napi_value spec) {
   if (i >= m.lin.size())
     throw Fail{"ERR_DECODE_ARGS", "linear index " + std::to_string(i) + " outside [0, " + std::to_string(m.lin.size()) + ")",
                true};
-  static const char* names[4] = {"q+k+v", "o_proj", "gate+up", "down_proj"};
-  const bool head = i + 1 == m.lin.size();
-  const int k = i % 4;
-  const int rows = head ? c.vocab : k == 0 ? Q + 2 * W : k == 2 ? 2 * I : H;
-  const int cols = head ? H : k == 1 ? Q : k == 3 ? I : H;
+  int rows, cols;
+  const char* name = linear_shape(m.c, i, m.lin.size(), &rows, &cols);
   Linear L;
-  load_linear(env, spec, rows, cols, L, head ? "head" : names[k]);
+  load_linear(env, spec, rows, cols, L, name, m.arena.p + m.at[i]);
   if (!m.lin[i].w) m.loaded++;
   m.lin[i] = std::move(L);
 }
@@ -654,7 +688,7 @@ void set_linear(napi_env env, Model& m, uint32_t i, napi_value spec) {
 //             finalNorm, linears?: { rows, cols, data: Int8Array [cols*rows], scales }[] — per layer
 //             q+k+v, o, gate+up, down; then the head. Without `linears`, setLinear sets them one by
 //             one (so the caller never holds all of them at once). }
-//   options: { isa?: "avx512vnni" | "avx2" | "scalar", threads?: 1..64 }
+//   options: { isa?: "avx512vnni" | "avx2" | "scalar", threads?: 1..64, hugePages?: boolean (default true) }
 napi_value CreateModel(napi_env env, napi_callback_info info) {
   return call<3>(env, info, 2, "createModel(config, weights, options?) takes 2-3 arguments",
                  [&](napi_value* argv, size_t argc) -> napi_value {
@@ -677,12 +711,17 @@ napi_value CreateModel(napi_env env, napi_callback_info info) {
     m->isa = isa_from(env, options);
     m->dots = dot_fn(m->isa);
     int threads = 1;
+    bool huge_pages = true;
     if (options) {
       napi_valuetype t;
       ok(napi_typeof(env, options, &t), "napi_typeof");
-      bool has = false;
-      if (t == napi_object) ok(napi_has_named_property(env, options, "threads", &has), "napi_has_named_property");
+      bool has = false, has_huge = false;
+      if (t == napi_object) {
+        ok(napi_has_named_property(env, options, "threads", &has), "napi_has_named_property");
+        ok(napi_has_named_property(env, options, "hugePages", &has_huge), "napi_has_named_property");
+      }
       if (has) threads = integer(env, get(env, options, "threads"), "threads", 1, 64);
+      if (has_huge) ok(napi_get_value_bool(env, get(env, options, "hugePages"), &huge_pages), "hugePages must be a boolean");
     }
 
     napi_value w = argv[1];
@@ -695,6 +734,14 @@ napi_value CreateModel(napi_env env, napi_callback_info info) {
     m->final_norm = load_floats(env, get(env, w, "finalNorm"), H, "finalNorm");
     const uint32_t nlin = (uint32_t)c.layers * 4 + 1;
     m->lin.resize(nlin);
+    size_t total = 0;
+    for (uint32_t i = 0; i < nlin; i++) {
+      int rows, cols;
+      linear_shape(c, i, nlin, &rows, &cols);
+      m->at.push_back(total);
+      total += (size_t)rows * ((cols + 63) & ~63);
+    }
+    m->arena.map(total, huge_pages);
     bool has_linears = false;
     ok(napi_has_named_property(env, w, "linears", &has_linears), "napi_has_named_property");
     if (has_linears) {

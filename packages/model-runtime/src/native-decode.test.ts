@@ -304,7 +304,7 @@ test("the addon rejects bad input with a TypeError or RangeError, never a crash"
     name: "RangeError",
     message: "o_proj is [128, 64], expected [64, 64]",
   });
-  good.forEach((l, i) => addon.setLinear(partial, i, l));
+  for (const [i, l] of good.entries()) addon.setLinear(partial, i, l);
   const whole = Float32Array.from(logits);
   addon.step(m, 3, 0, kv(1), kv(1), whole);
   const piecewise = new Float32Array(c.vocabSize);
