@@ -98,8 +98,9 @@ if (!Number.isInteger(MAX_PREFILL_TOKENS) || MAX_PREFILL_TOKENS < 0) {
 const STEP_TRACE = args.includes("--step-trace");
 /**
  * BENCH_GATEWAY_BASELINE=1: the request path as before 2026-12-05 (every admission that finds no
- * fresh escrow balance reads its own: Billing.shareBalanceReads = false), the A side of an
- * interleaved A/B of the fix to the outside-engine stalls (bench/RESULTS.md).
+ * fresh escrow balance reads its own, Billing.shareBalanceReads = false; one admission statement
+ * per request, Billing.batchAdmissions = false), the A side of an interleaved A/B of the fixes to
+ * the outside-engine stalls (bench/RESULTS.md).
  */
 const BASELINE = process.env.BENCH_GATEWAY_BASELINE === "1";
 /** Overrides the configs' prefill mode (GATEWAY_PREFILL_MODE) for an A/B of the two. */
@@ -600,7 +601,10 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
   const app = await buildGateway(config, {
     logger: createLogger({ name: "gateway", level: config.LOG_LEVEL, destination: process.stderr }),
   });
-  if (BASELINE) app.billing.shareBalanceReads = false;
+  if (BASELINE) {
+    app.billing.shareBalanceReads = false;
+    app.billing.batchAdmissions = false;
+  }
   await app.listen({ port: 0, host: "127.0.0.1" });
   const addr = app.server.address();
   const baseURL = `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}`;

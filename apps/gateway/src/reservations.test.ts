@@ -179,6 +179,59 @@ test("two replicas over one database cannot together reserve more than the escro
   assert.deepEqual(await one.billing.reconcile(), []);
 });
 
+test("admissions of one account that queue behind its row lock go in one statement, decided as one by one in order", async () => {
+  // An account with no escrow on chain: its totals row is created by a balance read, and the
+  // admissions get a balance of 1000 wei (what is admitted depends only on the read they are given).
+  const account = `0x${"77".repeat(20)}`;
+  await one.billing.balance(account);
+  const balance = { spendable: 1000n, cleared: 0n, at: Date.now() };
+  const statements = async () =>
+    (await one.billing.admissionBatches.get()).values.find((v) => v.metricName?.endsWith("_count"))?.value ??
+    0;
+  const before = await statements();
+  // Another transaction holds the account's row: the first admission statement waits on it, and
+  // the 13 admissions that arrive meanwhile wait for the next one.
+  const held = await holdLock(
+    Prisma.sql`SELECT 1 FROM gateway_accounts WHERE account_address = ${account} FOR UPDATE`,
+  );
+  const costs = [100n, ...Array.from({ length: 10 }, () => 100n), 600n, 50n, 100n];
+  const first = one.billing.reserveWithin({ account, maxCost: costs[0]! }, balance);
+  await until("the first admission to wait on the lock", async () =>
+    (await blockedBy([held.pid])).length > 0 ? true : undefined,
+  );
+  const rest = costs.slice(1).map((c) => one.billing.reserveWithin({ account, maxCost: c }, balance));
+  held.unblock();
+  await held.blocker;
+  const outcomes = await Promise.allSettled([first, ...rest]);
+  // In arrival order against 1000 wei: ten of 100 fit, the 11th 100 does not, nor 600; the last
+  // 50 fits no more either (0 left), nor the 100 after it.
+  assert.deepEqual(
+    outcomes.map((o) => o.status === "fulfilled"),
+    [true, true, true, true, true, true, true, true, true, true, false, false, false, false],
+  );
+  for (const o of outcomes)
+    if (o.status === "rejected") assert.ok(isPaymentRequired(o.reason), String(o.reason));
+  assert.match(
+    String((outcomes[11] as PromiseRejectedResult).reason),
+    /available 0 wei \(escrow 1000, owed 0, in flight 1000\)/,
+  );
+  assert.equal(await statements(), before + 2, "the first, then the 13 that queued behind it together");
+  assert.equal((await reservedRows(account)).length, 10);
+  assert.deepEqual(await one.billing.reconcile(), []);
+  for (const o of outcomes) if (o.status === "fulfilled") await one.billing.release(o.value);
+  // A smaller request after a refused bigger one is still admitted in the same statement.
+  const again = await Promise.allSettled(
+    [700n, 400n, 300n].map((c) => one.billing.reserveWithin({ account, maxCost: c }, balance)),
+  );
+  assert.deepEqual(
+    again.map((o) => o.status === "fulfilled"),
+    [true, false, true],
+  );
+  for (const o of again) if (o.status === "fulfilled") await one.billing.release(o.value);
+  assert.equal((await reservedRows(account)).length, 0);
+  assert.deepEqual(await one.billing.reconcile(), []);
+});
+
 test("B reads the balance, A is recorded and released, then B checks: A's cost is owed, not lost", async () => {
   const account = await deposit(chain.accounts.users[1]!, 1000n);
   const base = one.catalog.models.get(one.catalog.baseModelId)!;

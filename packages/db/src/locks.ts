@@ -9,9 +9,13 @@ import { Prisma } from "./generated/prisma/client.ts";
  * holds). `ORDER BY ... FOR UPDATE` locks after sorting, so the locks follow the order. A statement
  * that locks one row, or skips locked ones, cannot close a cycle with them and needs none.
  */
-function lockInOrderSql(table: "gateway_reservations" | "gateway_accounts", which: Prisma.Sql): Prisma.Sql {
+function lockInOrderSql(
+  table: "gateway_reservations" | "gateway_accounts",
+  which: Prisma.Sql,
+  also: Prisma.Sql = Prisma.empty,
+): Prisma.Sql {
   const key = table === "gateway_reservations" ? Prisma.raw("id") : Prisma.raw("account_address");
-  return Prisma.sql`SELECT ${key} FROM ${Prisma.raw(table)} WHERE ${which} ORDER BY ${key} FOR UPDATE`;
+  return Prisma.sql`SELECT ${key}${also} FROM ${Prisma.raw(table)} WHERE ${which} ORDER BY ${key} FOR UPDATE`;
 }
 
 /** Locks the reservation rows `ids` (those that still exist) in id order; selects `id`. */
@@ -23,13 +27,20 @@ export function lockReservationsSql(ids: readonly string[]): Prisma.Sql {
  * Locks the gateway's per-account running totals (`gateway_accounts`) of `accounts` — a list, or a
  * query selecting one `account_address` column (e.g. a data-modifying CTE's rows) — in address
  * order; selects `account_address`. Rows that do not exist are not created (`ensureAccountsSql`).
+ * `withTotals`: also `billed_wei` and `reserved_wei` as locked — the latest committed values (a lock
+ * that waited returns the row version it waited for), which a later CTE reading the table would not
+ * see (it reads the statement's snapshot).
  */
-export function lockAccountsSql(accounts: readonly string[] | Prisma.Sql): Prisma.Sql {
+export function lockAccountsSql(
+  accounts: readonly string[] | Prisma.Sql,
+  options: { withTotals?: boolean } = {},
+): Prisma.Sql {
   return lockInOrderSql(
     "gateway_accounts",
     accounts instanceof Prisma.Sql
       ? Prisma.sql`account_address IN (${accounts})`
       : Prisma.sql`account_address = ANY(${accounts}::text[])`,
+    options.withTotals ? Prisma.sql`, billed_wei, reserved_wei` : Prisma.empty,
   );
 }
 
