@@ -721,7 +721,8 @@ napi_value CreateModel(napi_env env, napi_callback_info info) {
         ok(napi_has_named_property(env, options, "hugePages", &has_huge), "napi_has_named_property");
       }
       if (has) threads = integer(env, get(env, options, "threads"), "threads", 1, 64);
-      if (has_huge) ok(napi_get_value_bool(env, get(env, options, "hugePages"), &huge_pages), "hugePages must be a boolean");
+      if (has_huge && napi_get_value_bool(env, get(env, options, "hugePages"), &huge_pages) != napi_ok)
+        throw Fail{"ERR_DECODE_ARGS", "hugePages must be a boolean", false};
     }
 
     napi_value w = argv[1];

@@ -310,6 +310,16 @@ test("the addon rejects bad input with a TypeError or RangeError, never a crash"
   const piecewise = new Float32Array(c.vocabSize);
   addon.step(partial, 3, 0, kv(1), kv(1), piecewise);
   assert.deepEqual(piecewise, whole);
+  // Weights on ordinary pages instead of huge ones: the same logits.
+  const plain = addon.createModel(c, weights(good), { hugePages: false });
+  const onPlain = new Float32Array(c.vocabSize);
+  addon.step(plain, 3, 0, kv(1), kv(1), onPlain);
+  assert.deepEqual(onPlain, whole);
+  assert.throws(() => addon.createModel(c, weights(good), { hugePages: 1 as never }), {
+    name: "TypeError",
+    message: "hugePages must be a boolean",
+  });
+  addon.dispose(plain);
   addon.dispose(partial);
   addon.dispose(m);
   addon.dispose(m); // a no-op

@@ -47,7 +47,8 @@ export interface DecodeNativeAddon {
       /** All of them at once; or none here and `setLinear` for each. */
       linears?: NativeLinear[];
     },
-    options?: { isa?: DecodeIsa; threads?: number },
+    /** hugePages (default true): the int8 weights in one mapping madvised for 2 MB transparent huge pages. */
+    options?: { isa?: DecodeIsa; threads?: number; hugePages?: boolean },
   ): NativeModelHandle;
   /**
    * Appends the token's K/V at column `pos` of each layer's buffer ([>= pos+1, kvH·D]) and fills
