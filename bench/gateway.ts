@@ -99,7 +99,8 @@ const STEP_TRACE = args.includes("--step-trace");
 /**
  * BENCH_GATEWAY_BASELINE=1: the request path as before 2026-12-05 (every admission that finds no
  * fresh escrow balance reads its own, Billing.shareBalanceReads = false; one admission statement
- * per request, Billing.batchAdmissions = false), the A side of an interleaved A/B of the fixes to
+ * per request, Billing.batchAdmissions = false; one recording statement per request,
+ * InferenceRecorder.batchRecords = false), the A side of an interleaved A/B of the fixes to
  * the outside-engine stalls (bench/RESULTS.md).
  */
 const BASELINE = process.env.BENCH_GATEWAY_BASELINE === "1";
@@ -604,6 +605,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
   if (BASELINE) {
     app.billing.shareBalanceReads = false;
     app.billing.batchAdmissions = false;
+    app.inferences.batchRecords = false;
   }
   await app.listen({ port: 0, host: "127.0.0.1" });
   const addr = app.server.address();

@@ -232,6 +232,55 @@ test("admissions of one account that queue behind its row lock go in one stateme
   assert.deepEqual(await one.billing.reconcile(), []);
 });
 
+test("recordings of one account that queue behind its row lock go in one statement: each billed once, none lost", async () => {
+  const account = `0x${"78".repeat(20)}`;
+  await one.billing.balance(account);
+  const balance = { spendable: 1_000_000n, cleared: 0n, at: Date.now() };
+  const reservations = await Promise.all(
+    Array.from({ length: 12 }, () => one.billing.reserveWithin({ account, maxCost: 1000n }, balance)),
+  );
+  const rec = (i: number, r: Reservation) => ({
+    id: r.id,
+    modelId: one.catalog.baseModelId,
+    account,
+    prompt: `p${i}`,
+    output: `o${i}`,
+    inputTokens: 10 + i,
+    outputTokens: 5,
+    ttftMs: 1,
+    durationMs: 2,
+  });
+  const held = await holdLock(
+    Prisma.sql`SELECT 1 FROM gateway_accounts WHERE account_address = ${account} FOR UPDATE`,
+  );
+  const first = one.inferences.persist(rec(0, reservations[0]!), reservations[0]);
+  await until("the first recording to wait on the lock", async () =>
+    (await blockedBy([held.pid])).length > 0 ? true : undefined,
+  );
+  // The rest queue behind it, one of them twice (a retried write of the same inference).
+  const rest = reservations.slice(1).map((r, k) => one.inferences.persist(rec(k + 1, r), r));
+  const twice = one.inferences.persist(rec(5, reservations[5]!), reservations[5]);
+  held.unblock();
+  await held.blocker;
+  await Promise.all([first, ...rest, twice]);
+  // Once more after it was recorded: not recorded, billed or released again.
+  await one.inferences.persist(rec(7, reservations[7]!), reservations[7]);
+
+  const rows = await one.db.$queryRaw<{ statements: number; n: number; fees: string }[]>`
+    SELECT count(DISTINCT created_at)::int AS statements, count(*)::int AS n,
+           SUM(input_tokens + 2 * output_tokens)::text AS fees
+      FROM inferences WHERE account_address = ${account}`;
+  assert.equal(rows[0]!.n, 12, "every inference recorded once");
+  assert.equal(rows[0]!.statements, 2, "the first, then the 11 that queued behind it together");
+  assert.equal(await one.billing.owed(account), BigInt(rows[0]!.fees));
+  assert.equal((await reservedRows(account)).length, 0);
+  const outbox = await one.db.gatewayOutbox.count({
+    where: { inferenceId: { in: reservations.map((r) => r.id) } },
+  });
+  assert.equal(outbox, 12);
+  assert.deepEqual(await one.billing.reconcile(), [], "billed and reserved totals match the rows");
+});
+
 test("B reads the balance, A is recorded and released, then B checks: A's cost is owed, not lost", async () => {
   const account = await deposit(chain.accounts.users[1]!, 1000n);
   const base = one.catalog.models.get(one.catalog.baseModelId)!;

@@ -55,6 +55,11 @@ class GroupCommit<T extends { id: string }> {
 
   constructor(private readonly flush: (batch: T[]) => Promise<void>) {}
 
+  /** Nothing written and not yet committed. */
+  get idle(): boolean {
+    return !this.#running && this.#pending.size === 0;
+  }
+
   write(item: T): Promise<void> {
     this.#pending.set(item.id, item);
     const done = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
@@ -80,6 +85,15 @@ class GroupCommit<T extends { id: string }> {
   }
 }
 
+/** A recording waiting for its account's next recording statement (`persist`). */
+interface PendingRecord {
+  id: string;
+  rec: InferenceRecord;
+  reservationId: string | null;
+  /** Set by the batch: whether this statement inserted it (false: it was recorded already). */
+  recorded?: boolean;
+}
+
 /**
  * Inference recording: the inference row and its outbox row are written in one transaction that
  * also consumes the request's reservation, then `attribution.score` is enqueued (attribution hands
@@ -87,6 +101,14 @@ class GroupCommit<T extends { id: string }> {
  * `sweepOutbox`.
  */
 export class InferenceRecorder {
+  /**
+   * An account's recordings batched into one statement (`persist`). False: one statement per
+   * recording, as before 2026-12-05 — the A side of bench:gateway's A/B (`BENCH_GATEWAY_BASELINE=1`).
+   */
+  batchRecords = true;
+  /** Each account's recording batches (removed when idle). */
+  readonly #records = new Map<string, GroupCommit<PendingRecord>>();
+
   constructor(
     readonly db: Db,
     readonly producer: Producer,
@@ -104,53 +126,111 @@ export class InferenceRecorder {
    * later (the job id is the inference id, so a duplicate is harmless).
    */
   async persist(rec: InferenceRecord, reservation?: Reservation): Promise<string> {
-    const id = await this.record(this.db, rec, reservation);
+    const id = rec.id ?? reservation?.id ?? randomUUID();
+    if (this.batchRecords) {
+      // Recordings of one account that arrive while its recording statement runs go together in
+      // the next one: one commit and one hold of the account's row lock per batch, where one per
+      // request made admissions (which need that row) and the pool queue behind them under load.
+      let log = this.#records.get(rec.account);
+      if (!log) {
+        const account = rec.account;
+        log = new GroupCommit<PendingRecord>(async (batch) => {
+          const recorded = await this.recordMany(this.db, account, batch);
+          for (const p of batch) p.recorded = recorded.has(p.id);
+        });
+        this.#records.set(account, log);
+      }
+      const pending: PendingRecord = { id, rec, reservationId: reservation?.id ?? null, recorded: false };
+      try {
+        await log.write(pending);
+      } finally {
+        if (log.idle && this.#records.get(rec.account) === log) this.#records.delete(rec.account);
+      }
+      this.#warnIfRecorded(id, pending.recorded === true);
+    } else {
+      await this.record(this.db, { ...rec, id }, reservation);
+    }
     if (reservation) this.billing.consumed(reservation);
     await this.#enqueue(id);
     return id;
   }
 
   /**
-   * The recording statement, on `db` (or inside a caller's transaction: tests hold it open). The
-   * prices it is served at travel with the inference: settlement charges these, not whatever the
-   * model costs when it gets to it; the fee added to `billed` is computed from the same row, as the
-   * full-history reference computes it. An inference already recorded under this id (a replica that
-   * stalled past its reservation's expiry, finalised meanwhile by a sweep) is not recorded twice.
+   * The recording statement for one inference, on `db` (or inside a caller's transaction: tests
+   * hold it open): `recordMany` with one. Returns its id.
    */
   async record(db: Db | Tx, rec: InferenceRecord, reservation?: Reservation): Promise<string> {
-    const model = this.catalog.models.get(rec.modelId);
     const id = rec.id ?? reservation?.id ?? randomUUID();
+    const recorded = await this.recordMany(db, rec.account, [
+      { id, rec, reservationId: reservation?.id ?? null },
+    ]);
+    this.#warnIfRecorded(id, recorded.has(id));
+    return id;
+  }
+
+  #warnIfRecorded(id: string, recorded: boolean): void {
+    if (!recorded) {
+      this.log.warn(
+        { inferenceId: id },
+        "inference already recorded (its reservation was finalised by a sweep)",
+      );
+    }
+  }
+
+  /**
+   * Records inferences of `account` in ONE statement: their rows and outbox rows, their reservations
+   * deleted and the account's totals moved (billed += their fees, reserved −= the max costs of the
+   * reservations deleted), so a concurrent admission sees each cost either as reserved or as owed,
+   * never neither nor both. The prices each is served at travel with it: settlement charges these,
+   * not whatever the model costs when it gets to it; the fees added to `billed` are computed from the
+   * same rows, as the full-history reference computes them. An inference already recorded under its
+   * id (a replica that stalled past its reservation's expiry, finalised meanwhile by a sweep) is not
+   * recorded twice, nor billed, and its reservation (gone) is not subtracted. One account per
+   * statement: one row lock, so no lock order to keep. Returns the ids it recorded.
+   */
+  async recordMany(
+    db: Db | Tx,
+    account: string,
+    items: readonly { id: string; rec: InferenceRecord; reservationId: string | null }[],
+  ): Promise<Set<string>> {
+    const price = (r: InferenceRecord, side: "in" | "out") => {
+      const m = this.catalog.models.get(r.modelId);
+      return m ? (side === "in" ? m.priceInPer1kWei : m.priceOutPer1kWei).toString() : null;
+    };
     const rows = await db.$queryRaw<{ id: string }[]>`
-      WITH res AS (
-        DELETE FROM gateway_reservations WHERE id = ${reservation?.id ?? null}::uuid
+      WITH rec AS (
+        SELECT * FROM unnest(${items.map((i) => i.id)}::uuid[], ${items.map((i) => i.reservationId)}::uuid[],
+                             ${items.map((i) => i.rec.modelId)}::text[], ${items.map((i) => i.rec.prompt)}::text[],
+                             ${items.map((i) => storableOutput(i.rec.output))}::text[],
+                             ${items.map((i) => i.rec.inputTokens)}::int[], ${items.map((i) => i.rec.outputTokens)}::int[],
+                             ${items.map((i) => i.rec.ttftMs)}::int[], ${items.map((i) => i.rec.durationMs)}::int[],
+                             ${items.map((i) => price(i.rec, "in"))}::numeric[],
+                             ${items.map((i) => price(i.rec, "out"))}::numeric[])
+          AS r(id, reservation_id, model_id, prompt, output, input_tokens, output_tokens, ttft_ms, duration_ms,
+               price_in, price_out)
+      ), res AS (
+        DELETE FROM gateway_reservations WHERE id IN (SELECT reservation_id FROM rec)
         RETURNING account_address, max_cost_wei
       ), inf AS (
         INSERT INTO inferences (id, model_id, account_address, prompt, output, input_tokens, output_tokens,
                                 ttft_ms, duration_ms, price_in_per_1k_wei, price_out_per_1k_wei)
-        VALUES (${id}::uuid, ${rec.modelId}, ${rec.account}, ${rec.prompt}, ${storableOutput(rec.output)},
-                ${rec.inputTokens}::int, ${rec.outputTokens}::int, ${rec.ttftMs}::int, ${rec.durationMs}::int,
-                ${model ? model.priceInPer1kWei.toString() : null}::numeric,
-                ${model ? model.priceOutPer1kWei.toString() : null}::numeric)
+        SELECT id, model_id, ${account}, prompt, output, input_tokens, output_tokens, ttft_ms, duration_ms,
+               price_in, price_out
+          FROM rec
         ON CONFLICT (id) DO NOTHING
         RETURNING id, model_id, account_address, input_tokens, output_tokens, price_in_per_1k_wei, price_out_per_1k_wei
       ), ob AS (
         INSERT INTO gateway_outbox (inference_id) SELECT id FROM inf
       ), tot AS (
         INSERT INTO gateway_accounts AS a (account_address, billed_wei, reserved_wei)
-        SELECT ${rec.account}, COALESCE((SELECT ${feeOf("inf")} FROM inf JOIN models m ON m.id = inf.model_id), 0),
-               -COALESCE((SELECT max_cost_wei FROM res), 0)
+        SELECT ${account}, COALESCE((SELECT SUM(${feeOf("inf")}) FROM inf JOIN models m ON m.id = inf.model_id), 0),
+               -COALESCE((SELECT SUM(max_cost_wei) FROM res), 0)
         ON CONFLICT (account_address) DO UPDATE
           SET billed_wei = a.billed_wei + EXCLUDED.billed_wei, reserved_wei = a.reserved_wei + EXCLUDED.reserved_wei,
               updated_at = now()
       )
       SELECT id::text FROM inf`;
-    if (rows.length === 0) {
-      this.log.warn(
-        { inferenceId: id },
-        "inference already recorded (its reservation was finalised by a sweep)",
-      );
-    }
-    return id;
+    return new Set(rows.map((r) => r.id));
   }
 
   /**
