@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { readFile, rename, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import type { GatewayConfig } from "@openledger/config";
 import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
@@ -22,6 +22,7 @@ export async function readHotSet(file: string): Promise<string[]> {
 
 /** Written beside and renamed over, so a crash mid-write leaves the previous set, never half of one. */
 export async function writeHotSet(file: string, adapters: readonly string[]): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
   const tmp = `${file}.${randomUUID()}.tmp`;
   await writeFile(tmp, JSON.stringify({ savedAt: new Date().toISOString(), adapters }));
   await rename(tmp, file);
