@@ -128,9 +128,10 @@ export interface SchedulerOptions {
    * step's prefill rows only (default maxBatchTokens: no limit beyond it). The per-step
    * prefill budget of chunked prefill (vLLM's `max_num_batched_tokens`, Sarathi-Serve's
    * token budget): a long prompt is split into chunks of at most this, and a burst of
-   * arrivals into several steps, so no step is long and an arrival waits at most for one
-   * short step. Independent of maxBatchTokens so it can sit below maxRunningSequences (every
-   * running sequence's decode row must still fit a step).
+   * arrivals into several steps, so no step is long (an arrival waits behind short steps, not
+   * behind a long prompt's whole prefill). Independent of maxBatchTokens so it can sit below
+   * maxRunningSequences (every running sequence's decode row must still fit a step). It costs
+   * steps where prompts are short: bench/RESULTS.md, "Gateway", has the gateway's A/B.
    */
   maxPrefillTokens?: number;
   /**
