@@ -39,6 +39,9 @@ export interface RssResult {
   ours: number;
   peer: number;
   ratio: number;
+  /** RSS after the prompt and 16 decode steps (steady state, the load-time peak gone), MiB */
+  oursAfterDecode: number;
+  peerAfterDecode: number;
 }
 
 export interface SaResult {

@@ -425,7 +425,7 @@ export async function runRss(
   files: ModelFiles,
   opts: { threads: number; log: (m: string) => void },
 ): Promise<RssResult[]> {
-  const measure = (side: "ours" | "peer", weights: string): number => {
+  const measure = (side: "ours" | "peer", weights: string): { peakMiB: number; rssMiB: number } => {
     const res = spawnSync(
       process.execPath,
       [
@@ -446,24 +446,28 @@ export async function runRss(
       { encoding: "utf8" },
     );
     if (res.status !== 0) throw new Error(`rss child ${side} failed: ${res.stderr}`);
-    return JSON.parse(res.stdout.trim().split("\n").at(-1)!).peakMiB as number;
+    return JSON.parse(res.stdout.trim().split("\n").at(-1)!);
   };
   const out: RssResult[] = [];
   for (const weights of ["f32", "int8", "int8c", "int8c-native"]) {
     const ours = measure("ours", weights);
     const peer = measure("peer", weights);
-    opts.log(`RSS ${weights}: ours ${ours} MiB, llama.cpp ${peer} MiB`);
+    opts.log(
+      `RSS ${weights}: ours ${ours.peakMiB} MiB (${ours.rssMiB} after decoding), llama.cpp ${peer.peakMiB} MiB (${peer.rssMiB})`,
+    );
     out.push({
       weights: weights === "f32" ? "f32 / F32" : `${weights} / Q8_0`,
-      ours,
-      peer,
-      ratio: round(ours / peer, 3),
+      ours: ours.peakMiB,
+      peer: peer.peakMiB,
+      ratio: round(ours.peakMiB / peer.peakMiB, 3),
+      oursAfterDecode: ours.rssMiB,
+      peerAfterDecode: peer.rssMiB,
     });
   }
   return out;
 }
 
-/** Child: load, prompt + 16 decode steps at batch 1, print peak RSS. */
+/** Child: load, prompt + 16 decode steps at batch 1, print peak RSS and the RSS then. */
 export async function rssChild(side: "ours" | "peer", argv: string[]): Promise<void> {
   const arg = (n: string) => argv[argv.indexOf(n) + 1]!;
   const threads = Number(arg("--threads"));
@@ -494,7 +498,8 @@ export async function rssChild(side: "ours" | "peer", argv: string[]): Promise<v
     });
     await new PeerSide([c], 1).run(16);
   }
-  const { peak } = processMemory();
-  process.stdout.write(`${JSON.stringify({ peakMiB: Math.round(peak / 2 ** 20) })}\n`);
+  const { peak, rss } = processMemory();
+  const mib = (b: number) => Math.round(b / 2 ** 20);
+  process.stdout.write(`${JSON.stringify({ peakMiB: mib(peak), rssMiB: mib(rss) })}\n`);
   process.exit(0);
 }

@@ -32,7 +32,12 @@
 #include <string>
 #include <thread>
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <vector>
 
 namespace {
@@ -222,7 +227,16 @@ struct Model {
   Isa isa;
   DotFn dots;
   std::unique_ptr<Pool> pool;
-  std::vector<float> embed;  // [vocab, hidden] f32, as the graph's Gather reads it
+  // The caller's f32 embedding table [vocab, hidden] (the array the graph's Gather reads from too),
+  // held by reference, not copied: its pointer is looked up (and its length checked) every step.
+  napi_ref embed_ref = nullptr;
+  const float* embed = nullptr;
+  // Or a read-only mapping of a file holding it (mapEmbedding): only the rows read become resident.
+  void* embed_map = nullptr;
+  size_t embed_map_bytes = 0;
+  ~Model() {
+    if (embed_map) munmap(embed_map, embed_map_bytes);
+  }
   std::vector<std::vector<float>> in_norm, post_norm;
   std::vector<float> final_norm;
   std::vector<Linear> lin;  // per layer: qkv, o, gate+up, down; then the head
@@ -351,7 +365,7 @@ void step(Model& m, int token, int pos, float* const* keys, float* const* values
   const Config& c = m.c;
   const int H = c.hidden, D = c.head_dim, W = c.kv_heads * D, Q = c.heads * D, G = c.heads / c.kv_heads;
   float* x = m.x.data();
-  std::memcpy(x, m.embed.data() + (size_t)token * H, H * sizeof(float));
+  std::memcpy(x, m.embed + (size_t)token * H, H * sizeof(float));
   float* h = m.h.data();
   rms_norm(x, m.in_norm[0].data(), H, c.eps, h);
   const size_t rope_at = (size_t)pos * (D / 2);
@@ -589,7 +603,12 @@ std::vector<float> load_floats(napi_env env, napi_value v, size_t n, const char*
   return std::vector<float>(p, p + n);
 }
 
-void finalize_model(napi_env, void* data, void*) { delete static_cast<Model*>(data); }
+void delete_model(napi_env env, Model* m) {
+  if (m->embed_ref) napi_delete_reference(env, m->embed_ref);
+  delete m;
+}
+
+void finalize_model(napi_env env, void* data, void*) { delete_model(env, static_cast<Model*>(data)); }
 
 Model* unwrap(napi_env env, napi_value v) {
   napi_valuetype t;
@@ -684,7 +703,7 @@ void set_linear(napi_env env, Model& m, uint32_t i, napi_value spec) {
 // JS arrays may be dropped afterwards.
 //   config: { hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize, vocabSize,
 //             maxPositionEmbeddings, rmsNormEps, ropeTheta }
-//   weights: { embed: Float32Array [V*H], inputNorm: Float32Array[], postNorm: Float32Array[],
+//   weights: { embed: Float32Array [V*H] (kept by reference, not copied), inputNorm: Float32Array[], postNorm: Float32Array[],
 //             finalNorm, linears?: { rows, cols, data: Int8Array [cols*rows], scales }[] — per layer
 //             q+k+v, o, gate+up, down; then the head. Without `linears`, setLinear sets them one by
 //             one (so the caller never holds all of them at once). }
@@ -727,7 +746,8 @@ napi_value CreateModel(napi_env env, napi_callback_info info) {
 
     napi_value w = argv[1];
     const int H = c.hidden, D = c.head_dim, Q = c.heads * D, W = c.kv_heads * D, I = c.inter;
-    m->embed = load_floats(env, get(env, w, "embed"), (size_t)c.vocab * H, "embed");
+    napi_value embed = get(env, w, "embed");
+    typed<float>(env, embed, napi_float32_array, (size_t)c.vocab * H, "embed");
     for (int l = 0; l < c.layers; l++) {
       m->in_norm.push_back(load_floats(env, element(env, get(env, w, "inputNorm"), l, c.layers, "inputNorm"), H, "inputNorm"));
       m->post_norm.push_back(load_floats(env, element(env, get(env, w, "postNorm"), l, c.layers, "postNorm"), H, "postNorm"));
@@ -774,7 +794,8 @@ napi_value CreateModel(napi_env env, napi_callback_info info) {
     ok(napi_create_object(env, &obj), "napi_create_object");
     ok(napi_type_tag_object(env, obj, &kModelTag), "napi_type_tag_object");
     ok(napi_wrap(env, obj, m.get(), finalize_model, nullptr, nullptr), "napi_wrap");
-    m.release();  // owned by the JS object now (its finalizer, or dispose)
+    Model* owned = m.release();  // owned by the JS object now (its finalizer, or dispose)
+    ok(napi_create_reference(env, embed, 1, &owned->embed_ref), "napi_create_reference");
     return obj;
   });
 }
@@ -796,6 +817,12 @@ napi_value Step(napi_env env, napi_callback_info info) {
       throw Fail{"ERR_DECODE_KV",
                  "position " + std::to_string(pos) + " is beyond the context (" + std::to_string(c.max_pos) + ")",
                  true};
+    if (!m->embed_map) {
+      napi_value embed;
+      ok(napi_get_reference_value(env, m->embed_ref, &embed), "napi_get_reference_value");
+      m->embed = typed<float>(env, embed, napi_float32_array, (size_t)c.vocab * c.hidden,
+                              "the model's embedding (its buffer was detached?)");
+    }
     const size_t need = (size_t)(pos + 1) * c.kv_heads * c.head_dim;
     std::vector<float*> keys(c.layers), values(c.layers);
     for (int l = 0; l < c.layers; l++) {
@@ -809,6 +836,46 @@ napi_value Step(napi_env env, napi_callback_info info) {
     const bool has_adapter = at != napi_undefined && at != napi_null;
     if (has_adapter) load_adapter(env, argv[6], c, adapter);
     step(*m, token, pos, keys.data(), values.data(), logits, has_adapter ? &adapter : nullptr);
+    return nullptr;
+  });
+}
+
+// mapEmbedding(model, path, offset): the embedding [vocab, hidden] f32 from a read-only shared mapping of
+// `path` at `offset` (page-aligned; the file must hold all of it), in place of createModel's array (its
+// reference is dropped). The runtime maps the weights file onnxruntime maps, so both read the same
+// page-cache pages and only the rows decoded are ever resident.
+napi_value MapEmbedding(napi_env env, napi_callback_info info) {
+  return call<3>(env, info, 3, "mapEmbedding(model, path, offset) takes 3 arguments",
+                 [&](napi_value* argv, size_t) -> napi_value {
+    Model* m = unwrap(env, argv[0]);
+    char path[4096];
+    size_t len = 0;
+    if (napi_get_value_string_utf8(env, argv[1], path, sizeof path, &len) != napi_ok || len == 0 ||
+        len >= sizeof path - 1)
+      throw Fail{"ERR_DECODE_ARGS", "path must be a non-empty string", false};
+    const double off = number(env, argv[2], "offset");
+    const long page = sysconf(_SC_PAGESIZE);
+    if (!(off >= 0) || off != std::floor(off) || std::fmod(off, (double)page) != 0)
+      throw Fail{"ERR_DECODE_ARGS", "offset must be a non-negative multiple of the page size", true};
+    const size_t bytes = (size_t)m->c.vocab * m->c.hidden * 4;
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw Fail{"ERR_DECODE_ARGS", std::string("cannot open ") + path + ": " + std::strerror(errno), true};
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (double)st.st_size < off + (double)bytes) {
+      close(fd);
+      throw Fail{"ERR_DECODE_ARGS", "the file holds no whole embedding at that offset", true};
+    }
+    void* p = mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, (off_t)off);
+    close(fd);
+    if (p == MAP_FAILED) throw Fail{"ERR_DECODE_ARGS", std::string("mmap failed: ") + std::strerror(errno), true};
+    if (m->embed_map) munmap(m->embed_map, m->embed_map_bytes);
+    m->embed_map = p;
+    m->embed_map_bytes = bytes;
+    m->embed = static_cast<const float*>(p);
+    if (m->embed_ref) {
+      napi_delete_reference(env, m->embed_ref);
+      m->embed_ref = nullptr;
+    }
     return nullptr;
   });
 }
@@ -827,7 +894,7 @@ napi_value SetLinear(napi_env env, napi_callback_info info) {
 napi_value Info(napi_env env, napi_callback_info info) {
   return call<1>(env, info, 1, "info(model)", [&](napi_value* argv, size_t) -> napi_value {
     Model* m = unwrap(env, argv[0]);
-    size_t weight_bytes = m->embed.size() * 4;
+    size_t weight_bytes = 0;
     for (auto& L : m->lin) weight_bytes += (size_t)L.rows * L.kp + L.rows * 8;
     napi_value obj, bytes;
     ok(napi_create_object(env, &obj), "napi_create_object");
@@ -846,7 +913,7 @@ napi_value Dispose(napi_env env, napi_callback_info info) {
     void* p = nullptr;
     ok(napi_check_object_type_tag(env, argv[0], &kModelTag, &tagged), "napi_check_object_type_tag");
     if (!tagged) throw Fail{"ERR_DECODE_MODEL", "not a decode model (createModel's result)", false};
-    if (napi_remove_wrap(env, argv[0], &p) == napi_ok) delete static_cast<Model*>(p);
+    if (napi_remove_wrap(env, argv[0], &p) == napi_ok) delete_model(env, static_cast<Model*>(p));
     return nullptr;
   });
 }
@@ -868,6 +935,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"createModel", nullptr, CreateModel, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"step", nullptr, Step, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setLinear", nullptr, SetLinear, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"mapEmbedding", nullptr, MapEmbedding, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"dispose", nullptr, Dispose, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"isas", nullptr, Isas, nullptr, nullptr, nullptr, napi_default, nullptr},

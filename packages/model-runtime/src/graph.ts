@@ -31,8 +31,8 @@ const EXTERNAL_MIN_BYTES = 4096;
 export interface ExternalDataSink {
   /** File name relative to the folder the session is given. */
   location: string;
-  /** Appends bytes; returns their offset in the file. */
-  write(bytes: Uint8Array): number;
+  /** Appends initializer `name`'s bytes; returns their offset in the file. */
+  write(bytes: Uint8Array, name: string): number;
 }
 
 /**
@@ -163,7 +163,7 @@ export class GraphBuilder {
 
   init(name: string, dims: number[], dataType: number, bytes: Uint8Array): string {
     if (this.external && bytes.byteLength >= EXTERNAL_MIN_BYTES) {
-      const offset = this.external.write(bytes);
+      const offset = this.external.write(bytes, name);
       this.initializers.push({
         name,
         dims,

@@ -1,6 +1,9 @@
 // The native batch-1 decode step (@openledger/decode-native) against onnxruntime's int8c session.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
 import { generateRandomAdapter } from "./adapter.ts";
 import { type LlamaConfig, LORA_MODULES, SMOLLM_135M_CONFIG, TINY_CONFIG } from "./config.ts";
@@ -319,6 +322,37 @@ test("the addon rejects bad input with a TypeError or RangeError, never a crash"
     name: "TypeError",
     message: "hugePages must be a boolean",
   });
+  // The embedding is held by reference: a detached buffer is refused at the next step, not read.
+  const own = Float32Array.from(weights(good).embed);
+  const held = addon.createModel(c, { ...weights(good), embed: own });
+  addon.step(held, 3, 0, kv(1), kv(1), onPlain);
+  assert.deepEqual(onPlain, whole);
+  structuredClone(own.buffer, { transfer: [own.buffer] });
+  assert.throws(() => addon.step(held, 3, 0, kv(1), kv(1), onPlain), {
+    name: "RangeError",
+    message: /the model's embedding \(its buffer was detached\?\) has 0 elements/,
+  });
+  // The embedding from a file mapping (what the runtime does with its weights file), page-aligned.
+  const dir = mkdtempSync(join(tmpdir(), "decode-native-"));
+  const path = join(dir, "embed.bin");
+  const table = weights(good).embed;
+  const bytes = new Uint8Array(table.byteLength + 8192);
+  bytes.set(new Uint8Array(table.buffer, table.byteOffset, table.byteLength), 4096);
+  writeFileSync(path, bytes);
+  assert.throws(() => addon.mapEmbedding(held, path, 100), { name: "RangeError", code: "ERR_DECODE_ARGS" });
+  assert.throws(() => addon.mapEmbedding(held, path, 12288), {
+    name: "RangeError",
+    message: "the file holds no whole embedding at that offset",
+  });
+  assert.throws(() => addon.mapEmbedding(held, join(dir, "none"), 0), {
+    name: "RangeError",
+    message: /cannot open/,
+  });
+  addon.mapEmbedding(held, path, 4096); // replaces the detached array
+  addon.step(held, 3, 0, kv(1), kv(1), onPlain);
+  assert.deepEqual(onPlain, whole);
+  addon.dispose(held);
+  rmSync(dir, { recursive: true });
   addon.dispose(plain);
   addon.dispose(partial);
   addon.dispose(m);

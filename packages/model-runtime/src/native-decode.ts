@@ -63,6 +63,11 @@ export interface DecodeNativeAddon {
     logits: Float32Array,
     adapter?: NativeAdapter,
   ): void;
+  /**
+   * Reads the embedding from a read-only mapping of `path` at `offset` (page-aligned; [vocab, hidden]
+   * f32) instead of the array given to createModel, which it lets go.
+   */
+  mapEmbedding(model: NativeModelHandle, path: string, offset: number): void;
   /** Linear layer `index` (per layer q+k+v, o, gate+up, down; then the head), copied. */
   setLinear(model: NativeModelHandle, index: number, linear: NativeLinear): void;
   info(model: NativeModelHandle): { isa: DecodeIsa; threads: number; weightBytes: number };
@@ -126,9 +131,15 @@ export class NativeDecoder {
     this.threads = info.threads;
   }
 
-  /** Bytes the addon holds: int8 weights (rows padded to 64), scales, the f32 embedding. */
+  /** Bytes the addon holds: int8 weights (rows padded to 64), their scales and column sums (the f32 embedding is the model's array, held by reference). */
   get weightBytes(): number {
     return this.#handle ? this.addon.info(this.#handle).weightBytes : 0;
+  }
+
+  /** The embedding from a file (see DecodeNativeAddon.mapEmbedding): the model's f32 array is let go. */
+  mapEmbedding(path: string, offset: number): void {
+    if (!this.#handle) throw new ModelRuntimeError("SEQUENCE_INVALID", "the native decoder was disposed");
+    this.addon.mapEmbedding(this.#handle, path, offset);
   }
 
   /** Linear layer `index` in the graph's order (per layer q+k+v, o, gate+up, down; then the head). */

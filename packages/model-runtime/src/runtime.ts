@@ -94,15 +94,18 @@ class TempWeightsFile implements ExternalDataSink {
   readonly location: string;
   private readonly fd: number;
   private offset = 0;
+  /** Where each initializer went (the native step maps the embedding from here). */
+  readonly offsets = new Map<string, number>();
 
   constructor(readonly dir: string) {
     this.location = `openledger-weights-${process.pid}-${randomBytes(6).toString("hex")}.bin`;
     this.fd = openSync(join(dir, this.location), "wx", 0o600);
   }
 
-  write(bytes: Uint8Array): number {
+  write(bytes: Uint8Array, name: string): number {
     this.offset = Math.ceil(this.offset / 4096) * 4096;
     const at = this.offset;
+    this.offsets.set(name, at);
     let done = 0;
     while (done < bytes.byteLength)
       done += writeSync(this.fd, bytes, done, bytes.byteLength - done, at + done);
@@ -402,6 +405,10 @@ export class ModelRuntime implements StepRuntime {
           ? { onQuantized: (_, rows, cols, q) => native!.setLinear(linear++, { rows, cols, ...q }) }
           : {}),
       });
+      // The embedding as onnxruntime gets it: a read-only mapping of the same file pages (only the rows
+      // decoded are ever read in), instead of keeping the model's f32 table alive in JS.
+      const at = file.offsets.get("model.embed_tokens.weight");
+      if (native && at !== undefined) native.mapEmbedding(join(file.dir, file.location), at);
       session = await ort.InferenceSession.create(graph.bytes, {
         intraOpNumThreads: resolved.intraOpThreads,
         interOpNumThreads: 1,
