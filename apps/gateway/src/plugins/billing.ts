@@ -137,9 +137,10 @@ function owedFromHistorySql(account?: string): Prisma.Sql {
 /**
  * The balance check (402 before any compute): spendable escrow − owed − in flight must cover the
  * request's max cost. O(1) in the account's history: owed and in flight are the account's running
- * totals (`gateway_accounts`), and an admission is ONE conditional UPDATE of that row (a row lock held
- * for one statement) that inserts the reservation only if it fits. Recording an inference moves its
- * cost from reserved to billed in one statement (InferenceRecorder); a release subtracts it.
+ * totals (`gateway_accounts`), and an admission is ONE statement over that row (its lock held for one
+ * statement; one statement per batch of the account's concurrent admissions) that inserts the
+ * reservations that fit. Recording inferences moves their cost from reserved to billed in one
+ * statement (InferenceRecorder.recordMany); a release subtracts it.
  */
 export class Billing {
   readonly config: GatewayConfig;
