@@ -507,6 +507,107 @@ test("joining sequences run detached next to the resident batch, then merge into
   await r.dispose();
 });
 
+test("waves of prompts on one adapter stack: each new adapter copied once, ranges and copies to the end exact", async () => {
+  const r = await ModelRuntime.create(model, { slots: 9, rankBuckets: [8], intraOpThreads: 2 });
+  const adapters = [1, 2, 3, 4, 5, 6, 7, 8].map((i) =>
+    generateRandomAdapter(TINY_CONFIG, { rank: 1 + (i % 8), seed: `w${i}` }),
+  );
+  for (const [i, a] of adapters.entries()) r.loadAdapter(i + 1, a);
+  const seqs = new Map<string, { tokens: number[]; slot: number }>();
+  let worst = 0;
+  const step = async (decode: string[], prompts: [string, number][]) => {
+    const rows = [
+      ...decode.map((id) => ({
+        seqId: id,
+        tokens: [seqs.get(id)!.tokens.at(-1)!],
+        slot: seqs.get(id)!.slot,
+      })),
+      ...prompts.map(([id, slot]) => {
+        seqs.set(id, { tokens: bytes(`p-${id}`), slot });
+        return { seqId: id, tokens: seqs.get(id)!.tokens.slice(), slot };
+      }),
+    ];
+    const out = await r.step(rows);
+    rows.forEach((row, i) => {
+      const s = seqs.get(String(row.seqId))!;
+      worst = Math.max(
+        worst,
+        maxAbsErr(out[i]!, lastRef(s.tokens, s.slot ? adapters[s.slot - 1] : undefined)),
+      );
+      s.tokens.push(argmax(out[i]!));
+    });
+    return r.lastTimings.adapterCopies;
+  };
+  // a wave over 3 adapters (prefill-only step), then its decode steps: copied once, by the prompt run
+  assert.equal(
+    await step(
+      [],
+      [
+        ["a", 1],
+        ["b", 2],
+        ["c", 3],
+      ],
+    ),
+    3,
+  );
+  assert.equal(await step(["a", "b", "c"], []), 0);
+  // a wave joining the decode rows: new adapters appended; slot 3 is read where it is (a range)
+  assert.equal(
+    await step(
+      ["a", "b", "c"],
+      [
+        ["d", 3],
+        ["e", 4],
+        ["f", 5],
+      ],
+    ),
+    2,
+  );
+  assert.equal(await step(["a", "b", "c", "d", "e", "f"], []), 0);
+  r.release("b");
+  r.release("c");
+  r.release("d");
+  // the decode set shrinks (swap-removes); a wave needing slot 1 (the first entry) and new ones:
+  // reading the 2 entries between is cheaper than copying slot 1 to the end
+  await step(["a", "e", "f"], []);
+  const wave: [string, number][] = [
+    ["g", 1],
+    ["h", 6],
+    ["i", 7],
+    ["j", 8],
+  ];
+  assert.equal(await step([], wave), 3);
+  assert.equal(await step(["a", "e", "f", "g", "h", "i", "j"], []), 0);
+  // slot 1 again with 5 unused entries before the end: copied to the end instead (2 copies; the
+  // stack, full at 6 entries, also moves its 6 live ones into a buffer of 16)
+  const wave2: [string, number][] = [
+    ["l", 1],
+    ["m", 2],
+  ];
+  assert.equal(await step([], wave2), 2 + 6);
+  await step(["a", "e", "f", "g", "h", "i", "j", "l", "m"], []);
+  // a slot reloaded under a live stack entry, and prompt-only waves until the stack compacts
+  r.loadAdapter(3, adapters[1]!);
+  adapters[2] = adapters[1]!;
+  for (const [n, set] of [
+    [6, 2],
+    [7, 8],
+    [1, 3],
+    [4, 5],
+    [6, 7],
+  ].entries()) {
+    await step(
+      [],
+      set.map((slot, i) => [`z${n}-${i}`, slot] as [string, number]),
+    );
+  }
+  await step(["a", "e", "f", "g", "h", "i", "j", "l", "m"], [["k", 3]]);
+  await step(["a", "e", "f", "g", "h", "i", "j", "l", "m", "k"], []);
+  console.log(`prompt waves on one stack: max abs err vs reference ${worst.toExponential(2)}`);
+  assert.ok(worst < TOL);
+  await r.dispose();
+});
+
 test("other shapes: GQA groups of 3 (SmolLM's 9/3 ratio), untied lm_head, rope theta 1e5, LoRA on MLP", async () => {
   const config = {
     ...TINY_CONFIG,
