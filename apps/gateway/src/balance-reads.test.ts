@@ -105,3 +105,39 @@ test("with no cache time every admission reads the chain itself", async () => {
   assert.equal(reads(), 4);
   billing.close();
 });
+
+test("an account with a live reservation here keeps a fresh read; one without is not renewed", async () => {
+  const served = await depositToEscrow(chain, chain.accounts.users[3]!, 2n * OPEN);
+  const idle = await depositToEscrow(chain, chain.accounts.users[4]!, 2n * OPEN);
+  const cacheMs = 600;
+  const { billing, reads } = countingBilling(cacheMs);
+  const idleRead = await billing.balance(idle);
+  const reservation = await billing.reserve({ account: served, maxCost: 1000n });
+  const afterAdmission = reads();
+  assert.equal(afterAdmission, 2);
+  // A request outlasts the cache time: the served account's read is renewed in the background.
+  await sleep(cacheMs * 3);
+  assert.ok(reads() > afterAdmission, "renewed while the reservation is live");
+  // The next admission takes a read from the cache: it was made before the call (none on its path)
+  // and is within the cache time.
+  const calledAt = Date.now();
+  const readsBefore = reads();
+  const next = await billing.reserve({ account: served, maxCost: 1000n });
+  const balance = await billing.balance(served);
+  assert.ok(balance.at <= calledAt, "no read on the admission's path");
+  assert.ok(Date.now() - balance.at < cacheMs);
+  assert.ok(reads() - readsBefore <= 1, "at most the usual background renewal");
+  // The idle account was not renewed: its read expired, and the next check reads on its path.
+  const idleAt = Date.now();
+  const idleNext = await billing.balance(idle);
+  assert.notEqual(idleNext, idleRead);
+  assert.ok(idleNext.at >= idleAt);
+  // Once nothing is live here, the renewal stops.
+  await billing.release(reservation);
+  await billing.release(next);
+  await sleep(cacheMs / 2);
+  const settled = reads();
+  await sleep(cacheMs * 2);
+  assert.equal(reads(), settled);
+  billing.close();
+});
