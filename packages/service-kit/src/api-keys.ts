@@ -2,6 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import type { Db } from "@openledger/db";
 import { AppError } from "@openledger/errors";
 import type { FastifyRequest } from "fastify";
+import { RenewingCache } from "./renewing-cache.ts";
 
 // API keys are the gateway's (an account creates its own, POST /v1/api-keys on the gateway, by its
 // EIP-712 signature); every service that serves builders (the gateway, the factory) authenticates
@@ -17,9 +18,15 @@ const KEY_CACHE_MS = 10_000;
 
 /** API keys: random 24 bytes shown once, stored as SHA-256 (`api_keys.key_hash`). */
 export class ApiKeys {
-  readonly #cache = new Map<string, { account: string; at: number }>();
-  /** The lookup in flight per key hash (`accountOf`: one at a time). */
-  readonly #lookups = new Map<string, Promise<string | undefined>>();
+  /** Key hash -> account; an unknown or revoked key is not cached. */
+  readonly #accounts = new RenewingCache<string | undefined>({
+    ttlMs: () => KEY_CACHE_MS,
+    load: async (hash) => {
+      const row = await this.db.apiKey.findUnique({ where: { keyHash: hash } });
+      return !row || row.revokedAt ? undefined : row.accountAddress;
+    },
+    keep: (account) => account !== undefined,
+  });
 
   constructor(readonly db: Db) {}
 
@@ -59,37 +66,12 @@ export class ApiKeys {
   /**
    * The account of a bearer key, or undefined (cached: revocation takes effect within KEY_CACHE_MS).
    * One lookup per key at a time (requests that find no fresh entry join the one in flight), and an
-   * entry past half its life is renewed in the background while it still serves: when a busy key's
+   * entry past half its life is renewed in the background while it still serves (`RenewingCache`): when a busy key's
    * entry expired, each of its requests used to query Postgres at once (bench:gateway's `auth`
    * phase, up to 75 ms at p99).
    */
-  async accountOf(key: string): Promise<string | undefined> {
-    const hash = hashApiKey(key);
-    const hit = this.#cache.get(hash);
-    const age = hit ? Date.now() - hit.at : Number.POSITIVE_INFINITY;
-    if (hit && age < KEY_CACHE_MS) {
-      if (age >= KEY_CACHE_MS / 2 && !this.#lookups.has(hash)) this.#lookup(hash).catch(() => {});
-      return hit.account;
-    }
-    return this.#lookup(hash);
-  }
-
-  #lookup(hash: string): Promise<string | undefined> {
-    const inFlight = this.#lookups.get(hash);
-    if (inFlight) return inFlight;
-    const at = Date.now();
-    const lookup = (async () => {
-      const row = await this.db.apiKey.findUnique({ where: { keyHash: hash } });
-      if (!row || row.revokedAt) {
-        this.#cache.delete(hash);
-        return undefined;
-      }
-      this.#cache.set(hash, { account: row.accountAddress, at });
-      if (this.#cache.size > 100_000) this.#cache.clear();
-      return row.accountAddress;
-    })().finally(() => this.#lookups.delete(hash));
-    this.#lookups.set(hash, lookup);
-    return lookup;
+  accountOf(key: string): Promise<string | undefined> {
+    return this.#accounts.get(hashApiKey(key));
   }
 
   /** `Authorization: Bearer sk-...` -> the key's account, or 401 (MISSING_API_KEY / INVALID_API_KEY). */

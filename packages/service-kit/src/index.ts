@@ -14,6 +14,7 @@ export {
 export { infraPlugin } from "./infra.ts";
 export { registerMetrics } from "./metrics.ts";
 export { type OpenAIErrorObject, toOpenAIError } from "./openai-errors.ts";
+export { RenewingCache, type RenewingCacheOptions } from "./renewing-cache.ts";
 export { Address, ErrorBody, Uuid, Wei } from "./schemas.ts";
 export { runService } from "./server.ts";
 export {

@@ -5,6 +5,7 @@ import { inferenceEscrowAbi } from "@openledger/chain";
 import type { GatewayConfig } from "@openledger/config";
 import { type Db, lockAccountsSql, lockReservationsSql, Prisma, type Tx } from "@openledger/db";
 import { AppError } from "@openledger/errors";
+import { RenewingCache } from "@openledger/service-kit";
 import { priceInference } from "@openledger/settlement-core";
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
@@ -170,11 +171,16 @@ export class Billing {
   readonly bootId = randomUUID();
   /** This replica's reservations not yet recorded or released (renewed while here). */
   readonly #live = new Map<string, Reservation>();
-  readonly #balances = new Map<string, BalanceRead>();
+  /** Balance reads per account (`balance`): shared while in flight, renewed past half their life. */
+  readonly #balances = new RenewingCache<BalanceRead>({
+    ttlMs: () => this.config.GATEWAY_BALANCE_CACHE_MS,
+    load: (account, previous, at) => this.#read(account, previous, at),
+    stampOf: (read) => read.at,
+    onRenewalError: (err, account) =>
+      this.log.debug({ err, account }, "background balance refresh failed; the next admission reads again"),
+  });
   /** Each account's admissions waiting for its next admission statement. */
   readonly #admissions = new Map<string, AdmissionQueue>();
-  /** The balance read in flight per account (`balance`: one at a time), and when it began. */
-  readonly #reading = new Map<string, { at: number; read: Promise<BalanceRead> }>();
   /** InferenceEscrow.withdrawalDelay in ms, and when it was read. */
   #withdrawalDelay: { ms: number; at: number } | undefined;
   #servingStale = false;
@@ -225,35 +231,12 @@ export class Billing {
    * with steady traffic never waits on the chain: no read is ever used past
    * GATEWAY_BALANCE_CACHE_MS either way, only the waiting moves off the request path.
    */
-  async balance(account: string): Promise<BalanceRead> {
-    const hit = this.#balances.get(account);
-    const ttl = this.config.GATEWAY_BALANCE_CACHE_MS;
-    const now = Date.now();
-    if (!this.shareBalanceReads) return hit && now - hit.at < ttl ? hit : this.#read(account, hit, now);
-    if (hit && now - hit.at < ttl) {
-      if (now - hit.at >= ttl / 2 && !this.#reading.has(account)) {
-        this.#readShared(account, hit).catch((err: unknown) => {
-          this.log.debug(
-            { err, account },
-            "background balance refresh failed; the next admission reads again",
-          );
-        });
-      }
-      return hit;
-    }
-    return this.#readShared(account, hit);
-  }
-
-  /** The read in flight for `account` if it began within the cache time, else a new one. */
-  #readShared(account: string, hit: BalanceRead | undefined): Promise<BalanceRead> {
-    const inFlight = this.#reading.get(account);
-    if (inFlight && Date.now() - inFlight.at < this.config.GATEWAY_BALANCE_CACHE_MS) return inFlight.read;
-    const at = Date.now();
-    const read = this.#read(account, hit, at).finally(() => {
-      if (this.#reading.get(account)?.read === read) this.#reading.delete(account);
-    });
-    this.#reading.set(account, { at, read });
-    return read;
+  balance(account: string): Promise<BalanceRead> {
+    if (this.shareBalanceReads) return this.#balances.get(account);
+    const hit = this.#balances.peek(account);
+    return hit && this.#balances.fresh(account)
+      ? Promise.resolve(hit.value)
+      : this.#balances.loadAlone(account);
   }
 
   async #read(account: string, hit: BalanceRead | undefined, at: number): Promise<BalanceRead> {
@@ -261,16 +244,13 @@ export class Billing {
       const cleared = await this.#cleared(account);
       const spendable = await this.#spendable(account);
       const read: BalanceRead = { spendable, cleared, at };
-      const cached = this.#balances.get(account);
-      // A slower read that began earlier never replaces a newer one.
-      if (!cached || cached.at <= at) this.#balances.set(account, read);
-      if (this.#balances.size > 100_000) this.#balances.clear();
       if (this.#servingStale) {
         this.#servingStale = false;
         this.log.info("the chain answers again: escrow balances are read fresh");
       }
       return read;
     } catch (err) {
+      // The previous read (stamped with its own time, so the cache serves it no longer than before).
       if (chainUnavailable(err) && hit && Date.now() - hit.at < this.staleLimitMs()) {
         if (!this.#servingStale) {
           this.#servingStale = true;
@@ -294,17 +274,9 @@ export class Billing {
    * they are. Nothing changes in what is used: no read past GATEWAY_BALANCE_CACHE_MS (`balance`).
    */
   renewBalances(): void {
-    const ttl = this.config.GATEWAY_BALANCE_CACHE_MS;
-    const now = Date.now();
     const accounts = new Set<string>();
     for (const r of this.#live.values()) accounts.add(r.account);
-    for (const account of accounts) {
-      const hit = this.#balances.get(account);
-      if ((hit && now - hit.at < ttl / 2) || this.#reading.has(account)) continue;
-      this.#readShared(account, hit).catch((err: unknown) => {
-        this.log.debug({ err, account }, "background balance renewal failed; the next admission reads again");
-      });
-    }
+    for (const account of accounts) this.#balances.renew(account);
   }
 
   /** The account's cleared total (its totals row is created here, before any admission needs it). */
