@@ -50,13 +50,12 @@ import { createTestDatabase } from "@openledger/db/testing";
 import { createLogger } from "@openledger/logger";
 import { completedInferenceIds, type JobPayload, jobId, Producer, WorkerSet } from "@openledger/queue";
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "@openledger/queue/testing";
-import { Background } from "@openledger/service-kit";
+import { Background, GroupCommit } from "@openledger/service-kit";
 import { DEFAULT_SPLIT_BPS, SignatureVerifier } from "@openledger/settlement-core";
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import { Registry } from "prom-client";
 import { type Abi, type Address, type Hex, keccak256, toBytes, toHex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { GroupCommit } from "../apps/settlement/src/lib/batcher.ts";
 import { type SettlementChain, settlementChainOf } from "../apps/settlement/src/lib/chain.ts";
 import { EpochManager, readEpoch } from "../apps/settlement/src/lib/epochs.ts";
 import { executeIntent } from "../apps/settlement/src/lib/intents.ts";
@@ -376,10 +375,17 @@ try {
   const grouped = (ctx: SettleContext, label: string) => {
     const stats = { count: 0, inferences: 0 };
     transactions[label] = stats;
-    const group = new GroupCommit<string, SettleOutcome>(maxBatch, async (keys) => {
-      stats.count++;
-      stats.inferences += keys.length;
-      return (await settleBatch(db, keys, ctx)).outcomes;
+    // As the settlement worker's (lib/runtime.ts): two writers, gathered per event-loop turn.
+    const group = new GroupCommit<string, string, SettleOutcome>({
+      keyOf: (id) => id,
+      run: async (keys) => {
+        stats.count++;
+        stats.inferences += keys.length;
+        return (await settleBatch(db, keys, ctx)).outcomes;
+      },
+      maxBatch,
+      parallel: 2,
+      gatherTurn: true,
     });
     return (ids: string[]) => Promise.all(ids.map((id) => group.submit(id)));
   };

@@ -4,6 +4,7 @@ export { Background, type BackgroundJobs, type BackgroundTimer } from "./backgro
 export { type ChainRoles, chainPlugin, createServiceChain, ServiceChain } from "./chain.ts";
 export { type ErrorReply, registerErrorHandler, toErrorReply } from "./error-handler.ts";
 export { assertSafeExposure, isLoopbackHost } from "./exposure.ts";
+export { GroupCommit, type GroupCommitOptions } from "./group-commit.ts";
 export {
   type DependencyCheck,
   type Readiness,

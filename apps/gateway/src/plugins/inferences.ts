@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { type Db, lockAccountsSql, lockReservationsSql, Prisma, type Tx } from "@openledger/db";
 import type { Producer } from "@openledger/queue";
+import { GroupCommit } from "@openledger/service-kit";
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
 import type { Billing, Reservation } from "./billing.ts";
@@ -40,51 +41,6 @@ export function feeOf(i: string): Prisma.Sql {
     + CEIL(${t}.output_tokens * COALESCE(${t}.price_out_per_1k_wei, m.price_out_per_1k_wei) / 1000))`;
 }
 
-/**
- * Group commit: writes arriving while a batch is written go together in the next one (the latest
- * value per id), so the statements per second stay at about one per round trip however many
- * requests write at once. Each write resolves once a batch that holds it (or a later value) has
- * committed; a failed batch rejects its writers. Used for stream progress and for the outbox's
- * `enqueued_at` marks: one commit (one WAL flush) per batch, where one per request made the
- * gateway's statements queue on Postgres' WAL writes under load (bench:gateway's `reserve` phase).
- */
-class GroupCommit<T extends { id: string }> {
-  #pending = new Map<string, T>();
-  #waiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
-  #running = false;
-
-  constructor(private readonly flush: (batch: T[]) => Promise<void>) {}
-
-  /** Nothing written and not yet committed. */
-  get idle(): boolean {
-    return !this.#running && this.#pending.size === 0;
-  }
-
-  write(item: T): Promise<void> {
-    this.#pending.set(item.id, item);
-    const done = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
-    if (!this.#running) void this.#run();
-    return done;
-  }
-
-  async #run(): Promise<void> {
-    this.#running = true;
-    while (this.#pending.size > 0) {
-      const batch = [...this.#pending.values()];
-      const waiters = this.#waiters;
-      this.#pending = new Map();
-      this.#waiters = [];
-      try {
-        await this.flush(batch);
-        for (const w of waiters) w.resolve();
-      } catch (err) {
-        for (const w of waiters) w.reject(err);
-      }
-    }
-    this.#running = false;
-  }
-}
-
 /** A recording waiting for its account's next recording statement (`persist`). */
 interface PendingRecord {
   id: string;
@@ -107,7 +63,7 @@ export class InferenceRecorder {
    */
   batchRecords = true;
   /** Each account's recording batches (removed when idle). */
-  readonly #records = new Map<string, GroupCommit<PendingRecord>>();
+  readonly #records = new Map<string, GroupCommit<string, PendingRecord>>();
 
   constructor(
     readonly db: Db,
@@ -134,15 +90,18 @@ export class InferenceRecorder {
       let log = this.#records.get(rec.account);
       if (!log) {
         const account = rec.account;
-        log = new GroupCommit<PendingRecord>(async (batch) => {
-          const recorded = await this.recordMany(this.db, account, batch);
-          for (const p of batch) p.recorded = recorded.has(p.id);
+        log = new GroupCommit<string, PendingRecord>({
+          keyOf: (p) => p.id,
+          run: async (batch) => {
+            const recorded = await this.recordMany(this.db, account, batch);
+            for (const p of batch) p.recorded = recorded.has(p.id);
+          },
         });
         this.#records.set(account, log);
       }
       const pending: PendingRecord = { id, rec, reservationId: reservation?.id ?? null, recorded: false };
       try {
-        await log.write(pending);
+        await log.submit(pending);
       } finally {
         if (log.idle && this.#records.get(rec.account) === log) this.#records.delete(rec.account);
       }
@@ -240,19 +199,23 @@ export class InferenceRecorder {
    * statement per batch, one batch in flight at a time (a stream waits one round trip per batch).
    */
   progress(reservation: Reservation, output: string, tokens: number): Promise<void> {
-    return this.#progress.write({ id: reservation.id, output: storableOutput(output), tokens });
+    return this.#progress.submit({ id: reservation.id, output: storableOutput(output), tokens });
   }
 
   /** The progress batches: row locks in id order (`lockReservationsSql`, as the renewal takes them). */
-  readonly #progress = new GroupCommit<{ id: string; output: string; tokens: number }>((batch) =>
-    this.writeProgress(batch),
-  );
+  readonly #progress = new GroupCommit<string, { id: string; output: string; tokens: number }>({
+    keyOf: (p) => p.id,
+    run: (batch) => this.writeProgress(batch),
+  });
 
   /** `enqueued_at` marks of outbox rows whose job is in Redis: one statement per batch. */
-  readonly #enqueued = new GroupCommit<{ id: string }>(async (batch) => {
-    await this.db.$executeRaw`
-      UPDATE gateway_outbox SET enqueued_at = now(), attempts = attempts + 1
-       WHERE inference_id = ANY(${batch.map((b) => b.id)}::uuid[])`;
+  readonly #enqueued = new GroupCommit<string, string>({
+    keyOf: (id) => id,
+    run: async (ids) => {
+      await this.db.$executeRaw`
+        UPDATE gateway_outbox SET enqueued_at = now(), attempts = attempts + 1
+         WHERE inference_id = ANY(${ids}::uuid[])`;
+    },
   });
 
   /** One progress batch (the ProgressLog's flush; tests call it to drive a batch themselves). */
@@ -330,7 +293,7 @@ export class InferenceRecorder {
       // The straight data path: validators attribute, then attribution hands the inference to
       // settlement (whose deadline sweeper is the only fallback). The job id is the inference id.
       await this.producer.enqueue("attribution.score", { inferenceId });
-      await this.#enqueued.write({ id: inferenceId });
+      await this.#enqueued.submit(inferenceId);
       return true;
     } catch (err) {
       this.log.warn(

@@ -1,12 +1,11 @@
 import { type ChainConnector, PastValidatorQuorums, type ValidatorQuorum } from "@openledger/chain";
 import type { SettlementConfig } from "@openledger/config";
 import type { Db } from "@openledger/db";
-import type { Background, BackgroundTimer } from "@openledger/service-kit";
+import { type Background, type BackgroundTimer, GroupCommit } from "@openledger/service-kit";
 import { SignatureVerifier } from "@openledger/settlement-core";
 import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
 import { Registry } from "prom-client";
-import { GroupCommit } from "./batcher.ts";
 import { distributorQuorum, feeSplitOf, type SettlementChain, settlementChainOf } from "./chain.ts";
 import { reconcile } from "./claims.ts";
 import { type EpochLogger, EpochManager } from "./epochs.ts";
@@ -31,7 +30,7 @@ function quorumSet(q: ValidatorQuorum): QuorumSet {
 }
 
 export class SettlementRuntime {
-  readonly batcher: GroupCommit<string, SettleOutcome>;
+  readonly batcher: GroupCommit<string, string, SettleOutcome>;
   readonly epochs: EpochManager;
   #epochTicker: BackgroundTimer | undefined;
   #reconciledEpoch = 0;
@@ -46,9 +45,13 @@ export class SettlementRuntime {
     readonly metrics: SettlementMetrics = settlementMetrics(new Registry(), db),
   ) {
     const getChain = () => this.chain();
-    this.batcher = new GroupCommit(config.SETTLEMENT_BATCH_MAX, async (ids) => {
-      const result = await this.#settleBatch(ids);
-      return result.outcomes;
+    this.batcher = new GroupCommit<string, string, SettleOutcome>({
+      keyOf: (id) => id,
+      run: async (ids) => (await this.#settleBatch(ids)).outcomes,
+      maxBatch: config.SETTLEMENT_BATCH_MAX,
+      // Two batches at once: one batch's reads and CPU work overlap another's commit.
+      parallel: 2,
+      gatherTurn: true,
     });
     this.epochs = new EpochManager(db, config, getChain, log);
   }
