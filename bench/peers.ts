@@ -9,8 +9,9 @@
  *            --steps N (timed decode steps per round)  --threads N (default 2, both sides)
  *            --peer-threads 1,2 (llama.cpp thread counts tried; best median reported)
  *            --ours-spin 0 (our intra-op workers sleep; "0,1": also spinning inside a run, best median reported)
- *            --ours-threads 1,2 (our intra-op thread counts tried, default --threads; best median reported,
- *              each configuration's tok/s and CPU ms/token in oursMedianByConfig / oursCpuMsByConfig)
+ *            --ours-threads 1,2 (our intra-op thread counts tried — and the native decode step's —, default
+ *              1 and --threads like the peer's; best median reported, each configuration's tok/s and CPU
+ *              ms/token in oursMedianByConfig / oursCpuMsByConfig)
  *            --cases 8-bit,4-bit (only the decode cases whose "name (weights)" contains one of these)
  *
  * Decode: a SmolLM-135M-shaped model with random weights, generated as HF safetensors (f32),
@@ -78,7 +79,9 @@ async function main(): Promise<void> {
             .split(",")
             .map(Number)
             .filter((t, i, a) => a.indexOf(t) === i),
-          oursThreads: argStr("--ours-threads", String(THREADS))
+          // Both sides get the same choice of thread counts (1 and --threads), best median reported:
+          // a memory-bound b=1 step can run faster on one thread than on two (the native step does).
+          oursThreads: argStr("--ours-threads", `1,${THREADS}`)
             .split(",")
             .map(Number)
             .filter((t, i, a) => a.indexOf(t) === i),
