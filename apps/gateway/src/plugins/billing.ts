@@ -5,7 +5,7 @@ import { inferenceEscrowAbi } from "@openledger/chain";
 import type { GatewayConfig } from "@openledger/config";
 import { type Db, lockAccountsSql, lockReservationsSql, Prisma, type Tx } from "@openledger/db";
 import { AppError } from "@openledger/errors";
-import { RenewingCache } from "@openledger/service-kit";
+import { GroupCommit, RenewingCache } from "@openledger/service-kit";
 import { priceInference } from "@openledger/settlement-core";
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
@@ -92,13 +92,9 @@ interface PendingAdmission {
   req: ReservationRequest;
   balance: BalanceRead;
 }
+/** An admission in its account's GroupCommit, keyed by submission (never merged with another). */
 interface QueuedAdmission extends PendingAdmission {
-  resolve(r: Reservation): void;
-  reject(err: unknown): void;
-}
-interface AdmissionQueue {
-  pending: QueuedAdmission[];
-  running: boolean;
+  seq: number;
 }
 type AdmissionOutcome = { kind: "admitted" } | { kind: "refused"; billed: bigint; reserved: bigint };
 
@@ -180,7 +176,8 @@ export class Billing {
       this.log.debug({ err, account }, "background balance refresh failed; the next admission reads again"),
   });
   /** Each account's admissions waiting for its next admission statement. */
-  readonly #admissions = new Map<string, AdmissionQueue>();
+  readonly #admissions = new Map<string, GroupCommit<number, QueuedAdmission, AdmissionOutcome>>();
+  #admissionSeq = 0;
   /** InferenceEscrow.withdrawalDelay in ms, and when it was read. */
   #withdrawalDelay: { ms: number; at: number } | undefined;
   #servingStale = false;
@@ -400,43 +397,28 @@ export class Billing {
       const [outcome] = await this.#admit(this.db, req.account, [admission]);
       return this.#settle(admission, outcome!, false);
     }
-    return new Promise<Reservation>((resolve, reject) => {
-      let queue = this.#admissions.get(req.account);
-      if (!queue) {
-        queue = { pending: [], running: false };
-        this.#admissions.set(req.account, queue);
-      }
-      queue.pending.push({ ...admission, resolve, reject });
-      if (!queue.running) void this.#runAdmissions(req.account, queue);
-    });
-  }
-
-  /** One account's admission batches, one statement at a time, until none is waiting. */
-  async #runAdmissions(account: string, queue: AdmissionQueue): Promise<void> {
-    queue.running = true;
-    try {
-      while (queue.pending.length > 0) {
-        const batch = queue.pending.splice(0, MAX_ADMISSION_BATCH);
-        let outcomes: AdmissionOutcome[];
-        try {
-          outcomes = await this.#admit(this.db, account, batch);
-        } catch (err) {
-          for (const a of batch) a.reject(err);
-          continue;
-        }
-        this.admissionBatches.observe(batch.length);
-        for (const [i, a] of batch.entries()) {
-          try {
-            a.resolve(this.#settle(a, outcomes[i]!, false));
-          } catch (err) {
-            a.reject(err);
-          }
-        }
-      }
-    } finally {
-      queue.running = false;
-      if (queue.pending.length === 0) this.#admissions.delete(account);
+    let log = this.#admissions.get(req.account);
+    if (!log) {
+      const account = req.account;
+      // One admission statement at a time per account; those arriving meanwhile go in the next.
+      log = new GroupCommit<number, QueuedAdmission, AdmissionOutcome>({
+        keyOf: (a) => a.seq,
+        maxBatch: MAX_ADMISSION_BATCH,
+        run: async (batch) => {
+          const outcomes = await this.#admit(this.db, account, batch);
+          this.admissionBatches.observe(batch.length);
+          return new Map(batch.map((a, i) => [a.seq, outcomes[i]!]));
+        },
+      });
+      this.#admissions.set(account, log);
     }
+    let outcome: AdmissionOutcome;
+    try {
+      outcome = await log.submit({ ...admission, seq: this.#admissionSeq++ });
+    } finally {
+      if (log.idle && this.#admissions.get(req.account) === log) this.#admissions.delete(req.account);
+    }
+    return this.#settle(admission, outcome, false);
   }
 
   /**
