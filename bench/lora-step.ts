@@ -126,6 +126,8 @@ for (let r = 0; r < ROUNDS; r++) {
     `round ${r + 1}/${ROUNDS}: ${ARMS.map((a) => `${a} prefill ${round(samples[a].at(-1)!.prefillMs, 1)} ms (copies ${samples[a].at(-1)!.copies}) decode ${round(samples[a].at(-1)!.decodeMs, 1)} ms`).join(", ")}`,
   );
 }
+// The process RSS with the runtime and its adapters loaded (the slot memory and any step stacks).
+const rssBytes = process.memoryUsage().rss;
 await rt.dispose();
 
 const profiles: Partial<Record<string, OrtProfileSummary>> = {};
@@ -182,6 +184,7 @@ const out = {
   threads: THREADS,
   rounds: ROUNDS,
   loadAverage: loadAverage(),
+  rssBytes,
   arms: summary,
   ratios: {
     prefill: round((summary.many.prefillMs as number) / (summary.one.prefillMs as number), 2),

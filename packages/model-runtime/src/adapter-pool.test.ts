@@ -48,7 +48,15 @@ test("a pool load equals the in-thread decode, bit for bit, and serves the same 
   assert.ok(Buffer.from(prepared.buffer).equals(Buffer.from(local.buffer)));
 
   rt.loadAdapter(1, prepared);
-  assert.equal(rt.slots.get(1)!.a[0]!.buffer, prepared.buffer, "stored by reference, not copied");
+  // copied once into the slot's stack entry: the slot's views hold the same values
+  assert.deepEqual(
+    rt.slots.get(1)!.a.map((v) => [...v]),
+    prepared.a.map((v) => [...v]),
+  );
+  assert.deepEqual(
+    rt.slots.get(1)!.b.map((v) => [...v]),
+    prepared.b.map((v) => [...v]),
+  );
   rt.loadAdapter(2, decoded);
   const [x, y] = await rt.step([
     { seqId: "p", tokens: prompt, slot: 1 },

@@ -14,11 +14,12 @@ import type {
   WorkerModelSource,
 } from "./runtime-worker.ts";
 import {
+  checkSlotWrite,
   isPreparedAdapter,
   type PreparedAdapter,
   prepareSlotAdapter,
   type SlotLayout,
-  SlotTable,
+  slotByteLength,
 } from "./slots.ts";
 
 function rebuild(e: WorkerError): Error {
@@ -37,14 +38,16 @@ function rebuild(e: WorkerError): Error {
  *
  * Same API as `ModelRuntime` for the serving side (`StepRuntime`): `step` resolves with each
  * row's logits, `release` / `loadAdapter` / `clearSlot` are posted and applied in order, before
- * any later step. Slot writes are validated here against a mirror of the slot table (same
- * errors, synchronously); a `PreparedAdapter` in a SharedArrayBuffer (`AdapterLoadPool` with
- * `shared: true`) reaches the thread without a copy, anything else is copied once.
+ * any later step. Slot writes are validated here (same errors as `ModelRuntime`, synchronously);
+ * a `PreparedAdapter` in a SharedArrayBuffer (`AdapterLoadPool` with `shared: true`) reaches the
+ * thread without a copy (anything else is copied once on the way), and the thread copies it into
+ * the slot's stack entry.
  */
 export class WorkerRuntime implements StepRuntime {
   lastTimings: StepTimings = noStepYet();
   readonly #worker: Worker;
-  readonly #slots: SlotTable;
+  readonly #layout: SlotLayout;
+  readonly #slotCount: number;
   readonly #lengths = new Map<string | number, number>();
   readonly #pending = new Map<number, { resolve: (m: FromWorker) => void; reject: (e: Error) => void }>();
   /** Steps the thread has finished (written by the thread with Atomics, readable while this thread is busy). */
@@ -60,7 +63,8 @@ export class WorkerRuntime implements StepRuntime {
   ) {
     this.#worker = worker;
     this.#stepsDone = stepsDone;
-    this.#slots = new SlotTable(config, layout.targetModules, layout.rankBuckets, layout.slots);
+    this.#layout = { targetModules: layout.targetModules, rankBuckets: layout.rankBuckets };
+    this.#slotCount = layout.slots;
     worker.on("message", (msg: FromWorker) => {
       if (msg.type === "stepped" || msg.type === "disposed") {
         const p = this.#pending.get(msg.id);
@@ -126,11 +130,7 @@ export class WorkerRuntime implements StepRuntime {
   }
 
   get slotLayout(): SlotLayout {
-    return this.#slots.layout;
-  }
-
-  get slots(): SlotTable {
-    return this.#slots;
+    return this.#layout;
   }
 
   #fail(err: Error): void {
@@ -207,14 +207,13 @@ export class WorkerRuntime implements StepRuntime {
   loadAdapter(slot: number, adapter: LoraAdapter | PreparedAdapter): number {
     const p = isPreparedAdapter(adapter)
       ? adapter
-      : prepareSlotAdapter(this.config, this.#slots.layout, adapter, { shared: true });
-    const bytes = this.#slots.write(slot, p); // validates slot and layout, same errors as ModelRuntime
+      : prepareSlotAdapter(this.config, this.#layout, adapter, { shared: true });
+    checkSlotWrite(this.config, this.#layout, this.#slotCount, slot, p);
     this.#post({ type: "load", slot, rank: p.rank, bucket: p.bucket, buffer: p.buffer });
-    return bytes;
+    return slotByteLength(this.config, this.#layout.targetModules, p.bucket);
   }
 
   clearSlot(slot: number): void {
-    this.#slots.clear(slot);
     this.#post({ type: "clear", slot });
   }
 

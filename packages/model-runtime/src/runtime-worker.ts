@@ -110,7 +110,8 @@ async function main(): Promise<void> {
         rt.release(msg.seqId);
         return;
       case "load": {
-        // Views over the same memory the main thread holds (a SharedArrayBuffer): no copy.
+        // Views over the memory the main thread holds (a SharedArrayBuffer): loadAdapter copies it
+        // into the slot's stack entry, once.
         const views = slotViews(c, modules, msg.bucket, msg.buffer);
         const prepared: PreparedAdapter = {
           kind: "prepared",

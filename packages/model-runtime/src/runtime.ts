@@ -12,7 +12,6 @@ import {
   type ExternalDataSink,
   externalWeightName,
   LORA_ON,
-  type LoraStackInput,
   loraInputName,
   loraStackInputs,
   NEW_KV,
@@ -141,7 +140,11 @@ export interface StepTimings {
   runs: number;
   /** True when the resident KV batch was copied out and re-assembled (composition changed). */
   kvRebuilt: boolean;
-  /** Adapters copied into (or moved within) the stacked LoRA inputs this step: the churn of the active set. */
+  /**
+   * Adapters copied into the stacked LoRA inputs this step: 0 in segment mode, whose runs read the
+   * slot stacks in place (`SlotStack`; a slot write copies its adapter there once, outside any
+   * step); row mode ("row", for comparison) counts its full-stack rebuilds.
+   */
   adapterCopies: number;
   /** True when the step ran in the native decode addon (`RuntimeOptions.nativeDecode`), not onnxruntime. */
   native: boolean;
@@ -200,32 +203,6 @@ interface ResidentBatch {
   cols: number[][];
 }
 
-interface BucketStack {
-  capacity: number;
-  /** Slot held at each stack position, and the slot version copied there. */
-  order: number[];
-  versions: number[];
-  /** The bucket's stacked graph inputs (`loraStackInputs`) and each one's entry size: fixed per bucket. */
-  inputs: LoraStackInput[];
-  sizes: number[];
-  /** Per graph input: capacity entries of that input's size. */
-  parts: Float32Array[];
-  /** The graph inputs last built over positions `key` ("from:to", see `syncStack`). */
-  tensors: Map<string, ort.Tensor> | null;
-  key: string;
-  /** Entries before `base` are dropped (their slot set to 0); see `syncStack`. */
-  base: number;
-  /** The slots of the last decode run. */
-  lastDecode: Set<number>;
-}
-
-/**
- * An adapter copy into a stack costs about 2.4 reads of it by the run (1.9 ms vs ~0.8 ms for a
- * SmolLM rank-16 adapter, 7.4 MB, `bench:lora-step`): a prompt run reads a few stack entries it
- * does not need rather than copy the ones it needs next to its new ones.
- */
-const COPY_COST_IN_READS = 2.4;
-
 interface ActiveStack {
   key: string;
   tensors: Map<string, ort.Tensor>;
@@ -283,24 +260,6 @@ function appendColumns(
   return out;
 }
 
-/**
- * Writes slot entry `e`'s part of one stacked LoRA input at `at`: its A ([in, r]) or B ([r, out])
- * of each of the input's modules, one after another.
- */
-function writeStackEntry(
-  mods: readonly LoraModule[],
-  input: LoraStackInput,
-  e: { a: Float32Array[]; b: Float32Array[] },
-  dst: Float32Array,
-  at: number,
-): void {
-  input.modules.forEach((m) => {
-    const src = (input.side === "a" ? e.a : e.b)[input.layer * mods.length + mods.indexOf(m)]!;
-    dst.set(src, at);
-    at += src.length;
-  });
-}
-
 type ResolvedOptions = Required<
   Omit<
     RuntimeOptions,
@@ -349,8 +308,8 @@ export class ModelRuntime implements StepRuntime {
   readonly #samplers = new RowSamplers();
   private resident: ResidentBatch | null = null;
   private readonly stackCache = new Map<number, ActiveStack>();
-  /** Per rank bucket: see `syncStack`. */
-  private readonly stacks = new Map<number, BucketStack>();
+  /** Per rank bucket: the graph inputs last built over a range of its slot stack (`slotRange`). */
+  private readonly rangeCache = new Map<number, { key: string; tensors: Map<string, ort.Tensor> }>();
 
   private constructor(
     readonly model: BaseModel,
@@ -367,7 +326,9 @@ export class ModelRuntime implements StepRuntime {
     this.rankBuckets = options.rankBuckets;
     this.loraEnabled = options.lora;
     this.intraOpThreads = options.intraOpThreads;
-    this.slots = new SlotTable(model.config, this.targetModules, this.rankBuckets, options.slots);
+    this.slots = new SlotTable(model.config, this.targetModules, this.rankBuckets, options.slots, (bucket) =>
+      loraStackInputs(model.config, { targetModules: this.targetModules, mode: this.loraMode }, bucket),
+    );
     this.#nativeModules = this.targetModules.map((m) => LORA_MODULES.indexOf(m));
   }
 
@@ -469,15 +430,15 @@ export class ModelRuntime implements StepRuntime {
     return this.slots.layout;
   }
 
-  /** Converts a decoded adapter to this runtime's slot layout (what `loadAdapter` then stores without a copy). */
+  /** Converts a decoded adapter to this runtime's slot layout (what `loadAdapter` takes). */
   prepareAdapter(adapter: LoraAdapter): PreparedAdapter {
     return prepareSlotAdapter(this.model.config, this.slots.layout, adapter);
   }
 
   /**
    * Puts an adapter into a slot (no session rebuild). Returns the slot's bytes. A
-   * `PreparedAdapter` (see `AdapterLoadPool`) is stored by reference, no copy; a
-   * `LoraAdapter` is converted on this thread first.
+   * `PreparedAdapter` (see `AdapterLoadPool`) is copied once into the slot's entry of its
+   * bucket's stack, where every later run reads it; a `LoraAdapter` is converted on this thread first.
    */
   loadAdapter(slot: number, adapter: LoraAdapter | PreparedAdapter): number {
     if (!this.loraEnabled) {
@@ -870,11 +831,6 @@ export class ModelRuntime implements StepRuntime {
       }
       return;
     }
-    // Decode runs (every row a known sequence's next token) keep exactly their adapters in the
-    // bucket's stack; prompt runs (new sequences, prefill chunks) only append theirs and read a
-    // range of it (see `syncStack`), so the adapters a prompt run adds are in place when its
-    // sequences go on to decode.
-    const lane = rows.every((r) => r.tokens.length === 1 && this.seqs.has(r.seqId)) ? "decode" : "prompt";
     for (const bucket of this.rankBuckets) {
       const segments = new Map<number, number[]>();
       rows.forEach((row, b) => {
@@ -883,7 +839,7 @@ export class ModelRuntime implements StepRuntime {
         for (let t = T - row.tokens.length; t < T; t++) seg.push(b * T + t);
         segments.set(row.slot, seg);
       });
-      const { tensors, count, index } = this.syncStack(lane, bucket, new Set(segments.keys()));
+      const { tensors, count, index } = this.slotRange(bucket, segments.keys());
       const U = Math.max(1, count);
       const L = Math.max(1, ...[...segments.values()].map((s) => s.length));
       // Padding entries, and the entries of a range this run does not use, point at token 0;
@@ -904,176 +860,42 @@ export class ModelRuntime implements StepRuntime {
   }
 
   /**
-   * One stack of adapters per bucket, updated in place (S-LoRA's idea of adapters staying where
-   * they were put, on a stack of the step's adapters rather than a pool of every slot: a pool
-   * would make each run read all of them). A decode run keeps exactly its adapters: one no longer
-   * needed is swap-removed (the last entry moves into its place), a new one appended; an unchanged
-   * set costs nothing. A prompt run removes nothing: it appends the adapters the stack lacks and
-   * reads the range from its first needed entry to the end, so a wave of new sequences is copied
-   * once (not once for its prompt run and again for its first decode run). Where that range would
-   * read many entries the run does not use, its earliest needed entries are copied to the end
-   * instead (`COPY_COST_IN_READS`). Returns the graph inputs over the range, its length and each
-   * needed slot's position in it.
+   * The graph inputs of one bucket over the range of its slot stack from the lowest to the highest
+   * position this run uses (`SlotStack`: views, no copy), with each needed slot's index in the range.
+   * A run with no adapter of the bucket reads entry 0 (never gathered).
    */
-  private syncStack(
-    lane: "decode" | "prompt",
+  private slotRange(
     bucket: number,
-    needed: Set<number>,
+    needed: Iterable<number>,
   ): { tensors: Map<string, ort.Tensor>; count: number; index: Map<number, number> } {
-    const c = this.model.config;
-    const mods = this.targetModules;
-    let st = this.stacks.get(bucket);
-    if (!st) {
-      // The layout depends only on the bucket: built once, not every step.
-      const inputs = loraStackInputs(c, { targetModules: mods, mode: this.loraMode }, bucket);
-      const sizes = inputs.map((i) => i.dims.reduce((a, d) => a * d, 1));
-      st = {
-        capacity: 0,
-        order: [],
-        versions: [],
-        inputs,
-        sizes,
-        parts: [],
-        tensors: null,
-        key: "",
-        base: 0,
-        lastDecode: new Set(),
-      };
-      this.stacks.set(bucket, st);
+    const st = this.slots.stack(bucket);
+    let lo = Number.POSITIVE_INFINITY;
+    let hi = 0;
+    const positions = new Map<number, number>();
+    for (const slot of needed) {
+      const p = this.slots.get(slot)!.position;
+      positions.set(slot, p);
+      lo = Math.min(lo, p);
+      hi = Math.max(hi, p + 1);
     }
-    const { inputs, sizes } = st;
-    // An entry is live when it holds its slot's current adapter; the first live entry of a slot is its place.
-    const live = (p: number) => this.slots.get(st.order[p]!)?.version === st.versions[p];
-    const placeOf = (slot: number, before = st.order.length) => {
-      for (let q = 0; q < before; q++) if (st.order[q] === slot && live(q)) return q;
-      return -1;
-    };
-    let changed = false;
-    // Entries a run may drop: a decode run keeps only its own; a prompt run also keeps the last
-    // decode run's (its sequences decode again next step).
-    const keep = lane === "decode" ? needed : new Set([...needed, ...st.lastDecode]);
-    if (lane === "decode") st.lastDecode = needed;
-    const kept = (p: number) => keep.has(st.order[p]!) && live(p) && placeOf(st.order[p]!, p) < 0;
-    const dropFront = () => {
-      // Free: the entry becomes dead (slot 0 holds no adapter) and the stack starts after it.
-      while (st.base < st.order.length && !kept(st.base)) {
-        st.order[st.base] = 0;
-        st.base += 1;
-      }
-    };
-    const swapRemove = () => {
-      for (let p = st.order.length - 1; p >= st.base; p--) {
-        if (kept(p)) continue;
-        const last = st.order.length - 1;
-        if (p !== last) {
-          this.#adapterCopies += 1;
-          sizes.forEach((n, i) => {
-            st.parts[i]!.copyWithin(p * n, last * n, (last + 1) * n);
-          });
-          st.order[p] = st.order[last]!;
-          st.versions[p] = st.versions[last]!;
-        }
-        st.order.pop();
-        st.versions.pop();
-        changed = true;
-      }
-    };
-    dropFront();
-    // A prompt run swap-removes too once the stack could outgrow the slot table (prompt runs
-    // with no decode run between them would otherwise append without bound).
-    if (lane === "decode" || st.order.length - st.base + needed.size > this.slots.count) swapRemove();
-    const n0 = st.order.length;
-    const present = [...needed]
-      .map((slot) => placeOf(slot))
-      .filter((p) => p >= 0)
-      .sort((x, y) => x - y);
-    // Prompt run: copy the first `dup` present entries to the end, read from present[dup] (or n0) on.
-    let dup = 0;
-    if (lane === "prompt") {
-      let best = Number.POSITIVE_INFINITY;
-      for (let i = 0; i <= present.length; i++) {
-        const from = i < present.length ? present[i]! : n0;
-        const cost = n0 - from + i * (1 + COPY_COST_IN_READS);
-        if (cost < best) [best, dup] = [cost, i];
-      }
-    }
-    const adds = [
-      ...present.slice(0, dup).map((p) => st.order[p]!),
-      ...[...needed].filter((slot) => placeOf(slot) < 0),
-    ].sort((x, y) => x - y);
-    if (st.order.length + adds.length > st.capacity || st.capacity === 0) {
-      // Full: the live entries move to the front (into a buffer twice what they and the adds need,
-      // when that is larger), so dropped front entries are reclaimed a whole stack at a time.
-      const live = st.order.length - st.base;
-      const capacity = Math.max(4, st.capacity, 2 * (live + adds.length));
-      const from = st.base;
-      if (capacity !== st.capacity) {
-        st.parts = sizes.map((n, i) => {
-          const grown = new Float32Array(capacity * n);
-          if (st.parts[i]) grown.set(st.parts[i]!.subarray(from * n, st.order.length * n));
-          return grown;
-        });
-      } else {
-        sizes.forEach((n, i) => {
-          st.parts[i]!.copyWithin(0, from * n, st.order.length * n);
-        });
-      }
-      this.#adapterCopies += live;
-      st.order = st.order.slice(from);
-      st.versions = st.versions.slice(from);
-      for (let q = 0; q < present.length; q++) present[q] = present[q]! - from;
-      st.base = 0;
-      st.capacity = capacity;
-      changed = true;
-    }
-    const appendAt = st.order.length;
-    for (const slot of adds) {
-      this.#adapterCopies += 1;
-      const e = this.slots.get(slot)!;
-      const p = st.order.length;
-      inputs.forEach((input, i) => {
-        writeStackEntry(mods, input, e, st.parts[i]!, p * sizes[i]!);
-      });
-      st.order.push(slot);
-      st.versions.push(e.version);
-      changed = true;
-    }
-    const to = st.order.length;
-    // A run with no adapter of this bucket reads the last entry (never gathered).
-    const from = Math.min(
-      lane === "decode" ? st.base : dup < present.length ? present[dup]! : appendAt,
-      Math.max(0, to - 1),
-    );
+    if (positions.size === 0) [lo, hi] = [0, 1];
     const index = new Map<number, number>();
-    for (const slot of needed) index.set(slot, placeOf(slot, to) >= from ? placeOf(slot) - from : -1);
-    // Copied to the end (dup): the place is the last live copy.
-    for (let p = to - 1; p >= from; p--) {
-      const slot = st.order[p]!;
-      if (needed.has(slot) && live(p) && index.get(slot)! < 0) index.set(slot, p - from);
-    }
-    const key = `${from}:${to}`;
-    if (changed || !st.tensors || st.key !== key) {
-      // An empty range still needs one (zero) adapter: entry 0 of the buffer, zeroed.
-      const U = Math.max(1, to - from);
-      if (to === 0) {
-        sizes.forEach((n, i) => {
-          st.parts[i]!.fill(0, 0, n);
-        });
-      }
+    for (const [slot, p] of positions) index.set(slot, p - lo);
+    const key = `${lo}:${hi}:${st.generation}`;
+    let cached = this.rangeCache.get(bucket);
+    if (!cached || cached.key !== key) {
       const tensors = new Map<string, ort.Tensor>();
-      inputs.forEach((input, i) => {
+      st.inputs.forEach((input, i) => {
+        const n = st.sizes[i]!;
         tensors.set(
           input.name,
-          new ort.Tensor("float32", st.parts[i]!.subarray(from * sizes[i]!, (from + U) * sizes[i]!), [
-            U,
-            ...input.dims,
-          ]),
+          new ort.Tensor("float32", st.parts[i]!.subarray(lo * n, hi * n), [hi - lo, ...input.dims]),
         );
       });
-      st.tensors = tensors;
-      st.key = key;
+      cached = { key, tensors };
+      this.rangeCache.set(bucket, cached);
     }
-    return { tensors: st.tensors, count: to - from, index };
+    return { tensors: cached.tensors, count: positions.size === 0 ? 0 : hi - lo, index };
   }
 
   /** `fullSize` set: the whole slot table with slot s at index s (row mode). */
@@ -1082,6 +904,7 @@ export class ModelRuntime implements StepRuntime {
     const cached = this.stackCache.get(bucket);
     if (cached && cached.key === key) return cached;
     const c = this.model.config;
+    this.#adapterCopies += slotList.length;
     const U = fullSize ?? Math.max(1, slotList.length); // an unused bucket gets one zero adapter
     const at = (u: number, slot: number) => (fullSize === undefined ? u : slot);
     const tensors = new Map<string, ort.Tensor>();

@@ -1,21 +1,44 @@
 import type { LoraAdapter } from "./adapter.ts";
 import { type LlamaConfig, type LoraModule, moduleDims } from "./config.ts";
 import { ModelRuntimeError } from "./errors.ts";
+import { type LoraStackInput, loraStackInputs } from "./graph.ts";
 
 /**
  * Device slots: slot 0 is reserved (no adapter); slots 1..count-1 each hold one adapter
  * in graph layout, A as [in, r] and scale*B as [r, out] zero-padded to the rank of the
  * smallest rank bucket that fits. Writing a slot never touches the ONNX session: the
- * runtime feeds the active slots' tensors as inputs each step.
+ * runtime feeds the slots a run uses as inputs each step (`SlotStack`).
  */
 export interface SlotEntry {
   bucket: number;
-  /** Bumped on every write so cached active stacks notice replaced adapters. */
+  /** Bumped on every write so cached stacks (row mode) notice replaced adapters. */
   version: number;
   adapterRank: number;
-  /** Indexed by layer * targetModules.length + moduleIndex. */
+  /** The adapter's entry in its bucket's `SlotStack`. */
+  position: number;
+  /** Views into the bucket's stack, indexed by layer * targetModules.length + moduleIndex. */
   a: Float32Array[];
   b: Float32Array[];
+}
+
+/**
+ * One rank bucket's slots as the graph reads them: per stacked LoRA input (`loraStackInputs`), one
+ * buffer of `capacity` entries of that input's size, entry p holding the adapter at position p. A
+ * slot write copies its adapter into its entry once; a run is fed the range of entries it uses as
+ * typed-array views (onnxruntime-node wraps input tensors' memory, it does not copy it), so a step
+ * copies no adapter.
+ */
+export interface SlotStack {
+  readonly bucket: number;
+  readonly inputs: readonly LoraStackInput[];
+  /** Floats of one entry of each input. */
+  readonly sizes: readonly number[];
+  parts: Float32Array[];
+  capacity: number;
+  /** The slot at each position (0 = free). */
+  holders: number[];
+  /** Bumped when `parts` are reallocated (views and tensors over the old ones are stale). */
+  generation: number;
 }
 
 let versionCounter = 0;
@@ -195,17 +218,82 @@ export function slotByteLength(
   return n * config.numLayers * 4;
 }
 
+/**
+ * Writes one stacked LoRA input's entry for an adapter in slot layout at `at`: its A ([in, r]) or
+ * B ([r, out]) of each of the input's modules, one after another.
+ */
+function writeStackEntry(
+  mods: readonly LoraModule[],
+  input: LoraStackInput,
+  p: { a: Float32Array[]; b: Float32Array[] },
+  dst: Float32Array,
+  at: number,
+): void {
+  for (const m of input.modules) {
+    const src = (input.side === "a" ? p.a : p.b)[input.layer * mods.length + mods.indexOf(m)]!;
+    dst.set(src, at);
+    at += src.length;
+  }
+}
+
+function checkSlotIndex(count: number, slot: number): void {
+  if (!Number.isInteger(slot) || slot < 1 || slot >= count) {
+    throw new ModelRuntimeError(
+      "SLOT_OUT_OF_RANGE",
+      `slot ${slot} is out of range: adapters go in slots 1..${count - 1} (slot 0 means no adapter)`,
+    );
+  }
+}
+
+/**
+ * Checks a slot write (slot in 1..count-1, the adapter laid out for `layout`): the same errors
+ * for `SlotTable.write` and for `WorkerRuntime`, which validates before posting to its thread.
+ */
+export function checkSlotWrite(
+  config: LlamaConfig,
+  layout: SlotLayout,
+  count: number,
+  slot: number,
+  p: PreparedAdapter,
+): void {
+  checkSlotIndex(count, slot);
+  const same =
+    p.targetModules.length === layout.targetModules.length &&
+    p.targetModules.every((m, i) => m === layout.targetModules[i]) &&
+    layout.rankBuckets.includes(p.bucket) &&
+    p.a.length === config.numLayers * layout.targetModules.length &&
+    p.byteLength === slotByteLength(config, layout.targetModules, p.bucket);
+  if (!same) {
+    throw new ModelRuntimeError(
+      "ADAPTER_SHAPE_MISMATCH",
+      `prepared adapter layout (modules [${p.targetModules.join(", ")}], rank ${p.bucket}) does not match this runtime's slots (modules [${layout.targetModules.join(", ")}], ranks [${layout.rankBuckets.join(", ")}])`,
+    );
+  }
+}
+
+/**
+ * The runtime's adapter slots, stored as per-bucket `SlotStack`s. Positions are handed out
+ * lowest-free first, so the adapters loaded sit packed at the low end of their stack and a run's
+ * range (from its lowest to its highest position) reads few entries it does not use.
+ */
 export class SlotTable {
   private readonly entries: (SlotEntry | undefined)[];
+  private readonly stacks = new Map<number, SlotStack>();
+  private readonly stackInputs: (bucket: number) => LoraStackInput[];
 
   constructor(
     readonly config: LlamaConfig,
     readonly targetModules: readonly LoraModule[],
     readonly rankBuckets: readonly number[],
     readonly count: number,
+    /** The graph's stacked inputs of a bucket (default: segment mode's `loraStackInputs`). */
+    stackInputs?: (bucket: number) => LoraStackInput[],
   ) {
     if (count < 1) throw new ModelRuntimeError("SLOT_OUT_OF_RANGE", "slot table needs at least slot 0");
     this.entries = new Array(count).fill(undefined);
+    this.stackInputs =
+      stackInputs ??
+      ((bucket) => loraStackInputs(config, { targetModules: [...targetModules], mode: "segment" }, bucket));
   }
 
   /** Bytes one slot of `bucket` rank occupies (A and B, every layer and target module). */
@@ -219,47 +307,40 @@ export class SlotTable {
   }
 
   /**
-   * Puts an adapter into `slot`; returns the slot bytes it occupies. A `PreparedAdapter`
-   * (already in slot layout, e.g. decoded on a worker thread) is stored by reference: no
-   * copy, so the write costs the main thread nothing. A `LoraAdapter` is converted first.
-   * The slot never writes into the arrays it holds.
+   * Puts an adapter into `slot` (replacing the one there); returns the slot bytes it occupies.
+   * Its bytes are copied once into its entry of the bucket's stack (the lowest free position);
+   * the adapter passed in is not kept. A `LoraAdapter` is converted first.
    */
   write(slot: number, adapter: LoraAdapter | PreparedAdapter): number {
-    if (!Number.isInteger(slot) || slot < 1 || slot >= this.count) {
-      throw new ModelRuntimeError(
-        "SLOT_OUT_OF_RANGE",
-        `slot ${slot} is out of range: adapters go in slots 1..${this.count - 1} (slot 0 means no adapter)`,
-      );
-    }
+    checkSlotIndex(this.count, slot);
     const p = isPreparedAdapter(adapter) ? adapter : prepareSlotAdapter(this.config, this.layout, adapter);
-    this.checkLayout(p);
+    checkSlotWrite(this.config, this.layout, this.count, slot, p);
+    this.clear(slot);
+    const st = this.stack(p.bucket);
+    let position = st.holders.indexOf(0);
+    if (position < 0) {
+      position = st.capacity;
+      this.grow(st, Math.min(Math.max(this.count - 1, 1), 2 * st.capacity));
+    }
+    st.inputs.forEach((input, i) => {
+      writeStackEntry(this.targetModules, input, p, st.parts[i]!, position * st.sizes[i]!);
+    });
+    st.holders[position] = slot;
     this.entries[slot] = {
       bucket: p.bucket,
       version: ++versionCounter,
       adapterRank: p.rank,
-      a: p.a,
-      b: p.b,
+      position,
+      ...this.entryViews(st, position),
     };
     return this.slotBytes(p.bucket);
   }
 
-  private checkLayout(p: PreparedAdapter): void {
-    const same =
-      p.targetModules.length === this.targetModules.length &&
-      p.targetModules.every((m, i) => m === this.targetModules[i]) &&
-      this.rankBuckets.includes(p.bucket) &&
-      p.a.length === this.config.numLayers * this.targetModules.length &&
-      p.byteLength === this.slotBytes(p.bucket);
-    if (!same) {
-      throw new ModelRuntimeError(
-        "ADAPTER_SHAPE_MISMATCH",
-        `prepared adapter layout (modules [${p.targetModules.join(", ")}], rank ${p.bucket}) does not match this runtime's slots (modules [${this.targetModules.join(", ")}], ranks [${this.rankBuckets.join(", ")}])`,
-      );
-    }
-  }
-
   clear(slot: number): void {
-    if (slot >= 1 && slot < this.count) this.entries[slot] = undefined;
+    const e = slot >= 1 && slot < this.count ? this.entries[slot] : undefined;
+    if (!e) return;
+    this.stacks.get(e.bucket)!.holders[e.position] = 0;
+    this.entries[slot] = undefined;
   }
 
   get(slot: number): SlotEntry | undefined {
@@ -268,5 +349,70 @@ export class SlotTable {
 
   isLoaded(slot: number): boolean {
     return this.entries[slot] !== undefined;
+  }
+
+  /** The bucket's stack (made on first use: a bucket no adapter has used yet still feeds one zero entry). */
+  stack(bucket: number): SlotStack {
+    let st = this.stacks.get(bucket);
+    if (!st) {
+      const inputs = this.stackInputs(bucket);
+      st = {
+        bucket,
+        inputs,
+        sizes: inputs.map((i) => i.dims.reduce((a, d) => a * d, 1)),
+        parts: inputs.map(() => new Float32Array(0)),
+        capacity: 0,
+        holders: [],
+        generation: 0,
+      };
+      this.stacks.set(bucket, st);
+      this.grow(st, Math.min(Math.max(this.count - 1, 1), 4));
+    }
+    return st;
+  }
+
+  /** Bytes the slot stacks hold (allocated capacity, every bucket). */
+  get stackBytes(): number {
+    let n = 0;
+    for (const st of this.stacks.values()) for (const part of st.parts) n += part.byteLength;
+    return n;
+  }
+
+  /**
+   * Reallocates a stack with room for `capacity` entries (a slot write into a full one): the entries
+   * are copied over once and the slots' views rebuilt.
+   */
+  private grow(st: SlotStack, capacity: number): void {
+    st.parts = st.parts.map((old, i) => {
+      const grown = new Float32Array(capacity * st.sizes[i]!);
+      grown.set(old);
+      return grown;
+    });
+    while (st.holders.length < capacity) st.holders.push(0);
+    st.capacity = capacity;
+    st.generation += 1;
+    st.holders.forEach((slot, position) => {
+      const e = slot === 0 ? undefined : this.entries[slot];
+      if (e) Object.assign(e, this.entryViews(st, position));
+    });
+  }
+
+  /** A slot's per layer x module views into its entry (what the native decode step reads). */
+  private entryViews(st: SlotStack, position: number): { a: Float32Array[]; b: Float32Array[] } {
+    const mods = this.targetModules;
+    const a: Float32Array[] = new Array(this.config.numLayers * mods.length);
+    const b: Float32Array[] = new Array(this.config.numLayers * mods.length);
+    st.inputs.forEach((input, i) => {
+      const part = st.parts[i]!;
+      let at = position * st.sizes[i]!;
+      for (const m of input.modules) {
+        const { inDim, outDim } = moduleDims(this.config, m);
+        const n = st.bucket * (input.side === "a" ? inDim : outDim);
+        const view = part.subarray(at, at + n);
+        (input.side === "a" ? a : b)[input.layer * mods.length + mods.indexOf(m)] = view;
+        at += n;
+      }
+    });
+    return { a, b };
   }
 }

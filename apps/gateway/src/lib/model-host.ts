@@ -113,7 +113,8 @@ export class ModelHost {
       },
     );
     // Cold adapters are read, decoded and laid out for the slots on worker threads, into
-    // shared memory: the RAM tier and the runtime thread then hold the same bytes (no copy).
+    // shared memory: the RAM tier holds them and they reach the runtime thread without a copy
+    // (which copies them once into the slot's stack entry).
     // More threads than concurrent loads would idle.
     const loadPool = new AdapterLoadPool(model.config, runtime.slotLayout, {
       threads: Math.min(2, availableParallelism(), config.GATEWAY_MAX_CONCURRENT_LOADS),
