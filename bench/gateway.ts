@@ -219,6 +219,8 @@ interface RuntimeSplit {
   runsPerStep: number;
   rebuildsPerStep: number;
   adapterCopiesPerStep: number;
+  /** Stack entries read by the LoRA MatMuls that no row of the run uses (gaps in the slot ranges). */
+  unusedAdapterReadsPerStep: number;
 }
 
 /** One request as both sides saw it: the client's times and the gateway's own (scheduler) timings. */
@@ -771,7 +773,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
   };
   // The runtime thread's own split of each step: outside onnxruntime (feeds: KV copies, the LoRA
   // stacks) vs inside it, session runs, KV rebuilds.
-  const rt = { steps: 0, prepareMs: 0, runMs: 0, runs: 0, rebuilds: 0, adapterCopies: 0 };
+  const rt = { steps: 0, prepareMs: 0, runMs: 0, runs: 0, rebuilds: 0, adapterCopies: 0, unusedReads: 0 };
   const onStep = host.hooks.onStep;
   const stepKinds = new Map<number, string>();
   host.hooks.onStep = (st) => {
@@ -784,6 +786,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     rt.runs += t.runs;
     rt.rebuilds += t.kvRebuilt ? 1 : 0;
     rt.adapterCopies += t.adapterCopies;
+    rt.unusedReads += t.unusedAdapterReads;
   };
   // Wall time of each cold load (disk read, decode and slot layout on the load threads).
   const loadMs: number[] = [];
@@ -846,7 +849,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     reqs: [],
     loadMs: [],
     slotFileLoads: 0,
-    rt: { steps: 0, prepareMs: 0, runMs: 0, runs: 0, rebuilds: 0, adapterCopies: 0 },
+    rt: { steps: 0, prepareMs: 0, runMs: 0, runs: 0, rebuilds: 0, adapterCopies: 0, unusedReads: 0 },
   });
   /** One slice of a load (requests offset..offset+count), added to `acc`. */
   const slice = async (acc: Acc, pick: (i: number) => string, offset: number, count: number) => {
@@ -916,6 +919,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
         runsPerStep: Number((acc.rt.runs / Math.max(1, acc.rt.steps)).toFixed(2)),
         rebuildsPerStep: Number((acc.rt.rebuilds / Math.max(1, acc.rt.steps)).toFixed(2)),
         adapterCopiesPerStep: Number((acc.rt.adapterCopies / Math.max(1, acc.rt.steps)).toFixed(2)),
+        unusedAdapterReadsPerStep: Number((acc.rt.unusedReads / Math.max(1, acc.rt.steps)).toFixed(2)),
       },
       coldLoadMs: {
         count: acc.loadMs.length,

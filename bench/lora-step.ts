@@ -3,7 +3,10 @@
  * shape (random weights), ROWS new prompts of PROMPT tokens, then DECODE decode steps of those rows,
  * with the rows over one rank-16 adapter ("one") vs over ROWS distinct ones ("many": the set
  * alternates between two disjoint sets each round, so every prompt run meets adapters it has not
- * stacked, as the gateway's Zipf traffic does). Arms interleaved, order flipped per round; medians.
+ * stacked, as the gateway's Zipf traffic does), and over ROWS distinct ones on every other slot
+ * ("spread": the slots a run reads as one range of the slot stack hold as many adapters it does not
+ * use, between its own, as in a slot table whose LRU keeps idle adapters among the running ones).
+ * Arms interleaved, order rotated per round; medians.
  * Per arm: prefill step ms (the runtime's feed preparation vs onnxruntime's run), adapter copies,
  * decode step ms, and per wave (its prefill and decode steps) feed preparation ms and adapter copies.
  * `--profile`: each arm once more under onnxruntime's profiler, kernel ms per op type per prefill
@@ -39,7 +42,7 @@ const MODE = argValue(args, "--mode", "segment") as "segment" | "row";
 const PROFILE = args.includes("--profile");
 const log = (m: string) => process.stderr.write(`[bench:lora-step] ${m}\n`);
 
-const ARMS = ["one", "many"] as const;
+const ARMS = ["one", "many", "spread"] as const;
 type Arm = (typeof ARMS)[number];
 const config = SMOLLM_135M_CONFIG;
 log(
@@ -65,13 +68,18 @@ const create = async (extra: RuntimeOptions = {}) => {
 };
 
 const slotsOf = (arm: Arm, r: number) =>
-  Array.from({ length: ROWS }, (_, i) => (arm === "one" ? 1 + (r % 2) * ROWS : 1 + i + (r % 2) * ROWS));
+  Array.from({ length: ROWS }, (_, i) =>
+    arm === "one" ? 1 + (r % 2) * ROWS : arm === "many" ? 1 + i + (r % 2) * ROWS : 1 + 2 * i + (r % 2),
+  );
 
 interface Sample {
   prefillMs: number;
   prepareMs: number;
   runMs: number;
   copies: number;
+  /** Stack entries the prefill step / a decode step read that no row uses (StepTimings.unusedAdapterReads). */
+  unused: number;
+  decodeUnused: number;
   decodeMs: number;
   decodePrepareMs: number;
   decodeCopies: number;
@@ -92,6 +100,7 @@ async function once(rt: ModelRuntime, arm: Arm, r: number, decode = DECODE): Pro
   const dec: number[] = [];
   const decPrep: number[] = [];
   let decodeCopies = 0;
+  const decUnused: number[] = [];
   for (let s = 0; s < decode; s++) {
     const next = logits.map((l) => argmax(l));
     tokens.push(next[0]!);
@@ -100,6 +109,7 @@ async function once(rt: ModelRuntime, arm: Arm, r: number, decode = DECODE): Pro
     dec.push(performance.now() - t1);
     decPrep.push(rt.lastTimings.prepareMs);
     decodeCopies += rt.lastTimings.adapterCopies;
+    decUnused.push(rt.lastTimings.unusedAdapterReads);
   }
   for (const id of ids) rt.release(id);
   return {
@@ -107,6 +117,8 @@ async function once(rt: ModelRuntime, arm: Arm, r: number, decode = DECODE): Pro
     prepareMs: pre.prepareMs,
     runMs: pre.runMs,
     copies: pre.adapterCopies,
+    unused: pre.unusedAdapterReads,
+    decodeUnused: decUnused.length ? median(decUnused) : 0,
     decodeMs: median(dec),
     decodePrepareMs: median(decPrep),
     decodeCopies,
@@ -119,9 +131,13 @@ async function once(rt: ModelRuntime, arm: Arm, r: number, decode = DECODE): Pro
 const rt = await create();
 await once(rt, "one", 0); // warm-up
 await once(rt, "many", 1);
-const samples: Record<Arm, Sample[]> = { one: [], many: [] };
+await once(rt, "spread", 0);
+const samples: Record<Arm, Sample[]> = { one: [], many: [], spread: [] };
 for (let r = 0; r < ROUNDS; r++) {
-  for (const arm of r % 2 ? [...ARMS].reverse() : ARMS) samples[arm].push(await once(rt, arm, r));
+  for (let k = 0; k < ARMS.length; k++) {
+    const arm = ARMS[(r + k) % ARMS.length]!;
+    samples[arm].push(await once(rt, arm, r));
+  }
   log(
     `round ${r + 1}/${ROUNDS}: ${ARMS.map((a) => `${a} prefill ${round(samples[a].at(-1)!.prefillMs, 1)} ms (copies ${samples[a].at(-1)!.copies}) decode ${round(samples[a].at(-1)!.decodeMs, 1)} ms`).join(", ")}`,
   );
@@ -164,6 +180,8 @@ const summary = Object.fromEntries(
         prefillPrepareMs: m((x) => x.prepareMs),
         prefillRunMs: m((x) => x.runMs),
         prefillCopies: m((x) => x.copies),
+        prefillUnusedReads: m((x) => x.unused),
+        decodeUnusedReads: m((x) => x.decodeUnused),
         decodeStepMs: m((x) => x.decodeMs),
         decodePrepareMs: m((x) => x.decodePrepareMs),
         decodeCopies: m((x) => x.decodeCopies),
@@ -189,18 +207,20 @@ const out = {
   ratios: {
     prefill: round((summary.many.prefillMs as number) / (summary.one.prefillMs as number), 2),
     decode: round((summary.many.decodeStepMs as number) / (summary.one.decodeStepMs as number), 2),
+    spreadPrefill: round((summary.spread.prefillMs as number) / (summary.one.prefillMs as number), 2),
+    spreadDecode: round((summary.spread.decodeStepMs as number) / (summary.one.decodeStepMs as number), 2),
   },
   profiles,
 };
 if (JSON_OUT) console.log(JSON.stringify(out));
 else {
   console.log(
-    "arm   prefill ms  prepare  run    copies  decode ms  decode prepare  wave prepare  wave copies (mean)",
+    "arm    prefill ms  prepare  run    copies  decode ms  decode prepare  wave prepare  wave copies (mean)",
   );
   for (const a of ARMS) {
     const s = summary[a];
     console.log(
-      `${a.padEnd(5)} ${String(s.prefillMs).padStart(10)} ${String(s.prefillPrepareMs).padStart(8)} ${String(s.prefillRunMs).padStart(6)} ${String(s.prefillCopies).padStart(7)} ${String(s.decodeStepMs).padStart(10)} ${String(s.decodePrepareMs).padStart(15)} ${String(s.wavePrepareMs).padStart(13)} ${String(s.waveCopies).padStart(12)} (${s.meanWaveCopies})`,
+      `${a.padEnd(6)} ${String(s.prefillMs).padStart(10)} ${String(s.prefillPrepareMs).padStart(8)} ${String(s.prefillRunMs).padStart(6)} ${String(s.prefillCopies).padStart(7)} ${String(s.decodeStepMs).padStart(10)} ${String(s.decodePrepareMs).padStart(15)} ${String(s.wavePrepareMs).padStart(13)} ${String(s.waveCopies).padStart(12)} (${s.meanWaveCopies})`,
     );
   }
   for (const [a, p] of Object.entries(profiles)) {
@@ -210,6 +230,6 @@ else {
       console.log(`  ${o.op.padEnd(28)} ${String(o.ms).padStart(8)} ms  x${o.nodes}`);
   }
   console.log(
-    `ratios many/one: prefill ${out.ratios.prefill}, decode ${out.ratios.decode}; load ${out.loadAverage}`,
+    `ratios many/one: prefill ${out.ratios.prefill}, decode ${out.ratios.decode}; spread/one: prefill ${out.ratios.spreadPrefill}, decode ${out.ratios.spreadDecode}; load ${out.loadAverage}`,
   );
 }

@@ -577,8 +577,10 @@ test("slot stacks: waves over many adapters in two rank buckets, slot reuse and 
   await step([...after2, "d0"], []);
   // the rank-4 stack grew past its first buffer of 4 entries (at the 5th write, views rebuilt)
   assert.deepEqual([r.slots.stack(4).capacity, r.slots.stack(8).capacity], [8, 4]);
-  // a wave whose slots sit at the two ends of a stack reads the range between them, exact
+  // a wave whose slots sit at the two ends of a stack reads the range between them, exact: 5
+  // unused entries of the rank-4 stack, and the one entry fed for the rank-8 bucket it does not use
   await step([], wave("e", [1, 11]));
+  assert.equal(r.lastTimings.unusedAdapterReads, 5 + 1);
   console.log(`slot stacks: max abs err vs reference ${worst.toExponential(2)}`);
   assert.ok(worst < TOL);
   await r.dispose();

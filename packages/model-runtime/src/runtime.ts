@@ -146,6 +146,11 @@ export interface StepTimings {
    * step); row mode ("row", for comparison) counts its full-stack rebuilds.
    */
   adapterCopies: number;
+  /**
+   * Stack entries the step's runs read that none of their rows uses: the gaps in their slot ranges
+   * (segment mode; each costs about one read of an adapter by the LoRA MatMuls, not a copy).
+   */
+  unusedAdapterReads: number;
   /** True when the step ran in the native decode addon (`RuntimeOptions.nativeDecode`), not onnxruntime. */
   native: boolean;
 }
@@ -157,6 +162,7 @@ export const noStepYet = (): StepTimings => ({
   runs: 0,
   kvRebuilt: false,
   adapterCopies: 0,
+  unusedAdapterReads: 0,
   native: false,
 });
 
@@ -301,8 +307,9 @@ export class ModelRuntime implements StepRuntime {
   useNativeDecode: boolean;
   /** The target modules in the native addon's numbering. */
   readonly #nativeModules: number[];
-  /** Adapter copies into the LoRA stacks since the last step began (see StepTimings). */
+  /** Adapter copies into the LoRA stacks, and unused stack entries read, since the last step began (see StepTimings). */
   #adapterCopies = 0;
+  #unusedReads = 0;
 
   private readonly seqs = new Map<SeqId, SeqState>();
   readonly #samplers = new RowSamplers();
@@ -492,6 +499,7 @@ export class ModelRuntime implements StepRuntime {
   async step(rows: StepRow[]): Promise<Float32Array[]> {
     const t0 = performance.now();
     this.#adapterCopies = 0;
+    this.#unusedReads = 0;
     const c = this.model.config;
     const B = rows.length;
     if (B === 0) return [];
@@ -547,6 +555,7 @@ export class ModelRuntime implements StepRuntime {
         runs: 1,
         kvRebuilt,
         adapterCopies: 0,
+        unusedAdapterReads: 0,
         native: true,
       };
       return [logits];
@@ -614,6 +623,7 @@ export class ModelRuntime implements StepRuntime {
       runs,
       kvRebuilt,
       adapterCopies: this.#adapterCopies,
+      unusedAdapterReads: this.#unusedReads,
       native: false,
     };
     return rows.map((row) => byId.get(row.seqId)!);
@@ -811,8 +821,8 @@ export class ModelRuntime implements StepRuntime {
   private addLoraFeeds(feeds: Record<string, ort.Tensor>, rows: StepRow[], T: number): void {
     const N = rows.length * T;
     // No row with an adapter: the graph skips every LoRA delta (its inputs are still fed).
-    if (this.loraSkip)
-      feeds[LORA_ON] = new ort.Tensor("bool", Uint8Array.of(rows.some((r) => r.slot !== 0) ? 1 : 0), []);
+    const on = rows.some((r) => r.slot !== 0);
+    if (this.loraSkip) feeds[LORA_ON] = new ort.Tensor("bool", Uint8Array.of(on ? 1 : 0), []);
     if (this.loraMode === "row") {
       for (const bucket of this.rankBuckets) {
         const all = Array.from({ length: this.slots.count - 1 }, (_, i) => i + 1).filter(
@@ -840,6 +850,7 @@ export class ModelRuntime implements StepRuntime {
         segments.set(row.slot, seg);
       });
       const { tensors, count, index } = this.slotRange(bucket, segments.keys());
+      if (on || !this.loraSkip) this.#unusedReads += Math.max(1, count) - segments.size;
       const U = Math.max(1, count);
       const L = Math.max(1, ...[...segments.values()].map((s) => s.length));
       // Padding entries, and the entries of a range this run does not use, point at token 0;
