@@ -4,6 +4,8 @@ import { loadavg } from "node:os";
 
 export interface DecodeResult {
   case: string;
+  /** prompt tokens per row before the timed steps (`--context`; 8 by default) */
+  context: number;
   batch: number;
   adapters: number;
   /** "ours / peer" weight formats, e.g. "int8 / Q8_0". */

@@ -27,6 +27,7 @@ import {
 } from "node-llama-cpp";
 import { type DecodeResult, median, type RssResult, round } from "./peers-common.ts";
 
+/** Prompt tokens per row before the timed steps, unless `--context` asks for longer ones. */
 const PROMPT = 8;
 const RANK = 16;
 const ADAPTERS = 8;
@@ -67,9 +68,9 @@ export async function prepareModelFiles(tmp: string, log: (m: string) => void): 
   return { modelDir, gguf, adapterDirs, adapterGgufs };
 }
 
-/** The prompt of row i (deterministic, printable-ish ids). */
-const promptOf = (i: number): number[] =>
-  Array.from({ length: PROMPT }, (_, t) => 32 + ((i * 31 + t * 13) % 90));
+/** The prompt of row i, `length` tokens (deterministic, printable-ish ids). */
+const promptOf = (i: number, length: number): number[] =>
+  Array.from({ length }, (_, t) => 32 + ((i * 31 + t * 13) % 90));
 
 /**
  * One timed run: tokens/s, and the process's CPU time per token over the same steps (all
@@ -110,12 +111,17 @@ class OursSide implements Side {
   constructor(
     private readonly rt: StepRuntime,
     private readonly slots: number[],
+    private readonly prompt: number,
   ) {}
 
   async run(steps: number): Promise<Measured> {
     const r = this.round++;
     const ids = this.slots.map((_, i) => `r${r}-${i}`);
-    let rows: StepRow[] = this.slots.map((slot, i) => ({ seqId: ids[i]!, tokens: promptOf(i), slot }));
+    let rows: StepRow[] = this.slots.map((slot, i) => ({
+      seqId: ids[i]!,
+      tokens: promptOf(i, this.prompt),
+      slot,
+    }));
     const next = (logits: Float32Array[]) =>
       this.slots.map((slot, i) => ({ seqId: ids[i]!, tokens: [argmax(logits[i]!)], slot }));
     rows = next(await this.rt.step(rows)); // prefill
@@ -140,6 +146,7 @@ class PeerSide implements Side {
   constructor(
     private readonly contexts: LlamaContext[],
     private readonly perContext: number,
+    private readonly prompt: number,
   ) {}
 
   async run(steps: number): Promise<Measured> {
@@ -150,7 +157,9 @@ class PeerSide implements Side {
     try {
       let i = 0;
       const its = groups.map((g) =>
-        g.map((s) => s.evaluate(promptOf(i++) as Token[], { temperature: 0 })[Symbol.asyncIterator]()),
+        g.map((s) =>
+          s.evaluate(promptOf(i++, this.prompt) as Token[], { temperature: 0 })[Symbol.asyncIterator](),
+        ),
       );
       const stepAll = async () => {
         for (const g of its) await Promise.all(g.map((it) => it.next()));
@@ -168,6 +177,8 @@ class PeerSide implements Side {
 
 interface Case {
   name: string;
+  /** prompt tokens per row before the timed steps: the cached positions the steps attend over */
+  context: number;
   batch: number;
   adapters: number;
   weights: string;
@@ -189,12 +200,22 @@ export async function runDecode(
     rounds: number;
     steps: number;
     quick: boolean;
+    /**
+     * Prompt lengths (default [8]): every case runs after a prompt of each, so the steps attend over
+     * that many cached positions (+ the steps before them) — how attention scales with the context.
+     */
+    contexts?: number[];
     /** Only the cases whose "name (weights)" contains one of these (default: all). */
     cases?: string[];
     log: (m: string) => void;
   },
 ): Promise<DecodeResult[]> {
   const { log } = opts;
+  for (const p of opts.contexts ?? [])
+    if (!Number.isInteger(p) || p < 1 || p + opts.steps + 2 > CONFIG.maxPositionEmbeddings)
+      throw new Error(
+        `--context ${p}: prompts of 1..${CONFIG.maxPositionEmbeddings - opts.steps - 2} tokens fit the model's ${CONFIG.maxPositionEmbeddings} positions with ${opts.steps} steps`,
+      );
   const wanted = (name: string, weights: string) =>
     !opts.cases || opts.cases.some((c) => `${name} (${weights})`.includes(c));
   // The gateway's runtime: the multi-LoRA graph on its own thread (WorkerRuntime, which reads
@@ -248,19 +269,19 @@ export async function runDecode(
   if (needNativeLora)
     for (const rt of nativert.values())
       rt.loadAdapter(1, await loadPeftAdapter(CONFIG, files.adapterDirs[0]!));
-  const oursSides = (rts: Map<string, WorkerRuntime>, slots: number[]) =>
-    new Map([...rts].map(([key, rt]) => [key, new OursSide(rt, slots)]));
+  const oursSides = (rts: Map<string, WorkerRuntime>, slots: number[], prompt: number) =>
+    new Map([...rts].map(([key, rt]) => [key, new OursSide(rt, slots, prompt)]));
 
   log("loading llama.cpp (node-llama-cpp 3.21.1, prebuilt CPU binaries)");
   const llama: Llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
   const models: LlamaModel[] = [];
   // Contexts live only while their measurement runs (a few hundred MB each with logits and
   // compute buffers): the bench stays within a few GB on the shared machine.
-  const ctx = (m: LlamaModel, sequences: number, threads: number, lora?: string) =>
+  const ctx = (m: LlamaModel, sequences: number, threads: number, prompt: number, lora?: string) =>
     m.createContext({
       sequences,
-      contextSize: Math.max(256, sequences * 64),
-      batchSize: Math.max(64, sequences * PROMPT),
+      contextSize: Math.max(256, sequences * 64, sequences * (prompt + opts.steps + 16)),
+      batchSize: Math.min(512, Math.max(64, sequences * prompt)),
       threads: { ideal: threads, min: threads },
       ...(lora ? { lora: { adapters: [{ filePath: lora }] } } : {}),
     });
@@ -271,14 +292,16 @@ export async function runDecode(
 
   // Each peer configuration is measured at every thread count in opts.peerThreads; the
   // figure reported is its best median (see the RESULTS note on ggml's spinning threads).
-  const peerSides = (m: LlamaModel, b: number, lora?: string[]): Map<number, Side> => {
+  const peerSides = (m: LlamaModel, b: number, prompt: number, lora?: string[]): Map<number, Side> => {
     const out = new Map<number, Side>();
     for (const t of opts.peerThreads) {
       out.set(t, {
         async run(steps: number): Promise<Measured> {
-          const contexts = lora ? await Promise.all(lora.map((g) => ctx(m, 1, t, g))) : [await ctx(m, b, t)];
+          const contexts = lora
+            ? await Promise.all(lora.map((g) => ctx(m, 1, t, prompt, g)))
+            : [await ctx(m, b, t, prompt)];
           try {
-            return await new PeerSide(contexts, lora ? 1 : b).run(steps);
+            return await new PeerSide(contexts, lora ? 1 : b, prompt).run(steps);
           } finally {
             for (const c of contexts) await c.dispose();
           }
@@ -288,67 +311,77 @@ export async function runDecode(
     return out;
   };
   const all: Case[] = [];
-  for (const b of batches) {
+  for (const prompt of opts.contexts ?? [PROMPT]) {
+    for (const b of batches) {
+      all.push({
+        name: `decode b=${b}`,
+        context: prompt,
+        batch: b,
+        adapters: 0,
+        weights: "f32 / F32",
+        ours: oursSides(f32rt, Array(b).fill(0), prompt),
+        peer: peerSides(f32, b, prompt),
+      });
+    }
     all.push({
-      name: `decode b=${b}`,
-      batch: b,
+      name: "decode b=1, 8-bit",
+      context: prompt,
+      batch: 1,
       adapters: 0,
+      weights: "int8 / Q8_0",
+      ours: oursSides(int8rt, [0], prompt),
+      peer: peerSides(q8, 1, prompt),
+    });
+    all.push({
+      name: "decode b=1, 8-bit per-channel",
+      context: prompt,
+      batch: 1,
+      adapters: 0,
+      weights: "int8c / Q8_0",
+      ours: oursSides(int8crt, [0], prompt),
+      peer: peerSides(q8, 1, prompt),
+    });
+    all.push({
+      name: "decode b=1, 8-bit per-channel, native",
+      context: prompt,
+      batch: 1,
+      adapters: 0,
+      weights: "int8c-native / Q8_0",
+      ours: oursSides(nativert, [0], prompt),
+      peer: peerSides(q8, 1, prompt),
+    });
+    all.push({
+      name: "decode b=1, 8-bit per-channel, native, 1 adapter",
+      context: prompt,
+      batch: 1,
+      adapters: 1,
+      weights: "int8c-native / Q8_0",
+      ours: oursSides(nativert, [1], prompt),
+      peer: peerSides(q8, 1, prompt, files.adapterGgufs.slice(0, 1)),
+    });
+    all.push({
+      name: "decode b=1, 4-bit",
+      context: prompt,
+      batch: 1,
+      adapters: 0,
+      weights: "int4 / Q4_0",
+      ours: oursSides(int4rt, [0], prompt),
+      peer: peerSides(q4, 1, prompt),
+    });
+    all.push({
+      name: "8 rows, 8 distinct adapters",
+      context: prompt,
+      batch: ADAPTERS,
+      adapters: ADAPTERS,
       weights: "f32 / F32",
-      ours: oursSides(f32rt, Array(b).fill(0)),
-      peer: peerSides(f32, b),
+      ours: oursSides(
+        f32rt,
+        Array.from({ length: ADAPTERS }, (_, i) => i + 1),
+        prompt,
+      ),
+      peer: peerSides(f32, 1, prompt, files.adapterGgufs),
     });
   }
-  all.push({
-    name: "decode b=1, 8-bit",
-    batch: 1,
-    adapters: 0,
-    weights: "int8 / Q8_0",
-    ours: oursSides(int8rt, [0]),
-    peer: peerSides(q8, 1),
-  });
-  all.push({
-    name: "decode b=1, 8-bit per-channel",
-    batch: 1,
-    adapters: 0,
-    weights: "int8c / Q8_0",
-    ours: oursSides(int8crt, [0]),
-    peer: peerSides(q8, 1),
-  });
-  all.push({
-    name: "decode b=1, 8-bit per-channel, native",
-    batch: 1,
-    adapters: 0,
-    weights: "int8c-native / Q8_0",
-    ours: oursSides(nativert, [0]),
-    peer: peerSides(q8, 1),
-  });
-  all.push({
-    name: "decode b=1, 8-bit per-channel, native, 1 adapter",
-    batch: 1,
-    adapters: 1,
-    weights: "int8c-native / Q8_0",
-    ours: oursSides(nativert, [1]),
-    peer: peerSides(q8, 1, files.adapterGgufs.slice(0, 1)),
-  });
-  all.push({
-    name: "decode b=1, 4-bit",
-    batch: 1,
-    adapters: 0,
-    weights: "int4 / Q4_0",
-    ours: oursSides(int4rt, [0]),
-    peer: peerSides(q4, 1),
-  });
-  all.push({
-    name: "8 rows, 8 distinct adapters",
-    batch: ADAPTERS,
-    adapters: ADAPTERS,
-    weights: "f32 / F32",
-    ours: oursSides(
-      f32rt,
-      Array.from({ length: ADAPTERS }, (_, i) => i + 1),
-    ),
-    peer: peerSides(f32, 1, files.adapterGgufs),
-  });
   const cases = all.filter((c) => wanted(c.name, c.weights));
 
   const oursRounds = cases.map((c) => new Map([...c.ours.keys()].map((s) => [s, [] as Measured[]])));
@@ -378,7 +411,9 @@ export async function runDecode(
       const now = (x: Measured) => `${round(x.tokPerS, 1)} tok/s (${round(x.cpuMsPerToken, 1)} CPU ms/token)`;
       const oursNow = [...oursRounds[i]!].map(([key, xs]) => `${key} ${now(xs.at(-1)!)}`).join(", ");
       const peerNow = [...peerRounds[i]!].map(([t, xs]) => `${t}t ${now(xs.at(-1)!)}`).join(", ");
-      log(`round ${r + 1}/${opts.rounds} ${c.name} (${c.weights}): ours ${oursNow}; llama.cpp ${peerNow}`);
+      log(
+        `round ${r + 1}/${opts.rounds} ${c.name} (${c.weights}), context ${c.context}: ours ${oursNow}; llama.cpp ${peerNow}`,
+      );
     }
   }
   for (const m of models) await m.dispose();
@@ -392,6 +427,7 @@ export async function runDecode(
     const peerCpu = cpuMs(peerRounds[i]!.get(peerThreads)!);
     return {
       case: c.name,
+      context: c.context,
       batch: c.batch,
       adapters: c.adapters,
       weights: c.weights,
@@ -487,7 +523,7 @@ export async function rssChild(side: "ours" | "peer", argv: string[]): Promise<v
         nativeDecode: weights === "int8c-native",
       },
     );
-    await new OursSide(rt, [0]).run(16);
+    await new OursSide(rt, [0], PROMPT).run(16);
   } else {
     const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
     const m = await llama.loadModel({ modelPath: arg("--gguf") });
@@ -496,7 +532,7 @@ export async function rssChild(side: "ours" | "peer", argv: string[]): Promise<v
       contextSize: 256,
       threads: { ideal: threads, min: threads },
     });
-    await new PeerSide([c], 1).run(16);
+    await new PeerSide([c], 1, PROMPT).run(16);
   }
   const { peak, rss } = processMemory();
   const mib = (b: number) => Math.round(b / 2 ** 20);

@@ -13,6 +13,8 @@
  *              1 and --threads like the peer's; best median reported, each configuration's tok/s and CPU
  *              ms/token in oursMedianByConfig / oursCpuMsByConfig)
  *            --cases 8-bit,4-bit (only the decode cases whose "name (weights)" contains one of these)
+ *            --context 16,256,1536 (prompt tokens per row before the timed decode steps, each case at each;
+ *              default 8: how the step's attention scales with the cached positions)
  *
  * Decode: a SmolLM-135M-shaped model with random weights, generated as HF safetensors (f32),
  * converted by the project's GGUF writer (packages/model-runtime/src/gguf.ts) for llama.cpp,
@@ -93,6 +95,7 @@ async function main(): Promise<void> {
           steps: Number(argStr("--steps", QUICK ? "4" : "16")),
           quick: QUICK,
           ...(args.includes("--cases") ? { cases: argStr("--cases", "").split(",") } : {}),
+          ...(args.includes("--context") ? { contexts: argStr("--context", "").split(",").map(Number) } : {}),
           log,
         });
       }
@@ -130,12 +133,12 @@ async function main(): Promise<void> {
   if (out.decode.length > 0) {
     console.log("\nDecode tokens/s (medians of interleaved rounds; ratio = ours / llama.cpp)\n");
     console.log(
-      "| case | batch | adapters | weights (ours / llama.cpp) | ours tok/s (workers) | llama.cpp tok/s (threads) | ratio |",
+      "| case | context | batch | adapters | weights (ours / llama.cpp) | ours tok/s (workers) | llama.cpp tok/s (threads) | ratio | CPU ms/token ours / llama.cpp |",
     );
-    console.log("| --- | ---: | ---: | --- | ---: | ---: | ---: |");
+    console.log("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |");
     for (const d of out.decode) {
       console.log(
-        `| ${d.case} | ${d.batch} | ${d.adapters} | ${d.weights} | ${round(d.ours, 1)} (${d.oursThreads}t ${d.oursSpin ? "spin" : "sleep"}) | ${round(d.peer, 1)} (${d.peerThreads}) | ${round(d.ratio)} |`,
+        `| ${d.case} | ${d.context} | ${d.batch} | ${d.adapters} | ${d.weights} | ${round(d.ours, 1)} (${d.oursThreads}t ${d.oursSpin ? "spin" : "sleep"}) | ${round(d.peer, 1)} (${d.peerThreads}) | ${round(d.ratio)} | ${round(d.oursCpuMsPerToken, 2)} / ${round(d.peerCpuMsPerToken, 2)} |`,
       );
     }
   }

@@ -222,10 +222,16 @@ struct Arena {
   }
 };
 
+struct AttnKernels {
+  void (*scores)(const float*, int, int, const float*, int, int, int, float*);
+  void (*weighted)(const float*, int, const float*, int, int, int, float*);
+};
+
 struct Model {
   Config c;
   Isa isa;
   DotFn dots;
+  AttnKernels attn;
   std::unique_ptr<Pool> pool;
   // The caller's f32 embedding table [vocab, hidden] (the array the graph's Gather reads from too),
   // held by reference, not copied: its pointer is looked up (and its length checked) every step.
@@ -329,6 +335,209 @@ void rope(float* v, int heads, int d, const float* cs, const float* sn) {
   }
 }
 
+// ---- attention of one token over the cached keys and values (grouped-query: query head h reads KV
+// head h / G) ----
+// The summation order is the portable code's (scores: dot()'s 8 partial sums and its reduction tree;
+// the weighted sum of V: position by position, o += p * v with p = exp(s - max) * (1 / sum)); the AVX2
+// and AVX-512 kernels do the same adds in the same order — one lane per partial sum, resp. per output
+// element, mul then add, never FMA — so every kernel gives the same bits (and the same as the plain
+// loops this replaced). Softmax (max, exp, sum) is shared code. The SIMD kernels read the cached rows
+// in memory order and prefetch ~24 KB ahead: the hardware prefetchers alone left the scores at a third
+// of the weights' streaming rate (the KV of a long context does not fit the caches: 2.4 MB a layer for
+// SmolLM at 1,536 positions).
+constexpr int kPrefetchBytes = 24 << 10;
+inline int prefetch_rows(int W) { return (kPrefetchBytes + W * 4 - 1) / (W * 4); }
+
+// Scores of the query heads q [heads, D] against positions 0..n-1 of the keys K ([n, kvH*D]):
+// sc[h*n + j]. Each cached row is read once, front to back.
+void scores_scalar(const float* q, int heads, int G, const float* K, int W, int D, int n, float* sc) {
+  for (int j = 0; j < n; j++) {
+    const float* kj = K + (size_t)j * W;
+    for (int h = 0; h < heads; h++) sc[(size_t)h * n + j] = dot(q + h * D, kj + (h / G) * D, D);
+  }
+}
+
+// o[h] = sum_j p[h*n + j] * V[j] over the positions in order, for the G heads sharing the KV head whose
+// columns start at V (o [G, D]).
+void weighted_scalar(const float* p, int G, const float* V, int W, int D, int n, float* o) {
+  std::fill(o, o + (size_t)G * D, 0.f);
+  for (int j = 0; j < n; j++) {
+    const float* vj = V + (size_t)j * W;
+    for (int h = 0; h < G; h++) {
+      const float ph = p[(size_t)h * n + j];
+      float* oh = o + h * D;
+      for (int i = 0; i < D; i++) oh[i] += ph * vj[i];
+    }
+  }
+}
+
+// 8 positions at a time (8 whole rows: one contiguous block), every head over them while they are in
+// L1: one register of dot()'s 8 partial sums per position, then dot()'s tree for the 8 positions at
+// once — lanes (i, i+4) added by a 128-bit permute, then two rounds of horizontal adds, which add
+// ((p0+p4)+(p1+p5)) + ((p2+p6)+(p3+p7)) as dot() does and leave the 8 scores in position order.
+// Needs D % 8 == 0.
+__attribute__((target("avx2"))) void scores_avx2(const float* q, int heads, int G, const float* K, int W, int D,
+                                                 int n, float* sc) {
+  const int ahead = prefetch_rows(W);
+  int j0 = 0;
+  for (; j0 + 8 <= n; j0 += 8) {
+    const float* kb = K + (size_t)j0 * W;
+    if (j0 + ahead + 8 <= n)
+      for (int off = 0; off < 8 * W; off += 16) _mm_prefetch((const char*)(kb + (size_t)ahead * W + off), _MM_HINT_T0);
+    for (int h = 0; h < heads; h++) {
+      const float* qh = q + h * D;
+      const float* kh = kb + (h / G) * D;
+      __m256 a[8];
+      for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_ps();
+      for (int c = 0; c < D; c += 8) {
+        const __m256 qc = _mm256_loadu_ps(qh + c);
+        for (int r = 0; r < 8; r++)
+          a[r] = _mm256_add_ps(a[r], _mm256_mul_ps(qc, _mm256_loadu_ps(kh + (size_t)r * W + c)));
+      }
+      __m256 x[4];
+      for (int r = 0; r < 4; r++)
+        x[r] = _mm256_add_ps(_mm256_permute2f128_ps(a[r], a[r + 4], 0x20),
+                             _mm256_permute2f128_ps(a[r], a[r + 4], 0x31));
+      _mm256_storeu_ps(sc + (size_t)h * n + j0,
+                       _mm256_hadd_ps(_mm256_hadd_ps(x[0], x[1]), _mm256_hadd_ps(x[2], x[3])));
+    }
+  }
+  // Explicit: GCC left the upper halves dirty on an exit path, and the baseline (SSE) code after it then
+  // ran ~2.5x slower (the softmax's expf most of all: 58 vs 23 CPU ms per SmolLM step at 1,536 positions).
+  _mm256_zeroupper();
+  for (; j0 < n; j0++) {
+    const float* kj = K + (size_t)j0 * W;
+    for (int h = 0; h < heads; h++) sc[(size_t)h * n + j0] = dot(q + h * D, kj + (h / G) * D, D);
+  }
+}
+
+// The weighted sum, NH heads x NV vectors of output columns held in registers over all positions.
+template <int NH, int NV>
+__attribute__((target("avx2"))) void weighted_avx2_block(const float* p, int n, const float* V, int W, int D,
+                                                         float* o) {
+  const int ahead = prefetch_rows(W);
+  __m256 acc[NH][NV];
+  for (int h = 0; h < NH; h++)
+    for (int v = 0; v < NV; v++) acc[h][v] = _mm256_setzero_ps();
+  for (int j = 0; j < n; j++) {
+    const float* vj = V + (size_t)j * W;
+    if (j + ahead < n)
+      for (int v = 0; v < NV; v += 2) _mm_prefetch((const char*)(vj + (size_t)ahead * W + v * 8), _MM_HINT_T0);
+    __m256 vv[NV];
+    for (int v = 0; v < NV; v++) vv[v] = _mm256_loadu_ps(vj + v * 8);
+    for (int h = 0; h < NH; h++) {
+      const __m256 ph = _mm256_set1_ps(p[(size_t)h * n + j]);
+      for (int v = 0; v < NV; v++) acc[h][v] = _mm256_add_ps(acc[h][v], _mm256_mul_ps(ph, vv[v]));
+    }
+  }
+  for (int h = 0; h < NH; h++)
+    for (int v = 0; v < NV; v++) _mm256_storeu_ps(o + (size_t)h * D + v * 8, acc[h][v]);
+  _mm256_zeroupper();
+}
+
+template <int NV>
+__attribute__((target("avx2"))) void weighted_avx2_heads(const float* p, int G, int n, const float* V, int W,
+                                                         int D, float* o) {
+  int h = 0;
+  for (; h + 3 <= G; h += 3) weighted_avx2_block<3, NV>(p + (size_t)h * n, n, V, W, D, o + h * D);
+  if (G - h == 2) weighted_avx2_block<2, NV>(p + (size_t)h * n, n, V, W, D, o + h * D);
+  if (G - h == 1) weighted_avx2_block<1, NV>(p + (size_t)h * n, n, V, W, D, o + h * D);
+}
+
+// Columns in blocks of 32 (4 registers a head, up to 3 heads: 12 of AVX2's 16). Needs D % 8 == 0.
+__attribute__((target("avx2"))) void weighted_avx2(const float* p, int G, const float* V, int W, int D, int n,
+                                                   float* o) {
+  int d = 0;
+  for (; d + 32 <= D; d += 32) weighted_avx2_heads<4>(p, G, n, V + d, W, D, o + d);
+  switch ((D - d) / 8) {
+    case 3: weighted_avx2_heads<3>(p, G, n, V + d, W, D, o + d); break;
+    case 2: weighted_avx2_heads<2>(p, G, n, V + d, W, D, o + d); break;
+    case 1: weighted_avx2_heads<1>(p, G, n, V + d, W, D, o + d); break;
+    default: break;
+  }
+}
+
+template <int NH, int NV>
+__attribute__((target("avx512f"))) void weighted_avx512_block(const float* p, int n, const float* V, int W,
+                                                             int D, float* o) {
+  const int ahead = prefetch_rows(W);
+  __m512 acc[NH][NV];
+  for (int h = 0; h < NH; h++)
+    for (int v = 0; v < NV; v++) acc[h][v] = _mm512_setzero_ps();
+  for (int j = 0; j < n; j++) {
+    const float* vj = V + (size_t)j * W;
+    if (j + ahead < n)
+      for (int v = 0; v < NV; v++) _mm_prefetch((const char*)(vj + (size_t)ahead * W + v * 16), _MM_HINT_T0);
+    __m512 vv[NV];
+    for (int v = 0; v < NV; v++) vv[v] = _mm512_loadu_ps(vj + v * 16);
+    for (int h = 0; h < NH; h++) {
+      const __m512 ph = _mm512_set1_ps(p[(size_t)h * n + j]);
+      for (int v = 0; v < NV; v++) acc[h][v] = _mm512_add_ps(acc[h][v], _mm512_mul_ps(ph, vv[v]));
+    }
+  }
+  for (int h = 0; h < NH; h++)
+    for (int v = 0; v < NV; v++) _mm512_storeu_ps(o + (size_t)h * D + v * 16, acc[h][v]);
+  _mm256_zeroupper();
+}
+
+template <int NV>
+__attribute__((target("avx512f"))) void weighted_avx512_heads(const float* p, int G, int n, const float* V,
+                                                             int W, int D, float* o) {
+  int h = 0;
+  for (; h + 4 <= G; h += 4) weighted_avx512_block<4, NV>(p + (size_t)h * n, n, V, W, D, o + h * D);
+  switch (G - h) {
+    case 3: weighted_avx512_block<3, NV>(p + (size_t)h * n, n, V, W, D, o + h * D); break;
+    case 2: weighted_avx512_block<2, NV>(p + (size_t)h * n, n, V, W, D, o + h * D); break;
+    case 1: weighted_avx512_block<1, NV>(p + (size_t)h * n, n, V, W, D, o + h * D); break;
+    default: break;
+  }
+}
+
+// Columns in blocks of 64 (4 registers a head, up to 4 heads: 16 of 32). Needs D % 16 == 0.
+__attribute__((target("avx512f"))) void weighted_avx512(const float* p, int G, const float* V, int W, int D,
+                                                       int n, float* o) {
+  int d = 0;
+  for (; d + 64 <= D; d += 64) weighted_avx512_heads<4>(p, G, n, V + d, W, D, o + d);
+  switch ((D - d) / 16) {
+    case 3: weighted_avx512_heads<3>(p, G, n, V + d, W, D, o + d); break;
+    case 2: weighted_avx512_heads<2>(p, G, n, V + d, W, D, o + d); break;
+    case 1: weighted_avx512_heads<1>(p, G, n, V + d, W, D, o + d); break;
+    default: break;
+  }
+}
+
+// The scores for the AVX-512 kernel stay AVX2's: dot()'s 8-lane order fills one 256-bit register per
+// position, and the loop waits on memory, not on arithmetic. Other head sizes than multiples of 8
+// (resp. 16) run the portable code on every CPU.
+AttnKernels attn_kernels(Isa isa, int D) {
+  if (isa == Isa::avx512vnni && D % 16 == 0) return {scores_avx2, weighted_avx512};
+  if (isa != Isa::scalar && D % 8 == 0) return {scores_avx2, weighted_avx2};
+  return {scores_scalar, weighted_scalar};
+}
+
+// Softmax over the n scores of each of the `rows` heads in place: p = exp(s - max) * (1 / sum).
+void softmax_rows(float* sc, int rows, int n) {
+  for (int h = 0; h < rows; h++) {
+    float* s = sc + (size_t)h * n;
+    float mx = -INFINITY;
+    for (int j = 0; j < n; j++) mx = std::max(mx, s[j]);
+    float sum = 0;
+    for (int j = 0; j < n; j++) sum += (s[j] = std::exp(s[j] - mx));
+    const float inv = 1.f / sum;
+    for (int j = 0; j < n; j++) s[j] *= inv;
+  }
+}
+
+// ctx [heads, D] = attention of q [heads, D] over positions 0..n-1 of K and V ([n, kvH*D]); sc: [heads, n].
+void attention(const Model& m, const float* q, const float* K, const float* V, int n, float* sc, float* ctx) {
+  const Config& c = m.c;
+  const int D = c.head_dim, W = c.kv_heads * D, G = c.heads / c.kv_heads;
+  m.attn.scores(q, c.heads, G, K, W, D, n, sc);
+  softmax_rows(sc, c.heads, n);
+  for (int g = 0; g < c.kv_heads; g++)
+    m.attn.weighted(sc + (size_t)g * G * n, G, V + (size_t)g * D, W, D, n, ctx + (size_t)g * G * D);
+}
+
 // A LoRA adapter for one step (the runtime's slot layout): per layer and targeted module, A [in, rank]
 // and scale*B [rank, out]; delta = (x . A) . B added to the module's base output, in f32 as the graph's
 // MatMuls do. Modules: 0..6 = q, k, v, o, gate, up, down.
@@ -363,7 +572,7 @@ void lora_delta(const Adapter* ad, int layer, int module, const float* x, int in
 // ([>= pos+1, kvH*D] each; columns 0..pos-1 hold the past) and writes the logits.
 void step(Model& m, int token, int pos, float* const* keys, float* const* values, float* logits, const Adapter* ad) {
   const Config& c = m.c;
-  const int H = c.hidden, D = c.head_dim, W = c.kv_heads * D, Q = c.heads * D, G = c.heads / c.kv_heads;
+  const int H = c.hidden, D = c.head_dim, W = c.kv_heads * D, Q = c.heads * D;
   float* x = m.x.data();
   std::memcpy(x, m.embed + (size_t)token * H, H * sizeof(float));
   float* h = m.h.data();
@@ -387,26 +596,7 @@ void step(Model& m, int token, int pos, float* const* keys, float* const* values
     std::memcpy(K + (size_t)pos * W, k, W * sizeof(float));
     std::memcpy(V + (size_t)pos * W, v, W * sizeof(float));
     float* ctx = m.ctx.data();
-    float* sc = m.scores.data();
-    for (int hd = 0; hd < c.heads; hd++) {
-      const int kvh = hd / G;
-      const float* qh = q + hd * D;
-      float mx = -INFINITY;
-      for (int j = 0; j < n; j++) {
-        sc[j] = dot(qh, K + (size_t)j * W + kvh * D, D);
-        mx = std::max(mx, sc[j]);
-      }
-      float sum = 0;
-      for (int j = 0; j < n; j++) sum += (sc[j] = std::exp(sc[j] - mx));
-      const float inv = 1.f / sum;
-      float* o = ctx + hd * D;
-      std::fill(o, o + D, 0.f);
-      for (int j = 0; j < n; j++) {
-        const float p = sc[j] * inv;
-        const float* vj = V + (size_t)j * W + kvh * D;
-        for (int i = 0; i < D; i++) o[i] += p * vj[i];
-      }
-    }
+    attention(m, q, K, V, n, m.scores.data(), ctx);
     float* tmp = m.tmp.data();
     linear(m, L[1], ctx, tmp);
     lora_delta(ad, l, 3, ctx, Q, tmp, H);
@@ -729,6 +919,7 @@ napi_value CreateModel(napi_env env, napi_callback_info info) {
     napi_value options = argc > 2 ? argv[2] : nullptr;
     m->isa = isa_from(env, options);
     m->dots = dot_fn(m->isa);
+    m->attn = attn_kernels(m->isa, c.head_dim);
     int threads = 1;
     bool huge_pages = true;
     if (options) {
@@ -785,7 +976,7 @@ napi_value CreateModel(napi_env env, napi_callback_info info) {
         m->sin_q[at] = (float)((double)m->sin_k[at] * qs);
       }
     m->x.resize(H), m->h.resize(H), m->tmp.resize(H), m->qkv.resize(Q + 2 * W), m->ctx.resize(Q);
-    m->gu.resize(2 * I), m->act.resize(I), m->scores.resize(c.max_pos);
+    m->gu.resize(2 * I), m->act.resize(I), m->scores.resize((size_t)c.heads * c.max_pos);
     m->aq = aligned<uint8_t>((size_t)((std::max({H, Q, I}) + 63) & ~63));
     m->acc.resize(std::max({Q + 2 * W, 2 * I, H, c.vocab}));
     m->pool = std::make_unique<Pool>(threads);
