@@ -20,17 +20,20 @@
  *            --clients-in-process (the HTTP clients on the gateway's thread, not their own: their
  *            work then shows in the event-loop delay)  --prefill mixed|separate (override the configs' mode)
  *            --no-slot-files (cold loads decode the PEFT files, GATEWAY_ADAPTER_SLOT_FILES=false)
- *            --step-trace (the 12 slowest requests' steps: kind of each, where the load landed, admission)
+ *            --step-trace (the 12 slowest requests' steps: kind of each, where the load landed, admission, ms;
+ *            per arm, prefill and decode steps split: runtime prepare/run, copies, load-thread time and GC
+ *            during each, the slowest prefill steps)  --step-trace-file PATH (also every step as JSON lines)
  *            --max-prefill-tokens N (GATEWAY_MAX_PREFILL_TOKENS: the per-step prefill budget, padded; 0 = none)
  *            --restart (after the measured slices: close the gateway, start it again on the same data and
  *            run one Zipf slice right away: `restart` in the JSON)  --no-hot-set (GATEWAY_HOT_SET=false: the
  *            restarted gateway's RAM tier starts empty instead of warming the saved hot set)
  */
 import { createHash } from "node:crypto";
+import { appendFileSync } from "node:fs";
 import { access, link, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { monitorEventLoopDelay } from "node:perf_hooks";
+import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
 import { OPEN } from "@openledger/chain";
 import { startLocalChain } from "@openledger/chain/testing";
@@ -95,7 +98,9 @@ if (!Number.isInteger(MAX_PREFILL_TOKENS) || MAX_PREFILL_TOKENS < 0) {
   throw new Error("--max-prefill-tokens must be an integer >= 0");
 }
 /** The slowest requests' steps from arrival to first token, each step's rows (prefill p / decode d), L = the load landed, A = admitted. */
-const STEP_TRACE = args.includes("--step-trace");
+const STEP_TRACE = args.includes("--step-trace") || args.includes("--step-trace-file");
+/** --step-trace-file PATH: every traced step of every arm (StepRecord + load/GC overlap) as JSON lines. */
+const STEP_TRACE_FILE = args.includes("--step-trace-file") ? argStr("--step-trace-file", "") : "";
 /**
  * BENCH_GATEWAY_BASELINE=1: the request path as before 2026-12-05 (every admission that finds no
  * fresh escrow balance reads its own, Billing.shareBalanceReads = false; one admission statement
@@ -211,6 +216,25 @@ interface Run {
   };
   /** Wall time of the Zipf arm's cold loads (read, decode, slot layout on the load threads). */
   coldLoadMs: { count: number; p50: number; p99: number; max: number; fromSlotFiles: number };
+}
+
+/** --step-trace: one engine step as the engine and the runtime thread saw it. */
+interface StepRecord {
+  step: number;
+  /** Rows: `<prefill>p<decode>d`. */
+  kind: string;
+  distinct: number;
+  startedAt: number;
+  /** The engine's time for the step (post, runtime thread, reply, commit). */
+  ms: number;
+  /** The runtime thread's split (StepTimings). */
+  prepareMs: number;
+  runMs: number;
+  copies: number;
+  /** Stack entries the step's runs read that no row uses (StepTimings.unusedAdapterReads). */
+  unusedReads: number;
+  runs: number;
+  rebuilt: boolean;
 }
 
 interface RuntimeSplit {
@@ -763,7 +787,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
                   debug: Array.from(
                     { length: (t.firstTokenStep ?? 0) - t.queuedStep + 1 },
                     (_, k) =>
-                      `${t.queuedStep + k}:${stepKinds.get(t.queuedStep + k)}${t.queuedStep + k === l.endStep ? "L" : ""}${t.queuedStep + k === t.admittedStep ? "A" : ""}`,
+                      `${t.queuedStep + k}:${stepKinds.get(t.queuedStep + k)}${t.queuedStep + k === l.endStep ? "L" : ""}${t.queuedStep + k === t.admittedStep ? "A" : ""}(${stepRecords.get(t.queuedStep + k)?.ms.toFixed(0) ?? "-"})`,
                   ).join(" "),
                 }
               : {}),
@@ -776,10 +800,34 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
   const rt = { steps: 0, prepareMs: 0, runMs: 0, runs: 0, rebuilds: 0, adapterCopies: 0, unusedReads: 0 };
   const onStep = host.hooks.onStep;
   const stepKinds = new Map<number, string>();
+  // --step-trace: every step's own record (see StepRecord), and the main thread's GC pauses.
+  const stepRecords = new Map<number, StepRecord>();
+  const gcPauses: { at: number; ms: number }[] = [];
+  const gcObserver = STEP_TRACE
+    ? new PerformanceObserver((list) => {
+        for (const e of list.getEntries()) gcPauses.push({ at: e.startTime, ms: e.duration });
+      })
+    : undefined;
+  gcObserver?.observe({ entryTypes: ["gc"] });
   host.hooks.onStep = (st) => {
     onStep(st);
-    if (STEP_TRACE) stepKinds.set(st.step, `${st.prefillRows}p${st.decodeRows}d`);
     const t = host.runtime.lastTimings;
+    if (STEP_TRACE) {
+      stepKinds.set(st.step, `${st.prefillRows}p${st.decodeRows}d`);
+      stepRecords.set(st.step, {
+        step: st.step,
+        kind: `${st.prefillRows}p${st.decodeRows}d`,
+        distinct: st.distinctAdapters,
+        startedAt: st.startedAt,
+        ms: st.durationMs,
+        prepareMs: t.prepareMs,
+        runMs: t.runMs,
+        copies: t.adapterCopies,
+        unusedReads: t.unusedAdapterReads,
+        runs: t.runs,
+        rebuilt: t.kvRebuilt,
+      });
+    }
     rt.steps += 1;
     rt.prepareMs += t.prepareMs;
     rt.runMs += t.runMs;
@@ -790,6 +838,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
   };
   // Wall time of each cold load (disk read, decode and slot layout on the load threads).
   const loadMs: number[] = [];
+  const loadSpans: { startAt: number; endAt: number }[] = [];
   const poolLoad = host.loadPool.load.bind(host.loadPool);
   host.loadPool.load = async (dir) => {
     const t = performance.now();
@@ -798,6 +847,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     } finally {
       const endAt = performance.now();
       loadMs.push(endAt - t);
+      if (STEP_TRACE) loadSpans.push({ startAt: t, endAt });
       const started = loadingDirs.get(dir);
       loadingDirs.delete(dir);
       if (started) {
@@ -832,6 +882,8 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     /** Cold loads read from slot files (the rest decoded the PEFT files). */
     slotFileLoads: number;
     rt: typeof rt;
+    /** Scheduler step ids [from, to) of each slice (--step-trace reads their StepRecords). */
+    stepRanges: [number, number][];
   }
   const empty = (): Acc => ({
     mainCpuMs: 0,
@@ -850,6 +902,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     loadMs: [],
     slotFileLoads: 0,
     rt: { steps: 0, prepareMs: 0, runMs: 0, runs: 0, rebuilds: 0, adapterCopies: 0, unusedReads: 0 },
+    stepRanges: [],
   });
   /** One slice of a load (requests offset..offset+count), added to `acc`. */
   const slice = async (acc: Acc, pick: (i: number) => string, offset: number, count: number) => {
@@ -876,6 +929,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     const after = stepTotals();
     const schedAfter = host.scheduler.stats();
     const cacheAfter = host.cache.metrics();
+    acc.stepRanges.push([schedBefore.step + 1, schedAfter.step + 1]);
     if (r.errors) throw new Error(`${r.errors} requests failed: ${r.failures.join("; ")}`);
     log(
       `  slice: ${r.tokens} tokens in ${r.seconds.toFixed(1)} s, ${after.steps - before.steps} steps, ` +
@@ -897,6 +951,54 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     acc.loads += cacheAfter.ram.loads - cacheBefore.ram.loads;
     acc.slotMisses += cacheAfter.slots.misses - cacheBefore.slots.misses;
     acc.rss = Math.max(acc.rss, peakRss, process.memoryUsage().rss);
+  };
+  /** --step-trace: the arm's prefill and decode steps, where their time went, and the slowest prefill steps. */
+  const traceSteps = (label: string, acc: Acc) => {
+    const recs: (StepRecord & { loadMs: number; landed: number; gcMs: number; gapMs: number })[] = [];
+    for (const [from, to] of acc.stepRanges) {
+      let prevEnd: number | undefined;
+      for (let id = from; id < to; id++) {
+        const r = stepRecords.get(id);
+        if (r === undefined) continue;
+        const end = r.startedAt + r.ms;
+        const overlap = (a: number, b: number) => Math.max(0, Math.min(b, end) - Math.max(a, r.startedAt));
+        recs.push({
+          ...r,
+          loadMs: loadSpans.reduce((n, l) => n + overlap(l.startAt, l.endAt), 0),
+          landed: loadSpans.filter((l) => l.endAt >= r.startedAt && l.endAt < end).length,
+          gcMs: gcPauses.reduce((n, g) => n + overlap(g.at, g.at + g.ms), 0),
+          gapMs: prevEnd === undefined ? 0 : r.startedAt - prevEnd,
+        });
+        prevEnd = end;
+      }
+    }
+    if (STEP_TRACE_FILE)
+      appendFileSync(STEP_TRACE_FILE, recs.map((r) => `${JSON.stringify({ arm: label, ...r })}\n`).join(""));
+    const fmt = (xs: number[]) =>
+      [50, 99].map((q) => percentile(xs, q).toFixed(1)).join("/") + `/${Math.max(0, ...xs).toFixed(1)}`;
+    for (const [kind, sel] of [
+      ["prefill", (r: StepRecord) => !r.kind.startsWith("0p")],
+      ["decode", (r: StepRecord) => r.kind.startsWith("0p")],
+    ] as const) {
+      const xs = recs.filter(sel);
+      log(
+        `${name} ${label}: ${xs.length} ${kind} steps p50/p99/max: step ${fmt(xs.map((r) => r.ms))} ms = ` +
+          `prepare ${fmt(xs.map((r) => r.prepareMs))} + run ${fmt(xs.map((r) => r.runMs))} + ` +
+          `outside the runtime ${fmt(xs.map((r) => r.ms - r.prepareMs - r.runMs))} ms; copies ${fmt(xs.map((r) => r.copies))}, ` +
+          `distinct ${fmt(xs.map((r) => r.distinct))}, load-thread ms during it ${fmt(xs.map((r) => r.loadMs))}, ` +
+          `loads landed ${fmt(xs.map((r) => r.landed))}, main GC ms ${fmt(xs.map((r) => r.gcMs))}, gap before ${fmt(xs.map((r) => r.gapMs))} ms`,
+      );
+    }
+    for (const r of recs
+      .filter((x) => !x.kind.startsWith("0p"))
+      .sort((x, y) => y.ms - x.ms)
+      .slice(0, 6)) {
+      log(
+        `  slow step ${r.step} ${r.kind} ${r.distinct} adapters: ${r.ms.toFixed(0)} ms (prepare ${r.prepareMs.toFixed(1)}, run ${r.runMs.toFixed(1)}, ` +
+          `${r.runs} runs${r.rebuilt ? ", KV rebuilt" : ""}, ${r.copies} copies, ${r.unusedReads} unused reads), load-thread ms ${r.loadMs.toFixed(0)}, ` +
+          `${r.landed} loads landed, main GC ${r.gcMs.toFixed(1)} ms, gap before ${r.gapMs.toFixed(1)} ms`,
+      );
+    }
   };
   const summary = (label: string, acc: Acc) => {
     const out = {
@@ -947,6 +1049,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     );
     for (const r of [...acc.reqs].sort((x, y) => y.ttftMs - x.ttftMs).slice(0, STEP_TRACE ? 12 : 3))
       log(`  slow: ${describeRequest(r)}`);
+    if (STEP_TRACE) traceSteps(label, acc);
     log(
       `${name} ${label}: ${acc.tokens} tokens in ${acc.seconds.toFixed(1)} s = ${out.tokPerSec.toFixed(0)} tok/s, ` +
         `TTFT p50 ${out.p50.toFixed(0)} ms p99 ${out.p99.toFixed(0)} ms, distinct/step ${out.distinct.toFixed(1)}, ` +
@@ -1096,6 +1199,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
       }
     }
   } finally {
+    gcObserver?.disconnect();
     clearInterval(sampler);
     await clients.close();
     if (!appClosed) await app.close();
