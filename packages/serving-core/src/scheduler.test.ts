@@ -348,6 +348,62 @@ test("separate mode: only requests held back by their adapter's load ride a deco
   );
 });
 
+test("separate mode: the rest of a wave rides the decode step of the wave's first rows", async () => {
+  const loader = new DeferredLoader();
+  const { scheduler, step } = makeStack({
+    loader,
+    scheduler: { prefillMode: "separate", costModel: "padded" },
+  });
+  const submit = (id: string, adapterId: string | null, maxNewTokens = 30) =>
+    scheduler.submit({ id, account: "a", adapterId, promptTokens: prompt(4), maxNewTokens });
+  // An idle engine: the wave's first arrival starts a prefill step on its own...
+  submit("w0", null);
+  assert.deepEqual(
+    step().plan.batch.rows.map((r) => r.seqId),
+    ["w0"],
+  );
+  // ...the rest of the wave arrives during it, one of them on an adapter still loading.
+  submit("w1", null);
+  submit("w2", null);
+  submit("c", "x");
+  const p2 = step().plan;
+  assert.deepEqual(
+    p2.batch.decode.map((r) => r.seqId),
+    ["w0"],
+    "the first row decodes",
+  );
+  assert.deepEqual(
+    p2.batch.prefill.map((r) => r.seqId),
+    ["w1", "w2"],
+    "the ready arrivals ride beside it instead of waiting a decode step for it",
+  );
+  loader.complete("x");
+  await flush();
+  const p3 = step().plan;
+  assert.deepEqual(
+    p3.batch.rows.map((r) => r.seqId),
+    ["c"],
+    "the load landed: a prefill step for c (the decode rows decoded in the step before)",
+  );
+  // The running batch now holds sequences past their first token: arrivals wait for a prefill
+  // step again, and the decode rows decode at least every other step.
+  const p4 = step().plan;
+  assert.deepEqual(p4.batch.decode.map((r) => r.seqId).sort(), ["c", "w0", "w1", "w2"]);
+  submit("late", null);
+  assert.deepEqual(
+    step().plan.batch.rows.map((r) => r.seqId),
+    ["late"],
+  );
+  submit("later", null);
+  const p6 = step().plan;
+  assert.deepEqual(p6.batch.prefill, [], "later does not ride: the batch is not one fresh wave");
+  assert.equal(p6.batch.decode.length, 5);
+  assert.deepEqual(
+    step().plan.batch.rows.map((r) => r.seqId),
+    ["later"],
+  );
+});
+
 test("prefetch counts only cold adapters: resident ones ahead in fair order do not hold back the loads behind them", async () => {
   const loader = new DeferredLoader();
   const { scheduler, step, cache } = makeStack({

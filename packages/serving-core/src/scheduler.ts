@@ -279,8 +279,9 @@ export class Scheduler<C = unknown, W = unknown> {
    * prefill step: 2 steps after the load landed, on top of the load. The decode step right
    * after admits those requests if their adapter is ready by then (their prompt rows run beside
    * the decode rows, as in mixed mode), so a load costs its own time and at most one step.
-   * Requests that arrived during the prefill step are not affected: they wait, as before, for
-   * the next prefill step, and the decode rows still decode at least every other step.
+   * Requests that arrived during the prefill step wait, as before, for the next prefill step
+   * (unless that prefill step started the whole running batch: see `freshWave` in schedule()),
+   * and the decode rows still decode at least every other step.
    */
   #heldByLoad = new Set<string>();
   #lastSweep = 0;
@@ -512,8 +513,16 @@ export class Scheduler<C = unknown, W = unknown> {
     const mixed = this.#o.prefillMode === "mixed";
     // Separate mode, a decode step right after a prefill step: requests that prefill step
     // passed over because their adapter was still loading, and whose load has landed since,
-    // ride along (see #heldByLoad).
-    const riding = !mixed && decoding.length > 0 && this.#lastStepPrefill && this.#heldByLoad.size > 0;
+    // ride along (see #heldByLoad). When that prefill step started the whole running batch (every
+    // running sequence decodes its first token now: a wave of arrivals whose first few started
+    // alone), every waiting request whose adapter is ready rides too: the rest of the wave joins
+    // its first rows instead of waiting a decode step for them and then a prefill step of its own.
+    const freshWave =
+      decoding.length > 0 &&
+      decoding.length === this.#running.length &&
+      decoding.every((seq) => seq.generated === 1);
+    const riding =
+      !mixed && decoding.length > 0 && this.#lastStepPrefill && (this.#heldByLoad.size > 0 || freshWave);
     // Decode rows first: one token each, and maxRunning <= maxBatchTokens guarantees they fit.
     if (mixed || riding) for (const seq of decoding) this.#addRow(plan, seq, 1, budget);
     const heldByLoad = new Set<string>();
@@ -529,7 +538,7 @@ export class Scheduler<C = unknown, W = unknown> {
       // ...then new sequences.
       this.#admit(plan, budget, undefined, heldByLoad);
     } else if (riding) {
-      this.#admit(plan, budget, this.#heldByLoad, undefined);
+      this.#admit(plan, budget, freshWave ? undefined : this.#heldByLoad, undefined);
     }
     if (!mixed) {
       if (riding) this.#lastStepPrefill = false;
