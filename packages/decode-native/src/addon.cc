@@ -384,22 +384,25 @@ __attribute__((target("avx2"))) void scores_avx2(const float* q, int heads, int 
     const float* kb = K + (size_t)j0 * W;
     if (j0 + ahead + 8 <= n)
       for (int off = 0; off < 8 * W; off += 16) _mm_prefetch((const char*)(kb + (size_t)ahead * W + off), _MM_HINT_T0);
-    for (int h = 0; h < heads; h++) {
-      const float* qh = q + h * D;
-      const float* kh = kb + (h / G) * D;
-      __m256 a[8];
-      for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_ps();
-      for (int c = 0; c < D; c += 8) {
-        const __m256 qc = _mm256_loadu_ps(qh + c);
-        for (int r = 0; r < 8; r++)
-          a[r] = _mm256_add_ps(a[r], _mm256_mul_ps(qc, _mm256_loadu_ps(kh + (size_t)r * W + c)));
+    // KV head by KV head, then its G query heads (h / G in the loop cost an integer division per head).
+    for (int g = 0, h = 0; g < heads / G; g++) {
+      const float* kh = kb + g * D;
+      for (int e = 0; e < G; e++, h++) {
+        const float* qh = q + h * D;
+        __m256 a[8];
+        for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_ps();
+        for (int c = 0; c < D; c += 8) {
+          const __m256 qc = _mm256_loadu_ps(qh + c);
+          for (int r = 0; r < 8; r++)
+            a[r] = _mm256_add_ps(a[r], _mm256_mul_ps(qc, _mm256_loadu_ps(kh + (size_t)r * W + c)));
+        }
+        __m256 x[4];
+        for (int r = 0; r < 4; r++)
+          x[r] = _mm256_add_ps(_mm256_permute2f128_ps(a[r], a[r + 4], 0x20),
+                               _mm256_permute2f128_ps(a[r], a[r + 4], 0x31));
+        _mm256_storeu_ps(sc + (size_t)h * n + j0,
+                         _mm256_hadd_ps(_mm256_hadd_ps(x[0], x[1]), _mm256_hadd_ps(x[2], x[3])));
       }
-      __m256 x[4];
-      for (int r = 0; r < 4; r++)
-        x[r] = _mm256_add_ps(_mm256_permute2f128_ps(a[r], a[r + 4], 0x20),
-                             _mm256_permute2f128_ps(a[r], a[r + 4], 0x31));
-      _mm256_storeu_ps(sc + (size_t)h * n + j0,
-                       _mm256_hadd_ps(_mm256_hadd_ps(x[0], x[1]), _mm256_hadd_ps(x[2], x[3])));
     }
   }
   // Explicit: GCC left the upper halves dirty on an exit path, and the baseline (SSE) code after it then
@@ -519,12 +522,19 @@ AttnKernels attn_kernels(Isa isa, int D) {
 void softmax_rows(float* sc, int rows, int n) {
   for (int h = 0; h < rows; h++) {
     float* s = sc + (size_t)h * n;
+    // The max in 8 lanes, so the compiler vectorizes it (a max is exact: any order gives the same value,
+    // up to the sign of a zero, which s - max does not see).
+    float lane[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+      for (int i = 0; i < 8; i++) lane[i] = std::max(lane[i], s[j + i]);
     float mx = -INFINITY;
-    for (int j = 0; j < n; j++) mx = std::max(mx, s[j]);
+    for (; j < n; j++) mx = std::max(mx, s[j]);
+    for (int i = 0; i < 8; i++) mx = std::max(mx, lane[i]);
     float sum = 0;
-    for (int j = 0; j < n; j++) sum += (s[j] = std::exp(s[j] - mx));
+    for (j = 0; j < n; j++) sum += (s[j] = std::exp(s[j] - mx));
     const float inv = 1.f / sum;
-    for (int j = 0; j < n; j++) s[j] *= inv;
+    for (j = 0; j < n; j++) s[j] *= inv;
   }
 }
 
