@@ -5,8 +5,10 @@
  * alternates between two disjoint sets each round, so every prompt run meets adapters it has not
  * stacked, as the gateway's Zipf traffic does), and over ROWS distinct ones on every other slot
  * ("spread": the slots a run reads as one range of the slot stack hold as many adapters it does not
- * use, between its own, as in a slot table whose LRU keeps idle adapters among the running ones).
- * Arms interleaved, order rotated per round; medians.
+ * use, between its own, as in a slot table whose LRU keeps idle adapters among the running ones),
+ * and over fewer adapters with Zipf-like shares ("skewed": 14 rows as 5, 3, 2, 1, 1, 1, 1 over 7
+ * adapters; the graph pads every adapter's segment to the longest, so its LoRA MatMuls run 7 x 40
+ * rows for the step's 112 prompt tokens). Arms interleaved, order rotated per round; medians.
  * Per arm: prefill step ms (the runtime's feed preparation vs onnxruntime's run), adapter copies,
  * decode step ms, and per wave (its prefill and decode steps) feed preparation ms and adapter copies.
  * `--profile`: each arm once more under onnxruntime's profiler, kernel ms per op type per prefill
@@ -42,7 +44,7 @@ const MODE = argValue(args, "--mode", "segment") as "segment" | "row";
 const PROFILE = args.includes("--profile");
 const log = (m: string) => process.stderr.write(`[bench:lora-step] ${m}\n`);
 
-const ARMS = ["one", "many", "spread"] as const;
+const ARMS = ["one", "many", "spread", "skewed"] as const;
 type Arm = (typeof ARMS)[number];
 const config = SMOLLM_135M_CONFIG;
 log(
@@ -67,9 +69,21 @@ const create = async (extra: RuntimeOptions = {}) => {
   return rt;
 };
 
+/** Row i's adapter in the "skewed" arm: shares 5/14, 3/14, 2/14 of the rows, then one row each. */
+const skewedAdapter = (i: number) => {
+  const bounds = [5, 8, 10].map((b) => Math.round((b * ROWS) / 14));
+  const k = bounds.findIndex((b) => i < b);
+  return k >= 0 ? k : 3 + i - bounds[2]!;
+};
 const slotsOf = (arm: Arm, r: number) =>
   Array.from({ length: ROWS }, (_, i) =>
-    arm === "one" ? 1 + (r % 2) * ROWS : arm === "many" ? 1 + i + (r % 2) * ROWS : 1 + 2 * i + (r % 2),
+    arm === "one"
+      ? 1 + (r % 2) * ROWS
+      : arm === "many"
+        ? 1 + i + (r % 2) * ROWS
+        : arm === "spread"
+          ? 1 + 2 * i + (r % 2)
+          : 1 + skewedAdapter(i) + (r % 2) * ROWS,
   );
 
 interface Sample {
@@ -132,7 +146,8 @@ const rt = await create();
 await once(rt, "one", 0); // warm-up
 await once(rt, "many", 1);
 await once(rt, "spread", 0);
-const samples: Record<Arm, Sample[]> = { one: [], many: [], spread: [] };
+await once(rt, "skewed", 1);
+const samples: Record<Arm, Sample[]> = { one: [], many: [], spread: [], skewed: [] };
 for (let r = 0; r < ROUNDS; r++) {
   for (let k = 0; k < ARMS.length; k++) {
     const arm = ARMS[(r + k) % ARMS.length]!;
@@ -209,6 +224,8 @@ const out = {
     decode: round((summary.many.decodeStepMs as number) / (summary.one.decodeStepMs as number), 2),
     spreadPrefill: round((summary.spread.prefillMs as number) / (summary.one.prefillMs as number), 2),
     spreadDecode: round((summary.spread.decodeStepMs as number) / (summary.one.decodeStepMs as number), 2),
+    skewedPrefill: round((summary.skewed.prefillMs as number) / (summary.one.prefillMs as number), 2),
+    skewedDecode: round((summary.skewed.decodeStepMs as number) / (summary.one.decodeStepMs as number), 2),
   },
   profiles,
 };
@@ -230,6 +247,6 @@ else {
       console.log(`  ${o.op.padEnd(28)} ${String(o.ms).padStart(8)} ms  x${o.nodes}`);
   }
   console.log(
-    `ratios many/one: prefill ${out.ratios.prefill}, decode ${out.ratios.decode}; spread/one: prefill ${out.ratios.spreadPrefill}, decode ${out.ratios.spreadDecode}; load ${out.loadAverage}`,
+    `ratios many/one: prefill ${out.ratios.prefill}, decode ${out.ratios.decode}; spread/one: prefill ${out.ratios.spreadPrefill}, decode ${out.ratios.spreadDecode}; skewed/one: prefill ${out.ratios.skewedPrefill}, decode ${out.ratios.skewedDecode}; load ${out.loadAverage}`,
   );
 }
