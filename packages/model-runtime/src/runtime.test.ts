@@ -418,7 +418,7 @@ test("merged-weights baseline: AdapterMerger + external weights equal the in-gra
   await merged.dispose();
 });
 
-test("adapter sets changing between steps (append, swap-remove, empty, replace) stay exact", async () => {
+test("adapter sets changing between steps (new, dropped, empty, replaced) stay exact", async () => {
   const r = await ModelRuntime.create(model, { slots: 7, rankBuckets: [8], intraOpThreads: 2 });
   const adapters = [1, 2, 3, 4, 5, 6].map((i) =>
     generateRandomAdapter(TINY_CONFIG, { rank: 1 + (i % 8), seed: `c${i}` }),

@@ -815,8 +815,8 @@ export class ModelRuntime implements StepRuntime {
   }
 
   /**
-   * Per rank bucket: the distinct slots of this step, sorted, each with the token indices
-   * of its rows (its segment). The stacked A/B of those slots are cached until the set changes.
+   * Per rank bucket: the distinct slots of this step, each with the token indices of its rows
+   * (its segment), and the range of the bucket's slot stack that holds them (`slotRange`).
    */
   private addLoraFeeds(feeds: Record<string, ort.Tensor>, rows: StepRow[], T: number): void {
     const N = rows.length * T;
