@@ -233,6 +233,8 @@ interface StepRecord {
   copies: number;
   /** Stack entries the step's runs read that no row uses (StepTimings.unusedAdapterReads). */
   unusedReads: number;
+  /** Adapters written into device slots for this step (each a copy on the runtime thread before it runs). */
+  slotWrites: number;
   runs: number;
   rebuilt: boolean;
 }
@@ -809,10 +811,16 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
       })
     : undefined;
   gcObserver?.observe({ entryTypes: ["gc"] });
+  let slotWritesSeen = 0;
   host.hooks.onStep = (st) => {
     onStep(st);
     const t = host.runtime.lastTimings;
     if (STEP_TRACE) {
+      // Slot writes since the last step: planned with this step, the runtime thread copies each
+      // adapter into its slot entry before it runs the step (outside prepareMs).
+      const misses = host.cache.metrics().slots.misses;
+      const slotWrites = misses - slotWritesSeen;
+      slotWritesSeen = misses;
       stepKinds.set(st.step, `${st.prefillRows}p${st.decodeRows}d`);
       stepRecords.set(st.step, {
         step: st.step,
@@ -824,6 +832,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
         runMs: t.runMs,
         copies: t.adapterCopies,
         unusedReads: t.unusedAdapterReads,
+        slotWrites,
         runs: t.runs,
         rebuilt: t.kvRebuilt,
       });
@@ -984,7 +993,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
       log(
         `${name} ${label}: ${xs.length} ${kind} steps p50/p99/max: step ${fmt(xs.map((r) => r.ms))} ms = ` +
           `prepare ${fmt(xs.map((r) => r.prepareMs))} + run ${fmt(xs.map((r) => r.runMs))} + ` +
-          `outside the runtime ${fmt(xs.map((r) => r.ms - r.prepareMs - r.runMs))} ms; copies ${fmt(xs.map((r) => r.copies))}, ` +
+          `outside the runtime ${fmt(xs.map((r) => r.ms - r.prepareMs - r.runMs))} ms; slot writes ${fmt(xs.map((r) => r.slotWrites))}, copies ${fmt(xs.map((r) => r.copies))}, ` +
           `distinct ${fmt(xs.map((r) => r.distinct))}, load-thread ms during it ${fmt(xs.map((r) => r.loadMs))}, ` +
           `loads landed ${fmt(xs.map((r) => r.landed))}, main GC ms ${fmt(xs.map((r) => r.gcMs))}, gap before ${fmt(xs.map((r) => r.gapMs))} ms`,
       );
@@ -995,7 +1004,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
       .slice(0, 6)) {
       log(
         `  slow step ${r.step} ${r.kind} ${r.distinct} adapters: ${r.ms.toFixed(0)} ms (prepare ${r.prepareMs.toFixed(1)}, run ${r.runMs.toFixed(1)}, ` +
-          `${r.runs} runs${r.rebuilt ? ", KV rebuilt" : ""}, ${r.copies} copies, ${r.unusedReads} unused reads), load-thread ms ${r.loadMs.toFixed(0)}, ` +
+          `${r.runs} runs${r.rebuilt ? ", KV rebuilt" : ""}, ${r.copies} copies, ${r.unusedReads} unused reads, ${r.slotWrites} slot writes), load-thread ms ${r.loadMs.toFixed(0)}, ` +
           `${r.landed} loads landed, main GC ${r.gcMs.toFixed(1)} ms, gap before ${r.gapMs.toFixed(1)} ms`,
       );
     }
