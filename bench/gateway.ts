@@ -235,6 +235,8 @@ interface StepRecord {
   unusedReads: number;
   /** Adapters written into device slots for this step (each a copy on the runtime thread before it runs). */
   slotWrites: number;
+  /** Runtime-thread ms writing loaded adapters into slot-stack entries just before the step (StepTimings.slotWriteMs). */
+  slotWriteMs: number;
   runs: number;
   rebuilt: boolean;
 }
@@ -247,6 +249,8 @@ interface RuntimeSplit {
   adapterCopiesPerStep: number;
   /** Stack entries read by the LoRA MatMuls that no row of the run uses (gaps in the slot ranges). */
   unusedAdapterReadsPerStep: number;
+  /** Runtime-thread ms per step writing loaded adapters into their slot-stack entries (between steps). */
+  slotWriteMsPerStep: number;
 }
 
 /** One request as both sides saw it: the client's times and the gateway's own (scheduler) timings. */
@@ -799,7 +803,16 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
   };
   // The runtime thread's own split of each step: outside onnxruntime (feeds: KV copies, the LoRA
   // stacks) vs inside it, session runs, KV rebuilds.
-  const rt = { steps: 0, prepareMs: 0, runMs: 0, runs: 0, rebuilds: 0, adapterCopies: 0, unusedReads: 0 };
+  const rt = {
+    steps: 0,
+    prepareMs: 0,
+    runMs: 0,
+    runs: 0,
+    rebuilds: 0,
+    adapterCopies: 0,
+    unusedReads: 0,
+    slotWriteMs: 0,
+  };
   const onStep = host.hooks.onStep;
   const stepKinds = new Map<number, string>();
   // --step-trace: every step's own record (see StepRecord), and the main thread's GC pauses.
@@ -833,6 +846,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
         copies: t.adapterCopies,
         unusedReads: t.unusedAdapterReads,
         slotWrites,
+        slotWriteMs: t.slotWriteMs,
         runs: t.runs,
         rebuilt: t.kvRebuilt,
       });
@@ -844,6 +858,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     rt.rebuilds += t.kvRebuilt ? 1 : 0;
     rt.adapterCopies += t.adapterCopies;
     rt.unusedReads += t.unusedAdapterReads;
+    rt.slotWriteMs += t.slotWriteMs;
   };
   // Wall time of each cold load (disk read, decode and slot layout on the load threads).
   const loadMs: number[] = [];
@@ -910,7 +925,16 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     reqs: [],
     loadMs: [],
     slotFileLoads: 0,
-    rt: { steps: 0, prepareMs: 0, runMs: 0, runs: 0, rebuilds: 0, adapterCopies: 0, unusedReads: 0 },
+    rt: {
+      steps: 0,
+      prepareMs: 0,
+      runMs: 0,
+      runs: 0,
+      rebuilds: 0,
+      adapterCopies: 0,
+      unusedReads: 0,
+      slotWriteMs: 0,
+    },
     stepRanges: [],
   });
   /** One slice of a load (requests offset..offset+count), added to `acc`. */
@@ -993,7 +1017,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
       log(
         `${name} ${label}: ${xs.length} ${kind} steps p50/p99/max: step ${fmt(xs.map((r) => r.ms))} ms = ` +
           `prepare ${fmt(xs.map((r) => r.prepareMs))} + run ${fmt(xs.map((r) => r.runMs))} + ` +
-          `outside the runtime ${fmt(xs.map((r) => r.ms - r.prepareMs - r.runMs))} ms; slot writes ${fmt(xs.map((r) => r.slotWrites))}, copies ${fmt(xs.map((r) => r.copies))}, ` +
+          `outside the runtime ${fmt(xs.map((r) => r.ms - r.prepareMs - r.runMs))} ms; slot writes ${fmt(xs.map((r) => r.slotWrites))} taking ${fmt(xs.map((r) => r.slotWriteMs))} ms (sum ${xs.reduce((n, r) => n + r.slotWriteMs, 0).toFixed(0)}), copies ${fmt(xs.map((r) => r.copies))}, ` +
           `distinct ${fmt(xs.map((r) => r.distinct))}, load-thread ms during it ${fmt(xs.map((r) => r.loadMs))}, ` +
           `loads landed ${fmt(xs.map((r) => r.landed))}, main GC ms ${fmt(xs.map((r) => r.gcMs))}, gap before ${fmt(xs.map((r) => r.gapMs))} ms`,
       );
@@ -1004,7 +1028,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
       .slice(0, 6)) {
       log(
         `  slow step ${r.step} ${r.kind} ${r.distinct} adapters: ${r.ms.toFixed(0)} ms (prepare ${r.prepareMs.toFixed(1)}, run ${r.runMs.toFixed(1)}, ` +
-          `${r.runs} runs${r.rebuilt ? ", KV rebuilt" : ""}, ${r.copies} copies, ${r.unusedReads} unused reads, ${r.slotWrites} slot writes), load-thread ms ${r.loadMs.toFixed(0)}, ` +
+          `${r.runs} runs${r.rebuilt ? ", KV rebuilt" : ""}, ${r.copies} copies, ${r.unusedReads} unused reads, ${r.slotWrites} slot writes taking ${r.slotWriteMs.toFixed(1)} ms), load-thread ms ${r.loadMs.toFixed(0)}, ` +
           `${r.landed} loads landed, main GC ${r.gcMs.toFixed(1)} ms, gap before ${r.gapMs.toFixed(1)} ms`,
       );
     }
@@ -1031,6 +1055,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
         rebuildsPerStep: Number((acc.rt.rebuilds / Math.max(1, acc.rt.steps)).toFixed(2)),
         adapterCopiesPerStep: Number((acc.rt.adapterCopies / Math.max(1, acc.rt.steps)).toFixed(2)),
         unusedAdapterReadsPerStep: Number((acc.rt.unusedReads / Math.max(1, acc.rt.steps)).toFixed(2)),
+        slotWriteMsPerStep: Number((acc.rt.slotWriteMs / Math.max(1, acc.rt.steps)).toFixed(2)),
       },
       coldLoadMs: {
         count: acc.loadMs.length,

@@ -574,7 +574,10 @@ test("slot stacks: waves over many adapters in two rank buckets, slot reuse and 
   load(7, 13); // rank 6: bucket 8
   const after2 = [...after1.filter((id) => id !== "a6"), ...ids("c", 3)];
   await step(after2, wave("d", [7]));
+  // the slot write ran before this step, on this thread: the step reports its time; the next one none
+  assert.ok(r.lastTimings.slotWriteMs > 0);
   await step([...after2, "d0"], []);
+  assert.equal(r.lastTimings.slotWriteMs, 0);
   // the rank-4 stack grew past its first buffer of 4 entries (at the 5th write, views rebuilt)
   assert.deepEqual([r.slots.stack(4).capacity, r.slots.stack(8).capacity], [8, 4]);
   // a wave whose slots sit at the two ends of a stack reads the range between them, exact: 5

@@ -151,6 +151,11 @@ export interface StepTimings {
    * (segment mode; each costs about one read of an adapter by the LoRA MatMuls, not a copy).
    */
   unusedAdapterReads: number;
+  /**
+   * Ms this runtime's thread spent writing adapters into their slot-stack entries (`loadAdapter`)
+   * since its previous step began: loads handled between two steps delay the later one by this much.
+   */
+  slotWriteMs: number;
   /** True when the step ran in the native decode addon (`RuntimeOptions.nativeDecode`), not onnxruntime. */
   native: boolean;
 }
@@ -163,6 +168,7 @@ export const noStepYet = (): StepTimings => ({
   kvRebuilt: false,
   adapterCopies: 0,
   unusedAdapterReads: 0,
+  slotWriteMs: 0,
   native: false,
 });
 
@@ -310,6 +316,8 @@ export class ModelRuntime implements StepRuntime {
   /** Adapter copies into the LoRA stacks, and unused stack entries read, since the last step began (see StepTimings). */
   #adapterCopies = 0;
   #unusedReads = 0;
+  /** Ms spent in slot writes since the last step began (StepTimings.slotWriteMs). */
+  #slotWriteMs = 0;
 
   private readonly seqs = new Map<SeqId, SeqState>();
   readonly #samplers = new RowSamplers();
@@ -451,7 +459,9 @@ export class ModelRuntime implements StepRuntime {
     if (!this.loraEnabled) {
       throw new ModelRuntimeError("SLOT_OUT_OF_RANGE", "this runtime was built without LoRA (lora: false)");
     }
+    const t0 = performance.now();
     const bytes = this.slots.write(slot, adapter);
+    this.#slotWriteMs += performance.now() - t0;
     this.stackCache.clear();
     return bytes;
   }
@@ -500,6 +510,8 @@ export class ModelRuntime implements StepRuntime {
     const t0 = performance.now();
     this.#adapterCopies = 0;
     this.#unusedReads = 0;
+    const slotWriteMs = this.#slotWriteMs;
+    this.#slotWriteMs = 0;
     const c = this.model.config;
     const B = rows.length;
     if (B === 0) return [];
@@ -556,6 +568,7 @@ export class ModelRuntime implements StepRuntime {
         kvRebuilt,
         adapterCopies: 0,
         unusedAdapterReads: 0,
+        slotWriteMs,
         native: true,
       };
       return [logits];
@@ -624,6 +637,7 @@ export class ModelRuntime implements StepRuntime {
       kvRebuilt,
       adapterCopies: this.#adapterCopies,
       unusedAdapterReads: this.#unusedReads,
+      slotWriteMs,
       native: false,
     };
     return rows.map((row) => byId.get(row.seqId)!);
