@@ -926,7 +926,7 @@ async function simulate(config: ScenarioConfig, arrivals: Arrival[]) {
       assert.ok(prefillCost <= config.prefillBudget, `prefill cost ${prefillCost} > ${config.prefillBudget}`);
     }
     if (config.separate) {
-      // Only first chunks of sequences held back by a load ride along with decode rows.
+      // Only first chunks ride along with decode rows (load-held requests, or a fresh wave's rest).
       if (plan.batch.decode.length > 0)
         for (const r of plan.batch.prefill) assert.equal(r.position, 0, "prefill chunk in a decode step");
     }
