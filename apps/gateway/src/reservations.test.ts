@@ -508,7 +508,14 @@ test("over HTTP: a request in flight on one replica gets the same account a 402 
     { signal: controller.signal },
   );
   const chunks = stream[Symbol.asyncIterator]();
-  await chunks.next(); // headers and the first chunk: the request is running on replica one
+  // Until a chunk carries text: the request runs on replica one and has delivered output to bill
+  // (the first event, sent with the first token, carries none; on a loaded machine the abort below
+  // could otherwise land before any text went out, and then there is rightly nothing to bill).
+  for (;;) {
+    const next = await chunks.next();
+    assert.ok(!next.done, "the stream ended before any text");
+    if (next.value.choices[0]?.delta?.content) break;
+  }
   const [inFlight] = await reservedRows(account);
   assert.ok(inFlight, "replica one holds a reservation while the request runs");
 
