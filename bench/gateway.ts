@@ -591,6 +591,20 @@ class Clients {
 
 // ---------------------------------------------------------------- main
 
+/** The runtime thread's split of a slice's steps (summed from `StepTimings`), all zero. */
+function emptyRuntimeSplit() {
+  return {
+    steps: 0,
+    prepareMs: 0,
+    runMs: 0,
+    runs: 0,
+    rebuilds: 0,
+    adapterCopies: 0,
+    unusedReads: 0,
+    slotWriteMs: 0,
+  };
+}
+
 async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: ChainEnv): Promise<Run[]> {
   const cfg: LlamaConfig = name === "tiny" ? TINY_CONFIG : SMOLLM_135M_CONFIG;
   const load = LOAD[name];
@@ -803,16 +817,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
   };
   // The runtime thread's own split of each step: outside onnxruntime (feeds: KV copies, the LoRA
   // stacks) vs inside it, session runs, KV rebuilds.
-  const rt = {
-    steps: 0,
-    prepareMs: 0,
-    runMs: 0,
-    runs: 0,
-    rebuilds: 0,
-    adapterCopies: 0,
-    unusedReads: 0,
-    slotWriteMs: 0,
-  };
+  const rt = emptyRuntimeSplit();
   const onStep = host.hooks.onStep;
   const stepKinds = new Map<number, string>();
   // --step-trace: every step's own record (see StepRecord), and the main thread's GC pauses.
@@ -925,16 +930,7 @@ async function benchConfig(name: "tiny" | "smollm", workDir: string, chainEnv: C
     reqs: [],
     loadMs: [],
     slotFileLoads: 0,
-    rt: {
-      steps: 0,
-      prepareMs: 0,
-      runMs: 0,
-      runs: 0,
-      rebuilds: 0,
-      adapterCopies: 0,
-      unusedReads: 0,
-      slotWriteMs: 0,
-    },
+    rt: emptyRuntimeSplit(),
     stepRanges: [],
   });
   /** One slice of a load (requests offset..offset+count), added to `acc`. */
