@@ -312,7 +312,8 @@ test("a request whose adapter loads during a prefill step is admitted at the nex
   }
 });
 
-test("separate mode: only requests held back by their adapter's load ride a decode step", async () => {
+/** A separate-mode stack over a loader the test completes, and a submit of 4-token prompts for account "a". */
+function separateModeStack() {
   const loader = new DeferredLoader();
   const { scheduler, step } = makeStack({
     loader,
@@ -320,6 +321,11 @@ test("separate mode: only requests held back by their adapter's load ride a deco
   });
   const submit = (id: string, adapterId: string | null, maxNewTokens = 30) =>
     scheduler.submit({ id, account: "a", adapterId, promptTokens: prompt(4), maxNewTokens });
+  return { loader, step, submit };
+}
+
+test("separate mode: only requests held back by their adapter's load ride a decode step", async () => {
+  const { loader, step, submit } = separateModeStack();
   submit("d0", null);
   step(); // prefill d0
   step(); // d0 decodes
@@ -349,13 +355,7 @@ test("separate mode: only requests held back by their adapter's load ride a deco
 });
 
 test("separate mode: the rest of a wave rides the decode step of the wave's first rows", async () => {
-  const loader = new DeferredLoader();
-  const { scheduler, step } = makeStack({
-    loader,
-    scheduler: { prefillMode: "separate", costModel: "padded" },
-  });
-  const submit = (id: string, adapterId: string | null, maxNewTokens = 30) =>
-    scheduler.submit({ id, account: "a", adapterId, promptTokens: prompt(4), maxNewTokens });
+  const { loader, step, submit } = separateModeStack();
   // An idle engine: the wave's first arrival starts a prefill step on its own...
   submit("w0", null);
   assert.deepEqual(
